@@ -1,0 +1,6 @@
+//! Configuration: the YAML file, environment overrides, validation, and the
+//! dynamic (DCS) layer.
+
+pub mod types;
+
+pub use types::*;

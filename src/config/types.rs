@@ -1,0 +1,337 @@
+//! The typed form of a Patroni-compatible YAML configuration.
+//!
+//! These structs mirror Patroni's key names exactly so that an existing
+//! `patroni.yml` deserialises unchanged. Loading, environment overrides and
+//! validation live in sibling modules; this file only says what the shape is.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole local configuration of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Member name, unique within the cluster.
+    pub name: String,
+    /// Cluster name.
+    pub scope: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub restapi: RestApi,
+    /// The etcd v3 section. The seed's `etcd` (v2) section is read into this
+    /// field too and served over the v3 API.
+    #[serde(default, alias = "etcd")]
+    pub etcd3: Option<Etcd>,
+    #[serde(default)]
+    pub bootstrap: Option<Bootstrap>,
+    pub postgresql: Postgresql,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub ctl: Option<Ctl>,
+}
+
+pub fn default_namespace() -> String {
+    "/service".to_owned()
+}
+
+impl Config {
+    /// Base path of the cluster in the DCS: `/<namespace>/<scope>` with runs of
+    /// `/` collapsed, as Patroni does.
+    pub fn cluster_prefix(&self) -> String {
+        crate::dcs::keys::cluster_prefix(&self.namespace, &self.scope)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestApi {
+    pub listen: String,
+    pub connect_address: String,
+    #[serde(default)]
+    pub authentication: Option<Credentials>,
+    #[serde(default)]
+    pub certfile: Option<String>,
+    #[serde(default)]
+    pub keyfile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ctl {
+    #[serde(default)]
+    pub authentication: Option<Credentials>,
+    #[serde(default)]
+    pub insecure: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Credentials {
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `etcd3` (or legacy `etcd`) section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Etcd {
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub hosts: Option<HostList>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `hosts` may be a YAML list or a comma-separated string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HostList {
+    List(Vec<String>),
+    Csv(String),
+}
+
+impl Etcd {
+    /// Client endpoints (`http://host:port`), in the order given.
+    pub fn endpoints(&self) -> Vec<String> {
+        let protocol = self.protocol.clone().unwrap_or_else(|| "http".to_owned());
+        let mut raw: Vec<String> = Vec::new();
+        if let Some(url) = &self.url {
+            raw.push(url.clone());
+        }
+        match &self.hosts {
+            Some(HostList::List(v)) => raw.extend(v.iter().cloned()),
+            Some(HostList::Csv(s)) => raw.extend(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            ),
+            None => {}
+        }
+        if let Some(h) = &self.host {
+            raw.push(h.clone());
+        }
+        raw.into_iter()
+            .map(|h| {
+                let with_port = if h.contains("://") || has_port(&h) {
+                    h
+                } else {
+                    format!("{h}:2379")
+                };
+                if with_port.contains("://") {
+                    with_port
+                } else {
+                    format!("{protocol}://{with_port}")
+                }
+            })
+            .collect()
+    }
+}
+
+fn has_port(h: &str) -> bool {
+    h.rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// Initial dynamic configuration written to the `config` key. Kept as raw
+    /// JSON so that keys pgpilot does not interpret survive the round trip.
+    #[serde(default)]
+    pub dcs: serde_json::Value,
+    #[serde(default)]
+    pub initdb: Vec<InitdbOption>,
+    #[serde(default)]
+    pub pg_hba: Vec<String>,
+    #[serde(default)]
+    pub users: BTreeMap<String, BootstrapUser>,
+    #[serde(default, alias = "post_bootstrap")]
+    pub post_init: Option<String>,
+}
+
+/// One `bootstrap.initdb` entry: a bare flag or `{option: value}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InitdbOption {
+    Flag(String),
+    Valued(BTreeMap<String, serde_json::Value>),
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BootstrapUser {
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Postgresql {
+    /// `addr[,addr...]:port`; the first address is used for local connections.
+    pub listen: String,
+    pub connect_address: String,
+    pub data_dir: String,
+    #[serde(default)]
+    pub config_dir: Option<String>,
+    #[serde(default)]
+    pub bin_dir: Option<String>,
+    #[serde(default)]
+    pub pgpass: Option<String>,
+    #[serde(default = "default_database")]
+    pub database: String,
+    pub authentication: PgAuthentication,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub pg_hba: Vec<String>,
+    #[serde(default = "default_pg_ctl_timeout")]
+    pub pg_ctl_timeout: u64,
+    #[serde(default = "default_replica_methods")]
+    pub create_replica_methods: Vec<String>,
+    #[serde(default)]
+    pub use_pg_rewind: Option<bool>,
+    #[serde(default)]
+    pub remove_data_directory_on_rewind_failure: bool,
+    #[serde(default)]
+    pub remove_data_directory_on_diverged_timelines: bool,
+    #[serde(default)]
+    pub recovery_conf: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub custom_conf: Option<String>,
+    #[serde(default)]
+    pub callbacks: Callbacks,
+    #[serde(default)]
+    pub basebackup: Option<serde_json::Value>,
+}
+
+pub fn default_database() -> String {
+    "postgres".to_owned()
+}
+pub fn default_pg_ctl_timeout() -> u64 {
+    60
+}
+pub fn default_replica_methods() -> Vec<String> {
+    vec!["basebackup".to_owned()]
+}
+
+impl Postgresql {
+    /// Addresses and port of `listen`, e.g. `127.0.0.1,10.0.0.1:5432`.
+    pub fn listen_parts(&self) -> Option<(Vec<String>, u16)> {
+        let (addrs, port) = self.listen.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        let addrs = addrs
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect::<Vec<_>>();
+        (!addrs.is_empty()).then_some((addrs, port))
+    }
+
+    pub fn config_dir(&self) -> &str {
+        self.config_dir.as_deref().unwrap_or(&self.data_dir)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PgAuthentication {
+    #[serde(default)]
+    pub superuser: Credentials,
+    pub replication: Credentials,
+    #[serde(default)]
+    pub rewind: Option<Credentials>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Callbacks {
+    #[serde(default)]
+    pub on_start: Option<String>,
+    #[serde(default)]
+    pub on_stop: Option<String>,
+    #[serde(default)]
+    pub on_restart: Option<String>,
+    #[serde(default)]
+    pub on_reload: Option<String>,
+    #[serde(default)]
+    pub on_role_change: Option<String>,
+}
+
+/// Member tags. Unknown tags are kept and published verbatim.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Tags {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nofailover: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub noloadbalance: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub clonefrom: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nosync: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nostream: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicatefrom: Option<String>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Tags {
+    /// Whether this node may ever become primary on its own.
+    pub fn can_failover(&self) -> bool {
+        !self.nofailover && self.failover_priority.is_none_or(|p| p > 0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Log {
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// The dynamic (cluster-wide) settings pgpilot acts on, read from the DCS
+/// `config` key (or `bootstrap.dcs` before the cluster exists).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicConfig {
+    pub timing: Timing,
+    pub maximum_lag_on_failover: u64,
+    pub use_slots: bool,
+    pub use_pg_rewind: bool,
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    pub pause: bool,
+    /// The JSON as stored, for writing back and for `GET /config`.
+    pub raw: serde_json::Value,
+}
+
+/// The three settings every deadline derives from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub ttl: Duration,
+    pub loop_wait: Duration,
+    pub retry_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            ttl: Duration::from_secs(30),
+            loop_wait: Duration::from_secs(10),
+            retry_timeout: Duration::from_secs(10),
+        }
+    }
+}

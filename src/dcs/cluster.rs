@@ -1,0 +1,281 @@
+//! The cluster as one read of the DCS shows it (dcs-layout.md §2), parsed
+//! into types. Parsing is lenient where Patroni's readers are lenient.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::member::Member;
+
+/// A value together with the version a compare-and-swap must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: i64,
+}
+
+/// The holder of the leader key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leader {
+    pub name: String,
+    pub version: i64,
+    /// The session (etcd lease id) the key is attached to.
+    pub session: i64,
+}
+
+/// The `status` key: the leader's last published WAL position.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optime: Option<u64>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub slots: serde_json::Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retain_slots: Vec<String>,
+}
+
+impl Status {
+    /// Accept the JSON object form and the bare-integer form.
+    pub fn parse(raw: &str) -> Option<Status> {
+        let v: Value = serde_json::from_str(raw.trim()).ok()?;
+        match v {
+            Value::Number(n) => Some(Status {
+                optime: n.as_u64(),
+                ..Status::default()
+            }),
+            Value::Object(_) => serde_json::from_value(v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// A switchover/failover request. The DCS field is `member`; `{}` means none.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Failover {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<String>,
+}
+
+impl Failover {
+    /// JSON object or legacy `leader:candidate` string. `None` = no request.
+    pub fn parse(raw: &str) -> Option<Failover> {
+        let f = match serde_json::from_str::<Failover>(raw) {
+            Ok(f) => f,
+            Err(_) => {
+                let (l, c) = raw.split_once(':')?;
+                Failover {
+                    leader: (!l.is_empty()).then(|| l.to_owned()),
+                    member: (!c.is_empty()).then(|| c.to_owned()),
+                    scheduled_at: None,
+                }
+            }
+        };
+        (f.leader.is_some() || f.member.is_some()).then_some(f)
+    }
+}
+
+/// One `history` line: `[timeline, lsn, reason, timestamp, new_leader]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryLine {
+    pub timeline: u64,
+    pub lsn: u64,
+    pub reason: String,
+    pub timestamp: Option<String>,
+    pub new_leader: Option<String>,
+}
+
+impl HistoryLine {
+    pub fn parse_all(raw: &str) -> Option<Vec<HistoryLine>> {
+        let v: Vec<Vec<Value>> = serde_json::from_str(raw).ok()?;
+        Some(
+            v.into_iter()
+                .filter_map(|row| {
+                    Some(HistoryLine {
+                        timeline: row.first()?.as_u64()?,
+                        lsn: row.get(1)?.as_u64()?,
+                        reason: row.get(2)?.as_str().unwrap_or_default().to_owned(),
+                        timestamp: row.get(3).and_then(Value::as_str).map(str::to_owned),
+                        new_leader: row.get(4).and_then(Value::as_str).map(str::to_owned),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    pub fn to_json_value(&self) -> Value {
+        let mut row = vec![
+            Value::from(self.timeline),
+            Value::from(self.lsn),
+            Value::from(self.reason.clone()),
+        ];
+        if let Some(t) = &self.timestamp {
+            row.push(Value::from(t.clone()));
+            if let Some(l) = &self.new_leader {
+                row.push(Value::from(l.clone()));
+            }
+        }
+        Value::Array(row)
+    }
+}
+
+/// Everything one read of the cluster prefix returned.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Cluster {
+    /// `None` = key absent; `Some("")` = bootstrap in progress.
+    pub initialize: Option<String>,
+    /// The raw `config` JSON, if present and an object.
+    pub config: Option<Versioned<Value>>,
+    pub leader: Option<Leader>,
+    /// Members sorted by name.
+    pub members: Vec<Member>,
+    pub failover: Option<Versioned<Failover>>,
+    pub status: Status,
+    pub history: Option<Vec<HistoryLine>>,
+}
+
+impl Cluster {
+    /// Build a cluster from `(relative key, value, version, session)` rows
+    /// as any backend's prefix read returns them.
+    pub fn from_kvs<I>(rows: I) -> Cluster
+    where
+        I: IntoIterator<Item = (String, String, i64, i64)>,
+    {
+        let mut c = Cluster::default();
+        let mut optime_leader: Option<u64> = None;
+        let mut status: Option<Status> = None;
+        for (key, value, version, session) in rows {
+            match key.as_str() {
+                super::keys::INITIALIZE => c.initialize = Some(value),
+                super::keys::CONFIG => {
+                    if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(&value) {
+                        c.config = Some(Versioned { value: v, version });
+                    }
+                }
+                super::keys::LEADER => {
+                    if !value.is_empty() {
+                        c.leader = Some(Leader {
+                            name: value,
+                            version,
+                            session,
+                        })
+                    }
+                }
+                super::keys::STATUS => status = Status::parse(&value),
+                super::keys::OPTIME_LEADER => optime_leader = value.trim().parse().ok(),
+                super::keys::FAILOVER => {
+                    c.failover = Failover::parse(&value).map(|f| Versioned { value: f, version })
+                }
+                super::keys::HISTORY => c.history = HistoryLine::parse_all(&value),
+                k => {
+                    if let Some(name) = k.strip_prefix(super::keys::MEMBERS) {
+                        if !name.is_empty() && !name.contains('/') {
+                            c.members.push(Member {
+                                name: name.to_owned(),
+                                data: super::member::MemberData::parse(&value),
+                                version,
+                                session,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        c.status = status.unwrap_or_default();
+        if c.status.optime.is_none() {
+            c.status.optime = optime_leader;
+        }
+        c.members.sort_by(|a, b| a.name.cmp(&b.name));
+        c
+    }
+
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    pub fn leader_name(&self) -> Option<&str> {
+        self.leader.as_ref().map(|l| l.name.as_str())
+    }
+
+    /// The leader's member record, if both the lock and the record exist.
+    pub fn leader_member(&self) -> Option<&Member> {
+        self.leader_name().and_then(|n| self.member(n))
+    }
+
+    /// Cluster timeline from `history`: last line's timeline + 1; `[]` = 1.
+    pub fn timeline(&self) -> Option<u64> {
+        self.history
+            .as_ref()
+            .map(|h| h.last().map_or(1, |l| l.timeline + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(k: &str, v: &str) -> (String, String, i64, i64) {
+        (k.to_owned(), v.to_owned(), 7, 0)
+    }
+
+    #[test]
+    fn parses_a_cluster() {
+        let c = Cluster::from_kvs(vec![
+            row("initialize", "7000000000000000001"),
+            row("config", r#"{"ttl":30}"#),
+            row("leader", "b"),
+            row("members/b", r#"{"role":"primary"}"#),
+            row("members/a", r#"{"role":"replica"}"#),
+            row("members/a/x", r#"{"role":"replica"}"#),
+            row("status", r#"{"optime":123}"#),
+            row("failover", "{}"),
+            row("history", r#"[[1,100,"no recovery target specified","2024-01-01T00:00:00+00:00","b"]]"#),
+        ]);
+        assert_eq!(c.initialize.as_deref(), Some("7000000000000000001"));
+        assert_eq!(c.leader_name(), Some("b"));
+        assert_eq!(
+            c.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(c.status.optime, Some(123));
+        assert!(c.failover.is_none(), "{{}} is no request");
+        assert_eq!(c.timeline(), Some(2));
+        assert!(c.leader_member().is_some_and(|m| m.data.is_primary_role()));
+    }
+
+    #[test]
+    fn status_fallbacks() {
+        let c = Cluster::from_kvs(vec![row("status", "42")]);
+        assert_eq!(c.status.optime, Some(42));
+        let c = Cluster::from_kvs(vec![row("optime/leader", "43")]);
+        assert_eq!(c.status.optime, Some(43));
+    }
+
+    #[test]
+    fn non_object_config_is_missing() {
+        let c = Cluster::from_kvs(vec![row("config", "[]")]);
+        assert!(c.config.is_none());
+    }
+
+    #[test]
+    fn legacy_failover_string() {
+        let f = Failover::parse("a:b").unwrap();
+        assert_eq!(f.leader.as_deref(), Some("a"));
+        assert_eq!(f.member.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn history_round_trip() {
+        let raw = r#"[[1,100,"r","2024-01-01T00:00:00+00:00","b"],[2,200,"x"]]"#;
+        let h = HistoryLine::parse_all(raw).unwrap();
+        assert_eq!(h.len(), 2);
+        let back: Vec<Value> = h.iter().map(HistoryLine::to_json_value).collect();
+        assert_eq!(serde_json::to_string(&back).unwrap(), raw);
+    }
+}

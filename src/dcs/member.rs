@@ -1,0 +1,163 @@
+//! The JSON record each node keeps under `members/<name>`
+//! (dcs-layout.md §2.1), and the pieces of it other nodes rely on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::types::Tags;
+
+/// What a member publishes about itself. Field names are Patroni's; optional
+/// fields are omitted rather than written as `null`, as Patroni does.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MemberData {
+    #[serde(default)]
+    pub conn_url: String,
+    #[serde(default)]
+    pub api_url: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xlog_location: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_lsn: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lsn: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u64>,
+    #[serde(default, skip_serializing_if = "tags_empty")]
+    pub tags: Tags,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending_restart: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pause: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn tags_empty(t: &Tags) -> bool {
+    *t == Tags::default()
+}
+
+impl MemberData {
+    /// Parse a stored value. A value that is not a JSON object reads as an
+    /// empty record, as the spec requires; the legacy
+    /// `postgres://host:port/db?application_name=<api_url>` form is understood.
+    pub fn parse(raw: &str) -> MemberData {
+        if let Ok(m) = serde_json::from_str::<MemberData>(raw) {
+            return m;
+        }
+        if let Some((conn, query)) = raw.split_once('?') {
+            if raw.starts_with("postgres://") {
+                let api = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("application_name="))
+                    .unwrap_or_default();
+                return MemberData {
+                    conn_url: conn.to_owned(),
+                    api_url: api.to_owned(),
+                    ..MemberData::default()
+                };
+            }
+        }
+        MemberData::default()
+    }
+
+    /// Compact JSON, as Patroni writes it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// `role` accepts the pre-4.0 `master` as `primary`.
+    pub fn is_primary_role(&self) -> bool {
+        self.role == "primary" || self.role == "master"
+    }
+
+    /// Host and port of `conn_url` (`postgres://host:port/db`).
+    pub fn conn_host_port(&self) -> Option<(String, u16)> {
+        let rest = self.conn_url.split_once("://")?.1;
+        let hostport = rest.split(['/', '?']).next()?;
+        let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+            let (h, p) = h.split_once(']')?;
+            (h.to_owned(), p.strip_prefix(':').unwrap_or("5432"))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), p),
+                None => (hostport.to_owned(), "5432"),
+            }
+        };
+        Some((host, port.parse().ok()?))
+    }
+}
+
+/// A member as seen in the DCS: its name, record and the key's version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub name: String,
+    pub data: MemberData,
+    /// Backend-specific version of the key (etcd `mod_revision`).
+    pub version: i64,
+    /// Backend-specific owner of the key (etcd lease id, 0 if none).
+    pub session: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_compact() {
+        let m = MemberData {
+            conn_url: "postgres://10.0.0.2:5432/postgres".into(),
+            api_url: "http://10.0.0.2:8008/patroni".into(),
+            state: "running".into(),
+            role: "replica".into(),
+            version: "4.1.4".into(),
+            xlog_location: Some(50331808),
+            timeline: Some(3),
+            ..Default::default()
+        };
+        let j = m.to_json();
+        assert!(!j.contains(' '));
+        assert!(!j.contains("null"));
+        assert!(!j.contains("tags"));
+        assert_eq!(MemberData::parse(&j), m);
+    }
+
+    #[test]
+    fn garbage_reads_as_empty() {
+        assert_eq!(MemberData::parse("[1,2]"), MemberData::default());
+        assert_eq!(MemberData::parse("nope"), MemberData::default());
+    }
+
+    #[test]
+    fn legacy_form() {
+        let m = MemberData::parse(
+            "postgres://u:p@10.0.0.1:5433/postgres?application_name=http://10.0.0.1:8008/patroni",
+        );
+        assert_eq!(m.api_url, "http://10.0.0.1:8008/patroni");
+        assert_eq!(m.conn_host_port(), Some(("10.0.0.1".into(), 5433)));
+    }
+
+    #[test]
+    fn master_is_primary() {
+        let m = MemberData::parse(r#"{"role":"master"}"#);
+        assert!(m.is_primary_role());
+    }
+
+    #[test]
+    fn ipv6_conn_url() {
+        let m = MemberData {
+            conn_url: "postgres://[::1]:5433/postgres".into(),
+            ..Default::default()
+        };
+        assert_eq!(m.conn_host_port(), Some(("::1".into(), 5433)));
+    }
+}

@@ -1,0 +1,21 @@
+//! pgpilot: a high-availability supervisor for PostgreSQL, drop-in
+//! compatible with Patroni.
+//!
+//! The policy lives in [`ha::decide`], a pure function of the cluster view
+//! and the local state. The actors in [`actors`] gather those facts and carry
+//! out the decided actions against the DCS ([`dcs`]) and the PostgreSQL child
+//! ([`postgres`]).
+
+pub mod actors;
+pub mod api;
+pub mod config;
+pub mod dcs;
+pub mod ha;
+pub mod logging;
+pub mod messages;
+pub mod postgres;
+
+/// The version published in member keys and `/patroni`. Peers branch on it
+/// (dcs-layout.md §2.1), so it claims the Patroni release whose behaviour
+/// pgpilot follows.
+pub const PATRONI_COMPAT_VERSION: &str = "4.1.4";
