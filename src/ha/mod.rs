@@ -1,1 +1,17 @@
-//! (in progress)
+//! High-availability policy: what this node should do in one cycle.
+//!
+//! Nothing here performs I/O. [`decide`] maps the cluster view, the local
+//! facts and the clock to a [`Decision`]; the `LeaderElector` actor gathers
+//! the facts and carries the decision out. Every row of the decision table in
+//! `shared/spec/ha-loop.md` has a unit test in `tests.rs`.
+
+mod action;
+mod decide;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use action::{Action, Decision, DemoteMode, Upstream};
+pub use decide::decide;
+pub use view::{DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerStatus, PgFacts, PgRole};

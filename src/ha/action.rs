@@ -1,0 +1,93 @@
+//! The orders a decision gives.
+
+use std::fmt;
+
+/// Where a replica streams from or clones from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// How a primary steps down (ha-loop.md §7). Either way PostgreSQL is left
+/// stopped; the next cycle decides how it comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoteMode {
+    /// Someone else holds (or may take) the lock: stop now, no checkpoint.
+    ImmediateNoLock,
+    /// The DCS cannot be reached and the lease is running out: stop fast.
+    Offline,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create `initialize` (create-only, value `""`): the bootstrap lock.
+    TakeInitialize,
+    /// Create `initialize` = this sysid (create-only) for an existing cluster.
+    CreateInitialize { sysid: String },
+    /// Finish a bootstrap: `initialize` = sysid, `config` from bootstrap.dcs.
+    CompleteBootstrap { sysid: String },
+    /// A failed bootstrap releases `initialize` so another node can try.
+    CancelInitialize,
+    /// Create the leader key (atomic create).
+    AcquireLock,
+    /// Renew the leader lease and publish the WAL position.
+    RenewLock,
+    /// Delete the leader key if it is mine.
+    ReleaseLock,
+    /// initdb, start, users, post_init (a background job).
+    Bootstrap,
+    /// pg_basebackup from a member, then start as its replica.
+    Clone { from: Upstream },
+    /// Move the data directory aside and clone again.
+    Reinitialize { from: Upstream },
+    /// Start PostgreSQL as the primary it was (crash repair on the leader).
+    StartPrimary,
+    /// Start PostgreSQL as a standby; no upstream = read-only, no streaming.
+    StartReplica { upstream: Option<Upstream> },
+    /// Promote the running standby.
+    Promote,
+    /// Stop a primary that must no longer accept writes.
+    Demote { mode: DemoteMode },
+    /// Point a running standby at another upstream (reload, no restart).
+    Follow { upstream: Upstream },
+    /// Refuse to go on: the data directory belongs to another cluster.
+    Fatal { reason: String },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Clone { from } => write!(f, "clone from {}", from.name),
+            Action::Reinitialize { from } => write!(f, "reinitialize from {}", from.name),
+            Action::StartReplica { upstream: Some(u) } => write!(f, "start replica of {}", u.name),
+            Action::StartReplica { upstream: None } => write!(f, "start replica without upstream"),
+            Action::Follow { upstream } => write!(f, "follow {}", upstream.name),
+            Action::Demote { mode } => write!(f, "demote ({mode:?})"),
+            Action::Fatal { reason } => write!(f, "fatal: {reason}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+/// What to do this cycle and why. Actions run in order; the first one that
+/// fails (or loses a race) ends the cycle and a new one starts at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    pub reason: String,
+}
+
+impl Decision {
+    pub fn new(actions: Vec<Action>, reason: impl Into<String>) -> Decision {
+        Decision {
+            actions,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn idle(reason: impl Into<String>) -> Decision {
+        Decision::new(Vec::new(), reason)
+    }
+}

@@ -1,0 +1,330 @@
+//! The decision table of ha-loop.md §2, as one pure function.
+
+use std::time::Instant;
+
+use super::action::{Action, Decision, DemoteMode, Upstream};
+use super::view::{DataDir, DcsView, JobKind, JobOutcome, LocalView, PgRole};
+use crate::dcs::{Cluster, Member};
+
+/// What this node should do now.
+///
+/// `now` is compared with `local.lease_deadline` to decide whether a primary
+/// that cannot reach the DCS may keep serving until its next chance to renew.
+pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
+    let cluster = match dcs {
+        DcsView::Ok(c) => c,
+        DcsView::Failed(err) => return dcs_failed(err, local, now),
+    };
+    let i_lead = cluster.leader_name() == Some(local.name.as_str());
+
+    if let Some(outcome) = &local.outcome {
+        if let Some(d) = after_job(outcome, cluster, local) {
+            return d;
+        }
+    }
+    if let Some(job) = local.busy {
+        return if i_lead {
+            Decision::new(
+                vec![Action::RenewLock],
+                format!("{job:?} in progress; keeping the lock"),
+            )
+        } else {
+            Decision::idle(format!("{job:?} in progress"))
+        };
+    }
+
+    let (sysid, was_primary) = match &local.data_dir {
+        DataDir::Empty => return empty_data_dir(cluster, local, i_lead),
+        DataDir::Initialized { sysid, was_primary } => (sysid, *was_primary),
+    };
+
+    match cluster.initialize.as_deref() {
+        Some(init) if !init.is_empty() && init != sysid => {
+            return Decision::new(
+                vec![Action::Fatal {
+                    reason: format!(
+                        "data directory has system identifier {sysid} but the cluster's is {init}; refusing to join"
+                    ),
+                }],
+                "system identifier mismatch",
+            );
+        }
+        None if cluster.leader.is_none() => {
+            if local.pg.is_replica() {
+                return Decision::idle(
+                    "cluster has no initialize key and I run as a replica; waiting for a primary",
+                );
+            }
+            return Decision::new(
+                vec![Action::CreateInitialize {
+                    sysid: sysid.clone(),
+                }],
+                "existing data directory and no initialize key: claiming the cluster for it",
+            );
+        }
+        _ => {}
+    }
+
+    if !local.pg.running {
+        return pg_not_running(cluster, i_lead, was_primary);
+    }
+    if local.pg.role.is_none() {
+        return if i_lead {
+            Decision::new(
+                vec![Action::RenewLock],
+                "PostgreSQL is not answering yet; keeping the lock",
+            )
+        } else {
+            Decision::idle("PostgreSQL is running but not answering yet")
+        };
+    }
+
+    match cluster.leader_name() {
+        None => leader_race(cluster, local),
+        Some(_) if i_lead => {
+            if local.pg.is_primary() {
+                Decision::new(vec![Action::RenewLock], "I am the leader with the lock")
+            } else {
+                Decision::new(
+                    vec![Action::RenewLock, Action::Promote],
+                    "I hold the lock and run as a replica: promoting",
+                )
+            }
+        }
+        Some(leader) => {
+            if local.pg.is_primary() {
+                return Decision::new(
+                    vec![Action::Demote {
+                        mode: DemoteMode::ImmediateNoLock,
+                    }],
+                    format!("{leader} holds the lock but I run as a primary: demoting"),
+                );
+            }
+            match upstream_of(cluster, leader) {
+                Some(up) if local.pg.following.as_deref() != Some(up.name.as_str()) => {
+                    Decision::new(
+                        vec![Action::Follow { upstream: up }],
+                        format!("following new leader {leader}"),
+                    )
+                }
+                Some(_) => Decision::idle(format!("no action: streaming from leader {leader}")),
+                None => Decision::idle(format!("leader {leader} has no member record yet")),
+            }
+        }
+    }
+}
+
+/// DCS unreachable (ha-loop.md §10, failsafe not yet supported): a primary
+/// keeps serving only while its lease surely holds past the next chance to
+/// renew; everything else waits.
+fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> Decision {
+    if !local.pg.is_primary() {
+        return Decision::idle(format!("DCS is not accessible ({err}); doing nothing"));
+    }
+    let t = local.timing;
+    // The latest moment the next cycle could finish a renewal attempt, plus
+    // time to stop PostgreSQL: if the lease may be gone by then, stop now.
+    let next_chance = now + t.loop_wait + t.retry_timeout + t.retry_timeout;
+    match local.lease_deadline {
+        Some(deadline) if next_chance < deadline => Decision::idle(format!(
+            "DCS is not accessible ({err}); the lease holds for {:.1}s more, staying primary",
+            deadline.saturating_duration_since(now).as_secs_f64()
+        )),
+        _ => Decision::new(
+            vec![Action::Demote {
+                mode: DemoteMode::Offline,
+            }],
+            format!(
+                "DCS is not accessible ({err}) and the lease may expire before the next renewal: demoting"
+            ),
+        ),
+    }
+}
+
+/// Follow-up of a finished job (ha-loop.md §3 step 4).
+fn after_job(outcome: &JobOutcome, cluster: &Cluster, local: &LocalView) -> Option<Decision> {
+    match outcome {
+        JobOutcome::Succeeded(JobKind::Bootstrap) => {
+            let DataDir::Initialized { sysid, .. } = &local.data_dir else {
+                return Some(Decision::new(
+                    vec![Action::CancelInitialize],
+                    "bootstrap reported success but the data directory is empty",
+                ));
+            };
+            Some(Decision::new(
+                vec![
+                    Action::CompleteBootstrap {
+                        sysid: sysid.clone(),
+                    },
+                    Action::AcquireLock,
+                ],
+                "bootstrap finished: publishing the cluster and taking the lock",
+            ))
+        }
+        JobOutcome::Failed(JobKind::Bootstrap, why) => Some(Decision::new(
+            vec![Action::CancelInitialize],
+            format!("bootstrap failed ({why}): releasing initialize"),
+        )),
+        JobOutcome::Failed(JobKind::Promote, why) if cluster.leader_name() == Some(&local.name) => {
+            Some(Decision::new(
+                vec![Action::ReleaseLock],
+                format!("promotion failed ({why}): releasing the lock"),
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn empty_data_dir(cluster: &Cluster, local: &LocalView, i_lead: bool) -> Decision {
+    if i_lead {
+        return Decision::new(
+            vec![Action::ReleaseLock],
+            "my data directory is empty: releasing the lock",
+        );
+    }
+    match (cluster.leader_name(), cluster.initialize.as_deref()) {
+        (None, None) if local.can_bootstrap && local.tags.can_failover() => Decision::new(
+            vec![Action::TakeInitialize, Action::Bootstrap],
+            "no cluster yet: racing to bootstrap it",
+        ),
+        (None, None) => Decision::idle("waiting for another node to bootstrap the cluster"),
+        (None, Some("")) => Decision::idle("another node is bootstrapping the cluster"),
+        (None, Some(_)) => Decision::idle("cluster has no leader: cannot create a replica"),
+        (Some(leader), _) => match clone_source(cluster, leader, &local.name) {
+            Some(from) => Decision::new(
+                vec![Action::Clone { from }],
+                format!("creating a replica from {leader}'s cluster"),
+            ),
+            None => Decision::idle(format!("leader {leader} has no usable member record yet")),
+        },
+    }
+}
+
+fn pg_not_running(cluster: &Cluster, i_lead: bool, was_primary: bool) -> Decision {
+    if i_lead {
+        return if was_primary {
+            Decision::new(
+                vec![Action::RenewLock, Action::StartPrimary],
+                "PostgreSQL is down and I hold the lock: restarting it as primary",
+            )
+        } else {
+            Decision::new(
+                vec![Action::RenewLock, Action::StartReplica { upstream: None }],
+                "PostgreSQL is down and I hold the lock: starting read-only, promoting next",
+            )
+        };
+    }
+    match cluster.leader_name() {
+        None => Decision::new(
+            vec![Action::StartReplica { upstream: None }],
+            "PostgreSQL is down and the cluster has no leader: starting read-only",
+        ),
+        Some(leader) => match upstream_of(cluster, leader) {
+            None => Decision::idle(format!("leader {leader} has no member record yet")),
+            Some(up) if was_primary => Decision::new(
+                vec![Action::Reinitialize { from: up }],
+                format!("I was a primary and {leader} leads now: rebuilding from it"),
+            ),
+            Some(up) => Decision::new(
+                vec![Action::StartReplica { upstream: Some(up) }],
+                format!("PostgreSQL is down: starting as a replica of {leader}"),
+            ),
+        },
+    }
+}
+
+/// No leader key (ha-loop.md §4).
+fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
+    if !local.tags.can_failover() {
+        return if local.pg.is_primary() {
+            Decision::new(
+                vec![Action::Demote {
+                    mode: DemoteMode::ImmediateNoLock,
+                }],
+                "no leader and I am tagged nofailover: demoting",
+            )
+        } else {
+            Decision::idle("no leader; I am tagged nofailover and do not race")
+        };
+    }
+    if local.pg.role == Some(PgRole::Primary) {
+        let behind =
+            matches!((local.pg.timeline, cluster.timeline()), (Some(mine), Some(c)) if mine < c);
+        if !behind {
+            return Decision::new(
+                vec![Action::AcquireLock],
+                "no leader and I run as primary: taking the lock",
+            );
+        }
+        return Decision::new(
+            vec![Action::Demote {
+                mode: DemoteMode::ImmediateNoLock,
+            }],
+            "no leader, and my timeline is behind the cluster's: demoting",
+        );
+    }
+    let my_lsn = local.pg.lsn.unwrap_or(0);
+    if let Some(optime) = cluster.status.optime {
+        let lag = optime.saturating_sub(my_lsn);
+        if lag > local.maximum_lag_on_failover {
+            return Decision::idle(format!(
+                "not racing: {lag} bytes behind the last leader position (limit {})",
+                local.maximum_lag_on_failover
+            ));
+        }
+    }
+    for peer in &local.peers {
+        let Some(reply) = &peer.reply else { continue };
+        if !reply.tags.can_failover() {
+            continue;
+        }
+        if reply.running && reply.role == PgRole::Primary {
+            return Decision::idle(format!("not racing: {} still runs as a primary", peer.name));
+        }
+        let theirs = reply.lsn.unwrap_or(0);
+        if theirs > my_lsn {
+            return Decision::idle(format!(
+                "not racing: {} is ahead ({theirs} > {my_lsn})",
+                peer.name
+            ));
+        }
+        let (mine_p, theirs_p) = (
+            local.tags.failover_priority.unwrap_or(1),
+            reply.tags.failover_priority.unwrap_or(1),
+        );
+        if theirs == my_lsn && theirs_p > mine_p {
+            return Decision::idle(format!(
+                "not racing: {} is as far as me with a higher failover_priority",
+                peer.name
+            ));
+        }
+    }
+    Decision::new(
+        vec![Action::AcquireLock],
+        "no leader and I am the healthiest node: taking the lock",
+    )
+}
+
+/// The leader as a streaming source, if its member record says where it is.
+fn upstream_of(cluster: &Cluster, name: &str) -> Option<Upstream> {
+    cluster.member(name).and_then(upstream)
+}
+
+fn upstream(m: &Member) -> Option<Upstream> {
+    let (host, port) = m.data.conn_host_port()?;
+    Some(Upstream {
+        name: m.name.clone(),
+        host,
+        port,
+    })
+}
+
+/// A running member tagged `clonefrom` (not me), else the leader.
+fn clone_source(cluster: &Cluster, leader: &str, me: &str) -> Option<Upstream> {
+    cluster
+        .members
+        .iter()
+        .filter(|m| m.name != me && m.data.tags.clonefrom && m.data.state == "running")
+        .find_map(upstream)
+        .or_else(|| upstream_of(cluster, leader))
+}

@@ -1,0 +1,618 @@
+//! One test per row of the decision table (ha-loop.md §2) and per rule the
+//! table leaves implicit.
+
+use std::time::{Duration, Instant};
+
+use super::view::PeerReply;
+use super::*;
+use crate::config::{Tags, Timing};
+use crate::dcs::{Cluster, DcsError, Leader, Member, MemberData};
+
+const SYSID: &str = "7000000000000000001";
+
+fn member(name: &str, role: &str, port: u16) -> Member {
+    Member {
+        name: name.to_owned(),
+        data: MemberData {
+            conn_url: format!("postgres://127.0.0.1:{port}/postgres"),
+            api_url: format!("http://127.0.0.1:{}/patroni", port + 1000),
+            state: "running".into(),
+            role: role.into(),
+            ..Default::default()
+        },
+        version: 1,
+        session: 1,
+    }
+}
+
+/// A cluster of a, b, c with `leader` holding the lock (if any).
+fn cluster(leader: Option<&str>) -> Cluster {
+    Cluster {
+        initialize: Some(SYSID.into()),
+        leader: leader.map(|l| Leader {
+            name: l.into(),
+            version: 1,
+            session: 1,
+        }),
+        members: vec![
+            member(
+                "a",
+                if leader == Some("a") {
+                    "primary"
+                } else {
+                    "replica"
+                },
+                5432,
+            ),
+            member(
+                "b",
+                if leader == Some("b") {
+                    "primary"
+                } else {
+                    "replica"
+                },
+                5433,
+            ),
+            member(
+                "c",
+                if leader == Some("c") {
+                    "primary"
+                } else {
+                    "replica"
+                },
+                5434,
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+fn timing() -> Timing {
+    Timing {
+        ttl: Duration::from_secs(30),
+        loop_wait: Duration::from_secs(10),
+        retry_timeout: Duration::from_secs(10),
+    }
+}
+
+fn local(role: Option<PgRole>) -> LocalView {
+    LocalView {
+        name: "a".into(),
+        tags: Tags::default(),
+        timing: timing(),
+        maximum_lag_on_failover: 1 << 20,
+        can_bootstrap: true,
+        data_dir: DataDir::Initialized {
+            sysid: SYSID.into(),
+            was_primary: role == Some(PgRole::Primary),
+        },
+        pg: PgFacts {
+            running: role.is_some(),
+            role,
+            lsn: Some(1000),
+            timeline: Some(1),
+            following: None,
+        },
+        busy: None,
+        outcome: None,
+        lease_deadline: None,
+        peers: Vec::new(),
+    }
+}
+
+fn empty_local() -> LocalView {
+    LocalView {
+        data_dir: DataDir::Empty,
+        pg: PgFacts::default(),
+        ..local(None)
+    }
+}
+
+fn ok(c: Cluster) -> DcsView {
+    DcsView::Ok(c)
+}
+
+fn run(dcs: &DcsView, l: &LocalView) -> Decision {
+    decide(dcs, l, Instant::now())
+}
+
+fn up(name: &str, port: u16) -> Upstream {
+    Upstream {
+        name: name.into(),
+        host: "127.0.0.1".into(),
+        port,
+    }
+}
+
+fn peer(name: &str, role: PgRole, lsn: u64) -> PeerStatus {
+    PeerStatus {
+        name: name.into(),
+        reply: Some(PeerReply {
+            role,
+            running: true,
+            lsn: Some(lsn),
+            tags: Tags::default(),
+        }),
+    }
+}
+
+// --- DCS error rows ---
+
+#[test]
+fn dcs_error_primary_with_lease_left_stays_primary() {
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Primary));
+    l.timing = Timing {
+        ttl: Duration::from_secs(30),
+        loop_wait: Duration::from_secs(2),
+        retry_timeout: Duration::from_secs(3),
+    };
+    l.lease_deadline = Some(now + Duration::from_secs(25));
+    let d = decide(&DcsView::Failed(DcsError::Unreachable("x".into())), &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+}
+
+#[test]
+fn dcs_error_primary_whose_lease_may_lapse_demotes_offline() {
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Primary));
+    l.lease_deadline = Some(now + Duration::from_secs(25));
+    let d = decide(&DcsView::Failed(DcsError::Unreachable("x".into())), &l, now);
+    assert_eq!(
+        d.actions,
+        vec![Action::Demote {
+            mode: DemoteMode::Offline
+        }]
+    );
+}
+
+#[test]
+fn dcs_error_primary_without_lease_demotes() {
+    let l = local(Some(PgRole::Primary));
+    let d = run(&DcsView::Failed(DcsError::Other("auth".into())), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Demote {
+            mode: DemoteMode::Offline
+        }]
+    );
+}
+
+#[test]
+fn dcs_error_replica_does_nothing() {
+    let l = local(Some(PgRole::Replica));
+    let d = run(&DcsView::Failed(DcsError::Unreachable("x".into())), &l);
+    assert!(d.actions.is_empty());
+    assert!(d.reason.contains("not accessible"));
+}
+
+#[test]
+fn dcs_error_stopped_does_nothing() {
+    let d = run(
+        &DcsView::Failed(DcsError::Unreachable("x".into())),
+        &local(None),
+    );
+    assert!(d.actions.is_empty());
+}
+
+// --- empty data directory rows ---
+
+#[test]
+fn empty_no_cluster_races_for_bootstrap() {
+    let c = Cluster::default();
+    let d = run(&ok(c), &empty_local());
+    assert_eq!(d.actions, vec![Action::TakeInitialize, Action::Bootstrap]);
+}
+
+#[test]
+fn empty_without_bootstrap_section_waits() {
+    let mut l = empty_local();
+    l.can_bootstrap = false;
+    assert!(run(&ok(Cluster::default()), &l).actions.is_empty());
+}
+
+#[test]
+fn empty_nofailover_does_not_bootstrap() {
+    let mut l = empty_local();
+    l.tags.nofailover = true;
+    assert!(run(&ok(Cluster::default()), &l).actions.is_empty());
+}
+
+#[test]
+fn empty_while_someone_bootstraps_waits() {
+    let c = Cluster {
+        initialize: Some(String::new()),
+        ..Default::default()
+    };
+    let d = run(&ok(c), &empty_local());
+    assert!(d.actions.is_empty());
+    assert!(d.reason.contains("bootstrapping"));
+}
+
+#[test]
+fn empty_with_leader_clones_from_leader() {
+    let mut l = empty_local();
+    l.name = "c".into();
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Clone {
+            from: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn empty_prefers_running_clonefrom_member() {
+    let mut c = cluster(Some("b"));
+    c.members[0].data.tags.clonefrom = true; // a
+    let mut l = empty_local();
+    l.name = "c".into();
+    let d = run(&ok(c), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Clone {
+            from: up("a", 5432)
+        }]
+    );
+}
+
+#[test]
+fn empty_with_initialized_cluster_but_no_leader_waits() {
+    let d = run(&ok(cluster(None)), &empty_local());
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn empty_data_dir_while_holding_lock_releases_it() {
+    let d = run(&ok(cluster(Some("a"))), &empty_local());
+    assert_eq!(d.actions, vec![Action::ReleaseLock]);
+}
+
+// --- bootstrap completion ---
+
+#[test]
+fn finished_bootstrap_publishes_and_takes_lock() {
+    let mut l = local(Some(PgRole::Primary));
+    l.outcome = Some(JobOutcome::Succeeded(JobKind::Bootstrap));
+    let c = Cluster {
+        initialize: Some(String::new()),
+        ..Default::default()
+    };
+    let d = run(&ok(c), &l);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::CompleteBootstrap {
+                sysid: SYSID.into()
+            },
+            Action::AcquireLock
+        ]
+    );
+}
+
+#[test]
+fn failed_bootstrap_releases_initialize() {
+    let mut l = empty_local();
+    l.outcome = Some(JobOutcome::Failed(JobKind::Bootstrap, "initdb".into()));
+    let c = Cluster {
+        initialize: Some(String::new()),
+        ..Default::default()
+    };
+    assert_eq!(run(&ok(c), &l).actions, vec![Action::CancelInitialize]);
+}
+
+#[test]
+fn failed_promotion_releases_lock() {
+    let mut l = local(Some(PgRole::Replica));
+    l.outcome = Some(JobOutcome::Failed(JobKind::Promote, "x".into()));
+    assert_eq!(
+        run(&ok(cluster(Some("a"))), &l).actions,
+        vec![Action::ReleaseLock]
+    );
+}
+
+// --- busy ---
+
+#[test]
+fn busy_leader_keeps_lock() {
+    let mut l = local(None);
+    l.busy = Some(JobKind::Start);
+    assert_eq!(
+        run(&ok(cluster(Some("a"))), &l).actions,
+        vec![Action::RenewLock]
+    );
+}
+
+#[test]
+fn busy_replica_waits() {
+    let mut l = local(None);
+    l.busy = Some(JobKind::Clone);
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+}
+
+// --- system identifier ---
+
+#[test]
+fn sysid_mismatch_is_fatal() {
+    let mut c = cluster(Some("b"));
+    c.initialize = Some("7999999999999999999".into());
+    let d = run(&ok(c), &local(Some(PgRole::Replica)));
+    assert!(
+        matches!(d.actions.as_slice(), [Action::Fatal { .. }]),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn missing_initialize_is_claimed_by_primary_data() {
+    let mut c = cluster(None);
+    c.initialize = None;
+    let d = run(&ok(c), &local(Some(PgRole::Primary)));
+    assert_eq!(
+        d.actions,
+        vec![Action::CreateInitialize {
+            sysid: SYSID.into()
+        }]
+    );
+}
+
+#[test]
+fn missing_initialize_replica_waits() {
+    let mut c = cluster(None);
+    c.initialize = None;
+    assert!(
+        run(&ok(c), &local(Some(PgRole::Replica)))
+            .actions
+            .is_empty()
+    );
+}
+
+// --- PG not running: recover() ---
+
+#[test]
+fn crashed_primary_with_lock_restarts_as_primary() {
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::RenewLock, Action::StartPrimary]);
+}
+
+#[test]
+fn stopped_replica_with_lock_starts_readonly() {
+    let d = run(&ok(cluster(Some("a"))), &local(None));
+    assert_eq!(
+        d.actions,
+        vec![Action::RenewLock, Action::StartReplica { upstream: None }]
+    );
+}
+
+#[test]
+fn stopped_replica_follows_leader() {
+    let d = run(&ok(cluster(Some("b"))), &local(None));
+    assert_eq!(
+        d.actions,
+        vec![Action::StartReplica {
+            upstream: Some(up("b", 5433))
+        }]
+    );
+}
+
+#[test]
+fn stopped_former_primary_is_rebuilt_from_new_leader() {
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Reinitialize {
+            from: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn stopped_without_leader_starts_readonly() {
+    let d = run(&ok(cluster(None)), &local(None));
+    assert_eq!(d.actions, vec![Action::StartReplica { upstream: None }]);
+}
+
+#[test]
+fn running_but_not_answering_keeps_lock() {
+    let mut l = local(None);
+    l.pg.running = true;
+    assert_eq!(
+        run(&ok(cluster(Some("a"))), &l).actions,
+        vec![Action::RenewLock]
+    );
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+}
+
+// --- no leader: race ---
+
+#[test]
+fn no_leader_healthiest_replica_takes_lock() {
+    let mut l = local(Some(PgRole::Replica));
+    l.peers = vec![
+        peer("b", PgRole::Replica, 900),
+        peer("c", PgRole::Replica, 1000),
+    ];
+    let d = run(&ok(cluster(None)), &l);
+    assert_eq!(d.actions, vec![Action::AcquireLock]);
+}
+
+#[test]
+fn no_leader_unreachable_peers_do_not_block() {
+    let mut l = local(Some(PgRole::Replica));
+    l.peers = vec![PeerStatus {
+        name: "b".into(),
+        reply: None,
+    }];
+    assert_eq!(
+        run(&ok(cluster(None)), &l).actions,
+        vec![Action::AcquireLock]
+    );
+}
+
+#[test]
+fn no_leader_peer_ahead_wins() {
+    let mut l = local(Some(PgRole::Replica));
+    l.peers = vec![peer("b", PgRole::Replica, 2000)];
+    let d = run(&ok(cluster(None)), &l);
+    assert!(d.actions.is_empty());
+    assert!(d.reason.contains("ahead"));
+}
+
+#[test]
+fn no_leader_peer_still_primary_blocks_race() {
+    let mut l = local(Some(PgRole::Replica));
+    l.peers = vec![peer("b", PgRole::Primary, 10)];
+    assert!(run(&ok(cluster(None)), &l).actions.is_empty());
+}
+
+#[test]
+fn no_leader_nofailover_peer_ahead_is_ignored() {
+    let mut l = local(Some(PgRole::Replica));
+    let mut p = peer("b", PgRole::Replica, 5000);
+    if let Some(r) = p.reply.as_mut() {
+        r.tags.nofailover = true;
+    }
+    l.peers = vec![p];
+    assert_eq!(
+        run(&ok(cluster(None)), &l).actions,
+        vec![Action::AcquireLock]
+    );
+}
+
+#[test]
+fn no_leader_equal_lsn_higher_priority_wins() {
+    let mut l = local(Some(PgRole::Replica));
+    let mut p = peer("b", PgRole::Replica, 1000);
+    if let Some(r) = p.reply.as_mut() {
+        r.tags.failover_priority = Some(5);
+    }
+    l.peers = vec![p];
+    assert!(run(&ok(cluster(None)), &l).actions.is_empty());
+}
+
+#[test]
+fn no_leader_lagging_replica_does_not_race() {
+    let mut c = cluster(None);
+    c.status.optime = Some(1000 + (1 << 20) + 1);
+    let d = run(&ok(c), &local(Some(PgRole::Replica)));
+    assert!(d.actions.is_empty());
+    assert!(d.reason.contains("behind"));
+}
+
+#[test]
+fn no_leader_nofailover_replica_does_not_race() {
+    let mut l = local(Some(PgRole::Replica));
+    l.tags.nofailover = true;
+    assert!(run(&ok(cluster(None)), &l).actions.is_empty());
+    l.tags.nofailover = false;
+    l.tags.failover_priority = Some(0);
+    assert!(run(&ok(cluster(None)), &l).actions.is_empty());
+}
+
+#[test]
+fn no_leader_nofailover_primary_demotes() {
+    let mut l = local(Some(PgRole::Primary));
+    l.tags.nofailover = true;
+    let d = run(&ok(cluster(None)), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Demote {
+            mode: DemoteMode::ImmediateNoLock
+        }]
+    );
+}
+
+#[test]
+fn no_leader_running_primary_takes_lock() {
+    let d = run(&ok(cluster(None)), &local(Some(PgRole::Primary)));
+    assert_eq!(d.actions, vec![Action::AcquireLock]);
+}
+
+#[test]
+fn no_leader_primary_behind_cluster_timeline_demotes() {
+    let mut c = cluster(None);
+    c.history = Some(vec![crate::dcs::HistoryLine {
+        timeline: 1,
+        lsn: 10,
+        reason: "x".into(),
+        timestamp: None,
+        new_leader: None,
+    }]);
+    let d = run(&ok(c), &local(Some(PgRole::Primary)));
+    assert_eq!(
+        d.actions,
+        vec![Action::Demote {
+            mode: DemoteMode::ImmediateNoLock
+        }]
+    );
+}
+
+// --- leader key mine ---
+
+#[test]
+fn leader_primary_renews() {
+    let d = run(&ok(cluster(Some("a"))), &local(Some(PgRole::Primary)));
+    assert_eq!(d.actions, vec![Action::RenewLock]);
+}
+
+#[test]
+fn lock_holder_replica_promotes() {
+    let d = run(&ok(cluster(Some("a"))), &local(Some(PgRole::Replica)));
+    assert_eq!(d.actions, vec![Action::RenewLock, Action::Promote]);
+}
+
+// --- leader key someone else's ---
+
+#[test]
+fn other_leader_primary_demotes_immediately() {
+    let d = run(&ok(cluster(Some("b"))), &local(Some(PgRole::Primary)));
+    assert_eq!(
+        d.actions,
+        vec![Action::Demote {
+            mode: DemoteMode::ImmediateNoLock
+        }]
+    );
+}
+
+#[test]
+fn other_leader_replica_repoints_to_new_leader() {
+    let mut l = local(Some(PgRole::Replica));
+    l.pg.following = Some("c".into());
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Follow {
+            upstream: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn other_leader_replica_already_following_idles() {
+    let mut l = local(Some(PgRole::Replica));
+    l.pg.following = Some("b".into());
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn other_leader_without_member_record_waits() {
+    let mut c = cluster(Some("b"));
+    c.members.retain(|m| m.name != "b");
+    assert!(
+        run(&ok(c), &local(Some(PgRole::Replica)))
+            .actions
+            .is_empty()
+    );
+}

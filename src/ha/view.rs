@@ -1,0 +1,111 @@
+//! The facts a decision is made from.
+
+use std::time::Instant;
+
+use crate::config::{Tags, Timing};
+use crate::dcs::{Cluster, DcsError};
+
+/// What PostgreSQL reports about its own role when it answers queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgRole {
+    Primary,
+    Replica,
+}
+
+/// The data directory as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDir {
+    /// Missing or empty: nothing to lose.
+    Empty,
+    /// A cluster is there. `was_primary` is true when pg_controldata says it
+    /// last ran (or shut down) as a primary, so it may hold WAL no standby
+    /// has seen.
+    Initialized { sysid: String, was_primary: bool },
+}
+
+/// Live state of the postmaster.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PgFacts {
+    /// The postmaster process exists.
+    pub running: bool,
+    /// Set when PostgreSQL answers queries.
+    pub role: Option<PgRole>,
+    /// Primary: flush LSN; replica: max(receive, replay).
+    pub lsn: Option<u64>,
+    pub timeline: Option<u64>,
+    /// The member this replica is configured to stream from.
+    pub following: Option<String>,
+}
+
+impl PgFacts {
+    pub fn is_primary(&self) -> bool {
+        self.running && self.role == Some(PgRole::Primary)
+    }
+    pub fn is_replica(&self) -> bool {
+        self.running && self.role == Some(PgRole::Replica)
+    }
+}
+
+/// Long-running jobs the PostgresSupervisor runs in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Bootstrap,
+    Clone,
+    Reinitialize,
+    Start,
+    Stop,
+    Promote,
+}
+
+/// How the last finished job ended; reported once, then consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Succeeded(JobKind),
+    Failed(JobKind, String),
+}
+
+/// What a peer answered on `GET /patroni` during a leader race.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStatus {
+    pub name: String,
+    /// `None` when the peer did not answer in time; unreachable peers do not
+    /// block a race.
+    pub reply: Option<PeerReply>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerReply {
+    pub role: PgRole,
+    pub running: bool,
+    pub lsn: Option<u64>,
+    pub tags: Tags,
+}
+
+/// The DCS as this cycle saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DcsView {
+    Ok(Cluster),
+    Failed(DcsError),
+}
+
+/// Everything this node knows about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalView {
+    pub name: String,
+    pub tags: Tags,
+    pub timing: Timing,
+    pub maximum_lag_on_failover: u64,
+    /// A `bootstrap` section exists, so this node may create a new cluster.
+    pub can_bootstrap: bool,
+    pub data_dir: DataDir,
+    pub pg: PgFacts,
+    /// The job the supervisor is running now.
+    pub busy: Option<JobKind>,
+    /// The job that finished since the last cycle.
+    pub outcome: Option<JobOutcome>,
+    /// Until when the leader lease surely holds: send time of the last
+    /// successful renewal plus ttl. `None` when this node holds no lease.
+    pub lease_deadline: Option<Instant>,
+    /// Peer answers, gathered only when the cluster has no leader.
+    pub peers: Vec<PeerStatus>,
+}
