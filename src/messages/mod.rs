@@ -1,1 +1,7 @@
-//! (in progress)
+//! Typed messages between the actors, grouped by the actor that receives
+//! them. No actor reaches into another's state: it asks with one of these.
+
+pub mod callbacks;
+pub mod config;
+pub mod elector;
+pub mod supervisor;

@@ -1,0 +1,23 @@
+//! Messages handled by the `ConfigManager`.
+
+use std::sync::Arc;
+
+use actix::Message;
+
+use crate::config::Config;
+
+/// The local configuration in force.
+#[derive(Debug, Message)]
+#[rtype(result = "Arc<Config>")]
+pub struct GetConfig;
+
+/// Re-read the configuration file (SIGHUP, `POST /reload`). A file that
+/// fails to load or validate leaves the running configuration in place.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct ReloadConfig;
+
+/// Sent to subscribers after a successful reload.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ConfigChanged(pub Arc<Config>);

@@ -1,0 +1,47 @@
+//! Messages handled by the `LeaderElector`.
+
+use std::time::SystemTime;
+
+use actix::Message;
+
+use crate::config::Tags;
+use crate::dcs::Cluster;
+use crate::ha::JobOutcome;
+
+/// Run a cycle now instead of waiting for `loop_wait` (watch event, finished
+/// job, API request).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Wake(pub &'static str);
+
+/// A supervisor job finished.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct JobFinished(pub JobOutcome);
+
+/// The HA loop's view, for the REST API.
+#[derive(Debug, Clone)]
+pub struct HaState {
+    pub name: String,
+    pub scope: String,
+    pub tags: Tags,
+    /// The last DCS read, `None` if the last read failed or it is older than ttl.
+    pub cluster: Option<Cluster>,
+    /// This node holds the leader lease right now.
+    pub is_leader: bool,
+    pub dcs_last_seen: Option<SystemTime>,
+    pub ttl_secs: f64,
+    pub loop_wait_secs: f64,
+    pub maximum_lag_on_failover: u64,
+    /// When the next HA cycle is due (liveness).
+    pub next_cycle_due: Option<std::time::Instant>,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "HaState")]
+pub struct GetHaState;
+
+/// Graceful shutdown: stop PostgreSQL, release the lock, leave.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;

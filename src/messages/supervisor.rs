@@ -1,0 +1,141 @@
+//! Messages handled by the `PostgresSupervisor`.
+
+use std::fmt;
+
+use actix::Message;
+use serde::Serialize;
+
+use crate::config::DynamicConfig;
+use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, Upstream};
+
+/// PostgreSQL's state as Patroni names it in member keys and `/patroni`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PgState {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    Crashed,
+    StartFailed,
+    CreatingReplica,
+    InitializingNewCluster,
+    InitdbFailed,
+    Unknown,
+}
+
+impl PgState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgState::Stopped => "stopped",
+            PgState::Starting => "starting",
+            PgState::Running => "running",
+            PgState::Stopping => "stopping",
+            PgState::Crashed => "crashed",
+            PgState::StartFailed => "start failed",
+            PgState::CreatingReplica => "creating replica",
+            PgState::InitializingNewCluster => "initializing new cluster",
+            PgState::InitdbFailed => "initdb failed",
+            PgState::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for PgState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of `pg_stat_replication`, as `/patroni` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicationRow {
+    pub usename: String,
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    pub state: String,
+    pub sync_state: String,
+    pub sync_priority: i32,
+}
+
+/// Everything the supervisor knows about its PostgreSQL right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgStatus {
+    pub state: PgState,
+    pub facts: PgFacts,
+    pub data_dir: DataDir,
+    pub busy: Option<JobKind>,
+    /// Only filled for `GetPgStatus { take_outcome: true }`.
+    pub outcome: Option<JobOutcome>,
+    pub server_version: Option<u32>,
+    pub postmaster_start_time: Option<String>,
+    /// Replica only.
+    pub receive_lsn: Option<u64>,
+    pub replay_lsn: Option<u64>,
+    pub replayed_timestamp: Option<String>,
+    pub replay_paused: bool,
+    /// `streaming` or `in archive recovery` (replicas).
+    pub replication_state: Option<String>,
+    pub replication: Vec<ReplicationRow>,
+}
+
+/// Fresh facts about PostgreSQL (queries it when it runs).
+#[derive(Debug, Message)]
+#[rtype(result = "PgStatus")]
+pub struct GetPgStatus {
+    /// The HA loop consumes the outcome of the last finished job; other
+    /// askers (the API) leave it in place.
+    pub take_outcome: bool,
+}
+
+/// How to stop the postmaster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    Smart,
+    Fast,
+    Immediate,
+}
+
+/// A job for the supervisor to run in the background.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    Bootstrap,
+    Clone { from: Upstream },
+    Reinitialize { from: Upstream },
+    StartPrimary,
+    StartReplica { upstream: Option<Upstream> },
+    Promote,
+    Stop { mode: StopMode },
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Job::Bootstrap => JobKind::Bootstrap,
+            Job::Clone { .. } => JobKind::Clone,
+            Job::Reinitialize { .. } => JobKind::Reinitialize,
+            Job::StartPrimary | Job::StartReplica { .. } => JobKind::Start,
+            Job::Promote => JobKind::Promote,
+            Job::Stop { .. } => JobKind::Stop,
+        }
+    }
+}
+
+/// Start a job. Refused (`Err`) while another job runs.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct RunJob(pub Job);
+
+/// Re-point a running standby (rewrite `primary_conninfo`, reload).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Follow(pub Upstream);
+
+/// The dynamic configuration changed (parameters, use_slots...).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DynamicConfigChanged(pub DynamicConfig);
+
+/// Stop PostgreSQL and wait for it (daemon shutdown); returns when it is down.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct StopAndWait(pub StopMode);
