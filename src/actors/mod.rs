@@ -1,1 +1,9 @@
-//! (in progress)
+//! The actors of the daemon. Each owns one concern; they talk only through
+//! the typed messages in [`crate::messages`].
+
+pub mod callback_runner;
+pub mod config_manager;
+pub mod dcs_watcher;
+pub mod leader_elector;
+pub mod member_record;
+pub mod peers;

@@ -14,4 +14,6 @@ mod tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use decide::decide;
-pub use view::{DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerStatus, PgFacts, PgRole};
+pub use view::{
+    DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerReply, PeerStatus, PgFacts, PgRole,
+};

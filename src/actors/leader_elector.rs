@@ -1,0 +1,595 @@
+//! The LeaderElector: runs the HA cycle.
+//!
+//! Each cycle it gathers facts (one DCS read, PostgreSQL's status, peer
+//! answers during a leader race), asks [`crate::ha::decide`] what to do, and
+//! carries the actions out: DCS writes itself, PostgreSQL work through the
+//! supervisor. It is the only actor that turns facts into decisions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use tracing::{error, info, warn};
+
+use super::member_record::member_data;
+use super::peers::fetch_peer;
+use crate::config::{Config, DynamicConfig};
+use crate::dcs::{Cluster, Dcs, DcsError, Status};
+use crate::ha::{self, Action, DcsView, DemoteMode, LocalView, PgRole};
+use crate::messages::callbacks::{CallbackAction, CallbackEvent};
+use crate::messages::elector::{GetHaState, HaState, JobFinished, Shutdown, Wake};
+use crate::messages::supervisor::{
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgStatus, RunJob, StopAndWait, StopMode,
+};
+
+/// Who the elector talks to.
+pub struct ElectorLinks {
+    pub dcs: Arc<dyn Dcs>,
+    pub get_pg: Recipient<GetPgStatus>,
+    pub run_job: Recipient<RunJob>,
+    pub follow: Recipient<Follow>,
+    pub stop_pg: Recipient<StopAndWait>,
+    pub dynamic_changed: Recipient<DynamicConfigChanged>,
+    pub callbacks: Recipient<CallbackEvent>,
+}
+
+pub struct LeaderElector {
+    cfg: Arc<Config>,
+    dynamic: DynamicConfig,
+    links: Arc<ElectorLinks>,
+    http: reqwest::Client,
+    /// A cycle is in flight.
+    cycling: bool,
+    /// Someone asked for a cycle while one was in flight.
+    rerun: bool,
+    timer: Option<SpawnHandle>,
+    lease_deadline: Option<Instant>,
+    cluster: Option<(Cluster, Instant)>,
+    dcs_last_seen: Option<SystemTime>,
+    next_cycle_due: Option<Instant>,
+    last_role: Option<PgRole>,
+    last_status: Option<Status>,
+    shutting_down: bool,
+}
+
+/// What a finished cycle reports back to the actor.
+struct CycleReport {
+    cluster: Option<Cluster>,
+    lease_deadline: Option<Instant>,
+    role: Option<PgRole>,
+    status_written: Option<Status>,
+    rerun_now: bool,
+    fatal: Option<String>,
+}
+
+impl LeaderElector {
+    pub fn new(cfg: Arc<Config>, dynamic: DynamicConfig, links: ElectorLinks) -> LeaderElector {
+        LeaderElector {
+            cfg,
+            dynamic,
+            links: Arc::new(links),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            cycling: false,
+            rerun: false,
+            timer: None,
+            lease_deadline: None,
+            cluster: None,
+            dcs_last_seen: None,
+            next_cycle_due: None,
+            last_role: None,
+            last_status: None,
+            shutting_down: false,
+        }
+    }
+
+    fn start_cycle(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        if self.cycling {
+            self.rerun = true;
+            return;
+        }
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.cycling = true;
+        self.rerun = false;
+        let started = Instant::now();
+        let input = CycleInput {
+            cfg: self.cfg.clone(),
+            dynamic: self.dynamic.clone(),
+            links: self.links.clone(),
+            http: self.http.clone(),
+            lease_deadline: self.lease_deadline,
+            last_status: self.last_status.clone(),
+        };
+        ctx.spawn(
+            run_cycle(input)
+                .into_actor(self)
+                .map(move |report, act, ctx| {
+                    act.cycling = false;
+                    act.finish_cycle(report, started, ctx);
+                }),
+        );
+    }
+
+    fn finish_cycle(&mut self, report: CycleReport, started: Instant, ctx: &mut Context<Self>) {
+        self.lease_deadline = report.lease_deadline;
+        if let Some(s) = report.status_written {
+            self.last_status = Some(s);
+        }
+        if let Some(c) = report.cluster {
+            self.dcs_last_seen = Some(SystemTime::now());
+            self.apply_dynamic_config(&c);
+            self.cluster = Some((c, Instant::now()));
+        }
+        if report.role != self.last_role {
+            if let (Some(_), Some(new)) = (self.last_role, report.role) {
+                let role = match new {
+                    PgRole::Primary => "primary",
+                    PgRole::Replica => "replica",
+                };
+                self.links.callbacks.do_send(CallbackEvent {
+                    action: CallbackAction::OnRoleChange,
+                    role: role.to_owned(),
+                });
+            }
+            self.last_role = report.role;
+        }
+        if let Some(reason) = report.fatal {
+            error!(event = "fatal", reason = %reason, "stopping the daemon; PostgreSQL and the data directory are left as they are");
+            System::current().stop_with_code(1);
+            return;
+        }
+        if report.rerun_now || self.rerun {
+            self.next_cycle_due = Some(Instant::now());
+            ctx.notify(Wake("follow-up cycle"));
+            return;
+        }
+        let due = started + self.dynamic.timing.loop_wait;
+        let wait = due.saturating_duration_since(Instant::now());
+        self.next_cycle_due = Some(due);
+        self.timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.timer = None;
+            act.start_cycle(ctx);
+        }));
+    }
+
+    /// Adopt a changed `config` key: timing goes to the DCS client, the rest
+    /// to the supervisor. An invalid value keeps the last good one.
+    fn apply_dynamic_config(&mut self, cluster: &Cluster) {
+        let Some(cfg) = &cluster.config else { return };
+        if cfg.value == self.dynamic.raw {
+            return;
+        }
+        match DynamicConfig::from_json(&cfg.value) {
+            Ok(new) => {
+                if new.timing != self.dynamic.timing {
+                    info!(event = "timing_changed", ttl = ?new.timing.ttl, loop_wait = ?new.timing.loop_wait, retry_timeout = ?new.timing.retry_timeout);
+                    self.links
+                        .dcs
+                        .set_timing(new.timing.ttl, new.timing.retry_timeout);
+                }
+                self.links
+                    .dynamic_changed
+                    .do_send(DynamicConfigChanged(new.clone()));
+                self.dynamic = new;
+            }
+            Err(e) => {
+                warn!(event = "bad_dynamic_config", error = %e, "keeping the previous dynamic configuration")
+            }
+        }
+    }
+
+    fn ha_state(&self) -> HaState {
+        let ttl = self.dynamic.timing.ttl;
+        let fresh = self
+            .cluster
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(c, _)| c.clone());
+        HaState {
+            name: self.cfg.name.clone(),
+            scope: self.cfg.scope.clone(),
+            tags: self.cfg.tags.clone(),
+            cluster: fresh,
+            is_leader: self.lease_deadline.is_some_and(|d| d > Instant::now()),
+            dcs_last_seen: self.dcs_last_seen,
+            ttl_secs: ttl.as_secs_f64(),
+            loop_wait_secs: self.dynamic.timing.loop_wait.as_secs_f64(),
+            maximum_lag_on_failover: self.dynamic.maximum_lag_on_failover,
+            next_cycle_due: self.next_cycle_due,
+        }
+    }
+}
+
+impl Actor for LeaderElector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.start_cycle(ctx);
+    }
+}
+
+impl Handler<Wake> for LeaderElector {
+    type Result = ();
+    fn handle(&mut self, _msg: Wake, ctx: &mut Context<Self>) {
+        self.start_cycle(ctx);
+    }
+}
+
+impl Handler<JobFinished> for LeaderElector {
+    type Result = ();
+    fn handle(&mut self, msg: JobFinished, ctx: &mut Context<Self>) {
+        info!(event = "job_finished", outcome = ?msg.0);
+        self.start_cycle(ctx);
+    }
+}
+
+impl Handler<GetHaState> for LeaderElector {
+    type Result = MessageResult<GetHaState>;
+    fn handle(&mut self, _msg: GetHaState, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.ha_state())
+    }
+}
+
+impl Handler<Shutdown> for LeaderElector {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        let links = self.links.clone();
+        let held = self.lease_deadline.is_some();
+        Box::pin(
+            async move {
+                info!(event = "shutdown", "stopping PostgreSQL (fast)");
+                if let Ok(Err(e)) = links.stop_pg.send(StopAndWait(StopMode::Fast)).await {
+                    warn!(event = "shutdown", error = %e, "PostgreSQL did not stop cleanly");
+                }
+                if held {
+                    match links.dcs.delete_leader().await {
+                        Ok(()) => info!(event = "lock_released", reason = "shutdown"),
+                        Err(e) => warn!(event = "lock_release_failed", error = %e),
+                    }
+                }
+                if let Err(e) = links.dcs.release_session().await {
+                    warn!(event = "session_release_failed", error = %e);
+                }
+            }
+            .into_actor(self)
+            .map(|_, _, _| System::current().stop()),
+        )
+    }
+}
+
+/// A snapshot of what a cycle needs, so the cycle runs without borrowing the
+/// actor (messages such as `GetHaState` are answered meanwhile).
+struct CycleInput {
+    cfg: Arc<Config>,
+    dynamic: DynamicConfig,
+    links: Arc<ElectorLinks>,
+    http: reqwest::Client,
+    lease_deadline: Option<Instant>,
+    last_status: Option<Status>,
+}
+
+async fn run_cycle(input: CycleInput) -> CycleReport {
+    let CycleInput {
+        cfg,
+        dynamic,
+        links,
+        http,
+        mut lease_deadline,
+        last_status,
+    } = input;
+    let mut report = CycleReport {
+        cluster: None,
+        lease_deadline,
+        role: None,
+        status_written: None,
+        rerun_now: false,
+        fatal: None,
+    };
+    let timing = dynamic.timing;
+
+    let (dcs_view, pg) = futures_util::join!(
+        links.dcs.load_cluster(),
+        links.get_pg.send(GetPgStatus { take_outcome: true })
+    );
+    let pg = match pg {
+        Ok(pg) => pg,
+        Err(e) => {
+            error!(event = "supervisor_unavailable", error = %e);
+            return report;
+        }
+    };
+    report.role = pg.facts.role;
+    let dcs_view = match dcs_view {
+        Ok(c) => DcsView::Ok(c),
+        Err(e) => DcsView::Failed(e),
+    };
+
+    let mut peers = Vec::new();
+    if let DcsView::Ok(c) = &dcs_view {
+        if c.leader.is_none() && pg.facts.is_replica() {
+            peers = join_all(
+                c.members
+                    .iter()
+                    .filter(|m| m.name != cfg.name && !m.data.api_url.is_empty())
+                    .map(|m| fetch_peer(&http, m)),
+            )
+            .await;
+        }
+    }
+
+    let local = LocalView {
+        name: cfg.name.clone(),
+        tags: cfg.tags.clone(),
+        timing,
+        maximum_lag_on_failover: dynamic.maximum_lag_on_failover,
+        can_bootstrap: cfg.bootstrap.is_some(),
+        data_dir: pg.data_dir.clone(),
+        pg: pg.facts.clone(),
+        busy: pg.busy,
+        outcome: pg.outcome.clone(),
+        lease_deadline,
+        peers,
+    };
+    let decision = ha::decide(&dcs_view, &local, Instant::now());
+    if decision.actions.is_empty() {
+        tracing::debug!(event = "decision", reason = %decision.reason);
+    } else {
+        let actions: Vec<String> = decision.actions.iter().map(ToString::to_string).collect();
+        info!(event = "decision", reason = %decision.reason, actions = ?actions,
+              leader = ?dcs_view_leader(&dcs_view), role = ?pg.facts.role, lsn = ?pg.facts.lsn);
+    }
+
+    let cluster = match dcs_view {
+        DcsView::Ok(c) => Some(c),
+        DcsView::Failed(_) => None,
+    };
+    for action in decision.actions {
+        let outcome = execute(
+            &action,
+            &cfg,
+            &dynamic,
+            &links,
+            cluster.as_ref(),
+            &pg,
+            &mut lease_deadline,
+            &last_status,
+        )
+        .await;
+        match outcome {
+            Step::Continue => {}
+            Step::ContinueWrote(s) => report.status_written = Some(s),
+            Step::Rerun => {
+                report.rerun_now = true;
+                break;
+            }
+            Step::Stop(why) => {
+                warn!(event = "action_failed", action = %action, reason = %why);
+                break;
+            }
+            Step::Fatal(why) => {
+                report.fatal = Some(why);
+                break;
+            }
+        }
+    }
+
+    if let Some(c) = &cluster {
+        let data = member_data(&cfg, &pg);
+        let sent = Instant::now();
+        match links.dcs.touch_member(&data).await {
+            // Touching the member keeps the node's lease alive, and the
+            // leader key shares that lease.
+            Ok(()) if c.leader_name() == Some(cfg.name.as_str()) && lease_deadline.is_some() => {
+                lease_deadline = lease_deadline.max(Some(sent + timing.ttl));
+            }
+            Ok(()) => {}
+            Err(e) => warn!(event = "member_update_failed", error = %e),
+        }
+    }
+    report.lease_deadline = lease_deadline;
+    report.cluster = cluster;
+    report
+}
+
+fn dcs_view_leader(v: &DcsView) -> Option<String> {
+    match v {
+        DcsView::Ok(c) => c.leader_name().map(str::to_owned),
+        DcsView::Failed(_) => None,
+    }
+}
+
+enum Step {
+    Continue,
+    ContinueWrote(Status),
+    /// The facts changed (a race was won or lost): decide again at once.
+    Rerun,
+    Stop(String),
+    Fatal(String),
+}
+
+fn dcs_step(r: Result<bool, DcsError>, lost: &str) -> Step {
+    match r {
+        Ok(true) => Step::Continue,
+        Ok(false) => Step::Stop(lost.to_owned()),
+        Err(e) => Step::Stop(e.to_string()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    action: &Action,
+    cfg: &Config,
+    dynamic: &DynamicConfig,
+    links: &ElectorLinks,
+    cluster: Option<&Cluster>,
+    pg: &PgStatus,
+    lease_deadline: &mut Option<Instant>,
+    last_status: &Option<Status>,
+) -> Step {
+    let ttl = dynamic.timing.ttl;
+    match action {
+        Action::TakeInitialize => match links.dcs.initialize(true, "").await {
+            Ok(true) => {
+                info!(event = "initialize_taken", "won the bootstrap race");
+                Step::Continue
+            }
+            Ok(false) => {
+                info!(
+                    event = "initialize_lost",
+                    "another node bootstraps the cluster"
+                );
+                Step::Rerun
+            }
+            Err(e) => Step::Stop(e.to_string()),
+        },
+        Action::CreateInitialize { sysid } => {
+            dcs_step(links.dcs.initialize(true, sysid).await, "initialize exists")
+        }
+        Action::CompleteBootstrap { sysid } => {
+            if let Err(e) = links.dcs.initialize(false, sysid).await {
+                return Step::Stop(e.to_string());
+            }
+            let dcs_json = cfg
+                .bootstrap
+                .as_ref()
+                .map(|b| b.dcs.clone())
+                .filter(|v| v.is_object())
+                .unwrap_or_else(|| serde_json::json!({}));
+            match links
+                .dcs
+                .set_config_value(&dcs_json.to_string(), None)
+                .await
+            {
+                Ok(_) => {
+                    info!(event = "bootstrap_published", sysid = %sysid);
+                    Step::Continue
+                }
+                Err(e) => Step::Stop(e.to_string()),
+            }
+        }
+        Action::CancelInitialize => match links.dcs.cancel_initialization().await {
+            Ok(()) => {
+                warn!(
+                    event = "initialize_released",
+                    "bootstrap failed; another attempt may start"
+                );
+                Step::Continue
+            }
+            Err(e) => Step::Stop(e.to_string()),
+        },
+        Action::AcquireLock => {
+            let sent = Instant::now();
+            match links.dcs.attempt_to_acquire_leader().await {
+                Ok(true) => {
+                    *lease_deadline = Some(sent + ttl);
+                    info!(event = "lock_acquired", lsn = ?pg.facts.lsn);
+                    Step::Rerun
+                }
+                Ok(false) => {
+                    info!(event = "lock_lost_race", "another node took the leader key");
+                    Step::Rerun
+                }
+                Err(e) => Step::Stop(e.to_string()),
+            }
+        }
+        Action::RenewLock => {
+            let Some(leader) = cluster.and_then(|c| c.leader.clone()) else {
+                return Step::Stop("no leader key to renew".into());
+            };
+            let sent = Instant::now();
+            match links.dcs.update_leader(&leader).await {
+                Ok(true) => {
+                    *lease_deadline = Some(sent + ttl);
+                    if pg.facts.is_primary() {
+                        let status = Status {
+                            optime: pg.facts.lsn,
+                            ..Status::default()
+                        };
+                        if last_status.as_ref() != Some(&status) {
+                            if let Err(e) = links.dcs.write_status(&status).await {
+                                warn!(event = "status_write_failed", error = %e);
+                            } else {
+                                return Step::ContinueWrote(status);
+                            }
+                        }
+                    }
+                    Step::Continue
+                }
+                Ok(false) => {
+                    *lease_deadline = None;
+                    warn!(event = "lock_lost", "the leader key is no longer mine");
+                    Step::Rerun
+                }
+                Err(e) => Step::Stop(e.to_string()),
+            }
+        }
+        Action::ReleaseLock => {
+            *lease_deadline = None;
+            match links.dcs.delete_leader().await {
+                Ok(()) => {
+                    info!(event = "lock_released");
+                    Step::Rerun
+                }
+                Err(e) => Step::Stop(e.to_string()),
+            }
+        }
+        Action::Bootstrap => job(links, Job::Bootstrap).await,
+        Action::Clone { from } => job(links, Job::Clone { from: from.clone() }).await,
+        Action::Reinitialize { from } => job(links, Job::Reinitialize { from: from.clone() }).await,
+        Action::StartPrimary => job(links, Job::StartPrimary).await,
+        Action::StartReplica { upstream } => {
+            job(
+                links,
+                Job::StartReplica {
+                    upstream: upstream.clone(),
+                },
+            )
+            .await
+        }
+        Action::Promote => {
+            info!(event = "promote", "promoting PostgreSQL");
+            job(links, Job::Promote).await
+        }
+        Action::Demote { mode } => {
+            let stop = match mode {
+                DemoteMode::ImmediateNoLock => StopMode::Immediate,
+                DemoteMode::Offline => StopMode::Fast,
+            };
+            warn!(event = "demote", mode = ?mode, "stopping PostgreSQL so it accepts no more writes");
+            match links.stop_pg.send(StopAndWait(stop)).await {
+                Ok(Ok(())) => Step::Continue,
+                Ok(Err(e)) => Step::Stop(e),
+                Err(e) => Step::Stop(e.to_string()),
+            }
+        }
+        Action::Follow { upstream } => match links.follow.send(Follow(upstream.clone())).await {
+            Ok(Ok(())) => {
+                info!(event = "follow", leader = %upstream.name);
+                Step::Continue
+            }
+            Ok(Err(e)) => Step::Stop(e),
+            Err(e) => Step::Stop(e.to_string()),
+        },
+        Action::Fatal { reason } => Step::Fatal(reason.clone()),
+    }
+}
+
+async fn job(links: &ElectorLinks, job: Job) -> Step {
+    match links.run_job.send(RunJob(job)).await {
+        Ok(Ok(())) => Step::Continue,
+        Ok(Err(e)) => Step::Stop(e),
+        Err(e) => Step::Stop(e.to_string()),
+    }
+}

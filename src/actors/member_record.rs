@@ -1,0 +1,50 @@
+//! What this node publishes under `members/<name>` (dcs-layout.md §2.1).
+
+use crate::config::Config;
+use crate::dcs::MemberData;
+use crate::ha::{DataDir, PgRole};
+use crate::messages::supervisor::{PgState, PgStatus};
+
+/// `postgres://<connect_address>/<database>`.
+pub fn conn_url(cfg: &Config) -> String {
+    format!(
+        "postgres://{}/{}",
+        cfg.postgresql.connect_address, cfg.postgresql.database
+    )
+}
+
+/// `http(s)://<restapi.connect_address>/patroni`.
+pub fn api_url(cfg: &Config) -> String {
+    let scheme = if cfg.restapi.certfile.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}/patroni", cfg.restapi.connect_address)
+}
+
+/// The member record for the current state of PostgreSQL.
+pub fn member_data(cfg: &Config, pg: &PgStatus) -> MemberData {
+    let role = match (pg.facts.role, &pg.data_dir) {
+        (Some(PgRole::Primary), _) => "primary",
+        (Some(PgRole::Replica), _) => "replica",
+        (None, DataDir::Empty) => "uninitialized",
+        (None, DataDir::Initialized { .. }) => "replica",
+    };
+    let answering = pg.state == PgState::Running && pg.facts.role.is_some();
+    MemberData {
+        conn_url: conn_url(cfg),
+        api_url: api_url(cfg),
+        state: pg.state.as_str().to_owned(),
+        role: role.to_owned(),
+        version: crate::PATRONI_COMPAT_VERSION.to_owned(),
+        xlog_location: answering.then_some(pg.facts.lsn).flatten(),
+        receive_lsn: pg.receive_lsn,
+        replay_lsn: pg.replay_lsn,
+        replication_state: pg.replication_state.clone(),
+        timeline: pg.facts.timeline,
+        tags: cfg.tags.clone(),
+        pending_restart: false,
+        pause: false,
+    }
+}
