@@ -9,6 +9,7 @@
 pub mod actors;
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod dcs;
 pub mod ha;
 pub mod logging;

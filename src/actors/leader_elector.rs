@@ -20,7 +20,7 @@ use crate::ha::{self, Action, DcsView, DemoteMode, LocalView, PgRole};
 use crate::messages::callbacks::{CallbackAction, CallbackEvent};
 use crate::messages::elector::{GetHaState, HaState, JobFinished, Shutdown, Wake};
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgStatus, RunJob, StopAndWait, StopMode,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgStatus, RunJob, StopAndWait, StopMode, SyncSlots,
 };
 
 /// Who the elector talks to.
@@ -30,6 +30,7 @@ pub struct ElectorLinks {
     pub run_job: Recipient<RunJob>,
     pub follow: Recipient<Follow>,
     pub stop_pg: Recipient<StopAndWait>,
+    pub sync_slots: Recipient<SyncSlots>,
     pub dynamic_changed: Recipient<DynamicConfigChanged>,
     pub callbacks: Recipient<CallbackEvent>,
 }
@@ -512,6 +513,12 @@ async fn execute(
             match links.dcs.update_leader(&leader).await {
                 Ok(true) => {
                     *lease_deadline = Some(sent + ttl);
+                    if pg.facts.is_primary() && dynamic.use_slots {
+                        let others: Vec<String> = cluster
+                            .map(|c| c.members.iter().filter(|m| m.name != cfg.name).map(|m| m.name.clone()).collect())
+                            .unwrap_or_default();
+                        let _ = links.sync_slots.send(SyncSlots(others)).await;
+                    }
                     if pg.facts.is_primary() {
                         let status = Status {
                             optime: pg.facts.lsn,

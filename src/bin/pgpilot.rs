@@ -1,1 +1,195 @@
-fn main() {}
+//! pgpilot: the daemon. One runs beside each PostgreSQL server.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use pgpilot::actors::callback_runner::CallbackRunner;
+use pgpilot::actors::config_manager::ConfigManager;
+use pgpilot::actors::dcs_watcher::DcsWatcher;
+use pgpilot::actors::leader_elector::{ElectorLinks, LeaderElector};
+use pgpilot::actors::postgres_supervisor::PostgresSupervisor;
+use pgpilot::api::server::{ApiContext, serve};
+use pgpilot::config::{Config, DynamicConfig};
+use pgpilot::dcs::Dcs;
+use pgpilot::dcs::etcd::EtcdDcs;
+use pgpilot::logging::{self, LogFormat};
+use pgpilot::messages::config::ReloadConfig;
+use pgpilot::messages::elector::Shutdown;
+
+#[derive(Parser)]
+#[command(name = "pgpilot", version, about = "High-availability supervisor for PostgreSQL (Patroni-compatible)")]
+struct Cli {
+    /// Configuration file or directory of *.yml files. Without it the
+    /// configuration comes from PATRONI_CONFIGURATION or PATRONI_* variables.
+    config: Option<PathBuf>,
+    /// Check the configuration and exit: 0 if valid, 1 if not.
+    #[arg(long, alias = "validate-config")]
+    validate: bool,
+    #[arg(long, value_enum, default_value = "plain")]
+    log_format: LogFormat,
+}
+
+fn env_map() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), String> {
+    pgpilot::config::validate_file(path.map(PathBuf::as_path), &env_map()).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.validate {
+        return match load(cli.config.as_ref()) {
+            Ok((_, warnings)) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "error: pgpilot must not run as root: PostgreSQL refuses to, and the data directory must belong to \
+             the user that runs it. Start it as that user, e.g. `runuser -u postgres -- pgpilot CONFIG`."
+        );
+        return ExitCode::FAILURE;
+    }
+    let (cfg, warnings) = match load(cli.config.as_ref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(cli.log_format, cfg.log.level.as_deref());
+    for w in warnings {
+        warn!(event = "config_warning", warning = %w);
+    }
+    let system = System::new();
+    let code = system.block_on(async move {
+        match run(cfg, cli.config).await {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(event = "startup_failed", error = %format!("{e:#}"));
+                1
+            }
+        }
+    });
+    if code != 0 {
+        return ExitCode::from(code);
+    }
+    match system.run_with_code() {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Start the actors and the API; returns once everything runs.
+async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let dynamic = match cfg.bootstrap.as_ref().map(|b| &b.dcs).filter(|v| v.is_object()) {
+        Some(v) => DynamicConfig::from_json(v).map_err(|e| anyhow::anyhow!("bootstrap.dcs: {e}"))?,
+        None => DynamicConfig::defaults(),
+    };
+    let etcd = cfg
+        .etcd3
+        .as_ref()
+        .context("no etcd3 section in the configuration")?;
+    let credentials = etcd.username.clone().zip(etcd.password.clone());
+    let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::new(
+        etcd.endpoints(),
+        credentials,
+        cfg.cluster_prefix(),
+        cfg.name.clone(),
+        dynamic.timing.ttl,
+        dynamic.timing.retry_timeout,
+    ));
+    info!(event = "starting", name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen);
+
+    let cfg = Arc::new(cfg);
+    let callbacks = CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone()).start();
+    let mut supervisor_addr = None;
+    let elector = LeaderElector::create(|ctx| {
+        let sup = PostgresSupervisor::new(cfg.clone(), dynamic.clone(), ctx.address().recipient()).start();
+        supervisor_addr = Some(sup.clone());
+        LeaderElector::new(
+            cfg.clone(),
+            dynamic.clone(),
+            ElectorLinks {
+                dcs: dcs.clone(),
+                get_pg: sup.clone().recipient(),
+                run_job: sup.clone().recipient(),
+                follow: sup.clone().recipient(),
+                stop_pg: sup.clone().recipient(),
+                sync_slots: sup.clone().recipient(),
+                dynamic_changed: sup.clone().recipient(),
+                callbacks: callbacks.recipient(),
+            },
+        )
+    });
+    let supervisor = supervisor_addr.context("supervisor not started")?;
+    DcsWatcher::new(dcs.clone(), elector.clone().recipient()).start();
+
+    let reload_path = path.clone();
+    let mut manager = ConfigManager::new(
+        (*cfg).clone(),
+        Box::new(move || load(reload_path.as_ref()).map(|(c, _)| c)),
+    );
+    manager.subscribe(supervisor.clone().recipient());
+    let manager = manager.start();
+
+    let server = serve(
+        &cfg.restapi.listen,
+        ApiContext {
+            elector: elector.clone().recipient(),
+            supervisor: supervisor.clone().recipient(),
+            config_manager: manager.clone().recipient(),
+            dcs: dcs.clone(),
+        },
+    )
+    .with_context(|| format!("cannot listen on {} (restapi.listen)", cfg.restapi.listen))?;
+    actix::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(event = "api_server_failed", error = %e);
+        }
+    });
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    actix::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!(event = "signal", signal = "SIGTERM"); elector.do_send(Shutdown); }
+                _ = int.recv() => { info!(event = "signal", signal = "SIGINT"); elector.do_send(Shutdown); }
+                _ = hup.recv() => {
+                    info!(event = "signal", signal = "SIGHUP");
+                    match manager.send(ReloadConfig).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => warn!(event = "reload_refused", error = %e),
+                        Err(e) => warn!(event = "reload_failed", error = %e),
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}

@@ -87,13 +87,7 @@ pub struct GetPgStatus {
     pub take_outcome: bool,
 }
 
-/// How to stop the postmaster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopMode {
-    Smart,
-    Fast,
-    Immediate,
-}
+pub use crate::postgres::StopMode;
 
 /// A job for the supervisor to run in the background.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +98,6 @@ pub enum Job {
     StartPrimary,
     StartReplica { upstream: Option<Upstream> },
     Promote,
-    Stop { mode: StopMode },
 }
 
 impl Job {
@@ -115,7 +108,6 @@ impl Job {
             Job::Reinitialize { .. } => JobKind::Reinitialize,
             Job::StartPrimary | Job::StartReplica { .. } => JobKind::Start,
             Job::Promote => JobKind::Promote,
-            Job::Stop { .. } => JobKind::Stop,
         }
     }
 }
@@ -139,3 +131,8 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct StopAndWait(pub StopMode);
+
+/// Leader only: make sure every other member has its replication slot.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SyncSlots(pub Vec<String>);

@@ -1,0 +1,331 @@
+//! The long procedures the PostgresSupervisor runs in the background:
+//! bootstrap, clone, reinitialize, start, promote. Each takes what it needs
+//! by value, so it runs while the actor keeps answering status questions.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::{Config, DynamicConfig};
+use crate::ha::Upstream;
+use crate::postgres::{
+    Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode, conf, datadir, ops,
+    params, query,
+};
+
+/// Everything a job needs to know, owned.
+#[derive(Clone)]
+pub struct JobEnv {
+    pub cfg: Arc<Config>,
+    pub dynamic: DynamicConfig,
+    pub bins: Binaries,
+    pub data_dir: PathBuf,
+    pub config_dir: PathBuf,
+}
+
+impl JobEnv {
+    pub fn pg_ctl_timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.postgresql.pg_ctl_timeout.max(1))
+    }
+
+    /// Where the postmaster's own output goes: beside the data directory,
+    /// never inside it (it would be copied by pg_basebackup).
+    pub fn log_path(&self) -> PathBuf {
+        let name = self
+            .data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "postgresql".to_owned());
+        self.data_dir
+            .parent()
+            .unwrap_or(Path::new("/tmp"))
+            .join(format!("{name}.log"))
+    }
+
+    pub fn parameters(&self) -> std::collections::BTreeMap<String, String> {
+        let eff = params::effective_parameters(&self.cfg, &self.dynamic);
+        for w in &eff.warnings {
+            warn!(event = "parameter_adjusted", warning = %w);
+        }
+        eff.values
+    }
+
+    /// How pgpilot connects to its own PostgreSQL: the first unix socket
+    /// directory if there is one, else the first listen address.
+    pub fn local_conn(&self) -> ConnParams {
+        let pg = &self.cfg.postgresql;
+        let (addrs, port) = pg
+            .listen_parts()
+            .unwrap_or_else(|| (vec!["127.0.0.1".to_owned()], 5432));
+        let socket = self
+            .parameters()
+            .get("unix_socket_directories")
+            .and_then(|d| d.split(',').map(str::trim).find(|d| d.starts_with('/')).map(str::to_owned));
+        let host = socket.unwrap_or_else(|| match addrs[0].as_str() {
+            "*" | "0.0.0.0" | "" => "127.0.0.1".to_owned(),
+            "::" => "::1".to_owned(),
+            a => a.to_owned(),
+        });
+        let su = &pg.authentication.superuser;
+        let mut c = ConnParams::new(host, port, su.username.clone().unwrap_or_else(|| "postgres".to_owned()));
+        c.password = su.password.clone();
+        c.dbname = pg.database.clone();
+        c
+    }
+
+    pub fn pgpass_path(&self) -> PathBuf {
+        match &self.cfg.postgresql.pgpass {
+            Some(p) => PathBuf::from(p),
+            None => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp"))
+                .join("pgpass"),
+        }
+    }
+
+    /// pgpass with wildcard entries for the replication and superuser
+    /// credentials, so any upstream works.
+    pub fn write_pgpass(&self) -> PgResult<PathBuf> {
+        let auth = &self.cfg.postgresql.authentication;
+        let mut entries = Vec::new();
+        for c in [&auth.replication, &auth.superuser] {
+            if let (Some(u), Some(p)) = (&c.username, &c.password) {
+                entries.push(PgpassEntry {
+                    host: "*".into(),
+                    port: "*".into(),
+                    database: "*".into(),
+                    user: u.clone(),
+                    password: p.clone(),
+                });
+            }
+        }
+        let path = self.pgpass_path();
+        datadir::write_pgpass(&path, &entries).map_err(|e| PgError::io(format!("write {}", path.display()), e))?;
+        Ok(path)
+    }
+
+    fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
+        let pg = &self.cfg.postgresql;
+        let primary_conninfo = match upstream {
+            None => String::new(),
+            Some(u) => {
+                let passfile = self.write_pgpass()?;
+                conf::primary_conninfo(
+                    &u.host,
+                    u.port,
+                    pg.authentication.replication.username.as_deref().unwrap_or("replicator"),
+                    &passfile,
+                    &self.cfg.name,
+                    &pg.database,
+                )
+            }
+        };
+        Ok(RecoveryParams {
+            primary_conninfo,
+            primary_slot_name: (upstream.is_some() && self.dynamic.use_slots).then(|| conf::slot_name(&self.cfg.name)),
+        })
+    }
+
+    /// Write postgresql.conf (+ pg_hba.conf, standby.signal). `standby` =
+    /// `Some(upstream or None)` for a standby, `None` for a primary.
+    pub fn write_config(&self, standby: Option<Option<&Upstream>>) -> PgResult<PathBuf> {
+        let params = self.parameters();
+        let recovery = standby.map(|u| self.recovery_for(u)).transpose()?;
+        let custom = self.cfg.postgresql.custom_conf.as_deref().map(Path::new);
+        let hba = &self.cfg.postgresql.pg_hba;
+        let files = datadir::ConfigFiles {
+            data_dir: &self.data_dir,
+            config_dir: &self.config_dir,
+            custom_conf: custom,
+            params: &params,
+            hba_lines: (!hba.is_empty()).then_some(hba.as_slice()),
+            recovery: recovery.as_ref(),
+        };
+        datadir::write_config_files(&files).map_err(|e| PgError::io(format!("write configuration in {}", self.config_dir.display()), e))
+    }
+}
+
+/// Start PostgreSQL and wait until it accepts connections.
+pub async fn start(env: &JobEnv, standby: Option<Option<&Upstream>>) -> PgResult<Postmaster> {
+    let conf_file = env.write_config(standby)?;
+    let params = env.parameters();
+    let mut pm = Postmaster::start(
+        &env.bins,
+        &env.data_dir,
+        &conf_file,
+        &params::command_line_parameters(&params),
+        &env.log_path(),
+    )?;
+    info!(event = "postgres_started", pid = pm.pid(), standby = standby.is_some());
+    match pm.wait_ready(&env.local_conn(), env.pg_ctl_timeout()).await {
+        Ok(_) => Ok(pm),
+        Err(e) => {
+            let _ = pm.stop(StopMode::Immediate, env.pg_ctl_timeout()).await;
+            Err(e)
+        }
+    }
+}
+
+fn create_parent(dir: &Path) -> PgResult<()> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| PgError::io(format!("create {}", parent.display()), e))?;
+    }
+    Ok(())
+}
+
+/// initdb, configure, start, create roles, run post_init. On failure the
+/// postmaster is stopped and the data directory moved aside, never deleted.
+pub async fn bootstrap(env: &JobEnv) -> PgResult<Postmaster> {
+    let mut started: Option<Postmaster> = None;
+    let result = bootstrap_steps(env, &mut started).await;
+    match result {
+        Ok(()) => started.ok_or_else(|| PgError::parse("bootstrap", "postmaster handle lost")),
+        Err(e) => {
+            if let Some(mut pm) = started {
+                let _ = pm.stop(StopMode::Immediate, env.pg_ctl_timeout()).await;
+            }
+            if !datadir::is_empty(&env.data_dir).unwrap_or(true) {
+                match datadir::move_aside(&env.data_dir) {
+                    Ok(p) => warn!(event = "data_dir_moved_aside", to = %p.display(), "after a failed bootstrap"),
+                    Err(err) => warn!(event = "data_dir_move_failed", error = %err),
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgResult<()> {
+    let boot = env.cfg.bootstrap.clone().unwrap_or_default();
+    let pg = &env.cfg.postgresql;
+    let su = &pg.authentication.superuser;
+    let su_name = su.username.clone().unwrap_or_else(|| "postgres".to_owned());
+    create_parent(&env.data_dir)?;
+    ops::initdb(&env.bins, &env.data_dir, &boot.initdb, &su_name, su.password.as_deref()).await?;
+    info!(event = "initdb_done", data_dir = %env.data_dir.display());
+    if pg.pg_hba.is_empty() && !boot.pg_hba.is_empty() {
+        append_hba(&env.config_dir, &boot.pg_hba)?;
+    }
+    let pm = start(env, None).await?;
+    *started = Some(pm);
+    let mut client = query::connect(&env.local_conn(), env.pg_ctl_timeout()).await?;
+    if let Some(p) = su.password.as_deref() {
+        query::create_or_update_role(&mut client, &su_name, Some(p), &["SUPERUSER".to_owned()], false).await?;
+    }
+    let repl = &pg.authentication.replication;
+    if let Some(u) = repl.username.as_deref() {
+        query::create_or_update_role(&mut client, u, repl.password.as_deref(), &[], true).await?;
+    }
+    for (name, user) in &boot.users {
+        query::create_or_update_role(&mut client, name, user.password.as_deref(), &user.options, false).await?;
+    }
+    if let Some(script) = &boot.post_init {
+        run_post_init(env, script, &su_name).await?;
+    }
+    Ok(())
+}
+
+fn append_hba(config_dir: &Path, lines: &[String]) -> PgResult<()> {
+    let path = config_dir.join(datadir::PG_HBA_CONF);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    if !text.ends_with('\n') && !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str("\n# bootstrap.pg_hba (pgpilot)\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    datadir::write_atomic(&path, text.as_bytes()).map_err(|e| PgError::io(format!("write {}", path.display()), e))
+}
+
+/// `post_init URL` with PGPASSFILE set (seed §2.3.2).
+async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()> {
+    let passfile = env.write_pgpass()?;
+    let conn = env.local_conn();
+    let host = if conn.host.starts_with('/') {
+        format!("?host={}", conn.host)
+    } else {
+        String::new()
+    };
+    let url = if host.is_empty() {
+        format!("postgres://{su_name}@{}:{}/{}", conn.host, conn.port, conn.dbname)
+    } else {
+        format!("postgres://{su_name}@:{}/{}{host}", conn.port, conn.dbname)
+    };
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("{script} \"$1\""))
+        .arg("post_init")
+        .arg(&url)
+        .env("PGPASSFILE", &passfile)
+        .env("PGOPTIONS", "-c synchronous_commit=local -c statement_timeout=0");
+    info!(event = "post_init", script = %script);
+    crate::postgres::command::run(cmd).await.map(|_| ())
+}
+
+/// pg_basebackup from `from`, then start as its standby.
+pub async fn clone(env: &JobEnv, from: &Upstream) -> PgResult<Postmaster> {
+    create_parent(&env.data_dir)?;
+    let passfile = env.write_pgpass()?;
+    let source = ops::BasebackupSource {
+        host: from.host.clone(),
+        port: from.port,
+        user: env
+            .cfg
+            .postgresql
+            .authentication
+            .replication
+            .username
+            .clone()
+            .unwrap_or_else(|| "replicator".to_owned()),
+        passfile: Some(passfile),
+    };
+    let extra = match &env.cfg.postgresql.basebackup {
+        Some(v) => ops::basebackup_args(v)?,
+        None => Vec::new(),
+    };
+    info!(event = "basebackup_started", from = %from.name);
+    ops::basebackup(&env.bins, &env.data_dir, &source, &extra).await?;
+    datadir::ensure_mode_0700(&env.data_dir).map_err(|e| PgError::io("chmod data directory", e))?;
+    info!(event = "basebackup_done", from = %from.name);
+    start(env, Some(Some(from))).await
+}
+
+/// Stop whatever runs, move the data directory aside (kept, not deleted),
+/// clone again.
+pub async fn reinitialize(env: &JobEnv, running: Option<Postmaster>, from: &Upstream) -> PgResult<Postmaster> {
+    if let Some(mut pm) = running {
+        pm.stop(StopMode::Immediate, env.pg_ctl_timeout()).await?;
+    }
+    if !datadir::is_empty(&env.data_dir).map_err(|e| PgError::io("inspect data directory", e))? {
+        let moved = datadir::move_aside(&env.data_dir).map_err(|e| PgError::io("move data directory aside", e))?;
+        warn!(event = "data_dir_moved_aside", to = %moved.display(), "rebuilding from the leader");
+    }
+    clone(env, from).await
+}
+
+/// Promote the standby and drop the recovery settings from the config.
+pub async fn promote(env: &JobEnv) -> PgResult<()> {
+    let client = query::connect(&env.local_conn(), env.pg_ctl_timeout()).await?;
+    let wait = i32::try_from(env.pg_ctl_timeout().as_secs()).unwrap_or(60);
+    if !query::promote(&client, wait).await? {
+        return Err(PgError::parse("pg_promote", "did not finish in time"));
+    }
+    env.write_config(None)?;
+    Ok(())
+}
+
+/// Create a physical slot for each member that streams from this primary.
+pub async fn sync_slots(env: &JobEnv, members: &[String]) -> PgResult<()> {
+    let client = query::connect(&env.local_conn(), Duration::from_secs(2)).await?;
+    for m in members {
+        let slot = conf::slot_name(m);
+        if query::create_physical_slot_if_missing(&client, &slot).await? {
+            info!(event = "slot_created", slot = %slot, member = %m);
+        }
+    }
+    Ok(())
+}

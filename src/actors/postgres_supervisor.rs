@@ -1,0 +1,380 @@
+//! The PostgresSupervisor: owns the postmaster child process.
+//!
+//! It reports facts (`GetPgStatus`), runs long jobs in the background
+//! (bootstrap, clone, start, promote...) and tells the elector when one
+//! finishes. It never decides anything: the elector asks, it carries out.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::{error, info, warn};
+
+use super::postgres_jobs::{self as jobs, JobEnv};
+use crate::config::{Config, DynamicConfig};
+use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
+use crate::messages::config::ConfigChanged;
+use crate::messages::elector::JobFinished;
+use crate::messages::supervisor::{
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, RunJob, StopAndWait, SyncSlots,
+};
+use crate::postgres::{Binaries, Postmaster, controldata, datadir, query};
+
+pub struct PostgresSupervisor {
+    env: JobEnv,
+    postmaster: Option<Postmaster>,
+    state: PgState,
+    busy: Option<JobKind>,
+    outcome: Option<JobOutcome>,
+    /// The member the standby is configured to stream from.
+    following: Option<Upstream>,
+    listener: Recipient<JobFinished>,
+}
+
+/// Resolve a configured path against the working directory, as Patroni's
+/// relative `data_dir: data/postgresql0` expects.
+fn absolute(p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}
+
+impl PostgresSupervisor {
+    pub fn new(cfg: Arc<Config>, dynamic: DynamicConfig, listener: Recipient<JobFinished>) -> PostgresSupervisor {
+        let data_dir = absolute(&cfg.postgresql.data_dir);
+        let config_dir = absolute(cfg.postgresql.config_dir());
+        let bins = Binaries::from_config(&cfg.postgresql);
+        PostgresSupervisor {
+            env: JobEnv {
+                cfg,
+                dynamic,
+                bins,
+                data_dir,
+                config_dir,
+            },
+            postmaster: None,
+            state: PgState::Stopped,
+            busy: None,
+            outcome: None,
+            following: None,
+            listener,
+        }
+    }
+
+    /// Notice a postmaster that died under us.
+    fn check_alive(&mut self) {
+        if let Some(pm) = &mut self.postmaster {
+            if !pm.is_alive() {
+                warn!(event = "postgres_exited", pid = pm.pid(), status = ?pm.exit_status());
+                self.postmaster = None;
+                if self.busy.is_none() {
+                    self.state = PgState::Crashed;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, kind: JobKind, result: Result<Option<Postmaster>, String>, following: Option<Upstream>) {
+        self.busy = None;
+        let outcome = match result {
+            Ok(pm) => {
+                if let Some(pm) = pm {
+                    self.postmaster = Some(pm);
+                    self.state = PgState::Running;
+                }
+                if kind != JobKind::Promote {
+                    self.following = following;
+                } else {
+                    self.following = None;
+                }
+                JobOutcome::Succeeded(kind)
+            }
+            Err(e) => {
+                error!(event = "job_failed", job = ?kind, error = %e);
+                self.state = match (kind, self.postmaster.is_some()) {
+                    (_, true) => PgState::Running,
+                    (JobKind::Bootstrap, false) => PgState::InitdbFailed,
+                    (_, false) => PgState::StartFailed,
+                };
+                JobOutcome::Failed(kind, e)
+            }
+        };
+        self.outcome = Some(outcome.clone());
+        self.listener.do_send(JobFinished(outcome));
+    }
+}
+
+impl Actor for PostgresSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(pm) = Postmaster::adopt(&self.env.data_dir) {
+            info!(event = "postgres_adopted", pid = pm.pid(), "PostgreSQL was already running; adopting it");
+            self.postmaster = Some(pm);
+            self.state = PgState::Running;
+        }
+    }
+}
+
+impl Handler<GetPgStatus> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, PgStatus>;
+
+    fn handle(&mut self, msg: GetPgStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        self.check_alive();
+        let running = self.postmaster.is_some();
+        let env = self.env.clone();
+        let outcome = if msg.take_outcome { self.outcome.take() } else { self.outcome.clone() };
+        let base = PgStatus {
+            state: self.state,
+            facts: PgFacts {
+                running,
+                following: self.following.as_ref().map(|u| u.name.clone()),
+                ..PgFacts::default()
+            },
+            data_dir: DataDir::Empty,
+            busy: self.busy,
+            outcome,
+            server_version: None,
+            postmaster_start_time: None,
+            receive_lsn: None,
+            replay_lsn: None,
+            replayed_timestamp: None,
+            replay_paused: false,
+            replication_state: None,
+            replication: Vec::new(),
+        };
+        Box::pin(gather_status(env, base).into_actor(self))
+    }
+}
+
+/// Fill in what only PostgreSQL and the data directory can tell.
+async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
+    if st.facts.running {
+        match query::connect(&env.local_conn(), Duration::from_millis(1500)).await {
+            Ok(client) => match query::snapshot(&client).await {
+                Ok(s) => {
+                    st.facts.role = Some(if s.in_recovery { PgRole::Replica } else { PgRole::Primary });
+                    st.facts.lsn = Some(s.wal_position());
+                    st.facts.timeline = Some(s.timeline);
+                    st.server_version = u32::try_from(s.server_version).ok();
+                    st.postmaster_start_time = Some(s.postmaster_start_time.clone());
+                    if s.in_recovery {
+                        st.receive_lsn = s.receive_lsn;
+                        st.replay_lsn = s.replay_lsn;
+                        st.replayed_timestamp = s.last_replay_timestamp.clone();
+                        st.replay_paused = s.replay_paused;
+                        st.replication_state = Some(
+                            if s.receiver_state.as_deref() == Some("streaming") {
+                                "streaming"
+                            } else {
+                                "in archive recovery"
+                            }
+                            .to_owned(),
+                        );
+                    }
+                    st.replication = s
+                        .replication
+                        .iter()
+                        .map(|r| ReplicationRow {
+                            usename: r.usename.clone().unwrap_or_default(),
+                            application_name: r.application_name.clone().unwrap_or_default(),
+                            client_addr: r.client_addr.clone(),
+                            state: r.state.clone().unwrap_or_default(),
+                            sync_state: r.sync_state.clone().unwrap_or_default(),
+                            sync_priority: r.sync_priority.unwrap_or(0),
+                        })
+                        .collect();
+                    if st.busy.is_none() {
+                        st.state = PgState::Running;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(event = "status_query_failed", error = %e);
+                    st.state = PgState::Unknown;
+                }
+            },
+            Err(e) => {
+                tracing::debug!(event = "status_connect_failed", error = %e);
+                if st.state == PgState::Running {
+                    st.state = PgState::Starting;
+                }
+            }
+        }
+    }
+    st.data_dir = match datadir::is_empty(&env.data_dir) {
+        Ok(true) => DataDir::Empty,
+        Ok(false) => match controldata::read(&env.bins, &env.data_dir).await {
+            Ok(cd) => DataDir::Initialized {
+                sysid: cd.system_identifier.clone(),
+                was_primary: match st.facts.role {
+                    Some(role) => role == PgRole::Primary,
+                    None => cd.state.was_primary(),
+                },
+            },
+            // A directory with files but no readable control file (a copy
+            // in progress, or garbage): treat as initialised with an
+            // unknown identifier so nothing overwrites it.
+            Err(e) => {
+                tracing::debug!(event = "controldata_failed", error = %e);
+                DataDir::Initialized {
+                    sysid: String::new(),
+                    was_primary: false,
+                }
+            }
+        },
+        Err(e) => {
+            warn!(event = "data_dir_unreadable", error = %e);
+            DataDir::Initialized {
+                sysid: String::new(),
+                was_primary: false,
+            }
+        }
+    };
+    st
+}
+
+impl Handler<RunJob> for PostgresSupervisor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, RunJob(job): RunJob, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(b) = self.busy {
+            return Err(format!("{b:?} is already in progress"));
+        }
+        self.check_alive();
+        let kind = job.kind();
+        let env = self.env.clone();
+        self.busy = Some(kind);
+        self.state = match kind {
+            JobKind::Bootstrap => PgState::InitializingNewCluster,
+            JobKind::Clone | JobKind::Reinitialize => PgState::CreatingReplica,
+            JobKind::Start => PgState::Starting,
+            JobKind::Stop => PgState::Stopping,
+            JobKind::Promote => self.state,
+        };
+        info!(event = "job_started", job = ?job);
+        match job {
+            Job::Bootstrap => {
+                ctx.spawn(async move { jobs::bootstrap(&env).await.map(Some).map_err(|e| e.to_string()) }.into_actor(self).map(
+                    move |r, act, _| act.finish(kind, r, None),
+                ));
+            }
+            Job::Clone { from } => {
+                let up = from.clone();
+                ctx.spawn(async move { jobs::clone(&env, &from).await.map(Some).map_err(|e| e.to_string()) }.into_actor(self).map(
+                    move |r, act, _| act.finish(kind, r, Some(up)),
+                ));
+            }
+            Job::Reinitialize { from } => {
+                let up = from.clone();
+                let running = self.postmaster.take();
+                ctx.spawn(
+                    async move { jobs::reinitialize(&env, running, &from).await.map(Some).map_err(|e| e.to_string()) }
+                        .into_actor(self)
+                        .map(move |r, act, _| act.finish(kind, r, Some(up))),
+                );
+            }
+            Job::StartPrimary => {
+                ctx.spawn(async move { jobs::start(&env, None).await.map(Some).map_err(|e| e.to_string()) }.into_actor(self).map(
+                    move |r, act, _| act.finish(kind, r, None),
+                ));
+            }
+            Job::StartReplica { upstream } => {
+                let up = upstream.clone();
+                ctx.spawn(
+                    async move { jobs::start(&env, Some(upstream.as_ref())).await.map(Some).map_err(|e| e.to_string()) }
+                        .into_actor(self)
+                        .map(move |r, act, _| act.finish(kind, r, up)),
+                );
+            }
+            Job::Promote => {
+                ctx.spawn(async move { jobs::promote(&env).await.map(|()| None).map_err(|e| e.to_string()) }.into_actor(self).map(
+                    move |r, act, _| act.finish(kind, r, None),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Follow> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    fn handle(&mut self, Follow(up): Follow, _ctx: &mut Context<Self>) -> Self::Result {
+        let env = self.env.clone();
+        let up2 = up.clone();
+        Box::pin(
+            async move {
+                env.write_config(Some(Some(&up))).map_err(|e| e.to_string())?;
+                let client = query::connect(&env.local_conn(), Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+                query::reload(&client).await.map_err(|e| e.to_string())
+            }
+            .into_actor(self)
+            .map(move |r, act, _| {
+                if r.is_ok() {
+                    act.following = Some(up2);
+                }
+                r
+            }),
+        )
+    }
+}
+
+impl Handler<StopAndWait> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    fn handle(&mut self, StopAndWait(mode): StopAndWait, _ctx: &mut Context<Self>) -> Self::Result {
+        let pm = self.postmaster.take();
+        let timeout = self.env.pg_ctl_timeout();
+        self.state = PgState::Stopping;
+        Box::pin(
+            async move {
+                match pm {
+                    Some(mut pm) => pm.stop(mode, timeout).await.map(|o| {
+                        info!(event = "postgres_stopped", mode = ?mode, outcome = ?o);
+                    }),
+                    None => Ok(()),
+                }
+            }
+            .into_actor(self)
+            .map(|r, act, _| {
+                act.state = PgState::Stopped;
+                act.following = None;
+                r.map_err(|e| e.to_string())
+            }),
+        )
+    }
+}
+
+impl Handler<SyncSlots> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, SyncSlots(members): SyncSlots, _ctx: &mut Context<Self>) -> Self::Result {
+        let env = self.env.clone();
+        Box::pin(
+            async move {
+                if let Err(e) = jobs::sync_slots(&env, &members).await {
+                    warn!(event = "slot_sync_failed", error = %e);
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<DynamicConfigChanged> for PostgresSupervisor {
+    type Result = ();
+    fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, _ctx: &mut Context<Self>) {
+        self.env.dynamic = d;
+    }
+}
+
+impl Handler<ConfigChanged> for PostgresSupervisor {
+    type Result = ();
+    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, _ctx: &mut Context<Self>) {
+        self.env.cfg = cfg;
+    }
+}

@@ -1,0 +1,4 @@
+//! `pgpilotctl`: the operator's CLI. Pure rendering lives here; the binary
+//! in `src/bin/pgpilotctl.rs` only parses arguments and does the I/O.
+
+pub mod list;
