@@ -235,12 +235,18 @@ mod tests {
             row("members/a/x", r#"{"role":"replica"}"#),
             row("status", r#"{"optime":123}"#),
             row("failover", "{}"),
-            row("history", r#"[[1,100,"no recovery target specified","2024-01-01T00:00:00+00:00","b"]]"#),
+            row(
+                "history",
+                r#"[[1,100,"no recovery target specified","2024-01-01T00:00:00+00:00","b"]]"#,
+            ),
         ]);
         assert_eq!(c.initialize.as_deref(), Some("7000000000000000001"));
         assert_eq!(c.leader_name(), Some("b"));
         assert_eq!(
-            c.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            c.members
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert_eq!(c.status.optime, Some(123));
