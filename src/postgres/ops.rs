@@ -1,0 +1,320 @@
+//! Long operations built from the pieces above, run as the current user
+//! (pgpilot runs as the PostgreSQL OS user; nothing here switches users).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::process::Command;
+
+use super::binaries::Binaries;
+use super::command;
+use super::datadir;
+use super::error::{PgError, PgResult};
+use crate::config::InitdbOption;
+
+/// `bootstrap.initdb` options pgpilot sets itself or that would break it.
+pub const FORBIDDEN_INITDB_OPTIONS: &[&str] =
+    &["pgdata", "nosync", "pwfile", "sync-only", "version"];
+
+/// `postgresql.basebackup` options pgpilot sets itself.
+pub const FORBIDDEN_BASEBACKUP_OPTIONS: &[&str] = &[
+    "pgdata",
+    "format",
+    "wal-method",
+    "xlog-method",
+    "gzip",
+    "version",
+    "dbname",
+    "host",
+    "port",
+    "username",
+    "password",
+];
+
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn option_args(
+    what: &str,
+    flag: Option<&str>,
+    valued: Option<(&str, String)>,
+    forbidden: &[&str],
+) -> PgResult<String> {
+    let name = flag
+        .or(valued.as_ref().map(|(k, _)| *k))
+        .unwrap_or_default();
+    let name = name.trim_start_matches('-');
+    if name.is_empty() || forbidden.contains(&name) {
+        return Err(PgError::InvalidOption(format!(
+            "{name:?} option for {what} is not allowed"
+        )));
+    }
+    Ok(match valued {
+        Some((_, v)) => format!("--{name}={v}"),
+        None => format!("--{name}"),
+    })
+}
+
+/// `bootstrap.initdb` entries as initdb arguments; forbidden ones rejected.
+pub fn initdb_args(options: &[InitdbOption]) -> PgResult<Vec<String>> {
+    let mut args = Vec::new();
+    for o in options {
+        match o {
+            InitdbOption::Flag(f) => args.push(option_args(
+                "initdb",
+                Some(f),
+                None,
+                FORBIDDEN_INITDB_OPTIONS,
+            )?),
+            InitdbOption::Valued(map) => {
+                for (k, v) in map {
+                    args.push(option_args(
+                        "initdb",
+                        None,
+                        Some((k, value_text(v))),
+                        FORBIDDEN_INITDB_OPTIONS,
+                    )?);
+                }
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// `postgresql.basebackup` (a list of flags / `{option: value}`, or a map)
+/// as pg_basebackup arguments; forbidden ones rejected.
+pub fn basebackup_args(options: &serde_json::Value) -> PgResult<Vec<String>> {
+    let forbidden = FORBIDDEN_BASEBACKUP_OPTIONS;
+    let mut args = Vec::new();
+    let push_map = |map: &serde_json::Map<String, serde_json::Value>, args: &mut Vec<String>| {
+        for (k, v) in map {
+            args.push(option_args(
+                "pg_basebackup",
+                None,
+                Some((k, value_text(v))),
+                forbidden,
+            )?);
+        }
+        Ok::<_, PgError>(())
+    };
+    match options {
+        serde_json::Value::Null => {}
+        serde_json::Value::Object(map) => push_map(map, &mut args)?,
+        serde_json::Value::Array(items) => {
+            for item in items {
+                match item {
+                    serde_json::Value::String(f) => {
+                        args.push(option_args("pg_basebackup", Some(f), None, forbidden)?)
+                    }
+                    serde_json::Value::Object(map) => push_map(map, &mut args)?,
+                    other => {
+                        return Err(PgError::InvalidOption(format!("basebackup option {other}")));
+                    }
+                }
+            }
+        }
+        other => {
+            return Err(PgError::InvalidOption(format!(
+                "basebackup options {other}"
+            )));
+        }
+    }
+    Ok(args)
+}
+
+/// Deletes a file when dropped (the initdb password file).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn write_pwfile(password: &str) -> PgResult<RemoveOnDrop> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let path = std::env::temp_dir().join(format!("pgpilot-pwfile-{}-{nanos}", std::process::id()));
+    let guard = RemoveOnDrop(path.clone());
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| PgError::io(format!("create {}", path.display()), e))?;
+    f.write_all(password.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .map_err(|e| PgError::io(format!("write {}", path.display()), e))?;
+    Ok(guard)
+}
+
+/// Runs `initdb -D <data_dir> --username=<superuser> [--pwfile=..] <options>`.
+/// The password goes through a 0600 temporary file removed afterwards.
+pub async fn initdb(
+    bins: &Binaries,
+    data_dir: &Path,
+    options: &[InitdbOption],
+    superuser: &str,
+    superuser_password: Option<&str>,
+) -> PgResult<()> {
+    let extra = initdb_args(options)?;
+    if !datadir::is_empty(data_dir)
+        .map_err(|e| PgError::io(format!("inspect {}", data_dir.display()), e))?
+    {
+        return Err(PgError::InvalidOption(format!(
+            "initdb: data directory {} is not empty",
+            data_dir.display()
+        )));
+    }
+    let pwfile = superuser_password.map(write_pwfile).transpose()?;
+    let mut cmd = Command::new(bins.initdb());
+    cmd.arg("-D")
+        .arg(data_dir)
+        .arg(format!("--username={superuser}"));
+    if let Some(pw) = &pwfile {
+        cmd.arg(format!("--pwfile={}", pw.0.display()));
+    }
+    cmd.args(extra);
+    command::run(cmd).await?;
+    Ok(())
+}
+
+/// Where pg_basebackup copies from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasebackupSource {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Handed to pg_basebackup as `PGPASSFILE`.
+    pub passfile: Option<PathBuf>,
+}
+
+/// `pg_basebackup -D <data_dir> -X stream -c fast -h -p -U <extra>`.
+///
+/// The target must be missing or empty: callers move an old directory aside
+/// ([`datadir::move_aside`]) first, since nothing here deletes existing data.
+/// On failure, a directory that did not exist before this call is removed
+/// (pg_basebackup normally cleans up itself; this covers it being killed);
+/// a pre-existing empty directory is left in place.
+pub async fn basebackup(
+    bins: &Binaries,
+    data_dir: &Path,
+    source: &BasebackupSource,
+    extra: &[String],
+) -> PgResult<()> {
+    let existed = data_dir.exists();
+    if !datadir::is_empty(data_dir)
+        .map_err(|e| PgError::io(format!("inspect {}", data_dir.display()), e))?
+    {
+        return Err(PgError::InvalidOption(format!(
+            "pg_basebackup: data directory {} is not empty",
+            data_dir.display()
+        )));
+    }
+    let mut cmd = Command::new(bins.pg_basebackup());
+    cmd.arg("-D")
+        .arg(data_dir)
+        .args(["-X", "stream", "-c", "fast", "-h", &source.host])
+        .arg("-p")
+        .arg(source.port.to_string())
+        .arg("-U")
+        .arg(&source.user)
+        .arg("--no-password")
+        .args(extra);
+    if let Some(p) = &source.passfile {
+        cmd.env("PGPASSFILE", p);
+    }
+    let result = command::run(cmd).await.map(|_| ());
+    if result.is_err()
+        && !existed
+        && data_dir.exists()
+        && let Err(e) = fs::remove_dir_all(data_dir)
+    {
+        tracing::warn!(dir = %data_dir.display(), error = %e, "could not remove partial basebackup");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts(v: serde_json::Value) -> Vec<InitdbOption> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn initdb_options() {
+        let args = initdb_args(&opts(
+            json!(["data-checksums", {"encoding": "UTF8"}, {"locale": "C.UTF-8"}]),
+        ))
+        .unwrap();
+        assert_eq!(
+            args,
+            ["--data-checksums", "--encoding=UTF8", "--locale=C.UTF-8"]
+        );
+        for bad in [
+            json!(["nosync"]),
+            json!([{"pgdata": "/x"}]),
+            json!(["--pwfile"]),
+            json!([""]),
+        ] {
+            let err = initdb_args(&opts(bad.clone())).unwrap_err();
+            assert!(matches!(err, PgError::InvalidOption(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn basebackup_options() {
+        let args =
+            basebackup_args(&json!(["verbose", {"max-rate": "100M"}, {"checkpoint": "fast"}]))
+                .unwrap();
+        assert_eq!(args, ["--verbose", "--max-rate=100M", "--checkpoint=fast"]);
+        assert_eq!(
+            basebackup_args(&json!({"label": "x"})).unwrap(),
+            ["--label=x"]
+        );
+        assert!(basebackup_args(&json!(null)).unwrap().is_empty());
+        assert!(basebackup_args(&json!([{"host": "x"}])).is_err());
+        assert!(basebackup_args(&json!(["wal-method"])).is_err());
+    }
+
+    #[tokio::test]
+    async fn initdb_rejects_bad_options_before_running() {
+        let bins = Binaries::new(Some("/nonexistent".into()));
+        let err = initdb(
+            &bins,
+            Path::new("/nonexistent/x"),
+            &opts(json!(["nosync"])),
+            "postgres",
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, PgError::InvalidOption(_)));
+    }
+
+    #[tokio::test]
+    async fn pwfile_is_private_and_removed() {
+        let g = write_pwfile("s3cret").unwrap();
+        let path = g.0.clone();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "s3cret\n");
+        drop(g);
+        assert!(!path.exists());
+    }
+}

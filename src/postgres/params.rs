@@ -1,0 +1,393 @@
+//! The server parameters pgpilot computes, forces and validates
+//! (spec config.md §5).
+//!
+//! Precedence: built-in defaults <- dynamic `postgresql.parameters` <- local
+//! `postgresql.parameters`. Local values for the §5 cluster-wide names are
+//! dropped, since those must be equal on every member; dynamic values that
+//! fail validation fall back to the default with a warning. The §5 names then
+//! go on the postmaster command line so no file can override them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::{Config, DynamicConfig};
+
+/// Parameters that go on the `postgres` command line (`--name=value`).
+pub const COMMAND_LINE_PARAMETERS: &[&str] = &[
+    "listen_addresses",
+    "port",
+    "cluster_name",
+    "wal_level",
+    "hot_standby",
+    "max_connections",
+    "max_wal_senders",
+    "max_replication_slots",
+    "wal_keep_size",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+    "track_commit_timestamp",
+    "max_worker_processes",
+    "wal_log_hints",
+];
+
+/// Where the server's unix socket goes when the user did not say.
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// How a §5 value is validated.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// Integer with a minimum.
+    IntMin(i64),
+    /// Size in MB (PG units kB/MB/GB/TB accepted) with a minimum in MB.
+    SizeMinMb(i64),
+    Bool,
+    /// One of hot_standby, replica, logical (hot_standby means replica on 9.6+).
+    WalLevel,
+}
+
+/// The validated §5 names with their defaults (the always-forced ones,
+/// listen_addresses, port, cluster_name and hot_standby, are set separately).
+const VALIDATED: &[(&str, &str, Rule)] = &[
+    ("wal_level", "replica", Rule::WalLevel),
+    ("max_connections", "100", Rule::IntMin(25)),
+    ("max_wal_senders", "10", Rule::IntMin(3)),
+    ("wal_keep_size", "128MB", Rule::SizeMinMb(16)),
+    ("max_prepared_transactions", "0", Rule::IntMin(0)),
+    ("max_locks_per_transaction", "64", Rule::IntMin(32)),
+    ("track_commit_timestamp", "off", Rule::Bool),
+    ("max_replication_slots", "10", Rule::IntMin(4)),
+    ("max_worker_processes", "8", Rule::IntMin(2)),
+    ("wal_log_hints", "on", Rule::Bool),
+];
+
+/// The merged parameter set and what was adjusted on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EffectiveParameters {
+    pub values: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+/// Renders a YAML/JSON parameter value as PostgreSQL reads it: booleans as
+/// `on`/`off`, numbers as written, strings verbatim. `null` means unset.
+pub fn render_value(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::Bool(b) => Some(if *b { "on" } else { "off" }.to_owned()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// PostgreSQL's boolean spellings (the unambiguous ones).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "t" | "y" => Some(true),
+        "off" | "false" | "no" | "0" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// A size in MB from `128MB`, `1GB`, `16384kB` or a bare number of MB.
+pub fn parse_size_mb(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().ok()?;
+    match unit.trim() {
+        "" | "MB" => Some(n),
+        "kB" => Some(n / 1024),
+        "GB" => n.checked_mul(1024),
+        "TB" => n.checked_mul(1024 * 1024),
+        _ => None,
+    }
+}
+
+fn validate(value: &str, rule: Rule) -> Option<String> {
+    match rule {
+        Rule::IntMin(min) => value
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= min)
+            .map(|n| n.to_string()),
+        Rule::SizeMinMb(min) => parse_size_mb(value)
+            .filter(|n| *n >= min)
+            .map(|_| value.trim().to_owned()),
+        Rule::Bool => parse_bool(value).map(|b| if b { "on" } else { "off" }.to_owned()),
+        Rule::WalLevel => match value.trim() {
+            "hot_standby" | "replica" => Some("replica".to_owned()),
+            "logical" => Some("logical".to_owned()),
+            _ => None,
+        },
+    }
+}
+
+fn is_cluster_wide(name: &str) -> bool {
+    COMMAND_LINE_PARAMETERS.contains(&name) || name == "wal_keep_segments"
+}
+
+/// The full parameter set for this node: see the module docs for the order.
+///
+/// Besides §5 it fills in, when the user did not set them:
+/// * `hba_file` / `ident_file` = `<config_dir>/pg_hba.conf` / `pg_ident.conf`;
+/// * `unix_socket_directories` = [`DEFAULT_SOCKET_DIR`] when this process can
+///   write there (the Debian default, short and stable), else the data
+///   directory itself. Socket paths are limited to ~107 bytes, so deployments
+///   with deep data directories should set it explicitly.
+pub fn effective_parameters(cfg: &Config, dynamic: &DynamicConfig) -> EffectiveParameters {
+    let mut warnings = Vec::new();
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+
+    let mut dynamic_params: BTreeMap<String, String> = dynamic
+        .parameters
+        .iter()
+        .filter_map(|(k, v)| render_value(v).map(|v| (k.clone(), v)))
+        .collect();
+
+    // wal_keep_segments (PG < 13) becomes wal_keep_size = n * 16MB.
+    if let Some(segs) = dynamic_params.remove("wal_keep_segments") {
+        if dynamic_params.contains_key("wal_keep_size") {
+            warnings.push("wal_keep_segments ignored: wal_keep_size is set".to_owned());
+        } else if let Ok(n) = segs.trim().parse::<i64>() {
+            dynamic_params.insert("wal_keep_size".to_owned(), format!("{}MB", n * 16));
+        } else {
+            warnings.push(format!("invalid wal_keep_segments {segs:?} ignored"));
+        }
+    }
+
+    for (name, default, rule) in VALIDATED {
+        let value = match dynamic_params.get(*name) {
+            Some(v) => match validate(v, *rule) {
+                Some(ok) => ok,
+                None => {
+                    warnings.push(format!(
+                        "invalid value {v:?} for {name}; using the default {default:?}"
+                    ));
+                    (*default).to_owned()
+                }
+            },
+            None => (*default).to_owned(),
+        };
+        values.insert((*name).to_owned(), value);
+    }
+    for (k, v) in &dynamic_params {
+        if !is_cluster_wide(k) {
+            values.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &cfg.postgresql.parameters {
+        if is_cluster_wide(k) {
+            warnings.push(format!(
+                "local value for {k} ignored: it is set cluster-wide (DCS config)"
+            ));
+            continue;
+        }
+        match render_value(v) {
+            Some(v) => {
+                values.insert(k.clone(), v);
+            }
+            None => {
+                values.remove(k);
+            }
+        }
+    }
+
+    // Always forced.
+    match cfg.postgresql.listen_parts() {
+        Some((addrs, port)) => {
+            values.insert("listen_addresses".to_owned(), addrs.join(","));
+            values.insert("port".to_owned(), port.to_string());
+        }
+        None => warnings.push(format!(
+            "postgresql.listen {:?} is not addr:port",
+            cfg.postgresql.listen
+        )),
+    }
+    values.insert("cluster_name".to_owned(), cfg.scope.clone());
+    values.insert("hot_standby".to_owned(), "on".to_owned());
+
+    let config_dir = Path::new(cfg.postgresql.config_dir());
+    values
+        .entry("hba_file".to_owned())
+        .or_insert_with(|| config_dir.join("pg_hba.conf").display().to_string());
+    values
+        .entry("ident_file".to_owned())
+        .or_insert_with(|| config_dir.join("pg_ident.conf").display().to_string());
+    values
+        .entry("unix_socket_directories".to_owned())
+        .or_insert_with(|| default_socket_dir(Path::new(&cfg.postgresql.data_dir)));
+
+    EffectiveParameters { values, warnings }
+}
+
+fn default_socket_dir(data_dir: &Path) -> String {
+    let writable = nix::unistd::access(DEFAULT_SOCKET_DIR, nix::unistd::AccessFlags::W_OK).is_ok();
+    if writable {
+        DEFAULT_SOCKET_DIR.to_owned()
+    } else {
+        data_dir.display().to_string()
+    }
+}
+
+/// The subset of `params` that goes on the postmaster command line, in
+/// [`COMMAND_LINE_PARAMETERS`] order.
+pub fn command_line_parameters(params: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    COMMAND_LINE_PARAMETERS
+        .iter()
+        .filter_map(|n| params.get(*n).map(|v| ((*n).to_owned(), v.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Timing;
+    use serde_json::json;
+
+    fn config(local: serde_json::Value) -> Config {
+        let yaml = format!(
+            r#"
+name: node1
+scope: demo
+restapi: {{listen: "127.0.0.1:8008", connect_address: "127.0.0.1:8008"}}
+postgresql:
+  listen: "127.0.0.1,10.0.0.1:5433"
+  connect_address: "10.0.0.1:5433"
+  data_dir: /data/pg
+  config_dir: /etc/pg
+  authentication: {{replication: {{username: rep, password: x}}}}
+  parameters: {local}
+"#
+        );
+        serde_yaml_ng::from_str(&yaml).unwrap()
+    }
+
+    fn dynamic(params: serde_json::Value) -> DynamicConfig {
+        DynamicConfig {
+            timing: Timing::default(),
+            maximum_lag_on_failover: 1 << 20,
+            use_slots: true,
+            use_pg_rewind: false,
+            parameters: serde_json::from_value(params).unwrap(),
+            pause: false,
+            raw: json!({}),
+        }
+    }
+
+    #[test]
+    fn defaults_and_forced() {
+        let e = effective_parameters(&config(json!({})), &dynamic(json!({})));
+        let v = &e.values;
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+        assert_eq!(v["listen_addresses"], "127.0.0.1,10.0.0.1");
+        assert_eq!(v["port"], "5433");
+        assert_eq!(v["cluster_name"], "demo");
+        assert_eq!(v["hot_standby"], "on");
+        assert_eq!(v["wal_level"], "replica");
+        assert_eq!(v["wal_log_hints"], "on");
+        assert_eq!(v["max_connections"], "100");
+        assert_eq!(v["max_wal_senders"], "10");
+        assert_eq!(v["max_replication_slots"], "10");
+        assert_eq!(v["wal_keep_size"], "128MB");
+        assert_eq!(v["max_worker_processes"], "8");
+        assert_eq!(v["max_locks_per_transaction"], "64");
+        assert_eq!(v["max_prepared_transactions"], "0");
+        assert_eq!(v["track_commit_timestamp"], "off");
+        assert_eq!(v["hba_file"], "/etc/pg/pg_hba.conf");
+        assert_eq!(v["ident_file"], "/etc/pg/pg_ident.conf");
+        assert!(v.contains_key("unix_socket_directories"));
+        let cmd = command_line_parameters(v);
+        assert_eq!(cmd.len(), COMMAND_LINE_PARAMETERS.len());
+        assert_eq!(
+            cmd[0],
+            ("listen_addresses".into(), "127.0.0.1,10.0.0.1".into())
+        );
+    }
+
+    #[test]
+    fn precedence_and_validation() {
+        let local = json!({
+            "max_connections": 500,          // cluster-wide: dropped
+            "work_mem": "8MB",               // local wins over dynamic
+            "unix_socket_directories": "/tmp/s",
+            "port": 1,                       // forced from listen
+            "log_min_duration_statement": null
+        });
+        let dynamic = dynamic(json!({
+            "max_connections": 10,           // below min 25: default
+            "max_wal_senders": "20",
+            "wal_level": "hot_standby",
+            "wal_log_hints": false,
+            "track_commit_timestamp": "yes",
+            "work_mem": "4MB",
+            "log_min_duration_statement": 100,
+            "shared_buffers": "256MB",
+            "hot_standby": "off",            // forced on
+            "wal_keep_segments": 4
+        }));
+        let e = effective_parameters(&config(local), &dynamic);
+        let v = &e.values;
+        assert_eq!(v["max_connections"], "100");
+        assert_eq!(v["max_wal_senders"], "20");
+        assert_eq!(v["wal_level"], "replica");
+        assert_eq!(v["wal_log_hints"], "off");
+        assert_eq!(v["track_commit_timestamp"], "on");
+        assert_eq!(v["work_mem"], "8MB");
+        assert_eq!(v["shared_buffers"], "256MB");
+        assert_eq!(v["hot_standby"], "on");
+        assert_eq!(v["port"], "5433");
+        assert_eq!(v["unix_socket_directories"], "/tmp/s");
+        assert_eq!(v["wal_keep_size"], "64MB");
+        assert!(!v.contains_key("wal_keep_segments"));
+        assert!(!v.contains_key("log_min_duration_statement"));
+        assert!(
+            e.warnings
+                .iter()
+                .any(|w| w.contains("max_connections") && w.contains("10"))
+        );
+        assert!(
+            e.warnings
+                .iter()
+                .any(|w| w.contains("local value for max_connections"))
+        );
+        assert!(
+            e.warnings
+                .iter()
+                .any(|w| w.contains("local value for port"))
+        );
+    }
+
+    #[test]
+    fn small_wal_keep_size_falls_back() {
+        let e = effective_parameters(
+            &config(json!({})),
+            &dynamic(json!({"wal_keep_size": "8MB", "wal_level": "minimal"})),
+        );
+        assert_eq!(e.values["wal_keep_size"], "128MB");
+        assert_eq!(e.values["wal_level"], "replica");
+        assert_eq!(e.warnings.len(), 2);
+        let ok = effective_parameters(
+            &config(json!({})),
+            &dynamic(json!({"wal_keep_size": "1GB"})),
+        );
+        assert_eq!(ok.values["wal_keep_size"], "1GB");
+    }
+
+    #[test]
+    fn sizes_and_bools() {
+        assert_eq!(parse_size_mb("128MB"), Some(128));
+        assert_eq!(parse_size_mb("2GB"), Some(2048));
+        assert_eq!(parse_size_mb("16384kB"), Some(16));
+        assert_eq!(parse_size_mb("64"), Some(64));
+        assert_eq!(parse_size_mb("12XB"), None);
+        assert_eq!(parse_bool("On"), Some(true));
+        assert_eq!(parse_bool("0"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
+        assert_eq!(render_value(&json!(true)).unwrap(), "on");
+        assert_eq!(render_value(&json!(1.5)).unwrap(), "1.5");
+        assert_eq!(render_value(&json!(null)), None);
+    }
+}

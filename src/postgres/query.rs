@@ -1,0 +1,447 @@
+//! SQL against the local server through tokio-postgres: connecting, the
+//! state snapshot the HA loop needs, and the few administrative statements.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres::types::PgLsn;
+use tokio_postgres::{Client, NoTls};
+
+use super::error::{PgError, PgResult};
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnParams {
+    /// A unix socket directory (starts with `/`) or a host name/address.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: String,
+    pub application_name: String,
+}
+
+impl ConnParams {
+    pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>) -> Self {
+        ConnParams {
+            host: host.into(),
+            port,
+            user: user.into(),
+            password: None,
+            dbname: "postgres".to_owned(),
+            application_name: "pgpilot".to_owned(),
+        }
+    }
+
+    fn to_config(&self, timeout: Duration) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        if self.host.starts_with('/') {
+            c.host_path(&self.host);
+        } else {
+            c.host(&self.host);
+        }
+        c.port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name(&self.application_name)
+            .connect_timeout(timeout.max(Duration::from_millis(100)));
+        if let Some(p) = &self.password {
+            c.password(p);
+        }
+        c
+    }
+}
+
+/// Opens a connection (no TLS) and drives it on a spawned task.
+pub async fn connect(params: &ConnParams, timeout: Duration) -> PgResult<Client> {
+    let context = || {
+        format!(
+            "connect to {}:{} as {}",
+            params.host, params.port, params.user
+        )
+    };
+    let config = params.to_config(timeout);
+    let fut = config.connect(NoTls);
+    let (client, connection) = match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(PgError::query(context(), e)),
+        Err(_) => {
+            return Err(PgError::Timeout {
+                what: context(),
+                after: timeout,
+            });
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Retries [`connect`] until it succeeds or `timeout` passes.
+pub async fn wait_ready(params: &ConnParams, timeout: Duration) -> PgResult<Client> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match connect(
+            params,
+            left.clamp(Duration::from_millis(100), Duration::from_secs(2)),
+        )
+        .await
+        {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(PgError::Timeout {
+                    what: format!("waiting for postgres to accept connections ({e})"),
+                    after: timeout,
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// One row of `pg_stat_replication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationRow {
+    pub usename: Option<String>,
+    pub application_name: Option<String>,
+    pub client_addr: Option<String>,
+    pub state: Option<String>,
+    pub sync_state: Option<String>,
+    pub sync_priority: Option<i32>,
+}
+
+/// What the HA loop learns from the server in one round trip (two queries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSnapshot {
+    pub in_recovery: bool,
+    /// `server_version_num`, e.g. 150018.
+    pub server_version: i32,
+    /// `2024-08-28 19:39:26.352526+00:00` (UTC).
+    pub postmaster_start_time: String,
+    /// Primary: from the current WAL file name; replica: the WAL receiver's
+    /// `received_tli`, else the last checkpoint's timeline.
+    pub timeline: u64,
+    /// Primary only: `pg_current_wal_flush_lsn()`.
+    pub wal_flush_lsn: Option<u64>,
+    /// Replica only.
+    pub receive_lsn: Option<u64>,
+    pub replay_lsn: Option<u64>,
+    /// `pg_last_xact_replay_timestamp()` as `YYYY-MM-DD HH:MM:SS.ffffff+00:00`.
+    pub last_replay_timestamp: Option<String>,
+    pub replay_paused: bool,
+    /// Replica only: `streaming` when the WAL receiver streams, else
+    /// `in archive recovery`.
+    pub receiver_state: Option<String>,
+    pub replication: Vec<ReplicationRow>,
+}
+
+impl PgSnapshot {
+    /// The WAL position to publish: flush LSN on a primary, the larger of
+    /// received and replayed on a replica.
+    pub fn wal_position(&self) -> u64 {
+        if self.in_recovery {
+            self.receive_lsn
+                .unwrap_or(0)
+                .max(self.replay_lsn.unwrap_or(0))
+        } else {
+            self.wal_flush_lsn.unwrap_or(0)
+        }
+    }
+}
+
+const TS_FORMAT: &str = "'YYYY-MM-DD HH24:MI:SS.US'";
+
+fn snapshot_sql() -> String {
+    format!(
+        "SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
+       pg_catalog.current_setting('server_version_num')::int4 AS server_version,
+       pg_catalog.to_char(pg_catalog.pg_postmaster_start_time() AT TIME ZONE 'UTC', {TS_FORMAT}) || '+00:00' AS start_time,
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+            ELSE pg_catalog.pg_current_wal_flush_lsn() END AS flush_lsn,
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+            ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_flush_lsn()), 1, 8))::bit(32)::int8
+       END AS primary_tli,
+       pg_catalog.pg_last_wal_receive_lsn() AS receive_lsn,
+       pg_catalog.pg_last_wal_replay_lsn() AS replay_lsn,
+       pg_catalog.to_char(pg_catalog.pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', {TS_FORMAT}) || '+00:00' AS replay_ts,
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END AS paused,
+       (SELECT status FROM pg_catalog.pg_stat_wal_receiver LIMIT 1) AS receiver_status,
+       (SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver LIMIT 1)::int8 AS received_tli,
+       (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())::int8 AS checkpoint_tli"
+    )
+}
+
+const REPLICATION_SQL: &str =
+    "SELECT usename::text, application_name, client_addr::text, state, sync_state, sync_priority
+  FROM pg_catalog.pg_stat_replication ORDER BY application_name";
+
+/// Reads the server's state (see [`PgSnapshot`]).
+pub async fn snapshot(client: &Client) -> PgResult<PgSnapshot> {
+    let row = client
+        .query_one(snapshot_sql().as_str(), &[])
+        .await
+        .map_err(|e| PgError::query("read server state", e))?;
+    let lsn = |name: &str| -> Option<u64> { row.get::<_, Option<PgLsn>>(name).map(u64::from) };
+    let in_recovery: bool = row.get("in_recovery");
+    let receiver_status: Option<String> = row.get("receiver_status");
+    let timeline = if in_recovery {
+        row.get::<_, Option<i64>>("received_tli")
+            .filter(|t| *t > 0)
+            .or(row.get::<_, Option<i64>>("checkpoint_tli"))
+    } else {
+        row.get::<_, Option<i64>>("primary_tli")
+    }
+    .unwrap_or(0) as u64;
+    let replication = client
+        .query(REPLICATION_SQL, &[])
+        .await
+        .map_err(|e| PgError::query("read pg_stat_replication", e))?
+        .iter()
+        .map(|r| ReplicationRow {
+            usename: r.get(0),
+            application_name: r.get(1),
+            client_addr: r.get(2),
+            state: r.get(3),
+            sync_state: r.get(4),
+            sync_priority: r.get(5),
+        })
+        .collect();
+    Ok(PgSnapshot {
+        in_recovery,
+        server_version: row.get("server_version"),
+        postmaster_start_time: row.get("start_time"),
+        timeline,
+        wal_flush_lsn: lsn("flush_lsn"),
+        receive_lsn: lsn("receive_lsn"),
+        replay_lsn: lsn("replay_lsn"),
+        last_replay_timestamp: row.get("replay_ts"),
+        replay_paused: row.get("paused"),
+        receiver_state: in_recovery.then(|| {
+            if receiver_status.as_deref() == Some("streaming") {
+                "streaming".to_owned()
+            } else {
+                "in archive recovery".to_owned()
+            }
+        }),
+        replication,
+    })
+}
+
+/// `"name"` with embedded quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A string literal safe under any `standard_conforming_strings`: quotes
+/// doubled, and an `E''` literal with doubled backslashes when needed.
+pub fn quote_literal(value: &str) -> String {
+    let q = value.replace('\'', "''");
+    if q.contains('\\') {
+        format!("E'{}'", q.replace('\\', "\\\\"))
+    } else {
+        format!("'{q}'")
+    }
+}
+
+/// Role options pass through verbatim (as in Patroni), so they are limited
+/// to keywords and numbers: `CREATEDB`, `CONNECTION LIMIT 5`, `NOINHERIT`.
+fn check_role_option(opt: &str) -> PgResult<()> {
+    let ok = !opt.trim().is_empty()
+        && opt
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(PgError::InvalidOption(format!("role option {opt:?}")))
+    }
+}
+
+/// The CREATE/ALTER ROLE statement (exposed for tests).
+pub fn role_statement(
+    exists: bool,
+    name: &str,
+    password: Option<&str>,
+    options: &[String],
+    replication: bool,
+) -> PgResult<String> {
+    let mut sql = format!(
+        "{} ROLE {} WITH LOGIN",
+        if exists { "ALTER" } else { "CREATE" },
+        quote_ident(name)
+    );
+    if replication {
+        sql.push_str(" REPLICATION");
+    }
+    for o in options {
+        check_role_option(o)?;
+        sql.push(' ');
+        sql.push_str(o.trim());
+    }
+    if let Some(p) = password {
+        sql.push_str(" PASSWORD ");
+        sql.push_str(&quote_literal(p));
+    }
+    Ok(sql)
+}
+
+/// Creates the login role or brings an existing one up to date. The
+/// statement is kept out of the server log (it carries the password) and
+/// committed locally (it must not wait for a synchronous standby).
+pub async fn create_or_update_role(
+    client: &mut Client,
+    name: &str,
+    password: Option<&str>,
+    options: &[String],
+    replication: bool,
+) -> PgResult<()> {
+    let ctx = || format!("create or update role {name:?}");
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| PgError::query(ctx(), e))?;
+    tx.batch_execute("SET LOCAL synchronous_commit = 'local'; SET LOCAL log_statement = 'none'; SET LOCAL log_min_duration_statement = -1")
+        .await
+        .map_err(|e| PgError::query(ctx(), e))?;
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| PgError::query(ctx(), e))?
+        .is_some();
+    let sql = role_statement(exists, name, password, options, replication)?;
+    tx.batch_execute(&sql)
+        .await
+        .map_err(|e| PgError::query(ctx(), e))?;
+    tx.commit().await.map_err(|e| PgError::query(ctx(), e))
+}
+
+/// `pg_promote(true, wait_secs)`: true when the promotion completed in time.
+pub async fn promote(client: &Client, wait_secs: i32) -> PgResult<bool> {
+    client
+        .query_one("SELECT pg_catalog.pg_promote(true, $1)", &[&wait_secs])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| PgError::query("pg_promote", e))
+}
+
+pub async fn checkpoint(client: &Client) -> PgResult<()> {
+    client
+        .batch_execute("CHECKPOINT")
+        .await
+        .map_err(|e| PgError::query("CHECKPOINT", e))
+}
+
+/// `pg_reload_conf()`.
+pub async fn reload(client: &Client) -> PgResult<()> {
+    client
+        .query_one("SELECT pg_catalog.pg_reload_conf()", &[])
+        .await
+        .map(|_| ())
+        .map_err(|e| PgError::query("pg_reload_conf", e))
+}
+
+fn check_slot_name(name: &str) -> PgResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(PgError::InvalidOption(format!("slot name {name:?}")))
+    }
+}
+
+/// Creates a physical slot (reserving WAL at once); true if it was created.
+pub async fn create_physical_slot_if_missing(client: &Client, name: &str) -> PgResult<bool> {
+    check_slot_name(name)?;
+    let rows = client
+        .query(
+            "SELECT pg_catalog.pg_create_physical_replication_slot($1, true)
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1)",
+            &[&name],
+        )
+        .await
+        .map_err(|e| PgError::query(format!("create slot {name}"), e))?;
+    Ok(!rows.is_empty())
+}
+
+/// Drops a slot if it exists; true if it was dropped. Fails if it is in use.
+pub async fn drop_slot(client: &Client, name: &str) -> PgResult<bool> {
+    let rows = client
+        .query(
+            "SELECT pg_catalog.pg_drop_replication_slot(slot_name)
+               FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| PgError::query(format!("drop slot {name}"), e))?;
+    Ok(!rows.is_empty())
+}
+
+/// One physical replication slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub name: String,
+    pub active: bool,
+    pub restart_lsn: Option<u64>,
+}
+
+pub async fn list_physical_slots(client: &Client) -> PgResult<Vec<SlotInfo>> {
+    let rows = client
+        .query(
+            "SELECT slot_name::text, active, restart_lsn FROM pg_catalog.pg_replication_slots
+              WHERE slot_type = 'physical' ORDER BY slot_name",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("list replication slots", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| SlotInfo {
+            name: r.get(0),
+            active: r.get(1),
+            restart_lsn: r.get::<_, Option<PgLsn>>(2).map(u64::from),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\'b"), "E'a\\\\''b'");
+    }
+
+    #[test]
+    fn role_statements() {
+        let s = role_statement(false, "rep\"l", Some("p'w"), &["CREATEDB".into()], true).unwrap();
+        assert_eq!(
+            s,
+            "CREATE ROLE \"rep\"\"l\" WITH LOGIN REPLICATION CREATEDB PASSWORD 'p''w'"
+        );
+        let s = role_statement(true, "u", None, &[], false).unwrap();
+        assert_eq!(s, "ALTER ROLE \"u\" WITH LOGIN");
+        assert!(role_statement(true, "u", None, &["SUPERUSER; DROP".into()], false).is_err());
+    }
+
+    #[test]
+    fn slot_name_check() {
+        assert!(check_slot_name("node_1").is_ok());
+        assert!(check_slot_name("Node").is_err());
+        assert!(check_slot_name("").is_err());
+        assert!(check_slot_name(&"a".repeat(64)).is_err());
+    }
+}
