@@ -171,13 +171,13 @@ pub(crate) fn load_with_sources(
                 Some(l) => format!("{} line {l}", layer.origin),
                 None => layer.origin.clone(),
             };
-            warnings.push(format!("{at}: {key}: unknown key, ignored"));
+            warnings.push(unknown_key_warning(&at, &key));
         }
     }
     if let Some(env) = &sources.env {
         for key in tree::unknown_keys(&env.value, &merged) {
             let var = env.var_for(&tree::split_path(&key)).unwrap_or("?");
-            warnings.push(format!("environment ({var}): {key}: unknown key, ignored"));
+            warnings.push(unknown_key_warning(&format!("environment ({var})"), &key));
         }
     }
 
@@ -191,6 +191,44 @@ pub(crate) fn load_with_sources(
         },
         sources,
     ))
+}
+
+/// Cluster-wide settings (config.md §3) that Patroni ignores in the local
+/// file: they only take effect through `bootstrap.dcs` or the DCS.
+const DYNAMIC_ONLY: &[&str] = &[
+    "ttl",
+    "loop_wait",
+    "retry_timeout",
+    "maximum_lag_on_failover",
+    "maximum_lag_on_syncnode",
+    "max_timelines_history",
+    "primary_start_timeout",
+    "primary_stop_timeout",
+    "master_start_timeout",
+    "master_stop_timeout",
+    "synchronous_mode",
+    "synchronous_mode_strict",
+    "synchronous_node_count",
+    "failsafe_mode",
+    "check_timeline",
+    "pause",
+    "member_slots_ttl",
+    "slots",
+    "permanent_slots",
+    "permanent_replication_slots",
+    "ignore_slots",
+    "standby_cluster",
+];
+
+fn unknown_key_warning(at: &str, key: &str) -> String {
+    if DYNAMIC_ONLY.contains(&key) {
+        format!(
+            "{at}: {key}: cluster-wide setting, ignored in the local configuration; \
+             set it in bootstrap.dcs or with `pgpilotctl edit-config`"
+        )
+    } else {
+        format!("{at}: {key}: unknown key, ignored")
+    }
 }
 
 /// The files to read for `path`: itself, or the sorted `*.yml`/`*.yaml` of a
@@ -775,7 +813,10 @@ tags:
         assert!(w.contains("postgresql.data_dri: unknown key"), "{w}");
         assert!(w.contains("conf.yml line"), "{w}");
         assert!(w.contains("postgresql.wal_e: unknown key"), "{w}");
-        assert!(w.contains("loop_wait: unknown key"), "{w}");
+        assert!(
+            w.contains("loop_wait: cluster-wide setting, ignored"),
+            "{w}"
+        );
         assert!(
             w.contains("environment (PATRONI_RESTAPI_FOO): restapi.foo: unknown key"),
             "{w}"
