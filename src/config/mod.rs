@@ -1,7 +1,25 @@
 //! Configuration: the YAML file, environment overrides, validation, and the
 //! dynamic (DCS) layer.
+//!
+//! * [`load`]: file / directory / `PATRONI_CONFIGURATION` + `PATRONI_*`
+//!   variables -> [`Config`] (plus warnings for unknown keys);
+//! * [`validate`] / [`validate_file`]: semantic checks (`pgpilot --validate`);
+//! * [`DynamicConfig::from_json`]: the DCS `config` key / `bootstrap.dcs`.
+//!
+//! Every [`ConfigError`] names the file (or variable), key path and line.
 
 pub mod dynamic;
+mod env;
+pub mod error;
+pub mod load;
+mod schema;
+mod tree;
 pub mod types;
+pub mod validate;
 
+pub use dynamic::{MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, timing_from_json};
+pub use error::ConfigError;
+pub use load::{Loaded, load};
+pub use schema::parse_bool;
 pub use types::*;
+pub use validate::{validate, validate_file};

@@ -32,6 +32,65 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub ctl: Option<Ctl>,
+    /// `zookeeper` section: parsed so that Patroni files load, but not
+    /// supported yet (validation says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zookeeper: Option<serde_json::Value>,
+    /// `consul` section: parsed, not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consul: Option<serde_json::Value>,
+    /// Other Patroni DCS sections (`exhibitor`, `kubernetes`, `raft`): parsed
+    /// only so that validation can name them as unsupported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhibitor: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<Watchdog>,
+    /// `citus: {group, database}`; kept raw (Citus is out of scope for now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citus: Option<serde_json::Value>,
+}
+
+/// `watchdog` section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Watchdog {
+    /// `off` | `automatic` (default) | `required`; Patroni also accepts
+    /// `false`/`disable`/`auto`/`require`, so the YAML value is kept as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_margin: Option<i64>,
+}
+
+/// Normalised `watchdog.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogMode {
+    Off,
+    Automatic,
+    Required,
+}
+
+impl Watchdog {
+    /// The mode, `None` when the value is not one Patroni accepts.
+    pub fn mode(&self) -> Option<WatchdogMode> {
+        match &self.mode {
+            None | Some(serde_json::Value::Null) => Some(WatchdogMode::Automatic),
+            Some(serde_json::Value::Bool(false)) => Some(WatchdogMode::Off),
+            Some(serde_json::Value::Bool(true)) => Some(WatchdogMode::Automatic),
+            Some(serde_json::Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "off" | "false" | "disable" | "disabled" | "no" => Some(WatchdogMode::Off),
+                "automatic" | "auto" | "on" | "true" | "yes" => Some(WatchdogMode::Automatic),
+                "required" | "require" => Some(WatchdogMode::Required),
+                _ => None,
+            },
+            Some(_) => None,
+        }
+    }
 }
 
 pub fn default_namespace() -> String {
@@ -56,6 +115,27 @@ pub struct RestApi {
     pub certfile: Option<String>,
     #[serde(default)]
     pub keyfile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cafile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphers: Option<String>,
+    /// `none` | `optional` | `required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowlist: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowlist_include_members: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_extra_headers: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_extra_headers: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_queue_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tokens: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +144,14 @@ pub struct Ctl {
     pub authentication: Option<Credentials>,
     #[serde(default)]
     pub insecure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certfile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile_password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -72,6 +160,27 @@ pub struct Credentials {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// libpq connection options, meaningful for `postgresql.authentication.*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslcert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslkey: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslpassword: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslcrl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslcrldir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gssencmode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_binding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslnegotiation: Option<String>,
 }
 
 /// `etcd3` (or legacy `etcd`) section.
@@ -89,6 +198,23 @@ pub struct Etcd {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// Default port for `host`/`hosts` entries without one (Patroni: 2379).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_proxies: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srv_suffix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// `hosts` may be a YAML list or a comma-separated string.
@@ -120,12 +246,18 @@ impl Etcd {
         if let Some(h) = &self.host {
             raw.push(h.clone());
         }
+        if raw.is_empty()
+            && let Some(p) = &self.proxy
+        {
+            raw.push(p.clone());
+        }
+        let default_port = self.port.unwrap_or(2379);
         raw.into_iter()
             .map(|h| {
                 let with_port = if h.contains("://") || has_port(&h) {
                     h
                 } else {
-                    format!("{h}:2379")
+                    format!("{h}:{default_port}")
                 };
                 if with_port.contains("://") {
                     with_port
@@ -156,6 +288,9 @@ pub struct Bootstrap {
     pub users: BTreeMap<String, BootstrapUser>,
     #[serde(default, alias = "post_bootstrap")]
     pub post_init: Option<String>,
+    /// Custom bootstrap method (its section is `bootstrap.<method>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// One `bootstrap.initdb` entry: a bare flag or `{option: value}`.
@@ -211,6 +346,26 @@ pub struct Postgresql {
     pub callbacks: Callbacks,
     #[serde(default)]
     pub basebackup: Option<serde_json::Value>,
+    /// Address of a connection pooler next to PostgreSQL (service discovery only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_address: Option<String>,
+    /// Per-binary name overrides: `pg_ctl`, `initdb`, `pg_controldata`,
+    /// `pg_basebackup`, `postgres`, `pg_isready`, `pg_rewind`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bin_name: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pg_ident: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_unix_socket: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_unix_socket_repl: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promote: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_stop: Option<String>,
+    /// `pg_rewind` options (list of flags or `{option: value}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewind: Option<serde_json::Value>,
 }
 
 pub fn default_database() -> String {
@@ -281,6 +436,9 @@ pub struct Tags {
     pub nostream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicatefrom: Option<String>,
+    /// [4.1] preference for synchronous standby selection; <= 0 means nosync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_priority: Option<i64>,
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }
@@ -302,6 +460,21 @@ pub struct Log {
     pub level: Option<String>,
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback_level: Option<String>,
+    /// A string, or a list of field names for `type: json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dateformat: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_num: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loggers: Option<BTreeMap<String, String>>,
 }
 
 /// The dynamic (cluster-wide) settings pgpilot acts on, read from the DCS

@@ -1,0 +1,407 @@
+//! The dynamic (cluster-wide) configuration stored in the DCS `config` key
+//! and in `bootstrap.dcs` (spec config.md §3).
+//!
+//! Timing values are seconds, integers or decimals. pgpilot accepts shorter
+//! leases than Patroni (which clamps to ttl >= 20, loop_wait >= 1,
+//! retry_timeout >= 3) so that tests and fast-failover setups can run, but it
+//! refuses timing that cannot work: `loop_wait + 2 * retry_timeout` must fit
+//! in `ttl`, otherwise a healthy leader could lose its lease between two
+//! cycles. Patroni silently adjusts instead; pgpilot reports an error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::error::{ConfigError, ORIGIN_DYNAMIC};
+use super::schema::parse_bool;
+use super::types::{DynamicConfig, Timing};
+
+/// Smallest accepted `ttl`, seconds.
+pub const MIN_TTL: f64 = 2.0;
+/// Smallest accepted `loop_wait`, seconds.
+pub const MIN_LOOP_WAIT: f64 = 0.1;
+/// Smallest accepted `retry_timeout`, seconds.
+pub const MIN_RETRY_TIMEOUT: f64 = 0.5;
+
+pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: u64 = 1_048_576;
+
+impl DynamicConfig {
+    /// Patroni's defaults (§3), with `raw` an empty object.
+    pub fn defaults() -> DynamicConfig {
+        DynamicConfig {
+            timing: Timing::default(),
+            maximum_lag_on_failover: DEFAULT_MAXIMUM_LAG_ON_FAILOVER,
+            use_slots: true,
+            use_pg_rewind: false,
+            parameters: BTreeMap::new(),
+            pause: false,
+            raw: Value::Object(Default::default()),
+        }
+    }
+
+    /// Parse and check the JSON of the DCS `config` key (or `bootstrap.dcs`).
+    /// `null` gives the defaults. All problems are reported at once; keys
+    /// are relative to the document (`ttl`, `postgresql.use_slots`).
+    pub fn from_json(v: &Value) -> Result<DynamicConfig, ConfigError> {
+        let mut cfg = DynamicConfig::defaults();
+        cfg.raw = v.clone();
+        let obj = match v {
+            Value::Null => return Ok(cfg),
+            Value::Object(o) => o,
+            other => {
+                return Err(ConfigError::key(
+                    ORIGIN_DYNAMIC,
+                    "",
+                    format!("expected a mapping, got {other}"),
+                ));
+            }
+        };
+        let mut errors = Vec::new();
+        match timing_from_json(v) {
+            Ok(t) => cfg.timing = t,
+            Err(e) => errors.push(e),
+        }
+        let mut take = |r: Result<(), ConfigError>| {
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        };
+        take(
+            opt_uint(
+                obj.get("maximum_lag_on_failover"),
+                "maximum_lag_on_failover",
+            )
+            .map(|n| {
+                if let Some(n) = n {
+                    cfg.maximum_lag_on_failover = n;
+                }
+            }),
+        );
+        take(opt_bool(obj.get("pause"), "pause").map(|b| cfg.pause = b.unwrap_or(false)));
+        match obj.get("postgresql") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(pg)) => {
+                take(
+                    opt_bool(pg.get("use_slots"), "postgresql.use_slots")
+                        .map(|b| cfg.use_slots = b.unwrap_or(true)),
+                );
+                take(
+                    opt_bool(pg.get("use_pg_rewind"), "postgresql.use_pg_rewind")
+                        .map(|b| cfg.use_pg_rewind = b.unwrap_or(false)),
+                );
+                match pg.get("parameters") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Object(p)) => {
+                        cfg.parameters = p.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                    }
+                    Some(other) => take(Err(bad("postgresql.parameters", "a mapping", other))),
+                }
+            }
+            Some(other) => take(Err(bad("postgresql", "a mapping", other))),
+        }
+        // Keys pgpilot does not act on yet are still range-checked, as
+        // `patroni --validate-config` does.
+        for key in [
+            "max_timelines_history",
+            "primary_start_timeout",
+            "primary_stop_timeout",
+            "master_start_timeout",
+            "master_stop_timeout",
+            "member_slots_ttl",
+        ] {
+            take(opt_uint(obj.get(key), key).map(drop));
+        }
+        take(
+            opt_int(
+                obj.get("maximum_lag_on_syncnode"),
+                "maximum_lag_on_syncnode",
+            )
+            .map(drop),
+        );
+        take(
+            match opt_uint(obj.get("synchronous_node_count"), "synchronous_node_count") {
+                Ok(Some(0)) => Err(ConfigError::key(
+                    ORIGIN_DYNAMIC,
+                    "synchronous_node_count",
+                    "must be at least 1",
+                )),
+                r => r.map(drop),
+            },
+        );
+        for key in ["synchronous_mode_strict", "failsafe_mode", "check_timeline"] {
+            take(opt_bool(obj.get(key), key).map(drop));
+        }
+        take(match obj.get("synchronous_mode") {
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => Ok(()),
+            v => opt_bool(v, "synchronous_mode").map(drop).map_err(|_| {
+                bad(
+                    "synchronous_mode",
+                    "on, off or quorum",
+                    v.unwrap_or(&Value::Null),
+                )
+            }),
+        });
+        match ConfigError::combine(errors) {
+            None => Ok(cfg),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// `ttl`, `loop_wait` and `retry_timeout` of a dynamic configuration
+/// document, defaults filled in, minimums and the
+/// `loop_wait + 2 * retry_timeout <= ttl` rule checked.
+pub fn timing_from_json(v: &Value) -> Result<Timing, ConfigError> {
+    let get = |k: &str| v.get(k).filter(|x| !x.is_null());
+    let mut errors = Vec::new();
+    let mut secs = |key: &str, default: f64, min: f64| match get(key) {
+        None => default,
+        Some(x) => match seconds(x) {
+            Some(s) if s >= min => s,
+            Some(s) => {
+                errors.push(ConfigError::key(
+                    ORIGIN_DYNAMIC,
+                    key,
+                    format!("{s} is below the minimum of {min} seconds"),
+                ));
+                default
+            }
+            None => {
+                errors.push(bad(key, "a number of seconds", x));
+                default
+            }
+        },
+    };
+    let ttl = secs("ttl", 30.0, MIN_TTL);
+    let loop_wait = secs("loop_wait", 10.0, MIN_LOOP_WAIT);
+    let retry_timeout = secs("retry_timeout", 10.0, MIN_RETRY_TIMEOUT);
+    if errors.is_empty() && loop_wait + 2.0 * retry_timeout > ttl + 1e-9 {
+        errors.push(ConfigError::key(
+            ORIGIN_DYNAMIC,
+            "ttl",
+            format!(
+                "impossible timing: loop_wait ({loop_wait}) + 2 * retry_timeout ({retry_timeout}) \
+                 must not exceed ttl ({ttl}); the leader could lose its lease between two cycles"
+            ),
+        ));
+    }
+    match ConfigError::combine(errors) {
+        Some(e) => Err(e),
+        None => Ok(Timing {
+            ttl: Duration::from_secs_f64(ttl),
+            loop_wait: Duration::from_secs_f64(loop_wait),
+            retry_timeout: Duration::from_secs_f64(retry_timeout),
+        }),
+    }
+}
+
+/// Seconds from a number or a string with an optional unit
+/// (`ms`, `s`, `min`, `h`, `d`).
+fn seconds(v: &Value) -> Option<f64> {
+    let s = match v {
+        Value::Number(n) => return n.as_f64().filter(|f| f.is_finite() && *f >= 0.0),
+        Value::String(s) => s.trim(),
+        _ => return None,
+    };
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return None,
+    };
+    Some(n * factor).filter(|f| f.is_finite())
+}
+
+fn bad(key: &str, expected: &str, got: &Value) -> ConfigError {
+    ConfigError::key(
+        ORIGIN_DYNAMIC,
+        key,
+        format!("expected {expected}, got {got}"),
+    )
+}
+
+/// A Patroni boolean: JSON bool, 0/1, or `on/off/true/false/yes/no/1/0`.
+pub(crate) fn json_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => parse_bool(s),
+        _ => None,
+    }
+}
+
+fn opt_bool(v: Option<&Value>, key: &str) -> Result<Option<bool>, ConfigError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => json_bool(x)
+            .map(Some)
+            .ok_or_else(|| bad(key, "a boolean (on/off/true/false/yes/no/1/0)", x)),
+    }
+}
+
+/// A size in bytes: integer, or a string with an optional PG unit
+/// (`B`, `kB`, `MB`, `GB`, `TB`).
+fn int_value(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => {
+            let s = s.trim();
+            let split = s
+                .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+                .unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: i64 = num.parse().ok()?;
+            let factor: i64 = match unit.trim() {
+                "" | "B" => 1,
+                "kB" => 1 << 10,
+                "MB" => 1 << 20,
+                "GB" => 1 << 30,
+                "TB" => 1 << 40,
+                _ => return None,
+            };
+            n.checked_mul(factor)
+        }
+        _ => None,
+    }
+}
+
+fn opt_int(v: Option<&Value>, key: &str) -> Result<Option<i64>, ConfigError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => int_value(x)
+            .map(Some)
+            .ok_or_else(|| bad(key, "an integer", x)),
+    }
+}
+
+fn opt_uint(v: Option<&Value>, key: &str) -> Result<Option<u64>, ConfigError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => int_value(x)
+            .and_then(|n| u64::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| bad(key, "a non-negative integer", x)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults() {
+        let d = DynamicConfig::defaults();
+        assert_eq!(d.timing.ttl, Duration::from_secs(30));
+        assert_eq!(d.timing.loop_wait, Duration::from_secs(10));
+        assert_eq!(d.timing.retry_timeout, Duration::from_secs(10));
+        assert_eq!(d.maximum_lag_on_failover, 1_048_576);
+        assert!(d.use_slots && !d.use_pg_rewind && !d.pause);
+        assert_eq!(
+            DynamicConfig::from_json(&Value::Null).unwrap().timing,
+            d.timing
+        );
+    }
+
+    #[test]
+    fn parses_patroni_document() {
+        let v = json!({
+            "ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+            "maximum_lag_on_failover": 1048576,
+            "postgresql": {"use_pg_rewind": true, "use_slots": "off",
+                           "parameters": {"max_connections": 100}},
+            "synchronous_mode": "quorum", "pause": "yes", "custom": [1]
+        });
+        let d = DynamicConfig::from_json(&v).unwrap();
+        assert!(d.use_pg_rewind && !d.use_slots && d.pause);
+        assert_eq!(d.parameters["max_connections"], json!(100));
+        assert_eq!(d.raw, v);
+    }
+
+    #[test]
+    fn short_decimal_timing() {
+        let d =
+            DynamicConfig::from_json(&json!({"ttl": 3, "loop_wait": 0.5, "retry_timeout": "1.0"}))
+                .unwrap();
+        assert_eq!(d.timing.loop_wait, Duration::from_millis(500));
+        assert_eq!(d.timing.retry_timeout, Duration::from_secs(1));
+        assert_eq!(d.timing.ttl, Duration::from_secs(3));
+        let t = timing_from_json(&json!({"ttl": "2min", "loop_wait": "500ms"})).unwrap();
+        assert_eq!(t.ttl, Duration::from_secs(120));
+        assert_eq!(t.loop_wait, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn impossible_timing_is_an_error_naming_all_three() {
+        let e = DynamicConfig::from_json(&json!({"ttl": 20, "loop_wait": 10, "retry_timeout": 10}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ttl (20)"), "{e}");
+        assert!(e.contains("loop_wait (10)"), "{e}");
+        assert!(e.contains("retry_timeout (10)"), "{e}");
+    }
+
+    #[test]
+    fn minimums_and_types() {
+        let e =
+            DynamicConfig::from_json(&json!({"ttl": 1, "loop_wait": 0.05, "retry_timeout": "x"}))
+                .unwrap_err();
+        let keys: Vec<_> = e.errors().iter().filter_map(|e| e.key_path()).collect();
+        assert_eq!(keys, ["ttl", "loop_wait", "retry_timeout"]);
+        let e = DynamicConfig::from_json(&json!({"maximum_lag_on_failover": "x"})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dynamic configuration: maximum_lag_on_failover: expected a non-negative integer, got \"x\""
+        );
+        let e = DynamicConfig::from_json(&json!({"maximum_lag_on_failover": -1})).unwrap_err();
+        assert_eq!(e.key_path(), Some("maximum_lag_on_failover"));
+        assert_eq!(
+            DynamicConfig::from_json(&json!({"maximum_lag_on_failover": "1MB"}))
+                .unwrap()
+                .maximum_lag_on_failover,
+            1 << 20
+        );
+        let e = DynamicConfig::from_json(&json!({"synchronous_node_count": 0})).unwrap_err();
+        assert_eq!(e.key_path(), Some("synchronous_node_count"));
+        let e = DynamicConfig::from_json(&json!({"synchronous_mode": "sometimes"})).unwrap_err();
+        assert_eq!(e.key_path(), Some("synchronous_mode"));
+        assert!(DynamicConfig::from_json(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn bool_spellings() {
+        for (s, want) in [
+            (json!("on"), true),
+            (json!("off"), false),
+            (json!("true"), true),
+            (json!("false"), false),
+            (json!("yes"), true),
+            (json!("no"), false),
+            (json!("1"), true),
+            (json!("0"), false),
+            (json!(1), true),
+            (json!(0), false),
+            (json!(true), true),
+            (json!(false), false),
+        ] {
+            let d = DynamicConfig::from_json(&json!({"pause": s, "postgresql": {"use_slots": s}}))
+                .unwrap();
+            assert_eq!(d.pause, want, "{s}");
+            assert_eq!(d.use_slots, want, "{s}");
+        }
+        let e = DynamicConfig::from_json(&json!({"pause": "maybe"})).unwrap_err();
+        assert_eq!(e.key_path(), Some("pause"));
+    }
+}

@@ -1,0 +1,496 @@
+//! Semantic checks of a loaded [`Config`], as `pgpilot --validate` (and
+//! `patroni --validate-config`) run them. Type errors are caught earlier, by
+//! [`load`](super::load).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::error::{ConfigError, ORIGIN_CONFIG};
+use super::load::load_with_sources;
+use super::types::{Config, DynamicConfig, InitdbOption};
+
+/// initdb options Patroni sets itself (config.md §4).
+const INITDB_FORBIDDEN: &[&str] = &["pgdata", "nosync", "pwfile", "sync-only", "version"];
+/// pg_basebackup options Patroni sets itself (config.md §6).
+const BASEBACKUP_FORBIDDEN: &[&str] = &[
+    "pgdata",
+    "format",
+    "wal-method",
+    "xlog-method",
+    "gzip",
+    "version",
+    "dbname",
+    "host",
+    "port",
+    "username",
+    "password",
+];
+/// Patroni (HEAD) reserves this member name.
+const RESERVED_NAME: &str = "__patroni_strict_sync_replica_placeholder__";
+
+/// Check `cfg`. `Ok` carries warnings; `Err` carries every problem found
+/// (a [`ConfigError::Many`] when there are several). Errors have the origin
+/// `configuration`; [`validate_file`] replaces it with the file and line.
+pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut err = |key: &str, msg: String| errors.push(ConfigError::key(ORIGIN_CONFIG, key, msg));
+
+    // Identity.
+    if cfg.name.trim().is_empty() {
+        err("name", "must not be empty".into());
+    } else if cfg.name == RESERVED_NAME {
+        err("name", format!("`{RESERVED_NAME}` is reserved"));
+    }
+    if cfg.scope.trim().is_empty() {
+        err("scope", "must not be empty".into());
+    }
+
+    // REST API.
+    if let Err(m) = host_port(&cfg.restapi.listen, true) {
+        err("restapi.listen", m);
+    }
+    if let Err(m) = connect_address(&cfg.restapi.connect_address) {
+        err("restapi.connect_address", m);
+    }
+    if let Some(v) = &cfg.restapi.verify_client
+        && !matches!(v.as_str(), "none" | "optional" | "required")
+    {
+        err(
+            "restapi.verify_client",
+            format!("expected none, optional or required, got {v:?}"),
+        );
+    }
+    if cfg.restapi.keyfile.is_some() && cfg.restapi.certfile.is_none() {
+        err(
+            "restapi.certfile",
+            "required when restapi.keyfile is set".into(),
+        );
+    }
+
+    // PostgreSQL.
+    let pg = &cfg.postgresql;
+    if pg.listen_parts().is_none() {
+        err(
+            "postgresql.listen",
+            format!("expected `addr[,addr...]:port`, got {:?}", pg.listen),
+        );
+    }
+    if let Err(m) = connect_address(&pg.connect_address) {
+        err("postgresql.connect_address", m);
+    }
+    if let Some(p) = &pg.proxy_address
+        && let Err(m) = connect_address(p)
+    {
+        err("postgresql.proxy_address", m);
+    }
+    if pg.data_dir.trim().is_empty() {
+        err("postgresql.data_dir", "must not be empty".into());
+    }
+    if pg
+        .authentication
+        .replication
+        .username
+        .as_deref()
+        .is_none_or(|u| u.trim().is_empty())
+    {
+        err(
+            "postgresql.authentication.replication.username",
+            "missing required key".into(),
+        );
+    }
+    if pg.authentication.superuser.username.is_none() {
+        warnings.push(format!(
+            "{ORIGIN_CONFIG}: postgresql.authentication.superuser.username is not set; \
+             pgpilot will connect as the operating-system user"
+        ));
+    }
+    if let Some(b) = &pg.basebackup {
+        for (i, opt) in option_names(b).into_iter().enumerate() {
+            if BASEBACKUP_FORBIDDEN.contains(&opt.as_str()) {
+                err(
+                    &format!("postgresql.basebackup[{i}]"),
+                    format!("option `{opt}` is set by pgpilot and not allowed here"),
+                );
+            }
+        }
+    }
+
+    // DCS: exactly one section, and for now it must be etcd.
+    let mut dcs: Vec<&str> = Vec::new();
+    if cfg.etcd3.is_some() {
+        dcs.push("etcd3");
+    }
+    for (key, present) in [
+        ("zookeeper", cfg.zookeeper.is_some()),
+        ("consul", cfg.consul.is_some()),
+        ("exhibitor", cfg.exhibitor.is_some()),
+        ("kubernetes", cfg.kubernetes.is_some()),
+        ("raft", cfg.raft.is_some()),
+    ] {
+        if present {
+            dcs.push(key);
+            if key != "etcd3" {
+                err(
+                    key,
+                    "this DCS is not supported yet; use `etcd3` (or `etcd`)".into(),
+                );
+            }
+        }
+    }
+    match dcs.len() {
+        0 => err(
+            "etcd3",
+            "no DCS section: add an `etcd3` (or `etcd`) section".into(),
+        ),
+        1 => {}
+        _ => err(
+            dcs[1],
+            format!(
+                "more than one DCS section ({}); keep exactly one",
+                dcs.join(", ")
+            ),
+        ),
+    }
+    if let Some(e) = &cfg.etcd3 {
+        if e.srv.is_some() && e.host.is_none() && e.hosts.is_none() && e.url.is_none() {
+            err(
+                "etcd3.srv",
+                "DNS SRV discovery is not supported yet; give host or hosts".into(),
+            );
+        } else if e.endpoints().is_empty() {
+            err(
+                "etcd3",
+                "one of `host`, `hosts`, `url` or `proxy` is required".into(),
+            );
+        }
+        for h in e.endpoints() {
+            let hp = h.split_once("://").map_or(h.as_str(), |(_, r)| r);
+            let hp = hp.split('/').next().unwrap_or(hp);
+            if let Err(m) = host_port(hp, false) {
+                err("etcd3.hosts", format!("bad endpoint {h:?}: {m}"));
+            }
+        }
+    }
+
+    // Bootstrap.
+    if let Some(b) = &cfg.bootstrap {
+        for (i, opt) in b.initdb.iter().enumerate() {
+            let names: Vec<&str> = match opt {
+                InitdbOption::Flag(f) => vec![f.as_str()],
+                InitdbOption::Valued(m) => m.keys().map(String::as_str).collect(),
+            };
+            for n in names {
+                if INITDB_FORBIDDEN.contains(&n) {
+                    err(
+                        &format!("bootstrap.initdb[{i}]"),
+                        format!("option `{n}` is set by pgpilot and not allowed here"),
+                    );
+                }
+            }
+            if let InitdbOption::Valued(m) = opt
+                && m.len() != 1
+            {
+                err(
+                    &format!("bootstrap.initdb[{i}]"),
+                    "each entry must be a flag or a single `option: value`".into(),
+                );
+            }
+        }
+        if let Err(e) = DynamicConfig::from_json(&b.dcs) {
+            errors.push(e.nested(ORIGIN_CONFIG, "bootstrap.dcs"));
+        }
+    }
+
+    // Watchdog and tags.
+    let mut err = |key: &str, msg: String| errors.push(ConfigError::key(ORIGIN_CONFIG, key, msg));
+    if let Some(w) = &cfg.watchdog
+        && w.mode().is_none()
+    {
+        err(
+            "watchdog.mode",
+            format!(
+                "expected off, automatic or required, got {}",
+                w.mode.as_ref().map_or("null".into(), ToString::to_string)
+            ),
+        );
+    }
+    let t = &cfg.tags;
+    if let Some(p) = t.failover_priority {
+        if p < 0 {
+            err("tags.failover_priority", format!("must be >= 0, got {p}"));
+        } else if t.nofailover && p > 0 {
+            warnings.push(format!(
+                "{ORIGIN_CONFIG}: tags.nofailover and tags.failover_priority conflict; \
+                 nofailover wins"
+            ));
+        }
+    }
+    if let Some(p) = t.sync_priority {
+        if p < 0 {
+            err("tags.sync_priority", format!("must be >= 0, got {p}"));
+        } else if t.nosync && p > 0 {
+            warnings.push(format!(
+                "{ORIGIN_CONFIG}: tags.nosync and tags.sync_priority conflict; nosync wins"
+            ));
+        }
+    }
+    if let Some(k) = &cfg.log.kind
+        && !matches!(k.as_str(), "plain" | "json")
+    {
+        err("log.type", format!("expected plain or json, got {k:?}"));
+    }
+
+    match ConfigError::combine(errors) {
+        None => Ok(warnings),
+        Some(e) => Err(e),
+    }
+}
+
+/// [`load`](super::load) then [`validate`]; validation errors are traced
+/// back to the file and line (or variable) that set the key. Used by
+/// `pgpilot --validate`. Returns the configuration and all warnings.
+pub fn validate_file(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let (loaded, sources) = load_with_sources(Some(path), env)?;
+    let mut warnings = loaded.warnings;
+    let relocate = |e: &ConfigError| -> ConfigError {
+        match e {
+            ConfigError::Invalid {
+                origin,
+                line,
+                key,
+                message,
+            } if origin == ORIGIN_CONFIG => {
+                let (origin, found) = if key.is_empty() {
+                    (sources.source.clone(), None)
+                } else {
+                    sources.locate(key)
+                };
+                ConfigError::Invalid {
+                    origin,
+                    line: line.or(found),
+                    key: key.clone(),
+                    message: message.clone(),
+                }
+            }
+            other => ConfigError::key(other.origin(), "", other.to_string()),
+        }
+    };
+    match validate(&loaded.config) {
+        Ok(w) => {
+            warnings.extend(
+                w.into_iter()
+                    .map(|s| s.replacen(ORIGIN_CONFIG, &sources.source, 1)),
+            );
+            Ok((loaded.config, warnings))
+        }
+        Err(e) => Err(
+            ConfigError::combine(e.errors().into_iter().map(relocate).collect())
+                .expect("at least one error"),
+        ),
+    }
+}
+
+/// `host:port` (`[v6]:port` allowed). An empty host is allowed for listen
+/// addresses (all interfaces).
+fn host_port(s: &str, empty_host_ok: bool) -> Result<(), String> {
+    let bad = || format!("expected `host:port`, got {s:?}");
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, r) = rest.split_once(']').ok_or_else(bad)?;
+        (h, r.strip_prefix(':').ok_or_else(bad)?)
+    } else {
+        let (h, p) = s.rsplit_once(':').ok_or_else(bad)?;
+        if h.contains(':') {
+            return Err(format!("{} (write IPv6 addresses as [addr]:port)", bad()));
+        }
+        (h, p)
+    };
+    if host.is_empty() && !empty_host_ok {
+        return Err(bad());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("bad port in {s:?}")),
+    }
+}
+
+/// A `host:port` other nodes can connect to.
+fn connect_address(s: &str) -> Result<(), String> {
+    host_port(s, false)?;
+    let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
+    if matches!(host, "*" | "0.0.0.0" | "[::]") {
+        return Err(format!(
+            "{s:?} is a wildcard address; other nodes need an address they can connect to"
+        ));
+    }
+    Ok(())
+}
+
+/// Option names of a `basebackup`/`rewind` block: a list of flags or
+/// `{option: value}` maps, or a single map.
+fn option_names(v: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s.clone(),
+                Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Value::Object(m) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::load;
+    use crate::config::load::tests::{POSTGRES0, TempDir, env};
+
+    fn cfg(text: &str) -> Config {
+        let d = TempDir::new("v");
+        let p = d.write("c.yml", text);
+        load(Some(&p), &env(&[])).unwrap().config
+    }
+
+    fn keys(e: &ConfigError) -> Vec<String> {
+        e.errors()
+            .iter()
+            .filter_map(|e| e.key_path().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn postgres0_is_valid() {
+        let w = validate(&cfg(POSTGRES0)).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let legacy = POSTGRES0.replace("etcd3:", "etcd:");
+        validate(&cfg(&legacy)).unwrap();
+    }
+
+    #[test]
+    fn addresses() {
+        let mut c = cfg(POSTGRES0);
+        c.restapi.listen = "nope".into();
+        c.restapi.connect_address = "0.0.0.0:8008".into();
+        c.postgresql.listen = "127.0.0.1".into();
+        c.postgresql.connect_address = "host:99999".into();
+        let e = validate(&c).unwrap_err();
+        assert_eq!(
+            keys(&e),
+            [
+                "restapi.listen",
+                "restapi.connect_address",
+                "postgresql.listen",
+                "postgresql.connect_address"
+            ]
+        );
+        let mut c = cfg(POSTGRES0);
+        c.restapi.listen = ":8008".into();
+        c.postgresql.listen = "127.0.0.1,10.0.0.1:5432".into();
+        c.postgresql.connect_address = "[::1]:5432".into();
+        validate(&c).unwrap();
+    }
+
+    #[test]
+    fn identity_and_credentials() {
+        let mut c = cfg(POSTGRES0);
+        c.name = " ".into();
+        c.scope = String::new();
+        c.postgresql.authentication.replication.username = None;
+        let e = validate(&c).unwrap_err();
+        assert_eq!(
+            keys(&e),
+            [
+                "name",
+                "scope",
+                "postgresql.authentication.replication.username"
+            ]
+        );
+    }
+
+    #[test]
+    fn dcs_sections() {
+        let no_dcs = POSTGRES0.replace("etcd3:\n", "unused:\n");
+        let e = validate(&cfg(&no_dcs)).unwrap_err();
+        assert!(e.to_string().contains("no DCS section"), "{e}");
+        let zk = no_dcs.replace(
+            "unused:\n  #Provide",
+            "zookeeper:\n  hosts: [a:2181]\n  #Provide",
+        );
+        let e = validate(&cfg(&zk)).unwrap_err();
+        assert_eq!(keys(&e), ["zookeeper"]);
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let consul = format!("{POSTGRES0}consul:\n  host: c:8500\n");
+        let e = validate(&cfg(&consul)).unwrap_err();
+        assert_eq!(keys(&e), ["consul", "consul"]);
+    }
+
+    #[test]
+    fn initdb_forbidden_options() {
+        let text = POSTGRES0.replace(
+            "  - data-checksums\n",
+            "  - data-checksums\n  - nosync\n  - pgdata: /x\n",
+        );
+        let e = validate(&cfg(&text)).unwrap_err();
+        assert_eq!(keys(&e), ["bootstrap.initdb[2]", "bootstrap.initdb[3]"]);
+        assert!(e.to_string().contains("`nosync`"), "{e}");
+    }
+
+    #[test]
+    fn bad_bootstrap_dcs_names_nested_key() {
+        let text = POSTGRES0.replace("    ttl: 30", "    ttl: thirty");
+        let e = validate(&cfg(&text)).unwrap_err();
+        assert_eq!(keys(&e), ["bootstrap.dcs.ttl"]);
+        let text = POSTGRES0.replace("    ttl: 30", "    ttl: 15");
+        let e = validate(&cfg(&text)).unwrap_err();
+        assert_eq!(keys(&e), ["bootstrap.dcs.ttl"]);
+        assert!(e.to_string().contains("impossible timing"), "{e}");
+    }
+
+    #[test]
+    fn validate_file_points_at_file_and_line() {
+        let d = TempDir::new("vf");
+        let text = POSTGRES0.replace("    ttl: 30", "    ttl: 15");
+        let p = d.write("pgpilot.yml", &text);
+        let line = text.lines().position(|l| l == "    ttl: 15").unwrap() + 1;
+        let e = validate_file(&p, &env(&[])).unwrap_err();
+        assert_eq!(e.origin(), p.display().to_string());
+        assert_eq!(e.line(), Some(line));
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{} line {line}: bootstrap.dcs.ttl: impossible timing",
+                p.display()
+            )),
+            "{e}"
+        );
+        // From the environment: the variable is named.
+        let p = d.write("ok.yml", POSTGRES0);
+        let e = validate_file(&p, &env(&[("PATRONI_POSTGRESQL_LISTEN", "5432")])).unwrap_err();
+        assert_eq!(e.origin(), "environment (PATRONI_POSTGRESQL_LISTEN)");
+        let (c, w) = validate_file(&p, &env(&[])).unwrap();
+        assert_eq!(c.name, "postgresql0");
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn watchdog_and_tags() {
+        let text = format!("{POSTGRES0}watchdog:\n  mode: sometimes\n");
+        let e = validate(&cfg(&text)).unwrap_err();
+        assert_eq!(keys(&e), ["watchdog.mode"]);
+        let text = format!("{POSTGRES0}watchdog:\n  mode: off\n");
+        validate(&cfg(&text)).unwrap();
+        let text = POSTGRES0.replace(
+            "    nosync: false",
+            "    nosync: false\n    failover_priority: -1",
+        );
+        let e = validate(&cfg(&text)).unwrap_err();
+        assert_eq!(keys(&e), ["tags.failover_priority"]);
+    }
+}
