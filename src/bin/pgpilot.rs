@@ -42,7 +42,16 @@ fn env_map() -> BTreeMap<String, String> {
 }
 
 fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), String> {
-    pgpilot::config::validate_file(path.map(PathBuf::as_path), &env_map()).map_err(|e| e.to_string())
+    let env = env_map();
+    match path {
+        Some(p) => pgpilot::config::validate_file(p, &env).map_err(|e| e.to_string()),
+        None => {
+            let loaded = pgpilot::config::load(None, &env).map_err(|e| e.to_string())?;
+            let mut warnings = loaded.warnings;
+            warnings.extend(pgpilot::config::validate(&loaded.config).map_err(|e| e.to_string())?);
+            Ok((loaded.config, warnings))
+        }
+    }
 }
 
 fn main() -> ExitCode {

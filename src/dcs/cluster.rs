@@ -174,15 +174,16 @@ impl Cluster {
                 }
                 super::keys::HISTORY => c.history = HistoryLine::parse_all(&value),
                 k => {
-                    if let Some(name) = k.strip_prefix(super::keys::MEMBERS) {
-                        if !name.is_empty() && !name.contains('/') {
-                            c.members.push(Member {
-                                name: name.to_owned(),
-                                data: super::member::MemberData::parse(&value),
-                                version,
-                                session,
-                            });
-                        }
+                    if let Some(name) = k.strip_prefix(super::keys::MEMBERS)
+                        && !name.is_empty()
+                        && !name.contains('/')
+                    {
+                        c.members.push(Member {
+                            name: name.to_owned(),
+                            data: super::member::MemberData::parse(&value),
+                            version,
+                            session,
+                        });
                     }
                 }
             }
