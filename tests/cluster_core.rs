@@ -1,0 +1,180 @@
+//! The core capability against real etcd and PostgreSQL 15: three daemons
+//! bootstrap one primary and two streaming replicas, keep exactly one
+//! primary, and fail over when the primary dies.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use support::cluster::{TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(90);
+
+/// Insert a row on node `i`; Ok only when the commit was acknowledged.
+async fn write_row(c: &TestCluster, i: usize, v: i64) -> Result<(), String> {
+    let client = c.sql(i).await.map_err(|e| e.to_string())?;
+    client
+        .execute("INSERT INTO t(v) VALUES ($1)", &[&v])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn has_row(c: &TestCluster, i: usize, v: i64) -> bool {
+    let Ok(client) = c.sql(i).await else { return false };
+    matches!(
+        client.query_opt("SELECT 1 FROM t WHERE v = $1", &[&v]).await,
+        Ok(Some(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_replicate_fail_over_and_rejoin() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+
+    // Exactly one node bootstrapped: the others were cloned from it.
+    let sysids: Vec<String> = {
+        let mut v = Vec::new();
+        for i in 0..3 {
+            let s = c.status(i).await.expect("status");
+            v.push(s["database_system_identifier"].as_str().unwrap_or_default().to_owned());
+        }
+        v
+    };
+    assert!(!sysids[0].is_empty() && sysids.iter().all(|s| *s == sysids[0]), "{sysids:?}");
+
+    // A row written on the primary reaches both replicas.
+    let client = c.sql(primary).await.expect("connect to primary");
+    client.batch_execute("CREATE TABLE t(v bigint primary key)").await.expect("create table");
+    write_row(&c, primary, 1).await.expect("insert");
+    for i in (0..3).filter(|&i| i != primary) {
+        eventually(Duration::from_secs(20), "row replicated", || async {
+            has_row(&c, i, 1).await.then_some(())
+        })
+        .await;
+    }
+    // Replicas refuse writes.
+    for i in (0..3).filter(|&i| i != primary) {
+        assert!(write_row(&c, i, 99).await.is_err(), "replica {i} accepted a write");
+        assert_eq!(c.http_code(i, "/primary").await, 503);
+        assert_eq!(c.http_code(i, "/replica").await, 200);
+    }
+
+    // kill -9 of the primary's daemon and postmaster together.
+    let killed_at = Instant::now();
+    c.kill_node(primary).await;
+    let mut row = 1000;
+    let new_primary = loop {
+        let mut accepted = None;
+        for i in (0..3).filter(|&i| i != primary) {
+            row += 1;
+            if write_row(&c, i, row).await.is_ok() {
+                accepted = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = accepted {
+            break i;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(60), "no new primary within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let failover = killed_at.elapsed();
+    let t = c.timing;
+    let bound = Duration::from_secs(t.ttl + 2 * t.loop_wait);
+    eprintln!("failover took {failover:?} (bound {bound:?})");
+    assert!(failover <= bound, "failover took {failover:?}, more than ttl + 2*loop_wait = {bound:?}");
+
+    // Exactly one primary among the survivors; the other follows it.
+    let other = (0..3).find(|&i| i != primary && i != new_primary).expect("third node");
+    eventually(Duration::from_secs(30), "survivor streams from the new primary", || async {
+        c.is_streaming_replica(other).await.then_some(())
+    })
+    .await;
+    assert!(write_row(&c, other, 5).await.is_err(), "two writable primaries");
+    assert!(has_row(&c, new_primary, 1).await, "the acknowledged row survived the failover");
+
+    // The former primary comes back and rejoins as a replica.
+    c.start(primary);
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, new_primary, "the returning node must not take over");
+    write_row(&c, new_primary, 7).await.expect("write after rejoin");
+    eventually(Duration::from_secs(20), "rejoined node has the new rows", || async {
+        (has_row(&c, primary, 7).await && has_row(&c, primary, 1).await).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_primary_hands_over_at_once() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let t0 = Instant::now();
+    c.signal(primary, Signal::SIGTERM);
+    let code = c.wait_exit(primary, Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "daemon exit code after SIGTERM");
+    assert!(c.nodes[primary].postmaster_pid().is_none(), "PostgreSQL still running after SIGTERM");
+    let new = eventually(Duration::from_secs(30), "a new primary", || async { c.primary().await }).await;
+    let took = t0.elapsed();
+    let bound = Duration::from_secs(c.timing.loop_wait + 5);
+    eprintln!("handover after SIGTERM took {took:?} (bound {bound:?})");
+    assert_ne!(new, primary);
+    assert!(took <= bound, "handover took {took:?}");
+    assert!(c.nodes[primary].log().contains("lock_released"), "leader key not released on shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_daemon_restart_adopts_running_postgres() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let replica = 1 - primary;
+    let pm_before = c.nodes[replica].postmaster_pid().expect("replica postmaster");
+    c.signal(replica, Signal::SIGKILL);
+    c.wait_exit(replica, Duration::from_secs(10)).await;
+    c.start(replica);
+    eventually(Duration::from_secs(30), "restarted daemon reports a streaming replica", || async {
+        c.is_streaming_replica(replica).await.then_some(())
+    })
+    .await;
+    assert_eq!(c.nodes[replica].postmaster_pid(), Some(pm_before), "PostgreSQL was restarted");
+    assert!(c.nodes[replica].log().contains("postgres_adopted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_down_at_start_touches_nothing_then_recovers() {
+    let mut c = TestCluster::new(1, Timing::default());
+    c.etcd.stop();
+    c.start(0);
+    eventually(Duration::from_secs(30), "the daemon reports the DCS as unreachable", || async {
+        let log = c.nodes[0].log();
+        (log.matches("DCS is not accessible").count() >= 2).then_some(())
+    })
+    .await;
+    assert!(!c.nodes[0].data_dir().exists(), "data directory touched without a DCS");
+    assert!(c.nodes[0].exited().is_none(), "daemon gave up instead of retrying");
+    c.etcd.restart();
+    c.wait_healthy(BOOT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_data_directory_is_never_joined() {
+    let mut c = TestCluster::new(1, Timing::default());
+    c.start(0);
+    c.wait_healthy(BOOT).await;
+    // A second node whose data directory holds another cluster.
+    let i = c.add_node("stranger", &Default::default());
+    let data = c.nodes[i].data_dir();
+    c.initdb_foreign(i);
+    let before = std::fs::read(data.join("global/pg_control")).expect("pg_control");
+    c.start(i);
+    let code = c.wait_exit(i, Duration::from_secs(60)).await;
+    assert_ne!(code, 0);
+    assert!(c.nodes[i].log().contains("system identifier"), "{}", c.nodes[i].log());
+    assert_eq!(std::fs::read(data.join("global/pg_control")).expect("pg_control"), before);
+}

@@ -1,0 +1,427 @@
+//! A real pgpilot cluster for integration tests: etcd, N daemons, each with
+//! its own PostgreSQL 15, all on loopback.
+//!
+//! PostgreSQL refuses root, so when the tests run as root the daemons run as
+//! the `postgres` user (set on the child process, no `runuser` in between, so
+//! the pid we hold is the daemon's). The pgpilot binary is copied into the
+//! test directory so that user can execute it wherever the checkout lives.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Gid, Pid, Uid, User, chown};
+use serde_json::Value;
+
+use super::etcd::EtcdServer;
+
+pub const SUPERUSER_PASSWORD: &str = "su-secret";
+
+/// Timing written to `bootstrap.dcs` for test clusters: short enough for
+/// quick failovers, loose enough for a loaded 2-core machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub ttl: u64,
+    pub loop_wait: u64,
+    pub retry_timeout: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            ttl: 6,
+            loop_wait: 1,
+            retry_timeout: 2,
+        }
+    }
+}
+
+/// The uid/gid daemons run as.
+fn runtime_user() -> (Uid, Gid) {
+    if Uid::effective().is_root() {
+        let u = User::from_name("postgres")
+            .ok()
+            .flatten()
+            .expect("the postgres user must exist (Debian's postgresql package creates it)");
+        (u.uid, u.gid)
+    } else {
+        (Uid::effective(), Gid::effective())
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+fn chown_to_runtime(path: &Path) {
+    let (uid, gid) = runtime_user();
+    chown(path, Some(uid), Some(gid)).expect("chown");
+}
+
+pub struct Node {
+    pub name: String,
+    pub pg_port: u16,
+    pub api_port: u16,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api_port)
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// The postmaster pid from postmaster.pid, if the file exists.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Has the daemon process exited? Returns its exit code if so.
+    pub fn exited(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.code().unwrap_or(-1)),
+            _ => None,
+        }
+    }
+}
+
+pub struct TestCluster {
+    pub etcd: EtcdServer,
+    pub root: PathBuf,
+    pub scope: String,
+    pub nodes: Vec<Node>,
+    pub timing: Timing,
+    bin: PathBuf,
+    http: reqwest::Client,
+}
+
+impl TestCluster {
+    /// Prepare (but do not start) `n` nodes against a fresh etcd.
+    pub fn new(n: usize, timing: Timing) -> TestCluster {
+        let etcd = EtcdServer::start();
+        let root = std::env::temp_dir().join(format!(
+            "pgpilot-it-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).expect("create test root");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod root");
+        chown_to_runtime(&root);
+        let bin = root.join("pgpilot");
+        fs::copy(env!("CARGO_BIN_EXE_pgpilot"), &bin).expect("copy pgpilot binary");
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+        let scope = format!("it{}", std::process::id());
+        let mut c = TestCluster {
+            etcd,
+            root,
+            scope,
+            nodes: Vec::new(),
+            timing,
+            bin,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("http client"),
+        };
+        for i in 0..n {
+            c.add_node(&format!("node{i}"), &BTreeMap::new());
+        }
+        c
+    }
+
+    /// Add a node; `extra` lines are appended to its YAML (e.g. tags).
+    pub fn add_node(&mut self, name: &str, extra: &BTreeMap<&str, &str>) -> usize {
+        let dir = self.root.join(name);
+        fs::create_dir_all(&dir).expect("node dir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod node dir");
+        chown_to_runtime(&dir);
+        let pg_port = free_port();
+        let api_port = free_port();
+        let config_path = dir.join("pgpilot.yml");
+        let t = self.timing;
+        let mut yaml = format!(
+            r#"scope: {scope}
+namespace: /it/
+name: {name}
+restapi:
+  listen: 127.0.0.1:{api_port}
+  connect_address: 127.0.0.1:{api_port}
+etcd3:
+  hosts: {etcd}
+bootstrap:
+  dcs:
+    ttl: {ttl}
+    loop_wait: {loop_wait}
+    retry_timeout: {retry}
+    maximum_lag_on_failover: 1048576
+    postgresql:
+      use_slots: true
+      use_pg_rewind: false
+  initdb:
+  - encoding: UTF8
+  - data-checksums
+  pg_hba:
+  - host replication replicator 127.0.0.1/32 md5
+  - host all all 127.0.0.1/32 md5
+  users:
+    app:
+      password: app-pass
+      options: [createdb]
+postgresql:
+  listen: 127.0.0.1:{pg_port}
+  connect_address: 127.0.0.1:{pg_port}
+  data_dir: {data}
+  pgpass: {dir}/pgpass
+  pg_ctl_timeout: 30
+  authentication:
+    superuser:
+      username: postgres
+      password: {su}
+    replication:
+      username: replicator
+      password: rep-pass
+  parameters:
+    unix_socket_directories: {dir}
+    shared_buffers: 16MB
+    max_connections: 30
+"#,
+            scope = self.scope,
+            etcd = self.etcd.endpoint().trim_start_matches("http://"),
+            ttl = t.ttl,
+            loop_wait = t.loop_wait,
+            retry = t.retry_timeout,
+            data = dir.join("data").display(),
+            dir = dir.display(),
+            su = SUPERUSER_PASSWORD,
+        );
+        for (k, v) in extra {
+            yaml.push_str(&format!("{k}: {v}\n"));
+        }
+        fs::write(&config_path, yaml).expect("write config");
+        chown_to_runtime(&config_path);
+        let log_path = dir.join("pgpilot.log");
+        self.nodes.push(Node {
+            name: name.to_owned(),
+            pg_port,
+            api_port,
+            dir,
+            config_path,
+            log_path,
+            child: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Start the daemon of node `i` (as the PostgreSQL OS user).
+    pub fn start(&mut self, i: usize) {
+        let (uid, gid) = runtime_user();
+        let node = &mut self.nodes[i];
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .expect("open log");
+        let log2 = log.try_clone().expect("dup log");
+        let child = Command::new(&self.bin)
+            .arg(&node.config_path)
+            .current_dir(&node.dir)
+            .env("HOME", &node.dir)
+            .env("RUST_LOG", "info,pgpilot=debug")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .gid(gid.as_raw())
+            .uid(uid.as_raw())
+            .spawn()
+            .expect("spawn pgpilot");
+        node.child = Some(child);
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// Send a signal to the daemon of node `i`.
+    pub fn signal(&self, i: usize, sig: Signal) {
+        if let Some(pid) = self.nodes[i].daemon_pid() {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+
+    /// Wait for the daemon of node `i` to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, i: usize, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(code) = self.nodes[i].exited() {
+                self.nodes[i].child = None;
+                return code;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {within:?}",
+                self.nodes[i].name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// kill -9 of the daemon and its postmaster together.
+    pub async fn kill_node(&mut self, i: usize) {
+        let pm = self.nodes[i].postmaster_pid();
+        self.signal(i, Signal::SIGKILL);
+        if let Some(pm) = pm {
+            let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+        }
+        self.wait_exit(i, Duration::from_secs(10)).await;
+    }
+
+    /// `GET /patroni` of node `i`, `None` if it does not answer.
+    pub async fn status(&self, i: usize) -> Option<Value> {
+        let resp = self.http.get(self.nodes[i].api("/patroni")).send().await.ok()?;
+        resp.json().await.ok()
+    }
+
+    /// HTTP status of `GET path` on node `i` (0 if unreachable).
+    pub async fn http_code(&self, i: usize, path: &str) -> u16 {
+        match self.http.get(self.nodes[i].api(path)).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// The node whose `GET /primary` answers 200, if exactly one does.
+    pub async fn primary(&self) -> Option<usize> {
+        let mut found = Vec::new();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_some() && self.http_code(i, "/primary").await == 200 {
+                found.push(i);
+            }
+        }
+        (found.len() == 1).then(|| found[0])
+    }
+
+    /// Is node `i` a running replica that streams?
+    pub async fn is_streaming_replica(&self, i: usize) -> bool {
+        match self.status(i).await {
+            Some(s) => {
+                s["role"] == "replica" && s["state"] == "running" && s["replication_state"] == "streaming"
+            }
+            None => false,
+        }
+    }
+
+    /// Wait until there is one primary and every other started node streams.
+    pub async fn wait_healthy(&self, within: Duration) -> usize {
+        super::eventually(within, "one primary and streaming replicas", || async {
+            let p = self.primary().await?;
+            for i in 0..self.nodes.len() {
+                if i != p && self.nodes[i].child.is_some() && !self.is_streaming_replica(i).await {
+                    return None;
+                }
+            }
+            Some(p)
+        })
+        .await
+    }
+
+    /// A superuser SQL connection to node `i`'s PostgreSQL.
+    pub async fn sql(&self, i: usize) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(self.nodes[i].pg_port)
+            .user("postgres")
+            .password(SUPERUSER_PASSWORD)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(2));
+        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// Put an unrelated PostgreSQL cluster into node `i`'s data directory.
+    pub fn initdb_foreign(&self, i: usize) {
+        let (uid, gid) = runtime_user();
+        let status = Command::new("/usr/lib/postgresql/15/bin/initdb")
+            .arg("-D")
+            .arg(self.nodes[i].data_dir())
+            .arg("-U")
+            .arg("postgres")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir(&self.nodes[i].dir)
+            .gid(gid.as_raw())
+            .uid(uid.as_raw())
+            .status()
+            .expect("run initdb");
+        assert!(status.success(), "initdb failed");
+    }
+
+    /// Print the tail of every node's log (used when a test fails).
+    pub fn dump_logs(&self) {
+        for n in &self.nodes {
+            let log = n.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!("===== {} ({}) =====\n{}", n.name, n.log_path.display(), tail.join("\n"));
+            let pglog = n.dir.join("data.log");
+            if let Ok(t) = fs::read_to_string(&pglog) {
+                let l: Vec<&str> = t.lines().collect();
+                eprintln!("----- {} postgres log -----\n{}", n.name, l[l.len().saturating_sub(30)..].join("\n"));
+            }
+        }
+    }
+}
+
+static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for n in &mut self.nodes {
+            let pm = n.postmaster_pid();
+            if let Some(c) = n.child.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            if let Some(pm) = pm {
+                // The postmaster leads its own process group.
+                let _ = kill(Pid::from_raw(-pm), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
