@@ -1,1 +1,715 @@
-//! etcd v3 backend (in progress).
+//! etcd v3 backend, exactly as Patroni's `etcd3.py` lays keys out
+//! (dcs-layout.md §4.1).
+//!
+//! * One lease per node (TTL = `ttl`), granted lazily and renewed by a single
+//!   keepalive request inside `touch_member` / `update_leader`. There is no
+//!   background keepalive task on purpose: if the daemon freezes, the lease
+//!   lapses and the leader key goes with it.
+//! * The connection is made lazily and rebuilt after transport failures, so
+//!   the daemon starts (and keeps retrying) while etcd is down.
+//! * Every call is bounded by `retry_timeout`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Error as EtcdError, GetOptions,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent, keys};
+
+/// Lease TTL in whole seconds: `ttl` rounded up, at least 2.
+pub(crate) fn lease_ttl_secs(ttl: Duration) -> i64 {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    secs.max(2) as i64
+}
+
+// gRPC status codes (tonic is not a direct dependency, so compare numbers).
+const CODE_CANCELLED: i32 = 1;
+const CODE_UNKNOWN: i32 = 2;
+const CODE_DEADLINE_EXCEEDED: i32 = 4;
+const CODE_NOT_FOUND: i32 = 5;
+const CODE_UNAVAILABLE: i32 = 14;
+
+/// Map a client error to the DCS error classes.
+fn classify(e: &EtcdError) -> DcsError {
+    let unreachable = match e {
+        EtcdError::TransportError(_) | EtcdError::IoError(_) => true,
+        EtcdError::GRpcStatus(s) => match s.code() as i32 {
+            CODE_UNAVAILABLE | CODE_DEADLINE_EXCEEDED | CODE_CANCELLED => true,
+            // tonic reports a broken connection as Unknown "transport error".
+            CODE_UNKNOWN => s.message().contains("transport") || s.message().contains("h2"),
+            _ => false,
+        },
+        _ => false,
+    };
+    if unreachable {
+        DcsError::Unreachable(e.to_string())
+    } else {
+        DcsError::Other(e.to_string())
+    }
+}
+
+/// True when etcd says our lease no longer exists (expired or revoked).
+fn is_lease_not_found(e: &EtcdError) -> bool {
+    match e {
+        EtcdError::LeaseKeepAliveError(m) => m.contains("lease not found"),
+        EtcdError::GRpcStatus(s) => {
+            s.code() as i32 == CODE_NOT_FOUND && s.message().contains("lease")
+        }
+        _ => false,
+    }
+}
+
+fn is_unreachable(e: &DcsError) -> bool {
+    matches!(e, DcsError::Unreachable(_))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    ttl: Duration,
+    retry_timeout: Duration,
+}
+
+struct Inner {
+    endpoints: Vec<String>,
+    credentials: Option<(String, String)>,
+    /// `/<namespace>/<scope>`, no trailing slash.
+    prefix: String,
+    member_name: String,
+    timing: StdMutex<Timing>,
+    /// The connected client, made on first use and dropped after transport
+    /// failures. A tokio mutex so concurrent callers connect only once.
+    client: AsyncMutex<Option<Client>>,
+    /// Our lease id, granted lazily; `None` after a ttl change or revoke.
+    lease: StdMutex<Option<i64>>,
+}
+
+/// etcd v3 implementation of [`Dcs`].
+#[derive(Clone)]
+pub struct EtcdDcs {
+    inner: Arc<Inner>,
+}
+
+impl EtcdDcs {
+    /// Create the backend. Does not contact etcd: the connection is made on
+    /// first use and re-made after failures.
+    pub fn new(
+        endpoints: Vec<String>,
+        credentials: Option<(String, String)>,
+        prefix: String,
+        member_name: String,
+        ttl: Duration,
+        retry_timeout: Duration,
+    ) -> EtcdDcs {
+        let prefix = prefix.trim_end_matches('/').to_owned();
+        EtcdDcs {
+            inner: Arc::new(Inner {
+                endpoints,
+                credentials,
+                prefix,
+                member_name,
+                timing: StdMutex::new(Timing { ttl, retry_timeout }),
+                client: AsyncMutex::new(None),
+                lease: StdMutex::new(None),
+            }),
+        }
+    }
+
+    /// The lease currently held (for diagnostics and tests).
+    pub fn lease_id(&self) -> Option<i64> {
+        *self.inner.lease.lock().unwrap()
+    }
+}
+
+impl Inner {
+    fn timing(&self) -> Timing {
+        *self.timing.lock().unwrap()
+    }
+
+    fn key(&self, rel: &str) -> String {
+        keys::path(&self.prefix, rel)
+    }
+
+    fn dir(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    fn member_key(&self) -> String {
+        self.key(&keys::member(&self.member_name))
+    }
+
+    /// The shared client, connecting if needed. Cheap clone per call, since
+    /// the client's methods take `&mut self`.
+    async fn client(&self) -> DcsResult<Client> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let rt = self.timing().retry_timeout;
+        let ka = (rt / 2).max(Duration::from_millis(500));
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(rt)
+            .with_keep_alive(ka, ka)
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
+        if let Some((u, p)) = &self.credentials {
+            opts = opts
+                .with_user(u.clone(), p.clone())
+                .with_auto_token_refresh(true);
+        }
+        let c = Client::connect(&self.endpoints, Some(opts))
+            .await
+            .map_err(|e| classify(&e))?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forget the client so the next call reconnects.
+    async fn reset_client(&self) {
+        *self.client.lock().await = None;
+    }
+
+    /// Run `op` bounded by `retry_timeout`; drop the connection when the
+    /// store looked unreachable so the next call starts afresh.
+    async fn bounded<T, F>(&self, what: &str, op: F) -> DcsResult<T>
+    where
+        F: std::future::Future<Output = DcsResult<T>>,
+    {
+        let rt = self.timing().retry_timeout;
+        let r = match tokio::time::timeout(rt, op).await {
+            Ok(r) => r,
+            Err(_) => Err(DcsError::Unreachable(format!(
+                "{what}: no answer within {rt:?}"
+            ))),
+        };
+        if let Err(e) = &r {
+            if is_unreachable(e) {
+                self.reset_client().await;
+            }
+            tracing::debug!(op = what, error = %e, "etcd call failed");
+        }
+        r
+    }
+
+    async fn grant_lease(&self, client: &mut Client) -> DcsResult<i64> {
+        let ttl = lease_ttl_secs(self.timing().ttl);
+        let resp = client
+            .lease_grant(ttl, None)
+            .await
+            .map_err(|e| classify(&e))?;
+        let id = resp.id();
+        *self.lease.lock().unwrap() = Some(id);
+        tracing::debug!(lease = id, ttl, "granted etcd lease");
+        Ok(id)
+    }
+
+    /// Our lease, granted if we have none.
+    async fn ensure_lease(&self, client: &mut Client) -> DcsResult<i64> {
+        let cur = *self.lease.lock().unwrap();
+        match cur {
+            Some(id) => Ok(id),
+            None => self.grant_lease(client).await,
+        }
+    }
+
+    /// One keepalive request for our lease (granting one if we have none or
+    /// it is gone). Returns the lease id to write with.
+    async fn keepalive(&self, client: &mut Client) -> DcsResult<i64> {
+        let cur = *self.lease.lock().unwrap();
+        let Some(id) = cur else {
+            return self.grant_lease(client).await;
+        };
+        match client.lease_keep_alive(id).await {
+            // The first response was read inside lease_keep_alive; dropping
+            // the keeper and stream ends the gRPC stream.
+            Ok(_) => Ok(id),
+            Err(e) if is_lease_not_found(&e) => {
+                tracing::info!(lease = id, "etcd lease gone, granting a new one");
+                self.drop_lease(id);
+                self.grant_lease(client).await
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// Forget `id` if it is still our current lease.
+    fn drop_lease(&self, id: i64) {
+        let mut l = self.lease.lock().unwrap();
+        if *l == Some(id) {
+            *l = None;
+        }
+    }
+
+    /// Run a txn that writes with our lease; if etcd says the lease is gone,
+    /// grant a new one and retry once.
+    async fn with_lease<T, F, Fut>(&self, client: &mut Client, lease: i64, f: F) -> DcsResult<T>
+    where
+        F: Fn(Client, i64) -> Fut,
+        Fut: std::future::Future<Output = Result<T, EtcdError>>,
+    {
+        match f(client.clone(), lease).await {
+            Ok(v) => Ok(v),
+            Err(e) if is_lease_not_found(&e) => {
+                self.drop_lease(lease);
+                let lease = self.grant_lease(client).await?;
+                f(client.clone(), lease).await.map_err(|e| classify(&e))
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn load_cluster(&self) -> DcsResult<Cluster> {
+        let mut c = self.client().await?;
+        let dir = self.dir();
+        let resp = c
+            .get(dir.clone(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| classify(&e))?;
+        let rows = resp.kvs().iter().filter_map(|kv| {
+            let key = String::from_utf8_lossy(kv.key());
+            let rel = key.strip_prefix(&dir)?.to_owned();
+            Some((
+                rel,
+                String::from_utf8_lossy(kv.value()).into_owned(),
+                kv.mod_revision(),
+                kv.lease(),
+            ))
+        });
+        Ok(Cluster::from_kvs(rows.collect::<Vec<_>>()))
+    }
+
+    async fn touch_member(&self, value: String) -> DcsResult<()> {
+        let mut c = self.client().await?;
+        let lease = self.keepalive(&mut c).await?;
+        let key = self.member_key();
+        // Rewrite only when the content or the owning lease changed, so an
+        // unchanged member does not wake every watcher each cycle.
+        self.with_lease(&mut c, lease, |mut c, lease| {
+            let key = key.clone();
+            let value = value.clone();
+            async move {
+                let txn = Txn::new()
+                    .when([
+                        Compare::value(key.clone(), CompareOp::Equal, value.clone()),
+                        Compare::lease(key.clone(), CompareOp::Equal, lease),
+                    ])
+                    .or_else([TxnOp::put(
+                        key,
+                        value,
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]);
+                c.txn(txn).await.map(|_| ())
+            }
+        })
+        .await
+    }
+
+    async fn attempt_to_acquire_leader(&self) -> DcsResult<bool> {
+        let mut c = self.client().await?;
+        let lease = self.ensure_lease(&mut c).await?;
+        let key = self.key(keys::LEADER);
+        let name = self.member_name.clone();
+        self.with_lease(&mut c, lease, |mut c, lease| {
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(
+                    key.clone(),
+                    name.clone(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            async move { c.txn(txn).await.map(|r| r.succeeded()) }
+        })
+        .await
+    }
+
+    async fn update_leader(&self) -> DcsResult<bool> {
+        let mut c = self.client().await?;
+        let lease = self.keepalive(&mut c).await?;
+        let key = self.key(keys::LEADER);
+        let name = self.member_name.clone();
+        // Common case in one round trip: the key is ours under our lease.
+        let check = Txn::new()
+            .when([
+                Compare::value(key.clone(), CompareOp::Equal, name.clone()),
+                Compare::lease(key.clone(), CompareOp::Equal, lease),
+            ])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let resp = c.txn(check).await.map_err(|e| classify(&e))?;
+        if resp.succeeded() {
+            return Ok(true);
+        }
+        let current = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+            _ => None,
+        });
+        match current {
+            // Ours by name but under another lease (e.g. after a ttl change
+            // or a lost lease): re-take it with our lease, owner-checked.
+            Some(kv) if kv.value() == name.as_bytes() => {
+                self.with_lease(&mut c, lease, |mut c, lease| {
+                    let txn = Txn::new()
+                        .when([Compare::value(key.clone(), CompareOp::Equal, name.clone())])
+                        .and_then([TxnOp::put(
+                            key.clone(),
+                            name.clone(),
+                            Some(PutOptions::new().with_lease(lease)),
+                        )]);
+                    async move { c.txn(txn).await.map(|r| r.succeeded()) }
+                })
+                .await
+            }
+            // Gone, or held by another member.
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_leader(&self) -> DcsResult<()> {
+        let mut c = self.client().await?;
+        let key = self.key(keys::LEADER);
+        let txn = Txn::new()
+            .when([Compare::value(
+                key.clone(),
+                CompareOp::Equal,
+                self.member_name.clone(),
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        c.txn(txn).await.map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    async fn put(&self, rel: &str, value: String) -> DcsResult<()> {
+        let mut c = self.client().await?;
+        c.put(self.key(rel), value, None)
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, rel: &str) -> DcsResult<()> {
+        let mut c = self.client().await?;
+        c.delete(self.key(rel), None)
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    /// Put guarded by a compare; `Ok(false)` when the compare lost.
+    async fn put_if(&self, rel: &str, value: String, cmp: Compare) -> DcsResult<bool> {
+        let mut c = self.client().await?;
+        let txn = Txn::new()
+            .when([cmp])
+            .and_then([TxnOp::put(self.key(rel), value, None)]);
+        Ok(c.txn(txn).await.map_err(|e| classify(&e))?.succeeded())
+    }
+
+    /// Write `rel`; with `version`, only if its mod_revision still matches.
+    async fn cas_put(&self, rel: &str, value: String, version: Option<i64>) -> DcsResult<bool> {
+        match version {
+            Some(v) => {
+                let cmp = Compare::mod_revision(self.key(rel), CompareOp::Equal, v);
+                self.put_if(rel, value, cmp).await
+            }
+            None => self.put(rel, value).await.map(|()| true),
+        }
+    }
+
+    async fn delete_cluster(&self) -> DcsResult<()> {
+        let mut c = self.client().await?;
+        c.delete(self.dir(), Some(DeleteOptions::new().with_prefix()))
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    async fn release_session(&self) -> DcsResult<()> {
+        let cur = *self.lease.lock().unwrap();
+        let Some(id) = cur else { return Ok(()) };
+        let mut c = self.client().await?;
+        match c.lease_revoke(id).await {
+            Ok(_) => {}
+            Err(e) if is_lease_not_found(&e) => {}
+            Err(e) => return Err(classify(&e)),
+        }
+        self.drop_lease(id);
+        Ok(())
+    }
+
+    /// Open a prefix watch, bounded by `retry_timeout`.
+    async fn open_watch(&self) -> DcsResult<WatchStream> {
+        self.bounded("watch", async {
+            let mut c = self.client().await?;
+            let mut ws = c
+                .watch(self.dir(), Some(WatchOptions::new().with_prefix()))
+                .await
+                .map_err(|e| classify(&e))?;
+            // Wait for the "created" confirmation so a broken server is
+            // noticed here rather than as silence later.
+            match ws.message().await.map_err(|e| classify(&e))? {
+                Some(r) if r.created() && !r.canceled() => Ok(ws),
+                Some(r) => Err(DcsError::Other(format!(
+                    "watch not created: {}",
+                    r.cancel_reason()
+                ))),
+                None => Err(DcsError::Unreachable("watch stream closed".into())),
+            }
+        })
+        .await
+    }
+
+    fn classify_key(&self, key: &[u8]) -> WatchEvent {
+        let key = String::from_utf8_lossy(key);
+        let rel = key
+            .strip_prefix(&self.prefix)
+            .and_then(|k| k.strip_prefix('/'))
+            .unwrap_or(&key);
+        classify_rel_key(rel)
+    }
+}
+
+/// Which [`WatchEvent`] a change of the relative key `rel` is.
+pub(crate) fn classify_rel_key(rel: &str) -> WatchEvent {
+    match rel {
+        keys::LEADER => WatchEvent::Leader,
+        keys::CONFIG => WatchEvent::Config,
+        keys::STATUS | keys::OPTIME_LEADER => WatchEvent::Status,
+        keys::FAILOVER => WatchEvent::Failover,
+        _ => WatchEvent::Other,
+    }
+}
+
+/// State of the never-ending watch stream.
+struct WatchState {
+    inner: Arc<Inner>,
+    stream: Option<WatchStream>,
+    pending: VecDeque<WatchEvent>,
+    /// Sleep before the next attempt to (re)open the watch.
+    backoff: bool,
+}
+
+fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
+    let state = WatchState {
+        inner,
+        stream: None,
+        pending: VecDeque::new(),
+        backoff: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                return Some((ev, st));
+            }
+            match st.stream.as_mut() {
+                None => {
+                    if st.backoff {
+                        let rt = st.inner.timing().retry_timeout;
+                        let pause =
+                            (rt / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+                        tokio::time::sleep(pause).await;
+                    }
+                    match st.inner.open_watch().await {
+                        Ok(ws) => {
+                            st.backoff = false;
+                            st.stream = Some(ws);
+                        }
+                        Err(e) => {
+                            st.backoff = true;
+                            return Some((WatchEvent::Lost(e.to_string()), st));
+                        }
+                    }
+                }
+                Some(ws) => match ws.message().await {
+                    Ok(Some(resp)) => {
+                        if resp.canceled() {
+                            st.stream = None;
+                            st.backoff = true;
+                            let why = format!("watch canceled: {}", resp.cancel_reason());
+                            return Some((WatchEvent::Lost(why), st));
+                        }
+                        for ev in resp.events() {
+                            if let Some(kv) = ev.kv() {
+                                st.pending.push_back(st.inner.classify_key(kv.key()));
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        st.stream = None;
+                        st.backoff = true;
+                        return Some((WatchEvent::Lost("watch stream ended".into()), st));
+                    }
+                    Err(e) => {
+                        st.stream = None;
+                        st.backoff = true;
+                        if is_unreachable(&classify(&e)) {
+                            st.inner.reset_client().await;
+                        }
+                        return Some((WatchEvent::Lost(e.to_string()), st));
+                    }
+                },
+            }
+        }
+    })
+    .boxed()
+}
+
+impl Dcs for EtcdDcs {
+    fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
+        let mut t = self.inner.timing.lock().unwrap();
+        if lease_ttl_secs(t.ttl) != lease_ttl_secs(ttl) {
+            // Patroni drops the lease; the next write grants one of the new
+            // length and re-attaches our keys to it.
+            *self.inner.lease.lock().unwrap() = None;
+        }
+        *t = Timing { ttl, retry_timeout };
+    }
+
+    fn load_cluster(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
+        let i = &self.inner;
+        i.bounded("load_cluster", i.load_cluster()).boxed()
+    }
+
+    fn touch_member(&self, data: &MemberData) -> BoxFuture<'_, DcsResult<()>> {
+        let i = &self.inner;
+        i.bounded("touch_member", i.touch_member(data.to_json()))
+            .boxed()
+    }
+
+    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        i.bounded("attempt_to_acquire_leader", i.attempt_to_acquire_leader())
+            .boxed()
+    }
+
+    fn update_leader(&self, _leader: &Leader) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        i.bounded("update_leader", i.update_leader()).boxed()
+    }
+
+    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
+        let i = &self.inner;
+        i.bounded("delete_leader", i.delete_leader()).boxed()
+    }
+
+    fn write_status(&self, status: &Status) -> BoxFuture<'_, DcsResult<()>> {
+        let i = &self.inner;
+        i.bounded("write_status", i.put(keys::STATUS, status.to_json()))
+            .boxed()
+    }
+
+    fn initialize(&self, create: bool, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        let value = value.to_owned();
+        async move {
+            if create {
+                let cmp = Compare::create_revision(i.key(keys::INITIALIZE), CompareOp::Equal, 0);
+                i.bounded("initialize", i.put_if(keys::INITIALIZE, value, cmp))
+                    .await
+            } else {
+                i.bounded("initialize", i.put(keys::INITIALIZE, value))
+                    .await
+                    .map(|()| true)
+            }
+        }
+        .boxed()
+    }
+
+    fn cancel_initialization(&self) -> BoxFuture<'_, DcsResult<()>> {
+        let i = &self.inner;
+        i.bounded("cancel_initialization", i.delete(keys::INITIALIZE))
+            .boxed()
+    }
+
+    fn set_config_value(
+        &self,
+        value: &str,
+        version: Option<i64>,
+    ) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        i.bounded(
+            "set_config_value",
+            i.cas_put(keys::CONFIG, value.to_owned(), version),
+        )
+        .boxed()
+    }
+
+    fn set_failover_value(
+        &self,
+        value: &str,
+        version: Option<i64>,
+    ) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        i.bounded(
+            "set_failover_value",
+            i.cas_put(keys::FAILOVER, value.to_owned(), version),
+        )
+        .boxed()
+    }
+
+    fn set_history_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        i.bounded("set_history_value", i.put(keys::HISTORY, value.to_owned()))
+            .map(|r| r.map(|()| true))
+            .boxed()
+    }
+
+    fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
+        let i = &self.inner;
+        i.bounded("delete_cluster", i.delete_cluster()).boxed()
+    }
+
+    fn release_session(&self) -> BoxFuture<'_, DcsResult<()>> {
+        let i = &self.inner;
+        i.bounded("release_session", i.release_session()).boxed()
+    }
+
+    fn watch(&self) -> BoxStream<'static, WatchEvent> {
+        watch_stream(self.inner.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_rounding() {
+        assert_eq!(lease_ttl_secs(Duration::from_secs(30)), 30);
+        assert_eq!(lease_ttl_secs(Duration::from_millis(2500)), 3);
+        assert_eq!(lease_ttl_secs(Duration::from_millis(100)), 2);
+        assert_eq!(lease_ttl_secs(Duration::ZERO), 2);
+    }
+
+    #[test]
+    fn key_classes() {
+        assert_eq!(classify_rel_key("leader"), WatchEvent::Leader);
+        assert_eq!(classify_rel_key("config"), WatchEvent::Config);
+        assert_eq!(classify_rel_key("status"), WatchEvent::Status);
+        assert_eq!(classify_rel_key("optime/leader"), WatchEvent::Status);
+        assert_eq!(classify_rel_key("failover"), WatchEvent::Failover);
+        assert_eq!(classify_rel_key("members/a"), WatchEvent::Other);
+    }
+
+    #[tokio::test]
+    async fn constructs_and_fails_fast_without_etcd() {
+        // Nothing listens on port 1: construction succeeds, calls fail as
+        // Unreachable within retry_timeout.
+        let d = EtcdDcs::new(
+            vec!["http://127.0.0.1:1".into()],
+            None,
+            "/service/x".into(),
+            "n1".into(),
+            Duration::from_secs(10),
+            Duration::from_millis(500),
+        );
+        let t0 = std::time::Instant::now();
+        let r = d.load_cluster().await;
+        assert!(matches!(r, Err(DcsError::Unreachable(_))), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+}
