@@ -1,1 +1,10 @@
-//! (in progress)
+//! The Patroni-compatible REST API (shared/spec/rest-api.md): pure
+//! them from the actors and the DCS.
+
+pub mod cluster;
+pub mod health;
+pub mod status;
+
+pub use cluster::{cluster_json, format_lsn, history_json};
+pub use health::{health_status, liveness_status, parse_size, readiness_status};
+pub use status::status_document;
