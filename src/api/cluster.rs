@@ -56,11 +56,11 @@ pub fn cluster_json(cluster: &Cluster, scope: &str) -> Value {
         o.insert("role".into(), json!(role));
         o.insert("state".into(), json!(state));
         o.insert("api_url".into(), json!(d.api_url));
-        if let Some((host, port)) = d.conn_host_port() {
-            if !host.is_empty() {
-                o.insert("host".into(), json!(host));
-                o.insert("port".into(), json!(port));
-            }
+        if let Some((host, port)) = d.conn_host_port()
+            && !host.is_empty()
+        {
+            o.insert("host".into(), json!(host));
+            o.insert("port".into(), json!(port));
         }
         if let Some(tl) = d.timeline {
             o.insert("timeline".into(), json!(tl));
@@ -68,10 +68,10 @@ pub fn cluster_json(cluster: &Cluster, scope: &str) -> Value {
         if d.pending_restart {
             o.insert("pending_restart".into(), json!(true));
         }
-        if let Ok(tags @ Value::Object(_)) = serde_json::to_value(&d.tags) {
-            if tags.as_object().is_some_and(|t| !t.is_empty()) {
-                o.insert("tags".into(), tags);
-            }
+        if let Ok(tags @ Value::Object(_)) = serde_json::to_value(&d.tags)
+            && tags.as_object().is_some_and(|t| !t.is_empty())
+        {
+            o.insert("tags".into(), tags);
         }
         if !is_leader {
             for (prefix, lsn) in [
@@ -102,18 +102,18 @@ pub fn cluster_json(cluster: &Cluster, scope: &str) -> Value {
     if cluster_paused(cluster) {
         doc.insert("pause".into(), json!(true));
     }
-    if let Some(f) = &cluster.failover {
-        if let Some(at) = &f.value.scheduled_at {
-            let mut s = Map::new();
-            s.insert("at".into(), json!(at));
-            if let Some(l) = &f.value.leader {
-                s.insert("from".into(), json!(l));
-            }
-            if let Some(c) = &f.value.member {
-                s.insert("to".into(), json!(c));
-            }
-            doc.insert("scheduled_switchover".into(), Value::Object(s));
+    if let Some(f) = &cluster.failover
+        && let Some(at) = &f.value.scheduled_at
+    {
+        let mut s = Map::new();
+        s.insert("at".into(), json!(at));
+        if let Some(l) = &f.value.leader {
+            s.insert("from".into(), json!(l));
         }
+        if let Some(c) = &f.value.member {
+            s.insert("to".into(), json!(c));
+        }
+        doc.insert("scheduled_switchover".into(), Value::Object(s));
     }
     Value::Object(doc)
 }

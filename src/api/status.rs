@@ -60,10 +60,10 @@ pub(crate) fn tags_json(ha: &HaState) -> Map<String, Value> {
 pub fn status_document(ha: &HaState, pg: &PgStatus) -> Value {
     let mut d = Map::new();
     d.insert("state".into(), json!(state_str(pg)));
-    if answering(pg) {
-        if let Some(t) = &pg.postmaster_start_time {
-            d.insert("postmaster_start_time".into(), json!(t));
-        }
+    if answering(pg)
+        && let Some(t) = &pg.postmaster_start_time
+    {
+        d.insert("postmaster_start_time".into(), json!(t));
     }
     d.insert("role".into(), json!(role_str(pg)));
     if answering(pg) {
@@ -97,10 +97,10 @@ pub fn status_document(ha: &HaState, pg: &PgStatus) -> Value {
         if let Some(tl) = pg.facts.timeline {
             d.insert("timeline".into(), json!(tl));
         }
-        if pg.facts.role == Some(PgRole::Replica) {
-            if let Some(s) = &pg.replication_state {
-                d.insert("replication_state".into(), json!(s));
-            }
+        if pg.facts.role == Some(PgRole::Replica)
+            && let Some(s) = &pg.replication_state
+        {
+            d.insert("replication_state".into(), json!(s));
         }
         if !pg.replication.is_empty() {
             d.insert("replication".into(), json!(pg.replication));
@@ -122,10 +122,10 @@ pub fn status_document(ha: &HaState, pg: &PgStatus) -> Value {
     if !tags.is_empty() {
         d.insert("tags".into(), Value::Object(tags));
     }
-    if let DataDir::Initialized { sysid, .. } = &pg.data_dir {
-        if !sysid.is_empty() {
-            d.insert("database_system_identifier".into(), json!(sysid));
-        }
+    if let DataDir::Initialized { sysid, .. } = &pg.data_dir
+        && !sysid.is_empty()
+    {
+        d.insert("database_system_identifier".into(), json!(sysid));
     }
     d.insert(
         "patroni".into(),
