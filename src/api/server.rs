@@ -1,0 +1,355 @@
+//! The HTTP server: routing by method and first path segment, as Patroni
+//! does (rest-api.md §1), over the pure builders of this module.
+//!
+//! Every request asks the elector and the supervisor at the same time, each
+//! with a short deadline, so a busy actor cannot hang a health check or a
+//! peer's `GET /patroni` during a leader race. A late answer falls back to
+//! the last one received (PostgreSQL then reads as `unknown`).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use actix_web::dev::Server;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures_util::future::join;
+use serde_json::Value;
+
+use crate::api::{cluster, health, status};
+use crate::dcs::{Cluster, Dcs};
+use crate::ha::PgFacts;
+use crate::messages::config::ReloadConfig;
+use crate::messages::elector::{GetHaState, HaState};
+use crate::messages::supervisor::{GetPgStatus, PgState, PgStatus};
+
+/// How long a request waits for an actor's answer. Peers give `/patroni`
+/// 2 s in a leader race; this leaves room for the reply itself.
+const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How long `POST /reload` waits for the configuration manager.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the API needs from the rest of the daemon.
+pub struct ApiContext {
+    pub elector: Recipient<GetHaState>,
+    pub supervisor: Recipient<GetPgStatus>,
+    pub config_manager: Recipient<ReloadConfig>,
+    pub dcs: Arc<dyn Dcs>,
+}
+
+struct Shared {
+    ctx: ApiContext,
+    last_ha: Mutex<Option<HaState>>,
+    last_pg: Mutex<Option<PgStatus>>,
+}
+
+/// Bind `listen` (`host:port`; `:port` = all IPv4 interfaces) and build the
+/// server: one worker, no signal handling of its own. The caller spawns or
+/// awaits the returned [`Server`] (inside an actix `System`).
+pub fn serve(listen: &str, ctx: ApiContext) -> std::io::Result<Server> {
+    let addr = if listen.starts_with(':') {
+        format!("0.0.0.0{listen}")
+    } else {
+        listen.to_owned()
+    };
+    serve_listener(TcpListener::bind(addr)?, ctx)
+}
+
+/// [`serve`] on an already bound listener (tests bind port 0 and read the
+/// port back).
+pub fn serve_listener(listener: TcpListener, ctx: ApiContext) -> std::io::Result<Server> {
+    let shared = Arc::new(Shared {
+        ctx,
+        last_ha: Mutex::new(None),
+        last_pg: Mutex::new(None),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::from(shared.clone()))
+            .default_service(web::to(dispatch))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn dispatch(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let path = req.path().to_owned();
+    let segment = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let query = parse_query(req.query_string());
+    let m = req.method();
+    if *m == Method::GET {
+        match segment.as_str() {
+            "patroni" => get_patroni(&shared).await,
+            "cluster" => get_cluster(&shared).await,
+            "history" => get_history(&shared).await,
+            "config" => get_config(&shared).await,
+            "liveness" => get_liveness(&shared).await,
+            "readiness" => get_readiness(&shared, &query).await,
+            _ => health_check(&shared, &path, &query, true).await,
+        }
+    } else if *m == Method::HEAD || *m == Method::OPTIONS {
+        health_check(&shared, &path, &query, false).await
+    } else if *m == Method::POST && segment == "reload" {
+        post_reload(&shared).await
+    } else {
+        not_implemented(m)
+    }
+}
+
+/// Query parameters as Python's `parse_qs` gives them to Patroni: the first
+/// value of each key, blank values dropped.
+fn parse_query(qs: &str) -> BTreeMap<String, String> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(qs)
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            out.entry(k).or_insert(v);
+        }
+    }
+    out
+}
+
+impl Shared {
+    /// Ask the elector and the supervisor concurrently. `None` only when the
+    /// elector has never answered (the node is still starting).
+    async fn states(&self) -> Option<(HaState, PgStatus)> {
+        let ha = self.ctx.elector.send(GetHaState).timeout(ASK_TIMEOUT);
+        let pg = self
+            .ctx
+            .supervisor
+            .send(GetPgStatus {
+                take_outcome: false,
+            })
+            .timeout(ASK_TIMEOUT);
+        let (ha, pg) = join(ha, pg).await;
+        let ha = match ha {
+            Ok(h) => {
+                *lock(&self.last_ha) = Some(h.clone());
+                h
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "REST API: no answer from the elector");
+                lock(&self.last_ha).clone()?
+            }
+        };
+        let pg = match pg {
+            Ok(p) => {
+                *lock(&self.last_pg) = Some(p.clone());
+                p
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "REST API: no answer from the supervisor");
+                unknown_pg(lock(&self.last_pg).clone())
+            }
+        };
+        Some((ha, pg))
+    }
+
+    async fn load_cluster(&self) -> Option<Cluster> {
+        match self.ctx.dcs.load_cluster().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "REST API: DCS read failed");
+                None
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The supervisor did not answer: PostgreSQL's state is unknown now. Keep
+/// what does not change quickly (data directory, version).
+fn unknown_pg(last: Option<PgStatus>) -> PgStatus {
+    let mut pg = last.unwrap_or_else(|| PgStatus {
+        state: PgState::Unknown,
+        facts: PgFacts::default(),
+        data_dir: crate::ha::DataDir::Empty,
+        busy: None,
+        outcome: None,
+        server_version: None,
+        postmaster_start_time: None,
+        receive_lsn: None,
+        replay_lsn: None,
+        replayed_timestamp: None,
+        replay_paused: false,
+        replication_state: None,
+        replication: vec![],
+    });
+    pg.state = PgState::Unknown;
+    pg.facts = PgFacts::default();
+    pg.outcome = None;
+    pg
+}
+
+fn json_reply(code: u16, v: &Value) -> HttpResponse {
+    HttpResponse::build(http_status(code))
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
+fn text_reply(code: u16, text: &str) -> HttpResponse {
+    HttpResponse::build(http_status(code))
+        .content_type("text/html")
+        .body(text.to_owned())
+}
+
+fn status_only(code: u16) -> HttpResponse {
+    HttpResponse::build(http_status(code)).finish()
+}
+
+fn http_status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Python's `send_error` page, which is what Patroni sends for framework
+/// errors; patronictl looks for the explanation text of a 501.
+fn error_page(code: u16, message: &str) -> HttpResponse {
+    let sc = http_status(code);
+    let explain = match code {
+        501 => "Server does not support this operation",
+        502 => "Invalid responses from another server/proxy",
+        503 => "The server cannot process the request due to a high load",
+        _ => sc.canonical_reason().unwrap_or(""),
+    };
+    let body = format!(
+        "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
+         <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
+         <p>Error code: {code}</p>\n        <p>Message: {message}.</p>\n        \
+         <p>Error code explanation: {code} - {explain}.</p>\n    </body>\n</html>\n"
+    );
+    HttpResponse::build(sc)
+        .content_type("text/html;charset=utf-8")
+        .body(body)
+}
+
+fn not_implemented(m: &Method) -> HttpResponse {
+    error_page(501, &format!("Unsupported method ('{}')", m.as_str()))
+}
+
+fn starting() -> HttpResponse {
+    error_page(503, "Service Unavailable")
+}
+
+async fn get_patroni(shared: &Shared) -> HttpResponse {
+    match shared.states().await {
+        Some((ha, pg)) => json_reply(200, &status::status_document(&ha, &pg)),
+        None => starting(),
+    }
+}
+
+async fn health_check(
+    shared: &Shared,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    with_body: bool,
+) -> HttpResponse {
+    let Some((ha, pg)) = shared.states().await else {
+        return if with_body {
+            starting()
+        } else {
+            status_only(503)
+        };
+    };
+    let code = health::health_status(path, query, &ha, &pg);
+    if with_body {
+        json_reply(code, &status::status_document(&ha, &pg))
+    } else {
+        status_only(code)
+    }
+}
+
+async fn get_liveness(shared: &Shared) -> HttpResponse {
+    match shared.states().await {
+        Some((ha, pg)) => status_only(health::liveness_status(&ha, &pg, Instant::now())),
+        None => status_only(503),
+    }
+}
+
+async fn get_readiness(shared: &Shared, query: &BTreeMap<String, String>) -> HttpResponse {
+    match shared.states().await {
+        Some((ha, pg)) => status_only(health::readiness_status(query, &ha, &pg)),
+        None => status_only(503),
+    }
+}
+
+async fn get_cluster(shared: &Shared) -> HttpResponse {
+    let (c, states) = join(shared.load_cluster(), shared.states()).await;
+    match (c, states) {
+        (Some(c), Some((ha, _))) => json_reply(200, &cluster::cluster_json(&c, &ha.scope)),
+        _ => error_page(503, "Service Unavailable"),
+    }
+}
+
+async fn get_history(shared: &Shared) -> HttpResponse {
+    match shared.load_cluster().await {
+        Some(c) => json_reply(200, &cluster::history_json(&c)),
+        None => error_page(503, "Service Unavailable"),
+    }
+}
+
+async fn get_config(shared: &Shared) -> HttpResponse {
+    match shared.load_cluster().await {
+        Some(c) => match c.config {
+            Some(cfg) if cfg.value.is_object() => json_reply(200, &cfg.value),
+            _ => error_page(502, "Bad Gateway"),
+        },
+        None => error_page(503, "Service Unavailable"),
+    }
+}
+
+async fn post_reload(shared: &Shared) -> HttpResponse {
+    match shared
+        .ctx
+        .config_manager
+        .send(ReloadConfig)
+        .timeout(RELOAD_TIMEOUT)
+        .await
+    {
+        Ok(Ok(())) => text_reply(202, "reload scheduled"),
+        Ok(Err(e)) => text_reply(500, &e),
+        Err(e) => text_reply(500, &format!("reload failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_like_parse_qs() {
+        let q = parse_query("lag=16MB&tag_zone=a&tag_zone=b&empty=&x");
+        assert_eq!(q.get("lag").map(String::as_str), Some("16MB"));
+        assert_eq!(q.get("tag_zone").map(String::as_str), Some("a"));
+        assert!(!q.contains_key("empty"));
+        assert!(!q.contains_key("x"));
+        let q = parse_query("replication_state=in%20archive+recovery");
+        assert_eq!(
+            q.get("replication_state").map(String::as_str),
+            Some("in archive recovery")
+        );
+        assert!(parse_query("").is_empty());
+    }
+
+    #[test]
+    fn unknown_pg_keeps_slow_facts() {
+        let pg = unknown_pg(None);
+        assert_eq!(pg.state, PgState::Unknown);
+        assert_eq!(status::role_str(&pg), "uninitialized");
+    }
+}

@@ -1,0 +1,470 @@
+//! The REST API over real HTTP: fake actors and an in-test DCS behind the
+//! real server, checked with reqwest.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
+use pgpilot::api::{ApiContext, serve_listener};
+use pgpilot::config::Tags;
+use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent};
+use pgpilot::ha::{DataDir, PgFacts, PgRole};
+use pgpilot::messages::config::ReloadConfig;
+use pgpilot::messages::elector::{GetHaState, HaState};
+use pgpilot::messages::supervisor::{GetPgStatus, PgState, PgStatus};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+// ---- fakes -----------------------------------------------------------------
+
+struct FakeElector(HaState);
+impl Actor for FakeElector {
+    type Context = Context<Self>;
+}
+impl Handler<GetHaState> for FakeElector {
+    type Result = MessageResult<GetHaState>;
+    fn handle(&mut self, _: GetHaState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.0.clone())
+    }
+}
+
+/// Answers after `delay` (zero: at once).
+struct FakeSupervisor {
+    status: PgStatus,
+    delay: Duration,
+}
+impl Actor for FakeSupervisor {
+    type Context = Context<Self>;
+}
+impl Handler<GetPgStatus> for FakeSupervisor {
+    type Result = ResponseFuture<PgStatus>;
+    fn handle(&mut self, _: GetPgStatus, _: &mut Context<Self>) -> Self::Result {
+        let (s, d) = (self.status.clone(), self.delay);
+        Box::pin(async move {
+            if !d.is_zero() {
+                actix::clock::sleep(d).await;
+            }
+            s
+        })
+    }
+}
+
+struct FakeConfigManager(Arc<Mutex<u32>>);
+impl Actor for FakeConfigManager {
+    type Context = Context<Self>;
+}
+impl Handler<ReloadConfig> for FakeConfigManager {
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: ReloadConfig, _: &mut Context<Self>) -> Self::Result {
+        *self.0.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+/// Only `load_cluster` is used by the API; `None` = the store is down.
+struct TestDcs(Mutex<Option<Cluster>>);
+
+fn unused<T: Send + 'static>() -> BoxFuture<'static, DcsResult<T>> {
+    async { Err(DcsError::Other("not used by the API".into())) }.boxed()
+}
+
+impl Dcs for TestDcs {
+    fn set_timing(&self, _: Duration, _: Duration) {}
+    fn load_cluster(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
+        let c = self.0.lock().unwrap().clone();
+        async move { c.ok_or_else(|| DcsError::Unreachable("down".into())) }.boxed()
+    }
+    fn touch_member(&self, _: &MemberData) -> BoxFuture<'_, DcsResult<()>> {
+        unused()
+    }
+    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
+    fn update_leader(&self, _: &Leader) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
+    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
+        unused()
+    }
+    fn write_status(&self, _: &Status) -> BoxFuture<'_, DcsResult<()>> {
+        unused()
+    }
+    fn initialize(&self, _: bool, _: &str) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
+    fn cancel_initialization(&self) -> BoxFuture<'_, DcsResult<()>> {
+        unused()
+    }
+    fn set_config_value(&self, _: &str, _: Option<i64>) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
+    fn set_failover_value(&self, _: &str, _: Option<i64>) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
+    fn set_history_value(&self, _: &str) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
+    fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
+        unused()
+    }
+    fn release_session(&self) -> BoxFuture<'_, DcsResult<()>> {
+        unused()
+    }
+    fn watch(&self) -> BoxStream<'static, WatchEvent> {
+        futures_util::stream::empty().boxed()
+    }
+}
+
+// ---- fixtures --------------------------------------------------------------
+
+fn kv(k: &str, v: &str) -> (String, String, i64, i64) {
+    (k.to_owned(), v.to_owned(), 5, 0)
+}
+
+fn cluster() -> Cluster {
+    Cluster::from_kvs(vec![
+        kv("leader", "n1"),
+        kv("status", r#"{"optime":50331808}"#),
+        kv("config", r#"{"ttl":30,"loop_wait":10}"#),
+        kv(
+            "history",
+            r#"[[1,25165984,"no recovery target specified","2024-01-01T00:00:00+00:00","n1"]]"#,
+        ),
+        kv(
+            "members/n1",
+            r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"primary","version":"4.1.4","xlog_location":50331808,"timeline":2}"#,
+        ),
+        kv(
+            "members/n2",
+            r#"{"conn_url":"postgres://127.0.0.2:5433/postgres","api_url":"http://127.0.0.2:8008/patroni","state":"running","role":"replica","version":"4.1.4","xlog_location":50331000,"receive_lsn":50331000,"replay_lsn":50330000,"replication_state":"streaming","timeline":2}"#,
+        ),
+    ])
+}
+
+fn ha(name: &str, is_leader: bool) -> HaState {
+    HaState {
+        name: name.into(),
+        scope: "batman".into(),
+        tags: Tags::default(),
+        cluster: Some(cluster()),
+        is_leader,
+        dcs_last_seen: Some(SystemTime::now()),
+        ttl_secs: 30.0,
+        loop_wait_secs: 10.0,
+        maximum_lag_on_failover: 1 << 20,
+        next_cycle_due: Some(Instant::now()),
+    }
+}
+
+fn pg(role: PgRole) -> PgStatus {
+    let replica = role == PgRole::Replica;
+    PgStatus {
+        state: PgState::Running,
+        facts: PgFacts {
+            running: true,
+            role: Some(role),
+            lsn: Some(50331808),
+            timeline: Some(2),
+            following: None,
+        },
+        data_dir: DataDir::Initialized {
+            sysid: "7000000000000000001".into(),
+            was_primary: !replica,
+        },
+        busy: None,
+        outcome: None,
+        server_version: Some(150018),
+        postmaster_start_time: Some("2024-08-28 19:39:26.352526+00:00".into()),
+        receive_lsn: replica.then_some(50331000),
+        replay_lsn: replica.then_some(50330000),
+        replayed_timestamp: None,
+        replay_paused: false,
+        replication_state: replica.then(|| "streaming".to_owned()),
+        replication: vec![],
+    }
+}
+
+struct Node {
+    base: String,
+    dcs: Arc<TestDcs>,
+    reloads: Arc<Mutex<u32>>,
+}
+
+fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
+    let dcs = Arc::new(TestDcs(Mutex::new(Some(cluster()))));
+    let reloads = Arc::new(Mutex::new(0));
+    let ctx = ApiContext {
+        elector: FakeElector(ha).start().recipient(),
+        supervisor: FakeSupervisor {
+            status,
+            delay: pg_delay,
+        }
+        .start()
+        .recipient(),
+        config_manager: FakeConfigManager(reloads.clone()).start().recipient(),
+        dcs: dcs.clone(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = serve_listener(listener, ctx).unwrap();
+    actix_web::rt::spawn(server);
+    Node {
+        base: format!("http://127.0.0.1:{port}"),
+        dcs,
+        reloads,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+async fn code(c: &reqwest::Client, method: Method, url: String) -> StatusCode {
+    c.request(method, url).send().await.unwrap().status()
+}
+
+async fn get_json(c: &reqwest::Client, url: String) -> (StatusCode, Option<String>, Value) {
+    let r = c.get(url).send().await.unwrap();
+    let st = r.status();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (st, ct, r.json().await.unwrap())
+}
+
+// ---- tests -----------------------------------------------------------------
+
+#[actix_web::test]
+async fn health_checks_by_role() {
+    let leader = start_node(ha("n1", true), pg(PgRole::Primary), Duration::ZERO);
+    let replica = start_node(ha("n2", false), pg(PgRole::Replica), Duration::ZERO);
+    let c = client();
+    for (path, on_leader, on_replica) in [
+        ("/", 200, 503),
+        ("/primary", 200, 503),
+        ("/master", 200, 503),
+        ("/read-write", 200, 503),
+        ("/leader", 200, 503),
+        ("/replica", 503, 200),
+        ("/replica?lag=100", 503, 503),
+        ("/replica?lag=16MB", 503, 200),
+        ("/replica?replication_state=streaming", 503, 200),
+        ("/replica?tag_zone=a", 503, 503),
+        ("/read-only", 200, 200),
+        ("/async", 503, 200),
+        ("/sync", 503, 503),
+        ("/health", 200, 200),
+        ("/standby-leader", 503, 503),
+        ("/nonsense", 503, 503),
+    ] {
+        let l = code(&c, Method::GET, format!("{}{path}", leader.base)).await;
+        let r = code(&c, Method::GET, format!("{}{path}", replica.base)).await;
+        assert_eq!(
+            (l.as_u16(), r.as_u16()),
+            (on_leader, on_replica),
+            "GET {path}"
+        );
+    }
+
+    // Health replies carry the status document.
+    let (st, ct, doc) = get_json(&c, format!("{}/replica", replica.base)).await;
+    assert_eq!(st, 200);
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    assert_eq!(doc["role"], "replica");
+    let (st, _, doc) = get_json(&c, format!("{}/replica", leader.base)).await;
+    assert_eq!(st, 503);
+    assert_eq!(doc["role"], "primary");
+
+    // HEAD and OPTIONS: the dispatcher's code, no body.
+    for m in [Method::HEAD, Method::OPTIONS] {
+        let r = c
+            .request(m.clone(), format!("{}/primary", leader.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{m} /primary");
+        assert!(r.bytes().await.unwrap().is_empty());
+        assert_eq!(
+            code(&c, m.clone(), format!("{}/primary", replica.base)).await,
+            503
+        );
+        assert_eq!(
+            code(&c, m.clone(), format!("{}/replica", replica.base)).await,
+            200
+        );
+        // Own GET handlers do not apply to HEAD: the dispatcher says 503.
+        assert_eq!(
+            code(&c, m.clone(), format!("{}/patroni", leader.base)).await,
+            503
+        );
+        assert_eq!(
+            code(&c, m.clone(), format!("{}/liveness", leader.base)).await,
+            503
+        );
+    }
+
+    // Liveness / readiness: status line only.
+    for (node, path, want) in [
+        (&leader, "/liveness", 200),
+        (&replica, "/liveness", 200),
+        (&leader, "/readiness", 200),
+        (&replica, "/readiness", 200),
+        (&replica, "/readiness?lag=10", 503),
+        (&replica, "/readiness?lag=1000&mode=write", 200),
+    ] {
+        let r = c.get(format!("{}{path}", node.base)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{path}");
+        assert!(r.bytes().await.unwrap().is_empty(), "{path}");
+    }
+}
+
+#[actix_web::test]
+async fn patroni_document() {
+    let leader = start_node(ha("n1", true), pg(PgRole::Primary), Duration::ZERO);
+    let replica = start_node(ha("n2", false), pg(PgRole::Replica), Duration::ZERO);
+    let c = client();
+
+    let (st, ct, d) = get_json(&c, format!("{}/patroni", leader.base)).await;
+    assert_eq!(st, 200);
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    assert_eq!(d["state"], "running");
+    assert_eq!(d["role"], "primary");
+    assert_eq!(d["server_version"], 150018);
+    assert_eq!(d["xlog"]["location"], 50331808);
+    assert_eq!(d["timeline"], 2);
+    assert_eq!(
+        d["postmaster_start_time"],
+        "2024-08-28 19:39:26.352526+00:00"
+    );
+    assert_eq!(d["database_system_identifier"], "7000000000000000001");
+    assert!(d["dcs_last_seen"].as_u64().unwrap() > 1_700_000_000);
+    assert!(d.get("cluster_unlocked").is_none());
+    assert_eq!(d["patroni"]["scope"], "batman");
+    assert_eq!(d["patroni"]["name"], "n1");
+    assert_eq!(d["patroni"]["version"], pgpilot::PATRONI_COMPAT_VERSION);
+
+    // Always 200, whatever the role.
+    let (st, _, d) = get_json(&c, format!("{}/patroni", replica.base)).await;
+    assert_eq!(st, 200);
+    assert_eq!(d["role"], "replica");
+    assert_eq!(d["replication_state"], "streaming");
+    assert_eq!(d["xlog"]["received_location"], 50331000);
+    assert_eq!(d["xlog"]["replayed_location"], 50330000);
+    assert_eq!(d["xlog"]["replayed_timestamp"], Value::Null);
+    assert_eq!(d["xlog"]["paused"], false);
+}
+
+#[actix_web::test]
+async fn slow_supervisor_does_not_hang_checks() {
+    let node = start_node(ha("n1", true), pg(PgRole::Primary), Duration::from_secs(10));
+    let c = client();
+    let t0 = Instant::now();
+    let (st, _, d) = get_json(&c, format!("{}/patroni", node.base)).await;
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(st, 200);
+    assert_eq!(d["state"], "unknown");
+    // Lock held: still the primary for HAProxy; PG unknown: not healthy.
+    assert_eq!(
+        code(&c, Method::GET, format!("{}/primary", node.base)).await,
+        200
+    );
+    assert_eq!(
+        code(&c, Method::GET, format!("{}/health", node.base)).await,
+        503
+    );
+}
+
+#[actix_web::test]
+async fn cluster_history_config() {
+    let node = start_node(ha("n2", false), pg(PgRole::Replica), Duration::ZERO);
+    let c = client();
+
+    let (st, ct, j) = get_json(&c, format!("{}/cluster", node.base)).await;
+    assert_eq!(st, 200);
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    assert_eq!(j["scope"], "batman");
+    let m = j["members"].as_array().unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0]["name"], "n1");
+    assert_eq!(m[0]["role"], "leader");
+    assert_eq!(m[0]["host"], "127.0.0.1");
+    assert_eq!(m[0]["port"], 5432);
+    assert_eq!(m[1]["name"], "n2");
+    assert_eq!(m[1]["role"], "replica");
+    assert_eq!(m[1]["state"], "streaming");
+    assert_eq!(m[1]["lsn"], "0/2FFFD78");
+    assert_eq!(m[1]["lag"], 808);
+    assert_eq!(m[1]["replay_lag"], 1808);
+
+    let (st, _, h) = get_json(&c, format!("{}/history", node.base)).await;
+    assert_eq!(st, 200);
+    assert_eq!(h[0][0], 1);
+    assert_eq!(h[0][4], "n1");
+
+    let (st, _, cfg) = get_json(&c, format!("{}/config", node.base)).await;
+    assert_eq!(st, 200);
+    assert_eq!(cfg["ttl"], 30);
+
+    // No config key: 502. DCS down: 503.
+    *node.dcs.0.lock().unwrap() = Some(Cluster::default());
+    assert_eq!(
+        code(&c, Method::GET, format!("{}/config", node.base)).await,
+        502
+    );
+    let (st, _, h) = get_json(&c, format!("{}/history", node.base)).await;
+    assert_eq!((st.as_u16(), h), (200, serde_json::json!([])));
+    *node.dcs.0.lock().unwrap() = None;
+    for p in ["/cluster", "/history", "/config"] {
+        assert_eq!(
+            code(&c, Method::GET, format!("{}{p}", node.base)).await,
+            503,
+            "{p}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn unsafe_methods() {
+    let node = start_node(ha("n1", true), pg(PgRole::Primary), Duration::ZERO);
+    let c = client();
+
+    let r = c
+        .post(format!("{}/reload", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.text().await.unwrap(), "reload scheduled");
+    assert_eq!(*node.reloads.lock().unwrap(), 1);
+
+    for (m, p) in [
+        (Method::POST, "/switchover"),
+        (Method::POST, "/nonsense"),
+        (Method::PATCH, "/config"),
+        (Method::PUT, "/config"),
+        (Method::DELETE, "/restart"),
+    ] {
+        let r = c
+            .request(m.clone(), format!("{}{p}", node.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 501, "{m} {p}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/html"), "{ct}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("Server does not support this operation"),
+            "{body}"
+        );
+    }
+}
