@@ -174,15 +174,16 @@ impl Cluster {
                 }
                 super::keys::HISTORY => c.history = HistoryLine::parse_all(&value),
                 k => {
-                    if let Some(name) = k.strip_prefix(super::keys::MEMBERS) {
-                        if !name.is_empty() && !name.contains('/') {
-                            c.members.push(Member {
-                                name: name.to_owned(),
-                                data: super::member::MemberData::parse(&value),
-                                version,
-                                session,
-                            });
-                        }
+                    if let Some(name) = k.strip_prefix(super::keys::MEMBERS)
+                        && !name.is_empty()
+                        && !name.contains('/')
+                    {
+                        c.members.push(Member {
+                            name: name.to_owned(),
+                            data: super::member::MemberData::parse(&value),
+                            version,
+                            session,
+                        });
                     }
                 }
             }
@@ -235,12 +236,18 @@ mod tests {
             row("members/a/x", r#"{"role":"replica"}"#),
             row("status", r#"{"optime":123}"#),
             row("failover", "{}"),
-            row("history", r#"[[1,100,"no recovery target specified","2024-01-01T00:00:00+00:00","b"]]"#),
+            row(
+                "history",
+                r#"[[1,100,"no recovery target specified","2024-01-01T00:00:00+00:00","b"]]"#,
+            ),
         ]);
         assert_eq!(c.initialize.as_deref(), Some("7000000000000000001"));
         assert_eq!(c.leader_name(), Some("b"));
         assert_eq!(
-            c.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            c.members
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert_eq!(c.status.optime, Some(123));

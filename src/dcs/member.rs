@@ -53,18 +53,18 @@ impl MemberData {
         if let Ok(m) = serde_json::from_str::<MemberData>(raw) {
             return m;
         }
-        if let Some((conn, query)) = raw.split_once('?') {
-            if raw.starts_with("postgres://") {
-                let api = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("application_name="))
-                    .unwrap_or_default();
-                return MemberData {
-                    conn_url: conn.to_owned(),
-                    api_url: api.to_owned(),
-                    ..MemberData::default()
-                };
-            }
+        if let Some((conn, query)) = raw.split_once('?')
+            && raw.starts_with("postgres://")
+        {
+            let api = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("application_name="))
+                .unwrap_or_default();
+            return MemberData {
+                conn_url: conn.to_owned(),
+                api_url: api.to_owned(),
+                ..MemberData::default()
+            };
         }
         MemberData::default()
     }
