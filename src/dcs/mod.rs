@@ -92,11 +92,8 @@ pub trait Dcs: Send + Sync + 'static {
     fn cancel_initialization(&self) -> BoxFuture<'_, DcsResult<()>>;
 
     /// Write `config`; with `version`, only if it is still that version.
-    fn set_config_value(
-        &self,
-        value: &str,
-        version: Option<i64>,
-    ) -> BoxFuture<'_, DcsResult<bool>>;
+    fn set_config_value(&self, value: &str, version: Option<i64>)
+    -> BoxFuture<'_, DcsResult<bool>>;
 
     /// Write `failover`; with `version`, only if it is still that version.
     fn set_failover_value(
