@@ -11,11 +11,12 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Error as EtcdError, GetOptions,
-    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchRequestSender, WatchResponseStream,
+    WatchStream,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -153,11 +154,11 @@ impl Inner {
             return Ok(c.clone());
         }
         let rt = self.timing().retry_timeout;
-        let ka = (rt / 2).max(Duration::from_millis(500));
+        // No HTTP/2 keepalive pings: etcd's --grpc-keepalive-min-time (5 s)
+        // answers faster pings with GOAWAY. Calls are bounded by timeouts and
+        // the watch probes itself with progress requests instead.
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(rt)
-            .with_keep_alive(ka, ka)
-            .with_keep_alive_while_idle(true)
             .with_require_leader(true);
         if let Some((u, p)) = &self.credentials {
             opts = opts
@@ -484,19 +485,47 @@ pub(crate) fn classify_rel_key(rel: &str) -> WatchEvent {
     }
 }
 
+/// An open prefix watch and its liveness bookkeeping.
+struct OpenWatch {
+    sender: WatchRequestSender,
+    responses: WatchResponseStream,
+    /// When the server last said anything on this stream.
+    last_seen: Instant,
+    /// A progress request is outstanding since then.
+    probe_sent: Option<Instant>,
+}
+
 /// State of the never-ending watch stream.
 struct WatchState {
     inner: Arc<Inner>,
-    stream: Option<WatchStream>,
+    watch: Option<OpenWatch>,
     pending: VecDeque<WatchEvent>,
     /// Sleep before the next attempt to (re)open the watch.
     backoff: bool,
 }
 
+impl WatchState {
+    /// Drop the watch and report why.
+    async fn lost(mut self, why: String, reset: bool) -> Option<(WatchEvent, WatchState)> {
+        self.watch = None;
+        self.backoff = true;
+        if reset {
+            self.inner.reset_client().await;
+        }
+        Some((WatchEvent::Lost(why), self))
+    }
+}
+
+/// A silent watch is probed after this long; a frozen server (SIGSTOP,
+/// half-open TCP) then shows up as `Lost` within `retry_timeout` more.
+fn watch_idle(retry_timeout: Duration) -> Duration {
+    (retry_timeout * 2).max(Duration::from_secs(2))
+}
+
 fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
     let state = WatchState {
         inner,
-        stream: None,
+        watch: None,
         pending: VecDeque::new(),
         backoff: false,
     };
@@ -505,53 +534,69 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
             if let Some(ev) = st.pending.pop_front() {
                 return Some((ev, st));
             }
-            match st.stream.as_mut() {
-                None => {
-                    if st.backoff {
-                        let rt = st.inner.timing().retry_timeout;
-                        let pause =
-                            (rt / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
-                        tokio::time::sleep(pause).await;
-                    }
-                    match st.inner.open_watch().await {
-                        Ok(ws) => {
-                            st.backoff = false;
-                            st.stream = Some(ws);
-                        }
-                        Err(e) => {
-                            st.backoff = true;
-                            return Some((WatchEvent::Lost(e.to_string()), st));
-                        }
-                    }
+            let rt = st.inner.timing().retry_timeout;
+            let Some(w) = st.watch.as_mut() else {
+                if st.backoff {
+                    let pause = (rt / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+                    tokio::time::sleep(pause).await;
                 }
-                Some(ws) => match ws.message().await {
-                    Ok(Some(resp)) => {
-                        if resp.canceled() {
-                            st.stream = None;
-                            st.backoff = true;
-                            let why = format!("watch canceled: {}", resp.cancel_reason());
-                            return Some((WatchEvent::Lost(why), st));
-                        }
-                        for ev in resp.events() {
-                            if let Some(kv) = ev.kv() {
-                                st.pending.push_back(st.inner.classify_key(kv.key()));
-                            }
-                        }
-                    }
-                    Ok(None) => {
-                        st.stream = None;
-                        st.backoff = true;
-                        return Some((WatchEvent::Lost("watch stream ended".into()), st));
+                match st.inner.open_watch().await {
+                    Ok(ws) => {
+                        let (sender, responses) = ws.split();
+                        st.backoff = false;
+                        st.watch = Some(OpenWatch {
+                            sender,
+                            responses,
+                            last_seen: Instant::now(),
+                            probe_sent: None,
+                        });
+                        continue;
                     }
                     Err(e) => {
-                        st.stream = None;
                         st.backoff = true;
-                        if is_unreachable(&classify(&e)) {
-                            st.inner.reset_client().await;
-                        }
                         return Some((WatchEvent::Lost(e.to_string()), st));
                     }
-                },
+                }
+            };
+            let wake_at = match w.probe_sent {
+                Some(t) => t + rt,
+                None => w.last_seen + watch_idle(rt),
+            };
+            tokio::select! {
+                msg = w.responses.next() => {
+                    w.last_seen = Instant::now();
+                    w.probe_sent = None;
+                    match msg {
+                        Some(Ok(resp)) => {
+                            if resp.canceled() {
+                                let why = format!("watch canceled: {}", resp.cancel_reason());
+                                return st.lost(why, false).await;
+                            }
+                            // Progress notifications carry no events.
+                            for ev in resp.events() {
+                                if let Some(kv) = ev.kv() {
+                                    st.pending.push_back(st.inner.classify_key(kv.key()));
+                                }
+                            }
+                        }
+                        Some(Err(e)) => {
+                            let reset = is_unreachable(&classify(&e));
+                            return st.lost(e.to_string(), reset).await;
+                        }
+                        None => return st.lost("watch stream ended".into(), true).await,
+                    }
+                }
+                _ = tokio::time::sleep_until(wake_at.into()) => {
+                    if w.probe_sent.is_some() {
+                        let why = format!("watch silent: no progress answer within {rt:?}");
+                        return st.lost(why, true).await;
+                    }
+                    w.probe_sent = Some(Instant::now());
+                    let sent = tokio::time::timeout(rt, w.sender.request_progress()).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return st.lost("watch progress request failed".into(), true).await;
+                    }
+                }
             }
         }
     })

@@ -267,10 +267,10 @@ impl MemoryDcs {
     /// is gone (etcd: lease-not-found => grant and retry).
     fn keepalive(&self, st: &mut State) -> i64 {
         let mut l = self.lease.lock().unwrap();
-        if let Some(id) = *l {
-            if st.keepalive(id) {
-                return id;
-            }
+        if let Some(id) = *l
+            && st.keepalive(id)
+        {
+            return id;
         }
         let id = st.grant(self.lease_ttl());
         *l = Some(id);
@@ -280,10 +280,10 @@ impl MemoryDcs {
     /// Our lease if it is alive, else a fresh one (no keepalive).
     fn live_lease(&self, st: &mut State) -> i64 {
         let mut l = self.lease.lock().unwrap();
-        if let Some(id) = *l {
-            if st.leases.contains_key(&id) {
-                return id;
-            }
+        if let Some(id) = *l
+            && st.leases.contains_key(&id)
+        {
+            return id;
         }
         let id = st.grant(self.lease_ttl());
         *l = Some(id);
@@ -306,10 +306,10 @@ impl MemoryDcs {
         let value = value.to_owned();
         self.op(move |me, st, ch| {
             let key = me.key(rel);
-            if let Some(v) = version {
-                if st.mod_revision(&key) != v {
-                    return Ok(false);
-                }
+            if let Some(v) = version
+                && st.mod_revision(&key) != v
+            {
+                return Ok(false);
             }
             st.put(&key, &value, 0, ch);
             Ok(true)

@@ -1,0 +1,604 @@
+//! One DCS conformance suite, written once over a node factory and run
+//! against both the in-memory store and a real etcd.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pgpilot::dcs::etcd::EtcdDcs;
+use pgpilot::dcs::memory::{MemoryDcs, MemoryStore};
+use pgpilot::dcs::{Dcs, DcsError, MemberData, Status, WatchEvent};
+use support::etcd::EtcdServer;
+use support::eventually;
+
+/// Makes a node of the cluster under test, given its member name.
+type NodeFactory = Box<dyn Fn(&str) -> Box<dyn Dcs> + Send + Sync>;
+
+/// Makes nodes (by member name) that share one cluster prefix.
+struct Backend {
+    ttl: Duration,
+    retry_timeout: Duration,
+    make: NodeFactory,
+}
+
+impl Backend {
+    fn node(&self, name: &str) -> Box<dyn Dcs> {
+        (self.make)(name)
+    }
+}
+
+const PREFIX: &str = "/service/conformance";
+
+fn memory_backend() -> (Backend, Arc<MemoryStore>) {
+    let store = MemoryStore::new();
+    let ttl = Duration::from_secs(10);
+    let retry_timeout = Duration::from_secs(3);
+    let s = store.clone();
+    let b = Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(MemoryDcs::new(
+                s.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+    };
+    (b, store)
+}
+
+fn etcd_backend(server: &EtcdServer) -> Backend {
+    let ttl = Duration::from_secs(2);
+    let retry_timeout = Duration::from_secs(1);
+    let ep = server.endpoint();
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(EtcdDcs::new(
+                vec![ep.clone()],
+                None,
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+    }
+}
+
+fn member(role: &str) -> MemberData {
+    MemberData {
+        conn_url: "postgres://127.0.0.1:5432/postgres".into(),
+        api_url: "http://127.0.0.1:8008/patroni".into(),
+        state: "running".into(),
+        role: role.into(),
+        version: "4.1.4".into(),
+        ..MemberData::default()
+    }
+}
+
+// ---------------------------------------------------------------- the suite
+
+async fn acquire_is_exclusive(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    assert!(!c.attempt_to_acquire_leader().await.unwrap());
+    assert!(
+        !a.attempt_to_acquire_leader().await.unwrap(),
+        "create-only even for the holder"
+    );
+    let cl = c.load_cluster().await.unwrap();
+    assert_eq!(cl.leader_name(), Some("a"));
+}
+
+async fn update_leader_only_for_holder(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    let leader = a.load_cluster().await.unwrap().leader.unwrap();
+    assert!(a.update_leader(&leader).await.unwrap());
+    assert!(!c.update_leader(&leader).await.unwrap());
+    // Refreshing does not rewrite the key (no watch storm).
+    let again = a.load_cluster().await.unwrap().leader.unwrap();
+    assert_eq!(again.version, leader.version);
+    assert_eq!(again.name, "a");
+    // Gone => false.
+    a.delete_leader().await.unwrap();
+    assert!(!a.update_leader(&leader).await.unwrap());
+}
+
+async fn delete_leader_only_own(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    c.delete_leader().await.unwrap();
+    assert_eq!(c.load_cluster().await.unwrap().leader_name(), Some("a"));
+    a.delete_leader().await.unwrap();
+    assert!(c.load_cluster().await.unwrap().leader.is_none());
+    assert!(c.attempt_to_acquire_leader().await.unwrap());
+}
+
+async fn keys_expire_after_ttl(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    a.touch_member(&member("primary")).await.unwrap();
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    let cl = c.load_cluster().await.unwrap();
+    assert_eq!(cl.leader_name(), Some("a"));
+    assert!(cl.member("a").is_some());
+    let start = tokio::time::Instant::now();
+    // Not renewed: both keys go once the lease lapses.
+    eventually(
+        b.ttl + Duration::from_secs(4),
+        "leader+member expiry",
+        || async {
+            let cl = c.load_cluster().await.unwrap();
+            (cl.leader.is_none() && cl.member("a").is_none()).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        start.elapsed() + Duration::from_millis(500) >= b.ttl,
+        "expired too early: {:?}",
+        start.elapsed()
+    );
+    // The holder notices, and its next write grants a fresh lease.
+    let stale = pgpilot::dcs::Leader {
+        name: "a".into(),
+        version: 0,
+        session: 0,
+    };
+    assert!(!a.update_leader(&stale).await.unwrap());
+    a.touch_member(&member("replica")).await.unwrap();
+    let cl = c.load_cluster().await.unwrap();
+    assert_eq!(cl.member("a").unwrap().data.role, "replica");
+}
+
+async fn renewal_keeps_keys(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    a.touch_member(&member("primary")).await.unwrap();
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    let leader = a.load_cluster().await.unwrap().leader.unwrap();
+    let until = tokio::time::Instant::now() + b.ttl * 2;
+    while tokio::time::Instant::now() < until {
+        assert!(a.update_leader(&leader).await.unwrap());
+        a.touch_member(&member("primary")).await.unwrap();
+        tokio::time::sleep(b.ttl / 4).await;
+    }
+    let cl = c.load_cluster().await.unwrap();
+    assert_eq!(cl.leader_name(), Some("a"));
+    assert!(cl.member("a").is_some());
+}
+
+async fn release_session_drops_keys_at_once(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    a.touch_member(&member("primary")).await.unwrap();
+    c.touch_member(&member("replica")).await.unwrap();
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    a.release_session().await.unwrap();
+    let cl = c.load_cluster().await.unwrap();
+    assert!(cl.leader.is_none());
+    assert!(cl.member("a").is_none());
+    assert!(cl.member("c").is_some(), "other sessions untouched");
+    // The node can come back with a new session.
+    a.touch_member(&member("replica")).await.unwrap();
+    assert!(c.load_cluster().await.unwrap().member("a").is_some());
+}
+
+async fn ttl_change_moves_keys_to_new_session(b: &Backend) {
+    let a = b.node("a");
+    a.touch_member(&member("primary")).await.unwrap();
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    let before = a.load_cluster().await.unwrap();
+    let s0 = before.leader.as_ref().unwrap().session;
+    a.set_timing(b.ttl + Duration::from_secs(1), b.retry_timeout);
+    a.touch_member(&member("primary")).await.unwrap();
+    assert!(
+        a.update_leader(before.leader.as_ref().unwrap())
+            .await
+            .unwrap()
+    );
+    let after = a.load_cluster().await.unwrap();
+    let s1 = after.leader.as_ref().unwrap().session;
+    assert_ne!(s0, s1);
+    assert_eq!(after.member("a").unwrap().session, s1);
+    assert_eq!(after.leader_name(), Some("a"));
+}
+
+async fn initialize_create_only_then_overwrite(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    assert!(a.initialize(true, "").await.unwrap());
+    assert!(!c.initialize(true, "").await.unwrap());
+    assert_eq!(
+        c.load_cluster().await.unwrap().initialize.as_deref(),
+        Some("")
+    );
+    assert!(a.initialize(false, "7000000000000000001").await.unwrap());
+    assert_eq!(
+        c.load_cluster().await.unwrap().initialize.as_deref(),
+        Some("7000000000000000001")
+    );
+    a.cancel_initialization().await.unwrap();
+    assert!(c.load_cluster().await.unwrap().initialize.is_none());
+}
+
+async fn config_cas(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    assert!(a.set_config_value(r#"{"ttl":30}"#, None).await.unwrap());
+    let v1 = c.load_cluster().await.unwrap().config.unwrap().version;
+    assert!(a.set_config_value(r#"{"ttl":31}"#, Some(v1)).await.unwrap());
+    // c still holds v1: stale.
+    assert!(!c.set_config_value(r#"{"ttl":99}"#, Some(v1)).await.unwrap());
+    let cfg = c.load_cluster().await.unwrap().config.unwrap();
+    assert_eq!(cfg.value["ttl"], 31);
+    assert!(
+        c.set_config_value(r#"{"ttl":32}"#, Some(cfg.version))
+            .await
+            .unwrap()
+    );
+    let cfg2 = c.load_cluster().await.unwrap().config.unwrap();
+    assert_eq!(cfg2.value["ttl"], 32);
+    assert!(cfg2.version > cfg.version);
+}
+
+async fn failover_cas(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    // Version 0 = must not exist yet.
+    assert!(
+        a.set_failover_value(r#"{"leader":"a","member":"c"}"#, Some(0))
+            .await
+            .unwrap()
+    );
+    assert!(!c.set_failover_value("{}", Some(0)).await.unwrap());
+    let f = c.load_cluster().await.unwrap().failover.unwrap();
+    assert_eq!(f.value.member.as_deref(), Some("c"));
+    assert!(
+        !c.set_failover_value("{}", Some(f.version + 1000))
+            .await
+            .unwrap()
+    );
+    assert!(c.load_cluster().await.unwrap().failover.is_some());
+    assert!(c.set_failover_value("{}", Some(f.version)).await.unwrap());
+    assert!(
+        c.load_cluster().await.unwrap().failover.is_none(),
+        "{{}} = none"
+    );
+}
+
+async fn load_cluster_parses_everything(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    a.touch_member(&member("primary")).await.unwrap();
+    c.touch_member(&member("replica")).await.unwrap();
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    assert!(a.initialize(true, "7000000000000000001").await.unwrap());
+    assert!(
+        a.set_config_value(r#"{"loop_wait":10}"#, None)
+            .await
+            .unwrap()
+    );
+    let mut st = Status {
+        optime: Some(67108960),
+        ..Status::default()
+    };
+    st.slots.insert("c".into(), 67108960.into());
+    a.write_status(&st).await.unwrap();
+    assert!(
+        a.set_history_value(
+            r#"[[1,25165984,"no recovery target specified","2024-01-01T00:00:00+00:00","a"]]"#
+        )
+        .await
+        .unwrap()
+    );
+    let cl = c.load_cluster().await.unwrap();
+    assert_eq!(
+        cl.members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    let lm = cl.leader_member().expect("leader member");
+    assert!(lm.data.is_primary_role());
+    let l = cl.leader.as_ref().unwrap();
+    assert_ne!(l.session, 0, "leader key carries a session");
+    assert_eq!(l.session, lm.session, "leader and member share the lease");
+    assert_ne!(cl.member("c").unwrap().session, l.session);
+    assert_eq!(cl.initialize.as_deref(), Some("7000000000000000001"));
+    assert_eq!(cl.config.as_ref().unwrap().value["loop_wait"], 10);
+    assert_eq!(cl.status.optime, Some(67108960));
+    assert_eq!(cl.status.slots["c"], 67108960);
+    assert_eq!(cl.timeline(), Some(2));
+    // delete_cluster wipes the prefix (sessions stay, keys go).
+    a.delete_cluster().await.unwrap();
+    let cl = c.load_cluster().await.unwrap();
+    assert!(cl.members.is_empty() && cl.leader.is_none() && cl.config.is_none());
+}
+
+async fn watch_reports_leader_deletion(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    let mut w = c.watch();
+    wait_watch_ready(&*a, &mut w, b.retry_timeout * 5).await;
+    a.delete_leader().await.unwrap();
+    let got = tokio::time::timeout(b.retry_timeout * 5, async {
+        while let Some(ev) = w.next().await {
+            if ev == WatchEvent::Leader {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(got, Ok(true), "no Leader event after delete");
+}
+
+/// The watch reports `Lost` during an outage and works again afterwards.
+async fn watch_survives_outage(b: &Backend, outage: &mut dyn FnMut(bool)) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    let mut w = c.watch();
+    wait_watch_ready(&*a, &mut w, b.retry_timeout * 5).await;
+    outage(true);
+    let lost = tokio::time::timeout(b.retry_timeout * 5, async {
+        loop {
+            match w.next().await {
+                Some(WatchEvent::Lost(_)) => return true,
+                Some(_) => continue,
+                None => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(lost, Ok(true), "no Lost event during the outage");
+    outage(false);
+    assert!(
+        eventually(b.retry_timeout * 10, "store back", || async {
+            a.attempt_to_acquire_leader().await.ok()
+        })
+        .await
+    );
+    // Keep changing the leader key until the re-established watch sees it.
+    let deadline = tokio::time::Instant::now() + b.retry_timeout * 10;
+    let got = loop {
+        a.delete_leader().await.ok();
+        a.attempt_to_acquire_leader().await.ok();
+        let seen = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Some(ev) = w.next().await {
+                if ev == WatchEvent::Leader {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if seen == Ok(true) || tokio::time::Instant::now() >= deadline {
+            break seen;
+        }
+    };
+    assert_eq!(got, Ok(true), "watch did not recover after the outage");
+}
+
+/// Poke an unrelated key until the watch reports it (watches may be set up
+/// lazily on first poll).
+async fn wait_watch_ready(
+    a: &dyn Dcs,
+    w: &mut futures_util::stream::BoxStream<'static, WatchEvent>,
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        a.set_history_value("[]").await.unwrap();
+        if let Ok(Some(WatchEvent::Other)) =
+            tokio::time::timeout(Duration::from_millis(300), w.next()).await
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "watch never reported a change"
+        );
+    }
+}
+
+/// `outage(true)` takes the store away, `outage(false)` brings it back.
+async fn unreachable_within_retry_timeout(b: &Backend, outage: &mut dyn FnMut(bool)) {
+    let a = b.node("a");
+    a.touch_member(&member("primary")).await.unwrap();
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    let leader = a.load_cluster().await.unwrap().leader.unwrap();
+    outage(true);
+    let bound = b.retry_timeout + Duration::from_millis(1500);
+    for (what, r) in [
+        (
+            "load_cluster",
+            time(a.load_cluster())
+                .await
+                .map(|(r, t)| (r.map(|_| ()), t)),
+        ),
+        (
+            "update_leader",
+            time(a.update_leader(&leader))
+                .await
+                .map(|(r, t)| (r.map(|_| ()), t)),
+        ),
+        (
+            "touch_member",
+            time(a.touch_member(&member("primary"))).await,
+        ),
+        (
+            "set_config_value",
+            time(a.set_config_value("{}", None))
+                .await
+                .map(|(r, t)| (r.map(|_| ()), t)),
+        ),
+    ] {
+        let (r, elapsed) =
+            r.unwrap_or_else(|| panic!("{what} did not return within {:?}", bound * 3));
+        assert!(
+            matches!(r, Err(DcsError::Unreachable(_))),
+            "{what}: expected Unreachable, got {r:?}"
+        );
+        assert!(elapsed <= bound, "{what} took {elapsed:?} (> {bound:?})");
+    }
+    outage(false);
+    // The backend reconnects by itself.
+    eventually(b.retry_timeout * 10, "reconnect after outage", || async {
+        a.load_cluster().await.ok().map(|_| ())
+    })
+    .await;
+}
+
+async fn time<T>(f: impl std::future::Future<Output = T>) -> Option<(T, Duration)> {
+    let t0 = std::time::Instant::now();
+    // Generous outer cap so a hang fails the test instead of blocking it.
+    let r = tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .ok()?;
+    Some((r, t0.elapsed()))
+}
+
+// ------------------------------------------------------------ memory runs
+
+macro_rules! memory_test {
+    ($name:ident) => {
+        #[tokio::test(start_paused = true)]
+        async fn $name() {
+            let (b, _store) = memory_backend();
+            super::$name(&b).await;
+        }
+    };
+}
+
+mod memory {
+    use super::*;
+
+    memory_test!(acquire_is_exclusive);
+    memory_test!(update_leader_only_for_holder);
+    memory_test!(delete_leader_only_own);
+    memory_test!(keys_expire_after_ttl);
+    memory_test!(renewal_keeps_keys);
+    memory_test!(release_session_drops_keys_at_once);
+    memory_test!(ttl_change_moves_keys_to_new_session);
+    memory_test!(initialize_create_only_then_overwrite);
+    memory_test!(config_cas);
+    memory_test!(failover_cas);
+    memory_test!(load_cluster_parses_everything);
+    memory_test!(watch_reports_leader_deletion);
+
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_when_switched_off() {
+        let (b, store) = memory_backend();
+        super::unreachable_within_retry_timeout(&b, &mut |down| store.set_reachable(!down)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_survives_outage() {
+        let (b, store) = memory_backend();
+        super::watch_survives_outage(&b, &mut |down| store.set_reachable(!down)).await;
+    }
+}
+
+// -------------------------------------------------------------- etcd runs
+
+macro_rules! etcd_test {
+    ($name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let server = EtcdServer::start();
+            let b = etcd_backend(&server);
+            super::$name(&b).await;
+        }
+    };
+}
+
+mod etcd {
+    use super::*;
+
+    etcd_test!(acquire_is_exclusive);
+    etcd_test!(update_leader_only_for_holder);
+    etcd_test!(delete_leader_only_own);
+    etcd_test!(keys_expire_after_ttl);
+    etcd_test!(renewal_keeps_keys);
+    etcd_test!(release_session_drops_keys_at_once);
+    etcd_test!(ttl_change_moves_keys_to_new_session);
+    etcd_test!(initialize_create_only_then_overwrite);
+    etcd_test!(config_cas);
+    etcd_test!(failover_cas);
+    etcd_test!(load_cluster_parses_everything);
+    etcd_test!(watch_reports_leader_deletion);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_when_stopped() {
+        let mut server = EtcdServer::start();
+        let b = etcd_backend(&server);
+        super::unreachable_within_retry_timeout(&b, &mut |down| {
+            if down {
+                server.stop()
+            } else {
+                server.restart()
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_when_frozen() {
+        let server = EtcdServer::start();
+        let b = etcd_backend(&server);
+        super::unreachable_within_retry_timeout(&b, &mut |down| {
+            if down {
+                server.pause()
+            } else {
+                server.resume()
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_survives_stop() {
+        let mut server = EtcdServer::start();
+        let b = etcd_backend(&server);
+        super::watch_survives_outage(&b, &mut |down| {
+            if down {
+                server.stop()
+            } else {
+                server.restart()
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_survives_freeze() {
+        let server = EtcdServer::start();
+        let b = etcd_backend(&server);
+        super::watch_survives_outage(&b, &mut |down| {
+            if down {
+                server.pause()
+            } else {
+                server.resume()
+            }
+        })
+        .await;
+    }
+
+    /// The backend must not need etcd at construction, and must start
+    /// working once etcd appears.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn starts_before_etcd() {
+        let mut server = EtcdServer::start();
+        server.stop();
+        let b = etcd_backend(&server);
+        let a = b.node("a");
+        let r = a.load_cluster().await;
+        assert!(matches!(r, Err(DcsError::Unreachable(_))), "{r:?}");
+        server.restart();
+        eventually(Duration::from_secs(10), "first success", || async {
+            a.touch_member(&member("replica")).await.ok()
+        })
+        .await;
+    }
+}

@@ -1,0 +1,26 @@
+//! Helpers shared by integration tests (`mod support;` in each test file).
+#![allow(dead_code)]
+
+pub mod etcd;
+
+use std::time::Duration;
+
+/// Poll `f` until it returns `Some`, or panic after `within` with `what`.
+/// Uses tokio time, so it also works under `tokio::time::pause`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
