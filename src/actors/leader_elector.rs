@@ -344,7 +344,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         peers,
     };
     let decision = ha::decide(&dcs_view, &local, Instant::now());
-    if decision.actions.is_empty() {
+    if decision.actions.is_empty() || decision.actions == [Action::RenewLock] {
+        // The steady state of every cycle: not worth an INFO line per loop_wait.
         tracing::debug!(event = "decision", reason = %decision.reason);
     } else {
         let actions: Vec<String> = decision.actions.iter().map(ToString::to_string).collect();

@@ -29,7 +29,7 @@ pub fn member_data(cfg: &Config, pg: &PgStatus) -> MemberData {
         (Some(PgRole::Primary), _) => "primary",
         (Some(PgRole::Replica), _) => "replica",
         (None, DataDir::Empty) => "uninitialized",
-        (None, DataDir::Initialized { .. }) => "replica",
+        (None, DataDir::Initialized { .. } | DataDir::Unreadable(_)) => "replica",
     };
     let answering = pg.state == PgState::Running && pg.facts.role.is_some();
     MemberData {

@@ -45,11 +45,15 @@ impl JobEnv {
     }
 
     pub fn parameters(&self) -> std::collections::BTreeMap<String, String> {
-        let eff = params::effective_parameters(&self.cfg, &self.dynamic);
-        for w in &eff.warnings {
+        params::effective_parameters(&self.cfg, &self.dynamic).values
+    }
+
+    /// Log what the parameter rules adjusted; called when the configuration
+    /// changes, not on every use.
+    pub fn log_parameter_warnings(&self) {
+        for w in params::effective_parameters(&self.cfg, &self.dynamic).warnings {
             warn!(event = "parameter_adjusted", warning = %w);
         }
-        eff.values
     }
 
     /// How pgpilot connects to its own PostgreSQL: the first unix socket

@@ -112,6 +112,7 @@ impl Actor for PostgresSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Context<Self>) {
+        self.env.log_parameter_warnings();
         if let Some(pm) = Postmaster::adopt(&self.env.data_dir) {
             info!(event = "postgres_adopted", pid = pm.pid(), "PostgreSQL was already running; adopting it");
             self.postmaster = Some(pm);
@@ -215,24 +216,11 @@ async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
                     None => cd.state.was_primary(),
                 },
             },
-            // A directory with files but no readable control file (a copy
-            // in progress, or garbage): treat as initialised with an
-            // unknown identifier so nothing overwrites it.
-            Err(e) => {
-                tracing::debug!(event = "controldata_failed", error = %e);
-                DataDir::Initialized {
-                    sysid: String::new(),
-                    was_primary: false,
-                }
-            }
+            // Files but no readable control file: nothing may start or
+            // overwrite it until a human looks.
+            Err(e) => DataDir::Unreadable(e.to_string()),
         },
-        Err(e) => {
-            warn!(event = "data_dir_unreadable", error = %e);
-            DataDir::Initialized {
-                sysid: String::new(),
-                was_primary: false,
-            }
-        }
+        Err(e) => DataDir::Unreadable(e.to_string()),
     };
     st
 }
@@ -369,6 +357,7 @@ impl Handler<DynamicConfigChanged> for PostgresSupervisor {
     type Result = ();
     fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, _ctx: &mut Context<Self>) {
         self.env.dynamic = d;
+        self.env.log_parameter_warnings();
     }
 }
 
@@ -376,5 +365,6 @@ impl Handler<ConfigChanged> for PostgresSupervisor {
     type Result = ();
     fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, _ctx: &mut Context<Self>) {
         self.env.cfg = cfg;
+        self.env.log_parameter_warnings();
     }
 }

@@ -37,7 +37,7 @@ pub(crate) fn role_str(pg: &PgStatus) -> &'static str {
             DataDir::Initialized {
                 was_primary: true, ..
             } => "primary",
-            DataDir::Initialized { .. } => "replica",
+            DataDir::Initialized { .. } | DataDir::Unreadable(_) => "replica",
         },
     }
 }

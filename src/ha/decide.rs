@@ -36,6 +36,18 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     let (sysid, was_primary) = match &local.data_dir {
         DataDir::Empty => return empty_data_dir(cluster, local, i_lead),
         DataDir::Initialized { sysid, was_primary } => (sysid, *was_primary),
+        DataDir::Unreadable(why) => {
+            return if i_lead {
+                Decision::new(
+                    vec![Action::ReleaseLock],
+                    format!("cannot read my data directory ({why}): releasing the lock"),
+                )
+            } else {
+                Decision::idle(format!(
+                    "cannot read pg_control ({why}); leaving the data directory alone"
+                ))
+            };
+        }
     };
 
     match cluster.initialize.as_deref() {

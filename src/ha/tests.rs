@@ -368,6 +368,15 @@ fn missing_initialize_replica_waits() {
     );
 }
 
+#[test]
+fn unreadable_data_dir_is_left_alone() {
+    let mut l = local(None);
+    l.data_dir = DataDir::Unreadable("permission denied".into());
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+    assert!(run(&ok(cluster(None)), &l).actions.is_empty());
+    assert_eq!(run(&ok(cluster(Some("a"))), &l).actions, vec![Action::ReleaseLock]);
+}
+
 // --- PG not running: recover() ---
 
 #[test]

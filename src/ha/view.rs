@@ -21,6 +21,9 @@ pub enum DataDir {
     /// last ran (or shut down) as a primary, so it may hold WAL no standby
     /// has seen.
     Initialized { sysid: String, was_primary: bool },
+    /// Not empty, but pg_control cannot be read: whose data it holds is
+    /// unknown, so it is neither started nor replaced.
+    Unreadable(String),
 }
 
 /// Live state of the postmaster.

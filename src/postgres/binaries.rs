@@ -1,6 +1,6 @@
 //! Where the PostgreSQL programs live.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::Postgresql;
 
@@ -16,14 +16,22 @@ impl Binaries {
         Binaries { bin_dir }
     }
 
-    /// From `postgresql.bin_dir` (an empty string counts as unset).
+    /// From `postgresql.bin_dir` (an empty string counts as unset). Unset,
+    /// and with no `postgres` in `PATH` (Debian keeps the server programs out
+    /// of it), the newest `/usr/lib/postgresql/<major>/bin` is used.
     pub fn from_config(pg: &Postgresql) -> Self {
+        let configured = pg
+            .bin_dir
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from);
         Binaries {
-            bin_dir: pg
-                .bin_dir
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from),
+            bin_dir: configured.or_else(|| {
+                let in_path = std::env::var_os("PATH").is_some_and(|p| {
+                    std::env::split_paths(&p).any(|d| d.join("postgres").is_file())
+                });
+                if in_path { None } else { debian_bin_dir(Path::new("/usr/lib/postgresql")) }
+            }),
         }
     }
 
@@ -58,6 +66,21 @@ impl Binaries {
     }
 }
 
+/// The `bin` directory of the highest PostgreSQL major version installed
+/// under `root` (Debian's layout), if any.
+fn debian_bin_dir(root: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let major: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").is_file().then_some((major, bin))
+        })
+        .max_by_key(|(m, _)| *m)
+        .map(|(_, b)| b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,12 +88,23 @@ mod tests {
     #[test]
     fn paths() {
         let b = Binaries::new(Some("/usr/lib/postgresql/15/bin".into()));
-        assert_eq!(
-            b.initdb(),
-            PathBuf::from("/usr/lib/postgresql/15/bin/initdb")
-        );
+        assert_eq!(b.initdb(), PathBuf::from("/usr/lib/postgresql/15/bin/initdb"));
         let p = Binaries::default();
         assert_eq!(p.pg_ctl(), PathBuf::from("pg_ctl"));
         assert_eq!(p.pg_isready(), PathBuf::from("pg_isready"));
+    }
+
+    #[test]
+    fn picks_the_newest_major_with_a_server() {
+        let root = std::env::temp_dir().join(format!("pgpilot-bins-{}", std::process::id()));
+        for (v, with_server) in [("13", true), ("15", true), ("16", false)] {
+            let bin = root.join(v).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            if with_server {
+                std::fs::write(bin.join("postgres"), "").unwrap();
+            }
+        }
+        assert_eq!(debian_bin_dir(&root), Some(root.join("15").join("bin")));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

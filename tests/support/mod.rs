@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests (`mod support;` in each test file).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod etcd;
 
 use std::time::Duration;
