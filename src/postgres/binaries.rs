@@ -17,8 +17,10 @@ impl Binaries {
     }
 
     /// From `postgresql.bin_dir` (an empty string counts as unset). Unset,
-    /// and with no `postgres` in `PATH` (Debian keeps the server programs out
-    /// of it), the newest `/usr/lib/postgresql/<major>/bin` is used.
+    /// the directory that really holds the `postgres` found in `PATH` (a
+    /// symlink such as `/usr/local/bin/postgres` is followed, since its
+    /// siblings pg_controldata, pg_basebackup... may not be linked there), else
+    /// the newest Debian `/usr/lib/postgresql/<major>/bin`.
     pub fn from_config(pg: &Postgresql) -> Self {
         let configured = pg
             .bin_dir
@@ -26,12 +28,9 @@ impl Binaries {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
         Binaries {
-            bin_dir: configured.or_else(|| {
-                let in_path = std::env::var_os("PATH").is_some_and(|p| {
-                    std::env::split_paths(&p).any(|d| d.join("postgres").is_file())
-                });
-                if in_path { None } else { debian_bin_dir(Path::new("/usr/lib/postgresql")) }
-            }),
+            bin_dir: configured
+                .or_else(server_dir_in_path)
+                .or_else(|| debian_bin_dir(Path::new("/usr/lib/postgresql"))),
         }
     }
 
@@ -64,6 +63,15 @@ impl Binaries {
     pub fn pg_isready(&self) -> PathBuf {
         self.path("pg_isready")
     }
+}
+
+fn server_dir_in_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("postgres"))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| p.parent().map(Path::to_path_buf))
 }
 
 /// The `bin` directory of the highest PostgreSQL major version installed
