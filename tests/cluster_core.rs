@@ -23,9 +23,13 @@ async fn write_row(c: &TestCluster, i: usize, v: i64) -> Result<(), String> {
 }
 
 async fn has_row(c: &TestCluster, i: usize, v: i64) -> bool {
-    let Ok(client) = c.sql(i).await else { return false };
+    let Ok(client) = c.sql(i).await else {
+        return false;
+    };
     matches!(
-        client.query_opt("SELECT 1 FROM t WHERE v = $1", &[&v]).await,
+        client
+            .query_opt("SELECT 1 FROM t WHERE v = $1", &[&v])
+            .await,
         Ok(Some(_))
     )
 }
@@ -41,15 +45,26 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
         let mut v = Vec::new();
         for i in 0..3 {
             let s = c.status(i).await.expect("status");
-            v.push(s["database_system_identifier"].as_str().unwrap_or_default().to_owned());
+            v.push(
+                s["database_system_identifier"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         v
     };
-    assert!(!sysids[0].is_empty() && sysids.iter().all(|s| *s == sysids[0]), "{sysids:?}");
+    assert!(
+        !sysids[0].is_empty() && sysids.iter().all(|s| *s == sysids[0]),
+        "{sysids:?}"
+    );
 
     // A row written on the primary reaches both replicas.
     let client = c.sql(primary).await.expect("connect to primary");
-    client.batch_execute("CREATE TABLE t(v bigint primary key)").await.expect("create table");
+    client
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
     write_row(&c, primary, 1).await.expect("insert");
     for i in (0..3).filter(|&i| i != primary) {
         eventually(Duration::from_secs(20), "row replicated", || async {
@@ -59,7 +74,10 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
     }
     // Replicas refuse writes.
     for i in (0..3).filter(|&i| i != primary) {
-        assert!(write_row(&c, i, 99).await.is_err(), "replica {i} accepted a write");
+        assert!(
+            write_row(&c, i, 99).await.is_err(),
+            "replica {i} accepted a write"
+        );
         assert_eq!(c.http_code(i, "/primary").await, 503);
         assert_eq!(c.http_code(i, "/replica").await, 200);
     }
@@ -80,32 +98,52 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
         if let Some(i) = accepted {
             break i;
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(60), "no new primary within 60 s");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "no new primary within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let failover = killed_at.elapsed();
     let t = c.timing;
     let bound = Duration::from_secs(t.ttl + 2 * t.loop_wait);
     eprintln!("failover took {failover:?} (bound {bound:?})");
-    assert!(failover <= bound, "failover took {failover:?}, more than ttl + 2*loop_wait = {bound:?}");
+    assert!(
+        failover <= bound,
+        "failover took {failover:?}, more than ttl + 2*loop_wait = {bound:?}"
+    );
 
     // Exactly one primary among the survivors; the other follows it.
-    let other = (0..3).find(|&i| i != primary && i != new_primary).expect("third node");
-    eventually(Duration::from_secs(30), "survivor streams from the new primary", || async {
-        c.is_streaming_replica(other).await.then_some(())
-    })
+    let other = (0..3)
+        .find(|&i| i != primary && i != new_primary)
+        .expect("third node");
+    eventually(
+        Duration::from_secs(30),
+        "survivor streams from the new primary",
+        || async { c.is_streaming_replica(other).await.then_some(()) },
+    )
     .await;
-    assert!(write_row(&c, other, 5).await.is_err(), "two writable primaries");
-    assert!(has_row(&c, new_primary, 1).await, "the acknowledged row survived the failover");
+    assert!(
+        write_row(&c, other, 5).await.is_err(),
+        "two writable primaries"
+    );
+    assert!(
+        has_row(&c, new_primary, 1).await,
+        "the acknowledged row survived the failover"
+    );
 
     // The former primary comes back and rejoins as a replica.
     c.start(primary);
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, new_primary, "the returning node must not take over");
-    write_row(&c, new_primary, 7).await.expect("write after rejoin");
-    eventually(Duration::from_secs(20), "rejoined node has the new rows", || async {
-        (has_row(&c, primary, 7).await && has_row(&c, primary, 1).await).then_some(())
-    })
+    write_row(&c, new_primary, 7)
+        .await
+        .expect("write after rejoin");
+    eventually(
+        Duration::from_secs(20),
+        "rejoined node has the new rows",
+        || async { (has_row(&c, primary, 7).await && has_row(&c, primary, 1).await).then_some(()) },
+    )
     .await;
 }
 
@@ -118,14 +156,23 @@ async fn sigterm_of_primary_hands_over_at_once() {
     c.signal(primary, Signal::SIGTERM);
     let code = c.wait_exit(primary, Duration::from_secs(30)).await;
     assert_eq!(code, 0, "daemon exit code after SIGTERM");
-    assert!(c.nodes[primary].postmaster_pid().is_none(), "PostgreSQL still running after SIGTERM");
-    let new = eventually(Duration::from_secs(30), "a new primary", || async { c.primary().await }).await;
+    assert!(
+        c.nodes[primary].postmaster_pid().is_none(),
+        "PostgreSQL still running after SIGTERM"
+    );
+    let new = eventually(Duration::from_secs(30), "a new primary", || async {
+        c.primary().await
+    })
+    .await;
     let took = t0.elapsed();
     let bound = Duration::from_secs(c.timing.loop_wait + 5);
     eprintln!("handover after SIGTERM took {took:?} (bound {bound:?})");
     assert_ne!(new, primary);
     assert!(took <= bound, "handover took {took:?}");
-    assert!(c.nodes[primary].log().contains("lock_released"), "leader key not released on shutdown");
+    assert!(
+        c.nodes[primary].log().contains("lock_released"),
+        "leader key not released on shutdown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,15 +181,23 @@ async fn replica_daemon_restart_adopts_running_postgres() {
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
     let replica = 1 - primary;
-    let pm_before = c.nodes[replica].postmaster_pid().expect("replica postmaster");
+    let pm_before = c.nodes[replica]
+        .postmaster_pid()
+        .expect("replica postmaster");
     c.signal(replica, Signal::SIGKILL);
     c.wait_exit(replica, Duration::from_secs(10)).await;
     c.start(replica);
-    eventually(Duration::from_secs(30), "restarted daemon reports a streaming replica", || async {
-        c.is_streaming_replica(replica).await.then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "restarted daemon reports a streaming replica",
+        || async { c.is_streaming_replica(replica).await.then_some(()) },
+    )
     .await;
-    assert_eq!(c.nodes[replica].postmaster_pid(), Some(pm_before), "PostgreSQL was restarted");
+    assert_eq!(
+        c.nodes[replica].postmaster_pid(),
+        Some(pm_before),
+        "PostgreSQL was restarted"
+    );
     assert!(c.nodes[replica].log().contains("postgres_adopted"));
 }
 
@@ -151,13 +206,23 @@ async fn etcd_down_at_start_touches_nothing_then_recovers() {
     let mut c = TestCluster::new(1, Timing::default());
     c.etcd.stop();
     c.start(0);
-    eventually(Duration::from_secs(30), "the daemon reports the DCS as unreachable", || async {
-        let log = c.nodes[0].log();
-        (log.matches("DCS is not accessible").count() >= 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the daemon reports the DCS as unreachable",
+        || async {
+            let log = c.nodes[0].log();
+            (log.matches("DCS is not accessible").count() >= 2).then_some(())
+        },
+    )
     .await;
-    assert!(!c.nodes[0].data_dir().exists(), "data directory touched without a DCS");
-    assert!(c.nodes[0].exited().is_none(), "daemon gave up instead of retrying");
+    assert!(
+        !c.nodes[0].data_dir().exists(),
+        "data directory touched without a DCS"
+    );
+    assert!(
+        c.nodes[0].exited().is_none(),
+        "daemon gave up instead of retrying"
+    );
     c.etcd.restart();
     c.wait_healthy(BOOT).await;
 }
@@ -175,6 +240,13 @@ async fn foreign_data_directory_is_never_joined() {
     c.start(i);
     let code = c.wait_exit(i, Duration::from_secs(60)).await;
     assert_ne!(code, 0);
-    assert!(c.nodes[i].log().contains("system identifier"), "{}", c.nodes[i].log());
-    assert_eq!(std::fs::read(data.join("global/pg_control")).expect("pg_control"), before);
+    assert!(
+        c.nodes[i].log().contains("system identifier"),
+        "{}",
+        c.nodes[i].log()
+    );
+    assert_eq!(
+        std::fs::read(data.join("global/pg_control")).expect("pg_control"),
+        before
+    );
 }

@@ -20,7 +20,8 @@ use crate::ha::{self, Action, DcsView, DemoteMode, LocalView, PgRole};
 use crate::messages::callbacks::{CallbackAction, CallbackEvent};
 use crate::messages::elector::{GetHaState, HaState, JobFinished, Shutdown, Wake};
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgStatus, RunJob, StopAndWait, StopMode, SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgStatus, RunJob, StopAndWait, StopMode,
+    SyncSlots,
 };
 
 /// Who the elector talks to.
@@ -318,16 +319,17 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     };
 
     let mut peers = Vec::new();
-    if let DcsView::Ok(c) = &dcs_view {
-        if c.leader.is_none() && pg.facts.is_replica() {
-            peers = join_all(
-                c.members
-                    .iter()
-                    .filter(|m| m.name != cfg.name && !m.data.api_url.is_empty())
-                    .map(|m| fetch_peer(&http, m)),
-            )
-            .await;
-        }
+    if let DcsView::Ok(c) = &dcs_view
+        && c.leader.is_none()
+        && pg.facts.is_replica()
+    {
+        peers = join_all(
+            c.members
+                .iter()
+                .filter(|m| m.name != cfg.name && !m.data.api_url.is_empty())
+                .map(|m| fetch_peer(&http, m)),
+        )
+        .await;
     }
 
     let local = LocalView {
@@ -516,7 +518,13 @@ async fn execute(
                     *lease_deadline = Some(sent + ttl);
                     if pg.facts.is_primary() && dynamic.use_slots {
                         let others: Vec<String> = cluster
-                            .map(|c| c.members.iter().filter(|m| m.name != cfg.name).map(|m| m.name.clone()).collect())
+                            .map(|c| {
+                                c.members
+                                    .iter()
+                                    .filter(|m| m.name != cfg.name)
+                                    .map(|m| m.name.clone())
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         let _ = links.sync_slots.send(SyncSlots(others)).await;
                     }

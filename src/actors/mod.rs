@@ -6,6 +6,6 @@ pub mod config_manager;
 pub mod dcs_watcher;
 pub mod leader_elector;
 pub mod member_record;
+pub mod peers;
 pub mod postgres_jobs;
 pub mod postgres_supervisor;
-pub mod peers;

@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use crate::config::{Config, DynamicConfig};
 use crate::ha::Upstream;
 use crate::postgres::{
-    Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode, conf, datadir, ops,
-    params, query,
+    Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
+    conf, datadir, ops, params, query,
 };
 
 /// Everything a job needs to know, owned.
@@ -66,14 +66,23 @@ impl JobEnv {
         let socket = self
             .parameters()
             .get("unix_socket_directories")
-            .and_then(|d| d.split(',').map(str::trim).find(|d| d.starts_with('/')).map(str::to_owned));
+            .and_then(|d| {
+                d.split(',')
+                    .map(str::trim)
+                    .find(|d| d.starts_with('/'))
+                    .map(str::to_owned)
+            });
         let host = socket.unwrap_or_else(|| match addrs[0].as_str() {
             "*" | "0.0.0.0" | "" => "127.0.0.1".to_owned(),
             "::" => "::1".to_owned(),
             a => a.to_owned(),
         });
         let su = &pg.authentication.superuser;
-        let mut c = ConnParams::new(host, port, su.username.clone().unwrap_or_else(|| "postgres".to_owned()));
+        let mut c = ConnParams::new(
+            host,
+            port,
+            su.username.clone().unwrap_or_else(|| "postgres".to_owned()),
+        );
         c.password = su.password.clone();
         c.dbname = pg.database.clone();
         c
@@ -106,7 +115,8 @@ impl JobEnv {
             }
         }
         let path = self.pgpass_path();
-        datadir::write_pgpass(&path, &entries).map_err(|e| PgError::io(format!("write {}", path.display()), e))?;
+        datadir::write_pgpass(&path, &entries)
+            .map_err(|e| PgError::io(format!("write {}", path.display()), e))?;
         Ok(path)
     }
 
@@ -119,7 +129,11 @@ impl JobEnv {
                 conf::primary_conninfo(
                     &u.host,
                     u.port,
-                    pg.authentication.replication.username.as_deref().unwrap_or("replicator"),
+                    pg.authentication
+                        .replication
+                        .username
+                        .as_deref()
+                        .unwrap_or("replicator"),
                     &passfile,
                     &self.cfg.name,
                     &pg.database,
@@ -128,7 +142,8 @@ impl JobEnv {
         };
         Ok(RecoveryParams {
             primary_conninfo,
-            primary_slot_name: (upstream.is_some() && self.dynamic.use_slots).then(|| conf::slot_name(&self.cfg.name)),
+            primary_slot_name: (upstream.is_some() && self.dynamic.use_slots)
+                .then(|| conf::slot_name(&self.cfg.name)),
         })
     }
 
@@ -147,7 +162,12 @@ impl JobEnv {
             hba_lines: (!hba.is_empty()).then_some(hba.as_slice()),
             recovery: recovery.as_ref(),
         };
-        datadir::write_config_files(&files).map_err(|e| PgError::io(format!("write configuration in {}", self.config_dir.display()), e))
+        datadir::write_config_files(&files).map_err(|e| {
+            PgError::io(
+                format!("write configuration in {}", self.config_dir.display()),
+                e,
+            )
+        })
     }
 }
 
@@ -162,7 +182,11 @@ pub async fn start(env: &JobEnv, standby: Option<Option<&Upstream>>) -> PgResult
         &params::command_line_parameters(&params),
         &env.log_path(),
     )?;
-    info!(event = "postgres_started", pid = pm.pid(), standby = standby.is_some());
+    info!(
+        event = "postgres_started",
+        pid = pm.pid(),
+        standby = standby.is_some()
+    );
     match pm.wait_ready(&env.local_conn(), env.pg_ctl_timeout()).await {
         Ok(_) => Ok(pm),
         Err(e) => {
@@ -174,7 +198,8 @@ pub async fn start(env: &JobEnv, standby: Option<Option<&Upstream>>) -> PgResult
 
 fn create_parent(dir: &Path) -> PgResult<()> {
     if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| PgError::io(format!("create {}", parent.display()), e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| PgError::io(format!("create {}", parent.display()), e))?;
     }
     Ok(())
 }
@@ -192,7 +217,9 @@ pub async fn bootstrap(env: &JobEnv) -> PgResult<Postmaster> {
             }
             if !datadir::is_empty(&env.data_dir).unwrap_or(true) {
                 match datadir::move_aside(&env.data_dir) {
-                    Ok(p) => warn!(event = "data_dir_moved_aside", to = %p.display(), "after a failed bootstrap"),
+                    Ok(p) => {
+                        warn!(event = "data_dir_moved_aside", to = %p.display(), "after a failed bootstrap")
+                    }
                     Err(err) => warn!(event = "data_dir_move_failed", error = %err),
                 }
             }
@@ -207,7 +234,14 @@ async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgRe
     let su = &pg.authentication.superuser;
     let su_name = su.username.clone().unwrap_or_else(|| "postgres".to_owned());
     create_parent(&env.data_dir)?;
-    ops::initdb(&env.bins, &env.data_dir, &boot.initdb, &su_name, su.password.as_deref()).await?;
+    ops::initdb(
+        &env.bins,
+        &env.data_dir,
+        &boot.initdb,
+        &su_name,
+        su.password.as_deref(),
+    )
+    .await?;
     info!(event = "initdb_done", data_dir = %env.data_dir.display());
     if pg.pg_hba.is_empty() && !boot.pg_hba.is_empty() {
         append_hba(&env.config_dir, &boot.pg_hba)?;
@@ -216,14 +250,28 @@ async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgRe
     *started = Some(pm);
     let mut client = query::connect(&env.local_conn(), env.pg_ctl_timeout()).await?;
     if let Some(p) = su.password.as_deref() {
-        query::create_or_update_role(&mut client, &su_name, Some(p), &["SUPERUSER".to_owned()], false).await?;
+        query::create_or_update_role(
+            &mut client,
+            &su_name,
+            Some(p),
+            &["SUPERUSER".to_owned()],
+            false,
+        )
+        .await?;
     }
     let repl = &pg.authentication.replication;
     if let Some(u) = repl.username.as_deref() {
         query::create_or_update_role(&mut client, u, repl.password.as_deref(), &[], true).await?;
     }
     for (name, user) in &boot.users {
-        query::create_or_update_role(&mut client, name, user.password.as_deref(), &user.options, false).await?;
+        query::create_or_update_role(
+            &mut client,
+            name,
+            user.password.as_deref(),
+            &user.options,
+            false,
+        )
+        .await?;
     }
     if let Some(script) = &boot.post_init {
         run_post_init(env, script, &su_name).await?;
@@ -242,7 +290,8 @@ fn append_hba(config_dir: &Path, lines: &[String]) -> PgResult<()> {
         text.push_str(l);
         text.push('\n');
     }
-    datadir::write_atomic(&path, text.as_bytes()).map_err(|e| PgError::io(format!("write {}", path.display()), e))
+    datadir::write_atomic(&path, text.as_bytes())
+        .map_err(|e| PgError::io(format!("write {}", path.display()), e))
 }
 
 /// `post_init URL` with PGPASSFILE set (seed §2.3.2).
@@ -255,7 +304,10 @@ async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()
         String::new()
     };
     let url = if host.is_empty() {
-        format!("postgres://{su_name}@{}:{}/{}", conn.host, conn.port, conn.dbname)
+        format!(
+            "postgres://{su_name}@{}:{}/{}",
+            conn.host, conn.port, conn.dbname
+        )
     } else {
         format!("postgres://{su_name}@:{}/{}{host}", conn.port, conn.dbname)
     };
@@ -265,7 +317,10 @@ async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()
         .arg("post_init")
         .arg(&url)
         .env("PGPASSFILE", &passfile)
-        .env("PGOPTIONS", "-c synchronous_commit=local -c statement_timeout=0");
+        .env(
+            "PGOPTIONS",
+            "-c synchronous_commit=local -c statement_timeout=0",
+        );
     info!(event = "post_init", script = %script);
     crate::postgres::command::run(cmd).await.map(|_| ())
 }
@@ -300,12 +355,17 @@ pub async fn clone(env: &JobEnv, from: &Upstream) -> PgResult<Postmaster> {
 
 /// Stop whatever runs, move the data directory aside (kept, not deleted),
 /// clone again.
-pub async fn reinitialize(env: &JobEnv, running: Option<Postmaster>, from: &Upstream) -> PgResult<Postmaster> {
+pub async fn reinitialize(
+    env: &JobEnv,
+    running: Option<Postmaster>,
+    from: &Upstream,
+) -> PgResult<Postmaster> {
     if let Some(mut pm) = running {
         pm.stop(StopMode::Immediate, env.pg_ctl_timeout()).await?;
     }
     if !datadir::is_empty(&env.data_dir).map_err(|e| PgError::io("inspect data directory", e))? {
-        let moved = datadir::move_aside(&env.data_dir).map_err(|e| PgError::io("move data directory aside", e))?;
+        let moved = datadir::move_aside(&env.data_dir)
+            .map_err(|e| PgError::io("move data directory aside", e))?;
         warn!(event = "data_dir_moved_aside", to = %moved.display(), "rebuilding from the leader");
     }
     clone(env, from).await

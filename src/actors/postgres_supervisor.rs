@@ -17,7 +17,8 @@ use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::config::ConfigChanged;
 use crate::messages::elector::JobFinished;
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, RunJob, StopAndWait, SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, RunJob,
+    StopAndWait, SyncSlots,
 };
 use crate::postgres::{Binaries, Postmaster, controldata, datadir, query};
 
@@ -44,7 +45,11 @@ fn absolute(p: &str) -> PathBuf {
 }
 
 impl PostgresSupervisor {
-    pub fn new(cfg: Arc<Config>, dynamic: DynamicConfig, listener: Recipient<JobFinished>) -> PostgresSupervisor {
+    pub fn new(
+        cfg: Arc<Config>,
+        dynamic: DynamicConfig,
+        listener: Recipient<JobFinished>,
+    ) -> PostgresSupervisor {
         let data_dir = absolute(&cfg.postgresql.data_dir);
         let config_dir = absolute(cfg.postgresql.config_dir());
         let bins = Binaries::from_config(&cfg.postgresql);
@@ -67,18 +72,23 @@ impl PostgresSupervisor {
 
     /// Notice a postmaster that died under us.
     fn check_alive(&mut self) {
-        if let Some(pm) = &mut self.postmaster {
-            if !pm.is_alive() {
-                warn!(event = "postgres_exited", pid = pm.pid(), status = ?pm.exit_status());
-                self.postmaster = None;
-                if self.busy.is_none() {
-                    self.state = PgState::Crashed;
-                }
+        if let Some(pm) = &mut self.postmaster
+            && !pm.is_alive()
+        {
+            warn!(event = "postgres_exited", pid = pm.pid(), status = ?pm.exit_status());
+            self.postmaster = None;
+            if self.busy.is_none() {
+                self.state = PgState::Crashed;
             }
         }
     }
 
-    fn finish(&mut self, kind: JobKind, result: Result<Option<Postmaster>, String>, following: Option<Upstream>) {
+    fn finish(
+        &mut self,
+        kind: JobKind,
+        result: Result<Option<Postmaster>, String>,
+        following: Option<Upstream>,
+    ) {
         self.busy = None;
         let outcome = match result {
             Ok(pm) => {
@@ -114,7 +124,11 @@ impl Actor for PostgresSupervisor {
     fn started(&mut self, _ctx: &mut Context<Self>) {
         self.env.log_parameter_warnings();
         if let Some(pm) = Postmaster::adopt(&self.env.data_dir) {
-            info!(event = "postgres_adopted", pid = pm.pid(), "PostgreSQL was already running; adopting it");
+            info!(
+                event = "postgres_adopted",
+                pid = pm.pid(),
+                "PostgreSQL was already running; adopting it"
+            );
             self.postmaster = Some(pm);
             self.state = PgState::Running;
         }
@@ -128,7 +142,11 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         self.check_alive();
         let running = self.postmaster.is_some();
         let env = self.env.clone();
-        let outcome = if msg.take_outcome { self.outcome.take() } else { self.outcome.clone() };
+        let outcome = if msg.take_outcome {
+            self.outcome.take()
+        } else {
+            self.outcome.clone()
+        };
         let base = PgStatus {
             state: self.state,
             facts: PgFacts {
@@ -158,7 +176,11 @@ async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
         match query::connect(&env.local_conn(), Duration::from_millis(1500)).await {
             Ok(client) => match query::snapshot(&client).await {
                 Ok(s) => {
-                    st.facts.role = Some(if s.in_recovery { PgRole::Replica } else { PgRole::Primary });
+                    st.facts.role = Some(if s.in_recovery {
+                        PgRole::Replica
+                    } else {
+                        PgRole::Primary
+                    });
                     st.facts.lsn = Some(s.wal_position());
                     st.facts.timeline = Some(s.timeline);
                     st.server_version = u32::try_from(s.server_version).ok();
@@ -246,42 +268,80 @@ impl Handler<RunJob> for PostgresSupervisor {
         info!(event = "job_started", job = ?job);
         match job {
             Job::Bootstrap => {
-                ctx.spawn(async move { jobs::bootstrap(&env).await.map(Some).map_err(|e| e.to_string()) }.into_actor(self).map(
-                    move |r, act, _| act.finish(kind, r, None),
-                ));
+                ctx.spawn(
+                    async move {
+                        jobs::bootstrap(&env)
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, None)),
+                );
             }
             Job::Clone { from } => {
                 let up = from.clone();
-                ctx.spawn(async move { jobs::clone(&env, &from).await.map(Some).map_err(|e| e.to_string()) }.into_actor(self).map(
-                    move |r, act, _| act.finish(kind, r, Some(up)),
-                ));
+                ctx.spawn(
+                    async move {
+                        jobs::clone(&env, &from)
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, Some(up))),
+                );
             }
             Job::Reinitialize { from } => {
                 let up = from.clone();
                 let running = self.postmaster.take();
                 ctx.spawn(
-                    async move { jobs::reinitialize(&env, running, &from).await.map(Some).map_err(|e| e.to_string()) }
-                        .into_actor(self)
-                        .map(move |r, act, _| act.finish(kind, r, Some(up))),
+                    async move {
+                        jobs::reinitialize(&env, running, &from)
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, Some(up))),
                 );
             }
             Job::StartPrimary => {
-                ctx.spawn(async move { jobs::start(&env, None).await.map(Some).map_err(|e| e.to_string()) }.into_actor(self).map(
-                    move |r, act, _| act.finish(kind, r, None),
-                ));
+                ctx.spawn(
+                    async move {
+                        jobs::start(&env, None)
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, None)),
+                );
             }
             Job::StartReplica { upstream } => {
                 let up = upstream.clone();
                 ctx.spawn(
-                    async move { jobs::start(&env, Some(upstream.as_ref())).await.map(Some).map_err(|e| e.to_string()) }
-                        .into_actor(self)
-                        .map(move |r, act, _| act.finish(kind, r, up)),
+                    async move {
+                        jobs::start(&env, Some(upstream.as_ref()))
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, up)),
                 );
             }
             Job::Promote => {
-                ctx.spawn(async move { jobs::promote(&env).await.map(|()| None).map_err(|e| e.to_string()) }.into_actor(self).map(
-                    move |r, act, _| act.finish(kind, r, None),
-                ));
+                ctx.spawn(
+                    async move {
+                        jobs::promote(&env)
+                            .await
+                            .map(|()| None)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, None)),
+                );
             }
         }
         Ok(())
@@ -296,8 +356,11 @@ impl Handler<Follow> for PostgresSupervisor {
         let up2 = up.clone();
         Box::pin(
             async move {
-                env.write_config(Some(Some(&up))).map_err(|e| e.to_string())?;
-                let client = query::connect(&env.local_conn(), Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+                env.write_config(Some(Some(&up)))
+                    .map_err(|e| e.to_string())?;
+                let client = query::connect(&env.local_conn(), Duration::from_secs(2))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 query::reload(&client).await.map_err(|e| e.to_string())
             }
             .into_actor(self)

@@ -25,7 +25,11 @@ use pgpilot::messages::config::ReloadConfig;
 use pgpilot::messages::elector::Shutdown;
 
 #[derive(Parser)]
-#[command(name = "pgpilot", version, about = "High-availability supervisor for PostgreSQL (Patroni-compatible)")]
+#[command(
+    name = "pgpilot",
+    version,
+    about = "High-availability supervisor for PostgreSQL (Patroni-compatible)"
+)]
 struct Cli {
     /// Configuration file or directory of *.yml files. Without it the
     /// configuration comes from PATRONI_CONFIGURATION or PATRONI_* variables.
@@ -114,8 +118,15 @@ fn main() -> ExitCode {
 
 /// Start the actors and the API; returns once everything runs.
 async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
-    let dynamic = match cfg.bootstrap.as_ref().map(|b| &b.dcs).filter(|v| v.is_object()) {
-        Some(v) => DynamicConfig::from_json(v).map_err(|e| anyhow::anyhow!("bootstrap.dcs: {e}"))?,
+    let dynamic = match cfg
+        .bootstrap
+        .as_ref()
+        .map(|b| &b.dcs)
+        .filter(|v| v.is_object())
+    {
+        Some(v) => {
+            DynamicConfig::from_json(v).map_err(|e| anyhow::anyhow!("bootstrap.dcs: {e}"))?
+        }
         None => DynamicConfig::defaults(),
     };
     let etcd = cfg
@@ -134,10 +145,12 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     info!(event = "starting", name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen);
 
     let cfg = Arc::new(cfg);
-    let callbacks = CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone()).start();
+    let callbacks =
+        CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone()).start();
     let mut supervisor_addr = None;
     let elector = LeaderElector::create(|ctx| {
-        let sup = PostgresSupervisor::new(cfg.clone(), dynamic.clone(), ctx.address().recipient()).start();
+        let sup = PostgresSupervisor::new(cfg.clone(), dynamic.clone(), ctx.address().recipient())
+            .start();
         supervisor_addr = Some(sup.clone());
         LeaderElector::new(
             cfg.clone(),

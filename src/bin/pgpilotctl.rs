@@ -15,7 +15,11 @@ use pgpilot::dcs::etcd::EtcdDcs;
 use pgpilot::dcs::{Dcs, keys};
 
 #[derive(Parser)]
-#[command(name = "pgpilotctl", version, about = "Manage a pgpilot (or Patroni) cluster")]
+#[command(
+    name = "pgpilotctl",
+    version,
+    about = "Manage a pgpilot (or Patroni) cluster"
+)]
 struct Cli {
     /// Configuration file (the daemon's YAML works).
     #[arg(short = 'c', long = "config-file", env = "PATRONICTL_CONFIG_FILE")]
@@ -58,7 +62,8 @@ fn load_ctl_config(path: Option<&PathBuf>) -> anyhow::Result<CtlConfig> {
     let Some(path) = path else {
         return Ok(CtlConfig::default());
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -72,7 +77,9 @@ fn endpoints(cli: &Cli, cfg: &CtlConfig) -> anyhow::Result<Vec<String>> {
     }
     match &cfg.etcd3 {
         Some(e) if !e.endpoints().is_empty() => Ok(e.endpoints()),
-        _ => bail!("no DCS given: pass -c CONFIG with an etcd3 section, or --dcs-url etcd3://host:port"),
+        _ => bail!(
+            "no DCS given: pass -c CONFIG with an etcd3 section, or --dcs-url etcd3://host:port"
+        ),
     }
 }
 
@@ -85,7 +92,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .clone()
                 .or_else(|| cfg.scope.clone())
                 .context("no cluster name: give one or set `scope` in the config file")?;
-            let namespace = cfg.namespace.clone().unwrap_or_else(|| "/service".to_owned());
+            let namespace = cfg
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "/service".to_owned());
             let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::new(
                 endpoints.clone(),
                 None,
@@ -100,8 +110,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("reading cluster {scope} from {}", endpoints.join(",")))?;
             match format {
                 Format::Pretty => print!("{}", list::render_table(&cluster, &scope)),
-                Format::Json => println!("{}", serde_json::to_string(&list::rows(&cluster, &scope))?),
-                Format::Yaml => print!("{}", serde_yaml_ng::to_string(&list::rows(&cluster, &scope))?),
+                Format::Json => {
+                    println!("{}", serde_json::to_string(&list::rows(&cluster, &scope))?)
+                }
+                Format::Yaml => print!(
+                    "{}",
+                    serde_yaml_ng::to_string(&list::rows(&cluster, &scope))?
+                ),
             }
         }
     }
@@ -110,7 +125,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the runtime: {e}");

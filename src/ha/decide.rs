@@ -17,10 +17,10 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     };
     let i_lead = cluster.leader_name() == Some(local.name.as_str());
 
-    if let Some(outcome) = &local.outcome {
-        if let Some(d) = after_job(outcome, cluster, local) {
-            return d;
-        }
+    if let Some(outcome) = &local.outcome
+        && let Some(d) = after_job(outcome, cluster, local)
+    {
+        return d;
     }
     if let Some(job) = local.busy {
         return if i_lead {

@@ -374,7 +374,10 @@ fn unreadable_data_dir_is_left_alone() {
     l.data_dir = DataDir::Unreadable("permission denied".into());
     assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
     assert!(run(&ok(cluster(None)), &l).actions.is_empty());
-    assert_eq!(run(&ok(cluster(Some("a"))), &l).actions, vec![Action::ReleaseLock]);
+    assert_eq!(
+        run(&ok(cluster(Some("a"))), &l).actions,
+        vec![Action::ReleaseLock]
+    );
 }
 
 // --- PG not running: recover() ---

@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn paths() {
         let b = Binaries::new(Some("/usr/lib/postgresql/15/bin".into()));
-        assert_eq!(b.initdb(), PathBuf::from("/usr/lib/postgresql/15/bin/initdb"));
+        assert_eq!(
+            b.initdb(),
+            PathBuf::from("/usr/lib/postgresql/15/bin/initdb")
+        );
         let p = Binaries::default();
         assert_eq!(p.pg_ctl(), PathBuf::from("pg_ctl"));
         assert_eq!(p.pg_isready(), PathBuf::from("pg_isready"));

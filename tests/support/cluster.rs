@@ -304,7 +304,12 @@ postgresql:
 
     /// `GET /patroni` of node `i`, `None` if it does not answer.
     pub async fn status(&self, i: usize) -> Option<Value> {
-        let resp = self.http.get(self.nodes[i].api("/patroni")).send().await.ok()?;
+        let resp = self
+            .http
+            .get(self.nodes[i].api("/patroni"))
+            .send()
+            .await
+            .ok()?;
         resp.json().await.ok()
     }
 
@@ -331,7 +336,9 @@ postgresql:
     pub async fn is_streaming_replica(&self, i: usize) -> bool {
         match self.status(i).await {
             Some(s) => {
-                s["role"] == "replica" && s["state"] == "running" && s["replication_state"] == "streaming"
+                s["role"] == "replica"
+                    && s["state"] == "running"
+                    && s["replication_state"] == "streaming"
             }
             None => false,
         }
@@ -391,11 +398,20 @@ postgresql:
             let log = n.log();
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(80)..];
-            eprintln!("===== {} ({}) =====\n{}", n.name, n.log_path.display(), tail.join("\n"));
+            eprintln!(
+                "===== {} ({}) =====\n{}",
+                n.name,
+                n.log_path.display(),
+                tail.join("\n")
+            );
             let pglog = n.dir.join("data.log");
             if let Ok(t) = fs::read_to_string(&pglog) {
                 let l: Vec<&str> = t.lines().collect();
-                eprintln!("----- {} postgres log -----\n{}", n.name, l[l.len().saturating_sub(30)..].join("\n"));
+                eprintln!(
+                    "----- {} postgres log -----\n{}",
+                    n.name,
+                    l[l.len().saturating_sub(30)..].join("\n")
+                );
             }
         }
     }
