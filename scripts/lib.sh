@@ -24,14 +24,14 @@ ensure_packages() {
     fi
 }
 
-# Run a command as the unprivileged user PostgreSQL needs when we are root.
-as_pg_user() {
-    if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- "$@"
-    else
-        "$@"
-    fi
-}
+# Prefix that runs a command as the unprivileged user PostgreSQL needs when
+# we are root. setpriv execs the command itself (no wrapper process), so `$!`
+# is the daemon's own pid and signals reach it.
+if [ "$(id -u)" -eq 0 ]; then
+    AS_PG_USER=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+else
+    AS_PG_USER=()
+fi
 
 # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
 wait_for() {
