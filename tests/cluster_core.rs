@@ -250,3 +250,46 @@ async fn foreign_data_directory_is_never_joined() {
         before
     );
 }
+
+/// A primary cut off from the DCS stops taking writes before its lease can
+/// expire (so no other node could have been promoted yet), and the cluster
+/// converges to one primary when the DCS returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_cut_off_from_dcs_demotes_before_lease_expires() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.sql(primary)
+        .await
+        .expect("connect")
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
+    // The last renewal happened at most loop_wait before the freeze, so the
+    // lease cannot end earlier than ttl - loop_wait after it.
+    let frozen_at = Instant::now();
+    c.etcd.pause();
+    let mut v = 0;
+    let refused_after = loop {
+        v += 1;
+        if write_row(&c, primary, v).await.is_err() {
+            break frozen_at.elapsed();
+        }
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(30),
+            "primary kept taking writes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let t = c.timing;
+    let earliest_expiry = Duration::from_secs(t.ttl - t.loop_wait);
+    eprintln!(
+        "writes refused {refused_after:?} after the DCS froze (lease ends no earlier than {earliest_expiry:?})"
+    );
+    assert!(
+        refused_after < earliest_expiry,
+        "demoted at {refused_after:?}, lease may have ended at {earliest_expiry:?}"
+    );
+    c.etcd.resume();
+    c.wait_healthy(BOOT).await;
+}
