@@ -52,6 +52,8 @@ pub struct LeaderElector {
     next_cycle_due: Option<Instant>,
     last_role: Option<PgRole>,
     last_status: Option<Status>,
+    /// The reason of the last decision, so a steady state is logged once.
+    last_reason: Option<String>,
     shutting_down: bool,
 }
 
@@ -63,6 +65,7 @@ struct CycleReport {
     status_written: Option<Status>,
     rerun_now: bool,
     fatal: Option<String>,
+    reason: Option<String>,
 }
 
 impl LeaderElector {
@@ -84,6 +87,7 @@ impl LeaderElector {
             next_cycle_due: None,
             last_role: None,
             last_status: None,
+            last_reason: None,
             shutting_down: false,
         }
     }
@@ -109,6 +113,7 @@ impl LeaderElector {
             http: self.http.clone(),
             lease_deadline: self.lease_deadline,
             last_status: self.last_status.clone(),
+            last_reason: self.last_reason.clone(),
         };
         ctx.spawn(
             run_cycle(input)
@@ -122,6 +127,9 @@ impl LeaderElector {
 
     fn finish_cycle(&mut self, report: CycleReport, started: Instant, ctx: &mut Context<Self>) {
         self.lease_deadline = report.lease_deadline;
+        if report.reason.is_some() {
+            self.last_reason = report.reason.clone();
+        }
         if let Some(s) = report.status_written {
             self.last_status = Some(s);
         }
@@ -280,6 +288,7 @@ struct CycleInput {
     http: reqwest::Client,
     lease_deadline: Option<Instant>,
     last_status: Option<Status>,
+    last_reason: Option<String>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -290,6 +299,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         http,
         mut lease_deadline,
         last_status,
+        last_reason,
     } = input;
     let mut report = CycleReport {
         cluster: None,
@@ -298,6 +308,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         status_written: None,
         rerun_now: false,
         fatal: None,
+        reason: None,
     };
     let timing = dynamic.timing;
 
@@ -315,7 +326,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     report.role = pg.facts.role;
     let dcs_view = match dcs_view {
         Ok(c) => DcsView::Ok(c),
-        Err(e) => DcsView::Failed(e),
+        Err(e) => {
+            warn!(event = "dcs_unreachable", error = %e, "will retry next cycle");
+            DcsView::Failed(e)
+        }
     };
 
     let mut peers = Vec::new();
@@ -346,8 +360,9 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         peers,
     };
     let decision = ha::decide(&dcs_view, &local, Instant::now());
-    if decision.actions.is_empty() || decision.actions == [Action::RenewLock] {
-        // The steady state of every cycle: not worth an INFO line per loop_wait.
+    let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
+    if steady && last_reason.as_deref() == Some(decision.reason.as_str()) {
+        // The same steady state as last cycle: not worth an INFO line per loop_wait.
         tracing::debug!(event = "decision", reason = %decision.reason);
     } else {
         let actions: Vec<String> = decision.actions.iter().map(ToString::to_string).collect();
@@ -355,6 +370,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
               leader = ?dcs_view_leader(&dcs_view), role = ?pg.facts.role, lsn = ?pg.facts.lsn);
     }
 
+    report.reason = Some(decision.reason.clone());
     let cluster = match dcs_view {
         DcsView::Ok(c) => Some(c),
         DcsView::Failed(_) => None,
