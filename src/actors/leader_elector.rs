@@ -6,7 +6,7 @@
 //! supervisor. It is the only actor that turns facts into decisions.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 use futures_util::future::join_all;
@@ -74,10 +74,7 @@ impl LeaderElector {
             cfg,
             dynamic,
             links: Arc::new(links),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(2))
-                .build()
-                .unwrap_or_default(),
+            http: reqwest::Client::new(),
             cycling: false,
             rerun: false,
             timer: None,
@@ -341,7 +338,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             c.members
                 .iter()
                 .filter(|m| m.name != cfg.name && !m.data.api_url.is_empty())
-                .map(|m| fetch_peer(&http, m)),
+                .map(|m| fetch_peer(&http, m, timing.peer_timeout())),
         )
         .await;
     }

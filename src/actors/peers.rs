@@ -1,5 +1,7 @@
 //! Asking peers for their state during a leader race (`GET <api_url>`).
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::config::Tags;
@@ -8,8 +10,8 @@ use crate::ha::PeerReply;
 use crate::ha::{PeerStatus, PgRole};
 
 /// One peer's `/patroni` answer; `reply: None` if it did not answer in time.
-pub async fn fetch_peer(http: &reqwest::Client, m: &Member) -> PeerStatus {
-    let reply = match http.get(&m.data.api_url).send().await {
+pub async fn fetch_peer(http: &reqwest::Client, m: &Member, timeout: Duration) -> PeerStatus {
+    let reply = match http.get(&m.data.api_url).timeout(timeout).send().await {
         Ok(resp) => resp
             .json::<Value>()
             .await

@@ -384,7 +384,8 @@ pub async fn promote(env: &JobEnv) -> PgResult<()> {
 
 /// Create a physical slot for each member that streams from this primary.
 pub async fn sync_slots(env: &JobEnv, members: &[String]) -> PgResult<()> {
-    let client = query::connect(&env.local_conn(), Duration::from_secs(2)).await?;
+    let client =
+        query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout()).await?;
     for m in members {
         let slot = conf::slot_name(m);
         if query::create_physical_slot_if_missing(&client, &slot).await? {

@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
@@ -173,7 +172,7 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
 /// Fill in what only PostgreSQL and the data directory can tell.
 async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
     if st.facts.running {
-        match query::connect(&env.local_conn(), Duration::from_millis(1500)).await {
+        match query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout()).await {
             Ok(client) => match query::snapshot(&client).await {
                 Ok(s) => {
                     st.facts.role = Some(if s.in_recovery {
@@ -358,9 +357,10 @@ impl Handler<Follow> for PostgresSupervisor {
             async move {
                 env.write_config(Some(Some(&up)))
                     .map_err(|e| e.to_string())?;
-                let client = query::connect(&env.local_conn(), Duration::from_secs(2))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let client =
+                    query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout())
+                        .await
+                        .map_err(|e| e.to_string())?;
                 query::reload(&client).await.map_err(|e| e.to_string())
             }
             .into_actor(self)

@@ -499,6 +499,22 @@ pub struct Timing {
     pub retry_timeout: Duration,
 }
 
+impl Timing {
+    /// How long a peer gets to answer `GET /patroni` during a leader race:
+    /// Patroni's 2 s, but never more than `retry_timeout`, so a race fits in
+    /// the same budget as one DCS call.
+    pub fn peer_timeout(&self) -> Duration {
+        self.retry_timeout.min(Duration::from_secs(2))
+    }
+
+    /// How long a query of the local PostgreSQL may take before the node
+    /// reports it as not answering; the same bound as a peer question, so a
+    /// cycle stays within `loop_wait + retry_timeout`.
+    pub fn local_query_timeout(&self) -> Duration {
+        self.peer_timeout()
+    }
+}
+
 impl Default for Timing {
     fn default() -> Self {
         Timing {

@@ -126,7 +126,11 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     }
 }
 
-/// DCS unreachable (ha-loop.md §10, failsafe not yet supported): a primary
+/// A failed DCS read (ha-loop.md §10, failsafe not yet supported). The error
+/// classes react alike here: `Unreachable` and `Other` both mean "no current
+/// view of the cluster"; a `CasConflict` never comes from a read (a lost
+/// compare-and-swap write ends the cycle in the elector and the next cycle
+/// decides on fresh facts). A primary
 /// keeps serving only while its lease surely holds past the next chance to
 /// renew; everything else waits.
 fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> Decision {
@@ -177,10 +181,14 @@ fn after_job(outcome: &JobOutcome, cluster: &Cluster, local: &LocalView) -> Opti
             vec![Action::CancelInitialize],
             format!("bootstrap failed ({why}): releasing initialize"),
         )),
-        JobOutcome::Failed(JobKind::Promote, why) if cluster.leader_name() == Some(&local.name) => {
+        JobOutcome::Failed(kind @ (JobKind::Promote | JobKind::Start), why)
+            if cluster.leader_name() == Some(&local.name) =>
+        {
+            // Holding the lock without a working primary would block every
+            // failover: let a healthy replica take over instead.
             Some(Decision::new(
                 vec![Action::ReleaseLock],
-                format!("promotion failed ({why}): releasing the lock"),
+                format!("{kind:?} failed ({why}): releasing the lock"),
             ))
         }
         _ => None,

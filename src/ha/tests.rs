@@ -312,6 +312,29 @@ fn failed_promotion_releases_lock() {
     );
 }
 
+#[test]
+fn failed_start_while_leading_releases_lock() {
+    let mut l = local(None);
+    l.outcome = Some(JobOutcome::Failed(JobKind::Start, "x".into()));
+    assert_eq!(
+        run(&ok(cluster(Some("a"))), &l).actions,
+        vec![Action::ReleaseLock]
+    );
+}
+
+#[test]
+fn failed_start_of_a_replica_retries_normally() {
+    let mut l = local(None);
+    l.outcome = Some(JobOutcome::Failed(JobKind::Start, "x".into()));
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::StartReplica {
+            upstream: Some(up("b", 5433))
+        }]
+    );
+}
+
 // --- busy ---
 
 #[test]
