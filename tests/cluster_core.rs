@@ -59,6 +59,31 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
         "{sysids:?}"
     );
 
+    // pgpilotctl list reads the same picture from etcd.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("run pgpilotctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json list");
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let member = r["Member"].as_str().unwrap_or_default();
+        if member == c.nodes[primary].name {
+            assert_eq!(r["Role"], "Leader", "{r}");
+            assert_eq!(r["State"], "running", "{r}");
+        } else {
+            assert_eq!(r["Role"], "Replica", "{r}");
+            assert_eq!(r["State"], "streaming", "{r}");
+        }
+    }
+
     // A row written on the primary reaches both replicas.
     let client = c.sql(primary).await.expect("connect to primary");
     client
@@ -291,5 +316,32 @@ async fn primary_cut_off_from_dcs_demotes_before_lease_expires() {
         "demoted at {refused_after:?}, lease may have ended at {earliest_expiry:?}"
     );
     c.etcd.resume();
+    c.wait_healthy(BOOT).await;
+}
+
+/// A crash of PostgreSQL alone on the leader is repaired in place: the
+/// daemon restarts it as the primary and keeps the leader key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_on_the_leader_is_repaired_in_place() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let pm = c.nodes[primary].postmaster_pid().expect("postmaster pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), Signal::SIGKILL)
+        .expect("kill postmaster");
+    eventually(
+        Duration::from_secs(30),
+        "PostgreSQL restarted on the same leader",
+        || async {
+            let new_pm = c.nodes[primary].postmaster_pid()?;
+            (new_pm != pm && c.primary().await == Some(primary)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        c.nodes[primary].log().contains("restarting it as primary"),
+        "{}",
+        c.nodes[primary].log()
+    );
     c.wait_healthy(BOOT).await;
 }
