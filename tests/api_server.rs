@@ -108,6 +108,9 @@ impl Dcs for TestDcs {
     fn set_history_value(&self, _: &str) -> BoxFuture<'_, DcsResult<bool>> {
         unused()
     }
+    fn set_failsafe_value(&self, _: &str) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
         unused()
     }

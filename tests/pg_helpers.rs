@@ -107,7 +107,7 @@ fn dynamic() -> DynamicConfig {
         use_pg_rewind: false,
         parameters: BTreeMap::new(),
         pause: false,
-       failsafe_mode: false,
+        failsafe_mode: false,
         raw: serde_json::json!({}),
     }
 }
