@@ -14,7 +14,7 @@ use pgpilot::config::Tags;
 use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent};
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::ReloadConfig;
-use pgpilot::messages::elector::{GetHaState, HaState};
+use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState};
 use pgpilot::messages::supervisor::{GetPgStatus, PgState, PgStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -29,6 +29,21 @@ impl Handler<GetHaState> for FakeElector {
     type Result = MessageResult<GetHaState>;
     fn handle(&mut self, _: GetHaState, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.0.clone())
+    }
+}
+
+/// Records the leaders `POST /failsafe` reported.
+struct HeartbeatSink(Arc<Mutex<Vec<String>>>);
+impl Actor for HeartbeatSink {
+    type Context = Context<Self>;
+}
+impl Handler<FailsafeHeartbeat> for HeartbeatSink {
+    type Result = ();
+    fn handle(&mut self, m: FailsafeHeartbeat, _: &mut Context<Self>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", m.name, m.conn_url));
     }
 }
 
@@ -108,6 +123,9 @@ impl Dcs for TestDcs {
     fn set_history_value(&self, _: &str) -> BoxFuture<'_, DcsResult<bool>> {
         unused()
     }
+    fn set_failsafe_value(&self, _: &str) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
         unused()
     }
@@ -157,6 +175,9 @@ fn ha(name: &str, is_leader: bool) -> HaState {
         loop_wait_secs: 10.0,
         maximum_lag_on_failover: 1 << 20,
         next_cycle_due: Some(Instant::now()),
+        failsafe_mode: false,
+        failsafe_active: false,
+        failsafe: None,
     }
 }
 
@@ -192,11 +213,13 @@ struct Node {
     base: String,
     dcs: Arc<TestDcs>,
     reloads: Arc<Mutex<u32>>,
+    heartbeats: Arc<Mutex<Vec<String>>>,
 }
 
 fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
     let dcs = Arc::new(TestDcs(Mutex::new(Some(cluster()))));
     let reloads = Arc::new(Mutex::new(0));
+    let heartbeats = Arc::new(Mutex::new(Vec::new()));
     let ctx = ApiContext {
         elector: FakeElector(ha).start().recipient(),
         supervisor: FakeSupervisor {
@@ -206,6 +229,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
         .start()
         .recipient(),
         config_manager: FakeConfigManager(reloads.clone()).start().recipient(),
+        failsafe: HeartbeatSink(heartbeats.clone()).start().recipient(),
         dcs: dcs.clone(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -216,6 +240,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
         base: format!("http://127.0.0.1:{port}"),
         dcs,
         reloads,
+        heartbeats,
     }
 }
 
@@ -467,4 +492,63 @@ async fn unsafe_methods() {
             "{body}"
         );
     }
+}
+
+#[actix_web::test]
+async fn failsafe_endpoints() {
+    let c = client();
+    let body = r#"{"name":"n1","conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","slots":{}}"#;
+    let post = |base: &str| {
+        c.post(format!("{base}/failsafe"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    // failsafe_mode off: 502, nothing reported, GET has no map.
+    let off = start_node(ha("n2", false), pg(PgRole::Replica), Duration::ZERO);
+    assert_eq!(post(&off.base).await.unwrap().status(), 502);
+    assert!(off.heartbeats.lock().unwrap().is_empty());
+    assert_eq!(
+        code(&c, Method::GET, format!("{}/failsafe", off.base)).await,
+        502
+    );
+
+    // A replica accepts and reports its WAL position.
+    let mut h = ha("n2", false);
+    h.failsafe_mode = true;
+    h.failsafe = Some(
+        [
+            ("n1".to_owned(), "http://127.0.0.1:8008/patroni".to_owned()),
+            ("n2".to_owned(), "http://127.0.0.2:8008/patroni".to_owned()),
+        ]
+        .into(),
+    );
+    let replica = start_node(h.clone(), pg(PgRole::Replica), Duration::ZERO);
+    let r = post(&replica.base).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["lsn"].to_str().unwrap(), "50331808");
+    assert_eq!(r.text().await.unwrap(), "Accepted");
+    assert_eq!(
+        *replica.heartbeats.lock().unwrap(),
+        ["n1 postgres://127.0.0.1:5432/postgres"]
+    );
+    let (st, _, map) = get_json(&c, format!("{}/failsafe", replica.base)).await;
+    assert_eq!(st, 200);
+    assert_eq!(map["n2"], "http://127.0.0.2:8008/patroni");
+    // Not JSON: refused.
+    let r = c
+        .post(format!("{}/failsafe", replica.base))
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // A running primary refuses: there can be only one leader.
+    let primary = start_node(h, pg(PgRole::Primary), Duration::ZERO);
+    let r = post(&primary.base).await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.text().await.unwrap(), "Running as a leader");
+    assert!(primary.heartbeats.lock().unwrap().is_empty());
 }

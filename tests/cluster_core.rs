@@ -345,3 +345,166 @@ async fn postgres_crash_on_the_leader_is_repaired_in_place() {
     );
     c.wait_healthy(BOOT).await;
 }
+
+/// `database_system_identifier` and `postmaster_start_time` of every node.
+async fn identities(c: &TestCluster) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in 0..c.nodes.len() {
+        let s = c.status(i).await.unwrap_or_default();
+        out.push((
+            s["database_system_identifier"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            s["postmaster_start_time"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    out
+}
+
+/// Without failsafe mode, etcd gone for 3×ttl: the primary stops taking
+/// writes within ttl, no replica is ever promoted, and when etcd returns
+/// the cluster has one primary again, all on the same system identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcs_outage_without_failsafe_demotes_and_nobody_promotes() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.sql(primary)
+        .await
+        .expect("connect")
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
+    let ttl = Duration::from_secs(c.timing.ttl);
+
+    let stopped_at = Instant::now();
+    c.etcd.stop();
+    let mut refused_after = None;
+    let mut v = 0;
+    while stopped_at.elapsed() < 3 * ttl {
+        if refused_after.is_none() {
+            v += 1;
+            if write_row(&c, primary, v).await.is_err() {
+                refused_after = Some(stopped_at.elapsed());
+            }
+        }
+        for i in 0..3 {
+            // The old primary may answer /primary while its lease holds;
+            // after ttl nobody may.
+            if i == primary && stopped_at.elapsed() < ttl {
+                continue;
+            }
+            let code = c.http_code(i, "/primary").await;
+            assert!(
+                code == 503 || code == 0,
+                "{} answers /primary {code} {:?} into the outage",
+                c.nodes[i].name,
+                stopped_at.elapsed()
+            );
+        }
+        for i in (0..3).filter(|&i| i != primary) {
+            v += 1;
+            assert!(
+                write_row(&c, i, 1_000_000 + v).await.is_err(),
+                "replica {} took a write during the outage",
+                c.nodes[i].name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused_after = refused_after.expect("the primary kept taking writes for 3×ttl");
+    eprintln!("writes refused {refused_after:?} after etcd stopped (ttl {ttl:?})");
+    assert!(
+        refused_after < ttl,
+        "read-only only after {refused_after:?}"
+    );
+
+    c.etcd.restart();
+    c.wait_healthy(BOOT).await;
+    let ids = identities(&c).await;
+    assert!(
+        !ids[0].0.is_empty() && ids.iter().all(|(s, _)| *s == ids[0].0),
+        "{ids:?}"
+    );
+}
+
+/// With failsafe mode, etcd gone for 3×ttl: every member confirms the
+/// primary over REST, so it keeps taking writes the whole time; afterwards
+/// it is still the one primary and no PostgreSQL was restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcs_outage_with_failsafe_keeps_the_primary_writable() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("failsafe_mode", "true")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    // The leader has published all three members in the failsafe key.
+    eventually(
+        Duration::from_secs(30),
+        "failsafe key lists every member",
+        || async {
+            let r = reqwest::get(c.nodes[primary].api("/failsafe")).await.ok()?;
+            let m: serde_json::Value = r.json().await.ok()?;
+            (m.as_object()?.len() == 3).then_some(())
+        },
+    )
+    .await;
+    let client = c.sql(primary).await.expect("connect");
+    client
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
+    // Replicas have seen the failsafe key too (they report it on GET).
+    for i in 0..3 {
+        eventually(Duration::from_secs(30), "failsafe key known", || async {
+            (c.http_code(i, "/failsafe").await == 200).then_some(())
+        })
+        .await;
+    }
+    let before = identities(&c).await;
+    let ttl = Duration::from_secs(c.timing.ttl);
+
+    let stopped_at = Instant::now();
+    c.etcd.stop();
+    let mut v: i64 = 0;
+    let mut active_seen = false;
+    while stopped_at.elapsed() < 3 * ttl {
+        v += 1;
+        if let Err(e) = client.execute("INSERT INTO t(v) VALUES ($1)", &[&v]).await {
+            panic!(
+                "insert refused {:?} into the outage: {e}",
+                stopped_at.elapsed()
+            );
+        }
+        if !active_seen && let Some(s) = c.status(primary).await {
+            active_seen = s["failsafe_mode_is_active"] == true;
+        }
+        for i in (0..3).filter(|&i| i != primary) {
+            let code = c.http_code(i, "/primary").await;
+            assert!(
+                code == 503 || code == 0,
+                "replica {} answers /primary {code}",
+                c.nodes[i].name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("{v} inserts acknowledged during {:?} without etcd", 3 * ttl);
+    assert!(active_seen, "/patroni never showed failsafe_mode_is_active");
+    assert!(
+        c.nodes[primary].log().contains("failsafe"),
+        "no failsafe decision logged"
+    );
+
+    c.etcd.restart();
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, primary, "the primary changed");
+    client
+        .execute("INSERT INTO t(v) VALUES ($1)", &[&(v + 1)])
+        .await
+        .expect("write after etcd returned");
+    let after = identities(&c).await;
+    assert_eq!(before, after, "a PostgreSQL was restarted");
+}

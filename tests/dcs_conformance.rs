@@ -268,6 +268,32 @@ async fn failover_cas(b: &Backend) {
     );
 }
 
+/// `failsafe` is written as given and read back as a map; the last write wins.
+async fn failsafe_key(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    assert!(c.load_cluster().await.unwrap().failsafe.is_none());
+    assert!(
+        a.set_failsafe_value(r#"{"a":"http://127.0.0.1:8008/patroni"}"#)
+            .await
+            .unwrap()
+    );
+    let f = c.load_cluster().await.unwrap().failsafe.unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f["a"], "http://127.0.0.1:8008/patroni");
+    assert!(
+        a.set_failsafe_value(
+            r#"{"a":"http://127.0.0.1:8008/patroni","c":"http://127.0.0.1:8009/patroni"}"#
+        )
+        .await
+        .unwrap()
+    );
+    let f = c.load_cluster().await.unwrap().failsafe.unwrap();
+    assert_eq!(f.keys().map(String::as_str).collect::<Vec<_>>(), ["a", "c"]);
+    // Not tied to a session: it outlives its writer's lease.
+    a.release_session().await.unwrap();
+    assert!(c.load_cluster().await.unwrap().failsafe.is_some());
+}
+
 async fn load_cluster_parses_everything(b: &Backend) {
     let (a, c) = (b.node("a"), b.node("c"));
     a.touch_member(&member("primary")).await.unwrap();
@@ -484,6 +510,7 @@ mod memory {
     memory_test!(initialize_create_only_then_overwrite);
     memory_test!(config_cas);
     memory_test!(failover_cas);
+    memory_test!(failsafe_key);
     memory_test!(load_cluster_parses_everything);
     memory_test!(watch_reports_leader_deletion);
 
@@ -526,6 +553,7 @@ mod etcd {
     etcd_test!(initialize_create_only_then_overwrite);
     etcd_test!(config_cas);
     etcd_test!(failover_cas);
+    etcd_test!(failsafe_key);
     etcd_test!(load_cluster_parses_everything);
     etcd_test!(watch_reports_leader_deletion);
 

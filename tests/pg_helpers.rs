@@ -107,6 +107,7 @@ fn dynamic() -> DynamicConfig {
         use_pg_rewind: false,
         parameters: BTreeMap::new(),
         pause: false,
+        failsafe_mode: false,
         raw: serde_json::json!({}),
     }
 }

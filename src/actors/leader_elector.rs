@@ -12,13 +12,18 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 use tracing::{error, info, warn};
 
-use super::member_record::member_data;
+use super::failsafe::{confirm_members, heartbeat_body};
+use super::member_record::{api_url, conn_url, member_data};
 use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig};
-use crate::dcs::{Cluster, Dcs, DcsError, Status};
-use crate::ha::{self, Action, DcsView, DemoteMode, LocalView, PgRole};
+use crate::dcs::{Cluster, Dcs, DcsError, Member, MemberData, Status};
+use crate::ha::{
+    self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
+};
 use crate::messages::callbacks::{CallbackAction, CallbackEvent};
-use crate::messages::elector::{GetHaState, HaState, JobFinished, Shutdown, Wake};
+use crate::messages::elector::{
+    FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
+};
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgStatus, RunJob, StopAndWait, StopMode,
     SyncSlots,
@@ -55,6 +60,10 @@ pub struct LeaderElector {
     /// The reason of the last decision, so a steady state is logged once.
     last_reason: Option<String>,
     shutting_down: bool,
+    /// The last `POST /failsafe` a leader sent this node.
+    heartbeat: Option<LeaderHeartbeat>,
+    /// Running as primary on failsafe confirmations until then.
+    failsafe_active_until: Option<Instant>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -66,6 +75,8 @@ struct CycleReport {
     rerun_now: bool,
     fatal: Option<String>,
     reason: Option<String>,
+    /// Every failsafe member confirmed this primary: active until then.
+    failsafe_until: Option<Instant>,
 }
 
 impl LeaderElector {
@@ -86,6 +97,8 @@ impl LeaderElector {
             last_status: None,
             last_reason: None,
             shutting_down: false,
+            heartbeat: None,
+            failsafe_active_until: None,
         }
     }
 
@@ -111,6 +124,8 @@ impl LeaderElector {
             lease_deadline: self.lease_deadline,
             last_status: self.last_status.clone(),
             last_reason: self.last_reason.clone(),
+            failsafe_last_known: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
+            heartbeat: self.heartbeat.clone(),
         };
         ctx.spawn(
             run_cycle(input)
@@ -124,6 +139,13 @@ impl LeaderElector {
 
     fn finish_cycle(&mut self, report: CycleReport, started: Instant, ctx: &mut Context<Self>) {
         self.lease_deadline = report.lease_deadline;
+        if report.failsafe_until.is_some() != self.failsafe_active_until.is_some() {
+            info!(
+                event = "failsafe_mode_active",
+                active = report.failsafe_until.is_some()
+            );
+        }
+        self.failsafe_active_until = report.failsafe_until;
         if report.reason.is_some() {
             self.last_reason = report.reason.clone();
         }
@@ -205,13 +227,30 @@ impl LeaderElector {
             scope: self.cfg.scope.clone(),
             tags: self.cfg.tags.clone(),
             cluster: fresh,
-            is_leader: self.lease_deadline.is_some_and(|d| d > Instant::now()),
+            is_leader: self.lease_deadline.is_some_and(|d| d > Instant::now())
+                || self
+                    .failsafe_active_until
+                    .is_some_and(|d| d > Instant::now()),
             dcs_last_seen: self.dcs_last_seen,
             ttl_secs: ttl.as_secs_f64(),
             loop_wait_secs: self.dynamic.timing.loop_wait.as_secs_f64(),
             maximum_lag_on_failover: self.dynamic.maximum_lag_on_failover,
             next_cycle_due: self.next_cycle_due,
+            failsafe_mode: self.dynamic.failsafe_mode,
+            failsafe_active: self.failsafe_active(),
+            failsafe: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
         }
+    }
+
+    /// Primary: running on failsafe confirmations; replica: a leader sent
+    /// `POST /failsafe` less than ttl ago.
+    fn failsafe_active(&self) -> bool {
+        let now = Instant::now();
+        self.failsafe_active_until.is_some_and(|d| d > now)
+            || self
+                .heartbeat
+                .as_ref()
+                .is_some_and(|h| now.saturating_duration_since(h.at) < self.dynamic.timing.ttl)
     }
 }
 
@@ -242,6 +281,24 @@ impl Handler<GetHaState> for LeaderElector {
     type Result = MessageResult<GetHaState>;
     fn handle(&mut self, _msg: GetHaState, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.ha_state())
+    }
+}
+
+impl Handler<FailsafeHeartbeat> for LeaderElector {
+    type Result = ();
+    fn handle(&mut self, msg: FailsafeHeartbeat, _ctx: &mut Context<Self>) {
+        let known = self.heartbeat.as_ref().is_some_and(|h| {
+            h.name == msg.name && msg.at.saturating_duration_since(h.at) < self.dynamic.timing.ttl
+        });
+        if !known {
+            info!(event = "failsafe_heartbeat", leader = %msg.name, "a leader without DCS access confirmed it runs; not racing while it does");
+        }
+        self.heartbeat = Some(LeaderHeartbeat {
+            name: msg.name,
+            conn_url: msg.conn_url,
+            api_url: msg.api_url,
+            at: msg.at,
+        });
     }
 }
 
@@ -286,6 +343,8 @@ struct CycleInput {
     lease_deadline: Option<Instant>,
     last_status: Option<Status>,
     last_reason: Option<String>,
+    failsafe_last_known: Option<std::collections::BTreeMap<String, String>>,
+    heartbeat: Option<LeaderHeartbeat>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -297,6 +356,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         mut lease_deadline,
         last_status,
         last_reason,
+        failsafe_last_known,
+        heartbeat,
     } = input;
     let mut report = CycleReport {
         cluster: None,
@@ -306,6 +367,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         rerun_now: false,
         fatal: None,
         reason: None,
+        failsafe_until: None,
     };
     let timing = dynamic.timing;
 
@@ -334,13 +396,34 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         && c.leader.is_none()
         && pg.facts.is_replica()
     {
+        let mut ask: Vec<Member> = c.members.clone();
+        if dynamic.failsafe_mode {
+            // ha-loop.md §4: also the members only the failsafe key knows.
+            ask.extend(failsafe_only_members(c));
+        }
         peers = join_all(
-            c.members
-                .iter()
+            ask.iter()
                 .filter(|m| m.name != cfg.name && !m.data.api_url.is_empty())
                 .map(|m| fetch_peer(&http, m, timing.peer_timeout())),
         )
         .await;
+    }
+
+    // Failsafe (ha-loop.md §10): DCS gone, I run as primary and the last
+    // known failsafe key lists me: ask the others to confirm me.
+    let failsafe_known = match &dcs_view {
+        DcsView::Ok(c) => c.failsafe.clone(),
+        DcsView::Failed(_) => failsafe_last_known,
+    };
+    let mut failsafe_acks = None;
+    let confirm_started = Instant::now();
+    if let (DcsView::Failed(_), Some(members)) = (&dcs_view, &failsafe_known)
+        && dynamic.failsafe_mode
+        && pg.facts.is_primary()
+        && members.contains_key(&cfg.name)
+    {
+        let body = heartbeat_body(&cfg.name, &conn_url(&cfg), &api_url(&cfg));
+        failsafe_acks = Some(confirm_members(&http, members, &cfg.name, &body).await);
     }
 
     let local = LocalView {
@@ -355,6 +438,13 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         outcome: pg.outcome.clone(),
         lease_deadline,
         peers,
+        failsafe: FailsafeView {
+            enabled: dynamic.failsafe_mode,
+            api_url: api_url(&cfg),
+            last_known: failsafe_known,
+            acks: failsafe_acks,
+            heartbeat,
+        },
     };
     let decision = ha::decide(&dcs_view, &local, Instant::now());
     let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
@@ -373,6 +463,9 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         DcsView::Failed(_) => None,
     };
     for action in decision.actions {
+        if action == Action::StayPrimaryOnFailsafe {
+            report.failsafe_until = Some(confirm_started + timing.ttl);
+        }
         let outcome = execute(
             &action,
             &cfg,
@@ -418,6 +511,25 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     report.lease_deadline = lease_deadline;
     report.cluster = cluster;
     report
+}
+
+/// Members listed in the `failsafe` key without a member record, as peers
+/// to ask during a race.
+fn failsafe_only_members(c: &Cluster) -> Vec<Member> {
+    c.failsafe
+        .iter()
+        .flatten()
+        .filter(|(name, _)| c.member(name).is_none())
+        .map(|(name, url)| Member {
+            name: name.clone(),
+            data: MemberData {
+                api_url: url.clone(),
+                ..MemberData::default()
+            },
+            version: 0,
+            session: 0,
+        })
+        .collect()
 }
 
 fn dcs_view_leader(v: &DcsView) -> Option<String> {
@@ -612,6 +724,17 @@ async fn execute(
             Err(e) => Step::Stop(e.to_string()),
         },
         Action::Fatal { reason } => Step::Fatal(reason.clone()),
+        Action::WriteFailsafe { members } => {
+            let value = serde_json::to_string(members).unwrap_or_else(|_| "{}".into());
+            match links.dcs.set_failsafe_value(&value).await {
+                Ok(_) => {
+                    info!(event = "failsafe_written", members = ?members.keys().collect::<Vec<_>>())
+                }
+                Err(e) => warn!(event = "failsafe_write_failed", error = %e),
+            }
+            Step::Continue
+        }
+        Action::StayPrimaryOnFailsafe => Step::Continue,
     }
 }
 

@@ -249,8 +249,7 @@ pub fn readiness_status(query: &BTreeMap<String, String>, ha: &HaState, pg: &PgS
     if replication_state(pg) != Some("streaming") {
         return UNAVAILABLE;
     }
-    if ha.cluster.is_none() && receiver_lsn(pg) == 0 {
-        // Failsafe mode is not implemented, so no exception here.
+    if ha.cluster.is_none() && receiver_lsn(pg) == 0 && !ha.failsafe_active {
         return UNAVAILABLE;
     }
     let location = if query.get("mode").map(String::as_str) == Some("write") {
@@ -660,5 +659,8 @@ mod tests {
         let mut norecv = replica();
         norecv.receive_lsn = None;
         assert_eq!(readiness_status(&none, &blind, &norecv), 503);
+        // ... or while failsafe mode is active
+        blind.failsafe_active = true;
+        assert_eq!(readiness_status(&none, &blind, &norecv), 200);
     }
 }

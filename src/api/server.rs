@@ -22,7 +22,7 @@ use crate::api::{cluster, health, status};
 use crate::dcs::{Cluster, Dcs};
 use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
-use crate::messages::elector::{GetHaState, HaState};
+use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState};
 use crate::messages::supervisor::{GetPgStatus, PgState, PgStatus};
 
 /// How long a request waits for an actor's answer. Peers give `/patroni`
@@ -37,6 +37,8 @@ pub struct ApiContext {
     pub elector: Recipient<GetHaState>,
     pub supervisor: Recipient<GetPgStatus>,
     pub config_manager: Recipient<ReloadConfig>,
+    /// Where `POST /failsafe` reports a live leader.
+    pub failsafe: Recipient<FailsafeHeartbeat>,
     pub dcs: Arc<dyn Dcs>,
 }
 
@@ -78,7 +80,7 @@ pub fn serve_listener(listener: TcpListener, ctx: ApiContext) -> std::io::Result
     Ok(server)
 }
 
-async fn dispatch(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+async fn dispatch(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let path = req.path().to_owned();
     let segment = path
         .trim_start_matches('/')
@@ -96,12 +98,15 @@ async fn dispatch(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
             "config" => get_config(&shared).await,
             "liveness" => get_liveness(&shared).await,
             "readiness" => get_readiness(&shared, &query).await,
+            "failsafe" => get_failsafe(&shared).await,
             _ => health_check(&shared, &path, &query, true).await,
         }
     } else if *m == Method::HEAD || *m == Method::OPTIONS {
         health_check(&shared, &path, &query, false).await
     } else if *m == Method::POST && segment == "reload" {
         post_reload(&shared).await
+    } else if *m == Method::POST && segment == "failsafe" {
+        post_failsafe(&shared, &body).await
     } else {
         not_implemented(m)
     }
@@ -327,6 +332,71 @@ async fn post_reload(shared: &Shared) -> HttpResponse {
     }
 }
 
+/// `GET /failsafe`: the `failsafe` key of the last DCS read; 502 if none.
+async fn get_failsafe(shared: &Shared) -> HttpResponse {
+    match shared.states().await.and_then(|(ha, _)| ha.failsafe) {
+        Some(map) => json_reply(200, &serde_json::json!(map)),
+        None => error_page(502, "Bad Gateway"),
+    }
+}
+
+/// What `POST /failsafe` answers (rest-api.md §5): refused when failsafe
+/// mode is off (502) or when this node itself runs as primary (500);
+/// otherwise accepted, with this node's WAL position.
+pub(crate) enum FailsafeReply {
+    Disabled,
+    RunningAsLeader,
+    Accepted { lsn: Option<u64> },
+}
+
+pub(crate) fn failsafe_reply(ha: &HaState, pg: &PgStatus) -> FailsafeReply {
+    if !ha.failsafe_mode {
+        FailsafeReply::Disabled
+    } else if pg.state == PgState::Running && pg.facts.is_primary() {
+        FailsafeReply::RunningAsLeader
+    } else {
+        FailsafeReply::Accepted { lsn: pg.facts.lsn }
+    }
+}
+
+/// `POST /failsafe` from a leader that cannot reach the DCS: accept it as
+/// the live leader for ttl (the elector then does not race).
+async fn post_failsafe(shared: &Shared, body: &[u8]) -> HttpResponse {
+    let Some((ha, pg)) = shared.states().await else {
+        return starting();
+    };
+    let reply = failsafe_reply(&ha, &pg);
+    if matches!(reply, FailsafeReply::Disabled) {
+        return error_page(502, "Bad Gateway");
+    }
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return error_page(400, "Invalid JSON"),
+    };
+    let field = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or_default();
+    if field("name").is_empty() {
+        return error_page(400, "Invalid JSON");
+    }
+    match reply {
+        FailsafeReply::Disabled => error_page(502, "Bad Gateway"),
+        FailsafeReply::RunningAsLeader => text_reply(500, "Running as a leader"),
+        FailsafeReply::Accepted { lsn } => {
+            shared.ctx.failsafe.do_send(FailsafeHeartbeat {
+                name: field("name").to_owned(),
+                conn_url: field("conn_url").to_owned(),
+                api_url: field("api_url").to_owned(),
+                at: Instant::now(),
+            });
+            let mut resp = HttpResponse::Ok();
+            resp.content_type("text/html");
+            if let Some(lsn) = lsn {
+                resp.insert_header(("lsn", lsn.to_string()));
+            }
+            resp.body("Accepted")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +414,29 @@ mod tests {
             Some("in archive recovery")
         );
         assert!(parse_query("").is_empty());
+    }
+
+    #[test]
+    fn failsafe_post_rules() {
+        use crate::api::status::tests::{ha, primary, replica};
+        let mut h = ha(false);
+        assert!(matches!(
+            failsafe_reply(&h, &replica()),
+            FailsafeReply::Disabled
+        ));
+        h.failsafe_mode = true;
+        assert!(matches!(
+            failsafe_reply(&h, &primary()),
+            FailsafeReply::RunningAsLeader
+        ));
+        assert!(matches!(
+            failsafe_reply(&h, &replica()),
+            FailsafeReply::Accepted { lsn: Some(_) }
+        ));
+        assert!(matches!(
+            failsafe_reply(&h, &unknown_pg(None)),
+            FailsafeReply::Accepted { lsn: None }
+        ));
     }
 
     #[test]

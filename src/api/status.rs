@@ -112,6 +112,9 @@ pub fn status_document(ha: &HaState, pg: &PgStatus) -> Value {
     if ha.cluster.as_ref().is_none_or(|c| c.leader.is_none()) {
         d.insert("cluster_unlocked".into(), json!(true));
     }
+    if ha.failsafe_active {
+        d.insert("failsafe_mode_is_active".into(), json!(true));
+    }
     // Patroni starts from 0 before the first successful read; keep the key.
     let last_seen = ha
         .dcs_last_seen
@@ -176,6 +179,9 @@ pub(crate) mod tests {
             loop_wait_secs: 10.0,
             maximum_lag_on_failover: 1_048_576,
             next_cycle_due: None,
+            failsafe_mode: false,
+            failsafe_active: false,
+            failsafe: None,
         }
     }
 
@@ -339,6 +345,12 @@ pub(crate) mod tests {
         let d = status_document(&h, &replica());
         assert_eq!(d["cluster_unlocked"], true);
         assert_eq!(d["dcs_last_seen"], 0);
+        assert!(d.get("failsafe_mode_is_active").is_none());
+        h.failsafe_active = true;
+        assert_eq!(
+            status_document(&h, &replica())["failsafe_mode_is_active"],
+            true
+        );
 
         let mut h = ha(false);
         h.cluster = Some(Cluster::from_kvs(vec![

@@ -184,6 +184,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             elector: elector.clone().recipient(),
             supervisor: supervisor.clone().recipient(),
             config_manager: manager.clone().recipient(),
+            failsafe: elector.clone().recipient(),
             dcs: dcs.clone(),
         },
     )

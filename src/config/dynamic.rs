@@ -36,6 +36,7 @@ impl DynamicConfig {
             use_pg_rewind: false,
             parameters: BTreeMap::new(),
             pause: false,
+            failsafe_mode: false,
             raw: Value::Object(Default::default()),
         }
     }
@@ -79,6 +80,10 @@ impl DynamicConfig {
             }),
         );
         take(opt_bool(obj.get("pause"), "pause").map(|b| cfg.pause = b.unwrap_or(false)));
+        take(
+            opt_bool(obj.get("failsafe_mode"), "failsafe_mode")
+                .map(|b| cfg.failsafe_mode = b.unwrap_or(false)),
+        );
         match obj.get("postgresql") {
             None | Some(Value::Null) => {}
             Some(Value::Object(pg)) => {
@@ -129,7 +134,7 @@ impl DynamicConfig {
                 r => r.map(drop),
             },
         );
-        for key in ["synchronous_mode_strict", "failsafe_mode", "check_timeline"] {
+        for key in ["synchronous_mode_strict", "check_timeline"] {
             take(opt_bool(obj.get(key), key).map(drop));
         }
         take(match obj.get("synchronous_mode") {
@@ -403,5 +408,25 @@ mod tests {
         }
         let e = DynamicConfig::from_json(&json!({"pause": "maybe"})).unwrap_err();
         assert_eq!(e.key_path(), Some("pause"));
+    }
+
+    #[test]
+    fn failsafe_mode() {
+        assert!(!DynamicConfig::defaults().failsafe_mode);
+        assert!(!DynamicConfig::from_json(&json!({})).unwrap().failsafe_mode);
+        for (v, want) in [
+            (json!(true), true),
+            (json!("on"), true),
+            (json!("yes"), true),
+            (json!(1), true),
+            (json!(false), false),
+            (json!("off"), false),
+            (Value::Null, false),
+        ] {
+            let d = DynamicConfig::from_json(&json!({ "failsafe_mode": v })).unwrap();
+            assert_eq!(d.failsafe_mode, want, "{v}");
+        }
+        let e = DynamicConfig::from_json(&json!({"failsafe_mode": "sometimes"})).unwrap_err();
+        assert_eq!(e.key_path(), Some("failsafe_mode"));
     }
 }

@@ -487,6 +487,9 @@ pub struct DynamicConfig {
     pub use_pg_rewind: bool,
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub pause: bool,
+    /// `failsafe_mode`: a primary cut off from the DCS keeps running while
+    /// every member listed in the `failsafe` key confirms it over REST.
+    pub failsafe_mode: bool,
     /// The JSON as stored, for writing back and for `GET /config`.
     pub raw: serde_json::Value,
 }

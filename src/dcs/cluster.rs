@@ -1,6 +1,8 @@
 //! The cluster as one read of the DCS shows it (dcs-layout.md §2), parsed
 //! into types. Parsing is lenient where Patroni's readers are lenient.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -138,6 +140,9 @@ pub struct Cluster {
     pub failover: Option<Versioned<Failover>>,
     pub status: Status,
     pub history: Option<Vec<HistoryLine>>,
+    /// The `failsafe` key: `{member name: api_url}`; `None` if absent or not
+    /// a JSON object (garbage disables the failsafe checks, as in Patroni).
+    pub failsafe: Option<BTreeMap<String, String>>,
 }
 
 impl Cluster {
@@ -173,6 +178,7 @@ impl Cluster {
                     c.failover = Failover::parse(&value).map(|f| Versioned { value: f, version })
                 }
                 super::keys::HISTORY => c.history = HistoryLine::parse_all(&value),
+                super::keys::FAILSAFE => c.failsafe = parse_failsafe(&value),
                 k => {
                     if let Some(name) = k.strip_prefix(super::keys::MEMBERS)
                         && !name.is_empty()
@@ -217,6 +223,19 @@ impl Cluster {
     }
 }
 
+/// The `failsafe` value: a JSON object; entries whose value is not a string
+/// are skipped.
+pub fn parse_failsafe(raw: &str) -> Option<BTreeMap<String, String>> {
+    match serde_json::from_str::<Value>(raw).ok()? {
+        Value::Object(m) => Some(
+            m.into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|u| (k, u.to_owned())))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +273,28 @@ mod tests {
         assert!(c.failover.is_none(), "{{}} is no request");
         assert_eq!(c.timeline(), Some(2));
         assert!(c.leader_member().is_some_and(|m| m.data.is_primary_role()));
+    }
+
+    #[test]
+    fn failsafe_key() {
+        let c = Cluster::from_kvs(vec![row(
+            "failsafe",
+            r#"{"a":"http://a:8008/patroni","b":"http://b:8008/patroni","x":1}"#,
+        )]);
+        let f = c.failsafe.unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f["a"], "http://a:8008/patroni");
+        assert!(
+            Cluster::from_kvs(vec![row("failsafe", "[]")])
+                .failsafe
+                .is_none()
+        );
+        assert!(
+            Cluster::from_kvs(vec![row("failsafe", "junk")])
+                .failsafe
+                .is_none()
+        );
+        assert!(Cluster::default().failsafe.is_none());
     }
 
     #[test]

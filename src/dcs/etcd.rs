@@ -703,6 +703,16 @@ impl Dcs for EtcdDcs {
             .boxed()
     }
 
+    fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        i.bounded(
+            "set_failsafe_value",
+            i.put(keys::FAILSAFE, value.to_owned()),
+        )
+        .map(|r| r.map(|()| true))
+        .boxed()
+    }
+
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
         i.bounded("delete_cluster", i.delete_cluster()).boxed()

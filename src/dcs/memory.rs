@@ -446,6 +446,10 @@ impl Dcs for MemoryDcs {
         self.cas_put(keys::HISTORY, value, None)
     }
 
+    fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
+        self.cas_put(keys::FAILSAFE, value, None)
+    }
+
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
         self.op(|me, st, ch| {
             let dir = format!("{}/", me.prefix);

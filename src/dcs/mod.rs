@@ -105,6 +105,9 @@ pub trait Dcs: Send + Sync + 'static {
     /// Write `history`.
     fn set_history_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>>;
 
+    /// Write `failsafe` (`{name: api_url}` JSON), unconditionally.
+    fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>>;
+
     /// Remove every key of the cluster (`patronictl remove`).
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>>;
 

@@ -1,5 +1,6 @@
 //! The orders a decision gives.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Where a replica streams from or clones from.
@@ -54,6 +55,12 @@ pub enum Action {
     Follow { upstream: Upstream },
     /// Refuse to go on: the data directory belongs to another cluster.
     Fatal { reason: String },
+    /// Write the `failsafe` key (`{name: api_url}`); the leader does this
+    /// only when the value differs from what the DCS holds.
+    WriteFailsafe { members: BTreeMap<String, String> },
+    /// The DCS is gone but every member in `failsafe` confirmed me: keep
+    /// running as primary and report failsafe mode as active.
+    StayPrimaryOnFailsafe,
 }
 
 impl fmt::Display for Action {
@@ -66,6 +73,10 @@ impl fmt::Display for Action {
             Action::Follow { upstream } => write!(f, "follow {}", upstream.name),
             Action::Demote { mode } => write!(f, "demote ({mode:?})"),
             Action::Fatal { reason } => write!(f, "fatal: {reason}"),
+            Action::WriteFailsafe { members } => {
+                let names: Vec<&str> = members.keys().map(String::as_str).collect();
+                write!(f, "write failsafe {}", names.join(","))
+            }
             other => write!(f, "{other:?}"),
         }
     }

@@ -1,10 +1,11 @@
 //! The decision table of ha-loop.md §2, as one pure function.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::action::{Action, Decision, DemoteMode, Upstream};
-use super::view::{DataDir, DcsView, JobKind, JobOutcome, LocalView, PgRole};
-use crate::dcs::{Cluster, Member};
+use super::view::{DataDir, DcsView, JobKind, JobOutcome, LeaderHeartbeat, LocalView, PgRole};
+use crate::dcs::{Cluster, Member, MemberData};
 
 /// What this node should do now.
 ///
@@ -92,10 +93,17 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     }
 
     match cluster.leader_name() {
-        None => leader_race(cluster, local),
+        None => match live_failsafe_leader(local, now) {
+            Some(hb) => follow_failsafe_leader(hb, local),
+            None => leader_race(cluster, local),
+        },
         Some(_) if i_lead => {
             if local.pg.is_primary() {
-                Decision::new(vec![Action::RenewLock], "I am the leader with the lock")
+                let mut actions = vec![Action::RenewLock];
+                if let Some(members) = failsafe_update(cluster, local) {
+                    actions.push(Action::WriteFailsafe { members });
+                }
+                Decision::new(actions, "I am the leader with the lock")
             } else {
                 Decision::new(
                     vec![Action::RenewLock, Action::Promote],
@@ -126,16 +134,33 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     }
 }
 
-/// A failed DCS read (ha-loop.md §10, failsafe not yet supported). The error
+/// A failed DCS read (ha-loop.md §10). The error
 /// classes react alike here: `Unreachable` and `Other` both mean "no current
 /// view of the cluster"; a `CasConflict` never comes from a read (a lost
 /// compare-and-swap write ends the cycle in the elector and the next cycle
-/// decides on fresh facts). A primary
-/// keeps serving only while its lease surely holds past the next chance to
-/// renew; everything else waits.
+/// decides on fresh facts). A primary keeps serving when failsafe mode is on
+/// and every member of the `failsafe` key confirmed it (none of them will
+/// promote), otherwise only while its lease surely holds past the next
+/// chance to renew; everything else waits.
 fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> Decision {
     if !local.pg.is_primary() {
+        if let Some(hb) = live_failsafe_leader(local, now) {
+            return Decision::idle(format!(
+                "DCS is not accessible ({err}); failsafe: leader {} is alive, doing nothing",
+                hb.name
+            ));
+        }
         return Decision::idle(format!("DCS is not accessible ({err}); doing nothing"));
+    }
+    if let Some(n) = failsafe_confirmed(local) {
+        // Failsafe replaces the lease: all members confirmed that none of
+        // them will promote while I run.
+        return Decision::new(
+            vec![Action::StayPrimaryOnFailsafe],
+            format!(
+                "DCS is not accessible ({err}); failsafe: all {n} other members confirmed, staying primary"
+            ),
+        );
     }
     let t = local.timing;
     // The latest moment the next cycle could finish a renewal attempt, plus
@@ -155,6 +180,92 @@ fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> De
             ),
         ),
     }
+}
+
+/// The number of other members confirming me, when failsafe mode is on, the
+/// last known `failsafe` key lists me and every other member listed there
+/// accepted my `POST /failsafe` this cycle. `None` otherwise.
+fn failsafe_confirmed(local: &LocalView) -> Option<usize> {
+    let fs = &local.failsafe;
+    if !fs.enabled {
+        return None;
+    }
+    let members = fs.last_known.as_ref()?;
+    if !members.contains_key(&local.name) {
+        return None;
+    }
+    let acks = fs.acks.as_ref()?;
+    let mut n = 0;
+    for name in members.keys().filter(|n| **n != local.name) {
+        if !acks.iter().any(|a| a.name == *name && a.accepted) {
+            return None;
+        }
+        n += 1;
+    }
+    Some(n)
+}
+
+/// The leader that sent me `POST /failsafe` less than ttl ago, if failsafe
+/// mode is on and it is not me.
+fn live_failsafe_leader(local: &LocalView, now: Instant) -> Option<&LeaderHeartbeat> {
+    let hb = local.failsafe.heartbeat.as_ref()?;
+    (local.failsafe.enabled
+        && hb.name != local.name
+        && now.saturating_duration_since(hb.at) < local.timing.ttl)
+        .then_some(hb)
+}
+
+/// No leader key, but the old leader says over REST it still runs: treat it
+/// as the leader (no race) and stream from it.
+fn follow_failsafe_leader(hb: &LeaderHeartbeat, local: &LocalView) -> Decision {
+    let data = MemberData {
+        conn_url: hb.conn_url.clone(),
+        ..MemberData::default()
+    };
+    let Some((host, port)) = data.conn_host_port() else {
+        return Decision::idle(format!(
+            "no leader key, but failsafe leader {} is alive: not racing",
+            hb.name
+        ));
+    };
+    if local.pg.is_replica() && local.pg.following.as_deref() != Some(hb.name.as_str()) {
+        return Decision::new(
+            vec![Action::Follow {
+                upstream: Upstream {
+                    name: hb.name.clone(),
+                    host,
+                    port,
+                },
+            }],
+            format!(
+                "no leader key, but failsafe leader {} is alive: following it",
+                hb.name
+            ),
+        );
+    }
+    Decision::idle(format!(
+        "no leader key, but failsafe leader {} is alive: not racing",
+        hb.name
+    ))
+}
+
+/// The `failsafe` value the leader should publish (every member with a REST
+/// address, me included), when failsafe mode is on and it differs from the
+/// DCS's.
+fn failsafe_update(cluster: &Cluster, local: &LocalView) -> Option<BTreeMap<String, String>> {
+    if !local.failsafe.enabled {
+        return None;
+    }
+    let mut want: BTreeMap<String, String> = cluster
+        .members
+        .iter()
+        .filter(|m| !m.data.api_url.is_empty())
+        .map(|m| (m.name.clone(), m.data.api_url.clone()))
+        .collect();
+    if !local.failsafe.api_url.is_empty() {
+        want.insert(local.name.clone(), local.failsafe.api_url.clone());
+    }
+    (cluster.failsafe.as_ref() != Some(&want)).then_some(want)
 }
 
 /// Follow-up of a finished job (ha-loop.md §3 step 4).
@@ -281,6 +392,15 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
                 mode: DemoteMode::ImmediateNoLock,
             }],
             "no leader, and my timeline is behind the cluster's: demoting",
+        );
+    }
+    if local.failsafe.enabled
+        && let Some(fs) = &cluster.failsafe
+        && !fs.is_empty()
+        && !fs.contains_key(&local.name)
+    {
+        return Decision::idle(
+            "not racing: failsafe mode is on and the failsafe key does not list me",
         );
     }
     let my_lsn = local.pg.lsn.unwrap_or(0);

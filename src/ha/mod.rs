@@ -17,3 +17,4 @@ pub use decide::decide;
 pub use view::{
     DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerReply, PeerStatus, PgFacts, PgRole,
 };
+pub use view::{FailsafeAck, FailsafeView, LeaderHeartbeat};

@@ -97,6 +97,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         outcome: None,
         lease_deadline: None,
         peers: Vec::new(),
+        failsafe: FailsafeView::default(),
     }
 }
 
@@ -650,4 +651,261 @@ fn other_leader_without_member_record_waits() {
             .actions
             .is_empty()
     );
+}
+
+// --- failsafe mode (ha-loop.md §2 DCS error rows, §4 rule 8, §10) ---
+
+fn api(name: &str) -> String {
+    let port = match name {
+        "a" => 6432,
+        "b" => 6433,
+        _ => 6434,
+    };
+    format!("http://127.0.0.1:{port}/patroni")
+}
+
+/// The failsafe key listing `names`, with the api_urls `member()` gives.
+fn fs_key(names: &[&str]) -> std::collections::BTreeMap<String, String> {
+    names.iter().map(|n| (n.to_string(), api(n))).collect()
+}
+
+fn ack(name: &str, accepted: bool) -> FailsafeAck {
+    FailsafeAck {
+        name: name.into(),
+        accepted,
+    }
+}
+
+/// Primary `a`, DCS down, failsafe on with a, b, c listed, the given answers.
+fn failsafe_primary(acks: Vec<FailsafeAck>) -> LocalView {
+    let mut l = local(Some(PgRole::Primary));
+    l.failsafe = FailsafeView {
+        enabled: true,
+        api_url: api("a"),
+        last_known: Some(fs_key(&["a", "b", "c"])),
+        acks: Some(acks),
+        heartbeat: None,
+    };
+    l
+}
+
+fn dcs_down() -> DcsView {
+    DcsView::Failed(DcsError::Unreachable("x".into()))
+}
+
+const DEMOTE_OFFLINE: Action = Action::Demote {
+    mode: DemoteMode::Offline,
+};
+
+#[test]
+fn failsafe_leader_publishes_members_when_changed() {
+    let mut l = local(Some(PgRole::Primary));
+    l.failsafe.enabled = true;
+    l.failsafe.api_url = api("a");
+    let c = cluster(Some("a"));
+    let d = run(&ok(c.clone()), &l);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLock,
+            Action::WriteFailsafe {
+                members: fs_key(&["a", "b", "c"])
+            }
+        ]
+    );
+    // Unchanged: nothing to write.
+    let mut same = c.clone();
+    same.failsafe = Some(fs_key(&["a", "b", "c"]));
+    assert_eq!(run(&ok(same), &l).actions, vec![Action::RenewLock]);
+    // A member left: rewrite.
+    let mut gone = c.clone();
+    gone.members.retain(|m| m.name != "c");
+    gone.failsafe = Some(fs_key(&["a", "b", "c"]));
+    assert_eq!(
+        run(&ok(gone), &l).actions,
+        vec![
+            Action::RenewLock,
+            Action::WriteFailsafe {
+                members: fs_key(&["a", "b"])
+            }
+        ]
+    );
+    // My own record missing from the DCS: I list myself anyway.
+    let mut no_me = c.clone();
+    no_me.members.retain(|m| m.name != "a");
+    assert_eq!(
+        run(&ok(no_me), &l).actions[1],
+        Action::WriteFailsafe {
+            members: fs_key(&["a", "b", "c"])
+        }
+    );
+    // Failsafe off: never written.
+    l.failsafe.enabled = false;
+    assert_eq!(run(&ok(c), &l).actions, vec![Action::RenewLock]);
+}
+
+#[test]
+fn failsafe_replica_never_writes_the_key() {
+    let mut l = local(Some(PgRole::Replica));
+    l.failsafe.enabled = true;
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert!(
+        !d.actions
+            .iter()
+            .any(|a| matches!(a, Action::WriteFailsafe { .. })),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn failsafe_all_ack_stays_primary_without_lease() {
+    // No lease left at all: only the confirmations keep it running.
+    let l = failsafe_primary(vec![ack("b", true), ack("c", true)]);
+    let d = run(&dcs_down(), &l);
+    assert_eq!(d.actions, vec![Action::StayPrimaryOnFailsafe], "{d:?}");
+    assert!(d.reason.contains("failsafe"), "{}", d.reason);
+}
+
+#[test]
+fn failsafe_one_refusal_demotes_as_before() {
+    let l = failsafe_primary(vec![ack("b", true), ack("c", false)]);
+    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+}
+
+#[test]
+fn failsafe_unreachable_member_demotes_as_before() {
+    // c did not answer at all.
+    let l = failsafe_primary(vec![ack("b", true)]);
+    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+}
+
+#[test]
+fn failsafe_refusal_keeps_the_lease_rule() {
+    // Without all confirmations the lease decides, exactly as without failsafe.
+    let now = Instant::now();
+    let mut l = failsafe_primary(vec![ack("b", true), ack("c", false)]);
+    l.timing = Timing {
+        ttl: Duration::from_secs(30),
+        loop_wait: Duration::from_secs(2),
+        retry_timeout: Duration::from_secs(3),
+    };
+    l.lease_deadline = Some(now + Duration::from_secs(25));
+    assert!(decide(&dcs_down(), &l, now).actions.is_empty());
+    l.lease_deadline = Some(now + Duration::from_secs(5));
+    assert_eq!(decide(&dcs_down(), &l, now).actions, vec![DEMOTE_OFFLINE]);
+}
+
+#[test]
+fn failsafe_off_demotes_as_before() {
+    let mut l = failsafe_primary(vec![ack("b", true), ack("c", true)]);
+    l.failsafe.enabled = false;
+    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+}
+
+#[test]
+fn failsafe_key_without_me_demotes_as_before() {
+    let mut l = failsafe_primary(vec![ack("b", true), ack("c", true)]);
+    l.failsafe.last_known = Some(fs_key(&["b", "c"]));
+    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    l.failsafe.last_known = None;
+    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+}
+
+#[test]
+fn failsafe_without_answers_demotes_as_before() {
+    let mut l = failsafe_primary(vec![]);
+    l.failsafe.acks = None;
+    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+}
+
+#[test]
+fn failsafe_single_member_stays_primary() {
+    let mut l = failsafe_primary(vec![]);
+    l.failsafe.last_known = Some(fs_key(&["a"]));
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![Action::StayPrimaryOnFailsafe]
+    );
+}
+
+fn heartbeat_from(name: &str, age: Duration, now: Instant) -> LeaderHeartbeat {
+    LeaderHeartbeat {
+        name: name.into(),
+        conn_url: "postgres://127.0.0.1:5433/postgres".into(),
+        api_url: api(name),
+        at: now - age,
+    }
+}
+
+#[test]
+fn failsafe_replica_with_dcs_down_and_heartbeat_does_nothing() {
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Replica));
+    l.failsafe.enabled = true;
+    l.failsafe.heartbeat = Some(heartbeat_from("b", Duration::from_secs(1), now));
+    let d = decide(&dcs_down(), &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("b is alive"), "{}", d.reason);
+}
+
+#[test]
+fn failsafe_heartbeat_without_leader_key_prevents_race() {
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Replica));
+    l.lease_deadline = None;
+    l.failsafe.enabled = true;
+    l.failsafe.heartbeat = Some(heartbeat_from("b", Duration::from_secs(5), now));
+    // I would win the race on facts alone.
+    l.peers = vec![peer("c", PgRole::Replica, 900)];
+    let d = decide(&ok(cluster(None)), &l, now);
+    assert_eq!(
+        d.actions,
+        vec![Action::Follow {
+            upstream: up("b", 5433)
+        }],
+        "{d:?}"
+    );
+    l.pg.following = Some("b".into());
+    let d = decide(&ok(cluster(None)), &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("failsafe leader b"), "{}", d.reason);
+}
+
+#[test]
+fn failsafe_stale_heartbeat_does_not_block_race() {
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Replica));
+    l.failsafe.enabled = true;
+    // ttl is 30 s in these tests.
+    l.failsafe.heartbeat = Some(heartbeat_from("b", Duration::from_secs(31), now));
+    assert_eq!(
+        decide(&ok(cluster(None)), &l, now).actions,
+        vec![Action::AcquireLock]
+    );
+    // A fresh one, but failsafe mode off: race as before.
+    l.failsafe.heartbeat = Some(heartbeat_from("b", Duration::from_secs(1), now));
+    l.failsafe.enabled = false;
+    assert_eq!(
+        decide(&ok(cluster(None)), &l, now).actions,
+        vec![Action::AcquireLock]
+    );
+}
+
+#[test]
+fn failsafe_key_not_listing_me_bars_the_race() {
+    let mut l = local(Some(PgRole::Replica));
+    l.failsafe.enabled = true;
+    let mut c = cluster(None);
+    c.failsafe = Some(fs_key(&["b", "c"]));
+    let d = run(&ok(c.clone()), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    // Listed: race as usual.
+    c.failsafe = Some(fs_key(&["a", "b", "c"]));
+    assert_eq!(run(&ok(c.clone()), &l).actions, vec![Action::AcquireLock]);
+    // An empty key does not bar anyone; neither does failsafe off.
+    c.failsafe = Some(fs_key(&[]));
+    assert_eq!(run(&ok(c.clone()), &l).actions, vec![Action::AcquireLock]);
+    c.failsafe = Some(fs_key(&["b", "c"]));
+    l.failsafe.enabled = false;
+    assert_eq!(run(&ok(c), &l).actions, vec![Action::AcquireLock]);
 }

@@ -1,5 +1,6 @@
 //! The facts a decision is made from.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::{Tags, Timing};
@@ -113,4 +114,41 @@ pub struct LocalView {
     pub lease_deadline: Option<Instant>,
     /// Peer answers, gathered only when the cluster has no leader.
     pub peers: Vec<PeerStatus>,
+    /// Failsafe mode facts (ha-loop.md §10).
+    pub failsafe: FailsafeView,
+}
+
+/// What failsafe mode needs to know. All empty when `failsafe_mode` is off.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FailsafeView {
+    /// `failsafe_mode` of the dynamic configuration.
+    pub enabled: bool,
+    /// My own REST address, as the leader lists it in the `failsafe` key.
+    pub api_url: String,
+    /// The `failsafe` key of the last successful DCS read (used when this
+    /// cycle's read failed).
+    pub last_known: Option<BTreeMap<String, String>>,
+    /// Answers to `POST /failsafe`, gathered only when the DCS read failed,
+    /// I run as primary and `last_known` lists me.
+    pub acks: Option<Vec<FailsafeAck>>,
+    /// The last `POST /failsafe` a leader sent me.
+    pub heartbeat: Option<LeaderHeartbeat>,
+}
+
+/// One member's answer to `POST /failsafe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailsafeAck {
+    pub name: String,
+    /// 200 `Accepted`; anything else (refusal, timeout) is false.
+    pub accepted: bool,
+}
+
+/// A leader that told me over REST it still runs, while the DCS could not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHeartbeat {
+    pub name: String,
+    pub conn_url: String,
+    pub api_url: String,
+    /// When the `POST /failsafe` arrived.
+    pub at: Instant,
 }

@@ -1,6 +1,7 @@
 //! Messages handled by the `LeaderElector`.
 
-use std::time::SystemTime;
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime};
 
 use actix::Message;
 
@@ -35,6 +36,13 @@ pub struct HaState {
     pub maximum_lag_on_failover: u64,
     /// When the next HA cycle is due (liveness).
     pub next_cycle_due: Option<std::time::Instant>,
+    /// `failsafe_mode` of the dynamic configuration.
+    pub failsafe_mode: bool,
+    /// Primary: running on failsafe confirmations; replica: a leader sent
+    /// `POST /failsafe` less than ttl ago.
+    pub failsafe_active: bool,
+    /// The `failsafe` key of the last successful DCS read.
+    pub failsafe: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Message)]
@@ -45,3 +53,14 @@ pub struct GetHaState;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
+
+/// A leader cut off from the DCS sent `POST /failsafe`: treat it as a live
+/// leader for ttl from `at`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct FailsafeHeartbeat {
+    pub name: String,
+    pub conn_url: String,
+    pub api_url: String,
+    pub at: Instant,
+}

@@ -273,6 +273,7 @@ postgresql:
             use_pg_rewind: false,
             parameters: serde_json::from_value(params).unwrap(),
             pause: false,
+            failsafe_mode: false,
             raw: json!({}),
         }
     }

@@ -115,6 +115,9 @@ pub struct TestCluster {
     pub scope: String,
     pub nodes: Vec<Node>,
     pub timing: Timing,
+    /// Extra `bootstrap.dcs` keys (`key`, YAML value), written into the
+    /// configuration of every node added afterwards.
+    pub extra_dcs: Vec<(String, String)>,
     bin: PathBuf,
     http: reqwest::Client,
 }
@@ -122,6 +125,12 @@ pub struct TestCluster {
 impl TestCluster {
     /// Prepare (but do not start) `n` nodes against a fresh etcd.
     pub fn new(n: usize, timing: Timing) -> TestCluster {
+        TestCluster::with_dcs(n, timing, &[])
+    }
+
+    /// [`TestCluster::new`] with extra `bootstrap.dcs` keys, e.g.
+    /// `&[("failsafe_mode", "true")]`.
+    pub fn with_dcs(n: usize, timing: Timing, extra_dcs: &[(&str, &str)]) -> TestCluster {
         let etcd = EtcdServer::start();
         let root = std::env::temp_dir().join(format!(
             "pgpilot-it-{}-{}",
@@ -142,6 +151,10 @@ impl TestCluster {
             scope,
             nodes: Vec::new(),
             timing,
+            extra_dcs: extra_dcs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             bin,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -179,7 +192,7 @@ bootstrap:
     loop_wait: {loop_wait}
     retry_timeout: {retry}
     maximum_lag_on_failover: 1048576
-    postgresql:
+{extra_dcs}    postgresql:
       use_slots: true
       use_pg_rewind: false
   initdb:
@@ -218,6 +231,11 @@ postgresql:
             data = dir.join("data").display(),
             dir = dir.display(),
             su = SUPERUSER_PASSWORD,
+            extra_dcs = self
+                .extra_dcs
+                .iter()
+                .map(|(k, v)| format!("    {k}: {v}\n"))
+                .collect::<String>(),
         );
         for (k, v) in extra {
             yaml.push_str(&format!("{k}: {v}\n"));
