@@ -709,6 +709,9 @@ async fn execute(
                 DemoteMode::Offline => StopMode::Fast,
             };
             warn!(event = "demote", mode = ?mode, "stopping PostgreSQL so it accepts no more writes");
+            // A demoted node no longer counts itself the leader (`/primary`,
+            // `/leader`), whatever the lease in the DCS still says.
+            *lease_deadline = None;
             match links.stop_pg.send(StopAndWait(stop)).await {
                 Ok(Ok(())) => Step::Continue,
                 Ok(Err(e)) => Step::Stop(e),
