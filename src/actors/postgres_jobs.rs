@@ -124,6 +124,8 @@ impl JobEnv {
 
     fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
         let pg = &self.cfg.postgresql;
+        // `nostream`: a standby fed by restore_command only (config.md §2.1).
+        let upstream = upstream.filter(|_| !self.cfg.tags.nostream);
         let primary_conninfo = match upstream {
             None => String::new(),
             Some(u) => {
