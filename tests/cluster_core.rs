@@ -508,3 +508,312 @@ async fn dcs_outage_with_failsafe_keeps_the_primary_writable() {
     let after = identities(&c).await;
     assert_eq!(before, after, "a PostgreSQL was restarted");
 }
+/// Physical replication slots on node `i`, sorted (empty if unreachable).
+async fn slot_names(c: &TestCluster, i: usize) -> Option<Vec<String>> {
+    let client = c.sql(i).await.ok()?;
+    let rows = client
+        .query(
+            "SELECT slot_name::text FROM pg_replication_slots
+              WHERE slot_type = 'physical' ORDER BY 1",
+            &[],
+        )
+        .await
+        .ok()?;
+    Some(rows.iter().map(|r| r.get(0)).collect())
+}
+/// Names of the nodes `idx`, sorted (they are valid slot names already).
+fn names(c: &TestCluster, idx: &[usize]) -> Vec<String> {
+    let mut v: Vec<String> = idx.iter().map(|&i| c.nodes[i].name.clone()).collect();
+    v.sort();
+    v
+}
+/// The `status` key as JSON.
+async fn status_key(c: &TestCluster) -> Option<serde_json::Value> {
+    let mut client = etcd_client::Client::connect([c.etcd.endpoint()], None)
+        .await
+        .ok()?;
+    let resp = client
+        .get(format!("/it/{}/status", c.scope), None)
+        .await
+        .ok()?;
+    let kv = resp.kvs().first()?;
+    serde_json::from_slice(kv.value()).ok()
+}
+/// `/cluster` on node `i` lists these members.
+async fn cluster_members(c: &TestCluster, i: usize) -> Option<Vec<String>> {
+    let resp = reqwest::get(c.nodes[i].api("/cluster")).await.ok()?;
+    let j: serde_json::Value = resp.json().await.ok()?;
+    Some(
+        j["members"]
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+/// The leader keeps one slot per member in the DCS: a member that leaves
+/// loses its slot, a returning one gets it back, and a new primary creates
+/// slots for the others (never one for itself) right after its promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let reps: Vec<usize> = (0..3).filter(|&i| i != p).collect();
+    let both = names(&c, &reps);
+    eventually(
+        Duration::from_secs(20),
+        "a slot per replica on the primary",
+        || async { (slot_names(&c, p).await? == both).then_some(()) },
+    )
+    .await;
+    // status.slots: every slot's position and the leader's own name.
+    eventually(
+        Duration::from_secs(20),
+        "status.slots published",
+        || async {
+            let s = status_key(&c).await?;
+            let slots = s["slots"].as_object()?;
+            let mut want = names(&c, &[p, reps[0], reps[1]]);
+            let mut got: Vec<String> = slots.keys().cloned().collect();
+            want.sort();
+            got.sort();
+            (got == want && slots.values().all(|v| v.as_u64().is_some())).then_some(())
+        },
+    )
+    .await;
+
+    // A replica leaves: SIGTERM releases its session, its member key vanishes.
+    let gone = reps[0];
+    c.signal(gone, Signal::SIGTERM);
+    assert_eq!(c.wait_exit(gone, Duration::from_secs(30)).await, 0);
+    let gone_name = c.nodes[gone].name.clone();
+    eventually(Duration::from_secs(10), "member key gone", || async {
+        (!cluster_members(&c, p).await?.contains(&gone_name)).then_some(())
+    })
+    .await;
+    let t0 = Instant::now();
+    let only_other = names(&c, &[reps[1]]);
+    eventually(
+        Duration::from_secs(15),
+        "departed member's slot dropped",
+        || async { (slot_names(&c, p).await? == only_other).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "slot dropped {:?} after the member key vanished",
+        t0.elapsed()
+    );
+
+    // It comes back: its slot is created again.
+    c.start(gone);
+    c.wait_healthy(BOOT).await;
+    eventually(Duration::from_secs(20), "slot recreated", || async {
+        (slot_names(&c, p).await? == both).then_some(())
+    })
+    .await;
+
+    // kill -9 of the primary: the new one keeps a slot for the other
+    // replica only.
+    c.kill_node(p).await;
+    let np = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await
+    })
+    .await;
+    let other = reps.iter().copied().find(|&i| i != np).expect("other");
+    let want = names(&c, &[other]);
+    eventually(
+        Duration::from_secs(15),
+        "new primary has a slot for the remaining replica",
+        || async { (slot_names(&c, np).await? == want).then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "remaining replica streams through its slot",
+        || async { c.is_streaming_replica(other).await.then_some(()) },
+    )
+    .await;
+    let active: bool = c
+        .sql(np)
+        .await
+        .expect("connect")
+        .query_one(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&want[0]],
+        )
+        .await
+        .expect("slot row")
+        .get(0);
+    assert!(active, "the replica does not use its slot");
+}
+/// A replica tagged nofailover never takes the leader key, even when it is
+/// the only one left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nofailover_replica_never_takes_the_lock() {
+    let mut c = TestCluster::new(1, Timing::default());
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("tags", "{nofailover: true}");
+    let r = c.add_node("node1", &extra);
+    c.start(0);
+    c.wait_healthy(BOOT).await;
+    c.start(r);
+    assert_eq!(c.wait_healthy(BOOT).await, 0);
+    c.kill_node(0).await;
+    let watch = Duration::from_secs(2 * c.timing.ttl + 2);
+    let t0 = Instant::now();
+    while t0.elapsed() < watch {
+        assert_ne!(
+            c.http_code(r, "/primary").await,
+            200,
+            "nofailover replica became primary"
+        );
+        let s = c.status(r).await;
+        if let Some(s) = s {
+            assert_eq!(s["role"], "replica", "{s}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        c.nodes[r]
+            .log()
+            .contains("tagged nofailover and do not race"),
+        "{}",
+        c.nodes[r].log()
+    );
+    assert!(
+        !c.nodes[r].log().contains("lock_acquired"),
+        "nofailover replica took the lock"
+    );
+}
+/// Among replicas, the one with the most WAL wins the race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn most_advanced_replica_wins_the_race() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let reps: Vec<usize> = (0..3).filter(|&i| i != p).collect();
+    let (lagging, ahead) = (reps[0], reps[1]);
+    let client = c.sql(p).await.expect("connect primary");
+    client
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
+    for i in &reps {
+        eventually(Duration::from_secs(20), "table replicated", || async {
+            let cl = c.sql(*i).await.ok()?;
+            cl.query_opt("SELECT 1 FROM pg_class WHERE relname = 't'", &[])
+                .await
+                .ok()?
+                .map(|_| ())
+        })
+        .await;
+    }
+    // Cut the lagging replica's WAL stream: an empty primary_conninfo in
+    // postgresql.auto.conf overrides pgpilot's and stops the walreceiver.
+    let lc = c.sql(lagging).await.expect("connect lagging replica");
+    // (ALTER SYSTEM cannot run inside a multi-statement batch.)
+    lc.batch_execute("ALTER SYSTEM SET primary_conninfo = ''")
+        .await
+        .expect("alter system");
+    lc.batch_execute("SELECT pg_reload_conf()")
+        .await
+        .expect("reload");
+    eventually(Duration::from_secs(20), "walreceiver stopped", || async {
+        let n: i64 = lc
+            .query_one("SELECT count(*) FROM pg_stat_wal_receiver", &[])
+            .await
+            .ok()?
+            .get(0);
+        (n == 0).then_some(())
+    })
+    .await;
+    for v in 1..=200 {
+        write_row(&c, p, v).await.expect("insert");
+    }
+    eventually(
+        Duration::from_secs(20),
+        "rows reach the other replica",
+        || async { has_row(&c, ahead, 200).await.then_some(()) },
+    )
+    .await;
+    assert!(
+        !has_row(&c, lagging, 200).await,
+        "lagging replica got the rows"
+    );
+    c.kill_node(p).await;
+    let np = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await
+    })
+    .await;
+    assert_eq!(np, ahead, "the lagging replica won the race");
+    assert!(has_row(&c, np, 200).await);
+    let log = c.nodes[lagging].log();
+    assert!(
+        !log.contains("lock_acquired"),
+        "lagging replica took the lock"
+    );
+    assert!(log.contains("not racing"), "{log}");
+}
+/// A replica tagged replicatefrom streams from that replica, not the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicatefrom_cascades_from_the_named_replica() {
+    let mut c = TestCluster::new(2, Timing::default());
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("tags", "{replicatefrom: node1}");
+    let cascade = c.add_node("node2", &extra);
+    c.start(0);
+    c.wait_healthy(BOOT).await;
+    c.start(1);
+    assert_eq!(c.wait_healthy(BOOT).await, 0);
+    c.start(cascade);
+    c.wait_healthy(BOOT).await;
+    let streams_to = |i: usize| {
+        let c = &c;
+        async move {
+            let rows = c
+                .sql(i)
+                .await
+                .ok()?
+                .query("SELECT application_name FROM pg_stat_replication", &[])
+                .await
+                .ok()?;
+            Some(
+                rows.iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    eventually(
+        Duration::from_secs(30),
+        "node2 streams from node1 only",
+        || async {
+            let from_replica = streams_to(1).await?;
+            let from_primary = streams_to(0).await?;
+            (from_replica == ["node2"] && from_primary == ["node1"]).then_some(())
+        },
+    )
+    .await;
+    // Its slot lives on node1; the primary keeps none for it.
+    eventually(
+        Duration::from_secs(20),
+        "slots follow the cascade",
+        || async {
+            (slot_names(&c, 1).await? == ["node2"] && slot_names(&c, 0).await? == ["node1"])
+                .then_some(())
+        },
+    )
+    .await;
+    c.sql(0)
+        .await
+        .expect("connect")
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
+    write_row(&c, 0, 42).await.expect("insert");
+    eventually(Duration::from_secs(20), "row cascades to node2", || async {
+        has_row(&c, cascade, 42).await.then_some(())
+    })
+    .await;
+}

@@ -104,6 +104,7 @@ fn dynamic() -> DynamicConfig {
         timing: Timing::default(),
         maximum_lag_on_failover: 1 << 20,
         use_slots: true,
+        slots: Default::default(),
         use_pg_rewind: false,
         parameters: BTreeMap::new(),
         pause: false,

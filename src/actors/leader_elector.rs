@@ -17,6 +17,7 @@ use super::member_record::{api_url, conn_url, member_data};
 use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig};
 use crate::dcs::{Cluster, Dcs, DcsError, Member, MemberData, Status};
+use crate::ha::slots::SlotRequest;
 use crate::ha::{
     self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
 };
@@ -495,6 +496,17 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         }
     }
 
+    // A replica keeps slots for the members cascading from it
+    // (`replicatefrom`) and drops those nobody uses any more.
+    if let Some(c) = &cluster
+        && dynamic.use_slots
+        && pg.facts.is_replica()
+        && pg.busy.is_none()
+        && c.leader_name().is_some_and(|l| l != cfg.name)
+    {
+        sync_slots(&links, &cfg, &dynamic, c, false, None).await;
+    }
+
     if let Some(c) = &cluster {
         let data = member_data(&cfg, &pg);
         let sent = Instant::now();
@@ -641,21 +653,19 @@ async fn execute(
             match links.dcs.update_leader(&leader).await {
                 Ok(true) => {
                     *lease_deadline = Some(sent + ttl);
-                    if pg.facts.is_primary() && dynamic.use_slots {
-                        let others: Vec<String> = cluster
-                            .map(|c| {
-                                c.members
-                                    .iter()
-                                    .filter(|m| m.name != cfg.name)
-                                    .map(|m| m.name.clone())
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let _ = links.sync_slots.send(SyncSlots(others)).await;
-                    }
                     if pg.facts.is_primary() {
+                        let slots = match cluster {
+                            Some(c) if dynamic.use_slots => {
+                                sync_slots(links, cfg, dynamic, c, true, pg.facts.lsn).await
+                            }
+                            _ => Some(Default::default()),
+                        }
+                        // A failed sync keeps the positions published last.
+                        .or_else(|| last_status.as_ref().map(|s| s.slots.clone()))
+                        .unwrap_or_default();
                         let status = Status {
                             optime: pg.facts.lsn,
+                            slots,
                             ..Status::default()
                         };
                         if last_status.as_ref() != Some(&status) {
@@ -739,6 +749,28 @@ async fn execute(
         }
         Action::StayPrimaryOnFailsafe => Step::Continue,
     }
+}
+
+/// Ask the supervisor to sync the slots of this node (ha-loop.md §3 step
+/// 9) and return `status.slots`: the physical slot positions, plus on the
+/// leader its own slot name at its current LSN (so the others keep WAL for
+/// it after a switchover).
+async fn sync_slots(
+    links: &ElectorLinks,
+    cfg: &Config,
+    dynamic: &DynamicConfig,
+    cluster: &Cluster,
+    i_lead: bool,
+    lsn: Option<u64>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let req = SlotRequest::new(cluster, &cfg.name, i_lead, &dynamic.slots);
+    let positions = links.sync_slots.send(SyncSlots(req)).await.ok().flatten()?;
+    let mut out: serde_json::Map<String, serde_json::Value> =
+        positions.into_iter().map(|(k, v)| (k, v.into())).collect();
+    if let (true, Some(lsn)) = (i_lead, lsn) {
+        out.insert(crate::postgres::conf::slot_name(&cfg.name), lsn.into());
+    }
+    Some(out)
 }
 
 async fn job(links: &ElectorLinks, job: Job) -> Step {

@@ -2,14 +2,16 @@
 //! bootstrap, clone, reinitialize, start, promote. Each takes what it needs
 //! by value, so it runs while the actor keeps answering status questions.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, DynamicConfig};
+use crate::config::{Config, DynamicConfig, SlotKind};
 use crate::ha::Upstream;
+use crate::ha::slots::{ExistingSlot, SlotRequest};
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
     conf, datadir, ops, params, query,
@@ -122,6 +124,8 @@ impl JobEnv {
 
     fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
         let pg = &self.cfg.postgresql;
+        // `nostream`: a standby fed by restore_command only (config.md §2.1).
+        let upstream = upstream.filter(|_| !self.cfg.tags.nostream);
         let primary_conninfo = match upstream {
             None => String::new(),
             Some(u) => {
@@ -382,15 +386,79 @@ pub async fn promote(env: &JobEnv) -> PgResult<()> {
     Ok(())
 }
 
-/// Create a physical slot for each member that streams from this primary.
-pub async fn sync_slots(env: &JobEnv, members: &[String]) -> PgResult<()> {
-    let client =
-        query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout()).await?;
-    for m in members {
-        let slot = conf::slot_name(m);
-        if query::create_physical_slot_if_missing(&client, &slot).await? {
-            info!(event = "slot_created", slot = %slot, member = %m);
+/// Bring the slots in line with `req` (see [`crate::ha::slots`]): drop the
+/// unexpected ones that are not in use (an active one is retried next
+/// cycle), create the missing ones. Returns the physical slot positions
+/// afterwards (`restart_lsn`), which the leader publishes in `status.slots`.
+pub async fn sync_slots(env: &JobEnv, req: &SlotRequest) -> PgResult<BTreeMap<String, u64>> {
+    let timeout = env.dynamic.timing.local_query_timeout();
+    let client = query::connect(&env.local_conn(), timeout).await?;
+    let existing: Vec<ExistingSlot> = query::list_slots(&client)
+        .await?
+        .into_iter()
+        .map(|r| ExistingSlot {
+            name: r.name,
+            kind: if r.logical {
+                SlotKind::Logical
+            } else {
+                SlotKind::Physical
+            },
+            database: r.database,
+            plugin: r.plugin,
+            active: r.active,
+        })
+        .collect();
+    let plan = req.plan(&existing);
+    for slot in &plan.drop {
+        if slot.active {
+            info!(event = "slot_drop_deferred", slot = %slot.name, "slot is in use; retrying next cycle");
+            continue;
+        }
+        // A logical slot can only be dropped from its own database.
+        let result = match (slot.kind, &slot.database) {
+            (SlotKind::Logical, Some(db)) if *db != env.local_conn().dbname => {
+                match connect_to(env, db).await {
+                    Ok(c) => query::drop_slot(&c, &slot.name).await,
+                    Err(e) => Err(e),
+                }
+            }
+            _ => query::drop_slot(&client, &slot.name).await,
+        };
+        match result {
+            Ok(true) => info!(event = "slot_dropped", slot = %slot.name, kind = ?slot.kind),
+            Ok(false) => {}
+            Err(e) => warn!(event = "slot_drop_failed", slot = %slot.name, error = %e),
         }
     }
-    Ok(())
+    for slot in &plan.create {
+        let result = match (slot.kind, &slot.database, &slot.plugin) {
+            (SlotKind::Physical, _, _) => {
+                query::create_physical_slot_if_missing(&client, &slot.name).await
+            }
+            (SlotKind::Logical, Some(db), Some(plugin)) if req.i_lead => {
+                match connect_to(env, db).await {
+                    Ok(c) => query::create_logical_slot_if_missing(&c, &slot.name, plugin).await,
+                    Err(e) => Err(e),
+                }
+            }
+            (SlotKind::Logical, _, _) => Ok(false),
+        };
+        match result {
+            Ok(true) => info!(event = "slot_created", slot = %slot.name, kind = ?slot.kind),
+            Ok(false) => {}
+            Err(e) => warn!(event = "slot_create_failed", slot = %slot.name, error = %e),
+        }
+    }
+    Ok(query::list_slots(&client)
+        .await?
+        .into_iter()
+        .filter(|r| !r.logical)
+        .filter_map(|r| Some((r.name, r.restart_lsn?)))
+        .collect())
+}
+
+async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Client> {
+    let mut conn = env.local_conn();
+    conn.dbname = dbname.to_owned();
+    query::connect(&conn, env.dynamic.timing.local_query_timeout()).await
 }

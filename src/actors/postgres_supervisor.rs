@@ -401,15 +401,16 @@ impl Handler<StopAndWait> for PostgresSupervisor {
 }
 
 impl Handler<SyncSlots> for PostgresSupervisor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, Option<std::collections::BTreeMap<String, u64>>>;
 
-    fn handle(&mut self, SyncSlots(members): SyncSlots, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, SyncSlots(req): SyncSlots, _ctx: &mut Context<Self>) -> Self::Result {
         let env = self.env.clone();
         Box::pin(
             async move {
-                if let Err(e) = jobs::sync_slots(&env, &members).await {
-                    warn!(event = "slot_sync_failed", error = %e);
-                }
+                jobs::sync_slots(&env, &req)
+                    .await
+                    .inspect_err(|e| warn!(event = "slot_sync_failed", error = %e))
+                    .ok()
             }
             .into_actor(self),
         )

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::error::{ConfigError, ORIGIN_DYNAMIC};
 use super::schema::parse_bool;
-use super::types::{DynamicConfig, Timing};
+use super::types::{DynamicConfig, SlotKind, SlotMatcher, SlotSpec, SlotsConfig, Timing};
 
 /// Smallest accepted `ttl`, seconds.
 pub const MIN_TTL: f64 = 2.0;
@@ -25,6 +25,8 @@ pub const MIN_LOOP_WAIT: f64 = 0.1;
 pub const MIN_RETRY_TIMEOUT: f64 = 0.5;
 
 pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: u64 = 1_048_576;
+/// `member_slots_ttl` default: 30 minutes.
+pub const DEFAULT_MEMBER_SLOTS_TTL: u64 = 1800;
 
 impl DynamicConfig {
     /// Patroni's defaults (§3), with `raw` an empty object.
@@ -33,6 +35,10 @@ impl DynamicConfig {
             timing: Timing::default(),
             maximum_lag_on_failover: DEFAULT_MAXIMUM_LAG_ON_FAILOVER,
             use_slots: true,
+            slots: SlotsConfig {
+                member_slots_ttl: DEFAULT_MEMBER_SLOTS_TTL,
+                ..SlotsConfig::default()
+            },
             use_pg_rewind: false,
             parameters: BTreeMap::new(),
             pause: false,
@@ -113,10 +119,10 @@ impl DynamicConfig {
             "primary_stop_timeout",
             "master_start_timeout",
             "master_stop_timeout",
-            "member_slots_ttl",
         ] {
             take(opt_uint(obj.get(key), key).map(drop));
         }
+        take(slots_from_json(obj).map(|slots| cfg.slots = slots));
         take(
             opt_int(
                 obj.get("maximum_lag_on_syncnode"),
@@ -152,6 +158,134 @@ impl DynamicConfig {
             Some(e) => Err(e),
         }
     }
+}
+
+/// `slots` (or its aliases), `ignore_slots` and `member_slots_ttl`.
+/// Patroni reads `permanent_replication_slots`, then `permanent_slots`, then
+/// `slots`, taking the first that is set. A slot's value may be empty
+/// (physical), `{type: physical}` or `{type: logical, database, plugin}`;
+/// `cluster_type: standby` slots are for standby clusters and skipped.
+fn slots_from_json(obj: &serde_json::Map<String, Value>) -> Result<SlotsConfig, ConfigError> {
+    let mut errors = Vec::new();
+    let mut out = SlotsConfig {
+        member_slots_ttl: DEFAULT_MEMBER_SLOTS_TTL,
+        ..SlotsConfig::default()
+    };
+    match obj.get("member_slots_ttl").filter(|v| !v.is_null()) {
+        None => {}
+        Some(v) => match seconds(v) {
+            Some(s) => out.member_slots_ttl = s as u64,
+            None => errors.push(bad("member_slots_ttl", "a number of seconds", v)),
+        },
+    }
+    let (key, slots) = ["permanent_replication_slots", "permanent_slots", "slots"]
+        .into_iter()
+        .find_map(|k| {
+            obj.get(k)
+                .filter(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
+                .map(|v| (k, v))
+        })
+        .unwrap_or(("slots", &Value::Null));
+    match slots {
+        Value::Null => {}
+        Value::Object(map) => {
+            for (name, value) in map {
+                let at = format!("{key}.{name}");
+                if !valid_slot_name(name) {
+                    errors.push(ConfigError::key(
+                        ORIGIN_DYNAMIC,
+                        &at,
+                        "slot names must match ^[a-z0-9_]{1,63}$",
+                    ));
+                    continue;
+                }
+                let field = |f: &str| {
+                    value
+                        .get(f)
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                };
+                match value {
+                    Value::Null | Value::Object(_) => {}
+                    other => {
+                        errors.push(bad(&at, "a mapping", other));
+                        continue;
+                    }
+                }
+                if field("cluster_type").as_deref() == Some("standby") {
+                    continue;
+                }
+                match field("type").as_deref().unwrap_or("physical") {
+                    "physical" => out.permanent.push(SlotSpec::physical(name.clone())),
+                    "logical" => match (field("database"), field("plugin")) {
+                        (Some(database), Some(plugin)) => out.permanent.push(SlotSpec {
+                            name: name.clone(),
+                            kind: SlotKind::Logical,
+                            database: Some(database),
+                            plugin: Some(plugin),
+                        }),
+                        _ => errors.push(ConfigError::key(
+                            ORIGIN_DYNAMIC,
+                            &at,
+                            "a logical slot needs database and plugin",
+                        )),
+                    },
+                    other => errors.push(ConfigError::key(
+                        ORIGIN_DYNAMIC,
+                        format!("{at}.type"),
+                        format!("expected physical or logical, got {other:?}"),
+                    )),
+                }
+            }
+        }
+        other => errors.push(bad(key, "a mapping", other)),
+    }
+    match obj.get("ignore_slots") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let Value::Object(m) = item else {
+                    errors.push(bad(&format!("ignore_slots[{i}]"), "a mapping", item));
+                    continue;
+                };
+                let field = |f: &str| m.get(f).and_then(Value::as_str).map(str::to_owned);
+                let kind = match field("type").as_deref() {
+                    None => None,
+                    Some("physical") => Some(SlotKind::Physical),
+                    Some("logical") => Some(SlotKind::Logical),
+                    Some(other) => {
+                        errors.push(ConfigError::key(
+                            ORIGIN_DYNAMIC,
+                            format!("ignore_slots[{i}].type"),
+                            format!("expected physical or logical, got {other:?}"),
+                        ));
+                        continue;
+                    }
+                };
+                out.ignore.push(SlotMatcher {
+                    name: field("name"),
+                    kind,
+                    database: field("database"),
+                    plugin: field("plugin"),
+                });
+            }
+        }
+        Some(other) => errors.push(bad("ignore_slots", "a list", other)),
+    }
+    match ConfigError::combine(errors) {
+        None => Ok(out),
+        Some(e) => Err(e),
+    }
+}
+
+/// Permanent slot names (config.md §3): `^[a-z0-9_]{1,63}$`.
+pub fn valid_slot_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
 }
 
 /// `ttl`, `loop_wait` and `retry_timeout` of a dynamic configuration
@@ -383,6 +517,41 @@ mod tests {
         let e = DynamicConfig::from_json(&json!({"synchronous_mode": "sometimes"})).unwrap_err();
         assert_eq!(e.key_path(), Some("synchronous_mode"));
         assert!(DynamicConfig::from_json(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn permanent_and_ignored_slots() {
+        let d = DynamicConfig::from_json(&json!({
+            "permanent_slots": {
+                "keep_me": null,
+                "phys": {"type": "physical"},
+                "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+                "remote": {"type": "physical", "cluster_type": "standby"}
+            },
+            "slots": {"shadowed": null},
+            "ignore_slots": [{"name": "ext"}, {"type": "logical", "plugin": "wal2json"}],
+            "member_slots_ttl": "10min"
+        }))
+        .unwrap();
+        let names: Vec<_> = d.slots.permanent.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cdc", "keep_me", "phys"]);
+        assert_eq!(d.slots.permanent[0].kind, SlotKind::Logical);
+        assert_eq!(d.slots.permanent[0].plugin.as_deref(), Some("pgoutput"));
+        assert_eq!(d.slots.ignore.len(), 2);
+        assert_eq!(d.slots.ignore[1].kind, Some(SlotKind::Logical));
+        assert_eq!(d.slots.member_slots_ttl, 600);
+        assert_eq!(DynamicConfig::defaults().slots.member_slots_ttl, 1800);
+
+        let e = DynamicConfig::from_json(&json!({
+            "slots": {"Bad-Name": null, "l": {"type": "logical"}, "x": {"type": "weird"}},
+            "ignore_slots": {"name": "a"}
+        }))
+        .unwrap_err();
+        let keys: Vec<_> = e.errors().iter().filter_map(|e| e.key_path()).collect();
+        assert_eq!(
+            keys,
+            ["slots.Bad-Name", "slots.l", "slots.x.type", "ignore_slots"]
+        );
     }
 
     #[test]

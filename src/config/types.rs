@@ -484,6 +484,8 @@ pub struct DynamicConfig {
     pub timing: Timing,
     pub maximum_lag_on_failover: u64,
     pub use_slots: bool,
+    /// `slots` (permanent), `ignore_slots`, `member_slots_ttl`.
+    pub slots: SlotsConfig,
     pub use_pg_rewind: bool,
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub pause: bool,
@@ -492,6 +494,56 @@ pub struct DynamicConfig {
     pub failsafe_mode: bool,
     /// The JSON as stored, for writing back and for `GET /config`.
     pub raw: serde_json::Value,
+}
+
+/// Physical or logical replication slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotKind {
+    Physical,
+    Logical,
+}
+
+/// A slot that should exist: a member slot or a permanent slot from the
+/// dynamic `slots` setting. `database` and `plugin` are set for logical
+/// slots only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotSpec {
+    pub name: String,
+    pub kind: SlotKind,
+    pub database: Option<String>,
+    pub plugin: Option<String>,
+}
+
+impl SlotSpec {
+    pub fn physical(name: impl Into<String>) -> SlotSpec {
+        SlotSpec {
+            name: name.into(),
+            kind: SlotKind::Physical,
+            database: None,
+            plugin: None,
+        }
+    }
+}
+
+/// One `ignore_slots` entry: a slot matches when every field given equals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlotMatcher {
+    pub name: Option<String>,
+    pub kind: Option<SlotKind>,
+    pub database: Option<String>,
+    pub plugin: Option<String>,
+}
+
+/// The slot settings of the dynamic configuration (config.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlotsConfig {
+    /// `slots` (aliases `permanent_slots`, `permanent_replication_slots`).
+    pub permanent: Vec<SlotSpec>,
+    pub ignore: Vec<SlotMatcher>,
+    /// `member_slots_ttl` in seconds (default 1800). pgpilot drops an absent
+    /// member's slot at once whatever the value.
+    pub member_slots_ttl: u64,
 }
 
 /// The three settings every deadline derives from.

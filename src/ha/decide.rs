@@ -120,13 +120,19 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
                     format!("{leader} holds the lock but I run as a primary: demoting"),
                 );
             }
-            match upstream_of(cluster, leader) {
+            match stream_source(cluster, leader, local) {
                 Some(up) if local.pg.following.as_deref() != Some(up.name.as_str()) => {
-                    Decision::new(
-                        vec![Action::Follow { upstream: up }],
-                        format!("following new leader {leader}"),
-                    )
+                    let reason = if up.name == leader {
+                        format!("following new leader {leader}")
+                    } else {
+                        format!("following {} (replicatefrom), leader {leader}", up.name)
+                    };
+                    Decision::new(vec![Action::Follow { upstream: up }], reason)
                 }
+                Some(up) if up.name != leader => Decision::idle(format!(
+                    "no action: streaming from {} (replicatefrom), leader {leader}",
+                    up.name
+                )),
                 Some(_) => Decision::idle(format!("no action: streaming from leader {leader}")),
                 None => Decision::idle(format!("leader {leader} has no member record yet")),
             }
@@ -443,6 +449,15 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         vec![Action::AcquireLock],
         "no leader and I am the healthiest node: taking the lock",
     )
+}
+
+/// Where a running replica streams from (ha-loop.md §5): its
+/// `replicatefrom` member while that one runs, else the leader.
+fn stream_source(cluster: &Cluster, leader: &str, local: &LocalView) -> Option<Upstream> {
+    super::slots::cascade_source(cluster, &local.name, local.tags.replicatefrom.as_deref())
+        .filter(|m| m.name != leader)
+        .and_then(upstream)
+        .or_else(|| upstream_of(cluster, leader))
 }
 
 /// The leader as a streaming source, if its member record says where it is.

@@ -7,6 +7,7 @@
 
 mod action;
 mod decide;
+pub mod slots;
 mod view;
 
 #[cfg(test)]

@@ -909,3 +909,58 @@ fn failsafe_key_not_listing_me_bars_the_race() {
     l.failsafe.enabled = false;
     assert_eq!(run(&ok(c), &l).actions, vec![Action::AcquireLock]);
 }
+// --- replicatefrom (ha-loop.md §5) ---
+
+fn replicating_from(target: &str) -> LocalView {
+    let mut l = local(Some(PgRole::Replica));
+    l.tags.replicatefrom = Some(target.into());
+    l
+}
+#[test]
+fn replicatefrom_running_member_is_followed_instead_of_the_leader() {
+    let mut l = replicating_from("c");
+    l.pg.following = Some("b".into());
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Follow {
+            upstream: up("c", 5434)
+        }]
+    );
+    l.pg.following = Some("c".into());
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+}
+#[test]
+fn replicatefrom_member_not_running_or_gone_falls_back_to_the_leader() {
+    let mut l = replicating_from("c");
+    l.pg.following = Some("c".into());
+    let mut c = cluster(Some("b"));
+    c.members[2].data.state = "stopped".into();
+    let want = vec![Action::Follow {
+        upstream: up("b", 5433),
+    }];
+    assert_eq!(run(&ok(c.clone()), &l).actions, want);
+    c.members.retain(|m| m.name != "c");
+    assert_eq!(run(&ok(c), &l).actions, want);
+}
+#[test]
+fn replicatefrom_loop_or_self_streams_from_the_leader() {
+    let mut c = cluster(Some("b"));
+    c.members[2].data.tags.replicatefrom = Some("a".into());
+    let mut l = replicating_from("c");
+    l.pg.following = Some("b".into());
+    assert!(run(&ok(c), &l).actions.is_empty());
+    let l = replicating_from("a");
+    assert_eq!(
+        run(&ok(cluster(Some("b"))), &l).actions,
+        vec![Action::Follow {
+            upstream: up("b", 5433)
+        }]
+    );
+}
+#[test]
+fn replicatefrom_the_leader_follows_the_leader() {
+    let mut l = replicating_from("b");
+    l.pg.following = Some("b".into());
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+}

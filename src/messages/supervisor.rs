@@ -132,7 +132,9 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 #[rtype(result = "Result<(), String>")]
 pub struct StopAndWait(pub StopMode);
 
-/// Leader only: make sure every other member has its replication slot.
+/// Bring the replication slots in line with the cluster (the leader every
+/// cycle after renewing its lock, a replica for members cascading from it).
+/// Answers the physical slot positions, `None` if the sync failed.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SyncSlots(pub Vec<String>);
+#[rtype(result = "Option<std::collections::BTreeMap<String, u64>>")]
+pub struct SyncSlots(pub crate::ha::slots::SlotRequest);

@@ -270,6 +270,7 @@ postgresql:
             timing: Timing::default(),
             maximum_lag_on_failover: 1 << 20,
             use_slots: true,
+            slots: Default::default(),
             use_pg_rewind: false,
             parameters: serde_json::from_value(params).unwrap(),
             pause: false,

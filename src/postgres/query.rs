@@ -414,6 +414,61 @@ pub async fn list_physical_slots(client: &Client) -> PgResult<Vec<SlotInfo>> {
         .collect())
 }
 
+/// One row of `pg_replication_slots`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRow {
+    pub name: String,
+    pub logical: bool,
+    pub database: Option<String>,
+    pub plugin: Option<String>,
+    pub active: bool,
+    pub restart_lsn: Option<u64>,
+}
+
+/// Every replication slot, physical and logical.
+pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
+    let rows = client
+        .query(
+            "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text,
+                    active, restart_lsn
+               FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("list replication slots", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| SlotRow {
+            name: r.get(0),
+            logical: r.get(1),
+            database: r.get(2),
+            plugin: r.get(3),
+            active: r.get(4),
+            restart_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
+        })
+        .collect())
+}
+
+/// Creates a logical slot unless one of that name exists; true if it was
+/// created. The client must be connected to the slot's database, on a
+/// primary.
+pub async fn create_logical_slot_if_missing(
+    client: &Client,
+    name: &str,
+    plugin: &str,
+) -> PgResult<bool> {
+    check_slot_name(name)?;
+    let rows = client
+        .query(
+            "SELECT pg_catalog.pg_create_logical_replication_slot($1, $2)
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1)",
+            &[&name, &plugin],
+        )
+        .await
+        .map_err(|e| PgError::query(format!("create logical slot {name}"), e))?;
+    Ok(!rows.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,425 @@
+//! Replication slot management (ha-loop.md §3 step 9, config.md §3) as pure
+//! functions: which slots should exist on this node, and what to create and
+//! drop given the slots PostgreSQL has.
+//!
+//! * The leader keeps one physical slot per other member, except members
+//!   tagged `nostream` and members that cascade from another running member
+//!   (`replicatefrom`): their upstream keeps their slot instead. Permanent
+//!   slots (`slots`) are created on the leader only.
+//! * A replica keeps slots for the members that cascade from it.
+//! * Any other slot is dropped unless `ignore_slots` matches it (on a replica
+//!   also permanent slots and logical slots are left alone). A member that
+//!   vanished from the DCS loses its slot at once: `member_slots_ttl`
+//!   retention is not implemented.
+
+use crate::config::{SlotKind, SlotMatcher, SlotSpec, SlotsConfig};
+use crate::dcs::{Cluster, Member};
+use crate::postgres::conf::slot_name;
+
+/// A slot PostgreSQL reports in `pg_replication_slots`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingSlot {
+    pub name: String,
+    pub kind: SlotKind,
+    pub database: Option<String>,
+    pub plugin: Option<String>,
+    /// A walsender (or logical decoding session) uses it now.
+    pub active: bool,
+}
+
+/// What to change. Drops come first: a slot of the wrong kind under an
+/// expected name is dropped and then created anew.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlotPlan {
+    pub create: Vec<SlotSpec>,
+    pub drop: Vec<ExistingSlot>,
+}
+
+/// The member `name` streams from instead of the leader: its
+/// `replicatefrom` member, if that one is in the DCS, running, not `name`
+/// itself and not cascading from `name` (a loop would leave both without
+/// WAL).
+pub fn cascade_source<'a>(
+    cluster: &'a Cluster,
+    name: &str,
+    replicatefrom: Option<&str>,
+) -> Option<&'a Member> {
+    let target = replicatefrom?;
+    if target == name {
+        return None;
+    }
+    cluster.member(target).filter(|up| {
+        up.data.state == "running" && up.data.tags.replicatefrom.as_deref() != Some(name)
+    })
+}
+
+/// Members that stream from node `me` and so need a slot on it. On the
+/// leader: everyone else except `nostream` members and those cascading from
+/// another member; on a replica: the members cascading from it.
+pub fn member_slot_owners<'a>(cluster: &'a Cluster, me: &str, i_lead: bool) -> Vec<&'a Member> {
+    cluster
+        .members
+        .iter()
+        .filter(|m| m.name != me && !m.data.tags.nostream)
+        .filter(
+            |m| match cascade_source(cluster, &m.name, m.data.tags.replicatefrom.as_deref()) {
+                Some(up) => up.name == me,
+                None => i_lead,
+            },
+        )
+        .filter(|m| i_lead || cluster.leader_name() != Some(m.name.as_str()))
+        .collect()
+}
+
+/// The slots node `me` should have: member slots, plus permanent slots on
+/// the leader (one named after me is skipped: nobody streams from it here).
+pub fn expected_slots(
+    cluster: &Cluster,
+    me: &str,
+    i_lead: bool,
+    permanent: &[SlotSpec],
+) -> Vec<SlotSpec> {
+    let mut out: Vec<SlotSpec> = member_slot_owners(cluster, me, i_lead)
+        .into_iter()
+        .map(|m| SlotSpec::physical(slot_name(&m.name)))
+        .collect();
+    if i_lead {
+        let mine = slot_name(me);
+        for p in permanent {
+            if p.name != mine && !out.iter().any(|s| s.name == p.name) {
+                out.push(p.clone());
+            }
+        }
+    }
+    out
+}
+
+fn matches(m: &SlotMatcher, s: &ExistingSlot) -> bool {
+    m.name.as_ref().is_none_or(|n| *n == s.name)
+        && m.kind.is_none_or(|k| k == s.kind)
+        && m.database
+            .as_ref()
+            .is_none_or(|d| Some(d) == s.database.as_ref())
+        && m.plugin
+            .as_ref()
+            .is_none_or(|p| Some(p) == s.plugin.as_ref())
+}
+
+fn same_slot(want: &SlotSpec, have: &ExistingSlot) -> bool {
+    want.kind == have.kind
+        && (want.kind == SlotKind::Physical
+            || (want.database == have.database && want.plugin == have.plugin))
+}
+
+/// Compare the expected slots with the existing ones. `protected` slots are
+/// never dropped (`ignore_slots`; on a replica also the permanent slots).
+/// A replica leaves logical slots alone.
+pub fn plan(
+    expected: &[SlotSpec],
+    protected: &[SlotMatcher],
+    existing: &[ExistingSlot],
+    i_lead: bool,
+) -> SlotPlan {
+    let mut out = SlotPlan::default();
+    for have in existing {
+        if protected.iter().any(|m| matches(m, have)) {
+            continue;
+        }
+        let keep = match expected.iter().find(|w| w.name == have.name) {
+            Some(want) => same_slot(want, have),
+            None => !i_lead && have.kind == SlotKind::Logical,
+        };
+        if !keep {
+            out.drop.push(have.clone());
+        }
+    }
+    for want in expected {
+        let present = existing
+            .iter()
+            .any(|h| h.name == want.name && same_slot(want, h));
+        if !present {
+            out.create.push(want.clone());
+        }
+    }
+    out
+}
+
+/// What a slot sync on node `me` needs, computed from one DCS read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRequest {
+    pub me: String,
+    pub i_lead: bool,
+    pub expected: Vec<SlotSpec>,
+    pub protected: Vec<SlotMatcher>,
+}
+
+impl SlotRequest {
+    pub fn new(cluster: &Cluster, me: &str, i_lead: bool, cfg: &SlotsConfig) -> SlotRequest {
+        let mut protected = cfg.ignore.clone();
+        if !i_lead {
+            protected.extend(cfg.permanent.iter().map(|p| SlotMatcher {
+                name: Some(p.name.clone()),
+                ..SlotMatcher::default()
+            }));
+        }
+        SlotRequest {
+            me: me.to_owned(),
+            i_lead,
+            expected: expected_slots(cluster, me, i_lead, &cfg.permanent),
+            protected,
+        }
+    }
+
+    pub fn plan(&self, existing: &[ExistingSlot]) -> SlotPlan {
+        plan(&self.expected, &self.protected, existing, self.i_lead)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Tags;
+    use crate::dcs::{Leader, MemberData};
+
+    fn member(name: &str, tags: Tags) -> Member {
+        Member {
+            name: name.to_owned(),
+            data: MemberData {
+                conn_url: "postgres://127.0.0.1:5432/postgres".into(),
+                state: "running".into(),
+                role: "replica".into(),
+                tags,
+                ..Default::default()
+            },
+            version: 1,
+            session: 1,
+        }
+    }
+
+    fn cluster(members: Vec<Member>) -> Cluster {
+        Cluster {
+            leader: Some(Leader {
+                name: "a".into(),
+                version: 1,
+                session: 1,
+            }),
+            members,
+            ..Default::default()
+        }
+    }
+
+    fn from(up: &str) -> Tags {
+        Tags {
+            replicatefrom: Some(up.into()),
+            ..Tags::default()
+        }
+    }
+
+    fn phys(name: &str, active: bool) -> ExistingSlot {
+        ExistingSlot {
+            name: name.into(),
+            kind: SlotKind::Physical,
+            database: None,
+            plugin: None,
+            active,
+        }
+    }
+
+    fn names(v: &[SlotSpec]) -> Vec<&str> {
+        v.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn leader_keeps_a_slot_per_streaming_member_named_by_the_spec() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("Node-B", Tags::default()),
+            member("c.x", Tags::default()),
+        ]);
+        let e = expected_slots(&c, "a", true, &[]);
+        assert_eq!(names(&e), ["node_b", "c_x"]);
+        assert!(e.iter().all(|s| s.kind == SlotKind::Physical));
+    }
+
+    #[test]
+    fn nostream_members_get_no_slot() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member(
+                "b",
+                Tags {
+                    nostream: true,
+                    ..Tags::default()
+                },
+            ),
+            member("c", Tags::default()),
+        ]);
+        assert_eq!(names(&expected_slots(&c, "a", true, &[])), ["c"]);
+    }
+
+    #[test]
+    fn cascading_member_has_its_slot_on_its_upstream_not_the_leader() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+            member("c", from("b")),
+        ]);
+        assert_eq!(names(&expected_slots(&c, "a", true, &[])), ["b"]);
+        assert_eq!(names(&expected_slots(&c, "b", false, &[])), ["c"]);
+        // c keeps none: nobody cascades from it.
+        assert!(expected_slots(&c, "c", false, &[]).is_empty());
+    }
+
+    #[test]
+    fn cascade_to_a_missing_or_stopped_member_falls_back_to_the_leader() {
+        let mut c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+            member("c", from("gone")),
+        ]);
+        assert_eq!(names(&expected_slots(&c, "a", true, &[])), ["b", "c"]);
+        c.members[2].data.tags = from("b");
+        c.members[1].data.state = "stopped".into();
+        assert_eq!(names(&expected_slots(&c, "a", true, &[])), ["b", "c"]);
+        assert!(expected_slots(&c, "b", false, &[]).is_empty());
+    }
+
+    #[test]
+    fn cascade_loops_and_self_references_stream_from_the_leader() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", from("c")),
+            member("c", from("b")),
+            member("d", from("d")),
+        ]);
+        assert_eq!(names(&expected_slots(&c, "a", true, &[])), ["b", "c", "d"]);
+        assert!(expected_slots(&c, "b", false, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_replica_never_keeps_a_slot_for_the_leader() {
+        // The leader names b as replicatefrom: it is the primary, it streams
+        // from nobody.
+        let c = cluster(vec![member("a", from("b")), member("b", Tags::default())]);
+        assert!(expected_slots(&c, "b", false, &[]).is_empty());
+    }
+
+    #[test]
+    fn permanent_slots_on_the_leader_only_and_never_my_own_name() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        let perm = vec![
+            SlotSpec::physical("keep"),
+            SlotSpec::physical("a"),
+            SlotSpec::physical("b"),
+            SlotSpec {
+                name: "cdc".into(),
+                kind: SlotKind::Logical,
+                database: Some("app".into()),
+                plugin: Some("pgoutput".into()),
+            },
+        ];
+        assert_eq!(
+            names(&expected_slots(&c, "a", true, &perm)),
+            ["b", "keep", "cdc"]
+        );
+        assert!(expected_slots(&c, "b", false, &perm).is_empty());
+    }
+
+    #[test]
+    fn plan_creates_missing_and_drops_slots_of_vanished_members() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default());
+        let p = req.plan(&[phys("gone", false), phys("x", true)]);
+        assert_eq!(names(&p.create), ["b"]);
+        let dropped: Vec<_> = p.drop.iter().map(|s| (s.name.as_str(), s.active)).collect();
+        // Active slots are listed too; the applier skips them and retries.
+        assert_eq!(dropped, [("gone", false), ("x", true)]);
+        assert_eq!(req.plan(&[phys("b", true)]), SlotPlan::default());
+    }
+
+    #[test]
+    fn ignored_slots_are_never_dropped() {
+        let c = cluster(vec![member("a", Tags::default())]);
+        let cfg = SlotsConfig {
+            ignore: vec![
+                SlotMatcher {
+                    name: Some("ext".into()),
+                    ..Default::default()
+                },
+                SlotMatcher {
+                    kind: Some(SlotKind::Logical),
+                    plugin: Some("wal2json".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let logical = |name: &str, plugin: &str| ExistingSlot {
+            name: name.into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some(plugin.into()),
+            active: false,
+        };
+        let p = SlotRequest::new(&c, "a", true, &cfg).plan(&[
+            phys("ext", false),
+            logical("w", "wal2json"),
+            logical("t", "test_decoding"),
+            phys("other", false),
+        ]);
+        let dropped: Vec<_> = p.drop.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(dropped, ["t", "other"]);
+        assert!(p.create.is_empty());
+    }
+
+    #[test]
+    fn a_slot_of_the_wrong_kind_is_replaced() {
+        let c = cluster(vec![member("a", Tags::default())]);
+        let cfg = SlotsConfig {
+            permanent: vec![SlotSpec {
+                name: "cdc".into(),
+                kind: SlotKind::Logical,
+                database: Some("app".into()),
+                plugin: Some("pgoutput".into()),
+            }],
+            ..Default::default()
+        };
+        let p = SlotRequest::new(&c, "a", true, &cfg).plan(&[phys("cdc", false)]);
+        assert_eq!(p.drop.len(), 1);
+        assert_eq!(names(&p.create), ["cdc"]);
+    }
+
+    #[test]
+    fn replica_leaves_permanent_and_logical_slots_alone() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+            member("c", from("b")),
+        ]);
+        let cfg = SlotsConfig {
+            permanent: vec![SlotSpec::physical("keep")],
+            ..Default::default()
+        };
+        let logical = ExistingSlot {
+            name: "l".into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some("pgoutput".into()),
+            active: false,
+        };
+        let p = SlotRequest::new(&c, "b", false, &cfg).plan(&[
+            phys("keep", false),
+            phys("stale", false),
+            logical,
+        ]);
+        assert_eq!(names(&p.create), ["c"]);
+        let dropped: Vec<_> = p.drop.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(dropped, ["stale"]);
+    }
+}
