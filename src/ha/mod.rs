@@ -7,6 +7,7 @@
 
 mod action;
 mod decide;
+pub mod history;
 mod view;
 
 #[cfg(test)]
@@ -16,4 +17,5 @@ pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use decide::decide;
 pub use view::{
     DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerReply, PeerStatus, PgFacts, PgRole,
+    RewindView,
 };
