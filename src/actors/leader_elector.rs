@@ -20,8 +20,8 @@ use crate::ha::{self, Action, DcsView, DemoteMode, LocalView, PgRole};
 use crate::messages::callbacks::{CallbackAction, CallbackEvent};
 use crate::messages::elector::{GetHaState, HaState, JobFinished, Shutdown, Wake};
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgStatus, RunJob, StopAndWait, StopMode,
-    SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
+    StopMode, SyncSlots,
 };
 
 /// Who the elector talks to.
@@ -355,6 +355,15 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         outcome: pg.outcome.clone(),
         lease_deadline,
         peers,
+        rewind: ha::RewindView {
+            enabled: cfg
+                .postgresql
+                .use_pg_rewind
+                .unwrap_or(dynamic.use_pg_rewind),
+            remove_on_failure: cfg.postgresql.remove_data_directory_on_rewind_failure,
+            remove_on_diverged: cfg.postgresql.remove_data_directory_on_diverged_timelines,
+            failed: pg.state == PgState::RewindFailed,
+        },
     };
     let decision = ha::decide(&dcs_view, &local, Instant::now());
     let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
@@ -577,6 +586,13 @@ async fn execute(
         Action::Bootstrap => job(links, Job::Bootstrap).await,
         Action::Clone { from } => job(links, Job::Clone { from: from.clone() }).await,
         Action::Reinitialize { from } => job(links, Job::Reinitialize { from: from.clone() }).await,
+        Action::Rewind { from } => job(links, Job::Rewind { from: from.clone() }).await,
+        Action::WriteHistory => {
+            if let Some(c) = cluster {
+                super::history_writer::write(cfg, dynamic, links.dcs.as_ref(), c, pg).await;
+            }
+            Step::Continue
+        }
         Action::StartPrimary => job(links, Job::StartPrimary).await,
         Action::StartReplica { upstream } => {
             job(
