@@ -7,7 +7,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::cluster::{TestCluster, Timing};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use support::cluster::{TestCluster, Timing, sql_at};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -157,10 +161,13 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
         "the acknowledged row survived the failover"
     );
 
-    // The former primary comes back and rejoins as a replica.
+    // The former primary comes back and rejoins as a replica, by pg_rewind.
     c.start(primary);
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, new_primary, "the returning node must not take over");
+    let log = c.nodes[primary].log();
+    assert!(log.contains("rewind_done"), "no rewind in the log:\n{log}");
+    assert!(!log.contains("basebackup_started"), "rebuilt by basebackup");
     write_row(&c, new_primary, 7)
         .await
         .expect("write after rejoin");
@@ -344,4 +351,164 @@ async fn postgres_crash_on_the_leader_is_repaired_in_place() {
         c.nodes[primary].log()
     );
     c.wait_healthy(BOOT).await;
+}
+
+/// Inserts `v = 1, 2, ...` every 50 ms into whichever node accepts writes
+/// (trying the last one that did first) and records every acknowledged
+/// value with the index of the node that acknowledged it.
+fn spawn_writer(
+    ports: Vec<u16>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(i64, usize)>> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut clients: Vec<Option<tokio_postgres::Client>> = ports.iter().map(|_| None).collect();
+        let mut last = 0;
+        let mut v = 0i64;
+        while !stop.load(Ordering::SeqCst) {
+            v += 1;
+            for k in 0..ports.len() {
+                let i = (last + k) % ports.len();
+                if clients[i].as_ref().is_none_or(|c| c.is_closed()) {
+                    clients[i] = sql_at(ports[i]).await.ok();
+                }
+                let Some(client) = &clients[i] else { continue };
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&v];
+                let insert = client.execute("INSERT INTO t(v) VALUES ($1)", &params);
+                match tokio::time::timeout(Duration::from_secs(2), insert).await {
+                    Ok(Ok(_)) => {
+                        acked.push((v, i));
+                        last = i;
+                        break;
+                    }
+                    Ok(Err(_)) => {}
+                    Err(_) => clients[i] = None,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        acked
+    })
+}
+
+async fn values_on(c: &TestCluster, i: usize) -> BTreeSet<i64> {
+    let client = c.sql(i).await.expect("connect");
+    client
+        .query("SELECT v FROM t", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Failover under a steady write load: the old primary, killed with its
+/// daemon, comes back and rejoins by pg_rewind (not a new basebackup),
+/// streams from the new primary, and no write the new primary acknowledged
+/// is lost. The new leader publishes the history key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.sql(primary)
+        .await
+        .expect("connect to primary")
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.nodes.iter().map(|n| n.pg_port).collect();
+    let writer = spawn_writer(ports, stop.clone());
+    // Let the writer get going on the primary first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    c.kill_node(primary).await;
+    let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await.filter(|&p| p != primary)
+    })
+    .await;
+    let history = eventually(Duration::from_secs(30), "the history key", || async {
+        let h = c.get_json(new_primary, "/history").await?;
+        (h.as_array()?.len() == 1).then_some(h)
+    })
+    .await;
+    assert_eq!(
+        history[0][4], c.nodes[new_primary].name,
+        "history names the new leader: {history}"
+    );
+    assert_eq!(history[0][0], 1, "{history}");
+
+    c.start(primary);
+    eventually(
+        Duration::from_secs(90),
+        "the old primary streams from the new one",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    assert_eq!(c.primary().await, Some(new_primary), "exactly one primary");
+    let log = c.nodes[primary].log();
+    // The log is coloured: match the event's value, not `event="rewind"`.
+    assert!(
+        log.contains("\"rewind\"") && log.contains("running pg_rewind"),
+        "no rewind event:\n{log}"
+    );
+    assert!(log.contains("rewind_done"), "rewind did not finish:\n{log}");
+    assert!(
+        !log.contains("basebackup_started"),
+        "rebuilt by basebackup instead of pg_rewind:\n{log}"
+    );
+    let status = c.status(primary).await.expect("status");
+    assert_eq!(status["replication_state"], "streaming", "{status}");
+
+    // A row written on the new primary after the rejoin reaches the old one.
+    let marker = -1i64;
+    c.sql(new_primary)
+        .await
+        .expect("connect to new primary")
+        .execute("INSERT INTO t(v) VALUES ($1)", &[&marker])
+        .await
+        .expect("insert on new primary");
+    eventually(
+        Duration::from_secs(20),
+        "new row on the rejoined node",
+        || async { has_row(&c, primary, marker).await.then_some(()) },
+    )
+    .await;
+
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.await.expect("writer task");
+    let by_new: Vec<i64> = acked
+        .iter()
+        .filter(|(_, i)| *i == new_primary)
+        .map(|(v, _)| *v)
+        .collect();
+    assert!(
+        !by_new.is_empty(),
+        "the writer never reached the new primary"
+    );
+    assert!(
+        acked
+            .iter()
+            .all(|(_, i)| *i == primary || *i == new_primary),
+        "a third node acknowledged writes: {acked:?}"
+    );
+    let on_new = values_on(&c, new_primary).await;
+    let lost: Vec<i64> = by_new
+        .iter()
+        .copied()
+        .filter(|v| !on_new.contains(v))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "rows acknowledged by the new primary were lost: {lost:?}"
+    );
+    let on_old = values_on(&c, primary).await;
+    eprintln!(
+        "{} writes acknowledged ({} by the new primary); {} rows on the new primary, {} on the rejoined node",
+        acked.len(),
+        by_new.len(),
+        on_new.len(),
+        on_old.len()
+    );
 }
