@@ -504,9 +504,23 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
         Some(v) => ops::rewind_args(v).map_err(Failed)?,
         None => Vec::new(),
     };
-    // Crash recovery inside pg_rewind reads postgresql.conf: give it the
-    // current parameters (wal_log_hints above all), as a primary.
-    env.write_config(None).map_err(Retry)?;
+    // Crash recovery reads postgresql.conf: give it the current parameters
+    // (wal_log_hints above all), as a primary.
+    let conf_file = env.write_config(None).map_err(Retry)?;
+    if !cd.state.is_clean_shutdown() {
+        // Done here rather than inside pg_rewind, which cannot be told to
+        // keep the WAL segments it needs to find the last common checkpoint.
+        info!(
+            event = "rewind_crash_recovery",
+            "single-user crash recovery before pg_rewind"
+        );
+        let out = ops::single_user_recovery(&env.bins, &env.data_dir, &conf_file)
+            .await
+            .map_err(Failed)?;
+        for line in out.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::debug!(event = "rewind_output", line = %line);
+        }
+    }
     let source = [
         ("host", from.host.clone()),
         ("port", from.port.to_string()),

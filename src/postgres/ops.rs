@@ -262,6 +262,39 @@ pub async fn basebackup(
     result
 }
 
+/// Crash recovery of a data directory in single-user mode, ending in a clean
+/// shutdown, that keeps every WAL segment: `archive_status` is emptied and
+/// the server runs with `archive_mode=on archive_command=false`, so its
+/// checkpoints may not recycle segments (as Patroni's
+/// `ensure_clean_shutdown`). pg_rewind needs the target's WAL back to the
+/// last common checkpoint; the crash recovery pg_rewind would run itself
+/// may remove it.
+pub async fn single_user_recovery(
+    bins: &Binaries,
+    data_dir: &Path,
+    config_file: &Path,
+) -> PgResult<String> {
+    let status_dir = data_dir.join("pg_wal").join("archive_status");
+    if let Ok(entries) = fs::read_dir(&status_dir) {
+        for e in entries.flatten() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    let mut cmd = Command::new(bins.postgres());
+    cmd.arg("--single")
+        .arg("-F")
+        .arg("-D")
+        .arg(data_dir)
+        .arg("-c")
+        .arg(format!("config_file={}", config_file.display()))
+        .args(["-c", "archive_mode=on", "-c", "archive_command=false"])
+        .arg("template1");
+    let out = command::run(cmd).await?;
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    Ok(text)
+}
+
 /// `pg_rewind -D <data_dir> --source-server=<conninfo> <extra>` with
 /// `PGPASSFILE`. PostgreSQL 15's pg_rewind first runs crash recovery in
 /// single-user mode when the target was not shut down cleanly. Returns the
