@@ -512,3 +512,63 @@ async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
         on_old.len()
     );
 }
+
+/// A pg_rewind that fails is not retried and nothing is deleted: the node
+/// stays stopped in state `rewind failed` until an operator acts (here: a
+/// fixed configuration and a daemon restart, after which it rewinds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_rewind_stays_stopped_until_an_operator_acts() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let other = 1 - primary;
+    // --restore-target-wal without a restore_command makes pg_rewind fail.
+    let path = c.nodes[primary].config_path.clone();
+    let good = std::fs::read_to_string(&path).expect("read config");
+    let bad = good.replacen(
+        "\npostgresql:\n",
+        "\npostgresql:\n  rewind:\n  - restore-target-wal\n",
+        1,
+    );
+    assert_ne!(bad, good);
+    std::fs::write(&path, &bad).expect("write config");
+
+    c.kill_node(primary).await;
+    eventually(Duration::from_secs(60), "a new primary", || async {
+        (c.primary().await == Some(other)).then_some(())
+    })
+    .await;
+    c.start(primary);
+    eventually(Duration::from_secs(60), "state rewind failed", || async {
+        let s = c.status(primary).await?;
+        (s["state"] == "rewind failed").then_some(())
+    })
+    .await;
+    // Several cycles later: still stopped, one attempt, nothing rebuilt.
+    tokio::time::sleep(Duration::from_secs(4 * c.timing.loop_wait + 1)).await;
+    let s = c.status(primary).await.expect("status");
+    assert_eq!(s["state"], "rewind failed", "{s}");
+    assert!(
+        c.nodes[primary].postmaster_pid().is_none(),
+        "PostgreSQL started"
+    );
+    let log = c.nodes[primary].log();
+    // One rewind job started (`job=Rewind { from: ... }`), never retried.
+    assert_eq!(log.matches("Rewind { from").count(), 1, "{log}");
+    assert!(!log.contains("basebackup_started"), "{log}");
+    assert!(!log.contains("data_dir_moved_aside"), "{log}");
+    assert!(c.nodes[primary].data_dir().join("PG_VERSION").exists());
+
+    // The operator fixes the configuration and restarts the daemon.
+    c.signal(primary, Signal::SIGTERM);
+    c.wait_exit(primary, Duration::from_secs(30)).await;
+    std::fs::write(&path, &good).expect("write config");
+    c.start(primary);
+    eventually(
+        Duration::from_secs(60),
+        "the node rewinds and streams",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    assert!(c.nodes[primary].log().contains("rewind_done"));
+}
