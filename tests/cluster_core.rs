@@ -7,7 +7,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::cluster::{TestCluster, Timing};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use support::cluster::{TestCluster, Timing, sql_at};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -157,10 +161,13 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
         "the acknowledged row survived the failover"
     );
 
-    // The former primary comes back and rejoins as a replica.
+    // The former primary comes back and rejoins as a replica, by pg_rewind.
     c.start(primary);
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, new_primary, "the returning node must not take over");
+    let log = c.nodes[primary].log();
+    assert!(log.contains("rewind_done"), "no rewind in the log:\n{log}");
+    assert!(!log.contains("basebackup_started"), "rebuilt by basebackup");
     write_row(&c, new_primary, 7)
         .await
         .expect("write after rejoin");
@@ -816,4 +823,220 @@ async fn replicatefrom_cascades_from_the_named_replica() {
         has_row(&c, cascade, 42).await.then_some(())
     })
     .await;
+}
+/// Inserts `v = 1, 2, ...` every 50 ms into whichever node accepts writes
+/// (trying the last one that did first) and records every acknowledged
+/// value with the index of the node that acknowledged it.
+fn spawn_writer(
+    ports: Vec<u16>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(i64, usize)>> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut clients: Vec<Option<tokio_postgres::Client>> = ports.iter().map(|_| None).collect();
+        let mut last = 0;
+        let mut v = 0i64;
+        while !stop.load(Ordering::SeqCst) {
+            v += 1;
+            for k in 0..ports.len() {
+                let i = (last + k) % ports.len();
+                if clients[i].as_ref().is_none_or(|c| c.is_closed()) {
+                    clients[i] = sql_at(ports[i]).await.ok();
+                }
+                let Some(client) = &clients[i] else { continue };
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&v];
+                let insert = client.execute("INSERT INTO t(v) VALUES ($1)", &params);
+                match tokio::time::timeout(Duration::from_secs(2), insert).await {
+                    Ok(Ok(_)) => {
+                        acked.push((v, i));
+                        last = i;
+                        break;
+                    }
+                    Ok(Err(_)) => {}
+                    Err(_) => clients[i] = None,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        acked
+    })
+}
+async fn values_on(c: &TestCluster, i: usize) -> BTreeSet<i64> {
+    let client = c.sql(i).await.expect("connect");
+    client
+        .query("SELECT v FROM t", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+/// Failover under a steady write load: the old primary, killed with its
+/// daemon, comes back and rejoins by pg_rewind (not a new basebackup),
+/// streams from the new primary, and no write the new primary acknowledged
+/// is lost. The new leader publishes the history key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.sql(primary)
+        .await
+        .expect("connect to primary")
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.nodes.iter().map(|n| n.pg_port).collect();
+    let writer = spawn_writer(ports, stop.clone());
+    // Let the writer get going on the primary first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    c.kill_node(primary).await;
+    let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await.filter(|&p| p != primary)
+    })
+    .await;
+    let history = eventually(Duration::from_secs(30), "the history key", || async {
+        let h = c.get_json(new_primary, "/history").await?;
+        (h.as_array()?.len() == 1).then_some(h)
+    })
+    .await;
+    assert_eq!(
+        history[0][4], c.nodes[new_primary].name,
+        "history names the new leader: {history}"
+    );
+    assert_eq!(history[0][0], 1, "{history}");
+
+    c.start(primary);
+    eventually(
+        Duration::from_secs(90),
+        "the old primary streams from the new one",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    assert_eq!(c.primary().await, Some(new_primary), "exactly one primary");
+    let log = c.nodes[primary].log();
+    // The log is coloured: match the event's value, not `event="rewind"`.
+    assert!(
+        log.contains("\"rewind\"") && log.contains("running pg_rewind"),
+        "no rewind event:\n{log}"
+    );
+    assert!(log.contains("rewind_done"), "rewind did not finish:\n{log}");
+    assert!(
+        !log.contains("basebackup_started"),
+        "rebuilt by basebackup instead of pg_rewind:\n{log}"
+    );
+    let status = c.status(primary).await.expect("status");
+    assert_eq!(status["replication_state"], "streaming", "{status}");
+
+    // A row written on the new primary after the rejoin reaches the old one.
+    let marker = -1i64;
+    c.sql(new_primary)
+        .await
+        .expect("connect to new primary")
+        .execute("INSERT INTO t(v) VALUES ($1)", &[&marker])
+        .await
+        .expect("insert on new primary");
+    eventually(
+        Duration::from_secs(20),
+        "new row on the rejoined node",
+        || async { has_row(&c, primary, marker).await.then_some(()) },
+    )
+    .await;
+
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.await.expect("writer task");
+    let by_new: Vec<i64> = acked
+        .iter()
+        .filter(|(_, i)| *i == new_primary)
+        .map(|(v, _)| *v)
+        .collect();
+    assert!(
+        !by_new.is_empty(),
+        "the writer never reached the new primary"
+    );
+    assert!(
+        acked
+            .iter()
+            .all(|(_, i)| *i == primary || *i == new_primary),
+        "a third node acknowledged writes: {acked:?}"
+    );
+    let on_new = values_on(&c, new_primary).await;
+    let lost: Vec<i64> = by_new
+        .iter()
+        .copied()
+        .filter(|v| !on_new.contains(v))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "rows acknowledged by the new primary were lost: {lost:?}"
+    );
+    let on_old = values_on(&c, primary).await;
+    eprintln!(
+        "{} writes acknowledged ({} by the new primary); {} rows on the new primary, {} on the rejoined node",
+        acked.len(),
+        by_new.len(),
+        on_new.len(),
+        on_old.len()
+    );
+}
+/// A pg_rewind that fails is not retried and nothing is deleted: the node
+/// stays stopped in state `rewind failed` until an operator acts (here: a
+/// fixed configuration and a daemon restart, after which it rewinds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_rewind_stays_stopped_until_an_operator_acts() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let other = 1 - primary;
+    // --restore-target-wal without a restore_command makes pg_rewind fail.
+    let path = c.nodes[primary].config_path.clone();
+    let good = std::fs::read_to_string(&path).expect("read config");
+    let bad = good.replacen(
+        "\npostgresql:\n",
+        "\npostgresql:\n  rewind:\n  - restore-target-wal\n",
+        1,
+    );
+    assert_ne!(bad, good);
+    std::fs::write(&path, &bad).expect("write config");
+
+    c.kill_node(primary).await;
+    eventually(Duration::from_secs(60), "a new primary", || async {
+        (c.primary().await == Some(other)).then_some(())
+    })
+    .await;
+    c.start(primary);
+    eventually(Duration::from_secs(60), "state rewind failed", || async {
+        let s = c.status(primary).await?;
+        (s["state"] == "rewind failed").then_some(())
+    })
+    .await;
+    // Several cycles later: still stopped, one attempt, nothing rebuilt.
+    tokio::time::sleep(Duration::from_secs(4 * c.timing.loop_wait + 1)).await;
+    let s = c.status(primary).await.expect("status");
+    assert_eq!(s["state"], "rewind failed", "{s}");
+    assert!(
+        c.nodes[primary].postmaster_pid().is_none(),
+        "PostgreSQL started"
+    );
+    let log = c.nodes[primary].log();
+    // One rewind job started (`job=Rewind { from: ... }`), never retried.
+    assert_eq!(log.matches("Rewind { from").count(), 1, "{log}");
+    assert!(!log.contains("basebackup_started"), "{log}");
+    assert!(!log.contains("data_dir_moved_aside"), "{log}");
+    assert!(c.nodes[primary].data_dir().join("PG_VERSION").exists());
+
+    // The operator fixes the configuration and restarts the daemon.
+    c.signal(primary, Signal::SIGTERM);
+    c.wait_exit(primary, Duration::from_secs(30)).await;
+    std::fs::write(&path, &good).expect("write config");
+    c.start(primary);
+    eventually(
+        Duration::from_secs(60),
+        "the node rewinds and streams",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    assert!(c.nodes[primary].log().contains("rewind_done"));
 }

@@ -26,8 +26,8 @@ use crate::messages::elector::{
     FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
 };
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgStatus, RunJob, StopAndWait, StopMode,
-    SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
+    StopMode, SyncSlots,
 };
 
 /// Who the elector talks to.
@@ -439,6 +439,15 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         outcome: pg.outcome.clone(),
         lease_deadline,
         peers,
+        rewind: ha::RewindView {
+            enabled: cfg
+                .postgresql
+                .use_pg_rewind
+                .unwrap_or(dynamic.use_pg_rewind),
+            remove_on_failure: cfg.postgresql.remove_data_directory_on_rewind_failure,
+            remove_on_diverged: cfg.postgresql.remove_data_directory_on_diverged_timelines,
+            failed: pg.state == PgState::RewindFailed,
+        },
         failsafe: FailsafeView {
             enabled: dynamic.failsafe_mode,
             api_url: api_url(&cfg),
@@ -699,6 +708,13 @@ async fn execute(
         Action::Bootstrap => job(links, Job::Bootstrap).await,
         Action::Clone { from } => job(links, Job::Clone { from: from.clone() }).await,
         Action::Reinitialize { from } => job(links, Job::Reinitialize { from: from.clone() }).await,
+        Action::Rewind { from } => job(links, Job::Rewind { from: from.clone() }).await,
+        Action::WriteHistory => {
+            if let Some(c) = cluster {
+                super::history_writer::write(cfg, dynamic, links.dcs.as_ref(), c, pg).await;
+            }
+            Step::Continue
+        }
         Action::StartPrimary => job(links, Job::StartPrimary).await,
         Action::StartReplica { upstream } => {
             job(

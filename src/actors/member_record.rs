@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::dcs::MemberData;
-use crate::ha::{DataDir, PgRole};
+use crate::ha::{DataDir, JobKind, PgRole};
 use crate::messages::supervisor::{PgState, PgStatus};
 
 /// `postgres://<connect_address>/<database>`.
@@ -46,5 +46,10 @@ pub fn member_data(cfg: &Config, pg: &PgStatus) -> MemberData {
         tags: cfg.tags.clone(),
         pending_restart: false,
         pause: false,
+        // The promote job checkpoints right after pg_promote: a primary
+        // still inside that job has not finished it.
+        checkpoint_after_promote: (pg.busy == Some(JobKind::Promote)
+            && pg.facts.role == Some(PgRole::Primary))
+        .then_some(false),
     }
 }

@@ -5,6 +5,7 @@ pub mod callback_runner;
 pub mod config_manager;
 pub mod dcs_watcher;
 pub mod failsafe;
+pub mod history_writer;
 pub mod leader_elector;
 pub mod member_record;
 pub mod peers;

@@ -105,7 +105,10 @@ impl JobEnv {
     pub fn write_pgpass(&self) -> PgResult<PathBuf> {
         let auth = &self.cfg.postgresql.authentication;
         let mut entries = Vec::new();
-        for c in [&auth.replication, &auth.superuser] {
+        for c in [&auth.replication, &auth.superuser]
+            .into_iter()
+            .chain(auth.rewind.as_ref())
+        {
             if let (Some(u), Some(p)) = (&c.username, &c.password) {
                 entries.push(PgpassEntry {
                     host: "*".into(),
@@ -267,6 +270,23 @@ async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgRe
     if let Some(u) = repl.username.as_deref() {
         query::create_or_update_role(&mut client, u, repl.password.as_deref(), &[], true).await?;
     }
+    if let Some(rw) = &pg.authentication.rewind
+        && let Some(u) = rw.username.as_deref()
+        && u != su_name
+    {
+        // What pg_rewind needs from a non-superuser (PostgreSQL 11+).
+        query::create_or_update_role(&mut client, u, rw.password.as_deref(), &[], false).await?;
+        let role = query::quote_ident(u);
+        client
+            .batch_execute(&format!(
+                "GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO {role};
+                 GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO {role};
+                 GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO {role};
+                 GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {role};"
+            ))
+            .await
+            .map_err(|e| PgError::query("grant pg_rewind functions", e))?;
+    }
     for (name, user) in &boot.users {
         query::create_or_update_role(
             &mut client,
@@ -375,15 +395,163 @@ pub async fn reinitialize(
     clone(env, from).await
 }
 
-/// Promote the standby and drop the recovery settings from the config.
+/// Promote the standby, CHECKPOINT (so pg_control carries the new
+/// timeline, which pg_rewind on a former primary reads), and drop the
+/// recovery settings from the config.
 pub async fn promote(env: &JobEnv) -> PgResult<()> {
     let client = query::connect(&env.local_conn(), env.pg_ctl_timeout()).await?;
     let wait = i32::try_from(env.pg_ctl_timeout().as_secs()).unwrap_or(60);
     if !query::promote(&client, wait).await? {
         return Err(PgError::parse("pg_promote", "did not finish in time"));
     }
+    match query::checkpoint(&client).await {
+        Ok(()) => info!(event = "checkpoint_after_promote"),
+        // The promotion stands; a former primary's rewind waits for (or
+        // its job reports) the missing checkpoint.
+        Err(e) => warn!(event = "checkpoint_after_promote_failed", error = %e),
+    }
     env.write_config(None)?;
     Ok(())
+}
+
+/// How a rewind job failed.
+#[derive(Debug)]
+pub enum RewindError {
+    /// pg_rewind did not run, or it succeeded and the start after it
+    /// failed: the data directory was not damaged, a later cycle may retry.
+    Retry(PgError),
+    /// pg_rewind ran (or cannot work on this data directory) and failed.
+    Failed(PgError),
+}
+
+impl std::fmt::Display for RewindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RewindError::Retry(e) => write!(f, "{e}"),
+            RewindError::Failed(e) => write!(f, "pg_rewind failed: {e}"),
+        }
+    }
+}
+
+impl JobEnv {
+    /// The role pg_rewind connects as: `authentication.rewind` if it names
+    /// a user, else the superuser.
+    fn rewind_credentials(&self) -> (String, Option<String>) {
+        let auth = &self.cfg.postgresql.authentication;
+        match auth
+            .rewind
+            .as_ref()
+            .and_then(|c| c.username.clone().map(|u| (u, c)))
+        {
+            Some((u, c)) => (u, c.password.clone()),
+            None => (
+                auth.superuser
+                    .username
+                    .clone()
+                    .unwrap_or_else(|| "postgres".to_owned()),
+                auth.superuser.password.clone(),
+            ),
+        }
+    }
+}
+
+/// Wait until the leader is a primary whose last checkpoint is on its
+/// current timeline (Patroni's `check_leader_has_run_checkpoint`):
+/// before that its pg_control still names the old timeline and pg_rewind
+/// would wrongly find nothing to do.
+async fn wait_leader_checkpoint(env: &JobEnv, conn: &ConnParams) -> PgResult<()> {
+    let deadline = tokio::time::Instant::now() + env.pg_ctl_timeout();
+    loop {
+        let client = query::connect(conn, Duration::from_secs(3)).await?;
+        let done: bool = client
+            .query_one(
+                "SELECT NOT pg_catalog.pg_is_in_recovery() AND ('x' || pg_catalog.substr(\
+                 pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int \
+                 = timeline_id FROM pg_catalog.pg_control_checkpoint()",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| PgError::query("leader checkpoint check", e))?;
+        if done {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(PgError::parse(
+                "leader checkpoint check",
+                "the leader has not run a checkpoint since its promotion",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// pg_rewind this former primary from `from`, then start as its replica.
+pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindError> {
+    use RewindError::{Failed, Retry};
+    let cd = crate::postgres::controldata::read(&env.bins, &env.data_dir)
+        .await
+        .map_err(Retry)?;
+    if !cd.wal_log_hints && !cd.data_checksums {
+        return Err(Failed(PgError::InvalidOption(
+            "pg_rewind needs wal_log_hints=on or data checksums, and this cluster has neither"
+                .into(),
+        )));
+    }
+    let passfile = env.write_pgpass().map_err(Retry)?;
+    let (user, password) = env.rewind_credentials();
+    let mut leader = ConnParams::new(from.host.clone(), from.port, user.clone());
+    leader.password = password;
+    leader.dbname = env.cfg.postgresql.database.clone();
+    wait_leader_checkpoint(env, &leader).await.map_err(Retry)?;
+    let extra = match &env.cfg.postgresql.rewind {
+        Some(v) => ops::rewind_args(v).map_err(Failed)?,
+        None => Vec::new(),
+    };
+    // Crash recovery reads postgresql.conf: give it the current parameters
+    // (wal_log_hints above all), as a primary.
+    let conf_file = env.write_config(None).map_err(Retry)?;
+    if !cd.state.is_clean_shutdown() {
+        // Done here rather than inside pg_rewind, which cannot be told to
+        // keep the WAL segments it needs to find the last common checkpoint.
+        info!(
+            event = "rewind_crash_recovery",
+            "single-user crash recovery before pg_rewind"
+        );
+        let out = ops::single_user_recovery(&env.bins, &env.data_dir, &conf_file)
+            .await
+            .map_err(Failed)?;
+        for line in out.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::debug!(event = "rewind_output", line = %line);
+        }
+    }
+    let source = [
+        ("host", from.host.clone()),
+        ("port", from.port.to_string()),
+        ("user", user),
+        ("dbname", env.cfg.postgresql.database.clone()),
+        ("passfile", passfile.display().to_string()),
+        ("connect_timeout", "5".to_owned()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", conf::conninfo_value(v)))
+    .collect::<Vec<_>>()
+    .join(" ");
+    info!(event = "rewind", from = %from.name, "running pg_rewind");
+    let out = ops::rewind(
+        &env.bins,
+        &env.data_dir,
+        &source,
+        Some(passfile.as_path()),
+        &extra,
+    )
+    .await
+    .map_err(Failed)?;
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        info!(event = "rewind_output", line = %line);
+    }
+    info!(event = "rewind_done", from = %from.name);
+    start(env, Some(Some(from))).await.map_err(Retry)
 }
 
 /// Bring the slots in line with `req` (see [`crate::ha::slots`]): drop the

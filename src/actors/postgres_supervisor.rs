@@ -262,7 +262,7 @@ impl Handler<RunJob> for PostgresSupervisor {
             JobKind::Clone | JobKind::Reinitialize => PgState::CreatingReplica,
             JobKind::Start => PgState::Starting,
             JobKind::Stop => PgState::Stopping,
-            JobKind::Promote => self.state,
+            JobKind::Promote | JobKind::Rewind => self.state,
         };
         info!(event = "job_started", job = ?job);
         match job {
@@ -303,6 +303,27 @@ impl Handler<RunJob> for PostgresSupervisor {
                     }
                     .into_actor(self)
                     .map(move |r, act, _| act.finish(kind, r, Some(up))),
+                );
+            }
+            Job::Rewind { from } => {
+                let up = from.clone();
+                let before = self.state;
+                ctx.spawn(
+                    async move { jobs::rewind(&env, &from).await }
+                        .into_actor(self)
+                        .map(move |r, act, _| {
+                            let failed = matches!(r, Err(jobs::RewindError::Failed(_)));
+                            act.finish(kind, r.map(Some).map_err(|e| e.to_string()), Some(up));
+                            if act.postmaster.is_none() {
+                                // Sticky until a rebuild or a daemon restart:
+                                // the elector never retries a failed rewind.
+                                act.state = if failed {
+                                    PgState::RewindFailed
+                                } else {
+                                    before
+                                };
+                            }
+                        }),
                 );
             }
             Job::StartPrimary => {

@@ -35,6 +35,10 @@ pub struct MemberData {
     pub pending_restart: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub pause: bool,
+    /// Leader only: `Some(false)` while its post-promote CHECKPOINT has not
+    /// finished (replicas delay pg_rewind meanwhile); omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_after_promote: Option<bool>,
 }
 
 fn is_false(b: &bool) -> bool {

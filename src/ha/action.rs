@@ -43,6 +43,10 @@ pub enum Action {
     Clone { from: Upstream },
     /// Move the data directory aside and clone again.
     Reinitialize { from: Upstream },
+    /// pg_rewind a former primary from the leader, then start as its replica.
+    Rewind { from: Upstream },
+    /// Publish the `history` key from my new timeline's history file.
+    WriteHistory,
     /// Start PostgreSQL as the primary it was (crash repair on the leader).
     StartPrimary,
     /// Start PostgreSQL as a standby; no upstream = read-only, no streaming.
@@ -68,6 +72,7 @@ impl fmt::Display for Action {
         match self {
             Action::Clone { from } => write!(f, "clone from {}", from.name),
             Action::Reinitialize { from } => write!(f, "reinitialize from {}", from.name),
+            Action::Rewind { from } => write!(f, "pg_rewind from {}", from.name),
             Action::StartReplica { upstream: Some(u) } => write!(f, "start replica of {}", u.name),
             Action::StartReplica { upstream: None } => write!(f, "start replica without upstream"),
             Action::Follow { upstream } => write!(f, "follow {}", upstream.name),

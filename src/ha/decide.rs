@@ -79,7 +79,7 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     }
 
     if !local.pg.running {
-        return pg_not_running(cluster, i_lead, was_primary);
+        return pg_not_running(cluster, local, i_lead, was_primary);
     }
     if local.pg.role.is_none() {
         return if i_lead {
@@ -100,10 +100,15 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         Some(_) if i_lead => {
             if local.pg.is_primary() {
                 let mut actions = vec![Action::RenewLock];
+                let mut reason = "I am the leader with the lock";
+                if history_stale(cluster, local) {
+                    actions.push(Action::WriteHistory);
+                    reason = "I am the leader on a new timeline: publishing the history";
+                }
                 if let Some(members) = failsafe_update(cluster, local) {
                     actions.push(Action::WriteFailsafe { members });
                 }
-                Decision::new(actions, "I am the leader with the lock")
+                Decision::new(actions, reason)
             } else {
                 Decision::new(
                     vec![Action::RenewLock, Action::Promote],
@@ -308,7 +313,30 @@ fn after_job(outcome: &JobOutcome, cluster: &Cluster, local: &LocalView) -> Opti
                 format!("{kind:?} failed ({why}): releasing the lock"),
             ))
         }
+        // pg_rewind did not get to run (leader unreachable, its post-promote
+        // checkpoint not done yet): nothing was changed, try again next cycle.
+        JobOutcome::Failed(JobKind::Rewind, why) if !local.rewind.failed => Some(Decision::idle(
+            format!("could not rewind yet ({why}); trying again next cycle"),
+        )),
         _ => None,
+    }
+}
+
+/// The leader's `history` key lags its timeline (Patroni's
+/// `update_cluster_history`): timeline 1 wants `[]` (written only to clear
+/// a non-empty key); timeline N > 1 wants a last line for N-1 carrying the
+/// timestamp and the new leader.
+fn history_stale(cluster: &Cluster, local: &LocalView) -> bool {
+    let Some(tl) = local.pg.timeline else {
+        return false;
+    };
+    let lines = cluster.history.as_deref().unwrap_or_default();
+    if tl <= 1 {
+        return !lines.is_empty();
+    }
+    match lines.last() {
+        Some(last) => last.timeline + 1 != tl || last.new_leader.is_none(),
+        None => true,
     }
 }
 
@@ -337,7 +365,19 @@ fn empty_data_dir(cluster: &Cluster, local: &LocalView, i_lead: bool) -> Decisio
     }
 }
 
-fn pg_not_running(cluster: &Cluster, i_lead: bool, was_primary: bool) -> Decision {
+fn pg_not_running(
+    cluster: &Cluster,
+    local: &LocalView,
+    i_lead: bool,
+    was_primary: bool,
+) -> Decision {
+    let rewind = local.rewind;
+    if rewind.failed && i_lead {
+        return Decision::new(
+            vec![Action::ReleaseLock],
+            "pg_rewind failed on this node: releasing the lock",
+        );
+    }
     if i_lead {
         return if was_primary {
             Decision::new(
@@ -352,15 +392,40 @@ fn pg_not_running(cluster: &Cluster, i_lead: bool, was_primary: bool) -> Decisio
         };
     }
     match cluster.leader_name() {
+        // Without a leader nothing is rebuilt: there is no source to rebuild
+        // from, and this node's data may be the best the cluster has.
+        None if rewind.failed => Decision::idle(
+            "pg_rewind failed and the cluster has no leader: staying stopped until an operator acts",
+        ),
         None => Decision::new(
             vec![Action::StartReplica { upstream: None }],
             "PostgreSQL is down and the cluster has no leader: starting read-only",
         ),
         Some(leader) => match upstream_of(cluster, leader) {
             None => Decision::idle(format!("leader {leader} has no member record yet")),
-            Some(up) if was_primary => Decision::new(
+            Some(up) if rewind.failed => {
+                if rewind.remove_on_failure {
+                    Decision::new(
+                        vec![Action::Reinitialize { from: up }],
+                        format!(
+                            "pg_rewind failed and remove_data_directory_on_rewind_failure is set: rebuilding from {leader}"
+                        ),
+                    )
+                } else {
+                    Decision::idle(
+                        "pg_rewind failed: staying stopped until an operator acts (reinitialize, or set remove_data_directory_on_rewind_failure)",
+                    )
+                }
+            }
+            Some(up) if was_primary && rewind.enabled => Decision::new(
+                vec![Action::Rewind { from: up }],
+                format!("I was a primary and {leader} leads now: running pg_rewind from it"),
+            ),
+            Some(up) if was_primary && rewind.remove_on_diverged => Decision::new(
                 vec![Action::Reinitialize { from: up }],
-                format!("I was a primary and {leader} leads now: rebuilding from it"),
+                format!(
+                    "I was a primary and {leader} leads now; use_pg_rewind is off and remove_data_directory_on_diverged_timelines is set: rebuilding from it"
+                ),
             ),
             Some(up) => Decision::new(
                 vec![Action::StartReplica { upstream: Some(up) }],

@@ -7,6 +7,7 @@
 
 mod action;
 mod decide;
+pub mod history;
 pub mod slots;
 mod view;
 
@@ -17,5 +18,6 @@ pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use decide::decide;
 pub use view::{
     DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerReply, PeerStatus, PgFacts, PgRole,
+    RewindView,
 };
 pub use view::{FailsafeAck, FailsafeView, LeaderHeartbeat};

@@ -98,6 +98,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         lease_deadline: None,
         peers: Vec::new(),
         failsafe: FailsafeView::default(),
+        rewind: RewindView::default(),
     }
 }
 
@@ -437,19 +438,161 @@ fn stopped_replica_follows_leader() {
     );
 }
 
-#[test]
-fn stopped_former_primary_is_rebuilt_from_new_leader() {
+/// A stopped former primary (its data may hold WAL the new leader never saw).
+fn former_primary(rewind: RewindView) -> LocalView {
     let mut l = local(None);
     l.data_dir = DataDir::Initialized {
         sysid: SYSID.into(),
         was_primary: true,
     };
+    l.rewind = rewind;
+    l
+}
+
+#[test]
+fn stopped_former_primary_rewinds_from_new_leader() {
+    let l = former_primary(RewindView {
+        enabled: true,
+        remove_on_diverged: true,
+        ..Default::default()
+    });
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Rewind {
+            from: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn stopped_former_primary_without_rewind_is_rebuilt_if_allowed() {
+    let l = former_primary(RewindView {
+        remove_on_diverged: true,
+        ..Default::default()
+    });
     let d = run(&ok(cluster(Some("b"))), &l);
     assert_eq!(
         d.actions,
         vec![Action::Reinitialize {
             from: up("b", 5433)
         }]
+    );
+}
+
+#[test]
+fn stopped_former_primary_without_rewind_or_removal_starts_as_replica() {
+    let d = run(
+        &ok(cluster(Some("b"))),
+        &former_primary(RewindView::default()),
+    );
+    assert_eq!(
+        d.actions,
+        vec![Action::StartReplica {
+            upstream: Some(up("b", 5433))
+        }]
+    );
+}
+
+#[test]
+fn failed_rewind_with_removal_allowed_reinitializes() {
+    let mut l = former_primary(RewindView {
+        enabled: true,
+        remove_on_failure: true,
+        failed: true,
+        ..Default::default()
+    });
+    l.outcome = Some(JobOutcome::Failed(JobKind::Rewind, "x".into()));
+    let want = vec![Action::Reinitialize {
+        from: up("b", 5433),
+    }];
+    assert_eq!(run(&ok(cluster(Some("b"))), &l).actions, want);
+    // Also on later cycles, once the outcome was consumed.
+    l.outcome = None;
+    assert_eq!(run(&ok(cluster(Some("b"))), &l).actions, want);
+}
+
+#[test]
+fn failed_rewind_without_removal_stays_stopped() {
+    let mut l = former_primary(RewindView {
+        enabled: true,
+        remove_on_diverged: true,
+        failed: true,
+        ..Default::default()
+    });
+    l.outcome = Some(JobOutcome::Failed(JobKind::Rewind, "x".into()));
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("pg_rewind failed"), "{d:?}");
+    // Never retried: not on the next cycle either.
+    l.outcome = None;
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+}
+
+#[test]
+fn rewind_that_could_not_start_waits_a_cycle_then_retries() {
+    let mut l = former_primary(RewindView {
+        enabled: true,
+        ..Default::default()
+    });
+    l.outcome = Some(JobOutcome::Failed(
+        JobKind::Rewind,
+        "leader unreachable".into(),
+    ));
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+    l.outcome = None;
+    assert_eq!(
+        run(&ok(cluster(Some("b"))), &l).actions,
+        vec![Action::Rewind {
+            from: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn without_leader_a_former_primary_is_never_rebuilt() {
+    for rewind in [
+        RewindView {
+            enabled: true,
+            remove_on_failure: true,
+            remove_on_diverged: true,
+            failed: false,
+        },
+        RewindView {
+            enabled: true,
+            remove_on_failure: true,
+            remove_on_diverged: true,
+            failed: true,
+        },
+    ] {
+        let d = run(&ok(cluster(None)), &former_primary(rewind));
+        assert!(
+            d.actions
+                .iter()
+                .all(|a| matches!(a, Action::StartReplica { upstream: None })),
+            "{rewind:?}: {d:?}"
+        );
+    }
+    // A failed rewind leaves data nobody should start: stay stopped.
+    let d = run(
+        &ok(cluster(None)),
+        &former_primary(RewindView {
+            failed: true,
+            ..Default::default()
+        }),
+    );
+    assert!(d.actions.is_empty(), "{d:?}");
+}
+
+#[test]
+fn failed_rewind_while_holding_the_lock_releases_it() {
+    let l = former_primary(RewindView {
+        failed: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        run(&ok(cluster(Some("a"))), &l).actions,
+        vec![Action::ReleaseLock]
     );
 }
 
@@ -963,4 +1106,53 @@ fn replicatefrom_the_leader_follows_the_leader() {
     let mut l = replicating_from("b");
     l.pg.following = Some("b".into());
     assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+}
+
+// --- history key ---
+
+fn history(lines: &[(u64, Option<&str>)]) -> Option<Vec<crate::dcs::HistoryLine>> {
+    Some(
+        lines
+            .iter()
+            .map(|(tl, leader)| crate::dcs::HistoryLine {
+                timeline: *tl,
+                lsn: 100,
+                reason: "no recovery target specified".into(),
+                timestamp: leader.map(|_| "2026-01-01T00:00:00+00:00".into()),
+                new_leader: leader.map(str::to_owned),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn leader_on_a_new_timeline_writes_history() {
+    let mut l = local(Some(PgRole::Primary));
+    l.pg.timeline = Some(2);
+    let mut c = cluster(Some("a"));
+    let want = vec![Action::RenewLock, Action::WriteHistory];
+    // Missing key, a key one timeline behind, a newest line without leader.
+    for h in [None, history(&[]), history(&[(1, None)])] {
+        c.history = h.clone();
+        assert_eq!(run(&ok(c.clone()), &l).actions, want, "{h:?}");
+    }
+    // Up to date: just renew.
+    c.history = history(&[(1, Some("a"))]);
+    assert_eq!(run(&ok(c.clone()), &l).actions, vec![Action::RenewLock]);
+    // Timeline 1: `[]` or missing is right; a stale non-empty key is cleared.
+    l.pg.timeline = Some(1);
+    for h in [None, history(&[])] {
+        c.history = h;
+        assert_eq!(run(&ok(c.clone()), &l).actions, vec![Action::RenewLock]);
+    }
+    c.history = history(&[(1, Some("b"))]);
+    assert_eq!(run(&ok(c), &l).actions, want);
+}
+
+#[test]
+fn replicas_never_write_history() {
+    let mut l = local(Some(PgRole::Replica));
+    l.pg.timeline = Some(5);
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert!(!d.actions.contains(&Action::WriteHistory), "{d:?}");
 }

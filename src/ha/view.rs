@@ -59,6 +59,8 @@ pub enum JobKind {
     Start,
     Stop,
     Promote,
+    /// pg_rewind from the leader, then start as its replica.
+    Rewind,
 }
 
 /// How the last finished job ended; reported once, then consumed.
@@ -66,6 +68,21 @@ pub enum JobKind {
 pub enum JobOutcome {
     Succeeded(JobKind),
     Failed(JobKind, String),
+}
+
+/// How a former primary may rejoin (ha-loop.md §9), and whether a rewind
+/// already failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RewindView {
+    /// `postgresql.use_pg_rewind` (local, else dynamic).
+    pub enabled: bool,
+    /// `postgresql.remove_data_directory_on_rewind_failure`.
+    pub remove_on_failure: bool,
+    /// `postgresql.remove_data_directory_on_diverged_timelines`.
+    pub remove_on_diverged: bool,
+    /// pg_rewind ran and failed; stays set until an operator acts (daemon
+    /// restart, reinitialise), so a failed rewind is never retried in a loop.
+    pub failed: bool,
 }
 
 /// What a peer answered on `GET /patroni` during a leader race.
@@ -116,6 +133,8 @@ pub struct LocalView {
     pub peers: Vec<PeerStatus>,
     /// Failsafe mode facts (ha-loop.md §10).
     pub failsafe: FailsafeView,
+    /// Rejoin policy for a former primary.
+    pub rewind: RewindView,
 }
 
 /// What failsafe mode needs to know. All empty when `failsafe_mode` is off.

@@ -20,6 +20,9 @@ pub enum PgState {
     CreatingReplica,
     InitializingNewCluster,
     InitdbFailed,
+    /// pg_rewind ran and failed. Sticky: PostgreSQL stays down in this
+    /// state until a job rebuilds it or the daemon restarts.
+    RewindFailed,
     Unknown,
 }
 
@@ -35,6 +38,7 @@ impl PgState {
             PgState::CreatingReplica => "creating replica",
             PgState::InitializingNewCluster => "initializing new cluster",
             PgState::InitdbFailed => "initdb failed",
+            PgState::RewindFailed => "rewind failed",
             PgState::Unknown => "unknown",
         }
     }
@@ -95,6 +99,7 @@ pub enum Job {
     Bootstrap,
     Clone { from: Upstream },
     Reinitialize { from: Upstream },
+    Rewind { from: Upstream },
     StartPrimary,
     StartReplica { upstream: Option<Upstream> },
     Promote,
@@ -106,6 +111,7 @@ impl Job {
             Job::Bootstrap => JobKind::Bootstrap,
             Job::Clone { .. } => JobKind::Clone,
             Job::Reinitialize { .. } => JobKind::Reinitialize,
+            Job::Rewind { .. } => JobKind::Rewind,
             Job::StartPrimary | Job::StartReplica { .. } => JobKind::Start,
             Job::Promote => JobKind::Promote,
         }

@@ -88,15 +88,35 @@ pub fn initdb_args(options: &[InitdbOption]) -> PgResult<Vec<String>> {
     Ok(args)
 }
 
+/// `postgresql.rewind` options pgpilot sets itself or that would make
+/// pg_rewind do nothing.
+pub const FORBIDDEN_REWIND_OPTIONS: &[&str] = &[
+    "target-pgdata",
+    "source-pgdata",
+    "source-server",
+    "dry-run",
+    "write-recovery-conf",
+    "version",
+    "help",
+];
+
 /// `postgresql.basebackup` (a list of flags / `{option: value}`, or a map)
 /// as pg_basebackup arguments; forbidden ones rejected.
 pub fn basebackup_args(options: &serde_json::Value) -> PgResult<Vec<String>> {
-    let forbidden = FORBIDDEN_BASEBACKUP_OPTIONS;
+    tool_args("pg_basebackup", options, FORBIDDEN_BASEBACKUP_OPTIONS)
+}
+
+/// `postgresql.rewind` (same forms as `basebackup`) as pg_rewind arguments.
+pub fn rewind_args(options: &serde_json::Value) -> PgResult<Vec<String>> {
+    tool_args("pg_rewind", options, FORBIDDEN_REWIND_OPTIONS)
+}
+
+fn tool_args(what: &str, options: &serde_json::Value, forbidden: &[&str]) -> PgResult<Vec<String>> {
     let mut args = Vec::new();
     let push_map = |map: &serde_json::Map<String, serde_json::Value>, args: &mut Vec<String>| {
         for (k, v) in map {
             args.push(option_args(
-                "pg_basebackup",
+                what,
                 None,
                 Some((k, value_text(v))),
                 forbidden,
@@ -111,19 +131,17 @@ pub fn basebackup_args(options: &serde_json::Value) -> PgResult<Vec<String>> {
             for item in items {
                 match item {
                     serde_json::Value::String(f) => {
-                        args.push(option_args("pg_basebackup", Some(f), None, forbidden)?)
+                        args.push(option_args(what, Some(f), None, forbidden)?)
                     }
                     serde_json::Value::Object(map) => push_map(map, &mut args)?,
                     other => {
-                        return Err(PgError::InvalidOption(format!("basebackup option {other}")));
+                        return Err(PgError::InvalidOption(format!("{what} option {other}")));
                     }
                 }
             }
         }
         other => {
-            return Err(PgError::InvalidOption(format!(
-                "basebackup options {other}"
-            )));
+            return Err(PgError::InvalidOption(format!("{what} options {other}")));
         }
     }
     Ok(args)
@@ -244,6 +262,64 @@ pub async fn basebackup(
     result
 }
 
+/// Crash recovery of a data directory in single-user mode, ending in a clean
+/// shutdown, that keeps every WAL segment: `archive_status` is emptied and
+/// the server runs with `archive_mode=on archive_command=false`, so its
+/// checkpoints may not recycle segments (as Patroni's
+/// `ensure_clean_shutdown`). pg_rewind needs the target's WAL back to the
+/// last common checkpoint; the crash recovery pg_rewind would run itself
+/// may remove it.
+pub async fn single_user_recovery(
+    bins: &Binaries,
+    data_dir: &Path,
+    config_file: &Path,
+) -> PgResult<String> {
+    let status_dir = data_dir.join("pg_wal").join("archive_status");
+    if let Ok(entries) = fs::read_dir(&status_dir) {
+        for e in entries.flatten() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    let mut cmd = Command::new(bins.postgres());
+    cmd.arg("--single")
+        .arg("-F")
+        .arg("-D")
+        .arg(data_dir)
+        .arg("-c")
+        .arg(format!("config_file={}", config_file.display()))
+        .args(["-c", "archive_mode=on", "-c", "archive_command=false"])
+        .arg("template1");
+    let out = command::run(cmd).await?;
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    Ok(text)
+}
+
+/// `pg_rewind -D <data_dir> --source-server=<conninfo> <extra>` with
+/// `PGPASSFILE`. PostgreSQL 15's pg_rewind first runs crash recovery in
+/// single-user mode when the target was not shut down cleanly. Returns the
+/// tool's output (its progress goes to stderr).
+pub async fn rewind(
+    bins: &Binaries,
+    data_dir: &Path,
+    source_server: &str,
+    passfile: Option<&Path>,
+    extra: &[String],
+) -> PgResult<String> {
+    let mut cmd = Command::new(bins.pg_rewind());
+    cmd.arg("-D")
+        .arg(data_dir)
+        .arg(format!("--source-server={source_server}"))
+        .args(extra);
+    if let Some(p) = passfile {
+        cmd.env("PGPASSFILE", p);
+    }
+    let out = command::run(cmd).await?;
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +363,16 @@ mod tests {
         assert!(basebackup_args(&json!(null)).unwrap().is_empty());
         assert!(basebackup_args(&json!([{"host": "x"}])).is_err());
         assert!(basebackup_args(&json!(["wal-method"])).is_err());
+    }
+
+    #[test]
+    fn rewind_options() {
+        assert_eq!(
+            rewind_args(&json!(["restore-target-wal", {"config-file": "/x.conf"}])).unwrap(),
+            ["--restore-target-wal", "--config-file=/x.conf"]
+        );
+        assert!(rewind_args(&json!(["dry-run"])).is_err());
+        assert!(rewind_args(&json!({"source-server": "x"})).is_err());
     }
 
     #[tokio::test]

@@ -194,7 +194,7 @@ bootstrap:
     maximum_lag_on_failover: 1048576
 {extra_dcs}    postgresql:
       use_slots: true
-      use_pg_rewind: false
+      use_pg_rewind: true
   initdb:
   - encoding: UTF8
   - data-checksums
@@ -378,18 +378,13 @@ postgresql:
 
     /// A superuser SQL connection to node `i`'s PostgreSQL.
     pub async fn sql(&self, i: usize) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(self.nodes[i].pg_port)
-            .user("postgres")
-            .password(SUPERUSER_PASSWORD)
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(2));
-        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+        sql_at(self.nodes[i].pg_port).await
+    }
+
+    /// `GET path` on node `i` as JSON, `None` if it does not answer.
+    pub async fn get_json(&self, i: usize, path: &str) -> Option<Value> {
+        let resp = self.http.get(self.nodes[i].api(path)).send().await.ok()?;
+        resp.json().await.ok()
     }
 
     /// Put an unrelated PostgreSQL cluster into node `i`'s data directory.
@@ -433,6 +428,23 @@ postgresql:
             }
         }
     }
+}
+
+/// A superuser SQL connection to the PostgreSQL on `port` (loopback); usable
+/// from spawned tasks, which cannot borrow the cluster.
+pub async fn sql_at(port: u16) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .password(SUPERUSER_PASSWORD)
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(2));
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
 }
 
 static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
