@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod ctl;
 pub mod dcs;
+pub mod fence;
 pub mod ha;
 pub mod logging;
 pub mod messages;

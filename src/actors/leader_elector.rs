@@ -5,8 +5,8 @@
 //! carries the actions out: DCS writes itself, PostgreSQL work through the
 //! supervisor. It is the only actor that turns facts into decisions.
 
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use futures_util::future::join_all;
@@ -17,6 +17,7 @@ use super::member_record::{api_url, conn_url, member_data};
 use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig};
 use crate::dcs::{Cluster, Dcs, DcsError, Member, MemberData, Status};
+use crate::fence::{FenceClient, FenceOrder};
 use crate::ha::slots::SlotRequest;
 use crate::ha::{
     self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
@@ -65,6 +66,8 @@ pub struct LeaderElector {
     heartbeat: Option<LeaderHeartbeat>,
     /// Running as primary on failsafe confirmations until then.
     failsafe_active_until: Option<Instant>,
+    /// The fence process beside this daemon (src/fence.rs).
+    fence: Arc<Mutex<FenceClient>>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -82,7 +85,13 @@ struct CycleReport {
 
 impl LeaderElector {
     pub fn new(cfg: Arc<Config>, dynamic: DynamicConfig, links: ElectorLinks) -> LeaderElector {
+        let data_dir = super::postgres_supervisor::absolute(&cfg.postgresql.data_dir);
+        // A fence outlives its daemon long enough for a restart to adopt it,
+        // and exits afterwards only once PostgreSQL is not running.
+        let orphan_after = (dynamic.timing.ttl * 10).max(Duration::from_secs(60));
+        let fence = Arc::new(Mutex::new(FenceClient::new(&data_dir, orphan_after)));
         LeaderElector {
+            fence,
             cfg,
             dynamic,
             links: Arc::new(links),
@@ -127,6 +136,8 @@ impl LeaderElector {
             last_reason: self.last_reason.clone(),
             failsafe_last_known: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
             heartbeat: self.heartbeat.clone(),
+            failsafe_until: self.failsafe_active_until,
+            fence: self.fence.clone(),
         };
         ctx.spawn(
             run_cycle(input)
@@ -312,11 +323,21 @@ impl Handler<Shutdown> for LeaderElector {
         }
         let links = self.links.clone();
         let held = self.lease_deadline.is_some();
+        let fence = self.fence.clone();
         Box::pin(
             async move {
                 info!(event = "shutdown", "stopping PostgreSQL (fast)");
-                if let Ok(Err(e)) = links.stop_pg.send(StopAndWait(StopMode::Fast)).await {
-                    warn!(event = "shutdown", error = %e, "PostgreSQL did not stop cleanly");
+                match links.stop_pg.send(StopAndWait(StopMode::Fast)).await {
+                    Ok(Ok(())) => {
+                        // PostgreSQL is down: the fence has nothing left to guard.
+                        if let Ok(mut f) = fence.lock() {
+                            f.shutdown();
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        warn!(event = "shutdown", error = %e, "PostgreSQL did not stop cleanly")
+                    }
+                    Err(e) => warn!(event = "shutdown", error = %e),
                 }
                 if held {
                     match links.dcs.delete_leader().await {
@@ -346,6 +367,9 @@ struct CycleInput {
     last_reason: Option<String>,
     failsafe_last_known: Option<std::collections::BTreeMap<String, String>>,
     heartbeat: Option<LeaderHeartbeat>,
+    /// Confirmed by every failsafe member until then (a lease in all but name).
+    failsafe_until: Option<Instant>,
+    fence: Arc<Mutex<FenceClient>>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -359,7 +383,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         last_reason,
         failsafe_last_known,
         heartbeat,
+        failsafe_until,
+        fence,
     } = input;
+    let lease_at_start = lease_deadline;
     let mut report = CycleReport {
         cluster: None,
         lease_deadline,
@@ -437,7 +464,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         pg: pg.facts.clone(),
         busy: pg.busy,
         outcome: pg.outcome.clone(),
-        lease_deadline,
+        // Failsafe confirmations stand in for the lease while they last.
+        lease_deadline: lease_deadline.max(failsafe_until),
         peers,
         rewind: ha::RewindView {
             enabled: cfg
@@ -456,7 +484,12 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             heartbeat,
         },
     };
-    let decision = ha::decide(&dcs_view, &local, Instant::now());
+    let decided_at = Instant::now();
+    let decision = ha::decide(&dcs_view, &local, decided_at);
+    if lease_deadline.is_some_and(|d| d <= decided_at) {
+        // A lapsed lease is no lease: stop counting myself the leader.
+        lease_deadline = None;
+    }
     let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
     if steady && last_reason.as_deref() == Some(decision.reason.as_str()) {
         // The same steady state as last cycle: not worth an INFO line per loop_wait.
@@ -472,6 +505,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         DcsView::Ok(c) => Some(c),
         DcsView::Failed(_) => None,
     };
+    let mut demoted = false;
     for action in decision.actions {
         if action == Action::StayPrimaryOnFailsafe {
             report.failsafe_until = Some(confirm_started + timing.ttl);
@@ -487,6 +521,9 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             &last_status,
         )
         .await;
+        if matches!(action, Action::Demote { .. }) && matches!(outcome, Step::Continue) {
+            demoted = true;
+        }
         match outcome {
             Step::Continue => {}
             Step::ContinueWrote(s) => report.status_written = Some(s),
@@ -531,7 +568,32 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     }
     report.lease_deadline = lease_deadline;
     report.cluster = cluster;
+
+    let renewed = lease_deadline.filter(|_| lease_deadline != lease_at_start);
+    let order = fence_order(&pg.facts, demoted, renewed.max(report.failsafe_until));
+    let margin = timing.fence_margin();
+    if let Ok(mut f) = fence.lock() {
+        f.apply(order, margin);
+    }
     report
+}
+
+/// What the fence is told at the end of a cycle. It is armed only with a
+/// lease renewed (or failsafe confirmed) in this cycle for a PostgreSQL
+/// that answered as a primary in this cycle; without such fresh facts the
+/// last order stands, so the fence stops PostgreSQL when that lease runs
+/// out.
+fn fence_order(pg: &ha::PgFacts, demoted: bool, held_until: Option<Instant>) -> FenceOrder {
+    if demoted {
+        return FenceOrder::Disarm;
+    }
+    if pg.is_primary() {
+        return held_until.map_or(FenceOrder::Keep, FenceOrder::Arm);
+    }
+    if !pg.running || pg.role == Some(PgRole::Replica) {
+        return FenceOrder::Disarm;
+    }
+    FenceOrder::Keep
 }
 
 /// Members listed in the `failsafe` key without a member record, as peers

@@ -17,7 +17,7 @@ use crate::messages::config::ConfigChanged;
 use crate::messages::elector::JobFinished;
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, RunJob,
-    StopAndWait, SyncSlots,
+    StopAndWait, StopMode, SyncSlots,
 };
 use crate::postgres::{Binaries, Postmaster, controldata, datadir, query};
 
@@ -34,7 +34,7 @@ pub struct PostgresSupervisor {
 
 /// Resolve a configured path against the working directory, as Patroni's
 /// relative `data_dir: data/postgresql0` expects.
-fn absolute(p: &str) -> PathBuf {
+pub fn absolute(p: &str) -> PathBuf {
     let p = PathBuf::from(p);
     if p.is_absolute() {
         p
@@ -400,7 +400,13 @@ impl Handler<StopAndWait> for PostgresSupervisor {
 
     fn handle(&mut self, StopAndWait(mode): StopAndWait, _ctx: &mut Context<Self>) -> Self::Result {
         let pm = self.postmaster.take();
-        let timeout = self.env.pg_ctl_timeout();
+        // An immediate shutdown is a fencing stop: a postmaster that does not
+        // act on SIGQUIT within the grace (frozen, hung I/O) has its whole
+        // process group SIGKILLed rather than waited for.
+        let timeout = match mode {
+            StopMode::Immediate => crate::fence::KILL_GRACE.min(self.env.pg_ctl_timeout()),
+            _ => self.env.pg_ctl_timeout(),
+        };
         self.state = PgState::Stopping;
         Box::pin(
             async move {

@@ -39,6 +39,24 @@ struct Cli {
     validate: bool,
     #[arg(long, value_enum, default_value = "plain")]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// The fence process the daemon starts beside itself (internal).
+    #[command(hide = true)]
+    Fence {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Exit when no daemon has written for this long (seconds) and
+        /// PostgreSQL is not running.
+        #[arg(long, default_value_t = 300)]
+        orphan_after: u64,
+    },
 }
 
 fn env_map() -> BTreeMap<String, String> {
@@ -60,6 +78,24 @@ fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Sub::Fence {
+        state_dir,
+        data_dir,
+        orphan_after,
+    }) = &cli.command
+    {
+        return match pgpilot::fence::run(
+            state_dir,
+            data_dir,
+            std::time::Duration::from_secs(*orphan_after),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fence: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.validate {
         return match load(cli.config.as_ref()) {
             Ok((_, warnings)) => {

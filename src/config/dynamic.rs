@@ -290,7 +290,8 @@ pub fn valid_slot_name(name: &str) -> bool {
 
 /// `ttl`, `loop_wait` and `retry_timeout` of a dynamic configuration
 /// document, defaults filled in, minimums and the
-/// `loop_wait + 2 * retry_timeout <= ttl` rule checked.
+/// `loop_wait + 2 * retry_timeout <= ttl` and the fencing-margin rule
+/// ([`Timing::fence_room`]) checked.
 pub fn timing_from_json(v: &Value) -> Result<Timing, ConfigError> {
     let get = |k: &str| v.get(k).filter(|x| !x.is_null());
     let mut errors = Vec::new();
@@ -325,13 +326,19 @@ pub fn timing_from_json(v: &Value) -> Result<Timing, ConfigError> {
             ),
         ));
     }
+    let timing = Timing {
+        ttl: Duration::from_secs_f64(ttl),
+        loop_wait: Duration::from_secs_f64(loop_wait),
+        retry_timeout: Duration::from_secs_f64(retry_timeout),
+    };
+    if errors.is_empty()
+        && let Err(why) = timing.fence_room()
+    {
+        errors.push(ConfigError::key(ORIGIN_DYNAMIC, "ttl", why));
+    }
     match ConfigError::combine(errors) {
         Some(e) => Err(e),
-        None => Ok(Timing {
-            ttl: Duration::from_secs_f64(ttl),
-            loop_wait: Duration::from_secs_f64(loop_wait),
-            retry_timeout: Duration::from_secs_f64(retry_timeout),
-        }),
+        None => Ok(timing),
     }
 }
 
@@ -490,6 +497,24 @@ mod tests {
         assert!(e.contains("ttl (20)"), "{e}");
         assert!(e.contains("loop_wait (10)"), "{e}");
         assert!(e.contains("retry_timeout (10)"), "{e}");
+    }
+
+    #[test]
+    fn fencing_margin_must_leave_a_cycle() {
+        // 20 + 5 <= 30 passes the lease rule, but 30 - max(1, 30/5) = 24 < 25.
+        let e = DynamicConfig::from_json(&json!({"ttl": 30, "loop_wait": 20, "retry_timeout": 5}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fencing margin"), "{e}");
+        let t = DynamicConfig::from_json(&json!({"ttl": 6, "loop_wait": 1, "retry_timeout": 2}))
+            .unwrap()
+            .timing;
+        assert_eq!(t.fence_margin(), Duration::from_millis(1200));
+        let t = DynamicConfig::from_json(&json!({"ttl": 3, "loop_wait": 0.5, "retry_timeout": 1}))
+            .unwrap()
+            .timing;
+        assert_eq!(t.fence_margin(), Duration::from_secs(1));
+        assert!(DynamicConfig::defaults().timing.fence_room().is_ok());
     }
 
     #[test]

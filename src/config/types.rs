@@ -568,6 +568,41 @@ impl Timing {
     pub fn local_query_timeout(&self) -> Duration {
         self.peer_timeout()
     }
+
+    /// Fencing safety margin: PostgreSQL on a leader is stopped this long
+    /// before the lease (send time of the last successful renewal + ttl)
+    /// could end. `max(1 s, ttl / 5)`: covers the fence's polling, the
+    /// immediate shutdown itself and clock-rate differences between this
+    /// node and etcd. [`Timing::fence_room`] checks at load that it fits.
+    pub fn fence_margin(&self) -> Duration {
+        (self.ttl / 5).max(Duration::from_secs(1))
+    }
+
+    /// How long after a decision the next one surely comes: the next cycle
+    /// starts within `loop_wait` and decides after at most one DCS call
+    /// (`retry_timeout`).
+    pub fn cycle_bound(&self) -> Duration {
+        self.loop_wait + self.retry_timeout
+    }
+
+    /// `ttl - margin` must exceed one cycle (`loop_wait + retry_timeout`),
+    /// otherwise a healthy leader would be fenced between two renewals.
+    /// `Err` carries the explanation.
+    pub fn fence_room(&self) -> Result<(), String> {
+        let m = self.fence_margin();
+        if self.ttl > m + self.cycle_bound() {
+            Ok(())
+        } else {
+            Err(format!(
+                "impossible timing: ttl ({}) minus the fencing margin max(1, ttl/5) ({}) must exceed \
+                 loop_wait ({}) + retry_timeout ({}); a healthy leader would be fenced between two renewals",
+                self.ttl.as_secs_f64(),
+                m.as_secs_f64(),
+                self.loop_wait.as_secs_f64(),
+                self.retry_timeout.as_secs_f64()
+            ))
+        }
+    }
 }
 
 impl Default for Timing {

@@ -12,6 +12,9 @@ use crate::dcs::{Cluster, Member, MemberData};
 /// `now` is compared with `local.lease_deadline` to decide whether a primary
 /// that cannot reach the DCS may keep serving until its next chance to renew.
 pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
+    if let Some(d) = lease_lapsed(local, now) {
+        return d;
+    }
     let cluster = match dcs {
         DcsView::Ok(c) => c,
         DcsView::Failed(err) => return dcs_failed(err, local, now),
@@ -83,10 +86,7 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     }
     if local.pg.role.is_none() {
         return if i_lead {
-            Decision::new(
-                vec![Action::RenewLock],
-                "PostgreSQL is not answering yet; keeping the lock",
-            )
+            leader_pg_not_answering(local, now)
         } else {
             Decision::idle("PostgreSQL is running but not answering yet")
         };
@@ -173,22 +173,90 @@ fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> De
             ),
         );
     }
-    let t = local.timing;
-    // The latest moment the next cycle could finish a renewal attempt, plus
-    // time to stop PostgreSQL: if the lease may be gone by then, stop now.
-    let next_chance = now + t.loop_wait + t.retry_timeout + t.retry_timeout;
-    match local.lease_deadline {
-        Some(deadline) if next_chance < deadline => Decision::idle(format!(
+    // Demote as late as is safe: keep serving while the next decision
+    // (within one cycle) still comes before the fencing point, the lease
+    // deadline minus the safety margin, where the fence process stops
+    // PostgreSQL anyway.
+    match fence_room(local, now) {
+        Some(left) => Decision::idle(format!(
             "DCS is not accessible ({err}); the lease holds for {:.1}s more, staying primary",
-            deadline.saturating_duration_since(now).as_secs_f64()
+            left.as_secs_f64()
         )),
-        _ => Decision::new(
+        None => Decision::new(
             vec![Action::Demote {
-                mode: DemoteMode::Offline,
+                mode: past_fencing_point(local, now),
             }],
             format!(
                 "DCS is not accessible ({err}) and the lease may expire before the next renewal: demoting"
             ),
+        ),
+    }
+}
+
+/// How long the lease surely holds, when the next decision (at most one
+/// cycle away) still comes before the fencing point
+/// `lease_deadline - fence_margin`; `None` when this node must stop
+/// serving now.
+fn fence_room(local: &LocalView, now: Instant) -> Option<std::time::Duration> {
+    let t = local.timing;
+    let deadline = local.lease_deadline?;
+    let fence_at = deadline.checked_sub(t.fence_margin())?;
+    (now + t.cycle_bound() < fence_at).then(|| deadline.saturating_duration_since(now))
+}
+
+/// Fast shutdown while there is time; immediate once the fencing point
+/// has passed (the fence may be stopping it already).
+fn past_fencing_point(local: &LocalView, now: Instant) -> DemoteMode {
+    let fenced = local
+        .lease_deadline
+        .and_then(|d| d.checked_sub(local.timing.fence_margin()))
+        .is_some_and(|f| now >= f);
+    if fenced {
+        DemoteMode::ImmediateNoLock
+    } else {
+        DemoteMode::Offline
+    }
+}
+
+/// First rule of every cycle: a leader whose lease has run out (the daemon
+/// was frozen, or the lease could not be renewed) stops a PostgreSQL that
+/// may still accept writes before anything else, since another node may
+/// hold the leader key already. The next cycle decides on the new facts.
+fn lease_lapsed(local: &LocalView, now: Instant) -> Option<Decision> {
+    let deadline = local.lease_deadline?;
+    (now >= deadline && local.pg.running && local.pg.role != Some(PgRole::Replica)).then(|| {
+        Decision::new(
+            vec![Action::Demote {
+                mode: DemoteMode::ImmediateNoLock,
+            }],
+            format!(
+                "my leader lease ran out {:.1}s ago while PostgreSQL may accept writes: stopping it at once",
+                now.saturating_duration_since(deadline).as_secs_f64()
+            ),
+        )
+    })
+}
+
+/// The leader's PostgreSQL runs but did not answer the status query: the
+/// lock is not renewed (its health cannot be vouched for) and the fence is
+/// not re-armed. While the lease holds past the next cycle it waits for
+/// PostgreSQL to answer again; after that it fences PostgreSQL (immediate
+/// shutdown, SIGKILL of its process group when it does not react) and
+/// releases the lock so a healthy replica takes over.
+fn leader_pg_not_answering(local: &LocalView, now: Instant) -> Decision {
+    match fence_room(local, now) {
+        Some(left) => Decision::idle(format!(
+            "PostgreSQL is not answering; not renewing the lock (it holds {:.1}s more)",
+            left.as_secs_f64()
+        )),
+        None => Decision::new(
+            vec![
+                Action::Demote {
+                    mode: DemoteMode::ImmediateNoLock,
+                },
+                Action::ReleaseLock,
+            ],
+            "PostgreSQL is not answering and the lease cannot be renewed honestly: fencing it and releasing the lock",
         ),
     }
 }

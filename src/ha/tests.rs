@@ -168,6 +168,130 @@ fn dcs_error_primary_whose_lease_may_lapse_demotes_offline() {
     );
 }
 
+/// The test clusters' timing: ttl 6, loop_wait 1, retry_timeout 2, so the
+/// fencing margin is max(1, 6/5) = 1.2 s and one cycle 3 s.
+fn test_timing() -> Timing {
+    Timing {
+        ttl: Duration::from_secs(6),
+        loop_wait: Duration::from_secs(1),
+        retry_timeout: Duration::from_secs(2),
+    }
+}
+
+#[test]
+fn dcs_error_primary_serves_until_one_cycle_before_the_fencing_point() {
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Primary));
+    l.timing = test_timing();
+    let dcs = DcsView::Failed(DcsError::Unreachable("x".into()));
+    // Fencing point now + 3.1 s: the next decision (<= 3 s) still precedes it.
+    l.lease_deadline = Some(now + Duration::from_millis(4300));
+    let d = decide(&dcs, &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+    // Fencing point now + 2.9 s: the next decision could come after it.
+    l.lease_deadline = Some(now + Duration::from_millis(4100));
+    assert_eq!(
+        decide(&dcs, &l, now).actions,
+        vec![Action::Demote {
+            mode: DemoteMode::Offline
+        }]
+    );
+    // Past the fencing point (the fence may be stopping it): immediate.
+    l.lease_deadline = Some(now + Duration::from_millis(1000));
+    assert_eq!(
+        decide(&dcs, &l, now).actions,
+        vec![Action::Demote {
+            mode: DemoteMode::ImmediateNoLock
+        }]
+    );
+}
+
+#[test]
+fn dcs_error_primary_keeps_serving_later_than_the_old_rule() {
+    // ttl 30, loop_wait 10, retry_timeout 10: the old rule demoted when
+    // now + 30 >= deadline; now it serves until now + 20 reaches
+    // deadline - 6 (margin ttl/5).
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Primary));
+    l.lease_deadline = Some(now + Duration::from_secs(27));
+    let d = decide(&DcsView::Failed(DcsError::Unreachable("x".into())), &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("holds for 27.0s"), "{}", d.reason);
+}
+
+#[test]
+fn lapsed_lease_stops_postgres_before_anything_else() {
+    // The daemon wakes from a freeze: its lease ended 2 s ago. Whatever the
+    // DCS says (still my key, another leader, unreachable), PostgreSQL is
+    // stopped at once.
+    let now = Instant::now();
+    let demote = vec![Action::Demote {
+        mode: DemoteMode::ImmediateNoLock,
+    }];
+    for role in [Some(PgRole::Primary), None] {
+        let mut l = local(role);
+        l.pg.running = true;
+        l.lease_deadline = Some(now - Duration::from_secs(2));
+        for dcs in [
+            ok(cluster(Some("a"))),
+            ok(cluster(Some("b"))),
+            ok(cluster(None)),
+            DcsView::Failed(DcsError::Unreachable("x".into())),
+        ] {
+            let d = decide(&dcs, &l, now);
+            assert_eq!(d.actions, demote, "{role:?} {dcs:?}: {d:?}");
+            assert!(d.reason.contains("lease ran out"), "{}", d.reason);
+        }
+    }
+    // A replica or a stopped PostgreSQL accepts no writes: the normal rules.
+    let mut l = local(Some(PgRole::Replica));
+    l.lease_deadline = Some(now - Duration::from_secs(2));
+    let d = decide(&ok(cluster(Some("b"))), &l, now);
+    assert!(!d.reason.contains("lease ran out"), "{d:?}");
+    let mut l = local(None);
+    l.lease_deadline = Some(now - Duration::from_secs(2));
+    let d = decide(&ok(cluster(Some("b"))), &l, now);
+    assert!(!d.reason.contains("lease ran out"), "{d:?}");
+    // A lease still running is not lapsed.
+    let mut l = local(Some(PgRole::Primary));
+    l.lease_deadline = Some(now + Duration::from_secs(25));
+    assert_eq!(
+        decide(&ok(cluster(Some("a"))), &l, now).actions,
+        vec![Action::RenewLock]
+    );
+}
+
+#[test]
+fn leader_whose_postgres_does_not_answer_stops_renewing_then_fences() {
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Primary));
+    l.pg.role = None;
+    l.timing = test_timing();
+    l.lease_deadline = Some(now + Duration::from_secs(6));
+    // Room left: wait for it to answer, but do not vouch for it.
+    let d = decide(&ok(cluster(Some("a"))), &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("not renewing"), "{}", d.reason);
+    // No room before the fencing point: fence and let a replica take over.
+    l.lease_deadline = Some(now + Duration::from_secs(4));
+    let d = decide(&ok(cluster(Some("a"))), &l, now);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::Demote {
+                mode: DemoteMode::ImmediateNoLock
+            },
+            Action::ReleaseLock
+        ]
+    );
+    // A restarted daemon knows no lease: same.
+    l.lease_deadline = None;
+    assert_eq!(decide(&ok(cluster(Some("a"))), &l, now).actions.len(), 2);
+    // Not the leader: nothing to fence.
+    let d = decide(&ok(cluster(Some("b"))), &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+}
+
 #[test]
 fn dcs_error_primary_without_lease_demotes() {
     let l = local(Some(PgRole::Primary));
@@ -603,13 +727,15 @@ fn stopped_without_leader_starts_readonly() {
 }
 
 #[test]
-fn running_but_not_answering_keeps_lock() {
+fn running_but_not_answering_keeps_the_lock_unrenewed_while_the_lease_holds() {
+    // The lock is kept (not released) but not renewed: renewing would vouch
+    // for a PostgreSQL nobody could check (see
+    // leader_whose_postgres_does_not_answer_stops_renewing_then_fences).
     let mut l = local(None);
     l.pg.running = true;
-    assert_eq!(
-        run(&ok(cluster(Some("a"))), &l).actions,
-        vec![Action::RenewLock]
-    );
+    l.timing = test_timing();
+    l.lease_deadline = Some(Instant::now() + Duration::from_secs(6));
+    assert!(run(&ok(cluster(Some("a"))), &l).actions.is_empty());
     assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
 }
 
@@ -934,7 +1060,7 @@ fn failsafe_refusal_keeps_the_lease_rule() {
     };
     l.lease_deadline = Some(now + Duration::from_secs(25));
     assert!(decide(&dcs_down(), &l, now).actions.is_empty());
-    l.lease_deadline = Some(now + Duration::from_secs(5));
+    l.lease_deadline = Some(now + Duration::from_secs(10));
     assert_eq!(decide(&dcs_down(), &l, now).actions, vec![DEMOTE_OFFLINE]);
 }
 

@@ -183,11 +183,22 @@ impl Postmaster {
         }
     }
 
-    /// SIGKILL to the postmaster's process group (the backends too), or to
-    /// the postmaster alone when it does not lead its own group — never to
-    /// ours.
+    /// SIGKILL to the postmaster's process group, or to the postmaster
+    /// alone when it does not lead its own group — never to ours — and to
+    /// every child of the postmaster with its own group: PostgreSQL's
+    /// backends and auxiliary processes call `setsid()`, so the postmaster's
+    /// group does not reach them. The postmaster is stopped first so it
+    /// forks nothing new meanwhile (SIGKILL works on a stopped process).
     pub fn kill_group(&self) -> PgResult<()> {
         let pid = Pid::from_raw(self.pid);
+        let _ = signal::kill(pid, Signal::SIGSTOP);
+        for child in children_of(self.pid) {
+            let cpid = Pid::from_raw(child);
+            if nix::unistd::getpgid(Some(cpid)) == Ok(cpid) {
+                let _ = signal::killpg(cpid, Signal::SIGKILL);
+            }
+            let _ = signal::kill(cpid, Signal::SIGKILL);
+        }
         let res = match nix::unistd::getpgid(Some(pid)) {
             Ok(pgid) if pgid == pid => signal::killpg(pgid, Signal::SIGKILL),
             Ok(_) => signal::kill(pid, Signal::SIGKILL),
@@ -281,6 +292,28 @@ impl Postmaster {
             }
         }
     }
+}
+
+/// The processes whose parent is `pid` (from `/proc/<pid>/stat`).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
 }
 
 fn pid_exists(pid: i32) -> bool {

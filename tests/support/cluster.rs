@@ -99,6 +99,41 @@ impl Node {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The fence's state directory, `<data_dir>.fence`.
+    pub fn fence_dir(&self) -> PathBuf {
+        self.dir.join("data.fence")
+    }
+
+    pub fn fence_log(&self) -> String {
+        fs::read_to_string(self.fence_dir().join("fence.log")).unwrap_or_default()
+    }
+
+    /// Live fence processes of this node (`pgpilot fence --state-dir <dir>`).
+    pub fn fence_pids(&self) -> Vec<i32> {
+        let dir = self.fence_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.iter().any(|a| a == "fence")
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == "--state-dir" && Path::new(&w[1]) == dir)
+            {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
     /// Has the daemon process exited? Returns its exit code if so.
     pub fn exited(&mut self) -> Option<i32> {
         let child = self.child.as_mut()?;
@@ -310,6 +345,12 @@ postgresql:
         }
     }
 
+    /// kill -9 of the daemon alone (PostgreSQL and the fence keep running).
+    pub async fn kill_daemon(&mut self, i: usize) {
+        self.signal(i, Signal::SIGKILL);
+        self.wait_exit(i, Duration::from_secs(10)).await;
+    }
+
     /// kill -9 of the daemon and its postmaster together.
     pub async fn kill_node(&mut self, i: usize) {
         let pm = self.nodes[i].postmaster_pid();
@@ -464,6 +505,9 @@ impl Drop for TestCluster {
                 // The postmaster leads its own process group.
                 let _ = kill(Pid::from_raw(-pm), Signal::SIGKILL);
                 let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+            }
+            for f in n.fence_pids() {
+                let _ = kill(Pid::from_raw(f), Signal::SIGKILL);
             }
         }
         if !std::thread::panicking() {

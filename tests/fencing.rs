@@ -1,0 +1,367 @@
+//! Fencing against real etcd and PostgreSQL 15: a frozen or dead daemon,
+//! or a frozen PostgreSQL, never leaves a writable primary behind once its
+//! lease may have ended.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::cluster::{SUPERUSER_PASSWORD, TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(90);
+
+/// One acknowledged insert: which node took it, the value, when.
+#[derive(Debug, Clone, Copy)]
+struct Ack {
+    node: usize,
+    value: i64,
+    at: Instant,
+}
+
+/// One writer task per node, each connected straight to its node, inserting
+/// a new value every 50 ms and recording those acknowledged.
+struct Writers {
+    acks: Arc<Mutex<Vec<Ack>>>,
+    stop: Arc<AtomicBool>,
+    /// Per node: writes suspended.
+    hold: Vec<Arc<AtomicBool>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn connect(port: u16) -> Option<tokio_postgres::Client> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .password(SUPERUSER_PASSWORD)
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(1));
+    let (client, conn) =
+        tokio::time::timeout(Duration::from_secs(1), cfg.connect(tokio_postgres::NoTls))
+            .await
+            .ok()?
+            .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(client)
+}
+
+impl Writers {
+    fn start(c: &TestCluster) -> Writers {
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut hold = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, n) in c.nodes.iter().enumerate() {
+            let (acks, stop, port) = (acks.clone(), stop.clone(), n.pg_port);
+            let h = Arc::new(AtomicBool::new(false));
+            hold.push(h.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut client = None;
+                let mut seq = 0i64;
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if h.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if client.is_none() {
+                        client = connect(port).await;
+                    }
+                    let Some(cl) = &client else { continue };
+                    seq += 1;
+                    let v = (i as i64 + 1) * 10_000_000 + seq;
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        cl.execute("INSERT INTO t(v) VALUES ($1)", &[&v]),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(_)) => acks.lock().unwrap().push(Ack {
+                            node: i,
+                            value: v,
+                            at: Instant::now(),
+                        }),
+                        // Refused (read-only) or timed out: reconnect next time.
+                        _ => client = None,
+                    }
+                }
+            }));
+        }
+        Writers {
+            acks,
+            stop,
+            hold,
+            tasks,
+        }
+    }
+
+    fn acks(&self) -> Vec<Ack> {
+        self.acks.lock().unwrap().clone()
+    }
+
+    fn last_of(&self, node: usize) -> Option<Ack> {
+        self.acks().into_iter().rfind(|a| a.node == node)
+    }
+
+    fn first_of_after(&self, node: usize, after: Instant) -> Option<Ack> {
+        self.acks()
+            .into_iter()
+            .find(|a| a.node == node && a.at > after)
+    }
+
+    async fn finish(self) -> Vec<Ack> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.acks.lock().unwrap().clone()
+    }
+}
+
+async fn setup(c: &mut TestCluster) -> usize {
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.sql(primary)
+        .await
+        .expect("connect")
+        .batch_execute("CREATE TABLE t(v bigint primary key)")
+        .await
+        .expect("create table");
+    for i in (0..c.nodes.len()).filter(|&i| i != primary) {
+        eventually(Duration::from_secs(20), "table replicated", || async {
+            let cl = c.sql(i).await.ok()?;
+            cl.query_opt("SELECT 1 FROM t LIMIT 1", &[]).await.ok()?;
+            Some(())
+        })
+        .await;
+    }
+    primary
+}
+
+async fn has_value(c: &TestCluster, i: usize, v: i64) -> bool {
+    let Ok(cl) = c.sql(i).await else { return false };
+    matches!(
+        cl.query_opt("SELECT 1 FROM t WHERE v = $1", &[&v]).await,
+        Ok(Some(_))
+    )
+}
+
+/// A node other than `old` answering `/primary` 200 (the old one may not
+/// answer at all while frozen).
+async fn new_primary(c: &TestCluster, old: usize, within: Duration) -> usize {
+    eventually(within, "a new primary", || async {
+        for i in (0..c.nodes.len()).filter(|&i| i != old) {
+            if c.http_code(i, "/primary").await == 200 {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// The fence's "deadline passed N ms ago" figure: PostgreSQL was stopped
+/// `margin - N` ms before the lease (send time of the last renewal + ttl)
+/// could end.
+fn fence_lateness_ms(log: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains("stopping PostgreSQL"))?;
+    let rest = line.split("deadline passed ").nth(1)?;
+    rest.split(' ').next()?.parse().ok()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // Field 3 is the state; a zombie is dead.
+    !stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|r| r.trim_start().starts_with('Z'))
+}
+
+/// SIGSTOP of the primary's daemon for 2×ttl, PostgreSQL left running: the
+/// fence stops PostgreSQL before the lease can expire, a replica takes
+/// over, and after SIGCONT the old node rejoins as a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_daemon_is_fenced_before_its_lease_ends() {
+    let mut c = TestCluster::new(3, Timing::default());
+    let old = setup(&mut c).await;
+    let w = Writers::start(&c);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let frozen_at = Instant::now();
+    c.signal(old, Signal::SIGSTOP);
+    let new = new_primary(&c, old, Duration::from_secs(30)).await;
+    let promoted_after = frozen_at.elapsed();
+    let remaining = (2 * ttl).saturating_sub(frozen_at.elapsed());
+    tokio::time::sleep(remaining).await;
+    c.signal(old, Signal::SIGCONT);
+
+    let last_old = w.last_of(old).expect("the old primary took writes");
+    let first_new = eventually(
+        Duration::from_secs(20),
+        "a write acknowledged by the new primary",
+        || async { w.first_of_after(new, frozen_at) },
+    )
+    .await;
+    let log = c.nodes[old].fence_log();
+    let late = fence_lateness_ms(&log);
+    let margin_ms = (c.timing.ttl * 1000 / 5).max(1000);
+    eprintln!(
+        "frozen daemon: last write on old primary {:?} after the freeze, new primary {} after {promoted_after:?}, \
+         its first write {:?} after the freeze; fence fired {late:?} ms after lease-{margin_ms}ms, i.e. {:?} ms before the lease could end",
+        last_old.at.saturating_duration_since(frozen_at),
+        c.nodes[new].name,
+        first_new.at.saturating_duration_since(frozen_at),
+        late.map(|l| margin_ms as i64 - l as i64)
+    );
+    assert!(
+        last_old.at < first_new.at,
+        "old primary acknowledged {last_old:?} after the new one's first {first_new:?}"
+    );
+    assert!(log.contains("stopping PostgreSQL"), "fence log:\n{log}");
+    let late = late.expect("fence lateness");
+    assert!(late < margin_ms, "fence fired {late} ms late");
+
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, new, "the frozen node must not take over again");
+    let acks = w.finish().await;
+    assert!(acks.iter().all(|a| a.node != old || a.at <= last_old.at));
+}
+
+/// kill -9 of the primary's daemon alone: the fence stops PostgreSQL before
+/// the lease can end, a replica takes over, and the restarted daemon adopts
+/// the same fence (one fence process) and rejoins as a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_daemon_is_fenced_and_its_fence_adopted() {
+    let mut c = TestCluster::new(3, Timing::default());
+    let old = setup(&mut c).await;
+    let w = Writers::start(&c);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fences = c.nodes[old].fence_pids();
+    assert_eq!(fences.len(), 1, "one fence on the primary: {fences:?}");
+    let pm = c.nodes[old].postmaster_pid().expect("postmaster");
+    let killed_at = Instant::now();
+    c.kill_daemon(old).await;
+    let new = new_primary(&c, old, Duration::from_secs(30)).await;
+    let promoted_after = killed_at.elapsed();
+    let first_new = eventually(
+        Duration::from_secs(20),
+        "a write acknowledged by the new primary",
+        || async { w.first_of_after(new, killed_at) },
+    )
+    .await;
+    let last_old = w.last_of(old).expect("the old primary took writes");
+    assert!(!pid_alive(pm), "the old postmaster still runs");
+    let log = c.nodes[old].fence_log();
+    eprintln!(
+        "dead daemon: last write on old primary {:?} after the kill, new primary after {promoted_after:?}, \
+         its first write {:?}; fence: {:?} ms late on lease-margin",
+        last_old.at.saturating_duration_since(killed_at),
+        first_new.at.saturating_duration_since(killed_at),
+        fence_lateness_ms(&log)
+    );
+    assert!(last_old.at < first_new.at, "{last_old:?} {first_new:?}");
+    assert!(log.contains("stopping PostgreSQL"), "fence log:\n{log}");
+    assert_eq!(c.nodes[old].fence_pids(), fences, "the fence survived");
+
+    c.start(old);
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, new);
+    assert!(
+        c.nodes[old].log().contains("fence_adopted"),
+        "{}",
+        c.nodes[old].log()
+    );
+    assert_eq!(
+        c.nodes[old].fence_pids(),
+        fences,
+        "the restarted daemon adopted the fence instead of starting another"
+    );
+    w.finish().await;
+}
+
+/// SIGSTOP of the primary's postmaster and all its processes for 2×ttl: the
+/// daemon stops renewing, fences it (SIGKILL of the group) and a replica
+/// takes over; after SIGCONT the old primary acknowledges nothing and no
+/// acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_postgres_is_killed_and_a_replica_takes_over() {
+    let mut c = TestCluster::new(3, Timing::default());
+    let old = setup(&mut c).await;
+    let w = Writers::start(&c);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the replicas catch up with every acknowledged write first:
+    // asynchronous replication may lose the last ones otherwise, which is
+    // not what this test is about.
+    w.hold[old].store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let last_old = w.last_of(old).expect("the old primary took writes");
+    for i in (0..3).filter(|&i| i != old) {
+        eventually(Duration::from_secs(20), "replica caught up", || async {
+            has_value(&c, i, last_old.value).await.then_some(())
+        })
+        .await;
+    }
+    let pm = c.nodes[old].postmaster_pid().expect("postmaster");
+    // PostgreSQL's children call setsid(): the postmaster's process group
+    // is the postmaster alone, so each child is stopped too.
+    let frozen_at = Instant::now();
+    kill(Pid::from_raw(pm), Signal::SIGSTOP).expect("SIGSTOP the postmaster");
+    let children = pgpilot::postgres::postmaster::children_of(pm);
+    for ch in &children {
+        let _ = kill(Pid::from_raw(*ch), Signal::SIGSTOP);
+    }
+    assert!(!children.is_empty());
+    w.hold[old].store(false, Ordering::SeqCst);
+    let new = new_primary(&c, old, Duration::from_secs(30)).await;
+    let promoted_after = frozen_at.elapsed();
+    let remaining = (2 * Duration::from_secs(c.timing.ttl)).saturating_sub(frozen_at.elapsed());
+    tokio::time::sleep(remaining).await;
+    for p in children.iter().chain([&pm]) {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGCONT);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!pid_alive(pm), "the frozen postmaster was not killed");
+    for ch in &children {
+        assert!(
+            !pid_alive(*ch),
+            "PostgreSQL child {ch} of the frozen primary survived"
+        );
+    }
+    let after = w.acks();
+    assert!(
+        after.iter().all(|a| a.node != old || a.at < frozen_at),
+        "the frozen primary acknowledged a write: {:?}",
+        after.iter().rfind(|a| a.node == old)
+    );
+    eprintln!(
+        "frozen PostgreSQL: new primary {} after {promoted_after:?}",
+        c.nodes[new].name
+    );
+    assert!(
+        c.nodes[old].log().contains("fencing it")
+            || c.nodes[old].fence_log().contains("stopping PostgreSQL"),
+        "{}",
+        c.nodes[old].log()
+    );
+
+    let p = c.wait_healthy(BOOT).await;
+    let acks = w.finish().await;
+    let cl = c.sql(p).await.expect("connect to the primary");
+    for a in &acks {
+        let found = cl
+            .query_opt("SELECT 1 FROM t WHERE v = $1", &[&a.value])
+            .await
+            .expect("query");
+        assert!(found.is_some(), "acknowledged write lost: {a:?}");
+    }
+    eprintln!("{} acknowledged writes, none lost", acks.len());
+}
