@@ -1,0 +1,163 @@
+//! Seeded, deterministic simulation of a 3-5 node cluster with a DCS in
+//! virtual time, running the real `pgpilot::ha::decide` against simulated
+//! PostgreSQL servers while crashes, pauses, DCS outages, partitions and
+//! slow replicas are injected (docs/architecture.md, "Simulation").
+//!
+//! * `cargo test --test simulation` runs 1,000 seeds (`SIM_SEEDS=n` to
+//!   change, `SIM_SEED_BASE=k` to start elsewhere).
+//! * `SIM_SEED=<n> cargo test --test simulation replay -- --nocapture`
+//!   replays one seed, printing every step (`SIM_FENCE=0` without the fence).
+
+#[path = "simulation/dcs.rs"]
+mod dcs;
+#[path = "simulation/pg.rs"]
+mod pg;
+#[path = "simulation/rng.rs"]
+mod rng;
+#[path = "simulation/world.rs"]
+mod world;
+
+use std::time::Instant;
+
+use world::{FAULT_END, Fault, FaultKind, START, Sim, SimConfig, Target};
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn replay_hint(seed: u64, fence: bool) -> String {
+    format!(
+        "SIM_SEED={seed}{} cargo test --test simulation replay -- --nocapture",
+        if fence { "" } else { " SIM_FENCE=0" }
+    )
+}
+
+#[test]
+fn seeds() {
+    let n = env_u64("SIM_SEEDS").unwrap_or(1000);
+    let base = env_u64("SIM_SEED_BASE").unwrap_or(0);
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let (mut writes, mut lost, mut promotions, mut slowest) = (0, 0, 0, 0);
+    for seed in base..base + n {
+        match Sim::run(SimConfig::seed(seed)) {
+            Ok(r) => {
+                writes += r.writes;
+                lost += r.lost_writes;
+                promotions += r.promotions;
+                slowest = slowest.max(r.converged_after);
+            }
+            Err(f) => {
+                eprintln!(
+                    "seed {} FAILED at {:.1}s: {}\n  replay: {}",
+                    f.seed,
+                    f.at as f64 / 1000.0,
+                    f.what,
+                    replay_hint(f.seed, true)
+                );
+                failures.push(f);
+            }
+        }
+    }
+    eprintln!(
+        "simulation: {n} seeds from {base} in {:.1}s; {writes} acknowledged writes, {lost} lost to failovers, {promotions} promotions, slowest settling {:.1}s after faults",
+        started.elapsed().as_secs_f64(),
+        slowest as f64 / 1000.0
+    );
+    if let Some(f) = failures.first() {
+        // Show how the first failure came about.
+        let cfg = SimConfig {
+            capture: true,
+            ..SimConfig::seed(f.seed)
+        };
+        if let Err(f) = Sim::run(cfg) {
+            let tail = f.trace.len().saturating_sub(60);
+            eprintln!("--- last steps of seed {} ---", f.seed);
+            for line in &f.trace[tail..] {
+                eprintln!("{line}");
+            }
+        }
+        let seeds: Vec<String> = failures.iter().map(|f| f.seed.to_string()).collect();
+        panic!(
+            "{} of {n} seeds violated an invariant: {}; replay one with: {}",
+            failures.len(),
+            seeds.join(", "),
+            replay_hint(failures[0].seed, true)
+        );
+    }
+}
+
+/// `SIM_SEED=<n> cargo test --test simulation replay -- --nocapture`
+#[test]
+fn replay() {
+    let Some(seed) = env_u64("SIM_SEED") else {
+        eprintln!("set SIM_SEED=<n> to replay a seed");
+        return;
+    };
+    let fence = env_u64("SIM_FENCE") != Some(0);
+    let cfg = SimConfig {
+        verbose: true,
+        fence,
+        ..SimConfig::seed(seed)
+    };
+    match Sim::run(cfg) {
+        Ok(r) => println!(
+            "seed {seed} passed: {} nodes, {} faults, {} writes, {} lost, {} promotions, settled {:.1}s after faults",
+            r.nodes,
+            r.faults,
+            r.writes,
+            r.lost_writes,
+            r.promotions,
+            r.converged_after as f64 / 1000.0
+        ),
+        Err(f) => panic!(
+            "seed {seed} violated an invariant at {:.1}s: {}",
+            f.at as f64 / 1000.0,
+            f.what
+        ),
+    }
+}
+
+#[test]
+fn same_seed_same_run() {
+    let run = || {
+        Sim::run(SimConfig {
+            capture: true,
+            ..SimConfig::seed(42)
+        })
+        .map(|r| r.trace)
+        .map_err(|f| f.trace)
+    };
+    assert_eq!(run(), run());
+}
+
+/// The leader's daemon freezes for 60 s while its PostgreSQL keeps running.
+fn paused_leader(fence: bool) -> SimConfig {
+    SimConfig {
+        fence,
+        nodes: Some(3),
+        nofailover_node: Some(false),
+        faults: Some(vec![Fault {
+            at: START + 60_000,
+            target: Target::Leader,
+            kind: FaultKind::Pause {
+                len: 60_000,
+                mid_cycle: false,
+            },
+        }]),
+        ..SimConfig::seed(1)
+    }
+}
+
+#[test]
+fn paused_leader_without_fence_is_split_brain() {
+    let f = Sim::run(paused_leader(false)).expect_err("two primaries must be caught");
+    assert!(f.what.starts_with("split brain"), "{}", f.what);
+    assert!(f.at < START + 120_000 && f.at < FAULT_END);
+}
+
+#[test]
+fn paused_leader_with_fence_is_safe() {
+    let r = Sim::run(paused_leader(true)).unwrap_or_else(|f| panic!("{}", f.what));
+    assert!(r.promotions >= 1, "a replica took over");
+}
