@@ -112,10 +112,34 @@ pub struct Report {
     pub trace: Vec<String>,
 }
 
+/// Which invariant broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Two nodes accept writes, each believing it holds the lease.
+    SplitBrain,
+    /// A nofailover node, or one beyond the lag limit, promoted.
+    BadPromotion,
+    /// A node's timeline went back without a rebuild.
+    TimelineBack,
+    /// A node whose WAL left the cluster's history accepts writes.
+    Diverged,
+    /// Two promotions created the same timeline and both took writes.
+    TimelineCollision,
+    /// Diverged or TimelineCollision by a node that won a leader race
+    /// while its timeline was behind the newest one in the cluster:
+    /// the known gap (no timeline check in the race; docs/architecture.md).
+    StaleTimelineRace,
+    /// No single writable leader after the faults ended.
+    NoLeader,
+    /// Anything the model does not expect (a fatal stop, a failsafe action).
+    Unexpected,
+}
+
 #[derive(Debug)]
 pub struct Failure {
     pub seed: u64,
     pub at: u64,
+    pub kind: Kind,
     pub what: String,
     pub trace: Vec<String>,
 }
@@ -176,6 +200,9 @@ struct Node {
     /// Data directories this node has had (bootstrap, clone, reinit).
     rebuilds: u64,
     seen_timeline: Option<(u64, u64)>,
+    /// This node's last promotion started from a timeline older than the
+    /// newest one in the cluster.
+    stale_promotion: bool,
 }
 
 enum Step {
@@ -199,12 +226,14 @@ pub struct Sim {
     /// timeline -> the promotion that created the one writes happened on.
     timeline_origin: std::collections::BTreeMap<u64, u64>,
     next_id: u64,
+    /// The newest timeline any promotion created.
+    max_timeline: u64,
     report: Report,
     converged_at: Option<u64>,
     last_summary: String,
 }
 
-type Res = Result<(), String>;
+type Res = Result<(), (Kind, String)>;
 
 impl Sim {
     pub fn run(cfg: SimConfig) -> Result<Report, Failure> {
@@ -213,9 +242,10 @@ impl Sim {
         let trace = std::mem::take(&mut sim.report.trace);
         match res {
             Ok(()) => Ok(Report { trace, ..sim.report }),
-            Err(what) => Err(Failure {
+            Err((kind, what)) => Err(Failure {
                 seed: sim.cfg.seed,
                 at: sim.now,
+                kind,
                 what,
                 trace,
             }),
@@ -248,6 +278,7 @@ impl Sim {
                 last_reason: String::new(),
                 rebuilds: 0,
                 seen_timeline: None,
+                stale_promotion: false,
             })
             .collect();
         let faults = match &cfg.faults {
@@ -271,6 +302,7 @@ impl Sim {
             ref_log: Vec::new(),
             timeline_origin: Default::default(),
             next_id: 1,
+            max_timeline: 1,
             report,
             converged_at: None,
             last_summary: String::new(),
@@ -316,7 +348,10 @@ impl Sim {
             self.now += TICK;
         }
         if !self.one_leader() {
-            return Err("no single writable leader at the end of the run".into());
+            return Err((
+                Kind::NoLeader,
+                "no single writable leader at the end of the run".into(),
+            ));
         }
         Ok(())
     }
@@ -530,21 +565,24 @@ impl Sim {
         }
         let id = self.id();
         let name = self.nodes[i].name.clone();
+        let stale = self.nodes[i].stale_promotion;
         let d = self.nodes[i].pg.data.as_mut().unwrap();
         if !compatible(&d.log, &self.ref_log) {
-            return Err(format!(
+            let kind = if stale { Kind::StaleTimelineRace } else { Kind::Diverged };
+            return Err((kind, format!(
                 "diverged node {name} accepts writes: its WAL (timeline {}, {} writes) is not on the history of the last primary ({} writes)",
                 d.timeline,
                 d.log.len(),
                 self.ref_log.len()
-            ));
+            )));
         }
         let origin = *self.timeline_origin.entry(d.timeline).or_insert(d.origin);
         if origin != d.origin {
-            return Err(format!(
+            let kind = if stale { Kind::StaleTimelineRace } else { Kind::TimelineCollision };
+            return Err((kind, format!(
                 "timeline collision: {name} writes on timeline {} created by another promotion",
                 d.timeline
-            ));
+            )));
         }
         if d.log.len() < self.ref_log.len() {
             self.report.lost_writes += (self.ref_log.len() - d.log.len()) as u64;
@@ -790,7 +828,7 @@ impl Sim {
         cluster: Option<&Cluster>,
         snap: &Snap,
         ld: &mut Option<u64>,
-    ) -> Result<Step, String> {
+    ) -> Result<Step, (Kind, String)> {
         let now = self.now;
         let name = self.nodes[i].name.clone();
         let reach = self.dcs_reachable(i);
@@ -916,16 +954,22 @@ impl Sim {
                 // Invariant: only a node allowed to fail over, within the lag
                 // limit of the last position the leader published, promotes.
                 if !self.nodes[i].tags.can_failover() {
-                    return Err(format!("{name} is tagged nofailover but promotes"));
+                    return Err((
+                        Kind::BadPromotion,
+                        format!("{name} is tagged nofailover but promotes"),
+                    ));
                 }
                 let optime = self.dcs.load().status.optime;
                 let lsn = self.nodes[i].pg.data.as_ref().map_or(0, Data::lsn);
                 if let Some(o) = optime
                     && o.saturating_sub(lsn) > MAX_LAG
                 {
-                    return Err(format!(
-                        "{name} promotes {} bytes behind the last leader position (limit {MAX_LAG})",
-                        o - lsn
+                    return Err((
+                        Kind::BadPromotion,
+                        format!(
+                            "{name} promotes {} bytes behind the last leader position (limit {MAX_LAG})",
+                            o - lsn
+                        ),
                     ));
                 }
                 self.run_job(i, JobSpec::Promote)
@@ -944,10 +988,13 @@ impl Sim {
                 }
             }
             Action::Fatal { reason } => {
-                return Err(format!("{name} stops fatally: {reason}"));
+                return Err((Kind::Unexpected, format!("{name} stops fatally: {reason}")));
             }
             Action::WriteFailsafe { .. } | Action::StayPrimaryOnFailsafe => {
-                return Err(format!("{name}: failsafe action with failsafe mode off"));
+                return Err((
+                    Kind::Unexpected,
+                    format!("{name}: failsafe action with failsafe mode off"),
+                ));
             }
         })
     }
@@ -1066,9 +1113,12 @@ impl Sim {
                     pg.primary = true;
                     pg.following = None;
                     let d = pg.data.as_mut().unwrap();
+                    let stale = d.timeline < self.max_timeline;
                     d.timeline += 1;
+                    self.max_timeline = self.max_timeline.max(d.timeline);
                     d.origin = origin;
                     d.was_primary = true;
+                    self.nodes[i].stale_promotion = stale;
                     self.report.promotions += 1;
                     true
                 } else {
@@ -1104,9 +1154,12 @@ impl Sim {
             .map(|i| self.nodes[i].name.as_str())
             .collect();
         if believers.len() > 1 {
-            return Err(format!(
-                "split brain: {} accept writes, each believing it holds the lease",
-                believers.join(" and ")
+            return Err((
+                Kind::SplitBrain,
+                format!(
+                    "split brain: {} accept writes, each believing it holds the lease",
+                    believers.join(" and ")
+                ),
             ));
         }
         // Timelines only move forward (a rebuilt data directory starts over).
@@ -1116,9 +1169,9 @@ impl Sim {
                     && rb == n.rebuilds
                     && d.timeline < tl
                 {
-                    return Err(format!(
-                        "{}: timeline went back from {tl} to {}",
-                        n.name, d.timeline
+                    return Err((
+                        Kind::TimelineBack,
+                        format!("{}: timeline went back from {tl} to {}", n.name, d.timeline),
                     ));
                 }
                 n.seen_timeline = Some((d.timeline, n.rebuilds));
@@ -1135,9 +1188,12 @@ impl Sim {
                     ));
                 }
             } else if self.now - FAULT_END > CONVERGE_BOUND {
-                return Err(format!(
-                    "no single writable leader {}s after the faults ended",
-                    CONVERGE_BOUND / 1000
+                return Err((
+                    Kind::NoLeader,
+                    format!(
+                        "no single writable leader {}s after the faults ended",
+                        CONVERGE_BOUND / 1000
+                    ),
                 ));
             }
         }
