@@ -241,7 +241,10 @@ impl Sim {
         let res = sim.run_all();
         let trace = std::mem::take(&mut sim.report.trace);
         match res {
-            Ok(()) => Ok(Report { trace, ..sim.report }),
+            Ok(()) => Ok(Report {
+                trace,
+                ..sim.report
+            }),
             Err((kind, what)) => Err(Failure {
                 seed: sim.cfg.seed,
                 at: sim.now,
@@ -333,7 +336,17 @@ impl Sim {
             let tags: Vec<String> = self
                 .nodes
                 .iter()
-                .map(|n| format!("{}{}", n.name, if n.tags.nofailover { "(nofailover)" } else { "" }))
+                .map(|n| {
+                    format!(
+                        "{}{}",
+                        n.name,
+                        if n.tags.nofailover {
+                            "(nofailover)"
+                        } else {
+                            ""
+                        }
+                    )
+                })
                 .collect();
             let faults = format!("{:?}", self.faults);
             self.log(format!(
@@ -403,11 +416,7 @@ impl Sim {
         for f in due {
             let i = match f.target {
                 Target::Node(i) => i,
-                Target::Leader => self
-                    .dcs
-                    .leader()
-                    .and_then(|l| self.index(l))
-                    .unwrap_or(0),
+                Target::Leader => self.dcs.leader().and_then(|l| self.index(l)).unwrap_or(0),
             };
             let now = self.now;
             if self.tracing() {
@@ -519,8 +528,7 @@ impl Sim {
         let n = &self.nodes[i];
         n.pg.is_primary()
             && (!self.cfg.fence
-                || n
-                    .lease_deadline
+                || n.lease_deadline
                     .is_some_and(|d| self.now + FENCE_MARGIN < d))
     }
 
@@ -568,21 +576,35 @@ impl Sim {
         let stale = self.nodes[i].stale_promotion;
         let d = self.nodes[i].pg.data.as_mut().unwrap();
         if !compatible(&d.log, &self.ref_log) {
-            let kind = if stale { Kind::StaleTimelineRace } else { Kind::Diverged };
-            return Err((kind, format!(
-                "diverged node {name} accepts writes: its WAL (timeline {}, {} writes) is not on the history of the last primary ({} writes)",
-                d.timeline,
-                d.log.len(),
-                self.ref_log.len()
-            )));
+            let kind = if stale {
+                Kind::StaleTimelineRace
+            } else {
+                Kind::Diverged
+            };
+            return Err((
+                kind,
+                format!(
+                    "diverged node {name} accepts writes: its WAL (timeline {}, {} writes) is not on the history of the last primary ({} writes)",
+                    d.timeline,
+                    d.log.len(),
+                    self.ref_log.len()
+                ),
+            ));
         }
         let origin = *self.timeline_origin.entry(d.timeline).or_insert(d.origin);
         if origin != d.origin {
-            let kind = if stale { Kind::StaleTimelineRace } else { Kind::TimelineCollision };
-            return Err((kind, format!(
-                "timeline collision: {name} writes on timeline {} created by another promotion",
-                d.timeline
-            )));
+            let kind = if stale {
+                Kind::StaleTimelineRace
+            } else {
+                Kind::TimelineCollision
+            };
+            return Err((
+                kind,
+                format!(
+                    "timeline collision: {name} writes on timeline {} created by another promotion",
+                    d.timeline
+                ),
+            ));
         }
         if d.log.len() < self.ref_log.len() {
             self.report.lost_writes += (self.ref_log.len() - d.log.len()) as u64;
@@ -650,7 +672,10 @@ impl Sim {
                     .as_ref()
                     .filter(|_| pg.role().is_some())
                     .map(|d| d.timeline),
-                following: pg.following.clone().filter(|_| pg.role() == Some(PgRole::Replica)),
+                following: pg
+                    .following
+                    .clone()
+                    .filter(|_| pg.role() == Some(PgRole::Replica)),
             },
             data_dir: match &pg.data {
                 None => DataDir::Empty,
@@ -686,7 +711,11 @@ impl Sim {
                             PgRole::Replica
                         },
                         running: p.role().is_some(),
-                        lsn: p.data.as_ref().filter(|_| p.role().is_some()).map(Data::lsn),
+                        lsn: p
+                            .data
+                            .as_ref()
+                            .filter(|_| p.role().is_some())
+                            .map(Data::lsn),
                         tags: self.nodes[j].tags.clone(),
                     }
                 });
@@ -858,7 +887,8 @@ impl Sim {
                     return Ok(unreachable());
                 }
                 self.dcs.put(keys::INITIALIZE, sysid, 0);
-                self.dcs.put(keys::CONFIG, r#"{"ttl":30,"loop_wait":10}"#, 0);
+                self.dcs
+                    .put(keys::CONFIG, r#"{"ttl":30,"loop_wait":10}"#, 0);
                 Step::Continue
             }
             Action::CancelInitialize => {
@@ -1132,7 +1162,10 @@ impl Sim {
             JobOutcome::Failed(job.kind, "simulated failure".into())
         };
         if self.tracing() {
-            self.log(format!("{}: job {:?} -> {outcome:?}", self.nodes[i].name, job.spec));
+            self.log(format!(
+                "{}: job {:?} -> {outcome:?}",
+                self.nodes[i].name, job.spec
+            ));
         }
         let n = &mut self.nodes[i];
         n.outcome = Some(outcome);
@@ -1142,7 +1175,9 @@ impl Sim {
     // ------------------------------------------------------------ invariants
 
     fn one_leader(&self) -> bool {
-        let writers: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.writable(i)).collect();
+        let writers: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.writable(i))
+            .collect();
         writers.len() == 1 && self.dcs.leader() == Some(self.nodes[writers[0]].name.as_str())
     }
 
