@@ -61,6 +61,8 @@ pub enum FaultKind {
 pub enum Target {
     /// Whoever holds the leader key when the fault fires (else node 0).
     Leader,
+    /// The k-th node (by name) not holding the leader key then.
+    Replica(usize),
     Node(usize),
 }
 
@@ -83,6 +85,17 @@ pub struct SimConfig {
     pub faults: Option<Vec<Fault>>,
     pub nodes: Option<usize>,
     pub nofailover_node: Option<bool>,
+    /// Feed `decide` a wrong fact on purpose, to show the checker notices.
+    pub mutant: Option<Mutant>,
+}
+
+/// Deliberate lies told to `decide` (checker self-tests only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutant {
+    /// `maximum_lag_on_failover` = unlimited.
+    NoLagLimit,
+    /// Tags without `nofailover`.
+    HideNofailover,
 }
 
 impl SimConfig {
@@ -90,11 +103,13 @@ impl SimConfig {
         SimConfig {
             seed,
             fence: true,
-            verbose: false,
+            // SIM_VERBOSE=1 prints every step of scenario tests too.
+            verbose: std::env::var("SIM_VERBOSE").is_ok_and(|v| v == "1"),
             capture: false,
             faults: None,
             nodes: None,
             nofailover_node: None,
+            mutant: None,
         }
     }
 }
@@ -416,6 +431,13 @@ impl Sim {
         for f in due {
             let i = match f.target {
                 Target::Node(i) => i,
+                Target::Replica(k) => {
+                    let leader = self.dcs.leader().map(str::to_owned);
+                    (0..self.nodes.len())
+                        .filter(|&j| leader.as_deref() != Some(self.nodes[j].name.as_str()))
+                        .nth(k)
+                        .unwrap_or(0)
+                }
                 Target::Leader => self.dcs.leader().and_then(|l| self.index(l)).unwrap_or(0),
             };
             let now = self.now;
@@ -727,13 +749,20 @@ impl Sim {
         }
         LocalView {
             name: n.name.clone(),
-            tags: n.tags.clone(),
+            tags: Tags {
+                nofailover: n.tags.nofailover && self.cfg.mutant != Some(Mutant::HideNofailover),
+                ..n.tags.clone()
+            },
             timing: Timing {
                 ttl: Duration::from_millis(TTL),
                 loop_wait: Duration::from_millis(LOOP_WAIT),
                 retry_timeout: Duration::from_millis(RETRY_TIMEOUT),
             },
-            maximum_lag_on_failover: MAX_LAG,
+            maximum_lag_on_failover: if self.cfg.mutant == Some(Mutant::NoLagLimit) {
+                u64::MAX
+            } else {
+                MAX_LAG
+            },
             can_bootstrap: true,
             data_dir: snap.data_dir.clone(),
             pg: snap.facts.clone(),
