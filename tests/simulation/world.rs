@@ -11,7 +11,7 @@ use pgpilot::config::{Tags, Timing};
 use pgpilot::dcs::{Cluster, DcsError, MemberData, Status, keys};
 use pgpilot::ha::{
     self, Action, DataDir, DcsView, Decision, FailsafeView, JobKind, JobOutcome, LocalView,
-    PeerReply, PeerStatus, PgFacts, PgRole,
+    PeerReply, PeerStatus, PgFacts, PgRole, RewindView,
 };
 
 use super::dcs::SimDcs;
@@ -164,6 +164,9 @@ enum JobSpec {
     Bootstrap,
     Clone(String),
     Reinit(String),
+    /// pg_rewind from that member: the node keeps its data directory and
+    /// ends up with the source's history (common prefix + the source's WAL).
+    Rewind(String),
     StartPrimary,
     StartReplica,
     Promote,
@@ -214,6 +217,8 @@ struct Node {
     last_reason: String,
     /// Data directories this node has had (bootstrap, clone, reinit).
     rebuilds: u64,
+    /// The supervisor's "rewind failed" state.
+    rewind_failed: bool,
     seen_timeline: Option<(u64, u64)>,
     /// This node's last promotion started from a timeline older than the
     /// newest one in the cluster.
@@ -295,6 +300,7 @@ impl Sim {
                 last_status: None,
                 last_reason: String::new(),
                 rebuilds: 0,
+                rewind_failed: false,
                 seen_timeline: None,
                 stale_promotion: false,
             })
@@ -771,6 +777,14 @@ impl Sim {
             lease_deadline: n.lease_deadline.map(instant),
             peers,
             failsafe: FailsafeView::default(),
+            rewind: RewindView {
+                enabled: true,
+                // A failed rewind rebuilds the node, so that the "one leader
+                // after the faults" invariant does not wait for an operator.
+                remove_on_failure: true,
+                remove_on_diverged: false,
+                failed: n.rewind_failed,
+            },
         }
     }
 
@@ -1001,6 +1015,10 @@ impl Sim {
             Action::Bootstrap => self.run_job(i, JobSpec::Bootstrap),
             Action::Clone { from } => self.run_job(i, JobSpec::Clone(from.name.clone())),
             Action::Reinitialize { from } => self.run_job(i, JobSpec::Reinit(from.name.clone())),
+            Action::Rewind { from } => self.run_job(i, JobSpec::Rewind(from.name.clone())),
+            // The simulated DCS keeps no history key; `decide` only asks for
+            // it on a leader, and nothing here reads it back.
+            Action::WriteHistory => Step::Continue,
             Action::StartPrimary => self.run_job(i, JobSpec::StartPrimary),
             Action::StartReplica { upstream } => {
                 let step = self.run_job(i, JobSpec::StartReplica);
@@ -1068,6 +1086,7 @@ impl Sim {
             JobSpec::Bootstrap => (JobKind::Bootstrap, self.rng.range(2_000, 5_000)),
             JobSpec::Clone(_) => (JobKind::Clone, self.rng.range(3_000, 15_000)),
             JobSpec::Reinit(_) => (JobKind::Reinitialize, self.rng.range(3_000, 15_000)),
+            JobSpec::Rewind(_) => (JobKind::Rewind, self.rng.range(1_000, 8_000)),
             JobSpec::StartPrimary | JobSpec::StartReplica => {
                 (JobKind::Start, self.rng.range(500, 3_000))
             }
@@ -1079,6 +1098,7 @@ impl Sim {
                 pg.stop();
                 pg.data = None; // moved aside
             }
+            JobSpec::Rewind(_) => pg.stop(),
             JobSpec::StartPrimary => {
                 pg.running = true;
                 pg.answering = false;
@@ -1132,7 +1152,7 @@ impl Sim {
                 n.rebuilds += 1;
                 true
             }
-            JobSpec::Clone(from) | JobSpec::Reinit(from) => {
+            JobSpec::Clone(from) | JobSpec::Reinit(from) | JobSpec::Rewind(from) => {
                 let src = self
                     .index(from)
                     .map(|j| &self.nodes[j].pg)
@@ -1185,6 +1205,13 @@ impl Sim {
                 }
             }
         };
+        match (&job.spec, ok) {
+            (JobSpec::Rewind(_), false) => self.nodes[i].rewind_failed = true,
+            (JobSpec::Rewind(_) | JobSpec::Clone(_) | JobSpec::Reinit(_), true) => {
+                self.nodes[i].rewind_failed = false
+            }
+            _ => {}
+        }
         let outcome = if ok {
             JobOutcome::Succeeded(job.kind)
         } else {
