@@ -35,7 +35,7 @@ fn replay_hint(seed: u64, fence: bool) -> String {
 /// Failures of these kinds are the known gap (docs/architecture.md,
 /// "Simulation"): printed with their seeds but not failing the run unless
 /// `SIM_STRICT=1`.
-const KNOWN_GAPS: &[Kind] = &[Kind::StaleTimelineRace];
+const KNOWN_GAPS: &[Kind] = &[];
 
 #[test]
 fn seeds() {
@@ -204,16 +204,17 @@ fn paused_leader_with_fence_is_safe() {
     assert!(r.promotions >= 1, "a replica took over");
 }
 
-/// The known gap, pinned: the leader is cut from the DCS and demotes; a
+/// Once a gap, now closed: the leader is cut from the DCS and demotes; a
 /// replica takes over (new timeline) and dies soon after; the old leader,
 /// whose last writes never reached it, comes back, starts read-only, finds
 /// nobody ahead of it that it can ask (the other survivor is nofailover,
 /// the dead leader's member key expired) and is within the lag limit of the
-/// last published position: it wins the race and promotes a diverged
-/// history. A timeline check in the race (my timeline behind the cluster's,
-/// from `history`) would stop it. When that lands, flip this test.
+/// last published position. It used to win the race and promote a diverged
+/// history; the race now bars a standby behind the cluster's timeline (from
+/// `history`), compares peers by (timeline, LSN) and also asks members seen
+/// earlier.
 #[test]
-fn known_gap_diverged_old_primary_wins_race() {
+fn diverged_old_primary_no_longer_wins_race() {
     let cfg = SimConfig {
         nodes: Some(3),
         nofailover_node: Some(true),
@@ -231,8 +232,9 @@ fn known_gap_diverged_old_primary_wins_race() {
         ]),
         ..SimConfig::seed(1)
     };
-    let f = Sim::run(cfg).expect_err("the gap is still open");
-    assert_eq!(f.kind, Kind::StaleTimelineRace, "{}", f.what);
+    if let Err(f) = Sim::run(cfg) {
+        panic!("{:?}: {}", f.kind, f.what);
+    }
 }
 
 /// The first of `seeds` whose run fails with `kind` under `mutant`.

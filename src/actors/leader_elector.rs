@@ -61,6 +61,10 @@ pub struct LeaderElector {
     last_status: Option<Status>,
     /// The reason of the last decision, so a steady state is logged once.
     last_reason: Option<String>,
+    /// Every member seen in the DCS since start (name -> api_url): a leader
+    /// race asks them too, since a member whose key just expired may still be
+    /// the most advanced (ha-loop.md §4 "current + previously seen").
+    seen_members: std::collections::BTreeMap<String, String>,
     shutting_down: bool,
     /// The last `POST /failsafe` a leader sent this node.
     heartbeat: Option<LeaderHeartbeat>,
@@ -106,6 +110,7 @@ impl LeaderElector {
             last_role: None,
             last_status: None,
             last_reason: None,
+            seen_members: std::collections::BTreeMap::new(),
             shutting_down: false,
             heartbeat: None,
             failsafe_active_until: None,
@@ -135,6 +140,7 @@ impl LeaderElector {
             last_status: self.last_status.clone(),
             last_reason: self.last_reason.clone(),
             failsafe_last_known: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
+            seen_members: self.seen_members.clone(),
             heartbeat: self.heartbeat.clone(),
             failsafe_until: self.failsafe_active_until,
             fence: self.fence.clone(),
@@ -166,6 +172,10 @@ impl LeaderElector {
         }
         if let Some(c) = report.cluster {
             self.dcs_last_seen = Some(SystemTime::now());
+            for m in c.members.iter().filter(|m| !m.data.api_url.is_empty()) {
+                self.seen_members
+                    .insert(m.name.clone(), m.data.api_url.clone());
+            }
             self.apply_dynamic_config(&c);
             self.cluster = Some((c, Instant::now()));
         }
@@ -366,6 +376,7 @@ struct CycleInput {
     last_status: Option<Status>,
     last_reason: Option<String>,
     failsafe_last_known: Option<std::collections::BTreeMap<String, String>>,
+    seen_members: std::collections::BTreeMap<String, String>,
     heartbeat: Option<LeaderHeartbeat>,
     /// Confirmed by every failsafe member until then (a lease in all but name).
     failsafe_until: Option<Instant>,
@@ -382,6 +393,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         last_status,
         last_reason,
         failsafe_last_known,
+        seen_members,
         heartbeat,
         failsafe_until,
         fence,
@@ -428,6 +440,11 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         if dynamic.failsafe_mode {
             // ha-loop.md §4: also the members only the failsafe key knows.
             ask.extend(failsafe_only_members(c));
+        }
+        for (name, url) in &seen_members {
+            if !ask.iter().any(|m| &m.name == name) {
+                ask.push(member_at(name, url));
+            }
         }
         peers = join_all(
             ask.iter()
@@ -603,16 +620,21 @@ fn failsafe_only_members(c: &Cluster) -> Vec<Member> {
         .iter()
         .flatten()
         .filter(|(name, _)| c.member(name).is_none())
-        .map(|(name, url)| Member {
-            name: name.clone(),
-            data: MemberData {
-                api_url: url.clone(),
-                ..MemberData::default()
-            },
-            version: 0,
-            session: 0,
-        })
+        .map(|(name, url)| member_at(name, url))
         .collect()
+}
+
+/// A member known only by name and REST address, for peer questions.
+fn member_at(name: &str, api_url: &str) -> Member {
+    Member {
+        name: name.to_owned(),
+        data: MemberData {
+            api_url: api_url.to_owned(),
+            ..MemberData::default()
+        },
+        version: 0,
+        session: 0,
+    }
 }
 
 fn dcs_view_leader(v: &DcsView) -> Option<String> {

@@ -57,6 +57,7 @@ pub fn parse_reply(v: &Value) -> Option<PeerReply> {
         },
         running: v.get("state").and_then(Value::as_str) == Some("running"),
         lsn,
+        timeline: v.get("timeline").and_then(Value::as_u64),
         tags,
     })
 }

@@ -542,6 +542,18 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
             "not racing: failsafe mode is on and the failsafe key does not list me",
         );
     }
+    // A standby behind the cluster's timeline never saw the last promotion:
+    // its WAL may have left the history the last primary acknowledged
+    // (found by the simulation, seeds 9, 84, 308, 415). Patroni makes this
+    // optional (`check_timeline`); pgpilot always checks: a failover it
+    // refuses costs availability, one it allows here may cost data.
+    if let (Some(mine), Some(cluster_tl)) = (local.pg.timeline, cluster.timeline())
+        && mine < cluster_tl
+    {
+        return Decision::idle(format!(
+            "not racing: my timeline {mine} is behind the cluster's timeline {cluster_tl}"
+        ));
+    }
     let my_lsn = local.pg.lsn.unwrap_or(0);
     if let Some(optime) = cluster.status.optime {
         let lag = optime.saturating_sub(my_lsn);
@@ -559,6 +571,23 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         }
         if reply.running && reply.role == PgRole::Primary {
             return Decision::idle(format!("not racing: {} still runs as a primary", peer.name));
+        }
+        // A peer on an older timeline cannot be ahead of me, whatever its
+        // LSN: WAL past its switch point is not on the cluster's history.
+        // Ignoring this deadlocked a correct node behind a diverged one
+        // (simulation seed 415).
+        // Positions compare as (timeline, LSN): a peer on a newer timeline
+        // saw a promotion I did not, even if the history key never recorded
+        // it (simulation seed 9), so it is ahead whatever its LSN.
+        match (reply.timeline, local.pg.timeline) {
+            (Some(theirs_tl), Some(mine_tl)) if theirs_tl < mine_tl => continue,
+            (Some(theirs_tl), Some(mine_tl)) if theirs_tl > mine_tl => {
+                return Decision::idle(format!(
+                    "not racing: {} is on a newer timeline ({theirs_tl} > {mine_tl})",
+                    peer.name
+                ));
+            }
+            _ => {}
         }
         let theirs = reply.lsn.unwrap_or(0);
         if theirs > my_lsn {

@@ -133,6 +133,7 @@ fn peer(name: &str, role: PgRole, lsn: u64) -> PeerStatus {
             role,
             running: true,
             lsn: Some(lsn),
+            timeline: Some(1),
             tags: Tags::default(),
         }),
     }
@@ -1281,4 +1282,53 @@ fn replicas_never_write_history() {
     l.pg.timeline = Some(5);
     let d = run(&ok(cluster(Some("b"))), &l);
     assert!(!d.actions.contains(&Action::WriteHistory), "{d:?}");
+}
+
+#[test]
+fn no_leader_replica_behind_cluster_timeline_does_not_race() {
+    let mut c = cluster(None);
+    c.history = Some(vec![crate::dcs::HistoryLine {
+        timeline: 1,
+        lsn: 10,
+        reason: "x".into(),
+        timestamp: None,
+        new_leader: Some("b".into()),
+    }]);
+    let mut l = local(Some(PgRole::Replica));
+    l.pg.timeline = Some(1);
+    let d = run(&ok(c.clone()), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("timeline"), "{d:?}");
+    // On the cluster's timeline it races as usual.
+    l.pg.timeline = Some(2);
+    assert_eq!(run(&ok(c), &l).actions, vec![Action::AcquireLock]);
+}
+
+#[test]
+fn no_leader_peer_on_an_older_timeline_is_not_ahead() {
+    let mut l = local(Some(PgRole::Replica));
+    l.pg.timeline = Some(3);
+    let mut p = peer("b", PgRole::Replica, 5000);
+    if let Some(r) = p.reply.as_mut() {
+        r.timeline = Some(2);
+    }
+    l.peers = vec![p];
+    assert_eq!(
+        run(&ok(cluster(None)), &l).actions,
+        vec![Action::AcquireLock]
+    );
+}
+
+#[test]
+fn no_leader_peer_on_a_newer_timeline_is_ahead_whatever_its_lsn() {
+    let mut l = local(Some(PgRole::Replica));
+    l.pg.timeline = Some(1);
+    let mut p = peer("b", PgRole::Replica, 10);
+    if let Some(r) = p.reply.as_mut() {
+        r.timeline = Some(2);
+    }
+    l.peers = vec![p];
+    let d = run(&ok(cluster(None)), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("newer timeline"), "{d:?}");
 }

@@ -99,6 +99,8 @@ pub struct PeerReply {
     pub role: PgRole,
     pub running: bool,
     pub lsn: Option<u64>,
+    /// `None` when the peer did not say (older peers).
+    pub timeline: Option<u64>,
     pub tags: Tags,
 }
 

@@ -171,7 +171,11 @@ fn snapshot_sql() -> String {
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END AS paused,
        (SELECT status FROM pg_catalog.pg_stat_wal_receiver LIMIT 1) AS receiver_status,
        (SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver LIMIT 1)::int8 AS received_tli,
-       (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())::int8 AS checkpoint_tli"
+       (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())::int8 AS checkpoint_tli,
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN
+         (SELECT pg_catalog.max(('x' || pg_catalog.substr(name, 1, 8))::bit(32)::int8)
+            FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{{8}}[.]history$')
+       END AS history_tli"
     )
 }
 
@@ -188,10 +192,17 @@ pub async fn snapshot(client: &Client) -> PgResult<PgSnapshot> {
     let lsn = |name: &str| -> Option<u64> { row.get::<_, Option<PgLsn>>(name).map(u64::from) };
     let in_recovery: bool = row.get("in_recovery");
     let receiver_status: Option<String> = row.get("receiver_status");
+    // A standby's timeline: the newest of what its walreceiver streams, its
+    // last restartpoint, and the newest timeline history file it holds (the
+    // startup process follows that one with recovery_target_timeline=latest).
+    // The walreceiver row vanishes when the upstream dies and a restartpoint
+    // can lag minutes behind a timeline switch, so neither alone would do
+    // for the race, which bars standbys behind the cluster's timeline.
     let timeline = if in_recovery {
-        row.get::<_, Option<i64>>("received_tli")
-            .filter(|t| *t > 0)
-            .or(row.get::<_, Option<i64>>("checkpoint_tli"))
+        ["received_tli", "checkpoint_tli", "history_tli"]
+            .iter()
+            .filter_map(|c| row.get::<_, Option<i64>>(*c))
+            .max()
     } else {
         row.get::<_, Option<i64>>("primary_tli")
     }

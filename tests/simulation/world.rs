@@ -219,6 +219,8 @@ struct Node {
     rebuilds: u64,
     /// The supervisor's "rewind failed" state.
     rewind_failed: bool,
+    /// Members seen in any DCS read so far (the elector's `seen_members`).
+    seen: std::collections::BTreeSet<String>,
     seen_timeline: Option<(u64, u64)>,
     /// This node's last promotion started from a timeline older than the
     /// newest one in the cluster.
@@ -301,6 +303,7 @@ impl Sim {
                 last_reason: String::new(),
                 rebuilds: 0,
                 rewind_failed: false,
+                seen: std::collections::BTreeSet::new(),
                 seen_timeline: None,
                 stale_promotion: false,
             })
@@ -725,12 +728,15 @@ impl Sim {
             && c.leader.is_none()
             && snap.facts.is_replica()
         {
-            for m in c
+            let mut names: std::collections::BTreeSet<&str> = c
                 .members
                 .iter()
-                .filter(|m| m.name != n.name && !m.data.api_url.is_empty())
-            {
-                let reply = self.index(&m.name).filter(|&j| self.alive(j)).map(|j| {
+                .filter(|m| !m.data.api_url.is_empty())
+                .map(|m| m.name.as_str())
+                .collect();
+            names.extend(n.seen.iter().map(String::as_str));
+            for name in names.into_iter().filter(|m| *m != n.name) {
+                let reply = self.index(name).filter(|&j| self.alive(j)).map(|j| {
                     let p = &self.nodes[j].pg;
                     PeerReply {
                         role: if p.is_primary() {
@@ -739,6 +745,7 @@ impl Sim {
                             PgRole::Replica
                         },
                         running: p.role().is_some(),
+                        timeline: p.data.as_ref().map(|d| d.timeline),
                         lsn: p
                             .data
                             .as_ref()
@@ -748,7 +755,7 @@ impl Sim {
                     }
                 });
                 peers.push(PeerStatus {
-                    name: m.name.clone(),
+                    name: name.to_owned(),
                     reply,
                 });
             }
@@ -812,6 +819,10 @@ impl Sim {
         view: DcsView,
         decided: Option<Decision>,
     ) -> Res {
+        if let DcsView::Ok(c) = &view {
+            let seen: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+            self.nodes[i].seen.extend(seen);
+        }
         let decision = match decided {
             Some(d) => d,
             None => {
@@ -1016,9 +1027,23 @@ impl Sim {
             Action::Clone { from } => self.run_job(i, JobSpec::Clone(from.name.clone())),
             Action::Reinitialize { from } => self.run_job(i, JobSpec::Reinit(from.name.clone())),
             Action::Rewind { from } => self.run_job(i, JobSpec::Rewind(from.name.clone())),
-            // The simulated DCS keeps no history key; `decide` only asks for
-            // it on a leader, and nothing here reads it back.
-            Action::WriteHistory => Step::Continue,
+            // Only the newest line matters to `decide` (cluster timeline =
+            // its timeline + 1, and it names the leader).
+            Action::WriteHistory => {
+                if !reach {
+                    return Ok(unreachable());
+                }
+                let n = &self.nodes[i];
+                if let Some(tl) = n.pg.data.as_ref().map(|d| d.timeline).filter(|t| *t > 1) {
+                    let value = format!(
+                        r#"[[{},0,"promoted","1970-01-01T00:00:00+00:00","{}"]]"#,
+                        tl - 1,
+                        n.name
+                    );
+                    self.dcs.put(keys::HISTORY, &value, 0);
+                }
+                Step::Continue
+            }
             Action::StartPrimary => self.run_job(i, JobSpec::StartPrimary),
             Action::StartReplica { upstream } => {
                 let step = self.run_job(i, JobSpec::StartReplica);

@@ -1,0 +1,322 @@
+# Shared cluster plumbing for the benchmarks (scripts/bench-*): a private
+# etcd + 3 pgpilot nodes (release build) in a scratch directory, configured
+# from conf/postgres{0,1,2}.yml with other ports and other dcs timing.
+# shellcheck shell=bash
+#
+# A benchmark sources scripts/lib.sh and this file, then sets
+#   BENCH                          scratch dir (deleted on exit unless BENCH_KEEP=1)
+#   ETCD_CLIENT ETCD_PEER          host:port of its etcd
+#   PG_PORT REST_PORT              arrays, one port per node
+#   TTL LOOP_WAIT RETRY_TIMEOUT    bootstrap.dcs timing
+# and optionally
+#   DCS_EXTRA                      lines appended to bootstrap.dcs (indented by 4)
+#   CONF_SED CONF_WANT             arrays: more sed expressions for each
+#                                  postgres.yml, and strings that must then be in it
+#   STATEMENT_TIMEOUT_MS [2000]    for psql_at; 0 = none
+#   bench_cleanup_hook             a function; cleanup runs it first
+# then calls, in order:
+#   bench_setup       packages, release build, free ports, scratch dir, traps,
+#                     configs, PG_PASSWORD
+#   bench_start_etcd
+#   bench_start_nodes SECONDS      starts the daemons, waits for a healthy cluster
+
+ROOT=$(pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+NODES=(0 1 2)
+DCS_EXTRA=${DCS_EXTRA:-}
+STATEMENT_TIMEOUT_MS=${STATEMENT_TIMEOUT_MS:-2000}
+CONF_SED=()
+CONF_WANT=()
+
+node_dir() { echo "$BENCH/postgresql$1"; }
+data_dir() { echo "$BENCH/postgresql$1/data"; }
+
+now() { date +%s.%N; }
+secs_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# --- processes ---------------------------------------------------------------
+
+pid_alive() { kill -0 "$1" 2>/dev/null; }
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# stop_pid PID SIGNAL SECONDS: send SIGNAL, SIGKILL if still alive after SECONDS.
+stop_pid() {
+    local pid=$1 sig=$2 secs=$3
+    pid_alive "$pid" || return 0
+    kill "-$sig" "$pid" 2>/dev/null || true
+    local deadline=$(( $(date +%s) + secs ))
+    while pid_alive "$pid" && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+postmaster_pid() {
+    local f; f="$(data_dir "$1")/postmaster.pid"
+    [ -f "$f" ] && head -n 1 "$f"
+}
+
+daemon_pid() { cat "$BENCH/pgpilot$1.pid"; }
+
+rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+start_node() {
+    local i=$1 dir; dir=$(node_dir "$i")
+    ( cd "$dir" && exec "${AS_PG_USER[@]}" "$BENCH/bin/pgpilot" "$dir/postgres.yml" \
+        </dev/null >>"$dir/pgpilot.log" 2>&1 ) &
+    echo $! >"$BENCH/pgpilot$i.pid"
+    disown $! 2>/dev/null || true # no "Killed" job notice when we kill -9 it
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    # A signal can fire inside a command whose output goes to /dev/null.
+    exec 2>&3
+    log "cleaning up"
+    if declare -F bench_cleanup_hook >/dev/null; then bench_cleanup_hook; fi
+    # Daemons first (they stop their PostgreSQL on SIGTERM), in parallel.
+    local i pid pids=()
+    for i in "${NODES[@]}"; do
+        [ -f "$BENCH/pgpilot$i.pid" ] && pids+=("$(cat "$BENCH/pgpilot$i.pid")")
+    done
+    for pid in "${pids[@]}"; do pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do stop_pid "$pid" TERM 60; done
+    # Whatever postmaster is left over (daemon killed, or it did not stop it):
+    # immediate shutdown, then SIGKILL.
+    for i in "${NODES[@]}"; do
+        local pm; pm=$(postmaster_pid "$i" 2>/dev/null)
+        if [ -n "$pm" ] && [ "$(ps -o comm= -p "$pm" 2>/dev/null)" = postgres ]; then
+            stop_pid "$pm" QUIT 20
+        fi
+    done
+    [ -f "$BENCH/etcd.pid" ] && stop_pid "$(cat "$BENCH/etcd.pid")" TERM 20
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        log "kept $BENCH (logs: $BENCH/postgresql*/pgpilot.log)"
+    else
+        rm -rf "$BENCH"
+    fi
+    exit "$rc"
+}
+
+# --- cluster state -----------------------------------------------------------
+
+# The bench ports lie in Linux's ephemeral range, so connecting to one that
+# nothing listens on can connect the socket to itself (TCP self-connect) and
+# keep the port from the daemon that is about to bind it. Connect only to
+# ports that have a listener (from /proc/net/tcp, state 0A = LISTEN).
+port_listening() {
+    awk -v p="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
+        /proc/net/tcp
+}
+
+http_code() {
+    if port_listening "$1"; then
+        curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/$2" 2>/dev/null || true
+    else
+        echo 000
+    fi
+}
+
+# GET /patroni of node $1 (empty when it does not answer).
+patroni_json() {
+    port_listening "${REST_PORT[$1]}" || return 1
+    curl -s -m 2 "http://127.0.0.1:${REST_PORT[$1]}/patroni" 2>/dev/null
+}
+
+# Index of the node answering 200 on /primary (first one; empty if none).
+primary_index() {
+    local i
+    for i in "${NODES[@]}"; do
+        if [ "$(http_code "${REST_PORT[i]}" primary)" = 200 ]; then echo "$i"; return 0; fi
+    done
+    return 1
+}
+
+# One primary and two streaming replicas. Plain /replica answers 200 for any
+# running replica; the replication_state filter requires it to stream.
+cluster_healthy() {
+    local i np=0 nr=0
+    for i in "${NODES[@]}"; do
+        if [ "$(http_code "${REST_PORT[i]}" primary)" = 200 ]; then np=$((np + 1)); fi
+        if [ "$(http_code "${REST_PORT[i]}" 'replica?replication_state=streaming')" = 200 ]; then
+            nr=$((nr + 1))
+        fi
+    done
+    [ "$np" -eq 1 ] && [ "$nr" -eq 2 ]
+}
+
+# Node $1 reports itself a running replica that streams.
+streaming_replica() {
+    patroni_json "$1" |
+        jq -e '.role == "replica" and .state == "running" and .replication_state == "streaming"' >/dev/null
+}
+
+# For wait_for: true once the cluster is healthy or a daemon has exited (then
+# DIED names it), so a daemon that refuses its configuration fails fast.
+DIED=""
+healthy_or_died() {
+    local i
+    for i in "${NODES[@]}"; do
+        if pid_gone "$(daemon_pid "$i")"; then DIED=$i; return 0; fi
+    done
+    cluster_healthy
+}
+
+# wait_healthy SECONDS WHAT
+wait_healthy() {
+    wait_for "$1" "$2 (logs: $BENCH/postgresql*/pgpilot.log)" healthy_or_died
+    if [ -n "$DIED" ]; then
+        tail -n 5 "$(node_dir "$DIED")/pgpilot.log" >&2
+        die "daemon postgresql$DIED exited while waiting for $2"
+    fi
+}
+
+# psql_at PORT SQL
+psql_at() {
+    port_listening "$1" || return 1
+    local opts=""
+    [ "$STATEMENT_TIMEOUT_MS" = 0 ] || opts="-c statement_timeout=$STATEMENT_TIMEOUT_MS"
+    PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=1 PGOPTIONS=$opts \
+        psql -X -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atqc "$2"
+}
+
+# pgbench_at PORT ARGS...: pgbench as the superuser against PORT.
+pgbench_at() {
+    local port=$1; shift
+    PGPASSWORD=$PG_PASSWORD pgbench -h 127.0.0.1 -p "$port" -U postgres "$@" postgres
+}
+
+# crash_failover TABLE TAG: kill -9 the primary's daemon and postmaster
+# together, then try `INSERT INTO TABLE VALUES (TAG)` on the other nodes
+# until one accepts. Sets FAILOVER_SECS (kill -> accepted write), FAILOVER_OLD
+# and FAILOVER_NEW (node indexes); waits until the killed processes are gone.
+crash_failover() {
+    local table=$1 tag=$2 p dpid pm i t0 t1 deadline others=()
+    p=$(primary_index) || die "no primary before failover $tag"
+    dpid=$(daemon_pid "$p")
+    pm=$(postmaster_pid "$p") || die "no postmaster.pid for postgresql$p"
+    for i in "${NODES[@]}"; do [ "$i" = "$p" ] || others+=("$i"); done
+
+    log "failover $tag: kill -9 postgresql$p (daemon $dpid, postmaster $pm)"
+    t0=$(now)
+    kill -9 "$dpid" "$pm" 2>/dev/null || true
+    deadline=$(( $(date +%s) + 3 * TTL + 120 ))
+    FAILOVER_NEW=""
+    while [ -z "$FAILOVER_NEW" ]; do
+        for i in "${others[@]}"; do
+            if psql_at "${PG_PORT[i]}" "INSERT INTO $table VALUES ($tag)" >/dev/null 2>&1; then
+                t1=$(now)
+                FAILOVER_NEW=$i
+                break
+            fi
+        done
+        if [ -z "$FAILOVER_NEW" ]; then
+            [ "$(date +%s)" -lt "$deadline" ] || die "failover $tag: no node accepted a write in time"
+            sleep 0.05
+        fi
+    done
+    FAILOVER_OLD=$p
+    FAILOVER_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    log "failover $tag: postgresql$FAILOVER_NEW accepted a write after $FAILOVER_SECS s"
+    wait_for 30 "the killed daemon to exit" pid_gone "$dpid"
+    wait_for 30 "the killed postmaster to exit" pid_gone "$pm"
+}
+
+# --- setup -------------------------------------------------------------------
+
+bench_build() {
+    log "building release binaries (target dir $TARGET_DIR)"
+    cargo build --release --bins
+    local b
+    for b in pgpilot pgpilotctl; do
+        [ -x "$TARGET_DIR/release/$b" ] || die "no $TARGET_DIR/release/$b after the build"
+    done
+}
+
+bench_check_free() {
+    if etcdctl --endpoints="$ETCD_CLIENT" endpoint health >/dev/null 2>&1; then
+        die "something already serves etcd on $ETCD_CLIENT (an earlier benchmark still running?)"
+    fi
+    local port
+    for port in "${REST_PORT[@]}" "${PG_PORT[@]}" "${ETCD_CLIENT#*:}" "${ETCD_PEER#*:}"; do
+        ! port_listening "$port" || die "port $port is already in use"
+    done
+}
+
+# Node configs from conf/postgres$i.yml: bench ports, etcd, timing, paths.
+bench_write_configs() {
+    local i dir want
+    for i in "${NODES[@]}"; do
+        dir=$(node_dir "$i")
+        install -d -m 755 "$dir"
+        sed -e "s|127\.0\.0\.1:$((8008 + i))|127.0.0.1:${REST_PORT[i]}|g" \
+            -e "s|127\.0\.0\.1:$((5432 + i))|127.0.0.1:${PG_PORT[i]}|g" \
+            -e "s|^\(  host:\) 127\.0\.0\.1:2379\$|\1 $ETCD_CLIENT|" \
+            -e "s|^\(    ttl:\) .*|\1 $TTL|" \
+            -e "s|^\(    loop_wait:\) .*|\1 $LOOP_WAIT|" \
+            -e "s|^\(    retry_timeout:\) .*|\1 $RETRY_TIMEOUT|" \
+            -e "s|^\(  data_dir:\) .*|\1 $(data_dir "$i")|" \
+            -e "s|^\(  pgpass:\) .*|\1 $dir/pgpass|" \
+            -e "s|^\(    unix_socket_directories:\) .*|\1 '$dir'|" \
+            "${CONF_SED[@]/#/-e}" \
+            "conf/postgres$i.yml" >"$dir/postgres.yml"
+        if [ -n "$DCS_EXTRA" ]; then
+            # After the retry_timeout line, i.e. inside bootstrap.dcs.
+            DCS_EXTRA=$DCS_EXTRA awk '{ print } /^    retry_timeout:/ { print ENVIRON["DCS_EXTRA"] }' \
+                "$dir/postgres.yml" >"$dir/postgres.yml.new"
+            mv "$dir/postgres.yml.new" "$dir/postgres.yml"
+        fi
+        chmod 644 "$dir/postgres.yml"
+        # Every substitution must have happened.
+        for want in "127.0.0.1:${REST_PORT[i]}" "127.0.0.1:${PG_PORT[i]}" "host: $ETCD_CLIENT" \
+            "ttl: $TTL" "loop_wait: $LOOP_WAIT" "retry_timeout: $RETRY_TIMEOUT" \
+            "data_dir: $(data_dir "$i")" "pgpass: $dir/pgpass" "unix_socket_directories: '$dir'" \
+            "${CONF_WANT[@]}"; do
+            grep -qF "$want" "$dir/postgres.yml" || die "conf/postgres$i.yml: could not set '$want'"
+        done
+    done
+    # The superuser password, from the YAML (postgresql.authentication.superuser).
+    PG_PASSWORD=$(awk '/^    superuser:/ { s = 1; next } s && /^      password:/ { print $2; exit }' \
+        "$(node_dir 0)/postgres.yml")
+    [ -n "$PG_PASSWORD" ] || die "no superuser password in conf/postgres0.yml"
+}
+
+bench_setup() {
+    ensure_packages
+    command -v jq >/dev/null || die "jq is needed"
+    bench_build
+    bench_check_free
+    rm -rf "$BENCH"
+    install -d -m 755 "$BENCH" "$BENCH/bin"
+    exec 3>&2
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    install -m 755 "$TARGET_DIR/release/pgpilot" "$TARGET_DIR/release/pgpilotctl" "$BENCH/bin/"
+    bench_write_configs
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$BENCH"; fi
+}
+
+bench_start_etcd() {
+    log "starting etcd on $ETCD_CLIENT"
+    etcd --name bench --data-dir "$BENCH/etcd" --logger=zap --log-outputs="$BENCH/etcd.log" \
+        --listen-client-urls "http://$ETCD_CLIENT" --advertise-client-urls "http://$ETCD_CLIENT" \
+        --listen-peer-urls "http://$ETCD_PEER" --initial-advertise-peer-urls "http://$ETCD_PEER" \
+        --initial-cluster "bench=http://$ETCD_PEER" --initial-cluster-state new \
+        </dev/null >"$BENCH/etcd.out" 2>&1 &
+    echo $! >"$BENCH/etcd.pid"
+    disown $! 2>/dev/null || true
+    wait_for 30 "etcd" etcdctl --endpoints="$ETCD_CLIENT" endpoint health
+}
+
+# bench_start_nodes SECONDS: start the 3 daemons, wait for one primary and two
+# streaming replicas and for psql on the primary; sets P to the primary.
+bench_start_nodes() {
+    local i
+    log "starting 3 pgpilot nodes (ttl=$TTL loop_wait=$LOOP_WAIT retry_timeout=$RETRY_TIMEOUT)"
+    for i in "${NODES[@]}"; do start_node "$i"; done
+    wait_healthy "$1" "one primary and two streaming replicas"
+    P=$(primary_index) || die "no primary"
+    wait_for 30 "psql on the primary" psql_at "${PG_PORT[P]}" "SELECT 1"
+}
