@@ -18,7 +18,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::future::join;
 use serde_json::Value;
 
-use crate::api::{cluster, health, status};
+use crate::api::{cluster, config, health, status};
 use crate::dcs::{Cluster, Dcs};
 use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
@@ -107,6 +107,16 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>)
         post_reload(&shared).await
     } else if *m == Method::POST && segment == "failsafe" {
         post_failsafe(&shared, &body).await
+    } else if *m == Method::PATCH && segment == "config" {
+        config_write(
+            config::patch_config(shared.ctx.dcs.as_ref(), &body).await,
+            "PATCH",
+        )
+    } else if *m == Method::PUT && segment == "config" {
+        config_write(
+            config::put_config(shared.ctx.dcs.as_ref(), &body).await,
+            "PUT",
+        )
     } else {
         not_implemented(m)
     }
@@ -315,6 +325,21 @@ async fn get_config(shared: &Shared) -> HttpResponse {
             _ => error_page(502, "Bad Gateway"),
         },
         None => error_page(503, "Service Unavailable"),
+    }
+}
+
+/// The answer to `PATCH`/`PUT /config`: 200 with the new document, or the
+/// error's status with a message naming the field.
+fn config_write(r: Result<Value, config::ConfigWriteError>, method: &str) -> HttpResponse {
+    match r {
+        Ok(v) => {
+            tracing::info!(event = "dynamic_config_written", method, config = %v);
+            json_reply(200, &v)
+        }
+        Err(e) => {
+            tracing::warn!(event = "dynamic_config_refused", method, status = e.status(), error = %e.message());
+            text_reply(e.status(), &e.message())
+        }
     }
 }
 

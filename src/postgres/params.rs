@@ -125,6 +125,40 @@ fn validate(value: &str, rule: Rule) -> Option<String> {
     }
 }
 
+impl Rule {
+    fn expected(self) -> String {
+        match self {
+            Rule::IntMin(min) => format!("an integer of at least {min}"),
+            Rule::SizeMinMb(min) => format!("a size of at least {min}MB"),
+            Rule::Bool => "a boolean".to_owned(),
+            Rule::WalLevel => "replica, hot_standby or logical".to_owned(),
+        }
+    }
+}
+
+/// Check one dynamic `postgresql.parameters` value before it is written to
+/// the DCS (`PATCH`/`PUT /config`): the §5 names against their rule and
+/// minimum, every value a scalar. `Err` says what was expected. Values read
+/// back from the DCS are not refused: [`effective_parameters`] falls back to
+/// the default with a warning instead.
+pub fn check_dynamic_parameter(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    if value.is_array() || value.is_object() {
+        return Err(format!("expected a scalar value, got {value}"));
+    }
+    let Some(v) = render_value(value) else {
+        return Ok(());
+    };
+    let rule = match VALIDATED.iter().find(|(n, _, _)| *n == name) {
+        Some((_, _, rule)) => *rule,
+        None if name == "wal_keep_segments" => Rule::IntMin(1),
+        None => return Ok(()),
+    };
+    match validate(&v, rule) {
+        Some(_) => Ok(()),
+        None => Err(format!("expected {}, got {value}", rule.expected())),
+    }
+}
+
 fn is_cluster_wide(name: &str) -> bool {
     COMMAND_LINE_PARAMETERS.contains(&name) || name == "wal_keep_segments"
 }
@@ -376,6 +410,20 @@ postgresql:
             &dynamic(json!({"wal_keep_size": "1GB"})),
         );
         assert_eq!(ok.values["wal_keep_size"], "1GB");
+    }
+
+    #[test]
+    fn dynamic_parameter_checks() {
+        assert!(check_dynamic_parameter("max_connections", &json!(100)).is_ok());
+        assert!(check_dynamic_parameter("max_connections", &json!("200")).is_ok());
+        let e = check_dynamic_parameter("max_connections", &json!(1)).unwrap_err();
+        assert!(e.contains("at least 25"), "{e}");
+        assert!(check_dynamic_parameter("wal_keep_size", &json!("8MB")).is_err());
+        assert!(check_dynamic_parameter("wal_level", &json!("minimal")).is_err());
+        assert!(check_dynamic_parameter("wal_log_hints", &json!("maybe")).is_err());
+        assert!(check_dynamic_parameter("work_mem", &json!("8MB")).is_ok());
+        assert!(check_dynamic_parameter("work_mem", &json!(null)).is_ok());
+        assert!(check_dynamic_parameter("work_mem", &json!({"a": 1})).is_err());
     }
 
     #[test]
