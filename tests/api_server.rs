@@ -206,6 +206,7 @@ fn pg(role: PgRole) -> PgStatus {
         replay_paused: false,
         replication_state: replica.then(|| "streaming".to_owned()),
         replication: vec![],
+        pending_restart: Default::default(),
     }
 }
 

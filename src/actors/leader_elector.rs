@@ -508,7 +508,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     }
 
     if let Some(c) = &cluster {
-        let data = member_data(&cfg, &pg);
+        let data = member_data(&cfg, &pg, dynamic.pause);
         let sent = Instant::now();
         match links.dcs.touch_member(&data).await {
             // Touching the member keeps the node's lease alive, and the

@@ -375,6 +375,16 @@ pub async fn reinitialize(
     clone(env, from).await
 }
 
+/// Rewrite the configuration of the running server for the current
+/// settings and reload it. A standby keeps streaming from `following`.
+pub async fn apply_config(env: &JobEnv, following: Option<&Upstream>) -> PgResult<()> {
+    let client =
+        query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout()).await?;
+    let standby = query::in_recovery(&client).await?;
+    env.write_config(standby.then_some(following))?;
+    query::reload(&client).await
+}
+
 /// Promote the standby and drop the recovery settings from the config.
 pub async fn promote(env: &JobEnv) -> PgResult<()> {
     let client = query::connect(&env.local_conn(), env.pg_ctl_timeout()).await?;

@@ -19,7 +19,7 @@ use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, RunJob,
     StopAndWait, SyncSlots,
 };
-use crate::postgres::{Binaries, Postmaster, controldata, datadir, query};
+use crate::postgres::{Binaries, Postmaster, controldata, datadir, params, query};
 
 pub struct PostgresSupervisor {
     env: JobEnv,
@@ -30,6 +30,9 @@ pub struct PostgresSupervisor {
     /// The member the standby is configured to stream from.
     following: Option<Upstream>,
     listener: Recipient<JobFinished>,
+    /// The configuration changed while a job ran: rewrite and reload once
+    /// the job is done.
+    apply_pending: bool,
 }
 
 /// Resolve a configured path against the working directory, as Patroni's
@@ -66,6 +69,7 @@ impl PostgresSupervisor {
             outcome: None,
             following: None,
             listener,
+            apply_pending: false,
         }
     }
 
@@ -80,6 +84,37 @@ impl PostgresSupervisor {
                 self.state = PgState::Crashed;
             }
         }
+    }
+
+    /// Bring a running PostgreSQL in line with the configuration: rewrite
+    /// postgresql.conf (keeping the standby settings if it is one) and
+    /// reload. Postmaster-context changes then show as pending restart in
+    /// `pg_settings`, which [`gather_status`] reports. Without a postmaster
+    /// nothing is to do: the next start writes the files.
+    fn apply_config(&mut self, ctx: &mut Context<Self>) {
+        self.check_alive();
+        if self.postmaster.is_none() {
+            self.apply_pending = false;
+            return;
+        }
+        if self.busy.is_some() {
+            self.apply_pending = true;
+            return;
+        }
+        self.apply_pending = false;
+        let env = self.env.clone();
+        let following = self.following.clone();
+        ctx.spawn(
+            async move { jobs::apply_config(&env, following.as_ref()).await }
+                .into_actor(self)
+                .map(|r, _, _| match r {
+                    Ok(()) => info!(
+                        event = "config_applied",
+                        "postgresql.conf rewritten and reloaded"
+                    ),
+                    Err(e) => warn!(event = "config_apply_failed", error = %e),
+                }),
+        );
     }
 
     fn finish(
@@ -137,8 +172,11 @@ impl Actor for PostgresSupervisor {
 impl Handler<GetPgStatus> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, PgStatus>;
 
-    fn handle(&mut self, msg: GetPgStatus, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: GetPgStatus, ctx: &mut Context<Self>) -> Self::Result {
         self.check_alive();
+        if self.apply_pending && self.busy.is_none() {
+            self.apply_config(ctx);
+        }
         let running = self.postmaster.is_some();
         let env = self.env.clone();
         let outcome = if msg.take_outcome {
@@ -164,6 +202,7 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
             replay_paused: false,
             replication_state: None,
             replication: Vec::new(),
+            pending_restart: Default::default(),
         };
         Box::pin(gather_status(env, base).into_actor(self))
     }
@@ -212,6 +251,14 @@ async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
                         .collect();
                     if st.busy.is_none() {
                         st.state = PgState::Running;
+                    }
+                    match query::restart_settings(&client, params::COMMAND_LINE_PARAMETERS).await {
+                        Ok(rows) => {
+                            st.pending_restart = params::pending_restart(&rows, &env.parameters())
+                        }
+                        Err(e) => {
+                            tracing::debug!(event = "pending_restart_query_failed", error = %e)
+                        }
                     }
                 }
                 Err(e) => {
@@ -419,16 +466,18 @@ impl Handler<SyncSlots> for PostgresSupervisor {
 
 impl Handler<DynamicConfigChanged> for PostgresSupervisor {
     type Result = ();
-    fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, ctx: &mut Context<Self>) {
         self.env.dynamic = d;
         self.env.log_parameter_warnings();
+        self.apply_config(ctx);
     }
 }
 
 impl Handler<ConfigChanged> for PostgresSupervisor {
     type Result = ();
-    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, ctx: &mut Context<Self>) {
         self.env.cfg = cfg;
         self.env.log_parameter_warnings();
+        self.apply_config(ctx);
     }
 }

@@ -205,6 +205,7 @@ fn unknown_pg(last: Option<PgStatus>) -> PgStatus {
         replay_paused: false,
         replication_state: None,
         replication: vec![],
+        pending_restart: Default::default(),
     });
     pg.state = PgState::Unknown;
     pg.facts = PgFacts::default();

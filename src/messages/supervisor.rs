@@ -76,6 +76,10 @@ pub struct PgStatus {
     /// `streaming` or `in archive recovery` (replicas).
     pub replication_state: Option<String>,
     pub replication: Vec<ReplicationRow>,
+    /// PostgreSQL runs with settings only a restart applies (its own
+    /// `pg_settings.pending_restart`, and command-line parameters whose
+    /// running value differs from the configured one).
+    pub pending_restart: std::collections::BTreeMap<String, crate::dcs::PendingChange>,
 }
 
 /// Fresh facts about PostgreSQL (queries it when it runs).
