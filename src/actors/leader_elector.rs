@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use super::failsafe::{confirm_members, heartbeat_body};
 use super::member_record::{api_url, conn_url, member_data};
 use super::peers::fetch_peer;
-use crate::config::{Config, DynamicConfig};
+use crate::config::{Config, DynamicConfig, dynamic_file};
 use crate::dcs::{Cluster, Dcs, DcsError, Member, MemberData, Status};
 use crate::ha::slots::SlotRequest;
 use crate::ha::{
@@ -65,6 +65,8 @@ pub struct LeaderElector {
     heartbeat: Option<LeaderHeartbeat>,
     /// Running as primary on failsafe confirmations until then.
     failsafe_active_until: Option<Instant>,
+    /// What this node last wrote to `patroni.dynamic.json`.
+    dumped: Option<serde_json::Value>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -100,6 +102,7 @@ impl LeaderElector {
             shutting_down: false,
             heartbeat: None,
             failsafe_active_until: None,
+            dumped: None,
         }
     }
 
@@ -156,6 +159,7 @@ impl LeaderElector {
         if let Some(c) = report.cluster {
             self.dcs_last_seen = Some(SystemTime::now());
             self.apply_dynamic_config(&c);
+            self.dump_dynamic_config(&c);
             self.cluster = Some((c, Instant::now()));
         }
         if report.role != self.last_role {
@@ -213,6 +217,28 @@ impl LeaderElector {
             Err(e) => {
                 warn!(event = "bad_dynamic_config", error = %e, "keeping the previous dynamic configuration")
             }
+        }
+    }
+
+    /// The leader keeps the applied dynamic configuration in
+    /// `patroni.dynamic.json`, to restore a lost `config` key from.
+    fn dump_dynamic_config(&mut self, cluster: &Cluster) {
+        let leading =
+            self.lease_deadline.is_some() && cluster.leader_name() == Some(self.cfg.name.as_str());
+        let applied = cluster
+            .config
+            .as_ref()
+            .is_some_and(|c| c.value == self.dynamic.raw);
+        if !leading || !applied || self.dumped.as_ref() == Some(&self.dynamic.raw) {
+            return;
+        }
+        let dir = std::path::Path::new(&self.cfg.postgresql.data_dir);
+        match dynamic_file::save(dir, &self.dynamic.raw) {
+            Ok(()) => {
+                info!(event = "dynamic_config_saved", file = %dynamic_file::path(dir).display());
+                self.dumped = Some(self.dynamic.raw.clone());
+            }
+            Err(e) => warn!(event = "dynamic_config_save_failed", error = %e),
         }
     }
 
@@ -427,6 +453,18 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         failsafe_acks = Some(confirm_members(&http, members, &cfg.name, &body).await);
     }
 
+    // Only worth a look at the disk when the key needs restoring.
+    let config_backup = match &dcs_view {
+        DcsView::Ok(c)
+            if c.leader_name() == Some(cfg.name.as_str())
+                && c.config
+                    .as_ref()
+                    .is_none_or(|x| DynamicConfig::from_json(&x.value).is_err()) =>
+        {
+            dynamic_file::load(std::path::Path::new(&cfg.postgresql.data_dir)).is_some()
+        }
+        _ => false,
+    };
     let local = LocalView {
         name: cfg.name.clone(),
         tags: cfg.tags.clone(),
@@ -446,6 +484,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             acks: failsafe_acks,
             heartbeat,
         },
+        config_backup,
     };
     let decision = ha::decide(&dcs_view, &local, Instant::now());
     let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
@@ -748,6 +787,23 @@ async fn execute(
             Step::Continue
         }
         Action::StayPrimaryOnFailsafe => Step::Continue,
+        Action::RestoreConfig => {
+            let dir = std::path::Path::new(&cfg.postgresql.data_dir);
+            match dynamic_file::load(dir) {
+                Some(v) => match links.dcs.set_config_value(&v.to_string(), None).await {
+                    Ok(_) => {
+                        warn!(event = "config_restored", file = %dynamic_file::path(dir).display(),
+                                   "the config key was missing or invalid; restored it")
+                    }
+                    Err(e) => warn!(event = "config_restore_failed", error = %e),
+                },
+                None => warn!(
+                    event = "config_restore_failed",
+                    "no valid patroni.dynamic.json"
+                ),
+            }
+            Step::Continue
+        }
     }
 }
 

@@ -98,6 +98,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         lease_deadline: None,
         peers: Vec::new(),
         failsafe: FailsafeView::default(),
+        config_backup: false,
     }
 }
 

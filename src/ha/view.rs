@@ -116,6 +116,9 @@ pub struct LocalView {
     pub peers: Vec<PeerStatus>,
     /// Failsafe mode facts (ha-loop.md §10).
     pub failsafe: FailsafeView,
+    /// A valid `patroni.dynamic.json` is in the data directory (checked only
+    /// when the `config` key is missing or invalid).
+    pub config_backup: bool,
 }
 
 /// What failsafe mode needs to know. All empty when `failsafe_mode` is off.
