@@ -417,3 +417,97 @@ async fn broken_yaml_keeps_the_running_config() {
     })
     .await;
 }
+
+/// Seed §3.3: postgresql.base.conf (or custom_conf) < postgresql.conf (our
+/// parameters) < postgresql.auto.conf (`ALTER SYSTEM`) < the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameter_layers_precedence() {
+    let mut c = TestCluster::new(1, Timing::default());
+    let path = c.nodes[0].config_path.clone();
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let with_local = yaml.replace(
+        "    max_connections: 30\n",
+        "    max_connections: 30\n    random_page_cost: 2.5\n    cpu_tuple_cost: 0.02\n",
+    );
+    assert_ne!(with_local, yaml);
+    std::fs::write(&path, &with_local).unwrap();
+    c.start_all();
+    c.wait_healthy(BOOT).await;
+    let data = c.nodes[0].data_dir();
+    let conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+    assert!(conf.contains("include 'postgresql.base.conf'"), "{conf}");
+    assert!(
+        !conf.contains("max_connections"),
+        "command-line parameters stay out of the file: {conf}"
+    );
+
+    // (1) the base file, (2) our postgresql.conf over it.
+    let base = data.join("postgresql.base.conf");
+    let mut text = std::fs::read_to_string(&base).unwrap();
+    text.push_str("seq_page_cost = 1.5\nrandom_page_cost = 3.0\n");
+    std::fs::write(&base, text).unwrap();
+    // (3) ALTER SYSTEM over postgresql.conf; (4) the command line over all.
+    let client = c.sql(0).await.unwrap();
+    for sql in [
+        "ALTER SYSTEM SET cpu_tuple_cost = 0.03",
+        "ALTER SYSTEM SET max_connections = 50",
+        "SELECT pg_reload_conf()",
+    ] {
+        client.batch_execute(sql).await.unwrap();
+    }
+    drop(client);
+    let expect = [
+        ("seq_page_cost", "1.5"),
+        ("random_page_cost", "2.5"),
+        ("cpu_tuple_cost", "0.03"),
+        ("max_connections", "100"),
+    ];
+    eventually(APPLY, "layers after reload", || async {
+        for (name, want) in expect {
+            if show(&c, 0, name).await.as_deref() != Some(want) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    // ALTER SYSTEM max_connections waits for a restart, which the command
+    // line then overrides.
+    let pm = c.nodes[0].postmaster_pid().unwrap();
+    kill(Pid::from_raw(pm), Signal::SIGINT).unwrap();
+    eventually(BOOT, "restarted", || async {
+        (c.nodes[0].postmaster_pid().is_some_and(|p| p != pm)
+            && show(&c, 0, "max_connections").await.is_some())
+        .then_some(())
+    })
+    .await;
+    for (name, want) in expect {
+        assert_eq!(show(&c, 0, name).await.as_deref(), Some(want), "{name}");
+    }
+
+    // custom_conf replaces postgresql.base.conf as the base.
+    let custom = c.nodes[0].dir.join("custom.conf");
+    std::fs::write(&custom, "seq_page_cost = 1.7\n").unwrap();
+    let meta = std::fs::metadata(&base).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    std::os::unix::fs::chown(&custom, Some(meta.uid()), Some(meta.gid())).unwrap();
+    let with_custom = with_local.replace(
+        "  pg_ctl_timeout: 30\n",
+        &format!(
+            "  pg_ctl_timeout: 30\n  custom_conf: {}\n",
+            custom.display()
+        ),
+    );
+    assert_ne!(with_custom, with_local);
+    std::fs::write(&path, &with_custom).unwrap();
+    let (code, text) = send("POST", &c.nodes[0].api("/reload"), "").await;
+    assert_eq!(code, 202, "{text}");
+    eventually(APPLY, "custom_conf applied", || async {
+        (show(&c, 0, "seq_page_cost").await.as_deref() == Some("1.7")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        show(&c, 0, "random_page_cost").await.as_deref(),
+        Some("2.5")
+    );
+}
