@@ -471,11 +471,26 @@ async fn unsafe_methods() {
     assert_eq!(r.text().await.unwrap(), "reload scheduled");
     assert_eq!(*node.reloads.lock().unwrap(), 1);
 
+    // PATCH/PUT /config are implemented: a bad body is refused before the
+    // DCS is touched, and a failed write (this DCS refuses writes) is 502.
+    for (m, body, code) in [
+        (Method::PATCH, "nope", 400),
+        (Method::PUT, r#"{"ttl": "x"}"#, 400),
+        (Method::PATCH, r#"{"loop_wait": 5}"#, 502),
+        (Method::PUT, r#"{"loop_wait": 5}"#, 502),
+    ] {
+        let r = c
+            .request(m.clone(), format!("{}/config", node.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), code, "{m} {body}");
+    }
+
     for (m, p) in [
         (Method::POST, "/switchover"),
         (Method::POST, "/nonsense"),
-        (Method::PATCH, "/config"),
-        (Method::PUT, "/config"),
         (Method::DELETE, "/restart"),
     ] {
         let r = c
