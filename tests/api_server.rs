@@ -15,7 +15,7 @@ use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::ReloadConfig;
 use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState};
-use pgpilot::messages::supervisor::{GetPgStatus, PgState, PgStatus};
+use pgpilot::messages::supervisor::{GetPgStatus, PgState, PgStatus, Restart};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -65,6 +65,13 @@ impl Handler<GetPgStatus> for FakeSupervisor {
             }
             s
         })
+    }
+}
+
+impl Handler<Restart> for FakeSupervisor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: Restart, _: &mut Context<Self>) -> Self::Result {
+        Ok(())
     }
 }
 
@@ -221,14 +228,15 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
     let dcs = Arc::new(TestDcs(Mutex::new(Some(cluster()))));
     let reloads = Arc::new(Mutex::new(0));
     let heartbeats = Arc::new(Mutex::new(Vec::new()));
+    let supervisor = FakeSupervisor {
+        status,
+        delay: pg_delay,
+    }
+    .start();
     let ctx = ApiContext {
         elector: FakeElector(ha).start().recipient(),
-        supervisor: FakeSupervisor {
-            status,
-            delay: pg_delay,
-        }
-        .start()
-        .recipient(),
+        supervisor: supervisor.clone().recipient(),
+        restart: supervisor.recipient(),
         config_manager: FakeConfigManager(reloads.clone()).start().recipient(),
         failsafe: HeartbeatSink(heartbeats.clone()).start().recipient(),
         dcs: dcs.clone(),

@@ -203,6 +203,46 @@ async fn patch_put_reload_and_pending_restart() {
     )
     .await;
 
+    // POST /restart on the other replica: conditions, then a restart that
+    // applies the value and clears the flag.
+    let other = (0..3).find(|i| *i != primary && *i != replica).unwrap();
+    let before = c.status(other).await.unwrap()["postmaster_start_time"].clone();
+    let (code, text) = send("POST", &api(other, "/restart"), r#"{"role": "primary"}"#).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (503, "restart conditions are not satisfied")
+    );
+    let (code, text) = send("POST", &api(other, "/restart"), r#"{"bogus": 1}"#).await;
+    assert_eq!(code, 400, "{text}");
+    let (code, text) = send(
+        "POST",
+        &api(other, "/restart"),
+        r#"{"role": "replica", "restart_pending": true}"#,
+    )
+    .await;
+    assert_eq!((code, text.as_str()), (200, "restarted successfully"));
+    assert_eq!(
+        show(&c, other, "max_connections").await.as_deref(),
+        Some("150")
+    );
+    let st = eventually(APPLY, "restarted replica streams, flag cleared", || async {
+        let st = c.status(other).await?;
+        (st["replication_state"] == "streaming" && st.get("pending_restart").is_none())
+            .then_some(st)
+    })
+    .await;
+    assert_ne!(st["postmaster_start_time"], before);
+    let (code, text) = send(
+        "POST",
+        &api(other, "/restart"),
+        r#"{"restart_pending": true}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, text.as_str()),
+        (503, "restart conditions are not satisfied")
+    );
+
     // --- pause is stored and exposed (no behaviour yet)
     let (code, _) = send("PATCH", &api(replica, "/config"), r#"{"pause": true}"#).await;
     assert_eq!(code, 200);
@@ -352,7 +392,13 @@ async fn leader_restores_a_lost_config_key_replicas_do_not() {
     })
     .await;
     assert_eq!(restored, saved);
-    assert!(c.nodes[primary].log().contains("config_restored"));
+    eventually(APPLY, "restore logged by the leader", || async {
+        c.nodes[primary]
+            .log()
+            .contains("config_restored")
+            .then_some(())
+    })
+    .await;
 
     // An invalid value is replaced as well.
     let mut client = etcd_client::Client::connect([c.etcd.endpoint()], None)

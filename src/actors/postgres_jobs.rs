@@ -380,13 +380,10 @@ pub async fn reinitialize(
     clone(env, from).await
 }
 
-/// Rewrite the configuration of the running server for the current
-/// settings and reload it. A standby keeps streaming from `following`.
-pub async fn apply_config(env: &JobEnv, following: Option<&Upstream>) -> PgResult<()> {
+/// `pg_reload_conf()` on the running server.
+pub async fn reload(env: &JobEnv) -> PgResult<()> {
     let client =
         query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout()).await?;
-    let standby = query::in_recovery(&client).await?;
-    env.write_config(standby.then_some(following))?;
     query::reload(&client).await
 }
 

@@ -16,10 +16,10 @@ use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::config::ConfigChanged;
 use crate::messages::elector::JobFinished;
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, RunJob,
-    StopAndWait, SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, Restart,
+    RunJob, StopAndWait, SyncSlots,
 };
-use crate::postgres::{Binaries, Postmaster, controldata, datadir, params, query};
+use crate::postgres::{Binaries, Postmaster, StopMode, controldata, datadir, params, query};
 
 pub struct PostgresSupervisor {
     env: JobEnv,
@@ -102,10 +102,19 @@ impl PostgresSupervisor {
             return;
         }
         self.apply_pending = false;
+        // The files are written here, synchronously, so no job that starts
+        // afterwards (a promotion) can be overtaken by a stale write.
+        let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
+        if let Err(e) = self
+            .env
+            .write_config(standby.then_some(self.following.as_ref()))
+        {
+            warn!(event = "config_apply_failed", error = %e);
+            return;
+        }
         let env = self.env.clone();
-        let following = self.following.clone();
         ctx.spawn(
-            async move { jobs::apply_config(&env, following.as_ref()).await }
+            async move { jobs::reload(&env).await }
                 .into_actor(self)
                 .map(|r, _, _| match r {
                     Ok(()) => info!(
@@ -442,6 +451,56 @@ impl Handler<StopAndWait> for PostgresSupervisor {
                 act.state = PgState::Stopped;
                 act.following = None;
                 r.map_err(|e| e.to_string())
+            }),
+        )
+    }
+}
+
+impl Handler<Restart> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    /// Runs as a `Start` job, so the HA loop keeps the lock and waits, and
+    /// hears about the outcome as about any start.
+    fn handle(&mut self, _msg: Restart, _ctx: &mut Context<Self>) -> Self::Result {
+        self.check_alive();
+        if let Some(b) = self.busy {
+            return Box::pin(fut::ready(Err(format!("{b:?} already in progress"))));
+        }
+        let Some(mut pm) = self.postmaster.take() else {
+            return Box::pin(fut::ready(Err("postgres is not running".to_owned())));
+        };
+        let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
+        let following = self.following.clone();
+        let env = self.env.clone();
+        self.busy = Some(JobKind::Start);
+        self.state = PgState::Stopping;
+        info!(
+            event = "restart",
+            standby, "restarting PostgreSQL (fast stop, start)"
+        );
+        let up = following.clone();
+        Box::pin(
+            async move {
+                if let Err(e) = pm.stop(StopMode::Fast, env.pg_ctl_timeout()).await {
+                    return Err((Some(pm), e.to_string()));
+                }
+                jobs::start(&env, standby.then_some(up.as_ref()))
+                    .await
+                    .map_err(|e| (None, e.to_string()))
+            }
+            .into_actor(self)
+            .map(move |r, act, _| match r {
+                Ok(pm) => {
+                    act.finish(JobKind::Start, Ok(Some(pm)), following);
+                    Ok(())
+                }
+                Err((still_running, e)) => {
+                    if still_running.is_some() {
+                        act.postmaster = still_running;
+                    }
+                    act.finish(JobKind::Start, Err(e.clone()), following);
+                    Err(e)
+                }
             }),
         )
     }

@@ -185,6 +185,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             supervisor: supervisor.clone().recipient(),
             config_manager: manager.clone().recipient(),
             failsafe: elector.clone().recipient(),
+            restart: supervisor.clone().recipient(),
             dcs: dcs.clone(),
         },
     )

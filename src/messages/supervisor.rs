@@ -136,6 +136,13 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 #[rtype(result = "Result<(), String>")]
 pub struct StopAndWait(pub StopMode);
 
+/// Restart PostgreSQL in the role it runs in (fast stop, then start with
+/// the current configuration): `POST /restart`. Returns when it accepts
+/// connections again, or why it could not.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Restart;
+
 /// Bring the replication slots in line with the cluster (the leader every
 /// cycle after renewing its lock, a replica for members cascading from it).
 /// Answers the physical slot positions, `None` if the sync failed.

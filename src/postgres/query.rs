@@ -370,15 +370,6 @@ pub async fn restart_settings(client: &Client, names: &[&str]) -> PgResult<Vec<S
         .collect())
 }
 
-/// `pg_is_in_recovery()`.
-pub async fn in_recovery(client: &Client) -> PgResult<bool> {
-    client
-        .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
-        .await
-        .map(|r| r.get(0))
-        .map_err(|e| PgError::query("pg_is_in_recovery", e))
-}
-
 /// `pg_reload_conf()`.
 pub async fn reload(client: &Client) -> PgResult<()> {
     client
