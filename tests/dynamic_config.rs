@@ -449,17 +449,22 @@ async fn broken_yaml_keeps_the_running_config() {
     let st = c.status(0).await.expect("status");
     assert_eq!(st["role"], "primary");
 
-    // A good file with a changed local parameter is applied by reload.
+    // A good file with a changed local parameter and a new tag is applied
+    // by reload.
     let fixed = good.replace(
         "    shared_buffers: 16MB\n",
         "    shared_buffers: 16MB\n    work_mem: 7MB\n",
-    );
+    ) + "tags:\n  nosync: true\n";
     assert_ne!(fixed, good);
     std::fs::write(&path, &fixed).unwrap();
     let (code, text) = send("POST", &c.nodes[0].api("/reload"), "").await;
     assert_eq!(code, 202, "{text}");
     eventually(APPLY, "local work_mem applied", || async {
         (show(&c, 0, "work_mem").await.as_deref() == Some("7MB")).then_some(())
+    })
+    .await;
+    eventually(APPLY, "new tag in /patroni", || async {
+        (c.status(0).await?["tags"]["nosync"] == json!(true)).then_some(())
     })
     .await;
 }

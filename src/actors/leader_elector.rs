@@ -22,6 +22,7 @@ use crate::ha::{
     self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
 };
 use crate::messages::callbacks::{CallbackAction, CallbackEvent};
+use crate::messages::config::ConfigChanged;
 use crate::messages::elector::{
     FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
 };
@@ -308,6 +309,27 @@ impl Handler<GetHaState> for LeaderElector {
     type Result = MessageResult<GetHaState>;
     fn handle(&mut self, _msg: GetHaState, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.ha_state())
+    }
+}
+
+/// A reloaded local configuration (SIGHUP, `POST /reload`): tags, REST and
+/// connection addresses and the rest take effect from the next cycle, which
+/// starts now. The name and scope key this node's DCS records and cannot
+/// change while it runs.
+impl Handler<ConfigChanged> for LeaderElector {
+    type Result = ();
+    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, ctx: &mut Context<Self>) {
+        let mut cfg = (*cfg).clone();
+        if cfg.name != self.cfg.name || cfg.scope != self.cfg.scope {
+            warn!(
+                event = "config_reload_partial",
+                "name and scope cannot change while running; restart the daemon for that"
+            );
+            cfg.name = self.cfg.name.clone();
+            cfg.scope = self.cfg.scope.clone();
+        }
+        self.cfg = Arc::new(cfg);
+        self.start_cycle(ctx);
     }
 }
 

@@ -176,6 +176,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         Box::new(move || load(reload_path.as_ref()).map(|(c, _)| c)),
     );
     manager.subscribe(supervisor.clone().recipient());
+    manager.subscribe(elector.clone().recipient());
     let manager = manager.start();
 
     let server = serve(
