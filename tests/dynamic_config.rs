@@ -185,6 +185,15 @@ async fn patch_put_reload_and_pending_restart() {
     })
     .await;
     assert!(cluster.get("pause").is_none());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("run pgpilotctl");
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json list");
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["Pending restart"] == "*"), "{rows:?}");
 
     // A restart (here: PostgreSQL stopped under the daemon, which starts it
     // again) applies the value and clears the flag.
