@@ -92,16 +92,17 @@ impl PostgresSupervisor {
     /// `pg_settings`, which [`gather_status`] reports. Without a postmaster
     /// nothing is to do: the next start writes the files.
     fn apply_config(&mut self, ctx: &mut Context<Self>) {
-        self.check_alive();
-        if self.postmaster.is_none() {
-            self.apply_pending = false;
-            return;
-        }
+        // A running job (a start, a clone) took its copy of the settings
+        // before this change: apply once it is done.
         if self.busy.is_some() {
             self.apply_pending = true;
             return;
         }
         self.apply_pending = false;
+        self.check_alive();
+        if self.postmaster.is_none() {
+            return;
+        }
         // The files are written here, synchronously, so no job that starts
         // afterwards (a promotion) can be overtaken by a stale write.
         let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
