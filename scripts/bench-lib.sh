@@ -14,6 +14,9 @@
 #                                  postgres.yml, and strings that must then be in it
 #   STATEMENT_TIMEOUT_MS [2000]    for psql_at; 0 = none
 #   bench_cleanup_hook             a function; cleanup runs it first
+#   NODE_USER                      array: run node i's daemon (and PostgreSQL) as
+#                                  OS user NODE_USER[i] (root only; else AS_PG_USER)
+#   BENCH_BUILD [1]                0 = no cargo build, use the binaries as they are
 # then calls, in order:
 #   bench_setup       packages, release build, free ports, scratch dir, traps,
 #                     configs, PG_PASSWORD
@@ -28,6 +31,7 @@ DCS_EXTRA=${DCS_EXTRA:-}
 STATEMENT_TIMEOUT_MS=${STATEMENT_TIMEOUT_MS:-2000}
 CONF_SED=()
 CONF_WANT=()
+NODE_USER=()
 
 node_dir() { echo "$BENCH/postgresql$1"; }
 data_dir() { echo "$BENCH/postgresql$1/data"; }
@@ -59,9 +63,20 @@ daemon_pid() { cat "$BENCH/pgpilot$1.pid"; }
 
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
+# The command prefix that runs node $1's daemon: its own OS user when
+# NODE_USER is set (needs root), else scripts/lib.sh's AS_PG_USER.
+as_node_user() {
+    if [ ${#NODE_USER[@]} -gt 0 ]; then
+        echo setpriv "--reuid=${NODE_USER[$1]}" "--regid=${NODE_USER[$1]}" --init-groups --
+    else
+        echo "${AS_PG_USER[@]}"
+    fi
+}
+
 start_node() {
-    local i=$1 dir; dir=$(node_dir "$i")
-    ( cd "$dir" && exec "${AS_PG_USER[@]}" "$BENCH/bin/pgpilot" "$dir/postgres.yml" \
+    local i=$1 dir prefix; dir=$(node_dir "$i")
+    read -r -a prefix <<<"$(as_node_user "$i")"
+    ( cd "$dir" && exec "${prefix[@]}" "$BENCH/bin/pgpilot" "$dir/postgres.yml" \
         </dev/null >>"$dir/pgpilot.log" 2>&1 ) &
     echo $! >"$BENCH/pgpilot$i.pid"
     disown $! 2>/dev/null || true # no "Killed" job notice when we kill -9 it
@@ -223,11 +238,115 @@ crash_failover() {
     wait_for 30 "the killed postmaster to exit" pid_gone "$pm"
 }
 
+# --- per-node writers ----------------------------------------------------------
+# One writer per node, connected straight to that node's port, inserts
+# (n, node, clock_timestamp()) into ACK_TABLE every ~50 ms and appends each
+# acknowledged n with the local time of the acknowledgement to $BENCH/acks<node>.
+# A replica refuses the insert, so only a writable primary acknowledges.
+
+ACK_TABLE=acked_writes
+WRITER_PIDS=()
+
+create_ack_table() {
+    psql_at "${PG_PORT[$1]}" "CREATE TABLE $ACK_TABLE(n bigint, node int, ts timestamptz, PRIMARY KEY (node, n))" \
+        >/dev/null
+}
+
+writer() {
+    local i=$1 n=0
+    while :; do
+        n=$((n + 1))
+        if psql_at "${PG_PORT[i]}" "INSERT INTO $ACK_TABLE VALUES ($n, $i, clock_timestamp())" \
+            >/dev/null 2>&1; then
+            echo "$n $(now)" >>"$BENCH/acks$i"
+        fi
+        sleep 0.05
+    done
+}
+
+start_writers() {
+    local i
+    for i in "${NODES[@]}"; do
+        : >"$BENCH/acks$i"
+        writer "$i" &
+        WRITER_PIDS+=($!)
+    done
+}
+
+stop_writers() {
+    local pid
+    for pid in "${WRITER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    WRITER_PIDS=()
+}
+
+acks_since() { awk -v t="$2" '$2 >= t' "$BENCH/acks$1" 2>/dev/null | wc -l; }
+
+# wait_acks_on I SINCE: true once node I's writer has an ack after SINCE.
+wait_acks_on() { [ "$(acks_since "$1" "$2")" -gt 0 ]; }
+
+# analyse_acks LABEL T_START OLD: once the cluster is healthy again and the
+# new primary's writer has acknowledged more writes, compare the writes
+# acknowledged since T_START with the rows on the (new) primary. Appends
+# lines to REPORT and sets
+#   ACK_NEW     the primary at the end
+#   ACK_TOTAL   writes acknowledged since T_START (all nodes)
+#   ACK_LOST    of those, missing on the primary at the end
+#   ACK_WINDOW  longest time two nodes both acknowledged writes: the largest
+#               overlap of [first ack, last ack] of any two nodes (0.00 if none)
+#   ACK_GAP     longest time without any acknowledged write
+REPORT=()
+analyse_acks() {
+    local label=$1 ts=$2 old=$3 t_healthy te rows i acks summary
+    wait_healthy 180 "a healthy cluster after $label"
+    ACK_NEW=$(primary_index) || die "no primary after $label"
+    t_healthy=$(now)
+    wait_for 30 "writes on the new primary" wait_acks_on "$ACK_NEW" "$t_healthy"
+    sleep 1
+    te=$(now)
+    rows="$BENCH/rows-$label" acks="$BENCH/acks-$label"
+    psql_at "${PG_PORT[ACK_NEW]}" "SELECT node || ' ' || n FROM $ACK_TABLE" >"$rows" ||
+        die "could not read $ACK_TABLE on postgresql$ACK_NEW"
+    for i in "${NODES[@]}"; do
+        awk -v i="$i" -v ts="$ts" -v te="$te" '$2 >= ts && $2 <= te { print i, $1, $2 }' \
+            "$BENCH/acks$i" 2>/dev/null || true
+    done | sort -k3,3n >"$acks"
+    ACK_TOTAL=$(wc -l <"$acks")
+    ACK_LOST=$(awk 'NR == FNR { have[$1 " " $2] = 1; next } !(($1 " " $2) in have)' "$rows" "$acks" | wc -l)
+    ACK_WINDOW=$(awk '
+        { if (!($1 in first)) first[$1] = $3; last[$1] = $3 }
+        END {
+            w = 0
+            for (a in first) for (b in first) if (a < b) {
+                lo = first[a] > first[b] ? first[a] : first[b]
+                hi = last[a] < last[b] ? last[a] : last[b]
+                if (hi - lo > w) w = hi - lo
+            }
+            printf "%.2f", w
+        }' "$acks")
+    ACK_GAP=$(awk -v ts="$ts" 'BEGIN { p = ts } { if ($3 - p > g) g = $3 - p; p = $3 } END { printf "%.2f", g }' "$acks")
+    summary=$(awk -v ts="$ts" '
+        { if (!($1 in first)) first[$1] = $3; last[$1] = $3; n[$1]++ }
+        END { for (k in n) printf "postgresql%s %d acks at +%.2f..+%.2f s; ", k, n[k], first[k] - ts, last[k] - ts }' \
+        "$acks")
+    REPORT+=("  $label: old primary postgresql$old, new primary postgresql$ACK_NEW")
+    REPORT+=("      acknowledged writes: $ACK_TOTAL, lost: $ACK_LOST   (target 0)")
+    REPORT+=("      two nodes acknowledging writes: $ACK_WINDOW s   (target 0 s)")
+    REPORT+=("      longest time without an acknowledged write: $ACK_GAP s")
+    REPORT+=("      (${summary%; })")
+    log "$label: $ACK_TOTAL acked, $ACK_LOST lost, window $ACK_WINDOW s, gap $ACK_GAP s (${summary%; })"
+}
+
 # --- setup -------------------------------------------------------------------
 
+# BENCH_BUILD=0 skips `cargo build` and uses the binaries already in
+# $TARGET_DIR/release (e.g. while the work tree does not build).
 bench_build() {
-    log "building release binaries (target dir $TARGET_DIR)"
-    cargo build --release --bins
+    if [ "${BENCH_BUILD:-1}" = 0 ]; then
+        log "using the existing release binaries in $TARGET_DIR (BENCH_BUILD=0)"
+    else
+        log "building release binaries (target dir $TARGET_DIR)"
+        cargo build --release --bins
+    fi
     local b
     for b in pgpilot pgpilotctl; do
         [ -x "$TARGET_DIR/release/$b" ] || die "no $TARGET_DIR/release/$b after the build"
@@ -295,7 +414,13 @@ bench_setup() {
     trap 'exit 143' TERM
     install -m 755 "$TARGET_DIR/release/pgpilot" "$TARGET_DIR/release/pgpilotctl" "$BENCH/bin/"
     bench_write_configs
-    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$BENCH"; fi
+    if [ ${#NODE_USER[@]} -gt 0 ]; then
+        local i
+        chown root:root "$BENCH"
+        for i in "${NODES[@]}"; do chown -R "${NODE_USER[i]}:${NODE_USER[i]}" "$(node_dir "$i")"; done
+    elif [ "$(id -u)" -eq 0 ]; then
+        chown -R postgres:postgres "$BENCH"
+    fi
 }
 
 bench_start_etcd() {

@@ -15,7 +15,7 @@ use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::ReloadConfig;
 use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState};
-use pgpilot::messages::supervisor::{GetPgStatus, PgState, PgStatus};
+use pgpilot::messages::supervisor::{GetPgStatus, PgState, PgStatus, Restart};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -65,6 +65,13 @@ impl Handler<GetPgStatus> for FakeSupervisor {
             }
             s
         })
+    }
+}
+
+impl Handler<Restart> for FakeSupervisor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: Restart, _: &mut Context<Self>) -> Self::Result {
+        Ok(())
     }
 }
 
@@ -206,6 +213,7 @@ fn pg(role: PgRole) -> PgStatus {
         replay_paused: false,
         replication_state: replica.then(|| "streaming".to_owned()),
         replication: vec![],
+        pending_restart: Default::default(),
     }
 }
 
@@ -220,14 +228,15 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
     let dcs = Arc::new(TestDcs(Mutex::new(Some(cluster()))));
     let reloads = Arc::new(Mutex::new(0));
     let heartbeats = Arc::new(Mutex::new(Vec::new()));
+    let supervisor = FakeSupervisor {
+        status,
+        delay: pg_delay,
+    }
+    .start();
     let ctx = ApiContext {
         elector: FakeElector(ha).start().recipient(),
-        supervisor: FakeSupervisor {
-            status,
-            delay: pg_delay,
-        }
-        .start()
-        .recipient(),
+        supervisor: supervisor.clone().recipient(),
+        restart: supervisor.recipient(),
         config_manager: FakeConfigManager(reloads.clone()).start().recipient(),
         failsafe: HeartbeatSink(heartbeats.clone()).start().recipient(),
         dcs: dcs.clone(),
@@ -470,11 +479,26 @@ async fn unsafe_methods() {
     assert_eq!(r.text().await.unwrap(), "reload scheduled");
     assert_eq!(*node.reloads.lock().unwrap(), 1);
 
+    // PATCH/PUT /config are implemented: a bad body is refused before the
+    // DCS is touched, and a failed write (this DCS refuses writes) is 502.
+    for (m, body, code) in [
+        (Method::PATCH, "nope", 400),
+        (Method::PUT, r#"{"ttl": "x"}"#, 400),
+        (Method::PATCH, r#"{"loop_wait": 5}"#, 502),
+        (Method::PUT, r#"{"loop_wait": 5}"#, 502),
+    ] {
+        let r = c
+            .request(m.clone(), format!("{}/config", node.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), code, "{m} {body}");
+    }
+
     for (m, p) in [
         (Method::POST, "/switchover"),
         (Method::POST, "/nonsense"),
-        (Method::PATCH, "/config"),
-        (Method::PUT, "/config"),
         (Method::DELETE, "/restart"),
     ] {
         let r = c

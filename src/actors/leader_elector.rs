@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use super::failsafe::{confirm_members, heartbeat_body};
 use super::member_record::{api_url, conn_url, member_data};
 use super::peers::fetch_peer;
-use crate::config::{Config, DynamicConfig};
+use crate::config::{Config, DynamicConfig, dynamic_file};
 use crate::dcs::{Cluster, Dcs, DcsError, Member, MemberData, Status};
 use crate::fence::{FenceClient, FenceOrder};
 use crate::ha::slots::SlotRequest;
@@ -23,6 +23,7 @@ use crate::ha::{
     self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
 };
 use crate::messages::callbacks::{CallbackAction, CallbackEvent};
+use crate::messages::config::ConfigChanged;
 use crate::messages::elector::{
     FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
 };
@@ -72,6 +73,8 @@ pub struct LeaderElector {
     failsafe_active_until: Option<Instant>,
     /// The fence process beside this daemon (src/fence.rs).
     fence: Arc<Mutex<FenceClient>>,
+    /// What this node last wrote to `patroni.dynamic.json`.
+    dumped: Option<serde_json::Value>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -114,6 +117,7 @@ impl LeaderElector {
             shutting_down: false,
             heartbeat: None,
             failsafe_active_until: None,
+            dumped: None,
         }
     }
 
@@ -177,6 +181,7 @@ impl LeaderElector {
                     .insert(m.name.clone(), m.data.api_url.clone());
             }
             self.apply_dynamic_config(&c);
+            self.dump_dynamic_config(&c);
             self.cluster = Some((c, Instant::now()));
         }
         if report.role != self.last_role {
@@ -234,6 +239,28 @@ impl LeaderElector {
             Err(e) => {
                 warn!(event = "bad_dynamic_config", error = %e, "keeping the previous dynamic configuration")
             }
+        }
+    }
+
+    /// The leader keeps the applied dynamic configuration in
+    /// `patroni.dynamic.json`, to restore a lost `config` key from.
+    fn dump_dynamic_config(&mut self, cluster: &Cluster) {
+        let leading =
+            self.lease_deadline.is_some() && cluster.leader_name() == Some(self.cfg.name.as_str());
+        let applied = cluster
+            .config
+            .as_ref()
+            .is_some_and(|c| c.value == self.dynamic.raw);
+        if !leading || !applied || self.dumped.as_ref() == Some(&self.dynamic.raw) {
+            return;
+        }
+        let dir = std::path::Path::new(&self.cfg.postgresql.data_dir);
+        match dynamic_file::save(dir, &self.dynamic.raw) {
+            Ok(()) => {
+                info!(event = "dynamic_config_saved", file = %dynamic_file::path(dir).display());
+                self.dumped = Some(self.dynamic.raw.clone());
+            }
+            Err(e) => warn!(event = "dynamic_config_save_failed", error = %e),
         }
     }
 
@@ -303,6 +330,27 @@ impl Handler<GetHaState> for LeaderElector {
     type Result = MessageResult<GetHaState>;
     fn handle(&mut self, _msg: GetHaState, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.ha_state())
+    }
+}
+
+/// A reloaded local configuration (SIGHUP, `POST /reload`): tags, REST and
+/// connection addresses and the rest take effect from the next cycle, which
+/// starts now. The name and scope key this node's DCS records and cannot
+/// change while it runs.
+impl Handler<ConfigChanged> for LeaderElector {
+    type Result = ();
+    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, ctx: &mut Context<Self>) {
+        let mut cfg = (*cfg).clone();
+        if cfg.name != self.cfg.name || cfg.scope != self.cfg.scope {
+            warn!(
+                event = "config_reload_partial",
+                "name and scope cannot change while running; restart the daemon for that"
+            );
+            cfg.name = self.cfg.name.clone();
+            cfg.scope = self.cfg.scope.clone();
+        }
+        self.cfg = Arc::new(cfg);
+        self.start_cycle(ctx);
     }
 }
 
@@ -471,6 +519,18 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         failsafe_acks = Some(confirm_members(&http, members, &cfg.name, &body).await);
     }
 
+    // Only worth a look at the disk when the key needs restoring.
+    let config_backup = match &dcs_view {
+        DcsView::Ok(c)
+            if c.leader_name() == Some(cfg.name.as_str())
+                && c.config
+                    .as_ref()
+                    .is_none_or(|x| DynamicConfig::from_json(&x.value).is_err()) =>
+        {
+            dynamic_file::load(std::path::Path::new(&cfg.postgresql.data_dir)).is_some()
+        }
+        _ => false,
+    };
     let local = LocalView {
         name: cfg.name.clone(),
         tags: cfg.tags.clone(),
@@ -500,6 +560,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             acks: failsafe_acks,
             heartbeat,
         },
+        config_backup,
     };
     let decided_at = Instant::now();
     let decision = ha::decide(&dcs_view, &local, decided_at);
@@ -571,7 +632,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     }
 
     if let Some(c) = &cluster {
-        let data = member_data(&cfg, &pg);
+        let data = member_data(&cfg, &pg, dynamic.pause);
         let sent = Instant::now();
         match links.dcs.touch_member(&data).await {
             // Touching the member keeps the node's lease alive, and the
@@ -848,6 +909,23 @@ async fn execute(
             Step::Continue
         }
         Action::StayPrimaryOnFailsafe => Step::Continue,
+        Action::RestoreConfig => {
+            let dir = std::path::Path::new(&cfg.postgresql.data_dir);
+            match dynamic_file::load(dir) {
+                Some(v) => match links.dcs.set_config_value(&v.to_string(), None).await {
+                    Ok(_) => {
+                        warn!(event = "config_restored", file = %dynamic_file::path(dir).display(),
+                                   "the config key was missing or invalid; restored it")
+                    }
+                    Err(e) => warn!(event = "config_restore_failed", error = %e),
+                },
+                None => warn!(
+                    event = "config_restore_failed",
+                    "no valid patroni.dynamic.json"
+                ),
+            }
+            Step::Continue
+        }
     }
 }
 

@@ -23,8 +23,9 @@ pub fn api_url(cfg: &Config) -> String {
     format!("{scheme}://{}/patroni", cfg.restapi.connect_address)
 }
 
-/// The member record for the current state of PostgreSQL.
-pub fn member_data(cfg: &Config, pg: &PgStatus) -> MemberData {
+/// The member record for the current state of PostgreSQL; `pause` is the
+/// dynamic configuration's maintenance switch.
+pub fn member_data(cfg: &Config, pg: &PgStatus, pause: bool) -> MemberData {
     let role = match (pg.facts.role, &pg.data_dir) {
         (Some(PgRole::Primary), _) => "primary",
         (Some(PgRole::Replica), _) => "replica",
@@ -44,8 +45,13 @@ pub fn member_data(cfg: &Config, pg: &PgStatus) -> MemberData {
         replication_state: pg.replication_state.clone(),
         timeline: pg.facts.timeline,
         tags: cfg.tags.clone(),
-        pending_restart: false,
-        pause: false,
+        pending_restart: answering && !pg.pending_restart.is_empty(),
+        pending_restart_reason: if answering {
+            pg.pending_restart.clone()
+        } else {
+            Default::default()
+        },
+        pause,
         // The promote job checkpoints right after pg_promote: a primary
         // still inside that job has not finished it.
         checkpoint_after_promote: (pg.busy == Some(JobKind::Promote)

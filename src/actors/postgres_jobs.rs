@@ -156,8 +156,13 @@ impl JobEnv {
 
     /// Write postgresql.conf (+ pg_hba.conf, standby.signal). `standby` =
     /// `Some(upstream or None)` for a standby, `None` for a primary.
+    ///
+    /// The command-line parameters are left out of the file (seed §3.3):
+    /// the command line sets them, and in the file they would only make
+    /// every reload complain that they cannot change without a restart.
     pub fn write_config(&self, standby: Option<Option<&Upstream>>) -> PgResult<PathBuf> {
-        let params = self.parameters();
+        let mut params = self.parameters();
+        params.retain(|k, _| !params::COMMAND_LINE_PARAMETERS.contains(&k.as_str()));
         let recovery = standby.map(|u| self.recovery_for(u)).transpose()?;
         let custom = self.cfg.postgresql.custom_conf.as_deref().map(Path::new);
         let hba = &self.cfg.postgresql.pg_hba;
@@ -393,6 +398,13 @@ pub async fn reinitialize(
         warn!(event = "data_dir_moved_aside", to = %moved.display(), "rebuilding from the leader");
     }
     clone(env, from).await
+}
+
+/// `pg_reload_conf()` on the running server.
+pub async fn reload(env: &JobEnv) -> PgResult<()> {
+    let client =
+        query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout()).await?;
+    query::reload(&client).await
 }
 
 /// Promote the standby, CHECKPOINT (so pg_control carries the new

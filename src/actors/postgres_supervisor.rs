@@ -16,10 +16,10 @@ use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::config::ConfigChanged;
 use crate::messages::elector::JobFinished;
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, RunJob,
-    StopAndWait, StopMode, SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, Restart,
+    RunJob, StopAndWait, SyncSlots,
 };
-use crate::postgres::{Binaries, Postmaster, controldata, datadir, query};
+use crate::postgres::{Binaries, Postmaster, StopMode, controldata, datadir, params, query};
 
 pub struct PostgresSupervisor {
     env: JobEnv,
@@ -30,6 +30,9 @@ pub struct PostgresSupervisor {
     /// The member the standby is configured to stream from.
     following: Option<Upstream>,
     listener: Recipient<JobFinished>,
+    /// The configuration changed while a job ran: rewrite and reload once
+    /// the job is done.
+    apply_pending: bool,
 }
 
 /// Resolve a configured path against the working directory, as Patroni's
@@ -66,6 +69,7 @@ impl PostgresSupervisor {
             outcome: None,
             following: None,
             listener,
+            apply_pending: false,
         }
     }
 
@@ -80,6 +84,47 @@ impl PostgresSupervisor {
                 self.state = PgState::Crashed;
             }
         }
+    }
+
+    /// Bring a running PostgreSQL in line with the configuration: rewrite
+    /// postgresql.conf (keeping the standby settings if it is one) and
+    /// reload. Postmaster-context changes then show as pending restart in
+    /// `pg_settings`, which [`gather_status`] reports. Without a postmaster
+    /// nothing is to do: the next start writes the files.
+    fn apply_config(&mut self, ctx: &mut Context<Self>) {
+        // A running job (a start, a clone) took its copy of the settings
+        // before this change: apply once it is done.
+        if self.busy.is_some() {
+            self.apply_pending = true;
+            return;
+        }
+        self.apply_pending = false;
+        self.check_alive();
+        if self.postmaster.is_none() {
+            return;
+        }
+        // The files are written here, synchronously, so no job that starts
+        // afterwards (a promotion) can be overtaken by a stale write.
+        let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
+        if let Err(e) = self
+            .env
+            .write_config(standby.then_some(self.following.as_ref()))
+        {
+            warn!(event = "config_apply_failed", error = %e);
+            return;
+        }
+        let env = self.env.clone();
+        ctx.spawn(
+            async move { jobs::reload(&env).await }
+                .into_actor(self)
+                .map(|r, _, _| match r {
+                    Ok(()) => info!(
+                        event = "config_applied",
+                        "postgresql.conf rewritten and reloaded"
+                    ),
+                    Err(e) => warn!(event = "config_apply_failed", error = %e),
+                }),
+        );
     }
 
     fn finish(
@@ -137,8 +182,11 @@ impl Actor for PostgresSupervisor {
 impl Handler<GetPgStatus> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, PgStatus>;
 
-    fn handle(&mut self, msg: GetPgStatus, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: GetPgStatus, ctx: &mut Context<Self>) -> Self::Result {
         self.check_alive();
+        if self.apply_pending && self.busy.is_none() {
+            self.apply_config(ctx);
+        }
         let running = self.postmaster.is_some();
         let env = self.env.clone();
         let outcome = if msg.take_outcome {
@@ -164,6 +212,7 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
             replay_paused: false,
             replication_state: None,
             replication: Vec::new(),
+            pending_restart: Default::default(),
         };
         Box::pin(gather_status(env, base).into_actor(self))
     }
@@ -212,6 +261,14 @@ async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
                         .collect();
                     if st.busy.is_none() {
                         st.state = PgState::Running;
+                    }
+                    match query::restart_settings(&client, params::COMMAND_LINE_PARAMETERS).await {
+                        Ok(rows) => {
+                            st.pending_restart = params::pending_restart(&rows, &env.parameters())
+                        }
+                        Err(e) => {
+                            tracing::debug!(event = "pending_restart_query_failed", error = %e)
+                        }
                     }
                 }
                 Err(e) => {
@@ -427,6 +484,56 @@ impl Handler<StopAndWait> for PostgresSupervisor {
     }
 }
 
+impl Handler<Restart> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    /// Runs as a `Start` job, so the HA loop keeps the lock and waits, and
+    /// hears about the outcome as about any start.
+    fn handle(&mut self, _msg: Restart, _ctx: &mut Context<Self>) -> Self::Result {
+        self.check_alive();
+        if let Some(b) = self.busy {
+            return Box::pin(fut::ready(Err(format!("{b:?} already in progress"))));
+        }
+        let Some(mut pm) = self.postmaster.take() else {
+            return Box::pin(fut::ready(Err("postgres is not running".to_owned())));
+        };
+        let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
+        let following = self.following.clone();
+        let env = self.env.clone();
+        self.busy = Some(JobKind::Start);
+        self.state = PgState::Stopping;
+        info!(
+            event = "restart",
+            standby, "restarting PostgreSQL (fast stop, start)"
+        );
+        let up = following.clone();
+        Box::pin(
+            async move {
+                if let Err(e) = pm.stop(StopMode::Fast, env.pg_ctl_timeout()).await {
+                    return Err((Some(pm), e.to_string()));
+                }
+                jobs::start(&env, standby.then_some(up.as_ref()))
+                    .await
+                    .map_err(|e| (None, e.to_string()))
+            }
+            .into_actor(self)
+            .map(move |r, act, _| match r {
+                Ok(pm) => {
+                    act.finish(JobKind::Start, Ok(Some(pm)), following);
+                    Ok(())
+                }
+                Err((still_running, e)) => {
+                    if still_running.is_some() {
+                        act.postmaster = still_running;
+                    }
+                    act.finish(JobKind::Start, Err(e.clone()), following);
+                    Err(e)
+                }
+            }),
+        )
+    }
+}
+
 impl Handler<SyncSlots> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, Option<std::collections::BTreeMap<String, u64>>>;
 
@@ -446,16 +553,18 @@ impl Handler<SyncSlots> for PostgresSupervisor {
 
 impl Handler<DynamicConfigChanged> for PostgresSupervisor {
     type Result = ();
-    fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, ctx: &mut Context<Self>) {
         self.env.dynamic = d;
         self.env.log_parameter_warnings();
+        self.apply_config(ctx);
     }
 }
 
 impl Handler<ConfigChanged> for PostgresSupervisor {
     type Result = ();
-    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, ctx: &mut Context<Self>) {
         self.env.cfg = cfg;
         self.env.log_parameter_warnings();
+        self.apply_config(ctx);
     }
 }

@@ -67,6 +67,12 @@ pub fn cluster_json(cluster: &Cluster, scope: &str) -> Value {
         }
         if d.pending_restart {
             o.insert("pending_restart".into(), json!(true));
+            if !d.pending_restart_reason.is_empty() {
+                o.insert(
+                    "pending_restart_reason".into(),
+                    json!(d.pending_restart_reason),
+                );
+            }
         }
         if let Ok(tags @ Value::Object(_)) = serde_json::to_value(&d.tags)
             && tags.as_object().is_some_and(|t| !t.is_empty())

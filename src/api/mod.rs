@@ -3,6 +3,7 @@
 //! them from the actors and the DCS.
 
 pub mod cluster;
+pub mod config;
 pub mod health;
 pub mod server;
 pub mod status;

@@ -18,16 +18,19 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::future::join;
 use serde_json::Value;
 
-use crate::api::{cluster, health, status};
+use crate::api::{cluster, config, health, status};
 use crate::dcs::{Cluster, Dcs};
 use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
 use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState};
-use crate::messages::supervisor::{GetPgStatus, PgState, PgStatus};
+use crate::messages::supervisor::{GetPgStatus, PgState, PgStatus, Restart};
 
 /// How long a request waits for an actor's answer. Peers give `/patroni`
 /// 2 s in a leader race; this leaves room for the reply itself.
 const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How long `POST /restart` waits for PostgreSQL to stop and start again.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long `POST /reload` waits for the configuration manager.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +42,8 @@ pub struct ApiContext {
     pub config_manager: Recipient<ReloadConfig>,
     /// Where `POST /failsafe` reports a live leader.
     pub failsafe: Recipient<FailsafeHeartbeat>,
+    /// `POST /restart`.
+    pub restart: Recipient<Restart>,
     pub dcs: Arc<dyn Dcs>,
 }
 
@@ -107,6 +112,18 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>)
         post_reload(&shared).await
     } else if *m == Method::POST && segment == "failsafe" {
         post_failsafe(&shared, &body).await
+    } else if *m == Method::POST && segment == "restart" {
+        post_restart(&shared, &body).await
+    } else if *m == Method::PATCH && segment == "config" {
+        config_write(
+            config::patch_config(shared.ctx.dcs.as_ref(), &body).await,
+            "PATCH",
+        )
+    } else if *m == Method::PUT && segment == "config" {
+        config_write(
+            config::put_config(shared.ctx.dcs.as_ref(), &body).await,
+            "PUT",
+        )
     } else {
         not_implemented(m)
     }
@@ -195,6 +212,7 @@ fn unknown_pg(last: Option<PgStatus>) -> PgStatus {
         replay_paused: false,
         replication_state: None,
         replication: vec![],
+        pending_restart: Default::default(),
     });
     pg.state = PgState::Unknown;
     pg.facts = PgFacts::default();
@@ -318,6 +336,21 @@ async fn get_config(shared: &Shared) -> HttpResponse {
     }
 }
 
+/// The answer to `PATCH`/`PUT /config`: 200 with the new document, or the
+/// error's status with a message naming the field.
+fn config_write(r: Result<Value, config::ConfigWriteError>, method: &str) -> HttpResponse {
+    match r {
+        Ok(v) => {
+            tracing::info!(event = "dynamic_config_written", method, config = %v);
+            json_reply(200, &v)
+        }
+        Err(e) => {
+            tracing::warn!(event = "dynamic_config_refused", method, status = e.status(), error = %e.message());
+            text_reply(e.status(), &e.message())
+        }
+    }
+}
+
 async fn post_reload(shared: &Shared) -> HttpResponse {
     match shared
         .ctx
@@ -329,6 +362,83 @@ async fn post_reload(shared: &Shared) -> HttpResponse {
         Ok(Ok(())) => text_reply(202, "reload scheduled"),
         Ok(Err(e)) => text_reply(500, &e),
         Err(e) => text_reply(500, &format!("reload failed: {e}")),
+    }
+}
+
+/// The conditions of an immediate `POST /restart` (rest-api.md §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct RestartFilter {
+    pub role: Option<String>,
+    pub restart_pending: bool,
+}
+
+/// Parse a `POST /restart` body (empty = no conditions). Scheduling,
+/// `postgres_version` and `timeout` are not supported yet (issue 6).
+pub(crate) fn restart_filter(body: &[u8]) -> Result<RestartFilter, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RestartFilter::default());
+    }
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else {
+        return Err("Invalid JSON".to_owned());
+    };
+    let mut f = RestartFilter::default();
+    for (k, v) in &req {
+        match k.as_str() {
+            "role" => match v.as_str() {
+                Some(r @ ("primary" | "standby_leader" | "replica")) => f.role = Some(r.to_owned()),
+                _ => {
+                    return Err(format!(
+                        "PostgreSQL role should be either primary, standby_leader or replica, got {v}"
+                    ));
+                }
+            },
+            "restart_pending" => match crate::config::dynamic::json_bool(v) {
+                Some(b) => f.restart_pending = b,
+                None => return Err(format!("restart_pending should be a boolean, got {v}")),
+            },
+            "schedule" | "postgres_version" | "timeout" => {
+                return Err(format!("{k} is not supported yet"));
+            }
+            other => return Err(format!("Unknown filter for the scheduled restart: {other}")),
+        }
+    }
+    Ok(f)
+}
+
+/// `POST /restart`: restart PostgreSQL now, synchronously, if the
+/// conditions of the body hold.
+async fn post_restart(shared: &Shared, body: &[u8]) -> HttpResponse {
+    let filter = match restart_filter(body) {
+        Ok(f) => f,
+        Err(e) => return text_reply(400, &e),
+    };
+    let Some((_, pg)) = shared.states().await else {
+        return starting();
+    };
+    let role_ok = filter
+        .role
+        .as_deref()
+        .is_none_or(|r| r == status::role_str(&pg));
+    let pending_ok = !filter.restart_pending || !pg.pending_restart.is_empty();
+    if !role_ok || !pending_ok {
+        return text_reply(503, "restart conditions are not satisfied");
+    }
+    match shared
+        .ctx
+        .restart
+        .send(Restart)
+        .timeout(RESTART_TIMEOUT)
+        .await
+    {
+        Ok(Ok(())) => text_reply(200, "restarted successfully"),
+        Ok(Err(e)) if e.contains("already in progress") || e.contains("not running") => {
+            text_reply(503, &e)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(event = "restart_failed", error = %e);
+            text_reply(503, "restart failed")
+        }
+        Err(e) => text_reply(503, &format!("restart failed: {e}")),
     }
 }
 
@@ -437,6 +547,20 @@ mod tests {
             failsafe_reply(&h, &unknown_pg(None)),
             FailsafeReply::Accepted { lsn: None }
         ));
+    }
+
+    #[test]
+    fn restart_body() {
+        assert_eq!(restart_filter(b"").unwrap(), RestartFilter::default());
+        assert_eq!(restart_filter(b"{}").unwrap(), RestartFilter::default());
+        let f = restart_filter(br#"{"role": "replica", "restart_pending": true}"#).unwrap();
+        assert_eq!(f.role.as_deref(), Some("replica"));
+        assert!(f.restart_pending);
+        assert!(restart_filter(b"[1]").is_err());
+        assert!(restart_filter(br#"{"role": "master"}"#).is_err());
+        assert!(restart_filter(br#"{"schedule": "2030-01-01T00:00:00+00:00"}"#).is_err());
+        let e = restart_filter(br#"{"foo": 1}"#).unwrap_err();
+        assert_eq!(e, "Unknown filter for the scheduled restart: foo");
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub fn status_document(ha: &HaState, pg: &PgStatus) -> Value {
     if paused(ha) {
         d.insert("pause".into(), json!(true));
     }
+    if answering(pg) && !pg.pending_restart.is_empty() {
+        d.insert("pending_restart".into(), json!(true));
+        d.insert("pending_restart_reason".into(), json!(pg.pending_restart));
+    }
     if ha.cluster.as_ref().is_none_or(|c| c.leader.is_none()) {
         d.insert("cluster_unlocked".into(), json!(true));
     }
@@ -209,6 +213,7 @@ pub(crate) mod tests {
             replay_paused: false,
             replication_state: None,
             replication: vec![],
+            pending_restart: Default::default(),
         }
     }
 

@@ -212,6 +212,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         Box::new(move || load(reload_path.as_ref()).map(|(c, _)| c)),
     );
     manager.subscribe(supervisor.clone().recipient());
+    manager.subscribe(elector.clone().recipient());
     let manager = manager.start();
 
     let server = serve(
@@ -221,6 +222,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             supervisor: supervisor.clone().recipient(),
             config_manager: manager.clone().recipient(),
             failsafe: elector.clone().recipient(),
+            restart: supervisor.clone().recipient(),
             dcs: dcs.clone(),
         },
     )

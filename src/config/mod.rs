@@ -9,6 +9,7 @@
 //! Every [`ConfigError`] names the file (or variable), key path and line.
 
 pub mod dynamic;
+pub mod dynamic_file;
 mod env;
 pub mod error;
 pub mod load;

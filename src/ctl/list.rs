@@ -25,6 +25,9 @@ pub struct ListRow {
     /// for the leader, the string `unknown` when the member has no position.
     #[serde(rename = "Lag in MB", skip_serializing_if = "Option::is_none")]
     pub lag_mb: Option<Value>,
+    /// `*` when the member waits for a restart to apply settings.
+    #[serde(rename = "Pending restart", skip_serializing_if = "Option::is_none")]
+    pub pending_restart: Option<String>,
     #[serde(rename = "Tags", skip_serializing_if = "Option::is_none")]
     pub tags: Option<Value>,
 }
@@ -54,6 +57,7 @@ pub fn rows(cluster: &Cluster, scope: &str) -> Vec<ListRow> {
                 state,
                 timeline: m.data.timeline,
                 lag_mb: (!is_leader).then(|| lag_mb(optime, m.data.xlog_location)),
+                pending_restart: m.data.pending_restart.then(|| "*".to_owned()),
                 tags: serde_json::to_value(&m.data.tags)
                     .ok()
                     .filter(|t| t.as_object().is_some_and(|o| !o.is_empty())),
@@ -80,11 +84,17 @@ fn lag_mb(optime: Option<u64>, lsn: Option<u64>) -> Value {
 /// The `+ Cluster: name (sysid) ---` table.
 pub fn render_table(cluster: &Cluster, scope: &str) -> String {
     let rows = rows(cluster, scope);
-    let headers = ["Member", "Host", "Role", "State", "TL", "Lag in MB"];
-    let cells: Vec<[String; 6]> = rows
+    // The "Pending restart" column only when some member has one, as
+    // patronictl shows it.
+    let pending = rows.iter().any(|r| r.pending_restart.is_some());
+    let mut headers = vec!["Member", "Host", "Role", "State", "TL", "Lag in MB"];
+    if pending {
+        headers.push("Pending restart");
+    }
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            let mut row = vec![
                 r.member.clone(),
                 r.host.clone(),
                 r.role.clone(),
@@ -95,10 +105,14 @@ pub fn render_table(cluster: &Cluster, scope: &str) -> String {
                     Some(v) => v.to_string(),
                     None => String::new(),
                 },
-            ]
+            ];
+            if pending {
+                row.push(r.pending_restart.clone().unwrap_or_default());
+            }
+            row
         })
         .collect();
-    let mut widths = headers.map(str::len);
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
@@ -122,9 +136,9 @@ pub fn render_table(cluster: &Cluster, scope: &str) -> String {
     };
     let row_line = |vals: &[String]| {
         let mut s = String::new();
-        for (i, (v, w)) in vals.iter().zip(widths).enumerate() {
+        for (i, (v, w)) in vals.iter().zip(widths.iter().copied()).enumerate() {
             // Numbers are right-aligned, as patronictl prints them.
-            if i >= 4 {
+            if i == 4 || i == 5 {
                 s += &format!("| {v:>w$} ");
             } else {
                 s += &format!("| {v:<w$} ");
@@ -139,7 +153,7 @@ pub fn render_table(cluster: &Cluster, scope: &str) -> String {
     };
     let mut out = vec![
         sep(Some(format!("Cluster: {scope} ({sysid})"))),
-        row_line(&headers.map(str::to_owned)),
+        row_line(&headers.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()),
         sep(None),
     ];
     out.extend(cells.iter().map(|c| row_line(c)));
@@ -209,6 +223,25 @@ mod tests {
         assert!(lines[1].contains("| Member |"));
         assert!(lines[3].contains("| a ") && lines[3].contains("Leader"));
         assert_eq!(lines.len(), 7);
+        let width = lines[1].len();
+        assert!(lines.iter().all(|l| l.len() == width), "{t}");
+        assert!(!t.contains("Pending restart"));
+    }
+
+    #[test]
+    fn pending_restart_column_only_when_some_member_waits() {
+        let mut c = cluster();
+        c.members[1].data.pending_restart = true;
+        let r = rows(&c, "batman");
+        assert_eq!(r[1].pending_restart.as_deref(), Some("*"));
+        assert_eq!(r[0].pending_restart, None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json[1]["Pending restart"], "*");
+        assert!(json[0].get("Pending restart").is_none());
+        let t = render_table(&c, "batman");
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].contains("| Pending restart |"), "{t}");
+        assert!(lines[4].contains("| *               |"), "{t}");
         let width = lines[1].len();
         assert!(lines.iter().all(|l| l.len() == width), "{t}");
     }

@@ -1,6 +1,8 @@
 //! The JSON record each node keeps under `members/<name>`
 //! (dcs-layout.md §2.1), and the pieces of it other nodes rely on.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::types::Tags;
@@ -33,12 +35,24 @@ pub struct MemberData {
     pub tags: Tags,
     #[serde(default, skip_serializing_if = "is_false")]
     pub pending_restart: bool,
+    /// `{param: {old_value, new_value}}` for the settings only a restart
+    /// applies (Patroni 3.3+).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending_restart_reason: BTreeMap<String, PendingChange>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub pause: bool,
     /// Leader only: `Some(false)` while its post-promote CHECKPOINT has not
     /// finished (replicas delay pg_rewind meanwhile); omitted otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_after_promote: Option<bool>,
+}
+
+/// A setting PostgreSQL runs with (`old_value`) that differs from the
+/// configured one (`new_value`) until the next restart.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PendingChange {
+    pub old_value: String,
+    pub new_value: String,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
 pub use cluster::{Cluster, Failover, HistoryLine, Leader, Status, Versioned};
-pub use member::{Member, MemberData};
+pub use member::{Member, MemberData, PendingChange};
 
 /// The three classes of DCS failure, each with one defined reaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

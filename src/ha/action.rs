@@ -65,6 +65,9 @@ pub enum Action {
     /// The DCS is gone but every member in `failsafe` confirmed me: keep
     /// running as primary and report failsafe mode as active.
     StayPrimaryOnFailsafe,
+    /// Write the `config` key back from `patroni.dynamic.json` (the leader
+    /// only, when the key is missing or invalid).
+    RestoreConfig,
 }
 
 impl fmt::Display for Action {

@@ -108,6 +108,7 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
                 if let Some(members) = failsafe_update(cluster, local) {
                     actions.push(Action::WriteFailsafe { members });
                 }
+                actions.extend(super::config_restore::config_restore(cluster, local));
                 Decision::new(actions, reason)
             } else {
                 Decision::new(

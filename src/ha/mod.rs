@@ -6,6 +6,7 @@
 //! `shared/spec/ha-loop.md` has a unit test in `tests.rs`.
 
 mod action;
+mod config_restore;
 mod decide;
 pub mod history;
 pub mod slots;

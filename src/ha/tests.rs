@@ -99,6 +99,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         peers: Vec::new(),
         failsafe: FailsafeView::default(),
         rewind: RewindView::default(),
+        config_backup: false,
     }
 }
 

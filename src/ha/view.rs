@@ -137,6 +137,9 @@ pub struct LocalView {
     pub failsafe: FailsafeView,
     /// Rejoin policy for a former primary.
     pub rewind: RewindView,
+    /// A valid `patroni.dynamic.json` is in the data directory (checked only
+    /// when the `config` key is missing or invalid).
+    pub config_backup: bool,
 }
 
 /// What failsafe mode needs to know. All empty when `failsafe_mode` is off.

@@ -80,6 +80,10 @@ pub struct PgStatus {
     /// `streaming` or `in archive recovery` (replicas).
     pub replication_state: Option<String>,
     pub replication: Vec<ReplicationRow>,
+    /// PostgreSQL runs with settings only a restart applies (its own
+    /// `pg_settings.pending_restart`, and command-line parameters whose
+    /// running value differs from the configured one).
+    pub pending_restart: std::collections::BTreeMap<String, crate::dcs::PendingChange>,
 }
 
 /// Fresh facts about PostgreSQL (queries it when it runs).
@@ -137,6 +141,13 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct StopAndWait(pub StopMode);
+
+/// Restart PostgreSQL in the role it runs in (fast stop, then start with
+/// the current configuration): `POST /restart`. Returns when it accepts
+/// connections again, or why it could not.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Restart;
 
 /// Bring the replication slots in line with the cluster (the leader every
 /// cycle after renewing its lock, a replica for members cascading from it).

@@ -125,6 +125,40 @@ fn validate(value: &str, rule: Rule) -> Option<String> {
     }
 }
 
+impl Rule {
+    fn expected(self) -> String {
+        match self {
+            Rule::IntMin(min) => format!("an integer of at least {min}"),
+            Rule::SizeMinMb(min) => format!("a size of at least {min}MB"),
+            Rule::Bool => "a boolean".to_owned(),
+            Rule::WalLevel => "replica, hot_standby or logical".to_owned(),
+        }
+    }
+}
+
+/// Check one dynamic `postgresql.parameters` value before it is written to
+/// the DCS (`PATCH`/`PUT /config`): the §5 names against their rule and
+/// minimum, every value a scalar. `Err` says what was expected. Values read
+/// back from the DCS are not refused: [`effective_parameters`] falls back to
+/// the default with a warning instead.
+pub fn check_dynamic_parameter(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    if value.is_array() || value.is_object() {
+        return Err(format!("expected a scalar value, got {value}"));
+    }
+    let Some(v) = render_value(value) else {
+        return Ok(());
+    };
+    let rule = match VALIDATED.iter().find(|(n, _, _)| *n == name) {
+        Some((_, _, rule)) => *rule,
+        None if name == "wal_keep_segments" => Rule::IntMin(1),
+        None => return Ok(()),
+    };
+    match validate(&v, rule) {
+        Some(_) => Ok(()),
+        None => Err(format!("expected {}, got {value}", rule.expected())),
+    }
+}
+
 fn is_cluster_wide(name: &str) -> bool {
     COMMAND_LINE_PARAMETERS.contains(&name) || name == "wal_keep_segments"
 }
@@ -229,6 +263,65 @@ fn default_socket_dir(data_dir: &Path) -> String {
         DEFAULT_SOCKET_DIR.to_owned()
     } else {
         data_dir.display().to_string()
+    }
+}
+
+/// What waits for a restart, from PostgreSQL's own view (`rows` from
+/// `pg_settings`) and the configured values: every setting PostgreSQL marks
+/// `pending_restart` (postmaster-context values changed in the file and
+/// reloaded), and every command-line parameter whose running value differs
+/// from the configured one (a reload never changes those).
+pub fn pending_restart(
+    rows: &[crate::postgres::query::SettingRow],
+    wanted: &BTreeMap<String, String>,
+) -> BTreeMap<String, crate::dcs::PendingChange> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let want = wanted.get(&r.name);
+        let differs = if r.pending_restart {
+            true
+        } else if COMMAND_LINE_PARAMETERS.contains(&r.name.as_str()) {
+            want.is_some_and(|w| !same_setting(&r.setting, r.unit.as_deref(), w))
+        } else {
+            false
+        };
+        if differs {
+            out.insert(
+                r.name.clone(),
+                crate::dcs::PendingChange {
+                    old_value: with_unit(&r.setting, r.unit.as_deref()),
+                    new_value: want.cloned().unwrap_or_default(),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn with_unit(setting: &str, unit: Option<&str>) -> String {
+    match unit {
+        Some(u @ ("B" | "kB" | "MB" | "GB" | "TB" | "ms" | "s" | "min" | "h" | "d")) => {
+            format!("{setting}{u}")
+        }
+        _ => setting.to_owned(),
+    }
+}
+
+/// Whether a `pg_settings.setting` (with its unit) means the configured value.
+fn same_setting(setting: &str, unit: Option<&str>, wanted: &str) -> bool {
+    let (s, w) = (setting.trim(), wanted.trim());
+    if s == w {
+        return true;
+    }
+    if let (Some(a), Some(b)) = (parse_bool(s), parse_bool(w)) {
+        return a == b;
+    }
+    if let (Ok(a), Ok(b)) = (s.parse::<i64>(), w.parse::<i64>()) {
+        return a == b;
+    }
+    match unit {
+        Some("MB") => s.parse::<i64>().ok() == parse_size_mb(w),
+        _ => w == "hot_standby" && s == "replica",
     }
 }
 
@@ -376,6 +469,65 @@ postgresql:
             &dynamic(json!({"wal_keep_size": "1GB"})),
         );
         assert_eq!(ok.values["wal_keep_size"], "1GB");
+    }
+
+    #[test]
+    fn pending_restart_from_pg_settings() {
+        use crate::postgres::query::SettingRow;
+        let row = |name: &str, setting: &str, unit: Option<&str>, pending: bool| SettingRow {
+            name: name.into(),
+            setting: setting.into(),
+            unit: unit.map(Into::into),
+            pending_restart: pending,
+        };
+        let wanted: BTreeMap<String, String> = [
+            ("max_connections", "200"),
+            ("wal_keep_size", "128MB"),
+            ("wal_log_hints", "on"),
+            ("wal_level", "replica"),
+            ("shared_buffers", "256MB"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let rows = [
+            row("max_connections", "100", None, false),
+            row("wal_keep_size", "128", Some("MB"), false),
+            row("wal_log_hints", "on", None, false),
+            row("wal_level", "replica", None, false),
+            row("shared_buffers", "16384", Some("8kB"), true),
+            row("work_mem", "4096", Some("kB"), false),
+        ];
+        let p = pending_restart(&rows, &wanted);
+        assert_eq!(
+            p.keys().collect::<Vec<_>>(),
+            ["max_connections", "shared_buffers"]
+        );
+        assert_eq!(p["max_connections"].old_value, "100");
+        assert_eq!(p["max_connections"].new_value, "200");
+        assert_eq!(p["shared_buffers"].old_value, "16384");
+        assert_eq!(p["shared_buffers"].new_value, "256MB");
+        let rows = [row("max_connections", "200", None, false)];
+        assert!(pending_restart(&rows, &wanted).is_empty());
+        let rows = [row("wal_keep_size", "64", Some("MB"), false)];
+        assert_eq!(
+            pending_restart(&rows, &wanted)["wal_keep_size"].old_value,
+            "64MB"
+        );
+    }
+
+    #[test]
+    fn dynamic_parameter_checks() {
+        assert!(check_dynamic_parameter("max_connections", &json!(100)).is_ok());
+        assert!(check_dynamic_parameter("max_connections", &json!("200")).is_ok());
+        let e = check_dynamic_parameter("max_connections", &json!(1)).unwrap_err();
+        assert!(e.contains("at least 25"), "{e}");
+        assert!(check_dynamic_parameter("wal_keep_size", &json!("8MB")).is_err());
+        assert!(check_dynamic_parameter("wal_level", &json!("minimal")).is_err());
+        assert!(check_dynamic_parameter("wal_log_hints", &json!("maybe")).is_err());
+        assert!(check_dynamic_parameter("work_mem", &json!("8MB")).is_ok());
+        assert!(check_dynamic_parameter("work_mem", &json!(null)).is_ok());
+        assert!(check_dynamic_parameter("work_mem", &json!({"a": 1})).is_err());
     }
 
     #[test]

@@ -349,6 +349,38 @@ pub async fn checkpoint(client: &Client) -> PgResult<()> {
         .map_err(|e| PgError::query("CHECKPOINT", e))
 }
 
+/// One row of `pg_settings`, as far as the pending-restart check needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingRow {
+    pub name: String,
+    pub setting: String,
+    pub unit: Option<String>,
+    pub pending_restart: bool,
+}
+
+/// The settings PostgreSQL says wait for a restart, plus `names` (the
+/// command-line parameters, which a reload never changes).
+pub async fn restart_settings(client: &Client, names: &[&str]) -> PgResult<Vec<SettingRow>> {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let rows = client
+        .query(
+            "SELECT name, setting, unit, pending_restart FROM pg_catalog.pg_settings \
+             WHERE pending_restart OR name = ANY($1)",
+            &[&names],
+        )
+        .await
+        .map_err(|e| PgError::query("read pg_settings", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| SettingRow {
+            name: r.get(0),
+            setting: r.get::<_, Option<String>>(1).unwrap_or_default(),
+            unit: r.get(2),
+            pending_restart: r.get(3),
+        })
+        .collect())
+}
+
 /// `pg_reload_conf()`.
 pub async fn reload(client: &Client) -> PgResult<()> {
     client

@@ -784,6 +784,8 @@ impl Sim {
             lease_deadline: n.lease_deadline.map(instant),
             peers,
             failsafe: FailsafeView::default(),
+            // The simulated config key is never lost.
+            config_backup: false,
             rewind: RewindView {
                 enabled: true,
                 // A failed rewind rebuilds the node, so that the "one leader
@@ -1029,6 +1031,9 @@ impl Sim {
             Action::Rewind { from } => self.run_job(i, JobSpec::Rewind(from.name.clone())),
             // Only the newest line matters to `decide` (cluster timeline =
             // its timeline + 1, and it names the leader).
+            // Only asked for when the config key is missing, which the
+            // simulation never does.
+            Action::RestoreConfig => Step::Continue,
             Action::WriteHistory => {
                 if !reach {
                     return Ok(unreachable());

@@ -1,0 +1,125 @@
+//! Restoring the `config` key (config.md §6): when it is missing or does not
+//! validate, the leader writes it back from the copy it keeps in its data
+//! directory (`patroni.dynamic.json`). Replicas never write it: only the
+//! leader's copy is known to be the configuration the cluster ran with.
+
+use super::action::Action;
+use super::view::LocalView;
+use crate::config::DynamicConfig;
+use crate::dcs::Cluster;
+
+/// [`Action::RestoreConfig`] when the `config` key is missing or invalid and
+/// a backup exists; called only for the leader running as primary.
+pub(super) fn config_restore(cluster: &Cluster, local: &LocalView) -> Option<Action> {
+    if !local.config_backup {
+        return None;
+    }
+    let valid = cluster
+        .config
+        .as_ref()
+        .is_some_and(|c| DynamicConfig::from_json(&c.value).is_ok());
+    (!valid).then_some(Action::RestoreConfig)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{Tags, Timing};
+    use crate::dcs::{Leader, Member, MemberData, Versioned};
+    use crate::ha::{DataDir, DcsView, FailsafeView, PgFacts, PgRole, decide};
+
+    fn cluster(config: Option<serde_json::Value>) -> Cluster {
+        let member = |name: &str, role: &str, port: u16| Member {
+            name: name.into(),
+            data: MemberData {
+                conn_url: format!("postgres://127.0.0.1:{port}/postgres"),
+                api_url: format!("http://127.0.0.1:{}/patroni", port + 1000),
+                state: "running".into(),
+                role: role.into(),
+                ..Default::default()
+            },
+            version: 1,
+            session: 1,
+        };
+        Cluster {
+            initialize: Some("7".into()),
+            leader: Some(Leader {
+                name: "a".into(),
+                version: 1,
+                session: 1,
+            }),
+            members: vec![member("a", "primary", 5432), member("b", "replica", 5433)],
+            config: config.map(|value| Versioned { value, version: 3 }),
+            ..Default::default()
+        }
+    }
+
+    fn local(name: &str, role: PgRole, backup: bool) -> LocalView {
+        LocalView {
+            name: name.into(),
+            tags: Tags::default(),
+            timing: Timing {
+                ttl: Duration::from_secs(30),
+                loop_wait: Duration::from_secs(10),
+                retry_timeout: Duration::from_secs(10),
+            },
+            maximum_lag_on_failover: 1 << 20,
+            can_bootstrap: true,
+            data_dir: DataDir::Initialized {
+                sysid: "7".into(),
+                was_primary: role == PgRole::Primary,
+            },
+            pg: PgFacts {
+                running: true,
+                role: Some(role),
+                lsn: Some(1000),
+                timeline: Some(1),
+                following: (role == PgRole::Replica).then(|| "a".to_owned()),
+            },
+            busy: None,
+            outcome: None,
+            lease_deadline: Some(Instant::now() + Duration::from_secs(20)),
+            peers: Vec::new(),
+            failsafe: FailsafeView::default(),
+            config_backup: backup,
+            rewind: Default::default(),
+        }
+    }
+
+    fn restores(c: Cluster, l: &LocalView) -> bool {
+        decide(&DcsView::Ok(c), l, Instant::now())
+            .actions
+            .contains(&Action::RestoreConfig)
+    }
+
+    #[test]
+    fn leader_restores_missing_or_invalid_config() {
+        let leader = local("a", PgRole::Primary, true);
+        assert!(restores(cluster(None), &leader));
+        assert!(restores(cluster(Some(json!({"ttl": "x"}))), &leader));
+        let d = decide(&DcsView::Ok(cluster(None)), &leader, Instant::now());
+        assert_eq!(d.actions, [Action::RenewLock, Action::RestoreConfig]);
+    }
+
+    #[test]
+    fn nothing_to_restore() {
+        // A valid key stays; without a backup there is nothing to write.
+        assert!(!restores(
+            cluster(Some(json!({"ttl": 30}))),
+            &local("a", PgRole::Primary, true)
+        ));
+        assert!(!restores(
+            cluster(None),
+            &local("a", PgRole::Primary, false)
+        ));
+    }
+
+    #[test]
+    fn replicas_never_restore() {
+        assert!(!restores(cluster(None), &local("b", PgRole::Replica, true)));
+    }
+}
