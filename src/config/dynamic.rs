@@ -501,15 +501,24 @@ mod tests {
 
     #[test]
     fn fencing_margin_must_leave_a_cycle() {
-        // 20 + 5 <= 30 passes the lease rule, but 30 - max(1, 30/5) = 24 < 25.
-        let e = DynamicConfig::from_json(&json!({"ttl": 30, "loop_wait": 20, "retry_timeout": 5}))
+        // 8 + 2*1 <= 10 passes the lease rule, but 10 - clamp(10/10, 1, 2) = 9
+        // does not exceed 8 + 1.
+        let e = DynamicConfig::from_json(&json!({"ttl": 10, "loop_wait": 8, "retry_timeout": 1}))
             .unwrap_err()
             .to_string();
         assert!(e.contains("fencing margin"), "{e}");
         let t = DynamicConfig::from_json(&json!({"ttl": 6, "loop_wait": 1, "retry_timeout": 2}))
             .unwrap()
             .timing;
-        assert_eq!(t.fence_margin(), Duration::from_millis(1200));
+        assert_eq!(t.fence_margin(), Duration::from_secs(1));
+        let t = DynamicConfig::from_json(&json!({"ttl": 15, "loop_wait": 1, "retry_timeout": 2}))
+            .unwrap()
+            .timing;
+        assert_eq!(t.fence_margin(), Duration::from_millis(1500));
+        let t = DynamicConfig::from_json(&json!({"ttl": 60, "loop_wait": 1, "retry_timeout": 2}))
+            .unwrap()
+            .timing;
+        assert_eq!(t.fence_margin(), Duration::from_secs(2));
         let t = DynamicConfig::from_json(&json!({"ttl": 3, "loop_wait": 0.5, "retry_timeout": 1}))
             .unwrap()
             .timing;

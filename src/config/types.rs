@@ -571,11 +571,16 @@ impl Timing {
 
     /// Fencing safety margin: PostgreSQL on a leader is stopped this long
     /// before the lease (send time of the last successful renewal + ttl)
-    /// could end. `max(1 s, ttl / 5)`: covers the fence's polling, the
-    /// immediate shutdown itself and clock-rate differences between this
-    /// node and etcd. [`Timing::fence_room`] checks at load that it fits.
+    /// could end. `ttl / 10`, kept between 1 s and 2 s: it covers the
+    /// fence's polling (100 ms), the immediate shutdown and its SIGKILL
+    /// fallback (1 s) and clock-rate differences between this node and etcd
+    /// (parts per million), and etcd only expires leases on its own 500 ms
+    /// tick after the TTL counted from when it *received* the renewal. A
+    /// wider margin only lengthens the outage of a partitioned primary (the
+    /// margin plus the replica's promotion). [`Timing::fence_room`] checks at
+    /// load that it fits.
     pub fn fence_margin(&self) -> Duration {
-        (self.ttl / 5).max(Duration::from_secs(1))
+        (self.ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(2))
     }
 
     /// How long after a decision the next one surely comes: the next cycle
@@ -594,7 +599,7 @@ impl Timing {
             Ok(())
         } else {
             Err(format!(
-                "impossible timing: ttl ({}) minus the fencing margin max(1, ttl/5) ({}) must exceed \
+                "impossible timing: ttl ({}) minus the fencing margin clamp(ttl/10, 1, 2) ({}) must exceed \
                  loop_wait ({}) + retry_timeout ({}); a healthy leader would be fenced between two renewals",
                 self.ttl.as_secs_f64(),
                 m.as_secs_f64(),

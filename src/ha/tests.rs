@@ -158,9 +158,11 @@ fn dcs_error_primary_with_lease_left_stays_primary() {
 
 #[test]
 fn dcs_error_primary_whose_lease_may_lapse_demotes_offline() {
+    // ttl 30, loop_wait 10, retry_timeout 10: fencing point = deadline - 2 s
+    // = now + 19 s, before the next decision (now + 20 s) could come.
     let now = Instant::now();
     let mut l = local(Some(PgRole::Primary));
-    l.lease_deadline = Some(now + Duration::from_secs(25));
+    l.lease_deadline = Some(now + Duration::from_secs(21));
     let d = decide(&DcsView::Failed(DcsError::Unreachable("x".into())), &l, now);
     assert_eq!(
         d.actions,
@@ -171,7 +173,7 @@ fn dcs_error_primary_whose_lease_may_lapse_demotes_offline() {
 }
 
 /// The test clusters' timing: ttl 6, loop_wait 1, retry_timeout 2, so the
-/// fencing margin is max(1, 6/5) = 1.2 s and one cycle 3 s.
+/// fencing margin is clamp(6/10, 1, 2) = 1 s and one cycle 3 s.
 fn test_timing() -> Timing {
     Timing {
         ttl: Duration::from_secs(6),
@@ -187,11 +189,11 @@ fn dcs_error_primary_serves_until_one_cycle_before_the_fencing_point() {
     l.timing = test_timing();
     let dcs = DcsView::Failed(DcsError::Unreachable("x".into()));
     // Fencing point now + 3.1 s: the next decision (<= 3 s) still precedes it.
-    l.lease_deadline = Some(now + Duration::from_millis(4300));
+    l.lease_deadline = Some(now + Duration::from_millis(4100));
     let d = decide(&dcs, &l, now);
     assert!(d.actions.is_empty(), "{d:?}");
     // Fencing point now + 2.9 s: the next decision could come after it.
-    l.lease_deadline = Some(now + Duration::from_millis(4100));
+    l.lease_deadline = Some(now + Duration::from_millis(3900));
     assert_eq!(
         decide(&dcs, &l, now).actions,
         vec![Action::Demote {
@@ -212,7 +214,7 @@ fn dcs_error_primary_serves_until_one_cycle_before_the_fencing_point() {
 fn dcs_error_primary_keeps_serving_later_than_the_old_rule() {
     // ttl 30, loop_wait 10, retry_timeout 10: the old rule demoted when
     // now + 30 >= deadline; now it serves until now + 20 reaches
-    // deadline - 6 (margin ttl/5).
+    // deadline - 2 (margin ttl/10, at most 2 s).
     let now = Instant::now();
     let mut l = local(Some(PgRole::Primary));
     l.lease_deadline = Some(now + Duration::from_secs(27));
@@ -1062,7 +1064,8 @@ fn failsafe_refusal_keeps_the_lease_rule() {
     };
     l.lease_deadline = Some(now + Duration::from_secs(25));
     assert!(decide(&dcs_down(), &l, now).actions.is_empty());
-    l.lease_deadline = Some(now + Duration::from_secs(10));
+    // Fencing point now + 4 s, the next decision up to now + 5 s.
+    l.lease_deadline = Some(now + Duration::from_secs(6));
     assert_eq!(decide(&dcs_down(), &l, now).actions, vec![DEMOTE_OFFLINE]);
 }
 
