@@ -21,7 +21,7 @@ use crate::ha::slots::SlotRequest;
 use crate::ha::{
     self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
 };
-use crate::messages::callbacks::{CallbackAction, CallbackEvent};
+use crate::messages::callbacks::CallbackEvent;
 use crate::messages::elector::{
     FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
 };
@@ -158,19 +158,9 @@ impl LeaderElector {
             self.apply_dynamic_config(&c);
             self.cluster = Some((c, Instant::now()));
         }
-        if report.role != self.last_role {
-            if let (Some(_), Some(new)) = (self.last_role, report.role) {
-                let role = match new {
-                    PgRole::Primary => "primary",
-                    PgRole::Replica => "replica",
-                };
-                self.links.callbacks.do_send(CallbackEvent {
-                    action: CallbackAction::OnRoleChange,
-                    role: role.to_owned(),
-                });
-            }
-            self.last_role = report.role;
-        }
+        // Role-change callbacks come from the supervisor, which knows a
+        // promotion or a demotion happened (not just a different role seen).
+        self.last_role = report.role;
         if let Some(reason) = report.fatal {
             error!(event = "fatal", reason = %reason, "stopping the daemon; PostgreSQL and the data directory are left as they are");
             System::current().stop_with_code(1);

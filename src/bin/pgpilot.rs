@@ -11,7 +11,7 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use pgpilot::actors::callback_runner::CallbackRunner;
+use pgpilot::actors::callback_runner::{CallbackRunner, callback_timeout};
 use pgpilot::actors::config_manager::ConfigManager;
 use pgpilot::actors::dcs_watcher::DcsWatcher;
 use pgpilot::actors::leader_elector::{ElectorLinks, LeaderElector};
@@ -145,11 +145,13 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     info!(event = "starting", name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen);
 
     let cfg = Arc::new(cfg);
-    let callbacks =
-        CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone()).start();
+    let callbacks = CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone())
+        .with_timeout(callback_timeout(dynamic.timing.ttl))
+        .start();
     let mut supervisor_addr = None;
     let elector = LeaderElector::create(|ctx| {
         let sup = PostgresSupervisor::new(cfg.clone(), dynamic.clone(), ctx.address().recipient())
+            .with_callbacks(callbacks.clone().recipient())
             .start();
         supervisor_addr = Some(sup.clone());
         LeaderElector::new(
@@ -163,7 +165,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 stop_pg: sup.clone().recipient(),
                 sync_slots: sup.clone().recipient(),
                 dynamic_changed: sup.clone().recipient(),
-                callbacks: callbacks.recipient(),
+                callbacks: callbacks.clone().recipient(),
             },
         )
     });
@@ -176,6 +178,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         Box::new(move || load(reload_path.as_ref()).map(|(c, _)| c)),
     );
     manager.subscribe(supervisor.clone().recipient());
+    manager.subscribe(callbacks.clone().recipient());
+    manager.subscribe_reloads(supervisor.clone().recipient());
     let manager = manager.start();
 
     let server = serve(
