@@ -423,6 +423,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         timing,
         maximum_lag_on_failover: dynamic.maximum_lag_on_failover,
         can_bootstrap: cfg.bootstrap.is_some(),
+        can_clone_without_leader: cfg.postgresql.can_clone_without_leader(),
         data_dir: pg.data_dir.clone(),
         pg: pg.facts.clone(),
         busy: pg.busy,
@@ -697,6 +698,7 @@ async fn execute(
         }
         Action::Bootstrap => job(links, Job::Bootstrap).await,
         Action::Clone { from } => job(links, Job::Clone { from: from.clone() }).await,
+        Action::CloneWithoutLeader => job(links, Job::CloneWithoutLeader).await,
         Action::Reinitialize { from } => job(links, Job::Reinitialize { from: from.clone() }).await,
         Action::Rewind { from } => job(links, Job::Rewind { from: from.clone() }).await,
         Action::WriteHistory => {

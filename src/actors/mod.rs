@@ -12,3 +12,4 @@ pub mod peers;
 pub mod pg_callbacks;
 pub mod postgres_jobs;
 pub mod postgres_supervisor;
+pub mod replica_methods;

@@ -331,6 +331,18 @@ impl Handler<RunJob> for PostgresSupervisor {
                     .map(move |r, act, _| act.finish(kind, r, Some(up))),
                 );
             }
+            Job::CloneWithoutLeader => {
+                ctx.spawn(
+                    async move {
+                        jobs::clone_without_leader(&env)
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, None)),
+                );
+            }
             Job::Reinitialize { from } => {
                 let up = from.clone();
                 let running = self.postmaster.take();
