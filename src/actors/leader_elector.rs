@@ -83,10 +83,10 @@ struct CycleReport {
 impl LeaderElector {
     pub fn new(cfg: Arc<Config>, dynamic: DynamicConfig, links: ElectorLinks) -> LeaderElector {
         LeaderElector {
+            http: crate::api::auth::peer_client(&cfg),
             cfg,
             dynamic,
             links: Arc::new(links),
-            http: reqwest::Client::new(),
             cycling: false,
             rerun: false,
             timer: None,

@@ -16,7 +16,8 @@ use pgpilot::actors::config_manager::ConfigManager;
 use pgpilot::actors::dcs_watcher::DcsWatcher;
 use pgpilot::actors::leader_elector::{ElectorLinks, LeaderElector};
 use pgpilot::actors::postgres_supervisor::PostgresSupervisor;
-use pgpilot::api::server::{ApiContext, serve};
+use pgpilot::api::auth::{AccessPolicy, AccessPolicyUpdater};
+use pgpilot::api::server::{ApiContext, serve_with_access};
 use pgpilot::config::{Config, DynamicConfig};
 use pgpilot::dcs::Dcs;
 use pgpilot::dcs::etcd::EtcdDcs;
@@ -180,9 +181,12 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     manager.subscribe(supervisor.clone().recipient());
     manager.subscribe(callbacks.clone().recipient());
     manager.subscribe_reloads(supervisor.clone().recipient());
+
+    let access = AccessPolicy::from_restapi(&cfg.restapi);
+    manager.subscribe(AccessPolicyUpdater(access.clone()).start().recipient());
     let manager = manager.start();
 
-    let server = serve(
+    let server = serve_with_access(
         &cfg.restapi.listen,
         ApiContext {
             elector: elector.clone().recipient(),
@@ -191,6 +195,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             failsafe: elector.clone().recipient(),
             dcs: dcs.clone(),
         },
+        access,
     )
     .with_context(|| format!("cannot listen on {} (restapi.listen)", cfg.restapi.listen))?;
     actix::spawn(async move {
