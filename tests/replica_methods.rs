@@ -115,3 +115,54 @@ echo "$@" > {marker}
     }
     assert!(!args.contains("rep-pass"), "no password in the arguments");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_bootstrap_method_replaces_initdb() {
+    let mut c = TestCluster::new(1, Timing::default());
+    let marker = c.root.join("bootstrap-args");
+    let script = c.write_script(
+        "bootstrap-method.sh",
+        &format!(
+            r#"#!/bin/sh
+set -e
+for a in "$@"; do
+  case "$a" in
+    --datadir=*) datadir=${{a#--datadir=}} ;;
+  esac
+done
+echo "$@" > {marker}
+/usr/lib/postgresql/15/bin/initdb -D "$datadir" -U postgres -E UTF8 >/dev/null
+"#,
+            marker = marker.display()
+        ),
+    );
+    c.add_to_section(
+        0,
+        "bootstrap",
+        &format!(
+            "method: restore\nrestore:\n  command: {}\n  label: nightly",
+            script.display()
+        ),
+    );
+    c.start_all();
+    eventually(BOOT, "node0 is primary", || async {
+        (c.primary().await == Some(0)).then_some(())
+    })
+    .await;
+    let args = std::fs::read_to_string(&marker).expect("the bootstrap method ran");
+    let scope = format!("--scope={}", c.scope);
+    let datadir = format!("--datadir={}", c.nodes[0].data_dir().display());
+    for want in ["--label=nightly", &scope, &datadir] {
+        assert!(
+            args.split_whitespace().any(|a| a == want),
+            "{want} in {args}"
+        );
+    }
+    let log = plain_log(&c, 0);
+    assert!(log.contains("bootstrap_method_done"));
+    assert!(!log.contains("initdb_done"), "initdb did not run");
+    // The rest of the bootstrap ran: the configured superuser password works.
+    c.sql(0)
+        .await
+        .expect("superuser login with the configured password");
+}
