@@ -396,6 +396,71 @@ mod tests {
         );
     }
 
+    #[actix_web::test]
+    async fn middleware_guards_every_unsafe_route_and_limits_bodies() {
+        use actix_web::{App, test};
+        let policy = AccessPolicy::from_restapi(&restapi(true, Some(vec!["127.0.0.0/8"])));
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(policy.clone()))
+                .app_data(web::PayloadConfig::new(BODY_LIMIT))
+                .wrap(actix_web::middleware::from_fn(access_check))
+                .default_service(web::to(|body: web::Bytes| async move {
+                    HttpResponse::Ok().body(format!("{} bytes", body.len()))
+                })),
+        )
+        .await;
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let call = |req: test::TestRequest| {
+            let app = &app;
+            async move { test::call_service(app, req.to_request()).await }
+        };
+        let r = call(test::TestRequest::get().uri("/patroni").peer_addr(remote)).await;
+        assert_eq!(r.status().as_u16(), 200);
+        let r = call(test::TestRequest::post().uri("/anything").peer_addr(remote)).await;
+        assert_eq!(r.status().as_u16(), 403);
+        assert_eq!(test::read_body(r).await, "Access is denied");
+        let r = call(test::TestRequest::patch().uri("/config").peer_addr(local)).await;
+        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(
+            r.headers().get(WWW_AUTHENTICATE).unwrap(),
+            "Basic realm=\"Patroni\""
+        );
+        let ok = |req: test::TestRequest| {
+            req.peer_addr(local)
+                .insert_header((AUTHORIZATION, basic("admin:s3cret")))
+        };
+        let r = call(ok(test::TestRequest::put().uri("/config")).set_payload("{}")).await;
+        assert_eq!(r.status().as_u16(), 200);
+        let r = call(
+            ok(test::TestRequest::post().uri("/reload")).set_payload(vec![b'x'; BODY_LIMIT + 1]),
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 413);
+
+        // A reload with new credentials applies at once.
+        let mut cfg: Config = serde_yaml_ng::from_str(
+            "name: a\nscope: s\nrestapi: {listen: ':8008', connect_address: '10.0.0.1:8008', \
+             authentication: {username: admin, password: other}}\n\
+             postgresql: {listen: ':5432', connect_address: '10.0.0.1:5432', data_dir: /d, \
+             authentication: {replication: {username: r}}}\n",
+        )
+        .unwrap();
+        cfg.restapi.allowlist = None;
+        policy.update(&cfg.restapi);
+        let r = call(ok(test::TestRequest::delete().uri("/switchover"))).await;
+        assert_eq!(r.status().as_u16(), 401);
+        let r = call(
+            test::TestRequest::delete()
+                .uri("/switchover")
+                .peer_addr(remote)
+                .insert_header((AUTHORIZATION, basic("admin:other"))),
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
     #[test]
     fn entries_parse() {
         assert!(parse_entry("10.0.0.0/33").is_err());
