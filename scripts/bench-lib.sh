@@ -105,6 +105,14 @@ cleanup() {
             stop_pid "$pm" QUIT 20
         fi
     done
+    # A fence whose daemon was killed and never adopted it again would
+    # otherwise wait out its orphan timeout (max(60 s, 10 x ttl)).
+    for i in "${NODES[@]}"; do
+        local fp; fp=$(cat "$(data_dir "$i").fence/fence.pid" 2>/dev/null)
+        if [ -n "$fp" ] && [ "$(ps -o comm= -p "$fp" 2>/dev/null)" = pgpilot ]; then
+            stop_pid "$fp" TERM 5
+        fi
+    done
     [ -f "$BENCH/etcd.pid" ] && stop_pid "$(cat "$BENCH/etcd.pid")" TERM 20
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         log "kept $BENCH (logs: $BENCH/postgresql*/pgpilot.log)"

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::messages::config::{ConfigChanged, GetConfig, ReloadConfig};
+use crate::messages::config::{ConfigChanged, ConfigReloaded, GetConfig, ReloadConfig};
 
 /// Reads and validates the configuration from wherever it came from (file,
 /// directory, environment); errors name the file, key and line.
@@ -18,6 +18,7 @@ pub struct ConfigManager {
     current: Arc<Config>,
     loader: Loader,
     subscribers: Vec<Recipient<ConfigChanged>>,
+    reload_subscribers: Vec<Recipient<ConfigReloaded>>,
 }
 
 impl ConfigManager {
@@ -26,11 +27,23 @@ impl ConfigManager {
             current: Arc::new(current),
             loader,
             subscribers: Vec::new(),
+            reload_subscribers: Vec::new(),
         }
     }
 
     pub fn subscribe(&mut self, r: Recipient<ConfigChanged>) {
         self.subscribers.push(r);
+    }
+
+    /// Told after every successful reload, even one that changed nothing.
+    pub fn subscribe_reloads(&mut self, r: Recipient<ConfigReloaded>) {
+        self.reload_subscribers.push(r);
+    }
+
+    fn reloaded(&self) {
+        for s in &self.reload_subscribers {
+            s.do_send(ConfigReloaded);
+        }
     }
 }
 
@@ -52,6 +65,7 @@ impl Handler<ReloadConfig> for ConfigManager {
             Ok(new) => {
                 if *self.current == new {
                     info!(event = "config_reloaded", changed = false);
+                    self.reloaded();
                     return Ok(());
                 }
                 let new = Arc::new(new);
@@ -60,6 +74,7 @@ impl Handler<ReloadConfig> for ConfigManager {
                 for s in &self.subscribers {
                     s.do_send(ConfigChanged(new.clone()));
                 }
+                self.reloaded();
                 Ok(())
             }
             Err(e) => {

@@ -22,7 +22,7 @@ use crate::ha::slots::SlotRequest;
 use crate::ha::{
     self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
 };
-use crate::messages::callbacks::{CallbackAction, CallbackEvent};
+use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::ConfigChanged;
 use crate::messages::elector::{
     FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
@@ -99,10 +99,10 @@ impl LeaderElector {
         let fence = Arc::new(Mutex::new(FenceClient::new(&data_dir, orphan_after)));
         LeaderElector {
             fence,
+            http: crate::api::auth::peer_client(&cfg),
             cfg,
             dynamic,
             links: Arc::new(links),
-            http: reqwest::Client::new(),
             cycling: false,
             rerun: false,
             timer: None,
@@ -184,19 +184,9 @@ impl LeaderElector {
             self.dump_dynamic_config(&c);
             self.cluster = Some((c, Instant::now()));
         }
-        if report.role != self.last_role {
-            if let (Some(_), Some(new)) = (self.last_role, report.role) {
-                let role = match new {
-                    PgRole::Primary => "primary",
-                    PgRole::Replica => "replica",
-                };
-                self.links.callbacks.do_send(CallbackEvent {
-                    action: CallbackAction::OnRoleChange,
-                    role: role.to_owned(),
-                });
-            }
-            self.last_role = report.role;
-        }
+        // Role-change callbacks come from the supervisor, which knows a
+        // promotion or a demotion happened (not just a different role seen).
+        self.last_role = report.role;
         if let Some(reason) = report.fatal {
             error!(event = "fatal", reason = %reason, "stopping the daemon; PostgreSQL and the data directory are left as they are");
             System::current().stop_with_code(1);
@@ -537,6 +527,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         timing,
         maximum_lag_on_failover: dynamic.maximum_lag_on_failover,
         can_bootstrap: cfg.bootstrap.is_some(),
+        can_clone_without_leader: cfg.postgresql.can_clone_without_leader(),
         data_dir: pg.data_dir.clone(),
         pg: pg.facts.clone(),
         busy: pg.busy,
@@ -852,6 +843,7 @@ async fn execute(
         }
         Action::Bootstrap => job(links, Job::Bootstrap).await,
         Action::Clone { from } => job(links, Job::Clone { from: from.clone() }).await,
+        Action::CloneWithoutLeader => job(links, Job::CloneWithoutLeader).await,
         Action::Reinitialize { from } => job(links, Job::Reinitialize { from: from.clone() }).await,
         Action::Rewind { from } => job(links, Job::Rewind { from: from.clone() }).await,
         Action::WriteHistory => {

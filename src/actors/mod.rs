@@ -9,5 +9,7 @@ pub mod history_writer;
 pub mod leader_elector;
 pub mod member_record;
 pub mod peers;
+pub mod pg_callbacks;
 pub mod postgres_jobs;
 pub mod postgres_supervisor;
+pub mod replica_methods;

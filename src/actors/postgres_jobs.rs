@@ -246,15 +246,17 @@ async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgRe
     let su = &pg.authentication.superuser;
     let su_name = su.username.clone().unwrap_or_else(|| "postgres".to_owned());
     create_parent(&env.data_dir)?;
-    ops::initdb(
-        &env.bins,
-        &env.data_dir,
-        &boot.initdb,
-        &su_name,
-        su.password.as_deref(),
-    )
-    .await?;
-    info!(event = "initdb_done", data_dir = %env.data_dir.display());
+    if !super::replica_methods::custom_bootstrap(env).await? {
+        ops::initdb(
+            &env.bins,
+            &env.data_dir,
+            &boot.initdb,
+            &su_name,
+            su.password.as_deref(),
+        )
+        .await?;
+        info!(event = "initdb_done", data_dir = %env.data_dir.display());
+    }
     if pg.pg_hba.is_empty() && !boot.pg_hba.is_empty() {
         append_hba(&env.config_dir, &boot.pg_hba)?;
     }
@@ -354,32 +356,20 @@ async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()
     crate::postgres::command::run(cmd).await.map(|_| ())
 }
 
-/// pg_basebackup from `from`, then start as its standby.
+/// Create the replica with the replica methods (`basebackup` by default)
+/// from `from`, then start as its standby.
 pub async fn clone(env: &JobEnv, from: &Upstream) -> PgResult<Postmaster> {
     create_parent(&env.data_dir)?;
-    let passfile = env.write_pgpass()?;
-    let source = ops::BasebackupSource {
-        host: from.host.clone(),
-        port: from.port,
-        user: env
-            .cfg
-            .postgresql
-            .authentication
-            .replication
-            .username
-            .clone()
-            .unwrap_or_else(|| "replicator".to_owned()),
-        passfile: Some(passfile),
-    };
-    let extra = match &env.cfg.postgresql.basebackup {
-        Some(v) => ops::basebackup_args(v)?,
-        None => Vec::new(),
-    };
-    info!(event = "basebackup_started", from = %from.name);
-    ops::basebackup(&env.bins, &env.data_dir, &source, &extra).await?;
-    datadir::ensure_mode_0700(&env.data_dir).map_err(|e| PgError::io("chmod data directory", e))?;
-    info!(event = "basebackup_done", from = %from.name);
+    super::replica_methods::create_replica(env, Some(from)).await?;
     start(env, Some(Some(from))).await
+}
+
+/// Create the replica with a `no_leader` method (the cluster has no
+/// leader), then start as a standby without upstream.
+pub async fn clone_without_leader(env: &JobEnv) -> PgResult<Postmaster> {
+    create_parent(&env.data_dir)?;
+    super::replica_methods::create_replica(env, None).await?;
+    start(env, Some(None)).await
 }
 
 /// Stop whatever runs, move the data directory aside (kept, not deleted),

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
+use super::pg_callbacks::PgCallbacks;
 use super::postgres_jobs::{self as jobs, JobEnv};
 use crate::config::{Config, DynamicConfig};
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
-use crate::messages::config::ConfigChanged;
+use crate::messages::callbacks::CallbackEvent;
+use crate::messages::config::{ConfigChanged, ConfigReloaded};
 use crate::messages::elector::JobFinished;
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, Restart,
@@ -33,6 +35,11 @@ pub struct PostgresSupervisor {
     /// The configuration changed while a job ran: rewrite and reload once
     /// the job is done.
     apply_pending: bool,
+    /// Where `on_*` callback events go, and the role they report.
+    callbacks: Option<Recipient<CallbackEvent>>,
+    pg_callbacks: PgCallbacks,
+    /// The role the running job starts PostgreSQL as.
+    job_role: Option<PgRole>,
 }
 
 /// Resolve a configured path against the working directory, as Patroni's
@@ -70,6 +77,22 @@ impl PostgresSupervisor {
             following: None,
             listener,
             apply_pending: false,
+            callbacks: None,
+            pg_callbacks: PgCallbacks::default(),
+            job_role: None,
+        }
+    }
+
+    /// Send callback events (`on_start`, `on_stop`, `on_role_change`,
+    /// `on_reload`) to `sink`.
+    pub fn with_callbacks(mut self, sink: Recipient<CallbackEvent>) -> PostgresSupervisor {
+        self.callbacks = Some(sink);
+        self
+    }
+
+    fn callback(&self, ev: Option<CallbackEvent>) {
+        if let (Some(sink), Some(ev)) = (&self.callbacks, ev) {
+            sink.do_send(ev);
         }
     }
 
@@ -80,6 +103,7 @@ impl PostgresSupervisor {
         {
             warn!(event = "postgres_exited", pid = pm.pid(), status = ?pm.exit_status());
             self.postmaster = None;
+            self.pg_callbacks.crashed();
             if self.busy.is_none() {
                 self.state = PgState::Crashed;
             }
@@ -134,12 +158,19 @@ impl PostgresSupervisor {
         following: Option<Upstream>,
     ) {
         self.busy = None;
+        let job_role = self.job_role.take();
         let outcome = match result {
             Ok(pm) => {
+                let ev = match (&pm, kind, job_role) {
+                    (_, JobKind::Promote, _) => Some(self.pg_callbacks.promoted()),
+                    (Some(_), _, Some(role)) => Some(self.pg_callbacks.started(role)),
+                    _ => None,
+                };
                 if let Some(pm) = pm {
                     self.postmaster = Some(pm);
                     self.state = PgState::Running;
                 }
+                self.callback(ev);
                 if kind != JobKind::Promote {
                     self.following = following;
                 } else {
@@ -214,7 +245,12 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
             replication: Vec::new(),
             pending_restart: Default::default(),
         };
-        Box::pin(gather_status(env, base).into_actor(self))
+        Box::pin(gather_status(env, base).into_actor(self).map(|st, act, _| {
+            if act.busy.is_none() {
+                act.pg_callbacks.observed(st.facts.role);
+            }
+            st
+        }))
     }
 }
 
@@ -314,6 +350,10 @@ impl Handler<RunJob> for PostgresSupervisor {
         let kind = job.kind();
         let env = self.env.clone();
         self.busy = Some(kind);
+        self.job_role = Some(match job {
+            Job::Bootstrap | Job::StartPrimary | Job::Promote => PgRole::Primary,
+            _ => PgRole::Replica,
+        });
         self.state = match kind {
             JobKind::Bootstrap => PgState::InitializingNewCluster,
             JobKind::Clone | JobKind::Reinitialize => PgState::CreatingReplica,
@@ -346,6 +386,18 @@ impl Handler<RunJob> for PostgresSupervisor {
                     }
                     .into_actor(self)
                     .map(move |r, act, _| act.finish(kind, r, Some(up))),
+                );
+            }
+            Job::CloneWithoutLeader => {
+                ctx.spawn(
+                    async move {
+                        jobs::clone_without_leader(&env)
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, None)),
                 );
             }
             Job::Reinitialize { from } => {
@@ -457,6 +509,7 @@ impl Handler<StopAndWait> for PostgresSupervisor {
 
     fn handle(&mut self, StopAndWait(mode): StopAndWait, _ctx: &mut Context<Self>) -> Self::Result {
         let pm = self.postmaster.take();
+        let was_running = pm.is_some();
         // An immediate shutdown is a fencing stop: a postmaster that does not
         // act on SIGQUIT within the grace (frozen, hung I/O) has its whole
         // process group SIGKILLed rather than waited for.
@@ -475,9 +528,13 @@ impl Handler<StopAndWait> for PostgresSupervisor {
                 }
             }
             .into_actor(self)
-            .map(|r, act, _| {
+            .map(move |r, act, _| {
                 act.state = PgState::Stopped;
                 act.following = None;
+                if was_running && r.is_ok() {
+                    let ev = act.pg_callbacks.stopped();
+                    act.callback(Some(ev));
+                }
                 r.map_err(|e| e.to_string())
             }),
         )
@@ -520,6 +577,8 @@ impl Handler<Restart> for PostgresSupervisor {
             .map(move |r, act, _| match r {
                 Ok(pm) => {
                     act.finish(JobKind::Start, Ok(Some(pm)), following);
+                    let ev = act.pg_callbacks.restarted();
+                    act.callback(Some(ev));
                     Ok(())
                 }
                 Err((still_running, e)) => {
@@ -557,6 +616,15 @@ impl Handler<DynamicConfigChanged> for PostgresSupervisor {
         self.env.dynamic = d;
         self.env.log_parameter_warnings();
         self.apply_config(ctx);
+    }
+}
+
+impl Handler<ConfigReloaded> for PostgresSupervisor {
+    type Result = ();
+    fn handle(&mut self, _msg: ConfigReloaded, _ctx: &mut Context<Self>) {
+        self.check_alive();
+        let ev = self.pg_callbacks.reloaded(self.postmaster.is_some());
+        self.callback(ev);
     }
 }
 

@@ -2,13 +2,17 @@
 //! document and status-code builders, and the actix-web server that feeds
 //! them from the actors and the DCS.
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod health;
 pub mod server;
 pub mod status;
 
+pub use auth::AccessPolicy;
 pub use cluster::{cluster_json, format_lsn, history_json};
 pub use health::{health_status, liveness_status, parse_size, readiness_status};
-pub use server::{ApiContext, serve, serve_listener};
+pub use server::{
+    ApiContext, serve, serve_listener, serve_listener_with_access, serve_with_access,
+};
 pub use status::status_document;

@@ -18,6 +18,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::future::join;
 use serde_json::Value;
 
+use crate::api::auth::{self, AccessPolicy};
 use crate::api::{cluster, config, health, status};
 use crate::dcs::{Cluster, Dcs};
 use crate::ha::PgFacts;
@@ -57,17 +58,35 @@ struct Shared {
 /// server: one worker, no signal handling of its own. The caller spawns or
 /// awaits the returned [`Server`] (inside an actix `System`).
 pub fn serve(listen: &str, ctx: ApiContext) -> std::io::Result<Server> {
+    serve_with_access(listen, ctx, AccessPolicy::open())
+}
+
+/// [`serve`] with the access checks of the unsafe endpoints (src/api/auth.rs).
+pub fn serve_with_access(
+    listen: &str,
+    ctx: ApiContext,
+    access: AccessPolicy,
+) -> std::io::Result<Server> {
     let addr = if listen.starts_with(':') {
         format!("0.0.0.0{listen}")
     } else {
         listen.to_owned()
     };
-    serve_listener(TcpListener::bind(addr)?, ctx)
+    serve_listener_with_access(TcpListener::bind(addr)?, ctx, access)
 }
 
 /// [`serve`] on an already bound listener (tests bind port 0 and read the
 /// port back).
 pub fn serve_listener(listener: TcpListener, ctx: ApiContext) -> std::io::Result<Server> {
+    serve_listener_with_access(listener, ctx, AccessPolicy::open())
+}
+
+/// [`serve_listener`] with the access checks of the unsafe endpoints.
+pub fn serve_listener_with_access(
+    listener: TcpListener,
+    ctx: ApiContext,
+    access: AccessPolicy,
+) -> std::io::Result<Server> {
     let shared = Arc::new(Shared {
         ctx,
         last_ha: Mutex::new(None),
@@ -76,6 +95,9 @@ pub fn serve_listener(listener: TcpListener, ctx: ApiContext) -> std::io::Result
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::from(shared.clone()))
+            .app_data(web::Data::new(access.clone()))
+            .app_data(web::PayloadConfig::new(auth::BODY_LIMIT))
+            .wrap(actix_web::middleware::from_fn(auth::access_check))
             .default_service(web::to(dispatch))
     })
     .workers(1)

@@ -11,12 +11,13 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use pgpilot::actors::callback_runner::CallbackRunner;
+use pgpilot::actors::callback_runner::{CallbackRunner, callback_timeout};
 use pgpilot::actors::config_manager::ConfigManager;
 use pgpilot::actors::dcs_watcher::DcsWatcher;
 use pgpilot::actors::leader_elector::{ElectorLinks, LeaderElector};
 use pgpilot::actors::postgres_supervisor::PostgresSupervisor;
-use pgpilot::api::server::{ApiContext, serve};
+use pgpilot::api::auth::{AccessPolicy, AccessPolicyUpdater};
+use pgpilot::api::server::{ApiContext, serve_with_access};
 use pgpilot::config::{Config, DynamicConfig};
 use pgpilot::dcs::Dcs;
 use pgpilot::dcs::etcd::EtcdDcs;
@@ -181,11 +182,13 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     info!(event = "starting", name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen);
 
     let cfg = Arc::new(cfg);
-    let callbacks =
-        CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone()).start();
+    let callbacks = CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone())
+        .with_timeout(callback_timeout(dynamic.timing.ttl))
+        .start();
     let mut supervisor_addr = None;
     let elector = LeaderElector::create(|ctx| {
         let sup = PostgresSupervisor::new(cfg.clone(), dynamic.clone(), ctx.address().recipient())
+            .with_callbacks(callbacks.clone().recipient())
             .start();
         supervisor_addr = Some(sup.clone());
         LeaderElector::new(
@@ -199,7 +202,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 stop_pg: sup.clone().recipient(),
                 sync_slots: sup.clone().recipient(),
                 dynamic_changed: sup.clone().recipient(),
-                callbacks: callbacks.recipient(),
+                callbacks: callbacks.clone().recipient(),
             },
         )
     });
@@ -213,9 +216,14 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     );
     manager.subscribe(supervisor.clone().recipient());
     manager.subscribe(elector.clone().recipient());
+    manager.subscribe(callbacks.clone().recipient());
+    manager.subscribe_reloads(supervisor.clone().recipient());
+
+    let access = AccessPolicy::from_restapi(&cfg.restapi);
+    manager.subscribe(AccessPolicyUpdater(access.clone()).start().recipient());
     let manager = manager.start();
 
-    let server = serve(
+    let server = serve_with_access(
         &cfg.restapi.listen,
         ApiContext {
             elector: elector.clone().recipient(),
@@ -225,6 +233,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             restart: supervisor.clone().recipient(),
             dcs: dcs.clone(),
         },
+        access,
     )
     .with_context(|| format!("cannot listen on {} (restapi.listen)", cfg.restapi.listen))?;
     actix::spawn(async move {

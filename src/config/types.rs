@@ -291,6 +291,18 @@ pub struct Bootstrap {
     /// Custom bootstrap method (its section is `bootstrap.<method>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// Other keys, among them the `bootstrap.<method>` sections.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Bootstrap {
+    /// The section of the custom `method`, if one is configured (any name
+    /// but `initdb`) and has a section.
+    pub fn custom_method(&self) -> Option<(&str, &serde_json::Map<String, serde_json::Value>)> {
+        let m = self.method.as_deref().filter(|m| *m != "initdb")?;
+        Some((m, self.extra.get(m)?.as_object()?))
+    }
 }
 
 /// One `bootstrap.initdb` entry: a bare flag or `{option: value}`.
@@ -366,6 +378,10 @@ pub struct Postgresql {
     /// `pg_rewind` options (list of flags or `{option: value}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewind: Option<serde_json::Value>,
+    /// Other keys, among them the per-method sections `postgresql.<method>`
+    /// of `create_replica_methods`.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 pub fn default_database() -> String {
@@ -393,6 +409,35 @@ impl Postgresql {
 
     pub fn config_dir(&self) -> &str {
         self.config_dir.as_deref().unwrap_or(&self.data_dir)
+    }
+
+    /// The section `postgresql.<method>` of a replica creation method
+    /// (empty when absent).
+    pub fn replica_method(&self, method: &str) -> serde_json::Map<String, serde_json::Value> {
+        self.extra
+            .get(method)
+            .and_then(serde_json::Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether `method` may create a replica without a leader: any method
+    /// but `basebackup` whose section says `no_leader: true` (Patroni's
+    /// `no_master` is accepted too).
+    pub fn method_works_without_leader(&self, method: &str) -> bool {
+        method != "basebackup" && {
+            let s = self.replica_method(method);
+            ["no_leader", "no_master"]
+                .iter()
+                .any(|k| s.get(*k).is_some_and(json_truthy))
+        }
+    }
+
+    /// Some method of `create_replica_methods` works without a leader.
+    pub fn can_clone_without_leader(&self) -> bool {
+        self.create_replica_methods
+            .iter()
+            .any(|m| self.method_works_without_leader(m))
     }
 }
 
@@ -441,6 +486,16 @@ pub struct Tags {
     pub sync_priority: Option<i64>,
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A YAML flag as Patroni reads it: `true`, `on`, `yes`, 1...
+pub fn json_truthy(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::String(s) => crate::config::parse_bool(s) == Some(true),
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        _ => false,
+    }
 }
 
 fn is_false(b: &bool) -> bool {

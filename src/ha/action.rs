@@ -41,6 +41,9 @@ pub enum Action {
     Bootstrap,
     /// pg_basebackup from a member, then start as its replica.
     Clone { from: Upstream },
+    /// Create a replica with a `no_leader` replica method (no leader to
+    /// copy from), then start as a standby without upstream.
+    CloneWithoutLeader,
     /// Move the data directory aside and clone again.
     Reinitialize { from: Upstream },
     /// pg_rewind a former primary from the leader, then start as its replica.
@@ -74,6 +77,7 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Clone { from } => write!(f, "clone from {}", from.name),
+            Action::CloneWithoutLeader => write!(f, "clone without a leader"),
             Action::Reinitialize { from } => write!(f, "reinitialize from {}", from.name),
             Action::Rewind { from } => write!(f, "pg_rewind from {}", from.name),
             Action::StartReplica { upstream: Some(u) } => write!(f, "start replica of {}", u.name),

@@ -87,6 +87,7 @@ mod tests {
             failsafe: FailsafeView::default(),
             config_backup: backup,
             rewind: Default::default(),
+            can_clone_without_leader: false,
         }
     }
 

@@ -423,6 +423,10 @@ fn empty_data_dir(cluster: &Cluster, local: &LocalView, i_lead: bool) -> Decisio
         ),
         (None, None) => Decision::idle("waiting for another node to bootstrap the cluster"),
         (None, Some("")) => Decision::idle("another node is bootstrapping the cluster"),
+        (None, Some(i)) if !i.is_empty() && local.can_clone_without_leader => Decision::new(
+            vec![Action::CloneWithoutLeader],
+            "cluster has no leader: creating a replica with a no_leader method",
+        ),
         (None, Some(_)) => Decision::idle("cluster has no leader: cannot create a replica"),
         (Some(leader), _) => match clone_source(cluster, leader, &local.name) {
             Some(from) => Decision::new(

@@ -82,6 +82,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         timing: timing(),
         maximum_lag_on_failover: 1 << 20,
         can_bootstrap: true,
+        can_clone_without_leader: false,
         data_dir: DataDir::Initialized {
             sysid: SYSID.into(),
             was_primary: role == Some(PgRole::Primary),
@@ -391,6 +392,33 @@ fn empty_prefers_running_clonefrom_member() {
 fn empty_with_initialized_cluster_but_no_leader_waits() {
     let d = run(&ok(cluster(None)), &empty_local());
     assert!(d.actions.is_empty());
+}
+
+#[test]
+fn empty_without_leader_clones_only_with_a_no_leader_method() {
+    let mut l = empty_local();
+    l.can_clone_without_leader = true;
+    let d = run(&ok(cluster(None)), &l);
+    assert_eq!(d.actions, vec![Action::CloneWithoutLeader]);
+    // Never while another node bootstraps (initialize = ""), nor before
+    // the cluster exists, nor when there is a leader to copy from.
+    let bootstrapping = Cluster {
+        initialize: Some(String::new()),
+        ..Default::default()
+    };
+    assert!(run(&ok(bootstrapping), &l).actions.is_empty());
+    assert!(
+        !run(&ok(Cluster::default()), &l)
+            .actions
+            .contains(&Action::CloneWithoutLeader)
+    );
+    l.name = "c".into();
+    assert_eq!(
+        run(&ok(cluster(Some("b"))), &l).actions,
+        vec![Action::Clone {
+            from: up("b", 5433)
+        }]
+    );
 }
 
 #[test]

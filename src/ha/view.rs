@@ -122,6 +122,9 @@ pub struct LocalView {
     pub maximum_lag_on_failover: u64,
     /// A `bootstrap` section exists, so this node may create a new cluster.
     pub can_bootstrap: bool,
+    /// A `no_leader` replica method is configured: an empty data
+    /// directory may be filled while the cluster has no leader.
+    pub can_clone_without_leader: bool,
     pub data_dir: DataDir,
     pub pg: PgFacts,
     /// The job the supervisor is running now.

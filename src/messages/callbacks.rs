@@ -3,7 +3,7 @@
 use actix::Message;
 
 /// Patroni's callback actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallbackAction {
     OnStart,
     OnStop,
@@ -31,4 +31,13 @@ pub struct CallbackEvent {
     pub action: CallbackAction,
     /// `primary`, `replica`, ...
     pub role: String,
+}
+
+impl CallbackEvent {
+    pub fn new(action: CallbackAction, role: impl Into<String>) -> CallbackEvent {
+        CallbackEvent {
+            action,
+            role: role.into(),
+        }
+    }
 }

@@ -21,3 +21,9 @@ pub struct ReloadConfig;
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct ConfigChanged(pub Arc<Config>);
+
+/// Sent to reload subscribers after every successful reload (SIGHUP,
+/// `POST /reload`), changed or not: the `on_reload` callback.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ConfigReloaded;

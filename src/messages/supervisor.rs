@@ -101,11 +101,21 @@ pub use crate::postgres::StopMode;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
     Bootstrap,
-    Clone { from: Upstream },
-    Reinitialize { from: Upstream },
-    Rewind { from: Upstream },
+    Clone {
+        from: Upstream,
+    },
+    /// A `no_leader` replica method, no upstream.
+    CloneWithoutLeader,
+    Reinitialize {
+        from: Upstream,
+    },
+    Rewind {
+        from: Upstream,
+    },
     StartPrimary,
-    StartReplica { upstream: Option<Upstream> },
+    StartReplica {
+        upstream: Option<Upstream>,
+    },
     Promote,
 }
 
@@ -113,7 +123,7 @@ impl Job {
     pub fn kind(&self) -> JobKind {
         match self {
             Job::Bootstrap => JobKind::Bootstrap,
-            Job::Clone { .. } => JobKind::Clone,
+            Job::Clone { .. } | Job::CloneWithoutLeader => JobKind::Clone,
             Job::Reinitialize { .. } => JobKind::Reinitialize,
             Job::Rewind { .. } => JobKind::Rewind,
             Job::StartPrimary | Job::StartReplica { .. } => JobKind::Start,

@@ -786,6 +786,8 @@ impl Sim {
             failsafe: FailsafeView::default(),
             // The simulated config key is never lost.
             config_backup: false,
+            // No restore-from-backup replica method is modelled.
+            can_clone_without_leader: false,
             rewind: RewindView {
                 enabled: true,
                 // A failed rewind rebuilds the node, so that the "one leader
@@ -1034,6 +1036,8 @@ impl Sim {
             // Only asked for when the config key is missing, which the
             // simulation never does.
             Action::RestoreConfig => Step::Continue,
+            // Never decided: `can_clone_without_leader` is false here.
+            Action::CloneWithoutLeader => Step::Stop("no replica method without a leader".into()),
             Action::WriteHistory => {
                 if !reach {
                     return Ok(unreachable());

@@ -290,6 +290,29 @@ postgresql:
         self.nodes.len() - 1
     }
 
+    /// Put `yaml` (lines relative to the section, e.g. `callbacks:\n  on_start: x`)
+    /// under the top-level `section` (`postgresql`, `restapi`, `bootstrap`)
+    /// of node `i`'s configuration, before the daemon starts.
+    pub fn add_to_section(&self, i: usize, section: &str, yaml: &str) {
+        let path = &self.nodes[i].config_path;
+        let text = fs::read_to_string(path).expect("read config");
+        let header = format!("\n{section}:\n");
+        let at = text.find(&header).expect("section in config") + header.len();
+        let lines: String = yaml.lines().map(|l| format!("  {l}\n")).collect();
+        let new = format!("{}{lines}{}", &text[..at], &text[at..]);
+        fs::write(path, new).expect("write config");
+    }
+
+    /// Write an executable script into the test root (readable by the
+    /// daemons' OS user) and return its path.
+    pub fn write_script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.root.join(name);
+        fs::write(&path, body).expect("write script");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+        chown_to_runtime(&path);
+        path
+    }
+
     /// Start the daemon of node `i` (as the PostgreSQL OS user).
     pub fn start(&mut self, i: usize) {
         let (uid, gid) = runtime_user();

@@ -1,0 +1,138 @@
+//! Which callback a PostgreSQL life-cycle event calls, as a small pure
+//! state machine the PostgresSupervisor feeds (so the rules are unit
+//! tested without processes):
+//!
+//! - a start done by the daemon (bootstrap, clone, rebuild, rewind, plain
+//!   start) calls `on_start <role>`, except the first start as a replica
+//!   after this node stopped as a primary (a demotion), which calls
+//!   `on_role_change replica` (Patroni does the same);
+//! - a promotion calls `on_role_change primary`;
+//! - a stop of a running PostgreSQL calls `on_stop <role it had>`;
+//! - a configuration reload while PostgreSQL runs calls `on_reload <role>`;
+//! - a restart (when the daemon gets one) calls `on_restart <role>`.
+
+use crate::ha::PgRole;
+use crate::messages::callbacks::{CallbackAction, CallbackEvent};
+
+pub fn role_name(role: Option<PgRole>) -> &'static str {
+    match role {
+        Some(PgRole::Primary) => "primary",
+        Some(PgRole::Replica) => "replica",
+        None => "unknown",
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PgCallbacks {
+    /// PostgreSQL's role as last known (set by the jobs, or seen in status).
+    role: Option<PgRole>,
+    /// The last stop was of a primary: the next replica start is a role
+    /// change, not a plain start.
+    demoted: bool,
+}
+
+impl PgCallbacks {
+    pub fn role(&self) -> Option<PgRole> {
+        self.role
+    }
+
+    /// The daemon started PostgreSQL as `role`.
+    pub fn started(&mut self, role: PgRole) -> CallbackEvent {
+        let demoted = std::mem::take(&mut self.demoted);
+        self.role = Some(role);
+        if demoted && role == PgRole::Replica {
+            CallbackEvent::new(CallbackAction::OnRoleChange, "replica")
+        } else {
+            CallbackEvent::new(CallbackAction::OnStart, role_name(Some(role)))
+        }
+    }
+
+    pub fn promoted(&mut self) -> CallbackEvent {
+        self.role = Some(PgRole::Primary);
+        self.demoted = false;
+        CallbackEvent::new(CallbackAction::OnRoleChange, "primary")
+    }
+
+    pub fn restarted(&mut self) -> CallbackEvent {
+        CallbackEvent::new(CallbackAction::OnRestart, role_name(self.role))
+    }
+
+    /// A running PostgreSQL was stopped by the daemon.
+    pub fn stopped(&mut self) -> CallbackEvent {
+        let role = self.role.take();
+        self.demoted = role == Some(PgRole::Primary);
+        CallbackEvent::new(CallbackAction::OnStop, role_name(role))
+    }
+
+    /// PostgreSQL died on its own: no callback (the restart that follows
+    /// calls `on_start`).
+    pub fn crashed(&mut self) {
+        self.role = None;
+    }
+
+    /// A status query saw PostgreSQL run as `role` (e.g. one adopted at
+    /// daemon start). Never a callback by itself.
+    pub fn observed(&mut self, role: Option<PgRole>) {
+        if role.is_some() {
+            self.role = role;
+        }
+    }
+
+    pub fn reloaded(&self, running: bool) -> Option<CallbackEvent> {
+        running.then(|| CallbackEvent::new(CallbackAction::OnReload, role_name(self.role)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(e: CallbackEvent) -> (&'static str, String) {
+        (e.action.as_str(), e.role)
+    }
+
+    #[test]
+    fn start_promote_stop() {
+        let mut c = PgCallbacks::default();
+        assert_eq!(
+            pair(c.started(PgRole::Replica)),
+            ("on_start", "replica".into())
+        );
+        assert_eq!(pair(c.promoted()), ("on_role_change", "primary".into()));
+        assert_eq!(
+            pair(c.reloaded(true).unwrap()),
+            ("on_reload", "primary".into())
+        );
+        assert!(c.reloaded(false).is_none());
+        assert_eq!(pair(c.stopped()), ("on_stop", "primary".into()));
+    }
+
+    #[test]
+    fn replica_start_after_demotion_is_a_role_change_once() {
+        let mut c = PgCallbacks::default();
+        c.started(PgRole::Primary);
+        c.stopped();
+        assert_eq!(
+            pair(c.started(PgRole::Replica)),
+            ("on_role_change", "replica".into())
+        );
+        c.stopped();
+        assert_eq!(
+            pair(c.started(PgRole::Replica)),
+            ("on_start", "replica".into())
+        );
+    }
+
+    #[test]
+    fn primary_restart_after_stop_is_a_start() {
+        let mut c = PgCallbacks::default();
+        c.observed(Some(PgRole::Primary));
+        assert_eq!(pair(c.stopped()), ("on_stop", "primary".into()));
+        assert_eq!(
+            pair(c.started(PgRole::Primary)),
+            ("on_start", "primary".into())
+        );
+        c.crashed();
+        assert_eq!(pair(c.restarted()), ("on_restart", "unknown".into()));
+    }
+}

@@ -1,0 +1,474 @@
+//! Access control of the REST API's unsafe endpoints (rest-api.md §5), as
+//! an actix-web middleware, so every POST/PUT/PATCH/DELETE route gets it,
+//! including ones added later. Order of the checks, as Patroni's:
+//!
+//! 1. `restapi.allowlist` (IPs, CIDRs, host names resolved when the
+//!    configuration is loaded): a client outside it gets **403** `Access is
+//!    denied`;
+//! 2. (client certificates: HTTPS is not served yet);
+//! 3. `restapi.authentication`: HTTP Basic must match, else **401** with
+//!    `WWW-Authenticate: Basic realm="Patroni"`.
+//!
+//! GET, HEAD and OPTIONS are never checked (health checks stay open).
+//! Credentials are compared, never logged: a refusal logs the method, path
+//! and peer address only. Request bodies are limited to [`BODY_LIMIT`]
+//! (larger ones: 413).
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, RwLock};
+
+use actix::prelude::*;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use tracing::warn;
+
+use crate::config::{Config, RestApi};
+use crate::messages::config::ConfigChanged;
+
+/// The largest request body accepted (JSON documents of a few hundred
+/// bytes in practice).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// One allowlist entry: an address with a prefix length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            // An IPv4 client may show up as ::ffff:a.b.c.d.
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Parse `10.0.0.0/8`, `::1`, `192.168.1.5`, or resolve a host name (all
+/// its addresses). Unusable entries are reported and skipped.
+fn parse_entry(entry: &str) -> Result<Vec<Network>, String> {
+    let entry = entry.trim();
+    if let Some((addr, prefix)) = entry.split_once('/') {
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{entry}: not an address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("{entry}: bad prefix length"))?;
+        return Ok(vec![Network { addr, prefix }]);
+    }
+    if let Ok(addr) = entry.parse::<IpAddr>() {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        return Ok(vec![Network { addr, prefix }]);
+    }
+    let addrs: Vec<SocketAddr> = (entry, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("{entry}: {e}"))?
+        .collect();
+    Ok(addrs
+        .into_iter()
+        .map(|a| Network {
+            addr: a.ip(),
+            prefix: if a.is_ipv4() { 32 } else { 128 },
+        })
+        .collect())
+}
+
+/// The rules in force, rebuilt from `restapi` on every configuration change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Rules {
+    /// `user:password`, as the decoded Basic credentials must read.
+    credentials: Option<Vec<u8>>,
+    /// `None`: no allowlist (everyone may try).
+    allowlist: Option<Vec<Network>>,
+}
+
+impl Rules {
+    fn from_restapi(r: &RestApi) -> Rules {
+        let credentials = r.authentication.as_ref().and_then(|a| {
+            a.username
+                .as_ref()
+                .map(|u| format!("{u}:{}", a.password.as_deref().unwrap_or_default()).into_bytes())
+        });
+        let allowlist = r.allowlist.as_ref().filter(|l| !l.is_empty()).map(|l| {
+            l.iter()
+                .flat_map(|e| {
+                    parse_entry(e).unwrap_or_else(|err| {
+                        warn!(event = "allowlist_entry_ignored", error = %err);
+                        Vec::new()
+                    })
+                })
+                .collect()
+        });
+        Rules {
+            credentials,
+            allowlist,
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403 `Access is denied`.
+    NotAllowed,
+    /// 401 `no auth header received`.
+    NoCredentials,
+    /// 401 `not authenticated`.
+    WrongCredentials,
+}
+
+/// The API's access policy; cheap to clone, shared with the updater.
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    rules: Arc<RwLock<Rules>>,
+}
+
+fn unsafe_method(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+impl AccessPolicy {
+    /// No allowlist, no authentication (tests, and a config without them).
+    pub fn open() -> AccessPolicy {
+        AccessPolicy::default()
+    }
+
+    pub fn from_restapi(r: &RestApi) -> AccessPolicy {
+        AccessPolicy {
+            rules: Arc::new(RwLock::new(Rules::from_restapi(r))),
+        }
+    }
+
+    fn update(&self, r: &RestApi) {
+        let new = Rules::from_restapi(r);
+        let mut rules = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        *rules = new;
+    }
+
+    /// The access check of one request (`None`: let it through).
+    pub fn check(
+        &self,
+        method: &Method,
+        peer: Option<IpAddr>,
+        authorization: Option<&HeaderValue>,
+    ) -> Option<Refusal> {
+        if !unsafe_method(method) {
+            return None;
+        }
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = &rules.allowlist
+            && !peer.is_some_and(|ip| list.iter().any(|n| n.contains(ip)))
+        {
+            return Some(Refusal::NotAllowed);
+        }
+        let expected = rules.credentials.as_ref()?;
+        let Some(header) = authorization else {
+            return Some(Refusal::NoCredentials);
+        };
+        let given = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Basic "))
+            .and_then(|b| B64.decode(b.trim()).ok());
+        match given {
+            Some(g) if constant_time_eq(&g, expected) => None,
+            _ => Some(Refusal::WrongCredentials),
+        }
+    }
+}
+
+/// Equal bytes, in a time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+    }
+    diff == 0
+}
+
+fn refusal_response(r: Refusal) -> HttpResponse {
+    match r {
+        Refusal::NotAllowed => HttpResponse::Forbidden()
+            .content_type("text/html")
+            .body("Access is denied"),
+        Refusal::NoCredentials | Refusal::WrongCredentials => HttpResponse::Unauthorized()
+            .insert_header((WWW_AUTHENTICATE, "Basic realm=\"Patroni\""))
+            .content_type("text/html")
+            .body(if r == Refusal::NoCredentials {
+                "no auth header received"
+            } else {
+                "not authenticated"
+            }),
+    }
+}
+
+/// The middleware: `App::new().app_data(web::Data::new(policy))
+/// .wrap(from_fn(access_check))`.
+pub async fn access_check(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
+    let refusal = req.app_data::<web::Data<AccessPolicy>>().and_then(|p| {
+        p.check(
+            req.method(),
+            req.peer_addr().map(|a| a.ip()),
+            req.headers().get(AUTHORIZATION),
+        )
+    });
+    match refusal {
+        Some(r) => {
+            warn!(event = "api_access_refused", reason = ?r, method = %req.method(),
+                  path = %req.path(), peer = ?req.peer_addr().map(|a| a.ip()));
+            Ok(req.into_response(refusal_response(r)))
+        }
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
+}
+
+/// Keeps an [`AccessPolicy`] in line with the configuration (subscribe it
+/// to the ConfigManager): new credentials or allowlist apply on reload.
+pub struct AccessPolicyUpdater(pub AccessPolicy);
+
+impl Actor for AccessPolicyUpdater {
+    type Context = Context<Self>;
+}
+
+impl Handler<ConfigChanged> for AccessPolicyUpdater {
+    type Result = ();
+    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, _ctx: &mut Context<Self>) {
+        self.0.update(&cfg.restapi);
+    }
+}
+
+/// The HTTP client this node uses to talk to the other members' APIs
+/// (leader race, failsafe): it sends `restapi.authentication` (Patroni:
+/// `ctl.authentication` first), so unsafe requests such as `POST /failsafe`
+/// pass the others' checks.
+pub fn peer_client(cfg: &Config) -> reqwest::Client {
+    let creds = cfg
+        .ctl
+        .as_ref()
+        .and_then(|c| c.authentication.as_ref())
+        .or(cfg.restapi.authentication.as_ref())
+        .and_then(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
+    let mut builder = reqwest::Client::builder();
+    if let Some((u, p)) = creds {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!(
+            "Basic {}",
+            B64.encode(format!("{u}:{p}"))
+        )) {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        builder = builder.default_headers(headers);
+    }
+    builder.build().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Credentials;
+
+    fn restapi(auth: bool, allow: Option<Vec<&str>>) -> RestApi {
+        let mut r: RestApi = serde_json::from_value(serde_json::json!({
+            "listen": "127.0.0.1:8008", "connect_address": "127.0.0.1:8008"
+        }))
+        .unwrap();
+        if auth {
+            r.authentication = Some(Credentials {
+                username: Some("admin".into()),
+                password: Some("s3cret".into()),
+                ..Credentials::default()
+            });
+        }
+        r.allowlist = allow.map(|l| l.into_iter().map(str::to_owned).collect());
+        r
+    }
+
+    fn basic(s: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("Basic {}", B64.encode(s))).unwrap()
+    }
+
+    #[test]
+    fn basic_auth_on_unsafe_methods_only() {
+        let p = AccessPolicy::from_restapi(&restapi(true, None));
+        let ip = Some("10.1.2.3".parse().unwrap());
+        assert_eq!(p.check(&Method::GET, ip, None), None);
+        assert_eq!(p.check(&Method::HEAD, ip, None), None);
+        assert_eq!(
+            p.check(&Method::POST, ip, None),
+            Some(Refusal::NoCredentials)
+        );
+        for m in [Method::PUT, Method::PATCH, Method::DELETE] {
+            assert_eq!(
+                p.check(&m, ip, Some(&basic("admin:wrong"))),
+                Some(Refusal::WrongCredentials)
+            );
+        }
+        assert_eq!(
+            p.check(&Method::POST, ip, Some(&basic("admin:s3cret2"))),
+            Some(Refusal::WrongCredentials)
+        );
+        assert_eq!(
+            p.check(
+                &Method::POST,
+                ip,
+                Some(&HeaderValue::from_static("Bearer x"))
+            ),
+            Some(Refusal::WrongCredentials)
+        );
+        assert_eq!(
+            p.check(&Method::POST, ip, Some(&basic("admin:s3cret"))),
+            None
+        );
+        assert_eq!(
+            AccessPolicy::open().check(&Method::POST, ip, None),
+            None,
+            "no authentication configured"
+        );
+    }
+
+    #[test]
+    fn allowlist_comes_first() {
+        let p = AccessPolicy::from_restapi(&restapi(true, Some(vec!["10.0.0.0/8", "::1"])));
+        let inside: IpAddr = "10.200.0.1".parse().unwrap();
+        let outside: IpAddr = "192.168.0.1".parse().unwrap();
+        assert_eq!(
+            p.check(&Method::POST, Some(outside), Some(&basic("admin:s3cret"))),
+            Some(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            p.check(&Method::POST, Some(inside), None),
+            Some(Refusal::NoCredentials)
+        );
+        assert_eq!(
+            p.check(
+                &Method::POST,
+                Some("::1".parse().unwrap()),
+                Some(&basic("admin:s3cret"))
+            ),
+            None
+        );
+        assert_eq!(
+            p.check(
+                &Method::POST,
+                Some("::ffff:10.0.0.7".parse().unwrap()),
+                Some(&basic("admin:s3cret"))
+            ),
+            None
+        );
+        assert_eq!(p.check(&Method::GET, Some(outside), None), None);
+        assert_eq!(
+            p.check(&Method::POST, None, None),
+            Some(Refusal::NotAllowed)
+        );
+    }
+
+    #[actix_web::test]
+    async fn middleware_guards_every_unsafe_route_and_limits_bodies() {
+        use actix_web::{App, test};
+        let policy = AccessPolicy::from_restapi(&restapi(true, Some(vec!["127.0.0.0/8"])));
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(policy.clone()))
+                .app_data(web::PayloadConfig::new(BODY_LIMIT))
+                .wrap(actix_web::middleware::from_fn(access_check))
+                .default_service(web::to(|body: web::Bytes| async move {
+                    HttpResponse::Ok().body(format!("{} bytes", body.len()))
+                })),
+        )
+        .await;
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let call = |req: test::TestRequest| {
+            let app = &app;
+            async move { test::call_service(app, req.to_request()).await }
+        };
+        let r = call(test::TestRequest::get().uri("/patroni").peer_addr(remote)).await;
+        assert_eq!(r.status().as_u16(), 200);
+        let r = call(test::TestRequest::post().uri("/anything").peer_addr(remote)).await;
+        assert_eq!(r.status().as_u16(), 403);
+        assert_eq!(test::read_body(r).await, "Access is denied");
+        let r = call(test::TestRequest::patch().uri("/config").peer_addr(local)).await;
+        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(
+            r.headers().get(WWW_AUTHENTICATE).unwrap(),
+            "Basic realm=\"Patroni\""
+        );
+        let ok = |req: test::TestRequest| {
+            req.peer_addr(local)
+                .insert_header((AUTHORIZATION, basic("admin:s3cret")))
+        };
+        let r = call(ok(test::TestRequest::put().uri("/config")).set_payload("{}")).await;
+        assert_eq!(r.status().as_u16(), 200);
+        let r = call(
+            ok(test::TestRequest::post().uri("/reload")).set_payload(vec![b'x'; BODY_LIMIT + 1]),
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 413);
+
+        // A reload with new credentials applies at once.
+        let mut cfg: Config = serde_yaml_ng::from_str(
+            "name: a\nscope: s\nrestapi: {listen: ':8008', connect_address: '10.0.0.1:8008', \
+             authentication: {username: admin, password: other}}\n\
+             postgresql: {listen: ':5432', connect_address: '10.0.0.1:5432', data_dir: /d, \
+             authentication: {replication: {username: r}}}\n",
+        )
+        .unwrap();
+        cfg.restapi.allowlist = None;
+        policy.update(&cfg.restapi);
+        let r = call(ok(test::TestRequest::delete().uri("/switchover"))).await;
+        assert_eq!(r.status().as_u16(), 401);
+        let r = call(
+            test::TestRequest::delete()
+                .uri("/switchover")
+                .peer_addr(remote)
+                .insert_header((AUTHORIZATION, basic("admin:other"))),
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
+    #[test]
+    fn entries_parse() {
+        assert!(parse_entry("10.0.0.0/33").is_err());
+        assert!(parse_entry("fe80::/10").is_ok());
+        assert_eq!(parse_entry("localhost").map(|v| !v.is_empty()), Ok(true));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

@@ -1,0 +1,93 @@
+//! Callbacks against real etcd and PostgreSQL 15: each node runs a script
+//! that appends its arguments (`<action> <role> <scope>`) to a file of its
+//! own; the lines must come in the order the events happened.
+
+mod support;
+
+use std::time::Duration;
+
+use support::cluster::{TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(120);
+
+fn lines(c: &TestCluster, i: usize) -> Vec<String> {
+    std::fs::read_to_string(c.nodes[i].dir.join("callbacks.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn wait_lines(c: &TestCluster, i: usize, want: &[String], what: &str) {
+    eventually(Duration::from_secs(30), what, || async {
+        (lines(c, i) == want).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_run_in_order_with_action_role_scope() {
+    let mut c = TestCluster::new(2, Timing::default());
+    let script = c.write_script(
+        "append-args.sh",
+        "#!/bin/sh\nf=$1\nshift\necho \"$@\" >> \"$f\"\n",
+    );
+    for i in 0..2 {
+        let log = c.nodes[i].dir.join("callbacks.log");
+        let cmd = format!("{} {}", script.display(), log.display());
+        c.add_to_section(
+            i,
+            "postgresql",
+            &format!(
+                "callbacks:\n  on_start: {cmd}\n  on_stop: {cmd}\n  on_reload: {cmd}\n  on_role_change: {cmd}"
+            ),
+        );
+    }
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let r = 1 - p;
+    let scope = c.scope.clone();
+    let line = |s: &str| format!("{s} {scope}");
+
+    wait_lines(&c, p, &[line("on_start primary")], "primary's on_start").await;
+    wait_lines(&c, r, &[line("on_start replica")], "replica's on_start").await;
+
+    // A reload (POST /reload, same as SIGHUP) calls on_reload with the role.
+    let resp = reqwest::Client::new()
+        .post(c.nodes[r].api("/reload"))
+        .send()
+        .await
+        .expect("POST /reload");
+    assert_eq!(resp.status().as_u16(), 202);
+    wait_lines(
+        &c,
+        r,
+        &[line("on_start replica"), line("on_reload replica")],
+        "replica's on_reload",
+    )
+    .await;
+
+    // Failover: the replica is promoted and says so.
+    c.kill_node(p).await;
+    eventually(BOOT, "the replica becomes primary", || async {
+        (c.primary().await == Some(r)).then_some(())
+    })
+    .await;
+    wait_lines(
+        &c,
+        r,
+        &[
+            line("on_start replica"),
+            line("on_reload replica"),
+            line("on_role_change primary"),
+        ],
+        "new primary's on_role_change",
+    )
+    .await;
+    assert_eq!(lines(&c, p), vec![line("on_start primary")]);
+    assert!(
+        c.nodes[r].log().contains("callback_finished"),
+        "exit status is logged"
+    );
+}
