@@ -27,7 +27,7 @@ use crate::messages::elector::{
 };
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
-    StopMode, SyncSlots,
+    StopGracefully, StopMode, SyncSlots,
 };
 
 /// Who the elector talks to.
@@ -37,6 +37,7 @@ pub struct ElectorLinks {
     pub run_job: Recipient<RunJob>,
     pub follow: Recipient<Follow>,
     pub stop_pg: Recipient<StopAndWait>,
+    pub stop_gracefully: Recipient<StopGracefully>,
     pub sync_slots: Recipient<SyncSlots>,
     pub dynamic_changed: Recipient<DynamicConfigChanged>,
     pub callbacks: Recipient<CallbackEvent>,
@@ -65,6 +66,8 @@ pub struct LeaderElector {
     heartbeat: Option<LeaderHeartbeat>,
     /// Running as primary on failsafe confirmations until then.
     failsafe_active_until: Option<Instant>,
+    /// When this node last stepped down for a switchover.
+    demoted_gracefully_at: Option<Instant>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -78,6 +81,8 @@ struct CycleReport {
     reason: Option<String>,
     /// Every failsafe member confirmed this primary: active until then.
     failsafe_until: Option<Instant>,
+    /// This cycle stepped down for a switchover.
+    demoted_gracefully: bool,
 }
 
 impl LeaderElector {
@@ -100,6 +105,7 @@ impl LeaderElector {
             shutting_down: false,
             heartbeat: None,
             failsafe_active_until: None,
+            demoted_gracefully_at: None,
         }
     }
 
@@ -127,6 +133,7 @@ impl LeaderElector {
             last_reason: self.last_reason.clone(),
             failsafe_last_known: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
             heartbeat: self.heartbeat.clone(),
+            demoted_gracefully_at: self.demoted_gracefully_at,
         };
         ctx.spawn(
             run_cycle(input)
@@ -147,6 +154,11 @@ impl LeaderElector {
             );
         }
         self.failsafe_active_until = report.failsafe_until;
+        if report.demoted_gracefully {
+            self.demoted_gracefully_at = Some(Instant::now());
+        } else if report.role.is_some() {
+            self.demoted_gracefully_at = None;
+        }
         if report.reason.is_some() {
             self.last_reason = report.reason.clone();
         }
@@ -181,7 +193,14 @@ impl LeaderElector {
             ctx.notify(Wake("follow-up cycle"));
             return;
         }
-        let due = started + self.dynamic.timing.loop_wait;
+        let mut due = started + self.dynamic.timing.loop_wait;
+        // A scheduled switchover runs at its time, not up to loop_wait late.
+        if let Some(secs) = self.cluster.as_ref().and_then(|(c, _)| {
+            let f = c.failover.as_ref()?;
+            ha::switchover::seconds_until_due(&f.value, ha::iso8601::now_unix())
+        }) {
+            due = due.min(Instant::now() + std::time::Duration::from_secs_f64(secs));
+        }
         let wait = due.saturating_duration_since(Instant::now());
         self.next_cycle_due = Some(due);
         self.timer = Some(ctx.run_later(wait, |act, ctx| {
@@ -346,6 +365,7 @@ struct CycleInput {
     last_reason: Option<String>,
     failsafe_last_known: Option<std::collections::BTreeMap<String, String>>,
     heartbeat: Option<LeaderHeartbeat>,
+    demoted_gracefully_at: Option<Instant>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -359,6 +379,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         last_reason,
         failsafe_last_known,
         heartbeat,
+        demoted_gracefully_at,
     } = input;
     let mut report = CycleReport {
         cluster: None,
@@ -369,6 +390,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         fatal: None,
         reason: None,
         failsafe_until: None,
+        demoted_gracefully: false,
     };
     let timing = dynamic.timing;
 
@@ -394,8 +416,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
 
     let mut peers = Vec::new();
     if let DcsView::Ok(c) = &dcs_view
-        && c.leader.is_none()
-        && pg.facts.is_replica()
+        && ((c.leader.is_none() && pg.facts.is_replica())
+            || (c.failover.is_some()
+                && c.leader_name() == Some(cfg.name.as_str())
+                && pg.facts.is_primary()))
     {
         let mut ask: Vec<Member> = c.members.clone();
         if dynamic.failsafe_mode {
@@ -455,6 +479,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             acks: failsafe_acks,
             heartbeat,
         },
+        switchover: ha::SwitchoverView {
+            now_unix: ha::iso8601::now_unix(),
+            demoted_gracefully_at,
+        },
     };
     let decision = ha::decide(&dcs_view, &local, Instant::now());
     let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
@@ -490,6 +518,12 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         match outcome {
             Step::Continue => {}
             Step::ContinueWrote(s) => report.status_written = Some(s),
+            Step::SteppedDown(s) => {
+                report.status_written = Some(s);
+                report.demoted_gracefully = true;
+                report.rerun_now = true;
+                break;
+            }
             Step::Rerun => {
                 report.rerun_now = true;
                 break;
@@ -563,6 +597,8 @@ fn dcs_view_leader(v: &DcsView) -> Option<String> {
 enum Step {
     Continue,
     ContinueWrote(Status),
+    /// Stepped down for a switchover, having published this final status.
+    SteppedDown(Status),
     /// The facts changed (a race was won or lost): decide again at once.
     Rerun,
     Stop(String),
@@ -729,10 +765,44 @@ async fn execute(
             info!(event = "promote", "promoting PostgreSQL");
             job(links, Job::Promote).await
         }
+        Action::Demote {
+            mode: DemoteMode::Graceful,
+        } => {
+            warn!(
+                event = "demote",
+                mode = "graceful",
+                "switchover: checkpoint, stop, hand over the lock"
+            );
+            *lease_deadline = None;
+            let stopped = match links.stop_gracefully.send(StopGracefully).await {
+                Ok(r) => r,
+                Err(e) => Err(e.to_string()),
+            };
+            match stopped {
+                Ok(lsn) => {
+                    match super::switchover::hand_over(links.dcs.as_ref(), lsn, last_status).await {
+                        Ok(s) => Step::SteppedDown(s),
+                        Err(e) => Step::Stop(e),
+                    }
+                }
+                Err(e) => Step::Stop(e),
+            }
+        }
+        Action::ClearFailover { version } => {
+            match links.dcs.set_failover_value("{}", Some(*version)).await {
+                Ok(true) => info!(event = "failover_key_cleared"),
+                Ok(false) => info!(
+                    event = "failover_key_changed",
+                    "the failover key changed meanwhile; not cleared"
+                ),
+                Err(e) => warn!(event = "failover_key_clear_failed", error = %e),
+            }
+            Step::Continue
+        }
         Action::Demote { mode } => {
             let stop = match mode {
                 DemoteMode::ImmediateNoLock => StopMode::Immediate,
-                DemoteMode::Offline => StopMode::Fast,
+                DemoteMode::Offline | DemoteMode::Graceful => StopMode::Fast,
             };
             warn!(event = "demote", mode = ?mode, "stopping PostgreSQL so it accepts no more writes");
             // A demoted node no longer counts itself the leader (`/primary`,

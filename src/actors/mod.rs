@@ -11,3 +11,4 @@ pub mod member_record;
 pub mod peers;
 pub mod postgres_jobs;
 pub mod postgres_supervisor;
+pub mod switchover;

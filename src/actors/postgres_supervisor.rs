@@ -17,7 +17,7 @@ use crate::messages::config::ConfigChanged;
 use crate::messages::elector::JobFinished;
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, RunJob,
-    StopAndWait, SyncSlots,
+    StopAndWait, StopGracefully, SyncSlots,
 };
 use crate::postgres::{Binaries, Postmaster, controldata, datadir, query};
 
@@ -417,6 +417,25 @@ impl Handler<StopAndWait> for PostgresSupervisor {
                 act.following = None;
                 r.map_err(|e| e.to_string())
             }),
+        )
+    }
+}
+
+impl Handler<StopGracefully> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, Result<u64, String>>;
+
+    fn handle(&mut self, _msg: StopGracefully, _ctx: &mut Context<Self>) -> Self::Result {
+        let pm = self.postmaster.take();
+        let env = self.env.clone();
+        self.state = PgState::Stopping;
+        Box::pin(
+            async move { super::switchover::stop(&env, pm).await }
+                .into_actor(self)
+                .map(|r, act, _| {
+                    act.state = PgState::Stopped;
+                    act.following = None;
+                    r
+                }),
         )
     }
 }

@@ -129,12 +129,15 @@ pub struct LocalView {
     /// Until when the leader lease surely holds: send time of the last
     /// successful renewal plus ttl. `None` when this node holds no lease.
     pub lease_deadline: Option<Instant>,
-    /// Peer answers, gathered only when the cluster has no leader.
+    /// Peer answers, gathered when the cluster has no leader, and by the
+    /// leader while a `failover` request exists.
     pub peers: Vec<PeerStatus>,
     /// Failsafe mode facts (ha-loop.md §10).
     pub failsafe: FailsafeView,
     /// Rejoin policy for a former primary.
     pub rewind: RewindView,
+    /// Switchover facts (wall clock, graceful step-down).
+    pub switchover: super::switchover::SwitchoverView,
 }
 
 /// What failsafe mode needs to know. All empty when `failsafe_mode` is off.

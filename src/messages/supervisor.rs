@@ -144,3 +144,8 @@ pub struct StopAndWait(pub StopMode);
 #[derive(Debug, Message)]
 #[rtype(result = "Option<std::collections::BTreeMap<String, u64>>")]
 pub struct SyncSlots(pub crate::ha::slots::SlotRequest);
+
+/// Switchover: CHECKPOINT, stop fast, answer the shutdown checkpoint's LSN.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, String>")]
+pub struct StopGracefully;
