@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod health;
 pub mod server;
 pub mod status;
+pub mod switchover;
 
 pub use cluster::{cluster_json, format_lsn, history_json};
 pub use health::{health_status, liveness_status, parse_size, readiness_status};

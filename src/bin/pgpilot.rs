@@ -187,6 +187,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             config_manager: manager.clone().recipient(),
             failsafe: elector.clone().recipient(),
             dcs: dcs.clone(),
+            wake: elector.clone().recipient(),
         },
     )
     .with_context(|| format!("cannot listen on {} (restapi.listen)", cfg.restapi.listen))?;
