@@ -482,7 +482,7 @@ async fn unsafe_methods() {
     assert_eq!(*node.reloads.lock().unwrap(), 1);
 
     for (m, p) in [
-        (Method::POST, "/switchover"),
+        (Method::POST, "/restart"),
         (Method::POST, "/nonsense"),
         (Method::PATCH, "/config"),
         (Method::PUT, "/config"),
