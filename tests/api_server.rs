@@ -14,7 +14,7 @@ use pgpilot::config::Tags;
 use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent};
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::ReloadConfig;
-use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState};
+use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
 use pgpilot::messages::supervisor::{GetPgStatus, PgState, PgStatus, Restart};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -45,6 +45,16 @@ impl Handler<FailsafeHeartbeat> for HeartbeatSink {
             .unwrap()
             .push(format!("{} {}", m.name, m.conn_url));
     }
+}
+
+/// Swallows wake-ups of the HA loop.
+struct WakeSink;
+impl Actor for WakeSink {
+    type Context = Context<Self>;
+}
+impl Handler<Wake> for WakeSink {
+    type Result = ();
+    fn handle(&mut self, _: Wake, _: &mut Context<Self>) {}
 }
 
 /// Answers after `delay` (zero: at once).
@@ -240,6 +250,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
         config_manager: FakeConfigManager(reloads.clone()).start().recipient(),
         failsafe: HeartbeatSink(heartbeats.clone()).start().recipient(),
         dcs: dcs.clone(),
+        wake: WakeSink.start().recipient(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -497,7 +508,7 @@ async fn unsafe_methods() {
     }
 
     for (m, p) in [
-        (Method::POST, "/switchover"),
+        (Method::POST, "/restart"),
         (Method::POST, "/nonsense"),
         (Method::DELETE, "/restart"),
     ] {

@@ -29,7 +29,7 @@ use crate::messages::elector::{
 };
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
-    StopMode, SyncSlots,
+    StopGracefully, StopMode, SyncSlots,
 };
 
 /// Who the elector talks to.
@@ -39,6 +39,7 @@ pub struct ElectorLinks {
     pub run_job: Recipient<RunJob>,
     pub follow: Recipient<Follow>,
     pub stop_pg: Recipient<StopAndWait>,
+    pub stop_gracefully: Recipient<StopGracefully>,
     pub sync_slots: Recipient<SyncSlots>,
     pub dynamic_changed: Recipient<DynamicConfigChanged>,
     pub callbacks: Recipient<CallbackEvent>,
@@ -75,6 +76,8 @@ pub struct LeaderElector {
     fence: Arc<Mutex<FenceClient>>,
     /// What this node last wrote to `patroni.dynamic.json`.
     dumped: Option<serde_json::Value>,
+    /// When this node last stepped down for a switchover.
+    demoted_gracefully_at: Option<Instant>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -88,6 +91,8 @@ struct CycleReport {
     reason: Option<String>,
     /// Every failsafe member confirmed this primary: active until then.
     failsafe_until: Option<Instant>,
+    /// This cycle stepped down for a switchover.
+    demoted_gracefully: bool,
 }
 
 impl LeaderElector {
@@ -118,6 +123,7 @@ impl LeaderElector {
             heartbeat: None,
             failsafe_active_until: None,
             dumped: None,
+            demoted_gracefully_at: None,
         }
     }
 
@@ -148,6 +154,7 @@ impl LeaderElector {
             heartbeat: self.heartbeat.clone(),
             failsafe_until: self.failsafe_active_until,
             fence: self.fence.clone(),
+            demoted_gracefully_at: self.demoted_gracefully_at,
         };
         ctx.spawn(
             run_cycle(input)
@@ -168,6 +175,11 @@ impl LeaderElector {
             );
         }
         self.failsafe_active_until = report.failsafe_until;
+        if report.demoted_gracefully {
+            self.demoted_gracefully_at = Some(Instant::now());
+        } else if report.role.is_some() {
+            self.demoted_gracefully_at = None;
+        }
         if report.reason.is_some() {
             self.last_reason = report.reason.clone();
         }
@@ -197,7 +209,14 @@ impl LeaderElector {
             ctx.notify(Wake("follow-up cycle"));
             return;
         }
-        let due = started + self.dynamic.timing.loop_wait;
+        let mut due = started + self.dynamic.timing.loop_wait;
+        // A scheduled switchover runs at its time, not up to loop_wait late.
+        if let Some(secs) = self.cluster.as_ref().and_then(|(c, _)| {
+            let f = c.failover.as_ref()?;
+            ha::switchover::seconds_until_due(&f.value, ha::iso8601::now_unix())
+        }) {
+            due = due.min(Instant::now() + std::time::Duration::from_secs_f64(secs));
+        }
         let wait = due.saturating_duration_since(Instant::now());
         self.next_cycle_due = Some(due);
         self.timer = Some(ctx.run_later(wait, |act, ctx| {
@@ -419,6 +438,7 @@ struct CycleInput {
     /// Confirmed by every failsafe member until then (a lease in all but name).
     failsafe_until: Option<Instant>,
     fence: Arc<Mutex<FenceClient>>,
+    demoted_gracefully_at: Option<Instant>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -435,6 +455,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         heartbeat,
         failsafe_until,
         fence,
+        demoted_gracefully_at,
     } = input;
     let lease_at_start = lease_deadline;
     let mut report = CycleReport {
@@ -446,6 +467,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         fatal: None,
         reason: None,
         failsafe_until: None,
+        demoted_gracefully: false,
     };
     let timing = dynamic.timing;
 
@@ -471,8 +493,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
 
     let mut peers = Vec::new();
     if let DcsView::Ok(c) = &dcs_view
-        && c.leader.is_none()
-        && pg.facts.is_replica()
+        && ((c.leader.is_none() && pg.facts.is_replica())
+            || (c.failover.is_some()
+                && c.leader_name() == Some(cfg.name.as_str())
+                && pg.facts.is_primary()))
     {
         let mut ask: Vec<Member> = c.members.clone();
         if dynamic.failsafe_mode {
@@ -552,6 +576,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             heartbeat,
         },
         config_backup,
+        switchover: ha::SwitchoverView {
+            now_unix: ha::iso8601::now_unix(),
+            demoted_gracefully_at,
+        },
     };
     let decided_at = Instant::now();
     let decision = ha::decide(&dcs_view, &local, decided_at);
@@ -596,6 +624,12 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         match outcome {
             Step::Continue => {}
             Step::ContinueWrote(s) => report.status_written = Some(s),
+            Step::SteppedDown(s) => {
+                report.status_written = Some(s);
+                report.demoted_gracefully = true;
+                report.rerun_now = true;
+                break;
+            }
             Step::Rerun => {
                 report.rerun_now = true;
                 break;
@@ -699,6 +733,8 @@ fn dcs_view_leader(v: &DcsView) -> Option<String> {
 enum Step {
     Continue,
     ContinueWrote(Status),
+    /// Stepped down for a switchover, having published this final status.
+    SteppedDown(Status),
     /// The facts changed (a race was won or lost): decide again at once.
     Rerun,
     Stop(String),
@@ -866,10 +902,44 @@ async fn execute(
             info!(event = "promote", "promoting PostgreSQL");
             job(links, Job::Promote).await
         }
+        Action::Demote {
+            mode: DemoteMode::Graceful,
+        } => {
+            warn!(
+                event = "demote",
+                mode = "graceful",
+                "switchover: checkpoint, stop, hand over the lock"
+            );
+            *lease_deadline = None;
+            let stopped = match links.stop_gracefully.send(StopGracefully).await {
+                Ok(r) => r,
+                Err(e) => Err(e.to_string()),
+            };
+            match stopped {
+                Ok(lsn) => {
+                    match super::switchover::hand_over(links.dcs.as_ref(), lsn, last_status).await {
+                        Ok(s) => Step::SteppedDown(s),
+                        Err(e) => Step::Stop(e),
+                    }
+                }
+                Err(e) => Step::Stop(e),
+            }
+        }
+        Action::ClearFailover { version } => {
+            match links.dcs.set_failover_value("{}", Some(*version)).await {
+                Ok(true) => info!(event = "failover_key_cleared"),
+                Ok(false) => info!(
+                    event = "failover_key_changed",
+                    "the failover key changed meanwhile; not cleared"
+                ),
+                Err(e) => warn!(event = "failover_key_clear_failed", error = %e),
+            }
+            Step::Continue
+        }
         Action::Demote { mode } => {
             let stop = match mode {
                 DemoteMode::ImmediateNoLock => StopMode::Immediate,
-                DemoteMode::Offline => StopMode::Fast,
+                DemoteMode::Offline | DemoteMode::Graceful => StopMode::Fast,
             };
             warn!(event = "demote", mode = ?mode, "stopping PostgreSQL so it accepts no more writes");
             // A demoted node no longer counts itself the leader (`/primary`,

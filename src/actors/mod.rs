@@ -13,3 +13,4 @@ pub mod pg_callbacks;
 pub mod postgres_jobs;
 pub mod postgres_supervisor;
 pub mod replica_methods;
+pub mod switchover;

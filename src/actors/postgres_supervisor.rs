@@ -19,7 +19,7 @@ use crate::messages::config::{ConfigChanged, ConfigReloaded};
 use crate::messages::elector::JobFinished;
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, Restart,
-    RunJob, StopAndWait, SyncSlots,
+    RunJob, StopAndWait, StopGracefully, SyncSlots,
 };
 use crate::postgres::{Binaries, Postmaster, StopMode, controldata, datadir, params, query};
 
@@ -589,6 +589,25 @@ impl Handler<Restart> for PostgresSupervisor {
                     Err(e)
                 }
             }),
+        )
+    }
+}
+
+impl Handler<StopGracefully> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, Result<u64, String>>;
+
+    fn handle(&mut self, _msg: StopGracefully, _ctx: &mut Context<Self>) -> Self::Result {
+        let pm = self.postmaster.take();
+        let env = self.env.clone();
+        self.state = PgState::Stopping;
+        Box::pin(
+            async move { super::switchover::stop(&env, pm).await }
+                .into_actor(self)
+                .map(|r, act, _| {
+                    act.state = PgState::Stopped;
+                    act.following = None;
+                    r
+                }),
         )
     }
 }

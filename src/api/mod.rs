@@ -8,6 +8,7 @@ pub mod config;
 pub mod health;
 pub mod server;
 pub mod status;
+pub mod switchover;
 
 pub use auth::AccessPolicy;
 pub use cluster::{cluster_json, format_lsn, history_json};

@@ -19,11 +19,11 @@ use futures_util::future::join;
 use serde_json::Value;
 
 use crate::api::auth::{self, AccessPolicy};
-use crate::api::{cluster, config, health, status};
+use crate::api::{cluster, config, health, status, switchover};
 use crate::dcs::{Cluster, Dcs};
 use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
-use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState};
+use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
 use crate::messages::supervisor::{GetPgStatus, PgState, PgStatus, Restart};
 
 /// How long a request waits for an actor's answer. Peers give `/patroni`
@@ -46,6 +46,8 @@ pub struct ApiContext {
     /// `POST /restart`.
     pub restart: Recipient<Restart>,
     pub dcs: Arc<dyn Dcs>,
+    /// Wakes the HA loop (switchover requests).
+    pub wake: Recipient<Wake>,
 }
 
 struct Shared {
@@ -146,6 +148,13 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>)
             config::put_config(shared.ctx.dcs.as_ref(), &body).await,
             "PUT",
         )
+    } else if *m == Method::POST && (segment == "switchover" || segment == "failover") {
+        post_switchover(&shared, &segment, &body).await
+    } else if *m == Method::DELETE && segment == "switchover" {
+        match switchover::delete(shared.ctx.dcs.as_ref()).await {
+            Some((code, text)) => text_reply(code, &text),
+            None => error_page(409, "Conflict"),
+        }
     } else {
         not_implemented(m)
     }
@@ -470,6 +479,27 @@ async fn get_failsafe(shared: &Shared) -> HttpResponse {
         Some(map) => json_reply(200, &serde_json::json!(map)),
         None => error_page(502, "Bad Gateway"),
     }
+}
+
+async fn post_switchover(shared: &Shared, segment: &str, body: &[u8]) -> HttpResponse {
+    let kind = if segment == "failover" {
+        switchover::Kind::Failover
+    } else {
+        switchover::Kind::Switchover
+    };
+    let loop_wait = match shared.states().await {
+        Some((ha, _)) => ha.loop_wait_secs,
+        None => return starting(),
+    };
+    let (code, text) = switchover::post(
+        kind,
+        body,
+        shared.ctx.dcs.as_ref(),
+        &shared.ctx.wake,
+        loop_wait,
+    )
+    .await;
+    text_reply(code, &text)
 }
 
 /// What `POST /failsafe` answers (rest-api.md §5): refused when failsafe

@@ -200,6 +200,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 run_job: sup.clone().recipient(),
                 follow: sup.clone().recipient(),
                 stop_pg: sup.clone().recipient(),
+                stop_gracefully: sup.clone().recipient(),
                 sync_slots: sup.clone().recipient(),
                 dynamic_changed: sup.clone().recipient(),
                 callbacks: callbacks.clone().recipient(),
@@ -232,6 +233,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             failsafe: elector.clone().recipient(),
             restart: supervisor.clone().recipient(),
             dcs: dcs.clone(),
+            wake: elector.clone().recipient(),
         },
         access,
     )

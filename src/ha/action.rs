@@ -19,6 +19,9 @@ pub enum DemoteMode {
     ImmediateNoLock,
     /// The DCS cannot be reached and the lease is running out: stop fast.
     Offline,
+    /// Switchover: CHECKPOINT, stop fast, publish the shutdown checkpoint's
+    /// LSN as `status.optime`, then delete the leader key.
+    Graceful,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,8 @@ pub enum Action {
     Promote,
     /// Stop a primary that must no longer accept writes.
     Demote { mode: DemoteMode },
+    /// Clear the `failover` key (write `{}` with CAS on its version).
+    ClearFailover { version: i64 },
     /// Point a running standby at another upstream (reload, no restart).
     Follow { upstream: Upstream },
     /// Refuse to go on: the data directory belongs to another cluster.

@@ -88,6 +88,7 @@ mod tests {
             config_backup: backup,
             rewind: Default::default(),
             can_clone_without_leader: false,
+            switchover: Default::default(),
         }
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::action::{Action, Decision, DemoteMode, Upstream};
+use super::switchover::{self, RaceRule};
 use super::view::{DataDir, DcsView, JobKind, JobOutcome, LeaderHeartbeat, LocalView, PgRole};
 use crate::dcs::{Cluster, Member, MemberData};
 
@@ -81,6 +82,9 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         _ => {}
     }
 
+    if let Some(d) = switchover::after_graceful_demotion(cluster, local, now, i_lead) {
+        return d;
+    }
     if !local.pg.running {
         return pg_not_running(cluster, local, i_lead, was_primary);
     }
@@ -99,6 +103,9 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         },
         Some(_) if i_lead => {
             if local.pg.is_primary() {
+                if let Some(d) = switchover::leader_side(cluster, local) {
+                    return d;
+                }
                 let mut actions = vec![Action::RenewLock];
                 let mut reason = "I am the leader with the lock";
                 if history_stale(cluster, local) {
@@ -111,10 +118,9 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
                 actions.extend(super::config_restore::config_restore(cluster, local));
                 Decision::new(actions, reason)
             } else {
-                Decision::new(
-                    vec![Action::RenewLock, Action::Promote],
-                    "I hold the lock and run as a replica: promoting",
-                )
+                let mut actions = vec![Action::RenewLock, Action::Promote];
+                actions.extend(switchover::clear_after_win(cluster));
+                Decision::new(actions, "I hold the lock and run as a replica: promoting")
             }
         }
         Some(leader) => {
@@ -559,8 +565,15 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
             "not racing: my timeline {mine} is behind the cluster's timeline {cluster_tl}"
         ));
     }
+    let (exclude, ignore_lag) = match switchover::race_rule(cluster, local) {
+        RaceRule::Decided(d) => return d,
+        RaceRule::Race {
+            exclude,
+            ignore_lag,
+        } => (exclude, ignore_lag),
+    };
     let my_lsn = local.pg.lsn.unwrap_or(0);
-    if let Some(optime) = cluster.status.optime {
+    if let Some(optime) = cluster.status.optime.filter(|_| !ignore_lag) {
         let lag = optime.saturating_sub(my_lsn);
         if lag > local.maximum_lag_on_failover {
             return Decision::idle(format!(
@@ -570,6 +583,9 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         }
     }
     for peer in &local.peers {
+        if exclude.as_deref() == Some(peer.name.as_str()) {
+            continue;
+        }
         let Some(reply) = &peer.reply else { continue };
         if !reply.tags.can_failover() {
             continue;

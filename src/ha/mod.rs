@@ -9,7 +9,9 @@ mod action;
 mod config_restore;
 mod decide;
 pub mod history;
+pub mod iso8601;
 pub mod slots;
+pub mod switchover;
 mod view;
 
 #[cfg(test)]
@@ -17,6 +19,7 @@ mod tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use decide::decide;
+pub use switchover::SwitchoverView;
 pub use view::{
     DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerReply, PeerStatus, PgFacts, PgRole,
     RewindView,

@@ -101,6 +101,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         failsafe: FailsafeView::default(),
         rewind: RewindView::default(),
         config_backup: false,
+        switchover: SwitchoverView::default(),
     }
 }
 
@@ -1363,4 +1364,201 @@ fn no_leader_peer_on_a_newer_timeline_is_ahead_whatever_its_lsn() {
     let d = run(&ok(cluster(None)), &l);
     assert!(d.actions.is_empty(), "{d:?}");
     assert!(d.reason.contains("newer timeline"), "{d:?}");
+}
+// --- switchover / manual failover (ha-loop.md §4, §6, §7) ---
+
+fn with_failover(mut c: Cluster, leader: Option<&str>, member: Option<&str>) -> Cluster {
+    c.failover = Some(crate::dcs::Versioned {
+        value: crate::dcs::Failover {
+            leader: leader.map(Into::into),
+            member: member.map(Into::into),
+            scheduled_at: None,
+        },
+        version: 7,
+    });
+    c
+}
+fn is_graceful(d: &Decision) -> bool {
+    d.actions.contains(&Action::Demote {
+        mode: DemoteMode::Graceful,
+    })
+}
+fn clears(d: &Decision) -> bool {
+    d.actions.contains(&Action::ClearFailover { version: 7 })
+}
+#[test]
+fn leader_demotes_gracefully_for_an_eligible_candidate() {
+    let c = with_failover(cluster(Some("a")), Some("a"), Some("b"));
+    let mut l = local(Some(PgRole::Primary));
+    l.peers = vec![
+        peer("b", PgRole::Replica, 1000),
+        peer("c", PgRole::Replica, 1000),
+    ];
+    let d = run(&ok(c), &l);
+    assert!(is_graceful(&d), "{d:?}");
+    assert_eq!(d.actions[0], Action::RenewLock);
+}
+#[test]
+fn leader_demotes_for_switchover_to_any_member() {
+    let c = with_failover(cluster(Some("a")), Some("a"), None);
+    let mut l = local(Some(PgRole::Primary));
+    l.peers = vec![peer("c", PgRole::Replica, 900)];
+    assert!(is_graceful(&run(&ok(c), &l)));
+}
+#[test]
+fn failover_request_without_leader_field_is_honoured_by_the_leader() {
+    let c = with_failover(cluster(Some("a")), None, Some("b"));
+    let mut l = local(Some(PgRole::Primary));
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    assert!(is_graceful(&run(&ok(c), &l)));
+}
+#[test]
+fn leader_clears_a_request_no_candidate_can_serve() {
+    let c = with_failover(cluster(Some("a")), Some("a"), Some("b"));
+    let mut l = local(Some(PgRole::Primary));
+    // b unreachable, c eligible but not the named candidate.
+    l.peers = vec![
+        PeerStatus {
+            name: "b".into(),
+            reply: None,
+        },
+        peer("c", PgRole::Replica, 1000),
+    ];
+    let d = run(&ok(c.clone()), &l);
+    assert!(!is_graceful(&d) && clears(&d), "{d:?}");
+    // b tagged nofailover
+    let mut nb = peer("b", PgRole::Replica, 1000);
+    nb.reply.as_mut().unwrap().tags.nofailover = true;
+    l.peers = vec![nb];
+    let d = run(&ok(c.clone()), &l);
+    assert!(!is_graceful(&d) && clears(&d), "{d:?}");
+    // b too far behind
+    l.pg.lsn = Some(10 << 20);
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(&ok(c), &l);
+    assert!(!is_graceful(&d) && clears(&d), "{d:?}");
+}
+#[test]
+fn leader_clears_requests_naming_another_leader_or_itself() {
+    let mut l = local(Some(PgRole::Primary));
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(
+        &ok(with_failover(cluster(Some("a")), Some("c"), Some("b"))),
+        &l,
+    );
+    assert!(clears(&d) && !is_graceful(&d));
+    let d = run(&ok(with_failover(cluster(Some("a")), None, Some("a"))), &l);
+    assert!(clears(&d) && !is_graceful(&d));
+}
+#[test]
+fn scheduled_switchover_waits_fires_and_expires() {
+    let mut c = with_failover(cluster(Some("a")), Some("a"), Some("b"));
+    c.failover.as_mut().unwrap().value.scheduled_at = Some("2030-01-01T00:00:00+00:00".into());
+    let t = iso8601::parse("2030-01-01T00:00:00Z").unwrap();
+    let mut l = local(Some(PgRole::Primary));
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    l.switchover.now_unix = t - 60.0;
+    let d = run(&ok(c.clone()), &l);
+    assert!(!is_graceful(&d) && !clears(&d), "waits: {d:?}");
+    l.switchover.now_unix = t + 1.0;
+    assert!(is_graceful(&run(&ok(c.clone()), &l)), "due");
+    // loop_wait 10: more than 15 s late is dropped
+    l.switchover.now_unix = t + 16.0;
+    let d = run(&ok(c.clone()), &l);
+    assert!(clears(&d) && !is_graceful(&d), "overdue: {d:?}");
+    assert_eq!(
+        switchover::seconds_until_due(&c.failover.as_ref().unwrap().value, t - 5.0),
+        Some(5.0)
+    );
+}
+#[test]
+fn candidate_takes_the_lock_once_it_has_the_old_leaders_last_wal() {
+    let mut c = with_failover(cluster(None), Some("b"), Some("a"));
+    c.status.optime = Some(2000);
+    let mut l = local(Some(PgRole::Replica));
+    l.peers = vec![peer("c", PgRole::Replica, 3000)];
+    let d = run(&ok(c.clone()), &l);
+    assert!(d.actions.is_empty(), "waits for WAL: {d:?}");
+    l.pg.lsn = Some(2000);
+    let d = run(&ok(c), &l);
+    assert_eq!(d.actions, vec![Action::AcquireLock], "{d:?}");
+}
+#[test]
+fn others_stand_back_while_the_candidate_can_take_over() {
+    let mut c = with_failover(cluster(None), Some("b"), Some("c"));
+    c.status.optime = Some(1000);
+    let mut l = local(Some(PgRole::Replica));
+    l.pg.lsn = Some(5000); // even ahead of the candidate
+    l.peers = vec![peer("c", PgRole::Replica, 1000)];
+    assert!(run(&ok(c.clone()), &l).actions.is_empty());
+    // candidate unreachable: ordinary race without the old leader
+    l.peers = vec![
+        PeerStatus {
+            name: "c".into(),
+            reply: None,
+        },
+        peer("b", PgRole::Replica, 9000),
+    ];
+    assert_eq!(run(&ok(c), &l).actions, vec![Action::AcquireLock]);
+}
+#[test]
+fn switchover_to_any_excludes_the_old_leader_and_ignores_the_lag_limit() {
+    let mut c = with_failover(cluster(None), Some("b"), None);
+    c.status.optime = Some(1000);
+    let mut l = local(Some(PgRole::Replica));
+    l.pg.lsn = Some(1000);
+    l.peers = vec![
+        peer("b", PgRole::Replica, 1200),
+        peer("c", PgRole::Replica, 900),
+    ];
+    assert_eq!(run(&ok(c), &l).actions, vec![Action::AcquireLock]);
+}
+#[test]
+fn old_leader_races_only_when_no_one_else_can() {
+    let mut c = with_failover(cluster(None), Some("a"), None);
+    c.status.optime = Some(1000);
+    let mut l = local(Some(PgRole::Replica));
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    assert!(run(&ok(c.clone()), &l).actions.is_empty());
+    l.peers = vec![peer("b", PgRole::Replica, 500)]; // b lacks the final WAL
+    assert_eq!(run(&ok(c), &l).actions, vec![Action::AcquireLock]);
+}
+#[test]
+fn race_winner_clears_the_request_when_promoting() {
+    let c = with_failover(cluster(Some("a")), Some("b"), Some("a"));
+    let d = run(&ok(c), &local(Some(PgRole::Replica)));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLock,
+            Action::Promote,
+            Action::ClearFailover { version: 7 }
+        ]
+    );
+}
+#[test]
+fn gracefully_demoted_primary_waits_then_follows_without_rewind() {
+    let now = Instant::now();
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    l.rewind.enabled = true;
+    l.switchover.demoted_gracefully_at = Some(now);
+    let d = decide(
+        &ok(with_failover(cluster(None), Some("a"), Some("b"))),
+        &l,
+        now,
+    );
+    assert!(d.actions.is_empty(), "waits for the new leader: {d:?}");
+    let d = decide(&ok(cluster(Some("b"))), &l, now);
+    assert!(
+        matches!(&d.actions[..], [Action::StartReplica { upstream: Some(u) }] if u.name == "b"),
+        "{d:?}"
+    );
+    // After ttl the ordinary rules (rewind) apply again.
+    let later = now + Duration::from_secs(31);
+    let d = decide(&ok(cluster(Some("b"))), &l, later);
+    assert!(matches!(&d.actions[..], [Action::Rewind { .. }]), "{d:?}");
 }

@@ -134,7 +134,8 @@ pub struct LocalView {
     /// Until when the leader lease surely holds: send time of the last
     /// successful renewal plus ttl. `None` when this node holds no lease.
     pub lease_deadline: Option<Instant>,
-    /// Peer answers, gathered only when the cluster has no leader.
+    /// Peer answers, gathered when the cluster has no leader, and by the
+    /// leader while a `failover` request exists.
     pub peers: Vec<PeerStatus>,
     /// Failsafe mode facts (ha-loop.md §10).
     pub failsafe: FailsafeView,
@@ -143,6 +144,8 @@ pub struct LocalView {
     /// A valid `patroni.dynamic.json` is in the data directory (checked only
     /// when the `config` key is missing or invalid).
     pub config_backup: bool,
+    /// Switchover facts (wall clock, graceful step-down).
+    pub switchover: super::switchover::SwitchoverView,
 }
 
 /// What failsafe mode needs to know. All empty when `failsafe_mode` is off.

@@ -165,3 +165,8 @@ pub struct Restart;
 #[derive(Debug, Message)]
 #[rtype(result = "Option<std::collections::BTreeMap<String, u64>>")]
 pub struct SyncSlots(pub crate::ha::slots::SlotRequest);
+
+/// Switchover: CHECKPOINT, stop fast, answer the shutdown checkpoint's LSN.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, String>")]
+pub struct StopGracefully;

@@ -788,6 +788,8 @@ impl Sim {
             config_backup: false,
             // No restore-from-backup replica method is modelled.
             can_clone_without_leader: false,
+            // No switchover requests are modelled.
+            switchover: Default::default(),
             rewind: RewindView {
                 enabled: true,
                 // A failed rewind rebuilds the node, so that the "one leader
@@ -1036,6 +1038,9 @@ impl Sim {
             // Only asked for when the config key is missing, which the
             // simulation never does.
             Action::RestoreConfig => Step::Continue,
+            // Only decided when a failover key exists, which the simulation
+            // never writes.
+            Action::ClearFailover { .. } => Step::Continue,
             // Never decided: `can_clone_without_leader` is false here.
             Action::CloneWithoutLeader => Step::Stop("no replica method without a leader".into()),
             Action::WriteHistory => {

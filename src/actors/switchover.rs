@@ -1,0 +1,74 @@
+//! Graceful demotion for a switchover (ha-loop.md §7): the supervisor's
+//! part (CHECKPOINT, fast stop, read the shutdown checkpoint's LSN) and the
+//! elector's part (publish that LSN as `status.optime`, then delete the
+//! leader key).
+
+use tracing::{info, warn};
+
+use super::postgres_jobs::JobEnv;
+use crate::dcs::{Dcs, Status};
+use crate::postgres::{Postmaster, StopMode, controldata, query};
+
+/// Supervisor side. The CHECKPOINT first makes the shutdown checkpoint
+/// short, so the primary is unavailable for as little time as possible.
+/// A fast stop makes the walsenders send everything, the shutdown
+/// checkpoint included, to the connected standbys and wait for their
+/// confirmation before the postmaster exits. Answers the shutdown
+/// checkpoint's LSN from pg_control.
+pub async fn stop(env: &JobEnv, pm: Option<Postmaster>) -> Result<u64, String> {
+    let Some(mut pm) = pm else {
+        return Err("PostgreSQL is not running".into());
+    };
+    let timeout = env.pg_ctl_timeout();
+    match query::connect(&env.local_conn(), timeout).await {
+        Ok(client) => match query::checkpoint(&client).await {
+            Ok(()) => info!(event = "checkpoint_before_switchover"),
+            Err(e) => warn!(event = "checkpoint_before_switchover_failed", error = %e),
+        },
+        Err(e) => warn!(event = "checkpoint_before_switchover_failed", error = %e),
+    }
+    let outcome = pm
+        .stop(StopMode::Fast, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(event = "postgres_stopped", mode = "fast", outcome = ?outcome, reason = "switchover");
+    let cd = controldata::read(&env.bins, &env.data_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !cd.state.is_clean_shutdown() {
+        return Err(format!(
+            "PostgreSQL did not shut down cleanly ({:?})",
+            cd.state
+        ));
+    }
+    Ok(cd.checkpoint_lsn)
+}
+
+/// Elector side, after the stop: publish the final position, then hand
+/// the lock over.
+pub async fn hand_over(
+    dcs: &dyn Dcs,
+    final_lsn: u64,
+    last_status: &Option<Status>,
+) -> Result<Status, String> {
+    let status = Status {
+        optime: Some(final_lsn),
+        slots: last_status
+            .as_ref()
+            .map(|s| s.slots.clone())
+            .unwrap_or_default(),
+        ..Status::default()
+    };
+    if let Err(e) = dcs.write_status(&status).await {
+        // The candidates then compare with the last published position; the
+        // standbys still received everything before the stop finished.
+        warn!(event = "status_write_failed", error = %e);
+    }
+    dcs.delete_leader().await.map_err(|e| e.to_string())?;
+    info!(
+        event = "lock_released",
+        reason = "switchover",
+        optime = final_lsn
+    );
+    Ok(status)
+}
