@@ -170,7 +170,12 @@ fn is_cluster_wide(name: &str) -> bool {
 /// * `unix_socket_directories` = [`DEFAULT_SOCKET_DIR`] when this process can
 ///   write there (the Debian default, short and stable), else the data
 ///   directory itself. Socket paths are limited to ~107 bytes, so deployments
-///   with deep data directories should set it explicitly.
+///   with deep data directories should set it explicitly;
+/// * `wal_retrieve_retry_interval` = `1s` (PostgreSQL's default is 5 s): how
+///   long a standby waits before it retries its upstream. After a failover
+///   or switchover the new primary may not have created the standby's slot
+///   yet when the standby first connects; with 5 s every such miss cost the
+///   rejoin 5 s (bench-switchover measured 6 s from request to streaming).
 pub fn effective_parameters(cfg: &Config, dynamic: &DynamicConfig) -> EffectiveParameters {
     let mut warnings = Vec::new();
     let mut values: BTreeMap<String, String> = BTreeMap::new();
@@ -253,6 +258,9 @@ pub fn effective_parameters(cfg: &Config, dynamic: &DynamicConfig) -> EffectiveP
     values
         .entry("unix_socket_directories".to_owned())
         .or_insert_with(|| default_socket_dir(Path::new(&cfg.postgresql.data_dir)));
+    values
+        .entry("wal_retrieve_retry_interval".to_owned())
+        .or_insert_with(|| "1s".to_owned());
 
     EffectiveParameters { values, warnings }
 }
@@ -394,6 +402,7 @@ postgresql:
         assert_eq!(v["hba_file"], "/etc/pg/pg_hba.conf");
         assert_eq!(v["ident_file"], "/etc/pg/pg_ident.conf");
         assert!(v.contains_key("unix_socket_directories"));
+        assert_eq!(v["wal_retrieve_retry_interval"], "1s");
         let cmd = command_line_parameters(v);
         assert_eq!(cmd.len(), COMMAND_LINE_PARAMETERS.len());
         assert_eq!(
