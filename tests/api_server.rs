@@ -508,7 +508,7 @@ async fn unsafe_methods() {
     }
 
     for (m, p) in [
-        (Method::POST, "/restart"),
+        (Method::POST, "/reinitialize"),
         (Method::POST, "/nonsense"),
         (Method::DELETE, "/restart"),
     ] {
