@@ -16,6 +16,7 @@ pub mod ha;
 pub mod logging;
 pub mod messages;
 pub mod postgres;
+pub mod sd_notify;
 
 /// The version published in member keys and `/patroni`. Peers branch on it
 /// (dcs-layout.md §2.1), so it claims the Patroni release whose behaviour

@@ -167,6 +167,12 @@ impl LeaderElector {
     }
 
     fn finish_cycle(&mut self, report: CycleReport, started: Instant, ctx: &mut Context<Self>) {
+        // systemd's watchdog (WatchdogSec=): a finished cycle proves the HA
+        // loop is alive; a hung loop stops the pings and systemd kills the
+        // daemon and, with KillMode=control-group, its PostgreSQL.
+        if let Err(e) = crate::sd_notify::notify("WATCHDOG=1") {
+            tracing::debug!(event = "sd_notify_failed", error = %e);
+        }
         self.lease_deadline = report.lease_deadline;
         if report.failsafe_until.is_some() != self.failsafe_active_until.is_some() {
             info!(

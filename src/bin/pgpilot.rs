@@ -263,5 +263,11 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             }
         }
     });
+    // systemd (Type=notify): the actors and the API are up.
+    match pgpilot::sd_notify::notify("READY=1") {
+        Ok(true) => info!(event = "sd_notify", state = "READY=1"),
+        Ok(false) => {}
+        Err(e) => warn!(event = "sd_notify_failed", error = %e),
+    }
     Ok(())
 }

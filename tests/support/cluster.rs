@@ -315,6 +315,11 @@ postgresql:
 
     /// Start the daemon of node `i` (as the PostgreSQL OS user).
     pub fn start(&mut self, i: usize) {
+        self.start_with_env(i, &[]);
+    }
+
+    /// Start the daemon of node `i` with extra environment variables.
+    pub fn start_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         let (uid, gid) = runtime_user();
         let node = &mut self.nodes[i];
         let log = fs::OpenOptions::new()
@@ -328,6 +333,7 @@ postgresql:
             .current_dir(&node.dir)
             .env("HOME", &node.dir)
             .env("RUST_LOG", "info,pgpilot=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
