@@ -7,12 +7,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use support::cluster::{TestCluster, Timing, sql_at};
+use support::cluster::{TestCluster, Timing};
 use support::eventually;
+use support::writer::{spawn_writer, values_on};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -823,53 +823,6 @@ async fn replicatefrom_cascades_from_the_named_replica() {
         has_row(&c, cascade, 42).await.then_some(())
     })
     .await;
-}
-/// Inserts `v = 1, 2, ...` every 50 ms into whichever node accepts writes
-/// (trying the last one that did first) and records every acknowledged
-/// value with the index of the node that acknowledged it.
-fn spawn_writer(
-    ports: Vec<u16>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<(i64, usize)>> {
-    tokio::spawn(async move {
-        let mut acked = Vec::new();
-        let mut clients: Vec<Option<tokio_postgres::Client>> = ports.iter().map(|_| None).collect();
-        let mut last = 0;
-        let mut v = 0i64;
-        while !stop.load(Ordering::SeqCst) {
-            v += 1;
-            for k in 0..ports.len() {
-                let i = (last + k) % ports.len();
-                if clients[i].as_ref().is_none_or(|c| c.is_closed()) {
-                    clients[i] = sql_at(ports[i]).await.ok();
-                }
-                let Some(client) = &clients[i] else { continue };
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&v];
-                let insert = client.execute("INSERT INTO t(v) VALUES ($1)", &params);
-                match tokio::time::timeout(Duration::from_secs(2), insert).await {
-                    Ok(Ok(_)) => {
-                        acked.push((v, i));
-                        last = i;
-                        break;
-                    }
-                    Ok(Err(_)) => {}
-                    Err(_) => clients[i] = None,
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        acked
-    })
-}
-async fn values_on(c: &TestCluster, i: usize) -> BTreeSet<i64> {
-    let client = c.sql(i).await.expect("connect");
-    client
-        .query("SELECT v FROM t", &[])
-        .await
-        .expect("select")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 /// Failover under a steady write load: the old primary, killed with its
 /// daemon, comes back and rejoins by pg_rewind (not a new basebackup),
