@@ -402,23 +402,7 @@ fn opt_bool(v: Option<&Value>, key: &str) -> Result<Option<bool>, ConfigError> {
 fn int_value(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
-        Value::String(s) => {
-            let s = s.trim();
-            let split = s
-                .find(|c: char| !(c.is_ascii_digit() || c == '-'))
-                .unwrap_or(s.len());
-            let (num, unit) = s.split_at(split);
-            let n: i64 = num.parse().ok()?;
-            let factor: i64 = match unit.trim() {
-                "" | "B" => 1,
-                "kB" => 1 << 10,
-                "MB" => 1 << 20,
-                "GB" => 1 << 30,
-                "TB" => 1 << 40,
-                _ => return None,
-            };
-            n.checked_mul(factor)
-        }
+        Value::String(s) => super::units::parse_size(s),
         _ => None,
     }
 }

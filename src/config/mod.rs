@@ -16,6 +16,7 @@ pub mod load;
 mod schema;
 mod tree;
 pub mod types;
+pub mod units;
 pub mod validate;
 
 pub use dynamic::{MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, timing_from_json};
@@ -23,4 +24,5 @@ pub use error::ConfigError;
 pub use load::{Loaded, load};
 pub use schema::parse_bool;
 pub use types::*;
+pub use units::parse_size;
 pub use validate::{validate, validate_file};

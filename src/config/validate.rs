@@ -11,20 +11,6 @@ use super::types::{Config, DynamicConfig, InitdbOption};
 
 /// initdb options Patroni sets itself (config.md §4).
 const INITDB_FORBIDDEN: &[&str] = &["pgdata", "nosync", "pwfile", "sync-only", "version"];
-/// pg_basebackup options Patroni sets itself (config.md §6).
-const BASEBACKUP_FORBIDDEN: &[&str] = &[
-    "pgdata",
-    "format",
-    "wal-method",
-    "xlog-method",
-    "gzip",
-    "version",
-    "dbname",
-    "host",
-    "port",
-    "username",
-    "password",
-];
 /// Patroni (HEAD) reserves this member name.
 const RESERVED_NAME: &str = "__patroni_strict_sync_replica_placeholder__";
 
@@ -107,7 +93,7 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
     }
     if let Some(b) = &pg.basebackup {
         for (i, opt) in option_names(b).into_iter().enumerate() {
-            if BASEBACKUP_FORBIDDEN.contains(&opt.as_str()) {
+            if crate::postgres::ops::FORBIDDEN_BASEBACKUP_OPTIONS.contains(&opt.as_str()) {
                 err(
                     &format!("postgresql.basebackup[{i}]"),
                     format!("option `{opt}` is set by pgpilot and not allowed here"),
