@@ -120,3 +120,40 @@ async fn sigterm_while_paused_leaves_postgres_running() {
     .await;
     assert_eq!(c.nodes[primary].postmaster_pid(), Some(pm), "PG restarted");
 }
+
+/// kill -9 of a paused primary's daemon: its lease runs out, but the fence
+/// (told `paused`) leaves PostgreSQL running, and no replica promotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_does_nothing_while_paused() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    patch_config(&c, primary, r#"{"pause": true}"#).await;
+    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
+        all_paused(&c, true)
+    })
+    .await;
+    let hb_file = c.nodes[primary].fence_dir().join("heartbeat.json");
+    eventually(APPLY, "the fence heartbeat says paused", || async {
+        let text = std::fs::read_to_string(&hb_file).ok()?;
+        let hb: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (hb["paused"] == true && hb["armed"] == true).then_some(())
+    })
+    .await;
+
+    let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
+    c.kill_daemon(primary).await;
+    let until = Instant::now() + Duration::from_secs(2 * c.timing.ttl);
+    let replica = 1 - primary;
+    while Instant::now() < until {
+        assert_ne!(c.http_code(replica, "/primary").await, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        kill(Pid::from_raw(pm), None).is_ok(),
+        "the fence stopped PG"
+    );
+    assert!(c.sql(primary).await.is_ok(), "PostgreSQL does not answer");
+    let log = c.nodes[primary].fence_log();
+    assert!(!log.contains("stopping PostgreSQL"), "fence log:\n{log}");
+}
