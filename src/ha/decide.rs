@@ -47,7 +47,7 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         };
     }
     if local.paused {
-        return super::pause::decide_paused(cluster, local, i_lead);
+        return super::pause::decide_paused(cluster, local, now, i_lead);
     }
 
     let (sysid, was_primary) = match &local.data_dir {

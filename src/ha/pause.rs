@@ -6,12 +6,18 @@
 
 use super::action::{Action, Decision};
 use super::decide::{follow_leader, leader_primary};
+use super::switchover::{self, RaceRule};
 use super::view::{DataDir, LocalView};
 use crate::dcs::Cluster;
 
 /// The decision while paused, once a finished job has been followed up and
 /// no job runs.
-pub(super) fn decide_paused(cluster: &Cluster, local: &LocalView, i_lead: bool) -> Decision {
+pub(super) fn decide_paused(
+    cluster: &Cluster,
+    local: &LocalView,
+    now: std::time::Instant,
+    i_lead: bool,
+) -> Decision {
     let release = |why: &str| {
         Decision::new(
             vec![Action::ReleaseLock],
@@ -48,6 +54,10 @@ pub(super) fn decide_paused(cluster: &Cluster, local: &LocalView, i_lead: bool) 
             Decision::idle(format!("paused; {why}"))
         };
     }
+    // A manual switchover's old primary rejoins as the new leader's replica.
+    if let Some(d) = switchover::after_graceful_demotion(cluster, local, now, i_lead) {
+        return d;
+    }
     if !local.pg.running {
         return if i_lead {
             release("PostgreSQL is not running")
@@ -65,14 +75,60 @@ pub(super) fn decide_paused(cluster: &Cluster, local: &LocalView, i_lead: bool) 
             vec![Action::AcquireLock],
             "paused; no leader and I run as primary: taking the lock",
         ),
+        // Only a manual failover naming me as candidate makes me race.
+        None if i_am_candidate(cluster, local) => match switchover::race_rule(cluster, local) {
+            RaceRule::Decided(d) => Decision::new(d.actions, format!("paused; {}", d.reason)),
+            RaceRule::Race { .. } => Decision::idle("paused; no leader: not racing"),
+        },
         None => {
             Decision::idle("paused; no leader: not racing (no automatic failover while paused)")
         }
-        Some(_) if i_lead && local.pg.is_primary() => leader_primary(cluster, local, "paused; "),
+        Some(_) if i_lead && local.pg.is_primary() => match manual_switchover(cluster, local) {
+            Some(d) => d,
+            None => leader_primary(cluster, local, "paused; "),
+        },
+        // The candidate of a manual failover won the lock: promote it.
+        Some(_) if i_lead && local.pg.is_replica() && i_am_candidate(cluster, local) => {
+            let mut actions = vec![Action::RenewLock, Action::Promote];
+            actions.extend(switchover::clear_after_win(cluster));
+            Decision::new(
+                actions,
+                "paused; I won the lock as the manual failover candidate: promoting",
+            )
+        }
         Some(_) if i_lead => release("I hold the lock but PostgreSQL does not run as primary"),
         Some(leader) if local.pg.is_primary() => Decision::idle(format!(
             "paused; WARNING: {leader} holds the lock but I run as a primary: not demoting"
         )),
         Some(leader) => follow_leader(cluster, leader, local),
     }
+}
+
+/// A `failover` request names me as candidate.
+fn i_am_candidate(cluster: &Cluster, local: &LocalView) -> bool {
+    cluster
+        .failover
+        .as_ref()
+        .is_some_and(|f| f.value.member.as_deref() == Some(local.name.as_str()))
+}
+
+/// The leader's side of a `failover` request while paused (ha-loop.md §6):
+/// only a switchover to a named candidate, never a scheduled one.
+fn manual_switchover(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
+    let f = cluster.failover.as_ref()?;
+    let why = if f.value.member.is_none() {
+        "a switchover without a candidate"
+    } else if f.value.scheduled_at.is_some() {
+        "a scheduled switchover"
+    } else {
+        let d = switchover::leader_side(cluster, local)?;
+        return Some(Decision::new(d.actions, format!("paused; {}", d.reason)));
+    };
+    Some(Decision::new(
+        vec![
+            Action::RenewLock,
+            Action::ClearFailover { version: f.version },
+        ],
+        format!("paused; {why} is not allowed while paused: clearing it"),
+    ))
 }

@@ -1753,3 +1753,73 @@ fn resume_returns_to_normal_rules() {
     let d = run(&ok(cluster(None)), &local(Some(PgRole::Replica)));
     assert_eq!(d.actions, vec![Action::AcquireLock]);
 }
+
+// --- pause mode: manual switchover / failover (ha-loop.md §4, §6, §13) ---
+
+#[test]
+fn paused_leader_hands_over_only_to_a_named_candidate() {
+    let mut l = paused(Some(PgRole::Primary));
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(
+        &ok(with_failover(cluster(Some("a")), Some("a"), Some("b"))),
+        &l,
+    );
+    assert!(is_graceful(&d), "{d:?}");
+    assert!(d.reason.starts_with("paused"), "{}", d.reason);
+    // Without a candidate: cleared, no demotion.
+    let d = run(&ok(with_failover(cluster(Some("a")), Some("a"), None)), &l);
+    assert!(!is_graceful(&d) && clears(&d), "{d:?}");
+    // Scheduled: cleared, no demotion.
+    let mut c = with_failover(cluster(Some("a")), Some("a"), Some("b"));
+    c.failover.as_mut().unwrap().value.scheduled_at = Some("2099-01-01T00:00:00+00:00".into());
+    let d = run(&ok(c), &l);
+    assert!(!is_graceful(&d) && clears(&d), "{d:?}");
+}
+
+#[test]
+fn paused_candidate_takes_the_free_lock_and_promotes() {
+    let c = with_failover(cluster(None), None, Some("a"));
+    let d = run(&ok(c.clone()), &paused(Some(PgRole::Replica)));
+    assert_eq!(d.actions, vec![Action::AcquireLock]);
+    let mut won = c;
+    won.leader = cluster(Some("a")).leader;
+    let d = run(&ok(won), &paused(Some(PgRole::Replica)));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLock,
+            Action::Promote,
+            Action::ClearFailover { version: 7 }
+        ]
+    );
+}
+
+#[test]
+fn paused_non_candidate_does_not_race_for_a_manual_failover() {
+    let c = with_failover(cluster(None), None, Some("b"));
+    let mut l = paused(Some(PgRole::Replica));
+    l.peers = vec![PeerStatus {
+        name: "b".into(),
+        reply: None,
+    }];
+    let d = run(&ok(c), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+}
+
+#[test]
+fn paused_old_primary_rejoins_after_a_manual_switchover() {
+    let now = Instant::now();
+    let mut l = paused(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    l.switchover.demoted_gracefully_at = Some(now);
+    let d = decide(&ok(cluster(Some("b"))), &l, now);
+    assert_eq!(
+        d.actions,
+        vec![Action::StartReplica {
+            upstream: Some(up("b", 5433))
+        }]
+    );
+}
