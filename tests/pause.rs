@@ -157,3 +157,32 @@ async fn fence_does_nothing_while_paused() {
     let log = c.nodes[primary].fence_log();
     assert!(!log.contains("stopping PostgreSQL"), "fence log:\n{log}");
 }
+
+/// While paused, a switchover to a named candidate still works (ha-loop.md
+/// §13): the candidate promotes and the old primary rejoins as its replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_to_a_named_candidate_works_while_paused() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let p0 = c.wait_healthy(BOOT).await;
+    patch_config(&c, p0, r#"{"pause": true}"#).await;
+    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
+        all_paused(&c, true)
+    })
+    .await;
+    let cand = (p0 + 1) % 3;
+    let body = serde_json::json!({"leader": c.nodes[p0].name, "candidate": c.nodes[cand].name});
+    let r = reqwest::Client::new()
+        .post(c.nodes[p0].api("/switchover"))
+        .json(&body)
+        .timeout(Duration::from_secs(90))
+        .send()
+        .await
+        .expect("POST /switchover");
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    assert_eq!(code, 200, "{text}");
+    let p1 = c.wait_healthy(BOOT).await;
+    assert_eq!(p1, cand);
+    all_paused(&c, true).await.expect("still paused");
+}
