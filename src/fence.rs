@@ -171,7 +171,9 @@ impl FenceClient {
 
     /// Carry out one cycle's order. Errors are logged: a missing fence
     /// weakens protection but must not stop the HA loop.
-    pub fn apply(&mut self, order: FenceOrder, margin: Duration) {
+    /// `paused`: pause mode is on, and the fence does nothing whatever the
+    /// deadline (ha-loop.md §13).
+    pub fn apply(&mut self, order: FenceOrder, margin: Duration, paused: bool) {
         let mut hb = self.last.clone();
         match order {
             FenceOrder::Arm(deadline) => {
@@ -185,7 +187,10 @@ impl FenceClient {
             FenceOrder::Disarm => hb.armed = false,
             FenceOrder::Keep => {}
         }
-        hb.paused = false;
+        if hb.paused != paused {
+            tracing::info!(event = "fence", paused);
+        }
+        hb.paused = paused;
         hb.exit = false;
         if hb.armed != self.last.armed {
             tracing::info!(event = "fence", armed = hb.armed);

@@ -397,6 +397,21 @@ impl Handler<Shutdown> for LeaderElector {
         let links = self.links.clone();
         let held = self.lease_deadline.is_some();
         let fence = self.fence.clone();
+        if self.dynamic.pause {
+            // ha-loop.md §16: paused, PostgreSQL and the lock are left
+            // alone. The session is not revoked either (that would drop the
+            // leader key with it); it lapses after ttl unless a restarted
+            // daemon takes over first. The fence stays paused.
+            info!(
+                event = "shutdown",
+                "paused: leaving PostgreSQL running and the leader lock in place"
+            );
+            return Box::pin(
+                async {}
+                    .into_actor(self)
+                    .map(|_, _, _| System::current().stop()),
+            );
+        }
         Box::pin(
             async move {
                 info!(event = "shutdown", "stopping PostgreSQL (fast)");
@@ -586,6 +601,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             now_unix: ha::iso8601::now_unix(),
             demoted_gracefully_at,
         },
+        paused: dynamic.pause,
     };
     let decided_at = Instant::now();
     let decision = ha::decide(&dcs_view, &local, decided_at);
@@ -682,7 +698,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     let order = fence_order(&pg.facts, demoted, renewed.max(report.failsafe_until));
     let margin = timing.fence_margin();
     if let Ok(mut f) = fence.lock() {
-        f.apply(order, margin);
+        f.apply(order, margin, dynamic.pause);
     }
     report
 }

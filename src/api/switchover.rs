@@ -151,6 +151,19 @@ pub fn validate(kind: Kind, body: &[u8], now_unix: f64) -> Result<Request, Refus
 /// members whose `/patroni` decides whether a good candidate exists.
 pub fn precheck<'c>(req: &Request, cluster: &'c Cluster) -> Result<Vec<&'c Member>, Refusal> {
     let action = req.kind.name();
+    // Pause mode (ha-loop.md §13): only an immediate switchover to a named
+    // candidate (Patroni's texts).
+    if crate::api::cluster::cluster_paused(cluster) {
+        if req.scheduled_at.is_some() {
+            return Err((400, "Can't schedule switchover in the paused state".into()));
+        }
+        if req.candidate.is_none() {
+            return Err((
+                400,
+                "Switchover is possible only to a specific candidate in a paused state".into(),
+            ));
+        }
+    }
     if let Some(l) = &req.leader
         && cluster.leader_name() != Some(l.as_str())
     {
@@ -512,6 +525,26 @@ mod tests {
         let e = precheck(&req(Some("a"), Some("b")), &pending).unwrap_err();
         assert_eq!(e.0, 412);
         assert!(e.1.contains("another switchover is pending"), "{}", e.1);
+    }
+
+    #[test]
+    fn paused_cluster_takes_only_an_immediate_switchover_to_a_candidate() {
+        let mut c = cluster("a", &["a", "b", "c"]);
+        c.config = Some(Versioned {
+            value: serde_json::json!({"pause": true}),
+            version: 1,
+        });
+        let e = precheck(&req(Some("a"), None), &c).unwrap_err();
+        assert_eq!(e.0, 400, "{}", e.1);
+        assert!(e.1.contains("specific candidate"), "{}", e.1);
+        let mut sched = req(Some("a"), Some("b"));
+        sched.scheduled_at = Some("2030-12-01T10:00:00Z".into());
+        let e = precheck(&sched, &c).unwrap_err();
+        assert_eq!(
+            e,
+            (400, "Can't schedule switchover in the paused state".into())
+        );
+        assert!(precheck(&req(Some("a"), Some("b")), &c).is_ok());
     }
 
     #[test]

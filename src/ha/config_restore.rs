@@ -89,6 +89,7 @@ mod tests {
             rewind: Default::default(),
             can_clone_without_leader: false,
             switchover: Default::default(),
+            paused: false,
         }
     }
 

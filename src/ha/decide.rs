@@ -13,11 +13,20 @@ use crate::dcs::{Cluster, Member, MemberData};
 /// `now` is compared with `local.lease_deadline` to decide whether a primary
 /// that cannot reach the DCS may keep serving until its next chance to renew.
 pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
-    if let Some(d) = lease_lapsed(local, now) {
+    // Paused: the operator is in charge; a lapsed lease or a lost DCS
+    // stops nothing (ha-loop.md §13).
+    if !local.paused
+        && let Some(d) = lease_lapsed(local, now)
+    {
         return d;
     }
     let cluster = match dcs {
         DcsView::Ok(c) => c,
+        DcsView::Failed(err) if local.paused => {
+            return Decision::idle(format!(
+                "paused; DCS is not accessible ({err}): doing nothing"
+            ));
+        }
         DcsView::Failed(err) => return dcs_failed(err, local, now),
     };
     let i_lead = cluster.leader_name() == Some(local.name.as_str());
@@ -36,6 +45,9 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         } else {
             Decision::idle(format!("{job:?} in progress"))
         };
+    }
+    if local.paused {
+        return super::pause::decide_paused(cluster, local, now, i_lead);
     }
 
     let (sysid, was_primary) = match &local.data_dir {
@@ -106,17 +118,7 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
                 if let Some(d) = switchover::leader_side(cluster, local) {
                     return d;
                 }
-                let mut actions = vec![Action::RenewLock];
-                let mut reason = "I am the leader with the lock";
-                if history_stale(cluster, local) {
-                    actions.push(Action::WriteHistory);
-                    reason = "I am the leader on a new timeline: publishing the history";
-                }
-                if let Some(members) = failsafe_update(cluster, local) {
-                    actions.push(Action::WriteFailsafe { members });
-                }
-                actions.extend(super::config_restore::config_restore(cluster, local));
-                Decision::new(actions, reason)
+                leader_primary(cluster, local, "")
             } else {
                 let mut actions = vec![Action::RenewLock, Action::Promote];
                 actions.extend(switchover::clear_after_win(cluster));
@@ -132,23 +134,46 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
                     format!("{leader} holds the lock but I run as a primary: demoting"),
                 );
             }
-            match stream_source(cluster, leader, local) {
-                Some(up) if local.pg.following.as_deref() != Some(up.name.as_str()) => {
-                    let reason = if up.name == leader {
-                        format!("following new leader {leader}")
-                    } else {
-                        format!("following {} (replicatefrom), leader {leader}", up.name)
-                    };
-                    Decision::new(vec![Action::Follow { upstream: up }], reason)
-                }
-                Some(up) if up.name != leader => Decision::idle(format!(
-                    "no action: streaming from {} (replicatefrom), leader {leader}",
-                    up.name
-                )),
-                Some(_) => Decision::idle(format!("no action: streaming from leader {leader}")),
-                None => Decision::idle(format!("leader {leader} has no member record yet")),
-            }
+            follow_leader(cluster, leader, local)
         }
+    }
+}
+
+/// The leader's PostgreSQL runs as primary: renew the lock and keep the
+/// leader's keys (history, failsafe, config) current. `prefix` starts the
+/// reason (pause mode says so).
+pub(super) fn leader_primary(cluster: &Cluster, local: &LocalView, prefix: &str) -> Decision {
+    let mut actions = vec![Action::RenewLock];
+    let mut reason = "I am the leader with the lock";
+    if history_stale(cluster, local) {
+        actions.push(Action::WriteHistory);
+        reason = "I am the leader on a new timeline: publishing the history";
+    }
+    if let Some(members) = failsafe_update(cluster, local) {
+        actions.push(Action::WriteFailsafe { members });
+    }
+    actions.extend(super::config_restore::config_restore(cluster, local));
+    Decision::new(actions, format!("{prefix}{reason}"))
+}
+
+/// A running replica and another node's lock: stream from the right
+/// upstream (reload only, never a restart).
+pub(super) fn follow_leader(cluster: &Cluster, leader: &str, local: &LocalView) -> Decision {
+    match stream_source(cluster, leader, local) {
+        Some(up) if local.pg.following.as_deref() != Some(up.name.as_str()) => {
+            let reason = if up.name == leader {
+                format!("following new leader {leader}")
+            } else {
+                format!("following {} (replicatefrom), leader {leader}", up.name)
+            };
+            Decision::new(vec![Action::Follow { upstream: up }], reason)
+        }
+        Some(up) if up.name != leader => Decision::idle(format!(
+            "no action: streaming from {} (replicatefrom), leader {leader}",
+            up.name
+        )),
+        Some(_) => Decision::idle(format!("no action: streaming from leader {leader}")),
+        None => Decision::idle(format!("leader {leader} has no member record yet")),
     }
 }
 

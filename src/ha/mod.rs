@@ -10,6 +10,7 @@ mod config_restore;
 mod decide;
 pub mod history;
 pub mod iso8601;
+mod pause;
 pub mod slots;
 pub mod switchover;
 mod view;

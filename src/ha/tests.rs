@@ -102,6 +102,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         rewind: RewindView::default(),
         config_backup: false,
         switchover: SwitchoverView::default(),
+        paused: false,
     }
 }
 
@@ -1561,4 +1562,264 @@ fn gracefully_demoted_primary_waits_then_follows_without_rewind() {
     let later = now + Duration::from_secs(31);
     let d = decide(&ok(cluster(Some("b"))), &l, later);
     assert!(matches!(&d.actions[..], [Action::Rewind { .. }]), "{d:?}");
+}
+
+// --- pause mode (ha-loop.md §13) ---
+
+fn paused(role: Option<PgRole>) -> LocalView {
+    LocalView {
+        paused: true,
+        ..local(role)
+    }
+}
+
+fn no_start_stop(d: &Decision) {
+    for a in &d.actions {
+        assert!(
+            !matches!(
+                a,
+                Action::Promote
+                    | Action::Demote { .. }
+                    | Action::StartPrimary
+                    | Action::StartReplica { .. }
+                    | Action::Bootstrap
+                    | Action::Clone { .. }
+                    | Action::CloneWithoutLeader
+                    | Action::Reinitialize { .. }
+                    | Action::Rewind { .. }
+                    | Action::Fatal { .. }
+            ),
+            "paused, but {a}: {d:?}"
+        );
+    }
+    assert!(d.reason.starts_with("paused"), "{}", d.reason);
+}
+
+#[test]
+fn paused_leader_primary_renews() {
+    let d = run(&ok(cluster(Some("a"))), &paused(Some(PgRole::Primary)));
+    assert_eq!(d.actions, vec![Action::RenewLock]);
+    no_start_stop(&d);
+}
+
+#[test]
+fn paused_lock_holder_replica_releases_instead_of_promoting() {
+    // Demoted by hand: the lock goes, nothing is promoted.
+    let d = run(&ok(cluster(Some("a"))), &paused(Some(PgRole::Replica)));
+    assert_eq!(d.actions, vec![Action::ReleaseLock]);
+    no_start_stop(&d);
+}
+
+#[test]
+fn paused_crashed_leader_releases_the_lock_and_does_not_restart() {
+    let mut l = paused(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::ReleaseLock]);
+    no_start_stop(&d);
+}
+
+#[test]
+fn paused_stopped_replica_is_not_started() {
+    for leader in [Some("b"), None] {
+        let d = run(&ok(cluster(leader)), &paused(None));
+        assert!(d.actions.is_empty(), "{d:?}");
+        no_start_stop(&d);
+    }
+}
+
+#[test]
+fn paused_replica_without_leader_does_not_race() {
+    let d = run(&ok(cluster(None)), &paused(Some(PgRole::Replica)));
+    assert!(d.actions.is_empty(), "{d:?}");
+    no_start_stop(&d);
+}
+
+#[test]
+fn paused_primary_without_leader_takes_the_lock() {
+    let d = run(&ok(cluster(None)), &paused(Some(PgRole::Primary)));
+    assert_eq!(d.actions, vec![Action::AcquireLock]);
+    no_start_stop(&d);
+}
+
+#[test]
+fn paused_primary_under_another_leader_warns_but_does_not_demote() {
+    let d = run(&ok(cluster(Some("b"))), &paused(Some(PgRole::Primary)));
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("not demoting"), "{}", d.reason);
+    no_start_stop(&d);
+}
+
+#[test]
+fn paused_replica_still_follows_the_leader() {
+    let mut l = paused(Some(PgRole::Replica));
+    l.pg.following = Some("c".into());
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Follow {
+            upstream: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn paused_sysid_mismatch_only_warns() {
+    let mut c = cluster(Some("b"));
+    c.initialize = Some("7999".into());
+    let d = run(&ok(c.clone()), &paused(Some(PgRole::Replica)));
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("WARNING"), "{}", d.reason);
+    no_start_stop(&d);
+    // The lock holder lets its lock go.
+    c.leader = cluster(Some("a")).leader;
+    let d = run(&ok(c), &paused(Some(PgRole::Primary)));
+    assert_eq!(d.actions, vec![Action::ReleaseLock]);
+    no_start_stop(&d);
+}
+
+#[test]
+fn paused_empty_data_dir_is_neither_bootstrapped_nor_cloned() {
+    for leader in [None, Some("b")] {
+        let mut c = cluster(leader);
+        if leader.is_none() {
+            c.initialize = None;
+        }
+        let l = LocalView {
+            paused: true,
+            ..empty_local()
+        };
+        let d = run(&ok(c), &l);
+        assert!(d.actions.is_empty(), "{d:?}");
+        no_start_stop(&d);
+    }
+    let l = LocalView {
+        paused: true,
+        ..empty_local()
+    };
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::ReleaseLock]);
+}
+
+#[test]
+fn paused_former_primary_is_not_rewound() {
+    let mut l = paused(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    l.rewind = RewindView {
+        enabled: true,
+        remove_on_failure: true,
+        remove_on_diverged: true,
+        failed: false,
+    };
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    no_start_stop(&d);
+}
+
+#[test]
+fn paused_dcs_failure_and_lapsed_lease_stop_nothing() {
+    let now = Instant::now();
+    let mut l = paused(Some(PgRole::Primary));
+    l.lease_deadline = Some(now - Duration::from_secs(2));
+    let d = decide(&DcsView::Failed(DcsError::Unreachable("x".into())), &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+    no_start_stop(&d);
+    l.lease_deadline = None;
+    let d = decide(&DcsView::Failed(DcsError::Unreachable("x".into())), &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+    // A lapsed lease with the DCS back: the lock is still mine, renew it.
+    l.lease_deadline = Some(now - Duration::from_secs(2));
+    let d = decide(&ok(cluster(Some("a"))), &l, now);
+    assert_eq!(d.actions, vec![Action::RenewLock]);
+}
+
+#[test]
+fn resume_returns_to_normal_rules() {
+    // The same facts without pause: the crashed leader restarts, the lone
+    // replica races.
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::RenewLock, Action::StartPrimary]);
+    let d = run(&ok(cluster(None)), &local(Some(PgRole::Replica)));
+    assert_eq!(d.actions, vec![Action::AcquireLock]);
+}
+
+// --- pause mode: manual switchover / failover (ha-loop.md §4, §6, §13) ---
+
+#[test]
+fn paused_leader_hands_over_only_to_a_named_candidate() {
+    let mut l = paused(Some(PgRole::Primary));
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(
+        &ok(with_failover(cluster(Some("a")), Some("a"), Some("b"))),
+        &l,
+    );
+    assert!(is_graceful(&d), "{d:?}");
+    assert!(d.reason.starts_with("paused"), "{}", d.reason);
+    // Without a candidate: cleared, no demotion.
+    let d = run(&ok(with_failover(cluster(Some("a")), Some("a"), None)), &l);
+    assert!(!is_graceful(&d) && clears(&d), "{d:?}");
+    // Scheduled: cleared, no demotion.
+    let mut c = with_failover(cluster(Some("a")), Some("a"), Some("b"));
+    c.failover.as_mut().unwrap().value.scheduled_at = Some("2099-01-01T00:00:00+00:00".into());
+    let d = run(&ok(c), &l);
+    assert!(!is_graceful(&d) && clears(&d), "{d:?}");
+}
+
+#[test]
+fn paused_candidate_takes_the_free_lock_and_promotes() {
+    let c = with_failover(cluster(None), None, Some("a"));
+    let d = run(&ok(c.clone()), &paused(Some(PgRole::Replica)));
+    assert_eq!(d.actions, vec![Action::AcquireLock]);
+    let mut won = c;
+    won.leader = cluster(Some("a")).leader;
+    let d = run(&ok(won), &paused(Some(PgRole::Replica)));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLock,
+            Action::Promote,
+            Action::ClearFailover { version: 7 }
+        ]
+    );
+}
+
+#[test]
+fn paused_non_candidate_does_not_race_for_a_manual_failover() {
+    let c = with_failover(cluster(None), None, Some("b"));
+    let mut l = paused(Some(PgRole::Replica));
+    l.peers = vec![PeerStatus {
+        name: "b".into(),
+        reply: None,
+    }];
+    let d = run(&ok(c), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+}
+
+#[test]
+fn paused_old_primary_rejoins_after_a_manual_switchover() {
+    let now = Instant::now();
+    let mut l = paused(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    l.switchover.demoted_gracefully_at = Some(now);
+    let d = decide(&ok(cluster(Some("b"))), &l, now);
+    assert_eq!(
+        d.actions,
+        vec![Action::StartReplica {
+            upstream: Some(up("b", 5433))
+        }]
+    );
 }

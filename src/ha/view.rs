@@ -146,6 +146,10 @@ pub struct LocalView {
     pub config_backup: bool,
     /// Switchover facts (wall clock, graceful step-down).
     pub switchover: super::switchover::SwitchoverView,
+    /// Pause (maintenance) mode, `pause` of the dynamic configuration
+    /// (ha-loop.md §13): nothing is promoted, demoted, started or stopped
+    /// automatically.
+    pub paused: bool,
 }
 
 /// What failsafe mode needs to know. All empty when `failsafe_mode` is off.

@@ -798,6 +798,8 @@ impl Sim {
                 remove_on_diverged: false,
                 failed: n.rewind_failed,
             },
+            // Pause mode is not modelled.
+            paused: false,
         }
     }
 

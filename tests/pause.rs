@@ -1,0 +1,188 @@
+//! Pause (maintenance) mode against real etcd and PostgreSQL: with
+//! `pause: true` a crashed primary is neither restarted nor replaced, the
+//! daemon's SIGTERM leaves PostgreSQL running, and resuming brings the
+//! cluster back to one primary.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::cluster::{TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(90);
+const APPLY: Duration = Duration::from_secs(20);
+
+async fn patch_config(c: &TestCluster, i: usize, body: &str) {
+    let r = reqwest::Client::new()
+        .patch(c.nodes[i].api("/config"))
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("PATCH /config");
+    let code = r.status().as_u16();
+    assert_eq!(code, 200, "{}", r.text().await.unwrap_or_default());
+}
+
+async fn all_paused(c: &TestCluster, want: bool) -> Option<()> {
+    for i in 0..c.nodes.len() {
+        let s = c.status(i).await?;
+        let paused = s.get("pause").and_then(|v| v.as_bool()).unwrap_or(false);
+        if paused != want {
+            return None;
+        }
+    }
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_cluster_neither_restarts_nor_fails_over_then_resumes() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+
+    patch_config(&c, primary, r#"{"pause": true}"#).await;
+    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
+        all_paused(&c, true)
+    })
+    .await;
+
+    // Crash the primary's PostgreSQL (the daemon keeps running).
+    let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
+    kill(Pid::from_raw(pm), Signal::SIGKILL).unwrap();
+    let watch = Duration::from_secs(2 * c.timing.ttl);
+    let until = Instant::now() + watch;
+    while Instant::now() < until {
+        for i in 0..c.nodes.len() {
+            if i == primary {
+                continue;
+            }
+            assert_ne!(
+                c.http_code(i, "/primary").await,
+                200,
+                "node {i} became primary while paused"
+            );
+        }
+        assert!(
+            // A restart writes a new postmaster.pid.
+            c.nodes[primary].postmaster_pid().is_none_or(|p| p == pm),
+            "PostgreSQL of the paused primary was restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(c.nodes[primary].log().contains("paused"));
+
+    // Resume: one primary again (restart of the old one or a failover).
+    patch_config(&c, (primary + 1) % 3, r#"{"pause": null}"#).await;
+    eventually(APPLY, "/patroni shows no pause", || all_paused(&c, false)).await;
+    let now = c.wait_healthy(BOOT).await;
+    eprintln!("after resume the primary is node {now} (was {primary})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_paused_leaves_postgres_running() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    patch_config(&c, primary, r#"{"pause": true}"#).await;
+    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
+        all_paused(&c, true)
+    })
+    .await;
+
+    let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
+    c.signal(primary, Signal::SIGTERM);
+    let code = c.wait_exit(primary, Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "daemon exit code after SIGTERM");
+    // Still running, still accepting connections, and no failover.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.nodes[primary].postmaster_pid(), Some(pm));
+    assert!(kill(Pid::from_raw(pm), None).is_ok(), "postmaster is gone");
+    let client = c.sql(primary).await.expect("PostgreSQL answers");
+    let row = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0), "no longer a primary");
+    let replica = 1 - primary;
+    assert_ne!(c.http_code(replica, "/primary").await, 200);
+
+    // A restarted daemon adopts the running PostgreSQL and the lock.
+    c.start(primary);
+    eventually(
+        APPLY,
+        "the restarted daemon reports the primary",
+        || async { (c.http_code(primary, "/primary").await == 200).then_some(()) },
+    )
+    .await;
+    assert_eq!(c.nodes[primary].postmaster_pid(), Some(pm), "PG restarted");
+}
+
+/// kill -9 of a paused primary's daemon: its lease runs out, but the fence
+/// (told `paused`) leaves PostgreSQL running, and no replica promotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_does_nothing_while_paused() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    patch_config(&c, primary, r#"{"pause": true}"#).await;
+    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
+        all_paused(&c, true)
+    })
+    .await;
+    let hb_file = c.nodes[primary].fence_dir().join("heartbeat.json");
+    eventually(APPLY, "the fence heartbeat says paused", || async {
+        let text = std::fs::read_to_string(&hb_file).ok()?;
+        let hb: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (hb["paused"] == true && hb["armed"] == true).then_some(())
+    })
+    .await;
+
+    let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
+    c.kill_daemon(primary).await;
+    let until = Instant::now() + Duration::from_secs(2 * c.timing.ttl);
+    let replica = 1 - primary;
+    while Instant::now() < until {
+        assert_ne!(c.http_code(replica, "/primary").await, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        kill(Pid::from_raw(pm), None).is_ok(),
+        "the fence stopped PG"
+    );
+    assert!(c.sql(primary).await.is_ok(), "PostgreSQL does not answer");
+    let log = c.nodes[primary].fence_log();
+    assert!(!log.contains("stopping PostgreSQL"), "fence log:\n{log}");
+}
+
+/// While paused, a switchover to a named candidate still works (ha-loop.md
+/// §13): the candidate promotes and the old primary rejoins as its replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_to_a_named_candidate_works_while_paused() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let p0 = c.wait_healthy(BOOT).await;
+    patch_config(&c, p0, r#"{"pause": true}"#).await;
+    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
+        all_paused(&c, true)
+    })
+    .await;
+    let cand = (p0 + 1) % 3;
+    let body = serde_json::json!({"leader": c.nodes[p0].name, "candidate": c.nodes[cand].name});
+    let r = reqwest::Client::new()
+        .post(c.nodes[p0].api("/switchover"))
+        .json(&body)
+        .timeout(Duration::from_secs(90))
+        .send()
+        .await
+        .expect("POST /switchover");
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    assert_eq!(code, 200, "{text}");
+    let p1 = c.wait_healthy(BOOT).await;
+    assert_eq!(p1, cand);
+    all_paused(&c, true).await.expect("still paused");
+}
