@@ -1,0 +1,177 @@
+//! pgpilotctl against a real 3-node cluster (etcd, PostgreSQL 15): output
+//! parsed as JSON and checked against the cluster, changes checked through
+//! the REST API, refusals exit non-zero and name what they refused.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::cluster::{TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(120);
+
+/// Run `pgpilotctl -c <node0 config> args...`, feeding `stdin`.
+fn ctl(c: &TestCluster, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgpilotctl");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("pgpilotctl output")
+}
+
+fn ok(c: &TestCluster, args: &[&str]) -> String {
+    let out = ctl(c, args, "");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pgpilotctl {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn list_json(c: &TestCluster) -> Vec<Value> {
+    let out = ok(c, &["list", "-f", "json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("list -f json: {e}: {out}"))
+}
+
+fn leader_of(rows: &[Value]) -> Option<String> {
+    let leaders: Vec<&Value> = rows.iter().filter(|r| r["Role"] == "Leader").collect();
+    (leaders.len() == 1).then(|| leaders[0]["Member"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgpilotctl_against_a_real_cluster() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let leader = c.nodes[p].name.clone();
+
+    // list -f json: one Leader, two streaming replicas.
+    let rows = eventually(
+        Duration::from_secs(30),
+        "list shows 2 streaming replicas",
+        || {
+            let rows = list_json(&c);
+            let streaming = rows
+                .iter()
+                .filter(|r| r["Role"] == "Replica" && r["State"] == "streaming")
+                .count();
+            async move { (streaming == 2).then_some(rows) }
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        leader_of(&rows).as_deref(),
+        Some(leader.as_str()),
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r["Cluster"] == c.scope.as_str()));
+
+    // The table, tsv and topology name every member.
+    let table = ok(&c, &["list"]);
+    let topo = ok(&c, &["topology"]);
+    let tsv = ok(&c, &["list", "-f", "tsv"]);
+    for n in &c.nodes {
+        assert!(table.contains(&n.name), "{table}");
+        assert!(topo.contains(&n.name), "{topo}");
+        assert!(tsv.contains(&n.name), "{tsv}");
+    }
+    assert!(
+        table.starts_with(&format!("+ Cluster: {} (", c.scope)),
+        "{table}"
+    );
+    assert!(topo.contains(&format!("| {leader} ")), "{topo}");
+    assert_eq!(topo.matches("| + ").count(), 2, "{topo}");
+
+    // show-config: the dynamic configuration as YAML.
+    let config = ok(&c, &["show-config"]);
+    assert!(config.contains("ttl: 6"), "{config}");
+
+    // edit-config --set loop_wait=2 --force changes GET /config.
+    let out = ok(&c, &["edit-config", "--set", "loop_wait=2", "--force"]);
+    assert!(out.contains("+ loop_wait: 2"), "{out}");
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert_eq!(cfg["loop_wait"], 2, "{cfg}");
+
+    // Without --force: "n" on stdin refuses and changes nothing, "y" applies.
+    let refused = ctl(&c, &["edit-config", "--pg", "work_mem=8MB"], "n\n");
+    assert!(!refused.status.success());
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert!(
+        cfg["postgresql"]["parameters"]["work_mem"].is_null(),
+        "{cfg}"
+    );
+    let applied = ctl(&c, &["edit-config", "--pg", "work_mem=8MB"], "y\n");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert_eq!(cfg["postgresql"]["parameters"]["work_mem"], "8MB", "{cfg}");
+
+    // dsn points at the leader's PostgreSQL.
+    let dsn = ok(&c, &["dsn"]);
+    assert_eq!(
+        dsn.trim(),
+        format!("host=127.0.0.1 port={}", c.nodes[p].pg_port)
+    );
+
+    // reload of every member.
+    let out = ok(&c, &["reload", &c.scope, "--force"]);
+    assert_eq!(out.matches("Success: reload on member").count(), 3, "{out}");
+
+    // Refusals: unknown candidate, switchover to the leader; nothing changes.
+    let out = ctl(&c, &["switchover", "--candidate", "nosuch", "--force"], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuch"), "{err}");
+    let out = ctl(&c, &["switchover", "--candidate", &leader, "--force"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already the leader"));
+    let out = ctl(&c, &["restart", "nosuch", "--force"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    assert_eq!(leader_of(&list_json(&c)).as_deref(), Some(leader.as_str()));
+
+    // switchover --candidate <replica> --force.
+    let candidate = c.nodes[(p + 1) % 3].name.clone();
+    let out = ok(&c, &["switchover", "--candidate", &candidate, "--force"]);
+    assert!(out.contains("Successfully switched over"), "{out}");
+    eventually(Duration::from_secs(60), "candidate leads in list", || {
+        let l = leader_of(&list_json(&c));
+        let want = candidate.clone();
+        async move { (l.as_deref() == Some(want.as_str())).then_some(()) }
+    })
+    .await;
+
+    // history -f json: one entry, for timeline 1.
+    // The new leader writes the history key shortly after its promotion.
+    let h = eventually(Duration::from_secs(30), "history has an entry", || {
+        let h = ok(&c, &["history", "-f", "json"]);
+        let h: Vec<Value> = serde_json::from_str(&h).unwrap_or_else(|e| panic!("{e}: {h}"));
+        async move { (!h.is_empty()).then_some(h) }
+    })
+    .await;
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["TL"], 1, "{h:?}");
+    assert_eq!(h[0]["New Leader"], candidate.as_str(), "{h:?}");
+
+    let v = ok(&c, &["version"]);
+    assert!(v.contains("pgpilotctl version"), "{v}");
+    assert_eq!(v.matches("Patroni 4.1.4 PostgreSQL").count(), 3, "{v}");
+}
