@@ -175,3 +175,61 @@ async fn pgpilotctl_against_a_real_cluster() {
     assert!(v.contains("pgpilotctl version"), "{v}");
     assert_eq!(v.matches("Patroni 4.1.4 PostgreSQL").count(), 3, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgpilotctl_pause_failover_restart() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let leader = c.nodes[p].name.clone();
+
+    // pause --wait: every member key shows the pause when it returns.
+    let out = ok(&c, &["pause", "--wait"]);
+    assert!(out.contains("paused"), "{out}");
+    let table = ok(&c, &["list"]);
+    assert!(table.contains("Maintenance mode: on"), "{table}");
+    let s = c.status(p).await.expect("status");
+    assert_eq!(s["pause"], true, "{s}");
+    // Pausing twice is refused.
+    let again = ctl(&c, &["pause"], "");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already paused"));
+    let out = ok(&c, &["resume", "--wait"]);
+    assert!(out.contains("resumed"), "{out}");
+    assert!(!ok(&c, &["list"]).contains("Maintenance mode"));
+
+    // restart of one replica, confirmed on stdin.
+    let replica = (p + 1) % 3;
+    let before = c.nodes[replica].postmaster_pid();
+    let out = ctl(&c, &["restart", &c.nodes[replica].name.clone()], "y\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Success: restart on member"));
+    assert_ne!(c.nodes[replica].postmaster_pid(), before);
+    // A missing confirmation restarts nothing.
+    let pid = c.nodes[replica].postmaster_pid();
+    let out = ctl(&c, &["restart", &c.nodes[replica].name.clone()], "");
+    assert!(!out.status.success());
+    assert_eq!(c.nodes[replica].postmaster_pid(), pid);
+    c.wait_healthy(BOOT).await;
+
+    // failover needs a candidate; with one, it becomes the leader.
+    let out = ctl(&c, &["failover", "--force"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("candidate"));
+    let candidate = c.nodes[(p + 2) % 3].name.clone();
+    let out = ok(&c, &["failover", "--candidate", &candidate, "--force"]);
+    assert!(out.contains("failed over"), "{out}");
+    eventually(Duration::from_secs(60), "candidate leads in list", || {
+        let l = leader_of(&list_json(&c));
+        let want = candidate.clone();
+        async move { (l.as_deref() == Some(want.as_str())).then_some(()) }
+    })
+    .await;
+    assert_ne!(candidate, leader);
+    let dsn = ok(&c, &["dsn", "--role", "replica"]);
+    assert!(dsn.starts_with("host=127.0.0.1 port="), "{dsn}");
+}
