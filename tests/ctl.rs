@@ -134,6 +134,9 @@ async fn pgpilotctl_against_a_real_cluster() {
     // reload of every member.
     let out = ok(&c, &["reload", &c.scope, "--force"]);
     assert_eq!(out.matches("Success: reload on member").count(), 3, "{out}");
+    let out = ok(&c, &["reload", "--role", "replica", "--force"]);
+    assert_eq!(out.matches("Success: reload on member").count(), 2, "{out}");
+    assert!(!out.contains(&format!("member {leader}:")), "{out}");
 
     // Refusals: unknown candidate, switchover to the leader; nothing changes.
     let out = ctl(&c, &["switchover", "--candidate", "nosuch", "--force"], "");

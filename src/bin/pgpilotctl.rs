@@ -112,6 +112,12 @@ enum Command {
         /// is the config file's `scope`.
         #[arg(value_name = "CLUSTER|MEMBER")]
         args: Vec<String>,
+        /// Only members with this role.
+        #[arg(short = 'r', long = "role", value_enum)]
+        role: Option<Role>,
+        /// Only members waiting for a restart to apply settings.
+        #[arg(short = 'p', long = "pending")]
+        pending: bool,
         #[arg(long)]
         force: bool,
     },
@@ -121,6 +127,9 @@ enum Command {
         /// is the config file's `scope`.
         #[arg(value_name = "CLUSTER|MEMBER")]
         args: Vec<String>,
+        /// Only members with this role.
+        #[arg(short = 'r', long = "role", value_enum)]
+        role: Option<Role>,
         #[arg(long)]
         force: bool,
     },
@@ -440,6 +449,8 @@ async fn per_member(
     ctx: &Ctx,
     names: &[String],
     endpoint: &str,
+    role: Option<Role>,
+    pending: bool,
     force: bool,
 ) -> anyhow::Result<()> {
     let cluster = ctx.cluster().await?;
@@ -451,9 +462,31 @@ async fn per_member(
             .map(|n| member_of(&cluster, &ctx.scope, n))
             .collect::<anyhow::Result<_>>()?
     };
+    let leader = cluster.leader_name();
+    let members: Vec<Member> = members
+        .into_iter()
+        .filter(|m| {
+            let is_leader = Some(m.name.as_str()) == leader;
+            match role {
+                Some(Role::Primary | Role::Leader) => is_leader,
+                Some(Role::Replica) => !is_leader,
+                Some(Role::Any) | None => true,
+            }
+        })
+        .filter(|m| !pending || m.data.pending_restart)
+        .collect();
     if members.is_empty() {
-        bail!("cluster {} has no members", ctx.scope);
+        bail!(
+            "no member of cluster {} matches (names, --role{})",
+            ctx.scope,
+            if pending { ", --pending" } else { "" }
+        );
     }
+    let body = if pending {
+        json!({"restart_pending": true})
+    } else {
+        json!({})
+    };
     print!("{}", list::render_table(&cluster, &ctx.scope));
     let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
     if !force {
@@ -465,7 +498,7 @@ async fn per_member(
     let mut failed = Vec::new();
     for m in &members {
         match ctx
-            .request(m, reqwest::Method::POST, endpoint, Some(&json!({})))
+            .request(m, reqwest::Method::POST, endpoint, Some(&body))
             .await
         {
             Ok((code @ (200 | 202), body)) => {
@@ -720,15 +753,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
             switchover(&ctx, true, None, candidate.as_deref(), None, *force).await?;
         }
-        Command::Restart { args, force } | Command::Reload { args, force } => {
-            let endpoint = if matches!(cli.command, Command::Restart { .. }) {
-                "restart"
-            } else {
-                "reload"
-            };
+        Command::Restart {
+            args,
+            role,
+            pending,
+            force,
+        } => {
             let (cluster, members) = split_cluster_members(&cfg, args);
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
-            per_member(&ctx, members, endpoint, *force).await?;
+            per_member(&ctx, members, "restart", *role, *pending, *force).await?;
+        }
+        Command::Reload { args, role, force } => {
+            let (cluster, members) = split_cluster_members(&cfg, args);
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            per_member(&ctx, members, "reload", *role, false, *force).await?;
         }
         Command::Dsn {
             cluster,
