@@ -235,4 +235,33 @@ async fn pgpilotctl_pause_failover_restart() {
     assert_ne!(candidate, leader);
     let dsn = ok(&c, &["dsn", "--role", "replica"]);
     assert!(dsn.starts_with("host=127.0.0.1 port="), "{dsn}");
+
+    // list -t: the time first.
+    let out = ok(&c, &["list", "-t"]);
+    assert!(out.lines().next().unwrap_or("").ends_with(" UTC"), "{out}");
+
+    // A scheduled switchover, an hour ahead, time given without a zone
+    // (read as UTC): accepted and shown under the list.
+    c.wait_healthy(BOOT).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let at = pgpilot::ctl::time::format_utc(now + 3600).replace(' ', "T");
+    let target = c.nodes[(p + 1) % 3].name.clone();
+    let out = ok(
+        &c,
+        &[
+            "switchover",
+            "--candidate",
+            &target,
+            "--scheduled",
+            &at,
+            "--force",
+        ],
+    );
+    assert!(out.contains("Switchover scheduled"), "{out}");
+    let table = ok(&c, &["list"]);
+    assert!(table.contains("Switchover scheduled at:"), "{table}");
+    assert!(table.contains(&format!("to: {target}")), "{table}");
 }

@@ -44,6 +44,15 @@ enum Command {
         /// Always show the Pending restart and Tags columns.
         #[arg(short = 'e', long = "extended")]
         extended: bool,
+        /// Print the time (UTC) before the output.
+        #[arg(short = 't', long = "timestamp")]
+        timestamp: bool,
+        /// Repeat every 2 seconds until interrupted.
+        #[arg(short = 'W')]
+        watch_default: bool,
+        /// Repeat every SECONDS until interrupted.
+        #[arg(short = 'w', long = "watch", value_name = "SECONDS")]
+        watch: Option<f64>,
         #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
         format: Format,
     },
@@ -574,7 +583,7 @@ async fn switchover(
         Some(_) if paused(&cluster) => {
             bail!("can't schedule a {action} while the cluster is paused")
         }
-        Some(t) => Some(t.to_owned()),
+        Some(t) => Some(pgpilot::ctl::time::with_timezone(t)),
     };
     let mut body = serde_json::Map::new();
     if !failover && let Some(cur) = &current {
@@ -605,9 +614,15 @@ async fn switchover(
         (None, None) => bail!("cluster {} has no leader", ctx.scope),
     };
     let body = Value::Object(body);
-    let (code, text) = ctx
+    let (mut code, mut text) = ctx
         .request(&target, reqwest::Method::POST, action, Some(&body))
         .await?;
+    // Older servers without /switchover: patronictl retries as /failover.
+    if !failover && code == 501 && text.contains("Server does not support this operation") {
+        (code, text) = ctx
+            .request(&target, reqwest::Method::POST, "failover", Some(&body))
+            .await?;
+    }
     match code {
         200 | 202 => {
             println!("{}", text.trim());
@@ -638,23 +653,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List {
             cluster,
             extended,
+            timestamp,
+            watch_default,
+            watch,
             format,
         } => {
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
-            let cluster = ctx.cluster().await?;
-            let rows = list::rows(&cluster, &ctx.scope);
-            match format {
-                Format::Pretty => {
-                    let title = list::title(&cluster, &ctx.scope);
-                    print!("{}", list::render_rows(&rows, &title, *extended));
-                    print!("{}", list::footer(&cluster));
+            let every = match (watch, watch_default) {
+                (Some(s), _) if *s > 0.0 => Some(Duration::from_secs_f64(*s)),
+                (Some(s), _) => bail!("--watch {s}: expected a positive number of seconds"),
+                (None, true) => Some(Duration::from_secs(2)),
+                (None, false) => None,
+            };
+            loop {
+                if *timestamp {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    println!("{} UTC", pgpilot::ctl::time::format_utc(now));
                 }
-                Format::Json => println!("{}", serde_json::to_string(&rows)?),
-                Format::Yaml => print!("{}", serde_yaml_ng::to_string(&rows)?),
-                Format::Tsv => {
-                    let (h, c) = list::cells(&rows, *extended, true);
-                    print!("{}", table::tsv(&h, &c));
-                }
+                print_list(&ctx, *extended, *format).await?;
+                let Some(every) = every else { break };
+                std::io::stdout().flush().ok();
+                tokio::time::sleep(every).await;
             }
         }
         Command::Topology { cluster } => {
@@ -827,6 +849,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Err(e) => println!("{}: failed to get version: {e:#}", m.name),
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn print_list(ctx: &Ctx, extended: bool, format: Format) -> anyhow::Result<()> {
+    let cluster = ctx.cluster().await?;
+    let rows = list::rows(&cluster, &ctx.scope);
+    match format {
+        Format::Pretty => {
+            let title = list::title(&cluster, &ctx.scope);
+            print!("{}", list::render_rows(&rows, &title, extended));
+            print!("{}", list::footer(&cluster));
+        }
+        Format::Json => println!("{}", serde_json::to_string(&rows)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(&rows)?),
+        Format::Tsv => {
+            let (h, c) = list::cells(&rows, extended, true);
+            print!("{}", table::tsv(&h, &c));
         }
     }
     Ok(())

@@ -5,3 +5,4 @@ pub mod edit;
 pub mod history;
 pub mod list;
 pub mod table;
+pub mod time;
