@@ -16,7 +16,12 @@ const BOOT: Duration = Duration::from_secs(120);
 
 /// Run `pgpilotctl -c <node0 config> args...`, feeding `stdin`.
 fn ctl(c: &TestCluster, args: &[&str], stdin: &str) -> Output {
+    ctl_env(c, args, stdin, &[])
+}
+
+fn ctl_env(c: &TestCluster, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .envs(env.iter().copied())
         .arg("-c")
         .arg(&c.nodes[0].config_path)
         .args(args)
@@ -123,6 +128,46 @@ async fn pgpilotctl_against_a_real_cluster() {
     );
     let cfg = c.get_json(p, "/config").await.expect("GET /config");
     assert_eq!(cfg["postgresql"]["parameters"]["work_mem"], "8MB", "{cfg}");
+
+    // edit-config with $EDITOR (a script editing the file), confirmed.
+    let editor = c.root.join("fake-editor");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/^ttl: .*/ttl: 8/' \"$1\"\n").expect("editor");
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod editor");
+    let out = ctl_env(
+        &c,
+        &["edit-config"],
+        "y\n",
+        &[("EDITOR", editor.to_str().expect("utf-8 path"))],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("- ttl: 6") && stdout.contains("+ ttl: 8"),
+        "{stdout}"
+    );
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert_eq!(cfg["ttl"], 8, "{cfg}");
+    assert_eq!(cfg["loop_wait"], 2, "other keys kept: {cfg}");
+    // --apply FILE merges a YAML document.
+    let file = c.root.join("change.yaml");
+    std::fs::write(&file, "maximum_lag_on_failover: 2097152\n").expect("change file");
+    ok(
+        &c,
+        &[
+            "edit-config",
+            "--apply",
+            file.to_str().expect("utf-8"),
+            "--force",
+        ],
+    );
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert_eq!(cfg["maximum_lag_on_failover"], 2097152, "{cfg}");
+    assert_eq!(cfg["ttl"], 8, "{cfg}");
 
     // dsn points at the leader's PostgreSQL.
     let dsn = ok(&c, &["dsn"]);

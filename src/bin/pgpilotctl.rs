@@ -75,6 +75,9 @@ enum Command {
         /// Set a PostgreSQL parameter, e.g. `--pg work_mem=16MB`.
         #[arg(short = 'p', long = "pg")]
         pg: Vec<String>,
+        /// Merge the YAML of FILE (`-` = stdin) into the configuration.
+        #[arg(long, value_name = "FILE")]
+        apply: Option<PathBuf>,
         /// Apply without asking.
         #[arg(long)]
         force: bool,
@@ -711,19 +714,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cluster,
             set,
             pg,
+            apply,
             force,
         } => {
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
-            if set.is_empty() && pg.is_empty() {
-                bail!("nothing to change: give --set key=value or --pg name=value");
-            }
-            let patch = edit::build_patch(set, pg)?;
             let cluster = ctx.cluster().await?;
             let before = cluster
                 .config
                 .as_ref()
                 .map(|c| c.value.clone())
                 .with_context(|| format!("cluster {} has no dynamic configuration", ctx.scope))?;
+            let mut patch = Value::Object(serde_json::Map::new());
+            if let Some(file) = apply {
+                let text = if file.as_os_str() == "-" {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                        .context("reading --apply - from stdin")?;
+                    t
+                } else {
+                    std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?
+                };
+                let v: Value = serde_yaml_ng::from_str(&text)
+                    .with_context(|| format!("parsing {} as YAML", file.display()))?;
+                if !v.is_object() {
+                    bail!("{}: expected a YAML mapping", file.display());
+                }
+                edit::merge(&mut patch, &v);
+            }
+            if set.is_empty() && pg.is_empty() && apply.is_none() {
+                patch = edit::patch_between(&before, &run_editor(&before)?);
+            } else {
+                // --set/--pg after --apply: a later option wins.
+                let opts = edit::build_patch(set, pg)?;
+                merge_patches(&mut patch, &opts);
+            }
             let mut after = before.clone();
             edit::merge(&mut after, &patch);
             let diff = edit::diff(
@@ -736,6 +761,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print!("{diff}");
             if !force {
+                // --apply - consumed stdin: there is nothing left to answer.
+                if apply.as_ref().is_some_and(|f| f.as_os_str() == "-") {
+                    bail!("--apply - reads stdin: add --force to apply without asking");
+                }
                 confirm("Apply these changes?")?;
             }
             patch_config(&ctx, &cluster, &patch).await?;
@@ -871,6 +900,52 @@ async fn print_list(ctx: &Ctx, extended: bool, format: Format) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// Fold patch `b` into patch `a`, keeping `null`s (deletions) of `b`.
+fn merge_patches(a: &mut Value, b: &Value) {
+    if let (Value::Object(a), Value::Object(b)) = (a, b) {
+        for (k, v) in b {
+            match (a.get_mut(k), v) {
+                (Some(av @ Value::Object(_)), Value::Object(_)) => merge_patches(av, v),
+                _ => {
+                    a.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Open `$EDITOR` (else `vi`) on the configuration as YAML; the edited
+/// document.
+fn run_editor(config: &Value) -> anyhow::Result<Value> {
+    let path = std::env::temp_dir().join(format!("pgpilotctl-config-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_yaml_ng::to_string(config)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let editor = std::env::var("EDITOR")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_owned());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .with_context(|| format!("running the editor {editor}"));
+    let text = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    let status = status?;
+    if !status.success() {
+        bail!("the editor {editor} exited with {status}; nothing changed");
+    }
+    let text = text.context("reading the edited configuration")?;
+    let v: Value =
+        serde_yaml_ng::from_str(&text).context("the edited configuration is not valid YAML")?;
+    if !v.is_object() {
+        bail!("the edited configuration is not a YAML mapping");
+    }
+    Ok(v)
 }
 
 /// patronictl's `restart <cluster> [members]`, or just `[members]` when

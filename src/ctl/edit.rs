@@ -92,6 +92,34 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
+/// The merge patch that turns `before` into `after`: removed keys become
+/// `null`, objects recurse, other changes are the new value.
+pub fn patch_between(before: &Value, after: &Value) -> Value {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let mut p = Map::new();
+            for k in b.keys() {
+                if !a.contains_key(k) {
+                    p.insert(k.clone(), Value::Null);
+                }
+            }
+            for (k, av) in a {
+                match b.get(k) {
+                    Some(bv) if bv == av => {}
+                    Some(bv @ Value::Object(_)) if av.is_object() => {
+                        p.insert(k.clone(), patch_between(bv, av));
+                    }
+                    _ => {
+                        p.insert(k.clone(), av.clone());
+                    }
+                }
+            }
+            Value::Object(p)
+        }
+        _ => after.clone(),
+    }
+}
+
 /// A unified-style line diff (`-` removed, `+` added, two spaces kept);
 /// empty when the texts are equal.
 pub fn diff(before: &str, after: &str) -> String {
@@ -194,6 +222,21 @@ mod tests {
             t,
             json!({"ttl": 20, "postgresql": {"parameters": {"b": 2, "c": 3}}})
         );
+    }
+
+    #[test]
+    fn patch_between_round_trips() {
+        let before = json!({"ttl": 30, "x": 1, "postgresql": {"parameters": {"a": 1, "b": 2}, "use_slots": true}});
+        let after = json!({"ttl": 20, "postgresql": {"parameters": {"b": 2, "c": 3}, "use_slots": true}, "new": [1]});
+        let p = patch_between(&before, &after);
+        assert_eq!(
+            p,
+            json!({"ttl": 20, "x": null, "new": [1], "postgresql": {"parameters": {"a": null, "c": 3}}})
+        );
+        let mut t = before.clone();
+        merge(&mut t, &p);
+        assert_eq!(t, after);
+        assert_eq!(patch_between(&after, &after), json!({}));
     }
 
     #[test]
