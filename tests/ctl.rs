@@ -309,4 +309,11 @@ async fn pgpilotctl_pause_failover_restart() {
     let table = ok(&c, &["list"]);
     assert!(table.contains("Switchover scheduled at:"), "{table}");
     assert!(table.contains(&format!("to: {target}")), "{table}");
+    // flush switchover cancels it.
+    let out = ok(&c, &["flush", &c.scope, "switchover", "--force"]);
+    assert!(out.contains("scheduled switchover deleted"), "{out}");
+    assert!(!ok(&c, &["list"]).contains("Switchover scheduled"));
+    let out = ctl(&c, &["flush", "switchover", "--force"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no scheduled switchover"));
 }

@@ -145,6 +145,14 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Cancel a scheduled switchover (`flush [CLUSTER] switchover`).
+    Flush {
+        /// `[CLUSTER] switchover`.
+        #[arg(value_name = "CLUSTER|TARGET", required = true)]
+        args: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the connection string of the primary or a replica.
     Dsn {
         cluster: Option<String>,
@@ -818,6 +826,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (cluster, members) = split_cluster_members(&cfg, args);
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
             per_member(&ctx, members, "reload", *role, false, *force).await?;
+        }
+        Command::Flush { args, force } => {
+            let (target, rest) = args.split_last().context("flush: give the target")?;
+            if target == "restart" {
+                bail!("flush restart: scheduled restarts are not supported yet");
+            }
+            if target != "switchover" {
+                bail!("flush {target}: expected `switchover`");
+            }
+            let ctx = Ctx::new(&cli, &cfg, rest.first())?;
+            let cluster = ctx.cluster().await?;
+            let Some(f) = &cluster.failover else {
+                bail!("cluster {} has no scheduled switchover", ctx.scope);
+            };
+            if !force {
+                confirm(&format!(
+                    "Cancel the switchover scheduled at {}?",
+                    f.value.scheduled_at.as_deref().unwrap_or("(now)")
+                ))?;
+            }
+            // Leader first, then the others; stop at the first 200 or 404.
+            let mut order: Vec<&Member> = cluster.leader_member().into_iter().collect();
+            order.extend(
+                cluster
+                    .members
+                    .iter()
+                    .filter(|m| Some(m.name.as_str()) != cluster.leader_name()),
+            );
+            let mut last = anyhow::anyhow!("cluster {} has no members", ctx.scope);
+            let mut done = false;
+            for m in order {
+                match ctx
+                    .request(m, reqwest::Method::DELETE, "switchover", None)
+                    .await
+                {
+                    Ok((200 | 404, body)) => {
+                        println!("Success: {}", body.trim());
+                        done = true;
+                        break;
+                    }
+                    Ok((code, body)) => {
+                        last = anyhow::anyhow!(
+                            "member {}: DELETE /switchover answered {code}: {}",
+                            m.name,
+                            body.trim()
+                        )
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            if !done {
+                return Err(last);
+            }
         }
         Command::Dsn {
             cluster,
