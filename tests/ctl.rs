@@ -169,6 +169,33 @@ async fn pgpilotctl_against_a_real_cluster() {
     assert_eq!(cfg["maximum_lag_on_failover"], 2097152, "{cfg}");
     assert_eq!(cfg["ttl"], 8, "{cfg}");
 
+    // query runs SQL on the leader, or on a replica.
+    let out = ok(
+        &c,
+        &[
+            "query",
+            "-c",
+            "SELECT pg_is_in_recovery() AS r, 1 + 1 AS two",
+        ],
+    );
+    assert_eq!(out, "r\ttwo\nf\t2\n");
+    let out = ok(
+        &c,
+        &[
+            "query",
+            "-r",
+            "replica",
+            "--format",
+            "json",
+            "-c",
+            "SELECT pg_is_in_recovery() AS r",
+        ],
+    );
+    assert_eq!(out.trim(), r#"[{"r":"t"}]"#);
+    let out = ctl(&c, &["query", "-c", "SELECT nosuchcolumn"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchcolumn"));
+
     // dsn points at the leader's PostgreSQL.
     let dsn = ok(&c, &["dsn"]);
     assert_eq!(

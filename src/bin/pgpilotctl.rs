@@ -153,6 +153,27 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run SQL on a member (default: the leader) and print the result.
+    Query {
+        cluster: Option<String>,
+        #[arg(short = 'r', long = "role", value_enum)]
+        role: Option<Role>,
+        #[arg(short = 'm', long = "member")]
+        member: Option<String>,
+        /// The SQL to run.
+        #[arg(short = 'c', long = "command", conflicts_with = "file")]
+        command: Option<String>,
+        /// A file with the SQL to run.
+        #[arg(long = "file")]
+        file: Option<PathBuf>,
+        /// User (default: the config's superuser, else postgres).
+        #[arg(short = 'U', long = "username")]
+        username: Option<String>,
+        #[arg(short = 'd', long = "dbname", default_value = "postgres")]
+        dbname: String,
+        #[arg(long = "format", value_enum, default_value = "tsv")]
+        format: Format,
+    },
     /// Print the connection string of the primary or a replica.
     Dsn {
         cluster: Option<String>,
@@ -204,6 +225,17 @@ struct CtlConfig {
     etcd3: Option<Etcd>,
     restapi: Option<AuthSection>,
     ctl: Option<AuthSection>,
+    postgresql: Option<PgSection>,
+}
+
+#[derive(Default, Deserialize)]
+struct PgSection {
+    authentication: Option<PgAuth>,
+}
+
+#[derive(Default, Deserialize)]
+struct PgAuth {
+    superuser: Option<Auth>,
 }
 
 fn load_ctl_config(path: Option<&PathBuf>) -> anyhow::Result<CtlConfig> {
@@ -827,6 +859,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
             per_member(&ctx, members, "reload", *role, false, *force).await?;
         }
+        Command::Query {
+            cluster,
+            role,
+            member,
+            command,
+            file,
+            username,
+            dbname,
+            format,
+        } => {
+            let sql = match (command, file) {
+                (Some(c), _) => c.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                (None, None) => bail!("query: give the SQL with --command or --file"),
+            };
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let c = ctx.cluster().await?;
+            let m = pick_member(&c, &ctx.scope, *role, member.as_deref())?;
+            let su = cfg
+                .postgresql
+                .as_ref()
+                .and_then(|p| p.authentication.as_ref())
+                .and_then(|a| a.superuser.as_ref());
+            let user = username
+                .clone()
+                .or_else(|| su.and_then(|s| s.username.clone()))
+                .unwrap_or_else(|| "postgres".to_owned());
+            let password = std::env::var("PGPASSWORD").ok().or_else(|| {
+                su.filter(|s| s.username.as_deref() == Some(user.as_str()))
+                    .and_then(|s| s.password.clone())
+            });
+            let (headers, rows) = run_query(&m, &user, password.as_deref(), dbname, &sql).await?;
+            let json = Value::Array(
+                rows.iter()
+                    .map(|r| {
+                        Value::Object(
+                            headers
+                                .iter()
+                                .cloned()
+                                .zip(r.iter().cloned().map(Value::from))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
+            print_values(*format, &headers, &rows, &json);
+        }
         Command::Flush { args, force } => {
             let (target, rest) = args.split_last().context("flush: give the target")?;
             if target == "restart" {
@@ -887,23 +967,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
             let cluster = ctx.cluster().await?;
-            let leader = cluster.leader_name();
-            let m = match (member, role) {
-                (Some(_), Some(_)) => bail!("--role and --member are mutually exclusive"),
-                (Some(name), None) => member_of(&cluster, &ctx.scope, name)?,
-                (None, Some(Role::Replica)) => cluster
-                    .members
-                    .iter()
-                    .find(|m| Some(m.name.as_str()) != leader)
-                    .cloned()
-                    .with_context(|| format!("cluster {} has no replica", ctx.scope))?,
-                (None, Some(Role::Any)) => cluster
-                    .members
-                    .first()
-                    .cloned()
-                    .with_context(|| format!("cluster {} has no members", ctx.scope))?,
-                (None, _) => leader_of(&cluster, &ctx.scope)?,
-            };
+            let m = pick_member(&cluster, &ctx.scope, *role, member.as_deref())?;
             let (host, port) = m
                 .data
                 .conn_host_port()
@@ -961,6 +1025,90 @@ async fn print_list(ctx: &Ctx, extended: bool, format: Format) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// The member `--member` names, else the first with `--role` (default:
+/// the leader).
+fn pick_member(
+    cluster: &Cluster,
+    scope: &str,
+    role: Option<Role>,
+    member: Option<&str>,
+) -> anyhow::Result<Member> {
+    let leader = cluster.leader_name();
+    match (member, role) {
+        (Some(_), Some(_)) => bail!("--role and --member are mutually exclusive"),
+        (Some(name), None) => member_of(cluster, scope, name),
+        (None, Some(Role::Replica)) => cluster
+            .members
+            .iter()
+            .find(|m| Some(m.name.as_str()) != leader)
+            .cloned()
+            .with_context(|| format!("cluster {scope} has no replica")),
+        (None, Some(Role::Any)) => cluster
+            .members
+            .first()
+            .cloned()
+            .with_context(|| format!("cluster {scope} has no members")),
+        (None, _) => leader_of(cluster, scope),
+    }
+}
+
+/// Run `sql` on member `m` (simple query protocol, every value as text);
+/// the column names and rows of the last result set.
+async fn run_query(
+    m: &Member,
+    user: &str,
+    password: Option<&str>,
+    dbname: &str,
+    sql: &str,
+) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let (host, port) = m
+        .data
+        .conn_host_port()
+        .with_context(|| format!("member {} has no usable conn_url", m.name))?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&host)
+        .port(port)
+        .user(user)
+        .dbname(dbname)
+        .application_name("Patroni ctl")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = password {
+        config.password(p);
+    }
+    let (client, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("member {}: connecting to {host}:{port}", m.name))?;
+    tokio::spawn(conn);
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .with_context(|| format!("member {}: query failed", m.name))?;
+    let mut headers = Vec::new();
+    let mut rows = Vec::new();
+    for msg in msgs {
+        match msg {
+            tokio_postgres::SimpleQueryMessage::RowDescription(cols) => {
+                headers = cols.iter().map(|c| c.name().to_owned()).collect();
+                rows.clear();
+            }
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                if headers.is_empty() {
+                    headers = r.columns().iter().map(|c| c.name().to_owned()).collect();
+                }
+                rows.push(
+                    (0..r.len())
+                        .map(|i| r.get(i).unwrap_or("").to_owned())
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok((headers, rows))
 }
 
 /// Fold patch `b` into patch `a`, keeping `null`s (deletions) of `b`.
