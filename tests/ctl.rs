@@ -343,4 +343,29 @@ async fn pgpilotctl_pause_failover_restart() {
     let out = ctl(&c, &["flush", "switchover", "--force"], "");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no scheduled switchover"));
+
+    // remove: wrong answers change nothing; with the daemons stopped, the
+    // right ones delete the cluster's keys.
+    let scope = c.scope.clone();
+    let out = ctl(&c, &["remove", &scope], &format!("{scope}\nyes\n"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Yes I am aware"));
+    assert_eq!(list_json(&c).len(), 3);
+    for i in 0..3 {
+        c.kill_node(i).await;
+    }
+    let rows = list_json(&c);
+    let leader = leader_of(&rows).unwrap_or_default();
+    let out = ctl(
+        &c,
+        &["remove", &scope],
+        &format!("{scope}\nYes I am aware\n{leader}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(list_json(&c).len(), 0);
+    assert!(ok(&c, &["list"]).contains("(uninitialized)"));
 }

@@ -174,6 +174,9 @@ enum Command {
         #[arg(long = "format", value_enum, default_value = "tsv")]
         format: Format,
     },
+    /// Delete the whole cluster from the DCS (asks for the cluster name,
+    /// "Yes I am aware" and, if there is a leader, its name).
+    Remove { cluster: String },
     /// Print the connection string of the primary or a replica.
     Dsn {
         cluster: Option<String>,
@@ -284,9 +287,13 @@ impl Ctx {
             .namespace
             .clone()
             .unwrap_or_else(|| "/service".to_owned());
+        let etcd_auth = cfg
+            .etcd3
+            .as_ref()
+            .and_then(|e| Some((e.username.clone()?, e.password.clone().unwrap_or_default())));
         let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::new(
             endpoints.clone(),
-            None,
+            etcd_auth,
             keys::cluster_prefix(&namespace, &scope),
             "pgpilotctl".to_owned(),
             Duration::from_secs(30),
@@ -906,6 +913,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect(),
             );
             print_values(*format, &headers, &rows, &json);
+        }
+        Command::Remove { cluster } => {
+            let ctx = Ctx::new(&cli, &cfg, Some(cluster))?;
+            let c = ctx.cluster().await?;
+            print!("{}", list::render_table(&c, &ctx.scope));
+            let mut lines = std::io::stdin().lock().lines();
+            let mut ask = |q: &str| -> anyhow::Result<String> {
+                eprint!("{q}: ");
+                std::io::stderr().flush().ok();
+                Ok(lines
+                    .next()
+                    .transpose()
+                    .context("reading the answer from stdin")?
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned())
+            };
+            if ask("Please confirm the cluster name to remove")? != ctx.scope {
+                bail!("aborted: the cluster name does not match {}", ctx.scope);
+            }
+            if ask(
+                "You are about to remove all information in DCS for this cluster, please type: \"Yes I am aware\"",
+            )? != "Yes I am aware"
+            {
+                bail!("aborted: you did not exactly type \"Yes I am aware\"");
+            }
+            if let Some(l) = c.leader_name()
+                && ask(
+                    "This cluster currently is healthy. Please specify the leader name to continue",
+                )? != l
+            {
+                bail!("aborted: you did not specify the current leader of the cluster ({l})");
+            }
+            ctx.dcs
+                .delete_cluster()
+                .await
+                .with_context(|| format!("deleting cluster {} from the DCS", ctx.scope))?;
+            println!("Cluster {} removed from the DCS", ctx.scope);
         }
         Command::Flush { args, force } => {
             let (target, rest) = args.split_last().context("flush: give the target")?;
