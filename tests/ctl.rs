@@ -218,6 +218,13 @@ async fn pgpilotctl_against_a_real_cluster() {
     let out = ctl(&c, &["switchover", "--candidate", &leader, "--force"], "");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already the leader"));
+    let out = ctl(&c, &["reinit", &leader, "--force"], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("member {leader} is the leader")),
+        "{err}"
+    );
     let out = ctl(&c, &["restart", "nosuch", "--force"], "");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));

@@ -174,6 +174,17 @@ enum Command {
         #[arg(long = "format", value_enum, default_value = "tsv")]
         format: Format,
     },
+    /// Rebuild replicas from the leader (POST /reinitialize).
+    Reinit {
+        /// `[CLUSTER] MEMBER...`.
+        #[arg(value_name = "CLUSTER|MEMBER", required = true)]
+        args: Vec<String>,
+        /// Wait until the members finished ("creating replica" is over).
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        force: bool,
+    },
     /// Delete the whole cluster from the DCS (asks for the cluster name,
     /// "Yes I am aware" and, if there is a leader, its name).
     Remove { cluster: String },
@@ -913,6 +924,94 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect(),
             );
             print_values(*format, &headers, &rows, &json);
+        }
+        Command::Reinit { args, wait, force } => {
+            let (cluster, names) = split_cluster_members(&cfg, args);
+            if names.is_empty() {
+                bail!("reinit: name the members to reinitialize");
+            }
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let c = ctx.cluster().await?;
+            let members: Vec<Member> = names
+                .iter()
+                .map(|n| member_of(&c, &ctx.scope, n))
+                .collect::<anyhow::Result<_>>()?;
+            if let Some(l) = members
+                .iter()
+                .find(|m| Some(m.name.as_str()) == c.leader_name())
+            {
+                bail!(
+                    "member {} is the leader: only replicas can be reinitialized",
+                    l.name
+                );
+            }
+            print!("{}", list::render_table(&c, &ctx.scope));
+            if !force {
+                let list: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+                confirm(&format!(
+                    "Are you sure you want to reinitialize members {}?",
+                    list.join(", ")
+                ))?;
+            }
+            let body = json!({"force": force, "from_leader": false});
+            let mut failed = Vec::new();
+            for m in &members {
+                match ctx
+                    .request(m, reqwest::Method::POST, "reinitialize", Some(&body))
+                    .await
+                {
+                    Ok((code, text)) if code < 400 => {
+                        println!(
+                            "Success: reinitialize for member {}: {}",
+                            m.name,
+                            text.trim()
+                        )
+                    }
+                    Ok((code, text)) => {
+                        println!(
+                            "Failed: reinitialize for member {}, status code={code}, ({})",
+                            m.name,
+                            text.trim()
+                        );
+                        failed.push(m.name.clone());
+                    }
+                    Err(e) => {
+                        println!("Failed: reinitialize for member {}: {e:#}", m.name);
+                        failed.push(m.name.clone());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                bail!("reinitialize failed on {}", failed.join(", "));
+            }
+            if *wait {
+                eprint!("Waiting for the replicas to be rebuilt");
+                let deadline = Instant::now() + Duration::from_secs(3600);
+                let mut pending: Vec<&Member> = members.iter().collect();
+                while !pending.is_empty() {
+                    if Instant::now() > deadline {
+                        bail!("still reinitializing after an hour");
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    eprint!(".");
+                    let mut still = Vec::new();
+                    for m in pending {
+                        let busy = match ctx.request(m, reqwest::Method::GET, "patroni", None).await
+                        {
+                            Ok((_, body)) => serde_json::from_str::<Value>(&body)
+                                .map(|v| v["state"] == "creating replica")
+                                .unwrap_or(true),
+                            Err(_) => true,
+                        };
+                        if busy {
+                            still.push(m);
+                        }
+                    }
+                    pending = still;
+                }
+                eprintln!();
+                println!("Reinitialization finished");
+            }
         }
         Command::Remove { cluster } => {
             let ctx = Ctx::new(&cli, &cfg, Some(cluster))?;
