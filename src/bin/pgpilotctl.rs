@@ -1,18 +1,22 @@
-//! pgpilotctl: the operator's command-line tool (patronictl's habits).
+//! pgpilotctl: the operator's command-line tool (patronictl's habits). It
+//! reads the cluster from the DCS and acts through the REST API of the
+//! leader or of the named members.
 
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use pgpilot::config::Etcd;
-use pgpilot::ctl::list;
+use pgpilot::ctl::{edit, history, list, table};
 use pgpilot::dcs::etcd::EtcdDcs;
-use pgpilot::dcs::{Dcs, keys};
+use pgpilot::dcs::{Cluster, Dcs, Member, keys};
 
 #[derive(Parser)]
 #[command(
@@ -37,8 +41,165 @@ enum Command {
     List {
         /// Cluster name (default: `scope` from the config file).
         cluster: Option<String>,
+        /// Always show the Pending restart and Tags columns.
+        #[arg(short = 'e', long = "extended")]
+        extended: bool,
+        /// Print the time (UTC) before the output.
+        #[arg(short = 't', long = "timestamp")]
+        timestamp: bool,
+        /// Repeat every 2 seconds until interrupted.
+        #[arg(short = 'W')]
+        watch_default: bool,
+        /// Repeat every SECONDS until interrupted.
+        #[arg(short = 'w', long = "watch", value_name = "SECONDS")]
+        watch: Option<f64>,
         #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
         format: Format,
+    },
+    /// The members as a replication tree.
+    Topology { cluster: Option<String> },
+    /// The timeline history of the cluster.
+    History {
+        cluster: Option<String>,
+        #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
+        format: Format,
+    },
+    /// Print the dynamic configuration (the DCS `config` key) as YAML.
+    ShowConfig { cluster: Option<String> },
+    /// Change the dynamic configuration (PATCH /config on the leader).
+    EditConfig {
+        cluster: Option<String>,
+        /// Set a dotted key, e.g. `--set loop_wait=5`; an empty value deletes it.
+        #[arg(short = 's', long = "set")]
+        set: Vec<String>,
+        /// Set a PostgreSQL parameter, e.g. `--pg work_mem=16MB`.
+        #[arg(short = 'p', long = "pg")]
+        pg: Vec<String>,
+        /// Merge the YAML of FILE (`-` = stdin) into the configuration.
+        #[arg(long, value_name = "FILE")]
+        apply: Option<PathBuf>,
+        /// Apply without asking.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put the cluster in maintenance mode.
+    Pause {
+        cluster: Option<String>,
+        /// Wait until every member reports the pause.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Leave maintenance mode.
+    Resume {
+        cluster: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Hand the leader role to a healthy replica.
+    Switchover {
+        cluster: Option<String>,
+        /// The current leader (checked against the leader key).
+        #[arg(long, alias = "primary")]
+        leader: Option<String>,
+        /// The member to become leader (default: the best one the leader picks).
+        #[arg(long)]
+        candidate: Option<String>,
+        /// When: ISO 8601 with a time zone, or `now`.
+        #[arg(long)]
+        scheduled: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a given member the leader, even without a healthy leader.
+    Failover {
+        cluster: Option<String>,
+        #[arg(long)]
+        candidate: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restart PostgreSQL on members (all members when none is named).
+    Restart {
+        /// `[CLUSTER] [MEMBER...]`: the cluster name may be left out when it
+        /// is the config file's `scope`.
+        #[arg(value_name = "CLUSTER|MEMBER")]
+        args: Vec<String>,
+        /// Only members with this role.
+        #[arg(short = 'r', long = "role", value_enum)]
+        role: Option<Role>,
+        /// Only members waiting for a restart to apply settings.
+        #[arg(short = 'p', long = "pending")]
+        pending: bool,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Reload the configuration of members (all members when none is named).
+    Reload {
+        /// `[CLUSTER] [MEMBER...]`: the cluster name may be left out when it
+        /// is the config file's `scope`.
+        #[arg(value_name = "CLUSTER|MEMBER")]
+        args: Vec<String>,
+        /// Only members with this role.
+        #[arg(short = 'r', long = "role", value_enum)]
+        role: Option<Role>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cancel a scheduled switchover (`flush [CLUSTER] switchover`).
+    Flush {
+        /// `[CLUSTER] switchover`.
+        #[arg(value_name = "CLUSTER|TARGET", required = true)]
+        args: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run SQL on a member (default: the leader) and print the result.
+    Query {
+        cluster: Option<String>,
+        #[arg(short = 'r', long = "role", value_enum)]
+        role: Option<Role>,
+        #[arg(short = 'm', long = "member")]
+        member: Option<String>,
+        /// The SQL to run.
+        #[arg(short = 'c', long = "command", conflicts_with = "file")]
+        command: Option<String>,
+        /// A file with the SQL to run.
+        #[arg(long = "file")]
+        file: Option<PathBuf>,
+        /// User (default: the config's superuser, else postgres).
+        #[arg(short = 'U', long = "username")]
+        username: Option<String>,
+        #[arg(short = 'd', long = "dbname", default_value = "postgres")]
+        dbname: String,
+        #[arg(long = "format", value_enum, default_value = "tsv")]
+        format: Format,
+    },
+    /// Rebuild replicas from the leader (POST /reinitialize).
+    Reinit {
+        /// `[CLUSTER] MEMBER...`.
+        #[arg(value_name = "CLUSTER|MEMBER", required = true)]
+        args: Vec<String>,
+        /// Wait until the members finished ("creating replica" is over).
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete the whole cluster from the DCS (asks for the cluster name,
+    /// "Yes I am aware" and, if there is a leader, its name).
+    Remove { cluster: String },
+    /// Print the connection string of the primary or a replica.
+    Dsn {
+        cluster: Option<String>,
+        #[arg(short = 'r', long = "role", value_enum)]
+        role: Option<Role>,
+        #[arg(short = 'm', long = "member")]
+        member: Option<String>,
+    },
+    /// The version of pgpilotctl, and of the members' daemons and PostgreSQL.
+    Version {
+        cluster: Option<String>,
+        members: Vec<String>,
     },
 }
 
@@ -47,6 +208,26 @@ enum Format {
     Pretty,
     Json,
     Yaml,
+    Tsv,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Role {
+    Primary,
+    Leader,
+    Replica,
+    Any,
+}
+
+#[derive(Default, Deserialize)]
+struct Auth {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct AuthSection {
+    authentication: Option<Auth>,
 }
 
 /// The parts of a daemon config the CLI needs; everything else is ignored.
@@ -56,6 +237,19 @@ struct CtlConfig {
     namespace: Option<String>,
     #[serde(alias = "etcd")]
     etcd3: Option<Etcd>,
+    restapi: Option<AuthSection>,
+    ctl: Option<AuthSection>,
+    postgresql: Option<PgSection>,
+}
+
+#[derive(Default, Deserialize)]
+struct PgSection {
+    authentication: Option<PgAuth>,
+}
+
+#[derive(Default, Deserialize)]
+struct PgAuth {
+    superuser: Option<Auth>,
 }
 
 fn load_ctl_config(path: Option<&PathBuf>) -> anyhow::Result<CtlConfig> {
@@ -73,7 +267,8 @@ fn endpoints(cli: &Cli, cfg: &CtlConfig) -> anyhow::Result<Vec<String>> {
             .strip_prefix("etcd3://")
             .or_else(|| url.strip_prefix("etcd://"))
             .with_context(|| format!("--dcs-url {url}: only etcd3://host:port is supported"))?;
-        return Ok(rest.split(',').map(|h| format!("http://{h}")).collect());
+        let hosts = rest.split('/').next().unwrap_or(rest);
+        return Ok(hosts.split(',').map(|h| format!("http://{h}")).collect());
     }
     match &cfg.etcd3 {
         Some(e) if !e.endpoints().is_empty() => Ok(e.endpoints()),
@@ -83,44 +278,1049 @@ fn endpoints(cli: &Cli, cfg: &CtlConfig) -> anyhow::Result<Vec<String>> {
     }
 }
 
+/// Everything a command needs: the DCS, the REST client, the scope.
+struct Ctx {
+    scope: String,
+    endpoints: Vec<String>,
+    dcs: Arc<dyn Dcs>,
+    http: reqwest::Client,
+    auth: Option<(String, String)>,
+}
+
+impl Ctx {
+    fn new(cli: &Cli, cfg: &CtlConfig, cluster: Option<&String>) -> anyhow::Result<Ctx> {
+        let endpoints = endpoints(cli, cfg)?;
+        let scope = cluster
+            .cloned()
+            .or_else(|| cfg.scope.clone())
+            .context("no cluster name: give one or set `scope` in the config file")?;
+        let namespace = cfg
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "/service".to_owned());
+        let etcd_auth = cfg
+            .etcd3
+            .as_ref()
+            .and_then(|e| Some((e.username.clone()?, e.password.clone().unwrap_or_default())));
+        let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::new(
+            endpoints.clone(),
+            etcd_auth,
+            keys::cluster_prefix(&namespace, &scope),
+            "pgpilotctl".to_owned(),
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        ));
+        let auth = [cfg.ctl.as_ref(), cfg.restapi.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.authentication.as_ref())
+            .find_map(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Ctx {
+            scope,
+            endpoints,
+            dcs,
+            http,
+            auth,
+        })
+    }
+
+    async fn cluster(&self) -> anyhow::Result<Cluster> {
+        self.dcs.load_cluster().await.with_context(|| {
+            format!(
+                "reading cluster {} from {}",
+                self.scope,
+                self.endpoints.join(",")
+            )
+        })
+    }
+
+    /// Send a request to a member's REST API; answers (status, body).
+    async fn request(
+        &self,
+        member: &Member,
+        method: reqwest::Method,
+        endpoint: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, String)> {
+        let base = api_base(member)?;
+        let url = format!("{base}/{endpoint}");
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("member {}: {method} {url} failed", member.name))?;
+        let code = resp.status().as_u16();
+        Ok((code, resp.text().await.unwrap_or_default()))
+    }
+}
+
+/// `scheme://host:port` of a member's `api_url`.
+fn api_base(m: &Member) -> anyhow::Result<String> {
+    let url = &m.data.api_url;
+    let (scheme, rest) = url
+        .split_once("://")
+        .with_context(|| format!("member {} has no usable api_url ({url:?})", m.name))?;
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    Ok(format!("{scheme}://{hostport}"))
+}
+
+fn leader_of(cluster: &Cluster, scope: &str) -> anyhow::Result<Member> {
+    cluster
+        .leader_member()
+        .cloned()
+        .with_context(|| format!("cluster {scope} has no leader"))
+}
+
+fn member_of(cluster: &Cluster, scope: &str, name: &str) -> anyhow::Result<Member> {
+    cluster.member(name).cloned().with_context(|| {
+        let names: Vec<&str> = cluster.members.iter().map(|m| m.name.as_str()).collect();
+        format!(
+            "{name} is not a member of cluster {scope} (members: {})",
+            names.join(", ")
+        )
+    })
+}
+
+/// Ask a yes/no question on stdin; anything but y/yes refuses.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    eprint!("{question} [y/N]: ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the answer from stdin")?;
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => bail!("aborted: not confirmed"),
+    }
+}
+
+fn paused(cluster: &Cluster) -> bool {
+    cluster
+        .config
+        .as_ref()
+        .and_then(|c| c.value.get("pause"))
+        .is_some_and(pgpilot::config::json_truthy)
+}
+
+fn loop_wait(cluster: &Cluster) -> u64 {
+    cluster
+        .config
+        .as_ref()
+        .and_then(|c| c.value.get("loop_wait"))
+        .and_then(Value::as_u64)
+        .unwrap_or(10)
+}
+
+fn print_values(format: Format, headers: &[String], cells: &[Vec<String>], json: &Value) {
+    match format {
+        Format::Json => println!("{json}"),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(json).unwrap_or_default()),
+        Format::Tsv => print!("{}", table::tsv(headers, cells)),
+        Format::Pretty => print!("{}", table::render(None, headers, cells, &[])),
+    }
+}
+
+/// `PATCH /config` to the leader first, then the other members, until one
+/// answers; bails with the last failure.
+async fn patch_config(ctx: &Ctx, cluster: &Cluster, patch: &Value) -> anyhow::Result<Value> {
+    let mut order: Vec<&Member> = cluster.leader_member().into_iter().collect();
+    order.extend(
+        cluster
+            .members
+            .iter()
+            .filter(|m| Some(m.name.as_str()) != cluster.leader_name()),
+    );
+    let mut last = anyhow::anyhow!("cluster {} has no members", ctx.scope);
+    for m in order {
+        match ctx
+            .request(m, reqwest::Method::PATCH, "config", Some(patch))
+            .await
+        {
+            Ok((200, body)) => return Ok(serde_json::from_str(&body).unwrap_or(Value::Null)),
+            Ok((code, body)) => {
+                bail!(
+                    "member {}: PATCH /config answered {code}: {}",
+                    m.name,
+                    body.trim()
+                )
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn pause_resume(ctx: &Ctx, pause: bool, wait: bool) -> anyhow::Result<()> {
+    let cluster = ctx.cluster().await?;
+    if paused(&cluster) == pause {
+        bail!(
+            "cluster {} is {}",
+            ctx.scope,
+            if pause {
+                "already paused"
+            } else {
+                "not paused"
+            }
+        );
+    }
+    let patch = json!({ "pause": if pause { Value::Bool(true) } else { Value::Null } });
+    patch_config(ctx, &cluster, &patch).await?;
+    if wait {
+        let deadline = Instant::now() + Duration::from_secs(loop_wait(&cluster) + 30);
+        eprint!(
+            "Waiting for the cluster to {}",
+            if pause { "pause" } else { "resume" }
+        );
+        loop {
+            let c = ctx.cluster().await?;
+            let pending: Vec<&str> = c
+                .members
+                .iter()
+                .filter(|m| !m.data.api_url.is_empty() && m.data.pause != pause)
+                .map(|m| m.name.as_str())
+                .collect();
+            if pending.is_empty() {
+                eprintln!();
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!();
+                bail!(
+                    "members not reporting the change yet: {}",
+                    pending.join(", ")
+                );
+            }
+            eprint!(".");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    if pause {
+        println!("Success: cluster management is paused");
+    } else {
+        println!("Success: cluster management is resumed");
+    }
+    Ok(())
+}
+
+/// POST `endpoint` to each named member (all when none), reporting each.
+async fn per_member(
+    ctx: &Ctx,
+    names: &[String],
+    endpoint: &str,
+    role: Option<Role>,
+    pending: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let cluster = ctx.cluster().await?;
+    let members: Vec<Member> = if names.is_empty() {
+        cluster.members.clone()
+    } else {
+        names
+            .iter()
+            .map(|n| member_of(&cluster, &ctx.scope, n))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let leader = cluster.leader_name();
+    let members: Vec<Member> = members
+        .into_iter()
+        .filter(|m| {
+            let is_leader = Some(m.name.as_str()) == leader;
+            match role {
+                Some(Role::Primary | Role::Leader) => is_leader,
+                Some(Role::Replica) => !is_leader,
+                Some(Role::Any) | None => true,
+            }
+        })
+        .filter(|m| !pending || m.data.pending_restart)
+        .collect();
+    if members.is_empty() {
+        bail!(
+            "no member of cluster {} matches (names, --role{})",
+            ctx.scope,
+            if pending { ", --pending" } else { "" }
+        );
+    }
+    let body = if pending {
+        json!({"restart_pending": true})
+    } else {
+        json!({})
+    };
+    print!("{}", list::render_table(&cluster, &ctx.scope));
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    if !force {
+        confirm(&format!(
+            "Are you sure you want to {endpoint} members {}?",
+            names.join(", ")
+        ))?;
+    }
+    let mut failed = Vec::new();
+    for m in &members {
+        match ctx
+            .request(m, reqwest::Method::POST, endpoint, Some(&body))
+            .await
+        {
+            Ok((code @ (200 | 202), body)) => {
+                let what = if endpoint == "reload" && code == 202 {
+                    format!(
+                        "reload request received, will be processed within {} seconds",
+                        loop_wait(&cluster)
+                    )
+                } else {
+                    body.trim().to_owned()
+                };
+                println!("Success: {endpoint} on member {}: {what}", m.name);
+            }
+            Ok((code, body)) => {
+                println!(
+                    "Failed: {endpoint} for member {}, status code={code}, ({})",
+                    m.name,
+                    body.trim()
+                );
+                failed.push(m.name.clone());
+            }
+            Err(e) => {
+                println!("Failed: {endpoint} for member {}: {e:#}", m.name);
+                failed.push(m.name.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{endpoint} failed on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+async fn switchover(
+    ctx: &Ctx,
+    failover: bool,
+    leader: Option<&str>,
+    candidate: Option<&str>,
+    scheduled: Option<&str>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let action = if failover { "failover" } else { "switchover" };
+    let cluster = ctx.cluster().await?;
+    let current = cluster.leader_member().cloned();
+    if failover && candidate.is_none() {
+        bail!(
+            "failover needs --candidate: a failover could be performed only to a specific candidate"
+        );
+    }
+    if !failover {
+        let Some(cur) = &current else {
+            bail!("cluster {} has no leader: use failover", ctx.scope);
+        };
+        if let Some(l) = leader
+            && l != cur.name
+        {
+            bail!(
+                "member {l} is not the leader of cluster {} (the leader is {})",
+                ctx.scope,
+                cur.name
+            );
+        }
+    }
+    if let Some(c) = candidate {
+        member_of(&cluster, &ctx.scope, c)
+            .with_context(|| format!("{action} candidate {c} refused"))?;
+        if current.as_ref().is_some_and(|l| l.name == c) {
+            bail!("{action} candidate {c} is already the leader");
+        }
+    }
+    let scheduled_at = match scheduled {
+        None | Some("now") => None,
+        Some(_) if paused(&cluster) => {
+            bail!("can't schedule a {action} while the cluster is paused")
+        }
+        Some(t) => Some(pgpilot::ctl::time::with_timezone(t)),
+    };
+    let mut body = serde_json::Map::new();
+    if !failover && let Some(cur) = &current {
+        body.insert("leader".into(), Value::from(cur.name.clone()));
+    }
+    if let Some(c) = candidate {
+        body.insert("candidate".into(), Value::from(c));
+    }
+    if let Some(t) = &scheduled_at {
+        body.insert("scheduled_at".into(), Value::from(t.clone()));
+    }
+    print!("{}", list::render_table(&cluster, &ctx.scope));
+    if !force {
+        let from = current
+            .as_ref()
+            .map(|l| l.name.as_str())
+            .unwrap_or("(no leader)");
+        let to = candidate.unwrap_or("the best candidate");
+        let when = scheduled_at.as_deref().unwrap_or("now");
+        confirm(&format!(
+            "Are you sure you want to {action} from {from} to {to} ({when})?"
+        ))?;
+    }
+    // To the leader; a failover without a leader goes to the candidate.
+    let target = match (&current, candidate) {
+        (Some(l), _) => l.clone(),
+        (None, Some(c)) => member_of(&cluster, &ctx.scope, c)?,
+        (None, None) => bail!("cluster {} has no leader", ctx.scope),
+    };
+    let body = Value::Object(body);
+    let (mut code, mut text) = ctx
+        .request(&target, reqwest::Method::POST, action, Some(&body))
+        .await?;
+    // Older servers without /switchover: patronictl retries as /failover.
+    if !failover && code == 501 && text.contains("Server does not support this operation") {
+        (code, text) = ctx
+            .request(&target, reqwest::Method::POST, "failover", Some(&body))
+            .await?;
+    }
+    match code {
+        200 | 202 => {
+            println!("{}", text.trim());
+            let after = ctx.cluster().await?;
+            print!("{}", list::render_table(&after, &ctx.scope));
+            print!("{}", list::footer(&after));
+            Ok(())
+        }
+        _ => bail!(
+            "{} failed on member {}, details: {code}, {}",
+            capitalize(action),
+            target.name,
+            text.trim()
+        ),
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_ctl_config(cli.config.as_ref())?;
-    let endpoints = endpoints(&cli, &cfg)?;
     match &cli.command {
-        Command::List { cluster, format } => {
-            let scope = cluster
-                .clone()
-                .or_else(|| cfg.scope.clone())
-                .context("no cluster name: give one or set `scope` in the config file")?;
-            let namespace = cfg
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "/service".to_owned());
-            let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::new(
-                endpoints.clone(),
-                None,
-                keys::cluster_prefix(&namespace, &scope),
-                "pgpilotctl".to_owned(),
-                Duration::from_secs(30),
-                Duration::from_secs(10),
-            ));
-            let cluster = dcs
-                .load_cluster()
-                .await
-                .with_context(|| format!("reading cluster {scope} from {}", endpoints.join(",")))?;
-            match format {
-                Format::Pretty => print!("{}", list::render_table(&cluster, &scope)),
-                Format::Json => {
-                    println!("{}", serde_json::to_string(&list::rows(&cluster, &scope))?)
+        Command::List {
+            cluster,
+            extended,
+            timestamp,
+            watch_default,
+            watch,
+            format,
+        } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let every = match (watch, watch_default) {
+                (Some(s), _) if *s > 0.0 => Some(Duration::from_secs_f64(*s)),
+                (Some(s), _) => bail!("--watch {s}: expected a positive number of seconds"),
+                (None, true) => Some(Duration::from_secs(2)),
+                (None, false) => None,
+            };
+            loop {
+                if *timestamp {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    println!("{} UTC", pgpilot::ctl::time::format_utc(now));
                 }
-                Format::Yaml => print!(
-                    "{}",
-                    serde_yaml_ng::to_string(&list::rows(&cluster, &scope))?
-                ),
+                print_list(&ctx, *extended, *format).await?;
+                let Some(every) = every else { break };
+                std::io::stdout().flush().ok();
+                tokio::time::sleep(every).await;
+            }
+        }
+        Command::Topology { cluster } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let cluster = ctx.cluster().await?;
+            let rows = list::topology_rows(&cluster, &ctx.scope);
+            let title = list::title(&cluster, &ctx.scope);
+            print!("{}", list::render_rows(&rows, &title, false));
+            print!("{}", list::footer(&cluster));
+        }
+        Command::History { cluster, format } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let cluster = ctx.cluster().await?;
+            let lines = cluster.history.unwrap_or_default();
+            let headers: Vec<String> = history::HEADERS.iter().map(|h| (*h).to_owned()).collect();
+            print_values(
+                *format,
+                &headers,
+                &history::cells(&lines),
+                &Value::Array(history::rows(&lines)),
+            );
+        }
+        Command::ShowConfig { cluster } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let cluster = ctx.cluster().await?;
+            let config = cluster
+                .config
+                .with_context(|| format!("cluster {} has no dynamic configuration", ctx.scope))?;
+            print!("{}", serde_yaml_ng::to_string(&config.value)?);
+        }
+        Command::EditConfig {
+            cluster,
+            set,
+            pg,
+            apply,
+            force,
+        } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let cluster = ctx.cluster().await?;
+            let before = cluster
+                .config
+                .as_ref()
+                .map(|c| c.value.clone())
+                .with_context(|| format!("cluster {} has no dynamic configuration", ctx.scope))?;
+            let mut patch = Value::Object(serde_json::Map::new());
+            if let Some(file) = apply {
+                let text = if file.as_os_str() == "-" {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                        .context("reading --apply - from stdin")?;
+                    t
+                } else {
+                    std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?
+                };
+                let v: Value = serde_yaml_ng::from_str(&text)
+                    .with_context(|| format!("parsing {} as YAML", file.display()))?;
+                if !v.is_object() {
+                    bail!("{}: expected a YAML mapping", file.display());
+                }
+                edit::merge(&mut patch, &v);
+            }
+            if set.is_empty() && pg.is_empty() && apply.is_none() {
+                patch = edit::patch_between(&before, &run_editor(&before)?);
+            } else {
+                // --set/--pg after --apply: a later option wins.
+                let opts = edit::build_patch(set, pg)?;
+                merge_patches(&mut patch, &opts);
+            }
+            let mut after = before.clone();
+            edit::merge(&mut after, &patch);
+            let diff = edit::diff(
+                &serde_yaml_ng::to_string(&before)?,
+                &serde_yaml_ng::to_string(&after)?,
+            );
+            if diff.is_empty() {
+                println!("Not changed");
+                return Ok(());
+            }
+            print!("{diff}");
+            if !force {
+                // --apply - consumed stdin: there is nothing left to answer.
+                if apply.as_ref().is_some_and(|f| f.as_os_str() == "-") {
+                    bail!("--apply - reads stdin: add --force to apply without asking");
+                }
+                confirm("Apply these changes?")?;
+            }
+            patch_config(&ctx, &cluster, &patch).await?;
+            println!("Configuration changed");
+        }
+        Command::Pause { cluster, wait } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            pause_resume(&ctx, true, *wait).await?;
+        }
+        Command::Resume { cluster, wait } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            pause_resume(&ctx, false, *wait).await?;
+        }
+        Command::Switchover {
+            cluster,
+            leader,
+            candidate,
+            scheduled,
+            force,
+        } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            switchover(
+                &ctx,
+                false,
+                leader.as_deref(),
+                candidate.as_deref(),
+                scheduled.as_deref(),
+                *force,
+            )
+            .await?;
+        }
+        Command::Failover {
+            cluster,
+            candidate,
+            force,
+        } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            switchover(&ctx, true, None, candidate.as_deref(), None, *force).await?;
+        }
+        Command::Restart {
+            args,
+            role,
+            pending,
+            force,
+        } => {
+            let (cluster, members) = split_cluster_members(&cfg, args);
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            per_member(&ctx, members, "restart", *role, *pending, *force).await?;
+        }
+        Command::Reload { args, role, force } => {
+            let (cluster, members) = split_cluster_members(&cfg, args);
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            per_member(&ctx, members, "reload", *role, false, *force).await?;
+        }
+        Command::Query {
+            cluster,
+            role,
+            member,
+            command,
+            file,
+            username,
+            dbname,
+            format,
+        } => {
+            let sql = match (command, file) {
+                (Some(c), _) => c.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                (None, None) => bail!("query: give the SQL with --command or --file"),
+            };
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let c = ctx.cluster().await?;
+            let m = pick_member(&c, &ctx.scope, *role, member.as_deref())?;
+            let su = cfg
+                .postgresql
+                .as_ref()
+                .and_then(|p| p.authentication.as_ref())
+                .and_then(|a| a.superuser.as_ref());
+            let user = username
+                .clone()
+                .or_else(|| su.and_then(|s| s.username.clone()))
+                .unwrap_or_else(|| "postgres".to_owned());
+            let password = std::env::var("PGPASSWORD").ok().or_else(|| {
+                su.filter(|s| s.username.as_deref() == Some(user.as_str()))
+                    .and_then(|s| s.password.clone())
+            });
+            let (headers, rows) = run_query(&m, &user, password.as_deref(), dbname, &sql).await?;
+            let json = Value::Array(
+                rows.iter()
+                    .map(|r| {
+                        Value::Object(
+                            headers
+                                .iter()
+                                .cloned()
+                                .zip(r.iter().cloned().map(Value::from))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
+            print_values(*format, &headers, &rows, &json);
+        }
+        Command::Reinit { args, wait, force } => {
+            let (cluster, names) = split_cluster_members(&cfg, args);
+            if names.is_empty() {
+                bail!("reinit: name the members to reinitialize");
+            }
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let c = ctx.cluster().await?;
+            let members: Vec<Member> = names
+                .iter()
+                .map(|n| member_of(&c, &ctx.scope, n))
+                .collect::<anyhow::Result<_>>()?;
+            if let Some(l) = members
+                .iter()
+                .find(|m| Some(m.name.as_str()) == c.leader_name())
+            {
+                bail!(
+                    "member {} is the leader: only replicas can be reinitialized",
+                    l.name
+                );
+            }
+            print!("{}", list::render_table(&c, &ctx.scope));
+            if !force {
+                let list: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+                confirm(&format!(
+                    "Are you sure you want to reinitialize members {}?",
+                    list.join(", ")
+                ))?;
+            }
+            let body = json!({"force": force, "from_leader": false});
+            let mut failed = Vec::new();
+            for m in &members {
+                match ctx
+                    .request(m, reqwest::Method::POST, "reinitialize", Some(&body))
+                    .await
+                {
+                    Ok((code, text)) if code < 400 => {
+                        println!(
+                            "Success: reinitialize for member {}: {}",
+                            m.name,
+                            text.trim()
+                        )
+                    }
+                    Ok((code, text)) => {
+                        println!(
+                            "Failed: reinitialize for member {}, status code={code}, ({})",
+                            m.name,
+                            text.trim()
+                        );
+                        failed.push(m.name.clone());
+                    }
+                    Err(e) => {
+                        println!("Failed: reinitialize for member {}: {e:#}", m.name);
+                        failed.push(m.name.clone());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                bail!("reinitialize failed on {}", failed.join(", "));
+            }
+            if *wait {
+                eprint!("Waiting for the replicas to be rebuilt");
+                let deadline = Instant::now() + Duration::from_secs(3600);
+                let mut pending: Vec<&Member> = members.iter().collect();
+                while !pending.is_empty() {
+                    if Instant::now() > deadline {
+                        bail!("still reinitializing after an hour");
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    eprint!(".");
+                    let mut still = Vec::new();
+                    for m in pending {
+                        let busy = match ctx.request(m, reqwest::Method::GET, "patroni", None).await
+                        {
+                            Ok((_, body)) => serde_json::from_str::<Value>(&body)
+                                .map(|v| v["state"] == "creating replica")
+                                .unwrap_or(true),
+                            Err(_) => true,
+                        };
+                        if busy {
+                            still.push(m);
+                        }
+                    }
+                    pending = still;
+                }
+                eprintln!();
+                println!("Reinitialization finished");
+            }
+        }
+        Command::Remove { cluster } => {
+            let ctx = Ctx::new(&cli, &cfg, Some(cluster))?;
+            let c = ctx.cluster().await?;
+            print!("{}", list::render_table(&c, &ctx.scope));
+            let mut lines = std::io::stdin().lock().lines();
+            let mut ask = |q: &str| -> anyhow::Result<String> {
+                eprint!("{q}: ");
+                std::io::stderr().flush().ok();
+                Ok(lines
+                    .next()
+                    .transpose()
+                    .context("reading the answer from stdin")?
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned())
+            };
+            if ask("Please confirm the cluster name to remove")? != ctx.scope {
+                bail!("aborted: the cluster name does not match {}", ctx.scope);
+            }
+            if ask(
+                "You are about to remove all information in DCS for this cluster, please type: \"Yes I am aware\"",
+            )? != "Yes I am aware"
+            {
+                bail!("aborted: you did not exactly type \"Yes I am aware\"");
+            }
+            if let Some(l) = c.leader_name()
+                && ask(
+                    "This cluster currently is healthy. Please specify the leader name to continue",
+                )? != l
+            {
+                bail!("aborted: you did not specify the current leader of the cluster ({l})");
+            }
+            ctx.dcs
+                .delete_cluster()
+                .await
+                .with_context(|| format!("deleting cluster {} from the DCS", ctx.scope))?;
+            println!("Cluster {} removed from the DCS", ctx.scope);
+        }
+        Command::Flush { args, force } => {
+            let (target, rest) = args.split_last().context("flush: give the target")?;
+            if target == "restart" {
+                bail!("flush restart: scheduled restarts are not supported yet");
+            }
+            if target != "switchover" {
+                bail!("flush {target}: expected `switchover`");
+            }
+            let ctx = Ctx::new(&cli, &cfg, rest.first())?;
+            let cluster = ctx.cluster().await?;
+            let Some(f) = &cluster.failover else {
+                bail!("cluster {} has no scheduled switchover", ctx.scope);
+            };
+            if !force {
+                confirm(&format!(
+                    "Cancel the switchover scheduled at {}?",
+                    f.value.scheduled_at.as_deref().unwrap_or("(now)")
+                ))?;
+            }
+            // Leader first, then the others; stop at the first 200 or 404.
+            let mut order: Vec<&Member> = cluster.leader_member().into_iter().collect();
+            order.extend(
+                cluster
+                    .members
+                    .iter()
+                    .filter(|m| Some(m.name.as_str()) != cluster.leader_name()),
+            );
+            let mut last = anyhow::anyhow!("cluster {} has no members", ctx.scope);
+            let mut done = false;
+            for m in order {
+                match ctx
+                    .request(m, reqwest::Method::DELETE, "switchover", None)
+                    .await
+                {
+                    Ok((200 | 404, body)) => {
+                        println!("Success: {}", body.trim());
+                        done = true;
+                        break;
+                    }
+                    Ok((code, body)) => {
+                        last = anyhow::anyhow!(
+                            "member {}: DELETE /switchover answered {code}: {}",
+                            m.name,
+                            body.trim()
+                        )
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            if !done {
+                return Err(last);
+            }
+        }
+        Command::Dsn {
+            cluster,
+            role,
+            member,
+        } => {
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let cluster = ctx.cluster().await?;
+            let m = pick_member(&cluster, &ctx.scope, *role, member.as_deref())?;
+            let (host, port) = m
+                .data
+                .conn_host_port()
+                .with_context(|| format!("member {} has no usable conn_url", m.name))?;
+            println!("host={host} port={port}");
+        }
+        Command::Version { cluster, members } => {
+            println!("pgpilotctl version {}", env!("CARGO_PKG_VERSION"));
+            if cluster.is_none() && cfg.scope.is_none() {
+                return Ok(());
+            }
+            let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
+            let c = ctx.cluster().await?;
+            let targets: Vec<Member> = if members.is_empty() {
+                c.members.clone()
+            } else {
+                members
+                    .iter()
+                    .map(|n| member_of(&c, &ctx.scope, n))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            for m in &targets {
+                match ctx.request(m, reqwest::Method::GET, "patroni", None).await {
+                    Ok((_, body)) => {
+                        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                        let pv = v["patroni"]["version"].as_str().unwrap_or("?");
+                        let sv = v["server_version"]
+                            .as_u64()
+                            .map(pg_version)
+                            .unwrap_or_else(|| "?".into());
+                        println!("{}: Patroni {pv} PostgreSQL {sv}", m.name);
+                    }
+                    Err(e) => println!("{}: failed to get version: {e:#}", m.name),
+                }
             }
         }
     }
     Ok(())
+}
+
+async fn print_list(ctx: &Ctx, extended: bool, format: Format) -> anyhow::Result<()> {
+    let cluster = ctx.cluster().await?;
+    let rows = list::rows(&cluster, &ctx.scope);
+    match format {
+        Format::Pretty => {
+            let title = list::title(&cluster, &ctx.scope);
+            print!("{}", list::render_rows(&rows, &title, extended));
+            print!("{}", list::footer(&cluster));
+        }
+        Format::Json => println!("{}", serde_json::to_string(&rows)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(&rows)?),
+        Format::Tsv => {
+            let (h, c) = list::cells(&rows, extended, true);
+            print!("{}", table::tsv(&h, &c));
+        }
+    }
+    Ok(())
+}
+
+/// The member `--member` names, else the first with `--role` (default:
+/// the leader).
+fn pick_member(
+    cluster: &Cluster,
+    scope: &str,
+    role: Option<Role>,
+    member: Option<&str>,
+) -> anyhow::Result<Member> {
+    let leader = cluster.leader_name();
+    match (member, role) {
+        (Some(_), Some(_)) => bail!("--role and --member are mutually exclusive"),
+        (Some(name), None) => member_of(cluster, scope, name),
+        (None, Some(Role::Replica)) => cluster
+            .members
+            .iter()
+            .find(|m| Some(m.name.as_str()) != leader)
+            .cloned()
+            .with_context(|| format!("cluster {scope} has no replica")),
+        (None, Some(Role::Any)) => cluster
+            .members
+            .first()
+            .cloned()
+            .with_context(|| format!("cluster {scope} has no members")),
+        (None, _) => leader_of(cluster, scope),
+    }
+}
+
+/// Run `sql` on member `m` (simple query protocol, every value as text);
+/// the column names and rows of the last result set.
+async fn run_query(
+    m: &Member,
+    user: &str,
+    password: Option<&str>,
+    dbname: &str,
+    sql: &str,
+) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let (host, port) = m
+        .data
+        .conn_host_port()
+        .with_context(|| format!("member {} has no usable conn_url", m.name))?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&host)
+        .port(port)
+        .user(user)
+        .dbname(dbname)
+        .application_name("Patroni ctl")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = password {
+        config.password(p);
+    }
+    let (client, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("member {}: connecting to {host}:{port}", m.name))?;
+    tokio::spawn(conn);
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .with_context(|| format!("member {}: query failed", m.name))?;
+    let mut headers = Vec::new();
+    let mut rows = Vec::new();
+    for msg in msgs {
+        match msg {
+            tokio_postgres::SimpleQueryMessage::RowDescription(cols) => {
+                headers = cols.iter().map(|c| c.name().to_owned()).collect();
+                rows.clear();
+            }
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                if headers.is_empty() {
+                    headers = r.columns().iter().map(|c| c.name().to_owned()).collect();
+                }
+                rows.push(
+                    (0..r.len())
+                        .map(|i| r.get(i).unwrap_or("").to_owned())
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok((headers, rows))
+}
+
+/// Fold patch `b` into patch `a`, keeping `null`s (deletions) of `b`.
+fn merge_patches(a: &mut Value, b: &Value) {
+    if let (Value::Object(a), Value::Object(b)) = (a, b) {
+        for (k, v) in b {
+            match (a.get_mut(k), v) {
+                (Some(av @ Value::Object(_)), Value::Object(_)) => merge_patches(av, v),
+                _ => {
+                    a.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Open `$EDITOR` (else `vi`) on the configuration as YAML; the edited
+/// document.
+fn run_editor(config: &Value) -> anyhow::Result<Value> {
+    let path = std::env::temp_dir().join(format!("pgpilotctl-config-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_yaml_ng::to_string(config)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let editor = std::env::var("EDITOR")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_owned());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .with_context(|| format!("running the editor {editor}"));
+    let text = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    let status = status?;
+    if !status.success() {
+        bail!("the editor {editor} exited with {status}; nothing changed");
+    }
+    let text = text.context("reading the edited configuration")?;
+    let v: Value =
+        serde_yaml_ng::from_str(&text).context("the edited configuration is not valid YAML")?;
+    if !v.is_object() {
+        bail!("the edited configuration is not a YAML mapping");
+    }
+    Ok(v)
+}
+
+/// patronictl's `restart <cluster> [members]`, or just `[members]` when
+/// the cluster is the config file's `scope`.
+fn split_cluster_members<'a>(
+    cfg: &CtlConfig,
+    args: &'a [String],
+) -> (Option<String>, &'a [String]) {
+    match (args.first(), &cfg.scope) {
+        (Some(first), Some(scope)) if first == scope => (Some(first.clone()), &args[1..]),
+        (Some(first), None) => (Some(first.clone()), &args[1..]),
+        _ => (None, args),
+    }
+}
+
+/// `150018` -> `15.18`; `90624` -> `9.6.24`.
+fn pg_version(v: u64) -> String {
+    if v >= 100000 {
+        format!("{}.{}", v / 10000, v % 10000)
+    } else {
+        format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100)
+    }
 }
 
 fn main() -> ExitCode {

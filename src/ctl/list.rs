@@ -81,20 +81,45 @@ fn lag_mb(optime: Option<u64>, lsn: Option<u64>) -> Value {
     }
 }
 
-/// The `+ Cluster: name (sysid) ---` table.
-pub fn render_table(cluster: &Cluster, scope: &str) -> String {
-    let rows = rows(cluster, scope);
-    // The "Pending restart" column only when some member has one, as
-    // patronictl shows it.
-    let pending = rows.iter().any(|r| r.pending_restart.is_some());
-    let mut headers = vec!["Member", "Host", "Role", "State", "TL", "Lag in MB"];
+/// The title in the table's top border: `Cluster: name (sysid)`.
+pub fn title(cluster: &Cluster, scope: &str) -> String {
+    let sysid = match cluster.initialize.as_deref() {
+        None => "uninitialized".to_owned(),
+        Some("") => "initializing".to_owned(),
+        Some(s) => s.to_owned(),
+    };
+    format!("Cluster: {scope} ({sysid})")
+}
+
+/// Column titles and text cells of `rows`. "Pending restart" and "Tags"
+/// appear when some member has them, or always with `extended` (`-e`).
+/// With `with_cluster` the first column is "Cluster" (tsv output).
+pub fn cells(
+    rows: &[ListRow],
+    extended: bool,
+    with_cluster: bool,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let pending = extended || rows.iter().any(|r| r.pending_restart.is_some());
+    let tags = extended || rows.iter().any(|r| r.tags.is_some());
+    let mut headers = Vec::new();
+    if with_cluster {
+        headers.push("Cluster");
+    }
+    headers.extend(["Member", "Host", "Role", "State", "TL", "Lag in MB"]);
     if pending {
         headers.push("Pending restart");
     }
-    let cells: Vec<Vec<String>> = rows
+    if tags {
+        headers.push("Tags");
+    }
+    let cells = rows
         .iter()
         .map(|r| {
-            let mut row = vec![
+            let mut row = Vec::new();
+            if with_cluster {
+                row.push(r.cluster.clone());
+            }
+            row.extend([
                 r.member.clone(),
                 r.host.clone(),
                 r.role.clone(),
@@ -105,60 +130,120 @@ pub fn render_table(cluster: &Cluster, scope: &str) -> String {
                     Some(v) => v.to_string(),
                     None => String::new(),
                 },
-            ];
+            ]);
             if pending {
                 row.push(r.pending_restart.clone().unwrap_or_default());
+            }
+            if tags {
+                row.push(r.tags.as_ref().map(|t| t.to_string()).unwrap_or_default());
             }
             row
         })
         .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
+    (headers.into_iter().map(str::to_owned).collect(), cells)
+}
+
+/// The `+ Cluster: name (sysid) ---` table of `rows`.
+pub fn render_rows(rows: &[ListRow], title: &str, extended: bool) -> String {
+    let (headers, cells) = cells(rows, extended, false);
+    // TL and Lag in MB are numbers, right-aligned as patronictl prints them.
+    super::table::render(Some(title), &headers, &cells, &[4, 5])
+}
+
+/// The `+ Cluster: name (sysid) ---` table.
+pub fn render_table(cluster: &Cluster, scope: &str) -> String {
+    render_rows(&rows(cluster, scope), &title(cluster, scope), false)
+}
+
+/// Footer lines patronictl prints under the table.
+pub fn footer(cluster: &Cluster) -> String {
+    let mut out = String::new();
+    let paused = cluster
+        .config
+        .as_ref()
+        .and_then(|c| c.value.get("pause"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if paused {
+        out += " Maintenance mode: on\n";
+    }
+    if let Some(f) = &cluster.failover
+        && let Some(at) = &f.value.scheduled_at
+    {
+        out += &format!(" Switchover scheduled at: {at}\n");
+        if let Some(l) = &f.value.leader {
+            out += &format!("                    from: {l}\n");
+        }
+        if let Some(m) = &f.value.member {
+            out += &format!("                      to: {m}\n");
         }
     }
-    let sep = |title: Option<String>| {
-        let mut line: String = widths
+    out
+}
+
+/// `topology`: the members as a replication tree. Members whose
+/// `replicatefrom` tag names another member hang under it; every other
+/// replica hangs under the leader. Names are indented with `+ `.
+pub fn topology_rows(cluster: &Cluster, scope: &str) -> Vec<ListRow> {
+    let all = rows(cluster, scope);
+    let leader = cluster.leader_name();
+    let parent_of = |name: &str| -> Option<String> {
+        if Some(name) == leader {
+            return None;
+        }
+        let m = cluster.member(name)?;
+        match m.data.tags.replicatefrom.as_deref() {
+            Some(f) if f != name && cluster.member(f).is_some() => Some(f.to_owned()),
+            _ => leader
+                .filter(|l| cluster.member(l).is_some())
+                .map(str::to_owned),
+        }
+    };
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    fn walk(
+        name: &str,
+        depth: usize,
+        all: &[ListRow],
+        parent_of: &dyn Fn(&str) -> Option<String>,
+        seen: &mut std::collections::BTreeSet<String>,
+        out: &mut Vec<ListRow>,
+    ) {
+        if !seen.insert(name.to_owned()) {
+            return;
+        }
+        if let Some(r) = all.iter().find(|r| r.member == name) {
+            let mut r = r.clone();
+            if depth > 0 {
+                r.member = format!("{}+ {}", "  ".repeat(depth - 1), r.member);
+            }
+            out.push(r);
+        }
+        for child in all
             .iter()
-            .map(|w| format!("+{}", "-".repeat(w + 2)))
-            .collect::<String>()
-            + "+";
-        if let Some(t) = title {
-            let t = format!("+ {t} ");
-            if t.len() < line.len() {
-                line.replace_range(..t.len(), &t);
-            } else {
-                line = t;
-            }
+            .filter(|r| parent_of(&r.member).as_deref() == Some(name))
+        {
+            walk(&child.member, depth + 1, all, parent_of, seen, out);
         }
-        line
-    };
-    let row_line = |vals: &[String]| {
-        let mut s = String::new();
-        for (i, (v, w)) in vals.iter().zip(widths.iter().copied()).enumerate() {
-            // Numbers are right-aligned, as patronictl prints them.
-            if i == 4 || i == 5 {
-                s += &format!("| {v:>w$} ");
-            } else {
-                s += &format!("| {v:<w$} ");
-            }
-        }
-        s + "|"
-    };
-    let sysid = match cluster.initialize.as_deref() {
-        None => "uninitialized".to_owned(),
-        Some("") => "initializing".to_owned(),
-        Some(s) => s.to_owned(),
-    };
-    let mut out = vec![
-        sep(Some(format!("Cluster: {scope} ({sysid})"))),
-        row_line(&headers.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()),
-        sep(None),
-    ];
-    out.extend(cells.iter().map(|c| row_line(c)));
-    out.push(sep(None));
-    out.join("\n") + "\n"
+    }
+    // Roots: the leader, then members without a parent (no leader, or a
+    // replicatefrom cycle), in name order.
+    let mut roots: Vec<String> = leader
+        .filter(|l| cluster.member(l).is_some())
+        .map(|l| vec![l.to_owned()])
+        .unwrap_or_default();
+    roots.extend(
+        all.iter()
+            .filter(|r| parent_of(&r.member).is_none())
+            .map(|r| r.member.clone()),
+    );
+    for r in &roots {
+        walk(r, 0, &all, &parent_of, &mut seen, &mut out);
+    }
+    for r in &all {
+        walk(&r.member, 0, &all, &parent_of, &mut seen, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -226,6 +311,40 @@ mod tests {
         let width = lines[1].len();
         assert!(lines.iter().all(|l| l.len() == width), "{t}");
         assert!(!t.contains("Pending restart"));
+    }
+
+    #[test]
+    fn extended_shows_pending_and_tags() {
+        let c = cluster();
+        let t = render_rows(&rows(&c, "batman"), &title(&c, "batman"), true);
+        assert!(t.contains("| Pending restart | Tags |"), "{t}");
+        let (h, cells) = cells(&rows(&c, "batman"), false, true);
+        assert_eq!(h[0], "Cluster");
+        assert_eq!(cells[0][0], "batman");
+        assert_eq!(h.len(), 7);
+    }
+
+    #[test]
+    fn topology_is_a_tree() {
+        let mut c = cluster();
+        c.members[2].data.tags.replicatefrom = Some("b".into());
+        let t = topology_rows(&c, "batman");
+        let names: Vec<&str> = t.iter().map(|r| r.member.as_str()).collect();
+        assert_eq!(names, ["a", "+ b", "  + c"]);
+        c.leader = None;
+        let t = topology_rows(&c, "batman");
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn footer_shows_pause() {
+        let mut c = cluster();
+        assert_eq!(footer(&c), "");
+        c.config = Some(crate::dcs::Versioned {
+            value: serde_json::json!({"pause": true}),
+            version: 1,
+        });
+        assert!(footer(&c).contains("Maintenance mode: on"));
     }
 
     #[test]

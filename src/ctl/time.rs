@@ -1,0 +1,67 @@
+//! Small time helpers for the CLI, without a date library: the `list -t`
+//! timestamp and the time-zone check of `switchover --scheduled`.
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of seconds since the Unix epoch.
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Does an ISO 8601 date-time carry a zone (`Z`, `+02:00`, `-0500`)?
+pub fn has_timezone(ts: &str) -> bool {
+    let ts = ts.trim();
+    let Some(pos) = ts.find(['T', ' ']) else {
+        return false;
+    };
+    let time = &ts[pos + 1..];
+    time.ends_with('Z') || time.ends_with('z') || time.contains(['+', '-'])
+}
+
+/// `ts` with `+00:00` appended when it has no zone (patronictl appends the
+/// local zone; pgpilotctl reads zone-less times as UTC).
+pub fn with_timezone(ts: &str) -> String {
+    if has_timezone(ts) {
+        ts.trim().to_owned()
+    } else {
+        format!("{}+00:00", ts.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_798_761_599), "2026-12-31 23:59:59");
+    }
+
+    #[test]
+    fn zones() {
+        assert!(has_timezone("2030-01-01T10:00:00+02:00"));
+        assert!(has_timezone("2030-01-01T10:00:00Z"));
+        assert!(has_timezone("2030-01-01 10:00:00-0500"));
+        assert!(!has_timezone("2030-01-01T10:00:00"));
+        assert!(!has_timezone("2030-01-01T10:00:00.5"));
+        assert_eq!(with_timezone("2030-01-01T10:00"), "2030-01-01T10:00+00:00");
+        assert_eq!(with_timezone("2030-01-01T10:00Z"), "2030-01-01T10:00Z");
+    }
+}
