@@ -172,24 +172,7 @@ async fn switchovers_and_failover_lose_no_acknowledged_write() {
 }
 
 fn iso(unix: u64) -> String {
-    // Civil date from days since the epoch (H. Hinnant).
-    let days = (unix / 86400) as i64;
-    let secs = unix % 86400;
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    pgpilot::ha::iso8601::Utc::from_unix(unix).to_iso8601()
 }
 
 fn now_unix() -> u64 {

@@ -127,9 +127,71 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
+/// A UTC calendar date and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utc {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl Utc {
+    /// The calendar time of `secs` since the Unix epoch (H. Hinnant's
+    /// civil_from_days): the one conversion the daemon, the CLI and the
+    /// data-directory names share.
+    pub fn from_unix(secs: u64) -> Utc {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        Utc {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month: month as u32,
+            day: day as u32,
+            hour: (rem / 3600) as u32,
+            minute: (rem / 60 % 60) as u32,
+            second: (rem % 60) as u32,
+        }
+    }
+
+    /// `YYYY-MM-DD<sep>HH:MM:SS`.
+    pub fn format(&self, sep: char) -> String {
+        format!(
+            "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// ISO 8601 with an explicit UTC offset, as Patroni writes timestamps.
+    pub fn to_iso8601(&self) -> String {
+        format!("{}+00:00", self.format('T'))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calendar_from_unix_round_trips_with_the_parser() {
+        for secs in [0u64, 951_782_400, 1_724_873_966, 4_102_444_799] {
+            let iso = Utc::from_unix(secs).to_iso8601();
+            assert_eq!(parse(&iso), Ok(secs as f64), "{iso}");
+        }
+        assert_eq!(
+            Utc::from_unix(951_782_400).format(' '),
+            "2000-02-29 00:00:00"
+        );
+    }
 
     #[test]
     fn utc_forms() {

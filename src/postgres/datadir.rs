@@ -30,23 +30,10 @@ pub fn is_empty(dir: &Path) -> io::Result<bool> {
 
 /// `YYYY-MM-DD-HH-MM-SS` in UTC for the given Unix time.
 pub fn timestamp_suffix(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let rem = unix_secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = crate::ha::iso8601::Utc::from_unix(unix_secs);
     format!(
-        "{y:04}-{m:02}-{d:02}-{:02}-{:02}-{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        "{:04}-{:02}-{:02}-{:02}-{:02}-{:02}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 
