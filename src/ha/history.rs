@@ -79,14 +79,8 @@ pub fn to_json(lines: &[HistoryLine]) -> String {
 /// ISO 8601 with a time zone (UTC), e.g. `2026-11-26T13:54:44.123456+00:00`.
 pub fn iso8601_utc(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let date = crate::postgres::datadir::timestamp_suffix(d.as_secs());
-    // `YYYY-MM-DD-HH-MM-SS` -> `YYYY-MM-DDTHH:MM:SS`
-    let (day, time) = date.split_at(10);
-    format!(
-        "{day}T{}.{:06}+00:00",
-        time[1..].replace('-', ":"),
-        d.subsec_micros()
-    )
+    let utc = super::iso8601::Utc::from_unix(d.as_secs());
+    format!("{}.{:06}+00:00", utc.format('T'), d.subsec_micros())
 }
 
 #[cfg(test)]
