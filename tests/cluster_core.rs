@@ -89,11 +89,7 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
     }
 
     // A row written on the primary reaches both replicas.
-    let client = c.sql(primary).await.expect("connect to primary");
-    client
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
+    c.create_table_t(primary).await;
     write_row(&c, primary, 1).await.expect("insert");
     for i in (0..3).filter(|&i| i != primary) {
         eventually(Duration::from_secs(20), "row replicated", || async {
@@ -291,12 +287,7 @@ async fn primary_cut_off_from_dcs_demotes_before_lease_expires() {
     let mut c = TestCluster::new(2, Timing::default());
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
-    c.sql(primary)
-        .await
-        .expect("connect")
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
+    c.create_table_t(primary).await;
     // The last renewal happened at most loop_wait before the freeze, so the
     // lease cannot end earlier than ttl - loop_wait after it.
     let frozen_at = Instant::now();
@@ -380,12 +371,7 @@ async fn dcs_outage_without_failsafe_demotes_and_nobody_promotes() {
     let mut c = TestCluster::new(3, Timing::default());
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
-    c.sql(primary)
-        .await
-        .expect("connect")
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
+    c.create_table_t(primary).await;
     let ttl = Duration::from_secs(c.timing.ttl);
 
     let stopped_at = Instant::now();
@@ -458,11 +444,8 @@ async fn dcs_outage_with_failsafe_keeps_the_primary_writable() {
         },
     )
     .await;
+    c.create_table_t(primary).await;
     let client = c.sql(primary).await.expect("connect");
-    client
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
     // Replicas have seen the failsafe key too (they report it on GET).
     for i in 0..3 {
         eventually(Duration::from_secs(30), "failsafe key known", || async {
@@ -701,11 +684,7 @@ async fn most_advanced_replica_wins_the_race() {
     let p = c.wait_healthy(BOOT).await;
     let reps: Vec<usize> = (0..3).filter(|&i| i != p).collect();
     let (lagging, ahead) = (reps[0], reps[1]);
-    let client = c.sql(p).await.expect("connect primary");
-    client
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
+    c.create_table_t(p).await;
     for i in &reps {
         eventually(Duration::from_secs(20), "table replicated", || async {
             let cl = c.sql(*i).await.ok()?;
@@ -812,12 +791,7 @@ async fn replicatefrom_cascades_from_the_named_replica() {
         },
     )
     .await;
-    c.sql(0)
-        .await
-        .expect("connect")
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
+    c.create_table_t(0).await;
     write_row(&c, 0, 42).await.expect("insert");
     eventually(Duration::from_secs(20), "row cascades to node2", || async {
         has_row(&c, cascade, 42).await.then_some(())
@@ -833,12 +807,7 @@ async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
     let mut c = TestCluster::new(3, Timing::default());
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
-    c.sql(primary)
-        .await
-        .expect("connect to primary")
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
+    c.create_table_t(primary).await;
     let stop = Arc::new(AtomicBool::new(false));
     let ports = c.nodes.iter().map(|n| n.pg_port).collect();
     let writer = spawn_writer(ports, stop.clone());

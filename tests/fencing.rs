@@ -127,12 +127,7 @@ impl Writers {
 async fn setup(c: &mut TestCluster) -> usize {
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
-    c.sql(primary)
-        .await
-        .expect("connect")
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
+    c.create_table_t(primary).await;
     for i in (0..c.nodes.len()).filter(|&i| i != primary) {
         eventually(Duration::from_secs(20), "table replicated", || async {
             let cl = c.sql(i).await.ok()?;

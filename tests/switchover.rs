@@ -81,12 +81,7 @@ async fn switchovers_and_failover_lose_no_acknowledged_write() {
     let mut c = TestCluster::new(3, Timing::default());
     c.start_all();
     let p0 = c.wait_healthy(BOOT).await;
-    c.sql(p0)
-        .await
-        .expect("connect to primary")
-        .batch_execute("CREATE TABLE t(v bigint primary key)")
-        .await
-        .expect("create table");
+    c.create_table_t(p0).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(c.nodes.iter().map(|n| n.pg_port).collect(), stop.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -565,31 +565,48 @@ async fn per_member(
             names.join(", ")
         ))?;
     }
+    let wait = loop_wait(&cluster);
+    post_each(ctx, &members, endpoint, &body, |name, code, body| {
+        matches!(code, 200 | 202).then(|| {
+            let what = if endpoint == "reload" && code == 202 {
+                format!("reload request received, will be processed within {wait} seconds")
+            } else {
+                body.trim().to_owned()
+            };
+            format!("Success: {endpoint} on member {name}: {what}")
+        })
+    })
+    .await
+}
+
+/// POST `endpoint` to each member in turn, printing one line per member, as
+/// patronictl does; `success` turns a member's reply into its success line,
+/// or `None` when it is a failure. Fails naming every member that did not
+/// succeed.
+async fn post_each(
+    ctx: &Ctx,
+    members: &[Member],
+    endpoint: &str,
+    body: &serde_json::Value,
+    success: impl Fn(&str, u16, &str) -> Option<String>,
+) -> anyhow::Result<()> {
     let mut failed = Vec::new();
-    for m in &members {
+    for m in members {
         match ctx
-            .request(m, reqwest::Method::POST, endpoint, Some(&body))
+            .request(m, reqwest::Method::POST, endpoint, Some(body))
             .await
         {
-            Ok((code @ (200 | 202), body)) => {
-                let what = if endpoint == "reload" && code == 202 {
-                    format!(
-                        "reload request received, will be processed within {} seconds",
-                        loop_wait(&cluster)
-                    )
-                } else {
-                    body.trim().to_owned()
-                };
-                println!("Success: {endpoint} on member {}: {what}", m.name);
-            }
-            Ok((code, body)) => {
-                println!(
-                    "Failed: {endpoint} for member {}, status code={code}, ({})",
-                    m.name,
-                    body.trim()
-                );
-                failed.push(m.name.clone());
-            }
+            Ok((code, text)) => match success(&m.name, code, &text) {
+                Some(line) => println!("{line}"),
+                None => {
+                    println!(
+                        "Failed: {endpoint} for member {}, status code={code}, ({})",
+                        m.name,
+                        text.trim()
+                    );
+                    failed.push(m.name.clone());
+                }
+            },
             Err(e) => {
                 println!("Failed: {endpoint} for member {}: {e:#}", m.name);
                 failed.push(m.name.clone());
@@ -954,36 +971,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ))?;
             }
             let body = json!({"force": force, "from_leader": false});
-            let mut failed = Vec::new();
-            for m in &members {
-                match ctx
-                    .request(m, reqwest::Method::POST, "reinitialize", Some(&body))
-                    .await
-                {
-                    Ok((code, text)) if code < 400 => {
-                        println!(
-                            "Success: reinitialize for member {}: {}",
-                            m.name,
-                            text.trim()
-                        )
-                    }
-                    Ok((code, text)) => {
-                        println!(
-                            "Failed: reinitialize for member {}, status code={code}, ({})",
-                            m.name,
-                            text.trim()
-                        );
-                        failed.push(m.name.clone());
-                    }
-                    Err(e) => {
-                        println!("Failed: reinitialize for member {}: {e:#}", m.name);
-                        failed.push(m.name.clone());
-                    }
-                }
-            }
-            if !failed.is_empty() {
-                bail!("reinitialize failed on {}", failed.join(", "));
-            }
+            post_each(&ctx, &members, "reinitialize", &body, |name, code, text| {
+                (code < 400)
+                    .then(|| format!("Success: reinitialize for member {name}: {}", text.trim()))
+            })
+            .await?;
             if *wait {
                 eprint!("Waiting for the replicas to be rebuilt");
                 let deadline = Instant::now() + Duration::from_secs(3600);

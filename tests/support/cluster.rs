@@ -457,6 +457,17 @@ postgresql:
         resp.json().await.ok()
     }
 
+    /// `CREATE TABLE t(v bigint primary key)` on node `i`: the table every
+    /// writer test inserts into.
+    pub async fn create_table_t(&self, i: usize) {
+        self.sql(i)
+            .await
+            .expect("connect")
+            .batch_execute("CREATE TABLE t(v bigint primary key)")
+            .await
+            .expect("create table");
+    }
+
     /// Put an unrelated PostgreSQL cluster into node `i`'s data directory.
     pub fn initdb_foreign(&self, i: usize) {
         let (uid, gid) = runtime_user();
