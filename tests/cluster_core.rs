@@ -541,9 +541,11 @@ async fn cluster_members(c: &TestCluster, i: usize) -> Option<Vec<String>> {
             .collect(),
     )
 }
-/// The leader keeps one slot per member in the DCS: a member that leaves
-/// loses its slot, a returning one gets it back, and a new primary creates
-/// slots for the others (never one for itself) right after its promotion.
+/// The leader keeps one slot per member in the DCS. A member that leaves
+/// keeps its slot for `member_slots_ttl` (listed in `status.retain_slots`)
+/// and loses it once retention ends (here: `member_slots_ttl` set to 0); a
+/// returning one gets it back, and a new primary creates slots for the
+/// others (never one for itself) right after its promotion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
     let mut c = TestCluster::new(3, Timing::default());
@@ -557,18 +559,21 @@ async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
         || async { (slot_names(&c, p).await? == both).then_some(()) },
     )
     .await;
-    // status.slots: every slot's position and the leader's own name.
+    // status.slots: every slot's position and the leader's own name;
+    // status.retain_slots: every member's slot name.
+    let mut everyone = names(&c, &[p, reps[0], reps[1]]);
+    everyone.sort();
     eventually(
         Duration::from_secs(20),
-        "status.slots published",
+        "status.slots and retain_slots published",
         || async {
             let s = status_key(&c).await?;
             let slots = s["slots"].as_object()?;
-            let mut want = names(&c, &[p, reps[0], reps[1]]);
             let mut got: Vec<String> = slots.keys().cloned().collect();
-            want.sort();
             got.sort();
-            (got == want && slots.values().all(|v| v.as_u64().is_some())).then_some(())
+            let retain: Vec<String> = serde_json::from_value(s["retain_slots"].clone()).ok()?;
+            (got == everyone && retain == everyone && slots.values().all(|v| v.as_u64().is_some()))
+                .then_some(())
         },
     )
     .await;
@@ -582,6 +587,28 @@ async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
         (!cluster_members(&c, p).await?.contains(&gone_name)).then_some(())
     })
     .await;
+    // member_slots_ttl (default 30 min) keeps its slot, and the leader
+    // still lists it, for several cycles.
+    for _ in 0..3 * c.timing.loop_wait {
+        assert_eq!(
+            slot_names(&c, p).await.as_ref(),
+            Some(&both),
+            "retained slot dropped"
+        );
+        let s = status_key(&c).await.expect("status key");
+        let retain: Vec<String> =
+            serde_json::from_value(s["retain_slots"].clone()).expect("retain_slots");
+        assert_eq!(retain, everyone, "retain_slots while the member is away");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Retention off: the slot goes at once.
+    let r = reqwest::Client::new()
+        .patch(c.nodes[p].api("/config"))
+        .body(r#"{"member_slots_ttl": 0}"#)
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(r.status().as_u16(), 200);
     let t0 = Instant::now();
     let only_other = names(&c, &[reps[1]]);
     eventually(
@@ -591,7 +618,7 @@ async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
     )
     .await;
     eprintln!(
-        "slot dropped {:?} after the member key vanished",
+        "slot dropped {:?} after member_slots_ttl became 0",
         t0.elapsed()
     );
 

@@ -18,7 +18,7 @@ use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig, dynamic_file};
 use crate::dcs::{Cluster, Dcs, DcsError, Member, MemberData, Status};
 use crate::fence::{FenceClient, FenceOrder};
-use crate::ha::slots::SlotRequest;
+use crate::ha::slots::{RetainedSlots, SlotRequest};
 use crate::ha::{
     self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
 };
@@ -78,6 +78,8 @@ pub struct LeaderElector {
     dumped: Option<serde_json::Value>,
     /// When this node last stepped down for a switchover.
     demoted_gracefully_at: Option<Instant>,
+    /// Slots of vanished members kept for `member_slots_ttl`.
+    retained_slots: Arc<Mutex<RetainedSlots>>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -124,6 +126,7 @@ impl LeaderElector {
             failsafe_active_until: None,
             dumped: None,
             demoted_gracefully_at: None,
+            retained_slots: Arc::default(),
         }
     }
 
@@ -155,6 +158,7 @@ impl LeaderElector {
             failsafe_until: self.failsafe_active_until,
             fence: self.fence.clone(),
             demoted_gracefully_at: self.demoted_gracefully_at,
+            retained_slots: self.retained_slots.clone(),
         };
         ctx.spawn(
             run_cycle(input)
@@ -460,6 +464,7 @@ struct CycleInput {
     failsafe_until: Option<Instant>,
     fence: Arc<Mutex<FenceClient>>,
     demoted_gracefully_at: Option<Instant>,
+    retained_slots: Arc<Mutex<RetainedSlots>>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -477,6 +482,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         failsafe_until,
         fence,
         demoted_gracefully_at,
+        retained_slots,
     } = input;
     let lease_at_start = lease_deadline;
     let mut report = CycleReport {
@@ -624,6 +630,14 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         DcsView::Ok(c) => Some(c),
         DcsView::Failed(_) => None,
     };
+    // `member_slots_ttl`: only the lock holder keeps and publishes them.
+    let retain = match (&cluster, retained_slots.lock()) {
+        (Some(c), Ok(mut r)) if dynamic.use_slots && c.leader_name() == Some(cfg.name.as_str()) => {
+            let ttl = Duration::from_secs(dynamic.slots.member_slots_ttl);
+            r.observe(c, &cfg.name, Instant::now(), ttl)
+        }
+        _ => Vec::new(),
+    };
     let mut demoted = false;
     for action in decision.actions {
         if action == Action::StayPrimaryOnFailsafe {
@@ -638,6 +652,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             &pg,
             &mut lease_deadline,
             &last_status,
+            &retain,
         )
         .await;
         if matches!(action, Action::Demote { .. }) && matches!(outcome, Step::Continue) {
@@ -675,7 +690,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         && pg.busy.is_none()
         && c.leader_name().is_some_and(|l| l != cfg.name)
     {
-        sync_slots(&links, &cfg, &dynamic, c, false, None).await;
+        sync_slots(&links, &cfg, &dynamic, c, false, &[], None).await;
     }
 
     if let Some(c) = &cluster {
@@ -781,6 +796,7 @@ async fn execute(
     pg: &PgStatus,
     lease_deadline: &mut Option<Instant>,
     last_status: &Option<Status>,
+    retain: &[String],
 ) -> Step {
     let ttl = dynamic.timing.ttl;
     match action {
@@ -859,7 +875,7 @@ async fn execute(
                     if pg.facts.is_primary() {
                         let slots = match cluster {
                             Some(c) if dynamic.use_slots => {
-                                sync_slots(links, cfg, dynamic, c, true, pg.facts.lsn).await
+                                sync_slots(links, cfg, dynamic, c, true, retain, pg.facts.lsn).await
                             }
                             _ => Some(Default::default()),
                         }
@@ -869,7 +885,7 @@ async fn execute(
                         let status = Status {
                             optime: pg.facts.lsn,
                             slots,
-                            ..Status::default()
+                            retain_slots: retain.to_vec(),
                         };
                         if last_status.as_ref() != Some(&status) {
                             if let Err(e) = links.dcs.write_status(&status).await {
@@ -1016,16 +1032,17 @@ async fn execute(
 /// Ask the supervisor to sync the slots of this node (ha-loop.md §3 step
 /// 9) and return `status.slots`: the physical slot positions, plus on the
 /// leader its own slot name at its current LSN (so the others keep WAL for
-/// it after a switchover).
+/// it after a switchover). `retain` is the leader's `retain_slots`.
 async fn sync_slots(
     links: &ElectorLinks,
     cfg: &Config,
     dynamic: &DynamicConfig,
     cluster: &Cluster,
     i_lead: bool,
+    retain: &[String],
     lsn: Option<u64>,
 ) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let req = SlotRequest::new(cluster, &cfg.name, i_lead, &dynamic.slots);
+    let req = SlotRequest::new(cluster, &cfg.name, i_lead, &dynamic.slots, retain);
     let positions = links.sync_slots.send(SyncSlots(req)).await.ok().flatten()?;
     let mut out: serde_json::Map<String, serde_json::Value> =
         positions.into_iter().map(|(k, v)| (k, v.into())).collect();

@@ -596,8 +596,8 @@ pub struct SlotsConfig {
     /// `slots` (aliases `permanent_slots`, `permanent_replication_slots`).
     pub permanent: Vec<SlotSpec>,
     pub ignore: Vec<SlotMatcher>,
-    /// `member_slots_ttl` in seconds (default 1800). pgpilot drops an absent
-    /// member's slot at once whatever the value.
+    /// `member_slots_ttl` in seconds (default 1800): how long the leader
+    /// keeps the slot of a member whose key vanished; 0 drops it at once.
     pub member_slots_ttl: u64,
 }
 

@@ -8,13 +8,60 @@
 //!   slots (`slots`) are created on the leader only.
 //! * A replica keeps slots for the members that cascade from it.
 //! * Any other slot is dropped unless `ignore_slots` matches it (on a replica
-//!   also permanent slots and logical slots are left alone). A member that
-//!   vanished from the DCS loses its slot at once: `member_slots_ttl`
-//!   retention is not implemented.
+//!   also permanent slots and logical slots are left alone).
+//! * The leader keeps the slot of a member whose key vanished for
+//!   `member_slots_ttl` (dcs-layout.md §2.3 `retain_slots`), so a replica
+//!   back from a reboot or a network cut finds its WAL still there.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::config::{SlotKind, SlotMatcher, SlotSpec, SlotsConfig};
 use crate::dcs::{Cluster, Member};
 use crate::postgres::conf::slot_name;
+
+/// When the leader last saw each member slot's owner, for
+/// `member_slots_ttl`. It lives in the leader's memory; the names travel in
+/// `status.retain_slots`, so a new leader keeps them too (counting their
+/// age from when it first read them, as Patroni does).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetainedSlots {
+    last_seen: BTreeMap<String, Instant>,
+}
+
+impl RetainedSlots {
+    /// Fold one DCS read on the leader `me` into the record and return the
+    /// slot names to publish as `retain_slots`: every streaming member's
+    /// slot, mine, and those of members gone for at most `ttl`. A zero
+    /// `ttl` turns retention off.
+    pub fn observe(
+        &mut self,
+        cluster: &Cluster,
+        me: &str,
+        now: Instant,
+        ttl: Duration,
+    ) -> Vec<String> {
+        if ttl.is_zero() {
+            self.last_seen.clear();
+            return Vec::new();
+        }
+        for name in &cluster.status.retain_slots {
+            self.last_seen.entry(name.clone()).or_insert(now);
+        }
+        let present = cluster
+            .members
+            .iter()
+            .filter(|m| !m.data.tags.nostream)
+            .map(|m| m.name.as_str())
+            .chain(std::iter::once(me));
+        for name in present {
+            self.last_seen.insert(slot_name(name), now);
+        }
+        self.last_seen
+            .retain(|_, seen| now.saturating_duration_since(*seen) <= ttl);
+        self.last_seen.keys().cloned().collect()
+    }
+}
 
 /// A slot PostgreSQL reports in `pg_replication_slots`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +201,16 @@ pub struct SlotRequest {
 }
 
 impl SlotRequest {
-    pub fn new(cluster: &Cluster, me: &str, i_lead: bool, cfg: &SlotsConfig) -> SlotRequest {
+    /// `retain`: on the leader, the `retain_slots` names from
+    /// [`RetainedSlots::observe`]; a name whose member is gone keeps its
+    /// physical slot.
+    pub fn new(
+        cluster: &Cluster,
+        me: &str,
+        i_lead: bool,
+        cfg: &SlotsConfig,
+        retain: &[String],
+    ) -> SlotRequest {
         let mut protected = cfg.ignore.clone();
         if !i_lead {
             protected.extend(cfg.permanent.iter().map(|p| SlotMatcher {
@@ -162,10 +218,23 @@ impl SlotRequest {
                 ..SlotMatcher::default()
             }));
         }
+        let mut expected = expected_slots(cluster, me, i_lead, &cfg.permanent);
+        if i_lead {
+            let present: Vec<String> = cluster.members.iter().map(|m| slot_name(&m.name)).collect();
+            let mine = slot_name(me);
+            for name in retain {
+                if *name != mine
+                    && !present.contains(name)
+                    && !expected.iter().any(|s| s.name == *name)
+                {
+                    expected.push(SlotSpec::physical(name.clone()));
+                }
+            }
+        }
         SlotRequest {
             me: me.to_owned(),
             i_lead,
-            expected: expected_slots(cluster, me, i_lead, &cfg.permanent),
+            expected,
             protected,
         }
     }
@@ -334,7 +403,7 @@ mod tests {
             member("a", Tags::default()),
             member("b", Tags::default()),
         ]);
-        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default());
+        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default(), &[]);
         let p = req.plan(&[phys("gone", false), phys("x", true)]);
         assert_eq!(names(&p.create), ["b"]);
         let dropped: Vec<_> = p.drop.iter().map(|s| (s.name.as_str(), s.active)).collect();
@@ -367,7 +436,7 @@ mod tests {
             plugin: Some(plugin.into()),
             active: false,
         };
-        let p = SlotRequest::new(&c, "a", true, &cfg).plan(&[
+        let p = SlotRequest::new(&c, "a", true, &cfg, &[]).plan(&[
             phys("ext", false),
             logical("w", "wal2json"),
             logical("t", "test_decoding"),
@@ -390,7 +459,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let p = SlotRequest::new(&c, "a", true, &cfg).plan(&[phys("cdc", false)]);
+        let p = SlotRequest::new(&c, "a", true, &cfg, &[]).plan(&[phys("cdc", false)]);
         assert_eq!(p.drop.len(), 1);
         assert_eq!(names(&p.create), ["cdc"]);
     }
@@ -413,7 +482,7 @@ mod tests {
             plugin: Some("pgoutput".into()),
             active: false,
         };
-        let p = SlotRequest::new(&c, "b", false, &cfg).plan(&[
+        let p = SlotRequest::new(&c, "b", false, &cfg, &[]).plan(&[
             phys("keep", false),
             phys("stale", false),
             logical,
@@ -421,5 +490,107 @@ mod tests {
         assert_eq!(names(&p.create), ["c"]);
         let dropped: Vec<_> = p.drop.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(dropped, ["stale"]);
+    }
+
+    const TTL: Duration = Duration::from_secs(1800);
+
+    #[test]
+    fn retention_lists_every_streaming_member_and_me() {
+        let mut c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        c.members.push(member(
+            "n",
+            Tags {
+                nostream: true,
+                ..Tags::default()
+            },
+        ));
+        let mut r = RetainedSlots::default();
+        assert_eq!(r.observe(&c, "a", Instant::now(), TTL), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_vanished_member_keeps_its_slot_for_member_slots_ttl_then_loses_it() {
+        let t0 = Instant::now();
+        let mut c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+            member("c", Tags::default()),
+        ]);
+        let mut r = RetainedSlots::default();
+        r.observe(&c, "a", t0, TTL);
+        c.members.retain(|m| m.name != "c");
+        let retain = r.observe(&c, "a", t0 + TTL, TTL);
+        assert_eq!(retain, ["a", "b", "c"]);
+        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default(), &retain);
+        assert_eq!(names(&req.expected), ["b", "c"]);
+        // Its slot is not dropped while retained...
+        assert!(req.plan(&[phys("c", false)]).drop.is_empty());
+        // ...and is once the ttl has passed.
+        let retain = r.observe(&c, "a", t0 + TTL + Duration::from_secs(1), TTL);
+        assert_eq!(retain, ["a", "b"]);
+        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default(), &retain);
+        assert_eq!(req.plan(&[phys("c", false)]).drop, [phys("c", false)]);
+    }
+
+    #[test]
+    fn zero_member_slots_ttl_drops_a_vanished_member_slot_at_once() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        let mut r = RetainedSlots::default();
+        r.observe(&c, "a", Instant::now(), TTL);
+        assert!(
+            r.observe(&c, "a", Instant::now(), Duration::ZERO)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_new_leader_keeps_the_names_it_reads_in_status_and_times_them_itself() {
+        let t0 = Instant::now();
+        let mut c = cluster(vec![member("b", Tags::default())]);
+        c.status.retain_slots = vec!["a".into(), "b".into(), "gone".into()];
+        let mut r = RetainedSlots::default();
+        assert_eq!(r.observe(&c, "b", t0, TTL), ["a", "b", "gone"]);
+        // My own name is never a slot on me.
+        let req = SlotRequest::new(
+            &c,
+            "b",
+            true,
+            &SlotsConfig::default(),
+            &r.observe(&c, "b", t0, TTL),
+        );
+        assert_eq!(names(&req.expected), ["a", "gone"]);
+        assert_eq!(
+            r.observe(&c, "b", t0 + TTL + Duration::from_secs(1), TTL),
+            ["b"]
+        );
+    }
+
+    #[test]
+    fn a_present_cascading_member_gets_no_retained_slot_on_the_leader() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+            member("c", from("b")),
+        ]);
+        let mut r = RetainedSlots::default();
+        let retain = r.observe(&c, "a", Instant::now(), TTL);
+        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default(), &retain);
+        assert_eq!(names(&req.expected), ["b"]);
+    }
+
+    #[test]
+    fn a_replica_ignores_retention() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        let req = SlotRequest::new(&c, "b", false, &SlotsConfig::default(), &["gone".into()]);
+        assert!(req.expected.is_empty());
     }
 }
