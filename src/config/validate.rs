@@ -53,6 +53,24 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
             "required when restapi.keyfile is set".into(),
         );
     }
+    if cfg.restapi.certfile.is_some() {
+        if cfg.restapi.ciphers.is_some() {
+            warnings.push(format!(
+                "{ORIGIN_CONFIG}: restapi.ciphers is ignored: pgpilot (rustls) offers only \
+                 TLS 1.2/1.3 with AEAD cipher suites"
+            ));
+        }
+    } else if cfg.restapi.verify_client.is_some() || cfg.restapi.cafile.is_some() {
+        warnings.push(format!(
+            "{ORIGIN_CONFIG}: restapi.verify_client and restapi.cafile have no effect \
+             without restapi.certfile (the REST API serves plain HTTP)"
+        ));
+    }
+    // TLS files: readable, parsable, key matching its certificate.
+    for problem in crate::tls::check_files(cfg) {
+        let (key, msg) = problem.split_once(": ").unwrap_or(("restapi", &problem));
+        err(key, msg.to_owned());
+    }
 
     // PostgreSQL.
     let pg = &cfg.postgresql;
