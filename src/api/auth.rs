@@ -405,6 +405,41 @@ mod tests {
     }
 
     #[test]
+    fn client_certificate_for_unsafe_methods_over_https() {
+        let mut r = restapi(true, Some(vec!["10.0.0.0/8"]));
+        r.certfile = Some("/etc/ssl/api.pem".into());
+        r.verify_client = Some("optional".into());
+        let p = AccessPolicy::from_restapi(&r);
+        let ip = Some("10.1.2.3".parse().unwrap());
+        let ok = basic("admin:s3cret");
+        // GET stays open without a certificate.
+        assert_eq!(p.check_request(&Method::GET, ip, false, None), None);
+        // Order: allowlist, certificate, credentials.
+        let outside = Some("192.168.0.1".parse().unwrap());
+        assert_eq!(
+            p.check_request(&Method::POST, outside, true, Some(&ok)),
+            Some(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            p.check_request(&Method::POST, ip, false, Some(&ok)),
+            Some(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            p.check_request(&Method::POST, ip, true, None),
+            Some(Refusal::NoCredentials)
+        );
+        assert_eq!(p.check_request(&Method::POST, ip, true, Some(&ok)), None);
+        // verify_client none, or plain HTTP: no certificate needed.
+        r.verify_client = Some("none".into());
+        p.update(&r);
+        assert_eq!(p.check_request(&Method::POST, ip, false, Some(&ok)), None);
+        r.verify_client = Some("required".into());
+        r.certfile = None;
+        p.update(&r);
+        assert_eq!(p.check_request(&Method::POST, ip, false, Some(&ok)), None);
+    }
+
+    #[test]
     fn basic_auth_on_unsafe_methods_only() {
         let p = AccessPolicy::from_restapi(&restapi(true, None));
         let ip = Some("10.1.2.3".parse().unwrap());
