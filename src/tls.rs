@@ -541,6 +541,75 @@ mod tests {
         assert_eq!(VerifyClient::of(&r), VerifyClient::Required);
     }
 
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn reload_keeps_the_running_certificate_on_error() {
+        let mut r: RestApi = serde_json::from_value(serde_json::json!({
+            "listen": ":8008", "connect_address": "h:8008",
+            "certfile": fixture("server.crt"), "keyfile": fixture("server.key"),
+        }))
+        .unwrap();
+        let tls = ServerTls::from_restapi(&r).unwrap().expect("HTTPS on");
+        tls.server_config().unwrap();
+        let before = tls.cert.0.read().unwrap().cert.clone();
+        assert!(!tls.verifier.get().offer_client_auth());
+        // Same files: nothing changed.
+        assert!(!tls.reload(&r).unwrap());
+        // A broken file: refused, the old certificate stays.
+        r.certfile = Some(fixture("other.key"));
+        let e = tls.reload(&r).unwrap_err();
+        assert!(e.starts_with("restapi.certfile: "), "{e}");
+        assert_eq!(tls.cert.0.read().unwrap().cert, before);
+        // Client verification switched on by a reload.
+        r.certfile = Some(fixture("combined.pem"));
+        r.keyfile = None;
+        r.cafile = Some(fixture("server.crt"));
+        r.verify_client = Some("required".into());
+        tls.reload(&r).unwrap();
+        assert!(tls.verifier.get().client_auth_mandatory());
+        r.verify_client = Some("optional".into());
+        tls.reload(&r).unwrap();
+        assert!(tls.verifier.get().offer_client_auth());
+        assert!(!tls.verifier.get().client_auth_mandatory());
+        // Plain HTTP: no TLS state.
+        r.certfile = None;
+        assert!(ServerTls::from_restapi(&r).unwrap().is_none());
+    }
+
+    #[test]
+    fn client_configs() {
+        let roots = load_roots("ca", &fixture("server.crt")).unwrap();
+        client_config(ServerCheck::Full(roots.clone()), None).unwrap();
+        client_config(ServerCheck::ChainOnly(roots), None).unwrap();
+        client_config(
+            ServerCheck::None,
+            Some((
+                "ctl",
+                &fixture("server.crt"),
+                Some(&fixture("server.key")),
+                None,
+            )),
+        )
+        .unwrap();
+        let e = client_config(
+            ServerCheck::None,
+            Some((
+                "ctl",
+                &fixture("server.crt"),
+                Some(&fixture("other.key")),
+                None,
+            )),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("ctl.keyfile: ") && e.contains("does not match"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn missing_files_name_key_and_path() {
         let e = load_certs("restapi.certfile", "/nonexistent/c.pem").unwrap_err();

@@ -232,7 +232,8 @@ struct Auth {
 #[derive(Default, Deserialize)]
 struct AuthSection {
     authentication: Option<Auth>,
-    insecure: Option<bool>,
+    /// A bool, or a string such as `"true"`/`"yes"` as Patroni accepts.
+    insecure: Option<serde_yaml_ng::Value>,
     cacert: Option<String>,
     cafile: Option<String>,
     certfile: Option<String>,
@@ -251,7 +252,14 @@ impl CtlConfig {
             ("ctl", self.ctl.as_ref()),
             ("restapi", self.restapi.as_ref()),
         ];
-        let insecure = insecure || self.ctl.as_ref().and_then(|c| c.insecure) == Some(true);
+        let insecure = insecure
+            || match self.ctl.as_ref().and_then(|c| c.insecure.as_ref()) {
+                Some(serde_yaml_ng::Value::Bool(b)) => *b,
+                Some(serde_yaml_ng::Value::String(s)) => {
+                    pgpilot::config::parse_bool(s).unwrap_or(false)
+                }
+                _ => false,
+            };
         let ca = self
             .ctl
             .as_ref()
@@ -344,7 +352,9 @@ struct Ctx {
     scope: String,
     endpoints: Vec<String>,
     dcs: Arc<dyn Dcs>,
-    http: reqwest::Client,
+    /// The REST client, or why it could not be built (TLS files): commands
+    /// that only read the DCS still work then.
+    http: Result<reqwest::Client, String>,
     auth: Option<(String, String)>,
 }
 
@@ -377,11 +387,16 @@ impl Ctx {
             .filter_map(|s| s.authentication.as_ref())
             .find_map(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
         pgpilot::tls::install_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .tls_backend_preconfigured(cfg.tls(cli.insecure)?)
-            .build()
-            .context("building the HTTP client")?;
+        let http = cfg
+            .tls(cli.insecure)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|tls| {
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(120))
+                    .tls_backend_preconfigured(tls)
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}"))
+            });
         Ok(Ctx {
             scope,
             endpoints,
@@ -411,7 +426,8 @@ impl Ctx {
     ) -> anyhow::Result<(u16, String)> {
         let base = api_base(member)?;
         let url = format!("{base}/{endpoint}");
-        let mut req = self.http.request(method.clone(), &url);
+        let http = self.http.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut req = http.request(method.clone(), &url);
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));
         }
