@@ -4,8 +4,9 @@
 //! the candidate's `/patroni`) and fails over; plain HTTP and clients
 //! without (or with a foreign) certificate are refused; Basic auth still
 //! applies; `pgpilotctl` works against https members. With `optional`,
-//! health checks need no certificate but unsafe endpoints do, and a reload
-//! with a broken certificate keeps the running one.
+//! health checks need no certificate but unsafe endpoints do, a reload
+//! serves a new certificate, and a reload with a broken one keeps the
+//! running one.
 
 mod support;
 
@@ -16,7 +17,7 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 use support::cluster::{TestCluster, Timing};
 use support::eventually;
-use support::tls::{Certs, client, client_timeout, make_certs, restapi_yaml};
+use support::tls::{Certs, client, client_timeout, make_certs, restapi_yaml, served_subject};
 
 const BOOT: Duration = Duration::from_secs(120);
 const PASSWORD: &str = "tls-Pa55word";
@@ -196,16 +197,47 @@ async fn optional_client_certificates_and_reload() {
         "a certificate of another CA must be refused"
     );
 
-    // A broken certificate on SIGHUP: the reload is refused, HTTPS goes on
-    // with the old certificate.
+    // A new certificate on SIGHUP is served to new connections.
+    let port = c.nodes[0].api_port;
+    assert!(
+        served_subject(port).ends_with("CN = server"),
+        "{}",
+        served_subject(port)
+    );
     let path = &c.nodes[0].config_path;
     let text = std::fs::read_to_string(path).expect("config");
+    let text = text
+        .replace(
+            certs.server_cert.to_str().unwrap(),
+            certs.server2_cert.to_str().unwrap(),
+        )
+        .replace(
+            certs.server_key.to_str().unwrap(),
+            certs.server2_key.to_str().unwrap(),
+        );
+    std::fs::write(path, &text).expect("write config");
+    c.signal(0, Signal::SIGHUP);
+    eventually(Duration::from_secs(20), "the new certificate", || async {
+        c.nodes[0]
+            .log()
+            .contains("api_certificate_reloaded")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        served_subject(port).ends_with("CN = server2"),
+        "{}",
+        served_subject(port)
+    );
+
+    // A broken certificate on SIGHUP: the reload is refused, HTTPS goes on
+    // with the running certificate.
     let broken = c.root.join("certs/broken.pem");
     std::fs::write(&broken, "not a certificate\n").expect("write");
     std::fs::write(
         path,
         text.replace(
-            certs.server_cert.to_str().unwrap(),
+            certs.server2_cert.to_str().unwrap(),
             broken.to_str().unwrap(),
         ),
     )
@@ -224,6 +256,11 @@ async fn optional_client_certificates_and_reload() {
         .await
         .expect("GET /health after a bad reload");
     assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        served_subject(port).ends_with("CN = server2"),
+        "{}",
+        served_subject(port)
+    );
 
     // `pgpilot --validate` names the key and the path.
     let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))

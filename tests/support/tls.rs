@@ -19,6 +19,9 @@ pub struct Certs {
     pub client_key: PathBuf,
     pub rogue_cert: PathBuf,
     pub rogue_key: PathBuf,
+    /// A second server certificate (CN `server2`), for reloads.
+    pub server2_cert: PathBuf,
+    pub server2_key: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -108,13 +111,10 @@ pub fn make_certs(dir: &Path) -> Certs {
     fs::create_dir_all(dir).expect("cert dir");
     ca(dir, "ca");
     ca(dir, "rogue-ca");
-    leaf(
-        dir,
-        "server",
-        "ca",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
-    );
+    let server_ext = "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+                      keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n";
+    leaf(dir, "server", "ca", server_ext);
+    leaf(dir, "server2", "ca", server_ext);
     let client_ext = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
                       extendedKeyUsage=clientAuth\n";
     leaf(dir, "client", "ca", client_ext);
@@ -133,6 +133,8 @@ pub fn make_certs(dir: &Path) -> Certs {
         client_key: dir.join("client.key"),
         rogue_cert: dir.join("rogue.crt"),
         rogue_key: dir.join("rogue.key"),
+        server2_cert: dir.join("server2.crt"),
+        server2_key: dir.join("server2.key"),
     }
 }
 
@@ -164,6 +166,20 @@ pub fn client_timeout(
         .tls_backend_preconfigured(tls)
         .build()
         .expect("https client")
+}
+
+/// The subject of the certificate `127.0.0.1:port` serves (`openssl
+/// s_client`), e.g. `subject=CN = server`.
+pub fn served_subject(port: u16) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null \
+             | openssl x509 -noout -subject"
+        ))
+        .output()
+        .expect("openssl s_client");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The `restapi` lines for HTTPS with `verify_client: mode`.
