@@ -265,6 +265,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
 }
 
 fn client() -> reqwest::Client {
+    pgpilot::tls::install_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

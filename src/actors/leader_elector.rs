@@ -368,6 +368,7 @@ impl Handler<ConfigChanged> for LeaderElector {
             cfg.name = self.cfg.name.clone();
             cfg.scope = self.cfg.scope.clone();
         }
+        self.http = crate::api::auth::peer_client(&cfg);
         self.cfg = Arc::new(cfg);
         self.start_cycle(ctx);
     }

@@ -5,7 +5,9 @@
 //! 1. `restapi.allowlist` (IPs, CIDRs, host names resolved when the
 //!    configuration is loaded): a client outside it gets **403** `Access is
 //!    denied`;
-//! 2. (client certificates: HTTPS is not served yet);
+//! 2. over HTTPS with `verify_client` `optional` or `required`: the client
+//!    must have presented a certificate (checked by the handshake against
+//!    `restapi.cafile`), else **403** `Access is denied`;
 //! 3. `restapi.authentication`: HTTP Basic must match, else **401** with
 //!    `WWW-Authenticate: Basic realm="Patroni"`.
 //!
@@ -107,6 +109,9 @@ struct Rules {
     credentials: Option<Vec<u8>>,
     /// `None`: no allowlist (everyone may try).
     allowlist: Option<Vec<Network>>,
+    /// HTTPS with `verify_client` optional/required: unsafe requests need a
+    /// client certificate.
+    client_cert: bool,
 }
 
 impl Rules {
@@ -129,6 +134,7 @@ impl Rules {
         Rules {
             credentials,
             allowlist,
+            client_cert: crate::tls::client_cert_required_for_unsafe(r),
         }
     }
 }
@@ -175,11 +181,24 @@ impl AccessPolicy {
         *rules = new;
     }
 
-    /// The access check of one request (`None`: let it through).
+    /// The access check of one request (`None`: let it through), for a
+    /// client that presented a certificate if one is asked for.
     pub fn check(
         &self,
         method: &Method,
         peer: Option<IpAddr>,
+        authorization: Option<&HeaderValue>,
+    ) -> Option<Refusal> {
+        self.check_request(method, peer, true, authorization)
+    }
+
+    /// [`AccessPolicy::check`]; `client_cert`: the TLS client presented a
+    /// (verified) certificate.
+    pub fn check_request(
+        &self,
+        method: &Method,
+        peer: Option<IpAddr>,
+        client_cert: bool,
         authorization: Option<&HeaderValue>,
     ) -> Option<Refusal> {
         if !unsafe_method(method) {
@@ -189,6 +208,9 @@ impl AccessPolicy {
         if let Some(list) = &rules.allowlist
             && !peer.is_some_and(|ip| list.iter().any(|n| n.contains(ip)))
         {
+            return Some(Refusal::NotAllowed);
+        }
+        if rules.client_cert && !client_cert {
             return Some(Refusal::NotAllowed);
         }
         let expected = rules.credentials.as_ref()?;
@@ -238,10 +260,14 @@ pub async fn access_check(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
+    let client_cert = req
+        .conn_data::<crate::api::server::ClientCertificate>()
+        .is_some();
     let refusal = req.app_data::<web::Data<AccessPolicy>>().and_then(|p| {
-        p.check(
+        p.check_request(
             req.method(),
             req.peer_addr().map(|a| a.ip()),
+            client_cert,
             req.headers().get(AUTHORIZATION),
         )
     });
@@ -270,11 +296,38 @@ impl Handler<ConfigChanged> for AccessPolicyUpdater {
     }
 }
 
+/// Keeps the REST API's certificate and client verification, and the peer
+/// client, in line with the configuration (subscribe it to the
+/// ConfigManager). Files that fail to load keep what runs.
+pub struct TlsUpdater(pub Option<crate::tls::ServerTls>);
+
+impl Actor for TlsUpdater {
+    type Context = Context<Self>;
+}
+
+impl Handler<ConfigChanged> for TlsUpdater {
+    type Result = ();
+    fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, _ctx: &mut Context<Self>) {
+        set_peer_client(peer_client(&cfg));
+        let Some(tls) = &self.0 else {
+            return;
+        };
+        match tls.reload(&cfg.restapi) {
+            Ok(true) => tracing::info!(event = "api_certificate_reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(event = "api_tls_reload_failed", error = %e,
+                                      "keeping the running certificate and client verification"),
+        }
+    }
+}
+
 /// The HTTP client this node uses to talk to the other members' APIs
-/// (leader race, failsafe): it sends `restapi.authentication` (Patroni:
-/// `ctl.authentication` first), so unsafe requests such as `POST /failsafe`
-/// pass the others' checks.
+/// (leader race, failsafe, switchover checks): it sends
+/// `restapi.authentication` (Patroni: `ctl.authentication` first), so unsafe
+/// requests such as `POST /failsafe` pass the others' checks, and speaks
+/// HTTPS as Patroni's daemon does (`crate::tls::peer_client_config`).
 pub fn peer_client(cfg: &Config) -> reqwest::Client {
+    crate::tls::install_provider();
     let creds = cfg
         .ctl
         .as_ref()
@@ -293,7 +346,37 @@ pub fn peer_client(cfg: &Config) -> reqwest::Client {
         }
         builder = builder.default_headers(headers);
     }
-    builder.build().unwrap_or_default()
+    match crate::tls::peer_client_config(cfg) {
+        Ok(tls) => builder = builder.tls_backend_preconfigured(tls),
+        Err(e) => warn!(event = "peer_tls_config_failed", error = %e,
+                        "calls to https members will not present a client certificate"),
+    }
+    builder.build().unwrap_or_else(|e| {
+        warn!(event = "peer_client_failed", error = %e);
+        reqwest::Client::new()
+    })
+}
+
+static PEER_CLIENT: RwLock<Option<reqwest::Client>> = RwLock::new(None);
+
+/// Make `c` the client [`current_peer_client`] hands out (the daemon does at
+/// start and on every reload).
+pub fn set_peer_client(c: reqwest::Client) {
+    *PEER_CLIENT.write().unwrap_or_else(|p| p.into_inner()) = Some(c);
+}
+
+/// The peer client of the running configuration (REST handlers that call
+/// other members); a plain client before [`set_peer_client`].
+pub fn current_peer_client() -> reqwest::Client {
+    if let Some(c) = PEER_CLIENT
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        return c.clone();
+    }
+    crate::tls::install_provider();
+    reqwest::Client::new()
 }
 
 #[cfg(test)]
@@ -319,6 +402,41 @@ mod tests {
 
     fn basic(s: &str) -> HeaderValue {
         HeaderValue::from_str(&format!("Basic {}", B64.encode(s))).unwrap()
+    }
+
+    #[test]
+    fn client_certificate_for_unsafe_methods_over_https() {
+        let mut r = restapi(true, Some(vec!["10.0.0.0/8"]));
+        r.certfile = Some("/etc/ssl/api.pem".into());
+        r.verify_client = Some("optional".into());
+        let p = AccessPolicy::from_restapi(&r);
+        let ip = Some("10.1.2.3".parse().unwrap());
+        let ok = basic("admin:s3cret");
+        // GET stays open without a certificate.
+        assert_eq!(p.check_request(&Method::GET, ip, false, None), None);
+        // Order: allowlist, certificate, credentials.
+        let outside = Some("192.168.0.1".parse().unwrap());
+        assert_eq!(
+            p.check_request(&Method::POST, outside, true, Some(&ok)),
+            Some(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            p.check_request(&Method::POST, ip, false, Some(&ok)),
+            Some(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            p.check_request(&Method::POST, ip, true, None),
+            Some(Refusal::NoCredentials)
+        );
+        assert_eq!(p.check_request(&Method::POST, ip, true, Some(&ok)), None);
+        // verify_client none, or plain HTTP: no certificate needed.
+        r.verify_client = Some("none".into());
+        p.update(&r);
+        assert_eq!(p.check_request(&Method::POST, ip, false, Some(&ok)), None);
+        r.verify_client = Some("required".into());
+        r.certfile = None;
+        p.update(&r);
+        assert_eq!(p.check_request(&Method::POST, ip, false, Some(&ok)), None);
     }
 
     #[test]

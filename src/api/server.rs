@@ -25,6 +25,7 @@ use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
 use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
 use crate::messages::supervisor::{GetPgStatus, PgState, PgStatus, Restart};
+use crate::tls::ServerTls;
 
 /// How long a request waits for an actor's answer. Peers give `/patroni`
 /// 2 s in a leader race; this leaves room for the reply itself.
@@ -69,12 +70,22 @@ pub fn serve_with_access(
     ctx: ApiContext,
     access: AccessPolicy,
 ) -> std::io::Result<Server> {
+    serve_tls(listen, ctx, access, None)
+}
+
+/// [`serve_with_access`], over HTTPS when `tls` is given.
+pub fn serve_tls(
+    listen: &str,
+    ctx: ApiContext,
+    access: AccessPolicy,
+    tls: Option<ServerTls>,
+) -> std::io::Result<Server> {
     let addr = if listen.starts_with(':') {
         format!("0.0.0.0{listen}")
     } else {
         listen.to_owned()
     };
-    serve_listener_with_access(TcpListener::bind(addr)?, ctx, access)
+    serve_listener_tls(TcpListener::bind(addr)?, ctx, access, tls)
 }
 
 /// [`serve`] on an already bound listener (tests bind port 0 and read the
@@ -88,6 +99,21 @@ pub fn serve_listener_with_access(
     listener: TcpListener,
     ctx: ApiContext,
     access: AccessPolicy,
+) -> std::io::Result<Server> {
+    serve_listener_tls(listener, ctx, access, None)
+}
+
+/// Set on a connection whose TLS client presented a certificate (verified
+/// by the handshake against `restapi.cafile`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertificate;
+
+/// [`serve_listener_with_access`], over HTTPS when `tls` is given.
+pub fn serve_listener_tls(
+    listener: TcpListener,
+    ctx: ApiContext,
+    access: AccessPolicy,
+    tls: Option<ServerTls>,
 ) -> std::io::Result<Server> {
     let shared = Arc::new(Shared {
         ctx,
@@ -104,9 +130,26 @@ pub fn serve_listener_with_access(
     })
     .workers(1)
     .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .on_connect(|conn, ext| {
+        type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+        if let Some(tls) = conn.downcast_ref::<Tls>()
+            && tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty())
+        {
+            ext.insert(ClientCertificate);
+        }
+    });
+    let server = match tls {
+        Some(tls) => {
+            let config = tls.server_config().map_err(std::io::Error::other)?;
+            server.listen_rustls_0_23(listener, config)?
+        }
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 async fn dispatch(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {

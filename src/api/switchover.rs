@@ -295,7 +295,7 @@ pub async fn post(
         Err(e) => return e,
     };
     if req.scheduled_at.is_none() {
-        let http = reqwest::Client::new();
+        let http = crate::api::auth::current_peer_client();
         let statuses =
             futures_util::future::join_all(members.iter().map(|m| fetch_status(&http, m))).await;
         let reasons: Vec<String> = members

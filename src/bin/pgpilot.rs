@@ -16,8 +16,10 @@ use pgpilot::actors::config_manager::ConfigManager;
 use pgpilot::actors::dcs_watcher::DcsWatcher;
 use pgpilot::actors::leader_elector::{ElectorLinks, LeaderElector};
 use pgpilot::actors::postgres_supervisor::PostgresSupervisor;
-use pgpilot::api::auth::{AccessPolicy, AccessPolicyUpdater};
-use pgpilot::api::server::{ApiContext, serve_with_access};
+use pgpilot::api::auth::{
+    AccessPolicy, AccessPolicyUpdater, TlsUpdater, peer_client, set_peer_client,
+};
+use pgpilot::api::server::{ApiContext, serve_tls};
 use pgpilot::config::{Config, DynamicConfig};
 use pgpilot::dcs::Dcs;
 use pgpilot::dcs::etcd::EtcdDcs;
@@ -79,6 +81,7 @@ fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    pgpilot::tls::install_provider();
     if let Some(Sub::Fence {
         state_dir,
         data_dir,
@@ -179,7 +182,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         dynamic.timing.ttl,
         dynamic.timing.retry_timeout,
     ));
-    info!(event = "starting", name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen);
+    info!(event = "starting", name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
 
     let cfg = Arc::new(cfg);
     let callbacks = CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone())
@@ -211,9 +214,21 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     DcsWatcher::new(dcs.clone(), elector.clone().recipient()).start();
 
     let reload_path = path.clone();
+    let https = cfg.restapi.certfile.is_some();
     let mut manager = ConfigManager::new(
         (*cfg).clone(),
-        Box::new(move || load(reload_path.as_ref()).map(|(c, _)| c)),
+        Box::new(move || {
+            let (c, _) = load(reload_path.as_ref())?;
+            // The listener and the api_url in the member key follow the
+            // scheme chosen at start.
+            if c.restapi.certfile.is_some() != https {
+                return Err(
+                    "restapi.certfile: switching the REST API between HTTP and HTTPS needs a restart"
+                        .to_owned(),
+                );
+            }
+            Ok(c)
+        }),
     );
     manager.subscribe(supervisor.clone().recipient());
     manager.subscribe(elector.clone().recipient());
@@ -222,9 +237,12 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
 
     let access = AccessPolicy::from_restapi(&cfg.restapi);
     manager.subscribe(AccessPolicyUpdater(access.clone()).start().recipient());
+    let tls = pgpilot::tls::ServerTls::from_restapi(&cfg.restapi).map_err(anyhow::Error::msg)?;
+    set_peer_client(peer_client(&cfg));
+    manager.subscribe(TlsUpdater(tls.clone()).start().recipient());
     let manager = manager.start();
 
-    let server = serve_with_access(
+    let server = serve_tls(
         &cfg.restapi.listen,
         ApiContext {
             elector: elector.clone().recipient(),
@@ -236,6 +254,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             wake: elector.clone().recipient(),
         },
         access,
+        tls,
     )
     .with_context(|| format!("cannot listen on {} (restapi.listen)", cfg.restapi.listen))?;
     actix::spawn(async move {

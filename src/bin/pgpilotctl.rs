@@ -31,6 +31,9 @@ struct Cli {
     /// DCS to use instead of the config file's, e.g. etcd3://127.0.0.1:2379.
     #[arg(short = 'd', long = "dcs-url")]
     dcs_url: Option<String>,
+    /// Do not check the certificates of https members (like `ctl.insecure`).
+    #[arg(short = 'k', long = "insecure", global = true)]
+    insecure: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -225,9 +228,75 @@ struct Auth {
     password: Option<String>,
 }
 
+/// `restapi` or `ctl`: credentials and TLS settings (rest-api.md §6).
 #[derive(Default, Deserialize)]
 struct AuthSection {
     authentication: Option<Auth>,
+    /// A bool, or a string such as `"true"`/`"yes"` as Patroni accepts.
+    insecure: Option<serde_yaml_ng::Value>,
+    cacert: Option<String>,
+    cafile: Option<String>,
+    certfile: Option<String>,
+    keyfile: Option<String>,
+    keyfile_password: Option<String>,
+}
+
+impl CtlConfig {
+    /// The rustls configuration for https members, as patronictl's: no
+    /// check with `-k`/`ctl.insecure`; else chain and host name against
+    /// `ctl.cacert` (or `restapi.cafile`, or the system store). It presents
+    /// `ctl.certfile` (or `restapi.certfile`) as client certificate.
+    fn tls(&self, insecure: bool) -> anyhow::Result<rustls::ClientConfig> {
+        use pgpilot::tls::{ServerCheck, client_config, load_roots, system_roots};
+        let sections = [
+            ("ctl", self.ctl.as_ref()),
+            ("restapi", self.restapi.as_ref()),
+        ];
+        let insecure = insecure
+            || match self.ctl.as_ref().and_then(|c| c.insecure.as_ref()) {
+                Some(serde_yaml_ng::Value::Bool(b)) => *b,
+                Some(serde_yaml_ng::Value::String(s)) => {
+                    pgpilot::config::parse_bool(s).unwrap_or(false)
+                }
+                _ => false,
+            };
+        let ca = self
+            .ctl
+            .as_ref()
+            .and_then(|c| c.cacert.as_deref())
+            .map(|p| ("ctl.cacert", p))
+            .or_else(|| {
+                self.restapi
+                    .as_ref()
+                    .and_then(|r| r.cafile.as_deref())
+                    .map(|p| ("restapi.cafile", p))
+            });
+        let check = if insecure {
+            ServerCheck::None
+        } else {
+            match ca {
+                Some((key, path)) => {
+                    ServerCheck::Full(load_roots(key, path).map_err(anyhow::Error::msg)?)
+                }
+                None => match system_roots() {
+                    Ok(roots) => ServerCheck::Full(roots),
+                    // Fine for http members; https ones will fail to verify.
+                    Err(_) => ServerCheck::Full(Arc::new(rustls::RootCertStore::empty())),
+                },
+            }
+        };
+        let identity = sections.iter().find_map(|(name, s)| {
+            let s = (*s)?;
+            let cert = s.certfile.as_deref()?;
+            Some((
+                *name,
+                cert,
+                s.keyfile.as_deref(),
+                s.keyfile_password.as_deref(),
+            ))
+        });
+        client_config(check, identity).map_err(anyhow::Error::msg)
+    }
 }
 
 /// The parts of a daemon config the CLI needs; everything else is ignored.
@@ -283,7 +352,9 @@ struct Ctx {
     scope: String,
     endpoints: Vec<String>,
     dcs: Arc<dyn Dcs>,
-    http: reqwest::Client,
+    /// The REST client, or why it could not be built (TLS files): commands
+    /// that only read the DCS still work then.
+    http: Result<reqwest::Client, String>,
     auth: Option<(String, String)>,
 }
 
@@ -315,10 +386,17 @@ impl Ctx {
             .flatten()
             .filter_map(|s| s.authentication.as_ref())
             .find_map(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .context("building the HTTP client")?;
+        pgpilot::tls::install_provider();
+        let http = cfg
+            .tls(cli.insecure)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|tls| {
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(120))
+                    .tls_backend_preconfigured(tls)
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}"))
+            });
         Ok(Ctx {
             scope,
             endpoints,
@@ -348,7 +426,8 @@ impl Ctx {
     ) -> anyhow::Result<(u16, String)> {
         let base = api_base(member)?;
         let url = format!("{base}/{endpoint}");
-        let mut req = self.http.request(method.clone(), &url);
+        let http = self.http.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut req = http.request(method.clone(), &url);
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));
         }

@@ -53,6 +53,24 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
             "required when restapi.keyfile is set".into(),
         );
     }
+    if cfg.restapi.certfile.is_some() {
+        if cfg.restapi.ciphers.is_some() {
+            warnings.push(format!(
+                "{ORIGIN_CONFIG}: restapi.ciphers is ignored: pgpilot (rustls) offers only \
+                 TLS 1.2/1.3 with AEAD cipher suites"
+            ));
+        }
+    } else if cfg.restapi.verify_client.is_some() || cfg.restapi.cafile.is_some() {
+        warnings.push(format!(
+            "{ORIGIN_CONFIG}: restapi.verify_client and restapi.cafile have no effect \
+             without restapi.certfile (the REST API serves plain HTTP)"
+        ));
+    }
+    // TLS files: readable, parsable, key matching its certificate.
+    for problem in crate::tls::check_files(cfg) {
+        let (key, msg) = problem.split_once(": ").unwrap_or(("restapi", &problem));
+        err(key, msg.to_owned());
+    }
 
     // PostgreSQL.
     let pg = &cfg.postgresql;
@@ -358,6 +376,110 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         let legacy = POSTGRES0.replace("etcd3:", "etcd:");
         validate(&cfg(&legacy)).unwrap();
+    }
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn tls_errors(c: &Config) -> Vec<String> {
+        match validate(c) {
+            Ok(_) => vec![],
+            Err(e) => e.errors().iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn restapi_tls_files() {
+        let mut c = cfg(POSTGRES0);
+        c.restapi.certfile = Some(fixture("server.crt"));
+        c.restapi.keyfile = Some(fixture("server.key"));
+        validate(&c).unwrap();
+        // The key inside the certificate file.
+        c.restapi.certfile = Some(fixture("combined.pem"));
+        c.restapi.keyfile = None;
+        validate(&c).unwrap();
+        // A certificate file without a key and no keyfile.
+        c.restapi.certfile = Some(fixture("server.crt"));
+        let e = tls_errors(&c);
+        assert!(
+            e.iter().any(|e| e.contains("restapi.certfile")
+                && e.contains("server.crt")
+                && e.contains("no private key")),
+            "{e:?}"
+        );
+        // Missing file: key and path named.
+        c.restapi.certfile = Some("/nonexistent/api.pem".into());
+        let err = validate(&c).unwrap_err();
+        assert_eq!(keys(&err), ["restapi.certfile"]);
+        assert!(err.to_string().contains("/nonexistent/api.pem"), "{err}");
+        // A key of another certificate.
+        c.restapi.certfile = Some(fixture("server.crt"));
+        c.restapi.keyfile = Some(fixture("other.key"));
+        let e = tls_errors(&c);
+        assert!(
+            e.iter()
+                .any(|e| e.contains("restapi.keyfile") && e.contains("does not match")),
+            "{e:?}"
+        );
+        // Encrypted keys are refused, keyfile_password or not.
+        c.restapi.keyfile = Some(fixture("encrypted.key"));
+        c.restapi.keyfile_password = Some("secret".into());
+        let e = tls_errors(&c);
+        assert!(
+            e.iter().any(|e| e.contains("restapi.keyfile")
+                && e.contains("encrypted")
+                && e.contains("keyfile_password is not supported")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn restapi_client_verification() {
+        let mut c = cfg(POSTGRES0);
+        c.restapi.certfile = Some(fixture("combined.pem"));
+        c.restapi.verify_client = Some("required".into());
+        let err = validate(&c).unwrap_err();
+        assert_eq!(keys(&err), ["restapi.cafile"]);
+        c.restapi.cafile = Some(fixture("server.crt"));
+        validate(&c).unwrap();
+        c.restapi.verify_client = Some("optional".into());
+        validate(&c).unwrap();
+        c.restapi.cafile = Some(fixture("server.key"));
+        let err = validate(&c).unwrap_err();
+        assert_eq!(keys(&err), ["restapi.cafile"]);
+        c.restapi.verify_client = Some("sometimes".into());
+        c.restapi.cafile = Some(fixture("server.crt"));
+        let err = validate(&c).unwrap_err();
+        assert_eq!(keys(&err), ["restapi.verify_client"]);
+        // ciphers: accepted, ignored with a warning.
+        c.restapi.verify_client = None;
+        c.restapi.ciphers = Some("ECDHE+AESGCM".into());
+        let w = validate(&c).unwrap();
+        assert!(w.iter().any(|w| w.contains("restapi.ciphers")), "{w:?}");
+        // verify_client without HTTPS: a warning.
+        let mut c = cfg(POSTGRES0);
+        c.restapi.verify_client = Some("required".into());
+        let w = validate(&c).unwrap();
+        assert!(
+            w.iter().any(|w| w.contains("without restapi.certfile")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn ctl_tls_files() {
+        let mut c = cfg(POSTGRES0);
+        c.ctl = Some(crate::config::Ctl {
+            authentication: None,
+            insecure: None,
+            cacert: Some("/nonexistent/ca.pem".into()),
+            certfile: Some(fixture("server.crt")),
+            keyfile: Some(fixture("other.key")),
+            keyfile_password: None,
+        });
+        let err = validate(&c).unwrap_err();
+        assert_eq!(keys(&err), ["ctl.cacert", "ctl.keyfile"]);
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct Node {
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// The REST API speaks HTTPS ([`TestCluster::use_https`]).
+    pub https: bool,
     child: Option<Child>,
 }
 
@@ -82,7 +84,8 @@ impl Node {
     }
 
     pub fn api(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.api_port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.api_port)
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
@@ -166,6 +169,7 @@ impl TestCluster {
     /// [`TestCluster::new`] with extra `bootstrap.dcs` keys, e.g.
     /// `&[("failsafe_mode", "true")]`.
     pub fn with_dcs(n: usize, timing: Timing, extra_dcs: &[(&str, &str)]) -> TestCluster {
+        pgpilot::tls::install_provider();
         let etcd = EtcdServer::start();
         let root = std::env::temp_dir().join(format!(
             "pgpilot-it-{}-{}",
@@ -285,9 +289,21 @@ postgresql:
             dir,
             config_path,
             log_path,
+            https: false,
             child: None,
         });
         self.nodes.len() - 1
+    }
+
+    /// Serve every node's REST API over HTTPS: `restapi_yaml` (certfile,
+    /// keyfile, ...) goes into each node's `restapi` section, and the
+    /// harness talks to the nodes with `client` from now on.
+    pub fn use_https(&mut self, restapi_yaml: &str, client: reqwest::Client) {
+        for i in 0..self.nodes.len() {
+            self.add_to_section(i, "restapi", restapi_yaml);
+            self.nodes[i].https = true;
+        }
+        self.http = client;
     }
 
     /// Put `yaml` (lines relative to the section, e.g. `callbacks:\n  on_start: x`)

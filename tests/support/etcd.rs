@@ -64,6 +64,8 @@ impl EtcdServer {
     /// Start etcd and wait until it is healthy. Panics (fails the test) if
     /// the binary is missing or it does not come up within the deadline.
     pub fn start() -> EtcdServer {
+        // reqwest has no built-in rustls provider (see pgpilot::tls).
+        pgpilot::tls::install_provider();
         // A port picked here may be taken before etcd binds it; try again.
         let mut last_err = String::new();
         for _ in 0..3 {

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod tls;
 pub mod writer;
 
 use std::time::Duration;

@@ -1,0 +1,648 @@
+//! HTTPS for the REST API (rustls with the *ring* provider): loading PEM
+//! certificates and keys with errors that name the configuration key and
+//! the path, the server side (a certificate and a client verifier that a
+//! reload swaps in place), and the client side (peers, `pgpilotctl`).
+//!
+//! reqwest is built with `rustls-no-provider`, so a client built without a
+//! preconfigured TLS setup needs a process-wide provider:
+//! [`install_provider`] installs ring's (idempotent). Every client built
+//! here gets its rustls configuration explicitly.
+
+use std::sync::{Arc, RwLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
+
+use crate::config::{Config, RestApi};
+
+/// The crypto provider of every TLS configuration built here.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Make ring the process-wide rustls provider, which `reqwest::Client::new()`
+/// needs (reqwest is built without one). Call it before building any client;
+/// calling it again does nothing.
+pub fn install_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn read(key: &str, path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{key}: cannot read {path}: {e}"))
+}
+
+/// The certificates (PEM `BEGIN CERTIFICATE`) of `path`, at least one.
+pub fn load_certs(key: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read(key, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{key}: {path}: not a valid PEM file ({e})"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{key}: {path}: no certificate found (expected PEM `BEGIN CERTIFICATE`)"
+        ));
+    }
+    Ok(certs)
+}
+
+/// The private key of `path` (PKCS#8, PKCS#1 or SEC1 PEM). Encrypted keys
+/// are refused with a message saying how to decrypt them: rustls cannot,
+/// so `keyfile_password` is not supported.
+pub fn load_key(
+    key: &str,
+    path: &str,
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>, String> {
+    let pem = read(key, path)?;
+    let text = String::from_utf8_lossy(&pem);
+    if text.contains("BEGIN ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        let pw = if password.is_some() {
+            "keyfile_password is not supported"
+        } else {
+            "and no keyfile_password is set (which is not supported anyway)"
+        };
+        return Err(format!(
+            "{key}: {path}: the private key is encrypted, {pw}: pgpilot cannot decrypt keys; \
+             store it unencrypted, readable by the daemon's user only \
+             (`openssl pkey -in {path} -out <new file>`, mode 0600)"
+        ));
+    }
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!(
+            "{key}: {path}: no private key found (expected PEM `BEGIN PRIVATE KEY`, \
+             `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY`)"
+        ),
+        e => format!("{key}: {path}: not a valid PEM file ({e})"),
+    })
+}
+
+/// The certificate chain of `<section>.certfile` with its key from
+/// `<section>.keyfile`, or from the certificate file when there is no
+/// keyfile; the key must match the certificate.
+pub fn certified_key(
+    section: &str,
+    certfile: &str,
+    keyfile: Option<&str>,
+    password: Option<&str>,
+) -> Result<CertifiedKey, String> {
+    let chain = load_certs(&format!("{section}.certfile"), certfile)?;
+    let (kname, kpath) = match keyfile {
+        Some(k) => (format!("{section}.keyfile"), k),
+        None => (format!("{section}.certfile"), certfile),
+    };
+    let key = load_key(&kname, kpath, password)?;
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "{kname}: {kpath}: the private key does not match the certificate of {certfile}"
+        ),
+        e => format!("{kname}: {kpath}: unusable private key ({e})"),
+    })
+}
+
+/// The trust anchors of a CA file.
+pub fn load_roots(key: &str, path: &str) -> Result<Arc<RootCertStore>, String> {
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(load_certs(key, path)?);
+    if added == 0 {
+        return Err(format!("{key}: {path}: no usable CA certificate"));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// `restapi.verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    None,
+    Optional,
+    Required,
+}
+
+impl VerifyClient {
+    pub fn of(r: &RestApi) -> VerifyClient {
+        match r.verify_client.as_deref() {
+            Some("optional") => VerifyClient::Optional,
+            Some("required") => VerifyClient::Required,
+            _ => VerifyClient::None,
+        }
+    }
+}
+
+/// Is HTTPS on, with client certificates asked for (`verify_client`
+/// `optional` or `required`)? Then the unsafe endpoints need one.
+pub fn client_cert_required_for_unsafe(r: &RestApi) -> bool {
+    r.certfile.is_some() && VerifyClient::of(r) != VerifyClient::None
+}
+
+fn client_verifier(r: &RestApi) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mode = VerifyClient::of(r);
+    if mode == VerifyClient::None {
+        return Ok(WebPkiClientVerifier::no_client_auth());
+    }
+    let cafile = r.cafile.as_deref().ok_or_else(|| {
+        "restapi.cafile: required when restapi.verify_client is optional or required".to_owned()
+    })?;
+    let roots = load_roots("restapi.cafile", cafile)?;
+    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    let builder = if mode == VerifyClient::Optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .map_err(|e| format!("restapi.cafile: {cafile}: {e}"))
+}
+
+/// Check the TLS files of `restapi` (and `ctl`): every problem, each naming
+/// its key and path. Used by configuration validation.
+pub fn check_files(cfg: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let r = &cfg.restapi;
+    if let Some(cert) = &r.certfile {
+        if let Err(e) = certified_key(
+            "restapi",
+            cert,
+            r.keyfile.as_deref(),
+            r.keyfile_password.as_deref(),
+        ) {
+            problems.push(e);
+        }
+        if let Err(e) = client_verifier(r) {
+            problems.push(e);
+        } else if let Some(ca) = &r.cafile
+            && VerifyClient::of(r) == VerifyClient::None
+            && let Err(e) = load_roots("restapi.cafile", ca)
+        {
+            problems.push(e);
+        }
+    }
+    if let Some(ctl) = &cfg.ctl {
+        if let Some(ca) = &ctl.cacert
+            && let Err(e) = load_roots("ctl.cacert", ca)
+        {
+            problems.push(e);
+        }
+        if let Some(cert) = &ctl.certfile
+            && let Err(e) = certified_key(
+                "ctl",
+                cert,
+                ctl.keyfile.as_deref(),
+                ctl.keyfile_password.as_deref(),
+            )
+        {
+            problems.push(e);
+        }
+    }
+    problems
+}
+
+// ---------------------------------------------------------------- server
+
+/// The server certificate, swapped by a reload.
+#[derive(Debug)]
+struct CertSlot(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for CertSlot {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// The client-certificate verifier, swapped by a reload (`cafile`,
+/// `verify_client`).
+#[derive(Debug)]
+struct VerifierSlot(RwLock<Arc<dyn ClientCertVerifier>>);
+
+impl VerifierSlot {
+    fn get(&self) -> Arc<dyn ClientCertVerifier> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ClientCertVerifier for VerifierSlot {
+    fn offer_client_auth(&self) -> bool {
+        self.get().offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.get().client_auth_mandatory()
+    }
+    /// No hints: a client then sends whatever certificate it has.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.get()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get().verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get().verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.get().supported_verify_schemes()
+    }
+}
+
+/// The REST API's TLS state: cheap to clone; [`ServerTls::reload`] swaps
+/// certificate and client verification under running connections.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    cert: Arc<CertSlot>,
+    verifier: Arc<VerifierSlot>,
+}
+
+impl ServerTls {
+    /// `None` when `restapi.certfile` is not set (plain HTTP).
+    pub fn from_restapi(r: &RestApi) -> Result<Option<ServerTls>, String> {
+        let Some(certfile) = &r.certfile else {
+            return Ok(None);
+        };
+        let key = certified_key(
+            "restapi",
+            certfile,
+            r.keyfile.as_deref(),
+            r.keyfile_password.as_deref(),
+        )?;
+        let verifier = client_verifier(r)?;
+        Ok(Some(ServerTls {
+            cert: Arc::new(CertSlot(RwLock::new(Arc::new(key)))),
+            verifier: Arc::new(VerifierSlot(RwLock::new(verifier))),
+        }))
+    }
+
+    /// The rustls configuration for the listener (TLS 1.2 and 1.3).
+    pub fn server_config(&self) -> Result<ServerConfig, String> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(self.verifier.clone())
+            .with_cert_resolver(self.cert.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// Load the files again; on any error keep what runs and say why.
+    /// `Ok(true)` when the certificate changed.
+    pub fn reload(&self, r: &RestApi) -> Result<bool, String> {
+        let Some(fresh) = ServerTls::from_restapi(r)? else {
+            return Err("restapi.certfile: removed; HTTPS stays on until a restart".into());
+        };
+        let new_key = fresh
+            .cert
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut key = self.cert.0.write().unwrap_or_else(|p| p.into_inner());
+        let changed = key.cert != new_key.cert;
+        *key = new_key;
+        *self.verifier.0.write().unwrap_or_else(|p| p.into_inner()) = fresh.verifier.get();
+        Ok(changed)
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+/// How a client checks the server's certificate.
+#[derive(Debug, Clone)]
+pub enum ServerCheck {
+    /// Chain to these roots and the host name (a browser's check).
+    Full(Arc<RootCertStore>),
+    /// Chain to these roots; any host name (Patroni's member-to-member
+    /// calls: urllib3 with `assert_hostname=False`).
+    ChainOnly(Arc<RootCertStore>),
+    /// No check (`ctl.insecure`, `-k`; peers when no CA is configured).
+    None,
+}
+
+/// Accepts what [`ServerCheck`] says; signatures are always checked.
+#[derive(Debug)]
+struct Verifier {
+    chain: Option<Arc<dyn ServerCertVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        // webpki checks the chain before the name: a name error means the
+        // chain was good.
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client certificate: `(section, certfile, keyfile, keyfile_password)`.
+pub type ClientIdentity<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+/// The rustls configuration of an HTTPS client.
+pub fn client_config(
+    check: ServerCheck,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<ClientConfig, String> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match check {
+        ServerCheck::Full(roots) => builder.with_root_certificates(roots),
+        ServerCheck::ChainOnly(roots) => {
+            let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots,
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Verifier {
+                    chain: Some(chain),
+                    provider,
+                }))
+        }
+        ServerCheck::None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                chain: None,
+                provider,
+            })),
+    };
+    let mut config = match identity {
+        Some((section, cert, key, password)) => {
+            let ck = certified_key(section, cert, key, password)?;
+            let key = match key {
+                Some(k) => load_key(&format!("{section}.keyfile"), k, password)?,
+                None => load_key(&format!("{section}.certfile"), cert, password)?,
+            };
+            builder
+                .with_client_auth_cert(ck.cert, key)
+                .map_err(|e| format!("{section}.certfile: {cert}: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The client certificate a node or `pgpilotctl` presents, as Patroni picks
+/// it: `ctl.certfile` (with `ctl.keyfile`), else `restapi.certfile` (with
+/// `restapi.keyfile`), so a member passes the others' `verify_client`.
+pub fn client_identity(cfg: &Config) -> Option<ClientIdentity<'_>> {
+    if let Some(ctl) = &cfg.ctl
+        && let Some(cert) = &ctl.certfile
+    {
+        return Some((
+            "ctl",
+            cert,
+            ctl.keyfile.as_deref(),
+            ctl.keyfile_password.as_deref(),
+        ));
+    }
+    let r = &cfg.restapi;
+    r.certfile.as_deref().map(|cert| {
+        (
+            "restapi",
+            cert,
+            r.keyfile.as_deref(),
+            r.keyfile_password.as_deref(),
+        )
+    })
+}
+
+/// The CA a client trusts: `ctl.cacert`, else `restapi.cafile`.
+pub fn client_ca(cfg: &Config) -> Option<(&'static str, &str)> {
+    cfg.ctl
+        .as_ref()
+        .and_then(|c| c.cacert.as_deref())
+        .map(|p| ("ctl.cacert", p))
+        .or_else(|| cfg.restapi.cafile.as_deref().map(|p| ("restapi.cafile", p)))
+}
+
+/// The TLS configuration of a node's calls to the other members (leader
+/// race, failsafe, switchover checks). As Patroni's daemon (PatroniRequest
+/// with `insecure=True`): it presents [`client_identity`]; with a CA
+/// ([`client_ca`]) it checks the chain but not the host name, without one
+/// it does not check the peer's certificate at all.
+pub fn peer_client_config(cfg: &Config) -> Result<ClientConfig, String> {
+    let check = match client_ca(cfg) {
+        Some((key, path)) => ServerCheck::ChainOnly(load_roots(key, path)?),
+        None => ServerCheck::None,
+    };
+    client_config(check, client_identity(cfg))
+}
+
+/// The system's trust anchors (SSL_CERT_FILE / SSL_CERT_DIR or the
+/// distribution's bundle).
+pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(format!(
+            "no system CA certificates found ({}); set ctl.cacert or use -k",
+            found
+                .errors
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "empty store".into())
+        ));
+    }
+    Ok(Arc::new(roots))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_client_modes() {
+        let mut r: RestApi = serde_json::from_value(serde_json::json!({
+            "listen": ":8008", "connect_address": "h:8008"
+        }))
+        .unwrap();
+        assert_eq!(VerifyClient::of(&r), VerifyClient::None);
+        assert!(!client_cert_required_for_unsafe(&r));
+        r.verify_client = Some("optional".into());
+        assert_eq!(VerifyClient::of(&r), VerifyClient::Optional);
+        assert!(!client_cert_required_for_unsafe(&r), "plain HTTP");
+        r.certfile = Some("/x".into());
+        assert!(client_cert_required_for_unsafe(&r));
+        r.verify_client = Some("required".into());
+        assert_eq!(VerifyClient::of(&r), VerifyClient::Required);
+    }
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn reload_keeps_the_running_certificate_on_error() {
+        let mut r: RestApi = serde_json::from_value(serde_json::json!({
+            "listen": ":8008", "connect_address": "h:8008",
+            "certfile": fixture("server.crt"), "keyfile": fixture("server.key"),
+        }))
+        .unwrap();
+        let tls = ServerTls::from_restapi(&r).unwrap().expect("HTTPS on");
+        tls.server_config().unwrap();
+        let before = tls.cert.0.read().unwrap().cert.clone();
+        assert!(!tls.verifier.get().offer_client_auth());
+        // Same files: nothing changed.
+        assert!(!tls.reload(&r).unwrap());
+        // A broken file: refused, the old certificate stays.
+        r.certfile = Some(fixture("other.key"));
+        let e = tls.reload(&r).unwrap_err();
+        assert!(e.starts_with("restapi.certfile: "), "{e}");
+        assert_eq!(tls.cert.0.read().unwrap().cert, before);
+        // Client verification switched on by a reload.
+        r.certfile = Some(fixture("combined.pem"));
+        r.keyfile = None;
+        r.cafile = Some(fixture("server.crt"));
+        r.verify_client = Some("required".into());
+        tls.reload(&r).unwrap();
+        assert!(tls.verifier.get().client_auth_mandatory());
+        r.verify_client = Some("optional".into());
+        tls.reload(&r).unwrap();
+        assert!(tls.verifier.get().offer_client_auth());
+        assert!(!tls.verifier.get().client_auth_mandatory());
+        // Plain HTTP: no TLS state.
+        r.certfile = None;
+        assert!(ServerTls::from_restapi(&r).unwrap().is_none());
+    }
+
+    #[test]
+    fn client_configs() {
+        let roots = load_roots("ca", &fixture("server.crt")).unwrap();
+        client_config(ServerCheck::Full(roots.clone()), None).unwrap();
+        client_config(ServerCheck::ChainOnly(roots), None).unwrap();
+        client_config(
+            ServerCheck::None,
+            Some((
+                "ctl",
+                &fixture("server.crt"),
+                Some(&fixture("server.key")),
+                None,
+            )),
+        )
+        .unwrap();
+        let e = client_config(
+            ServerCheck::None,
+            Some((
+                "ctl",
+                &fixture("server.crt"),
+                Some(&fixture("other.key")),
+                None,
+            )),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("ctl.keyfile: ") && e.contains("does not match"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_files_name_key_and_path() {
+        let e = load_certs("restapi.certfile", "/nonexistent/c.pem").unwrap_err();
+        assert!(
+            e.starts_with("restapi.certfile: cannot read /nonexistent/c.pem"),
+            "{e}"
+        );
+        let e = load_key("restapi.keyfile", "/nonexistent/k.pem", None).unwrap_err();
+        assert!(e.starts_with("restapi.keyfile: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn bad_pem_contents() {
+        let dir = std::env::temp_dir().join(format!("pgpilot-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "hello\n").unwrap();
+        let p = junk.to_str().unwrap();
+        let e = load_certs("restapi.certfile", p).unwrap_err();
+        assert!(e.contains("no certificate found"), "{e}");
+        let e = load_key("restapi.keyfile", p, None).unwrap_err();
+        assert!(e.contains("no private key found"), "{e}");
+        let enc = dir.join("enc.pem");
+        std::fs::write(
+            &enc,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = load_key("restapi.keyfile", enc.to_str().unwrap(), Some("pw")).unwrap_err();
+        assert!(
+            e.contains("encrypted") && e.contains("keyfile_password"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
