@@ -17,6 +17,7 @@ pub mod logging;
 pub mod messages;
 pub mod postgres;
 pub mod sd_notify;
+pub mod watchdog;
 
 /// The version published in member keys and `/patroni`. Peers branch on it
 /// (dcs-layout.md §2.1), so it claims the Patroni release whose behaviour

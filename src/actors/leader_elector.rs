@@ -31,6 +31,13 @@ use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
     StopGracefully, StopMode, SyncSlots,
 };
+use crate::watchdog::Watchdog;
+
+/// The watchdog, even if a panic poisoned its mutex (its state stays valid:
+/// every method leaves it consistent).
+fn wd(w: &Mutex<Watchdog>) -> std::sync::MutexGuard<'_, Watchdog> {
+    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Who the elector talks to.
 pub struct ElectorLinks {
@@ -78,6 +85,8 @@ pub struct LeaderElector {
     dumped: Option<serde_json::Value>,
     /// When this node last stepped down for a switchover.
     demoted_gracefully_at: Option<Instant>,
+    /// The watchdog device (src/watchdog/).
+    watchdog: Arc<Mutex<Watchdog>>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -104,6 +113,7 @@ impl LeaderElector {
         let fence = Arc::new(Mutex::new(FenceClient::new(&data_dir, orphan_after)));
         LeaderElector {
             fence,
+            watchdog: Arc::new(Mutex::new(Watchdog::from_config(&cfg))),
             http: crate::api::auth::peer_client(&cfg),
             cfg,
             dynamic,
@@ -155,6 +165,7 @@ impl LeaderElector {
             failsafe_until: self.failsafe_active_until,
             fence: self.fence.clone(),
             demoted_gracefully_at: self.demoted_gracefully_at,
+            watchdog: self.watchdog.clone(),
         };
         ctx.spawn(
             run_cycle(input)
@@ -303,6 +314,7 @@ impl LeaderElector {
             failsafe_mode: self.dynamic.failsafe_mode,
             failsafe_active: self.failsafe_active(),
             failsafe: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
+            watchdog_failed: wd(&self.watchdog).is_failed(&self.dynamic.timing),
         }
     }
 
@@ -364,6 +376,7 @@ impl Handler<ConfigChanged> for LeaderElector {
             cfg.name = self.cfg.name.clone();
             cfg.scope = self.cfg.scope.clone();
         }
+        wd(&self.watchdog).reconfigure(&cfg, &self.dynamic.timing);
         self.cfg = Arc::new(cfg);
         self.start_cycle(ctx);
     }
@@ -397,7 +410,11 @@ impl Handler<Shutdown> for LeaderElector {
         let links = self.links.clone();
         let held = self.lease_deadline.is_some();
         let fence = self.fence.clone();
+        let watchdog = self.watchdog.clone();
         if self.dynamic.pause {
+            // Paused: the watchdog is disarmed already (every paused cycle
+            // disarms it); make sure.
+            wd(&self.watchdog).disable();
             // ha-loop.md §16: paused, PostgreSQL and the lock are left
             // alone. The session is not revoked either (that would drop the
             // leader key with it); it lapses after ttl unless a restarted
@@ -417,10 +434,14 @@ impl Handler<Shutdown> for LeaderElector {
                 info!(event = "shutdown", "stopping PostgreSQL (fast)");
                 match links.stop_pg.send(StopAndWait(StopMode::Fast)).await {
                     Ok(Ok(())) => {
-                        // PostgreSQL is down: the fence has nothing left to guard.
+                        // PostgreSQL is down: the fence has nothing left to
+                        // guard, and this is the watchdog's safe point. If
+                        // the stop failed, the watchdog stays armed and
+                        // resets the machine once the daemon is gone.
                         if let Ok(mut f) = fence.lock() {
                             f.shutdown();
                         }
+                        wd(&watchdog).disable();
                     }
                     Ok(Err(e)) => {
                         warn!(event = "shutdown", error = %e, "PostgreSQL did not stop cleanly")
@@ -460,6 +481,7 @@ struct CycleInput {
     failsafe_until: Option<Instant>,
     fence: Arc<Mutex<FenceClient>>,
     demoted_gracefully_at: Option<Instant>,
+    watchdog: Arc<Mutex<Watchdog>>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -477,6 +499,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         failsafe_until,
         fence,
         demoted_gracefully_at,
+        watchdog,
     } = input;
     let lease_at_start = lease_deadline;
     let mut report = CycleReport {
@@ -602,6 +625,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             demoted_gracefully_at,
         },
         paused: dynamic.pause,
+        watchdog: wd(&watchdog).state(&timing),
     };
     let decided_at = Instant::now();
     let decision = ha::decide(&dcs_view, &local, decided_at);
@@ -629,19 +653,36 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         if action == Action::StayPrimaryOnFailsafe {
             report.failsafe_until = Some(confirm_started + timing.ttl);
         }
-        let outcome = execute(
-            &action,
-            &cfg,
-            &dynamic,
-            &links,
-            cluster.as_ref(),
-            &pg,
-            &mut lease_deadline,
-            &last_status,
-        )
-        .await;
-        if matches!(action, Action::Demote { .. }) && matches!(outcome, Step::Continue) {
-            demoted = true;
+        let outcome = if action == Action::ActivateWatchdog {
+            // Before leading (ha-loop.md §15); a required watchdog that
+            // cannot be armed ends the cycle, and the next one steps down.
+            match wd(&watchdog).activate(&timing) {
+                Ok(()) => Step::Continue,
+                Err(why) => Step::Stop(why),
+            }
+        } else {
+            execute(
+                &action,
+                &cfg,
+                &dynamic,
+                &links,
+                cluster.as_ref(),
+                &pg,
+                &mut lease_deadline,
+                &last_status,
+            )
+            .await
+        };
+        if action == Action::RenewLock && matches!(outcome, Step::Continue | Step::ContinueWrote(_))
+        {
+            wd(&watchdog).keepalive(&timing);
+        }
+        if matches!(action, Action::Demote { .. })
+            && matches!(outcome, Step::Continue | Step::SteppedDown(_))
+        {
+            demoted = demoted || matches!(outcome, Step::Continue);
+            // PostgreSQL stopped: the watchdog's safe point.
+            wd(&watchdog).disable();
         }
         match outcome {
             Step::Continue => {}
@@ -700,6 +741,15 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     if let Ok(mut f) = fence.lock() {
         f.apply(order, margin, dynamic.pause);
     }
+    let wd_order = crate::watchdog::order(
+        &pg.facts,
+        demoted || report.demoted_gracefully,
+        dynamic.pause,
+        renewed.max(report.failsafe_until).is_some(),
+        lease_deadline.is_some(),
+        pg.busy.is_some(),
+    );
+    wd(&watchdog).apply(wd_order, &timing);
     report
 }
 
@@ -993,6 +1043,8 @@ async fn execute(
             Step::Continue
         }
         Action::StayPrimaryOnFailsafe => Step::Continue,
+        // Carried out by `run_cycle`, which owns the watchdog.
+        Action::ActivateWatchdog => Step::Continue,
         Action::RestoreConfig => {
             let dir = std::path::Path::new(&cfg.postgresql.data_dir);
             match dynamic_file::load(dir) {
