@@ -649,6 +649,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         DcsView::Failed(_) => None,
     };
     let mut demoted = false;
+    let mut bootstrap_started = false;
     for action in decision.actions {
         if action == Action::StayPrimaryOnFailsafe {
             report.failsafe_until = Some(confirm_started + timing.ttl);
@@ -676,6 +677,9 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         if action == Action::RenewLock && matches!(outcome, Step::Continue | Step::ContinueWrote(_))
         {
             wd(&watchdog).keepalive(&timing);
+        }
+        if action == Action::Bootstrap && matches!(outcome, Step::Continue) {
+            bootstrap_started = true;
         }
         if matches!(action, Action::Demote { .. })
             && matches!(outcome, Step::Continue | Step::SteppedDown(_))
@@ -743,11 +747,14 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     }
     let wd_order = crate::watchdog::order(
         &pg.facts,
-        demoted || report.demoted_gracefully,
-        dynamic.pause,
-        renewed.max(report.failsafe_until).is_some(),
-        lease_deadline.is_some(),
-        pg.busy.is_some(),
+        crate::watchdog::CycleFacts {
+            demoted: demoted || report.demoted_gracefully,
+            paused: dynamic.pause,
+            renewed: renewed.max(report.failsafe_until).is_some(),
+            holds_lock: lease_deadline.is_some(),
+            busy: pg.busy.is_some(),
+            bootstrapping: pg.busy == Some(ha::JobKind::Bootstrap) || bootstrap_started,
+        },
     );
     wd(&watchdog).apply(wd_order, &timing);
     report

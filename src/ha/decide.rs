@@ -458,7 +458,10 @@ fn empty_data_dir(cluster: &Cluster, local: &LocalView, i_lead: bool) -> Decisio
             super::watchdog::not_bootstrapping(local)
         }
         (None, None) if local.can_bootstrap && local.tags.can_failover() => Decision::new(
-            vec![Action::TakeInitialize, Action::Bootstrap],
+            super::watchdog::arm(local)
+                .into_iter()
+                .chain([Action::TakeInitialize, Action::Bootstrap])
+                .collect(),
             "no cluster yet: racing to bootstrap it",
         ),
         (None, None) => Decision::idle("waiting for another node to bootstrap the cluster"),

@@ -1975,6 +1975,17 @@ fn required_watchdog_unusable_does_not_bootstrap() {
         run(&ok(Cluster::default()), &l).actions,
         [Action::TakeInitialize, Action::Bootstrap]
     );
+    // Usable: armed before claiming initialize, so a node that cannot arm
+    // it finds out before it creates a cluster it could not lead.
+    let l = with_wd(empty_local(), WatchdogState::Ready);
+    assert_eq!(
+        run(&ok(Cluster::default()), &l).actions,
+        [
+            Action::ActivateWatchdog,
+            Action::TakeInitialize,
+            Action::Bootstrap
+        ]
+    );
 }
 
 #[test]

@@ -8,7 +8,11 @@ use super::action::{Action, Decision, DemoteMode};
 use super::view::LocalView;
 
 /// Arm the watchdog now: it is usable but not armed, and the node is about
-/// to lead (put before the promotion, the restart as primary, the lock).
+/// to lead (put before the promotion, the restart as primary, the lock, and
+/// the bootstrap race: a node that cannot arm a required watchdog must not
+/// create a cluster it could never lead, and finds out before it claims
+/// `initialize`; the watchdog stays armed and kept alive while the
+/// bootstrap runs).
 pub(super) fn arm(local: &LocalView) -> Option<Action> {
     (!local.paused && local.watchdog == super::WatchdogState::Ready)
         .then_some(Action::ActivateWatchdog)

@@ -278,19 +278,39 @@ pub enum WatchdogOrder {
     Keep,
 }
 
-/// See [`WatchdogOrder`]. `renewed`: the lease was renewed (or failsafe
-/// confirmed) in this cycle; `holds_lock`: a lease is held at the end of it;
-/// `busy`: a supervisor job (promotion, start) may change the role.
-pub fn order(
-    pg: &crate::ha::PgFacts,
-    demoted: bool,
-    paused: bool,
-    renewed: bool,
-    holds_lock: bool,
-    busy: bool,
-) -> WatchdogOrder {
+/// The facts of one cycle an end-of-cycle [`WatchdogOrder`] is made from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CycleFacts {
+    /// PostgreSQL was stopped by a demotion in this cycle.
+    pub demoted: bool,
+    pub paused: bool,
+    /// The lease was renewed (or failsafe confirmed) in this cycle.
+    pub renewed: bool,
+    /// A lease is held at the end of the cycle.
+    pub holds_lock: bool,
+    /// A supervisor job (promotion, start) may be changing the role.
+    pub busy: bool,
+    /// This node runs (or just started) the bootstrap of the cluster: the
+    /// watchdog armed before it claimed `initialize` stays alive until it
+    /// takes the lock.
+    pub bootstrapping: bool,
+}
+
+/// See [`WatchdogOrder`].
+pub fn order(pg: &crate::ha::PgFacts, f: CycleFacts) -> WatchdogOrder {
+    let CycleFacts {
+        demoted,
+        paused,
+        renewed,
+        holds_lock,
+        busy,
+        bootstrapping,
+    } = f;
     if demoted || paused {
         return WatchdogOrder::Disable;
+    }
+    if bootstrapping {
+        return WatchdogOrder::Keepalive;
     }
     if holds_lock || pg.is_primary() {
         return if renewed {

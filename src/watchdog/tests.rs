@@ -264,7 +264,7 @@ fn end_of_cycle_orders() {
     let replica = pg(Some(PgRole::Replica));
     let down = pg(None);
     // (pg, demoted, paused, renewed, holds_lock, busy) -> order
-    let rows = [
+    let rows: [(&PgFacts, bool, bool, bool, bool, bool, WatchdogOrder); 9] = [
         (&primary, false, false, true, true, false, Keepalive),
         // Lease not renewed this cycle: let it count down.
         (&primary, false, false, false, true, false, Keep),
@@ -279,13 +279,28 @@ fn end_of_cycle_orders() {
         // A job may be making it a primary: no change.
         (&replica, false, false, false, false, true, Keep),
     ];
-    for (i, (pg, demoted, paused, renewed, holds, busy, want)) in rows.into_iter().enumerate() {
-        assert_eq!(
-            order(pg, demoted, paused, renewed, holds, busy),
-            want,
-            "row {i}"
-        );
+    for (i, (pg, demoted, paused, renewed, holds_lock, busy, want)) in rows.into_iter().enumerate()
+    {
+        let f = CycleFacts {
+            demoted,
+            paused,
+            renewed,
+            holds_lock,
+            busy,
+            bootstrapping: false,
+        };
+        assert_eq!(order(pg, f), want, "row {i}");
     }
+    // Bootstrapping (PostgreSQL down, or up as primary, no lock yet): kept alive.
+    let f = CycleFacts {
+        bootstrapping: true,
+        busy: true,
+        ..CycleFacts::default()
+    };
+    assert_eq!(order(&down, f), Keepalive);
+    assert_eq!(order(&primary, f), Keepalive);
+    // A failed bootstrap (no job, nothing running): disarmed.
+    assert_eq!(order(&down, CycleFacts::default()), Disable);
 }
 
 // --- the Linux driver, without a watchdog device ---
