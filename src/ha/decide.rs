@@ -579,7 +579,7 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
             matches!((local.pg.timeline, cluster.timeline()), (Some(mine), Some(c)) if mine < c);
         if !behind {
             return Decision::new(
-                vec![Action::AcquireLock],
+                super::watchdog::then_lock(local),
                 "no leader and I run as primary: taking the lock",
             );
         }
@@ -612,7 +612,7 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         ));
     }
     let (exclude, ignore_lag) = match switchover::race_rule(cluster, local) {
-        RaceRule::Decided(d) => return d,
+        RaceRule::Decided(d) => return super::watchdog::arm_before_lock(d, local),
         RaceRule::Race {
             exclude,
             ignore_lag,
@@ -675,7 +675,7 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         }
     }
     Decision::new(
-        vec![Action::AcquireLock],
+        super::watchdog::then_lock(local),
         "no leader and I am the healthiest node: taking the lock",
     )
 }

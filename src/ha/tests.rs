@@ -1902,6 +1902,28 @@ fn watchdog_is_armed_before_taking_the_lock_after_bootstrap() {
 }
 
 #[test]
+fn watchdog_is_armed_before_taking_the_lock_in_a_race() {
+    let c = ok(cluster(None));
+    for role in [PgRole::Replica, PgRole::Primary] {
+        let l = with_wd(local(Some(role)), WatchdogState::Ready);
+        assert_eq!(
+            run(&c, &l).actions,
+            [Action::ActivateWatchdog, Action::AcquireLock],
+            "{role:?}"
+        );
+        let l = with_wd(local(Some(role)), WatchdogState::Active);
+        assert_eq!(run(&c, &l).actions, [Action::AcquireLock], "{role:?}");
+    }
+    // The named failover candidate too.
+    let c = ok(with_failover(cluster(None), None, Some("a")));
+    let l = with_wd(local(Some(PgRole::Replica)), WatchdogState::Ready);
+    assert_eq!(
+        run(&c, &l).actions,
+        [Action::ActivateWatchdog, Action::AcquireLock]
+    );
+}
+
+#[test]
 fn required_watchdog_unusable_lock_holder_replica_releases_instead_of_promoting() {
     let l = with_wd(local(Some(PgRole::Replica)), wd_failed());
     let d = run(&ok(cluster(Some("a"))), &l);

@@ -18,6 +18,26 @@ pub(super) fn arm(local: &LocalView) -> Option<Action> {
         .then_some(Action::ActivateWatchdog)
 }
 
+/// `[ActivateWatchdog,] AcquireLock`: a race winner arms the watchdog
+/// before it takes the lock, so a node that cannot arm a required one
+/// finds out without holding up the failover.
+pub(super) fn then_lock(local: &LocalView) -> Vec<Action> {
+    arm(local)
+        .into_iter()
+        .chain([Action::AcquireLock])
+        .collect()
+}
+
+/// [`then_lock`] for a decision that may take the lock.
+pub(super) fn arm_before_lock(mut d: Decision, local: &LocalView) -> Decision {
+    if let Some(i) = d.actions.iter().position(|a| *a == Action::AcquireLock)
+        && let Some(a) = arm(local)
+    {
+        d.actions.insert(i, a);
+    }
+    d
+}
+
 /// The lock holder cannot arm a required watchdog: a primary stops at once
 /// and releases the lock (Patroni's `demote('immediate')`), a replica does
 /// not promote and releases it, so a node that can arm one takes over.
