@@ -202,7 +202,7 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
         );
     }
     if let Some(w) = &cfg.watchdog {
-        check_watchdog(cfg, w, &mut err);
+        check_watchdog(cfg, w, &mut err, &mut warnings);
     }
     let t = &cfg.tags;
     if let Some(p) = t.failover_priority {
@@ -237,11 +237,18 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
 }
 
 /// `watchdog.safety_margin` (ha-loop.md §1, §15): at least `-1` (ttl/2),
-/// and, unless the mode is `off`, the timeout it gives with the timing of
-/// `bootstrap.dcs` (Patroni's defaults without one) must be at least
-/// `loop_wait`. The cluster-wide timing may change later; the daemon then
-/// treats a watchdog with too short a timeout as unusable.
-fn check_watchdog(cfg: &Config, w: &Watchdog, err: &mut impl FnMut(&str, String)) {
+/// and the timeout it gives with the timing of `bootstrap.dcs` (Patroni's
+/// defaults without one) must be at least `loop_wait`: an error with
+/// `mode: required` (the node could never lead), a warning with
+/// `automatic` (it leads without a watchdog, as Patroni does, so Patroni
+/// files keep loading). The cluster-wide timing may change later; the
+/// daemon then treats a watchdog with too short a timeout as unusable.
+fn check_watchdog(
+    cfg: &Config,
+    w: &Watchdog,
+    err: &mut impl FnMut(&str, String),
+    warnings: &mut Vec<String>,
+) {
     let margin = w.safety_margin();
     if margin < -1 {
         err(
@@ -260,7 +267,13 @@ fn check_watchdog(cfg: &Config, w: &Watchdog, err: &mut impl FnMut(&str, String)
         .unwrap_or_else(DynamicConfig::defaults)
         .timing;
     if let Err(m) = w.timeout(&timing) {
-        err("watchdog.safety_margin", m);
+        if w.mode() == Some(WatchdogMode::Required) {
+            err("watchdog.safety_margin", m);
+        } else {
+            warnings.push(format!(
+                "{ORIGIN_CONFIG}: watchdog.safety_margin: {m}; the watchdog will not be used"
+            ));
+        }
     }
 }
 
@@ -564,10 +577,18 @@ mod tests {
                 .contains("ttl (30) - safety_margin (25) = 5 s must be at least loop_wait (10 s)"),
             "{e}"
         );
+        // Automatic: a warning naming the key, not an error.
+        let text = format!("{POSTGRES0}watchdog:\n  mode: automatic\n  safety_margin: 25\n");
+        let w = validate(&cfg(&text)).unwrap();
+        assert!(
+            w.iter().any(|w| w.contains("watchdog.safety_margin")
+                && w.contains("must be at least loop_wait")),
+            "{w:?}"
+        );
         // 30 - 20 = 10 = loop_wait: accepted; -1 gives 15.
         for m in ["20", "-1", "0"] {
-            let text = format!("{POSTGRES0}watchdog:\n  mode: automatic\n  safety_margin: {m}\n");
-            validate(&cfg(&text)).unwrap();
+            let text = format!("{POSTGRES0}watchdog:\n  mode: required\n  safety_margin: {m}\n");
+            assert!(validate(&cfg(&text)).unwrap().is_empty());
         }
         // Off: the timing does not matter, the margin's range does.
         let text = format!("{POSTGRES0}watchdog:\n  mode: off\n  safety_margin: 25\n");
@@ -599,5 +620,19 @@ mod tests {
         let e = validate_file(&p, &env(&[])).unwrap_err();
         assert_eq!(e.line(), Some(line), "{e}");
         assert!(e.to_string().contains("watchdog.safety_margin"), "{e}");
+        // The default margin with a short ttl (the example of the docs).
+        let text = POSTGRES0
+            .replace("    ttl: 30", "    ttl: 6")
+            .replace("    loop_wait: 10", "    loop_wait: 2")
+            .replace("    retry_timeout: 10", "    retry_timeout: 2")
+            + "watchdog:\n  mode: required\n";
+        let p = d.write("short.yml", &text);
+        let e = validate_file(&p, &env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "watchdog.safety_margin: watchdog timeout ttl (6) - safety_margin (5) = 1 s must be at least loop_wait (2 s) and 1 s"
+            ),
+            "{e}"
+        );
     }
 }
