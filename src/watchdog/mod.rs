@@ -53,7 +53,8 @@ pub struct Watchdog {
     mode: WatchdogMode,
     section: WatchdogSection,
     device: Box<dyn WatchdogDevice>,
-    /// The timeout last set, to follow a changed ttl while armed.
+    /// The timeout last asked for (`ttl - safety_margin`), to follow a
+    /// changed ttl while armed. The device may round it.
     timeout: Option<u64>,
     /// Why activation failed. Sticky until the configuration is reloaded:
     /// a device that opens but cannot be armed safely would otherwise be
@@ -131,7 +132,6 @@ impl Watchdog {
         }
         match self.try_activate(timing) {
             Ok(actual) => {
-                self.timeout = Some(actual);
                 self.failed = None;
                 info!(event = "watchdog_activated", device = %self.device.describe(), timeout = actual,
                       "watchdog armed: kept alive with every lease renewal");
@@ -156,7 +156,9 @@ impl Watchdog {
         let want = self.section.timeout(timing)?;
         self.device.open()?;
         let armed = self.set_timeout(want, timing);
-        if armed.is_err() {
+        if armed.is_ok() {
+            self.timeout = Some(want);
+        } else {
             // Opened but not usable safely: disarm it again.
             if let Err(e) = self.device.close() {
                 error!(event = "watchdog_close_failed", device = %self.device.describe(), error = %e);
@@ -212,7 +214,7 @@ impl Watchdog {
             match self.set_timeout(want, timing) {
                 Ok(actual) => {
                     info!(event = "watchdog_timeout_changed", timeout = actual);
-                    self.timeout = Some(actual);
+                    self.timeout = Some(want);
                 }
                 Err(why) => {
                     warn!(event = "watchdog_timing_unsafe", error = %why, "disarming the watchdog");

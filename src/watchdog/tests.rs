@@ -117,9 +117,12 @@ fn required_arms_with_ttl_minus_margin_keeps_alive_and_magic_closes() {
     w.apply(WatchdogOrder::Keepalive, &t);
     w.apply(WatchdogOrder::Keep, &t);
     assert_eq!(calls(&log), ["keepalive"]);
-    // A longer ttl from the dynamic configuration follows at the next keepalive.
+    // A longer ttl from the dynamic configuration follows at the next
+    // keepalive, once.
     w.keepalive(&timing(40, 10));
     assert_eq!(calls(&log), ["keepalive", "set_timeout 35"]);
+    w.keepalive(&timing(40, 10));
+    assert_eq!(calls(&log), ["keepalive"]);
     w.apply(WatchdogOrder::Disable, &t);
     assert_eq!(calls(&log), ["close"]);
     assert_eq!(w.state(&t), WatchdogState::Ready);
