@@ -18,6 +18,7 @@ pub mod messages;
 pub mod postgres;
 pub mod sd_notify;
 pub mod tls;
+pub mod watchdog;
 
 /// The version published in member keys and `/patroni`. Peers branch on it
 /// (dcs-layout.md §2.1), so it claims the Patroni release whose behaviour

@@ -195,6 +195,7 @@ fn ha(name: &str, is_leader: bool) -> HaState {
         failsafe_mode: false,
         failsafe_active: false,
         failsafe: None,
+        watchdog_failed: false,
     }
 }
 

@@ -31,6 +31,13 @@ use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
     StopGracefully, StopMode, SyncSlots,
 };
+use crate::watchdog::Watchdog;
+
+/// The watchdog, even if a panic poisoned its mutex (its state stays valid:
+/// every method leaves it consistent).
+fn wd(w: &Mutex<Watchdog>) -> std::sync::MutexGuard<'_, Watchdog> {
+    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Who the elector talks to.
 pub struct ElectorLinks {
@@ -80,6 +87,8 @@ pub struct LeaderElector {
     demoted_gracefully_at: Option<Instant>,
     /// Slots of vanished members kept for `member_slots_ttl`.
     retained_slots: Arc<Mutex<RetainedSlots>>,
+    /// The watchdog device (src/watchdog/).
+    watchdog: Arc<Mutex<Watchdog>>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -106,6 +115,7 @@ impl LeaderElector {
         let fence = Arc::new(Mutex::new(FenceClient::new(&data_dir, orphan_after)));
         LeaderElector {
             fence,
+            watchdog: Arc::new(Mutex::new(Watchdog::from_config(&cfg))),
             http: crate::api::auth::peer_client(&cfg),
             cfg,
             dynamic,
@@ -159,6 +169,7 @@ impl LeaderElector {
             fence: self.fence.clone(),
             demoted_gracefully_at: self.demoted_gracefully_at,
             retained_slots: self.retained_slots.clone(),
+            watchdog: self.watchdog.clone(),
         };
         ctx.spawn(
             run_cycle(input)
@@ -307,6 +318,7 @@ impl LeaderElector {
             failsafe_mode: self.dynamic.failsafe_mode,
             failsafe_active: self.failsafe_active(),
             failsafe: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
+            watchdog_failed: wd(&self.watchdog).is_failed(&self.dynamic.timing),
         }
     }
 
@@ -369,6 +381,7 @@ impl Handler<ConfigChanged> for LeaderElector {
             cfg.scope = self.cfg.scope.clone();
         }
         self.http = crate::api::auth::peer_client(&cfg);
+        wd(&self.watchdog).reconfigure(&cfg, &self.dynamic.timing);
         self.cfg = Arc::new(cfg);
         self.start_cycle(ctx);
     }
@@ -402,7 +415,11 @@ impl Handler<Shutdown> for LeaderElector {
         let links = self.links.clone();
         let held = self.lease_deadline.is_some();
         let fence = self.fence.clone();
+        let watchdog = self.watchdog.clone();
         if self.dynamic.pause {
+            // Paused: the watchdog is disarmed already (every paused cycle
+            // disarms it); make sure.
+            wd(&self.watchdog).disable();
             // ha-loop.md §16: paused, PostgreSQL and the lock are left
             // alone. The session is not revoked either (that would drop the
             // leader key with it); it lapses after ttl unless a restarted
@@ -422,10 +439,14 @@ impl Handler<Shutdown> for LeaderElector {
                 info!(event = "shutdown", "stopping PostgreSQL (fast)");
                 match links.stop_pg.send(StopAndWait(StopMode::Fast)).await {
                     Ok(Ok(())) => {
-                        // PostgreSQL is down: the fence has nothing left to guard.
+                        // PostgreSQL is down: the fence has nothing left to
+                        // guard, and this is the watchdog's safe point. If
+                        // the stop failed, the watchdog stays armed and
+                        // resets the machine once the daemon is gone.
                         if let Ok(mut f) = fence.lock() {
                             f.shutdown();
                         }
+                        wd(&watchdog).disable();
                     }
                     Ok(Err(e)) => {
                         warn!(event = "shutdown", error = %e, "PostgreSQL did not stop cleanly")
@@ -466,6 +487,7 @@ struct CycleInput {
     fence: Arc<Mutex<FenceClient>>,
     demoted_gracefully_at: Option<Instant>,
     retained_slots: Arc<Mutex<RetainedSlots>>,
+    watchdog: Arc<Mutex<Watchdog>>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -484,6 +506,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         fence,
         demoted_gracefully_at,
         retained_slots,
+        watchdog,
     } = input;
     let lease_at_start = lease_deadline;
     let mut report = CycleReport {
@@ -609,6 +632,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             demoted_gracefully_at,
         },
         paused: dynamic.pause,
+        watchdog: wd(&watchdog).state(&timing),
     };
     let decided_at = Instant::now();
     let decision = ha::decide(&dcs_view, &local, decided_at);
@@ -640,24 +664,45 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         _ => Vec::new(),
     };
     let mut demoted = false;
+    let mut bootstrap_started = false;
     for action in decision.actions {
         if action == Action::StayPrimaryOnFailsafe {
             report.failsafe_until = Some(confirm_started + timing.ttl);
         }
-        let outcome = execute(
-            &action,
-            &cfg,
-            &dynamic,
-            &links,
-            cluster.as_ref(),
-            &pg,
-            &mut lease_deadline,
-            &last_status,
-            &retain,
-        )
-        .await;
-        if matches!(action, Action::Demote { .. }) && matches!(outcome, Step::Continue) {
-            demoted = true;
+        let outcome = if action == Action::ActivateWatchdog {
+            // Before leading (ha-loop.md §15); a required watchdog that
+            // cannot be armed ends the cycle, and the next one steps down.
+            match wd(&watchdog).activate(&timing) {
+                Ok(()) => Step::Continue,
+                Err(why) => Step::Stop(why),
+            }
+        } else {
+            execute(
+                &action,
+                &cfg,
+                &dynamic,
+                &links,
+                cluster.as_ref(),
+                &pg,
+                &mut lease_deadline,
+                &last_status,
+                &retain,
+            )
+            .await
+        };
+        if action == Action::RenewLock && matches!(outcome, Step::Continue | Step::ContinueWrote(_))
+        {
+            wd(&watchdog).keepalive(&timing);
+        }
+        if action == Action::Bootstrap && matches!(outcome, Step::Continue) {
+            bootstrap_started = true;
+        }
+        if matches!(action, Action::Demote { .. })
+            && matches!(outcome, Step::Continue | Step::SteppedDown(_))
+        {
+            demoted = demoted || matches!(outcome, Step::Continue);
+            // PostgreSQL stopped: the watchdog's safe point.
+            wd(&watchdog).disable();
         }
         match outcome {
             Step::Continue => {}
@@ -716,6 +761,18 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     if let Ok(mut f) = fence.lock() {
         f.apply(order, margin, dynamic.pause);
     }
+    let wd_order = crate::watchdog::order(
+        &pg.facts,
+        crate::watchdog::CycleFacts {
+            demoted: demoted || report.demoted_gracefully,
+            paused: dynamic.pause,
+            renewed: renewed.max(report.failsafe_until).is_some(),
+            holds_lock: lease_deadline.is_some(),
+            busy: pg.busy.is_some(),
+            bootstrapping: pg.busy == Some(ha::JobKind::Bootstrap) || bootstrap_started,
+        },
+    );
+    wd(&watchdog).apply(wd_order, &timing);
     report
 }
 
@@ -1010,6 +1067,8 @@ async fn execute(
             Step::Continue
         }
         Action::StayPrimaryOnFailsafe => Step::Continue,
+        // Carried out by `run_cycle`, which owns the watchdog.
+        Action::ActivateWatchdog => Step::Continue,
         Action::RestoreConfig => {
             let dir = std::path::Path::new(&cfg.postgresql.data_dir);
             match dynamic_file::load(dir) {

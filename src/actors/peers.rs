@@ -59,6 +59,7 @@ pub fn parse_reply(v: &Value) -> Option<PeerReply> {
         lsn,
         timeline: v.get("timeline").and_then(Value::as_u64),
         tags,
+        watchdog_failed: v.get("watchdog_failed").and_then(Value::as_bool) == Some(true),
     })
 }
 
@@ -77,6 +78,19 @@ mod tests {
         assert_eq!(r.lsn, Some(100));
         assert!(r.running);
         assert!(!r.tags.can_failover());
+        assert!(!r.watchdog_failed);
+    }
+
+    #[test]
+    fn watchdog_failed_peer_cannot_be_promoted() {
+        let v: Value = serde_json::from_str(
+            r#"{"state":"running","role":"replica","xlog":{"received_location":100},"watchdog_failed":true}"#,
+        )
+        .unwrap();
+        let r = parse_reply(&v).unwrap();
+        assert!(r.watchdog_failed);
+        assert!(r.tags.can_failover());
+        assert!(!r.can_promote());
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub fn status_document(ha: &HaState, pg: &PgStatus) -> Value {
     if ha.failsafe_active {
         d.insert("failsafe_mode_is_active".into(), json!(true));
     }
+    if ha.watchdog_failed {
+        d.insert("watchdog_failed".into(), json!(true));
+    }
     // Patroni starts from 0 before the first successful read; keep the key.
     let last_seen = ha
         .dcs_last_seen
@@ -186,6 +189,7 @@ pub(crate) mod tests {
             failsafe_mode: false,
             failsafe_active: false,
             failsafe: None,
+            watchdog_failed: false,
         }
     }
 
@@ -369,5 +373,23 @@ pub(crate) mod tests {
         assert_eq!(d["pause"], true);
         assert_eq!(d["tags"], json!({"nofailover": true, "zone": "a"}));
         assert_eq!(d["dcs_last_seen"], 5);
+    }
+
+    #[test]
+    fn watchdog_failed_only_when_true() {
+        let mut h = ha(false);
+        assert!(
+            status_document(&h, &replica())
+                .get("watchdog_failed")
+                .is_none()
+        );
+        h.watchdog_failed = true;
+        assert_eq!(status_document(&h, &replica())["watchdog_failed"], true);
+        // The switchover check reads it back as a limitation.
+        let d = status_document(&h, &replica());
+        assert_eq!(
+            crate::api::switchover::limitation(Some(&d)),
+            Some("not watchdog capable")
+        );
     }
 }

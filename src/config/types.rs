@@ -91,6 +91,53 @@ impl Watchdog {
             Some(_) => None,
         }
     }
+
+    /// `device`, `/dev/watchdog` by default.
+    pub fn device(&self) -> &str {
+        self.device.as_deref().unwrap_or(DEFAULT_WATCHDOG_DEVICE)
+    }
+
+    /// `safety_margin`, 5 by default; `-1` means ttl/2.
+    pub fn safety_margin(&self) -> i64 {
+        self.safety_margin.unwrap_or(5)
+    }
+
+    /// The watchdog timeout for `timing` (ha-loop.md §1): `ttl -
+    /// safety_margin` whole seconds, `ttl / 2` when the margin is `-1`.
+    /// `Err` explains why it cannot be used: it must be at least one second
+    /// and not shorter than `loop_wait`, since the watchdog is kept alive
+    /// once per cycle.
+    pub fn timeout(&self, timing: &Timing) -> Result<u64, String> {
+        let ttl = timing.ttl.as_secs() as i64;
+        let margin = self.safety_margin();
+        let timeout = if margin == -1 { ttl / 2 } else { ttl - margin };
+        let loop_wait = timing.loop_wait.as_secs_f64();
+        if timeout < 1 || (timeout as f64) < loop_wait {
+            let how = if margin == -1 {
+                format!("ttl ({ttl}) / 2 = {timeout}")
+            } else {
+                format!("ttl ({ttl}) - safety_margin ({margin}) = {timeout}")
+            };
+            return Err(format!(
+                "watchdog timeout {how} s must be at least loop_wait ({loop_wait} s) and 1 s"
+            ));
+        }
+        Ok(timeout as u64)
+    }
+}
+
+/// Where the Linux watchdog device is by default.
+pub const DEFAULT_WATCHDOG_DEVICE: &str = "/dev/watchdog";
+
+impl Config {
+    /// `watchdog.mode`, `automatic` when the section or the key is missing
+    /// (an unknown value is refused by validation; it counts as `off`).
+    pub fn watchdog_mode(&self) -> WatchdogMode {
+        match &self.watchdog {
+            None => WatchdogMode::Automatic,
+            Some(w) => w.mode().unwrap_or(WatchdogMode::Off),
+        }
+    }
 }
 
 pub fn default_namespace() -> String {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::error::{ConfigError, ORIGIN_CONFIG};
 use super::load::load_with_sources;
-use super::types::{Config, DynamicConfig, InitdbOption};
+use super::types::{Config, DynamicConfig, InitdbOption, Watchdog, WatchdogMode};
 
 /// initdb options Patroni sets itself (config.md §4).
 const INITDB_FORBIDDEN: &[&str] = &["pgdata", "nosync", "pwfile", "sync-only", "version"];
@@ -219,6 +219,9 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
             ),
         );
     }
+    if let Some(w) = &cfg.watchdog {
+        check_watchdog(cfg, w, &mut err, &mut warnings);
+    }
     let t = &cfg.tags;
     if let Some(p) = t.failover_priority {
         if p < 0 {
@@ -248,6 +251,47 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
     match ConfigError::combine(errors) {
         None => Ok(warnings),
         Some(e) => Err(e),
+    }
+}
+
+/// `watchdog.safety_margin` (ha-loop.md §1, §15): at least `-1` (ttl/2),
+/// and the timeout it gives with the timing of `bootstrap.dcs` (Patroni's
+/// defaults without one) must be at least `loop_wait`: an error with
+/// `mode: required` (the node could never lead), a warning with
+/// `automatic` (it leads without a watchdog, as Patroni does, so Patroni
+/// files keep loading). The cluster-wide timing may change later; the
+/// daemon then treats a watchdog with too short a timeout as unusable.
+fn check_watchdog(
+    cfg: &Config,
+    w: &Watchdog,
+    err: &mut impl FnMut(&str, String),
+    warnings: &mut Vec<String>,
+) {
+    let margin = w.safety_margin();
+    if margin < -1 {
+        err(
+            "watchdog.safety_margin",
+            format!("must be >= 0, or -1 for ttl/2, got {margin}"),
+        );
+        return;
+    }
+    if w.mode().is_none_or(|m| m == WatchdogMode::Off) {
+        return;
+    }
+    let timing = cfg
+        .bootstrap
+        .as_ref()
+        .and_then(|b| DynamicConfig::from_json(&b.dcs).ok())
+        .unwrap_or_else(DynamicConfig::defaults)
+        .timing;
+    if let Err(m) = w.timeout(&timing) {
+        if w.mode() == Some(WatchdogMode::Required) {
+            err("watchdog.safety_margin", m);
+        } else {
+            warnings.push(format!(
+                "{ORIGIN_CONFIG}: watchdog.safety_margin: {m}; the watchdog will not be used"
+            ));
+        }
     }
 }
 
@@ -600,5 +644,117 @@ mod tests {
         );
         let e = validate(&cfg(&text)).unwrap_err();
         assert_eq!(keys(&e), ["tags.failover_priority"]);
+    }
+
+    #[test]
+    fn watchdog_mode_aliases() {
+        for (v, want) in [
+            ("off", WatchdogMode::Off),
+            ("false", WatchdogMode::Off),
+            ("disable", WatchdogMode::Off),
+            ("automatic", WatchdogMode::Automatic),
+            ("auto", WatchdogMode::Automatic),
+            ("required", WatchdogMode::Required),
+            ("require", WatchdogMode::Required),
+            ("Required", WatchdogMode::Required),
+        ] {
+            let c = cfg(&format!("{POSTGRES0}watchdog:\n  mode: {v}\n"));
+            validate(&c).unwrap();
+            assert_eq!(c.watchdog_mode(), want, "{v}");
+        }
+        // No section: automatic, on /dev/watchdog, margin 5.
+        let c = cfg(POSTGRES0);
+        assert_eq!(c.watchdog_mode(), WatchdogMode::Automatic);
+        let w = Watchdog::default();
+        assert_eq!(w.device(), "/dev/watchdog");
+        assert_eq!(w.safety_margin(), 5);
+    }
+
+    #[test]
+    fn watchdog_from_environment() {
+        let d = TempDir::new("wdenv");
+        let p = d.write("pgpilot.yml", POSTGRES0);
+        let vars = env(&[
+            ("PATRONI_WATCHDOG_MODE", "require"),
+            ("PATRONI_WATCHDOG_DEVICE", "/dev/watchdog1"),
+            ("PATRONI_WATCHDOG_SAFETY_MARGIN", "-1"),
+        ]);
+        let (c, _) = validate_file(&p, &vars).unwrap();
+        assert_eq!(c.watchdog_mode(), WatchdogMode::Required);
+        let w = c.watchdog.unwrap();
+        assert_eq!(w.device(), "/dev/watchdog1");
+        assert_eq!(w.safety_margin(), -1);
+        let (c, _) = validate_file(&p, &env(&[("PATRONI_WATCHDOG_MODE", "off")])).unwrap();
+        assert_eq!(c.watchdog_mode(), WatchdogMode::Off);
+    }
+
+    #[test]
+    fn watchdog_timeout_must_cover_loop_wait() {
+        // POSTGRES0: ttl 30, loop_wait 10. 30 - 25 = 5 < 10.
+        let text = format!("{POSTGRES0}watchdog:\n  mode: required\n  safety_margin: 25\n");
+        let e = validate(&cfg(&text)).unwrap_err();
+        assert_eq!(keys(&e), ["watchdog.safety_margin"]);
+        assert!(
+            e.to_string()
+                .contains("ttl (30) - safety_margin (25) = 5 s must be at least loop_wait (10 s)"),
+            "{e}"
+        );
+        // Automatic: a warning naming the key, not an error.
+        let text = format!("{POSTGRES0}watchdog:\n  mode: automatic\n  safety_margin: 25\n");
+        let w = validate(&cfg(&text)).unwrap();
+        assert!(
+            w.iter().any(|w| w.contains("watchdog.safety_margin")
+                && w.contains("must be at least loop_wait")),
+            "{w:?}"
+        );
+        // 30 - 20 = 10 = loop_wait: accepted; -1 gives 15.
+        for m in ["20", "-1", "0"] {
+            let text = format!("{POSTGRES0}watchdog:\n  mode: required\n  safety_margin: {m}\n");
+            assert!(validate(&cfg(&text)).unwrap().is_empty());
+        }
+        // Off: the timing does not matter, the margin's range does.
+        let text = format!("{POSTGRES0}watchdog:\n  mode: off\n  safety_margin: 25\n");
+        validate(&cfg(&text)).unwrap();
+        let text = format!("{POSTGRES0}watchdog:\n  mode: off\n  safety_margin: -2\n");
+        assert_eq!(
+            keys(&validate(&cfg(&text)).unwrap_err()),
+            ["watchdog.safety_margin"]
+        );
+        // ttl/2 with ttl 30, loop_wait 20, retry_timeout 5: 15 < 20.
+        let text = POSTGRES0
+            .replace("    loop_wait: 10", "    loop_wait: 20")
+            .replace("    retry_timeout: 10", "    retry_timeout: 5")
+            + "watchdog:\n  mode: required\n  safety_margin: -1\n";
+        let e = validate(&cfg(&text)).unwrap_err();
+        assert!(e.to_string().contains("ttl (30) / 2 = 15 s"), "{e}");
+    }
+
+    #[test]
+    fn watchdog_file_error_names_key_and_line() {
+        let d = TempDir::new("wdline");
+        let text = format!("{POSTGRES0}watchdog:\n  mode: required\n  safety_margin: 28\n");
+        let p = d.write("pgpilot.yml", &text);
+        let line = text
+            .lines()
+            .position(|l| l == "  safety_margin: 28")
+            .unwrap()
+            + 1;
+        let e = validate_file(&p, &env(&[])).unwrap_err();
+        assert_eq!(e.line(), Some(line), "{e}");
+        assert!(e.to_string().contains("watchdog.safety_margin"), "{e}");
+        // The default margin with a short ttl (the example of the docs).
+        let text = POSTGRES0
+            .replace("    ttl: 30", "    ttl: 6")
+            .replace("    loop_wait: 10", "    loop_wait: 2")
+            .replace("    retry_timeout: 10", "    retry_timeout: 2")
+            + "watchdog:\n  mode: required\n";
+        let p = d.write("short.yml", &text);
+        let e = validate_file(&p, &env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "watchdog.safety_margin: watchdog timeout ttl (6) - safety_margin (5) = 1 s must be at least loop_wait (2 s) and 1 s"
+            ),
+            "{e}"
+        );
     }
 }

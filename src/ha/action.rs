@@ -57,6 +57,9 @@ pub enum Action {
     StartPrimary,
     /// Start PostgreSQL as a standby; no upstream = read-only, no streaming.
     StartReplica { upstream: Option<Upstream> },
+    /// Arm the watchdog device before leading (ha-loop.md §15). Fails, and
+    /// ends the cycle, when it is required and cannot be armed.
+    ActivateWatchdog,
     /// Promote the running standby.
     Promote,
     /// Stop a primary that must no longer accept writes.

@@ -90,6 +90,7 @@ mod tests {
             can_clone_without_leader: false,
             switchover: Default::default(),
             paused: false,
+            watchdog: Default::default(),
         }
     }
 

@@ -114,13 +114,18 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
             None => leader_race(cluster, local),
         },
         Some(_) if i_lead => {
+            if let Some(d) = super::watchdog::lock_holder_must_step_down(local) {
+                return d;
+            }
             if local.pg.is_primary() {
                 if let Some(d) = switchover::leader_side(cluster, local) {
                     return d;
                 }
                 leader_primary(cluster, local, "")
             } else {
-                let mut actions = vec![Action::RenewLock, Action::Promote];
+                let mut actions = vec![Action::RenewLock];
+                actions.extend(super::watchdog::arm(local));
+                actions.push(Action::Promote);
                 actions.extend(switchover::clear_after_win(cluster));
                 Decision::new(actions, "I hold the lock and run as a replica: promoting")
             }
@@ -144,6 +149,7 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
 /// reason (pause mode says so).
 pub(super) fn leader_primary(cluster: &Cluster, local: &LocalView, prefix: &str) -> Decision {
     let mut actions = vec![Action::RenewLock];
+    actions.extend(super::watchdog::arm(local));
     let mut reason = "I am the leader with the lock";
     if history_stale(cluster, local) {
         actions.push(Action::WriteHistory);
@@ -389,13 +395,13 @@ fn after_job(outcome: &JobOutcome, cluster: &Cluster, local: &LocalView) -> Opti
                     "bootstrap reported success but the data directory is empty",
                 ));
             };
+            let mut actions = vec![Action::CompleteBootstrap {
+                sysid: sysid.clone(),
+            }];
+            actions.extend(super::watchdog::arm(local));
+            actions.push(Action::AcquireLock);
             Some(Decision::new(
-                vec![
-                    Action::CompleteBootstrap {
-                        sysid: sysid.clone(),
-                    },
-                    Action::AcquireLock,
-                ],
+                actions,
                 "bootstrap finished: publishing the cluster and taking the lock",
             ))
         }
@@ -448,8 +454,14 @@ fn empty_data_dir(cluster: &Cluster, local: &LocalView, i_lead: bool) -> Decisio
         );
     }
     match (cluster.leader_name(), cluster.initialize.as_deref()) {
+        (None, None) if local.watchdog.failure().is_some() => {
+            super::watchdog::not_bootstrapping(local)
+        }
         (None, None) if local.can_bootstrap && local.tags.can_failover() => Decision::new(
-            vec![Action::TakeInitialize, Action::Bootstrap],
+            super::watchdog::arm(local)
+                .into_iter()
+                .chain([Action::TakeInitialize, Action::Bootstrap])
+                .collect(),
             "no cluster yet: racing to bootstrap it",
         ),
         (None, None) => Decision::idle("waiting for another node to bootstrap the cluster"),
@@ -482,10 +494,16 @@ fn pg_not_running(
             "pg_rewind failed on this node: releasing the lock",
         );
     }
+    if i_lead && let Some(d) = super::watchdog::lock_holder_must_step_down(local) {
+        return d;
+    }
     if i_lead {
         return if was_primary {
+            let mut actions = vec![Action::RenewLock];
+            actions.extend(super::watchdog::arm(local));
+            actions.push(Action::StartPrimary);
             Decision::new(
-                vec![Action::RenewLock, Action::StartPrimary],
+                actions,
                 "PostgreSQL is down and I hold the lock: restarting it as primary",
             )
         } else {
@@ -553,12 +571,15 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
             Decision::idle("no leader; I am tagged nofailover and do not race")
         };
     }
+    if let Some(d) = super::watchdog::may_not_race(local) {
+        return d;
+    }
     if local.pg.role == Some(PgRole::Primary) {
         let behind =
             matches!((local.pg.timeline, cluster.timeline()), (Some(mine), Some(c)) if mine < c);
         if !behind {
             return Decision::new(
-                vec![Action::AcquireLock],
+                super::watchdog::then_lock(local),
                 "no leader and I run as primary: taking the lock",
             );
         }
@@ -591,7 +612,7 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         ));
     }
     let (exclude, ignore_lag) = match switchover::race_rule(cluster, local) {
-        RaceRule::Decided(d) => return d,
+        RaceRule::Decided(d) => return super::watchdog::arm_before_lock(d, local),
         RaceRule::Race {
             exclude,
             ignore_lag,
@@ -612,7 +633,7 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
             continue;
         }
         let Some(reply) = &peer.reply else { continue };
-        if !reply.tags.can_failover() {
+        if !reply.can_promote() {
             continue;
         }
         if reply.running && reply.role == PgRole::Primary {
@@ -654,7 +675,7 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         }
     }
     Decision::new(
-        vec![Action::AcquireLock],
+        super::watchdog::then_lock(local),
         "no leader and I am the healthiest node: taking the lock",
     )
 }

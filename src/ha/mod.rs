@@ -14,6 +14,7 @@ mod pause;
 pub mod slots;
 pub mod switchover;
 mod view;
+mod watchdog;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,6 @@ pub use decide::decide;
 pub use switchover::SwitchoverView;
 pub use view::{
     DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerReply, PeerStatus, PgFacts, PgRole,
-    RewindView,
+    RewindView, WatchdogState,
 };
 pub use view::{FailsafeAck, FailsafeView, LeaderHeartbeat};

@@ -76,10 +76,7 @@ fn clear(f: &Versioned<Failover>, why: String) -> Decision {
 /// promoted, and has at least `min_lsn`.
 fn promotable(p: &PeerStatus, min_lsn: u64) -> bool {
     p.reply.as_ref().is_some_and(|r| {
-        r.running
-            && r.role == PgRole::Replica
-            && r.tags.can_failover()
-            && r.lsn.unwrap_or(0) >= min_lsn
+        r.running && r.role == PgRole::Replica && r.can_promote() && r.lsn.unwrap_or(0) >= min_lsn
     })
 }
 

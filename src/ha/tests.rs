@@ -103,6 +103,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         config_backup: false,
         switchover: SwitchoverView::default(),
         paused: false,
+        watchdog: WatchdogState::Off,
     }
 }
 
@@ -139,6 +140,7 @@ fn peer(name: &str, role: PgRole, lsn: u64) -> PeerStatus {
             lsn: Some(lsn),
             timeline: Some(1),
             tags: Tags::default(),
+            watchdog_failed: false,
         }),
     }
 }
@@ -1822,4 +1824,216 @@ fn paused_old_primary_rejoins_after_a_manual_switchover() {
             upstream: Some(up("b", 5433))
         }]
     );
+}
+
+// --- watchdog (ha-loop.md §4 rule 7 and promotion, §15) ---
+
+fn wd_failed() -> WatchdogState {
+    WatchdogState::Failed("cannot open watchdog device /dev/watchdog".into())
+}
+
+fn with_wd(mut l: LocalView, w: WatchdogState) -> LocalView {
+    l.watchdog = w;
+    l
+}
+
+#[test]
+fn watchdog_is_armed_after_renewal_while_leading() {
+    let c = ok(cluster(Some("a")));
+    let l = with_wd(local(Some(PgRole::Primary)), WatchdogState::Ready);
+    assert_eq!(
+        run(&c, &l).actions,
+        [Action::RenewLock, Action::ActivateWatchdog]
+    );
+    // Armed already, or not used: nothing more.
+    for w in [WatchdogState::Active, WatchdogState::Off] {
+        let l = with_wd(local(Some(PgRole::Primary)), w);
+        assert_eq!(run(&c, &l).actions, [Action::RenewLock]);
+    }
+}
+
+#[test]
+fn watchdog_is_armed_before_promotion() {
+    let c = ok(cluster(Some("a")));
+    let l = with_wd(local(Some(PgRole::Replica)), WatchdogState::Ready);
+    assert_eq!(
+        run(&c, &l).actions,
+        [Action::RenewLock, Action::ActivateWatchdog, Action::Promote]
+    );
+    let l = with_wd(local(Some(PgRole::Replica)), WatchdogState::Off);
+    assert_eq!(run(&c, &l).actions, [Action::RenewLock, Action::Promote]);
+}
+
+#[test]
+fn watchdog_is_armed_before_restarting_as_primary() {
+    let mut l = with_wd(local(None), WatchdogState::Ready);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    assert_eq!(
+        run(&ok(cluster(Some("a"))), &l).actions,
+        [
+            Action::RenewLock,
+            Action::ActivateWatchdog,
+            Action::StartPrimary
+        ]
+    );
+}
+
+#[test]
+fn watchdog_is_armed_before_taking_the_lock_after_bootstrap() {
+    let mut l = with_wd(local(Some(PgRole::Primary)), WatchdogState::Ready);
+    l.outcome = Some(JobOutcome::Succeeded(JobKind::Bootstrap));
+    let c = Cluster {
+        initialize: Some(String::new()),
+        ..Default::default()
+    };
+    assert_eq!(
+        run(&ok(c), &l).actions,
+        [
+            Action::CompleteBootstrap {
+                sysid: SYSID.into()
+            },
+            Action::ActivateWatchdog,
+            Action::AcquireLock
+        ]
+    );
+}
+
+#[test]
+fn watchdog_is_armed_before_taking_the_lock_in_a_race() {
+    let c = ok(cluster(None));
+    for role in [PgRole::Replica, PgRole::Primary] {
+        let l = with_wd(local(Some(role)), WatchdogState::Ready);
+        assert_eq!(
+            run(&c, &l).actions,
+            [Action::ActivateWatchdog, Action::AcquireLock],
+            "{role:?}"
+        );
+        let l = with_wd(local(Some(role)), WatchdogState::Active);
+        assert_eq!(run(&c, &l).actions, [Action::AcquireLock], "{role:?}");
+    }
+    // The named failover candidate too.
+    let c = ok(with_failover(cluster(None), None, Some("a")));
+    let l = with_wd(local(Some(PgRole::Replica)), WatchdogState::Ready);
+    assert_eq!(
+        run(&c, &l).actions,
+        [Action::ActivateWatchdog, Action::AcquireLock]
+    );
+}
+
+#[test]
+fn required_watchdog_unusable_lock_holder_replica_releases_instead_of_promoting() {
+    let l = with_wd(local(Some(PgRole::Replica)), wd_failed());
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, [Action::ReleaseLock], "{d:?}");
+    assert!(
+        d.reason.contains("watchdog is required but unusable"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn required_watchdog_unusable_primary_demotes_and_releases() {
+    let l = with_wd(local(Some(PgRole::Primary)), wd_failed());
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(
+        d.actions,
+        [
+            Action::Demote {
+                mode: DemoteMode::ImmediateNoLock
+            },
+            Action::ReleaseLock
+        ],
+        "{d:?}"
+    );
+}
+
+#[test]
+fn required_watchdog_unusable_lock_holder_with_pg_down_releases() {
+    let l = with_wd(local(None), wd_failed());
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, [Action::ReleaseLock], "{d:?}");
+}
+
+#[test]
+fn required_watchdog_unusable_replica_does_not_race() {
+    let l = with_wd(local(Some(PgRole::Replica)), wd_failed());
+    let d = run(&ok(cluster(None)), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(
+        d.reason
+            .starts_with("not racing: the watchdog is required but unusable (cannot open"),
+        "{d:?}"
+    );
+    // Even when named as the failover candidate.
+    let c = with_failover(cluster(None), None, Some("a"));
+    assert!(run(&ok(c), &l).actions.is_empty());
+}
+
+#[test]
+fn required_watchdog_unusable_primary_without_leader_demotes() {
+    let l = with_wd(local(Some(PgRole::Primary)), wd_failed());
+    let d = run(&ok(cluster(None)), &l);
+    assert_eq!(
+        d.actions,
+        [Action::Demote {
+            mode: DemoteMode::ImmediateNoLock
+        }],
+        "{d:?}"
+    );
+}
+
+#[test]
+fn required_watchdog_unusable_does_not_bootstrap() {
+    let l = with_wd(empty_local(), wd_failed());
+    let d = run(&ok(Cluster::default()), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.starts_with("not bootstrapping"), "{d:?}");
+    // Automatic without a device: it bootstraps as usual.
+    let l = with_wd(empty_local(), WatchdogState::Off);
+    assert_eq!(
+        run(&ok(Cluster::default()), &l).actions,
+        [Action::TakeInitialize, Action::Bootstrap]
+    );
+    // Usable: armed before claiming initialize, so a node that cannot arm
+    // it finds out before it creates a cluster it could not lead.
+    let l = with_wd(empty_local(), WatchdogState::Ready);
+    assert_eq!(
+        run(&ok(Cluster::default()), &l).actions,
+        [
+            Action::ActivateWatchdog,
+            Action::TakeInitialize,
+            Action::Bootstrap
+        ]
+    );
+}
+
+#[test]
+fn peer_with_failed_watchdog_neither_blocks_the_race_nor_takes_a_switchover() {
+    let mut l = local(Some(PgRole::Replica));
+    let mut p = peer("b", PgRole::Replica, 5000);
+    if let Some(r) = p.reply.as_mut() {
+        r.watchdog_failed = true;
+    }
+    l.peers = vec![p.clone()];
+    assert_eq!(run(&ok(cluster(None)), &l).actions, [Action::AcquireLock]);
+    // Leader side: the only candidate cannot be promoted, the request is cleared.
+    let c = with_failover(cluster(Some("a")), Some("a"), Some("b"));
+    let mut l = local(Some(PgRole::Primary));
+    l.peers = vec![p];
+    let d = run(&ok(c), &l);
+    assert!(!is_graceful(&d) && clears(&d), "{d:?}");
+}
+
+#[test]
+fn paused_leaves_the_watchdog_alone() {
+    let c = ok(cluster(Some("a")));
+    let l = with_wd(paused(Some(PgRole::Primary)), WatchdogState::Ready);
+    assert_eq!(run(&c, &l).actions, [Action::RenewLock]);
+    let l = with_wd(paused(Some(PgRole::Primary)), wd_failed());
+    let d = run(&c, &l);
+    assert_eq!(d.actions, [Action::RenewLock]);
+    no_start_stop(&d);
 }

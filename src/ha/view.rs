@@ -102,6 +102,42 @@ pub struct PeerReply {
     /// `None` when the peer did not say (older peers).
     pub timeline: Option<u64>,
     pub tags: Tags,
+    /// `watchdog_failed: true`: its watchdog is required but unusable.
+    pub watchdog_failed: bool,
+}
+
+impl PeerReply {
+    /// Whether the peer may be promoted at all (Patroni's
+    /// `failover_limitation`): not `nofailover`, watchdog not failed.
+    pub fn can_promote(&self) -> bool {
+        self.tags.can_failover() && !self.watchdog_failed
+    }
+}
+
+/// The watchdog device of this node (ha-loop.md §15), as the elector found
+/// it before the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WatchdogState {
+    /// Not used: `mode: off`, or `automatic` without a usable device.
+    #[default]
+    Off,
+    /// Usable as far as is known, not armed: armed before leading.
+    Ready,
+    /// Armed: kept alive with every lease renewal.
+    Active,
+    /// `mode: required` but the device cannot be used (why): this node must
+    /// neither take nor keep the leadership.
+    Failed(String),
+}
+
+impl WatchdogState {
+    /// Why this node may not lead, if it may not.
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            WatchdogState::Failed(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 /// The DCS as this cycle saw it. Built once per cycle, so the size of the
@@ -150,6 +186,9 @@ pub struct LocalView {
     /// (ha-loop.md §13): nothing is promoted, demoted, started or stopped
     /// automatically.
     pub paused: bool,
+    /// The watchdog device: armed before this node leads, and with
+    /// `required` a reason not to lead at all.
+    pub watchdog: WatchdogState,
 }
 
 /// What failsafe mode needs to know. All empty when `failsafe_mode` is off.

@@ -43,6 +43,8 @@ pub struct HaState {
     pub failsafe_active: bool,
     /// The `failsafe` key of the last successful DCS read.
     pub failsafe: Option<BTreeMap<String, String>>,
+    /// `watchdog.mode: required` and the device cannot be used.
+    pub watchdog_failed: bool,
 }
 
 #[derive(Debug, Message)]

@@ -752,6 +752,7 @@ impl Sim {
                             .filter(|_| p.role().is_some())
                             .map(Data::lsn),
                         tags: self.nodes[j].tags.clone(),
+                        watchdog_failed: false,
                     }
                 });
                 peers.push(PeerStatus {
@@ -800,6 +801,8 @@ impl Sim {
             },
             // Pause mode is not modelled.
             paused: false,
+            // No watchdog device is modelled (the fence plays its part).
+            watchdog: Default::default(),
         }
     }
 
@@ -1039,7 +1042,7 @@ impl Sim {
             // its timeline + 1, and it names the leader).
             // Only asked for when the config key is missing, which the
             // simulation never does.
-            Action::RestoreConfig => Step::Continue,
+            Action::RestoreConfig | Action::ActivateWatchdog => Step::Continue,
             // Only decided when a failover key exists, which the simulation
             // never writes.
             Action::ClearFailover { .. } => Step::Continue,

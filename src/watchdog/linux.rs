@@ -1,0 +1,191 @@
+//! The Linux watchdog API (`Documentation/watchdog/watchdog-api.rst`):
+//! opening `/dev/watchdog` arms it, `WDIOC_KEEPALIVE` (or any write) resets
+//! the countdown, `WDIOC_SETTIMEOUT`/`WDIOC_GETTIMEOUT` set and read it in
+//! seconds, and writing the magic character `V` before closing disarms it
+//! (drivers built with `nowayout` ignore that and reset the machine anyway).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use nix::libc::c_int;
+use nix::unistd::{AccessFlags, access};
+
+/// `struct watchdog_info` of `<linux/watchdog.h>`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct WatchdogInfo {
+    options: u32,
+    firmware_version: u32,
+    identity: [u8; 32],
+}
+
+/// The driver accepts `WDIOC_SETTIMEOUT`.
+const WDIOF_SETTIMEOUT: u32 = 0x0080;
+/// The driver supports `WDIOC_KEEPALIVE`.
+const WDIOF_KEEPALIVEPING: u32 = 0x8000;
+
+mod ioctl {
+    use super::{WatchdogInfo, c_int};
+    nix::ioctl_read!(wdioc_getsupport, b'W', 0, WatchdogInfo);
+    nix::ioctl_read!(wdioc_keepalive, b'W', 5, c_int);
+    nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, c_int);
+    nix::ioctl_read!(wdioc_gettimeout, b'W', 7, c_int);
+}
+
+/// `ENOTTY (Inappropriate ioctl for device)`.
+fn errno(e: nix::errno::Errno) -> String {
+    let text = std::io::Error::from(e).to_string();
+    let text = text
+        .split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    format!("{e:?} ({text})")
+}
+
+/// `/dev/watchdog` or another device of the Linux watchdog API.
+pub struct LinuxWatchdog {
+    path: PathBuf,
+    file: Option<File>,
+    info: WatchdogInfo,
+}
+
+impl LinuxWatchdog {
+    pub fn new(path: impl AsRef<Path>) -> LinuxWatchdog {
+        LinuxWatchdog {
+            path: path.as_ref().to_owned(),
+            file: None,
+            info: WatchdogInfo::default(),
+        }
+    }
+
+    fn fd(&self) -> Result<c_int, String> {
+        self.file
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+            .ok_or_else(|| format!("{} is not open", self.path.display()))
+    }
+
+    fn identity(&self) -> String {
+        let end = self
+            .info
+            .identity
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(self.info.identity.len());
+        String::from_utf8_lossy(&self.info.identity[..end]).into_owned()
+    }
+}
+
+impl super::WatchdogDevice for LinuxWatchdog {
+    fn describe(&self) -> String {
+        let id = self.identity();
+        if id.is_empty() {
+            self.path.display().to_string()
+        } else {
+            format!("{} ({id})", self.path.display())
+        }
+    }
+
+    fn probe(&self) -> Result<(), String> {
+        access(&self.path, AccessFlags::W_OK)
+            .map_err(|e| format!("watchdog device {} is not usable: {e}", self.path.display()))
+    }
+
+    fn open(&mut self) -> Result<(), String> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| format!("cannot open watchdog device {}: {e}", self.path.display()))?;
+        let mut info = WatchdogInfo::default();
+        // SAFETY: the fd is open for the call and `info` has the layout of
+        // `struct watchdog_info`, the size the request code encodes.
+        if let Err(e) = unsafe { ioctl::wdioc_getsupport(file.as_raw_fd(), &mut info) } {
+            // Not a watchdog (a regular file gives ENOTTY): close without
+            // writing to it. A character device that refuses the call may
+            // still be an armed watchdog: disarm it as well as we can.
+            let is_chardev = file
+                .metadata()
+                .is_ok_and(|m| m.file_type().is_char_device());
+            if is_chardev {
+                let _ = file.write_all(b"V");
+            }
+            return Err(format!(
+                "{} is not a usable watchdog device (WDIOC_GETSUPPORT: {})",
+                self.path.display(),
+                errno(e)
+            ));
+        }
+        self.info = info;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    fn can_set_timeout(&self) -> bool {
+        self.info.options & WDIOF_SETTIMEOUT != 0
+    }
+
+    fn set_timeout(&mut self, secs: u64) -> Result<(), String> {
+        let fd = self.fd()?;
+        let mut t = c_int::try_from(secs).map_err(|_| format!("timeout {secs} s is too long"))?;
+        // SAFETY: open fd, a valid c_int the kernel reads and overwrites.
+        unsafe { ioctl::wdioc_settimeout(fd, &mut t) }
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "WDIOC_SETTIMEOUT {secs} s on {}: {}",
+                    self.describe(),
+                    errno(e)
+                )
+            })
+    }
+
+    fn get_timeout(&mut self) -> Result<u64, String> {
+        let fd = self.fd()?;
+        let mut t: c_int = 0;
+        // SAFETY: open fd, a valid c_int for the kernel to fill in.
+        unsafe { ioctl::wdioc_gettimeout(fd, &mut t) }
+            .map_err(|e| format!("WDIOC_GETTIMEOUT on {}: {}", self.describe(), errno(e)))?;
+        u64::try_from(t).map_err(|_| format!("{} reports a timeout of {t} s", self.describe()))
+    }
+
+    fn keepalive(&mut self) -> Result<(), String> {
+        let fd = self.fd()?;
+        if self.info.options & WDIOF_KEEPALIVEPING != 0 {
+            let mut dummy: c_int = 0;
+            // SAFETY: open fd; the kernel ignores the argument.
+            return unsafe { ioctl::wdioc_keepalive(fd, &mut dummy) }
+                .map(|_| ())
+                .map_err(|e| format!("WDIOC_KEEPALIVE on {}: {}", self.describe(), errno(e)));
+        }
+        // Every driver takes a write as a keepalive.
+        let desc = self.describe();
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| format!("{desc} is not open"))?;
+        file.write_all(b"1")
+            .map_err(|e| format!("keepalive write to {desc}: {e}"))
+    }
+
+    fn close(&mut self) -> Result<(), String> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        let r = file
+            .write_all(b"V")
+            .map_err(|e| format!("magic close of {}: {e}", self.describe()));
+        drop(file);
+        r
+    }
+}
