@@ -341,6 +341,41 @@ async fn patronictl_against_a_pgpilot_cluster() {
     );
     assert!(rows.iter().all(|r| r["TL"] == 3), "{rows:?}");
 
+    // A switchover scheduled an hour ahead: shown under list (from the
+    // `failover` key), then cancelled with flush (DELETE /switchover).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let at = format!(
+        "{}+00:00",
+        pgpilot::ctl::time::format_utc(now + 3600).replace(' ', "T")
+    );
+    let out = ok(
+        &c,
+        &yml,
+        &[
+            "switchover",
+            "--leader",
+            &target,
+            "--candidate",
+            &leader,
+            "--scheduled",
+            &at,
+            "--force",
+        ],
+    );
+    assert!(out.contains("Switchover scheduled"), "{out}");
+    let table = ok(&c, &yml, &["list"]);
+    assert!(table.contains("Switchover scheduled at:"), "{table}");
+    assert!(table.contains(&format!("from: {target}")), "{table}");
+    assert!(table.contains(&format!("to: {leader}")), "{table}");
+    let out = ok(&c, &yml, &["flush", &c.scope, "switchover", "--force"]);
+    assert!(out.starts_with("Success: "), "{out}");
+    assert!(!ok(&c, &yml, &["list"]).contains("Switchover scheduled"));
+    let out = ok(&c, &yml, &["flush", &c.scope, "switchover", "--force"]);
+    assert!(out.contains("No pending scheduled switchover"), "{out}");
+
     // The promoted node's postgresql.conf no longer sets the recovery
     // parameters: once PostgreSQL re-reads it (here for a dynamic change) it
     // marks them pending_restart. Patroni ignores those, and so must we.
