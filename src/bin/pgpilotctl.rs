@@ -201,6 +201,12 @@ enum Command {
         cluster: Option<String>,
         members: Vec<String>,
     },
+    /// Print a shell completion script, e.g. `pgpilotctl completion bash`
+    /// (docs/cli.md says where to put it).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -1140,6 +1146,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        // Answered in main, before any configuration is read.
+        Command::Completion { .. } => {}
     }
     Ok(())
 }
@@ -1317,6 +1325,23 @@ fn pg_version(v: u64) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        // Needs neither a configuration nor a DCS.
+        // Generated into memory: clap_complete panics on a failed write
+        // (`| head`), we report it.
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "pgpilotctl", &mut script);
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(&script).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: writing the completion script: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
