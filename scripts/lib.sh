@@ -14,6 +14,7 @@ ensure_packages() {
     command -v etcd >/dev/null || missing+=(etcd-server)
     command -v etcdctl >/dev/null || missing+=(etcd-client)
     command -v haproxy >/dev/null || missing+=(haproxy)
+    command -v curl >/dev/null || missing+=(curl)
     [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
