@@ -14,6 +14,7 @@ ensure_packages() {
     command -v etcd >/dev/null || missing+=(etcd-server)
     command -v etcdctl >/dev/null || missing+=(etcd-client)
     command -v haproxy >/dev/null || missing+=(haproxy)
+    command -v curl >/dev/null || missing+=(curl)
     [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
@@ -22,6 +23,29 @@ ensure_packages() {
         $sudo apt-get -o DPkg::Lock::Timeout=120 update -qq >/dev/null || true
         DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=120 install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+# Patroni's own patronictl, for the compatibility test (tests/patronictl.rs):
+# a venv outside /root (mode 0700 there) with the exact release the test
+# expects. Nothing happens when it is already installed.
+PATRONI_VENV=/opt/patroni
+PATRONI_VERSION=4.1.5
+ensure_patronictl() {
+    if [ -x "$PATRONI_VENV/bin/patronictl" ] &&
+        "$PATRONI_VENV/bin/patronictl" version 2>/dev/null | grep -qx "patronictl version $PATRONI_VERSION"; then
+        return 0
+    fi
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        log "installing python3-venv"
+        $sudo apt-get -o DPkg::Lock::Timeout=120 update -qq >/dev/null || true
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=120 install -y -qq python3-venv >/dev/null
+    fi
+    log "installing patronictl $PATRONI_VERSION into $PATRONI_VENV"
+    [ -x "$PATRONI_VENV/bin/pip" ] || $sudo python3 -m venv "$PATRONI_VENV"
+    $sudo "$PATRONI_VENV/bin/pip" install -q --disable-pip-version-check \
+        "patroni[etcd3]==$PATRONI_VERSION" psycopg2-binary
 }
 
 # Prefix that runs a command as the unprivileged user PostgreSQL needs when

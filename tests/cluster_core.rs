@@ -651,18 +651,26 @@ async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
         || async { c.is_streaming_replica(other).await.then_some(()) },
     )
     .await;
-    let active: bool = c
-        .sql(np)
-        .await
-        .expect("connect")
-        .query_one(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-            &[&want[0]],
-        )
-        .await
-        .expect("slot row")
-        .get(0);
-    assert!(active, "the replica does not use its slot");
+    // "streaming" is read from the replica; its walsender marks the slot
+    // active on the primary a moment later.
+    eventually(
+        Duration::from_secs(15),
+        "the replica uses its slot",
+        || async {
+            let row = c
+                .sql(np)
+                .await
+                .ok()?
+                .query_one(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&want[0]],
+                )
+                .await
+                .ok()?;
+            row.get::<_, bool>(0).then_some(())
+        },
+    )
+    .await;
 }
 /// A replica tagged nofailover never takes the leader key, even when it is
 /// the only one left.

@@ -153,6 +153,44 @@ async fn pgpilotctl_against_a_real_cluster() {
     let cfg = c.get_json(p, "/config").await.expect("GET /config");
     assert_eq!(cfg["ttl"], 8, "{cfg}");
     assert_eq!(cfg["loop_wait"], 2, "other keys kept: {cfg}");
+    // Compare-and-swap: an $EDITOR that itself changes the config over REST
+    // before it returns (a concurrent change) makes edit-config refuse; the
+    // concurrent change survives and the edit is not written.
+    let racer = c.root.join("racing-editor");
+    std::fs::write(
+        &racer,
+        format!(
+            "#!/bin/sh\ncurl -sf -X PATCH -H 'Content-Type: application/json' \
+             -d '{{\"maximum_lag_on_failover\": 3145728}}' {} >/dev/null || exit 1\n\
+             sed -i 's/^ttl: .*/ttl: 10/' \"$1\"\n",
+            c.nodes[p].api("/config")
+        ),
+    )
+    .expect("racing editor");
+    std::fs::set_permissions(&racer, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod racing editor");
+    let out = ctl_env(
+        &c,
+        &["edit-config"],
+        "y\n",
+        &[("EDITOR", racer.to_str().expect("utf-8 path"))],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("config changed concurrently, re-run"),
+        "{stderr}"
+    );
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert_eq!(cfg["maximum_lag_on_failover"], 3145728, "{cfg}");
+    assert_eq!(cfg["ttl"], 8, "the refused edit wrote nothing: {cfg}");
+    // A value the daemons would refuse is refused before anything is written.
+    let out = ctl(&c, &["edit-config", "--set", "ttl=soon", "--force"], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("ttl"), "{stderr}");
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert_eq!(cfg["ttl"], 8, "{cfg}");
     // --apply FILE merges a YAML document.
     let file = c.root.join("change.yaml");
     std::fs::write(&file, "maximum_lag_on_failover: 2097152\n").expect("change file");

@@ -381,6 +381,68 @@ async fn scenario(base: &Path) {
     assert_eq!(snap1.replication[0].usename.as_deref(), Some(repl_user));
     assert!(query::list_physical_slots(&client).await.unwrap()[0].active);
 
+    // Restart the standby on an idle primary: PostgreSQL's flushed receive
+    // position (pg_last_wal_receive_lsn) then stays at the start of the WAL
+    // segment until new WAL arrives; the snapshot's receive LSN includes the
+    // receiver's written position, as Patroni's does, so it is not behind
+    // replay. Some WAL first, so replay is not at a segment boundary.
+    client
+        .batch_execute("CREATE TABLE restart_probe(i int)")
+        .await
+        .unwrap();
+    let flush = query::snapshot(&client).await.unwrap().wal_flush_lsn;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while query::snapshot(&client2).await.unwrap().replay_lsn < flush {
+        assert!(
+            Instant::now() < deadline,
+            "standby did not replay {flush:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(client2);
+    assert_eq!(
+        pm2.stop(StopMode::Fast, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        StopOutcome::Exited
+    );
+    let mut pm2 = Postmaster::start(
+        &bins,
+        &data2,
+        &conf2,
+        &params::command_line_parameters(&eff2.values),
+        &base.join("pg2.log"),
+    )
+    .unwrap();
+    reaper.0.push(pm2.pid());
+    let client2 = pm2
+        .wait_ready(&local2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // Within 2 s of streaming (the receiver's written position starts at
+    // 0 for a moment), well before the primary's next WAL (its bgwriter logs
+    // a snapshot every 15 s).
+    let mut deadline = Instant::now() + Duration::from_secs(20);
+    let mut streaming = false;
+    let snap2 = loop {
+        let s = query::snapshot(&client2).await.unwrap();
+        if !streaming && s.receiver_state.as_deref() == Some("streaming") {
+            streaming = true;
+            deadline = Instant::now() + Duration::from_secs(2);
+        }
+        let caught_up = s.receive_lsn.unwrap_or(0) >= s.replay_lsn.unwrap_or(u64::MAX);
+        if (streaming && caught_up) || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        snap2.receiver_state.as_deref(),
+        Some("streaming"),
+        "{snap2:?}"
+    );
+    assert!(snap2.receive_lsn >= snap2.replay_lsn, "{snap2:?}");
+
     // Stop the standby: clean shutdown in recovery.
     drop(client2);
     assert_eq!(

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use pgpilot::config::Etcd;
 use pgpilot::ctl::{edit, history, list, table};
 use pgpilot::dcs::etcd::EtcdDcs;
-use pgpilot::dcs::{Cluster, Dcs, Member, keys};
+use pgpilot::dcs::{Cluster, Dcs, DcsError, Member, keys};
 
 #[derive(Parser)]
 #[command(
@@ -203,6 +203,12 @@ enum Command {
     Version {
         cluster: Option<String>,
         members: Vec<String>,
+    },
+    /// Print a shell completion script, e.g. `pgpilotctl completion bash`
+    /// (docs/cli.md says where to put it).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -541,6 +547,39 @@ async fn patch_config(ctx: &Ctx, cluster: &Cluster, patch: &Value) -> anyhow::Re
     Err(last)
 }
 
+/// What `edit-config` prints (exit 1) when the `config` key changed between
+/// its read and its write.
+const CONCURRENT_CHANGE: &str = "config changed concurrently, re-run";
+
+/// `edit-config`'s write, as patronictl's: the whole edited document, checked
+/// as the daemons check a `PATCH /config`, written to the DCS with
+/// compare-and-swap on the `version` read before the edit. A change by
+/// anyone else in between (another operator, `PATCH /config`, the leader
+/// restoring the key) makes the write fail and nothing is written.
+async fn write_config(ctx: &Ctx, version: i64, doc: &Value) -> anyhow::Result<()> {
+    let Value::Object(map) = doc else {
+        bail!("the configuration must be a mapping");
+    };
+    if let Err(e) = pgpilot::api::config::validate_document(map) {
+        bail!("the new configuration is refused: {}", e.message());
+    }
+    match ctx
+        .dcs
+        .set_config_value(&doc.to_string(), Some(version))
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(DcsError::CasConflict(_)) => bail!(
+            "{CONCURRENT_CHANGE}: the config key of cluster {} is no longer the version read \
+             ({version}); nothing was written",
+            ctx.scope
+        ),
+        Err(e) => {
+            Err(e).with_context(|| format!("writing the config key of cluster {}", ctx.scope))
+        }
+    }
+}
+
 async fn pause_resume(ctx: &Ctx, pause: bool, wait: bool) -> anyhow::Result<()> {
     let cluster = ctx.cluster().await?;
     if paused(&cluster) == pause {
@@ -873,10 +912,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
             let cluster = ctx.cluster().await?;
-            let before = cluster
+            let (before, version) = cluster
                 .config
                 .as_ref()
-                .map(|c| c.value.clone())
+                .map(|c| (c.value.clone(), c.version))
                 .with_context(|| format!("cluster {} has no dynamic configuration", ctx.scope))?;
             let mut patch = Value::Object(serde_json::Map::new());
             if let Some(file) = apply {
@@ -921,7 +960,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 confirm("Apply these changes?")?;
             }
-            patch_config(&ctx, &cluster, &patch).await?;
+            write_config(&ctx, version, &after).await?;
             println!("Configuration changed");
         }
         Command::Pause { cluster, wait } => {
@@ -1219,6 +1258,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        // Answered in main, before any configuration is read.
+        Command::Completion { .. } => {}
     }
     Ok(())
 }
@@ -1396,6 +1437,23 @@ fn pg_version(v: u64) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        // Needs neither a configuration nor a DCS.
+        // Generated into memory: clap_complete panics on a failed write
+        // (`| head`), we report it.
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "pgpilotctl", &mut script);
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(&script).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: writing the completion script: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

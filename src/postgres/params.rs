@@ -274,17 +274,47 @@ fn default_socket_dir(data_dir: &Path) -> String {
     }
 }
 
+/// Recovery parameters (PostgreSQL 12+ keeps them in `postgresql.conf`) and
+/// `hot_standby`: they change with the node's role (a promoted replica's
+/// file loses `recovery_target_timeline`), never because of the
+/// configuration, so, as Patroni does, they never make a restart pending.
+pub const NOT_PENDING_RESTART: &[&str] = &[
+    "archive_cleanup_command",
+    "hot_standby",
+    "pause_at_recovery_target",
+    "primary_conninfo",
+    "primary_slot_name",
+    "promote_trigger_file",
+    "recovery_end_command",
+    "recovery_min_apply_delay",
+    "recovery_target",
+    "recovery_target_action",
+    "recovery_target_inclusive",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_timeline",
+    "recovery_target_xid",
+    "restore_command",
+    "standby_mode",
+    "trigger_file",
+];
+
 /// What waits for a restart, from PostgreSQL's own view (`rows` from
 /// `pg_settings`) and the configured values: every setting PostgreSQL marks
 /// `pending_restart` (postmaster-context values changed in the file and
 /// reloaded), and every command-line parameter whose running value differs
-/// from the configured one (a reload never changes those).
+/// from the configured one (a reload never changes those). The parameters of
+/// [`NOT_PENDING_RESTART`] never count.
 pub fn pending_restart(
     rows: &[crate::postgres::query::SettingRow],
     wanted: &BTreeMap<String, String>,
 ) -> BTreeMap<String, crate::dcs::PendingChange> {
     let mut out = BTreeMap::new();
     for r in rows {
+        if NOT_PENDING_RESTART.contains(&r.name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
         let want = wanted.get(&r.name);
         let differs = if r.pending_restart {
             true
@@ -523,6 +553,14 @@ postgresql:
             pending_restart(&rows, &wanted)["wal_keep_size"].old_value,
             "64MB"
         );
+        // A promoted replica: its file no longer sets the recovery
+        // parameters, which PostgreSQL marks pending; not a restart reason.
+        let rows = [
+            row("recovery_target_timeline", "latest", None, true),
+            row("primary_conninfo", "host=x", None, true),
+            row("hot_standby", "on", None, true),
+        ];
+        assert!(pending_restart(&rows, &wanted).is_empty());
     }
 
     #[test]

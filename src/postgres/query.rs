@@ -127,7 +127,10 @@ pub struct PgSnapshot {
     pub timeline: u64,
     /// Primary only: `pg_current_wal_flush_lsn()`.
     pub wal_flush_lsn: Option<u64>,
-    /// Replica only.
+    /// Replica only: the larger of `pg_last_wal_receive_lsn()` (flushed) and
+    /// the WAL receiver's `written_lsn`, as Patroni publishes it. After a
+    /// restart the flushed position stays at the segment start until new
+    /// WAL arrives, although the receiver has written up to the replay point.
     pub receive_lsn: Option<u64>,
     pub replay_lsn: Option<u64>,
     /// `pg_last_xact_replay_timestamp()` as `YYYY-MM-DD HH:MM:SS.ffffff+00:00`.
@@ -165,7 +168,8 @@ fn snapshot_sql() -> String {
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
             ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_flush_lsn()), 1, 8))::bit(32)::int8
        END AS primary_tli,
-       pg_catalog.pg_last_wal_receive_lsn() AS receive_lsn,
+       GREATEST(pg_catalog.pg_last_wal_receive_lsn(),
+                (SELECT written_lsn FROM pg_catalog.pg_stat_wal_receiver LIMIT 1)) AS receive_lsn,
        pg_catalog.pg_last_wal_replay_lsn() AS replay_lsn,
        pg_catalog.to_char(pg_catalog.pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', {TS_FORMAT}) || '+00:00' AS replay_ts,
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END AS paused,
