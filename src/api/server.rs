@@ -90,6 +90,7 @@ pub fn serve_listener_with_access(
     ctx: ApiContext,
     access: AccessPolicy,
 ) -> std::io::Result<Server> {
+    access.attach_dcs(ctx.dcs.clone());
     let shared = Arc::new(Shared {
         ctx,
         last_ha: Mutex::new(None),
