@@ -633,13 +633,15 @@ impl PostgresSupervisor {
             return;
         };
         info!(event = "scheduled_restart_due", schedule = %s.schedule);
+        // Lateness counts from the timer, not from the status query below.
+        let fired_at = crate::ha::iso8601::now_unix();
         self.check_alive();
         let base = self.status_base(false);
         let env = self.env.clone();
         ctx.spawn(gather_status(env, base).into_actor(self).map(move |pg, act, ctx| {
             let fire = restart::at_fire_time(
                 s.at_unix,
-                crate::ha::iso8601::now_unix(),
+                fired_at,
                 act.env.dynamic.timing.loop_wait,
                 act.env.dynamic.pause,
                 s.postmaster_start_time.as_deref(),
