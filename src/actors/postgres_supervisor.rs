@@ -268,33 +268,12 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         if self.apply_pending && self.busy.is_none() {
             self.apply_config(ctx);
         }
-        let running = self.postmaster.is_some();
         let env = self.env.clone();
-        let outcome = if msg.take_outcome {
+        let mut base = self.status_base();
+        base.outcome = if msg.take_outcome {
             self.outcome.take()
         } else {
             self.outcome.clone()
-        };
-        let base = PgStatus {
-            state: self.state,
-            facts: PgFacts {
-                running,
-                following: self.following.as_ref().map(|u| u.name.clone()),
-                ..PgFacts::default()
-            },
-            data_dir: DataDir::Empty,
-            busy: self.busy,
-            outcome,
-            server_version: None,
-            postmaster_start_time: None,
-            receive_lsn: None,
-            replay_lsn: None,
-            replayed_timestamp: None,
-            replay_paused: false,
-            replication_state: None,
-            replication: Vec::new(),
-            pending_restart: Default::default(),
-            scheduled_restart: self.scheduled.as_ref().map(ScheduledRestart::json),
         };
         Box::pin(gather_status(env, base).into_actor(self).map(|st, act, _| {
             if act.busy.is_none() {
@@ -636,7 +615,7 @@ impl PostgresSupervisor {
         // Lateness counts from the timer, not from the status query below.
         let fired_at = crate::ha::iso8601::now_unix();
         self.check_alive();
-        let base = self.status_base(false);
+        let base = self.status_base();
         let env = self.env.clone();
         ctx.spawn(gather_status(env, base).into_actor(self).map(move |pg, act, ctx| {
             let fire = restart::at_fire_time(
@@ -671,8 +650,9 @@ impl PostgresSupervisor {
         }));
     }
 
-    /// What the supervisor itself knows, before PostgreSQL is asked.
-    fn status_base(&self, outcome: bool) -> PgStatus {
+    /// What the supervisor itself knows, before PostgreSQL is asked (no job
+    /// outcome: only the HA loop's status question carries it).
+    fn status_base(&self) -> PgStatus {
         PgStatus {
             state: self.state,
             facts: PgFacts {
@@ -682,7 +662,7 @@ impl PostgresSupervisor {
             },
             data_dir: DataDir::Empty,
             busy: self.busy,
-            outcome: if outcome { self.outcome.clone() } else { None },
+            outcome: None,
             server_version: None,
             postmaster_start_time: None,
             receive_lsn: None,
@@ -718,19 +698,35 @@ impl Handler<PgOp> for PostgresSupervisor {
                 if self.scheduled.is_some() {
                     return now((409, "Another restart is already scheduled".to_owned()));
                 }
-                let wait = (at_unix - crate::ha::iso8601::now_unix()).max(0.0);
-                let timer = ctx.run_later(Duration::from_secs_f64(wait), |act, ctx| {
-                    act.fire_scheduled(ctx)
-                });
-                info!(event = "restart_scheduled", schedule = %schedule, in_s = wait);
-                self.scheduled = Some(ScheduledRestart {
-                    at_unix,
-                    schedule,
-                    options,
-                    postmaster_start_time: self.last_start_time.clone(),
-                    timer,
-                });
-                now((202, "Restart scheduled".to_owned()))
+                // The postmaster start time the request is made against,
+                // fresh: a restart after this point cancels it.
+                self.check_alive();
+                let base = self.status_base();
+                let env = self.env.clone();
+                Box::pin(
+                    gather_status(env, base)
+                        .into_actor(self)
+                        .map(move |pg, act, ctx| {
+                            if act.scheduled.is_some() {
+                                return (409, "Another restart is already scheduled".to_owned());
+                            }
+                            let wait = (at_unix - crate::ha::iso8601::now_unix()).max(0.0);
+                            let timer = ctx.run_later(Duration::from_secs_f64(wait), |act, ctx| {
+                                act.fire_scheduled(ctx)
+                            });
+                            info!(event = "restart_scheduled", schedule = %schedule, in_s = wait);
+                            act.scheduled = Some(ScheduledRestart {
+                                at_unix,
+                                schedule,
+                                options,
+                                postmaster_start_time: pg
+                                    .postmaster_start_time
+                                    .or_else(|| act.last_start_time.clone()),
+                                timer,
+                            });
+                            (202, "Restart scheduled".to_owned())
+                        }),
+                )
             }
             PgOp::CancelScheduledRestart => match self.scheduled.take() {
                 Some(s) => {

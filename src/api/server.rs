@@ -434,7 +434,9 @@ async fn post_restart(shared: &Shared, body: &[u8]) -> HttpResponse {
         tracing::info!(event = "restart_refused", reason = why);
         return text_reply(503, "restart conditions are not satisfied");
     }
-    let wait = req.options.timeout.unwrap_or(Duration::from_secs(300)) + RESTART_GRACE;
+    // Without `timeout` the start may take `primary_start_timeout`, which
+    // only the supervisor knows: wait long (Patroni's call has no limit).
+    let wait = req.options.timeout.unwrap_or(Duration::from_secs(3600)) + RESTART_GRACE;
     pg_op(shared, PgOp::Restart(req.options), wait).await
 }
 
