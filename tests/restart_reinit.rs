@@ -167,6 +167,41 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
     assert!(log.contains("old_data_dir_removed"), "{log}");
     assert_eq!(c.primary().await, Some(p), "no failover");
 
+    // A forced request cancels the rebuild under way and starts over; the
+    // copies both moved aside are gone once the new one runs.
+    std::fs::write(&marker, "old").expect("marker");
+    let mark = c.nodes[r].log().len();
+    assert_eq!(
+        post(&c, r, "/reinitialize", json!({})).await,
+        (200, "reinitialize started".to_owned())
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        post(
+            &c,
+            r,
+            "/reinitialize",
+            json!({"force": true, "from_leader": true})
+        )
+        .await,
+        (200, "reinitialize started".to_owned())
+    );
+    eventually(
+        Duration::from_secs(90),
+        "the replica streams again",
+        || async {
+            (c.is_streaming_replica(r).await && rows_on(&c, r).await == Some(100)).then_some(())
+        },
+    )
+    .await;
+    assert!(!marker.exists());
+    eventually(
+        Duration::from_secs(10),
+        "no moved-aside copy left",
+        || async { moved_aside(&c, r).is_empty().then_some(()) },
+    )
+    .await;
+
     // pgpilotctl reinit --force --wait, end to end.
     std::fs::write(&marker, "old").expect("marker");
     let name = c.nodes[r].name.clone();

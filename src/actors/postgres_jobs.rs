@@ -385,32 +385,40 @@ pub async fn clone_without_leader(env: &JobEnv) -> PgResult<Postmaster> {
 /// Stop whatever runs (immediate), move the data directory aside, clone
 /// again with the replica methods and start. With `remove_old` the
 /// moved-aside copy is deleted once the new one runs (`POST
-/// /reinitialize`); otherwise it is kept (the HA loop's rebuilds after a
-/// failed or impossible rewind). A postmaster left by a cancelled job is
-/// found through `postmaster.pid` and stopped too.
+/// /reinitialize`), together with those of earlier rebuilds that were
+/// cancelled before they got there (`leftovers`, shared with the
+/// supervisor); otherwise it is kept (the HA loop's rebuilds after a failed
+/// or impossible rewind). A postmaster left by a cancelled job is found
+/// through `postmaster.pid` and stopped too.
 pub async fn reinitialize(
     env: &JobEnv,
     running: Option<Postmaster>,
     from: &Upstream,
     remove_old: bool,
+    leftovers: &std::sync::Mutex<Vec<PathBuf>>,
 ) -> PgResult<Postmaster> {
     if let Some(mut pm) = running.or_else(|| Postmaster::adopt(&env.data_dir)) {
         pm.stop(StopMode::Immediate, env.pg_ctl_timeout()).await?;
     }
-    let mut moved = None;
     if !datadir::is_empty(&env.data_dir).map_err(|e| PgError::io("inspect data directory", e))? {
         let to = datadir::move_aside(&env.data_dir)
             .map_err(|e| PgError::io("move data directory aside", e))?;
         warn!(event = "data_dir_moved_aside", to = %to.display(), "rebuilding from the leader");
-        moved = Some(to);
+        if remove_old {
+            leftovers.lock().unwrap_or_else(|p| p.into_inner()).push(to);
+        }
     }
     let pm = clone(env, from).await?;
-    if let (true, Some(old)) = (remove_old, moved) {
-        let shown = old.display().to_string();
-        match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&old)).await {
-            Ok(Ok(())) => info!(event = "old_data_dir_removed", dir = %shown),
-            Ok(Err(e)) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
-            Err(e) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
+    if remove_old {
+        let old: Vec<PathBuf> =
+            std::mem::take(&mut *leftovers.lock().unwrap_or_else(|p| p.into_inner()));
+        for dir in old {
+            let shown = dir.display().to_string();
+            match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await {
+                Ok(Ok(())) => info!(event = "old_data_dir_removed", dir = %shown),
+                Ok(Err(e)) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
+                Err(e) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
+            }
         }
     }
     Ok(pm)

@@ -51,6 +51,10 @@ pub struct PostgresSupervisor {
     scheduled: Option<ScheduledRestart>,
     /// PostgreSQL's start time as last seen by a status query.
     last_start_time: Option<String>,
+    /// Data directories moved aside by `POST /reinitialize` rebuilds not
+    /// finished yet (a forced one cancels the one before): the rebuild
+    /// that succeeds deletes them all.
+    rebuild_leftovers: Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 /// A restart waiting for its time (rest-api.md §5.1).
@@ -129,6 +133,7 @@ impl PostgresSupervisor {
             busy_label: "",
             scheduled: None,
             last_start_time: None,
+            rebuild_leftovers: Arc::default(),
         }
     }
 
@@ -441,6 +446,7 @@ impl PostgresSupervisor {
             Job::Reinitialize { from, remove_old } => {
                 let up = from.clone();
                 let running = self.postmaster.take();
+                let leftovers = self.rebuild_leftovers.clone();
                 if running.is_some() {
                     // The rebuild stops it first (immediate, as Patroni).
                     let ev = self.pg_callbacks.stopped();
@@ -448,7 +454,7 @@ impl PostgresSupervisor {
                 }
                 ctx.spawn(
                     async move {
-                        jobs::reinitialize(&env, running, &from, remove_old)
+                        jobs::reinitialize(&env, running, &from, remove_old, &leftovers)
                             .await
                             .map(Some)
                             .map_err(|e| e.to_string())
