@@ -201,6 +201,11 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
         || async { moved_aside(&c, r).is_empty().then_some(()) },
     )
     .await;
+    let log = c.nodes[r].log()[mark..].to_owned();
+    assert!(
+        log.contains("job_cancelled"),
+        "nothing was cancelled:\n{log}"
+    );
 
     // pgpilotctl reinit --force --wait, end to end.
     std::fs::write(&marker, "old").expect("marker");
