@@ -157,7 +157,16 @@ pub struct AccessPolicy {
     rules: Arc<RwLock<Rules>>,
     /// Where the members' addresses are read (`allowlist_include_members`).
     dcs: Arc<OnceLock<Arc<dyn Dcs>>>,
+    /// The members' addresses as last read, and when: refused clients
+    /// cannot make every request a DCS read.
+    members_cache: Arc<std::sync::Mutex<Option<MemberIps>>>,
 }
+
+/// The members' addresses and when they were read.
+type MemberIps = (std::time::Instant, Vec<IpAddr>);
+
+/// How long the members' addresses read for the allowlist are reused.
+const MEMBERS_CACHE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for AccessPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -211,6 +220,7 @@ impl AccessPolicy {
         AccessPolicy {
             rules: Arc::new(RwLock::new(Rules::from_restapi(r))),
             dcs: Arc::default(),
+            members_cache: Arc::default(),
         }
     }
 
@@ -239,6 +249,11 @@ impl AccessPolicy {
         let Some(dcs) = self.dcs.get() else {
             return Vec::new();
         };
+        if let Some((at, ips)) = &*self.members_cache.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < MEMBERS_CACHE
+        {
+            return ips.clone();
+        }
         let cluster = match dcs.load_cluster().await {
             Ok(c) => c,
             Err(e) => {
