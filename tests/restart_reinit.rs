@@ -359,3 +359,55 @@ async fn restart_conditions_schedule_and_leader_key() {
     assert!(s.get("scheduled_restart").is_none(), "{s}");
     assert_eq!(start_time(&c, r).await, Some(before));
 }
+
+/// `timeout`: a leader whose PostgreSQL is not up within it fails the
+/// restart (503 `restart failed`) and releases the lock, so the replica
+/// takes over. The slow start comes from a `postgres` wrapper (in a
+/// `bin_dir` of symlinks) that sleeps while a flag file exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_timeout_on_the_leader_fails_over() {
+    let mut c = TestCluster::new(2, Timing::default());
+    let real = std::path::Path::new("/usr/lib/postgresql/15/bin");
+    let bin = c.root.join("slowbin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    for e in std::fs::read_dir(real).expect("postgres bin dir").flatten() {
+        if e.file_name() != "postgres" {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).expect("symlink");
+        }
+    }
+    let flag = c.root.join("slow-start");
+    let script = c.write_script(
+        "slowbin/postgres",
+        &format!(
+            "#!/bin/sh\nif [ -e {flag} ]; then sleep 15; fi\nexec {real}/postgres \"$@\"\n",
+            flag = flag.display(),
+            real = real.display()
+        ),
+    );
+    assert!(script.exists());
+    for i in 0..2 {
+        c.add_to_section(i, "postgresql", &format!("bin_dir: {}", bin.display()));
+    }
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let r = 1 - p;
+    let leader = c.nodes[p].name.clone();
+
+    std::fs::write(&flag, "").expect("flag");
+    let (code, text) = post(&c, p, "/restart", json!({"timeout": 2})).await;
+    assert_eq!((code, text.as_str()), (503, "restart failed"));
+    let new = eventually(
+        Duration::from_secs(60),
+        "the replica takes over",
+        || async {
+            leader_name(&c, r)
+                .await
+                .filter(|l| *l != leader)
+                .and(c.primary().await.filter(|&x| x == r))
+        },
+    )
+    .await;
+    assert_eq!(new, r);
+    std::fs::remove_file(&flag).expect("remove flag");
+    assert_eq!(c.wait_healthy(BOOT).await, r, "the old leader rejoins");
+}
