@@ -428,7 +428,8 @@ async fn post_restart(shared: &Shared, body: &[u8]) -> HttpResponse {
             schedule,
             options: req.options,
         };
-        return pg_op(shared, op, ASK_TIMEOUT).await;
+        // The supervisor reads PostgreSQL's start time first.
+        return pg_op(shared, op, RELOAD_TIMEOUT).await;
     }
     if let Some(why) = restart::unmet_condition(&req.options, &pg) {
         tracing::info!(event = "restart_refused", reason = why);
