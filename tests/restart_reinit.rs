@@ -41,13 +41,25 @@ async fn post(c: &TestCluster, i: usize, path: &str, body: Value) -> (u16, Strin
 }
 
 fn ctl(c: &TestCluster, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+    ctl_stdin(c, args, "")
+}
+
+/// `pgpilotctl -c <node0 config> args...`, answering prompts from `stdin`.
+fn ctl_stdin(c: &TestCluster, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
         .arg("-c")
         .arg(&c.nodes[0].config_path)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("pgpilotctl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pgpilotctl");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("pgpilotctl output")
 }
 
 fn ok(c: &TestCluster, args: &[&str]) -> String {
@@ -206,6 +218,30 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
         log.contains("job_cancelled"),
         "nothing was cancelled:\n{log}"
     );
+
+    // pgpilotctl reinit while a rebuild runs: refused, then (confirmed)
+    // forced, as patronictl offers.
+    let name = c.nodes[r].name.clone();
+    assert_eq!(
+        post(&c, r, "/reinitialize", json!({})).await,
+        (200, "reinitialize started".to_owned())
+    );
+    let out = ctl_stdin(&c, &["reinit", &name, "--from-leader", "--wait"], "y\ny\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("status code=503, (reinitialize already in progress)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("Reinitialize is completed on: {name}")),
+        "{stdout}"
+    );
+    c.wait_healthy(BOOT).await;
 
     // pgpilotctl reinit --force --wait, end to end.
     std::fs::write(&marker, "old").expect("marker");

@@ -192,9 +192,13 @@ enum Command {
         /// `[CLUSTER] MEMBER...`.
         #[arg(value_name = "CLUSTER|MEMBER", required = true)]
         args: Vec<String>,
-        /// Wait until the members finished ("creating replica" is over).
+        /// Wait until PostgreSQL runs again on the members.
         #[arg(long)]
         wait: bool,
+        /// Copy from the leader, not from a `clonefrom` member.
+        #[arg(long = "from-leader")]
+        from_leader: bool,
+        /// No confirmation; cancel a job already running there.
         #[arg(long)]
         force: bool,
     },
@@ -1005,7 +1009,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             print_values(*format, &headers, &rows, &json);
         }
-        Command::Reinit { args, wait, force } => {
+        Command::Reinit {
+            args,
+            wait,
+            from_leader,
+            force,
+        } => {
             let (cluster, names) = split_cluster_members(&cfg, args);
             if names.is_empty() {
                 bail!("reinit: name the members to reinitialize");
@@ -1033,12 +1042,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     list.join(", ")
                 ))?;
             }
-            let body = json!({"force": force, "from_leader": false});
-            post_each(&ctx, &members, "reinitialize", &body, |name, code, text| {
-                (code < 400)
-                    .then(|| format!("Success: reinitialize for member {name}: {}", text.trim()))
-            })
-            .await?;
+            let mut failed = Vec::new();
+            let mut started: Vec<Member> = Vec::new();
+            for m in &members {
+                let mut body = json!({"force": force, "from_leader": from_leader});
+                loop {
+                    match ctx
+                        .request(m, reqwest::Method::POST, "reinitialize", Some(&body))
+                        .await
+                    {
+                        Ok((code, text)) if code < 400 => {
+                            println!(
+                                "Success: reinitialize for member {}: {}",
+                                m.name,
+                                text.trim()
+                            );
+                            started.push(m.clone());
+                        }
+                        Ok((code, text)) => {
+                            println!(
+                                "Failed: reinitialize for member {}, status code={code}, ({})",
+                                m.name,
+                                text.trim()
+                            );
+                            // patronictl: offer to cancel what runs there.
+                            if text.trim_end().ends_with(" already in progress")
+                                && body["force"] == false
+                                && confirm("Do you want to cancel it and reinitialize anyway?")
+                                    .is_ok()
+                            {
+                                body["force"] = Value::Bool(true);
+                                continue;
+                            }
+                            failed.push(m.name.clone());
+                        }
+                        Err(e) => {
+                            println!("Failed: reinitialize for member {}: {e:#}", m.name);
+                            failed.push(m.name.clone());
+                        }
+                    }
+                    break;
+                }
+            }
+            if !failed.is_empty() {
+                bail!("reinitialize failed on {}", failed.join(", "));
+            }
+            let members = started;
             if *wait {
                 eprint!("Waiting for the replicas to be rebuilt");
                 let deadline = Instant::now() + Duration::from_secs(3600);
