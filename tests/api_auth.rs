@@ -81,3 +81,41 @@ async fn unsafe_endpoints_need_basic_auth() {
     assert!(log.contains("api_access_refused"), "refusals are logged");
     assert!(!log.contains(PASSWORD), "the password is never logged");
 }
+
+/// `allowlist_include_members`: a client on a member's host passes an
+/// allowlist that does not list it; without the option it gets 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_include_members_lets_member_hosts_in() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.add_to_section(
+        0,
+        "restapi",
+        "allowlist: ['10.255.0.0/16']\nallowlist_include_members: true",
+    );
+    c.add_to_section(1, "restapi", "allowlist: ['10.255.0.0/16']");
+    c.start_all();
+    c.wait_healthy(BOOT).await;
+    let http = reqwest::Client::new();
+    // Every member's api_url is on 127.0.0.1, where this test runs.
+    let r = http
+        .post(c.nodes[0].api("/reload"))
+        .send()
+        .await
+        .expect("POST /reload");
+    assert_eq!(r.status().as_u16(), 202);
+    let r = http
+        .post(c.nodes[1].api("/reload"))
+        .send()
+        .await
+        .expect("POST /reload");
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(r.text().await.unwrap(), "Access is denied");
+    // POST /failsafe is checked against the allowlist alone.
+    let r = http
+        .post(c.nodes[0].api("/failsafe"))
+        .body("{}")
+        .send()
+        .await
+        .expect("POST /failsafe");
+    assert_eq!(r.status().as_u16(), 403);
+}

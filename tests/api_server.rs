@@ -15,7 +15,7 @@ use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::ReloadConfig;
 use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
-use pgpilot::messages::supervisor::{GetPgStatus, PgState, PgStatus, Restart};
+use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -78,10 +78,15 @@ impl Handler<GetPgStatus> for FakeSupervisor {
     }
 }
 
-impl Handler<Restart> for FakeSupervisor {
-    type Result = Result<(), String>;
-    fn handle(&mut self, _: Restart, _: &mut Context<Self>) -> Self::Result {
-        Ok(())
+impl Handler<PgOp> for FakeSupervisor {
+    type Result = MessageResult<PgOp>;
+    fn handle(&mut self, op: PgOp, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(match op {
+            PgOp::Restart(_) => (200, "restarted successfully".into()),
+            PgOp::ScheduleRestart { .. } => (202, "Restart scheduled".into()),
+            PgOp::CancelScheduledRestart => (404, "no restarts are scheduled".into()),
+            PgOp::Reinitialize { .. } => (200, "reinitialize started".into()),
+        })
     }
 }
 
@@ -225,6 +230,7 @@ fn pg(role: PgRole) -> PgStatus {
         replication_state: replica.then(|| "streaming".to_owned()),
         replication: vec![],
         pending_restart: Default::default(),
+        scheduled_restart: None,
     }
 }
 
@@ -247,7 +253,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
     let ctx = ApiContext {
         elector: FakeElector(ha).start().recipient(),
         supervisor: supervisor.clone().recipient(),
-        restart: supervisor.recipient(),
+        pg_ops: supervisor.recipient(),
         config_manager: FakeConfigManager(reloads.clone()).start().recipient(),
         failsafe: HeartbeatSink(heartbeats.clone()).start().recipient(),
         dcs: dcs.clone(),
@@ -509,11 +515,7 @@ async fn unsafe_methods() {
         assert_eq!(r.status(), code, "{m} {body}");
     }
 
-    for (m, p) in [
-        (Method::POST, "/reinitialize"),
-        (Method::POST, "/nonsense"),
-        (Method::DELETE, "/restart"),
-    ] {
+    for (m, p) in [(Method::POST, "/nonsense"), (Method::DELETE, "/nonsense")] {
         let r = c
             .request(m.clone(), format!("{}{p}", node.base))
             .body("{}")
@@ -588,4 +590,83 @@ async fn failsafe_endpoints() {
     assert_eq!(r.status(), 500);
     assert_eq!(r.text().await.unwrap(), "Running as a leader");
     assert!(primary.heartbeats.lock().unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn restart_and_reinitialize_routes() {
+    let leader = start_node(ha("n1", true), pg(PgRole::Primary), Duration::ZERO);
+    let replica = start_node(ha("n2", false), pg(PgRole::Replica), Duration::ZERO);
+    let c = client();
+    let call = |m: Method, url: String, body: &'static str| {
+        let c = c.clone();
+        async move {
+            let r = c.request(m, url).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Reinitialize: refused on the leader, started on a replica.
+    assert_eq!(
+        call(Method::POST, format!("{}/reinitialize", leader.base), "").await,
+        (503, "I am the leader, can not reinitialize".into())
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            format!("{}/reinitialize", replica.base),
+            r#"{"force": true}"#
+        )
+        .await,
+        (200, "reinitialize started".into())
+    );
+    // Restart: conditions checked against the node's state.
+    assert_eq!(
+        call(
+            Method::POST,
+            format!("{}/restart", replica.base),
+            r#"{"role": "primary"}"#
+        )
+        .await,
+        (503, "restart conditions are not satisfied".into())
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            format!("{}/restart", replica.base),
+            r#"{"restart_pending": true}"#
+        )
+        .await,
+        (503, "restart conditions are not satisfied".into())
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            format!("{}/restart", leader.base),
+            r#"{"role": "primary"}"#
+        )
+        .await,
+        (200, "restarted successfully".into())
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            format!("{}/restart", leader.base),
+            r#"{"schedule": "2099-01-01T00:00:00+00:00"}"#
+        )
+        .await,
+        (202, "Restart scheduled".into())
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            format!("{}/restart", leader.base),
+            r#"{"schedule": "2099-01-01T00:00:00"}"#
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        call(Method::DELETE, format!("{}/restart", leader.base), "").await,
+        (404, "no restarts are scheduled".into())
+    );
 }

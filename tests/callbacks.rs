@@ -68,6 +68,23 @@ async fn callbacks_run_in_order_with_action_role_scope() {
     )
     .await;
 
+    // A rebuild (POST /reinitialize) stops and starts the replica:
+    // on_stop, then on_start once the new copy runs (as Patroni).
+    let resp = reqwest::Client::new()
+        .post(c.nodes[r].api("/reinitialize"))
+        .send()
+        .await
+        .expect("POST /reinitialize");
+    assert_eq!(resp.status().as_u16(), 200);
+    let after_reinit = [
+        line("on_start replica"),
+        line("on_reload replica"),
+        line("on_stop replica"),
+        line("on_start replica"),
+    ];
+    wait_lines(&c, r, &after_reinit, "on_stop and on_start of the rebuild").await;
+    c.wait_healthy(BOOT).await;
+
     // Failover: the replica is promoted and says so.
     c.kill_node(p).await;
     eventually(BOOT, "the replica becomes primary", || async {
@@ -77,11 +94,7 @@ async fn callbacks_run_in_order_with_action_role_scope() {
     wait_lines(
         &c,
         r,
-        &[
-            line("on_start replica"),
-            line("on_reload replica"),
-            line("on_role_change primary"),
-        ],
+        &[after_reinit.as_slice(), &[line("on_role_change primary")]].concat(),
         "new primary's on_role_change",
     )
     .await;

@@ -488,3 +488,63 @@ async fn patronictl_against_a_pgpilot_cluster() {
         "{rows:?}"
     );
 }
+
+/// `patronictl reinit`: the leader is refused by patronictl itself, a
+/// replica is rebuilt from the leader through `POST /reinitialize` and
+/// streams again, and the leader does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patronictl_reinit() {
+    patronictl_bin();
+    let (c, yml) = cluster();
+    let p = c.wait_healthy(BOOT).await;
+    healthy_list(&c, &yml).await;
+    let r = (p + 1) % 3;
+    let name = c.nodes[r].name.clone();
+
+    // patronictl offers only replicas.
+    let out = patronictl(&c, &yml, &["reinit", &c.scope, &c.nodes[p].name, "--force"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No replica among provided members"), "{err}");
+
+    // A file in the replica's data directory: gone once the directory is
+    // rebuilt from the leader.
+    let marker = c.nodes[r].data_dir().join("reinit-marker");
+    std::fs::write(&marker, "before reinit").expect("marker");
+    let started = c.status(r).await.expect("status")["postmaster_start_time"].clone();
+
+    // reinit --wait: POST /reinitialize, then GET /patroni until the state
+    // is no longer "creating replica". patronictl exits 0 even on failure,
+    // so its words are checked.
+    let out = ok(&c, &yml, &["reinit", &c.scope, &name, "--force", "--wait"]);
+    assert!(
+        out.contains(&format!("Success: reinitialize for member {name}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Reinitialize is completed on: {name}")),
+        "{out}"
+    );
+    assert!(!marker.exists(), "the data directory was not rebuilt");
+    eventually(
+        SWITCH,
+        "a new postmaster on the rebuilt replica",
+        || async {
+            let now = c.status(r).await?["postmaster_start_time"].clone();
+            (now.is_string() && now != started).then_some(())
+        },
+    )
+    .await;
+
+    let rows = healthy_list(&c, &yml).await;
+    assert_eq!(
+        leader_of(&rows).as_deref(),
+        Some(c.nodes[p].name.as_str()),
+        "{rows:?}"
+    );
+    let row = rows
+        .iter()
+        .find(|row| row["Member"] == name.as_str())
+        .expect("reinitialized member in list");
+    assert_eq!(row["State"], "streaming", "{row}");
+}

@@ -976,7 +976,16 @@ async fn execute(
         Action::Bootstrap => job(links, Job::Bootstrap).await,
         Action::Clone { from } => job(links, Job::Clone { from: from.clone() }).await,
         Action::CloneWithoutLeader => job(links, Job::CloneWithoutLeader).await,
-        Action::Reinitialize { from } => job(links, Job::Reinitialize { from: from.clone() }).await,
+        Action::Reinitialize { from } => {
+            job(
+                links,
+                Job::Reinitialize {
+                    from: from.clone(),
+                    remove_old: false,
+                },
+            )
+            .await
+        }
         Action::Rewind { from } => job(links, Job::Rewind { from: from.clone() }).await,
         Action::WriteHistory => {
             if let Some(c) = cluster {

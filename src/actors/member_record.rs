@@ -57,5 +57,6 @@ pub fn member_data(cfg: &Config, pg: &PgStatus, pause: bool) -> MemberData {
         checkpoint_after_promote: (pg.busy == Some(JobKind::Promote)
             && pg.facts.role == Some(PgRole::Primary))
         .then_some(false),
+        scheduled_restart: pg.scheduled_restart.clone(),
     }
 }

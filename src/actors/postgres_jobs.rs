@@ -185,6 +185,16 @@ impl JobEnv {
 
 /// Start PostgreSQL and wait until it accepts connections.
 pub async fn start(env: &JobEnv, standby: Option<Option<&Upstream>>) -> PgResult<Postmaster> {
+    start_within(env, standby, env.pg_ctl_timeout()).await
+}
+
+/// [`start`], giving PostgreSQL `timeout` to accept connections; after it
+/// the postmaster is stopped (immediate) and the start fails.
+pub async fn start_within(
+    env: &JobEnv,
+    standby: Option<Option<&Upstream>>,
+    timeout: Duration,
+) -> PgResult<Postmaster> {
     let conf_file = env.write_config(standby)?;
     let params = env.parameters();
     let mut pm = Postmaster::start(
@@ -199,7 +209,7 @@ pub async fn start(env: &JobEnv, standby: Option<Option<&Upstream>>) -> PgResult
         pid = pm.pid(),
         standby = standby.is_some()
     );
-    match pm.wait_ready(&env.local_conn(), env.pg_ctl_timeout()).await {
+    match pm.wait_ready(&env.local_conn(), timeout).await {
         Ok(_) => Ok(pm),
         Err(e) => {
             let _ = pm.stop(StopMode::Immediate, env.pg_ctl_timeout()).await;
@@ -372,22 +382,46 @@ pub async fn clone_without_leader(env: &JobEnv) -> PgResult<Postmaster> {
     start(env, Some(None)).await
 }
 
-/// Stop whatever runs, move the data directory aside (kept, not deleted),
-/// clone again.
+/// Stop whatever runs (immediate), move the data directory aside, clone
+/// again with the replica methods and start. With `remove_old` the
+/// moved-aside copy is deleted once the new one runs (`POST
+/// /reinitialize`), together with those of earlier rebuilds that were
+/// cancelled before they got there (`leftovers`, shared with the
+/// supervisor); otherwise it is kept (the HA loop's rebuilds after a failed
+/// or impossible rewind). A postmaster left by a cancelled job is found
+/// through `postmaster.pid` and stopped too.
 pub async fn reinitialize(
     env: &JobEnv,
     running: Option<Postmaster>,
     from: &Upstream,
+    remove_old: bool,
+    leftovers: &std::sync::Mutex<Vec<PathBuf>>,
 ) -> PgResult<Postmaster> {
-    if let Some(mut pm) = running {
+    if let Some(mut pm) = running.or_else(|| Postmaster::adopt(&env.data_dir)) {
         pm.stop(StopMode::Immediate, env.pg_ctl_timeout()).await?;
     }
     if !datadir::is_empty(&env.data_dir).map_err(|e| PgError::io("inspect data directory", e))? {
-        let moved = datadir::move_aside(&env.data_dir)
+        let to = datadir::move_aside(&env.data_dir)
             .map_err(|e| PgError::io("move data directory aside", e))?;
-        warn!(event = "data_dir_moved_aside", to = %moved.display(), "rebuilding from the leader");
+        warn!(event = "data_dir_moved_aside", to = %to.display(), "rebuilding from the leader");
+        if remove_old {
+            leftovers.lock().unwrap_or_else(|p| p.into_inner()).push(to);
+        }
     }
-    clone(env, from).await
+    let pm = clone(env, from).await?;
+    if remove_old {
+        let old: Vec<PathBuf> =
+            std::mem::take(&mut *leftovers.lock().unwrap_or_else(|p| p.into_inner()));
+        for dir in old {
+            let shown = dir.display().to_string();
+            match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await {
+                Ok(Ok(())) => info!(event = "old_data_dir_removed", dir = %shown),
+                Ok(Err(e)) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
+                Err(e) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
+            }
+        }
+    }
+    Ok(pm)
 }
 
 /// `pg_reload_conf()` on the running server.

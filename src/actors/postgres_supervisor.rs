@@ -6,19 +6,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
 use super::pg_callbacks::PgCallbacks;
 use super::postgres_jobs::{self as jobs, JobEnv};
+use crate::api::restart::{self as restart, Fire, RestartOptions};
 use crate::config::{Config, DynamicConfig};
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::{ConfigChanged, ConfigReloaded};
 use crate::messages::elector::JobFinished;
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, ReplicationRow, Restart,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgState, PgStatus, ReplicationRow,
     RunJob, StopAndWait, StopGracefully, SyncSlots,
 };
 use crate::postgres::{Binaries, Postmaster, StopMode, controldata, datadir, params, query};
@@ -40,6 +42,53 @@ pub struct PostgresSupervisor {
     pg_callbacks: PgCallbacks,
     /// The role the running job starts PostgreSQL as.
     job_role: Option<PgRole>,
+    /// The running job's future, so `POST /reinitialize` with `force` can
+    /// cancel it.
+    job_handle: Option<SpawnHandle>,
+    /// What the running job is called in "<x> already in progress".
+    busy_label: &'static str,
+    /// The restart `POST /restart` scheduled, with its timer.
+    scheduled: Option<ScheduledRestart>,
+    /// PostgreSQL's start time as last seen by a status query.
+    last_start_time: Option<String>,
+    /// Data directories moved aside by `POST /reinitialize` rebuilds not
+    /// finished yet (a forced one cancels the one before): the rebuild
+    /// that succeeds deletes them all.
+    rebuild_leftovers: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+}
+
+/// A restart waiting for its time (rest-api.md §5.1).
+struct ScheduledRestart {
+    at_unix: f64,
+    schedule: String,
+    options: RestartOptions,
+    /// The postmaster start time when it was requested: a restart in
+    /// between cancels it.
+    postmaster_start_time: Option<String>,
+    timer: SpawnHandle,
+}
+
+impl ScheduledRestart {
+    fn json(&self) -> serde_json::Value {
+        restart::scheduled_json(
+            &self.schedule,
+            &self.options,
+            self.postmaster_start_time.as_deref(),
+        )
+    }
+}
+
+/// The name a job goes by in Patroni's "<action> already in progress".
+fn job_label(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Bootstrap => "bootstrap",
+        JobKind::Clone => "clone",
+        JobKind::Reinitialize => "reinitialize",
+        JobKind::Start => "start",
+        JobKind::Stop => "stop",
+        JobKind::Promote => "promote",
+        JobKind::Rewind => "rewind",
+    }
 }
 
 /// Resolve a configured path against the working directory, as Patroni's
@@ -80,6 +129,11 @@ impl PostgresSupervisor {
             callbacks: None,
             pg_callbacks: PgCallbacks::default(),
             job_role: None,
+            job_handle: None,
+            busy_label: "",
+            scheduled: None,
+            last_start_time: None,
+            rebuild_leftovers: Arc::default(),
         }
     }
 
@@ -158,6 +212,7 @@ impl PostgresSupervisor {
         following: Option<Upstream>,
     ) {
         self.busy = None;
+        self.job_handle = None;
         let job_role = self.job_role.take();
         let outcome = match result {
             Ok(pm) => {
@@ -218,36 +273,19 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         if self.apply_pending && self.busy.is_none() {
             self.apply_config(ctx);
         }
-        let running = self.postmaster.is_some();
         let env = self.env.clone();
-        let outcome = if msg.take_outcome {
+        let mut base = self.status_base();
+        base.outcome = if msg.take_outcome {
             self.outcome.take()
         } else {
             self.outcome.clone()
         };
-        let base = PgStatus {
-            state: self.state,
-            facts: PgFacts {
-                running,
-                following: self.following.as_ref().map(|u| u.name.clone()),
-                ..PgFacts::default()
-            },
-            data_dir: DataDir::Empty,
-            busy: self.busy,
-            outcome,
-            server_version: None,
-            postmaster_start_time: None,
-            receive_lsn: None,
-            replay_lsn: None,
-            replayed_timestamp: None,
-            replay_paused: false,
-            replication_state: None,
-            replication: Vec::new(),
-            pending_restart: Default::default(),
-        };
         Box::pin(gather_status(env, base).into_actor(self).map(|st, act, _| {
             if act.busy.is_none() {
                 act.pg_callbacks.observed(st.facts.role);
+            }
+            if st.postmaster_start_time.is_some() {
+                act.last_start_time = st.postmaster_start_time.clone();
             }
             st
         }))
@@ -343,13 +381,22 @@ impl Handler<RunJob> for PostgresSupervisor {
     type Result = Result<(), String>;
 
     fn handle(&mut self, RunJob(job): RunJob, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(b) = self.busy {
-            return Err(format!("{b:?} is already in progress"));
+        if self.busy.is_some() {
+            return Err(format!("{} already in progress", self.busy_label));
         }
+        self.start_job(job, ctx);
+        Ok(())
+    }
+}
+
+impl PostgresSupervisor {
+    /// Start `job` in the background (the caller checked that none runs).
+    fn start_job(&mut self, job: Job, ctx: &mut Context<Self>) {
         self.check_alive();
         let kind = job.kind();
         let env = self.env.clone();
         self.busy = Some(kind);
+        self.busy_label = job_label(kind);
         self.job_role = Some(match job {
             Job::Bootstrap | Job::StartPrimary | Job::Promote => PgRole::Primary,
             _ => PgRole::Replica,
@@ -362,19 +409,17 @@ impl Handler<RunJob> for PostgresSupervisor {
             JobKind::Promote | JobKind::Rewind => self.state,
         };
         info!(event = "job_started", job = ?job);
-        match job {
-            Job::Bootstrap => {
-                ctx.spawn(
-                    async move {
-                        jobs::bootstrap(&env)
-                            .await
-                            .map(Some)
-                            .map_err(|e| e.to_string())
-                    }
-                    .into_actor(self)
-                    .map(move |r, act, _| act.finish(kind, r, None)),
-                );
-            }
+        let handle = match job {
+            Job::Bootstrap => ctx.spawn(
+                async move {
+                    jobs::bootstrap(&env)
+                        .await
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+                .into_actor(self)
+                .map(move |r, act, _| act.finish(kind, r, None)),
+            ),
             Job::Clone { from } => {
                 let up = from.clone();
                 ctx.spawn(
@@ -386,33 +431,37 @@ impl Handler<RunJob> for PostgresSupervisor {
                     }
                     .into_actor(self)
                     .map(move |r, act, _| act.finish(kind, r, Some(up))),
-                );
+                )
             }
-            Job::CloneWithoutLeader => {
-                ctx.spawn(
-                    async move {
-                        jobs::clone_without_leader(&env)
-                            .await
-                            .map(Some)
-                            .map_err(|e| e.to_string())
-                    }
-                    .into_actor(self)
-                    .map(move |r, act, _| act.finish(kind, r, None)),
-                );
-            }
-            Job::Reinitialize { from } => {
+            Job::CloneWithoutLeader => ctx.spawn(
+                async move {
+                    jobs::clone_without_leader(&env)
+                        .await
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+                .into_actor(self)
+                .map(move |r, act, _| act.finish(kind, r, None)),
+            ),
+            Job::Reinitialize { from, remove_old } => {
                 let up = from.clone();
                 let running = self.postmaster.take();
+                let leftovers = self.rebuild_leftovers.clone();
+                if running.is_some() {
+                    // The rebuild stops it first (immediate, as Patroni).
+                    let ev = self.pg_callbacks.stopped();
+                    self.callback(Some(ev));
+                }
                 ctx.spawn(
                     async move {
-                        jobs::reinitialize(&env, running, &from)
+                        jobs::reinitialize(&env, running, &from, remove_old, &leftovers)
                             .await
                             .map(Some)
                             .map_err(|e| e.to_string())
                     }
                     .into_actor(self)
                     .map(move |r, act, _| act.finish(kind, r, Some(up))),
-                );
+                )
             }
             Job::Rewind { from } => {
                 let up = from.clone();
@@ -433,20 +482,18 @@ impl Handler<RunJob> for PostgresSupervisor {
                                 };
                             }
                         }),
-                );
+                )
             }
-            Job::StartPrimary => {
-                ctx.spawn(
-                    async move {
-                        jobs::start(&env, None)
-                            .await
-                            .map(Some)
-                            .map_err(|e| e.to_string())
-                    }
-                    .into_actor(self)
-                    .map(move |r, act, _| act.finish(kind, r, None)),
-                );
-            }
+            Job::StartPrimary => ctx.spawn(
+                async move {
+                    jobs::start(&env, None)
+                        .await
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+                .into_actor(self)
+                .map(move |r, act, _| act.finish(kind, r, None)),
+            ),
             Job::StartReplica { upstream } => {
                 let up = upstream.clone();
                 ctx.spawn(
@@ -458,22 +505,261 @@ impl Handler<RunJob> for PostgresSupervisor {
                     }
                     .into_actor(self)
                     .map(move |r, act, _| act.finish(kind, r, up)),
-                );
+                )
             }
-            Job::Promote => {
-                ctx.spawn(
-                    async move {
-                        jobs::promote(&env)
-                            .await
-                            .map(|()| None)
-                            .map_err(|e| e.to_string())
+            Job::Promote => ctx.spawn(
+                async move {
+                    jobs::promote(&env)
+                        .await
+                        .map(|()| None)
+                        .map_err(|e| e.to_string())
+                }
+                .into_actor(self)
+                .map(move |r, act, _| act.finish(kind, r, None)),
+            ),
+        };
+        self.job_handle = Some(handle);
+    }
+
+    /// Cancel the running job (`POST /reinitialize` with `force`). Its
+    /// child processes die with its future (`kill_on_drop`); a postmaster
+    /// it may have started is found through `postmaster.pid` and stopped by
+    /// the rebuild that follows.
+    fn cancel_job(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.job_handle.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(kind) = self.busy.take() {
+            warn!(event = "job_cancelled", job = ?kind, "cancelled by a forced reinitialize");
+        }
+        self.job_role = None;
+    }
+
+    /// Restart PostgreSQL in the role it runs in: fast stop, then start
+    /// (within `timeout`, default `primary_start_timeout`). Runs as a
+    /// `Start` job, so the HA loop keeps the lock and waits, and hears
+    /// about the outcome as about any start (a failed start on the leader
+    /// releases the lock). Answers on the returned channel.
+    fn begin_restart(
+        &mut self,
+        timeout: Option<Duration>,
+        ctx: &mut Context<Self>,
+    ) -> Result<tokio::sync::oneshot::Receiver<(u16, String)>, (u16, String)> {
+        self.check_alive();
+        if self.busy.is_some() {
+            return Err((503, format!("{} already in progress", self.busy_label)));
+        }
+        let Some(mut pm) = self.postmaster.take() else {
+            return Err((503, "postgres is not running".to_owned()));
+        };
+        let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
+        let following = self.following.clone();
+        let env = self.env.clone();
+        // `primary_start_timeout` of the dynamic configuration (300 s).
+        let timeout = timeout.unwrap_or_else(|| {
+            let secs = self
+                .env
+                .dynamic
+                .raw
+                .get("primary_start_timeout")
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                .unwrap_or(300);
+            Duration::from_secs(secs.max(1))
+        });
+        self.busy = Some(JobKind::Start);
+        self.busy_label = "restart";
+        self.state = PgState::Stopping;
+        info!(
+            event = "restart",
+            standby,
+            timeout_s = timeout.as_secs(),
+            "restarting PostgreSQL (fast stop, start)"
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let up = following.clone();
+        let handle = ctx.spawn(
+            async move {
+                if let Err(e) = pm.stop(StopMode::Fast, env.pg_ctl_timeout()).await {
+                    return Err((Some(pm), e.to_string()));
+                }
+                jobs::start_within(&env, standby.then_some(up.as_ref()), timeout)
+                    .await
+                    .map_err(|e| (None, e.to_string()))
+            }
+            .into_actor(self)
+            .map(move |r, act, _| {
+                let reply = match r {
+                    Ok(pm) => {
+                        act.finish(JobKind::Start, Ok(Some(pm)), following);
+                        let ev = act.pg_callbacks.restarted();
+                        act.callback(Some(ev));
+                        (200, "restarted successfully".to_owned())
                     }
-                    .into_actor(self)
-                    .map(move |r, act, _| act.finish(kind, r, None)),
+                    Err((still_running, e)) => {
+                        if still_running.is_some() {
+                            act.postmaster = still_running;
+                        }
+                        act.finish(JobKind::Start, Err(e.clone()), following);
+                        warn!(event = "restart_failed", error = %e);
+                        (503, "restart failed".to_owned())
+                    }
+                };
+                let _ = tx.send(reply);
+            }),
+        );
+        self.job_handle = Some(handle);
+        Ok(rx)
+    }
+
+    /// The timer of a scheduled restart fired: check it still applies
+    /// (rest-api.md §5.1), then restart.
+    fn fire_scheduled(&mut self, ctx: &mut Context<Self>) {
+        let Some(s) = self.scheduled.take() else {
+            return;
+        };
+        info!(event = "scheduled_restart_due", schedule = %s.schedule);
+        // Lateness counts from the timer, not from the status query below.
+        let fired_at = crate::ha::iso8601::now_unix();
+        self.check_alive();
+        let base = self.status_base();
+        let env = self.env.clone();
+        ctx.spawn(gather_status(env, base).into_actor(self).map(move |pg, act, ctx| {
+            let fire = restart::at_fire_time(
+                s.at_unix,
+                fired_at,
+                act.env.dynamic.timing.loop_wait,
+                act.env.dynamic.pause,
+                s.postmaster_start_time.as_deref(),
+                &s.options,
+                &pg,
+            );
+            match fire {
+                Fire::Drop(why) => {
+                    warn!(event = "scheduled_restart_dropped", schedule = %s.schedule, reason = %why)
+                }
+                Fire::Run => match act.begin_restart(s.options.timeout, ctx) {
+                    Ok(rx) => {
+                        ctx.spawn(
+                            async move {
+                                if let Ok((code, text)) = rx.await {
+                                    info!(event = "scheduled_restart_done", code, result = %text);
+                                }
+                            }
+                            .into_actor(act),
+                        );
+                    }
+                    Err((_, why)) => {
+                        warn!(event = "scheduled_restart_dropped", schedule = %s.schedule, reason = %why)
+                    }
+                },
+            }
+        }));
+    }
+
+    /// What the supervisor itself knows, before PostgreSQL is asked (no job
+    /// outcome: only the HA loop's status question carries it).
+    fn status_base(&self) -> PgStatus {
+        PgStatus {
+            state: self.state,
+            facts: PgFacts {
+                running: self.postmaster.is_some(),
+                following: self.following.as_ref().map(|u| u.name.clone()),
+                ..PgFacts::default()
+            },
+            data_dir: DataDir::Empty,
+            busy: self.busy,
+            outcome: None,
+            server_version: None,
+            postmaster_start_time: None,
+            receive_lsn: None,
+            replay_lsn: None,
+            replayed_timestamp: None,
+            replay_paused: false,
+            replication_state: None,
+            replication: Vec::new(),
+            pending_restart: Default::default(),
+            scheduled_restart: self.scheduled.as_ref().map(ScheduledRestart::json),
+        }
+    }
+}
+
+impl Handler<PgOp> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, (u16, String)>;
+
+    fn handle(&mut self, op: PgOp, ctx: &mut Context<Self>) -> Self::Result {
+        let now = |r: (u16, String)| -> Self::Result { Box::pin(fut::ready(r)) };
+        match op {
+            PgOp::Restart(o) => match self.begin_restart(o.timeout, ctx) {
+                Ok(rx) => Box::pin(
+                    async move { rx.await.unwrap_or((503, "restart cancelled".to_owned())) }
+                        .into_actor(self),
+                ),
+                Err(r) => now(r),
+            },
+            PgOp::ScheduleRestart {
+                at_unix,
+                schedule,
+                options,
+            } => {
+                if self.scheduled.is_some() {
+                    return now((409, "Another restart is already scheduled".to_owned()));
+                }
+                // The postmaster start time the request is made against,
+                // fresh: a restart after this point cancels it.
+                self.check_alive();
+                let base = self.status_base();
+                let env = self.env.clone();
+                Box::pin(
+                    gather_status(env, base)
+                        .into_actor(self)
+                        .map(move |pg, act, ctx| {
+                            if act.scheduled.is_some() {
+                                return (409, "Another restart is already scheduled".to_owned());
+                            }
+                            let wait = (at_unix - crate::ha::iso8601::now_unix()).max(0.0);
+                            let timer = ctx.run_later(Duration::from_secs_f64(wait), |act, ctx| {
+                                act.fire_scheduled(ctx)
+                            });
+                            info!(event = "restart_scheduled", schedule = %schedule, in_s = wait);
+                            act.scheduled = Some(ScheduledRestart {
+                                at_unix,
+                                schedule,
+                                options,
+                                postmaster_start_time: pg
+                                    .postmaster_start_time
+                                    .or_else(|| act.last_start_time.clone()),
+                                timer,
+                            });
+                            (202, "Restart scheduled".to_owned())
+                        }),
+                )
+            }
+            PgOp::CancelScheduledRestart => match self.scheduled.take() {
+                Some(s) => {
+                    ctx.cancel_future(s.timer);
+                    info!(event = "scheduled_restart_deleted", schedule = %s.schedule);
+                    now((200, "scheduled restart deleted".to_owned()))
+                }
+                None => now((404, "no restarts are scheduled".to_owned())),
+            },
+            PgOp::Reinitialize { from, force } => {
+                if self.busy.is_some() {
+                    if !force {
+                        return now((503, format!("{} already in progress", self.busy_label)));
+                    }
+                    self.cancel_job(ctx);
+                }
+                info!(event = "reinitialize_requested", from = %from.name, force);
+                self.start_job(
+                    Job::Reinitialize {
+                        from,
+                        remove_old: true,
+                    },
+                    ctx,
                 );
+                now((200, "reinitialize started".to_owned()))
             }
         }
-        Ok(())
     }
 }
 
@@ -481,6 +767,16 @@ impl Handler<Follow> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
     fn handle(&mut self, Follow(up): Follow, _ctx: &mut Context<Self>) -> Self::Result {
+        // A decision made just before a rebuild started must not write
+        // into the data directory being replaced.
+        if let Some(b) = self.busy.filter(|b| {
+            matches!(
+                b,
+                JobKind::Bootstrap | JobKind::Clone | JobKind::Reinitialize
+            )
+        }) {
+            return Box::pin(fut::ready(Err(format!("{b:?} in progress"))));
+        }
         let env = self.env.clone();
         let up2 = up.clone();
         Box::pin(
@@ -536,58 +832,6 @@ impl Handler<StopAndWait> for PostgresSupervisor {
                     act.callback(Some(ev));
                 }
                 r.map_err(|e| e.to_string())
-            }),
-        )
-    }
-}
-
-impl Handler<Restart> for PostgresSupervisor {
-    type Result = ResponseActFuture<Self, Result<(), String>>;
-
-    /// Runs as a `Start` job, so the HA loop keeps the lock and waits, and
-    /// hears about the outcome as about any start.
-    fn handle(&mut self, _msg: Restart, _ctx: &mut Context<Self>) -> Self::Result {
-        self.check_alive();
-        if let Some(b) = self.busy {
-            return Box::pin(fut::ready(Err(format!("{b:?} already in progress"))));
-        }
-        let Some(mut pm) = self.postmaster.take() else {
-            return Box::pin(fut::ready(Err("postgres is not running".to_owned())));
-        };
-        let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
-        let following = self.following.clone();
-        let env = self.env.clone();
-        self.busy = Some(JobKind::Start);
-        self.state = PgState::Stopping;
-        info!(
-            event = "restart",
-            standby, "restarting PostgreSQL (fast stop, start)"
-        );
-        let up = following.clone();
-        Box::pin(
-            async move {
-                if let Err(e) = pm.stop(StopMode::Fast, env.pg_ctl_timeout()).await {
-                    return Err((Some(pm), e.to_string()));
-                }
-                jobs::start(&env, standby.then_some(up.as_ref()))
-                    .await
-                    .map_err(|e| (None, e.to_string()))
-            }
-            .into_actor(self)
-            .map(move |r, act, _| match r {
-                Ok(pm) => {
-                    act.finish(JobKind::Start, Ok(Some(pm)), following);
-                    let ev = act.pg_callbacks.restarted();
-                    act.callback(Some(ev));
-                    Ok(())
-                }
-                Err((still_running, e)) => {
-                    if still_running.is_some() {
-                        act.postmaster = still_running;
-                    }
-                    act.finish(JobKind::Start, Err(e.clone()), following);
-                    Err(e)
-                }
             }),
         )
     }

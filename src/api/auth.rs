@@ -3,8 +3,10 @@
 //! including ones added later. Order of the checks, as Patroni's:
 //!
 //! 1. `restapi.allowlist` (IPs, CIDRs, host names resolved when the
-//!    configuration is loaded): a client outside it gets **403** `Access is
-//!    denied`;
+//!    configuration is loaded) and, with `restapi.allowlist_include_members`,
+//!    the hosts of the members' `api_url` and `conn_url` (read from the DCS
+//!    when a request is not allowed otherwise; not for `POST /failsafe`): a
+//!    client outside them gets **403** `Access is denied`;
 //! 2. over HTTPS with `verify_client` `optional` or `required`: the client
 //!    must have presented a certificate (checked by the handshake against
 //!    `restapi.cafile`), else **403** `Access is denied`;
@@ -17,7 +19,7 @@
 //! (larger ones: 413).
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use actix::prelude::*;
 use actix_web::body::MessageBody;
@@ -31,6 +33,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use tracing::warn;
 
 use crate::config::{Config, RestApi};
+use crate::dcs::{Cluster, Dcs};
 use crate::messages::config::ConfigChanged;
 
 /// The largest request body accepted (JSON documents of a few hundred
@@ -112,6 +115,9 @@ struct Rules {
     /// HTTPS with `verify_client` optional/required: unsafe requests need a
     /// client certificate.
     client_cert: bool,
+    /// `allowlist_include_members`: the members' hosts are allowed too (and
+    /// an empty `allowlist` then allows only them).
+    include_members: bool,
 }
 
 impl Rules {
@@ -135,6 +141,7 @@ impl Rules {
             credentials,
             allowlist,
             client_cert: crate::tls::client_cert_required_for_unsafe(r),
+            include_members: r.allowlist_include_members.unwrap_or(false),
         }
     }
 }
@@ -151,9 +158,55 @@ pub enum Refusal {
 }
 
 /// The API's access policy; cheap to clone, shared with the updater.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AccessPolicy {
     rules: Arc<RwLock<Rules>>,
+    /// Where the members' addresses are read (`allowlist_include_members`).
+    dcs: Arc<OnceLock<Arc<dyn Dcs>>>,
+    /// The members' addresses as last read, and when: refused clients
+    /// cannot make every request a DCS read.
+    members_cache: Arc<std::sync::Mutex<Option<MemberIps>>>,
+}
+
+/// The members' addresses and when they were read.
+type MemberIps = (std::time::Instant, Vec<IpAddr>);
+
+/// How long the members' addresses read for the allowlist are reused.
+const MEMBERS_CACHE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl std::fmt::Debug for AccessPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessPolicy")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The host part of a URL (`http://h:8008/patroni`, `postgres://[::1]:5432/db`).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split_once(']')?.0
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The hosts of every member's `api_url` and `conn_url`.
+pub(crate) fn member_hosts(cluster: &Cluster) -> Vec<String> {
+    let mut hosts: Vec<String> = cluster
+        .members
+        .iter()
+        .flat_map(|m| [m.data.api_url.as_str(), m.data.conn_url.as_str()])
+        .filter_map(url_host)
+        .map(str::to_owned)
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 fn unsafe_method(m: &Method) -> bool {
@@ -172,6 +225,8 @@ impl AccessPolicy {
     pub fn from_restapi(r: &RestApi) -> AccessPolicy {
         AccessPolicy {
             rules: Arc::new(RwLock::new(Rules::from_restapi(r))),
+            dcs: Arc::default(),
+            members_cache: Arc::default(),
         }
     }
 
@@ -181,34 +236,101 @@ impl AccessPolicy {
         *rules = new;
     }
 
-    /// The access check of one request (`None`: let it through), for a
-    /// client that presented a certificate if one is asked for.
+    /// Where `allowlist_include_members` reads the members (the server
+    /// attaches its DCS; without one only `allowlist` counts).
+    pub fn attach_dcs(&self, dcs: Arc<dyn Dcs>) {
+        let _ = self.dcs.set(dcs);
+    }
+
+    fn include_members(&self) -> bool {
+        self.rules
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .include_members
+    }
+
+    /// The members' addresses, resolved now (no DCS or a failed read:
+    /// none).
+    async fn member_ips(&self) -> Vec<IpAddr> {
+        let Some(dcs) = self.dcs.get() else {
+            return Vec::new();
+        };
+        if let Some((at, ips)) = &*self.members_cache.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < MEMBERS_CACHE
+        {
+            return ips.clone();
+        }
+        let cluster = match dcs.load_cluster().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(event = "allowlist_members_unavailable", error = %e);
+                return Vec::new();
+            }
+        };
+        let mut ips = Vec::new();
+        for host in member_hosts(&cluster) {
+            match host.parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => match tokio::net::lookup_host((host.as_str(), 0)).await {
+                    Ok(addrs) => ips.extend(addrs.map(|a| a.ip())),
+                    Err(e) => {
+                        warn!(event = "allowlist_member_unresolved", host = %host, error = %e)
+                    }
+                },
+            }
+        }
+        ips
+    }
+
+    /// The access check of one request (`None`: let it through).
     pub fn check(
         &self,
         method: &Method,
         peer: Option<IpAddr>,
         authorization: Option<&HeaderValue>,
     ) -> Option<Refusal> {
-        self.check_request(method, peer, true, authorization)
+        self.check_request(method, peer, true, authorization, &[])
     }
 
-    /// [`AccessPolicy::check`]; `client_cert`: the TLS client presented a
-    /// (verified) certificate.
+    /// [`check`](Self::check), also allowing `members` when
+    /// `allowlist_include_members` is on.
+    pub fn check_with_members(
+        &self,
+        method: &Method,
+        peer: Option<IpAddr>,
+        authorization: Option<&HeaderValue>,
+        members: &[IpAddr],
+    ) -> Option<Refusal> {
+        self.check_request(method, peer, true, authorization, members)
+    }
+
+    /// The whole check: `client_cert`, the TLS client presented a
+    /// (verified) certificate; `members`, the members' addresses when
+    /// `allowlist_include_members` is on.
     pub fn check_request(
         &self,
         method: &Method,
         peer: Option<IpAddr>,
         client_cert: bool,
         authorization: Option<&HeaderValue>,
+        members: &[IpAddr],
     ) -> Option<Refusal> {
         if !unsafe_method(method) {
             return None;
         }
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = &rules.allowlist
-            && !peer.is_some_and(|ip| list.iter().any(|n| n.contains(ip)))
-        {
-            return Some(Refusal::NotAllowed);
+        if rules.allowlist.is_some() || rules.include_members {
+            let listed = |ip: IpAddr| rules.allowlist.iter().flatten().any(|n| n.contains(ip));
+            let member = |ip: IpAddr| {
+                let ip = match ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                    v4 => v4,
+                };
+                rules.include_members && members.contains(&ip)
+            };
+            if !peer.is_some_and(|ip| listed(ip) || member(ip)) {
+                return Some(Refusal::NotAllowed);
+            }
         }
         if rules.client_cert && !client_cert {
             return Some(Refusal::NotAllowed);
@@ -263,14 +385,33 @@ pub async fn access_check(
     let client_cert = req
         .conn_data::<crate::api::server::ClientCertificate>()
         .is_some();
-    let refusal = req.app_data::<web::Data<AccessPolicy>>().and_then(|p| {
+    let policy = req.app_data::<web::Data<AccessPolicy>>().cloned();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let mut refusal = policy.as_ref().and_then(|p| {
         p.check_request(
             req.method(),
-            req.peer_addr().map(|a| a.ip()),
+            peer,
             client_cert,
             req.headers().get(AUTHORIZATION),
+            &[],
         )
     });
+    // Not in `allowlist`: maybe a member (never for `POST /failsafe`,
+    // whose senders are checked by the allowlist alone, as in Patroni).
+    if refusal == Some(Refusal::NotAllowed)
+        && let Some(p) = &policy
+        && p.include_members()
+        && req.path().trim_start_matches('/').split('/').next() != Some("failsafe")
+    {
+        let members = p.member_ips().await;
+        refusal = p.check_request(
+            req.method(),
+            peer,
+            client_cert,
+            req.headers().get(AUTHORIZATION),
+            &members,
+        );
+    }
     match refusal {
         Some(r) => {
             warn!(event = "api_access_refused", reason = ?r, method = %req.method(),
@@ -413,30 +554,39 @@ mod tests {
         let ip = Some("10.1.2.3".parse().unwrap());
         let ok = basic("admin:s3cret");
         // GET stays open without a certificate.
-        assert_eq!(p.check_request(&Method::GET, ip, false, None), None);
+        assert_eq!(p.check_request(&Method::GET, ip, false, None, &[]), None);
         // Order: allowlist, certificate, credentials.
         let outside = Some("192.168.0.1".parse().unwrap());
         assert_eq!(
-            p.check_request(&Method::POST, outside, true, Some(&ok)),
+            p.check_request(&Method::POST, outside, true, Some(&ok), &[]),
             Some(Refusal::NotAllowed)
         );
         assert_eq!(
-            p.check_request(&Method::POST, ip, false, Some(&ok)),
+            p.check_request(&Method::POST, ip, false, Some(&ok), &[]),
             Some(Refusal::NotAllowed)
         );
         assert_eq!(
-            p.check_request(&Method::POST, ip, true, None),
+            p.check_request(&Method::POST, ip, true, None, &[]),
             Some(Refusal::NoCredentials)
         );
-        assert_eq!(p.check_request(&Method::POST, ip, true, Some(&ok)), None);
+        assert_eq!(
+            p.check_request(&Method::POST, ip, true, Some(&ok), &[]),
+            None
+        );
         // verify_client none, or plain HTTP: no certificate needed.
         r.verify_client = Some("none".into());
         p.update(&r);
-        assert_eq!(p.check_request(&Method::POST, ip, false, Some(&ok)), None);
+        assert_eq!(
+            p.check_request(&Method::POST, ip, false, Some(&ok), &[]),
+            None
+        );
         r.verify_client = Some("required".into());
         r.certfile = None;
         p.update(&r);
-        assert_eq!(p.check_request(&Method::POST, ip, false, Some(&ok)), None);
+        assert_eq!(
+            p.check_request(&Method::POST, ip, false, Some(&ok), &[]),
+            None
+        );
     }
 
     #[test]
@@ -577,6 +727,144 @@ mod tests {
         )
         .await;
         assert_eq!(r.status().as_u16(), 200);
+    }
+
+    #[test]
+    fn members_on_top_of_the_allowlist() {
+        let mut r = restapi(false, Some(vec!["10.0.0.0/8"]));
+        r.allowlist_include_members = Some(true);
+        let p = AccessPolicy::from_restapi(&r);
+        let member: IpAddr = "192.0.2.7".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.8".parse().unwrap();
+        let listed: IpAddr = "10.1.1.1".parse().unwrap();
+        assert_eq!(
+            p.check(&Method::POST, Some(member), None),
+            Some(Refusal::NotAllowed)
+        );
+        let members = [member];
+        assert_eq!(
+            p.check_with_members(&Method::POST, Some(member), None, &members),
+            None
+        );
+        assert_eq!(
+            p.check_with_members(
+                &Method::POST,
+                Some("::ffff:192.0.2.7".parse().unwrap()),
+                None,
+                &members
+            ),
+            None
+        );
+        assert_eq!(
+            p.check_with_members(&Method::POST, Some(stranger), None, &members),
+            Some(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            p.check_with_members(&Method::POST, Some(listed), None, &members),
+            None
+        );
+        // Without an allowlist, members only; switched off, the members
+        // list counts for nothing.
+        let mut r = restapi(false, None);
+        r.allowlist_include_members = Some(true);
+        let only = AccessPolicy::from_restapi(&r);
+        assert_eq!(
+            only.check_with_members(&Method::POST, Some(stranger), None, &members),
+            Some(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            only.check_with_members(&Method::POST, Some(member), None, &members),
+            None
+        );
+        let mut r = restapi(false, Some(vec!["10.0.0.0/8"]));
+        r.allowlist_include_members = Some(false);
+        let off = AccessPolicy::from_restapi(&r);
+        assert_eq!(
+            off.check_with_members(&Method::POST, Some(member), None, &members),
+            Some(Refusal::NotAllowed)
+        );
+    }
+
+    #[actix_web::test]
+    async fn middleware_asks_the_dcs_for_members() {
+        use crate::dcs::MemberData;
+        use crate::dcs::memory::{MemoryDcs, MemoryStore};
+        use actix_web::{App, test};
+        use std::time::Duration;
+        let dcs = MemoryDcs::new(
+            MemoryStore::new(),
+            "/service/s".into(),
+            "m1".into(),
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        );
+        dcs.touch_member(&MemberData {
+            api_url: "http://127.0.0.1:8008/patroni".into(),
+            conn_url: "postgres://127.0.0.2:5432/postgres".into(),
+            ..MemberData::default()
+        })
+        .await
+        .unwrap();
+        let mut r = restapi(false, Some(vec!["10.0.0.0/8"]));
+        r.allowlist_include_members = Some(true);
+        let policy = AccessPolicy::from_restapi(&r);
+        policy.attach_dcs(Arc::new(dcs));
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(policy))
+                .wrap(actix_web::middleware::from_fn(access_check))
+                .default_service(web::to(|| async { HttpResponse::Ok().finish() })),
+        )
+        .await;
+        let post = |path: &str, peer: &str| {
+            test::TestRequest::post()
+                .uri(path)
+                .peer_addr(peer.parse().unwrap())
+                .to_request()
+        };
+        let code = |r: ServiceResponse| r.status().as_u16();
+        assert_eq!(
+            code(test::call_service(&app, post("/restart", "127.0.0.1:1")).await),
+            200
+        );
+        assert_eq!(
+            code(test::call_service(&app, post("/restart", "127.0.0.2:1")).await),
+            200
+        );
+        assert_eq!(
+            code(test::call_service(&app, post("/restart", "10.9.9.9:1")).await),
+            200
+        );
+        assert_eq!(
+            code(test::call_service(&app, post("/restart", "192.0.2.1:1")).await),
+            403
+        );
+        assert_eq!(
+            code(test::call_service(&app, post("/failsafe", "127.0.0.1:1")).await),
+            403
+        );
+    }
+
+    #[test]
+    fn member_hosts_from_urls() {
+        let c = Cluster::from_kvs(vec![
+            (
+                "members/a".to_owned(),
+                r#"{"conn_url":"postgres://10.0.0.1:5432/postgres","api_url":"http://node-a:8008/patroni"}"#.to_owned(),
+                1,
+                0,
+            ),
+            (
+                "members/b".to_owned(),
+                r#"{"conn_url":"postgres://[fd00::2]:5432/postgres","api_url":"https://user@10.0.0.2/patroni"}"#.to_owned(),
+                1,
+                0,
+            ),
+        ]);
+        assert_eq!(
+            member_hosts(&c),
+            vec!["10.0.0.1", "10.0.0.2", "fd00::2", "node-a"]
+        );
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub fn cluster_json(cluster: &Cluster, scope: &str) -> Value {
                 );
             }
         }
+        if let Some(sr) = &d.scheduled_restart {
+            o.insert("scheduled_restart".into(), sr.clone());
+        }
         if let Ok(tags @ Value::Object(_)) = serde_json::to_value(&d.tags)
             && tags.as_object().is_some_and(|t| !t.is_empty())
         {

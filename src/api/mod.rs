@@ -6,6 +6,8 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod health;
+pub mod reinit;
+pub mod restart;
 pub mod server;
 pub mod status;
 pub mod switchover;

@@ -19,20 +19,21 @@ use futures_util::future::join;
 use serde_json::Value;
 
 use crate::api::auth::{self, AccessPolicy};
-use crate::api::{cluster, config, health, status, switchover};
+use crate::api::{cluster, config, health, reinit, restart, status, switchover};
 use crate::dcs::{Cluster, Dcs};
 use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
 use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
-use crate::messages::supervisor::{GetPgStatus, PgState, PgStatus, Restart};
+use crate::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
 use crate::tls::ServerTls;
 
 /// How long a request waits for an actor's answer. Peers give `/patroni`
 /// 2 s in a leader race; this leaves room for the reply itself.
 const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// How long `POST /restart` waits for PostgreSQL to stop and start again.
-const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long `POST /restart` waits beyond its start timeout for PostgreSQL
+/// to stop and start again.
+const RESTART_GRACE: Duration = Duration::from_secs(120);
 
 /// How long `POST /reload` waits for the configuration manager.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,8 +45,8 @@ pub struct ApiContext {
     pub config_manager: Recipient<ReloadConfig>,
     /// Where `POST /failsafe` reports a live leader.
     pub failsafe: Recipient<FailsafeHeartbeat>,
-    /// `POST /restart`.
-    pub restart: Recipient<Restart>,
+    /// `POST`/`DELETE /restart`, `POST /reinitialize`.
+    pub pg_ops: Recipient<PgOp>,
     pub dcs: Arc<dyn Dcs>,
     /// Wakes the HA loop (switchover requests).
     pub wake: Recipient<Wake>,
@@ -115,6 +116,7 @@ pub fn serve_listener_tls(
     access: AccessPolicy,
     tls: Option<ServerTls>,
 ) -> std::io::Result<Server> {
+    access.attach_dcs(ctx.dcs.clone());
     let shared = Arc::new(Shared {
         ctx,
         last_ha: Mutex::new(None),
@@ -181,6 +183,10 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>)
         post_failsafe(&shared, &body).await
     } else if *m == Method::POST && segment == "restart" {
         post_restart(&shared, &body).await
+    } else if *m == Method::DELETE && segment == "restart" {
+        pg_op(&shared, PgOp::CancelScheduledRestart, ASK_TIMEOUT).await
+    } else if *m == Method::POST && segment == "reinitialize" {
+        post_reinitialize(&shared, &body).await
     } else if *m == Method::PATCH && segment == "config" {
         config_write(
             config::patch_config(shared.ctx.dcs.as_ref(), &body).await,
@@ -287,6 +293,7 @@ fn unknown_pg(last: Option<PgStatus>) -> PgStatus {
         replication_state: None,
         replication: vec![],
         pending_restart: Default::default(),
+        scheduled_restart: None,
     });
     pg.state = PgState::Unknown;
     pg.facts = PgFacts::default();
@@ -439,80 +446,58 @@ async fn post_reload(shared: &Shared) -> HttpResponse {
     }
 }
 
-/// The conditions of an immediate `POST /restart` (rest-api.md §5.1).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct RestartFilter {
-    pub role: Option<String>,
-    pub restart_pending: bool,
+/// Ask the supervisor for an operation and reply with its answer.
+async fn pg_op(shared: &Shared, op: PgOp, wait: Duration) -> HttpResponse {
+    match shared.ctx.pg_ops.send(op).timeout(wait).await {
+        Ok((code, text)) => text_reply(code, &text),
+        Err(e) => text_reply(503, &format!("no answer from the supervisor: {e}")),
+    }
 }
 
-/// Parse a `POST /restart` body (empty = no conditions). Scheduling,
-/// `postgres_version` and `timeout` are not supported yet (issue 6).
-pub(crate) fn restart_filter(body: &[u8]) -> Result<RestartFilter, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(RestartFilter::default());
-    }
-    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else {
-        return Err("Invalid JSON".to_owned());
-    };
-    let mut f = RestartFilter::default();
-    for (k, v) in &req {
-        match k.as_str() {
-            "role" => match v.as_str() {
-                Some(r @ ("primary" | "standby_leader" | "replica")) => f.role = Some(r.to_owned()),
-                _ => {
-                    return Err(format!(
-                        "PostgreSQL role should be either primary, standby_leader or replica, got {v}"
-                    ));
-                }
-            },
-            "restart_pending" => match crate::config::dynamic::json_bool(v) {
-                Some(b) => f.restart_pending = b,
-                None => return Err(format!("restart_pending should be a boolean, got {v}")),
-            },
-            "schedule" | "postgres_version" | "timeout" => {
-                return Err(format!("{k} is not supported yet"));
-            }
-            other => return Err(format!("Unknown filter for the scheduled restart: {other}")),
-        }
-    }
-    Ok(f)
-}
-
-/// `POST /restart`: restart PostgreSQL now, synchronously, if the
-/// conditions of the body hold.
+/// `POST /restart` (rest-api.md §5.1): schedule it, or restart now,
+/// synchronously, if the conditions of the body hold.
 async fn post_restart(shared: &Shared, body: &[u8]) -> HttpResponse {
-    let filter = match restart_filter(body) {
-        Ok(f) => f,
-        Err(e) => return text_reply(400, &e),
-    };
-    let Some((_, pg)) = shared.states().await else {
+    let Some((ha, pg)) = shared.states().await else {
         return starting();
     };
-    let role_ok = filter
-        .role
-        .as_deref()
-        .is_none_or(|r| r == status::role_str(&pg));
-    let pending_ok = !filter.restart_pending || !pg.pending_restart.is_empty();
-    if !role_ok || !pending_ok {
+    let req =
+        match restart::parse_request(body, status::paused(&ha), crate::ha::iso8601::now_unix()) {
+            Ok(r) => r,
+            Err((code, text)) => return text_reply(code, &text),
+        };
+    if let Some((at_unix, schedule)) = req.schedule {
+        let op = PgOp::ScheduleRestart {
+            at_unix,
+            schedule,
+            options: req.options,
+        };
+        // The supervisor reads PostgreSQL's start time first.
+        return pg_op(shared, op, RELOAD_TIMEOUT).await;
+    }
+    if let Some(why) = restart::unmet_condition(&req.options, &pg) {
+        tracing::info!(event = "restart_refused", reason = why);
         return text_reply(503, "restart conditions are not satisfied");
     }
-    match shared
-        .ctx
-        .restart
-        .send(Restart)
-        .timeout(RESTART_TIMEOUT)
-        .await
-    {
-        Ok(Ok(())) => text_reply(200, "restarted successfully"),
-        Ok(Err(e)) if e.contains("already in progress") || e.contains("not running") => {
-            text_reply(503, &e)
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(event = "restart_failed", error = %e);
-            text_reply(503, "restart failed")
-        }
-        Err(e) => text_reply(503, &format!("restart failed: {e}")),
+    // Without `timeout` the start may take `primary_start_timeout`, which
+    // only the supervisor knows: wait long (Patroni's call has no limit).
+    let wait = req.options.timeout.unwrap_or(Duration::from_secs(3600)) + RESTART_GRACE;
+    pg_op(shared, PgOp::Restart(req.options), wait).await
+}
+
+/// `POST /reinitialize`: refused on the leader and without one (503 with
+/// Patroni's texts); otherwise the rebuild starts and the reply comes at
+/// once (200 `reinitialize started`).
+async fn post_reinitialize(shared: &Shared, body: &[u8]) -> HttpResponse {
+    let (force, from_leader) = reinit::parse_body(body);
+    let Some((ha, _)) = shared.states().await else {
+        return starting();
+    };
+    let Some(cluster) = shared.load_cluster().await else {
+        return text_reply(503, "DCS is not accessible, can not reinitialize");
+    };
+    match reinit::source(&cluster, &ha.name, from_leader) {
+        Ok(from) => pg_op(shared, PgOp::Reinitialize { from, force }, ASK_TIMEOUT).await,
+        Err(why) => text_reply(503, &why),
     }
 }
 
@@ -642,20 +627,6 @@ mod tests {
             failsafe_reply(&h, &unknown_pg(None)),
             FailsafeReply::Accepted { lsn: None }
         ));
-    }
-
-    #[test]
-    fn restart_body() {
-        assert_eq!(restart_filter(b"").unwrap(), RestartFilter::default());
-        assert_eq!(restart_filter(b"{}").unwrap(), RestartFilter::default());
-        let f = restart_filter(br#"{"role": "replica", "restart_pending": true}"#).unwrap();
-        assert_eq!(f.role.as_deref(), Some("replica"));
-        assert!(f.restart_pending);
-        assert!(restart_filter(b"[1]").is_err());
-        assert!(restart_filter(br#"{"role": "master"}"#).is_err());
-        assert!(restart_filter(br#"{"schedule": "2030-01-01T00:00:00+00:00"}"#).is_err());
-        let e = restart_filter(br#"{"foo": 1}"#).unwrap_err();
-        assert_eq!(e, "Unknown filter for the scheduled restart: foo");
     }
 
     #[test]

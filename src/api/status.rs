@@ -113,6 +113,11 @@ pub fn status_document(ha: &HaState, pg: &PgStatus) -> Value {
         d.insert("pending_restart".into(), json!(true));
         d.insert("pending_restart_reason".into(), json!(pg.pending_restart));
     }
+    if let Some(Value::Object(sr)) = &pg.scheduled_restart {
+        let mut sr = sr.clone();
+        sr.remove("postmaster_start_time");
+        d.insert("scheduled_restart".into(), Value::Object(sr));
+    }
     if ha.cluster.as_ref().is_none_or(|c| c.leader.is_none()) {
         d.insert("cluster_unlocked".into(), json!(true));
     }
@@ -218,6 +223,7 @@ pub(crate) mod tests {
             replication_state: None,
             replication: vec![],
             pending_restart: Default::default(),
+            scheduled_restart: None,
         }
     }
 

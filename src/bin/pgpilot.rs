@@ -249,7 +249,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             supervisor: supervisor.clone().recipient(),
             config_manager: manager.clone().recipient(),
             failsafe: elector.clone().recipient(),
-            restart: supervisor.clone().recipient(),
+            pg_ops: supervisor.clone().recipient(),
             dcs: dcs.clone(),
             wake: elector.clone().recipient(),
         },

@@ -133,6 +133,18 @@ enum Command {
         /// Only members waiting for a restart to apply settings.
         #[arg(short = 'p', long = "pending")]
         pending: bool,
+        /// Schedule the restart: ISO 8601 (a time without a zone is UTC),
+        /// or `now`.
+        #[arg(long)]
+        scheduled: Option<String>,
+        /// Restart only members running a PostgreSQL older than this
+        /// (`X.Y` or `X.Y.Z`).
+        #[arg(long = "pg-version")]
+        pg_version: Option<String>,
+        /// Fail the restart if PostgreSQL is not up within this (`30`,
+        /// `30s`, `2min`); on the leader a failover follows.
+        #[arg(long)]
+        timeout: Option<String>,
         #[arg(long)]
         force: bool,
     },
@@ -148,9 +160,10 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Cancel a scheduled switchover (`flush [CLUSTER] switchover`).
+    /// Cancel scheduled actions: `flush [CLUSTER] switchover` or
+    /// `flush [CLUSTER] restart` (every member's scheduled restart).
     Flush {
-        /// `[CLUSTER] switchover`.
+        /// `[CLUSTER] switchover|restart`.
         #[arg(value_name = "CLUSTER|TARGET", required = true)]
         args: Vec<String>,
         #[arg(long)]
@@ -182,9 +195,13 @@ enum Command {
         /// `[CLUSTER] MEMBER...`.
         #[arg(value_name = "CLUSTER|MEMBER", required = true)]
         args: Vec<String>,
-        /// Wait until the members finished ("creating replica" is over).
+        /// Wait until PostgreSQL runs again on the members.
         #[arg(long)]
         wait: bool,
+        /// Copy from the leader, not from a `clonefrom` member.
+        #[arg(long = "from-leader")]
+        from_leader: bool,
+        /// No confirmation; cancel a job already running there.
         #[arg(long)]
         force: bool,
     },
@@ -632,6 +649,14 @@ async fn pause_resume(ctx: &Ctx, pause: bool, wait: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// What `restart` adds to its body (rest-api.md §5.1).
+#[derive(Default)]
+struct RestartExtras {
+    scheduled: Option<String>,
+    pg_version: Option<String>,
+    timeout: Option<String>,
+}
+
 /// POST `endpoint` to each named member (all when none), reporting each.
 async fn per_member(
     ctx: &Ctx,
@@ -640,6 +665,7 @@ async fn per_member(
     role: Option<Role>,
     pending: bool,
     force: bool,
+    extras: RestartExtras,
 ) -> anyhow::Result<()> {
     let cluster = ctx.cluster().await?;
     let members: Vec<Member> = if names.is_empty() {
@@ -670,11 +696,25 @@ async fn per_member(
             if pending { ", --pending" } else { "" }
         );
     }
-    let body = if pending {
-        json!({"restart_pending": true})
-    } else {
-        json!({})
+    let mut body = serde_json::Map::new();
+    if pending {
+        body.insert("restart_pending".into(), json!(true));
+    }
+    if let Some(v) = &extras.pg_version {
+        body.insert("postgres_version".into(), json!(v));
+    }
+    if let Some(t) = &extras.timeout {
+        body.insert("timeout".into(), json!(t));
+    }
+    let schedule = match extras.scheduled.as_deref() {
+        None | Some("now") => None,
+        Some(_) if paused(&cluster) => bail!("can't schedule restart in the paused state"),
+        Some(t) => Some(pgpilot::ctl::time::with_timezone(t)),
     };
+    if let Some(t) = &schedule {
+        body.insert("schedule".into(), json!(t));
+    }
+    let body = Value::Object(body);
     print!("{}", list::render_table(&cluster, &ctx.scope));
     let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
     if !force {
@@ -682,6 +722,16 @@ async fn per_member(
             "Are you sure you want to {endpoint} members {}?",
             names.join(", ")
         ))?;
+    }
+    if schedule.is_some() && force {
+        // patronictl: --force replaces a restart already scheduled.
+        for m in members
+            .iter()
+            .filter(|m| m.data.scheduled_restart.is_some())
+        {
+            ctx.request(m, reqwest::Method::DELETE, "restart", None)
+                .await?;
+        }
     }
     let wait = loop_wait(&cluster);
     post_each(ctx, &members, endpoint, &body, |name, code, body| {
@@ -1001,16 +1051,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             args,
             role,
             pending,
+            scheduled,
+            pg_version,
+            timeout,
             force,
         } => {
             let (cluster, members) = split_cluster_members(&cfg, args);
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
-            per_member(&ctx, members, "restart", *role, *pending, *force).await?;
+            let extras = RestartExtras {
+                scheduled: scheduled.clone(),
+                pg_version: pg_version.clone(),
+                timeout: timeout.clone(),
+            };
+            per_member(&ctx, members, "restart", *role, *pending, *force, extras).await?;
         }
         Command::Reload { args, role, force } => {
             let (cluster, members) = split_cluster_members(&cfg, args);
             let ctx = Ctx::new(&cli, &cfg, cluster.as_ref())?;
-            per_member(&ctx, members, "reload", *role, false, *force).await?;
+            per_member(
+                &ctx,
+                members,
+                "reload",
+                *role,
+                false,
+                *force,
+                RestartExtras::default(),
+            )
+            .await?;
         }
         Command::Query {
             cluster,
@@ -1060,7 +1127,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             print_values(*format, &headers, &rows, &json);
         }
-        Command::Reinit { args, wait, force } => {
+        Command::Reinit {
+            args,
+            wait,
+            from_leader,
+            force,
+        } => {
             let (cluster, names) = split_cluster_members(&cfg, args);
             if names.is_empty() {
                 bail!("reinit: name the members to reinitialize");
@@ -1088,12 +1160,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     list.join(", ")
                 ))?;
             }
-            let body = json!({"force": force, "from_leader": false});
-            post_each(&ctx, &members, "reinitialize", &body, |name, code, text| {
-                (code < 400)
-                    .then(|| format!("Success: reinitialize for member {name}: {}", text.trim()))
-            })
-            .await?;
+            let mut failed = Vec::new();
+            let mut started: Vec<Member> = Vec::new();
+            for m in &members {
+                let mut body = json!({"force": force, "from_leader": from_leader});
+                loop {
+                    match ctx
+                        .request(m, reqwest::Method::POST, "reinitialize", Some(&body))
+                        .await
+                    {
+                        Ok((code, text)) if code < 400 => {
+                            println!(
+                                "Success: reinitialize for member {}: {}",
+                                m.name,
+                                text.trim()
+                            );
+                            started.push(m.clone());
+                        }
+                        Ok((code, text)) => {
+                            println!(
+                                "Failed: reinitialize for member {}, status code={code}, ({})",
+                                m.name,
+                                text.trim()
+                            );
+                            // patronictl: offer to cancel what runs there.
+                            if text.trim_end().ends_with(" already in progress")
+                                && body["force"] == false
+                                && confirm("Do you want to cancel it and reinitialize anyway?")
+                                    .is_ok()
+                            {
+                                body["force"] = Value::Bool(true);
+                                continue;
+                            }
+                            failed.push(m.name.clone());
+                        }
+                        Err(e) => {
+                            println!("Failed: reinitialize for member {}: {e:#}", m.name);
+                            failed.push(m.name.clone());
+                        }
+                    }
+                    break;
+                }
+            }
+            if !failed.is_empty() {
+                bail!("reinitialize failed on {}", failed.join(", "));
+            }
+            let members = started;
             if *wait {
                 eprint!("Waiting for the replicas to be rebuilt");
                 let deadline = Instant::now() + Duration::from_secs(3600);
@@ -1106,15 +1218,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     eprint!(".");
                     let mut still = Vec::new();
                     for m in pending {
-                        let busy = match ctx.request(m, reqwest::Method::GET, "patroni", None).await
-                        {
-                            Ok((_, body)) => serde_json::from_str::<Value>(&body)
-                                .map(|v| v["state"] == "creating replica")
-                                .unwrap_or(true),
-                            Err(_) => true,
-                        };
-                        if busy {
-                            still.push(m);
+                        // Done once PostgreSQL runs again (a replica that
+                        // answers); a failed start ends the wait.
+                        let state =
+                            match ctx.request(m, reqwest::Method::GET, "patroni", None).await {
+                                Ok((_, body)) => serde_json::from_str::<Value>(&body)
+                                    .ok()
+                                    .and_then(|v| v["state"].as_str().map(str::to_owned)),
+                                Err(_) => None,
+                            };
+                        match state.as_deref() {
+                            Some("running") => {
+                                eprintln!();
+                                println!("Reinitialize is completed on: {}", m.name);
+                            }
+                            Some(s @ ("start failed" | "crashed")) => {
+                                eprintln!();
+                                bail!("reinitialize of {} ended with PostgreSQL {s}", m.name);
+                            }
+                            _ => still.push(m),
                         }
                     }
                     pending = still;
@@ -1164,10 +1286,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Flush { args, force } => {
             let (target, rest) = args.split_last().context("flush: give the target")?;
             if target == "restart" {
-                bail!("flush restart: scheduled restarts are not supported yet");
+                let ctx = Ctx::new(&cli, &cfg, rest.first())?;
+                let cluster = ctx.cluster().await?;
+                let members: Vec<&Member> = cluster
+                    .members
+                    .iter()
+                    .filter(|m| m.data.scheduled_restart.is_some())
+                    .collect();
+                if members.is_empty() {
+                    bail!("cluster {} has no scheduled restart", ctx.scope);
+                }
+                if !force {
+                    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+                    confirm(&format!(
+                        "Cancel the scheduled restarts of {}?",
+                        names.join(", ")
+                    ))?;
+                }
+                let mut failed = Vec::new();
+                for m in members {
+                    match ctx
+                        .request(m, reqwest::Method::DELETE, "restart", None)
+                        .await
+                    {
+                        Ok((200 | 404, text)) => println!(
+                            "Success: flush scheduled restart on member {}: {}",
+                            m.name,
+                            text.trim()
+                        ),
+                        Ok((code, text)) => {
+                            println!(
+                                "Failed: flush scheduled restart for member {}, status code={code}, ({})",
+                                m.name,
+                                text.trim()
+                            );
+                            failed.push(m.name.clone());
+                        }
+                        Err(e) => {
+                            println!(
+                                "Failed: flush scheduled restart for member {}: {e:#}",
+                                m.name
+                            );
+                            failed.push(m.name.clone());
+                        }
+                    }
+                }
+                if !failed.is_empty() {
+                    bail!("flush restart failed on {}", failed.join(", "));
+                }
+                return Ok(());
             }
             if target != "switchover" {
-                bail!("flush {target}: expected `switchover`");
+                bail!("flush {target}: expected `switchover` or `restart`");
             }
             let ctx = Ctx::new(&cli, &cfg, rest.first())?;
             let cluster = ctx.cluster().await?;

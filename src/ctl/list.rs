@@ -28,6 +28,9 @@ pub struct ListRow {
     /// `*` when the member waits for a restart to apply settings.
     #[serde(rename = "Pending restart", skip_serializing_if = "Option::is_none")]
     pub pending_restart: Option<String>,
+    /// The member's scheduled restart: `<schedule>[ if version < <v>]`.
+    #[serde(rename = "Scheduled restart", skip_serializing_if = "Option::is_none")]
+    pub scheduled_restart: Option<String>,
     #[serde(rename = "Tags", skip_serializing_if = "Option::is_none")]
     pub tags: Option<Value>,
 }
@@ -58,12 +61,23 @@ pub fn rows(cluster: &Cluster, scope: &str) -> Vec<ListRow> {
                 timeline: m.data.timeline,
                 lag_mb: (!is_leader).then(|| lag_mb(optime, m.data.xlog_location)),
                 pending_restart: m.data.pending_restart.then(|| "*".to_owned()),
+                scheduled_restart: m.data.scheduled_restart.as_ref().map(scheduled_text),
                 tags: serde_json::to_value(&m.data.tags)
                     .ok()
                     .filter(|t| t.as_object().is_some_and(|o| !o.is_empty())),
             }
         })
         .collect()
+}
+
+/// patronictl's cell: the schedule, plus ` if version < X` with a
+/// `postgres_version` condition.
+fn scheduled_text(v: &Value) -> String {
+    let mut out = v["schedule"].as_str().unwrap_or_default().to_owned();
+    if let Some(ver) = v.get("postgres_version").and_then(Value::as_str) {
+        out += &format!(" if version < {ver}");
+    }
+    out
 }
 
 fn host_of(m: &Member) -> String {
@@ -91,8 +105,8 @@ pub fn title(cluster: &Cluster, scope: &str) -> String {
     format!("Cluster: {scope} ({sysid})")
 }
 
-/// Column titles and text cells of `rows`. "Pending restart" and "Tags"
-/// appear when some member has them, or always with `extended` (`-e`).
+/// Column titles and text cells of `rows`. "Pending restart", "Scheduled
+/// restart" and "Tags" appear when some member has them, or always with `extended` (`-e`).
 /// With `with_cluster` the first column is "Cluster" (tsv output).
 pub fn cells(
     rows: &[ListRow],
@@ -100,6 +114,7 @@ pub fn cells(
     with_cluster: bool,
 ) -> (Vec<String>, Vec<Vec<String>>) {
     let pending = extended || rows.iter().any(|r| r.pending_restart.is_some());
+    let scheduled = extended || rows.iter().any(|r| r.scheduled_restart.is_some());
     let tags = extended || rows.iter().any(|r| r.tags.is_some());
     let mut headers = Vec::new();
     if with_cluster {
@@ -108,6 +123,9 @@ pub fn cells(
     headers.extend(["Member", "Host", "Role", "State", "TL", "Lag in MB"]);
     if pending {
         headers.push("Pending restart");
+    }
+    if scheduled {
+        headers.push("Scheduled restart");
     }
     if tags {
         headers.push("Tags");
@@ -133,6 +151,9 @@ pub fn cells(
             ]);
             if pending {
                 row.push(r.pending_restart.clone().unwrap_or_default());
+            }
+            if scheduled {
+                row.push(r.scheduled_restart.clone().unwrap_or_default());
             }
             if tags {
                 row.push(r.tags.as_ref().map(|t| t.to_string()).unwrap_or_default());
@@ -317,11 +338,25 @@ mod tests {
     fn extended_shows_pending_and_tags() {
         let c = cluster();
         let t = render_rows(&rows(&c, "batman"), &title(&c, "batman"), true);
-        assert!(t.contains("| Pending restart | Tags |"), "{t}");
+        assert!(
+            t.contains("| Pending restart | Scheduled restart | Tags |"),
+            "{t}"
+        );
         let (h, cells) = cells(&rows(&c, "batman"), false, true);
         assert_eq!(h[0], "Cluster");
         assert_eq!(cells[0][0], "batman");
         assert_eq!(h.len(), 7);
+        let mut c = cluster();
+        c.members[1].data.scheduled_restart = Some(serde_json::json!({
+            "schedule": "2030-01-01T00:00:00+00:00", "postgres_version": "15.9"
+        }));
+        let (h, body) = super::cells(&rows(&c, "batman"), false, false);
+        assert_eq!(h.last().map(String::as_str), Some("Scheduled restart"));
+        assert_eq!(
+            body[1].last().map(String::as_str),
+            Some("2030-01-01T00:00:00+00:00 if version < 15.9")
+        );
+        assert_eq!(body[0].last().map(String::as_str), Some(""));
     }
 
     #[test]

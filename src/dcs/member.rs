@@ -45,6 +45,10 @@ pub struct MemberData {
     /// finished (replicas delay pg_rewind meanwhile); omitted otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_after_promote: Option<bool>,
+    /// A restart scheduled through `POST /restart`: `{schedule, filters...,
+    /// postmaster_start_time}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_restart: Option<serde_json::Value>,
 }
 
 /// A setting PostgreSQL runs with (`old_value`) that differs from the

@@ -690,7 +690,7 @@ fn stream_source(cluster: &Cluster, leader: &str, local: &LocalView) -> Option<U
 }
 
 /// The leader as a streaming source, if its member record says where it is.
-fn upstream_of(cluster: &Cluster, name: &str) -> Option<Upstream> {
+pub(crate) fn upstream_of(cluster: &Cluster, name: &str) -> Option<Upstream> {
     cluster.member(name).and_then(upstream)
 }
 
@@ -704,7 +704,7 @@ fn upstream(m: &Member) -> Option<Upstream> {
 }
 
 /// A running member tagged `clonefrom` (not me), else the leader.
-fn clone_source(cluster: &Cluster, leader: &str, me: &str) -> Option<Upstream> {
+pub(crate) fn clone_source(cluster: &Cluster, leader: &str, me: &str) -> Option<Upstream> {
     cluster
         .members
         .iter()

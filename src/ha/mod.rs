@@ -21,6 +21,7 @@ mod tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use decide::decide;
+pub(crate) use decide::{clone_source, upstream_of};
 pub use switchover::SwitchoverView;
 pub use view::{
     DataDir, DcsView, JobKind, JobOutcome, LocalView, PeerReply, PeerStatus, PgFacts, PgRole,

@@ -84,6 +84,9 @@ pub struct PgStatus {
     /// `pg_settings.pending_restart`, and command-line parameters whose
     /// running value differs from the configured one).
     pub pending_restart: std::collections::BTreeMap<String, crate::dcs::PendingChange>,
+    /// The scheduled restart, as the member key shows it (`schedule`, the
+    /// filters, `postmaster_start_time`); `None` when none is scheduled.
+    pub scheduled_restart: Option<serde_json::Value>,
 }
 
 /// Fresh facts about PostgreSQL (queries it when it runs).
@@ -106,8 +109,12 @@ pub enum Job {
     },
     /// A `no_leader` replica method, no upstream.
     CloneWithoutLeader,
+    /// Move the data directory aside and rebuild from `from`;
+    /// `remove_old`: delete the moved-aside copy once the new one runs
+    /// (`POST /reinitialize`), else keep it (the HA loop's rebuilds).
     Reinitialize {
         from: Upstream,
+        remove_old: bool,
     },
     Rewind {
         from: Upstream,
@@ -152,12 +159,28 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 #[rtype(result = "Result<(), String>")]
 pub struct StopAndWait(pub StopMode);
 
-/// Restart PostgreSQL in the role it runs in (fast stop, then start with
-/// the current configuration): `POST /restart`. Returns when it accepts
-/// connections again, or why it could not.
+/// Operations the REST API asks for (rest-api.md §5). Each answers the
+/// HTTP status and text to reply with.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct Restart;
+#[rtype(result = "(u16, String)")]
+pub enum PgOp {
+    /// `POST /restart` without `schedule`: restart PostgreSQL now in the
+    /// role it runs in (fast stop, start with the current configuration)
+    /// and answer once it accepts connections again, or why not.
+    Restart(crate::api::restart::RestartOptions),
+    /// `POST /restart` with `schedule` (Unix seconds, and as given).
+    ScheduleRestart {
+        at_unix: f64,
+        schedule: String,
+        options: crate::api::restart::RestartOptions,
+    },
+    /// `DELETE /restart`.
+    CancelScheduledRestart,
+    /// `POST /reinitialize`: stop, move the data directory aside, rebuild
+    /// from `from`, start; `force` cancels a running job first. Answers
+    /// once the job started.
+    Reinitialize { from: Upstream, force: bool },
+}
 
 /// Bring the replication slots in line with the cluster (the leader every
 /// cycle after renewing its lock, a replica for members cascading from it).
