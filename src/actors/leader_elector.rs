@@ -78,6 +78,15 @@ pub struct LeaderElector {
     dumped: Option<serde_json::Value>,
     /// When this node last stepped down for a switchover.
     demoted_gracefully_at: Option<Instant>,
+    /// When the HA loop last confirmed this node as the healthy, rightful
+    /// leader (lock renewed, PostgreSQL answering as primary): the lease
+    /// keep-alive extends the deadline only while this is fresh
+    /// (`ha::lease`).
+    confirmed_at: Option<Instant>,
+    /// Bumped whenever the lease is dropped, so a keep-alive answer for an
+    /// older lease is ignored.
+    lease_epoch: u64,
+    keepalive_inflight: bool,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -93,6 +102,9 @@ struct CycleReport {
     failsafe_until: Option<Instant>,
     /// This cycle stepped down for a switchover.
     demoted_gracefully: bool,
+    /// This cycle renewed the lock for a PostgreSQL answering as primary;
+    /// the time its facts were gathered from.
+    confirmed_at: Option<Instant>,
 }
 
 impl LeaderElector {
@@ -124,7 +136,68 @@ impl LeaderElector {
             failsafe_active_until: None,
             dumped: None,
             demoted_gracefully_at: None,
+            confirmed_at: None,
+            lease_epoch: 0,
+            keepalive_inflight: false,
         }
+    }
+
+    /// One tick of the lease keep-alive (every ttl/4): send one when
+    /// `ha::lease::keepalive_allowed`, and use the answer only under the same
+    /// rule, for the same lease.
+    fn keepalive_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let timing = self.dynamic.timing;
+        ctx.run_later(timing.keepalive_interval(), |act, ctx| {
+            act.keepalive_tick(ctx)
+        });
+        let now = Instant::now();
+        if self.keepalive_inflight
+            || self.dynamic.pause
+            || !ha::lease::keepalive_allowed(self.lease_deadline, self.confirmed_at, now, &timing)
+        {
+            return;
+        }
+        self.keepalive_inflight = true;
+        let epoch = self.lease_epoch;
+        let dcs = self.links.dcs.clone();
+        ctx.spawn(
+            async move {
+                let sent = Instant::now();
+                (sent, dcs.keep_alive().await)
+            }
+            .into_actor(self)
+            .map(move |(sent, r), act, _| {
+                act.keepalive_inflight = false;
+                match r {
+                    Ok(true)
+                        if act.lease_epoch == epoch
+                            && ha::lease::keepalive_allowed(
+                                act.lease_deadline,
+                                act.confirmed_at,
+                                sent,
+                                &timing,
+                            ) =>
+                    {
+                        act.lease_deadline =
+                            ha::lease::extended_deadline(act.lease_deadline, sent, timing.ttl);
+                        if let (Some(d), Ok(mut f)) = (act.lease_deadline, act.fence.lock()) {
+                            f.extend(d, timing.fence_margin());
+                        }
+                    }
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(
+                            event = "lease_keepalive_lost",
+                            "the lease is gone; the next cycle decides"
+                        )
+                    }
+                    Err(e) => tracing::debug!(event = "lease_keepalive_failed", error = %e),
+                }
+            }),
+        );
     }
 
     fn start_cycle(&mut self, ctx: &mut Context<Self>) {
@@ -173,7 +246,21 @@ impl LeaderElector {
         if let Err(e) = crate::sd_notify::notify("WATCHDOG=1") {
             tracing::debug!(event = "sd_notify_failed", error = %e);
         }
-        self.lease_deadline = report.lease_deadline;
+        // A keep-alive may have moved the deadline while the cycle ran; a
+        // cycle that dropped the lease wins.
+        let before = self.lease_deadline;
+        self.lease_deadline = match (report.lease_deadline, before) {
+            (Some(d), Some(k)) => Some(d.max(k)),
+            (d, _) => d,
+        };
+        if report.lease_deadline.is_none() || before.is_none() {
+            self.lease_epoch += 1;
+        }
+        if self.lease_deadline.is_none() {
+            self.confirmed_at = None;
+        } else if report.confirmed_at.is_some() {
+            self.confirmed_at = report.confirmed_at;
+        }
         if report.failsafe_until.is_some() != self.failsafe_active_until.is_some() {
             info!(
                 event = "failsafe_mode_active",
@@ -323,6 +410,8 @@ impl Actor for LeaderElector {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.start_cycle(ctx);
+        let first = self.dynamic.timing.keepalive_interval();
+        ctx.run_later(first, |act, ctx| act.keepalive_tick(ctx));
     }
 }
 
@@ -479,6 +568,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         demoted_gracefully_at,
     } = input;
     let lease_at_start = lease_deadline;
+    let cycle_started = Instant::now();
     let mut report = CycleReport {
         cluster: None,
         lease_deadline,
@@ -489,6 +579,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         reason: None,
         failsafe_until: None,
         demoted_gracefully: false,
+        confirmed_at: None,
     };
     let timing = dynamic.timing;
 
@@ -579,6 +670,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         outcome: pg.outcome.clone(),
         // Failsafe confirmations stand in for the lease while they last.
         lease_deadline: lease_deadline.max(failsafe_until),
+        fence_armed: fence.lock().ok().and_then(|f| f.confirmed_point()),
         peers,
         rewind: ha::RewindView {
             enabled: cfg
@@ -625,6 +717,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         DcsView::Failed(_) => None,
     };
     let mut demoted = false;
+    let mut lock_renewed = false;
     for action in decision.actions {
         if action == Action::StayPrimaryOnFailsafe {
             report.failsafe_until = Some(confirm_started + timing.ttl);
@@ -642,6 +735,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         .await;
         if matches!(action, Action::Demote { .. }) && matches!(outcome, Step::Continue) {
             demoted = true;
+        }
+        if action == Action::RenewLock && matches!(outcome, Step::Continue | Step::ContinueWrote(_))
+        {
+            lock_renewed = true;
         }
         match outcome {
             Step::Continue => {}
@@ -696,6 +793,11 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
 
     let renewed = lease_deadline.filter(|_| lease_deadline != lease_at_start);
     let order = fence_order(&pg.facts, demoted, renewed.max(report.failsafe_until));
+    // The HA loop vouches for this leader: the keep-alive may extend its
+    // lease for a while (ha::lease).
+    if lock_renewed && !demoted && pg.facts.is_primary() && lease_deadline.is_some() {
+        report.confirmed_at = Some(cycle_started);
+    }
     let margin = timing.fence_margin();
     if let Ok(mut f) = fence.lock() {
         f.apply(order, margin, dynamic.pause);

@@ -408,6 +408,9 @@ impl Sim {
             }
         }
         for i in 0..self.nodes.len() {
+            self.fence_step(i);
+        }
+        for i in 0..self.nodes.len() {
             self.finish_job(i);
         }
         for i in 0..self.nodes.len() {
@@ -553,6 +556,28 @@ impl Sim {
     }
 
     // ------------------------------------------------------------ PostgreSQL
+
+    /// The fence process takes the last step: at the fencing point of the
+    /// lease the daemon last computed (frozen or not, cut off or not), it
+    /// stops a PostgreSQL that runs as primary (immediate shutdown), so
+    /// peers see it stopped and may race at once.
+    fn fence_step(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        if self.cfg.fence
+            && n.down_until.is_none()
+            && n.pg.is_primary()
+            && n.lease_deadline.is_some_and(|d| now + FENCE_MARGIN >= d)
+        {
+            n.pg.stop();
+            if self.tracing() {
+                self.log(format!(
+                    "{}: fence stops PostgreSQL at the fencing point",
+                    self.nodes[i].name
+                ));
+            }
+        }
+    }
 
     /// PostgreSQL accepts writes (the fence, when modelled, included).
     fn writable(&self, i: usize) -> bool {
@@ -782,6 +807,12 @@ impl Sim {
             busy: snap.busy,
             outcome: snap.outcome.clone(),
             lease_deadline: n.lease_deadline.map(instant),
+            // The modelled fence stops PostgreSQL at the fencing point of
+            // the lease the daemon last computed (`fence_step`).
+            fence_armed: n
+                .lease_deadline
+                .filter(|_| self.cfg.fence)
+                .map(|d| instant(d.saturating_sub(FENCE_MARGIN))),
             peers,
             failsafe: FailsafeView::default(),
             // The simulated config key is never lost.
