@@ -87,6 +87,10 @@ pub struct LeaderElector {
     /// older lease is ignored.
     lease_epoch: u64,
     keepalive_inflight: bool,
+    /// The deadline the last keep-alive gave the current lease, shared with
+    /// the cycle in flight so a slow cycle decides on it rather than on the
+    /// deadline it started with.
+    keepalive_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -102,9 +106,22 @@ struct CycleReport {
     failsafe_until: Option<Instant>,
     /// This cycle stepped down for a switchover.
     demoted_gracefully: bool,
-    /// This cycle renewed the lock for a PostgreSQL answering as primary;
-    /// the time its facts were gathered from.
-    confirmed_at: Option<Instant>,
+    /// What this cycle says about the leader's health (`ha::lease`).
+    confirmation: Confirmation,
+}
+
+/// A cycle's word on the keep-alive's confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirmation {
+    /// Lock renewed for a PostgreSQL answering as primary; the time the
+    /// cycle's facts were gathered from.
+    Confirmed(Instant),
+    /// PostgreSQL did not answer as primary, or the lease was dropped:
+    /// no more keep-alives on the old confirmation.
+    Revoked,
+    /// No new facts about the leader (e.g. the DCS read failed while
+    /// PostgreSQL answered as primary): the last confirmation ages on.
+    Unchanged,
 }
 
 impl LeaderElector {
@@ -139,6 +156,7 @@ impl LeaderElector {
             confirmed_at: None,
             lease_epoch: 0,
             keepalive_inflight: false,
+            keepalive_deadline: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -183,6 +201,9 @@ impl LeaderElector {
                     {
                         act.lease_deadline =
                             ha::lease::extended_deadline(act.lease_deadline, sent, timing.ttl);
+                        if let Ok(mut k) = act.keepalive_deadline.lock() {
+                            *k = act.lease_deadline;
+                        }
                         if let (Some(d), Ok(mut f)) = (act.lease_deadline, act.fence.lock()) {
                             f.extend(d, timing.fence_margin());
                         }
@@ -227,6 +248,7 @@ impl LeaderElector {
             heartbeat: self.heartbeat.clone(),
             failsafe_until: self.failsafe_active_until,
             fence: self.fence.clone(),
+            keepalive_deadline: self.keepalive_deadline.clone(),
             demoted_gracefully_at: self.demoted_gracefully_at,
         };
         ctx.spawn(
@@ -255,11 +277,15 @@ impl LeaderElector {
         };
         if report.lease_deadline.is_none() || before.is_none() {
             self.lease_epoch += 1;
+            if let Ok(mut k) = self.keepalive_deadline.lock() {
+                *k = None;
+            }
         }
-        if self.lease_deadline.is_none() {
-            self.confirmed_at = None;
-        } else if report.confirmed_at.is_some() {
-            self.confirmed_at = report.confirmed_at;
+        match report.confirmation {
+            _ if self.lease_deadline.is_none() => self.confirmed_at = None,
+            Confirmation::Confirmed(at) => self.confirmed_at = Some(at),
+            Confirmation::Revoked => self.confirmed_at = None,
+            Confirmation::Unchanged => {}
         }
         if report.failsafe_until.is_some() != self.failsafe_active_until.is_some() {
             info!(
@@ -549,6 +575,7 @@ struct CycleInput {
     failsafe_until: Option<Instant>,
     fence: Arc<Mutex<FenceClient>>,
     demoted_gracefully_at: Option<Instant>,
+    keepalive_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -566,6 +593,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         failsafe_until,
         fence,
         demoted_gracefully_at,
+        keepalive_deadline,
     } = input;
     let lease_at_start = lease_deadline;
     let cycle_started = Instant::now();
@@ -579,7 +607,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         reason: None,
         failsafe_until: None,
         demoted_gracefully: false,
-        confirmed_at: None,
+        confirmation: Confirmation::Unchanged,
     };
     let timing = dynamic.timing;
 
@@ -595,6 +623,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         }
     };
     report.role = pg.facts.role;
+    #[cfg(debug_assertions)]
+    debug_stall(&cfg).await;
     let dcs_view = match dcs_view {
         Ok(c) => DcsView::Ok(c),
         Err(e) => {
@@ -694,6 +724,16 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             demoted_gracefully_at,
         },
         paused: dynamic.pause,
+    };
+    // A keep-alive may have extended the lease while this cycle waited
+    // (a slow DCS answer, a slow PostgreSQL): decide on the newest deadline.
+    let keepalive = keepalive_deadline.lock().ok().and_then(|k| *k);
+    if let (Some(d), Some(k)) = (lease_deadline, keepalive) {
+        lease_deadline = Some(d.max(k));
+    }
+    let local = LocalView {
+        lease_deadline: lease_deadline.max(failsafe_until),
+        ..local
     };
     let decided_at = Instant::now();
     let decision = ha::decide(&dcs_view, &local, decided_at);
@@ -795,14 +835,43 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     let order = fence_order(&pg.facts, demoted, renewed.max(report.failsafe_until));
     // The HA loop vouches for this leader: the keep-alive may extend its
     // lease for a while (ha::lease).
-    if lock_renewed && !demoted && pg.facts.is_primary() && lease_deadline.is_some() {
-        report.confirmed_at = Some(cycle_started);
-    }
+    report.confirmation = if demoted || !pg.facts.is_primary() || lease_deadline.is_none() {
+        Confirmation::Revoked
+    } else if lock_renewed {
+        Confirmation::Confirmed(cycle_started)
+    } else {
+        Confirmation::Unchanged
+    };
     let margin = timing.fence_margin();
     if let Ok(mut f) = fence.lock() {
         f.apply(order, margin, dynamic.pause);
     }
     report
+}
+
+/// Test seam, compiled into debug builds only: when the file
+/// `<data_dir>.stall` exists, the cycle stalls for the milliseconds it
+/// holds (once; the file is removed first) between gathering its facts and
+/// deciding, as a slow DCS answer or a slow PostgreSQL would stall it.
+#[cfg(debug_assertions)]
+async fn debug_stall(cfg: &Config) {
+    let data_dir = std::path::Path::new(&cfg.postgresql.data_dir);
+    let mut name = data_dir.as_os_str().to_owned();
+    name.push(".stall");
+    let path = std::path::PathBuf::from(name);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    if std::fs::remove_file(&path).is_err() {
+        return;
+    }
+    if let Ok(ms) = text.trim().parse::<u64>() {
+        warn!(
+            event = "debug_stall",
+            ms, "test seam: stalling this HA cycle"
+        );
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
 }
 
 /// What the fence is told at the end of a cycle. It is armed only with a
