@@ -96,15 +96,19 @@ fn write_ack(dir: &Path, ack: &Ack) -> io::Result<()> {
     fs::rename(tmp, dir.join(ACK))
 }
 
-/// Does `ack` confirm the order `hb` (armed, not paused, same deadline),
-/// fresh at `now_ms`?
-pub fn ack_confirms(ack: &Ack, hb: &Heartbeat, now_ms: u64) -> bool {
-    hb.armed
+/// Does `ack` confirm the order `hb` (armed, not paused), fresh at
+/// `now_ms`? The fence may still hold an earlier deadline than the one just
+/// written (it reads every [`POLL`]): that stops PostgreSQL sooner, so it
+/// counts too. `Some(ms)`: how much earlier than `hb`'s the fence's
+/// deadline is.
+pub fn ack_confirms(ack: &Ack, hb: &Heartbeat, now_ms: u64) -> Option<u64> {
+    (hb.armed
         && !hb.paused
         && ack.armed
         && !ack.paused
-        && ack.deadline_ms == hb.deadline_ms
-        && now_ms.saturating_sub(ack.polled_ms) <= ACK_FRESH.as_millis() as u64
+        && ack.deadline_ms <= hb.deadline_ms
+        && now_ms.saturating_sub(ack.polled_ms) <= ACK_FRESH.as_millis() as u64)
+        .then(|| hb.deadline_ms - ack.deadline_ms)
 }
 
 /// `CLOCK_BOOTTIME` now, in milliseconds.
@@ -226,9 +230,10 @@ impl FenceClient {
     pub fn confirmed_point(&self) -> Option<Instant> {
         let at = self.armed_at?;
         let ack = read_ack(&self.dir)?;
-        (ack_confirms(&ack, &self.last, boottime_ms())
-            && is_fence_process(ack.pid as i32, &self.dir))
-        .then_some(at)
+        let earlier = ack_confirms(&ack, &self.last, boottime_ms())?;
+        is_fence_process(ack.pid as i32, &self.dir)
+            .then(|| at.checked_sub(Duration::from_millis(earlier)))
+            .flatten()
     }
 
     pub fn dir(&self) -> &Path {
@@ -545,27 +550,33 @@ mod tests {
             polled_ms: 5_000,
             ..Ack::default()
         };
-        assert!(ack_confirms(&ack, &hb, 5_900));
-        assert!(ack_confirms(&ack, &hb, 6_000));
+        assert_eq!(ack_confirms(&ack, &hb, 5_900), Some(0));
+        assert_eq!(ack_confirms(&ack, &hb, 6_000), Some(0));
         // Silent for more than ACK_FRESH: maybe dead or stopped.
-        assert!(!ack_confirms(&ack, &hb, 6_001));
-        // An answer to an older order.
+        assert_eq!(ack_confirms(&ack, &hb, 6_001), None);
+        // Still holding the previous, earlier deadline: it fires sooner.
         let old = Ack {
             deadline_ms: 9_000,
             ..ack.clone()
         };
-        assert!(!ack_confirms(&old, &hb, 5_100));
+        assert_eq!(ack_confirms(&old, &hb, 5_100), Some(1_000));
+        // Holding a later deadline than the order: it would fire too late.
+        let later = Ack {
+            deadline_ms: 11_000,
+            ..ack.clone()
+        };
+        assert_eq!(ack_confirms(&later, &hb, 5_100), None);
         // Disarmed or paused on either side.
         let paused = Heartbeat {
             paused: true,
             ..hb.clone()
         };
-        assert!(!ack_confirms(&ack, &paused, 5_100));
+        assert_eq!(ack_confirms(&ack, &paused, 5_100), None);
         let disarmed = Ack {
             armed: false,
             ..ack.clone()
         };
-        assert!(!ack_confirms(&disarmed, &hb, 5_100));
+        assert_eq!(ack_confirms(&disarmed, &hb, 5_100), None);
     }
 
     #[test]
