@@ -210,6 +210,8 @@ impl LeaderElector {
                     }
                     Ok(true) => {}
                     Ok(false) => {
+                        // No more keep-alives until a cycle confirms again.
+                        act.confirmed_at = None;
                         warn!(
                             event = "lease_keepalive_lost",
                             "the lease is gone; the next cycle decides"
