@@ -183,8 +183,10 @@ pub(super) fn follow_leader(cluster: &Cluster, leader: &str, local: &LocalView) 
 /// compare-and-swap write ends the cycle in the elector and the next cycle
 /// decides on fresh facts). A primary keeps serving when failsafe mode is on
 /// and every member of the `failsafe` key confirmed it (none of them will
-/// promote), otherwise only while its lease surely holds past the next
-/// chance to renew; everything else waits.
+/// promote); otherwise up to its fencing point when a live fence confirmed
+/// it stops PostgreSQL there (the fence takes the last step), else only
+/// while its lease surely holds past the next chance to renew; everything
+/// else waits.
 fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> Decision {
     if !local.pg.is_primary() {
         if let Some(hb) = live_failsafe_leader(local, now) {
