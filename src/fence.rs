@@ -8,6 +8,12 @@
 //! survives a restart of either process, and a restarted daemon simply
 //! keeps writing the same file.
 //!
+//! The fence answers through `ack.json` (rewritten whenever the order it
+//! holds changes, and at least every [`ACK_EVERY`]): which order it holds
+//! and when it last looked. The HA cycle reads it to know that a live fence
+//! will stop PostgreSQL at the fencing point, so that a leader cut off from
+//! the DCS may serve right up to that point (`LocalView::fence_armed`).
+//!
 //! Times are milliseconds of `CLOCK_BOOTTIME`, which both processes read
 //! alike (a `std::time::Instant` cannot cross a process boundary) and which
 //! keeps counting through a suspend, like the lease in etcd.
@@ -27,13 +33,22 @@ use crate::postgres::Postmaster;
 use crate::postgres::datadir::{read_postmaster_pid, write_atomic};
 
 pub const HEARTBEAT: &str = "heartbeat.json";
+pub const ACK: &str = "ack.json";
 pub const PIDFILE: &str = "fence.pid";
 pub const LOG: &str = "fence.log";
 /// How often the fence reads the heartbeat.
 pub const POLL: Duration = Duration::from_millis(100);
 /// How long an immediate shutdown gets before the process group is killed
-/// (a SIGSTOPped postmaster never acts on SIGQUIT, but dies to SIGKILL).
-pub const KILL_GRACE: Duration = Duration::from_secs(1);
+/// (a SIGSTOPped postmaster never acts on SIGQUIT, but dies to SIGKILL). A
+/// healthy postmaster and its backends are gone within milliseconds of
+/// SIGQUIT; this bounds the unhealthy case and is part of the fencing
+/// margin (`Timing::fence_margin`).
+pub const KILL_GRACE: Duration = Duration::from_millis(400);
+/// The fence rewrites `ack.json` at least this often.
+pub const ACK_EVERY: Duration = Duration::from_millis(250);
+/// An acknowledgement older than this does not count: the fence may be
+/// dead or stopped.
+pub const ACK_FRESH: Duration = Duration::from_secs(1);
 
 /// The daemon's order, as written in the heartbeat file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -53,6 +68,47 @@ pub struct Heartbeat {
     pub daemon_pid: u32,
     /// Clean shutdown: the fence exits.
     pub exit: bool,
+}
+
+/// The fence's answer: the order it holds, and when it last read the
+/// heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Ack {
+    pub armed: bool,
+    pub paused: bool,
+    pub deadline_ms: u64,
+    /// `CLOCK_BOOTTIME` ms of the read this answers.
+    pub polled_ms: u64,
+    pub pid: u32,
+}
+
+pub fn read_ack(dir: &Path) -> Option<Ack> {
+    let text = fs::read(dir.join(ACK)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Written often: temporary file + rename, without fsync (both processes
+/// share the page cache; after a crash the ack means nothing anyway).
+fn write_ack(dir: &Path, ack: &Ack) -> io::Result<()> {
+    let body = serde_json::to_vec(ack).map_err(io::Error::other)?;
+    let tmp = dir.join(format!(".{ACK}.tmp"));
+    fs::write(&tmp, body)?;
+    fs::rename(tmp, dir.join(ACK))
+}
+
+/// Does `ack` confirm the order `hb` (armed, not paused), fresh at
+/// `now_ms`? The fence may still hold an earlier deadline than the one just
+/// written (it reads every [`POLL`]): that stops PostgreSQL sooner, so it
+/// counts too. `Some(ms)`: how much earlier than `hb`'s the fence's
+/// deadline is.
+pub fn ack_confirms(ack: &Ack, hb: &Heartbeat, now_ms: u64) -> Option<u64> {
+    (hb.armed
+        && !hb.paused
+        && ack.armed
+        && !ack.paused
+        && ack.deadline_ms <= hb.deadline_ms
+        && now_ms.saturating_sub(ack.polled_ms) <= ACK_FRESH.as_millis() as u64)
+        .then(|| hb.deadline_ms - ack.deadline_ms)
 }
 
 /// `CLOCK_BOOTTIME` now, in milliseconds.
@@ -143,6 +199,8 @@ pub struct FenceClient {
     child: Option<Child>,
     pid: Option<i32>,
     last: Heartbeat,
+    /// The fencing point of the last `Arm` order, as an `Instant`.
+    armed_at: Option<Instant>,
 }
 
 impl FenceClient {
@@ -162,7 +220,20 @@ impl FenceClient {
             orphan_after,
             child: None,
             pid,
+            armed_at: None,
         }
+    }
+
+    /// The fencing point a live fence confirmed it holds (the last order
+    /// written, armed and not paused, acknowledged less than [`ACK_FRESH`]
+    /// ago by a process that is still a fence for this directory).
+    pub fn confirmed_point(&self) -> Option<Instant> {
+        let at = self.armed_at?;
+        let ack = read_ack(&self.dir)?;
+        let earlier = ack_confirms(&ack, &self.last, boottime_ms())?;
+        is_fence_process(ack.pid as i32, &self.dir)
+            .then(|| at.checked_sub(Duration::from_millis(earlier)))
+            .flatten()
     }
 
     pub fn dir(&self) -> &Path {
@@ -181,10 +252,14 @@ impl FenceClient {
                 let pm = read_postmaster_pid(&self.data_dir);
                 hb.armed = true;
                 hb.deadline_ms = instant_to_boottime_ms(at);
+                self.armed_at = Some(at);
                 hb.postmaster_pid = pm.as_ref().map_or(0, |p| p.pid);
                 hb.postmaster_start = pm.as_ref().map_or(0, |p| p.start_epoch);
             }
-            FenceOrder::Disarm => hb.armed = false,
+            FenceOrder::Disarm => {
+                hb.armed = false;
+                self.armed_at = None;
+            }
             FenceOrder::Keep => {}
         }
         if hb.paused != paused {
@@ -199,6 +274,25 @@ impl FenceClient {
         if self.last.armed {
             self.ensure_running();
         }
+    }
+
+    /// A lease keep-alive moved the deadline: re-arm with it, but only a
+    /// fence the HA cycle armed last (for a PostgreSQL it saw answering as
+    /// primary); a disarmed or paused fence stays as it is. Never moves
+    /// the fencing point back.
+    pub fn extend(&mut self, deadline: Instant, margin: Duration) {
+        if !self.last.armed || self.last.paused {
+            return;
+        }
+        let at = deadline.checked_sub(margin).unwrap_or(deadline);
+        let ms = instant_to_boottime_ms(at);
+        if ms <= self.last.deadline_ms {
+            return;
+        }
+        let mut hb = self.last.clone();
+        hb.deadline_ms = ms;
+        self.armed_at = Some(at);
+        self.write(hb);
     }
 
     /// Clean shutdown (PostgreSQL already stopped): the fence exits.
@@ -313,11 +407,29 @@ pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()
     ));
     let mut fenced_deadline: Option<u64> = None;
     let mut was_armed = None;
+    let mut acked: Option<Ack> = None;
     loop {
         std::thread::sleep(POLL);
         let hb = read_heartbeat(dir);
         let now = boottime_ms();
         if let Some(hb) = &hb {
+            let ack = Ack {
+                armed: hb.armed,
+                paused: hb.paused,
+                deadline_ms: hb.deadline_ms,
+                polled_ms: now,
+                pid: std::process::id(),
+            };
+            let due = acked.as_ref().is_none_or(|a| {
+                (a.armed, a.paused, a.deadline_ms) != (ack.armed, ack.paused, ack.deadline_ms)
+                    || now.saturating_sub(a.polled_ms) >= ACK_EVERY.as_millis() as u64
+            });
+            if due {
+                match write_ack(dir, &ack) {
+                    Ok(()) => acked = Some(ack),
+                    Err(e) => log(&format!("cannot write {ACK}: {e}")),
+                }
+            }
             if hb.exit {
                 log("the daemon shut down cleanly; exiting");
                 break;
@@ -426,6 +538,48 @@ mod tests {
     }
 
     #[test]
+    fn ack_confirms_only_a_fresh_answer_to_the_same_armed_order() {
+        let hb = Heartbeat {
+            armed: true,
+            deadline_ms: 10_000,
+            ..Heartbeat::default()
+        };
+        let ack = Ack {
+            armed: true,
+            deadline_ms: 10_000,
+            polled_ms: 5_000,
+            ..Ack::default()
+        };
+        assert_eq!(ack_confirms(&ack, &hb, 5_900), Some(0));
+        assert_eq!(ack_confirms(&ack, &hb, 6_000), Some(0));
+        // Silent for more than ACK_FRESH: maybe dead or stopped.
+        assert_eq!(ack_confirms(&ack, &hb, 6_001), None);
+        // Still holding the previous, earlier deadline: it fires sooner.
+        let old = Ack {
+            deadline_ms: 9_000,
+            ..ack.clone()
+        };
+        assert_eq!(ack_confirms(&old, &hb, 5_100), Some(1_000));
+        // Holding a later deadline than the order: it would fire too late.
+        let later = Ack {
+            deadline_ms: 11_000,
+            ..ack.clone()
+        };
+        assert_eq!(ack_confirms(&later, &hb, 5_100), None);
+        // Disarmed or paused on either side.
+        let paused = Heartbeat {
+            paused: true,
+            ..hb.clone()
+        };
+        assert_eq!(ack_confirms(&ack, &paused, 5_100), None);
+        let disarmed = Ack {
+            armed: false,
+            ..ack.clone()
+        };
+        assert_eq!(ack_confirms(&disarmed, &hb, 5_100), None);
+    }
+
+    #[test]
     fn heartbeat_round_trips_through_the_file() {
         let dir = std::env::temp_dir().join(format!("pgpilot-fence-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
@@ -438,6 +592,15 @@ mod tests {
         };
         write_heartbeat(&dir, &hb).unwrap();
         assert_eq!(read_heartbeat(&dir), Some(hb));
+        let ack = Ack {
+            armed: true,
+            deadline_ms: 42,
+            polled_ms: 7,
+            pid: 1,
+            paused: false,
+        };
+        write_ack(&dir, &ack).unwrap();
+        assert_eq!(read_ack(&dir), Some(ack));
         assert_eq!(live_fence_pid(&dir), None);
         fs::remove_dir_all(&dir).unwrap();
     }

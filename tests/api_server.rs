@@ -124,6 +124,9 @@ impl Dcs for TestDcs {
     fn update_leader(&self, _: &Leader) -> BoxFuture<'_, DcsResult<bool>> {
         unused()
     }
+    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
         unused()
     }

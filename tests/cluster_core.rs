@@ -279,24 +279,24 @@ async fn foreign_data_directory_is_never_joined() {
     );
 }
 
-/// A primary cut off from the DCS stops taking writes before its lease can
-/// expire (so no other node could have been promoted yet), and the cluster
-/// converges to one primary when the DCS returns.
+/// A primary cut off from the DCS keeps serving until its fencing point
+/// (send time of its last renewal + ttl - 1 s), not a cycle earlier, and
+/// stops taking writes before its lease can expire (so no other node could
+/// have been promoted yet); the cluster converges to one primary when the
+/// DCS returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_cut_off_from_dcs_demotes_before_lease_expires() {
     let mut c = TestCluster::new(2, Timing::default());
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
     c.create_table_t(primary).await;
-    // The last renewal happened at most loop_wait before the freeze, so the
-    // lease cannot end earlier than ttl - loop_wait after it.
     let frozen_at = Instant::now();
     c.etcd.pause();
     let mut v = 0;
-    let refused_after = loop {
+    let (refused_after, refused_ms) = loop {
         v += 1;
         if write_row(&c, primary, v).await.is_err() {
-            break frozen_at.elapsed();
+            break (frozen_at.elapsed(), pgpilot::fence::boottime_ms());
         }
         assert!(
             frozen_at.elapsed() < Duration::from_secs(30),
@@ -304,14 +304,27 @@ async fn primary_cut_off_from_dcs_demotes_before_lease_expires() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The fence's last order: fencing point = last renewal's send time +
+    // ttl - margin (1 s), in CLOCK_BOOTTIME ms.
+    let hb =
+        pgpilot::fence::read_heartbeat(&c.nodes[primary].fence_dir()).expect("fence heartbeat");
+    let lease_end_ms = hb.deadline_ms + 1000;
     let t = c.timing;
-    let earliest_expiry = Duration::from_secs(t.ttl - t.loop_wait);
     eprintln!(
-        "writes refused {refused_after:?} after the DCS froze (lease ends no earlier than {earliest_expiry:?})"
+        "writes refused {refused_after:?} after the DCS froze, {} ms before the lease could end",
+        lease_end_ms as i64 - refused_ms as i64
     );
     assert!(
-        refused_after < earliest_expiry,
-        "demoted at {refused_after:?}, lease may have ended at {earliest_expiry:?}"
+        refused_ms < lease_end_ms,
+        "writes refused at {refused_ms} ms, the lease may have ended at {lease_end_ms} ms"
+    );
+    // The last renewal (HA cycle or keep-alive) came at most ~1.5 s before
+    // the freeze, so the fencing point is at least ttl - 1.5 s - 1 s after
+    // it; the old rule stepped down a whole cycle (3 s) before that.
+    let served_at_least = Duration::from_millis(t.ttl * 1000 - 2500);
+    assert!(
+        refused_after >= served_at_least,
+        "stepped down after {refused_after:?}, before the fencing point (>= {served_at_least:?})"
     );
     c.etcd.resume();
     c.wait_healthy(BOOT).await;

@@ -173,6 +173,39 @@ async fn renewal_keeps_keys(b: &Backend) {
     assert!(cl.member("a").is_some());
 }
 
+/// `keep_alive` alone keeps the session (and the leader key on it) alive,
+/// writes nothing, and never creates a session: none before the first
+/// write, none after the session expired.
+async fn keep_alive_keeps_keys_without_writing(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    assert!(!a.keep_alive().await.unwrap(), "no session yet");
+    a.touch_member(&member("primary")).await.unwrap();
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    let before = c.load_cluster().await.unwrap();
+    let until = tokio::time::Instant::now() + b.ttl * 2;
+    while tokio::time::Instant::now() < until {
+        assert!(a.keep_alive().await.unwrap());
+        tokio::time::sleep(b.ttl / 4).await;
+    }
+    let cl = c.load_cluster().await.unwrap();
+    assert_eq!(cl.leader_name(), Some("a"));
+    assert_eq!(
+        cl.leader.as_ref().unwrap().version,
+        before.leader.as_ref().unwrap().version,
+        "a keep-alive writes no key"
+    );
+    assert!(cl.member("a").is_some());
+    // Stop: the keys lapse, and a keep-alive does not bring a session back.
+    eventually(b.ttl + Duration::from_secs(4), "expiry", || async {
+        let cl = c.load_cluster().await.unwrap();
+        (cl.leader.is_none() && cl.member("a").is_none()).then_some(())
+    })
+    .await;
+    assert!(!a.keep_alive().await.unwrap(), "the lease is gone");
+    assert!(!a.keep_alive().await.unwrap());
+    assert!(c.load_cluster().await.unwrap().leader.is_none());
+}
+
 async fn release_session_drops_keys_at_once(b: &Backend) {
     let (a, c) = (b.node("a"), b.node("c"));
     a.touch_member(&member("primary")).await.unwrap();
@@ -505,6 +538,7 @@ mod memory {
     memory_test!(delete_leader_only_own);
     memory_test!(keys_expire_after_ttl);
     memory_test!(renewal_keeps_keys);
+    memory_test!(keep_alive_keeps_keys_without_writing);
     memory_test!(release_session_drops_keys_at_once);
     memory_test!(ttl_change_moves_keys_to_new_session);
     memory_test!(initialize_create_only_then_overwrite);
@@ -548,6 +582,7 @@ mod etcd {
     etcd_test!(delete_leader_only_own);
     etcd_test!(keys_expire_after_ttl);
     etcd_test!(renewal_keeps_keys);
+    etcd_test!(keep_alive_keeps_keys_without_writing);
     etcd_test!(release_session_drops_keys_at_once);
     etcd_test!(ttl_change_moves_keys_to_new_session);
     etcd_test!(initialize_create_only_then_overwrite);

@@ -208,8 +208,8 @@ async fn frozen_daemon_is_fenced_before_its_lease_ends() {
     .await;
     let log = c.nodes[old].fence_log();
     let late = fence_lateness_ms(&log);
-    // Timing::fence_margin: ttl / 10 kept between 1 s and 2 s.
-    let margin_ms = (c.timing.ttl * 1000 / 10).clamp(1000, 2000);
+    // Timing::fence_margin: a fixed 1 s.
+    let margin_ms: u64 = 1000;
     eprintln!(
         "frozen daemon: last write on old primary {:?} after the freeze, new primary {} after {promoted_after:?}, \
          its first write {:?} after the freeze; fence fired {late:?} ms after lease-{margin_ms}ms, i.e. {:?} ms before the lease could end",
@@ -360,4 +360,56 @@ async fn frozen_postgres_is_killed_and_a_replica_takes_over() {
         assert!(found.is_some(), "acknowledged write lost: {a:?}");
     }
     eprintln!("{} acknowledged writes, none lost", acks.len());
+}
+
+/// A stalled HA cycle on the primary (4.5 s at ttl 6: its fencing point,
+/// ttl - 1 s after the last renewal, passes during the stall) costs neither
+/// the lease nor PostgreSQL: the keep-alive renews the lease every ttl/4 on
+/// its own while the loop's last confirmation is younger than ttl/2, and
+/// moves the fence's deadline with it. The stall comes from a test seam of
+/// debug builds (`<data_dir>.stall`, see `debug_stall`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_cycle_keeps_the_lease_through_the_keepalive() {
+    let mut c = TestCluster::new(2, Timing::default());
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
+    let stall = c.nodes[primary].dir.join("data.stall");
+    std::fs::write(&stall, "4500").expect("write the stall file");
+    eventually(Duration::from_secs(10), "the cycle to stall", || async {
+        c.nodes[primary].log().contains("debug_stall").then_some(())
+    })
+    .await;
+    let stalled_at = Instant::now();
+    // Through the stall and well past the fencing point it would have had.
+    while stalled_at.elapsed() < Duration::from_secs(8) {
+        for i in (0..c.nodes.len()).filter(|&i| i != primary) {
+            assert_ne!(
+                c.http_code(i, "/primary").await,
+                200,
+                "{} became primary during the stall",
+                c.nodes[i].name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(c.primary().await, Some(primary), "the primary changed");
+    assert_eq!(
+        c.nodes[primary].postmaster_pid(),
+        Some(pm),
+        "PostgreSQL was restarted"
+    );
+    assert!(pid_alive(pm), "the postmaster is gone");
+    let fence_log = c.nodes[primary].fence_log();
+    assert!(
+        !fence_log.contains("stopping PostgreSQL"),
+        "the fence fired:\n{fence_log}"
+    );
+    assert!(
+        !c.nodes[primary].log().contains("lease ran out"),
+        "{}",
+        c.nodes[primary].log()
+    );
+    c.wait_healthy(BOOT).await;
 }

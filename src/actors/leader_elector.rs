@@ -89,6 +89,19 @@ pub struct LeaderElector {
     retained_slots: Arc<Mutex<RetainedSlots>>,
     /// The watchdog device (src/watchdog/).
     watchdog: Arc<Mutex<Watchdog>>,
+    /// When the HA loop last confirmed this node as the healthy, rightful
+    /// leader (lock renewed, PostgreSQL answering as primary): the lease
+    /// keep-alive extends the deadline only while this is fresh
+    /// (`ha::lease`).
+    confirmed_at: Option<Instant>,
+    /// Bumped whenever the lease is dropped, so a keep-alive answer for an
+    /// older lease is ignored.
+    lease_epoch: u64,
+    keepalive_inflight: bool,
+    /// The deadline the last keep-alive gave the current lease, shared with
+    /// the cycle in flight so a slow cycle decides on it rather than on the
+    /// deadline it started with.
+    keepalive_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -104,6 +117,22 @@ struct CycleReport {
     failsafe_until: Option<Instant>,
     /// This cycle stepped down for a switchover.
     demoted_gracefully: bool,
+    /// What this cycle says about the leader's health (`ha::lease`).
+    confirmation: Confirmation,
+}
+
+/// A cycle's word on the keep-alive's confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirmation {
+    /// Lock renewed for a PostgreSQL answering as primary; the time the
+    /// cycle's facts were gathered from.
+    Confirmed(Instant),
+    /// PostgreSQL did not answer as primary, or the lease was dropped:
+    /// no more keep-alives on the old confirmation.
+    Revoked,
+    /// No new facts about the leader (e.g. the DCS read failed while
+    /// PostgreSQL answered as primary): the last confirmation ages on.
+    Unchanged,
 }
 
 impl LeaderElector {
@@ -137,7 +166,74 @@ impl LeaderElector {
             dumped: None,
             demoted_gracefully_at: None,
             retained_slots: Arc::default(),
+            confirmed_at: None,
+            lease_epoch: 0,
+            keepalive_inflight: false,
+            keepalive_deadline: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// One tick of the lease keep-alive (every ttl/4): send one when
+    /// `ha::lease::keepalive_allowed`, and use the answer only under the same
+    /// rule, for the same lease.
+    fn keepalive_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let timing = self.dynamic.timing;
+        ctx.run_later(timing.keepalive_interval(), |act, ctx| {
+            act.keepalive_tick(ctx)
+        });
+        let now = Instant::now();
+        if self.keepalive_inflight
+            || self.dynamic.pause
+            || !ha::lease::keepalive_allowed(self.lease_deadline, self.confirmed_at, now, &timing)
+        {
+            return;
+        }
+        self.keepalive_inflight = true;
+        let epoch = self.lease_epoch;
+        let dcs = self.links.dcs.clone();
+        ctx.spawn(
+            async move {
+                let sent = Instant::now();
+                (sent, dcs.keep_alive().await)
+            }
+            .into_actor(self)
+            .map(move |(sent, r), act, _| {
+                act.keepalive_inflight = false;
+                match r {
+                    Ok(true)
+                        if act.lease_epoch == epoch
+                            && ha::lease::keepalive_allowed(
+                                act.lease_deadline,
+                                act.confirmed_at,
+                                sent,
+                                &timing,
+                            ) =>
+                    {
+                        act.lease_deadline =
+                            ha::lease::extended_deadline(act.lease_deadline, sent, timing.ttl);
+                        if let Ok(mut k) = act.keepalive_deadline.lock() {
+                            *k = act.lease_deadline;
+                        }
+                        if let (Some(d), Ok(mut f)) = (act.lease_deadline, act.fence.lock()) {
+                            f.extend(d, timing.fence_margin());
+                        }
+                    }
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // No more keep-alives until a cycle confirms again.
+                        act.confirmed_at = None;
+                        warn!(
+                            event = "lease_keepalive_lost",
+                            "the lease is gone; the next cycle decides"
+                        )
+                    }
+                    Err(e) => tracing::debug!(event = "lease_keepalive_failed", error = %e),
+                }
+            }),
+        );
     }
 
     fn start_cycle(&mut self, ctx: &mut Context<Self>) {
@@ -167,6 +263,7 @@ impl LeaderElector {
             heartbeat: self.heartbeat.clone(),
             failsafe_until: self.failsafe_active_until,
             fence: self.fence.clone(),
+            keepalive_deadline: self.keepalive_deadline.clone(),
             demoted_gracefully_at: self.demoted_gracefully_at,
             retained_slots: self.retained_slots.clone(),
             watchdog: self.watchdog.clone(),
@@ -188,7 +285,25 @@ impl LeaderElector {
         if let Err(e) = crate::sd_notify::notify("WATCHDOG=1") {
             tracing::debug!(event = "sd_notify_failed", error = %e);
         }
-        self.lease_deadline = report.lease_deadline;
+        // A keep-alive may have moved the deadline while the cycle ran; a
+        // cycle that dropped the lease wins.
+        let before = self.lease_deadline;
+        self.lease_deadline = match (report.lease_deadline, before) {
+            (Some(d), Some(k)) => Some(d.max(k)),
+            (d, _) => d,
+        };
+        if report.lease_deadline.is_none() || before.is_none() {
+            self.lease_epoch += 1;
+            if let Ok(mut k) = self.keepalive_deadline.lock() {
+                *k = None;
+            }
+        }
+        match report.confirmation {
+            _ if self.lease_deadline.is_none() => self.confirmed_at = None,
+            Confirmation::Confirmed(at) => self.confirmed_at = Some(at),
+            Confirmation::Revoked => self.confirmed_at = None,
+            Confirmation::Unchanged => {}
+        }
         if report.failsafe_until.is_some() != self.failsafe_active_until.is_some() {
             info!(
                 event = "failsafe_mode_active",
@@ -339,6 +454,8 @@ impl Actor for LeaderElector {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.start_cycle(ctx);
+        let first = self.dynamic.timing.keepalive_interval();
+        ctx.run_later(first, |act, ctx| act.keepalive_tick(ctx));
     }
 }
 
@@ -488,6 +605,7 @@ struct CycleInput {
     demoted_gracefully_at: Option<Instant>,
     retained_slots: Arc<Mutex<RetainedSlots>>,
     watchdog: Arc<Mutex<Watchdog>>,
+    keepalive_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 async fn run_cycle(input: CycleInput) -> CycleReport {
@@ -507,8 +625,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         demoted_gracefully_at,
         retained_slots,
         watchdog,
+        keepalive_deadline,
     } = input;
     let lease_at_start = lease_deadline;
+    let cycle_started = Instant::now();
     let mut report = CycleReport {
         cluster: None,
         lease_deadline,
@@ -519,6 +639,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         reason: None,
         failsafe_until: None,
         demoted_gracefully: false,
+        confirmation: Confirmation::Unchanged,
     };
     let timing = dynamic.timing;
 
@@ -534,6 +655,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         }
     };
     report.role = pg.facts.role;
+    #[cfg(debug_assertions)]
+    debug_stall(&cfg).await;
     let dcs_view = match dcs_view {
         Ok(c) => DcsView::Ok(c),
         Err(e) => {
@@ -609,6 +732,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         outcome: pg.outcome.clone(),
         // Failsafe confirmations stand in for the lease while they last.
         lease_deadline: lease_deadline.max(failsafe_until),
+        fence_armed: fence.lock().ok().and_then(|f| f.confirmed_point()),
         peers,
         rewind: ha::RewindView {
             enabled: cfg
@@ -633,6 +757,16 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         },
         paused: dynamic.pause,
         watchdog: wd(&watchdog).state(&timing),
+    };
+    // A keep-alive may have extended the lease while this cycle waited
+    // (a slow DCS answer, a slow PostgreSQL): decide on the newest deadline.
+    let keepalive = keepalive_deadline.lock().ok().and_then(|k| *k);
+    if let (Some(d), Some(k)) = (lease_deadline, keepalive) {
+        lease_deadline = Some(d.max(k));
+    }
+    let local = LocalView {
+        lease_deadline: lease_deadline.max(failsafe_until),
+        ..local
     };
     let decided_at = Instant::now();
     let decision = ha::decide(&dcs_view, &local, decided_at);
@@ -665,6 +799,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     };
     let mut demoted = false;
     let mut bootstrap_started = false;
+    let mut lock_renewed = false;
     for action in decision.actions {
         if action == Action::StayPrimaryOnFailsafe {
             report.failsafe_until = Some(confirm_started + timing.ttl);
@@ -692,6 +827,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         };
         if action == Action::RenewLock && matches!(outcome, Step::Continue | Step::ContinueWrote(_))
         {
+            lock_renewed = true;
             wd(&watchdog).keepalive(&timing);
         }
         if action == Action::Bootstrap && matches!(outcome, Step::Continue) {
@@ -757,6 +893,15 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
 
     let renewed = lease_deadline.filter(|_| lease_deadline != lease_at_start);
     let order = fence_order(&pg.facts, demoted, renewed.max(report.failsafe_until));
+    // The HA loop vouches for this leader: the keep-alive may extend its
+    // lease for a while (ha::lease).
+    report.confirmation = if demoted || !pg.facts.is_primary() || lease_deadline.is_none() {
+        Confirmation::Revoked
+    } else if lock_renewed {
+        Confirmation::Confirmed(cycle_started)
+    } else {
+        Confirmation::Unchanged
+    };
     let margin = timing.fence_margin();
     if let Ok(mut f) = fence.lock() {
         f.apply(order, margin, dynamic.pause);
@@ -774,6 +919,31 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     );
     wd(&watchdog).apply(wd_order, &timing);
     report
+}
+
+/// Test seam, compiled into debug builds only: when the file
+/// `<data_dir>.stall` exists, the cycle stalls for the milliseconds it
+/// holds (once; the file is removed first) between gathering its facts and
+/// deciding, as a slow DCS answer or a slow PostgreSQL would stall it.
+#[cfg(debug_assertions)]
+async fn debug_stall(cfg: &Config) {
+    let data_dir = std::path::Path::new(&cfg.postgresql.data_dir);
+    let mut name = data_dir.as_os_str().to_owned();
+    name.push(".stall");
+    let path = std::path::PathBuf::from(name);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    if std::fs::remove_file(&path).is_err() {
+        return;
+    }
+    if let Ok(ms) = text.trim().parse::<u64>() {
+        warn!(
+            event = "debug_stall",
+            ms, "test seam: stalling this HA cycle"
+        );
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
 }
 
 /// What the fence is told at the end of a cycle. It is armed only with a

@@ -3,10 +3,13 @@
 //!
 //! Timing values are seconds, integers or decimals. pgpilot accepts shorter
 //! leases than Patroni (which clamps to ttl >= 20, loop_wait >= 1,
-//! retry_timeout >= 3) so that tests and fast-failover setups can run, but it
-//! refuses timing that cannot work: `loop_wait + 2 * retry_timeout` must fit
-//! in `ttl`, otherwise a healthy leader could lose its lease between two
-//! cycles. Patroni silently adjusts instead; pgpilot reports an error.
+//! retry_timeout >= 3): `ttl` down to 5 s, since the leader renews its lease
+//! on its own schedule too (a keep-alive every ttl/4, see
+//! `ha::lease`) and the fence stops a cut-off primary a fixed 1 s before
+//! the lease can end. It refuses timing that cannot work:
+//! `loop_wait + 2 * retry_timeout` must fit in `ttl`, otherwise a healthy
+//! leader could lose its lease between two cycles. Patroni silently adjusts
+//! instead; pgpilot reports an error.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,8 +20,10 @@ use super::error::{ConfigError, ORIGIN_DYNAMIC};
 use super::schema::parse_bool;
 use super::types::{DynamicConfig, SlotKind, SlotMatcher, SlotSpec, SlotsConfig, Timing};
 
-/// Smallest accepted `ttl`, seconds.
-pub const MIN_TTL: f64 = 2.0;
+/// Smallest accepted `ttl`, seconds. Below it the fixed 1 s fencing margin,
+/// the fence's reaction and etcd's 500 ms expiry tick take too large a share
+/// of the lease, and one slow etcd answer costs it.
+pub const MIN_TTL: f64 = 5.0;
 /// Smallest accepted `loop_wait`, seconds.
 pub const MIN_LOOP_WAIT: f64 = 0.1;
 /// Smallest accepted `retry_timeout`, seconds.
@@ -300,11 +305,15 @@ pub fn timing_from_json(v: &Value) -> Result<Timing, ConfigError> {
         Some(x) => match seconds(x) {
             Some(s) if s >= min => s,
             Some(s) => {
-                errors.push(ConfigError::key(
-                    ORIGIN_DYNAMIC,
-                    key,
-                    format!("{s} is below the minimum of {min} seconds"),
-                ));
+                let why = if key == "ttl" {
+                    format!(
+                        "{s} is below the minimum of {min} seconds (pgpilot accepts a ttl down to {min} s \
+                         as long as loop_wait + 2 * retry_timeout <= ttl; Patroni's minimum is 20)"
+                    )
+                } else {
+                    format!("{s} is below the minimum of {min} seconds")
+                };
+                errors.push(ConfigError::key(ORIGIN_DYNAMIC, key, why));
                 default
             }
             None => {
@@ -463,11 +472,11 @@ mod tests {
     #[test]
     fn short_decimal_timing() {
         let d =
-            DynamicConfig::from_json(&json!({"ttl": 3, "loop_wait": 0.5, "retry_timeout": "1.0"}))
+            DynamicConfig::from_json(&json!({"ttl": 5, "loop_wait": 0.5, "retry_timeout": "1.0"}))
                 .unwrap();
         assert_eq!(d.timing.loop_wait, Duration::from_millis(500));
         assert_eq!(d.timing.retry_timeout, Duration::from_secs(1));
-        assert_eq!(d.timing.ttl, Duration::from_secs(3));
+        assert_eq!(d.timing.ttl, Duration::from_secs(5));
         let t = timing_from_json(&json!({"ttl": "2min", "loop_wait": "500ms"})).unwrap();
         assert_eq!(t.ttl, Duration::from_secs(120));
         assert_eq!(t.loop_wait, Duration::from_millis(500));
@@ -485,29 +494,47 @@ mod tests {
 
     #[test]
     fn fencing_margin_must_leave_a_cycle() {
-        // 8 + 2*1 <= 10 passes the lease rule, but 10 - clamp(10/10, 1, 2) = 9
+        // 8 + 2*1 <= 10 passes the lease rule, but 10 - 1 s of margin = 9
         // does not exceed 8 + 1.
         let e = DynamicConfig::from_json(&json!({"ttl": 10, "loop_wait": 8, "retry_timeout": 1}))
             .unwrap_err()
             .to_string();
         assert!(e.contains("fencing margin"), "{e}");
-        let t = DynamicConfig::from_json(&json!({"ttl": 6, "loop_wait": 1, "retry_timeout": 2}))
-            .unwrap()
-            .timing;
-        assert_eq!(t.fence_margin(), Duration::from_secs(1));
-        let t = DynamicConfig::from_json(&json!({"ttl": 15, "loop_wait": 1, "retry_timeout": 2}))
-            .unwrap()
-            .timing;
-        assert_eq!(t.fence_margin(), Duration::from_millis(1500));
-        let t = DynamicConfig::from_json(&json!({"ttl": 60, "loop_wait": 1, "retry_timeout": 2}))
-            .unwrap()
-            .timing;
-        assert_eq!(t.fence_margin(), Duration::from_secs(2));
-        let t = DynamicConfig::from_json(&json!({"ttl": 3, "loop_wait": 0.5, "retry_timeout": 1}))
-            .unwrap()
-            .timing;
-        assert_eq!(t.fence_margin(), Duration::from_secs(1));
+        // The margin is 1 s whatever the ttl.
+        for ttl in [5, 6, 15, 20, 60] {
+            let t =
+                DynamicConfig::from_json(&json!({"ttl": ttl, "loop_wait": 1, "retry_timeout": 2}))
+                    .unwrap()
+                    .timing;
+            assert_eq!(t.fence_margin(), Duration::from_secs(1), "ttl {ttl}");
+        }
         assert!(DynamicConfig::defaults().timing.fence_room().is_ok());
+    }
+
+    #[test]
+    fn ttl_down_to_five_seconds_when_the_cycle_fits() {
+        // ttl 5 with loop_wait 1 + 2 * retry_timeout 2 = 5: accepted.
+        let t = DynamicConfig::from_json(&json!({"ttl": 5, "loop_wait": 1, "retry_timeout": 2}))
+            .unwrap()
+            .timing;
+        assert_eq!(t.ttl, Duration::from_secs(5));
+        assert_eq!(t.keepalive_interval(), Duration::from_millis(1250));
+        // ttl 5 with loop_wait 2 + 2 * 2 = 6 > 5: the lease rule.
+        let e = DynamicConfig::from_json(&json!({"ttl": 5, "loop_wait": 2, "retry_timeout": 2}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("impossible timing"), "{e}");
+        // Below 5 s: refused with the rule in the message, whatever the rest.
+        for ttl in [json!(4.9), json!(3), json!("2s")] {
+            let e = DynamicConfig::from_json(
+                &json!({"ttl": ttl, "loop_wait": 0.5, "retry_timeout": 1}),
+            )
+            .unwrap_err();
+            assert_eq!(e.key_path(), Some("ttl"), "{e}");
+            let e = e.to_string();
+            assert!(e.contains("below the minimum of 5 seconds"), "{e}");
+            assert!(e.contains("loop_wait + 2 * retry_timeout <= ttl"), "{e}");
+        }
     }
 
     #[test]

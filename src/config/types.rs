@@ -648,6 +648,9 @@ pub struct SlotsConfig {
     pub member_slots_ttl: u64,
 }
 
+/// See [`Timing::fence_margin`].
+pub const FENCE_MARGIN: Duration = Duration::from_secs(1);
+
 /// The three settings every deadline derives from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -673,16 +676,33 @@ impl Timing {
 
     /// Fencing safety margin: PostgreSQL on a leader is stopped this long
     /// before the lease (send time of the last successful renewal + ttl)
-    /// could end. `ttl / 10`, kept between 1 s and 2 s: it covers the
-    /// fence's polling (100 ms), the immediate shutdown and its SIGKILL
-    /// fallback (1 s) and clock-rate differences between this node and etcd
-    /// (parts per million), and etcd only expires leases on its own 500 ms
-    /// tick after the TTL counted from when it *received* the renewal. A
-    /// wider margin only lengthens the outage of a partitioned primary (the
-    /// margin plus the replica's promotion). [`Timing::fence_room`] checks at
-    /// load that it fits.
+    /// could end. A fixed 1 s, whatever the ttl; it covers the fence's
+    /// polling ([`crate::fence::POLL`], 100 ms), the immediate shutdown and
+    /// its SIGKILL fallback ([`crate::fence::KILL_GRACE`], 400 ms) and half a
+    /// second for the fence being scheduled late on a loaded host. Nothing
+    /// in it grows with the ttl: clock-rate differences between this node and
+    /// etcd are parts per million, and the deadline itself is already
+    /// conservative (etcd counts the ttl from when it *received* the
+    /// renewal, rounds it up to whole seconds and expires leases on a 500 ms
+    /// tick). A wider margin only lengthens the outage of a partitioned
+    /// primary (the margin plus the replica's promotion).
+    /// [`Timing::fence_room`] checks at load that it fits.
     pub fn fence_margin(&self) -> Duration {
-        (self.ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(2))
+        FENCE_MARGIN
+    }
+
+    /// How often the leader sends a lease keep-alive of its own, besides
+    /// the renewals of the HA cycle: a quarter of the ttl, so a slow cycle
+    /// does not cost the lease. See `ha::lease::keepalive_extends`.
+    pub fn keepalive_interval(&self) -> Duration {
+        self.ttl / 4
+    }
+
+    /// How old the HA loop's last confirmation (lock renewed, PostgreSQL
+    /// answering as primary) may be for a keep-alive to extend the lease
+    /// deadline: half the ttl.
+    pub fn keepalive_confirmation_bound(&self) -> Duration {
+        self.ttl / 2
     }
 
     /// How long after a decision the next one surely comes: the next cycle
@@ -701,7 +721,7 @@ impl Timing {
             Ok(())
         } else {
             Err(format!(
-                "impossible timing: ttl ({}) minus the fencing margin clamp(ttl/10, 1, 2) ({}) must exceed \
+                "impossible timing: ttl ({}) minus the fencing margin ({}) must exceed \
                  loop_wait ({}) + retry_timeout ({}); a healthy leader would be fenced between two renewals",
                 self.ttl.as_secs_f64(),
                 m.as_secs_f64(),

@@ -2,9 +2,10 @@
 //! (dcs-layout.md §4.1).
 //!
 //! * One lease per node (TTL = `ttl`), granted lazily and renewed by a single
-//!   keepalive request inside `touch_member` / `update_leader`. There is no
-//!   background keepalive task on purpose: if the daemon freezes, the lease
-//!   lapses and the leader key goes with it.
+//!   keepalive request inside `touch_member` / `update_leader`, and by
+//!   `keep_alive`, which the leader sends on its own schedule (`ha::lease`).
+//!   There is no background keepalive task in the client on purpose: if the
+//!   daemon freezes, the lease lapses and the leader key goes with it.
 //! * The connection is made lazily and rebuilt after transport failures, so
 //!   the daemon starts (and keeps retrying) while etcd is down.
 //! * Every call is bounded by `retry_timeout`.
@@ -235,6 +236,22 @@ impl Inner {
                 tracing::info!(lease = id, "etcd lease gone, granting a new one");
                 self.drop_lease(id);
                 self.grant_lease(client).await
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// One keepalive of the lease we hold, never granting one.
+    async fn keep_alive_only(&self) -> DcsResult<bool> {
+        let cur = *self.lease.lock().unwrap();
+        let Some(id) = cur else { return Ok(false) };
+        let mut c = self.client().await?;
+        match c.lease_keep_alive(id).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_lease_not_found(&e) => {
+                tracing::info!(lease = id, "etcd lease gone (keep-alive)");
+                self.drop_lease(id);
+                Ok(false)
             }
             Err(e) => Err(classify(&e)),
         }
@@ -634,6 +651,11 @@ impl Dcs for EtcdDcs {
     fn update_leader(&self, _leader: &Leader) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
         i.bounded("update_leader", i.update_leader()).boxed()
+    }
+
+    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        i.bounded("keep_alive", i.keep_alive_only()).boxed()
     }
 
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {

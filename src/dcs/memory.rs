@@ -389,6 +389,20 @@ impl Dcs for MemoryDcs {
         })
     }
 
+    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>> {
+        self.op(|me, st, _| {
+            let mut l = me.lease.lock().unwrap();
+            match *l {
+                Some(id) if st.keepalive(id) => Ok(true),
+                Some(_) => {
+                    *l = None;
+                    Ok(false)
+                }
+                None => Ok(false),
+            }
+        })
+    }
+
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
         self.op(|me, st, ch| {
             let key = me.key(keys::LEADER);

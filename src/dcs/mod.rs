@@ -78,6 +78,13 @@ pub trait Dcs: Send + Sync + 'static {
     /// key is gone or held by someone else.
     fn update_leader(&self, leader: &Leader) -> BoxFuture<'_, DcsResult<bool>>;
 
+    /// Renew this node's session (etcd lease) once, writing no key and
+    /// never creating a session. `Ok(true)`: the session was alive and now
+    /// runs for `ttl` from when the store received the request; `Ok(false)`:
+    /// there is no session, or it is gone (its keys, the leader key among
+    /// them, are gone with it). The leader's own schedule, `ha::lease`.
+    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>>;
+
     /// Delete the leader key if (and only if) it is mine.
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>>;
 

@@ -83,6 +83,7 @@ mod tests {
             busy: None,
             outcome: None,
             lease_deadline: Some(Instant::now() + Duration::from_secs(20)),
+            fence_armed: None,
             peers: Vec::new(),
             failsafe: FailsafeView::default(),
             config_backup: backup,

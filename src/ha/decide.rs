@@ -189,8 +189,10 @@ pub(super) fn follow_leader(cluster: &Cluster, leader: &str, local: &LocalView) 
 /// compare-and-swap write ends the cycle in the elector and the next cycle
 /// decides on fresh facts). A primary keeps serving when failsafe mode is on
 /// and every member of the `failsafe` key confirmed it (none of them will
-/// promote), otherwise only while its lease surely holds past the next
-/// chance to renew; everything else waits.
+/// promote); otherwise up to its fencing point when a live fence confirmed
+/// it stops PostgreSQL there (the fence takes the last step), else only
+/// while its lease surely holds past the next chance to renew; everything
+/// else waits.
 fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> Decision {
     if !local.pg.is_primary() {
         if let Some(hb) = live_failsafe_leader(local, now) {
@@ -211,49 +213,77 @@ fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> De
             ),
         );
     }
-    // Demote as late as is safe: keep serving while the next decision
-    // (within one cycle) still comes before the fencing point, the lease
-    // deadline minus the safety margin, where the fence process stops
-    // PostgreSQL anyway.
-    match fence_room(local, now) {
-        Some(left) => Decision::idle(format!(
-            "DCS is not accessible ({err}); the lease holds for {:.1}s more, staying primary",
-            left.as_secs_f64()
-        )),
-        None => Decision::new(
+    // Demote as late as is safe. Until the fencing point (lease deadline
+    // minus the safety margin) the lease surely holds: nobody else can be
+    // leader, so this node keeps serving, and if the DCS comes back first
+    // nothing happens at all.
+    let Some(fence_at) = fencing_point(local) else {
+        return Decision::new(
             vec![Action::Demote {
-                mode: past_fencing_point(local, now),
+                mode: DemoteMode::Offline,
+            }],
+            format!("DCS is not accessible ({err}) and I hold no lease: demoting"),
+        );
+    };
+    if now >= fence_at {
+        // The fence is stopping it already, or failed to: at once.
+        return Decision::new(
+            vec![Action::Demote {
+                mode: DemoteMode::ImmediateNoLock,
             }],
             format!(
-                "DCS is not accessible ({err}) and the lease may expire before the next renewal: demoting"
+                "DCS is not accessible ({err}) and the fencing point has passed: stopping PostgreSQL at once"
             ),
-        ),
+        );
     }
+    let left = fence_at.saturating_duration_since(now).as_secs_f64();
+    if let Some(room) = fence_room(local, now) {
+        return Decision::idle(format!(
+            "DCS is not accessible ({err}); the lease holds for {:.1}s more, staying primary",
+            room.as_secs_f64()
+        ));
+    }
+    if fence_takes_last_step(local, fence_at) {
+        // The next decision may come too late, but the fence stops
+        // PostgreSQL at the fencing point (or earlier) on its own.
+        return Decision::idle(format!(
+            "DCS is not accessible ({err}); the fence stops PostgreSQL in {left:.1}s unless the lease is renewed first, staying primary until then"
+        ));
+    }
+    // No fence to take the last step: the next decision (within one cycle)
+    // may come after the fencing point, so step down now.
+    Decision::new(
+        vec![Action::Demote {
+            mode: DemoteMode::Offline,
+        }],
+        format!(
+            "DCS is not accessible ({err}), the lease may expire before the next renewal and no fence is armed: demoting"
+        ),
+    )
+}
+
+/// `lease_deadline - fence_margin`: from then on this node's PostgreSQL
+/// must not accept writes. `None` without a lease.
+fn fencing_point(local: &LocalView) -> Option<Instant> {
+    local
+        .lease_deadline?
+        .checked_sub(local.timing.fence_margin())
+}
+
+/// The fence process confirmed an order that stops PostgreSQL no later than
+/// `fence_at`.
+fn fence_takes_last_step(local: &LocalView, fence_at: Instant) -> bool {
+    local.fence_armed.is_some_and(|f| f <= fence_at)
 }
 
 /// How long the lease surely holds, when the next decision (at most one
 /// cycle away) still comes before the fencing point
 /// `lease_deadline - fence_margin`; `None` when this node must stop
-/// serving now.
+/// serving now unless the fence takes the last step.
 fn fence_room(local: &LocalView, now: Instant) -> Option<std::time::Duration> {
-    let t = local.timing;
     let deadline = local.lease_deadline?;
-    let fence_at = deadline.checked_sub(t.fence_margin())?;
-    (now + t.cycle_bound() < fence_at).then(|| deadline.saturating_duration_since(now))
-}
-
-/// Fast shutdown while there is time; immediate once the fencing point
-/// has passed (the fence may be stopping it already).
-fn past_fencing_point(local: &LocalView, now: Instant) -> DemoteMode {
-    let fenced = local
-        .lease_deadline
-        .and_then(|d| d.checked_sub(local.timing.fence_margin()))
-        .is_some_and(|f| now >= f);
-    if fenced {
-        DemoteMode::ImmediateNoLock
-    } else {
-        DemoteMode::Offline
-    }
+    let fence_at = fencing_point(local)?;
+    (now + local.timing.cycle_bound() < fence_at).then(|| deadline.saturating_duration_since(now))
 }
 
 /// First rule of every cycle: a leader whose lease has run out (the daemon

@@ -10,6 +10,7 @@ mod config_restore;
 mod decide;
 pub mod history;
 pub mod iso8601;
+pub mod lease;
 mod pause;
 pub mod slots;
 pub mod switchover;

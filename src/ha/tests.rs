@@ -97,6 +97,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         busy: None,
         outcome: None,
         lease_deadline: None,
+        fence_armed: None,
         peers: Vec::new(),
         failsafe: FailsafeView::default(),
         rewind: RewindView::default(),
@@ -163,8 +164,8 @@ fn dcs_error_primary_with_lease_left_stays_primary() {
 
 #[test]
 fn dcs_error_primary_whose_lease_may_lapse_demotes_offline() {
-    // ttl 30, loop_wait 10, retry_timeout 10: fencing point = deadline - 2 s
-    // = now + 19 s, before the next decision (now + 20 s) could come.
+    // ttl 30, loop_wait 10, retry_timeout 10, no fence: fencing point =
+    // deadline - 1 s = now + 20 s, not after the next decision (now + 20 s).
     let now = Instant::now();
     let mut l = local(Some(PgRole::Primary));
     l.lease_deadline = Some(now + Duration::from_secs(21));
@@ -178,7 +179,7 @@ fn dcs_error_primary_whose_lease_may_lapse_demotes_offline() {
 }
 
 /// The test clusters' timing: ttl 6, loop_wait 1, retry_timeout 2, so the
-/// fencing margin is clamp(6/10, 1, 2) = 1 s and one cycle 3 s.
+/// fencing margin is 1 s and one cycle 3 s.
 fn test_timing() -> Timing {
     Timing {
         ttl: Duration::from_secs(6),
@@ -216,10 +217,81 @@ fn dcs_error_primary_serves_until_one_cycle_before_the_fencing_point() {
 }
 
 #[test]
+fn dcs_error_primary_with_an_armed_fence_serves_up_to_the_fencing_point() {
+    // test timing: margin 1 s, one cycle 3 s. The fence confirmed it stops
+    // PostgreSQL at the fencing point, so no demotion a cycle early: the
+    // fence takes the last step, and the DCS may come back first.
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Primary));
+    l.timing = test_timing();
+    let dcs = DcsView::Failed(DcsError::Unreachable("x".into()));
+    let deadline = now + Duration::from_millis(3900);
+    let fence_at = deadline - Duration::from_secs(1);
+    l.lease_deadline = Some(deadline);
+    l.fence_armed = Some(fence_at);
+    let d = decide(&dcs, &l, now);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(
+        d.reason.contains("the fence stops PostgreSQL in 2.9s"),
+        "{}",
+        d.reason
+    );
+    // 50 ms before the fencing point: still serving.
+    let d = decide(&dcs, &l, fence_at - Duration::from_millis(50));
+    assert!(d.actions.is_empty(), "{d:?}");
+    // A fence armed earlier than my fencing point is as good.
+    l.fence_armed = Some(fence_at - Duration::from_secs(1));
+    assert!(decide(&dcs, &l, now).actions.is_empty());
+    // At the fencing point the daemon stops it itself too, at once.
+    let immediate = vec![Action::Demote {
+        mode: DemoteMode::ImmediateNoLock,
+    }];
+    l.fence_armed = Some(fence_at);
+    assert_eq!(decide(&dcs, &l, fence_at).actions, immediate);
+    // Then the lease deadline itself: the lapsed-lease rule.
+    assert_eq!(decide(&dcs, &l, deadline).actions, immediate);
+}
+
+#[test]
+fn dcs_error_primary_without_a_confirmed_fence_demotes_a_cycle_early() {
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Primary));
+    l.timing = test_timing();
+    let dcs = DcsView::Failed(DcsError::Unreachable("x".into()));
+    let deadline = now + Duration::from_millis(3900);
+    l.lease_deadline = Some(deadline);
+    let offline = vec![Action::Demote {
+        mode: DemoteMode::Offline,
+    }];
+    // No fence confirmed an order.
+    l.fence_armed = None;
+    let d = decide(&dcs, &l, now);
+    assert_eq!(d.actions, offline);
+    assert!(d.reason.contains("no fence is armed"), "{}", d.reason);
+    // The fence holds an older, later point (it did not see the last order):
+    // it would stop PostgreSQL too late.
+    l.fence_armed = Some(deadline);
+    assert_eq!(decide(&dcs, &l, now).actions, offline);
+}
+
+#[test]
+fn armed_fence_and_dcs_back_before_the_fencing_point_changes_nothing() {
+    // The DCS answers again before the fencing point: the lock is renewed
+    // as in any cycle, nothing was stopped.
+    let now = Instant::now();
+    let mut l = local(Some(PgRole::Primary));
+    l.timing = test_timing();
+    l.lease_deadline = Some(now + Duration::from_millis(1500));
+    l.fence_armed = Some(now + Duration::from_millis(500));
+    let d = decide(&ok(cluster(Some("a"))), &l, now);
+    assert_eq!(d.actions, vec![Action::RenewLock], "{d:?}");
+}
+
+#[test]
 fn dcs_error_primary_keeps_serving_later_than_the_old_rule() {
     // ttl 30, loop_wait 10, retry_timeout 10: the old rule demoted when
-    // now + 30 >= deadline; now it serves until now + 20 reaches
-    // deadline - 2 (margin ttl/10, at most 2 s).
+    // now + 30 >= deadline; without a fence it serves until now + 20
+    // reaches deadline - 1 (the margin).
     let now = Instant::now();
     let mut l = local(Some(PgRole::Primary));
     l.lease_deadline = Some(now + Duration::from_secs(27));

@@ -170,6 +170,12 @@ pub struct LocalView {
     /// Until when the leader lease surely holds: send time of the last
     /// successful renewal plus ttl. `None` when this node holds no lease.
     pub lease_deadline: Option<Instant>,
+    /// The fencing point the fence process confirmed it holds: it stops
+    /// PostgreSQL then unless a newer order comes. `None` when no live fence
+    /// confirmed one (not running, disarmed, paused, silent for a while).
+    /// With it, a leader cut off from the DCS may serve right up to its own
+    /// fencing point and leave the last step to the fence.
+    pub fence_armed: Option<Instant>,
     /// Peer answers, gathered when the cluster has no leader, and by the
     /// leader while a `failover` request exists.
     pub peers: Vec<PeerStatus>,

@@ -89,6 +89,17 @@ impl SimDcs {
         self.grant(now, ttl)
     }
 
+    /// `Dcs::keep_alive`: refresh `lease` if alive; never grants one.
+    pub fn renew(&mut self, lease: Option<i64>, now: u64, ttl: u64) -> bool {
+        match lease.and_then(|id| self.leases.get_mut(&id)) {
+            Some(exp) => {
+                *exp = now + ttl;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// `ensure_lease`: the lease we hold if alive (no keepalive), else a new one.
     pub fn live_lease(&mut self, lease: Option<i64>, now: u64, ttl: u64) -> i64 {
         match lease {

@@ -33,6 +33,15 @@ pub const END: u64 = FAULT_END + 200_000;
 /// After the last fault heals, one writable leader must exist within this.
 pub const CONVERGE_BOUND: u64 = 120_000;
 
+/// The simulated timing as `decide` sees it.
+pub fn timing() -> Timing {
+    Timing {
+        ttl: Duration::from_millis(TTL),
+        loop_wait: Duration::from_millis(LOOP_WAIT),
+        retry_timeout: Duration::from_millis(RETRY_TIMEOUT),
+    }
+}
+
 /// Virtual milliseconds as an `Instant` (decide only compares Instants).
 pub fn instant(ms: u64) -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -213,6 +222,11 @@ struct Node {
     lease_deadline: Option<u64>,
     /// The DCS client's lease id.
     session: Option<i64>,
+    /// The elector's `confirmed_at`: start of the last cycle that renewed
+    /// the lock for a PostgreSQL answering as primary.
+    confirmed_at: Option<u64>,
+    /// The next tick of the lease keep-alive (every ttl/4).
+    next_keepalive: u64,
     last_status: Option<Status>,
     last_reason: String,
     /// Data directories this node has had (bootstrap, clone, reinit).
@@ -299,6 +313,8 @@ impl Sim {
                 pending: None,
                 lease_deadline: None,
                 session: None,
+                confirmed_at: None,
+                next_keepalive: START,
                 last_status: None,
                 last_reason: String::new(),
                 rebuilds: 0,
@@ -408,6 +424,10 @@ impl Sim {
             }
         }
         for i in 0..self.nodes.len() {
+            self.keepalive_step(i);
+            self.fence_step(i);
+        }
+        for i in 0..self.nodes.len() {
             self.finish_job(i);
         }
         for i in 0..self.nodes.len() {
@@ -463,6 +483,7 @@ impl Sim {
                     n.pending = None;
                     n.lease_deadline = None;
                     n.session = None;
+                    n.confirmed_at = None;
                     n.last_status = None;
                     n.paused_until = 0;
                     n.down_until = Some(now + down);
@@ -553,6 +574,56 @@ impl Sim {
     }
 
     // ------------------------------------------------------------ PostgreSQL
+
+    /// The leader's own keep-alive (every ttl/4) under the elector's rule,
+    /// `pgpilot::ha::lease::keepalive_allowed`: only a live daemon that
+    /// reaches the DCS, only on a confirmation younger than ttl/2, and it
+    /// never grants a lease.
+    fn keepalive_step(&mut self, i: usize) {
+        let now = self.now;
+        if self.nodes[i].next_keepalive > now || !self.alive(i) || !self.dcs_reachable(i) {
+            return;
+        }
+        let t = timing();
+        self.nodes[i].next_keepalive = now + TTL / 4;
+        let n = &self.nodes[i];
+        if !ha::lease::keepalive_allowed(
+            n.lease_deadline.map(instant),
+            n.confirmed_at.map(instant),
+            instant(now),
+            &t,
+        ) {
+            return;
+        }
+        if self.dcs.renew(n.session, now, TTL) {
+            let n = &mut self.nodes[i];
+            n.lease_deadline = n.lease_deadline.map(|d| d.max(now + TTL));
+        } else {
+            self.nodes[i].confirmed_at = None;
+        }
+    }
+
+    /// The fence process takes the last step: at the fencing point of the
+    /// lease the daemon last computed (frozen or not, cut off or not), it
+    /// stops a PostgreSQL that runs as primary (immediate shutdown), so
+    /// peers see it stopped and may race at once.
+    fn fence_step(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        if self.cfg.fence
+            && n.down_until.is_none()
+            && n.pg.is_primary()
+            && n.lease_deadline.is_some_and(|d| now + FENCE_MARGIN >= d)
+        {
+            n.pg.stop();
+            if self.tracing() {
+                self.log(format!(
+                    "{}: fence stops PostgreSQL at the fencing point",
+                    self.nodes[i].name
+                ));
+            }
+        }
+    }
 
     /// PostgreSQL accepts writes (the fence, when modelled, included).
     fn writable(&self, i: usize) -> bool {
@@ -767,11 +838,7 @@ impl Sim {
                 nofailover: n.tags.nofailover && self.cfg.mutant != Some(Mutant::HideNofailover),
                 ..n.tags.clone()
             },
-            timing: Timing {
-                ttl: Duration::from_millis(TTL),
-                loop_wait: Duration::from_millis(LOOP_WAIT),
-                retry_timeout: Duration::from_millis(RETRY_TIMEOUT),
-            },
+            timing: timing(),
             maximum_lag_on_failover: if self.cfg.mutant == Some(Mutant::NoLagLimit) {
                 u64::MAX
             } else {
@@ -783,6 +850,12 @@ impl Sim {
             busy: snap.busy,
             outcome: snap.outcome.clone(),
             lease_deadline: n.lease_deadline.map(instant),
+            // The modelled fence stops PostgreSQL at the fencing point of
+            // the lease the daemon last computed (`fence_step`).
+            fence_armed: n
+                .lease_deadline
+                .filter(|_| self.cfg.fence)
+                .map(|d| instant(d.saturating_sub(FENCE_MARGIN))),
             peers,
             failsafe: FailsafeView::default(),
             // The simulated config key is never lost.
@@ -849,9 +922,13 @@ impl Sim {
         };
         let mut ld = self.nodes[i].lease_deadline;
         let mut rerun = false;
+        let (mut renewed, mut demoted) = (false, false);
         for action in &decision.actions {
             match self.execute(i, action, cluster.as_ref(), &snap, &mut ld)? {
-                Step::Continue => {}
+                Step::Continue => {
+                    renewed |= *action == Action::RenewLock;
+                    demoted |= matches!(action, Action::Demote { .. });
+                }
                 Step::Rerun => {
                     rerun = true;
                     break;
@@ -878,6 +955,12 @@ impl Sim {
         }
         let n = &mut self.nodes[i];
         n.lease_deadline = ld;
+        // The elector's confirmation for the keep-alive.
+        if ld.is_none() || demoted || !snap.facts.is_primary() {
+            n.confirmed_at = None;
+        } else if renewed {
+            n.confirmed_at = Some(snap.started);
+        }
         n.next_cycle = if rerun {
             self.now + TICK
         } else {
