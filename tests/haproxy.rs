@@ -14,16 +14,10 @@ use std::time::Duration;
 use serde_json::json;
 use support::cluster::{TestCluster, Timing, sql_at};
 use support::eventually;
+use support::free_port;
 
 const BOOT: Duration = Duration::from_secs(120);
 const SWITCH: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
 
 /// `conf/haproxy.cfg` for this cluster: its listen ports replaced
 /// (5000 primary, 5001 replicas, 7000 stats), each block's server lines

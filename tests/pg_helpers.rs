@@ -10,6 +10,8 @@
 //!
 //! Missing binaries make the test fail, not skip.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -26,6 +28,7 @@ use pgpilot::postgres::{
     Binaries, ConnParams, DbState, PgError, Postmaster, StopMode, StopOutcome, controldata, params,
     query,
 };
+use support::free_port;
 
 const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
@@ -39,14 +42,6 @@ impl Drop for Reaper {
             let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Creates the test directory and, when root, hands it to `postgres` and

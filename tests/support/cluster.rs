@@ -19,6 +19,7 @@ use nix::unistd::{Gid, Pid, Uid, User, chown};
 use serde_json::Value;
 
 use super::etcd::EtcdServer;
+use super::free_port;
 
 pub const SUPERUSER_PASSWORD: &str = "su-secret";
 
@@ -52,13 +53,6 @@ fn runtime_user() -> (Uid, Gid) {
     } else {
         (Uid::effective(), Gid::effective())
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
 }
 
 fn chown_to_runtime(path: &Path) {
