@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::cluster::{TestCluster, Timing};
+use support::ctl::ok;
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -20,31 +20,7 @@ fn ctl(c: &TestCluster, args: &[&str], stdin: &str) -> Output {
 }
 
 fn ctl_env(c: &TestCluster, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .envs(env.iter().copied())
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pgpilotctl");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("pgpilotctl output")
-}
-
-fn ok(c: &TestCluster, args: &[&str]) -> String {
-    let out = ctl(c, args, "");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "pgpilotctl {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    support::ctl::run(c, args, stdin, env)
 }
 
 fn list_json(c: &TestCluster) -> Vec<Value> {

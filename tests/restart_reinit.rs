@@ -7,11 +7,12 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use support::cluster::{TestCluster, Timing};
+use support::ctl::ok;
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -44,36 +45,10 @@ fn ctl(c: &TestCluster, args: &[&str]) -> Output {
     ctl_stdin(c, args, "")
 }
 
-/// `pgpilotctl -c <node0 config> args...`, answering prompts from `stdin`.
 fn ctl_stdin(c: &TestCluster, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pgpilotctl");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("pgpilotctl output")
+    support::ctl::run(c, args, stdin, &[])
 }
 
-fn ok(c: &TestCluster, args: &[&str]) -> String {
-    let out = ctl(c, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "pgpilotctl {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The leader key's holder, as `GET /cluster` on node `i` shows it.
 async fn leader_name(c: &TestCluster, i: usize) -> Option<String> {
     let cl = c.get_json(i, "/cluster").await?;
     cl["members"]

@@ -660,25 +660,14 @@ impl PostgresSupervisor {
     /// outcome: only the HA loop's status question carries it).
     fn status_base(&self) -> PgStatus {
         PgStatus {
-            state: self.state,
             facts: PgFacts {
                 running: self.postmaster.is_some(),
                 following: self.following.as_ref().map(|u| u.name.clone()),
                 ..PgFacts::default()
             },
-            data_dir: DataDir::Empty,
             busy: self.busy,
-            outcome: None,
-            server_version: None,
-            postmaster_start_time: None,
-            receive_lsn: None,
-            replay_lsn: None,
-            replayed_timestamp: None,
-            replay_paused: false,
-            replication_state: None,
-            replication: Vec::new(),
-            pending_restart: Default::default(),
             scheduled_restart: self.scheduled.as_ref().map(ScheduledRestart::json),
+            ..PgStatus::unknown(self.state)
         }
     }
 }

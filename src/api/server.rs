@@ -278,23 +278,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The supervisor did not answer: PostgreSQL's state is unknown now. Keep
 /// what does not change quickly (data directory, version).
 fn unknown_pg(last: Option<PgStatus>) -> PgStatus {
-    let mut pg = last.unwrap_or_else(|| PgStatus {
-        state: PgState::Unknown,
-        facts: PgFacts::default(),
-        data_dir: crate::ha::DataDir::Empty,
-        busy: None,
-        outcome: None,
-        server_version: None,
-        postmaster_start_time: None,
-        receive_lsn: None,
-        replay_lsn: None,
-        replayed_timestamp: None,
-        replay_paused: false,
-        replication_state: None,
-        replication: vec![],
-        pending_restart: Default::default(),
-        scheduled_restart: None,
-    });
+    let mut pg = last.unwrap_or_else(|| PgStatus::unknown(PgState::Unknown));
     pg.state = PgState::Unknown;
     pg.facts = PgFacts::default();
     pg.outcome = None;

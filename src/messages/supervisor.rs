@@ -89,6 +89,30 @@ pub struct PgStatus {
     pub scheduled_restart: Option<serde_json::Value>,
 }
 
+impl PgStatus {
+    /// Nothing known beyond `state`: the base the supervisor fills in, and
+    /// what the API reports when the supervisor does not answer.
+    pub fn unknown(state: PgState) -> PgStatus {
+        PgStatus {
+            state,
+            facts: PgFacts::default(),
+            data_dir: DataDir::Empty,
+            busy: None,
+            outcome: None,
+            server_version: None,
+            postmaster_start_time: None,
+            receive_lsn: None,
+            replay_lsn: None,
+            replayed_timestamp: None,
+            replay_paused: false,
+            replication_state: None,
+            replication: Vec::new(),
+            pending_restart: Default::default(),
+            scheduled_restart: None,
+        }
+    }
+}
+
 /// Fresh facts about PostgreSQL (queries it when it runs).
 #[derive(Debug, Message)]
 #[rtype(result = "PgStatus")]
