@@ -124,9 +124,10 @@ cleanup() {
 
 # --- cluster state -----------------------------------------------------------
 
-# The bench ports lie in Linux's ephemeral range, so connecting to one that
-# nothing listens on can connect the socket to itself (TCP self-connect) and
-# keep the port from the daemon that is about to bind it. Connect only to
+# The bench ports lie below Linux's ephemeral range (32768-60999): a port in
+# that range can be taken as the source port of an outgoing connection (a
+# daemon's etcd connection, or a probe that connects the socket to itself)
+# and then kept from the server about to bind it. Still, connect only to
 # ports that have a listener (from /proc/net/tcp, state 0A = LISTEN).
 port_listening() {
     awk -v p="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \

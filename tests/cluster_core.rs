@@ -1010,3 +1010,66 @@ async fn failed_rewind_stays_stopped_until_an_operator_acts() {
     .await;
     assert!(c.nodes[primary].log().contains("rewind_done"));
 }
+
+/// A fresh replica whose first start fails (its port is taken) stays a
+/// replica: its base backup, whose control file still says `in
+/// production`, is not taken for a crashed primary (no crash recovery and
+/// pg_rewind, which would write WAL of its own), and after a switchover it
+/// follows the new timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_whose_first_start_failed_is_not_taken_for_a_former_primary() {
+    let mut c = TestCluster::new(3, Timing::default());
+    let late = 2;
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", c.nodes[late].pg_port))
+        .expect("hold the replica's port");
+    c.start(0);
+    c.start(1);
+    let p = c.wait_healthy(BOOT).await;
+    c.start(late);
+    eventually(
+        Duration::from_secs(60),
+        "the cloned replica's start to fail",
+        || async {
+            let pg_log =
+                std::fs::read_to_string(c.nodes[late].dir.join("data.log")).unwrap_or_default();
+            pg_log
+                .contains("could not create any TCP/IP sockets")
+                .then_some(())
+        },
+    )
+    .await;
+    drop(blocker);
+    c.wait_healthy(BOOT).await;
+    assert!(
+        !c.nodes[late].log().contains("I was a primary"),
+        "{}",
+        c.nodes[late].log()
+    );
+
+    // Switch over to the other replica: the late one follows timeline 2.
+    let candidate = (0..3).find(|&i| i != p && i != late).expect("candidate");
+    let r = reqwest::Client::new()
+        .post(c.nodes[p].api("/switchover"))
+        .json(&serde_json::json!({
+            "leader": c.nodes[p].name,
+            "candidate": c.nodes[candidate].name,
+        }))
+        .send()
+        .await
+        .expect("POST /switchover");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the late replica streams on timeline 2",
+        || async {
+            let s = c.status(late).await?;
+            (c.is_streaming_replica(late).await && s["timeline"] == 2).then_some(())
+        },
+    )
+    .await;
+}

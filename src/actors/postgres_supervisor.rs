@@ -365,7 +365,11 @@ async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
                 sysid: cd.system_identifier.clone(),
                 was_primary: match st.facts.role {
                     Some(role) => role == PgRole::Primary,
-                    None => cd.state.was_primary(),
+                    // A fresh clone whose first start failed reads like a
+                    // crashed primary; it is a replica to start as one.
+                    None => {
+                        cd.state.was_primary() && !datadir::is_unstarted_base_backup(&env.data_dir)
+                    }
                 },
             },
             // Files but no readable control file: nothing may start or

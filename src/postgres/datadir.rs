@@ -28,6 +28,16 @@ pub fn is_empty(dir: &Path) -> io::Result<bool> {
     }
 }
 
+/// A base backup whose recovery never began: `backup_label` is still
+/// there (PostgreSQL renames it to `backup_label.old` once recovery starts
+/// from it). Its control file carries the source's state (`in production`),
+/// yet it is no crashed primary: crash recovery on it without
+/// `standby.signal` would end recovery and write a checkpoint of its own,
+/// and its WAL would no longer match the source it was copied from.
+pub fn is_unstarted_base_backup(dir: &Path) -> bool {
+    dir.join("backup_label").exists()
+}
+
 /// `YYYY-MM-DD-HH-MM-SS` in UTC for the given Unix time.
 pub fn timestamp_suffix(unix_secs: u64) -> String {
     let t = crate::ha::iso8601::Utc::from_unix(unix_secs);
@@ -392,5 +402,20 @@ mod tests {
             0o700
         );
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn backup_label_marks_an_unstarted_base_backup() {
+        let d = std::env::temp_dir().join(format!("pgpilot-bl-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        assert!(!is_unstarted_base_backup(&d));
+        std::fs::write(d.join("backup_label.old"), "").unwrap();
+        assert!(
+            !is_unstarted_base_backup(&d),
+            "recovery began: backup_label.old"
+        );
+        std::fs::write(d.join("backup_label"), "START WAL LOCATION: 0/2000028").unwrap();
+        assert!(is_unstarted_base_backup(&d));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
