@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -54,9 +54,75 @@ pub fn load_certs(key: &str, path: &str) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
-/// The private key of `path` (PKCS#8, PKCS#1 or SEC1 PEM). Encrypted keys
-/// are refused with a message saying how to decrypt them: rustls cannot,
-/// so `keyfile_password` is not supported.
+/// The configuration key of the password that goes with the key file
+/// named by `key` (`restapi.keyfile` → `restapi.keyfile_password`).
+fn password_key(key: &str) -> String {
+    let section = key.split_once('.').map_or(key, |(s, _)| s);
+    format!("{section}.keyfile_password")
+}
+
+const ENCRYPTED_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+const PBES2_ONLY: &str =
+    "pgpilot reads PKCS#8 keys encrypted with PBES2 (PBKDF2 or scrypt, AES); convert it with";
+
+/// Decrypt the first `BEGIN ENCRYPTED PRIVATE KEY` block of `text`
+/// (PKCS#8 with PBES2: PBKDF2 or scrypt, AES-CBC or AES-GCM).
+fn decrypt_pkcs8(
+    key: &str,
+    path: &str,
+    text: &str,
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>, String> {
+    use pkcs8::EncryptedPrivateKeyInfoRef;
+    use pkcs8::pkcs5::Error as Pkcs5Error;
+    let pw_key = password_key(key);
+    let Some(password) = password else {
+        return Err(format!(
+            "{key}: {path}: the private key is encrypted and {pw_key} is not set"
+        ));
+    };
+    let invalid = |e: &dyn std::fmt::Display| {
+        format!("{key}: {path}: not a valid encrypted PKCS#8 PEM key ({e})")
+    };
+    let begin = text.find(ENCRYPTED_BEGIN).unwrap_or(0);
+    let end = text[begin..]
+        .find(ENCRYPTED_END)
+        .map(|i| begin + i + ENCRYPTED_END.len())
+        .ok_or_else(|| invalid(&"no END ENCRYPTED PRIVATE KEY line"))?;
+    let (_, der) =
+        pkcs8::der::pem::decode_vec(&text.as_bytes()[begin..end]).map_err(|e| invalid(&e))?;
+    // PKCS#12 schemes (`-v1 PBE-SHA1-3DES`) do not even parse as PKCS#5.
+    let info = EncryptedPrivateKeyInfoRef::try_from(der.as_slice()).map_err(|e| {
+        format!(
+            "{key}: {path}: unsupported or invalid encrypted PKCS#8 key ({e}): {PBES2_ONLY} \
+             `openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out <new file>`"
+        )
+    })?;
+    let plain = info.decrypt(password).map_err(|e| match e {
+        pkcs8::Error::EncryptedPrivateKey(
+            Pkcs5Error::AlgorithmParametersInvalid { .. }
+            | Pkcs5Error::UnsupportedAlgorithm { .. }
+            | Pkcs5Error::NoPbes1CryptSupport,
+        ) => format!(
+            "{key}: {path}: unsupported key encryption ({e}): {PBES2_ONLY} \
+             `openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out <new file>`"
+        ),
+        _ => format!(
+            "{key}: {path}: cannot decrypt the private key with {pw_key} \
+             (wrong password?): {e}"
+        ),
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        plain.as_bytes().to_vec(),
+    )))
+}
+
+/// The private key of `path` (PKCS#8, PKCS#1 or SEC1 PEM). An encrypted
+/// PKCS#8 key (`BEGIN ENCRYPTED PRIVATE KEY`) is decrypted with `password`
+/// (`<section>.keyfile_password`); OpenSSL's legacy encrypted PEM
+/// (`Proc-Type: 4,ENCRYPTED`) is refused with a message saying how to
+/// convert it.
 pub fn load_key(
     key: &str,
     path: &str,
@@ -64,22 +130,23 @@ pub fn load_key(
 ) -> Result<PrivateKeyDer<'static>, String> {
     let pem = read(key, path)?;
     let text = String::from_utf8_lossy(&pem);
-    if text.contains("BEGIN ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
-        let pw = if password.is_some() {
-            "keyfile_password is not supported"
-        } else {
-            "and no keyfile_password is set (which is not supported anyway)"
-        };
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
         return Err(format!(
-            "{key}: {path}: the private key is encrypted, {pw}: pgpilot cannot decrypt keys; \
-             store it unencrypted, readable by the daemon's user only \
-             (`openssl pkey -in {path} -out <new file>`, mode 0600)"
+            "{key}: {path}: the private key is encrypted in OpenSSL's legacy PEM format \
+             (`Proc-Type: 4,ENCRYPTED`), which pgpilot cannot read: convert it to \
+             encrypted PKCS#8 (`openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} \
+             -out <new file>`) and keep {}, or store it unencrypted \
+             (`openssl pkey -in {path} -out <new file>`, mode 0600)",
+            password_key(key)
         ));
+    }
+    if text.contains(ENCRYPTED_BEGIN) {
+        return decrypt_pkcs8(key, path, &text, password);
     }
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
         pem::Error::NoItemsFound => format!(
             "{key}: {path}: no private key found (expected PEM `BEGIN PRIVATE KEY`, \
-             `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY`)"
+             `BEGIN ENCRYPTED PRIVATE KEY`, `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY`)"
         ),
         e => format!("{key}: {path}: not a valid PEM file ({e})"),
     })
@@ -640,9 +707,98 @@ mod tests {
         .unwrap();
         let e = load_key("restapi.keyfile", enc.to_str().unwrap(), Some("pw")).unwrap_err();
         assert!(
-            e.contains("encrypted") && e.contains("keyfile_password"),
+            e.starts_with("restapi.keyfile: ") && e.contains("invalid encrypted PKCS#8"),
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn encrypted_pkcs8_keys() {
+        let plain = load_key("restapi.keyfile", &fixture("server.key"), None).unwrap();
+        // PBKDF2 + AES-256-CBC (`openssl pkey -aes256`) and scrypt.
+        for f in ["encrypted.key", "encrypted-scrypt.key"] {
+            let k = load_key("restapi.keyfile", &fixture(f), Some("secret")).unwrap();
+            assert_eq!(k.secret_der(), plain.secret_der(), "{f}");
+        }
+        // RSA from `openssl genpkey ... -aes-256-cbc`: a key rustls can sign with.
+        let rsa = load_key(
+            "restapi.keyfile",
+            &fixture("encrypted-rsa.key"),
+            Some("secret"),
+        )
+        .unwrap();
+        provider().key_provider.load_private_key(rsa).unwrap();
+        certified_key(
+            "restapi",
+            &fixture("server.crt"),
+            Some(&fixture("encrypted.key")),
+            Some("secret"),
+        )
+        .unwrap();
+        // Certificate and encrypted key in one file.
+        certified_key(
+            "ctl",
+            &fixture("combined-encrypted.pem"),
+            None,
+            Some("secret"),
+        )
+        .unwrap();
+        // No password, wrong password: the password's key and the file.
+        let path = fixture("encrypted.key");
+        let e = load_key("restapi.keyfile", &path, None).unwrap_err();
+        assert!(
+            e.starts_with(&format!("restapi.keyfile: {path}: "))
+                && e.contains("restapi.keyfile_password is not set"),
+            "{e}"
+        );
+        let e = load_key("ctl.keyfile", &path, Some("wrong")).unwrap_err();
+        assert!(
+            e.starts_with(&format!("ctl.keyfile: {path}: "))
+                && e.contains("cannot decrypt the private key with ctl.keyfile_password"),
+            "{e}"
+        );
+        // PBES1 (`-v1 PBE-SHA1-3DES`): how to convert.
+        let e = load_key(
+            "restapi.keyfile",
+            &fixture("encrypted-pbes1.key"),
+            Some("secret"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("unsupported") && e.contains("openssl pkcs8 -topk8"),
+            "{e}"
+        );
+        // OpenSSL's legacy `Proc-Type: 4,ENCRYPTED`: refused, how to convert.
+        let e = load_key(
+            "restapi.keyfile",
+            &fixture("legacy-encrypted.key"),
+            Some("secret"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("legacy PEM format") && e.contains("openssl pkcs8 -topk8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reload_with_a_wrong_password_keeps_the_running_key() {
+        let mut r: RestApi = serde_json::from_value(serde_json::json!({
+            "listen": ":8008", "connect_address": "h:8008",
+            "certfile": fixture("server.crt"), "keyfile": fixture("encrypted.key"),
+            "keyfile_password": "secret",
+        }))
+        .unwrap();
+        let tls = ServerTls::from_restapi(&r).unwrap().expect("HTTPS on");
+        let before = tls.cert.0.read().unwrap().clone();
+        r.keyfile_password = Some("wrong".into());
+        let e = tls.reload(&r).unwrap_err();
+        assert!(e.contains("restapi.keyfile_password"), "{e}");
+        assert!(Arc::ptr_eq(&tls.cert.0.read().unwrap(), &before));
+        r.keyfile_password = None;
+        let e = tls.reload(&r).unwrap_err();
+        assert!(e.contains("restapi.keyfile_password is not set"), "{e}");
+        assert!(Arc::ptr_eq(&tls.cert.0.read().unwrap(), &before));
     }
 }

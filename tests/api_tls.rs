@@ -6,7 +6,9 @@
 //! applies; `pgpilotctl` works against https members. With `optional`,
 //! health checks need no certificate but unsafe endpoints do, a reload
 //! serves a new certificate, and a reload with a broken one keeps the
-//! running one.
+//! running one. A node whose key is encrypted (`keyfile_password`) serves
+//! HTTPS, with `http_extra_headers` and `https_extra_headers` on every
+//! response; a reload with a wrong password keeps the running key.
 
 mod support;
 
@@ -17,7 +19,9 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 use support::cluster::{TestCluster, Timing};
 use support::eventually;
-use support::tls::{Certs, client, client_timeout, make_certs, restapi_yaml, served_subject};
+use support::tls::{
+    Certs, KEY_PASSWORD, client, client_timeout, make_certs, restapi_yaml, served_subject,
+};
 
 const BOOT: Duration = Duration::from_secs(120);
 const PASSWORD: &str = "tls-Pa55word";
@@ -272,6 +276,94 @@ async fn optional_client_certificates_and_reload() {
     assert!(!out.status.success());
     assert!(
         err.contains("restapi.certfile") && err.contains("broken.pem"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_key_and_extra_headers() {
+    let mut c = TestCluster::new(1, Timing::default());
+    let certs = certs_for(&c);
+    let https = client(&certs, None);
+    c.use_https(
+        &format!(
+            "certfile: {}\nkeyfile: {}\nkeyfile_password: {KEY_PASSWORD}\n\
+             http_extra_headers:\n  X-Frame-Options: DENY\n  X-Both: http\n\
+             https_extra_headers:\n  Strict-Transport-Security: max-age=31536000\n  X-Both: https",
+            certs.server_cert.display(),
+            certs.server_key_encrypted.display(),
+        ),
+        https.clone(),
+    );
+    c.start_all();
+    eventually(BOOT, "node0 is primary", || async {
+        (c.primary().await == Some(0)).then_some(())
+    })
+    .await;
+
+    // HTTPS with the decrypted key; every response carries the headers
+    // (https ones too, and they win over an http one of the same name).
+    let health = || async {
+        https
+            .get(c.nodes[0].api("/health"))
+            .send()
+            .await
+            .expect("GET /health")
+    };
+    let r = health().await;
+    assert_eq!(r.status().as_u16(), 200);
+    let h = r.headers();
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["strict-transport-security"], "max-age=31536000");
+    assert_eq!(h["x-both"], "https");
+    let r = https
+        .get(c.nodes[0].api("/no-such-endpoint"))
+        .send()
+        .await
+        .expect("GET unknown");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+
+    // New headers on SIGHUP.
+    let path = &c.nodes[0].config_path;
+    let text = std::fs::read_to_string(path).expect("config");
+    let text = text.replace("X-Frame-Options: DENY", "X-Frame-Options: SAMEORIGIN");
+    std::fs::write(path, &text).expect("write config");
+    c.signal(0, Signal::SIGHUP);
+    eventually(Duration::from_secs(20), "the new header", || async {
+        (health().await.headers()["x-frame-options"] == "SAMEORIGIN").then_some(())
+    })
+    .await;
+
+    // A wrong password on SIGHUP: the reload is refused, HTTPS goes on
+    // with the running key.
+    std::fs::write(
+        path,
+        text.replace(
+            &format!("keyfile_password: {KEY_PASSWORD}"),
+            "keyfile_password: wrong",
+        ),
+    )
+    .expect("write config");
+    c.signal(0, Signal::SIGHUP);
+    eventually(Duration::from_secs(20), "the reload refused", || async {
+        c.nodes[0]
+            .log()
+            .contains("config_reload_failed")
+            .then_some(())
+    })
+    .await;
+    let r = health().await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "SAMEORIGIN");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+        .arg("--validate")
+        .arg(path)
+        .output()
+        .expect("pgpilot --validate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("restapi.keyfile_password") && err.contains("server.enc.key"),
         "{err}"
     );
 }

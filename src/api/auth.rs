@@ -32,6 +32,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use tracing::warn;
 
+use crate::api::headers::ExtraHeaders;
 use crate::config::{Config, RestApi};
 use crate::dcs::{Cluster, Dcs};
 use crate::messages::config::ConfigChanged;
@@ -166,6 +167,9 @@ pub struct AccessPolicy {
     /// The members' addresses as last read, and when: refused clients
     /// cannot make every request a DCS read.
     members_cache: Arc<std::sync::Mutex<Option<MemberIps>>>,
+    /// `restapi.http(s)_extra_headers`, reloaded with the rules
+    /// (src/api/headers.rs).
+    headers: ExtraHeaders,
 }
 
 /// The members' addresses and when they were read.
@@ -227,10 +231,18 @@ impl AccessPolicy {
             rules: Arc::new(RwLock::new(Rules::from_restapi(r))),
             dcs: Arc::default(),
             members_cache: Arc::default(),
+            headers: ExtraHeaders::from_restapi(r),
         }
     }
 
-    fn update(&self, r: &RestApi) {
+    /// The extra response headers.
+    pub fn extra_headers(&self) -> &ExtraHeaders {
+        &self.headers
+    }
+
+    /// New rules and extra headers (a reload).
+    pub fn update(&self, r: &RestApi) {
+        self.headers.update(r);
         let new = Rules::from_restapi(r);
         let mut rules = self.rules.write().unwrap_or_else(|p| p.into_inner());
         *rules = new;

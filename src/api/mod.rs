@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod headers;
 pub mod health;
 pub mod reinit;
 pub mod restart;

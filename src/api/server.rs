@@ -19,7 +19,7 @@ use futures_util::future::join;
 use serde_json::Value;
 
 use crate::api::auth::{self, AccessPolicy};
-use crate::api::{cluster, config, health, reinit, restart, status, switchover};
+use crate::api::{cluster, config, headers, health, reinit, restart, status, switchover};
 use crate::dcs::{Cluster, Dcs};
 use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
@@ -128,6 +128,7 @@ pub fn serve_listener_tls(
             .app_data(web::Data::new(access.clone()))
             .app_data(web::PayloadConfig::new(auth::BODY_LIMIT))
             .wrap(actix_web::middleware::from_fn(auth::access_check))
+            .wrap(actix_web::middleware::from_fn(headers::add_extra_headers))
             .default_service(web::to(dispatch))
     })
     .workers(1)

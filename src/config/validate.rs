@@ -71,6 +71,27 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
         let (key, msg) = problem.split_once(": ").unwrap_or(("restapi", &problem));
         err(key, msg.to_owned());
     }
+    // Extra response headers: valid names and values.
+    if cfg.restapi.certfile.is_none() && cfg.restapi.https_extra_headers.is_some() {
+        warnings.push(format!(
+            "{ORIGIN_CONFIG}: restapi.https_extra_headers have no effect without \
+             restapi.certfile (the REST API serves plain HTTP)"
+        ));
+    }
+    for (key, map) in [
+        (
+            "restapi.http_extra_headers",
+            &cfg.restapi.http_extra_headers,
+        ),
+        (
+            "restapi.https_extra_headers",
+            &cfg.restapi.https_extra_headers,
+        ),
+    ] {
+        for problem in crate::api::headers::check(map.as_ref()) {
+            err(key, problem);
+        }
+    }
 
     // PostgreSQL.
     let pg = &cfg.postgresql;
@@ -466,15 +487,50 @@ mod tests {
                 .any(|e| e.contains("restapi.keyfile") && e.contains("does not match")),
             "{e:?}"
         );
-        // Encrypted keys are refused, keyfile_password or not.
+        // An encrypted key: decrypted with keyfile_password.
+        c.restapi.certfile = Some(fixture("server.crt"));
         c.restapi.keyfile = Some(fixture("encrypted.key"));
         c.restapi.keyfile_password = Some("secret".into());
+        validate(&c).unwrap();
+        c.restapi.keyfile_password = Some("wrong".into());
         let e = tls_errors(&c);
         assert!(
-            e.iter().any(|e| e.contains("restapi.keyfile")
-                && e.contains("encrypted")
-                && e.contains("keyfile_password is not supported")),
+            e.iter()
+                .any(|e| e.contains("restapi.keyfile: ") && e.contains("restapi.keyfile_password")),
             "{e:?}"
+        );
+        c.restapi.keyfile_password = None;
+        let e = tls_errors(&c);
+        assert!(
+            e.iter()
+                .any(|e| e.contains("encrypted and restapi.keyfile_password is not set")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn extra_headers() {
+        let mut c = cfg(POSTGRES0);
+        let map = |l: &[(&str, &str)]| {
+            Some(
+                l.iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        c.restapi.http_extra_headers = map(&[("X-Frame-Options", "DENY")]);
+        c.restapi.https_extra_headers = map(&[("Strict-Transport-Security", "max-age=1")]);
+        let w = validate(&c).unwrap();
+        assert!(
+            w.iter().any(|w| w.contains("restapi.https_extra_headers")),
+            "{w:?}"
+        );
+        c.restapi.http_extra_headers = map(&[("X Frame", "DENY")]);
+        c.restapi.https_extra_headers = map(&[("X-A", "bad\r\nvalue")]);
+        let err = validate(&c).unwrap_err();
+        assert_eq!(
+            keys(&err),
+            ["restapi.http_extra_headers", "restapi.https_extra_headers"]
         );
     }
 

@@ -22,7 +22,13 @@ pub struct Certs {
     /// A second server certificate (CN `server2`), for reloads.
     pub server2_cert: PathBuf,
     pub server2_key: PathBuf,
+    /// `server_key` as encrypted PKCS#8 (PBES2, AES-256-CBC) with the
+    /// password [`KEY_PASSWORD`].
+    pub server_key_encrypted: PathBuf,
 }
+
+/// The password of [`Certs::server_key_encrypted`].
+pub const KEY_PASSWORD: &str = "key-Pa55word";
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -119,6 +125,21 @@ pub fn make_certs(dir: &Path) -> Certs {
                       extendedKeyUsage=clientAuth\n";
     leaf(dir, "client", "ca", client_ext);
     leaf(dir, "rogue", "rogue-ca", client_ext);
+    openssl(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "server.key",
+            "-passout",
+            &format!("pass:{KEY_PASSWORD}"),
+            "-out",
+            "server.enc.key",
+        ],
+    );
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
     for e in fs::read_dir(dir).expect("read cert dir") {
         let p = e.expect("entry").path();
@@ -135,6 +156,7 @@ pub fn make_certs(dir: &Path) -> Certs {
         rogue_key: dir.join("rogue.key"),
         server2_cert: dir.join("server2.crt"),
         server2_key: dir.join("server2.key"),
+        server_key_encrypted: dir.join("server.enc.key"),
     }
 }
 
