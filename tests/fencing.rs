@@ -373,7 +373,13 @@ async fn slow_cycle_keeps_the_lease_through_the_keepalive() {
     let mut c = TestCluster::new(2, Timing::default());
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The fence holds an armed order: the lease is renewed and confirmed.
+    eventually(Duration::from_secs(10), "an armed fence", || async {
+        let ack = std::fs::read_to_string(c.nodes[primary].fence_dir().join("ack.json")).ok()?;
+        let ack: serde_json::Value = serde_json::from_str(&ack).ok()?;
+        (ack["armed"] == true).then_some(())
+    })
+    .await;
     let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
     let stall = c.nodes[primary].dir.join("data.stall");
     std::fs::write(&stall, "4500").expect("write the stall file");

@@ -534,9 +534,9 @@ fn print_values(format: Format, headers: &[String], cells: &[Vec<String>], json:
     }
 }
 
-/// `PATCH /config` to the leader first, then the other members, until one
-/// answers; bails with the last failure.
-async fn patch_config(ctx: &Ctx, cluster: &Cluster, patch: &Value) -> anyhow::Result<Value> {
+/// The leader's member record first, then the other members: the order to
+/// try requests that any member can serve but the leader serves best.
+fn leader_first(cluster: &Cluster) -> Vec<&Member> {
     let mut order: Vec<&Member> = cluster.leader_member().into_iter().collect();
     order.extend(
         cluster
@@ -544,6 +544,13 @@ async fn patch_config(ctx: &Ctx, cluster: &Cluster, patch: &Value) -> anyhow::Re
             .iter()
             .filter(|m| Some(m.name.as_str()) != cluster.leader_name()),
     );
+    order
+}
+
+/// `PATCH /config` to the leader first, then the other members, until one
+/// answers; bails with the last failure.
+async fn patch_config(ctx: &Ctx, cluster: &Cluster, patch: &Value) -> anyhow::Result<Value> {
+    let order = leader_first(cluster);
     let mut last = anyhow::anyhow!("cluster {} has no members", ctx.scope);
     for m in order {
         match ctx
@@ -1351,13 +1358,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ))?;
             }
             // Leader first, then the others; stop at the first 200 or 404.
-            let mut order: Vec<&Member> = cluster.leader_member().into_iter().collect();
-            order.extend(
-                cluster
-                    .members
-                    .iter()
-                    .filter(|m| Some(m.name.as_str()) != cluster.leader_name()),
-            );
+            let order = leader_first(&cluster);
             let mut last = anyhow::anyhow!("cluster {} has no members", ctx.scope);
             let mut done = false;
             for m in order {
