@@ -27,6 +27,16 @@ async fn patch_config(c: &TestCluster, i: usize, body: &str) {
     assert_eq!(code, 200, "{}", r.text().await.unwrap_or_default());
 }
 
+/// `PATCH /config {"pause": true}` through node `i`, then wait until
+/// every node's `/patroni` shows it.
+async fn pause(c: &TestCluster, i: usize) {
+    patch_config(c, i, r#"{"pause": true}"#).await;
+    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
+        all_paused(c, true)
+    })
+    .await;
+}
+
 async fn all_paused(c: &TestCluster, want: bool) -> Option<()> {
     for i in 0..c.nodes.len() {
         let s = c.status(i).await?;
@@ -44,11 +54,7 @@ async fn paused_cluster_neither_restarts_nor_fails_over_then_resumes() {
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
 
-    patch_config(&c, primary, r#"{"pause": true}"#).await;
-    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
-        all_paused(&c, true)
-    })
-    .await;
+    pause(&c, primary).await;
 
     // Crash the primary's PostgreSQL (the daemon keeps running).
     let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
@@ -87,11 +93,7 @@ async fn sigterm_while_paused_leaves_postgres_running() {
     let mut c = TestCluster::new(2, Timing::default());
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
-    patch_config(&c, primary, r#"{"pause": true}"#).await;
-    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
-        all_paused(&c, true)
-    })
-    .await;
+    pause(&c, primary).await;
 
     let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
     c.signal(primary, Signal::SIGTERM);
@@ -128,11 +130,7 @@ async fn fence_does_nothing_while_paused() {
     let mut c = TestCluster::new(2, Timing::default());
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
-    patch_config(&c, primary, r#"{"pause": true}"#).await;
-    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
-        all_paused(&c, true)
-    })
-    .await;
+    pause(&c, primary).await;
     let hb_file = c.nodes[primary].fence_dir().join("heartbeat.json");
     eventually(APPLY, "the fence heartbeat says paused", || async {
         let text = std::fs::read_to_string(&hb_file).ok()?;
@@ -165,11 +163,7 @@ async fn switchover_to_a_named_candidate_works_while_paused() {
     let mut c = TestCluster::new(3, Timing::default());
     c.start_all();
     let p0 = c.wait_healthy(BOOT).await;
-    patch_config(&c, p0, r#"{"pause": true}"#).await;
-    eventually(APPLY, "/patroni shows pause: true on all nodes", || {
-        all_paused(&c, true)
-    })
-    .await;
+    pause(&c, p0).await;
     let cand = (p0 + 1) % 3;
     let body = serde_json::json!({"leader": c.nodes[p0].name, "candidate": c.nodes[cand].name});
     let r = reqwest::Client::new()
