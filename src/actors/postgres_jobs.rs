@@ -544,8 +544,9 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
         Some(v) => ops::rewind_args(v).map_err(Failed)?,
         None => Vec::new(),
     };
-    // Crash recovery reads postgresql.conf: give it the current parameters
-    // (wal_log_hints above all), as a primary.
+    // Crash recovery reads postgresql.conf, written here with the current
+    // parameters as a primary; the command-line ones (wal_log_hints above
+    // all) are not in the file and go on its command line.
     let conf_file = env.write_config(None).map_err(Retry)?;
     if !cd.state.is_clean_shutdown() {
         // Done here rather than inside pg_rewind, which cannot be told to
@@ -554,7 +555,8 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
             event = "rewind_crash_recovery",
             "single-user crash recovery before pg_rewind"
         );
-        let out = ops::single_user_recovery(&env.bins, &env.data_dir, &conf_file)
+        let cmdline = params::command_line_parameters(&env.parameters());
+        let out = ops::single_user_recovery(&env.bins, &env.data_dir, &conf_file, &cmdline)
             .await
             .map_err(Failed)?;
         for line in out.lines().filter(|l| !l.trim().is_empty()) {
@@ -577,6 +579,7 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
     let out = ops::rewind(
         &env.bins,
         &env.data_dir,
+        &conf_file,
         &source,
         Some(passfile.as_path()),
         &extra,

@@ -269,10 +269,15 @@ pub async fn basebackup(
 /// `ensure_clean_shutdown`). pg_rewind needs the target's WAL back to the
 /// last common checkpoint; the crash recovery pg_rewind would run itself
 /// may remove it.
+///
+/// `cmdline_params` are the ones the postmaster gets on its command line
+/// ([`super::postmaster::server_args`]): without them the recovery's
+/// closing checkpoint would record, say, `wal_log_hints = off`.
 pub async fn single_user_recovery(
     bins: &Binaries,
     data_dir: &Path,
     config_file: &Path,
+    cmdline_params: &[(String, String)],
 ) -> PgResult<String> {
     let status_dir = data_dir.join("pg_wal").join("archive_status");
     if let Ok(entries) = fs::read_dir(&status_dir) {
@@ -281,12 +286,14 @@ pub async fn single_user_recovery(
         }
     }
     let mut cmd = Command::new(bins.postgres());
+    // `--single` must come first; the database name last.
     cmd.arg("--single")
         .arg("-F")
-        .arg("-D")
-        .arg(data_dir)
-        .arg("-c")
-        .arg(format!("config_file={}", config_file.display()))
+        .args(super::postmaster::server_args(
+            data_dir,
+            config_file,
+            cmdline_params,
+        ))
         .args(["-c", "archive_mode=on", "-c", "archive_command=false"])
         .arg("template1");
     let out = command::run(cmd).await?;
@@ -299,9 +306,15 @@ pub async fn single_user_recovery(
 /// `PGPASSFILE`. PostgreSQL 15's pg_rewind first runs crash recovery in
 /// single-user mode when the target was not shut down cleanly. Returns the
 /// tool's output (its progress goes to stderr).
+///
+/// `--config-file` points the `postgres` that pg_rewind itself may run
+/// (for `--restore-target-wal`) at our configuration file. Its own crash
+/// recovery never runs: [`single_user_recovery`] has done it first, with
+/// the command-line parameters pg_rewind could not pass.
 pub async fn rewind(
     bins: &Binaries,
     data_dir: &Path,
+    config_file: &Path,
     source_server: &str,
     passfile: Option<&Path>,
     extra: &[String],
@@ -309,6 +322,7 @@ pub async fn rewind(
     let mut cmd = Command::new(bins.pg_rewind());
     cmd.arg("-D")
         .arg(data_dir)
+        .arg(format!("--config-file={}", config_file.display()))
         .arg(format!("--source-server={source_server}"))
         .args(extra);
     if let Some(p) = passfile {

@@ -64,6 +64,28 @@ pub struct Postmaster {
     exit: Option<ExitStatus>,
 }
 
+/// The arguments every `postgres` invocation of a data directory takes:
+/// the data directory, the configuration file and the command-line
+/// parameters. One list for the postmaster and for single-user crash
+/// recovery, because the checkpoint that ends a recovery records some of
+/// these in `pg_control` (`wal_log_hints` among them, which pg_rewind
+/// reads back): a recovery run without them would leave a data directory
+/// that pg_rewind refuses.
+pub fn server_args(
+    data_dir: &Path,
+    config_file: &Path,
+    cmdline_params: &[(String, String)],
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["-D".into(), data_dir.into()];
+    args.push(format!("--config-file={}", config_file.display()).into());
+    args.extend(
+        cmdline_params
+            .iter()
+            .map(|(name, value)| format!("--{name}={value}").into()),
+    );
+    args
+}
+
 impl Postmaster {
     /// Spawns `postgres -D <data_dir> --config-file=<config_file>
     /// --name=value...` in its own process group with stdout/stderr appended
@@ -86,12 +108,7 @@ impl Postmaster {
             .try_clone()
             .map_err(|e| PgError::io("duplicate log handle", e))?;
         let mut cmd = Command::new(bins.postgres());
-        cmd.arg("-D")
-            .arg(data_dir)
-            .arg(format!("--config-file={}", config_file.display()));
-        for (name, value) in cmdline_params {
-            cmd.arg(format!("--{name}={value}"));
-        }
+        cmd.args(server_args(data_dir, config_file, cmdline_params));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -350,6 +367,29 @@ mod tests {
         assert_eq!(StopMode::Smart.signal(), Signal::SIGTERM);
         assert_eq!(StopMode::Fast.signal(), Signal::SIGINT);
         assert_eq!(StopMode::Immediate.signal(), Signal::SIGQUIT);
+    }
+
+    #[test]
+    fn server_args_carry_every_command_line_parameter() {
+        let params = vec![
+            ("wal_log_hints".to_owned(), "on".to_owned()),
+            ("max_connections".to_owned(), "100".to_owned()),
+        ];
+        let args = server_args(Path::new("data"), Path::new("/etc/pg.conf"), &params);
+        let args: Vec<_> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-D",
+                "data",
+                "--config-file=/etc/pg.conf",
+                "--wal_log_hints=on",
+                "--max_connections=100"
+            ]
+        );
     }
 
     #[test]
