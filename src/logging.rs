@@ -1,6 +1,9 @@
 //! Logging setup: plain text or one JSON object per line, level from the
 //! config (`log.level`) unless `RUST_LOG` says otherwise.
 
+use std::ffi::OsStr;
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,9 +28,34 @@ pub fn init(format: LogFormat, level: Option<&str>) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Plain => builder.try_init(),
     };
+}
+
+/// Colour codes only for a person at a terminal: a log file, journald or a
+/// pipe gets plain text (escape codes there only make the lines hard to
+/// grep). `NO_COLOR` set to anything non-empty turns colour off even on a
+/// terminal (no-color.org).
+fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+    }
 }
