@@ -154,6 +154,16 @@ impl JobEnv {
         })
     }
 
+    /// The `pg_hba` lines pgpilot writes: the local `postgresql.pg_hba`,
+    /// else the dynamic one (as Patroni merges them: local keys win).
+    pub fn hba_lines(&self) -> Vec<String> {
+        if self.cfg.postgresql.pg_hba.is_empty() {
+            self.dynamic.pg_hba()
+        } else {
+            self.cfg.postgresql.pg_hba.clone()
+        }
+    }
+
     /// Write postgresql.conf (+ pg_hba.conf, standby.signal). `standby` =
     /// `Some(upstream or None)` for a standby, `None` for a primary.
     ///
@@ -165,7 +175,7 @@ impl JobEnv {
         params.retain(|k, _| !params::COMMAND_LINE_PARAMETERS.contains(&k.as_str()));
         let recovery = standby.map(|u| self.recovery_for(u)).transpose()?;
         let custom = self.cfg.postgresql.custom_conf.as_deref().map(Path::new);
-        let hba = &self.cfg.postgresql.pg_hba;
+        let hba = self.hba_lines();
         let files = datadir::ConfigFiles {
             data_dir: &self.data_dir,
             config_dir: &self.config_dir,
@@ -267,7 +277,7 @@ async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgRe
         .await?;
         info!(event = "initdb_done", data_dir = %env.data_dir.display());
     }
-    if pg.pg_hba.is_empty() && !boot.pg_hba.is_empty() {
+    if env.hba_lines().is_empty() && !boot.pg_hba.is_empty() {
         append_hba(&env.config_dir, &boot.pg_hba)?;
     }
     let pm = start(env, None).await?;
