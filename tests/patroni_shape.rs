@@ -340,10 +340,26 @@ async fn patroni_sample_configuration_through_every_family() {
 
     // ---- Dynamic configuration and restarts.
     step("PATCH /config, restarts");
+    // A reloadable parameter, and the pg_hba lines of the DCS.
+    let (code, text) = call(
+        &c,
+        p,
+        reqwest::Method::PATCH,
+        "/config",
+        json!({"postgresql": {"pg_hba": "host all all 0.0.0.0/0 md5"}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("postgresql.pg_hba"), "{text}");
+    let hba = [
+        "host replication replicator 127.0.0.1/32 scram-sha-256",
+        "host all postgres 127.0.0.1/32 scram-sha-256",
+        "host all all 0.0.0.0/0 md5",
+    ];
     patch_config(
         &c,
         (p + 1) % 3,
-        json!({"postgresql": {"parameters": {"work_mem": "12MB"}}}),
+        json!({"postgresql": {"parameters": {"work_mem": "12MB"}, "pg_hba": hba}}),
     )
     .await;
     for i in 0..3 {
@@ -351,6 +367,9 @@ async fn patroni_sample_configuration_through_every_family() {
             (show(&c, i, "work_mem").await.as_deref() == Some("12MB")).then_some(())
         })
         .await;
+        let file = c.nodes[i].data_dir().join("pg_hba.conf");
+        let text = std::fs::read_to_string(file).expect("read pg_hba.conf");
+        assert!(text.contains(hba[1]), "node {i}: {text}");
     }
     assert_no_pending_restart(&c, "after a PATCH of a reloadable parameter").await;
     // A postmaster parameter: pending on every node, and nothing else is.
