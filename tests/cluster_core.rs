@@ -896,7 +896,7 @@ async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
     );
     assert!(log.contains("rewind_done"), "rewind did not finish:\n{log}");
     assert!(
-        !log.contains("basebackup_started"),
+        !log.contains("replica_method_started"),
         "rebuilt by basebackup instead of pg_rewind:\n{log}"
     );
     let status = c.status(primary).await.expect("status");
@@ -995,7 +995,7 @@ async fn failed_rewind_stays_stopped_until_an_operator_acts() {
     let log = c.nodes[primary].log();
     // One rewind job started (`job=Rewind { from: ... }`), never retried.
     assert_eq!(log.matches("Rewind { from").count(), 1, "{log}");
-    assert!(!log.contains("basebackup_started"), "{log}");
+    assert!(!log.contains("replica_method_started"), "{log}");
     assert!(!log.contains("data_dir_moved_aside"), "{log}");
     assert!(c.nodes[primary].data_dir().join("PG_VERSION").exists());
 

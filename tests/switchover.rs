@@ -67,7 +67,7 @@ fn assert_no_rebuild(c: &TestCluster, i: usize, from: usize) {
         "old primary was rewound:\n{log}"
     );
     assert!(
-        !log.contains("basebackup_started"),
+        !log.contains("replica_method_started"),
         "old primary was rebuilt:\n{log}"
     );
 }

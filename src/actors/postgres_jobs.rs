@@ -154,18 +154,34 @@ impl JobEnv {
         })
     }
 
+    /// The `pg_hba` lines pgpilot writes: the local `postgresql.pg_hba`,
+    /// else the dynamic one (as Patroni merges them: local keys win).
+    pub fn hba_lines(&self) -> Vec<String> {
+        if self.cfg.postgresql.pg_hba.is_empty() {
+            self.dynamic.pg_hba()
+        } else {
+            self.cfg.postgresql.pg_hba.clone()
+        }
+    }
+
     /// Write postgresql.conf (+ pg_hba.conf, standby.signal). `standby` =
     /// `Some(upstream or None)` for a standby, `None` for a primary.
     ///
-    /// The command-line parameters are left out of the file (seed §3.3):
-    /// the command line sets them, and in the file they would only make
-    /// every reload complain that they cannot change without a restart.
+    /// The command-line parameters are in the file too, with the values
+    /// the command line gives them (as Patroni writes them). At a reload
+    /// PostgreSQL compares every postmaster-context value the files set
+    /// with the running one, whatever set the running one: left out of
+    /// this file, they would be read from `postgresql.base.conf`, where
+    /// initdb wrote `max_connections = 100`, and a cluster configured with
+    /// any other value would report a pending restart after every reload.
+    /// Written here, a file value differs from the running one exactly
+    /// when a restart is due. The command line still wins over
+    /// `ALTER SYSTEM`.
     pub fn write_config(&self, standby: Option<Option<&Upstream>>) -> PgResult<PathBuf> {
-        let mut params = self.parameters();
-        params.retain(|k, _| !params::COMMAND_LINE_PARAMETERS.contains(&k.as_str()));
+        let params = self.parameters();
         let recovery = standby.map(|u| self.recovery_for(u)).transpose()?;
         let custom = self.cfg.postgresql.custom_conf.as_deref().map(Path::new);
-        let hba = &self.cfg.postgresql.pg_hba;
+        let hba = self.hba_lines();
         let files = datadir::ConfigFiles {
             data_dir: &self.data_dir,
             config_dir: &self.config_dir,
@@ -267,7 +283,7 @@ async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgRe
         .await?;
         info!(event = "initdb_done", data_dir = %env.data_dir.display());
     }
-    if pg.pg_hba.is_empty() && !boot.pg_hba.is_empty() {
+    if env.hba_lines().is_empty() && !boot.pg_hba.is_empty() {
         append_hba(&env.config_dir, &boot.pg_hba)?;
     }
     let pm = start(env, None).await?;

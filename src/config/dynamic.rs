@@ -106,6 +106,7 @@ impl DynamicConfig {
                     opt_bool(pg.get("use_pg_rewind"), "postgresql.use_pg_rewind")
                         .map(|b| cfg.use_pg_rewind = b.unwrap_or(false)),
                 );
+                take(hba_lines(pg.get("pg_hba")).map(drop));
                 match pg.get("parameters") {
                     None | Some(Value::Null) => {}
                     Some(Value::Object(p)) => {
@@ -162,6 +163,32 @@ impl DynamicConfig {
             None => Ok(cfg),
             Some(e) => Err(e),
         }
+    }
+}
+
+impl DynamicConfig {
+    /// The dynamic `postgresql.pg_hba` lines (empty when unset). Patroni
+    /// reads them from the DCS like any `postgresql` key, and a local
+    /// `postgresql.pg_hba` takes precedence (its sample `postgres0.yml`
+    /// puts them in `bootstrap.dcs.postgresql`). Checked by
+    /// [`DynamicConfig::from_json`], so a malformed value reads as unset.
+    pub fn pg_hba(&self) -> Vec<String> {
+        hba_lines(self.raw.pointer("/postgresql/pg_hba")).unwrap_or_default()
+    }
+}
+
+/// `postgresql.pg_hba`: a list of strings, one pg_hba.conf line each.
+fn hba_lines(v: Option<&Value>) -> Result<Vec<String>, ConfigError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|l| match l {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(bad("postgresql.pg_hba", "a list of strings", other)),
+            })
+            .collect(),
+        Some(other) => Err(bad("postgresql.pg_hba", "a list of strings", other)),
     }
 }
 
@@ -467,6 +494,26 @@ mod tests {
         assert!(d.use_pg_rewind && !d.use_slots && d.pause);
         assert_eq!(d.parameters["max_connections"], json!(100));
         assert_eq!(d.raw, v);
+    }
+
+    /// Patroni's sample `postgres0.yml` keeps `pg_hba` in
+    /// `bootstrap.dcs.postgresql`.
+    #[test]
+    fn pg_hba_lines_from_the_dcs() {
+        let lines = json!(["host all all 0.0.0.0/0 md5", "local all all peer"]);
+        let d = DynamicConfig::from_json(&json!({"postgresql": {"pg_hba": lines}})).unwrap();
+        assert_eq!(
+            d.pg_hba(),
+            ["host all all 0.0.0.0/0 md5", "local all all peer"]
+        );
+        assert!(DynamicConfig::defaults().pg_hba().is_empty());
+        for bad in [json!("host all all 0.0.0.0/0 md5"), json!(["ok", 1])] {
+            let e = DynamicConfig::from_json(&json!({"postgresql": {"pg_hba": bad}}))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("postgresql.pg_hba"), "{e}");
+            assert!(e.contains("a list of strings"), "{e}");
+        }
     }
 
     #[test]

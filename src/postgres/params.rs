@@ -8,7 +8,7 @@
 //! go on the postmaster command line so no file can override them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use crate::config::{Config, DynamicConfig};
 
@@ -166,11 +166,17 @@ fn is_cluster_wide(name: &str) -> bool {
 /// The full parameter set for this node: see the module docs for the order.
 ///
 /// Besides §5 it fills in, when the user did not set them:
-/// * `hba_file` / `ident_file` = `<config_dir>/pg_hba.conf` / `pg_ident.conf`;
+/// * `hba_file` / `ident_file` = `<config_dir>/pg_hba.conf` / `pg_ident.conf`.
+///   Set or not, both are absolute: `config_dir` (default: `data_dir`) is
+///   resolved against the working directory and a relative value against
+///   `config_dir`, as Patroni does. PostgreSQL turns them absolute when it
+///   starts, so a relative value in the file would differ from the running
+///   one at every reload and show as a pending restart;
 /// * `unix_socket_directories` = [`DEFAULT_SOCKET_DIR`] when this process can
 ///   write there (the Debian default, short and stable), else the data
-///   directory itself. Socket paths are limited to ~107 bytes, so deployments
-///   with deep data directories should set it explicitly;
+///   directory itself (absolute: PostgreSQL resolves a relative one against
+///   the data directory). Socket paths are limited to ~107 bytes, so
+///   deployments with deep data directories should set it explicitly;
 /// * `wal_retrieve_retry_interval` = `1s` (PostgreSQL's default is 5 s): how
 ///   long a standby waits before it retries its upstream. After a failover
 ///   or switchover the new primary may not have created the standby's slot
@@ -248,13 +254,12 @@ pub fn effective_parameters(cfg: &Config, dynamic: &DynamicConfig) -> EffectiveP
     values.insert("cluster_name".to_owned(), cfg.scope.clone());
     values.insert("hot_standby".to_owned(), "on".to_owned());
 
-    let config_dir = Path::new(cfg.postgresql.config_dir());
-    values
-        .entry("hba_file".to_owned())
-        .or_insert_with(|| config_dir.join("pg_hba.conf").display().to_string());
-    values
-        .entry("ident_file".to_owned())
-        .or_insert_with(|| config_dir.join("pg_ident.conf").display().to_string());
+    let config_dir = absolute_path(Path::new(cfg.postgresql.config_dir()));
+    for (name, default) in [("hba_file", "pg_hba.conf"), ("ident_file", "pg_ident.conf")] {
+        let file = values.get(name).map_or(default, String::as_str);
+        let path = absolute_path(&config_dir.join(file));
+        values.insert(name.to_owned(), path.display().to_string());
+    }
     values
         .entry("unix_socket_directories".to_owned())
         .or_insert_with(|| default_socket_dir(Path::new(&cfg.postgresql.data_dir)));
@@ -270,8 +275,38 @@ fn default_socket_dir(data_dir: &Path) -> String {
     if writable {
         DEFAULT_SOCKET_DIR.to_owned()
     } else {
-        data_dir.display().to_string()
+        absolute_path(data_dir).display().to_string()
     }
+}
+
+/// `p` resolved against the working directory (the daemon's, which a
+/// relative `data_dir` is relative to), in the canonical form PostgreSQL
+/// gives the paths it makes absolute (`canonicalize_path`): no `.`, `..`
+/// folded lexically, no repeated or trailing `/`. Symlinks are kept, as
+/// PostgreSQL keeps them.
+pub fn absolute_path(p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(p),
+            Err(_) => p.to_path_buf(),
+        }
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            // `/..` is `/`: pop() leaves the root alone.
+            Component::ParentDir if out.parent().is_some() => {
+                out.pop();
+            }
+            Component::ParentDir if out.as_os_str().is_empty() => out.push(".."),
+            Component::ParentDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Recovery parameters (PostgreSQL 12+ keeps them in `postgresql.conf`) and
@@ -439,6 +474,59 @@ postgresql:
             cmd[0],
             ("listen_addresses".into(), "127.0.0.1,10.0.0.1".into())
         );
+    }
+
+    fn config_at(data_dir: &str, config_dir: Option<&str>, local: serde_json::Value) -> Config {
+        let mut c = config(local);
+        c.postgresql.data_dir = data_dir.to_owned();
+        c.postgresql.config_dir = config_dir.map(str::to_owned);
+        c
+    }
+
+    /// Issue 12 §2: with Patroni's `data_dir: data/postgresql0` the files
+    /// were written as relative paths, which PostgreSQL had made absolute
+    /// when it started, so every reload marked them pending restart.
+    #[test]
+    fn hba_and_ident_files_are_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let e = effective_parameters(
+            &config_at("data/postgresql0", None, json!({})),
+            &dynamic(json!({})),
+        );
+        let data = cwd.join("data/postgresql0");
+        assert_eq!(
+            e.values["hba_file"],
+            data.join("pg_hba.conf").display().to_string()
+        );
+        assert_eq!(
+            e.values["ident_file"],
+            data.join("pg_ident.conf").display().to_string()
+        );
+        // A relative value of the user's is relative to config_dir (as in
+        // Patroni); an absolute one is kept.
+        let e = effective_parameters(
+            &config_at(
+                "/data/pg",
+                Some("./conf/../etc//"),
+                json!({"hba_file": "hba/my_hba.conf", "ident_file": "/etc/ident.conf"}),
+            ),
+            &dynamic(json!({})),
+        );
+        assert_eq!(
+            e.values["hba_file"],
+            cwd.join("etc/hba/my_hba.conf").display().to_string()
+        );
+        assert_eq!(e.values["ident_file"], "/etc/ident.conf");
+    }
+
+    #[test]
+    fn absolute_paths_are_canonical() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute_path(Path::new("/a/./b//c/")), Path::new("/a/b/c"));
+        assert_eq!(absolute_path(Path::new("/a/b/../c")), Path::new("/a/c"));
+        assert_eq!(absolute_path(Path::new("/../a")), Path::new("/a"));
+        assert_eq!(absolute_path(Path::new("data")), cwd.join("data"));
+        assert_eq!(absolute_path(Path::new("./x/../data/")), cwd.join("data"));
     }
 
     #[test]

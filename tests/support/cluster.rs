@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::etcd::EtcdServer;
 use super::free_port;
+use super::proxy::TcpProxy;
 
 pub const SUPERUSER_PASSWORD: &str = "su-secret";
 
@@ -41,6 +42,42 @@ impl Default for Timing {
         }
     }
 }
+
+/// How the nodes' YAML is written: the matrix of configurations the
+/// integration families run on (docs/architecture.md, "Tests").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// The project's own: data checksums, absolute `data_dir`, unix
+    /// sockets beside the data directory, server parameters local.
+    #[default]
+    Ours,
+    /// Shaped like Patroni's sample `postgres0.yml`, as users run it: no
+    /// data checksums (pg_rewind relies on `wal_log_hints`), the server
+    /// parameters only in `bootstrap.dcs`, `use_pg_rewind: true`, the
+    /// `pg_hba` lines in `bootstrap.dcs.postgresql` and nothing but
+    /// password (`md5`/`scram-sha-256`) host lines in them, a superuser,
+    /// replication and rewind user with passwords, a `data_dir` relative to
+    /// the daemon's working directory and `unix_socket_directories: '..'`
+    /// (so the daemon reaches its PostgreSQL over TCP, with a password).
+    PatroniSample,
+}
+
+/// Options of [`TestCluster::with_options`]; the default is what
+/// [`TestCluster::new`] builds.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    pub shape: Shape,
+    /// Extra `bootstrap.dcs` keys (`key`, YAML value).
+    pub extra_dcs: Vec<(String, String)>,
+    /// Each daemon reaches etcd through its own [`TcpProxy`], so
+    /// [`TestCluster::cut_from_dcs`] can cut one node off.
+    pub dcs_proxies: bool,
+}
+
+/// Passwords of the roles the Patroni-shaped configuration creates.
+pub const REPLICATION_PASSWORD: &str = "rep-pass";
+pub const REWIND_USER: &str = "rewind_user";
+pub const REWIND_PASSWORD: &str = "rewind_password";
 
 /// The uid/gid daemons run as.
 fn runtime_user() -> (Uid, Gid) {
@@ -69,6 +106,8 @@ pub struct Node {
     pub log_path: PathBuf,
     /// The REST API speaks HTTPS ([`TestCluster::use_https`]).
     pub https: bool,
+    /// The daemon's way to etcd, with [`ClusterOptions::dcs_proxies`].
+    pub dcs_proxy: Option<TcpProxy>,
     child: Option<Child>,
 }
 
@@ -150,6 +189,10 @@ pub struct TestCluster {
     /// Extra `bootstrap.dcs` keys (`key`, YAML value), written into the
     /// configuration of every node added afterwards.
     pub extra_dcs: Vec<(String, String)>,
+    /// How node YAML is written ([`Shape`]).
+    pub shape: Shape,
+    /// Give nodes added afterwards their own proxy to etcd.
+    pub dcs_proxies: bool,
     bin: PathBuf,
     http: reqwest::Client,
 }
@@ -163,6 +206,18 @@ impl TestCluster {
     /// [`TestCluster::new`] with extra `bootstrap.dcs` keys, e.g.
     /// `&[("failsafe_mode", "true")]`.
     pub fn with_dcs(n: usize, timing: Timing, extra_dcs: &[(&str, &str)]) -> TestCluster {
+        let opts = ClusterOptions {
+            extra_dcs: extra_dcs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..ClusterOptions::default()
+        };
+        TestCluster::with_options(n, timing, opts)
+    }
+
+    /// Prepare `n` nodes of the given [`ClusterOptions`].
+    pub fn with_options(n: usize, timing: Timing, opts: ClusterOptions) -> TestCluster {
         pgpilot::tls::install_provider();
         let etcd = EtcdServer::start();
         let root = std::env::temp_dir().join(format!(
@@ -184,10 +239,9 @@ impl TestCluster {
             scope,
             nodes: Vec::new(),
             timing,
-            extra_dcs: extra_dcs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            extra_dcs: opts.extra_dcs,
+            shape: opts.shape,
+            dcs_proxies: opts.dcs_proxies,
             bin,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -209,8 +263,56 @@ impl TestCluster {
         let pg_port = free_port();
         let api_port = free_port();
         let config_path = dir.join("pgpilot.yml");
+        let dcs_proxy = self.dcs_proxies.then(|| {
+            let etcd = self.etcd.endpoint();
+            let addr = etcd.trim_start_matches("http://");
+            TcpProxy::start(addr.parse().expect("etcd address"))
+        });
+        let etcd_hosts = match &dcs_proxy {
+            Some(p) => p.addr(),
+            None => self
+                .etcd
+                .endpoint()
+                .trim_start_matches("http://")
+                .to_owned(),
+        };
+        let mut yaml = match self.shape {
+            Shape::Ours => self.our_yaml(name, &dir, pg_port, api_port, &etcd_hosts),
+            Shape::PatroniSample => {
+                self.patroni_sample_yaml(name, &dir, pg_port, api_port, &etcd_hosts)
+            }
+        };
+        for (k, v) in extra {
+            yaml.push_str(&format!("{k}: {v}\n"));
+        }
+        fs::write(&config_path, yaml).expect("write config");
+        chown_to_runtime(&config_path);
+        let log_path = dir.join("pgpilot.log");
+        self.nodes.push(Node {
+            name: name.to_owned(),
+            pg_port,
+            api_port,
+            dir,
+            config_path,
+            log_path,
+            https: false,
+            dcs_proxy,
+            child: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn extra_dcs_yaml(&self) -> String {
+        self.extra_dcs
+            .iter()
+            .map(|(k, v)| format!("    {k}: {v}\n"))
+            .collect()
+    }
+
+    /// [`Shape::Ours`].
+    fn our_yaml(&self, name: &str, dir: &Path, pg_port: u16, api_port: u16, etcd: &str) -> String {
         let t = self.timing;
-        let mut yaml = format!(
+        format!(
             r#"scope: {scope}
 namespace: /it/
 name: {name}
@@ -257,36 +359,96 @@ postgresql:
     max_connections: 30
 "#,
             scope = self.scope,
-            etcd = self.etcd.endpoint().trim_start_matches("http://"),
             ttl = t.ttl,
             loop_wait = t.loop_wait,
             retry = t.retry_timeout,
             data = dir.join("data").display(),
             dir = dir.display(),
             su = SUPERUSER_PASSWORD,
-            extra_dcs = self
-                .extra_dcs
-                .iter()
-                .map(|(k, v)| format!("    {k}: {v}\n"))
-                .collect::<String>(),
-        );
-        for (k, v) in extra {
-            yaml.push_str(&format!("{k}: {v}\n"));
-        }
-        fs::write(&config_path, yaml).expect("write config");
-        chown_to_runtime(&config_path);
-        let log_path = dir.join("pgpilot.log");
-        self.nodes.push(Node {
-            name: name.to_owned(),
-            pg_port,
-            api_port,
-            dir,
-            config_path,
-            log_path,
-            https: false,
-            child: None,
-        });
-        self.nodes.len() - 1
+            extra_dcs = self.extra_dcs_yaml(),
+        )
+    }
+
+    /// [`Shape::PatroniSample`]: Patroni's sample `postgres0.yml` with this
+    /// test's ports, names and timing. `data_dir: data` is relative: the
+    /// daemon runs in the node's directory ([`TestCluster::start`]), as
+    /// Patroni resolves it against its working directory.
+    fn patroni_sample_yaml(
+        &self,
+        name: &str,
+        dir: &Path,
+        pg_port: u16,
+        api_port: u16,
+        etcd: &str,
+    ) -> String {
+        let t = self.timing;
+        format!(
+            r#"scope: {scope}
+namespace: /it/
+name: {name}
+
+restapi:
+  listen: 127.0.0.1:{api_port}
+  connect_address: 127.0.0.1:{api_port}
+
+etcd3:
+  hosts: {etcd}
+
+bootstrap:
+  dcs:
+    ttl: {ttl}
+    loop_wait: {loop_wait}
+    retry_timeout: {retry}
+    maximum_lag_on_failover: 1048576
+{extra_dcs}    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      pg_hba:
+      - host replication replicator 127.0.0.1/32 scram-sha-256
+      - host all all 0.0.0.0/0 md5
+      parameters:
+        wal_log_hints: "on"
+        max_connections: 30
+        shared_buffers: 16MB
+  initdb:
+  - encoding: UTF8
+
+postgresql:
+  listen: 127.0.0.1:{pg_port}
+  connect_address: 127.0.0.1:{pg_port}
+  data_dir: data
+  pgpass: {dir}/pgpass
+  pg_ctl_timeout: 30
+  authentication:
+    replication:
+      username: replicator
+      password: {rep}
+    superuser:
+      username: postgres
+      password: {su}
+    rewind:
+      username: {rewind_user}
+      password: {rewind_password}
+  parameters:
+    unix_socket_directories: '..'
+
+tags:
+  noloadbalance: false
+  clonefrom: false
+  nosync: false
+  nostream: false
+"#,
+            scope = self.scope,
+            ttl = t.ttl,
+            loop_wait = t.loop_wait,
+            retry = t.retry_timeout,
+            dir = dir.display(),
+            rep = REPLICATION_PASSWORD,
+            su = SUPERUSER_PASSWORD,
+            rewind_user = REWIND_USER,
+            rewind_password = REWIND_PASSWORD,
+            extra_dcs = self.extra_dcs_yaml(),
+        )
     }
 
     /// Serve every node's REST API over HTTPS: `restapi_yaml` (certfile,
@@ -387,6 +549,40 @@ postgresql:
     /// kill -9 of the daemon alone (PostgreSQL and the fence keep running).
     pub async fn kill_daemon(&mut self, i: usize) {
         self.signal(i, Signal::SIGKILL);
+        self.wait_exit(i, Duration::from_secs(10)).await;
+    }
+
+    /// Cut node `i`'s daemon off from etcd (needs
+    /// [`ClusterOptions::dcs_proxies`]); the other nodes keep it.
+    pub fn cut_from_dcs(&self, i: usize) {
+        self.nodes[i]
+            .dcs_proxy
+            .as_ref()
+            .expect("the cluster was built with dcs_proxies")
+            .cut();
+    }
+
+    /// Undo [`TestCluster::cut_from_dcs`].
+    pub fn heal_dcs(&self, i: usize) {
+        if let Some(p) = &self.nodes[i].dcs_proxy {
+            p.heal();
+        }
+    }
+
+    /// kill -9 of everything node `i` runs, at once, as the world kills a
+    /// node (OOM killer or systemd on its cgroup, power loss): the daemon,
+    /// the postmaster, every PostgreSQL child (each its own session) and
+    /// the fence.
+    pub async fn kill_node_tree(&mut self, i: usize) {
+        let mut pids: Vec<i32> = self.nodes[i].daemon_pid().into_iter().collect();
+        if let Some(pm) = self.nodes[i].postmaster_pid() {
+            pids.push(pm);
+            pids.extend(pgpilot::postgres::postmaster::children_of(pm));
+        }
+        pids.extend(self.nodes[i].fence_pids());
+        for p in &pids {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
         self.wait_exit(i, Duration::from_secs(10)).await;
     }
 
