@@ -545,10 +545,18 @@ impl Handler<Shutdown> for LeaderElector {
                 event = "shutdown",
                 "paused: leaving PostgreSQL running and the leader lock in place"
             );
+            // A paused fence does nothing: it exits too, so that a clean
+            // stop leaves no process of ours; the next daemon starts one
+            // when it arms it.
+            let exiting = fence.lock().ok().and_then(|mut f| f.shutdown());
             return Box::pin(
-                async {}
-                    .into_actor(self)
-                    .map(|_, _, _| System::current().stop()),
+                async move {
+                    if let Some(e) = exiting {
+                        e.wait(crate::fence::EXIT_WAIT).await;
+                    }
+                }
+                .into_actor(self)
+                .map(|_, _, _| System::current().stop()),
             );
         }
         Box::pin(
@@ -560,8 +568,9 @@ impl Handler<Shutdown> for LeaderElector {
                         // guard, and this is the watchdog's safe point. If
                         // the stop failed, the watchdog stays armed and
                         // resets the machine once the daemon is gone.
-                        if let Ok(mut f) = fence.lock() {
-                            f.shutdown();
+                        let exiting = fence.lock().ok().and_then(|mut f| f.shutdown());
+                        if let Some(e) = exiting {
+                            e.wait(crate::fence::EXIT_WAIT).await;
                         }
                         wd(&watchdog).disable();
                     }
