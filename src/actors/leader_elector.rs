@@ -281,7 +281,8 @@ impl LeaderElector {
     fn finish_cycle(&mut self, report: CycleReport, started: Instant, ctx: &mut Context<Self>) {
         // systemd's watchdog (WatchdogSec=): a finished cycle proves the HA
         // loop is alive; a hung loop stops the pings and systemd kills the
-        // daemon and, with KillMode=control-group, its PostgreSQL.
+        // daemon (KillMode=process: the fence stops PostgreSQL before the
+        // lease can end, and the restarted daemon adopts both).
         if let Err(e) = crate::sd_notify::notify("WATCHDOG=1") {
             tracing::debug!(event = "sd_notify_failed", error = %e);
         }
