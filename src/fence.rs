@@ -16,7 +16,24 @@
 //!
 //! Times are milliseconds of `CLOCK_BOOTTIME`, which both processes read
 //! alike (a `std::time::Instant` cannot cross a process boundary) and which
-//! keeps counting through a suspend, like the lease in etcd.
+//! keeps counting through a suspend, like the lease in etcd. It restarts at
+//! every boot, so an order carries the kernel's `boot_id` and an order from
+//! another boot counts for nothing.
+//!
+//! The fence shares nothing with its daemon's fate: it is started through a
+//! short-lived launcher (`pgpilot fence --detach`) and calls `setsid()`, so
+//! once the launcher exits it is neither a descendant of the daemon (it is
+//! re-parented to init or the nearest subreaper) nor in its process group or
+//! session. Freezing the daemon's pid, its process group or every process
+//! found by walking its descendants leaves the fence running, and killing
+//! the daemon does not kill it. A restarted daemon finds it through
+//! `fence.pid` (checked against `/proc/<pid>/cmdline`) and adopts it.
+//!
+//! What it may stop ([`may_stop`]): the postmaster its order names, or,
+//! while no newer daemon has written, any postmaster of the data directory
+//! (the daemon whose lease is ending started it after its last order). A
+//! postmaster that a newer daemon runs is never touched by an older
+//! daemon's order.
 
 use std::fs;
 use std::io;
@@ -49,9 +66,25 @@ pub const ACK_EVERY: Duration = Duration::from_millis(250);
 /// An acknowledgement older than this does not count: the fence may be
 /// dead or stopped.
 pub const ACK_FRESH: Duration = Duration::from_secs(1);
+/// A launched fence writes `fence.pid` within milliseconds; no second one
+/// is launched before this has passed.
+const LAUNCH_GRACE: Duration = Duration::from_secs(2);
+/// On a clean shutdown the fence exits within one [`POLL`]; after this it
+/// is killed, so that nothing is left running.
+pub const EXIT_WAIT: Duration = Duration::from_secs(2);
 
-/// The daemon's order, as written in the heartbeat file.
+/// One daemon process: its pid and the `CLOCK_BOOTTIME` ms at which it
+/// created its fence client (a pid alone may be reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DaemonId {
+    pub pid: u32,
+    pub started_ms: u64,
+}
+
+/// The daemon's order, as written in the heartbeat file. Fields missing
+/// from a file (written by an older release) take their default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Heartbeat {
     /// Stop PostgreSQL once `deadline_ms` passes.
     pub armed: bool,
@@ -65,9 +98,73 @@ pub struct Heartbeat {
     pub paused: bool,
     /// `CLOCK_BOOTTIME` ms of the write: the daemon's sign of life.
     pub written_ms: u64,
+    /// The writer's pid (also in `daemon`; kept for fences of earlier
+    /// releases, which read only this).
     pub daemon_pid: u32,
+    /// The daemon that wrote this file last.
+    pub daemon: DaemonId,
+    /// The daemon whose lease `deadline_ms` belongs to: the writer of the
+    /// last `Arm`. A later writer that differs is a newer daemon.
+    pub armed_by: DaemonId,
+    /// `/proc/sys/kernel/random/boot_id` of the writer: `CLOCK_BOOTTIME`
+    /// and pids mean nothing across a reboot. Empty from older releases.
+    pub boot_id: String,
     /// Clean shutdown: the fence exits.
     pub exit: bool,
+}
+
+/// The running postmaster, as `postmaster.pid` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostmasterId {
+    pub pid: i32,
+    pub start: u64,
+}
+
+/// Why the fence may stop the postmaster that runs at the fencing point,
+/// or why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The postmaster the order names.
+    Named,
+    /// Another one, but no daemon has written since the one whose lease is
+    /// ending armed the order: that daemon started it (a restart) and may
+    /// run it as a primary.
+    StartedByArmer,
+    /// Another one, and a newer daemon (this pid) has written since: it is
+    /// that daemon's PostgreSQL, which an older order must never hit.
+    NewerDaemon(u32),
+}
+
+impl Target {
+    pub fn may_stop(self) -> bool {
+        !matches!(self, Target::NewerDaemon(_))
+    }
+}
+
+/// Which postmaster an armed order lets the fence stop (see the module
+/// documentation): the named one always; any other only while the daemon
+/// that armed the order is still the last writer.
+pub fn may_stop(hb: &Heartbeat, running: PostmasterId) -> Target {
+    if running.pid == hb.postmaster_pid && running.start == hb.postmaster_start {
+        Target::Named
+    } else if hb.daemon == hb.armed_by {
+        Target::StartedByArmer
+    } else {
+        Target::NewerDaemon(hb.daemon.pid)
+    }
+}
+
+/// Does this order count on this machine now? One from another boot does
+/// not (its clock and pids are another boot's).
+pub fn same_boot(hb: &Heartbeat, boot_id: &str) -> bool {
+    hb.boot_id.is_empty() || hb.boot_id == boot_id
+}
+
+/// The kernel's id of this boot (empty if unreadable).
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// The fence's answer: the order it holds, and when it last read the
@@ -188,15 +285,21 @@ pub enum FenceOrder {
     Keep,
 }
 
-/// The daemon's handle on its fence: adopts a running one, spawns one when
-/// needed, writes the orders.
+/// The daemon's handle on its fence: adopts a running one, launches one
+/// when needed, writes the orders.
 #[derive(Debug)]
 pub struct FenceClient {
     dir: PathBuf,
     data_dir: PathBuf,
     exe: PathBuf,
     orphan_after: Duration,
-    child: Option<Child>,
+    /// This daemon, as written into every heartbeat.
+    me: DaemonId,
+    boot_id: String,
+    /// The launcher of the last fence started (it exits at once; reaped
+    /// here), and when it was started.
+    launcher: Option<Child>,
+    launched_at: Option<Instant>,
     pid: Option<i32>,
     last: Heartbeat,
     /// The fencing point of the last `Arm` order, as an `Instant`.
@@ -205,23 +308,41 @@ pub struct FenceClient {
 
 impl FenceClient {
     /// Adopts a live fence of a previous daemon, if any; the last order it
-    /// holds stays in force until this daemon writes a new one.
+    /// holds stays in force until this daemon writes a new one, but only
+    /// for the postmaster that order names: the heartbeat is rewritten at
+    /// once with this daemon as its writer, before this daemon can start a
+    /// PostgreSQL of its own, so an older daemon's order never reaches one
+    /// ([`may_stop`]).
     pub fn new(data_dir: &Path, orphan_after: Duration) -> FenceClient {
         let dir = state_dir(data_dir);
         let pid = live_fence_pid(&dir);
         if let Some(pid) = pid {
             tracing::info!(event = "fence_adopted", pid, dir = %dir.display(), "a fence from a previous daemon runs; adopting it");
         }
-        FenceClient {
-            last: read_heartbeat(&dir).unwrap_or_default(),
+        let boot_id = boot_id();
+        let last = read_heartbeat(&dir)
+            .filter(|hb| same_boot(hb, &boot_id))
+            .unwrap_or_default();
+        let mut client = FenceClient {
+            last,
             dir,
             data_dir: data_dir.to_owned(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pgpilot")),
             orphan_after,
-            child: None,
+            me: DaemonId {
+                pid: std::process::id(),
+                started_ms: boottime_ms(),
+            },
+            boot_id,
+            launcher: None,
+            launched_at: None,
             pid,
             armed_at: None,
-        }
+        };
+        let mut claim = client.last.clone();
+        claim.exit = false;
+        client.write(claim);
+        client
     }
 
     /// The fencing point a live fence confirmed it holds (the last order
@@ -252,6 +373,7 @@ impl FenceClient {
                 let pm = read_postmaster_pid(&self.data_dir);
                 hb.armed = true;
                 hb.deadline_ms = instant_to_boottime_ms(at);
+                hb.armed_by = self.me;
                 self.armed_at = Some(at);
                 hb.postmaster_pid = pm.as_ref().map_or(0, |p| p.pid);
                 hb.postmaster_start = pm.as_ref().map_or(0, |p| p.start_epoch);
@@ -277,11 +399,12 @@ impl FenceClient {
     }
 
     /// A lease keep-alive moved the deadline: re-arm with it, but only a
-    /// fence the HA cycle armed last (for a PostgreSQL it saw answering as
-    /// primary); a disarmed or paused fence stays as it is. Never moves
-    /// the fencing point back.
+    /// fence this daemon's HA cycle armed last (for a PostgreSQL it saw
+    /// answering as primary); a disarmed or paused fence, or one holding a
+    /// previous daemon's order, stays as it is. Never moves the fencing
+    /// point back.
     pub fn extend(&mut self, deadline: Instant, margin: Duration) {
-        if !self.last.armed || self.last.paused {
+        if !self.last.armed || self.last.paused || self.last.armed_by != self.me {
             return;
         }
         let at = deadline.checked_sub(margin).unwrap_or(deadline);
@@ -295,18 +418,28 @@ impl FenceClient {
         self.write(hb);
     }
 
-    /// Clean shutdown (PostgreSQL already stopped): the fence exits.
-    pub fn shutdown(&mut self) {
+    /// Clean shutdown (PostgreSQL already stopped, or left running in
+    /// pause mode, where the fence does nothing anyway): the fence exits.
+    /// Returns the fence to wait for ([`Exiting::wait`]).
+    pub fn shutdown(&mut self) -> Option<Exiting> {
         let hb = Heartbeat {
             exit: true,
             ..Heartbeat::default()
         };
         self.write(hb);
+        self.reap_launcher();
+        let pid = live_fence_pid(&self.dir).or(self.pid)?;
+        Some(Exiting {
+            dir: self.dir.clone(),
+            pid,
+        })
     }
 
     fn write(&mut self, mut hb: Heartbeat) {
         hb.written_ms = boottime_ms();
-        hb.daemon_pid = std::process::id();
+        hb.daemon_pid = self.me.pid;
+        hb.daemon = self.me;
+        hb.boot_id.clone_from(&self.boot_id);
         if let Err(e) = fs::create_dir_all(&self.dir).and_then(|()| write_heartbeat(&self.dir, &hb))
         {
             tracing::warn!(event = "fence_write_failed", dir = %self.dir.display(), error = %e);
@@ -314,28 +447,33 @@ impl FenceClient {
         self.last = hb;
     }
 
-    fn alive(&mut self) -> bool {
-        if let Some(c) = &mut self.child
-            && let Ok(Some(status)) = c.try_wait()
+    /// Reaps an exited launcher (it exits as soon as the fence is
+    /// started), logging a failed one.
+    fn reap_launcher(&mut self) {
+        if let Some(child) = &mut self.launcher
+            && let Ok(Some(status)) = child.try_wait()
         {
-            tracing::warn!(event = "fence_exited", status = %status);
-            self.child = None;
-            self.pid = None;
-        }
-        match self.pid {
-            Some(pid) => is_fence_process(pid, &self.dir),
-            None => false,
+            if !status.success() {
+                tracing::warn!(event = "fence_launch_failed", status = %status, log = %self.dir.join(LOG).display());
+            }
+            self.launcher = None;
         }
     }
 
-    /// Start a fence unless one runs: in its own process group, so a signal
-    /// to the daemon (or its group) never reaches it.
+    /// Start a fence unless one runs or was launched less than
+    /// [`LAUNCH_GRACE`] ago. It runs detached from this daemon (see the
+    /// module documentation), so the only handle on it is `fence.pid`.
     fn ensure_running(&mut self) {
-        if self.alive() {
+        self.reap_launcher();
+        if self.pid.is_some_and(|pid| is_fence_process(pid, &self.dir)) {
             return;
         }
-        if let Some(pid) = live_fence_pid(&self.dir) {
-            self.pid = Some(pid);
+        self.pid = live_fence_pid(&self.dir);
+        if self.pid.is_some()
+            || self
+                .launched_at
+                .is_some_and(|at| at.elapsed() < LAUNCH_GRACE)
+        {
             return;
         }
         let log = fs::OpenOptions::new()
@@ -348,26 +486,78 @@ impl FenceClient {
         };
         let mut cmd = Command::new(&self.exe);
         cmd.arg("fence")
-            .arg("--state-dir")
-            .arg(&self.dir)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--orphan-after")
-            .arg(self.orphan_after.as_secs().to_string())
+            .arg("--detach")
+            .args(fence_args(&self.dir, &self.data_dir, self.orphan_after))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         match cmd.spawn() {
             Ok(child) => {
-                let pid = child.id() as i32;
-                tracing::info!(event = "fence_started", pid, dir = %self.dir.display());
-                self.pid = Some(pid);
-                self.child = Some(child);
+                tracing::info!(event = "fence_started", launcher = child.id(), dir = %self.dir.display());
+                self.launcher = Some(child);
+                self.launched_at = Some(Instant::now());
             }
             Err(e) => tracing::error!(event = "fence_spawn_failed", error = %e),
         }
     }
+}
+
+/// The arguments of `pgpilot fence` after the subcommand.
+fn fence_args(dir: &Path, data_dir: &Path, orphan_after: Duration) -> Vec<std::ffi::OsString> {
+    vec![
+        "--state-dir".into(),
+        dir.into(),
+        "--data-dir".into(),
+        data_dir.into(),
+        "--orphan-after".into(),
+        orphan_after.as_secs().to_string().into(),
+    ]
+}
+
+/// A fence told to exit on a clean shutdown.
+#[derive(Debug)]
+pub struct Exiting {
+    dir: PathBuf,
+    pid: i32,
+}
+
+impl Exiting {
+    /// Waits up to `within` for the fence to exit, then kills it if it is
+    /// still this directory's fence (e.g. stopped by a signal): after a
+    /// clean shutdown nothing is left running. PostgreSQL is stopped
+    /// already (or deliberately left running in pause mode, where the
+    /// fence does nothing), so the fence has nothing left to guard.
+    pub async fn wait(self, within: Duration) {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if !is_fence_process(self.pid, &self.dir) {
+                tracing::info!(event = "fence_exited", pid = self.pid);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if is_fence_process(self.pid, &self.dir) {
+            tracing::warn!(
+                event = "fence_killed",
+                pid = self.pid,
+                "the fence did not exit in time"
+            );
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// `pgpilot fence --detach`: start the fence proper and return at once, so
+/// that it is re-parented away from the daemon's tree when this launcher
+/// exits. Its output goes where this process's goes (the fence log).
+pub fn launch(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<u32> {
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .arg("fence")
+        .args(fence_args(dir, data_dir, orphan_after))
+        .stdin(Stdio::null())
+        .spawn()?;
+    Ok(child.id())
 }
 
 // --- the fence process ---
@@ -388,6 +578,12 @@ fn log(msg: &str) {
 /// another fence already serves the directory, or when no daemon has
 /// written for `orphan_after` and PostgreSQL is not running.
 pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()> {
+    // Its own session and process group: no signal to the daemon's group
+    // or session reaches it. Fails only for a group leader (started by
+    // hand from an interactive shell), which is fine as it is.
+    if let Err(e) = nix::unistd::setsid() {
+        log(&format!("setsid: {e} (keeping the current session)"));
+    }
     fs::create_dir_all(dir)?;
     if let Some(other) = live_fence_pid(dir).filter(|p| *p != std::process::id() as i32) {
         log(&format!(
@@ -400,6 +596,7 @@ pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()
         std::process::id().to_string().as_bytes(),
     )?;
     let started = boottime_ms();
+    let boot = boot_id();
     log(&format!(
         "started for {} (orphan after {}s)",
         data_dir.display(),
@@ -410,7 +607,8 @@ pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()
     let mut acked: Option<Ack> = None;
     loop {
         std::thread::sleep(POLL);
-        let hb = read_heartbeat(dir);
+        // An order from another boot means nothing here.
+        let hb = read_heartbeat(dir).filter(|hb| same_boot(hb, &boot));
         let now = boottime_ms();
         if let Some(hb) = &hb {
             let ack = Ack {
@@ -465,26 +663,42 @@ pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()
     Ok(())
 }
 
-/// Stop the postmaster of `data_dir` at once: SIGQUIT (immediate
-/// shutdown), then SIGKILL of its process group after [`KILL_GRACE`].
+/// Stop the postmaster of `data_dir` at once, if the order may reach it
+/// ([`may_stop`]): SIGQUIT (immediate shutdown), then SIGKILL of its
+/// process group after [`KILL_GRACE`].
 fn fence(data_dir: &Path, hb: &Heartbeat, now: u64) {
     let late = now.saturating_sub(hb.deadline_ms);
-    let Some(pm) = Postmaster::adopt(data_dir) else {
+    let Some((pm, pidfile)) = Postmaster::adopt(data_dir).zip(read_postmaster_pid(data_dir)) else {
         log(&format!(
             "deadline passed {late} ms ago with no heartbeat since; PostgreSQL is not running"
         ));
         return;
     };
-    let matches = read_postmaster_pid(data_dir)
-        .is_some_and(|p| p.pid == hb.postmaster_pid && p.start_epoch == hb.postmaster_start);
-    log(&format!(
-        "deadline passed {late} ms ago with no heartbeat since: stopping PostgreSQL (postmaster {}{}) with an immediate shutdown",
-        pm.pid(),
-        if matches {
-            ""
-        } else {
-            ", started after the last heartbeat"
+    let target = may_stop(
+        hb,
+        PostmasterId {
+            pid: pidfile.pid,
+            start: pidfile.start_epoch,
+        },
+    );
+    let why = match target {
+        Target::Named => String::new(),
+        Target::StartedByArmer => format!(
+            ", started after the last order by daemon {}, whose lease this is",
+            hb.armed_by.pid
+        ),
+        Target::NewerDaemon(pid) => {
+            log(&format!(
+                "deadline passed {late} ms ago, but postmaster {} is not the one the order of daemon {} names \
+                 (postmaster {}) and daemon {pid}, newer, runs it: leaving it alone",
+                pidfile.pid, hb.armed_by.pid, hb.postmaster_pid
+            ));
+            return;
         }
+    };
+    log(&format!(
+        "deadline passed {late} ms ago with no heartbeat since: stopping PostgreSQL (postmaster {}{why}) with an immediate shutdown",
+        pm.pid(),
     ));
     let mut pm = pm;
     if let Err(e) = pm.signal(Signal::SIGQUIT) {
@@ -603,5 +817,141 @@ mod tests {
         assert_eq!(read_ack(&dir), Some(ack));
         assert_eq!(live_fence_pid(&dir), None);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn old_order() -> Heartbeat {
+        let a = DaemonId {
+            pid: 4242,
+            started_ms: 17,
+        };
+        Heartbeat {
+            armed: true,
+            deadline_ms: 10_000,
+            postmaster_pid: 100,
+            postmaster_start: 1_700_000_000,
+            daemon_pid: a.pid,
+            daemon: a,
+            armed_by: a,
+            boot_id: boot_id(),
+            ..Heartbeat::default()
+        }
+    }
+
+    #[test]
+    fn the_fence_stops_the_named_postmaster_whoever_writes_now() {
+        let hb = old_order();
+        let named = PostmasterId {
+            pid: 100,
+            start: 1_700_000_000,
+        };
+        assert_eq!(may_stop(&hb, named), Target::Named);
+        // A newer daemon adopted that postmaster and keeps the order
+        // (it has not renewed the lease yet): still stopped.
+        let kept = Heartbeat {
+            daemon: DaemonId {
+                pid: 5000,
+                started_ms: 90,
+            },
+            ..hb
+        };
+        assert_eq!(may_stop(&kept, named), Target::Named);
+    }
+
+    #[test]
+    fn another_postmaster_is_stopped_only_while_the_arming_daemon_writes_last() {
+        let hb = old_order();
+        // Same pid, another start: a restart, not the named postmaster.
+        let restarted = PostmasterId {
+            pid: 100,
+            start: 1_700_000_050,
+        };
+        let other = PostmasterId {
+            pid: 333,
+            start: 1_700_000_060,
+        };
+        // The arming daemon restarted PostgreSQL and froze or died before
+        // its next order: its lease is the one ending.
+        assert_eq!(may_stop(&hb, restarted), Target::StartedByArmer);
+        assert_eq!(may_stop(&hb, other), Target::StartedByArmer);
+        assert!(Target::StartedByArmer.may_stop());
+        // A newer daemon wrote since: whatever else runs is its own.
+        let newer = Heartbeat {
+            daemon: DaemonId {
+                pid: 5000,
+                started_ms: 90,
+            },
+            ..hb.clone()
+        };
+        assert_eq!(may_stop(&newer, other), Target::NewerDaemon(5000));
+        assert!(!may_stop(&newer, restarted).may_stop());
+        // The same pid in a new process is a newer daemon too.
+        let reused = Heartbeat {
+            daemon: DaemonId {
+                pid: 4242,
+                started_ms: 99,
+            },
+            ..hb
+        };
+        assert_eq!(may_stop(&reused, other), Target::NewerDaemon(4242));
+    }
+
+    #[test]
+    fn an_order_from_another_boot_counts_for_nothing() {
+        let hb = old_order();
+        assert!(same_boot(&hb, &hb.boot_id.clone()));
+        assert!(!same_boot(&hb, "another-boot"));
+        // Written by a release without boot_id: taken as it is.
+        let old = Heartbeat {
+            boot_id: String::new(),
+            ..hb
+        };
+        assert!(same_boot(&old, "another-boot"));
+    }
+
+    #[test]
+    fn a_heartbeat_of_an_older_release_still_reads() {
+        let text = br#"{"armed":true,"deadline_ms":5,"postmaster_pid":7,"postmaster_start":9,
+            "paused":false,"written_ms":3,"daemon_pid":11,"exit":false}"#;
+        let hb: Heartbeat = serde_json::from_slice(text).unwrap();
+        assert!(hb.armed);
+        assert_eq!(hb.daemon_pid, 11);
+        // No writer or armer recorded: both default, so the older
+        // daemon counts as the one that armed it.
+        assert_eq!(hb.daemon, hb.armed_by);
+    }
+
+    #[test]
+    fn a_new_daemon_claims_the_heartbeat_and_leaves_an_older_order_alone() {
+        let root = std::env::temp_dir().join(format!("pgpilot-fence-claim-{}", std::process::id()));
+        let data_dir = root.join("data");
+        let dir = state_dir(&data_dir);
+        fs::create_dir_all(&dir).unwrap();
+        write_heartbeat(&dir, &old_order()).unwrap();
+        let mut client = FenceClient::new(&data_dir, Duration::from_secs(60));
+        // Arming launches a fence: not from this test binary.
+        client.exe = PathBuf::from("/bin/true");
+        let hb = read_heartbeat(&dir).unwrap();
+        let me = std::process::id();
+        // The claim is written at once: same order, this daemon as writer.
+        assert_eq!(hb.daemon.pid, me);
+        assert_eq!(hb.daemon_pid, me);
+        assert_eq!(hb.armed_by, old_order().armed_by);
+        assert!(hb.armed && hb.deadline_ms == 10_000 && !hb.exit);
+        // A keep-alive of this daemon does not move the older order.
+        client.extend(
+            Instant::now() + Duration::from_secs(30),
+            Duration::from_secs(1),
+        );
+        assert_eq!(read_heartbeat(&dir).unwrap().deadline_ms, 10_000);
+        // Its own order does, and names it as the armer.
+        client.apply(
+            FenceOrder::Arm(Instant::now() + Duration::from_secs(30)),
+            Duration::from_secs(1),
+            false,
+        );
+        let hb = read_heartbeat(&dir).unwrap();
+        assert_eq!(hb.armed_by, hb.daemon);
+        assert!(hb.deadline_ms > 10_000);
+        fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,8 +1,8 @@
 //! systemd's notification protocol (`sd_notify`), without libsystemd.
 //!
 //! With `Type=notify` the unit waits for `READY=1`; with `WatchdogSec=` systemd
-//! kills the daemon (and, with `KillMode=control-group`, its PostgreSQL) when
-//! `WATCHDOG=1` stops arriving. pgpilot sends `WATCHDOG=1` after every HA
+//! kills the daemon when `WATCHDOG=1` stops arriving (the fence, outside the
+//! daemon's tree, still stops PostgreSQL before the lease ends). pgpilot sends `WATCHDOG=1` after every HA
 //! cycle that finished, so a hung loop is caught even when the process is
 //! alive. Outside systemd (`NOTIFY_SOCKET` unset) every call does nothing.
 

@@ -190,6 +190,13 @@ async fn sigterm_of_primary_hands_over_at_once() {
         c.nodes[primary].postmaster_pid().is_none(),
         "PostgreSQL still running after SIGTERM"
     );
+    // A clean stop leaves nothing running: the daemon waits for its
+    // (detached) fence to exit before it exits itself.
+    assert_eq!(
+        c.nodes[primary].fence_pids(),
+        Vec::<i32>::new(),
+        "the fence still runs after a clean stop"
+    );
     let new = eventually(Duration::from_secs(30), "a new primary", || async {
         c.primary().await
     })

@@ -281,7 +281,8 @@ async fn dead_daemon_is_fenced_and_its_fence_adopted() {
         fences,
         "the restarted daemon adopted the fence instead of starting another"
     );
-    w.finish().await;
+    let acks = w.finish().await;
+    assert_none_lost(&c, p, &acks).await;
 }
 
 /// SIGSTOP of the primary's postmaster and all its processes for 2×ttl: the
@@ -418,4 +419,135 @@ async fn slow_cycle_keeps_the_lease_through_the_keepalive() {
         c.nodes[primary].log()
     );
     c.wait_healthy(BOOT).await;
+}
+
+/// How the primary's daemon is frozen.
+#[derive(Debug, Clone, Copy)]
+enum Freeze {
+    /// The daemon and every process found by walking its descendants,
+    /// except PostgreSQL.
+    Tree,
+    /// The daemon's process group (it leads its own, as under systemd).
+    Group,
+}
+
+/// Every acknowledged write is on node `p`.
+async fn assert_none_lost(c: &TestCluster, p: usize, acks: &[Ack]) {
+    let cl = c.sql(p).await.expect("connect to the primary");
+    let rows = cl.query("SELECT v FROM t", &[]).await.expect("select");
+    let have: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let lost: Vec<&Ack> = acks.iter().filter(|a| !have.contains(&a.value)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+}
+
+/// Freeze the primary's daemon as `how` says for 2×ttl, PostgreSQL left
+/// running: the old primary acknowledges nothing after the new primary's
+/// first write, and no acknowledged write is lost.
+async fn freeze_primary_daemon(c: &TestCluster, how: Freeze) {
+    let old = c.wait_healthy(BOOT).await;
+    let w = Writers::start(c);
+    eventually(Duration::from_secs(10), "writes on the primary", || async {
+        w.last_of(old)
+    })
+    .await;
+    let fences = c.nodes[old].fence_pids();
+    assert_eq!(fences.len(), 1, "one fence on the primary: {fences:?}");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let frozen_at = Instant::now();
+    let stopped = match how {
+        Freeze::Tree => c.freeze_tree(old),
+        Freeze::Group => c.freeze_group(old),
+    };
+    // The fence must not be among what the freeze reached.
+    let fence_frozen = fences.iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/{f}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('T'))
+        })
+    });
+    let new = new_primary(c, old, Duration::from_secs(30)).await;
+    let promoted_after = frozen_at.elapsed();
+    tokio::time::sleep((2 * ttl).saturating_sub(frozen_at.elapsed())).await;
+    c.thaw(&stopped);
+    let first_new = eventually(
+        Duration::from_secs(20),
+        "a write acknowledged by the new primary",
+        || async { w.first_of_after(new, frozen_at) },
+    )
+    .await;
+    let last_old = w.last_of(old).expect("the old primary took writes");
+    let late: Vec<Ack> = w
+        .acks()
+        .into_iter()
+        .filter(|a| a.node == old && a.at >= first_new.at)
+        .collect();
+    eprintln!(
+        "{how:?} freeze ({} stopped, fence frozen: {fence_frozen}): last write on the old primary {:?} after the freeze, \
+         new primary {} after {promoted_after:?}, its first write {:?}; {} writes acknowledged by the old primary after it",
+        stopped.len(),
+        last_old.at.saturating_duration_since(frozen_at),
+        c.nodes[new].name,
+        first_new.at.saturating_duration_since(frozen_at),
+        late.len()
+    );
+    assert!(
+        late.is_empty(),
+        "{how:?} freeze: the old primary acknowledged {} writes after the new primary's first ({first_new:?}), e.g. {:?}",
+        late.len(),
+        late.first()
+    );
+    assert!(!fence_frozen, "{how:?} freeze stopped the fence");
+    let log = c.nodes[old].fence_log();
+    assert!(log.contains("stopping PostgreSQL"), "fence log:\n{log}");
+
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, new, "the frozen node must not take over again");
+    let acks = w.finish().await;
+    assert_none_lost(c, p, &acks).await;
+    eprintln!(
+        "{how:?} freeze: {} acknowledged writes, none lost",
+        acks.len()
+    );
+}
+
+/// The fence shares nothing with its daemon's fate: it is not the daemon's
+/// descendant, nor in its process group, so freezing the primary's daemon
+/// with its whole process tree (PostgreSQL excepted), then with its process
+/// group, for 2×ttl each leaves one writable primary at any time and loses
+/// no acknowledged write. One cluster for both faults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_daemon_tree_or_group_is_fenced() {
+    let mut c = TestCluster::new(3, Timing::default());
+    let p = setup(&mut c).await;
+    eventually(
+        Duration::from_secs(10),
+        "a fence on the primary",
+        || async { c.nodes[p].fence_pids().first().copied() },
+    )
+    .await;
+    let daemon = c.nodes[p].daemon_pid().expect("daemon");
+    for f in c.nodes[p].fence_pids() {
+        let mut q = vec![daemon];
+        while let Some(x) = q.pop() {
+            let ch = pgpilot::postgres::postmaster::children_of(x);
+            assert!(
+                !ch.contains(&f),
+                "the fence {f} is a descendant of daemon {daemon}"
+            );
+            q.extend(ch);
+        }
+        assert_ne!(
+            nix::unistd::getpgid(Some(Pid::from_raw(f))).ok(),
+            nix::unistd::getpgid(Some(Pid::from_raw(daemon))).ok(),
+            "the fence shares the daemon's process group"
+        );
+    }
+    freeze_primary_daemon(&c, Freeze::Tree).await;
+    freeze_primary_daemon(&c, Freeze::Group).await;
 }

@@ -99,6 +99,12 @@ async fn sigterm_while_paused_leaves_postgres_running() {
     c.signal(primary, Signal::SIGTERM);
     let code = c.wait_exit(primary, Duration::from_secs(30)).await;
     assert_eq!(code, 0, "daemon exit code after SIGTERM");
+    // The paused fence (it does nothing while paused) exits with it.
+    assert_eq!(
+        c.nodes[primary].fence_pids(),
+        Vec::<i32>::new(),
+        "the fence still runs after a clean stop"
+    );
     // Still running, still accepting connections, and no failover.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(c.nodes[primary].postmaster_pid(), Some(pm));

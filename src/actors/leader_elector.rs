@@ -281,7 +281,8 @@ impl LeaderElector {
     fn finish_cycle(&mut self, report: CycleReport, started: Instant, ctx: &mut Context<Self>) {
         // systemd's watchdog (WatchdogSec=): a finished cycle proves the HA
         // loop is alive; a hung loop stops the pings and systemd kills the
-        // daemon and, with KillMode=control-group, its PostgreSQL.
+        // daemon (KillMode=process: the fence stops PostgreSQL before the
+        // lease can end, and the restarted daemon adopts both).
         if let Err(e) = crate::sd_notify::notify("WATCHDOG=1") {
             tracing::debug!(event = "sd_notify_failed", error = %e);
         }
@@ -545,10 +546,18 @@ impl Handler<Shutdown> for LeaderElector {
                 event = "shutdown",
                 "paused: leaving PostgreSQL running and the leader lock in place"
             );
+            // A paused fence does nothing: it exits too, so that a clean
+            // stop leaves no process of ours; the next daemon starts one
+            // when it arms it.
+            let exiting = fence.lock().ok().and_then(|mut f| f.shutdown());
             return Box::pin(
-                async {}
-                    .into_actor(self)
-                    .map(|_, _, _| System::current().stop()),
+                async move {
+                    if let Some(e) = exiting {
+                        e.wait(crate::fence::EXIT_WAIT).await;
+                    }
+                }
+                .into_actor(self)
+                .map(|_, _, _| System::current().stop()),
             );
         }
         Box::pin(
@@ -560,8 +569,9 @@ impl Handler<Shutdown> for LeaderElector {
                         // guard, and this is the watchdog's safe point. If
                         // the stop failed, the watchdog stays armed and
                         // resets the machine once the daemon is gone.
-                        if let Ok(mut f) = fence.lock() {
-                            f.shutdown();
+                        let exiting = fence.lock().ok().and_then(|mut f| f.shutdown());
+                        if let Some(e) = exiting {
+                            e.wait(crate::fence::EXIT_WAIT).await;
                         }
                         wd(&watchdog).disable();
                     }

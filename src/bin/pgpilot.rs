@@ -59,6 +59,10 @@ enum Sub {
         /// PostgreSQL is not running.
         #[arg(long, default_value_t = 300)]
         orphan_after: u64,
+        /// Start the fence in the background and return at once, so that it
+        /// leaves the daemon's process tree (src/fence.rs).
+        #[arg(long)]
+        detach: bool,
     },
 }
 
@@ -86,13 +90,20 @@ fn main() -> ExitCode {
         state_dir,
         data_dir,
         orphan_after,
+        detach,
     }) = &cli.command
     {
-        return match pgpilot::fence::run(
-            state_dir,
-            data_dir,
-            std::time::Duration::from_secs(*orphan_after),
-        ) {
+        let orphan_after = std::time::Duration::from_secs(*orphan_after);
+        if *detach {
+            return match pgpilot::fence::launch(state_dir, data_dir, orphan_after) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fence: cannot start: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        return match pgpilot::fence::run(state_dir, data_dir, orphan_after) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("fence: {e}");

@@ -511,6 +511,11 @@ tags:
             .stderr(log2)
             .gid(gid.as_raw())
             .uid(uid.as_raw())
+            // Its own process group, as under systemd (which starts a
+            // service in its own session): a signal to the daemon's group
+            // then reaches what a signal to a service's group reaches, and
+            // never the test itself.
+            .process_group(0)
             .spawn()
             .expect("spawn pgpilot");
         node.child = Some(child);
@@ -526,6 +531,58 @@ tags:
     pub fn signal(&self, i: usize, sig: Signal) {
         if let Some(pid) = self.nodes[i].daemon_pid() {
             let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+
+    /// SIGSTOP of the daemon of node `i` and of every process found by
+    /// walking its descendants, except its PostgreSQL (the postmaster and
+    /// its children): a fault that freezes the supervisor's whole tree.
+    /// Parents are stopped before their children, and the walk is repeated
+    /// until it finds nothing new, so a process forked meanwhile is caught.
+    /// Returns the stopped pids, for [`TestCluster::thaw`].
+    pub fn freeze_tree(&self, i: usize) -> Vec<i32> {
+        let Some(daemon) = self.nodes[i].daemon_pid() else {
+            return Vec::new();
+        };
+        let pm = self.nodes[i].postmaster_pid();
+        let mut stopped = vec![daemon];
+        let _ = kill(Pid::from_raw(daemon), Signal::SIGSTOP);
+        loop {
+            let mut found = Vec::new();
+            let mut queue = vec![daemon];
+            while let Some(p) = queue.pop() {
+                for ch in pgpilot::postgres::postmaster::children_of(p) {
+                    if Some(ch) == pm {
+                        continue;
+                    }
+                    if !stopped.contains(&ch) {
+                        let _ = kill(Pid::from_raw(ch), Signal::SIGSTOP);
+                        found.push(ch);
+                    }
+                    queue.push(ch);
+                }
+            }
+            if found.is_empty() {
+                return stopped;
+            }
+            stopped.extend(found);
+        }
+    }
+
+    /// SIGSTOP of the daemon's process group (the daemon leads it).
+    pub fn freeze_group(&self, i: usize) -> Vec<i32> {
+        let Some(daemon) = self.nodes[i].daemon_pid() else {
+            return Vec::new();
+        };
+        let _ = kill(Pid::from_raw(-daemon), Signal::SIGSTOP);
+        vec![-daemon]
+    }
+
+    /// SIGCONT of what [`TestCluster::freeze_tree`] or
+    /// [`TestCluster::freeze_group`] stopped (negative: a process group).
+    pub fn thaw(&self, stopped: &[i32]) {
+        for p in stopped {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGCONT);
         }
     }
 
