@@ -8,23 +8,31 @@
 //!   daemon freezes, the lease lapses and the leader key goes with it.
 //! * The connection is made lazily and rebuilt after transport failures, so
 //!   the daemon starts (and keeps retrying) while etcd is down.
-//! * Every call is bounded by `retry_timeout`.
+//! * Every call is bounded by `retry_timeout`. A call that misses it has its
+//!   connection dropped, and the sockets are made (`etcd_conn`) so that what
+//!   was still queued is discarded with it: an abandoned request (above all a
+//!   keep-alive) never reaches etcd later.
+//! * The watch has a connection of its own, so dropping the request
+//!   connection is not held up by a watch still using it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Error as EtcdError, GetOptions,
-    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchRequestSender, WatchResponseStream,
-    WatchStream,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    WatchRequestSender, WatchResponseStream, WatchStream,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent, keys};
+use super::{
+    Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent, etcd_conn, keys,
+};
 
 /// Lease TTL in whole seconds: `ttl` rounded up, at least 2.
 pub(crate) fn lease_ttl_secs(ttl: Duration) -> i64 {
@@ -40,7 +48,7 @@ const CODE_NOT_FOUND: i32 = 5;
 const CODE_UNAVAILABLE: i32 = 14;
 
 /// Map a client error to the DCS error classes.
-fn classify(e: &EtcdError) -> DcsError {
+pub(crate) fn classify(e: &EtcdError) -> DcsError {
     let unreachable = match e {
         EtcdError::TransportError(_) | EtcdError::IoError(_) => true,
         EtcdError::GRpcStatus(s) => match s.code() as i32 {
@@ -89,8 +97,24 @@ struct Inner {
     /// The connected client, made on first use and dropped after transport
     /// failures. A tokio mutex so concurrent callers connect only once.
     client: AsyncMutex<Option<Client>>,
+    /// The endpoint the next connection tries first: after a failure we move
+    /// on to the next one (as Patroni switches etcd members).
+    next_endpoint: AtomicUsize,
     /// Our lease id, granted lazily; `None` after a ttl change or revoke.
     lease: StdMutex<Option<i64>>,
+    /// The open LeaseKeepAlive stream, on the current connection. Taken out
+    /// while a renewal is in flight and put back only after its answer, so
+    /// a renewal abandoned half-way takes its stream with it and no later
+    /// renewal can read the earlier one's answer as its own.
+    renewals: StdMutex<Option<RenewalStream>>,
+}
+
+/// One long-lived LeaseKeepAlive stream: each renewal is one request and one
+/// answer on it, not a new gRPC stream.
+struct RenewalStream {
+    lease: i64,
+    keeper: LeaseKeeper,
+    answers: LeaseKeepAliveStream,
 }
 
 /// etcd v3 implementation of [`Dcs`].
@@ -119,7 +143,9 @@ impl EtcdDcs {
                 member_name,
                 timing: StdMutex::new(Timing { ttl, retry_timeout }),
                 client: AsyncMutex::new(None),
+                next_endpoint: AtomicUsize::new(0),
                 lease: StdMutex::new(None),
+                renewals: StdMutex::new(None),
             }),
         }
     }
@@ -154,28 +180,100 @@ impl Inner {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
+        let c = self.connect().await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// A new connection of its own (`etcd_conn`), for the shared client or a
+    /// watch.
+    async fn connect(&self) -> DcsResult<Client> {
         let rt = self.timing().retry_timeout;
         // No HTTP/2 keepalive pings: etcd's --grpc-keepalive-min-time (5 s)
         // answers faster pings with GOAWAY. Calls are bounded by timeouts and
         // the watch probes itself with progress requests instead.
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(rt)
-            .with_require_leader(true);
+        let mut opts = ConnectOptions::new().with_require_leader(true);
         if let Some((u, p)) = &self.credentials {
             opts = opts
                 .with_user(u.clone(), p.clone())
                 .with_auto_token_refresh(true);
         }
-        let c = Client::connect(&self.endpoints, Some(opts))
-            .await
-            .map_err(|e| classify(&e))?;
-        *slot = Some(c.clone());
+        let first = self.next_endpoint.load(Ordering::Relaxed);
+        let (c, i) = etcd_conn::connect(&self.endpoints, first, opts, rt, rt).await?;
+        self.next_endpoint.store(i, Ordering::Relaxed);
         Ok(c)
     }
 
-    /// Forget the client so the next call reconnects.
+    /// Forget the client so the next call reconnects, to the next endpoint.
+    /// Dropping the last handle closes the connection, which resets it and
+    /// discards whatever an abandoned call left queued (`etcd_conn`).
     async fn reset_client(&self) {
+        let n = self.endpoints.len().max(1);
+        let cur = self.next_endpoint.load(Ordering::Relaxed);
+        self.next_endpoint.store((cur + 1) % n, Ordering::Relaxed);
+        *self.renewals.lock().unwrap() = None;
         *self.client.lock().await = None;
+    }
+
+    /// Renew lease `id` once, on the open keep-alive stream (opened on
+    /// `client`'s connection if there is none for `id`). Logged from send to
+    /// answer or abandonment by [`RenewalLog`].
+    async fn renew(
+        &self,
+        client: &mut Client,
+        id: i64,
+        what: &'static str,
+    ) -> Result<(), EtcdError> {
+        let log = RenewalLog::start(what, id);
+        let open = self
+            .renewals
+            .lock()
+            .unwrap()
+            .take()
+            .filter(|r| r.lease == id);
+        let r = match open {
+            Some(mut r) => match Self::renew_on(&mut r).await {
+                Ok(ttl) => Ok((r, Some(ttl))),
+                Err(e) => Err(e),
+            },
+            None => client.lease_keep_alive(id).await.map(|(keeper, answers)| {
+                // lease_keep_alive read the first answer itself (ttl > 0) and
+                // does not hand out its TTL.
+                (
+                    RenewalStream {
+                        lease: id,
+                        keeper,
+                        answers,
+                    },
+                    None,
+                )
+            }),
+        };
+        match r {
+            Ok((stream, ttl)) => {
+                log.done(Ok(ttl));
+                *self.renewals.lock().unwrap() = Some(stream);
+                Ok(())
+            }
+            Err(e) => {
+                log.done(Err(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// One request and its answer on an open keep-alive stream; the TTL etcd
+    /// gave the lease.
+    async fn renew_on(r: &mut RenewalStream) -> Result<i64, EtcdError> {
+        r.keeper.keep_alive().await?;
+        match r.answers.message().await? {
+            Some(a) if a.ttl() > 0 => Ok(a.ttl()),
+            Some(_) => Err(EtcdError::LeaseKeepAliveError("lease not found".into())),
+            // Reported as a transport failure, so the connection is remade.
+            None => Err(EtcdError::IoError(std::io::Error::other(
+                "lease keep-alive stream ended",
+            ))),
+        }
     }
 
     /// Run `op` bounded by `retry_timeout`; drop the connection when the
@@ -228,10 +326,8 @@ impl Inner {
         let Some(id) = cur else {
             return self.grant_lease(client).await;
         };
-        match client.lease_keep_alive(id).await {
-            // The first response was read inside lease_keep_alive; dropping
-            // the keeper and stream ends the gRPC stream.
-            Ok(_) => Ok(id),
+        match self.renew(client, id, "keep-alive").await {
+            Ok(()) => Ok(id),
             Err(e) if is_lease_not_found(&e) => {
                 tracing::info!(lease = id, "etcd lease gone, granting a new one");
                 self.drop_lease(id);
@@ -246,8 +342,8 @@ impl Inner {
         let cur = *self.lease.lock().unwrap();
         let Some(id) = cur else { return Ok(false) };
         let mut c = self.client().await?;
-        match c.lease_keep_alive(id).await {
-            Ok(_) => Ok(true),
+        match self.renew(&mut c, id, "leader keep-alive").await {
+            Ok(()) => Ok(true),
             Err(e) if is_lease_not_found(&e) => {
                 tracing::info!(lease = id, "etcd lease gone (keep-alive)");
                 self.drop_lease(id);
@@ -262,6 +358,10 @@ impl Inner {
         let mut l = self.lease.lock().unwrap();
         if *l == Some(id) {
             *l = None;
+        }
+        let mut r = self.renewals.lock().unwrap();
+        if r.as_ref().is_some_and(|r| r.lease == id) {
+            *r = None;
         }
     }
 
@@ -459,10 +559,13 @@ impl Inner {
         Ok(())
     }
 
-    /// Open a prefix watch, bounded by `retry_timeout`.
-    async fn open_watch(&self) -> DcsResult<WatchStream> {
-        self.bounded("watch", async {
-            let mut c = self.client().await?;
+    /// Open a prefix watch on a connection of its own, bounded by
+    /// `retry_timeout`. The client is returned with the stream: it owns the
+    /// connection.
+    async fn open_watch(&self) -> DcsResult<(Client, WatchStream)> {
+        let rt = self.timing().retry_timeout;
+        let open = async {
+            let mut c = self.connect().await?;
             let mut ws = c
                 .watch(self.dir(), Some(WatchOptions::new().with_prefix()))
                 .await
@@ -470,15 +573,20 @@ impl Inner {
             // Wait for the "created" confirmation so a broken server is
             // noticed here rather than as silence later.
             match ws.message().await.map_err(|e| classify(&e))? {
-                Some(r) if r.created() && !r.canceled() => Ok(ws),
+                Some(r) if r.created() && !r.canceled() => Ok((c, ws)),
                 Some(r) => Err(DcsError::Other(format!(
                     "watch not created: {}",
                     r.cancel_reason()
                 ))),
                 None => Err(DcsError::Unreachable("watch stream closed".into())),
             }
-        })
-        .await
+        };
+        match tokio::time::timeout(rt, open).await {
+            Ok(r) => r,
+            Err(_) => Err(DcsError::Unreachable(format!(
+                "watch: no answer within {rt:?}"
+            ))),
+        }
     }
 
     fn classify_key(&self, key: &[u8]) -> WatchEvent {
@@ -488,6 +596,57 @@ impl Inner {
             .and_then(|k| k.strip_prefix('/'))
             .unwrap_or(&key);
         classify_rel_key(rel)
+    }
+}
+
+/// Logs one lease renewal: when it was sent, and when it was answered (with
+/// the TTL etcd granted) or abandoned (dropped unanswered, at the caller's
+/// deadline). Issue 12 §4 asks for this trail: with it a lease that outlives
+/// what its node believes can be traced to the request that refreshed it.
+struct RenewalLog {
+    what: &'static str,
+    lease: i64,
+    sent: Instant,
+    finished: bool,
+}
+
+impl RenewalLog {
+    fn start(what: &'static str, lease: i64) -> RenewalLog {
+        tracing::debug!(
+            what,
+            lease = format_args!("{lease:x}"),
+            "lease renewal sent"
+        );
+        RenewalLog {
+            what,
+            lease,
+            sent: Instant::now(),
+            finished: false,
+        }
+    }
+
+    /// `Ok(None)`: answered, TTL not known (the stream's first answer).
+    fn done(mut self, outcome: Result<Option<i64>, &EtcdError>) {
+        self.finished = true;
+        let (what, after_ms) = (self.what, self.sent.elapsed().as_millis() as u64);
+        let lease = format!("{:x}", self.lease);
+        match outcome {
+            Ok(ttl) => tracing::debug!(what, lease, ttl, after_ms, "lease renewal answered"),
+            Err(e) => tracing::debug!(what, lease, after_ms, error = %e, "lease renewal failed"),
+        }
+    }
+}
+
+impl Drop for RenewalLog {
+    fn drop(&mut self) {
+        if !self.finished {
+            tracing::debug!(
+                what = self.what,
+                lease = format_args!("{:x}", self.lease),
+                after_ms = self.sent.elapsed().as_millis() as u64,
+                "lease renewal abandoned (its connection is dropped)"
+            );
+        }
     }
 }
 
@@ -504,6 +663,8 @@ pub(crate) fn classify_rel_key(rel: &str) -> WatchEvent {
 
 /// An open prefix watch and its liveness bookkeeping.
 struct OpenWatch {
+    /// Owns the watch's own connection; dropped with the watch.
+    _client: Client,
     sender: WatchRequestSender,
     responses: WatchResponseStream,
     /// When the server last said anything on this stream.
@@ -522,13 +683,10 @@ struct WatchState {
 }
 
 impl WatchState {
-    /// Drop the watch and report why.
-    async fn lost(mut self, why: String, reset: bool) -> Option<(WatchEvent, WatchState)> {
+    /// Drop the watch (and its connection) and report why.
+    fn lost(mut self, why: String) -> Option<(WatchEvent, WatchState)> {
         self.watch = None;
         self.backoff = true;
-        if reset {
-            self.inner.reset_client().await;
-        }
         Some((WatchEvent::Lost(why), self))
     }
 }
@@ -558,10 +716,11 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                     tokio::time::sleep(pause).await;
                 }
                 match st.inner.open_watch().await {
-                    Ok(ws) => {
+                    Ok((client, ws)) => {
                         let (sender, responses) = ws.split();
                         st.backoff = false;
                         st.watch = Some(OpenWatch {
+                            _client: client,
                             sender,
                             responses,
                             last_seen: Instant::now(),
@@ -587,7 +746,7 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                         Some(Ok(resp)) => {
                             if resp.canceled() {
                                 let why = format!("watch canceled: {}", resp.cancel_reason());
-                                return st.lost(why, false).await;
+                                return st.lost(why);
                             }
                             // Progress notifications carry no events.
                             for ev in resp.events() {
@@ -596,22 +755,19 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                                 }
                             }
                         }
-                        Some(Err(e)) => {
-                            let reset = is_unreachable(&classify(&e));
-                            return st.lost(e.to_string(), reset).await;
-                        }
-                        None => return st.lost("watch stream ended".into(), true).await,
+                        Some(Err(e)) => return st.lost(e.to_string()),
+                        None => return st.lost("watch stream ended".into()),
                     }
                 }
                 _ = tokio::time::sleep_until(wake_at.into()) => {
                     if w.probe_sent.is_some() {
                         let why = format!("watch silent: no progress answer within {rt:?}");
-                        return st.lost(why, true).await;
+                        return st.lost(why);
                     }
                     w.probe_sent = Some(Instant::now());
                     let sent = tokio::time::timeout(rt, w.sender.request_progress()).await;
                     if !matches!(sent, Ok(Ok(()))) {
-                        return st.lost("watch progress request failed".into(), true).await;
+                        return st.lost("watch progress request failed".into());
                     }
                 }
             }

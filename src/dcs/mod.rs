@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod etcd;
+mod etcd_conn;
 pub mod keys;
 pub mod member;
 pub mod memory;
