@@ -21,15 +21,16 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Error as EtcdError, GetOptions,
-    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
-    WatchRequestSender, WatchResponseStream, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Error as EtcdError, EventType,
+    GetOptions, KeyValue, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchRequestSender, WatchResponseStream, WatchStream,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::etcd_view::{Row, View};
 use super::{
     Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent, etcd_conn, keys,
 };
@@ -107,6 +108,10 @@ struct Inner {
     /// a renewal abandoned half-way takes its stream with it and no later
     /// renewal can read the earlier one's answer as its own.
     renewals: StdMutex<Option<RenewalStream>>,
+    /// The send time of the last answered renewal of `lease`.
+    renewed: StdMutex<Option<(i64, Instant)>>,
+    /// What the watch lets us know without asking etcd (`etcd_view`).
+    view: StdMutex<View>,
 }
 
 /// One long-lived LeaseKeepAlive stream: each renewal is one request and one
@@ -146,6 +151,8 @@ impl EtcdDcs {
                 next_endpoint: AtomicUsize::new(0),
                 lease: StdMutex::new(None),
                 renewals: StdMutex::new(None),
+                renewed: StdMutex::new(None),
+                view: StdMutex::new(View::default()),
             }),
         }
     }
@@ -225,6 +232,7 @@ impl Inner {
         what: &'static str,
     ) -> Result<(), EtcdError> {
         let log = RenewalLog::start(what, id);
+        let sent = Instant::now();
         let open = self
             .renewals
             .lock()
@@ -253,6 +261,7 @@ impl Inner {
             Ok((stream, ttl)) => {
                 log.done(Ok(ttl));
                 *self.renewals.lock().unwrap() = Some(stream);
+                *self.renewed.lock().unwrap() = Some((id, sent));
                 Ok(())
             }
             Err(e) => {
@@ -290,12 +299,70 @@ impl Inner {
             ))),
         };
         if let Err(e) = &r {
+            // Whatever the failed call did or did not do, and whatever we
+            // missed meanwhile: the next read asks etcd.
+            self.view().invalidate();
             if is_unreachable(e) {
                 self.reset_client().await;
             }
             tracing::debug!(op = what, error = %e, "etcd call failed");
         }
         r
+    }
+
+    /// `bounded` for a call that writes: the last read no longer counts.
+    async fn bounded_write<T, F>(&self, what: &str, op: F) -> DcsResult<T>
+    where
+        F: std::future::Future<Output = DcsResult<T>>,
+    {
+        let r = self.bounded(what, op).await;
+        self.view().wrote();
+        r
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap()
+    }
+
+    /// How recently the watch must have heard from etcd to vouch for the
+    /// cache: its probe period (a progress request after `watch_idle`,
+    /// answered within `retry_timeout`).
+    fn watch_fresh_within(&self) -> Duration {
+        let rt = self.timing().retry_timeout;
+        watch_idle(rt) + rt
+    }
+
+    /// `touch_member` must renew the lease. It always does while the leader
+    /// key may be ours: the HA loop counts a leader's lease from the start
+    /// of `touch_member` too (`leader_elector`), which holds only if a
+    /// renewal is sent after it. A node the watch shows another member
+    /// holds the leader key for renews when the last answered renewal was
+    /// sent `ttl / 4` ago or more: its lease only carries its member key,
+    /// and three quarters of `ttl` are left for retries.
+    fn renewal_due(&self, lease: i64) -> bool {
+        let fresh = self.watch_fresh_within();
+        let not_leader = {
+            let view = self.view();
+            view.cached(Instant::now(), fresh).is_some_and(|rows| {
+                rows.iter()
+                    .any(|(k, v, _, _)| k == keys::LEADER && *v != self.member_name)
+            })
+        };
+        let quarter = self.timing().ttl / 4;
+        match *self.renewed.lock().unwrap() {
+            Some((id, sent)) if id == lease && not_leader => sent.elapsed() >= quarter,
+            _ => true,
+        }
+    }
+
+    /// The cached read shows the leader key holding our name under `lease`.
+    fn cached_leader_is_ours(&self, lease: i64) -> bool {
+        let fresh = self.watch_fresh_within();
+        let view = self.view();
+        view.cached(Instant::now(), fresh).is_some_and(|rows| {
+            rows.iter()
+                .any(|(k, v, _, l)| k == keys::LEADER && *v == self.member_name && *l == lease)
+        })
     }
 
     async fn grant_lease(&self, client: &mut Client) -> DcsResult<i64> {
@@ -308,15 +375,6 @@ impl Inner {
         *self.lease.lock().unwrap() = Some(id);
         tracing::debug!(lease = id, ttl, "granted etcd lease");
         Ok(id)
-    }
-
-    /// Our lease, granted if we have none.
-    async fn ensure_lease(&self, client: &mut Client) -> DcsResult<i64> {
-        let cur = *self.lease.lock().unwrap();
-        match cur {
-            Some(id) => Ok(id),
-            None => self.grant_lease(client).await,
-        }
     }
 
     /// One keepalive request for our lease (granting one if we have none or
@@ -384,6 +442,15 @@ impl Inner {
     }
 
     async fn load_cluster(&self) -> DcsResult<Cluster> {
+        let fresh = self.watch_fresh_within();
+        let ticket = {
+            let view = self.view();
+            let now = Instant::now();
+            if let Some(rows) = view.cached(now, fresh) {
+                return Ok(Cluster::from_kvs(rows.to_vec()));
+            }
+            view.ticket(now, fresh)
+        };
         let mut c = self.client().await?;
         let dir = self.dir();
         let resp = c
@@ -400,38 +467,55 @@ impl Inner {
                 kv.lease(),
             ))
         });
-        Ok(Cluster::from_kvs(rows.collect::<Vec<_>>()))
+        let rows: Vec<Row> = rows.collect();
+        self.view().store(ticket, rows.clone());
+        Ok(Cluster::from_kvs(rows))
     }
 
     async fn touch_member(&self, value: String) -> DcsResult<()> {
         let mut c = self.client().await?;
-        let lease = self.keepalive(&mut c).await?;
+        let held = *self.lease.lock().unwrap();
+        let lease = match held {
+            Some(id) if !self.renewal_due(id) => id,
+            _ => self.keepalive(&mut c).await?,
+        };
+        let fresh = self.watch_fresh_within();
+        if self.view().member_is(&value, lease, Instant::now(), fresh) {
+            // The watch says the key still holds this under this lease.
+            return Ok(());
+        }
         let key = self.member_key();
         // Rewrite only when the content or the owning lease changed, so an
         // unchanged member does not wake every watcher each cycle.
-        self.with_lease(&mut c, lease, |mut c, lease| {
-            let key = key.clone();
-            let value = value.clone();
-            async move {
-                let txn = Txn::new()
-                    .when([
-                        Compare::value(key.clone(), CompareOp::Equal, value.clone()),
-                        Compare::lease(key.clone(), CompareOp::Equal, lease),
-                    ])
-                    .or_else([TxnOp::put(
-                        key,
-                        value,
-                        Some(PutOptions::new().with_lease(lease)),
-                    )]);
-                c.txn(txn).await.map(|_| ())
-            }
-        })
-        .await
+        let r = self
+            .with_lease(&mut c, lease, |mut c, lease| {
+                let key = key.clone();
+                let value = value.clone();
+                async move {
+                    let txn = Txn::new()
+                        .when([
+                            Compare::value(key.clone(), CompareOp::Equal, value.clone()),
+                            Compare::lease(key.clone(), CompareOp::Equal, lease),
+                        ])
+                        .or_else([TxnOp::put(
+                            key,
+                            value,
+                            Some(PutOptions::new().with_lease(lease)),
+                        )]);
+                    c.txn(txn).await.map(|_| lease)
+                }
+            })
+            .await;
+        self.view()
+            .member_written(r.as_ref().ok().map(|l| (value.clone(), *l)));
+        r.map(|_| ())
     }
 
     async fn attempt_to_acquire_leader(&self) -> DcsResult<bool> {
         let mut c = self.client().await?;
-        let lease = self.ensure_lease(&mut c).await?;
+        // Renewed first: the caller counts the lease from before this call
+        // (sent + ttl), which holds only if a renewal is sent after it.
+        let lease = self.keepalive(&mut c).await?;
         let key = self.key(keys::LEADER);
         let name = self.member_name.clone();
         self.with_lease(&mut c, lease, |mut c, lease| {
@@ -450,6 +534,20 @@ impl Inner {
     async fn update_leader(&self) -> DcsResult<bool> {
         let mut c = self.client().await?;
         let lease = self.keepalive(&mut c).await?;
+        // The renewal each cycle is the protocol (as Patroni's). The key is
+        // attached to the lease just renewed; if the watch vouches that it
+        // still holds our name under that lease, nothing more is needed.
+        if self.cached_leader_is_ours(lease) {
+            return Ok(true);
+        }
+        let r = self.check_leader(&mut c, lease).await;
+        self.view().wrote();
+        r
+    }
+
+    /// The leader key holds our name under `lease`, re-taken under it if it
+    /// holds our name under another one.
+    async fn check_leader(&self, c: &mut Client, lease: i64) -> DcsResult<bool> {
         let key = self.key(keys::LEADER);
         let name = self.member_name.clone();
         // Common case in one round trip: the key is ours under our lease.
@@ -471,7 +569,7 @@ impl Inner {
             // Ours by name but under another lease (e.g. after a ttl change
             // or a lost lease): re-take it with our lease, owner-checked.
             Some(kv) if kv.value() == name.as_bytes() => {
-                self.with_lease(&mut c, lease, |mut c, lease| {
+                self.with_lease(c, lease, |mut c, lease| {
                     let txn = Txn::new()
                         .when([Compare::value(key.clone(), CompareOp::Equal, name.clone())])
                         .and_then([TxnOp::put(
@@ -589,6 +687,16 @@ impl Inner {
         }
     }
 
+    /// Tell the view about one change the watch reported.
+    fn note_change(&self, kind: EventType, kv: &KeyValue) {
+        let ours = kv.key() == self.member_key().as_bytes();
+        let put = (ours && kind == EventType::Put)
+            .then(|| (String::from_utf8_lossy(kv.value()).into_owned(), kv.lease()));
+        let deleted = ours && kind == EventType::Delete;
+        self.view()
+            .changed(put.as_ref().map(|(v, l)| (v.as_str(), *l)), deleted);
+    }
+
     fn classify_key(&self, key: &[u8]) -> WatchEvent {
         let key = String::from_utf8_lossy(key);
         let rel = key
@@ -665,12 +773,20 @@ pub(crate) fn classify_rel_key(rel: &str) -> WatchEvent {
 struct OpenWatch {
     /// Owns the watch's own connection; dropped with the watch.
     _client: Client,
+    /// To tell the view when this watch closes.
+    inner: Arc<Inner>,
     sender: WatchRequestSender,
     responses: WatchResponseStream,
     /// When the server last said anything on this stream.
     last_seen: Instant,
     /// A progress request is outstanding since then.
     probe_sent: Option<Instant>,
+}
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.inner.view().watch_closed();
+    }
 }
 
 /// State of the never-ending watch stream.
@@ -719,8 +835,10 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                     Ok((client, ws)) => {
                         let (sender, responses) = ws.split();
                         st.backoff = false;
+                        st.inner.view().watch_opened(Instant::now());
                         st.watch = Some(OpenWatch {
                             _client: client,
+                            inner: st.inner.clone(),
                             sender,
                             responses,
                             last_seen: Instant::now(),
@@ -742,6 +860,7 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                 msg = w.responses.next() => {
                     w.last_seen = Instant::now();
                     w.probe_sent = None;
+                    st.inner.view().watch_heard(w.last_seen);
                     match msg {
                         Some(Ok(resp)) => {
                             if resp.canceled() {
@@ -751,6 +870,9 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                             // Progress notifications carry no events.
                             for ev in resp.events() {
                                 if let Some(kv) = ev.kv() {
+                                    // The view first, so whoever acts on the
+                                    // event reads afresh.
+                                    st.inner.note_change(ev.event_type(), kv);
                                     st.pending.push_back(st.inner.classify_key(kv.key()));
                                 }
                             }
@@ -773,6 +895,35 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
             }
         }
     })
+    .boxed()
+}
+
+/// Run `events` in a task of its own and hand them over through a channel,
+/// so the watch keeps the view (`etcd_view`) current however late its
+/// consumer reads. The task ends when the consumer drops its stream. A
+/// consumer that falls 256 events behind holds the task up; the watch then
+/// goes stale and the view stops vouching for anything.
+fn driven(mut events: BoxStream<'static, WatchEvent>) -> BoxStream<'static, WatchEvent> {
+    futures_util::stream::once(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ev = events.next() => match ev {
+                        Some(ev) => {
+                            if tx.send(ev).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = tx.closed() => break,
+                }
+            }
+        });
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+    })
+    .flatten()
     .boxed()
 }
 
@@ -800,7 +951,7 @@ impl Dcs for EtcdDcs {
 
     fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded("attempt_to_acquire_leader", i.attempt_to_acquire_leader())
+        i.bounded_write("attempt_to_acquire_leader", i.attempt_to_acquire_leader())
             .boxed()
     }
 
@@ -816,12 +967,12 @@ impl Dcs for EtcdDcs {
 
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("delete_leader", i.delete_leader()).boxed()
+        i.bounded_write("delete_leader", i.delete_leader()).boxed()
     }
 
     fn write_status(&self, status: &Status) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("write_status", i.put(keys::STATUS, status.to_json()))
+        i.bounded_write("write_status", i.put(keys::STATUS, status.to_json()))
             .boxed()
     }
 
@@ -831,10 +982,10 @@ impl Dcs for EtcdDcs {
         async move {
             if create {
                 let cmp = Compare::create_revision(i.key(keys::INITIALIZE), CompareOp::Equal, 0);
-                i.bounded("initialize", i.put_if(keys::INITIALIZE, value, cmp))
+                i.bounded_write("initialize", i.put_if(keys::INITIALIZE, value, cmp))
                     .await
             } else {
-                i.bounded("initialize", i.put(keys::INITIALIZE, value))
+                i.bounded_write("initialize", i.put(keys::INITIALIZE, value))
                     .await
                     .map(|()| true)
             }
@@ -844,7 +995,7 @@ impl Dcs for EtcdDcs {
 
     fn cancel_initialization(&self) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("cancel_initialization", i.delete(keys::INITIALIZE))
+        i.bounded_write("cancel_initialization", i.delete(keys::INITIALIZE))
             .boxed()
     }
 
@@ -854,7 +1005,7 @@ impl Dcs for EtcdDcs {
         version: Option<i64>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded(
+        i.bounded_write(
             "set_config_value",
             i.cas_put(keys::CONFIG, value.to_owned(), version),
         )
@@ -867,7 +1018,7 @@ impl Dcs for EtcdDcs {
         version: Option<i64>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded(
+        i.bounded_write(
             "set_failover_value",
             i.cas_put(keys::FAILOVER, value.to_owned(), version),
         )
@@ -876,14 +1027,14 @@ impl Dcs for EtcdDcs {
 
     fn set_history_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded("set_history_value", i.put(keys::HISTORY, value.to_owned()))
+        i.bounded_write("set_history_value", i.put(keys::HISTORY, value.to_owned()))
             .map(|r| r.map(|()| true))
             .boxed()
     }
 
     fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded(
+        i.bounded_write(
             "set_failsafe_value",
             i.put(keys::FAILSAFE, value.to_owned()),
         )
@@ -893,16 +1044,18 @@ impl Dcs for EtcdDcs {
 
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("delete_cluster", i.delete_cluster()).boxed()
+        i.bounded_write("delete_cluster", i.delete_cluster())
+            .boxed()
     }
 
     fn release_session(&self) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("release_session", i.release_session()).boxed()
+        i.bounded_write("release_session", i.release_session())
+            .boxed()
     }
 
     fn watch(&self) -> BoxStream<'static, WatchEvent> {
-        watch_stream(self.inner.clone())
+        driven(watch_stream(self.inner.clone()))
     }
 }
 
