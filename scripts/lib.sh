@@ -15,6 +15,8 @@ ensure_packages() {
     command -v etcdctl >/dev/null || missing+=(etcd-client)
     command -v haproxy >/dev/null || missing+=(haproxy)
     command -v curl >/dev/null || missing+=(curl)
+    # tests/dcs_abandoned.rs and scripts/bench-partition cut a node off with it.
+    command -v iptables >/dev/null || missing+=(iptables)
     [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"

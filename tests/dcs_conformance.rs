@@ -394,6 +394,53 @@ async fn watch_reports_leader_deletion(b: &Backend) {
     assert_eq!(got, Ok(true), "no Leader event after delete");
 }
 
+/// With a watch open, even one nobody reads any more, reads still see every
+/// change (a backend may answer reads from what its watch told it:
+/// docs/dcs.md, "Idle cost"): another node's once the watch could hear of
+/// it, our own at once.
+async fn reads_with_a_watch_see_changes(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    let mut w = c.watch();
+    wait_watch_ready(&*a, &mut w, b.retry_timeout * 5).await;
+    let within = b.retry_timeout * 5;
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    for _ in 0..2 {
+        // The second read may come from a cache; it must still be true.
+        eventually(within, "c to see a's leader key", || async {
+            (c.load_cluster().await.ok()?.leader_name() == Some("a")).then_some(())
+        })
+        .await;
+    }
+    a.delete_leader().await.unwrap();
+    for _ in 0..2 {
+        eventually(within, "c to see the leader key go", || async {
+            c.load_cluster().await.ok()?.leader.is_none().then_some(())
+        })
+        .await;
+    }
+    assert!(
+        c.set_config_value(r#"{"ttl":30}"#, None).await.unwrap(),
+        "config written"
+    );
+    assert_eq!(
+        c.load_cluster()
+            .await
+            .unwrap()
+            .config
+            .map(|v| v.value["ttl"].clone()),
+        Some(30.into()),
+        "our own write shows at once"
+    );
+    assert!(c.attempt_to_acquire_leader().await.unwrap());
+    assert_eq!(c.load_cluster().await.unwrap().leader_name(), Some("c"));
+    assert!(
+        c.update_leader(&c.load_cluster().await.unwrap().leader.unwrap())
+            .await
+            .unwrap()
+    );
+    drop(w);
+}
+
 /// The watch reports `Lost` during an outage and works again afterwards.
 async fn watch_survives_outage(b: &Backend, outage: &mut dyn FnMut(bool)) {
     let (a, c) = (b.node("a"), b.node("c"));
@@ -547,6 +594,7 @@ mod memory {
     memory_test!(failsafe_key);
     memory_test!(load_cluster_parses_everything);
     memory_test!(watch_reports_leader_deletion);
+    memory_test!(reads_with_a_watch_see_changes);
 
     #[tokio::test(start_paused = true)]
     async fn unreachable_when_switched_off() {
@@ -591,6 +639,7 @@ mod etcd {
     etcd_test!(failsafe_key);
     etcd_test!(load_cluster_parses_everything);
     etcd_test!(watch_reports_leader_deletion);
+    etcd_test!(reads_with_a_watch_see_changes);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_when_stopped() {

@@ -7,6 +7,8 @@
 
 pub mod cluster;
 pub mod etcd;
+mod etcd_conn;
+mod etcd_view;
 pub mod keys;
 pub mod member;
 pub mod memory;

@@ -139,6 +139,10 @@ impl EtcdServer {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
