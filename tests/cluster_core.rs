@@ -163,7 +163,10 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
     assert_eq!(p, new_primary, "the returning node must not take over");
     let log = c.nodes[primary].log();
     assert!(log.contains("rewind_done"), "no rewind in the log:\n{log}");
-    assert!(!log.contains("replica_method_started"), "rebuilt by basebackup");
+    assert!(
+        !log.contains("replica_method_started"),
+        "rebuilt by basebackup"
+    );
     // The daemon's stderr is a file here, not a terminal: plain text.
     assert!(!log.contains('\x1b'), "colour codes in a log file:\n{log}");
     write_row(&c, new_primary, 7)
