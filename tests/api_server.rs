@@ -673,3 +673,148 @@ async fn restart_and_reinitialize_routes() {
         (404, "no restarts are scheduled".into())
     );
 }
+
+/// `?lag=` read as Patroni reads it (`parse_int(value, 'B')`): a replica
+/// 2 MiB behind the leader's position is lagging for `1.5MB`, and for the
+/// integer, exponent and hex forms of the same limit; not for `2.5MB`.
+/// (Before, `1.5MB` did not parse and meant "no limit": 200.)
+#[actix_web::test]
+async fn lag_limit_in_every_patroni_form() {
+    let mut behind = pg(PgRole::Replica);
+    // status.optime is 50331808; replayed and received 2 MiB behind it.
+    behind.replay_lsn = Some(50331808 - (2 << 20));
+    behind.receive_lsn = behind.replay_lsn;
+    let replica = start_node(ha("n2", false), behind, Duration::ZERO);
+    let c = client();
+    for (lag, want) in [
+        ("1.5MB", 503),
+        ("1572864", 503),
+        ("1.5e3kB", 503),
+        ("0x180000", 503),
+        ("2.5MB", 200),
+        ("0.5e1MB", 200),
+        ("", 200),
+        ("bogus", 200), // unparsable: no limit, as in Patroni (and a warning)
+    ] {
+        for path in ["/replica", "/read-only", "/asynchronous"] {
+            let url = format!("{}{path}?lag={lag}", replica.base);
+            assert_eq!(
+                code(&c, Method::GET, url).await.as_u16(),
+                want,
+                "{path}?lag={lag}"
+            );
+        }
+    }
+    // /readiness: the same parser, `maximum_lag_on_failover` (1 MiB) without it.
+    for (q, want) in [("", 503), ("?lag=1.5MB", 503), ("?lag=2.5MB", 200)] {
+        let url = format!("{}/readiness{q}", replica.base);
+        assert_eq!(
+            code(&c, Method::GET, url).await.as_u16(),
+            want,
+            "/readiness{q}"
+        );
+    }
+}
+
+/// Sends `head` on a new connection and reads until the server closes it
+/// (or `within` passes): what came back and when the connection ended.
+async fn send_and_wait_close(
+    port: u16,
+    head: &str,
+    within: Duration,
+) -> (String, Option<Duration>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t0 = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((t0 + within).into(), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return (String::from_utf8_lossy(&got).into(), Some(t0.elapsed()));
+            }
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into(), None),
+        }
+    }
+}
+
+fn port_of(n: &Node) -> u16 {
+    n.base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A client that declares a body and never sends it, or sends half a
+/// head, or nothing at all, is cut off within the arrival bound (5 s);
+/// many of them at once do not keep health checks from being answered.
+/// (Before, a missing body held its connection forever.)
+#[actix_web::test]
+async fn slow_clients_are_cut_off() {
+    let node = start_node(ha("n1", true), pg(PgRole::Primary), Duration::ZERO);
+    let port = port_of(&node);
+    let bound = pgpilot::api::server::REQUEST_ARRIVAL_TIMEOUT;
+    let within = bound * 2 + Duration::from_secs(3);
+    let heads = [
+        "POST /reload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+        "PATCH /config HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\"a\"",
+        "POST /switchover HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        "GET /patroni HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: x\r\n",
+        "",
+    ];
+    let mut held = Vec::new();
+    for i in 0..120 {
+        let head = heads[i % heads.len()];
+        held.push(tokio::spawn(send_and_wait_close(port, head, within)));
+    }
+    // Health checks are answered meanwhile, at once.
+    let c = client();
+    let t = Instant::now();
+    assert_eq!(
+        code(&c, Method::GET, format!("{}/health", node.base)).await,
+        200
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "health check waited {:?}",
+        t.elapsed()
+    );
+    let mut closed = 0;
+    for (i, h) in held.into_iter().enumerate() {
+        let (reply, ended) = h.await.unwrap();
+        let head = heads[i % heads.len()];
+        let ended = ended.unwrap_or_else(|| {
+            panic!("connection {i} ({head:?}) still open after {within:?}; got {reply:?}")
+        });
+        if head.starts_with("GET /patroni") {
+            // Answered without reading the body, then closed.
+            assert!(reply.starts_with("HTTP/1.1 200"), "{head:?}: {reply:?}");
+        } else if head.starts_with("POST /reload") || head.starts_with("PATCH") {
+            assert!(reply.starts_with("HTTP/1.1 408"), "{head:?}: {reply:?}");
+            assert!(
+                ended >= bound - Duration::from_millis(500),
+                "{head:?} cut at {ended:?}"
+            );
+        }
+        closed += 1;
+    }
+    assert_eq!(closed, 120);
+}
+
+/// `CONNECT` gets 501 and its connection closes at once; before, it was
+/// held forever (the rest of the stream was taken for its body).
+#[actix_web::test]
+async fn connect_does_not_hold_the_connection() {
+    let node = start_node(ha("n1", true), pg(PgRole::Primary), Duration::ZERO);
+    let port = port_of(&node);
+    let (reply, ended) = send_and_wait_close(
+        port,
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(ended.is_some(), "CONNECT connection still open: {reply:?}");
+    assert!(reply.starts_with("HTTP/1.1 501"), "{reply:?}");
+}

@@ -613,10 +613,15 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
 /// unexpected ones that are not in use (an active one is retried next
 /// cycle), create the missing ones. Returns the physical slot positions
 /// afterwards (`restart_lsn`), which the leader publishes in `status.slots`.
-pub async fn sync_slots(env: &JobEnv, req: &SlotRequest) -> PgResult<BTreeMap<String, u64>> {
-    let timeout = env.dynamic.timing.local_query_timeout();
-    let client = query::connect(&env.local_conn(), timeout).await?;
-    let existing: Vec<ExistingSlot> = query::list_slots(&client)
+///
+/// `client` is the supervisor's long-lived status connection (no session
+/// per cycle); logical slots of other databases need their own.
+pub async fn sync_slots(
+    env: &JobEnv,
+    client: &tokio_postgres::Client,
+    req: &SlotRequest,
+) -> PgResult<BTreeMap<String, u64>> {
+    let existing: Vec<ExistingSlot> = query::list_slots(client)
         .await?
         .into_iter()
         .map(|r| ExistingSlot {
@@ -645,7 +650,7 @@ pub async fn sync_slots(env: &JobEnv, req: &SlotRequest) -> PgResult<BTreeMap<St
                     Err(e) => Err(e),
                 }
             }
-            _ => query::drop_slot(&client, &slot.name).await,
+            _ => query::drop_slot(client, &slot.name).await,
         };
         match result {
             Ok(true) => info!(event = "slot_dropped", slot = %slot.name, kind = ?slot.kind),
@@ -656,7 +661,7 @@ pub async fn sync_slots(env: &JobEnv, req: &SlotRequest) -> PgResult<BTreeMap<St
     for slot in &plan.create {
         let result = match (slot.kind, &slot.database, &slot.plugin) {
             (SlotKind::Physical, _, _) => {
-                query::create_physical_slot_if_missing(&client, &slot.name).await
+                query::create_physical_slot_if_missing(client, &slot.name).await
             }
             (SlotKind::Logical, Some(db), Some(plugin)) if req.i_lead => {
                 match connect_to(env, db).await {
@@ -672,7 +677,7 @@ pub async fn sync_slots(env: &JobEnv, req: &SlotRequest) -> PgResult<BTreeMap<St
             Err(e) => warn!(event = "slot_create_failed", slot = %slot.name, error = %e),
         }
     }
-    Ok(query::list_slots(&client)
+    Ok(query::list_slots(client)
         .await?
         .into_iter()
         .filter(|r| !r.logical)

@@ -23,7 +23,10 @@ use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgState, PgStatus, ReplicationRow,
     RunJob, StopAndWait, StopGracefully, SyncSlots,
 };
-use crate::postgres::{Binaries, Postmaster, StopMode, controldata, datadir, params, query};
+use crate::postgres::{
+    Binaries, LocalSession, Postmaster, SnapshotError, StopMode, controldata, datadir, params,
+    query,
+};
 
 pub struct PostgresSupervisor {
     env: JobEnv,
@@ -55,6 +58,27 @@ pub struct PostgresSupervisor {
     /// finished yet (a forced one cancels the one before): the rebuild
     /// that succeeds deletes them all.
     rebuild_leftovers: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    /// The long-lived connection of status questions and slot sync.
+    session: LocalSession,
+    /// What the last full status (the HA loop's) read of the settings only
+    /// a restart applies; other askers (the REST API) get this copy, as
+    /// Patroni's API reports the flag its HA loop last set.
+    last_pending_restart: std::collections::BTreeMap<String, crate::dcs::PendingChange>,
+    /// What the last full status read that a light one does not (see
+    /// [`query::SnapshotKind`]); forgotten whenever a job starts or ends.
+    known: Option<Known>,
+    /// Counts job starts and ends and stops: a status read across one does
+    /// not set `known`.
+    epoch: u64,
+}
+
+/// Facts of the running server that only the supervisor's own jobs change
+/// (the system identifier) or that only move forward (a standby's
+/// timeline), read by the HA loop's full status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Known {
+    sysid: String,
+    timeline: u64,
 }
 
 /// A restart waiting for its time (rest-api.md §5.1).
@@ -111,14 +135,16 @@ impl PostgresSupervisor {
         let data_dir = absolute(&cfg.postgresql.data_dir);
         let config_dir = absolute(cfg.postgresql.config_dir());
         let bins = Binaries::from_config(&cfg.postgresql);
+        let env = JobEnv {
+            cfg,
+            dynamic,
+            bins,
+            data_dir,
+            config_dir,
+        };
+        let session = LocalSession::new(env.local_conn(), env.dynamic.timing.local_query_timeout());
         PostgresSupervisor {
-            env: JobEnv {
-                cfg,
-                dynamic,
-                bins,
-                data_dir,
-                config_dir,
-            },
+            env,
             postmaster: None,
             state: PgState::Stopped,
             busy: None,
@@ -134,7 +160,27 @@ impl PostgresSupervisor {
             scheduled: None,
             last_start_time: None,
             rebuild_leftovers: Arc::default(),
+            session,
+            last_pending_restart: Default::default(),
+            known: None,
+            epoch: 0,
         }
+    }
+
+    /// A job starts or ends, or PostgreSQL is stopped: what the last full
+    /// status read may no longer hold.
+    fn forget_known(&mut self) {
+        self.epoch += 1;
+        self.known = None;
+    }
+
+    /// The configuration changed: the status session connects where it
+    /// now says.
+    fn retarget_session(&self) {
+        self.session.retarget(
+            self.env.local_conn(),
+            self.env.dynamic.timing.local_query_timeout(),
+        );
     }
 
     /// Send callback events (`on_start`, `on_stop`, `on_role_change`,
@@ -211,6 +257,7 @@ impl PostgresSupervisor {
         result: Result<Option<Postmaster>, String>,
         following: Option<Upstream>,
     ) {
+        self.forget_known();
         self.busy = None;
         self.job_handle = None;
         let job_role = self.job_role.take();
@@ -275,68 +322,121 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         }
         let env = self.env.clone();
         let mut base = self.status_base();
+        // The HA loop's question (it takes the outcome) reads everything;
+        // others reuse the settings it last read.
+        let full = msg.take_outcome;
+        if !full && self.postmaster.is_some() {
+            base.pending_restart = self.last_pending_restart.clone();
+        }
         base.outcome = if msg.take_outcome {
             self.outcome.take()
         } else {
             self.outcome.clone()
         };
-        Box::pin(gather_status(env, base).into_actor(self).map(|st, act, _| {
-            if act.busy.is_none() {
-                act.pg_callbacks.observed(st.facts.role);
-            }
-            if st.postmaster_start_time.is_some() {
-                act.last_start_time = st.postmaster_start_time.clone();
-            }
-            st
-        }))
+        let session = self.session.clone();
+        let epoch = self.epoch;
+        Box::pin(
+            gather_status(env, base, session, full, self.known.clone())
+                .into_actor(self)
+                .map(move |st, act, _| {
+                    if act.epoch == epoch
+                        && act.busy.is_none()
+                        && let (DataDir::Initialized { sysid, .. }, Some(_), Some(timeline)) =
+                            (&st.data_dir, st.facts.role, st.facts.timeline)
+                    {
+                        act.known = Some(Known {
+                            sysid: sysid.clone(),
+                            timeline,
+                        });
+                    }
+                    if act.busy.is_none() {
+                        act.pg_callbacks.observed(st.facts.role);
+                    }
+                    if st.postmaster_start_time.is_some() {
+                        act.last_start_time = st.postmaster_start_time.clone();
+                    }
+                    if full {
+                        act.last_pending_restart = st.pending_restart.clone();
+                    }
+                    st
+                }),
+        )
     }
 }
 
-/// Fill in what only PostgreSQL and the data directory can tell.
-async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
+/// Fill in what only PostgreSQL and the data directory can tell, over the
+/// long-lived `session`. `full`: also read the pending-restart settings
+/// (else `st` carries the last ones read).
+async fn gather_status(
+    env: JobEnv,
+    mut st: PgStatus,
+    session: LocalSession,
+    full: bool,
+    known: Option<Known>,
+) -> PgStatus {
+    let mut sysid = None;
+    // A light status needs what the last full one read; without it, a
+    // full one.
+    let full = full || known.is_none();
     if st.facts.running {
-        match query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout()).await {
-            Ok(client) => match query::snapshot(&client).await {
-                Ok(s) => {
-                    st.facts.role = Some(if s.in_recovery {
-                        PgRole::Replica
-                    } else {
-                        PgRole::Primary
-                    });
-                    st.facts.lsn = Some(s.wal_position());
-                    st.facts.timeline = Some(s.timeline);
-                    st.server_version = u32::try_from(s.server_version).ok();
-                    st.postmaster_start_time = Some(s.postmaster_start_time.clone());
+        let snapshot = if full {
+            session.snapshot_full().await
+        } else {
+            session.snapshot().await
+        };
+        match snapshot {
+            Ok(mut s) => {
+                if let Some(k) = known.as_ref().filter(|_| !full) {
+                    s.system_identifier = Some(k.sysid.clone());
                     if s.in_recovery {
-                        st.receive_lsn = s.receive_lsn;
-                        st.replay_lsn = s.replay_lsn;
-                        st.replayed_timestamp = s.last_replay_timestamp.clone();
-                        st.replay_paused = s.replay_paused;
-                        st.replication_state = Some(
-                            if s.receiver_state.as_deref() == Some("streaming") {
-                                "streaming"
-                            } else {
-                                "in archive recovery"
-                            }
-                            .to_owned(),
-                        );
+                        s.timeline = s.timeline.max(k.timeline);
                     }
-                    st.replication = s
-                        .replication
-                        .iter()
-                        .map(|r| ReplicationRow {
-                            usename: r.usename.clone().unwrap_or_default(),
-                            application_name: r.application_name.clone().unwrap_or_default(),
-                            client_addr: r.client_addr.clone(),
-                            state: r.state.clone().unwrap_or_default(),
-                            sync_state: r.sync_state.clone().unwrap_or_default(),
-                            sync_priority: r.sync_priority.unwrap_or(0),
-                        })
-                        .collect();
-                    if st.busy.is_none() {
-                        st.state = PgState::Running;
-                    }
-                    match query::restart_settings(&client, params::COMMAND_LINE_PARAMETERS).await {
+                }
+                sysid = s.system_identifier.clone();
+                st.facts.role = Some(if s.in_recovery {
+                    PgRole::Replica
+                } else {
+                    PgRole::Primary
+                });
+                st.facts.lsn = Some(s.wal_position());
+                st.facts.timeline = Some(s.timeline);
+                st.server_version = u32::try_from(s.server_version).ok();
+                st.postmaster_start_time = Some(s.postmaster_start_time.clone());
+                if s.in_recovery {
+                    st.receive_lsn = s.receive_lsn;
+                    st.replay_lsn = s.replay_lsn;
+                    st.replayed_timestamp = s.last_replay_timestamp.clone();
+                    st.replay_paused = s.replay_paused;
+                    st.replication_state = Some(
+                        if s.receiver_state.as_deref() == Some("streaming") {
+                            "streaming"
+                        } else {
+                            "in archive recovery"
+                        }
+                        .to_owned(),
+                    );
+                }
+                st.replication = s
+                    .replication
+                    .iter()
+                    .map(|r| ReplicationRow {
+                        usename: r.usename.clone().unwrap_or_default(),
+                        application_name: r.application_name.clone().unwrap_or_default(),
+                        client_addr: r.client_addr.clone(),
+                        state: r.state.clone().unwrap_or_default(),
+                        sync_state: r.sync_state.clone().unwrap_or_default(),
+                        sync_priority: r.sync_priority.unwrap_or(0),
+                    })
+                    .collect();
+                if st.busy.is_none() {
+                    st.state = PgState::Running;
+                }
+                if full {
+                    let rows = match session.client().await {
+                        Ok(c) => query::restart_settings(&c, params::COMMAND_LINE_PARAMETERS).await,
+                        Err(e) => Err(e),
+                    };
+                    match rows {
                         Ok(rows) => {
                             st.pending_restart = params::pending_restart(&rows, &env.parameters())
                         }
@@ -345,18 +445,27 @@ async fn gather_status(env: JobEnv, mut st: PgStatus) -> PgStatus {
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::debug!(event = "status_query_failed", error = %e);
-                    st.state = PgState::Unknown;
-                }
-            },
-            Err(e) => {
+            }
+            Err(SnapshotError::Query(e)) => {
+                tracing::debug!(event = "status_query_failed", error = %e);
+                st.state = PgState::Unknown;
+            }
+            Err(SnapshotError::Connect(e)) => {
                 tracing::debug!(event = "status_connect_failed", error = %e);
                 if st.state == PgState::Running {
                     st.state = PgState::Starting;
                 }
             }
         }
+    }
+    // PostgreSQL answered: its data directory is initialised, and
+    // pg_control_system() gave the identifier (no pg_controldata run).
+    if let (Some(sysid), Some(role)) = (sysid, st.facts.role) {
+        st.data_dir = DataDir::Initialized {
+            sysid,
+            was_primary: role == PgRole::Primary,
+        };
+        return st;
     }
     st.data_dir = match datadir::is_empty(&env.data_dir) {
         Ok(true) => DataDir::Empty,
@@ -396,6 +505,7 @@ impl Handler<RunJob> for PostgresSupervisor {
 impl PostgresSupervisor {
     /// Start `job` in the background (the caller checked that none runs).
     fn start_job(&mut self, job: Job, ctx: &mut Context<Self>) {
+        self.forget_known();
         self.check_alive();
         let kind = job.kind();
         let env = self.env.clone();
@@ -536,6 +646,7 @@ impl PostgresSupervisor {
         if let Some(kind) = self.busy.take() {
             warn!(event = "job_cancelled", job = ?kind, "cancelled by a forced reinitialize");
         }
+        self.forget_known();
         self.job_role = None;
     }
 
@@ -570,6 +681,7 @@ impl PostgresSupervisor {
                 .unwrap_or(300);
             Duration::from_secs(secs.max(1))
         });
+        self.forget_known();
         self.busy = Some(JobKind::Start);
         self.busy_label = "restart";
         self.state = PgState::Stopping;
@@ -627,7 +739,8 @@ impl PostgresSupervisor {
         self.check_alive();
         let base = self.status_base();
         let env = self.env.clone();
-        ctx.spawn(gather_status(env, base).into_actor(self).map(move |pg, act, ctx| {
+        let session = self.session.clone();
+        ctx.spawn(gather_status(env, base, session, true, None).into_actor(self).map(move |pg, act, ctx| {
             let fire = restart::at_fire_time(
                 s.at_unix,
                 fired_at,
@@ -702,8 +815,9 @@ impl Handler<PgOp> for PostgresSupervisor {
                 self.check_alive();
                 let base = self.status_base();
                 let env = self.env.clone();
+                let session = self.session.clone();
                 Box::pin(
-                    gather_status(env, base)
+                    gather_status(env, base, session, false, self.known.clone())
                         .into_actor(self)
                         .map(move |pg, act, ctx| {
                             if act.scheduled.is_some() {
@@ -797,6 +911,7 @@ impl Handler<StopAndWait> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
     fn handle(&mut self, StopAndWait(mode): StopAndWait, _ctx: &mut Context<Self>) -> Self::Result {
+        self.forget_known();
         let pm = self.postmaster.take();
         let was_running = pm.is_some();
         // An immediate shutdown is a fencing stop: a postmaster that does not
@@ -834,6 +949,7 @@ impl Handler<StopGracefully> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, Result<u64, String>>;
 
     fn handle(&mut self, _msg: StopGracefully, _ctx: &mut Context<Self>) -> Self::Result {
+        self.forget_known();
         let pm = self.postmaster.take();
         let env = self.env.clone();
         self.state = PgState::Stopping;
@@ -854,11 +970,18 @@ impl Handler<SyncSlots> for PostgresSupervisor {
 
     fn handle(&mut self, SyncSlots(req): SyncSlots, _ctx: &mut Context<Self>) -> Self::Result {
         let env = self.env.clone();
+        let session = self.session.clone();
         Box::pin(
             async move {
-                jobs::sync_slots(&env, &req)
-                    .await
-                    .inspect_err(|e| warn!(event = "slot_sync_failed", error = %e))
+                let r = match session.client().await {
+                    Ok(client) => jobs::sync_slots(&env, &client, &req).await,
+                    Err(e) => Err(e),
+                };
+                if r.is_err() {
+                    // A broken or hung connection must not stay in use.
+                    session.reset().await;
+                }
+                r.inspect_err(|e| warn!(event = "slot_sync_failed", error = %e))
                     .ok()
             }
             .into_actor(self),
@@ -871,6 +994,7 @@ impl Handler<DynamicConfigChanged> for PostgresSupervisor {
     fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, ctx: &mut Context<Self>) {
         self.env.dynamic = d;
         self.env.log_parameter_warnings();
+        self.retarget_session();
         self.apply_config(ctx);
     }
 }
@@ -889,6 +1013,7 @@ impl Handler<ConfigChanged> for PostgresSupervisor {
     fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, ctx: &mut Context<Self>) {
         self.env.cfg = cfg;
         self.env.log_parameter_warnings();
+        self.retarget_session();
         self.apply_config(ctx);
     }
 }

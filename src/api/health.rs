@@ -16,7 +16,17 @@ use crate::messages::supervisor::{PgState, PgStatus};
 const OK: u16 = 200;
 const UNAVAILABLE: u16 = 503;
 
+pub use crate::api::lag::parse_lag;
 pub use crate::config::parse_size;
+
+/// The `lag` parameter when it is given and Patroni's parser cannot read
+/// it (then no limit applies, as in Patroni): the caller logs it.
+pub fn unparsable_lag(query: &BTreeMap<String, String>) -> Option<&str> {
+    query
+        .get("lag")
+        .map(String::as_str)
+        .filter(|v| parse_lag(v).is_none())
+}
 
 fn is_answering_replica(pg: &PgStatus) -> bool {
     answering(pg) && pg.facts.role == Some(PgRole::Replica)
@@ -98,11 +108,12 @@ pub(crate) fn health_status_paused(
     let running = state_str(pg) == PgState::Running.as_str();
     let cluster = ha.cluster.as_ref();
 
-    let max_lag = query.get("lag").and_then(|v| parse_size(v));
+    // Patroni: an unparsable `lag` is no limit (`sys.maxsize`).
+    let max_lag = query.get("lag").and_then(|v| parse_lag(v));
     let optime = leader_optime(ha, pg);
     let lagging = match max_lag {
         Some(lag) if optime != 0 => {
-            i128::from(optime) > i128::from(replayed_location(pg)) + i128::from(lag)
+            i128::from(optime) > i128::from(replayed_location(pg)).saturating_add(lag)
         }
         _ => false,
     };
@@ -240,8 +251,8 @@ pub fn readiness_status(query: &BTreeMap<String, String>, ha: &HaState, pg: &PgS
     let lag = i128::from(leader_optime(ha, pg)) - i128::from(location);
     let max_lag = query
         .get("lag")
-        .and_then(|v| parse_size(v))
-        .map_or(i128::from(ha.maximum_lag_on_failover), i128::from);
+        .and_then(|v| parse_lag(v))
+        .unwrap_or(i128::from(ha.maximum_lag_on_failover));
     code(lag <= max_lag)
 }
 
@@ -456,6 +467,12 @@ mod tests {
         far.cluster = Some(cluster("n2", Some(10 << 20)));
         assert_eq!(get_q(&[("lag", "1MB")], &far, &fp), 503);
         assert_eq!(get_q(&[("lag", "16MB")], &far, &fp), 200);
+        // Patroni's forms: decimals, exponents, hex (10 MiB behind)
+        assert_eq!(get_q(&[("lag", "1.5MB")], &far, &fp), 503);
+        assert_eq!(get_q(&[("lag", "10.5MB")], &far, &fp), 200);
+        assert_eq!(get_q(&[("lag", "1e3kB")], &far, &fp), 503);
+        assert_eq!(get_q(&[("lag", "0x1000kB")], &far, &fp), 503);
+        assert_eq!(get_q(&[("lag", "0x2800kB")], &far, &fp), 200);
         // no known leader position: never lagging
         let mut blind = ha(false);
         blind.cluster = Some(cluster("n2", None));
@@ -612,6 +629,14 @@ mod tests {
             200
         );
         assert_eq!(readiness_status(&q(&[("lag", "99")]), &fh, &replica()), 503);
+        assert_eq!(
+            readiness_status(&q(&[("lag", "0.1kB")]), &fh, &replica()),
+            200
+        );
+        assert_eq!(
+            readiness_status(&q(&[("lag", "0x63")]), &fh, &replica()),
+            503
+        );
         assert_eq!(
             readiness_status(&q(&[("lag", "bad")]), &fh, &replica()),
             200,

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod headers;
 pub mod health;
+pub mod lag;
 pub mod reinit;
 pub mod restart;
 pub mod server;

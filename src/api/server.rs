@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::Server;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures_util::StreamExt;
 use futures_util::future::join;
 use serde_json::Value;
 
@@ -37,6 +39,28 @@ const RESTART_GRACE: Duration = Duration::from_secs(120);
 
 /// How long `POST /reload` waits for the configuration manager.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request may take to arrive: its head (actix-web's
+/// `client_request_timeout`, answered 408), then its body again (answered
+/// 408, connection closed). A client that declares a body and never sends
+/// it cannot hold a connection longer. Health checks, peers and patronictl
+/// send a request in one go, far inside this.
+pub const REQUEST_ARRIVAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an idle keep-alive connection stays open between requests.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// Open connections at most, over all workers: beyond it new connections
+/// wait in the listen backlog until one closes, so a flood of clients
+/// cannot exhaust the daemon's file descriptors (1024 by default). With the
+/// timeouts above every slot frees within seconds of its client stalling.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// HTTP workers (threads). Requests are answered from the elector's and
+/// the supervisor's state, so the work per request is small; two workers
+/// let a slow TLS handshake or a long `POST /restart` not delay a health
+/// check.
+const WORKERS: usize = 2;
 
 /// What the API needs from the rest of the daemon.
 pub struct ApiContext {
@@ -126,12 +150,15 @@ pub fn serve_listener_tls(
         App::new()
             .app_data(web::Data::from(shared.clone()))
             .app_data(web::Data::new(access.clone()))
-            .app_data(web::PayloadConfig::new(auth::BODY_LIMIT))
             .wrap(actix_web::middleware::from_fn(auth::access_check))
             .wrap(actix_web::middleware::from_fn(headers::add_extra_headers))
             .default_service(web::to(dispatch))
     })
-    .workers(1)
+    .workers(WORKERS)
+    .max_connections(MAX_CONNECTIONS / WORKERS)
+    .client_request_timeout(REQUEST_ARRIVAL_TIMEOUT)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(KEEP_ALIVE)
     .disable_signals()
     .on_connect(|conn, ext| {
         type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
@@ -155,7 +182,79 @@ pub fn serve_listener_tls(
     Ok(server.run())
 }
 
-async fn dispatch(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+/// Reads the request body, at most [`auth::BODY_LIMIT`] bytes, within
+/// [`REQUEST_ARRIVAL_TIMEOUT`]. Only handlers that use a body call it.
+async fn read_body(payload: &mut web::Payload) -> Result<web::Bytes, HttpResponse> {
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| error_page(400, &format!("Bad request body: {e}")))?;
+            if body.len() + chunk.len() > auth::BODY_LIMIT {
+                return Err(error_page(413, "Payload Too Large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    match tokio::time::timeout(REQUEST_ARRIVAL_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::info!(
+                event = "api_request_timeout",
+                "request body did not arrive in time"
+            );
+            Err(error_page(408, "Request Timeout"))
+        }
+    }
+}
+
+/// A reply body that carries the request's body stream until the reply is
+/// sent. Left unread, that stream makes actix-web close the connection after
+/// the reply; dropped before, a chunked body would be drained first, for as
+/// long as the client cares to trickle it.
+struct HoldingBody {
+    bytes: Option<web::Bytes>,
+    len: u64,
+    _request_body: web::Payload,
+}
+
+impl MessageBody for HoldingBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.len)
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        std::task::Poll::Ready(self.get_mut().bytes.take().map(Ok))
+    }
+}
+
+async fn dispatch(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let resp = route(req, &mut payload, shared).await;
+    resp.map_body(|_, body| match body.try_into_bytes() {
+        Ok(bytes) => BoxBody::new(HoldingBody {
+            len: bytes.len() as u64,
+            bytes: Some(bytes),
+            _request_body: payload,
+        }),
+        // Every reply here is built from bytes; anything else goes as is.
+        Err(body) => body,
+    })
+}
+
+async fn route(
+    req: HttpRequest,
+    payload: &mut web::Payload,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
     let path = req.path().to_owned();
     let segment = path
         .trim_start_matches('/')
@@ -164,7 +263,27 @@ async fn dispatch(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>)
         .unwrap_or("")
         .to_owned();
     let query = parse_query(req.query_string());
+    if let Some(lag) = health::unparsable_lag(&query) {
+        tracing::warn!(
+            event = "api_lag_unparsable",
+            lag,
+            path = %path,
+            "the lag parameter is neither an integer nor a number with a unit (B, kB, MB, GB, TB); no lag limit applies"
+        );
+    }
     let m = req.method();
+    let unsafe_method =
+        *m == Method::POST || *m == Method::PUT || *m == Method::PATCH || *m == Method::DELETE;
+    let body = if unsafe_method {
+        match read_body(payload).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        }
+    } else {
+        // GET, HEAD, OPTIONS never use a body; CONNECT and other methods
+        // get 501. An unread body closes the connection after the reply.
+        web::Bytes::new()
+    };
     if *m == Method::GET {
         match segment.as_str() {
             "patroni" => get_patroni(&shared).await,

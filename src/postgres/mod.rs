@@ -14,10 +14,12 @@ pub mod ops;
 pub mod params;
 pub mod postmaster;
 pub mod query;
+pub mod session;
 
 pub use binaries::Binaries;
 pub use conf::{PgpassEntry, RecoveryParams};
 pub use controldata::{ControlData, DbState};
 pub use error::{PgError, PgResult};
 pub use postmaster::{Postmaster, StopMode, StopOutcome};
-pub use query::{ConnParams, PgSnapshot};
+pub use query::{ConnParams, PgSnapshot, SnapshotKind};
+pub use session::{LocalSession, SnapshotError};

@@ -140,6 +140,8 @@ pub struct PgSnapshot {
     /// `in archive recovery`.
     pub receiver_state: Option<String>,
     pub replication: Vec<ReplicationRow>,
+    /// `pg_control_system().system_identifier`, as text.
+    pub system_identifier: Option<String>,
 }
 
 impl PgSnapshot {
@@ -158,7 +160,29 @@ impl PgSnapshot {
 
 const TS_FORMAT: &str = "'YYYY-MM-DD HH24:MI:SS.US'";
 
-fn snapshot_sql() -> String {
+/// Which state query: `Full` for the HA loop (also the last checkpoint's
+/// and the newest history file's timeline, and the system identifier: file
+/// reads in the server), `Light` for the REST API's per-request question,
+/// which leaves those three NULL (the supervisor supplies them from the last
+/// full read: they change only through its own jobs, or only forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    Full,
+    Light,
+}
+
+fn snapshot_sql(kind: SnapshotKind) -> String {
+    let (checkpoint_tli, history_tli, sysid) = match kind {
+        SnapshotKind::Full => (
+            "(SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())::int8",
+            "CASE WHEN pg_catalog.pg_is_in_recovery() THEN
+         (SELECT pg_catalog.max(('x' || pg_catalog.substr(name, 1, 8))::bit(32)::int8)
+            FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$')
+       END",
+            "(SELECT system_identifier FROM pg_catalog.pg_control_system())::text",
+        ),
+        SnapshotKind::Light => ("NULL::int8", "NULL::int8", "NULL::text"),
+    };
     format!(
         "SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
        pg_catalog.current_setting('server_version_num')::int4 AS server_version,
@@ -175,22 +199,41 @@ fn snapshot_sql() -> String {
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END AS paused,
        (SELECT status FROM pg_catalog.pg_stat_wal_receiver LIMIT 1) AS receiver_status,
        (SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver LIMIT 1)::int8 AS received_tli,
-       (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())::int8 AS checkpoint_tli,
-       CASE WHEN pg_catalog.pg_is_in_recovery() THEN
-         (SELECT pg_catalog.max(('x' || pg_catalog.substr(name, 1, 8))::bit(32)::int8)
-            FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{{8}}[.]history$')
-       END AS history_tli"
+       {checkpoint_tli} AS checkpoint_tli,
+       {history_tli} AS history_tli,
+       (SELECT pg_catalog.json_agg(r ORDER BY r.application_name)::text
+          FROM (SELECT usename::text AS usename, application_name, client_addr::text AS client_addr,
+                       state, sync_state, sync_priority
+                  FROM pg_catalog.pg_stat_replication) r) AS replication,
+       {sysid} AS sysid"
     )
 }
 
-const REPLICATION_SQL: &str =
-    "SELECT usename::text, application_name, client_addr::text, state, sync_state, sync_priority
-  FROM pg_catalog.pg_stat_replication ORDER BY application_name";
+/// Prepares the statement of [`snapshot_prepared`]: one round trip per
+/// snapshot afterwards (an unprepared query costs two).
+pub async fn prepare_snapshot(
+    client: &Client,
+    kind: SnapshotKind,
+) -> PgResult<tokio_postgres::Statement> {
+    client
+        .prepare(snapshot_sql(kind).as_str())
+        .await
+        .map_err(|e| PgError::query("prepare the server state query", e))
+}
 
 /// Reads the server's state (see [`PgSnapshot`]).
 pub async fn snapshot(client: &Client) -> PgResult<PgSnapshot> {
+    let stmt = prepare_snapshot(client, SnapshotKind::Full).await?;
+    snapshot_prepared(client, &stmt).await
+}
+
+/// [`snapshot`] with the statement of [`prepare_snapshot`].
+pub async fn snapshot_prepared(
+    client: &Client,
+    stmt: &tokio_postgres::Statement,
+) -> PgResult<PgSnapshot> {
     let row = client
-        .query_one(snapshot_sql().as_str(), &[])
+        .query_one(stmt, &[])
         .await
         .map_err(|e| PgError::query("read server state", e))?;
     let lsn = |name: &str| -> Option<u64> { row.get::<_, Option<PgLsn>>(name).map(u64::from) };
@@ -211,20 +254,21 @@ pub async fn snapshot(client: &Client) -> PgResult<PgSnapshot> {
         row.get::<_, Option<i64>>("primary_tli")
     }
     .unwrap_or(0) as u64;
-    let replication = client
-        .query(REPLICATION_SQL, &[])
-        .await
-        .map_err(|e| PgError::query("read pg_stat_replication", e))?
-        .iter()
-        .map(|r| ReplicationRow {
-            usename: r.get(0),
-            application_name: r.get(1),
-            client_addr: r.get(2),
-            state: r.get(3),
-            sync_state: r.get(4),
-            sync_priority: r.get(5),
-        })
-        .collect();
+    let replication = match row.get::<_, Option<String>>("replication") {
+        Some(json) => serde_json::from_str::<Vec<ReplicationJson>>(&json)
+            .map_err(|e| PgError::parse("pg_stat_replication", e.to_string()))?
+            .into_iter()
+            .map(|r| ReplicationRow {
+                usename: r.usename,
+                application_name: r.application_name,
+                client_addr: r.client_addr,
+                state: r.state,
+                sync_state: r.sync_state,
+                sync_priority: r.sync_priority,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(PgSnapshot {
         in_recovery,
         server_version: row.get("server_version"),
@@ -243,7 +287,19 @@ pub async fn snapshot(client: &Client) -> PgResult<PgSnapshot> {
             }
         }),
         replication,
+        system_identifier: row.get("sysid"),
     })
+}
+
+/// A `pg_stat_replication` row as `json_agg` renders it.
+#[derive(serde::Deserialize)]
+struct ReplicationJson {
+    usename: Option<String>,
+    application_name: Option<String>,
+    client_addr: Option<String>,
+    state: Option<String>,
+    sync_state: Option<String>,
+    sync_priority: Option<i32>,
 }
 
 /// `"name"` with embedded quotes doubled.
