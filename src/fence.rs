@@ -53,19 +53,27 @@ pub const HEARTBEAT: &str = "heartbeat.json";
 pub const ACK: &str = "ack.json";
 pub const PIDFILE: &str = "fence.pid";
 pub const LOG: &str = "fence.log";
-/// How often the fence reads the heartbeat.
-pub const POLL: Duration = Duration::from_millis(100);
+/// How often the fence reads the heartbeat when no deadline is near. An
+/// armed fence also wakes exactly at its deadline ([`next_wake`]), so this
+/// period is not part of the fencing delay: it only bounds how stale the
+/// acknowledgement gets and how fast a new order is confirmed. Each wake
+/// costs a file read and an `ack.json` rewrite, which was most of an idle
+/// primary's CPU at 100 ms.
+pub const POLL: Duration = Duration::from_millis(500);
 /// How long an immediate shutdown gets before the process group is killed
 /// (a SIGSTOPped postmaster never acts on SIGQUIT, but dies to SIGKILL). A
 /// healthy postmaster and its backends are gone within milliseconds of
 /// SIGQUIT; this bounds the unhealthy case and is part of the fencing
 /// margin (`Timing::fence_margin`).
 pub const KILL_GRACE: Duration = Duration::from_millis(400);
-/// The fence rewrites `ack.json` at least this often.
-pub const ACK_EVERY: Duration = Duration::from_millis(250);
+/// The fence rewrites `ack.json` at least this often (in practice at
+/// every [`POLL`]).
+pub const ACK_EVERY: Duration = Duration::from_millis(450);
 /// An acknowledgement older than this does not count: the fence may be
-/// dead or stopped.
-pub const ACK_FRESH: Duration = Duration::from_secs(1);
+/// dead or stopped. Three polls, so a fence woken late on a loaded host is
+/// not taken for a dead one; a daemon that trusts a fence which died since
+/// still stops PostgreSQL itself at the fencing point.
+pub const ACK_FRESH: Duration = Duration::from_millis(1500);
 /// A launched fence writes `fence.pid` within milliseconds; no second one
 /// is launched before this has passed.
 const LAUNCH_GRACE: Duration = Duration::from_secs(2);
@@ -605,8 +613,9 @@ pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()
     let mut fenced_deadline: Option<u64> = None;
     let mut was_armed = None;
     let mut acked: Option<Ack> = None;
+    let mut wake = POLL;
     loop {
-        std::thread::sleep(POLL);
+        std::thread::sleep(wake);
         // An order from another boot means nothing here.
         let hb = read_heartbeat(dir).filter(|hb| same_boot(hb, &boot));
         let now = boottime_ms();
@@ -649,6 +658,7 @@ pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()
                 fence(data_dir, hb, now);
             }
         }
+        wake = next_wake(hb.as_ref(), fenced_deadline, boottime_ms());
         let last_word = hb.as_ref().map_or(started, |h| h.written_ms.max(started));
         if now.saturating_sub(last_word) > orphan_after.as_millis() as u64
             && Postmaster::adopt(data_dir).is_none()
@@ -661,6 +671,21 @@ pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()
         let _ = fs::remove_file(dir.join(PIDFILE));
     }
     Ok(())
+}
+
+/// How long the fence sleeps before it next reads the heartbeat: one
+/// [`POLL`], or less when the order it holds falls due sooner, so that it
+/// acts at the deadline itself rather than up to a poll later. An order
+/// already carried out, paused or disarmed waits a whole poll.
+fn next_wake(hb: Option<&Heartbeat>, fenced_deadline: Option<u64>, now_ms: u64) -> Duration {
+    match hb {
+        Some(hb) if hb.armed && !hb.paused && fenced_deadline != Some(hb.deadline_ms) => {
+            let until = Duration::from_millis(hb.deadline_ms.saturating_sub(now_ms));
+            // At least a millisecond: never a busy loop.
+            until.clamp(Duration::from_millis(1), POLL)
+        }
+        _ => POLL,
+    }
 }
 
 /// Stop the postmaster of `data_dir` at once, if the order may reach it
@@ -734,6 +759,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_armed_fence_wakes_at_its_deadline() {
+        let hb = Heartbeat {
+            armed: true,
+            deadline_ms: 10_000,
+            ..Heartbeat::default()
+        };
+        // Far from the deadline: a whole poll.
+        assert_eq!(next_wake(Some(&hb), None, 1_000), POLL);
+        // Within a poll of it: exactly until it.
+        assert_eq!(
+            next_wake(Some(&hb), None, 9_800),
+            Duration::from_millis(200)
+        );
+        // Due or past and not yet carried out: at once (1 ms, no busy loop).
+        assert_eq!(next_wake(Some(&hb), None, 10_000), Duration::from_millis(1));
+        // Carried out, paused, disarmed or no order: a whole poll.
+        assert_eq!(next_wake(Some(&hb), Some(10_000), 10_050), POLL);
+        let paused = Heartbeat {
+            paused: true,
+            ..hb.clone()
+        };
+        assert_eq!(next_wake(Some(&paused), None, 9_900), POLL);
+        let disarmed = Heartbeat {
+            armed: false,
+            ..hb.clone()
+        };
+        assert_eq!(next_wake(Some(&disarmed), None, 9_900), POLL);
+        assert_eq!(next_wake(None, None, 9_900), POLL);
+    }
+
+    #[test]
     fn state_dir_is_beside_the_data_directory() {
         assert_eq!(
             state_dir(Path::new("/var/lib/pg/data")),
@@ -764,10 +820,11 @@ mod tests {
             polled_ms: 5_000,
             ..Ack::default()
         };
+        let fresh = ACK_FRESH.as_millis() as u64;
         assert_eq!(ack_confirms(&ack, &hb, 5_900), Some(0));
-        assert_eq!(ack_confirms(&ack, &hb, 6_000), Some(0));
+        assert_eq!(ack_confirms(&ack, &hb, 5_000 + fresh), Some(0));
         // Silent for more than ACK_FRESH: maybe dead or stopped.
-        assert_eq!(ack_confirms(&ack, &hb, 6_001), None);
+        assert_eq!(ack_confirms(&ack, &hb, 5_001 + fresh), None);
         // Still holding the previous, earlier deadline: it fires sooner.
         let old = Ack {
             deadline_ms: 9_000,

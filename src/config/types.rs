@@ -677,7 +677,7 @@ impl Timing {
     /// Fencing safety margin: PostgreSQL on a leader is stopped this long
     /// before the lease (send time of the last successful renewal + ttl)
     /// could end. A fixed 1 s, whatever the ttl; it covers the fence's
-    /// polling ([`crate::fence::POLL`], 100 ms), the immediate shutdown and
+    /// waking at the deadline ([`crate::fence::POLL`] does not add to it), the immediate shutdown and
     /// its SIGKILL fallback ([`crate::fence::KILL_GRACE`], 400 ms) and half a
     /// second for the fence being scheduled late on a loaded host. Nothing
     /// in it grows with the ttl: clock-rate differences between this node and
