@@ -441,6 +441,34 @@ async fn reads_with_a_watch_see_changes(b: &Backend) {
     drop(w);
 }
 
+/// A fresh read sees another client's write as soon as that write returns,
+/// even while the reader's watch-vouched view is valid (what the REST API
+/// serves: `GET /config` right after `pgpilotctl edit-config`).
+async fn fresh_read_sees_another_clients_write_at_once(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    let mut w = c.watch();
+    wait_watch_ready(&*a, &mut w, b.retry_timeout * 5).await;
+    for ttl in [31, 32, 33] {
+        // Two plain reads first, so a backend that caches has a view.
+        let _ = c.load_cluster().await.unwrap();
+        let _ = c.load_cluster().await.unwrap();
+        assert!(
+            a.set_config_value(&format!(r#"{{"ttl":{ttl}}}"#), None)
+                .await
+                .unwrap(),
+            "config written"
+        );
+        let seen = c
+            .load_cluster_fresh()
+            .await
+            .unwrap()
+            .config
+            .map(|v| v.value["ttl"].clone());
+        assert_eq!(seen, Some(ttl.into()), "fresh read right after the write");
+    }
+    drop(w);
+}
+
 /// The watch reports `Lost` during an outage and works again afterwards.
 async fn watch_survives_outage(b: &Backend, outage: &mut dyn FnMut(bool)) {
     let (a, c) = (b.node("a"), b.node("c"));
@@ -595,6 +623,7 @@ mod memory {
     memory_test!(load_cluster_parses_everything);
     memory_test!(watch_reports_leader_deletion);
     memory_test!(reads_with_a_watch_see_changes);
+    memory_test!(fresh_read_sees_another_clients_write_at_once);
 
     #[tokio::test(start_paused = true)]
     async fn unreachable_when_switched_off() {
@@ -640,6 +669,7 @@ mod etcd {
     etcd_test!(load_cluster_parses_everything);
     etcd_test!(watch_reports_leader_deletion);
     etcd_test!(reads_with_a_watch_see_changes);
+    etcd_test!(fresh_read_sees_another_clients_write_at_once);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_when_stopped() {

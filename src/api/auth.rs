@@ -272,7 +272,7 @@ impl AccessPolicy {
         {
             return ips.clone();
         }
-        let cluster = match dcs.load_cluster().await {
+        let cluster = match dcs.load_cluster_fresh().await {
             Ok(c) => c,
             Err(e) => {
                 warn!(event = "allowlist_members_unavailable", error = %e);

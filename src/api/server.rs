@@ -381,7 +381,7 @@ impl Shared {
     }
 
     async fn load_cluster(&self) -> Option<Cluster> {
-        match self.ctx.dcs.load_cluster().await {
+        match self.ctx.dcs.load_cluster_fresh().await {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(error = %e, "REST API: DCS read failed");

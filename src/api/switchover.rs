@@ -284,7 +284,7 @@ pub async fn post(
         Ok(r) => r,
         Err(e) => return e,
     };
-    let cluster = match dcs.load_cluster().await {
+    let cluster = match dcs.load_cluster_fresh().await {
         Ok(c) => c,
         Err(e) => return (503, format!("DCS is not accessible: {e}")),
     };
@@ -325,7 +325,7 @@ pub async fn post(
     let deadline = Instant::now() + Duration::from_secs_f64(limit);
     while Instant::now() < deadline {
         tokio::time::sleep(POLL_EVERY).await;
-        if let Ok(c) = dcs.load_cluster().await
+        if let Ok(c) = dcs.load_cluster_fresh().await
             && let Some(answer) = outcome(&req, old_leader.as_deref(), &c)
         {
             return answer;
@@ -343,7 +343,7 @@ pub async fn post(
 /// `DELETE /switchover`: cancel a scheduled request. `None` = 409 (the key
 /// changed meanwhile).
 pub async fn delete(dcs: &dyn Dcs) -> Option<Refusal> {
-    let cluster = match dcs.load_cluster().await {
+    let cluster = match dcs.load_cluster_fresh().await {
         Ok(c) => c,
         Err(e) => return Some((503, format!("DCS is not accessible: {e}"))),
     };

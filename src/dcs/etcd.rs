@@ -441,12 +441,15 @@ impl Inner {
         }
     }
 
-    async fn load_cluster(&self) -> DcsResult<Cluster> {
+    /// `use_cache`: answer from the watch-vouched view when it is valid
+    /// (the HA loop's periodic read); `false` always reads etcd (the REST
+    /// API, so that a client reads back what another process just wrote).
+    async fn load_cluster(&self, use_cache: bool) -> DcsResult<Cluster> {
         let fresh = self.watch_fresh_within();
         let ticket = {
             let view = self.view();
             let now = Instant::now();
-            if let Some(rows) = view.cached(now, fresh) {
+            if use_cache && let Some(rows) = view.cached(now, fresh) {
                 return Ok(Cluster::from_kvs(rows.to_vec()));
             }
             view.ticket(now, fresh)
@@ -940,7 +943,12 @@ impl Dcs for EtcdDcs {
 
     fn load_cluster(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
         let i = &self.inner;
-        i.bounded("load_cluster", i.load_cluster()).boxed()
+        i.bounded("load_cluster", i.load_cluster(true)).boxed()
+    }
+
+    fn load_cluster_fresh(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
+        let i = &self.inner;
+        i.bounded("load_cluster", i.load_cluster(false)).boxed()
     }
 
     fn touch_member(&self, data: &MemberData) -> BoxFuture<'_, DcsResult<()>> {

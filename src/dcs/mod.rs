@@ -66,8 +66,18 @@ pub trait Dcs: Send + Sync + 'static {
     /// length.
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration);
 
-    /// One consistent read of every key under the cluster prefix.
+    /// One consistent read of every key under the cluster prefix. A backend
+    /// may answer from a view its watch keeps valid (docs/dcs.md, "Idle
+    /// cost"); such a view may lag a write made by another client by the
+    /// watch's delivery time.
     fn load_cluster(&self) -> BoxFuture<'_, DcsResult<Cluster>>;
+
+    /// [`Dcs::load_cluster`] straight from the store, never from a cached
+    /// view: for readers that must see what another client just wrote (the
+    /// REST API's `GET /config`, `/cluster`, `/history`, switchover checks).
+    fn load_cluster_fresh(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
+        self.load_cluster()
+    }
 
     /// Write (or just keep alive) `members/<me>` under this node's session.
     fn touch_member(&self, data: &MemberData) -> BoxFuture<'_, DcsResult<()>>;
