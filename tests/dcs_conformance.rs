@@ -469,6 +469,63 @@ async fn fresh_read_sees_another_clients_write_at_once(b: &Backend) {
     drop(w);
 }
 
+/// A reader whose view follows its watch ends where a fresh read is, after
+/// a burst of changes by others (puts, deletes, lease-bound keys, the same
+/// key written again) interleaved with its own reads and writes: no late
+/// event undoes a newer value, no change is missed.
+async fn cached_view_converges_after_a_burst(b: &Backend) {
+    let (a, x, c) = (b.node("a"), b.node("x"), b.node("c"));
+    let mut w = c.watch();
+    wait_watch_ready(&*a, &mut w, b.retry_timeout * 5).await;
+    let _ = c.load_cluster().await.unwrap();
+    for round in 0..6u32 {
+        a.touch_member(&member(if round % 2 == 0 { "primary" } else { "replica" }))
+            .await
+            .unwrap();
+        assert!(
+            a.set_config_value(&format!(r#"{{"ttl":{}}}"#, 30 + round), None)
+                .await
+                .unwrap()
+        );
+        let _ = c.load_cluster().await.unwrap();
+        if round % 2 == 0 {
+            assert!(x.attempt_to_acquire_leader().await.unwrap());
+            x.touch_member(&member("replica")).await.unwrap();
+        } else {
+            x.delete_leader().await.unwrap();
+            x.release_session().await.unwrap();
+        }
+        c.touch_member(&member("replica")).await.unwrap();
+        let _ = c.load_cluster().await.unwrap();
+        assert!(
+            c.set_failover_value(&format!(r#"{{"leader":"a","member":"m{round}"}}"#), None)
+                .await
+                .unwrap()
+        );
+    }
+    // The fresh read by another client: c's own would refresh c's view.
+    let r = b.node("r");
+    let within = b.retry_timeout * 5;
+    eventually(within, "c's view to equal a fresh read", || async {
+        let view = c.load_cluster().await.ok()?;
+        let fresh = r.load_cluster_fresh().await.ok()?;
+        (fresh == view).then_some(())
+    })
+    .await;
+    let view = c.load_cluster().await.unwrap();
+    assert_eq!(view.leader, None, "x released its leader key");
+    assert_eq!(
+        view.members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "c"],
+        "x's member key went with its lease"
+    );
+    assert_eq!(view.config.map(|v| v.value["ttl"].clone()), Some(35.into()));
+    drop(w);
+}
+
 /// The watch reports `Lost` during an outage and works again afterwards.
 async fn watch_survives_outage(b: &Backend, outage: &mut dyn FnMut(bool)) {
     let (a, c) = (b.node("a"), b.node("c"));
@@ -624,6 +681,7 @@ mod memory {
     memory_test!(watch_reports_leader_deletion);
     memory_test!(reads_with_a_watch_see_changes);
     memory_test!(fresh_read_sees_another_clients_write_at_once);
+    memory_test!(cached_view_converges_after_a_burst);
 
     #[tokio::test(start_paused = true)]
     async fn unreachable_when_switched_off() {
@@ -670,6 +728,7 @@ mod etcd {
     etcd_test!(watch_reports_leader_deletion);
     etcd_test!(reads_with_a_watch_see_changes);
     etcd_test!(fresh_read_sees_another_clients_write_at_once);
+    etcd_test!(cached_view_converges_after_a_burst);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_when_stopped() {

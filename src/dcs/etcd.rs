@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Error as EtcdError, EventType,
-    GetOptions, KeyValue, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchRequestSender, WatchResponseStream, WatchStream,
+    GetOptions, KeyValue, LeaseKeepAliveStream, LeaseKeeper, PutOptions, ResponseHeader, Txn,
+    TxnOp, TxnOpResponse, WatchOptions, WatchRequestSender, WatchResponseStream, WatchStream,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::etcd_view::{Row, View};
+use super::etcd_view::{Change, Row, View};
 use super::{
     Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent, etcd_conn, keys,
 };
@@ -343,10 +343,9 @@ impl Inner {
         let fresh = self.watch_fresh_within();
         let not_leader = {
             let view = self.view();
-            view.cached(Instant::now(), fresh).is_some_and(|rows| {
-                rows.iter()
-                    .any(|(k, v, _, _)| k == keys::LEADER && *v != self.member_name)
-            })
+            view.cached_key(keys::LEADER, Instant::now(), fresh)
+                .flatten()
+                .is_some_and(|(v, _)| v != self.member_name)
         };
         let quarter = self.timing().ttl / 4;
         match *self.renewed.lock().unwrap() {
@@ -359,10 +358,9 @@ impl Inner {
     fn cached_leader_is_ours(&self, lease: i64) -> bool {
         let fresh = self.watch_fresh_within();
         let view = self.view();
-        view.cached(Instant::now(), fresh).is_some_and(|rows| {
-            rows.iter()
-                .any(|(k, v, _, l)| k == keys::LEADER && *v == self.member_name && *l == lease)
-        })
+        view.cached_key(keys::LEADER, Instant::now(), fresh)
+            .flatten()
+            .is_some_and(|(v, l)| v == self.member_name && l == lease)
     }
 
     async fn grant_lease(&self, client: &mut Client) -> DcsResult<i64> {
@@ -450,7 +448,7 @@ impl Inner {
             let view = self.view();
             let now = Instant::now();
             if use_cache && let Some(rows) = view.cached(now, fresh) {
-                return Ok(Cluster::from_kvs(rows.to_vec()));
+                return Ok(Cluster::from_kvs(rows));
             }
             view.ticket(now, fresh)
         };
@@ -471,7 +469,11 @@ impl Inner {
             ))
         });
         let rows: Vec<Row> = rows.collect();
-        self.view().store(ticket, rows.clone());
+        match header_rev(resp.header()) {
+            Some(rev) => self.view().store(ticket, rev, rows.clone()),
+            None => self.view().wrote(),
+        }
+        tracing::trace!(rows = rows.len(), "read the cluster prefix");
         Ok(Cluster::from_kvs(rows))
     }
 
@@ -505,12 +507,19 @@ impl Inner {
                             value,
                             Some(PutOptions::new().with_lease(lease)),
                         )]);
-                    c.txn(txn).await.map(|_| lease)
+                    c.txn(txn)
+                        .await
+                        .map(|r| (lease, r.succeeded(), header_rev(r.header())))
                 }
             })
             .await;
-        self.view()
-            .member_written(r.as_ref().ok().map(|l| (value.clone(), *l)));
+        let rel = keys::member(&self.member_name);
+        match r {
+            // The compare held: the key already holds this, nothing written.
+            Ok((lease, true, _)) => self.view().member_holds(value, lease),
+            Ok((lease, false, rev)) => self.record_put(&rel, &value, lease, rev, true),
+            Err(_) => self.view().wrote(),
+        }
         r.map(|_| ())
     }
 
@@ -529,9 +538,19 @@ impl Inner {
                     name.clone(),
                     Some(PutOptions::new().with_lease(lease)),
                 )]);
-            async move { c.txn(txn).await.map(|r| r.succeeded()) }
+            async move {
+                c.txn(txn)
+                    .await
+                    .map(|r| (lease, r.succeeded(), header_rev(r.header())))
+            }
         })
         .await
+        .map(|(lease, won, rev)| {
+            if won {
+                self.record_put(keys::LEADER, &self.member_name, lease, rev, false);
+            }
+            won
+        })
     }
 
     async fn update_leader(&self) -> DcsResult<bool> {
@@ -543,9 +562,7 @@ impl Inner {
         if self.cached_leader_is_ours(lease) {
             return Ok(true);
         }
-        let r = self.check_leader(&mut c, lease).await;
-        self.view().wrote();
-        r
+        self.check_leader(&mut c, lease).await
     }
 
     /// The leader key holds our name under `lease`, re-taken under it if it
@@ -571,8 +588,8 @@ impl Inner {
         match current {
             // Ours by name but under another lease (e.g. after a ttl change
             // or a lost lease): re-take it with our lease, owner-checked.
-            Some(kv) if kv.value() == name.as_bytes() => {
-                self.with_lease(c, lease, |mut c, lease| {
+            Some(kv) if kv.value() == name.as_bytes() => self
+                .with_lease(c, lease, |mut c, lease| {
                     let txn = Txn::new()
                         .when([Compare::value(key.clone(), CompareOp::Equal, name.clone())])
                         .and_then([TxnOp::put(
@@ -580,10 +597,19 @@ impl Inner {
                             name.clone(),
                             Some(PutOptions::new().with_lease(lease)),
                         )]);
-                    async move { c.txn(txn).await.map(|r| r.succeeded()) }
+                    async move {
+                        c.txn(txn)
+                            .await
+                            .map(|r| (lease, r.succeeded(), header_rev(r.header())))
+                    }
                 })
                 .await
-            }
+                .map(|(lease, won, rev)| {
+                    if won {
+                        self.record_put(keys::LEADER, &self.member_name, lease, rev, false);
+                    }
+                    won
+                }),
             // Gone, or held by another member.
             _ => Ok(false),
         }
@@ -599,24 +625,61 @@ impl Inner {
                 self.member_name.clone(),
             )])
             .and_then([TxnOp::delete(key, None)]);
-        c.txn(txn).await.map_err(|e| classify(&e))?;
+        let r = c.txn(txn).await.map_err(|e| classify(&e))?;
+        if r.succeeded() {
+            self.record_delete(keys::LEADER, header_rev(r.header()));
+        }
         Ok(())
     }
 
     async fn put(&self, rel: &str, value: String) -> DcsResult<()> {
         let mut c = self.client().await?;
-        c.put(self.key(rel), value, None)
+        let r = c
+            .put(self.key(rel), value.clone(), None)
             .await
             .map_err(|e| classify(&e))?;
+        self.record_put(rel, &value, 0, header_rev(r.header()), false);
         Ok(())
     }
 
     async fn delete(&self, rel: &str) -> DcsResult<()> {
         let mut c = self.client().await?;
-        c.delete(self.key(rel), None)
+        let r = c
+            .delete(self.key(rel), None)
             .await
             .map_err(|e| classify(&e))?;
+        if r.deleted() > 0 {
+            self.record_delete(rel, header_rev(r.header()));
+        }
         Ok(())
+    }
+
+    /// Our write of `rel` (`value` under `lease`) was acknowledged at
+    /// revision `rev`: the view takes it at once (`etcd_view`). Without a
+    /// revision it cannot place it and forgets the last read.
+    fn record_put(&self, rel: &str, value: &str, lease: i64, rev: Option<i64>, member: bool) {
+        let mut view = self.view();
+        match rev {
+            Some(mod_rev) => view.own_write(
+                rel,
+                Change::Put {
+                    value,
+                    mod_rev,
+                    lease,
+                },
+                member,
+            ),
+            None => view.wrote(),
+        }
+    }
+
+    /// Our delete of `rel` was acknowledged at revision `rev`.
+    fn record_delete(&self, rel: &str, rev: Option<i64>) {
+        let mut view = self.view();
+        match rev {
+            Some(rev) => view.own_write(rel, Change::Delete { rev }, false),
+            None => view.wrote(),
+        }
     }
 
     /// Put guarded by a compare; `Ok(false)` when the compare lost.
@@ -624,8 +687,12 @@ impl Inner {
         let mut c = self.client().await?;
         let txn = Txn::new()
             .when([cmp])
-            .and_then([TxnOp::put(self.key(rel), value, None)]);
-        Ok(c.txn(txn).await.map_err(|e| classify(&e))?.succeeded())
+            .and_then([TxnOp::put(self.key(rel), value.clone(), None)]);
+        let r = c.txn(txn).await.map_err(|e| classify(&e))?;
+        if r.succeeded() {
+            self.record_put(rel, &value, 0, header_rev(r.header()), false);
+        }
+        Ok(r.succeeded())
     }
 
     /// Write `rel`; with `version`, only if its mod_revision still matches.
@@ -692,12 +759,28 @@ impl Inner {
 
     /// Tell the view about one change the watch reported.
     fn note_change(&self, kind: EventType, kv: &KeyValue) {
+        let dir = self.dir();
+        let key = String::from_utf8_lossy(kv.key());
+        let Some(rel) = key.strip_prefix(&dir) else {
+            // Not under the cluster prefix (cannot happen with a prefix
+            // watch): whatever it is, stop vouching for the last read.
+            self.view().wrote();
+            return;
+        };
         let ours = kv.key() == self.member_key().as_bytes();
-        let put = (ours && kind == EventType::Put)
-            .then(|| (String::from_utf8_lossy(kv.value()).into_owned(), kv.lease()));
-        let deleted = ours && kind == EventType::Delete;
-        self.view()
-            .changed(put.as_ref().map(|(v, l)| (v.as_str(), *l)), deleted);
+        let value = String::from_utf8_lossy(kv.value());
+        // A delete event carries the revision of the delete as mod_revision.
+        let change = match kind {
+            EventType::Put => Change::Put {
+                value: &value,
+                mod_rev: kv.mod_revision(),
+                lease: kv.lease(),
+            },
+            EventType::Delete => Change::Delete {
+                rev: kv.mod_revision(),
+            },
+        };
+        self.view().changed(rel, change, ours);
     }
 
     fn classify_key(&self, key: &[u8]) -> WatchEvent {
@@ -808,6 +891,11 @@ impl WatchState {
         self.backoff = true;
         Some((WatchEvent::Lost(why), self))
     }
+}
+
+/// The store revision a response was taken at.
+fn header_rev(h: Option<&ResponseHeader>) -> Option<i64> {
+    h.map(ResponseHeader::revision)
 }
 
 /// A silent watch is probed after this long; a frozen server (SIGSTOP,
@@ -959,7 +1047,7 @@ impl Dcs for EtcdDcs {
 
     fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded_write("attempt_to_acquire_leader", i.attempt_to_acquire_leader())
+        i.bounded("attempt_to_acquire_leader", i.attempt_to_acquire_leader())
             .boxed()
     }
 
@@ -975,12 +1063,12 @@ impl Dcs for EtcdDcs {
 
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded_write("delete_leader", i.delete_leader()).boxed()
+        i.bounded("delete_leader", i.delete_leader()).boxed()
     }
 
     fn write_status(&self, status: &Status) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded_write("write_status", i.put(keys::STATUS, status.to_json()))
+        i.bounded("write_status", i.put(keys::STATUS, status.to_json()))
             .boxed()
     }
 
@@ -990,10 +1078,10 @@ impl Dcs for EtcdDcs {
         async move {
             if create {
                 let cmp = Compare::create_revision(i.key(keys::INITIALIZE), CompareOp::Equal, 0);
-                i.bounded_write("initialize", i.put_if(keys::INITIALIZE, value, cmp))
+                i.bounded("initialize", i.put_if(keys::INITIALIZE, value, cmp))
                     .await
             } else {
-                i.bounded_write("initialize", i.put(keys::INITIALIZE, value))
+                i.bounded("initialize", i.put(keys::INITIALIZE, value))
                     .await
                     .map(|()| true)
             }
@@ -1003,7 +1091,7 @@ impl Dcs for EtcdDcs {
 
     fn cancel_initialization(&self) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded_write("cancel_initialization", i.delete(keys::INITIALIZE))
+        i.bounded("cancel_initialization", i.delete(keys::INITIALIZE))
             .boxed()
     }
 
@@ -1013,7 +1101,7 @@ impl Dcs for EtcdDcs {
         version: Option<i64>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded_write(
+        i.bounded(
             "set_config_value",
             i.cas_put(keys::CONFIG, value.to_owned(), version),
         )
@@ -1026,7 +1114,7 @@ impl Dcs for EtcdDcs {
         version: Option<i64>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded_write(
+        i.bounded(
             "set_failover_value",
             i.cas_put(keys::FAILOVER, value.to_owned(), version),
         )
@@ -1035,14 +1123,14 @@ impl Dcs for EtcdDcs {
 
     fn set_history_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded_write("set_history_value", i.put(keys::HISTORY, value.to_owned()))
+        i.bounded("set_history_value", i.put(keys::HISTORY, value.to_owned()))
             .map(|r| r.map(|()| true))
             .boxed()
     }
 
     fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded_write(
+        i.bounded(
             "set_failsafe_value",
             i.put(keys::FAILSAFE, value.to_owned()),
         )

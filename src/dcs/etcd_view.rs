@@ -2,33 +2,135 @@
 //! again (issue 12 §5; docs/dcs.md, "Idle cost").
 //!
 //! While a watch on the cluster prefix is open and heard from recently, a
-//! full read of the prefix stays true until the watch reports a change. So:
-//! * `load_cluster` answers from the last read while nothing changed;
+//! full read of the prefix, kept up to date with the events the watch
+//! reports and with our own acknowledged writes, stays as true as a new
+//! read would be. So:
+//! * `load_cluster` answers from the view: an idle cluster reads nothing,
+//!   and a change costs each node one watch event, not one read;
 //! * `touch_member` skips its write while our member key still holds what we
 //!   wrote, under our lease.
 //!
-//! The invariant: a cached answer is only given when every event etcd could
-//! have sent since the read was taken has been seen. Every watch event, every
-//! open or loss of a watch, every write of ours and every failed request
-//! bumps `generation`; a read is kept only if the generation did not move
-//! while it was in flight, and only used while the watch is fresh (heard
-//! from within its probe period: a silent, frozen or partitioned server
-//! makes it stale). Pure bookkeeping: no I/O, the caller passes the clock.
+//! The invariants:
+//! * Every key's history is totally ordered by etcd's revisions, so the
+//!   view keeps, per key, the revision of what it holds (a tombstone for a
+//!   deleted key) and takes a change, whether an event or our own write,
+//!   only if it is newer. Events arrive on another connection than our
+//!   writes and reads, so an old event may arrive after a newer read or
+//!   write: it is then ignored, never applied over newer data.
+//! * A key the read did not hold takes only events newer than the read's
+//!   revision. The watch was open before the read was sent, so every change
+//!   after the read's revision reaches the view as an event.
+//! * A read is kept only if nothing moved (no event, no write of ours, no
+//!   watch opened or lost, no failed request) while it was in flight, and
+//!   only while the watch vouches for it: one is open and heard from within
+//!   its probe period (a silent, frozen or partitioned server makes it
+//!   stale). A failed request or a lost watch forgets everything.
+//!
+//! Pure bookkeeping: no I/O, the caller passes the clock.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// One row of a prefix read: relative key, value, mod revision, lease.
 pub(crate) type Row = (String, String, i64, i64);
 
+/// What the view knows of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Live {
+        value: String,
+        mod_rev: i64,
+        lease: i64,
+    },
+    /// Deleted at `rev`: an older put arriving late must not revive it.
+    Gone { rev: i64 },
+}
+
+impl Entry {
+    fn rev(&self) -> i64 {
+        match self {
+            Entry::Live { mod_rev, .. } => *mod_rev,
+            Entry::Gone { rev } => *rev,
+        }
+    }
+}
+
+/// A full read and what happened to it since.
+#[derive(Debug)]
+struct Cache {
+    /// The store revision the read was taken at.
+    read_rev: i64,
+    keys: BTreeMap<String, Entry>,
+}
+
+impl Cache {
+    /// Take a change of `key` made at `rev`, if it is newer than what the
+    /// view holds for that key.
+    fn apply(&mut self, key: &str, entry: Entry) {
+        let newer = match self.keys.get(key) {
+            Some(held) => entry.rev() > held.rev(),
+            None => entry.rev() > self.read_rev,
+        };
+        if newer {
+            self.keys.insert(key.to_owned(), entry);
+        }
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        self.keys
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::Live {
+                    value,
+                    mod_rev,
+                    lease,
+                } => Some((k.clone(), value.clone(), *mod_rev, *lease)),
+                Entry::Gone { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// One change, as the watch reports it or as our own write made it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Change<'a> {
+    Put {
+        value: &'a str,
+        mod_rev: i64,
+        lease: i64,
+    },
+    Delete {
+        rev: i64,
+    },
+}
+
+impl Change<'_> {
+    fn entry(self) -> Entry {
+        match self {
+            Change::Put {
+                value,
+                mod_rev,
+                lease,
+            } => Entry::Live {
+                value: value.to_owned(),
+                mod_rev,
+                lease,
+            },
+            Change::Delete { rev } => Entry::Gone { rev },
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct View {
+    /// Moves on every event, write, watch open or loss and failure: a read
+    /// in flight across a move is not kept.
     generation: u64,
     /// Watches open (confirmed created) now.
     watches: usize,
     /// When an open watch last heard from the server.
     heard: Option<Instant>,
-    /// The last full read and the generation it is valid for.
-    rows: Option<(u64, Vec<Row>)>,
+    cache: Option<Cache>,
     /// What we last wrote to our member key, and under which lease, while
     /// no event said otherwise.
     member: Option<(String, i64)>,
@@ -54,18 +156,34 @@ impl View {
     /// Forget everything cached.
     pub(crate) fn invalidate(&mut self) {
         self.generation += 1;
-        self.rows = None;
+        self.cache = None;
         self.member = None;
     }
 
-    /// The last read, if it is still true.
-    pub(crate) fn cached(&self, now: Instant, fresh_within: Duration) -> Option<&[Row]> {
-        match &self.rows {
-            Some((g, rows)) if *g == self.generation && self.watched(now, fresh_within) => {
-                Some(rows)
-            }
-            _ => None,
-        }
+    /// The cluster prefix as a new read would show it, if the view can vouch.
+    pub(crate) fn cached(&self, now: Instant, fresh_within: Duration) -> Option<Vec<Row>> {
+        self.cache
+            .as_ref()
+            .filter(|_| self.watched(now, fresh_within))
+            .map(Cache::rows)
+    }
+
+    /// What key `rel` holds (value, lease), if the view can vouch:
+    /// `Some(None)` when it holds nothing.
+    pub(crate) fn cached_key(
+        &self,
+        rel: &str,
+        now: Instant,
+        fresh_within: Duration,
+    ) -> Option<Option<(&str, i64)>> {
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| self.watched(now, fresh_within))?;
+        Some(match cache.keys.get(rel) {
+            Some(Entry::Live { value, lease, .. }) => Some((value.as_str(), *lease)),
+            Some(Entry::Gone { .. }) | None => None,
+        })
     }
 
     pub(crate) fn ticket(&self, now: Instant, fresh_within: Duration) -> Ticket {
@@ -75,11 +193,24 @@ impl View {
         }
     }
 
-    /// Keep a read taken under `t` if the watch vouched for it then and
-    /// nothing moved since.
-    pub(crate) fn store(&mut self, t: Ticket, rows: Vec<Row>) {
+    /// Keep a read taken under `t` at revision `read_rev` if the watch
+    /// vouched for it then and nothing moved since.
+    pub(crate) fn store(&mut self, t: Ticket, read_rev: i64, rows: Vec<Row>) {
         if t.watched && t.generation == self.generation {
-            self.rows = Some((t.generation, rows));
+            let keys = rows
+                .into_iter()
+                .map(|(k, value, mod_rev, lease)| {
+                    (
+                        k,
+                        Entry::Live {
+                            value,
+                            mod_rev,
+                            lease,
+                        },
+                    )
+                })
+                .collect();
+            self.cache = Some(Cache { read_rev, keys });
         }
     }
 
@@ -99,29 +230,44 @@ impl View {
         self.heard = Some(now);
     }
 
-    /// A change under the prefix. `ours` is `Some((value, lease))` when it
-    /// is a put of our member key, `None` for any other key; `deleted_ours`
-    /// when it deleted our member key.
-    pub(crate) fn changed(&mut self, ours: Option<(&str, i64)>, deleted_ours: bool) {
+    /// The watch reported a change of `rel`; `ours` when `rel` is our member
+    /// key.
+    pub(crate) fn changed(&mut self, rel: &str, change: Change<'_>, ours: bool) {
         self.generation += 1;
-        self.rows = None;
-        let keep = match (ours, &self.member) {
-            // Our own write coming back, or someone else's of our key.
-            (Some((v, l)), Some((mv, ml))) => v == mv && l == *ml,
-            (Some(_), None) => false,
-            (None, _) => !deleted_ours,
-        };
-        if !keep {
-            self.member = None;
+        if let Some(c) = self.cache.as_mut() {
+            c.apply(rel, change.entry());
+        }
+        if ours {
+            let keep = match (change, &self.member) {
+                // Our own write coming back, or someone else's of our key.
+                (Change::Put { value, lease, .. }, Some((mv, ml))) => value == mv && lease == *ml,
+                _ => false,
+            };
+            if !keep {
+                self.member = None;
+            }
         }
     }
 
-    /// We wrote our member key (`value` under `lease`), or a request may
-    /// have changed it (`None`).
-    pub(crate) fn member_written(&mut self, written: Option<(String, i64)>) {
+    /// We wrote `rel` and etcd acknowledged it at the change's revision.
+    /// `member`: it is our member key.
+    pub(crate) fn own_write(&mut self, rel: &str, change: Change<'_>, member: bool) {
         self.generation += 1;
-        self.rows = None;
-        self.member = written;
+        if let Some(c) = self.cache.as_mut() {
+            c.apply(rel, change.entry());
+        }
+        if member {
+            self.member = match change {
+                Change::Put { value, lease, .. } => Some((value.to_owned(), lease)),
+                Change::Delete { .. } => None,
+            };
+        }
+    }
+
+    /// A compare found our member key holding `value` under `lease` (no
+    /// write was needed).
+    pub(crate) fn member_holds(&mut self, value: String, lease: i64) {
+        self.member = Some((value, lease));
     }
 
     /// Our member key is known to hold `value` under `lease`.
@@ -133,11 +279,13 @@ impl View {
                 .is_some_and(|(v, l)| v == value && *l == lease)
     }
 
-    /// Something we wrote (other than our member key) or a failed request:
-    /// the last read no longer counts.
+    /// Something we wrote that the view cannot follow key by key (a prefix
+    /// delete, a revoked lease, a write whose revision is unknown): the last
+    /// read no longer counts.
     pub(crate) fn wrote(&mut self) {
         self.generation += 1;
-        self.rows = None;
+        self.cache = None;
+        self.member = None;
     }
 }
 
@@ -147,8 +295,40 @@ mod tests {
 
     const FRESH: Duration = Duration::from_secs(9);
 
-    fn row(k: &str) -> Row {
-        (k.into(), "v".into(), 1, 0)
+    fn row(k: &str, v: &str, rev: i64) -> Row {
+        (k.into(), v.into(), rev, 0)
+    }
+
+    fn put(value: &str, mod_rev: i64) -> Change<'_> {
+        Change::Put {
+            value,
+            mod_rev,
+            lease: 0,
+        }
+    }
+
+    fn values(v: &View, now: Instant) -> Vec<(String, String)> {
+        v.cached(now, FRESH)
+            .expect("cached")
+            .into_iter()
+            .map(|(k, v, _, _)| (k, v))
+            .collect()
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// A view with a watch open and a read of `rows` at `rev` stored.
+    fn read(now: Instant, rev: i64, rows: Vec<Row>) -> View {
+        let mut v = View::default();
+        v.watch_opened(now);
+        let t = v.ticket(now, FRESH);
+        v.store(t, rev, rows);
+        v
     }
 
     #[test]
@@ -156,45 +336,116 @@ mod tests {
         let now = Instant::now();
         let mut v = View::default();
         let t = v.ticket(now, FRESH);
-        v.store(t, vec![row("leader")]);
+        v.store(t, 5, vec![row("leader", "a", 5)]);
         assert!(v.cached(now, FRESH).is_none());
     }
 
     #[test]
-    fn cache_until_a_change() {
+    fn events_keep_the_read_current() {
         let now = Instant::now();
-        let mut v = View::default();
-        v.watch_opened(now);
-        let t = v.ticket(now, FRESH);
-        v.store(t, vec![row("leader")]);
-        assert_eq!(v.cached(now, FRESH).map(<[Row]>::len), Some(1));
-        v.changed(None, false);
-        assert!(v.cached(now, FRESH).is_none());
+        let mut v = read(
+            now,
+            10,
+            vec![row("leader", "a", 3), row("members/a", "x", 9)],
+        );
+        v.changed("members/b", put("y", 11), false);
+        v.changed("members/a", put("x2", 12), false);
+        v.changed("leader", Change::Delete { rev: 13 }, false);
+        assert_eq!(
+            values(&v, now),
+            kv(&[("members/a", "x2"), ("members/b", "y")])
+        );
+        v.changed("leader", put("b", 14), false);
+        assert_eq!(
+            v.cached_key("leader", now, FRESH),
+            Some(Some(("b", 0))),
+            "a key put again after its delete"
+        );
     }
 
     #[test]
-    fn a_change_during_the_read_discards_it() {
+    fn late_events_never_override_newer_data() {
+        let now = Instant::now();
+        // The read at 20 already holds the put at 18 and the delete at 19.
+        let mut v = read(now, 20, vec![row("leader", "a", 18)]);
+        // Their events arrive after the read: both are old news.
+        v.changed("leader", put("a", 18), false);
+        v.changed("members/gone", Change::Delete { rev: 19 }, false);
+        v.changed("members/gone", put("old", 17), false);
+        assert_eq!(values(&v, now), kv(&[("leader", "a")]));
+        // A key deleted at 21 is not revived by a put of 20 arriving late.
+        v.changed("leader", Change::Delete { rev: 21 }, false);
+        v.changed("leader", put("stale", 20), false);
+        assert_eq!(v.cached_key("leader", now, FRESH), Some(None));
+    }
+
+    #[test]
+    fn own_writes_count_at_once_and_their_events_change_nothing() {
+        let now = Instant::now();
+        let mut v = read(now, 30, vec![row("members/a", "x", 25)]);
+        v.own_write(
+            "leader",
+            Change::Put {
+                value: "a",
+                mod_rev: 31,
+                lease: 7,
+            },
+            false,
+        );
+        assert_eq!(v.cached_key("leader", now, FRESH), Some(Some(("a", 7))));
+        // Someone else's write at 32 arrives before our own event (31).
+        v.changed("status", put("s", 32), false);
+        v.changed(
+            "leader",
+            Change::Put {
+                value: "a",
+                mod_rev: 31,
+                lease: 7,
+            },
+            false,
+        );
+        assert_eq!(
+            values(&v, now),
+            kv(&[("leader", "a"), ("members/a", "x"), ("status", "s")])
+        );
+    }
+
+    #[test]
+    fn a_move_during_the_read_discards_it() {
         let now = Instant::now();
         let mut v = View::default();
         v.watch_opened(now);
         let t = v.ticket(now, FRESH);
-        v.changed(None, false);
-        v.store(t, vec![row("leader")]);
+        v.changed("leader", put("a", 3), false);
+        v.store(t, 3, vec![row("leader", "a", 3)]);
+        assert!(v.cached(now, FRESH).is_none());
+        let t = v.ticket(now, FRESH);
+        v.own_write("status", put("s", 4), false);
+        v.store(t, 3, vec![row("leader", "a", 3)]);
         assert!(v.cached(now, FRESH).is_none());
         let t = v.ticket(now, FRESH);
         v.wrote();
-        v.store(t, vec![row("leader")]);
+        v.store(t, 4, vec![row("leader", "a", 3)]);
+        assert!(v.cached(now, FRESH).is_none());
+    }
+
+    #[test]
+    fn an_untracked_write_or_a_failure_forgets_the_read() {
+        let now = Instant::now();
+        let mut v = read(now, 5, vec![row("leader", "a", 5)]);
+        v.wrote();
+        assert!(v.cached(now, FRESH).is_none());
+        let mut v = read(now, 5, vec![row("leader", "a", 5)]);
+        v.invalidate();
         assert!(v.cached(now, FRESH).is_none());
     }
 
     #[test]
     fn a_silent_or_lost_watch_vouches_for_nothing() {
         let now = Instant::now();
-        let mut v = View::default();
-        v.watch_opened(now);
-        let t = v.ticket(now, FRESH);
-        v.store(t, vec![row("leader")]);
+        let mut v = read(now, 5, vec![row("leader", "a", 5)]);
         assert!(v.cached(now + FRESH, FRESH).is_none());
+        assert!(v.cached_key("leader", now + FRESH, FRESH).is_none());
         v.watch_heard(now + FRESH);
         assert!(v.cached(now + FRESH, FRESH).is_some());
         v.watch_closed();
@@ -206,22 +457,27 @@ mod tests {
         let now = Instant::now();
         let mut v = View::default();
         v.watch_opened(now);
-        v.member_written(Some(("a".into(), 7)));
+        let mine = |value, lease| Change::Put {
+            value,
+            mod_rev: 1,
+            lease,
+        };
+        v.own_write("members/a", mine("a", 7), true);
         assert!(v.member_is("a", 7, now, FRESH));
         assert!(!v.member_is("b", 7, now, FRESH));
         assert!(!v.member_is("a", 8, now, FRESH));
         // Our own write's event keeps it; other keys' events too.
-        v.changed(Some(("a", 7)), false);
-        v.changed(None, false);
+        v.changed("members/a", mine("a", 7), true);
+        v.changed("leader", put("x", 2), false);
         assert!(v.member_is("a", 7, now, FRESH));
         // Someone else's write or a delete of our key forgets it.
-        v.changed(Some(("x", 7)), false);
+        v.changed("members/a", mine("x", 7), true);
         assert!(!v.member_is("a", 7, now, FRESH));
-        v.member_written(Some(("a".into(), 7)));
-        v.changed(None, true);
+        v.own_write("members/a", mine("a", 7), true);
+        v.changed("members/a", Change::Delete { rev: 3 }, true);
         assert!(!v.member_is("a", 7, now, FRESH));
         // Without a fresh watch, nothing is known.
-        v.member_written(Some(("a".into(), 7)));
+        v.own_write("members/a", mine("a", 7), true);
         assert!(!v.member_is("a", 7, now + FRESH, FRESH));
     }
 }
