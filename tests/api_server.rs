@@ -11,7 +11,9 @@ use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use pgpilot::api::{ApiContext, serve_listener};
 use pgpilot::config::Tags;
-use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent};
+use pgpilot::dcs::{
+    Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent,
+};
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::ReloadConfig;
 use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
@@ -121,7 +123,7 @@ impl Dcs for TestDcs {
     fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
         unused()
     }
-    fn update_leader(&self, _: &Leader) -> BoxFuture<'_, DcsResult<bool>> {
+    fn update_leader(&self, _: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         unused()
     }
     fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>> {

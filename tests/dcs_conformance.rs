@@ -53,7 +53,10 @@ fn memory_backend() -> (Backend, Arc<MemoryStore>) {
 }
 
 fn etcd_backend(server: &EtcdServer) -> Backend {
-    let ttl = Duration::from_secs(2);
+    etcd_backend_ttl(server, Duration::from_secs(2))
+}
+
+fn etcd_backend_ttl(server: &EtcdServer, ttl: Duration) -> Backend {
     let retry_timeout = Duration::from_secs(1);
     let ep = server.endpoint();
     Backend {
@@ -101,15 +104,15 @@ async fn update_leader_only_for_holder(b: &Backend) {
     let (a, c) = (b.node("a"), b.node("c"));
     assert!(a.attempt_to_acquire_leader().await.unwrap());
     let leader = a.load_cluster().await.unwrap().leader.unwrap();
-    assert!(a.update_leader(&leader).await.unwrap());
-    assert!(!c.update_leader(&leader).await.unwrap());
+    assert!(a.update_leader(&leader).await.unwrap().is_held());
+    assert!(!c.update_leader(&leader).await.unwrap().is_held());
     // Refreshing does not rewrite the key (no watch storm).
     let again = a.load_cluster().await.unwrap().leader.unwrap();
     assert_eq!(again.version, leader.version);
     assert_eq!(again.name, "a");
     // Gone => false.
     a.delete_leader().await.unwrap();
-    assert!(!a.update_leader(&leader).await.unwrap());
+    assert!(!a.update_leader(&leader).await.unwrap().is_held());
 }
 
 async fn delete_leader_only_own(b: &Backend) {
@@ -151,7 +154,7 @@ async fn keys_expire_after_ttl(b: &Backend) {
         version: 0,
         session: 0,
     };
-    assert!(!a.update_leader(&stale).await.unwrap());
+    assert!(!a.update_leader(&stale).await.unwrap().is_held());
     a.touch_member(&member("replica")).await.unwrap();
     let cl = c.load_cluster().await.unwrap();
     assert_eq!(cl.member("a").unwrap().data.role, "replica");
@@ -164,7 +167,7 @@ async fn renewal_keeps_keys(b: &Backend) {
     let leader = a.load_cluster().await.unwrap().leader.unwrap();
     let until = tokio::time::Instant::now() + b.ttl * 2;
     while tokio::time::Instant::now() < until {
-        assert!(a.update_leader(&leader).await.unwrap());
+        assert!(a.update_leader(&leader).await.unwrap().is_held());
         a.touch_member(&member("primary")).await.unwrap();
         tokio::time::sleep(b.ttl / 4).await;
     }
@@ -233,6 +236,7 @@ async fn ttl_change_moves_keys_to_new_session(b: &Backend) {
         a.update_leader(before.leader.as_ref().unwrap())
             .await
             .unwrap()
+            .is_held()
     );
     let after = a.load_cluster().await.unwrap();
     let s1 = after.leader.as_ref().unwrap().session;
@@ -437,6 +441,7 @@ async fn reads_with_a_watch_see_changes(b: &Backend) {
         c.update_leader(&c.load_cluster().await.unwrap().leader.unwrap())
             .await
             .unwrap()
+            .is_held()
     );
     drop(w);
 }
@@ -523,6 +528,64 @@ async fn cached_view_converges_after_a_burst(b: &Backend) {
         "x's member key went with its lease"
     );
     assert_eq!(view.config.map(|v| v.value["ttl"].clone()), Some(35.into()));
+    drop(w);
+}
+
+/// The leader's deadline, `renewed_at + ttl` as `update_leader` reports it
+/// (perhaps resting on an earlier renewal), never outlives the key in the
+/// store, and the store drops the key not long after it once the holder
+/// goes silent.
+async fn hold_deadline_is_what_the_store_keeps(b: &Backend) {
+    let (a, c) = (b.node("a"), b.node("c"));
+    // A watch on the holder, so its view can vouch and a call may rest on
+    // an earlier renewal.
+    let mut w = a.watch();
+    wait_watch_ready(&*c, &mut w, b.retry_timeout * 5).await;
+    assert!(a.attempt_to_acquire_leader().await.unwrap());
+    let leader = c.load_cluster_fresh().await.unwrap().leader.unwrap();
+    // The holder's own read, as its HA loop makes one each cycle.
+    assert_eq!(a.load_cluster().await.unwrap().leader_name(), Some("a"));
+    let mut renewed = Vec::new();
+    for i in 0..3 {
+        if i > 0 {
+            // Spaced within the renewal period, so later calls may rest on
+            // the first renewal: a hold that claimed its own call time
+            // would outlive the key by the spacing.
+            tokio::time::sleep(b.ttl / 10).await;
+            // (At ttl 6 s: 0.6 s apart, more than etcd's 0.5 s expiry
+            // granularity, within the 1.5 s renewal period.)
+        }
+        match a.update_leader(&leader).await.unwrap() {
+            pgpilot::dcs::LeaderHold::Held { renewed_at } => renewed.push(renewed_at),
+            pgpilot::dcs::LeaderHold::Lost => panic!("the holder lost its key"),
+        }
+    }
+    let deadline = *renewed.iter().max().unwrap() + b.ttl;
+    // The holder goes silent: the key holds until its deadline...
+    while std::time::Instant::now() + Duration::from_millis(100) < deadline {
+        let cl = c.load_cluster_fresh().await.unwrap();
+        assert!(
+            cl.leader_name() == Some("a") || std::time::Instant::now() >= deadline,
+            "the key went {:?} before the holder's deadline",
+            deadline.saturating_duration_since(std::time::Instant::now())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and goes within the store's expiry granularity after it.
+    let tolerance = Duration::from_secs(2);
+    eventually(
+        deadline.saturating_duration_since(std::time::Instant::now()) + tolerance,
+        "the store to drop the silent holder's key",
+        || async {
+            c.load_cluster_fresh()
+                .await
+                .ok()?
+                .leader
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
     drop(w);
 }
 
@@ -729,6 +792,15 @@ mod etcd {
     etcd_test!(reads_with_a_watch_see_changes);
     etcd_test!(fresh_read_sees_another_clients_write_at_once);
     etcd_test!(cached_view_converges_after_a_burst);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hold_deadline_is_what_the_store_keeps() {
+        let server = EtcdServer::start();
+        // A longer ttl than the others: the spacing of the calls must
+        // exceed etcd's expiry granularity for the check to bite.
+        let b = etcd_backend_ttl(&server, Duration::from_secs(6));
+        super::hold_deadline_is_what_the_store_keeps(&b).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_when_stopped() {

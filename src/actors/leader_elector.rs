@@ -16,7 +16,7 @@ use super::failsafe::{confirm_members, heartbeat_body};
 use super::member_record::{api_url, conn_url, member_data};
 use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig, dynamic_file};
-use crate::dcs::{Cluster, Dcs, DcsError, Member, MemberData, Status};
+use crate::dcs::{Cluster, Dcs, DcsError, LeaderHold, Member, MemberData, Status};
 use crate::fence::{FenceClient, FenceOrder};
 use crate::ha::slots::{RetainedSlots, SlotRequest};
 use crate::ha::{
@@ -885,17 +885,12 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         sync_slots(&links, &cfg, &dynamic, c, false, &[], None).await;
     }
 
-    if let Some(c) = &cluster {
+    if cluster.is_some() {
         let data = member_data(&cfg, &pg, dynamic.pause);
-        let sent = Instant::now();
-        match links.dcs.touch_member(&data).await {
-            // Touching the member keeps the node's lease alive, and the
-            // leader key shares that lease.
-            Ok(()) if c.leader_name() == Some(cfg.name.as_str()) && lease_deadline.is_some() => {
-                lease_deadline = lease_deadline.max(Some(sent + timing.ttl));
-            }
-            Ok(()) => {}
-            Err(e) => warn!(event = "member_update_failed", error = %e),
+        // It renews the node's lease only when due (ttl/4), so it does not
+        // move the leader's lease deadline: RenewLock and the keep-alive do.
+        if let Err(e) = links.dcs.touch_member(&data).await {
+            warn!(event = "member_update_failed", error = %e);
         }
     }
     report.lease_deadline = lease_deadline;
@@ -1106,10 +1101,11 @@ async fn execute(
             let Some(leader) = cluster.and_then(|c| c.leader.clone()) else {
                 return Step::Stop("no leader key to renew".into());
             };
-            let sent = Instant::now();
             match links.dcs.update_leader(&leader).await {
-                Ok(true) => {
-                    *lease_deadline = Some(sent + ttl);
+                Ok(LeaderHold::Held { renewed_at }) => {
+                    // The renewal the hold rests on, perhaps the keep-alive's
+                    // (docs/dcs.md, "Idle cost"): never later than the store's.
+                    *lease_deadline = Some(renewed_at + ttl);
                     if pg.facts.is_primary() {
                         let slots = match cluster {
                             Some(c) if dynamic.use_slots => {
@@ -1135,7 +1131,7 @@ async fn execute(
                     }
                     Step::Continue
                 }
-                Ok(false) => {
+                Ok(LeaderHold::Lost) => {
                     *lease_deadline = None;
                     warn!(event = "lock_lost", "the leader key is no longer mine");
                     Step::Rerun

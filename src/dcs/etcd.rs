@@ -2,10 +2,13 @@
 //! (dcs-layout.md §4.1).
 //!
 //! * One lease per node (TTL = `ttl`), granted lazily and renewed by a single
-//!   keepalive request inside `touch_member` / `update_leader`, and by
-//!   `keep_alive`, which the leader sends on its own schedule (`ha::lease`).
-//!   There is no background keepalive task in the client on purpose: if the
-//!   daemon freezes, the lease lapses and the leader key goes with it.
+//!   keepalive request inside `touch_member` / `update_leader` once its last
+//!   renewal is `ttl / 4` old, and by `keep_alive`, which the leader sends on
+//!   its own schedule (`ha::lease`). `update_leader` reports which renewal
+//!   the hold rests on, so the leader's deadline is always a real renewal's
+//!   send time + ttl. There is no background keepalive task in the client on
+//!   purpose: if the daemon freezes, the lease lapses and the leader key
+//!   goes with it.
 //! * The connection is made lazily and rebuilt after transport failures, so
 //!   the daemon starts (and keeps retrying) while etcd is down.
 //! * Every call is bounded by `retry_timeout`. A call that misses it has its
@@ -32,7 +35,8 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::etcd_view::{Change, Row, View};
 use super::{
-    Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent, etcd_conn, keys,
+    Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent,
+    etcd_conn, keys,
 };
 
 /// Lease TTL in whole seconds: `ttl` rounded up, at least 2.
@@ -332,26 +336,27 @@ impl Inner {
         watch_idle(rt) + rt
     }
 
-    /// `touch_member` must renew the lease. It always does while the leader
-    /// key may be ours: the HA loop counts a leader's lease from the start
-    /// of `touch_member` too (`leader_elector`), which holds only if a
-    /// renewal is sent after it. A node the watch shows another member
-    /// holds the leader key for renews when the last answered renewal was
-    /// sent `ttl / 4` ago or more: its lease only carries its member key,
-    /// and three quarters of `ttl` are left for retries.
-    fn renewal_due(&self, lease: i64) -> bool {
-        let fresh = self.watch_fresh_within();
-        let not_leader = {
-            let view = self.view();
-            view.cached_key(keys::LEADER, Instant::now(), fresh)
-                .flatten()
-                .is_some_and(|(v, _)| v != self.member_name)
-        };
-        let quarter = self.timing().ttl / 4;
+    /// How often the lease must be renewed: when its last answered renewal
+    /// was sent `ttl / 4` ago or more, so three quarters of `ttl` are left
+    /// for retries. The leader's keep-alive (`ha::lease`) runs on the same
+    /// period; between the two the lease is renewed once per `ttl / 4`, not
+    /// once per request (docs/dcs.md, "Idle cost").
+    fn renew_every(&self) -> Duration {
+        self.timing().ttl / 4
+    }
+
+    /// When the last answered renewal of `lease` was sent, if it is recent
+    /// enough that no new one is due.
+    fn recent_renewal(&self, lease: i64) -> Option<Instant> {
         match *self.renewed.lock().unwrap() {
-            Some((id, sent)) if id == lease && not_leader => sent.elapsed() >= quarter,
-            _ => true,
+            Some((id, sent)) if id == lease && sent.elapsed() < self.renew_every() => Some(sent),
+            _ => None,
         }
+    }
+
+    /// `touch_member` must renew the lease (see `renew_every`).
+    fn renewal_due(&self, lease: i64) -> bool {
+        self.recent_renewal(lease).is_none()
     }
 
     /// The cached read shows the leader key holding our name under `lease`.
@@ -553,16 +558,32 @@ impl Inner {
         })
     }
 
-    async fn update_leader(&self) -> DcsResult<bool> {
+    async fn update_leader(&self) -> DcsResult<LeaderHold> {
         let mut c = self.client().await?;
-        let lease = self.keepalive(&mut c).await?;
-        // The renewal each cycle is the protocol (as Patroni's). The key is
-        // attached to the lease just renewed; if the watch vouches that it
-        // still holds our name under that lease, nothing more is needed.
-        if self.cached_leader_is_ours(lease) {
-            return Ok(true);
+        // The key is attached to our lease. If the watch vouches that it
+        // holds our name under the lease, and that lease was renewed
+        // recently (by the leader's keep-alive or an earlier call), the hold
+        // rests on that renewal: nothing to send. Otherwise renew first, so
+        // the hold counts from before this call.
+        let held = *self.lease.lock().unwrap();
+        if let Some(id) = held
+            && let Some(renewed_at) = self.recent_renewal(id)
+            && self.cached_leader_is_ours(id)
+        {
+            return Ok(LeaderHold::Held { renewed_at });
         }
-        self.check_leader(&mut c, lease).await
+        let before = Instant::now();
+        let lease = self.keepalive(&mut c).await?;
+        let renewed_at = self.recent_renewal(lease).unwrap_or(before).max(before);
+        let held = LeaderHold::Held { renewed_at };
+        if self.cached_leader_is_ours(lease) {
+            return Ok(held);
+        }
+        Ok(if self.check_leader(&mut c, lease).await? {
+            held
+        } else {
+            LeaderHold::Lost
+        })
     }
 
     /// The leader key holds our name under `lease`, re-taken under it if it
@@ -1051,7 +1072,7 @@ impl Dcs for EtcdDcs {
             .boxed()
     }
 
-    fn update_leader(&self, _leader: &Leader) -> BoxFuture<'_, DcsResult<bool>> {
+    fn update_leader(&self, _leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         let i = &self.inner;
         i.bounded("update_leader", i.update_leader()).boxed()
     }

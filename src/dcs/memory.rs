@@ -19,7 +19,9 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::etcd::{classify_rel_key, lease_ttl_secs};
-use super::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent, keys};
+use super::{
+    Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent, keys,
+};
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -374,17 +376,20 @@ impl Dcs for MemoryDcs {
         })
     }
 
-    fn update_leader(&self, _leader: &Leader) -> BoxFuture<'_, DcsResult<bool>> {
-        self.op(|me, st, ch| {
+    fn update_leader(&self, _leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
+        // Every call renews: the session counts from before the call.
+        let renewed_at = std::time::Instant::now();
+        let held = LeaderHold::Held { renewed_at };
+        self.op(move |me, st, ch| {
             let lease = me.keepalive(st);
             let key = me.key(keys::LEADER);
             match st.kvs.get(&key) {
-                Some(e) if e.value == me.member_name && e.lease == lease => Ok(true),
+                Some(e) if e.value == me.member_name && e.lease == lease => Ok(held),
                 Some(e) if e.value == me.member_name => {
                     st.put(&key, &me.member_name, lease, ch);
-                    Ok(true)
+                    Ok(held)
                 }
-                _ => Ok(false),
+                _ => Ok(LeaderHold::Lost),
             }
         })
     }

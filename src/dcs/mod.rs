@@ -21,6 +21,24 @@ use futures_util::stream::BoxStream;
 pub use cluster::{Cluster, Failover, HistoryLine, Leader, Status, Versioned};
 pub use member::{Member, MemberData, PendingChange};
 
+/// What `update_leader` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderHold {
+    /// The leader key is mine, under a session the store keeps for at least
+    /// `ttl` from `renewed_at`: the send time of the last renewal it
+    /// answered (this call's, or an earlier one still recent enough). A
+    /// lease deadline computed from it never outlives the key in the store.
+    Held { renewed_at: std::time::Instant },
+    /// The key is gone or another member's.
+    Lost,
+}
+
+impl LeaderHold {
+    pub fn is_held(&self) -> bool {
+        matches!(self, LeaderHold::Held { .. })
+    }
+}
+
 /// The three classes of DCS failure, each with one defined reaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DcsError {
@@ -86,9 +104,11 @@ pub trait Dcs: Send + Sync + 'static {
     /// else holds it.
     fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>>;
 
-    /// Renew my hold on the leader key (and the session). `Ok(false)` = the
-    /// key is gone or held by someone else.
-    fn update_leader(&self, leader: &Leader) -> BoxFuture<'_, DcsResult<bool>>;
+    /// Confirm my hold on the leader key, renewing the session if its last
+    /// renewal is not recent (docs/dcs.md, "Idle cost"). `Held` says from
+    /// when the store counts the session's `ttl`; `Lost` = the key is gone
+    /// or held by someone else.
+    fn update_leader(&self, leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>>;
 
     /// Renew this node's session (etcd lease) once, writing no key and
     /// never creating a session. `Ok(true)`: the session was alive and now
