@@ -1,5 +1,5 @@
 //! The JSON record each node keeps under `members/<name>`
-//! (dcs-layout.md §2.1), and the pieces of it other nodes rely on.
+//! (docs/dcs.md, "members/<name>"), and the pieces of it other nodes rely on.
 
 use std::collections::BTreeMap;
 
