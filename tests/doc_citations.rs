@@ -11,7 +11,8 @@
 //!
 //! Any other `*.md` is a file outside `docs/` (the old `shared/spec/*.md`
 //! was not in the repository), and a `§` outside such a citation points
-//! nowhere, except `issue N §M` (the issue tracker).
+//! nowhere, except `issue N §M` (the issue tracker). The pages of `docs/`
+//! and the README are held to their `docs/...` citations of each other.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -137,10 +138,12 @@ fn take_quoted(s: &str) -> Option<(&str, usize)> {
     Some((&rest[..end], end + 2))
 }
 
-/// Every problem in one (folded) source text: a cited document that is not
-/// under `docs/`, a section or heading that it does not have, a `§` that
-/// belongs to no citation.
-fn check_text(text: &str, docs: &BTreeMap<String, Doc>) -> Vec<String> {
+/// Every problem in one (folded) text: a cited document that is not under
+/// `docs/`, a section or heading that it does not have, a `§` that belongs
+/// to no citation. `Scope::Docs` (a page of `docs/` itself) checks only its
+/// `docs/...` citations: a page refers to its own sections as `§N`, and to
+/// its siblings by name.
+fn check_text(text: &str, docs: &BTreeMap<String, Doc>, scope: Scope) -> Vec<String> {
     let mut problems = Vec::new();
     // Byte offsets of `§` signs consumed by a citation.
     let mut cited: BTreeSet<usize> = BTreeSet::new();
@@ -161,6 +164,9 @@ fn check_text(text: &str, docs: &BTreeMap<String, Doc>) -> Vec<String> {
             .find(|(_, c)| !is_path_char(*c))
             .map_or(0, |(i, c)| i + c.len_utf8());
         let name = &text[start..end];
+        if scope == Scope::Docs && !name.starts_with("docs/") {
+            continue;
+        }
         let Some(doc) = docs.get(name) else {
             problems.push(format!("cites `{name}`, which is not a file under docs/"));
             continue;
@@ -202,6 +208,9 @@ fn check_text(text: &str, docs: &BTreeMap<String, Doc>) -> Vec<String> {
             }
         }
     }
+    if scope == Scope::Docs {
+        return problems;
+    }
     for (i, _) in text.match_indices('§') {
         if cited.contains(&i) || after_issue(&text[..i]) {
             continue;
@@ -217,6 +226,14 @@ fn check_text(text: &str, docs: &BTreeMap<String, Doc>) -> Vec<String> {
         ));
     }
     problems
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// `src/`, `tests/`: every citation must point into `docs/`.
+    Code,
+    /// A page of `docs/` (or the README): only its `docs/...` citations.
+    Docs,
 }
 
 /// `issue 12 §4`: a section of an issue in the tracker, not a file.
@@ -275,7 +292,7 @@ fn every_citation_points_at_a_section_of_docs() {
         let text = fs::read_to_string(&path).expect("a source file is UTF-8");
         let folded = fold(&text);
         citations += folded.matches("docs/").count();
-        for p in check_text(&folded, &docs) {
+        for p in check_text(&folded, &docs, Scope::Code) {
             if TOLERATED.contains(&rel.as_str()) {
                 eprintln!("tolerated for now: {rel}: {p}");
             } else {
@@ -284,6 +301,20 @@ fn every_citation_points_at_a_section_of_docs() {
         }
     }
     assert!(citations > 50, "only {citations} citations of docs/ found");
+    // The pages cite each other too.
+    let mut pages: Vec<PathBuf> = docs
+        .keys()
+        .map(|name| root.join(name))
+        .chain([root.join("README.md")])
+        .collect();
+    pages.sort();
+    for path in pages {
+        let text = fs::read_to_string(&path).expect("a page is UTF-8");
+        for p in check_text(&fold(&text), &docs, Scope::Docs) {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            failures.push(format!("{}: {p}", rel.display()));
+        }
+    }
     assert!(
         failures.is_empty(),
         "citations that point nowhere:\n{}",
@@ -308,7 +339,7 @@ fn the_check_finds_what_points_nowhere() {
         ),
     )]
     .into();
-    let ok = |t: &str| check_text(&fold(t), &docs);
+    let ok = |t: &str| check_text(&fold(t), &docs, Scope::Code);
     assert_eq!(
         ok("// see docs/ha.md §9.3, §9 and §7a."),
         Vec::<String>::new()
@@ -332,4 +363,8 @@ fn the_check_finds_what_points_nowhere() {
     assert_eq!(ok("// docs/ha.md, \"not a heading\"").len(), 1);
     assert_eq!(ok("// docs/nope.md §1").len(), 2);
     assert_eq!(ok("// (§7) of something").len(), 1);
+    let page = |t: &str| check_text(&fold(t), &docs, Scope::Docs);
+    assert_eq!(page("see §7 and operations.md"), Vec::<String>::new());
+    assert_eq!(page("see docs/ha.md §9.3").len(), 0);
+    assert_eq!(page("see docs/ha.md §8").len(), 1);
 }
