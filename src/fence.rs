@@ -372,7 +372,7 @@ impl FenceClient {
     /// Carry out one cycle's order. Errors are logged: a missing fence
     /// weakens protection but must not stop the HA loop.
     /// `paused`: pause mode is on, and the fence does nothing whatever the
-    /// deadline (ha-loop.md §13).
+    /// deadline (docs/ha.md §11).
     pub fn apply(&mut self, order: FenceOrder, margin: Duration, paused: bool) {
         let mut hb = self.last.clone();
         match order {

@@ -478,8 +478,9 @@ async fn broken_yaml_keeps_the_running_config() {
     .await;
 }
 
-/// Seed §3.3: postgresql.base.conf (or custom_conf) < postgresql.conf (our
-/// parameters) < postgresql.auto.conf (`ALTER SYSTEM`) < the command line.
+/// docs/configuration.md §9.3: postgresql.base.conf (or custom_conf) <
+/// postgresql.conf (our parameters) < postgresql.auto.conf (`ALTER SYSTEM`) <
+/// the command line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameter_layers_precedence() {
     let mut c = TestCluster::new(1, Timing::default());

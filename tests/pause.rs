@@ -162,8 +162,8 @@ async fn fence_does_nothing_while_paused() {
     assert!(!log.contains("stopping PostgreSQL"), "fence log:\n{log}");
 }
 
-/// While paused, a switchover to a named candidate still works (ha-loop.md
-/// §13): the candidate promotes and the old primary rejoins as its replica.
+/// While paused, a switchover to a named candidate still works (docs/ha.md
+/// §11): the candidate promotes and the old primary rejoins as its replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_to_a_named_candidate_works_while_paused() {
     let mut c = TestCluster::new(3, Timing::default());

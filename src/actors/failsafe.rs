@@ -1,4 +1,4 @@
-//! The primary's side of failsafe mode (ha-loop.md §10): with the DCS gone,
+//! The primary's side of failsafe mode (docs/ha.md §10.1): with the DCS gone,
 //! ask every other member listed in the `failsafe` key over REST whether it
 //! accepts this node as the leader (`POST /failsafe`).
 

@@ -1,4 +1,4 @@
-//! Publishing the `history` key (dcs-layout.md §2.8) after a promotion.
+//! Publishing the `history` key (docs/dcs.md, "history") after a promotion.
 //!
 //! The rule (when) is in [`crate::ha::decide`]; this reads the timeline
 //! history file of the primary's timeline and writes the key.

@@ -72,7 +72,7 @@ pub struct LeaderElector {
     last_reason: Option<String>,
     /// Every member seen in the DCS since start (name -> api_url): a leader
     /// race asks them too, since a member whose key just expired may still be
-    /// the most advanced (ha-loop.md §4 "current + previously seen").
+    /// the most advanced (docs/ha.md §3.1).
     seen_members: std::collections::BTreeMap<String, String>,
     shutting_down: bool,
     /// The last `POST /failsafe` a leader sent this node.
@@ -538,7 +538,7 @@ impl Handler<Shutdown> for LeaderElector {
             // Paused: the watchdog is disarmed already (every paused cycle
             // disarms it); make sure.
             wd(&self.watchdog).disable();
-            // ha-loop.md §16: paused, PostgreSQL and the lock are left
+            // docs/ha.md §14: paused, PostgreSQL and the lock are left
             // alone. The session is not revoked either (that would drop the
             // leader key with it); it lapses after ttl unless a restarted
             // daemon takes over first. The fence stays paused.
@@ -684,7 +684,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     {
         let mut ask: Vec<Member> = c.members.clone();
         if dynamic.failsafe_mode {
-            // ha-loop.md §4: also the members only the failsafe key knows.
+            // docs/ha.md §3.1: also the members only the failsafe key knows.
             ask.extend(failsafe_only_members(c));
         }
         for (name, url) in &seen_members {
@@ -700,7 +700,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         .await;
     }
 
-    // Failsafe (ha-loop.md §10): DCS gone, I run as primary and the last
+    // Failsafe (docs/ha.md §10.1): DCS gone, I run as primary and the last
     // known failsafe key lists me: ask the others to confirm me.
     let failsafe_known = match &dcs_view {
         DcsView::Ok(c) => c.failsafe.clone(),
@@ -815,7 +815,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             report.failsafe_until = Some(confirm_started + timing.ttl);
         }
         let outcome = if action == Action::ActivateWatchdog {
-            // Before leading (ha-loop.md §15); a required watchdog that
+            // Before leading (docs/ha.md §12); a required watchdog that
             // cannot be armed ends the cycle, and the next one steps down.
             match wd(&watchdog).activate(&timing) {
                 Ok(()) => Step::Continue,
@@ -1274,8 +1274,8 @@ async fn execute(
     }
 }
 
-/// Ask the supervisor to sync the slots of this node (ha-loop.md §3 step
-/// 9) and return `status.slots`: the physical slot positions, plus on the
+/// Ask the supervisor to sync the slots of this node (docs/ha.md §13)
+/// and return `status.slots`: the physical slot positions, plus on the
 /// leader its own slot name at its current LSN (so the others keep WAL for
 /// it after a switchover). `retain` is the leader's `retain_slots`.
 async fn sync_slots(

@@ -1,4 +1,4 @@
-//! What this node publishes under `members/<name>` (dcs-layout.md §2.1).
+//! What this node publishes under `members/<name>` (docs/dcs.md, "members/<name>").
 
 use crate::config::Config;
 use crate::dcs::MemberData;

@@ -127,7 +127,7 @@ impl JobEnv {
 
     fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
         let pg = &self.cfg.postgresql;
-        // `nostream`: a standby fed by restore_command only (config.md §2.1).
+        // `nostream`: a standby fed by restore_command only (docs/operations.md, "Tags").
         let upstream = upstream.filter(|_| !self.cfg.tags.nostream);
         let primary_conninfo = match upstream {
             None => String::new(),
@@ -351,7 +351,7 @@ fn append_hba(config_dir: &Path, lines: &[String]) -> PgResult<()> {
         .map_err(|e| PgError::io(format!("write {}", path.display()), e))
 }
 
-/// `post_init URL` with PGPASSFILE set (seed §2.3.2).
+/// `post_init URL` with PGPASSFILE set (docs/operations.md, "Starting a cluster").
 async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()> {
     let passfile = env.write_pgpass()?;
     let conn = env.local_conn();

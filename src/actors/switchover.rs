@@ -1,4 +1,4 @@
-//! Graceful demotion for a switchover (ha-loop.md §7): the supervisor's
+//! Graceful demotion for a switchover (docs/ha.md §6.4): the supervisor's
 //! part (CHECKPOINT, fast stop, read the shutdown checkpoint's LSN) and the
 //! elector's part (publish that LSN as `status.optime`, then delete the
 //! leader key).

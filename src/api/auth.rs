@@ -1,6 +1,6 @@
-//! Access control of the REST API's unsafe endpoints (rest-api.md §5), as
-//! an actix-web middleware, so every POST/PUT/PATCH/DELETE route gets it,
-//! including ones added later. Order of the checks, as Patroni's:
+//! Access control of the REST API's unsafe endpoints (docs/rest-api.md, "Access
+//! control"), as an actix-web middleware, so every POST/PUT/PATCH/DELETE route
+//! gets it, including ones added later. Order of the checks, as Patroni's:
 //!
 //! 1. `restapi.allowlist` (IPs, CIDRs, host names resolved when the
 //!    configuration is loaded) and, with `restapi.allowlist_include_members`,

@@ -1,5 +1,6 @@
-//! `GET /cluster` and `GET /history` documents (rest-api.md §4), built from
-//! one DCS read. Pure: no I/O, so every field rule is unit-tested here.
+//! `GET /cluster` and `GET /history` documents (docs/rest-api.md, "GET
+//! /cluster" and "GET /history, GET /config"), built from one DCS read. Pure:
+//! no I/O, so every field rule is unit-tested here.
 
 use serde_json::{Map, Value, json};
 

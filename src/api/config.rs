@@ -1,5 +1,6 @@
-//! `PATCH /config` and `PUT /config` (rest-api.md §5): the pure merge and
-//! validation, and the read-merge-write against the DCS.
+//! `PATCH /config` and `PUT /config` (docs/rest-api.md, "PATCH /config, PUT
+//! /config"): the pure merge and validation, and the read-merge-write against
+//! the DCS.
 //!
 //! A document is checked as a whole before anything is written, so a bad
 //! request leaves the `config` key byte for byte as it was. PATCH writes
@@ -101,7 +102,7 @@ fn kind(v: &Value) -> &'static str {
 
 /// Check a complete dynamic configuration before it is written: what
 /// [`DynamicConfig::from_json`] checks, plus the cluster-wide PostgreSQL
-/// parameters against their minimums (config.md §5). Errors name the field
+/// parameters against their minimums (docs/configuration.md §9.1). Errors name the field
 /// (`ttl`, `postgresql.parameters.max_connections`).
 pub fn validate_document(doc: &Map<String, Value>) -> Result<DynamicConfig, ConfigWriteError> {
     let v = Value::Object(doc.clone());

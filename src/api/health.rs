@@ -1,7 +1,8 @@
-//! Health-check status codes (rest-api.md §2): the dispatcher behind every
-//! GET path without its own handler (and every HEAD/OPTIONS), plus
-//! `/liveness` and `/readiness` (§2.1). Pure functions of the elector's and
-//! the supervisor's answers and the query string.
+//! Health-check status codes (docs/rest-api.md, "Health checks
+//! (GET/HEAD/OPTIONS)"): the dispatcher behind every GET path without its own
+//! handler (and every HEAD/OPTIONS), plus `/liveness` and `/readiness`. Pure
+//! functions of the elector's and the supervisor's answers and the query
+//! string.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,7 +1,8 @@
-//! The `lag` query parameter of the health checks (rest-api.md, "Health
-//! checks"), read exactly as Patroni reads it: `parse_int(value, 'B')` of
-//! its `utils.py`, which imitates PostgreSQL's GUC parser (C `strtol` with
-//! base 0, falling back to `strtod`, then a memory unit).
+//! The `lag` query parameter of the health checks (docs/rest-api.md, "Health
+//! checks (GET/HEAD/OPTIONS)"), read exactly as Patroni reads it:
+//! `parse_int(value, 'B')` of its `utils.py`, which imitates PostgreSQL's GUC
+//! parser (C `strtol` with base 0, falling back to `strtod`, then a memory
+//! unit).
 //!
 //! So `1.5MB`, `0x400kB`, `1e3`, `010` (octal: 8) and `  16 MB ` all mean
 //! what they mean to Patroni, and a value Patroni cannot parse is `None`

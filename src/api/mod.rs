@@ -1,4 +1,4 @@
-//! The Patroni-compatible REST API (shared/spec/rest-api.md): pure
+//! The Patroni-compatible REST API (docs/rest-api.md): pure
 //! document and status-code builders, and the actix-web server that feeds
 //! them from the actors and the DCS.
 

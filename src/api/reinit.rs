@@ -1,5 +1,5 @@
-//! `POST /reinitialize` (rest-api.md §5), the pure part: the body and the
-//! member to rebuild from, with Patroni's refusals.
+//! `POST /reinitialize` (docs/rest-api.md, "POST /reinitialize"), the pure
+//! part: the body and the member to rebuild from, with Patroni's refusals.
 
 use serde_json::Value;
 

@@ -1,6 +1,7 @@
-//! `POST /restart` and `DELETE /restart` (rest-api.md §5.1), the pure parts:
-//! the body's validation, the restart conditions, and what a scheduled
-//! restart shows in the member key and in `/patroni`.
+//! `POST /restart` and `DELETE /restart` (docs/rest-api.md, "POST /restart,
+//! DELETE /restart"), the pure parts: the body's validation, the restart
+//! conditions, and what a scheduled restart shows in the member key and in
+//! `/patroni`.
 
 use std::time::Duration;
 
@@ -210,8 +211,8 @@ pub fn scheduled_json(
     Value::Object(m)
 }
 
-/// What a scheduled restart does when its timer fires (rest-api.md §5.1):
-/// run, or drop it and say why.
+/// What a scheduled restart does when its timer fires (docs/rest-api.md, "POST
+/// /restart, DELETE /restart"): run, or drop it and say why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fire {
     Run,

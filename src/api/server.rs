@@ -1,5 +1,5 @@
 //! The HTTP server: routing by method and first path segment, as Patroni
-//! does (rest-api.md §1), over the pure builders of this module.
+//! does (docs/rest-api.md, "REST API"), over the pure builders of this module.
 //!
 //! Every request asks the elector and the supervisor at the same time, each
 //! with a short deadline, so a busy actor cannot hang a health check or a
@@ -558,8 +558,9 @@ async fn pg_op(shared: &Shared, op: PgOp, wait: Duration) -> HttpResponse {
     }
 }
 
-/// `POST /restart` (rest-api.md §5.1): schedule it, or restart now,
-/// synchronously, if the conditions of the body hold.
+/// `POST /restart` (docs/rest-api.md, "POST /restart, DELETE /restart"):
+/// schedule it, or restart now, synchronously, if the conditions of the body
+/// hold.
 async fn post_restart(shared: &Shared, body: &[u8]) -> HttpResponse {
     let Some((ha, pg)) = shared.states().await else {
         return starting();
@@ -634,9 +635,10 @@ async fn post_switchover(shared: &Shared, segment: &str, body: &[u8]) -> HttpRes
     text_reply(code, &text)
 }
 
-/// What `POST /failsafe` answers (rest-api.md §5): refused when failsafe
-/// mode is off (502) or when this node itself runs as primary (500);
-/// otherwise accepted, with this node's WAL position.
+/// What `POST /failsafe` answers (docs/rest-api.md, "GET /failsafe, POST
+/// /failsafe"): refused when failsafe mode is off (502) or when this node
+/// itself runs as primary (500); otherwise accepted, with this node's WAL
+/// position.
 pub(crate) enum FailsafeReply {
     Disabled,
     RunningAsLeader,

@@ -1,6 +1,6 @@
-//! The status document of `GET /patroni` (rest-api.md §3), also the body of
-//! every health-check reply. Pure: built from the elector's and the
-//! supervisor's answers only.
+//! The status document of `GET /patroni` (docs/rest-api.md, "GET /patroni: the
+//! status document"), also the body of every health-check reply. Pure: built
+//! from the elector's and the supervisor's answers only.
 
 use std::time::UNIX_EPOCH;
 

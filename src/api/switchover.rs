@@ -1,7 +1,7 @@
 //! `POST /switchover`, `POST /failover`, `DELETE /switchover`
-//! (rest-api.md §5, §5.2). Validation and the pre-checks are pure
-//! functions; the handlers write the `failover` key, wake the HA loop and
-//! poll the DCS for the outcome.
+//! (docs/rest-api.md, "Switchover and failover"). Validation and the pre-checks
+//! are pure functions; the handlers write the `failover` key, wake the HA loop
+//! and poll the DCS for the outcome.
 
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,8 @@ fn field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Refusal>
     }
 }
 
-/// Step 1 of rest-api.md §5.2: the request on its own (no cluster state).
+/// The checks that need only the request, no cluster state (docs/rest-api.md,
+/// "Switchover and failover").
 pub fn validate(kind: Kind, body: &[u8], now_unix: f64) -> Result<Request, Refusal> {
     let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
@@ -147,11 +148,11 @@ pub fn validate(kind: Kind, body: &[u8], now_unix: f64) -> Result<Request, Refus
     })
 }
 
-/// Step 5: what the cluster says, before peers are asked. Answers the
+/// The checks of what the cluster says, before peers are asked. Answers the
 /// members whose `/patroni` decides whether a good candidate exists.
 pub fn precheck<'c>(req: &Request, cluster: &'c Cluster) -> Result<Vec<&'c Member>, Refusal> {
     let action = req.kind.name();
-    // Pause mode (ha-loop.md §13): only an immediate switchover to a named
+    // Pause mode (docs/ha.md §11): only an immediate switchover to a named
     // candidate (Patroni's texts).
     if crate::api::cluster::cluster_paused(cluster) {
         if req.scheduled_at.is_some() {

@@ -251,7 +251,7 @@ struct Auth {
     password: Option<String>,
 }
 
-/// `restapi` or `ctl`: credentials and TLS settings (rest-api.md §6).
+/// `restapi` or `ctl`: credentials and TLS settings (docs/configuration.md §2, §3, §3.1).
 #[derive(Default, Deserialize)]
 struct AuthSection {
     authentication: Option<Auth>,
@@ -656,7 +656,7 @@ async fn pause_resume(ctx: &Ctx, pause: bool, wait: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// What `restart` adds to its body (rest-api.md §5.1).
+/// What `restart` adds to its body (docs/rest-api.md, "POST /restart, DELETE /restart").
 #[derive(Default)]
 struct RestartExtras {
     scheduled: Option<String>,

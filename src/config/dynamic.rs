@@ -1,5 +1,5 @@
 //! The dynamic (cluster-wide) configuration stored in the DCS `config` key
-//! and in `bootstrap.dcs` (spec config.md §3).
+//! and in `bootstrap.dcs` (docs/configuration.md §9).
 //!
 //! Timing values are seconds, integers or decimals. pgpilot accepts shorter
 //! leases than Patroni (which clamps to ttl >= 20, loop_wait >= 1,
@@ -34,7 +34,7 @@ pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: u64 = 1_048_576;
 pub const DEFAULT_MEMBER_SLOTS_TTL: u64 = 1800;
 
 impl DynamicConfig {
-    /// Patroni's defaults (§3), with `raw` an empty object.
+    /// Patroni's defaults (docs/configuration.md §9), with `raw` an empty object.
     pub fn defaults() -> DynamicConfig {
         DynamicConfig {
             timing: Timing::default(),
@@ -311,7 +311,7 @@ fn slots_from_json(obj: &serde_json::Map<String, Value>) -> Result<SlotsConfig, 
     }
 }
 
-/// Permanent slot names (config.md §3): `^[a-z0-9_]{1,63}$`.
+/// Permanent slot names (docs/operations.md, "Replication slots"): `^[a-z0-9_]{1,63}$`.
 pub fn valid_slot_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63

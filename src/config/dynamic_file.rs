@@ -1,4 +1,4 @@
-//! `patroni.dynamic.json` (config.md §6): the leader's copy of the applied
+//! `patroni.dynamic.json` (docs/configuration.md §9.1): the leader's copy of the applied
 //! dynamic configuration in its data directory, from which it restores a
 //! missing or invalid `config` key.
 

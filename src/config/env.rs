@@ -1,4 +1,4 @@
-//! `PATRONI_*` / `PGPILOT_*` environment variables (spec config.md §7) turned
+//! `PATRONI_*` / `PGPILOT_*` environment variables (docs/configuration.md §8) turned
 //! into a YAML tree that is deep-merged over the file.
 //!
 //! Both prefixes are accepted; when both spell the same variable the
@@ -12,7 +12,7 @@
 //! * `<SECTION>_<REST>` for the sections restapi, postgresql (also the seed's
 //!   `POSTGRES`), etcd, etcd3, zookeeper, consul, bootstrap, log, ctl, watchdog:
 //!   `<section>.<rest lower-cased>`;
-//! * `<user>_PASSWORD`, `<user>_OPTIONS` (seed §2.4.2): `bootstrap.users.<user>`.
+//! * `<user>_PASSWORD`, `<user>_OPTIONS`: `bootstrap.users.<user>`.
 //!
 //! Values are typed by the key they land on (ints, bools, lists given as
 //! `[a, b]` or `a,b`, dicts given as `{k: v}` or `k: v`). Empty values are

@@ -1,4 +1,4 @@
-//! Loading the local configuration (spec config.md §1, §7): a file or a
+//! Loading the local configuration (docs/configuration.md §1, §8): a file or a
 //! directory of `*.yml`/`*.yaml` files (sorted, deep-merged), with
 //! `PATRONI_*`/`PGPILOT_*` environment variables merged over it, or the
 //! whole document from `PATRONI_CONFIGURATION`.
@@ -193,7 +193,7 @@ pub(crate) fn load_with_sources(
     ))
 }
 
-/// Cluster-wide settings (config.md §3) that Patroni ignores in the local
+/// Cluster-wide settings (docs/configuration.md §9) that Patroni ignores in the local
 /// file: they only take effect through `bootstrap.dcs` or the DCS.
 const DYNAMIC_ONLY: &[&str] = &[
     "ttl",

@@ -1,5 +1,5 @@
-//! The known key set of Patroni's local configuration (spec config.md §2,
-//! §3, §6 and rest-api.md §6) with the type of each leaf. It drives three
+//! The known key set of Patroni's local configuration (docs/configuration.md
+//! §2, §3, §5, §6, §7, §7a, §9) with the type of each leaf. It drives three
 //! things: unknown-key warnings, typing of environment variable values, and
 //! the normalisation of YAML 1.1 spellings (`on`, `yes`) that PyYAML reads
 //! as booleans but YAML 1.2 reads as strings.

@@ -102,7 +102,7 @@ impl Watchdog {
         self.safety_margin.unwrap_or(5)
     }
 
-    /// The watchdog timeout for `timing` (ha-loop.md §1): `ttl -
+    /// The watchdog timeout for `timing` (docs/ha.md §1): `ttl -
     /// safety_margin` whole seconds, `ttl / 2` when the margin is `-1`.
     /// `Err` explains why it cannot be used: it must be at least one second
     /// and not shorter than `loop_wait`, since the watchdog is kept alive
@@ -637,7 +637,7 @@ pub struct SlotMatcher {
     pub plugin: Option<String>,
 }
 
-/// The slot settings of the dynamic configuration (config.md §3).
+/// The slot settings of the dynamic configuration (docs/configuration.md §9).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SlotsConfig {
     /// `slots` (aliases `permanent_slots`, `permanent_replication_slots`).

@@ -9,7 +9,7 @@ use super::error::{ConfigError, ORIGIN_CONFIG};
 use super::load::load_with_sources;
 use super::types::{Config, DynamicConfig, InitdbOption, Watchdog, WatchdogMode};
 
-/// initdb options Patroni sets itself (config.md §4).
+/// initdb options Patroni sets itself (docs/configuration.md §5).
 const INITDB_FORBIDDEN: &[&str] = &["pgdata", "nosync", "pwfile", "sync-only", "version"];
 /// Patroni (HEAD) reserves this member name.
 const RESERVED_NAME: &str = "__patroni_strict_sync_replica_placeholder__";
@@ -275,7 +275,7 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
     }
 }
 
-/// `watchdog.safety_margin` (ha-loop.md §1, §15): at least `-1` (ttl/2),
+/// `watchdog.safety_margin` (docs/ha.md §1, §12): at least `-1` (ttl/2),
 /// and the timeout it gives with the timing of `bootstrap.dcs` (Patroni's
 /// defaults without one) must be at least `loop_wait`: an error with
 /// `mode: required` (the node could never lead), a warning with

@@ -1,4 +1,4 @@
-//! The cluster as one read of the DCS shows it (dcs-layout.md §2), parsed
+//! The cluster as one read of the DCS shows it (docs/dcs.md, "Key layout"), parsed
 //! into types. Parsing is lenient where Patroni's readers are lenient.
 
 use std::collections::BTreeMap;

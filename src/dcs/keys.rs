@@ -1,5 +1,5 @@
 //! Key names under the cluster prefix, as Patroni lays them out
-//! (see `shared/spec/dcs-layout.md` §1).
+//! (docs/dcs.md, "Paths").
 
 pub const LEADER: &str = "leader";
 pub const MEMBERS: &str = "members/";

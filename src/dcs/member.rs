@@ -1,5 +1,5 @@
 //! The JSON record each node keeps under `members/<name>`
-//! (dcs-layout.md §2.1), and the pieces of it other nodes rely on.
+//! (docs/dcs.md, "members/<name>"), and the pieces of it other nodes rely on.
 
 use std::collections::BTreeMap;
 
@@ -69,8 +69,9 @@ fn tags_empty(t: &Tags) -> bool {
 
 impl MemberData {
     /// Parse a stored value. A value that is not a JSON object reads as an
-    /// empty record, as the spec requires; the legacy
-    /// `postgres://host:port/db?application_name=<api_url>` form is understood.
+    /// empty record, as in Patroni (docs/dcs.md, "members/<name>"); the
+    /// legacy `postgres://host:port/db?application_name=<api_url>` form is
+    /// understood.
     pub fn parse(raw: &str) -> MemberData {
         if let Ok(m) = serde_json::from_str::<MemberData>(raw) {
             return m;

@@ -11,7 +11,7 @@ pub struct Upstream {
     pub port: u16,
 }
 
-/// How a primary steps down (ha-loop.md §7). Either way PostgreSQL is left
+/// How a primary steps down (docs/ha.md §6.4). Either way PostgreSQL is left
 /// stopped; the next cycle decides how it comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DemoteMode {
@@ -57,7 +57,7 @@ pub enum Action {
     StartPrimary,
     /// Start PostgreSQL as a standby; no upstream = read-only, no streaming.
     StartReplica { upstream: Option<Upstream> },
-    /// Arm the watchdog device before leading (ha-loop.md §15). Fails, and
+    /// Arm the watchdog device before leading (docs/ha.md §12). Fails, and
     /// ends the cycle, when it is required and cannot be armed.
     ActivateWatchdog,
     /// Promote the running standby.

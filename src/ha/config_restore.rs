@@ -1,4 +1,4 @@
-//! Restoring the `config` key (config.md §6): when it is missing or does not
+//! Restoring the `config` key (docs/ha.md §3.3): when it is missing or does not
 //! validate, the leader writes it back from the copy it keeps in its data
 //! directory (`patroni.dynamic.json`). Replicas never write it: only the
 //! leader's copy is known to be the configuration the cluster ran with.

@@ -1,4 +1,4 @@
-//! The decision table of ha-loop.md §2, as one pure function.
+//! The decision table of docs/ha.md §2, as one pure function.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use crate::dcs::{Cluster, Member, MemberData};
 /// that cannot reach the DCS may keep serving until its next chance to renew.
 pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     // Paused: the operator is in charge; a lapsed lease or a lost DCS
-    // stops nothing (ha-loop.md §13).
+    // stops nothing (docs/ha.md §11).
     if !local.paused
         && let Some(d) = lease_lapsed(local, now)
     {
@@ -183,7 +183,7 @@ pub(super) fn follow_leader(cluster: &Cluster, leader: &str, local: &LocalView) 
     }
 }
 
-/// A failed DCS read (ha-loop.md §10). The error
+/// A failed DCS read (docs/ha.md §9.3, §10.1). The error
 /// classes react alike here: `Unreachable` and `Other` both mean "no current
 /// view of the cluster"; a `CasConflict` never comes from a read (a lost
 /// compare-and-swap write ends the cycle in the elector and the next cycle
@@ -415,7 +415,7 @@ fn failsafe_update(cluster: &Cluster, local: &LocalView) -> Option<BTreeMap<Stri
     (cluster.failsafe.as_ref() != Some(&want)).then_some(want)
 }
 
-/// Follow-up of a finished job (ha-loop.md §3 step 4).
+/// Follow-up of a finished job (docs/ha.md §3.2).
 fn after_job(outcome: &JobOutcome, cluster: &Cluster, local: &LocalView) -> Option<Decision> {
     match outcome {
         JobOutcome::Succeeded(JobKind::Bootstrap) => {
@@ -587,7 +587,7 @@ fn pg_not_running(
     }
 }
 
-/// No leader key (ha-loop.md §4).
+/// No leader key (docs/ha.md §5).
 fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
     if !local.tags.can_failover() {
         return if local.pg.is_primary() {
@@ -710,7 +710,7 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
     )
 }
 
-/// Where a running replica streams from (ha-loop.md §5): its
+/// Where a running replica streams from (docs/ha.md §7): its
 /// `replicatefrom` member while that one runs, else the leader.
 fn stream_source(cluster: &Cluster, leader: &str, local: &LocalView) -> Option<Upstream> {
     super::slots::cascade_source(cluster, &local.name, local.tags.replicatefrom.as_deref())

@@ -1,4 +1,4 @@
-//! The `history` key (dcs-layout.md §2.8) from a timeline history file.
+//! The `history` key (docs/dcs.md, "history") from a timeline history file.
 //!
 //! Pure: the elector reads `pg_wal/<TL>.history` and the clock, this module
 //! turns them into the key's lines, as Patroni's `update_cluster_history`.

@@ -2,8 +2,8 @@
 //!
 //! Nothing here performs I/O. [`decide`] maps the cluster view, the local
 //! facts and the clock to a [`Decision`]; the `LeaderElector` actor gathers
-//! the facts and carries the decision out. Every row of the decision table in
-//! `shared/spec/ha-loop.md` has a unit test in `tests.rs`.
+//! the facts and carries the decision out. Every row of the decision table
+//! (docs/ha.md §2) has a unit test in `tests.rs`.
 
 mod action;
 mod config_restore;

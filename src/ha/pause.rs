@@ -1,4 +1,4 @@
-//! Pause (maintenance) mode, ha-loop.md §13: the operator is in charge.
+//! Pause (maintenance) mode, docs/ha.md §11: the operator is in charge.
 //! Nothing is promoted, demoted, started, stopped, bootstrapped, cloned,
 //! rewound or rebuilt automatically. The leader keeps its lock only while
 //! its PostgreSQL runs as a primary; replicas keep following the leader
@@ -69,7 +69,7 @@ pub(super) fn decide_paused(
         return Decision::idle("paused; PostgreSQL is running but not answering: waiting");
     }
     match cluster.leader_name() {
-        // ha-loop.md §4 rule 4: a primary takes a free lock (its sysid was
+        // docs/ha.md §11: a primary takes a free lock (its sysid was
         // checked above); nobody else races while paused.
         None if local.pg.is_primary() => Decision::new(
             vec![Action::AcquireLock],
@@ -112,7 +112,7 @@ fn i_am_candidate(cluster: &Cluster, local: &LocalView) -> bool {
         .is_some_and(|f| f.value.member.as_deref() == Some(local.name.as_str()))
 }
 
-/// The leader's side of a `failover` request while paused (ha-loop.md §6):
+/// The leader's side of a `failover` request while paused (docs/ha.md §11, §6.1):
 /// only a switchover to a named candidate, never a scheduled one.
 fn manual_switchover(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
     let f = cluster.failover.as_ref()?;

@@ -1,6 +1,6 @@
-//! Replication slot management (ha-loop.md §3 step 9, config.md §3) as pure
-//! functions: which slots should exist on this node, and what to create and
-//! drop given the slots PostgreSQL has.
+//! Replication slot management (docs/ha.md §13) as pure functions: which slots
+//! should exist on this node, and what to create and drop given the slots
+//! PostgreSQL has.
 //!
 //! * The leader keeps one physical slot per other member, except members
 //!   tagged `nostream` and members that cascade from another running member
@@ -10,8 +10,8 @@
 //! * Any other slot is dropped unless `ignore_slots` matches it (on a replica
 //!   also permanent slots and logical slots are left alone).
 //! * The leader keeps the slot of a member whose key vanished for
-//!   `member_slots_ttl` (dcs-layout.md §2.3 `retain_slots`), so a replica
-//!   back from a reboot or a network cut finds its WAL still there.
+//!   `member_slots_ttl` (`status.retain_slots`, docs/dcs.md, "status"), so
+//!   a replica back from a reboot or a network cut finds its WAL still there.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

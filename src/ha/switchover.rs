@@ -1,6 +1,5 @@
-//! Switchover and manual failover through the `failover` key (ha-loop.md §4
-//! manual-failover rule, §6 leader side, §7 graceful demotion), as pure
-//! rules `decide` consults.
+//! Switchover and manual failover through the `failover` key (docs/ha.md
+//! §6), as pure rules `decide` consults.
 //!
 //! A planned switchover loses nothing, even with asynchronous replication:
 //! the leader checkpoints, stops fast (its walsenders hand the shutdown
@@ -22,9 +21,10 @@ use crate::dcs::{Cluster, Failover, Versioned};
 pub struct SwitchoverView {
     /// Wall clock, seconds since the Unix epoch (for `scheduled_at`).
     pub now_unix: f64,
-    /// When this node last stepped down gracefully (§7). Within ttl of it the
-    /// stopped former primary waits for the new leader and then starts as
-    /// its replica without pg_rewind; cleared once PostgreSQL runs again.
+    /// When this node last stepped down gracefully (docs/ha.md §6.3). Within
+    /// ttl of it the stopped former primary waits for the new leader and then
+    /// starts as its replica without pg_rewind; cleared once PostgreSQL runs
+    /// again.
     pub demoted_gracefully_at: Option<Instant>,
 }
 
@@ -80,7 +80,7 @@ fn promotable(p: &PeerStatus, min_lsn: u64) -> bool {
     })
 }
 
-/// Leader side (ha-loop.md §6): I hold the lock and run as primary. `None`
+/// Leader side (docs/ha.md §6.1): I hold the lock and run as primary. `None`
 /// = no request to act on now; keep leading.
 pub fn leader_side(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
     let f = cluster.failover.as_ref()?;
@@ -143,7 +143,7 @@ pub fn leader_side(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
     ))
 }
 
-/// The manual-failover rule of the leader race (ha-loop.md §4), for a
+/// The manual-failover rule of the leader race (docs/ha.md §6.2), for a
 /// replica while no one holds the lock.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RaceRule {
@@ -213,7 +213,7 @@ pub fn race_rule(cluster: &Cluster, local: &LocalView) -> RaceRule {
     }
 }
 
-/// A former primary that stepped down gracefully (§7), with PostgreSQL
+/// A former primary that stepped down gracefully (docs/ha.md §6.3), with PostgreSQL
 /// stopped: wait for the new leader, then start as its replica, without
 /// pg_rewind (its WAL ends at the shutdown checkpoint the new leader
 /// received). `None` after ttl, or when something else applies.
@@ -248,7 +248,7 @@ pub fn after_graceful_demotion(
     ))
 }
 
-/// The winner of a race clears the request (ha-loop.md §4).
+/// The winner of a race clears the request (docs/ha.md §5).
 pub fn clear_after_win(cluster: &Cluster) -> Option<Action> {
     cluster
         .failover

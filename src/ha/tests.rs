@@ -1,4 +1,4 @@
-//! One test per row of the decision table (ha-loop.md §2) and per rule the
+//! One test per row of the decision table (docs/ha.md §2) and per rule the
 //! table leaves implicit.
 
 use std::time::{Duration, Instant};
@@ -1030,7 +1030,7 @@ fn other_leader_without_member_record_waits() {
     );
 }
 
-// --- failsafe mode (ha-loop.md §2 DCS error rows, §4 rule 8, §10) ---
+// --- failsafe mode (docs/ha.md §9.3, §10) ---
 
 fn api(name: &str) -> String {
     let port = match name {
@@ -1287,7 +1287,7 @@ fn failsafe_key_not_listing_me_bars_the_race() {
     l.failsafe.enabled = false;
     assert_eq!(run(&ok(c), &l).actions, vec![Action::AcquireLock]);
 }
-// --- replicatefrom (ha-loop.md §5) ---
+// --- replicatefrom (docs/ha.md §7) ---
 
 fn replicating_from(target: &str) -> LocalView {
     let mut l = local(Some(PgRole::Replica));
@@ -1440,7 +1440,7 @@ fn no_leader_peer_on_a_newer_timeline_is_ahead_whatever_its_lsn() {
     assert!(d.actions.is_empty(), "{d:?}");
     assert!(d.reason.contains("newer timeline"), "{d:?}");
 }
-// --- switchover / manual failover (ha-loop.md §4, §6, §7) ---
+// --- switchover / manual failover (docs/ha.md §6) ---
 
 fn with_failover(mut c: Cluster, leader: Option<&str>, member: Option<&str>) -> Cluster {
     c.failover = Some(crate::dcs::Versioned {
@@ -1638,7 +1638,7 @@ fn gracefully_demoted_primary_waits_then_follows_without_rewind() {
     assert!(matches!(&d.actions[..], [Action::Rewind { .. }]), "{d:?}");
 }
 
-// --- pause mode (ha-loop.md §13) ---
+// --- pause mode (docs/ha.md §11) ---
 
 fn paused(role: Option<PgRole>) -> LocalView {
     LocalView {
@@ -1828,7 +1828,7 @@ fn resume_returns_to_normal_rules() {
     assert_eq!(d.actions, vec![Action::AcquireLock]);
 }
 
-// --- pause mode: manual switchover / failover (ha-loop.md §4, §6, §13) ---
+// --- pause mode: manual switchover / failover (docs/ha.md §11, §6) ---
 
 #[test]
 fn paused_leader_hands_over_only_to_a_named_candidate() {
@@ -1898,7 +1898,7 @@ fn paused_old_primary_rejoins_after_a_manual_switchover() {
     );
 }
 
-// --- watchdog (ha-loop.md §4 rule 7 and promotion, §15) ---
+// --- watchdog (docs/ha.md §12) ---
 
 fn wd_failed() -> WatchdogState {
     WatchdogState::Failed("cannot open watchdog device /dev/watchdog".into())

@@ -70,7 +70,7 @@ pub enum JobOutcome {
     Failed(JobKind, String),
 }
 
-/// How a former primary may rejoin (ha-loop.md §9), and whether a rewind
+/// How a former primary may rejoin (docs/ha.md §8), and whether a rewind
 /// already failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RewindView {
@@ -114,7 +114,7 @@ impl PeerReply {
     }
 }
 
-/// The watchdog device of this node (ha-loop.md §15), as the elector found
+/// The watchdog device of this node (docs/ha.md §12), as the elector found
 /// it before the decision.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum WatchdogState {
@@ -179,7 +179,7 @@ pub struct LocalView {
     /// Peer answers, gathered when the cluster has no leader, and by the
     /// leader while a `failover` request exists.
     pub peers: Vec<PeerStatus>,
-    /// Failsafe mode facts (ha-loop.md §10).
+    /// Failsafe mode facts (docs/ha.md §10).
     pub failsafe: FailsafeView,
     /// Rejoin policy for a former primary.
     pub rewind: RewindView,
@@ -189,7 +189,7 @@ pub struct LocalView {
     /// Switchover facts (wall clock, graceful step-down).
     pub switchover: super::switchover::SwitchoverView,
     /// Pause (maintenance) mode, `pause` of the dynamic configuration
-    /// (ha-loop.md §13): nothing is promoted, demoted, started or stopped
+    /// (docs/ha.md §11): nothing is promoted, demoted, started or stopped
     /// automatically.
     pub paused: bool,
     /// The watchdog device: armed before this node leads, and with

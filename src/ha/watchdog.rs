@@ -1,8 +1,8 @@
-//! The watchdog rules of the decision (ha-loop.md §4 rule 7, §4
-//! promotion, §15): a node whose watchdog is required but unusable
-//! neither bootstraps, races, promotes, restarts as primary nor keeps the
-//! lock; every other node arms a usable watchdog before it leads. Pause
-//! mode leaves the watchdog disarmed and these rules out.
+//! The watchdog rules of the decision (docs/ha.md §12): a node whose
+//! watchdog is required but unusable neither bootstraps, races, promotes,
+//! restarts as primary nor keeps the lock; every other node arms a usable
+//! watchdog before it leads. Pause mode leaves the watchdog disarmed and
+//! these rules out.
 
 use super::action::{Action, Decision, DemoteMode};
 use super::view::LocalView;

@@ -183,7 +183,7 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 #[rtype(result = "Result<(), String>")]
 pub struct StopAndWait(pub StopMode);
 
-/// Operations the REST API asks for (rest-api.md §5). Each answers the
+/// Operations the REST API asks for (docs/rest-api.md, "Summary"). Each answers the
 /// HTTP status and text to reply with.
 #[derive(Debug, Message)]
 #[rtype(result = "(u16, String)")]

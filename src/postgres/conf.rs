@@ -158,9 +158,10 @@ pub fn render_pgpass(entries: &[PgpassEntry]) -> String {
     out
 }
 
-/// The replication slot name of a member (spec config.md §3): lower-cased,
-/// `-` and `.` become `_`, any other character outside `[a-z0-9_]` becomes
-/// `u` + its code point as 4 decimal digits, cut to 63 characters.
+/// The replication slot name of a member (docs/operations.md, "Replication
+/// slots"): lower-cased, `-` and `.` become `_`, any other character outside
+/// `[a-z0-9_]` becomes `u` + its code point as 4 decimal digits, cut to 63
+/// characters.
 pub fn slot_name(member: &str) -> String {
     let mut s = String::new();
     for c in member.to_lowercase().chars() {

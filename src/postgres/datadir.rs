@@ -1,6 +1,6 @@
-//! The data directory and the files pgpilot writes into it (spec config.md §6).
-//! Nothing here ever deletes a data directory: a directory that must go is
-//! moved aside.
+//! The data directory and the files pgpilot writes into it
+//! (docs/configuration.md §9.1, §9.3). Nothing here ever deletes a data
+//! directory: a directory that must go is moved aside.
 
 use std::collections::BTreeMap;
 use std::fs;

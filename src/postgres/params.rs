@@ -1,10 +1,10 @@
 //! The server parameters pgpilot computes, forces and validates
-//! (spec config.md §5).
+//! (docs/configuration.md §9.1, §9.3).
 //!
 //! Precedence: built-in defaults <- dynamic `postgresql.parameters` <- local
-//! `postgresql.parameters`. Local values for the §5 cluster-wide names are
+//! `postgresql.parameters`. Local values for the cluster-wide names are
 //! dropped, since those must be equal on every member; dynamic values that
-//! fail validation fall back to the default with a warning. The §5 names then
+//! fail validation fall back to the default with a warning. The cluster-wide names then
 //! go on the postmaster command line so no file can override them.
 
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ pub const COMMAND_LINE_PARAMETERS: &[&str] = &[
 /// Where the server's unix socket goes when the user did not say.
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
-/// How a §5 value is validated.
+/// How a cluster-wide value is validated.
 #[derive(Debug, Clone, Copy)]
 enum Rule {
     /// Integer with a minimum.
@@ -45,7 +45,7 @@ enum Rule {
     WalLevel,
 }
 
-/// The validated §5 names with their defaults (the always-forced ones,
+/// The validated cluster-wide names with their defaults (the always-forced ones,
 /// listen_addresses, port, cluster_name and hot_standby, are set separately).
 const VALIDATED: &[(&str, &str, Rule)] = &[
     ("wal_level", "replica", Rule::WalLevel),
@@ -137,7 +137,7 @@ impl Rule {
 }
 
 /// Check one dynamic `postgresql.parameters` value before it is written to
-/// the DCS (`PATCH`/`PUT /config`): the §5 names against their rule and
+/// the DCS (`PATCH`/`PUT /config`): the cluster-wide names against their rule and
 /// minimum, every value a scalar. `Err` says what was expected. Values read
 /// back from the DCS are not refused: [`effective_parameters`] falls back to
 /// the default with a warning instead.
@@ -165,7 +165,7 @@ fn is_cluster_wide(name: &str) -> bool {
 
 /// The full parameter set for this node: see the module docs for the order.
 ///
-/// Besides §5 it fills in, when the user did not set them:
+/// Besides the cluster-wide names it fills in, when the user did not set them:
 /// * `hba_file` / `ident_file` = `<config_dir>/pg_hba.conf` / `pg_ident.conf`.
 ///   Set or not, both are absolute: `config_dir` (default: `data_dir`) is
 ///   resolved against the working directory and a relative value against

@@ -1,4 +1,4 @@
-//! The hardware (or kernel) watchdog of a primary (ha-loop.md §15).
+//! The hardware (or kernel) watchdog of a primary (docs/ha.md §12).
 //!
 //! A primary arms the watchdog before it starts accepting writes as the
 //! leader and keeps it alive after every lease renewal. If the daemon hangs
