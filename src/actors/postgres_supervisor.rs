@@ -81,7 +81,7 @@ struct Known {
     timeline: u64,
 }
 
-/// A restart waiting for its time (rest-api.md §5.1).
+/// A restart waiting for its time (docs/rest-api.md, "POST /restart, DELETE /restart").
 struct ScheduledRestart {
     at_unix: f64,
     schedule: String,
@@ -728,7 +728,7 @@ impl PostgresSupervisor {
     }
 
     /// The timer of a scheduled restart fired: check it still applies
-    /// (rest-api.md §5.1), then restart.
+    /// (docs/rest-api.md, "POST /restart, DELETE /restart"), then restart.
     fn fire_scheduled(&mut self, ctx: &mut Context<Self>) {
         let Some(s) = self.scheduled.take() else {
             return;

@@ -1,5 +1,5 @@
 //! etcd v3 backend, exactly as Patroni's `etcd3.py` lays keys out
-//! (dcs-layout.md §4.1).
+//! (docs/dcs.md, "Key layout" and "etcd v3 (EtcdDcs)").
 //!
 //! * One lease per node (TTL = `ttl`), granted lazily and renewed by a single
 //!   keepalive request inside `touch_member` / `update_leader` once its last
