@@ -70,7 +70,29 @@ pub struct PostgresSupervisor {
     /// Counts job starts and ends and stops: a status read across one does
     /// not set `known`.
     epoch: u64,
+    /// The last light status (the REST API's). See [`LIGHT_STATUS_FRESH`].
+    light: Option<LightStatus>,
 }
+
+/// A light status read and what it was read under.
+struct LightStatus {
+    /// When its query was sent.
+    sent: std::time::Instant,
+    epoch: u64,
+    /// The supervisor's own facts it was read with.
+    base: PgStatus,
+    status: PgStatus,
+}
+
+/// How long a light status (asked for by the REST API's health checks) is
+/// answered from the last one read, while nothing the supervisor knows has
+/// changed (same state, job, following, outcome, scheduled restart and
+/// epoch). Patroni reads PostgreSQL on every request; a health check
+/// answered from a read at most this old is as true as one that took this
+/// much longer to arrive, and a storm of checks costs PostgreSQL one query
+/// per period instead of one per request (docs/rest-api.md, "Health checks
+/// and PostgreSQL").
+const LIGHT_STATUS_FRESH: Duration = Duration::from_millis(20);
 
 /// Facts of the running server that only the supervisor's own jobs change
 /// (the system identifier) or that only move forward (a standby's
@@ -164,6 +186,7 @@ impl PostgresSupervisor {
             last_pending_restart: Default::default(),
             known: None,
             epoch: 0,
+            light: None,
         }
     }
 
@@ -335,10 +358,29 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         };
         let session = self.session.clone();
         let epoch = self.epoch;
+        let sent = std::time::Instant::now();
+        let light_base = (!full).then(|| base.clone());
+        if let (Some(base), Some(l)) = (&light_base, &self.light)
+            && sent.saturating_duration_since(l.sent) < LIGHT_STATUS_FRESH
+            && l.epoch == epoch
+            && l.base == *base
+        {
+            return Box::pin(fut::ready(l.status.clone()));
+        }
         Box::pin(
             gather_status(env, base, session, full, self.known.clone())
                 .into_actor(self)
                 .map(move |st, act, _| {
+                    if let Some(base) = light_base
+                        && act.epoch == epoch
+                    {
+                        act.light = Some(LightStatus {
+                            sent,
+                            epoch,
+                            base,
+                            status: st.clone(),
+                        });
+                    }
                     if act.epoch == epoch
                         && act.busy.is_none()
                         && let (DataDir::Initialized { sysid, .. }, Some(_), Some(timeline)) =
