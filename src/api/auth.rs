@@ -31,6 +31,7 @@ use actix_web::{Error, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ipnet::IpNet;
+use subtle::ConstantTimeEq;
 use tracing::warn;
 
 use crate::api::headers::ExtraHeaders;
@@ -155,17 +156,15 @@ impl std::fmt::Debug for AccessPolicy {
     }
 }
 
-/// The host part of a URL (`http://h:8008/patroni`, `postgres://[::1]:5432/db`).
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split_once(']')?.0
-    } else {
-        authority.split(':').next()?
-    };
-    (!host.is_empty()).then_some(host)
+/// The host part of a URL (`http://h:8008/patroni`, `postgres://[::1]:5432/db`),
+/// lowercased and without brackets, as Python's `urlparse(url).hostname`
+/// that Patroni uses.
+fn url_host(url: &str) -> Option<String> {
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Domain(d) => (!d.is_empty()).then(|| d.to_ascii_lowercase()),
+        url::Host::Ipv4(a) => Some(a.to_string()),
+        url::Host::Ipv6(a) => Some(a.to_string()),
+    }
 }
 
 /// The hosts of every member's `api_url` and `conn_url`.
@@ -175,7 +174,6 @@ pub(crate) fn member_hosts(cluster: &Cluster) -> Vec<String> {
         .iter()
         .flat_map(|m| [m.data.api_url.as_str(), m.data.conn_url.as_str()])
         .filter_map(url_host)
-        .map(str::to_owned)
         .collect();
     hosts.sort();
     hosts.dedup();
@@ -338,13 +336,10 @@ impl AccessPolicy {
     }
 }
 
-/// Equal bytes, in a time that does not depend on where they differ.
+/// Equal bytes, in a time that does not depend on where they differ
+/// (only on the lengths, which are not secret enough to matter here).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
-    }
-    diff == 0
+    a.ct_eq(b).into()
 }
 
 fn refusal_response(r: Refusal) -> HttpResponse {
@@ -852,6 +847,17 @@ mod tests {
             member_hosts(&c),
             vec!["10.0.0.1", "10.0.0.2", "fd00::2", "node-a"]
         );
+        assert_eq!(url_host("http://Node-B:8008").as_deref(), Some("node-b"));
+        assert_eq!(
+            url_host("postgres://u:p%40ss@[::1]:5432/db?x=1").as_deref(),
+            Some("::1")
+        );
+        assert_eq!(
+            url_host("postgres://u@db.example:5432").as_deref(),
+            Some("db.example")
+        );
+        assert_eq!(url_host("no url"), None);
+        assert_eq!(url_host("unix:/run/pg"), None);
     }
 
     #[test]
