@@ -14,6 +14,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::env::{self, EnvLayer};
 use super::error::ConfigError;
+use super::patch::patch_config;
 use super::tree;
 use super::types::Config;
 
@@ -154,12 +155,12 @@ pub(crate) fn load_with_sources(
         check_one_etcd(&layer.value, &layer.origin)?;
         let mut v = layer.value.clone();
         tree::rename_etcd(&mut v);
-        tree::merge(&mut merged, v);
+        patch_config(&mut merged, v);
     }
     if let Some(env) = &sources.env {
         let mut v = env.value.clone();
         tree::rename_etcd(&mut v);
-        tree::merge(&mut merged, v);
+        patch_config(&mut merged, v);
     }
     tree::normalize(&mut merged);
 

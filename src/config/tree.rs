@@ -1,4 +1,4 @@
-//! Operations on the untyped YAML tree: deep merge, normalisation of
+//! Operations on the untyped YAML tree: normalisation of
 //! Patroni-isms, unknown-key detection, and finding the line of a key path
 //! in a YAML text.
 
@@ -24,29 +24,6 @@ pub(crate) fn split_path(path: &str) -> Vec<String> {
         .map(|s| s.split('[').next().unwrap_or(s).to_owned())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-/// Deep-merge `over` into `base` the way Patroni's `patch_config` does:
-/// mappings merge key by key, anything else replaces, and an explicit null
-/// removes the key.
-pub(crate) fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Mapping(b), Value::Mapping(o)) => {
-            for (k, v) in o {
-                if v.is_null() {
-                    b.remove(&k);
-                    continue;
-                }
-                match b.get_mut(&k) {
-                    Some(existing) if existing.is_mapping() && v.is_mapping() => merge(existing, v),
-                    _ => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
 }
 
 /// Whether `root` has a value at `path` (indexes ignored).
@@ -288,13 +265,6 @@ mod tests {
 
     fn p(s: &str) -> Vec<String> {
         split_path(s)
-    }
-
-    #[test]
-    fn merge_is_deep_and_null_removes() {
-        let mut a = yaml("a: {b: 1, c: 2}\nd: [1]\ne: x");
-        merge(&mut a, yaml("a: {c: 3, f: 4}\nd: [2]\ne: null"));
-        assert_eq!(a, yaml("a: {b: 1, c: 3, f: 4}\nd: [2]"));
     }
 
     #[test]
