@@ -14,6 +14,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::env::{self, EnvLayer};
 use super::error::ConfigError;
+use super::lines;
 use super::patch::patch_config;
 use super::tree;
 use super::types::Config;
@@ -63,7 +64,7 @@ impl Sources {
             }
             for layer in self.files.iter().rev() {
                 if let Some(p) = alts.iter().find(|p| tree::defines(&layer.value, p)) {
-                    return (layer.origin.clone(), tree::find_line(&layer.text, p));
+                    return (layer.origin.clone(), lines::find_line(&layer.text, p));
                 }
             }
         }
@@ -167,7 +168,7 @@ pub(crate) fn load_with_sources(
     // Unknown keys: warnings naming the layer that has them.
     for layer in &sources.files {
         for key in tree::unknown_keys(&layer.value, &merged) {
-            let line = tree::find_line(&layer.text, &tree::split_path(&key));
+            let line = lines::find_line(&layer.text, &tree::split_path(&key));
             let at = match line {
                 Some(l) => format!("{} line {l}", layer.origin),
                 None => layer.origin.clone(),

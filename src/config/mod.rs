@@ -12,6 +12,7 @@ pub mod dynamic;
 pub mod dynamic_file;
 mod env;
 pub mod error;
+mod lines;
 pub mod load;
 pub mod patch;
 mod schema;
