@@ -805,6 +805,24 @@ tags:
     }
 
     #[test]
+    fn lines_in_flow_mappings_and_after_block_scalars() {
+        let base = POSTGRES0.lines().count();
+        let text = format!(
+            "{POSTGRES0}watchdog: {{mode: automatic,\n  device: /dev/null, safety_margin: abc}}\n"
+        );
+        let e = load_text(&text, &[]).unwrap_err();
+        assert_eq!(e.key_path(), Some("watchdog.safety_margin"), "{e}");
+        assert_eq!(e.line(), Some(base + 2), "{e}");
+        // Text in a block scalar is not a key, however it is indented.
+        let text = format!(
+            "{POSTGRES0}watchdog:\n  device: |\n    safety_margin: 1\n  safety_margin: abc\n"
+        );
+        let e = load_text(&text, &[]).unwrap_err();
+        assert_eq!(e.key_path(), Some("watchdog.safety_margin"), "{e}");
+        assert_eq!(e.line(), Some(base + 4), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_warnings() {
         let text = POSTGRES0.replace(
             "  pgpass: /tmp/pgpass0",
