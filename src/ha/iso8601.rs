@@ -3,7 +3,7 @@
 //!
 //! Patroni reads `scheduled_at` with `dateutil.parser.parse`, which takes far
 //! more than ISO 8601. What an operator plausibly types is accepted here too,
-//! by rewriting it into ISO 8601 before `time` parses it ([`canonical`]):
+//! by rewriting it into ISO 8601 before `time` parses it:
 //!
 //! * a space or `t` between date and time (`2024-06-01 10:00:00Z`), any case
 //!   of `T`/`Z`;
