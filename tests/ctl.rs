@@ -182,6 +182,25 @@ async fn pgpilotctl_against_a_real_cluster() {
     let cfg = c.get_json(p, "/config").await.expect("GET /config");
     assert_eq!(cfg["maximum_lag_on_failover"], 2097152, "{cfg}");
     assert_eq!(cfg["ttl"], 8, "{cfg}");
+    // As patronictl: --set applies after --apply (a later option wins), and
+    // a null in the file deletes the key.
+    std::fs::write(&file, "primary_start_timeout: 200\n").expect("change file");
+    let path = file.to_str().expect("utf-8");
+    let args = [
+        "edit-config",
+        "--apply",
+        path,
+        "-s",
+        "primary_start_timeout=250",
+    ];
+    ok(&c, &[&args[..], &["--force"]].concat());
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert_eq!(cfg["primary_start_timeout"], 250, "{cfg}");
+    std::fs::write(&file, "primary_start_timeout: null\n").expect("change file");
+    ok(&c, &["edit-config", "--apply", path, "--force"]);
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert!(cfg.get("primary_start_timeout").is_none(), "{cfg}");
+    assert_eq!(cfg["maximum_lag_on_failover"], 2097152, "{cfg}");
 
     // query runs SQL on the leader, or on a replica.
     let out = ok(

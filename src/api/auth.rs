@@ -30,6 +30,8 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use ipnet::IpNet;
+use subtle::ConstantTimeEq;
 use tracing::warn;
 
 use crate::api::headers::ExtraHeaders;
@@ -41,69 +43,37 @@ use crate::messages::config::ConfigChanged;
 /// bytes in practice).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// One allowlist entry: an address with a prefix length.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match (self.addr, ip) {
-            // An IPv4 client may show up as ::ffff:a.b.c.d.
-            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            _ => ip,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(a) & mask == u32::from(b) & mask
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(a) & mask == u128::from(b) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 /// Parse `10.0.0.0/8`, `::1`, `192.168.1.5`, or resolve a host name (all
 /// its addresses). Unusable entries are reported and skipped.
-fn parse_entry(entry: &str) -> Result<Vec<Network>, String> {
+///
+/// Host bits may be set (`10.1.2.3/8` is `10.0.0.0/8`), as Python's
+/// `ip_network(value, strict=False)` in Patroni.
+fn parse_entry(entry: &str) -> Result<Vec<IpNet>, String> {
     let entry = entry.trim();
-    if let Some((addr, prefix)) = entry.split_once('/') {
-        let addr: IpAddr = addr
+    if entry.contains('/') {
+        let net: IpNet = entry
             .parse()
-            .map_err(|_| format!("{entry}: not an address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("{entry}: bad prefix length"))?;
-        return Ok(vec![Network { addr, prefix }]);
+            .map_err(|e| format!("{entry}: not a network ({e})"))?;
+        return Ok(vec![net]);
     }
     if let Ok(addr) = entry.parse::<IpAddr>() {
-        let prefix = if addr.is_ipv4() { 32 } else { 128 };
-        return Ok(vec![Network { addr, prefix }]);
+        return Ok(vec![IpNet::from(addr)]);
     }
     let addrs: Vec<SocketAddr> = (entry, 0)
         .to_socket_addrs()
         .map_err(|e| format!("{entry}: {e}"))?
         .collect();
-    Ok(addrs
-        .into_iter()
-        .map(|a| Network {
-            addr: a.ip(),
-            prefix: if a.is_ipv4() { 32 } else { 128 },
-        })
-        .collect())
+    Ok(addrs.into_iter().map(|a| IpNet::from(a.ip())).collect())
+}
+
+/// Whether `net` holds `ip`; an IPv4 client may show up as `::ffff:a.b.c.d`
+/// on a dual-stack socket, and then counts as its IPv4 address.
+fn net_contains(net: &IpNet, ip: IpAddr) -> bool {
+    let ip = match (net, ip) {
+        (IpNet::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        _ => ip,
+    };
+    net.contains(&ip)
 }
 
 /// The rules in force, rebuilt from `restapi` on every configuration change.
@@ -112,7 +82,7 @@ struct Rules {
     /// `user:password`, as the decoded Basic credentials must read.
     credentials: Option<Vec<u8>>,
     /// `None`: no allowlist (everyone may try).
-    allowlist: Option<Vec<Network>>,
+    allowlist: Option<Vec<IpNet>>,
     /// HTTPS with `verify_client` optional/required: unsafe requests need a
     /// client certificate.
     client_cert: bool,
@@ -186,17 +156,15 @@ impl std::fmt::Debug for AccessPolicy {
     }
 }
 
-/// The host part of a URL (`http://h:8008/patroni`, `postgres://[::1]:5432/db`).
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split_once(']')?.0
-    } else {
-        authority.split(':').next()?
-    };
-    (!host.is_empty()).then_some(host)
+/// The host part of a URL (`http://h:8008/patroni`, `postgres://[::1]:5432/db`),
+/// lowercased and without brackets, as Python's `urlparse(url).hostname`
+/// that Patroni uses.
+fn url_host(url: &str) -> Option<String> {
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Domain(d) => (!d.is_empty()).then(|| d.to_ascii_lowercase()),
+        url::Host::Ipv4(a) => Some(a.to_string()),
+        url::Host::Ipv6(a) => Some(a.to_string()),
+    }
 }
 
 /// The hosts of every member's `api_url` and `conn_url`.
@@ -206,7 +174,6 @@ pub(crate) fn member_hosts(cluster: &Cluster) -> Vec<String> {
         .iter()
         .flat_map(|m| [m.data.api_url.as_str(), m.data.conn_url.as_str()])
         .filter_map(url_host)
-        .map(str::to_owned)
         .collect();
     hosts.sort();
     hosts.dedup();
@@ -332,7 +299,13 @@ impl AccessPolicy {
         }
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
         if rules.allowlist.is_some() || rules.include_members {
-            let listed = |ip: IpAddr| rules.allowlist.iter().flatten().any(|n| n.contains(ip));
+            let listed = |ip: IpAddr| {
+                rules
+                    .allowlist
+                    .iter()
+                    .flatten()
+                    .any(|n| net_contains(n, ip))
+            };
             let member = |ip: IpAddr| {
                 let ip = match ip {
                     IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -363,13 +336,10 @@ impl AccessPolicy {
     }
 }
 
-/// Equal bytes, in a time that does not depend on where they differ.
+/// Equal bytes, in a time that does not depend on where they differ
+/// (only on the lengths, which are not secret enough to matter here).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
-    }
-    diff == 0
+    a.ct_eq(b).into()
 }
 
 fn refusal_response(r: Refusal) -> HttpResponse {
@@ -877,11 +847,40 @@ mod tests {
             member_hosts(&c),
             vec!["10.0.0.1", "10.0.0.2", "fd00::2", "node-a"]
         );
+        assert_eq!(url_host("http://Node-B:8008").as_deref(), Some("node-b"));
+        assert_eq!(
+            url_host("postgres://u:p%40ss@[::1]:5432/db?x=1").as_deref(),
+            Some("::1")
+        );
+        assert_eq!(
+            url_host("postgres://u@db.example:5432").as_deref(),
+            Some("db.example")
+        );
+        assert_eq!(url_host("no url"), None);
+        assert_eq!(url_host("unix:/run/pg"), None);
     }
 
     #[test]
     fn entries_parse() {
         assert!(parse_entry("10.0.0.0/33").is_err());
+        assert!(parse_entry("10.0.0.0/x").is_err());
+        assert!(parse_entry("nonsense/8").is_err());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let net = parse_entry("10.1.2.3/8").unwrap();
+        assert!(net_contains(&net[0], ip("10.200.0.1")), "host bits ignored");
+        assert!(!net_contains(&net[0], ip("11.0.0.1")));
+        assert!(net_contains(&net[0], ip("::ffff:10.0.0.1")), "mapped IPv4");
+        assert!(!net_contains(&net[0], ip("fe80::1")));
+        let v6 = parse_entry("fe80::/10").unwrap();
+        assert!(net_contains(&v6[0], ip("fe80::1")));
+        assert!(!net_contains(&v6[0], ip("10.0.0.1")));
+        let one = parse_entry(" 192.168.1.5 ").unwrap();
+        assert!(net_contains(&one[0], ip("192.168.1.5")));
+        assert!(!net_contains(&one[0], ip("192.168.1.6")));
+        assert!(net_contains(
+            &parse_entry("0.0.0.0/0").unwrap()[0],
+            ip("8.8.8.8")
+        ));
         assert!(parse_entry("fe80::/10").is_ok());
         assert_eq!(parse_entry("localhost").map(|v| !v.is_empty()), Ok(true));
         assert!(constant_time_eq(b"abc", b"abc"));

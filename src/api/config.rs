@@ -12,6 +12,7 @@
 use serde_json::{Map, Value};
 
 use crate::config::DynamicConfig;
+use crate::config::patch::patch_object;
 use crate::dcs::{Dcs, DcsError};
 use crate::postgres::params::check_dynamic_parameter;
 
@@ -49,29 +50,6 @@ impl ConfigWriteError {
             ConfigWriteError::Conflict => {
                 "the config key kept changing under the update (compare-and-swap lost); retry"
                     .to_owned()
-            }
-        }
-    }
-}
-
-/// Patroni's `patch_config`: `null` deletes a key, objects merge
-/// recursively, anything else replaces.
-pub fn merge_patch(base: &mut Map<String, Value>, patch: &Map<String, Value>) {
-    for (k, v) in patch {
-        match v {
-            Value::Null => {
-                base.remove(k);
-            }
-            Value::Object(p) => match base.get_mut(k) {
-                Some(Value::Object(b)) => merge_patch(b, p),
-                _ => {
-                    let mut fresh = Map::new();
-                    merge_patch(&mut fresh, p);
-                    base.insert(k.clone(), Value::Object(fresh));
-                }
-            },
-            other => {
-                base.insert(k.clone(), other.clone());
             }
         }
     }
@@ -144,7 +122,8 @@ pub async fn patch_config(dcs: &dyn Dcs, body: &[u8]) -> Result<Value, ConfigWri
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        merge_patch(&mut doc, &patch);
+        // Patroni's patch_config (src/config/patch.rs), as its PATCH /config.
+        patch_object(&mut doc, patch.clone());
         validate_document(&doc)?;
         let text = Value::Object(doc.clone()).to_string();
         match dcs.set_config_value(&text, Some(current.version)).await {
@@ -188,36 +167,6 @@ mod tests {
             Value::Object(m) => m,
             _ => panic!("not an object"),
         }
-    }
-
-    #[test]
-    fn merge_rules() {
-        let mut base = obj(json!({
-            "ttl": 30, "loop_wait": 10,
-            "postgresql": {"use_pg_rewind": true, "parameters": {"work_mem": "4MB", "max_connections": 100}},
-            "tags": ["a"]
-        }));
-        merge_patch(
-            &mut base,
-            &obj(json!({
-                "loop_wait": 5,
-                "ttl": null,
-                "absent": null,
-                "postgresql": {"parameters": {"work_mem": null, "shared_buffers": "256MB"}},
-                "tags": {"x": 1},
-                "new": {"deep": {"k": null, "v": 1}}
-            })),
-        );
-        assert_eq!(
-            Value::Object(base),
-            json!({
-                "loop_wait": 5,
-                "postgresql": {"use_pg_rewind": true,
-                               "parameters": {"max_connections": 100, "shared_buffers": "256MB"}},
-                "tags": {"x": 1},
-                "new": {"deep": {"v": 1}}
-            })
-        );
     }
 
     #[test]

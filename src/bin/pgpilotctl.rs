@@ -974,7 +974,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|c| (c.value.clone(), c.version))
                 .with_context(|| format!("cluster {} has no dynamic configuration", ctx.scope))?;
-            let mut patch = Value::Object(serde_json::Map::new());
+            // patronictl's order: --apply, then --set/--pg (a later option
+            // wins); the editor only when neither is given.
+            let mut after = before.clone();
             if let Some(file) = apply {
                 let text = if file.as_os_str() == "-" {
                     let mut t = String::new();
@@ -990,17 +992,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if !v.is_object() {
                     bail!("{}: expected a YAML mapping", file.display());
                 }
-                edit::merge(&mut patch, &v);
+                pgpilot::config::patch_config(&mut after, v);
             }
             if set.is_empty() && pg.is_empty() && apply.is_none() {
-                patch = edit::patch_between(&before, &run_editor(&before)?);
+                after = run_editor(&before)?;
             } else {
-                // --set/--pg after --apply: a later option wins.
-                let opts = edit::build_patch(set, pg)?;
-                merge_patches(&mut patch, &opts);
+                edit::apply_options(&mut after, set, pg)?;
             }
-            let mut after = before.clone();
-            edit::merge(&mut after, &patch);
             let diff = edit::diff(
                 &serde_yaml_ng::to_string(&before)?,
                 &serde_yaml_ng::to_string(&after)?,
@@ -1536,20 +1534,6 @@ async fn run_query(
         }
     }
     Ok((headers, rows))
-}
-
-/// Fold patch `b` into patch `a`, keeping `null`s (deletions) of `b`.
-fn merge_patches(a: &mut Value, b: &Value) {
-    if let (Value::Object(a), Value::Object(b)) = (a, b) {
-        for (k, v) in b {
-            match (a.get_mut(k), v) {
-                (Some(av @ Value::Object(_)), Value::Object(_)) => merge_patches(av, v),
-                _ => {
-                    a.insert(k.clone(), v.clone());
-                }
-            }
-        }
-    }
 }
 
 /// Open `$EDITOR` (else `vi`) on the configuration as YAML; the edited

@@ -14,6 +14,8 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::env::{self, EnvLayer};
 use super::error::ConfigError;
+use super::lines;
+use super::patch::patch_config;
 use super::tree;
 use super::types::Config;
 
@@ -62,7 +64,7 @@ impl Sources {
             }
             for layer in self.files.iter().rev() {
                 if let Some(p) = alts.iter().find(|p| tree::defines(&layer.value, p)) {
-                    return (layer.origin.clone(), tree::find_line(&layer.text, p));
+                    return (layer.origin.clone(), lines::find_line(&layer.text, p));
                 }
             }
         }
@@ -154,19 +156,19 @@ pub(crate) fn load_with_sources(
         check_one_etcd(&layer.value, &layer.origin)?;
         let mut v = layer.value.clone();
         tree::rename_etcd(&mut v);
-        tree::merge(&mut merged, v);
+        patch_config(&mut merged, v);
     }
     if let Some(env) = &sources.env {
         let mut v = env.value.clone();
         tree::rename_etcd(&mut v);
-        tree::merge(&mut merged, v);
+        patch_config(&mut merged, v);
     }
     tree::normalize(&mut merged);
 
     // Unknown keys: warnings naming the layer that has them.
     for layer in &sources.files {
         for key in tree::unknown_keys(&layer.value, &merged) {
-            let line = tree::find_line(&layer.text, &tree::split_path(&key));
+            let line = lines::find_line(&layer.text, &tree::split_path(&key));
             let at = match line {
                 Some(l) => format!("{} line {l}", layer.origin),
                 None => layer.origin.clone(),
@@ -800,6 +802,24 @@ tags:
         assert!(e.line().is_some(), "{e}");
         let e = load_text("- a\n- b\n", &[]).unwrap_err();
         assert!(e.to_string().contains("top level"), "{e}");
+    }
+
+    #[test]
+    fn lines_in_flow_mappings_and_after_block_scalars() {
+        let base = POSTGRES0.lines().count();
+        let text = format!(
+            "{POSTGRES0}watchdog: {{mode: automatic,\n  device: /dev/null, safety_margin: abc}}\n"
+        );
+        let e = load_text(&text, &[]).unwrap_err();
+        assert_eq!(e.key_path(), Some("watchdog.safety_margin"), "{e}");
+        assert_eq!(e.line(), Some(base + 2), "{e}");
+        // Text in a block scalar is not a key, however it is indented.
+        let text = format!(
+            "{POSTGRES0}watchdog:\n  device: |\n    safety_margin: 1\n  safety_margin: abc\n"
+        );
+        let e = load_text(&text, &[]).unwrap_err();
+        assert_eq!(e.key_path(), Some("watchdog.safety_margin"), "{e}");
+        assert_eq!(e.line(), Some(base + 4), "{e}");
     }
 
     #[test]

@@ -1,6 +1,5 @@
-//! Operations on the untyped YAML tree: deep merge, normalisation of
-//! Patroni-isms, unknown-key detection, and finding the line of a key path
-//! in a YAML text.
+//! Operations on the untyped YAML tree: normalisation of Patroni-isms and
+//! unknown-key detection.
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -24,29 +23,6 @@ pub(crate) fn split_path(path: &str) -> Vec<String> {
         .map(|s| s.split('[').next().unwrap_or(s).to_owned())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-/// Deep-merge `over` into `base` the way Patroni's `patch_config` does:
-/// mappings merge key by key, anything else replaces, and an explicit null
-/// removes the key.
-pub(crate) fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Mapping(b), Value::Mapping(o)) => {
-            for (k, v) in o {
-                if v.is_null() {
-                    b.remove(&k);
-                    continue;
-                }
-                match b.get_mut(&k) {
-                    Some(existing) if existing.is_mapping() && v.is_mapping() => merge(existing, v),
-                    _ => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
 }
 
 /// Whether `root` has a value at `path` (indexes ignored).
@@ -214,87 +190,12 @@ fn walk_unknown(
     }
 }
 
-/// The 1-based line of the key at `path` in a block-style YAML `text`.
-/// Sequence items (`- key: v`) count as children of the sequence's key.
-pub(crate) fn find_line(text: &str, path: &[String]) -> Option<usize> {
-    if path.is_empty() {
-        return None;
-    }
-    let mut stack: Vec<(usize, String)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty()
-            || trimmed.starts_with('#')
-            || trimmed.starts_with("---")
-            || trimmed.starts_with("...")
-        {
-            continue;
-        }
-        let mut indent = line.len() - trimmed.len();
-        let mut content = trimmed;
-        while let Some(rest) = content.strip_prefix('-') {
-            if !(rest.is_empty() || rest.starts_with(' ')) {
-                break;
-            }
-            let r = rest.trim_start();
-            indent += content.len() - r.len();
-            content = r;
-        }
-        let Some(key) = yaml_key(content) else {
-            continue;
-        };
-        while stack.last().is_some_and(|(ind, _)| *ind >= indent) {
-            stack.pop();
-        }
-        stack.push((indent, key));
-        if stack.len() == path.len() && stack.iter().zip(path).all(|((_, k), w)| k == w) {
-            return Some(i + 1);
-        }
-    }
-    None
-}
-
-/// The key of a `key: value` line, unquoted.
-fn yaml_key(content: &str) -> Option<String> {
-    let first = content.chars().next()?;
-    if first == '"' || first == '\'' {
-        let rest = &content[1..];
-        let end = rest.find(first)?;
-        let after = rest[end + 1..].trim_start();
-        return after.starts_with(':').then(|| rest[..end].to_owned());
-    }
-    if matches!(first, '{' | '[' | '|' | '>' | '&' | '*' | '!') {
-        return None;
-    }
-    let bytes = content.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'#' && i > 0 && bytes[i - 1] == b' ' {
-            return None;
-        }
-        if b == b':' && (i + 1 == bytes.len() || bytes[i + 1] == b' ' || bytes[i + 1] == b'\t') {
-            return Some(content[..i].trim_end().to_owned());
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn yaml(s: &str) -> Value {
         serde_yaml_ng::from_str(s).unwrap()
-    }
-
-    fn p(s: &str) -> Vec<String> {
-        split_path(s)
-    }
-
-    #[test]
-    fn merge_is_deep_and_null_removes() {
-        let mut a = yaml("a: {b: 1, c: 2}\nd: [1]\ne: x");
-        merge(&mut a, yaml("a: {c: 3, f: 4}\nd: [2]\ne: null"));
-        assert_eq!(a, yaml("a: {b: 1, c: 3, f: 4}\nd: [2]"));
     }
 
     #[test]
@@ -325,22 +226,5 @@ mod tests {
         let mut u = unknown_keys(&v, &v);
         u.sort();
         assert_eq!(u, vec!["bootstrap.other", "foo", "postgresql.bogus"]);
-    }
-
-    #[test]
-    fn finds_lines() {
-        let text = "scope: s\n# comment\npostgresql:\n  listen: x\n  authentication:\n    replication:\n      username: r\nbootstrap:\n  initdb:\n  - encoding: UTF8\n  - data-checksums\n";
-        assert_eq!(find_line(text, &p("scope")), Some(1));
-        assert_eq!(find_line(text, &p("postgresql.listen")), Some(4));
-        assert_eq!(
-            find_line(text, &p("postgresql.authentication.replication.username")),
-            Some(7)
-        );
-        assert_eq!(
-            find_line(text, &p("bootstrap.initdb[0].encoding")),
-            Some(10)
-        );
-        assert_eq!(find_line(text, &p("bootstrap.initdb[1]")), Some(9));
-        assert_eq!(find_line(text, &p("listen")), None);
     }
 }

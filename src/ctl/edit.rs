@@ -1,6 +1,7 @@
-//! `pgpilotctl edit-config`: `--set key=value` / `--pg name=value` turned
-//! into the JSON merge patch sent with `PATCH /config`, the merge itself (to
-//! show what will change) and a line diff of the before/after YAML.
+//! `pgpilotctl edit-config`: `--set key=value` / `--pg name=value` applied to
+//! the configuration as patronictl applies them, and a line diff of the
+//! before/after YAML. `--apply FILE` merges with Patroni's `patch_config`
+//! (src/config/patch.rs).
 
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
@@ -34,90 +35,57 @@ fn split_kv<'a>(flag: &str, kv: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
         .with_context(|| format!("{flag} {kv:?}: expected name=value"))
 }
 
-/// Set `value` at `path` in `patch`, creating objects on the way.
-fn insert(patch: &mut Map<String, Value>, path: &[String], value: Value) -> anyhow::Result<()> {
-    let (last, parents) = path.split_last().context("empty key")?;
-    let mut cur = patch;
-    for (i, p) in parents.iter().enumerate() {
-        let slot = cur
-            .entry(p.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !slot.is_object() {
-            bail!(
-                "key {} is set both as a value and as a section",
-                path[..=i].join(".")
-            );
+/// Set `value` at `path`, or delete the key when `value` is null, as
+/// patronictl's `set_path_value`: a non-object on the way becomes an object,
+/// and a section left empty by a deletion goes too.
+fn set_path(config: &mut Map<String, Value>, path: &[String], value: Value) {
+    let Some((key, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        if value.is_null() {
+            config.remove(key);
+        } else {
+            config.insert(key.clone(), value);
         }
-        cur = slot.as_object_mut().expect("checked");
+        return;
     }
-    cur.insert(last.clone(), value);
-    Ok(())
+    let slot = config.entry(key.clone()).or_insert(Value::Null);
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    let emptied = match slot {
+        Value::Object(child) => {
+            set_path(child, rest, value);
+            child.is_empty()
+        }
+        _ => false,
+    };
+    if emptied {
+        config.remove(key);
+    }
 }
 
-/// The merge patch for `--set k=v` and `--pg name=value` options.
-pub fn build_patch(sets: &[String], pgs: &[String]) -> anyhow::Result<Value> {
-    let mut patch = Map::new();
+/// Apply `--set k=v` then `--pg name=value` options to the configuration
+/// `doc` in order (a later option wins), as patronictl does.
+pub fn apply_options(doc: &mut Value, sets: &[String], pgs: &[String]) -> anyhow::Result<()> {
+    let Some(config) = doc.as_object_mut() else {
+        bail!("the configuration is not a mapping");
+    };
     for kv in sets {
         let (k, v) = split_kv("--set", kv)?;
-        insert(&mut patch, &key_path(k)?, parse_value(v)?)?;
+        set_path(config, &key_path(k.trim())?, parse_value(v)?);
     }
     for kv in pgs {
         let (k, v) = split_kv("--pg", kv)?;
+        let k = k.trim();
         if k.is_empty() {
             bail!("--pg {kv:?}: empty parameter name");
         }
         let path = ["postgresql", "parameters", k].map(str::to_owned);
-        insert(&mut patch, &path, parse_value(v)?)?;
+        set_path(config, &path, parse_value(v)?);
     }
-    Ok(Value::Object(patch))
-}
-
-/// RFC 7386 merge, as `PATCH /config` applies it: `null` deletes, objects
-/// merge recursively, anything else replaces.
-pub fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let t = target.as_object_mut().expect("object");
-    for (k, v) in p {
-        if v.is_null() {
-            t.remove(k);
-        } else {
-            merge(t.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    }
-}
-
-/// The merge patch that turns `before` into `after`: removed keys become
-/// `null`, objects recurse, other changes are the new value.
-pub fn patch_between(before: &Value, after: &Value) -> Value {
-    match (before, after) {
-        (Value::Object(b), Value::Object(a)) => {
-            let mut p = Map::new();
-            for k in b.keys() {
-                if !a.contains_key(k) {
-                    p.insert(k.clone(), Value::Null);
-                }
-            }
-            for (k, av) in a {
-                match b.get(k) {
-                    Some(bv) if bv == av => {}
-                    Some(bv @ Value::Object(_)) if av.is_object() => {
-                        p.insert(k.clone(), patch_between(bv, av));
-                    }
-                    _ => {
-                        p.insert(k.clone(), av.clone());
-                    }
-                }
-            }
-            Value::Object(p)
-        }
-        _ => after.clone(),
-    }
+    Ok(())
 }
 
 /// A unified-style line diff (`-` removed, `+` added, two spaces kept);
@@ -172,23 +140,30 @@ mod tests {
         assert_eq!(parse_value("{a: 1}").unwrap(), json!({"a": 1}));
     }
 
+    fn applied(mut doc: Value, sets: &[&str], pgs: &[&str]) -> anyhow::Result<Value> {
+        let own = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        apply_options(&mut doc, &own(sets), &own(pgs))?;
+        Ok(doc)
+    }
+
     #[test]
-    fn dotted_keys_build_nested_patch() {
-        let p = build_patch(
+    fn dotted_keys_set_nested_values() {
+        let doc = applied(
+            json!({"loop_wait": 10, "synchronous_mode": true,
+                   "postgresql": {"use_slots": true, "parameters": {"work_mem": "4MB"}}}),
             &[
-                "loop_wait=2".into(),
-                "postgresql.use_slots=false".into(),
-                "postgresql.parameters.pg_stat_statements.max=1000".into(),
-                "synchronous_mode=".into(),
+                "loop_wait=2",
+                "postgresql.use_slots=false",
+                "postgresql.parameters.pg_stat_statements.max=1000",
+                "synchronous_mode=",
             ],
-            &["work_mem=16MB".into(), "max_connections=200".into()],
+            &["work_mem=16MB", "max_connections=200"],
         )
         .unwrap();
         assert_eq!(
-            p,
+            doc,
             json!({
                 "loop_wait": 2,
-                "synchronous_mode": null,
                 "postgresql": {
                     "use_slots": false,
                     "parameters": {
@@ -202,41 +177,28 @@ mod tests {
     }
 
     #[test]
+    fn later_options_win_and_emptied_sections_go() {
+        let doc = applied(json!({"a": 1}), &["a.b=2"], &[]).unwrap();
+        assert_eq!(doc, json!({"a": {"b": 2}}));
+        let doc = applied(json!({"a": {"c": 1}}), &["a={b: 1}"], &[]).unwrap();
+        assert_eq!(doc, json!({"a": {"b": 1}}), "a mapping value replaces");
+        let doc = applied(json!({"ttl": 30}), &["x.y="], &[]).unwrap();
+        assert_eq!(doc, json!({"ttl": 30}), "no empty section left behind");
+        let doc = applied(json!({"p": {"q": 1}}), &["p.q=null"], &["work_mem="]).unwrap();
+        assert_eq!(doc, json!({}));
+        let doc = applied(json!({}), &["a=1", "a.b=2", "a.b=3"], &[]).unwrap();
+        assert_eq!(doc, json!({"a": {"b": 3}}));
+    }
+
+    #[test]
     fn bad_options_are_refused() {
-        assert!(build_patch(&["loop_wait".into()], &[]).is_err());
-        assert!(build_patch(&["a..b=1".into()], &[]).is_err());
-        assert!(build_patch(&["=1".into()], &[]).is_err());
-        let e = build_patch(&["a=1".into(), "a.b=2".into()], &[]).unwrap_err();
-        assert!(e.to_string().contains("a"), "{e}");
-        assert!(build_patch(&[], &["=1".into()]).is_err());
-    }
-
-    #[test]
-    fn merge_follows_rfc7386() {
-        let mut t = json!({"ttl": 30, "postgresql": {"parameters": {"a": 1, "b": 2}}, "x": 1});
-        merge(
-            &mut t,
-            &json!({"ttl": 20, "x": null, "postgresql": {"parameters": {"a": null, "c": 3}}}),
-        );
-        assert_eq!(
-            t,
-            json!({"ttl": 20, "postgresql": {"parameters": {"b": 2, "c": 3}}})
-        );
-    }
-
-    #[test]
-    fn patch_between_round_trips() {
-        let before = json!({"ttl": 30, "x": 1, "postgresql": {"parameters": {"a": 1, "b": 2}, "use_slots": true}});
-        let after = json!({"ttl": 20, "postgresql": {"parameters": {"b": 2, "c": 3}, "use_slots": true}, "new": [1]});
-        let p = patch_between(&before, &after);
-        assert_eq!(
-            p,
-            json!({"ttl": 20, "x": null, "new": [1], "postgresql": {"parameters": {"a": null, "c": 3}}})
-        );
-        let mut t = before.clone();
-        merge(&mut t, &p);
-        assert_eq!(t, after);
-        assert_eq!(patch_between(&after, &after), json!({}));
+        let bad = |sets: &[&str], pgs: &[&str]| applied(json!({}), sets, pgs).is_err();
+        assert!(bad(&["loop_wait"], &[]));
+        assert!(bad(&["a..b=1"], &[]));
+        assert!(bad(&["=1"], &[]));
+        assert!(bad(&[], &["=1"]));
+        assert!(bad(&["a=[unclosed"], &[]));
+        assert!(apply_options(&mut json!([1]), &[], &[]).is_err());
     }
 
     #[test]

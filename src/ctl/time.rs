@@ -1,19 +1,16 @@
-//! Small time helpers for the CLI, without a date library: the `list -t`
-//! timestamp and the time-zone check of `switchover --scheduled`.
+//! Small time helpers for the CLI: the `list -t` timestamp and the time-zone
+//! check of `switchover --scheduled`.
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of seconds since the Unix epoch.
 pub fn format_utc(secs: u64) -> String {
     crate::ha::iso8601::Utc::from_unix(secs).format(' ')
 }
 
-/// Does an ISO 8601 date-time carry a zone (`Z`, `+02:00`, `-0500`)?
+/// Does a date-time carry a zone (`Z`, `+02:00`, `-0500`, ` UTC`)? Read
+/// as the daemon reads `scheduled_at` (src/ha/iso8601.rs); what it cannot
+/// read at all is passed on for the daemon to refuse with its message.
 pub fn has_timezone(ts: &str) -> bool {
-    let ts = ts.trim();
-    let Some(pos) = ts.find(['T', ' ']) else {
-        return false;
-    };
-    let time = &ts[pos + 1..];
-    time.ends_with('Z') || time.ends_with('z') || time.contains(['+', '-'])
+    crate::ha::iso8601::parse(ts) != Err(crate::ha::iso8601::TimeError::NoTimezone)
 }
 
 /// `ts` with `+00:00` appended when it has no zone (patronictl appends the
@@ -46,5 +43,13 @@ mod tests {
         assert!(!has_timezone("2030-01-01T10:00:00.5"));
         assert_eq!(with_timezone("2030-01-01T10:00"), "2030-01-01T10:00+00:00");
         assert_eq!(with_timezone("2030-01-01T10:00Z"), "2030-01-01T10:00Z");
+        // The lax forms the daemon (and Patroni) read.
+        assert!(has_timezone("2030-01-01 10:00 UTC"));
+        assert!(has_timezone("2030-1-1 9:00 +2"));
+        assert!(!has_timezone("2030-01-01"));
+        assert_eq!(
+            with_timezone(" 2030-01-01 10:00 "),
+            "2030-01-01 10:00+00:00"
+        );
     }
 }

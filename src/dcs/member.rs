@@ -102,21 +102,18 @@ impl MemberData {
         self.role == "primary" || self.role == "master"
     }
 
-    /// Host and port of `conn_url` (`postgres://host:port/db`).
+    /// Host and port of `conn_url` (`postgres://host:port/db`, port 5432
+    /// when absent), read by the `url` crate: userinfo, IPv6 brackets and
+    /// query strings (the legacy `?application_name=http://...` form) are
+    /// its business.
     pub fn conn_host_port(&self) -> Option<(String, u16)> {
-        let rest = self.conn_url.split_once("://")?.1;
-        let hostport = rest.split(['/', '?']).next()?;
-        let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
-        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-            let (h, p) = h.split_once(']')?;
-            (h.to_owned(), p.strip_prefix(':').unwrap_or("5432"))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), p),
-                None => (hostport.to_owned(), "5432"),
-            }
+        let url = url::Url::parse(&self.conn_url).ok()?;
+        let host = match url.host()? {
+            url::Host::Domain(d) => d.to_owned(),
+            url::Host::Ipv4(a) => a.to_string(),
+            url::Host::Ipv6(a) => a.to_string(),
         };
-        Some((host, port.parse().ok()?))
+        Some((host, url.port().unwrap_or(5432)))
     }
 }
 
@@ -182,5 +179,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(m.conn_host_port(), Some(("::1".into(), 5433)));
+        let at = |conn_url: &str| {
+            MemberData {
+                conn_url: conn_url.into(),
+                ..Default::default()
+            }
+            .conn_host_port()
+        };
+        assert_eq!(at("postgres://db-1/postgres"), Some(("db-1".into(), 5432)));
+        assert_eq!(
+            at("postgresql://u:p%40s@db-1:6432/x?sslmode=require"),
+            Some(("db-1".into(), 6432))
+        );
+        assert_eq!(at("postgres://h:99999/x"), None);
+        assert_eq!(at("not a url"), None);
     }
 }

@@ -1,8 +1,28 @@
-//! A small ISO 8601 parser for `scheduled_at` (switchover) values: no date
-//! crate is available, and the accepted form is narrow enough for `std`:
-//! `YYYY-MM-DD[T ]HH:MM[:SS[.frac]](Z|±HH[:MM]|±HHMM)`.
+//! `scheduled_at` timestamps (switchover, restart) and the UTC calendar
+//! times pgpilot writes, on top of the `time` crate's ISO 8601 support.
+//!
+//! Patroni reads `scheduled_at` with `dateutil.parser.parse`, which takes far
+//! more than ISO 8601. What an operator plausibly types is accepted here too,
+//! by rewriting it into ISO 8601 before `time` parses it:
+//!
+//! * a space or `t` between date and time (`2024-06-01 10:00:00Z`), any case
+//!   of `T`/`Z`;
+//! * a zone written `UTC` or `GMT` (with or without a space before it), or
+//!   separated from the time by spaces (`10:00:00 +02:00`);
+//! * one-digit fields (`2024-6-1T9:05:00Z`, an offset `+2`);
+//! * the basic format (`20240601T100000Z`), minutes-only times, fractions
+//!   with `.` or `,` and any number of digits (through `time`).
+//!
+//! As in Patroni, a time without a zone (and a date alone) is refused as
+//! ambiguous ([`TimeError::NoTimezone`], 400 from the REST API), and so is
+//! an unknown zone name such as `EST`, which dateutil turns into a local
+//! time. Out-of-range fields (`24:00`, `+25:00`, second 60) are
+//! [`TimeError::Unparsable`], as dateutil refuses them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::format_description::well_known::Iso8601;
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeError {
@@ -12,87 +32,98 @@ pub enum TimeError {
     NoTimezone,
 }
 
-/// Seconds since the Unix epoch of an ISO 8601 timestamp with a zone.
+/// Seconds since the Unix epoch of a timestamp with a zone (module doc for
+/// the forms accepted).
 pub fn parse(s: &str) -> Result<f64, TimeError> {
+    let (text, zoned) = canonical(s).ok_or(TimeError::Unparsable)?;
+    if !zoned {
+        let local = PrimitiveDateTime::parse(&text, &Iso8601::PARSING).is_ok()
+            || Date::parse(&text, &Iso8601::PARSING).is_ok();
+        return Err(if local {
+            TimeError::NoTimezone
+        } else {
+            TimeError::Unparsable
+        });
+    }
+    let t = OffsetDateTime::parse(&text, &Iso8601::PARSING).map_err(|_| TimeError::Unparsable)?;
+    // `time` allows offsets up to ±25:59; Python (and ISO 8601) below 24 h.
+    if t.offset().whole_hours().abs() >= 24 {
+        return Err(TimeError::Unparsable);
+    }
+    Ok(t.unix_timestamp() as f64 + f64::from(t.nanosecond()) / 1e9)
+}
+
+/// The ISO 8601 spelling of a lax timestamp, and whether it has a zone;
+/// `None` when it is not even shaped like one.
+fn canonical(s: &str) -> Option<(String, bool)> {
     let s = s.trim();
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Result<i64, TimeError> {
-        let part = s.get(from..from + len).ok_or(TimeError::Unparsable)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(TimeError::Unparsable);
-        }
-        part.parse().map_err(|_| TimeError::Unparsable)
+    let (date, rest) = match s.find(['T', 't', ' ']) {
+        Some(i) => (&s[..i], s[i + 1..].trim_start()),
+        None => (s, ""),
     };
-    let at = |i: usize| b.get(i).copied();
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    if at(4) != Some(b'-') || at(7) != Some(b'-') || !matches!(at(10), Some(b'T' | b't' | b' ')) {
-        return Err(TimeError::Unparsable);
+    let date = pad_fields(date, '-', 4)?;
+    if rest.is_empty() {
+        return Some((date, false));
     }
-    let (hour, minute) = (num(11, 2)?, num(14, 2)?);
-    if at(13) != Some(b':') {
-        return Err(TimeError::Unparsable);
-    }
-    let mut i = 16;
-    let mut second = 0.0;
-    if at(i) == Some(b':') {
-        second = num(i + 1, 2)? as f64;
-        i += 3;
-        if matches!(at(i), Some(b'.' | b',')) {
-            let start = i + 1;
-            let mut end = start;
-            while at(end).is_some_and(|c| c.is_ascii_digit()) {
-                end += 1;
-            }
-            if end == start {
-                return Err(TimeError::Unparsable);
-            }
-            let frac: f64 = format!("0.{}", &s[start..end])
-                .parse()
-                .map_err(|_| TimeError::Unparsable)?;
-            second += frac;
-            i = end;
-        }
-    }
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second >= 61.0
-    {
-        return Err(TimeError::Unparsable);
-    }
-    let offset = match &s[i..] {
-        "" => return Err(TimeError::NoTimezone),
-        "Z" | "z" => 0,
-        tz => {
-            let sign = match tz.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return Err(TimeError::Unparsable),
-            };
-            let rest = &tz[1..];
-            let digits: String = rest.chars().filter(|c| *c != ':').collect();
-            let valid_shape =
-                matches!(rest.len(), 2 | 4) || (rest.len() == 5 && rest.as_bytes()[2] == b':');
-            if !valid_shape || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(TimeError::Unparsable);
-            }
-            let h: i64 = digits[..2].parse().map_err(|_| TimeError::Unparsable)?;
-            let m: i64 = if digits.len() == 4 {
-                digits[2..].parse().map_err(|_| TimeError::Unparsable)?
-            } else {
-                0
-            };
-            if h > 23 || m > 59 {
-                return Err(TimeError::Unparsable);
-            }
-            sign * (h * 3600 + m * 60)
-        }
+    let (time, zone) = split_zone(rest)?;
+    let time = match time.split_once(['.', ',']) {
+        Some((hms, frac)) => format!("{}.{frac}", pad_fields(hms, ':', 2)?),
+        // An hour alone (`T10Z`).
+        None if time.len() <= 2 => format!("{}:00", pad(time, 2)?),
+        None => pad_fields(time, ':', 2)?,
     };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86400 + hour * 3600 + minute * 60 - offset;
-    Ok(secs as f64 + second)
+    Some((format!("{date}T{time}{zone}"), !zone.is_empty()))
+}
+
+/// `time` and its zone (`Z`, `+HH:MM`, or empty) from what follows the
+/// date.
+fn split_zone(rest: &str) -> Option<(&str, String)> {
+    for name in ["UTC", "GMT", "Z", "z"] {
+        if let Some(time) = rest.strip_suffix(name) {
+            return Some((time.trim_end(), "Z".to_owned()));
+        }
+    }
+    let Some(i) = rest.find(['+', '-']) else {
+        // A zone name dateutil cannot place (`EST`: up to five capitals)
+        // leaves a local time.
+        return match rest.rsplit_once(' ') {
+            Some((time, name))
+                if name.len() <= 5 && name.bytes().all(|b| b.is_ascii_uppercase()) =>
+            {
+                Some((time.trim_end(), String::new()))
+            }
+            _ => Some((rest, String::new())),
+        };
+    };
+    let (time, zone) = (rest[..i].trim_end(), &rest[i..]);
+    let (sign, offset) = zone.split_at(1);
+    let offset = match offset.split_once(':') {
+        Some((h, m)) => format!("{}:{m}", pad(h, 2)?),
+        None if offset.len() == 4 => offset.to_owned(),
+        None => pad(offset, 2)?,
+    };
+    Some((time, format!("{sign}{offset}")))
+}
+
+/// `fields` joined by `sep`, each number padded to two digits (the first to
+/// `first` digits); `None` if a field is not a short number. A text
+/// without `sep` (the basic format) is passed through.
+fn pad_fields(fields: &str, sep: char, first: usize) -> Option<String> {
+    if !fields.contains(sep) {
+        return Some(fields.to_owned());
+    }
+    let parts: Vec<String> = fields
+        .split(sep)
+        .enumerate()
+        .map(|(i, f)| pad(f, if i == 0 { first } else { 2 }))
+        .collect::<Option<_>>()?;
+    Some(parts.join(&sep.to_string()))
+}
+
+/// A number of 1..=`width` digits, zero-padded to `width`.
+fn pad(digits: &str, width: usize) -> Option<String> {
+    let ok = (1..=width).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| format!("{digits:0>width$}"))
 }
 
 /// Now, in seconds since the Unix epoch.
@@ -101,30 +132,6 @@ pub fn now_unix() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
 }
 
 /// A UTC calendar date and time.
@@ -139,27 +146,21 @@ pub struct Utc {
 }
 
 impl Utc {
-    /// The calendar time of `secs` since the Unix epoch (H. Hinnant's
-    /// civil_from_days): the one conversion the daemon, the CLI and the
-    /// data-directory names share.
+    /// The calendar time of `secs` since the Unix epoch: the one
+    /// conversion the daemon, the CLI and the data-directory names share.
+    /// Past year 9999 (`time`'s range) it stays at the last second of 9999.
     pub fn from_unix(secs: u64) -> Utc {
-        let days = (secs / 86_400) as i64;
-        let rem = secs % 86_400;
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let t = i64::try_from(secs)
+            .ok()
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+            .unwrap_or_else(|| PrimitiveDateTime::MAX.assume_utc());
         Utc {
-            year: yoe + era * 400 + i64::from(month <= 2),
-            month: month as u32,
-            day: day as u32,
-            hour: (rem / 3600) as u32,
-            minute: (rem / 60 % 60) as u32,
-            second: (rem % 60) as u32,
+            year: i64::from(t.year()),
+            month: u32::from(u8::from(t.month())),
+            day: u32::from(t.day()),
+            hour: u32::from(t.hour()),
+            minute: u32::from(t.minute()),
+            second: u32::from(t.second()),
         }
     }
 
@@ -215,6 +216,46 @@ mod tests {
     }
 
     #[test]
+    fn lax_forms_patroni_accepts() {
+        // What dateutil.parser.parse (Patroni's reader) also takes.
+        let utc = parse("2024-06-01T10:00:00Z").unwrap();
+        for lax in [
+            "2024-06-01T10:00:00 UTC",
+            "2024-06-01T10:00:00UTC",
+            "2024-06-01 10:00:00 GMT",
+            "  2024-06-01T10:00:00Z ",
+            "2024-06-01t10:00:00z",
+            "2024-06-01T12:00:00 +02:00",
+            "2024-06-01 12:00 +02:00",
+            "2024-06-01T12:00:00+2",
+            "2024-06-01T10:00:00+00",
+            "2024-6-1T10:00:00Z",
+            "2024-06-01T10Z",
+            "2024-06-01T10:00Z",
+            "20240601T100000Z",
+            "2024-06-01T10:00:00.000000000Z",
+            "2024-06-01T04:30:00-0530",
+        ] {
+            assert_eq!(parse(lax), Ok(utc), "{lax}");
+        }
+        assert_eq!(parse("2024-06-01T09:05:00Z"), parse("2024-06-01T9:5:0Z"));
+        let f = parse("2024-06-01T10:00:00.123456789Z").unwrap();
+        assert!((f - utc - 0.123_456_789).abs() < 1e-6);
+    }
+
+    #[test]
+    fn local_times_are_ambiguous() {
+        for local in [
+            "2024-06-01T10:00:00",
+            "2024-06-01 10:00",
+            "2024-06-01",
+            "2024-06-01T10:00:00 EST",
+        ] {
+            assert_eq!(parse(local), Err(TimeError::NoTimezone), "{local}");
+        }
+    }
+
+    #[test]
     fn refusals() {
         assert_eq!(
             parse("2024-06-01T10:00:00"),
@@ -228,10 +269,13 @@ mod tests {
             "2023-02-29T10:00:00Z",
             "2024-06-01T24:00:00Z",
             "2024-06-01T10:00:00+25:00",
-            "2024-06-01T10:00:00 UTC",
-            "2024-06-01",
+            "2024-06-01T10:00:00+24:00",
+            "2024-06-01T10:00:60Z",
+            "2024-06-01T10:00:00 utc",
+            "2024-06-01T10:00:00+02:00:00",
+            "2024-06-01T10:00:00+200",
             "2024-06-01T10:00:00.Z",
-            "2024-06-01T10:00:00+2",
+            "June 1 2024 10:00 UTC",
         ] {
             assert_eq!(parse(bad), Err(TimeError::Unparsable), "{bad}");
         }
