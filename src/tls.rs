@@ -23,6 +23,7 @@ use rustls::{
 };
 
 use crate::config::{Config, RestApi};
+use crate::sync;
 
 /// The crypto provider of every TLS configuration built here.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -280,7 +281,7 @@ struct CertSlot(RwLock<Arc<CertifiedKey>>);
 
 impl ResolvesServerCert for CertSlot {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+        Some(sync::read(&self.0).clone())
     }
 }
 
@@ -291,7 +292,7 @@ struct VerifierSlot(RwLock<Arc<dyn ClientCertVerifier>>);
 
 impl VerifierSlot {
     fn get(&self) -> Arc<dyn ClientCertVerifier> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        sync::read(&self.0).clone()
     }
 }
 
@@ -380,16 +381,11 @@ impl ServerTls {
         let Some(fresh) = ServerTls::from_restapi(r)? else {
             return Err("restapi.certfile: removed; HTTPS stays on until a restart".into());
         };
-        let new_key = fresh
-            .cert
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut key = self.cert.0.write().unwrap_or_else(|p| p.into_inner());
+        let new_key = sync::read(&fresh.cert.0).clone();
+        let mut key = sync::write(&self.cert.0);
         let changed = key.cert != new_key.cert;
         *key = new_key;
-        *self.verifier.0.write().unwrap_or_else(|p| p.into_inner()) = fresh.verifier.get();
+        *sync::write(&self.verifier.0) = fresh.verifier.get();
         Ok(changed)
     }
 }

@@ -36,7 +36,7 @@ use crate::watchdog::Watchdog;
 /// The watchdog, even if a panic poisoned its mutex (its state stays valid:
 /// every method leaves it consistent).
 fn wd(w: &Mutex<Watchdog>) -> std::sync::MutexGuard<'_, Watchdog> {
-    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::sync::lock(w)
 }
 
 /// Who the elector talks to.

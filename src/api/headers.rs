@@ -15,6 +15,7 @@ use actix_web::{Error, web};
 
 use crate::api::AccessPolicy;
 use crate::config::RestApi;
+use crate::sync;
 
 /// Headers that would break the HTTP framing or the connection handling.
 const RESERVED: [&str; 6] = [
@@ -83,13 +84,13 @@ impl ExtraHeaders {
             http: parse_all(r.http_extra_headers.as_ref()),
             https: parse_all(r.https_extra_headers.as_ref()),
         };
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = new;
+        *sync::write(&self.0) = new;
     }
 
     /// The headers of a response on a plain (`secure` false) or HTTPS
     /// listener, in the order they apply.
     pub fn for_listener(&self, secure: bool) -> Vec<(HeaderName, HeaderValue)> {
-        let lists = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let lists = sync::read(&self.0);
         let mut all = lists.http.clone();
         if secure {
             all.extend(lists.https.iter().cloned());

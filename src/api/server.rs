@@ -27,6 +27,7 @@ use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
 use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
 use crate::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
+use crate::sync::lock;
 use crate::tls::ServerTls;
 
 /// How long a request waits for an actor's answer. Peers give `/patroni`
@@ -389,10 +390,6 @@ impl Shared {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The supervisor did not answer: PostgreSQL's state is unknown now. Keep

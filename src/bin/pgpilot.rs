@@ -1,5 +1,10 @@
 //! pgpilot: the daemon. One runs beside each PostgreSQL server.
 
+// The lint gate of src/lib.rs; no ioctl here, so unsafe is forbidden outright.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(rustdoc::broken_intra_doc_links)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,9 +1,9 @@
 //! Configuration: the YAML file, environment overrides, validation, and the
 //! dynamic (DCS) layer.
 //!
-//! * [`load`]: file / directory / `PATRONI_CONFIGURATION` + `PATRONI_*`
+//! * [`load()`]: file / directory / `PATRONI_CONFIGURATION` + `PATRONI_*`
 //!   variables -> [`Config`] (plus warnings for unknown keys);
-//! * [`validate`] / [`validate_file`]: semantic checks (`pgpilot --validate`);
+//! * [`validate()`] / [`validate_file`]: semantic checks (`pgpilot --validate`);
 //! * [`DynamicConfig::from_json`]: the DCS `config` key / `bootstrap.dcs`.
 //!
 //! Every [`ConfigError`] names the file (or variable), key path and line.

@@ -1,6 +1,6 @@
 //! Semantic checks of a loaded [`Config`], as `pgpilot --validate` (and
 //! `patroni --validate-config`) run them. Type errors are caught earlier, by
-//! [`load`](super::load).
+//! [`load`](super::load()).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -316,7 +316,7 @@ fn check_watchdog(
     }
 }
 
-/// [`load`](super::load) then [`validate`]; validation errors are traced
+/// [`load`](super::load()) then [`validate()`]; validation errors are traced
 /// back to the file and line (or variable) that set the key. Used by
 /// `pgpilot --validate`. Returns the configuration and all warnings.
 pub fn validate_file(

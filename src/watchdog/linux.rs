@@ -6,34 +6,19 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use nix::libc::c_int;
 use nix::unistd::{AccessFlags, access};
 
-/// `struct watchdog_info` of `<linux/watchdog.h>`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct WatchdogInfo {
-    options: u32,
-    firmware_version: u32,
-    identity: [u8; 32],
-}
+use super::ioctl::{self, WatchdogInfo};
 
 /// The driver accepts `WDIOC_SETTIMEOUT`.
 const WDIOF_SETTIMEOUT: u32 = 0x0080;
 /// The driver supports `WDIOC_KEEPALIVE`.
 const WDIOF_KEEPALIVEPING: u32 = 0x8000;
-
-mod ioctl {
-    use super::{WatchdogInfo, c_int};
-    nix::ioctl_read!(wdioc_getsupport, b'W', 0, WatchdogInfo);
-    nix::ioctl_read!(wdioc_keepalive, b'W', 5, c_int);
-    nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, c_int);
-    nix::ioctl_read!(wdioc_gettimeout, b'W', 7, c_int);
-}
 
 /// `ENOTTY (Inappropriate ioctl for device)`.
 fn errno(e: nix::errno::Errno) -> String {
@@ -62,10 +47,10 @@ impl LinuxWatchdog {
         }
     }
 
-    fn fd(&self) -> Result<c_int, String> {
+    fn fd(&self) -> Result<BorrowedFd<'_>, String> {
         self.file
             .as_ref()
-            .map(AsRawFd::as_raw_fd)
+            .map(AsFd::as_fd)
             .ok_or_else(|| format!("{} is not open", self.path.display()))
     }
 
@@ -103,25 +88,25 @@ impl super::WatchdogDevice for LinuxWatchdog {
             .write(true)
             .open(&self.path)
             .map_err(|e| format!("cannot open watchdog device {}: {e}", self.path.display()))?;
-        let mut info = WatchdogInfo::default();
-        // SAFETY: the fd is open for the call and `info` has the layout of
-        // `struct watchdog_info`, the size the request code encodes.
-        if let Err(e) = unsafe { ioctl::wdioc_getsupport(file.as_raw_fd(), &mut info) } {
-            // Not a watchdog (a regular file gives ENOTTY): close without
-            // writing to it. A character device that refuses the call may
-            // still be an armed watchdog: disarm it as well as we can.
-            let is_chardev = file
-                .metadata()
-                .is_ok_and(|m| m.file_type().is_char_device());
-            if is_chardev {
-                let _ = file.write_all(b"V");
+        let info = match ioctl::get_support(file.as_fd()) {
+            Ok(info) => info,
+            Err(e) => {
+                // Not a watchdog (a regular file gives ENOTTY): close without
+                // writing to it. A character device that refuses the call may
+                // still be an armed watchdog: disarm it as well as we can.
+                let is_chardev = file
+                    .metadata()
+                    .is_ok_and(|m| m.file_type().is_char_device());
+                if is_chardev {
+                    let _ = file.write_all(b"V");
+                }
+                return Err(format!(
+                    "{} is not a usable watchdog device (WDIOC_GETSUPPORT: {})",
+                    self.path.display(),
+                    errno(e)
+                ));
             }
-            return Err(format!(
-                "{} is not a usable watchdog device (WDIOC_GETSUPPORT: {})",
-                self.path.display(),
-                errno(e)
-            ));
-        }
+        };
         self.info = info;
         self.file = Some(file);
         Ok(())
@@ -137,24 +122,19 @@ impl super::WatchdogDevice for LinuxWatchdog {
 
     fn set_timeout(&mut self, secs: u64) -> Result<(), String> {
         let fd = self.fd()?;
-        let mut t = c_int::try_from(secs).map_err(|_| format!("timeout {secs} s is too long"))?;
-        // SAFETY: open fd, a valid c_int the kernel reads and overwrites.
-        unsafe { ioctl::wdioc_settimeout(fd, &mut t) }
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "WDIOC_SETTIMEOUT {secs} s on {}: {}",
-                    self.describe(),
-                    errno(e)
-                )
-            })
+        let t = c_int::try_from(secs).map_err(|_| format!("timeout {secs} s is too long"))?;
+        ioctl::set_timeout(fd, t).map_err(|e| {
+            format!(
+                "WDIOC_SETTIMEOUT {secs} s on {}: {}",
+                self.describe(),
+                errno(e)
+            )
+        })
     }
 
     fn get_timeout(&mut self) -> Result<u64, String> {
         let fd = self.fd()?;
-        let mut t: c_int = 0;
-        // SAFETY: open fd, a valid c_int for the kernel to fill in.
-        unsafe { ioctl::wdioc_gettimeout(fd, &mut t) }
+        let t = ioctl::get_timeout(fd)
             .map_err(|e| format!("WDIOC_GETTIMEOUT on {}: {}", self.describe(), errno(e)))?;
         u64::try_from(t).map_err(|_| format!("{} reports a timeout of {t} s", self.describe()))
     }
@@ -162,10 +142,7 @@ impl super::WatchdogDevice for LinuxWatchdog {
     fn keepalive(&mut self) -> Result<(), String> {
         let fd = self.fd()?;
         if self.info.options & WDIOF_KEEPALIVEPING != 0 {
-            let mut dummy: c_int = 0;
-            // SAFETY: open fd; the kernel ignores the argument.
-            return unsafe { ioctl::wdioc_keepalive(fd, &mut dummy) }
-                .map(|_| ())
+            return ioctl::keepalive(fd)
                 .map_err(|e| format!("WDIOC_KEEPALIVE on {}: {}", self.describe(), errno(e)));
         }
         // Every driver takes a write as a keepalive.

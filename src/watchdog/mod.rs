@@ -17,6 +17,7 @@
 //! `GET /patroni`). Whether this node may lead is decided by `ha::decide`
 //! from [`Watchdog::state`]; this module only does the device I/O.
 
+mod ioctl;
 mod linux;
 
 use tracing::{error, info, warn};
