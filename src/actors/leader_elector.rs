@@ -819,7 +819,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             // cannot be armed ends the cycle, and the next one steps down.
             match wd(&watchdog).activate(&timing) {
                 Ok(()) => Step::Continue,
-                Err(why) => Step::Stop(why),
+                Err(why) => Step::Stop(why.to_string()),
             }
         } else {
             execute(

@@ -20,7 +20,7 @@ pub mod units;
 pub mod validate;
 
 pub use dynamic::{MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, timing_from_json};
-pub use error::ConfigError;
+pub use error::{ConfigError, TimingError};
 pub use load::{Loaded, load};
 pub use schema::parse_bool;
 pub use types::*;

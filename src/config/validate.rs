@@ -307,7 +307,7 @@ fn check_watchdog(
         .timing;
     if let Err(m) = w.timeout(&timing) {
         if w.mode() == Some(WatchdogMode::Required) {
-            err("watchdog.safety_margin", m);
+            err("watchdog.safety_margin", m.to_string());
         } else {
             warnings.push(format!(
                 "{ORIGIN_CONFIG}: watchdog.safety_margin: {m}; the watchdog will not be used"

@@ -13,23 +13,13 @@ use std::path::{Path, PathBuf};
 use nix::libc::c_int;
 use nix::unistd::{AccessFlags, access};
 
+use super::error::{Request, WatchdogError};
 use super::ioctl::{self, WatchdogInfo};
 
 /// The driver accepts `WDIOC_SETTIMEOUT`.
 const WDIOF_SETTIMEOUT: u32 = 0x0080;
 /// The driver supports `WDIOC_KEEPALIVE`.
 const WDIOF_KEEPALIVEPING: u32 = 0x8000;
-
-/// `ENOTTY (Inappropriate ioctl for device)`.
-fn errno(e: nix::errno::Errno) -> String {
-    let text = std::io::Error::from(e).to_string();
-    let text = text
-        .split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    format!("{e:?} ({text})")
-}
 
 /// `/dev/watchdog` or another device of the Linux watchdog API.
 pub struct LinuxWatchdog {
@@ -47,11 +37,22 @@ impl LinuxWatchdog {
         }
     }
 
-    fn fd(&self) -> Result<BorrowedFd<'_>, String> {
+    fn fd(&self) -> Result<BorrowedFd<'_>, WatchdogError> {
         self.file
             .as_ref()
             .map(AsFd::as_fd)
-            .ok_or_else(|| format!("{} is not open", self.path.display()))
+            .ok_or_else(|| WatchdogError::NotOpen {
+                device: self.path.display().to_string(),
+            })
+    }
+
+    fn ioctl_error(&self, request: Request, errno: nix::errno::Errno) -> WatchdogError {
+        use super::WatchdogDevice;
+        WatchdogError::Ioctl {
+            request,
+            device: self.describe(),
+            errno,
+        }
     }
 
     fn identity(&self) -> String {
@@ -75,22 +76,27 @@ impl super::WatchdogDevice for LinuxWatchdog {
         }
     }
 
-    fn probe(&self) -> Result<(), String> {
-        access(&self.path, AccessFlags::W_OK)
-            .map_err(|e| format!("watchdog device {} is not usable: {e}", self.path.display()))
+    fn probe(&self) -> Result<(), WatchdogError> {
+        access(&self.path, AccessFlags::W_OK).map_err(|errno| WatchdogError::NotUsable {
+            path: self.path.clone(),
+            errno,
+        })
     }
 
-    fn open(&mut self) -> Result<(), String> {
+    fn open(&mut self) -> Result<(), WatchdogError> {
         if self.file.is_some() {
             return Ok(());
         }
         let mut file = OpenOptions::new()
             .write(true)
             .open(&self.path)
-            .map_err(|e| format!("cannot open watchdog device {}: {e}", self.path.display()))?;
+            .map_err(|e| WatchdogError::Open {
+                path: self.path.clone(),
+                error: e.into(),
+            })?;
         let info = match ioctl::get_support(file.as_fd()) {
             Ok(info) => info,
-            Err(e) => {
+            Err(errno) => {
                 // Not a watchdog (a regular file gives ENOTTY): close without
                 // writing to it. A character device that refuses the call may
                 // still be an armed watchdog: disarm it as well as we can.
@@ -100,11 +106,10 @@ impl super::WatchdogDevice for LinuxWatchdog {
                 if is_chardev {
                     let _ = file.write_all(b"V");
                 }
-                return Err(format!(
-                    "{} is not a usable watchdog device (WDIOC_GETSUPPORT: {})",
-                    self.path.display(),
-                    errno(e)
-                ));
+                return Err(WatchdogError::NotAWatchdog {
+                    path: self.path.clone(),
+                    errno,
+                });
             }
         };
         self.info = info;
@@ -120,48 +125,49 @@ impl super::WatchdogDevice for LinuxWatchdog {
         self.info.options & WDIOF_SETTIMEOUT != 0
     }
 
-    fn set_timeout(&mut self, secs: u64) -> Result<(), String> {
+    fn set_timeout(&mut self, secs: u64) -> Result<(), WatchdogError> {
         let fd = self.fd()?;
-        let t = c_int::try_from(secs).map_err(|_| format!("timeout {secs} s is too long"))?;
-        ioctl::set_timeout(fd, t).map_err(|e| {
-            format!(
-                "WDIOC_SETTIMEOUT {secs} s on {}: {}",
-                self.describe(),
-                errno(e)
-            )
+        let t = c_int::try_from(secs).map_err(|_| WatchdogError::TimeoutTooLong { secs })?;
+        ioctl::set_timeout(fd, t)
+            .map_err(|errno| self.ioctl_error(Request::SetTimeout(secs), errno))
+    }
+
+    fn get_timeout(&mut self) -> Result<u64, WatchdogError> {
+        let fd = self.fd()?;
+        let t =
+            ioctl::get_timeout(fd).map_err(|errno| self.ioctl_error(Request::GetTimeout, errno))?;
+        u64::try_from(t).map_err(|_| WatchdogError::BadTimeout {
+            device: self.describe(),
+            timeout: t.into(),
         })
     }
 
-    fn get_timeout(&mut self) -> Result<u64, String> {
-        let fd = self.fd()?;
-        let t = ioctl::get_timeout(fd)
-            .map_err(|e| format!("WDIOC_GETTIMEOUT on {}: {}", self.describe(), errno(e)))?;
-        u64::try_from(t).map_err(|_| format!("{} reports a timeout of {t} s", self.describe()))
-    }
-
-    fn keepalive(&mut self) -> Result<(), String> {
+    fn keepalive(&mut self) -> Result<(), WatchdogError> {
         let fd = self.fd()?;
         if self.info.options & WDIOF_KEEPALIVEPING != 0 {
             return ioctl::keepalive(fd)
-                .map_err(|e| format!("WDIOC_KEEPALIVE on {}: {}", self.describe(), errno(e)));
+                .map_err(|errno| self.ioctl_error(Request::Keepalive, errno));
         }
         // Every driver takes a write as a keepalive.
-        let desc = self.describe();
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| format!("{desc} is not open"))?;
+        let device = self.describe();
+        let Some(file) = self.file.as_mut() else {
+            return Err(WatchdogError::NotOpen { device });
+        };
         file.write_all(b"1")
-            .map_err(|e| format!("keepalive write to {desc}: {e}"))
+            .map_err(|e| WatchdogError::KeepaliveWrite {
+                device,
+                error: e.into(),
+            })
     }
 
-    fn close(&mut self) -> Result<(), String> {
+    fn close(&mut self) -> Result<(), WatchdogError> {
         let Some(mut file) = self.file.take() else {
             return Ok(());
         };
-        let r = file
-            .write_all(b"V")
-            .map_err(|e| format!("magic close of {}: {e}", self.describe()));
+        let r = file.write_all(b"V").map_err(|e| WatchdogError::MagicClose {
+            device: self.describe(),
+            error: e.into(),
+        });
         drop(file);
         r
     }
