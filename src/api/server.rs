@@ -598,7 +598,7 @@ async fn post_reinitialize(shared: &Shared, body: &[u8]) -> HttpResponse {
     };
     match reinit::source(&cluster, &ha.name, from_leader) {
         Ok(from) => pg_op(shared, PgOp::Reinitialize { from, force }, ASK_TIMEOUT).await,
-        Err(why) => text_reply(503, &why),
+        Err(why) => text_reply(503, &why.to_string()),
     }
 }
 
