@@ -13,7 +13,7 @@ use pgpilot::api::{ApiContext, serve_listener};
 use pgpilot::config::Tags;
 use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status, WatchEvent};
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
-use pgpilot::messages::config::ReloadConfig;
+use pgpilot::messages::config::{ReloadConfig, ReloadError};
 use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
 use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
 use reqwest::{Method, StatusCode};
@@ -95,7 +95,7 @@ impl Actor for FakeConfigManager {
     type Context = Context<Self>;
 }
 impl Handler<ReloadConfig> for FakeConfigManager {
-    type Result = Result<(), String>;
+    type Result = Result<(), ReloadError>;
     fn handle(&mut self, _: ReloadConfig, _: &mut Context<Self>) -> Self::Result {
         *self.0.lock().unwrap() += 1;
         Ok(())

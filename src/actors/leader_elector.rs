@@ -1204,7 +1204,7 @@ async fn execute(
                 Ok(lsn) => {
                     match super::switchover::hand_over(links.dcs.as_ref(), lsn, last_status).await {
                         Ok(s) => Step::SteppedDown(s),
-                        Err(e) => Step::Stop(e),
+                        Err(e) => Step::Stop(e.to_string()),
                     }
                 }
                 Err(e) => Step::Stop(e),

@@ -542,7 +542,7 @@ async fn post_reload(shared: &Shared) -> HttpResponse {
         .await
     {
         Ok(Ok(())) => text_reply(202, "reload scheduled"),
-        Ok(Err(e)) => text_reply(500, &e),
+        Ok(Err(e)) => text_reply(500, &e.to_string()),
         Err(e) => text_reply(500, &format!("reload failed: {e}")),
     }
 }
