@@ -549,7 +549,7 @@ impl Handler<Shutdown> for LeaderElector {
             // A paused fence does nothing: it exits too, so that a clean
             // stop leaves no process of ours; the next daemon starts one
             // when it arms it.
-            let exiting = fence.lock().ok().and_then(|mut f| f.shutdown());
+            let exiting = crate::sync::lock(&fence).shutdown();
             return Box::pin(
                 async move {
                     if let Some(e) = exiting {
@@ -569,7 +569,7 @@ impl Handler<Shutdown> for LeaderElector {
                         // guard, and this is the watchdog's safe point. If
                         // the stop failed, the watchdog stays armed and
                         // resets the machine once the daemon is gone.
-                        let exiting = fence.lock().ok().and_then(|mut f| f.shutdown());
+                        let exiting = crate::sync::lock(&fence).shutdown();
                         if let Some(e) = exiting {
                             e.wait(crate::fence::EXIT_WAIT).await;
                         }
@@ -742,7 +742,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         outcome: pg.outcome.clone(),
         // Failsafe confirmations stand in for the lease while they last.
         lease_deadline: lease_deadline.max(failsafe_until),
-        fence_armed: fence.lock().ok().and_then(|f| f.confirmed_point()),
+        fence_armed: crate::sync::lock(&fence).confirmed_point(),
         peers,
         rewind: ha::RewindView {
             enabled: cfg
@@ -800,8 +800,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         DcsView::Failed(_) => None,
     };
     // `member_slots_ttl`: only the lock holder keeps and publishes them.
-    let retain = match (&cluster, retained_slots.lock()) {
-        (Some(c), Ok(mut r)) if dynamic.use_slots && c.leader_name() == Some(cfg.name.as_str()) => {
+    let retain = match (&cluster, crate::sync::lock(&retained_slots)) {
+        (Some(c), mut r) if dynamic.use_slots && c.leader_name() == Some(cfg.name.as_str()) => {
             let ttl = Duration::from_secs(dynamic.slots.member_slots_ttl);
             r.observe(c, &cfg.name, Instant::now(), ttl)
         }
@@ -913,9 +913,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         Confirmation::Unchanged
     };
     let margin = timing.fence_margin();
-    if let Ok(mut f) = fence.lock() {
-        f.apply(order, margin, dynamic.pause);
-    }
+    crate::sync::lock(&fence).apply(order, margin, dynamic.pause);
     let wd_order = crate::watchdog::order(
         &pg.facts,
         crate::watchdog::CycleFacts {
