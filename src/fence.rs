@@ -54,7 +54,7 @@ pub const ACK: &str = "ack.json";
 pub const PIDFILE: &str = "fence.pid";
 pub const LOG: &str = "fence.log";
 /// How often the fence reads the heartbeat when no deadline is near. An
-/// armed fence also wakes exactly at its deadline ([`next_wake`]), so this
+/// armed fence also wakes exactly at its deadline (`next_wake`), so this
 /// period is not part of the fencing delay: it only bounds how stale the
 /// acknowledgement gets and how fast a new order is confirmed. Each wake
 /// costs a file read and an `ack.json` rewrite, which was most of an idle

@@ -6,6 +6,14 @@
 //! out the decided actions against the DCS ([`dcs`]) and the PostgreSQL child
 //! ([`postgres`]).
 
+// The lint gate (docs/architecture.md, "Error policy"): no unsafe code
+// outside the one module that must call ioctl(2) (src/watchdog/ioctl.rs, which
+// says why); no unwrap outside tests, since a panic in the daemon takes the
+// HA loop with it; doc links that point at nothing are errors.
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(rustdoc::broken_intra_doc_links)]
+
 pub mod actors;
 pub mod api;
 pub mod config;
@@ -17,6 +25,7 @@ pub mod logging;
 pub mod messages;
 pub mod postgres;
 pub mod sd_notify;
+pub mod sync;
 pub mod tls;
 pub mod watchdog;
 

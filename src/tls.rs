@@ -23,6 +23,126 @@ use rustls::{
 };
 
 use crate::config::{Config, RestApi};
+use crate::sync;
+
+/// What is wrong with a TLS file or setting. Every message names the
+/// configuration key and the path (operators read them in `--validate`, the
+/// log of a reload and the daemon's exit).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{key}: cannot read {path}: {error}")]
+    Read {
+        key: String,
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{key}: {path}: not a valid PEM file ({error})")]
+    Pem {
+        key: String,
+        path: String,
+        #[source]
+        error: pem::Error,
+    },
+    #[error("{key}: {path}: no certificate found (expected PEM `BEGIN CERTIFICATE`)")]
+    NoCertificate { key: String, path: String },
+    #[error(
+        "{key}: {path}: no private key found (expected PEM `BEGIN PRIVATE KEY`, \
+         `BEGIN ENCRYPTED PRIVATE KEY`, `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY`)"
+    )]
+    NoPrivateKey { key: String, path: String },
+    /// OpenSSL's legacy encrypted PEM (`Proc-Type: 4,ENCRYPTED`).
+    #[error(
+        "{key}: {path}: the private key is encrypted in OpenSSL's legacy PEM format \
+         (`Proc-Type: 4,ENCRYPTED`), which pgpilot cannot read: convert it to \
+         encrypted PKCS#8 (`openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} \
+         -out <new file>`) and keep {}, or store it unencrypted \
+         (`openssl pkey -in {path} -out <new file>`, mode 0600)",
+        password_key(key)
+    )]
+    LegacyEncryptedPem { key: String, path: String },
+    #[error(
+        "{key}: {path}: the private key is encrypted and {} is not set",
+        password_key(key)
+    )]
+    NoPassword { key: String, path: String },
+    #[error("{key}: {path}: not a valid encrypted PKCS#8 PEM key ({reason})")]
+    BadEncryptedPem {
+        key: String,
+        path: String,
+        reason: String,
+    },
+    /// Not PKCS#5 at all (PKCS#12 schemes such as `-v1 PBE-SHA1-3DES`).
+    #[error(
+        "{key}: {path}: unsupported or invalid encrypted PKCS#8 key ({reason}): {PBES2_ONLY} \
+         `openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out <new file>`"
+    )]
+    BadEncryptedKey {
+        key: String,
+        path: String,
+        reason: String,
+    },
+    /// PKCS#5, but not PBES2 with PBKDF2 or scrypt and AES.
+    #[error(
+        "{key}: {path}: unsupported key encryption ({reason}): {PBES2_ONLY} \
+         `openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out <new file>`"
+    )]
+    UnsupportedEncryption {
+        key: String,
+        path: String,
+        reason: String,
+    },
+    #[error(
+        "{key}: {path}: cannot decrypt the private key with {} (wrong password?): {reason}",
+        password_key(key)
+    )]
+    CannotDecrypt {
+        key: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{key}: {path}: the private key does not match the certificate of {certfile}")]
+    KeyMismatch {
+        key: String,
+        path: String,
+        certfile: String,
+    },
+    #[error("{key}: {path}: unusable private key ({error})")]
+    UnusableKey {
+        key: String,
+        path: String,
+        #[source]
+        error: rustls::Error,
+    },
+    #[error("{key}: {path}: no usable CA certificate")]
+    NoCaCertificate { key: String, path: String },
+    #[error("restapi.cafile: required when restapi.verify_client is optional or required")]
+    NoCafile,
+    #[error("restapi.cafile: {path}: {error}")]
+    ClientVerifier {
+        path: String,
+        #[source]
+        error: rustls::server::VerifierBuilderError,
+    },
+    /// A reload found `restapi.certfile` gone.
+    #[error("restapi.certfile: removed; HTTPS stays on until a restart")]
+    CertfileRemoved,
+    /// The client certificate and key were refused together.
+    #[error("{section}.certfile: {path}: {error}")]
+    ClientCertificate {
+        section: String,
+        path: String,
+        #[source]
+        error: rustls::Error,
+    },
+    #[error("no system CA certificates found ({reason}); set ctl.cacert or use -k")]
+    NoSystemRoots { reason: String },
+    /// rustls refused a configuration built here (a bug, not the user's).
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    #[error(transparent)]
+    ServerVerifier(rustls::server::VerifierBuilderError),
+}
 
 /// The crypto provider of every TLS configuration built here.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -36,20 +156,29 @@ pub fn install_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn read(key: &str, path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{key}: cannot read {path}: {e}"))
+fn read(key: &str, path: &str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|error| TlsError::Read {
+        key: key.into(),
+        path: path.into(),
+        error,
+    })
 }
 
 /// The certificates (PEM `BEGIN CERTIFICATE`) of `path`, at least one.
-pub fn load_certs(key: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn load_certs(key: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(key, path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{key}: {path}: not a valid PEM file ({e})"))?;
+        .map_err(|error| TlsError::Pem {
+            key: key.into(),
+            path: path.into(),
+            error,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{key}: {path}: no certificate found (expected PEM `BEGIN CERTIFICATE`)"
-        ));
+        return Err(TlsError::NoCertificate {
+            key: key.into(),
+            path: path.into(),
+        });
     }
     Ok(certs)
 }
@@ -73,17 +202,19 @@ fn decrypt_pkcs8(
     path: &str,
     text: &str,
     password: Option<&str>,
-) -> Result<PrivateKeyDer<'static>, String> {
+) -> Result<PrivateKeyDer<'static>, TlsError> {
     use pkcs8::EncryptedPrivateKeyInfoRef;
     use pkcs8::pkcs5::Error as Pkcs5Error;
-    let pw_key = password_key(key);
     let Some(password) = password else {
-        return Err(format!(
-            "{key}: {path}: the private key is encrypted and {pw_key} is not set"
-        ));
+        return Err(TlsError::NoPassword {
+            key: key.into(),
+            path: path.into(),
+        });
     };
-    let invalid = |e: &dyn std::fmt::Display| {
-        format!("{key}: {path}: not a valid encrypted PKCS#8 PEM key ({e})")
+    let invalid = |e: &dyn std::fmt::Display| TlsError::BadEncryptedPem {
+        key: key.into(),
+        path: path.into(),
+        reason: e.to_string(),
     };
     let begin = text.find(ENCRYPTED_BEGIN).unwrap_or(0);
     let end = text[begin..]
@@ -94,24 +225,27 @@ fn decrypt_pkcs8(
         pkcs8::der::pem::decode_vec(&text.as_bytes()[begin..end]).map_err(|e| invalid(&e))?;
     // PKCS#12 schemes (`-v1 PBE-SHA1-3DES`) do not even parse as PKCS#5.
     let info = EncryptedPrivateKeyInfoRef::try_from(der.as_slice()).map_err(|e| {
-        format!(
-            "{key}: {path}: unsupported or invalid encrypted PKCS#8 key ({e}): {PBES2_ONLY} \
-             `openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out <new file>`"
-        )
+        TlsError::BadEncryptedKey {
+            key: key.into(),
+            path: path.into(),
+            reason: e.to_string(),
+        }
     })?;
     let plain = info.decrypt(password).map_err(|e| match e {
         pkcs8::Error::EncryptedPrivateKey(
             Pkcs5Error::AlgorithmParametersInvalid { .. }
             | Pkcs5Error::UnsupportedAlgorithm { .. }
             | Pkcs5Error::NoPbes1CryptSupport,
-        ) => format!(
-            "{key}: {path}: unsupported key encryption ({e}): {PBES2_ONLY} \
-             `openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out <new file>`"
-        ),
-        _ => format!(
-            "{key}: {path}: cannot decrypt the private key with {pw_key} \
-             (wrong password?): {e}"
-        ),
+        ) => TlsError::UnsupportedEncryption {
+            key: key.into(),
+            path: path.into(),
+            reason: e.to_string(),
+        },
+        _ => TlsError::CannotDecrypt {
+            key: key.into(),
+            path: path.into(),
+            reason: e.to_string(),
+        },
     })?;
     Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         plain.as_bytes().to_vec(),
@@ -127,28 +261,28 @@ pub fn load_key(
     key: &str,
     path: &str,
     password: Option<&str>,
-) -> Result<PrivateKeyDer<'static>, String> {
+) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(key, path)?;
     let text = String::from_utf8_lossy(&pem);
     if text.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(format!(
-            "{key}: {path}: the private key is encrypted in OpenSSL's legacy PEM format \
-             (`Proc-Type: 4,ENCRYPTED`), which pgpilot cannot read: convert it to \
-             encrypted PKCS#8 (`openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} \
-             -out <new file>`) and keep {}, or store it unencrypted \
-             (`openssl pkey -in {path} -out <new file>`, mode 0600)",
-            password_key(key)
-        ));
+        return Err(TlsError::LegacyEncryptedPem {
+            key: key.into(),
+            path: path.into(),
+        });
     }
     if text.contains(ENCRYPTED_BEGIN) {
         return decrypt_pkcs8(key, path, &text, password);
     }
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
-        pem::Error::NoItemsFound => format!(
-            "{key}: {path}: no private key found (expected PEM `BEGIN PRIVATE KEY`, \
-             `BEGIN ENCRYPTED PRIVATE KEY`, `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY`)"
-        ),
-        e => format!("{key}: {path}: not a valid PEM file ({e})"),
+        pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+            key: key.into(),
+            path: path.into(),
+        },
+        error => TlsError::Pem {
+            key: key.into(),
+            path: path.into(),
+            error,
+        },
     })
 }
 
@@ -160,7 +294,7 @@ pub fn certified_key(
     certfile: &str,
     keyfile: Option<&str>,
     password: Option<&str>,
-) -> Result<CertifiedKey, String> {
+) -> Result<CertifiedKey, TlsError> {
     let chain = load_certs(&format!("{section}.certfile"), certfile)?;
     let (kname, kpath) = match keyfile {
         Some(k) => (format!("{section}.keyfile"), k),
@@ -168,19 +302,28 @@ pub fn certified_key(
     };
     let key = load_key(&kname, kpath, password)?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => format!(
-            "{kname}: {kpath}: the private key does not match the certificate of {certfile}"
-        ),
-        e => format!("{kname}: {kpath}: unusable private key ({e})"),
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+            key: kname,
+            path: kpath.into(),
+            certfile: certfile.into(),
+        },
+        error => TlsError::UnusableKey {
+            key: kname,
+            path: kpath.into(),
+            error,
+        },
     })
 }
 
 /// The trust anchors of a CA file.
-pub fn load_roots(key: &str, path: &str) -> Result<Arc<RootCertStore>, String> {
+pub fn load_roots(key: &str, path: &str) -> Result<Arc<RootCertStore>, TlsError> {
     let mut roots = RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(load_certs(key, path)?);
     if added == 0 {
-        return Err(format!("{key}: {path}: no usable CA certificate"));
+        return Err(TlsError::NoCaCertificate {
+            key: key.into(),
+            path: path.into(),
+        });
     }
     Ok(Arc::new(roots))
 }
@@ -209,14 +352,12 @@ pub fn client_cert_required_for_unsafe(r: &RestApi) -> bool {
     r.certfile.is_some() && VerifyClient::of(r) != VerifyClient::None
 }
 
-fn client_verifier(r: &RestApi) -> Result<Arc<dyn ClientCertVerifier>, String> {
+fn client_verifier(r: &RestApi) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mode = VerifyClient::of(r);
     if mode == VerifyClient::None {
         return Ok(WebPkiClientVerifier::no_client_auth());
     }
-    let cafile = r.cafile.as_deref().ok_or_else(|| {
-        "restapi.cafile: required when restapi.verify_client is optional or required".to_owned()
-    })?;
+    let cafile = r.cafile.as_deref().ok_or(TlsError::NoCafile)?;
     let roots = load_roots("restapi.cafile", cafile)?;
     let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
     let builder = if mode == VerifyClient::Optional {
@@ -224,9 +365,10 @@ fn client_verifier(r: &RestApi) -> Result<Arc<dyn ClientCertVerifier>, String> {
     } else {
         builder
     };
-    builder
-        .build()
-        .map_err(|e| format!("restapi.cafile: {cafile}: {e}"))
+    builder.build().map_err(|error| TlsError::ClientVerifier {
+        path: cafile.into(),
+        error,
+    })
 }
 
 /// Check the TLS files of `restapi` (and `ctl`): every problem, each naming
@@ -241,22 +383,22 @@ pub fn check_files(cfg: &Config) -> Vec<String> {
             r.keyfile.as_deref(),
             r.keyfile_password.as_deref(),
         ) {
-            problems.push(e);
+            problems.push(e.to_string());
         }
         if let Err(e) = client_verifier(r) {
-            problems.push(e);
+            problems.push(e.to_string());
         } else if let Some(ca) = &r.cafile
             && VerifyClient::of(r) == VerifyClient::None
             && let Err(e) = load_roots("restapi.cafile", ca)
         {
-            problems.push(e);
+            problems.push(e.to_string());
         }
     }
     if let Some(ctl) = &cfg.ctl {
         if let Some(ca) = &ctl.cacert
             && let Err(e) = load_roots("ctl.cacert", ca)
         {
-            problems.push(e);
+            problems.push(e.to_string());
         }
         if let Some(cert) = &ctl.certfile
             && let Err(e) = certified_key(
@@ -266,7 +408,7 @@ pub fn check_files(cfg: &Config) -> Vec<String> {
                 ctl.keyfile_password.as_deref(),
             )
         {
-            problems.push(e);
+            problems.push(e.to_string());
         }
     }
     problems
@@ -280,7 +422,7 @@ struct CertSlot(RwLock<Arc<CertifiedKey>>);
 
 impl ResolvesServerCert for CertSlot {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+        Some(sync::read(&self.0).clone())
     }
 }
 
@@ -291,7 +433,7 @@ struct VerifierSlot(RwLock<Arc<dyn ClientCertVerifier>>);
 
 impl VerifierSlot {
     fn get(&self) -> Arc<dyn ClientCertVerifier> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        sync::read(&self.0).clone()
     }
 }
 
@@ -346,7 +488,7 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// `None` when `restapi.certfile` is not set (plain HTTP).
-    pub fn from_restapi(r: &RestApi) -> Result<Option<ServerTls>, String> {
+    pub fn from_restapi(r: &RestApi) -> Result<Option<ServerTls>, TlsError> {
         let Some(certfile) = &r.certfile else {
             return Ok(None);
         };
@@ -364,10 +506,9 @@ impl ServerTls {
     }
 
     /// The rustls configuration for the listener (TLS 1.2 and 1.3).
-    pub fn server_config(&self) -> Result<ServerConfig, String> {
+    pub fn server_config(&self) -> Result<ServerConfig, TlsError> {
         let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(self.verifier.clone())
             .with_cert_resolver(self.cert.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -376,20 +517,15 @@ impl ServerTls {
 
     /// Load the files again; on any error keep what runs and say why.
     /// `Ok(true)` when the certificate changed.
-    pub fn reload(&self, r: &RestApi) -> Result<bool, String> {
+    pub fn reload(&self, r: &RestApi) -> Result<bool, TlsError> {
         let Some(fresh) = ServerTls::from_restapi(r)? else {
-            return Err("restapi.certfile: removed; HTTPS stays on until a restart".into());
+            return Err(TlsError::CertfileRemoved);
         };
-        let new_key = fresh
-            .cert
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut key = self.cert.0.write().unwrap_or_else(|p| p.into_inner());
+        let new_key = sync::read(&fresh.cert.0).clone();
+        let mut key = sync::write(&self.cert.0);
         let changed = key.cert != new_key.cert;
         *key = new_key;
-        *self.verifier.0.write().unwrap_or_else(|p| p.into_inner()) = fresh.verifier.get();
+        *sync::write(&self.verifier.0) = fresh.verifier.get();
         Ok(changed)
     }
 }
@@ -476,11 +612,10 @@ pub type ClientIdentity<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str
 pub fn client_config(
     check: ServerCheck,
     identity: Option<ClientIdentity<'_>>,
-) -> Result<ClientConfig, String> {
+) -> Result<ClientConfig, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .with_safe_default_protocol_versions()?;
     let builder = match check {
         ServerCheck::Full(roots) => builder.with_root_certificates(roots),
         ServerCheck::ChainOnly(roots) => {
@@ -489,7 +624,7 @@ pub fn client_config(
                 provider.clone(),
             )
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(TlsError::ServerVerifier)?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(Verifier {
@@ -513,7 +648,11 @@ pub fn client_config(
             };
             builder
                 .with_client_auth_cert(ck.cert, key)
-                .map_err(|e| format!("{section}.certfile: {cert}: {e}"))?
+                .map_err(|error| TlsError::ClientCertificate {
+                    section: section.into(),
+                    path: cert.into(),
+                    error,
+                })?
         }
         None => builder.with_no_client_auth(),
     };
@@ -560,7 +699,7 @@ pub fn client_ca(cfg: &Config) -> Option<(&'static str, &str)> {
 /// with `insecure=True`): it presents [`client_identity`]; with a CA
 /// ([`client_ca`]) it checks the chain but not the host name, without one
 /// it does not check the peer's certificate at all.
-pub fn peer_client_config(cfg: &Config) -> Result<ClientConfig, String> {
+pub fn peer_client_config(cfg: &Config) -> Result<ClientConfig, TlsError> {
     let check = match client_ca(cfg) {
         Some((key, path)) => ServerCheck::ChainOnly(load_roots(key, path)?),
         None => ServerCheck::None,
@@ -570,19 +709,18 @@ pub fn peer_client_config(cfg: &Config) -> Result<ClientConfig, String> {
 
 /// The system's trust anchors (SSL_CERT_FILE / SSL_CERT_DIR or the
 /// distribution's bundle).
-pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
+pub fn system_roots() -> Result<Arc<RootCertStore>, TlsError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(found.certs);
     if roots.is_empty() {
-        return Err(format!(
-            "no system CA certificates found ({}); set ctl.cacert or use -k",
-            found
+        return Err(TlsError::NoSystemRoots {
+            reason: found
                 .errors
                 .first()
                 .map(ToString::to_string)
-                .unwrap_or_else(|| "empty store".into())
-        ));
+                .unwrap_or_else(|| "empty store".into()),
+        });
     }
     Ok(Arc::new(roots))
 }
@@ -627,7 +765,7 @@ mod tests {
         assert!(!tls.reload(&r).unwrap());
         // A broken file: refused, the old certificate stays.
         r.certfile = Some(fixture("other.key"));
-        let e = tls.reload(&r).unwrap_err();
+        let e = tls.reload(&r).unwrap_err().to_string();
         assert!(e.starts_with("restapi.certfile: "), "{e}");
         assert_eq!(tls.cert.0.read().unwrap().cert, before);
         // Client verification switched on by a reload.
@@ -670,7 +808,8 @@ mod tests {
                 None,
             )),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.starts_with("ctl.keyfile: ") && e.contains("does not match"),
             "{e}"
@@ -681,10 +820,19 @@ mod tests {
     fn missing_files_name_key_and_path() {
         let e = load_certs("restapi.certfile", "/nonexistent/c.pem").unwrap_err();
         assert!(
+            matches!(&e, TlsError::Read { key, path, error }
+                if key == "restapi.certfile" && path == "/nonexistent/c.pem"
+                    && error.kind() == std::io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        let e = e.to_string();
+        assert!(
             e.starts_with("restapi.certfile: cannot read /nonexistent/c.pem"),
             "{e}"
         );
-        let e = load_key("restapi.keyfile", "/nonexistent/k.pem", None).unwrap_err();
+        let e = load_key("restapi.keyfile", "/nonexistent/k.pem", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("restapi.keyfile: cannot read"), "{e}");
     }
 
@@ -696,8 +844,12 @@ mod tests {
         std::fs::write(&junk, "hello\n").unwrap();
         let p = junk.to_str().unwrap();
         let e = load_certs("restapi.certfile", p).unwrap_err();
+        assert!(matches!(e, TlsError::NoCertificate { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("no certificate found"), "{e}");
         let e = load_key("restapi.keyfile", p, None).unwrap_err();
+        assert!(matches!(e, TlsError::NoPrivateKey { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("no private key found"), "{e}");
         let enc = dir.join("enc.pem");
         std::fs::write(
@@ -705,7 +857,9 @@ mod tests {
             "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
         )
         .unwrap();
-        let e = load_key("restapi.keyfile", enc.to_str().unwrap(), Some("pw")).unwrap_err();
+        let e = load_key("restapi.keyfile", enc.to_str().unwrap(), Some("pw"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("restapi.keyfile: ") && e.contains("invalid encrypted PKCS#8"),
             "{e}"
@@ -746,13 +900,17 @@ mod tests {
         .unwrap();
         // No password, wrong password: the password's key and the file.
         let path = fixture("encrypted.key");
-        let e = load_key("restapi.keyfile", &path, None).unwrap_err();
+        let e = load_key("restapi.keyfile", &path, None)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&format!("restapi.keyfile: {path}: "))
                 && e.contains("restapi.keyfile_password is not set"),
             "{e}"
         );
-        let e = load_key("ctl.keyfile", &path, Some("wrong")).unwrap_err();
+        let e = load_key("ctl.keyfile", &path, Some("wrong"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&format!("ctl.keyfile: {path}: "))
                 && e.contains("cannot decrypt the private key with ctl.keyfile_password"),
@@ -764,7 +922,8 @@ mod tests {
             &fixture("encrypted-pbes1.key"),
             Some("secret"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("unsupported") && e.contains("openssl pkcs8 -topk8"),
             "{e}"
@@ -775,7 +934,8 @@ mod tests {
             &fixture("legacy-encrypted.key"),
             Some("secret"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("legacy PEM format") && e.contains("openssl pkcs8 -topk8"),
             "{e}"
@@ -793,11 +953,11 @@ mod tests {
         let tls = ServerTls::from_restapi(&r).unwrap().expect("HTTPS on");
         let before = tls.cert.0.read().unwrap().clone();
         r.keyfile_password = Some("wrong".into());
-        let e = tls.reload(&r).unwrap_err();
+        let e = tls.reload(&r).unwrap_err().to_string();
         assert!(e.contains("restapi.keyfile_password"), "{e}");
         assert!(Arc::ptr_eq(&tls.cert.0.read().unwrap(), &before));
         r.keyfile_password = None;
-        let e = tls.reload(&r).unwrap_err();
+        let e = tls.reload(&r).unwrap_err().to_string();
         assert!(e.contains("restapi.keyfile_password is not set"), "{e}");
         assert!(Arc::ptr_eq(&tls.cert.0.read().unwrap(), &before));
     }

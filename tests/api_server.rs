@@ -15,7 +15,7 @@ use pgpilot::dcs::{
     Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent,
 };
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
-use pgpilot::messages::config::ReloadConfig;
+use pgpilot::messages::config::{ReloadConfig, ReloadError};
 use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
 use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
 use reqwest::{Method, StatusCode};
@@ -97,7 +97,7 @@ impl Actor for FakeConfigManager {
     type Context = Context<Self>;
 }
 impl Handler<ReloadConfig> for FakeConfigManager {
-    type Result = Result<(), String>;
+    type Result = Result<(), ReloadError>;
     fn handle(&mut self, _: ReloadConfig, _: &mut Context<Self>) -> Self::Result {
         *self.0.lock().unwrap() += 1;
         Ok(())

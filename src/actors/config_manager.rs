@@ -8,11 +8,13 @@ use actix::prelude::*;
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::messages::config::{ConfigChanged, ConfigReloaded, GetConfig, ReloadConfig};
+use crate::messages::config::{
+    ConfigChanged, ConfigReloaded, GetConfig, ReloadConfig, ReloadError,
+};
 
 /// Reads and validates the configuration from wherever it came from (file,
 /// directory, environment); errors name the file, key and line.
-pub type Loader = Box<dyn Fn() -> Result<Config, String>>;
+pub type Loader = Box<dyn Fn() -> Result<Config, ReloadError>>;
 
 pub struct ConfigManager {
     current: Arc<Config>,
@@ -59,7 +61,7 @@ impl Handler<GetConfig> for ConfigManager {
 }
 
 impl Handler<ReloadConfig> for ConfigManager {
-    type Result = Result<(), String>;
+    type Result = Result<(), ReloadError>;
     fn handle(&mut self, _msg: ReloadConfig, _ctx: &mut Context<Self>) -> Self::Result {
         match (self.loader)() {
             Ok(new) => {

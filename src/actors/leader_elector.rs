@@ -36,7 +36,7 @@ use crate::watchdog::Watchdog;
 /// The watchdog, even if a panic poisoned its mutex (its state stays valid:
 /// every method leaves it consistent).
 fn wd(w: &Mutex<Watchdog>) -> std::sync::MutexGuard<'_, Watchdog> {
-    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::sync::lock(w)
 }
 
 /// Who the elector talks to.
@@ -549,7 +549,7 @@ impl Handler<Shutdown> for LeaderElector {
             // A paused fence does nothing: it exits too, so that a clean
             // stop leaves no process of ours; the next daemon starts one
             // when it arms it.
-            let exiting = fence.lock().ok().and_then(|mut f| f.shutdown());
+            let exiting = crate::sync::lock(&fence).shutdown();
             return Box::pin(
                 async move {
                     if let Some(e) = exiting {
@@ -569,7 +569,7 @@ impl Handler<Shutdown> for LeaderElector {
                         // guard, and this is the watchdog's safe point. If
                         // the stop failed, the watchdog stays armed and
                         // resets the machine once the daemon is gone.
-                        let exiting = fence.lock().ok().and_then(|mut f| f.shutdown());
+                        let exiting = crate::sync::lock(&fence).shutdown();
                         if let Some(e) = exiting {
                             e.wait(crate::fence::EXIT_WAIT).await;
                         }
@@ -742,7 +742,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         outcome: pg.outcome.clone(),
         // Failsafe confirmations stand in for the lease while they last.
         lease_deadline: lease_deadline.max(failsafe_until),
-        fence_armed: fence.lock().ok().and_then(|f| f.confirmed_point()),
+        fence_armed: crate::sync::lock(&fence).confirmed_point(),
         peers,
         rewind: ha::RewindView {
             enabled: cfg
@@ -800,8 +800,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         DcsView::Failed(_) => None,
     };
     // `member_slots_ttl`: only the lock holder keeps and publishes them.
-    let retain = match (&cluster, retained_slots.lock()) {
-        (Some(c), Ok(mut r)) if dynamic.use_slots && c.leader_name() == Some(cfg.name.as_str()) => {
+    let retain = match (&cluster, crate::sync::lock(&retained_slots)) {
+        (Some(c), mut r) if dynamic.use_slots && c.leader_name() == Some(cfg.name.as_str()) => {
             let ttl = Duration::from_secs(dynamic.slots.member_slots_ttl);
             r.observe(c, &cfg.name, Instant::now(), ttl)
         }
@@ -819,7 +819,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             // cannot be armed ends the cycle, and the next one steps down.
             match wd(&watchdog).activate(&timing) {
                 Ok(()) => Step::Continue,
-                Err(why) => Step::Stop(why),
+                Err(why) => Step::Stop(why.to_string()),
             }
         } else {
             execute(
@@ -908,9 +908,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         Confirmation::Unchanged
     };
     let margin = timing.fence_margin();
-    if let Ok(mut f) = fence.lock() {
-        f.apply(order, margin, dynamic.pause);
-    }
+    crate::sync::lock(&fence).apply(order, margin, dynamic.pause);
     let wd_order = crate::watchdog::order(
         &pg.facts,
         crate::watchdog::CycleFacts {
@@ -1200,7 +1198,7 @@ async fn execute(
                 Ok(lsn) => {
                     match super::switchover::hand_over(links.dcs.as_ref(), lsn, last_status).await {
                         Ok(s) => Step::SteppedDown(s),
-                        Err(e) => Step::Stop(e),
+                        Err(e) => Step::Stop(e.to_string()),
                     }
                 }
                 Err(e) => Step::Stop(e),

@@ -16,6 +16,7 @@ use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
     conf, datadir, ops, params, query,
 };
+use crate::sync;
 
 /// Everything a job needs to know, owned.
 #[derive(Clone)]
@@ -421,13 +422,12 @@ pub async fn reinitialize(
             .map_err(|e| PgError::io("move data directory aside", e))?;
         warn!(event = "data_dir_moved_aside", to = %to.display(), "rebuilding from the leader");
         if remove_old {
-            leftovers.lock().unwrap_or_else(|p| p.into_inner()).push(to);
+            sync::lock(leftovers).push(to);
         }
     }
     let pm = clone(env, from).await?;
     if remove_old {
-        let old: Vec<PathBuf> =
-            std::mem::take(&mut *leftovers.lock().unwrap_or_else(|p| p.into_inner()));
+        let old: Vec<PathBuf> = std::mem::take(&mut *sync::lock(leftovers));
         for dir in old {
             let shown = dir.display().to_string();
             match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await {

@@ -6,7 +6,7 @@
 use tracing::{info, warn};
 
 use super::postgres_jobs::JobEnv;
-use crate::dcs::{Dcs, Status};
+use crate::dcs::{Dcs, DcsError, Status};
 use crate::postgres::{Postmaster, StopMode, controldata, query};
 
 /// Supervisor side. The CHECKPOINT first makes the shutdown checkpoint
@@ -45,12 +45,12 @@ pub async fn stop(env: &JobEnv, pm: Option<Postmaster>) -> Result<u64, String> {
 }
 
 /// Elector side, after the stop: publish the final position, then hand
-/// the lock over.
+/// the lock over. `Err`: the leader key could not be deleted.
 pub async fn hand_over(
     dcs: &dyn Dcs,
     final_lsn: u64,
     last_status: &Option<Status>,
-) -> Result<Status, String> {
+) -> Result<Status, DcsError> {
     let status = Status {
         optime: Some(final_lsn),
         slots: last_status
@@ -64,7 +64,7 @@ pub async fn hand_over(
         // standbys still received everything before the stop finished.
         warn!(event = "status_write_failed", error = %e);
     }
-    dcs.delete_leader().await.map_err(|e| e.to_string())?;
+    dcs.delete_leader().await?;
     info!(
         event = "lock_released",
         reason = "switchover",

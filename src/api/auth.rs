@@ -38,6 +38,7 @@ use crate::api::headers::ExtraHeaders;
 use crate::config::{Config, RestApi};
 use crate::dcs::{Cluster, Dcs};
 use crate::messages::config::ConfigChanged;
+use crate::sync;
 
 /// The largest request body accepted (JSON documents of a few hundred
 /// bytes in practice).
@@ -211,7 +212,7 @@ impl AccessPolicy {
     pub fn update(&self, r: &RestApi) {
         self.headers.update(r);
         let new = Rules::from_restapi(r);
-        let mut rules = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        let mut rules = sync::write(&self.rules);
         *rules = new;
     }
 
@@ -222,10 +223,7 @@ impl AccessPolicy {
     }
 
     fn include_members(&self) -> bool {
-        self.rules
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .include_members
+        sync::read(&self.rules).include_members
     }
 
     /// The members' addresses, resolved now (no DCS or a failed read:
@@ -234,7 +232,7 @@ impl AccessPolicy {
         let Some(dcs) = self.dcs.get() else {
             return Vec::new();
         };
-        if let Some((at, ips)) = &*self.members_cache.lock().unwrap_or_else(|p| p.into_inner())
+        if let Some((at, ips)) = &*sync::lock(&self.members_cache)
             && at.elapsed() < MEMBERS_CACHE
         {
             return ips.clone();
@@ -297,7 +295,7 @@ impl AccessPolicy {
         if !unsafe_method(method) {
             return None;
         }
-        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let rules = sync::read(&self.rules);
         if rules.allowlist.is_some() || rules.include_members {
             let listed = |ip: IpAddr| {
                 rules
@@ -485,17 +483,13 @@ static PEER_CLIENT: RwLock<Option<reqwest::Client>> = RwLock::new(None);
 /// Make `c` the client [`current_peer_client`] hands out (the daemon does at
 /// start and on every reload).
 pub fn set_peer_client(c: reqwest::Client) {
-    *PEER_CLIENT.write().unwrap_or_else(|p| p.into_inner()) = Some(c);
+    *sync::write(&PEER_CLIENT) = Some(c);
 }
 
 /// The peer client of the running configuration (REST handlers that call
 /// other members); a plain client before [`set_peer_client`].
 pub fn current_peer_client() -> reqwest::Client {
-    if let Some(c) = PEER_CLIENT
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
+    if let Some(c) = sync::read(&PEER_CLIENT).as_ref() {
         return c.clone();
     }
     crate::tls::install_provider();

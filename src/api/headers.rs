@@ -15,6 +15,7 @@ use actix_web::{Error, web};
 
 use crate::api::AccessPolicy;
 use crate::config::RestApi;
+use crate::sync;
 
 /// Headers that would break the HTTP framing or the connection handling.
 const RESERVED: [&str; 6] = [
@@ -26,21 +27,32 @@ const RESERVED: [&str; 6] = [
     "te",
 ];
 
+/// A configured extra header that cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("{0:?} is not a valid HTTP header name")]
+    BadName(String),
+    /// A header of the HTTP framing or the connection handling.
+    #[error("{0:?} cannot be set: the server manages this header")]
+    Reserved(String),
+    #[error("{name}: {value:?} is not a valid HTTP header value (visible ASCII only)")]
+    BadValue { name: String, value: String },
+}
+
 /// One configured header, checked: a valid token as its name, visible
 /// ASCII (and spaces, tabs) as its value, not a framing header.
-pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HeaderError> {
     let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
+        .map_err(|_| HeaderError::BadName(name.to_owned()))?;
     if RESERVED.contains(&n.as_str()) {
-        return Err(format!(
-            "{name:?} cannot be set: the server manages this header"
-        ));
+        return Err(HeaderError::Reserved(name.to_owned()));
     }
     let v = HeaderValue::from_str(value)
         .ok()
         .filter(|_| value.is_ascii())
-        .ok_or_else(|| {
-            format!("{name}: {value:?} is not a valid HTTP header value (visible ASCII only)")
+        .ok_or_else(|| HeaderError::BadValue {
+            name: name.to_owned(),
+            value: value.to_owned(),
         })?;
     Ok((n, v))
 }
@@ -49,7 +61,7 @@ pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue)
 pub fn check(map: Option<&BTreeMap<String, String>>) -> Vec<String> {
     map.into_iter()
         .flatten()
-        .filter_map(|(n, v)| parse_header(n, v).err())
+        .filter_map(|(n, v)| parse_header(n, v).err().map(|e| e.to_string()))
         .collect()
 }
 
@@ -83,13 +95,13 @@ impl ExtraHeaders {
             http: parse_all(r.http_extra_headers.as_ref()),
             https: parse_all(r.https_extra_headers.as_ref()),
         };
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = new;
+        *sync::write(&self.0) = new;
     }
 
     /// The headers of a response on a plain (`secure` false) or HTTPS
     /// listener, in the order they apply.
     pub fn for_listener(&self, secure: bool) -> Vec<(HeaderName, HeaderValue)> {
-        let lists = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let lists = sync::read(&self.0);
         let mut all = lists.http.clone();
         if secure {
             all.extend(lists.https.iter().cloned());
@@ -142,13 +154,17 @@ mod tests {
     fn names_and_values_are_checked() {
         assert!(parse_header("X-Frame-Options", "SAMEORIGIN").is_ok());
         assert!(parse_header("Strict-Transport-Security", "max-age=31536000").is_ok());
-        let e = parse_header("Bad Name", "x").unwrap_err();
+        let e = parse_header("Bad Name", "x").unwrap_err().to_string();
         assert!(e.contains("not a valid HTTP header name"), "{e}");
         assert!(parse_header("", "x").is_err());
-        let e = parse_header("X-A", "line\nbreak").unwrap_err();
+        let e = parse_header("X-A", "line\nbreak").unwrap_err().to_string();
         assert!(e.contains("not a valid HTTP header value"), "{e}");
         assert!(parse_header("X-A", "caf\u{e9}").is_err());
-        let e = parse_header("Content-Length", "1").unwrap_err();
+        assert_eq!(
+            parse_header("Content-Length", "1").unwrap_err(),
+            HeaderError::Reserved("Content-Length".into())
+        );
+        let e = parse_header("Content-Length", "1").unwrap_err().to_string();
         assert!(e.contains("the server manages this header"), "{e}");
         let r = restapi(&[("X-A", "1"), ("Bad:", "2")], &[]);
         assert_eq!(check(r.http_extra_headers.as_ref()).len(), 1);

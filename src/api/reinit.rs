@@ -18,22 +18,33 @@ pub fn parse_body(body: &[u8]) -> (bool, bool) {
     (flag("force"), flag("from_leader"))
 }
 
+/// Why this member cannot be rebuilt now. The texts are Patroni's
+/// (answered with 503).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("Cluster has no leader, can not reinitialize")]
+    NoLeader,
+    #[error("I am the leader, can not reinitialize")]
+    IAmTheLeader,
+    #[error("leader {0} has no usable member record, can not reinitialize")]
+    LeaderUnreachable(String),
+}
+
 /// Where to rebuild `me` from: the leader with `from_leader`, else a
-/// running member tagged `clonefrom`, else the leader. The refusal texts
-/// are Patroni's (answered with 503).
-pub fn source(cluster: &Cluster, me: &str, from_leader: bool) -> Result<Upstream, String> {
+/// running member tagged `clonefrom`, else the leader.
+pub fn source(cluster: &Cluster, me: &str, from_leader: bool) -> Result<Upstream, Refusal> {
     let Some(leader) = cluster.leader_name() else {
-        return Err("Cluster has no leader, can not reinitialize".to_owned());
+        return Err(Refusal::NoLeader);
     };
     if leader == me {
-        return Err("I am the leader, can not reinitialize".to_owned());
+        return Err(Refusal::IAmTheLeader);
     }
     let up = if from_leader {
         crate::ha::upstream_of(cluster, leader)
     } else {
         crate::ha::clone_source(cluster, leader, me)
     };
-    up.ok_or_else(|| format!("leader {leader} has no usable member record, can not reinitialize"))
+    up.ok_or_else(|| Refusal::LeaderUnreachable(leader.to_owned()))
 }
 
 #[cfg(test)]
@@ -87,14 +98,12 @@ mod tests {
 
     #[test]
     fn refusals_and_sources() {
-        assert_eq!(
-            source(&cluster(None), "c", false).unwrap_err(),
-            "Cluster has no leader, can not reinitialize"
-        );
-        assert_eq!(
-            source(&cluster(Some("a")), "a", false).unwrap_err(),
-            "I am the leader, can not reinitialize"
-        );
+        let e = source(&cluster(None), "c", false).unwrap_err();
+        assert_eq!(e, Refusal::NoLeader);
+        assert_eq!(e.to_string(), "Cluster has no leader, can not reinitialize");
+        let e = source(&cluster(Some("a")), "a", false).unwrap_err();
+        assert_eq!(e, Refusal::IAmTheLeader);
+        assert_eq!(e.to_string(), "I am the leader, can not reinitialize");
         assert_eq!(source(&cluster(Some("a")), "c", false).unwrap().name, "b");
         assert_eq!(source(&cluster(Some("a")), "c", true).unwrap().name, "a");
         assert_eq!(source(&cluster(Some("a")), "b", false).unwrap().name, "a");

@@ -35,22 +35,32 @@ pub struct RestartRequest {
 /// A refusal: HTTP status and text.
 pub type Refusal = (u16, String);
 
+/// A `postgres_version` of `POST /restart` that is not a version (400, in
+/// Patroni's words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// Not numbers, or a part above 99.
+    #[error("Invalid PostgreSQL version: {0}")]
+    Invalid(String),
+    /// Not `X.Y` (X >= 10) or `X.Y.Z`.
+    #[error("Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: {0}")]
+    Format(String),
+}
+
 /// Patroni's `postgres_version_to_int`: `X.Y` (X >= 10) or `X.Y.Z`.
-pub fn postgres_version_num(v: &str) -> Result<u32, String> {
+pub fn postgres_version_num(v: &str) -> Result<u32, VersionError> {
     let parts: Result<Vec<u32>, _> = v.trim().split('.').map(str::parse::<u32>).collect();
     let Ok(mut parts) = parts else {
-        return Err(format!("Invalid PostgreSQL version: {v}"));
+        return Err(VersionError::Invalid(v.to_owned()));
     };
     if parts.len() < 2 || parts.len() > 3 || (parts.len() == 2 && parts[0] < 10) {
-        return Err(format!(
-            "Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: {v}"
-        ));
+        return Err(VersionError::Format(v.to_owned()));
     }
     if parts.len() == 2 {
         parts.insert(1, 0);
     }
     if parts[1] > 99 || parts[2] > 99 {
-        return Err(format!("Invalid PostgreSQL version: {v}"));
+        return Err(VersionError::Invalid(v.to_owned()));
     }
     Ok(parts[0] * 10_000 + parts[1] * 100 + parts[2])
 }
@@ -138,7 +148,7 @@ pub fn parse_request(body: &[u8], paused: bool, now_unix: f64) -> Result<Restart
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                let n = postgres_version_num(&text).map_err(|e| (400, e))?;
+                let n = postgres_version_num(&text).map_err(|e| (400, e.to_string()))?;
                 req.options.postgres_version = Some((n, text));
             }
             "timeout" => match parse_timeout(v) {
@@ -330,8 +340,15 @@ mod tests {
         assert_eq!(postgres_version_num("9.5.3"), Ok(90_503));
         assert_eq!(postgres_version_num("10.1"), Ok(100_001));
         assert_eq!(postgres_version_num("15.2"), Ok(150_002));
-        assert!(postgres_version_num("10").is_err());
+        assert_eq!(
+            postgres_version_num("10"),
+            Err(VersionError::Format("10".into()))
+        );
         assert!(postgres_version_num("1.2.3.4").is_err());
+        assert_eq!(
+            postgres_version_num("15.100").map_err(|e| e.to_string()),
+            Err("Invalid PostgreSQL version: 15.100".into())
+        );
         assert_eq!(parse_timeout(&json!(30)), Some(Duration::from_secs(30)));
         assert_eq!(parse_timeout(&json!("30s")), Some(Duration::from_secs(30)));
         assert_eq!(parse_timeout(&json!("1min")), Some(Duration::from_secs(60)));

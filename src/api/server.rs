@@ -27,6 +27,7 @@ use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
 use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
 use crate::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
+use crate::sync::lock;
 use crate::tls::ServerTls;
 
 /// How long a request waits for an actor's answer. Peers give `/patroni`
@@ -391,10 +392,6 @@ impl Shared {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The supervisor did not answer: PostgreSQL's state is unknown now. Keep
 /// what does not change quickly (data directory, version).
 fn unknown_pg(last: Option<PgStatus>) -> PgStatus {
@@ -545,7 +542,7 @@ async fn post_reload(shared: &Shared) -> HttpResponse {
         .await
     {
         Ok(Ok(())) => text_reply(202, "reload scheduled"),
-        Ok(Err(e)) => text_reply(500, &e),
+        Ok(Err(e)) => text_reply(500, &e.to_string()),
         Err(e) => text_reply(500, &format!("reload failed: {e}")),
     }
 }
@@ -602,7 +599,7 @@ async fn post_reinitialize(shared: &Shared, body: &[u8]) -> HttpResponse {
     };
     match reinit::source(&cluster, &ha.name, from_leader) {
         Ok(from) => pg_op(shared, PgOp::Reinitialize { from, force }, ASK_TIMEOUT).await,
-        Err(why) => text_reply(503, &why),
+        Err(why) => text_reply(503, &why.to_string()),
     }
 }
 

@@ -1,5 +1,10 @@
 //! pgpilot: the daemon. One runs beside each PostgreSQL server.
 
+// The lint gate of src/lib.rs; no ioctl here, so unsafe is forbidden outright.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(rustdoc::broken_intra_doc_links)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,11 +25,11 @@ use pgpilot::api::auth::{
     AccessPolicy, AccessPolicyUpdater, TlsUpdater, peer_client, set_peer_client,
 };
 use pgpilot::api::server::{ApiContext, serve_tls};
-use pgpilot::config::{Config, DynamicConfig};
+use pgpilot::config::{Config, ConfigError, DynamicConfig};
 use pgpilot::dcs::Dcs;
 use pgpilot::dcs::etcd::EtcdDcs;
 use pgpilot::logging::{self, LogFormat};
-use pgpilot::messages::config::ReloadConfig;
+use pgpilot::messages::config::{ReloadConfig, ReloadError};
 use pgpilot::messages::elector::Shutdown;
 
 #[derive(Parser)]
@@ -70,14 +75,14 @@ fn env_map() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
-fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), String> {
+fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), ConfigError> {
     let env = env_map();
     match path {
-        Some(p) => pgpilot::config::validate_file(p, &env).map_err(|e| e.to_string()),
+        Some(p) => pgpilot::config::validate_file(p, &env),
         None => {
-            let loaded = pgpilot::config::load(None, &env).map_err(|e| e.to_string())?;
+            let loaded = pgpilot::config::load(None, &env)?;
             let mut warnings = loaded.warnings;
-            warnings.extend(pgpilot::config::validate(&loaded.config).map_err(|e| e.to_string())?);
+            warnings.extend(pgpilot::config::validate(&loaded.config)?);
             Ok((loaded.config, warnings))
         }
     }
@@ -233,10 +238,10 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             // The listener and the api_url in the member key follow the
             // scheme chosen at start.
             if c.restapi.certfile.is_some() != https {
-                return Err(
-                    "restapi.certfile: switching the REST API between HTTP and HTTPS needs a restart"
-                        .to_owned(),
-                );
+                return Err(ReloadError::NeedsRestart {
+                    key: "restapi.certfile",
+                    change: "switching the REST API between HTTP and HTTPS",
+                });
             }
             Ok(c)
         }),

@@ -2,6 +2,11 @@
 //! reads the cluster from the DCS and acts through the REST API of the
 //! leader or of the named members.
 
+// The lint gate of src/lib.rs; no ioctl here, so unsafe is forbidden outright.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(rustdoc::broken_intra_doc_links)]
+
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;

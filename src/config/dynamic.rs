@@ -370,7 +370,7 @@ pub fn timing_from_json(v: &Value) -> Result<Timing, ConfigError> {
     if errors.is_empty()
         && let Err(why) = timing.fence_room()
     {
-        errors.push(ConfigError::key(ORIGIN_DYNAMIC, "ttl", why));
+        errors.push(ConfigError::key(ORIGIN_DYNAMIC, "ttl", why.to_string()));
     }
     match ConfigError::combine(errors) {
         Some(e) => Err(e),

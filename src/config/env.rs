@@ -207,8 +207,34 @@ fn map_suffix(suffix: &str) -> Option<Vec<String>> {
     None
 }
 
+/// A `PATRONI_*` value that does not have its key's type (the variable is
+/// then used as a string, with a warning quoting this).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EnvValueError {
+    #[error("expected an integer, got {0:?}")]
+    NotInteger(String),
+    #[error("expected a boolean, got {0:?}")]
+    NotBoolean(String),
+    #[error("expected a list, got {0:?}")]
+    NotList(String),
+    #[error("cannot parse {raw:?} as a list: {error}")]
+    ListSyntax {
+        raw: String,
+        #[source]
+        error: serde_yaml_ng::Error,
+    },
+    #[error("expected a mapping, got {0:?}")]
+    NotMapping(String),
+    #[error("cannot parse {raw:?} as a mapping: {error}")]
+    MappingSyntax {
+        raw: String,
+        #[source]
+        error: serde_yaml_ng::Error,
+    },
+}
+
 /// Type `raw` for the key at `path`.
-fn typed(path: &[String], raw: &str) -> Result<Value, String> {
+fn typed(path: &[String], raw: &str) -> Result<Value, EnvValueError> {
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     if let ["bootstrap", "users", _, "options"] = p.as_slice() {
         return parse_list(raw);
@@ -218,10 +244,10 @@ fn typed(path: &[String], raw: &str) -> Result<Value, String> {
             .trim()
             .parse::<i64>()
             .map(|n| Value::Number(n.into()))
-            .map_err(|_| format!("expected an integer, got {raw:?}")),
+            .map_err(|_| EnvValueError::NotInteger(raw.to_owned())),
         Some(Kind::Bool) => parse_bool(raw)
             .map(Value::Bool)
-            .ok_or_else(|| format!("expected a boolean, got {raw:?}")),
+            .ok_or_else(|| EnvValueError::NotBoolean(raw.to_owned())),
         Some(Kind::List) => parse_list(raw),
         Some(Kind::Dict | Kind::Map | Kind::Open) => parse_dict(raw),
         _ => Ok(Value::String(raw.to_owned())),
@@ -229,7 +255,7 @@ fn typed(path: &[String], raw: &str) -> Result<Value, String> {
 }
 
 /// A list given as YAML (`[a, b]`, `- a`) or bare `a,b`.
-pub(crate) fn parse_list(raw: &str) -> Result<Value, String> {
+pub(crate) fn parse_list(raw: &str) -> Result<Value, EnvValueError> {
     let t = raw.trim();
     let text = if t.starts_with('-') || t.contains('[') {
         t.to_owned()
@@ -238,13 +264,16 @@ pub(crate) fn parse_list(raw: &str) -> Result<Value, String> {
     };
     match serde_yaml_ng::from_str::<Value>(&text) {
         Ok(v @ Value::Sequence(_)) => Ok(v),
-        Ok(_) => Err(format!("expected a list, got {raw:?}")),
-        Err(e) => Err(format!("cannot parse {raw:?} as a list: {e}")),
+        Ok(_) => Err(EnvValueError::NotList(raw.to_owned())),
+        Err(error) => Err(EnvValueError::ListSyntax {
+            raw: raw.to_owned(),
+            error,
+        }),
     }
 }
 
 /// A dict given as YAML `{k: v}` or bare `k: v, k2: v2`.
-pub(crate) fn parse_dict(raw: &str) -> Result<Value, String> {
+pub(crate) fn parse_dict(raw: &str) -> Result<Value, EnvValueError> {
     let t = raw.trim();
     let text = if t.starts_with('{') {
         t.to_owned()
@@ -253,8 +282,11 @@ pub(crate) fn parse_dict(raw: &str) -> Result<Value, String> {
     };
     match serde_yaml_ng::from_str::<Value>(&text) {
         Ok(v @ Value::Mapping(_)) => Ok(v),
-        Ok(_) => Err(format!("expected a mapping, got {raw:?}")),
-        Err(e) => Err(format!("cannot parse {raw:?} as a mapping: {e}")),
+        Ok(_) => Err(EnvValueError::NotMapping(raw.to_owned())),
+        Err(error) => Err(EnvValueError::MappingSyntax {
+            raw: raw.to_owned(),
+            error,
+        }),
     }
 }
 

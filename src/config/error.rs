@@ -10,6 +10,45 @@ pub const ORIGIN_CONFIG: &str = "configuration";
 /// Origin used by [`DynamicConfig::from_json`](super::DynamicConfig::from_json).
 pub const ORIGIN_DYNAMIC: &str = "dynamic configuration";
 
+/// A timing (`ttl`, `loop_wait`, `retry_timeout`, the watchdog's
+/// `safety_margin`) that cannot work, whichever layer set it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TimingError {
+    /// The watchdog timeout, `ttl - safety_margin` (or `ttl / 2` when the
+    /// margin is `-1`), is under `loop_wait` or one second: the watchdog is
+    /// kept alive once per cycle.
+    #[error(
+        "watchdog timeout {} s must be at least loop_wait ({loop_wait} s) and 1 s",
+        watchdog_formula(*.ttl, *.margin, *.timeout)
+    )]
+    WatchdogTimeout {
+        ttl: i64,
+        margin: i64,
+        timeout: i64,
+        loop_wait: f64,
+    },
+    /// `ttl - margin` does not exceed one cycle: a healthy leader would be
+    /// fenced between two renewals.
+    #[error(
+        "impossible timing: ttl ({ttl}) minus the fencing margin ({margin}) must exceed \
+         loop_wait ({loop_wait}) + retry_timeout ({retry_timeout}); a healthy leader would be fenced between two renewals"
+    )]
+    NoFenceRoom {
+        ttl: f64,
+        margin: f64,
+        loop_wait: f64,
+        retry_timeout: f64,
+    },
+}
+
+fn watchdog_formula(ttl: i64, margin: i64, timeout: i64) -> String {
+    if margin == -1 {
+        format!("ttl ({ttl}) / 2 = {timeout}")
+    } else {
+        format!("ttl ({ttl}) - safety_margin ({margin}) = {timeout}")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file or directory could not be read.

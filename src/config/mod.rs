@@ -1,9 +1,9 @@
 //! Configuration: the YAML file, environment overrides, validation, and the
 //! dynamic (DCS) layer.
 //!
-//! * [`load`]: file / directory / `PATRONI_CONFIGURATION` + `PATRONI_*`
+//! * [`load()`]: file / directory / `PATRONI_CONFIGURATION` + `PATRONI_*`
 //!   variables -> [`Config`] (plus warnings for unknown keys);
-//! * [`validate`] / [`validate_file`]: semantic checks (`pgpilot --validate`);
+//! * [`validate()`] / [`validate_file`]: semantic checks (`pgpilot --validate`);
 //! * [`DynamicConfig::from_json`]: the DCS `config` key / `bootstrap.dcs`.
 //!
 //! Every [`ConfigError`] names the file (or variable), key path and line.
@@ -22,7 +22,7 @@ pub mod units;
 pub mod validate;
 
 pub use dynamic::{MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, timing_from_json};
-pub use error::ConfigError;
+pub use error::{ConfigError, TimingError};
 pub use load::{Loaded, load};
 pub use patch::patch_config;
 pub use schema::parse_bool;

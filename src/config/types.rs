@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::TimingError;
+
 /// The whole local configuration of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -107,20 +109,18 @@ impl Watchdog {
     /// `Err` explains why it cannot be used: it must be at least one second
     /// and not shorter than `loop_wait`, since the watchdog is kept alive
     /// once per cycle.
-    pub fn timeout(&self, timing: &Timing) -> Result<u64, String> {
+    pub fn timeout(&self, timing: &Timing) -> Result<u64, TimingError> {
         let ttl = timing.ttl.as_secs() as i64;
         let margin = self.safety_margin();
         let timeout = if margin == -1 { ttl / 2 } else { ttl - margin };
         let loop_wait = timing.loop_wait.as_secs_f64();
         if timeout < 1 || (timeout as f64) < loop_wait {
-            let how = if margin == -1 {
-                format!("ttl ({ttl}) / 2 = {timeout}")
-            } else {
-                format!("ttl ({ttl}) - safety_margin ({margin}) = {timeout}")
-            };
-            return Err(format!(
-                "watchdog timeout {how} s must be at least loop_wait ({loop_wait} s) and 1 s"
-            ));
+            return Err(TimingError::WatchdogTimeout {
+                ttl,
+                margin,
+                timeout,
+                loop_wait,
+            });
         }
         Ok(timeout as u64)
     }
@@ -715,19 +715,17 @@ impl Timing {
     /// `ttl - margin` must exceed one cycle (`loop_wait + retry_timeout`),
     /// otherwise a healthy leader would be fenced between two renewals.
     /// `Err` carries the explanation.
-    pub fn fence_room(&self) -> Result<(), String> {
+    pub fn fence_room(&self) -> Result<(), TimingError> {
         let m = self.fence_margin();
         if self.ttl > m + self.cycle_bound() {
             Ok(())
         } else {
-            Err(format!(
-                "impossible timing: ttl ({}) minus the fencing margin ({}) must exceed \
-                 loop_wait ({}) + retry_timeout ({}); a healthy leader would be fenced between two renewals",
-                self.ttl.as_secs_f64(),
-                m.as_secs_f64(),
-                self.loop_wait.as_secs_f64(),
-                self.retry_timeout.as_secs_f64()
-            ))
+            Err(TimingError::NoFenceRoom {
+                ttl: self.ttl.as_secs_f64(),
+                margin: m.as_secs_f64(),
+                loop_wait: self.loop_wait.as_secs_f64(),
+                retry_timeout: self.retry_timeout.as_secs_f64(),
+            })
         }
     }
 }

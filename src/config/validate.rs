@@ -1,6 +1,6 @@
 //! Semantic checks of a loaded [`Config`], as `pgpilot --validate` (and
 //! `patroni --validate-config`) run them. Type errors are caught earlier, by
-//! [`load`](super::load).
+//! [`load`](super::load()).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,10 +34,10 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
 
     // REST API.
     if let Err(m) = host_port(&cfg.restapi.listen, true) {
-        err("restapi.listen", m);
+        err("restapi.listen", m.to_string());
     }
     if let Err(m) = connect_address(&cfg.restapi.connect_address) {
-        err("restapi.connect_address", m);
+        err("restapi.connect_address", m.to_string());
     }
     if let Some(v) = &cfg.restapi.verify_client
         && !matches!(v.as_str(), "none" | "optional" | "required")
@@ -102,12 +102,12 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
         );
     }
     if let Err(m) = connect_address(&pg.connect_address) {
-        err("postgresql.connect_address", m);
+        err("postgresql.connect_address", m.to_string());
     }
     if let Some(p) = &pg.proxy_address
         && let Err(m) = connect_address(p)
     {
-        err("postgresql.proxy_address", m);
+        err("postgresql.proxy_address", m.to_string());
     }
     if pg.data_dir.trim().is_empty() {
         err("postgresql.data_dir", "must not be empty".into());
@@ -307,7 +307,7 @@ fn check_watchdog(
         .timing;
     if let Err(m) = w.timeout(&timing) {
         if w.mode() == Some(WatchdogMode::Required) {
-            err("watchdog.safety_margin", m);
+            err("watchdog.safety_margin", m.to_string());
         } else {
             warnings.push(format!(
                 "{ORIGIN_CONFIG}: watchdog.safety_margin: {m}; the watchdog will not be used"
@@ -316,7 +316,7 @@ fn check_watchdog(
     }
 }
 
-/// [`load`](super::load) then [`validate`]; validation errors are traced
+/// [`load`](super::load()) then [`validate()`]; validation errors are traced
 /// back to the file and line (or variable) that set the key. Used by
 /// `pgpilot --validate`. Returns the configuration and all warnings.
 pub fn validate_file(
@@ -363,17 +363,30 @@ pub fn validate_file(
     }
 }
 
+/// A bad `host:port` (the message of the key's [`ConfigError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum AddressError {
+    #[error("expected `host:port`, got {0:?}")]
+    NotHostPort(String),
+    #[error("expected `host:port`, got {0:?} (write IPv6 addresses as [addr]:port)")]
+    BareIpv6(String),
+    #[error("bad port in {0:?}")]
+    BadPort(String),
+    #[error("{0:?} is a wildcard address; other nodes need an address they can connect to")]
+    Wildcard(String),
+}
+
 /// `host:port` (`[v6]:port` allowed). An empty host is allowed for listen
 /// addresses (all interfaces).
-fn host_port(s: &str, empty_host_ok: bool) -> Result<(), String> {
-    let bad = || format!("expected `host:port`, got {s:?}");
+fn host_port(s: &str, empty_host_ok: bool) -> Result<(), AddressError> {
+    let bad = || AddressError::NotHostPort(s.to_owned());
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, r) = rest.split_once(']').ok_or_else(bad)?;
         (h, r.strip_prefix(':').ok_or_else(bad)?)
     } else {
         let (h, p) = s.rsplit_once(':').ok_or_else(bad)?;
         if h.contains(':') {
-            return Err(format!("{} (write IPv6 addresses as [addr]:port)", bad()));
+            return Err(AddressError::BareIpv6(s.to_owned()));
         }
         (h, p)
     };
@@ -382,18 +395,16 @@ fn host_port(s: &str, empty_host_ok: bool) -> Result<(), String> {
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!("bad port in {s:?}")),
+        _ => Err(AddressError::BadPort(s.to_owned())),
     }
 }
 
 /// A `host:port` other nodes can connect to.
-fn connect_address(s: &str) -> Result<(), String> {
+fn connect_address(s: &str) -> Result<(), AddressError> {
     host_port(s, false)?;
     let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
     if matches!(host, "*" | "0.0.0.0" | "[::]") {
-        return Err(format!(
-            "{s:?} is a wildcard address; other nodes need an address they can connect to"
-        ));
+        return Err(AddressError::Wildcard(s.to_owned()));
     }
     Ok(())
 }

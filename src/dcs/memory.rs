@@ -22,6 +22,7 @@ use super::etcd::{classify_rel_key, lease_ttl_secs};
 use super::{
     Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent, keys,
 };
+use crate::sync;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -92,7 +93,7 @@ impl MemoryStore {
 
     /// The current revision (last write's revision).
     pub fn revision(&self) -> i64 {
-        self.state.lock().unwrap().revision
+        sync::lock(&self.state).revision
     }
 
     /// Run `f` on the state after expiring due leases; broadcast every key
@@ -106,7 +107,7 @@ impl MemoryStore {
         }
         let mut changed = Vec::new();
         let r = {
-            let mut st = self.state.lock().unwrap();
+            let mut st = sync::lock(&self.state);
             st.expire(Instant::now(), &mut changed);
             f(&mut st, &mut changed)
         };
@@ -120,17 +121,14 @@ impl MemoryStore {
     /// expiries are seen without other traffic).
     fn expire_now(&self) {
         let mut changed = Vec::new();
-        self.state
-            .lock()
-            .unwrap()
-            .expire(Instant::now(), &mut changed);
+        sync::lock(&self.state).expire(Instant::now(), &mut changed);
         for k in changed {
             let _ = self.tx.send(Msg::Changed(k));
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let st = self.state.lock().unwrap();
+        let st = sync::lock(&self.state);
         st.leases.values().map(|l| l.deadline).min()
     }
 }
@@ -254,7 +252,7 @@ impl MemoryDcs {
 
     /// The lease currently held (for tests).
     pub fn lease_id(&self) -> Option<i64> {
-        *self.lease.lock().unwrap()
+        *sync::lock(&self.lease)
     }
 
     fn key(&self, rel: &str) -> String {
@@ -262,13 +260,13 @@ impl MemoryDcs {
     }
 
     fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(lease_ttl_secs(self.timing.lock().unwrap().0) as u64)
+        Duration::from_secs(lease_ttl_secs(sync::lock(&self.timing).0) as u64)
     }
 
     /// One keepalive of our lease, granting a new one if we have none or it
     /// is gone (etcd: lease-not-found => grant and retry).
     fn keepalive(&self, st: &mut State) -> i64 {
-        let mut l = self.lease.lock().unwrap();
+        let mut l = sync::lock(&self.lease);
         if let Some(id) = *l
             && st.keepalive(id)
         {
@@ -281,7 +279,7 @@ impl MemoryDcs {
 
     /// Our lease if it is alive, else a fresh one (no keepalive).
     fn live_lease(&self, st: &mut State) -> i64 {
-        let mut l = self.lease.lock().unwrap();
+        let mut l = sync::lock(&self.lease);
         if let Some(id) = *l
             && st.leases.contains_key(&id)
         {
@@ -321,9 +319,9 @@ impl MemoryDcs {
 
 impl Dcs for MemoryDcs {
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
-        let mut t = self.timing.lock().unwrap();
+        let mut t = sync::lock(&self.timing);
         if lease_ttl_secs(t.0) != lease_ttl_secs(ttl) {
-            *self.lease.lock().unwrap() = None;
+            *sync::lock(&self.lease) = None;
         }
         *t = (ttl, retry_timeout);
     }
@@ -396,7 +394,7 @@ impl Dcs for MemoryDcs {
 
     fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>> {
         self.op(|me, st, _| {
-            let mut l = me.lease.lock().unwrap();
+            let mut l = sync::lock(&me.lease);
             match *l {
                 Some(id) if st.keepalive(id) => Ok(true),
                 Some(_) => {
@@ -491,7 +489,7 @@ impl Dcs for MemoryDcs {
 
     fn release_session(&self) -> BoxFuture<'_, DcsResult<()>> {
         self.op(|me, st, ch| {
-            if let Some(id) = me.lease.lock().unwrap().take() {
+            if let Some(id) = sync::lock(&me.lease).take() {
                 st.revoke(id, ch);
             }
             Ok(())

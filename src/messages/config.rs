@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix::Message;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 
 /// The local configuration in force.
 #[derive(Debug, Message)]
@@ -14,8 +14,23 @@ pub struct GetConfig;
 /// Re-read the configuration file (SIGHUP, `POST /reload`). A file that
 /// fails to load or validate leaves the running configuration in place.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), ReloadError>")]
 pub struct ReloadConfig;
+
+/// Why a reload left the running configuration in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file (or the environment) does not load or validate; the error
+    /// names the file, key and line.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The new configuration changes a setting only a restart applies.
+    #[error("{key}: {change} needs a restart")]
+    NeedsRestart {
+        key: &'static str,
+        change: &'static str,
+    },
+}
 
 /// Sent to subscribers after a successful reload.
 #[derive(Debug, Clone, Message)]

@@ -136,14 +136,31 @@ impl Rule {
     }
 }
 
+/// A dynamic `postgresql.parameters` value refused before it reaches the
+/// DCS (the API answers 400 with this message after the parameter's key).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParameterError {
+    #[error("expected a scalar value, got {0}")]
+    NotScalar(serde_json::Value),
+    /// Outside the parameter's rule (a type, a minimum, a set of values).
+    #[error("expected {expected}, got {value}")]
+    Unexpected {
+        expected: String,
+        value: serde_json::Value,
+    },
+}
+
 /// Check one dynamic `postgresql.parameters` value before it is written to
 /// the DCS (`PATCH`/`PUT /config`): the cluster-wide names against their rule and
 /// minimum, every value a scalar. `Err` says what was expected. Values read
 /// back from the DCS are not refused: [`effective_parameters`] falls back to
 /// the default with a warning instead.
-pub fn check_dynamic_parameter(name: &str, value: &serde_json::Value) -> Result<(), String> {
+pub fn check_dynamic_parameter(
+    name: &str,
+    value: &serde_json::Value,
+) -> Result<(), ParameterError> {
     if value.is_array() || value.is_object() {
-        return Err(format!("expected a scalar value, got {value}"));
+        return Err(ParameterError::NotScalar(value.clone()));
     }
     let Some(v) = render_value(value) else {
         return Ok(());
@@ -155,7 +172,10 @@ pub fn check_dynamic_parameter(name: &str, value: &serde_json::Value) -> Result<
     };
     match validate(&v, rule) {
         Some(_) => Ok(()),
-        None => Err(format!("expected {}, got {value}", rule.expected())),
+        None => Err(ParameterError::Unexpected {
+            expected: rule.expected(),
+            value: value.clone(),
+        }),
     }
 }
 
@@ -656,6 +676,11 @@ postgresql:
         assert!(check_dynamic_parameter("max_connections", &json!(100)).is_ok());
         assert!(check_dynamic_parameter("max_connections", &json!("200")).is_ok());
         let e = check_dynamic_parameter("max_connections", &json!(1)).unwrap_err();
+        assert!(
+            matches!(&e, ParameterError::Unexpected { value, .. } if *value == json!(1)),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(e.contains("at least 25"), "{e}");
         assert!(check_dynamic_parameter("wal_keep_size", &json!("8MB")).is_err());
         assert!(check_dynamic_parameter("wal_level", &json!("minimal")).is_err());

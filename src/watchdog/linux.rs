@@ -6,45 +6,20 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use nix::libc::c_int;
 use nix::unistd::{AccessFlags, access};
 
-/// `struct watchdog_info` of `<linux/watchdog.h>`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct WatchdogInfo {
-    options: u32,
-    firmware_version: u32,
-    identity: [u8; 32],
-}
+use super::error::{Request, WatchdogError};
+use super::ioctl::{self, WatchdogInfo};
 
 /// The driver accepts `WDIOC_SETTIMEOUT`.
 const WDIOF_SETTIMEOUT: u32 = 0x0080;
 /// The driver supports `WDIOC_KEEPALIVE`.
 const WDIOF_KEEPALIVEPING: u32 = 0x8000;
-
-mod ioctl {
-    use super::{WatchdogInfo, c_int};
-    nix::ioctl_read!(wdioc_getsupport, b'W', 0, WatchdogInfo);
-    nix::ioctl_read!(wdioc_keepalive, b'W', 5, c_int);
-    nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, c_int);
-    nix::ioctl_read!(wdioc_gettimeout, b'W', 7, c_int);
-}
-
-/// `ENOTTY (Inappropriate ioctl for device)`.
-fn errno(e: nix::errno::Errno) -> String {
-    let text = std::io::Error::from(e).to_string();
-    let text = text
-        .split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    format!("{e:?} ({text})")
-}
 
 /// `/dev/watchdog` or another device of the Linux watchdog API.
 pub struct LinuxWatchdog {
@@ -62,11 +37,22 @@ impl LinuxWatchdog {
         }
     }
 
-    fn fd(&self) -> Result<c_int, String> {
+    fn fd(&self) -> Result<BorrowedFd<'_>, WatchdogError> {
         self.file
             .as_ref()
-            .map(AsRawFd::as_raw_fd)
-            .ok_or_else(|| format!("{} is not open", self.path.display()))
+            .map(AsFd::as_fd)
+            .ok_or_else(|| WatchdogError::NotOpen {
+                device: self.path.display().to_string(),
+            })
+    }
+
+    fn ioctl_error(&self, request: Request, errno: nix::errno::Errno) -> WatchdogError {
+        use super::WatchdogDevice;
+        WatchdogError::Ioctl {
+            request,
+            device: self.describe(),
+            errno,
+        }
     }
 
     fn identity(&self) -> String {
@@ -90,38 +76,42 @@ impl super::WatchdogDevice for LinuxWatchdog {
         }
     }
 
-    fn probe(&self) -> Result<(), String> {
-        access(&self.path, AccessFlags::W_OK)
-            .map_err(|e| format!("watchdog device {} is not usable: {e}", self.path.display()))
+    fn probe(&self) -> Result<(), WatchdogError> {
+        access(&self.path, AccessFlags::W_OK).map_err(|errno| WatchdogError::NotUsable {
+            path: self.path.clone(),
+            errno,
+        })
     }
 
-    fn open(&mut self) -> Result<(), String> {
+    fn open(&mut self) -> Result<(), WatchdogError> {
         if self.file.is_some() {
             return Ok(());
         }
         let mut file = OpenOptions::new()
             .write(true)
             .open(&self.path)
-            .map_err(|e| format!("cannot open watchdog device {}: {e}", self.path.display()))?;
-        let mut info = WatchdogInfo::default();
-        // SAFETY: the fd is open for the call and `info` has the layout of
-        // `struct watchdog_info`, the size the request code encodes.
-        if let Err(e) = unsafe { ioctl::wdioc_getsupport(file.as_raw_fd(), &mut info) } {
-            // Not a watchdog (a regular file gives ENOTTY): close without
-            // writing to it. A character device that refuses the call may
-            // still be an armed watchdog: disarm it as well as we can.
-            let is_chardev = file
-                .metadata()
-                .is_ok_and(|m| m.file_type().is_char_device());
-            if is_chardev {
-                let _ = file.write_all(b"V");
+            .map_err(|e| WatchdogError::Open {
+                path: self.path.clone(),
+                error: e.into(),
+            })?;
+        let info = match ioctl::get_support(file.as_fd()) {
+            Ok(info) => info,
+            Err(errno) => {
+                // Not a watchdog (a regular file gives ENOTTY): close without
+                // writing to it. A character device that refuses the call may
+                // still be an armed watchdog: disarm it as well as we can.
+                let is_chardev = file
+                    .metadata()
+                    .is_ok_and(|m| m.file_type().is_char_device());
+                if is_chardev {
+                    let _ = file.write_all(b"V");
+                }
+                return Err(WatchdogError::NotAWatchdog {
+                    path: self.path.clone(),
+                    errno,
+                });
             }
-            return Err(format!(
-                "{} is not a usable watchdog device (WDIOC_GETSUPPORT: {})",
-                self.path.display(),
-                errno(e)
-            ));
-        }
+        };
         self.info = info;
         self.file = Some(file);
         Ok(())
@@ -135,56 +125,49 @@ impl super::WatchdogDevice for LinuxWatchdog {
         self.info.options & WDIOF_SETTIMEOUT != 0
     }
 
-    fn set_timeout(&mut self, secs: u64) -> Result<(), String> {
+    fn set_timeout(&mut self, secs: u64) -> Result<(), WatchdogError> {
         let fd = self.fd()?;
-        let mut t = c_int::try_from(secs).map_err(|_| format!("timeout {secs} s is too long"))?;
-        // SAFETY: open fd, a valid c_int the kernel reads and overwrites.
-        unsafe { ioctl::wdioc_settimeout(fd, &mut t) }
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "WDIOC_SETTIMEOUT {secs} s on {}: {}",
-                    self.describe(),
-                    errno(e)
-                )
+        let t = c_int::try_from(secs).map_err(|_| WatchdogError::TimeoutTooLong { secs })?;
+        ioctl::set_timeout(fd, t)
+            .map_err(|errno| self.ioctl_error(Request::SetTimeout(secs), errno))
+    }
+
+    fn get_timeout(&mut self) -> Result<u64, WatchdogError> {
+        let fd = self.fd()?;
+        let t =
+            ioctl::get_timeout(fd).map_err(|errno| self.ioctl_error(Request::GetTimeout, errno))?;
+        u64::try_from(t).map_err(|_| WatchdogError::BadTimeout {
+            device: self.describe(),
+            timeout: t.into(),
+        })
+    }
+
+    fn keepalive(&mut self) -> Result<(), WatchdogError> {
+        let fd = self.fd()?;
+        if self.info.options & WDIOF_KEEPALIVEPING != 0 {
+            return ioctl::keepalive(fd)
+                .map_err(|errno| self.ioctl_error(Request::Keepalive, errno));
+        }
+        // Every driver takes a write as a keepalive.
+        let device = self.describe();
+        let Some(file) = self.file.as_mut() else {
+            return Err(WatchdogError::NotOpen { device });
+        };
+        file.write_all(b"1")
+            .map_err(|e| WatchdogError::KeepaliveWrite {
+                device,
+                error: e.into(),
             })
     }
 
-    fn get_timeout(&mut self) -> Result<u64, String> {
-        let fd = self.fd()?;
-        let mut t: c_int = 0;
-        // SAFETY: open fd, a valid c_int for the kernel to fill in.
-        unsafe { ioctl::wdioc_gettimeout(fd, &mut t) }
-            .map_err(|e| format!("WDIOC_GETTIMEOUT on {}: {}", self.describe(), errno(e)))?;
-        u64::try_from(t).map_err(|_| format!("{} reports a timeout of {t} s", self.describe()))
-    }
-
-    fn keepalive(&mut self) -> Result<(), String> {
-        let fd = self.fd()?;
-        if self.info.options & WDIOF_KEEPALIVEPING != 0 {
-            let mut dummy: c_int = 0;
-            // SAFETY: open fd; the kernel ignores the argument.
-            return unsafe { ioctl::wdioc_keepalive(fd, &mut dummy) }
-                .map(|_| ())
-                .map_err(|e| format!("WDIOC_KEEPALIVE on {}: {}", self.describe(), errno(e)));
-        }
-        // Every driver takes a write as a keepalive.
-        let desc = self.describe();
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| format!("{desc} is not open"))?;
-        file.write_all(b"1")
-            .map_err(|e| format!("keepalive write to {desc}: {e}"))
-    }
-
-    fn close(&mut self) -> Result<(), String> {
+    fn close(&mut self) -> Result<(), WatchdogError> {
         let Some(mut file) = self.file.take() else {
             return Ok(());
         };
-        let r = file
-            .write_all(b"V")
-            .map_err(|e| format!("magic close of {}: {e}", self.describe()));
+        let r = file.write_all(b"V").map_err(|e| WatchdogError::MagicClose {
+            device: self.describe(),
+            error: e.into(),
+        });
         drop(file);
         r
     }

@@ -17,12 +17,15 @@
 //! `GET /patroni`). Whether this node may lead is decided by `ha::decide`
 //! from [`Watchdog::state`]; this module only does the device I/O.
 
+mod error;
+mod ioctl;
 mod linux;
 
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Timing, Watchdog as WatchdogSection, WatchdogMode};
 pub use crate::ha::WatchdogState;
+pub use error::{Request, WatchdogError};
 pub use linux::LinuxWatchdog;
 
 /// A watchdog driver. Opening arms it; only [`WatchdogDevice::close`]
@@ -32,18 +35,18 @@ pub trait WatchdogDevice: Send {
     fn describe(&self) -> String;
     /// A cheap check that opening may work (Patroni's `is_healthy`: the
     /// device exists and is writable), without arming anything.
-    fn probe(&self) -> Result<(), String>;
+    fn probe(&self) -> Result<(), WatchdogError>;
     /// Open and arm. Fails (leaving nothing open) when the path is not a
     /// watchdog.
-    fn open(&mut self) -> Result<(), String>;
+    fn open(&mut self) -> Result<(), WatchdogError>;
     fn is_open(&self) -> bool;
     /// The driver accepts a new timeout (`WDIOF_SETTIMEOUT`).
     fn can_set_timeout(&self) -> bool;
-    fn set_timeout(&mut self, secs: u64) -> Result<(), String>;
-    fn get_timeout(&mut self) -> Result<u64, String>;
-    fn keepalive(&mut self) -> Result<(), String>;
+    fn set_timeout(&mut self, secs: u64) -> Result<(), WatchdogError>;
+    fn get_timeout(&mut self) -> Result<u64, WatchdogError>;
+    fn keepalive(&mut self) -> Result<(), WatchdogError>;
     /// Disarm (magic close) and close.
-    fn close(&mut self) -> Result<(), String>;
+    fn close(&mut self) -> Result<(), WatchdogError>;
 }
 
 /// The watchdog of this node: its settings, its device and what happened to
@@ -59,7 +62,7 @@ pub struct Watchdog {
     /// Why activation failed. Sticky until the configuration is reloaded:
     /// a device that opens but cannot be armed safely would otherwise be
     /// retried, and the lock held, every cycle.
-    failed: Option<String>,
+    failed: Option<WatchdogError>,
 }
 
 impl Watchdog {
@@ -100,14 +103,15 @@ impl Watchdog {
             WatchdogMode::Automatic if self.failed.is_some() => WatchdogState::Off,
             WatchdogMode::Automatic => WatchdogState::Ready,
             WatchdogMode::Required => match &self.failed {
-                Some(why) => WatchdogState::Failed(why.clone()),
+                Some(why) => WatchdogState::Failed(why.to_string()),
                 None => match self
                     .section
                     .timeout(timing)
+                    .map_err(WatchdogError::from)
                     .and_then(|_| self.device.probe())
                 {
                     Ok(()) => WatchdogState::Ready,
-                    Err(why) => WatchdogState::Failed(why),
+                    Err(why) => WatchdogState::Failed(why.to_string()),
                 },
             },
         }
@@ -121,7 +125,7 @@ impl Watchdog {
     /// Arm the watchdog before leading. `Err` only in `required` mode: the
     /// node must then not take or keep the leadership. In `automatic` mode a
     /// failure is logged once and the node leads without a watchdog.
-    pub fn activate(&mut self, timing: &Timing) -> Result<(), String> {
+    pub fn activate(&mut self, timing: &Timing) -> Result<(), WatchdogError> {
         if self.mode == WatchdogMode::Off || self.device.is_open() {
             return Ok(());
         }
@@ -152,7 +156,7 @@ impl Watchdog {
         }
     }
 
-    fn try_activate(&mut self, timing: &Timing) -> Result<u64, String> {
+    fn try_activate(&mut self, timing: &Timing) -> Result<u64, WatchdogError> {
         let want = self.section.timeout(timing)?;
         self.device.open()?;
         let armed = self.set_timeout(want, timing);
@@ -168,25 +172,23 @@ impl Watchdog {
     }
 
     /// Set (when the driver can) and check the timeout of the open device.
-    fn set_timeout(&mut self, want: u64, timing: &Timing) -> Result<u64, String> {
+    fn set_timeout(&mut self, want: u64, timing: &Timing) -> Result<u64, WatchdogError> {
         if self.device.can_set_timeout() {
             self.device.set_timeout(want)?;
         }
         let actual = self.device.get_timeout()?;
         if (actual as f64) < timing.loop_wait.as_secs_f64() {
-            return Err(format!(
-                "the device's timeout ({actual} s) is shorter than loop_wait ({} s)",
-                timing.loop_wait.as_secs_f64()
-            ));
+            return Err(WatchdogError::ShorterThanLoopWait {
+                actual,
+                loop_wait: timing.loop_wait.as_secs_f64(),
+            });
         }
         if actual > want {
-            let msg = format!(
-                "the device's timeout ({actual} s) is longer than ttl - safety_margin ({want} s): it would not reset the machine before another node may take the lease"
-            );
+            let why = WatchdogError::LongerThanWanted { actual, want };
             if self.mode == WatchdogMode::Required {
-                return Err(msg);
+                return Err(why);
             }
-            warn!(event = "watchdog_unsafe_timeout", device = %self.device.describe(), "{msg}");
+            warn!(event = "watchdog_unsafe_timeout", device = %self.device.describe(), "{why}");
         }
         Ok(actual)
     }

@@ -42,21 +42,29 @@ impl Fake {
     }
 }
 
+/// The fake's missing device: `ENODEV`.
+fn no_such_device() -> WatchdogError {
+    WatchdogError::NotUsable {
+        path: "fake".into(),
+        errno: nix::errno::Errno::ENODEV,
+    }
+}
+
 impl WatchdogDevice for Fake {
     fn describe(&self) -> String {
         "fake".into()
     }
-    fn probe(&self) -> Result<(), String> {
+    fn probe(&self) -> Result<(), WatchdogError> {
         if self.present {
             Ok(())
         } else {
-            Err("fake: no such device".into())
+            Err(no_such_device())
         }
     }
-    fn open(&mut self) -> Result<(), String> {
+    fn open(&mut self) -> Result<(), WatchdogError> {
         self.note("open".into());
         if !self.present {
-            return Err("fake: no such device".into());
+            return Err(no_such_device());
         }
         self.open = true;
         Ok(())
@@ -67,19 +75,19 @@ impl WatchdogDevice for Fake {
     fn can_set_timeout(&self) -> bool {
         self.settable
     }
-    fn set_timeout(&mut self, secs: u64) -> Result<(), String> {
+    fn set_timeout(&mut self, secs: u64) -> Result<(), WatchdogError> {
         self.note(format!("set_timeout {secs}"));
         self.timeout = secs;
         Ok(())
     }
-    fn get_timeout(&mut self) -> Result<u64, String> {
+    fn get_timeout(&mut self) -> Result<u64, WatchdogError> {
         Ok(self.timeout)
     }
-    fn keepalive(&mut self) -> Result<(), String> {
+    fn keepalive(&mut self) -> Result<(), WatchdogError> {
         self.note("keepalive".into());
         Ok(())
     }
-    fn close(&mut self) -> Result<(), String> {
+    fn close(&mut self) -> Result<(), WatchdogError> {
         self.note("close".into());
         self.open = false;
         Ok(())
@@ -144,7 +152,7 @@ fn required_without_device_is_failed_and_refuses_activation() {
     let (dev, log) = Fake::new(false);
     let mut w = Watchdog::new(WatchdogMode::Required, section(None), Box::new(dev));
     let t = timing(30, 10);
-    assert!(matches!(w.state(&t), WatchdogState::Failed(why) if why.contains("no such device")));
+    assert!(matches!(w.state(&t), WatchdogState::Failed(why) if why.contains("No such device")));
     assert!(w.is_failed(&t));
     assert!(w.activate(&t).is_err());
     assert!(w.is_failed(&t));
@@ -172,6 +180,17 @@ fn required_device_whose_timeout_cannot_be_set_safely_is_refused_and_disarmed() 
     let mut w = Watchdog::new(WatchdogMode::Required, section(None), Box::new(dev));
     let t = timing(30, 10);
     let e = w.activate(&t).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            WatchdogError::LongerThanWanted {
+                actual: 60,
+                want: 25
+            }
+        ),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("longer than ttl - safety_margin (25 s)"), "{e}");
     assert_eq!(calls(&log), ["open", "close"]);
     // Sticky: not retried every cycle while the lock is held.
@@ -222,6 +241,11 @@ fn device_timeout_shorter_than_loop_wait_is_refused() {
     dev.timeout = 5;
     let mut w = Watchdog::new(WatchdogMode::Required, section(None), Box::new(dev));
     let e = w.activate(&timing(30, 10)).unwrap_err();
+    assert!(
+        matches!(e, WatchdogError::ShorterThanLoopWait { actual: 5, .. }),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("shorter than loop_wait"), "{e}");
     assert_eq!(calls(&log), ["open", "close"]);
 }
@@ -319,6 +343,11 @@ fn linux_driver_refuses_a_regular_file_and_leaves_it_alone() {
     dev.probe().unwrap();
     let e = dev.open().unwrap_err();
     assert!(
+        matches!(&e, WatchdogError::NotAWatchdog { errno: nix::errno::Errno::ENOTTY, path: p } if *p == path),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(
         e.contains("is not a usable watchdog device")
             && e.contains("WDIOC_GETSUPPORT")
             && e.contains("Inappropriate ioctl for device"),
@@ -338,7 +367,7 @@ fn linux_driver_refuses_a_regular_file_and_leaves_it_alone() {
         section.clone(),
         Box::new(LinuxWatchdog::new(&path)),
     );
-    let e = w.activate(&t).unwrap_err();
+    let e = w.activate(&t).unwrap_err().to_string();
     assert!(e.contains("Inappropriate ioctl for device"), "{e}");
     assert!(
         matches!(w.state(&t), WatchdogState::Failed(why) if why.contains("not a usable watchdog"))
@@ -357,9 +386,9 @@ fn linux_driver_refuses_a_regular_file_and_leaves_it_alone() {
 #[test]
 fn linux_driver_missing_device() {
     let mut dev = LinuxWatchdog::new("/nonexistent/watchdog");
-    let e = dev.probe().unwrap_err();
+    let e = dev.probe().unwrap_err().to_string();
     assert!(e.contains("/nonexistent/watchdog is not usable"), "{e}");
-    let e = dev.open().unwrap_err();
+    let e = dev.open().unwrap_err().to_string();
     assert!(
         e.contains("cannot open watchdog device /nonexistent/watchdog"),
         "{e}"
@@ -371,7 +400,7 @@ fn linux_driver_missing_device() {
 #[test]
 fn linux_driver_character_device_that_is_not_a_watchdog() {
     let mut dev = LinuxWatchdog::new("/dev/null");
-    let e = dev.open().unwrap_err();
+    let e = dev.open().unwrap_err().to_string();
     assert!(e.contains("Inappropriate ioctl for device"), "{e}");
     assert!(!dev.is_open());
 }
