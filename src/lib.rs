@@ -30,6 +30,6 @@ pub mod tls;
 pub mod watchdog;
 
 /// The version published in member keys and `/patroni`. Peers branch on it
-/// (docs/dcs.md, "members/<name>"), so it claims the Patroni release whose behaviour
+/// (docs/dcs.md, "`members/<name>`"), so it claims the Patroni release whose behaviour
 /// pgpilot follows.
 pub const PATRONI_COMPAT_VERSION: &str = "4.1.4";

@@ -31,12 +31,13 @@ use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
     StopGracefully, StopMode, SyncSlots,
 };
+use crate::sync;
 use crate::watchdog::Watchdog;
 
 /// The watchdog, even if a panic poisoned its mutex (its state stays valid:
 /// every method leaves it consistent).
 fn wd(w: &Mutex<Watchdog>) -> std::sync::MutexGuard<'_, Watchdog> {
-    crate::sync::lock(w)
+    sync::lock(w)
 }
 
 /// Who the elector talks to.
@@ -214,11 +215,9 @@ impl LeaderElector {
                     {
                         act.lease_deadline =
                             ha::lease::extended_deadline(act.lease_deadline, sent, timing.ttl);
-                        if let Ok(mut k) = act.keepalive_deadline.lock() {
-                            *k = act.lease_deadline;
-                        }
-                        if let (Some(d), Ok(mut f)) = (act.lease_deadline, act.fence.lock()) {
-                            f.extend(d, timing.fence_margin());
+                        *sync::lock(&act.keepalive_deadline) = act.lease_deadline;
+                        if let Some(d) = act.lease_deadline {
+                            sync::lock(&act.fence).extend(d, timing.fence_margin());
                         }
                     }
                     Ok(true) => {}
@@ -295,9 +294,7 @@ impl LeaderElector {
         };
         if report.lease_deadline.is_none() || before.is_none() {
             self.lease_epoch += 1;
-            if let Ok(mut k) = self.keepalive_deadline.lock() {
-                *k = None;
-            }
+            *sync::lock(&self.keepalive_deadline) = None;
         }
         match report.confirmation {
             _ if self.lease_deadline.is_none() => self.confirmed_at = None,
@@ -770,7 +767,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     };
     // A keep-alive may have extended the lease while this cycle waited
     // (a slow DCS answer, a slow PostgreSQL): decide on the newest deadline.
-    let keepalive = keepalive_deadline.lock().ok().and_then(|k| *k);
+    let keepalive = *sync::lock(&keepalive_deadline);
     if let (Some(d), Some(k)) = (lease_deadline, keepalive) {
         lease_deadline = Some(d.max(k));
     }

@@ -1,4 +1,4 @@
-//! What this node publishes under `members/<name>` (docs/dcs.md, "members/<name>").
+//! What this node publishes under `members/<name>` (docs/dcs.md, "`members/<name>`").
 
 use crate::config::Config;
 use crate::dcs::MemberData;

@@ -48,7 +48,7 @@ pub struct PostgresSupervisor {
     /// The running job's future, so `POST /reinitialize` with `force` can
     /// cancel it.
     job_handle: Option<SpawnHandle>,
-    /// What the running job is called in "<x> already in progress".
+    /// What the running job is called in "`<x> already in progress`".
     busy_label: &'static str,
     /// The restart `POST /restart` scheduled, with its timer.
     scheduled: Option<ScheduledRestart>,

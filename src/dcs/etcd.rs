@@ -38,6 +38,7 @@ use super::{
     Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent,
     etcd_conn, keys,
 };
+use crate::sync;
 
 /// Lease TTL in whole seconds: `ttl` rounded up, at least 2.
 pub(crate) fn lease_ttl_secs(ttl: Duration) -> i64 {
@@ -163,13 +164,13 @@ impl EtcdDcs {
 
     /// The lease currently held (for diagnostics and tests).
     pub fn lease_id(&self) -> Option<i64> {
-        *self.inner.lease.lock().unwrap()
+        *sync::lock(&self.inner.lease)
     }
 }
 
 impl Inner {
     fn timing(&self) -> Timing {
-        *self.timing.lock().unwrap()
+        *sync::lock(&self.timing)
     }
 
     fn key(&self, rel: &str) -> String {
@@ -222,7 +223,7 @@ impl Inner {
         let n = self.endpoints.len().max(1);
         let cur = self.next_endpoint.load(Ordering::Relaxed);
         self.next_endpoint.store((cur + 1) % n, Ordering::Relaxed);
-        *self.renewals.lock().unwrap() = None;
+        *sync::lock(&self.renewals) = None;
         *self.client.lock().await = None;
     }
 
@@ -237,12 +238,7 @@ impl Inner {
     ) -> Result<(), EtcdError> {
         let log = RenewalLog::start(what, id);
         let sent = Instant::now();
-        let open = self
-            .renewals
-            .lock()
-            .unwrap()
-            .take()
-            .filter(|r| r.lease == id);
+        let open = sync::lock(&self.renewals).take().filter(|r| r.lease == id);
         let r = match open {
             Some(mut r) => match Self::renew_on(&mut r).await {
                 Ok(ttl) => Ok((r, Some(ttl))),
@@ -264,8 +260,8 @@ impl Inner {
         match r {
             Ok((stream, ttl)) => {
                 log.done(Ok(ttl));
-                *self.renewals.lock().unwrap() = Some(stream);
-                *self.renewed.lock().unwrap() = Some((id, sent));
+                *sync::lock(&self.renewals) = Some(stream);
+                *sync::lock(&self.renewed) = Some((id, sent));
                 Ok(())
             }
             Err(e) => {
@@ -325,7 +321,7 @@ impl Inner {
     }
 
     fn view(&self) -> std::sync::MutexGuard<'_, View> {
-        self.view.lock().unwrap()
+        sync::lock(&self.view)
     }
 
     /// How recently the watch must have heard from etcd to vouch for the
@@ -348,7 +344,7 @@ impl Inner {
     /// When the last answered renewal of `lease` was sent, if it is recent
     /// enough that no new one is due.
     fn recent_renewal(&self, lease: i64) -> Option<Instant> {
-        match *self.renewed.lock().unwrap() {
+        match *sync::lock(&self.renewed) {
             Some((id, sent)) if id == lease && sent.elapsed() < self.renew_every() => Some(sent),
             _ => None,
         }
@@ -375,7 +371,7 @@ impl Inner {
             .await
             .map_err(|e| classify(&e))?;
         let id = resp.id();
-        *self.lease.lock().unwrap() = Some(id);
+        *sync::lock(&self.lease) = Some(id);
         tracing::debug!(lease = id, ttl, "granted etcd lease");
         Ok(id)
     }
@@ -383,7 +379,7 @@ impl Inner {
     /// One keepalive request for our lease (granting one if we have none or
     /// it is gone). Returns the lease id to write with.
     async fn keepalive(&self, client: &mut Client) -> DcsResult<i64> {
-        let cur = *self.lease.lock().unwrap();
+        let cur = *sync::lock(&self.lease);
         let Some(id) = cur else {
             return self.grant_lease(client).await;
         };
@@ -400,7 +396,7 @@ impl Inner {
 
     /// One keepalive of the lease we hold, never granting one.
     async fn keep_alive_only(&self) -> DcsResult<bool> {
-        let cur = *self.lease.lock().unwrap();
+        let cur = *sync::lock(&self.lease);
         let Some(id) = cur else { return Ok(false) };
         let mut c = self.client().await?;
         match self.renew(&mut c, id, "leader keep-alive").await {
@@ -416,11 +412,11 @@ impl Inner {
 
     /// Forget `id` if it is still our current lease.
     fn drop_lease(&self, id: i64) {
-        let mut l = self.lease.lock().unwrap();
+        let mut l = sync::lock(&self.lease);
         if *l == Some(id) {
             *l = None;
         }
-        let mut r = self.renewals.lock().unwrap();
+        let mut r = sync::lock(&self.renewals);
         if r.as_ref().is_some_and(|r| r.lease == id) {
             *r = None;
         }
@@ -484,7 +480,7 @@ impl Inner {
 
     async fn touch_member(&self, value: String) -> DcsResult<()> {
         let mut c = self.client().await?;
-        let held = *self.lease.lock().unwrap();
+        let held = *sync::lock(&self.lease);
         let lease = match held {
             Some(id) if !self.renewal_due(id) => id,
             _ => self.keepalive(&mut c).await?,
@@ -565,7 +561,7 @@ impl Inner {
         // recently (by the leader's keep-alive or an earlier call), the hold
         // rests on that renewal: nothing to send. Otherwise renew first, so
         // the hold counts from before this call.
-        let held = *self.lease.lock().unwrap();
+        let held = *sync::lock(&self.lease);
         if let Some(id) = held
             && let Some(renewed_at) = self.recent_renewal(id)
             && self.cached_leader_is_ours(id)
@@ -736,7 +732,7 @@ impl Inner {
     }
 
     async fn release_session(&self) -> DcsResult<()> {
-        let cur = *self.lease.lock().unwrap();
+        let cur = *sync::lock(&self.lease);
         let Some(id) = cur else { return Ok(()) };
         let mut c = self.client().await?;
         match c.lease_revoke(id).await {
@@ -1041,11 +1037,11 @@ fn driven(mut events: BoxStream<'static, WatchEvent>) -> BoxStream<'static, Watc
 
 impl Dcs for EtcdDcs {
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
-        let mut t = self.inner.timing.lock().unwrap();
+        let mut t = sync::lock(&self.inner.timing);
         if lease_ttl_secs(t.ttl) != lease_ttl_secs(ttl) {
             // Patroni drops the lease; the next write grants one of the new
             // length and re-attaches our keys to it.
-            *self.inner.lease.lock().unwrap() = None;
+            *sync::lock(&self.inner.lease) = None;
         }
         *t = Timing { ttl, retry_timeout };
     }

@@ -1,5 +1,5 @@
 //! The JSON record each node keeps under `members/<name>`
-//! (docs/dcs.md, "members/<name>"), and the pieces of it other nodes rely on.
+//! (docs/dcs.md, "`members/<name>`"), and the pieces of it other nodes rely on.
 
 use std::collections::BTreeMap;
 
@@ -69,7 +69,7 @@ fn tags_empty(t: &Tags) -> bool {
 
 impl MemberData {
     /// Parse a stored value. A value that is not a JSON object reads as an
-    /// empty record, as in Patroni (docs/dcs.md, "members/<name>"); the
+    /// empty record, as in Patroni (docs/dcs.md, "`members/<name>`"); the
     /// legacy `postgres://host:port/db?application_name=<api_url>` form is
     /// understood.
     pub fn parse(raw: &str) -> MemberData {

@@ -6,10 +6,6 @@
 //! own error type.
 
 pub mod cluster;
-// TODO(lint): lead. etcd.rs still has `lock().unwrap()` (lines 162, 168, 221,
-// 236, 263, 264, 324, 352, 375, 383, 400, 416, 420, 480, 651, 935, 939 at
-// 3fcb640); replace them with crate::sync::lock and drop this allow.
-#[allow(clippy::unwrap_used)]
 pub mod etcd;
 mod etcd_conn;
 mod etcd_view;

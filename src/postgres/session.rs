@@ -24,6 +24,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::error::{PgError, PgResult};
 use super::query::{self, ConnParams, PgSnapshot, SnapshotKind};
+use crate::sync;
 
 /// Why a snapshot is missing: PostgreSQL did not take a connection (still
 /// starting, or gone), or took it and did not answer the query.
@@ -89,7 +90,7 @@ impl LocalSession {
     /// Connect to `params` from now on (the current connection is replaced
     /// at its next use if they differ).
     pub fn retarget(&self, params: ConnParams, timeout: Duration) {
-        *lock(&self.inner.target) = (params, timeout);
+        *sync::lock(&self.inner.target) = (params, timeout);
     }
 
     /// A full state snapshot ([`SnapshotKind::Full`], the HA loop's), from
@@ -133,7 +134,7 @@ impl LocalSession {
 
 impl Inner {
     async fn live(&self) -> PgResult<Live> {
-        let (params, timeout) = lock(&self.target).clone();
+        let (params, timeout) = sync::lock(&self.target).clone();
         let mut live = self.live.lock().await;
         if let Some(l) = live.as_ref()
             && !l.client.is_closed()
@@ -157,7 +158,7 @@ impl Inner {
     }
 
     async fn query_once(&self, kind: SnapshotKind) -> Result<PgSnapshot, (SnapshotError, bool)> {
-        let timeout = lock(&self.target).1;
+        let timeout = sync::lock(&self.target).1;
         let l = self
             .live()
             .await
@@ -219,8 +220,4 @@ async fn query_task(inner: Weak<Inner>, wake: Arc<Notify>) {
         let r = inner.query(SnapshotKind::Light).await;
         inner.results.send_replace((n, Arc::new(r)));
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
