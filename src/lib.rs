@@ -15,6 +15,7 @@ pub mod fence;
 pub mod ha;
 pub mod logging;
 pub mod messages;
+pub mod peer_client;
 pub mod postgres;
 pub mod sd_notify;
 pub mod tls;

@@ -15,7 +15,7 @@ use pgpilot::dcs::{Cluster, Dcs, DcsError, DcsResult, Leader, MemberData, Status
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::ReloadConfig;
 use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
-use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
+use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgOpOutcome, PgState, PgStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -82,10 +82,10 @@ impl Handler<PgOp> for FakeSupervisor {
     type Result = MessageResult<PgOp>;
     fn handle(&mut self, op: PgOp, _: &mut Context<Self>) -> Self::Result {
         MessageResult(match op {
-            PgOp::Restart(_) => (200, "restarted successfully".into()),
-            PgOp::ScheduleRestart { .. } => (202, "Restart scheduled".into()),
-            PgOp::CancelScheduledRestart => (404, "no restarts are scheduled".into()),
-            PgOp::Reinitialize { .. } => (200, "reinitialize started".into()),
+            PgOp::Restart(_) => PgOpOutcome::Restarted,
+            PgOp::ScheduleRestart { .. } => PgOpOutcome::RestartScheduled,
+            PgOp::CancelScheduledRestart => PgOpOutcome::NoScheduledRestart,
+            PgOp::Reinitialize { .. } => PgOpOutcome::ReinitializeStarted,
         })
     }
 }
@@ -261,6 +261,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
         failsafe: HeartbeatSink(heartbeats.clone()).start().recipient(),
         dcs: dcs.clone(),
         wake: WakeSink.start().recipient(),
+        peers: pgpilot::peer_client::PeerClient::plain(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -26,7 +26,8 @@ use crate::dcs::{Cluster, Dcs};
 use crate::ha::PgFacts;
 use crate::messages::config::ReloadConfig;
 use crate::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
-use crate::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
+use crate::messages::supervisor::{GetPgStatus, PgOp, PgOpOutcome, PgState, PgStatus};
+use crate::peer_client::PeerClient;
 use crate::tls::ServerTls;
 
 /// How long a request waits for an actor's answer. Peers give `/patroni`
@@ -74,6 +75,8 @@ pub struct ApiContext {
     pub dcs: Arc<dyn Dcs>,
     /// Wakes the HA loop (switchover requests).
     pub wake: Recipient<Wake>,
+    /// Asks the other members for their state (switchover checks).
+    pub peers: PeerClient,
 }
 
 struct Shared {
@@ -553,8 +556,24 @@ async fn post_reload(shared: &Shared) -> HttpResponse {
 /// Ask the supervisor for an operation and reply with its answer.
 async fn pg_op(shared: &Shared, op: PgOp, wait: Duration) -> HttpResponse {
     match shared.ctx.pg_ops.send(op).timeout(wait).await {
-        Ok((code, text)) => text_reply(code, &text),
+        Ok(outcome) => text_reply(pg_op_status(&outcome), &outcome.to_string()),
         Err(e) => text_reply(503, &format!("no answer from the supervisor: {e}")),
+    }
+}
+
+/// The HTTP status of an operation's outcome, as Patroni answers it.
+fn pg_op_status(o: &PgOpOutcome) -> u16 {
+    match o {
+        PgOpOutcome::Restarted
+        | PgOpOutcome::ScheduledRestartDeleted
+        | PgOpOutcome::ReinitializeStarted => 200,
+        PgOpOutcome::RestartScheduled => 202,
+        PgOpOutcome::NoScheduledRestart => 404,
+        PgOpOutcome::AlreadyScheduled => 409,
+        PgOpOutcome::RestartFailed
+        | PgOpOutcome::RestartCancelled
+        | PgOpOutcome::InProgress(_)
+        | PgOpOutcome::NotRunning => 503,
     }
 }
 
@@ -578,7 +597,7 @@ async fn post_restart(shared: &Shared, body: &[u8]) -> HttpResponse {
         // The supervisor reads PostgreSQL's start time first.
         return pg_op(shared, op, RELOAD_TIMEOUT).await;
     }
-    if let Some(why) = restart::unmet_condition(&req.options, &pg) {
+    if let Some(why) = crate::messages::restart::unmet_condition(&req.options, &pg) {
         tracing::info!(event = "restart_refused", reason = why);
         return text_reply(503, "restart conditions are not satisfied");
     }
@@ -627,6 +646,7 @@ async fn post_switchover(shared: &Shared, segment: &str, body: &[u8]) -> HttpRes
         kind,
         body,
         shared.ctx.dcs.as_ref(),
+        &shared.ctx.peers.get(),
         &shared.ctx.wake,
         loop_wait,
     )

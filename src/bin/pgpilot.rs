@@ -16,9 +16,7 @@ use pgpilot::actors::config_manager::ConfigManager;
 use pgpilot::actors::dcs_watcher::DcsWatcher;
 use pgpilot::actors::leader_elector::{ElectorLinks, LeaderElector};
 use pgpilot::actors::postgres_supervisor::PostgresSupervisor;
-use pgpilot::api::auth::{
-    AccessPolicy, AccessPolicyUpdater, TlsUpdater, peer_client, set_peer_client,
-};
+use pgpilot::api::auth::{AccessPolicy, AccessPolicyUpdater, TlsUpdater};
 use pgpilot::api::server::{ApiContext, serve_tls};
 use pgpilot::config::{Config, DynamicConfig};
 use pgpilot::dcs::Dcs;
@@ -249,8 +247,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let access = AccessPolicy::from_restapi(&cfg.restapi);
     manager.subscribe(AccessPolicyUpdater(access.clone()).start().recipient());
     let tls = pgpilot::tls::ServerTls::from_restapi(&cfg.restapi).map_err(anyhow::Error::msg)?;
-    set_peer_client(peer_client(&cfg));
-    manager.subscribe(TlsUpdater(tls.clone()).start().recipient());
+    let peers = pgpilot::peer_client::PeerClient::new(&cfg);
+    manager.subscribe(TlsUpdater(tls.clone(), peers.clone()).start().recipient());
     let manager = manager.start();
 
     let server = serve_tls(
@@ -263,6 +261,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             pg_ops: supervisor.clone().recipient(),
             dcs: dcs.clone(),
             wake: elector.clone().recipient(),
+            peers,
         },
         access,
         tls,
