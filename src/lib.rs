@@ -8,6 +8,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod atomic_file;
 pub mod config;
 pub mod ctl;
 pub mod dcs;

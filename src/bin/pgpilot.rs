@@ -68,14 +68,22 @@ fn env_map() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
+/// What validation checks beyond the configuration itself: the TLS files.
+const FILE_CHECKS: &[pgpilot::config::FileCheck] = &[pgpilot::tls::check_files];
+
 fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), String> {
     let env = env_map();
     match path {
-        Some(p) => pgpilot::config::validate_file(p, &env).map_err(|e| e.to_string()),
+        Some(p) => {
+            pgpilot::config::validate_file_with(p, &env, FILE_CHECKS).map_err(|e| e.to_string())
+        }
         None => {
             let loaded = pgpilot::config::load(None, &env).map_err(|e| e.to_string())?;
             let mut warnings = loaded.warnings;
-            warnings.extend(pgpilot::config::validate(&loaded.config).map_err(|e| e.to_string())?);
+            warnings.extend(
+                pgpilot::config::validate_with(&loaded.config, FILE_CHECKS)
+                    .map_err(|e| e.to_string())?,
+            );
             Ok((loaded.config, warnings))
         }
     }

@@ -12,6 +12,7 @@ pub mod dynamic;
 pub mod dynamic_file;
 mod env;
 pub mod error;
+pub mod headers;
 pub mod load;
 mod schema;
 mod tree;
@@ -25,4 +26,7 @@ pub use load::{Loaded, load};
 pub use schema::parse_bool;
 pub use types::*;
 pub use units::parse_size;
-pub use validate::{validate, validate_file};
+pub use validate::{
+    FORBIDDEN_BASEBACKUP_OPTIONS, FileCheck, validate, validate_file, validate_file_with,
+    validate_with,
+};

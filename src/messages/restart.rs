@@ -111,8 +111,27 @@ pub fn at_fire_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::restart::postgres_version_num;
-    use crate::api::status::tests::{primary, replica};
+    use crate::ha::{PgFacts, PgRole};
+    use crate::messages::supervisor::PgState;
+
+    fn running(role: PgRole) -> PgStatus {
+        PgStatus {
+            facts: PgFacts {
+                running: true,
+                role: Some(role),
+                ..PgFacts::default()
+            },
+            ..PgStatus::unknown(PgState::Running)
+        }
+    }
+
+    fn primary() -> PgStatus {
+        running(PgRole::Primary)
+    }
+
+    fn replica() -> PgStatus {
+        running(PgRole::Replica)
+    }
 
     const NOW: f64 = 1_900_000_000.0;
 
@@ -128,13 +147,13 @@ mod tests {
         };
         assert_eq!(unmet_condition(&role, &pg), Some("host role mismatch"));
         assert_eq!(unmet_condition(&role, &primary()), None);
-        let newer = |v: &str| RestartOptions {
-            postgres_version: Some((postgres_version_num(v).unwrap(), v.into())),
+        let newer = |num: u32, v: &str| RestartOptions {
+            postgres_version: Some((num, v.into())),
             ..Default::default()
         };
-        assert_eq!(unmet_condition(&newer("15.19"), &pg), None);
+        assert_eq!(unmet_condition(&newer(150_019, "15.19"), &pg), None);
         assert_eq!(
-            unmet_condition(&newer("15.18"), &pg),
+            unmet_condition(&newer(150_018, "15.18"), &pg),
             Some("postgres version mismatch")
         );
         let pending = RestartOptions {
