@@ -8,6 +8,7 @@
 //!
 //! Every [`ConfigError`] names the file (or variable), key path and line.
 
+pub mod client;
 pub mod dynamic;
 pub mod dynamic_file;
 mod env;
@@ -20,9 +21,10 @@ pub mod types;
 pub mod units;
 pub mod validate;
 
+pub use client::ClientConfig;
 pub use dynamic::{MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, timing_from_json};
 pub use error::ConfigError;
-pub use load::{Loaded, load};
+pub use load::{Loaded, load, load_client};
 pub use schema::parse_bool;
 pub use types::*;
 pub use units::parse_size;
