@@ -383,6 +383,60 @@ async fn health_checks_by_role() {
     }
 }
 
+/// Routes go by the first segment of the raw path, as Patroni's
+/// `do_<METHOD>_<segment>`: anything after it, and leading slashes, do not
+/// matter; a percent-encoded name or a longer segment is another path,
+/// which falls through to a health check; a method a family does not serve
+/// gets 501.
+#[actix_web::test]
+async fn routes_by_first_raw_segment() {
+    let replica = start_node(ha("n2", false), pg(PgRole::Replica), Duration::ZERO);
+    let c = client();
+    for (path, want, document) in [
+        ("/patroni", 200, true),
+        ("/patroni/more/segments", 200, true),
+        ("//patroni", 200, true),
+        ("/patroni?x=1", 200, true),
+        // Health checks (a replica is not a primary: 503, with the document).
+        ("/patronix", 503, true),
+        ("/%70atroni", 503, true),
+        ("/liveness/x", 200, false),
+    ] {
+        let r = c
+            .get(format!("{}{path}", replica.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "GET {path}");
+        let body = r.bytes().await.unwrap();
+        if document {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["role"], "replica", "GET {path}");
+        } else {
+            assert!(body.is_empty(), "GET {path}");
+        }
+    }
+    for (m, path) in [
+        (Method::POST, "/patroni"),
+        (Method::PUT, "/reload"),
+        (Method::DELETE, "/failover"),
+        (Method::PATCH, "/restart"),
+    ] {
+        let r = c
+            .request(m.clone(), format!("{}{path}", replica.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 501, "{m} {path}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains(&format!("Unsupported method ('{m}')")),
+            "{m} {path}: {body}"
+        );
+    }
+}
+
 #[actix_web::test]
 async fn patroni_document() {
     let leader = start_node(ha("n1", true), pg(PgRole::Primary), Duration::ZERO);

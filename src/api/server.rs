@@ -1,7 +1,7 @@
 //! The HTTP server: its limits, TLS, and the application: the middlewares
 //! (extra headers, access checks, request preparation) around the routes
-//! of [`routes`](crate::api::routes), which answer from the actors' state
-//! ([`state`](crate::api::state)) and the DCS.
+//! of `api::routes`, which answer from the actors' state (`api::state`)
+//! and the DCS.
 
 use std::net::TcpListener;
 use std::sync::Arc;
