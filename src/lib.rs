@@ -16,6 +16,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod atomic_file;
 pub mod config;
 pub mod ctl;
 pub mod dcs;
@@ -23,6 +24,7 @@ pub mod fence;
 pub mod ha;
 pub mod logging;
 pub mod messages;
+pub mod peer_client;
 pub mod postgres;
 pub mod sd_notify;
 pub mod sync;

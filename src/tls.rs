@@ -961,4 +961,143 @@ mod tests {
         assert!(e.contains("restapi.keyfile_password is not set"), "{e}");
         assert!(Arc::ptr_eq(&tls.cert.0.read().unwrap(), &before));
     }
+
+    /// The checks `config::validate_with` runs through [`check_files`].
+    mod validation {
+        use super::check_files;
+        use crate::config::load::load;
+        use crate::config::load::tests::{POSTGRES0, TempDir, env};
+        use crate::config::{Config, ConfigError};
+
+        fn validate(c: &Config) -> Result<Vec<String>, ConfigError> {
+            crate::config::validate::validate_with(c, &[check_files])
+        }
+
+        fn cfg(text: &str) -> Config {
+            let d = TempDir::new("v");
+            let p = d.write("c.yml", text);
+            load(Some(&p), &env(&[])).unwrap().config
+        }
+
+        fn keys(e: &ConfigError) -> Vec<String> {
+            e.errors()
+                .iter()
+                .filter_map(|e| e.key_path().map(str::to_owned))
+                .collect()
+        }
+
+        fn fixture(name: &str) -> String {
+            format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+        }
+
+        fn tls_errors(c: &Config) -> Vec<String> {
+            match validate(c) {
+                Ok(_) => vec![],
+                Err(e) => e.errors().iter().map(|e| e.to_string()).collect(),
+            }
+        }
+
+        #[test]
+        fn restapi_tls_files() {
+            let mut c = cfg(POSTGRES0);
+            c.restapi.certfile = Some(fixture("server.crt"));
+            c.restapi.keyfile = Some(fixture("server.key"));
+            validate(&c).unwrap();
+            // The key inside the certificate file.
+            c.restapi.certfile = Some(fixture("combined.pem"));
+            c.restapi.keyfile = None;
+            validate(&c).unwrap();
+            // A certificate file without a key and no keyfile.
+            c.restapi.certfile = Some(fixture("server.crt"));
+            let e = tls_errors(&c);
+            assert!(
+                e.iter().any(|e| e.contains("restapi.certfile")
+                    && e.contains("server.crt")
+                    && e.contains("no private key")),
+                "{e:?}"
+            );
+            // Missing file: key and path named.
+            c.restapi.certfile = Some("/nonexistent/api.pem".into());
+            let err = validate(&c).unwrap_err();
+            assert_eq!(keys(&err), ["restapi.certfile"]);
+            assert!(err.to_string().contains("/nonexistent/api.pem"), "{err}");
+            // A key of another certificate.
+            c.restapi.certfile = Some(fixture("server.crt"));
+            c.restapi.keyfile = Some(fixture("other.key"));
+            let e = tls_errors(&c);
+            assert!(
+                e.iter()
+                    .any(|e| e.contains("restapi.keyfile") && e.contains("does not match")),
+                "{e:?}"
+            );
+            // An encrypted key: decrypted with keyfile_password.
+            c.restapi.certfile = Some(fixture("server.crt"));
+            c.restapi.keyfile = Some(fixture("encrypted.key"));
+            c.restapi.keyfile_password = Some("secret".into());
+            validate(&c).unwrap();
+            c.restapi.keyfile_password = Some("wrong".into());
+            let e = tls_errors(&c);
+            assert!(
+                e.iter()
+                    .any(|e| e.contains("restapi.keyfile: ")
+                        && e.contains("restapi.keyfile_password")),
+                "{e:?}"
+            );
+            c.restapi.keyfile_password = None;
+            let e = tls_errors(&c);
+            assert!(
+                e.iter()
+                    .any(|e| e.contains("encrypted and restapi.keyfile_password is not set")),
+                "{e:?}"
+            );
+        }
+
+        #[test]
+        fn restapi_client_verification() {
+            let mut c = cfg(POSTGRES0);
+            c.restapi.certfile = Some(fixture("combined.pem"));
+            c.restapi.verify_client = Some("required".into());
+            let err = validate(&c).unwrap_err();
+            assert_eq!(keys(&err), ["restapi.cafile"]);
+            c.restapi.cafile = Some(fixture("server.crt"));
+            validate(&c).unwrap();
+            c.restapi.verify_client = Some("optional".into());
+            validate(&c).unwrap();
+            c.restapi.cafile = Some(fixture("server.key"));
+            let err = validate(&c).unwrap_err();
+            assert_eq!(keys(&err), ["restapi.cafile"]);
+            c.restapi.verify_client = Some("sometimes".into());
+            c.restapi.cafile = Some(fixture("server.crt"));
+            let err = validate(&c).unwrap_err();
+            assert_eq!(keys(&err), ["restapi.verify_client"]);
+            // ciphers: accepted, ignored with a warning.
+            c.restapi.verify_client = None;
+            c.restapi.ciphers = Some("ECDHE+AESGCM".into());
+            let w = validate(&c).unwrap();
+            assert!(w.iter().any(|w| w.contains("restapi.ciphers")), "{w:?}");
+            // verify_client without HTTPS: a warning.
+            let mut c = cfg(POSTGRES0);
+            c.restapi.verify_client = Some("required".into());
+            let w = validate(&c).unwrap();
+            assert!(
+                w.iter().any(|w| w.contains("without restapi.certfile")),
+                "{w:?}"
+            );
+        }
+
+        #[test]
+        fn ctl_tls_files() {
+            let mut c = cfg(POSTGRES0);
+            c.ctl = Some(crate::config::Ctl {
+                authentication: None,
+                insecure: None,
+                cacert: Some("/nonexistent/ca.pem".into()),
+                certfile: Some(fixture("server.crt")),
+                keyfile: Some(fixture("other.key")),
+                keyfile_password: None,
+            });
+            let err = validate(&c).unwrap_err();
+            assert_eq!(keys(&err), ["ctl.cacert", "ctl.keyfile"]);
+        }
+    }
 }

@@ -17,7 +17,7 @@ use pgpilot::dcs::{
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::{ReloadConfig, ReloadError};
 use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
-use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgState, PgStatus};
+use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgOpOutcome, PgState, PgStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -84,10 +84,10 @@ impl Handler<PgOp> for FakeSupervisor {
     type Result = MessageResult<PgOp>;
     fn handle(&mut self, op: PgOp, _: &mut Context<Self>) -> Self::Result {
         MessageResult(match op {
-            PgOp::Restart(_) => (200, "restarted successfully".into()),
-            PgOp::ScheduleRestart { .. } => (202, "Restart scheduled".into()),
-            PgOp::CancelScheduledRestart => (404, "no restarts are scheduled".into()),
-            PgOp::Reinitialize { .. } => (200, "reinitialize started".into()),
+            PgOp::Restart(_) => PgOpOutcome::Restarted,
+            PgOp::ScheduleRestart { .. } => PgOpOutcome::RestartScheduled,
+            PgOp::CancelScheduledRestart => PgOpOutcome::NoScheduledRestart,
+            PgOp::Reinitialize { .. } => PgOpOutcome::ReinitializeStarted,
         })
     }
 }
@@ -263,6 +263,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
         failsafe: HeartbeatSink(heartbeats.clone()).start().recipient(),
         dcs: dcs.clone(),
         wake: WakeSink.start().recipient(),
+        peers: pgpilot::peer_client::PeerClient::plain(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -381,6 +382,60 @@ async fn health_checks_by_role() {
         let r = c.get(format!("{}{path}", node.base)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), want, "{path}");
         assert!(r.bytes().await.unwrap().is_empty(), "{path}");
+    }
+}
+
+/// Routes go by the first segment of the raw path, as Patroni's
+/// `do_<METHOD>_<segment>`: anything after it, and leading slashes, do not
+/// matter; a percent-encoded name or a longer segment is another path,
+/// which falls through to a health check; a method a family does not serve
+/// gets 501.
+#[actix_web::test]
+async fn routes_by_first_raw_segment() {
+    let replica = start_node(ha("n2", false), pg(PgRole::Replica), Duration::ZERO);
+    let c = client();
+    for (path, want, document) in [
+        ("/patroni", 200, true),
+        ("/patroni/more/segments", 200, true),
+        ("//patroni", 200, true),
+        ("/patroni?x=1", 200, true),
+        // Health checks (a replica is not a primary: 503, with the document).
+        ("/patronix", 503, true),
+        ("/%70atroni", 503, true),
+        ("/liveness/x", 200, false),
+    ] {
+        let r = c
+            .get(format!("{}{path}", replica.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "GET {path}");
+        let body = r.bytes().await.unwrap();
+        if document {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["role"], "replica", "GET {path}");
+        } else {
+            assert!(body.is_empty(), "GET {path}");
+        }
+    }
+    for (m, path) in [
+        (Method::POST, "/patroni"),
+        (Method::PUT, "/reload"),
+        (Method::DELETE, "/failover"),
+        (Method::PATCH, "/restart"),
+    ] {
+        let r = c
+            .request(m.clone(), format!("{}{path}", replica.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 501, "{m} {path}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains(&format!("Unsupported method ('{m}')")),
+            "{m} {path}: {body}"
+        );
     }
 }
 

@@ -146,7 +146,7 @@ impl LeaderElector {
         LeaderElector {
             fence,
             watchdog: Arc::new(Mutex::new(Watchdog::from_config(&cfg))),
-            http: crate::api::auth::peer_client(&cfg),
+            http: crate::peer_client::build(&cfg),
             cfg,
             dynamic,
             links: Arc::new(links),
@@ -495,7 +495,7 @@ impl Handler<ConfigChanged> for LeaderElector {
             cfg.name = self.cfg.name.clone();
             cfg.scope = self.cfg.scope.clone();
         }
-        self.http = crate::api::auth::peer_client(&cfg);
+        self.http = crate::peer_client::build(&cfg);
         wd(&self.watchdog).reconfigure(&cfg, &self.dynamic.timing);
         self.cfg = Arc::new(cfg);
         self.start_cycle(ctx);

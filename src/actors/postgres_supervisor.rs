@@ -13,15 +13,15 @@ use tracing::{error, info, warn};
 
 use super::pg_callbacks::PgCallbacks;
 use super::postgres_jobs::{self as jobs, JobEnv};
-use crate::api::restart::{self as restart, Fire, RestartOptions};
 use crate::config::{Config, DynamicConfig};
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::{ConfigChanged, ConfigReloaded};
 use crate::messages::elector::JobFinished;
+use crate::messages::restart::{self as restart, Fire, RestartOptions};
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgState, PgStatus, ReplicationRow,
-    RunJob, StopAndWait, StopGracefully, SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgOpOutcome, PgState, PgStatus,
+    ReplicationRow, RunJob, StopAndWait, StopGracefully, SyncSlots,
 };
 use crate::postgres::{
     Binaries, LocalSession, Postmaster, SnapshotError, StopMode, controldata, datadir, params,
@@ -701,13 +701,13 @@ impl PostgresSupervisor {
         &mut self,
         timeout: Option<Duration>,
         ctx: &mut Context<Self>,
-    ) -> Result<tokio::sync::oneshot::Receiver<(u16, String)>, (u16, String)> {
+    ) -> Result<tokio::sync::oneshot::Receiver<PgOpOutcome>, PgOpOutcome> {
         self.check_alive();
         if self.busy.is_some() {
-            return Err((503, format!("{} already in progress", self.busy_label)));
+            return Err(PgOpOutcome::InProgress(self.busy_label));
         }
         let Some(mut pm) = self.postmaster.take() else {
-            return Err((503, "postgres is not running".to_owned()));
+            return Err(PgOpOutcome::NotRunning);
         };
         let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
         let following = self.following.clone();
@@ -751,7 +751,7 @@ impl PostgresSupervisor {
                         act.finish(JobKind::Start, Ok(Some(pm)), following);
                         let ev = act.pg_callbacks.restarted();
                         act.callback(Some(ev));
-                        (200, "restarted successfully".to_owned())
+                        PgOpOutcome::Restarted
                     }
                     Err((still_running, e)) => {
                         if still_running.is_some() {
@@ -759,7 +759,7 @@ impl PostgresSupervisor {
                         }
                         act.finish(JobKind::Start, Err(e.clone()), following);
                         warn!(event = "restart_failed", error = %e);
-                        (503, "restart failed".to_owned())
+                        PgOpOutcome::RestartFailed
                     }
                 };
                 let _ = tx.send(reply);
@@ -800,14 +800,14 @@ impl PostgresSupervisor {
                     Ok(rx) => {
                         ctx.spawn(
                             async move {
-                                if let Ok((code, text)) = rx.await {
-                                    info!(event = "scheduled_restart_done", code, result = %text);
+                                if let Ok(outcome) = rx.await {
+                                    info!(event = "scheduled_restart_done", result = %outcome);
                                 }
                             }
                             .into_actor(act),
                         );
                     }
-                    Err((_, why)) => {
+                    Err(why) => {
                         warn!(event = "scheduled_restart_dropped", schedule = %s.schedule, reason = %why)
                     }
                 },
@@ -832,14 +832,14 @@ impl PostgresSupervisor {
 }
 
 impl Handler<PgOp> for PostgresSupervisor {
-    type Result = ResponseActFuture<Self, (u16, String)>;
+    type Result = ResponseActFuture<Self, PgOpOutcome>;
 
     fn handle(&mut self, op: PgOp, ctx: &mut Context<Self>) -> Self::Result {
-        let now = |r: (u16, String)| -> Self::Result { Box::pin(fut::ready(r)) };
+        let now = |r: PgOpOutcome| -> Self::Result { Box::pin(fut::ready(r)) };
         match op {
             PgOp::Restart(o) => match self.begin_restart(o.timeout, ctx) {
                 Ok(rx) => Box::pin(
-                    async move { rx.await.unwrap_or((503, "restart cancelled".to_owned())) }
+                    async move { rx.await.unwrap_or(PgOpOutcome::RestartCancelled) }
                         .into_actor(self),
                 ),
                 Err(r) => now(r),
@@ -850,7 +850,7 @@ impl Handler<PgOp> for PostgresSupervisor {
                 options,
             } => {
                 if self.scheduled.is_some() {
-                    return now((409, "Another restart is already scheduled".to_owned()));
+                    return now(PgOpOutcome::AlreadyScheduled);
                 }
                 // The postmaster start time the request is made against,
                 // fresh: a restart after this point cancels it.
@@ -863,7 +863,7 @@ impl Handler<PgOp> for PostgresSupervisor {
                         .into_actor(self)
                         .map(move |pg, act, ctx| {
                             if act.scheduled.is_some() {
-                                return (409, "Another restart is already scheduled".to_owned());
+                                return PgOpOutcome::AlreadyScheduled;
                             }
                             let wait = (at_unix - crate::ha::iso8601::now_unix()).max(0.0);
                             let timer = ctx.run_later(Duration::from_secs_f64(wait), |act, ctx| {
@@ -879,7 +879,7 @@ impl Handler<PgOp> for PostgresSupervisor {
                                     .or_else(|| act.last_start_time.clone()),
                                 timer,
                             });
-                            (202, "Restart scheduled".to_owned())
+                            PgOpOutcome::RestartScheduled
                         }),
                 )
             }
@@ -887,14 +887,14 @@ impl Handler<PgOp> for PostgresSupervisor {
                 Some(s) => {
                     ctx.cancel_future(s.timer);
                     info!(event = "scheduled_restart_deleted", schedule = %s.schedule);
-                    now((200, "scheduled restart deleted".to_owned()))
+                    now(PgOpOutcome::ScheduledRestartDeleted)
                 }
-                None => now((404, "no restarts are scheduled".to_owned())),
+                None => now(PgOpOutcome::NoScheduledRestart),
             },
             PgOp::Reinitialize { from, force } => {
                 if self.busy.is_some() {
                     if !force {
-                        return now((503, format!("{} already in progress", self.busy_label)));
+                        return now(PgOpOutcome::InProgress(self.busy_label));
                     }
                     self.cancel_job(ctx);
                 }
@@ -906,7 +906,7 @@ impl Handler<PgOp> for PostgresSupervisor {
                     },
                     ctx,
                 );
-                now((200, "reinitialize started".to_owned()))
+                now(PgOpOutcome::ReinitializeStarted)
             }
         }
     }

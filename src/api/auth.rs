@@ -35,7 +35,7 @@ use subtle::ConstantTimeEq;
 use tracing::warn;
 
 use crate::api::headers::ExtraHeaders;
-use crate::config::{Config, RestApi};
+use crate::config::RestApi;
 use crate::dcs::{Cluster, Dcs};
 use crate::messages::config::ConfigChanged;
 use crate::sync;
@@ -418,9 +418,13 @@ impl Handler<ConfigChanged> for AccessPolicyUpdater {
 }
 
 /// Keeps the REST API's certificate and client verification, and the peer
-/// client, in line with the configuration (subscribe it to the
-/// ConfigManager). Files that fail to load keep what runs.
-pub struct TlsUpdater(pub Option<crate::tls::ServerTls>);
+/// client the API calls other members with, in line with the configuration
+/// (subscribe it to the ConfigManager). Files that fail to load keep what
+/// runs.
+pub struct TlsUpdater(
+    pub Option<crate::tls::ServerTls>,
+    pub crate::peer_client::PeerClient,
+);
 
 impl Actor for TlsUpdater {
     type Context = Context<Self>;
@@ -429,7 +433,7 @@ impl Actor for TlsUpdater {
 impl Handler<ConfigChanged> for TlsUpdater {
     type Result = ();
     fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, _ctx: &mut Context<Self>) {
-        set_peer_client(peer_client(&cfg));
+        self.1.update(&cfg);
         let Some(tls) = &self.0 else {
             return;
         };
@@ -440,60 +444,6 @@ impl Handler<ConfigChanged> for TlsUpdater {
                                       "keeping the running certificate and client verification"),
         }
     }
-}
-
-/// The HTTP client this node uses to talk to the other members' APIs
-/// (leader race, failsafe, switchover checks): it sends
-/// `restapi.authentication` (Patroni: `ctl.authentication` first), so unsafe
-/// requests such as `POST /failsafe` pass the others' checks, and speaks
-/// HTTPS as Patroni's daemon does (`crate::tls::peer_client_config`).
-pub fn peer_client(cfg: &Config) -> reqwest::Client {
-    crate::tls::install_provider();
-    let creds = cfg
-        .ctl
-        .as_ref()
-        .and_then(|c| c.authentication.as_ref())
-        .or(cfg.restapi.authentication.as_ref())
-        .and_then(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
-    let mut builder = reqwest::Client::builder();
-    if let Some((u, p)) = creds {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!(
-            "Basic {}",
-            B64.encode(format!("{u}:{p}"))
-        )) {
-            v.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
-        builder = builder.default_headers(headers);
-    }
-    match crate::tls::peer_client_config(cfg) {
-        Ok(tls) => builder = builder.tls_backend_preconfigured(tls),
-        Err(e) => warn!(event = "peer_tls_config_failed", error = %e,
-                        "calls to https members will not present a client certificate"),
-    }
-    builder.build().unwrap_or_else(|e| {
-        warn!(event = "peer_client_failed", error = %e);
-        reqwest::Client::new()
-    })
-}
-
-static PEER_CLIENT: RwLock<Option<reqwest::Client>> = RwLock::new(None);
-
-/// Make `c` the client [`current_peer_client`] hands out (the daemon does at
-/// start and on every reload).
-pub fn set_peer_client(c: reqwest::Client) {
-    *sync::write(&PEER_CLIENT) = Some(c);
-}
-
-/// The peer client of the running configuration (REST handlers that call
-/// other members); a plain client before [`set_peer_client`].
-pub fn current_peer_client() -> reqwest::Client {
-    if let Some(c) = sync::read(&PEER_CLIENT).as_ref() {
-        return c.clone();
-    }
-    crate::tls::install_provider();
-    reqwest::Client::new()
 }
 
 #[cfg(test)]
@@ -684,7 +634,7 @@ mod tests {
         assert_eq!(r.status().as_u16(), 413);
 
         // A reload with new credentials applies at once.
-        let mut cfg: Config = serde_yaml_ng::from_str(
+        let mut cfg: crate::config::Config = serde_yaml_ng::from_str(
             "name: a\nscope: s\nrestapi: {listen: ':8008', connect_address: '10.0.0.1:8008', \
              authentication: {username: admin, password: other}}\n\
              postgresql: {listen: ':5432', connect_address: '10.0.0.1:5432', data_dir: /d, \

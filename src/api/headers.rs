@@ -17,52 +17,15 @@ use crate::api::AccessPolicy;
 use crate::config::RestApi;
 use crate::sync;
 
-/// Headers that would break the HTTP framing or the connection handling.
-const RESERVED: [&str; 6] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-];
-
-/// A configured extra header that cannot be sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderError {
-    #[error("{0:?} is not a valid HTTP header name")]
-    BadName(String),
-    /// A header of the HTTP framing or the connection handling.
-    #[error("{0:?} cannot be set: the server manages this header")]
-    Reserved(String),
-    #[error("{name}: {value:?} is not a valid HTTP header value (visible ASCII only)")]
-    BadValue { name: String, value: String },
-}
-
-/// One configured header, checked: a valid token as its name, visible
-/// ASCII (and spaces, tabs) as its value, not a framing header.
-pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HeaderError> {
-    let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| HeaderError::BadName(name.to_owned()))?;
-    if RESERVED.contains(&n.as_str()) {
-        return Err(HeaderError::Reserved(name.to_owned()));
+/// One configured header, checked (`crate::config::headers::problem`)
+/// and built.
+pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    if let Some(p) = crate::config::headers::problem(name, value) {
+        return Err(p);
     }
-    let v = HeaderValue::from_str(value)
-        .ok()
-        .filter(|_| value.is_ascii())
-        .ok_or_else(|| HeaderError::BadValue {
-            name: name.to_owned(),
-            value: value.to_owned(),
-        })?;
+    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("{name:?}: {e}"))?;
+    let v = HeaderValue::from_str(value).map_err(|e| format!("{name}: {e}"))?;
     Ok((n, v))
-}
-
-/// Every problem of one map, each a message for `key`.
-pub fn check(map: Option<&BTreeMap<String, String>>) -> Vec<String> {
-    map.into_iter()
-        .flatten()
-        .filter_map(|(n, v)| parse_header(n, v).err().map(|e| e.to_string()))
-        .collect()
 }
 
 fn parse_all(map: Option<&BTreeMap<String, String>>) -> Vec<(HeaderName, HeaderValue)> {
@@ -160,15 +123,37 @@ mod tests {
         let e = parse_header("X-A", "line\nbreak").unwrap_err().to_string();
         assert!(e.contains("not a valid HTTP header value"), "{e}");
         assert!(parse_header("X-A", "caf\u{e9}").is_err());
-        assert_eq!(
-            parse_header("Content-Length", "1").unwrap_err(),
-            HeaderError::Reserved("Content-Length".into())
-        );
         let e = parse_header("Content-Length", "1").unwrap_err().to_string();
         assert!(e.contains("the server manages this header"), "{e}");
         let r = restapi(&[("X-A", "1"), ("Bad:", "2")], &[]);
-        assert_eq!(check(r.http_extra_headers.as_ref()).len(), 1);
-        assert!(check(None).is_empty());
+        assert_eq!(
+            crate::config::headers::check(r.http_extra_headers.as_ref()).len(),
+            1
+        );
+        assert!(crate::config::headers::check(None).is_empty());
+    }
+
+    /// The configuration's check accepts exactly what the HTTP types do
+    /// (after it: names not reserved, values ASCII).
+    #[test]
+    fn config_check_agrees_with_the_http_types() {
+        for b in 0u8..=255 {
+            let c = char::from(b).to_string();
+            let name = format!("X{c}");
+            let http_ok = HeaderName::from_bytes(name.as_bytes()).is_ok();
+            assert_eq!(
+                crate::config::headers::problem(&name, "v").is_none(),
+                http_ok && name.is_ascii(),
+                "name {name:?}"
+            );
+            let value = format!("a{c}b");
+            let http_ok = HeaderValue::from_str(&value).is_ok() && value.is_ascii();
+            assert_eq!(
+                crate::config::headers::problem("X-A", &value).is_none(),
+                http_ok,
+                "value {value:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Patroni-compatible REST API (docs/rest-api.md): pure
-//! document and status-code builders, and the actix-web server that feeds
-//! them from the actors and the DCS.
+//! document and status-code builders, the routes (one file per family,
+//! under `routes/`) and the actix-web server that feeds them from the
+//! actors and the DCS.
 
 pub mod auth;
 pub mod cluster;
@@ -9,8 +10,12 @@ pub mod headers;
 pub mod health;
 pub mod lag;
 pub mod reinit;
+mod reply;
+mod request;
 pub mod restart;
+mod routes;
 pub mod server;
+mod state;
 pub mod status;
 pub mod switchover;
 

@@ -29,17 +29,7 @@ pub(crate) fn state_str(pg: &PgStatus) -> &'static str {
 /// The `role` field: what PostgreSQL says when it answers, otherwise what
 /// the data directory says it last was.
 pub(crate) fn role_str(pg: &PgStatus) -> &'static str {
-    match pg.facts.role {
-        Some(PgRole::Primary) => "primary",
-        Some(PgRole::Replica) => "replica",
-        None => match &pg.data_dir {
-            DataDir::Empty => "uninitialized",
-            DataDir::Initialized {
-                was_primary: true, ..
-            } => "primary",
-            DataDir::Initialized { .. } | DataDir::Unreadable(_) => "replica",
-        },
-    }
+    pg.role_str()
 }
 
 /// The cluster is paused, as far as this node's last DCS view knows.

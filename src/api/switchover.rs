@@ -278,6 +278,7 @@ pub async fn post(
     kind: Kind,
     body: &[u8],
     dcs: &dyn Dcs,
+    http: &reqwest::Client,
     wake: &Recipient<Wake>,
     loop_wait_secs: f64,
 ) -> Refusal {
@@ -296,9 +297,8 @@ pub async fn post(
         Err(e) => return e,
     };
     if req.scheduled_at.is_none() {
-        let http = crate::api::auth::current_peer_client();
         let statuses =
-            futures_util::future::join_all(members.iter().map(|m| fetch_status(&http, m))).await;
+            futures_util::future::join_all(members.iter().map(|m| fetch_status(http, m))).await;
         let reasons: Vec<String> = members
             .iter()
             .zip(&statuses)

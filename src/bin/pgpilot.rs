@@ -21,9 +21,7 @@ use pgpilot::actors::config_manager::ConfigManager;
 use pgpilot::actors::dcs_watcher::DcsWatcher;
 use pgpilot::actors::leader_elector::{ElectorLinks, LeaderElector};
 use pgpilot::actors::postgres_supervisor::PostgresSupervisor;
-use pgpilot::api::auth::{
-    AccessPolicy, AccessPolicyUpdater, TlsUpdater, peer_client, set_peer_client,
-};
+use pgpilot::api::auth::{AccessPolicy, AccessPolicyUpdater, TlsUpdater};
 use pgpilot::api::server::{ApiContext, serve_tls};
 use pgpilot::config::{Config, ConfigError, DynamicConfig};
 use pgpilot::dcs::Dcs;
@@ -75,14 +73,17 @@ fn env_map() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
+/// What validation checks beyond the configuration itself: the TLS files.
+const FILE_CHECKS: &[pgpilot::config::FileCheck] = &[pgpilot::tls::check_files];
+
 fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), ConfigError> {
     let env = env_map();
     match path {
-        Some(p) => pgpilot::config::validate_file(p, &env),
+        Some(p) => pgpilot::config::validate_file_with(p, &env, FILE_CHECKS),
         None => {
             let loaded = pgpilot::config::load(None, &env)?;
             let mut warnings = loaded.warnings;
-            warnings.extend(pgpilot::config::validate(&loaded.config)?);
+            warnings.extend(pgpilot::config::validate_with(&loaded.config, FILE_CHECKS)?);
             Ok((loaded.config, warnings))
         }
     }
@@ -254,8 +255,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let access = AccessPolicy::from_restapi(&cfg.restapi);
     manager.subscribe(AccessPolicyUpdater(access.clone()).start().recipient());
     let tls = pgpilot::tls::ServerTls::from_restapi(&cfg.restapi).map_err(anyhow::Error::msg)?;
-    set_peer_client(peer_client(&cfg));
-    manager.subscribe(TlsUpdater(tls.clone()).start().recipient());
+    let peers = pgpilot::peer_client::PeerClient::new(&cfg);
+    manager.subscribe(TlsUpdater(tls.clone(), peers.clone()).start().recipient());
     let manager = manager.start();
 
     let server = serve_tls(
@@ -268,6 +269,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             pg_ops: supervisor.clone().recipient(),
             dcs: dcs.clone(),
             wake: elector.clone().recipient(),
+            peers,
         },
         access,
         tls,

@@ -17,7 +17,7 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 /// Write `value` atomically, mode 0600.
 pub fn save(data_dir: &Path, value: &Value) -> io::Result<()> {
-    crate::postgres::datadir::write_atomic(&path(data_dir), value.to_string().as_bytes())
+    crate::atomic_file::write_atomic(&path(data_dir), value.to_string().as_bytes())
 }
 
 /// The stored document, if the file exists, is a JSON object and validates.

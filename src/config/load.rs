@@ -107,6 +107,41 @@ pub(crate) fn load_with_sources(
     path: Option<&Path>,
     env: &BTreeMap<String, String>,
 ) -> Result<(Loaded, Sources), ConfigError> {
+    let (merged, sources, warnings) = merge_layers(path, env)?;
+    let config = deserialize::<Config>(&merged, &sources)?;
+    let source = sources.source.clone();
+    Ok((
+        Loaded {
+            config,
+            warnings,
+            source,
+        },
+        sources,
+    ))
+}
+
+/// What a client of the cluster (`pgpilotctl`) reads, through the same
+/// layers as the daemon's [`load`]: the file or directory, then the
+/// `PATRONI_*` variables, or `PATRONI_CONFIGURATION` alone. Without a path
+/// and without variables there is nothing to read: the defaults (the
+/// command line then names the DCS and the cluster).
+pub fn load_client(
+    path: Option<&Path>,
+    env: &BTreeMap<String, String>,
+) -> Result<super::ClientConfig, ConfigError> {
+    if path.is_none() && env::configuration_var(env).is_none() && env::env_layer(env).is_empty() {
+        return Ok(super::ClientConfig::default());
+    }
+    let (merged, sources, _) = merge_layers(path, env)?;
+    deserialize(&merged, &sources)
+}
+
+/// Every layer read and merged, with the warnings of the reading (unknown
+/// keys, ignored variables) and where each key came from.
+fn merge_layers(
+    path: Option<&Path>,
+    env: &BTreeMap<String, String>,
+) -> Result<(Value, Sources, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
     let mut sources = Sources {
         files: Vec::new(),
@@ -183,16 +218,7 @@ pub(crate) fn load_with_sources(
         }
     }
 
-    let config = deserialize(&merged, &sources)?;
-    let source = sources.source.clone();
-    Ok((
-        Loaded {
-            config,
-            warnings,
-            source,
-        },
-        sources,
-    ))
+    Ok((merged, sources, warnings))
 }
 
 /// Cluster-wide settings (docs/configuration.md §9) that Patroni ignores in the local
@@ -365,12 +391,15 @@ fn friendly(message: &str) -> String {
     m
 }
 
-fn deserialize(merged: &Value, sources: &Sources) -> Result<Config, ConfigError> {
+fn deserialize<T: serde::de::DeserializeOwned>(
+    merged: &Value,
+    sources: &Sources,
+) -> Result<T, ConfigError> {
     // Round-trip through text so that errors carry the key path.
     let text = serde_yaml_ng::to_string(merged).map_err(|e| {
         ConfigError::key(sources.source.clone(), "", format!("internal error: {e}"))
     })?;
-    serde_yaml_ng::from_str::<Config>(&text).map_err(|e| {
+    serde_yaml_ng::from_str::<T>(&text).map_err(|e| {
         let (path, message) = split_yaml_error(&e);
         let path = if path == "." { String::new() } else { path };
         if let Some(field) = message

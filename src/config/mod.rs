@@ -8,10 +8,12 @@
 //!
 //! Every [`ConfigError`] names the file (or variable), key path and line.
 
+pub mod client;
 pub mod dynamic;
 pub mod dynamic_file;
 mod env;
 pub mod error;
+pub mod headers;
 mod lines;
 pub mod load;
 pub mod patch;
@@ -21,11 +23,15 @@ pub mod types;
 pub mod units;
 pub mod validate;
 
+pub use client::ClientConfig;
 pub use dynamic::{MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, timing_from_json};
 pub use error::{ConfigError, TimingError};
-pub use load::{Loaded, load};
+pub use load::{Loaded, load, load_client};
 pub use patch::patch_config;
 pub use schema::parse_bool;
 pub use types::*;
 pub use units::parse_size;
-pub use validate::{validate, validate_file};
+pub use validate::{
+    FORBIDDEN_BASEBACKUP_OPTIONS, FileCheck, validate, validate_file, validate_file_with,
+    validate_with,
+};

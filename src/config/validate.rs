@@ -11,6 +11,22 @@ use super::types::{Config, DynamicConfig, InitdbOption, Watchdog, WatchdogMode};
 
 /// initdb options Patroni sets itself (docs/configuration.md §5).
 const INITDB_FORBIDDEN: &[&str] = &["pgdata", "nosync", "pwfile", "sync-only", "version"];
+/// `postgresql.basebackup` options pgpilot sets itself (the clone job
+/// refuses them too: `crate::postgres::ops::basebackup_args`).
+pub const FORBIDDEN_BASEBACKUP_OPTIONS: &[&str] = &[
+    "pgdata",
+    "format",
+    "wal-method",
+    "xlog-method",
+    "gzip",
+    "version",
+    "dbname",
+    "host",
+    "port",
+    "username",
+    "password",
+];
+
 /// Patroni (HEAD) reserves this member name.
 const RESERVED_NAME: &str = "__patroni_strict_sync_replica_placeholder__";
 
@@ -18,6 +34,16 @@ const RESERVED_NAME: &str = "__patroni_strict_sync_replica_placeholder__";
 /// (a [`ConfigError::Many`] when there are several). Errors have the origin
 /// `configuration`; [`validate_file`] replaces it with the file and line.
 pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
+    validate_with(cfg, &[])
+}
+
+/// A check of files the configuration names that other modules read and
+/// parse (the TLS certificates and keys: `crate::tls::check_files`), so
+/// this module needs none of them. Each problem reads `key: message`.
+pub type FileCheck = fn(&Config) -> Vec<String>;
+
+/// [`validate`], plus `file_checks` (the daemon passes every one it has).
+pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<String>, ConfigError> {
     let mut errors: Vec<ConfigError> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut err = |key: &str, msg: String| errors.push(ConfigError::key(ORIGIN_CONFIG, key, msg));
@@ -66,8 +92,8 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
              without restapi.certfile (the REST API serves plain HTTP)"
         ));
     }
-    // TLS files: readable, parsable, key matching its certificate.
-    for problem in crate::tls::check_files(cfg) {
+    // Files (TLS: readable, parsable, key matching its certificate).
+    for problem in file_checks.iter().flat_map(|check| check(cfg)) {
         let (key, msg) = problem.split_once(": ").unwrap_or(("restapi", &problem));
         err(key, msg.to_owned());
     }
@@ -88,7 +114,7 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
             &cfg.restapi.https_extra_headers,
         ),
     ] {
-        for problem in crate::api::headers::check(map.as_ref()) {
+        for problem in super::headers::check(map.as_ref()) {
             err(key, problem);
         }
     }
@@ -132,7 +158,7 @@ pub fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
     }
     if let Some(b) = &pg.basebackup {
         for (i, opt) in option_names(b).into_iter().enumerate() {
-            if crate::postgres::ops::FORBIDDEN_BASEBACKUP_OPTIONS.contains(&opt.as_str()) {
+            if FORBIDDEN_BASEBACKUP_OPTIONS.contains(&opt.as_str()) {
                 err(
                     &format!("postgresql.basebackup[{i}]"),
                     format!("option `{opt}` is set by pgpilot and not allowed here"),
@@ -323,6 +349,15 @@ pub fn validate_file(
     path: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
+    validate_file_with(path, env, &[])
+}
+
+/// [`validate_file`] with `file_checks`, as [`validate_with`].
+pub fn validate_file_with(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    file_checks: &[FileCheck],
+) -> Result<(Config, Vec<String>), ConfigError> {
     let (loaded, sources) = load_with_sources(Some(path), env)?;
     let mut warnings = loaded.warnings;
     let relocate = |e: &ConfigError| -> ConfigError {
@@ -348,7 +383,7 @@ pub fn validate_file(
             other => ConfigError::key(other.origin(), "", other.to_string()),
         }
     };
-    match validate(&loaded.config) {
+    match validate_with(&loaded.config, file_checks) {
         Ok(w) => {
             warnings.extend(
                 w.into_iter()
@@ -454,71 +489,6 @@ mod tests {
         validate(&cfg(&legacy)).unwrap();
     }
 
-    fn fixture(name: &str) -> String {
-        format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
-    }
-
-    fn tls_errors(c: &Config) -> Vec<String> {
-        match validate(c) {
-            Ok(_) => vec![],
-            Err(e) => e.errors().iter().map(|e| e.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn restapi_tls_files() {
-        let mut c = cfg(POSTGRES0);
-        c.restapi.certfile = Some(fixture("server.crt"));
-        c.restapi.keyfile = Some(fixture("server.key"));
-        validate(&c).unwrap();
-        // The key inside the certificate file.
-        c.restapi.certfile = Some(fixture("combined.pem"));
-        c.restapi.keyfile = None;
-        validate(&c).unwrap();
-        // A certificate file without a key and no keyfile.
-        c.restapi.certfile = Some(fixture("server.crt"));
-        let e = tls_errors(&c);
-        assert!(
-            e.iter().any(|e| e.contains("restapi.certfile")
-                && e.contains("server.crt")
-                && e.contains("no private key")),
-            "{e:?}"
-        );
-        // Missing file: key and path named.
-        c.restapi.certfile = Some("/nonexistent/api.pem".into());
-        let err = validate(&c).unwrap_err();
-        assert_eq!(keys(&err), ["restapi.certfile"]);
-        assert!(err.to_string().contains("/nonexistent/api.pem"), "{err}");
-        // A key of another certificate.
-        c.restapi.certfile = Some(fixture("server.crt"));
-        c.restapi.keyfile = Some(fixture("other.key"));
-        let e = tls_errors(&c);
-        assert!(
-            e.iter()
-                .any(|e| e.contains("restapi.keyfile") && e.contains("does not match")),
-            "{e:?}"
-        );
-        // An encrypted key: decrypted with keyfile_password.
-        c.restapi.certfile = Some(fixture("server.crt"));
-        c.restapi.keyfile = Some(fixture("encrypted.key"));
-        c.restapi.keyfile_password = Some("secret".into());
-        validate(&c).unwrap();
-        c.restapi.keyfile_password = Some("wrong".into());
-        let e = tls_errors(&c);
-        assert!(
-            e.iter()
-                .any(|e| e.contains("restapi.keyfile: ") && e.contains("restapi.keyfile_password")),
-            "{e:?}"
-        );
-        c.restapi.keyfile_password = None;
-        let e = tls_errors(&c);
-        assert!(
-            e.iter()
-                .any(|e| e.contains("encrypted and restapi.keyfile_password is not set")),
-            "{e:?}"
-        );
-    }
-
     #[test]
     fn extra_headers() {
         let mut c = cfg(POSTGRES0);
@@ -543,54 +513,6 @@ mod tests {
             keys(&err),
             ["restapi.http_extra_headers", "restapi.https_extra_headers"]
         );
-    }
-
-    #[test]
-    fn restapi_client_verification() {
-        let mut c = cfg(POSTGRES0);
-        c.restapi.certfile = Some(fixture("combined.pem"));
-        c.restapi.verify_client = Some("required".into());
-        let err = validate(&c).unwrap_err();
-        assert_eq!(keys(&err), ["restapi.cafile"]);
-        c.restapi.cafile = Some(fixture("server.crt"));
-        validate(&c).unwrap();
-        c.restapi.verify_client = Some("optional".into());
-        validate(&c).unwrap();
-        c.restapi.cafile = Some(fixture("server.key"));
-        let err = validate(&c).unwrap_err();
-        assert_eq!(keys(&err), ["restapi.cafile"]);
-        c.restapi.verify_client = Some("sometimes".into());
-        c.restapi.cafile = Some(fixture("server.crt"));
-        let err = validate(&c).unwrap_err();
-        assert_eq!(keys(&err), ["restapi.verify_client"]);
-        // ciphers: accepted, ignored with a warning.
-        c.restapi.verify_client = None;
-        c.restapi.ciphers = Some("ECDHE+AESGCM".into());
-        let w = validate(&c).unwrap();
-        assert!(w.iter().any(|w| w.contains("restapi.ciphers")), "{w:?}");
-        // verify_client without HTTPS: a warning.
-        let mut c = cfg(POSTGRES0);
-        c.restapi.verify_client = Some("required".into());
-        let w = validate(&c).unwrap();
-        assert!(
-            w.iter().any(|w| w.contains("without restapi.certfile")),
-            "{w:?}"
-        );
-    }
-
-    #[test]
-    fn ctl_tls_files() {
-        let mut c = cfg(POSTGRES0);
-        c.ctl = Some(crate::config::Ctl {
-            authentication: None,
-            insecure: None,
-            cacert: Some("/nonexistent/ca.pem".into()),
-            certfile: Some(fixture("server.crt")),
-            keyfile: Some(fixture("other.key")),
-            keyfile_password: None,
-        });
-        let err = validate(&c).unwrap_err();
-        assert_eq!(keys(&err), ["ctl.cacert", "ctl.keyfile"]);
     }
 
     #[test]

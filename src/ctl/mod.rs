@@ -1,6 +1,10 @@
-//! `pgpilotctl`: the operator's CLI. Pure rendering lives here; the binary
-//! in `src/bin/pgpilotctl.rs` only parses arguments and does the I/O.
+//! `pgpilotctl`: the operator's CLI. The binary (`src/bin/pgpilotctl.rs`)
+//! parses the command line; each command is a file of [`cmd`]; what they
+//! share is [`context`]; the pure rendering and editing are the other
+//! modules here.
 
+pub mod cmd;
+pub mod context;
 pub mod edit;
 pub mod history;
 pub mod list;

@@ -4,7 +4,7 @@
 //! turns them into the key's lines, as Patroni's `update_cluster_history`.
 
 use crate::dcs::HistoryLine;
-use crate::postgres::lsn;
+use crate::ha::lsn;
 
 /// `pg_wal/<TL>.history` name of a timeline.
 pub fn file_name(timeline: u64) -> String {
@@ -22,7 +22,7 @@ pub fn parse_file(text: &str) -> Vec<HistoryLine> {
             }
             let mut parts = line.splitn(3, char::is_whitespace);
             let timeline = parts.next()?.trim().parse().ok()?;
-            let lsn = lsn::parse(parts.next()?.trim()).ok()?;
+            let lsn = lsn::parse(parts.next()?.trim())?;
             let reason = parts.next().unwrap_or_default().trim().to_owned();
             Some(HistoryLine {
                 timeline,

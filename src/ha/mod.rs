@@ -11,6 +11,7 @@ mod decide;
 pub mod history;
 pub mod iso8601;
 pub mod lease;
+pub mod lsn;
 mod pause;
 pub mod slots;
 pub mod switchover;

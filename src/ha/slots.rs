@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use crate::config::{SlotKind, SlotMatcher, SlotSpec, SlotsConfig};
 use crate::dcs::{Cluster, Member};
-use crate::postgres::conf::slot_name;
 
 /// When the leader last saw each member slot's owner, for
 /// `member_slots_ttl`. It lives in the leader's memory; the names travel in
@@ -242,6 +241,24 @@ impl SlotRequest {
     pub fn plan(&self, existing: &[ExistingSlot]) -> SlotPlan {
         plan(&self.expected, &self.protected, existing, self.i_lead)
     }
+}
+
+/// The replication slot name of a member (docs/operations.md, "Replication slots"): lower-cased,
+/// `-` and `.` become `_`, any other character outside `[a-z0-9_]` becomes
+/// `u` + its code point as 4 decimal digits, cut to 63 characters.
+pub fn slot_name(member: &str) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for c in member.to_lowercase().chars() {
+        match c {
+            'a'..='z' | '0'..='9' | '_' => s.push(c),
+            '-' | '.' => s.push('_'),
+            other => {
+                let _ = write!(s, "u{:04}", other as u32);
+            }
+        }
+    }
+    s.chars().take(63).collect()
 }
 
 #[cfg(test)]
@@ -592,5 +609,15 @@ mod tests {
         ]);
         let req = SlotRequest::new(&c, "b", false, &SlotsConfig::default(), &["gone".into()]);
         assert!(req.expected.is_empty());
+    }
+
+    #[test]
+    fn slot_names() {
+        assert_eq!(slot_name("Node-1.a"), "node_1_a");
+        assert_eq!(slot_name("pg_0"), "pg_0");
+        assert_eq!(slot_name("ü x"), "u0252u0032x");
+        assert_eq!(slot_name("日本"), "u26085u26412");
+        assert_eq!(slot_name(&"a".repeat(70)).len(), 63);
+        assert_eq!(slot_name(&"é".repeat(20)).len(), 63);
     }
 }

@@ -4,4 +4,5 @@
 pub mod callbacks;
 pub mod config;
 pub mod elector;
+pub mod restart;
 pub mod supervisor;

@@ -6,7 +6,8 @@ use actix::Message;
 use serde::Serialize;
 
 use crate::config::DynamicConfig;
-use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, Upstream};
+use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
+use crate::messages::restart::RestartOptions;
 
 /// PostgreSQL's state as Patroni names it in member keys and `/patroni`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,6 +91,23 @@ pub struct PgStatus {
 }
 
 impl PgStatus {
+    /// The role `/patroni` and the restart conditions name: what
+    /// PostgreSQL runs as, or, when it does not answer, what its data
+    /// directory was last.
+    pub fn role_str(&self) -> &'static str {
+        match self.facts.role {
+            Some(PgRole::Primary) => "primary",
+            Some(PgRole::Replica) => "replica",
+            None => match &self.data_dir {
+                DataDir::Empty => "uninitialized",
+                DataDir::Initialized {
+                    was_primary: true, ..
+                } => "primary",
+                DataDir::Initialized { .. } | DataDir::Unreadable(_) => "replica",
+            },
+        }
+    }
+
     /// Nothing known beyond `state`: the base the supervisor fills in, and
     /// what the API reports when the supervisor does not answer.
     pub fn unknown(state: PgState) -> PgStatus {
@@ -183,20 +201,20 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 #[rtype(result = "Result<(), String>")]
 pub struct StopAndWait(pub StopMode);
 
-/// Operations the REST API asks for (docs/rest-api.md, "Summary"). Each answers the
-/// HTTP status and text to reply with.
+/// Operations the REST API asks for (docs/rest-api.md, "Summary"). Each answers what
+/// came of it; the API alone turns that into an HTTP reply.
 #[derive(Debug, Message)]
-#[rtype(result = "(u16, String)")]
+#[rtype(result = "PgOpOutcome")]
 pub enum PgOp {
     /// `POST /restart` without `schedule`: restart PostgreSQL now in the
     /// role it runs in (fast stop, start with the current configuration)
     /// and answer once it accepts connections again, or why not.
-    Restart(crate::api::restart::RestartOptions),
+    Restart(RestartOptions),
     /// `POST /restart` with `schedule` (Unix seconds, and as given).
     ScheduleRestart {
         at_unix: f64,
         schedule: String,
-        options: crate::api::restart::RestartOptions,
+        options: RestartOptions,
     },
     /// `DELETE /restart`.
     CancelScheduledRestart,
@@ -204,6 +222,47 @@ pub enum PgOp {
     /// from `from`, start; `force` cancels a running job first. Answers
     /// once the job started.
     Reinitialize { from: Upstream, force: bool },
+}
+
+/// What came of a [`PgOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgOpOutcome {
+    /// PostgreSQL was stopped and accepts connections again.
+    Restarted,
+    /// The restart's stop or start failed (the job outcome says why).
+    RestartFailed,
+    /// The restart was cancelled before it finished (e.g. by a forced
+    /// reinitialize).
+    RestartCancelled,
+    /// A job runs already; the name Patroni gives it (`restart`,
+    /// `reinitialize`...).
+    InProgress(&'static str),
+    /// No PostgreSQL to restart.
+    NotRunning,
+    RestartScheduled,
+    /// One restart at a time can be scheduled.
+    AlreadyScheduled,
+    ScheduledRestartDeleted,
+    NoScheduledRestart,
+    ReinitializeStarted,
+}
+
+impl fmt::Display for PgOpOutcome {
+    /// In Patroni's words (the REST API replies with them).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PgOpOutcome::Restarted => f.write_str("restarted successfully"),
+            PgOpOutcome::RestartFailed => f.write_str("restart failed"),
+            PgOpOutcome::RestartCancelled => f.write_str("restart cancelled"),
+            PgOpOutcome::InProgress(job) => write!(f, "{job} already in progress"),
+            PgOpOutcome::NotRunning => f.write_str("postgres is not running"),
+            PgOpOutcome::RestartScheduled => f.write_str("Restart scheduled"),
+            PgOpOutcome::AlreadyScheduled => f.write_str("Another restart is already scheduled"),
+            PgOpOutcome::ScheduledRestartDeleted => f.write_str("scheduled restart deleted"),
+            PgOpOutcome::NoScheduledRestart => f.write_str("no restarts are scheduled"),
+            PgOpOutcome::ReinitializeStarted => f.write_str("reinitialize started"),
+        }
+    }
 }
 
 /// Bring the replication slots in line with the cluster (the leader every

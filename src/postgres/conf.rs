@@ -158,23 +158,7 @@ pub fn render_pgpass(entries: &[PgpassEntry]) -> String {
     out
 }
 
-/// The replication slot name of a member (docs/operations.md, "Replication
-/// slots"): lower-cased, `-` and `.` become `_`, any other character outside
-/// `[a-z0-9_]` becomes `u` + its code point as 4 decimal digits, cut to 63
-/// characters.
-pub fn slot_name(member: &str) -> String {
-    let mut s = String::new();
-    for c in member.to_lowercase().chars() {
-        match c {
-            'a'..='z' | '0'..='9' | '_' => s.push(c),
-            '-' | '.' => s.push('_'),
-            other => {
-                let _ = write!(s, "u{:04}", other as u32);
-            }
-        }
-    }
-    s.chars().take(63).collect()
-}
+pub use crate::ha::slots::slot_name;
 
 #[cfg(test)]
 mod tests {
@@ -260,15 +244,5 @@ port=5432 sslmode=prefer application_name=node-1 gssencmode=prefer channel_bindi
             pass,
             "*:5432:*:rep:a\\:b\\\\c\n/tmp/sock:5432:*:postgres:x\n"
         );
-    }
-
-    #[test]
-    fn slot_names() {
-        assert_eq!(slot_name("Node-1.a"), "node_1_a");
-        assert_eq!(slot_name("pg_0"), "pg_0");
-        assert_eq!(slot_name("ü x"), "u0252u0032x");
-        assert_eq!(slot_name("日本"), "u26085u26412");
-        assert_eq!(slot_name(&"a".repeat(70)).len(), 63);
-        assert_eq!(slot_name(&"é".repeat(20)).len(), 63);
     }
 }

@@ -19,20 +19,7 @@ use crate::config::InitdbOption;
 pub const FORBIDDEN_INITDB_OPTIONS: &[&str] =
     &["pgdata", "nosync", "pwfile", "sync-only", "version"];
 
-/// `postgresql.basebackup` options pgpilot sets itself.
-pub const FORBIDDEN_BASEBACKUP_OPTIONS: &[&str] = &[
-    "pgdata",
-    "format",
-    "wal-method",
-    "xlog-method",
-    "gzip",
-    "version",
-    "dbname",
-    "host",
-    "port",
-    "username",
-    "password",
-];
+pub use crate::config::FORBIDDEN_BASEBACKUP_OPTIONS;
 
 fn value_text(v: &serde_json::Value) -> String {
     match v {

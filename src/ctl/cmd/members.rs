@@ -1,0 +1,147 @@
+//! What `restart` and `reload` share: the members a command names or
+//! selects, and one POST to each, reported as patronictl does.
+
+use anyhow::bail;
+use serde_json::{Value, json};
+
+use crate::ctl::context::{Ctx, Role, confirm, loop_wait, member_of, paused};
+use crate::ctl::list;
+use crate::dcs::Member;
+
+/// What `restart` adds to its body (docs/rest-api.md, "POST /restart, DELETE /restart").
+#[derive(Default)]
+pub struct RestartExtras {
+    pub scheduled: Option<String>,
+    pub pg_version: Option<String>,
+    pub timeout: Option<String>,
+}
+
+/// POST `endpoint` to each named member (all when none), reporting each.
+pub async fn per_member(
+    ctx: &Ctx,
+    names: &[String],
+    endpoint: &str,
+    role: Option<Role>,
+    pending: bool,
+    force: bool,
+    extras: RestartExtras,
+) -> anyhow::Result<()> {
+    let cluster = ctx.cluster().await?;
+    let members: Vec<Member> = if names.is_empty() {
+        cluster.members.clone()
+    } else {
+        names
+            .iter()
+            .map(|n| member_of(&cluster, &ctx.scope, n))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let leader = cluster.leader_name();
+    let members: Vec<Member> = members
+        .into_iter()
+        .filter(|m| {
+            let is_leader = Some(m.name.as_str()) == leader;
+            match role {
+                Some(Role::Primary | Role::Leader) => is_leader,
+                Some(Role::Replica) => !is_leader,
+                Some(Role::Any) | None => true,
+            }
+        })
+        .filter(|m| !pending || m.data.pending_restart)
+        .collect();
+    if members.is_empty() {
+        bail!(
+            "no member of cluster {} matches (names, --role{})",
+            ctx.scope,
+            if pending { ", --pending" } else { "" }
+        );
+    }
+    let mut body = serde_json::Map::new();
+    if pending {
+        body.insert("restart_pending".into(), json!(true));
+    }
+    if let Some(v) = &extras.pg_version {
+        body.insert("postgres_version".into(), json!(v));
+    }
+    if let Some(t) = &extras.timeout {
+        body.insert("timeout".into(), json!(t));
+    }
+    let schedule = match extras.scheduled.as_deref() {
+        None | Some("now") => None,
+        Some(_) if paused(&cluster) => bail!("can't schedule restart in the paused state"),
+        Some(t) => Some(crate::ctl::time::with_timezone(t)),
+    };
+    if let Some(t) = &schedule {
+        body.insert("schedule".into(), json!(t));
+    }
+    let body = Value::Object(body);
+    print!("{}", list::render_table(&cluster, &ctx.scope));
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    if !force {
+        confirm(&format!(
+            "Are you sure you want to {endpoint} members {}?",
+            names.join(", ")
+        ))?;
+    }
+    if schedule.is_some() && force {
+        // patronictl: --force replaces a restart already scheduled.
+        for m in members
+            .iter()
+            .filter(|m| m.data.scheduled_restart.is_some())
+        {
+            ctx.request(m, reqwest::Method::DELETE, "restart", None)
+                .await?;
+        }
+    }
+    let wait = loop_wait(&cluster);
+    post_each(ctx, &members, endpoint, &body, |name, code, body| {
+        matches!(code, 200 | 202).then(|| {
+            let what = if endpoint == "reload" && code == 202 {
+                format!("reload request received, will be processed within {wait} seconds")
+            } else {
+                body.trim().to_owned()
+            };
+            format!("Success: {endpoint} on member {name}: {what}")
+        })
+    })
+    .await
+}
+
+/// POST `endpoint` to each member in turn, printing one line per member, as
+/// patronictl does; `success` turns a member's reply into its success line,
+/// or `None` when it is a failure. Fails naming every member that did not
+/// succeed.
+pub async fn post_each(
+    ctx: &Ctx,
+    members: &[Member],
+    endpoint: &str,
+    body: &serde_json::Value,
+    success: impl Fn(&str, u16, &str) -> Option<String>,
+) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for m in members {
+        match ctx
+            .request(m, reqwest::Method::POST, endpoint, Some(body))
+            .await
+        {
+            Ok((code, text)) => match success(&m.name, code, &text) {
+                Some(line) => println!("{line}"),
+                None => {
+                    println!(
+                        "Failed: {endpoint} for member {}, status code={code}, ({})",
+                        m.name,
+                        text.trim()
+                    );
+                    failed.push(m.name.clone());
+                }
+            },
+            Err(e) => {
+                println!("Failed: {endpoint} for member {}: {e:#}", m.name);
+                failed.push(m.name.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{endpoint} failed on {}", failed.join(", "));
+    }
+    Ok(())
+}

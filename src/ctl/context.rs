@@ -1,0 +1,332 @@
+//! What every `pgpilotctl` command shares: the configuration read, the
+//! DCS and the REST client built from it ([`Ctx`]), and the small helpers
+//! of patronictl's habits (confirmation, member lookup, output formats).
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+use serde_json::Value;
+
+use crate::config::ClientConfig;
+use crate::ctl::table;
+use crate::dcs::etcd::EtcdDcs;
+use crate::dcs::{Cluster, Dcs, Member, keys};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Pretty,
+    Json,
+    Yaml,
+    Tsv,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Leader,
+    Replica,
+    Any,
+}
+
+/// What the command line says about reaching the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// `--dcs-url`, over the configuration's DCS section.
+    pub dcs_url: Option<String>,
+    /// `-k`: do not check the certificates of https members.
+    pub insecure: bool,
+}
+
+/// The rustls configuration for https members, as patronictl's: no
+/// check with `-k`/`ctl.insecure`; else chain and host name against
+/// `ctl.cacert` (or `restapi.cafile`, or the system store). It presents
+/// `ctl.certfile` (or `restapi.certfile`) as client certificate.
+fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfig> {
+    use crate::tls::{ServerCheck, client_config, load_roots, system_roots};
+    let insecure = insecure || cfg.ctl.as_ref().and_then(|c| c.insecure) == Some(true);
+    let ca = cfg
+        .ctl
+        .as_ref()
+        .and_then(|c| c.cacert.as_deref())
+        .map(|p| ("ctl.cacert", p))
+        .or_else(|| {
+            cfg.restapi
+                .as_ref()
+                .and_then(|r| r.cafile.as_deref())
+                .map(|p| ("restapi.cafile", p))
+        });
+    let check = if insecure {
+        ServerCheck::None
+    } else {
+        match ca {
+            Some((key, path)) => {
+                ServerCheck::Full(load_roots(key, path).map_err(anyhow::Error::msg)?)
+            }
+            None => match system_roots() {
+                Ok(roots) => ServerCheck::Full(roots),
+                // Fine for http members; https ones will fail to verify.
+                Err(_) => ServerCheck::Full(Arc::new(rustls::RootCertStore::empty())),
+            },
+        }
+    };
+    let ctl = cfg.ctl.as_ref().and_then(|s| {
+        Some((
+            "ctl",
+            s.certfile.as_deref()?,
+            s.keyfile.as_deref(),
+            s.keyfile_password.as_deref(),
+        ))
+    });
+    let identity = ctl.or_else(|| {
+        let s = cfg.restapi.as_ref()?;
+        Some((
+            "restapi",
+            s.certfile.as_deref()?,
+            s.keyfile.as_deref(),
+            s.keyfile_password.as_deref(),
+        ))
+    });
+    client_config(check, identity).map_err(anyhow::Error::msg)
+}
+
+fn endpoints(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Vec<String>> {
+    if let Some(url) = &conn.dcs_url {
+        let rest = url
+            .strip_prefix("etcd3://")
+            .or_else(|| url.strip_prefix("etcd://"))
+            .with_context(|| format!("--dcs-url {url}: only etcd3://host:port is supported"))?;
+        let hosts = rest.split('/').next().unwrap_or(rest);
+        return Ok(hosts.split(',').map(|h| format!("http://{h}")).collect());
+    }
+    match &cfg.etcd3 {
+        Some(e) if !e.endpoints().is_empty() => Ok(e.endpoints()),
+        _ => bail!(
+            "no DCS given: pass -c CONFIG with an etcd3 section, or --dcs-url etcd3://host:port"
+        ),
+    }
+}
+
+/// Everything a command needs: the DCS, the REST client, the scope.
+pub struct Ctx {
+    pub scope: String,
+    endpoints: Vec<String>,
+    pub dcs: Arc<dyn Dcs>,
+    /// The REST client, or why it could not be built (TLS files): commands
+    /// that only read the DCS still work then.
+    http: Result<reqwest::Client, String>,
+    auth: Option<(String, String)>,
+}
+
+impl Ctx {
+    pub fn new(
+        conn: &Connect,
+        cfg: &ClientConfig,
+        cluster: Option<&String>,
+    ) -> anyhow::Result<Ctx> {
+        let endpoints = endpoints(conn, cfg)?;
+        let scope = cluster
+            .cloned()
+            .or_else(|| cfg.scope.clone())
+            .context("no cluster name: give one or set `scope` in the config file")?;
+        let namespace = cfg
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "/service".to_owned());
+        let etcd_auth = cfg
+            .etcd3
+            .as_ref()
+            .and_then(|e| Some((e.username.clone()?, e.password.clone().unwrap_or_default())));
+        let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::new(
+            endpoints.clone(),
+            etcd_auth,
+            keys::cluster_prefix(&namespace, &scope),
+            "pgpilotctl".to_owned(),
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        ));
+        let auth = [
+            cfg.ctl.as_ref().and_then(|c| c.authentication.as_ref()),
+            cfg.restapi.as_ref().and_then(|r| r.authentication.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
+        crate::tls::install_provider();
+        let http = tls(cfg, conn.insecure)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|tls| {
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(120))
+                    .tls_backend_preconfigured(tls)
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}"))
+            });
+        Ok(Ctx {
+            scope,
+            endpoints,
+            dcs,
+            http,
+            auth,
+        })
+    }
+
+    pub async fn cluster(&self) -> anyhow::Result<Cluster> {
+        self.dcs.load_cluster().await.with_context(|| {
+            format!(
+                "reading cluster {} from {}",
+                self.scope,
+                self.endpoints.join(",")
+            )
+        })
+    }
+
+    /// Send a request to a member's REST API; answers (status, body).
+    pub async fn request(
+        &self,
+        member: &Member,
+        method: reqwest::Method,
+        endpoint: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, String)> {
+        let base = api_base(member)?;
+        let url = format!("{base}/{endpoint}");
+        let http = self.http.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut req = http.request(method.clone(), &url);
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("member {}: {method} {url} failed", member.name))?;
+        let code = resp.status().as_u16();
+        Ok((code, resp.text().await.unwrap_or_default()))
+    }
+}
+
+/// `scheme://host:port` of a member's `api_url`.
+pub fn api_base(m: &Member) -> anyhow::Result<String> {
+    let url = &m.data.api_url;
+    let (scheme, rest) = url
+        .split_once("://")
+        .with_context(|| format!("member {} has no usable api_url ({url:?})", m.name))?;
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    Ok(format!("{scheme}://{hostport}"))
+}
+
+pub fn leader_of(cluster: &Cluster, scope: &str) -> anyhow::Result<Member> {
+    cluster
+        .leader_member()
+        .cloned()
+        .with_context(|| format!("cluster {scope} has no leader"))
+}
+
+pub fn member_of(cluster: &Cluster, scope: &str, name: &str) -> anyhow::Result<Member> {
+    cluster.member(name).cloned().with_context(|| {
+        let names: Vec<&str> = cluster.members.iter().map(|m| m.name.as_str()).collect();
+        format!(
+            "{name} is not a member of cluster {scope} (members: {})",
+            names.join(", ")
+        )
+    })
+}
+
+/// Ask a yes/no question on stdin; anything but y/yes refuses.
+pub fn confirm(question: &str) -> anyhow::Result<()> {
+    eprint!("{question} [y/N]: ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the answer from stdin")?;
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => bail!("aborted: not confirmed"),
+    }
+}
+
+pub fn paused(cluster: &Cluster) -> bool {
+    cluster
+        .config
+        .as_ref()
+        .and_then(|c| c.value.get("pause"))
+        .is_some_and(crate::config::json_truthy)
+}
+
+pub fn loop_wait(cluster: &Cluster) -> u64 {
+    cluster
+        .config
+        .as_ref()
+        .and_then(|c| c.value.get("loop_wait"))
+        .and_then(Value::as_u64)
+        .unwrap_or(10)
+}
+
+pub fn print_values(format: Format, headers: &[String], cells: &[Vec<String>], json: &Value) {
+    match format {
+        Format::Json => println!("{json}"),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(json).unwrap_or_default()),
+        Format::Tsv => print!("{}", table::tsv(headers, cells)),
+        Format::Pretty => print!("{}", table::render(None, headers, cells, &[])),
+    }
+}
+
+/// The leader's member record first, then the other members: the order to
+/// try requests that any member can serve but the leader serves best.
+pub fn leader_first(cluster: &Cluster) -> Vec<&Member> {
+    let mut order: Vec<&Member> = cluster.leader_member().into_iter().collect();
+    order.extend(
+        cluster
+            .members
+            .iter()
+            .filter(|m| Some(m.name.as_str()) != cluster.leader_name()),
+    );
+    order
+}
+
+/// The member `--member` names, else the first with `--role` (default:
+/// the leader).
+pub fn pick_member(
+    cluster: &Cluster,
+    scope: &str,
+    role: Option<Role>,
+    member: Option<&str>,
+) -> anyhow::Result<Member> {
+    let leader = cluster.leader_name();
+    match (member, role) {
+        (Some(_), Some(_)) => bail!("--role and --member are mutually exclusive"),
+        (Some(name), None) => member_of(cluster, scope, name),
+        (None, Some(Role::Replica)) => cluster
+            .members
+            .iter()
+            .find(|m| Some(m.name.as_str()) != leader)
+            .cloned()
+            .with_context(|| format!("cluster {scope} has no replica")),
+        (None, Some(Role::Any)) => cluster
+            .members
+            .first()
+            .cloned()
+            .with_context(|| format!("cluster {scope} has no members")),
+        (None, _) => leader_of(cluster, scope),
+    }
+}
+
+/// patronictl's `restart <cluster> [members]`, or just `[members]` when
+/// the cluster is the config file's `scope`.
+pub fn split_cluster_members<'a>(
+    cfg: &ClientConfig,
+    args: &'a [String],
+) -> (Option<String>, &'a [String]) {
+    match (args.first(), &cfg.scope) {
+        (Some(first), Some(scope)) if first == scope => (Some(first.clone()), &args[1..]),
+        (Some(first), None) => (Some(first.clone()), &args[1..]),
+        _ => (None, args),
+    }
+}
