@@ -37,11 +37,14 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// timeouts above every slot frees within seconds of its client stalling.
 pub const MAX_CONNECTIONS: usize = 512;
 
-/// HTTP workers (threads). Requests are answered from the elector's and
-/// the supervisor's state, so the work per request is small; two workers
-/// let a slow TLS handshake or a long `POST /restart` not delay a health
-/// check.
-const WORKERS: usize = 2;
+/// HTTP workers (threads). One: every handler is asynchronous (a long
+/// `POST /restart` awaits, it does not hold the thread) and answers from the
+/// elector's and the supervisor's state, so one thread serves tens of
+/// thousands of health checks a second (docs/rest-api.md, "Health checks and
+/// PostgreSQL"). Each idle worker wakes four times a second (actix-web's
+/// date clock and timers), the largest part of an idle replica's CPU with
+/// two of them (issue 12 §5).
+const WORKERS: usize = 1;
 
 /// What the API needs from the rest of the daemon.
 pub struct ApiContext {
