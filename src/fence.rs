@@ -400,6 +400,19 @@ impl FenceClient {
         if hb.armed != self.last.armed {
             tracing::info!(event = "fence", armed = hb.armed);
         }
+        // Nothing to tell anyone: disarmed before and now, the same pause
+        // flag, and no fence runs to read the heartbeat (one that runs
+        // needs it as the daemon's sign of life). A replica then writes no
+        // file and no fsync each cycle (issue 12 §5, idle CPU). An order
+        // that arms, or a fence found running, writes as before.
+        let quiet = !hb.armed
+            && !self.last.armed
+            && !self.last.exit
+            && hb.paused == self.last.paused
+            && self.last.written_ms != 0;
+        if quiet && live_fence_pid(&self.dir).is_none() {
+            return;
+        }
         self.write(hb);
         if self.last.armed {
             self.ensure_running();
@@ -1009,6 +1022,34 @@ mod tests {
         let hb = read_heartbeat(&dir).unwrap();
         assert_eq!(hb.armed_by, hb.daemon);
         assert!(hb.deadline_ms > 10_000);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_disarmed_node_without_a_fence_does_not_rewrite_the_heartbeat() {
+        let root = std::env::temp_dir().join(format!("pgpilot-fence-quiet-{}", std::process::id()));
+        let data_dir = root.join("data");
+        let dir = state_dir(&data_dir);
+        let mut client = FenceClient::new(&data_dir, Duration::from_secs(60));
+        client.exe = PathBuf::from("/bin/true");
+        client.apply(FenceOrder::Disarm, Duration::from_secs(1), false);
+        let first = read_heartbeat(&dir).unwrap();
+        assert!(!first.armed && first.written_ms != 0);
+        std::thread::sleep(Duration::from_millis(5)); // boottime ms must be able to move
+        for _ in 0..3 {
+            client.apply(FenceOrder::Disarm, Duration::from_secs(1), false);
+            client.apply(FenceOrder::Keep, Duration::from_secs(1), false);
+        }
+        assert_eq!(read_heartbeat(&dir).unwrap(), first, "nothing rewritten");
+        // A change of the pause flag is written, and so is an order that arms.
+        client.apply(FenceOrder::Keep, Duration::from_secs(1), true);
+        assert!(read_heartbeat(&dir).unwrap().paused);
+        client.apply(
+            FenceOrder::Arm(Instant::now() + Duration::from_secs(30)),
+            Duration::from_secs(1),
+            true,
+        );
+        assert!(read_heartbeat(&dir).unwrap().armed);
         fs::remove_dir_all(&root).unwrap();
     }
 }
