@@ -18,6 +18,7 @@ use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig, dynamic_file};
 use crate::dcs::{Cluster, Dcs, DcsError, LeaderHold, Member, MemberData, Status};
 use crate::fence::{FenceClient, FenceOrder};
+use crate::ha::lease::{Confirmation, KeepaliveAnswer, KeepaliveOutcome};
 use crate::ha::slots::{RetainedSlots, SlotRequest};
 use crate::ha::{
     self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
@@ -63,7 +64,9 @@ pub struct LeaderElector {
     /// Someone asked for a cycle while one was in flight.
     rerun: bool,
     timer: Option<SpawnHandle>,
-    lease_deadline: Option<Instant>,
+    /// The lease, the HA loop's confirmation and the keep-alive's
+    /// bookkeeping, carried between cycles (`ha::lease::Lease`).
+    lease: ha::lease::Lease,
     cluster: Option<(Cluster, Instant)>,
     dcs_last_seen: Option<SystemTime>,
     next_cycle_due: Option<Instant>,
@@ -90,15 +93,6 @@ pub struct LeaderElector {
     retained_slots: Arc<Mutex<RetainedSlots>>,
     /// The watchdog device (src/watchdog/).
     watchdog: Arc<Mutex<Watchdog>>,
-    /// When the HA loop last confirmed this node as the healthy, rightful
-    /// leader (lock renewed, PostgreSQL answering as primary): the lease
-    /// keep-alive extends the deadline only while this is fresh
-    /// (`ha::lease`).
-    confirmed_at: Option<Instant>,
-    /// Bumped whenever the lease is dropped, so a keep-alive answer for an
-    /// older lease is ignored.
-    lease_epoch: u64,
-    keepalive_inflight: bool,
     /// The deadline the last keep-alive gave the current lease, shared with
     /// the cycle in flight so a slow cycle decides on it rather than on the
     /// deadline it started with.
@@ -122,20 +116,6 @@ struct CycleReport {
     confirmation: Confirmation,
 }
 
-/// A cycle's word on the keep-alive's confirmation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Confirmation {
-    /// Lock renewed for a PostgreSQL answering as primary; the time the
-    /// cycle's facts were gathered from.
-    Confirmed(Instant),
-    /// PostgreSQL did not answer as primary, or the lease was dropped:
-    /// no more keep-alives on the old confirmation.
-    Revoked,
-    /// No new facts about the leader (e.g. the DCS read failed while
-    /// PostgreSQL answered as primary): the last confirmation ages on.
-    Unchanged,
-}
-
 impl LeaderElector {
     pub fn new(cfg: Arc<Config>, dynamic: DynamicConfig, links: ElectorLinks) -> LeaderElector {
         let data_dir = super::postgres_supervisor::absolute(&cfg.postgresql.data_dir);
@@ -153,7 +133,7 @@ impl LeaderElector {
             cycling: false,
             rerun: false,
             timer: None,
-            lease_deadline: None,
+            lease: ha::lease::Lease::default(),
             cluster: None,
             dcs_last_seen: None,
             next_cycle_due: None,
@@ -167,16 +147,13 @@ impl LeaderElector {
             dumped: None,
             demoted_gracefully_at: None,
             retained_slots: Arc::default(),
-            confirmed_at: None,
-            lease_epoch: 0,
-            keepalive_inflight: false,
             keepalive_deadline: Arc::new(Mutex::new(None)),
         }
     }
 
     /// One tick of the lease keep-alive (every ttl/4): send one when
-    /// `ha::lease::keepalive_allowed`, and use the answer only under the same
-    /// rule, for the same lease.
+    /// `ha::lease::Lease::keepalive` says so, and carry out what its answer
+    /// changed (`Lease::keepalive_answered`).
     fn keepalive_tick(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
@@ -185,53 +162,38 @@ impl LeaderElector {
         ctx.run_later(timing.keepalive_interval(), |act, ctx| {
             act.keepalive_tick(ctx)
         });
-        let now = Instant::now();
-        if self.keepalive_inflight
-            || self.dynamic.pause
-            || !ha::lease::keepalive_allowed(self.lease_deadline, self.confirmed_at, now, &timing)
-        {
+        let Some(ticket) = self
+            .lease
+            .keepalive(Instant::now(), self.dynamic.pause, &timing)
+        else {
             return;
-        }
-        self.keepalive_inflight = true;
-        let epoch = self.lease_epoch;
+        };
         let dcs = self.links.dcs.clone();
         ctx.spawn(
-            async move {
-                let sent = Instant::now();
-                (sent, dcs.keep_alive().await)
-            }
-            .into_actor(self)
-            .map(move |(sent, r), act, _| {
-                act.keepalive_inflight = false;
-                match r {
-                    Ok(true)
-                        if act.lease_epoch == epoch
-                            && ha::lease::keepalive_allowed(
-                                act.lease_deadline,
-                                act.confirmed_at,
-                                sent,
-                                &timing,
-                            ) =>
-                    {
-                        act.lease_deadline =
-                            ha::lease::extended_deadline(act.lease_deadline, sent, timing.ttl);
-                        *sync::lock(&act.keepalive_deadline) = act.lease_deadline;
-                        if let Some(d) = act.lease_deadline {
+            async move { dcs.keep_alive().await }
+                .into_actor(self)
+                .map(move |r, act, _| {
+                    let answer = match &r {
+                        Ok(true) => KeepaliveAnswer::Alive,
+                        Ok(false) => KeepaliveAnswer::Gone,
+                        Err(_) => KeepaliveAnswer::Failed,
+                    };
+                    match act.lease.keepalive_answered(ticket, answer, &timing) {
+                        KeepaliveOutcome::Extended(d) => {
+                            *sync::lock(&act.keepalive_deadline) = Some(d);
                             sync::lock(&act.fence).extend(d, timing.fence_margin());
                         }
-                    }
-                    Ok(true) => {}
-                    Ok(false) => {
-                        // No more keep-alives until a cycle confirms again.
-                        act.confirmed_at = None;
-                        warn!(
+                        KeepaliveOutcome::Lost => warn!(
                             event = "lease_keepalive_lost",
                             "the lease is gone; the next cycle decides"
-                        )
+                        ),
+                        KeepaliveOutcome::Nothing => {
+                            if let Err(e) = r {
+                                tracing::debug!(event = "lease_keepalive_failed", error = %e);
+                            }
+                        }
                     }
-                    Err(e) => tracing::debug!(event = "lease_keepalive_failed", error = %e),
-                }
-            }),
+                }),
         );
     }
 
@@ -254,7 +216,7 @@ impl LeaderElector {
             dynamic: self.dynamic.clone(),
             links: self.links.clone(),
             http: self.http.clone(),
-            lease_deadline: self.lease_deadline,
+            lease_deadline: self.lease.deadline(),
             last_status: self.last_status.clone(),
             last_reason: self.last_reason.clone(),
             failsafe_last_known: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
@@ -286,21 +248,12 @@ impl LeaderElector {
             tracing::debug!(event = "sd_notify_failed", error = %e);
         }
         // A keep-alive may have moved the deadline while the cycle ran; a
-        // cycle that dropped the lease wins.
-        let before = self.lease_deadline;
-        self.lease_deadline = match (report.lease_deadline, before) {
-            (Some(d), Some(k)) => Some(d.max(k)),
-            (d, _) => d,
-        };
-        if report.lease_deadline.is_none() || before.is_none() {
-            self.lease_epoch += 1;
+        // cycle that dropped the lease wins (`ha::lease::Lease::cycle_finished`).
+        if self
+            .lease
+            .cycle_finished(report.lease_deadline, report.confirmation)
+        {
             *sync::lock(&self.keepalive_deadline) = None;
-        }
-        match report.confirmation {
-            _ if self.lease_deadline.is_none() => self.confirmed_at = None,
-            Confirmation::Confirmed(at) => self.confirmed_at = Some(at),
-            Confirmation::Revoked => self.confirmed_at = None,
-            Confirmation::Unchanged => {}
         }
         if report.failsafe_until.is_some() != self.failsafe_active_until.is_some() {
             info!(
@@ -388,8 +341,8 @@ impl LeaderElector {
     /// The leader keeps the applied dynamic configuration in
     /// `patroni.dynamic.json`, to restore a lost `config` key from.
     fn dump_dynamic_config(&mut self, cluster: &Cluster) {
-        let leading =
-            self.lease_deadline.is_some() && cluster.leader_name() == Some(self.cfg.name.as_str());
+        let leading = self.lease.deadline().is_some()
+            && cluster.leader_name() == Some(self.cfg.name.as_str());
         let applied = cluster
             .config
             .as_ref()
@@ -419,7 +372,7 @@ impl LeaderElector {
             scope: self.cfg.scope.clone(),
             tags: self.cfg.tags.clone(),
             cluster: fresh,
-            is_leader: self.lease_deadline.is_some_and(|d| d > Instant::now())
+            is_leader: self.lease.held_at(Instant::now())
                 || self
                     .failsafe_active_until
                     .is_some_and(|d| d > Instant::now()),
@@ -528,7 +481,7 @@ impl Handler<Shutdown> for LeaderElector {
             ctx.cancel_future(t);
         }
         let links = self.links.clone();
-        let held = self.lease_deadline.is_some();
+        let held = self.lease.deadline().is_some();
         let fence = self.fence.clone();
         let watchdog = self.watchdog.clone();
         if self.dynamic.pause {
@@ -767,20 +720,14 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     };
     // A keep-alive may have extended the lease while this cycle waited
     // (a slow DCS answer, a slow PostgreSQL): decide on the newest deadline.
-    let keepalive = *sync::lock(&keepalive_deadline);
-    if let (Some(d), Some(k)) = (lease_deadline, keepalive) {
-        lease_deadline = Some(d.max(k));
-    }
+    lease_deadline = ha::lease::with_keepalive(lease_deadline, *sync::lock(&keepalive_deadline));
     let local = LocalView {
         lease_deadline: lease_deadline.max(failsafe_until),
         ..local
     };
     let decided_at = Instant::now();
     let decision = ha::decide(&dcs_view, &local, decided_at);
-    if lease_deadline.is_some_and(|d| d <= decided_at) {
-        // A lapsed lease is no lease: stop counting myself the leader.
-        lease_deadline = None;
-    }
+    lease_deadline = ha::lease::after_decision(lease_deadline, decided_at);
     let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
     if steady && last_reason.as_deref() == Some(decision.reason.as_str()) {
         // The same steady state as last cycle: not worth an INFO line per loop_wait.

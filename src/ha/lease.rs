@@ -61,6 +61,175 @@ pub fn extended_deadline(
     current.map(|d| d.max(sent + ttl))
 }
 
+/// The deadline a cycle decides on: the later of the one it started with
+/// and the one a keep-alive gave the same lease while the cycle waited (a
+/// slow DCS answer, a slow PostgreSQL). A keep-alive never creates a lease
+/// the cycle did not start with.
+pub fn with_keepalive(
+    started_with: Option<Instant>,
+    keepalive: Option<Instant>,
+) -> Option<Instant> {
+    match (started_with, keepalive) {
+        (Some(d), Some(k)) => Some(d.max(k)),
+        (d, _) => d,
+    }
+}
+
+/// What the cycle carries on after deciding at `decided_at`: a lapsed lease
+/// is no lease, so the node stops counting itself the leader.
+pub fn after_decision(deadline: Option<Instant>, decided_at: Instant) -> Option<Instant> {
+    deadline.filter(|d| *d > decided_at)
+}
+
+/// A cycle's word on the keep-alive's confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Lock renewed for a PostgreSQL answering as primary; the time the
+    /// cycle's facts were gathered from.
+    Confirmed(Instant),
+    /// PostgreSQL did not answer as primary, or the lease was dropped:
+    /// no more keep-alives on the old confirmation.
+    Revoked,
+    /// No new facts about the leader (e.g. the DCS read failed while
+    /// PostgreSQL answered as primary): the last confirmation ages on.
+    Unchanged,
+}
+
+/// What the store said to a keep-alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepaliveAnswer {
+    /// The lease was alive and now runs for `ttl` from the request.
+    Alive,
+    /// There is no lease any more (its keys are gone with it).
+    Gone,
+    /// No answer (unreachable, timed out): nothing is known.
+    Failed,
+}
+
+/// A keep-alive the caller is to send now, and must report back with
+/// [`Lease::keepalive_answered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepaliveTicket {
+    epoch: u64,
+    /// The send time the answer counts from: taken before sending.
+    pub sent: Instant,
+}
+
+/// What a keep-alive's answer changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepaliveOutcome {
+    /// The lease deadline moved to this: re-arm the fence with it.
+    Extended(Instant),
+    /// The lease is gone: no more keep-alives until a cycle confirms again.
+    Lost,
+    /// Nothing changes: a failed request, or an answer for an older lease
+    /// or one the rule no longer allows.
+    Nothing,
+}
+
+/// The leader's lease as the elector carries it between HA cycles and
+/// keep-alives (docs/ha.md §9): its deadline, the HA loop's last
+/// confirmation, and an epoch that moves whenever the lease is dropped or a
+/// new one is taken, so that a keep-alive answer for an older lease is
+/// ignored. Pure: every method takes the clock from its caller.
+#[derive(Debug, Clone, Default)]
+pub struct Lease {
+    deadline: Option<Instant>,
+    confirmed_at: Option<Instant>,
+    epoch: u64,
+    keepalive_inflight: bool,
+}
+
+impl Lease {
+    /// Until when the lease surely holds, if this node holds one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The lease holds at `now`.
+    pub fn held_at(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| d > now)
+    }
+
+    /// A keep-alive to send at `now`, if the rule allows one
+    /// ([`keepalive_allowed`]), none is in flight and the cluster is not
+    /// paused (in pause the fence does nothing and the cycle's renewals
+    /// suffice).
+    pub fn keepalive(
+        &mut self,
+        now: Instant,
+        paused: bool,
+        timing: &Timing,
+    ) -> Option<KeepaliveTicket> {
+        if self.keepalive_inflight
+            || paused
+            || !keepalive_allowed(self.deadline, self.confirmed_at, now, timing)
+        {
+            return None;
+        }
+        self.keepalive_inflight = true;
+        Some(KeepaliveTicket {
+            epoch: self.epoch,
+            sent: now,
+        })
+    }
+
+    /// The answer to the keep-alive of `ticket`. An answer is used only for
+    /// the lease it was sent for, and only under the rule at its send time.
+    pub fn keepalive_answered(
+        &mut self,
+        ticket: KeepaliveTicket,
+        answer: KeepaliveAnswer,
+        timing: &Timing,
+    ) -> KeepaliveOutcome {
+        self.keepalive_inflight = false;
+        match answer {
+            KeepaliveAnswer::Alive
+                if ticket.epoch == self.epoch
+                    && keepalive_allowed(self.deadline, self.confirmed_at, ticket.sent, timing) =>
+            {
+                self.deadline = extended_deadline(self.deadline, ticket.sent, timing.ttl);
+                self.deadline
+                    .map_or(KeepaliveOutcome::Nothing, KeepaliveOutcome::Extended)
+            }
+            KeepaliveAnswer::Gone => {
+                self.confirmed_at = None;
+                KeepaliveOutcome::Lost
+            }
+            KeepaliveAnswer::Alive | KeepaliveAnswer::Failed => KeepaliveOutcome::Nothing,
+        }
+    }
+
+    /// A cycle finished with `cycle_deadline` (the lease as the cycle left
+    /// it) and its word on the confirmation. A keep-alive may have moved the
+    /// deadline while the cycle ran: the later one stands, but a cycle that
+    /// dropped the lease wins. Returns whether the epoch moved (the lease
+    /// was dropped, or a new one taken): keep-alive deadlines handed to a
+    /// cycle in flight no longer count.
+    pub fn cycle_finished(
+        &mut self,
+        cycle_deadline: Option<Instant>,
+        confirmation: Confirmation,
+    ) -> bool {
+        let before = self.deadline;
+        self.deadline = match (cycle_deadline, before) {
+            (Some(d), Some(k)) => Some(d.max(k)),
+            (d, _) => d,
+        };
+        let moved = cycle_deadline.is_none() || before.is_none();
+        if moved {
+            self.epoch += 1;
+        }
+        match confirmation {
+            _ if self.deadline.is_none() => self.confirmed_at = None,
+            Confirmation::Confirmed(at) => self.confirmed_at = Some(at),
+            Confirmation::Revoked => self.confirmed_at = None,
+            Confirmation::Unchanged => {}
+        }
+        moved
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +312,151 @@ mod tests {
         assert_eq!(extended_deadline(Some(later), now, ttl), Some(later));
         assert_eq!(extended_deadline(Some(now), now, ttl), Some(now + ttl));
         assert_eq!(extended_deadline(None, now, ttl), None);
+    }
+
+    fn leader(now: Instant, timing: &Timing) -> Lease {
+        let mut l = Lease::default();
+        l.cycle_finished(Some(now + timing.ttl), Confirmation::Confirmed(now));
+        l
+    }
+
+    #[test]
+    fn no_keepalive_without_a_confirmed_lease_or_in_pause() {
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = Lease::default();
+        assert_eq!(l.keepalive(now, false, &timing), None, "no lease");
+        l.cycle_finished(Some(now + timing.ttl), Confirmation::Unchanged);
+        assert_eq!(l.keepalive(now, false, &timing), None, "never confirmed");
+        let mut l = leader(now, &timing);
+        assert_eq!(l.keepalive(now, true, &timing), None, "paused");
+        assert!(l.keepalive(now, false, &timing).is_some());
+    }
+
+    #[test]
+    fn one_keepalive_in_flight_at_a_time() {
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = leader(now, &timing);
+        let k = l.keepalive(now, false, &timing).expect("allowed");
+        assert_eq!(l.keepalive(now, false, &timing), None, "one in flight");
+        assert_eq!(
+            l.keepalive_answered(k, KeepaliveAnswer::Failed, &timing),
+            KeepaliveOutcome::Nothing
+        );
+        assert!(l.keepalive(now, false, &timing).is_some(), "free again");
+    }
+
+    #[test]
+    fn an_alive_answer_extends_from_its_send_time() {
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = leader(now, &timing);
+        let later = now + Duration::from_secs(5);
+        let k = l.keepalive(later, false, &timing).expect("allowed");
+        assert_eq!(
+            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            KeepaliveOutcome::Extended(later + timing.ttl)
+        );
+        assert_eq!(l.deadline(), Some(later + timing.ttl));
+    }
+
+    #[test]
+    fn an_answer_for_a_dropped_lease_is_ignored() {
+        // The keep-alive was sent for the old lease; the cycle dropped it
+        // (and even took a new one) before the answer came.
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = leader(now, &timing);
+        let k = l.keepalive(now, false, &timing).expect("allowed");
+        assert!(l.cycle_finished(None, Confirmation::Revoked));
+        assert_eq!(
+            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            KeepaliveOutcome::Nothing
+        );
+        assert_eq!(l.deadline(), None);
+        let mut l = leader(now, &timing);
+        let k = l.keepalive(now, false, &timing).expect("allowed");
+        l.cycle_finished(None, Confirmation::Revoked);
+        l.cycle_finished(
+            Some(now + Duration::from_secs(3)),
+            Confirmation::Confirmed(now),
+        );
+        assert_eq!(
+            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            KeepaliveOutcome::Nothing,
+            "an answer for the old lease does not extend the new one"
+        );
+        assert_eq!(l.deadline(), Some(now + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_gone_lease_stops_the_keepalives_until_a_cycle_confirms() {
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = leader(now, &timing);
+        let k = l.keepalive(now, false, &timing).expect("allowed");
+        assert_eq!(
+            l.keepalive_answered(k, KeepaliveAnswer::Gone, &timing),
+            KeepaliveOutcome::Lost
+        );
+        assert_eq!(l.keepalive(now, false, &timing), None);
+        l.cycle_finished(Some(now + timing.ttl), Confirmation::Confirmed(now));
+        assert!(l.keepalive(now, false, &timing).is_some());
+    }
+
+    #[test]
+    fn a_cycle_keeps_the_later_deadline_unless_it_dropped_the_lease() {
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = leader(now, &timing);
+        // A keep-alive moved the deadline while a slower cycle ran.
+        let k = l
+            .keepalive(now + Duration::from_secs(4), false, &timing)
+            .expect("allowed");
+        l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing);
+        let moved = l.cycle_finished(Some(now + Duration::from_secs(21)), Confirmation::Unchanged);
+        assert!(!moved, "same lease, same epoch");
+        assert_eq!(l.deadline(), Some(now + Duration::from_secs(24)));
+        assert!(l.cycle_finished(None, Confirmation::Unchanged), "dropped");
+        assert_eq!(l.deadline(), None);
+        assert!(!l.held_at(now));
+        // A dropped lease forgets the confirmation, whatever the cycle said.
+        l.cycle_finished(None, Confirmation::Confirmed(now));
+        assert_eq!(l.keepalive(now, false, &timing), None);
+    }
+
+    #[test]
+    fn revoked_confirmation_stops_the_keepalives() {
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = leader(now, &timing);
+        l.cycle_finished(Some(now + timing.ttl), Confirmation::Revoked);
+        assert_eq!(l.keepalive(now, false, &timing), None);
+        assert!(l.held_at(now), "the lease itself still holds");
+    }
+
+    #[test]
+    fn a_cycle_decides_on_the_newest_deadline_of_its_lease() {
+        let now = Instant::now();
+        let d = now + Duration::from_secs(10);
+        let k = now + Duration::from_secs(12);
+        assert_eq!(with_keepalive(Some(d), Some(k)), Some(k));
+        assert_eq!(with_keepalive(Some(k), Some(d)), Some(k));
+        assert_eq!(with_keepalive(Some(d), None), Some(d));
+        assert_eq!(with_keepalive(None, Some(k)), None, "no lease to extend");
+    }
+
+    #[test]
+    fn a_lapsed_lease_is_no_lease() {
+        let now = Instant::now();
+        assert_eq!(after_decision(Some(now), now), None);
+        assert_eq!(
+            after_decision(Some(now - Duration::from_millis(1)), now),
+            None
+        );
+        let d = now + Duration::from_millis(1);
+        assert_eq!(after_decision(Some(d), now), Some(d));
+        assert_eq!(after_decision(None, now), None);
     }
 }

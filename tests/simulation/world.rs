@@ -42,10 +42,19 @@ pub fn timing() -> Timing {
     }
 }
 
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
 /// Virtual milliseconds as an `Instant` (decide only compares Instants).
 pub fn instant(ms: u64) -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now) + Duration::from_millis(ms)
+    base() + Duration::from_millis(ms)
+}
+
+/// An `Instant` of [`instant`] back as virtual milliseconds.
+fn ms(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(base()).as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Clone, Debug)]
@@ -218,13 +227,11 @@ struct Node {
     slow_until: u64,
     next_cycle: u64,
     pending: Option<Pending>,
-    /// The elector's `lease_deadline`.
-    lease_deadline: Option<u64>,
+    /// The elector's lease state, the pure `ha::lease::Lease` itself: its
+    /// deadline, the HA loop's confirmation, the keep-alive's bookkeeping.
+    lease: ha::lease::Lease,
     /// The DCS client's lease id.
     session: Option<i64>,
-    /// The elector's `confirmed_at`: start of the last cycle that renewed
-    /// the lock for a PostgreSQL answering as primary.
-    confirmed_at: Option<u64>,
     /// The next tick of the lease keep-alive (every ttl/4).
     next_keepalive: u64,
     last_status: Option<Status>,
@@ -239,6 +246,13 @@ struct Node {
     /// This node's last promotion started from a timeline older than the
     /// newest one in the cluster.
     stale_promotion: bool,
+}
+
+impl Node {
+    /// The lease deadline in virtual milliseconds.
+    fn lease_deadline(&self) -> Option<u64> {
+        self.lease.deadline().map(ms)
+    }
 }
 
 enum Step {
@@ -311,9 +325,8 @@ impl Sim {
                 slow_until: 0,
                 next_cycle: START + rng.range(0, 20) * TICK,
                 pending: None,
-                lease_deadline: None,
+                lease: ha::lease::Lease::default(),
                 session: None,
-                confirmed_at: None,
                 next_keepalive: START,
                 last_status: None,
                 last_reason: String::new(),
@@ -481,9 +494,8 @@ impl Sim {
                     n.job = None;
                     n.outcome = None;
                     n.pending = None;
-                    n.lease_deadline = None;
+                    n.lease = ha::lease::Lease::default();
                     n.session = None;
-                    n.confirmed_at = None;
                     n.last_status = None;
                     n.paused_until = 0;
                     n.down_until = Some(now + down);
@@ -586,21 +598,16 @@ impl Sim {
         }
         let t = timing();
         self.nodes[i].next_keepalive = now + TTL / 4;
-        let n = &self.nodes[i];
-        if !ha::lease::keepalive_allowed(
-            n.lease_deadline.map(instant),
-            n.confirmed_at.map(instant),
-            instant(now),
-            &t,
-        ) {
+        let Some(ticket) = self.nodes[i].lease.keepalive(instant(now), false, &t) else {
             return;
-        }
-        if self.dcs.renew(n.session, now, TTL) {
-            let n = &mut self.nodes[i];
-            n.lease_deadline = n.lease_deadline.map(|d| d.max(now + TTL));
+        };
+        // Answered at once: the virtual DCS has no latency.
+        let answer = if self.dcs.renew(self.nodes[i].session, now, TTL) {
+            ha::lease::KeepaliveAnswer::Alive
         } else {
-            self.nodes[i].confirmed_at = None;
-        }
+            ha::lease::KeepaliveAnswer::Gone
+        };
+        self.nodes[i].lease.keepalive_answered(ticket, answer, &t);
     }
 
     /// The fence process takes the last step: at the fencing point of the
@@ -613,7 +620,7 @@ impl Sim {
         if self.cfg.fence
             && n.down_until.is_none()
             && n.pg.is_primary()
-            && n.lease_deadline.is_some_and(|d| now + FENCE_MARGIN >= d)
+            && n.lease_deadline().is_some_and(|d| now + FENCE_MARGIN >= d)
         {
             n.pg.stop();
             if self.tracing() {
@@ -630,7 +637,7 @@ impl Sim {
         let n = &self.nodes[i];
         n.pg.is_primary()
             && (!self.cfg.fence
-                || n.lease_deadline
+                || n.lease_deadline()
                     .is_some_and(|d| self.now + FENCE_MARGIN < d))
     }
 
@@ -849,11 +856,11 @@ impl Sim {
             pg: snap.facts.clone(),
             busy: snap.busy,
             outcome: snap.outcome.clone(),
-            lease_deadline: n.lease_deadline.map(instant),
+            lease_deadline: n.lease.deadline(),
             // The modelled fence stops PostgreSQL at the fencing point of
             // the lease the daemon last computed (`fence_step`).
             fence_armed: n
-                .lease_deadline
+                .lease_deadline()
                 .filter(|_| self.cfg.fence)
                 .map(|d| instant(d.saturating_sub(FENCE_MARGIN))),
             peers,
@@ -920,7 +927,9 @@ impl Sim {
             DcsView::Ok(c) => Some(c),
             DcsView::Failed(_) => None,
         };
-        let mut ld = self.nodes[i].lease_deadline;
+        // A lapsed lease is no lease (`ha::lease::after_decision`).
+        let mut ld =
+            ha::lease::after_decision(self.nodes[i].lease.deadline(), instant(self.now)).map(ms);
         let mut rerun = false;
         let (mut renewed, mut demoted) = (false, false);
         for action in &decision.actions {
@@ -941,26 +950,24 @@ impl Sim {
                 }
             }
         }
-        if let Some(c) = &cluster
-            && self.dcs_reachable(i)
-        {
+        if cluster.is_some() && self.dcs_reachable(i) {
             let data = self.member_data(i, &snap);
             let (now, name) = (self.now, self.nodes[i].name.clone());
             let lease = self.dcs.keepalive(self.nodes[i].session, now, TTL);
             self.nodes[i].session = Some(lease);
+            // Touching the member does not move the leader's deadline.
             self.dcs.put(&keys::member(&name), &data.to_json(), lease);
-            if c.leader_name() == Some(name.as_str()) && ld.is_some() {
-                ld = ld.max(Some(now + TTL));
-            }
         }
-        let n = &mut self.nodes[i];
-        n.lease_deadline = ld;
         // The elector's confirmation for the keep-alive.
-        if ld.is_none() || demoted || !snap.facts.is_primary() {
-            n.confirmed_at = None;
+        let confirmation = if ld.is_none() || demoted || !snap.facts.is_primary() {
+            ha::lease::Confirmation::Revoked
         } else if renewed {
-            n.confirmed_at = Some(snap.started);
-        }
+            ha::lease::Confirmation::Confirmed(instant(snap.started))
+        } else {
+            ha::lease::Confirmation::Unchanged
+        };
+        let n = &mut self.nodes[i];
+        n.lease.cycle_finished(ld.map(instant), confirmation);
         n.next_cycle = if rerun {
             self.now + TICK
         } else {
@@ -1368,7 +1375,7 @@ impl Sim {
         // At most one node whose PostgreSQL accepts writes while its daemon
         // believes it holds the lease.
         let believers: Vec<&str> = (0..self.nodes.len())
-            .filter(|&i| self.writable(i) && self.nodes[i].lease_deadline.is_some())
+            .filter(|&i| self.writable(i) && self.nodes[i].lease_deadline().is_some())
             .map(|i| self.nodes[i].name.as_str())
             .collect();
         if believers.len() > 1 {
@@ -1447,7 +1454,7 @@ impl Sim {
                     if n.partitioned_until > self.now {
                         s.push_str(" CUT");
                     }
-                    if n.lease_deadline.is_some() {
+                    if n.lease_deadline().is_some() {
                         s.push_str(" lease");
                     }
                     s
