@@ -840,7 +840,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     report.lease_deadline = lease_deadline;
     report.cluster = cluster;
 
-    let renewed = lease_deadline.filter(|_| lease_deadline != lease_at_start);
+    let renewed = ha::lease::vouched(lease_deadline, lease_at_start, lock_renewed);
     let order = fence_order(&pg.facts, demoted, renewed.max(report.failsafe_until));
     // The HA loop vouches for this leader: the keep-alive may extend its
     // lease for a while (ha::lease).

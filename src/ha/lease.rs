@@ -81,6 +81,21 @@ pub fn after_decision(deadline: Option<Instant>, decided_at: Instant) -> Option<
     deadline.filter(|d| *d > decided_at)
 }
 
+/// The lease the cycle vouches for, to arm the fence and the watchdog with:
+/// the deadline as the cycle leaves it, if the cycle took or renewed the
+/// lock (its deadline moved: acquired, or renewed with a new renewal) or
+/// confirmed its hold (`RenewLock` succeeded: the key is ours, and the
+/// deadline rests on a renewal the store answered, possibly the keep-alive's
+/// or an earlier cycle's, docs/dcs.md "Idle cost"). `None`: no fresh word,
+/// the last order stands.
+pub fn vouched(
+    deadline: Option<Instant>,
+    at_start: Option<Instant>,
+    hold_confirmed: bool,
+) -> Option<Instant> {
+    deadline.filter(|_| hold_confirmed || deadline != at_start)
+}
+
 /// A cycle's word on the keep-alive's confirmation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmation {
@@ -458,5 +473,25 @@ mod tests {
         let d = now + Duration::from_millis(1);
         assert_eq!(after_decision(Some(d), now), Some(d));
         assert_eq!(after_decision(None, now), None);
+    }
+
+    #[test]
+    fn a_confirmed_hold_vouches_even_when_the_deadline_did_not_move() {
+        // The keep-alive renewed just before the cycle, so RenewLock rested
+        // on that renewal and left the deadline where the cycle found it:
+        // the fence must still be armed with it (a primary whose fence was
+        // disarmed in pause stayed unfenced when only the deadline's move
+        // counted).
+        let now = Instant::now();
+        let d = Some(now + Duration::from_secs(20));
+        assert_eq!(vouched(d, d, true), d);
+        // No confirmation and no move: no fresh word.
+        assert_eq!(vouched(d, d, false), None);
+        // Acquired (or renewed anew) in this cycle: the move vouches.
+        let later = Some(now + Duration::from_secs(21));
+        assert_eq!(vouched(later, d, false), later);
+        assert_eq!(vouched(later, None, false), later);
+        // No lease: nothing, whatever was confirmed.
+        assert_eq!(vouched(None, d, true), None);
     }
 }
