@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use support::cluster::{TestCluster, Timing};
 use support::eventually;
-use support::writer::{spawn_writer, values_on};
+use support::writer::{spawn_writer, values_on, wait_for_writes};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -432,6 +432,7 @@ async fn dcs_outage_without_failsafe_demotes_and_nobody_promotes() {
                 c.nodes[i].name
             );
         }
+        // Poll interval; the outage's length (3×ttl) is the scenario.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let refused_after = refused_after.expect("the primary kept taking writes for 3×ttl");
@@ -504,6 +505,7 @@ async fn dcs_outage_with_failsafe_keeps_the_primary_writable() {
                 c.nodes[i].name
             );
         }
+        // Poll interval; the outage's length (3×ttl) is the scenario.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("{v} inserts acknowledged during {:?} without etcd", 3 * ttl);
@@ -613,19 +615,26 @@ async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
     })
     .await;
     // member_slots_ttl (default 30 min) keeps its slot, and the leader
-    // still lists it, for several cycles.
-    for _ in 0..3 * c.timing.loop_wait {
-        assert_eq!(
-            slot_names(&c, p).await.as_ref(),
-            Some(&both),
-            "retained slot dropped"
-        );
-        let s = status_key(&c).await.expect("status key");
-        let retain: Vec<String> =
-            serde_json::from_value(s["retain_slots"].clone()).expect("retain_slots");
-        assert_eq!(retain, everyone, "retain_slots while the member is away");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    // still lists it, for several of the leader's cycles (where slots are
+    // dropped and retain_slots published).
+    c.during_cycles(
+        &[p],
+        3,
+        Duration::from_secs(30),
+        "the slot retained",
+        || async {
+            assert_eq!(
+                slot_names(&c, p).await.as_ref(),
+                Some(&both),
+                "retained slot dropped"
+            );
+            let s = status_key(&c).await.expect("status key");
+            let retain: Vec<String> =
+                serde_json::from_value(s["retain_slots"].clone()).expect("retain_slots");
+            assert_eq!(retain, everyone, "retain_slots while the member is away");
+        },
+    )
+    .await;
     // Retention off: the slot goes at once.
     let r = reqwest::Client::new()
         .patch(c.nodes[p].api("/config"))
@@ -710,9 +719,7 @@ async fn nofailover_replica_never_takes_the_lock() {
     c.start(r);
     assert_eq!(c.wait_healthy(BOOT).await, 0);
     c.kill_node(0).await;
-    let watch = Duration::from_secs(2 * c.timing.ttl + 2);
-    let t0 = Instant::now();
-    while t0.elapsed() < watch {
+    let never_primary = || async {
         assert_ne!(
             c.http_code(r, "/primary").await,
             200,
@@ -722,15 +729,36 @@ async fn nofailover_replica_never_takes_the_lock() {
         if let Some(s) = s {
             assert_eq!(s["role"], "replica", "{s}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
+    };
+    // Until the lease is gone and the replica has decided, in three
+    // cycles, not to race for it...
+    let declined = || {
         c.nodes[r]
             .log()
-            .contains("tagged nofailover and do not race"),
-        "{}",
-        c.nodes[r].log()
-    );
+            .matches("tagged nofailover and do not race")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(4 * c.timing.ttl);
+    while declined() < 3 {
+        never_primary().await;
+        assert!(
+            Instant::now() < deadline,
+            "the replica never declined the race: {}",
+            c.nodes[r].log()
+        );
+        // Poll interval of the check.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ...and for ttl's worth of cycles after that.
+    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait).expect("cycles");
+    c.during_cycles(
+        &[r],
+        k,
+        Duration::from_secs(4 * c.timing.ttl),
+        "no leader",
+        never_primary,
+    )
+    .await;
     assert!(
         !c.nodes[r].log().contains("lock_acquired"),
         "nofailover replica took the lock"
@@ -872,7 +900,7 @@ async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
     let ports = c.nodes.iter().map(|n| n.pg_port).collect();
     let writer = spawn_writer(ports, stop.clone());
     // Let the writer get going on the primary first.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_writes(&c, primary, 20, Duration::from_secs(30)).await;
 
     c.kill_node(primary).await;
     let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
@@ -995,7 +1023,14 @@ async fn failed_rewind_stays_stopped_until_an_operator_acts() {
     })
     .await;
     // Several cycles later: still stopped, one attempt, nothing rebuilt.
-    tokio::time::sleep(Duration::from_secs(4 * c.timing.loop_wait + 1)).await;
+    c.during_cycles(
+        &[primary],
+        4,
+        Duration::from_secs(30),
+        "cycles after the failed rewind",
+        || async {},
+    )
+    .await;
     let s = c.status(primary).await.expect("status");
     assert_eq!(s["state"], "rewind failed", "{s}");
     assert!(

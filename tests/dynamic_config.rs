@@ -317,19 +317,24 @@ async fn patch_put_reload_and_pending_restart() {
     let cycles = |i: usize| c.nodes[i].log().matches("\"decision\"").count();
     let window = Duration::from_secs(8);
     let before: Vec<usize> = (0..3).map(cycles).collect();
+    // A fixed wall-clock window is the measurement itself: cycles per window.
     tokio::time::sleep(window).await;
     let fast: Vec<usize> = (0..3).map(|i| cycles(i) - before[i]).collect();
     let (code, _) = send("PATCH", &api(primary, "/config"), r#"{"loop_wait": 2}"#).await;
     assert_eq!(code, 200);
+    // Each node runs two cycles after it logged the change, so the one it
+    // had already scheduled at the old cadence is behind us.
     for i in 0..3 {
-        eventually(APPLY, "timing_changed logged", || async {
-            c.nodes[i].log().contains("timing_changed").then_some(())
+        eventually(APPLY, "two cycles after timing_changed", || async {
+            let log = c.nodes[i].log();
+            let at = log.find("timing_changed")?;
+            (log[at..].matches("\"decision\"").count() >= 2).then_some(())
         })
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let before: Vec<usize> = (0..3).map(cycles).collect();
     let started = Instant::now();
+    // The measurement window again.
     tokio::time::sleep(window).await;
     let slow: Vec<usize> = (0..3).map(|i| cycles(i) - before[i]).collect();
     assert!(started.elapsed() < window * 2);
@@ -387,7 +392,17 @@ async fn leader_restores_a_lost_config_key_replicas_do_not() {
     };
     put_copy(replica);
     etcd_delete_config(&c).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Five cycles of each node see the key missing.
+    c.during_cycles(
+        &[primary, replica],
+        5,
+        Duration::from_secs(30),
+        "the key left missing",
+        || async {
+            assert_eq!(etcd_config(&c).await, None, "the replica must not restore");
+        },
+    )
+    .await;
     assert_eq!(etcd_config(&c).await, None, "the replica must not restore");
     assert!(!c.nodes[replica].log().contains("config_restored"));
     // Nodes keep the last good config meanwhile.
@@ -453,7 +468,15 @@ async fn broken_yaml_keeps_the_running_config() {
     let (code, text) = send("POST", &c.nodes[0].api("/reload"), "").await;
     assert_eq!(code, 500, "{text}");
     assert!(text.contains("line"), "{text}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two HA cycles later.
+    c.during_cycles(
+        &[0],
+        2,
+        Duration::from_secs(20),
+        "still running",
+        || async {},
+    )
+    .await;
     assert_eq!(c.nodes[0].exited(), None, "the daemon must keep running");
     let st = c.status(0).await.expect("status");
     assert_eq!(st["role"], "primary");

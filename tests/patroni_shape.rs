@@ -196,8 +196,8 @@ fn assert_rejoined(c: &TestCluster, old: usize, mark: usize, rewound: bool) {
 /// No member reports a pending restart, over several HA cycles (each
 /// cycle's status query reads `pg_settings` again).
 async fn assert_no_pending_restart(c: &TestCluster, what: &str) {
-    let until = Instant::now() + Duration::from_secs(3 * c.timing.loop_wait + 1);
-    while Instant::now() < until {
+    let all: Vec<usize> = (0..c.nodes.len()).collect();
+    c.during_cycles(&all, 3, Duration::from_secs(30), what, || async {
         for i in 0..c.nodes.len() {
             if let Some(p) = pending(c, i).await {
                 assert!(
@@ -207,8 +207,8 @@ async fn assert_no_pending_restart(c: &TestCluster, what: &str) {
                 );
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,21 +423,28 @@ async fn patroni_sample_configuration_through_every_family() {
     .await;
     let pm = c.nodes[p].postmaster_pid().expect("postmaster");
     kill(Pid::from_raw(pm), Signal::SIGKILL).expect("kill the postmaster");
-    let until = Instant::now() + Duration::from_secs(c.timing.ttl + 2 * c.timing.loop_wait);
-    while Instant::now() < until {
-        for i in (0..3).filter(|&i| i != p) {
-            assert_ne!(
-                c.http_code(i, "/primary").await,
-                200,
-                "failover while paused"
+    // ttl + 2 × loop_wait worth of HA cycles on every node.
+    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait + 2).expect("cycles");
+    c.during_cycles(
+        &[0, 1, 2],
+        k,
+        Duration::from_secs(4 * c.timing.ttl),
+        "paused after the crash",
+        || async {
+            for i in (0..3).filter(|&i| i != p) {
+                assert_ne!(
+                    c.http_code(i, "/primary").await,
+                    200,
+                    "failover while paused"
+                );
+            }
+            assert!(
+                c.nodes[p].postmaster_pid().is_none_or(|x| x == pm),
+                "PostgreSQL restarted while paused"
             );
-        }
-        assert!(
-            c.nodes[p].postmaster_pid().is_none_or(|x| x == pm),
-            "PostgreSQL restarted while paused"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        },
+    )
+    .await;
     patch_config(&c, (p + 1) % 3, json!({"pause": null})).await;
     let p = c.wait_healthy(BOOT).await;
     assert_everywhere(&c, 5).await;

@@ -162,7 +162,12 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
         post(&c, r, "/reinitialize", json!({})).await,
         (200, "reinitialize started".to_owned())
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(Duration::from_secs(10), "the rebuild under way", || async {
+        c.nodes[r].log()[mark..]
+            .contains("event=\"job_started\"")
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         post(
             &c,
@@ -331,6 +336,7 @@ async fn restart_conditions_schedule_and_leader_key() {
 
     // A cancelled one never fires.
     let before = start_time(&c, r).await.expect("start time");
+    let due = SystemTime::now() + Duration::from_secs(4);
     let (code, _) = post(&c, r, "/restart", json!({"schedule": in_secs(4)})).await;
     assert_eq!(code, 202);
     assert_eq!(
@@ -341,7 +347,14 @@ async fn restart_conditions_schedule_and_leader_key() {
         call(&c, r, reqwest::Method::DELETE, "/restart", None).await,
         (404, "no restarts are scheduled".to_owned())
     );
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Past its time (the scenario's clock: a schedule is wall-clock time),
+    // then through several cycles of the node: it never fired.
+    let to_due = due.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_secs(1);
+    tokio::time::sleep(to_due).await;
+    c.during_cycles(&[r], 3, Duration::from_secs(30), "no restart", || async {
+        assert_eq!(start_time(&c, r).await, Some(before.clone()));
+    })
+    .await;
     assert_eq!(start_time(&c, r).await, Some(before.clone()));
 
     // pgpilotctl: schedule on the replica, see it in the member key, flush.

@@ -52,17 +52,23 @@ async fn required_without_device_no_node_leads() {
         },
     )
     .await;
-    // Several ttls: nobody bootstraps, nobody leads.
-    let until = Instant::now() + Duration::from_secs(3 * c.timing.ttl);
-    while Instant::now() < until {
-        for i in 0..3 {
-            assert_ne!(c.http_code(i, "/primary").await, 200, "node {i} leads");
-            let s = c.status(i).await.expect("status");
-            assert_eq!(s["watchdog_failed"], true, "{s}");
-            assert_eq!(s["cluster_unlocked"], true, "{s}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // Several ttls' worth of HA cycles: nobody bootstraps, nobody leads.
+    let k = usize::try_from(3 * c.timing.ttl / c.timing.loop_wait).expect("cycles");
+    c.during_cycles(
+        &[0, 1, 2],
+        k,
+        Duration::from_secs(9 * c.timing.ttl),
+        "nobody leads",
+        || async {
+            for i in 0..3 {
+                assert_ne!(c.http_code(i, "/primary").await, 200, "node {i} leads");
+                let s = c.status(i).await.expect("status");
+                assert_eq!(s["watchdog_failed"], true, "{s}");
+                assert_eq!(s["cluster_unlocked"], true, "{s}");
+            }
+        },
+    )
+    .await;
     for n in &c.nodes {
         assert!(
             !n.data_dir().join("PG_VERSION").exists(),

@@ -135,6 +135,25 @@ impl Node {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// How many times this node's log records event `name` (`event="name"`
+    /// in plain text, `"event":"name"` in JSON): a count of a field, not of
+    /// a substring that could appear in any message.
+    pub fn event_count(&self, name: &str) -> usize {
+        let plain = format!("event=\"{name}\"");
+        let json = format!("\"event\":\"{name}\"");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&plain) || l.contains(&json))
+            .count()
+    }
+
+    /// HA cycles this daemon has run: every cycle logs one `decision` event
+    /// (at INFO when it acts, at DEBUG when it repeats a steady state; the
+    /// test daemons log `pgpilot=debug`).
+    pub fn cycles(&self) -> usize {
+        self.event_count("decision")
+    }
+
     /// The fence's state directory, `<data_dir>.fence`.
     pub fn fence_dir(&self) -> PathBuf {
         self.dir.join("data.fence")
@@ -583,6 +602,42 @@ tags:
     pub fn thaw(&self, stopped: &[i32]) {
         for p in stopped {
             let _ = kill(Pid::from_raw(*p), Signal::SIGCONT);
+        }
+    }
+
+    /// A "nothing happens" window measured in HA cycles, not seconds: runs
+    /// `check` (which asserts that the thing did not happen) again and again
+    /// until every node in `nodes` has run `k` more HA cycles than at the
+    /// call, and once more after that, so the window holds `k` decisions of
+    /// each node however slow the machine is. Panics after `within`.
+    pub async fn during_cycles<F, Fut>(
+        &self,
+        nodes: &[usize],
+        k: usize,
+        within: Duration,
+        what: &str,
+        mut check: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let start: Vec<usize> = nodes.iter().map(|&i| self.nodes[i].cycles()).collect();
+        let deadline = Instant::now() + within;
+        loop {
+            let done = nodes
+                .iter()
+                .zip(&start)
+                .all(|(&i, &s)| self.nodes[i].cycles() >= s + k);
+            check().await;
+            if done {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {within:?} waiting for {k} HA cycles of nodes {nodes:?}: {what}"
+            );
+            // Poll interval of the check.
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
