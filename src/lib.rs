@@ -19,6 +19,7 @@ pub mod api;
 pub mod config;
 pub mod ctl;
 pub mod dcs;
+pub mod events;
 pub mod fence;
 pub mod ha;
 pub mod logging;

@@ -10,7 +10,8 @@ use nix::sys::signal::Signal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use support::cluster::{TestCluster, Timing};
+use pgpilot::events;
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
 use support::writer::{spawn_writer, values_on, wait_for_writes};
 
@@ -162,9 +163,12 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, new_primary, "the returning node must not take over");
     let log = c.nodes[primary].log();
-    assert!(log.contains("rewind_done"), "no rewind in the log:\n{log}");
     assert!(
-        !log.contains("replica_method_started"),
+        has_event(&log, events::REWIND_DONE),
+        "no rewind in the log:\n{log}"
+    );
+    assert!(
+        !has_event(&log, events::REPLICA_METHOD_STARTED),
         "rebuilt by basebackup"
     );
     // The daemon's stderr is a file here, not a terminal: plain text.
@@ -210,7 +214,7 @@ async fn sigterm_of_primary_hands_over_at_once() {
     assert_ne!(new, primary);
     assert!(took <= bound, "handover took {took:?}");
     assert!(
-        c.nodes[primary].log().contains("lock_released"),
+        c.nodes[primary].logged(events::LOCK_RELEASED),
         "leader key not released on shutdown"
     );
 }
@@ -238,7 +242,7 @@ async fn replica_daemon_restart_adopts_running_postgres() {
         Some(pm_before),
         "PostgreSQL was restarted"
     );
-    assert!(c.nodes[replica].log().contains("postgres_adopted"));
+    assert!(c.nodes[replica].logged(events::POSTGRES_ADOPTED));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -760,7 +764,7 @@ async fn nofailover_replica_never_takes_the_lock() {
     )
     .await;
     assert!(
-        !c.nodes[r].log().contains("lock_acquired"),
+        !c.nodes[r].logged(events::LOCK_ACQUIRED),
         "nofailover replica took the lock"
     );
 }
@@ -824,7 +828,7 @@ async fn most_advanced_replica_wins_the_race() {
     assert!(has_row(&c, np, 200).await);
     let log = c.nodes[lagging].log();
     assert!(
-        !log.contains("lock_acquired"),
+        !has_event(&log, events::LOCK_ACQUIRED),
         "lagging replica took the lock"
     );
     assert!(log.contains("not racing"), "{log}");
@@ -927,14 +931,16 @@ async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
     .await;
     assert_eq!(c.primary().await, Some(new_primary), "exactly one primary");
     let log = c.nodes[primary].log();
-    // The log is coloured: match the event's value, not `event="rewind"`.
     assert!(
-        log.contains("\"rewind\"") && log.contains("running pg_rewind"),
+        has_event(&log, events::REWIND) && log.contains("running pg_rewind"),
         "no rewind event:\n{log}"
     );
-    assert!(log.contains("rewind_done"), "rewind did not finish:\n{log}");
     assert!(
-        !log.contains("replica_method_started"),
+        has_event(&log, events::REWIND_DONE),
+        "rewind did not finish:\n{log}"
+    );
+    assert!(
+        !has_event(&log, events::REPLICA_METHOD_STARTED),
         "rebuilt by basebackup instead of pg_rewind:\n{log}"
     );
     let status = c.status(primary).await.expect("status");
@@ -1040,8 +1046,8 @@ async fn failed_rewind_stays_stopped_until_an_operator_acts() {
     let log = c.nodes[primary].log();
     // One rewind job started (`job=Rewind { from: ... }`), never retried.
     assert_eq!(log.matches("Rewind { from").count(), 1, "{log}");
-    assert!(!log.contains("replica_method_started"), "{log}");
-    assert!(!log.contains("data_dir_moved_aside"), "{log}");
+    assert!(!has_event(&log, events::REPLICA_METHOD_STARTED), "{log}");
+    assert!(!has_event(&log, events::DATA_DIR_MOVED_ASIDE), "{log}");
     assert!(c.nodes[primary].data_dir().join("PG_VERSION").exists());
 
     // The operator fixes the configuration and restarts the daemon.
@@ -1055,7 +1061,7 @@ async fn failed_rewind_stays_stopped_until_an_operator_acts() {
         || async { c.is_streaming_replica(primary).await.then_some(()) },
     )
     .await;
-    assert!(c.nodes[primary].log().contains("rewind_done"));
+    assert!(c.nodes[primary].logged(events::REWIND_DONE));
 }
 
 /// A fresh replica whose first start fails (its port is taken) stays a

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -314,7 +315,7 @@ async fn patch_put_reload_and_pending_restart() {
     }
 
     // --- loop_wait: the HA loop's cadence follows it on every node
-    let cycles = |i: usize| c.nodes[i].log().matches("\"decision\"").count();
+    let cycles = |i: usize| c.nodes[i].cycles();
     let window = Duration::from_secs(8);
     let before: Vec<usize> = (0..3).map(cycles).collect();
     // A fixed wall-clock window is the measurement itself: cycles per window.
@@ -327,8 +328,15 @@ async fn patch_put_reload_and_pending_restart() {
     for i in 0..3 {
         eventually(APPLY, "two cycles after timing_changed", || async {
             let log = c.nodes[i].log();
-            let at = log.find("timing_changed")?;
-            (log[at..].matches("\"decision\"").count() >= 2).then_some(())
+            let lines: Vec<&str> = log.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| has_event(l, events::TIMING_CHANGED))?;
+            let after = lines[at..]
+                .iter()
+                .filter(|l| has_event(l, events::DECISION))
+                .count();
+            (after >= 2).then_some(())
         })
         .await;
     }
@@ -404,7 +412,7 @@ async fn leader_restores_a_lost_config_key_replicas_do_not() {
     )
     .await;
     assert_eq!(etcd_config(&c).await, None, "the replica must not restore");
-    assert!(!c.nodes[replica].log().contains("config_restored"));
+    assert!(!c.nodes[replica].logged(events::CONFIG_RESTORED));
     // Nodes keep the last good config meanwhile.
     assert_eq!(show(&c, replica, "work_mem").await.as_deref(), Some("5MB"));
 
@@ -418,8 +426,7 @@ async fn leader_restores_a_lost_config_key_replicas_do_not() {
     assert_eq!(restored, saved);
     eventually(APPLY, "restore logged by the leader", || async {
         c.nodes[primary]
-            .log()
-            .contains("config_restored")
+            .logged(events::CONFIG_RESTORED)
             .then_some(())
     })
     .await;
@@ -453,15 +460,14 @@ async fn broken_yaml_keeps_the_running_config() {
     c.signal(0, Signal::SIGHUP);
     eventually(APPLY, "reload failure logged", || async {
         c.nodes[0]
-            .log()
-            .contains("config_reload_failed")
+            .logged(events::CONFIG_RELOAD_FAILED)
             .then_some(())
     })
     .await;
     let log = c.nodes[0].log();
     let line = log
         .lines()
-        .find(|l| l.contains("config_reload_failed"))
+        .find(|l| has_event(l, events::CONFIG_RELOAD_FAILED))
         .unwrap();
     assert!(line.contains("line"), "{line}");
     // POST /reload answers with the error too.

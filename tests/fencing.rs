@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pgpilot::events;
 use support::cluster::{SUPERUSER_PASSWORD, TestCluster, Timing};
 use support::eventually;
 
@@ -309,7 +310,7 @@ async fn dead_daemon_is_fenced_and_its_fence_adopted() {
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, new);
     assert!(
-        c.nodes[old].log().contains("fence_adopted"),
+        c.nodes[old].logged(events::FENCE_ADOPTED),
         "{}",
         c.nodes[old].log()
     );
@@ -445,7 +446,7 @@ async fn slow_cycle_keeps_the_lease_through_the_keepalive() {
     let stall = c.nodes[primary].dir.join("data.stall");
     std::fs::write(&stall, "4500").expect("write the stall file");
     eventually(Duration::from_secs(10), "the cycle to stall", || async {
-        c.nodes[primary].log().contains("debug_stall").then_some(())
+        c.nodes[primary].logged(events::DEBUG_STALL).then_some(())
     })
     .await;
     // Through the stall and well past the fencing point it would have had:

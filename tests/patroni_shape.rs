@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pgpilot::events;
 use serde_json::{Value, json};
 use support::cluster::{
-    ClusterOptions, REPLICATION_PASSWORD, SUPERUSER_PASSWORD, Shape, TestCluster, Timing,
+    ClusterOptions, REPLICATION_PASSWORD, SUPERUSER_PASSWORD, Shape, TestCluster, Timing, has_event,
 };
 use support::eventually;
 
@@ -174,12 +175,13 @@ fn assert_rejoined(c: &TestCluster, old: usize, mark: usize, rewound: bool) {
     let ran = log.contains("running pg_rewind");
     assert!(!rewound || ran, "no pg_rewind:\n{log}");
     assert!(
-        !ran || log.contains("rewind_done"),
+        !ran || has_event(&log, events::REWIND_DONE),
         "unfinished pg_rewind:\n{log}"
     );
     assert!(!log.contains("rewind failed"), "{log}");
     assert!(
-        !log.contains("replica_method_started") && !log.contains("data_dir_moved_aside"),
+        !has_event(&log, events::REPLICA_METHOD_STARTED)
+            && !has_event(&log, events::DATA_DIR_MOVED_ASIDE),
         "rebuilt instead of rejoined:\n{log}"
     );
     eprintln!(
@@ -303,7 +305,7 @@ async fn patroni_sample_configuration_through_every_family() {
     // which refused the data directory when the recovery had run without
     // wal_log_hints.
     let log = c.nodes[old].log()[mark..].to_owned();
-    assert!(log.contains("rewind_crash_recovery"), "{log}");
+    assert!(has_event(&log, events::REWIND_CRASH_RECOVERY), "{log}");
     write_everywhere(&c, p, 3).await;
     assert_everywhere(&c, 2).await;
 
@@ -329,7 +331,7 @@ async fn patroni_sample_configuration_through_every_family() {
     wait_streams_from(&c, old, p).await;
     let log = c.nodes[old].log()[mark..].to_owned();
     assert!(
-        !log.contains("running pg_rewind") && !log.contains("replica_method_started"),
+        !log.contains("running pg_rewind") && !has_event(&log, events::REPLICA_METHOD_STARTED),
         "a switchover needs no rebuild:\n{log}"
     );
     c.wait_healthy(BOOT).await;
@@ -516,7 +518,7 @@ async fn patroni_sample_configuration_through_every_family() {
     );
     eventually(REJOIN, "the rebuilt replica streams again", || async {
         let log = c.nodes[r].log();
-        (log[mark..].contains("replica_method_started") && c.is_streaming_replica(r).await)
+        (has_event(&log[mark..], events::REPLICA_METHOD_STARTED) && c.is_streaming_replica(r).await)
             .then_some(())
     })
     .await;

@@ -10,8 +10,9 @@ mod support;
 use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, has_event};
 use support::ctl::ok;
 use support::eventually;
 
@@ -150,8 +151,8 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
         moved_aside(&c, r)
     );
     let log = c.nodes[r].log()[mark..].to_owned();
-    assert!(log.contains("data_dir_moved_aside"), "{log}");
-    assert!(log.contains("old_data_dir_removed"), "{log}");
+    assert!(has_event(&log, events::DATA_DIR_MOVED_ASIDE), "{log}");
+    assert!(has_event(&log, events::OLD_DATA_DIR_REMOVED), "{log}");
     assert_eq!(c.primary().await, Some(p), "no failover");
 
     // A forced request cancels the rebuild under way and starts over; the
@@ -163,9 +164,7 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
         (200, "reinitialize started".to_owned())
     );
     eventually(Duration::from_secs(10), "the rebuild under way", || async {
-        c.nodes[r].log()[mark..]
-            .contains("event=\"job_started\"")
-            .then_some(())
+        has_event(&c.nodes[r].log()[mark..], events::JOB_STARTED).then_some(())
     })
     .await;
     assert_eq!(
@@ -195,7 +194,7 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
     .await;
     let log = c.nodes[r].log()[mark..].to_owned();
     assert!(
-        log.contains("job_cancelled"),
+        has_event(&log, events::JOB_CANCELLED),
         "nothing was cancelled:\n{log}"
     );
 

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
 use support::writer::{spawn_writer, values_on, wait_for_writes};
 
@@ -67,7 +68,7 @@ fn assert_no_rebuild(c: &TestCluster, i: usize, from: usize) {
         "old primary was rewound:\n{log}"
     );
     assert!(
-        !log.contains("replica_method_started"),
+        !has_event(&log, events::REPLICA_METHOD_STARTED),
         "old primary was rebuilt:\n{log}"
     );
 }

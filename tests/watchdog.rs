@@ -12,8 +12,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, count_events};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -138,7 +139,7 @@ async fn automatic_without_device_works_and_a_failed_required_node_is_never_prom
     // its bootstrap; a replica that never led may not have).
     for i in 1..3 {
         let log = c.nodes[i].log();
-        let warned = log.matches("watchdog_unavailable").count();
+        let warned = count_events(&log, events::WATCHDOG_UNAVAILABLE);
         assert!(
             warned == 1 || (i != primary && warned == 0),
             "node{i} warned {warned} times: {log}"
@@ -188,6 +189,6 @@ async fn automatic_without_device_works_and_a_failed_required_node_is_never_prom
     .await;
     assert_ne!(c.http_code(0, "/primary").await, 200);
     // After the failover the new primary tried (and warned) at most once.
-    let warned = c.nodes[other].log().matches("watchdog_unavailable").count();
+    let warned = c.nodes[other].event_count(events::WATCHDOG_UNAVAILABLE);
     assert_eq!(warned, 1, "{}", c.nodes[other].log());
 }

@@ -155,7 +155,7 @@ pub async fn create_replica(env: &JobEnv, from: Option<&Upstream>) -> PgResult<S
         if !flag(&section, "keep_data") {
             clear_data_dir(&env.data_dir)?;
         }
-        info!(event = "replica_method_started", method = %method, from = ?from.map(|u| &u.name));
+        info!(event = crate::events::REPLICA_METHOD_STARTED, method = %method, from = ?from.map(|u| &u.name));
         let result = match (method.as_str(), from) {
             ("basebackup", Some(from)) => basebackup(env, from).await,
             ("basebackup", None) => continue,

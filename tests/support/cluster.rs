@@ -135,23 +135,22 @@ impl Node {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// How many times this node's log records event `name` (`event="name"`
-    /// in plain text, `"event":"name"` in JSON): a count of a field, not of
-    /// a substring that could appear in any message.
-    pub fn event_count(&self, name: &str) -> usize {
-        let plain = format!("event=\"{name}\"");
-        let json = format!("\"event\":\"{name}\"");
-        self.log()
-            .lines()
-            .filter(|l| l.contains(&plain) || l.contains(&json))
-            .count()
+    /// How many times this node's log records event `name`
+    /// ([`count_events`]).
+    pub fn event_count(&self, name: &'static str) -> usize {
+        count_events(&self.log(), name)
+    }
+
+    /// Has this node logged event `name` ([`count_events`])?
+    pub fn logged(&self, name: &'static str) -> bool {
+        self.event_count(name) > 0
     }
 
     /// HA cycles this daemon has run: every cycle logs one `decision` event
     /// (at INFO when it acts, at DEBUG when it repeats a steady state; the
     /// test daemons log `pgpilot=debug`).
     pub fn cycles(&self) -> usize {
-        self.event_count("decision")
+        self.event_count(pgpilot::events::DECISION)
     }
 
     /// The fence's state directory, `<data_dir>.fence`.
@@ -827,6 +826,24 @@ tags:
             }
         }
     }
+}
+
+/// How many lines of `log` (a daemon's log, or a part of it) record event
+/// `name`, a name from the catalog (`pgpilot::events`): a renamed event
+/// then breaks the build instead of making a negative check pass for
+/// nothing. Matches the field (`event="name"` in plain text,
+/// `"event":"name"` in JSON), not a substring of any message.
+pub fn count_events(log: &str, name: &'static str) -> usize {
+    let plain = format!("event=\"{name}\"");
+    let json = format!("\"event\":\"{name}\"");
+    log.lines()
+        .filter(|l| l.contains(&plain) || l.contains(&json))
+        .count()
+}
+
+/// Does `log` record event `name` ([`count_events`])?
+pub fn has_event(log: &str, name: &'static str) -> bool {
+    count_events(log, name) > 0
 }
 
 /// A superuser SQL connection to the PostgreSQL on `port` (loopback); usable
