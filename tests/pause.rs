@@ -164,9 +164,25 @@ async fn fence_does_nothing_while_paused() {
 
     let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
     c.kill_daemon(primary).await;
-    // 2×ttl worth of the replica's HA cycles.
+    // The dead daemon's lease runs out: no leader left in the replica's
+    // view (a positive signal, not a guess at how long that takes)...
     let replica = 1 - primary;
-    let k = usize::try_from(2 * c.timing.ttl / c.timing.loop_wait).expect("cycles");
+    eventually(
+        Duration::from_secs(4 * c.timing.ttl),
+        "the dead daemon's lease to run out",
+        || async {
+            assert_ne!(c.http_code(replica, "/primary").await, 200);
+            let cl = c.get_json(replica, "/cluster").await?;
+            let led = cl["members"]
+                .as_array()?
+                .iter()
+                .any(|m| m["role"] == "leader");
+            (!led).then_some(())
+        },
+    )
+    .await;
+    // ...then ttl's worth of the replica's HA cycles without a leader.
+    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait).expect("cycles");
     c.during_cycles(
         &[replica],
         k,

@@ -621,7 +621,8 @@ tags:
         Fut: std::future::Future<Output = ()>,
     {
         let start: Vec<usize> = nodes.iter().map(|&i| self.nodes[i].cycles()).collect();
-        let deadline = Instant::now() + within;
+        let started = Instant::now();
+        let deadline = started + within;
         loop {
             let done = nodes
                 .iter()
@@ -629,6 +630,10 @@ tags:
                 .all(|(&i, &s)| self.nodes[i].cycles() >= s + k);
             check().await;
             if done {
+                eprintln!(
+                    "{what}: {k} HA cycles of nodes {nodes:?} in {:?}",
+                    started.elapsed()
+                );
                 return;
             }
             assert!(
