@@ -44,3 +44,21 @@ pub const FENCE_ADOPTED: &str = "fence_adopted";
 pub const DEBUG_STALL: &str = "debug_stall";
 /// The watchdog device could not be used.
 pub const WATCHDOG_UNAVAILABLE: &str = "watchdog_unavailable";
+/// A REST request was refused (authentication, allowlist, size).
+pub const API_ACCESS_REFUSED: &str = "api_access_refused";
+/// A health check's `lag` parameter could not be parsed.
+pub const API_LAG_UNPARSABLE: &str = "api_lag_unparsable";
+/// The REST API serves a reloaded certificate.
+pub const API_CERTIFICATE_RELOADED: &str = "api_certificate_reloaded";
+/// The client TLS settings for peers' REST APIs could not be used.
+pub const PEER_TLS_CONFIG_FAILED: &str = "peer_tls_config_failed";
+/// A user callback script exited.
+pub const CALLBACK_FINISHED: &str = "callback_finished";
+/// A replica creation method filled the data directory.
+pub const REPLICA_CREATED: &str = "replica_created";
+/// A replica creation method failed; the next one is tried.
+pub const REPLICA_METHOD_FAILED: &str = "replica_method_failed";
+/// A custom bootstrap method created the cluster.
+pub const BOOTSTRAP_METHOD_DONE: &str = "bootstrap_method_done";
+/// initdb created the cluster.
+pub const INITDB_DONE: &str = "initdb_done";

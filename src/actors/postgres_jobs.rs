@@ -282,7 +282,7 @@ async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgRe
             su.password.as_deref(),
         )
         .await?;
-        info!(event = "initdb_done", data_dir = %env.data_dir.display());
+        info!(event = crate::events::INITDB_DONE, data_dir = %env.data_dir.display());
     }
     if env.hba_lines().is_empty() && !boot.pg_hba.is_empty() {
         append_hba(&env.config_dir, &boot.pg_hba)?;

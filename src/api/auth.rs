@@ -394,7 +394,7 @@ pub async fn access_check(
     }
     match refusal {
         Some(r) => {
-            warn!(event = "api_access_refused", reason = ?r, method = %req.method(),
+            warn!(event = crate::events::API_ACCESS_REFUSED, reason = ?r, method = %req.method(),
                   path = %req.path(), peer = ?req.peer_addr().map(|a| a.ip()));
             Ok(req.into_response(refusal_response(r)))
         }
@@ -434,7 +434,7 @@ impl Handler<ConfigChanged> for TlsUpdater {
             return;
         };
         match tls.reload(&cfg.restapi) {
-            Ok(true) => tracing::info!(event = "api_certificate_reloaded"),
+            Ok(true) => tracing::info!(event = crate::events::API_CERTIFICATE_RELOADED),
             Ok(false) => {}
             Err(e) => tracing::error!(event = "api_tls_reload_failed", error = %e,
                                       "keeping the running certificate and client verification"),
@@ -469,7 +469,7 @@ pub fn peer_client(cfg: &Config) -> reqwest::Client {
     }
     match crate::tls::peer_client_config(cfg) {
         Ok(tls) => builder = builder.tls_backend_preconfigured(tls),
-        Err(e) => warn!(event = "peer_tls_config_failed", error = %e,
+        Err(e) => warn!(event = crate::events::PEER_TLS_CONFIG_FAILED, error = %e,
                         "calls to https members will not present a client certificate"),
     }
     builder.build().unwrap_or_else(|e| {

@@ -266,7 +266,7 @@ async fn route(
     let query = parse_query(req.query_string());
     if let Some(lag) = health::unparsable_lag(&query) {
         tracing::warn!(
-            event = "api_lag_unparsable",
+            event = crate::events::API_LAG_UNPARSABLE,
             lag,
             path = %path,
             "the lag parameter is neither an integer nor a number with a unit (B, kB, MB, GB, TB); no lag limit applies"
