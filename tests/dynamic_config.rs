@@ -400,10 +400,11 @@ async fn leader_restores_a_lost_config_key_replicas_do_not() {
     };
     put_copy(replica);
     etcd_delete_config(&c).await;
-    // Five cycles of each node see the key missing.
+    // Five timed cycles of each node see the key missing, plus the one
+    // the deletion itself wakes (a config key event).
     c.during_cycles(
         &[primary, replica],
-        5,
+        6,
         Duration::from_secs(30),
         "the key left missing",
         || async {

@@ -425,8 +425,9 @@ async fn patroni_sample_configuration_through_every_family() {
     .await;
     let pm = c.nodes[p].postmaster_pid().expect("postmaster");
     kill(Pid::from_raw(pm), Signal::SIGKILL).expect("kill the postmaster");
-    // ttl + 2 × loop_wait worth of HA cycles on every node.
-    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait + 2).expect("cycles");
+    // ttl + 2 × loop_wait worth of timed HA cycles on every node, plus one
+    // for a cycle the crash may wake early.
+    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait + 3).expect("cycles");
     c.during_cycles(
         &[0, 1, 2],
         k,

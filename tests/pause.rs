@@ -59,9 +59,10 @@ async fn paused_cluster_neither_restarts_nor_fails_over_then_resumes() {
     // Crash the primary's PostgreSQL (the daemon keeps running).
     let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
     kill(Pid::from_raw(pm), Signal::SIGKILL).unwrap();
-    // 2×ttl worth of HA cycles on every node.
+    // 2×ttl worth of timed HA cycles on every node, plus one for a cycle
+    // the crash may wake early.
     let all: Vec<usize> = (0..c.nodes.len()).collect();
-    let k = usize::try_from(2 * c.timing.ttl / c.timing.loop_wait).expect("cycles");
+    let k = usize::try_from(2 * c.timing.ttl / c.timing.loop_wait + 1).expect("cycles");
     c.during_cycles(
         &all,
         k,
