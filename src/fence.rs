@@ -325,7 +325,7 @@ impl FenceClient {
         let dir = state_dir(data_dir);
         let pid = live_fence_pid(&dir);
         if let Some(pid) = pid {
-            tracing::info!(event = "fence_adopted", pid, dir = %dir.display(), "a fence from a previous daemon runs; adopting it");
+            tracing::info!(event = crate::events::FENCE_ADOPTED, pid, dir = %dir.display(), "a fence from a previous daemon runs; adopting it");
         }
         let boot_id = boot_id();
         let last = read_heartbeat(&dir)

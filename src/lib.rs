@@ -20,6 +20,7 @@ pub mod atomic_file;
 pub mod config;
 pub mod ctl;
 pub mod dcs;
+pub mod events;
 pub mod fence;
 pub mod ha;
 pub mod logging;

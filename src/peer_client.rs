@@ -38,7 +38,7 @@ pub fn build(cfg: &Config) -> reqwest::Client {
     }
     match crate::tls::peer_client_config(cfg) {
         Ok(tls) => builder = builder.tls_backend_preconfigured(tls),
-        Err(e) => warn!(event = "peer_tls_config_failed", error = %e,
+        Err(e) => warn!(event = crate::events::PEER_TLS_CONFIG_FAILED, error = %e,
                         "calls to https members will not present a client certificate"),
     }
     builder.build().unwrap_or_else(|e| {

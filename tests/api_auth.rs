@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::cluster::{TestCluster, Timing};
+use pgpilot::events;
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -78,7 +79,10 @@ async fn unsafe_endpoints_need_basic_auth() {
     assert_eq!(r.status().as_u16(), 413);
 
     let log = c.nodes[0].log();
-    assert!(log.contains("api_access_refused"), "refusals are logged");
+    assert!(
+        has_event(&log, events::API_ACCESS_REFUSED),
+        "refusals are logged"
+    );
     assert!(!log.contains(PASSWORD), "the password is never logged");
 }
 

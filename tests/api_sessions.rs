@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use pgpilot::events;
 use serde_json::Value;
 use support::cluster::{TestCluster, Timing};
 use support::eventually;
@@ -138,7 +139,7 @@ async fn status_requests_open_no_sessions_and_lag_uses_patronis_parser() {
     })
     .await;
     assert!(
-        c.nodes[r].log().contains("api_lag_unparsable"),
+        c.nodes[r].logged(events::API_LAG_UNPARSABLE),
         "an unparsable lag is logged"
     );
 }

@@ -16,8 +16,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use pgpilot::events;
 use serde_json::json;
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
 use support::tls::{
     Certs, KEY_PASSWORD, client, client_timeout, make_certs, restapi_yaml, served_subject,
@@ -159,7 +160,7 @@ async fn tls_cluster_with_required_client_certificates() {
     .await;
     assert_ne!(new, p);
     let log = c.nodes[new].log();
-    assert!(!log.contains("peer_tls_config_failed"), "{log}");
+    assert!(!has_event(&log, events::PEER_TLS_CONFIG_FAILED), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,8 +224,7 @@ async fn optional_client_certificates_and_reload() {
     c.signal(0, Signal::SIGHUP);
     eventually(Duration::from_secs(20), "the new certificate", || async {
         c.nodes[0]
-            .log()
-            .contains("api_certificate_reloaded")
+            .logged(events::API_CERTIFICATE_RELOADED)
             .then_some(())
     })
     .await;
@@ -249,8 +249,7 @@ async fn optional_client_certificates_and_reload() {
     c.signal(0, Signal::SIGHUP);
     eventually(Duration::from_secs(20), "the reload refused", || async {
         c.nodes[0]
-            .log()
-            .contains("config_reload_failed")
+            .logged(events::CONFIG_RELOAD_FAILED)
             .then_some(())
     })
     .await;
@@ -347,8 +346,7 @@ async fn encrypted_key_and_extra_headers() {
     c.signal(0, Signal::SIGHUP);
     eventually(Duration::from_secs(20), "the reload refused", || async {
         c.nodes[0]
-            .log()
-            .contains("config_reload_failed")
+            .logged(events::CONFIG_RELOAD_FAILED)
             .then_some(())
     })
     .await;

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use pgpilot::events;
 use support::cluster::{TestCluster, Timing};
 use support::eventually;
 
@@ -100,7 +101,7 @@ async fn callbacks_run_in_order_with_action_role_scope() {
     .await;
     assert_eq!(lines(&c, p), vec![line("on_start primary")]);
     assert!(
-        c.nodes[r].log().contains("callback_finished"),
+        c.nodes[r].logged(events::CALLBACK_FINISHED),
         "exit status is logged"
     );
 }

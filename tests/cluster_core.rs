@@ -10,9 +10,10 @@ use nix::sys::signal::Signal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use support::cluster::{TestCluster, Timing};
+use pgpilot::events;
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
-use support::writer::{spawn_writer, values_on};
+use support::writer::{spawn_writer, values_on, wait_for_writes};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -162,9 +163,12 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, new_primary, "the returning node must not take over");
     let log = c.nodes[primary].log();
-    assert!(log.contains("rewind_done"), "no rewind in the log:\n{log}");
     assert!(
-        !log.contains("replica_method_started"),
+        has_event(&log, events::REWIND_DONE),
+        "no rewind in the log:\n{log}"
+    );
+    assert!(
+        !has_event(&log, events::REPLICA_METHOD_STARTED),
         "rebuilt by basebackup"
     );
     // The daemon's stderr is a file here, not a terminal: plain text.
@@ -210,7 +214,7 @@ async fn sigterm_of_primary_hands_over_at_once() {
     assert_ne!(new, primary);
     assert!(took <= bound, "handover took {took:?}");
     assert!(
-        c.nodes[primary].log().contains("lock_released"),
+        c.nodes[primary].logged(events::LOCK_RELEASED),
         "leader key not released on shutdown"
     );
 }
@@ -238,7 +242,7 @@ async fn replica_daemon_restart_adopts_running_postgres() {
         Some(pm_before),
         "PostgreSQL was restarted"
     );
-    assert!(c.nodes[replica].log().contains("postgres_adopted"));
+    assert!(c.nodes[replica].logged(events::POSTGRES_ADOPTED));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,6 +436,7 @@ async fn dcs_outage_without_failsafe_demotes_and_nobody_promotes() {
                 c.nodes[i].name
             );
         }
+        // Poll interval; the outage's length (3×ttl) is the scenario.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let refused_after = refused_after.expect("the primary kept taking writes for 3×ttl");
@@ -504,6 +509,7 @@ async fn dcs_outage_with_failsafe_keeps_the_primary_writable() {
                 c.nodes[i].name
             );
         }
+        // Poll interval; the outage's length (3×ttl) is the scenario.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("{v} inserts acknowledged during {:?} without etcd", 3 * ttl);
@@ -613,19 +619,26 @@ async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
     })
     .await;
     // member_slots_ttl (default 30 min) keeps its slot, and the leader
-    // still lists it, for several cycles.
-    for _ in 0..3 * c.timing.loop_wait {
-        assert_eq!(
-            slot_names(&c, p).await.as_ref(),
-            Some(&both),
-            "retained slot dropped"
-        );
-        let s = status_key(&c).await.expect("status key");
-        let retain: Vec<String> =
-            serde_json::from_value(s["retain_slots"].clone()).expect("retain_slots");
-        assert_eq!(retain, everyone, "retain_slots while the member is away");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    // still lists it, for several of the leader's cycles (where slots are
+    // dropped and retain_slots published).
+    c.during_cycles(
+        &[p],
+        3,
+        Duration::from_secs(30),
+        "the slot retained",
+        || async {
+            assert_eq!(
+                slot_names(&c, p).await.as_ref(),
+                Some(&both),
+                "retained slot dropped"
+            );
+            let s = status_key(&c).await.expect("status key");
+            let retain: Vec<String> =
+                serde_json::from_value(s["retain_slots"].clone()).expect("retain_slots");
+            assert_eq!(retain, everyone, "retain_slots while the member is away");
+        },
+    )
+    .await;
     // Retention off: the slot goes at once.
     let r = reqwest::Client::new()
         .patch(c.nodes[p].api("/config"))
@@ -710,9 +723,7 @@ async fn nofailover_replica_never_takes_the_lock() {
     c.start(r);
     assert_eq!(c.wait_healthy(BOOT).await, 0);
     c.kill_node(0).await;
-    let watch = Duration::from_secs(2 * c.timing.ttl + 2);
-    let t0 = Instant::now();
-    while t0.elapsed() < watch {
+    let never_primary = || async {
         assert_ne!(
             c.http_code(r, "/primary").await,
             200,
@@ -722,17 +733,38 @@ async fn nofailover_replica_never_takes_the_lock() {
         if let Some(s) = s {
             assert_eq!(s["role"], "replica", "{s}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
+    };
+    // Until the lease is gone and the replica has decided, in three
+    // cycles, not to race for it...
+    let declined = || {
         c.nodes[r]
             .log()
-            .contains("tagged nofailover and do not race"),
-        "{}",
-        c.nodes[r].log()
-    );
+            .matches("tagged nofailover and do not race")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(4 * c.timing.ttl);
+    while declined() < 3 {
+        never_primary().await;
+        assert!(
+            Instant::now() < deadline,
+            "the replica never declined the race: {}",
+            c.nodes[r].log()
+        );
+        // Poll interval of the check.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ...and for ttl's worth of cycles after that.
+    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait).expect("cycles");
+    c.during_cycles(
+        &[r],
+        k,
+        Duration::from_secs(4 * c.timing.ttl),
+        "no leader",
+        never_primary,
+    )
+    .await;
     assert!(
-        !c.nodes[r].log().contains("lock_acquired"),
+        !c.nodes[r].logged(events::LOCK_ACQUIRED),
         "nofailover replica took the lock"
     );
 }
@@ -796,7 +828,7 @@ async fn most_advanced_replica_wins_the_race() {
     assert!(has_row(&c, np, 200).await);
     let log = c.nodes[lagging].log();
     assert!(
-        !log.contains("lock_acquired"),
+        !has_event(&log, events::LOCK_ACQUIRED),
         "lagging replica took the lock"
     );
     assert!(log.contains("not racing"), "{log}");
@@ -872,7 +904,7 @@ async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
     let ports = c.nodes.iter().map(|n| n.pg_port).collect();
     let writer = spawn_writer(ports, stop.clone());
     // Let the writer get going on the primary first.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_writes(&c, primary, 20, Duration::from_secs(30)).await;
 
     c.kill_node(primary).await;
     let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
@@ -899,14 +931,16 @@ async fn failover_under_writes_then_old_primary_rejoins_by_rewind() {
     .await;
     assert_eq!(c.primary().await, Some(new_primary), "exactly one primary");
     let log = c.nodes[primary].log();
-    // The log is coloured: match the event's value, not `event="rewind"`.
     assert!(
-        log.contains("\"rewind\"") && log.contains("running pg_rewind"),
+        has_event(&log, events::REWIND) && log.contains("running pg_rewind"),
         "no rewind event:\n{log}"
     );
-    assert!(log.contains("rewind_done"), "rewind did not finish:\n{log}");
     assert!(
-        !log.contains("replica_method_started"),
+        has_event(&log, events::REWIND_DONE),
+        "rewind did not finish:\n{log}"
+    );
+    assert!(
+        !has_event(&log, events::REPLICA_METHOD_STARTED),
         "rebuilt by basebackup instead of pg_rewind:\n{log}"
     );
     let status = c.status(primary).await.expect("status");
@@ -995,7 +1029,14 @@ async fn failed_rewind_stays_stopped_until_an_operator_acts() {
     })
     .await;
     // Several cycles later: still stopped, one attempt, nothing rebuilt.
-    tokio::time::sleep(Duration::from_secs(4 * c.timing.loop_wait + 1)).await;
+    c.during_cycles(
+        &[primary],
+        4,
+        Duration::from_secs(30),
+        "cycles after the failed rewind",
+        || async {},
+    )
+    .await;
     let s = c.status(primary).await.expect("status");
     assert_eq!(s["state"], "rewind failed", "{s}");
     assert!(
@@ -1005,8 +1046,8 @@ async fn failed_rewind_stays_stopped_until_an_operator_acts() {
     let log = c.nodes[primary].log();
     // One rewind job started (`job=Rewind { from: ... }`), never retried.
     assert_eq!(log.matches("Rewind { from").count(), 1, "{log}");
-    assert!(!log.contains("replica_method_started"), "{log}");
-    assert!(!log.contains("data_dir_moved_aside"), "{log}");
+    assert!(!has_event(&log, events::REPLICA_METHOD_STARTED), "{log}");
+    assert!(!has_event(&log, events::DATA_DIR_MOVED_ASIDE), "{log}");
     assert!(c.nodes[primary].data_dir().join("PG_VERSION").exists());
 
     // The operator fixes the configuration and restarts the daemon.
@@ -1020,7 +1061,7 @@ async fn failed_rewind_stays_stopped_until_an_operator_acts() {
         || async { c.is_streaming_replica(primary).await.then_some(()) },
     )
     .await;
-    assert!(c.nodes[primary].log().contains("rewind_done"));
+    assert!(c.nodes[primary].logged(events::REWIND_DONE));
 }
 
 /// A fresh replica whose first start fails (its port is taken) stays a

@@ -169,6 +169,7 @@ async fn renewal_keeps_keys(b: &Backend) {
     while tokio::time::Instant::now() < until {
         assert!(a.update_leader(&leader).await.unwrap().is_held());
         a.touch_member(&member("primary")).await.unwrap();
+        // Pacing: renewals spaced as a holder spaces them is the scenario.
         tokio::time::sleep(b.ttl / 4).await;
     }
     let cl = c.load_cluster().await.unwrap();
@@ -188,6 +189,7 @@ async fn keep_alive_keeps_keys_without_writing(b: &Backend) {
     let until = tokio::time::Instant::now() + b.ttl * 2;
     while tokio::time::Instant::now() < until {
         assert!(a.keep_alive().await.unwrap());
+        // Pacing: keep-alives spaced as a holder spaces them is the scenario.
         tokio::time::sleep(b.ttl / 4).await;
     }
     let cl = c.load_cluster().await.unwrap();

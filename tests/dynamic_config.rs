@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -314,22 +315,34 @@ async fn patch_put_reload_and_pending_restart() {
     }
 
     // --- loop_wait: the HA loop's cadence follows it on every node
-    let cycles = |i: usize| c.nodes[i].log().matches("\"decision\"").count();
+    let cycles = |i: usize| c.nodes[i].cycles();
     let window = Duration::from_secs(8);
     let before: Vec<usize> = (0..3).map(cycles).collect();
+    // A fixed wall-clock window is the measurement itself: cycles per window.
     tokio::time::sleep(window).await;
     let fast: Vec<usize> = (0..3).map(|i| cycles(i) - before[i]).collect();
     let (code, _) = send("PATCH", &api(primary, "/config"), r#"{"loop_wait": 2}"#).await;
     assert_eq!(code, 200);
+    // Each node runs two cycles after it logged the change, so the one it
+    // had already scheduled at the old cadence is behind us.
     for i in 0..3 {
-        eventually(APPLY, "timing_changed logged", || async {
-            c.nodes[i].log().contains("timing_changed").then_some(())
+        eventually(APPLY, "two cycles after timing_changed", || async {
+            let log = c.nodes[i].log();
+            let lines: Vec<&str> = log.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| has_event(l, events::TIMING_CHANGED))?;
+            let after = lines[at..]
+                .iter()
+                .filter(|l| has_event(l, events::DECISION))
+                .count();
+            (after >= 2).then_some(())
         })
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let before: Vec<usize> = (0..3).map(cycles).collect();
     let started = Instant::now();
+    // The measurement window again.
     tokio::time::sleep(window).await;
     let slow: Vec<usize> = (0..3).map(|i| cycles(i) - before[i]).collect();
     assert!(started.elapsed() < window * 2);
@@ -387,9 +400,20 @@ async fn leader_restores_a_lost_config_key_replicas_do_not() {
     };
     put_copy(replica);
     etcd_delete_config(&c).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Five timed cycles of each node see the key missing, plus the one
+    // the deletion itself wakes (a config key event).
+    c.during_cycles(
+        &[primary, replica],
+        6,
+        Duration::from_secs(30),
+        "the key left missing",
+        || async {
+            assert_eq!(etcd_config(&c).await, None, "the replica must not restore");
+        },
+    )
+    .await;
     assert_eq!(etcd_config(&c).await, None, "the replica must not restore");
-    assert!(!c.nodes[replica].log().contains("config_restored"));
+    assert!(!c.nodes[replica].logged(events::CONFIG_RESTORED));
     // Nodes keep the last good config meanwhile.
     assert_eq!(show(&c, replica, "work_mem").await.as_deref(), Some("5MB"));
 
@@ -403,8 +427,7 @@ async fn leader_restores_a_lost_config_key_replicas_do_not() {
     assert_eq!(restored, saved);
     eventually(APPLY, "restore logged by the leader", || async {
         c.nodes[primary]
-            .log()
-            .contains("config_restored")
+            .logged(events::CONFIG_RESTORED)
             .then_some(())
     })
     .await;
@@ -438,22 +461,29 @@ async fn broken_yaml_keeps_the_running_config() {
     c.signal(0, Signal::SIGHUP);
     eventually(APPLY, "reload failure logged", || async {
         c.nodes[0]
-            .log()
-            .contains("config_reload_failed")
+            .logged(events::CONFIG_RELOAD_FAILED)
             .then_some(())
     })
     .await;
     let log = c.nodes[0].log();
     let line = log
         .lines()
-        .find(|l| l.contains("config_reload_failed"))
+        .find(|l| has_event(l, events::CONFIG_RELOAD_FAILED))
         .unwrap();
     assert!(line.contains("line"), "{line}");
     // POST /reload answers with the error too.
     let (code, text) = send("POST", &c.nodes[0].api("/reload"), "").await;
     assert_eq!(code, 500, "{text}");
     assert!(text.contains("line"), "{text}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two HA cycles later.
+    c.during_cycles(
+        &[0],
+        2,
+        Duration::from_secs(20),
+        "still running",
+        || async {},
+    )
+    .await;
     assert_eq!(c.nodes[0].exited(), None, "the daemon must keep running");
     let st = c.status(0).await.expect("status");
     assert_eq!(st["role"], "primary");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pgpilot::events;
 use support::cluster::{SUPERUSER_PASSWORD, TestCluster, Timing};
 use support::eventually;
 
@@ -30,6 +31,11 @@ struct Writers {
     stop: Arc<AtomicBool>,
     /// Per node: writes suspended.
     hold: Vec<Arc<AtomicBool>>,
+    /// Per node: the writer has seen its hold, with no insert in flight.
+    held: Vec<Arc<AtomicBool>>,
+    /// Per node: when the last finished attempt (connect, or insert, either
+    /// outcome) began.
+    tried: Vec<Arc<Mutex<Option<Instant>>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -57,23 +63,36 @@ impl Writers {
         let acks = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut hold = Vec::new();
+        let mut held = Vec::new();
+        let mut tried = Vec::new();
         let mut tasks = Vec::new();
         for (i, n) in c.nodes.iter().enumerate() {
             let (acks, stop, port) = (acks.clone(), stop.clone(), n.pg_port);
             let h = Arc::new(AtomicBool::new(false));
             hold.push(h.clone());
+            let idle = Arc::new(AtomicBool::new(false));
+            held.push(idle.clone());
+            let last_try = Arc::new(Mutex::new(None));
+            tried.push(last_try.clone());
             tasks.push(tokio::spawn(async move {
                 let mut client = None;
                 let mut seq = 0i64;
                 while !stop.load(Ordering::SeqCst) {
+                    // Pacing of the writer: one insert per 50 ms.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    if h.load(Ordering::SeqCst) {
+                    let on_hold = h.load(Ordering::SeqCst);
+                    idle.store(on_hold, Ordering::SeqCst);
+                    if on_hold {
                         continue;
                     }
+                    let began = Instant::now();
                     if client.is_none() {
                         client = connect(port).await;
                     }
-                    let Some(cl) = &client else { continue };
+                    let Some(cl) = &client else {
+                        *last_try.lock().unwrap() = Some(began);
+                        continue;
+                    };
                     seq += 1;
                     let v = (i as i64 + 1) * 10_000_000 + seq;
                     let r = tokio::time::timeout(
@@ -90,6 +109,7 @@ impl Writers {
                         // Refused (read-only) or timed out: reconnect next time.
                         _ => client = None,
                     }
+                    *last_try.lock().unwrap() = Some(began);
                 }
             }));
         }
@@ -97,8 +117,25 @@ impl Writers {
             acks,
             stop,
             hold,
+            held,
+            tried,
             tasks,
         }
+    }
+
+    /// Has node `node`'s writer finished an attempt begun after `at`?
+    fn tried_since(&self, node: usize, at: Instant) -> bool {
+        self.tried[node].lock().unwrap().is_some_and(|t| t > at)
+    }
+
+    /// Wait until node `node` has acknowledged `n` writes.
+    async fn wait_acks(&self, node: usize, n: usize) {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} writes acknowledged by node {node}"),
+            || async { (self.acks().iter().filter(|a| a.node == node).count() >= n).then_some(()) },
+        )
+        .await;
     }
 
     fn acks(&self) -> Vec<Ack> {
@@ -189,12 +226,13 @@ async fn frozen_daemon_is_fenced_before_its_lease_ends() {
     let mut c = TestCluster::new(3, Timing::default());
     let old = setup(&mut c).await;
     let w = Writers::start(&c);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.wait_acks(old, 20).await;
     let ttl = Duration::from_secs(c.timing.ttl);
     let frozen_at = Instant::now();
     c.signal(old, Signal::SIGSTOP);
     let new = new_primary(&c, old, Duration::from_secs(30)).await;
     let promoted_after = frozen_at.elapsed();
+    // The fault lasts 2×ttl: its length is the scenario.
     let remaining = (2 * ttl).saturating_sub(frozen_at.elapsed());
     tokio::time::sleep(remaining).await;
     c.signal(old, Signal::SIGCONT);
@@ -240,7 +278,7 @@ async fn dead_daemon_is_fenced_and_its_fence_adopted() {
     let mut c = TestCluster::new(3, Timing::default());
     let old = setup(&mut c).await;
     let w = Writers::start(&c);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.wait_acks(old, 20).await;
     let fences = c.nodes[old].fence_pids();
     assert_eq!(fences.len(), 1, "one fence on the primary: {fences:?}");
     let pm = c.nodes[old].postmaster_pid().expect("postmaster");
@@ -272,7 +310,7 @@ async fn dead_daemon_is_fenced_and_its_fence_adopted() {
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, new);
     assert!(
-        c.nodes[old].log().contains("fence_adopted"),
+        c.nodes[old].logged(events::FENCE_ADOPTED),
         "{}",
         c.nodes[old].log()
     );
@@ -294,12 +332,17 @@ async fn frozen_postgres_is_killed_and_a_replica_takes_over() {
     let mut c = TestCluster::new(3, Timing::default());
     let old = setup(&mut c).await;
     let w = Writers::start(&c);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.wait_acks(old, 20).await;
     // Let the replicas catch up with every acknowledged write first:
     // asynchronous replication may lose the last ones otherwise, which is
     // not what this test is about.
     w.hold[old].store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the old primary's writer holds",
+        || async { w.held[old].load(Ordering::SeqCst).then_some(()) },
+    )
+    .await;
     let last_old = w.last_of(old).expect("the old primary took writes");
     for i in (0..3).filter(|&i| i != old) {
         eventually(Duration::from_secs(20), "replica caught up", || async {
@@ -320,12 +363,30 @@ async fn frozen_postgres_is_killed_and_a_replica_takes_over() {
     w.hold[old].store(false, Ordering::SeqCst);
     let new = new_primary(&c, old, Duration::from_secs(30)).await;
     let promoted_after = frozen_at.elapsed();
+    // The fault lasts 2×ttl: its length is the scenario.
     let remaining = (2 * Duration::from_secs(c.timing.ttl)).saturating_sub(frozen_at.elapsed());
     tokio::time::sleep(remaining).await;
     for p in children.iter().chain([&pm]) {
         let _ = kill(Pid::from_raw(*p), Signal::SIGCONT);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Thawed: were any of it still alive, the old primary's writer would
+    // get an insert acknowledged. Wait for that writer to finish an attempt
+    // begun after the thaw, then check nothing was acknowledged.
+    let thawed_at = Instant::now();
+    eventually(
+        Duration::from_secs(10),
+        "the old primary's writer to try after the thaw",
+        || async { w.tried_since(old, thawed_at).then_some(()) },
+    )
+    .await;
+    // What was killed while stopped is gone once thawed; a child that only
+    // notices its postmaster's death on waking gets up to 2 s for it.
+    eventually(
+        Duration::from_secs(2).saturating_sub(thawed_at.elapsed()),
+        "the frozen PostgreSQL processes gone within 2 s of the thaw",
+        || async { (!children.iter().chain([&pm]).any(|p| pid_alive(*p))).then_some(()) },
+    )
+    .await;
     assert!(!pid_alive(pm), "the frozen postmaster was not killed");
     for ch in &children {
         assert!(
@@ -385,22 +446,31 @@ async fn slow_cycle_keeps_the_lease_through_the_keepalive() {
     let stall = c.nodes[primary].dir.join("data.stall");
     std::fs::write(&stall, "4500").expect("write the stall file");
     eventually(Duration::from_secs(10), "the cycle to stall", || async {
-        c.nodes[primary].log().contains("debug_stall").then_some(())
+        c.nodes[primary].logged(events::DEBUG_STALL).then_some(())
     })
     .await;
-    let stalled_at = Instant::now();
-    // Through the stall and well past the fencing point it would have had.
-    while stalled_at.elapsed() < Duration::from_secs(8) {
-        for i in (0..c.nodes.len()).filter(|&i| i != primary) {
-            assert_ne!(
-                c.http_code(i, "/primary").await,
-                200,
-                "{} became primary during the stall",
-                c.nodes[i].name
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    // Through the stall and well past the fencing point it would have had:
+    // ttl + 2 cycles of every node, the stalled one included (its cycles
+    // after the stall are the ones that would see a lost lease).
+    let all: Vec<usize> = (0..c.nodes.len()).collect();
+    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait + 2).expect("cycles");
+    c.during_cycles(
+        &all,
+        k,
+        Duration::from_secs(60),
+        "the primary keeps its lease",
+        || async {
+            for i in (0..c.nodes.len()).filter(|&i| i != primary) {
+                assert_ne!(
+                    c.http_code(i, "/primary").await,
+                    200,
+                    "{} became primary during the stall",
+                    c.nodes[i].name
+                );
+            }
+        },
+    )
+    .await;
     assert_eq!(c.primary().await, Some(primary), "the primary changed");
     assert_eq!(
         c.nodes[primary].postmaster_pid(),
@@ -473,6 +543,7 @@ async fn freeze_primary_daemon(c: &TestCluster, how: Freeze) {
     });
     let new = new_primary(c, old, Duration::from_secs(30)).await;
     let promoted_after = frozen_at.elapsed();
+    // The fault lasts 2×ttl: its length is the scenario.
     tokio::time::sleep((2 * ttl).saturating_sub(frozen_at.elapsed())).await;
     c.thaw(&stopped);
     let first_new = eventually(

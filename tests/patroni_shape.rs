@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pgpilot::events;
 use serde_json::{Value, json};
 use support::cluster::{
-    ClusterOptions, REPLICATION_PASSWORD, SUPERUSER_PASSWORD, Shape, TestCluster, Timing,
+    ClusterOptions, REPLICATION_PASSWORD, SUPERUSER_PASSWORD, Shape, TestCluster, Timing, has_event,
 };
 use support::eventually;
 
@@ -174,12 +175,13 @@ fn assert_rejoined(c: &TestCluster, old: usize, mark: usize, rewound: bool) {
     let ran = log.contains("running pg_rewind");
     assert!(!rewound || ran, "no pg_rewind:\n{log}");
     assert!(
-        !ran || log.contains("rewind_done"),
+        !ran || has_event(&log, events::REWIND_DONE),
         "unfinished pg_rewind:\n{log}"
     );
     assert!(!log.contains("rewind failed"), "{log}");
     assert!(
-        !log.contains("replica_method_started") && !log.contains("data_dir_moved_aside"),
+        !has_event(&log, events::REPLICA_METHOD_STARTED)
+            && !has_event(&log, events::DATA_DIR_MOVED_ASIDE),
         "rebuilt instead of rejoined:\n{log}"
     );
     eprintln!(
@@ -196,8 +198,8 @@ fn assert_rejoined(c: &TestCluster, old: usize, mark: usize, rewound: bool) {
 /// No member reports a pending restart, over several HA cycles (each
 /// cycle's status query reads `pg_settings` again).
 async fn assert_no_pending_restart(c: &TestCluster, what: &str) {
-    let until = Instant::now() + Duration::from_secs(3 * c.timing.loop_wait + 1);
-    while Instant::now() < until {
+    let all: Vec<usize> = (0..c.nodes.len()).collect();
+    c.during_cycles(&all, 3, Duration::from_secs(30), what, || async {
         for i in 0..c.nodes.len() {
             if let Some(p) = pending(c, i).await {
                 assert!(
@@ -207,8 +209,8 @@ async fn assert_no_pending_restart(c: &TestCluster, what: &str) {
                 );
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,7 +305,7 @@ async fn patroni_sample_configuration_through_every_family() {
     // which refused the data directory when the recovery had run without
     // wal_log_hints.
     let log = c.nodes[old].log()[mark..].to_owned();
-    assert!(log.contains("rewind_crash_recovery"), "{log}");
+    assert!(has_event(&log, events::REWIND_CRASH_RECOVERY), "{log}");
     write_everywhere(&c, p, 3).await;
     assert_everywhere(&c, 2).await;
 
@@ -329,7 +331,7 @@ async fn patroni_sample_configuration_through_every_family() {
     wait_streams_from(&c, old, p).await;
     let log = c.nodes[old].log()[mark..].to_owned();
     assert!(
-        !log.contains("running pg_rewind") && !log.contains("replica_method_started"),
+        !log.contains("running pg_rewind") && !has_event(&log, events::REPLICA_METHOD_STARTED),
         "a switchover needs no rebuild:\n{log}"
     );
     c.wait_healthy(BOOT).await;
@@ -423,21 +425,29 @@ async fn patroni_sample_configuration_through_every_family() {
     .await;
     let pm = c.nodes[p].postmaster_pid().expect("postmaster");
     kill(Pid::from_raw(pm), Signal::SIGKILL).expect("kill the postmaster");
-    let until = Instant::now() + Duration::from_secs(c.timing.ttl + 2 * c.timing.loop_wait);
-    while Instant::now() < until {
-        for i in (0..3).filter(|&i| i != p) {
-            assert_ne!(
-                c.http_code(i, "/primary").await,
-                200,
-                "failover while paused"
+    // ttl + 2 × loop_wait worth of timed HA cycles on every node, plus one
+    // for a cycle the crash may wake early.
+    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait + 3).expect("cycles");
+    c.during_cycles(
+        &[0, 1, 2],
+        k,
+        Duration::from_secs(4 * c.timing.ttl),
+        "paused after the crash",
+        || async {
+            for i in (0..3).filter(|&i| i != p) {
+                assert_ne!(
+                    c.http_code(i, "/primary").await,
+                    200,
+                    "failover while paused"
+                );
+            }
+            assert!(
+                c.nodes[p].postmaster_pid().is_none_or(|x| x == pm),
+                "PostgreSQL restarted while paused"
             );
-        }
-        assert!(
-            c.nodes[p].postmaster_pid().is_none_or(|x| x == pm),
-            "PostgreSQL restarted while paused"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        },
+    )
+    .await;
     patch_config(&c, (p + 1) % 3, json!({"pause": null})).await;
     let p = c.wait_healthy(BOOT).await;
     assert_everywhere(&c, 5).await;
@@ -509,7 +519,7 @@ async fn patroni_sample_configuration_through_every_family() {
     );
     eventually(REJOIN, "the rebuilt replica streams again", || async {
         let log = c.nodes[r].log();
-        (log[mark..].contains("replica_method_started") && c.is_streaming_replica(r).await)
+        (has_event(&log[mark..], events::REPLICA_METHOD_STARTED) && c.is_streaming_replica(r).await)
             .then_some(())
     })
     .await;

@@ -402,20 +402,25 @@ async fn patronictl_against_a_pgpilot_cluster() {
         },
     )
     .await;
-    // Three cycles (loop_wait 2) of member keys: never a pending restart.
-    let until = std::time::Instant::now() + Duration::from_secs(6);
-    while std::time::Instant::now() < until {
-        let wide: Vec<Value> =
-            serde_json::from_str(&ok(&c, &yml, &["list", "-e", "-f", "json"])).expect("JSON");
-        assert!(
-            wide.iter()
-                .all(|r| r["Pending restart"] == "" || r["Pending restart"].is_null()),
-            "{wide:?}"
-        );
-        let s = c.status(t).await.expect("status");
-        assert!(s.get("pending_restart").is_none(), "{s}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // Three cycles of member keys: never a pending restart.
+    c.during_cycles(
+        &[t],
+        3,
+        Duration::from_secs(30),
+        "no pending restart",
+        || async {
+            let wide: Vec<Value> =
+                serde_json::from_str(&ok(&c, &yml, &["list", "-e", "-f", "json"])).expect("JSON");
+            assert!(
+                wide.iter()
+                    .all(|r| r["Pending restart"] == "" || r["Pending restart"].is_null()),
+                "{wide:?}"
+            );
+            let s = c.status(t).await.expect("status");
+            assert!(s.get("pending_restart").is_none(), "{s}");
+        },
+    )
+    .await;
 
     // restart of one replica: its postmaster starts anew.
     let r = (p + 1) % 3;

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -59,26 +59,34 @@ async fn paused_cluster_neither_restarts_nor_fails_over_then_resumes() {
     // Crash the primary's PostgreSQL (the daemon keeps running).
     let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
     kill(Pid::from_raw(pm), Signal::SIGKILL).unwrap();
-    let watch = Duration::from_secs(2 * c.timing.ttl);
-    let until = Instant::now() + watch;
-    while Instant::now() < until {
-        for i in 0..c.nodes.len() {
-            if i == primary {
-                continue;
+    // 2×ttl worth of timed HA cycles on every node, plus one for a cycle
+    // the crash may wake early.
+    let all: Vec<usize> = (0..c.nodes.len()).collect();
+    let k = usize::try_from(2 * c.timing.ttl / c.timing.loop_wait + 1).expect("cycles");
+    c.during_cycles(
+        &all,
+        k,
+        Duration::from_secs(6 * c.timing.ttl),
+        "paused after the crash",
+        || async {
+            for i in 0..c.nodes.len() {
+                if i == primary {
+                    continue;
+                }
+                assert_ne!(
+                    c.http_code(i, "/primary").await,
+                    200,
+                    "node {i} became primary while paused"
+                );
             }
-            assert_ne!(
-                c.http_code(i, "/primary").await,
-                200,
-                "node {i} became primary while paused"
+            assert!(
+                // A restart writes a new postmaster.pid.
+                c.nodes[primary].postmaster_pid().is_none_or(|p| p == pm),
+                "PostgreSQL of the paused primary was restarted"
             );
-        }
-        assert!(
-            // A restart writes a new postmaster.pid.
-            c.nodes[primary].postmaster_pid().is_none_or(|p| p == pm),
-            "PostgreSQL of the paused primary was restarted"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        },
+    )
+    .await;
     assert!(c.nodes[primary].log().contains("paused"));
 
     // Resume: one primary again (restart of the old one or a failover).
@@ -105,8 +113,19 @@ async fn sigterm_while_paused_leaves_postgres_running() {
         Vec::<i32>::new(),
         "the fence still runs after a clean stop"
     );
-    // Still running, still accepting connections, and no failover.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Still running, still accepting connections, and no failover, two
+    // of the replica's cycles later.
+    let replica = 1 - primary;
+    c.during_cycles(
+        &[replica],
+        2,
+        Duration::from_secs(20),
+        "no failover",
+        || async {
+            assert_ne!(c.http_code(replica, "/primary").await, 200);
+        },
+    )
+    .await;
     assert_eq!(c.nodes[primary].postmaster_pid(), Some(pm));
     assert!(kill(Pid::from_raw(pm), None).is_ok(), "postmaster is gone");
     let client = c.sql(primary).await.expect("PostgreSQL answers");
@@ -115,7 +134,6 @@ async fn sigterm_while_paused_leaves_postgres_running() {
         .await
         .unwrap();
     assert!(!row.get::<_, bool>(0), "no longer a primary");
-    let replica = 1 - primary;
     assert_ne!(c.http_code(replica, "/primary").await, 200);
 
     // A restarted daemon adopts the running PostgreSQL and the lock.
@@ -147,12 +165,35 @@ async fn fence_does_nothing_while_paused() {
 
     let pm = c.nodes[primary].postmaster_pid().expect("postmaster");
     c.kill_daemon(primary).await;
-    let until = Instant::now() + Duration::from_secs(2 * c.timing.ttl);
+    // The dead daemon's lease runs out: no leader left in the replica's
+    // view (a positive signal, not a guess at how long that takes)...
     let replica = 1 - primary;
-    while Instant::now() < until {
-        assert_ne!(c.http_code(replica, "/primary").await, 200);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(4 * c.timing.ttl),
+        "the dead daemon's lease to run out",
+        || async {
+            assert_ne!(c.http_code(replica, "/primary").await, 200);
+            let cl = c.get_json(replica, "/cluster").await?;
+            let led = cl["members"]
+                .as_array()?
+                .iter()
+                .any(|m| m["role"] == "leader");
+            (!led).then_some(())
+        },
+    )
+    .await;
+    // ...then ttl's worth of the replica's HA cycles without a leader.
+    let k = usize::try_from(c.timing.ttl / c.timing.loop_wait).expect("cycles");
+    c.during_cycles(
+        &[replica],
+        k,
+        Duration::from_secs(6 * c.timing.ttl),
+        "no promotion",
+        || async {
+            assert_ne!(c.http_code(replica, "/primary").await, 200);
+        },
+    )
+    .await;
     assert!(
         kill(Pid::from_raw(pm), None).is_ok(),
         "the fence stopped PG"

@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::cluster::{TestCluster, Timing};
+use pgpilot::events;
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -84,22 +85,22 @@ echo "$@" > {marker}
 
     let log1 = plain_log(&c, 1);
     assert!(
-        log1.contains("replica_method_failed") && log1.contains("method=broken"),
+        has_event(&log1, events::REPLICA_METHOD_FAILED) && log1.contains("method=broken"),
         "node1 tried the broken method first"
     );
     let created1 = log1
         .lines()
-        .find(|l| l.contains("replica_created"))
+        .find(|l| has_event(l, events::REPLICA_CREATED))
         .expect("node1 created a replica");
     assert!(created1.contains("method=basebackup"), "{created1}");
 
     let log2 = plain_log(&c, 2);
     let created2 = log2
         .lines()
-        .find(|l| l.contains("replica_created"))
+        .find(|l| has_event(l, events::REPLICA_CREATED))
         .expect("node2 created a replica");
     assert!(created2.contains("method=mine"), "{created2}");
-    assert!(!log2.contains("replica_method_failed"));
+    assert!(!has_event(&log2, events::REPLICA_METHOD_FAILED));
     let args = std::fs::read_to_string(&marker).expect("the custom method ran");
     let scope = format!("--scope={}", c.scope);
     let datadir = format!("--datadir={}", c.nodes[2].data_dir().display());
@@ -159,8 +160,8 @@ echo "$@" > {marker}
         );
     }
     let log = plain_log(&c, 0);
-    assert!(log.contains("bootstrap_method_done"));
-    assert!(!log.contains("initdb_done"), "initdb did not run");
+    assert!(has_event(&log, events::BOOTSTRAP_METHOD_DONE));
+    assert!(!has_event(&log, events::INITDB_DONE), "initdb did not run");
     // The rest of the bootstrap ran: the configured superuser password works.
     c.sql(0)
         .await

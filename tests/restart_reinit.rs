@@ -10,8 +10,9 @@ mod support;
 use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, has_event};
 use support::ctl::ok;
 use support::eventually;
 
@@ -150,8 +151,8 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
         moved_aside(&c, r)
     );
     let log = c.nodes[r].log()[mark..].to_owned();
-    assert!(log.contains("data_dir_moved_aside"), "{log}");
-    assert!(log.contains("old_data_dir_removed"), "{log}");
+    assert!(has_event(&log, events::DATA_DIR_MOVED_ASIDE), "{log}");
+    assert!(has_event(&log, events::OLD_DATA_DIR_REMOVED), "{log}");
     assert_eq!(c.primary().await, Some(p), "no failover");
 
     // A forced request cancels the rebuild under way and starts over; the
@@ -162,7 +163,10 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
         post(&c, r, "/reinitialize", json!({})).await,
         (200, "reinitialize started".to_owned())
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(Duration::from_secs(10), "the rebuild under way", || async {
+        has_event(&c.nodes[r].log()[mark..], events::JOB_STARTED).then_some(())
+    })
+    .await;
     assert_eq!(
         post(
             &c,
@@ -190,7 +194,7 @@ async fn reinitialize_rebuilds_a_replica_and_refuses_the_leader() {
     .await;
     let log = c.nodes[r].log()[mark..].to_owned();
     assert!(
-        log.contains("job_cancelled"),
+        has_event(&log, events::JOB_CANCELLED),
         "nothing was cancelled:\n{log}"
     );
 
@@ -331,6 +335,7 @@ async fn restart_conditions_schedule_and_leader_key() {
 
     // A cancelled one never fires.
     let before = start_time(&c, r).await.expect("start time");
+    let due = SystemTime::now() + Duration::from_secs(4);
     let (code, _) = post(&c, r, "/restart", json!({"schedule": in_secs(4)})).await;
     assert_eq!(code, 202);
     assert_eq!(
@@ -341,7 +346,14 @@ async fn restart_conditions_schedule_and_leader_key() {
         call(&c, r, reqwest::Method::DELETE, "/restart", None).await,
         (404, "no restarts are scheduled".to_owned())
     );
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Past its time (the scenario's clock: a schedule is wall-clock time),
+    // then through several cycles of the node: it never fired.
+    let to_due = due.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_secs(1);
+    tokio::time::sleep(to_due).await;
+    c.during_cycles(&[r], 3, Duration::from_secs(30), "no restart", || async {
+        assert_eq!(start_time(&c, r).await, Some(before.clone()));
+    })
+    .await;
     assert_eq!(start_time(&c, r).await, Some(before.clone()));
 
     // pgpilotctl: schedule on the replica, see it in the member key, flush.

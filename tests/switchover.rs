@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, has_event};
 use support::eventually;
-use support::writer::{spawn_writer, values_on};
+use support::writer::{spawn_writer, values_on, wait_for_writes};
 
 const BOOT: Duration = Duration::from_secs(120);
 
@@ -67,7 +68,7 @@ fn assert_no_rebuild(c: &TestCluster, i: usize, from: usize) {
         "old primary was rewound:\n{log}"
     );
     assert!(
-        !log.contains("replica_method_started"),
+        !has_event(&log, events::REPLICA_METHOD_STARTED),
         "old primary was rebuilt:\n{log}"
     );
 }
@@ -84,7 +85,7 @@ async fn switchovers_and_failover_lose_no_acknowledged_write() {
     c.create_table_t(p0).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(c.nodes.iter().map(|n| n.pg_port).collect(), stop.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_writes(&c, p0, 20, Duration::from_secs(30)).await;
 
     // 1. Named candidate.
     let cand = (p0 + 1) % 3;
@@ -106,7 +107,7 @@ async fn switchovers_and_failover_lose_no_acknowledged_write() {
     wait_rejoined(&c, p0, cand).await;
     assert_no_rebuild(&c, p0, mark);
     c.wait_healthy(BOOT).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_writes(&c, cand, 20, Duration::from_secs(30)).await;
 
     // 2. Any member.
     let p1 = cand;
@@ -121,7 +122,7 @@ async fn switchovers_and_failover_lose_no_acknowledged_write() {
     wait_rejoined(&c, p1, p2).await;
     assert_no_rebuild(&c, p1, mark);
     c.wait_healthy(BOOT).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_writes(&c, p2, 20, Duration::from_secs(30)).await;
 
     // 3. Manual failover to a named candidate (sent to a replica: any
     // member takes the request).
@@ -145,7 +146,7 @@ async fn switchovers_and_failover_lose_no_acknowledged_write() {
     assert_no_rebuild(&c, p2, mark);
     let healthy = c.wait_healthy(BOOT).await;
     assert_eq!(healthy, target);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_for_writes(&c, target, 10, Duration::from_secs(30)).await;
 
     stop.store(true, Ordering::SeqCst);
     let acked = writer.await.expect("writer");
@@ -271,6 +272,7 @@ async fn refusals_and_scheduled_switchovers() {
     );
     while now_unix() < at + 3 {
         assert_eq!(c.primary().await, Some(p), "a cancelled switchover fired");
+        // Poll interval: the window is the schedule's wall-clock time.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -289,6 +291,7 @@ async fn refusals_and_scheduled_switchovers() {
     assert!(before.get("scheduled_switchover").is_some(), "{before}");
     while now_unix() + 1 < at {
         assert_eq!(c.primary().await, Some(p), "fired before its time");
+        // Poll interval: the window is the schedule's wall-clock time.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     eventually(

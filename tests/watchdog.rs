@@ -12,8 +12,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{TestCluster, Timing, count_events};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -52,17 +53,23 @@ async fn required_without_device_no_node_leads() {
         },
     )
     .await;
-    // Several ttls: nobody bootstraps, nobody leads.
-    let until = Instant::now() + Duration::from_secs(3 * c.timing.ttl);
-    while Instant::now() < until {
-        for i in 0..3 {
-            assert_ne!(c.http_code(i, "/primary").await, 200, "node {i} leads");
-            let s = c.status(i).await.expect("status");
-            assert_eq!(s["watchdog_failed"], true, "{s}");
-            assert_eq!(s["cluster_unlocked"], true, "{s}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // Several ttls' worth of HA cycles: nobody bootstraps, nobody leads.
+    let k = usize::try_from(3 * c.timing.ttl / c.timing.loop_wait).expect("cycles");
+    c.during_cycles(
+        &[0, 1, 2],
+        k,
+        Duration::from_secs(9 * c.timing.ttl),
+        "nobody leads",
+        || async {
+            for i in 0..3 {
+                assert_ne!(c.http_code(i, "/primary").await, 200, "node {i} leads");
+                let s = c.status(i).await.expect("status");
+                assert_eq!(s["watchdog_failed"], true, "{s}");
+                assert_eq!(s["cluster_unlocked"], true, "{s}");
+            }
+        },
+    )
+    .await;
     for n in &c.nodes {
         assert!(
             !n.data_dir().join("PG_VERSION").exists(),
@@ -132,7 +139,7 @@ async fn automatic_without_device_works_and_a_failed_required_node_is_never_prom
     // its bootstrap; a replica that never led may not have).
     for i in 1..3 {
         let log = c.nodes[i].log();
-        let warned = log.matches("watchdog_unavailable").count();
+        let warned = count_events(&log, events::WATCHDOG_UNAVAILABLE);
         assert!(
             warned == 1 || (i != primary && warned == 0),
             "node{i} warned {warned} times: {log}"
@@ -182,6 +189,6 @@ async fn automatic_without_device_works_and_a_failed_required_node_is_never_prom
     .await;
     assert_ne!(c.http_code(0, "/primary").await, 200);
     // After the failover the new primary tried (and warned) at most once.
-    let warned = c.nodes[other].log().matches("watchdog_unavailable").count();
+    let warned = c.nodes[other].event_count(events::WATCHDOG_UNAVAILABLE);
     assert_eq!(warned, 1, "{}", c.nodes[other].log());
 }

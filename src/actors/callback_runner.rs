@@ -170,7 +170,7 @@ impl CallbackRun {
         let (stdout, stderr) = (report.stdout.trim_end(), report.stderr.trim_end());
         match &report.end {
             RunEnd::Exited(Some(0), _) => {
-                info!(event = "callback_finished", action = self.action.as_str(), role = %self.role,
+                info!(event = crate::events::CALLBACK_FINISHED, action = self.action.as_str(), role = %self.role,
                       exit_code = 0, elapsed_ms, stdout = %stdout, stderr = %stderr)
             }
             RunEnd::Exited(code, signal) => {

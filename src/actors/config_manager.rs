@@ -80,7 +80,7 @@ impl Handler<ReloadConfig> for ConfigManager {
                 Ok(())
             }
             Err(e) => {
-                error!(event = "config_reload_failed", error = %e, "keeping the running configuration");
+                error!(event = crate::events::CONFIG_RELOAD_FAILED, error = %e, "keeping the running configuration");
                 Err(e)
             }
         }

@@ -322,7 +322,7 @@ impl LeaderElector {
         match DynamicConfig::from_json(&cfg.value) {
             Ok(new) => {
                 if new.timing != self.dynamic.timing {
-                    info!(event = "timing_changed", ttl = ?new.timing.ttl, loop_wait = ?new.timing.loop_wait, retry_timeout = ?new.timing.retry_timeout);
+                    info!(event = crate::events::TIMING_CHANGED, ttl = ?new.timing.ttl, loop_wait = ?new.timing.loop_wait, retry_timeout = ?new.timing.retry_timeout);
                     self.links
                         .dcs
                         .set_timing(new.timing.ttl, new.timing.retry_timeout);
@@ -532,7 +532,7 @@ impl Handler<Shutdown> for LeaderElector {
                 }
                 if held {
                     match links.dcs.delete_leader().await {
-                        Ok(()) => info!(event = "lock_released", reason = "shutdown"),
+                        Ok(()) => info!(event = crate::events::LOCK_RELEASED, reason = "shutdown"),
                         Err(e) => warn!(event = "lock_release_failed", error = %e),
                     }
                 }
@@ -731,10 +731,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
     if steady && last_reason.as_deref() == Some(decision.reason.as_str()) {
         // The same steady state as last cycle: not worth an INFO line per loop_wait.
-        tracing::debug!(event = "decision", reason = %decision.reason);
+        tracing::debug!(event = crate::events::DECISION, reason = %decision.reason);
     } else {
         let actions: Vec<String> = decision.actions.iter().map(ToString::to_string).collect();
-        info!(event = "decision", reason = %decision.reason, actions = ?actions,
+        info!(event = crate::events::DECISION, reason = %decision.reason, actions = ?actions,
               leader = ?dcs_view_leader(&dcs_view), role = ?pg.facts.role, lsn = ?pg.facts.lsn);
     }
 
@@ -886,7 +886,7 @@ async fn debug_stall(cfg: &Config) {
     }
     if let Ok(ms) = text.trim().parse::<u64>() {
         warn!(
-            event = "debug_stall",
+            event = crate::events::DEBUG_STALL,
             ms, "test seam: stalling this HA cycle"
         );
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -1029,7 +1029,7 @@ async fn execute(
             match links.dcs.attempt_to_acquire_leader().await {
                 Ok(true) => {
                     *lease_deadline = Some(sent + ttl);
-                    info!(event = "lock_acquired", lsn = ?pg.facts.lsn);
+                    info!(event = crate::events::LOCK_ACQUIRED, lsn = ?pg.facts.lsn);
                     Step::Rerun
                 }
                 Ok(false) => {
@@ -1085,7 +1085,7 @@ async fn execute(
             *lease_deadline = None;
             match links.dcs.delete_leader().await {
                 Ok(()) => {
-                    info!(event = "lock_released");
+                    info!(event = crate::events::LOCK_RELEASED);
                     Step::Rerun
                 }
                 Err(e) => Step::Stop(e.to_string()),
@@ -1201,7 +1201,7 @@ async fn execute(
             match dynamic_file::load(dir) {
                 Some(v) => match links.dcs.set_config_value(&v.to_string(), None).await {
                     Ok(_) => {
-                        warn!(event = "config_restored", file = %dynamic_file::path(dir).display(),
+                        warn!(event = crate::events::CONFIG_RESTORED, file = %dynamic_file::path(dir).display(),
                                    "the config key was missing or invalid; restored it")
                     }
                     Err(e) => warn!(event = "config_restore_failed", error = %e),

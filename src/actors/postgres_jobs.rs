@@ -257,7 +257,7 @@ pub async fn bootstrap(env: &JobEnv) -> PgResult<Postmaster> {
             if !datadir::is_empty(&env.data_dir).unwrap_or(true) {
                 match datadir::move_aside(&env.data_dir) {
                     Ok(p) => {
-                        warn!(event = "data_dir_moved_aside", to = %p.display(), "after a failed bootstrap")
+                        warn!(event = crate::events::DATA_DIR_MOVED_ASIDE, to = %p.display(), "after a failed bootstrap")
                     }
                     Err(err) => warn!(event = "data_dir_move_failed", error = %err),
                 }
@@ -282,7 +282,7 @@ async fn bootstrap_steps(env: &JobEnv, started: &mut Option<Postmaster>) -> PgRe
             su.password.as_deref(),
         )
         .await?;
-        info!(event = "initdb_done", data_dir = %env.data_dir.display());
+        info!(event = crate::events::INITDB_DONE, data_dir = %env.data_dir.display());
     }
     if env.hba_lines().is_empty() && !boot.pg_hba.is_empty() {
         append_hba(&env.config_dir, &boot.pg_hba)?;
@@ -420,7 +420,7 @@ pub async fn reinitialize(
     if !datadir::is_empty(&env.data_dir).map_err(|e| PgError::io("inspect data directory", e))? {
         let to = datadir::move_aside(&env.data_dir)
             .map_err(|e| PgError::io("move data directory aside", e))?;
-        warn!(event = "data_dir_moved_aside", to = %to.display(), "rebuilding from the leader");
+        warn!(event = crate::events::DATA_DIR_MOVED_ASIDE, to = %to.display(), "rebuilding from the leader");
         if remove_old {
             sync::lock(leftovers).push(to);
         }
@@ -431,7 +431,7 @@ pub async fn reinitialize(
         for dir in old {
             let shown = dir.display().to_string();
             match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await {
-                Ok(Ok(())) => info!(event = "old_data_dir_removed", dir = %shown),
+                Ok(Ok(())) => info!(event = crate::events::OLD_DATA_DIR_REMOVED, dir = %shown),
                 Ok(Err(e)) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
                 Err(e) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
             }
@@ -568,7 +568,7 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
         // Done here rather than inside pg_rewind, which cannot be told to
         // keep the WAL segments it needs to find the last common checkpoint.
         info!(
-            event = "rewind_crash_recovery",
+            event = crate::events::REWIND_CRASH_RECOVERY,
             "single-user crash recovery before pg_rewind"
         );
         let cmdline = params::command_line_parameters(&env.parameters());
@@ -591,7 +591,7 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
     .map(|(k, v)| format!("{k}={}", conf::conninfo_value(v)))
     .collect::<Vec<_>>()
     .join(" ");
-    info!(event = "rewind", from = %from.name, "running pg_rewind");
+    info!(event = crate::events::REWIND, from = %from.name, "running pg_rewind");
     let out = ops::rewind(
         &env.bins,
         &env.data_dir,
@@ -605,7 +605,7 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         info!(event = "rewind_output", line = %line);
     }
-    info!(event = "rewind_done", from = %from.name);
+    info!(event = crate::events::REWIND_DONE, from = %from.name);
     start(env, Some(Some(from))).await.map_err(Retry)
 }
 

@@ -325,7 +325,7 @@ impl Actor for PostgresSupervisor {
         self.env.log_parameter_warnings();
         if let Some(pm) = Postmaster::adopt(&self.env.data_dir) {
             info!(
-                event = "postgres_adopted",
+                event = crate::events::POSTGRES_ADOPTED,
                 pid = pm.pid(),
                 "PostgreSQL was already running; adopting it"
             );
@@ -564,7 +564,7 @@ impl PostgresSupervisor {
             JobKind::Stop => PgState::Stopping,
             JobKind::Promote | JobKind::Rewind => self.state,
         };
-        info!(event = "job_started", job = ?job);
+        info!(event = crate::events::JOB_STARTED, job = ?job);
         let handle = match job {
             Job::Bootstrap => ctx.spawn(
                 async move {
@@ -686,7 +686,7 @@ impl PostgresSupervisor {
             ctx.cancel_future(h);
         }
         if let Some(kind) = self.busy.take() {
-            warn!(event = "job_cancelled", job = ?kind, "cancelled by a forced reinitialize");
+            warn!(event = crate::events::JOB_CANCELLED, job = ?kind, "cancelled by a forced reinitialize");
         }
         self.forget_known();
         self.job_role = None;

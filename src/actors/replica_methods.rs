@@ -155,7 +155,7 @@ pub async fn create_replica(env: &JobEnv, from: Option<&Upstream>) -> PgResult<S
         if !flag(&section, "keep_data") {
             clear_data_dir(&env.data_dir)?;
         }
-        info!(event = "replica_method_started", method = %method, from = ?from.map(|u| &u.name));
+        info!(event = crate::events::REPLICA_METHOD_STARTED, method = %method, from = ?from.map(|u| &u.name));
         let result = match (method.as_str(), from) {
             ("basebackup", Some(from)) => basebackup(env, from).await,
             ("basebackup", None) => continue,
@@ -177,17 +177,17 @@ pub async fn create_replica(env: &JobEnv, from: Option<&Upstream>) -> PgResult<S
             Ok(()) if !datadir::is_empty(&env.data_dir).unwrap_or(true) => {
                 datadir::ensure_mode_0700(&env.data_dir)
                     .map_err(|e| PgError::io("chmod data directory", e))?;
-                info!(event = "replica_created", method = %method);
+                info!(event = crate::events::REPLICA_CREATED, method = %method);
                 return Ok(method.clone());
             }
             Ok(()) => {
-                warn!(event = "replica_method_failed", method = %method, error = "the data directory is still empty");
+                warn!(event = crate::events::REPLICA_METHOD_FAILED, method = %method, error = "the data directory is still empty");
                 last_error = Some(PgError::InvalidOption(format!(
                     "replica method {method} left the data directory empty"
                 )));
             }
             Err(e) => {
-                warn!(event = "replica_method_failed", method = %method, error = %e, "trying the next method");
+                warn!(event = crate::events::REPLICA_METHOD_FAILED, method = %method, error = %e, "trying the next method");
                 last_error = Some(e);
             }
         }
@@ -250,7 +250,7 @@ pub async fn custom_bootstrap(env: &JobEnv) -> PgResult<bool> {
         )));
     }
     datadir::ensure_mode_0700(&env.data_dir).map_err(|e| PgError::io("chmod data directory", e))?;
-    info!(event = "bootstrap_method_done", method = %method);
+    info!(event = crate::events::BOOTSTRAP_METHOD_DONE, method = %method);
     Ok(true)
 }
 

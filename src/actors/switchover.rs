@@ -66,7 +66,7 @@ pub async fn hand_over(
     }
     dcs.delete_leader().await?;
     info!(
-        event = "lock_released",
+        event = crate::events::LOCK_RELEASED,
         reason = "switchover",
         optime = final_lsn
     );

@@ -394,7 +394,7 @@ pub async fn access_check(
     }
     match refusal {
         Some(r) => {
-            warn!(event = "api_access_refused", reason = ?r, method = %req.method(),
+            warn!(event = crate::events::API_ACCESS_REFUSED, reason = ?r, method = %req.method(),
                   path = %req.path(), peer = ?req.peer_addr().map(|a| a.ip()));
             Ok(req.into_response(refusal_response(r)))
         }
@@ -438,7 +438,7 @@ impl Handler<ConfigChanged> for TlsUpdater {
             return;
         };
         match tls.reload(&cfg.restapi) {
-            Ok(true) => tracing::info!(event = "api_certificate_reloaded"),
+            Ok(true) => tracing::info!(event = crate::events::API_CERTIFICATE_RELOADED),
             Ok(false) => {}
             Err(e) => tracing::error!(event = "api_tls_reload_failed", error = %e,
                                       "keeping the running certificate and client verification"),

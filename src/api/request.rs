@@ -31,7 +31,7 @@ pub async fn prepare(
     let query = parse_query(req.query_string());
     if let Some(lag) = health::unparsable_lag(&query) {
         tracing::warn!(
-            event = "api_lag_unparsable",
+            event = crate::events::API_LAG_UNPARSABLE,
             lag,
             path = %req.path(),
             "the lag parameter is neither an integer nor a number with a unit (B, kB, MB, GB, TB); no lag limit applies"

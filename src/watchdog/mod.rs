@@ -148,7 +148,7 @@ impl Watchdog {
                 Err(why)
             }
             Err(why) => {
-                warn!(event = "watchdog_unavailable", device = %self.device.describe(), error = %why,
+                warn!(event = crate::events::WATCHDOG_UNAVAILABLE, device = %self.device.describe(), error = %why,
                       "watchdog.mode is automatic: continuing without a watchdog");
                 self.failed = Some(why);
                 Ok(())

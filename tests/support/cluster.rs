@@ -135,6 +135,24 @@ impl Node {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// How many times this node's log records event `name`
+    /// ([`count_events`]).
+    pub fn event_count(&self, name: &'static str) -> usize {
+        count_events(&self.log(), name)
+    }
+
+    /// Has this node logged event `name` ([`count_events`])?
+    pub fn logged(&self, name: &'static str) -> bool {
+        self.event_count(name) > 0
+    }
+
+    /// HA cycles this daemon has run: every cycle logs one `decision` event
+    /// (at INFO when it acts, at DEBUG when it repeats a steady state; the
+    /// test daemons log `pgpilot=debug`).
+    pub fn cycles(&self) -> usize {
+        self.event_count(pgpilot::events::DECISION)
+    }
+
     /// The fence's state directory, `<data_dir>.fence`.
     pub fn fence_dir(&self) -> PathBuf {
         self.dir.join("data.fence")
@@ -586,6 +604,47 @@ tags:
         }
     }
 
+    /// A "nothing happens" window measured in HA cycles, not seconds: runs
+    /// `check` (which asserts that the thing did not happen) again and again
+    /// until every node in `nodes` has run `k` more HA cycles than at the
+    /// call, and once more after that, so the window holds `k` decisions of
+    /// each node however slow the machine is. Panics after `within`.
+    pub async fn during_cycles<F, Fut>(
+        &self,
+        nodes: &[usize],
+        k: usize,
+        within: Duration,
+        what: &str,
+        mut check: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let start: Vec<usize> = nodes.iter().map(|&i| self.nodes[i].cycles()).collect();
+        let started = Instant::now();
+        let deadline = started + within;
+        loop {
+            let done = nodes
+                .iter()
+                .zip(&start)
+                .all(|(&i, &s)| self.nodes[i].cycles() >= s + k);
+            check().await;
+            if done {
+                eprintln!(
+                    "{what}: {k} HA cycles of nodes {nodes:?} in {:?}",
+                    started.elapsed()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {within:?} waiting for {k} HA cycles of nodes {nodes:?}: {what}"
+            );
+            // Poll interval of the check.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Wait for the daemon of node `i` to exit; returns its exit code.
     pub async fn wait_exit(&mut self, i: usize, within: Duration) -> i32 {
         let deadline = Instant::now() + within;
@@ -772,6 +831,24 @@ tags:
             }
         }
     }
+}
+
+/// How many lines of `log` (a daemon's log, or a part of it) record event
+/// `name`, a name from the catalog (`pgpilot::events`): a renamed event
+/// then breaks the build instead of making a negative check pass for
+/// nothing. Matches the field (`event="name"` in plain text,
+/// `"event":"name"` in JSON), not a substring of any message.
+pub fn count_events(log: &str, name: &'static str) -> usize {
+    let plain = format!("event=\"{name}\"");
+    let json = format!("\"event\":\"{name}\"");
+    log.lines()
+        .filter(|l| l.contains(&plain) || l.contains(&json))
+        .count()
+}
+
+/// Does `log` record event `name` ([`count_events`])?
+pub fn has_event(log: &str, name: &'static str) -> bool {
+    count_events(log, name) > 0
 }
 
 /// A superuser SQL connection to the PostgreSQL on `port` (loopback); usable

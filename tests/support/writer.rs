@@ -56,3 +56,20 @@ pub async fn values_on(c: &TestCluster, i: usize) -> BTreeSet<i64> {
         .map(|r| r.get(0))
         .collect()
 }
+
+/// Wait until node `i` (the primary) holds `n` more rows in `t` than at the
+/// call: the writer is getting writes acknowledged there.
+pub async fn wait_for_writes(c: &TestCluster, i: usize, n: i64, within: Duration) {
+    let count = || async {
+        let client = c.sql(i).await.ok()?;
+        let row = client.query_one("SELECT count(*) FROM t", &[]).await.ok()?;
+        Some(row.get::<_, i64>(0))
+    };
+    let start = super::eventually(within, "a row count of t", count).await;
+    super::eventually(
+        within,
+        &format!("{n} more writes acknowledged by node {i}"),
+        || async { count().await.filter(|&now| now >= start + n) },
+    )
+    .await;
+}
