@@ -37,14 +37,13 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// timeouts above every slot frees within seconds of its client stalling.
 pub const MAX_CONNECTIONS: usize = 512;
 
-/// HTTP workers (threads). One: every handler is asynchronous (a long
-/// `POST /restart` awaits, it does not hold the thread) and answers from the
-/// elector's and the supervisor's state, so one thread serves tens of
-/// thousands of health checks a second (docs/rest-api.md, "Health checks and
-/// PostgreSQL"). Each idle worker wakes four times a second (actix-web's
-/// date clock and timers), the largest part of an idle replica's CPU with
-/// two of them (issue 12 §5).
-const WORKERS: usize = 1;
+/// HTTP workers (threads). Every handler is asynchronous and answers from
+/// the elector's and the supervisor's state. Two: measured with one client
+/// (bench-footprint, GET /primary), one worker served about half the
+/// requests per second of two (8,200 against 20,100), while the idle CPU
+/// it saved was within the noise (each idle worker wakes four times a
+/// second for actix-web's date clock).
+const WORKERS: usize = 2;
 
 /// What the API needs from the rest of the daemon.
 pub struct ApiContext {
