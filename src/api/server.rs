@@ -38,11 +38,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTIONS: usize = 512;
 
 /// HTTP workers (threads). Every handler is asynchronous and answers from
-/// the elector's and the supervisor's state. Two: measured with one client
-/// (bench-footprint, GET /primary), one worker served about half the
-/// requests per second of two (8,200 against 20,100), while the idle CPU
-/// it saved was within the noise (each idle worker wakes four times a
-/// second for actix-web's date clock).
+/// the elector's and the supervisor's state; two let one slow TLS handshake
+/// not delay the other connections. One worker was tried (each idle worker
+/// wakes four times a second for actix-web's date clock): the idle CPU it
+/// saved was within the noise of bench-footprint, so two stay.
 const WORKERS: usize = 2;
 
 /// What the API needs from the rest of the daemon.
