@@ -965,25 +965,12 @@ mod tests {
     /// The checks `config::validate_with` runs through [`check_files`].
     mod validation {
         use super::check_files;
-        use crate::config::load::load;
-        use crate::config::load::tests::{POSTGRES0, TempDir, env};
+        use crate::config::load::tests::POSTGRES0;
+        use crate::config::validate::tests::{cfg, keys};
         use crate::config::{Config, ConfigError};
 
         fn validate(c: &Config) -> Result<Vec<String>, ConfigError> {
             crate::config::validate::validate_with(c, &[check_files])
-        }
-
-        fn cfg(text: &str) -> Config {
-            let d = TempDir::new("v");
-            let p = d.write("c.yml", text);
-            load(Some(&p), &env(&[])).unwrap().config
-        }
-
-        fn keys(e: &ConfigError) -> Vec<String> {
-            e.errors()
-                .iter()
-                .filter_map(|e| e.key_path().map(str::to_owned))
-                .collect()
         }
 
         fn fixture(name: &str) -> String {

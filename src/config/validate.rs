@@ -463,18 +463,21 @@ fn option_names(v: &serde_json::Value) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::load::load;
     use crate::config::load::tests::{POSTGRES0, TempDir, env};
 
-    fn cfg(text: &str) -> Config {
+    /// A configuration loaded from `text` as a file (also used by the TLS
+    /// file checks' tests in `crate::tls`).
+    pub(crate) fn cfg(text: &str) -> Config {
         let d = TempDir::new("v");
         let p = d.write("c.yml", text);
         load(Some(&p), &env(&[])).unwrap().config
     }
 
-    fn keys(e: &ConfigError) -> Vec<String> {
+    /// The key paths an error names.
+    pub(crate) fn keys(e: &ConfigError) -> Vec<String> {
         e.errors()
             .iter()
             .filter_map(|e| e.key_path().map(str::to_owned))
