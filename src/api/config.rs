@@ -286,4 +286,56 @@ mod tests {
         assert_eq!(out, json!({"loop_wait": 3}));
         assert_eq!(stored(&a).await, Some(json!({"loop_wait": 3})));
     }
+
+    /// Issue 14 §6: Patroni's merge, byte for byte in the stored key. A
+    /// falsy slot value is a physical slot (accepted, stored as given); a
+    /// new key keeps the nulls inside it; a null removes an existing key.
+    #[tokio::test]
+    async fn patch_stores_what_patroni_stores() {
+        let store = MemoryStore::new();
+        let a = dcs(&store, "a");
+        put_config(&a, br#"{"ttl": 30}"#).await.unwrap();
+        // The stored text is `Value::to_string` of what PATCH merged.
+        async fn raw_text(d: &MemoryDcs) -> String {
+            stored(d).await.expect("config key").to_string()
+        }
+        patch_config(&a, br#"{"slots": {"test_physical": 0}}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_text(&a).await,
+            r#"{"slots":{"test_physical":0},"ttl":30}"#
+        );
+        patch_config(&a, br#"{"slots": {"a": null}}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_text(&a).await,
+            r#"{"slots":{"test_physical":0},"ttl":30}"#,
+            "a null for an absent key inside an existing mapping removes nothing"
+        );
+        patch_config(&a, br#"{"slots": null}"#).await.unwrap();
+        patch_config(&a, br#"{"slots": {"a": null, "b": {}}}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_text(&a).await,
+            r#"{"slots":{"a":null,"b":{}},"ttl":30}"#
+        );
+        patch_config(&a, br#"{"ttl": "30", "loop_wait": 5}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_text(&a).await,
+            r#"{"loop_wait":5,"slots":{"a":null,"b":{}},"ttl":30}"#,
+            "scalars compare by their text: \"30\" over 30 keeps the number"
+        );
+        assert_eq!(
+            patch_config(&a, br#"{"slots": {"t": 1}}"#)
+                .await
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
 }
