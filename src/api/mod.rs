@@ -10,6 +10,7 @@ pub mod headers;
 pub mod health;
 pub mod lag;
 pub mod listener;
+pub mod metrics;
 pub mod reinit;
 mod reply;
 mod request;
