@@ -29,6 +29,7 @@ pub mod peer_client;
 pub mod postgres;
 pub mod sd_notify;
 pub mod sync;
+pub mod telemetry;
 pub mod tls;
 pub mod watchdog;
 

@@ -2,7 +2,7 @@
 //! answer, and a real Prometheus (Debian's package) scrapes the cluster
 //! through a crash failover: before it exactly one node reports
 //! `patroni_primary 1`, after it exactly one other node does, and the
-//! killed node's target is down.
+//! killed node's target is down; pgpilot's event counters come along.
 
 mod support;
 
@@ -227,4 +227,20 @@ async fn prometheus_scrapes_the_cluster_through_a_failover() {
         },
     )
     .await;
+
+    // pgpilot's own counters: the new primary counted taking the lock,
+    // and Prometheus has the series.
+    let took_lock = prom
+        .query(&format!(
+            "pgpilot_events_total{{event=\"{}\"}}",
+            pgpilot::events::LOCK_ACQUIRED
+        ))
+        .await
+        .expect("query pgpilot_events_total");
+    assert!(
+        took_lock
+            .iter()
+            .any(|(i, v)| *i == instance(np) && v.parse::<f64>().is_ok_and(|n| n >= 1.0)),
+        "{took_lock:?}"
+    );
 }
