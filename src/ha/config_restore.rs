@@ -22,6 +22,7 @@ pub(super) fn config_restore(cluster: &Cluster, local: &LocalView) -> Option<Act
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use std::time::{Duration, Instant};
 
