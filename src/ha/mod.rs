@@ -14,6 +14,7 @@
 mod action;
 mod config_restore;
 mod cycle;
+pub mod data_dir;
 mod decide;
 pub mod fence;
 pub mod history;
