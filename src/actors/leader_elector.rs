@@ -278,13 +278,14 @@ impl LeaderElector {
     /// The leader keeps the applied dynamic configuration in
     /// `patroni.dynamic.json`, to restore a lost `config` key from.
     fn dump_dynamic_config(&mut self, cluster: &Cluster) {
-        let leading = sync::lock(&self.node).lease_deadline().is_some()
-            && cluster.leader_name() == Some(self.cfg.name.as_str());
-        let applied = cluster
-            .config
-            .as_ref()
-            .is_some_and(|c| c.value == self.dynamic.raw);
-        if !leading || !applied || self.dumped.as_ref() == Some(&self.dynamic.raw) {
+        let holds_lease = sync::lock(&self.node).lease_deadline().is_some();
+        if !ha::config_restore::save_due(
+            holds_lease,
+            cluster,
+            &self.cfg.name,
+            &self.dynamic.raw,
+            self.dumped.as_ref(),
+        ) {
             return;
         }
         let dir = std::path::Path::new(&self.cfg.postgresql.data_dir);
@@ -556,12 +557,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
 
     // Only worth a look at the disk when the key needs restoring.
     let config_backup = match &dcs_view {
-        DcsView::Ok(c)
-            if c.leader_name() == Some(cfg.name.as_str())
-                && c.config
-                    .as_ref()
-                    .is_none_or(|x| DynamicConfig::from_json(&x.value).is_err()) =>
-        {
+        DcsView::Ok(c) if ha::config_restore::backup_wanted(c, &cfg.name) => {
             dynamic_file::load(std::path::Path::new(&cfg.postgresql.data_dir)).is_some()
         }
         _ => false,

@@ -12,7 +12,7 @@
 #![deny(clippy::disallowed_methods)]
 
 mod action;
-mod config_restore;
+pub mod config_restore;
 mod cycle;
 pub mod data_dir;
 mod decide;
