@@ -174,8 +174,10 @@ impl LeaderElector {
                 .into_actor(self)
                 .map(move |r, act, _| {
                     let answer = match &r {
-                        Ok(true) => KeepaliveAnswer::Alive,
-                        Ok(false) => KeepaliveAnswer::Gone,
+                        Ok(Some(expiry)) => KeepaliveAnswer::Alive {
+                            until: expiry.earliest,
+                        },
+                        Ok(None) => KeepaliveAnswer::Gone,
                         Err(_) => KeepaliveAnswer::Failed,
                     };
                     match act.lease.keepalive_answered(ticket, answer, &timing) {
@@ -930,8 +932,8 @@ fn member_at(name: &str, api_url: &str) -> Member {
             api_url: api_url.to_owned(),
             ..MemberData::default()
         },
-        version: 0,
-        session: 0,
+        version: crate::dcs::Version::from_int(0),
+        session: None,
     }
 }
 
@@ -973,7 +975,6 @@ async fn execute(
     last_status: &Option<Status>,
     retain: &[String],
 ) -> Step {
-    let ttl = dynamic.timing.ttl;
     match action {
         Action::TakeInitialize => match links.dcs.initialize(true, "").await {
             Ok(true) => {
@@ -1025,14 +1026,15 @@ async fn execute(
             Err(e) => Step::Stop(e.to_string()),
         },
         Action::AcquireLock => {
-            let sent = Instant::now();
             match links.dcs.attempt_to_acquire_leader().await {
-                Ok(true) => {
-                    *lease_deadline = Some(sent + ttl);
+                Ok(LeaderHold::Held { expiry }) => {
+                    // What the store guarantees (docs/dcs.md, "Versions,
+                    // sessions and expiry").
+                    *lease_deadline = Some(expiry.earliest);
                     info!(event = crate::events::LOCK_ACQUIRED, lsn = ?pg.facts.lsn);
                     Step::Rerun
                 }
-                Ok(false) => {
+                Ok(LeaderHold::Lost) => {
                     info!(event = "lock_lost_race", "another node took the leader key");
                     Step::Rerun
                 }
@@ -1044,10 +1046,10 @@ async fn execute(
                 return Step::Stop("no leader key to renew".into());
             };
             match links.dcs.update_leader(&leader).await {
-                Ok(LeaderHold::Held { renewed_at }) => {
+                Ok(LeaderHold::Held { expiry }) => {
                     // The renewal the hold rests on, perhaps the keep-alive's
                     // (docs/dcs.md, "Idle cost"): never later than the store's.
-                    *lease_deadline = Some(renewed_at + ttl);
+                    *lease_deadline = Some(expiry.earliest);
                     if pg.facts.is_primary() {
                         let slots = match cluster {
                             Some(c) if dynamic.use_slots => {
@@ -1149,7 +1151,7 @@ async fn execute(
             }
         }
         Action::ClearFailover { version } => {
-            match links.dcs.set_failover_value("{}", Some(*version)).await {
+            match links.dcs.set_failover_value("{}", Some(version)).await {
                 Ok(true) => info!(event = "failover_key_cleared"),
                 Ok(false) => info!(
                     event = "failover_key_changed",

@@ -113,8 +113,10 @@ pub enum Confirmation {
 /// What the store said to a keep-alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeepaliveAnswer {
-    /// The lease was alive and now runs for `ttl` from the request.
-    Alive,
+    /// The lease was alive; the store keeps it at least `until` (the
+    /// backend's guaranteed expiry, `dcs::Expiry::earliest`: for etcd the
+    /// request's send time + the lease's TTL; docs/dcs.md).
+    Alive { until: Instant },
     /// There is no lease any more (its keys are gone with it).
     Gone,
     /// No answer (unreachable, timed out): nothing is known.
@@ -199,11 +201,12 @@ impl Lease {
     ) -> KeepaliveOutcome {
         self.keepalive_inflight = false;
         match answer {
-            KeepaliveAnswer::Alive
+            KeepaliveAnswer::Alive { until }
                 if ticket.epoch == self.epoch
                     && keepalive_allowed(self.deadline, self.confirmed_at, ticket.sent, timing) =>
             {
-                self.deadline = extended_deadline(self.deadline, ticket.sent, timing.ttl);
+                // What the backend guarantees, never a ttl counted here.
+                self.deadline = self.deadline.map(|d| d.max(until));
                 self.deadline
                     .map_or(KeepaliveOutcome::Nothing, KeepaliveOutcome::Extended)
             }
@@ -211,7 +214,7 @@ impl Lease {
                 self.confirmed_at = None;
                 KeepaliveOutcome::Lost
             }
-            KeepaliveAnswer::Alive | KeepaliveAnswer::Failed => KeepaliveOutcome::Nothing,
+            KeepaliveAnswer::Alive { .. } | KeepaliveAnswer::Failed => KeepaliveOutcome::Nothing,
         }
     }
 
@@ -255,6 +258,32 @@ mod tests {
             loop_wait: Duration::from_secs(1),
             retry_timeout: Duration::from_secs(2),
         }
+    }
+
+    /// The answer of a store that keeps the lease `ttl` from the send time
+    /// (etcd's guarantee).
+    fn alive(k: &KeepaliveTicket, timing: &Timing) -> KeepaliveAnswer {
+        KeepaliveAnswer::Alive {
+            until: k.sent + timing.ttl,
+        }
+    }
+
+    #[test]
+    fn an_alive_answer_extends_to_what_the_store_guarantees() {
+        // A store that guarantees less than ttl from the send time (a
+        // Consul-like one counting from elsewhere, a shorter granted TTL):
+        // the deadline is what it guarantees, not send time + ttl.
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = leader(now, &timing);
+        let later = now + Duration::from_secs(5);
+        let k = l.keepalive(later, false, &timing).expect("allowed");
+        let until = later + Duration::from_secs(18);
+        assert_eq!(
+            l.keepalive_answered(k, KeepaliveAnswer::Alive { until }, &timing),
+            KeepaliveOutcome::Extended(until)
+        );
+        assert_eq!(l.deadline(), Some(until));
     }
 
     #[test]
@@ -370,7 +399,7 @@ mod tests {
         let later = now + Duration::from_secs(5);
         let k = l.keepalive(later, false, &timing).expect("allowed");
         assert_eq!(
-            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            l.keepalive_answered(k, alive(&k, &timing), &timing),
             KeepaliveOutcome::Extended(later + timing.ttl)
         );
         assert_eq!(l.deadline(), Some(later + timing.ttl));
@@ -386,7 +415,7 @@ mod tests {
         let k = l.keepalive(now, false, &timing).expect("allowed");
         assert!(l.cycle_finished(None, Confirmation::Revoked));
         assert_eq!(
-            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            l.keepalive_answered(k, alive(&k, &timing), &timing),
             KeepaliveOutcome::Nothing
         );
         assert_eq!(l.deadline(), None);
@@ -398,7 +427,7 @@ mod tests {
             Confirmation::Confirmed(now),
         );
         assert_eq!(
-            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            l.keepalive_answered(k, alive(&k, &timing), &timing),
             KeepaliveOutcome::Nothing,
             "an answer for the old lease does not extend the new one"
         );
@@ -429,7 +458,7 @@ mod tests {
         let k = l
             .keepalive(now + Duration::from_secs(4), false, &timing)
             .expect("allowed");
-        l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing);
+        l.keepalive_answered(k, alive(&k, &timing), &timing);
         let moved = l.cycle_finished(Some(now + Duration::from_secs(21)), Confirmation::Unchanged);
         assert!(!moved, "same lease, same epoch");
         assert_eq!(l.deadline(), Some(now + Duration::from_secs(24)));

@@ -277,8 +277,8 @@ mod tests {
                 tags,
                 ..Default::default()
             },
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         }
     }
 
@@ -286,8 +286,8 @@ mod tests {
         Cluster {
             leader: Some(Leader {
                 name: "a".into(),
-                version: 1,
-                session: 1,
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
             }),
             members,
             ..Default::default()

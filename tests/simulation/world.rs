@@ -603,7 +603,9 @@ impl Sim {
         };
         // Answered at once: the virtual DCS has no latency.
         let answer = if self.dcs.renew(self.nodes[i].session, now, TTL) {
-            ha::lease::KeepaliveAnswer::Alive
+            ha::lease::KeepaliveAnswer::Alive {
+                until: instant(now + TTL),
+            }
         } else {
             ha::lease::KeepaliveAnswer::Gone
         };
