@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -16,27 +16,48 @@ use support::eventually;
 /// Makes a node of the cluster under test, given its member name.
 type NodeFactory = Box<dyn Fn(&str) -> Box<dyn Dcs> + Send + Sync>;
 
-/// Makes nodes (by member name) that share one cluster prefix.
+/// How a case takes the store away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// The server is gone (process stopped; the memory store switched off).
+    Stop,
+    /// The server is there but answers nothing (SIGSTOP of the test's own
+    /// etcd; the memory store switched off).
+    Freeze,
+}
+
+/// Takes the store away (`true`) or brings it back (`false`).
+type OutageControl = Box<dyn Fn(Outage, bool) + Send + Sync>;
+
+/// One backend under test, as its factory made it: nodes (by member name)
+/// that share one cluster prefix of one store, and the store's outages.
+/// The store lives as long as this.
 struct Backend {
     ttl: Duration,
     retry_timeout: Duration,
     make: NodeFactory,
+    outage: OutageControl,
 }
 
 impl Backend {
     fn node(&self, name: &str) -> Box<dyn Dcs> {
         (self.make)(name)
     }
+
+    fn outage(&self, kind: Outage, down: bool) {
+        (self.outage)(kind, down)
+    }
 }
 
 const PREFIX: &str = "/service/conformance";
 
-fn memory_backend() -> (Backend, Arc<MemoryStore>) {
+/// The in-memory backend's factory.
+fn memory_backend() -> Backend {
     let store = MemoryStore::new();
     let ttl = Duration::from_secs(10);
     let retry_timeout = Duration::from_secs(3);
     let s = store.clone();
-    let b = Backend {
+    Backend {
         ttl,
         retry_timeout,
         make: Box::new(move |name| {
@@ -48,17 +69,21 @@ fn memory_backend() -> (Backend, Arc<MemoryStore>) {
                 retry_timeout,
             ))
         }),
-    };
-    (b, store)
+        // A store switched off is both: nothing answers.
+        outage: Box::new(move |_, down| store.set_reachable(!down)),
+    }
 }
 
-fn etcd_backend(server: &EtcdServer) -> Backend {
-    etcd_backend_ttl(server, Duration::from_secs(2))
+/// The etcd backend's factory: an etcd of its own.
+fn etcd_backend() -> Backend {
+    etcd_backend_ttl(Duration::from_secs(2))
 }
 
-fn etcd_backend_ttl(server: &EtcdServer, ttl: Duration) -> Backend {
+fn etcd_backend_ttl(ttl: Duration) -> Backend {
+    let server = EtcdServer::start();
     let retry_timeout = Duration::from_secs(1);
     let ep = server.endpoint();
+    let server = Mutex::new(server);
     Backend {
         ttl,
         retry_timeout,
@@ -71,6 +96,15 @@ fn etcd_backend_ttl(server: &EtcdServer, ttl: Duration) -> Backend {
                 ttl,
                 retry_timeout,
             ))
+        }),
+        outage: Box::new(move |kind, down| {
+            let mut server = server.lock().unwrap_or_else(|e| e.into_inner());
+            match (kind, down) {
+                (Outage::Stop, true) => server.stop(),
+                (Outage::Stop, false) => server.restart(),
+                (Outage::Freeze, true) => server.pause(),
+                (Outage::Freeze, false) => server.resume(),
+            }
         }),
     }
 }
@@ -755,7 +789,8 @@ async fn hold_deadline_is_what_the_store_keeps(b: &Backend) {
 }
 
 /// The watch reports `Lost` during an outage and works again afterwards.
-async fn watch_survives_outage(b: &Backend, outage: &mut dyn FnMut(bool)) {
+async fn watch_survives_outage(b: &Backend, kind: Outage) {
+    let outage = |down| b.outage(kind, down);
     let (a, c) = (b.node("a"), b.node("c"));
     let mut w = c.watch();
     wait_watch_ready(&*a, &mut w, b.retry_timeout * 5).await;
@@ -824,8 +859,12 @@ async fn wait_watch_ready(
     }
 }
 
-/// `outage(true)` takes the store away, `outage(false)` brings it back.
-async fn unreachable_within_retry_timeout(b: &Backend, outage: &mut dyn FnMut(bool)) {
+/// With the store away (stopped, or frozen: SIGSTOP of the test's own
+/// etcd), every call is answered within its deadline (`retry_timeout`, plus
+/// scheduling slack) with `Unreachable`: never a hang, never a success
+/// after the deadline.
+async fn unreachable_within_retry_timeout(b: &Backend, kind: Outage) {
+    let outage = |down| b.outage(kind, down);
     let a = b.node("a");
     a.touch_member(&member("primary")).await.unwrap();
     assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
@@ -855,6 +894,17 @@ async fn unreachable_within_retry_timeout(b: &Backend, outage: &mut dyn FnMut(bo
                 .await
                 .map(|(r, t)| (r.map(|_| ()), t)),
         ),
+        (
+            "keep_alive",
+            time(a.keep_alive()).await.map(|(r, t)| (r.map(|_| ()), t)),
+        ),
+        (
+            "attempt_to_acquire_leader",
+            time(a.attempt_to_acquire_leader())
+                .await
+                .map(|(r, t)| (r.map(|_| ()), t)),
+        ),
+        ("delete_leader", time(a.delete_leader()).await),
     ] {
         let (r, elapsed) =
             r.unwrap_or_else(|| panic!("{what} did not return within {:?}", bound * 3));
@@ -881,170 +931,97 @@ async fn time<T>(f: impl std::future::Future<Output = T>) -> Option<(T, Duration
     Some((r, t0.elapsed()))
 }
 
-// ------------------------------------------------------------ memory runs
+// --------------------------------------------------- every backend, once
 
-macro_rules! memory_test {
-    ($name:ident) => {
-        #[tokio::test(start_paused = true)]
-        async fn $name() {
-            let (b, _store) = memory_backend();
-            super::$name(&b).await;
-        }
+/// The cases every backend runs, listed once: `all_cases!(#[test
+/// attribute] factory)` makes one test per case in the calling module.
+macro_rules! all_cases {
+    (#[$attr:meta] $backend:path) => {
+        all_cases!(@cases #[$attr] $backend;
+            acquire_is_exclusive,
+            update_leader_only_for_holder,
+            delete_leader_only_own,
+            concurrent_acquire_has_one_winner,
+            update_leader_compares_the_version_given,
+            same_name_never_touches_anothers_leader_key,
+            keys_expire_after_ttl,
+            renewal_keeps_keys,
+            keep_alive_keeps_keys_without_writing,
+            release_session_drops_keys_at_once,
+            ttl_change_moves_keys_to_new_session,
+            initialize_create_only_then_overwrite,
+            config_cas,
+            failover_cas,
+            failsafe_key,
+            load_cluster_parses_everything,
+            watch_reports_leader_deletion,
+            watch_reports_leader_expiry,
+            reads_with_a_watch_see_changes,
+            fresh_read_sees_another_clients_write_at_once,
+            cached_view_converges_after_a_burst,
+        );
+        all_cases!(@outages #[$attr] $backend;
+            unreachable_when_stopped = unreachable_within_retry_timeout(Stop),
+            unreachable_when_frozen = unreachable_within_retry_timeout(Freeze),
+            watch_survives_stop = watch_survives_outage(Stop),
+            watch_survives_freeze = watch_survives_outage(Freeze),
+        );
+    };
+    (@cases #[$attr:meta] $backend:path; $($case:ident),* $(,)?) => {
+        $(
+            #[$attr]
+            async fn $case() {
+                super::$case(&$backend()).await;
+            }
+        )*
+    };
+    (@outages #[$attr:meta] $backend:path; $($name:ident = $case:ident($kind:ident)),* $(,)?) => {
+        $(
+            #[$attr]
+            async fn $name() {
+                super::$case(&$backend(), Outage::$kind).await;
+            }
+        )*
     };
 }
 
 mod memory {
     use super::*;
 
-    memory_test!(acquire_is_exclusive);
-    memory_test!(update_leader_only_for_holder);
-    memory_test!(delete_leader_only_own);
-    memory_test!(concurrent_acquire_has_one_winner);
-    memory_test!(update_leader_compares_the_version_given);
-    memory_test!(same_name_never_touches_anothers_leader_key);
-    memory_test!(watch_reports_leader_expiry);
-    memory_test!(keys_expire_after_ttl);
-    memory_test!(renewal_keeps_keys);
-    memory_test!(keep_alive_keeps_keys_without_writing);
-    memory_test!(release_session_drops_keys_at_once);
-    memory_test!(ttl_change_moves_keys_to_new_session);
-    memory_test!(initialize_create_only_then_overwrite);
-    memory_test!(config_cas);
-    memory_test!(failover_cas);
-    memory_test!(failsafe_key);
-    memory_test!(load_cluster_parses_everything);
-    memory_test!(watch_reports_leader_deletion);
-    memory_test!(reads_with_a_watch_see_changes);
-    memory_test!(fresh_read_sees_another_clients_write_at_once);
-    memory_test!(cached_view_converges_after_a_burst);
-
-    #[tokio::test(start_paused = true)]
-    async fn unreachable_when_switched_off() {
-        let (b, store) = memory_backend();
-        super::unreachable_within_retry_timeout(&b, &mut |down| store.set_reachable(!down)).await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn watch_survives_outage() {
-        let (b, store) = memory_backend();
-        super::watch_survives_outage(&b, &mut |down| store.set_reachable(!down)).await;
-    }
-}
-
-// -------------------------------------------------------------- etcd runs
-
-macro_rules! etcd_test {
-    ($name:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let server = EtcdServer::start();
-            let b = etcd_backend(&server);
-            super::$name(&b).await;
-        }
-    };
+    all_cases!(
+        #[tokio::test(start_paused = true)]
+        memory_backend
+    );
 }
 
 mod etcd {
     use super::*;
 
-    etcd_test!(acquire_is_exclusive);
-    etcd_test!(update_leader_only_for_holder);
-    etcd_test!(delete_leader_only_own);
-    etcd_test!(concurrent_acquire_has_one_winner);
-    etcd_test!(update_leader_compares_the_version_given);
-    etcd_test!(same_name_never_touches_anothers_leader_key);
-    etcd_test!(watch_reports_leader_expiry);
-    etcd_test!(keys_expire_after_ttl);
-    etcd_test!(renewal_keeps_keys);
-    etcd_test!(keep_alive_keeps_keys_without_writing);
-    etcd_test!(release_session_drops_keys_at_once);
-    etcd_test!(ttl_change_moves_keys_to_new_session);
-    etcd_test!(initialize_create_only_then_overwrite);
-    etcd_test!(config_cas);
-    etcd_test!(failover_cas);
-    etcd_test!(failsafe_key);
-    etcd_test!(load_cluster_parses_everything);
-    etcd_test!(watch_reports_leader_deletion);
-    etcd_test!(reads_with_a_watch_see_changes);
-    etcd_test!(fresh_read_sees_another_clients_write_at_once);
-    etcd_test!(cached_view_converges_after_a_burst);
+    all_cases!(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        etcd_backend
+    );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hold_deadline_is_what_the_store_keeps() {
-        let server = EtcdServer::start();
         // A longer ttl than the others: the spacing of the calls must
-        // exceed etcd's expiry granularity for the check to bite.
-        let b = etcd_backend_ttl(&server, Duration::from_secs(6));
+        // exceed etcd's expiry granularity for the check to bite. (Real
+        // time only: the memory runs pause tokio's clock, and the hold's
+        // expiry is on the process clock.)
+        let b = etcd_backend_ttl(Duration::from_secs(6));
         super::hold_deadline_is_what_the_store_keeps(&b).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unreachable_when_stopped() {
-        let mut server = EtcdServer::start();
-        let b = etcd_backend(&server);
-        super::unreachable_within_retry_timeout(&b, &mut |down| {
-            if down {
-                server.stop()
-            } else {
-                server.restart()
-            }
-        })
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unreachable_when_frozen() {
-        let server = EtcdServer::start();
-        let b = etcd_backend(&server);
-        super::unreachable_within_retry_timeout(&b, &mut |down| {
-            if down {
-                server.pause()
-            } else {
-                server.resume()
-            }
-        })
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn watch_survives_stop() {
-        let mut server = EtcdServer::start();
-        let b = etcd_backend(&server);
-        super::watch_survives_outage(&b, &mut |down| {
-            if down {
-                server.stop()
-            } else {
-                server.restart()
-            }
-        })
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn watch_survives_freeze() {
-        let server = EtcdServer::start();
-        let b = etcd_backend(&server);
-        super::watch_survives_outage(&b, &mut |down| {
-            if down {
-                server.pause()
-            } else {
-                server.resume()
-            }
-        })
-        .await;
     }
 
     /// The backend must not need etcd at construction, and must start
     /// working once etcd appears.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn starts_before_etcd() {
-        let mut server = EtcdServer::start();
-        server.stop();
-        let b = etcd_backend(&server);
+        let b = etcd_backend();
+        b.outage(Outage::Stop, true);
         let a = b.node("a");
         let r = a.load_cluster().await;
         assert!(matches!(r, Err(DcsError::Unreachable(_))), "{r:?}");
-        server.restart();
+        b.outage(Outage::Stop, false);
         eventually(Duration::from_secs(10), "first success", || async {
             a.touch_member(&member("replica")).await.ok()
         })
