@@ -5,7 +5,8 @@
 //! also holds the leader key) every [`Timing::keepalive_interval`] (ttl/4),
 //! so a slow cycle (a slow etcd answer, a slow PostgreSQL query, a busy
 //! host) does not cost the lease. A successful keep-alive also moves the
-//! lease deadline fed to the fence to its send time + ttl.
+//! lease deadline fed to the fence to the expiry the backend guarantees
+//! (`dcs::Expiry::earliest`; etcd: its send time + the lease's TTL).
 //!
 //! The rule ([`keepalive_allowed`]): a keep-alive is sent, and its result
 //! used, only while
@@ -14,13 +15,14 @@
 //!    (deadline − margin), and
 //! 2. the HA loop *confirmed* it less than [`Timing::keepalive_confirmation_bound`]
 //!    (ttl/2) before the keep-alive's send time: a cycle read the DCS, found
-//!    the leader key mine, renewed it (compare-and-swap on my name and
-//!    lease) and saw PostgreSQL answering as a primary.
+//!    the leader key mine, renewed it (compare-and-swap on the key's version
+//!    and my own lease) and saw PostgreSQL answering as a primary.
 //!
-//! Why this is safe. The fence deadline is always `send time + ttl` of a
-//! request etcd answered with the lease alive, and etcd counts the ttl from
-//! when it *received* that request, so the deadline never outlives the
-//! lease in etcd: a keep-alive cannot let a primary run while another node
+//! Why this is safe. The fence deadline is always the earliest expiry the
+//! backend guarantees after a request it answered with the lease alive
+//! (etcd: the request's send time + ttl, while etcd counts the ttl from
+//! when it *received* it; docs/dcs.md, "Versions, sessions and expiry"), so
+//! the deadline never outlives the lease in the store: a keep-alive cannot let a primary run while another node
 //! may hold the key. What the keep-alive changes is only how long a leader
 //! whose HA loop stopped confirming (hung cycle, PostgreSQL not answering)
 //! keeps the key: at most the confirmation bound plus one ttl after the last
