@@ -1293,6 +1293,25 @@ mod tests {
     }
 
     #[test]
+    fn a_renewal_guarantees_ttl_from_its_send_time_and_at_most_ttl_after_its_answer() {
+        let sent = Instant::now();
+        let answered = sent + Duration::from_millis(300);
+        let r = Renewal {
+            lease: 7,
+            sent,
+            answered,
+            ttl: Duration::from_secs(10),
+        };
+        let e = r.expiry();
+        // etcd received it between the two: its expiry lies in between.
+        assert_eq!(e.earliest, sent + Duration::from_secs(10));
+        assert_eq!(
+            e.latest,
+            answered + Duration::from_secs(10) + EXPIRY_TOLERANCE
+        );
+    }
+
+    #[test]
     fn key_classes() {
         assert_eq!(classify_rel_key("leader"), WatchEvent::Leader);
         assert_eq!(classify_rel_key("config"), WatchEvent::Config);
