@@ -142,8 +142,10 @@ impl LeaderElector {
                 .into_actor(self)
                 .map(move |r, act, _| {
                     let answer = match &r {
-                        Ok(true) => KeepaliveAnswer::Alive,
-                        Ok(false) => KeepaliveAnswer::Gone,
+                        Ok(Some(expiry)) => KeepaliveAnswer::Alive {
+                            until: expiry.earliest,
+                        },
+                        Ok(None) => KeepaliveAnswer::Gone,
                         Err(_) => KeepaliveAnswer::Failed,
                     };
                     let outcome = sync::lock(&act.node).keepalive_answered(ticket, answer, &timing);
@@ -810,13 +812,14 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
             Err(e) => ActionResult::Failed(e.to_string()),
         },
         Action::AcquireLock => {
-            let sent = Instant::now();
             match links.dcs.attempt_to_acquire_leader().await {
-                Ok(true) => {
+                Ok(LeaderHold::Held { expiry }) => {
+                    // What the store guarantees (docs/dcs.md, "Versions,
+                    // sessions and expiry").
                     info!(event = crate::events::LOCK_ACQUIRED, lsn = ?pg.facts.lsn);
-                    ActionResult::Renewed(sent)
+                    ActionResult::Renewed(expiry.earliest)
                 }
-                Ok(false) => {
+                Ok(LeaderHold::Lost) => {
                     info!(event = "lock_lost_race", "another node took the leader key");
                     ActionResult::Refused
                 }
@@ -828,7 +831,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                 return ActionResult::Failed("no leader key to renew".into());
             };
             match links.dcs.update_leader(&leader).await {
-                Ok(LeaderHold::Held { renewed_at }) => {
+                Ok(LeaderHold::Held { expiry }) => {
                     // The renewal the hold rests on, perhaps the keep-alive's
                     // (docs/dcs.md, "Idle cost"): never later than the store's.
                     if pg.facts.is_primary() {
@@ -854,7 +857,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                             }
                         }
                     }
-                    ActionResult::Renewed(renewed_at)
+                    ActionResult::Renewed(expiry.earliest)
                 }
                 Ok(LeaderHold::Lost) => {
                     warn!(event = "lock_lost", "the leader key is no longer mine");
@@ -928,7 +931,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
             }
         }
         Action::ClearFailover { version } => {
-            match links.dcs.set_failover_value("{}", Some(*version)).await {
+            match links.dcs.set_failover_value("{}", Some(version)).await {
                 Ok(true) => info!(event = "failover_key_cleared"),
                 Ok(false) => info!(
                     event = "failover_key_changed",

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::config::DynamicConfig;
 use crate::config::patch::patch_object;
-use crate::dcs::{Dcs, DcsError};
+use crate::dcs::Dcs;
 use crate::postgres::params::check_dynamic_parameter;
 
 /// How many times PATCH re-reads and retries after losing a CAS.
@@ -126,9 +126,9 @@ pub async fn patch_config(dcs: &dyn Dcs, body: &[u8]) -> Result<Value, ConfigWri
         patch_object(&mut doc, patch.clone());
         validate_document(&doc)?;
         let text = Value::Object(doc.clone()).to_string();
-        match dcs.set_config_value(&text, Some(current.version)).await {
+        match dcs.set_config_value(&text, Some(&current.version)).await {
             Ok(true) => return Ok(Value::Object(doc)),
-            Ok(false) | Err(DcsError::CasConflict(_)) => continue,
+            Ok(false) => continue,
             Err(e) => return Err(ConfigWriteError::WriteFailed(e.to_string())),
         }
     }

@@ -71,18 +71,21 @@ mod tests {
                 role: role.into(),
                 ..Default::default()
             },
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         };
         Cluster {
             initialize: Some("7".into()),
             leader: Some(Leader {
                 name: "a".into(),
-                version: 1,
-                session: 1,
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
             }),
             members: vec![member("a", "primary", 5432), member("b", "replica", 5433)],
-            config: config.map(|value| Versioned { value, version: 3 }),
+            config: config.map(|value| Versioned {
+                value,
+                version: crate::dcs::Version::from_int(3),
+            }),
             ..Default::default()
         }
     }

@@ -22,9 +22,10 @@ pub enum ActionResult {
     /// found it changed: `initialize` or the leader key is someone else's
     /// (for `RenewLock`: the leader key is no longer mine).
     Refused,
-    /// The lease was renewed by a request sent at this time: `AcquireLock`
-    /// won (its send time), `RenewLock` held (the renewal the hold rests
-    /// on, perhaps the keep-alive's; docs/dcs.md, "Idle cost").
+    /// The lease holds until this instant: the expiry the store guarantees
+    /// for the request that took it (`AcquireLock`) or for the renewal the
+    /// hold rests on (`RenewLock`, perhaps the keep-alive's; docs/dcs.md,
+    /// "Versions, sessions and expiry" and "Idle cost").
     Renewed(Instant),
     /// A graceful demotion stepped down and handed the lock over, having
     /// published this final status.
@@ -146,17 +147,17 @@ impl Cycle {
                 self.failsafe_until = self.confirm_started.map(|t| t + ttl);
                 ActionStep::new(Next::Continue)
             }
-            (Action::AcquireLock, R::Renewed(sent)) => {
-                self.lease = Some(sent + ttl);
+            (Action::AcquireLock, R::Renewed(until)) => {
+                self.lease = Some(until);
                 ActionStep::new(Next::Rerun)
             }
             (Action::AcquireLock | Action::TakeInitialize, R::Refused) => {
                 ActionStep::new(Next::Rerun)
             }
-            (Action::RenewLock, R::Renewed(renewed_at)) => {
-                // Never later than the store's expiry: the renewal the hold
-                // rests on, not the time of this answer.
-                self.lease = Some(renewed_at + ttl);
+            (Action::RenewLock, R::Renewed(until)) => {
+                // Never later than the store's expiry: that of the renewal
+                // the hold rests on, not one counted from this answer.
+                self.lease = Some(until);
                 self.lock_renewed = true;
                 ActionStep {
                     next: Next::Continue,

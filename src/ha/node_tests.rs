@@ -36,8 +36,8 @@ fn member(name: &str) -> Member {
             role: "replica".into(),
             ..Default::default()
         },
-        version: 1,
-        session: 1,
+        version: crate::dcs::Version::from_int(1),
+        session: Some(crate::dcs::SessionId::from_int(1)),
     }
 }
 
@@ -47,8 +47,8 @@ fn cluster(leader: Option<&str>) -> Cluster {
         initialize: Some(SYSID.into()),
         leader: leader.map(|l| Leader {
             name: l.into(),
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         }),
         members: vec![member("a"), member("b"), member("c")],
         ..Default::default()
@@ -109,8 +109,12 @@ fn end<'a>(pg: &'a PgFacts, cluster: Option<&'a Cluster>) -> EndFacts<'a> {
 fn leader_at(t: Instant) -> Node {
     let mut n = Node::new("a");
     n.start_cycle(t);
-    n.action_done(&Action::AcquireLock, ActionResult::Renewed(t), ttl());
-    n.action_done(&Action::RenewLock, ActionResult::Renewed(t), ttl());
+    n.action_done(
+        &Action::AcquireLock,
+        ActionResult::Renewed(t + ttl()),
+        ttl(),
+    );
+    n.action_done(&Action::RenewLock, ActionResult::Renewed(t + ttl()), ttl());
     let c = cluster(Some("a"));
     n.finish_cycle(end(&primary(), Some(&c)), t);
     n
@@ -124,7 +128,11 @@ fn a_won_race_holds_the_lease_from_the_send_time_and_decides_again() {
     let mut n = Node::new("a");
     n.start_cycle(t);
     let sent = t + Duration::from_millis(5);
-    let step = n.action_done(&Action::AcquireLock, ActionResult::Renewed(sent), ttl());
+    let step = n.action_done(
+        &Action::AcquireLock,
+        ActionResult::Renewed(sent + ttl()),
+        ttl(),
+    );
     assert_eq!(step.next, Next::Rerun);
     let e = n.finish_cycle(end(&pg(Some(PgRole::Replica)), None), t);
     assert!(e.rerun_now);
@@ -164,7 +172,11 @@ fn a_renewal_moves_the_deadline_to_the_renewal_it_rests_on() {
     n.start_cycle(later);
     // The keep-alive's renewal, before this cycle: not this answer's time.
     let rests_on = t + Duration::from_secs(8);
-    let s = n.action_done(&Action::RenewLock, ActionResult::Renewed(rests_on), ttl());
+    let s = n.action_done(
+        &Action::RenewLock,
+        ActionResult::Renewed(rests_on + ttl()),
+        ttl(),
+    );
     assert_eq!(s.next, Next::Continue);
     assert_eq!(s.watchdog, Some(WatchdogOrder::Keepalive));
     let c = cluster(Some("a"));
@@ -333,7 +345,13 @@ fn the_decision_sees_the_lease_a_keepalive_gave_during_the_cycle() {
     n.start_cycle(k_at);
     let k = n.tick(k_at, false, &timing()).expect("allowed");
     assert_eq!(
-        n.keepalive_answered(k, KeepaliveAnswer::Alive, &timing()),
+        n.keepalive_answered(
+            k,
+            KeepaliveAnswer::Alive {
+                until: k_at + ttl()
+            },
+            &timing()
+        ),
         KeepaliveOutcome::Extended(k_at + ttl())
     );
     // Decided just past the deadline the cycle started with: the
@@ -355,7 +373,11 @@ fn a_keepalive_only_follows_a_confirmed_lease() {
     // Acquired but not renewed: no confirmation yet.
     let mut n = Node::new("a");
     n.start_cycle(t);
-    n.action_done(&Action::AcquireLock, ActionResult::Renewed(t), ttl());
+    n.action_done(
+        &Action::AcquireLock,
+        ActionResult::Renewed(t + ttl()),
+        ttl(),
+    );
     n.finish_cycle(end(&primary(), None), t);
     assert_eq!(n.tick(t, false, &timing()), None);
     let mut n = leader_at(t);
@@ -363,7 +385,7 @@ fn a_keepalive_only_follows_a_confirmed_lease() {
     // PostgreSQL not a primary any more: the confirmation is revoked.
     let mut n = leader_at(t);
     n.start_cycle(t);
-    n.action_done(&Action::RenewLock, ActionResult::Renewed(t), ttl());
+    n.action_done(&Action::RenewLock, ActionResult::Renewed(t + ttl()), ttl());
     n.finish_cycle(end(&pg(Some(PgRole::Replica)), None), t);
     assert_eq!(n.tick(t, false, &timing()), None);
 }
@@ -373,7 +395,7 @@ fn a_hold_confirmed_without_a_moved_deadline_still_arms_the_fence() {
     let t = Instant::now();
     let mut n = leader_at(t);
     n.start_cycle(t + Duration::from_secs(1));
-    n.action_done(&Action::RenewLock, ActionResult::Renewed(t), ttl());
+    n.action_done(&Action::RenewLock, ActionResult::Renewed(t + ttl()), ttl());
     let e = n.finish_cycle(end(&primary(), None), t + Duration::from_secs(1));
     assert_eq!(e.fence, FenceOrder::Arm(t + ttl()));
 }
@@ -585,7 +607,7 @@ fn peers_are_asked_only_in_a_race_or_a_switchover() {
     let mut c = cluster(Some("a"));
     c.failover = Some(Versioned {
         value: Failover::default(),
-        version: 1,
+        version: crate::dcs::Version::from_int(1),
     });
     assert_eq!(names(&n.peers_to_ask(&c, &primary(), false)), ["b", "c"]);
     assert!(n.peers_to_ask(&c, &r, false).is_empty(), "not a primary");

@@ -292,8 +292,8 @@ mod tests {
                 tags,
                 ..Default::default()
             },
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         }
     }
 
@@ -301,8 +301,8 @@ mod tests {
         Cluster {
             leader: Some(Leader {
                 name: "a".into(),
-                version: 1,
-                session: 1,
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
             }),
             members,
             ..Default::default()
@@ -648,8 +648,8 @@ mod tests {
         let led_by = |l: Option<&str>| Cluster {
             leader: l.map(|l| Leader {
                 name: l.into(),
-                version: 1,
-                session: 1,
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
             }),
             ..Cluster::default()
         };

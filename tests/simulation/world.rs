@@ -593,7 +593,9 @@ impl Sim {
         };
         // Answered at once: the virtual DCS has no latency.
         let answer = if self.dcs.renew(self.nodes[i].session, now, TTL) {
-            ha::lease::KeepaliveAnswer::Alive
+            ha::lease::KeepaliveAnswer::Alive {
+                until: instant(now + TTL),
+            }
         } else {
             ha::lease::KeepaliveAnswer::Gone
         };
@@ -1045,7 +1047,7 @@ impl Sim {
                         ));
                     }
                     self.wake_all();
-                    ActionResult::Renewed(instant(now))
+                    ActionResult::Renewed(instant(now + TTL))
                 }
             }
             Action::RenewLock => {
@@ -1072,7 +1074,7 @@ impl Sim {
                                 self.nodes[i].ha.status_written(status);
                             }
                         }
-                        ActionResult::Renewed(instant(now))
+                        ActionResult::Renewed(instant(now + TTL))
                     }
                     _ => {
                         if self.tracing() {
