@@ -62,3 +62,6 @@ pub const REPLICA_METHOD_FAILED: &str = "replica_method_failed";
 pub const BOOTSTRAP_METHOD_DONE: &str = "bootstrap_method_done";
 /// initdb created the cluster.
 pub const INITDB_DONE: &str = "initdb_done";
+/// A daemon found the DCS session its predecessor on this data directory
+/// held, and counts it as its own (docs/dcs.md, "A restarted daemon").
+pub const SESSION_INHERITED: &str = "session_inherited";

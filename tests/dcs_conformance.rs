@@ -287,6 +287,52 @@ async fn same_name_never_touches_anothers_leader_key(b: &Backend) {
     assert!(second.update_leader(&taken).await.unwrap().is_held());
 }
 
+/// A daemon restarted on the same data directory inherits its
+/// predecessor's session (from the node's own disk) and keeps the leader
+/// key: `update_leader` moves it onto the new session, conditional on its
+/// version and the inherited session. Another process of that name, which
+/// inherited nothing, still cannot touch it.
+async fn restarted_daemon_keeps_the_key_of_its_inherited_session(b: &Backend) {
+    let (old, restarted, stranger) = (b.node("a"), b.node("a"), b.node("a"));
+    old.touch_member(&member("primary")).await.unwrap();
+    assert!(old.attempt_to_acquire_leader().await.unwrap().is_held());
+    let inherited = old.session().expect("the holder has a session");
+    let held = restarted
+        .load_cluster_fresh()
+        .await
+        .unwrap()
+        .leader
+        .unwrap();
+    assert_eq!(
+        stranger.update_leader(&held).await.unwrap(),
+        LeaderHold::Lost,
+        "no inherited session: the name alone counts for nothing"
+    );
+    restarted.inherit_session(&inherited);
+    assert!(restarted.update_leader(&held).await.unwrap().is_held());
+    let moved = restarted
+        .load_cluster_fresh()
+        .await
+        .unwrap()
+        .leader
+        .unwrap();
+    assert_eq!(moved.name, "a");
+    assert_eq!(
+        moved.session,
+        restarted.session(),
+        "the key is on the new session"
+    );
+    assert_ne!(moved.session, Some(inherited));
+    assert!(restarted.update_leader(&moved).await.unwrap().is_held());
+    // The predecessor's late requests no longer touch it.
+    assert_eq!(old.update_leader(&moved).await.unwrap(), LeaderHold::Lost);
+    old.delete_leader().await.unwrap();
+    assert_eq!(
+        restarted.load_cluster_fresh().await.unwrap().leader,
+        Some(moved)
+    );
+}
+
 /// A holder that goes silent: the watch of another node reports the leader
 /// key's expiry (no missed deletion).
 async fn watch_reports_leader_expiry(b: &Backend) {
@@ -952,6 +998,7 @@ macro_rules! all_cases {
             concurrent_acquire_has_one_winner,
             update_leader_compares_the_version_given,
             same_name_never_touches_anothers_leader_key,
+            restarted_daemon_keeps_the_key_of_its_inherited_session,
             keys_expire_after_ttl,
             renewal_keeps_keys,
             keep_alive_keeps_keys_without_writing,

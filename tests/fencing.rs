@@ -323,6 +323,53 @@ async fn dead_daemon_is_fenced_and_its_fence_adopted() {
     assert_none_lost(&c, p, &acks).await;
 }
 
+/// kill -9 of the primary's daemon alone, restarted at once (systemd's
+/// `Restart=`): the new daemon inherits its predecessor's DCS session from
+/// the node's disk and keeps the leader key, as Patroni keeps it: no
+/// failover, the same postmaster, and every write acknowledged before and
+/// after is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_daemon_keeps_its_primary() {
+    let mut c = TestCluster::new(3, Timing::default());
+    let p = setup(&mut c).await;
+    let w = Writers::start(&c);
+    w.wait_acks(p, 20).await;
+    let pm = c.nodes[p].postmaster_pid().expect("postmaster");
+    c.kill_daemon(p).await;
+    let restarted_at = Instant::now();
+    c.start(p);
+    eventually(
+        Duration::from_secs(30),
+        "the restarted daemon inherits its predecessor's session",
+        || async { c.nodes[p].logged(events::SESSION_INHERITED).then_some(()) },
+    )
+    .await;
+    // Past the old lease's end (ttl) and the fencing point: still primary.
+    let ttl = Duration::from_secs(c.timing.ttl);
+    // (`None` while the restarted daemon's API is not up yet.)
+    while restarted_at.elapsed() < ttl + Duration::from_secs(2) {
+        let now = c.primary().await;
+        assert!(now.is_none_or(|i| i == p), "the primary changed: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(c.primary().await, Some(p));
+    assert_eq!(
+        c.nodes[p].postmaster_pid(),
+        Some(pm),
+        "PostgreSQL was stopped:\n{}",
+        c.nodes[p].fence_log()
+    );
+    for i in (0..3).filter(|&i| i != p) {
+        assert!(
+            !c.nodes[i].logged(events::LOCK_ACQUIRED),
+            "node {i} took the lock"
+        );
+    }
+    w.wait_acks(p, 20).await;
+    let acks = w.finish().await;
+    assert_none_lost(&c, p, &acks).await;
+}
+
 /// SIGSTOP of the primary's postmaster and all its processes for 2×ttl: the
 /// daemon stops renewing, fences it (SIGKILL of the group) and a replica
 /// takes over; after SIGCONT the old primary acknowledges nothing and no

@@ -8,6 +8,7 @@
 //! fence order, peers, failsafe, slot retention, shutdown) live in `src/ha`
 //! (docs/architecture.md); this file only does the I/O.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -100,7 +101,19 @@ impl LeaderElector {
         // A fence outlives its daemon long enough for a restart to adopt it,
         // and exits afterwards only once PostgreSQL is not running.
         let orphan_after = (dynamic.timing.ttl * 10).max(Duration::from_secs(60));
-        let fence = Arc::new(Mutex::new(FenceClient::new(&data_dir, orphan_after)));
+        let fence_client = FenceClient::new(&data_dir, orphan_after);
+        // The session this node's previous daemon held, if it wrote one:
+        // a leader key still under it is ours to keep (docs/dcs.md, "A
+        // restarted daemon").
+        let session_file = fence_client.dir().join(SESSION_FILE);
+        if let Some(id) = std::fs::read_to_string(&session_file)
+            .ok()
+            .and_then(|s| crate::dcs::SessionId::from_persisted(&s))
+        {
+            info!(event = crate::events::SESSION_INHERITED, session = ?id);
+            links.dcs.inherit_session(&id);
+        }
+        let fence = Arc::new(Mutex::new(fence_client));
         LeaderElector {
             node: Arc::new(Mutex::new(ha::Node::new(&cfg.name))),
             fence,
@@ -690,10 +703,42 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     );
     crate::sync::lock(&fence).apply(end.fence, timing.fence_margin(), dynamic.pause);
     wd(&watchdog).apply(end.watchdog, &timing);
+    keep_session(&links, &fence);
     report.failsafe_changed = end.failsafe_changed;
     report.end = Some(end);
     report.cluster = cluster;
     report
+}
+
+/// Where a daemon leaves its DCS session for the one that follows it on
+/// this data directory, beside the fence's files.
+const SESSION_FILE: &str = "dcs_session";
+
+/// Write this node's current session to [`SESSION_FILE`] when it changed
+/// (a new lease: at start, after a ttl change or an expiry), so that a
+/// daemon restarted after a crash keeps the leader key its predecessor
+/// held instead of letting it lapse into a failover. Only the node's own
+/// disk carries it: a second daemon of the same name elsewhere has no
+/// claim on the session.
+fn keep_session(links: &ElectorLinks, fence: &Mutex<FenceClient>) {
+    let Some(id) = links.dcs.session() else {
+        return;
+    };
+    // What was written last, per file: the file is read once per change,
+    // not once per cycle.
+    static WRITTEN: Mutex<BTreeMap<std::path::PathBuf, String>> = Mutex::new(BTreeMap::new());
+    let text = id.to_persisted();
+    let path = sync::lock(fence).dir().join(SESSION_FILE);
+    let mut written = sync::lock(&WRITTEN);
+    if written.get(&path) == Some(&text) {
+        return;
+    }
+    match crate::atomic_file::write_atomic(&path, text.as_bytes()) {
+        Ok(()) => {
+            written.insert(path, text);
+        }
+        Err(e) => warn!(event = "session_file_failed", path = %path.display(), error = %e),
+    }
 }
 
 /// Test seam, compiled into debug builds only: when the file

@@ -1136,6 +1136,19 @@ fn driven(mut events: BoxStream<'static, WatchEvent>) -> BoxStream<'static, Watc
 }
 
 impl Dcs for EtcdDcs {
+    fn session(&self) -> Option<crate::dcs::SessionId> {
+        (*sync::lock(&self.inner.lease)).map(crate::dcs::SessionId::from_int)
+    }
+
+    fn inherit_session(&self, id: &crate::dcs::SessionId) {
+        if let Some(n) = id.as_int() {
+            let mut retired = sync::lock(&self.inner.retired);
+            if !retired.contains(&n) {
+                retired.push(n);
+            }
+        }
+    }
+
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
         let mut t = sync::lock(&self.inner.timing);
         if lease_ttl_secs(t.ttl) != lease_ttl_secs(ttl) {

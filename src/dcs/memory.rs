@@ -331,6 +331,19 @@ impl MemoryDcs {
 }
 
 impl Dcs for MemoryDcs {
+    fn session(&self) -> Option<crate::dcs::SessionId> {
+        (*sync::lock(&self.lease)).map(crate::dcs::SessionId::from_int)
+    }
+
+    fn inherit_session(&self, id: &crate::dcs::SessionId) {
+        if let Some(n) = id.as_int() {
+            let mut retired = sync::lock(&self.retired);
+            if !retired.contains(&n) {
+                retired.push(n);
+            }
+        }
+    }
+
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
         let mut t = sync::lock(&self.timing);
         if lease_ttl_secs(t.0) != lease_ttl_secs(ttl)

@@ -140,6 +140,18 @@ pub trait Dcs: Send + Sync + 'static {
     /// schedule, `ha::lease`.
     fn keep_alive(&self) -> BoxFuture<'_, DcsResult<Option<Expiry>>>;
 
+    /// This node's current session (etcd lease), if it holds one.
+    fn session(&self) -> Option<SessionId> {
+        None
+    }
+
+    /// A session this node's previous daemon held, read by the elector from
+    /// the node's own disk (docs/dcs.md, "A restarted daemon"): counted as
+    /// a session of this process, so [`Dcs::update_leader`] moves a leader
+    /// key still under it onto the current session, by a compare on the
+    /// key's version and that session in one request, never on the name.
+    fn inherit_session(&self, _id: &SessionId) {}
+
     /// Delete the leader key if (and only if) it is attached to a session
     /// of this process, in one conditional request: a key of my name under
     /// another process's session is left alone.

@@ -84,6 +84,34 @@ impl SessionId {
     pub(crate) fn from_etcd_lease(lease: i64) -> Option<SessionId> {
         (lease != 0).then(|| SessionId::from_int(lease))
     }
+
+    /// The integer a backend made this from; `None` for a named session.
+    pub(crate) fn as_int(&self) -> Option<i64> {
+        match self.0 {
+            Repr::Int(n) => Some(n),
+            Repr::Text(_) => None,
+        }
+    }
+
+    /// The form a node keeps on its own disk for the daemon that follows
+    /// it (docs/dcs.md, "A restarted daemon"): `int:<n>` or `text:<s>`.
+    pub fn to_persisted(&self) -> String {
+        match &self.0 {
+            Repr::Int(n) => format!("int:{n}"),
+            Repr::Text(s) => format!("text:{s}"),
+        }
+    }
+
+    /// Read back [`SessionId::to_persisted`]; `None` for anything else.
+    pub fn from_persisted(s: &str) -> Option<SessionId> {
+        let s = s.trim();
+        if let Some(n) = s.strip_prefix("int:") {
+            return n.parse().ok().map(SessionId::from_int);
+        }
+        s.strip_prefix("text:")
+            .filter(|t| !t.is_empty())
+            .map(SessionId::from_text)
+    }
 }
 
 impl fmt::Debug for SessionId {
