@@ -11,6 +11,9 @@
 pub const DECISION: &str = "decision";
 /// `ttl`, `loop_wait` or `retry_timeout` changed in the dynamic config.
 pub const TIMING_CHANGED: &str = "timing_changed";
+/// The dynamic config's timing breaks a rule and runs adjusted (WARN, one
+/// per adjustment, Patroni's wording).
+pub const TIMING_ADJUSTED: &str = "timing_adjusted";
 /// The leader wrote a lost or invalid config key back from its own copy.
 pub const CONFIG_RESTORED: &str = "config_restored";
 /// A reload (SIGHUP or `POST /reload`) found a configuration it cannot use.
