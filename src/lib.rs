@@ -30,6 +30,7 @@ pub mod postgres;
 pub mod sd_notify;
 pub mod sync;
 pub mod tls;
+pub mod unique_name;
 pub mod watchdog;
 
 /// The version published in member keys and `/patroni`. Peers branch on it

@@ -322,7 +322,7 @@ impl LeaderElector {
         match DynamicConfig::from_json(&cfg.value) {
             Ok(new) => {
                 // The key keeps what was written; these values are in force
-                // (docs/configuration.md §9, "Timing").
+                // (docs/configuration.md, "Timing: adjusted, not refused").
                 for note in new.timing_adjustments() {
                     warn!(event = crate::events::TIMING_ADJUSTED, "{note}");
                 }

@@ -1,7 +1,7 @@
 //! `ttl`, `loop_wait` and `retry_timeout` of a dynamic configuration
-//! (docs/configuration.md §9, "Timing"): read, then adjusted as Patroni's
-//! `Config._validate_and_adjust_timeouts` adjusts them, never refused for
-//! their values.
+//! (docs/configuration.md, "Timing: adjusted, not refused"): read, then
+//! adjusted as Patroni's `Config._validate_and_adjust_timeouts` adjusts
+//! them, never refused for their values.
 //!
 //! The document keeps what the user wrote (the DCS `config` key, a PATCH);
 //! the adjusted [`Timing`] is what the node runs with, and every adjustment

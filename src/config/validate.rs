@@ -250,7 +250,7 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         }
         match DynamicConfig::from_json(&b.dcs) {
             Err(e) => errors.push(e.nested(ORIGIN_CONFIG, "bootstrap.dcs")),
-            // Adjusted, not refused (docs/configuration.md §9, "Timing").
+            // Adjusted, not refused (docs/configuration.md, "Timing: adjusted, not refused").
             Ok(d) => warnings.extend(d.timing_adjustments().into_iter().map(|n| {
                 format!("{ORIGIN_CONFIG}: bootstrap.dcs: {n} (the values in force; the DCS keeps those written)")
             })),
