@@ -24,6 +24,7 @@ use rustls::{
 
 use crate::config::{Config, RestApi};
 use crate::sync;
+use crate::x509_usage::Purpose;
 
 /// What is wrong with a TLS file or setting. Every message names the
 /// configuration key and the path (operators read them in `--validate`, the
@@ -435,10 +436,13 @@ fn ca_used_as_end_entity(e: &rustls::Error) -> bool {
 }
 
 /// Is `cert` one of the trusted certificates (the same subject, public key
-/// and name constraints as one of `roots`)? The handshake's signature,
-/// checked separately, proves the peer holds that key.
-fn is_trusted_itself(cert: &CertificateDer<'_>, roots: &RootCertStore) -> bool {
+/// and name constraints as one of `roots`), and do its key usages allow
+/// `purpose` as OpenSSL checks them (webpki never got to its extended key
+/// usage)? The handshake's signature, checked separately, proves the peer
+/// holds that key.
+fn is_trusted_itself(cert: &CertificateDer<'_>, roots: &RootCertStore, purpose: Purpose) -> bool {
     webpki::anchor_from_trusted_cert(cert).is_ok_and(|a| roots.roots.contains(&a))
+        && crate::x509_usage::allows(cert, purpose)
 }
 
 /// webpki's client verification, plus OpenSSL's acceptance of a client
@@ -471,7 +475,10 @@ impl ClientCertVerifier for TrustedLeafClientVerifier {
             .inner
             .verify_client_cert(end_entity, intermediates, now)
         {
-            Err(e) if ca_used_as_end_entity(&e) && is_trusted_itself(end_entity, &self.roots) => {
+            Err(e)
+                if ca_used_as_end_entity(&e)
+                    && is_trusted_itself(end_entity, &self.roots, Purpose::Client) =>
+            {
                 Ok(ClientCertVerified::assertion())
             }
             other => other,
@@ -663,7 +670,7 @@ impl ServerCertVerifier for Verifier {
                     && self
                         .roots
                         .as_ref()
-                        .is_some_and(|r| is_trusted_itself(end_entity, r)) =>
+                        .is_some_and(|r| is_trusted_itself(end_entity, r, Purpose::Server)) =>
             {
                 if self.check_name {
                     webpki::EndEntityCert::try_from(end_entity)
@@ -1020,6 +1027,53 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, rustls::Error::InvalidCertificate(_)), "{e:?}");
+        // A trusted certificate whose usages OpenSSL refuses for the role:
+        // extendedKeyUsage serverAuth only as a client certificate, key
+        // usage keyCertSign only on either side.
+        for (cert, as_client_ok) in [
+            ("selfsigned-serverauth", false),
+            ("selfsigned-certsign", false),
+        ] {
+            let r: RestApi = serde_json::from_value(serde_json::json!({
+                "listen": ":8008", "connect_address": "h:8008",
+                "certfile": fixture("server.crt"), "keyfile": fixture("server.key"),
+                "cafile": fixture(&format!("{cert}.crt")), "verify_client": "required",
+            }))
+            .unwrap();
+            let der = load_certs("c", &fixture(&format!("{cert}.crt")))
+                .unwrap()
+                .remove(0);
+            let got = client_verifier(&r)
+                .unwrap()
+                .verify_client_cert(&der, &[], UnixTime::now());
+            assert_eq!(got.is_ok(), as_client_ok, "{cert}: {got:?}");
+        }
+        let usage_roots = |c: &str| load_roots("ca", &fixture(&format!("{c}.crt"))).unwrap();
+        for (cert, as_server_ok) in [
+            ("selfsigned-serverauth", true),
+            ("selfsigned-certsign", false),
+        ] {
+            let der = load_certs("c", &fixture(&format!("{cert}.crt")))
+                .unwrap()
+                .remove(0);
+            let v = Verifier {
+                chain: Some(
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(
+                        usage_roots(cert),
+                        provider(),
+                    )
+                    .build()
+                    .unwrap(),
+                ),
+                roots: Some(usage_roots(cert)),
+                check_name: true,
+                provider: provider(),
+            };
+            let name = ServerName::try_from("localhost").unwrap();
+            let got = v.verify_server_cert(&der, &[], &name, &[], UnixTime::now());
+            assert_eq!(got.is_ok(), as_server_ok, "{cert}: {got:?}");
+        }
+
         // Expired (the fixture is valid until 2126): refused on both sides.
         let year_2200 = UnixTime::since_unix_epoch(std::time::Duration::from_secs(7_258_118_400));
         let cert = load_certs("c", &fixture("server.crt")).unwrap().remove(0);
