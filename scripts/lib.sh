@@ -25,6 +25,16 @@ ensure_packages() {
         $sudo apt-get -o DPkg::Lock::Timeout=120 update -qq >/dev/null || true
         DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=120 install -y -qq "${missing[@]}" >/dev/null
     fi
+    # tests/metrics.rs: promtool checks GET /metrics and a real Prometheus
+    # scrapes a cluster. Without its recommends (node exporter and friends).
+    if ! command -v promtool >/dev/null; then
+        log "installing prometheus"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get -o DPkg::Lock::Timeout=120 update -qq >/dev/null || true
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=120 install -y -qq \
+            --no-install-recommends prometheus >/dev/null
+    fi
 }
 
 # Patroni's own patronictl, for the compatibility test (tests/patronictl.rs):

@@ -17,6 +17,7 @@
 pub mod actors;
 pub mod api;
 pub mod atomic_file;
+pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod dcs;
@@ -29,6 +30,7 @@ pub mod peer_client;
 pub mod postgres;
 pub mod sd_notify;
 pub mod sync;
+pub mod telemetry;
 pub mod tls;
 pub mod unique_name;
 pub mod watchdog;

@@ -4,7 +4,12 @@
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::telemetry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -26,17 +31,24 @@ pub fn init(format: LogFormat, level: Option<&str>) {
             "{level},tokio_postgres=warn,h2=warn,tower=warn,hyper=warn"
         ))
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(use_colour(
-            std::io::stderr().is_terminal(),
-            std::env::var_os("NO_COLOR").as_deref(),
-        ))
+    let ansi = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Plain => builder.try_init(),
+    let lines = match format {
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
+        LogFormat::Plain => lines.boxed(),
     };
+    // The log level filters the lines only: every pgpilot event, at any
+    // level, is counted (src/telemetry.rs).
+    let counted = Targets::new().with_target("pgpilot", LevelFilter::TRACE);
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(telemetry::EventCounter.with_filter(counted))
+        .try_init();
 }
 
 /// Colour codes only for a person at a terminal: a log file, journald or a

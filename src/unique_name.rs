@@ -90,8 +90,8 @@ mod tests {
                 api_url: api_url.into(),
                 ..MemberData::default()
             },
-            version: 1,
-            session: 7,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::version::SessionId::from_int(7)),
         }
     }
 

@@ -12,7 +12,8 @@ use futures_util::{FutureExt, StreamExt};
 use pgpilot::api::{ApiContext, serve_listener};
 use pgpilot::config::Tags;
 use pgpilot::dcs::{
-    Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent,
+    Cluster, Dcs, DcsError, DcsResult, Expiry, Leader, LeaderHold, MemberData, Status, Version,
+    WatchEvent,
 };
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::{ReloadConfig, ReloadError};
@@ -120,13 +121,13 @@ impl Dcs for TestDcs {
     fn touch_member(&self, _: &MemberData) -> BoxFuture<'_, DcsResult<()>> {
         unused()
     }
-    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
+    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         unused()
     }
     fn update_leader(&self, _: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         unused()
     }
-    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>> {
+    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<Option<Expiry>>> {
         unused()
     }
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
@@ -141,10 +142,10 @@ impl Dcs for TestDcs {
     fn cancel_initialization(&self) -> BoxFuture<'_, DcsResult<()>> {
         unused()
     }
-    fn set_config_value(&self, _: &str, _: Option<i64>) -> BoxFuture<'_, DcsResult<bool>> {
+    fn set_config_value(&self, _: &str, _: Option<&Version>) -> BoxFuture<'_, DcsResult<bool>> {
         unused()
     }
-    fn set_failover_value(&self, _: &str, _: Option<i64>) -> BoxFuture<'_, DcsResult<bool>> {
+    fn set_failover_value(&self, _: &str, _: Option<&Version>) -> BoxFuture<'_, DcsResult<bool>> {
         unused()
     }
     fn set_history_value(&self, _: &str) -> BoxFuture<'_, DcsResult<bool>> {

@@ -1126,3 +1126,61 @@ async fn replica_whose_first_start_failed_is_not_taken_for_a_former_primary() {
     )
     .await;
 }
+
+/// The leader key as etcd holds it: value, create revision, lease.
+async fn leader_key(c: &TestCluster) -> Option<(String, i64, i64)> {
+    let mut client = etcd_client::Client::connect([c.etcd.endpoint()], None)
+        .await
+        .ok()?;
+    let resp = client
+        .get(format!("/it/{}/leader", c.scope), None)
+        .await
+        .ok()?;
+    let kv = resp.kvs().first()?;
+    Some((
+        String::from_utf8_lossy(kv.value()).into_owned(),
+        kv.create_revision(),
+        kv.lease(),
+    ))
+}
+
+/// A second daemon with the running leader's `name` and an empty data
+/// directory (issue 14 §2): whatever it decides (it sees "its" name on the
+/// leader key), its DCS client never renews, takes over or deletes the
+/// leader's key, because every write of the leader key is conditional on
+/// the writer's own lease (docs/dcs.md, "leader"). The key stays the same
+/// key (same create revision and lease) and the primary keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_name_never_touches_the_leaders_key() {
+    let mut c = TestCluster::new(1, Timing::default());
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let name = c.nodes[p].name.clone();
+    let before = leader_key(&c).await.expect("the leader key");
+    assert_eq!(before.0, name);
+    let dup = c.add_node("dup", &std::collections::BTreeMap::new());
+    let path = c.nodes[dup].config_path.clone();
+    let yaml = std::fs::read_to_string(&path).expect("dup yaml");
+    assert!(yaml.contains("\nname: dup\n"), "{yaml}");
+    std::fs::write(
+        &path,
+        yaml.replacen("\nname: dup\n", &format!("\nname: {name}\n"), 1),
+    )
+    .expect("rename dup");
+    c.start(dup);
+    c.during_cycles(
+        &[dup, p],
+        10,
+        Duration::from_secs(90),
+        "the leader key stays the leader's",
+        || async {
+            assert_eq!(leader_key(&c).await.as_ref(), Some(&before));
+            assert_eq!(c.http_code(p, "/primary").await, 200);
+        },
+    )
+    .await;
+    assert!(
+        !has_event(&c.nodes[p].log(), "lock_lost"),
+        "the leader lost its key to the duplicate"
+    );
+}

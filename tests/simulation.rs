@@ -1,7 +1,8 @@
 //! Seeded, deterministic simulation of a 3-5 node cluster with a DCS in
-//! virtual time, running the real `pgpilot::ha::decide` against simulated
-//! PostgreSQL servers while crashes, pauses, DCS outages, partitions and
-//! slow replicas are injected (docs/architecture.md, "Simulation").
+//! virtual time, each node driving the real `pgpilot::ha::Node` (and through
+//! it `ha::decide`) against simulated PostgreSQL servers while crashes,
+//! pauses, DCS outages, partitions and slow replicas are injected
+//! (docs/architecture.md, "Simulation").
 //!
 //! * `cargo test --test simulation` runs 1,000 seeds (`SIM_SEEDS=n` to
 //!   change, `SIM_SEED_BASE=k` to start elsewhere).

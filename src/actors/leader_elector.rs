@@ -1,9 +1,12 @@
-//! The LeaderElector: runs the HA cycle.
+//! The LeaderElector: runs the HA cycle, as glue around [`crate::ha::Node`].
 //!
-//! Each cycle it gathers facts (one DCS read, PostgreSQL's status, peer
-//! answers during a leader race), asks [`crate::ha::decide`] what to do, and
-//! carries the actions out: DCS writes itself, PostgreSQL work through the
-//! supervisor. It is the only actor that turns facts into decisions.
+//! Each cycle it gathers facts (one DCS read, PostgreSQL's status, the peer
+//! answers and failsafe confirmations the node asks for), feeds them to the
+//! node, carries the actions out (DCS writes itself, PostgreSQL work through
+//! the supervisor), reports each result back, and hands the fence and the
+//! watchdog the orders the node gives. The rules (the lease, keep-alive,
+//! fence order, peers, failsafe, slot retention, shutdown) live in `src/ha`
+//! (docs/architecture.md); this file only does the I/O.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,12 +19,13 @@ use super::failsafe::{confirm_members, heartbeat_body};
 use super::member_record::{api_url, conn_url, member_data};
 use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig, dynamic_file};
-use crate::dcs::{Cluster, Dcs, DcsError, LeaderHold, Member, MemberData, Status};
-use crate::fence::{FenceClient, FenceOrder};
-use crate::ha::lease::{Confirmation, KeepaliveAnswer, KeepaliveOutcome};
-use crate::ha::slots::{RetainedSlots, SlotRequest};
+use crate::dcs::{Cluster, Dcs, LeaderHold, Status};
+use crate::fence::FenceClient;
+use crate::ha::lease::{KeepaliveAnswer, KeepaliveOutcome};
+use crate::ha::slots::SlotRequest;
 use crate::ha::{
-    self, Action, DcsView, DemoteMode, FailsafeView, LeaderHeartbeat, LocalView, PgRole,
+    self, Action, ActionResult, CycleEnd, DcsView, DemoteMode, EndFacts, FailsafeView,
+    LeaderHeartbeat, LocalView, Next, PgRole, ShutdownPlan,
 };
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::ConfigChanged;
@@ -64,56 +68,30 @@ pub struct LeaderElector {
     /// Someone asked for a cycle while one was in flight.
     rerun: bool,
     timer: Option<SpawnHandle>,
-    /// The lease, the HA loop's confirmation and the keep-alive's
-    /// bookkeeping, carried between cycles (`ha::lease::Lease`).
-    lease: ha::lease::Lease,
+    /// The HA protocol's state (`ha::Node`), shared with the cycle in
+    /// flight, which locks it only between its awaits.
+    node: Arc<Mutex<ha::Node>>,
     cluster: Option<(Cluster, Instant)>,
     dcs_last_seen: Option<SystemTime>,
     next_cycle_due: Option<Instant>,
     last_role: Option<PgRole>,
-    last_status: Option<Status>,
-    /// The reason of the last decision, so a steady state is logged once.
-    last_reason: Option<String>,
-    /// Every member seen in the DCS since start (name -> api_url): a leader
-    /// race asks them too, since a member whose key just expired may still be
-    /// the most advanced (docs/ha.md §3.1).
-    seen_members: std::collections::BTreeMap<String, String>,
     shutting_down: bool,
-    /// The last `POST /failsafe` a leader sent this node.
-    heartbeat: Option<LeaderHeartbeat>,
-    /// Running as primary on failsafe confirmations until then.
-    failsafe_active_until: Option<Instant>,
     /// The fence process beside this daemon (src/fence.rs).
     fence: Arc<Mutex<FenceClient>>,
     /// What this node last wrote to `patroni.dynamic.json`.
     dumped: Option<serde_json::Value>,
-    /// When this node last stepped down for a switchover.
-    demoted_gracefully_at: Option<Instant>,
-    /// Slots of vanished members kept for `member_slots_ttl`.
-    retained_slots: Arc<Mutex<RetainedSlots>>,
     /// The watchdog device (src/watchdog/).
     watchdog: Arc<Mutex<Watchdog>>,
-    /// The deadline the last keep-alive gave the current lease, shared with
-    /// the cycle in flight so a slow cycle decides on it rather than on the
-    /// deadline it started with.
-    keepalive_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 /// What a finished cycle reports back to the actor.
 struct CycleReport {
     cluster: Option<Cluster>,
-    lease_deadline: Option<Instant>,
     role: Option<PgRole>,
-    status_written: Option<Status>,
-    rerun_now: bool,
-    fatal: Option<String>,
-    reason: Option<String>,
-    /// Every failsafe member confirmed this primary: active until then.
-    failsafe_until: Option<Instant>,
-    /// This cycle stepped down for a switchover.
-    demoted_gracefully: bool,
-    /// What this cycle says about the leader's health (`ha::lease`).
-    confirmation: Confirmation,
+    /// What the node said at the end of the cycle; `None`: abandoned.
+    end: Option<CycleEnd>,
+    /// Failsafe mode became active or ended.
+    failsafe_changed: Option<bool>,
 }
 
 impl LeaderElector {
@@ -124,6 +102,7 @@ impl LeaderElector {
         let orphan_after = (dynamic.timing.ttl * 10).max(Duration::from_secs(60));
         let fence = Arc::new(Mutex::new(FenceClient::new(&data_dir, orphan_after)));
         LeaderElector {
+            node: Arc::new(Mutex::new(ha::Node::new(&cfg.name))),
             fence,
             watchdog: Arc::new(Mutex::new(Watchdog::from_config(&cfg))),
             http: crate::peer_client::build(&cfg),
@@ -133,27 +112,18 @@ impl LeaderElector {
             cycling: false,
             rerun: false,
             timer: None,
-            lease: ha::lease::Lease::default(),
             cluster: None,
             dcs_last_seen: None,
             next_cycle_due: None,
             last_role: None,
-            last_status: None,
-            last_reason: None,
-            seen_members: std::collections::BTreeMap::new(),
             shutting_down: false,
-            heartbeat: None,
-            failsafe_active_until: None,
             dumped: None,
-            demoted_gracefully_at: None,
-            retained_slots: Arc::default(),
-            keepalive_deadline: Arc::new(Mutex::new(None)),
         }
     }
 
     /// One tick of the lease keep-alive (every ttl/4): send one when
-    /// `ha::lease::Lease::keepalive` says so, and carry out what its answer
-    /// changed (`Lease::keepalive_answered`).
+    /// `ha::Node::tick` says so, and carry out what its answer changed
+    /// (`ha::Node::keepalive_answered`).
     fn keepalive_tick(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
@@ -162,9 +132,7 @@ impl LeaderElector {
         ctx.run_later(timing.keepalive_interval(), |act, ctx| {
             act.keepalive_tick(ctx)
         });
-        let Some(ticket) = self
-            .lease
-            .keepalive(Instant::now(), self.dynamic.pause, &timing)
+        let Some(ticket) = sync::lock(&self.node).tick(Instant::now(), self.dynamic.pause, &timing)
         else {
             return;
         };
@@ -174,13 +142,15 @@ impl LeaderElector {
                 .into_actor(self)
                 .map(move |r, act, _| {
                     let answer = match &r {
-                        Ok(true) => KeepaliveAnswer::Alive,
-                        Ok(false) => KeepaliveAnswer::Gone,
+                        Ok(Some(expiry)) => KeepaliveAnswer::Alive {
+                            until: expiry.earliest,
+                        },
+                        Ok(None) => KeepaliveAnswer::Gone,
                         Err(_) => KeepaliveAnswer::Failed,
                     };
-                    match act.lease.keepalive_answered(ticket, answer, &timing) {
+                    let outcome = sync::lock(&act.node).keepalive_answered(ticket, answer, &timing);
+                    match outcome {
                         KeepaliveOutcome::Extended(d) => {
-                            *sync::lock(&act.keepalive_deadline) = Some(d);
                             sync::lock(&act.fence).extend(d, timing.fence_margin());
                         }
                         KeepaliveOutcome::Lost => warn!(
@@ -211,22 +181,14 @@ impl LeaderElector {
         self.cycling = true;
         self.rerun = false;
         let started = Instant::now();
+        sync::lock(&self.node).start_cycle(started);
         let input = CycleInput {
             cfg: self.cfg.clone(),
             dynamic: self.dynamic.clone(),
             links: self.links.clone(),
             http: self.http.clone(),
-            lease_deadline: self.lease.deadline(),
-            last_status: self.last_status.clone(),
-            last_reason: self.last_reason.clone(),
-            failsafe_last_known: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
-            seen_members: self.seen_members.clone(),
-            heartbeat: self.heartbeat.clone(),
-            failsafe_until: self.failsafe_active_until,
+            node: self.node.clone(),
             fence: self.fence.clone(),
-            keepalive_deadline: self.keepalive_deadline.clone(),
-            demoted_gracefully_at: self.demoted_gracefully_at,
-            retained_slots: self.retained_slots.clone(),
             watchdog: self.watchdog.clone(),
         };
         ctx.spawn(
@@ -247,38 +209,11 @@ impl LeaderElector {
         if let Err(e) = crate::sd_notify::notify("WATCHDOG=1") {
             tracing::debug!(event = "sd_notify_failed", error = %e);
         }
-        // A keep-alive may have moved the deadline while the cycle ran; a
-        // cycle that dropped the lease wins (`ha::lease::Lease::cycle_finished`).
-        if self
-            .lease
-            .cycle_finished(report.lease_deadline, report.confirmation)
-        {
-            *sync::lock(&self.keepalive_deadline) = None;
-        }
-        if report.failsafe_until.is_some() != self.failsafe_active_until.is_some() {
-            info!(
-                event = "failsafe_mode_active",
-                active = report.failsafe_until.is_some()
-            );
-        }
-        self.failsafe_active_until = report.failsafe_until;
-        if report.demoted_gracefully {
-            self.demoted_gracefully_at = Some(Instant::now());
-        } else if report.role.is_some() {
-            self.demoted_gracefully_at = None;
-        }
-        if report.reason.is_some() {
-            self.last_reason = report.reason.clone();
-        }
-        if let Some(s) = report.status_written {
-            self.last_status = Some(s);
+        if let Some(active) = report.failsafe_changed {
+            info!(event = "failsafe_mode_active", active);
         }
         if let Some(c) = report.cluster {
             self.dcs_last_seen = Some(SystemTime::now());
-            for m in c.members.iter().filter(|m| !m.data.api_url.is_empty()) {
-                self.seen_members
-                    .insert(m.name.clone(), m.data.api_url.clone());
-            }
             self.apply_dynamic_config(&c);
             self.dump_dynamic_config(&c);
             self.cluster = Some((c, Instant::now()));
@@ -286,25 +221,29 @@ impl LeaderElector {
         // Role-change callbacks come from the supervisor, which knows a
         // promotion or a demotion happened (not just a different role seen).
         self.last_role = report.role;
-        if let Some(reason) = report.fatal {
+        let (fatal, rerun_now) = report.end.map_or((None, false), |e| (e.fatal, e.rerun_now));
+        if let Some(reason) = fatal {
             error!(event = "fatal", reason = %reason, "stopping the daemon; PostgreSQL and the data directory are left as they are");
             System::current().stop_with_code(1);
             return;
         }
-        if report.rerun_now || self.rerun {
+        if rerun_now || self.rerun {
             self.next_cycle_due = Some(Instant::now());
             ctx.notify(Wake("follow-up cycle"));
             return;
         }
-        let mut due = started + self.dynamic.timing.loop_wait;
-        // A scheduled switchover runs at its time, not up to loop_wait late.
-        if let Some(secs) = self.cluster.as_ref().and_then(|(c, _)| {
+        let switchover_in = self.cluster.as_ref().and_then(|(c, _)| {
             let f = c.failover.as_ref()?;
-            ha::switchover::seconds_until_due(&f.value, ha::iso8601::now_unix())
-        }) {
-            due = due.min(Instant::now() + std::time::Duration::from_secs_f64(secs));
-        }
-        let wait = due.saturating_duration_since(Instant::now());
+            ha::switchover::seconds_until_due(&f.value, crate::clock::now_unix())
+        });
+        let now = Instant::now();
+        let due = ha::next_cycle_due(
+            started,
+            now,
+            self.dynamic.timing.loop_wait,
+            switchover_in.map(Duration::from_secs_f64),
+        );
+        let wait = due.saturating_duration_since(now);
         self.next_cycle_due = Some(due);
         self.timer = Some(ctx.run_later(wait, |act, ctx| {
             act.timer = None;
@@ -346,13 +285,14 @@ impl LeaderElector {
     /// The leader keeps the applied dynamic configuration in
     /// `patroni.dynamic.json`, to restore a lost `config` key from.
     fn dump_dynamic_config(&mut self, cluster: &Cluster) {
-        let leading = self.lease.deadline().is_some()
-            && cluster.leader_name() == Some(self.cfg.name.as_str());
-        let applied = cluster
-            .config
-            .as_ref()
-            .is_some_and(|c| c.value == self.dynamic.raw);
-        if !leading || !applied || self.dumped.as_ref() == Some(&self.dynamic.raw) {
+        let holds_lease = sync::lock(&self.node).lease_deadline().is_some();
+        if !ha::config_restore::save_due(
+            holds_lease,
+            cluster,
+            &self.cfg.name,
+            &self.dynamic.raw,
+            self.dumped.as_ref(),
+        ) {
             return;
         }
         let dir = std::path::Path::new(&self.cfg.postgresql.data_dir);
@@ -367,6 +307,8 @@ impl LeaderElector {
 
     fn ha_state(&self) -> HaState {
         let ttl = self.dynamic.timing.ttl;
+        let now = Instant::now();
+        let node = sync::lock(&self.node);
         let fresh = self
             .cluster
             .as_ref()
@@ -377,31 +319,17 @@ impl LeaderElector {
             scope: self.cfg.scope.clone(),
             tags: self.cfg.tags.clone(),
             cluster: fresh,
-            is_leader: self.lease.held_at(Instant::now())
-                || self
-                    .failsafe_active_until
-                    .is_some_and(|d| d > Instant::now()),
+            is_leader: node.is_leader(now),
             dcs_last_seen: self.dcs_last_seen,
             ttl_secs: ttl.as_secs_f64(),
             loop_wait_secs: self.dynamic.timing.loop_wait.as_secs_f64(),
             maximum_lag_on_failover: self.dynamic.maximum_lag_on_failover,
             next_cycle_due: self.next_cycle_due,
             failsafe_mode: self.dynamic.failsafe_mode,
-            failsafe_active: self.failsafe_active(),
+            failsafe_active: node.failsafe_active(now, ttl),
             failsafe: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
             watchdog_failed: wd(&self.watchdog).is_failed(&self.dynamic.timing),
         }
-    }
-
-    /// Primary: running on failsafe confirmations; replica: a leader sent
-    /// `POST /failsafe` less than ttl ago.
-    fn failsafe_active(&self) -> bool {
-        let now = Instant::now();
-        self.failsafe_active_until.is_some_and(|d| d > now)
-            || self
-                .heartbeat
-                .as_ref()
-                .is_some_and(|h| now.saturating_duration_since(h.at) < self.dynamic.timing.ttl)
     }
 }
 
@@ -463,18 +391,16 @@ impl Handler<ConfigChanged> for LeaderElector {
 impl Handler<FailsafeHeartbeat> for LeaderElector {
     type Result = ();
     fn handle(&mut self, msg: FailsafeHeartbeat, _ctx: &mut Context<Self>) {
-        let known = self.heartbeat.as_ref().is_some_and(|h| {
-            h.name == msg.name && msg.at.saturating_duration_since(h.at) < self.dynamic.timing.ttl
-        });
-        if !known {
-            info!(event = "failsafe_heartbeat", leader = %msg.name, "a leader without DCS access confirmed it runs; not racing while it does");
-        }
-        self.heartbeat = Some(LeaderHeartbeat {
+        let name = msg.name.clone();
+        let hb = LeaderHeartbeat {
             name: msg.name,
             conn_url: msg.conn_url,
             api_url: msg.api_url,
             at: msg.at,
-        });
+        };
+        if sync::lock(&self.node).heartbeat(hb, self.dynamic.timing.ttl) {
+            info!(event = "failsafe_heartbeat", leader = %name, "a leader without DCS access confirmed it runs; not racing while it does");
+        }
     }
 }
 
@@ -486,10 +412,14 @@ impl Handler<Shutdown> for LeaderElector {
             ctx.cancel_future(t);
         }
         let links = self.links.clone();
-        let held = self.lease.deadline().is_some();
         let fence = self.fence.clone();
         let watchdog = self.watchdog.clone();
-        if self.dynamic.pause {
+        // docs/ha.md §14 (`ha::Node::shutdown`).
+        let release_lock = match sync::lock(&self.node).shutdown(self.dynamic.pause) {
+            ShutdownPlan::LeaveRunning => None,
+            ShutdownPlan::Stop { release_lock } => Some(release_lock),
+        };
+        let Some(release_lock) = release_lock else {
             // Paused: the watchdog is disarmed already (every paused cycle
             // disarms it); make sure.
             wd(&self.watchdog).disable();
@@ -514,7 +444,7 @@ impl Handler<Shutdown> for LeaderElector {
                 .into_actor(self)
                 .map(|_, _, _| System::current().stop()),
             );
-        }
+        };
         Box::pin(
             async move {
                 info!(event = "shutdown", "stopping PostgreSQL (fast)");
@@ -535,7 +465,7 @@ impl Handler<Shutdown> for LeaderElector {
                     }
                     Err(e) => warn!(event = "shutdown", error = %e),
                 }
-                if held {
+                if release_lock {
                     match links.dcs.delete_leader().await {
                         Ok(()) => info!(event = crate::events::LOCK_RELEASED, reason = "shutdown"),
                         Err(e) => warn!(event = "lock_release_failed", error = %e),
@@ -558,55 +488,32 @@ struct CycleInput {
     dynamic: DynamicConfig,
     links: Arc<ElectorLinks>,
     http: reqwest::Client,
-    lease_deadline: Option<Instant>,
-    last_status: Option<Status>,
-    last_reason: Option<String>,
-    failsafe_last_known: Option<std::collections::BTreeMap<String, String>>,
-    seen_members: std::collections::BTreeMap<String, String>,
-    heartbeat: Option<LeaderHeartbeat>,
-    /// Confirmed by every failsafe member until then (a lease in all but name).
-    failsafe_until: Option<Instant>,
+    /// The node, its cycle started (`ha::Node::start_cycle`).
+    node: Arc<Mutex<ha::Node>>,
     fence: Arc<Mutex<FenceClient>>,
-    demoted_gracefully_at: Option<Instant>,
-    retained_slots: Arc<Mutex<RetainedSlots>>,
     watchdog: Arc<Mutex<Watchdog>>,
-    keepalive_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
+/// One cycle (docs/ha.md §3.1): gather, feed `ha::Node`, carry out, report
+/// back. The node is locked only between awaits.
 async fn run_cycle(input: CycleInput) -> CycleReport {
     let CycleInput {
         cfg,
         dynamic,
         links,
         http,
-        mut lease_deadline,
-        last_status,
-        last_reason,
-        failsafe_last_known,
-        seen_members,
-        heartbeat,
-        failsafe_until,
+        node,
         fence,
-        demoted_gracefully_at,
-        retained_slots,
         watchdog,
-        keepalive_deadline,
     } = input;
-    let lease_at_start = lease_deadline;
-    let cycle_started = Instant::now();
     let mut report = CycleReport {
         cluster: None,
-        lease_deadline,
         role: None,
-        status_written: None,
-        rerun_now: false,
-        fatal: None,
-        reason: None,
-        failsafe_until: None,
-        demoted_gracefully: false,
-        confirmation: Confirmation::Unchanged,
+        end: None,
+        failsafe_changed: None,
     };
     let timing = dynamic.timing;
+    let last_status = sync::lock(&node).last_status().cloned();
 
     let (dcs_view, pg) = futures_util::join!(
         links.dcs.load_cluster(),
@@ -616,6 +523,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         Ok(pg) => pg,
         Err(e) => {
             error!(event = "supervisor_unavailable", error = %e);
+            report.failsafe_changed = sync::lock(&node).abandon_cycle();
             return report;
         }
     };
@@ -630,60 +538,39 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         }
     };
 
-    let mut peers = Vec::new();
-    if let DcsView::Ok(c) = &dcs_view
-        && ((c.leader.is_none() && pg.facts.is_replica())
-            || (c.failover.is_some()
-                && c.leader_name() == Some(cfg.name.as_str())
-                && pg.facts.is_primary()))
-    {
-        let mut ask: Vec<Member> = c.members.clone();
-        if dynamic.failsafe_mode {
-            // docs/ha.md §3.1: also the members only the failsafe key knows.
-            ask.extend(failsafe_only_members(c));
-        }
-        for (name, url) in &seen_members {
-            if !ask.iter().any(|m| &m.name == name) {
-                ask.push(member_at(name, url));
-            }
-        }
-        peers = join_all(
-            ask.iter()
-                .filter(|m| m.name != cfg.name && !m.data.api_url.is_empty())
-                .map(|m| fetch_peer(&http, m, timing.peer_timeout())),
-        )
-        .await;
-    }
+    let ask = match &dcs_view {
+        DcsView::Ok(c) => sync::lock(&node).peers_to_ask(c, &pg.facts, dynamic.failsafe_mode),
+        DcsView::Failed(_) => Vec::new(),
+    };
+    let peers = join_all(
+        ask.iter()
+            .map(|p| fetch_peer(&http, p, timing.peer_timeout())),
+    )
+    .await;
 
     // Failsafe (docs/ha.md §10.1): DCS gone, I run as primary and the last
     // known failsafe key lists me: ask the others to confirm me.
-    let failsafe_known = match &dcs_view {
-        DcsView::Ok(c) => c.failsafe.clone(),
-        DcsView::Failed(_) => failsafe_last_known,
-    };
+    let confirm = sync::lock(&node).failsafe_to_confirm(
+        &dcs_view,
+        &pg.facts,
+        dynamic.failsafe_mode,
+        Instant::now(),
+    );
     let mut failsafe_acks = None;
-    let confirm_started = Instant::now();
-    if let (DcsView::Failed(_), Some(members)) = (&dcs_view, &failsafe_known)
-        && dynamic.failsafe_mode
-        && pg.facts.is_primary()
-        && members.contains_key(&cfg.name)
-    {
+    if let Some(members) = &confirm {
         let body = heartbeat_body(&cfg.name, &conn_url(&cfg), &api_url(&cfg));
         failsafe_acks = Some(confirm_members(&http, members, &cfg.name, &body).await);
     }
 
     // Only worth a look at the disk when the key needs restoring.
     let config_backup = match &dcs_view {
-        DcsView::Ok(c)
-            if c.leader_name() == Some(cfg.name.as_str())
-                && c.config
-                    .as_ref()
-                    .is_none_or(|x| DynamicConfig::from_json(&x.value).is_err()) =>
-        {
+        DcsView::Ok(c) if ha::config_restore::backup_wanted(c, &cfg.name) => {
             dynamic_file::load(std::path::Path::new(&cfg.postgresql.data_dir)).is_some()
         }
         _ => false,
     };
+    // The lease deadline, the failsafe leader's heartbeat, the last known
+    // failsafe key and the last step-down are the node's (`Node::decide`).
     let local = LocalView {
         name: cfg.name.clone(),
         tags: cfg.tags.clone(),
@@ -695,8 +582,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         pg: pg.facts.clone(),
         busy: pg.busy,
         outcome: pg.outcome.clone(),
-        // Failsafe confirmations stand in for the lease while they last.
-        lease_deadline: lease_deadline.max(failsafe_until),
+        lease_deadline: None,
         fence_armed: crate::sync::lock(&fence).confirmed_point(),
         peers,
         rewind: ha::RewindView {
@@ -711,30 +597,25 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         failsafe: FailsafeView {
             enabled: dynamic.failsafe_mode,
             api_url: api_url(&cfg),
-            last_known: failsafe_known,
+            last_known: None,
             acks: failsafe_acks,
-            heartbeat,
+            heartbeat: None,
         },
         config_backup,
         switchover: ha::SwitchoverView {
-            now_unix: ha::iso8601::now_unix(),
-            demoted_gracefully_at,
+            now_unix: crate::clock::now_unix(),
+            demoted_gracefully_at: None,
         },
         paused: dynamic.pause,
         watchdog: wd(&watchdog).state(&timing),
     };
-    // A keep-alive may have extended the lease while this cycle waited
-    // (a slow DCS answer, a slow PostgreSQL): decide on the newest deadline.
-    lease_deadline = ha::lease::with_keepalive(lease_deadline, *sync::lock(&keepalive_deadline));
-    let local = LocalView {
-        lease_deadline: lease_deadline.max(failsafe_until),
-        ..local
+    let (decision, repeat) = {
+        let mut n = sync::lock(&node);
+        let d = n.decide(&dcs_view, local, Instant::now());
+        let repeat = n.is_repeat(&d);
+        (d, repeat)
     };
-    let decided_at = Instant::now();
-    let decision = ha::decide(&dcs_view, &local, decided_at);
-    lease_deadline = ha::lease::after_decision(lease_deadline, decided_at);
-    let steady = decision.actions.is_empty() || decision.actions == [Action::RenewLock];
-    if steady && last_reason.as_deref() == Some(decision.reason.as_str()) {
+    if repeat {
         // The same steady state as last cycle: not worth an INFO line per loop_wait.
         tracing::debug!(event = crate::events::DECISION, reason = %decision.reason);
     } else {
@@ -743,93 +624,54 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
               leader = ?dcs_view_leader(&dcs_view), role = ?pg.facts.role, lsn = ?pg.facts.lsn);
     }
 
-    report.reason = Some(decision.reason.clone());
     let cluster = match dcs_view {
         DcsView::Ok(c) => Some(c),
         DcsView::Failed(_) => None,
     };
     // `member_slots_ttl`: only the lock holder keeps and publishes them.
-    let retain = match (&cluster, crate::sync::lock(&retained_slots)) {
-        (Some(c), mut r) if dynamic.use_slots && c.leader_name() == Some(cfg.name.as_str()) => {
-            let ttl = Duration::from_secs(dynamic.slots.member_slots_ttl);
-            r.observe(c, &cfg.name, Instant::now(), ttl)
-        }
-        _ => Vec::new(),
+    let retain = sync::lock(&node).retain_slots(
+        cluster.as_ref(),
+        dynamic.use_slots,
+        Duration::from_secs(dynamic.slots.member_slots_ttl),
+        Instant::now(),
+    );
+    let ctx = ExecCtx {
+        cfg: &cfg,
+        dynamic: &dynamic,
+        links: &links,
+        cluster: cluster.as_ref(),
+        pg: &pg,
+        last_status: &last_status,
+        retain: &retain,
+        node: &node,
     };
-    let mut demoted = false;
-    let mut bootstrap_started = false;
-    let mut lock_renewed = false;
     for action in decision.actions {
-        if action == Action::StayPrimaryOnFailsafe {
-            report.failsafe_until = Some(confirm_started + timing.ttl);
-        }
-        let outcome = if action == Action::ActivateWatchdog {
+        let result = if action == Action::ActivateWatchdog {
             // Before leading (docs/ha.md §12); a required watchdog that
             // cannot be armed ends the cycle, and the next one steps down.
             match wd(&watchdog).activate(&timing) {
-                Ok(()) => Step::Continue,
-                Err(why) => Step::Stop(why.to_string()),
+                Ok(()) => ActionResult::Done,
+                Err(why) => ActionResult::Failed(why.to_string()),
             }
         } else {
-            execute(
-                &action,
-                &cfg,
-                &dynamic,
-                &links,
-                cluster.as_ref(),
-                &pg,
-                &mut lease_deadline,
-                &last_status,
-                &retain,
-            )
-            .await
+            execute(&action, &ctx).await
         };
-        if action == Action::RenewLock && matches!(outcome, Step::Continue | Step::ContinueWrote(_))
-        {
-            lock_renewed = true;
-            wd(&watchdog).keepalive(&timing);
+        let step = sync::lock(&node).action_done(&action, result, timing.ttl);
+        if let Some(order) = step.watchdog {
+            wd(&watchdog).apply(order, &timing);
         }
-        if action == Action::Bootstrap && matches!(outcome, Step::Continue) {
-            bootstrap_started = true;
-        }
-        if matches!(action, Action::Demote { .. })
-            && matches!(outcome, Step::Continue | Step::SteppedDown(_))
-        {
-            demoted = demoted || matches!(outcome, Step::Continue);
-            // PostgreSQL stopped: the watchdog's safe point.
-            wd(&watchdog).disable();
-        }
-        match outcome {
-            Step::Continue => {}
-            Step::ContinueWrote(s) => report.status_written = Some(s),
-            Step::SteppedDown(s) => {
-                report.status_written = Some(s);
-                report.demoted_gracefully = true;
-                report.rerun_now = true;
-                break;
-            }
-            Step::Rerun => {
-                report.rerun_now = true;
-                break;
-            }
-            Step::Stop(why) => {
+        match step.next {
+            Next::Continue => {}
+            Next::Rerun | Next::Fatal(_) => break,
+            Next::Stop(why) => {
                 warn!(event = "action_failed", action = %action, reason = %why);
-                break;
-            }
-            Step::Fatal(why) => {
-                report.fatal = Some(why);
                 break;
             }
         }
     }
 
-    // A replica keeps slots for the members cascading from it
-    // (`replicatefrom`) and drops those nobody uses any more.
     if let Some(c) = &cluster
-        && dynamic.use_slots
-        && pg.facts.is_replica()
-        && pg.busy.is_none()
-        && c.leader_name().is_some_and(|l| l != cfg.name)
+        && ha::slots::replica_sync_due(c, &cfg.name, dynamic.use_slots, &pg.facts, pg.busy)
     {
         sync_slots(&links, &cfg, &dynamic, c, false, &[], None).await;
     }
@@ -842,34 +684,20 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             warn!(event = "member_update_failed", error = %e);
         }
     }
-    report.lease_deadline = lease_deadline;
-    report.cluster = cluster;
-
-    let renewed = ha::lease::vouched(lease_deadline, lease_at_start, lock_renewed);
-    let order = fence_order(&pg.facts, demoted, renewed.max(report.failsafe_until));
-    // The HA loop vouches for this leader: the keep-alive may extend its
-    // lease for a while (ha::lease).
-    report.confirmation = if demoted || !pg.facts.is_primary() || lease_deadline.is_none() {
-        Confirmation::Revoked
-    } else if lock_renewed {
-        Confirmation::Confirmed(cycle_started)
-    } else {
-        Confirmation::Unchanged
-    };
-    let margin = timing.fence_margin();
-    crate::sync::lock(&fence).apply(order, margin, dynamic.pause);
-    let wd_order = crate::watchdog::order(
-        &pg.facts,
-        crate::watchdog::CycleFacts {
-            demoted: demoted || report.demoted_gracefully,
+    let end = sync::lock(&node).finish_cycle(
+        EndFacts {
+            pg: &pg.facts,
+            busy: pg.busy,
             paused: dynamic.pause,
-            renewed: renewed.max(report.failsafe_until).is_some(),
-            holds_lock: lease_deadline.is_some(),
-            busy: pg.busy.is_some(),
-            bootstrapping: pg.busy == Some(ha::JobKind::Bootstrap) || bootstrap_started,
+            cluster: cluster.as_ref(),
         },
+        Instant::now(),
     );
-    wd(&watchdog).apply(wd_order, &timing);
+    crate::sync::lock(&fence).apply(end.fence, timing.fence_margin(), dynamic.pause);
+    wd(&watchdog).apply(end.watchdog, &timing);
+    report.failsafe_changed = end.failsafe_changed;
+    report.end = Some(end);
+    report.cluster = cluster;
     report
 }
 
@@ -898,48 +726,6 @@ async fn debug_stall(cfg: &Config) {
     }
 }
 
-/// What the fence is told at the end of a cycle. It is armed only with a
-/// lease renewed (or failsafe confirmed) in this cycle for a PostgreSQL
-/// that answered as a primary in this cycle; without such fresh facts the
-/// last order stands, so the fence stops PostgreSQL when that lease runs
-/// out.
-fn fence_order(pg: &ha::PgFacts, demoted: bool, held_until: Option<Instant>) -> FenceOrder {
-    if demoted {
-        return FenceOrder::Disarm;
-    }
-    if pg.is_primary() {
-        return held_until.map_or(FenceOrder::Keep, FenceOrder::Arm);
-    }
-    if !pg.running || pg.role == Some(PgRole::Replica) {
-        return FenceOrder::Disarm;
-    }
-    FenceOrder::Keep
-}
-
-/// Members listed in the `failsafe` key without a member record, as peers
-/// to ask during a race.
-fn failsafe_only_members(c: &Cluster) -> Vec<Member> {
-    c.failsafe
-        .iter()
-        .flatten()
-        .filter(|(name, _)| c.member(name).is_none())
-        .map(|(name, url)| member_at(name, url))
-        .collect()
-}
-
-/// A member known only by name and REST address, for peer questions.
-fn member_at(name: &str, api_url: &str) -> Member {
-    Member {
-        name: name.to_owned(),
-        data: MemberData {
-            api_url: api_url.to_owned(),
-            ..MemberData::default()
-        },
-        version: 0,
-        session: 0,
-    }
-}
-
 fn dcs_view_leader(v: &DcsView) -> Option<String> {
     match v {
         DcsView::Ok(c) => c.leader_name().map(str::to_owned),
@@ -947,59 +733,60 @@ fn dcs_view_leader(v: &DcsView) -> Option<String> {
     }
 }
 
-enum Step {
-    Continue,
-    ContinueWrote(Status),
-    /// Stepped down for a switchover, having published this final status.
-    SteppedDown(Status),
-    /// The facts changed (a race was won or lost): decide again at once.
-    Rerun,
-    Stop(String),
-    Fatal(String),
+/// What carrying an action out needs.
+struct ExecCtx<'a> {
+    cfg: &'a Config,
+    dynamic: &'a DynamicConfig,
+    links: &'a ElectorLinks,
+    cluster: Option<&'a Cluster>,
+    pg: &'a PgStatus,
+    /// The status published last when the cycle started.
+    last_status: &'a Option<Status>,
+    retain: &'a [String],
+    node: &'a Mutex<ha::Node>,
 }
 
-fn dcs_step(r: Result<bool, DcsError>, lost: &str) -> Step {
+/// A DCS write that may find the key taken or changed.
+fn dcs_result(r: Result<bool, crate::dcs::DcsError>) -> ActionResult {
     match r {
-        Ok(true) => Step::Continue,
-        Ok(false) => Step::Stop(lost.to_owned()),
-        Err(e) => Step::Stop(e.to_string()),
+        Ok(true) => ActionResult::Done,
+        Ok(false) => ActionResult::Refused,
+        Err(e) => ActionResult::Failed(e.to_string()),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    action: &Action,
-    cfg: &Config,
-    dynamic: &DynamicConfig,
-    links: &ElectorLinks,
-    cluster: Option<&Cluster>,
-    pg: &PgStatus,
-    lease_deadline: &mut Option<Instant>,
-    last_status: &Option<Status>,
-    retain: &[String],
-) -> Step {
-    let ttl = dynamic.timing.ttl;
+/// Carry `action` out and say how it went; what that means for the cycle
+/// is `ha::Node::action_done`'s to say.
+async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
+    let ExecCtx {
+        cfg,
+        dynamic,
+        links,
+        cluster,
+        pg,
+        last_status,
+        retain,
+        node,
+    } = *x;
     match action {
         Action::TakeInitialize => match links.dcs.initialize(true, "").await {
             Ok(true) => {
                 info!(event = "initialize_taken", "won the bootstrap race");
-                Step::Continue
+                ActionResult::Done
             }
             Ok(false) => {
                 info!(
                     event = "initialize_lost",
                     "another node bootstraps the cluster"
                 );
-                Step::Rerun
+                ActionResult::Refused
             }
-            Err(e) => Step::Stop(e.to_string()),
+            Err(e) => ActionResult::Failed(e.to_string()),
         },
-        Action::CreateInitialize { sysid } => {
-            dcs_step(links.dcs.initialize(true, sysid).await, "initialize exists")
-        }
+        Action::CreateInitialize { sysid } => dcs_result(links.dcs.initialize(true, sysid).await),
         Action::CompleteBootstrap { sysid } => {
             if let Err(e) = links.dcs.initialize(false, sysid).await {
-                return Step::Stop(e.to_string());
+                return ActionResult::Failed(e.to_string());
             }
             let dcs_json = cfg
                 .bootstrap
@@ -1014,9 +801,9 @@ async fn execute(
             {
                 Ok(_) => {
                     info!(event = "bootstrap_published", sysid = %sysid);
-                    Step::Continue
+                    ActionResult::Done
                 }
-                Err(e) => Step::Stop(e.to_string()),
+                Err(e) => ActionResult::Failed(e.to_string()),
             }
         }
         Action::CancelInitialize => match links.dcs.cancel_initialization().await {
@@ -1025,34 +812,33 @@ async fn execute(
                     event = "initialize_released",
                     "bootstrap failed; another attempt may start"
                 );
-                Step::Continue
+                ActionResult::Done
             }
-            Err(e) => Step::Stop(e.to_string()),
+            Err(e) => ActionResult::Failed(e.to_string()),
         },
         Action::AcquireLock => {
-            let sent = Instant::now();
             match links.dcs.attempt_to_acquire_leader().await {
-                Ok(true) => {
-                    *lease_deadline = Some(sent + ttl);
+                Ok(LeaderHold::Held { expiry }) => {
+                    // What the store guarantees (docs/dcs.md, "Versions,
+                    // sessions and expiry").
                     info!(event = crate::events::LOCK_ACQUIRED, lsn = ?pg.facts.lsn);
-                    Step::Rerun
+                    ActionResult::Renewed(expiry.earliest)
                 }
-                Ok(false) => {
+                Ok(LeaderHold::Lost) => {
                     info!(event = "lock_lost_race", "another node took the leader key");
-                    Step::Rerun
+                    ActionResult::Refused
                 }
-                Err(e) => Step::Stop(e.to_string()),
+                Err(e) => ActionResult::Failed(e.to_string()),
             }
         }
         Action::RenewLock => {
             let Some(leader) = cluster.and_then(|c| c.leader.clone()) else {
-                return Step::Stop("no leader key to renew".into());
+                return ActionResult::Failed("no leader key to renew".into());
             };
             match links.dcs.update_leader(&leader).await {
-                Ok(LeaderHold::Held { renewed_at }) => {
+                Ok(LeaderHold::Held { expiry }) => {
                     // The renewal the hold rests on, perhaps the keep-alive's
                     // (docs/dcs.md, "Idle cost"): never later than the store's.
-                    *lease_deadline = Some(renewed_at + ttl);
                     if pg.facts.is_primary() {
                         let slots = match cluster {
                             Some(c) if dynamic.use_slots => {
@@ -1072,30 +858,26 @@ async fn execute(
                             if let Err(e) = links.dcs.write_status(&status).await {
                                 warn!(event = "status_write_failed", error = %e);
                             } else {
-                                return Step::ContinueWrote(status);
+                                sync::lock(node).status_written(status);
                             }
                         }
                     }
-                    Step::Continue
+                    ActionResult::Renewed(expiry.earliest)
                 }
                 Ok(LeaderHold::Lost) => {
-                    *lease_deadline = None;
                     warn!(event = "lock_lost", "the leader key is no longer mine");
-                    Step::Rerun
+                    ActionResult::Refused
                 }
-                Err(e) => Step::Stop(e.to_string()),
+                Err(e) => ActionResult::Failed(e.to_string()),
             }
         }
-        Action::ReleaseLock => {
-            *lease_deadline = None;
-            match links.dcs.delete_leader().await {
-                Ok(()) => {
-                    info!(event = crate::events::LOCK_RELEASED);
-                    Step::Rerun
-                }
-                Err(e) => Step::Stop(e.to_string()),
+        Action::ReleaseLock => match links.dcs.delete_leader().await {
+            Ok(()) => {
+                info!(event = crate::events::LOCK_RELEASED);
+                ActionResult::Done
             }
-        }
+            Err(e) => ActionResult::Failed(e.to_string()),
+        },
         Action::Bootstrap => job(links, Job::Bootstrap).await,
         Action::Clone { from } => job(links, Job::Clone { from: from.clone() }).await,
         Action::CloneWithoutLeader => job(links, Job::CloneWithoutLeader).await,
@@ -1114,7 +896,7 @@ async fn execute(
             if let Some(c) = cluster {
                 super::history_writer::write(cfg, dynamic, links.dcs.as_ref(), c, pg).await;
             }
-            Step::Continue
+            ActionResult::Done
         }
         Action::StartPrimary => job(links, Job::StartPrimary).await,
         Action::StartReplica { upstream } => {
@@ -1138,7 +920,7 @@ async fn execute(
                 mode = "graceful",
                 "switchover: checkpoint, stop, hand over the lock"
             );
-            *lease_deadline = None;
+            // The node drops the lease (`Cycle::action_done`).
             let stopped = match links.stop_gracefully.send(StopGracefully).await {
                 Ok(r) => r,
                 Err(e) => Err(e.to_string()),
@@ -1146,15 +928,15 @@ async fn execute(
             match stopped {
                 Ok(lsn) => {
                     match super::switchover::hand_over(links.dcs.as_ref(), lsn, last_status).await {
-                        Ok(s) => Step::SteppedDown(s),
-                        Err(e) => Step::Stop(e.to_string()),
+                        Ok(s) => ActionResult::SteppedDown(s),
+                        Err(e) => ActionResult::Failed(e.to_string()),
                     }
                 }
-                Err(e) => Step::Stop(e),
+                Err(e) => ActionResult::Failed(e),
             }
         }
         Action::ClearFailover { version } => {
-            match links.dcs.set_failover_value("{}", Some(*version)).await {
+            match links.dcs.set_failover_value("{}", Some(version)).await {
                 Ok(true) => info!(event = "failover_key_cleared"),
                 Ok(false) => info!(
                     event = "failover_key_changed",
@@ -1162,7 +944,7 @@ async fn execute(
                 ),
                 Err(e) => warn!(event = "failover_key_clear_failed", error = %e),
             }
-            Step::Continue
+            ActionResult::Done
         }
         Action::Demote { mode } => {
             let stop = match mode {
@@ -1170,24 +952,24 @@ async fn execute(
                 DemoteMode::Offline | DemoteMode::Graceful => StopMode::Fast,
             };
             warn!(event = "demote", mode = ?mode, "stopping PostgreSQL so it accepts no more writes");
-            // A demoted node no longer counts itself the leader (`/primary`,
-            // `/leader`), whatever the lease in the DCS still says.
-            *lease_deadline = None;
+            // The node drops the lease: a demoted node no longer counts
+            // itself the leader (`Cycle::action_done`).
             match links.stop_pg.send(StopAndWait(stop)).await {
-                Ok(Ok(())) => Step::Continue,
-                Ok(Err(e)) => Step::Stop(e),
-                Err(e) => Step::Stop(e.to_string()),
+                Ok(Ok(())) => ActionResult::Done,
+                Ok(Err(e)) => ActionResult::Failed(e),
+                Err(e) => ActionResult::Failed(e.to_string()),
             }
         }
         Action::Follow { upstream } => match links.follow.send(Follow(upstream.clone())).await {
             Ok(Ok(())) => {
                 info!(event = "follow", leader = %upstream.name);
-                Step::Continue
+                ActionResult::Done
             }
-            Ok(Err(e)) => Step::Stop(e),
-            Err(e) => Step::Stop(e.to_string()),
+            Ok(Err(e)) => ActionResult::Failed(e),
+            Err(e) => ActionResult::Failed(e.to_string()),
         },
-        Action::Fatal { reason } => Step::Fatal(reason.clone()),
+        // The node ends the cycle and the daemon; nothing to carry out.
+        Action::Fatal { .. } => ActionResult::Done,
         Action::WriteFailsafe { members } => {
             let value = serde_json::to_string(members).unwrap_or_else(|_| "{}".into());
             match links.dcs.set_failsafe_value(&value).await {
@@ -1196,11 +978,12 @@ async fn execute(
                 }
                 Err(e) => warn!(event = "failsafe_write_failed", error = %e),
             }
-            Step::Continue
+            ActionResult::Done
         }
-        Action::StayPrimaryOnFailsafe => Step::Continue,
+        // The node keeps the confirmations (`Cycle::action_done`).
+        Action::StayPrimaryOnFailsafe => ActionResult::Done,
         // Carried out by `run_cycle`, which owns the watchdog.
-        Action::ActivateWatchdog => Step::Continue,
+        Action::ActivateWatchdog => ActionResult::Done,
         Action::RestoreConfig => {
             let dir = std::path::Path::new(&cfg.postgresql.data_dir);
             match dynamic_file::load(dir) {
@@ -1216,7 +999,7 @@ async fn execute(
                     "no valid patroni.dynamic.json"
                 ),
             }
-            Step::Continue
+            ActionResult::Done
         }
     }
 }
@@ -1244,10 +1027,10 @@ async fn sync_slots(
     Some(out)
 }
 
-async fn job(links: &ElectorLinks, job: Job) -> Step {
+async fn job(links: &ElectorLinks, job: Job) -> ActionResult {
     match links.run_job.send(RunJob(job)).await {
-        Ok(Ok(())) => Step::Continue,
-        Ok(Err(e)) => Step::Stop(e),
-        Err(e) => Step::Stop(e.to_string()),
+        Ok(Ok(())) => ActionResult::Done,
+        Ok(Err(e)) => ActionResult::Failed(e),
+        Err(e) => ActionResult::Failed(e.to_string()),
     }
 }

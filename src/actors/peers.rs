@@ -5,13 +5,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::Tags;
-use crate::dcs::Member;
 use crate::ha::PeerReply;
+use crate::ha::peers::Peer;
 use crate::ha::{PeerStatus, PgRole};
 
 /// One peer's `/patroni` answer; `reply: None` if it did not answer in time.
-pub async fn fetch_peer(http: &reqwest::Client, m: &Member, timeout: Duration) -> PeerStatus {
-    let reply = match http.get(&m.data.api_url).timeout(timeout).send().await {
+pub async fn fetch_peer(http: &reqwest::Client, p: &Peer, timeout: Duration) -> PeerStatus {
+    let reply = match http.get(&p.api_url).timeout(timeout).send().await {
         Ok(resp) => resp
             .json::<Value>()
             .await
@@ -20,7 +20,7 @@ pub async fn fetch_peer(http: &reqwest::Client, m: &Member, timeout: Duration) -
         Err(_) => None,
     };
     PeerStatus {
-        name: m.name.clone(),
+        name: p.name.clone(),
         reply,
     }
 }

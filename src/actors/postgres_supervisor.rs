@@ -521,7 +521,7 @@ async fn gather_status(
     if let (Some(sysid), Some(role)) = (sysid, st.facts.role) {
         st.data_dir = DataDir::Initialized {
             sysid,
-            was_primary: role == PgRole::Primary,
+            was_primary: crate::ha::data_dir::was_primary(Some(role), false, || false),
         };
         return st;
     }
@@ -530,14 +530,12 @@ async fn gather_status(
         Ok(false) => match controldata::read(&env.bins, &env.data_dir).await {
             Ok(cd) => DataDir::Initialized {
                 sysid: cd.system_identifier.clone(),
-                was_primary: match st.facts.role {
-                    Some(role) => role == PgRole::Primary,
-                    // A fresh clone whose first start failed reads like a
-                    // crashed primary; it is a replica to start as one.
-                    None => {
-                        cd.state.was_primary() && !datadir::is_unstarted_base_backup(&env.data_dir)
-                    }
-                },
+                // docs/ha.md §8 (`ha::data_dir::was_primary`).
+                was_primary: crate::ha::data_dir::was_primary(
+                    st.facts.role,
+                    cd.state.was_primary(),
+                    || datadir::is_unstarted_base_backup(&env.data_dir),
+                ),
             },
             // Files but no readable control file: nothing may start or
             // overwrite it until a human looks.

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::config::DynamicConfig;
 use crate::config::patch::patch_object;
-use crate::dcs::{Dcs, DcsError};
+use crate::dcs::Dcs;
 use crate::postgres::params::check_dynamic_parameter;
 
 /// How many times PATCH re-reads and retries after losing a CAS.
@@ -126,9 +126,9 @@ pub async fn patch_config(dcs: &dyn Dcs, body: &[u8]) -> Result<Value, ConfigWri
         patch_object(&mut doc, patch.clone());
         validate_document(&doc)?;
         let text = Value::Object(doc.clone()).to_string();
-        match dcs.set_config_value(&text, Some(current.version)).await {
+        match dcs.set_config_value(&text, Some(&current.version)).await {
             Ok(true) => return Ok(Value::Object(doc)),
-            Ok(false) | Err(DcsError::CasConflict(_)) => continue,
+            Ok(false) => continue,
             Err(e) => return Err(ConfigWriteError::WriteFailed(e.to_string())),
         }
     }
@@ -309,6 +309,58 @@ mod tests {
         assert_eq!(
             DynamicConfig::from_json(&out).unwrap().timing.ttl,
             Duration::from_secs(5)
+        );
+    }
+
+    /// Issue 14 §6: Patroni's merge, byte for byte in the stored key. A
+    /// falsy slot value is a physical slot (accepted, stored as given); a
+    /// new key keeps the nulls inside it; a null removes an existing key.
+    #[tokio::test]
+    async fn patch_stores_what_patroni_stores() {
+        let store = MemoryStore::new();
+        let a = dcs(&store, "a");
+        put_config(&a, br#"{"ttl": 30}"#).await.unwrap();
+        // The stored text is `Value::to_string` of what PATCH merged.
+        async fn raw_text(d: &MemoryDcs) -> String {
+            stored(d).await.expect("config key").to_string()
+        }
+        patch_config(&a, br#"{"slots": {"test_physical": 0}}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_text(&a).await,
+            r#"{"slots":{"test_physical":0},"ttl":30}"#
+        );
+        patch_config(&a, br#"{"slots": {"a": null}}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_text(&a).await,
+            r#"{"slots":{"test_physical":0},"ttl":30}"#,
+            "a null for an absent key inside an existing mapping removes nothing"
+        );
+        patch_config(&a, br#"{"slots": null}"#).await.unwrap();
+        patch_config(&a, br#"{"slots": {"a": null, "b": {}}}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_text(&a).await,
+            r#"{"slots":{"a":null,"b":{}},"ttl":30}"#
+        );
+        patch_config(&a, br#"{"ttl": "30", "loop_wait": 5}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_text(&a).await,
+            r#"{"loop_wait":5,"slots":{"a":null,"b":{}},"ttl":30}"#,
+            "scalars compare by their text: \"30\" over 30 keeps the number"
+        );
+        assert_eq!(
+            patch_config(&a, br#"{"slots": {"t": 1}}"#)
+                .await
+                .unwrap_err()
+                .status(),
+            400
         );
     }
 }

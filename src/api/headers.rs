@@ -79,7 +79,7 @@ pub async fn add_extra_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let secure = req.app_config().secure();
+    let secure = req.conn_data::<crate::api::listener::OverTls>().is_some();
     let headers = req
         .app_data::<web::Data<AccessPolicy>>()
         .map(|p| p.extra_headers().for_listener(secure))

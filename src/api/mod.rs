@@ -9,6 +9,8 @@ pub mod config;
 pub mod headers;
 pub mod health;
 pub mod lag;
+pub mod listener;
+pub mod metrics;
 pub mod reinit;
 mod reply;
 mod request;

@@ -63,8 +63,8 @@ mod tests {
         Member {
             name: name.into(),
             data,
-            version: 1,
-            session: 0,
+            version: crate::dcs::Version::from_int(1),
+            session: None,
         }
     }
 
@@ -77,8 +77,8 @@ mod tests {
             ],
             leader: leader.map(|l| Leader {
                 name: l.into(),
-                version: 1,
-                session: 0,
+                version: crate::dcs::Version::from_int(1),
+                session: None,
             }),
             ..Cluster::default()
         }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Recipient;
-use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 
 use crate::api::auth::{self, AccessPolicy};
+use crate::api::listener::{self, ApiServer, Limits};
 use crate::api::state::Shared;
 use crate::api::{headers, request, routes};
 use crate::dcs::Dcs;
@@ -31,18 +31,25 @@ pub const REQUEST_ARRIVAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle keep-alive connection stays open between requests.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-/// Open connections at most, over all workers: beyond it new connections
-/// wait in the listen backlog until one closes, so a flood of clients
-/// cannot exhaust the daemon's file descriptors (1024 by default). With the
-/// timeouts above every slot frees within seconds of its client stalling.
+/// Open connections at most: beyond it new connections wait in the listen
+/// backlog until one closes, so a flood of clients cannot exhaust the
+/// daemon's file descriptors (1024 by default). With the timeouts above
+/// every slot frees within seconds of its client stalling.
 pub const MAX_CONNECTIONS: usize = 512;
 
-/// HTTP workers (threads). Every handler is asynchronous and answers from
-/// the elector's and the supervisor's state; two let one slow TLS handshake
-/// not delay the other connections. One worker was tried (each idle worker
-/// wakes four times a second for actix-web's date clock): the idle CPU it
-/// saved was within the noise of bench-footprint, so two stay.
-const WORKERS: usize = 2;
+/// The server's limits (src/api/listener.rs serves them on one thread).
+const LIMITS: Limits = Limits {
+    keep_alive: KEEP_ALIVE,
+    request_timeout: REQUEST_ARRIVAL_TIMEOUT,
+    disconnect_timeout: Duration::from_secs(1),
+    max_connections: MAX_CONNECTIONS,
+    threads: HTTP_THREADS,
+};
+
+/// Threads serving HTTP. Two keep a burst of health checks on both cores
+/// of a small machine (one thread measured ~12k req/s with 50 clients, two
+/// ~30k); idle, they cost nothing (src/api/listener.rs).
+const HTTP_THREADS: usize = 2;
 
 /// What the API needs from the rest of the daemon.
 pub struct ApiContext {
@@ -61,9 +68,10 @@ pub struct ApiContext {
 }
 
 /// Bind `listen` (`host:port`; `:port` = all IPv4 interfaces) and build the
-/// server: one worker, no signal handling of its own. The caller spawns or
-/// awaits the returned [`Server`] (inside an actix `System`).
-pub fn serve(listen: &str, ctx: ApiContext) -> std::io::Result<Server> {
+/// server on a thread of its own, no signal handling of its own. Call inside
+/// an actix `System`; the returned [`ApiServer`] resolves only if that
+/// thread ends.
+pub fn serve(listen: &str, ctx: ApiContext) -> std::io::Result<ApiServer> {
     serve_with_access(listen, ctx, AccessPolicy::open())
 }
 
@@ -72,7 +80,7 @@ pub fn serve_with_access(
     listen: &str,
     ctx: ApiContext,
     access: AccessPolicy,
-) -> std::io::Result<Server> {
+) -> std::io::Result<ApiServer> {
     serve_tls(listen, ctx, access, None)
 }
 
@@ -82,7 +90,7 @@ pub fn serve_tls(
     ctx: ApiContext,
     access: AccessPolicy,
     tls: Option<ServerTls>,
-) -> std::io::Result<Server> {
+) -> std::io::Result<ApiServer> {
     let addr = if listen.starts_with(':') {
         format!("0.0.0.0{listen}")
     } else {
@@ -93,7 +101,7 @@ pub fn serve_tls(
 
 /// [`serve`] on an already bound listener (tests bind port 0 and read the
 /// port back).
-pub fn serve_listener(listener: TcpListener, ctx: ApiContext) -> std::io::Result<Server> {
+pub fn serve_listener(listener: TcpListener, ctx: ApiContext) -> std::io::Result<ApiServer> {
     serve_listener_with_access(listener, ctx, AccessPolicy::open())
 }
 
@@ -102,7 +110,7 @@ pub fn serve_listener_with_access(
     listener: TcpListener,
     ctx: ApiContext,
     access: AccessPolicy,
-) -> std::io::Result<Server> {
+) -> std::io::Result<ApiServer> {
     serve_listener_tls(listener, ctx, access, None)
 }
 
@@ -117,10 +125,10 @@ pub fn serve_listener_tls(
     ctx: ApiContext,
     access: AccessPolicy,
     tls: Option<ServerTls>,
-) -> std::io::Result<Server> {
+) -> std::io::Result<ApiServer> {
     access.attach_dcs(ctx.dcs.clone());
     let shared = Arc::new(Shared::new(ctx));
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(web::Data::from(shared.clone()))
             .app_data(web::Data::new(access.clone()))
@@ -130,31 +138,22 @@ pub fn serve_listener_tls(
             .wrap(actix_web::middleware::from_fn(request::prepare))
             .wrap(actix_web::middleware::from_fn(auth::access_check))
             .wrap(actix_web::middleware::from_fn(headers::add_extra_headers))
-    })
-    .workers(WORKERS)
-    .max_connections(MAX_CONNECTIONS / WORKERS)
-    .client_request_timeout(REQUEST_ARRIVAL_TIMEOUT)
-    .client_disconnect_timeout(Duration::from_secs(1))
-    .keep_alive(KEEP_ALIVE)
-    .disable_signals()
-    .on_connect(|conn, ext| {
-        type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
-        if let Some(tls) = conn.downcast_ref::<Tls>()
-            && tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .is_some_and(|c| !c.is_empty())
-        {
-            ext.insert(ClientCertificate);
-        }
-    });
-    let server = match tls {
-        Some(tls) => {
-            let config = tls.server_config().map_err(std::io::Error::other)?;
-            server.listen_rustls_0_23(listener, config)?
-        }
-        None => server.listen(listener)?,
     };
-    Ok(server.run())
+    let config = match tls {
+        Some(tls) => Some(tls.server_config().map_err(std::io::Error::other)?),
+        None => None,
+    };
+    listener::spawn(listener, app, config, note_client_certificate, LIMITS)
+}
+
+/// Marks a TLS connection whose client presented a certificate.
+fn note_client_certificate(tls: &listener::TlsStream, ext: &mut actix_web::dev::Extensions) {
+    if tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty())
+    {
+        ext.insert(ClientCertificate);
+    }
 }

@@ -350,7 +350,7 @@ pub async fn delete(dcs: &dyn Dcs) -> Option<Refusal> {
     };
     match cluster.failover {
         Some(f) if f.value.scheduled_at.is_some() => {
-            match dcs.set_failover_value("{}", Some(f.version)).await {
+            match dcs.set_failover_value("{}", Some(&f.version)).await {
                 Ok(true) => {
                     tracing::info!(event = "scheduled_switchover_deleted");
                     Some((200, "scheduled switchover deleted".into()))
@@ -460,8 +460,8 @@ mod tests {
                 api_url: format!("http://127.0.0.1/{name}/patroni"),
                 ..MemberData::default()
             },
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         }
     }
 
@@ -469,8 +469,8 @@ mod tests {
         Cluster {
             leader: Some(Leader {
                 name: leader.into(),
-                version: 1,
-                session: 1,
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
             }),
             members: names.iter().map(|n| member(n)).collect(),
             ..Cluster::default()
@@ -521,7 +521,7 @@ mod tests {
                 member: None,
                 scheduled_at: Some("2030-12-01T10:00:00Z".into()),
             },
-            version: 3,
+            version: crate::dcs::Version::from_int(3),
         });
         let e = precheck(&req(Some("a"), Some("b")), &pending).unwrap_err();
         assert_eq!(e.0, 412);
@@ -533,7 +533,7 @@ mod tests {
         let mut c = cluster("a", &["a", "b", "c"]);
         c.config = Some(Versioned {
             value: serde_json::json!({"pause": true}),
-            version: 1,
+            version: crate::dcs::Version::from_int(1),
         });
         let e = precheck(&req(Some("a"), None), &c).unwrap_err();
         assert_eq!(e.0, 400, "{}", e.1);
@@ -582,15 +582,15 @@ mod tests {
         let mut c = cluster("a", &["a", "b", "c"]);
         c.failover = Some(Versioned {
             value: Failover::default(),
-            version: 1,
+            version: crate::dcs::Version::from_int(1),
         });
         assert_eq!(outcome(&r, Some("a"), &c), None, "still leading");
         c.leader = None;
         assert_eq!(outcome(&r, Some("a"), &c), None, "in progress");
         c.leader = Some(Leader {
             name: "b".into(),
-            version: 2,
-            session: 2,
+            version: crate::dcs::Version::from_int(2),
+            session: Some(crate::dcs::SessionId::from_int(2)),
         });
         assert_eq!(
             outcome(&r, Some("a"), &c),

@@ -185,6 +185,19 @@ fn hba_lines(v: Option<&Value>) -> Result<Vec<String>, ConfigError> {
     }
 }
 
+/// Python's truthiness of a JSON value: `null`, `false`, `0`, `""`, `[]`
+/// and `{}` are false. Patroni's slot rules test values this way.
+fn python_falsy(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
 /// `slots` (or its aliases), `ignore_slots` and `member_slots_ttl`.
 /// Patroni reads `permanent_replication_slots`, then `permanent_slots`, then
 /// `slots`, taking the first that is set. A slot's value may be empty
@@ -205,11 +218,7 @@ fn slots_from_json(obj: &serde_json::Map<String, Value>) -> Result<SlotsConfig, 
     }
     let (key, slots) = ["permanent_replication_slots", "permanent_slots", "slots"]
         .into_iter()
-        .find_map(|k| {
-            obj.get(k)
-                .filter(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
-                .map(|v| (k, v))
-        })
+        .find_map(|k| obj.get(k).filter(|v| !python_falsy(v)).map(|v| (k, v)))
         .unwrap_or(("slots", &Value::Null));
     match slots {
         Value::Null => {}
@@ -231,17 +240,26 @@ fn slots_from_json(obj: &serde_json::Map<String, Value>) -> Result<SlotsConfig, 
                         .filter(|s| !s.is_empty())
                         .map(str::to_owned)
                 };
-                match value {
-                    Value::Null | Value::Object(_) => {}
-                    other => {
-                        errors.push(bad(&at, "a mapping", other));
-                        continue;
-                    }
+                // Patroni: `value if value else {'type': 'physical'}`, so
+                // any falsy value (`0`, `null`, `{}`, `""`) is a physical slot.
+                if python_falsy(value) {
+                    out.permanent.push(SlotSpec::physical(name.clone()));
+                    continue;
+                }
+                if !value.is_object() {
+                    errors.push(bad(&at, "a mapping", value));
+                    continue;
                 }
                 if field("cluster_type").as_deref() == Some("standby") {
                     continue;
                 }
-                match field("type").as_deref().unwrap_or("physical") {
+                // Without a `type`, a slot naming both a database and a
+                // plugin is logical (Patroni's rule), any other physical.
+                let implied = match (field("database"), field("plugin")) {
+                    (Some(_), Some(_)) => "logical",
+                    _ => "physical",
+                };
+                match field("type").as_deref().unwrap_or(implied) {
                     "physical" => out.permanent.push(SlotSpec::physical(name.clone())),
                     "logical" => match (field("database"), field("plugin")) {
                         (Some(database), Some(plugin)) => out.permanent.push(SlotSpec {
@@ -561,15 +579,52 @@ mod tests {
         assert_eq!(d.slots.member_slots_ttl, 600);
         assert_eq!(DynamicConfig::defaults().slots.member_slots_ttl, 1800);
 
+        // Patroni's rules (issue 14 §6): any falsy value is a physical slot;
+        // without a `type`, database + plugin make a logical one.
+        let d = DynamicConfig::from_json(&json!({
+            "slots": {"z": 0, "f": false, "e": "", "o": {}, "n": null,
+                      "implied": {"database": "app", "plugin": "test_decoding"},
+                      "half": {"database": "app"}}
+        }))
+        .unwrap();
+        let kinds: Vec<_> = d
+            .slots
+            .permanent
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("e", SlotKind::Physical),
+                ("f", SlotKind::Physical),
+                ("half", SlotKind::Physical),
+                ("implied", SlotKind::Logical),
+                ("n", SlotKind::Physical),
+                ("o", SlotKind::Physical),
+                ("z", SlotKind::Physical),
+            ]
+        );
+        // A falsy `permanent_slots` falls through to `slots`, as Python's `or`.
+        let d =
+            DynamicConfig::from_json(&json!({"permanent_slots": 0, "slots": {"s": 0}})).unwrap();
+        assert_eq!(d.slots.permanent.len(), 1);
+
         let e = DynamicConfig::from_json(&json!({
-            "slots": {"Bad-Name": null, "l": {"type": "logical"}, "x": {"type": "weird"}},
+            "slots": {"Bad-Name": null, "l": {"type": "logical"}, "x": {"type": "weird"}, "t": 1},
             "ignore_slots": {"name": "a"}
         }))
         .unwrap_err();
         let keys: Vec<_> = e.errors().iter().filter_map(|e| e.key_path()).collect();
         assert_eq!(
             keys,
-            ["slots.Bad-Name", "slots.l", "slots.x.type", "ignore_slots"]
+            [
+                "slots.Bad-Name",
+                "slots.l",
+                "slots.t",
+                "slots.x.type",
+                "ignore_slots"
+            ]
         );
     }
 

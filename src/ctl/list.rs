@@ -284,15 +284,15 @@ mod tests {
                 timeline: Some(1),
                 ..Default::default()
             },
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         };
         Cluster {
             initialize: Some("7000000000000000001".into()),
             leader: Some(Leader {
                 name: "a".into(),
-                version: 1,
-                session: 1,
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
             }),
             members: vec![
                 m("a", 5432, "primary", Some(50 << 20)),
@@ -377,7 +377,7 @@ mod tests {
         assert_eq!(footer(&c), "");
         c.config = Some(crate::dcs::Versioned {
             value: serde_json::json!({"pause": true}),
-            version: 1,
+            version: crate::dcs::Version::from_int(1),
         });
         assert!(footer(&c).contains("Maintenance mode: on"));
     }

@@ -7,21 +7,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::member::Member;
+use super::version::{SessionId, Version};
 
 /// A value together with the version a compare-and-swap must name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
     pub value: T,
-    pub version: i64,
+    pub version: Version,
 }
 
 /// The holder of the leader key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leader {
     pub name: String,
-    pub version: i64,
-    /// The session (etcd lease id) the key is attached to.
-    pub session: i64,
+    /// The key's version: what `update_leader` compares and swaps on.
+    pub version: Version,
+    /// The session the key is attached to (`None`: none, as a key written
+    /// by hand may be).
+    pub session: Option<SessionId>,
 }
 
 /// The `status` key: the leader's last published WAL position.
@@ -146,11 +149,27 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Build a cluster from `(relative key, value, version, session)` rows
-    /// as any backend's prefix read returns them.
+    /// Build a cluster from `(relative key, value, mod revision, lease)`
+    /// rows as etcd (and the in-memory store) return them: lease 0 is none.
     pub fn from_kvs<I>(rows: I) -> Cluster
     where
         I: IntoIterator<Item = (String, String, i64, i64)>,
+    {
+        Cluster::from_rows(rows.into_iter().map(|(k, v, rev, lease)| {
+            (
+                k,
+                v,
+                Version::from_int(rev),
+                SessionId::from_etcd_lease(lease),
+            )
+        }))
+    }
+
+    /// Build a cluster from `(relative key, value, version, session)` rows
+    /// as any backend's prefix read returns them.
+    pub fn from_rows<I>(rows: I) -> Cluster
+    where
+        I: IntoIterator<Item = (String, String, Version, Option<SessionId>)>,
     {
         let mut c = Cluster::default();
         let mut optime_leader: Option<u64> = None;

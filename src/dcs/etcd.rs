@@ -35,8 +35,8 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::etcd_view::{Change, Row, View};
 use super::{
-    Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent,
-    etcd_conn, keys,
+    Cluster, Dcs, DcsError, DcsResult, Expiry, Leader, LeaderHold, MemberData, Status, Version,
+    WatchEvent, etcd_conn, keys,
 };
 use crate::sync;
 
@@ -108,16 +108,53 @@ struct Inner {
     next_endpoint: AtomicUsize,
     /// Our lease id, granted lazily; `None` after a ttl change or revoke.
     lease: StdMutex<Option<i64>>,
+    /// Leases this process held and dropped on a ttl change without
+    /// revoking them (they may still carry our keys until they lapse). The
+    /// leader key may be moved from one of these to `lease`, and deleted
+    /// under one of these: they are this process's own, no other's.
+    retired: StdMutex<Vec<i64>>,
     /// The open LeaseKeepAlive stream, on the current connection. Taken out
     /// while a renewal is in flight and put back only after its answer, so
     /// a renewal abandoned half-way takes its stream with it and no later
     /// renewal can read the earlier one's answer as its own.
     renewals: StdMutex<Option<RenewalStream>>,
-    /// The send time of the last answered renewal of `lease`.
-    renewed: StdMutex<Option<(i64, Instant)>>,
+    /// The last answered renewal (or grant) of a lease of ours.
+    renewed: StdMutex<Option<Renewal>>,
     /// What the watch lets us know without asking etcd (`etcd_view`).
     view: StdMutex<View>,
 }
+
+/// A renewal (or the grant) of lease `lease` that etcd answered.
+#[derive(Debug, Clone, Copy)]
+struct Renewal {
+    lease: i64,
+    /// When the request was sent: etcd counts the TTL from when it received
+    /// it, which is later.
+    sent: Instant,
+    /// When its answer arrived: etcd received it before.
+    answered: Instant,
+    /// The TTL etcd said the lease runs for.
+    ttl: Duration,
+}
+
+impl Renewal {
+    /// What etcd guarantees for the lease after this renewal
+    /// (docs/dcs.md, "Versions, sessions and expiry"): kept at least `ttl`
+    /// from the send time; gone by `ttl` after the answer plus
+    /// [`EXPIRY_TOLERANCE`] unless renewed again.
+    fn expiry(&self) -> Expiry {
+        Expiry {
+            earliest: self.sent + self.ttl,
+            latest: self.answered + self.ttl + EXPIRY_TOLERANCE,
+        }
+    }
+}
+
+/// How late after its TTL etcd may drop an unrenewed lease: its lessor
+/// checks for expired leases every 500 ms and revokes them in batches
+/// through raft. (An etcd leader election gives every lease a fresh TTL,
+/// which can delay expiry by up to one more TTL; docs/dcs.md.)
+pub(crate) const EXPIRY_TOLERANCE: Duration = Duration::from_millis(1500);
 
 /// One long-lived LeaseKeepAlive stream: each renewal is one request and one
 /// answer on it, not a new gRPC stream.
@@ -155,6 +192,7 @@ impl EtcdDcs {
                 client: AsyncMutex::new(None),
                 next_endpoint: AtomicUsize::new(0),
                 lease: StdMutex::new(None),
+                retired: StdMutex::new(Vec::new()),
                 renewals: StdMutex::new(None),
                 renewed: StdMutex::new(None),
                 view: StdMutex::new(View::default()),
@@ -261,7 +299,13 @@ impl Inner {
             Ok((stream, ttl)) => {
                 log.done(Ok(ttl));
                 *sync::lock(&self.renewals) = Some(stream);
-                *sync::lock(&self.renewed) = Some((id, sent));
+                // Without the TTL (the stream's first answer), the one we
+                // asked for: etcd only ever raises it (to its minimum).
+                let ttl = ttl.map_or_else(
+                    || Duration::from_secs(lease_ttl_secs(self.timing().ttl) as u64),
+                    |t| Duration::from_secs(t.max(0) as u64),
+                );
+                self.renewed_now(id, sent, ttl);
                 Ok(())
             }
             Err(e) => {
@@ -269,6 +313,23 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// Record an answered renewal (or grant) of `lease` sent at `sent`.
+    fn renewed_now(&self, lease: i64, sent: Instant, ttl: Duration) {
+        *sync::lock(&self.renewed) = Some(Renewal {
+            lease,
+            sent,
+            answered: Instant::now(),
+            ttl,
+        });
+    }
+
+    /// What etcd guarantees for `lease` after its last answered renewal.
+    fn expiry(&self, lease: i64) -> Option<Expiry> {
+        sync::lock(&self.renewed)
+            .filter(|r| r.lease == lease)
+            .map(|r| r.expiry())
     }
 
     /// One request and its answer on an open keep-alive stream; the TTL etcd
@@ -341,11 +402,13 @@ impl Inner {
         self.timing().ttl / 4
     }
 
-    /// When the last answered renewal of `lease` was sent, if it is recent
-    /// enough that no new one is due.
-    fn recent_renewal(&self, lease: i64) -> Option<Instant> {
+    /// What etcd guarantees after the last answered renewal of `lease`, if
+    /// that renewal is recent enough that no new one is due.
+    fn recent_renewal(&self, lease: i64) -> Option<Expiry> {
         match *sync::lock(&self.renewed) {
-            Some((id, sent)) if id == lease && sent.elapsed() < self.renew_every() => Some(sent),
+            Some(r) if r.lease == lease && r.sent.elapsed() < self.renew_every() => {
+                Some(r.expiry())
+            }
             _ => None,
         }
     }
@@ -355,24 +418,27 @@ impl Inner {
         self.recent_renewal(lease).is_none()
     }
 
-    /// The cached read shows the leader key holding our name under `lease`.
-    fn cached_leader_is_ours(&self, lease: i64) -> bool {
+    /// The cached read shows the leader key at `version` under `lease`.
+    fn cached_leader_is_ours(&self, lease: i64, version: i64) -> bool {
         let fresh = self.watch_fresh_within();
         let view = self.view();
         view.cached_key(keys::LEADER, Instant::now(), fresh)
             .flatten()
-            .is_some_and(|(v, l)| v == self.member_name && l == lease)
+            .is_some_and(|(_, rev, l)| rev == version && l == lease)
     }
 
     async fn grant_lease(&self, client: &mut Client) -> DcsResult<i64> {
         let ttl = lease_ttl_secs(self.timing().ttl);
+        let sent = Instant::now();
         let resp = client
             .lease_grant(ttl, None)
             .await
             .map_err(|e| classify(&e))?;
         let id = resp.id();
         *sync::lock(&self.lease) = Some(id);
-        tracing::debug!(lease = id, ttl, "granted etcd lease");
+        // A grant counts as a renewal: the TTL runs from its arrival.
+        self.renewed_now(id, sent, Duration::from_secs(resp.ttl().max(0) as u64));
+        tracing::debug!(lease = id, ttl = resp.ttl(), "granted etcd lease");
         Ok(id)
     }
 
@@ -395,16 +461,16 @@ impl Inner {
     }
 
     /// One keepalive of the lease we hold, never granting one.
-    async fn keep_alive_only(&self) -> DcsResult<bool> {
+    async fn keep_alive_only(&self) -> DcsResult<Option<Expiry>> {
         let cur = *sync::lock(&self.lease);
-        let Some(id) = cur else { return Ok(false) };
+        let Some(id) = cur else { return Ok(None) };
         let mut c = self.client().await?;
         match self.renew(&mut c, id, "leader keep-alive").await {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(self.expiry(id)),
             Err(e) if is_lease_not_found(&e) => {
                 tracing::info!(lease = id, "etcd lease gone (keep-alive)");
                 self.drop_lease(id);
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(classify(&e)),
         }
@@ -416,6 +482,7 @@ impl Inner {
         if *l == Some(id) {
             *l = None;
         }
+        sync::lock(&self.retired).retain(|l| *l != id);
         let mut r = sync::lock(&self.renewals);
         if r.as_ref().is_some_and(|r| r.lease == id) {
             *r = None;
@@ -524,73 +591,85 @@ impl Inner {
         r.map(|_| ())
     }
 
-    async fn attempt_to_acquire_leader(&self) -> DcsResult<bool> {
+    async fn attempt_to_acquire_leader(&self) -> DcsResult<LeaderHold> {
         let mut c = self.client().await?;
-        // Renewed first: the caller counts the lease from before this call
-        // (sent + ttl), which holds only if a renewal is sent after it.
+        // Renewed first: the expiry counts from this renewal's send time,
+        // so from before the key exists.
         let lease = self.keepalive(&mut c).await?;
         let key = self.key(keys::LEADER);
         let name = self.member_name.clone();
-        self.with_lease(&mut c, lease, |mut c, lease| {
-            let txn = Txn::new()
-                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(
-                    key.clone(),
-                    name.clone(),
-                    Some(PutOptions::new().with_lease(lease)),
-                )]);
-            async move {
-                c.txn(txn)
-                    .await
-                    .map(|r| (lease, r.succeeded(), header_rev(r.header())))
-            }
-        })
-        .await
-        .map(|(lease, won, rev)| {
-            if won {
-                self.record_put(keys::LEADER, &self.member_name, lease, rev, false);
-            }
-            won
-        })
+        let (lease, won, rev) = self
+            .with_lease(&mut c, lease, |mut c, lease| {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        name.clone(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]);
+                async move {
+                    c.txn(txn)
+                        .await
+                        .map(|r| (lease, r.succeeded(), header_rev(r.header())))
+                }
+            })
+            .await?;
+        if !won {
+            return Ok(LeaderHold::Lost);
+        }
+        self.record_put(keys::LEADER, &self.member_name, lease, rev, false);
+        self.hold(lease)
     }
 
-    async fn update_leader(&self) -> DcsResult<LeaderHold> {
-        let mut c = self.client().await?;
-        // The key is attached to our lease. If the watch vouches that it
-        // holds our name under the lease, and that lease was renewed
+    /// `Held` with what etcd guarantees for `lease`, which carries the key.
+    fn hold(&self, lease: i64) -> DcsResult<LeaderHold> {
+        match self.expiry(lease) {
+            Some(expiry) => Ok(LeaderHold::Held { expiry }),
+            // Every path to a held key renews or grants `lease` first.
+            None => Err(DcsError::Other(format!(
+                "lease {lease:x} holds the leader key but no renewal of it is known"
+            ))),
+        }
+    }
+
+    async fn update_leader(&self, leader: &Leader) -> DcsResult<LeaderHold> {
+        // A version etcd did not hand out cannot match the key.
+        let Some(version) = leader.version.as_int() else {
+            return Ok(LeaderHold::Lost);
+        };
+        // The key is attached to our lease. If the watch vouches that it is
+        // still at `version` under the lease, and that lease was renewed
         // recently (by the leader's keep-alive or an earlier call), the hold
         // rests on that renewal: nothing to send. Otherwise renew first, so
         // the hold counts from before this call.
         let held = *sync::lock(&self.lease);
         if let Some(id) = held
-            && let Some(renewed_at) = self.recent_renewal(id)
-            && self.cached_leader_is_ours(id)
+            && let Some(expiry) = self.recent_renewal(id)
+            && self.cached_leader_is_ours(id, version)
         {
-            return Ok(LeaderHold::Held { renewed_at });
+            return Ok(LeaderHold::Held { expiry });
         }
-        let before = Instant::now();
+        let mut c = self.client().await?;
         let lease = self.keepalive(&mut c).await?;
-        let renewed_at = self.recent_renewal(lease).unwrap_or(before).max(before);
-        let held = LeaderHold::Held { renewed_at };
-        if self.cached_leader_is_ours(lease) {
-            return Ok(held);
-        }
-        Ok(if self.check_leader(&mut c, lease).await? {
-            held
+        if self.cached_leader_is_ours(lease, version)
+            || self.check_leader(&mut c, lease, version).await?
+        {
+            self.hold(lease)
         } else {
-            LeaderHold::Lost
-        })
+            Ok(LeaderHold::Lost)
+        }
     }
 
-    /// The leader key holds our name under `lease`, re-taken under it if it
-    /// holds our name under another one.
-    async fn check_leader(&self, c: &mut Client, lease: i64) -> DcsResult<bool> {
+    /// The leader key is at `version` under `lease`, or was under a lease
+    /// this process retired and is now moved to `lease`: each one txn that
+    /// compares the key's version and lease, never its value alone, so a key
+    /// of our name under another process's lease is never touched.
+    async fn check_leader(&self, c: &mut Client, lease: i64, version: i64) -> DcsResult<bool> {
         let key = self.key(keys::LEADER);
-        let name = self.member_name.clone();
         // Common case in one round trip: the key is ours under our lease.
         let check = Txn::new()
             .when([
-                Compare::value(key.clone(), CompareOp::Equal, name.clone()),
+                Compare::mod_revision(key.clone(), CompareOp::Equal, version),
                 Compare::lease(key.clone(), CompareOp::Equal, lease),
             ])
             .or_else([TxnOp::get(key.clone(), None)]);
@@ -602,49 +681,61 @@ impl Inner {
             TxnOpResponse::Get(g) => g.kvs().first().cloned(),
             _ => None,
         });
-        match current {
-            // Ours by name but under another lease (e.g. after a ttl change
-            // or a lost lease): re-take it with our lease, owner-checked.
-            Some(kv) if kv.value() == name.as_bytes() => self
-                .with_lease(c, lease, |mut c, lease| {
-                    let txn = Txn::new()
-                        .when([Compare::value(key.clone(), CompareOp::Equal, name.clone())])
-                        .and_then([TxnOp::put(
-                            key.clone(),
-                            name.clone(),
-                            Some(PutOptions::new().with_lease(lease)),
-                        )]);
-                    async move {
-                        c.txn(txn)
-                            .await
-                            .map(|r| (lease, r.succeeded(), header_rev(r.header())))
-                    }
-                })
-                .await
-                .map(|(lease, won, rev)| {
-                    if won {
-                        self.record_put(keys::LEADER, &self.member_name, lease, rev, false);
-                    }
-                    won
-                }),
-            // Gone, or held by another member.
-            _ => Ok(false),
+        let retired = sync::lock(&self.retired).clone();
+        let Some(old) = current
+            .filter(|kv| kv.mod_revision() == version)
+            .map(|kv| kv.lease())
+            .filter(|l| retired.contains(l))
+        else {
+            // Gone, moved on, or on a lease that is not ours.
+            return Ok(false);
+        };
+        // Ours, on a lease we dropped at a ttl change: move it to the
+        // current one, still conditional on the old lease and the version.
+        let name = self.member_name.clone();
+        let (lease, won, rev) = self
+            .with_lease(c, lease, |mut c, lease| {
+                let txn = Txn::new()
+                    .when([
+                        Compare::mod_revision(key.clone(), CompareOp::Equal, version),
+                        Compare::lease(key.clone(), CompareOp::Equal, old),
+                    ])
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        name.clone(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]);
+                async move {
+                    c.txn(txn)
+                        .await
+                        .map(|r| (lease, r.succeeded(), header_rev(r.header())))
+                }
+            })
+            .await?;
+        if won {
+            self.record_put(keys::LEADER, &self.member_name, lease, rev, false);
         }
+        Ok(won)
     }
 
     async fn delete_leader(&self) -> DcsResult<()> {
+        let mut ours: Vec<i64> = sync::lock(&self.lease).iter().copied().collect();
+        ours.extend(sync::lock(&self.retired).iter().copied());
+        if ours.is_empty() {
+            // No lease of ours: the key, whoever's, is not ours to delete.
+            return Ok(());
+        }
         let mut c = self.client().await?;
         let key = self.key(keys::LEADER);
-        let txn = Txn::new()
-            .when([Compare::value(
-                key.clone(),
-                CompareOp::Equal,
-                self.member_name.clone(),
-            )])
-            .and_then([TxnOp::delete(key, None)]);
-        let r = c.txn(txn).await.map_err(|e| classify(&e))?;
-        if r.succeeded() {
-            self.record_delete(keys::LEADER, header_rev(r.header()));
+        for lease in ours {
+            let txn = Txn::new()
+                .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            let r = c.txn(txn).await.map_err(|e| classify(&e))?;
+            if r.succeeded() {
+                self.record_delete(keys::LEADER, header_rev(r.header()));
+                break;
+            }
         }
         Ok(())
     }
@@ -712,11 +803,15 @@ impl Inner {
         Ok(r.succeeded())
     }
 
-    /// Write `rel`; with `version`, only if its mod_revision still matches.
-    async fn cas_put(&self, rel: &str, value: String, version: Option<i64>) -> DcsResult<bool> {
+    /// Write `rel`; with `version`, only if its mod_revision still matches
+    /// (a version etcd did not hand out never does).
+    async fn cas_put(&self, rel: &str, value: String, version: Option<Version>) -> DcsResult<bool> {
         match version {
             Some(v) => {
-                let cmp = Compare::mod_revision(self.key(rel), CompareOp::Equal, v);
+                let Some(rev) = v.as_int() else {
+                    return Ok(false);
+                };
+                let cmp = Compare::mod_revision(self.key(rel), CompareOp::Equal, rev);
                 self.put_if(rel, value, cmp).await
             }
             None => self.put(rel, value).await.map(|()| true),
@@ -732,15 +827,20 @@ impl Inner {
     }
 
     async fn release_session(&self) -> DcsResult<()> {
-        let cur = *sync::lock(&self.lease);
-        let Some(id) = cur else { return Ok(()) };
-        let mut c = self.client().await?;
-        match c.lease_revoke(id).await {
-            Ok(_) => {}
-            Err(e) if is_lease_not_found(&e) => {}
-            Err(e) => return Err(classify(&e)),
+        let mut ours: Vec<i64> = sync::lock(&self.lease).iter().copied().collect();
+        ours.extend(sync::lock(&self.retired).iter().copied());
+        if ours.is_empty() {
+            return Ok(());
         }
-        self.drop_lease(id);
+        let mut c = self.client().await?;
+        for id in ours {
+            match c.lease_revoke(id).await {
+                Ok(_) => {}
+                Err(e) if is_lease_not_found(&e) => {}
+                Err(e) => return Err(classify(&e)),
+            }
+            self.drop_lease(id);
+        }
         Ok(())
     }
 
@@ -1040,8 +1140,15 @@ impl Dcs for EtcdDcs {
         let mut t = sync::lock(&self.inner.timing);
         if lease_ttl_secs(t.ttl) != lease_ttl_secs(ttl) {
             // Patroni drops the lease; the next write grants one of the new
-            // length and re-attaches our keys to it.
-            *sync::lock(&self.inner.lease) = None;
+            // length and re-attaches our keys to it. The old one is kept as
+            // ours until then: the leader key moves from it to the new one.
+            if let Some(old) = sync::lock(&self.inner.lease).take() {
+                let mut retired = sync::lock(&self.inner.retired);
+                retired.push(old);
+                // Older ones have lapsed by now (a ttl change is rare).
+                let n = retired.len();
+                retired.drain(..n.saturating_sub(4));
+            }
         }
         *t = Timing { ttl, retry_timeout };
     }
@@ -1062,18 +1169,19 @@ impl Dcs for EtcdDcs {
             .boxed()
     }
 
-    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
+    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         let i = &self.inner;
         i.bounded("attempt_to_acquire_leader", i.attempt_to_acquire_leader())
             .boxed()
     }
 
-    fn update_leader(&self, _leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
+    fn update_leader(&self, leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         let i = &self.inner;
-        i.bounded("update_leader", i.update_leader()).boxed()
+        let leader = leader.clone();
+        async move { i.bounded("update_leader", i.update_leader(&leader)).await }.boxed()
     }
 
-    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>> {
+    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<Option<Expiry>>> {
         let i = &self.inner;
         i.bounded("keep_alive", i.keep_alive_only()).boxed()
     }
@@ -1115,12 +1223,12 @@ impl Dcs for EtcdDcs {
     fn set_config_value(
         &self,
         value: &str,
-        version: Option<i64>,
+        version: Option<&Version>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
         i.bounded(
             "set_config_value",
-            i.cas_put(keys::CONFIG, value.to_owned(), version),
+            i.cas_put(keys::CONFIG, value.to_owned(), version.cloned()),
         )
         .boxed()
     }
@@ -1128,12 +1236,12 @@ impl Dcs for EtcdDcs {
     fn set_failover_value(
         &self,
         value: &str,
-        version: Option<i64>,
+        version: Option<&Version>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
         i.bounded(
             "set_failover_value",
-            i.cas_put(keys::FAILOVER, value.to_owned(), version),
+            i.cas_put(keys::FAILOVER, value.to_owned(), version.cloned()),
         )
         .boxed()
     }
@@ -1182,6 +1290,25 @@ mod tests {
         assert_eq!(lease_ttl_secs(Duration::from_millis(2500)), 3);
         assert_eq!(lease_ttl_secs(Duration::from_millis(100)), 2);
         assert_eq!(lease_ttl_secs(Duration::ZERO), 2);
+    }
+
+    #[test]
+    fn a_renewal_guarantees_ttl_from_its_send_time_and_at_most_ttl_after_its_answer() {
+        let sent = Instant::now();
+        let answered = sent + Duration::from_millis(300);
+        let r = Renewal {
+            lease: 7,
+            sent,
+            answered,
+            ttl: Duration::from_secs(10),
+        };
+        let e = r.expiry();
+        // etcd received it between the two: its expiry lies in between.
+        assert_eq!(e.earliest, sent + Duration::from_secs(10));
+        assert_eq!(
+            e.latest,
+            answered + Duration::from_secs(10) + EXPIRY_TOLERANCE
+        );
     }
 
     #[test]

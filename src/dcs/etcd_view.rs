@@ -168,20 +168,24 @@ impl View {
             .map(Cache::rows)
     }
 
-    /// What key `rel` holds (value, lease), if the view can vouch:
-    /// `Some(None)` when it holds nothing.
+    /// What key `rel` holds (value, mod revision, lease), if the view can
+    /// vouch: `Some(None)` when it holds nothing.
     pub(crate) fn cached_key(
         &self,
         rel: &str,
         now: Instant,
         fresh_within: Duration,
-    ) -> Option<Option<(&str, i64)>> {
+    ) -> Option<Option<(&str, i64, i64)>> {
         let cache = self
             .cache
             .as_ref()
             .filter(|_| self.watched(now, fresh_within))?;
         Some(match cache.keys.get(rel) {
-            Some(Entry::Live { value, lease, .. }) => Some((value.as_str(), *lease)),
+            Some(Entry::Live {
+                value,
+                mod_rev,
+                lease,
+            }) => Some((value.as_str(), *mod_rev, *lease)),
             Some(Entry::Gone { .. }) | None => None,
         })
     }
@@ -358,7 +362,7 @@ mod tests {
         v.changed("leader", put("b", 14), false);
         assert_eq!(
             v.cached_key("leader", now, FRESH),
-            Some(Some(("b", 0))),
+            Some(Some(("b", 14, 0))),
             "a key put again after its delete"
         );
     }
@@ -392,7 +396,7 @@ mod tests {
             },
             false,
         );
-        assert_eq!(v.cached_key("leader", now, FRESH), Some(Some(("a", 7))));
+        assert_eq!(v.cached_key("leader", now, FRESH), Some(Some(("a", 31, 7))));
         // Someone else's write at 32 arrives before our own event (31).
         v.changed("status", put("s", 32), false);
         v.changed(

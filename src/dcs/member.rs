@@ -122,10 +122,11 @@ impl MemberData {
 pub struct Member {
     pub name: String,
     pub data: MemberData,
-    /// Backend-specific version of the key (etcd `mod_revision`).
-    pub version: i64,
-    /// Backend-specific owner of the key (etcd lease id, 0 if none).
-    pub session: i64,
+    /// The key's version (opaque: docs/dcs.md, "Versions, sessions and
+    /// expiry").
+    pub version: super::Version,
+    /// The session the key is attached to, if any.
+    pub session: Option<super::SessionId>,
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use tokio::time::Instant;
 
 use super::etcd::{classify_rel_key, lease_ttl_secs};
 use super::{
-    Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent, keys,
+    Cluster, Dcs, DcsError, DcsResult, Expiry, Leader, LeaderHold, MemberData, Status, Version,
+    WatchEvent, keys,
 };
 use crate::sync;
 
@@ -218,6 +219,18 @@ impl State {
     fn mod_revision(&self, key: &str) -> i64 {
         self.kvs.get(key).map_or(0, |e| e.mod_revision)
     }
+
+    /// When lease `id` ends unless renewed, on the process clock the HA
+    /// code uses (the store runs on tokio's, which tests pause): exactly
+    /// known here, so `earliest` and `latest` are the same instant.
+    fn expiry(&self, id: i64) -> Option<Expiry> {
+        let l = self.leases.get(&id)?;
+        let at = std::time::Instant::now() + l.deadline.saturating_duration_since(Instant::now());
+        Some(Expiry {
+            earliest: at,
+            latest: at,
+        })
+    }
 }
 
 /// One node's view of a [`MemoryStore`], implementing [`Dcs`].
@@ -227,6 +240,8 @@ pub struct MemoryDcs {
     member_name: String,
     timing: Mutex<(Duration, Duration)>,
     lease: Mutex<Option<i64>>,
+    /// Leases this node dropped on a ttl change (as the etcd backend's).
+    retired: Mutex<Vec<i64>>,
 }
 
 impl MemoryDcs {
@@ -243,6 +258,7 @@ impl MemoryDcs {
             member_name,
             timing: Mutex::new((ttl, retry_timeout)),
             lease: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
         }
     }
 
@@ -277,19 +293,6 @@ impl MemoryDcs {
         id
     }
 
-    /// Our lease if it is alive, else a fresh one (no keepalive).
-    fn live_lease(&self, st: &mut State) -> i64 {
-        let mut l = sync::lock(&self.lease);
-        if let Some(id) = *l
-            && st.leases.contains_key(&id)
-        {
-            return id;
-        }
-        let id = st.grant(self.lease_ttl());
-        *l = Some(id);
-        id
-    }
-
     fn op<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Self, &mut State, &mut Vec<String>) -> DcsResult<T> + Send + 'static,
@@ -297,17 +300,27 @@ impl MemoryDcs {
         async move { self.store.with_state(|st, ch| f(self, st, ch)) }.boxed()
     }
 
+    /// Every lease of this node: the current one and the retired ones.
+    fn own_leases(&self) -> Vec<i64> {
+        let mut ours: Vec<i64> = sync::lock(&self.lease).iter().copied().collect();
+        ours.extend(sync::lock(&self.retired).iter().copied());
+        ours
+    }
+
     fn cas_put(
         &self,
         rel: &'static str,
         value: &str,
-        version: Option<i64>,
+        version: Option<&Version>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         let value = value.to_owned();
+        let version = version.map(|v| v.as_int());
         self.op(move |me, st, ch| {
             let key = me.key(rel);
+            // As etcd: a version not handed out never matches, a missing
+            // key is at revision 0.
             if let Some(v) = version
-                && st.mod_revision(&key) != v
+                && Some(st.mod_revision(&key)) != v
             {
                 return Ok(false);
             }
@@ -320,8 +333,10 @@ impl MemoryDcs {
 impl Dcs for MemoryDcs {
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration) {
         let mut t = sync::lock(&self.timing);
-        if lease_ttl_secs(t.0) != lease_ttl_secs(ttl) {
-            *sync::lock(&self.lease) = None;
+        if lease_ttl_secs(t.0) != lease_ttl_secs(ttl)
+            && let Some(old) = sync::lock(&self.lease).take()
+        {
+            sync::lock(&self.retired).push(old);
         }
         *t = (ttl, retry_timeout);
     }
@@ -362,54 +377,59 @@ impl Dcs for MemoryDcs {
         })
     }
 
-    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
+    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         self.op(|me, st, ch| {
-            let lease = me.live_lease(st);
+            // Renewed first, as the etcd backend does.
+            let lease = me.keepalive(st);
             let key = me.key(keys::LEADER);
             if st.kvs.contains_key(&key) {
-                return Ok(false);
+                return Ok(LeaderHold::Lost);
             }
             st.put(&key, &me.member_name, lease, ch);
-            Ok(true)
+            Ok(hold(st, lease))
         })
     }
 
-    fn update_leader(&self, _leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
-        // Every call renews: the session counts from before the call.
-        let renewed_at = std::time::Instant::now();
-        let held = LeaderHold::Held { renewed_at };
+    fn update_leader(&self, leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
+        let version = leader.version.as_int();
         self.op(move |me, st, ch| {
             let lease = me.keepalive(st);
             let key = me.key(keys::LEADER);
+            let retired = sync::lock(&me.retired).clone();
+            // A compare on the version given and on a lease of ours, never
+            // on the name alone (docs/dcs.md, "leader").
             match st.kvs.get(&key) {
-                Some(e) if e.value == me.member_name && e.lease == lease => Ok(held),
-                Some(e) if e.value == me.member_name => {
+                Some(e) if Some(e.mod_revision) == version && e.lease == lease => {
+                    Ok(hold(st, lease))
+                }
+                Some(e) if Some(e.mod_revision) == version && retired.contains(&e.lease) => {
                     st.put(&key, &me.member_name, lease, ch);
-                    Ok(held)
+                    Ok(hold(st, lease))
                 }
                 _ => Ok(LeaderHold::Lost),
             }
         })
     }
 
-    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>> {
+    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<Option<Expiry>>> {
         self.op(|me, st, _| {
             let mut l = sync::lock(&me.lease);
             match *l {
-                Some(id) if st.keepalive(id) => Ok(true),
+                Some(id) if st.keepalive(id) => Ok(st.expiry(id)),
                 Some(_) => {
                     *l = None;
-                    Ok(false)
+                    Ok(None)
                 }
-                None => Ok(false),
+                None => Ok(None),
             }
         })
     }
 
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
-        self.op(|me, st, ch| {
+        let ours = self.own_leases();
+        self.op(move |me, st, ch| {
             let key = me.key(keys::LEADER);
-            if st.kvs.get(&key).is_some_and(|e| e.value == me.member_name) {
+            if st.kvs.get(&key).is_some_and(|e| ours.contains(&e.lease)) {
                 st.delete(&key, ch);
             }
             Ok(())
@@ -446,7 +466,7 @@ impl Dcs for MemoryDcs {
     fn set_config_value(
         &self,
         value: &str,
-        version: Option<i64>,
+        version: Option<&Version>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         self.cas_put(keys::CONFIG, value, version)
     }
@@ -454,7 +474,7 @@ impl Dcs for MemoryDcs {
     fn set_failover_value(
         &self,
         value: &str,
-        version: Option<i64>,
+        version: Option<&Version>,
     ) -> BoxFuture<'_, DcsResult<bool>> {
         self.cas_put(keys::FAILOVER, value, version)
     }
@@ -490,6 +510,9 @@ impl Dcs for MemoryDcs {
     fn release_session(&self) -> BoxFuture<'_, DcsResult<()>> {
         self.op(|me, st, ch| {
             if let Some(id) = sync::lock(&me.lease).take() {
+                st.revoke(id, ch);
+            }
+            for id in sync::lock(&me.retired).drain(..) {
                 st.revoke(id, ch);
             }
             Ok(())
@@ -533,6 +556,15 @@ impl Dcs for MemoryDcs {
     }
 }
 
+/// `Held` with the store's expiry of `lease`, which was just renewed or
+/// granted (so it exists).
+fn hold(st: &State, lease: i64) -> LeaderHold {
+    match st.expiry(lease) {
+        Some(expiry) => LeaderHold::Held { expiry },
+        None => LeaderHold::Lost,
+    }
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -559,7 +591,7 @@ mod tests {
         let store = MemoryStore::new();
         let a = node(&store, "a");
         a.touch_member(&MemberData::default()).await.unwrap();
-        assert!(a.attempt_to_acquire_leader().await.unwrap());
+        assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
         tokio::time::sleep(Duration::from_secs(29)).await;
         assert_eq!(a.load_cluster().await.unwrap().leader_name(), Some("a"));
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -571,7 +603,7 @@ mod tests {
     async fn watch_sees_expiry_without_other_traffic() {
         let store = MemoryStore::new();
         let a = node(&store, "a");
-        assert!(a.attempt_to_acquire_leader().await.unwrap());
+        assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
         let mut w = a.watch();
         assert_eq!(w.next().await, Some(WatchEvent::Leader));
     }
@@ -585,7 +617,7 @@ mod tests {
         a.write_status(&Status::default()).await.unwrap();
         assert_eq!(store.revision(), r0 + 2);
         let c = a.load_cluster().await.unwrap();
-        assert_eq!(c.config.unwrap().version, r0 + 1);
+        assert_eq!(c.config.unwrap().version, Version::from_int(r0 + 1));
     }
 
     #[tokio::test]
@@ -600,6 +632,9 @@ mod tests {
         let l2 = a.lease_id().unwrap();
         assert_ne!(l1, l2);
         let c = a.load_cluster().await.unwrap();
-        assert_eq!(c.member("a").unwrap().session, l2);
+        assert_eq!(
+            c.member("a").unwrap().session,
+            Some(crate::dcs::SessionId::from_int(l2))
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! The distributed configuration store: one trait, one implementation per
 //! backend, and the cluster view every backend produces.
 //!
-//! Every call gives up after `retry_timeout` and reports one of three error
+//! Every call gives up after `retry_timeout` and reports one of two error
 //! classes; the HA decision code reacts to the class, never to a backend's
-//! own error type.
+//! own error type. A compare-and-swap that lost is not an error: it is the
+//! call's outcome (`Ok(false)`, [`LeaderHold::Lost`]), the one way every
+//! backend reports it (docs/dcs.md, "The trait").
 
 pub mod cluster;
 pub mod etcd;
@@ -12,6 +14,7 @@ mod etcd_view;
 pub mod keys;
 pub mod member;
 pub mod memory;
+pub mod version;
 
 use std::time::Duration;
 
@@ -20,16 +23,19 @@ use futures_util::stream::BoxStream;
 
 pub use cluster::{Cluster, Failover, HistoryLine, Leader, Status, Versioned};
 pub use member::{Member, MemberData, PendingChange};
+pub use version::{Expiry, SessionId, Version};
 
-/// What `update_leader` found.
+/// What `attempt_to_acquire_leader` and `update_leader` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaderHold {
-    /// The leader key is mine, under a session the store keeps for at least
-    /// `ttl` from `renewed_at`: the send time of the last renewal it
-    /// answered (this call's, or an earlier one still recent enough). A
-    /// lease deadline computed from it never outlives the key in the store.
-    Held { renewed_at: std::time::Instant },
-    /// The key is gone or another member's.
+    /// The leader key is mine, attached to my session, which the store
+    /// keeps as `expiry` says (from the send time of the last renewal it
+    /// answered: this call's, or an earlier one still recent enough). A
+    /// lease deadline of `expiry.earliest` never outlives the key in the
+    /// store.
+    Held { expiry: Expiry },
+    /// The key is gone, another session's, or not at the version given:
+    /// the compare-and-swap lost, and nothing was written.
     Lost,
 }
 
@@ -37,17 +43,24 @@ impl LeaderHold {
     pub fn is_held(&self) -> bool {
         matches!(self, LeaderHold::Held { .. })
     }
+
+    /// Until when the hold surely lasts, if held.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        match self {
+            LeaderHold::Held { expiry } => Some(expiry.earliest),
+            LeaderHold::Lost => None,
+        }
+    }
 }
 
-/// The three classes of DCS failure, each with one defined reaction.
+/// The two classes of DCS failure, each with one defined reaction. A lost
+/// compare-and-swap is none of them: it is the call's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DcsError {
-    /// The store did not answer within `retry_timeout` (network, quorum loss).
+    /// The store did not answer within `retry_timeout` (network, quorum
+    /// loss, a frozen server): nothing is known of what the call did.
     #[error("DCS unreachable: {0}")]
     Unreachable(String),
-    /// A compare-and-swap or create-only write lost to another writer.
-    #[error("DCS compare-and-swap conflict on {0}")]
-    CasConflict(String),
     /// Anything else: bad data, auth failure, a bug.
     #[error("DCS error: {0}")]
     Other(String),
@@ -84,10 +97,14 @@ pub trait Dcs: Send + Sync + 'static {
     /// length.
     fn set_timing(&self, ttl: Duration, retry_timeout: Duration);
 
-    /// One consistent read of every key under the cluster prefix. A backend
-    /// may answer from a view its watch keeps valid (docs/dcs.md, "Idle
-    /// cost"); such a view may lag a write made by another client by the
-    /// watch's delivery time.
+    /// One read of every key under the cluster prefix. What it promises
+    /// about consistency is each backend's to state (docs/dcs.md, "What
+    /// `load_cluster` promises"); every backend promises at least that one
+    /// answer is one state of the store (no mix of two), and that this
+    /// client's own acknowledged writes show in it. A backend may answer
+    /// from a view its watch keeps valid (docs/dcs.md, "Idle cost"); such a
+    /// view may lag a write made by another client by the watch's delivery
+    /// time.
     fn load_cluster(&self) -> BoxFuture<'_, DcsResult<Cluster>>;
 
     /// [`Dcs::load_cluster`] straight from the store, never from a cached
@@ -100,24 +117,32 @@ pub trait Dcs: Send + Sync + 'static {
     /// Write (or just keep alive) `members/<me>` under this node's session.
     fn touch_member(&self, data: &MemberData) -> BoxFuture<'_, DcsResult<()>>;
 
-    /// Atomically create the leader key with my name. `Ok(false)` = someone
-    /// else holds it.
-    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<bool>>;
+    /// Atomically create the leader key with my name, attached to my
+    /// session (renewed first, so the expiry counts from before the call).
+    /// `Held`: created; `Lost`: the key exists (anyone's, even mine).
+    fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<LeaderHold>>;
 
     /// Confirm my hold on the leader key, renewing the session if its last
-    /// renewal is not recent (docs/dcs.md, "Idle cost"). `Held` says from
-    /// when the store counts the session's `ttl`; `Lost` = the key is gone
-    /// or held by someone else.
+    /// renewal is not recent (docs/dcs.md, "Idle cost"). A compare-and-swap
+    /// on `leader`, the key as the caller read it: it holds only while the
+    /// key is still at `leader.version` and attached to a session of this
+    /// process (never on the name alone: a daemon of the same name, a
+    /// restarted one or a late request must not take or keep another
+    /// process's key). A key of mine still on a session I dropped (a `ttl`
+    /// change) is moved to my current one by the same compare. `Held` says
+    /// how long the store keeps the session; `Lost` = the compare lost.
     fn update_leader(&self, leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>>;
 
-    /// Renew this node's session (etcd lease) once, writing no key and
-    /// never creating a session. `Ok(true)`: the session was alive and now
-    /// runs for `ttl` from when the store received the request; `Ok(false)`:
-    /// there is no session, or it is gone (its keys, the leader key among
-    /// them, are gone with it). The leader's own schedule, `ha::lease`.
-    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<bool>>;
+    /// Renew this node's session once, writing no key and never creating a
+    /// session. `Some`: the session was alive and the store now keeps it as
+    /// the expiry says; `None`: there is no session, or it is gone (its
+    /// keys, the leader key among them, are gone with it). The leader's own
+    /// schedule, `ha::lease`.
+    fn keep_alive(&self) -> BoxFuture<'_, DcsResult<Option<Expiry>>>;
 
-    /// Delete the leader key if (and only if) it is mine.
+    /// Delete the leader key if (and only if) it is attached to a session
+    /// of this process, in one conditional request: a key of my name under
+    /// another process's session is left alone.
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>>;
 
     /// Write `status` (leader's WAL position and slots).
@@ -130,15 +155,20 @@ pub trait Dcs: Send + Sync + 'static {
     /// Delete `initialize` after a failed bootstrap.
     fn cancel_initialization(&self) -> BoxFuture<'_, DcsResult<()>>;
 
-    /// Write `config`; with `version`, only if it is still that version.
-    fn set_config_value(&self, value: &str, version: Option<i64>)
-    -> BoxFuture<'_, DcsResult<bool>>;
+    /// Write `config`; with `version`, only if it is still that version
+    /// (`Ok(false)`: the compare lost, nothing written).
+    fn set_config_value(
+        &self,
+        value: &str,
+        version: Option<&Version>,
+    ) -> BoxFuture<'_, DcsResult<bool>>;
 
-    /// Write `failover`; with `version`, only if it is still that version.
+    /// Write `failover`; with `version`, only if it is still that version
+    /// (`Ok(false)`: the compare lost, nothing written).
     fn set_failover_value(
         &self,
         value: &str,
-        version: Option<i64>,
+        version: Option<&Version>,
     ) -> BoxFuture<'_, DcsResult<bool>>;
 
     /// Write `history`.

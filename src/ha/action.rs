@@ -65,7 +65,7 @@ pub enum Action {
     /// Stop a primary that must no longer accept writes.
     Demote { mode: DemoteMode },
     /// Clear the `failover` key (write `{}` with CAS on its version).
-    ClearFailover { version: i64 },
+    ClearFailover { version: crate::dcs::Version },
     /// Point a running standby at another upstream (reload, no restart).
     Follow { upstream: Upstream },
     /// Refuse to go on: the data directory belongs to another cluster.

@@ -21,7 +21,36 @@ pub(super) fn config_restore(cluster: &Cluster, local: &LocalView) -> Option<Act
     (!valid).then_some(Action::RestoreConfig)
 }
 
+/// Whether a cycle looks for `patroni.dynamic.json` on disk: only when the
+/// key could be restored from it, i.e. the leader key is mine and the
+/// `config` key is missing or does not validate.
+pub fn backup_wanted(cluster: &Cluster, me: &str) -> bool {
+    cluster.leader_name() == Some(me)
+        && cluster
+            .config
+            .as_ref()
+            .is_none_or(|c| DynamicConfig::from_json(&c.value).is_err())
+}
+
+/// Whether the leader saves the dynamic configuration it applied
+/// (`applied`) to `patroni.dynamic.json` now: it holds a lease and the
+/// leader key, the `config` key holds what it applied, and that differs
+/// from what it saved last (`saved`).
+pub fn save_due(
+    holds_lease: bool,
+    cluster: &Cluster,
+    me: &str,
+    applied: &serde_json::Value,
+    saved: Option<&serde_json::Value>,
+) -> bool {
+    holds_lease
+        && cluster.leader_name() == Some(me)
+        && cluster.config.as_ref().is_some_and(|c| &c.value == applied)
+        && saved != Some(applied)
+}
+
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use std::time::{Duration, Instant};
 
@@ -42,18 +71,21 @@ mod tests {
                 role: role.into(),
                 ..Default::default()
             },
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         };
         Cluster {
             initialize: Some("7".into()),
             leader: Some(Leader {
                 name: "a".into(),
-                version: 1,
-                session: 1,
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
             }),
             members: vec![member("a", "primary", 5432), member("b", "replica", 5433)],
-            config: config.map(|value| Versioned { value, version: 3 }),
+            config: config.map(|value| Versioned {
+                value,
+                version: crate::dcs::Version::from_int(3),
+            }),
             ..Default::default()
         }
     }
@@ -126,5 +158,27 @@ mod tests {
     #[test]
     fn replicas_never_restore() {
         assert!(!restores(cluster(None), &local("b", PgRole::Replica, true)));
+    }
+
+    #[test]
+    fn the_backup_is_looked_for_only_when_the_leader_could_restore_it() {
+        let good = cluster(Some(json!({"ttl": 30})));
+        assert!(!backup_wanted(&good, "a"), "key valid");
+        assert!(backup_wanted(&cluster(None), "a"), "key missing");
+        assert!(!backup_wanted(&cluster(None), "b"), "not the leader");
+    }
+
+    #[test]
+    fn the_leader_saves_the_applied_configuration_once() {
+        let v = json!({"ttl": 30});
+        let c = cluster(Some(v.clone()));
+        assert!(save_due(true, &c, "a", &v, None));
+        assert!(!save_due(true, &c, "a", &v, Some(&v)), "saved already");
+        assert!(save_due(true, &c, "a", &v, Some(&json!({}))), "changed");
+        assert!(!save_due(false, &c, "a", &v, None), "no lease");
+        assert!(!save_due(true, &c, "b", &v, None), "not the leader");
+        let other = json!({"ttl": 20});
+        assert!(!save_due(true, &c, "a", &other, None), "not applied yet");
+        assert!(!save_due(true, &cluster(None), "a", &v, None), "no key");
     }
 }

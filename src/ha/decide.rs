@@ -185,9 +185,9 @@ pub(super) fn follow_leader(cluster: &Cluster, leader: &str, local: &LocalView) 
 
 /// A failed DCS read (docs/ha.md §9.3, §10.1). The error
 /// classes react alike here: `Unreachable` and `Other` both mean "no current
-/// view of the cluster"; a `CasConflict` never comes from a read (a lost
-/// compare-and-swap write ends the cycle in the elector and the next cycle
-/// decides on fresh facts). A primary keeps serving when failsafe mode is on
+/// view of the cluster" (a lost compare-and-swap is no error but a write's
+/// outcome: it ends the cycle in the elector and the next cycle decides on
+/// fresh facts). A primary keeps serving when failsafe mode is on
 /// and every member of the `failsafe` key confirmed it (none of them will
 /// promote); otherwise up to its fencing point when a live fence confirmed
 /// it stops PostgreSQL there (the fence takes the last step), else only

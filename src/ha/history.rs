@@ -84,6 +84,7 @@ pub fn iso8601_utc(t: std::time::SystemTime) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -19,8 +19,6 @@
 //! time. Out-of-range fields (`24:00`, `+25:00`, second 60) are
 //! [`TimeError::Unparsable`], as dateutil refuses them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use time::format_description::well_known::Iso8601;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
@@ -126,13 +124,9 @@ fn pad(digits: &str, width: usize) -> Option<String> {
     ok.then(|| format!("{digits:0>width$}"))
 }
 
-/// Now, in seconds since the Unix epoch.
-pub fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+/// Now, in seconds since the Unix epoch: the clock is read outside
+/// `src/ha` (`crate::clock`).
+pub use crate::clock::now_unix;
 
 /// A UTC calendar date and time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +173,7 @@ impl Utc {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

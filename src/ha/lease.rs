@@ -5,7 +5,8 @@
 //! also holds the leader key) every [`Timing::keepalive_interval`] (ttl/4),
 //! so a slow cycle (a slow etcd answer, a slow PostgreSQL query, a busy
 //! host) does not cost the lease. A successful keep-alive also moves the
-//! lease deadline fed to the fence to its send time + ttl.
+//! lease deadline fed to the fence to the expiry the backend guarantees
+//! (`dcs::Expiry::earliest`; etcd: its send time + the lease's TTL).
 //!
 //! The rule ([`keepalive_allowed`]): a keep-alive is sent, and its result
 //! used, only while
@@ -14,13 +15,14 @@
 //!    (deadline − margin), and
 //! 2. the HA loop *confirmed* it less than [`Timing::keepalive_confirmation_bound`]
 //!    (ttl/2) before the keep-alive's send time: a cycle read the DCS, found
-//!    the leader key mine, renewed it (compare-and-swap on my name and
-//!    lease) and saw PostgreSQL answering as a primary.
+//!    the leader key mine, renewed it (compare-and-swap on the key's version
+//!    and my own lease) and saw PostgreSQL answering as a primary.
 //!
-//! Why this is safe. The fence deadline is always `send time + ttl` of a
-//! request etcd answered with the lease alive, and etcd counts the ttl from
-//! when it *received* that request, so the deadline never outlives the
-//! lease in etcd: a keep-alive cannot let a primary run while another node
+//! Why this is safe. The fence deadline is always the earliest expiry the
+//! backend guarantees after a request it answered with the lease alive
+//! (etcd: the request's send time + ttl, while etcd counts the ttl from
+//! when it *received* it; docs/dcs.md, "Versions, sessions and expiry"), so
+//! the deadline never outlives the lease in the store: a keep-alive cannot let a primary run while another node
 //! may hold the key. What the keep-alive changes is only how long a leader
 //! whose HA loop stopped confirming (hung cycle, PostgreSQL not answering)
 //! keeps the key: at most the confirmation bound plus one ttl after the last
@@ -113,8 +115,10 @@ pub enum Confirmation {
 /// What the store said to a keep-alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeepaliveAnswer {
-    /// The lease was alive and now runs for `ttl` from the request.
-    Alive,
+    /// The lease was alive; the store keeps it at least `until` (the
+    /// backend's guaranteed expiry, `dcs::Expiry::earliest`: for etcd the
+    /// request's send time + the lease's TTL; docs/dcs.md).
+    Alive { until: Instant },
     /// There is no lease any more (its keys are gone with it).
     Gone,
     /// No answer (unreachable, timed out): nothing is known.
@@ -199,11 +203,12 @@ impl Lease {
     ) -> KeepaliveOutcome {
         self.keepalive_inflight = false;
         match answer {
-            KeepaliveAnswer::Alive
+            KeepaliveAnswer::Alive { until }
                 if ticket.epoch == self.epoch
                     && keepalive_allowed(self.deadline, self.confirmed_at, ticket.sent, timing) =>
             {
-                self.deadline = extended_deadline(self.deadline, ticket.sent, timing.ttl);
+                // What the backend guarantees, never a ttl counted here.
+                self.deadline = self.deadline.map(|d| d.max(until));
                 self.deadline
                     .map_or(KeepaliveOutcome::Nothing, KeepaliveOutcome::Extended)
             }
@@ -211,7 +216,7 @@ impl Lease {
                 self.confirmed_at = None;
                 KeepaliveOutcome::Lost
             }
-            KeepaliveAnswer::Alive | KeepaliveAnswer::Failed => KeepaliveOutcome::Nothing,
+            KeepaliveAnswer::Alive { .. } | KeepaliveAnswer::Failed => KeepaliveOutcome::Nothing,
         }
     }
 
@@ -246,6 +251,7 @@ impl Lease {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
@@ -255,6 +261,32 @@ mod tests {
             loop_wait: Duration::from_secs(1),
             retry_timeout: Duration::from_secs(2),
         }
+    }
+
+    /// The answer of a store that keeps the lease `ttl` from the send time
+    /// (etcd's guarantee).
+    fn alive(k: &KeepaliveTicket, timing: &Timing) -> KeepaliveAnswer {
+        KeepaliveAnswer::Alive {
+            until: k.sent + timing.ttl,
+        }
+    }
+
+    #[test]
+    fn an_alive_answer_extends_to_what_the_store_guarantees() {
+        // A store that guarantees less than ttl from the send time (a
+        // Consul-like one counting from elsewhere, a shorter granted TTL):
+        // the deadline is what it guarantees, not send time + ttl.
+        let now = Instant::now();
+        let timing = t(20);
+        let mut l = leader(now, &timing);
+        let later = now + Duration::from_secs(5);
+        let k = l.keepalive(later, false, &timing).expect("allowed");
+        let until = later + Duration::from_secs(18);
+        assert_eq!(
+            l.keepalive_answered(k, KeepaliveAnswer::Alive { until }, &timing),
+            KeepaliveOutcome::Extended(until)
+        );
+        assert_eq!(l.deadline(), Some(until));
     }
 
     #[test]
@@ -370,7 +402,7 @@ mod tests {
         let later = now + Duration::from_secs(5);
         let k = l.keepalive(later, false, &timing).expect("allowed");
         assert_eq!(
-            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            l.keepalive_answered(k, alive(&k, &timing), &timing),
             KeepaliveOutcome::Extended(later + timing.ttl)
         );
         assert_eq!(l.deadline(), Some(later + timing.ttl));
@@ -386,7 +418,7 @@ mod tests {
         let k = l.keepalive(now, false, &timing).expect("allowed");
         assert!(l.cycle_finished(None, Confirmation::Revoked));
         assert_eq!(
-            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            l.keepalive_answered(k, alive(&k, &timing), &timing),
             KeepaliveOutcome::Nothing
         );
         assert_eq!(l.deadline(), None);
@@ -398,7 +430,7 @@ mod tests {
             Confirmation::Confirmed(now),
         );
         assert_eq!(
-            l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing),
+            l.keepalive_answered(k, alive(&k, &timing), &timing),
             KeepaliveOutcome::Nothing,
             "an answer for the old lease does not extend the new one"
         );
@@ -429,7 +461,7 @@ mod tests {
         let k = l
             .keepalive(now + Duration::from_secs(4), false, &timing)
             .expect("allowed");
-        l.keepalive_answered(k, KeepaliveAnswer::Alive, &timing);
+        l.keepalive_answered(k, alive(&k, &timing), &timing);
         let moved = l.cycle_finished(Some(now + Duration::from_secs(21)), Confirmation::Unchanged);
         assert!(!moved, "same lease, same epoch");
         assert_eq!(l.deadline(), Some(now + Duration::from_secs(24)));

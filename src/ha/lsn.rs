@@ -20,6 +20,7 @@ pub fn format(lsn: u64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

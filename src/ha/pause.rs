@@ -127,7 +127,9 @@ fn manual_switchover(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
     Some(Decision::new(
         vec![
             Action::RenewLock,
-            Action::ClearFailover { version: f.version },
+            Action::ClearFailover {
+                version: f.version.clone(),
+            },
         ],
         format!("paused; {why} is not allowed while paused: clearing it"),
     ))

@@ -261,7 +261,22 @@ pub fn slot_name(member: &str) -> String {
     s.chars().take(63).collect()
 }
 
+/// A replica syncs its slots after the cycle's actions (docs/ha.md §13):
+/// slots are used, PostgreSQL runs as a replica with no job running, and
+/// another node holds the leader key. It keeps slots for the members that
+/// cascade from it (`replicatefrom`) and drops those nobody uses any more.
+pub fn replica_sync_due(
+    cluster: &Cluster,
+    me: &str,
+    use_slots: bool,
+    pg: &crate::ha::PgFacts,
+    busy: Option<crate::ha::JobKind>,
+) -> bool {
+    use_slots && pg.is_replica() && busy.is_none() && cluster.leader_name().is_some_and(|l| l != me)
+}
+
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use crate::config::Tags;
@@ -277,8 +292,8 @@ mod tests {
                 tags,
                 ..Default::default()
             },
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         }
     }
 
@@ -286,8 +301,8 @@ mod tests {
         Cluster {
             leader: Some(Leader {
                 name: "a".into(),
-                version: 1,
-                session: 1,
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
             }),
             members,
             ..Default::default()
@@ -619,5 +634,51 @@ mod tests {
         assert_eq!(slot_name("日本"), "u26085u26412");
         assert_eq!(slot_name(&"a".repeat(70)).len(), 63);
         assert_eq!(slot_name(&"é".repeat(20)).len(), 63);
+    }
+
+    #[test]
+    fn a_replica_following_another_leader_syncs_its_slots() {
+        use crate::dcs::Leader;
+        use crate::ha::{JobKind, PgFacts, PgRole};
+        let replica = PgFacts {
+            running: true,
+            role: Some(PgRole::Replica),
+            ..PgFacts::default()
+        };
+        let led_by = |l: Option<&str>| Cluster {
+            leader: l.map(|l| Leader {
+                name: l.into(),
+                version: crate::dcs::Version::from_int(1),
+                session: Some(crate::dcs::SessionId::from_int(1)),
+            }),
+            ..Cluster::default()
+        };
+        let c = led_by(Some("b"));
+        assert!(replica_sync_due(&c, "a", true, &replica, None));
+        assert!(
+            !replica_sync_due(&c, "a", false, &replica, None),
+            "use_slots off"
+        );
+        let busy = Some(JobKind::Rewind);
+        assert!(
+            !replica_sync_due(&c, "a", true, &replica, busy),
+            "job running"
+        );
+        assert!(
+            !replica_sync_due(&led_by(Some("a")), "a", true, &replica, None),
+            "I lead"
+        );
+        assert!(
+            !replica_sync_due(&led_by(None), "a", true, &replica, None),
+            "no leader"
+        );
+        let primary = PgFacts {
+            role: Some(PgRole::Primary),
+            ..replica.clone()
+        };
+        assert!(
+            !replica_sync_due(&c, "a", true, &primary, None),
+            "a primary"
+        );
     }
 }

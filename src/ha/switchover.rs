@@ -66,7 +66,9 @@ fn clear(f: &Versioned<Failover>, why: String) -> Decision {
     Decision::new(
         vec![
             Action::RenewLock,
-            Action::ClearFailover { version: f.version },
+            Action::ClearFailover {
+                version: f.version.clone(),
+            },
         ],
         why,
     )
@@ -250,8 +252,7 @@ pub fn after_graceful_demotion(
 
 /// The winner of a race clears the request (docs/ha.md §5).
 pub fn clear_after_win(cluster: &Cluster) -> Option<Action> {
-    cluster
-        .failover
-        .as_ref()
-        .map(|f| Action::ClearFailover { version: f.version })
+    cluster.failover.as_ref().map(|f| Action::ClearFailover {
+        version: f.version.clone(),
+    })
 }

@@ -20,8 +20,8 @@ fn member(name: &str, role: &str, port: u16) -> Member {
             role: role.into(),
             ..Default::default()
         },
-        version: 1,
-        session: 1,
+        version: crate::dcs::Version::from_int(1),
+        session: Some(crate::dcs::SessionId::from_int(1)),
     }
 }
 
@@ -31,8 +31,8 @@ fn cluster(leader: Option<&str>) -> Cluster {
         initialize: Some(SYSID.into()),
         leader: leader.map(|l| Leader {
             name: l.into(),
-            version: 1,
-            session: 1,
+            version: crate::dcs::Version::from_int(1),
+            session: Some(crate::dcs::SessionId::from_int(1)),
         }),
         members: vec![
             member(
@@ -1449,7 +1449,7 @@ fn with_failover(mut c: Cluster, leader: Option<&str>, member: Option<&str>) -> 
             member: member.map(Into::into),
             scheduled_at: None,
         },
-        version: 7,
+        version: crate::dcs::Version::from_int(7),
     });
     c
 }
@@ -1459,7 +1459,9 @@ fn is_graceful(d: &Decision) -> bool {
     })
 }
 fn clears(d: &Decision) -> bool {
-    d.actions.contains(&Action::ClearFailover { version: 7 })
+    d.actions.contains(&Action::ClearFailover {
+        version: crate::dcs::Version::from_int(7),
+    })
 }
 #[test]
 fn leader_demotes_gracefully_for_an_eligible_candidate() {
@@ -1607,7 +1609,9 @@ fn race_winner_clears_the_request_when_promoting() {
         vec![
             Action::RenewLock,
             Action::Promote,
-            Action::ClearFailover { version: 7 }
+            Action::ClearFailover {
+                version: crate::dcs::Version::from_int(7),
+            }
         ]
     );
 }
@@ -1863,7 +1867,9 @@ fn paused_candidate_takes_the_free_lock_and_promotes() {
         vec![
             Action::RenewLock,
             Action::Promote,
-            Action::ClearFailover { version: 7 }
+            Action::ClearFailover {
+                version: crate::dcs::Version::from_int(7),
+            }
         ]
     );
 }

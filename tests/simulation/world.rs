@@ -1,7 +1,9 @@
-//! The simulated cluster: nodes that run the real `pgpilot::ha::decide`
-//! each cycle on facts gathered as the LeaderElector gathers them, carry the
-//! actions out with the elector's semantics against a simulated DCS and
-//! PostgreSQL, and a fault schedule drawn from the seed. Invariants are
+//! The simulated cluster: nodes that each drive a real `pgpilot::ha::Node`
+//! (the protocol's state and rules, as the LeaderElector drives it) on
+//! facts gathered from a simulated DCS and PostgreSQL, carry its actions out
+//! against them and report the results back, under a fault schedule drawn
+//! from the seed. Only the I/O is simulated here; what a result means (the
+//! lease, the keep-alive, the confirmation) is the node's. Invariants are
 //! checked at every step (one step = `TICK` ms of virtual time).
 
 use std::sync::OnceLock;
@@ -10,8 +12,8 @@ use std::time::{Duration, Instant};
 use pgpilot::config::{Tags, Timing};
 use pgpilot::dcs::{Cluster, DcsError, MemberData, Status, keys};
 use pgpilot::ha::{
-    self, Action, DataDir, DcsView, Decision, FailsafeView, JobKind, JobOutcome, LocalView,
-    PeerReply, PeerStatus, PgFacts, PgRole, RewindView,
+    self, Action, ActionResult, DataDir, DcsView, Decision, EndFacts, FailsafeView, JobKind,
+    JobOutcome, LocalView, Next, PeerReply, PeerStatus, PgFacts, PgRole, RewindView,
 };
 
 use super::dcs::SimDcs;
@@ -227,21 +229,18 @@ struct Node {
     slow_until: u64,
     next_cycle: u64,
     pending: Option<Pending>,
-    /// The elector's lease state, the pure `ha::lease::Lease` itself: its
-    /// deadline, the HA loop's confirmation, the keep-alive's bookkeeping.
-    lease: ha::lease::Lease,
+    /// The protocol's state, `ha::Node` itself: the lease, the HA loop's
+    /// confirmation, the keep-alive's bookkeeping, the members seen, the
+    /// last published status.
+    ha: ha::Node,
     /// The DCS client's lease id.
     session: Option<i64>,
     /// The next tick of the lease keep-alive (every ttl/4).
     next_keepalive: u64,
-    last_status: Option<Status>,
-    last_reason: String,
     /// Data directories this node has had (bootstrap, clone, reinit).
     rebuilds: u64,
     /// The supervisor's "rewind failed" state.
     rewind_failed: bool,
-    /// Members seen in any DCS read so far (the elector's `seen_members`).
-    seen: std::collections::BTreeSet<String>,
     seen_timeline: Option<(u64, u64)>,
     /// This node's last promotion started from a timeline older than the
     /// newest one in the cluster.
@@ -251,14 +250,8 @@ struct Node {
 impl Node {
     /// The lease deadline in virtual milliseconds.
     fn lease_deadline(&self) -> Option<u64> {
-        self.lease.deadline().map(ms)
+        self.ha.lease_deadline().map(ms)
     }
-}
-
-enum Step {
-    Continue,
-    Rerun,
-    Stop(String),
 }
 
 pub struct Sim {
@@ -325,14 +318,12 @@ impl Sim {
                 slow_until: 0,
                 next_cycle: START + rng.range(0, 20) * TICK,
                 pending: None,
-                lease: ha::lease::Lease::default(),
+                ha: ha::Node::new(&format!("n{i}")),
                 session: None,
                 next_keepalive: START,
-                last_status: None,
-                last_reason: String::new(),
+
                 rebuilds: 0,
                 rewind_failed: false,
-                seen: std::collections::BTreeSet::new(),
                 seen_timeline: None,
                 stale_promotion: false,
             })
@@ -494,9 +485,9 @@ impl Sim {
                     n.job = None;
                     n.outcome = None;
                     n.pending = None;
-                    n.lease = ha::lease::Lease::default();
+                    // A restarted daemon starts from nothing.
+                    n.ha = ha::Node::new(&n.name);
                     n.session = None;
-                    n.last_status = None;
                     n.paused_until = 0;
                     n.down_until = Some(now + down);
                 }
@@ -509,7 +500,7 @@ impl Sim {
                         let snap = self.snapshot(i);
                         let view = DcsView::Ok(self.dcs.load());
                         let local = self.local_view(i, &snap, &view);
-                        let d = ha::decide(&view, &local, instant(now));
+                        let d = self.nodes[i].ha.decide(&view, local, instant(now));
                         self.trace_decision(i, &d);
                         self.nodes[i].pending = Some(Pending {
                             due: now + len,
@@ -587,10 +578,9 @@ impl Sim {
 
     // ------------------------------------------------------------ PostgreSQL
 
-    /// The leader's own keep-alive (every ttl/4) under the elector's rule,
-    /// `pgpilot::ha::lease::keepalive_allowed`: only a live daemon that
-    /// reaches the DCS, only on a confirmation younger than ttl/2, and it
-    /// never grants a lease.
+    /// The leader's own keep-alive (every ttl/4) as the node says
+    /// (`ha::Node::tick`): only a live daemon that reaches the DCS, only on
+    /// a confirmation younger than ttl/2, and it never grants a lease.
     fn keepalive_step(&mut self, i: usize) {
         let now = self.now;
         if self.nodes[i].next_keepalive > now || !self.alive(i) || !self.dcs_reachable(i) {
@@ -598,16 +588,18 @@ impl Sim {
         }
         let t = timing();
         self.nodes[i].next_keepalive = now + TTL / 4;
-        let Some(ticket) = self.nodes[i].lease.keepalive(instant(now), false, &t) else {
+        let Some(ticket) = self.nodes[i].ha.tick(instant(now), false, &t) else {
             return;
         };
         // Answered at once: the virtual DCS has no latency.
         let answer = if self.dcs.renew(self.nodes[i].session, now, TTL) {
-            ha::lease::KeepaliveAnswer::Alive
+            ha::lease::KeepaliveAnswer::Alive {
+                until: instant(now + TTL),
+            }
         } else {
             ha::lease::KeepaliveAnswer::Gone
         };
-        self.nodes[i].lease.keepalive_answered(ticket, answer, &t);
+        self.nodes[i].ha.keepalive_answered(ticket, answer, &t);
     }
 
     /// The fence process takes the last step: at the fencing point of the
@@ -763,9 +755,11 @@ impl Sim {
         self.finish_cycle(i, snap, view, None)
     }
 
+    /// A cycle starts: what it gathers from the supervisor.
     fn snapshot(&mut self, i: usize) -> Snap {
         let now = self.now;
         let n = &mut self.nodes[i];
+        n.ha.start_cycle(instant(now));
         let pg = &n.pg;
         Snap {
             facts: PgFacts {
@@ -802,19 +796,13 @@ impl Sim {
     fn local_view(&self, i: usize, snap: &Snap, view: &DcsView) -> LocalView {
         let n = &self.nodes[i];
         let mut peers = Vec::new();
-        if let DcsView::Ok(c) = view
-            && c.leader.is_none()
-            && snap.facts.is_replica()
-        {
-            let mut names: std::collections::BTreeSet<&str> = c
-                .members
-                .iter()
-                .filter(|m| !m.data.api_url.is_empty())
-                .map(|m| m.name.as_str())
-                .collect();
-            names.extend(n.seen.iter().map(String::as_str));
-            for name in names.into_iter().filter(|m| *m != n.name) {
-                let reply = self.index(name).filter(|&j| self.alive(j)).map(|j| {
+        if let DcsView::Ok(c) = view {
+            for name in
+                n.ha.peers_to_ask(c, &snap.facts, false)
+                    .into_iter()
+                    .map(|p| p.name)
+            {
+                let reply = self.index(&name).filter(|&j| self.alive(j)).map(|j| {
                     let p = &self.nodes[j].pg;
                     PeerReply {
                         role: if p.is_primary() {
@@ -834,7 +822,7 @@ impl Sim {
                     }
                 });
                 peers.push(PeerStatus {
-                    name: name.to_owned(),
+                    name: name.clone(),
                     reply,
                 });
             }
@@ -856,7 +844,8 @@ impl Sim {
             pg: snap.facts.clone(),
             busy: snap.busy,
             outcome: snap.outcome.clone(),
-            lease_deadline: n.lease.deadline(),
+            // The node's (`ha::Node::decide`).
+            lease_deadline: None,
             // The modelled fence stops PostgreSQL at the fencing point of
             // the lease the daemon last computed (`fence_step`).
             fence_armed: n
@@ -887,11 +876,9 @@ impl Sim {
     }
 
     fn trace_decision(&mut self, i: usize, d: &Decision) {
-        let steady = d.actions.is_empty() || d.actions == [Action::RenewLock];
-        if steady && self.nodes[i].last_reason == d.reason {
+        if self.nodes[i].ha.is_repeat(d) {
             return;
         }
-        self.nodes[i].last_reason = d.reason.clone();
         if self.tracing() {
             let acts: Vec<String> = d.actions.iter().map(ToString::to_string).collect();
             self.log(format!(
@@ -910,15 +897,11 @@ impl Sim {
         view: DcsView,
         decided: Option<Decision>,
     ) -> Res {
-        if let DcsView::Ok(c) = &view {
-            let seen: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
-            self.nodes[i].seen.extend(seen);
-        }
         let decision = match decided {
             Some(d) => d,
             None => {
                 let local = self.local_view(i, &snap, &view);
-                let d = ha::decide(&view, &local, instant(self.now));
+                let d = self.nodes[i].ha.decide(&view, local, instant(self.now));
                 self.trace_decision(i, &d);
                 d
             }
@@ -927,22 +910,13 @@ impl Sim {
             DcsView::Ok(c) => Some(c),
             DcsView::Failed(_) => None,
         };
-        // A lapsed lease is no lease (`ha::lease::after_decision`).
-        let mut ld =
-            ha::lease::after_decision(self.nodes[i].lease.deadline(), instant(self.now)).map(ms);
-        let mut rerun = false;
-        let (mut renewed, mut demoted) = (false, false);
         for action in &decision.actions {
-            match self.execute(i, action, cluster.as_ref(), &snap, &mut ld)? {
-                Step::Continue => {
-                    renewed |= *action == Action::RenewLock;
-                    demoted |= matches!(action, Action::Demote { .. });
-                }
-                Step::Rerun => {
-                    rerun = true;
-                    break;
-                }
-                Step::Stop(why) => {
+            let result = self.execute(i, action, cluster.as_ref(), &snap)?;
+            let step = self.nodes[i].ha.action_done(action, result, timing().ttl);
+            match step.next {
+                Next::Continue => {}
+                Next::Rerun | Next::Fatal(_) => break,
+                Next::Stop(why) => {
                     if self.tracing() {
                         self.log(format!("{}: {action} failed: {why}", self.nodes[i].name));
                     }
@@ -958,17 +932,19 @@ impl Sim {
             // Touching the member does not move the leader's deadline.
             self.dcs.put(&keys::member(&name), &data.to_json(), lease);
         }
-        // The elector's confirmation for the keep-alive.
-        let confirmation = if ld.is_none() || demoted || !snap.facts.is_primary() {
-            ha::lease::Confirmation::Revoked
-        } else if renewed {
-            ha::lease::Confirmation::Confirmed(instant(snap.started))
-        } else {
-            ha::lease::Confirmation::Unchanged
-        };
+        // The fence is modelled from the lease (`fence_step`) and no
+        // watchdog is: the node's orders are not needed.
+        let end = self.nodes[i].ha.finish_cycle(
+            EndFacts {
+                pg: &snap.facts,
+                busy: snap.busy,
+                paused: false,
+                cluster: cluster.as_ref(),
+            },
+            instant(self.now),
+        );
         let n = &mut self.nodes[i];
-        n.lease.cycle_finished(ld.map(instant), confirmation);
-        n.next_cycle = if rerun {
+        n.next_cycle = if end.rerun_now {
             self.now + TICK
         } else {
             (snap.started + LOOP_WAIT).max(self.now + TICK)
@@ -1004,37 +980,34 @@ impl Sim {
         }
     }
 
-    /// One action, with the LeaderElector's `execute` semantics.
+    /// Carry one action out against the simulated DCS and PostgreSQL and
+    /// say how it went, as the LeaderElector's `execute` does; what that
+    /// means is the node's (`ha::Node::action_done`).
     fn execute(
         &mut self,
         i: usize,
         action: &Action,
         cluster: Option<&Cluster>,
         snap: &Snap,
-        ld: &mut Option<u64>,
-    ) -> Result<Step, (Kind, String)> {
+    ) -> Result<ActionResult, (Kind, String)> {
         let now = self.now;
         let name = self.nodes[i].name.clone();
         let reach = self.dcs_reachable(i);
-        let unreachable = || Step::Stop("DCS unreachable".into());
+        let unreachable = || ActionResult::Failed("DCS unreachable".into());
         Ok(match action {
             Action::TakeInitialize | Action::CreateInitialize { .. } => {
                 if !reach {
                     return Ok(unreachable());
                 }
                 if self.dcs.kv.contains_key(keys::INITIALIZE) {
-                    if matches!(action, Action::TakeInitialize) {
-                        Step::Rerun
-                    } else {
-                        Step::Stop("initialize exists".into())
-                    }
+                    ActionResult::Refused
                 } else {
                     let v = match action {
                         Action::CreateInitialize { sysid } => sysid.clone(),
                         _ => String::new(),
                     };
                     self.dcs.put(keys::INITIALIZE, &v, 0);
-                    Step::Continue
+                    ActionResult::Done
                 }
             }
             Action::CompleteBootstrap { sysid } => {
@@ -1044,14 +1017,14 @@ impl Sim {
                 self.dcs.put(keys::INITIALIZE, sysid, 0);
                 self.dcs
                     .put(keys::CONFIG, r#"{"ttl":30,"loop_wait":10}"#, 0);
-                Step::Continue
+                ActionResult::Done
             }
             Action::CancelInitialize => {
                 if !reach {
                     return Ok(unreachable());
                 }
                 self.dcs.delete(keys::INITIALIZE);
-                Step::Continue
+                ActionResult::Done
             }
             Action::AcquireLock => {
                 if !reach {
@@ -1063,9 +1036,9 @@ impl Sim {
                     if self.tracing() {
                         self.log(format!("{name}: lost the leader race"));
                     }
+                    ActionResult::Refused
                 } else {
                     self.dcs.put(keys::LEADER, &name, lease);
-                    *ld = Some(now + TTL);
                     if self.tracing() {
                         let optime = self.dcs.load().status.optime;
                         let lsn = snap.facts.lsn;
@@ -1074,12 +1047,12 @@ impl Sim {
                         ));
                     }
                     self.wake_all();
+                    ActionResult::Renewed(instant(now + TTL))
                 }
-                Step::Rerun
             }
             Action::RenewLock => {
                 if cluster.and_then(|c| c.leader.as_ref()).is_none() {
-                    return Ok(Step::Stop("no leader key to renew".into()));
+                    return Ok(ActionResult::Failed("no leader key to renew".into()));
                 }
                 if !reach {
                     return Ok(unreachable());
@@ -1091,30 +1064,27 @@ impl Sim {
                         if e.lease != lease {
                             self.dcs.put(keys::LEADER, &name, lease);
                         }
-                        *ld = Some(now + TTL);
                         if snap.facts.is_primary() {
                             let status = Status {
                                 optime: snap.facts.lsn,
                                 ..Status::default()
                             };
-                            if self.nodes[i].last_status.as_ref() != Some(&status) {
+                            if self.nodes[i].ha.last_status() != Some(&status) {
                                 self.dcs.put(keys::STATUS, &status.to_json(), 0);
-                                self.nodes[i].last_status = Some(status);
+                                self.nodes[i].ha.status_written(status);
                             }
                         }
-                        Step::Continue
+                        ActionResult::Renewed(instant(now + TTL))
                     }
                     _ => {
-                        *ld = None;
                         if self.tracing() {
                             self.log(format!("{name}: lock lost"));
                         }
-                        Step::Rerun
+                        ActionResult::Refused
                     }
                 }
             }
             Action::ReleaseLock => {
-                *ld = None;
                 if !reach {
                     return Ok(unreachable());
                 }
@@ -1122,7 +1092,7 @@ impl Sim {
                     self.dcs.delete(keys::LEADER);
                     self.wake_all();
                 }
-                Step::Rerun
+                ActionResult::Done
             }
             Action::Bootstrap => self.run_job(i, JobSpec::Bootstrap),
             Action::Clone { from } => self.run_job(i, JobSpec::Clone(from.name.clone())),
@@ -1132,12 +1102,14 @@ impl Sim {
             // its timeline + 1, and it names the leader).
             // Only asked for when the config key is missing, which the
             // simulation never does.
-            Action::RestoreConfig | Action::ActivateWatchdog => Step::Continue,
+            Action::RestoreConfig | Action::ActivateWatchdog => ActionResult::Done,
             // Only decided when a failover key exists, which the simulation
             // never writes.
-            Action::ClearFailover { .. } => Step::Continue,
+            Action::ClearFailover { .. } => ActionResult::Done,
             // Never decided: `can_clone_without_leader` is false here.
-            Action::CloneWithoutLeader => Step::Stop("no replica method without a leader".into()),
+            Action::CloneWithoutLeader => {
+                ActionResult::Failed("no replica method without a leader".into())
+            }
             Action::WriteHistory => {
                 if !reach {
                     return Ok(unreachable());
@@ -1151,12 +1123,12 @@ impl Sim {
                     );
                     self.dcs.put(keys::HISTORY, &value, 0);
                 }
-                Step::Continue
+                ActionResult::Done
             }
             Action::StartPrimary => self.run_job(i, JobSpec::StartPrimary),
             Action::StartReplica { upstream } => {
                 let step = self.run_job(i, JobSpec::StartReplica);
-                if matches!(step, Step::Continue) {
+                if step == ActionResult::Done {
                     self.nodes[i].pg.following = upstream.as_ref().map(|u| u.name.clone());
                 }
                 step
@@ -1186,16 +1158,15 @@ impl Sim {
                 self.run_job(i, JobSpec::Promote)
             }
             Action::Demote { .. } => {
-                *ld = None;
                 self.nodes[i].pg.stop();
-                Step::Continue
+                ActionResult::Done
             }
             Action::Follow { upstream } => {
                 if self.nodes[i].pg.role() == Some(PgRole::Replica) {
                     self.nodes[i].pg.following = Some(upstream.name.clone());
-                    Step::Continue
+                    ActionResult::Done
                 } else {
-                    Step::Stop("PostgreSQL is not a running standby".into())
+                    ActionResult::Failed("PostgreSQL is not a running standby".into())
                 }
             }
             Action::Fatal { reason } => {
@@ -1212,9 +1183,9 @@ impl Sim {
 
     // ------------------------------------------------------------- the jobs
 
-    fn run_job(&mut self, i: usize, spec: JobSpec) -> Step {
+    fn run_job(&mut self, i: usize, spec: JobSpec) -> ActionResult {
         if let Some(j) = &self.nodes[i].job {
-            return Step::Stop(format!("{:?} is already in progress", j.kind));
+            return ActionResult::Failed(format!("{:?} is already in progress", j.kind));
         }
         let (kind, ms) = match spec {
             JobSpec::Bootstrap => (JobKind::Bootstrap, self.rng.range(2_000, 5_000)),
@@ -1254,7 +1225,7 @@ impl Sim {
             kind,
             done_at: self.now + ms,
         });
-        Step::Continue
+        ActionResult::Done
     }
 
     fn finish_job(&mut self, i: usize) {

@@ -9,6 +9,7 @@ pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod failsafe;
 pub(crate) mod health;
+pub(crate) mod metrics;
 pub(crate) mod patroni;
 pub(crate) mod reinitialize;
 pub(crate) mod reload;
@@ -53,6 +54,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(config::patch))
                 .route(web::put().to(config::put)),
         )
+        .service(family("metrics").route(web::get().to(metrics::get)))
         .service(family("liveness").route(web::get().to(health::liveness)))
         .service(family("readiness").route(web::get().to(health::readiness)))
         .service(

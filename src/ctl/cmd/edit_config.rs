@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::config::ClientConfig;
 use crate::ctl::context::{Connect, Ctx, confirm};
 use crate::ctl::edit;
-use crate::dcs::DcsError;
+use crate::dcs::Version;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,7 +40,7 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
     let (before, version) = cluster
         .config
         .as_ref()
-        .map(|c| (c.value.clone(), c.version))
+        .map(|c| (c.value.clone(), c.version.clone()))
         .with_context(|| format!("cluster {} has no dynamic configuration", ctx.scope))?;
     // patronictl's order: --apply, then --set/--pg (a later option
     // wins); the editor only when neither is given.
@@ -96,7 +96,7 @@ const CONCURRENT_CHANGE: &str = "config changed concurrently, re-run";
 /// compare-and-swap on the `version` read before the edit. A change by
 /// anyone else in between (another operator, `PATCH /config`, the leader
 /// restoring the key) makes the write fail and nothing is written.
-async fn write_config(ctx: &Ctx, version: i64, doc: &Value) -> anyhow::Result<()> {
+async fn write_config(ctx: &Ctx, version: Version, doc: &Value) -> anyhow::Result<()> {
     let Value::Object(map) = doc else {
         bail!("the configuration must be a mapping");
     };
@@ -105,13 +105,13 @@ async fn write_config(ctx: &Ctx, version: i64, doc: &Value) -> anyhow::Result<()
     }
     match ctx
         .dcs
-        .set_config_value(&doc.to_string(), Some(version))
+        .set_config_value(&doc.to_string(), Some(&version))
         .await
     {
         Ok(true) => Ok(()),
-        Ok(false) | Err(DcsError::CasConflict(_)) => bail!(
-            "{CONCURRENT_CHANGE}: the config key of cluster {} is no longer the version read \
-             ({version}); nothing was written",
+        Ok(false) => bail!(
+            "{CONCURRENT_CHANGE}: the config key of cluster {} is no longer the version read; \
+             nothing was written",
             ctx.scope
         ),
         Err(e) => {
