@@ -176,9 +176,14 @@ pub fn timing_from_json(v: &Value) -> Result<Timing, ConfigError> {
     adjusted_timing(v).map(|a| a.timing)
 }
 
-/// Seconds to whole milliseconds, rounded; huge values saturate.
+/// The largest value taken, in milliseconds (about 31,700 years): the
+/// sums of the rules stay far from overflowing.
+const MAX_MS: f64 = 1e15;
+
+/// Seconds to whole milliseconds, rounded; huge values are capped at
+/// [`MAX_MS`].
 fn to_ms(secs: f64) -> i64 {
-    (secs * 1000.0).round() as i64
+    (secs * 1000.0).round().min(MAX_MS) as i64
 }
 
 fn duration(ms: i64) -> Duration {
@@ -351,6 +356,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Values from outside (a PATCH) never overflow the arithmetic.
+    #[test]
+    fn huge_values_are_capped() {
+        let (ttl, lw, rt, _) =
+            in_force(json!({"ttl": 1e300, "loop_wait": 1e300, "retry_timeout": 1e300}));
+        assert_eq!(ttl, 1e12);
+        assert!(lw + 2.0 * rt <= ttl, "{lw} {rt}");
     }
 
     #[test]
