@@ -11,6 +11,12 @@
 pub const DECISION: &str = "decision";
 /// `ttl`, `loop_wait` or `retry_timeout` changed in the dynamic config.
 pub const TIMING_CHANGED: &str = "timing_changed";
+/// The dynamic config's timing breaks a rule and runs adjusted (WARN, one
+/// per adjustment, Patroni's wording).
+pub const TIMING_ADJUSTED: &str = "timing_adjusted";
+/// At start: a node of this name answers at its member key's `api_url`;
+/// the daemon exits (ERROR, `severity=CRITICAL`, Patroni's message).
+pub const DUPLICATE_NAME: &str = "duplicate_name";
 /// The leader wrote a lost or invalid config key back from its own copy.
 pub const CONFIG_RESTORED: &str = "config_restored";
 /// A reload (SIGHUP or `POST /reload`) found a configuration it cannot use.

@@ -32,7 +32,9 @@ pub mod sd_notify;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;
+pub mod unique_name;
 pub mod watchdog;
+pub mod x509_usage;
 
 /// The version published in member keys and `/patroni`. Peers branch on it
 /// (docs/dcs.md, "`members/<name>`"), so it claims the Patroni release whose behaviour

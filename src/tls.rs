@@ -24,6 +24,7 @@ use rustls::{
 
 use crate::config::{Config, RestApi};
 use crate::sync;
+use crate::x509_usage::Purpose;
 
 /// What is wrong with a TLS file or setting. Every message names the
 /// configuration key and the path (operators read them in `--validate`, the
@@ -359,16 +360,17 @@ fn client_verifier(r: &RestApi) -> Result<Arc<dyn ClientCertVerifier>, TlsError>
     }
     let cafile = r.cafile.as_deref().ok_or(TlsError::NoCafile)?;
     let roots = load_roots("restapi.cafile", cafile)?;
-    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    let builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
     let builder = if mode == VerifyClient::Optional {
         builder.allow_unauthenticated()
     } else {
         builder
     };
-    builder.build().map_err(|error| TlsError::ClientVerifier {
+    let inner = builder.build().map_err(|error| TlsError::ClientVerifier {
         path: cafile.into(),
         error,
-    })
+    })?;
+    Ok(Arc::new(TrustedLeafClientVerifier { inner, roots }))
 }
 
 /// Check the TLS files of `restapi` (and `ctl`): every problem, each naming
@@ -412,6 +414,95 @@ pub fn check_files(cfg: &Config) -> Vec<String> {
         }
     }
     problems
+}
+
+// ---------------------------------------------------------- trusted leaf
+
+/// Did webpki refuse the certificate only for being a CA used as an end
+/// entity? OpenSSL (and so Patroni, through Python's `ssl`, whose default
+/// contexts also set `X509_V_FLAG_PARTIAL_CHAIN`) accepts a certificate
+/// that is itself one of the trusted certificates, whatever its basic
+/// constraints: the self-signed `CA:TRUE` certificate of `openssl req
+/// -x509` used both as the CA file and as the peer's certificate. webpki
+/// returns this error only after it parsed the certificate and checked its
+/// validity period, so an expired or not yet valid certificate is still
+/// refused, as OpenSSL refuses it (docs/configuration.md §3.1).
+fn ca_used_as_end_entity(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(CertificateError::Other(o))
+            if matches!(o.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity))
+    )
+}
+
+/// Is `cert` one of the trusted certificates (the same subject, public key
+/// and name constraints as one of `roots`), and do its key usages allow
+/// `purpose` as OpenSSL checks them (webpki never got to its extended key
+/// usage)? The handshake's signature, checked separately, proves the peer
+/// holds that key.
+fn is_trusted_itself(cert: &CertificateDer<'_>, roots: &RootCertStore, purpose: Purpose) -> bool {
+    webpki::anchor_from_trusted_cert(cert).is_ok_and(|a| roots.roots.contains(&a))
+        && crate::x509_usage::allows(cert, purpose)
+}
+
+/// webpki's client verification, plus OpenSSL's acceptance of a client
+/// certificate that is itself trusted ([`ca_used_as_end_entity`]).
+/// Everything else (unknown issuer, expired, no certificate with
+/// `verify_client: required`) is refused as before.
+#[derive(Debug)]
+struct TrustedLeafClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    roots: Arc<RootCertStore>,
+}
+
+impl ClientCertVerifier for TrustedLeafClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(e)
+                if ca_used_as_end_entity(&e)
+                    && is_trusted_itself(end_entity, &self.roots, Purpose::Client) =>
+            {
+                Ok(ClientCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 // ---------------------------------------------------------------- server
@@ -544,10 +635,15 @@ pub enum ServerCheck {
     None,
 }
 
-/// Accepts what [`ServerCheck`] says; signatures are always checked.
+/// Accepts what [`ServerCheck`] says; signatures are always checked. A
+/// server certificate that is itself one of the trusted ones is accepted
+/// as OpenSSL accepts it ([`ca_used_as_end_entity`]), its host name
+/// checked when the check asks for it.
 #[derive(Debug)]
 struct Verifier {
     chain: Option<Arc<dyn ServerCertVerifier>>,
+    roots: Option<Arc<RootCertStore>>,
+    check_name: bool,
     provider: Arc<CryptoProvider>,
 }
 
@@ -568,7 +664,23 @@ impl ServerCertVerifier for Verifier {
         match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            Err(e)
+                if ca_used_as_end_entity(&e)
+                    && self
+                        .roots
+                        .as_ref()
+                        .is_some_and(|r| is_trusted_itself(end_entity, r, Purpose::Server)) =>
+            {
+                if self.check_name {
+                    webpki::EndEntityCert::try_from(end_entity)
+                        .and_then(|c| c.verify_is_valid_for_subject_name(server_name))
+                        .map_err(|_| {
+                            rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+                        })?;
+                }
+                Ok(ServerCertVerified::assertion())
+            }
             other => other,
         }
     }
@@ -616,29 +728,30 @@ pub fn client_config(
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let builder = match check {
-        ServerCheck::Full(roots) => builder.with_root_certificates(roots),
-        ServerCheck::ChainOnly(roots) => {
-            let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                roots,
+    let (roots, check_name) = match check {
+        ServerCheck::Full(roots) => (Some(roots), true),
+        ServerCheck::ChainOnly(roots) => (Some(roots), false),
+        ServerCheck::None => (None, false),
+    };
+    let chain = match &roots {
+        Some(roots) => Some(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots.clone(),
                 provider.clone(),
             )
             .build()
-            .map_err(TlsError::ServerVerifier)?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Verifier {
-                    chain: Some(chain),
-                    provider,
-                }))
-        }
-        ServerCheck::None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Verifier {
-                chain: None,
-                provider,
-            })),
+            .map_err(TlsError::ServerVerifier)? as Arc<dyn ServerCertVerifier>,
+        ),
+        None => None,
     };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier {
+            chain,
+            roots,
+            check_name,
+            provider,
+        }));
     let mut config = match identity {
         Some((section, cert, key, password)) => {
             let ck = certified_key(section, cert, key, password)?;
@@ -782,6 +895,232 @@ mod tests {
         // Plain HTTP: no TLS state.
         r.certfile = None;
         assert!(ServerTls::from_restapi(&r).unwrap().is_none());
+    }
+
+    /// Run a TLS handshake in memory; the first error either side reports.
+    fn handshake(
+        server: ServerConfig,
+        client: ClientConfig,
+        name: &str,
+    ) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), name)?;
+        let mut s = rustls::ServerConnection::new(Arc::new(server))?;
+        fn pump(
+            from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+            to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+        ) -> Result<(), rustls::Error> {
+            let mut buf = Vec::new();
+            while from.wants_write() {
+                from.write_tls(&mut buf).unwrap();
+            }
+            let mut rest = &buf[..];
+            while !rest.is_empty() {
+                to.read_tls(&mut rest).unwrap();
+                to.process_new_packets()?;
+            }
+            Ok(())
+        }
+        for _ in 0..10 {
+            pump(&mut c, &mut s)?;
+            pump(&mut s, &mut c)?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                // The last flight (the server's verdict on the client's
+                // certificate in TLS 1.3) is processed.
+                pump(&mut c, &mut s)?;
+                return Ok(());
+            }
+        }
+        Err(rustls::Error::General("handshake made no progress".into()))
+    }
+
+    fn server(cafile: &str, verify_client: &str) -> ServerConfig {
+        let r: RestApi = serde_json::from_value(serde_json::json!({
+            "listen": ":8008", "connect_address": "h:8008",
+            "certfile": fixture("server.crt"), "keyfile": fixture("server.key"),
+            "cafile": fixture(cafile), "verify_client": verify_client,
+        }))
+        .unwrap();
+        ServerTls::from_restapi(&r)
+            .unwrap()
+            .unwrap()
+            .server_config()
+            .unwrap()
+    }
+
+    fn client_presenting(check: ServerCheck, cert: Option<&str>) -> ClientConfig {
+        let cert = cert.map(|c| (fixture(&format!("{c}.crt")), fixture(&format!("{c}.key"))));
+        client_config(
+            check,
+            cert.as_ref()
+                .map(|(c, k)| ("test", c.as_str(), Some(k.as_str()), None)),
+        )
+        .unwrap()
+    }
+
+    /// Issue 14 §3: the self-signed `CA:TRUE` certificate of `openssl req
+    /// -x509`, used as the server's and the client's certificate and as the
+    /// CA file on both sides, passes as it does with OpenSSL (Patroni).
+    #[test]
+    fn a_trusted_self_signed_ca_certificate_is_accepted_as_end_entity() {
+        install_provider();
+        let roots = || load_roots("ca", &fixture("server.crt")).unwrap();
+        for mode in ["required", "optional"] {
+            handshake(
+                server("server.crt", mode),
+                client_presenting(ServerCheck::Full(roots()), Some("server")),
+                "localhost",
+            )
+            .unwrap();
+        }
+        // The host name is still checked where it was.
+        let e = handshake(
+            server("server.crt", "required"),
+            client_presenting(ServerCheck::Full(roots()), Some("server")),
+            "db.example.com",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+            ),
+            "{e:?}"
+        );
+        handshake(
+            server("server.crt", "required"),
+            client_presenting(ServerCheck::ChainOnly(roots()), Some("server")),
+            "db.example.com",
+        )
+        .unwrap();
+    }
+
+    /// What OpenSSL refuses stays refused: a self-signed certificate that
+    /// is not the trusted one (same subject, other key), none with
+    /// `required`, an expired one, and a server the client does not trust.
+    #[test]
+    fn untrusted_missing_and_expired_certificates_are_still_refused() {
+        install_provider();
+        let roots = || load_roots("ca", &fixture("server.crt")).unwrap();
+        let e = handshake(
+            server("server.crt", "required"),
+            client_presenting(ServerCheck::Full(roots()), Some("selfsigned-other")),
+            "localhost",
+        )
+        .unwrap_err();
+        // webpki's reason is the CA used as an end entity (it checks that
+        // before the issuer); OpenSSL's is the unknown issuer.
+        assert!(matches!(e, rustls::Error::InvalidCertificate(_)), "{e:?}");
+        let e = handshake(
+            server("server.crt", "required"),
+            client_presenting(ServerCheck::Full(roots()), None),
+            "localhost",
+        )
+        .unwrap_err();
+        assert!(matches!(e, rustls::Error::NoCertificatesPresented), "{e:?}");
+        // A client trusting another certificate refuses the server.
+        let other = load_roots("ca", &fixture("selfsigned-other.crt")).unwrap();
+        let e = handshake(
+            server("server.crt", "optional"),
+            client_presenting(ServerCheck::ChainOnly(other), None),
+            "localhost",
+        )
+        .unwrap_err();
+        assert!(matches!(e, rustls::Error::InvalidCertificate(_)), "{e:?}");
+        // A trusted certificate whose usages OpenSSL refuses for the role:
+        // extendedKeyUsage serverAuth only as a client certificate, key
+        // usage keyCertSign only on either side.
+        for (cert, as_client_ok) in [
+            ("selfsigned-serverauth", false),
+            ("selfsigned-certsign", false),
+        ] {
+            let r: RestApi = serde_json::from_value(serde_json::json!({
+                "listen": ":8008", "connect_address": "h:8008",
+                "certfile": fixture("server.crt"), "keyfile": fixture("server.key"),
+                "cafile": fixture(&format!("{cert}.crt")), "verify_client": "required",
+            }))
+            .unwrap();
+            let der = load_certs("c", &fixture(&format!("{cert}.crt")))
+                .unwrap()
+                .remove(0);
+            let got = client_verifier(&r)
+                .unwrap()
+                .verify_client_cert(&der, &[], UnixTime::now());
+            assert_eq!(got.is_ok(), as_client_ok, "{cert}: {got:?}");
+        }
+        let usage_roots = |c: &str| load_roots("ca", &fixture(&format!("{c}.crt"))).unwrap();
+        for (cert, as_server_ok) in [
+            ("selfsigned-serverauth", true),
+            ("selfsigned-certsign", false),
+        ] {
+            let der = load_certs("c", &fixture(&format!("{cert}.crt")))
+                .unwrap()
+                .remove(0);
+            let v = Verifier {
+                chain: Some(
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(
+                        usage_roots(cert),
+                        provider(),
+                    )
+                    .build()
+                    .unwrap(),
+                ),
+                roots: Some(usage_roots(cert)),
+                check_name: true,
+                provider: provider(),
+            };
+            let name = ServerName::try_from("localhost").unwrap();
+            let got = v.verify_server_cert(&der, &[], &name, &[], UnixTime::now());
+            assert_eq!(got.is_ok(), as_server_ok, "{cert}: {got:?}");
+        }
+
+        // Expired (the fixture is valid until 2126): refused on both sides.
+        let year_2200 = UnixTime::since_unix_epoch(std::time::Duration::from_secs(7_258_118_400));
+        let cert = load_certs("c", &fixture("server.crt")).unwrap().remove(0);
+        let r: RestApi = serde_json::from_value(serde_json::json!({
+            "listen": ":8008", "connect_address": "h:8008",
+            "certfile": fixture("server.crt"), "keyfile": fixture("server.key"),
+            "cafile": fixture("server.crt"), "verify_client": "required",
+        }))
+        .unwrap();
+        let e = client_verifier(&r)
+            .unwrap()
+            .verify_client_cert(&cert, &[], year_2200)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. }
+                )
+            ),
+            "{e:?}"
+        );
+        let chain =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots(), provider())
+                .build()
+                .unwrap();
+        let v = Verifier {
+            chain: Some(chain),
+            roots: Some(roots()),
+            check_name: true,
+            provider: provider(),
+        };
+        let name = ServerName::try_from("localhost").unwrap();
+        let e = v
+            .verify_server_cert(&cert, &[], &name, &[], year_2200)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. }
+                )
+            ),
+            "{e:?}"
+        );
+        v.verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+            .unwrap();
     }
 
     #[test]

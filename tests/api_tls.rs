@@ -365,3 +365,111 @@ async fn encrypted_key_and_extra_headers() {
         "{err}"
     );
 }
+
+/// Issue 14 §3: one self-signed `CA:TRUE` certificate (`openssl req
+/// -x509`, tests/fixtures/tls/server.crt) as every node's certificate, its
+/// CA file and the clients' certificate, with `verify_client: required`,
+/// as Patroni's own test set-up and small installations use it: the
+/// members talk to each other (switchover), and a client and pgpilotctl
+/// presenting it are served. A different self-signed certificate is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_self_signed_certificate_for_everything() {
+    let mut c = TestCluster::new(2, Timing::default());
+    let dir = c.root.join("selfsigned");
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    let fixture = |name: &str| {
+        let to = dir.join(name);
+        std::fs::copy(
+            format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR")),
+            &to,
+        )
+        .expect("copy fixture");
+        to
+    };
+    let (cert, key) = (fixture("server.crt"), fixture("server.key"));
+    let (other_cert, other_key) = (
+        fixture("selfsigned-other.crt"),
+        fixture("selfsigned-other.key"),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for p in [&dir, &cert, &key, &other_cert, &other_key] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let https = |identity: Option<(&std::path::Path, &std::path::Path)>| {
+        let roots = pgpilot::tls::load_roots("ca", cert.to_str().expect("utf-8")).expect("CA");
+        let tls = pgpilot::tls::client_config(
+            pgpilot::tls::ServerCheck::Full(roots),
+            identity.map(|(c, k)| {
+                (
+                    "test",
+                    c.to_str().expect("utf-8"),
+                    Some(k.to_str().expect("utf-8")),
+                    None,
+                )
+            }),
+        )
+        .expect("client TLS config");
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .tls_backend_preconfigured(tls)
+            .build()
+            .expect("https client")
+    };
+    let with_cert = https(Some((&cert, &key)));
+    c.use_https(
+        &format!(
+            "certfile: {}\nkeyfile: {}\ncafile: {}\nverify_client: required",
+            cert.display(),
+            key.display(),
+            cert.display()
+        ),
+        with_cert.clone(),
+    );
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let r = with_cert
+        .get(c.nodes[p].api("/health"))
+        .send()
+        .await
+        .expect("GET https /health with the self-signed certificate");
+    assert_eq!(r.status().as_u16(), 200);
+    let other = https(Some((&other_cert, &other_key)));
+    assert!(
+        other.get(c.nodes[p].api("/health")).send().await.is_err(),
+        "a self-signed certificate that is not the trusted one must be refused"
+    );
+    assert!(
+        https(None)
+            .get(c.nodes[p].api("/health"))
+            .send()
+            .await
+            .is_err(),
+        "no client certificate must be refused (required)"
+    );
+
+    // pgpilotctl checks the servers against restapi.cafile and presents
+    // restapi.certfile.
+    let (ok, out) = ctl(&c, &["list"]);
+    assert!(ok, "pgpilotctl list: {out}");
+    let (ok, out) = ctl(&c, &["version"]);
+    assert!(ok && !out.contains("error"), "pgpilotctl version: {out}");
+
+    // Switchover: the leader asks the candidate's /patroni with the same
+    // certificate.
+    let candidate = 1 - p;
+    let r = with_cert
+        .post(c.nodes[p].api("/switchover"))
+        .json(&json!({"leader": c.nodes[p].name, "candidate": c.nodes[candidate].name}))
+        .send()
+        .await
+        .expect("POST /switchover");
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    assert_eq!(code, 200, "switchover: {text}");
+    assert_eq!(c.wait_healthy(BOOT).await, candidate);
+    for n in &c.nodes {
+        let log = n.log();
+        assert!(!has_event(&log, events::PEER_TLS_CONFIG_FAILED), "{log}");
+    }
+}

@@ -98,8 +98,10 @@ fn wrong_type_names_key_file_and_line() {
     );
 }
 
+/// Issue 14 §1: timing breaking `loop_wait + 2*retry_timeout <= ttl` is
+/// adjusted as Patroni adjusts it; `--validate` says how.
 #[test]
-fn impossible_timing_is_refused() {
+fn impossible_timing_is_adjusted_with_a_warning() {
     let d = Dir::new("timing");
     let p = d.write(
         "timing.yml",
@@ -108,11 +110,14 @@ fn impossible_timing_is_refused() {
             .replace("retry_timeout: 10", "retry_timeout: 6"),
     );
     let (code, out) = validate(&p);
-    assert_eq!(code, 1);
+    assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("loop_wait") && out.contains("retry_timeout") && out.contains("ttl"),
+        out.contains("warning")
+            && out.contains("bootstrap.dcs")
+            && out.contains("Adjusting loop_wait from 10 to 8"),
         "{out}"
     );
+    assert!(out.contains("configuration is valid"), "{out}");
 }
 
 #[test]
@@ -164,7 +169,7 @@ fn daemon_with_bad_config_exits_without_touching_the_data_directory() {
     let data = d.0.join("data");
     let text = GOOD
         .replace("data/postgresql0", &data.display().to_string())
-        .replace("ttl: 30", "ttl: 5");
+        .replace("ttl: 30", "ttl: soon");
     let p = d.write("bad.yml", &text);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgpilot"));
     cmd.arg(&p);

@@ -88,6 +88,22 @@ async fn paused_cluster_neither_restarts_nor_fails_over_then_resumes() {
     )
     .await;
     assert!(c.nodes[primary].log().contains("paused"));
+    // Patroni's name for it while paused: `stopped`, not `crashed`, in
+    // `/patroni` and in the member key (`/cluster` of another node).
+    let me = c.get_json(primary, "/patroni").await.expect("/patroni");
+    assert_eq!(me["state"], "stopped", "{me}");
+    let other = (primary + 1) % 3;
+    let name = c.nodes[primary].name.clone();
+    eventually(APPLY, "the member key says stopped", || async {
+        let cl = c.get_json(other, "/cluster").await?;
+        let m = cl["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == name.as_str())?
+            .clone();
+        (m["state"] == "stopped").then_some(())
+    })
+    .await;
 
     // Resume: one primary again (restart of the old one or a failover).
     patch_config(&c, (primary + 1) % 3, r#"{"pause": null}"#).await;

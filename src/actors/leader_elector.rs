@@ -273,6 +273,11 @@ impl LeaderElector {
         }
         match DynamicConfig::from_json(&cfg.value) {
             Ok(new) => {
+                // The key keeps what was written; these values are in force
+                // (docs/configuration.md, "Timing: adjusted, not refused").
+                for note in new.timing_adjustments() {
+                    warn!(event = crate::events::TIMING_ADJUSTED, "{note}");
+                }
                 if new.timing != self.dynamic.timing {
                     info!(event = crate::events::TIMING_CHANGED, ttl = ?new.timing.ttl, loop_wait = ?new.timing.loop_wait, retry_timeout = ?new.timing.retry_timeout);
                     self.links

@@ -125,6 +125,10 @@ impl ScheduledRestart {
 }
 
 /// The name a job goes by in Patroni's "<action> already in progress".
+/// `busy_label` of a restart (`POST /restart`, scheduled), which runs as a
+/// start job.
+const RESTART_LABEL: &str = "restart";
+
 fn job_label(kind: JobKind) -> &'static str {
     match kind {
         JobKind::Bootstrap => "bootstrap",
@@ -227,10 +231,21 @@ impl PostgresSupervisor {
             warn!(event = "postgres_exited", pid = pm.pid(), status = ?pm.exit_status());
             self.postmaster = None;
             self.pg_callbacks.crashed();
-            if self.busy.is_none() {
-                self.state = PgState::Crashed;
-            }
         }
+        // Patroni's names for a PostgreSQL that is down while nothing runs:
+        // `crashed`, or `stopped` while paused (also once a pause begins).
+        if self.postmaster.is_none() && self.busy.is_none() {
+            self.state = self.state.when_down(self.env.dynamic.pause);
+        }
+    }
+
+    /// Does the bootstrap run a `bootstrap.method` other than `initdb`?
+    fn custom_bootstrap(&self) -> bool {
+        self.env
+            .cfg
+            .bootstrap
+            .as_ref()
+            .is_some_and(|b| b.custom_method().is_some())
     }
 
     /// Bring a running PostgreSQL in line with the configuration: rewrite
@@ -305,11 +320,12 @@ impl PostgresSupervisor {
             }
             Err(e) => {
                 error!(event = "job_failed", job = ?kind, error = %e);
-                self.state = match (kind, self.postmaster.is_some()) {
-                    (_, true) => PgState::Running,
-                    (JobKind::Bootstrap, false) => PgState::InitdbFailed,
-                    (_, false) => PgState::StartFailed,
-                };
+                self.state = PgState::after_failure(
+                    kind,
+                    self.postmaster.is_some(),
+                    self.custom_bootstrap(),
+                    self.busy_label == RESTART_LABEL,
+                );
                 JobOutcome::Failed(kind, e)
             }
         };
@@ -555,13 +571,7 @@ impl PostgresSupervisor {
             Job::Bootstrap | Job::StartPrimary | Job::Promote => PgRole::Primary,
             _ => PgRole::Replica,
         });
-        self.state = match kind {
-            JobKind::Bootstrap => PgState::InitializingNewCluster,
-            JobKind::Clone | JobKind::Reinitialize => PgState::CreatingReplica,
-            JobKind::Start => PgState::Starting,
-            JobKind::Stop => PgState::Stopping,
-            JobKind::Promote | JobKind::Rewind => self.state,
-        };
+        self.state = PgState::during(kind, self.custom_bootstrap()).unwrap_or(self.state);
         info!(event = crate::events::JOB_STARTED, job = ?job);
         let handle = match job {
             Job::Bootstrap => ctx.spawn(
@@ -723,8 +733,8 @@ impl PostgresSupervisor {
         });
         self.forget_known();
         self.busy = Some(JobKind::Start);
-        self.busy_label = "restart";
-        self.state = PgState::Stopping;
+        self.busy_label = RESTART_LABEL;
+        self.state = PgState::Restarting;
         info!(
             event = "restart",
             standby,
@@ -973,7 +983,11 @@ impl Handler<StopAndWait> for PostgresSupervisor {
             }
             .into_actor(self)
             .map(move |r, act, _| {
-                act.state = PgState::Stopped;
+                act.state = if r.is_ok() {
+                    PgState::Stopped
+                } else {
+                    PgState::StopFailed
+                };
                 act.following = None;
                 if was_running && r.is_ok() {
                     let ev = act.pg_callbacks.stopped();

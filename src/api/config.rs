@@ -287,6 +287,31 @@ mod tests {
         assert_eq!(stored(&a).await, Some(json!({"loop_wait": 3})));
     }
 
+    /// Issue 14 §1: Patroni stores `{"ttl": 20}` over `retry_timeout: 10`
+    /// and adjusts the values in force; the key keeps what was written.
+    #[tokio::test]
+    async fn timing_breaking_the_rule_is_stored_as_written() {
+        let store = MemoryStore::new();
+        let a = dcs(&store, "a");
+        put_config(&a, br#"{"ttl": 30, "loop_wait": 10, "retry_timeout": 10}"#)
+            .await
+            .unwrap();
+        let out = patch_config(&a, br#"{"ttl": 20}"#).await.unwrap();
+        let want = json!({"ttl": 20, "loop_wait": 10, "retry_timeout": 10});
+        assert_eq!(out, want);
+        assert_eq!(stored(&a).await, Some(want.clone()));
+        let d = DynamicConfig::from_json(&want).unwrap();
+        assert_eq!(d.timing.loop_wait, Duration::from_secs(1));
+        assert_eq!(d.timing.retry_timeout, Duration::from_secs(9));
+        // Under pgpilot's minimum: stored, raised to it in force.
+        let out = put_config(&a, br#"{"ttl": 2}"#).await.unwrap();
+        assert_eq!(out, json!({"ttl": 2}));
+        assert_eq!(
+            DynamicConfig::from_json(&out).unwrap().timing.ttl,
+            Duration::from_secs(5)
+        );
+    }
+
     /// Issue 14 §6: Patroni's merge, byte for byte in the stored key. A
     /// falsy slot value is a physical slot (accepted, stored as given); a
     /// new key keeps the nulls inside it; a null removes an existing key.

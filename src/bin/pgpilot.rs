@@ -173,6 +173,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Patroni's `ensure_unique_name` (`pgpilot::unique_name`), before any
+/// actor runs or anything is written: a node of this name that answers at
+/// its member key's `api_url` stops this start.
+async fn refuse_a_running_namesake(cfg: &Config, dcs: &dyn Dcs) -> anyhow::Result<()> {
+    use pgpilot::unique_name::{Verdict, check, refusal};
+    let client = pgpilot::peer_client::build(cfg);
+    match check(dcs, &cfg.name, &client).await {
+        Verdict::Unique => Ok(()),
+        Verdict::Unchecked(e) => {
+            warn!(event = "unique_name_unchecked", error = %e, "the DCS cannot be read: starting without checking that no other node of this name runs");
+            Ok(())
+        }
+        Verdict::Running { url } => {
+            let msg = refusal(&cfg.name);
+            tracing::error!(event = pgpilot::events::DUPLICATE_NAME, severity = "CRITICAL", name = %cfg.name, probed = %url, "{msg}");
+            Err(anyhow::anyhow!(msg))
+        }
+    }
+}
+
 /// Start the actors and the API; returns once everything runs.
 async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let dynamic = match cfg
@@ -200,6 +220,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         dynamic.timing.retry_timeout,
     ));
     info!(event = "starting", name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
+    refuse_a_running_namesake(&cfg, dcs.as_ref()).await?;
 
     let cfg = Arc::new(cfg);
     let callbacks = CallbackRunner::new(cfg.postgresql.callbacks.clone(), cfg.scope.clone())

@@ -1,33 +1,17 @@
 //! The dynamic (cluster-wide) configuration stored in the DCS `config` key
 //! and in `bootstrap.dcs` (docs/configuration.md §9).
 //!
-//! Timing values are seconds, integers or decimals. pgpilot accepts shorter
-//! leases than Patroni (which clamps to ttl >= 20, loop_wait >= 1,
-//! retry_timeout >= 3): `ttl` down to 5 s, since the leader renews its lease
-//! on its own schedule too (a keep-alive every ttl/4, see
-//! `ha::lease`) and the fence stops a cut-off primary a fixed 1 s before
-//! the lease can end. It refuses timing that cannot work:
-//! `loop_wait + 2 * retry_timeout` must fit in `ttl`, otherwise a healthy
-//! leader could lose its lease between two cycles. Patroni silently adjusts
-//! instead; pgpilot reports an error.
+//! Timing values are seconds, integers or decimals; they are adjusted as
+//! Patroni adjusts them, with pgpilot's own minimums (`super::timing`).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use super::error::{ConfigError, ORIGIN_DYNAMIC};
 use super::schema::parse_bool;
+use super::timing::{adjusted_timing, seconds};
 use super::types::{DynamicConfig, SlotKind, SlotMatcher, SlotSpec, SlotsConfig, Timing};
-
-/// Smallest accepted `ttl`, seconds. Below it the fixed 1 s fencing margin,
-/// the fence's reaction and etcd's 500 ms expiry tick take too large a share
-/// of the lease, and one slow etcd answer costs it.
-pub const MIN_TTL: f64 = 5.0;
-/// Smallest accepted `loop_wait`, seconds.
-pub const MIN_LOOP_WAIT: f64 = 0.1;
-/// Smallest accepted `retry_timeout`, seconds.
-pub const MIN_RETRY_TIMEOUT: f64 = 0.5;
 
 pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: u64 = 1_048_576;
 /// `member_slots_ttl` default: 30 minutes.
@@ -70,8 +54,8 @@ impl DynamicConfig {
             }
         };
         let mut errors = Vec::new();
-        match timing_from_json(v) {
-            Ok(t) => cfg.timing = t,
+        match adjusted_timing(v) {
+            Ok(t) => cfg.timing = t.timing,
             Err(e) => errors.push(e),
         }
         let mut take = |r: Result<(), ConfigError>| {
@@ -167,6 +151,15 @@ impl DynamicConfig {
 }
 
 impl DynamicConfig {
+    /// How the timing in force differs from the one written in `raw`, one
+    /// warning each, in Patroni's words (`super::timing`); empty when it
+    /// does not.
+    pub fn timing_adjustments(&self) -> Vec<String> {
+        adjusted_timing(&self.raw)
+            .map(|a| a.adjustments)
+            .unwrap_or_default()
+    }
+
     /// The dynamic `postgresql.pg_hba` lines (empty when unset). Patroni
     /// reads them from the DCS like any `postgresql` key, and a local
     /// `postgresql.pg_hba` takes precedence (its sample `postgres0.yml`
@@ -338,88 +331,6 @@ pub fn valid_slot_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
 }
 
-/// `ttl`, `loop_wait` and `retry_timeout` of a dynamic configuration
-/// document, defaults filled in, minimums and the
-/// `loop_wait + 2 * retry_timeout <= ttl` and the fencing-margin rule
-/// ([`Timing::fence_room`]) checked.
-pub fn timing_from_json(v: &Value) -> Result<Timing, ConfigError> {
-    let get = |k: &str| v.get(k).filter(|x| !x.is_null());
-    let mut errors = Vec::new();
-    let mut secs = |key: &str, default: f64, min: f64| match get(key) {
-        None => default,
-        Some(x) => match seconds(x) {
-            Some(s) if s >= min => s,
-            Some(s) => {
-                let why = if key == "ttl" {
-                    format!(
-                        "{s} is below the minimum of {min} seconds (pgpilot accepts a ttl down to {min} s \
-                         as long as loop_wait + 2 * retry_timeout <= ttl; Patroni's minimum is 20)"
-                    )
-                } else {
-                    format!("{s} is below the minimum of {min} seconds")
-                };
-                errors.push(ConfigError::key(ORIGIN_DYNAMIC, key, why));
-                default
-            }
-            None => {
-                errors.push(bad(key, "a number of seconds", x));
-                default
-            }
-        },
-    };
-    let ttl = secs("ttl", 30.0, MIN_TTL);
-    let loop_wait = secs("loop_wait", 10.0, MIN_LOOP_WAIT);
-    let retry_timeout = secs("retry_timeout", 10.0, MIN_RETRY_TIMEOUT);
-    if errors.is_empty() && loop_wait + 2.0 * retry_timeout > ttl + 1e-9 {
-        errors.push(ConfigError::key(
-            ORIGIN_DYNAMIC,
-            "ttl",
-            format!(
-                "impossible timing: loop_wait ({loop_wait}) + 2 * retry_timeout ({retry_timeout}) \
-                 must not exceed ttl ({ttl}); the leader could lose its lease between two cycles"
-            ),
-        ));
-    }
-    let timing = Timing {
-        ttl: Duration::from_secs_f64(ttl),
-        loop_wait: Duration::from_secs_f64(loop_wait),
-        retry_timeout: Duration::from_secs_f64(retry_timeout),
-    };
-    if errors.is_empty()
-        && let Err(why) = timing.fence_room()
-    {
-        errors.push(ConfigError::key(ORIGIN_DYNAMIC, "ttl", why.to_string()));
-    }
-    match ConfigError::combine(errors) {
-        Some(e) => Err(e),
-        None => Ok(timing),
-    }
-}
-
-/// Seconds from a number or a string with an optional unit
-/// (`ms`, `s`, `min`, `h`, `d`).
-fn seconds(v: &Value) -> Option<f64> {
-    let s = match v {
-        Value::Number(n) => return n.as_f64().filter(|f| f.is_finite() && *f >= 0.0),
-        Value::String(s) => s.trim(),
-        _ => return None,
-    };
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let factor = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "min" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        _ => return None,
-    };
-    Some(n * factor).filter(|f| f.is_finite())
-}
-
 fn bad(key: &str, expected: &str, got: &Value) -> ConfigError {
     ConfigError::key(
         ORIGIN_DYNAMIC,
@@ -484,6 +395,7 @@ fn opt_uint(v: Option<&Value>, key: &str) -> Result<Option<u64>, ConfigError> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn defaults() {
@@ -542,29 +454,41 @@ mod tests {
         assert_eq!(d.timing.loop_wait, Duration::from_millis(500));
         assert_eq!(d.timing.retry_timeout, Duration::from_secs(1));
         assert_eq!(d.timing.ttl, Duration::from_secs(5));
-        let t = timing_from_json(&json!({"ttl": "2min", "loop_wait": "500ms"})).unwrap();
+        assert!(d.timing_adjustments().is_empty());
+        let t =
+            super::super::timing_from_json(&json!({"ttl": "2min", "loop_wait": "500ms"})).unwrap();
         assert_eq!(t.ttl, Duration::from_secs(120));
         assert_eq!(t.loop_wait, Duration::from_millis(500));
     }
 
+    /// Patroni adjusts timing that breaks `loop_wait + 2*retry_timeout <=
+    /// ttl` instead of refusing it (docs/configuration.md §9); `raw` keeps
+    /// what was written.
     #[test]
-    fn impossible_timing_is_an_error_naming_all_three() {
-        let e = DynamicConfig::from_json(&json!({"ttl": 20, "loop_wait": 10, "retry_timeout": 10}))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ttl (20)"), "{e}");
-        assert!(e.contains("loop_wait (10)"), "{e}");
-        assert!(e.contains("retry_timeout (10)"), "{e}");
+    fn impossible_timing_is_adjusted_not_refused() {
+        let v = json!({"ttl": 20, "loop_wait": 10, "retry_timeout": 10});
+        let d = DynamicConfig::from_json(&v).unwrap();
+        assert_eq!(d.timing.ttl, Duration::from_secs(20));
+        assert_eq!(d.timing.loop_wait, Duration::from_secs(1));
+        assert_eq!(d.timing.retry_timeout, Duration::from_secs(9));
+        assert_eq!(d.raw, v);
+        let notes = d.timing_adjustments();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("Adjusting loop_wait from 10 to 1 and retry_timeout from 10 to 9"),
+            "{notes:?}"
+        );
     }
 
     #[test]
     fn fencing_margin_must_leave_a_cycle() {
         // 8 + 2*1 <= 10 passes the lease rule, but 10 - 1 s of margin = 9
-        // does not exceed 8 + 1.
-        let e = DynamicConfig::from_json(&json!({"ttl": 10, "loop_wait": 8, "retry_timeout": 1}))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("fencing margin"), "{e}");
+        // does not exceed 8 + 1: loop_wait is lowered.
+        let d = DynamicConfig::from_json(&json!({"ttl": 10, "loop_wait": 8, "retry_timeout": 1}))
+            .unwrap();
+        assert_eq!(d.timing.loop_wait, Duration::from_millis(7900));
+        assert!(d.timing.fence_room().is_ok());
+        assert!(d.timing_adjustments()[0].contains("fencing margin"));
         // The margin is 1 s whatever the ttl.
         for ttl in [5, 6, 15, 20, 60] {
             let t =
@@ -577,36 +501,39 @@ mod tests {
     }
 
     #[test]
-    fn ttl_down_to_five_seconds_when_the_cycle_fits() {
-        // ttl 5 with loop_wait 1 + 2 * retry_timeout 2 = 5: accepted.
+    fn ttl_down_to_five_seconds() {
+        // ttl 5 with loop_wait 1 + 2 * retry_timeout 2 = 5: as written.
         let t = DynamicConfig::from_json(&json!({"ttl": 5, "loop_wait": 1, "retry_timeout": 2}))
             .unwrap()
             .timing;
         assert_eq!(t.ttl, Duration::from_secs(5));
         assert_eq!(t.keepalive_interval(), Duration::from_millis(1250));
-        // ttl 5 with loop_wait 2 + 2 * 2 = 6 > 5: the lease rule.
-        let e = DynamicConfig::from_json(&json!({"ttl": 5, "loop_wait": 2, "retry_timeout": 2}))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("impossible timing"), "{e}");
-        // Below 5 s: refused with the rule in the message, whatever the rest.
+        // ttl 5 with loop_wait 2 + 2 * 2 = 6 > 5: loop_wait lowered to 1.
+        let t = DynamicConfig::from_json(&json!({"ttl": 5, "loop_wait": 2, "retry_timeout": 2}))
+            .unwrap()
+            .timing;
+        assert_eq!(t.loop_wait, Duration::from_secs(1));
+        // Below 5 s: raised to 5 s, as Patroni raises a ttl under 20.
         for ttl in [json!(4.9), json!(3), json!("2s")] {
-            let e = DynamicConfig::from_json(
+            let d = DynamicConfig::from_json(
                 &json!({"ttl": ttl, "loop_wait": 0.5, "retry_timeout": 1}),
             )
-            .unwrap_err();
-            assert_eq!(e.key_path(), Some("ttl"), "{e}");
-            let e = e.to_string();
-            assert!(e.contains("below the minimum of 5 seconds"), "{e}");
-            assert!(e.contains("loop_wait + 2 * retry_timeout <= ttl"), "{e}");
+            .unwrap();
+            assert_eq!(d.timing.ttl, Duration::from_secs(5), "{ttl}");
+            assert!(
+                d.timing_adjustments()[0].contains("can't be smaller than 5, adjusting..."),
+                "{:?}",
+                d.timing_adjustments()
+            );
         }
     }
 
     #[test]
     fn minimums_and_types() {
-        let e =
-            DynamicConfig::from_json(&json!({"ttl": 1, "loop_wait": 0.05, "retry_timeout": "x"}))
-                .unwrap_err();
+        let e = DynamicConfig::from_json(
+            &json!({"ttl": "x", "loop_wait": false, "retry_timeout": "1 fortnight"}),
+        )
+        .unwrap_err();
         let keys: Vec<_> = e.errors().iter().filter_map(|e| e.key_path()).collect();
         assert_eq!(keys, ["ttl", "loop_wait", "retry_timeout"]);
         let e = DynamicConfig::from_json(&json!({"maximum_lag_on_failover": "x"})).unwrap_err();

@@ -18,17 +18,20 @@ mod lines;
 pub mod load;
 pub mod patch;
 mod schema;
+pub mod timing;
 mod tree;
 pub mod types;
 pub mod units;
 pub mod validate;
 
 pub use client::ClientConfig;
-pub use dynamic::{MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, timing_from_json};
 pub use error::{ConfigError, TimingError};
 pub use load::{Loaded, load, load_client};
 pub use patch::patch_config;
 pub use schema::parse_bool;
+pub use timing::{
+    AdjustedTiming, MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, adjusted_timing, timing_from_json,
+};
 pub use types::*;
 pub use units::parse_size;
 pub use validate::{

@@ -248,8 +248,12 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
                 );
             }
         }
-        if let Err(e) = DynamicConfig::from_json(&b.dcs) {
-            errors.push(e.nested(ORIGIN_CONFIG, "bootstrap.dcs"));
+        match DynamicConfig::from_json(&b.dcs) {
+            Err(e) => errors.push(e.nested(ORIGIN_CONFIG, "bootstrap.dcs")),
+            // Adjusted, not refused (docs/configuration.md, "Timing: adjusted, not refused").
+            Ok(d) => warnings.extend(d.timing_adjustments().into_iter().map(|n| {
+                format!("{ORIGIN_CONFIG}: bootstrap.dcs: {n} (the values in force; the DCS keeps those written)")
+            })),
         }
     }
 
@@ -592,24 +596,45 @@ pub(crate) mod tests {
         let text = POSTGRES0.replace("    ttl: 30", "    ttl: thirty");
         let e = validate(&cfg(&text)).unwrap_err();
         assert_eq!(keys(&e), ["bootstrap.dcs.ttl"]);
+    }
+
+    /// Timing breaking `loop_wait + 2*retry_timeout <= ttl` is valid: the
+    /// node adjusts it as Patroni does, and `--validate` says how.
+    #[test]
+    fn bootstrap_dcs_timing_adjustments_are_warnings() {
         let text = POSTGRES0.replace("    ttl: 30", "    ttl: 15");
-        let e = validate(&cfg(&text)).unwrap_err();
-        assert_eq!(keys(&e), ["bootstrap.dcs.ttl"]);
-        assert!(e.to_string().contains("impossible timing"), "{e}");
+        let w = validate(&cfg(&text)).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("configuration: bootstrap.dcs: Violated the rule"),
+            "{w:?}"
+        );
+        assert!(
+            w[0].contains(
+                "where ttl=15. Adjusting loop_wait from 10 to 1 and retry_timeout from 10 to 7"
+            ),
+            "{w:?}"
+        );
+        let text = POSTGRES0.replace("    ttl: 30", "    ttl: 3");
+        let w = validate(&cfg(&text)).unwrap();
+        assert!(
+            w[0].contains("ttl=3 can't be smaller than 5, adjusting..."),
+            "{w:?}"
+        );
     }
 
     #[test]
     fn validate_file_points_at_file_and_line() {
         let d = TempDir::new("vf");
-        let text = POSTGRES0.replace("    ttl: 30", "    ttl: 15");
+        let text = POSTGRES0.replace("    ttl: 30", "    ttl: soon");
         let p = d.write("pgpilot.yml", &text);
-        let line = text.lines().position(|l| l == "    ttl: 15").unwrap() + 1;
+        let line = text.lines().position(|l| l == "    ttl: soon").unwrap() + 1;
         let e = validate_file(&p, &env(&[])).unwrap_err();
         assert_eq!(e.origin(), p.display().to_string());
         assert_eq!(e.line(), Some(line));
         assert!(
             e.to_string().starts_with(&format!(
-                "{} line {line}: bootstrap.dcs.ttl: impossible timing",
+                "{} line {line}: bootstrap.dcs.ttl: expected a number of seconds",
                 p.display()
             )),
             "{e}"

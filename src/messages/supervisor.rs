@@ -9,18 +9,29 @@ use crate::config::DynamicConfig;
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::restart::RestartOptions;
 
-/// PostgreSQL's state as Patroni names it in member keys and `/patroni`.
+/// PostgreSQL's state as Patroni names it in member keys and `/patroni`
+/// (Patroni's `PostgresqlState`; docs/ha.md §15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum PgState {
     Stopped,
     Starting,
     Running,
     Stopping,
+    /// A fast stop did not complete (`pg_ctl stop` failed or timed out).
+    StopFailed,
     Crashed,
     StartFailed,
+    /// `POST /restart` (or a scheduled one): from the stop to the end of
+    /// the start.
+    Restarting,
+    /// The restart's stop or start failed and PostgreSQL is not running.
+    RestartFailed,
     CreatingReplica,
     InitializingNewCluster,
     InitdbFailed,
+    /// A `bootstrap.method` other than `initdb` runs.
+    RunningCustomBootstrap,
+    CustomBootstrapFailed,
     /// pg_rewind ran and failed. Sticky: PostgreSQL stays down in this
     /// state until a job rebuilds it or the daemon restarts.
     RewindFailed,
@@ -34,13 +45,68 @@ impl PgState {
             PgState::Starting => "starting",
             PgState::Running => "running",
             PgState::Stopping => "stopping",
+            PgState::StopFailed => "stop failed",
             PgState::Crashed => "crashed",
             PgState::StartFailed => "start failed",
+            PgState::Restarting => "restarting",
+            PgState::RestartFailed => "restart failed",
             PgState::CreatingReplica => "creating replica",
             PgState::InitializingNewCluster => "initializing new cluster",
             PgState::InitdbFailed => "initdb failed",
+            PgState::RunningCustomBootstrap => "running custom bootstrap script",
+            PgState::CustomBootstrapFailed => "custom bootstrap failed",
             PgState::RewindFailed => "rewind failed",
             PgState::Unknown => "unknown",
+        }
+    }
+}
+
+impl PgState {
+    /// The state of a PostgreSQL that is not running, seen while no job
+    /// runs, as Patroni's HA loop names it (`ha.py`, PostgreSQL not
+    /// healthy): while paused it is `stopped`, whatever failed before (the
+    /// cluster waits for a person); otherwise one that was running or
+    /// starting has `crashed`. Every other state (a stop, a failed initdb or
+    /// rewind) keeps its name.
+    pub fn when_down(self, paused: bool) -> PgState {
+        match self {
+            PgState::Running | PgState::Starting | PgState::Unknown => {
+                if paused {
+                    PgState::Stopped
+                } else {
+                    PgState::Crashed
+                }
+            }
+            PgState::Crashed | PgState::StartFailed | PgState::RestartFailed if paused => {
+                PgState::Stopped
+            }
+            s => s,
+        }
+    }
+
+    /// The state while a job of `kind` runs (`custom`: the bootstrap runs a
+    /// `bootstrap.method` other than `initdb`); `None`: it keeps the current
+    /// one (a promotion, a rewind).
+    pub fn during(kind: JobKind, custom: bool) -> Option<PgState> {
+        Some(match kind {
+            JobKind::Bootstrap if custom => PgState::RunningCustomBootstrap,
+            JobKind::Bootstrap => PgState::InitializingNewCluster,
+            JobKind::Clone | JobKind::Reinitialize => PgState::CreatingReplica,
+            JobKind::Start => PgState::Starting,
+            JobKind::Stop => PgState::Stopping,
+            JobKind::Promote | JobKind::Rewind => return None,
+        })
+    }
+
+    /// The state after a job of `kind` failed (`running`: a postmaster is
+    /// still up; `restart`: the job was a restart's start).
+    pub fn after_failure(kind: JobKind, running: bool, custom: bool, restart: bool) -> PgState {
+        match (kind, running) {
+            (_, true) => PgState::Running,
+            (JobKind::Bootstrap, false) if custom => PgState::CustomBootstrapFailed,
+            (JobKind::Bootstrap, false) => PgState::InitdbFailed,
+            (_, false) if restart => PgState::RestartFailed,
+            (_, false) => PgState::StartFailed,
         }
     }
 }
@@ -276,3 +342,107 @@ pub struct SyncSlots(pub crate::ha::slots::SlotRequest);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<u64, String>")]
 pub struct StopGracefully;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14 §5: Patroni's names, one transition each.
+    #[test]
+    fn postgres_that_died_is_crashed_or_stopped_while_paused() {
+        assert_eq!(PgState::Running.when_down(false), PgState::Crashed);
+        assert_eq!(PgState::Starting.when_down(false), PgState::Crashed);
+        assert_eq!(PgState::Running.when_down(true), PgState::Stopped);
+        // A pause that begins after the crash, or after a failed start.
+        assert_eq!(PgState::Crashed.when_down(true), PgState::Stopped);
+        assert_eq!(PgState::StartFailed.when_down(true), PgState::Stopped);
+        assert_eq!(PgState::RestartFailed.when_down(true), PgState::Stopped);
+        // Unpaused, a failure keeps its name; `stopped` stays `stopped`
+        // after the pause ends, until something starts PostgreSQL.
+        assert_eq!(PgState::StartFailed.when_down(false), PgState::StartFailed);
+        assert_eq!(PgState::Stopped.when_down(false), PgState::Stopped);
+        for s in [
+            PgState::Stopping,
+            PgState::StopFailed,
+            PgState::InitdbFailed,
+            PgState::CustomBootstrapFailed,
+            PgState::RewindFailed,
+        ] {
+            assert_eq!(s.when_down(true), s);
+            assert_eq!(s.when_down(false), s);
+        }
+    }
+
+    #[test]
+    fn job_states() {
+        assert_eq!(
+            PgState::during(JobKind::Bootstrap, false),
+            Some(PgState::InitializingNewCluster)
+        );
+        assert_eq!(
+            PgState::during(JobKind::Bootstrap, true),
+            Some(PgState::RunningCustomBootstrap)
+        );
+        assert_eq!(
+            PgState::during(JobKind::Clone, false),
+            Some(PgState::CreatingReplica)
+        );
+        assert_eq!(
+            PgState::during(JobKind::Reinitialize, true),
+            Some(PgState::CreatingReplica)
+        );
+        assert_eq!(
+            PgState::during(JobKind::Start, false),
+            Some(PgState::Starting)
+        );
+        assert_eq!(
+            PgState::during(JobKind::Stop, false),
+            Some(PgState::Stopping)
+        );
+        assert_eq!(PgState::during(JobKind::Promote, false), None);
+        assert_eq!(PgState::during(JobKind::Rewind, false), None);
+
+        let f = PgState::after_failure;
+        assert_eq!(
+            f(JobKind::Bootstrap, false, false, false),
+            PgState::InitdbFailed
+        );
+        assert_eq!(
+            f(JobKind::Bootstrap, false, true, false),
+            PgState::CustomBootstrapFailed
+        );
+        assert_eq!(f(JobKind::Start, false, false, false), PgState::StartFailed);
+        assert_eq!(
+            f(JobKind::Start, false, false, true),
+            PgState::RestartFailed
+        );
+        assert_eq!(f(JobKind::Clone, false, false, false), PgState::StartFailed);
+        assert_eq!(f(JobKind::Start, true, false, true), PgState::Running);
+    }
+
+    /// The names are Patroni's `PostgresqlState` values.
+    #[test]
+    fn names() {
+        for (s, name) in [
+            (PgState::Stopped, "stopped"),
+            (PgState::Starting, "starting"),
+            (PgState::Running, "running"),
+            (PgState::Stopping, "stopping"),
+            (PgState::StopFailed, "stop failed"),
+            (PgState::Crashed, "crashed"),
+            (PgState::StartFailed, "start failed"),
+            (PgState::Restarting, "restarting"),
+            (PgState::RestartFailed, "restart failed"),
+            (PgState::CreatingReplica, "creating replica"),
+            (PgState::InitializingNewCluster, "initializing new cluster"),
+            (PgState::InitdbFailed, "initdb failed"),
+            (
+                PgState::RunningCustomBootstrap,
+                "running custom bootstrap script",
+            ),
+            (PgState::CustomBootstrapFailed, "custom bootstrap failed"),
+        ] {
+            assert_eq!(s.as_str(), name);
+        }
+    }
+}

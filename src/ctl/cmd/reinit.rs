@@ -130,7 +130,7 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
                         eprintln!();
                         println!("Reinitialize is completed on: {}", m.name);
                     }
-                    Some(s @ ("start failed" | "crashed")) => {
+                    Some(s) if ended_down(s) => {
                         eprintln!();
                         bail!("reinitialize of {} ended with PostgreSQL {s}", m.name);
                     }
@@ -143,4 +143,26 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         println!("Reinitialization finished");
     }
     Ok(())
+}
+
+/// A member state that ends the wait as a failure: the rebuild's start
+/// failed (`start failed`), PostgreSQL died after it (`crashed`), or, while
+/// paused, either of them, which Patroni names `stopped` (docs/ha.md §15).
+fn ended_down(state: &str) -> bool {
+    matches!(state, "start failed" | "crashed" | "stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ended_down;
+
+    #[test]
+    fn states_that_end_the_wait() {
+        for s in ["start failed", "crashed", "stopped"] {
+            assert!(ended_down(s), "{s}");
+        }
+        for s in ["creating replica", "starting", "running", "unknown"] {
+            assert!(!ended_down(s), "{s}");
+        }
+    }
 }
