@@ -178,6 +178,17 @@ fn main() -> ExitCode {
 /// its member key's `api_url` stops this start.
 async fn refuse_a_running_namesake(cfg: &Config, dcs: &dyn Dcs) -> anyhow::Result<()> {
     use pgpilot::unique_name::{Verdict, check, refusal};
+    // Test seam, debug builds only: tests/cluster_core.rs starts a
+    // duplicate past this check to show that the DCS client alone never
+    // touches another process's leader key (issue 14 §2, "independently").
+    #[cfg(debug_assertions)]
+    if std::env::var_os("PGPILOT_TEST_SKIP_NAME_CHECK").is_some() {
+        warn!(
+            event = "unique_name_unchecked",
+            "test seam: starting without the duplicate-name check"
+        );
+        return Ok(());
+    }
     let client = pgpilot::peer_client::build(cfg);
     match check(dcs, &cfg.name, &client).await {
         Verdict::Unique => Ok(()),
