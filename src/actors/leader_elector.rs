@@ -1012,7 +1012,14 @@ async fn sync_slots(
     retain: &[String],
     lsn: Option<u64>,
 ) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let req = SlotRequest::new(cluster, &cfg.name, i_lead, &dynamic.slots, retain);
+    let req = SlotRequest::new(
+        cluster,
+        &cfg.name,
+        &cfg.tags,
+        i_lead,
+        &dynamic.slots,
+        retain,
+    );
     let positions = links.sync_slots.send(SyncSlots(req)).await.ok().flatten()?;
     let mut out: serde_json::Map<String, serde_json::Value> =
         positions.into_iter().map(|(k, v)| (k, v.into())).collect();

@@ -634,9 +634,10 @@ pub async fn sync_slots(
             database: r.database,
             plugin: r.plugin,
             active: r.active,
+            restart_lsn: r.restart_lsn,
         })
         .collect();
-    let plan = req.plan(&existing);
+    let plan = req.plan(&existing, None);
     for slot in &plan.drop {
         if slot.active {
             info!(event = "slot_drop_deferred", slot = %slot.name, "slot is in use; retrying next cycle");
