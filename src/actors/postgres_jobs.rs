@@ -637,7 +637,13 @@ pub async fn sync_slots(
             restart_lsn: r.restart_lsn,
         })
         .collect();
-    let plan = req.plan(&existing, None);
+    // Only a replica advances slots, and never beyond what it replayed.
+    let replay = if req.i_lead {
+        None
+    } else {
+        query::replay_lsn(client).await?
+    };
+    let plan = req.plan(&existing, replay);
     for slot in &plan.drop {
         if slot.active {
             info!(event = "slot_drop_deferred", slot = %slot.name, "slot is in use; retrying next cycle");
@@ -676,6 +682,14 @@ pub async fn sync_slots(
             Ok(true) => info!(event = "slot_created", slot = %slot.name, kind = ?slot.kind),
             Ok(false) => {}
             Err(e) => warn!(event = "slot_create_failed", slot = %slot.name, error = %e),
+        }
+    }
+    for (name, lsn) in &plan.advance {
+        match query::advance_slot(client, name, *lsn).await {
+            Ok(()) => {
+                tracing::debug!(event = "slot_advanced", slot = %name, lsn = %crate::ha::lsn::format(*lsn))
+            }
+            Err(e) => warn!(event = "slot_advance_failed", slot = %name, error = %e),
         }
     }
     Ok(query::list_slots(client)

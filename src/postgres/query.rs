@@ -477,6 +477,28 @@ pub async fn create_physical_slot_if_missing(client: &Client, name: &str) -> PgR
     Ok(!rows.is_empty())
 }
 
+/// Moves an inactive slot forward to `lsn` (`pg_replication_slot_advance`);
+/// on a standby PostgreSQL stops at the replay position.
+pub async fn advance_slot(client: &Client, name: &str, lsn: u64) -> PgResult<()> {
+    client
+        .query_one(
+            "SELECT pg_catalog.pg_replication_slot_advance($1, $2)",
+            &[&name, &PgLsn::from(lsn)],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| PgError::query(format!("advance slot {name}"), e))
+}
+
+/// `pg_last_wal_replay_lsn()`: none on a primary.
+pub async fn replay_lsn(client: &Client) -> PgResult<Option<u64>> {
+    client
+        .query_one("SELECT pg_catalog.pg_last_wal_replay_lsn()", &[])
+        .await
+        .map(|r| r.get::<_, Option<PgLsn>>(0).map(u64::from))
+        .map_err(|e| PgError::query("pg_last_wal_replay_lsn", e))
+}
+
 /// Drops a slot if it exists; true if it was dropped. Fails if it is in use.
 pub async fn drop_slot(client: &Client, name: &str) -> PgResult<bool> {
     let rows = client
