@@ -611,8 +611,9 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
 
 /// Bring the slots in line with `req` (see [`crate::ha::slots`]): drop the
 /// unexpected ones that are not in use (an active one is retried next
-/// cycle), create the missing ones. Returns the physical slot positions
-/// afterwards (`restart_lsn`), which the leader publishes in `status.slots`.
+/// cycle), create the missing ones, advance those a replica follows.
+/// Returns what the leader publishes in `status.slots` (see
+/// [`SlotRequest::published`]).
 ///
 /// `client` is the supervisor's long-lived status connection (no session
 /// per cycle); logical slots of other databases need their own.
@@ -621,22 +622,7 @@ pub async fn sync_slots(
     client: &tokio_postgres::Client,
     req: &SlotRequest,
 ) -> PgResult<BTreeMap<String, u64>> {
-    let existing: Vec<ExistingSlot> = query::list_slots(client)
-        .await?
-        .into_iter()
-        .map(|r| ExistingSlot {
-            name: r.name,
-            kind: if r.logical {
-                SlotKind::Logical
-            } else {
-                SlotKind::Physical
-            },
-            database: r.database,
-            plugin: r.plugin,
-            active: r.active,
-            restart_lsn: r.restart_lsn,
-        })
-        .collect();
+    let existing = existing_slots(client).await?;
     // Only a replica advances slots, and never beyond what it replayed.
     let replay = if req.i_lead {
         None
@@ -692,11 +678,26 @@ pub async fn sync_slots(
             Err(e) => warn!(event = "slot_advance_failed", slot = %name, error = %e),
         }
     }
+    Ok(req.published(&existing_slots(client).await?))
+}
+
+async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<ExistingSlot>> {
     Ok(query::list_slots(client)
         .await?
         .into_iter()
-        .filter(|r| !r.logical)
-        .filter_map(|r| Some((r.name, r.restart_lsn?)))
+        .map(|r| ExistingSlot {
+            name: r.name,
+            kind: if r.logical {
+                SlotKind::Logical
+            } else {
+                SlotKind::Physical
+            },
+            database: r.database,
+            plugin: r.plugin,
+            active: r.active,
+            restart_lsn: r.restart_lsn,
+            confirmed_flush_lsn: r.confirmed_flush_lsn,
+        })
         .collect())
 }
 

@@ -79,6 +79,8 @@ pub struct ExistingSlot {
     pub active: bool,
     /// Where it holds WAL from; none for a slot created without reserving.
     pub restart_lsn: Option<u64>,
+    /// A logical slot: how far its consumer confirmed.
+    pub confirmed_flush_lsn: Option<u64>,
 }
 
 /// What to change. Drops come first: a slot of the wrong kind under an
@@ -215,6 +217,13 @@ pub struct SlotRequest {
     /// here should be advanced to (what the primary publishes in
     /// `status.slots`). Empty on the leader: its walsenders move its slots.
     pub targets: BTreeMap<String, u64>,
+    /// On the leader: its current WAL position, published under its own
+    /// slot name (the others keep WAL for it after a switchover).
+    pub my_lsn: Option<u64>,
+    /// With `member_slots_ttl: 0` only the permanent slots are published
+    /// (Patroni's `maybe_filter_permanent_slots`): these names. None:
+    /// every slot this node manages.
+    pub publish_only: Option<Vec<String>>,
 }
 
 impl SlotRequest {
@@ -238,6 +247,8 @@ impl SlotRequest {
                 expected,
                 protected: cfg.ignore.clone(),
                 targets,
+                my_lsn: None,
+                publish_only: None,
             };
         }
         let mut expected = expected_slots(cluster, me, i_lead, &cfg.permanent);
@@ -255,7 +266,46 @@ impl SlotRequest {
             expected,
             protected: cfg.ignore.clone(),
             targets: BTreeMap::new(),
+            my_lsn: None,
+            publish_only: (cfg.member_slots_ttl == 0).then(|| {
+                cfg.permanent
+                    .iter()
+                    .filter(|p| p.kind == SlotKind::Physical || !present.contains(&p.name))
+                    .map(|p| p.name.clone())
+                    .collect()
+            }),
         }
+    }
+
+    /// `status.slots` (docs/dcs.md, "status"), in Patroni's form: each slot
+    /// this node manages (an expected one, of the expected kind) at its
+    /// position, `restart_lsn` for a physical slot and
+    /// `confirmed_flush_lsn` for a logical one, plus my own slot name at
+    /// [`SlotRequest::my_lsn`]. Slots matched by `ignore_slots` or left
+    /// over are not published.
+    pub fn published(&self, existing: &[ExistingSlot]) -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = existing
+            .iter()
+            .filter(|have| {
+                self.expected
+                    .iter()
+                    .any(|w| w.name == have.name && same_slot(w, have))
+            })
+            .filter_map(|have| {
+                let lsn = match have.kind {
+                    SlotKind::Physical => have.restart_lsn,
+                    SlotKind::Logical => have.confirmed_flush_lsn,
+                }?;
+                Some((have.name.clone(), lsn))
+            })
+            .collect();
+        if let Some(lsn) = self.my_lsn {
+            out.insert(slot_name(&self.me), lsn);
+        }
+        if let Some(only) = &self.publish_only {
+            out.retain(|name, _| only.contains(name));
+        }
+        out
     }
 
     /// `replay_lsn`: how far this replica has replayed; no slot is advanced
@@ -483,6 +533,7 @@ mod tests {
             plugin: None,
             active,
             restart_lsn: Some(1),
+            confirmed_flush_lsn: None,
         }
     }
 
@@ -635,6 +686,7 @@ mod tests {
             plugin: Some(plugin.into()),
             active: false,
             restart_lsn: None,
+            confirmed_flush_lsn: None,
         };
         let p = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]).plan(
             &[
@@ -720,6 +772,7 @@ mod tests {
             plugin: Some("pgoutput".into()),
             active: false,
             restart_lsn: Some(1),
+            confirmed_flush_lsn: None,
         };
         let p = req.plan(&[phys("stale", false), phys("keep", false), logical], None);
         // Logical slots are neither created nor dropped on a replica.
@@ -822,6 +875,62 @@ mod tests {
             req.plan(&busy, Some(200)).advance.is_empty(),
             "active or unreserved"
         );
+    }
+
+    #[test]
+    fn the_leader_publishes_the_slots_it_manages_and_its_own_name() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        let cdc = |name: &str| SlotSpec {
+            name: name.into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some("pgoutput".into()),
+        };
+        let mut cfg = SlotsConfig {
+            permanent: vec![SlotSpec::physical("keep"), cdc("cdc"), cdc("b")],
+            member_slots_ttl: 1800,
+            ..Default::default()
+        };
+        let logical = |name: &str| ExistingSlot {
+            name: name.into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some("pgoutput".into()),
+            active: true,
+            restart_lsn: Some(3),
+            confirmed_flush_lsn: Some(40),
+        };
+        let at = |name: &str, lsn: u64| ExistingSlot {
+            restart_lsn: Some(lsn),
+            ..phys(name, false)
+        };
+        let existing = [
+            at("b", 10),
+            at("keep", 20),
+            logical("cdc"),
+            at("foreign", 30),
+            at("cdc_wrong_kind", 5),
+        ];
+        let mut req = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]);
+        req.my_lsn = Some(99);
+        let want: BTreeMap<String, u64> = [
+            ("a".into(), 99),
+            ("b".into(), 10),
+            ("cdc".into(), 40),
+            ("keep".into(), 20),
+        ]
+        .into();
+        assert_eq!(req.published(&existing), want);
+        // member_slots_ttl 0: only the permanent slots (a logical one named
+        // like a member is that member's slot, not permanent).
+        cfg.member_slots_ttl = 0;
+        let mut req = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]);
+        req.my_lsn = Some(99);
+        let want: BTreeMap<String, u64> = [("cdc".into(), 40), ("keep".into(), 20)].into();
+        assert_eq!(req.published(&existing), want);
     }
 
     const TTL: Duration = Duration::from_secs(1800);

@@ -548,6 +548,8 @@ pub struct SlotRow {
     pub plugin: Option<String>,
     pub active: bool,
     pub restart_lsn: Option<u64>,
+    /// Logical slots: how far the consumer confirmed.
+    pub confirmed_flush_lsn: Option<u64>,
 }
 
 /// Every replication slot, physical and logical.
@@ -555,7 +557,7 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
     let rows = client
         .query(
             "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text,
-                    active, restart_lsn
+                    active, restart_lsn, confirmed_flush_lsn
                FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
             &[],
         )
@@ -570,6 +572,7 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
             plugin: r.get(3),
             active: r.get(4),
             restart_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
+            confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
         })
         .collect())
 }
