@@ -671,12 +671,30 @@ pub async fn sync_slots(
         }
     }
     for (name, lsn) in &plan.advance {
-        match query::advance_slot(client, name, *lsn).await {
+        // A logical slot can only be advanced from its own database.
+        let db = existing
+            .iter()
+            .find(|s| s.name == *name && s.kind == SlotKind::Logical)
+            .and_then(|s| s.database.as_deref())
+            .filter(|db| *db != env.local_conn().dbname);
+        let result = match db {
+            Some(db) => match connect_to(env, db).await {
+                Ok(c) => query::advance_slot(&c, name, *lsn).await,
+                Err(e) => Err(e),
+            },
+            None => query::advance_slot(client, name, *lsn).await,
+        };
+        match result {
             Ok(()) => {
                 tracing::debug!(event = "slot_advanced", slot = %name, lsn = %crate::ha::lsn::format(*lsn))
             }
             Err(e) => warn!(event = "slot_advance_failed", slot = %name, error = %e),
         }
+    }
+    if !plan.copy.is_empty() {
+        // Copying a logical slot from the primary is not done yet
+        // (docs/operations.md, "Replication slots").
+        tracing::debug!(event = "slot_copy_pending", slots = ?plan.copy);
     }
     Ok(req.published(&existing_slots(client).await?))
 }

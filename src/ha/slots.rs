@@ -90,8 +90,12 @@ pub struct SlotPlan {
     pub create: Vec<SlotSpec>,
     pub drop: Vec<ExistingSlot>,
     /// `pg_replication_slot_advance(name, lsn)` on a replica, after the
-    /// creations.
+    /// creations (a logical slot's in its own database).
     pub advance: Vec<(String, u64)>,
+    /// Logical slots a replica lacks and the primary publishes a position
+    /// for: to be copied from the primary (Patroni copies the slot's state
+    /// file, then restarts the replica; not done yet, docs/operations.md).
+    pub copy: Vec<String>,
 }
 
 /// The member `name` streams from instead of the leader: its
@@ -313,7 +317,21 @@ impl SlotRequest {
     /// here to keep).
     pub fn plan(&self, existing: &[ExistingSlot], replay_lsn: Option<u64>) -> SlotPlan {
         let mut out = plan(&self.expected, &self.protected, existing, self.i_lead);
-        out.advance = advances(&self.targets, existing, replay_lsn);
+        // A slot about to be dropped (wrong kind, database or plugin) is
+        // not worth moving.
+        let kept: Vec<ExistingSlot> = existing
+            .iter()
+            .filter(|s| !out.drop.contains(s))
+            .cloned()
+            .collect();
+        out.advance = advances(&self.targets, &kept, replay_lsn);
+        out.copy = self
+            .expected
+            .iter()
+            .filter(|w| w.kind == SlotKind::Logical && self.targets.contains_key(&w.name))
+            .filter(|w| !kept.iter().any(|h| h.name == w.name))
+            .map(|w| w.name.clone())
+            .collect();
         out
     }
 }
@@ -377,7 +395,7 @@ fn replica_slots(
         if spec.name == mine || expected.iter().any(|s| s.name == spec.name) {
             return;
         }
-        if spec.kind == SlotKind::Physical && !active {
+        if !active {
             targets.insert(spec.name.clone(), published_position(cluster, &spec.name));
         }
         expected.push(spec);
@@ -431,8 +449,9 @@ fn published_position(cluster: &Cluster, name: &str) -> u64 {
     published.max(reported)
 }
 
-/// The `pg_replication_slot_advance` calls: each inactive physical slot
-/// with a target beyond its `restart_lsn`, moved to the target but never
+/// The `pg_replication_slot_advance` calls: each inactive slot with a
+/// target beyond its position (`restart_lsn` of a physical slot,
+/// `confirmed_flush_lsn` of a logical one), moved to the target but never
 /// beyond `replay_lsn` (unknown: nothing is advanced).
 fn advances(
     targets: &BTreeMap<String, u64>,
@@ -444,10 +463,14 @@ fn advances(
     };
     existing
         .iter()
-        .filter(|s| s.kind == SlotKind::Physical && !s.active)
+        .filter(|s| !s.active)
         .filter_map(|s| {
             let to = (*targets.get(&s.name)?).min(replay);
-            (to > s.restart_lsn?).then(|| (s.name.clone(), to))
+            let at = match s.kind {
+                SlotKind::Physical => s.restart_lsn,
+                SlotKind::Logical => s.confirmed_flush_lsn,
+            }?;
+            (to > at).then(|| (s.name.clone(), to))
         })
         .collect()
 }
@@ -931,6 +954,43 @@ mod tests {
         req.my_lsn = Some(99);
         let want: BTreeMap<String, u64> = [("cdc".into(), 40), ("keep".into(), 20)].into();
         assert_eq!(req.published(&existing), want);
+    }
+
+    #[test]
+    fn a_replica_advances_its_logical_slots_and_lists_the_missing_ones_to_copy() {
+        let mut c = replica_cluster();
+        let pos = |v: u64| serde_json::Value::from(v);
+        c.status.slots.insert("cdc".into(), pos(300));
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(0), &[]);
+        assert_eq!(req.targets.get("cdc"), Some(&300));
+        let cdc = |flushed: u64, plugin: &str| ExistingSlot {
+            name: "cdc".into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some(plugin.into()),
+            active: false,
+            restart_lsn: Some(1),
+            confirmed_flush_lsn: Some(flushed),
+        };
+        let p = req.plan(&[cdc(100, "pgoutput")], Some(250));
+        assert_eq!(p.advance, [("cdc".to_string(), 250)]);
+        assert!(p.copy.is_empty());
+        assert!(
+            req.plan(&[cdc(300, "pgoutput")], Some(400))
+                .advance
+                .is_empty()
+        );
+        // Missing, or about to be dropped as it differs: to be copied.
+        assert_eq!(req.plan(&[], Some(250)).copy, ["cdc"]);
+        let p = req.plan(&[cdc(100, "wal2json")], Some(250));
+        assert_eq!(p.drop.len(), 1);
+        assert!(p.advance.is_empty());
+        assert_eq!(p.copy, ["cdc"]);
+        // No published position: nothing to copy yet (Patroni copies only
+        // slots with feedback in the DCS).
+        c.status.slots.clear();
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(0), &[]);
+        assert!(req.plan(&[], Some(250)).copy.is_empty());
     }
 
     const TTL: Duration = Duration::from_secs(1800);
