@@ -785,6 +785,66 @@ async fn permanent_slot_on_replicas_advances_and_survives_failover() {
         .expect("keep on the new primary");
     assert!(at >= target, "keep went back from {target} to {at}");
 }
+/// Where every slot belongs with `nofailover` and `replicatefrom` tags
+/// (Patroni 4.1): the primary keeps its replicas' slots and the permanent
+/// one; a replica that may become primary keeps the permanent slot and one
+/// per other member; the nofailover replica keeps only the slot of the
+/// member cascading from it. After a kill -9 the new primary has the
+/// permanent slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_on_every_member_follow_nofailover_and_replicatefrom() {
+    let mut c = TestCluster::new(2, Timing::default());
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("tags", "{nofailover: true}");
+    c.add_node("node2", &extra);
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("tags", "{replicatefrom: node2}");
+    c.add_node("node3", &extra);
+    c.start(0);
+    c.wait_healthy(BOOT).await;
+    for i in 1..4 {
+        c.start(i);
+    }
+    assert_eq!(c.wait_healthy(BOOT).await, 0);
+    let r = reqwest::Client::new()
+        .patch(c.nodes[0].api("/config"))
+        .body(r#"{"slots": {"keep": {"type": "physical"}}}"#)
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(r.status().as_u16(), 200);
+    let want: [&[&str]; 4] = [
+        &["keep", "node1", "node2"],
+        &["keep", "node0", "node2", "node3"],
+        &["node3"],
+        &["keep", "node0", "node1", "node2"],
+    ];
+    for (i, want) in want.iter().enumerate() {
+        eventually(
+            Duration::from_secs(30),
+            &format!("the slots of node{i}"),
+            || async { (slot_names(&c, i).await? == *want).then_some(()) },
+        )
+        .await;
+    }
+    c.kill_node(0).await;
+    let np = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await
+    })
+    .await;
+    assert_ne!(np, 2, "the nofailover member was promoted");
+    eventually(
+        Duration::from_secs(15),
+        "the new primary keeps the permanent slot",
+        || async {
+            slot_names(&c, np)
+                .await?
+                .contains(&"keep".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+}
 /// A replica tagged nofailover never takes the leader key, even when it is
 /// the only one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
