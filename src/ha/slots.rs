@@ -81,6 +81,8 @@ pub struct ExistingSlot {
     pub restart_lsn: Option<u64>,
     /// A logical slot: how far its consumer confirmed.
     pub confirmed_flush_lsn: Option<u64>,
+    /// Its `xmin` is set: hot standby feedback came through it.
+    pub has_xmin: bool,
 }
 
 /// What to change. Drops come first: a slot of the wrong kind under an
@@ -217,9 +219,10 @@ pub struct SlotRequest {
     pub i_lead: bool,
     pub expected: Vec<SlotSpec>,
     pub protected: Vec<SlotMatcher>,
-    /// On a replica: the position each physical slot nobody streams from
-    /// here should be advanced to (what the primary publishes in
-    /// `status.slots`). Empty on the leader: its walsenders move its slots.
+    /// On a replica: the position each slot nobody streams from here should
+    /// be advanced to (what the primary publishes in `status.slots`; 0 when
+    /// it publishes none). Empty on the leader: its walsenders move its
+    /// slots.
     pub targets: BTreeMap<String, u64>,
     /// On the leader: its current WAL position, published under its own
     /// slot name (the others keep WAL for it after a switchover).
@@ -324,11 +327,26 @@ impl SlotRequest {
             .filter(|s| !out.drop.contains(s))
             .cloned()
             .collect();
+        // An idle physical slot with an xmin holds back this node's horizon
+        // and nothing will ever move that xmin: dropped and created anew
+        // (Patroni's `clean_inactive_physical_slots`).
+        for have in &kept {
+            if have.kind == SlotKind::Physical
+                && have.has_xmin
+                && self.targets.contains_key(&have.name)
+            {
+                out.drop.push(have.clone());
+                out.create.push(SlotSpec::physical(have.name.clone()));
+            }
+        }
+        let kept: Vec<ExistingSlot> = kept.into_iter().filter(|s| !out.drop.contains(s)).collect();
         out.advance = advances(&self.targets, &kept, replay_lsn);
         out.copy = self
             .expected
             .iter()
-            .filter(|w| w.kind == SlotKind::Logical && self.targets.contains_key(&w.name))
+            .filter(|w| {
+                w.kind == SlotKind::Logical && self.targets.get(&w.name).is_some_and(|l| *l > 0)
+            })
             .filter(|w| !kept.iter().any(|h| h.name == w.name))
             .map(|w| w.name.clone())
             .collect();
@@ -424,7 +442,6 @@ fn replica_slots(
             add(p.clone(), false, &mut expected);
         }
     }
-    targets.retain(|_, lsn| *lsn > 0);
     (expected, targets)
 }
 
@@ -557,6 +574,7 @@ mod tests {
             active,
             restart_lsn: Some(1),
             confirmed_flush_lsn: None,
+            has_xmin: false,
         }
     }
 
@@ -710,6 +728,7 @@ mod tests {
             active: false,
             restart_lsn: None,
             confirmed_flush_lsn: None,
+            has_xmin: false,
         };
         let p = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]).plan(
             &[
@@ -796,6 +815,7 @@ mod tests {
             active: false,
             restart_lsn: Some(1),
             confirmed_flush_lsn: None,
+            has_xmin: false,
         };
         let p = req.plan(&[phys("stale", false), phys("keep", false), logical], None);
         // Logical slots are neither created nor dropped on a replica.
@@ -874,8 +894,14 @@ mod tests {
         c.members[3].data.xlog_location = Some(120);
         let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(1800), &[]);
         // c streams from me: its walsender moves its slot; gone: unknown.
-        let want: BTreeMap<String, u64> =
-            [("a".into(), 100), ("d".into(), 120), ("keep".into(), 300)].into();
+        let want: BTreeMap<String, u64> = [
+            ("a".into(), 100),
+            ("cdc".into(), 0),
+            ("d".into(), 120),
+            ("gone".into(), 0),
+            ("keep".into(), 300),
+        ]
+        .into();
         assert_eq!(req.targets, want);
         let at = |name: &str, lsn: Option<u64>, active: bool| ExistingSlot {
             restart_lsn: lsn,
@@ -925,6 +951,7 @@ mod tests {
             active: true,
             restart_lsn: Some(3),
             confirmed_flush_lsn: Some(40),
+            has_xmin: false,
         };
         let at = |name: &str, lsn: u64| ExistingSlot {
             restart_lsn: Some(lsn),
@@ -971,6 +998,7 @@ mod tests {
             active: false,
             restart_lsn: Some(1),
             confirmed_flush_lsn: Some(flushed),
+            has_xmin: false,
         };
         let p = req.plan(&[cdc(100, "pgoutput")], Some(250));
         assert_eq!(p.advance, [("cdc".to_string(), 250)]);
@@ -991,6 +1019,21 @@ mod tests {
         c.status.slots.clear();
         let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(0), &[]);
         assert!(req.plan(&[], Some(250)).copy.is_empty());
+    }
+
+    #[test]
+    fn a_replica_recreates_an_idle_slot_that_holds_an_xmin() {
+        let c = replica_cluster();
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(1800), &[]);
+        let with_xmin = |name: &str| ExistingSlot {
+            has_xmin: true,
+            ..phys(name, false)
+        };
+        // a: idle here, its xmin would never move; c: its walsender's.
+        let p = req.plan(&[with_xmin("a"), with_xmin("c")], Some(10));
+        assert_eq!(p.drop, [with_xmin("a")]);
+        assert!(names(&p.create).contains(&"a"));
+        assert!(p.advance.is_empty());
     }
 
     const TTL: Duration = Duration::from_secs(1800);

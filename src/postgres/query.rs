@@ -550,6 +550,8 @@ pub struct SlotRow {
     pub restart_lsn: Option<u64>,
     /// Logical slots: how far the consumer confirmed.
     pub confirmed_flush_lsn: Option<u64>,
+    /// It holds back the xmin horizon (hot standby feedback came through it).
+    pub has_xmin: bool,
 }
 
 /// Every replication slot, physical and logical.
@@ -557,7 +559,7 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
     let rows = client
         .query(
             "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text,
-                    active, restart_lsn, confirmed_flush_lsn
+                    active, restart_lsn, confirmed_flush_lsn, xmin IS NOT NULL
                FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
             &[],
         )
@@ -573,6 +575,7 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
             active: r.get(4),
             restart_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
             confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
+            has_xmin: r.get(7),
         })
         .collect())
 }
