@@ -716,6 +716,7 @@ async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<Existin
             restart_lsn: r.restart_lsn,
             confirmed_flush_lsn: r.confirmed_flush_lsn,
             has_xmin: r.has_xmin,
+            lost: r.lost,
         })
         .collect())
 }

@@ -83,6 +83,8 @@ pub struct ExistingSlot {
     pub confirmed_flush_lsn: Option<u64>,
     /// Its `xmin` is set: hot standby feedback came through it.
     pub has_xmin: bool,
+    /// `wal_status = 'lost'`: the WAL it reserved is gone.
+    pub lost: bool,
 }
 
 /// What to change. Drops come first: a slot of the wrong kind under an
@@ -190,8 +192,10 @@ pub fn plan(
         if protected.iter().any(|m| matches(m, have)) {
             continue;
         }
+        // A lost slot can serve nobody: dropped and created anew (Patroni
+        // does the same for an expected slot).
         let keep = match expected.iter().find(|w| w.name == have.name) {
-            Some(want) => same_slot(want, have),
+            Some(want) => same_slot(want, have) && !have.lost,
             None => !i_lead && have.kind == SlotKind::Logical,
         };
         if !keep {
@@ -204,7 +208,7 @@ pub fn plan(
     {
         let present = existing
             .iter()
-            .any(|h| h.name == want.name && same_slot(want, h));
+            .any(|h| h.name == want.name && same_slot(want, h) && !h.lost);
         if !present {
             out.create.push(want.clone());
         }
@@ -575,6 +579,7 @@ mod tests {
             restart_lsn: Some(1),
             confirmed_flush_lsn: None,
             has_xmin: false,
+            lost: false,
         }
     }
 
@@ -729,6 +734,7 @@ mod tests {
             restart_lsn: None,
             confirmed_flush_lsn: None,
             has_xmin: false,
+            lost: false,
         };
         let p = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]).plan(
             &[
@@ -816,6 +822,7 @@ mod tests {
             restart_lsn: Some(1),
             confirmed_flush_lsn: None,
             has_xmin: false,
+            lost: false,
         };
         let p = req.plan(&[phys("stale", false), phys("keep", false), logical], None);
         // Logical slots are neither created nor dropped on a replica.
@@ -952,6 +959,7 @@ mod tests {
             restart_lsn: Some(3),
             confirmed_flush_lsn: Some(40),
             has_xmin: false,
+            lost: false,
         };
         let at = |name: &str, lsn: u64| ExistingSlot {
             restart_lsn: Some(lsn),
@@ -999,6 +1007,7 @@ mod tests {
             restart_lsn: Some(1),
             confirmed_flush_lsn: Some(flushed),
             has_xmin: false,
+            lost: false,
         };
         let p = req.plan(&[cdc(100, "pgoutput")], Some(250));
         assert_eq!(p.advance, [("cdc".to_string(), 250)]);
@@ -1019,6 +1028,33 @@ mod tests {
         c.status.slots.clear();
         let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(0), &[]);
         assert!(req.plan(&[], Some(250)).copy.is_empty());
+    }
+
+    #[test]
+    fn an_expected_slot_whose_wal_is_lost_is_recreated() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        let lost = ExistingSlot {
+            lost: true,
+            ..phys("b", false)
+        };
+        for (me, lead) in [("a", true), ("b", false)] {
+            let name = if lead { "b" } else { "a" };
+            let lost = ExistingSlot {
+                name: name.into(),
+                ..lost.clone()
+            };
+            let cfg = SlotsConfig {
+                member_slots_ttl: 1800,
+                ..Default::default()
+            };
+            let p = SlotRequest::new(&c, me, &Tags::default(), lead, &cfg, &[])
+                .plan(std::slice::from_ref(&lost), Some(10));
+            assert_eq!(p.drop, [lost]);
+            assert_eq!(names(&p.create), [name]);
+        }
     }
 
     #[test]

@@ -552,6 +552,8 @@ pub struct SlotRow {
     pub confirmed_flush_lsn: Option<u64>,
     /// It holds back the xmin horizon (hot standby feedback came through it).
     pub has_xmin: bool,
+    /// `wal_status = 'lost'`: the WAL it reserved is gone, it is useless.
+    pub lost: bool,
 }
 
 /// Every replication slot, physical and logical.
@@ -559,7 +561,8 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
     let rows = client
         .query(
             "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text,
-                    active, restart_lsn, confirmed_flush_lsn, xmin IS NOT NULL
+                    active, restart_lsn, confirmed_flush_lsn, xmin IS NOT NULL,
+                    wal_status IS NOT DISTINCT FROM 'lost'
                FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
             &[],
         )
@@ -576,6 +579,7 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
             restart_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
             confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
             has_xmin: r.get(7),
+            lost: r.get(8),
         })
         .collect())
 }
