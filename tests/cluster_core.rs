@@ -710,6 +710,141 @@ async fn leader_keeps_a_slot_per_member_and_drops_slots_of_departed_members() {
     )
     .await;
 }
+/// `restart_lsn` of slot `name` on node `i`, as a byte position.
+async fn slot_position(c: &TestCluster, i: usize, name: &str) -> Option<i64> {
+    c.sql(i)
+        .await
+        .ok()?
+        .query_opt(
+            "SELECT (restart_lsn - '0/0'::pg_lsn)::bigint FROM pg_replication_slots
+              WHERE slot_name = $1",
+            &[&name],
+        )
+        .await
+        .ok()??
+        .get(0)
+}
+/// Patroni 4.1 rules on replicas: a replica that may become primary keeps
+/// the permanent slots and a slot for every other member, and advances the
+/// idle ones to the positions the primary publishes in `status.slots`; after
+/// a kill -9 failover the new primary has the permanent slot, no further
+/// back than it stood on the old primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_slot_on_replicas_advances_and_survives_failover() {
+    let mut c = TestCluster::new(3, Timing::default());
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let reps: Vec<usize> = (0..3).filter(|&i| i != p).collect();
+    let r = reqwest::Client::new()
+        .patch(c.nodes[p].api("/config"))
+        .body(r#"{"slots": {"keep": {"type": "physical"}}}"#)
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(r.status().as_u16(), 200);
+    for &i in &[p, reps[0], reps[1]] {
+        let mut want = names(&c, &(0..3).filter(|&j| j != i).collect::<Vec<_>>());
+        want.push("keep".into());
+        want.sort();
+        eventually(
+            Duration::from_secs(30),
+            "the permanent slot and the other members' slots on every node",
+            || async { (slot_names(&c, i).await? == want).then_some(()) },
+        )
+        .await;
+    }
+    // Its consumer moves it on the primary; the replicas follow.
+    c.create_table_t(p).await;
+    write_row(&c, p, 1).await.expect("insert");
+    let primary = c.sql(p).await.expect("connect");
+    primary
+        .query_one(
+            "SELECT pg_replication_slot_advance('keep', pg_current_wal_lsn())",
+            &[],
+        )
+        .await
+        .expect("advance on the primary");
+    let target = slot_position(&c, p, "keep")
+        .await
+        .expect("keep on the primary");
+    for &i in &reps {
+        eventually(
+            Duration::from_secs(30),
+            "the replica advanced the permanent slot",
+            || async { (slot_position(&c, i, "keep").await? >= target).then_some(()) },
+        )
+        .await;
+    }
+    c.kill_node(p).await;
+    let np = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await
+    })
+    .await;
+    let at = slot_position(&c, np, "keep")
+        .await
+        .expect("keep on the new primary");
+    assert!(at >= target, "keep went back from {target} to {at}");
+}
+/// Where every slot belongs with `nofailover` and `replicatefrom` tags
+/// (Patroni 4.1): the primary keeps its replicas' slots and the permanent
+/// one; a replica that may become primary keeps the permanent slot and one
+/// per other member; the nofailover replica keeps only the slot of the
+/// member cascading from it. After a kill -9 the new primary has the
+/// permanent slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_on_every_member_follow_nofailover_and_replicatefrom() {
+    let mut c = TestCluster::new(2, Timing::default());
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("tags", "{nofailover: true}");
+    c.add_node("node2", &extra);
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("tags", "{replicatefrom: node2}");
+    c.add_node("node3", &extra);
+    c.start(0);
+    c.wait_healthy(BOOT).await;
+    for i in 1..4 {
+        c.start(i);
+    }
+    assert_eq!(c.wait_healthy(BOOT).await, 0);
+    let r = reqwest::Client::new()
+        .patch(c.nodes[0].api("/config"))
+        .body(r#"{"slots": {"keep": {"type": "physical"}}}"#)
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(r.status().as_u16(), 200);
+    let want: [&[&str]; 4] = [
+        &["keep", "node1", "node2"],
+        &["keep", "node0", "node2", "node3"],
+        &["node3"],
+        &["keep", "node0", "node1", "node2"],
+    ];
+    for (i, want) in want.iter().enumerate() {
+        eventually(
+            Duration::from_secs(30),
+            &format!("the slots of node{i}"),
+            || async { (slot_names(&c, i).await? == *want).then_some(()) },
+        )
+        .await;
+    }
+    c.kill_node(0).await;
+    let np = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await
+    })
+    .await;
+    assert_ne!(np, 2, "the nofailover member was promoted");
+    eventually(
+        Duration::from_secs(15),
+        "the new primary keeps the permanent slot",
+        || async {
+            slot_names(&c, np)
+                .await?
+                .contains(&"keep".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+}
 /// A replica tagged nofailover never takes the leader key, even when it is
 /// the only one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -873,13 +1008,15 @@ async fn replicatefrom_cascades_from_the_named_replica() {
         },
     )
     .await;
-    // Its slot lives on node1; the primary keeps none for it.
+    // Its slot lives on node1; the primary keeps none for it. node1 may
+    // become primary, so it also keeps one for node0 (Patroni 4.1).
     eventually(
         Duration::from_secs(20),
         "slots follow the cascade",
         || async {
-            (slot_names(&c, 1).await? == ["node2"] && slot_names(&c, 0).await? == ["node1"])
-                .then_some(())
+            (slot_names(&c, 1).await? == ["node0", "node2"]
+                && slot_names(&c, 0).await? == ["node1"])
+            .then_some(())
         },
     )
     .await;

@@ -1050,9 +1050,9 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
 }
 
 /// Ask the supervisor to sync the slots of this node (docs/ha.md §13)
-/// and return `status.slots`: the physical slot positions, plus on the
-/// leader its own slot name at its current LSN (so the others keep WAL for
-/// it after a switchover). `retain` is the leader's `retain_slots`.
+/// and return `status.slots` ([`SlotRequest::published`]): on the leader
+/// the positions of the slots it manages plus its own slot name at `lsn`.
+/// `retain` is the leader's `retain_slots`.
 async fn sync_slots(
     links: &ElectorLinks,
     cfg: &Config,
@@ -1062,14 +1062,19 @@ async fn sync_slots(
     retain: &[String],
     lsn: Option<u64>,
 ) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let req = SlotRequest::new(cluster, &cfg.name, i_lead, &dynamic.slots, retain);
-    let positions = links.sync_slots.send(SyncSlots(req)).await.ok().flatten()?;
-    let mut out: serde_json::Map<String, serde_json::Value> =
-        positions.into_iter().map(|(k, v)| (k, v.into())).collect();
-    if let (true, Some(lsn)) = (i_lead, lsn) {
-        out.insert(crate::postgres::conf::slot_name(&cfg.name), lsn.into());
+    let mut req = SlotRequest::new(
+        cluster,
+        &cfg.name,
+        &cfg.tags,
+        i_lead,
+        &dynamic.slots,
+        retain,
+    );
+    if i_lead {
+        req.my_lsn = lsn;
     }
-    Some(out)
+    let positions = links.sync_slots.send(SyncSlots(req)).await.ok().flatten()?;
+    Some(positions.into_iter().map(|(k, v)| (k, v.into())).collect())
 }
 
 async fn job(links: &ElectorLinks, job: Job) -> ActionResult {

@@ -611,8 +611,9 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
 
 /// Bring the slots in line with `req` (see [`crate::ha::slots`]): drop the
 /// unexpected ones that are not in use (an active one is retried next
-/// cycle), create the missing ones. Returns the physical slot positions
-/// afterwards (`restart_lsn`), which the leader publishes in `status.slots`.
+/// cycle), create the missing ones, advance those a replica follows.
+/// Returns what the leader publishes in `status.slots` (see
+/// [`SlotRequest::published`]).
 ///
 /// `client` is the supervisor's long-lived status connection (no session
 /// per cycle); logical slots of other databases need their own.
@@ -621,22 +622,14 @@ pub async fn sync_slots(
     client: &tokio_postgres::Client,
     req: &SlotRequest,
 ) -> PgResult<BTreeMap<String, u64>> {
-    let existing: Vec<ExistingSlot> = query::list_slots(client)
-        .await?
-        .into_iter()
-        .map(|r| ExistingSlot {
-            name: r.name,
-            kind: if r.logical {
-                SlotKind::Logical
-            } else {
-                SlotKind::Physical
-            },
-            database: r.database,
-            plugin: r.plugin,
-            active: r.active,
-        })
-        .collect();
-    let plan = req.plan(&existing);
+    let existing = existing_slots(client).await?;
+    // Only a replica advances slots, and never beyond what it replayed.
+    let replay = if req.i_lead {
+        None
+    } else {
+        query::replay_lsn(client).await?
+    };
+    let plan = req.plan(&existing, replay);
     for slot in &plan.drop {
         if slot.active {
             info!(event = "slot_drop_deferred", slot = %slot.name, "slot is in use; retrying next cycle");
@@ -677,11 +670,54 @@ pub async fn sync_slots(
             Err(e) => warn!(event = "slot_create_failed", slot = %slot.name, error = %e),
         }
     }
+    for (name, lsn) in &plan.advance {
+        // A logical slot can only be advanced from its own database.
+        let db = existing
+            .iter()
+            .find(|s| s.name == *name && s.kind == SlotKind::Logical)
+            .and_then(|s| s.database.as_deref())
+            .filter(|db| *db != env.local_conn().dbname);
+        let result = match db {
+            Some(db) => match connect_to(env, db).await {
+                Ok(c) => query::advance_slot(&c, name, *lsn).await,
+                Err(e) => Err(e),
+            },
+            None => query::advance_slot(client, name, *lsn).await,
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(event = "slot_advanced", slot = %name, lsn = %crate::ha::lsn::format(*lsn))
+            }
+            Err(e) => warn!(event = "slot_advance_failed", slot = %name, error = %e),
+        }
+    }
+    if !plan.copy.is_empty() {
+        // Copying a logical slot from the primary is not done yet
+        // (docs/operations.md, "Replication slots").
+        tracing::debug!(event = "slot_copy_pending", slots = ?plan.copy);
+    }
+    Ok(req.published(&existing_slots(client).await?))
+}
+
+async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<ExistingSlot>> {
     Ok(query::list_slots(client)
         .await?
         .into_iter()
-        .filter(|r| !r.logical)
-        .filter_map(|r| Some((r.name, r.restart_lsn?)))
+        .map(|r| ExistingSlot {
+            name: r.name,
+            kind: if r.logical {
+                SlotKind::Logical
+            } else {
+                SlotKind::Physical
+            },
+            database: r.database,
+            plugin: r.plugin,
+            active: r.active,
+            restart_lsn: r.restart_lsn,
+            confirmed_flush_lsn: r.confirmed_flush_lsn,
+            has_xmin: r.has_xmin,
+            lost: r.lost,
+        })
         .collect())
 }
 

@@ -6,9 +6,15 @@
 //!   tagged `nostream` and members that cascade from another running member
 //!   (`replicatefrom`): their upstream keeps their slot instead. Permanent
 //!   slots (`slots`) are created on the leader only.
-//! * A replica keeps slots for the members that cascade from it.
-//! * Any other slot is dropped unless `ignore_slots` matches it (on a replica
-//!   also permanent slots and logical slots are left alone).
+//! * A replica keeps slots for the members that cascade from it and, if it
+//!   may become primary, the slots it would need as one: the permanent
+//!   slots and one per other member (Patroni 4.1 rules, see
+//!   [`SlotRequest::new`]). It advances those nobody streams from to the
+//!   positions the primary publishes in `status.slots`, so that after a
+//!   failover they hold the WAL their consumers still need.
+//! * Any other slot is dropped unless `ignore_slots` matches it (a replica
+//!   leaves logical slots alone: it cannot create them, see
+//!   docs/operations.md, "Replication slots").
 //! * The leader keeps the slot of a member whose key vanished for
 //!   `member_slots_ttl` (`status.retain_slots`, docs/dcs.md, "status"), so
 //!   a replica back from a reboot or a network cut finds its WAL still there.
@@ -16,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::config::{SlotKind, SlotMatcher, SlotSpec, SlotsConfig};
+use crate::config::{SlotKind, SlotMatcher, SlotSpec, SlotsConfig, Tags};
 use crate::dcs::{Cluster, Member};
 
 /// When the leader last saw each member slot's owner, for
@@ -71,6 +77,14 @@ pub struct ExistingSlot {
     pub plugin: Option<String>,
     /// A walsender (or logical decoding session) uses it now.
     pub active: bool,
+    /// Where it holds WAL from; none for a slot created without reserving.
+    pub restart_lsn: Option<u64>,
+    /// A logical slot: how far its consumer confirmed.
+    pub confirmed_flush_lsn: Option<u64>,
+    /// Its `xmin` is set: hot standby feedback came through it.
+    pub has_xmin: bool,
+    /// `wal_status = 'lost'`: the WAL it reserved is gone.
+    pub lost: bool,
 }
 
 /// What to change. Drops come first: a slot of the wrong kind under an
@@ -79,6 +93,13 @@ pub struct ExistingSlot {
 pub struct SlotPlan {
     pub create: Vec<SlotSpec>,
     pub drop: Vec<ExistingSlot>,
+    /// `pg_replication_slot_advance(name, lsn)` on a replica, after the
+    /// creations (a logical slot's in its own database).
+    pub advance: Vec<(String, u64)>,
+    /// Logical slots a replica lacks and the primary publishes a position
+    /// for: to be copied from the primary (Patroni copies the slot's state
+    /// file, then restarts the replica; not done yet, docs/operations.md).
+    pub copy: Vec<String>,
 }
 
 /// The member `name` streams from instead of the leader: its
@@ -158,8 +179,8 @@ fn same_slot(want: &SlotSpec, have: &ExistingSlot) -> bool {
 }
 
 /// Compare the expected slots with the existing ones. `protected` slots are
-/// never dropped (`ignore_slots`; on a replica also the permanent slots).
-/// A replica leaves logical slots alone.
+/// never dropped (`ignore_slots`). A replica leaves logical slots alone and
+/// creates none: PostgreSQL before 16 cannot create one on a standby.
 pub fn plan(
     expected: &[SlotSpec],
     protected: &[SlotMatcher],
@@ -171,18 +192,23 @@ pub fn plan(
         if protected.iter().any(|m| matches(m, have)) {
             continue;
         }
+        // A lost slot can serve nobody: dropped and created anew (Patroni
+        // does the same for an expected slot).
         let keep = match expected.iter().find(|w| w.name == have.name) {
-            Some(want) => same_slot(want, have),
+            Some(want) => same_slot(want, have) && !have.lost,
             None => !i_lead && have.kind == SlotKind::Logical,
         };
         if !keep {
             out.drop.push(have.clone());
         }
     }
-    for want in expected {
+    for want in expected
+        .iter()
+        .filter(|w| i_lead || w.kind == SlotKind::Physical)
+    {
         let present = existing
             .iter()
-            .any(|h| h.name == want.name && same_slot(want, h));
+            .any(|h| h.name == want.name && same_slot(want, h) && !h.lost);
         if !present {
             out.create.push(want.clone());
         }
@@ -197,50 +223,277 @@ pub struct SlotRequest {
     pub i_lead: bool,
     pub expected: Vec<SlotSpec>,
     pub protected: Vec<SlotMatcher>,
+    /// On a replica: the position each slot nobody streams from here should
+    /// be advanced to (what the primary publishes in `status.slots`; 0 when
+    /// it publishes none). Empty on the leader: its walsenders move its
+    /// slots.
+    pub targets: BTreeMap<String, u64>,
+    /// On the leader: its current WAL position, published under its own
+    /// slot name (the others keep WAL for it after a switchover).
+    pub my_lsn: Option<u64>,
+    /// With `member_slots_ttl: 0` only the permanent slots are published
+    /// (Patroni's `maybe_filter_permanent_slots`): these names. None:
+    /// every slot this node manages.
+    pub publish_only: Option<Vec<String>>,
 }
 
 impl SlotRequest {
     /// `retain`: on the leader, the `retain_slots` names from
     /// [`RetainedSlots::observe`]; a name whose member is gone keeps its
-    /// physical slot.
+    /// physical slot. `tags`: this node's own tags (a `nofailover` replica
+    /// keeps only the slots of the members cascading from it).
     pub fn new(
         cluster: &Cluster,
         me: &str,
+        tags: &Tags,
         i_lead: bool,
         cfg: &SlotsConfig,
         retain: &[String],
     ) -> SlotRequest {
-        let mut protected = cfg.ignore.clone();
         if !i_lead {
-            protected.extend(cfg.permanent.iter().map(|p| SlotMatcher {
-                name: Some(p.name.clone()),
-                ..SlotMatcher::default()
-            }));
+            let (expected, targets) = replica_slots(cluster, me, tags, cfg);
+            return SlotRequest {
+                me: me.to_owned(),
+                i_lead,
+                expected,
+                protected: cfg.ignore.clone(),
+                targets,
+                my_lsn: None,
+                publish_only: None,
+            };
         }
         let mut expected = expected_slots(cluster, me, i_lead, &cfg.permanent);
-        if i_lead {
-            let present: Vec<String> = cluster.members.iter().map(|m| slot_name(&m.name)).collect();
-            let mine = slot_name(me);
-            for name in retain {
-                if *name != mine
-                    && !present.contains(name)
-                    && !expected.iter().any(|s| s.name == *name)
-                {
-                    expected.push(SlotSpec::physical(name.clone()));
-                }
+        let present: Vec<String> = cluster.members.iter().map(|m| slot_name(&m.name)).collect();
+        let mine = slot_name(me);
+        for name in retain {
+            if *name != mine && !present.contains(name) && !expected.iter().any(|s| s.name == *name)
+            {
+                expected.push(SlotSpec::physical(name.clone()));
             }
         }
         SlotRequest {
             me: me.to_owned(),
             i_lead,
             expected,
-            protected,
+            protected: cfg.ignore.clone(),
+            targets: BTreeMap::new(),
+            my_lsn: None,
+            publish_only: (cfg.member_slots_ttl == 0).then(|| {
+                cfg.permanent
+                    .iter()
+                    .filter(|p| p.kind == SlotKind::Physical || !present.contains(&p.name))
+                    .map(|p| p.name.clone())
+                    .collect()
+            }),
         }
     }
 
-    pub fn plan(&self, existing: &[ExistingSlot]) -> SlotPlan {
-        plan(&self.expected, &self.protected, existing, self.i_lead)
+    /// `status.slots` (docs/dcs.md, "status"), in Patroni's form: each slot
+    /// this node manages (an expected one, of the expected kind) at its
+    /// position, `restart_lsn` for a physical slot and
+    /// `confirmed_flush_lsn` for a logical one, plus my own slot name at
+    /// [`SlotRequest::my_lsn`]. Slots matched by `ignore_slots` or left
+    /// over are not published.
+    pub fn published(&self, existing: &[ExistingSlot]) -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = existing
+            .iter()
+            .filter(|have| {
+                self.expected
+                    .iter()
+                    .any(|w| w.name == have.name && same_slot(w, have))
+            })
+            .filter_map(|have| {
+                let lsn = match have.kind {
+                    SlotKind::Physical => have.restart_lsn,
+                    SlotKind::Logical => have.confirmed_flush_lsn,
+                }?;
+                Some((have.name.clone(), lsn))
+            })
+            .collect();
+        if let Some(lsn) = self.my_lsn {
+            out.insert(slot_name(&self.me), lsn);
+        }
+        if let Some(only) = &self.publish_only {
+            out.retain(|name, _| only.contains(name));
+        }
+        out
     }
+
+    /// `replay_lsn`: how far this replica has replayed; no slot is advanced
+    /// beyond it (PostgreSQL refuses to, and WAL not replayed yet is not
+    /// here to keep).
+    pub fn plan(&self, existing: &[ExistingSlot], replay_lsn: Option<u64>) -> SlotPlan {
+        let mut out = plan(&self.expected, &self.protected, existing, self.i_lead);
+        // A slot about to be dropped (wrong kind, database or plugin) is
+        // not worth moving.
+        let kept: Vec<ExistingSlot> = existing
+            .iter()
+            .filter(|s| !out.drop.contains(s))
+            .cloned()
+            .collect();
+        // An idle physical slot with an xmin holds back this node's horizon
+        // and nothing will ever move that xmin: dropped and created anew
+        // (Patroni's `clean_inactive_physical_slots`).
+        for have in &kept {
+            if have.kind == SlotKind::Physical
+                && have.has_xmin
+                && self.targets.contains_key(&have.name)
+            {
+                out.drop.push(have.clone());
+                out.create.push(SlotSpec::physical(have.name.clone()));
+            }
+        }
+        let kept: Vec<ExistingSlot> = kept.into_iter().filter(|s| !out.drop.contains(s)).collect();
+        out.advance = advances(&self.targets, &kept, replay_lsn);
+        out.copy = self
+            .expected
+            .iter()
+            .filter(|w| {
+                w.kind == SlotKind::Logical && self.targets.get(&w.name).is_some_and(|l| *l > 0)
+            })
+            .filter(|w| !kept.iter().any(|h| h.name == w.name))
+            .map(|w| w.name.clone())
+            .collect();
+        out
+    }
+}
+
+/// Whether node `me` (with `tags`) gets its WAL by streaming, directly or
+/// through a chain of `replicatefrom` members, from the primary (Patroni's
+/// `get_slot_name_on_primary` is not None): not if it or a member on the
+/// chain is `nostream`, nor if the chain loops. Only such a node may hold
+/// logical slots: without feedback up the chain the primary would remove
+/// the catalog rows they need.
+pub fn streams_from_primary(cluster: &Cluster, me: &str, tags: &Tags) -> bool {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut name = me;
+    let mut tags = tags;
+    loop {
+        seen.push(name);
+        if tags.nostream {
+            return false;
+        }
+        let up = tags
+            .replicatefrom
+            .as_deref()
+            .filter(|r| *r != name)
+            .and_then(|r| cluster.member(r));
+        let Some(up) = up else {
+            return true;
+        };
+        if seen.contains(&up.name.as_str()) {
+            return false;
+        }
+        name = &up.name;
+        tags = &up.data.tags;
+    }
+}
+
+/// The slots a replica keeps (Patroni 4.1, `_get_members_slots` and
+/// `_get_permanent_slots` for a replica), and where the primary says the
+/// ones nobody streams from here stand.
+///
+/// * Always: a physical slot per member cascading from it.
+/// * If it may become primary (not `nofailover`): with `member_slots_ttl`
+///   above 0, also a physical slot for every other member that could
+///   follow it after a failover (all but `nostream` members, the leader
+///   included) and for the names in `status.retain_slots`; and the
+///   permanent slots (only the physical ones if it does not stream from
+///   the primary, see [`streams_from_primary`]). A permanent slot named
+///   like a member is that member's slot; a physical one named like me is
+///   skipped.
+fn replica_slots(
+    cluster: &Cluster,
+    me: &str,
+    tags: &Tags,
+    cfg: &SlotsConfig,
+) -> (Vec<SlotSpec>, BTreeMap<String, u64>) {
+    let mine = slot_name(me);
+    let can_promote = tags.can_failover();
+    let cascading = member_slot_owners(cluster, me, false);
+    let mut expected: Vec<SlotSpec> = Vec::new();
+    let mut targets = BTreeMap::new();
+    let mut add = |spec: SlotSpec, active: bool, expected: &mut Vec<SlotSpec>| {
+        if spec.name == mine || expected.iter().any(|s| s.name == spec.name) {
+            return;
+        }
+        if !active {
+            targets.insert(spec.name.clone(), published_position(cluster, &spec.name));
+        }
+        expected.push(spec);
+    };
+    for m in &cascading {
+        add(SlotSpec::physical(slot_name(&m.name)), true, &mut expected);
+    }
+    if can_promote {
+        if cfg.member_slots_ttl > 0 {
+            for m in cluster
+                .members
+                .iter()
+                .filter(|m| m.name != me && !m.data.tags.nostream)
+            {
+                add(SlotSpec::physical(slot_name(&m.name)), false, &mut expected);
+            }
+            for name in &cluster.status.retain_slots {
+                add(SlotSpec::physical(name.clone()), false, &mut expected);
+            }
+        }
+        let logical_ok = streams_from_primary(cluster, me, tags);
+        for p in &cfg.permanent {
+            if p.kind == SlotKind::Logical && !logical_ok {
+                continue;
+            }
+            add(p.clone(), false, &mut expected);
+        }
+    }
+    (expected, targets)
+}
+
+/// Where the primary says slot `name` stands: its `status.slots` entry, or
+/// further if a member cascading from another one owns it and reports
+/// more (the slot on the primary does not move then; Patroni takes the
+/// maximum too). 0 when nothing is known.
+fn published_position(cluster: &Cluster, name: &str) -> u64 {
+    let published = cluster
+        .status
+        .slots
+        .get(name)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let reported = cluster
+        .members
+        .iter()
+        .filter(|m| m.data.tags.replicatefrom.is_some() && slot_name(&m.name) == name)
+        .filter_map(|m| m.data.xlog_location)
+        .max()
+        .unwrap_or(0);
+    published.max(reported)
+}
+
+/// The `pg_replication_slot_advance` calls: each inactive slot with a
+/// target beyond its position (`restart_lsn` of a physical slot,
+/// `confirmed_flush_lsn` of a logical one), moved to the target but never
+/// beyond `replay_lsn` (unknown: nothing is advanced).
+fn advances(
+    targets: &BTreeMap<String, u64>,
+    existing: &[ExistingSlot],
+    replay_lsn: Option<u64>,
+) -> Vec<(String, u64)> {
+    let Some(replay) = replay_lsn else {
+        return Vec::new();
+    };
+    existing
+        .iter()
+        .filter(|s| !s.active)
+        .filter_map(|s| {
+            let to = (*targets.get(&s.name)?).min(replay);
+            let at = match s.kind {
+                SlotKind::Physical => s.restart_lsn,
+                SlotKind::Logical => s.confirmed_flush_lsn,
+            }?;
+            (to > at).then(|| (s.name.clone(), to))
+        })
+        .collect()
 }
 
 /// The replication slot name of a member (docs/operations.md, "Replication slots"): lower-cased,
@@ -323,6 +576,10 @@ mod tests {
             database: None,
             plugin: None,
             active,
+            restart_lsn: Some(1),
+            confirmed_flush_lsn: None,
+            has_xmin: false,
+            lost: false,
         }
     }
 
@@ -435,13 +692,20 @@ mod tests {
             member("a", Tags::default()),
             member("b", Tags::default()),
         ]);
-        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default(), &[]);
-        let p = req.plan(&[phys("gone", false), phys("x", true)]);
+        let req = SlotRequest::new(
+            &c,
+            "a",
+            &Tags::default(),
+            true,
+            &SlotsConfig::default(),
+            &[],
+        );
+        let p = req.plan(&[phys("gone", false), phys("x", true)], None);
         assert_eq!(names(&p.create), ["b"]);
         let dropped: Vec<_> = p.drop.iter().map(|s| (s.name.as_str(), s.active)).collect();
         // Active slots are listed too; the applier skips them and retries.
         assert_eq!(dropped, [("gone", false), ("x", true)]);
-        assert_eq!(req.plan(&[phys("b", true)]), SlotPlan::default());
+        assert_eq!(req.plan(&[phys("b", true)], None), SlotPlan::default());
     }
 
     #[test]
@@ -467,13 +731,20 @@ mod tests {
             database: Some("app".into()),
             plugin: Some(plugin.into()),
             active: false,
+            restart_lsn: None,
+            confirmed_flush_lsn: None,
+            has_xmin: false,
+            lost: false,
         };
-        let p = SlotRequest::new(&c, "a", true, &cfg, &[]).plan(&[
-            phys("ext", false),
-            logical("w", "wal2json"),
-            logical("t", "test_decoding"),
-            phys("other", false),
-        ]);
+        let p = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]).plan(
+            &[
+                phys("ext", false),
+                logical("w", "wal2json"),
+                logical("t", "test_decoding"),
+                phys("other", false),
+            ],
+            None,
+        );
         let dropped: Vec<_> = p.drop.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(dropped, ["t", "other"]);
         assert!(p.create.is_empty());
@@ -491,37 +762,314 @@ mod tests {
             }],
             ..Default::default()
         };
-        let p = SlotRequest::new(&c, "a", true, &cfg, &[]).plan(&[phys("cdc", false)]);
+        let p = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[])
+            .plan(&[phys("cdc", false)], None);
         assert_eq!(p.drop.len(), 1);
         assert_eq!(names(&p.create), ["cdc"]);
     }
 
-    #[test]
-    fn replica_leaves_permanent_and_logical_slots_alone() {
-        let c = cluster(vec![
+    fn replica_cfg(ttl: u64) -> SlotsConfig {
+        let logical = |name: &str| SlotSpec {
+            name: name.into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some("pgoutput".into()),
+        };
+        SlotsConfig {
+            permanent: vec![
+                SlotSpec::physical("keep"),
+                // Named like me: skipped; named like a member: its slot.
+                SlotSpec::physical("b"),
+                logical("c"),
+                logical("cdc"),
+            ],
+            member_slots_ttl: ttl,
+            ..Default::default()
+        }
+    }
+
+    fn replica_cluster() -> Cluster {
+        let mut c = cluster(vec![
             member("a", Tags::default()),
             member("b", Tags::default()),
             member("c", from("b")),
+            member("d", from("a")),
+            member(
+                "n",
+                Tags {
+                    nostream: true,
+                    ..Tags::default()
+                },
+            ),
         ]);
-        let cfg = SlotsConfig {
-            permanent: vec![SlotSpec::physical("keep")],
-            ..Default::default()
-        };
+        c.status.retain_slots = vec!["a".into(), "b".into(), "gone".into()];
+        c
+    }
+
+    #[test]
+    fn a_replica_that_may_promote_keeps_what_it_would_need_as_primary() {
+        let c = replica_cluster();
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(1800), &[]);
+        // c cascades from me; a (the leader) and d would follow me after a
+        // failover; gone is retained; n streams from nobody.
+        assert_eq!(names(&req.expected), ["c", "a", "d", "gone", "keep", "cdc"]);
         let logical = ExistingSlot {
-            name: "l".into(),
+            name: "old".into(),
             kind: SlotKind::Logical,
             database: Some("app".into()),
             plugin: Some("pgoutput".into()),
             active: false,
+            restart_lsn: Some(1),
+            confirmed_flush_lsn: None,
+            has_xmin: false,
+            lost: false,
         };
-        let p = SlotRequest::new(&c, "b", false, &cfg, &[]).plan(&[
-            phys("keep", false),
-            phys("stale", false),
-            logical,
-        ]);
-        assert_eq!(names(&p.create), ["c"]);
+        let p = req.plan(&[phys("stale", false), phys("keep", false), logical], None);
+        // Logical slots are neither created nor dropped on a replica.
+        assert_eq!(names(&p.create), ["c", "a", "d", "gone"]);
         let dropped: Vec<_> = p.drop.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(dropped, ["stale"]);
+    }
+
+    #[test]
+    fn a_nofailover_replica_keeps_only_the_slots_of_its_cascading_members() {
+        let c = replica_cluster();
+        for tags in [
+            Tags {
+                nofailover: true,
+                ..Tags::default()
+            },
+            Tags {
+                failover_priority: Some(0),
+                ..Tags::default()
+            },
+        ] {
+            let req = SlotRequest::new(&c, "b", &tags, false, &replica_cfg(1800), &[]);
+            assert_eq!(names(&req.expected), ["c"]);
+            assert!(req.targets.is_empty());
+            let p = req.plan(&[phys("keep", false), phys("a", false)], Some(10));
+            let dropped: Vec<_> = p.drop.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(dropped, ["keep", "a"]);
+        }
+    }
+
+    #[test]
+    fn without_member_slots_ttl_a_replica_keeps_no_slots_of_other_members() {
+        let c = replica_cluster();
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(0), &[]);
+        assert_eq!(names(&req.expected), ["c", "keep", "cdc"]);
+    }
+
+    #[test]
+    fn logical_permanent_slots_only_where_wal_streams_from_the_primary() {
+        let mut c = replica_cluster();
+        let cfg = replica_cfg(0);
+        let nostream = Tags {
+            nostream: true,
+            ..Tags::default()
+        };
+        let req = SlotRequest::new(&c, "b", &nostream, false, &cfg, &[]);
+        assert_eq!(
+            names(&req.expected),
+            ["c", "keep"],
+            "nostream: physical only"
+        );
+        // Cascading from a nostream member: no feedback reaches the primary.
+        assert!(!streams_from_primary(&c, "x", &from("n")));
+        assert_eq!(
+            names(&SlotRequest::new(&c, "x", &from("n"), false, &cfg, &[]).expected),
+            ["keep", "b"]
+        );
+        // Through a chain ending at the primary: fine.
+        assert!(streams_from_primary(&c, "x", &from("d")));
+        assert!(streams_from_primary(&c, "x", &from("unknown")));
+        // A loop streams from nobody.
+        c.members[0].data.tags = from("b");
+        assert!(!streams_from_primary(&c, "b", &from("a")));
+    }
+
+    #[test]
+    fn a_replica_advances_idle_physical_slots_to_the_published_position_capped_at_replay() {
+        let mut c = replica_cluster();
+        let pos = |v: u64| serde_json::Value::from(v);
+        c.status.slots.insert("a".into(), pos(100));
+        c.status.slots.insert("keep".into(), pos(300));
+        c.status.slots.insert("c".into(), pos(500));
+        c.status.slots.insert("d".into(), pos(50));
+        // d cascades from a: the slot on the primary does not move, d's own
+        // report does.
+        c.members[3].data.xlog_location = Some(120);
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(1800), &[]);
+        // c streams from me: its walsender moves its slot; gone: unknown.
+        let want: BTreeMap<String, u64> = [
+            ("a".into(), 100),
+            ("cdc".into(), 0),
+            ("d".into(), 120),
+            ("gone".into(), 0),
+            ("keep".into(), 300),
+        ]
+        .into();
+        assert_eq!(req.targets, want);
+        let at = |name: &str, lsn: Option<u64>, active: bool| ExistingSlot {
+            restart_lsn: lsn,
+            ..phys(name, active)
+        };
+        let existing = [
+            at("a", Some(90), false),
+            at("c", Some(1), false),
+            at("d", Some(120), false),
+            at("keep", Some(10), false),
+        ];
+        let adv = req.plan(&existing, Some(200)).advance;
+        assert_eq!(adv, [("a".to_string(), 100), ("keep".to_string(), 200)]);
+        assert!(
+            req.plan(&existing, None).advance.is_empty(),
+            "replay unknown"
+        );
+        let busy = [at("a", Some(90), true), at("keep", None, false)];
+        assert!(
+            req.plan(&busy, Some(200)).advance.is_empty(),
+            "active or unreserved"
+        );
+    }
+
+    #[test]
+    fn the_leader_publishes_the_slots_it_manages_and_its_own_name() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        let cdc = |name: &str| SlotSpec {
+            name: name.into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some("pgoutput".into()),
+        };
+        let mut cfg = SlotsConfig {
+            permanent: vec![SlotSpec::physical("keep"), cdc("cdc"), cdc("b")],
+            member_slots_ttl: 1800,
+            ..Default::default()
+        };
+        let logical = |name: &str| ExistingSlot {
+            name: name.into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some("pgoutput".into()),
+            active: true,
+            restart_lsn: Some(3),
+            confirmed_flush_lsn: Some(40),
+            has_xmin: false,
+            lost: false,
+        };
+        let at = |name: &str, lsn: u64| ExistingSlot {
+            restart_lsn: Some(lsn),
+            ..phys(name, false)
+        };
+        let existing = [
+            at("b", 10),
+            at("keep", 20),
+            logical("cdc"),
+            at("foreign", 30),
+            at("cdc_wrong_kind", 5),
+        ];
+        let mut req = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]);
+        req.my_lsn = Some(99);
+        let want: BTreeMap<String, u64> = [
+            ("a".into(), 99),
+            ("b".into(), 10),
+            ("cdc".into(), 40),
+            ("keep".into(), 20),
+        ]
+        .into();
+        assert_eq!(req.published(&existing), want);
+        // member_slots_ttl 0: only the permanent slots (a logical one named
+        // like a member is that member's slot, not permanent).
+        cfg.member_slots_ttl = 0;
+        let mut req = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]);
+        req.my_lsn = Some(99);
+        let want: BTreeMap<String, u64> = [("cdc".into(), 40), ("keep".into(), 20)].into();
+        assert_eq!(req.published(&existing), want);
+    }
+
+    #[test]
+    fn a_replica_advances_its_logical_slots_and_lists_the_missing_ones_to_copy() {
+        let mut c = replica_cluster();
+        let pos = |v: u64| serde_json::Value::from(v);
+        c.status.slots.insert("cdc".into(), pos(300));
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(0), &[]);
+        assert_eq!(req.targets.get("cdc"), Some(&300));
+        let cdc = |flushed: u64, plugin: &str| ExistingSlot {
+            name: "cdc".into(),
+            kind: SlotKind::Logical,
+            database: Some("app".into()),
+            plugin: Some(plugin.into()),
+            active: false,
+            restart_lsn: Some(1),
+            confirmed_flush_lsn: Some(flushed),
+            has_xmin: false,
+            lost: false,
+        };
+        let p = req.plan(&[cdc(100, "pgoutput")], Some(250));
+        assert_eq!(p.advance, [("cdc".to_string(), 250)]);
+        assert!(p.copy.is_empty());
+        assert!(
+            req.plan(&[cdc(300, "pgoutput")], Some(400))
+                .advance
+                .is_empty()
+        );
+        // Missing, or about to be dropped as it differs: to be copied.
+        assert_eq!(req.plan(&[], Some(250)).copy, ["cdc"]);
+        let p = req.plan(&[cdc(100, "wal2json")], Some(250));
+        assert_eq!(p.drop.len(), 1);
+        assert!(p.advance.is_empty());
+        assert_eq!(p.copy, ["cdc"]);
+        // No published position: nothing to copy yet (Patroni copies only
+        // slots with feedback in the DCS).
+        c.status.slots.clear();
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(0), &[]);
+        assert!(req.plan(&[], Some(250)).copy.is_empty());
+    }
+
+    #[test]
+    fn an_expected_slot_whose_wal_is_lost_is_recreated() {
+        let c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+        ]);
+        let lost = ExistingSlot {
+            lost: true,
+            ..phys("b", false)
+        };
+        for (me, lead) in [("a", true), ("b", false)] {
+            let name = if lead { "b" } else { "a" };
+            let lost = ExistingSlot {
+                name: name.into(),
+                ..lost.clone()
+            };
+            let cfg = SlotsConfig {
+                member_slots_ttl: 1800,
+                ..Default::default()
+            };
+            let p = SlotRequest::new(&c, me, &Tags::default(), lead, &cfg, &[])
+                .plan(std::slice::from_ref(&lost), Some(10));
+            assert_eq!(p.drop, [lost]);
+            assert_eq!(names(&p.create), [name]);
+        }
+    }
+
+    #[test]
+    fn a_replica_recreates_an_idle_slot_that_holds_an_xmin() {
+        let c = replica_cluster();
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &replica_cfg(1800), &[]);
+        let with_xmin = |name: &str| ExistingSlot {
+            has_xmin: true,
+            ..phys(name, false)
+        };
+        // a: idle here, its xmin would never move; c: its walsender's.
+        let p = req.plan(&[with_xmin("a"), with_xmin("c")], Some(10));
+        assert_eq!(p.drop, [with_xmin("a")]);
+        assert!(names(&p.create).contains(&"a"));
+        assert!(p.advance.is_empty());
     }
 
     const TTL: Duration = Duration::from_secs(1800);
@@ -556,15 +1104,29 @@ mod tests {
         c.members.retain(|m| m.name != "c");
         let retain = r.observe(&c, "a", t0 + TTL, TTL);
         assert_eq!(retain, ["a", "b", "c"]);
-        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default(), &retain);
+        let req = SlotRequest::new(
+            &c,
+            "a",
+            &Tags::default(),
+            true,
+            &SlotsConfig::default(),
+            &retain,
+        );
         assert_eq!(names(&req.expected), ["b", "c"]);
         // Its slot is not dropped while retained...
-        assert!(req.plan(&[phys("c", false)]).drop.is_empty());
+        assert!(req.plan(&[phys("c", false)], None).drop.is_empty());
         // ...and is once the ttl has passed.
         let retain = r.observe(&c, "a", t0 + TTL + Duration::from_secs(1), TTL);
         assert_eq!(retain, ["a", "b"]);
-        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default(), &retain);
-        assert_eq!(req.plan(&[phys("c", false)]).drop, [phys("c", false)]);
+        let req = SlotRequest::new(
+            &c,
+            "a",
+            &Tags::default(),
+            true,
+            &SlotsConfig::default(),
+            &retain,
+        );
+        assert_eq!(req.plan(&[phys("c", false)], None).drop, [phys("c", false)]);
     }
 
     #[test]
@@ -592,6 +1154,7 @@ mod tests {
         let req = SlotRequest::new(
             &c,
             "b",
+            &Tags::default(),
             true,
             &SlotsConfig::default(),
             &r.observe(&c, "b", t0, TTL),
@@ -612,7 +1175,14 @@ mod tests {
         ]);
         let mut r = RetainedSlots::default();
         let retain = r.observe(&c, "a", Instant::now(), TTL);
-        let req = SlotRequest::new(&c, "a", true, &SlotsConfig::default(), &retain);
+        let req = SlotRequest::new(
+            &c,
+            "a",
+            &Tags::default(),
+            true,
+            &SlotsConfig::default(),
+            &retain,
+        );
         assert_eq!(names(&req.expected), ["b"]);
     }
 
@@ -622,7 +1192,14 @@ mod tests {
             member("a", Tags::default()),
             member("b", Tags::default()),
         ]);
-        let req = SlotRequest::new(&c, "b", false, &SlotsConfig::default(), &["gone".into()]);
+        let req = SlotRequest::new(
+            &c,
+            "b",
+            &Tags::default(),
+            false,
+            &SlotsConfig::default(),
+            &["gone".into()],
+        );
         assert!(req.expected.is_empty());
     }
 

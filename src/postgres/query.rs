@@ -477,6 +477,28 @@ pub async fn create_physical_slot_if_missing(client: &Client, name: &str) -> PgR
     Ok(!rows.is_empty())
 }
 
+/// Moves an inactive slot forward to `lsn` (`pg_replication_slot_advance`);
+/// on a standby PostgreSQL stops at the replay position.
+pub async fn advance_slot(client: &Client, name: &str, lsn: u64) -> PgResult<()> {
+    client
+        .query_one(
+            "SELECT pg_catalog.pg_replication_slot_advance($1, $2)",
+            &[&name, &PgLsn::from(lsn)],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| PgError::query(format!("advance slot {name}"), e))
+}
+
+/// `pg_last_wal_replay_lsn()`: none on a primary.
+pub async fn replay_lsn(client: &Client) -> PgResult<Option<u64>> {
+    client
+        .query_one("SELECT pg_catalog.pg_last_wal_replay_lsn()", &[])
+        .await
+        .map(|r| r.get::<_, Option<PgLsn>>(0).map(u64::from))
+        .map_err(|e| PgError::query("pg_last_wal_replay_lsn", e))
+}
+
 /// Drops a slot if it exists; true if it was dropped. Fails if it is in use.
 pub async fn drop_slot(client: &Client, name: &str) -> PgResult<bool> {
     let rows = client
@@ -526,6 +548,12 @@ pub struct SlotRow {
     pub plugin: Option<String>,
     pub active: bool,
     pub restart_lsn: Option<u64>,
+    /// Logical slots: how far the consumer confirmed.
+    pub confirmed_flush_lsn: Option<u64>,
+    /// It holds back the xmin horizon (hot standby feedback came through it).
+    pub has_xmin: bool,
+    /// `wal_status = 'lost'`: the WAL it reserved is gone, it is useless.
+    pub lost: bool,
 }
 
 /// Every replication slot, physical and logical.
@@ -533,7 +561,8 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
     let rows = client
         .query(
             "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text,
-                    active, restart_lsn
+                    active, restart_lsn, confirmed_flush_lsn, xmin IS NOT NULL,
+                    wal_status IS NOT DISTINCT FROM 'lost'
                FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
             &[],
         )
@@ -548,6 +577,9 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
             plugin: r.get(3),
             active: r.get(4),
             restart_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
+            confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
+            has_xmin: r.get(7),
+            lost: r.get(8),
         })
         .collect())
 }
