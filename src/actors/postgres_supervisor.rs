@@ -305,6 +305,10 @@ impl PostgresSupervisor {
             }
             Err(e) => {
                 error!(event = "job_failed", job = ?kind, error = %e);
+                if kind == JobKind::Start && self.postmaster.is_none() {
+                    let ev = self.pg_callbacks.start_failed(job_role);
+                    self.callback(ev);
+                }
                 self.state = match (kind, self.postmaster.is_some()) {
                     (_, true) => PgState::Running,
                     (JobKind::Bootstrap, false) => PgState::InitdbFailed,

@@ -527,6 +527,20 @@ fn pg_not_running(
     if i_lead && let Some(d) = super::watchdog::lock_holder_must_step_down(local) {
         return d;
     }
+    if i_lead
+        && was_primary
+        && local.primary_start_timeout.is_zero()
+        && let Some(to) = failover_candidate(cluster, local)
+    {
+        // docs/ha.md §8.1: the operator prefers a failover to a restart
+        // of the crashed primary, and a healthy replica can take over.
+        return Decision::new(
+            vec![Action::ReleaseLock],
+            format!(
+                "PostgreSQL is down, primary_start_timeout is 0 and {to} can take over: releasing the lock to fail over"
+            ),
+        );
+    }
     if i_lead {
         return if was_primary {
             let mut actions = vec![Action::RenewLock];
@@ -585,6 +599,33 @@ fn pg_not_running(
             ),
         },
     }
+}
+
+/// A peer that could take over from this lock holder (Patroni's
+/// `is_failover_possible`, docs/ha.md §8.1): it answered this cycle, runs
+/// as a replica, may be promoted (tags, watchdog), is within
+/// `maximum_lag_on_failover` of the last leader position and not behind
+/// the cluster's timeline. Peers that did not answer do not count.
+pub(super) fn failover_candidate<'a>(cluster: &Cluster, local: &'a LocalView) -> Option<&'a str> {
+    let cluster_tl = cluster.timeline();
+    local.peers.iter().find_map(|peer| {
+        let reply = peer.reply.as_ref()?;
+        let lagging = cluster.status.optime.is_some_and(|o| {
+            o.saturating_sub(reply.lsn.unwrap_or(0)) > local.maximum_lag_on_failover
+        });
+        let behind = match (reply.timeline, cluster_tl) {
+            (Some(theirs), Some(c)) => theirs < c,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        (reply.running
+            && reply.role == PgRole::Replica
+            && reply.can_promote()
+            && peer.name != local.name
+            && !lagging
+            && !behind)
+            .then_some(peer.name.as_str())
+    })
 }
 
 /// No leader key (docs/ha.md §5).

@@ -75,6 +75,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         tags: Tags::default(),
         timing: timing(),
         maximum_lag_on_failover: 1 << 20,
+        primary_start_timeout: std::time::Duration::from_secs(300),
         can_bootstrap: true,
         can_clone_without_leader: false,
         data_dir: DataDir::Initialized {
@@ -611,6 +612,18 @@ fn peers_are_asked_only_in_a_race_or_a_switchover() {
     });
     assert_eq!(names(&n.peers_to_ask(&c, &primary(), false)), ["b", "c"]);
     assert!(n.peers_to_ask(&c, &r, false).is_empty(), "not a primary");
+}
+
+#[test]
+fn a_lock_holder_with_postgres_down_asks_for_failover_candidates() {
+    // docs/ha.md §8.1: primary_start_timeout needs to know who could take over.
+    let n = Node::new("a");
+    let down = pg(None);
+    assert_eq!(
+        names(&n.peers_to_ask(&cluster(Some("a")), &down, false)),
+        ["b", "c"]
+    );
+    assert!(n.peers_to_ask(&cluster(Some("b")), &down, false).is_empty());
 }
 
 #[test]

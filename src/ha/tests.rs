@@ -81,6 +81,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         tags: Tags::default(),
         timing: timing(),
         maximum_lag_on_failover: 1 << 20,
+        primary_start_timeout: std::time::Duration::from_secs(300),
         can_bootstrap: true,
         can_clone_without_leader: false,
         data_dir: DataDir::Initialized {
@@ -2114,4 +2115,92 @@ fn paused_leaves_the_watchdog_alone() {
     let d = run(&c, &l);
     assert_eq!(d.actions, [Action::RenewLock]);
     no_start_stop(&d);
+}
+
+// --- primary_start_timeout (docs/ha.md §8.1) ---
+
+fn crashed_primary(timeout_s: u64) -> LocalView {
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    l.primary_start_timeout = Duration::from_secs(timeout_s);
+    l
+}
+
+#[test]
+fn crashed_primary_with_zero_start_timeout_fails_over_to_a_healthy_replica() {
+    let mut l = crashed_primary(0);
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::ReleaseLock], "{}", d.reason);
+}
+
+#[test]
+fn crashed_primary_with_zero_start_timeout_restarts_without_a_candidate() {
+    let c = cluster(Some("a"));
+    let mut behind_tl = peer("c", PgRole::Replica, 1000);
+    if let Some(r) = behind_tl.reply.as_mut() {
+        r.timeline = Some(1);
+    }
+    let mut lagging = peer("b", PgRole::Replica, 0);
+    let mut nofailover = peer("c", PgRole::Replica, 1000);
+    if let Some(r) = nofailover.reply.as_mut() {
+        r.tags.nofailover = true;
+    }
+    let mut stopped = peer("b", PgRole::Replica, 1000);
+    if let Some(r) = stopped.reply.as_mut() {
+        r.running = false;
+    }
+    let mut c_lag = c.clone();
+    c_lag.status.optime = Some(10 << 20);
+    let mut c_tl = c.clone();
+    c_tl.history = Some(vec![crate::dcs::HistoryLine {
+        timeline: 1,
+        lsn: 0,
+        reason: String::new(),
+        timestamp: None,
+        new_leader: Some("a".into()),
+    }]);
+    let cases: Vec<(Cluster, Vec<PeerStatus>)> = vec![
+        (c.clone(), vec![]),
+        (
+            c.clone(),
+            vec![PeerStatus {
+                name: "b".into(),
+                reply: None,
+            }],
+        ),
+        (c.clone(), vec![nofailover]),
+        (c.clone(), vec![stopped]),
+        (c.clone(), vec![peer("b", PgRole::Primary, 1000)]),
+        (
+            c_lag,
+            vec![{
+                lagging.name = "b".into();
+                lagging
+            }],
+        ),
+        (c_tl, vec![behind_tl]),
+    ];
+    for (cl, peers) in cases {
+        let mut l = crashed_primary(0);
+        l.peers = peers.clone();
+        let d = run(&ok(cl), &l);
+        assert_eq!(
+            d.actions,
+            vec![Action::RenewLock, Action::StartPrimary],
+            "{peers:?}: {}",
+            d.reason
+        );
+    }
+}
+
+#[test]
+fn crashed_primary_with_a_start_timeout_restarts_first() {
+    let mut l = crashed_primary(300);
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::RenewLock, Action::StartPrimary]);
 }

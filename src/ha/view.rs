@@ -156,6 +156,10 @@ pub struct LocalView {
     pub tags: Tags,
     pub timing: Timing,
     pub maximum_lag_on_failover: u64,
+    /// `primary_start_timeout`: how long a lock holder whose primary
+    /// crashed may take to start it again before it fails over to a
+    /// healthy replica; zero fails over at once (docs/ha.md §8.1).
+    pub primary_start_timeout: std::time::Duration,
     /// A `bootstrap` section exists, so this node may create a new cluster.
     pub can_bootstrap: bool,
     /// A `no_leader` replica method is configured: an empty data

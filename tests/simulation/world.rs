@@ -839,6 +839,7 @@ impl Sim {
             } else {
                 MAX_LAG
             },
+            primary_start_timeout: std::time::Duration::from_secs(300),
             can_bootstrap: true,
             data_dir: snap.data_dir.clone(),
             pg: snap.facts.clone(),
