@@ -572,6 +572,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         timing,
         maximum_lag_on_failover: dynamic.maximum_lag_on_failover,
         primary_start_timeout: Duration::from_secs(dynamic.primary_start_timeout),
+        rejoin_pending: false,
         can_bootstrap: cfg.bootstrap.is_some(),
         can_clone_without_leader: cfg.postgresql.can_clone_without_leader(),
         data_dir: pg.data_dir.clone(),

@@ -101,6 +101,7 @@ mod tests {
             },
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout: std::time::Duration::from_secs(300),
+            rejoin_pending: false,
             can_bootstrap: true,
             data_dir: DataDir::Initialized {
                 sysid: "7".into(),

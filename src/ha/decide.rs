@@ -98,7 +98,9 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         return d;
     }
     if !local.pg.running {
-        return pg_not_running(cluster, local, i_lead, was_primary);
+        // A former primary that ran read-only without the DCS rejoins as
+        // a former primary (docs/ha.md §9.6), whatever pg_control says now.
+        return pg_not_running(cluster, local, i_lead, was_primary || local.rejoin_pending);
     }
     if local.pg.role.is_none() {
         return if i_lead {
@@ -137,6 +139,19 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
                         mode: DemoteMode::ImmediateNoLock,
                     }],
                     format!("{leader} holds the lock but I run as a primary: demoting"),
+                );
+            }
+            if local.rejoin_pending && (local.rewind.enabled || local.rewind.remove_on_diverged) {
+                // docs/ha.md §9.6: my WAL may have left the new leader's
+                // history while I ran as a primary without the DCS; stop,
+                // and §8 rewinds (or rebuilds) before following.
+                return Decision::new(
+                    vec![Action::Demote {
+                        mode: DemoteMode::Offline,
+                    }],
+                    format!(
+                        "I ran as a primary before the DCS was lost and {leader} leads now: stopping PostgreSQL to rejoin as a former primary"
+                    ),
                 );
             }
             follow_leader(cluster, leader, local)
@@ -194,6 +209,9 @@ pub(super) fn follow_leader(cluster: &Cluster, leader: &str, local: &LocalView) 
 /// while its lease surely holds past the next chance to renew; everything
 /// else waits.
 fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> Decision {
+    if let Some(d) = start_read_only_without_dcs(err, local) {
+        return d;
+    }
     if !local.pg.is_primary() {
         if let Some(hb) = live_failsafe_leader(local, now) {
             return Decision::idle(format!(
@@ -218,21 +236,17 @@ fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> De
     // leader, so this node keeps serving, and if the DCS comes back first
     // nothing happens at all.
     let Some(fence_at) = fencing_point(local) else {
-        return Decision::new(
-            vec![Action::Demote {
-                mode: DemoteMode::Offline,
-            }],
-            format!("DCS is not accessible ({err}) and I hold no lease: demoting"),
+        return demote_to_read_only(
+            DemoteMode::Offline,
+            format!("DCS is not accessible ({err}) and I hold no lease: demoting to read-only"),
         );
     };
     if now >= fence_at {
         // The fence is stopping it already, or failed to: at once.
-        return Decision::new(
-            vec![Action::Demote {
-                mode: DemoteMode::ImmediateNoLock,
-            }],
+        return demote_to_read_only(
+            DemoteMode::ImmediateNoLock,
             format!(
-                "DCS is not accessible ({err}) and the fencing point has passed: stopping PostgreSQL at once"
+                "DCS is not accessible ({err}) and the fencing point has passed: stopping PostgreSQL at once, then starting it read-only"
             ),
         );
     }
@@ -252,14 +266,47 @@ fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> De
     }
     // No fence to take the last step: the next decision (within one cycle)
     // may come after the fencing point, so step down now.
-    Decision::new(
-        vec![Action::Demote {
-            mode: DemoteMode::Offline,
-        }],
+    demote_to_read_only(
+        DemoteMode::Offline,
         format!(
-            "DCS is not accessible ({err}), the lease may expire before the next renewal and no fence is armed: demoting"
+            "DCS is not accessible ({err}), the lease may expire before the next renewal and no fence is armed: demoting to read-only"
         ),
     )
+}
+
+/// A primary that cannot keep serving without the DCS stops (`mode`) and
+/// comes back at once as a standby following nobody (Patroni's
+/// `demote('offline')`, docs/ha.md §9.6): reads go on, writes cannot, and
+/// the standby takes no part in any election until the DCS answers.
+fn demote_to_read_only(mode: DemoteMode, reason: String) -> Decision {
+    Decision::new(
+        vec![
+            Action::Demote { mode },
+            Action::StartReplica { upstream: None },
+        ],
+        reason,
+    )
+}
+
+/// The DCS cannot be read and PostgreSQL is stopped although its data
+/// directory last ran as a primary (the fence stopped it at the fencing
+/// point, an earlier start read-only failed, it crashed), or it was started
+/// read-only without the DCS before: start it read-only, a standby
+/// following nobody (docs/ha.md §9.6). Never as a primary: without the DCS
+/// nothing says this node may lead. A stopped replica stays stopped, as in
+/// Patroni.
+fn start_read_only_without_dcs(err: &crate::dcs::DcsError, local: &LocalView) -> Option<Decision> {
+    let DataDir::Initialized { was_primary, .. } = local.data_dir else {
+        return None;
+    };
+    (!local.pg.running && local.busy.is_none() && (was_primary || local.rejoin_pending)).then(|| {
+        Decision::new(
+            vec![Action::StartReplica { upstream: None }],
+            format!(
+                "DCS is not accessible ({err}) and PostgreSQL, last a primary, is stopped: starting it read-only"
+            ),
+        )
+    })
 }
 
 /// `lease_deadline - fence_margin`: from then on this node's PostgreSQL

@@ -82,6 +82,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         timing: timing(),
         maximum_lag_on_failover: 1 << 20,
         primary_start_timeout: std::time::Duration::from_secs(300),
+        rejoin_pending: false,
         can_bootstrap: true,
         can_clone_without_leader: false,
         data_dir: DataDir::Initialized {
@@ -115,6 +116,15 @@ fn empty_local() -> LocalView {
         pg: PgFacts::default(),
         ..local(None)
     }
+}
+
+/// A primary stepping down without the DCS: stop (`mode`), then start as a
+/// standby following nobody (docs/ha.md §9.6).
+fn read_only(mode: DemoteMode) -> Vec<Action> {
+    vec![
+        Action::Demote { mode },
+        Action::StartReplica { upstream: None },
+    ]
 }
 
 fn ok(c: Cluster) -> DcsView {
@@ -171,12 +181,7 @@ fn dcs_error_primary_whose_lease_may_lapse_demotes_offline() {
     let mut l = local(Some(PgRole::Primary));
     l.lease_deadline = Some(now + Duration::from_secs(21));
     let d = decide(&DcsView::Failed(DcsError::Unreachable("x".into())), &l, now);
-    assert_eq!(
-        d.actions,
-        vec![Action::Demote {
-            mode: DemoteMode::Offline
-        }]
-    );
+    assert_eq!(d.actions, read_only(DemoteMode::Offline));
 }
 
 /// The test clusters' timing: ttl 6, loop_wait 1, retry_timeout 2, so the
@@ -203,17 +208,13 @@ fn dcs_error_primary_serves_until_one_cycle_before_the_fencing_point() {
     l.lease_deadline = Some(now + Duration::from_millis(3900));
     assert_eq!(
         decide(&dcs, &l, now).actions,
-        vec![Action::Demote {
-            mode: DemoteMode::Offline
-        }]
+        read_only(DemoteMode::Offline)
     );
     // Past the fencing point (the fence may be stopping it): immediate.
     l.lease_deadline = Some(now + Duration::from_millis(1000));
     assert_eq!(
         decide(&dcs, &l, now).actions,
-        vec![Action::Demote {
-            mode: DemoteMode::ImmediateNoLock
-        }]
+        read_only(DemoteMode::ImmediateNoLock)
     );
 }
 
@@ -248,7 +249,10 @@ fn dcs_error_primary_with_an_armed_fence_serves_up_to_the_fencing_point() {
         mode: DemoteMode::ImmediateNoLock,
     }];
     l.fence_armed = Some(fence_at);
-    assert_eq!(decide(&dcs, &l, fence_at).actions, immediate);
+    assert_eq!(
+        decide(&dcs, &l, fence_at).actions,
+        read_only(DemoteMode::ImmediateNoLock)
+    );
     // Then the lease deadline itself: the lapsed-lease rule.
     assert_eq!(decide(&dcs, &l, deadline).actions, immediate);
 }
@@ -261,9 +265,7 @@ fn dcs_error_primary_without_a_confirmed_fence_demotes_a_cycle_early() {
     let dcs = DcsView::Failed(DcsError::Unreachable("x".into()));
     let deadline = now + Duration::from_millis(3900);
     l.lease_deadline = Some(deadline);
-    let offline = vec![Action::Demote {
-        mode: DemoteMode::Offline,
-    }];
+    let offline = read_only(DemoteMode::Offline);
     // No fence confirmed an order.
     l.fence_armed = None;
     let d = decide(&dcs, &l, now);
@@ -378,12 +380,7 @@ fn leader_whose_postgres_does_not_answer_stops_renewing_then_fences() {
 fn dcs_error_primary_without_lease_demotes() {
     let l = local(Some(PgRole::Primary));
     let d = run(&DcsView::Failed(DcsError::Other("auth".into())), &l);
-    assert_eq!(
-        d.actions,
-        vec![Action::Demote {
-            mode: DemoteMode::Offline
-        }]
-    );
+    assert_eq!(d.actions, read_only(DemoteMode::Offline));
 }
 
 #[test]
@@ -1074,6 +1071,7 @@ fn dcs_down() -> DcsView {
 const DEMOTE_OFFLINE: Action = Action::Demote {
     mode: DemoteMode::Offline,
 };
+const START_READ_ONLY: Action = Action::StartReplica { upstream: None };
 
 #[test]
 fn failsafe_leader_publishes_members_when_changed() {
@@ -1147,14 +1145,20 @@ fn failsafe_all_ack_stays_primary_without_lease() {
 #[test]
 fn failsafe_one_refusal_demotes_as_before() {
     let l = failsafe_primary(vec![ack("b", true), ack("c", false)]);
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
 fn failsafe_unreachable_member_demotes_as_before() {
     // c did not answer at all.
     let l = failsafe_primary(vec![ack("b", true)]);
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
@@ -1171,30 +1175,45 @@ fn failsafe_refusal_keeps_the_lease_rule() {
     assert!(decide(&dcs_down(), &l, now).actions.is_empty());
     // Fencing point now + 4 s, the next decision up to now + 5 s.
     l.lease_deadline = Some(now + Duration::from_secs(6));
-    assert_eq!(decide(&dcs_down(), &l, now).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        decide(&dcs_down(), &l, now).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
 fn failsafe_off_demotes_as_before() {
     let mut l = failsafe_primary(vec![ack("b", true), ack("c", true)]);
     l.failsafe.enabled = false;
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
 fn failsafe_key_without_me_demotes_as_before() {
     let mut l = failsafe_primary(vec![ack("b", true), ack("c", true)]);
     l.failsafe.last_known = Some(fs_key(&["b", "c"]));
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
     l.failsafe.last_known = None;
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
 fn failsafe_without_answers_demotes_as_before() {
     let mut l = failsafe_primary(vec![]);
     l.failsafe.acks = None;
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
@@ -2203,4 +2222,100 @@ fn crashed_primary_with_a_start_timeout_restarts_first() {
     l.peers = vec![peer("b", PgRole::Replica, 1000)];
     let d = run(&ok(cluster(Some("a"))), &l);
     assert_eq!(d.actions, vec![Action::RenewLock, Action::StartPrimary]);
+}
+
+// --- Losing the DCS: read-only (docs/ha.md §9.6) ---
+
+#[test]
+fn dcs_down_stopped_former_primary_starts_read_only() {
+    // The fence stopped it (or it crashed) while the DCS is unreachable.
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    let d = run(&dcs_down(), &l);
+    assert_eq!(d.actions, vec![START_READ_ONLY], "{}", d.reason);
+    // Even with a lease left: never as a primary without the DCS.
+    l.lease_deadline = Some(Instant::now() + Duration::from_secs(20));
+    assert_eq!(run(&dcs_down(), &l).actions, vec![START_READ_ONLY]);
+    // Started read-only before (pg_control says replica now): again.
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: false,
+    };
+    l.rejoin_pending = true;
+    assert_eq!(run(&dcs_down(), &l).actions, vec![START_READ_ONLY]);
+    // A job runs (the start itself): nothing.
+    l.busy = Some(JobKind::Start);
+    assert!(run(&dcs_down(), &l).actions.is_empty());
+}
+
+#[test]
+fn dcs_down_stopped_replica_stays_stopped() {
+    // As in Patroni: nothing starts a replica without the DCS.
+    let d = run(&dcs_down(), &local(None));
+    assert!(d.actions.is_empty(), "{d:?}");
+    let mut empty = empty_local();
+    empty.rejoin_pending = true;
+    assert!(run(&dcs_down(), &empty).actions.is_empty());
+}
+
+#[test]
+fn dcs_down_read_only_former_primary_is_left_running() {
+    let mut l = local(Some(PgRole::Replica));
+    l.rejoin_pending = true;
+    assert!(run(&dcs_down(), &l).actions.is_empty());
+}
+
+#[test]
+fn dcs_back_former_primary_rejoins_through_rewind() {
+    // Ran read-only without the DCS; b took over meanwhile.
+    let mut l = local(Some(PgRole::Replica));
+    l.rejoin_pending = true;
+    l.rewind.enabled = true;
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(d.actions, vec![DEMOTE_OFFLINE], "{}", d.reason);
+    // Stopped now: pg_control says "shut down in recovery", the flag still
+    // makes it a former primary, so pg_rewind runs.
+    let mut stopped = local(None);
+    stopped.rejoin_pending = true;
+    stopped.rewind.enabled = true;
+    assert_eq!(
+        run(&ok(cluster(Some("b"))), &stopped).actions,
+        vec![Action::Rewind {
+            from: up("b", 5433)
+        }]
+    );
+    stopped.rewind = RewindView {
+        remove_on_diverged: true,
+        ..RewindView::default()
+    };
+    assert_eq!(
+        run(&ok(cluster(Some("b"))), &stopped).actions,
+        vec![Action::Reinitialize {
+            from: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn dcs_back_former_primary_without_rewind_follows() {
+    let mut l = local(Some(PgRole::Replica));
+    l.rejoin_pending = true;
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Follow {
+            upstream: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn dcs_back_lock_still_mine_promotes_the_read_only_primary() {
+    let mut l = local(Some(PgRole::Replica));
+    l.rejoin_pending = true;
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::RenewLock, Action::Promote]);
 }

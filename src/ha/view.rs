@@ -160,6 +160,11 @@ pub struct LocalView {
     /// crashed may take to start it again before it fails over to a
     /// healthy replica; zero fails over at once (docs/ha.md §8.1).
     pub primary_start_timeout: std::time::Duration,
+    /// This node ran as a primary, lost the DCS and was started read-only
+    /// without it (docs/ha.md §9.6): its WAL may have left a new leader's
+    /// history, so it rejoins as a former primary would (§8). Kept by
+    /// `ha::Node`.
+    pub rejoin_pending: bool,
     /// A `bootstrap` section exists, so this node may create a new cluster.
     pub can_bootstrap: bool,
     /// A `no_leader` replica method is configured: an empty data

@@ -840,6 +840,7 @@ impl Sim {
                 MAX_LAG
             },
             primary_start_timeout: std::time::Duration::from_secs(300),
+            rejoin_pending: false,
             can_bootstrap: true,
             data_dir: snap.data_dir.clone(),
             pg: snap.facts.clone(),
