@@ -636,6 +636,69 @@ async fn dcs_outage_with_failsafe_keeps_the_primary_writable() {
     let after = identities(&c).await;
     assert_eq!(before, after, "a PostgreSQL was restarted");
 }
+/// docs/ha.md §9.6, §10.1: with failsafe mode and etcd gone, the primary
+/// runs on its members' confirmations; when a replica dies it loses one and
+/// steps down to read-only (in recovery, reads served, writes refused) while
+/// etcd stays away. When etcd returns the cluster has one primary again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcs_outage_with_failsafe_and_a_lost_replica_demotes_to_read_only() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("failsafe_mode", "true")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    eventually(
+        Duration::from_secs(30),
+        "failsafe key lists every member",
+        || async {
+            let r = reqwest::get(c.nodes[primary].api("/failsafe")).await.ok()?;
+            let m: serde_json::Value = r.json().await.ok()?;
+            (m.as_object()?.len() == 3).then_some(())
+        },
+    )
+    .await;
+    c.create_table_t(primary).await;
+    for i in 0..3 {
+        eventually(Duration::from_secs(30), "failsafe key known", || async {
+            (c.http_code(i, "/failsafe").await == 200).then_some(())
+        })
+        .await;
+    }
+    let ttl = Duration::from_secs(c.timing.ttl);
+    c.etcd.stop();
+    // Past the lease: only the confirmations keep it writable.
+    tokio::time::sleep(2 * ttl).await;
+    write_row(&c, primary, 1)
+        .await
+        .expect("a write on failsafe confirmations");
+    let lost = (primary + 1) % 3;
+    c.kill_node(lost).await;
+    eventually(
+        3 * ttl,
+        "the primary that lost a confirmation runs read-only",
+        || async { (in_recovery(&c, primary).await == Some(true)).then_some(()) },
+    )
+    .await;
+    assert!(
+        has_row(&c, primary, 1).await,
+        "no reads on the read-only node"
+    );
+    assert!(
+        write_row(&c, primary, 2).await.is_err(),
+        "the read-only node took a write"
+    );
+    for i in (0..3).filter(|&i| i != lost) {
+        assert_ne!(c.http_code(i, "/primary").await, 200, "{}", c.nodes[i].name);
+    }
+
+    c.etcd.restart();
+    let p = c.wait_healthy(BOOT).await;
+    eventually(
+        Duration::from_secs(30),
+        "a write after etcd returned",
+        || async { write_row(&c, p, 3).await.ok() },
+    )
+    .await;
+}
+
 /// Physical replication slots on node `i`, sorted (empty if unreachable).
 async fn slot_names(c: &TestCluster, i: usize) -> Option<Vec<String>> {
     let client = c.sql(i).await.ok()?;
