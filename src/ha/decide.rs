@@ -144,7 +144,7 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
             if local.rejoin_pending && (local.rewind.enabled || local.rewind.remove_on_diverged) {
                 // docs/ha.md §9.6: my WAL may have left the new leader's
                 // history while I ran as a primary without the DCS; stop,
-                // and §8 rewinds (or rebuilds) before following.
+                // and docs/ha.md §8 rewinds (or rebuilds) before following.
                 return Decision::new(
                     vec![Action::Demote {
                         mode: DemoteMode::Offline,

@@ -15,12 +15,12 @@ use super::{Action, DcsView, Decision, JobKind, JobOutcome, LocalView};
 ///
 /// * Set when, without the DCS, PostgreSQL is started read-only (the only
 ///   `StartReplica` with no upstream decided on a failed DCS read: the
-///   demotion of §9.3 or the start of §9.6).
+///   demotion of docs/ha.md §9.3 or the start of docs/ha.md §9.6).
 /// * Cleared once the WAL is known to be the cluster's: a rewind, a
 ///   rebuild or a clone succeeded; this node promotes (it leads, so its WAL
 ///   is the history); or the table follows or starts as a replica of a
 ///   leader without a rewind (no `use_pg_rewind` and no
-///   `remove_data_directory_on_diverged_timelines`: the rules of §8 for a
+///   `remove_data_directory_on_diverged_timelines`: the rules of docs/ha.md §8 for a
 ///   former primary say so).
 pub fn rejoin_pending_after(
     before: bool,

@@ -162,7 +162,7 @@ pub struct LocalView {
     pub primary_start_timeout: std::time::Duration,
     /// This node ran as a primary, lost the DCS and was started read-only
     /// without it (docs/ha.md §9.6): its WAL may have left a new leader's
-    /// history, so it rejoins as a former primary would (§8). Kept by
+    /// history, so it rejoins as a former primary would (docs/ha.md §8). Kept by
     /// `ha::Node`.
     pub rejoin_pending: bool,
     /// A `bootstrap` section exists, so this node may create a new cluster.
