@@ -102,6 +102,7 @@ mod tests {
             maximum_lag_on_failover: 1 << 20,
             primary_start_timeout: std::time::Duration::from_secs(300),
             rejoin_pending: false,
+            starting_primary_for: None,
             can_bootstrap: true,
             data_dir: DataDir::Initialized {
                 sysid: "7".into(),

@@ -37,6 +37,9 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         return d;
     }
     if let Some(job) = local.busy {
+        if i_lead && let Some(d) = primary_start_timed_out(cluster, local) {
+            return d;
+        }
         return if i_lead {
             Decision::new(
                 vec![Action::RenewLock],
@@ -646,6 +649,32 @@ fn pg_not_running(
             ),
         },
     }
+}
+
+/// The lock holder's start as primary has run for `primary_start_timeout`
+/// and a replica can take over (Patroni's `handle_starting_instance`,
+/// docs/ha.md §8.1): stop the starting PostgreSQL (the start gives up and
+/// the stop waits for it), then release the lock. Without a candidate it
+/// keeps waiting, as Patroni does.
+fn primary_start_timed_out(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
+    let ran = local.starting_primary_for?;
+    if ran < local.primary_start_timeout {
+        return None;
+    }
+    let to = failover_candidate(cluster, local)?;
+    Some(Decision::new(
+        vec![
+            Action::Demote {
+                mode: DemoteMode::ImmediateNoLock,
+            },
+            Action::ReleaseLock,
+        ],
+        format!(
+            "PostgreSQL has been starting as primary for {:.0}s (primary_start_timeout {}s) and {to} can take over: stopping it and releasing the lock",
+            ran.as_secs_f64(),
+            local.primary_start_timeout.as_secs()
+        ),
+    ))
 }
 
 /// A peer that could take over from this lock holder (Patroni's

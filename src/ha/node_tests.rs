@@ -77,6 +77,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         maximum_lag_on_failover: 1 << 20,
         primary_start_timeout: std::time::Duration::from_secs(300),
         rejoin_pending: false,
+        starting_primary_for: None,
         can_bootstrap: true,
         can_clone_without_leader: false,
         data_dir: DataDir::Initialized {

@@ -83,6 +83,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         maximum_lag_on_failover: 1 << 20,
         primary_start_timeout: std::time::Duration::from_secs(300),
         rejoin_pending: false,
+        starting_primary_for: None,
         can_bootstrap: true,
         can_clone_without_leader: false,
         data_dir: DataDir::Initialized {
@@ -2318,4 +2319,40 @@ fn dcs_back_lock_still_mine_promotes_the_read_only_primary() {
     l.rejoin_pending = true;
     let d = run(&ok(cluster(Some("a"))), &l);
     assert_eq!(d.actions, vec![Action::RenewLock, Action::Promote]);
+}
+
+#[test]
+fn primary_start_longer_than_the_timeout_fails_over_to_a_candidate() {
+    let mut l = crashed_primary(60);
+    l.busy = Some(JobKind::Start);
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let c = ok(cluster(Some("a")));
+    // Within the timeout: keep the lock and wait.
+    l.starting_primary_for = Some(Duration::from_secs(59));
+    assert_eq!(run(&c, &l).actions, vec![Action::RenewLock]);
+    // Past it: stop the start, then release the lock.
+    l.starting_primary_for = Some(Duration::from_secs(60));
+    let d = run(&c, &l);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::Demote {
+                mode: DemoteMode::ImmediateNoLock
+            },
+            Action::ReleaseLock
+        ],
+        "{}",
+        d.reason
+    );
+    // No candidate: keep waiting, as Patroni does.
+    l.peers = vec![PeerStatus {
+        name: "b".into(),
+        reply: None,
+    }];
+    assert_eq!(run(&c, &l).actions, vec![Action::RenewLock]);
+    // Not the lock holder, or not a start as primary: the usual rule.
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+    l.starting_primary_for = None;
+    assert_eq!(run(&c, &l).actions, vec![Action::RenewLock]);
 }

@@ -165,6 +165,9 @@ pub struct LocalView {
     /// history, so it rejoins as a former primary would (docs/ha.md §8). Kept by
     /// `ha::Node`.
     pub rejoin_pending: bool,
+    /// How long the running job, a start as primary, has run (docs/ha.md
+    /// §8.1); `None` when no such job runs.
+    pub starting_primary_for: Option<std::time::Duration>,
     /// A `bootstrap` section exists, so this node may create a new cluster.
     pub can_bootstrap: bool,
     /// A `no_leader` replica method is configured: an empty data
