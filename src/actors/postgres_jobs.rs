@@ -222,26 +222,27 @@ pub async fn start_primary(env: &JobEnv, mut cancel: StartCancel) -> PgResult<Po
             std::future::pending::<()>().await;
         }
     };
+    let gave_up = || {
+        PgError::io(
+            "start as primary",
+            std::io::Error::other("cancelled: primary_start_timeout passed"),
+        )
+    };
     let ready = tokio::select! {
         r = pm.wait_ready(&conn, env.pg_ctl_timeout()) => r.map(drop),
-        () = cancelled => Err(PgError::io(
-            "start as primary",
-            std::io::Error::other("cancelled: primary_start_timeout passed and a replica can take over"),
-        )),
+        () = cancelled => Err(gave_up()),
     };
     let ready = match ready {
-        Ok(()) if *cancel.borrow() => Err(PgError::io(
-            "start as primary",
-            std::io::Error::other(
-                "cancelled: primary_start_timeout passed and a replica can take over",
-            ),
-        )),
+        Ok(()) if *cancel.borrow() => Err(gave_up()),
         r => r,
     };
     match ready {
         Ok(()) => Ok(pm),
         Err(e) => {
-            let _ = pm.stop(StopMode::Immediate, env.pg_ctl_timeout()).await;
+            // A fencing stop, as the daemon's immediate demotion: SIGKILL
+            // of the process group when it does not act in time.
+            let grace = crate::fence::KILL_GRACE.min(env.pg_ctl_timeout());
+            let _ = pm.stop(StopMode::Immediate, grace).await;
             Err(e)
         }
     }
