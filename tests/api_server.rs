@@ -226,6 +226,7 @@ fn pg(role: PgRole) -> PgStatus {
             was_primary: !replica,
         },
         busy: None,
+        starting_primary_since: None,
         outcome: None,
         server_version: Some(150018),
         postmaster_start_time: Some("2024-08-28 19:39:26.352526+00:00".into()),

@@ -105,3 +105,59 @@ async fn callbacks_run_in_order_with_action_role_scope() {
         "exit status is logged"
     );
 }
+
+/// docs/ha.md §8.1: the leader's PostgreSQL crashes and its start as
+/// primary fails (its port is taken): the leader calls `on_role_change
+/// demoted` and releases the key, and the replica takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_start_of_the_crashed_primary_is_a_demotion() {
+    let mut c = TestCluster::new(2, Timing::default());
+    let script = c.write_script(
+        "append-args.sh",
+        "#!/bin/sh\nf=$1\nshift\necho \"$@\" >> \"$f\"\n",
+    );
+    for i in 0..2 {
+        let log = c.nodes[i].dir.join("callbacks.log");
+        let cmd = format!("{} {}", script.display(), log.display());
+        c.add_to_section(
+            i,
+            "postgresql",
+            &format!("callbacks:\n  on_start: {cmd}\n  on_stop: {cmd}\n  on_role_change: {cmd}"),
+        );
+    }
+    c.start_all();
+    let p = c.wait_healthy(BOOT).await;
+    let r = 1 - p;
+    let scope = c.scope.clone();
+    let line = |s: &str| format!("{s} {scope}");
+    wait_lines(&c, p, &[line("on_start primary")], "primary's on_start").await;
+
+    let pm = c.nodes[p].postmaster_pid().expect("postmaster pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pm),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill postmaster");
+    // Take its port before the daemon restarts it.
+    let port = c.nodes[p].pg_port;
+    let blocker = eventually(Duration::from_secs(5), "the port is free", || async {
+        std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+    })
+    .await;
+    eventually(BOOT, "the replica takes over", || async {
+        (c.primary().await == Some(r)).then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "on_role_change demoted",
+        || async {
+            lines(&c, p)
+                .contains(&line("on_role_change demoted"))
+                .then_some(())
+        },
+    )
+    .await;
+    drop(blocker);
+    assert_eq!(c.wait_healthy(BOOT).await, r);
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgpilot::events;
-use support::cluster::{TestCluster, Timing, has_event};
+use support::cluster::{ClusterOptions, TestCluster, Timing, has_event};
 use support::eventually;
 use support::writer::{spawn_writer, values_on, wait_for_writes};
 
@@ -346,6 +346,91 @@ async fn primary_cut_off_from_dcs_demotes_before_lease_expires() {
     c.wait_healthy(BOOT).await;
 }
 
+/// `pg_is_in_recovery()` on node `i`, `None` if it does not answer.
+async fn in_recovery(c: &TestCluster, i: usize) -> Option<bool> {
+    let client = c.sql(i).await.ok()?;
+    let row = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .ok()?;
+    row.try_get(0).ok()
+}
+
+/// docs/ha.md §9.6: the primary alone cut off from etcd stops taking writes
+/// (the fence, by its fencing point) and then runs read-only while the cut
+/// lasts: PostgreSQL up and in recovery, serving reads, refusing writes. The
+/// replica takes over; once the cut heals the old primary follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_cut_off_from_dcs_runs_read_only_then_follows_the_leader() {
+    let opts = ClusterOptions {
+        dcs_proxies: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let old = c.wait_healthy(BOOT).await;
+    let other = 1 - old;
+    c.create_table_t(old).await;
+    write_row(&c, old, 1).await.expect("write before the cut");
+    eventually(Duration::from_secs(30), "row 1 on the replica", || async {
+        has_row(&c, other, 1).await.then_some(())
+    })
+    .await;
+
+    c.cut_from_dcs(old);
+    let ttl = Duration::from_secs(c.timing.ttl);
+    eventually(4 * ttl, "the cut-off primary runs read-only", || async {
+        (in_recovery(&c, old).await == Some(true)).then_some(())
+    })
+    .await;
+    assert!(has_row(&c, old, 1).await, "no reads on the read-only node");
+    let client = c.sql(old).await.expect("connect to the read-only node");
+    let err = client
+        .execute("INSERT INTO t(v) VALUES (2)", &[])
+        .await
+        .expect_err("the read-only node took a write");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+        "{err:?}"
+    );
+    let mark = c.nodes[old].log().len();
+
+    let p = eventually(BOOT, "the replica took over", || async {
+        (c.primary().await == Some(other)).then_some(other)
+    })
+    .await;
+    // `/primary` may answer a moment before the promotion finished.
+    eventually(
+        Duration::from_secs(30),
+        "a write on the new primary",
+        || async { write_row(&c, p, 3).await.ok() },
+    )
+    .await;
+    // Still read-only while the cut lasts, never a primary again.
+    assert_eq!(in_recovery(&c, old).await, Some(true));
+    assert_ne!(c.http_code(old, "/primary").await, 200);
+
+    c.heal_dcs(old);
+    assert_eq!(c.wait_healthy(BOOT).await, other);
+    eventually(
+        Duration::from_secs(30),
+        "row 3 on the old primary",
+        || async { has_row(&c, old, 3).await.then_some(()) },
+    )
+    .await;
+    let log = c.nodes[old].log();
+    assert!(
+        log.contains("starting it read-only") || log.contains("demoting to read-only"),
+        "{log}"
+    );
+    assert!(
+        log[mark..].contains("rejoin as a former primary"),
+        "{}",
+        &log[mark..]
+    );
+}
+
 /// A crash of PostgreSQL alone on the leader is repaired in place: the
 /// daemon restarts it as the primary and keeps the leader key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,6 +456,28 @@ async fn postgres_crash_on_the_leader_is_repaired_in_place() {
         c.nodes[primary].log()
     );
     c.wait_healthy(BOOT).await;
+}
+
+/// docs/ha.md §8.1: with `primary_start_timeout: 0` a crash of PostgreSQL
+/// on the leader is not repaired in place: the leader releases the key, the
+/// healthy replica takes over, and the old primary rejoins it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_on_the_leader_fails_over_with_zero_start_timeout() {
+    let mut c = TestCluster::with_dcs(2, Timing::default(), &[("primary_start_timeout", "0")]);
+    c.start_all();
+    let old = c.wait_healthy(BOOT).await;
+    let pm = c.nodes[old].postmaster_pid().expect("postmaster pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), Signal::SIGKILL)
+        .expect("kill postmaster");
+    let other = 1 - old;
+    eventually(BOOT, "the replica took over", || async {
+        (c.primary().await == Some(other)).then_some(())
+    })
+    .await;
+    assert_eq!(c.wait_healthy(BOOT).await, other);
+    let log = c.nodes[old].log();
+    assert!(log.contains("primary_start_timeout is 0"), "{log}");
+    assert!(!log.contains("restarting it as primary"), "{log}");
 }
 
 /// `database_system_identifier` and `postmaster_start_time` of every node.
@@ -529,6 +636,69 @@ async fn dcs_outage_with_failsafe_keeps_the_primary_writable() {
     let after = identities(&c).await;
     assert_eq!(before, after, "a PostgreSQL was restarted");
 }
+/// docs/ha.md §9.6, §10.1: with failsafe mode and etcd gone, the primary
+/// runs on its members' confirmations; when a replica dies it loses one and
+/// steps down to read-only (in recovery, reads served, writes refused) while
+/// etcd stays away. When etcd returns the cluster has one primary again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcs_outage_with_failsafe_and_a_lost_replica_demotes_to_read_only() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("failsafe_mode", "true")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    eventually(
+        Duration::from_secs(30),
+        "failsafe key lists every member",
+        || async {
+            let r = reqwest::get(c.nodes[primary].api("/failsafe")).await.ok()?;
+            let m: serde_json::Value = r.json().await.ok()?;
+            (m.as_object()?.len() == 3).then_some(())
+        },
+    )
+    .await;
+    c.create_table_t(primary).await;
+    for i in 0..3 {
+        eventually(Duration::from_secs(30), "failsafe key known", || async {
+            (c.http_code(i, "/failsafe").await == 200).then_some(())
+        })
+        .await;
+    }
+    let ttl = Duration::from_secs(c.timing.ttl);
+    c.etcd.stop();
+    // Past the lease: only the confirmations keep it writable.
+    tokio::time::sleep(2 * ttl).await;
+    write_row(&c, primary, 1)
+        .await
+        .expect("a write on failsafe confirmations");
+    let lost = (primary + 1) % 3;
+    c.kill_node(lost).await;
+    eventually(
+        3 * ttl,
+        "the primary that lost a confirmation runs read-only",
+        || async { (in_recovery(&c, primary).await == Some(true)).then_some(()) },
+    )
+    .await;
+    assert!(
+        has_row(&c, primary, 1).await,
+        "no reads on the read-only node"
+    );
+    assert!(
+        write_row(&c, primary, 2).await.is_err(),
+        "the read-only node took a write"
+    );
+    for i in (0..3).filter(|&i| i != lost) {
+        assert_ne!(c.http_code(i, "/primary").await, 200, "{}", c.nodes[i].name);
+    }
+
+    c.etcd.restart();
+    let p = c.wait_healthy(BOOT).await;
+    eventually(
+        Duration::from_secs(30),
+        "a write after etcd returned",
+        || async { write_row(&c, p, 3).await.ok() },
+    )
+    .await;
+}
+
 /// Physical replication slots on node `i`, sorted (empty if unreachable).
 async fn slot_names(c: &TestCluster, i: usize) -> Option<Vec<String>> {
     let client = c.sql(i).await.ok()?;

@@ -104,6 +104,7 @@ fn dynamic() -> DynamicConfig {
         parameters: BTreeMap::new(),
         pause: false,
         failsafe_mode: false,
+        primary_start_timeout: 300,
         raw: serde_json::json!({}),
     }
 }

@@ -589,6 +589,11 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         tags: cfg.tags.clone(),
         timing,
         maximum_lag_on_failover: dynamic.maximum_lag_on_failover,
+        primary_start_timeout: Duration::from_secs(dynamic.primary_start_timeout),
+        rejoin_pending: false,
+        starting_primary_for: pg
+            .starting_primary_since
+            .map(|t| Instant::now().saturating_duration_since(t)),
         can_bootstrap: cfg.bootstrap.is_some(),
         can_clone_without_leader: cfg.postgresql.can_clone_without_leader(),
         data_dir: pg.data_dir.clone(),

@@ -9,7 +9,11 @@
 //! - a promotion calls `on_role_change primary`;
 //! - a stop of a running PostgreSQL calls `on_stop <role it had>`;
 //! - a configuration reload while PostgreSQL runs calls `on_reload <role>`;
-//! - a restart (when the daemon gets one) calls `on_restart <role>`.
+//! - a restart (when the daemon gets one) calls `on_restart <role>`;
+//! - a start as primary (after a crash, a restart) that fails calls
+//!   `on_role_change demoted`: the node no longer serves as primary and
+//!   the HA loop releases the lock (Patroni's `post_recover`,
+//!   docs/ha.md §8.1); the next replica start is a role change too.
 
 use crate::ha::PgRole;
 use crate::messages::callbacks::{CallbackAction, CallbackEvent};
@@ -64,6 +68,15 @@ impl PgCallbacks {
         CallbackEvent::new(CallbackAction::OnStop, role_name(role))
     }
 
+    /// A start of PostgreSQL as `role` failed, leaving it stopped.
+    pub fn start_failed(&mut self, role: Option<PgRole>) -> Option<CallbackEvent> {
+        self.role = None;
+        (role == Some(PgRole::Primary)).then(|| {
+            self.demoted = true;
+            CallbackEvent::new(CallbackAction::OnRoleChange, "demoted")
+        })
+    }
+
     /// PostgreSQL died on its own: no callback (the restart that follows
     /// calls `on_start`).
     pub fn crashed(&mut self) {
@@ -105,6 +118,20 @@ mod tests {
         );
         assert!(c.reloaded(false).is_none());
         assert_eq!(pair(c.stopped()), ("on_stop", "primary".into()));
+    }
+
+    #[test]
+    fn failed_primary_start_is_a_demotion() {
+        let mut c = PgCallbacks::default();
+        let ev = c.start_failed(Some(PgRole::Primary)).map(pair);
+        assert_eq!(ev, Some(("on_role_change", "demoted".into())));
+        assert_eq!(
+            pair(c.started(PgRole::Replica)),
+            ("on_role_change", "replica".into())
+        );
+        // A replica that fails to start changes no role.
+        assert!(c.start_failed(Some(PgRole::Replica)).is_none());
+        assert!(c.start_failed(None).is_none());
     }
 
     #[test]

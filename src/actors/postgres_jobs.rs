@@ -205,16 +205,53 @@ pub async fn start(env: &JobEnv, standby: Option<Option<&Upstream>>) -> PgResult
     start_within(env, standby, env.pg_ctl_timeout()).await
 }
 
-/// [`start`], giving PostgreSQL `timeout` to accept connections; after it
-/// the postmaster is stopped (immediate) and the start fails.
-pub async fn start_within(
-    env: &JobEnv,
-    standby: Option<Option<&Upstream>>,
-    timeout: Duration,
-) -> PgResult<Postmaster> {
+/// Set to `true` by the supervisor: the start of a primary is to give up
+/// (`primary_start_timeout`, docs/ha.md §8.1).
+pub type StartCancel = tokio::sync::watch::Receiver<bool>;
+
+/// [`start`] as a primary, which gives up when `cancel` turns `true`: the
+/// postmaster it started is stopped (immediate) before the start fails, so
+/// the caller may release the leader key once the job has ended. A start
+/// that got ready as the cancel came is stopped too.
+pub async fn start_primary(env: &JobEnv, mut cancel: StartCancel) -> PgResult<Postmaster> {
+    let mut pm = spawn_postmaster(env, None)?;
+    let conn = env.local_conn();
+    let cancelled = async {
+        // A dropped sender is no cancel: wait forever then.
+        if cancel.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let gave_up = || {
+        PgError::io(
+            "start as primary",
+            std::io::Error::other("cancelled: primary_start_timeout passed"),
+        )
+    };
+    let ready = tokio::select! {
+        r = pm.wait_ready(&conn, env.pg_ctl_timeout()) => r.map(drop),
+        () = cancelled => Err(gave_up()),
+    };
+    let ready = match ready {
+        Ok(()) if *cancel.borrow() => Err(gave_up()),
+        r => r,
+    };
+    match ready {
+        Ok(()) => Ok(pm),
+        Err(e) => {
+            // A fencing stop, as the daemon's immediate demotion: SIGKILL
+            // of the process group when it does not act in time.
+            let grace = crate::fence::KILL_GRACE.min(env.pg_ctl_timeout());
+            let _ = pm.stop(StopMode::Immediate, grace).await;
+            Err(e)
+        }
+    }
+}
+
+fn spawn_postmaster(env: &JobEnv, standby: Option<Option<&Upstream>>) -> PgResult<Postmaster> {
     let conf_file = env.write_config(standby)?;
     let params = env.parameters();
-    let mut pm = Postmaster::start(
+    let pm = Postmaster::start(
         &env.bins,
         &env.data_dir,
         &conf_file,
@@ -226,6 +263,17 @@ pub async fn start_within(
         pid = pm.pid(),
         standby = standby.is_some()
     );
+    Ok(pm)
+}
+
+/// [`start`], giving PostgreSQL `timeout` to accept connections; after it
+/// the postmaster is stopped (immediate) and the start fails.
+pub async fn start_within(
+    env: &JobEnv,
+    standby: Option<Option<&Upstream>>,
+    timeout: Duration,
+) -> PgResult<Postmaster> {
+    let mut pm = spawn_postmaster(env, standby)?;
     match pm.wait_ready(&env.local_conn(), timeout).await {
         Ok(_) => Ok(pm),
         Err(e) => {

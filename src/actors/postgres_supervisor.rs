@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
@@ -50,6 +50,12 @@ pub struct PostgresSupervisor {
     job_handle: Option<SpawnHandle>,
     /// What the running job is called in "`<x> already in progress`".
     busy_label: &'static str,
+    /// A running start as primary: since when, and how to make it give up
+    /// (`primary_start_timeout`, docs/ha.md §8.1).
+    start_primary: Option<(Instant, tokio::sync::watch::Sender<bool>)>,
+    /// Told when the running job has ended (a stop waiting for a cancelled
+    /// start).
+    job_end: Vec<tokio::sync::oneshot::Sender<()>>,
     /// The restart `POST /restart` scheduled, with its timer.
     scheduled: Option<ScheduledRestart>,
     /// PostgreSQL's start time as last seen by a status query.
@@ -182,6 +188,8 @@ impl PostgresSupervisor {
             pg_callbacks: PgCallbacks::default(),
             job_role: None,
             job_handle: None,
+            start_primary: None,
+            job_end: Vec::new(),
             busy_label: "",
             scheduled: None,
             last_start_time: None,
@@ -320,6 +328,10 @@ impl PostgresSupervisor {
             }
             Err(e) => {
                 error!(event = "job_failed", job = ?kind, error = %e);
+                if kind == JobKind::Start && self.postmaster.is_none() {
+                    let ev = self.pg_callbacks.start_failed(job_role);
+                    self.callback(ev);
+                }
                 self.state = PgState::after_failure(
                     kind,
                     self.postmaster.is_some(),
@@ -331,6 +343,15 @@ impl PostgresSupervisor {
         };
         self.outcome = Some(outcome.clone());
         self.listener.do_send(JobFinished(outcome));
+        self.job_ended();
+    }
+
+    /// The running job ended (finished or cancelled): wake who waits.
+    fn job_ended(&mut self) {
+        self.start_primary = None;
+        for tx in self.job_end.drain(..) {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -648,16 +669,20 @@ impl PostgresSupervisor {
                         }),
                 )
             }
-            Job::StartPrimary => ctx.spawn(
-                async move {
-                    jobs::start(&env, None)
-                        .await
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                }
-                .into_actor(self)
-                .map(move |r, act, _| act.finish(kind, r, None)),
-            ),
+            Job::StartPrimary => {
+                let (tx, cancel) = tokio::sync::watch::channel(false);
+                self.start_primary = Some((Instant::now(), tx));
+                ctx.spawn(
+                    async move {
+                        jobs::start_primary(&env, cancel)
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, None)),
+                )
+            }
             Job::StartReplica { upstream } => {
                 let up = upstream.clone();
                 ctx.spawn(
@@ -698,6 +723,7 @@ impl PostgresSupervisor {
         }
         self.forget_known();
         self.job_role = None;
+        self.job_ended();
     }
 
     /// Restart PostgreSQL in the role it runs in: fast stop, then start
@@ -833,6 +859,7 @@ impl PostgresSupervisor {
                 ..PgFacts::default()
             },
             busy: self.busy,
+            starting_primary_since: self.start_primary.as_ref().map(|(t, _)| *t),
             scheduled_restart: self.scheduled.as_ref().map(ScheduledRestart::json),
             ..PgStatus::unknown(self.state)
         }
@@ -961,6 +988,28 @@ impl Handler<StopAndWait> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
     fn handle(&mut self, StopAndWait(mode): StopAndWait, _ctx: &mut Context<Self>) -> Self::Result {
+        if mode == StopMode::Immediate
+            && let Some((_, cancel)) = &self.start_primary
+        {
+            // docs/ha.md §8.1: a start as primary that takes too long. The
+            // job stops the postmaster it started and fails; the stop is
+            // done when the job has ended, so the leader key is released
+            // only after PostgreSQL is down.
+            let _ = cancel.send(true);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.job_end.push(tx);
+            let bound = crate::fence::KILL_GRACE + self.env.pg_ctl_timeout();
+            warn!(event = "start_cancelled", "giving up the start as primary");
+            return Box::pin(
+                async move {
+                    match tokio::time::timeout(bound, rx).await {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err("the start as primary did not end in time".to_owned()),
+                    }
+                }
+                .into_actor(self),
+            );
+        }
         self.forget_known();
         let pm = self.postmaster.take();
         let was_running = pm.is_some();

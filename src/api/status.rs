@@ -203,6 +203,7 @@ pub(crate) mod tests {
                 was_primary: role == Some(PgRole::Primary),
             },
             busy: None,
+            starting_primary_since: None,
             outcome: None,
             server_version: Some(150018),
             postmaster_start_time: Some("2024-08-28 19:39:26.352526+00:00".into()),

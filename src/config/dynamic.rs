@@ -16,6 +16,8 @@ use super::types::{DynamicConfig, SlotKind, SlotMatcher, SlotSpec, SlotsConfig, 
 pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: u64 = 1_048_576;
 /// `member_slots_ttl` default: 30 minutes.
 pub const DEFAULT_MEMBER_SLOTS_TTL: u64 = 1800;
+/// Patroni's default `primary_start_timeout`, seconds.
+pub const DEFAULT_PRIMARY_START_TIMEOUT: u64 = 300;
 
 impl DynamicConfig {
     /// Patroni's defaults (docs/configuration.md §9), with `raw` an empty object.
@@ -32,6 +34,7 @@ impl DynamicConfig {
             parameters: BTreeMap::new(),
             pause: false,
             failsafe_mode: false,
+            primary_start_timeout: DEFAULT_PRIMARY_START_TIMEOUT,
             raw: Value::Object(Default::default()),
         }
     }
@@ -105,12 +108,24 @@ impl DynamicConfig {
         // `patroni --validate-config` does.
         for key in [
             "max_timelines_history",
-            "primary_start_timeout",
             "primary_stop_timeout",
-            "master_start_timeout",
             "master_stop_timeout",
         ] {
             take(opt_uint(obj.get(key), key).map(drop));
+        }
+        // Patroni's `global_config.primary_start_timeout`: the new name
+        // when present (even if null: then the default), else the old one.
+        let start_key = if obj.contains_key("primary_start_timeout") {
+            "primary_start_timeout"
+        } else {
+            "master_start_timeout"
+        };
+        for key in ["primary_start_timeout", "master_start_timeout"] {
+            take(opt_uint(obj.get(key), key).map(|n| {
+                if key == start_key {
+                    cfg.primary_start_timeout = n.unwrap_or(DEFAULT_PRIMARY_START_TIMEOUT);
+                }
+            }));
         }
         take(slots_from_json(obj).map(|slots| cfg.slots = slots));
         take(
@@ -651,6 +666,25 @@ mod tests {
         }
         let e = DynamicConfig::from_json(&json!({"pause": "maybe"})).unwrap_err();
         assert_eq!(e.key_path(), Some("pause"));
+    }
+
+    #[test]
+    fn primary_start_timeout_and_its_old_name() {
+        let t = |v: Value| DynamicConfig::from_json(&v).unwrap().primary_start_timeout;
+        assert_eq!(t(json!({})), 300);
+        assert_eq!(t(json!({"primary_start_timeout": 0})), 0);
+        assert_eq!(t(json!({"master_start_timeout": 20})), 20);
+        // The new name wins whenever it is there, as in Patroni.
+        assert_eq!(
+            t(json!({"primary_start_timeout": 5, "master_start_timeout": 20})),
+            5
+        );
+        assert_eq!(
+            t(json!({"primary_start_timeout": null, "master_start_timeout": 20})),
+            300
+        );
+        let e = DynamicConfig::from_json(&json!({"master_start_timeout": -1})).unwrap_err();
+        assert_eq!(e.key_path(), Some("master_start_timeout"));
     }
 
     #[test]

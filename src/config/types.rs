@@ -594,6 +594,11 @@ pub struct DynamicConfig {
     /// `failsafe_mode`: a primary cut off from the DCS keeps running while
     /// every member listed in the `failsafe` key confirms it over REST.
     pub failsafe_mode: bool,
+    /// `primary_start_timeout` (old name `master_start_timeout`, used only
+    /// when the new one is absent), seconds: how long the lock holder waits
+    /// for its crashed primary to start again before failing over to a
+    /// healthy replica; 0 fails over at once (docs/ha.md §8.1).
+    pub primary_start_timeout: u64,
     /// The JSON as stored, for writing back and for `GET /config`.
     pub raw: serde_json::Value,
 }

@@ -37,6 +37,9 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         return d;
     }
     if let Some(job) = local.busy {
+        if i_lead && let Some(d) = primary_start_timed_out(cluster, local) {
+            return d;
+        }
         return if i_lead {
             Decision::new(
                 vec![Action::RenewLock],
@@ -98,7 +101,9 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
         return d;
     }
     if !local.pg.running {
-        return pg_not_running(cluster, local, i_lead, was_primary);
+        // A former primary that ran read-only without the DCS rejoins as
+        // a former primary (docs/ha.md §9.6), whatever pg_control says now.
+        return pg_not_running(cluster, local, i_lead, was_primary || local.rejoin_pending);
     }
     if local.pg.role.is_none() {
         return if i_lead {
@@ -137,6 +142,19 @@ pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
                         mode: DemoteMode::ImmediateNoLock,
                     }],
                     format!("{leader} holds the lock but I run as a primary: demoting"),
+                );
+            }
+            if local.rejoin_pending && (local.rewind.enabled || local.rewind.remove_on_diverged) {
+                // docs/ha.md §9.6: my WAL may have left the new leader's
+                // history while I ran as a primary without the DCS; stop,
+                // and docs/ha.md §8 rewinds (or rebuilds) before following.
+                return Decision::new(
+                    vec![Action::Demote {
+                        mode: DemoteMode::Offline,
+                    }],
+                    format!(
+                        "I ran as a primary before the DCS was lost and {leader} leads now: stopping PostgreSQL to rejoin as a former primary"
+                    ),
                 );
             }
             follow_leader(cluster, leader, local)
@@ -194,6 +212,9 @@ pub(super) fn follow_leader(cluster: &Cluster, leader: &str, local: &LocalView) 
 /// while its lease surely holds past the next chance to renew; everything
 /// else waits.
 fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> Decision {
+    if let Some(d) = start_read_only_without_dcs(err, local) {
+        return d;
+    }
     if !local.pg.is_primary() {
         if let Some(hb) = live_failsafe_leader(local, now) {
             return Decision::idle(format!(
@@ -218,21 +239,17 @@ fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> De
     // leader, so this node keeps serving, and if the DCS comes back first
     // nothing happens at all.
     let Some(fence_at) = fencing_point(local) else {
-        return Decision::new(
-            vec![Action::Demote {
-                mode: DemoteMode::Offline,
-            }],
-            format!("DCS is not accessible ({err}) and I hold no lease: demoting"),
+        return demote_to_read_only(
+            DemoteMode::Offline,
+            format!("DCS is not accessible ({err}) and I hold no lease: demoting to read-only"),
         );
     };
     if now >= fence_at {
         // The fence is stopping it already, or failed to: at once.
-        return Decision::new(
-            vec![Action::Demote {
-                mode: DemoteMode::ImmediateNoLock,
-            }],
+        return demote_to_read_only(
+            DemoteMode::ImmediateNoLock,
             format!(
-                "DCS is not accessible ({err}) and the fencing point has passed: stopping PostgreSQL at once"
+                "DCS is not accessible ({err}) and the fencing point has passed: stopping PostgreSQL at once, then starting it read-only"
             ),
         );
     }
@@ -252,14 +269,47 @@ fn dcs_failed(err: &crate::dcs::DcsError, local: &LocalView, now: Instant) -> De
     }
     // No fence to take the last step: the next decision (within one cycle)
     // may come after the fencing point, so step down now.
-    Decision::new(
-        vec![Action::Demote {
-            mode: DemoteMode::Offline,
-        }],
+    demote_to_read_only(
+        DemoteMode::Offline,
         format!(
-            "DCS is not accessible ({err}), the lease may expire before the next renewal and no fence is armed: demoting"
+            "DCS is not accessible ({err}), the lease may expire before the next renewal and no fence is armed: demoting to read-only"
         ),
     )
+}
+
+/// A primary that cannot keep serving without the DCS stops (`mode`) and
+/// comes back at once as a standby following nobody (Patroni's
+/// `demote('offline')`, docs/ha.md §9.6): reads go on, writes cannot, and
+/// the standby takes no part in any election until the DCS answers.
+fn demote_to_read_only(mode: DemoteMode, reason: String) -> Decision {
+    Decision::new(
+        vec![
+            Action::Demote { mode },
+            Action::StartReplica { upstream: None },
+        ],
+        reason,
+    )
+}
+
+/// The DCS cannot be read and PostgreSQL is stopped although its data
+/// directory last ran as a primary (the fence stopped it at the fencing
+/// point, an earlier start read-only failed, it crashed), or it was started
+/// read-only without the DCS before: start it read-only, a standby
+/// following nobody (docs/ha.md §9.6). Never as a primary: without the DCS
+/// nothing says this node may lead. A stopped replica stays stopped, as in
+/// Patroni.
+fn start_read_only_without_dcs(err: &crate::dcs::DcsError, local: &LocalView) -> Option<Decision> {
+    let DataDir::Initialized { was_primary, .. } = local.data_dir else {
+        return None;
+    };
+    (!local.pg.running && local.busy.is_none() && (was_primary || local.rejoin_pending)).then(|| {
+        Decision::new(
+            vec![Action::StartReplica { upstream: None }],
+            format!(
+                "DCS is not accessible ({err}) and PostgreSQL, last a primary, is stopped: starting it read-only"
+            ),
+        )
+    })
 }
 
 /// `lease_deadline - fence_margin`: from then on this node's PostgreSQL
@@ -527,6 +577,20 @@ fn pg_not_running(
     if i_lead && let Some(d) = super::watchdog::lock_holder_must_step_down(local) {
         return d;
     }
+    if i_lead
+        && was_primary
+        && local.primary_start_timeout.is_zero()
+        && let Some(to) = failover_candidate(cluster, local)
+    {
+        // docs/ha.md §8.1: the operator prefers a failover to a restart
+        // of the crashed primary, and a healthy replica can take over.
+        return Decision::new(
+            vec![Action::ReleaseLock],
+            format!(
+                "PostgreSQL is down, primary_start_timeout is 0 and {to} can take over: releasing the lock to fail over"
+            ),
+        );
+    }
     if i_lead {
         return if was_primary {
             let mut actions = vec![Action::RenewLock];
@@ -585,6 +649,59 @@ fn pg_not_running(
             ),
         },
     }
+}
+
+/// The lock holder's start as primary has run for `primary_start_timeout`
+/// and a replica can take over (Patroni's `handle_starting_instance`,
+/// docs/ha.md §8.1): stop the starting PostgreSQL (the start gives up and
+/// the stop waits for it), then release the lock. Without a candidate it
+/// keeps waiting, as Patroni does.
+fn primary_start_timed_out(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
+    let ran = local.starting_primary_for?;
+    if ran < local.primary_start_timeout {
+        return None;
+    }
+    let to = failover_candidate(cluster, local)?;
+    Some(Decision::new(
+        vec![
+            Action::Demote {
+                mode: DemoteMode::ImmediateNoLock,
+            },
+            Action::ReleaseLock,
+        ],
+        format!(
+            "PostgreSQL has been starting as primary for {:.0}s (primary_start_timeout {}s) and {to} can take over: stopping it and releasing the lock",
+            ran.as_secs_f64(),
+            local.primary_start_timeout.as_secs()
+        ),
+    ))
+}
+
+/// A peer that could take over from this lock holder (Patroni's
+/// `is_failover_possible`, docs/ha.md §8.1): it answered this cycle, runs
+/// as a replica, may be promoted (tags, watchdog), is within
+/// `maximum_lag_on_failover` of the last leader position and not behind
+/// the cluster's timeline. Peers that did not answer do not count.
+pub(super) fn failover_candidate<'a>(cluster: &Cluster, local: &'a LocalView) -> Option<&'a str> {
+    let cluster_tl = cluster.timeline();
+    local.peers.iter().find_map(|peer| {
+        let reply = peer.reply.as_ref()?;
+        let lagging = cluster.status.optime.is_some_and(|o| {
+            o.saturating_sub(reply.lsn.unwrap_or(0)) > local.maximum_lag_on_failover
+        });
+        let behind = match (reply.timeline, cluster_tl) {
+            (Some(theirs), Some(c)) => theirs < c,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        (reply.running
+            && reply.role == PgRole::Replica
+            && reply.can_promote()
+            && peer.name != local.name
+            && !lagging
+            && !behind)
+            .then_some(peer.name.as_str())
+    })
 }
 
 /// No leader key (docs/ha.md §5).

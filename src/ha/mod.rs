@@ -24,6 +24,7 @@ pub mod lsn;
 mod node;
 mod pause;
 pub mod peers;
+mod rejoin;
 pub mod slots;
 pub mod switchover;
 mod view;

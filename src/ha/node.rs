@@ -92,6 +92,9 @@ pub struct Node {
     failsafe_until: Option<Instant>,
     /// When this node last stepped down for a switchover.
     demoted_gracefully_at: Option<Instant>,
+    /// A former primary runs read-only since it lost the DCS and has not
+    /// rejoined yet (docs/ha.md §9.6, `ha::rejoin`).
+    rejoin_pending: bool,
     /// Every member seen in the DCS since start (name -> api_url): a
     /// leader race asks them too (docs/ha.md §3.1).
     seen_members: BTreeMap<String, String>,
@@ -118,6 +121,7 @@ impl Node {
             keepalive_deadline: None,
             failsafe_until: None,
             demoted_gracefully_at: None,
+            rejoin_pending: false,
             seen_members: BTreeMap::new(),
             failsafe_last_known: None,
             heartbeat: None,
@@ -268,13 +272,15 @@ impl Node {
     /// Decide at `now` on `view` and `local`. The node supplies what it
     /// keeps: the lease deadline (the newest a keep-alive gave this lease
     /// while the cycle gathered, or failsafe confirmations standing in for
-    /// it), the failsafe leader's heartbeat, the last known `failsafe` key
-    /// and the last graceful step-down; `local`'s values for these are
+    /// it), the failsafe leader's heartbeat, the last known `failsafe` key,
+    /// the last graceful step-down and whether a former primary still has
+    /// to rejoin (docs/ha.md §9.6); `local`'s values for these are
     /// ignored. A lease that lapsed by `now` is carried on as none.
     pub fn decide(&mut self, view: &DcsView, mut local: LocalView, now: Instant) -> Decision {
         local.failsafe.heartbeat = self.heartbeat.clone();
         local.failsafe.last_known = self.failsafe_known(view);
         local.switchover.demoted_gracefully_at = self.demoted_gracefully_at;
+        local.rejoin_pending = self.rejoin_pending;
         let keepalive = self.keepalive_deadline;
         let cycle = self.cycle();
         // A keep-alive may have extended the lease while this cycle waited
@@ -285,6 +291,8 @@ impl Node {
         let decision = decide(view, &local, now);
         cycle.lease = lease::after_decision(cycle.lease, now);
         cycle.reason = Some(decision.reason.clone());
+        self.rejoin_pending =
+            super::rejoin::rejoin_pending_after(self.rejoin_pending, view, &local, &decision);
         decision
     }
 

@@ -8,8 +8,8 @@ use super::*;
 use crate::config::Tags;
 use crate::dcs::{DcsError, Failover, Leader, Member, MemberData, Versioned};
 use crate::ha::{
-    DataDir, DemoteMode, FailsafeAck, FailsafeView, Next, PgRole, RewindView, SwitchoverView,
-    WatchdogState,
+    DataDir, DemoteMode, FailsafeAck, FailsafeView, JobOutcome, Next, PgRole, RewindView,
+    SwitchoverView, WatchdogState,
 };
 
 const SYSID: &str = "7000000000000000001";
@@ -75,6 +75,9 @@ fn local(role: Option<PgRole>) -> LocalView {
         tags: Tags::default(),
         timing: timing(),
         maximum_lag_on_failover: 1 << 20,
+        primary_start_timeout: std::time::Duration::from_secs(300),
+        rejoin_pending: false,
+        starting_primary_for: None,
         can_bootstrap: true,
         can_clone_without_leader: false,
         data_dir: DataDir::Initialized {
@@ -614,6 +617,18 @@ fn peers_are_asked_only_in_a_race_or_a_switchover() {
 }
 
 #[test]
+fn a_lock_holder_with_postgres_down_asks_for_failover_candidates() {
+    // docs/ha.md §8.1: primary_start_timeout needs to know who could take over.
+    let n = Node::new("a");
+    let down = pg(None);
+    assert_eq!(
+        names(&n.peers_to_ask(&cluster(Some("a")), &down, false)),
+        ["b", "c"]
+    );
+    assert!(n.peers_to_ask(&cluster(Some("b")), &down, false).is_empty());
+}
+
+#[test]
 fn members_seen_in_a_cycle_are_remembered() {
     let t = Instant::now();
     let mut n = Node::new("a");
@@ -682,4 +697,85 @@ fn the_next_cycle_is_due_loop_wait_after_the_last_start_or_at_a_switchover() {
     );
     let late = Some(Duration::from_secs(30));
     assert_eq!(next_cycle_due(t, now, wait, late), t + wait);
+}
+
+/// docs/ha.md §9.6: a primary demoted to read-only without the DCS keeps
+/// counting as a former primary until it rejoined through a rewind.
+#[test]
+fn a_primary_read_only_without_the_dcs_rejoins_as_a_former_primary() {
+    let t = Instant::now();
+    let down = DcsView::Failed(DcsError::Unreachable("x".into()));
+    let mut n = Node::new("a");
+    let step = |n: &mut Node, view: &DcsView, l: LocalView| {
+        n.start_cycle(t);
+        let d = n.decide(view, l, t);
+        n.abandon_cycle();
+        d.actions
+    };
+    // Primary without a lease and without the DCS: read-only.
+    let a = step(&mut n, &down, local(Some(PgRole::Primary)));
+    assert_eq!(
+        a,
+        vec![
+            Action::Demote {
+                mode: DemoteMode::Offline
+            },
+            Action::StartReplica { upstream: None }
+        ]
+    );
+    assert!(n.rejoin_pending);
+    // Running read-only, still without the DCS: stays so.
+    assert!(step(&mut n, &down, local(Some(PgRole::Replica))).is_empty());
+    assert!(n.rejoin_pending);
+    // The DCS is back and b leads: stop, then pg_rewind, which has to wait.
+    let mut replica = local(Some(PgRole::Replica));
+    replica.rewind.enabled = true;
+    let back = DcsView::Ok(cluster(Some("b")));
+    let a = step(&mut n, &back, replica);
+    assert_eq!(
+        a,
+        vec![Action::Demote {
+            mode: DemoteMode::Offline
+        }]
+    );
+    let mut stopped = local(None);
+    stopped.rewind.enabled = true;
+    assert!(matches!(
+        step(&mut n, &back, stopped.clone())[..],
+        [Action::Rewind { .. }]
+    ));
+    let mut retry = stopped.clone();
+    retry.outcome = Some(JobOutcome::Failed(JobKind::Rewind, "checkpoint".into()));
+    step(&mut n, &back, retry);
+    assert!(n.rejoin_pending, "a rewind that could not run yet keeps it");
+    let mut done = local(Some(PgRole::Replica));
+    done.outcome = Some(JobOutcome::Succeeded(JobKind::Rewind));
+    step(&mut n, &back, done);
+    assert!(!n.rejoin_pending);
+    // From now on a stopped replica is started as one.
+    assert!(matches!(
+        step(&mut n, &back, stopped)[..],
+        [Action::StartReplica { upstream: Some(_) }]
+    ));
+}
+
+#[test]
+fn a_read_only_primary_that_leads_again_is_no_former_primary() {
+    let t = Instant::now();
+    let down = DcsView::Failed(DcsError::Unreachable("x".into()));
+    let mut n = Node::new("a");
+    n.start_cycle(t);
+    n.decide(&down, local(Some(PgRole::Primary)), t);
+    n.abandon_cycle();
+    assert!(n.rejoin_pending);
+    // The lock is still mine when the DCS answers: promote, done.
+    n.start_cycle(t);
+    let d = n.decide(
+        &DcsView::Ok(cluster(Some("a"))),
+        local(Some(PgRole::Replica)),
+        t,
+    );
+    n.abandon_cycle();
+    assert!(d.actions.contains(&Action::Promote), "{d:?}");
+    assert!(!n.rejoin_pending);
 }

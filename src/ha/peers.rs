@@ -14,8 +14,9 @@ pub struct Peer {
 
 /// The peers a cycle asks before deciding, in the order asked: none unless
 /// the cluster has no leader key and PostgreSQL runs as a replica (a leader
-/// race), or this node holds the lock as a primary and a `failover` key
-/// exists (a switchover's candidates). Asked are the members in the DCS,
+/// race), this node holds the lock as a primary and a `failover` key
+/// exists (a switchover's candidates), or it holds the lock and PostgreSQL
+/// is not running (a failover after a crash, docs/ha.md §8.1). Asked are the members in the DCS,
 /// plus, in failsafe mode, the members only the `failsafe` key lists, plus
 /// every member `seen` earlier by this daemon (a member whose key just
 /// expired with its lease may still run and be ahead), each with a REST
@@ -30,7 +31,10 @@ pub fn peers_to_ask(
     let race = cluster.leader.is_none() && pg.is_replica();
     let switchover =
         cluster.failover.is_some() && cluster.leader_name() == Some(me) && pg.is_primary();
-    if !race && !switchover {
+    // docs/ha.md §8.1: a lock holder whose PostgreSQL is down looks for a
+    // replica to fail over to (`primary_start_timeout`).
+    let leader_down = cluster.leader_name() == Some(me) && !pg.running;
+    if !race && !switchover && !leader_down {
         return Vec::new();
     }
     let mut ask: Vec<Peer> = cluster

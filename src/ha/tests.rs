@@ -81,6 +81,9 @@ fn local(role: Option<PgRole>) -> LocalView {
         tags: Tags::default(),
         timing: timing(),
         maximum_lag_on_failover: 1 << 20,
+        primary_start_timeout: std::time::Duration::from_secs(300),
+        rejoin_pending: false,
+        starting_primary_for: None,
         can_bootstrap: true,
         can_clone_without_leader: false,
         data_dir: DataDir::Initialized {
@@ -114,6 +117,15 @@ fn empty_local() -> LocalView {
         pg: PgFacts::default(),
         ..local(None)
     }
+}
+
+/// A primary stepping down without the DCS: stop (`mode`), then start as a
+/// standby following nobody (docs/ha.md §9.6).
+fn read_only(mode: DemoteMode) -> Vec<Action> {
+    vec![
+        Action::Demote { mode },
+        Action::StartReplica { upstream: None },
+    ]
 }
 
 fn ok(c: Cluster) -> DcsView {
@@ -170,12 +182,7 @@ fn dcs_error_primary_whose_lease_may_lapse_demotes_offline() {
     let mut l = local(Some(PgRole::Primary));
     l.lease_deadline = Some(now + Duration::from_secs(21));
     let d = decide(&DcsView::Failed(DcsError::Unreachable("x".into())), &l, now);
-    assert_eq!(
-        d.actions,
-        vec![Action::Demote {
-            mode: DemoteMode::Offline
-        }]
-    );
+    assert_eq!(d.actions, read_only(DemoteMode::Offline));
 }
 
 /// The test clusters' timing: ttl 6, loop_wait 1, retry_timeout 2, so the
@@ -202,17 +209,13 @@ fn dcs_error_primary_serves_until_one_cycle_before_the_fencing_point() {
     l.lease_deadline = Some(now + Duration::from_millis(3900));
     assert_eq!(
         decide(&dcs, &l, now).actions,
-        vec![Action::Demote {
-            mode: DemoteMode::Offline
-        }]
+        read_only(DemoteMode::Offline)
     );
     // Past the fencing point (the fence may be stopping it): immediate.
     l.lease_deadline = Some(now + Duration::from_millis(1000));
     assert_eq!(
         decide(&dcs, &l, now).actions,
-        vec![Action::Demote {
-            mode: DemoteMode::ImmediateNoLock
-        }]
+        read_only(DemoteMode::ImmediateNoLock)
     );
 }
 
@@ -247,7 +250,10 @@ fn dcs_error_primary_with_an_armed_fence_serves_up_to_the_fencing_point() {
         mode: DemoteMode::ImmediateNoLock,
     }];
     l.fence_armed = Some(fence_at);
-    assert_eq!(decide(&dcs, &l, fence_at).actions, immediate);
+    assert_eq!(
+        decide(&dcs, &l, fence_at).actions,
+        read_only(DemoteMode::ImmediateNoLock)
+    );
     // Then the lease deadline itself: the lapsed-lease rule.
     assert_eq!(decide(&dcs, &l, deadline).actions, immediate);
 }
@@ -260,9 +266,7 @@ fn dcs_error_primary_without_a_confirmed_fence_demotes_a_cycle_early() {
     let dcs = DcsView::Failed(DcsError::Unreachable("x".into()));
     let deadline = now + Duration::from_millis(3900);
     l.lease_deadline = Some(deadline);
-    let offline = vec![Action::Demote {
-        mode: DemoteMode::Offline,
-    }];
+    let offline = read_only(DemoteMode::Offline);
     // No fence confirmed an order.
     l.fence_armed = None;
     let d = decide(&dcs, &l, now);
@@ -377,12 +381,7 @@ fn leader_whose_postgres_does_not_answer_stops_renewing_then_fences() {
 fn dcs_error_primary_without_lease_demotes() {
     let l = local(Some(PgRole::Primary));
     let d = run(&DcsView::Failed(DcsError::Other("auth".into())), &l);
-    assert_eq!(
-        d.actions,
-        vec![Action::Demote {
-            mode: DemoteMode::Offline
-        }]
-    );
+    assert_eq!(d.actions, read_only(DemoteMode::Offline));
 }
 
 #[test]
@@ -1073,6 +1072,7 @@ fn dcs_down() -> DcsView {
 const DEMOTE_OFFLINE: Action = Action::Demote {
     mode: DemoteMode::Offline,
 };
+const START_READ_ONLY: Action = Action::StartReplica { upstream: None };
 
 #[test]
 fn failsafe_leader_publishes_members_when_changed() {
@@ -1146,14 +1146,20 @@ fn failsafe_all_ack_stays_primary_without_lease() {
 #[test]
 fn failsafe_one_refusal_demotes_as_before() {
     let l = failsafe_primary(vec![ack("b", true), ack("c", false)]);
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
 fn failsafe_unreachable_member_demotes_as_before() {
     // c did not answer at all.
     let l = failsafe_primary(vec![ack("b", true)]);
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
@@ -1170,30 +1176,45 @@ fn failsafe_refusal_keeps_the_lease_rule() {
     assert!(decide(&dcs_down(), &l, now).actions.is_empty());
     // Fencing point now + 4 s, the next decision up to now + 5 s.
     l.lease_deadline = Some(now + Duration::from_secs(6));
-    assert_eq!(decide(&dcs_down(), &l, now).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        decide(&dcs_down(), &l, now).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
 fn failsafe_off_demotes_as_before() {
     let mut l = failsafe_primary(vec![ack("b", true), ack("c", true)]);
     l.failsafe.enabled = false;
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
 fn failsafe_key_without_me_demotes_as_before() {
     let mut l = failsafe_primary(vec![ack("b", true), ack("c", true)]);
     l.failsafe.last_known = Some(fs_key(&["b", "c"]));
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
     l.failsafe.last_known = None;
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
 fn failsafe_without_answers_demotes_as_before() {
     let mut l = failsafe_primary(vec![]);
     l.failsafe.acks = None;
-    assert_eq!(run(&dcs_down(), &l).actions, vec![DEMOTE_OFFLINE]);
+    assert_eq!(
+        run(&dcs_down(), &l).actions,
+        vec![DEMOTE_OFFLINE, START_READ_ONLY]
+    );
 }
 
 #[test]
@@ -2114,4 +2135,224 @@ fn paused_leaves_the_watchdog_alone() {
     let d = run(&c, &l);
     assert_eq!(d.actions, [Action::RenewLock]);
     no_start_stop(&d);
+}
+
+// --- primary_start_timeout (docs/ha.md §8.1) ---
+
+fn crashed_primary(timeout_s: u64) -> LocalView {
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    l.primary_start_timeout = Duration::from_secs(timeout_s);
+    l
+}
+
+#[test]
+fn crashed_primary_with_zero_start_timeout_fails_over_to_a_healthy_replica() {
+    let mut l = crashed_primary(0);
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::ReleaseLock], "{}", d.reason);
+}
+
+#[test]
+fn crashed_primary_with_zero_start_timeout_restarts_without_a_candidate() {
+    let c = cluster(Some("a"));
+    let mut behind_tl = peer("c", PgRole::Replica, 1000);
+    if let Some(r) = behind_tl.reply.as_mut() {
+        r.timeline = Some(1);
+    }
+    let mut lagging = peer("b", PgRole::Replica, 0);
+    let mut nofailover = peer("c", PgRole::Replica, 1000);
+    if let Some(r) = nofailover.reply.as_mut() {
+        r.tags.nofailover = true;
+    }
+    let mut stopped = peer("b", PgRole::Replica, 1000);
+    if let Some(r) = stopped.reply.as_mut() {
+        r.running = false;
+    }
+    let mut c_lag = c.clone();
+    c_lag.status.optime = Some(10 << 20);
+    let mut c_tl = c.clone();
+    c_tl.history = Some(vec![crate::dcs::HistoryLine {
+        timeline: 1,
+        lsn: 0,
+        reason: String::new(),
+        timestamp: None,
+        new_leader: Some("a".into()),
+    }]);
+    let cases: Vec<(Cluster, Vec<PeerStatus>)> = vec![
+        (c.clone(), vec![]),
+        (
+            c.clone(),
+            vec![PeerStatus {
+                name: "b".into(),
+                reply: None,
+            }],
+        ),
+        (c.clone(), vec![nofailover]),
+        (c.clone(), vec![stopped]),
+        (c.clone(), vec![peer("b", PgRole::Primary, 1000)]),
+        (
+            c_lag,
+            vec![{
+                lagging.name = "b".into();
+                lagging
+            }],
+        ),
+        (c_tl, vec![behind_tl]),
+    ];
+    for (cl, peers) in cases {
+        let mut l = crashed_primary(0);
+        l.peers = peers.clone();
+        let d = run(&ok(cl), &l);
+        assert_eq!(
+            d.actions,
+            vec![Action::RenewLock, Action::StartPrimary],
+            "{peers:?}: {}",
+            d.reason
+        );
+    }
+}
+
+#[test]
+fn crashed_primary_with_a_start_timeout_restarts_first() {
+    let mut l = crashed_primary(300);
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::RenewLock, Action::StartPrimary]);
+}
+
+// --- Losing the DCS: read-only (docs/ha.md §9.6) ---
+
+#[test]
+fn dcs_down_stopped_former_primary_starts_read_only() {
+    // The fence stopped it (or it crashed) while the DCS is unreachable.
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    let d = run(&dcs_down(), &l);
+    assert_eq!(d.actions, vec![START_READ_ONLY], "{}", d.reason);
+    // Even with a lease left: never as a primary without the DCS.
+    l.lease_deadline = Some(Instant::now() + Duration::from_secs(20));
+    assert_eq!(run(&dcs_down(), &l).actions, vec![START_READ_ONLY]);
+    // Started read-only before (pg_control says replica now): again.
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: false,
+    };
+    l.rejoin_pending = true;
+    assert_eq!(run(&dcs_down(), &l).actions, vec![START_READ_ONLY]);
+    // A job runs (the start itself): nothing.
+    l.busy = Some(JobKind::Start);
+    assert!(run(&dcs_down(), &l).actions.is_empty());
+}
+
+#[test]
+fn dcs_down_stopped_replica_stays_stopped() {
+    // As in Patroni: nothing starts a replica without the DCS.
+    let d = run(&dcs_down(), &local(None));
+    assert!(d.actions.is_empty(), "{d:?}");
+    let mut empty = empty_local();
+    empty.rejoin_pending = true;
+    assert!(run(&dcs_down(), &empty).actions.is_empty());
+}
+
+#[test]
+fn dcs_down_read_only_former_primary_is_left_running() {
+    let mut l = local(Some(PgRole::Replica));
+    l.rejoin_pending = true;
+    assert!(run(&dcs_down(), &l).actions.is_empty());
+}
+
+#[test]
+fn dcs_back_former_primary_rejoins_through_rewind() {
+    // Ran read-only without the DCS; b took over meanwhile.
+    let mut l = local(Some(PgRole::Replica));
+    l.rejoin_pending = true;
+    l.rewind.enabled = true;
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(d.actions, vec![DEMOTE_OFFLINE], "{}", d.reason);
+    // Stopped now: pg_control says "shut down in recovery", the flag still
+    // makes it a former primary, so pg_rewind runs.
+    let mut stopped = local(None);
+    stopped.rejoin_pending = true;
+    stopped.rewind.enabled = true;
+    assert_eq!(
+        run(&ok(cluster(Some("b"))), &stopped).actions,
+        vec![Action::Rewind {
+            from: up("b", 5433)
+        }]
+    );
+    stopped.rewind = RewindView {
+        remove_on_diverged: true,
+        ..RewindView::default()
+    };
+    assert_eq!(
+        run(&ok(cluster(Some("b"))), &stopped).actions,
+        vec![Action::Reinitialize {
+            from: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn dcs_back_former_primary_without_rewind_follows() {
+    let mut l = local(Some(PgRole::Replica));
+    l.rejoin_pending = true;
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Follow {
+            upstream: up("b", 5433)
+        }]
+    );
+}
+
+#[test]
+fn dcs_back_lock_still_mine_promotes_the_read_only_primary() {
+    let mut l = local(Some(PgRole::Replica));
+    l.rejoin_pending = true;
+    let d = run(&ok(cluster(Some("a"))), &l);
+    assert_eq!(d.actions, vec![Action::RenewLock, Action::Promote]);
+}
+
+#[test]
+fn primary_start_longer_than_the_timeout_fails_over_to_a_candidate() {
+    let mut l = crashed_primary(60);
+    l.busy = Some(JobKind::Start);
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let c = ok(cluster(Some("a")));
+    // Within the timeout: keep the lock and wait.
+    l.starting_primary_for = Some(Duration::from_secs(59));
+    assert_eq!(run(&c, &l).actions, vec![Action::RenewLock]);
+    // Past it: stop the start, then release the lock.
+    l.starting_primary_for = Some(Duration::from_secs(60));
+    let d = run(&c, &l);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::Demote {
+                mode: DemoteMode::ImmediateNoLock
+            },
+            Action::ReleaseLock
+        ],
+        "{}",
+        d.reason
+    );
+    // No candidate: keep waiting, as Patroni does.
+    l.peers = vec![PeerStatus {
+        name: "b".into(),
+        reply: None,
+    }];
+    assert_eq!(run(&c, &l).actions, vec![Action::RenewLock]);
+    // Not the lock holder, or not a start as primary: the usual rule.
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
+    l.starting_primary_for = None;
+    assert_eq!(run(&c, &l).actions, vec![Action::RenewLock]);
 }

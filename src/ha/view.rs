@@ -156,6 +156,18 @@ pub struct LocalView {
     pub tags: Tags,
     pub timing: Timing,
     pub maximum_lag_on_failover: u64,
+    /// `primary_start_timeout`: how long a lock holder whose primary
+    /// crashed may take to start it again before it fails over to a
+    /// healthy replica; zero fails over at once (docs/ha.md §8.1).
+    pub primary_start_timeout: std::time::Duration,
+    /// This node ran as a primary, lost the DCS and was started read-only
+    /// without it (docs/ha.md §9.6): its WAL may have left a new leader's
+    /// history, so it rejoins as a former primary would (docs/ha.md §8). Kept by
+    /// `ha::Node`.
+    pub rejoin_pending: bool,
+    /// How long the running job, a start as primary, has run (docs/ha.md
+    /// §8.1); `None` when no such job runs.
+    pub starting_primary_for: Option<std::time::Duration>,
     /// A `bootstrap` section exists, so this node may create a new cluster.
     pub can_bootstrap: bool,
     /// A `no_leader` replica method is configured: an empty data

@@ -135,6 +135,8 @@ pub struct PgStatus {
     pub facts: PgFacts,
     pub data_dir: DataDir,
     pub busy: Option<JobKind>,
+    /// When the running job, a start as primary, began (docs/ha.md §8.1).
+    pub starting_primary_since: Option<std::time::Instant>,
     /// Only filled for `GetPgStatus { take_outcome: true }`.
     pub outcome: Option<JobOutcome>,
     pub server_version: Option<u32>,
@@ -182,6 +184,7 @@ impl PgStatus {
             facts: PgFacts::default(),
             data_dir: DataDir::Empty,
             busy: None,
+            starting_primary_since: None,
             outcome: None,
             server_version: None,
             postmaster_start_time: None,

@@ -461,6 +461,7 @@ postgresql:
             parameters: serde_json::from_value(params).unwrap(),
             pause: false,
             failsafe_mode: false,
+            primary_start_timeout: 300,
             raw: json!({}),
         }
     }

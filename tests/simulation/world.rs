@@ -839,6 +839,9 @@ impl Sim {
             } else {
                 MAX_LAG
             },
+            primary_start_timeout: std::time::Duration::from_secs(300),
+            rejoin_pending: false,
+            starting_primary_for: None,
             can_bootstrap: true,
             data_dir: snap.data_dir.clone(),
             pg: snap.facts.clone(),
