@@ -691,7 +691,14 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     if let Some(c) = &cluster
         && ha::slots::replica_sync_due(c, &cfg.name, dynamic.use_slots, &pg.facts, pg.busy)
     {
-        sync_slots(&links, &cfg, &dynamic, c, false, &[], None).await;
+        let req = slot_request(&cfg, &dynamic, c, false, &[]);
+        let now = Instant::now();
+        if sync::lock(&node).replica_slots_due(&req, pg.facts.lsn, now) {
+            let ok = send_slots(&links, req.clone()).await.is_some();
+            sync::lock(&node).replica_slots_synced(ok.then_some(req), pg.facts.lsn, now);
+        }
+    } else {
+        sync::lock(&node).replica_slots_synced(None, None, Instant::now());
     }
 
     if cluster.is_some() {
@@ -1067,17 +1074,37 @@ async fn sync_slots(
     retain: &[String],
     lsn: Option<u64>,
 ) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let mut req = SlotRequest::new(
+    let mut req = slot_request(cfg, dynamic, cluster, i_lead, retain);
+    if i_lead {
+        req.my_lsn = lsn;
+    }
+    send_slots(links, req).await
+}
+
+/// The slots node `cfg.name` should have, from one DCS read.
+fn slot_request(
+    cfg: &Config,
+    dynamic: &DynamicConfig,
+    cluster: &Cluster,
+    i_lead: bool,
+    retain: &[String],
+) -> SlotRequest {
+    SlotRequest::new(
         cluster,
         &cfg.name,
         &cfg.tags,
         i_lead,
         &dynamic.slots,
         retain,
-    );
-    if i_lead {
-        req.my_lsn = lsn;
-    }
+    )
+}
+
+/// Have the supervisor apply `req`; the positions it read, `None` if the
+/// sync failed.
+async fn send_slots(
+    links: &ElectorLinks,
+    req: SlotRequest,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
     let positions = links.sync_slots.send(SyncSlots(req)).await.ok().flatten()?;
     Some(positions.into_iter().map(|(k, v)| (k, v.into())).collect())
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use super::cycle::{ActionResult, ActionStep, Cycle};
 use super::lease::{self, Confirmation, KeepaliveAnswer, KeepaliveOutcome, KeepaliveTicket, Lease};
 use super::peers::{Peer, peers_to_ask, remember_members};
-use super::slots::RetainedSlots;
+use super::slots::{ReplicaSlotGate, RetainedSlots, SlotRequest};
 use super::{Action, DcsView, Decision, JobKind, LeaderHeartbeat, LocalView, PgFacts, decide};
 use crate::config::Timing;
 use crate::dcs::{Cluster, Status};
@@ -104,6 +104,8 @@ pub struct Node {
     heartbeat: Option<LeaderHeartbeat>,
     /// Slots of vanished members kept for `member_slots_ttl`.
     retained_slots: RetainedSlots,
+    /// When a replica's slot sync is worth its queries (docs/ha.md §13).
+    replica_slots: ReplicaSlotGate,
     /// The status this node last published.
     last_status: Option<Status>,
     /// The reason of the last decision, so a steady state is logged once.
@@ -126,6 +128,7 @@ impl Node {
             failsafe_last_known: None,
             heartbeat: None,
             retained_slots: RetainedSlots::default(),
+            replica_slots: ReplicaSlotGate::default(),
             last_status: None,
             last_reason: None,
             cycle: None,
@@ -163,6 +166,32 @@ impl Node {
     /// The status this node last published.
     pub fn last_status(&self) -> Option<&Status> {
         self.last_status.as_ref()
+    }
+
+    /// Whether this replica's slot sync of `req` is due this cycle: its
+    /// plan or its replay position moved, or a recheck is due
+    /// ([`ReplicaSlotGate`]).
+    pub fn replica_slots_due(
+        &self,
+        req: &SlotRequest,
+        replay_lsn: Option<u64>,
+        now: Instant,
+    ) -> bool {
+        self.replica_slots.due(req, replay_lsn, now)
+    }
+
+    /// How this replica's slot sync went: `Some(req)` went through, `None`
+    /// failed or was not a replica's (the next one is due at once).
+    pub fn replica_slots_synced(
+        &mut self,
+        req: Option<SlotRequest>,
+        replay_lsn: Option<u64>,
+        now: Instant,
+    ) {
+        match req {
+            Some(req) => self.replica_slots.synced(req, replay_lsn, now),
+            None => self.replica_slots.reset(),
+        }
     }
 
     /// The decision repeats the last one in a steady state (nothing to do,
