@@ -473,12 +473,12 @@ impl FenceClient {
             FenceOrder::Keep => {}
         }
         if hb.paused != paused {
-            tracing::info!(event = "fence", paused);
+            tracing::info!(event = crate::events::FENCE, paused);
         }
         hb.paused = paused;
         hb.exit = false;
         if hb.armed != self.last.armed {
-            tracing::info!(event = "fence", armed = hb.armed);
+            tracing::info!(event = crate::events::FENCE, armed = hb.armed);
         }
         // Nothing to tell anyone: disarmed before and now, the same pause
         // flag, and no fence runs to read the heartbeat (one that runs
@@ -543,7 +543,7 @@ impl FenceClient {
         hb.boot_id.clone_from(&self.boot_id);
         if let Err(e) = fs::create_dir_all(&self.dir).and_then(|()| write_heartbeat(&self.dir, &hb))
         {
-            tracing::warn!(event = "fence_write_failed", dir = %self.dir.display(), error = %e);
+            tracing::warn!(event = crate::events::FENCE_WRITE_FAILED, dir = %self.dir.display(), error = %e);
         }
         self.last = hb;
     }
@@ -555,7 +555,7 @@ impl FenceClient {
             && let Ok(Some(status)) = child.try_wait()
         {
             if !status.success() {
-                tracing::warn!(event = "fence_launch_failed", status = %status, log = %self.dir.join(LOG).display());
+                tracing::warn!(event = crate::events::FENCE_LAUNCH_FAILED, status = %status, log = %self.dir.join(LOG).display());
             }
             self.launcher = None;
         }
@@ -594,11 +594,11 @@ impl FenceClient {
             .stderr(err);
         match cmd.spawn() {
             Ok(child) => {
-                tracing::info!(event = "fence_started", launcher = child.id(), dir = %self.dir.display());
+                tracing::info!(event = crate::events::FENCE_STARTED, launcher = child.id(), dir = %self.dir.display());
                 self.launcher = Some(child);
                 self.launched_at = Some(Instant::now());
             }
-            Err(e) => tracing::error!(event = "fence_spawn_failed", error = %e),
+            Err(e) => tracing::error!(event = crate::events::FENCE_SPAWN_FAILED, error = %e),
         }
     }
 }
@@ -632,14 +632,14 @@ impl Exiting {
         let until = Instant::now() + within;
         while Instant::now() < until {
             if !is_fence_process(self.pid, &self.dir) {
-                tracing::info!(event = "fence_exited", pid = self.pid);
+                tracing::info!(event = crate::events::FENCE_EXITED, pid = self.pid);
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if is_fence_process(self.pid, &self.dir) {
             tracing::warn!(
-                event = "fence_killed",
+                event = crate::events::FENCE_KILLED,
                 pid = self.pid,
                 "the fence did not exit in time"
             );

@@ -42,7 +42,7 @@ pub fn build(cfg: &Config) -> reqwest::Client {
                         "calls to https members will not present a client certificate"),
     }
     builder.build().unwrap_or_else(|e| {
-        warn!(event = "peer_client_failed", error = %e);
+        warn!(event = crate::events::PEER_CLIENT_FAILED, error = %e);
         reqwest::Client::new()
     })
 }

@@ -1,8 +1,8 @@
 //! pgpilot's own metrics (docs/rest-api.md, "GET /metrics"): one counter
 //! per logged event, kept by a tracing layer, so that every event the
-//! daemon logs (`event = events::LOCK_ACQUIRED`, `event = "api_accept_failed"`)
-//! is also counted, whatever the log level lets through, without a second
-//! call at each site.
+//! daemon logs (`event = events::LOCK_ACQUIRED`, a name from the catalog in
+//! `src/events.rs`) is also counted, whatever the log level lets through,
+//! without a second call at each site.
 //!
 //! The layer sees only pgpilot's own events (target `pgpilot`): the
 //! libraries' trace events stay disabled at their callsites, so counting
@@ -79,7 +79,7 @@ pub fn render() -> String {
     LazyLock::force(&EVENTS);
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&REGISTRY.gather(), &mut out) {
-        tracing::warn!(event = "metrics_encode_failed", error = %e);
+        tracing::warn!(event = crate::events::METRICS_ENCODE_FAILED, error = %e);
     }
     String::from_utf8(out).unwrap_or_default()
 }
@@ -89,19 +89,24 @@ mod tests {
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
 
+    // Test-only names, kept out of the catalog (`crate::events::ALL`): the
+    // counter counts whatever name a site logs, catalogued or not.
+    const TEST_EVENT: &str = "telemetry_test_event";
+    const TEST_OTHER: &str = "telemetry_test_other";
+
     #[test]
     fn every_event_is_counted_by_name() {
         let subscriber = tracing_subscriber::registry().with(EventCounter);
-        let before = event_count("telemetry_test_event");
-        let other = event_count("telemetry_test_other");
+        let before = event_count(TEST_EVENT);
+        let other = event_count(TEST_OTHER);
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(event = "telemetry_test_event", detail = 1);
-            tracing::debug!(event = "telemetry_test_event");
-            tracing::warn!(event = "telemetry_test_other", "with a message");
+            tracing::info!(event = TEST_EVENT, detail = 1);
+            tracing::debug!(event = TEST_EVENT);
+            tracing::warn!(event = TEST_OTHER, "with a message");
             tracing::info!("no event field: not counted");
         });
-        assert_eq!(event_count("telemetry_test_event"), before + 2);
-        assert_eq!(event_count("telemetry_test_other"), other + 1);
+        assert_eq!(event_count(TEST_EVENT), before + 2);
+        assert_eq!(event_count(TEST_OTHER), other + 1);
         let text = render();
         assert!(
             text.contains("# TYPE pgpilot_events_total counter\n"),
@@ -109,7 +114,7 @@ mod tests {
         );
         assert!(
             text.contains(&format!(
-                "pgpilot_events_total{{event=\"telemetry_test_event\"}} {}\n",
+                "pgpilot_events_total{{event=\"{TEST_EVENT}\"}} {}\n",
                 before + 2
             )),
             "{text}"

@@ -1489,7 +1489,7 @@ async fn a_duplicate_name_never_touches_the_leaders_key() {
     )
     .await;
     assert!(
-        !has_event(&c.nodes[p].log(), "lock_lost"),
+        !has_event(&c.nodes[p].log(), events::LOCK_LOST),
         "the leader lost its key to the duplicate"
     );
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::Duration;
 
+use pgpilot::events;
 use support::cluster::{TestCluster, Timing};
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -93,6 +94,10 @@ async fn a_second_daemon_with_a_running_name_refuses_to_start() {
             m.0
         );
     }
-    assert!(!c.nodes[0].logged("lock_lost"), "{}", c.nodes[0].log());
+    assert!(
+        !c.nodes[0].logged(events::LOCK_LOST),
+        "{}",
+        c.nodes[0].log()
+    );
     assert_eq!(c.primary().await, Some(0));
 }

@@ -95,7 +95,7 @@ impl Handler<CallbackEvent> for CallbackRunner {
     type Result = ();
     fn handle(&mut self, ev: CallbackEvent, _ctx: &mut Context<Self>) {
         let Some(script) = self.script(ev.action).map(str::to_owned) else {
-            debug!(event = "callback_not_configured", action = ev.action.as_str(), role = %ev.role);
+            debug!(event = crate::events::CALLBACK_NOT_CONFIGURED, action = ev.action.as_str(), role = %ev.role);
             return;
         };
         let previous = self.running.remove(&ev.action);
@@ -123,7 +123,7 @@ impl Handler<ConfigChanged> for CallbackRunner {
     type Result = ();
     fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, _ctx: &mut Context<Self>) {
         if cfg.postgresql.callbacks != self.callbacks {
-            info!(event = "callbacks_changed");
+            info!(event = crate::events::CALLBACKS_CHANGED);
             self.callbacks = cfg.postgresql.callbacks.clone();
         }
         if cfg.scope != self.scope {
@@ -163,7 +163,7 @@ impl CallbackRun {
     /// Run, wait (bounded), log the result.
     pub async fn run(self, cancelled: oneshot::Receiver<()>) -> RunReport {
         let started = Instant::now();
-        info!(event = "callback_started", action = self.action.as_str(), role = %self.role,
+        info!(event = crate::events::CALLBACK_STARTED, action = self.action.as_str(), role = %self.role,
               scope = %self.scope, script = %self.script);
         let report = self.execute(cancelled).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -174,19 +174,19 @@ impl CallbackRun {
                       exit_code = 0, elapsed_ms, stdout = %stdout, stderr = %stderr)
             }
             RunEnd::Exited(code, signal) => {
-                warn!(event = "callback_failed", action = self.action.as_str(), role = %self.role,
+                warn!(event = crate::events::CALLBACK_FAILED, action = self.action.as_str(), role = %self.role,
                       exit_code = ?code, signal = ?signal, elapsed_ms, stdout = %stdout, stderr = %stderr)
             }
             RunEnd::TimedOut => {
-                warn!(event = "callback_timed_out", action = self.action.as_str(), role = %self.role,
+                warn!(event = crate::events::CALLBACK_TIMED_OUT, action = self.action.as_str(), role = %self.role,
                       timeout_ms = self.timeout.as_millis() as u64, stdout = %stdout, stderr = %stderr)
             }
             RunEnd::Superseded => {
-                info!(event = "callback_terminated", action = self.action.as_str(), role = %self.role,
+                info!(event = crate::events::CALLBACK_TERMINATED, action = self.action.as_str(), role = %self.role,
                       elapsed_ms, "a newer event of the same action arrived")
             }
             RunEnd::SpawnFailed(e) => {
-                warn!(event = "callback_spawn_failed", action = self.action.as_str(), error = %e)
+                warn!(event = crate::events::CALLBACK_SPAWN_FAILED, action = self.action.as_str(), error = %e)
             }
         }
         report

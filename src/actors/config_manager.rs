@@ -66,13 +66,13 @@ impl Handler<ReloadConfig> for ConfigManager {
         match (self.loader)() {
             Ok(new) => {
                 if *self.current == new {
-                    info!(event = "config_reloaded", changed = false);
+                    info!(event = crate::events::CONFIG_RELOADED, changed = false);
                     self.reloaded();
                     return Ok(());
                 }
                 let new = Arc::new(new);
                 self.current = new.clone();
-                info!(event = "config_reloaded", changed = true);
+                info!(event = crate::events::CONFIG_RELOADED, changed = true);
                 for s in &self.subscribers {
                     s.do_send(ConfigChanged(new.clone()));
                 }

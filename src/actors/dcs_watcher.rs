@@ -37,7 +37,7 @@ impl StreamHandler<WatchEvent> for DcsWatcher {
             WatchEvent::Failover => "failover key changed",
             WatchEvent::Status | WatchEvent::Other => return,
             WatchEvent::Lost(why) => {
-                debug!(event = "watch_lost", reason = %why);
+                debug!(event = crate::events::WATCH_LOST, reason = %why);
                 return;
             }
         };
@@ -47,6 +47,6 @@ impl StreamHandler<WatchEvent> for DcsWatcher {
     /// The watch stream never ends by design; if it does, keep the actor
     /// alive: the HA loop still polls every `loop_wait`.
     fn finished(&mut self, _ctx: &mut Context<Self>) {
-        debug!(event = "watch_ended");
+        debug!(event = crate::events::WATCH_ENDED);
     }
 }

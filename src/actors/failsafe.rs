@@ -47,7 +47,7 @@ pub async fn confirm_members(
             let accepted = match endpoint_url(api_url, "failsafe") {
                 Some(url) => post_once_retried(http, name, &url, body).await,
                 None => {
-                    warn!(event = "failsafe_bad_api_url", member = %name, api_url = %api_url);
+                    warn!(event = crate::events::FAILSAFE_BAD_API_URL, member = %name, api_url = %api_url);
                     false
                 }
             };
@@ -73,14 +73,14 @@ async fn post_once_retried(http: &reqwest::Client, name: &str, url: &str, body: 
                 let text = resp.text().await.unwrap_or_default();
                 let accepted = code == 200 && text == "Accepted";
                 if accepted {
-                    tracing::debug!(event = "failsafe_ack", member = %name, lsn = ?lsn);
+                    tracing::debug!(event = crate::events::FAILSAFE_ACK, member = %name, lsn = ?lsn);
                 } else {
-                    info!(event = "failsafe_refused", member = %name, code, answer = %text);
+                    info!(event = crate::events::FAILSAFE_REFUSED, member = %name, code, answer = %text);
                 }
                 return accepted;
             }
             Err(e) => {
-                warn!(event = "failsafe_unreachable", member = %name, attempt, error = %e);
+                warn!(event = crate::events::FAILSAFE_UNREACHABLE, member = %name, attempt, error = %e);
             }
         }
     }

@@ -33,7 +33,7 @@ pub async fn write(
         let text = match tokio::fs::read_to_string(&path).await {
             Ok(t) => t,
             Err(e) => {
-                warn!(event = "history_unreadable", path = %path.display(), error = %e);
+                warn!(event = crate::events::HISTORY_UNREADABLE, path = %path.display(), error = %e);
                 return;
             }
         };
@@ -59,7 +59,7 @@ pub async fn write(
     };
     let value = history::to_json(&lines);
     match dcs.set_history_value(&value).await {
-        Ok(_) => info!(event = "history_written", timeline = tl, history = %value),
-        Err(e) => warn!(event = "history_write_failed", error = %e),
+        Ok(_) => info!(event = crate::events::HISTORY_WRITTEN, timeline = tl, history = %value),
+        Err(e) => warn!(event = crate::events::HISTORY_WRITE_FAILED, error = %e),
     }
 }

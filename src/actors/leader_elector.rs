@@ -167,12 +167,12 @@ impl LeaderElector {
                             sync::lock(&act.fence).extend(d, timing.fence_margin());
                         }
                         KeepaliveOutcome::Lost => warn!(
-                            event = "lease_keepalive_lost",
+                            event = crate::events::LEASE_KEEPALIVE_LOST,
                             "the lease is gone; the next cycle decides"
                         ),
                         KeepaliveOutcome::Nothing => {
                             if let Err(e) = r {
-                                tracing::debug!(event = "lease_keepalive_failed", error = %e);
+                                tracing::debug!(event = crate::events::LEASE_KEEPALIVE_FAILED, error = %e);
                             }
                         }
                     }
@@ -220,10 +220,10 @@ impl LeaderElector {
         // daemon (KillMode=process: the fence stops PostgreSQL before the
         // lease can end, and the restarted daemon adopts both).
         if let Err(e) = crate::sd_notify::notify("WATCHDOG=1") {
-            tracing::debug!(event = "sd_notify_failed", error = %e);
+            tracing::debug!(event = crate::events::SD_NOTIFY_FAILED, error = %e);
         }
         if let Some(active) = report.failsafe_changed {
-            info!(event = "failsafe_mode_active", active);
+            info!(event = crate::events::FAILSAFE_MODE_ACTIVE, active);
         }
         if let Some(c) = report.cluster {
             self.dcs_last_seen = Some(SystemTime::now());
@@ -236,7 +236,7 @@ impl LeaderElector {
         self.last_role = report.role;
         let (fatal, rerun_now) = report.end.map_or((None, false), |e| (e.fatal, e.rerun_now));
         if let Some(reason) = fatal {
-            error!(event = "fatal", reason = %reason, "stopping the daemon; PostgreSQL and the data directory are left as they are");
+            error!(event = crate::events::FATAL, reason = %reason, "stopping the daemon; PostgreSQL and the data directory are left as they are");
             System::current().stop_with_code(1);
             return;
         }
@@ -290,7 +290,7 @@ impl LeaderElector {
                 self.dynamic = new;
             }
             Err(e) => {
-                warn!(event = "bad_dynamic_config", error = %e, "keeping the previous dynamic configuration")
+                warn!(event = crate::events::BAD_DYNAMIC_CONFIG, error = %e, "keeping the previous dynamic configuration")
             }
         }
     }
@@ -311,10 +311,10 @@ impl LeaderElector {
         let dir = std::path::Path::new(&self.cfg.postgresql.data_dir);
         match dynamic_file::save(dir, &self.dynamic.raw) {
             Ok(()) => {
-                info!(event = "dynamic_config_saved", file = %dynamic_file::path(dir).display());
+                info!(event = crate::events::DYNAMIC_CONFIG_SAVED, file = %dynamic_file::path(dir).display());
                 self.dumped = Some(self.dynamic.raw.clone());
             }
-            Err(e) => warn!(event = "dynamic_config_save_failed", error = %e),
+            Err(e) => warn!(event = crate::events::DYNAMIC_CONFIG_SAVE_FAILED, error = %e),
         }
     }
 
@@ -366,7 +366,7 @@ impl Handler<Wake> for LeaderElector {
 impl Handler<JobFinished> for LeaderElector {
     type Result = ();
     fn handle(&mut self, msg: JobFinished, ctx: &mut Context<Self>) {
-        info!(event = "job_finished", outcome = ?msg.0);
+        info!(event = crate::events::JOB_FINISHED, outcome = ?msg.0);
         self.start_cycle(ctx);
     }
 }
@@ -388,7 +388,7 @@ impl Handler<ConfigChanged> for LeaderElector {
         let mut cfg = (*cfg).clone();
         if cfg.name != self.cfg.name || cfg.scope != self.cfg.scope {
             warn!(
-                event = "config_reload_partial",
+                event = crate::events::CONFIG_RELOAD_PARTIAL,
                 "name and scope cannot change while running; restart the daemon for that"
             );
             cfg.name = self.cfg.name.clone();
@@ -412,7 +412,7 @@ impl Handler<FailsafeHeartbeat> for LeaderElector {
             at: msg.at,
         };
         if sync::lock(&self.node).heartbeat(hb, self.dynamic.timing.ttl) {
-            info!(event = "failsafe_heartbeat", leader = %name, "a leader without DCS access confirmed it runs; not racing while it does");
+            info!(event = crate::events::FAILSAFE_HEARTBEAT, leader = %name, "a leader without DCS access confirmed it runs; not racing while it does");
         }
     }
 }
@@ -441,7 +441,7 @@ impl Handler<Shutdown> for LeaderElector {
             // leader key with it); it lapses after ttl unless a restarted
             // daemon takes over first. The fence stays paused.
             info!(
-                event = "shutdown",
+                event = crate::events::SHUTDOWN,
                 "paused: leaving PostgreSQL running and the leader lock in place"
             );
             // A paused fence does nothing: it exits too, so that a clean
@@ -460,7 +460,7 @@ impl Handler<Shutdown> for LeaderElector {
         };
         Box::pin(
             async move {
-                info!(event = "shutdown", "stopping PostgreSQL (fast)");
+                info!(event = crate::events::SHUTDOWN, "stopping PostgreSQL (fast)");
                 match links.stop_pg.send(StopAndWait(StopMode::Fast)).await {
                     Ok(Ok(())) => {
                         // PostgreSQL is down: the fence has nothing left to
@@ -474,18 +474,18 @@ impl Handler<Shutdown> for LeaderElector {
                         wd(&watchdog).disable();
                     }
                     Ok(Err(e)) => {
-                        warn!(event = "shutdown", error = %e, "PostgreSQL did not stop cleanly")
+                        warn!(event = crate::events::SHUTDOWN, error = %e, "PostgreSQL did not stop cleanly")
                     }
-                    Err(e) => warn!(event = "shutdown", error = %e),
+                    Err(e) => warn!(event = crate::events::SHUTDOWN, error = %e),
                 }
                 if release_lock {
                     match links.dcs.delete_leader().await {
                         Ok(()) => info!(event = crate::events::LOCK_RELEASED, reason = "shutdown"),
-                        Err(e) => warn!(event = "lock_release_failed", error = %e),
+                        Err(e) => warn!(event = crate::events::LOCK_RELEASE_FAILED, error = %e),
                     }
                 }
                 if let Err(e) = links.dcs.release_session().await {
-                    warn!(event = "session_release_failed", error = %e);
+                    warn!(event = crate::events::SESSION_RELEASE_FAILED, error = %e);
                 }
             }
             .into_actor(self)
@@ -535,7 +535,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     let pg = match pg {
         Ok(pg) => pg,
         Err(e) => {
-            error!(event = "supervisor_unavailable", error = %e);
+            error!(event = crate::events::SUPERVISOR_UNAVAILABLE, error = %e);
             report.failsafe_changed = sync::lock(&node).abandon_cycle();
             return report;
         }
@@ -546,7 +546,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     let dcs_view = match dcs_view {
         Ok(c) => DcsView::Ok(c),
         Err(e) => {
-            warn!(event = "dcs_unreachable", error = %e, "will retry next cycle");
+            warn!(event = crate::events::DCS_UNREACHABLE, error = %e, "will retry next cycle");
             DcsView::Failed(e)
         }
     };
@@ -682,7 +682,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             Next::Continue => {}
             Next::Rerun | Next::Fatal(_) => break,
             Next::Stop(why) => {
-                warn!(event = "action_failed", action = %action, reason = %why);
+                warn!(event = crate::events::ACTION_FAILED, action = %action, reason = %why);
                 break;
             }
         }
@@ -706,7 +706,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         // It renews the node's lease only when due (ttl/4), so it does not
         // move the leader's lease deadline: RenewLock and the keep-alive do.
         if let Err(e) = links.dcs.touch_member(&data).await {
-            warn!(event = "member_update_failed", error = %e);
+            warn!(event = crate::events::MEMBER_UPDATE_FAILED, error = %e);
         }
     }
     let end = sync::lock(&node).finish_cycle(
@@ -754,7 +754,9 @@ fn keep_session(links: &ElectorLinks, fence: &Mutex<FenceClient>) {
         Ok(()) => {
             written.insert(path, text);
         }
-        Err(e) => warn!(event = "session_file_failed", path = %path.display(), error = %e),
+        Err(e) => {
+            warn!(event = crate::events::SESSION_FILE_FAILED, path = %path.display(), error = %e)
+        }
     }
 }
 
@@ -828,12 +830,15 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
     match action {
         Action::TakeInitialize => match links.dcs.initialize(true, "").await {
             Ok(true) => {
-                info!(event = "initialize_taken", "won the bootstrap race");
+                info!(
+                    event = crate::events::INITIALIZE_TAKEN,
+                    "won the bootstrap race"
+                );
                 ActionResult::Done
             }
             Ok(false) => {
                 info!(
-                    event = "initialize_lost",
+                    event = crate::events::INITIALIZE_LOST,
                     "another node bootstraps the cluster"
                 );
                 ActionResult::Refused
@@ -857,7 +862,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                 .await
             {
                 Ok(_) => {
-                    info!(event = "bootstrap_published", sysid = %sysid);
+                    info!(event = crate::events::BOOTSTRAP_PUBLISHED, sysid = %sysid);
                     ActionResult::Done
                 }
                 Err(e) => ActionResult::Failed(e.to_string()),
@@ -866,7 +871,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
         Action::CancelInitialize => match links.dcs.cancel_initialization().await {
             Ok(()) => {
                 warn!(
-                    event = "initialize_released",
+                    event = crate::events::INITIALIZE_RELEASED,
                     "bootstrap failed; another attempt may start"
                 );
                 ActionResult::Done
@@ -882,7 +887,10 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                     ActionResult::Renewed(expiry.earliest)
                 }
                 Ok(LeaderHold::Lost) => {
-                    info!(event = "lock_lost_race", "another node took the leader key");
+                    info!(
+                        event = crate::events::LOCK_LOST_RACE,
+                        "another node took the leader key"
+                    );
                     ActionResult::Refused
                 }
                 Err(e) => ActionResult::Failed(e.to_string()),
@@ -913,7 +921,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                         };
                         if last_status.as_ref() != Some(&status) {
                             if let Err(e) = links.dcs.write_status(&status).await {
-                                warn!(event = "status_write_failed", error = %e);
+                                warn!(event = crate::events::STATUS_WRITE_FAILED, error = %e);
                             } else {
                                 sync::lock(node).status_written(status);
                             }
@@ -922,7 +930,10 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                     ActionResult::Renewed(expiry.earliest)
                 }
                 Ok(LeaderHold::Lost) => {
-                    warn!(event = "lock_lost", "the leader key is no longer mine");
+                    warn!(
+                        event = crate::events::LOCK_LOST,
+                        "the leader key is no longer mine"
+                    );
                     ActionResult::Refused
                 }
                 Err(e) => ActionResult::Failed(e.to_string()),
@@ -966,14 +977,14 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
             .await
         }
         Action::Promote => {
-            info!(event = "promote", "promoting PostgreSQL");
+            info!(event = crate::events::PROMOTE, "promoting PostgreSQL");
             job(links, Job::Promote).await
         }
         Action::Demote {
             mode: DemoteMode::Graceful,
         } => {
             warn!(
-                event = "demote",
+                event = crate::events::DEMOTE,
                 mode = "graceful",
                 "switchover: checkpoint, stop, hand over the lock"
             );
@@ -994,12 +1005,12 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
         }
         Action::ClearFailover { version } => {
             match links.dcs.set_failover_value("{}", Some(version)).await {
-                Ok(true) => info!(event = "failover_key_cleared"),
+                Ok(true) => info!(event = crate::events::FAILOVER_KEY_CLEARED),
                 Ok(false) => info!(
-                    event = "failover_key_changed",
+                    event = crate::events::FAILOVER_KEY_CHANGED,
                     "the failover key changed meanwhile; not cleared"
                 ),
-                Err(e) => warn!(event = "failover_key_clear_failed", error = %e),
+                Err(e) => warn!(event = crate::events::FAILOVER_KEY_CLEAR_FAILED, error = %e),
             }
             ActionResult::Done
         }
@@ -1008,7 +1019,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                 DemoteMode::ImmediateNoLock => StopMode::Immediate,
                 DemoteMode::Offline | DemoteMode::Graceful => StopMode::Fast,
             };
-            warn!(event = "demote", mode = ?mode, "stopping PostgreSQL so it accepts no more writes");
+            warn!(event = crate::events::DEMOTE, mode = ?mode, "stopping PostgreSQL so it accepts no more writes");
             // The node drops the lease: a demoted node no longer counts
             // itself the leader (`Cycle::action_done`).
             match links.stop_pg.send(StopAndWait(stop)).await {
@@ -1019,7 +1030,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
         }
         Action::Follow { upstream } => match links.follow.send(Follow(upstream.clone())).await {
             Ok(Ok(())) => {
-                info!(event = "follow", leader = %upstream.name);
+                info!(event = crate::events::FOLLOW, leader = %upstream.name);
                 ActionResult::Done
             }
             Ok(Err(e)) => ActionResult::Failed(e),
@@ -1031,9 +1042,9 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
             let value = serde_json::to_string(members).unwrap_or_else(|_| "{}".into());
             match links.dcs.set_failsafe_value(&value).await {
                 Ok(_) => {
-                    info!(event = "failsafe_written", members = ?members.keys().collect::<Vec<_>>())
+                    info!(event = crate::events::FAILSAFE_WRITTEN, members = ?members.keys().collect::<Vec<_>>())
                 }
-                Err(e) => warn!(event = "failsafe_write_failed", error = %e),
+                Err(e) => warn!(event = crate::events::FAILSAFE_WRITE_FAILED, error = %e),
             }
             ActionResult::Done
         }
@@ -1049,10 +1060,10 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                         warn!(event = crate::events::CONFIG_RESTORED, file = %dynamic_file::path(dir).display(),
                                    "the config key was missing or invalid; restored it")
                     }
-                    Err(e) => warn!(event = "config_restore_failed", error = %e),
+                    Err(e) => warn!(event = crate::events::CONFIG_RESTORE_FAILED, error = %e),
                 },
                 None => warn!(
-                    event = "config_restore_failed",
+                    event = crate::events::CONFIG_RESTORE_FAILED,
                     "no valid patroni.dynamic.json"
                 ),
             }

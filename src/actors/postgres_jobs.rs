@@ -55,7 +55,7 @@ impl JobEnv {
     /// changes, not on every use.
     pub fn log_parameter_warnings(&self) {
         for w in params::effective_parameters(&self.cfg, &self.dynamic).warnings {
-            warn!(event = "parameter_adjusted", warning = %w);
+            warn!(event = crate::events::PARAMETER_ADJUSTED, warning = %w);
         }
     }
 
@@ -259,7 +259,7 @@ fn spawn_postmaster(env: &JobEnv, standby: Option<Option<&Upstream>>) -> PgResul
         &env.log_path(),
     )?;
     info!(
-        event = "postgres_started",
+        event = crate::events::POSTGRES_STARTED,
         pid = pm.pid(),
         standby = standby.is_some()
     );
@@ -307,7 +307,7 @@ pub async fn bootstrap(env: &JobEnv) -> PgResult<Postmaster> {
                     Ok(p) => {
                         warn!(event = crate::events::DATA_DIR_MOVED_ASIDE, to = %p.display(), "after a failed bootstrap")
                     }
-                    Err(err) => warn!(event = "data_dir_move_failed", error = %err),
+                    Err(err) => warn!(event = crate::events::DATA_DIR_MOVE_FAILED, error = %err),
                 }
             }
             Err(e)
@@ -427,7 +427,7 @@ async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()
             "PGOPTIONS",
             "-c synchronous_commit=local -c statement_timeout=0",
         );
-    info!(event = "post_init", script = %script);
+    info!(event = crate::events::POST_INIT, script = %script);
     crate::postgres::command::run(cmd).await.map(|_| ())
 }
 
@@ -480,8 +480,12 @@ pub async fn reinitialize(
             let shown = dir.display().to_string();
             match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await {
                 Ok(Ok(())) => info!(event = crate::events::OLD_DATA_DIR_REMOVED, dir = %shown),
-                Ok(Err(e)) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
-                Err(e) => warn!(event = "old_data_dir_remove_failed", dir = %shown, error = %e),
+                Ok(Err(e)) => {
+                    warn!(event = crate::events::OLD_DATA_DIR_REMOVE_FAILED, dir = %shown, error = %e)
+                }
+                Err(e) => {
+                    warn!(event = crate::events::OLD_DATA_DIR_REMOVE_FAILED, dir = %shown, error = %e)
+                }
             }
         }
     }
@@ -505,10 +509,10 @@ pub async fn promote(env: &JobEnv) -> PgResult<()> {
         return Err(PgError::parse("pg_promote", "did not finish in time"));
     }
     match query::checkpoint(&client).await {
-        Ok(()) => info!(event = "checkpoint_after_promote"),
+        Ok(()) => info!(event = crate::events::CHECKPOINT_AFTER_PROMOTE),
         // The promotion stands; a former primary's rewind waits for (or
         // its job reports) the missing checkpoint.
-        Err(e) => warn!(event = "checkpoint_after_promote_failed", error = %e),
+        Err(e) => warn!(event = crate::events::CHECKPOINT_AFTER_PROMOTE_FAILED, error = %e),
     }
     env.write_config(None)?;
     Ok(())
@@ -624,7 +628,7 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
             .await
             .map_err(Failed)?;
         for line in out.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::debug!(event = "rewind_output", line = %line);
+            tracing::debug!(event = crate::events::REWIND_OUTPUT, line = %line);
         }
     }
     let source = [
@@ -651,7 +655,7 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
     .await
     .map_err(Failed)?;
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
-        info!(event = "rewind_output", line = %line);
+        info!(event = crate::events::REWIND_OUTPUT, line = %line);
     }
     info!(event = crate::events::REWIND_DONE, from = %from.name);
     start(env, Some(Some(from))).await.map_err(Retry)
@@ -680,7 +684,7 @@ pub async fn sync_slots(
     let plan = req.plan(&existing, replay);
     for slot in &plan.drop {
         if slot.active {
-            info!(event = "slot_drop_deferred", slot = %slot.name, "slot is in use; retrying next cycle");
+            info!(event = crate::events::SLOT_DROP_DEFERRED, slot = %slot.name, "slot is in use; retrying next cycle");
             continue;
         }
         // A logical slot can only be dropped from its own database.
@@ -694,9 +698,11 @@ pub async fn sync_slots(
             _ => query::drop_slot(client, &slot.name).await,
         };
         match result {
-            Ok(true) => info!(event = "slot_dropped", slot = %slot.name, kind = ?slot.kind),
+            Ok(true) => {
+                info!(event = crate::events::SLOT_DROPPED, slot = %slot.name, kind = ?slot.kind)
+            }
             Ok(false) => {}
-            Err(e) => warn!(event = "slot_drop_failed", slot = %slot.name, error = %e),
+            Err(e) => warn!(event = crate::events::SLOT_DROP_FAILED, slot = %slot.name, error = %e),
         }
     }
     for slot in &plan.create {
@@ -713,9 +719,13 @@ pub async fn sync_slots(
             (SlotKind::Logical, _, _) => Ok(false),
         };
         match result {
-            Ok(true) => info!(event = "slot_created", slot = %slot.name, kind = ?slot.kind),
+            Ok(true) => {
+                info!(event = crate::events::SLOT_CREATED, slot = %slot.name, kind = ?slot.kind)
+            }
             Ok(false) => {}
-            Err(e) => warn!(event = "slot_create_failed", slot = %slot.name, error = %e),
+            Err(e) => {
+                warn!(event = crate::events::SLOT_CREATE_FAILED, slot = %slot.name, error = %e)
+            }
         }
     }
     for (name, lsn) in &plan.advance {
@@ -734,15 +744,15 @@ pub async fn sync_slots(
         };
         match result {
             Ok(()) => {
-                tracing::debug!(event = "slot_advanced", slot = %name, lsn = %crate::ha::lsn::format(*lsn))
+                tracing::debug!(event = crate::events::SLOT_ADVANCED, slot = %name, lsn = %crate::ha::lsn::format(*lsn))
             }
-            Err(e) => warn!(event = "slot_advance_failed", slot = %name, error = %e),
+            Err(e) => warn!(event = crate::events::SLOT_ADVANCE_FAILED, slot = %name, error = %e),
         }
     }
     if !plan.copy.is_empty() {
         // Copying a logical slot from the primary is not done yet
         // (docs/operations.md, "Replication slots").
-        tracing::debug!(event = "slot_copy_pending", slots = ?plan.copy);
+        tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?plan.copy);
     }
     Ok(req.published(&existing_slots(client).await?))
 }

@@ -236,7 +236,7 @@ impl PostgresSupervisor {
         if let Some(pm) = &mut self.postmaster
             && !pm.is_alive()
         {
-            warn!(event = "postgres_exited", pid = pm.pid(), status = ?pm.exit_status());
+            warn!(event = crate::events::POSTGRES_EXITED, pid = pm.pid(), status = ?pm.exit_status());
             self.postmaster = None;
             self.pg_callbacks.crashed();
         }
@@ -280,7 +280,7 @@ impl PostgresSupervisor {
             .env
             .write_config(standby.then_some(self.following.as_ref()))
         {
-            warn!(event = "config_apply_failed", error = %e);
+            warn!(event = crate::events::CONFIG_APPLY_FAILED, error = %e);
             return;
         }
         let env = self.env.clone();
@@ -289,10 +289,10 @@ impl PostgresSupervisor {
                 .into_actor(self)
                 .map(|r, _, _| match r {
                     Ok(()) => info!(
-                        event = "config_applied",
+                        event = crate::events::CONFIG_APPLIED,
                         "postgresql.conf rewritten and reloaded"
                     ),
-                    Err(e) => warn!(event = "config_apply_failed", error = %e),
+                    Err(e) => warn!(event = crate::events::CONFIG_APPLY_FAILED, error = %e),
                 }),
         );
     }
@@ -327,7 +327,7 @@ impl PostgresSupervisor {
                 JobOutcome::Succeeded(kind)
             }
             Err(e) => {
-                error!(event = "job_failed", job = ?kind, error = %e);
+                error!(event = crate::events::JOB_FAILED, job = ?kind, error = %e);
                 if kind == JobKind::Start && self.postmaster.is_none() {
                     let ev = self.pg_callbacks.start_failed(job_role);
                     self.callback(ev);
@@ -520,17 +520,17 @@ async fn gather_status(
                             st.pending_restart = params::pending_restart(&rows, &env.parameters())
                         }
                         Err(e) => {
-                            tracing::debug!(event = "pending_restart_query_failed", error = %e)
+                            tracing::debug!(event = crate::events::PENDING_RESTART_QUERY_FAILED, error = %e)
                         }
                     }
                 }
             }
             Err(SnapshotError::Query(e)) => {
-                tracing::debug!(event = "status_query_failed", error = %e);
+                tracing::debug!(event = crate::events::STATUS_QUERY_FAILED, error = %e);
                 st.state = PgState::Unknown;
             }
             Err(SnapshotError::Connect(e)) => {
-                tracing::debug!(event = "status_connect_failed", error = %e);
+                tracing::debug!(event = crate::events::STATUS_CONNECT_FAILED, error = %e);
                 if st.state == PgState::Running {
                     st.state = PgState::Starting;
                 }
@@ -762,7 +762,7 @@ impl PostgresSupervisor {
         self.busy_label = RESTART_LABEL;
         self.state = PgState::Restarting;
         info!(
-            event = "restart",
+            event = crate::events::RESTART,
             standby,
             timeout_s = timeout.as_secs(),
             "restarting PostgreSQL (fast stop, start)"
@@ -792,7 +792,7 @@ impl PostgresSupervisor {
                             act.postmaster = still_running;
                         }
                         act.finish(JobKind::Start, Err(e.clone()), following);
-                        warn!(event = "restart_failed", error = %e);
+                        warn!(event = crate::events::RESTART_FAILED, error = %e);
                         PgOpOutcome::RestartFailed
                     }
                 };
@@ -809,7 +809,7 @@ impl PostgresSupervisor {
         let Some(s) = self.scheduled.take() else {
             return;
         };
-        info!(event = "scheduled_restart_due", schedule = %s.schedule);
+        info!(event = crate::events::SCHEDULED_RESTART_DUE, schedule = %s.schedule);
         // Lateness counts from the timer, not from the status query below.
         let fired_at = crate::ha::iso8601::now_unix();
         self.check_alive();
@@ -828,21 +828,21 @@ impl PostgresSupervisor {
             );
             match fire {
                 Fire::Drop(why) => {
-                    warn!(event = "scheduled_restart_dropped", schedule = %s.schedule, reason = %why)
+                    warn!(event = crate::events::SCHEDULED_RESTART_DROPPED, schedule = %s.schedule, reason = %why)
                 }
                 Fire::Run => match act.begin_restart(s.options.timeout, ctx) {
                     Ok(rx) => {
                         ctx.spawn(
                             async move {
                                 if let Ok(outcome) = rx.await {
-                                    info!(event = "scheduled_restart_done", result = %outcome);
+                                    info!(event = crate::events::SCHEDULED_RESTART_DONE, result = %outcome);
                                 }
                             }
                             .into_actor(act),
                         );
                     }
                     Err(why) => {
-                        warn!(event = "scheduled_restart_dropped", schedule = %s.schedule, reason = %why)
+                        warn!(event = crate::events::SCHEDULED_RESTART_DROPPED, schedule = %s.schedule, reason = %why)
                     }
                 },
             }
@@ -904,7 +904,7 @@ impl Handler<PgOp> for PostgresSupervisor {
                             let timer = ctx.run_later(Duration::from_secs_f64(wait), |act, ctx| {
                                 act.fire_scheduled(ctx)
                             });
-                            info!(event = "restart_scheduled", schedule = %schedule, in_s = wait);
+                            info!(event = crate::events::RESTART_SCHEDULED, schedule = %schedule, in_s = wait);
                             act.scheduled = Some(ScheduledRestart {
                                 at_unix,
                                 schedule,
@@ -921,7 +921,7 @@ impl Handler<PgOp> for PostgresSupervisor {
             PgOp::CancelScheduledRestart => match self.scheduled.take() {
                 Some(s) => {
                     ctx.cancel_future(s.timer);
-                    info!(event = "scheduled_restart_deleted", schedule = %s.schedule);
+                    info!(event = crate::events::SCHEDULED_RESTART_DELETED, schedule = %s.schedule);
                     now(PgOpOutcome::ScheduledRestartDeleted)
                 }
                 None => now(PgOpOutcome::NoScheduledRestart),
@@ -933,7 +933,7 @@ impl Handler<PgOp> for PostgresSupervisor {
                     }
                     self.cancel_job(ctx);
                 }
-                info!(event = "reinitialize_requested", from = %from.name, force);
+                info!(event = crate::events::REINITIALIZE_REQUESTED, from = %from.name, force);
                 self.start_job(
                     Job::Reinitialize {
                         from,
@@ -999,7 +999,10 @@ impl Handler<StopAndWait> for PostgresSupervisor {
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.job_end.push(tx);
             let bound = crate::fence::KILL_GRACE + self.env.pg_ctl_timeout();
-            warn!(event = "start_cancelled", "giving up the start as primary");
+            warn!(
+                event = crate::events::START_CANCELLED,
+                "giving up the start as primary"
+            );
             return Box::pin(
                 async move {
                     match tokio::time::timeout(bound, rx).await {
@@ -1025,7 +1028,7 @@ impl Handler<StopAndWait> for PostgresSupervisor {
             async move {
                 match pm {
                     Some(mut pm) => pm.stop(mode, timeout).await.map(|o| {
-                        info!(event = "postgres_stopped", mode = ?mode, outcome = ?o);
+                        info!(event = crate::events::POSTGRES_STOPPED, mode = ?mode, outcome = ?o);
                     }),
                     None => Ok(()),
                 }
@@ -1084,7 +1087,7 @@ impl Handler<SyncSlots> for PostgresSupervisor {
                     // A broken or hung connection must not stay in use.
                     session.reset().await;
                 }
-                r.inspect_err(|e| warn!(event = "slot_sync_failed", error = %e))
+                r.inspect_err(|e| warn!(event = crate::events::SLOT_SYNC_FAILED, error = %e))
                     .ok()
             }
             .into_actor(self),

@@ -121,7 +121,7 @@ async fn run_command(env: &JobEnv, command: &str, params: &[String]) -> PgResult
         .filter(|l| !l.trim().is_empty())
         .take(50)
     {
-        info!(event = "method_output", line = %line);
+        info!(event = crate::events::METHOD_OUTPUT, line = %line);
     }
     Ok(())
 }
@@ -130,7 +130,7 @@ fn clear_data_dir(dir: &Path) -> PgResult<()> {
     if datadir::is_empty(dir).map_err(|e| PgError::io("inspect data directory", e))? {
         return Ok(());
     }
-    warn!(event = "data_dir_removed", dir = %dir.display(), "removing what a failed replica method left");
+    warn!(event = crate::events::DATA_DIR_REMOVED, dir = %dir.display(), "removing what a failed replica method left");
     std::fs::remove_dir_all(dir).map_err(|e| PgError::io(format!("remove {}", dir.display()), e))
 }
 
@@ -228,7 +228,7 @@ pub async fn custom_bootstrap(env: &JobEnv) -> PgResult<bool> {
     };
     if section.contains_key("recovery_conf") {
         warn!(
-            event = "bootstrap_recovery_conf_ignored",
+            event = crate::events::BOOTSTRAP_RECOVERY_CONF_IGNORED,
             method = %method,
             "recovery_conf of a custom bootstrap is not supported yet: the restored data directory starts as it is"
         );
@@ -242,7 +242,7 @@ pub async fn custom_bootstrap(env: &JobEnv) -> PgResult<bool> {
         section.remove(k);
     }
     let (command, params) = method_command(method, &section, &defaults);
-    info!(event = "bootstrap_method_started", method = %method);
+    info!(event = crate::events::BOOTSTRAP_METHOD_STARTED, method = %method);
     run_command(env, &command, &params).await?;
     if datadir::is_empty(&env.data_dir).unwrap_or(true) {
         return Err(PgError::InvalidOption(format!(

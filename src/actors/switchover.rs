@@ -22,16 +22,16 @@ pub async fn stop(env: &JobEnv, pm: Option<Postmaster>) -> Result<u64, String> {
     let timeout = env.pg_ctl_timeout();
     match query::connect(&env.local_conn(), timeout).await {
         Ok(client) => match query::checkpoint(&client).await {
-            Ok(()) => info!(event = "checkpoint_before_switchover"),
-            Err(e) => warn!(event = "checkpoint_before_switchover_failed", error = %e),
+            Ok(()) => info!(event = crate::events::CHECKPOINT_BEFORE_SWITCHOVER),
+            Err(e) => warn!(event = crate::events::CHECKPOINT_BEFORE_SWITCHOVER_FAILED, error = %e),
         },
-        Err(e) => warn!(event = "checkpoint_before_switchover_failed", error = %e),
+        Err(e) => warn!(event = crate::events::CHECKPOINT_BEFORE_SWITCHOVER_FAILED, error = %e),
     }
     let outcome = pm
         .stop(StopMode::Fast, timeout)
         .await
         .map_err(|e| e.to_string())?;
-    info!(event = "postgres_stopped", mode = "fast", outcome = ?outcome, reason = "switchover");
+    info!(event = crate::events::POSTGRES_STOPPED, mode = "fast", outcome = ?outcome, reason = "switchover");
     let cd = controldata::read(&env.bins, &env.data_dir)
         .await
         .map_err(|e| e.to_string())?;
@@ -62,7 +62,7 @@ pub async fn hand_over(
     if let Err(e) = dcs.write_status(&status).await {
         // The candidates then compare with the last published position; the
         // standbys still received everything before the stop finished.
-        warn!(event = "status_write_failed", error = %e);
+        warn!(event = crate::events::STATUS_WRITE_FAILED, error = %e);
     }
     dcs.delete_leader().await?;
     info!(

@@ -103,7 +103,7 @@ impl Rules {
             l.iter()
                 .flat_map(|e| {
                     parse_entry(e).unwrap_or_else(|err| {
-                        warn!(event = "allowlist_entry_ignored", error = %err);
+                        warn!(event = crate::events::ALLOWLIST_ENTRY_IGNORED, error = %err);
                         Vec::new()
                     })
                 })
@@ -240,7 +240,7 @@ impl AccessPolicy {
         let cluster = match dcs.load_cluster_fresh().await {
             Ok(c) => c,
             Err(e) => {
-                warn!(event = "allowlist_members_unavailable", error = %e);
+                warn!(event = crate::events::ALLOWLIST_MEMBERS_UNAVAILABLE, error = %e);
                 return Vec::new();
             }
         };
@@ -251,7 +251,7 @@ impl AccessPolicy {
                 Err(_) => match tokio::net::lookup_host((host.as_str(), 0)).await {
                     Ok(addrs) => ips.extend(addrs.map(|a| a.ip())),
                     Err(e) => {
-                        warn!(event = "allowlist_member_unresolved", host = %host, error = %e)
+                        warn!(event = crate::events::ALLOWLIST_MEMBER_UNRESOLVED, host = %host, error = %e)
                     }
                 },
             }
@@ -440,7 +440,7 @@ impl Handler<ConfigChanged> for TlsUpdater {
         match tls.reload(&cfg.restapi) {
             Ok(true) => tracing::info!(event = crate::events::API_CERTIFICATE_RELOADED),
             Ok(false) => {}
-            Err(e) => tracing::error!(event = "api_tls_reload_failed", error = %e,
+            Err(e) => tracing::error!(event = crate::events::API_TLS_RELOAD_FAILED, error = %e,
                                       "keeping the running certificate and client verification"),
         }
     }

@@ -155,7 +155,7 @@ where
             Ok((stream, _)) => stream,
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
-                tracing::warn!(event = "api_accept_failed", error = %e);
+                tracing::warn!(event = crate::events::API_ACCEPT_FAILED, error = %e);
                 actix_web::rt::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -166,7 +166,7 @@ where
         let socket = match stream.into_std() {
             Ok(socket) => socket,
             Err(e) => {
-                tracing::debug!(event = "api_connection_ended", error = %e);
+                tracing::debug!(event = crate::events::API_CONNECTION_ENDED, error = %e);
                 continue;
             }
         };
@@ -180,7 +180,9 @@ where
             actix_web::rt::spawn(async move {
                 match TcpStream::from_std(socket) {
                     Ok(stream) => serve_connection(stream, local, app, tls, on_tls, limits).await,
-                    Err(e) => tracing::debug!(event = "api_connection_ended", error = %e),
+                    Err(e) => {
+                        tracing::debug!(event = crate::events::API_CONNECTION_ENDED, error = %e)
+                    }
                 }
                 drop(slot);
             });
@@ -259,6 +261,6 @@ async fn serve_connection<F, I, S, B>(
     if let Err(e) = result {
         // A client that went away, a TLS handshake refused, a timeout:
         // the connection's own business, as with actix-web's server.
-        tracing::debug!(event = "api_connection_ended", error = %e);
+        tracing::debug!(event = crate::events::API_CONNECTION_ENDED, error = %e);
     }
 }

@@ -103,7 +103,7 @@ async fn read_body(payload: &mut Payload) -> Result<web::Bytes, HttpResponse> {
         Ok(r) => r,
         Err(_) => {
             tracing::info!(
-                event = "api_request_timeout",
+                event = crate::events::API_REQUEST_TIMEOUT,
                 "request body did not arrive in time"
             );
             Err(error_page(408, "Request Timeout"))

@@ -305,7 +305,7 @@ pub async fn post(
             .filter_map(|(m, s)| limitation(s.as_ref()).map(|why| format!("{}: {why}", m.name)))
             .collect();
         if reasons.len() == members.len() {
-            tracing::info!(event = "switchover_refused", reasons = ?reasons);
+            tracing::info!(event = crate::events::SWITCHOVER_REFUSED, reasons = ?reasons);
             return (
                 412,
                 format!("{action} is not possible: no good candidates have been found"),
@@ -316,7 +316,7 @@ pub async fn post(
         Ok(true) => {}
         _ => return (503, "failed to write failover key into DCS".into()),
     }
-    tracing::info!(event = "switchover_requested", kind = action, leader = ?req.leader,
+    tracing::info!(event = crate::events::SWITCHOVER_REQUESTED, kind = action, leader = ?req.leader,
                    candidate = ?req.candidate, scheduled_at = ?req.scheduled_at);
     wake.do_send(Wake("switchover request"));
     if req.scheduled_at.is_some() {
@@ -352,7 +352,7 @@ pub async fn delete(dcs: &dyn Dcs) -> Option<Refusal> {
         Some(f) if f.value.scheduled_at.is_some() => {
             match dcs.set_failover_value("{}", Some(&f.version)).await {
                 Ok(true) => {
-                    tracing::info!(event = "scheduled_switchover_deleted");
+                    tracing::info!(event = crate::events::SCHEDULED_SWITCHOVER_DELETED);
                     Some((200, "scheduled switchover deleted".into()))
                 }
                 _ => None,

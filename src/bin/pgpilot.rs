@@ -148,14 +148,14 @@ fn main() -> ExitCode {
     };
     logging::init(cli.log_format, cfg.log.level.as_deref());
     for w in warnings {
-        warn!(event = "config_warning", warning = %w);
+        warn!(event = pgpilot::events::CONFIG_WARNING, warning = %w);
     }
     let system = System::new();
     let code = system.block_on(async move {
         match run(cfg, cli.config).await {
             Ok(()) => 0,
             Err(e) => {
-                tracing::error!(event = "startup_failed", error = %format!("{e:#}"));
+                tracing::error!(event = pgpilot::events::STARTUP_FAILED, error = %format!("{e:#}"));
                 1
             }
         }
@@ -184,7 +184,7 @@ async fn refuse_a_running_namesake(cfg: &Config, dcs: &dyn Dcs) -> anyhow::Resul
     #[cfg(debug_assertions)]
     if std::env::var_os("PGPILOT_TEST_SKIP_NAME_CHECK").is_some() {
         warn!(
-            event = "unique_name_unchecked",
+            event = pgpilot::events::UNIQUE_NAME_UNCHECKED,
             "test seam: starting without the duplicate-name check"
         );
         return Ok(());
@@ -193,7 +193,7 @@ async fn refuse_a_running_namesake(cfg: &Config, dcs: &dyn Dcs) -> anyhow::Resul
     match check(dcs, &cfg.name, &client).await {
         Verdict::Unique => Ok(()),
         Verdict::Unchecked(e) => {
-            warn!(event = "unique_name_unchecked", error = %e, "the DCS cannot be read: starting without checking that no other node of this name runs");
+            warn!(event = pgpilot::events::UNIQUE_NAME_UNCHECKED, error = %e, "the DCS cannot be read: starting without checking that no other node of this name runs");
             Ok(())
         }
         Verdict::Running { url } => {
@@ -230,7 +230,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         dynamic.timing.ttl,
         dynamic.timing.retry_timeout,
     ));
-    info!(event = "starting", name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
+    info!(event = pgpilot::events::STARTING, name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
     refuse_a_running_namesake(&cfg, dcs.as_ref()).await?;
 
     let cfg = Arc::new(cfg);
@@ -309,7 +309,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     .with_context(|| format!("cannot listen on {} (restapi.listen)", cfg.restapi.listen))?;
     actix::spawn(async move {
         if let Err(e) = server.await {
-            tracing::error!(event = "api_server_failed", error = %e);
+            tracing::error!(event = pgpilot::events::API_SERVER_FAILED, error = %e);
         }
     });
 
@@ -319,14 +319,14 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     actix::spawn(async move {
         loop {
             tokio::select! {
-                _ = term.recv() => { info!(event = "signal", signal = "SIGTERM"); elector.do_send(Shutdown); }
-                _ = int.recv() => { info!(event = "signal", signal = "SIGINT"); elector.do_send(Shutdown); }
+                _ = term.recv() => { info!(event = pgpilot::events::SIGNAL, signal = "SIGTERM"); elector.do_send(Shutdown); }
+                _ = int.recv() => { info!(event = pgpilot::events::SIGNAL, signal = "SIGINT"); elector.do_send(Shutdown); }
                 _ = hup.recv() => {
-                    info!(event = "signal", signal = "SIGHUP");
+                    info!(event = pgpilot::events::SIGNAL, signal = "SIGHUP");
                     match manager.send(ReloadConfig).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => warn!(event = "reload_refused", error = %e),
-                        Err(e) => warn!(event = "reload_failed", error = %e),
+                        Ok(Err(e)) => warn!(event = pgpilot::events::RELOAD_REFUSED, error = %e),
+                        Err(e) => warn!(event = pgpilot::events::RELOAD_FAILED, error = %e),
                     }
                 }
             }
@@ -334,9 +334,9 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     });
     // systemd (Type=notify): the actors and the API are up.
     match pgpilot::sd_notify::notify("READY=1") {
-        Ok(true) => info!(event = "sd_notify", state = "READY=1"),
+        Ok(true) => info!(event = pgpilot::events::SD_NOTIFY, state = "READY=1"),
         Ok(false) => {}
-        Err(e) => warn!(event = "sd_notify_failed", error = %e),
+        Err(e) => warn!(event = pgpilot::events::SD_NOTIFY_FAILED, error = %e),
     }
     Ok(())
 }

@@ -146,7 +146,7 @@ impl Inner {
         let client = query::connect(&params, timeout).await?;
         let full = query::prepare_snapshot(&client, SnapshotKind::Full).await?;
         let light = query::prepare_snapshot(&client, SnapshotKind::Light).await?;
-        tracing::debug!(event = "status_session_opened", host = %params.host, port = params.port);
+        tracing::debug!(event = crate::events::STATUS_SESSION_OPENED, host = %params.host, port = params.port);
         let l = Live {
             params,
             client: Arc::new(client),

@@ -137,12 +137,12 @@ impl Watchdog {
         match self.try_activate(timing) {
             Ok(actual) => {
                 self.failed = None;
-                info!(event = "watchdog_activated", device = %self.device.describe(), timeout = actual,
+                info!(event = crate::events::WATCHDOG_ACTIVATED, device = %self.device.describe(), timeout = actual,
                       "watchdog armed: kept alive with every lease renewal");
                 Ok(())
             }
             Err(why) if self.mode == WatchdogMode::Required => {
-                error!(event = "watchdog_activation_failed", device = %self.device.describe(), error = %why,
+                error!(event = crate::events::WATCHDOG_ACTIVATION_FAILED, device = %self.device.describe(), error = %why,
                        "watchdog.mode is required: this node will not lead");
                 self.failed = Some(why.clone());
                 Err(why)
@@ -165,7 +165,7 @@ impl Watchdog {
         } else {
             // Opened but not usable safely: disarm it again.
             if let Err(e) = self.device.close() {
-                error!(event = "watchdog_close_failed", device = %self.device.describe(), error = %e);
+                error!(event = crate::events::WATCHDOG_CLOSE_FAILED, device = %self.device.describe(), error = %e);
             }
         }
         armed
@@ -188,7 +188,7 @@ impl Watchdog {
             if self.mode == WatchdogMode::Required {
                 return Err(why);
             }
-            warn!(event = "watchdog_unsafe_timeout", device = %self.device.describe(), "{why}");
+            warn!(event = crate::events::WATCHDOG_UNSAFE_TIMEOUT, device = %self.device.describe(), "{why}");
         }
         Ok(actual)
     }
@@ -201,13 +201,13 @@ impl Watchdog {
             return;
         }
         if let Err(e) = self.device.keepalive() {
-            error!(event = "watchdog_keepalive_failed", device = %self.device.describe(), error = %e);
+            error!(event = crate::events::WATCHDOG_KEEPALIVE_FAILED, device = %self.device.describe(), error = %e);
         }
         let want = match self.section.timeout(timing) {
             Ok(t) => t,
             Err(why) => {
                 // Not sticky: `state` checks the timing every cycle.
-                warn!(event = "watchdog_timing_unsafe", error = %why, "disarming the watchdog");
+                warn!(event = crate::events::WATCHDOG_TIMING_UNSAFE, error = %why, "disarming the watchdog");
                 self.disable();
                 return;
             }
@@ -215,11 +215,14 @@ impl Watchdog {
         if self.timeout != Some(want) && self.device.can_set_timeout() {
             match self.set_timeout(want, timing) {
                 Ok(actual) => {
-                    info!(event = "watchdog_timeout_changed", timeout = actual);
+                    info!(
+                        event = crate::events::WATCHDOG_TIMEOUT_CHANGED,
+                        timeout = actual
+                    );
                     self.timeout = Some(want);
                 }
                 Err(why) => {
-                    warn!(event = "watchdog_timing_unsafe", error = %why, "disarming the watchdog");
+                    warn!(event = crate::events::WATCHDOG_TIMING_UNSAFE, error = %why, "disarming the watchdog");
                     self.disable();
                     self.failed = Some(why);
                 }
@@ -235,9 +238,11 @@ impl Watchdog {
         }
         self.timeout = None;
         match self.device.close() {
-            Ok(()) => info!(event = "watchdog_disabled", device = %self.device.describe()),
+            Ok(()) => {
+                info!(event = crate::events::WATCHDOG_DISABLED, device = %self.device.describe())
+            }
             Err(e) => {
-                error!(event = "watchdog_close_failed", device = %self.device.describe(), error = %e)
+                error!(event = crate::events::WATCHDOG_CLOSE_FAILED, device = %self.device.describe(), error = %e)
             }
         }
     }
@@ -257,7 +262,7 @@ impl Watchdog {
         if section.device() != self.section.device() {
             self.device = Box::new(LinuxWatchdog::new(section.device()));
         }
-        info!(event = "watchdog_reconfigured", mode = ?mode, device = %section.device());
+        info!(event = crate::events::WATCHDOG_RECONFIGURED, mode = ?mode, device = %section.device());
         self.mode = mode;
         self.section = section;
         self.failed = None;

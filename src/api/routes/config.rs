@@ -43,11 +43,11 @@ pub(crate) async fn put(
 fn config_write(r: Result<Value, config::ConfigWriteError>, method: &str) -> HttpResponse {
     match r {
         Ok(v) => {
-            tracing::info!(event = "dynamic_config_written", method, config = %v);
+            tracing::info!(event = crate::events::DYNAMIC_CONFIG_WRITTEN, method, config = %v);
             json_reply(200, &v)
         }
         Err(e) => {
-            tracing::warn!(event = "dynamic_config_refused", method, status = e.status(), error = %e.message());
+            tracing::warn!(event = crate::events::DYNAMIC_CONFIG_REFUSED, method, status = e.status(), error = %e.message());
             text_reply(e.status(), &e.message())
         }
     }

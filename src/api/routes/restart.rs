@@ -44,7 +44,7 @@ pub(crate) async fn post(
         return pg_op(&shared, op, RELOAD_TIMEOUT).await;
     }
     if let Some(why) = unmet_condition(&req.options, &pg) {
-        tracing::info!(event = "restart_refused", reason = why);
+        tracing::info!(event = crate::events::RESTART_REFUSED, reason = why);
         return text_reply(503, "restart conditions are not satisfied");
     }
     // Without `timeout` the start may take `primary_start_timeout`, which
