@@ -10,6 +10,19 @@ use std::path::Path;
 /// Writes `contents` to `path` through a temporary file in the same
 /// directory (fsync, mode 0600, rename), so a reader never sees half a file.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_whole(path, contents, true)
+}
+
+/// [`write_atomic`] without the fsync: for files that only processes of
+/// this boot read (the fence's heartbeat carries the boot id, and an order
+/// from before a crash of the machine counts for nothing), where the page
+/// cache both processes share is all that matters. The HA loop rewrites
+/// the heartbeat every cycle; an fsync each time bought nothing.
+pub fn write_replace(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_whole(path, contents, false)
+}
+
+fn write_whole(path: &Path, contents: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -28,7 +41,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
             .open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(contents)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

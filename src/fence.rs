@@ -331,7 +331,9 @@ pub fn read_heartbeat(dir: &Path) -> Option<Heartbeat> {
 
 pub fn write_heartbeat(dir: &Path, hb: &Heartbeat) -> io::Result<()> {
     let body = serde_json::to_vec(hb).map_err(io::Error::other)?;
-    write_atomic(&dir.join(HEARTBEAT), &body)
+    // No fsync: an order means nothing after a crash of the machine (it
+    // carries the boot id), and both processes share the page cache.
+    crate::atomic_file::write_replace(&dir.join(HEARTBEAT), &body)
 }
 
 /// The pid in `fence.pid`, if that process lives and is a fence for `dir`.
