@@ -96,6 +96,15 @@ async fn has_value(c: &TestCluster, i: usize, v: i64) -> bool {
 /// fault that follows cannot lose it to asynchronous replication (not what
 /// these steps are about); after the fault every node must still have it.
 async fn write_everywhere(c: &TestCluster, p: usize, v: i64) {
+    // `/primary` answers 200 for the holder of the leader key (as Patroni's
+    // does) while its PostgreSQL may still be read-only: after a crash it
+    // restarts in recovery and promotes on the next cycle. Wait for that.
+    eventually(APPLY, "the primary takes writes", || async {
+        let cl = c.sql(p).await.ok()?;
+        let row = cl.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
+        (!row.get::<_, bool>(0)).then_some(())
+    })
+    .await;
     c.sql(p)
         .await
         .expect("connect to the primary")
