@@ -15,6 +15,7 @@ pub mod params;
 pub mod postmaster;
 pub mod query;
 pub mod session;
+pub mod settings_gate;
 
 pub use binaries::Binaries;
 pub use conf::{PgpassEntry, RecoveryParams};
