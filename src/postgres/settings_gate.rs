@@ -1,6 +1,5 @@
 //! When the HA loop's status reads `pg_settings` for the pending-restart
-//! flag (docs/rest-api.md, "pending_restart"). Pure: the caller passes the
-//! time.
+//! flag (docs/configuration.md §9.2). Pure: the caller passes the time.
 //!
 //! Patroni reads `pg_settings` once, a second after each reload it sends,
 //! and forgets the flag when PostgreSQL starts. Reading it every HA cycle
