@@ -34,8 +34,8 @@ use crate::messages::elector::{
     FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
 };
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
-    StopGracefully, StopMode, SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, ShowRewindFailed,
+    StopAndWait, StopGracefully, StopMode, SyncSlots,
 };
 use crate::sync;
 use crate::watchdog::Watchdog;
@@ -55,6 +55,7 @@ pub struct ElectorLinks {
     pub stop_pg: Recipient<StopAndWait>,
     pub stop_gracefully: Recipient<StopGracefully>,
     pub sync_slots: Recipient<SyncSlots>,
+    pub show_rewind_failed: Recipient<ShowRewindFailed>,
     pub dynamic_changed: Recipient<DynamicConfigChanged>,
     pub callbacks: Recipient<CallbackEvent>,
 }
@@ -610,7 +611,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
                 .unwrap_or(dynamic.use_pg_rewind),
             remove_on_failure: cfg.postgresql.remove_data_directory_on_rewind_failure,
             remove_on_diverged: cfg.postgresql.remove_data_directory_on_diverged_timelines,
-            failed: pg.state == PgState::RewindFailed,
+            // The node's (`ha::rewind`).
+            failed: false,
         },
         failsafe: FailsafeView {
             enabled: dynamic.failsafe_mode,
@@ -702,6 +704,12 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     }
 
     if cluster.is_some() {
+        let mut pg = pg.clone();
+        // The sticky state is the node's (docs/ha.md §8.2); the supervisor
+        // shows it from `ShowRewindFailed` on, this cycle's snapshot not yet.
+        if sync::lock(&node).rewind_failed() && !pg.facts.running && pg.busy.is_none() {
+            pg.state = PgState::RewindFailed;
+        }
         let data = member_data(&cfg, &pg, dynamic.pause);
         // It renews the node's lease only when due (ttl/4), so it does not
         // move the leader's lease deadline: RenewLock and the keep-alive do.
@@ -960,6 +968,10 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
             .await
         }
         Action::Rewind { from } => job(links, Job::Rewind { from: from.clone() }).await,
+        Action::ShowRewindFailed => match links.show_rewind_failed.send(ShowRewindFailed).await {
+            Ok(()) => ActionResult::Done,
+            Err(e) => ActionResult::Failed(e.to_string()),
+        },
         Action::WriteHistory => {
             if let Some(c) = cluster {
                 super::history_writer::write(cfg, dynamic, links.dcs.as_ref(), c, pg).await;

@@ -499,11 +499,12 @@ fn after_job(outcome: &JobOutcome, cluster: &Cluster, local: &LocalView) -> Opti
                 format!("{kind:?} failed ({why}): releasing the lock"),
             ))
         }
-        // pg_rewind did not get to run (leader unreachable, its post-promote
-        // checkpoint not done yet): nothing was changed, try again next cycle.
-        JobOutcome::Failed(JobKind::Rewind, why) if !local.rewind.failed => Some(Decision::idle(
-            format!("could not rewind yet ({why}); trying again next cycle"),
-        )),
+        // A rewind `ha::rewind` calls a retry (the leader unreachable, its
+        // post-promote checkpoint not done yet, the start after it failed):
+        // nothing was damaged, decide again next cycle.
+        JobOutcome::RewindFailed(why) if !local.rewind.failed => Some(Decision::idle(format!(
+            "could not rewind yet ({why}); trying again next cycle"
+        ))),
         _ => None,
     }
 }

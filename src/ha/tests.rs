@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::rewind::{RewindReport, RewindStep, RewindTool};
 use super::view::PeerReply;
 use super::*;
 use crate::config::{Tags, Timing};
@@ -669,6 +670,16 @@ fn stopped_replica_follows_leader() {
     );
 }
 
+/// A rewind job's report of pg_rewind failing.
+fn rewind_failed() -> JobOutcome {
+    JobOutcome::RewindFailed(RewindReport::ToolFailed {
+        tool: RewindTool::PgRewind,
+        status: Some("exit status: 1".into()),
+        stderr: vec!["pg_rewind: fatal: x".into()],
+        error: "x".into(),
+    })
+}
+
 /// A stopped former primary (its data may hold WAL the new leader never saw).
 fn former_primary(rewind: RewindView) -> LocalView {
     let mut l = local(None);
@@ -733,7 +744,7 @@ fn failed_rewind_with_removal_allowed_reinitializes() {
         failed: true,
         ..Default::default()
     });
-    l.outcome = Some(JobOutcome::Failed(JobKind::Rewind, "x".into()));
+    l.outcome = Some(rewind_failed());
     let want = vec![Action::Reinitialize {
         from: up("b", 5433),
     }];
@@ -751,7 +762,7 @@ fn failed_rewind_without_removal_stays_stopped() {
         failed: true,
         ..Default::default()
     });
-    l.outcome = Some(JobOutcome::Failed(JobKind::Rewind, "x".into()));
+    l.outcome = Some(rewind_failed());
     let d = run(&ok(cluster(Some("b"))), &l);
     assert!(d.actions.is_empty(), "{d:?}");
     assert!(d.reason.contains("pg_rewind failed"), "{d:?}");
@@ -766,10 +777,10 @@ fn rewind_that_could_not_start_waits_a_cycle_then_retries() {
         enabled: true,
         ..Default::default()
     });
-    l.outcome = Some(JobOutcome::Failed(
-        JobKind::Rewind,
-        "leader unreachable".into(),
-    ));
+    l.outcome = Some(JobOutcome::RewindFailed(RewindReport::NotRun {
+        step: RewindStep::LeaderCheckpoint,
+        error: "leader unreachable".into(),
+    }));
     assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
     l.outcome = None;
     assert_eq!(

@@ -67,7 +67,10 @@ pub enum JobKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
     Succeeded(JobKind),
+    /// A job other than a rewind failed.
     Failed(JobKind, String),
+    /// A rewind failed: the job's raw report, which `ha::rewind` classifies.
+    RewindFailed(super::rewind::RewindReport),
 }
 
 /// How a former primary may rejoin (docs/ha.md §8), and whether a rewind
@@ -82,6 +85,8 @@ pub struct RewindView {
     pub remove_on_diverged: bool,
     /// pg_rewind ran and failed; stays set until an operator acts (daemon
     /// restart, reinitialise), so a failed rewind is never retried in a loop.
+    /// Kept by `ha::Node` (`ha::rewind::RewindState`); the caller's value is
+    /// ignored.
     pub failed: bool,
 }
 
