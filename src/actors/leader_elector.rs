@@ -481,7 +481,8 @@ impl Handler<Shutdown> for LeaderElector {
                 }
                 if release_lock {
                     match links.dcs.delete_leader().await {
-                        Ok(()) => info!(event = crate::events::LOCK_RELEASED, reason = "shutdown"),
+                        Ok(true) => info!(event = crate::events::LOCK_RELEASED, reason = "shutdown"),
+                        Ok(false) => info!(event = crate::events::LOCK_NOT_MINE, reason = "shutdown"),
                         Err(e) => warn!(event = crate::events::LOCK_RELEASE_FAILED, error = %e),
                     }
                 }
@@ -613,6 +614,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
             remove_on_diverged: cfg.postgresql.remove_data_directory_on_diverged_timelines,
             // The node's (`ha::rewind`).
             failed: false,
+        },
+        leader_key_foreign: match &dcs_view {
+            DcsView::Ok(c) => leader_key_foreign(c, &cfg.name, links.dcs.as_ref()),
+            DcsView::Failed(_) => false,
         },
         failsafe: FailsafeView {
             enabled: dynamic.failsafe_mode,
@@ -793,6 +798,17 @@ async fn debug_stall(cfg: &Config) {
     }
 }
 
+/// The leader key names `me` but is attached to a session that is not this
+/// process's (docs/ha.md §3.4). A key without a session is judged by its
+/// name, as before.
+fn leader_key_foreign(c: &Cluster, me: &str, dcs: &dyn crate::dcs::Dcs) -> bool {
+    c.leader
+        .as_ref()
+        .filter(|l| l.name == me)
+        .and_then(|l| l.session.as_ref())
+        .is_some_and(|s| !dcs.holds_session(s))
+}
+
 fn dcs_view_leader(v: &DcsView) -> Option<String> {
     match v {
         DcsView::Ok(c) => c.leader_name().map(str::to_owned),
@@ -947,10 +963,19 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                 Err(e) => ActionResult::Failed(e.to_string()),
             }
         }
+        // Compare-and-delete on this process's sessions (docs/dcs.md,
+        // "leader"): a key of my name under another session stays.
         Action::ReleaseLock => match links.dcs.delete_leader().await {
-            Ok(()) => {
+            Ok(true) => {
                 info!(event = crate::events::LOCK_RELEASED);
                 ActionResult::Done
+            }
+            Ok(false) => {
+                warn!(
+                    event = crate::events::LOCK_NOT_MINE,
+                    "no leader key under my session: nothing released"
+                );
+                ActionResult::Refused
             }
             Err(e) => ActionResult::Failed(e.to_string()),
         },

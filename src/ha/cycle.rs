@@ -172,6 +172,9 @@ impl Cycle {
                 ActionStep::new(Next::Rerun)
             }
             (Action::ReleaseLock, R::Done) => ActionStep::new(Next::Rerun),
+            // No key under my session was there to delete: nothing changed
+            // that deciding again at once would see (no loop of deletes).
+            (Action::ReleaseLock, R::Refused) => ActionStep::new(Next::Continue),
             (Action::CreateInitialize { .. }, R::Refused) => {
                 ActionStep::new(Next::Stop("initialize exists".into()))
             }

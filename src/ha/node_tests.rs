@@ -91,6 +91,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         lease_deadline: None,
         fence_armed: None,
         peers: Vec::new(),
+        leader_key_foreign: false,
         failsafe: FailsafeView::default(),
         rewind: RewindView::default(),
         config_backup: false,
@@ -266,6 +267,21 @@ fn a_released_lock_drops_the_lease_even_if_the_delete_fails() {
     );
     assert_eq!(s.next, Next::Stop("x".into()));
     n.finish_cycle(end(&primary(), None), t);
+    assert_eq!(n.lease_deadline(), None);
+}
+
+/// docs/ha.md §3.4: a release that found no key under this process's
+/// session deleted nothing; the node does not decide again at once (which
+/// would only release again), and holds no lease.
+#[test]
+fn a_release_with_no_key_of_mine_goes_on_without_a_rerun() {
+    let t = Instant::now();
+    let mut n = leader_at(t);
+    n.start_cycle(t);
+    let s = n.action_done(&Action::ReleaseLock, ActionResult::Refused, ttl());
+    assert_eq!(s.next, Next::Continue);
+    let e = n.finish_cycle(end(&primary(), None), t);
+    assert!(!e.rerun_now);
     assert_eq!(n.lease_deadline(), None);
 }
 

@@ -103,6 +103,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         lease_deadline: None,
         fence_armed: None,
         peers: Vec::new(),
+        leader_key_foreign: false,
         failsafe: FailsafeView::default(),
         rewind: RewindView::default(),
         config_backup: false,
@@ -501,6 +502,32 @@ fn empty_without_leader_clones_only_with_a_no_leader_method() {
 fn empty_data_dir_while_holding_lock_releases_it() {
     let d = run(&ok(cluster(Some("a"))), &empty_local());
     assert_eq!(d.actions, vec![Action::ReleaseLock]);
+}
+
+/// docs/ha.md §3.4: the leader key bears my name but another process's
+/// session (a daemon started with my name): whatever the table says, it is
+/// not released.
+#[test]
+fn a_leader_key_of_my_name_under_another_session_is_never_released() {
+    let mut failed_rewind = former_primary(RewindView {
+        failed: true,
+        ..Default::default()
+    });
+    failed_rewind.outcome = Some(rewind_failed());
+    let mut unreadable = local(None);
+    unreadable.data_dir = DataDir::Unreadable("x".into());
+    for (what, mut l) in [
+        ("empty data directory", empty_local()),
+        ("failed rewind", failed_rewind),
+        ("unreadable data directory", unreadable),
+    ] {
+        let c = ok(cluster(Some("a")));
+        assert_eq!(run(&c, &l).actions, [Action::ReleaseLock], "{what}");
+        l.leader_key_foreign = true;
+        let d = run(&c, &l);
+        assert!(d.actions.is_empty(), "{what}: {d:?}");
+        assert!(d.reason.contains("not releasing it"), "{what}: {d:?}");
+    }
 }
 
 // --- bootstrap completion ---

@@ -196,6 +196,10 @@ pub struct LocalView {
     /// Peer answers, gathered when the cluster has no leader, and by the
     /// leader while a `failover` request exists.
     pub peers: Vec<PeerStatus>,
+    /// The leader key names this node but is attached to a session that is
+    /// not this process's (a daemon started with the same `name`): it is
+    /// not this node's to release (docs/ha.md §3.4).
+    pub leader_key_foreign: bool,
     /// Failsafe mode facts (docs/ha.md §10).
     pub failsafe: FailsafeView,
     /// Rejoin policy for a former primary.

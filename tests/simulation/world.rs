@@ -855,6 +855,8 @@ impl Sim {
                 .filter(|_| self.cfg.fence)
                 .map(|d| instant(d.saturating_sub(FENCE_MARGIN))),
             peers,
+            // No daemon of the same name is modelled.
+            leader_key_foreign: false,
             failsafe: FailsafeView::default(),
             // The simulated config key is never lost.
             config_backup: false,
