@@ -338,11 +338,7 @@ impl PostgresSupervisor {
                 JobOutcome::Succeeded(kind)
             }
             Err(failed) => {
-                let e = match &failed {
-                    JobOutcome::Failed(_, e) => e.clone(),
-                    JobOutcome::RewindFailed(r) => r.to_string(),
-                    JobOutcome::Succeeded(_) => String::new(),
-                };
+                let e = failed.failure().unwrap_or_default();
                 error!(event = crate::events::JOB_FAILED, job = ?kind, error = %e);
                 if kind == JobKind::Start && self.postmaster.is_none() {
                     let ev = self.pg_callbacks.start_failed(job_role);

@@ -244,6 +244,16 @@ mod tests {
     }
 
     #[test]
+    fn the_outcome_says_why_for_the_log() {
+        let failed = JobOutcome::RewindFailed(tool(RewindTool::PgRewind));
+        assert_eq!(
+            failed.failure().as_deref(),
+            Some("pg_rewind failed: pg_rewind failed (exit status: 1)")
+        );
+        assert_eq!(JobOutcome::Succeeded(JobKind::Rewind).failure(), None);
+    }
+
+    #[test]
     fn a_failure_is_sticky_a_retry_is_not() {
         let mut s = RewindState::default();
         let retry = JobOutcome::RewindFailed(not_run(RewindStep::LeaderCheckpoint));

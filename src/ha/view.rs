@@ -73,6 +73,17 @@ pub enum JobOutcome {
     RewindFailed(super::rewind::RewindReport),
 }
 
+impl JobOutcome {
+    /// Why the job failed, for the log; `None` when it succeeded.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            JobOutcome::Succeeded(_) => None,
+            JobOutcome::Failed(_, why) => Some(why.clone()),
+            JobOutcome::RewindFailed(r) => Some(r.to_string()),
+        }
+    }
+}
+
 /// How a former primary may rejoin (docs/ha.md §8), and whether a rewind
 /// already failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
