@@ -270,18 +270,18 @@ fn a_released_lock_drops_the_lease_even_if_the_delete_fails() {
     assert_eq!(n.lease_deadline(), None);
 }
 
-/// docs/ha.md §3.4: a release that found no key under this process's
-/// session deleted nothing; the node does not decide again at once (which
-/// would only release again), and holds no lease.
+/// docs/ha.md §3.1: a release that found no key under this process's
+/// session deleted nothing; the lock is not mine either way: no lease,
+/// decide again at once (as after a release).
 #[test]
-fn a_release_with_no_key_of_mine_goes_on_without_a_rerun() {
+fn a_release_with_no_key_of_mine_drops_the_lease_and_reruns() {
     let t = Instant::now();
     let mut n = leader_at(t);
     n.start_cycle(t);
     let s = n.action_done(&Action::ReleaseLock, ActionResult::Refused, ttl());
-    assert_eq!(s.next, Next::Continue);
+    assert_eq!(s.next, Next::Rerun);
     let e = n.finish_cycle(end(&primary(), None), t);
-    assert!(!e.rerun_now);
+    assert!(e.rerun_now);
     assert_eq!(n.lease_deadline(), None);
 }
 
