@@ -49,6 +49,9 @@ pub const JOB_FINISHED: &str = "job_finished";
 pub const LOCK_ACQUIRED: &str = "lock_acquired";
 /// This node gave the leader key up.
 pub const LOCK_RELEASED: &str = "lock_released";
+/// A release found no leader key under this process's session (none, or a
+/// key of this node's name another process holds): nothing was deleted.
+pub const LOCK_NOT_MINE: &str = "lock_not_mine";
 /// The leader key is no longer this node's (its update was refused).
 pub const LOCK_LOST: &str = "lock_lost";
 /// Another node took the leader key first.
@@ -397,6 +400,7 @@ pub const ALL: &[&str] = &[
     JOB_FINISHED,
     LOCK_ACQUIRED,
     LOCK_RELEASED,
+    LOCK_NOT_MINE,
     LOCK_LOST,
     LOCK_LOST_RACE,
     LOCK_RELEASE_FAILED,

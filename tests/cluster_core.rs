@@ -1469,10 +1469,11 @@ async fn leader_key(c: &TestCluster) -> Option<(String, i64, i64)> {
 }
 
 /// A second daemon with the running leader's `name` and an empty data
-/// directory (issue 14 §2): whatever it decides (it sees "its" name on the
-/// leader key), its DCS client never renews, takes over or deletes the
-/// leader's key, because every write of the leader key is conditional on
-/// the writer's own lease (docs/dcs.md, "leader"). The key stays the same
+/// directory (issue 14 §2): it sees "its" name on the leader key, but the
+/// key is under another session, so it never decides to release it
+/// (docs/ha.md §3.4), and its DCS client never renews, takes over or
+/// deletes the leader's key either, because every write of the leader key
+/// is conditional on the writer's own lease (docs/dcs.md, "leader"). The key stays the same
 /// key (same create revision and lease) and the primary keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_name_never_touches_the_leaders_key() {
@@ -1509,4 +1510,12 @@ async fn a_duplicate_name_never_touches_the_leaders_key() {
         !has_event(&c.nodes[p].log(), events::LOCK_LOST),
         "the leader lost its key to the duplicate"
     );
+    // The duplicate (empty data directory, "its" name on the leader key)
+    // never even tried to release it: the key is under another session
+    // (docs/ha.md §3.4), so the decision drops the release.
+    let dup_log = c.nodes[dup].log();
+    assert!(has_event(&dup_log, events::DECISION), "{dup_log}");
+    for e in [events::LOCK_RELEASED, events::LOCK_NOT_MINE] {
+        assert!(!has_event(&dup_log, e), "{e}: {dup_log}");
+    }
 }

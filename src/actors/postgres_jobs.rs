@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, DynamicConfig, SlotKind};
 use crate::ha::Upstream;
+use crate::ha::rewind::{RewindReport, RewindStep, RewindTool};
 use crate::ha::slots::{ExistingSlot, SlotRequest};
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
@@ -518,21 +519,27 @@ pub async fn promote(env: &JobEnv) -> PgResult<()> {
     Ok(())
 }
 
-/// How a rewind job failed.
-#[derive(Debug)]
-pub enum RewindError {
-    /// pg_rewind did not run, or it succeeded and the start after it
-    /// failed: the data directory was not damaged, a later cycle may retry.
-    Retry(PgError),
-    /// pg_rewind ran (or cannot work on this data directory) and failed.
-    Failed(PgError),
+/// What a rewind job's step reports when it fails: the raw facts, which
+/// `ha::rewind` classifies (retry, or failed for good).
+fn not_run(step: RewindStep) -> impl FnOnce(PgError) -> RewindReport {
+    move |e| RewindReport::NotRun {
+        step,
+        error: e.to_string(),
+    }
 }
 
-impl std::fmt::Display for RewindError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RewindError::Retry(e) => write!(f, "{e}"),
-            RewindError::Failed(e) => write!(f, "pg_rewind failed: {e}"),
+/// A tool of the rewind job failed: its exit status and stderr tail.
+fn tool_failed(tool: RewindTool) -> impl FnOnce(PgError) -> RewindReport {
+    move |e| {
+        let (status, stderr) = match &e {
+            PgError::CommandFailed { status, stderr, .. } => (Some(status.clone()), stderr.clone()),
+            _ => (None, Vec::new()),
+        };
+        RewindReport::ToolFailed {
+            tool,
+            status,
+            stderr,
+            error: e.to_string(),
         }
     }
 }
@@ -591,31 +598,34 @@ async fn wait_leader_checkpoint(env: &JobEnv, conn: &ConnParams) -> PgResult<()>
 }
 
 /// pg_rewind this former primary from `from`, then start as its replica.
-pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindError> {
-    use RewindError::{Failed, Retry};
+///
+/// A failure is reported as it happened ([`RewindReport`]); what it means
+/// is `ha::rewind`'s to say (docs/ha.md §8.2).
+pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindReport> {
     let cd = crate::postgres::controldata::read(&env.bins, &env.data_dir)
         .await
-        .map_err(Retry)?;
+        .map_err(not_run(RewindStep::ControlData))?;
     if !cd.wal_log_hints && !cd.data_checksums {
-        return Err(Failed(PgError::InvalidOption(
-            "pg_rewind needs wal_log_hints=on or data checksums, and this cluster has neither"
-                .into(),
-        )));
+        return Err(RewindReport::NoWalLogHints);
     }
-    let passfile = env.write_pgpass().map_err(Retry)?;
+    let passfile = env.write_pgpass().map_err(not_run(RewindStep::Prepare))?;
     let (user, password) = env.rewind_credentials();
     let mut leader = ConnParams::new(from.host.clone(), from.port, user.clone());
     leader.password = password;
     leader.dbname = env.cfg.postgresql.database.clone();
-    wait_leader_checkpoint(env, &leader).await.map_err(Retry)?;
+    wait_leader_checkpoint(env, &leader)
+        .await
+        .map_err(not_run(RewindStep::LeaderCheckpoint))?;
     let extra = match &env.cfg.postgresql.rewind {
-        Some(v) => ops::rewind_args(v).map_err(Failed)?,
+        Some(v) => ops::rewind_args(v).map_err(|e| RewindReport::BadOptions(e.to_string()))?,
         None => Vec::new(),
     };
     // Crash recovery reads postgresql.conf, written here with the current
     // parameters as a primary; the command-line ones (wal_log_hints above
     // all) are not in the file and go on its command line.
-    let conf_file = env.write_config(None).map_err(Retry)?;
+    let conf_file = env
+        .write_config(None)
+        .map_err(not_run(RewindStep::Prepare))?;
     if !cd.state.is_clean_shutdown() {
         // Done here rather than inside pg_rewind, which cannot be told to
         // keep the WAL segments it needs to find the last common checkpoint.
@@ -626,7 +636,7 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
         let cmdline = params::command_line_parameters(&env.parameters());
         let out = ops::single_user_recovery(&env.bins, &env.data_dir, &conf_file, &cmdline)
             .await
-            .map_err(Failed)?;
+            .map_err(tool_failed(RewindTool::CrashRecovery))?;
         for line in out.lines().filter(|l| !l.trim().is_empty()) {
             tracing::debug!(event = crate::events::REWIND_OUTPUT, line = %line);
         }
@@ -653,12 +663,14 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
         &extra,
     )
     .await
-    .map_err(Failed)?;
+    .map_err(tool_failed(RewindTool::PgRewind))?;
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         info!(event = crate::events::REWIND_OUTPUT, line = %line);
     }
     info!(event = crate::events::REWIND_DONE, from = %from.name);
-    start(env, Some(Some(from))).await.map_err(Retry)
+    start(env, Some(Some(from)))
+        .await
+        .map_err(|e| RewindReport::StartFailed(e.to_string()))
 }
 
 /// Bring the slots in line with `req` (see [`crate::ha::slots`]): drop the

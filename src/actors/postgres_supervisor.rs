@@ -22,7 +22,7 @@ use crate::messages::elector::JobFinished;
 use crate::messages::restart::{self as restart, Fire, RestartOptions};
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgOpOutcome, PgState, PgStatus,
-    ReplicationRow, RunJob, StopAndWait, StopGracefully, SyncSlots,
+    ReplicationRow, RunJob, ShowRewindFailed, StopAndWait, StopGracefully, SyncSlots,
 };
 use crate::postgres::{
     Binaries, LocalSession, Postmaster, SnapshotError, StopMode, controldata, datadir, params,
@@ -308,6 +308,17 @@ impl PostgresSupervisor {
         result: Result<Option<Postmaster>, String>,
         following: Option<Upstream>,
     ) {
+        let result = result.map_err(|e| JobOutcome::Failed(kind, e));
+        self.finish_with(kind, result, following);
+    }
+
+    /// A job ended: `Err` carries its failure as reported to the elector.
+    fn finish_with(
+        &mut self,
+        kind: JobKind,
+        result: Result<Option<Postmaster>, JobOutcome>,
+        following: Option<Upstream>,
+    ) {
         self.forget_known();
         self.busy = None;
         self.job_handle = None;
@@ -331,7 +342,8 @@ impl PostgresSupervisor {
                 }
                 JobOutcome::Succeeded(kind)
             }
-            Err(e) => {
+            Err(failed) => {
+                let e = failed.failure().unwrap_or_default();
                 error!(event = crate::events::JOB_FAILED, job = ?kind, error = %e);
                 if kind == JobKind::Start && self.postmaster.is_none() {
                     let ev = self.pg_callbacks.start_failed(job_role);
@@ -343,7 +355,7 @@ impl PostgresSupervisor {
                     self.custom_bootstrap(),
                     self.busy_label == RESTART_LABEL,
                 );
-                JobOutcome::Failed(kind, e)
+                failed
             }
         };
         self.outcome = Some(outcome.clone());
@@ -693,16 +705,13 @@ impl PostgresSupervisor {
                     async move { jobs::rewind(&env, &from).await }
                         .into_actor(self)
                         .map(move |r, act, _| {
-                            let failed = matches!(r, Err(jobs::RewindError::Failed(_)));
-                            act.finish(kind, r.map(Some).map_err(|e| e.to_string()), Some(up));
+                            let r = r.map(Some).map_err(JobOutcome::RewindFailed);
+                            act.finish_with(kind, r, Some(up));
                             if act.postmaster.is_none() {
-                                // Sticky until a rebuild or a daemon restart:
-                                // the elector never retries a failed rewind.
-                                act.state = if failed {
-                                    PgState::RewindFailed
-                                } else {
-                                    before
-                                };
+                                // The state it had: whether the rewind failed
+                                // for good is `ha::rewind`'s to say, and the
+                                // elector shows it (`ShowRewindFailed`).
+                                act.state = before;
                             }
                         }),
                 )
@@ -981,6 +990,18 @@ impl Handler<PgOp> for PostgresSupervisor {
                 );
                 now(PgOpOutcome::ReinitializeStarted)
             }
+        }
+    }
+}
+
+impl Handler<ShowRewindFailed> for PostgresSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ShowRewindFailed, _ctx: &mut Context<Self>) {
+        self.check_alive();
+        // A job (a rebuild) started since names the state itself.
+        if self.postmaster.is_none() && self.busy.is_none() {
+            self.state = PgState::RewindFailed;
         }
     }
 }

@@ -25,6 +25,7 @@ mod node;
 mod pause;
 pub mod peers;
 mod rejoin;
+pub mod rewind;
 pub mod slots;
 pub mod switchover;
 mod view;
