@@ -13,7 +13,10 @@ use std::sync::{Arc, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+    UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -717,17 +720,12 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
-/// A client certificate: `(section, certfile, keyfile, keyfile_password)`.
-pub type ClientIdentity<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
-
-/// The rustls configuration of an HTTPS client.
-pub fn client_config(
+/// The [`Verifier`] of `check`, with `crls` checked along the chain.
+fn verifier(
     check: ServerCheck,
-    identity: Option<ClientIdentity<'_>>,
-) -> Result<ClientConfig, TlsError> {
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<Verifier>, TlsError> {
     let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
     let (roots, check_name) = match check {
         ServerCheck::Full(roots) => (Some(roots), true),
         ServerCheck::ChainOnly(roots) => (Some(roots), false),
@@ -739,19 +737,53 @@ pub fn client_config(
                 roots.clone(),
                 provider.clone(),
             )
+            .with_crls(crls)
             .build()
             .map_err(TlsError::ServerVerifier)? as Arc<dyn ServerCertVerifier>,
         ),
         None => None,
     };
-    let builder = builder
+    Ok(Arc::new(Verifier {
+        chain,
+        roots,
+        check_name,
+        provider,
+    }))
+}
+
+/// The rustls configuration of a PostgreSQL client connection
+/// (`crate::postgres::tls_client`): `check` with `crls`, the client
+/// certificate already loaded, ALPN `postgresql` (what PostgreSQL 17's
+/// direct negotiation requires; older servers ignore it).
+pub fn postgres_client_config(
+    check: ServerCheck,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Verifier {
-            chain,
-            roots,
-            check_name,
-            provider,
-        }));
+        .with_custom_certificate_verifier(verifier(check, crls)?);
+    let mut config = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(config)
+}
+
+/// A client certificate: `(section, certfile, keyfile, keyfile_password)`.
+pub type ClientIdentity<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+/// The rustls configuration of an HTTPS client.
+pub fn client_config(
+    check: ServerCheck,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier(check, Vec::new())?);
     let mut config = match identity {
         Some((section, cert, key, password)) => {
             let ck = certified_key(section, cert, key, password)?;

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, DynamicConfig, SlotKind};
+use crate::config::{Config, Credentials, DynamicConfig, SlotKind};
 use crate::ha::Upstream;
 use crate::ha::slots::{ExistingSlot, SlotRequest};
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
-    conf, datadir, ops, params, query,
+    conf, conninfo, datadir, ops, params, query,
 };
 use crate::sync;
 
@@ -88,6 +88,9 @@ impl JobEnv {
         );
         c.password = su.password.clone();
         c.dbname = pg.database.clone();
+        // Patroni's local connection takes the superuser section whole,
+        // its libpq settings included (unused over a unix socket).
+        c.libpq = conninfo::Conninfo::settings(su);
         c
     }
 
@@ -126,25 +129,56 @@ impl JobEnv {
         Ok(path)
     }
 
+    /// The replication section, its user defaulting to `replicator`.
+    pub fn replication_credentials(&self) -> Credentials {
+        let mut c = self.cfg.postgresql.authentication.replication.clone();
+        c.username.get_or_insert_with(|| "replicator".to_owned());
+        c
+    }
+
+    /// `upstream`'s PostgreSQL, database `postgresql.database`.
+    pub fn target<'a>(&'a self, upstream: &'a Upstream) -> conninfo::Target<'a> {
+        conninfo::Target {
+            host: &upstream.host,
+            port: upstream.port,
+            dbname: &self.cfg.postgresql.database,
+        }
+    }
+
+    /// The local server's version as `server_version_num` counts it
+    /// (major × 10000), which decides the libpq keywords written
+    /// ([`conninfo`]): from `PG_VERSION` in the data directory, else from
+    /// the binaries' Debian directory (`/usr/lib/postgresql/<major>/bin`),
+    /// else PostgreSQL 15, the version pgpilot is tested with.
+    pub fn version_num(&self) -> u32 {
+        let from_data = std::fs::read_to_string(self.data_dir.join("PG_VERSION"))
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let from_bins = || {
+            self.bins
+                .bin_dir
+                .as_deref()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok())
+        };
+        from_data.or_else(from_bins).unwrap_or(15) * 10_000
+    }
+
     fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
-        let pg = &self.cfg.postgresql;
         // `nostream`: a standby fed by restore_command only (docs/operations.md, "Tags").
         let upstream = upstream.filter(|_| !self.cfg.tags.nostream);
         let primary_conninfo = match upstream {
             None => String::new(),
             Some(u) => {
                 let passfile = self.write_pgpass()?;
-                conf::primary_conninfo(
-                    &u.host,
-                    u.port,
-                    pg.authentication
-                        .replication
-                        .username
-                        .as_deref()
-                        .unwrap_or("replicator"),
+                conninfo::primary_conninfo(
+                    &self.replication_credentials(),
+                    self.target(u),
                     &passfile,
                     &self.cfg.name,
-                    &pg.database,
+                    self.version_num(),
                 )
             }
         };
@@ -538,23 +572,19 @@ impl std::fmt::Display for RewindError {
 }
 
 impl JobEnv {
-    /// The role pg_rewind connects as: `authentication.rewind` if it names
-    /// a user, else the superuser.
-    fn rewind_credentials(&self) -> (String, Option<String>) {
+    /// The section pg_rewind connects with: `authentication.rewind` if it
+    /// names a user, else the superuser's (user defaulting to `postgres`);
+    /// its libpq settings go with it (docs/configuration.md,
+    /// "postgresql.authentication: libpq settings").
+    fn rewind_credentials(&self) -> Credentials {
         let auth = &self.cfg.postgresql.authentication;
-        match auth
-            .rewind
-            .as_ref()
-            .and_then(|c| c.username.clone().map(|u| (u, c)))
-        {
-            Some((u, c)) => (u, c.password.clone()),
-            None => (
-                auth.superuser
-                    .username
-                    .clone()
-                    .unwrap_or_else(|| "postgres".to_owned()),
-                auth.superuser.password.clone(),
-            ),
+        match auth.rewind.as_ref().filter(|c| c.username.is_some()) {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = auth.superuser.clone();
+                c.username.get_or_insert_with(|| "postgres".to_owned());
+                c
+            }
         }
     }
 }
@@ -603,10 +633,8 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
         )));
     }
     let passfile = env.write_pgpass().map_err(Retry)?;
-    let (user, password) = env.rewind_credentials();
-    let mut leader = ConnParams::new(from.host.clone(), from.port, user.clone());
-    leader.password = password;
-    leader.dbname = env.cfg.postgresql.database.clone();
+    let credentials = env.rewind_credentials();
+    let leader = ConnParams::to_target(&credentials, env.target(from));
     wait_leader_checkpoint(env, &leader).await.map_err(Retry)?;
     let extra = match &env.cfg.postgresql.rewind {
         Some(v) => ops::rewind_args(v).map_err(Failed)?,
@@ -631,18 +659,8 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
             tracing::debug!(event = crate::events::REWIND_OUTPUT, line = %line);
         }
     }
-    let source = [
-        ("host", from.host.clone()),
-        ("port", from.port.to_string()),
-        ("user", user),
-        ("dbname", env.cfg.postgresql.database.clone()),
-        ("passfile", passfile.display().to_string()),
-        ("connect_timeout", "5".to_owned()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", conf::conninfo_value(v)))
-    .collect::<Vec<_>>()
-    .join(" ");
+    let source =
+        conninfo::rewind_source(&credentials, env.target(from), &passfile, env.version_num());
     info!(event = crate::events::REWIND, from = %from.name, "running pg_rewind");
     let out = ops::rewind(
         &env.bins,
