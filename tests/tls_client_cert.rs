@@ -91,7 +91,24 @@ async fn client_certificate_cluster_bootstraps_replicates_fails_over_and_rewinds
     let su_crt = install(&certs.dir.join("postgres.crt"), &keys, 0o644);
     let su_key = install(&certs.dir.join("postgres.key"), &keys, 0o600);
 
+    // post_init gets the local superuser connection as Patroni passes it
+    // (a libpq keyword string with the superuser section's settings), and
+    // psql connects with it (over the socket, where libpq uses no TLS).
+    let post_init_out = c.root.join("post_init.out");
+    let post_init = c.write_script(
+        "post_init.sh",
+        &format!(
+            "#!/bin/sh\nset -e\necho \"$1\" > {out}\n\
+             /usr/lib/postgresql/15/bin/psql \"$1\" -Atc 'SELECT 42' >> {out}\n",
+            out = post_init_out.display()
+        ),
+    );
     for i in 0..c.nodes.len() {
+        c.add_to_section(
+            i,
+            "bootstrap",
+            &format!("post_init: {}", post_init.display()),
+        );
         let path = c.nodes[i].config_path.clone();
         let text = fs::read_to_string(&path).expect("read config");
         let text = text
@@ -140,6 +157,13 @@ async fn client_certificate_cluster_bootstraps_replicates_fails_over_and_rewinds
 
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
+    let out = fs::read_to_string(&post_init_out).expect("post_init ran");
+    assert!(
+        out.starts_with("dbname=postgres user=postgres host=")
+            && out.contains(&format!("sslcert={}", p(&su_crt)))
+            && out.lines().nth(1) == Some("42"),
+        "post_init's connection string and psql's answer: {out}"
+    );
     let client = socket_sql(&c, primary).await.expect("socket connection");
     // Both replicas stream over TLS with their client certificate.
     let rows = client

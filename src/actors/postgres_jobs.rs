@@ -438,19 +438,19 @@ fn append_hba(config_dir: &Path, lines: &[String]) -> PgResult<()> {
 async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()> {
     let passfile = env.write_pgpass()?;
     let conn = env.local_conn();
-    let host = if conn.host.starts_with('/') {
-        format!("?host={}", conn.host)
-    } else {
-        String::new()
-    };
-    let url = if host.is_empty() {
-        format!(
-            "postgres://{su_name}@{}:{}/{}",
-            conn.host, conn.port, conn.dbname
-        )
-    } else {
-        format!("postgres://{su_name}@:{}/{}{host}", conn.port, conn.dbname)
-    };
+    // Patroni's argument: the local superuser connection as a libpq keyword
+    // string, the superuser section's TLS settings with it.
+    let mut superuser = env.cfg.postgresql.authentication.superuser.clone();
+    superuser.username = Some(su_name.to_owned());
+    let url = conninfo::connection_string(
+        &superuser,
+        conninfo::Target {
+            host: &conn.host,
+            port: conn.port,
+            dbname: &conn.dbname,
+        },
+        env.version_num(),
+    );
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(format!("{script} \"$1\""))

@@ -93,7 +93,7 @@ pub fn method_command(
 /// `dbname=... user=... host=... port=... [ssl...]`); the password comes
 /// from `PGPASSFILE`.
 pub fn connstring(env: &JobEnv, from: &Upstream) -> String {
-    conninfo::replica_source(
+    conninfo::connection_string(
         &env.replication_credentials(),
         env.target(from),
         env.version_num(),

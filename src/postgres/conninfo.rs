@@ -180,12 +180,14 @@ pub fn primary_conninfo(
     c.dsn(version_num)
 }
 
-/// What `pg_basebackup --dbname=` gets, and the `--connstring=` of the
-/// custom replica methods (Patroni's `create_replica`): the replication
-/// section's user and settings for `target`; the password comes from
-/// `PGPASSFILE`.
-pub fn replica_source(replication: &Credentials, target: Target<'_>, version_num: u32) -> String {
-    Conninfo::new(replication, target).dsn(version_num)
+/// Patroni's `format_dsn(conn_kwargs(auth))` without a password: the
+/// section's user and settings for `target` (the password comes from
+/// `PGPASSFILE`). With the replication section: what `pg_basebackup
+/// --dbname=` gets and the custom replica methods' `--connstring=`
+/// (Patroni's `create_replica`); with the superuser's and the local
+/// server: the argument of `post_init` (Patroni's `call_post_bootstrap`).
+pub fn connection_string(auth: &Credentials, target: Target<'_>, version_num: u32) -> String {
+    Conninfo::new(auth, target).dsn(version_num)
 }
 
 /// pg_rewind's `--source-server` (Patroni's `Rewind._conn_kwargs`): the
@@ -291,7 +293,7 @@ gssencmode=disable channel_binding=require sslnegotiation=direct"
     }
 
     #[test]
-    fn replica_source_has_no_defaults_and_no_passfile() {
+    fn connection_string_has_no_defaults_and_no_passfile() {
         let auth = Credentials {
             username: Some("replicator".into()),
             sslmode: Some("verify-ca".into()),
@@ -301,12 +303,12 @@ gssencmode=disable channel_binding=require sslnegotiation=direct"
             ..Credentials::default()
         };
         assert_eq!(
-            replica_source(&auth, target(), PG15),
+            connection_string(&auth, target(), PG15),
             "dbname=postgres user=replicator host=10.0.0.1 port=5432 sslmode=verify-ca \
 sslcert=certs/rep.crt sslkey=certs/rep.key sslrootcert=certs/ca.crt",
             "relative paths are passed as written, as Patroni passes them"
         );
-        let none = replica_source(&Credentials::default(), target(), PG15);
+        let none = connection_string(&Credentials::default(), target(), PG15);
         assert_eq!(none, "dbname=postgres host=10.0.0.1 port=5432");
     }
 
@@ -337,7 +339,7 @@ sslmode=require sslcert=/c/su.crt target_session_attrs=read-write connect_timeou
             sslcert: Some("/a b/it's\\x".into()),
             ..Credentials::default()
         };
-        let dsn = replica_source(&auth, target(), PG15);
+        let dsn = connection_string(&auth, target(), PG15);
         assert!(dsn.ends_with("sslcert=/a\\ b/it\\'s\\\\x"), "{dsn}");
     }
 }

@@ -197,7 +197,7 @@ pub async fn initdb(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BasebackupSource {
     /// A libpq connection string (host, port, user, TLS settings:
-    /// [`super::conninfo::replica_source`]).
+    /// [`super::conninfo::connection_string`]).
     pub conninfo: String,
     /// Handed to pg_basebackup as `PGPASSFILE`.
     pub passfile: Option<PathBuf>,
