@@ -188,8 +188,12 @@ pub fn load_certs(key: &str, path: &str) -> Result<Vec<CertificateDer<'static>>,
 }
 
 /// The configuration key of the password that goes with the key file
-/// named by `key` (`restapi.keyfile` → `restapi.keyfile_password`).
+/// named by `key` (`restapi.keyfile` → `restapi.keyfile_password`; libpq's
+/// `sslkey` → `sslpassword`).
 fn password_key(key: &str) -> String {
+    if let Some(prefix) = key.strip_suffix("sslkey") {
+        return format!("{prefix}sslpassword");
+    }
     let section = key.split_once('.').map_or(key, |(s, _)| s);
     format!("{section}.keyfile_password")
 }
@@ -872,6 +876,16 @@ pub fn system_roots() -> Result<Arc<RootCertStore>, TlsError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn password_key_names_the_sections_password() {
+        assert_eq!(
+            super::password_key("restapi.keyfile"),
+            "restapi.keyfile_password"
+        );
+        assert_eq!(super::password_key("ctl.certfile"), "ctl.keyfile_password");
+        assert_eq!(super::password_key("sslkey"), "sslpassword");
+    }
+
     use super::*;
 
     #[test]

@@ -94,9 +94,12 @@ impl JobEnv {
         c
     }
 
+    /// `postgresql.pgpass`, else `~/pgpass`, made absolute as Patroni
+    /// makes it (`os.path.abspath`): `primary_conninfo` names it as
+    /// `passfile`, and the walreceiver runs in the data directory.
     pub fn pgpass_path(&self) -> PathBuf {
         match &self.cfg.postgresql.pgpass {
-            Some(p) => PathBuf::from(p),
+            Some(p) => super::postgres_supervisor::absolute(p),
             None => std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp"))
@@ -801,4 +804,19 @@ async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Clie
     let mut conn = env.local_conn();
     conn.dbname = dbname.to_owned();
     query::connect(&conn, env.dynamic.timing.local_query_timeout()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::postgres_supervisor::absolute;
+
+    #[test]
+    fn a_relative_pgpass_is_made_absolute_as_patroni_does() {
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(absolute("run/pgpass"), cwd.join("run/pgpass"));
+        assert_eq!(
+            absolute("/var/lib/pgpass"),
+            std::path::Path::new("/var/lib/pgpass")
+        );
+    }
 }
