@@ -181,6 +181,17 @@ async fn client_certificate_cluster_bootstraps_replicates_fails_over_and_rewinds
         assert!(ssl, "replication over TLS");
         assert_eq!(dn.as_deref(), Some("/CN=replicator"));
     }
+    // pgpilotctl's own connection (the superuser section's TLS settings:
+    // verify-full, client certificate) reaches the leader over TCP.
+    let out = support::ctl::ok(
+        &c,
+        &[
+            "query",
+            "-c",
+            "SELECT ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ],
+    );
+    assert_eq!(out, "ssl\tclient_dn\nt\t/CN=postgres\n");
     client
         .batch_execute("CREATE TABLE t(v bigint primary key); INSERT INTO t VALUES (1)")
         .await
