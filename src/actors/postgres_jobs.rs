@@ -154,19 +154,8 @@ impl JobEnv {
     /// the binaries' Debian directory (`/usr/lib/postgresql/<major>/bin`),
     /// else PostgreSQL 15, the version pgpilot is tested with.
     pub fn version_num(&self) -> u32 {
-        let from_data = std::fs::read_to_string(self.data_dir.join("PG_VERSION"))
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok());
-        let from_bins = || {
-            self.bins
-                .bin_dir
-                .as_deref()
-                .and_then(Path::parent)
-                .and_then(Path::file_name)
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<u32>().ok())
-        };
-        from_data.or_else(from_bins).unwrap_or(15) * 10_000
+        let pg_version = std::fs::read_to_string(self.data_dir.join("PG_VERSION")).ok();
+        version_num_of(pg_version.as_deref(), self.bins.bin_dir.as_deref())
     }
 
     fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
@@ -235,6 +224,20 @@ impl JobEnv {
             )
         })
     }
+}
+
+/// [`JobEnv::version_num`] from the content of `PG_VERSION` and the
+/// binaries' directory.
+fn version_num_of(pg_version: Option<&str>, bin_dir: Option<&Path>) -> u32 {
+    let from_data = pg_version.and_then(|v| v.trim().parse::<u32>().ok());
+    let from_bins = || {
+        bin_dir
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok())
+    };
+    from_data.or_else(from_bins).unwrap_or(15) * 10_000
 }
 
 /// Start PostgreSQL and wait until it accepts connections.
@@ -809,6 +812,20 @@ async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Clie
 #[cfg(test)]
 mod tests {
     use super::super::postgres_supervisor::absolute;
+    use super::version_num_of;
+    use std::path::Path;
+
+    #[test]
+    fn version_from_pg_version_else_the_debian_bin_dir_else_15() {
+        let debian = Path::new("/usr/lib/postgresql/16/bin");
+        assert_eq!(version_num_of(Some("17\n"), Some(debian)), 170_000);
+        assert_eq!(version_num_of(None, Some(debian)), 160_000);
+        assert_eq!(
+            version_num_of(Some("junk"), Some(Path::new("/opt/pg/bin"))),
+            150_000
+        );
+        assert_eq!(version_num_of(None, None), 150_000);
+    }
 
     #[test]
     fn a_relative_pgpass_is_made_absolute_as_patroni_does() {
