@@ -16,6 +16,7 @@ pub mod params;
 pub mod postmaster;
 pub mod query;
 pub mod session;
+pub mod settings_gate;
 pub mod tls_client;
 
 pub use binaries::Binaries;
