@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, DynamicConfig, SlotKind};
+use crate::config::{Config, Credentials, DynamicConfig, SlotKind};
 use crate::ha::Upstream;
 use crate::ha::rewind::{RewindReport, RewindStep, RewindTool};
 use crate::ha::slots::{ExistingSlot, SlotRequest};
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
-    conf, datadir, ops, params, query,
+    conf, conninfo, datadir, ops, params, query,
 };
 use crate::sync;
 
@@ -89,12 +89,18 @@ impl JobEnv {
         );
         c.password = su.password.clone();
         c.dbname = pg.database.clone();
+        // Patroni's local connection takes the superuser section whole,
+        // its libpq settings included (unused over a unix socket).
+        c.libpq = conninfo::Conninfo::settings(su);
         c
     }
 
+    /// `postgresql.pgpass`, else `~/pgpass`, made absolute as Patroni
+    /// makes it (`os.path.abspath`): `primary_conninfo` names it as
+    /// `passfile`, and the walreceiver runs in the data directory.
     pub fn pgpass_path(&self) -> PathBuf {
         match &self.cfg.postgresql.pgpass {
-            Some(p) => PathBuf::from(p),
+            Some(p) => super::postgres_supervisor::absolute(p),
             None => std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp"))
@@ -127,25 +133,45 @@ impl JobEnv {
         Ok(path)
     }
 
+    /// The replication section, its user defaulting to `replicator`.
+    pub fn replication_credentials(&self) -> Credentials {
+        let mut c = self.cfg.postgresql.authentication.replication.clone();
+        c.username.get_or_insert_with(|| "replicator".to_owned());
+        c
+    }
+
+    /// `upstream`'s PostgreSQL, database `postgresql.database`.
+    pub fn target<'a>(&'a self, upstream: &'a Upstream) -> conninfo::Target<'a> {
+        conninfo::Target {
+            host: &upstream.host,
+            port: upstream.port,
+            dbname: &self.cfg.postgresql.database,
+        }
+    }
+
+    /// The local server's version as `server_version_num` counts it
+    /// (major × 10000), which decides the libpq keywords written
+    /// ([`conninfo`]): from `PG_VERSION` in the data directory, else from
+    /// the binaries' Debian directory (`/usr/lib/postgresql/<major>/bin`),
+    /// else PostgreSQL 15, the version pgpilot is tested with.
+    pub fn version_num(&self) -> u32 {
+        let pg_version = std::fs::read_to_string(self.data_dir.join("PG_VERSION")).ok();
+        version_num_of(pg_version.as_deref(), self.bins.bin_dir.as_deref())
+    }
+
     fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
-        let pg = &self.cfg.postgresql;
         // `nostream`: a standby fed by restore_command only (docs/operations.md, "Tags").
         let upstream = upstream.filter(|_| !self.cfg.tags.nostream);
         let primary_conninfo = match upstream {
             None => String::new(),
             Some(u) => {
                 let passfile = self.write_pgpass()?;
-                conf::primary_conninfo(
-                    &u.host,
-                    u.port,
-                    pg.authentication
-                        .replication
-                        .username
-                        .as_deref()
-                        .unwrap_or("replicator"),
+                conninfo::primary_conninfo(
+                    &self.replication_credentials(),
+                    self.target(u),
                     &passfile,
                     &self.cfg.name,
-                    &pg.database,
+                    self.version_num(),
                 )
             }
         };
@@ -199,6 +225,20 @@ impl JobEnv {
             )
         })
     }
+}
+
+/// [`JobEnv::version_num`] from the content of `PG_VERSION` and the
+/// binaries' directory.
+fn version_num_of(pg_version: Option<&str>, bin_dir: Option<&Path>) -> u32 {
+    let from_data = pg_version.and_then(|v| v.trim().parse::<u32>().ok());
+    let from_bins = || {
+        bin_dir
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok())
+    };
+    from_data.or_else(from_bins).unwrap_or(15) * 10_000
 }
 
 /// Start PostgreSQL and wait until it accepts connections.
@@ -405,19 +445,19 @@ fn append_hba(config_dir: &Path, lines: &[String]) -> PgResult<()> {
 async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()> {
     let passfile = env.write_pgpass()?;
     let conn = env.local_conn();
-    let host = if conn.host.starts_with('/') {
-        format!("?host={}", conn.host)
-    } else {
-        String::new()
-    };
-    let url = if host.is_empty() {
-        format!(
-            "postgres://{su_name}@{}:{}/{}",
-            conn.host, conn.port, conn.dbname
-        )
-    } else {
-        format!("postgres://{su_name}@:{}/{}{host}", conn.port, conn.dbname)
-    };
+    // Patroni's argument: the local superuser connection as a libpq keyword
+    // string, the superuser section's TLS settings with it.
+    let mut superuser = env.cfg.postgresql.authentication.superuser.clone();
+    superuser.username = Some(su_name.to_owned());
+    let url = conninfo::connection_string(
+        &superuser,
+        conninfo::Target {
+            host: &conn.host,
+            port: conn.port,
+            dbname: &conn.dbname,
+        },
+        env.version_num(),
+    );
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(format!("{script} \"$1\""))
@@ -545,23 +585,19 @@ fn tool_failed(tool: RewindTool) -> impl FnOnce(PgError) -> RewindReport {
 }
 
 impl JobEnv {
-    /// The role pg_rewind connects as: `authentication.rewind` if it names
-    /// a user, else the superuser.
-    fn rewind_credentials(&self) -> (String, Option<String>) {
+    /// The section pg_rewind connects with: `authentication.rewind` if it
+    /// names a user, else the superuser's (user defaulting to `postgres`);
+    /// its libpq settings go with it (docs/configuration.md,
+    /// "postgresql.authentication: libpq settings").
+    fn rewind_credentials(&self) -> Credentials {
         let auth = &self.cfg.postgresql.authentication;
-        match auth
-            .rewind
-            .as_ref()
-            .and_then(|c| c.username.clone().map(|u| (u, c)))
-        {
-            Some((u, c)) => (u, c.password.clone()),
-            None => (
-                auth.superuser
-                    .username
-                    .clone()
-                    .unwrap_or_else(|| "postgres".to_owned()),
-                auth.superuser.password.clone(),
-            ),
+        match auth.rewind.as_ref().filter(|c| c.username.is_some()) {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = auth.superuser.clone();
+                c.username.get_or_insert_with(|| "postgres".to_owned());
+                c
+            }
         }
     }
 }
@@ -609,10 +645,8 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindR
         return Err(RewindReport::NoWalLogHints);
     }
     let passfile = env.write_pgpass().map_err(not_run(RewindStep::Prepare))?;
-    let (user, password) = env.rewind_credentials();
-    let mut leader = ConnParams::new(from.host.clone(), from.port, user.clone());
-    leader.password = password;
-    leader.dbname = env.cfg.postgresql.database.clone();
+    let credentials = env.rewind_credentials();
+    let leader = ConnParams::to_target(&credentials, env.target(from));
     wait_leader_checkpoint(env, &leader)
         .await
         .map_err(not_run(RewindStep::LeaderCheckpoint))?;
@@ -641,18 +675,8 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindR
             tracing::debug!(event = crate::events::REWIND_OUTPUT, line = %line);
         }
     }
-    let source = [
-        ("host", from.host.clone()),
-        ("port", from.port.to_string()),
-        ("user", user),
-        ("dbname", env.cfg.postgresql.database.clone()),
-        ("passfile", passfile.display().to_string()),
-        ("connect_timeout", "5".to_owned()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", conf::conninfo_value(v)))
-    .collect::<Vec<_>>()
-    .join(" ");
+    let source =
+        conninfo::rewind_source(&credentials, env.target(from), &passfile, env.version_num());
     info!(event = crate::events::REWIND, from = %from.name, "running pg_rewind");
     let out = ops::rewind(
         &env.bins,
@@ -795,4 +819,33 @@ async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Clie
     let mut conn = env.local_conn();
     conn.dbname = dbname.to_owned();
     query::connect(&conn, env.dynamic.timing.local_query_timeout()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::postgres_supervisor::absolute;
+    use super::version_num_of;
+    use std::path::Path;
+
+    #[test]
+    fn version_from_pg_version_else_the_debian_bin_dir_else_15() {
+        let debian = Path::new("/usr/lib/postgresql/16/bin");
+        assert_eq!(version_num_of(Some("17\n"), Some(debian)), 170_000);
+        assert_eq!(version_num_of(None, Some(debian)), 160_000);
+        assert_eq!(
+            version_num_of(Some("junk"), Some(Path::new("/opt/pg/bin"))),
+            150_000
+        );
+        assert_eq!(version_num_of(None, None), 150_000);
+    }
+
+    #[test]
+    fn a_relative_pgpass_is_made_absolute_as_patroni_does() {
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(absolute("run/pgpass"), cwd.join("run/pgpass"));
+        assert_eq!(
+            absolute("/var/lib/pgpass"),
+            std::path::Path::new("/var/lib/pgpass")
+        );
+    }
 }

@@ -6,6 +6,7 @@
 pub mod binaries;
 pub mod command;
 pub mod conf;
+pub mod conninfo;
 pub mod controldata;
 pub mod datadir;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod postmaster;
 pub mod query;
 pub mod session;
 pub mod settings_gate;
+pub mod tls_client;
 
 pub use binaries::Binaries;
 pub use conf::{PgpassEntry, RecoveryParams};

@@ -4,10 +4,14 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::types::PgLsn;
 use tokio_postgres::{Client, NoTls};
 
+use super::conninfo::{Conninfo, Target};
 use super::error::{PgError, PgResult};
+use super::tls_client::{self, TlsPlan};
+use crate::config::Credentials;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +23,10 @@ pub struct ConnParams {
     pub password: Option<String>,
     pub dbname: String,
     pub application_name: String,
+    /// The section's libpq settings (TLS, channel binding,
+    /// `target_session_attrs`), read as libpq reads them
+    /// ([`super::tls_client`]).
+    pub libpq: Conninfo,
 }
 
 impl ConnParams {
@@ -30,12 +38,33 @@ impl ConnParams {
             password: None,
             dbname: "postgres".to_owned(),
             application_name: "pgpilot".to_owned(),
+            libpq: Conninfo::default(),
         }
     }
 
-    fn to_config(&self, timeout: Duration) -> tokio_postgres::Config {
+    /// A connection to `target` as `auth`'s user (default `postgres`),
+    /// with its password and libpq settings.
+    pub fn to_target(auth: &Credentials, target: Target<'_>) -> ConnParams {
+        let mut c = ConnParams::new(
+            target.host,
+            target.port,
+            auth.username
+                .clone()
+                .unwrap_or_else(|| "postgres".to_owned()),
+        );
+        c.password = auth.password.clone();
+        c.dbname = target.dbname.to_owned();
+        c.libpq = Conninfo::settings(auth);
+        c
+    }
+
+    fn over_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    fn to_config(&self, timeout: Duration, tls: &TlsPlan) -> PgResult<tokio_postgres::Config> {
         let mut c = tokio_postgres::Config::new();
-        if self.host.starts_with('/') {
+        if self.over_socket() {
             c.host_path(&self.host);
         } else {
             c.host(&self.host);
@@ -44,15 +73,33 @@ impl ConnParams {
             .user(&self.user)
             .dbname(&self.dbname)
             .application_name(&self.application_name)
-            .connect_timeout(timeout.max(Duration::from_millis(100)));
+            .connect_timeout(timeout.max(Duration::from_millis(100)))
+            .ssl_mode(tls.mode)
+            .ssl_negotiation(tls.negotiation)
+            .channel_binding(tls.channel_binding);
         if let Some(p) = &self.password {
             c.password(p);
         }
-        c
+        match self.libpq.get("target_session_attrs") {
+            None | Some("any") => {}
+            Some("read-write") => {
+                c.target_session_attrs(TargetSessionAttrs::ReadWrite);
+            }
+            Some("read-only") => {
+                c.target_session_attrs(TargetSessionAttrs::ReadOnly);
+            }
+            Some(other) => {
+                return Err(PgError::InvalidOption(format!(
+                    "target_session_attrs={other} is not supported on pgpilot's own connections"
+                )));
+            }
+        }
+        Ok(c)
     }
 }
 
-/// Opens a connection (no TLS) and drives it on a spawned task.
+/// Opens a connection and drives it on a spawned task; TLS as the
+/// settings in [`ConnParams::libpq`] say ([`super::tls_client`]).
 pub async fn connect(params: &ConnParams, timeout: Duration) -> PgResult<Client> {
     let context = || {
         format!(
@@ -60,24 +107,37 @@ pub async fn connect(params: &ConnParams, timeout: Duration) -> PgResult<Client>
             params.host, params.port, params.user
         )
     };
-    let config = params.to_config(timeout);
-    let fut = config.connect(NoTls);
-    let (client, connection) = match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Err(PgError::query(context(), e)),
-        Err(_) => {
-            return Err(PgError::Timeout {
-                what: context(),
-                after: timeout,
-            });
-        }
+    let tls = tls_client::plan(&params.libpq, params.over_socket())?;
+    let config = params.to_config(timeout, &tls)?;
+    let result = match tls.connector {
+        None => tokio::time::timeout(timeout, config.connect(NoTls))
+            .await
+            .map(|r| r.map(|(client, conn)| (client, drive(conn)))),
+        Some(tls) => tokio::time::timeout(timeout, config.connect(tls))
+            .await
+            .map(|r| r.map(|(client, conn)| (client, drive(conn)))),
     };
+    match result {
+        Ok(Ok((client, ()))) => Ok(client),
+        Ok(Err(e)) => Err(PgError::query(context(), e)),
+        Err(_) => Err(PgError::Timeout {
+            what: context(),
+            after: timeout,
+        }),
+    }
+}
+
+/// Drives a connection on a spawned task until it closes.
+fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");
         }
     });
-    Ok(client)
 }
 
 /// Retries [`connect`] until it succeeds or `timeout` passes.
