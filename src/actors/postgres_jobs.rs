@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, DynamicConfig, SlotKind};
 use crate::ha::Upstream;
+use crate::ha::logical_slots::{LeaderCatalogXmin, PrimarySlot};
 use crate::ha::slots::{ExistingSlot, SlotRequest};
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
@@ -26,6 +27,10 @@ pub struct JobEnv {
     pub bins: Binaries,
     pub data_dir: PathBuf,
     pub config_dir: PathBuf,
+    /// `hot_standby_feedback` forced on: this node holds (or passes on the
+    /// feedback of) permanent logical slots
+    /// ([`crate::ha::slots::enforce_hot_standby_feedback`]).
+    pub hot_standby_feedback: bool,
 }
 
 impl JobEnv {
@@ -48,7 +53,12 @@ impl JobEnv {
     }
 
     pub fn parameters(&self) -> std::collections::BTreeMap<String, String> {
-        params::effective_parameters(&self.cfg, &self.dynamic).values
+        let mut values = params::effective_parameters(&self.cfg, &self.dynamic).values;
+        // Over any configured value, as Patroni's `enforce_hot_standby_feedback`.
+        if self.hot_standby_feedback {
+            values.insert("hot_standby_feedback".to_owned(), "on".to_owned());
+        }
+        values
     }
 
     /// Log what the parameter rules adjusted; called when the configuration
@@ -661,11 +671,24 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
     start(env, Some(Some(from))).await.map_err(Retry)
 }
 
+/// What a slot sync found besides the positions to publish.
+#[derive(Debug, Default)]
+pub struct SlotSyncOutcome {
+    /// `status.slots` (see [`SlotRequest::published`]).
+    pub published: BTreeMap<String, u64>,
+    /// Logical slots to copy from the leader: missing here, or whose
+    /// advance showed the copy is unusable
+    /// ([`crate::ha::logical_slots::recopy_after_advance_error`]).
+    pub copy: Vec<String>,
+    /// `catalog_xmin` of each logical slot on this node.
+    pub logical_catalog_xmin: BTreeMap<String, Option<u32>>,
+}
+
 /// Bring the slots in line with `req` (see [`crate::ha::slots`]): drop the
 /// unexpected ones that are not in use (an active one is retried next
 /// cycle), create the missing ones, advance those a replica follows.
-/// Returns what the leader publishes in `status.slots` (see
-/// [`SlotRequest::published`]).
+/// Returns what the leader publishes in `status.slots` and what a replica
+/// still has to copy.
 ///
 /// `client` is the supervisor's long-lived status connection (no session
 /// per cycle); logical slots of other databases need their own.
@@ -673,8 +696,8 @@ pub async fn sync_slots(
     env: &JobEnv,
     client: &tokio_postgres::Client,
     req: &SlotRequest,
-) -> PgResult<BTreeMap<String, u64>> {
-    let existing = existing_slots(client).await?;
+) -> PgResult<SlotSyncOutcome> {
+    let (existing, _) = existing_slots(client).await?;
     // Only a replica advances slots, and never beyond what it replayed.
     let replay = if req.i_lead {
         None
@@ -682,6 +705,7 @@ pub async fn sync_slots(
         query::replay_lsn(client).await?
     };
     let plan = req.plan(&existing, replay);
+    let mut copy = plan.copy.clone();
     for slot in &plan.drop {
         if slot.active {
             info!(event = crate::events::SLOT_DROP_DEFERRED, slot = %slot.name, "slot is in use; retrying next cycle");
@@ -730,9 +754,10 @@ pub async fn sync_slots(
     }
     for (name, lsn) in &plan.advance {
         // A logical slot can only be advanced from its own database.
-        let db = existing
+        let logical = existing
             .iter()
-            .find(|s| s.name == *name && s.kind == SlotKind::Logical)
+            .find(|s| s.name == *name && s.kind == SlotKind::Logical);
+        let db = logical
             .and_then(|s| s.database.as_deref())
             .filter(|db| *db != env.local_conn().dbname);
         let result = match db {
@@ -746,20 +771,39 @@ pub async fn sync_slots(
             Ok(()) => {
                 tracing::debug!(event = crate::events::SLOT_ADVANCED, slot = %name, lsn = %crate::ha::lsn::format(*lsn))
             }
-            Err(e) => warn!(event = crate::events::SLOT_ADVANCE_FAILED, slot = %name, error = %e),
+            Err(e) => {
+                warn!(event = crate::events::SLOT_ADVANCE_FAILED, slot = %name, error = %e);
+                if logical.is_some()
+                    && crate::ha::logical_slots::recopy_after_advance_error(e.sqlstate())
+                    && !copy.contains(name)
+                {
+                    copy.push(name.clone());
+                }
+            }
         }
     }
-    if !plan.copy.is_empty() {
-        // Copying a logical slot from the primary is not done yet
-        // (docs/operations.md, "Replication slots").
-        tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?plan.copy);
+    if !copy.is_empty() {
+        tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?copy);
     }
-    Ok(req.published(&existing_slots(client).await?))
+    let (now, logical_catalog_xmin) = existing_slots(client).await?;
+    Ok(SlotSyncOutcome {
+        published: req.published(&now),
+        copy,
+        logical_catalog_xmin,
+    })
 }
 
-async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<ExistingSlot>> {
-    Ok(query::list_slots(client)
-        .await?
+/// The slots PostgreSQL has, and the `catalog_xmin` of the logical ones.
+async fn existing_slots(
+    client: &tokio_postgres::Client,
+) -> PgResult<(Vec<ExistingSlot>, BTreeMap<String, Option<u32>>)> {
+    let rows = query::list_slots(client).await?;
+    let xmins = rows
+        .iter()
+        .filter(|r| r.logical)
+        .map(|r| (r.name.clone(), r.catalog_xmin))
+        .collect();
+    let slots = rows
         .into_iter()
         .map(|r| ExistingSlot {
             name: r.name,
@@ -776,7 +820,77 @@ async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<Existin
             has_xmin: r.has_xmin,
             lost: r.lost,
         })
-        .collect())
+        .collect();
+    Ok((slots, xmins))
+}
+
+/// A connection to the leader with the rewind credentials, as Patroni's
+/// slot copy uses (they may read files of the data directory).
+async fn connect_leader(env: &JobEnv, leader: &Upstream) -> PgResult<tokio_postgres::Client> {
+    let (user, password) = env.rewind_credentials();
+    let mut conn = ConnParams::new(leader.host.clone(), leader.port, user);
+    conn.password = password;
+    conn.dbname = env.cfg.postgresql.database.clone();
+    query::connect(&conn, env.dynamic.timing.local_query_timeout()).await
+}
+
+/// Read the leader's logical slots `names` with their state files and keep
+/// those `req` expects here (docs/ha.md §13, "Logical slots on replicas").
+pub async fn read_leader_slots(
+    env: &JobEnv,
+    req: &SlotRequest,
+    names: &[String],
+) -> PgResult<Vec<PrimarySlot>> {
+    let Some(leader) = &req.leader else {
+        return Ok(Vec::new());
+    };
+    let client = connect_leader(env, leader).await?;
+    let rows = query::leader_logical_slots(&client, names).await?;
+    let sel = crate::ha::logical_slots::select_copies(&req.expected, rows);
+    for name in &sel.mismatched {
+        warn!(event = crate::events::SLOT_COPY_MISMATCH, slot = %name, leader = %leader.name,
+              "the leader's slot differs from the configuration; not copied");
+    }
+    Ok(sel.copy)
+}
+
+/// Ask the leader how far the `catalog_xmin` of this replica's physical
+/// slot and of the pending logical slots are (Patroni's
+/// `check_logical_slots_readiness`).
+pub async fn leader_catalog_xmin(
+    env: &JobEnv,
+    req: &SlotRequest,
+    ask: &[String],
+) -> PgResult<Option<LeaderCatalogXmin>> {
+    let Some(leader) = &req.leader else {
+        return Ok(None);
+    };
+    let client = connect_leader(env, leader).await?;
+    let mine = crate::ha::slots::slot_name(&req.me);
+    Ok(Some(
+        match query::leader_catalog_xmins(&client, &mine, ask).await? {
+            None => LeaderCatalogXmin::NoPhysicalSlot,
+            Some((physical, logical)) => LeaderCatalogXmin::Known { physical, logical },
+        },
+    ))
+}
+
+/// Write the copied slots' state files (PostgreSQL stopped). A slot that
+/// cannot be written is logged and left out; PostgreSQL starts anyway.
+pub fn write_copied_slots(env: &JobEnv, slots: &[PrimarySlot]) -> Vec<String> {
+    let mut written = Vec::new();
+    for s in slots {
+        match crate::postgres::replslot::write_slot_state(&env.data_dir, &s.name, &s.state) {
+            Ok(()) => {
+                info!(event = crate::events::SLOT_COPIED, slot = %s.name,
+                      confirmed_flush_lsn = ?s.confirmed_flush_lsn.map(crate::ha::lsn::format),
+                      catalog_xmin = ?s.catalog_xmin);
+                written.push(s.name.clone());
+            }
+            Err(e) => warn!(event = crate::events::SLOT_COPY_FAILED, slot = %s.name, error = %e),
+        }
+    }
+    written
 }
 
 async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Client> {

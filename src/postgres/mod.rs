@@ -14,6 +14,7 @@ pub mod ops;
 pub mod params;
 pub mod postmaster;
 pub mod query;
+pub mod replslot;
 pub mod session;
 
 pub use binaries::Binaries;

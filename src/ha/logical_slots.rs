@@ -1,0 +1,299 @@
+//! Permanent logical slots on replicas (docs/ha.md §13, "Logical slots on
+//! replicas"), as pure functions: which of the leader's slots to copy, when
+//! a failed advance calls for a fresh copy, and when a copied slot is safe
+//! to use after a failover.
+//!
+//! PostgreSQL 15 cannot create a logical slot on a standby, so a replica
+//! that may become primary gets the leader's slot as Patroni does: its
+//! state file (`pg_replslot/<name>/state`, read on the leader with
+//! `pg_read_binary_file`) is written into the replica's `pg_replslot`
+//! while PostgreSQL is stopped, and PostgreSQL is started again. From then
+//! on the replica advances the slot to the `confirmed_flush_lsn` the
+//! leader publishes ([`super::slots::SlotRequest::plan`]).
+
+use std::collections::BTreeMap;
+
+use crate::config::{SlotKind, SlotSpec};
+
+/// One of the leader's slots as read for a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimarySlot {
+    pub name: String,
+    pub kind: SlotKind,
+    pub database: Option<String>,
+    pub plugin: Option<String>,
+    /// The oldest catalog rows the slot still needs, on the leader.
+    pub catalog_xmin: Option<u32>,
+    pub confirmed_flush_lsn: Option<u64>,
+    /// The slot's state file, as PostgreSQL wrote it.
+    pub state: Vec<u8>,
+}
+
+/// What to do with the slots read from the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopySelection {
+    /// To write into this replica's `pg_replslot`.
+    pub copy: Vec<PrimarySlot>,
+    /// Expected here but the leader's slot of that name is of another kind,
+    /// database or plugin: not copied (Patroni logs the mismatch too).
+    pub mismatched: Vec<String>,
+}
+
+/// Of the slots read from the leader, those this replica expects as
+/// logical slots of the same database and plugin (a slot the leader has
+/// under another configuration would decode the wrong thing). A slot
+/// without a state file is skipped.
+pub fn select_copies(expected: &[SlotSpec], from_leader: Vec<PrimarySlot>) -> CopySelection {
+    let mut out = CopySelection::default();
+    for slot in from_leader {
+        let Some(want) = expected.iter().find(|w| w.name == slot.name) else {
+            continue;
+        };
+        let same = want.kind == SlotKind::Logical
+            && slot.kind == SlotKind::Logical
+            && want.database == slot.database
+            && want.plugin == slot.plugin;
+        if !same {
+            out.mismatched.push(slot.name);
+        } else if !slot.state.is_empty() {
+            out.copy.push(slot);
+        }
+    }
+    out
+}
+
+/// Whether a failed `pg_replication_slot_advance` of a logical slot on a
+/// replica calls for a fresh copy from the leader (Patroni's rule): the
+/// WAL the slot starts from is gone here (`58P01`, undefined file) or the
+/// slot cannot be used (`55000`, object not in prerequisite state: it was
+/// invalidated). Other errors are retried as they are.
+pub fn recopy_after_advance_error(sqlstate: Option<&str>) -> bool {
+    matches!(sqlstate, Some("58P01" | "55000"))
+}
+
+/// Copied logical slots not yet known to be safe after a failover
+/// (Patroni's `_logical_slots_processing_queue`). A copy carries the
+/// leader's `catalog_xmin`; the catalog rows it needs are protected only
+/// once this replica's own physical slot on the leader holds them too
+/// (hot standby feedback carries the copy's `catalog_xmin` up). Until then
+/// the leader may have vacuumed them, and decoding from the copy after a
+/// promotion could fail or be wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogicalReadiness {
+    /// Slot name → the leader's `catalog_xmin` of it, once read after the
+    /// physical slot had one.
+    pending: BTreeMap<String, Option<u32>>,
+}
+
+/// What the leader said in one readiness check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaderCatalogXmin {
+    /// This replica's physical slot is not on the leader.
+    NoPhysicalSlot,
+    /// It is, with this `catalog_xmin` (none: no feedback came through it
+    /// yet, or `hot_standby_feedback` is off), and the leader's logical
+    /// slots asked for have these.
+    Known {
+        physical: Option<u32>,
+        logical: BTreeMap<String, u32>,
+    },
+}
+
+impl LogicalReadiness {
+    /// Slots were just copied: each is pending from scratch.
+    pub fn copied<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        for n in names {
+            self.pending.insert(n.to_owned(), None);
+        }
+    }
+
+    /// The slots whose leader `catalog_xmin` is still to be read.
+    pub fn to_ask(&self) -> Vec<String> {
+        self.pending
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub fn pending(&self) -> Vec<String> {
+        self.pending.keys().cloned().collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// This node is the primary now: nothing is pending any more.
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Fold in one check: `leader` is what the leader said, `standby` the
+    /// `catalog_xmin` of each logical slot this replica has. Returns the
+    /// slots that became safe (Patroni's `_ready_logical_slots`): a slot
+    /// is safe once the physical slot's `catalog_xmin` is at or past the
+    /// leader's logical one (the leader keeps what the copy needs) and not
+    /// past the copy's own (the copy still needs nothing older than what is
+    /// kept). A pending slot that no longer exists here leaves the list.
+    /// Without a physical `catalog_xmin` nothing changes; `false` then
+    /// says the check could not make progress (worth a warning).
+    pub fn observe(
+        &mut self,
+        leader: &LeaderCatalogXmin,
+        standby: &BTreeMap<String, Option<u32>>,
+    ) -> (Vec<String>, bool) {
+        let physical = match leader {
+            LeaderCatalogXmin::NoPhysicalSlot => return (Vec::new(), false),
+            LeaderCatalogXmin::Known {
+                physical: Some(p),
+                logical,
+            } => {
+                for (name, xmin) in logical {
+                    if let Some(v) = self.pending.get_mut(name)
+                        && v.is_none()
+                    {
+                        *v = Some(*xmin);
+                    }
+                }
+                *p
+            }
+            LeaderCatalogXmin::Known { physical: None, .. } => {
+                self.pending.retain(|n, _| standby.contains_key(n));
+                return (Vec::new(), false);
+            }
+        };
+        let mut ready = Vec::new();
+        self.pending.retain(|name, on_leader| {
+            let Some(here) = standby.get(name) else {
+                return false;
+            };
+            let safe = matches!(
+                (*on_leader, *here),
+                (Some(l), Some(s)) if l <= physical && physical <= s
+            );
+            if safe {
+                ready.push(name.clone());
+            }
+            !safe
+        });
+        (ready, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, db: &str, plugin: &str) -> SlotSpec {
+        SlotSpec {
+            name: name.into(),
+            kind: SlotKind::Logical,
+            database: Some(db.into()),
+            plugin: Some(plugin.into()),
+        }
+    }
+
+    fn on_leader(name: &str, db: &str, plugin: &str) -> PrimarySlot {
+        PrimarySlot {
+            name: name.into(),
+            kind: SlotKind::Logical,
+            database: Some(db.into()),
+            plugin: Some(plugin.into()),
+            catalog_xmin: Some(700),
+            confirmed_flush_lsn: Some(100),
+            state: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn only_expected_slots_of_the_same_database_and_plugin_are_copied() {
+        let expected = [
+            spec("cdc", "app", "pgoutput"),
+            spec("other_db", "app", "pgoutput"),
+            SlotSpec::physical("phys"),
+        ];
+        let empty = PrimarySlot {
+            state: Vec::new(),
+            ..on_leader("cdc", "app", "pgoutput")
+        };
+        let sel = select_copies(
+            &expected,
+            vec![
+                on_leader("cdc", "app", "pgoutput"),
+                on_leader("other_db", "postgres", "pgoutput"),
+                on_leader("phys", "app", "pgoutput"),
+                on_leader("unexpected", "app", "pgoutput"),
+            ],
+        );
+        assert_eq!(sel.copy, [on_leader("cdc", "app", "pgoutput")]);
+        assert_eq!(sel.mismatched, ["other_db", "phys"]);
+        assert!(select_copies(&expected, vec![empty]).copy.is_empty());
+    }
+
+    #[test]
+    fn a_missing_wal_file_or_an_invalidated_slot_calls_for_a_new_copy() {
+        assert!(recopy_after_advance_error(Some("58P01")));
+        assert!(recopy_after_advance_error(Some("55000")));
+        assert!(!recopy_after_advance_error(Some("57014")));
+        assert!(!recopy_after_advance_error(None));
+    }
+
+    #[test]
+    fn a_copied_slot_is_safe_once_the_physical_catalog_xmin_covers_it() {
+        let mut r = LogicalReadiness::default();
+        r.copied(["cdc"]);
+        assert_eq!(r.to_ask(), ["cdc"]);
+        let here: BTreeMap<String, Option<u32>> = [("cdc".to_string(), Some(700))].into();
+        // No feedback reached the leader yet: nothing learned.
+        let none = LeaderCatalogXmin::Known {
+            physical: None,
+            logical: [("cdc".to_string(), 700)].into(),
+        };
+        assert_eq!(r.observe(&none, &here), (vec![], false));
+        assert_eq!(r.to_ask(), ["cdc"]);
+        assert_eq!(
+            r.observe(&LeaderCatalogXmin::NoPhysicalSlot, &here),
+            (vec![], false)
+        );
+        // The physical slot's catalog_xmin is older than the leader's
+        // logical one: the leader may have vacuumed rows the copy needs.
+        let behind = LeaderCatalogXmin::Known {
+            physical: Some(650),
+            logical: [("cdc".to_string(), 700)].into(),
+        };
+        assert_eq!(r.observe(&behind, &here), (vec![], true));
+        assert!(r.to_ask().is_empty(), "the leader's value is remembered");
+        let caught_up = LeaderCatalogXmin::Known {
+            physical: Some(700),
+            logical: BTreeMap::new(),
+        };
+        assert_eq!(
+            r.observe(&caught_up, &here),
+            (vec!["cdc".to_string()], true)
+        );
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_pending_slot_that_is_gone_here_leaves_the_list() {
+        let mut r = LogicalReadiness::default();
+        r.copied(["cdc", "gone"]);
+        let here: BTreeMap<String, Option<u32>> = [("cdc".to_string(), Some(10))].into();
+        let k = LeaderCatalogXmin::Known {
+            physical: None,
+            logical: BTreeMap::new(),
+        };
+        r.observe(&k, &here);
+        assert_eq!(r.pending(), ["cdc"]);
+        // The copy's own catalog_xmin is older than the physical one: not
+        // safe (Patroni's `physical <= standby`).
+        let k = LeaderCatalogXmin::Known {
+            physical: Some(20),
+            logical: [("cdc".to_string(), 5)].into(),
+        };
+        assert_eq!(r.observe(&k, &here), (vec![], true));
+        r.clear();
+        assert!(r.is_empty());
+    }
+}
