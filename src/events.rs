@@ -277,7 +277,7 @@ pub const SLOT_ADVANCE_FAILED: &str = "slot_advance_failed";
 /// Slots still to be copied from the leader.
 pub const SLOT_COPY_PENDING: &str = "slot_copy_pending";
 /// Logical slots read from the leader are being copied: PostgreSQL is
-/// restarted with their state files (docs/ha.md §13).
+/// restarted with their state files (docs/ha.md §13.1).
 pub const SLOT_COPY: &str = "slot_copy";
 /// A logical slot's state file was written into `pg_replslot`.
 pub const SLOT_COPIED: &str = "slot_copied";

@@ -835,7 +835,7 @@ async fn connect_leader(env: &JobEnv, leader: &Upstream) -> PgResult<tokio_postg
 }
 
 /// Read the leader's logical slots `names` with their state files and keep
-/// those `req` expects here (docs/ha.md §13, "Logical slots on replicas").
+/// those `req` expects here (docs/ha.md §13.1).
 pub async fn read_leader_slots(
     env: &JobEnv,
     req: &SlotRequest,

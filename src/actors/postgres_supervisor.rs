@@ -80,7 +80,7 @@ pub struct PostgresSupervisor {
     /// The last light status (the REST API's). See [`LIGHT_STATUS_FRESH`].
     light: Option<LightStatus>,
     /// Copied logical slots not yet known to be safe after a failover
-    /// (docs/ha.md §13, "Logical slots on replicas").
+    /// (docs/ha.md §13.1).
     logical_readiness: LogicalReadiness,
     /// The logical slots found at the first replica sync were put into
     /// [`Self::logical_readiness`] (Patroni checks them all at start-up).
@@ -750,7 +750,7 @@ impl PostgresSupervisor {
     /// about the outcome as about any start (a failed start on the leader
     /// releases the lock). Answers on the returned channel. `copies`:
     /// logical slots copied from the leader, written into `pg_replslot`
-    /// between the stop and the start (docs/ha.md §13).
+    /// between the stop and the start (docs/ha.md §13.1).
     fn begin_restart(
         &mut self,
         timeout: Option<Duration>,
@@ -1203,7 +1203,7 @@ async fn check_readiness(
 
 impl PostgresSupervisor {
     /// Restart PostgreSQL with the logical slots copied from the leader
-    /// (docs/ha.md §13, "Logical slots on replicas"), through the restart
+    /// (docs/ha.md §13.1), through the restart
     /// path: fast stop, state files written, start as the replica it was.
     fn copy_logical_slots(&mut self, copies: Vec<PrimarySlot>, ctx: &mut Context<Self>) {
         let names: Vec<String> = copies.iter().map(|c| c.name.clone()).collect();

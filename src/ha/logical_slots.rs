@@ -1,7 +1,7 @@
-//! Permanent logical slots on replicas (docs/ha.md §13, "Logical slots on
-//! replicas"), as pure functions: which of the leader's slots to copy, when
-//! a failed advance calls for a fresh copy, and when a copied slot is safe
-//! to use after a failover.
+//! Permanent logical slots on replicas (docs/ha.md §13.1), as pure
+//! functions: which of the leader's slots to copy, when a failed advance
+//! calls for a fresh copy, and when a copied slot is safe to use after a
+//! failover.
 //!
 //! PostgreSQL 15 cannot create a logical slot on a standby, so a replica
 //! that may become primary gets the leader's slot as Patroni does: its

@@ -594,7 +594,7 @@ fn xid(text: Option<String>) -> Option<u32> {
 
 /// The leader's logical slots named in `names`, with their state files
 /// (`pg_replslot/<name>/state`), for a copy onto a replica
-/// (docs/ha.md §13, "Logical slots on replicas"). Empty when the server is
+/// (docs/ha.md §13.1). Empty when the server is
 /// in recovery: only a primary's slots are copied. Reading the file needs
 /// a superuser or `EXECUTE` on `pg_read_binary_file(text)`, as for
 /// Patroni's rewind user.

@@ -1,5 +1,5 @@
-//! Writing copied slot state files into `pg_replslot` (docs/ha.md §13,
-//! "Logical slots on replicas"). Only while PostgreSQL is stopped: it
+//! Writing copied slot state files into `pg_replslot` (docs/ha.md §13.1).
+//! Only while PostgreSQL is stopped: it
 //! reads the directory at start-up and owns it while running.
 
 use std::fs;
