@@ -680,6 +680,8 @@ pub struct SlotSyncOutcome {
     /// advance showed the copy is unusable
     /// ([`crate::ha::logical_slots::recopy_after_advance_error`]).
     pub copy: Vec<String>,
+    /// Of those, the ones missing here.
+    pub missing: Vec<String>,
     /// `catalog_xmin` of each logical slot on this node.
     pub logical_catalog_xmin: BTreeMap<String, Option<u32>>,
 }
@@ -789,6 +791,7 @@ pub async fn sync_slots(
     Ok(SlotSyncOutcome {
         published: req.published(&now),
         copy,
+        missing: plan.copy,
         logical_catalog_xmin,
     })
 }

@@ -85,6 +85,9 @@ pub struct PostgresSupervisor {
     /// The logical slots found at the first replica sync were put into
     /// [`Self::logical_readiness`] (Patroni checks them all at start-up).
     readiness_seeded: bool,
+    /// The leader's `restart_lsn` of each logical slot when it was last
+    /// copied here ([`crate::ha::logical_slots::worth_copying`]).
+    copied_restart_lsn: std::collections::BTreeMap<String, Option<u64>>,
 }
 
 /// A light status read and what it was read under.
@@ -208,6 +211,7 @@ impl PostgresSupervisor {
             epoch: 0,
             logical_readiness: LogicalReadiness::default(),
             readiness_seeded: false,
+            copied_restart_lsn: Default::default(),
             light: None,
         }
     }
@@ -1113,6 +1117,7 @@ impl Handler<SyncSlots> for PostgresSupervisor {
         let session = self.session.clone();
         let mut readiness = std::mem::take(&mut self.logical_readiness);
         let seed = !self.readiness_seeded && !req.i_lead;
+        let last_copied = self.copied_restart_lsn.clone();
         Box::pin(
             async move {
                 let r = match session.client().await {
@@ -1142,12 +1147,13 @@ impl Handler<SyncSlots> for PostgresSupervisor {
                 let copies = if out.copy.is_empty() {
                     Vec::new()
                 } else {
-                    jobs::read_leader_slots(&env, &req, &out.copy)
+                    let read = jobs::read_leader_slots(&env, &req, &out.copy)
                         .await
                         .unwrap_or_else(|e| {
                             warn!(event = crate::events::SLOT_COPY_FAILED, slots = ?out.copy, error = %e);
                             Vec::new()
-                        })
+                        });
+                    crate::ha::logical_slots::worth_copying(read, &out.missing, &last_copied)
                 };
                 if !readiness.is_empty() {
                     check_readiness(&env, &req, &mut readiness, &out.logical_catalog_xmin).await;
@@ -1207,6 +1213,10 @@ impl PostgresSupervisor {
     /// path: fast stop, state files written, start as the replica it was.
     fn copy_logical_slots(&mut self, copies: Vec<PrimarySlot>, ctx: &mut Context<Self>) {
         let names: Vec<String> = copies.iter().map(|c| c.name.clone()).collect();
+        for c in &copies {
+            self.copied_restart_lsn
+                .insert(c.name.clone(), c.restart_lsn);
+        }
         info!(event = crate::events::SLOT_COPY, slots = ?names,
               "copying logical slots from the primary (PostgreSQL restarts)");
         match self.begin_restart(None, copies, ctx) {

@@ -24,6 +24,8 @@ pub struct PrimarySlot {
     pub plugin: Option<String>,
     /// The oldest catalog rows the slot still needs, on the leader.
     pub catalog_xmin: Option<u32>,
+    /// Where decoding from the slot starts: a copy needs the WAL from here.
+    pub restart_lsn: Option<u64>,
     pub confirmed_flush_lsn: Option<u64>,
     /// The slot's state file, as PostgreSQL wrote it.
     pub state: Vec<u8>,
@@ -60,6 +62,30 @@ pub fn select_copies(expected: &[SlotSpec], from_leader: Vec<PrimarySlot>) -> Co
         }
     }
     out
+}
+
+/// Of the slots selected for a copy, those worth a restart. A slot this
+/// replica lacks (`missing`) always is. One copied before whose advance
+/// failed is only if the leader's `restart_lsn` moved since that copy
+/// (`last_copied`): the same copy would fail the same way, and every
+/// attempt restarts PostgreSQL (Patroni copies again regardless; with a
+/// consumer that confirms but whose slot's `restart_lsn` waits for the
+/// next running-transactions record, that restarted the replica every
+/// cycle).
+pub fn worth_copying(
+    selected: Vec<PrimarySlot>,
+    missing: &[String],
+    last_copied: &BTreeMap<String, Option<u64>>,
+) -> Vec<PrimarySlot> {
+    selected
+        .into_iter()
+        .filter(|s| {
+            missing.contains(&s.name)
+                || last_copied
+                    .get(&s.name)
+                    .is_none_or(|last| *last != s.restart_lsn)
+        })
+        .collect()
 }
 
 /// Whether a failed `pg_replication_slot_advance` of a logical slot on a
@@ -201,6 +227,7 @@ mod tests {
             database: Some(db.into()),
             plugin: Some(plugin.into()),
             catalog_xmin: Some(700),
+            restart_lsn: Some(90),
             confirmed_flush_lsn: Some(100),
             state: vec![1, 2, 3],
         }
@@ -229,6 +256,30 @@ mod tests {
         assert_eq!(sel.copy, [on_leader("cdc", "app", "pgoutput")]);
         assert_eq!(sel.mismatched, ["other_db", "phys"]);
         assert!(select_copies(&expected, vec![empty]).copy.is_empty());
+    }
+
+    #[test]
+    fn a_failed_copy_is_copied_again_only_once_the_leader_moved() {
+        let slot = on_leader("cdc", "app", "pgoutput");
+        let last: BTreeMap<String, Option<u64>> = [("cdc".to_string(), Some(90))].into();
+        // Missing here: copied whatever happened before.
+        assert_eq!(
+            worth_copying(vec![slot.clone()], &["cdc".into()], &last),
+            std::slice::from_ref(&slot)
+        );
+        // Its advance failed and the leader's restart_lsn is where the
+        // last copy had it: the same copy would fail again.
+        assert!(worth_copying(vec![slot.clone()], &[], &last).is_empty());
+        let moved = PrimarySlot {
+            restart_lsn: Some(95),
+            ..slot.clone()
+        };
+        assert_eq!(worth_copying(vec![moved.clone()], &[], &last), [moved]);
+        // Never copied by this daemon: copied.
+        assert_eq!(
+            worth_copying(vec![slot.clone()], &[], &BTreeMap::new()),
+            [slot]
+        );
     }
 
     #[test]

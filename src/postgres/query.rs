@@ -605,7 +605,7 @@ pub async fn leader_logical_slots(
     let rows = client
         .query(
             "SELECT slot_name::text, slot_type = 'logical', datname::text, plugin::text,
-                    catalog_xmin::text, confirmed_flush_lsn,
+                    catalog_xmin::text, confirmed_flush_lsn, restart_lsn,
                     pg_catalog.pg_read_binary_file('pg_replslot/' || slot_name || '/state')
                FROM pg_catalog.pg_get_replication_slots()
                JOIN pg_catalog.pg_database ON datoid = oid
@@ -627,7 +627,8 @@ pub async fn leader_logical_slots(
             plugin: r.get(3),
             catalog_xmin: xid(r.get(4)),
             confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
-            state: r.get::<_, Option<Vec<u8>>>(6).unwrap_or_default(),
+            restart_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
+            state: r.get::<_, Option<Vec<u8>>>(7).unwrap_or_default(),
         })
         .collect())
 }
