@@ -901,3 +901,41 @@ async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Clie
     conn.dbname = dbname.to_owned();
     query::connect(&conn, env.dynamic.timing.local_query_timeout()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(local_hsf: &str, forced: bool) -> JobEnv {
+        let yaml = format!(
+            r#"
+name: node1
+scope: demo
+restapi: {{listen: "127.0.0.1:8008", connect_address: "127.0.0.1:8008"}}
+postgresql:
+  listen: "127.0.0.1:5433"
+  connect_address: "127.0.0.1:5433"
+  data_dir: /data/pg
+  authentication: {{replication: {{username: rep, password: x}}}}
+  parameters: {{hot_standby_feedback: "{local_hsf}"}}
+"#
+        );
+        let cfg: Config = serde_yaml_ng::from_str(&yaml).expect("config");
+        let dynamic = DynamicConfig::from_json(&serde_json::Value::Null).expect("dynamic config");
+        JobEnv {
+            bins: Binaries::from_config(&cfg.postgresql),
+            cfg: Arc::new(cfg),
+            dynamic,
+            data_dir: "/data/pg".into(),
+            config_dir: "/data/pg".into(),
+            hot_standby_feedback: forced,
+        }
+    }
+
+    #[test]
+    fn forced_hot_standby_feedback_beats_the_configured_value() {
+        let hsf = |e: &JobEnv| e.parameters().get("hot_standby_feedback").cloned();
+        assert_eq!(hsf(&env("off", true)).as_deref(), Some("on"));
+        assert_eq!(hsf(&env("off", false)).as_deref(), Some("off"));
+    }
+}
