@@ -2,8 +2,8 @@
 //! replicas"), against real etcd and PostgreSQL 15: the replicas that may
 //! become primary copy the leader's logical slot and advance it to what its
 //! consumer confirmed; after a kill -9 of the primary the consumer goes on
-//! on the new primary with no change lost or repeated. A `nofailover`
-//! member holds no logical slot.
+//! on the new primary with no change lost or repeated. A member cascading
+//! from a replica holds one too; a `nofailover` member holds none.
 
 mod support;
 
@@ -106,7 +106,12 @@ async fn has_row(c: &TestCluster, i: usize, v: i64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logical_consumer_continues_on_the_new_primary_without_loss_or_repeat() {
     let slots = format!("{{{SLOT}: {{type: logical, database: postgres, plugin: test_decoding}}}}");
-    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("slots", slots.as_str())]);
+    let mut c = TestCluster::with_dcs(2, Timing::default(), &[("slots", slots.as_str())]);
+    // node2 cascades from node1: it may become primary and streams from
+    // the primary through node1, so it holds the slot too.
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("tags", "{replicatefrom: node1}");
+    c.add_node("node2", &extra);
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("tags", "{nofailover: true}");
     let nofailover = c.add_node("node3", &extra);
@@ -147,24 +152,50 @@ async fn a_logical_consumer_continues_on_the_new_primary_without_loss_or_repeat(
         );
     }
 
-    // The consumer reads and confirms rows 1..=5; rows 6..=10 come after
+    // The consumer reads and confirms rows 1..=6; rows 7..=11 come after
     // its confirmed point.
+    //
+    // A copy decodes from the slot's restart_lsn, and the replicas have
+    // WAL only from their clone on, later than where the slot was created.
+    // The restart_lsn moves at the running-transactions records a consumer
+    // decodes past (a checkpoint logs one), one step per call, as a
+    // consumer's progress moves it in a running cluster. A copy taken
+    // before cannot be advanced to a later confirmed point (its WAL is not
+    // there) and is copied anew.
     c.create_table_t(p).await;
     insert(&c, p, 1..=5).await;
-    // A checkpoint logs the running transactions: decoding past it moves
-    // the slot's restart_lsn on the primary into WAL the replicas have
-    // (they were cloned after the slot was created), as a consumer's
-    // progress does in a running cluster. A copy from before cannot be
-    // advanced and is copied anew.
-    c.sql(p)
-        .await
-        .expect("connect")
+    let primary = c.sql(p).await.expect("connect");
+    primary
         .batch_execute("CHECKPOINT")
         .await
         .expect("checkpoint");
+    let redo: i64 = primary
+        .query_one(
+            "SELECT (redo_lsn - '0/0'::pg_lsn)::bigint FROM pg_control_checkpoint()",
+            &[],
+        )
+        .await
+        .expect("redo_lsn")
+        .get(0);
     assert_eq!(consume(&c, p).await, (1..=5).collect::<Vec<_>>());
+    assert!(consume(&c, p).await.is_empty());
+    let restart: i64 = primary
+        .query_one(
+            "SELECT (restart_lsn - '0/0'::pg_lsn)::bigint FROM pg_replication_slots
+              WHERE slot_name = $1",
+            &[&SLOT],
+        )
+        .await
+        .expect("restart_lsn")
+        .get(0);
+    assert!(
+        restart >= redo,
+        "restart_lsn {restart} before the checkpoint {redo}"
+    );
+    insert(&c, p, 6..=6).await;
+    assert_eq!(consume(&c, p).await, [6]);
     let point = confirmed(&c, p).await.expect("slot on the primary");
-    insert(&c, p, 6..=10).await;
+    insert(&c, p, 7..=11).await;
     for &i in &reps {
         eventually(
             Duration::from_secs(30),
@@ -172,8 +203,8 @@ async fn a_logical_consumer_continues_on_the_new_primary_without_loss_or_repeat(
             || async { (confirmed(&c, i).await? >= point).then_some(()) },
         )
         .await;
-        eventually(Duration::from_secs(30), "row 10 replicated", || async {
-            has_row(&c, i, 10).await.then_some(())
+        eventually(Duration::from_secs(30), "row 11 replicated", || async {
+            has_row(&c, i, 11).await.then_some(())
         })
         .await;
     }
@@ -203,7 +234,7 @@ async fn a_logical_consumer_continues_on_the_new_primary_without_loss_or_repeat(
     })
     .await;
     assert!(reps.contains(&np), "node{np} was promoted");
-    // The consumer goes on from where it confirmed: exactly 6..=10.
+    // The consumer goes on from where it confirmed: exactly 7..=11.
     // GET /primary may answer just before the promotion finished.
     eventually(Duration::from_secs(30), "the promotion done", || async {
         let row = c
@@ -220,5 +251,5 @@ async fn a_logical_consumer_continues_on_the_new_primary_without_loss_or_repeat(
         confirmed(&c, np).await.is_some(),
         "the slot on the new primary"
     );
-    assert_eq!(consume(&c, np).await, (6..=10).collect::<Vec<_>>());
+    assert_eq!(consume(&c, np).await, (7..=11).collect::<Vec<_>>());
 }

@@ -857,21 +857,20 @@ pub async fn read_leader_slots(
     Ok(sel.copy)
 }
 
-/// Ask the leader how far the `catalog_xmin` of this replica's physical
-/// slot and of the pending logical slots are (Patroni's
+/// Ask the leader how far the `catalog_xmin` of the physical slot this
+/// replica's WAL comes through and of the pending logical slots are (Patroni's
 /// `check_logical_slots_readiness`).
 pub async fn leader_catalog_xmin(
     env: &JobEnv,
     req: &SlotRequest,
     ask: &[String],
 ) -> PgResult<Option<LeaderCatalogXmin>> {
-    let Some(leader) = &req.leader else {
+    let (Some(leader), Some(mine)) = (&req.leader, &req.slot_on_primary) else {
         return Ok(None);
     };
     let client = connect_leader(env, leader).await?;
-    let mine = crate::ha::slots::slot_name(&req.me);
     Ok(Some(
-        match query::leader_catalog_xmins(&client, &mine, ask).await? {
+        match query::leader_catalog_xmins(&client, mine, ask).await? {
             None => LeaderCatalogXmin::NoPhysicalSlot,
             Some((physical, logical)) => LeaderCatalogXmin::Known { physical, logical },
         },

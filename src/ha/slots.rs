@@ -241,6 +241,8 @@ pub struct SlotRequest {
     /// PostgreSQL must run with `hot_standby_feedback = on`
     /// ([`enforce_hot_standby_feedback`]).
     pub hot_standby_feedback: bool,
+    /// On a replica: [`slot_on_primary`].
+    pub slot_on_primary: Option<String>,
 }
 
 impl SlotRequest {
@@ -272,6 +274,7 @@ impl SlotRequest {
                     .filter(|l| *l != me)
                     .and_then(|l| crate::ha::upstream_of(cluster, l)),
                 hot_standby_feedback,
+                slot_on_primary: slot_on_primary(cluster, me, tags),
             };
         }
         let mut expected = expected_slots(cluster, me, i_lead, &cfg.permanent);
@@ -299,6 +302,7 @@ impl SlotRequest {
             }),
             leader: None,
             hot_standby_feedback,
+            slot_on_primary: None,
         }
     }
 
@@ -379,24 +383,48 @@ impl SlotRequest {
 /// logical slots: without feedback up the chain the primary would remove
 /// the catalog rows they need.
 pub fn streams_from_primary(cluster: &Cluster, me: &str, tags: &Tags) -> bool {
+    chain_head(cluster, me, tags, false).is_some()
+}
+
+/// The physical slot on the primary this node's WAL comes through: its
+/// own, or that of the member at the head of its `replicatefrom` chain
+/// (Patroni's `get_slot_name_on_primary`, except that the chain ends at a
+/// member cascading from the leader, whose own slot it is: Patroni walks on
+/// to the leader's name). None if it does not stream from the primary. Its
+/// `catalog_xmin` on the primary tells whether this node's logical slots
+/// are protected there ([`crate::ha::logical_slots::LogicalReadiness`]).
+pub fn slot_on_primary(cluster: &Cluster, me: &str, tags: &Tags) -> Option<String> {
+    chain_head(cluster, me, tags, true).map(slot_name)
+}
+
+/// The member at the head of `me`'s `replicatefrom` chain, none if the
+/// chain meets a `nostream` member or loops. `stop_at_leader`: a member
+/// cascading from the leader is a head.
+fn chain_head<'a>(
+    cluster: &'a Cluster,
+    me: &'a str,
+    tags: &'a Tags,
+    stop_at_leader: bool,
+) -> Option<&'a str> {
     let mut seen: Vec<&str> = Vec::new();
     let mut name = me;
     let mut tags = tags;
     loop {
         seen.push(name);
         if tags.nostream {
-            return false;
+            return None;
         }
         let up = tags
             .replicatefrom
             .as_deref()
             .filter(|r| *r != name)
-            .and_then(|r| cluster.member(r));
+            .and_then(|r| cluster.member(r))
+            .filter(|up| !stop_at_leader || cluster.leader_name() != Some(up.name.as_str()));
         let Some(up) = up else {
-            return true;
+            return Some(name);
         };
         if seen.contains(&up.name.as_str()) {
-            return false;
+            return None;
         }
         name = &up.name;
         tags = &up.data.tags;
@@ -977,12 +1005,21 @@ mod tests {
             names(&SlotRequest::new(&c, "x", &from("n"), false, &cfg, &[]).expected),
             ["keep", "b"]
         );
-        // Through a chain ending at the primary: fine.
+        // Through a chain ending at the primary: fine, through the slot of
+        // the chain's head there.
         assert!(streams_from_primary(&c, "x", &from("d")));
+        assert_eq!(slot_on_primary(&c, "x", &from("d")).as_deref(), Some("d"));
+        assert_eq!(slot_on_primary(&c, "x", &from("a")).as_deref(), Some("x"));
+        assert_eq!(
+            slot_on_primary(&c, "x", &Tags::default()).as_deref(),
+            Some("x")
+        );
         assert!(streams_from_primary(&c, "x", &from("unknown")));
         // A loop streams from nobody.
         c.members[0].data.tags = from("b");
         assert!(!streams_from_primary(&c, "b", &from("a")));
+        // a leads: b streams from the primary through its own slot.
+        assert_eq!(slot_on_primary(&c, "b", &from("a")).as_deref(), Some("b"));
     }
 
     #[test]
