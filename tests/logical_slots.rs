@@ -216,6 +216,13 @@ async fn a_logical_consumer_continues_on_the_new_primary_without_loss_or_repeat(
             "node{i} advanced past the consumer"
         );
     }
+    // A copy restarts PostgreSQL: the first one, and one more for a copy
+    // taken while the leader's slot started before the clone; never one
+    // per cycle.
+    for &i in &reps {
+        let copies = c.nodes[i].event_count(events::SLOT_COPY);
+        assert!((1..=3).contains(&copies), "node{i} copied {copies} times");
+    }
     assert!(
         confirmed(&c, nofailover).await.is_none(),
         "the nofailover member holds the logical slot"

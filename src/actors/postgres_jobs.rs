@@ -784,6 +784,27 @@ pub async fn sync_slots(
             }
         }
     }
+    // A copy whose WAL this replica never had (taken while the leader's
+    // slot started before this replica's clone) is copied again.
+    let logical: Vec<String> = req
+        .expected
+        .iter()
+        .filter(|w| w.kind == SlotKind::Logical)
+        .filter(|w| {
+            existing
+                .iter()
+                .any(|h| h.name == w.name && h.kind == SlotKind::Logical)
+        })
+        .map(|w| w.name.clone())
+        .collect();
+    if !req.i_lead && !logical.is_empty() {
+        let oldest = query::oldest_wal(client).await?;
+        for name in crate::ha::logical_slots::undecodable(&logical, &existing, oldest) {
+            if !copy.contains(&name) {
+                copy.push(name);
+            }
+        }
+    }
     if !copy.is_empty() {
         tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?copy);
     }

@@ -88,6 +88,42 @@ pub fn worth_copying(
         .collect()
 }
 
+/// Where WAL segment file `name` (`TTTTTTTTXXXXXXXXYYYYYYYY`, hex:
+/// timeline, then the segment number as high and low parts) starts, for
+/// segments of `seg_size` bytes. None for any other file name.
+pub fn segment_start(name: &str, seg_size: u64) -> Option<u64> {
+    if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) || seg_size == 0 {
+        return None;
+    }
+    let hi = u64::from_str_radix(&name[8..16], 16).ok()?;
+    let lo = u64::from_str_radix(&name[16..24], 16).ok()?;
+    let per_xlogid = 0x1_0000_0000 / seg_size;
+    (hi * per_xlogid + lo).checked_mul(seg_size)
+}
+
+/// The logical slots of `names` this replica has but cannot decode from:
+/// their `restart_lsn` is before `oldest_wal`, the start of the oldest WAL
+/// segment in its `pg_wal`. A copy carries the leader's `restart_lsn`, and
+/// a replica has WAL only from its clone on; such a copy fails only once
+/// it is advanced, or after a failover when its consumer comes back. Found
+/// here, it is copied again (when the leader's slot moved, see
+/// [`worth_copying`]). Patroni finds it only through a failed advance.
+pub fn undecodable(
+    names: &[String],
+    existing: &[super::slots::ExistingSlot],
+    oldest_wal: Option<u64>,
+) -> Vec<String> {
+    let Some(oldest) = oldest_wal else {
+        return Vec::new();
+    };
+    existing
+        .iter()
+        .filter(|s| s.kind == SlotKind::Logical && names.contains(&s.name))
+        .filter(|s| s.restart_lsn.is_some_and(|r| r < oldest))
+        .map(|s| s.name.clone())
+        .collect()
+}
+
 /// Whether a failed `pg_replication_slot_advance` of a logical slot on a
 /// replica calls for a fresh copy from the leader (Patroni's rule): the
 /// WAL the slot starts from is gone here (`58P01`, undefined file) or the
@@ -280,6 +316,47 @@ mod tests {
             worth_copying(vec![slot.clone()], &[], &BTreeMap::new()),
             [slot]
         );
+    }
+
+    #[test]
+    fn wal_segment_names_give_their_start() {
+        const MB16: u64 = 16 << 20;
+        assert_eq!(segment_start("000000010000000000000001", MB16), Some(MB16));
+        assert_eq!(
+            segment_start("00000002000000010000000A", MB16),
+            Some((1 << 32) + 10 * MB16)
+        );
+        assert_eq!(segment_start("00000001.history", MB16), None);
+        assert_eq!(
+            segment_start("000000010000000000000001.partial", MB16),
+            None
+        );
+        assert_eq!(segment_start("archive_status", MB16), None);
+    }
+
+    #[test]
+    fn a_copy_whose_wal_is_not_here_is_undecodable() {
+        use super::super::slots::ExistingSlot;
+        let slot = |name: &str, kind: SlotKind, restart: Option<u64>| ExistingSlot {
+            name: name.into(),
+            kind,
+            database: None,
+            plugin: None,
+            active: false,
+            restart_lsn: restart,
+            confirmed_flush_lsn: None,
+            has_xmin: false,
+            lost: false,
+        };
+        let existing = [
+            slot("old", SlotKind::Logical, Some(10)),
+            slot("fine", SlotKind::Logical, Some(100)),
+            slot("phys", SlotKind::Physical, Some(10)),
+            slot("ignored", SlotKind::Logical, Some(10)),
+        ];
+        let names: Vec<String> = ["old", "fine", "phys"].map(String::from).into();
+        assert_eq!(undecodable(&names, &existing, Some(100)), ["old"]);
+        assert!(undecodable(&names, &existing, None).is_empty());
     }
 
     #[test]

@@ -592,6 +592,27 @@ fn xid(text: Option<String>) -> Option<u32> {
     text?.parse().ok()
 }
 
+/// Where the oldest WAL segment in `pg_wal` starts (any timeline); none if
+/// there is none. Needs a superuser or `pg_monitor`.
+pub async fn oldest_wal(client: &Client) -> PgResult<Option<u64>> {
+    let rows = client
+        .query(
+            "SELECT name::text, (SELECT setting::bigint FROM pg_catalog.pg_settings
+                                  WHERE name = 'wal_segment_size')
+               FROM pg_catalog.pg_ls_waldir()",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("list pg_wal", e))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let size: i64 = r.get::<_, Option<i64>>(1)?;
+            crate::ha::logical_slots::segment_start(&r.get::<_, String>(0), size.try_into().ok()?)
+        })
+        .min())
+}
+
 /// The leader's logical slots named in `names`, with their state files
 /// (`pg_replslot/<name>/state`), for a copy onto a replica
 /// (docs/ha.md §13.1). Empty when the server is
