@@ -1233,6 +1233,11 @@ impl PostgresSupervisor {
 impl Handler<DynamicConfigChanged> for PostgresSupervisor {
     type Result = ();
     fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, ctx: &mut Context<Self>) {
+        // Without slots no slot sync comes to say otherwise: no logical
+        // slot is kept, nothing needs the feedback forced.
+        if !d.use_slots {
+            self.env.hot_standby_feedback = false;
+        }
         self.env.dynamic = d;
         self.env.log_parameter_warnings();
         self.retarget_session();
