@@ -64,29 +64,46 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
         "{sysids:?}"
     );
 
-    // pgpilotctl list reads the same picture from etcd.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args(["list", "--format", "json"])
-        .output()
-        .expect("run pgpilotctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json list");
-    assert_eq!(rows.len(), 3);
-    for r in &rows {
+    // pgpilotctl list reads the same picture from etcd. The member keys
+    // follow the REST answers by up to one HA cycle (a member key is
+    // rewritten on the cycle after its state changes, as Patroni's
+    // touch_member does), so wait for it rather than read it once.
+    let ctl_list = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+            .arg("-c")
+            .arg(&c.nodes[0].config_path)
+            .args(["list", "--format", "json"])
+            .output()
+            .expect("run pgpilotctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("json list")
+    };
+    let expected = |r: &serde_json::Value| {
         let member = r["Member"].as_str().unwrap_or_default();
         if member == c.nodes[primary].name {
-            assert_eq!(r["Role"], "Leader", "{r}");
-            assert_eq!(r["State"], "running", "{r}");
+            (r["Role"] == "Leader", r["State"] == "running")
         } else {
-            assert_eq!(r["Role"], "Replica", "{r}");
-            assert_eq!(r["State"], "streaming", "{r}");
+            (r["Role"] == "Replica", r["State"] == "streaming")
         }
+    };
+    eventually(
+        Duration::from_secs(20),
+        "pgpilotctl list settles",
+        || async {
+            let rows = ctl_list();
+            (rows.len() == 3 && rows.iter().all(|r| expected(r) == (true, true))).then_some(())
+        },
+    )
+    .await;
+    // Once settled the roles never disagree with the REST picture.
+    let rows = ctl_list();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(expected(r), (true, true), "{r}");
     }
 
     // A row written on the primary reaches both replicas.

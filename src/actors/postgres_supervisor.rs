@@ -4,6 +4,7 @@
 //! (bootstrap, clone, start, promote...) and tells the elector when one
 //! finishes. It never decides anything: the elector asks, it carries out.
 
+use crate::postgres::settings_gate::SettingsGate;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,6 +72,8 @@ pub struct PostgresSupervisor {
     /// a restart applies; other askers (the REST API) get this copy, as
     /// Patroni's API reports the flag its HA loop last set.
     last_pending_restart: std::collections::BTreeMap<String, crate::dcs::PendingChange>,
+    /// When the HA loop's status reads `pg_settings` again.
+    settings_gate: SettingsGate,
     /// What the last full status read that a light one does not (see
     /// [`query::SnapshotKind`]); forgotten whenever a job starts or ends.
     known: Option<Known>,
@@ -207,6 +210,7 @@ impl PostgresSupervisor {
             rebuild_leftovers: Arc::default(),
             session,
             last_pending_restart: Default::default(),
+            settings_gate: SettingsGate::default(),
             known: None,
             epoch: 0,
             logical_readiness: LogicalReadiness::default(),
@@ -297,6 +301,7 @@ impl PostgresSupervisor {
             warn!(event = crate::events::CONFIG_APPLY_FAILED, error = %e);
             return;
         }
+        self.settings_gate.config_changed(Instant::now());
         let env = self.env.clone();
         ctx.spawn(
             async move { jobs::reload(&env).await }
@@ -399,7 +404,9 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         // The HA loop's question (it takes the outcome) reads everything;
         // others reuse the settings it last read.
         let full = msg.take_outcome;
-        if !full && self.postmaster.is_some() {
+        // A status that does not read `pg_settings` (a light one, or a
+        // full one the gate lets skip it) carries the last flag read.
+        if self.postmaster.is_some() {
             base.pending_restart = self.last_pending_restart.clone();
         }
         base.outcome = if msg.take_outcome {
@@ -411,6 +418,11 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         let epoch = self.epoch;
         let sent = std::time::Instant::now();
         let light_base = (!full).then(|| base.clone());
+        let settings = if full {
+            SettingsRead::IfDue(self.settings_gate.clone())
+        } else {
+            SettingsRead::Never
+        };
         if let (Some(base), Some(l)) = (&light_base, &self.light)
             && sent.saturating_duration_since(l.sent) < LIGHT_STATUS_FRESH
             && l.epoch == epoch
@@ -419,9 +431,13 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
             return Box::pin(fut::ready(l.status.clone()));
         }
         Box::pin(
-            gather_status(env, base, session, full, self.known.clone())
+            gather_status(env, base, session, full, self.known.clone(), settings)
                 .into_actor(self)
-                .map(move |st, act, _| {
+                .map(move |(st, read), act, _| {
+                    if let Some((start_time, generation)) = read {
+                        act.settings_gate
+                            .read(start_time, generation, Instant::now());
+                    }
                     if let Some(base) = light_base
                         && act.epoch == epoch
                     {
@@ -457,16 +473,28 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
     }
 }
 
+/// Whether a status reads `pg_settings` (the pending-restart flag).
+enum SettingsRead {
+    Always,
+    Never,
+    /// When the gate says so; without a read the status carries the
+    /// pending-restart flag it was given (the last one read).
+    IfDue(SettingsGate),
+}
+
 /// Fill in what only PostgreSQL and the data directory can tell, over the
-/// long-lived `session`. `full`: also read the pending-restart settings
-/// (else `st` carries the last ones read).
+/// long-lived `session`. `full`: the full snapshot. `settings`: whether to
+/// read the pending-restart settings; the second value is the postmaster
+/// start time and configuration generation of a successful read.
 async fn gather_status(
     env: JobEnv,
     mut st: PgStatus,
     session: LocalSession,
     full: bool,
     known: Option<Known>,
-) -> PgStatus {
+    settings: SettingsRead,
+) -> (PgStatus, Option<(String, u64)>) {
+    let mut settings_read = None;
     let mut sysid = None;
     // A light status needs what the last full one read; without it, a
     // full one.
@@ -524,14 +552,24 @@ async fn gather_status(
                 if st.busy.is_none() {
                     st.state = PgState::Running;
                 }
-                if full {
+                let generation = match &settings {
+                    SettingsRead::Always => Some(0),
+                    SettingsRead::Never => None,
+                    SettingsRead::IfDue(g) => g
+                        .due(&s.postmaster_start_time, Instant::now())
+                        .then(|| g.generation()),
+                };
+                if let Some(generation) = generation {
                     let rows = match session.client().await {
                         Ok(c) => query::restart_settings(&c, params::COMMAND_LINE_PARAMETERS).await,
                         Err(e) => Err(e),
                     };
                     match rows {
                         Ok(rows) => {
-                            st.pending_restart = params::pending_restart(&rows, &env.parameters())
+                            st.pending_restart = params::pending_restart(&rows, &env.parameters());
+                            if matches!(settings, SettingsRead::IfDue(_)) {
+                                settings_read = Some((s.postmaster_start_time.clone(), generation));
+                            }
                         }
                         Err(e) => {
                             tracing::debug!(event = crate::events::PENDING_RESTART_QUERY_FAILED, error = %e)
@@ -558,7 +596,7 @@ async fn gather_status(
             sysid,
             was_primary: crate::ha::data_dir::was_primary(Some(role), false, || false),
         };
-        return st;
+        return (st, settings_read);
     }
     st.data_dir = match datadir::is_empty(&env.data_dir) {
         Ok(true) => DataDir::Empty,
@@ -578,7 +616,7 @@ async fn gather_status(
         },
         Err(e) => DataDir::Unreadable(e.to_string()),
     };
-    st
+    (st, settings_read)
 }
 
 impl Handler<RunJob> for PostgresSupervisor {
@@ -844,7 +882,7 @@ impl PostgresSupervisor {
         let base = self.status_base();
         let env = self.env.clone();
         let session = self.session.clone();
-        ctx.spawn(gather_status(env, base, session, true, None).into_actor(self).map(move |pg, act, ctx| {
+        ctx.spawn(gather_status(env, base, session, true, None, SettingsRead::Always).into_actor(self).map(move |(pg, _), act, ctx| {
             let fire = restart::at_fire_time(
                 s.at_unix,
                 fired_at,
@@ -922,9 +960,9 @@ impl Handler<PgOp> for PostgresSupervisor {
                 let env = self.env.clone();
                 let session = self.session.clone();
                 Box::pin(
-                    gather_status(env, base, session, false, self.known.clone())
+                    gather_status(env, base, session, false, self.known.clone(), SettingsRead::Never)
                         .into_actor(self)
-                        .map(move |pg, act, ctx| {
+                        .map(move |(pg, _), act, ctx| {
                             if act.scheduled.is_some() {
                                 return PgOpOutcome::AlreadyScheduled;
                             }
@@ -989,6 +1027,7 @@ impl Handler<Follow> for PostgresSupervisor {
         }) {
             return Box::pin(fut::ready(Err(format!("{b:?} in progress"))));
         }
+        self.settings_gate.config_changed(Instant::now());
         let env = self.env.clone();
         let up2 = up.clone();
         Box::pin(

@@ -16,6 +16,7 @@ pub mod postmaster;
 pub mod query;
 pub mod replslot;
 pub mod session;
+pub mod settings_gate;
 
 pub use binaries::Binaries;
 pub use conf::{PgpassEntry, RecoveryParams};
