@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::config::{Config, Credentials, DynamicConfig, SlotKind};
 use crate::ha::Upstream;
 use crate::ha::rewind::{RewindReport, RewindStep, RewindTool};
+use crate::ha::logical_slots::{LeaderCatalogXmin, PrimarySlot};
 use crate::ha::slots::{ExistingSlot, SlotRequest};
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
@@ -27,6 +28,10 @@ pub struct JobEnv {
     pub bins: Binaries,
     pub data_dir: PathBuf,
     pub config_dir: PathBuf,
+    /// `hot_standby_feedback` forced on: this node holds (or passes on the
+    /// feedback of) permanent logical slots
+    /// ([`crate::ha::slots::enforce_hot_standby_feedback`]).
+    pub hot_standby_feedback: bool,
 }
 
 impl JobEnv {
@@ -49,7 +54,12 @@ impl JobEnv {
     }
 
     pub fn parameters(&self) -> std::collections::BTreeMap<String, String> {
-        params::effective_parameters(&self.cfg, &self.dynamic).values
+        let mut values = params::effective_parameters(&self.cfg, &self.dynamic).values;
+        // Over any configured value, as Patroni's `enforce_hot_standby_feedback`.
+        if self.hot_standby_feedback {
+            values.insert("hot_standby_feedback".to_owned(), "on".to_owned());
+        }
+        values
     }
 
     /// Log what the parameter rules adjusted; called when the configuration
@@ -697,11 +707,26 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindR
         .map_err(|e| RewindReport::StartFailed(e.to_string()))
 }
 
+/// What a slot sync found besides the positions to publish.
+#[derive(Debug, Default)]
+pub struct SlotSyncOutcome {
+    /// `status.slots` (see [`SlotRequest::published`]).
+    pub published: BTreeMap<String, u64>,
+    /// Logical slots to copy from the leader: missing here, or whose
+    /// advance showed the copy is unusable
+    /// ([`crate::ha::logical_slots::recopy_after_advance_error`]).
+    pub copy: Vec<String>,
+    /// Of those, the ones missing here.
+    pub missing: Vec<String>,
+    /// `catalog_xmin` of each logical slot on this node.
+    pub logical_catalog_xmin: BTreeMap<String, Option<u32>>,
+}
+
 /// Bring the slots in line with `req` (see [`crate::ha::slots`]): drop the
 /// unexpected ones that are not in use (an active one is retried next
 /// cycle), create the missing ones, advance those a replica follows.
-/// Returns what the leader publishes in `status.slots` (see
-/// [`SlotRequest::published`]).
+/// Returns what the leader publishes in `status.slots` and what a replica
+/// still has to copy.
 ///
 /// `client` is the supervisor's long-lived status connection (no session
 /// per cycle); logical slots of other databases need their own.
@@ -709,8 +734,8 @@ pub async fn sync_slots(
     env: &JobEnv,
     client: &tokio_postgres::Client,
     req: &SlotRequest,
-) -> PgResult<BTreeMap<String, u64>> {
-    let existing = existing_slots(client).await?;
+) -> PgResult<SlotSyncOutcome> {
+    let (existing, _) = existing_slots(client).await?;
     // Only a replica advances slots, and never beyond what it replayed.
     let replay = if req.i_lead {
         None
@@ -718,6 +743,7 @@ pub async fn sync_slots(
         query::replay_lsn(client).await?
     };
     let plan = req.plan(&existing, replay);
+    let mut copy = plan.copy.clone();
     for slot in &plan.drop {
         if slot.active {
             info!(event = crate::events::SLOT_DROP_DEFERRED, slot = %slot.name, "slot is in use; retrying next cycle");
@@ -766,9 +792,10 @@ pub async fn sync_slots(
     }
     for (name, lsn) in &plan.advance {
         // A logical slot can only be advanced from its own database.
-        let db = existing
+        let logical = existing
             .iter()
-            .find(|s| s.name == *name && s.kind == SlotKind::Logical)
+            .find(|s| s.name == *name && s.kind == SlotKind::Logical);
+        let db = logical
             .and_then(|s| s.database.as_deref())
             .filter(|db| *db != env.local_conn().dbname);
         let result = match db {
@@ -782,20 +809,61 @@ pub async fn sync_slots(
             Ok(()) => {
                 tracing::debug!(event = crate::events::SLOT_ADVANCED, slot = %name, lsn = %crate::ha::lsn::format(*lsn))
             }
-            Err(e) => warn!(event = crate::events::SLOT_ADVANCE_FAILED, slot = %name, error = %e),
+            Err(e) => {
+                warn!(event = crate::events::SLOT_ADVANCE_FAILED, slot = %name, error = %e);
+                if logical.is_some()
+                    && crate::ha::logical_slots::recopy_after_advance_error(e.sqlstate())
+                    && !copy.contains(name)
+                {
+                    copy.push(name.clone());
+                }
+            }
         }
     }
-    if !plan.copy.is_empty() {
-        // Copying a logical slot from the primary is not done yet
-        // (docs/operations.md, "Replication slots").
-        tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?plan.copy);
+    // A copy whose WAL this replica never had (taken while the leader's
+    // slot started before this replica's clone) is copied again.
+    let logical: Vec<String> = req
+        .expected
+        .iter()
+        .filter(|w| w.kind == SlotKind::Logical)
+        .filter(|w| {
+            existing
+                .iter()
+                .any(|h| h.name == w.name && h.kind == SlotKind::Logical)
+        })
+        .map(|w| w.name.clone())
+        .collect();
+    if !req.i_lead && !logical.is_empty() {
+        let oldest = query::oldest_wal(client).await?;
+        for name in crate::ha::logical_slots::undecodable(&logical, &existing, oldest) {
+            if !copy.contains(&name) {
+                copy.push(name);
+            }
+        }
     }
-    Ok(req.published(&existing_slots(client).await?))
+    if !copy.is_empty() {
+        tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?copy);
+    }
+    let (now, logical_catalog_xmin) = existing_slots(client).await?;
+    Ok(SlotSyncOutcome {
+        published: req.published(&now),
+        copy,
+        missing: plan.copy,
+        logical_catalog_xmin,
+    })
 }
 
-async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<ExistingSlot>> {
-    Ok(query::list_slots(client)
-        .await?
+/// The slots PostgreSQL has, and the `catalog_xmin` of the logical ones.
+async fn existing_slots(
+    client: &tokio_postgres::Client,
+) -> PgResult<(Vec<ExistingSlot>, BTreeMap<String, Option<u32>>)> {
+    let rows = query::list_slots(client).await?;
+    let xmins = rows
+        .iter()
+        .filter(|r| r.logical)
+        .map(|r| (r.name.clone(), r.catalog_xmin))
+        .collect();
+    let slots = rows
         .into_iter()
         .map(|r| ExistingSlot {
             name: r.name,
@@ -812,7 +880,74 @@ async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<Existin
             has_xmin: r.has_xmin,
             lost: r.lost,
         })
-        .collect())
+        .collect();
+    Ok((slots, xmins))
+}
+
+/// A connection to the leader with the rewind credentials, as Patroni's
+/// slot copy uses (they may read files of the data directory).
+async fn connect_leader(env: &JobEnv, leader: &Upstream) -> PgResult<tokio_postgres::Client> {
+    // With the rewind section's TLS settings (docs/configuration.md §6.1).
+    let conn = ConnParams::to_target(&env.rewind_credentials(), env.target(leader));
+    query::connect(&conn, env.dynamic.timing.local_query_timeout()).await
+}
+
+/// Read the leader's logical slots `names` with their state files and keep
+/// those `req` expects here (docs/ha.md §13.1).
+pub async fn read_leader_slots(
+    env: &JobEnv,
+    req: &SlotRequest,
+    names: &[String],
+) -> PgResult<Vec<PrimarySlot>> {
+    let Some(leader) = &req.leader else {
+        return Ok(Vec::new());
+    };
+    let client = connect_leader(env, leader).await?;
+    let rows = query::leader_logical_slots(&client, names).await?;
+    let sel = crate::ha::logical_slots::select_copies(&req.expected, rows);
+    for name in &sel.mismatched {
+        warn!(event = crate::events::SLOT_COPY_MISMATCH, slot = %name, leader = %leader.name,
+              "the leader's slot differs from the configuration; not copied");
+    }
+    Ok(sel.copy)
+}
+
+/// Ask the leader how far the `catalog_xmin` of the physical slot this
+/// replica's WAL comes through and of the pending logical slots are (Patroni's
+/// `check_logical_slots_readiness`).
+pub async fn leader_catalog_xmin(
+    env: &JobEnv,
+    req: &SlotRequest,
+    ask: &[String],
+) -> PgResult<Option<LeaderCatalogXmin>> {
+    let (Some(leader), Some(mine)) = (&req.leader, &req.slot_on_primary) else {
+        return Ok(None);
+    };
+    let client = connect_leader(env, leader).await?;
+    Ok(Some(
+        match query::leader_catalog_xmins(&client, mine, ask).await? {
+            None => LeaderCatalogXmin::NoPhysicalSlot,
+            Some((physical, logical)) => LeaderCatalogXmin::Known { physical, logical },
+        },
+    ))
+}
+
+/// Write the copied slots' state files (PostgreSQL stopped). A slot that
+/// cannot be written is logged and left out; PostgreSQL starts anyway.
+pub fn write_copied_slots(env: &JobEnv, slots: &[PrimarySlot]) -> Vec<String> {
+    let mut written = Vec::new();
+    for s in slots {
+        match crate::postgres::replslot::write_slot_state(&env.data_dir, &s.name, &s.state) {
+            Ok(()) => {
+                info!(event = crate::events::SLOT_COPIED, slot = %s.name,
+                      confirmed_flush_lsn = ?s.confirmed_flush_lsn.map(crate::ha::lsn::format),
+                      catalog_xmin = ?s.catalog_xmin);
+                written.push(s.name.clone());
+            }
+            Err(e) => warn!(event = crate::events::SLOT_COPY_FAILED, slot = %s.name, error = %e),
+        }
+    }
+    written
 }
 
 async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Client> {
@@ -824,7 +959,7 @@ async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Clie
 #[cfg(test)]
 mod tests {
     use super::super::postgres_supervisor::absolute;
-    use super::version_num_of;
+    use super::*;
     use std::path::Path;
 
     #[test]
@@ -847,5 +982,38 @@ mod tests {
             absolute("/var/lib/pgpass"),
             std::path::Path::new("/var/lib/pgpass")
         );
+    }
+
+    fn env(local_hsf: &str, forced: bool) -> JobEnv {
+        let yaml = format!(
+            r#"
+name: node1
+scope: demo
+restapi: {{listen: "127.0.0.1:8008", connect_address: "127.0.0.1:8008"}}
+postgresql:
+  listen: "127.0.0.1:5433"
+  connect_address: "127.0.0.1:5433"
+  data_dir: /data/pg
+  authentication: {{replication: {{username: rep, password: x}}}}
+  parameters: {{hot_standby_feedback: "{local_hsf}"}}
+"#
+        );
+        let cfg: Config = serde_yaml_ng::from_str(&yaml).expect("config");
+        let dynamic = DynamicConfig::from_json(&serde_json::Value::Null).expect("dynamic config");
+        JobEnv {
+            bins: Binaries::from_config(&cfg.postgresql),
+            cfg: Arc::new(cfg),
+            dynamic,
+            data_dir: "/data/pg".into(),
+            config_dir: "/data/pg".into(),
+            hot_standby_feedback: forced,
+        }
+    }
+
+    #[test]
+    fn forced_hot_standby_feedback_beats_the_configured_value() {
+        let hsf = |e: &JobEnv| e.parameters().get("hot_standby_feedback").cloned();
+        assert_eq!(hsf(&env("off", true)).as_deref(), Some("on"));
+        assert_eq!(hsf(&env("off", false)).as_deref(), Some("off"));
     }
 }

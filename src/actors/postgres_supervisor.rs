@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use super::pg_callbacks::PgCallbacks;
 use super::postgres_jobs::{self as jobs, JobEnv};
 use crate::config::{Config, DynamicConfig};
+use crate::ha::logical_slots::{LeaderCatalogXmin, LogicalReadiness, PrimarySlot};
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::{ConfigChanged, ConfigReloaded};
@@ -81,6 +82,15 @@ pub struct PostgresSupervisor {
     epoch: u64,
     /// The last light status (the REST API's). See [`LIGHT_STATUS_FRESH`].
     light: Option<LightStatus>,
+    /// Copied logical slots not yet known to be safe after a failover
+    /// (docs/ha.md §13.1).
+    logical_readiness: LogicalReadiness,
+    /// The logical slots found at the first replica sync were put into
+    /// [`Self::logical_readiness`] (Patroni checks them all at start-up).
+    readiness_seeded: bool,
+    /// The leader's `restart_lsn` of each logical slot when it was last
+    /// copied here ([`crate::ha::logical_slots::worth_copying`]).
+    copied_restart_lsn: std::collections::BTreeMap<String, Option<u64>>,
 }
 
 /// A light status read and what it was read under.
@@ -176,6 +186,7 @@ impl PostgresSupervisor {
             bins,
             data_dir,
             config_dir,
+            hot_standby_feedback: false,
         };
         let session = LocalSession::new(env.local_conn(), env.dynamic.timing.local_query_timeout());
         PostgresSupervisor {
@@ -202,6 +213,9 @@ impl PostgresSupervisor {
             settings_gate: SettingsGate::default(),
             known: None,
             epoch: 0,
+            logical_readiness: LogicalReadiness::default(),
+            readiness_seeded: false,
+            copied_restart_lsn: Default::default(),
             light: None,
         }
     }
@@ -743,16 +757,24 @@ impl PostgresSupervisor {
                     .map(move |r, act, _| act.finish(kind, r, up)),
                 )
             }
-            Job::Promote => ctx.spawn(
-                async move {
-                    jobs::promote(&env)
-                        .await
-                        .map(|()| None)
-                        .map_err(|e| e.to_string())
+            Job::Promote => {
+                if !self.logical_readiness.is_empty() {
+                    warn!(event = crate::events::LOGICAL_SLOTS_UNSAFE,
+                          slots = ?self.logical_readiness.pending(),
+                          "promoting with logical slots that might be unsafe to use");
+                    self.logical_readiness.clear();
                 }
-                .into_actor(self)
-                .map(move |r, act, _| act.finish(kind, r, None)),
-            ),
+                ctx.spawn(
+                    async move {
+                        jobs::promote(&env)
+                            .await
+                            .map(|()| None)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, None)),
+                )
+            }
         };
         self.job_handle = Some(handle);
     }
@@ -777,10 +799,13 @@ impl PostgresSupervisor {
     /// (within `timeout`, default `primary_start_timeout`). Runs as a
     /// `Start` job, so the HA loop keeps the lock and waits, and hears
     /// about the outcome as about any start (a failed start on the leader
-    /// releases the lock). Answers on the returned channel.
+    /// releases the lock). Answers on the returned channel. `copies`:
+    /// logical slots copied from the leader, written into `pg_replslot`
+    /// between the stop and the start (docs/ha.md §13.1).
     fn begin_restart(
         &mut self,
         timeout: Option<Duration>,
+        copies: Vec<PrimarySlot>,
         ctx: &mut Context<Self>,
     ) -> Result<tokio::sync::oneshot::Receiver<PgOpOutcome>, PgOpOutcome> {
         self.check_alive();
@@ -820,6 +845,9 @@ impl PostgresSupervisor {
             async move {
                 if let Err(e) = pm.stop(StopMode::Fast, env.pg_ctl_timeout()).await {
                     return Err((Some(pm), e.to_string()));
+                }
+                if !copies.is_empty() {
+                    jobs::write_copied_slots(&env, &copies);
                 }
                 jobs::start_within(&env, standby.then_some(up.as_ref()), timeout)
                     .await
@@ -877,7 +905,7 @@ impl PostgresSupervisor {
                 Fire::Drop(why) => {
                     warn!(event = crate::events::SCHEDULED_RESTART_DROPPED, schedule = %s.schedule, reason = %why)
                 }
-                Fire::Run => match act.begin_restart(s.options.timeout, ctx) {
+                Fire::Run => match act.begin_restart(s.options.timeout, Vec::new(), ctx) {
                     Ok(rx) => {
                         ctx.spawn(
                             async move {
@@ -919,7 +947,7 @@ impl Handler<PgOp> for PostgresSupervisor {
     fn handle(&mut self, op: PgOp, ctx: &mut Context<Self>) -> Self::Result {
         let now = |r: PgOpOutcome| -> Self::Result { Box::pin(fut::ready(r)) };
         match op {
-            PgOp::Restart(o) => match self.begin_restart(o.timeout, ctx) {
+            PgOp::Restart(o) => match self.begin_restart(o.timeout, Vec::new(), ctx) {
                 Ok(rx) => Box::pin(
                     async move { rx.await.unwrap_or(PgOpOutcome::RestartCancelled) }
                         .into_actor(self),
@@ -1134,30 +1162,142 @@ impl Handler<StopGracefully> for PostgresSupervisor {
 impl Handler<SyncSlots> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, Option<std::collections::BTreeMap<String, u64>>>;
 
-    fn handle(&mut self, SyncSlots(req): SyncSlots, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, SyncSlots(req): SyncSlots, ctx: &mut Context<Self>) -> Self::Result {
+        if req.hot_standby_feedback != self.env.hot_standby_feedback {
+            // A reload applies it (Patroni's `set_enforce_hot_standby_feedback`).
+            self.env.hot_standby_feedback = req.hot_standby_feedback;
+            info!(
+                event = crate::events::HOT_STANDBY_FEEDBACK_FORCED,
+                on = req.hot_standby_feedback,
+                "hot_standby_feedback forced for permanent logical slots"
+            );
+            self.apply_config(ctx);
+        }
         let env = self.env.clone();
         let session = self.session.clone();
+        let mut readiness = std::mem::take(&mut self.logical_readiness);
+        let seed = !self.readiness_seeded && !req.i_lead;
+        let last_copied = self.copied_restart_lsn.clone();
         Box::pin(
             async move {
                 let r = match session.client().await {
                     Ok(client) => jobs::sync_slots(&env, &client, &req).await,
                     Err(e) => Err(e),
                 };
-                if r.is_err() {
-                    // A broken or hung connection must not stay in use.
-                    session.reset().await;
+                let out = match r {
+                    Ok(out) => out,
+                    Err(e) => {
+                        // A broken or hung connection must not stay in use.
+                        session.reset().await;
+                        warn!(event = crate::events::SLOT_SYNC_FAILED, error = %e);
+                        return (None, Vec::new(), readiness, false);
+                    }
+                };
+                if req.i_lead {
+                    readiness.clear();
+                    return (Some(out.published), Vec::new(), readiness, false);
                 }
-                r.inspect_err(|e| warn!(event = crate::events::SLOT_SYNC_FAILED, error = %e))
-                    .ok()
+                if seed {
+                    let expected = out
+                        .logical_catalog_xmin
+                        .keys()
+                        .filter(|n| req.expected.iter().any(|w| w.name == **n));
+                    readiness.copied(expected.map(String::as_str));
+                }
+                let copies = if out.copy.is_empty() {
+                    Vec::new()
+                } else {
+                    let read = jobs::read_leader_slots(&env, &req, &out.copy)
+                        .await
+                        .unwrap_or_else(|e| {
+                            warn!(event = crate::events::SLOT_COPY_FAILED, slots = ?out.copy, error = %e);
+                            Vec::new()
+                        });
+                    crate::ha::logical_slots::worth_copying(read, &out.missing, &last_copied)
+                };
+                if !readiness.is_empty() {
+                    check_readiness(&env, &req, &mut readiness, &out.logical_catalog_xmin).await;
+                }
+                (Some(out.published), copies, readiness, seed)
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|(published, copies, readiness, seeded), act, ctx| {
+                act.logical_readiness = readiness;
+                act.readiness_seeded |= seeded;
+                if !copies.is_empty() {
+                    act.copy_logical_slots(copies, ctx);
+                }
+                published
+            }),
         )
+    }
+}
+
+/// One readiness check of the copied logical slots against the leader
+/// ([`LogicalReadiness::observe`]).
+async fn check_readiness(
+    env: &JobEnv,
+    req: &crate::ha::slots::SlotRequest,
+    readiness: &mut LogicalReadiness,
+    here: &std::collections::BTreeMap<String, Option<u32>>,
+) {
+    let leader = match jobs::leader_catalog_xmin(env, req, &readiness.to_ask()).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(event = crate::events::LOGICAL_SLOT_CHECK_FAILED, error = %e);
+            return;
+        }
+    };
+    let (ready, _) = readiness.observe(&leader, here);
+    for name in ready {
+        info!(event = crate::events::LOGICAL_SLOT_READY, slot = %name,
+              "logical slot is safe to be used after a failover");
+    }
+    match leader {
+        LeaderCatalogXmin::NoPhysicalSlot => warn!(
+            event = crate::events::LOGICAL_SLOT_CHECK_FAILED,
+            "this replica's physical slot is not on the leader"
+        ),
+        LeaderCatalogXmin::Known { physical: None, .. } if !env.hot_standby_feedback => warn!(
+            event = crate::events::LOGICAL_SLOT_CHECK_FAILED,
+            "logical slot failover requires hot_standby_feedback"
+        ),
+        LeaderCatalogXmin::Known { .. } => {}
+    }
+}
+
+impl PostgresSupervisor {
+    /// Restart PostgreSQL with the logical slots copied from the leader
+    /// (docs/ha.md §13.1), through the restart
+    /// path: fast stop, state files written, start as the replica it was.
+    fn copy_logical_slots(&mut self, copies: Vec<PrimarySlot>, ctx: &mut Context<Self>) {
+        let names: Vec<String> = copies.iter().map(|c| c.name.clone()).collect();
+        for c in &copies {
+            self.copied_restart_lsn
+                .insert(c.name.clone(), c.restart_lsn);
+        }
+        info!(event = crate::events::SLOT_COPY, slots = ?names,
+              "copying logical slots from the primary (PostgreSQL restarts)");
+        match self.begin_restart(None, copies, ctx) {
+            Ok(_) => self
+                .logical_readiness
+                .copied(names.iter().map(String::as_str)),
+            Err(why) => {
+                warn!(event = crate::events::SLOT_COPY_FAILED, slots = ?names, reason = %why)
+            }
+        }
     }
 }
 
 impl Handler<DynamicConfigChanged> for PostgresSupervisor {
     type Result = ();
     fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, ctx: &mut Context<Self>) {
+        // Without slots no slot sync comes to say otherwise: no logical
+        // slot is kept, nothing needs the feedback forced.
+        if !d.use_slots {
+            self.env.hot_standby_feedback = false;
+        }
         self.env.dynamic = d;
         self.env.log_parameter_warnings();
         self.retarget_session();

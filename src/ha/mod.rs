@@ -20,6 +20,7 @@ pub mod fence;
 pub mod history;
 pub mod iso8601;
 pub mod lease;
+pub mod logical_slots;
 pub mod lsn;
 mod node;
 mod pause;

@@ -15,6 +15,7 @@ pub mod ops;
 pub mod params;
 pub mod postmaster;
 pub mod query;
+pub mod replslot;
 pub mod session;
 pub mod settings_gate;
 pub mod tls_client;

@@ -614,6 +614,8 @@ pub struct SlotRow {
     pub has_xmin: bool,
     /// `wal_status = 'lost'`: the WAL it reserved is gone, it is useless.
     pub lost: bool,
+    /// Logical slots: the oldest catalog rows the slot still needs.
+    pub catalog_xmin: Option<u32>,
 }
 
 /// Every replication slot, physical and logical.
@@ -622,7 +624,7 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
         .query(
             "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text,
                     active, restart_lsn, confirmed_flush_lsn, xmin IS NOT NULL,
-                    wal_status IS NOT DISTINCT FROM 'lost'
+                    wal_status IS NOT DISTINCT FROM 'lost', catalog_xmin::text
                FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
             &[],
         )
@@ -640,8 +642,112 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
             confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
             has_xmin: r.get(7),
             lost: r.get(8),
+            catalog_xmin: xid(r.get(9)),
         })
         .collect())
+}
+
+/// An `xid` read as text (tokio-postgres has no `xid` type).
+fn xid(text: Option<String>) -> Option<u32> {
+    text?.parse().ok()
+}
+
+/// Where the oldest WAL segment in `pg_wal` starts (any timeline); none if
+/// there is none. Needs a superuser or `pg_monitor`.
+pub async fn oldest_wal(client: &Client) -> PgResult<Option<u64>> {
+    let rows = client
+        .query(
+            "SELECT name::text, (SELECT setting::bigint FROM pg_catalog.pg_settings
+                                  WHERE name = 'wal_segment_size')
+               FROM pg_catalog.pg_ls_waldir()",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("list pg_wal", e))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let size: i64 = r.get::<_, Option<i64>>(1)?;
+            crate::ha::logical_slots::segment_start(&r.get::<_, String>(0), size.try_into().ok()?)
+        })
+        .min())
+}
+
+/// The leader's logical slots named in `names`, with their state files
+/// (`pg_replslot/<name>/state`), for a copy onto a replica
+/// (docs/ha.md §13.1). Empty when the server is
+/// in recovery: only a primary's slots are copied. Reading the file needs
+/// a superuser or `EXECUTE` on `pg_read_binary_file(text)`, as for
+/// Patroni's rewind user.
+pub async fn leader_logical_slots(
+    client: &Client,
+    names: &[String],
+) -> PgResult<Vec<crate::ha::logical_slots::PrimarySlot>> {
+    let rows = client
+        .query(
+            "SELECT slot_name::text, slot_type = 'logical', datname::text, plugin::text,
+                    catalog_xmin::text, confirmed_flush_lsn, restart_lsn,
+                    pg_catalog.pg_read_binary_file('pg_replslot/' || slot_name || '/state')
+               FROM pg_catalog.pg_get_replication_slots()
+               JOIN pg_catalog.pg_database ON datoid = oid
+              WHERE NOT pg_catalog.pg_is_in_recovery() AND slot_name = ANY($1)",
+            &[&names],
+        )
+        .await
+        .map_err(|e| PgError::query("read logical slots on the leader", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| crate::ha::logical_slots::PrimarySlot {
+            name: r.get(0),
+            kind: if r.get(1) {
+                crate::config::SlotKind::Logical
+            } else {
+                crate::config::SlotKind::Physical
+            },
+            database: r.get(2),
+            plugin: r.get(3),
+            catalog_xmin: xid(r.get(4)),
+            confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
+            restart_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
+            state: r.get::<_, Option<Vec<u8>>>(7).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The leader's `catalog_xmin` of this replica's physical slot `physical`
+/// and of the logical slots in `logical` (Patroni's
+/// `check_logical_slots_readiness`). `None`: the physical slot is not
+/// there (or the server is in recovery).
+pub async fn leader_catalog_xmins(
+    client: &Client,
+    physical: &str,
+    logical: &[String],
+) -> PgResult<Option<(Option<u32>, std::collections::BTreeMap<String, u32>)>> {
+    let mut names: Vec<String> = logical.to_vec();
+    names.push(physical.to_owned());
+    let rows = client
+        .query(
+            "SELECT slot_name::text, catalog_xmin::text
+               FROM pg_catalog.pg_get_replication_slots()
+              WHERE NOT pg_catalog.pg_is_in_recovery() AND slot_name = ANY($1)",
+            &[&names],
+        )
+        .await
+        .map_err(|e| PgError::query("read catalog_xmin on the leader", e))?;
+    let mut found: std::collections::BTreeMap<String, Option<u32>> = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), xid(r.get(1))))
+        .collect();
+    let Some(phys) = found.remove(physical) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        phys,
+        found
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect(),
+    )))
 }
 
 /// Creates a logical slot unless one of that name exists; true if it was
