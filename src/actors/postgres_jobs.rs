@@ -11,8 +11,8 @@ use tracing::{info, warn};
 
 use crate::config::{Config, Credentials, DynamicConfig, SlotKind};
 use crate::ha::Upstream;
-use crate::ha::rewind::{RewindReport, RewindStep, RewindTool};
 use crate::ha::logical_slots::{LeaderCatalogXmin, PrimarySlot};
+use crate::ha::rewind::{RewindReport, RewindStep, RewindTool};
 use crate::ha::slots::{ExistingSlot, SlotRequest};
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
