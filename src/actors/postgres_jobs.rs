@@ -578,6 +578,32 @@ fn not_run(step: RewindStep) -> impl FnOnce(PgError) -> RewindReport {
     }
 }
 
+/// pg_rewind failed: ask whether the leader still answers as a primary and
+/// whether pg_control still allows a rewind (Patroni's
+/// `check_leader_is_not_in_recovery` and `can_rewind` after a failure), so
+/// `ha::rewind` can tell a failure of the source from one of this data
+/// directory (docs/ha.md §8.2).
+async fn after_failed_rewind(env: &JobEnv, leader: &ConnParams, e: PgError) -> RewindReport {
+    let leader_primary = match query::connect(leader, Duration::from_secs(3)).await {
+        Ok(client) => client
+            .query_one("SELECT NOT pg_catalog.pg_is_in_recovery()", &[])
+            .await
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(false),
+        Err(_) => false,
+    };
+    if leader_primary {
+        return tool_failed(RewindTool::PgRewind)(e);
+    }
+    let rewindable = crate::postgres::controldata::read(&env.bins, &env.data_dir)
+        .await
+        .is_ok_and(|cd| cd.wal_log_hints || cd.data_checksums);
+    RewindReport::LeaderGone {
+        error: e.to_string(),
+        rewindable,
+    }
+}
+
 /// A tool of the rewind job failed: its exit status and stderr tail.
 fn tool_failed(tool: RewindTool) -> impl FnOnce(PgError) -> RewindReport {
     move |e| {
@@ -696,8 +722,11 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindR
         Some(passfile.as_path()),
         &extra,
     )
-    .await
-    .map_err(tool_failed(RewindTool::PgRewind))?;
+    .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return Err(after_failed_rewind(env, &leader, e).await),
+    };
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         info!(event = crate::events::REWIND_OUTPUT, line = %line);
     }

@@ -643,16 +643,23 @@ fn pg_not_running(
         Some(leader) => match upstream_of(cluster, leader) {
             None => Decision::idle(format!("leader {leader} has no member record yet")),
             Some(up) if rewind.failed => {
-                if rewind.remove_on_failure {
+                // Either setting allows the rebuild, as in Patroni's
+                // `Rewind.execute` (docs/ha.md §8.2).
+                let allowed = if rewind.remove_on_failure {
+                    Some("remove_data_directory_on_rewind_failure")
+                } else if rewind.remove_on_diverged {
+                    Some("remove_data_directory_on_diverged_timelines")
+                } else {
+                    None
+                };
+                if let Some(setting) = allowed {
                     Decision::new(
                         vec![Action::Reinitialize { from: up }],
-                        format!(
-                            "pg_rewind failed and remove_data_directory_on_rewind_failure is set: rebuilding from {leader}"
-                        ),
+                        format!("pg_rewind failed and {setting} is set: rebuilding from {leader}"),
                     )
                 } else {
                     Decision::idle(
-                        "pg_rewind failed: staying stopped until an operator acts (reinitialize, or set remove_data_directory_on_rewind_failure)",
+                        "pg_rewind failed: staying stopped until an operator acts (reinitialize, or set remove_data_directory_on_rewind_failure or remove_data_directory_on_diverged_timelines)",
                     )
                 }
             }

@@ -57,6 +57,11 @@ pub enum RewindReport {
         /// The whole error, for the log.
         error: String,
     },
+    /// pg_rewind failed, and right after it the leader did not answer as a
+    /// primary: the source may be what failed. `rewindable`: pg_control
+    /// still shows `wal_log_hints` or data checksums (a pg_rewind that
+    /// failed half-way may have damaged it).
+    LeaderGone { error: String, rewindable: bool },
     /// pg_rewind succeeded; the start as a replica after it failed.
     StartFailed(String),
 }
@@ -77,13 +82,23 @@ pub enum Verdict {
 ///
 /// * A step before pg_rewind failed, or the start after a successful
 ///   pg_rewind: [`Verdict::Retry`].
+/// * pg_rewind failed while the leader stopped answering as a primary:
+///   [`Verdict::Retry`] if pg_control still allows a rewind, else
+///   [`Verdict::Failed`] (Patroni's `Rewind.execute`).
 /// * No `wal_log_hints` and no checksums, invalid `postgresql.rewind`
 ///   options (both hold until the configuration changes), or the crash
 ///   recovery or pg_rewind itself failed (whatever it printed; the data
 ///   directory may be half rewound): [`Verdict::Failed`].
 pub fn classify(report: &RewindReport) -> Verdict {
     match report {
-        RewindReport::NotRun { .. } | RewindReport::StartFailed(_) => Verdict::Retry,
+        RewindReport::NotRun { .. }
+        | RewindReport::StartFailed(_)
+        | RewindReport::LeaderGone {
+            rewindable: true, ..
+        } => Verdict::Retry,
+        RewindReport::LeaderGone {
+            rewindable: false, ..
+        } => Verdict::Failed,
         RewindReport::NoWalLogHints
         | RewindReport::BadOptions(_)
         | RewindReport::ToolFailed { .. } => Verdict::Failed,
@@ -100,6 +115,9 @@ impl fmt::Display for RewindReport {
         match self {
             RewindReport::NotRun { error, .. } | RewindReport::StartFailed(error) => {
                 f.write_str(error)
+            }
+            RewindReport::LeaderGone { error, .. } => {
+                write!(f, "{error} (the leader no longer answers as a primary)")
             }
             RewindReport::NoWalLogHints => f.write_str(
                 "pg_rewind needs wal_log_hints=on or data checksums, and this cluster has neither",
@@ -222,6 +240,25 @@ mod tests {
             error: "could not run pg_rewind".into(),
         };
         assert_eq!(classify(&spawn), Verdict::Failed);
+    }
+
+    #[test]
+    fn pg_rewind_failing_while_the_leader_went_away_is_retried_if_still_rewindable() {
+        let gone = |rewindable| RewindReport::LeaderGone {
+            error: "pg_rewind: error: connection lost".into(),
+            rewindable,
+        };
+        assert_eq!(classify(&gone(true)), Verdict::Retry);
+        // pg_control no longer allows a rewind: a retry cannot help.
+        assert_eq!(classify(&gone(false)), Verdict::Failed);
+        assert!(
+            gone(true)
+                .to_string()
+                .contains("no longer answers as a primary")
+        );
+        let mut s = RewindState::default();
+        assert!(!s.observe(None, Some(&JobOutcome::RewindFailed(gone(true)))));
+        assert!(!s.failed());
     }
 
     #[test]

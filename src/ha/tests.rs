@@ -782,10 +782,33 @@ fn failed_rewind_with_removal_allowed_reinitializes() {
 }
 
 #[test]
-fn failed_rewind_without_removal_stays_stopped() {
+fn failed_rewind_with_diverged_removal_reinitializes_too() {
+    // Patroni's Rewind.execute: either removal setting allows the rebuild.
     let mut l = former_primary(RewindView {
         enabled: true,
         remove_on_diverged: true,
+        failed: true,
+        ..Default::default()
+    });
+    l.outcome = Some(rewind_failed());
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Reinitialize {
+            from: up("b", 5433),
+        }]
+    );
+    assert!(
+        d.reason
+            .contains("remove_data_directory_on_diverged_timelines"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn failed_rewind_without_removal_stays_stopped() {
+    let mut l = former_primary(RewindView {
+        enabled: true,
         failed: true,
         ..Default::default()
     });

@@ -130,7 +130,7 @@ impl Conninfo {
         c
     }
 
-    /// Sets `key`, which must be one of [`KEYWORDS`] (others are never
+    /// Sets `key`, which must be one of `KEYWORDS` (others are never
     /// written out).
     pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
         self.values.insert(key, value.into());

@@ -59,7 +59,7 @@ impl SettingsGate {
     }
 
     /// A read against `start_time` succeeded at `now`, under the
-    /// configuration generation `generation` (the one [`Self::snapshot`]
+    /// configuration generation `generation` (the one [`Self::generation`]
     /// gave when the read began: a change during the read makes the next
     /// status read again).
     pub fn read(&mut self, start_time: String, generation: u64, now: Instant) {
