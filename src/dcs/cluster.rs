@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::member::Member;
+use super::sync_key::SyncState;
 use super::version::{SessionId, Version};
 
 /// A value together with the version a compare-and-swap must name.
@@ -146,6 +147,10 @@ pub struct Cluster {
     /// The `failsafe` key: `{member name: api_url}`; `None` if absent or not
     /// a JSON object (garbage disables the failsafe checks, as in Patroni).
     pub failsafe: Option<BTreeMap<String, String>>,
+    /// The `sync` key (docs/replication-modes.md §2); `None` if absent. A
+    /// value Patroni would not read is an empty state at the key's
+    /// version, so a compare-and-swap can still replace it.
+    pub sync: Option<Versioned<SyncState>>,
 }
 
 impl Cluster {
@@ -198,6 +203,12 @@ impl Cluster {
                 }
                 super::keys::HISTORY => c.history = HistoryLine::parse_all(&value),
                 super::keys::FAILSAFE => c.failsafe = parse_failsafe(&value),
+                super::keys::SYNC => {
+                    c.sync = Some(Versioned {
+                        value: SyncState::parse(&value),
+                        version,
+                    })
+                }
                 k => {
                     if let Some(name) = k.strip_prefix(super::keys::MEMBERS)
                         && !name.is_empty()
@@ -232,6 +243,20 @@ impl Cluster {
     /// The leader's member record, if both the lock and the record exist.
     pub fn leader_member(&self) -> Option<&Member> {
         self.leader_name().and_then(|n| self.member(n))
+    }
+
+    /// The `sync` key's state, empty when the key is absent.
+    pub fn sync_state(&self) -> SyncState {
+        self.sync
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_default()
+    }
+
+    /// The version a compare-and-swap of the `sync` key names (`None`:
+    /// the key is absent, the write creates it).
+    pub fn sync_version(&self) -> Option<&Version> {
+        self.sync.as_ref().map(|s| &s.version)
     }
 
     /// Cluster timeline from `history`: last line's timeline + 1; `[]` = 1.
@@ -314,6 +339,21 @@ mod tests {
                 .is_none()
         );
         assert!(Cluster::default().failsafe.is_none());
+    }
+
+    #[test]
+    fn sync_key() {
+        let c = Cluster::from_kvs(vec![row(
+            "sync",
+            r#"{"leader":"a","quorum":0,"sync_standby":"b"}"#,
+        )]);
+        assert!(c.sync_state().matches("b", false));
+        assert_eq!(c.sync_version(), Some(&Version::from_int(7)));
+        // Garbage is an empty state, but its version is kept for the CAS.
+        let c = Cluster::from_kvs(vec![row("sync", "junk")]);
+        assert!(c.sync_state().is_empty());
+        assert!(c.sync_version().is_some());
+        assert!(Cluster::default().sync_version().is_none());
     }
 
     #[test]
