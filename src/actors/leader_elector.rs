@@ -589,6 +589,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         tags: cfg.tags.clone(),
         timing,
         maximum_lag_on_failover: dynamic.maximum_lag_on_failover,
+        sync: dynamic.sync,
+        sync_facts: Default::default(),
         primary_start_timeout: Duration::from_secs(dynamic.primary_start_timeout),
         rejoin_pending: false,
         starting_primary_for: pg
@@ -1052,6 +1054,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
         Action::StayPrimaryOnFailsafe => ActionResult::Done,
         // Carried out by `run_cycle`, which owns the watchdog.
         Action::ActivateWatchdog => ActionResult::Done,
+        Action::Sync(step) => super::sync_steps::run(links, &cfg.name, step).await,
         Action::RestoreConfig => {
             let dir = std::path::Path::new(&cfg.postgresql.data_dir);
             match dynamic_file::load(dir) {

@@ -172,6 +172,11 @@ impl Cycle {
                 ActionStep::new(Next::Rerun)
             }
             (Action::ReleaseLock, R::Done) => ActionStep::new(Next::Rerun),
+            // docs/replication-modes.md §3: a lost compare on the sync key
+            // ends the steps; the next cycle plans from fresh facts.
+            (Action::Sync(_), R::Refused) => {
+                ActionStep::new(Next::Stop("the sync key changed meanwhile".into()))
+            }
             (Action::CreateInitialize { .. }, R::Refused) => {
                 ActionStep::new(Next::Stop("initialize exists".into()))
             }

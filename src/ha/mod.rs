@@ -27,12 +27,18 @@ pub mod peers;
 mod rejoin;
 pub mod slots;
 pub mod switchover;
+pub mod sync;
+pub mod sync_names;
 mod view;
 mod watchdog;
 
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod sync_tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use cycle::{ActionResult, ActionStep, Next};
