@@ -246,6 +246,7 @@ fn pg(role: PgRole) -> PgStatus {
         replay_paused: false,
         replication_state: replica.then(|| "streaming".to_owned()),
         replication: vec![],
+        synchronous_standby_names: None,
         pending_restart: Default::default(),
         scheduled_restart: None,
     }

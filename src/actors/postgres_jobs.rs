@@ -26,6 +26,9 @@ pub struct JobEnv {
     pub bins: Binaries,
     pub data_dir: PathBuf,
     pub config_dir: PathBuf,
+    /// `synchronous_standby_names` as the sync rules set it
+    /// (docs/replication-modes.md §3); `None`: the configured parameter.
+    pub standby_names: Option<String>,
 }
 
 impl JobEnv {
@@ -48,7 +51,12 @@ impl JobEnv {
     }
 
     pub fn parameters(&self) -> std::collections::BTreeMap<String, String> {
-        params::effective_parameters(&self.cfg, &self.dynamic).values
+        let mut values = params::effective_parameters(&self.cfg, &self.dynamic).values;
+        // pgpilot manages it while a synchronous mode is on, never the user.
+        if let Some(v) = &self.standby_names {
+            values.insert("synchronous_standby_names".to_owned(), v.clone());
+        }
+        values
     }
 
     /// Log what the parameter rules adjusted; called when the configuration

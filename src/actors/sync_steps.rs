@@ -8,9 +8,11 @@
 use tracing::{info, warn};
 
 use super::leader_elector::ElectorLinks;
-use crate::dcs::SyncState;
+use crate::config::SyncConfig;
+use crate::dcs::{Cluster, SyncState};
 use crate::ha::ActionResult;
-use crate::ha::sync::SyncStep;
+use crate::ha::sync::{ReplicaRow, SyncStep};
+use crate::messages::supervisor::{ReplicationRow, SetStandbyNames};
 
 pub async fn run(links: &ElectorLinks, me: &str, step: &SyncStep) -> ActionResult {
     match step {
@@ -59,7 +61,59 @@ pub async fn run(links: &ElectorLinks, me: &str, step: &SyncStep) -> ActionResul
     }
 }
 
-async fn set_names(_links: &ElectorLinks, value: Option<String>) -> ActionResult {
-    info!(event = crate::events::SYNC_STANDBY_NAMES_SET, value = ?value);
-    ActionResult::Done
+async fn set_names(links: &ElectorLinks, value: Option<String>) -> ActionResult {
+    match links
+        .set_standby_names
+        .send(SetStandbyNames(value.clone()))
+        .await
+    {
+        Ok(Ok(())) => {
+            info!(event = crate::events::SYNC_STANDBY_NAMES_SET, value = ?value);
+            ActionResult::Done
+        }
+        Ok(Err(e)) => {
+            warn!(event = crate::events::SYNC_STANDBY_NAMES_FAILED, error = %e);
+            ActionResult::Failed(e)
+        }
+        Err(e) => {
+            warn!(event = crate::events::SYNC_STANDBY_NAMES_FAILED, error = %e);
+            ActionResult::Failed(e.to_string())
+        }
+    }
+}
+
+/// What needs no ordering: a node that does not lead runs with no
+/// synchronous standbys while a mode is on (Patroni clears them on a start
+/// as replica, so a promotion never inherits an old list), and with the
+/// configured parameter otherwise; a leading primary with synchronous mode
+/// off and no `sync` key left gives the list back to the configured
+/// parameter. The supervisor does nothing when the value is already so.
+pub async fn settle(
+    links: &ElectorLinks,
+    cfg: &SyncConfig,
+    cluster: &Cluster,
+    i_lead: bool,
+    primary: bool,
+) {
+    let value = if !i_lead && !primary {
+        cfg.enabled().then(String::new)
+    } else if i_lead && primary && !cfg.enabled() && cluster.sync_state().is_empty() {
+        None
+    } else {
+        return;
+    };
+    if let Ok(Err(e)) = links.set_standby_names.send(SetStandbyNames(value)).await {
+        warn!(event = crate::events::SYNC_STANDBY_NAMES_FAILED, error = %e);
+    }
+}
+
+/// `pg_stat_replication` as the sync rules read it.
+pub fn replica_rows(rows: &[ReplicationRow]) -> Vec<ReplicaRow> {
+    rows.iter()
+        .map(|r| ReplicaRow {
+            name: r.application_name.clone(),
+            sync_state: r.sync_state.clone(),
+            lsn: r.flush_lsn,
+        })
+        .collect()
 }

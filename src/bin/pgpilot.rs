@@ -254,6 +254,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 stop_pg: sup.clone().recipient(),
                 stop_gracefully: sup.clone().recipient(),
                 sync_slots: sup.clone().recipient(),
+                set_standby_names: sup.clone().recipient(),
                 dynamic_changed: sup.clone().recipient(),
                 callbacks: callbacks.clone().recipient(),
             },

@@ -259,6 +259,38 @@ impl Cluster {
         self.sync.as_ref().map(|s| &s.version)
     }
 
+    /// `synchronous_mode` of the `config` key, read as Patroni's
+    /// `global_config` reads it: `quorum` (any case), else a boolean; a
+    /// missing or unreadable key is off.
+    pub fn synchronous_mode(&self) -> crate::config::SyncMode {
+        use crate::config::SyncMode;
+        match self
+            .config
+            .as_ref()
+            .and_then(|c| c.value.get("synchronous_mode"))
+        {
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => SyncMode::Quorum,
+            Some(v) if crate::config::json_truthy(v) => SyncMode::On,
+            _ => SyncMode::Off,
+        }
+    }
+
+    /// `sync_standby` or `quorum_standby` when a synchronous mode is on
+    /// and the `sync` key lists `name` as a standby (docs/replication-modes.md
+    /// §2): what `/cluster`, `/patroni` and `list` show for it.
+    pub fn sync_role(&self, name: &str) -> Option<&'static str> {
+        use crate::config::SyncMode;
+        let mode = self.synchronous_mode();
+        if mode == SyncMode::Off || !self.sync_state().matches(name, false) {
+            return None;
+        }
+        Some(if mode == SyncMode::Quorum {
+            "quorum_standby"
+        } else {
+            "sync_standby"
+        })
+    }
+
     /// Cluster timeline from `history`: last line's timeline + 1; `[]` = 1.
     pub fn timeline(&self) -> Option<u64> {
         self.history
@@ -354,6 +386,23 @@ mod tests {
         assert!(c.sync_state().is_empty());
         assert!(c.sync_version().is_some());
         assert!(Cluster::default().sync_version().is_none());
+    }
+
+    #[test]
+    fn sync_roles_follow_the_mode_and_the_key() {
+        let key = row("sync", r#"{"leader":"a","quorum":0,"sync_standby":"b"}"#);
+        for (config, want) in [
+            (r#"{"synchronous_mode":true}"#, Some("sync_standby")),
+            (r#"{"synchronous_mode":"on"}"#, Some("sync_standby")),
+            (r#"{"synchronous_mode":"Quorum"}"#, Some("quorum_standby")),
+            (r#"{"synchronous_mode":false}"#, None),
+            (r#"{}"#, None),
+        ] {
+            let c = Cluster::from_kvs(vec![row("config", config), key.clone()]);
+            assert_eq!(c.sync_role("b"), want, "{config}");
+            assert_eq!(c.sync_role("a"), None, "the leader is no standby");
+            assert_eq!(c.sync_role("c"), None);
+        }
     }
 
     #[test]

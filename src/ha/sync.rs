@@ -275,13 +275,12 @@ pub fn primary_plan(
     let version = cluster.sync_version().cloned();
     if !cfg.enabled() {
         // Off: the key goes first, then the list (given back to the user).
+        // Without a key the elector gives the list back by itself.
         let mut steps = Vec::new();
         if !sync.is_empty()
             && let Some(v) = version
         {
             steps.push(SyncStep::DeleteKey { version: v });
-        }
-        if !steps.is_empty() || names.quorum.is_some() {
             steps.push(SyncStep::SetNames { value: None });
         }
         return SyncPlan {

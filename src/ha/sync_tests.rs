@@ -380,13 +380,9 @@ fn turning_synchronous_mode_off_deletes_the_key_first() {
             SyncStep::SetNames { value: None }
         ]
     );
-    // No key: the list is given back to the user's setting.
+    // No key: nothing to order (the elector gives the list back).
     let c = cluster(Some("a"), None);
-    assert_eq!(
-        plan(&off, &c, "b", &Candidates::default()),
-        vec![SyncStep::SetNames { value: None }]
-    );
-    assert!(plan(&off, &c, "", &Candidates::default()).is_empty());
+    assert!(plan(&off, &c, "b", &Candidates::default()).is_empty());
 }
 
 #[test]
