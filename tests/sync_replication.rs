@@ -184,3 +184,130 @@ async fn sync_standby_is_promoted_with_every_acknowledged_write() {
         "the sync key was not deleted:\n{log}"
     );
 }
+
+fn index_of(c: &TestCluster, name: &str) -> usize {
+    c.nodes
+        .iter()
+        .position(|n| n.name == name)
+        .expect("a member of the cluster")
+}
+
+/// Whether an insert on node `i` is acknowledged within 3 s. Measured by
+/// the client: `statement_timeout` does not cover the wait for synchronous
+/// standbys at commit.
+async fn commits(c: &TestCluster, i: usize, v: i64) -> bool {
+    let insert = async {
+        let client = c.sql(i).await.ok()?;
+        client
+            .execute("INSERT INTO t(v) VALUES ($1)", &[&v])
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), insert).await,
+        Ok(Some(_))
+    )
+}
+
+/// Strict mode (docs/replication-modes.md §3): a dead synchronous standby
+/// is replaced by the other one; with both gone commits wait instead of
+/// going asynchronous, and go on once a standby is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_replaces_a_dead_sync_standby_then_blocks_commits() {
+    let mut c = TestCluster::with_dcs(
+        3,
+        Timing::default(),
+        &[
+            ("synchronous_mode", "true"),
+            ("synchronous_mode_strict", "true"),
+        ],
+    );
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let first = eventually(APPLY, "a synchronous standby", || async {
+        sync_standby(&c, primary).await
+    })
+    .await;
+    let s = index_of(&c, &first);
+    let other = (0..3).find(|&i| i != primary && i != s).expect("3 nodes");
+    let other_name = c.nodes[other].name.clone();
+
+    c.kill_node(s).await;
+    eventually(APPLY, "the other replica as sync standby", || async {
+        (sync_standby(&c, primary).await.as_deref() == Some(other_name.as_str())).then_some(())
+    })
+    .await;
+    assert!(commits(&c, primary, 1).await, "commits with a sync standby");
+
+    c.kill_node(other).await;
+    // No standby: strict mode keeps waiting on the one the key lists.
+    eventually(APPLY, "commits wait without a standby", || async {
+        (!commits(&c, primary, 2).await).then_some(())
+    })
+    .await;
+    assert_eq!(
+        show(&c, primary, "synchronous_standby_names")
+            .await
+            .as_deref(),
+        Some(other_name.as_str()),
+        "strict mode must not drop the list"
+    );
+    assert_eq!(c.primary().await, Some(primary));
+
+    c.start(other);
+    eventually(BOOT, "commits go on once the standby is back", || async {
+        commits(&c, primary, 3).await.then_some(())
+    })
+    .await;
+}
+
+/// docs/replication-modes.md §4: primary and synchronous standby killed
+/// together; the asynchronous replica may have missed acknowledged commits,
+/// so it is never promoted, and the cluster waits without a primary until
+/// the synchronous standby is back, which then leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_promotion_without_a_sync_standby() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "true")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let name = eventually(APPLY, "a synchronous standby", || async {
+        sync_standby(&c, primary).await
+    })
+    .await;
+    let s = index_of(&c, &name);
+    let other = (0..3).find(|&i| i != primary && i != s).expect("3 nodes");
+    assert!(commits(&c, primary, 1).await);
+
+    c.kill_node(primary).await;
+    c.kill_node(s).await;
+    // Well past ttl (6 s) and many cycles: the async replica stays one.
+    let ttl = Duration::from_secs(6);
+    let until = tokio::time::Instant::now() + 3 * ttl;
+    while tokio::time::Instant::now() < until {
+        assert_ne!(
+            c.http_code(other, "/primary").await,
+            200,
+            "the asynchronous replica was promoted"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = c.nodes[other].log();
+    assert!(
+        log.contains("the sync key lists only"),
+        "no refusal to race in the log:\n{log}"
+    );
+
+    c.start(s);
+    let new_primary = eventually(BOOT, "the sync standby leads", || async {
+        c.primary().await
+    })
+    .await;
+    assert_eq!(new_primary, s);
+    let have = values_on(&c, s).await;
+    assert!(
+        have.contains(&1),
+        "the acknowledged row is on the new primary"
+    );
+}
