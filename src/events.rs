@@ -92,6 +92,9 @@ pub const SYNC_KEY_WRITE_FAILED: &str = "sync_key_write_failed";
 pub const SYNC_STANDBY_NAMES_SET: &str = "sync_standby_names_set";
 /// `synchronous_standby_names` could not be set.
 pub const SYNC_STANDBY_NAMES_FAILED: &str = "sync_standby_names_failed";
+/// A synchronous standby shutting down asked the primary to release it
+/// (`released`: the sync key no longer lists it).
+pub const SYNC_DUTY_RELEASE: &str = "sync_duty_release";
 
 /// Failsafe mode turned on or off (`active`).
 pub const FAILSAFE_MODE_ACTIVE: &str = "failsafe_mode_active";
@@ -429,6 +432,7 @@ pub const ALL: &[&str] = &[
     SYNC_KEY_WRITE_FAILED,
     SYNC_STANDBY_NAMES_SET,
     SYNC_STANDBY_NAMES_FAILED,
+    SYNC_DUTY_RELEASE,
     // Failsafe mode
     FAILSAFE_MODE_ACTIVE,
     FAILSAFE_HEARTBEAT,

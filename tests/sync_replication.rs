@@ -311,3 +311,40 @@ async fn no_promotion_without_a_sync_standby() {
         "the acknowledged row is on the new primary"
     );
 }
+
+/// docs/replication-modes.md §3: a synchronous standby stopped cleanly
+/// asks the primary to release it first, and the other replica takes
+/// over the duty before it stops, so commits never wait on a stopped
+/// standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_releases_the_sync_duty_first() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "true")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let name = eventually(APPLY, "a synchronous standby", || async {
+        sync_standby(&c, primary).await
+    })
+    .await;
+    let s = index_of(&c, &name);
+    let other = (0..3).find(|&i| i != primary && i != s).expect("3 nodes");
+    let other_name = c.nodes[other].name.clone();
+
+    c.signal(s, nix::sys::signal::Signal::SIGTERM);
+    c.wait_exit(s, Duration::from_secs(60)).await;
+    let log = c.nodes[s].log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(events::SYNC_DUTY_RELEASE) && l.contains("released=true")),
+        "the standby stopped without being released:\n{log}"
+    );
+    // The stopped standby left the key before it stopped; commits go on
+    // (synchronous_standby_names names the other replica already), and the
+    // other replica enters the key once PostgreSQL confirms it.
+    assert_ne!(sync_standby(&c, primary).await, Some(name));
+    assert!(commits(&c, primary, 1).await, "commits go on");
+    eventually(APPLY, "the other replica takes the duty over", || async {
+        (sync_standby(&c, primary).await.as_deref() == Some(other_name.as_str())).then_some(())
+    })
+    .await;
+}

@@ -459,8 +459,12 @@ impl Handler<Shutdown> for LeaderElector {
                 .map(|_, _, _| System::current().stop()),
             );
         };
+        let (cfg, dynamic) = (self.cfg.clone(), self.dynamic.clone());
         Box::pin(
             async move {
+                if !release_lock {
+                    super::sync_steps::release_duty(&links, &cfg, &dynamic).await;
+                }
                 info!(event = crate::events::SHUTDOWN, "stopping PostgreSQL (fast)");
                 match links.stop_pg.send(StopAndWait(StopMode::Fast)).await {
                     Ok(Ok(())) => {

@@ -8,11 +8,14 @@
 use tracing::{info, warn};
 
 use super::leader_elector::ElectorLinks;
-use crate::config::SyncConfig;
+use std::time::Duration;
+
+use super::member_record::member_data;
+use crate::config::{Config, DynamicConfig, SyncConfig};
 use crate::dcs::{Cluster, SyncState};
 use crate::ha::ActionResult;
 use crate::ha::sync::{ReplicaRow, SyncStep};
-use crate::messages::supervisor::{ReplicationRow, SetStandbyNames};
+use crate::messages::supervisor::{GetPgStatus, ReplicationRow, SetStandbyNames};
 
 pub async fn run(links: &ElectorLinks, me: &str, step: &SyncStep) -> ActionResult {
     match step {
@@ -104,6 +107,70 @@ pub async fn settle(
     };
     if let Ok(Err(e)) = links.set_standby_names.send(SetStandbyNames(value)).await {
         warn!(event = crate::events::SYNC_STANDBY_NAMES_FAILED, error = %e);
+    }
+}
+
+/// docs/replication-modes.md §3: a standby the sync key lists, shutting
+/// down cleanly, first asks the primary to release it (Patroni's
+/// `while_not_sync_standby`), so commits do not stall on it: it publishes
+/// `nosync` in its member key and waits, at most two `loop_wait`, until the
+/// key no longer lists it. A DCS that does not answer ends the wait: this
+/// is only a courtesy to the primary.
+pub async fn release_duty(links: &ElectorLinks, cfg: &Config, dynamic: &DynamicConfig) {
+    if !dynamic.sync.enabled() || cfg.tags.nosync {
+        return;
+    }
+    let listed = |c: &Cluster| {
+        c.leader_name()
+            .is_some_and(|l| c.sync_state().leader_matches(l))
+            && c.sync_state().matches(&cfg.name, false)
+    };
+    match links.dcs.load_cluster_fresh().await {
+        Ok(c) if listed(&c) => {}
+        _ => return,
+    }
+    let Ok(pg) = links
+        .get_pg
+        .send(GetPgStatus {
+            take_outcome: false,
+        })
+        .await
+    else {
+        return;
+    };
+    let mut data = member_data(cfg, &pg, dynamic.pause);
+    data.tags.nosync = true;
+    let deadline = tokio::time::Instant::now() + 2 * dynamic.timing.loop_wait;
+    info!(
+        event = crate::events::SYNC_DUTY_RELEASE,
+        released = false,
+        "asking the primary to release this synchronous standby before stopping"
+    );
+    loop {
+        if let Err(e) = links.dcs.touch_member(&data).await {
+            warn!(event = crate::events::SYNC_DUTY_RELEASE, error = %e);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match links.dcs.load_cluster_fresh().await {
+            Ok(c) if !listed(&c) => {
+                info!(event = crate::events::SYNC_DUTY_RELEASE, released = true);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(event = crate::events::SYNC_DUTY_RELEASE, error = %e);
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                event = crate::events::SYNC_DUTY_RELEASE,
+                released = false,
+                "the primary did not release this standby in time; stopping anyway"
+            );
+            return;
+        }
     }
 }
 
