@@ -339,6 +339,44 @@ fn more_standbys_are_all_required() {
 }
 
 #[test]
+fn changing_synchronous_node_count_keeps_the_order() {
+    // 2 -> 1: c leaves the key before synchronous_standby_names drops it.
+    let one = on();
+    let c = cluster(Some("a"), Some(&key("a", &["b", "c"])));
+    let rows = [row("b", "sync", 100), row("c", "sync", 100)];
+    let cand = pick(&one, &c, "FIRST 2 (b,c)", 100, &rows, 100);
+    assert_eq!(cand.active, names(&["b"]));
+    assert_eq!(
+        plan(&one, &c, "FIRST 2 (b,c)", &cand),
+        vec![write(&["b"], Some(9)), set("b")]
+    );
+    // 1 -> 2: c is required by PostgreSQL first, listed once confirmed.
+    let two = SyncConfig {
+        node_count: 2,
+        ..on()
+    };
+    let c = cluster(Some("a"), Some(&key("a", &["b"])));
+    let rows = [row("b", "sync", 100), row("c", "async", 100)];
+    let cand = pick(&two, &c, "b", 100, &rows, 100);
+    assert_eq!(cand.confirmed, names(&["b"]));
+    assert_eq!(plan(&two, &c, "b", &cand), vec![set("FIRST 2 (b,c)")]);
+    let rows = [row("b", "sync", 200), row("c", "sync", 200)];
+    let cand = pick(&two, &c, "FIRST 2 (b,c)", 200, &rows, 200);
+    assert_eq!(
+        plan(&two, &c, "FIRST 2 (b,c)", &cand),
+        vec![write(&["b", "c"], Some(9))]
+    );
+    // More wanted than there are standbys: all of them, all required.
+    let five = SyncConfig {
+        node_count: 5,
+        ..on()
+    };
+    let cand = pick(&five, &c, "FIRST 2 (b,c)", 200, &rows, 200);
+    assert_eq!(cand.active.len(), 2);
+    assert!(plan(&five, &c, "FIRST 2 (b,c)", &cand).contains(&write(&["b", "c"], Some(9))));
+}
+
+#[test]
 fn strict_mode_without_a_standby_keeps_commits_waiting() {
     // The key lists b: keep requiring b.
     let c = cluster(Some("a"), Some(&key("a", &["b"])));
