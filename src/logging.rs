@@ -53,7 +53,11 @@ pub enum LogError {
 /// Where lines go.
 #[derive(Debug)]
 enum Sink {
-    Stderr { colour: bool },
+    /// `journal`: stderr is systemd's journal stream ([`is_journal`]).
+    Stderr {
+        colour: bool,
+        journal: bool,
+    },
     File(rotate::RotatingFile),
 }
 
@@ -72,9 +76,12 @@ impl Output {
             LogFormat::Json => r.json(&s.json_fields, &s.static_fields, s.dateformat.as_deref()),
         };
         match &mut self.sink {
-            Sink::Stderr { colour } => {
+            Sink::Stderr { colour, journal } => {
                 if *colour && s.kind == LogFormat::Plain {
                     line = colour_level(&line, r.levelname(), r.level);
+                }
+                if *journal {
+                    line.insert_str(0, syslog_prefix(r.levelname()));
                 }
                 line.push('\n');
                 // stderr gone: nowhere left to say so.
@@ -93,6 +100,37 @@ impl Output {
             }
         }
     }
+}
+
+/// The priority prefix journald reads off a line of a service's stderr and
+/// strips (`SyslogLevelPrefix=`, on by default): `journalctl -p warning`
+/// then shows WARNING and worse.
+fn syslog_prefix(levelname: &str) -> &'static str {
+    match levelname {
+        "CRITICAL" => "<2>",
+        "ERROR" => "<3>",
+        "WARNING" => "<4>",
+        "INFO" => "<6>",
+        _ => "<7>",
+    }
+}
+
+/// Is stderr the journal? systemd sets `JOURNAL_STREAM=<dev>:<inode>` of
+/// the stream it connects; a process whose stderr was redirected since
+/// inherits the variable but not the stream, hence the comparison.
+fn is_journal(journal_stream: Option<&std::ffi::OsStr>, stderr: Option<(u64, u64)>) -> bool {
+    let (Some(v), Some((dev, ino))) = (journal_stream.and_then(|v| v.to_str()), stderr) else {
+        return false;
+    };
+    v.split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
+}
+
+fn stderr_identity() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/self/fd/2").ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 /// The first occurrence of the level name, coloured as tracing colours it.
@@ -150,6 +188,11 @@ fn sink(settings: &Settings, current: Option<Sink>) -> Result<Sink, LogError> {
                 std::io::stderr().is_terminal(),
                 std::env::var_os("NO_COLOR").as_deref(),
             ),
+            journal: settings.kind == LogFormat::Plain
+                && is_journal(
+                    std::env::var_os("JOURNAL_STREAM").as_deref(),
+                    stderr_identity(),
+                ),
         }),
         Some(dir) => {
             // The same directory keeps its open file (and its size count);
@@ -230,7 +273,13 @@ pub fn reload(log: &Log) -> Result<Vec<String>, LogError> {
         }
         // The file stays open while the new sink is made, so that a failure
         // keeps it; Stderr holds nothing.
-        let current = std::mem::replace(&mut out.sink, Sink::Stderr { colour: false });
+        let current = std::mem::replace(
+            &mut out.sink,
+            Sink::Stderr {
+                colour: false,
+                journal: false,
+            },
+        );
         let keep_file = match &current {
             Sink::File(f) => settings.dir.as_deref() == f.dir(),
             Sink::Stderr { .. } => false,
@@ -293,6 +342,18 @@ mod tests {
         assert!(use_colour(true, Some(OsStr::new(""))));
         assert!(!use_colour(true, Some(OsStr::new("1"))));
         assert!(!use_colour(false, None));
+    }
+
+    #[test]
+    fn journal_only_when_stderr_is_the_announced_stream() {
+        let v = Some(OsStr::new("8:12345"));
+        assert!(is_journal(v, Some((8, 12345))));
+        assert!(!is_journal(v, Some((8, 999))), "stderr redirected since");
+        assert!(!is_journal(None, Some((8, 12345))));
+        assert!(!is_journal(Some(OsStr::new("junk")), Some((8, 12345))));
+        assert_eq!(syslog_prefix("CRITICAL"), "<2>");
+        assert_eq!(syslog_prefix("WARNING"), "<4>");
+        assert_eq!(syslog_prefix("TRACE"), "<7>");
     }
 
     #[test]
