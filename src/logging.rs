@@ -4,7 +4,8 @@
 //! structured fields appended to the message; `type: json` writes one JSON
 //! object per line. Lines go to stderr, or with `log.dir` to
 //! `<dir>/patroni.log`, rotated as Patroni's `RotatingFileHandler` does.
-//! `RUST_LOG`, when set, replaces `log.level` and `log.loggers`.
+//! `RUST_LOG`, when set and not empty, replaces `log.level` and
+//! `log.loggers`.
 //!
 //! A reload (SIGHUP, `POST /reload`) applies a new `log` section: the output
 //! is swapped under its lock and the filter through tracing's reload layer,
@@ -181,7 +182,7 @@ fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> b
     stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
-fn sink(settings: &Settings, current: Option<Sink>) -> Result<Sink, LogError> {
+fn sink(settings: &Settings) -> Result<Sink, LogError> {
     match &settings.dir {
         None => Ok(Sink::Stderr {
             colour: use_colour(
@@ -194,26 +195,12 @@ fn sink(settings: &Settings, current: Option<Sink>) -> Result<Sink, LogError> {
                     stderr_identity(),
                 ),
         }),
-        Some(dir) => {
-            // The same directory keeps its open file (and its size count);
-            // only the rotation settings change, as Patroni keeps its handler.
-            if let Some(Sink::File(mut f)) = current
-                && f.dir() == Some(dir.as_path())
-            {
-                f.set_rotation(settings.rotation)
-                    .map_err(|source| LogError::Open {
-                        path: dir.join(FILE_NAME).display().to_string(),
-                        source,
-                    })?;
-                return Ok(Sink::File(f));
-            }
-            rotate::RotatingFile::open(dir, settings.rotation)
-                .map(Sink::File)
-                .map_err(|source| LogError::Open {
-                    path: dir.join(FILE_NAME).display().to_string(),
-                    source,
-                })
-        }
+        Some(dir) => rotate::RotatingFile::open(dir, settings.rotation)
+            .map(Sink::File)
+            .map_err(|source| LogError::Open {
+                path: dir.join(FILE_NAME).display().to_string(),
+                source,
+            }),
     }
 }
 
@@ -232,10 +219,11 @@ fn filter_for(settings: &Settings, env_filter: bool) -> EnvFilter {
 /// offset, e.g. daylight saving time, shows after a restart).
 pub fn init(kind: Option<LogFormat>, log: &Log) -> Result<Vec<String>, LogError> {
     let (settings, warnings) = Settings::from_config(log, kind);
-    let env_filter = std::env::var_os("RUST_LOG").is_some();
+    // An empty RUST_LOG is no RUST_LOG (the usual reading).
+    let env_filter = std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty());
     let (filter, handle) = reload::Layer::new(filter_for(&settings, env_filter));
     let out = Arc::new(Mutex::new(Output {
-        sink: sink(&settings, None)?,
+        sink: sink(&settings)?,
         settings,
     }));
     let lines = Lines {
@@ -266,41 +254,30 @@ pub fn reload(log: &Log) -> Result<Vec<String>, LogError> {
         return Ok(Vec::new());
     };
     let (settings, warnings) = Settings::from_config(log, i.kind);
-    {
-        let mut out = lock(&i.out);
-        if out.settings == settings {
-            return Ok(warnings);
-        }
-        // The file stays open while the new sink is made, so that a failure
-        // keeps it; Stderr holds nothing.
-        let current = std::mem::replace(
-            &mut out.sink,
-            Sink::Stderr {
-                colour: false,
-                journal: false,
-            },
-        );
-        let keep_file = match &current {
-            Sink::File(f) => settings.dir.as_deref() == f.dir(),
-            Sink::Stderr { .. } => false,
-        };
-        let new = if keep_file {
-            sink(&settings, Some(current))
-        } else {
-            match sink(&settings, None) {
-                Ok(s) => Ok(s),
-                Err(e) => {
-                    out.sink = current;
-                    return Err(e);
-                }
-            }
-        };
-        out.sink = new?;
-        out.settings = settings.clone();
+    let mut out = lock(&i.out);
+    if out.settings == settings {
+        return Ok(warnings);
     }
-    // Rebuilds the callsite interest cache: a lowered level takes effect at
-    // once.
+    let same_file = matches!(&out.sink, Sink::File(f) if settings.dir.as_deref() == f.dir());
+    match &mut out.sink {
+        // The same directory keeps its open file (and its size count): only
+        // the rotation settings change, as Patroni keeps its handler.
+        Sink::File(f) if same_file => {
+            f.set_rotation(settings.rotation)
+                .map_err(|source| LogError::Open {
+                    path: f.path().display().to_string(),
+                    source,
+                })?
+        }
+        // A sink that cannot be made leaves the running one in place.
+        current => *current = sink(&settings)?,
+    }
+    // The filter changes while lines wait for the output, so that the new
+    // shape starts with the new level (rebuilding the callsite interest
+    // cache: a lowered level takes effect at once). The filter never takes
+    // the output's lock: no deadlock.
     let _ = i.filter.reload(filter_for(&settings, i.env_filter));
+    out.settings = settings;
     Ok(warnings)
 }
 

@@ -1,8 +1,8 @@
 //! Issue 18, "Logs": a daemon with `log.dir` writes Patroni-shaped lines to
 //! `<dir>/patroni.log`, rotates at `file_size` keeping at most `file_num`
 //! old files, sets `mode`, never writes escape codes, and a reload (SIGHUP)
-//! switches it to JSON lines that a log shipper parses (docs/operations.md,
-//! "Logs").
+//! switches it to JSON lines that a log shipper parses and applies a new
+//! level and `loggers` (docs/operations.md, "Logs").
 
 mod support;
 
@@ -19,7 +19,7 @@ use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(90);
 const ROTATE: Duration = Duration::from_secs(60);
-const FILE_SIZE: u64 = 4000;
+const FILE_SIZE: u64 = 2000;
 
 /// The log files present, by name.
 fn files(dir: &Path) -> Vec<(String, PathBuf)> {
@@ -68,11 +68,13 @@ async fn log_dir_rotates_bounded_plain_then_json_after_a_reload() {
     let config = c.nodes[0].config_path.clone();
     let base = fs::read_to_string(&config).expect("config");
     let plain = format!(
-        "{base}log:\n  dir: {}\n  file_size: {FILE_SIZE}\n  file_num: 2\n  mode: '0640'\n",
+        "{base}log:\n  level: DEBUG\n  dir: {}\n  file_size: {FILE_SIZE}\n  file_num: 2\n  \
+         mode: '0640'\n",
         dir.display()
     );
     fs::write(&config, &plain).expect("write config");
-    c.start(0);
+    // The harness's RUST_LOG would replace log.level and log.loggers.
+    c.start_with_env(0, &[("RUST_LOG", "")]);
     assert_eq!(c.wait_healthy(BOOT).await, 0);
 
     // Two rotations, then one more (the oldest file's first line changes):
@@ -124,10 +126,12 @@ async fn log_dir_rotates_bounded_plain_then_json_after_a_reload() {
     );
 
     // A reload turns the lines into JSON, with the structured fields beside
-    // the message and the static fields.
+    // the message and the static fields, at INFO except the HA loop
+    // (Patroni's `patroni.ha` logger) at DEBUG.
     let json = format!(
         "{base}log:\n  dir: {}\n  file_size: {FILE_SIZE}\n  file_num: 2\n  mode: '0640'\n  \
-         type: json\n  static_fields:\n    app: it\n",
+         type: json\n  static_fields:\n    app: it\n  level: INFO\n  loggers:\n    \
+         patroni.ha: DEBUG\n",
         dir.display()
     );
     fs::write(&config, json).expect("write config");
@@ -153,7 +157,10 @@ async fn log_dir_rotates_bounded_plain_then_json_after_a_reload() {
                 .unwrap_or_default()
                 .lines()
                 .any(|l| l.starts_with('{'));
-            async move { (json_lines.len() >= 5 && rotated).then_some(()) }
+            let ha_debug = json_lines
+                .iter()
+                .any(|v| v["levelname"] == "DEBUG" && v["event"] == "decision");
+            async move { (json_lines.len() >= 5 && ha_debug && rotated).then_some(()) }
         },
     )
     .await;
@@ -164,6 +171,9 @@ async fn log_dir_rotates_bounded_plain_then_json_after_a_reload() {
             .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
         for key in ["asctime", "levelname", "message", "app"] {
             assert!(v.get(key).is_some(), "{key} in {line}");
+        }
+        if v["levelname"] == "DEBUG" {
+            assert_eq!(v["event"], "decision", "DEBUG only from patroni.ha: {line}");
         }
         assert!(!line.contains('\x1b'));
     }

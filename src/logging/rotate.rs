@@ -51,6 +51,11 @@ impl RotatingFile {
         })
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The directory this file is in.
     pub fn dir(&self) -> Option<&Path> {
         self.path.parent()
