@@ -576,7 +576,14 @@ pub struct Log {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loggers: Option<BTreeMap<String, String>>,
+    pub loggers: Option<BTreeMap<String, serde_json::Value>>,
+    /// Fields added to every JSON line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Permissions of the log files: a number, or a string read as C's
+    /// `strtol` with base 0 reads it (`"0644"` is octal), as Patroni does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<serde_json::Value>,
 }
 
 /// The dynamic (cluster-wide) settings pgpilot acts on, read from the DCS
