@@ -901,8 +901,11 @@ async fn watch_survives_outage(b: &Backend, kind: Outage) {
     .await;
     assert_eq!(lost, Ok(true), "no Lost event during the outage");
     outage(false);
+    // What is asserted is that it works again, not how fast: a store
+    // resumed on a loaded machine re-elects itself and the client
+    // reconnects with backoff, so the bound is generous.
     assert!(
-        eventually(b.retry_timeout * 10, "store back", || async {
+        eventually(b.retry_timeout * 30, "store back", || async {
             a.attempt_to_acquire_leader()
                 .await
                 .ok()
