@@ -357,3 +357,73 @@ async fn a_clean_stop_releases_the_sync_duty_first() {
     })
     .await;
 }
+
+async fn post_json(c: &TestCluster, i: usize, path: &str, body: Value) -> (u16, String) {
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .expect("client")
+        .post(c.nodes[i].api(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let code = resp.status().as_u16();
+    (code, resp.text().await.unwrap_or_default())
+}
+
+/// docs/replication-modes.md §4: a switchover under write load goes only
+/// to the synchronous standby (an asynchronous candidate is refused with
+/// Patroni's 412), and loses no acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_goes_to_the_sync_standby_under_load() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "true")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let name = eventually(APPLY, "a synchronous standby", || async {
+        sync_standby(&c, primary).await
+    })
+    .await;
+    let s = index_of(&c, &name);
+    let other = (0..3).find(|&i| i != primary && i != s).expect("3 nodes");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.nodes.iter().map(|n| n.pg_port).collect();
+    let writer = spawn_writer(ports, stop.clone());
+    wait_for_writes(&c, primary, 20, Duration::from_secs(30)).await;
+
+    let leader = c.nodes[primary].name.clone();
+    let (code, text) = post_json(
+        &c,
+        primary,
+        "/switchover",
+        json!({"leader": leader, "candidate": c.nodes[other].name}),
+    )
+    .await;
+    assert_eq!(
+        (code, text.as_str()),
+        (412, "candidate name does not match with sync_standby")
+    );
+    // No candidate: the synchronous standby.
+    let (code, text) = post_json(&c, primary, "/switchover", json!({"leader": leader})).await;
+    assert_eq!(code, 200, "{text}");
+    let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await.filter(|&p| p != primary)
+    })
+    .await;
+    assert_eq!(new_primary, s, "the switchover went to the sync standby");
+    wait_for_writes(&c, new_primary, 20, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.await.expect("writer");
+    let have = values_on(&c, new_primary).await;
+    let missing: Vec<i64> = acked
+        .iter()
+        .filter(|(v, _)| !have.contains(v))
+        .map(|(v, _)| *v)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing: {missing:?}"
+    );
+}
