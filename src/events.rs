@@ -49,6 +49,9 @@ pub const JOB_FINISHED: &str = "job_finished";
 pub const LOCK_ACQUIRED: &str = "lock_acquired";
 /// This node gave the leader key up.
 pub const LOCK_RELEASED: &str = "lock_released";
+/// A release found no leader key under this process's session (none, or a
+/// key of this node's name another process holds): nothing was deleted.
+pub const LOCK_NOT_MINE: &str = "lock_not_mine";
 /// The leader key is no longer this node's (its update was refused).
 pub const LOCK_LOST: &str = "lock_lost";
 /// Another node took the leader key first.
@@ -290,6 +293,26 @@ pub const SLOT_ADVANCED: &str = "slot_advanced";
 pub const SLOT_ADVANCE_FAILED: &str = "slot_advance_failed";
 /// Slots still to be copied from the leader.
 pub const SLOT_COPY_PENDING: &str = "slot_copy_pending";
+/// Logical slots read from the leader are being copied: PostgreSQL is
+/// restarted with their state files (docs/ha.md §13.1).
+pub const SLOT_COPY: &str = "slot_copy";
+/// A logical slot's state file was written into `pg_replslot`.
+pub const SLOT_COPIED: &str = "slot_copied";
+/// Reading or writing a logical slot for a copy failed.
+pub const SLOT_COPY_FAILED: &str = "slot_copy_failed";
+/// The leader's slot of an expected name has another kind, database or
+/// plugin: not copied.
+pub const SLOT_COPY_MISMATCH: &str = "slot_copy_mismatch";
+/// A copied logical slot is safe to use after a failover (its catalog rows
+/// are protected on the leader).
+pub const LOGICAL_SLOT_READY: &str = "logical_slot_ready";
+/// The readiness of copied logical slots cannot be checked (no physical
+/// slot on the leader, or no `catalog_xmin` on it: feedback is off).
+pub const LOGICAL_SLOT_CHECK_FAILED: &str = "logical_slot_check_failed";
+/// Promoted while copied logical slots were not known to be safe.
+pub const LOGICAL_SLOTS_UNSAFE: &str = "logical_slots_unsafe";
+/// `hot_standby_feedback` is forced on (or no longer) for logical slots.
+pub const HOT_STANDBY_FEEDBACK_FORCED: &str = "hot_standby_feedback_forced";
 /// The slot synchronisation of this cycle failed.
 pub const SLOT_SYNC_FAILED: &str = "slot_sync_failed";
 
@@ -411,6 +434,7 @@ pub const ALL: &[&str] = &[
     JOB_FINISHED,
     LOCK_ACQUIRED,
     LOCK_RELEASED,
+    LOCK_NOT_MINE,
     LOCK_LOST,
     LOCK_LOST_RACE,
     LOCK_RELEASE_FAILED,
@@ -527,6 +551,14 @@ pub const ALL: &[&str] = &[
     SLOT_ADVANCED,
     SLOT_ADVANCE_FAILED,
     SLOT_COPY_PENDING,
+    SLOT_COPY,
+    SLOT_COPIED,
+    SLOT_COPY_FAILED,
+    SLOT_COPY_MISMATCH,
+    LOGICAL_SLOT_READY,
+    LOGICAL_SLOT_CHECK_FAILED,
+    LOGICAL_SLOTS_UNSAFE,
+    HOT_STANDBY_FEEDBACK_FORCED,
     SLOT_SYNC_FAILED,
     // Fence and watchdog
     FENCE,

@@ -13,7 +13,10 @@ use std::sync::{Arc, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+    UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -185,8 +188,12 @@ pub fn load_certs(key: &str, path: &str) -> Result<Vec<CertificateDer<'static>>,
 }
 
 /// The configuration key of the password that goes with the key file
-/// named by `key` (`restapi.keyfile` → `restapi.keyfile_password`).
+/// named by `key` (`restapi.keyfile` → `restapi.keyfile_password`; libpq's
+/// `sslkey` → `sslpassword`).
 fn password_key(key: &str) -> String {
+    if let Some(prefix) = key.strip_suffix("sslkey") {
+        return format!("{prefix}sslpassword");
+    }
     let section = key.split_once('.').map_or(key, |(s, _)| s);
     format!("{section}.keyfile_password")
 }
@@ -717,17 +724,12 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
-/// A client certificate: `(section, certfile, keyfile, keyfile_password)`.
-pub type ClientIdentity<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
-
-/// The rustls configuration of an HTTPS client.
-pub fn client_config(
+/// The [`Verifier`] of `check`, with `crls` checked along the chain.
+fn verifier(
     check: ServerCheck,
-    identity: Option<ClientIdentity<'_>>,
-) -> Result<ClientConfig, TlsError> {
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<Verifier>, TlsError> {
     let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
     let (roots, check_name) = match check {
         ServerCheck::Full(roots) => (Some(roots), true),
         ServerCheck::ChainOnly(roots) => (Some(roots), false),
@@ -739,19 +741,53 @@ pub fn client_config(
                 roots.clone(),
                 provider.clone(),
             )
+            .with_crls(crls)
             .build()
             .map_err(TlsError::ServerVerifier)? as Arc<dyn ServerCertVerifier>,
         ),
         None => None,
     };
-    let builder = builder
+    Ok(Arc::new(Verifier {
+        chain,
+        roots,
+        check_name,
+        provider,
+    }))
+}
+
+/// The rustls configuration of a PostgreSQL client connection
+/// (`crate::postgres::tls_client`): `check` with `crls`, the client
+/// certificate already loaded, ALPN `postgresql` (what PostgreSQL 17's
+/// direct negotiation requires; older servers ignore it).
+pub fn postgres_client_config(
+    check: ServerCheck,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Verifier {
-            chain,
-            roots,
-            check_name,
-            provider,
-        }));
+        .with_custom_certificate_verifier(verifier(check, crls)?);
+    let mut config = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(config)
+}
+
+/// A client certificate: `(section, certfile, keyfile, keyfile_password)`.
+pub type ClientIdentity<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+/// The rustls configuration of an HTTPS client.
+pub fn client_config(
+    check: ServerCheck,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier(check, Vec::new())?);
     let mut config = match identity {
         Some((section, cert, key, password)) => {
             let ck = certified_key(section, cert, key, password)?;
@@ -840,6 +876,16 @@ pub fn system_roots() -> Result<Arc<RootCertStore>, TlsError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn password_key_names_the_sections_password() {
+        assert_eq!(
+            super::password_key("restapi.keyfile"),
+            "restapi.keyfile_password"
+        );
+        assert_eq!(super::password_key("ctl.certfile"), "ctl.keyfile_password");
+        assert_eq!(super::password_key("sslkey"), "sslpassword");
+    }
+
     use super::*;
 
     #[test]

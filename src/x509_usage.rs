@@ -128,7 +128,7 @@ fn extensions(cert: &[u8]) -> Option<&[u8]> {
 
 /// One DER element: `(tag, content, rest)`. Single-byte tags, definite
 /// lengths of up to four bytes.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, input) = input.split_first()?;
     let (&first, mut input) = input.split_first()?;
     let len = if first < 0x80 {

@@ -130,7 +130,7 @@ impl Dcs for TestDcs {
     fn keep_alive(&self) -> BoxFuture<'_, DcsResult<Option<Expiry>>> {
         unused()
     }
-    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
+    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
         unused()
     }
     fn write_status(&self, _: &Status) -> BoxFuture<'_, DcsResult<()>> {

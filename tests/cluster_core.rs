@@ -64,29 +64,46 @@ async fn bootstrap_replicate_fail_over_and_rejoin() {
         "{sysids:?}"
     );
 
-    // pgpilotctl list reads the same picture from etcd.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args(["list", "--format", "json"])
-        .output()
-        .expect("run pgpilotctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json list");
-    assert_eq!(rows.len(), 3);
-    for r in &rows {
+    // pgpilotctl list reads the same picture from etcd. The member keys
+    // follow the REST answers by up to one HA cycle (a member key is
+    // rewritten on the cycle after its state changes, as Patroni's
+    // touch_member does), so wait for it rather than read it once.
+    let ctl_list = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+            .arg("-c")
+            .arg(&c.nodes[0].config_path)
+            .args(["list", "--format", "json"])
+            .output()
+            .expect("run pgpilotctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("json list")
+    };
+    let expected = |r: &serde_json::Value| {
         let member = r["Member"].as_str().unwrap_or_default();
         if member == c.nodes[primary].name {
-            assert_eq!(r["Role"], "Leader", "{r}");
-            assert_eq!(r["State"], "running", "{r}");
+            (r["Role"] == "Leader", r["State"] == "running")
         } else {
-            assert_eq!(r["Role"], "Replica", "{r}");
-            assert_eq!(r["State"], "streaming", "{r}");
+            (r["Role"] == "Replica", r["State"] == "streaming")
         }
+    };
+    eventually(
+        Duration::from_secs(20),
+        "pgpilotctl list settles",
+        || async {
+            let rows = ctl_list();
+            (rows.len() == 3 && rows.iter().all(|r| expected(r) == (true, true))).then_some(())
+        },
+    )
+    .await;
+    // Once settled the roles never disagree with the REST picture.
+    let rows = ctl_list();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(expected(r), (true, true), "{r}");
     }
 
     // A row written on the primary reaches both replicas.
@@ -1452,10 +1469,11 @@ async fn leader_key(c: &TestCluster) -> Option<(String, i64, i64)> {
 }
 
 /// A second daemon with the running leader's `name` and an empty data
-/// directory (issue 14 §2): whatever it decides (it sees "its" name on the
-/// leader key), its DCS client never renews, takes over or deletes the
-/// leader's key, because every write of the leader key is conditional on
-/// the writer's own lease (docs/dcs.md, "leader"). The key stays the same
+/// directory (issue 14 §2): it sees "its" name on the leader key, but the
+/// key is under another session, so it never decides to release it
+/// (docs/ha.md §3.4), and its DCS client never renews, takes over or
+/// deletes the leader's key either, because every write of the leader key
+/// is conditional on the writer's own lease (docs/dcs.md, "leader"). The key stays the same
 /// key (same create revision and lease) and the primary keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_name_never_touches_the_leaders_key() {
@@ -1492,4 +1510,12 @@ async fn a_duplicate_name_never_touches_the_leaders_key() {
         !has_event(&c.nodes[p].log(), events::LOCK_LOST),
         "the leader lost its key to the duplicate"
     );
+    // The duplicate (empty data directory, "its" name on the leader key)
+    // never even tried to release it: the key is under another session
+    // (docs/ha.md §3.4), so the decision drops the release.
+    let dup_log = c.nodes[dup].log();
+    assert!(has_event(&dup_log, events::DECISION), "{dup_log}");
+    for e in [events::LOCK_RELEASED, events::LOCK_NOT_MINE] {
+        assert!(!has_event(&dup_log, e), "{e}: {dup_log}");
+    }
 }

@@ -151,11 +151,24 @@ async fn update_leader_only_for_holder(b: &Backend) {
 
 async fn delete_leader_only_own(b: &Backend) {
     let (a, c) = (b.node("a"), b.node("c"));
+    // A second process with a's name (docs/ha.md §3.4), with a session of
+    // its own.
+    let twin = b.node("a");
+    twin.touch_member(&MemberData::default()).await.unwrap();
     assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
-    c.delete_leader().await.unwrap();
+    let leader = c.load_cluster().await.unwrap().leader.unwrap();
+    let session = leader.session.expect("the leader key's session");
+    assert!(a.holds_session(&session));
+    assert!(!twin.holds_session(&session) && !c.holds_session(&session));
+    assert!(!c.delete_leader().await.unwrap(), "not c's key");
+    assert!(
+        !twin.delete_leader().await.unwrap(),
+        "my name, not my session"
+    );
     assert_eq!(c.load_cluster().await.unwrap().leader_name(), Some("a"));
-    a.delete_leader().await.unwrap();
+    assert!(a.delete_leader().await.unwrap());
     assert!(c.load_cluster().await.unwrap().leader.is_none());
+    assert!(!a.delete_leader().await.unwrap(), "already gone");
     assert!(c.attempt_to_acquire_leader().await.unwrap().is_held());
 }
 
@@ -985,7 +998,12 @@ async fn unreachable_within_retry_timeout(b: &Backend, kind: Outage) {
                 .await
                 .map(|(r, t)| (r.map(|_| ()), t)),
         ),
-        ("delete_leader", time(a.delete_leader()).await),
+        (
+            "delete_leader",
+            time(a.delete_leader())
+                .await
+                .map(|(r, t)| (r.map(|_| ()), t)),
+        ),
     ] {
         let (r, elapsed) =
             r.unwrap_or_else(|| panic!("{what} did not return within {:?}", bound * 3));

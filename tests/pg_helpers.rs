@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Pid, User};
-use pgpilot::config::{Config, DynamicConfig, InitdbOption, Timing};
+use pgpilot::config::{Config, Credentials, DynamicConfig, InitdbOption, Timing};
 use pgpilot::postgres::conf::{self, PgpassEntry, RecoveryParams};
+use pgpilot::postgres::conninfo;
 use pgpilot::postgres::datadir::{self, ConfigFiles};
 use pgpilot::postgres::ops::{self, BasebackupSource};
 use pgpilot::postgres::{
@@ -296,16 +297,14 @@ async fn scenario(base: &Path) {
     .unwrap();
     let data2 = base.join("data2");
     let source = BasebackupSource {
-        host: "127.0.0.1".into(),
-        port: port1,
-        user: repl_user.into(),
+        conninfo: format!("host=127.0.0.1 port={port1} user={repl_user}"),
         passfile: Some(pgpass.clone()),
     };
     ops::basebackup(&bins, &data2, &source, &[]).await.unwrap();
     // A failed basebackup (wrong port) cleans up the directory it created.
     let data_bad = base.join("data_bad");
     let bad_source = BasebackupSource {
-        port: free_port(),
+        conninfo: format!("host=127.0.0.1 port={} user={repl_user}", free_port()),
         ..source.clone()
     };
     let err = ops::basebackup(&bins, &data_bad, &bad_source, &[])
@@ -317,13 +316,19 @@ async fn scenario(base: &Path) {
     let cfg2 = config("node-2", port2, &data2, &sock);
     let eff2 = params::effective_parameters(&cfg2, &dynamic());
     let recovery = RecoveryParams {
-        primary_conninfo: conf::primary_conninfo(
-            "127.0.0.1",
-            port1,
-            repl_user,
+        primary_conninfo: conninfo::primary_conninfo(
+            &Credentials {
+                username: Some(repl_user.into()),
+                ..Credentials::default()
+            },
+            conninfo::Target {
+                host: "127.0.0.1",
+                port: port1,
+                dbname: "postgres",
+            },
             &pgpass,
             "node-2",
-            "postgres",
+            150_000,
         ),
         primary_slot_name: Some(slot2.clone()),
     };

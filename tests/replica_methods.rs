@@ -51,7 +51,7 @@ for a in "$@"; do
     --connstring=*) connstring=${{a#--connstring=}} ;;
   esac
 done
-echo "$@" > {marker}
+printf '%s\n' "$@" > {marker}
 /usr/lib/postgresql/15/bin/pg_basebackup -D "$datadir" -d "$connstring" -X stream -c fast --no-password
 "#,
             marker = marker.display()
@@ -104,15 +104,13 @@ echo "$@" > {marker}
     let args = std::fs::read_to_string(&marker).expect("the custom method ran");
     let scope = format!("--scope={}", c.scope);
     let datadir = format!("--datadir={}", c.nodes[2].data_dir().display());
+    // Patroni's connstring: a libpq keyword string of the replication user.
     let conn = format!(
-        "--connstring=postgres://replicator@127.0.0.1:{}/postgres",
+        "--connstring=dbname=postgres user=replicator host=127.0.0.1 port={}",
         c.nodes[0].pg_port
     );
     for want in ["--threads=2", "--role=replica", &scope, &datadir, &conn] {
-        assert!(
-            args.split_whitespace().any(|a| a == want),
-            "{want} in {args}"
-        );
+        assert!(args.lines().any(|a| a == want), "{want} in {args}");
     }
     assert!(!args.contains("rep-pass"), "no password in the arguments");
 }
@@ -131,7 +129,7 @@ for a in "$@"; do
     --datadir=*) datadir=${{a#--datadir=}} ;;
   esac
 done
-echo "$@" > {marker}
+printf '%s\n' "$@" > {marker}
 /usr/lib/postgresql/15/bin/initdb -D "$datadir" -U postgres -E UTF8 >/dev/null
 "#,
             marker = marker.display()
@@ -154,10 +152,7 @@ echo "$@" > {marker}
     let scope = format!("--scope={}", c.scope);
     let datadir = format!("--datadir={}", c.nodes[0].data_dir().display());
     for want in ["--label=nightly", &scope, &datadir] {
-        assert!(
-            args.split_whitespace().any(|a| a == want),
-            "{want} in {args}"
-        );
+        assert!(args.lines().any(|a| a == want), "{want} in {args}");
     }
     let log = plain_log(&c, 0);
     assert!(has_event(&log, events::BOOTSTRAP_METHOD_DONE));

@@ -34,8 +34,8 @@ use crate::messages::elector::{
     FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
 };
 use crate::messages::supervisor::{
-    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, StopAndWait,
-    StopGracefully, StopMode, SyncSlots,
+    DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, ShowRewindFailed,
+    StopAndWait, StopGracefully, StopMode, SyncSlots,
 };
 use crate::sync;
 use crate::watchdog::Watchdog;
@@ -56,6 +56,7 @@ pub struct ElectorLinks {
     pub stop_gracefully: Recipient<StopGracefully>,
     pub sync_slots: Recipient<SyncSlots>,
     pub set_standby_names: Recipient<crate::messages::supervisor::SetStandbyNames>,
+    pub show_rewind_failed: Recipient<ShowRewindFailed>,
     pub dynamic_changed: Recipient<DynamicConfigChanged>,
     pub callbacks: Recipient<CallbackEvent>,
 }
@@ -485,7 +486,8 @@ impl Handler<Shutdown> for LeaderElector {
                 }
                 if release_lock {
                     match links.dcs.delete_leader().await {
-                        Ok(()) => info!(event = crate::events::LOCK_RELEASED, reason = "shutdown"),
+                        Ok(true) => info!(event = crate::events::LOCK_RELEASED, reason = "shutdown"),
+                        Ok(false) => info!(event = crate::events::LOCK_NOT_MINE, reason = "shutdown"),
                         Err(e) => warn!(event = crate::events::LOCK_RELEASE_FAILED, error = %e),
                     }
                 }
@@ -626,7 +628,12 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
                 .unwrap_or(dynamic.use_pg_rewind),
             remove_on_failure: cfg.postgresql.remove_data_directory_on_rewind_failure,
             remove_on_diverged: cfg.postgresql.remove_data_directory_on_diverged_timelines,
-            failed: pg.state == PgState::RewindFailed,
+            // The node's (`ha::rewind`).
+            failed: false,
+        },
+        leader_key_foreign: match &dcs_view {
+            DcsView::Ok(c) => leader_key_foreign(c, &cfg.name, links.dcs.as_ref()),
+            DcsView::Failed(_) => false,
         },
         failsafe: FailsafeView {
             enabled: dynamic.failsafe_mode,
@@ -718,6 +725,12 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     }
 
     if cluster.is_some() {
+        let mut pg = pg.clone();
+        // The sticky state is the node's (docs/ha.md §8.2); the supervisor
+        // shows it from `ShowRewindFailed` on, this cycle's snapshot not yet.
+        if sync::lock(&node).rewind_failed() && !pg.facts.running && pg.busy.is_none() {
+            pg.state = PgState::RewindFailed;
+        }
         let data = member_data(&cfg, &pg, dynamic.pause);
         // It renews the node's lease only when due (ttl/4), so it does not
         // move the leader's lease deadline: RenewLock and the keep-alive do.
@@ -807,6 +820,17 @@ async fn debug_stall(cfg: &Config) {
         );
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+}
+
+/// The leader key names `me` but is attached to a session that is not this
+/// process's (docs/ha.md §3.4). A key without a session is judged by its
+/// name, as before.
+fn leader_key_foreign(c: &Cluster, me: &str, dcs: &dyn crate::dcs::Dcs) -> bool {
+    c.leader
+        .as_ref()
+        .filter(|l| l.name == me)
+        .and_then(|l| l.session.as_ref())
+        .is_some_and(|s| !dcs.holds_session(s))
 }
 
 fn dcs_view_leader(v: &DcsView) -> Option<String> {
@@ -963,10 +987,19 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                 Err(e) => ActionResult::Failed(e.to_string()),
             }
         }
+        // Compare-and-delete on this process's sessions (docs/dcs.md,
+        // "leader"): a key of my name under another session stays.
         Action::ReleaseLock => match links.dcs.delete_leader().await {
-            Ok(()) => {
+            Ok(true) => {
                 info!(event = crate::events::LOCK_RELEASED);
                 ActionResult::Done
+            }
+            Ok(false) => {
+                warn!(
+                    event = crate::events::LOCK_NOT_MINE,
+                    "no leader key under my session: nothing released"
+                );
+                ActionResult::Refused
             }
             Err(e) => ActionResult::Failed(e.to_string()),
         },
@@ -984,6 +1017,10 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
             .await
         }
         Action::Rewind { from } => job(links, Job::Rewind { from: from.clone() }).await,
+        Action::ShowRewindFailed => match links.show_rewind_failed.send(ShowRewindFailed).await {
+            Ok(()) => ActionResult::Done,
+            Err(e) => ActionResult::Failed(e.to_string()),
+        },
         Action::WriteHistory => {
             if let Some(c) = cluster {
                 super::history_writer::write(cfg, dynamic, links.dcs.as_ref(), c, pg).await;

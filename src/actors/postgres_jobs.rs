@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, DynamicConfig, SlotKind};
+use crate::config::{Config, Credentials, DynamicConfig, SlotKind};
 use crate::ha::Upstream;
+use crate::ha::logical_slots::{LeaderCatalogXmin, PrimarySlot};
+use crate::ha::rewind::{RewindReport, RewindStep, RewindTool};
 use crate::ha::slots::{ExistingSlot, SlotRequest};
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
-    conf, datadir, ops, params, query,
+    conf, conninfo, datadir, ops, params, query,
 };
 use crate::sync;
 
@@ -29,6 +31,10 @@ pub struct JobEnv {
     /// `synchronous_standby_names` as the sync rules set it
     /// (docs/replication-modes.md §3); `None`: the configured parameter.
     pub standby_names: Option<String>,
+    /// `hot_standby_feedback` forced on: this node holds (or passes on the
+    /// feedback of) permanent logical slots
+    /// ([`crate::ha::slots::enforce_hot_standby_feedback`]).
+    pub hot_standby_feedback: bool,
 }
 
 impl JobEnv {
@@ -55,6 +61,10 @@ impl JobEnv {
         // pgpilot manages it while a synchronous mode is on, never the user.
         if let Some(v) = &self.standby_names {
             values.insert("synchronous_standby_names".to_owned(), v.clone());
+        }
+        // Over any configured value, as Patroni's `enforce_hot_standby_feedback`.
+        if self.hot_standby_feedback {
+            values.insert("hot_standby_feedback".to_owned(), "on".to_owned());
         }
         values
     }
@@ -96,12 +106,18 @@ impl JobEnv {
         );
         c.password = su.password.clone();
         c.dbname = pg.database.clone();
+        // Patroni's local connection takes the superuser section whole,
+        // its libpq settings included (unused over a unix socket).
+        c.libpq = conninfo::Conninfo::settings(su);
         c
     }
 
+    /// `postgresql.pgpass`, else `~/pgpass`, made absolute as Patroni
+    /// makes it (`os.path.abspath`): `primary_conninfo` names it as
+    /// `passfile`, and the walreceiver runs in the data directory.
     pub fn pgpass_path(&self) -> PathBuf {
         match &self.cfg.postgresql.pgpass {
-            Some(p) => PathBuf::from(p),
+            Some(p) => super::postgres_supervisor::absolute(p),
             None => std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp"))
@@ -134,25 +150,45 @@ impl JobEnv {
         Ok(path)
     }
 
+    /// The replication section, its user defaulting to `replicator`.
+    pub fn replication_credentials(&self) -> Credentials {
+        let mut c = self.cfg.postgresql.authentication.replication.clone();
+        c.username.get_or_insert_with(|| "replicator".to_owned());
+        c
+    }
+
+    /// `upstream`'s PostgreSQL, database `postgresql.database`.
+    pub fn target<'a>(&'a self, upstream: &'a Upstream) -> conninfo::Target<'a> {
+        conninfo::Target {
+            host: &upstream.host,
+            port: upstream.port,
+            dbname: &self.cfg.postgresql.database,
+        }
+    }
+
+    /// The local server's version as `server_version_num` counts it
+    /// (major × 10000), which decides the libpq keywords written
+    /// ([`conninfo`]): from `PG_VERSION` in the data directory, else from
+    /// the binaries' Debian directory (`/usr/lib/postgresql/<major>/bin`),
+    /// else PostgreSQL 15, the version pgpilot is tested with.
+    pub fn version_num(&self) -> u32 {
+        let pg_version = std::fs::read_to_string(self.data_dir.join("PG_VERSION")).ok();
+        version_num_of(pg_version.as_deref(), self.bins.bin_dir.as_deref())
+    }
+
     fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
-        let pg = &self.cfg.postgresql;
         // `nostream`: a standby fed by restore_command only (docs/operations.md, "Tags").
         let upstream = upstream.filter(|_| !self.cfg.tags.nostream);
         let primary_conninfo = match upstream {
             None => String::new(),
             Some(u) => {
                 let passfile = self.write_pgpass()?;
-                conf::primary_conninfo(
-                    &u.host,
-                    u.port,
-                    pg.authentication
-                        .replication
-                        .username
-                        .as_deref()
-                        .unwrap_or("replicator"),
+                conninfo::primary_conninfo(
+                    &self.replication_credentials(),
+                    self.target(u),
                     &passfile,
                     &self.cfg.name,
-                    &pg.database,
+                    self.version_num(),
                 )
             }
         };
@@ -206,6 +242,20 @@ impl JobEnv {
             )
         })
     }
+}
+
+/// [`JobEnv::version_num`] from the content of `PG_VERSION` and the
+/// binaries' directory.
+fn version_num_of(pg_version: Option<&str>, bin_dir: Option<&Path>) -> u32 {
+    let from_data = pg_version.and_then(|v| v.trim().parse::<u32>().ok());
+    let from_bins = || {
+        bin_dir
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok())
+    };
+    from_data.or_else(from_bins).unwrap_or(15) * 10_000
 }
 
 /// Start PostgreSQL and wait until it accepts connections.
@@ -412,19 +462,19 @@ fn append_hba(config_dir: &Path, lines: &[String]) -> PgResult<()> {
 async fn run_post_init(env: &JobEnv, script: &str, su_name: &str) -> PgResult<()> {
     let passfile = env.write_pgpass()?;
     let conn = env.local_conn();
-    let host = if conn.host.starts_with('/') {
-        format!("?host={}", conn.host)
-    } else {
-        String::new()
-    };
-    let url = if host.is_empty() {
-        format!(
-            "postgres://{su_name}@{}:{}/{}",
-            conn.host, conn.port, conn.dbname
-        )
-    } else {
-        format!("postgres://{su_name}@:{}/{}{host}", conn.port, conn.dbname)
-    };
+    // Patroni's argument: the local superuser connection as a libpq keyword
+    // string, the superuser section's TLS settings with it.
+    let mut superuser = env.cfg.postgresql.authentication.superuser.clone();
+    superuser.username = Some(su_name.to_owned());
+    let url = conninfo::connection_string(
+        &superuser,
+        conninfo::Target {
+            host: &conn.host,
+            port: conn.port,
+            dbname: &conn.dbname,
+        },
+        env.version_num(),
+    );
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(format!("{script} \"$1\""))
@@ -526,43 +576,71 @@ pub async fn promote(env: &JobEnv) -> PgResult<()> {
     Ok(())
 }
 
-/// How a rewind job failed.
-#[derive(Debug)]
-pub enum RewindError {
-    /// pg_rewind did not run, or it succeeded and the start after it
-    /// failed: the data directory was not damaged, a later cycle may retry.
-    Retry(PgError),
-    /// pg_rewind ran (or cannot work on this data directory) and failed.
-    Failed(PgError),
+/// What a rewind job's step reports when it fails: the raw facts, which
+/// `ha::rewind` classifies (retry, or failed for good).
+fn not_run(step: RewindStep) -> impl FnOnce(PgError) -> RewindReport {
+    move |e| RewindReport::NotRun {
+        step,
+        error: e.to_string(),
+    }
 }
 
-impl std::fmt::Display for RewindError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RewindError::Retry(e) => write!(f, "{e}"),
-            RewindError::Failed(e) => write!(f, "pg_rewind failed: {e}"),
+/// pg_rewind failed: ask whether the leader still answers as a primary and
+/// whether pg_control still allows a rewind (Patroni's
+/// `check_leader_is_not_in_recovery` and `can_rewind` after a failure), so
+/// `ha::rewind` can tell a failure of the source from one of this data
+/// directory (docs/ha.md §8.2).
+async fn after_failed_rewind(env: &JobEnv, leader: &ConnParams, e: PgError) -> RewindReport {
+    let leader_primary = match query::connect(leader, Duration::from_secs(3)).await {
+        Ok(client) => client
+            .query_one("SELECT NOT pg_catalog.pg_is_in_recovery()", &[])
+            .await
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(false),
+        Err(_) => false,
+    };
+    if leader_primary {
+        return tool_failed(RewindTool::PgRewind)(e);
+    }
+    let rewindable = crate::postgres::controldata::read(&env.bins, &env.data_dir)
+        .await
+        .is_ok_and(|cd| cd.wal_log_hints || cd.data_checksums);
+    RewindReport::LeaderGone {
+        error: e.to_string(),
+        rewindable,
+    }
+}
+
+/// A tool of the rewind job failed: its exit status and stderr tail.
+fn tool_failed(tool: RewindTool) -> impl FnOnce(PgError) -> RewindReport {
+    move |e| {
+        let (status, stderr) = match &e {
+            PgError::CommandFailed { status, stderr, .. } => (Some(status.clone()), stderr.clone()),
+            _ => (None, Vec::new()),
+        };
+        RewindReport::ToolFailed {
+            tool,
+            status,
+            stderr,
+            error: e.to_string(),
         }
     }
 }
 
 impl JobEnv {
-    /// The role pg_rewind connects as: `authentication.rewind` if it names
-    /// a user, else the superuser.
-    fn rewind_credentials(&self) -> (String, Option<String>) {
+    /// The section pg_rewind connects with: `authentication.rewind` if it
+    /// names a user, else the superuser's (user defaulting to `postgres`);
+    /// its libpq settings go with it (docs/configuration.md,
+    /// "postgresql.authentication: libpq settings").
+    fn rewind_credentials(&self) -> Credentials {
         let auth = &self.cfg.postgresql.authentication;
-        match auth
-            .rewind
-            .as_ref()
-            .and_then(|c| c.username.clone().map(|u| (u, c)))
-        {
-            Some((u, c)) => (u, c.password.clone()),
-            None => (
-                auth.superuser
-                    .username
-                    .clone()
-                    .unwrap_or_else(|| "postgres".to_owned()),
-                auth.superuser.password.clone(),
-            ),
+        match auth.rewind.as_ref().filter(|c| c.username.is_some()) {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = auth.superuser.clone();
+                c.username.get_or_insert_with(|| "postgres".to_owned());
+                c
+            }
         }
     }
 }
@@ -599,31 +677,32 @@ async fn wait_leader_checkpoint(env: &JobEnv, conn: &ConnParams) -> PgResult<()>
 }
 
 /// pg_rewind this former primary from `from`, then start as its replica.
-pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindError> {
-    use RewindError::{Failed, Retry};
+///
+/// A failure is reported as it happened ([`RewindReport`]); what it means
+/// is `ha::rewind`'s to say (docs/ha.md §8.2).
+pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindReport> {
     let cd = crate::postgres::controldata::read(&env.bins, &env.data_dir)
         .await
-        .map_err(Retry)?;
+        .map_err(not_run(RewindStep::ControlData))?;
     if !cd.wal_log_hints && !cd.data_checksums {
-        return Err(Failed(PgError::InvalidOption(
-            "pg_rewind needs wal_log_hints=on or data checksums, and this cluster has neither"
-                .into(),
-        )));
+        return Err(RewindReport::NoWalLogHints);
     }
-    let passfile = env.write_pgpass().map_err(Retry)?;
-    let (user, password) = env.rewind_credentials();
-    let mut leader = ConnParams::new(from.host.clone(), from.port, user.clone());
-    leader.password = password;
-    leader.dbname = env.cfg.postgresql.database.clone();
-    wait_leader_checkpoint(env, &leader).await.map_err(Retry)?;
+    let passfile = env.write_pgpass().map_err(not_run(RewindStep::Prepare))?;
+    let credentials = env.rewind_credentials();
+    let leader = ConnParams::to_target(&credentials, env.target(from));
+    wait_leader_checkpoint(env, &leader)
+        .await
+        .map_err(not_run(RewindStep::LeaderCheckpoint))?;
     let extra = match &env.cfg.postgresql.rewind {
-        Some(v) => ops::rewind_args(v).map_err(Failed)?,
+        Some(v) => ops::rewind_args(v).map_err(|e| RewindReport::BadOptions(e.to_string()))?,
         None => Vec::new(),
     };
     // Crash recovery reads postgresql.conf, written here with the current
     // parameters as a primary; the command-line ones (wal_log_hints above
     // all) are not in the file and go on its command line.
-    let conf_file = env.write_config(None).map_err(Retry)?;
+    let conf_file = env
+        .write_config(None)
+        .map_err(not_run(RewindStep::Prepare))?;
     if !cd.state.is_clean_shutdown() {
         // Done here rather than inside pg_rewind, which cannot be told to
         // keep the WAL segments it needs to find the last common checkpoint.
@@ -634,23 +713,13 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
         let cmdline = params::command_line_parameters(&env.parameters());
         let out = ops::single_user_recovery(&env.bins, &env.data_dir, &conf_file, &cmdline)
             .await
-            .map_err(Failed)?;
+            .map_err(tool_failed(RewindTool::CrashRecovery))?;
         for line in out.lines().filter(|l| !l.trim().is_empty()) {
             tracing::debug!(event = crate::events::REWIND_OUTPUT, line = %line);
         }
     }
-    let source = [
-        ("host", from.host.clone()),
-        ("port", from.port.to_string()),
-        ("user", user),
-        ("dbname", env.cfg.postgresql.database.clone()),
-        ("passfile", passfile.display().to_string()),
-        ("connect_timeout", "5".to_owned()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", conf::conninfo_value(v)))
-    .collect::<Vec<_>>()
-    .join(" ");
+    let source =
+        conninfo::rewind_source(&credentials, env.target(from), &passfile, env.version_num());
     info!(event = crate::events::REWIND, from = %from.name, "running pg_rewind");
     let out = ops::rewind(
         &env.bins,
@@ -660,20 +729,40 @@ pub async fn rewind(env: &JobEnv, from: &Upstream) -> Result<Postmaster, RewindE
         Some(passfile.as_path()),
         &extra,
     )
-    .await
-    .map_err(Failed)?;
+    .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return Err(after_failed_rewind(env, &leader, e).await),
+    };
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         info!(event = crate::events::REWIND_OUTPUT, line = %line);
     }
     info!(event = crate::events::REWIND_DONE, from = %from.name);
-    start(env, Some(Some(from))).await.map_err(Retry)
+    start(env, Some(Some(from)))
+        .await
+        .map_err(|e| RewindReport::StartFailed(e.to_string()))
+}
+
+/// What a slot sync found besides the positions to publish.
+#[derive(Debug, Default)]
+pub struct SlotSyncOutcome {
+    /// `status.slots` (see [`SlotRequest::published`]).
+    pub published: BTreeMap<String, u64>,
+    /// Logical slots to copy from the leader: missing here, or whose
+    /// advance showed the copy is unusable
+    /// ([`crate::ha::logical_slots::recopy_after_advance_error`]).
+    pub copy: Vec<String>,
+    /// Of those, the ones missing here.
+    pub missing: Vec<String>,
+    /// `catalog_xmin` of each logical slot on this node.
+    pub logical_catalog_xmin: BTreeMap<String, Option<u32>>,
 }
 
 /// Bring the slots in line with `req` (see [`crate::ha::slots`]): drop the
 /// unexpected ones that are not in use (an active one is retried next
 /// cycle), create the missing ones, advance those a replica follows.
-/// Returns what the leader publishes in `status.slots` (see
-/// [`SlotRequest::published`]).
+/// Returns what the leader publishes in `status.slots` and what a replica
+/// still has to copy.
 ///
 /// `client` is the supervisor's long-lived status connection (no session
 /// per cycle); logical slots of other databases need their own.
@@ -681,8 +770,8 @@ pub async fn sync_slots(
     env: &JobEnv,
     client: &tokio_postgres::Client,
     req: &SlotRequest,
-) -> PgResult<BTreeMap<String, u64>> {
-    let existing = existing_slots(client).await?;
+) -> PgResult<SlotSyncOutcome> {
+    let (existing, _) = existing_slots(client).await?;
     // Only a replica advances slots, and never beyond what it replayed.
     let replay = if req.i_lead {
         None
@@ -690,6 +779,7 @@ pub async fn sync_slots(
         query::replay_lsn(client).await?
     };
     let plan = req.plan(&existing, replay);
+    let mut copy = plan.copy.clone();
     for slot in &plan.drop {
         if slot.active {
             info!(event = crate::events::SLOT_DROP_DEFERRED, slot = %slot.name, "slot is in use; retrying next cycle");
@@ -738,9 +828,10 @@ pub async fn sync_slots(
     }
     for (name, lsn) in &plan.advance {
         // A logical slot can only be advanced from its own database.
-        let db = existing
+        let logical = existing
             .iter()
-            .find(|s| s.name == *name && s.kind == SlotKind::Logical)
+            .find(|s| s.name == *name && s.kind == SlotKind::Logical);
+        let db = logical
             .and_then(|s| s.database.as_deref())
             .filter(|db| *db != env.local_conn().dbname);
         let result = match db {
@@ -754,20 +845,61 @@ pub async fn sync_slots(
             Ok(()) => {
                 tracing::debug!(event = crate::events::SLOT_ADVANCED, slot = %name, lsn = %crate::ha::lsn::format(*lsn))
             }
-            Err(e) => warn!(event = crate::events::SLOT_ADVANCE_FAILED, slot = %name, error = %e),
+            Err(e) => {
+                warn!(event = crate::events::SLOT_ADVANCE_FAILED, slot = %name, error = %e);
+                if logical.is_some()
+                    && crate::ha::logical_slots::recopy_after_advance_error(e.sqlstate())
+                    && !copy.contains(name)
+                {
+                    copy.push(name.clone());
+                }
+            }
         }
     }
-    if !plan.copy.is_empty() {
-        // Copying a logical slot from the primary is not done yet
-        // (docs/operations.md, "Replication slots").
-        tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?plan.copy);
+    // A copy whose WAL this replica never had (taken while the leader's
+    // slot started before this replica's clone) is copied again.
+    let logical: Vec<String> = req
+        .expected
+        .iter()
+        .filter(|w| w.kind == SlotKind::Logical)
+        .filter(|w| {
+            existing
+                .iter()
+                .any(|h| h.name == w.name && h.kind == SlotKind::Logical)
+        })
+        .map(|w| w.name.clone())
+        .collect();
+    if !req.i_lead && !logical.is_empty() {
+        let oldest = query::oldest_wal(client).await?;
+        for name in crate::ha::logical_slots::undecodable(&logical, &existing, oldest) {
+            if !copy.contains(&name) {
+                copy.push(name);
+            }
+        }
     }
-    Ok(req.published(&existing_slots(client).await?))
+    if !copy.is_empty() {
+        tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?copy);
+    }
+    let (now, logical_catalog_xmin) = existing_slots(client).await?;
+    Ok(SlotSyncOutcome {
+        published: req.published(&now),
+        copy,
+        missing: plan.copy,
+        logical_catalog_xmin,
+    })
 }
 
-async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<ExistingSlot>> {
-    Ok(query::list_slots(client)
-        .await?
+/// The slots PostgreSQL has, and the `catalog_xmin` of the logical ones.
+async fn existing_slots(
+    client: &tokio_postgres::Client,
+) -> PgResult<(Vec<ExistingSlot>, BTreeMap<String, Option<u32>>)> {
+    let rows = query::list_slots(client).await?;
+    let xmins = rows
+        .iter()
+        .filter(|r| r.logical)
+        .map(|r| (r.name.clone(), r.catalog_xmin))
+        .collect();
+    let slots = rows
         .into_iter()
         .map(|r| ExistingSlot {
             name: r.name,
@@ -784,11 +916,141 @@ async fn existing_slots(client: &tokio_postgres::Client) -> PgResult<Vec<Existin
             has_xmin: r.has_xmin,
             lost: r.lost,
         })
-        .collect())
+        .collect();
+    Ok((slots, xmins))
+}
+
+/// A connection to the leader with the rewind credentials, as Patroni's
+/// slot copy uses (they may read files of the data directory).
+async fn connect_leader(env: &JobEnv, leader: &Upstream) -> PgResult<tokio_postgres::Client> {
+    // With the rewind section's TLS settings (docs/configuration.md §6.1).
+    let conn = ConnParams::to_target(&env.rewind_credentials(), env.target(leader));
+    query::connect(&conn, env.dynamic.timing.local_query_timeout()).await
+}
+
+/// Read the leader's logical slots `names` with their state files and keep
+/// those `req` expects here (docs/ha.md §13.1).
+pub async fn read_leader_slots(
+    env: &JobEnv,
+    req: &SlotRequest,
+    names: &[String],
+) -> PgResult<Vec<PrimarySlot>> {
+    let Some(leader) = &req.leader else {
+        return Ok(Vec::new());
+    };
+    let client = connect_leader(env, leader).await?;
+    let rows = query::leader_logical_slots(&client, names).await?;
+    let sel = crate::ha::logical_slots::select_copies(&req.expected, rows);
+    for name in &sel.mismatched {
+        warn!(event = crate::events::SLOT_COPY_MISMATCH, slot = %name, leader = %leader.name,
+              "the leader's slot differs from the configuration; not copied");
+    }
+    Ok(sel.copy)
+}
+
+/// Ask the leader how far the `catalog_xmin` of the physical slot this
+/// replica's WAL comes through and of the pending logical slots are (Patroni's
+/// `check_logical_slots_readiness`).
+pub async fn leader_catalog_xmin(
+    env: &JobEnv,
+    req: &SlotRequest,
+    ask: &[String],
+) -> PgResult<Option<LeaderCatalogXmin>> {
+    let (Some(leader), Some(mine)) = (&req.leader, &req.slot_on_primary) else {
+        return Ok(None);
+    };
+    let client = connect_leader(env, leader).await?;
+    Ok(Some(
+        match query::leader_catalog_xmins(&client, mine, ask).await? {
+            None => LeaderCatalogXmin::NoPhysicalSlot,
+            Some((physical, logical)) => LeaderCatalogXmin::Known { physical, logical },
+        },
+    ))
+}
+
+/// Write the copied slots' state files (PostgreSQL stopped). A slot that
+/// cannot be written is logged and left out; PostgreSQL starts anyway.
+pub fn write_copied_slots(env: &JobEnv, slots: &[PrimarySlot]) -> Vec<String> {
+    let mut written = Vec::new();
+    for s in slots {
+        match crate::postgres::replslot::write_slot_state(&env.data_dir, &s.name, &s.state) {
+            Ok(()) => {
+                info!(event = crate::events::SLOT_COPIED, slot = %s.name,
+                      confirmed_flush_lsn = ?s.confirmed_flush_lsn.map(crate::ha::lsn::format),
+                      catalog_xmin = ?s.catalog_xmin);
+                written.push(s.name.clone());
+            }
+            Err(e) => warn!(event = crate::events::SLOT_COPY_FAILED, slot = %s.name, error = %e),
+        }
+    }
+    written
 }
 
 async fn connect_to(env: &JobEnv, dbname: &str) -> PgResult<tokio_postgres::Client> {
     let mut conn = env.local_conn();
     conn.dbname = dbname.to_owned();
     query::connect(&conn, env.dynamic.timing.local_query_timeout()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::postgres_supervisor::absolute;
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn version_from_pg_version_else_the_debian_bin_dir_else_15() {
+        let debian = Path::new("/usr/lib/postgresql/16/bin");
+        assert_eq!(version_num_of(Some("17\n"), Some(debian)), 170_000);
+        assert_eq!(version_num_of(None, Some(debian)), 160_000);
+        assert_eq!(
+            version_num_of(Some("junk"), Some(Path::new("/opt/pg/bin"))),
+            150_000
+        );
+        assert_eq!(version_num_of(None, None), 150_000);
+    }
+
+    #[test]
+    fn a_relative_pgpass_is_made_absolute_as_patroni_does() {
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(absolute("run/pgpass"), cwd.join("run/pgpass"));
+        assert_eq!(
+            absolute("/var/lib/pgpass"),
+            std::path::Path::new("/var/lib/pgpass")
+        );
+    }
+
+    fn env(local_hsf: &str, forced: bool) -> JobEnv {
+        let yaml = format!(
+            r#"
+name: node1
+scope: demo
+restapi: {{listen: "127.0.0.1:8008", connect_address: "127.0.0.1:8008"}}
+postgresql:
+  listen: "127.0.0.1:5433"
+  connect_address: "127.0.0.1:5433"
+  data_dir: /data/pg
+  authentication: {{replication: {{username: rep, password: x}}}}
+  parameters: {{hot_standby_feedback: "{local_hsf}"}}
+"#
+        );
+        let cfg: Config = serde_yaml_ng::from_str(&yaml).expect("config");
+        let dynamic = DynamicConfig::from_json(&serde_json::Value::Null).expect("dynamic config");
+        JobEnv {
+            bins: Binaries::from_config(&cfg.postgresql),
+            cfg: Arc::new(cfg),
+            dynamic,
+            data_dir: "/data/pg".into(),
+            config_dir: "/data/pg".into(),
+            standby_names: None,
+            hot_standby_feedback: forced,
+        }
+    }
+
+    #[test]
+    fn forced_hot_standby_feedback_beats_the_configured_value() {
+        let hsf = |e: &JobEnv| e.parameters().get("hot_standby_feedback").cloned();
+        assert_eq!(hsf(&env("off", true)).as_deref(), Some("on"));
+        assert_eq!(hsf(&env("off", false)).as_deref(), Some("off"));
+    }
 }

@@ -4,6 +4,7 @@
 //! (bootstrap, clone, start, promote...) and tells the elector when one
 //! finishes. It never decides anything: the elector asks, it carries out.
 
+use crate::postgres::settings_gate::SettingsGate;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use tracing::{error, info, warn};
 use super::pg_callbacks::PgCallbacks;
 use super::postgres_jobs::{self as jobs, JobEnv};
 use crate::config::{Config, DynamicConfig};
+use crate::ha::logical_slots::{LeaderCatalogXmin, LogicalReadiness, PrimarySlot};
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::{ConfigChanged, ConfigReloaded};
@@ -21,7 +23,8 @@ use crate::messages::elector::JobFinished;
 use crate::messages::restart::{self as restart, Fire, RestartOptions};
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgOpOutcome, PgState, PgStatus,
-    ReplicationRow, RunJob, SetStandbyNames, StopAndWait, StopGracefully, SyncSlots,
+    ReplicationRow, RunJob, SetStandbyNames, ShowRewindFailed, StopAndWait, StopGracefully,
+    SyncSlots,
 };
 use crate::postgres::{
     Binaries, LocalSession, Postmaster, SnapshotError, StopMode, controldata, datadir, params,
@@ -70,6 +73,8 @@ pub struct PostgresSupervisor {
     /// a restart applies; other askers (the REST API) get this copy, as
     /// Patroni's API reports the flag its HA loop last set.
     last_pending_restart: std::collections::BTreeMap<String, crate::dcs::PendingChange>,
+    /// When the HA loop's status reads `pg_settings` again.
+    settings_gate: SettingsGate,
     /// What the last full status read that a light one does not (see
     /// [`query::SnapshotKind`]); forgotten whenever a job starts or ends.
     known: Option<Known>,
@@ -78,6 +83,15 @@ pub struct PostgresSupervisor {
     epoch: u64,
     /// The last light status (the REST API's). See [`LIGHT_STATUS_FRESH`].
     light: Option<LightStatus>,
+    /// Copied logical slots not yet known to be safe after a failover
+    /// (docs/ha.md §13.1).
+    logical_readiness: LogicalReadiness,
+    /// The logical slots found at the first replica sync were put into
+    /// [`Self::logical_readiness`] (Patroni checks them all at start-up).
+    readiness_seeded: bool,
+    /// The leader's `restart_lsn` of each logical slot when it was last
+    /// copied here ([`crate::ha::logical_slots::worth_copying`]).
+    copied_restart_lsn: std::collections::BTreeMap<String, Option<u64>>,
 }
 
 /// A light status read and what it was read under.
@@ -174,6 +188,7 @@ impl PostgresSupervisor {
             data_dir,
             config_dir,
             standby_names: None,
+            hot_standby_feedback: false,
         };
         let session = LocalSession::new(env.local_conn(), env.dynamic.timing.local_query_timeout());
         PostgresSupervisor {
@@ -197,8 +212,12 @@ impl PostgresSupervisor {
             rebuild_leftovers: Arc::default(),
             session,
             last_pending_restart: Default::default(),
+            settings_gate: SettingsGate::default(),
             known: None,
             epoch: 0,
+            logical_readiness: LogicalReadiness::default(),
+            readiness_seeded: false,
+            copied_restart_lsn: Default::default(),
             light: None,
         }
     }
@@ -284,6 +303,7 @@ impl PostgresSupervisor {
             warn!(event = crate::events::CONFIG_APPLY_FAILED, error = %e);
             return;
         }
+        self.settings_gate.config_changed(Instant::now());
         let env = self.env.clone();
         ctx.spawn(
             async move { jobs::reload(&env).await }
@@ -302,6 +322,17 @@ impl PostgresSupervisor {
         &mut self,
         kind: JobKind,
         result: Result<Option<Postmaster>, String>,
+        following: Option<Upstream>,
+    ) {
+        let result = result.map_err(|e| JobOutcome::Failed(kind, e));
+        self.finish_with(kind, result, following);
+    }
+
+    /// A job ended: `Err` carries its failure as reported to the elector.
+    fn finish_with(
+        &mut self,
+        kind: JobKind,
+        result: Result<Option<Postmaster>, JobOutcome>,
         following: Option<Upstream>,
     ) {
         self.forget_known();
@@ -327,7 +358,8 @@ impl PostgresSupervisor {
                 }
                 JobOutcome::Succeeded(kind)
             }
-            Err(e) => {
+            Err(failed) => {
+                let e = failed.failure().unwrap_or_default();
                 error!(event = crate::events::JOB_FAILED, job = ?kind, error = %e);
                 if kind == JobKind::Start && self.postmaster.is_none() {
                     let ev = self.pg_callbacks.start_failed(job_role);
@@ -339,7 +371,7 @@ impl PostgresSupervisor {
                     self.custom_bootstrap(),
                     self.busy_label == RESTART_LABEL,
                 );
-                JobOutcome::Failed(kind, e)
+                failed
             }
         };
         self.outcome = Some(outcome.clone());
@@ -386,7 +418,9 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         // The HA loop's question (it takes the outcome) reads everything;
         // others reuse the settings it last read.
         let full = msg.take_outcome;
-        if !full && self.postmaster.is_some() {
+        // A status that does not read `pg_settings` (a light one, or a
+        // full one the gate lets skip it) carries the last flag read.
+        if self.postmaster.is_some() {
             base.pending_restart = self.last_pending_restart.clone();
         }
         base.outcome = if msg.take_outcome {
@@ -398,6 +432,11 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         let epoch = self.epoch;
         let sent = std::time::Instant::now();
         let light_base = (!full).then(|| base.clone());
+        let settings = if full {
+            SettingsRead::IfDue(self.settings_gate.clone())
+        } else {
+            SettingsRead::Never
+        };
         if let (Some(base), Some(l)) = (&light_base, &self.light)
             && sent.saturating_duration_since(l.sent) < LIGHT_STATUS_FRESH
             && l.epoch == epoch
@@ -406,9 +445,13 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
             return Box::pin(fut::ready(l.status.clone()));
         }
         Box::pin(
-            gather_status(env, base, session, full, self.known.clone())
+            gather_status(env, base, session, full, self.known.clone(), settings)
                 .into_actor(self)
-                .map(move |st, act, _| {
+                .map(move |(st, read), act, _| {
+                    if let Some((start_time, generation)) = read {
+                        act.settings_gate
+                            .read(start_time, generation, Instant::now());
+                    }
                     if let Some(base) = light_base
                         && act.epoch == epoch
                     {
@@ -444,16 +487,28 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
     }
 }
 
+/// Whether a status reads `pg_settings` (the pending-restart flag).
+enum SettingsRead {
+    Always,
+    Never,
+    /// When the gate says so; without a read the status carries the
+    /// pending-restart flag it was given (the last one read).
+    IfDue(SettingsGate),
+}
+
 /// Fill in what only PostgreSQL and the data directory can tell, over the
-/// long-lived `session`. `full`: also read the pending-restart settings
-/// (else `st` carries the last ones read).
+/// long-lived `session`. `full`: the full snapshot. `settings`: whether to
+/// read the pending-restart settings; the second value is the postmaster
+/// start time and configuration generation of a successful read.
 async fn gather_status(
     env: JobEnv,
     mut st: PgStatus,
     session: LocalSession,
     full: bool,
     known: Option<Known>,
-) -> PgStatus {
+    settings: SettingsRead,
+) -> (PgStatus, Option<(String, u64)>) {
+    let mut settings_read = None;
     let mut sysid = None;
     // A light status needs what the last full one read; without it, a
     // full one.
@@ -513,14 +568,24 @@ async fn gather_status(
                 if st.busy.is_none() {
                     st.state = PgState::Running;
                 }
-                if full {
+                let generation = match &settings {
+                    SettingsRead::Always => Some(0),
+                    SettingsRead::Never => None,
+                    SettingsRead::IfDue(g) => g
+                        .due(&s.postmaster_start_time, Instant::now())
+                        .then(|| g.generation()),
+                };
+                if let Some(generation) = generation {
                     let rows = match session.client().await {
                         Ok(c) => query::restart_settings(&c, params::COMMAND_LINE_PARAMETERS).await,
                         Err(e) => Err(e),
                     };
                     match rows {
                         Ok(rows) => {
-                            st.pending_restart = params::pending_restart(&rows, &env.parameters())
+                            st.pending_restart = params::pending_restart(&rows, &env.parameters());
+                            if matches!(settings, SettingsRead::IfDue(_)) {
+                                settings_read = Some((s.postmaster_start_time.clone(), generation));
+                            }
                         }
                         Err(e) => {
                             tracing::debug!(event = crate::events::PENDING_RESTART_QUERY_FAILED, error = %e)
@@ -547,7 +612,7 @@ async fn gather_status(
             sysid,
             was_primary: crate::ha::data_dir::was_primary(Some(role), false, || false),
         };
-        return st;
+        return (st, settings_read);
     }
     st.data_dir = match datadir::is_empty(&env.data_dir) {
         Ok(true) => DataDir::Empty,
@@ -567,7 +632,7 @@ async fn gather_status(
         },
         Err(e) => DataDir::Unreadable(e.to_string()),
     };
-    st
+    (st, settings_read)
 }
 
 impl Handler<RunJob> for PostgresSupervisor {
@@ -658,16 +723,13 @@ impl PostgresSupervisor {
                     async move { jobs::rewind(&env, &from).await }
                         .into_actor(self)
                         .map(move |r, act, _| {
-                            let failed = matches!(r, Err(jobs::RewindError::Failed(_)));
-                            act.finish(kind, r.map(Some).map_err(|e| e.to_string()), Some(up));
+                            let r = r.map(Some).map_err(JobOutcome::RewindFailed);
+                            act.finish_with(kind, r, Some(up));
                             if act.postmaster.is_none() {
-                                // Sticky until a rebuild or a daemon restart:
-                                // the elector never retries a failed rewind.
-                                act.state = if failed {
-                                    PgState::RewindFailed
-                                } else {
-                                    before
-                                };
+                                // The state it had: whether the rewind failed
+                                // for good is `ha::rewind`'s to say, and the
+                                // elector shows it (`ShowRewindFailed`).
+                                act.state = before;
                             }
                         }),
                 )
@@ -699,16 +761,24 @@ impl PostgresSupervisor {
                     .map(move |r, act, _| act.finish(kind, r, up)),
                 )
             }
-            Job::Promote => ctx.spawn(
-                async move {
-                    jobs::promote(&env)
-                        .await
-                        .map(|()| None)
-                        .map_err(|e| e.to_string())
+            Job::Promote => {
+                if !self.logical_readiness.is_empty() {
+                    warn!(event = crate::events::LOGICAL_SLOTS_UNSAFE,
+                          slots = ?self.logical_readiness.pending(),
+                          "promoting with logical slots that might be unsafe to use");
+                    self.logical_readiness.clear();
                 }
-                .into_actor(self)
-                .map(move |r, act, _| act.finish(kind, r, None)),
-            ),
+                ctx.spawn(
+                    async move {
+                        jobs::promote(&env)
+                            .await
+                            .map(|()| None)
+                            .map_err(|e| e.to_string())
+                    }
+                    .into_actor(self)
+                    .map(move |r, act, _| act.finish(kind, r, None)),
+                )
+            }
         };
         self.job_handle = Some(handle);
     }
@@ -733,10 +803,13 @@ impl PostgresSupervisor {
     /// (within `timeout`, default `primary_start_timeout`). Runs as a
     /// `Start` job, so the HA loop keeps the lock and waits, and hears
     /// about the outcome as about any start (a failed start on the leader
-    /// releases the lock). Answers on the returned channel.
+    /// releases the lock). Answers on the returned channel. `copies`:
+    /// logical slots copied from the leader, written into `pg_replslot`
+    /// between the stop and the start (docs/ha.md §13.1).
     fn begin_restart(
         &mut self,
         timeout: Option<Duration>,
+        copies: Vec<PrimarySlot>,
         ctx: &mut Context<Self>,
     ) -> Result<tokio::sync::oneshot::Receiver<PgOpOutcome>, PgOpOutcome> {
         self.check_alive();
@@ -776,6 +849,9 @@ impl PostgresSupervisor {
             async move {
                 if let Err(e) = pm.stop(StopMode::Fast, env.pg_ctl_timeout()).await {
                     return Err((Some(pm), e.to_string()));
+                }
+                if !copies.is_empty() {
+                    jobs::write_copied_slots(&env, &copies);
                 }
                 jobs::start_within(&env, standby.then_some(up.as_ref()), timeout)
                     .await
@@ -819,7 +895,7 @@ impl PostgresSupervisor {
         let base = self.status_base();
         let env = self.env.clone();
         let session = self.session.clone();
-        ctx.spawn(gather_status(env, base, session, true, None).into_actor(self).map(move |pg, act, ctx| {
+        ctx.spawn(gather_status(env, base, session, true, None, SettingsRead::Always).into_actor(self).map(move |(pg, _), act, ctx| {
             let fire = restart::at_fire_time(
                 s.at_unix,
                 fired_at,
@@ -833,7 +909,7 @@ impl PostgresSupervisor {
                 Fire::Drop(why) => {
                     warn!(event = crate::events::SCHEDULED_RESTART_DROPPED, schedule = %s.schedule, reason = %why)
                 }
-                Fire::Run => match act.begin_restart(s.options.timeout, ctx) {
+                Fire::Run => match act.begin_restart(s.options.timeout, Vec::new(), ctx) {
                     Ok(rx) => {
                         ctx.spawn(
                             async move {
@@ -875,7 +951,7 @@ impl Handler<PgOp> for PostgresSupervisor {
     fn handle(&mut self, op: PgOp, ctx: &mut Context<Self>) -> Self::Result {
         let now = |r: PgOpOutcome| -> Self::Result { Box::pin(fut::ready(r)) };
         match op {
-            PgOp::Restart(o) => match self.begin_restart(o.timeout, ctx) {
+            PgOp::Restart(o) => match self.begin_restart(o.timeout, Vec::new(), ctx) {
                 Ok(rx) => Box::pin(
                     async move { rx.await.unwrap_or(PgOpOutcome::RestartCancelled) }
                         .into_actor(self),
@@ -897,9 +973,9 @@ impl Handler<PgOp> for PostgresSupervisor {
                 let env = self.env.clone();
                 let session = self.session.clone();
                 Box::pin(
-                    gather_status(env, base, session, false, self.known.clone())
+                    gather_status(env, base, session, false, self.known.clone(), SettingsRead::Never)
                         .into_actor(self)
-                        .map(move |pg, act, ctx| {
+                        .map(move |(pg, _), act, ctx| {
                             if act.scheduled.is_some() {
                                 return PgOpOutcome::AlreadyScheduled;
                             }
@@ -950,6 +1026,18 @@ impl Handler<PgOp> for PostgresSupervisor {
     }
 }
 
+impl Handler<ShowRewindFailed> for PostgresSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ShowRewindFailed, _ctx: &mut Context<Self>) {
+        self.check_alive();
+        // A job (a rebuild) started since names the state itself.
+        if self.postmaster.is_none() && self.busy.is_none() {
+            self.state = PgState::RewindFailed;
+        }
+    }
+}
+
 impl Handler<Follow> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
@@ -964,6 +1052,7 @@ impl Handler<Follow> for PostgresSupervisor {
         }) {
             return Box::pin(fut::ready(Err(format!("{b:?} in progress"))));
         }
+        self.settings_gate.config_changed(Instant::now());
         let env = self.env.clone();
         let up2 = up.clone();
         Box::pin(
@@ -1077,30 +1166,142 @@ impl Handler<StopGracefully> for PostgresSupervisor {
 impl Handler<SyncSlots> for PostgresSupervisor {
     type Result = ResponseActFuture<Self, Option<std::collections::BTreeMap<String, u64>>>;
 
-    fn handle(&mut self, SyncSlots(req): SyncSlots, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, SyncSlots(req): SyncSlots, ctx: &mut Context<Self>) -> Self::Result {
+        if req.hot_standby_feedback != self.env.hot_standby_feedback {
+            // A reload applies it (Patroni's `set_enforce_hot_standby_feedback`).
+            self.env.hot_standby_feedback = req.hot_standby_feedback;
+            info!(
+                event = crate::events::HOT_STANDBY_FEEDBACK_FORCED,
+                on = req.hot_standby_feedback,
+                "hot_standby_feedback forced for permanent logical slots"
+            );
+            self.apply_config(ctx);
+        }
         let env = self.env.clone();
         let session = self.session.clone();
+        let mut readiness = std::mem::take(&mut self.logical_readiness);
+        let seed = !self.readiness_seeded && !req.i_lead;
+        let last_copied = self.copied_restart_lsn.clone();
         Box::pin(
             async move {
                 let r = match session.client().await {
                     Ok(client) => jobs::sync_slots(&env, &client, &req).await,
                     Err(e) => Err(e),
                 };
-                if r.is_err() {
-                    // A broken or hung connection must not stay in use.
-                    session.reset().await;
+                let out = match r {
+                    Ok(out) => out,
+                    Err(e) => {
+                        // A broken or hung connection must not stay in use.
+                        session.reset().await;
+                        warn!(event = crate::events::SLOT_SYNC_FAILED, error = %e);
+                        return (None, Vec::new(), readiness, false);
+                    }
+                };
+                if req.i_lead {
+                    readiness.clear();
+                    return (Some(out.published), Vec::new(), readiness, false);
                 }
-                r.inspect_err(|e| warn!(event = crate::events::SLOT_SYNC_FAILED, error = %e))
-                    .ok()
+                if seed {
+                    let expected = out
+                        .logical_catalog_xmin
+                        .keys()
+                        .filter(|n| req.expected.iter().any(|w| w.name == **n));
+                    readiness.copied(expected.map(String::as_str));
+                }
+                let copies = if out.copy.is_empty() {
+                    Vec::new()
+                } else {
+                    let read = jobs::read_leader_slots(&env, &req, &out.copy)
+                        .await
+                        .unwrap_or_else(|e| {
+                            warn!(event = crate::events::SLOT_COPY_FAILED, slots = ?out.copy, error = %e);
+                            Vec::new()
+                        });
+                    crate::ha::logical_slots::worth_copying(read, &out.missing, &last_copied)
+                };
+                if !readiness.is_empty() {
+                    check_readiness(&env, &req, &mut readiness, &out.logical_catalog_xmin).await;
+                }
+                (Some(out.published), copies, readiness, seed)
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|(published, copies, readiness, seeded), act, ctx| {
+                act.logical_readiness = readiness;
+                act.readiness_seeded |= seeded;
+                if !copies.is_empty() {
+                    act.copy_logical_slots(copies, ctx);
+                }
+                published
+            }),
         )
+    }
+}
+
+/// One readiness check of the copied logical slots against the leader
+/// ([`LogicalReadiness::observe`]).
+async fn check_readiness(
+    env: &JobEnv,
+    req: &crate::ha::slots::SlotRequest,
+    readiness: &mut LogicalReadiness,
+    here: &std::collections::BTreeMap<String, Option<u32>>,
+) {
+    let leader = match jobs::leader_catalog_xmin(env, req, &readiness.to_ask()).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(event = crate::events::LOGICAL_SLOT_CHECK_FAILED, error = %e);
+            return;
+        }
+    };
+    let (ready, _) = readiness.observe(&leader, here);
+    for name in ready {
+        info!(event = crate::events::LOGICAL_SLOT_READY, slot = %name,
+              "logical slot is safe to be used after a failover");
+    }
+    match leader {
+        LeaderCatalogXmin::NoPhysicalSlot => warn!(
+            event = crate::events::LOGICAL_SLOT_CHECK_FAILED,
+            "this replica's physical slot is not on the leader"
+        ),
+        LeaderCatalogXmin::Known { physical: None, .. } if !env.hot_standby_feedback => warn!(
+            event = crate::events::LOGICAL_SLOT_CHECK_FAILED,
+            "logical slot failover requires hot_standby_feedback"
+        ),
+        LeaderCatalogXmin::Known { .. } => {}
+    }
+}
+
+impl PostgresSupervisor {
+    /// Restart PostgreSQL with the logical slots copied from the leader
+    /// (docs/ha.md §13.1), through the restart
+    /// path: fast stop, state files written, start as the replica it was.
+    fn copy_logical_slots(&mut self, copies: Vec<PrimarySlot>, ctx: &mut Context<Self>) {
+        let names: Vec<String> = copies.iter().map(|c| c.name.clone()).collect();
+        for c in &copies {
+            self.copied_restart_lsn
+                .insert(c.name.clone(), c.restart_lsn);
+        }
+        info!(event = crate::events::SLOT_COPY, slots = ?names,
+              "copying logical slots from the primary (PostgreSQL restarts)");
+        match self.begin_restart(None, copies, ctx) {
+            Ok(_) => self
+                .logical_readiness
+                .copied(names.iter().map(String::as_str)),
+            Err(why) => {
+                warn!(event = crate::events::SLOT_COPY_FAILED, slots = ?names, reason = %why)
+            }
+        }
     }
 }
 
 impl Handler<DynamicConfigChanged> for PostgresSupervisor {
     type Result = ();
     fn handle(&mut self, DynamicConfigChanged(d): DynamicConfigChanged, ctx: &mut Context<Self>) {
+        // Without slots no slot sync comes to say otherwise: no logical
+        // slot is kept, nothing needs the feedback forced.
+        if !d.use_slots {
+            self.env.hot_standby_feedback = false;
+        }
         self.env.dynamic = d;
         self.env.log_parameter_warnings();
         self.retarget_session();

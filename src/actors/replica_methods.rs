@@ -6,7 +6,7 @@
 //!   `postgresql.basebackup` options);
 //! - any other name runs `postgresql.<method>.command` (default: the method
 //!   name) through `/bin/sh -c`, with `--scope=<scope> --role=replica
-//!   --datadir=<data_dir> --connstring=<leader URL>` and every other key of
+//!   --datadir=<data_dir> --connstring=<libpq conninfo of the leader>` and every other key of
 //!   the section as `--key=value`, unless the section says `no_params:
 //!   true` (then only the command runs). `PGPASSFILE` points at the pgpass
 //!   file with the replication credentials, which never appear in the
@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use super::postgres_jobs::JobEnv;
 use crate::ha::Upstream;
-use crate::postgres::{PgError, PgResult, datadir, ops};
+use crate::postgres::{PgError, PgResult, conninfo, datadir, ops};
 
 /// Keys of a method section that are pgpilot's, not the command's, when
 /// `no_params` is set (Patroni drops them then; otherwise it passes them on).
@@ -88,22 +88,16 @@ pub fn method_command(
     )
 }
 
-/// `postgres://<replication user>@host:port/<database>` of the upstream;
-/// the password comes from `PGPASSFILE`.
+/// The libpq connection string of the upstream for the replication user,
+/// with the replication section's TLS settings (Patroni's `connstring`:
+/// `dbname=... user=... host=... port=... [ssl...]`); the password comes
+/// from `PGPASSFILE`.
 pub fn connstring(env: &JobEnv, from: &Upstream) -> String {
-    let pg = &env.cfg.postgresql;
-    let user = pg
-        .authentication
-        .replication
-        .username
-        .as_deref()
-        .unwrap_or("replicator");
-    let host = if from.host.contains(':') {
-        format!("[{}]", from.host)
-    } else {
-        from.host.clone()
-    };
-    format!("postgres://{user}@{host}:{}/{}", from.port, pg.database)
+    conninfo::connection_string(
+        &env.replication_credentials(),
+        env.target(from),
+        env.version_num(),
+    )
 }
 
 async fn run_command(env: &JobEnv, command: &str, params: &[String]) -> PgResult<()> {
@@ -198,16 +192,7 @@ pub async fn create_replica(env: &JobEnv, from: Option<&Upstream>) -> PgResult<S
 async fn basebackup(env: &JobEnv, from: &Upstream) -> PgResult<()> {
     let passfile = env.write_pgpass()?;
     let source = ops::BasebackupSource {
-        host: from.host.clone(),
-        port: from.port,
-        user: env
-            .cfg
-            .postgresql
-            .authentication
-            .replication
-            .username
-            .clone()
-            .unwrap_or_else(|| "replicator".to_owned()),
+        conninfo: connstring(env, from),
         passfile: Some(passfile),
     };
     let extra = match &env.cfg.postgresql.basebackup {

@@ -64,11 +64,18 @@ pub async fn hand_over(
         // standbys still received everything before the stop finished.
         warn!(event = crate::events::STATUS_WRITE_FAILED, error = %e);
     }
-    dcs.delete_leader().await?;
-    info!(
-        event = crate::events::LOCK_RELEASED,
-        reason = "switchover",
-        optime = final_lsn
-    );
+    if dcs.delete_leader().await? {
+        info!(
+            event = crate::events::LOCK_RELEASED,
+            reason = "switchover",
+            optime = final_lsn
+        );
+    } else {
+        warn!(
+            event = crate::events::LOCK_NOT_MINE,
+            reason = "switchover",
+            "no leader key under my session to hand over"
+        );
+    }
     Ok(status)
 }

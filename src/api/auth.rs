@@ -4,7 +4,7 @@
 //!
 //! 1. `restapi.allowlist` (IPs, CIDRs, host names resolved when the
 //!    configuration is loaded) and, with `restapi.allowlist_include_members`,
-//!    the hosts of the members' `api_url` and `conn_url` (read from the DCS
+//!    the hosts of the members' `api_url` (read from the DCS
 //!    when a request is not allowed otherwise; not for `POST /failsafe`): a
 //!    client outside them gets **403** `Access is denied`;
 //! 2. over HTTPS with `verify_client` `optional` or `required`: the client
@@ -168,13 +168,14 @@ fn url_host(url: &str) -> Option<String> {
     }
 }
 
-/// The hosts of every member's `api_url` and `conn_url`.
+/// The hosts of every member's `api_url`: its REST API's address, from
+/// which it calls the others (Patroni's `__members_ips`). Not `conn_url`:
+/// PostgreSQL's address says nothing about who may call the REST API.
 pub(crate) fn member_hosts(cluster: &Cluster) -> Vec<String> {
     let mut hosts: Vec<String> = cluster
         .members
         .iter()
-        .flat_map(|m| [m.data.api_url.as_str(), m.data.conn_url.as_str()])
-        .filter_map(url_host)
+        .filter_map(|m| url_host(&m.data.api_url))
         .collect();
     hosts.sort();
     hosts.dedup();
@@ -753,9 +754,10 @@ mod tests {
             code(test::call_service(&app, post("/restart", "127.0.0.1:1")).await),
             200
         );
+        // The host of its conn_url only: not a member's REST address.
         assert_eq!(
             code(test::call_service(&app, post("/restart", "127.0.0.2:1")).await),
-            200
+            403
         );
         assert_eq!(
             code(test::call_service(&app, post("/restart", "10.9.9.9:1")).await),
@@ -787,10 +789,9 @@ mod tests {
                 0,
             ),
         ]);
-        assert_eq!(
-            member_hosts(&c),
-            vec!["10.0.0.1", "10.0.0.2", "fd00::2", "node-a"]
-        );
+        // api_url hosts only, as Patroni: the conn_url hosts (10.0.0.1,
+        // fd00::2) are not the members' REST addresses.
+        assert_eq!(member_hosts(&c), vec!["10.0.0.2", "node-a"]);
         assert_eq!(url_host("http://Node-B:8008").as_deref(), Some("node-b"));
         assert_eq!(
             url_host("postgres://u:p%40ss@[::1]:5432/db?x=1").as_deref(),

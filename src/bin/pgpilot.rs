@@ -255,6 +255,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 stop_gracefully: sup.clone().recipient(),
                 sync_slots: sup.clone().recipient(),
                 set_standby_names: sup.clone().recipient(),
+                show_rewind_failed: sup.clone().recipient(),
                 dynamic_changed: sup.clone().recipient(),
                 callbacks: callbacks.clone().recipient(),
             },

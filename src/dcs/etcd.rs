@@ -718,12 +718,11 @@ impl Inner {
         Ok(won)
     }
 
-    async fn delete_leader(&self) -> DcsResult<()> {
-        let mut ours: Vec<i64> = sync::lock(&self.lease).iter().copied().collect();
-        ours.extend(sync::lock(&self.retired).iter().copied());
+    async fn delete_leader(&self) -> DcsResult<bool> {
+        let ours = self.own_leases();
         if ours.is_empty() {
             // No lease of ours: the key, whoever's, is not ours to delete.
-            return Ok(());
+            return Ok(false);
         }
         let mut c = self.client().await?;
         let key = self.key(keys::LEADER);
@@ -734,10 +733,18 @@ impl Inner {
             let r = c.txn(txn).await.map_err(|e| classify(&e))?;
             if r.succeeded() {
                 self.record_delete(keys::LEADER, header_rev(r.header()));
-                break;
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
+    }
+
+    /// Every lease of this process: the current one, the retired and the
+    /// inherited ones.
+    fn own_leases(&self) -> Vec<i64> {
+        let mut ours: Vec<i64> = sync::lock(&self.lease).iter().copied().collect();
+        ours.extend(sync::lock(&self.retired).iter().copied());
+        ours
     }
 
     async fn put(&self, rel: &str, value: String) -> DcsResult<()> {
@@ -1157,6 +1164,11 @@ impl Dcs for EtcdDcs {
         (*sync::lock(&self.inner.lease)).map(crate::dcs::SessionId::from_int)
     }
 
+    fn holds_session(&self, id: &crate::dcs::SessionId) -> bool {
+        id.as_int()
+            .is_some_and(|n| self.inner.own_leases().contains(&n))
+    }
+
     fn inherit_session(&self, id: &crate::dcs::SessionId) {
         if let Some(n) = id.as_int() {
             let mut retired = sync::lock(&self.inner.retired);
@@ -1216,7 +1228,7 @@ impl Dcs for EtcdDcs {
         i.bounded("keep_alive", i.keep_alive_only()).boxed()
     }
 
-    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
+    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
         i.bounded("delete_leader", i.delete_leader()).boxed()
     }

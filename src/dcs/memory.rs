@@ -335,6 +335,10 @@ impl Dcs for MemoryDcs {
         (*sync::lock(&self.lease)).map(crate::dcs::SessionId::from_int)
     }
 
+    fn holds_session(&self, id: &crate::dcs::SessionId) -> bool {
+        id.as_int().is_some_and(|n| self.own_leases().contains(&n))
+    }
+
     fn inherit_session(&self, id: &crate::dcs::SessionId) {
         if let Some(n) = id.as_int() {
             let mut retired = sync::lock(&self.retired);
@@ -438,14 +442,15 @@ impl Dcs for MemoryDcs {
         })
     }
 
-    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>> {
+    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
         let ours = self.own_leases();
         self.op(move |me, st, ch| {
             let key = me.key(keys::LEADER);
-            if st.kvs.get(&key).is_some_and(|e| ours.contains(&e.lease)) {
+            let mine = st.kvs.get(&key).is_some_and(|e| ours.contains(&e.lease));
+            if mine {
                 st.delete(&key, ch);
             }
-            Ok(())
+            Ok(mine)
         })
     }
 

@@ -147,6 +147,14 @@ pub trait Dcs: Send + Sync + 'static {
         None
     }
 
+    /// Whether `id` is a session of this process: its current one, one it
+    /// dropped (a `ttl` change) or one it inherited
+    /// ([`Dcs::inherit_session`]). The sessions [`Dcs::delete_leader`] and
+    /// [`Dcs::update_leader`] count as mine.
+    fn holds_session(&self, id: &SessionId) -> bool {
+        self.session().as_ref() == Some(id)
+    }
+
     /// A session this node's previous daemon held, read by the elector from
     /// the node's own disk (docs/dcs.md, "A restarted daemon"): counted as
     /// a session of this process, so [`Dcs::update_leader`] moves a leader
@@ -156,8 +164,9 @@ pub trait Dcs: Send + Sync + 'static {
 
     /// Delete the leader key if (and only if) it is attached to a session
     /// of this process, in one conditional request: a key of my name under
-    /// another process's session is left alone.
-    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<()>>;
+    /// another process's session is left alone. `true`: deleted; `false`:
+    /// no key of mine to delete (none, or another process's).
+    fn delete_leader(&self) -> BoxFuture<'_, DcsResult<bool>>;
 
     /// Write `status` (leader's WAL position and slots).
     fn write_status(&self, status: &Status) -> BoxFuture<'_, DcsResult<()>>;

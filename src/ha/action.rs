@@ -76,6 +76,10 @@ pub enum Action {
     /// The DCS is gone but every member in `failsafe` confirmed me: keep
     /// running as primary and report failsafe mode as active.
     StayPrimaryOnFailsafe,
+    /// Show PostgreSQL's state as `rewind failed` (member key, REST API;
+    /// docs/ha.md §15) until a job replaces it: the rewind job just reported
+    /// a failure `ha::rewind` calls final.
+    ShowRewindFailed,
     /// Write the `config` key back from `patroni.dynamic.json` (the leader
     /// only, when the key is missing or invalid).
     RestoreConfig,

@@ -122,6 +122,7 @@ mod tests {
             lease_deadline: Some(Instant::now() + Duration::from_secs(20)),
             fence_armed: None,
             peers: Vec::new(),
+            leader_key_foreign: false,
             failsafe: FailsafeView::default(),
             config_backup: backup,
             rewind: Default::default(),

@@ -171,7 +171,12 @@ impl Cycle {
                 self.lease = None;
                 ActionStep::new(Next::Rerun)
             }
-            (Action::ReleaseLock, R::Done) => ActionStep::new(Next::Rerun),
+            // Deleted, or no key under my session was there to delete (it
+            // lapsed, or it is another process's): either way the lock is
+            // not mine now; decide again at once, as before. A key of my
+            // name under another session is never released in the first
+            // place (docs/ha.md §3.4), so this cannot loop on it.
+            (Action::ReleaseLock, R::Done | R::Refused) => ActionStep::new(Next::Rerun),
             // docs/replication-modes.md §3: a lost compare on the sync key
             // ends the steps; the next cycle plans from fresh facts.
             (Action::Sync(_), R::Refused) => {

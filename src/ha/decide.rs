@@ -13,6 +13,28 @@ use crate::dcs::{Cluster, Member, MemberData};
 /// `now` is compared with `local.lease_deadline` to decide whether a primary
 /// that cannot reach the DCS may keep serving until its next chance to renew.
 pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
+    keep_foreign_lock(table(dcs, local, now), local)
+}
+
+/// A leader key of my name that another process holds under its session
+/// (a daemon started with the same `name`, docs/ha.md §3.4) is never
+/// released: `ReleaseLock` is dropped from the decision, whatever the
+/// table said (an empty data directory, a failed start...). The name on
+/// the key is not proof of holding it; the session is.
+fn keep_foreign_lock(mut d: Decision, local: &LocalView) -> Decision {
+    if !local.leader_key_foreign || !d.actions.contains(&Action::ReleaseLock) {
+        return d;
+    }
+    d.actions.retain(|a| *a != Action::ReleaseLock);
+    d.reason = format!(
+        "{}; but the leader key of my name is held under another process's session (a daemon with my name?): not releasing it",
+        d.reason
+    );
+    d
+}
+
+/// The decision table proper (docs/ha.md §2).
+fn table(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
     // Paused: the operator is in charge; a lapsed lease or a lost DCS
     // stops nothing (docs/ha.md §11).
     if !local.paused
@@ -520,11 +542,12 @@ fn after_job(outcome: &JobOutcome, cluster: &Cluster, local: &LocalView) -> Opti
                 format!("{kind:?} failed ({why}): releasing the lock"),
             ))
         }
-        // pg_rewind did not get to run (leader unreachable, its post-promote
-        // checkpoint not done yet): nothing was changed, try again next cycle.
-        JobOutcome::Failed(JobKind::Rewind, why) if !local.rewind.failed => Some(Decision::idle(
-            format!("could not rewind yet ({why}); trying again next cycle"),
-        )),
+        // A rewind `ha::rewind` calls a retry (the leader unreachable, its
+        // post-promote checkpoint not done yet, the start after it failed):
+        // nothing was damaged, decide again next cycle.
+        JobOutcome::RewindFailed(why) if !local.rewind.failed => Some(Decision::idle(format!(
+            "could not rewind yet ({why}); trying again next cycle"
+        ))),
         _ => None,
     }
 }
@@ -641,16 +664,23 @@ fn pg_not_running(
         Some(leader) => match upstream_of(cluster, leader) {
             None => Decision::idle(format!("leader {leader} has no member record yet")),
             Some(up) if rewind.failed => {
-                if rewind.remove_on_failure {
+                // Either setting allows the rebuild, as in Patroni's
+                // `Rewind.execute` (docs/ha.md §8.2).
+                let allowed = if rewind.remove_on_failure {
+                    Some("remove_data_directory_on_rewind_failure")
+                } else if rewind.remove_on_diverged {
+                    Some("remove_data_directory_on_diverged_timelines")
+                } else {
+                    None
+                };
+                if let Some(setting) = allowed {
                     Decision::new(
                         vec![Action::Reinitialize { from: up }],
-                        format!(
-                            "pg_rewind failed and remove_data_directory_on_rewind_failure is set: rebuilding from {leader}"
-                        ),
+                        format!("pg_rewind failed and {setting} is set: rebuilding from {leader}"),
                     )
                 } else {
                     Decision::idle(
-                        "pg_rewind failed: staying stopped until an operator acts (reinitialize, or set remove_data_directory_on_rewind_failure)",
+                        "pg_rewind failed: staying stopped until an operator acts (reinitialize, or set remove_data_directory_on_rewind_failure or remove_data_directory_on_diverged_timelines)",
                     )
                 }
             }

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use super::cycle::{ActionResult, ActionStep, Cycle};
 use super::lease::{self, Confirmation, KeepaliveAnswer, KeepaliveOutcome, KeepaliveTicket, Lease};
 use super::peers::{Peer, peers_to_ask, remember_members};
+use super::rewind::RewindState;
 use super::slots::{ReplicaSlotGate, RetainedSlots, SlotRequest};
 use super::{Action, DcsView, Decision, JobKind, LeaderHeartbeat, LocalView, PgFacts, decide};
 use crate::config::Timing;
@@ -95,6 +96,9 @@ pub struct Node {
     /// A former primary runs read-only since it lost the DCS and has not
     /// rejoined yet (docs/ha.md §9.6, `ha::rejoin`).
     rejoin_pending: bool,
+    /// A rewind failed for good: stay stopped until an operator acts
+    /// (docs/ha.md §8.2, `ha::rewind`).
+    rewind: RewindState,
     /// Every member seen in the DCS since start (name -> api_url): a
     /// leader race asks them too (docs/ha.md §3.1).
     seen_members: BTreeMap<String, String>,
@@ -127,6 +131,7 @@ impl Node {
             failsafe_until: None,
             demoted_gracefully_at: None,
             rejoin_pending: false,
+            rewind: RewindState::default(),
             seen_members: BTreeMap::new(),
             failsafe_last_known: None,
             heartbeat: None,
@@ -184,6 +189,12 @@ impl Node {
                 .heartbeat
                 .as_ref()
                 .is_some_and(|h| now.saturating_duration_since(h.at) < ttl)
+    }
+
+    /// A rewind failed and nothing replaced the data directory or started
+    /// PostgreSQL since (docs/ha.md §8.2).
+    pub fn rewind_failed(&self) -> bool {
+        self.rewind.failed()
     }
 
     /// The `failsafe` key of the last successful DCS read.
@@ -330,10 +341,15 @@ impl Node {
     /// keeps: the lease deadline (the newest a keep-alive gave this lease
     /// while the cycle gathered, or failsafe confirmations standing in for
     /// it), the failsafe leader's heartbeat, the last known `failsafe` key,
-    /// the last graceful step-down and whether a former primary still has
-    /// to rejoin (docs/ha.md §9.6); `local`'s values for these are
-    /// ignored. A lease that lapsed by `now` is carried on as none.
+    /// the last graceful step-down, whether a former primary still has
+    /// to rejoin (docs/ha.md §9.6) and whether a rewind failed (docs/ha.md
+    /// §8.2: `local.outcome`, a rewind's raw report, is classified here);
+    /// `local`'s values for these are ignored. A lease that lapsed by `now`
+    /// is carried on as none. A rewind that just failed for good is shown
+    /// first (`ShowRewindFailed`).
     pub fn decide(&mut self, view: &DcsView, mut local: LocalView, now: Instant) -> Decision {
+        let newly_failed = self.rewind.observe(local.busy, local.outcome.as_ref());
+        local.rewind.failed = self.rewind.failed();
         local.failsafe.heartbeat = self.heartbeat.clone();
         local.failsafe.last_known = self.failsafe_known(view);
         local.switchover.demoted_gracefully_at = self.demoted_gracefully_at;
@@ -345,7 +361,10 @@ impl Node {
         cycle.lease = lease::with_keepalive(cycle.lease, keepalive);
         // Failsafe confirmations stand in for the lease while they last.
         local.lease_deadline = cycle.lease.max(cycle.failsafe_at_start);
-        let decision = decide(view, &local, now);
+        let mut decision = decide(view, &local, now);
+        if newly_failed {
+            decision.actions.insert(0, Action::ShowRewindFailed);
+        }
         cycle.lease = lease::after_decision(cycle.lease, now);
         cycle.reason = Some(decision.reason.clone());
         self.rejoin_pending =
@@ -378,6 +397,9 @@ impl Node {
         result: ActionResult,
         ttl: Duration,
     ) -> ActionStep {
+        if result == ActionResult::Done {
+            self.rewind.action_started(action);
+        }
         self.cycle().action_done(action, result, ttl)
     }
 

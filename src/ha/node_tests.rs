@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::config::Tags;
 use crate::dcs::{DcsError, Failover, Leader, Member, MemberData, Versioned};
+use crate::ha::rewind::{RewindReport, RewindStep, RewindTool};
 use crate::ha::{
     DataDir, DemoteMode, FailsafeAck, FailsafeView, JobOutcome, Next, PgRole, RewindView,
     SwitchoverView, WatchdogState,
@@ -92,6 +93,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         lease_deadline: None,
         fence_armed: None,
         peers: Vec::new(),
+        leader_key_foreign: false,
         failsafe: FailsafeView::default(),
         rewind: RewindView::default(),
         config_backup: false,
@@ -267,6 +269,21 @@ fn a_released_lock_drops_the_lease_even_if_the_delete_fails() {
     );
     assert_eq!(s.next, Next::Stop("x".into()));
     n.finish_cycle(end(&primary(), None), t);
+    assert_eq!(n.lease_deadline(), None);
+}
+
+/// docs/ha.md §3.1: a release that found no key under this process's
+/// session deleted nothing; the lock is not mine either way: no lease,
+/// decide again at once (as after a release).
+#[test]
+fn a_release_with_no_key_of_mine_drops_the_lease_and_reruns() {
+    let t = Instant::now();
+    let mut n = leader_at(t);
+    n.start_cycle(t);
+    let s = n.action_done(&Action::ReleaseLock, ActionResult::Refused, ttl());
+    assert_eq!(s.next, Next::Rerun);
+    let e = n.finish_cycle(end(&primary(), None), t);
+    assert!(e.rerun_now);
     assert_eq!(n.lease_deadline(), None);
 }
 
@@ -747,7 +764,10 @@ fn a_primary_read_only_without_the_dcs_rejoins_as_a_former_primary() {
         [Action::Rewind { .. }]
     ));
     let mut retry = stopped.clone();
-    retry.outcome = Some(JobOutcome::Failed(JobKind::Rewind, "checkpoint".into()));
+    retry.outcome = Some(JobOutcome::RewindFailed(RewindReport::NotRun {
+        step: RewindStep::LeaderCheckpoint,
+        error: "checkpoint".into(),
+    }));
     step(&mut n, &back, retry);
     assert!(n.rejoin_pending, "a rewind that could not run yet keeps it");
     let mut done = local(Some(PgRole::Replica));
@@ -780,4 +800,108 @@ fn a_read_only_primary_that_leads_again_is_no_former_primary() {
     n.abandon_cycle();
     assert!(d.actions.contains(&Action::Promote), "{d:?}");
     assert!(!n.rejoin_pending);
+}
+
+/// docs/ha.md §8.2: a stopped former primary beside leader b.
+fn stopped_former_primary(remove_on_failure: bool) -> LocalView {
+    let mut l = local(None);
+    l.data_dir = DataDir::Initialized {
+        sysid: SYSID.into(),
+        was_primary: true,
+    };
+    l.rewind = RewindView {
+        enabled: true,
+        remove_on_failure,
+        ..Default::default()
+    };
+    l
+}
+
+fn pg_rewind_failed() -> JobOutcome {
+    JobOutcome::RewindFailed(RewindReport::ToolFailed {
+        tool: RewindTool::PgRewind,
+        status: Some("exit status: 1".into()),
+        stderr: vec!["pg_rewind: error: could not find previous WAL record".into()],
+        error: "pg_rewind failed".into(),
+    })
+}
+
+fn cycle_actions(n: &mut Node, l: LocalView, t: Instant) -> Vec<Action> {
+    n.start_cycle(t);
+    let d = n.decide(&DcsView::Ok(cluster(Some("b"))), l, t);
+    for a in &d.actions {
+        n.action_done(a, ActionResult::Done, ttl());
+    }
+    n.abandon_cycle();
+    d.actions
+}
+
+/// The node classifies the rewind job's report and keeps the failure: it
+/// is shown once, and the node stays stopped on later cycles, whatever
+/// the caller says.
+#[test]
+fn a_failed_rewind_is_shown_once_and_kept() {
+    let t = Instant::now();
+    let mut n = Node::new("a");
+    let mut l = stopped_former_primary(false);
+    l.outcome = Some(pg_rewind_failed());
+    assert_eq!(cycle_actions(&mut n, l, t), [Action::ShowRewindFailed]);
+    assert!(n.rewind_failed());
+    // Later cycles: no outcome; the caller's `failed: false` is ignored.
+    let a = cycle_actions(&mut n, stopped_former_primary(false), t);
+    assert!(a.is_empty(), "{a:?}");
+    assert!(n.rewind_failed());
+}
+
+/// A report `ha::rewind` calls a retry leaves nothing behind: the next
+/// cycle rewinds again.
+#[test]
+fn a_rewind_that_could_not_run_is_retried() {
+    let t = Instant::now();
+    let mut n = Node::new("a");
+    let mut l = stopped_former_primary(false);
+    l.outcome = Some(JobOutcome::RewindFailed(RewindReport::NotRun {
+        step: RewindStep::LeaderCheckpoint,
+        error: "leader unreachable".into(),
+    }));
+    assert!(cycle_actions(&mut n, l, t).is_empty());
+    assert!(!n.rewind_failed());
+    assert!(matches!(
+        cycle_actions(&mut n, stopped_former_primary(false), t)[..],
+        [Action::Rewind { .. }]
+    ));
+}
+
+/// With `remove_data_directory_on_rewind_failure` the failure is shown and
+/// the rebuild starts in the same cycle; the rebuild ends the state.
+#[test]
+fn a_failed_rewind_with_removal_rebuilds_and_the_rebuild_clears_it() {
+    let t = Instant::now();
+    let mut n = Node::new("a");
+    let mut l = stopped_former_primary(true);
+    l.outcome = Some(pg_rewind_failed());
+    let a = cycle_actions(&mut n, l, t);
+    assert!(
+        matches!(
+            a[..],
+            [Action::ShowRewindFailed, Action::Reinitialize { .. }]
+        ),
+        "{a:?}"
+    );
+    assert!(!n.rewind_failed(), "the rebuild started");
+}
+
+/// A rebuild the node did not decide (`POST /reinitialize`) ends the state
+/// once the node sees it run.
+#[test]
+fn a_rebuild_seen_running_clears_a_failed_rewind() {
+    let t = Instant::now();
+    let mut n = Node::new("a");
+    let mut l = stopped_former_primary(false);
+    l.outcome = Some(pg_rewind_failed());
+    cycle_actions(&mut n, l, t);
+    let mut busy = stopped_former_primary(false);
+    busy.busy = Some(JobKind::Reinitialize);
+    cycle_actions(&mut n, busy, t);
+    assert!(!n.rewind_failed());
 }

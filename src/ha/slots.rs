@@ -235,6 +235,14 @@ pub struct SlotRequest {
     /// (Patroni's `maybe_filter_permanent_slots`): these names. None:
     /// every slot this node manages.
     pub publish_only: Option<Vec<String>>,
+    /// On a replica: the leader, where the logical slots it lacks are
+    /// copied from ([`crate::ha::logical_slots`]).
+    pub leader: Option<crate::ha::Upstream>,
+    /// PostgreSQL must run with `hot_standby_feedback = on`
+    /// ([`enforce_hot_standby_feedback`]).
+    pub hot_standby_feedback: bool,
+    /// On a replica: [`slot_on_primary`].
+    pub slot_on_primary: Option<String>,
 }
 
 impl SlotRequest {
@@ -250,6 +258,7 @@ impl SlotRequest {
         cfg: &SlotsConfig,
         retain: &[String],
     ) -> SlotRequest {
+        let hot_standby_feedback = enforce_hot_standby_feedback(cluster, me, tags, cfg);
         if !i_lead {
             let (expected, targets) = replica_slots(cluster, me, tags, cfg);
             return SlotRequest {
@@ -260,6 +269,12 @@ impl SlotRequest {
                 targets,
                 my_lsn: None,
                 publish_only: None,
+                leader: cluster
+                    .leader_name()
+                    .filter(|l| *l != me)
+                    .and_then(|l| crate::ha::upstream_of(cluster, l)),
+                hot_standby_feedback,
+                slot_on_primary: slot_on_primary(cluster, me, tags),
             };
         }
         let mut expected = expected_slots(cluster, me, i_lead, &cfg.permanent);
@@ -285,6 +300,9 @@ impl SlotRequest {
                     .map(|p| p.name.clone())
                     .collect()
             }),
+            leader: None,
+            hot_standby_feedback,
+            slot_on_primary: None,
         }
     }
 
@@ -365,28 +383,95 @@ impl SlotRequest {
 /// logical slots: without feedback up the chain the primary would remove
 /// the catalog rows they need.
 pub fn streams_from_primary(cluster: &Cluster, me: &str, tags: &Tags) -> bool {
+    chain_head(cluster, me, tags, false).is_some()
+}
+
+/// The physical slot on the primary this node's WAL comes through: its
+/// own, or that of the member at the head of its `replicatefrom` chain
+/// (Patroni's `get_slot_name_on_primary`, except that the chain ends at a
+/// member cascading from the leader, whose own slot it is: Patroni walks on
+/// to the leader's name). None if it does not stream from the primary. Its
+/// `catalog_xmin` on the primary tells whether this node's logical slots
+/// are protected there ([`crate::ha::logical_slots::LogicalReadiness`]).
+pub fn slot_on_primary(cluster: &Cluster, me: &str, tags: &Tags) -> Option<String> {
+    chain_head(cluster, me, tags, true).map(slot_name)
+}
+
+/// The member at the head of `me`'s `replicatefrom` chain, none if the
+/// chain meets a `nostream` member or loops. `stop_at_leader`: a member
+/// cascading from the leader is a head.
+fn chain_head<'a>(
+    cluster: &'a Cluster,
+    me: &'a str,
+    tags: &'a Tags,
+    stop_at_leader: bool,
+) -> Option<&'a str> {
     let mut seen: Vec<&str> = Vec::new();
     let mut name = me;
     let mut tags = tags;
     loop {
         seen.push(name);
         if tags.nostream {
-            return false;
+            return None;
         }
         let up = tags
             .replicatefrom
             .as_deref()
             .filter(|r| *r != name)
-            .and_then(|r| cluster.member(r));
+            .and_then(|r| cluster.member(r))
+            .filter(|up| !stop_at_leader || cluster.leader_name() != Some(up.name.as_str()));
         let Some(up) = up else {
-            return true;
+            return Some(name);
         };
         if seen.contains(&up.name.as_str()) {
-            return false;
+            return None;
         }
         name = &up.name;
         tags = &up.data.tags;
     }
+}
+
+/// Whether node `me` must run with `hot_standby_feedback = on` (Patroni's
+/// `should_enforce_hot_standby_feedback`): it would hold permanent logical
+/// slots as a replica, or it streams from the primary and a member
+/// cascading from it (not the leader) must. Without the feedback the
+/// primary would vacuum away the catalog rows a copied logical slot still
+/// needs (its `catalog_xmin` reaches the primary only through that
+/// feedback), and the slot would be useless after a failover. The leader
+/// computes it too: on it the setting is harmless, and it is already in
+/// place when it becomes a replica.
+pub fn enforce_hot_standby_feedback(
+    cluster: &Cluster,
+    me: &str,
+    tags: &Tags,
+    cfg: &SlotsConfig,
+) -> bool {
+    fn walk(
+        cluster: &Cluster,
+        me: &str,
+        tags: &Tags,
+        cfg: &SlotsConfig,
+        seen: &mut Vec<String>,
+    ) -> bool {
+        if seen.iter().any(|s| s == me) {
+            return false;
+        }
+        seen.push(me.to_owned());
+        let (expected, _) = replica_slots(cluster, me, tags, cfg);
+        if expected.iter().any(|s| s.kind == SlotKind::Logical) {
+            return true;
+        }
+        if !streams_from_primary(cluster, me, tags) {
+            return false;
+        }
+        cluster
+            .members
+            .iter()
+            .filter(|m| m.data.tags.replicatefrom.as_deref() == Some(me))
+            .filter(|m| m.name != me && cluster.leader_name() != Some(m.name.as_str()))
+            .any(|m| walk(cluster, &m.name, &m.data.tags, cfg, seen))
+    }
+    walk(cluster, me, tags, cfg, &mut Vec::new())
 }
 
 /// The slots a replica keeps (Patroni 4.1, `_get_members_slots` and
@@ -920,12 +1005,73 @@ mod tests {
             names(&SlotRequest::new(&c, "x", &from("n"), false, &cfg, &[]).expected),
             ["keep", "b"]
         );
-        // Through a chain ending at the primary: fine.
+        // Through a chain ending at the primary: fine, through the slot of
+        // the chain's head there.
         assert!(streams_from_primary(&c, "x", &from("d")));
+        assert_eq!(slot_on_primary(&c, "x", &from("d")).as_deref(), Some("d"));
+        assert_eq!(slot_on_primary(&c, "x", &from("a")).as_deref(), Some("x"));
+        assert_eq!(
+            slot_on_primary(&c, "x", &Tags::default()).as_deref(),
+            Some("x")
+        );
         assert!(streams_from_primary(&c, "x", &from("unknown")));
         // A loop streams from nobody.
         c.members[0].data.tags = from("b");
         assert!(!streams_from_primary(&c, "b", &from("a")));
+        // a leads: b streams from the primary through its own slot.
+        assert_eq!(slot_on_primary(&c, "b", &from("a")).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn hot_standby_feedback_is_forced_where_logical_slots_live_or_cascade() {
+        let nofailover = Tags {
+            nofailover: true,
+            ..Tags::default()
+        };
+        let mut c = cluster(vec![
+            member("a", Tags::default()),
+            member("b", Tags::default()),
+            member("n", nofailover.clone()),
+        ]);
+        let cfg = replica_cfg(0);
+        // b may become primary: it holds the logical slots.
+        assert!(enforce_hot_standby_feedback(
+            &c,
+            "b",
+            &Tags::default(),
+            &cfg
+        ));
+        let req = SlotRequest::new(&c, "b", &Tags::default(), false, &cfg, &[]);
+        assert!(req.hot_standby_feedback);
+        assert_eq!(req.leader.as_ref().map(|u| u.name.as_str()), Some("a"));
+        // n does not, and nobody cascades from it.
+        assert!(!enforce_hot_standby_feedback(&c, "n", &nofailover, &cfg));
+        // Without logical permanent slots nobody needs it.
+        let physical_only = SlotsConfig {
+            permanent: vec![SlotSpec::physical("keep")],
+            ..Default::default()
+        };
+        assert!(!enforce_hot_standby_feedback(
+            &c,
+            "b",
+            &Tags::default(),
+            &physical_only
+        ));
+        // A member cascading from n holds logical slots: n must pass its
+        // feedback up.
+        c.members.push(member("x", from("n")));
+        assert!(enforce_hot_standby_feedback(&c, "n", &nofailover, &cfg));
+        // Unless n itself does not stream from the primary.
+        let n_nostream = Tags {
+            nostream: true,
+            ..nofailover.clone()
+        };
+        c.members[2].data.tags = n_nostream.clone();
+        assert!(!enforce_hot_standby_feedback(&c, "n", &n_nostream, &cfg));
+        // The leader computes it as a replica would (harmless on it).
+        let req = SlotRequest::new(&c, "a", &Tags::default(), true, &cfg, &[]);
+        assert!(req.hot_standby_feedback);
+        assert!(req.leader.is_none());
     }
 
     #[test]

@@ -489,6 +489,7 @@ fn local(name: &str, role: Option<PgRole>, cfg: SyncConfig) -> LocalView {
         switchover: SwitchoverView::default(),
         paused: false,
         watchdog: WatchdogState::Off,
+        leader_key_foreign: false,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::rewind::{RewindReport, RewindStep, RewindTool};
 use super::view::PeerReply;
 use super::*;
 use crate::config::{Tags, Timing};
@@ -104,6 +105,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         lease_deadline: None,
         fence_armed: None,
         peers: Vec::new(),
+        leader_key_foreign: false,
         failsafe: FailsafeView::default(),
         rewind: RewindView::default(),
         config_backup: false,
@@ -504,6 +506,32 @@ fn empty_data_dir_while_holding_lock_releases_it() {
     assert_eq!(d.actions, vec![Action::ReleaseLock]);
 }
 
+/// docs/ha.md §3.4: the leader key bears my name but another process's
+/// session (a daemon started with my name): whatever the table says, it is
+/// not released.
+#[test]
+fn a_leader_key_of_my_name_under_another_session_is_never_released() {
+    let mut failed_rewind = former_primary(RewindView {
+        failed: true,
+        ..Default::default()
+    });
+    failed_rewind.outcome = Some(rewind_failed());
+    let mut unreadable = local(None);
+    unreadable.data_dir = DataDir::Unreadable("x".into());
+    for (what, mut l) in [
+        ("empty data directory", empty_local()),
+        ("failed rewind", failed_rewind),
+        ("unreadable data directory", unreadable),
+    ] {
+        let c = ok(cluster(Some("a")));
+        assert_eq!(run(&c, &l).actions, [Action::ReleaseLock], "{what}");
+        l.leader_key_foreign = true;
+        let d = run(&c, &l);
+        assert!(d.actions.is_empty(), "{what}: {d:?}");
+        assert!(d.reason.contains("not releasing it"), "{what}: {d:?}");
+    }
+}
+
 // --- bootstrap completion ---
 
 #[test]
@@ -671,6 +699,16 @@ fn stopped_replica_follows_leader() {
     );
 }
 
+/// A rewind job's report of pg_rewind failing.
+fn rewind_failed() -> JobOutcome {
+    JobOutcome::RewindFailed(RewindReport::ToolFailed {
+        tool: RewindTool::PgRewind,
+        status: Some("exit status: 1".into()),
+        stderr: vec!["pg_rewind: fatal: x".into()],
+        error: "x".into(),
+    })
+}
+
 /// A stopped former primary (its data may hold WAL the new leader never saw).
 fn former_primary(rewind: RewindView) -> LocalView {
     let mut l = local(None);
@@ -735,7 +773,7 @@ fn failed_rewind_with_removal_allowed_reinitializes() {
         failed: true,
         ..Default::default()
     });
-    l.outcome = Some(JobOutcome::Failed(JobKind::Rewind, "x".into()));
+    l.outcome = Some(rewind_failed());
     let want = vec![Action::Reinitialize {
         from: up("b", 5433),
     }];
@@ -746,14 +784,37 @@ fn failed_rewind_with_removal_allowed_reinitializes() {
 }
 
 #[test]
-fn failed_rewind_without_removal_stays_stopped() {
+fn failed_rewind_with_diverged_removal_reinitializes_too() {
+    // Patroni's Rewind.execute: either removal setting allows the rebuild.
     let mut l = former_primary(RewindView {
         enabled: true,
         remove_on_diverged: true,
         failed: true,
         ..Default::default()
     });
-    l.outcome = Some(JobOutcome::Failed(JobKind::Rewind, "x".into()));
+    l.outcome = Some(rewind_failed());
+    let d = run(&ok(cluster(Some("b"))), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::Reinitialize {
+            from: up("b", 5433),
+        }]
+    );
+    assert!(
+        d.reason
+            .contains("remove_data_directory_on_diverged_timelines"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn failed_rewind_without_removal_stays_stopped() {
+    let mut l = former_primary(RewindView {
+        enabled: true,
+        failed: true,
+        ..Default::default()
+    });
+    l.outcome = Some(rewind_failed());
     let d = run(&ok(cluster(Some("b"))), &l);
     assert!(d.actions.is_empty(), "{d:?}");
     assert!(d.reason.contains("pg_rewind failed"), "{d:?}");
@@ -768,10 +829,10 @@ fn rewind_that_could_not_start_waits_a_cycle_then_retries() {
         enabled: true,
         ..Default::default()
     });
-    l.outcome = Some(JobOutcome::Failed(
-        JobKind::Rewind,
-        "leader unreachable".into(),
-    ));
+    l.outcome = Some(JobOutcome::RewindFailed(RewindReport::NotRun {
+        step: RewindStep::LeaderCheckpoint,
+        error: "leader unreachable".into(),
+    }));
     assert!(run(&ok(cluster(Some("b"))), &l).actions.is_empty());
     l.outcome = None;
     assert_eq!(

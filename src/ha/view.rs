@@ -67,7 +67,21 @@ pub enum JobKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
     Succeeded(JobKind),
+    /// A job other than a rewind failed.
     Failed(JobKind, String),
+    /// A rewind failed: the job's raw report, which `ha::rewind` classifies.
+    RewindFailed(super::rewind::RewindReport),
+}
+
+impl JobOutcome {
+    /// Why the job failed, for the log; `None` when it succeeded.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            JobOutcome::Succeeded(_) => None,
+            JobOutcome::Failed(_, why) => Some(why.clone()),
+            JobOutcome::RewindFailed(r) => Some(r.to_string()),
+        }
+    }
 }
 
 /// How a former primary may rejoin (docs/ha.md §8), and whether a rewind
@@ -82,6 +96,8 @@ pub struct RewindView {
     pub remove_on_diverged: bool,
     /// pg_rewind ran and failed; stays set until an operator acts (daemon
     /// restart, reinitialise), so a failed rewind is never retried in a loop.
+    /// Kept by `ha::Node` (`ha::rewind::RewindState`); the caller's value is
+    /// ignored.
     pub failed: bool,
 }
 
@@ -198,6 +214,10 @@ pub struct LocalView {
     /// Peer answers, gathered when the cluster has no leader, and by the
     /// leader while a `failover` request exists.
     pub peers: Vec<PeerStatus>,
+    /// The leader key names this node but is attached to a session that is
+    /// not this process's (a daemon started with the same `name`): it is
+    /// not this node's to release (docs/ha.md §3.4).
+    pub leader_key_foreign: bool,
     /// Failsafe mode facts (docs/ha.md §10).
     pub failsafe: FailsafeView,
     /// Rejoin policy for a former primary.

@@ -32,8 +32,9 @@ pub enum PgState {
     /// A `bootstrap.method` other than `initdb` runs.
     RunningCustomBootstrap,
     CustomBootstrapFailed,
-    /// pg_rewind ran and failed. Sticky: PostgreSQL stays down in this
-    /// state until a job rebuilds it or the daemon restarts.
+    /// pg_rewind ran and failed (`ha::rewind` says so; shown on
+    /// `ShowRewindFailed`). Sticky: PostgreSQL stays down in this state
+    /// until a job rebuilds it or the daemon restarts.
     RewindFailed,
     Unknown,
 }
@@ -261,6 +262,13 @@ impl Job {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct RunJob(pub Job);
+
+/// Show the state `rewind failed` while PostgreSQL stays down and no job
+/// runs (`ha::Action::ShowRewindFailed`; docs/ha.md §15). Display only: the
+/// sticky state itself is `ha::Node`'s, and the next job replaces the name.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ShowRewindFailed;
 
 /// Re-point a running standby (rewrite `primary_conninfo`, reload).
 #[derive(Debug, Message)]

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
 /// First lines of every generated file.
 pub const HEADER: &str =
@@ -92,34 +91,6 @@ pub fn conninfo_value(value: &str) -> String {
     s
 }
 
-/// `primary_conninfo` for a PG 15 standby, keywords in Patroni's order.
-pub fn primary_conninfo(
-    host: &str,
-    port: u16,
-    user: &str,
-    passfile: &Path,
-    application_name: &str,
-    dbname: &str,
-) -> String {
-    let port = port.to_string();
-    let passfile = passfile.display().to_string();
-    [
-        ("dbname", dbname),
-        ("user", user),
-        ("passfile", passfile.as_str()),
-        ("host", host),
-        ("port", port.as_str()),
-        ("sslmode", "prefer"),
-        ("application_name", application_name),
-        ("gssencmode", "prefer"),
-        ("channel_binding", "prefer"),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
-    .collect::<Vec<_>>()
-    .join(" ")
-}
-
 /// pg_hba.conf (or pg_ident.conf) from configured lines.
 pub fn render_pg_hba(lines: &[String]) -> String {
     let mut out = String::from(HEADER);
@@ -197,19 +168,6 @@ recovery_target_timeline = 'latest'\n"
 
     #[test]
     fn conninfo_escaping() {
-        let c = primary_conninfo(
-            "10.0.0.1",
-            5432,
-            "rep user",
-            Path::new("/var/lib/pg/pgpass"),
-            "node-1",
-            "postgres",
-        );
-        assert_eq!(
-            c,
-            "dbname=postgres user=rep\\ user passfile=/var/lib/pg/pgpass host=10.0.0.1 \
-port=5432 sslmode=prefer application_name=node-1 gssencmode=prefer channel_binding=prefer"
-        );
         assert_eq!(conninfo_value("a'b\\c"), "a\\'b\\\\c");
         assert_eq!(conninfo_value(""), "''");
         // Rendered into postgresql.conf, backslashes and quotes double again.

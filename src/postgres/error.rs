@@ -90,6 +90,14 @@ impl PgError {
         }
     }
 
+    /// The server's SQLSTATE of a failed statement.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            PgError::Query { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+
     pub fn parse(what: impl Into<String>, detail: impl Into<String>) -> Self {
         PgError::Parse {
             what: what.into(),

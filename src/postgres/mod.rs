@@ -6,6 +6,7 @@
 pub mod binaries;
 pub mod command;
 pub mod conf;
+pub mod conninfo;
 pub mod controldata;
 pub mod datadir;
 pub mod error;
@@ -14,7 +15,10 @@ pub mod ops;
 pub mod params;
 pub mod postmaster;
 pub mod query;
+pub mod replslot;
 pub mod session;
+pub mod settings_gate;
+pub mod tls_client;
 
 pub use binaries::Binaries;
 pub use conf::{PgpassEntry, RecoveryParams};

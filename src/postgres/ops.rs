@@ -196,14 +196,16 @@ pub async fn initdb(
 /// Where pg_basebackup copies from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BasebackupSource {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
+    /// A libpq connection string (host, port, user, TLS settings:
+    /// [`super::conninfo::connection_string`]).
+    pub conninfo: String,
     /// Handed to pg_basebackup as `PGPASSFILE`.
     pub passfile: Option<PathBuf>,
 }
 
-/// `pg_basebackup -D <data_dir> -X stream -c fast -h -p -U <extra>`.
+/// `pg_basebackup -D <data_dir> -X stream -c fast --dbname=<conninfo> <extra>`
+/// (Patroni passes the source as `--dbname` too, which carries the TLS
+/// settings).
 ///
 /// The target must be missing or empty: callers move an old directory aside
 /// ([`datadir::move_aside`]) first, since nothing here deletes existing data.
@@ -228,11 +230,8 @@ pub async fn basebackup(
     let mut cmd = Command::new(bins.pg_basebackup());
     cmd.arg("-D")
         .arg(data_dir)
-        .args(["-X", "stream", "-c", "fast", "-h", &source.host])
-        .arg("-p")
-        .arg(source.port.to_string())
-        .arg("-U")
-        .arg(&source.user)
+        .args(["-X", "stream", "-c", "fast"])
+        .arg(format!("--dbname={}", source.conninfo))
         .arg("--no-password")
         .args(extra);
     if let Some(p) = &source.passfile {

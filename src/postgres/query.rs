@@ -4,10 +4,14 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::types::PgLsn;
 use tokio_postgres::{Client, NoTls};
 
+use super::conninfo::{Conninfo, Target};
 use super::error::{PgError, PgResult};
+use super::tls_client::{self, TlsPlan};
+use crate::config::Credentials;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +23,10 @@ pub struct ConnParams {
     pub password: Option<String>,
     pub dbname: String,
     pub application_name: String,
+    /// The section's libpq settings (TLS, channel binding,
+    /// `target_session_attrs`), read as libpq reads them
+    /// ([`super::tls_client`]).
+    pub libpq: Conninfo,
 }
 
 impl ConnParams {
@@ -30,12 +38,33 @@ impl ConnParams {
             password: None,
             dbname: "postgres".to_owned(),
             application_name: "pgpilot".to_owned(),
+            libpq: Conninfo::default(),
         }
     }
 
-    fn to_config(&self, timeout: Duration) -> tokio_postgres::Config {
+    /// A connection to `target` as `auth`'s user (default `postgres`),
+    /// with its password and libpq settings.
+    pub fn to_target(auth: &Credentials, target: Target<'_>) -> ConnParams {
+        let mut c = ConnParams::new(
+            target.host,
+            target.port,
+            auth.username
+                .clone()
+                .unwrap_or_else(|| "postgres".to_owned()),
+        );
+        c.password = auth.password.clone();
+        c.dbname = target.dbname.to_owned();
+        c.libpq = Conninfo::settings(auth);
+        c
+    }
+
+    fn over_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    fn to_config(&self, timeout: Duration, tls: &TlsPlan) -> PgResult<tokio_postgres::Config> {
         let mut c = tokio_postgres::Config::new();
-        if self.host.starts_with('/') {
+        if self.over_socket() {
             c.host_path(&self.host);
         } else {
             c.host(&self.host);
@@ -44,15 +73,33 @@ impl ConnParams {
             .user(&self.user)
             .dbname(&self.dbname)
             .application_name(&self.application_name)
-            .connect_timeout(timeout.max(Duration::from_millis(100)));
+            .connect_timeout(timeout.max(Duration::from_millis(100)))
+            .ssl_mode(tls.mode)
+            .ssl_negotiation(tls.negotiation)
+            .channel_binding(tls.channel_binding);
         if let Some(p) = &self.password {
             c.password(p);
         }
-        c
+        match self.libpq.get("target_session_attrs") {
+            None | Some("any") => {}
+            Some("read-write") => {
+                c.target_session_attrs(TargetSessionAttrs::ReadWrite);
+            }
+            Some("read-only") => {
+                c.target_session_attrs(TargetSessionAttrs::ReadOnly);
+            }
+            Some(other) => {
+                return Err(PgError::InvalidOption(format!(
+                    "target_session_attrs={other} is not supported on pgpilot's own connections"
+                )));
+            }
+        }
+        Ok(c)
     }
 }
 
-/// Opens a connection (no TLS) and drives it on a spawned task.
+/// Opens a connection and drives it on a spawned task; TLS as the
+/// settings in [`ConnParams::libpq`] say ([`super::tls_client`]).
 pub async fn connect(params: &ConnParams, timeout: Duration) -> PgResult<Client> {
     let context = || {
         format!(
@@ -60,24 +107,37 @@ pub async fn connect(params: &ConnParams, timeout: Duration) -> PgResult<Client>
             params.host, params.port, params.user
         )
     };
-    let config = params.to_config(timeout);
-    let fut = config.connect(NoTls);
-    let (client, connection) = match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Err(PgError::query(context(), e)),
-        Err(_) => {
-            return Err(PgError::Timeout {
-                what: context(),
-                after: timeout,
-            });
-        }
+    let tls = tls_client::plan(&params.libpq, params.over_socket())?;
+    let config = params.to_config(timeout, &tls)?;
+    let result = match tls.connector {
+        None => tokio::time::timeout(timeout, config.connect(NoTls))
+            .await
+            .map(|r| r.map(|(client, conn)| (client, drive(conn)))),
+        Some(tls) => tokio::time::timeout(timeout, config.connect(tls))
+            .await
+            .map(|r| r.map(|(client, conn)| (client, drive(conn)))),
     };
+    match result {
+        Ok(Ok((client, ()))) => Ok(client),
+        Ok(Err(e)) => Err(PgError::query(context(), e)),
+        Err(_) => Err(PgError::Timeout {
+            what: context(),
+            after: timeout,
+        }),
+    }
+}
+
+/// Drives a connection on a spawned task until it closes.
+fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");
         }
     });
-    Ok(client)
 }
 
 /// Retries [`connect`] until it succeeds or `timeout` passes.
@@ -564,6 +624,8 @@ pub struct SlotRow {
     pub has_xmin: bool,
     /// `wal_status = 'lost'`: the WAL it reserved is gone, it is useless.
     pub lost: bool,
+    /// Logical slots: the oldest catalog rows the slot still needs.
+    pub catalog_xmin: Option<u32>,
 }
 
 /// Every replication slot, physical and logical.
@@ -572,7 +634,7 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
         .query(
             "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text,
                     active, restart_lsn, confirmed_flush_lsn, xmin IS NOT NULL,
-                    wal_status IS NOT DISTINCT FROM 'lost'
+                    wal_status IS NOT DISTINCT FROM 'lost', catalog_xmin::text
                FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
             &[],
         )
@@ -590,8 +652,112 @@ pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
             confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
             has_xmin: r.get(7),
             lost: r.get(8),
+            catalog_xmin: xid(r.get(9)),
         })
         .collect())
+}
+
+/// An `xid` read as text (tokio-postgres has no `xid` type).
+fn xid(text: Option<String>) -> Option<u32> {
+    text?.parse().ok()
+}
+
+/// Where the oldest WAL segment in `pg_wal` starts (any timeline); none if
+/// there is none. Needs a superuser or `pg_monitor`.
+pub async fn oldest_wal(client: &Client) -> PgResult<Option<u64>> {
+    let rows = client
+        .query(
+            "SELECT name::text, (SELECT setting::bigint FROM pg_catalog.pg_settings
+                                  WHERE name = 'wal_segment_size')
+               FROM pg_catalog.pg_ls_waldir()",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("list pg_wal", e))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let size: i64 = r.get::<_, Option<i64>>(1)?;
+            crate::ha::logical_slots::segment_start(&r.get::<_, String>(0), size.try_into().ok()?)
+        })
+        .min())
+}
+
+/// The leader's logical slots named in `names`, with their state files
+/// (`pg_replslot/<name>/state`), for a copy onto a replica
+/// (docs/ha.md §13.1). Empty when the server is
+/// in recovery: only a primary's slots are copied. Reading the file needs
+/// a superuser or `EXECUTE` on `pg_read_binary_file(text)`, as for
+/// Patroni's rewind user.
+pub async fn leader_logical_slots(
+    client: &Client,
+    names: &[String],
+) -> PgResult<Vec<crate::ha::logical_slots::PrimarySlot>> {
+    let rows = client
+        .query(
+            "SELECT slot_name::text, slot_type = 'logical', datname::text, plugin::text,
+                    catalog_xmin::text, confirmed_flush_lsn, restart_lsn,
+                    pg_catalog.pg_read_binary_file('pg_replslot/' || slot_name || '/state')
+               FROM pg_catalog.pg_get_replication_slots()
+               JOIN pg_catalog.pg_database ON datoid = oid
+              WHERE NOT pg_catalog.pg_is_in_recovery() AND slot_name = ANY($1)",
+            &[&names],
+        )
+        .await
+        .map_err(|e| PgError::query("read logical slots on the leader", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| crate::ha::logical_slots::PrimarySlot {
+            name: r.get(0),
+            kind: if r.get(1) {
+                crate::config::SlotKind::Logical
+            } else {
+                crate::config::SlotKind::Physical
+            },
+            database: r.get(2),
+            plugin: r.get(3),
+            catalog_xmin: xid(r.get(4)),
+            confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
+            restart_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
+            state: r.get::<_, Option<Vec<u8>>>(7).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The leader's `catalog_xmin` of this replica's physical slot `physical`
+/// and of the logical slots in `logical` (Patroni's
+/// `check_logical_slots_readiness`). `None`: the physical slot is not
+/// there (or the server is in recovery).
+pub async fn leader_catalog_xmins(
+    client: &Client,
+    physical: &str,
+    logical: &[String],
+) -> PgResult<Option<(Option<u32>, std::collections::BTreeMap<String, u32>)>> {
+    let mut names: Vec<String> = logical.to_vec();
+    names.push(physical.to_owned());
+    let rows = client
+        .query(
+            "SELECT slot_name::text, catalog_xmin::text
+               FROM pg_catalog.pg_get_replication_slots()
+              WHERE NOT pg_catalog.pg_is_in_recovery() AND slot_name = ANY($1)",
+            &[&names],
+        )
+        .await
+        .map_err(|e| PgError::query("read catalog_xmin on the leader", e))?;
+    let mut found: std::collections::BTreeMap<String, Option<u32>> = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), xid(r.get(1))))
+        .collect();
+    let Some(phys) = found.remove(physical) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        phys,
+        found
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect(),
+    )))
 }
 
 /// Creates a logical slot unless one of that name exists; true if it was

@@ -16,6 +16,8 @@ use pgpilot::ha::{
     JobOutcome, LocalView, Next, PeerReply, PeerStatus, PgFacts, PgRole, RewindView,
 };
 
+use pgpilot::ha::rewind::{RewindReport, RewindTool};
+
 use super::dcs::SimDcs;
 use super::pg::{Data, Pg, compatible};
 use super::rng::Rng;
@@ -239,8 +241,6 @@ struct Node {
     next_keepalive: u64,
     /// Data directories this node has had (bootstrap, clone, reinit).
     rebuilds: u64,
-    /// The supervisor's "rewind failed" state.
-    rewind_failed: bool,
     seen_timeline: Option<(u64, u64)>,
     /// This node's last promotion started from a timeline older than the
     /// newest one in the cluster.
@@ -323,7 +323,6 @@ impl Sim {
                 next_keepalive: START,
 
                 rebuilds: 0,
-                rewind_failed: false,
                 seen_timeline: None,
                 stale_promotion: false,
             })
@@ -858,6 +857,8 @@ impl Sim {
                 .filter(|_| self.cfg.fence)
                 .map(|d| instant(d.saturating_sub(FENCE_MARGIN))),
             peers,
+            // No daemon of the same name is modelled.
+            leader_key_foreign: false,
             failsafe: FailsafeView::default(),
             // The simulated config key is never lost.
             config_backup: false,
@@ -871,7 +872,8 @@ impl Sim {
                 // after the faults" invariant does not wait for an operator.
                 remove_on_failure: true,
                 remove_on_diverged: false,
-                failed: n.rewind_failed,
+                // `ha::Node` keeps it (`ha::rewind`).
+                failed: false,
             },
             // Pause mode is not modelled.
             paused: false,
@@ -1103,6 +1105,8 @@ impl Sim {
             Action::Clone { from } => self.run_job(i, JobSpec::Clone(from.name.clone())),
             Action::Reinitialize { from } => self.run_job(i, JobSpec::Reinit(from.name.clone())),
             Action::Rewind { from } => self.run_job(i, JobSpec::Rewind(from.name.clone())),
+            // No REST API or member state is modelled.
+            Action::ShowRewindFailed => ActionResult::Done,
             // Only the newest line matters to `decide` (cluster timeline =
             // its timeline + 1, and it names the leader).
             // Only asked for when the config key is missing, which the
@@ -1318,15 +1322,16 @@ impl Sim {
                 }
             }
         };
-        match (&job.spec, ok) {
-            (JobSpec::Rewind(_), false) => self.nodes[i].rewind_failed = true,
-            (JobSpec::Rewind(_) | JobSpec::Clone(_) | JobSpec::Reinit(_), true) => {
-                self.nodes[i].rewind_failed = false
-            }
-            _ => {}
-        }
         let outcome = if ok {
             JobOutcome::Succeeded(job.kind)
+        } else if let JobSpec::Rewind(_) = job.spec {
+            // The job's raw report; `ha::Node` says it failed for good.
+            JobOutcome::RewindFailed(RewindReport::ToolFailed {
+                tool: RewindTool::PgRewind,
+                status: Some("exit status: 1".into()),
+                stderr: vec!["simulated failure".into()],
+                error: "simulated failure".into(),
+            })
         } else {
             JobOutcome::Failed(job.kind, "simulated failure".into())
         };

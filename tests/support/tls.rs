@@ -70,7 +70,9 @@ fn ca(dir: &Path, name: &str) {
     );
 }
 
-fn leaf(dir: &Path, name: &str, ca: &str, ext: &str) {
+/// A certificate `<name>.crt` (CN `name`, key `<name>.key`) signed by `<ca>`, with
+/// the extensions `ext` (openssl `-extfile` lines).
+pub fn leaf(dir: &Path, name: &str, ca: &str, ext: &str) {
     openssl(
         dir,
         &[

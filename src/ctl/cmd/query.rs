@@ -9,6 +9,8 @@ use serde_json::Value;
 use crate::config::ClientConfig;
 use crate::ctl::context::{Connect, Ctx, Format, Role, pick_member, print_values};
 use crate::dcs::Member;
+use crate::postgres::conninfo::Conninfo;
+use crate::postgres::{ConnParams, query};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -62,7 +64,15 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         su.filter(|s| s.username.as_deref() == Some(user.as_str()))
             .and_then(|s| s.password.clone())
     });
-    let (headers, rows) = run_query(&m, &user, password.as_deref(), dbname, &sql).await?;
+    // The superuser section's libpq settings (TLS, client certificate) go
+    // with its user, as its password does; another user gets libpq's
+    // defaults (docs/configuration.md, "postgresql.authentication: libpq
+    // settings").
+    let libpq = su
+        .filter(|s| s.username.as_deref() == Some(user.as_str()))
+        .map(Conninfo::settings)
+        .unwrap_or_default();
+    let (headers, rows) = run_query(&m, &user, password.as_deref(), libpq, dbname, &sql).await?;
     let json = Value::Array(
         rows.iter()
             .map(|r| {
@@ -86,6 +96,7 @@ async fn run_query(
     m: &Member,
     user: &str,
     password: Option<&str>,
+    libpq: Conninfo,
     dbname: &str,
     sql: &str,
 ) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
@@ -93,22 +104,14 @@ async fn run_query(
         .data
         .conn_host_port()
         .with_context(|| format!("member {} has no usable conn_url", m.name))?;
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&host)
-        .port(port)
-        .user(user)
-        .dbname(dbname)
-        .application_name("Patroni ctl")
-        .connect_timeout(Duration::from_secs(10));
-    if let Some(p) = password {
-        config.password(p);
-    }
-    let (client, conn) = config
-        .connect(tokio_postgres::NoTls)
+    let mut params = ConnParams::new(host.clone(), port, user);
+    params.password = password.map(str::to_owned);
+    params.dbname = dbname.to_owned();
+    params.application_name = "Patroni ctl".to_owned();
+    params.libpq = libpq;
+    let client = query::connect(&params, Duration::from_secs(10))
         .await
         .with_context(|| format!("member {}: connecting to {host}:{port}", m.name))?;
-    tokio::spawn(conn);
     let msgs = client
         .simple_query(sql)
         .await
