@@ -8,7 +8,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use pgpilot::events;
@@ -194,8 +194,11 @@ fn index_of(c: &TestCluster, name: &str) -> usize {
 
 /// Whether an insert on node `i` is acknowledged within 3 s. Measured by
 /// the client: `statement_timeout` does not cover the wait for synchronous
-/// standbys at commit.
-async fn commits(c: &TestCluster, i: usize, v: i64) -> bool {
+/// standbys at commit. Every attempt inserts a new value: one that timed
+/// out here may still commit later, once a standby confirms it.
+async fn commits(c: &TestCluster, i: usize) -> bool {
+    static NEXT: AtomicI64 = AtomicI64::new(1_000_000);
+    let v = NEXT.fetch_add(1, Ordering::SeqCst);
     let insert = async {
         let client = c.sql(i).await.ok()?;
         client
@@ -238,12 +241,12 @@ async fn strict_mode_replaces_a_dead_sync_standby_then_blocks_commits() {
         (sync_standby(&c, primary).await.as_deref() == Some(other_name.as_str())).then_some(())
     })
     .await;
-    assert!(commits(&c, primary, 1).await, "commits with a sync standby");
+    assert!(commits(&c, primary).await, "commits with a sync standby");
 
     c.kill_node(other).await;
     // No standby: strict mode keeps waiting on the one the key lists.
     eventually(APPLY, "commits wait without a standby", || async {
-        (!commits(&c, primary, 2).await).then_some(())
+        (!commits(&c, primary).await).then_some(())
     })
     .await;
     assert_eq!(
@@ -257,7 +260,7 @@ async fn strict_mode_replaces_a_dead_sync_standby_then_blocks_commits() {
 
     c.start(other);
     eventually(BOOT, "commits go on once the standby is back", || async {
-        commits(&c, primary, 3).await.then_some(())
+        commits(&c, primary).await.then_some(())
     })
     .await;
 }
@@ -278,7 +281,13 @@ async fn no_promotion_without_a_sync_standby() {
     .await;
     let s = index_of(&c, &name);
     let other = (0..3).find(|&i| i != primary && i != s).expect("3 nodes");
-    assert!(commits(&c, primary, 1).await);
+    // An acknowledged commit, so on the synchronous standby.
+    c.sql(primary)
+        .await
+        .expect("connect to the primary")
+        .execute("INSERT INTO t(v) VALUES (1)", &[])
+        .await
+        .expect("insert acknowledged");
 
     c.kill_node(primary).await;
     c.kill_node(s).await;
@@ -342,9 +351,79 @@ async fn a_clean_stop_releases_the_sync_duty_first() {
     // (synchronous_standby_names names the other replica already), and the
     // other replica enters the key once PostgreSQL confirms it.
     assert_ne!(sync_standby(&c, primary).await, Some(name));
-    assert!(commits(&c, primary, 1).await, "commits go on");
+    assert!(commits(&c, primary).await, "commits go on");
     eventually(APPLY, "the other replica takes the duty over", || async {
         (sync_standby(&c, primary).await.as_deref() == Some(other_name.as_str())).then_some(())
     })
     .await;
+}
+
+async fn post_json(c: &TestCluster, i: usize, path: &str, body: Value) -> (u16, String) {
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .expect("client")
+        .post(c.nodes[i].api(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let code = resp.status().as_u16();
+    (code, resp.text().await.unwrap_or_default())
+}
+
+/// docs/replication-modes.md §4: a switchover under write load goes only
+/// to the synchronous standby (an asynchronous candidate is refused with
+/// Patroni's 412), and loses no acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_goes_to_the_sync_standby_under_load() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "true")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let name = eventually(APPLY, "a synchronous standby", || async {
+        sync_standby(&c, primary).await
+    })
+    .await;
+    let s = index_of(&c, &name);
+    let other = (0..3).find(|&i| i != primary && i != s).expect("3 nodes");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.nodes.iter().map(|n| n.pg_port).collect();
+    let writer = spawn_writer(ports, stop.clone());
+    wait_for_writes(&c, primary, 20, Duration::from_secs(30)).await;
+
+    let leader = c.nodes[primary].name.clone();
+    let (code, text) = post_json(
+        &c,
+        primary,
+        "/switchover",
+        json!({"leader": leader, "candidate": c.nodes[other].name}),
+    )
+    .await;
+    assert_eq!(
+        (code, text.as_str()),
+        (412, "candidate name does not match with sync_standby")
+    );
+    // No candidate: the synchronous standby.
+    let (code, text) = post_json(&c, primary, "/switchover", json!({"leader": leader})).await;
+    assert_eq!(code, 200, "{text}");
+    let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await.filter(|&p| p != primary)
+    })
+    .await;
+    assert_eq!(new_primary, s, "the switchover went to the sync standby");
+    wait_for_writes(&c, new_primary, 20, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.await.expect("writer");
+    let have = values_on(&c, new_primary).await;
+    let missing: Vec<i64> = acked
+        .iter()
+        .filter(|(v, _)| !have.contains(v))
+        .map(|(v, _)| *v)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing: {missing:?}"
+    );
 }

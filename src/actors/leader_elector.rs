@@ -676,15 +676,6 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         Duration::from_secs(dynamic.slots.member_slots_ttl),
         Instant::now(),
     );
-    // docs/replication-modes.md §3: a node that does not lead runs with
-    // no synchronous standbys of its own (Patroni clears them on a start
-    // as replica), so a promotion never inherits an old list.
-    let i_lead = cluster
-        .as_ref()
-        .is_some_and(|c| c.leader_name() == Some(cfg.name.as_str()));
-    if let Some(c) = &cluster {
-        super::sync_steps::settle(&links, &dynamic.sync, c, i_lead, pg.facts.is_primary()).await;
-    }
     let ctx = ExecCtx {
         cfg: &cfg,
         dynamic: &dynamic,
@@ -746,6 +737,14 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         if let Err(e) = links.dcs.touch_member(&data).await {
             warn!(event = crate::events::MEMBER_UPDATE_FAILED, error = %e);
         }
+    }
+    // docs/replication-modes.md §3: a node that does not lead runs with
+    // no synchronous standbys of its own (Patroni clears them on a start
+    // as replica), so a promotion never inherits an old list. After the
+    // member key: nothing waits on this, and the member key should not.
+    if let Some(c) = &cluster {
+        let i_lead = c.leader_name() == Some(cfg.name.as_str());
+        super::sync_steps::settle(&links, &dynamic.sync, c, i_lead, pg.facts.is_primary()).await;
     }
     let end = sync::lock(&node).finish_cycle(
         EndFacts {

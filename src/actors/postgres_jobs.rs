@@ -1042,8 +1042,8 @@ postgresql:
             dynamic,
             data_dir: "/data/pg".into(),
             config_dir: "/data/pg".into(),
-            hot_standby_feedback: forced,
             standby_names: None,
+            hot_standby_feedback: forced,
         }
     }
 

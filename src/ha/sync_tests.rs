@@ -658,3 +658,50 @@ fn the_key_is_taken_before_the_promotion() {
         "{d:?}"
     );
 }
+
+#[test]
+fn paused_primary_still_manages_synchronous_replication() {
+    // Patroni runs process_sync_replication in pause too: the standbys
+    // still change, only starts, stops and promotions are the operator's.
+    let c = cluster(Some("a"), Some(&key("a", &[])));
+    let mut l = local("a", Some(PgRole::Primary), on());
+    l.paused = true;
+    l.sync_facts = SyncFacts {
+        names: parse_standby_names("b").unwrap_or_default(),
+        candidates: Candidates {
+            active: names(&["b"]),
+            confirmed: names(&["b"]),
+        },
+    };
+    let d = run(c, &l);
+    assert!(
+        d.actions.contains(&Action::Sync(write(&["b"], Some(9)))),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn nosync_on_every_replica() {
+    let mut c = cluster(Some("a"), Some(&key("a", &[])));
+    for m in c.members.iter_mut().skip(1) {
+        m.data.tags.nosync = true;
+    }
+    let rows = [
+        row("b", "async", 1),
+        row("c", "async", 1),
+        row("d", "async", 1),
+    ];
+    let cand = pick(&on(), &c, "", 0, &rows, 1);
+    assert!(cand.active.is_empty());
+    // Non-strict: asynchronous, the key lists nobody.
+    assert!(plan(&on(), &c, "", &cand).is_empty());
+    // Strict: commits wait (Patroni's documented behaviour).
+    assert_eq!(
+        plan(&strict(), &c, "", &cand),
+        vec![set(STRICT_PLACEHOLDER)]
+    );
+    // And nobody may take over from the leader.
+    for n in ["b", "c", "d"] {
+        assert!(!sync::may_take_over(&on(), &c, n));
+    }
+}
