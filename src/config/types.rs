@@ -34,10 +34,9 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub ctl: Option<Ctl>,
-    /// `zookeeper` section: parsed so that Patroni files load, but not
-    /// supported yet (validation says so).
+    /// `zookeeper` section (docs/configuration.md §4.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zookeeper: Option<serde_json::Value>,
+    pub zookeeper: Option<super::zookeeper::ZooKeeper>,
     /// `consul` section: parsed, not supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consul: Option<serde_json::Value>,

@@ -167,13 +167,15 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         }
     }
 
-    // DCS: exactly one section, and for now it must be etcd.
+    // DCS: exactly one section, etcd or ZooKeeper.
     let mut dcs: Vec<&str> = Vec::new();
     if cfg.etcd3.is_some() {
         dcs.push("etcd3");
     }
+    if cfg.zookeeper.is_some() {
+        dcs.push("zookeeper");
+    }
     for (key, present) in [
-        ("zookeeper", cfg.zookeeper.is_some()),
         ("consul", cfg.consul.is_some()),
         ("exhibitor", cfg.exhibitor.is_some()),
         ("kubernetes", cfg.kubernetes.is_some()),
@@ -181,18 +183,16 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
     ] {
         if present {
             dcs.push(key);
-            if key != "etcd3" {
-                err(
-                    key,
-                    "this DCS is not supported yet; use `etcd3` (or `etcd`)".into(),
-                );
-            }
+            err(
+                key,
+                "this DCS is not supported yet; use `etcd3` (or `etcd`) or `zookeeper`".into(),
+            );
         }
     }
     match dcs.len() {
         0 => err(
             "etcd3",
-            "no DCS section: add an `etcd3` (or `etcd`) section".into(),
+            "no DCS section: add an `etcd3` (or `etcd`) or a `zookeeper` section".into(),
         ),
         1 => {}
         _ => err(
@@ -202,6 +202,13 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
                 dcs.join(", ")
             ),
         ),
+    }
+    if let Some(z) = &cfg.zookeeper {
+        let (errors, warns) = z.problems(|h| host_port(h, false).map_err(|e| e.to_string()));
+        for (key, msg) in errors {
+            err(&key, msg);
+        }
+        warnings.extend(warns);
     }
     if let Some(e) = &cfg.etcd3 {
         if e.srv.is_some() && e.host.is_none() && e.hosts.is_none() && e.url.is_none() {
@@ -572,9 +579,14 @@ pub(crate) mod tests {
             "unused:\n  #Provide",
             "zookeeper:\n  hosts: [a:2181]\n  #Provide",
         );
-        let e = validate(&cfg(&zk)).unwrap_err();
+        validate(&cfg(&zk)).unwrap();
+        let zk_bad = zk.replace("[a:2181]", "'a:99999, b'");
+        let e = validate(&cfg(&zk_bad)).unwrap_err();
+        assert_eq!(keys(&e), ["zookeeper.hosts"]);
+        let both = format!("{POSTGRES0}zookeeper:\n  hosts: [a:2181]\n");
+        let e = validate(&cfg(&both)).unwrap_err();
         assert_eq!(keys(&e), ["zookeeper"]);
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(e.to_string().contains("more than one DCS"), "{e}");
         let consul = format!("{POSTGRES0}consul:\n  host: c:8500\n");
         let e = validate(&cfg(&consul)).unwrap_err();
         assert_eq!(keys(&e), ["consul", "consul"]);
