@@ -17,6 +17,8 @@ ensure_packages() {
     command -v curl >/dev/null || missing+=(curl)
     # tests/dcs_abandoned.rs and scripts/bench-partition cut a node off with it.
     command -v iptables >/dev/null || missing+=(iptables)
+    # tests/dcs_conformance.rs (zookeeper) starts a standalone server from its jar.
+    [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
     [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod member;
 pub mod memory;
 pub mod version;
+pub mod zookeeper;
 
 use std::time::Duration;
 
