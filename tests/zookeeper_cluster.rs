@@ -1,0 +1,140 @@
+//! The core capability on ZooKeeper instead of etcd: three daemons with a
+//! `zookeeper` section bootstrap one primary and two streaming replicas,
+//! lay the keys out as Patroni does (leader and members ephemeral, on the
+//! holder's session), and fail over when the primary is killed (kill -9 of
+//! the daemon and the postmaster).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
+use pgpilot::dcs::{Cluster, Dcs, keys};
+use support::cluster::{ClusterOptions, TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(90);
+
+/// The cluster as a fresh read of the test's ZooKeeper shows it.
+async fn read(c: &TestCluster) -> Option<Cluster> {
+    let zk = c.zookeeper.as_ref()?;
+    let reader = ZooKeeperDcs::new(
+        ZkSettings {
+            servers: vec![zk.server()],
+            acls: Vec::new(),
+            auth: Vec::new(),
+        },
+        keys::cluster_prefix("/it/", &c.scope),
+        "test-reader".into(),
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    );
+    let cl = reader.load_cluster_fresh().await.ok();
+    let _ = reader.release_session().await;
+    cl
+}
+
+async fn writable(c: &TestCluster, i: usize) -> bool {
+    let Ok(client) = c.sql(i).await else {
+        return false;
+    };
+    client
+        .execute("CREATE TABLE IF NOT EXISTS zk_t(v int)", &[])
+        .await
+        .is_ok()
+        && client
+            .execute("INSERT INTO zk_t VALUES (1)", &[])
+            .await
+            .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_and_kill_9_failover_on_zookeeper() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(3, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+
+    // Patroni's layout: the leader key names the primary and is on the same
+    // session as its member key; every node has a member key; initialize
+    // holds the system identifier; config is there.
+    let cl = eventually(
+        Duration::from_secs(20),
+        "three members in ZooKeeper",
+        || async {
+            let cl = read(&c).await?;
+            (cl.members.len() == 3).then_some(cl)
+        },
+    )
+    .await;
+    let leader = cl.leader.as_ref().expect("leader key");
+    assert_eq!(leader.name, c.nodes[primary].name);
+    assert!(leader.session.is_some(), "the leader znode is ephemeral");
+    assert_eq!(
+        leader.session,
+        cl.member(&leader.name).and_then(|m| m.session.clone()),
+        "leader and member znodes on one session"
+    );
+    let sysid = c.status(primary).await.expect("status")["database_system_identifier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(cl.initialize.as_deref(), Some(sysid.as_str()));
+    assert!(cl.config.is_some(), "config key");
+    for i in (0..3).filter(|&i| i != primary) {
+        eventually(Duration::from_secs(30), "replica streams", || async {
+            c.is_streaming_replica(i).await.then_some(())
+        })
+        .await;
+    }
+    assert!(writable(&c, primary).await, "the primary takes writes");
+
+    // kill -9 of the primary's daemon and postmaster: its session lapses
+    // (one granted timeout), and a replica takes over.
+    let killed_at = Instant::now();
+    c.kill_node(primary).await;
+    let new_primary = loop {
+        let mut found = None;
+        for i in (0..3).filter(|&i| i != primary) {
+            if writable(&c, i).await {
+                found = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "no new primary within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let failover = killed_at.elapsed();
+    let t = c.timing;
+    let bound = Duration::from_secs(t.ttl + 2 * t.loop_wait + 2);
+    eprintln!("failover on zookeeper took {failover:?} (bound {bound:?})");
+    assert!(
+        failover <= bound,
+        "failover took {failover:?} (> {bound:?})"
+    );
+    let other = (0..3)
+        .find(|&i| i != primary && i != new_primary)
+        .expect("third node");
+    eventually(
+        Duration::from_secs(30),
+        "survivor follows the new primary",
+        || async { c.is_streaming_replica(other).await.then_some(()) },
+    )
+    .await;
+    assert!(!writable(&c, other).await, "two writable primaries");
+    let cl = read(&c).await.expect("read after failover");
+    assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
+    assert!(
+        cl.member(&c.nodes[primary].name).is_none(),
+        "the killed node's member znode went with its session"
+    );
+}
