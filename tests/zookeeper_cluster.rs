@@ -92,6 +92,24 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
     }
     assert!(writable(&c, primary).await, "the primary takes writes");
 
+    // pgpilotctl reads the same picture through the file's zookeeper section.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("run pgpilotctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json list");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let leaders: Vec<&serde_json::Value> = rows.iter().filter(|r| r["Role"] == "Leader").collect();
+    assert_eq!(leaders.len(), 1, "{rows:?}");
+    assert_eq!(leaders[0]["Member"], c.nodes[primary].name.as_str());
+
     // kill -9 of the primary's daemon and postmaster: its session lapses
     // (one granted timeout), and a replica takes over.
     let killed_at = Instant::now();
