@@ -110,6 +110,59 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
     assert_eq!(leaders.len(), 1, "{rows:?}");
     assert_eq!(leaders[0]["Member"], c.nodes[primary].name.as_str());
 
+    // Patroni's own patronictl (with its ZooKeeper extra, kazoo) reads the
+    // znodes pgpilot wrote: the same members, roles and leader.
+    let zk = c.zookeeper.as_ref().expect("zookeeper").server();
+    let yml = c.root.join("patronictl.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "scope: {}\nnamespace: /it/\nzookeeper:\n  hosts: [{zk}]\n",
+            c.scope
+        ),
+    )
+    .expect("write patronictl.yml");
+    let patronictl = std::env::var_os("PATRONICTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/patroni/bin/patronictl".into());
+    let out = std::process::Command::new(&patronictl)
+        .arg("-c")
+        .arg(&yml)
+        .args(["list", "--format", "json"])
+        .env("HOME", &c.root)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (scripts/lib.sh ensure_patronictl installs it): {e}",
+                patronictl.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "patronictl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("patronictl json list");
+    let pick = |rows: &[serde_json::Value]| {
+        let mut v: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["Member"].as_str().unwrap_or_default().to_owned(),
+                    r["Role"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        pick(&theirs),
+        pick(&rows),
+        "patronictl and pgpilotctl disagree"
+    );
+
     // kill -9 of the primary's daemon and postmaster: its session lapses
     // (one granted timeout), and a replica takes over.
     let killed_at = Instant::now();
