@@ -188,6 +188,26 @@ fn zk_warm_up(server: &ZkServer) {
         .expect("zookeeper warm-up");
 }
 
+/// Nodes on a server the caller runs (no outages).
+fn zookeeper_backend_on(server: &ZkServer) -> Backend {
+    let (ttl, retry_timeout) = (Duration::from_secs(2), Duration::from_secs(1));
+    let settings = zk_settings(server.server());
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(|_, _| panic!("no outage on a server the caller runs")),
+    }
+}
+
 fn zookeeper_backend_ttl(ttl: Duration) -> Backend {
     let slot = ZkSlot::take();
     let server = ZkServer::start(500);
@@ -1332,6 +1352,42 @@ mod zookeeper {
         .await;
         assert!(a.keep_alive().await.unwrap().is_some());
         assert_ne!(a.session(), leader.session);
+    }
+
+    /// Znodes another tool wrote with values pgpilot cannot read (bytes
+    /// that are not UTF-8, JSON that is not an object): the read succeeds,
+    /// those keys count as absent (logged, naming the znode), the others
+    /// are read, and an unreadable leader znode is still never taken over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreadable_znodes_are_absent_and_never_taken() {
+        let _slot = ZkSlot::take();
+        let server = ZkServer::start(500);
+        zk_warm_up(&server);
+        let b = zookeeper_backend_on(&server);
+        let (a, c) = (b.node("a"), b.node("c"));
+        a.touch_member(&member("replica")).await.unwrap();
+        let raw = zookeeper_client::Client::connect(&server.server())
+            .await
+            .expect("raw client");
+        let opts = zookeeper_client::CreateMode::Persistent
+            .with_acls(zookeeper_client::Acls::anyone_all());
+        for (key, value) in [
+            ("leader", &b"\xff\xfe"[..]),
+            ("config", &b"[1, 2]"[..]),
+            ("failover", &b"\xc3\x28"[..]),
+        ] {
+            raw.create(&format!("{PREFIX}/{key}"), value, &opts)
+                .await
+                .unwrap_or_else(|e| panic!("create {key}: {e}"));
+        }
+        let cl = c.load_cluster_fresh().await.expect("the read succeeds");
+        assert!(cl.leader.is_none(), "{:?}", cl.leader);
+        assert!(cl.config.is_none() && cl.failover.is_none(), "{cl:?}");
+        assert!(cl.member("a").is_some(), "the readable keys are read");
+        assert!(
+            !c.attempt_to_acquire_leader().await.unwrap().is_held(),
+            "an unreadable leader znode is still someone's"
+        );
     }
 
     /// The backend needs no ZooKeeper at construction and starts working

@@ -131,6 +131,21 @@ fn expiry_at(sent: Instant, answered: Instant, timeout: Duration) -> Expiry {
     }
 }
 
+/// Whether a granted session timeout is to be logged: only when it differs
+/// from the requested one, and once per `(requested, granted)` pair (a new
+/// session granted the same again is not news; a `ttl` change is).
+fn first_report_of_granted(
+    logged: &mut Option<(Duration, Duration)>,
+    requested: Duration,
+    granted: Duration,
+) -> bool {
+    if granted == requested || *logged == Some((requested, granted)) {
+        return false;
+    }
+    *logged = Some((requested, granted));
+    true
+}
+
 /// ZooKeeper's errors in the trait's two classes: what the server answered
 /// as a refusal (auth, ACLs, bad arguments, quotas) is `Other`; anything
 /// else (no connection, no answer, a session the client concluded lost, a
@@ -252,8 +267,7 @@ impl Inner {
             client,
         };
         let mut st = lock(&self.state);
-        if s.timeout != ttl && st.logged_timeout != Some((ttl, s.timeout)) {
-            st.logged_timeout = Some((ttl, s.timeout));
+        if first_report_of_granted(&mut st.logged_timeout, ttl, s.timeout) {
             tracing::warn!(
                 event = crate::events::DCS_SESSION_TIMEOUT_NEGOTIATED,
                 requested_ms = ttl.as_millis() as u64,
@@ -1051,6 +1065,19 @@ mod tests {
         assert!(acl.permission().has(zk::Permission::READ));
         assert!(acl.permission().has(zk::Permission::DELETE));
         assert!(!acl.permission().has(zk::Permission::WRITE));
+    }
+
+    #[test]
+    fn a_granted_timeout_other_than_ttl_is_logged_once() {
+        let s = Duration::from_secs;
+        let mut logged = None;
+        assert!(!first_report_of_granted(&mut logged, s(6), s(6)));
+        assert!(first_report_of_granted(&mut logged, s(30), s(20)));
+        assert!(!first_report_of_granted(&mut logged, s(30), s(20)), "once");
+        assert!(
+            first_report_of_granted(&mut logged, s(40), s(20)),
+            "a ttl change"
+        );
     }
 
     #[test]
