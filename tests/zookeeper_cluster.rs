@@ -209,3 +209,66 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
         "the killed node's member znode went with its session"
     );
 }
+
+/// The primary alone cut off from ZooKeeper (its connection reset, the
+/// process alive): its session lapses for the others one granted timeout
+/// after the server last heard from it. The primary stops taking writes by
+/// its fencing point, which rests on that timeout counted from a request the
+/// server answered, and so before the other node can take the key and
+/// promote: never two writable primaries. The cluster is one again after
+/// the cut heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_cut_off_from_zookeeper_is_fenced_before_a_takeover() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        dcs_proxies: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let old = c.wait_healthy(BOOT).await;
+    let other = 1 - old;
+    assert!(writable(&c, old).await, "the primary takes writes");
+    eventually(Duration::from_secs(30), "replica streams", || async {
+        c.is_streaming_replica(other).await.then_some(())
+    })
+    .await;
+    let cut_at = Instant::now();
+    c.cut_from_dcs(old);
+    let refused_ms = loop {
+        if !writable(&c, old).await {
+            break pgpilot::fence::boottime_ms();
+        }
+        assert!(
+            !writable(&c, other).await,
+            "two writable primaries {:?} after the cut",
+            cut_at.elapsed()
+        );
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(30),
+            "the cut-off primary kept taking writes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let refused_after = cut_at.elapsed();
+    let hb = pgpilot::fence::read_heartbeat(&c.nodes[old].fence_dir()).expect("fence heartbeat");
+    // The fence's last order (docs/ha.md §9.1): the fencing point, 1 s
+    // (the margin) before the end of the lease.
+    let lease_end_ms = hb.deadline_ms + 1000;
+    eprintln!(
+        "writes refused {refused_after:?} after the cut, {} ms before the lease could end",
+        lease_end_ms as i64 - refused_ms as i64
+    );
+    assert!(
+        refused_ms < lease_end_ms,
+        "writes refused at {refused_ms} ms, the lease may have ended at {lease_end_ms} ms"
+    );
+    // The other node takes over once the old session lapsed.
+    eventually(Duration::from_secs(30), "a new primary", || async {
+        writable(&c, other).await.then_some(())
+    })
+    .await;
+    assert!(!writable(&c, old).await, "two writable primaries");
+    c.heal_dcs(old);
+    assert_eq!(c.wait_healthy(BOOT).await, other, "the new primary stays");
+}
