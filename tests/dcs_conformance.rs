@@ -13,7 +13,7 @@ use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::dcs::{Dcs, DcsError, LeaderHold, MemberData, Status, Version, WatchEvent};
 use support::etcd::EtcdServer;
 use support::eventually;
-use support::zookeeper::ZkServer;
+use support::zookeeper::{ZkEnsemble, ZkServer};
 
 /// Makes a node of the cluster under test, given its member name.
 type NodeFactory = Box<dyn Fn(&str) -> Box<dyn Dcs> + Send + Sync>;
@@ -186,6 +186,41 @@ fn zk_warm_up(server: &ZkServer) {
     warm.join()
         .expect("warm-up thread")
         .expect("zookeeper warm-up");
+}
+
+/// A 3-server ensemble (three JVMs: it takes all the slots); nodes know
+/// every server. No outage of the whole ensemble (the single server's cases
+/// cover those); `zookeeper_ensemble::one_member_down_keeps_the_session`
+/// takes members away one at a time.
+fn zookeeper_ensemble_backend() -> Backend {
+    let slots: Vec<ZkSlot> = (0..ZK_AT_ONCE).map(|_| ZkSlot::take()).collect();
+    let ensemble = ZkEnsemble::start(3, 500);
+    for m in &ensemble.members {
+        zk_warm_up(m);
+    }
+    let (ttl, retry_timeout) = (Duration::from_secs(2), Duration::from_secs(1));
+    let settings = ZkSettings {
+        servers: ensemble.servers(),
+        acls: Vec::new(),
+        auth: Vec::new(),
+    };
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |_, _| {
+            let _held = (&ensemble, &slots);
+            panic!("no whole-ensemble outage in these cases")
+        }),
+    }
 }
 
 /// Nodes on a server the caller runs (no outages).
@@ -1423,5 +1458,76 @@ mod zookeeper {
             "expiry counts the requested ttl, not the granted 10 s: {:?}",
             expiry.earliest - answered
         );
+    }
+}
+
+/// The cases on a 3-server ensemble, the nodes knowing every server (those
+/// about writes, reads, compare-and-swap, sessions and watches; the outage
+/// cases run on the single server).
+mod zookeeper_ensemble {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] zookeeper_ensemble_backend;
+        concurrent_acquire_has_one_winner,
+        same_name_never_touches_anothers_leader_key,
+        restarted_daemon_keeps_the_key_of_its_inherited_session,
+        ttl_change_moves_keys_to_new_session,
+        load_cluster_parses_everything,
+        fresh_read_sees_another_clients_write_at_once,
+        cached_view_converges_after_a_burst,
+    );
+
+    /// One member of the ensemble at a time killed (kill -9) and brought
+    /// back: the holder's session survives each (it reconnects to another
+    /// member within its timeout), its leader key stays at the same
+    /// version on the same session, and every renewal is `Held`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_member_down_keeps_the_session() {
+        let _slots: Vec<ZkSlot> = (0..ZK_AT_ONCE).map(|_| ZkSlot::take()).collect();
+        let mut ensemble = ZkEnsemble::start(3, 500);
+        for m in &ensemble.members {
+            zk_warm_up(m);
+        }
+        let settings = ZkSettings {
+            servers: ensemble.servers(),
+            acls: Vec::new(),
+            auth: Vec::new(),
+        };
+        let ttl = Duration::from_secs(6);
+        let node = |name: &str| {
+            ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                Duration::from_secs(2),
+            )
+        };
+        let (a, c) = (node("a"), node("c"));
+        a.touch_member(&member("primary")).await.unwrap();
+        assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
+        let leader = c.load_cluster_fresh().await.unwrap().leader.unwrap();
+        let session = a.session();
+        for i in 0..3 {
+            ensemble.members[i].kill();
+            // Renew through the loss as a holder does, every ttl / 4.
+            let until = tokio::time::Instant::now() + ttl;
+            while tokio::time::Instant::now() < until {
+                let hold = eventually(ttl / 2, "a renewal answered", || async {
+                    a.update_leader(&leader).await.ok()
+                })
+                .await;
+                assert!(hold.is_held(), "member {i} down: the holder lost its key");
+                tokio::time::sleep(ttl / 4).await;
+            }
+            assert_eq!(a.session(), session, "member {i} down: a new session");
+            let cl = c.load_cluster_fresh().await.unwrap();
+            assert_eq!(
+                cl.leader.as_ref(),
+                Some(&leader),
+                "member {i} down: the key moved"
+            );
+            ensemble.members[i].restart();
+        }
     }
 }

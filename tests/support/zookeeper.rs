@@ -27,6 +27,8 @@ pub struct ZkServer {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// A member of an ensemble: ready once it serves as leader or follower.
+    in_ensemble: bool,
 }
 
 fn unique_dir() -> PathBuf {
@@ -42,19 +44,30 @@ fn unique_dir() -> PathBuf {
     ))
 }
 
-/// A four-letter-word command; true iff ZooKeeper answered `imok`.
-fn ruok(port: u16) -> bool {
+/// A four-letter-word command's answer ("" when none).
+fn four_letters(port: u16, cmd: &[u8]) -> String {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
+        return String::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"ruok").is_err() {
-        return false;
+    if s.write_all(cmd).is_err() {
+        return String::new();
     }
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
-    buf == "imok"
+    buf
+}
+
+/// A standalone server answers `imok`; a member of an ensemble serves once
+/// `srvr` shows its mode (leader or follower: the quorum is up).
+fn ready(port: u16, in_ensemble: bool) -> bool {
+    if in_ensemble {
+        let srvr = four_letters(port, b"srvr");
+        srvr.contains("Mode: leader") || srvr.contains("Mode: follower")
+    } else {
+        four_letters(port, b"ruok") == "imok"
+    }
 }
 
 impl ZkServer {
@@ -80,6 +93,7 @@ impl ZkServer {
                 dir,
                 port,
                 child: None,
+                in_ensemble: false,
             };
             match s.spawn_and_wait() {
                 Ok(()) => return s,
@@ -90,6 +104,11 @@ impl ZkServer {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
+        self.spawn()?;
+        self.wait()
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -98,7 +117,11 @@ impl ZkServer {
         let child = Command::new("java")
             .args(["-Xmx128m", "-XX:+UseSerialGC", "-cp", CLASSPATH])
             .arg(format!("-Dzookeeper.log.dir={}", self.dir.display()))
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(if self.in_ensemble {
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+            } else {
+                "org.apache.zookeeper.server.ZooKeeperServerMain"
+            })
             .arg(self.dir.join("zoo.cfg"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -106,9 +129,13 @@ impl ZkServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run `java` for zookeeper: {e}"));
         self.child = Some(child);
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
-            if ruok(self.port) {
+            if ready(self.port, self.in_ensemble) {
                 return Ok(());
             }
             if let Some(st) = self
@@ -182,6 +209,66 @@ impl ZkServer {
     /// Undo `pause` (SIGCONT).
     pub fn resume(&self) {
         self.signal(Signal::SIGCONT);
+    }
+}
+
+/// A ZooKeeper ensemble of `n` servers on loopback, each with its own
+/// data dir, `myid` and `zoo.cfg`; started together, ready once every
+/// member serves (leader or follower).
+pub struct ZkEnsemble {
+    pub members: Vec<ZkServer>,
+}
+
+impl ZkEnsemble {
+    pub fn start(n: usize, tick_ms: u64) -> ZkEnsemble {
+        assert!(
+            Path::new(JAR).exists(),
+            "{JAR} missing: install Debian's `zookeeper` package (scripts/lib.sh ensure_packages)"
+        );
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let quorum: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer, elect))| format!("server.{}=127.0.0.1:{peer}:{elect}\n", i + 1))
+            .collect();
+        let mut members: Vec<ZkServer> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, _, _))| {
+                let dir = unique_dir();
+                std::fs::create_dir_all(dir.join("data")).expect("create zookeeper temp dir");
+                std::fs::write(dir.join("data/myid"), format!("{}\n", i + 1)).expect("myid");
+                let cfg = format!(
+                    "tickTime={tick_ms}\ninitLimit=20\nsyncLimit=10\ndataDir={}\n\
+                     clientPort={client}\nclientPortAddress=127.0.0.1\n\
+                     admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n{quorum}",
+                    dir.join("data").display()
+                );
+                std::fs::write(dir.join("zoo.cfg"), cfg).expect("write zoo.cfg");
+                ZkServer {
+                    dir,
+                    port: *client,
+                    child: None,
+                    in_ensemble: true,
+                }
+            })
+            .collect();
+        for m in &mut members {
+            m.spawn()
+                .unwrap_or_else(|e| panic!("zookeeper member: {e}"));
+        }
+        for m in &mut members {
+            m.wait()
+                .unwrap_or_else(|e| panic!("zookeeper ensemble: {e}"));
+        }
+        ZkEnsemble { members }
+    }
+
+    /// Every member's `127.0.0.1:<port>`.
+    pub fn servers(&self) -> Vec<String> {
+        self.members.iter().map(ZkServer::server).collect()
     }
 }
 
