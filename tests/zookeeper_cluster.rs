@@ -1,8 +1,10 @@
 //! The core capability on ZooKeeper instead of etcd: three daemons with a
 //! `zookeeper` section bootstrap one primary and two streaming replicas,
 //! lay the keys out as Patroni does (leader and members ephemeral, on the
-//! holder's session), and fail over when the primary is killed (kill -9 of
-//! the daemon and the postmaster).
+//! holder's session; Patroni's patronictl lists them as pgpilotctl does),
+//! switch over through pgpilotctl, and fail over when the primary is killed
+//! (kill -9 of the daemon and the postmaster); a primary cut off from
+//! ZooKeeper is fenced before another node takes over.
 
 mod support;
 
@@ -162,6 +164,41 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
         pick(&rows),
         "patronictl and pgpilotctl disagree"
     );
+
+    // A switchover through pgpilotctl (the failover key and the REST API)
+    // on ZooKeeper: the candidate leads, the old primary follows it.
+    let candidate = (primary + 1) % 3;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args([
+            "switchover",
+            "--candidate",
+            &c.nodes[candidate].name,
+            "--force",
+        ])
+        .output()
+        .expect("run pgpilotctl switchover");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(60), "the candidate leads", || async {
+        let cl = read(&c).await?;
+        (cl.leader_name() == Some(c.nodes[candidate].name.as_str())
+            && writable(&c, candidate).await)
+            .then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "the old primary follows",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    let primary = candidate;
 
     // kill -9 of the primary's daemon and postmaster: its session lapses
     // (one granted timeout), and a replica takes over.
