@@ -85,6 +85,20 @@ pub const MEMBER_UPDATE_FAILED: &str = "member_update_failed";
 
 // ---- Failsafe mode ----
 
+/// The leader wrote the `sync` key (its standbys; docs/replication-modes.md).
+pub const SYNC_KEY_WRITTEN: &str = "sync_key_written";
+/// The leader deleted the `sync` key (synchronous mode turned off).
+pub const SYNC_KEY_DELETED: &str = "sync_key_deleted";
+/// A write of the `sync` key lost its compare-and-swap or failed.
+pub const SYNC_KEY_WRITE_FAILED: &str = "sync_key_write_failed";
+/// `synchronous_standby_names` was set (its new value) and reloaded.
+pub const SYNC_STANDBY_NAMES_SET: &str = "sync_standby_names_set";
+/// `synchronous_standby_names` could not be set.
+pub const SYNC_STANDBY_NAMES_FAILED: &str = "sync_standby_names_failed";
+/// A synchronous standby shutting down asked the primary to release it
+/// (`released`: the sync key no longer lists it).
+pub const SYNC_DUTY_RELEASE: &str = "sync_duty_release";
+
 /// Failsafe mode turned on or off (`active`).
 pub const FAILSAFE_MODE_ACTIVE: &str = "failsafe_mode_active";
 /// A leader without DCS access confirmed it runs; this node does not race for the key.
@@ -441,6 +455,13 @@ pub const ALL: &[&str] = &[
     FAILOVER_KEY_CLEAR_FAILED,
     STATUS_WRITE_FAILED,
     MEMBER_UPDATE_FAILED,
+    // Synchronous replication
+    SYNC_KEY_WRITTEN,
+    SYNC_KEY_DELETED,
+    SYNC_KEY_WRITE_FAILED,
+    SYNC_STANDBY_NAMES_SET,
+    SYNC_STANDBY_NAMES_FAILED,
+    SYNC_DUTY_RELEASE,
     // Failsafe mode
     FAILSAFE_MODE_ACTIVE,
     FAILSAFE_HEARTBEAT,

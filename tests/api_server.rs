@@ -154,6 +154,16 @@ impl Dcs for TestDcs {
     fn set_failsafe_value(&self, _: &str) -> BoxFuture<'_, DcsResult<bool>> {
         unused()
     }
+    fn set_sync_state_value(
+        &self,
+        _: &str,
+        _: Option<&pgpilot::dcs::Version>,
+    ) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
+    fn delete_sync_state(&self, _: &pgpilot::dcs::Version) -> BoxFuture<'_, DcsResult<bool>> {
+        unused()
+    }
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
         unused()
     }
@@ -236,6 +246,7 @@ fn pg(role: PgRole) -> PgStatus {
         replay_paused: false,
         replication_state: replica.then(|| "streaming".to_owned()),
         replication: vec![],
+        synchronous_standby_names: None,
         pending_restart: Default::default(),
         scheduled_restart: None,
     }

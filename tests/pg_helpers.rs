@@ -106,6 +106,7 @@ fn dynamic() -> DynamicConfig {
         pause: false,
         failsafe_mode: false,
         primary_start_timeout: 300,
+        sync: Default::default(),
         raw: serde_json::json!({}),
     }
 }

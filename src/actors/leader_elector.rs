@@ -56,6 +56,7 @@ pub struct ElectorLinks {
     pub stop_gracefully: Recipient<StopGracefully>,
     pub sync_slots: Recipient<SyncSlots>,
     pub show_rewind_failed: Recipient<ShowRewindFailed>,
+    pub set_standby_names: Recipient<crate::messages::supervisor::SetStandbyNames>,
     pub dynamic_changed: Recipient<DynamicConfigChanged>,
     pub callbacks: Recipient<CallbackEvent>,
 }
@@ -459,8 +460,12 @@ impl Handler<Shutdown> for LeaderElector {
                 .map(|_, _, _| System::current().stop()),
             );
         };
+        let (cfg, dynamic) = (self.cfg.clone(), self.dynamic.clone());
         Box::pin(
             async move {
+                if !release_lock {
+                    super::sync_steps::release_duty(&links, &cfg, &dynamic).await;
+                }
                 info!(event = crate::events::SHUTDOWN, "stopping PostgreSQL (fast)");
                 match links.stop_pg.send(StopAndWait(StopMode::Fast)).await {
                     Ok(Ok(())) => {
@@ -584,6 +589,15 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         }
         _ => false,
     };
+    // docs/replication-modes.md §3: the primary's standbys as PostgreSQL
+    // reports them, for the sync rules.
+    let sync_facts = match (&dcs_view, &pg.synchronous_standby_names) {
+        (DcsView::Ok(c), Some(names)) if pg.facts.is_primary() => {
+            let rows = super::sync_steps::replica_rows(&pg.replication);
+            sync::lock(&node).sync_facts(&dynamic.sync, c, &rows, names, pg.facts.lsn.unwrap_or(0))
+        }
+        _ => Default::default(),
+    };
     // The lease deadline, the failsafe leader's heartbeat, the last known
     // failsafe key and the last step-down are the node's (`Node::decide`).
     let local = LocalView {
@@ -591,6 +605,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         tags: cfg.tags.clone(),
         timing,
         maximum_lag_on_failover: dynamic.maximum_lag_on_failover,
+        sync: dynamic.sync,
+        sync_facts,
         primary_start_timeout: Duration::from_secs(dynamic.primary_start_timeout),
         rejoin_pending: false,
         starting_primary_for: pg
@@ -721,6 +737,14 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         if let Err(e) = links.dcs.touch_member(&data).await {
             warn!(event = crate::events::MEMBER_UPDATE_FAILED, error = %e);
         }
+    }
+    // docs/replication-modes.md §3: a node that does not lead runs with
+    // no synchronous standbys of its own (Patroni clears them on a start
+    // as replica), so a promotion never inherits an old list. After the
+    // member key: nothing waits on this, and the member key should not.
+    if let Some(c) = &cluster {
+        let i_lead = c.leader_name() == Some(cfg.name.as_str());
+        super::sync_steps::settle(&links, &dynamic.sync, c, i_lead, pg.facts.is_primary()).await;
     }
     let end = sync::lock(&node).finish_cycle(
         EndFacts {
@@ -1089,6 +1113,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
         Action::StayPrimaryOnFailsafe => ActionResult::Done,
         // Carried out by `run_cycle`, which owns the watchdog.
         Action::ActivateWatchdog => ActionResult::Done,
+        Action::Sync(step) => super::sync_steps::run(links, &cfg.name, step).await,
         Action::RestoreConfig => {
             let dir = std::path::Path::new(&cfg.postgresql.data_dir);
             match dynamic_file::load(dir) {

@@ -14,3 +14,4 @@ pub mod postgres_jobs;
 pub mod postgres_supervisor;
 pub mod replica_methods;
 pub mod switchover;
+pub mod sync_steps;

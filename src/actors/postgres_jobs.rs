@@ -32,6 +32,9 @@ pub struct JobEnv {
     /// feedback of) permanent logical slots
     /// ([`crate::ha::slots::enforce_hot_standby_feedback`]).
     pub hot_standby_feedback: bool,
+    /// `synchronous_standby_names` as the sync rules set it
+    /// (docs/replication-modes.md §3); `None`: the configured parameter.
+    pub standby_names: Option<String>,
 }
 
 impl JobEnv {
@@ -58,6 +61,10 @@ impl JobEnv {
         // Over any configured value, as Patroni's `enforce_hot_standby_feedback`.
         if self.hot_standby_feedback {
             values.insert("hot_standby_feedback".to_owned(), "on".to_owned());
+        }
+        // pgpilot manages it while a synchronous mode is on, never the user.
+        if let Some(v) = &self.standby_names {
+            values.insert("synchronous_standby_names".to_owned(), v.clone());
         }
         values
     }
@@ -1035,6 +1042,7 @@ postgresql:
             dynamic,
             data_dir: "/data/pg".into(),
             config_dir: "/data/pg".into(),
+            standby_names: None,
             hot_standby_feedback: forced,
         }
     }

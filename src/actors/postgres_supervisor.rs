@@ -23,7 +23,8 @@ use crate::messages::elector::JobFinished;
 use crate::messages::restart::{self as restart, Fire, RestartOptions};
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgOpOutcome, PgState, PgStatus,
-    ReplicationRow, RunJob, ShowRewindFailed, StopAndWait, StopGracefully, SyncSlots,
+    ReplicationRow, RunJob, SetStandbyNames, ShowRewindFailed, StopAndWait, StopGracefully,
+    SyncSlots,
 };
 use crate::postgres::{
     Binaries, LocalSession, Postmaster, SnapshotError, StopMode, controldata, datadir, params,
@@ -187,6 +188,7 @@ impl PostgresSupervisor {
             data_dir,
             config_dir,
             hot_standby_feedback: false,
+            standby_names: None,
         };
         let session = LocalSession::new(env.local_conn(), env.dynamic.timing.local_query_timeout());
         PostgresSupervisor {
@@ -559,8 +561,10 @@ async fn gather_status(
                         state: r.state.clone().unwrap_or_default(),
                         sync_state: r.sync_state.clone().unwrap_or_default(),
                         sync_priority: r.sync_priority.unwrap_or(0),
+                        flush_lsn: r.flush_lsn,
                     })
                     .collect();
+                st.synchronous_standby_names = Some(s.synchronous_standby_names.clone());
                 if st.busy.is_none() {
                     st.state = PgState::Running;
                 }
@@ -1302,6 +1306,43 @@ impl Handler<DynamicConfigChanged> for PostgresSupervisor {
         self.env.log_parameter_warnings();
         self.retarget_session();
         self.apply_config(ctx);
+    }
+}
+
+impl Handler<SetStandbyNames> for PostgresSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    fn handle(
+        &mut self,
+        SetStandbyNames(value): SetStandbyNames,
+        _ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let done = |r: Result<(), String>| -> Self::Result { Box::pin(fut::ready(r)) };
+        if self.env.standby_names == value {
+            return done(Ok(()));
+        }
+        self.env.standby_names = value;
+        // A running job took its copy of the settings: rewrite once it is
+        // done. Without a postmaster the next start writes the files.
+        if self.busy.is_some() {
+            self.apply_pending = true;
+            return done(Ok(()));
+        }
+        self.check_alive();
+        if self.postmaster.is_none() {
+            return done(Ok(()));
+        }
+        let standby = self.env.data_dir.join(datadir::STANDBY_SIGNAL).exists();
+        if let Err(e) = self
+            .env
+            .write_config(standby.then_some(self.following.as_ref()))
+        {
+            return done(Err(e.to_string()));
+        }
+        let env = self.env.clone();
+        Box::pin(
+            async move { jobs::reload(&env).await.map_err(|e| e.to_string()) }.into_actor(self),
+        )
     }
 }
 

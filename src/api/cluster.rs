@@ -42,7 +42,11 @@ pub fn cluster_json(cluster: &Cluster, scope: &str) -> Value {
     for m in &cluster.members {
         let d = &m.data;
         let is_leader = Some(m.name.as_str()) == leader;
-        let role = if is_leader { "leader" } else { "replica" };
+        let role = if is_leader {
+            "leader"
+        } else {
+            cluster.sync_role(&m.name).unwrap_or("replica")
+        };
         // Non-leaders show how they replicate when they say so.
         let state = if is_leader {
             d.state.clone()

@@ -250,6 +250,11 @@ mod tests {
             b"[1]",
             br#"{"ttl": "x"}"#,
             br#"{"postgresql": {"parameters": {"max_connections": 1}}}"#,
+            // docs/replication-modes.md §1: bad synchronous settings are
+            // refused whole, even next to a good key.
+            br#"{"synchronous_mode": "maybe", "ttl": 25}"#,
+            br#"{"synchronous_mode": true, "synchronous_node_count": 0}"#,
+            br#"{"synchronous_mode_strict": "sometimes"}"#,
         ] {
             assert_eq!(patch_config(&a, bad).await.unwrap_err().status(), 400);
             assert_eq!(put_config(&a, bad).await.unwrap_err().status(), 400);

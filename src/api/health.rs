@@ -158,10 +158,13 @@ pub(crate) fn health_status_paused(
         }
     } else if has("health") {
         code(running)
-    } else if cluster.is_some() {
-        // Synchronous replication is not implemented yet: no node is a
-        // sync or quorum standby, so every replica is asynchronous.
-        let (is_sync, is_quorum) = (false, false);
+    } else if let Some(c) = cluster {
+        // docs/replication-modes.md §2: a replica the sync key lists while
+        // a synchronous mode is on; the key lists only standbys PostgreSQL
+        // confirmed as synchronous.
+        let sync_role = (role == "replica").then(|| c.sync_role(&ha.name)).flatten();
+        let is_sync = sync_role == Some("sync_standby");
+        let is_quorum = sync_role == Some("quorum_standby");
         match path {
             "/sync" | "/synchronous" if is_sync => replica_ok,
             "/quorum" if is_quorum => replica_ok,
@@ -431,6 +434,61 @@ mod tests {
             assert_eq!(get(p, &fh, &fp), 503, "{p}");
             assert_eq!(get(p, &lh, &lp), 503, "{p}");
         }
+    }
+
+    /// docs/replication-modes.md §2: `/sync` and the others follow the
+    /// sync key (the standbys PostgreSQL confirmed) and the mode.
+    #[test]
+    fn sync_paths_follow_the_sync_key() {
+        let with = |config: &str, standbys: &str| {
+            let mut h = ha(false);
+            h.cluster = Some(Cluster::from_kvs(vec![
+                row("leader", "n2"),
+                row("config", config),
+                row(
+                    "sync",
+                    &format!(r#"{{"leader":"n2","quorum":0,"sync_standby":"{standbys}"}}"#),
+                ),
+            ]));
+            h
+        };
+        let p = replica();
+        let listed = with(r#"{"synchronous_mode":true}"#, "n1");
+        for (path, code) in [
+            ("/sync", 200),
+            ("/synchronous", 200),
+            ("/read-only-sync", 200),
+            ("/async", 503),
+            ("/asynchronous", 503),
+            ("/quorum", 503),
+            ("/read-only-quorum", 503),
+        ] {
+            assert_eq!(get(path, &listed, &p), code, "{path}");
+        }
+        let other = with(r#"{"synchronous_mode":true}"#, "n3");
+        for (path, code) in [("/sync", 503), ("/read-only-sync", 503), ("/async", 200)] {
+            assert_eq!(get(path, &other, &p), code, "{path}");
+        }
+        // Mode off: the key promises nothing.
+        let off = with(r#"{"synchronous_mode":false}"#, "n1");
+        assert_eq!(get("/sync", &off, &p), 503);
+        assert_eq!(get("/async", &off, &p), 200);
+        let quorum = with(r#"{"synchronous_mode":"quorum"}"#, "n1");
+        for (path, code) in [
+            ("/quorum", 200),
+            ("/read-only-quorum", 200),
+            ("/sync", 503),
+            ("/async", 503),
+        ] {
+            assert_eq!(get(path, &quorum, &p), code, "{path}");
+        }
+        let d = crate::api::status::status_document(&listed, &p);
+        assert_eq!(d["sync_standby"], true);
+        assert!(
+            crate::api::status::status_document(&other, &p)
+                .get("sync_standby")
+                .is_none()
+        );
     }
 
     #[test]

@@ -95,6 +95,13 @@ pub fn status_document(ha: &HaState, pg: &PgStatus) -> Value {
         if !pg.replication.is_empty() {
             d.insert("replication".into(), json!(pg.replication));
         }
+        // Patroni: `sync_standby` (or `quorum_standby`) for a replica the
+        // sync key lists while a synchronous mode is on.
+        if pg.facts.role == Some(PgRole::Replica)
+            && let Some(role) = ha.cluster.as_ref().and_then(|c| c.sync_role(&ha.name))
+        {
+            d.insert(role.into(), json!(true));
+        }
     }
     if paused(ha) {
         d.insert("pause".into(), json!(true));
@@ -213,6 +220,7 @@ pub(crate) mod tests {
             replay_paused: false,
             replication_state: None,
             replication: vec![],
+            synchronous_standby_names: None,
             pending_restart: Default::default(),
             scheduled_restart: None,
         }
@@ -250,6 +258,7 @@ pub(crate) mod tests {
             state: "streaming".into(),
             sync_state: "async".into(),
             sync_priority: 0,
+            flush_lsn: None,
         }];
         let d = status_document(&ha(true), &pg);
         assert_eq!(

@@ -182,6 +182,34 @@ pub fn precheck<'c>(req: &Request, cluster: &'c Cluster) -> Result<Vec<&'c Membe
             format!("{action} is not possible: another switchover is pending{when}"),
         ));
     }
+    // docs/replication-modes.md §4 (Patroni's `is_failover_possible`
+    // checks): with synchronous mode on (not quorum) a switchover goes to a
+    // synchronous standby; a failover may name any member.
+    let sync_mode = cluster.synchronous_mode() == crate::config::SyncMode::On;
+    if sync_mode {
+        let sync = cluster.sync_state();
+        if let Some(c) = &req.candidate {
+            if req.kind == Kind::Switchover && !sync.matches(c, false) {
+                return Err((
+                    412,
+                    "candidate name does not match with sync_standby".into(),
+                ));
+            }
+        } else {
+            let members: Vec<&Member> = cluster
+                .members
+                .iter()
+                .filter(|m| sync.matches(&m.name, false))
+                .collect();
+            if members.is_empty() {
+                return Err((
+                    412,
+                    format!("{action} is not possible: can not find sync_standby"),
+                ));
+            }
+            return Ok(members);
+        }
+    }
     if let Some(c) = &req.candidate {
         return match cluster.member(c) {
             Some(m) => Ok(vec![m]),
@@ -484,6 +512,45 @@ mod tests {
             candidate: cand.map(Into::into),
             scheduled_at: None,
         }
+    }
+
+    #[test]
+    fn prechecks_in_synchronous_mode() {
+        let mut c = cluster("a", &["a", "b", "c"]);
+        c.config = Some(crate::dcs::Versioned {
+            value: serde_json::json!({"synchronous_mode": true}),
+            version: crate::dcs::Version::from_int(1),
+        });
+        assert_eq!(
+            precheck(&req(Some("a"), None), &c).unwrap_err(),
+            (
+                412,
+                "switchover is not possible: can not find sync_standby".into()
+            )
+        );
+        c.sync = Some(crate::dcs::Versioned {
+            value: crate::dcs::SyncState::parse(r#"{"leader":"a","sync_standby":"b"}"#),
+            version: crate::dcs::Version::from_int(1),
+        });
+        assert_eq!(
+            precheck(&req(Some("a"), Some("c")), &c).unwrap_err(),
+            (
+                412,
+                "candidate name does not match with sync_standby".into()
+            )
+        );
+        let names = |r: Vec<&Member>| r.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(precheck(&req(Some("a"), None), &c).unwrap()), ["b"]);
+        assert_eq!(
+            names(precheck(&req(Some("a"), Some("b")), &c).unwrap()),
+            ["b"]
+        );
+        // A failover may name an asynchronous member.
+        let failover = Request {
+            kind: Kind::Failover,
+            ..req(None, Some("c"))
+        };
+        assert_eq!(names(precheck(&failover, &c).unwrap()), ["c"]);
     }
 
     #[test]

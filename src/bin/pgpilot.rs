@@ -44,8 +44,9 @@ struct Cli {
     /// Check the configuration and exit: 0 if valid, 1 if not.
     #[arg(long, alias = "validate-config")]
     validate: bool,
-    #[arg(long, value_enum, default_value = "plain")]
-    log_format: LogFormat,
+    /// Overrides the configuration's `log.type`.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -147,7 +148,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    logging::init(cli.log_format, cfg.log.level.as_deref());
+    let log_warnings = match logging::init(cli.log_format, &cfg.log) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in log_warnings {
+        warn!(event = pgpilot::events::CONFIG_WARNING, warning = %w);
+    }
     for w in warnings {
         warn!(event = pgpilot::events::CONFIG_WARNING, warning = %w);
     }
@@ -269,6 +279,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 stop_gracefully: sup.clone().recipient(),
                 sync_slots: sup.clone().recipient(),
                 show_rewind_failed: sup.clone().recipient(),
+                set_standby_names: sup.clone().recipient(),
                 dynamic_changed: sup.clone().recipient(),
                 callbacks: callbacks.clone().recipient(),
             },
@@ -304,6 +315,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let tls = pgpilot::tls::ServerTls::from_restapi(&cfg.restapi).map_err(anyhow::Error::msg)?;
     let peers = pgpilot::peer_client::PeerClient::new(&cfg);
     manager.subscribe(TlsUpdater(tls.clone(), peers.clone()).start().recipient());
+    manager.subscribe(logging::LogReloader.start().recipient());
     let manager = manager.start();
 
     let server = serve_tls(

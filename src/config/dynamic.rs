@@ -11,7 +11,9 @@ use serde_json::Value;
 use super::error::{ConfigError, ORIGIN_DYNAMIC};
 use super::schema::parse_bool;
 use super::timing::{adjusted_timing, seconds};
-use super::types::{DynamicConfig, SlotKind, SlotMatcher, SlotSpec, SlotsConfig, Timing};
+use super::types::{
+    DynamicConfig, SlotKind, SlotMatcher, SlotSpec, SlotsConfig, SyncConfig, SyncMode, Timing,
+};
 
 pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: u64 = 1_048_576;
 /// `member_slots_ttl` default: 30 minutes.
@@ -35,6 +37,7 @@ impl DynamicConfig {
             pause: false,
             failsafe_mode: false,
             primary_start_timeout: DEFAULT_PRIMARY_START_TIMEOUT,
+            sync: SyncConfig::default(),
             raw: Value::Object(Default::default()),
         }
     }
@@ -128,36 +131,8 @@ impl DynamicConfig {
             }));
         }
         take(slots_from_json(obj).map(|slots| cfg.slots = slots));
-        take(
-            opt_int(
-                obj.get("maximum_lag_on_syncnode"),
-                "maximum_lag_on_syncnode",
-            )
-            .map(drop),
-        );
-        take(
-            match opt_uint(obj.get("synchronous_node_count"), "synchronous_node_count") {
-                Ok(Some(0)) => Err(ConfigError::key(
-                    ORIGIN_DYNAMIC,
-                    "synchronous_node_count",
-                    "must be at least 1",
-                )),
-                r => r.map(drop),
-            },
-        );
-        for key in ["synchronous_mode_strict", "check_timeline"] {
-            take(opt_bool(obj.get(key), key).map(drop));
-        }
-        take(match obj.get("synchronous_mode") {
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => Ok(()),
-            v => opt_bool(v, "synchronous_mode").map(drop).map_err(|_| {
-                bad(
-                    "synchronous_mode",
-                    "on, off or quorum",
-                    v.unwrap_or(&Value::Null),
-                )
-            }),
-        });
+        take(sync_from_json(obj).map(|sync| cfg.sync = sync));
+        take(opt_bool(obj.get("check_timeline"), "check_timeline").map(drop));
         match ConfigError::combine(errors) {
             None => Ok(cfg),
             Some(e) => Err(e),
@@ -182,6 +157,65 @@ impl DynamicConfig {
     /// [`DynamicConfig::from_json`], so a malformed value reads as unset.
     pub fn pg_hba(&self) -> Vec<String> {
         hba_lines(self.raw.pointer("/postgresql/pg_hba")).unwrap_or_default()
+    }
+}
+
+/// The synchronous replication keys (docs/replication-modes.md §1), checked
+/// as Patroni's validator checks them: `synchronous_mode` a boolean or
+/// `quorum` (any case), `synchronous_mode_strict` a boolean,
+/// `synchronous_node_count` an integer >= 1, `maximum_lag_on_syncnode` an
+/// integer (a size with a unit too; <= 0 is no limit). Every bad key is
+/// reported, naming it, so a PATCH with one is refused as a whole and the
+/// DCS keeps what it had.
+fn sync_from_json(obj: &serde_json::Map<String, Value>) -> Result<SyncConfig, ConfigError> {
+    let mut cfg = SyncConfig::default();
+    let mut errors = Vec::new();
+    match obj.get("synchronous_mode") {
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => cfg.mode = SyncMode::Quorum,
+        v => match opt_bool(v, "synchronous_mode") {
+            Ok(Some(true)) => cfg.mode = SyncMode::On,
+            Ok(_) => {}
+            Err(_) => errors.push(bad(
+                "synchronous_mode",
+                "on, off or quorum",
+                v.unwrap_or(&Value::Null),
+            )),
+        },
+    }
+    match opt_bool(
+        obj.get("synchronous_mode_strict"),
+        "synchronous_mode_strict",
+    ) {
+        Ok(b) => cfg.strict = b.unwrap_or(false),
+        Err(e) => errors.push(e),
+    }
+    match opt_uint(obj.get("synchronous_node_count"), "synchronous_node_count") {
+        Ok(Some(0)) => errors.push(ConfigError::key(
+            ORIGIN_DYNAMIC,
+            "synchronous_node_count",
+            "must be at least 1",
+        )),
+        Ok(Some(n)) => match u32::try_from(n) {
+            Ok(n) => cfg.node_count = n,
+            Err(_) => errors.push(ConfigError::key(
+                ORIGIN_DYNAMIC,
+                "synchronous_node_count",
+                format!("{n} is too large"),
+            )),
+        },
+        Ok(None) => {}
+        Err(e) => errors.push(e),
+    }
+    match opt_int(
+        obj.get("maximum_lag_on_syncnode"),
+        "maximum_lag_on_syncnode",
+    ) {
+        Ok(n) => cfg.maximum_lag_on_syncnode = n.unwrap_or(-1),
+        Err(e) => errors.push(e),
+    }
+    match ConfigError::combine(errors) {
+        None => Ok(cfg),
+        Some(e) => Err(e),
     }
 }
 
@@ -569,6 +603,53 @@ mod tests {
         let e = DynamicConfig::from_json(&json!({"synchronous_mode": "sometimes"})).unwrap_err();
         assert_eq!(e.key_path(), Some("synchronous_mode"));
         assert!(DynamicConfig::from_json(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn synchronous_replication_keys() {
+        let d = DynamicConfig::defaults();
+        assert_eq!(d.sync.mode, SyncMode::Off);
+        assert_eq!((d.sync.wanted(), d.sync.min_nodes()), (1, 0));
+        assert_eq!(d.sync.maximum_lag_on_syncnode, -1);
+        // Patroni's spellings: booleans in any of its forms, `quorum` in
+        // any case.
+        for (v, mode) in [
+            (json!(true), SyncMode::On),
+            (json!("on"), SyncMode::On),
+            (json!("yes"), SyncMode::On),
+            (json!(1), SyncMode::On),
+            (json!("off"), SyncMode::Off),
+            (json!(false), SyncMode::Off),
+            (json!("Quorum"), SyncMode::Quorum),
+            (json!("quorum"), SyncMode::Quorum),
+        ] {
+            let d = DynamicConfig::from_json(&json!({"synchronous_mode": v})).unwrap();
+            assert_eq!(d.sync.mode, mode, "{v}");
+        }
+        let d = DynamicConfig::from_json(&json!({
+            "synchronous_mode": true, "synchronous_mode_strict": "on",
+            "synchronous_node_count": 2, "maximum_lag_on_syncnode": "16MB"
+        }))
+        .unwrap();
+        assert!(d.sync.strict);
+        assert_eq!(d.sync.wanted(), 2);
+        assert_eq!(d.sync.min_nodes(), 1);
+        assert_eq!(d.sync.maximum_lag_on_syncnode, 16 << 20);
+        // Bad values name their key; all of them are reported.
+        let e = DynamicConfig::from_json(&json!({"synchronous_mode": "maybe"})).unwrap_err();
+        assert_eq!(e.key_path(), Some("synchronous_mode"));
+        assert!(e.to_string().contains("maybe"), "{e}");
+        let e = DynamicConfig::from_json(&json!({
+            "synchronous_mode_strict": "perhaps", "synchronous_node_count": -1
+        }))
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("synchronous_mode_strict") && text.contains("synchronous_node_count"),
+            "{text}"
+        );
+        let e = DynamicConfig::from_json(&json!({"maximum_lag_on_syncnode": "lots"})).unwrap_err();
+        assert_eq!(e.key_path(), Some("maximum_lag_on_syncnode"));
     }
 
     #[test]

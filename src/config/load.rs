@@ -615,6 +615,38 @@ tags:
     }
 
     #[test]
+    fn log_section_as_patroni_writes_it() {
+        // YAML 1.2 reads `0644` as a string, PyYAML as octal: both are 0o644
+        // (src/logging/settings.rs); a JSON format is a list with renames.
+        let text = format!(
+            "{POSTGRES0}\nlog:\n  mode: 0644\n  type: json\n  format:\n    - message\n    \
+             - asctime: '@timestamp'\n  static_fields:\n    app: patroni\n  loggers:\n    \
+             patroni.postmaster: WARNING\n"
+        );
+        let l = load_text(&text, &[]).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let log = &l.config.log;
+        let mode = log.mode.as_ref().and_then(crate::logging::parse_mode);
+        assert_eq!(mode, Some(0o644));
+        assert_eq!(log.static_fields.as_ref().unwrap()["app"], "patroni");
+        assert_eq!(log.format.as_ref().unwrap()[1]["asctime"], "@timestamp");
+        let l = load_text(
+            POSTGRES0,
+            &[
+                ("PATRONI_LOG_MODE", "0600"),
+                ("PATRONI_LOG_FILE_SIZE", "1000"),
+                ("PATRONI_LOG_DIR", "/var/log/pgpilot"),
+            ],
+        )
+        .unwrap();
+        let log = &l.config.log;
+        let mode = log.mode.as_ref().and_then(crate::logging::parse_mode);
+        assert_eq!(mode, Some(0o600));
+        assert_eq!(log.file_size, Some(1000));
+        assert_eq!(log.dir.as_deref(), Some("/var/log/pgpilot"));
+    }
+
+    #[test]
     fn legacy_etcd_section_is_accepted() {
         let text = POSTGRES0.replace("etcd3:", "etcd:");
         let l = load_text(&text, &[]).unwrap();

@@ -68,7 +68,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("log.static_fields", Dict),
     ("log.max_queue_size", Int),
     ("log.dir", Str),
-    ("log.mode", Int),
+    // A string like "0644" is octal (Patroni's parse_int): read by
+    // src/logging/settings.rs, not typed here.
+    ("log.mode", Any),
     ("log.file_num", Int),
     ("log.file_size", Int),
     ("log.loggers", Dict),

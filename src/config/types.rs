@@ -575,7 +575,14 @@ pub struct Log {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loggers: Option<BTreeMap<String, String>>,
+    pub loggers: Option<BTreeMap<String, serde_json::Value>>,
+    /// Fields added to every JSON line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Permissions of the log files: a number, or a string read as C's
+    /// `strtol` with base 0 reads it (`"0644"` is octal), as Patroni does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<serde_json::Value>,
 }
 
 /// The dynamic (cluster-wide) settings pgpilot acts on, read from the DCS
@@ -598,8 +605,63 @@ pub struct DynamicConfig {
     /// for its crashed primary to start again before failing over to a
     /// healthy replica; 0 fails over at once (docs/ha.md §8.1).
     pub primary_start_timeout: u64,
+    /// `synchronous_mode` and its companions (docs/replication-modes.md).
+    pub sync: SyncConfig,
     /// The JSON as stored, for writing back and for `GET /config`.
     pub raw: serde_json::Value,
+}
+
+/// `synchronous_mode` of the dynamic configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// Asynchronous replication (`false`, `off`, absent).
+    #[default]
+    Off,
+    /// `true`: `FIRST n (...)`, the standbys listed in the `sync` key.
+    On,
+    /// `quorum`: `ANY n (...)`, promotion by a quorum of votes.
+    Quorum,
+}
+
+/// The synchronous replication settings (docs/replication-modes.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncConfig {
+    pub mode: SyncMode,
+    /// `synchronous_mode_strict`: never fall back to asynchronous commits.
+    pub strict: bool,
+    /// `synchronous_node_count` as written (>= 1, default 1).
+    pub node_count: u32,
+    /// `maximum_lag_on_syncnode`, bytes; <= 0 (the default, -1) is no limit.
+    pub maximum_lag_on_syncnode: i64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> SyncConfig {
+        SyncConfig {
+            mode: SyncMode::Off,
+            strict: false,
+            node_count: 1,
+            maximum_lag_on_syncnode: -1,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// Synchronous replication is requested (either mode).
+    pub fn enabled(&self) -> bool {
+        self.mode != SyncMode::Off
+    }
+
+    /// Patroni's `min_synchronous_nodes`: 1 in strict mode, else 0.
+    pub fn min_nodes(&self) -> u32 {
+        u32::from(self.strict)
+    }
+
+    /// Patroni's `synchronous_node_count`: the setting, at least
+    /// [`SyncConfig::min_nodes`].
+    pub fn wanted(&self) -> u32 {
+        self.node_count.max(self.min_nodes())
+    }
 }
 
 /// Physical or logical replication slot.

@@ -305,6 +305,26 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
     {
         err("log.type", format!("expected plain or json, got {k:?}"));
     }
+    // Python's logging refuses an unknown level name (Patroni exits at
+    // start); pgpilot says so before starting (src/logging/settings.rs).
+    if let Some(l) = &cfg.log.level
+        && crate::logging::parse_level(&serde_json::Value::String(l.clone())).is_none()
+    {
+        err("log.level", format!("unknown level {l:?}"));
+    }
+    for (name, l) in cfg.log.loggers.iter().flatten() {
+        if crate::logging::parse_level(l).is_none() {
+            err(&format!("log.loggers.{name}"), format!("unknown level {l}"));
+        }
+    }
+    if let Some(m) = &cfg.log.mode
+        && crate::logging::parse_mode(m).is_none()
+    {
+        err(
+            "log.mode",
+            format!("expected a file mode such as 0644, got {m}"),
+        );
+    }
 
     match ConfigError::combine(errors) {
         None => Ok(warnings),
@@ -501,6 +521,22 @@ pub(crate) mod tests {
         assert!(w.is_empty(), "{w:?}");
         let legacy = POSTGRES0.replace("etcd3:", "etcd:");
         validate(&cfg(&legacy)).unwrap();
+    }
+
+    #[test]
+    fn log_levels_and_mode() {
+        let mut c = cfg(POSTGRES0);
+        c.log.level = Some("WARNING".into());
+        c.log.loggers = Some([("patroni.ha".to_owned(), serde_json::json!(10))].into());
+        c.log.mode = Some(serde_json::json!("0640"));
+        validate(&c).unwrap();
+        c.log.level = Some("LOUD".into());
+        c.log.loggers = Some([("patroni.ha".to_owned(), serde_json::json!("QUIET"))].into());
+        c.log.mode = Some(serde_json::json!("rw-r-----"));
+        let e = validate(&c).unwrap_err().to_string();
+        for key in ["log.level", "log.loggers.patroni.ha", "log.mode"] {
+            assert!(e.contains(key), "{key} in {e}");
+        }
     }
 
     #[test]

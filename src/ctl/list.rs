@@ -56,7 +56,16 @@ pub fn rows(cluster: &Cluster, scope: &str) -> Vec<ListRow> {
                 cluster: scope.to_owned(),
                 member: m.name.clone(),
                 host: host_of(m),
-                role: if is_leader { "Leader" } else { "Replica" }.to_owned(),
+                role: if is_leader {
+                    "Leader"
+                } else {
+                    match cluster.sync_role(&m.name) {
+                        Some("quorum_standby") => "Quorum Standby",
+                        Some(_) => "Sync Standby",
+                        None => "Replica",
+                    }
+                }
+                .to_owned(),
                 state,
                 timeline: m.data.timeline,
                 lag_mb: (!is_leader).then(|| lag_mb(optime, m.data.xlog_location)),
@@ -305,6 +314,26 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_listed_standby_is_a_sync_standby() {
+        let mut c = cluster();
+        c.config = Some(crate::dcs::Versioned {
+            value: serde_json::json!({"synchronous_mode": true}),
+            version: crate::dcs::Version::from_int(1),
+        });
+        c.sync = Some(crate::dcs::Versioned {
+            value: crate::dcs::SyncState::parse(r#"{"leader":"a","sync_standby":"b"}"#),
+            version: crate::dcs::Version::from_int(1),
+        });
+        let r = rows(&c, "batman");
+        assert_eq!(r[0].role, "Leader");
+        assert_eq!(r[1].role, "Sync Standby");
+        assert_eq!(r[2].role, "Replica");
+        let j = crate::api::cluster::cluster_json(&c, "batman");
+        assert_eq!(j["members"][1]["role"], "sync_standby");
+        assert_eq!(j["members"][2]["role"], "replica");
     }
 
     #[test]

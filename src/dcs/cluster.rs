@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::member::Member;
+use super::sync_key::SyncState;
 use super::version::{SessionId, Version};
 
 /// A value together with the version a compare-and-swap must name.
@@ -146,6 +147,10 @@ pub struct Cluster {
     /// The `failsafe` key: `{member name: api_url}`; `None` if absent or not
     /// a JSON object (garbage disables the failsafe checks, as in Patroni).
     pub failsafe: Option<BTreeMap<String, String>>,
+    /// The `sync` key (docs/replication-modes.md §2); `None` if absent. A
+    /// value Patroni would not read is an empty state at the key's
+    /// version, so a compare-and-swap can still replace it.
+    pub sync: Option<Versioned<SyncState>>,
 }
 
 impl Cluster {
@@ -198,6 +203,12 @@ impl Cluster {
                 }
                 super::keys::HISTORY => c.history = HistoryLine::parse_all(&value),
                 super::keys::FAILSAFE => c.failsafe = parse_failsafe(&value),
+                super::keys::SYNC => {
+                    c.sync = Some(Versioned {
+                        value: SyncState::parse(&value),
+                        version,
+                    })
+                }
                 k => {
                     if let Some(name) = k.strip_prefix(super::keys::MEMBERS)
                         && !name.is_empty()
@@ -232,6 +243,52 @@ impl Cluster {
     /// The leader's member record, if both the lock and the record exist.
     pub fn leader_member(&self) -> Option<&Member> {
         self.leader_name().and_then(|n| self.member(n))
+    }
+
+    /// The `sync` key's state, empty when the key is absent.
+    pub fn sync_state(&self) -> SyncState {
+        self.sync
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_default()
+    }
+
+    /// The version a compare-and-swap of the `sync` key names (`None`:
+    /// the key is absent, the write creates it).
+    pub fn sync_version(&self) -> Option<&Version> {
+        self.sync.as_ref().map(|s| &s.version)
+    }
+
+    /// `synchronous_mode` of the `config` key, read as Patroni's
+    /// `global_config` reads it: `quorum` (any case), else a boolean; a
+    /// missing or unreadable key is off.
+    pub fn synchronous_mode(&self) -> crate::config::SyncMode {
+        use crate::config::SyncMode;
+        match self
+            .config
+            .as_ref()
+            .and_then(|c| c.value.get("synchronous_mode"))
+        {
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("quorum") => SyncMode::Quorum,
+            Some(v) if crate::config::json_truthy(v) => SyncMode::On,
+            _ => SyncMode::Off,
+        }
+    }
+
+    /// `sync_standby` or `quorum_standby` when a synchronous mode is on
+    /// and the `sync` key lists `name` as a standby (docs/replication-modes.md
+    /// §2): what `/cluster`, `/patroni` and `list` show for it.
+    pub fn sync_role(&self, name: &str) -> Option<&'static str> {
+        use crate::config::SyncMode;
+        let mode = self.synchronous_mode();
+        if mode == SyncMode::Off || !self.sync_state().matches(name, false) {
+            return None;
+        }
+        Some(if mode == SyncMode::Quorum {
+            "quorum_standby"
+        } else {
+            "sync_standby"
+        })
     }
 
     /// Cluster timeline from `history`: last line's timeline + 1; `[]` = 1.
@@ -314,6 +371,38 @@ mod tests {
                 .is_none()
         );
         assert!(Cluster::default().failsafe.is_none());
+    }
+
+    #[test]
+    fn sync_key() {
+        let c = Cluster::from_kvs(vec![row(
+            "sync",
+            r#"{"leader":"a","quorum":0,"sync_standby":"b"}"#,
+        )]);
+        assert!(c.sync_state().matches("b", false));
+        assert_eq!(c.sync_version(), Some(&Version::from_int(7)));
+        // Garbage is an empty state, but its version is kept for the CAS.
+        let c = Cluster::from_kvs(vec![row("sync", "junk")]);
+        assert!(c.sync_state().is_empty());
+        assert!(c.sync_version().is_some());
+        assert!(Cluster::default().sync_version().is_none());
+    }
+
+    #[test]
+    fn sync_roles_follow_the_mode_and_the_key() {
+        let key = row("sync", r#"{"leader":"a","quorum":0,"sync_standby":"b"}"#);
+        for (config, want) in [
+            (r#"{"synchronous_mode":true}"#, Some("sync_standby")),
+            (r#"{"synchronous_mode":"on"}"#, Some("sync_standby")),
+            (r#"{"synchronous_mode":"Quorum"}"#, Some("quorum_standby")),
+            (r#"{"synchronous_mode":false}"#, None),
+            (r#"{}"#, None),
+        ] {
+            let c = Cluster::from_kvs(vec![row("config", config), key.clone()]);
+            assert_eq!(c.sync_role("b"), want, "{config}");
+            assert_eq!(c.sync_role("a"), None, "the leader is no standby");
+            assert_eq!(c.sync_role("c"), None);
+        }
     }
 
     #[test]

@@ -825,6 +825,23 @@ impl Inner {
         }
     }
 
+    /// Delete `rel` if its mod_revision still matches (a version etcd did
+    /// not hand out never does).
+    async fn cas_delete(&self, rel: &str, version: &Version) -> DcsResult<bool> {
+        let Some(rev) = version.as_int() else {
+            return Ok(false);
+        };
+        let mut c = self.client().await?;
+        let txn = Txn::new()
+            .when([Compare::mod_revision(self.key(rel), CompareOp::Equal, rev)])
+            .and_then([TxnOp::delete(self.key(rel), None)]);
+        let r = c.txn(txn).await.map_err(|e| classify(&e))?;
+        if r.succeeded() {
+            self.record_delete(rel, header_rev(r.header()));
+        }
+        Ok(r.succeeded())
+    }
+
     async fn delete_cluster(&self) -> DcsResult<()> {
         let mut c = self.client().await?;
         c.delete(self.dir(), Some(DeleteOptions::new().with_prefix()))
@@ -1285,6 +1302,43 @@ impl Dcs for EtcdDcs {
             i.put(keys::FAILSAFE, value.to_owned()),
         )
         .map(|r| r.map(|()| true))
+        .boxed()
+    }
+
+    fn set_sync_state_value(
+        &self,
+        value: &str,
+        version: Option<&Version>,
+    ) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        let value = value.to_owned();
+        let version = version.cloned();
+        async move {
+            match version {
+                Some(v) => {
+                    i.bounded(
+                        "set_sync_state_value",
+                        i.cas_put(keys::SYNC, value, Some(v)),
+                    )
+                    .await
+                }
+                None => {
+                    let cmp = Compare::create_revision(i.key(keys::SYNC), CompareOp::Equal, 0);
+                    i.bounded("set_sync_state_value", i.put_if(keys::SYNC, value, cmp))
+                        .await
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn delete_sync_state(&self, version: &Version) -> BoxFuture<'_, DcsResult<bool>> {
+        let i = &self.inner;
+        let version = version.clone();
+        async move {
+            i.bounded("delete_sync_state", i.cas_delete(keys::SYNC, &version))
+                .await
+        }
         .boxed()
     }
 

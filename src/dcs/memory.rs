@@ -505,6 +505,36 @@ impl Dcs for MemoryDcs {
         self.cas_put(keys::FAILSAFE, value, None)
     }
 
+    fn set_sync_state_value(
+        &self,
+        value: &str,
+        version: Option<&Version>,
+    ) -> BoxFuture<'_, DcsResult<bool>> {
+        let value = value.to_owned();
+        let version = version.map(|v| v.as_int());
+        self.op(move |me, st, ch| {
+            let key = me.key(keys::SYNC);
+            // As etcd: no version = the key must be absent (revision 0).
+            let want = version.unwrap_or(Some(0));
+            if Some(st.mod_revision(&key)) != want {
+                return Ok(false);
+            }
+            st.put(&key, &value, 0, ch);
+            Ok(true)
+        })
+    }
+
+    fn delete_sync_state(&self, version: &Version) -> BoxFuture<'_, DcsResult<bool>> {
+        let version = version.as_int();
+        self.op(move |me, st, ch| {
+            let key = me.key(keys::SYNC);
+            if version.is_none_or(|v| v == 0 || st.mod_revision(&key) != v) {
+                return Ok(false);
+            }
+            Ok(st.delete(&key, ch))
+        })
+    }
+
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {
         self.op(|me, st, ch| {
             let dir = format!("{}/", me.prefix);

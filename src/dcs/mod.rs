@@ -14,6 +14,7 @@ mod etcd_view;
 pub mod keys;
 pub mod member;
 pub mod memory;
+pub mod sync_key;
 pub mod version;
 pub mod zookeeper;
 
@@ -24,6 +25,7 @@ use futures_util::stream::BoxStream;
 
 pub use cluster::{Cluster, Failover, HistoryLine, Leader, Status, Versioned};
 pub use member::{Member, MemberData, PendingChange};
+pub use sync_key::SyncState;
 pub use version::{Expiry, SessionId, Version};
 
 /// What `attempt_to_acquire_leader` and `update_leader` found.
@@ -198,6 +200,21 @@ pub trait Dcs: Send + Sync + 'static {
 
     /// Write `failsafe` (`{name: api_url}` JSON), unconditionally.
     fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>>;
+
+    /// Write `sync` (docs/replication-modes.md §2): with `version`, only if
+    /// the key is still at that version; without, only if it is absent.
+    /// `Ok(false)`: the compare lost, nothing written. Never
+    /// unconditional: the sync key is what makes a standby promotable, and
+    /// a write that overtook another leader's must lose.
+    fn set_sync_state_value(
+        &self,
+        value: &str,
+        version: Option<&Version>,
+    ) -> BoxFuture<'_, DcsResult<bool>>;
+
+    /// Delete `sync` if it is still at `version` (`Ok(false)`: it changed
+    /// or is gone, nothing deleted).
+    fn delete_sync_state(&self, version: &Version) -> BoxFuture<'_, DcsResult<bool>>;
 
     /// Remove every key of the cluster (`patronictl remove`).
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>>;

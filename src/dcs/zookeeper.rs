@@ -371,6 +371,47 @@ impl Inner {
         }
     }
 
+    /// Create persistent `key` only if absent; `false`: it exists.
+    async fn create_only(&self, key: &str, value: &str) -> DcsResult<bool> {
+        let s = self.session().await?;
+        match self
+            .create(
+                &s.client,
+                &self.path(key),
+                value.as_bytes(),
+                zk::CreateMode::Persistent,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(zk::Error::NodeExists) => Ok(false),
+            Err(e) => Err(classify(key, e)),
+        }
+    }
+
+    /// Delete `key` only if its `mzxid` is still `version`; `false`: the
+    /// compare lost, nothing deleted.
+    async fn compare_and_delete(&self, key: &str, version: &Version) -> DcsResult<bool> {
+        let Some(want) = version.as_int() else {
+            return Ok(false);
+        };
+        let s = self.session().await?;
+        let path = self.path(key);
+        let stat = match s.client.check_stat(&path).await {
+            Ok(Some(stat)) => stat,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(classify(key, e)),
+        };
+        if stat.mzxid != want {
+            return Ok(false);
+        }
+        match s.client.delete(&path, Some(stat.version)).await {
+            Ok(()) => Ok(true),
+            Err(zk::Error::BadVersion | zk::Error::NoNode) => Ok(false),
+            Err(e) => Err(classify(key, e)),
+        }
+    }
+
     /// Every key of the cluster, one `get_data` each in one multi-read.
     async fn read_cluster(&self, fresh: bool) -> DcsResult<Cluster> {
         let s = self.session().await?;
@@ -651,20 +692,7 @@ impl Inner {
             self.set_or_create(keys::INITIALIZE, value).await?;
             return Ok(true);
         }
-        let s = self.session().await?;
-        match self
-            .create(
-                &s.client,
-                &self.path(keys::INITIALIZE),
-                value.as_bytes(),
-                zk::CreateMode::Persistent,
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(zk::Error::NodeExists) => Ok(false),
-            Err(e) => Err(classify("initialize", e)),
-        }
+        self.create_only(keys::INITIALIZE, value).await
     }
 
     async fn delete_key(&self, key: &str) -> DcsResult<()> {
@@ -968,6 +996,30 @@ impl Dcs for ZooKeeperDcs {
 
     fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         self.set_versioned(keys::FAILSAFE, value, None)
+    }
+
+    fn set_sync_state_value(
+        &self,
+        value: &str,
+        version: Option<&Version>,
+    ) -> BoxFuture<'_, DcsResult<bool>> {
+        let v = value.to_owned();
+        let version = version.cloned();
+        let inner = &self.inner;
+        bounded(inner, "sync", async move {
+            match version {
+                Some(ver) => inner.compare_and_set(keys::SYNC, &v, &ver).await,
+                None => inner.create_only(keys::SYNC, &v).await,
+            }
+        })
+    }
+
+    fn delete_sync_state(&self, version: &Version) -> BoxFuture<'_, DcsResult<bool>> {
+        let version = version.clone();
+        let inner = &self.inner;
+        bounded(inner, "sync", async move {
+            inner.compare_and_delete(keys::SYNC, &version).await
+        })
     }
 
     fn delete_cluster(&self) -> BoxFuture<'_, DcsResult<()>> {

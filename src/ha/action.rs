@@ -83,6 +83,10 @@ pub enum Action {
     /// Write the `config` key back from `patroni.dynamic.json` (the leader
     /// only, when the key is missing or invalid).
     RestoreConfig,
+    /// A step of synchronous replication (docs/replication-modes.md §3):
+    /// the `sync` key (compare-and-swap; a lost compare ends the cycle) or
+    /// `synchronous_standby_names`.
+    Sync(super::sync::SyncStep),
 }
 
 impl fmt::Display for Action {

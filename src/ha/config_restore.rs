@@ -100,6 +100,8 @@ mod tests {
                 retry_timeout: Duration::from_secs(10),
             },
             maximum_lag_on_failover: 1 << 20,
+            sync: Default::default(),
+            sync_facts: Default::default(),
             primary_start_timeout: std::time::Duration::from_secs(300),
             rejoin_pending: false,
             starting_primary_for: None,

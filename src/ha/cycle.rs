@@ -177,6 +177,11 @@ impl Cycle {
             // name under another session is never released in the first
             // place (docs/ha.md §3.4), so this cannot loop on it.
             (Action::ReleaseLock, R::Done | R::Refused) => ActionStep::new(Next::Rerun),
+            // docs/replication-modes.md §3: a lost compare on the sync key
+            // ends the steps; the next cycle plans from fresh facts.
+            (Action::Sync(_), R::Refused) => {
+                ActionStep::new(Next::Stop("the sync key changed meanwhile".into()))
+            }
             (Action::CreateInitialize { .. }, R::Refused) => {
                 ActionStep::new(Next::Stop("initialize exists".into()))
             }

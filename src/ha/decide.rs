@@ -152,6 +152,14 @@ fn table(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
             } else {
                 let mut actions = vec![Action::RenewLock];
                 actions.extend(super::watchdog::arm(local));
+                // docs/replication-modes.md §4: the sync key is mine
+                // before PostgreSQL takes writes (a lost compare ends the
+                // cycle before the promotion).
+                actions.extend(super::sync::actions(super::sync::prepromote_plan(
+                    &local.sync,
+                    &local.name,
+                    cluster,
+                )));
                 actions.push(Action::Promote);
                 actions.extend(switchover::clear_after_win(cluster));
                 Decision::new(actions, "I hold the lock and run as a replica: promoting")
@@ -199,6 +207,19 @@ pub(super) fn leader_primary(cluster: &Cluster, local: &LocalView, prefix: &str)
         actions.push(Action::WriteFailsafe { members });
     }
     actions.extend(super::config_restore::config_restore(cluster, local));
+    let plan = super::sync::primary_plan(
+        &local.sync,
+        &local.name,
+        cluster,
+        &local.sync_facts.names,
+        &local.sync_facts.candidates,
+    );
+    let reason = if plan.reason.is_empty() {
+        reason.to_owned()
+    } else {
+        format!("{reason}; {}", plan.reason)
+    };
+    actions.extend(super::sync::actions(plan));
     Decision::new(actions, format!("{prefix}{reason}"))
 }
 
@@ -728,6 +749,7 @@ pub(super) fn failover_candidate<'a>(cluster: &Cluster, local: &'a LocalView) ->
             && reply.role == PgRole::Replica
             && reply.can_promote()
             && peer.name != local.name
+            && super::sync::may_take_over(&local.sync, cluster, &peer.name)
             && !lagging
             && !behind)
             .then_some(peer.name.as_str())
@@ -788,6 +810,11 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
             "not racing: my timeline {mine} is behind the cluster's timeline {cluster_tl}"
         ));
     }
+    if let Some(d) = super::sync::race_gate(cluster, local) {
+        return d;
+    }
+    let sync_active = super::sync::active(&local.sync, cluster);
+    let sync = cluster.sync_state();
     let (exclude, ignore_lag) = match switchover::race_rule(cluster, local) {
         RaceRule::Decided(d) => return super::watchdog::arm_before_lock(d, local),
         RaceRule::Race {
@@ -813,6 +840,11 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         if !reply.can_promote() {
             continue;
         }
+        // docs/replication-modes.md §4: with synchronous mode in force only
+        // the members the sync key lists are compared.
+        if sync_active && !sync.matches(&peer.name, true) {
+            continue;
+        }
         if reply.running && reply.role == PgRole::Primary {
             return Decision::idle(format!("not racing: {} still runs as a primary", peer.name));
         }
@@ -834,7 +866,10 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
             _ => {}
         }
         let theirs = reply.lsn.unwrap_or(0);
-        if theirs > my_lsn {
+        // The former leader may be ahead with commits it never had
+        // acknowledged (Patroni ignores it): every acknowledged one is on
+        // the standbys the key lists.
+        if theirs > my_lsn && !(sync_active && sync.leader_matches(&peer.name)) {
             return Decision::idle(format!(
                 "not racing: {} is ahead ({theirs} > {my_lsn})",
                 peer.name

@@ -29,12 +29,18 @@ mod rejoin;
 pub mod rewind;
 pub mod slots;
 pub mod switchover;
+pub mod sync;
+pub mod sync_names;
 mod view;
 mod watchdog;
 
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod sync_tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use cycle::{ActionResult, ActionStep, Next};

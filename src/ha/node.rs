@@ -116,6 +116,9 @@ pub struct Node {
     last_reason: Option<String>,
     /// The cycle in flight.
     cycle: Option<Cycle>,
+    /// Which standbys caught up since `synchronous_standby_names` last
+    /// changed (docs/replication-modes.md §3).
+    sync_tracker: super::sync::SyncTracker,
 }
 
 impl Node {
@@ -137,7 +140,32 @@ impl Node {
             last_status: None,
             last_reason: None,
             cycle: None,
+            sync_tracker: Default::default(),
         }
+    }
+
+    /// The primary's synchronous replication facts this cycle
+    /// (docs/replication-modes.md §3): `names` is the value PostgreSQL runs
+    /// with, `rows` its `pg_stat_replication`, `primary_lsn` its flush
+    /// position; which standbys caught up is kept between cycles.
+    pub fn sync_facts(
+        &mut self,
+        cfg: &crate::config::SyncConfig,
+        cluster: &Cluster,
+        rows: &[super::sync::ReplicaRow],
+        names: &str,
+        primary_lsn: u64,
+    ) -> super::sync::SyncFacts {
+        let names = self.sync_tracker.observe(names, primary_lsn).clone();
+        let candidates = super::sync::candidates(
+            cfg,
+            &self.name,
+            cluster,
+            rows,
+            primary_lsn,
+            &mut self.sync_tracker,
+        );
+        super::sync::SyncFacts { names, candidates }
     }
 
     // ------------------------------------------------------------ queries

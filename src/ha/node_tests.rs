@@ -76,6 +76,8 @@ fn local(role: Option<PgRole>) -> LocalView {
         tags: Tags::default(),
         timing: timing(),
         maximum_lag_on_failover: 1 << 20,
+        sync: Default::default(),
+        sync_facts: Default::default(),
         primary_start_timeout: std::time::Duration::from_secs(300),
         rejoin_pending: false,
         starting_primary_for: None,

@@ -122,6 +122,11 @@ pub fn leader_side(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
         .filter(|p| p.name != local.name)
         .filter(|p| req.member.as_deref().is_none_or(|m| m == p.name))
         .filter(|p| promotable(p, min_lsn))
+        // docs/replication-modes.md §4: a switchover goes to a synchronous
+        // standby; a failover (no leader named) may go anywhere.
+        .filter(|p| {
+            req.leader.is_none() || super::sync::may_take_over(&local.sync, cluster, &p.name)
+        })
         .map(|p| p.name.as_str())
         .collect();
     if eligible.is_empty() {

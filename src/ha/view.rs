@@ -172,6 +172,13 @@ pub struct LocalView {
     pub tags: Tags,
     pub timing: Timing,
     pub maximum_lag_on_failover: u64,
+    /// Synchronous replication settings: with a mode on and the `sync` key
+    /// in force only the members it lists may take the leader key
+    /// (docs/replication-modes.md §4).
+    pub sync: crate::config::SyncConfig,
+    /// What the primary's PostgreSQL says about its standbys (empty
+    /// elsewhere): the sync rules' input.
+    pub sync_facts: super::sync::SyncFacts,
     /// `primary_start_timeout`: how long a lock holder whose primary
     /// crashed may take to start it again before it fails over to a
     /// healthy replica; zero fails over at once (docs/ha.md §8.1).

@@ -127,6 +127,9 @@ pub struct ReplicationRow {
     pub state: String,
     pub sync_state: String,
     pub sync_priority: i32,
+    /// How far the standby flushed; the sync rules' position, not shown.
+    #[serde(skip)]
+    pub flush_lsn: Option<u64>,
 }
 
 /// Everything the supervisor knows about its PostgreSQL right now.
@@ -150,6 +153,9 @@ pub struct PgStatus {
     /// `streaming` or `in archive recovery` (replicas).
     pub replication_state: Option<String>,
     pub replication: Vec<ReplicationRow>,
+    /// `synchronous_standby_names` as PostgreSQL runs it (`None`: not
+    /// read).
+    pub synchronous_standby_names: Option<String>,
     /// PostgreSQL runs with settings only a restart applies (its own
     /// `pg_settings.pending_restart`, and command-line parameters whose
     /// running value differs from the configured one).
@@ -195,6 +201,7 @@ impl PgStatus {
             replay_paused: false,
             replication_state: None,
             replication: Vec::new(),
+            synchronous_standby_names: None,
             pending_restart: Default::default(),
             scheduled_restart: None,
         }
@@ -277,6 +284,14 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct StopAndWait(pub StopMode);
+
+/// Set `synchronous_standby_names` (docs/replication-modes.md §3;
+/// `None`: back to the configured parameter), rewrite postgresql.conf and
+/// reload; answers once the reload is done, so a step after it (a
+/// promotion) runs with the new value.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct SetStandbyNames(pub Option<String>);
 
 /// Operations the REST API asks for (docs/rest-api.md, "Summary"). Each answers what
 /// came of it; the API alone turns that into an HTTP reply.

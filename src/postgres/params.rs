@@ -462,6 +462,7 @@ postgresql:
             pause: false,
             failsafe_mode: false,
             primary_start_timeout: 300,
+            sync: Default::default(),
             raw: json!({}),
         }
     }

@@ -172,6 +172,9 @@ pub struct ReplicationRow {
     pub state: Option<String>,
     pub sync_state: Option<String>,
     pub sync_priority: Option<i32>,
+    /// `flush_lsn`: how far the standby has flushed (the position the
+    /// synchronous standbys are compared by; docs/replication-modes.md §3).
+    pub flush_lsn: Option<u64>,
 }
 
 /// What the HA loop learns from the server in one round trip (two queries).
@@ -202,6 +205,9 @@ pub struct PgSnapshot {
     pub replication: Vec<ReplicationRow>,
     /// `pg_control_system().system_identifier`, as text.
     pub system_identifier: Option<String>,
+    /// `synchronous_standby_names` as the server runs it (after its last
+    /// reload).
+    pub synchronous_standby_names: String,
 }
 
 impl PgSnapshot {
@@ -263,8 +269,9 @@ fn snapshot_sql(kind: SnapshotKind) -> String {
        {history_tli} AS history_tli,
        (SELECT pg_catalog.json_agg(r ORDER BY r.application_name)::text
           FROM (SELECT usename::text AS usename, application_name, client_addr::text AS client_addr,
-                       state, sync_state, sync_priority
+                       state, sync_state, sync_priority, flush_lsn::text AS flush_lsn
                   FROM pg_catalog.pg_stat_replication) r) AS replication,
+       pg_catalog.current_setting('synchronous_standby_names') AS ssn,
        {sysid} AS sysid"
     )
 }
@@ -325,6 +332,7 @@ pub async fn snapshot_prepared(
                 state: r.state,
                 sync_state: r.sync_state,
                 sync_priority: r.sync_priority,
+                flush_lsn: r.flush_lsn.as_deref().and_then(crate::ha::lsn::parse),
             })
             .collect(),
         None => Vec::new(),
@@ -348,6 +356,7 @@ pub async fn snapshot_prepared(
         }),
         replication,
         system_identifier: row.get("sysid"),
+        synchronous_standby_names: row.get::<_, Option<String>>("ssn").unwrap_or_default(),
     })
 }
 
@@ -360,6 +369,7 @@ struct ReplicationJson {
     state: Option<String>,
     sync_state: Option<String>,
     sync_priority: Option<i32>,
+    flush_lsn: Option<String>,
 }
 
 /// `"name"` with embedded quotes doubled.

@@ -833,6 +833,8 @@ impl Sim {
                 ..n.tags.clone()
             },
             timing: timing(),
+            sync: Default::default(),
+            sync_facts: Default::default(),
             maximum_lag_on_failover: if self.cfg.mutant == Some(Mutant::NoLagLimit) {
                 u64::MAX
             } else {
@@ -1110,6 +1112,9 @@ impl Sim {
             // Only asked for when the config key is missing, which the
             // simulation never does.
             Action::RestoreConfig | Action::ActivateWatchdog => ActionResult::Done,
+            // The simulation runs asynchronous replication only (synchronous
+            // mode stays off), so no sync step is ever decided.
+            Action::Sync(_) => ActionResult::Done,
             // Only decided when a failover key exists, which the simulation
             // never writes.
             Action::ClearFailover { .. } => ActionResult::Done,
