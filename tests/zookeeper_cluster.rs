@@ -309,3 +309,113 @@ async fn primary_cut_off_from_zookeeper_is_fenced_before_a_takeover() {
     c.heal_dcs(old);
     assert_eq!(c.wait_healthy(BOOT).await, other, "the new primary stays");
 }
+
+/// ZooKeeper frozen (SIGSTOP) for 3×ttl without failsafe mode: the primary
+/// stops taking writes within ttl, nobody answers `/primary` after ttl, the
+/// replica takes no write; once ZooKeeper is back there is one primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_frozen_without_failsafe_demotes_and_nobody_promotes() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let zk = c.zookeeper.as_ref().expect("zookeeper");
+    let frozen_at = Instant::now();
+    zk.pause();
+    let mut refused_after = None;
+    while frozen_at.elapsed() < 3 * ttl {
+        if refused_after.is_none() && !writable(&c, primary).await {
+            refused_after = Some(frozen_at.elapsed());
+        }
+        for i in 0..2 {
+            if i == primary && frozen_at.elapsed() < ttl {
+                continue;
+            }
+            let code = c.http_code(i, "/primary").await;
+            assert!(
+                code == 503 || code == 0,
+                "{} answers /primary {code} {:?} into the freeze",
+                c.nodes[i].name,
+                frozen_at.elapsed()
+            );
+        }
+        assert!(
+            !writable(&c, 1 - primary).await,
+            "the replica took a write during the freeze"
+        );
+        // Poll interval; the freeze's length (3×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused_after = refused_after.expect("the primary kept taking writes for 3×ttl");
+    eprintln!("writes refused {refused_after:?} after ZooKeeper froze (ttl {ttl:?})");
+    assert!(
+        refused_after < ttl,
+        "read-only only after {refused_after:?}"
+    );
+    zk.resume();
+    c.wait_healthy(BOOT).await;
+}
+
+/// ZooKeeper stopped for 3×ttl with failsafe mode: the replica confirms the
+/// primary over REST, so it keeps taking writes the whole time, and it is
+/// still the primary once ZooKeeper is back (its key kept or moved back onto
+/// its new session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_stopped_with_failsafe_keeps_the_primary_writable() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        extra_dcs: vec![("failsafe_mode".into(), "true".into())],
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    for i in 0..2 {
+        eventually(Duration::from_secs(30), "failsafe key known", || async {
+            (c.http_code(i, "/failsafe").await == 200).then_some(())
+        })
+        .await;
+    }
+    eventually(Duration::from_secs(30), "failsafe lists both", || async {
+        let r = reqwest::get(c.nodes[primary].api("/failsafe")).await.ok()?;
+        let m: serde_json::Value = r.json().await.ok()?;
+        (m.as_object()?.len() == 2).then_some(())
+    })
+    .await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let stopped_at = Instant::now();
+    c.zookeeper.as_mut().expect("zookeeper").stop();
+    let mut n = 0;
+    while stopped_at.elapsed() < 3 * ttl {
+        n += 1;
+        assert!(
+            writable(&c, primary).await,
+            "write refused {:?} into the outage",
+            stopped_at.elapsed()
+        );
+        let code = c.http_code(1 - primary, "/primary").await;
+        assert!(
+            code == 503 || code == 0,
+            "the replica answers /primary {code}"
+        );
+        // Poll interval; the outage's length (3×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "{n} writes acknowledged during {:?} without ZooKeeper",
+        3 * ttl
+    );
+    c.zookeeper.as_mut().expect("zookeeper").restart();
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, primary, "the primary changed");
+    assert!(
+        writable(&c, primary).await,
+        "write after ZooKeeper returned"
+    );
+}

@@ -87,6 +87,12 @@ struct State {
     retired: Vec<Session>,
     /// Sessions a previous daemon on this data directory held.
     inherited: Vec<i64>,
+    /// Sessions of this process the client concluded lost (no answer for
+    /// 1.4 timeouts). The server may still keep one (a server restarted
+    /// with its sessions, which start a fresh timeout): a leader key still
+    /// on it, at the version the caller read, was never anyone else's, and
+    /// `update_leader` moves it as it moves an inherited one.
+    lost: Vec<i64>,
     /// `(requested, granted)` last logged, so that a difference is logged once.
     logged_timeout: Option<(Duration, Duration)>,
     /// A leader create was given up on (no answer within `retry_timeout`):
@@ -128,6 +134,19 @@ fn expiry_at(sent: Instant, answered: Instant, timeout: Duration) -> Expiry {
     Expiry {
         earliest: sent + timeout,
         latest: answered + timeout + timeout / 2,
+    }
+}
+
+/// Keep `id` among the lost sessions, the last few only (a key on an older
+/// one is long gone: the server expires a session one timeout after it
+/// last heard from it).
+fn remember_lost(lost: &mut Vec<i64>, id: i64) {
+    const KEEP: usize = 4;
+    if !lost.contains(&id) {
+        lost.push(id);
+    }
+    if lost.len() > KEEP {
+        lost.remove(0);
     }
 }
 
@@ -232,8 +251,10 @@ impl Inner {
         let mut st = lock(&self.state);
         match &st.current {
             Some(s) if s.alive() => Some(s.clone()),
-            Some(_) => {
+            Some(s) => {
+                let id = s.id;
                 st.current = None;
+                remember_lost(&mut st.lost, id);
                 None
             }
             None => None,
@@ -248,6 +269,7 @@ impl Inner {
         st.current.as_ref().is_some_and(|s| s.id == owner)
             || st.retired.iter().any(|s| s.id == owner)
             || st.inherited.contains(&owner)
+            || st.lost.contains(&owner)
     }
 
     /// The session, made if there is none.
@@ -603,7 +625,7 @@ impl Inner {
         if !self.is_mine(stat.ephemeral_owner) {
             return Ok(LeaderHold::Lost);
         }
-        // On a session of mine I retired or inherited: moved onto the
+        // On a session of mine I retired, inherited or lost: moved onto the
         // current one in one multi, conditional on the znode version the
         // stat showed (docs/dcs.md, "ZooKeeper (`ZooKeeperDcs`)": the window this leaves).
         let acls = self.acls();
@@ -648,7 +670,11 @@ impl Inner {
         match s.client.check_stat(&self.prefix).await {
             Ok(_) => Ok(Some(s.expiry(sent))),
             Err(zk::Error::SessionExpired) => {
-                lock(&self.state).current = None;
+                let mut st = lock(&self.state);
+                if st.current.as_ref().is_some_and(|c| c.id == s.id) {
+                    st.current = None;
+                }
+                remember_lost(&mut st.lost, s.id);
                 Ok(None)
             }
             Err(e) => Err(classify("keep-alive", e)),
@@ -660,7 +686,7 @@ impl Inner {
         // own the key; a session is needed to delete it.
         let none_of_mine = {
             let st = lock(&self.state);
-            st.retired.is_empty() && st.inherited.is_empty()
+            st.retired.is_empty() && st.inherited.is_empty() && st.lost.is_empty()
         };
         let s = match self.current() {
             Some(s) => s,
@@ -1117,6 +1143,15 @@ mod tests {
         assert!(acl.permission().has(zk::Permission::READ));
         assert!(acl.permission().has(zk::Permission::DELETE));
         assert!(!acl.permission().has(zk::Permission::WRITE));
+    }
+
+    #[test]
+    fn lost_sessions_are_the_last_few() {
+        let mut lost = Vec::new();
+        for id in [1, 2, 2, 3, 4, 5] {
+            remember_lost(&mut lost, id);
+        }
+        assert_eq!(lost, [2, 3, 4, 5]);
     }
 
     #[test]
