@@ -16,6 +16,9 @@ use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
 
 const BOOT: Duration = Duration::from_secs(90);
+/// The ttl the bootstrap test sets through `PATCH /config` (the server's
+/// tick of 500 ms grants up to 10 s).
+const NEW_TTL: u64 = 8;
 
 /// The cluster as a fresh read of the test's ZooKeeper shows it.
 async fn read(c: &TestCluster) -> Option<Cluster> {
@@ -165,6 +168,46 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
         "patronictl and pgpilotctl disagree"
     );
 
+    // A ttl change (PATCH /config): every node makes a session of the new
+    // length and moves its keys onto it; the primary keeps the leader key
+    // (moved, not lost) and stays the primary.
+    let before = read(&c).await.expect("read before the ttl change");
+    let old_session = before.leader.as_ref().and_then(|l| l.session.clone());
+    let r = reqwest::Client::new()
+        .patch(c.nodes[primary].api("/config"))
+        .body(format!(r#"{{"ttl": {NEW_TTL}}}"#))
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    eventually(
+        Duration::from_secs(30),
+        "keys on the new sessions",
+        || async {
+            let cl = read(&c).await?;
+            let l = cl.leader.as_ref()?;
+            let moved = l.name == c.nodes[primary].name
+                && l.session.is_some()
+                && l.session != old_session
+                && cl.members.len() == 3
+                && cl
+                    .members
+                    .iter()
+                    .all(|m| before.member(&m.name).map(|b| &b.session) != Some(&m.session));
+            moved.then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        c.primary().await,
+        Some(primary),
+        "the primary changed at the ttl change"
+    );
+    assert!(
+        writable(&c, primary).await,
+        "the primary takes writes after the ttl change"
+    );
+
     // A switchover through pgpilotctl (the failover key and the REST API)
     // on ZooKeeper: the candidate leads, the old primary follows it.
     let candidate = (primary + 1) % 3;
@@ -222,8 +265,8 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let failover = killed_at.elapsed();
-    let t = c.timing;
-    let bound = Duration::from_secs(t.ttl + 2 * t.loop_wait + 2);
+    // The ttl in force is the one PATCHed above.
+    let bound = Duration::from_secs(NEW_TTL + 2 * c.timing.loop_wait + 2);
     eprintln!("failover on zookeeper took {failover:?} (bound {bound:?})");
     assert!(
         failover <= bound,
