@@ -228,8 +228,13 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         None => DynamicConfig::defaults(),
     };
-    // Validation leaves exactly one DCS section (docs/configuration.md §4).
-    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(z) = &cfg.zookeeper {
+    // The first DCS section in Patroni's order (docs/configuration.md §4);
+    // validation refused a first one pgpilot does not support.
+    let zookeeper = cfg
+        .zookeeper
+        .as_ref()
+        .filter(|_| cfg.dcs_sections().first() == Some(&"zookeeper"));
+    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(z) = zookeeper {
         let dcs = Arc::new(ZooKeeperDcs::new(
             ZkSettings::from_config(z),
             cfg.cluster_prefix(),

@@ -135,11 +135,12 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
             hosts.split(',').map(|h| format!("http://{h}")).collect(),
         ));
     }
+    // etcd before ZooKeeper: Patroni's order (docs/configuration.md §4).
     match (&cfg.etcd3, &cfg.zookeeper) {
+        (Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(e.endpoints())),
         (_, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
             crate::dcs::zookeeper::ZkSettings::from_config(z),
         )),
-        (Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(e.endpoints())),
         _ => bail!(
             "no DCS given: pass -c CONFIG with an etcd3 or zookeeper section, or --dcs-url etcd3://host:port"
         ),
