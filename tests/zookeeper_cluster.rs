@@ -462,3 +462,65 @@ async fn zookeeper_stopped_with_failsafe_keeps_the_primary_writable() {
         "write after ZooKeeper returned"
     );
 }
+
+fn pgpilotctl(c: &TestCluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(args)
+        .output()
+        .expect("run pgpilotctl");
+    assert!(
+        out.status.success(),
+        "pgpilotctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pgpilotctl pause --wait` on ZooKeeper (the config key written by
+/// compare-and-swap, seen in every member znode): with the primary's daemon
+/// killed (its PostgreSQL left running) nobody takes over for 2×ttl, though
+/// its session and leader znode lapse; after `resume` the cluster has one
+/// primary again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_on_zookeeper_keeps_the_primary_without_its_daemon() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let other = 1 - primary;
+    let out = pgpilotctl(&c, &["pause", "--wait"]);
+    assert!(out.contains("paused"), "{out}");
+    let cl = read(&c).await.expect("read");
+    assert_eq!(
+        cl.config.as_ref().map(|v| v.value["pause"].clone()),
+        Some(serde_json::Value::Bool(true)),
+        "the config znode says paused"
+    );
+    c.kill_daemon(primary).await;
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let killed_at = Instant::now();
+    while killed_at.elapsed() < 2 * ttl {
+        assert!(
+            !writable(&c, other).await,
+            "the replica took over {:?} into the pause",
+            killed_at.elapsed()
+        );
+        // Poll interval; the pause's length (2×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let cl = read(&c).await.expect("read");
+    assert!(cl.leader.is_none(), "the dead daemon's leader znode lapsed");
+    assert!(
+        writable(&c, primary).await,
+        "the primary's PostgreSQL still runs"
+    );
+    pgpilotctl(&c, &["resume"]);
+    c.start(primary);
+    c.wait_healthy(BOOT).await;
+}
