@@ -2,9 +2,11 @@
 //! `zookeeper` section bootstrap one primary and two streaming replicas,
 //! lay the keys out as Patroni does (leader and members ephemeral, on the
 //! holder's session; Patroni's patronictl lists them as pgpilotctl does),
-//! switch over through pgpilotctl, and fail over when the primary is killed
-//! (kill -9 of the daemon and the postmaster); a primary cut off from
-//! ZooKeeper is fenced before another node takes over.
+//! take a ttl change, switch over through pgpilotctl, fail over when the
+//! primary is killed (kill -9 of the daemon and the postmaster) and take it
+//! back by pg_rewind; a primary cut off from ZooKeeper is fenced before
+//! another node takes over; ZooKeeper frozen (no failsafe) and stopped
+//! (failsafe); pause.
 
 mod support;
 
@@ -287,6 +289,25 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
     assert!(
         cl.member(&c.nodes[primary].name).is_none(),
         "the killed node's member znode went with its session"
+    );
+
+    // The killed node comes back and rejoins as a replica, by pg_rewind.
+    c.start(primary);
+    assert_eq!(
+        c.wait_healthy(BOOT).await,
+        new_primary,
+        "the returning node took over"
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the old primary streams again",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    let log = c.nodes[primary].log();
+    assert!(
+        support::cluster::has_event(&log, pgpilot::events::REWIND_DONE),
+        "no rewind in the log:\n{log}"
     );
 }
 
