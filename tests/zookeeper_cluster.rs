@@ -6,7 +6,7 @@
 //! primary is killed (kill -9 of the daemon and the postmaster) and take it
 //! back by pg_rewind; a primary cut off from ZooKeeper is fenced before
 //! another node takes over; ZooKeeper frozen (no failsafe) and stopped
-//! (failsafe); pause.
+//! (failsafe); pause; one member of an ensemble killed at a time.
 
 mod support;
 
@@ -24,10 +24,14 @@ const NEW_TTL: u64 = 8;
 
 /// The cluster as a fresh read of the test's ZooKeeper shows it.
 async fn read(c: &TestCluster) -> Option<Cluster> {
-    let zk = c.zookeeper.as_ref()?;
+    let servers = match (&c.zookeeper, &c.zookeeper_ensemble) {
+        (Some(zk), _) => vec![zk.server()],
+        (None, Some(e)) => e.servers(),
+        (None, None) => return None,
+    };
     let reader = ZooKeeperDcs::new(
         ZkSettings {
-            servers: vec![zk.server()],
+            servers,
             acls: Vec::new(),
             auth: Vec::new(),
         },
@@ -544,4 +548,51 @@ async fn pause_on_zookeeper_keeps_the_primary_without_its_daemon() {
     pgpilotctl(&c, &["resume"]);
     c.start(primary);
     c.wait_healthy(BOOT).await;
+}
+
+/// On a 3-server ensemble, one member at a time killed (kill -9) for 2×ttl
+/// and restarted: no failover and no demotion; the primary keeps taking
+/// writes and keeps its leader znode on the same session throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ensemble_member_killed_no_failover_no_demotion() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        zookeeper_ensemble: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let other = 1 - primary;
+    eventually(Duration::from_secs(30), "replica streams", || async {
+        c.is_streaming_replica(other).await.then_some(())
+    })
+    .await;
+    let held = read(&c).await.and_then(|cl| cl.leader).expect("leader key");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    for m in 0..3 {
+        c.zookeeper_ensemble.as_mut().expect("ensemble").members[m].kill();
+        let down_at = Instant::now();
+        while down_at.elapsed() < 2 * ttl {
+            assert!(
+                writable(&c, primary).await,
+                "member {m} down {:?}: the primary refused a write",
+                down_at.elapsed()
+            );
+            assert!(
+                !writable(&c, other).await,
+                "member {m} down: the replica took a write"
+            );
+            // Poll interval; the member's absence (2×ttl) is the scenario.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let now = read(&c).await.and_then(|cl| cl.leader);
+        assert_eq!(
+            now.as_ref(),
+            Some(&held),
+            "member {m} down: the leader key changed"
+        );
+        c.zookeeper_ensemble.as_mut().expect("ensemble").members[m].restart();
+    }
+    assert_eq!(c.primary().await, Some(primary));
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::etcd::EtcdServer;
 use super::free_port;
 use super::proxy::TcpProxy;
-use super::zookeeper::ZkServer;
+use super::zookeeper::{ZkEnsemble, ZkServer};
 
 pub const SUPERUSER_PASSWORD: &str = "su-secret";
 
@@ -76,6 +76,10 @@ pub struct ClusterOptions {
     /// The nodes use a standalone ZooKeeper ([`TestCluster::zookeeper`])
     /// instead of etcd: their YAML has a `zookeeper` section.
     pub zookeeper: bool,
+    /// With `zookeeper`: a 3-server ensemble
+    /// ([`TestCluster::zookeeper_ensemble`]) instead of one server; the
+    /// nodes know every member (no `dcs_proxies` then).
+    pub zookeeper_ensemble: bool,
 }
 
 /// Passwords of the roles the Patroni-shaped configuration creates.
@@ -206,6 +210,8 @@ pub struct TestCluster {
     pub etcd: EtcdServer,
     /// With [`ClusterOptions::zookeeper`]: the store the nodes use.
     pub zookeeper: Option<ZkServer>,
+    /// With [`ClusterOptions::zookeeper_ensemble`]: the store the nodes use.
+    pub zookeeper_ensemble: Option<ZkEnsemble>,
     pub root: PathBuf,
     pub scope: String,
     pub nodes: Vec<Node>,
@@ -258,10 +264,15 @@ impl TestCluster {
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod binary");
         let scope = format!("it{}", std::process::id());
         // Tick 500 ms: granted session timeouts of 1 to 10 s, the tests' ttl.
-        let zookeeper = opts.zookeeper.then(|| ZkServer::start(500));
+        let zookeeper = (opts.zookeeper && !opts.zookeeper_ensemble).then(|| ZkServer::start(500));
+        let zookeeper_ensemble = (opts.zookeeper && opts.zookeeper_ensemble).then(|| {
+            assert!(!opts.dcs_proxies, "no DCS proxies with an ensemble");
+            ZkEnsemble::start(3, 500)
+        });
         let mut c = TestCluster {
             etcd,
             zookeeper,
+            zookeeper_ensemble,
             root,
             scope,
             nodes: Vec::new(),
@@ -290,9 +301,10 @@ impl TestCluster {
         let pg_port = free_port();
         let api_port = free_port();
         let config_path = dir.join("pgpilot.yml");
-        let store = match &self.zookeeper {
-            Some(zk) => zk.server(),
-            None => self
+        let store = match (&self.zookeeper, &self.zookeeper_ensemble) {
+            (Some(zk), _) => zk.server(),
+            (None, Some(e)) => e.servers().join(", "),
+            (None, None) => self
                 .etcd
                 .endpoint()
                 .trim_start_matches("http://")
@@ -311,7 +323,7 @@ impl TestCluster {
                 self.patroni_sample_yaml(name, &dir, pg_port, api_port, &etcd_hosts)
             }
         };
-        if self.zookeeper.is_some() {
+        if self.zookeeper.is_some() || self.zookeeper_ensemble.is_some() {
             yaml = yaml.replace(
                 &format!("etcd3:\n  hosts: {etcd_hosts}\n"),
                 &format!("zookeeper:\n  hosts: [{etcd_hosts}]\n"),
