@@ -17,6 +17,8 @@ ensure_packages() {
     command -v curl >/dev/null || missing+=(curl)
     # tests/dcs_abandoned.rs and scripts/bench-partition cut a node off with it.
     command -v iptables >/dev/null || missing+=(iptables)
+    # tests/dcs_conformance.rs (zookeeper) starts a standalone server from its jar.
+    [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
     [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
@@ -43,8 +45,10 @@ ensure_packages() {
 PATRONI_VENV=/opt/patroni
 PATRONI_VERSION=4.1.5
 ensure_patronictl() {
+    # kazoo: the zookeeper extra (tests/zookeeper_cluster.rs runs patronictl on ZooKeeper).
     if [ -x "$PATRONI_VENV/bin/patronictl" ] &&
-        "$PATRONI_VENV/bin/patronictl" version 2>/dev/null | grep -qx "patronictl version $PATRONI_VERSION"; then
+        "$PATRONI_VENV/bin/patronictl" version 2>/dev/null | grep -qx "patronictl version $PATRONI_VERSION" &&
+        "$PATRONI_VENV/bin/python" -c 'import kazoo' 2>/dev/null; then
         return 0
     fi
     local sudo=""
@@ -57,7 +61,7 @@ ensure_patronictl() {
     log "installing patronictl $PATRONI_VERSION into $PATRONI_VENV"
     [ -x "$PATRONI_VENV/bin/pip" ] || $sudo python3 -m venv "$PATRONI_VENV"
     $sudo "$PATRONI_VENV/bin/pip" install -q --disable-pip-version-check \
-        "patroni[etcd3]==$PATRONI_VERSION" psycopg2-binary
+        "patroni[etcd3,zookeeper]==$PATRONI_VERSION" psycopg2-binary
 }
 
 # Prefix that runs a command as the unprivileged user PostgreSQL needs when

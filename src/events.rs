@@ -131,6 +131,11 @@ pub const SESSION_FILE_FAILED: &str = "session_file_failed";
 pub const LEASE_KEEPALIVE_LOST: &str = "lease_keepalive_lost";
 /// A lease keepalive failed; it is retried.
 pub const LEASE_KEEPALIVE_FAILED: &str = "lease_keepalive_failed";
+/// ZooKeeper granted a session timeout other than `ttl` (both logged, once):
+/// the lease and the fence use the granted one.
+pub const DCS_SESSION_TIMEOUT_NEGOTIATED: &str = "dcs_session_timeout_negotiated";
+/// A DCS value pgpilot cannot read (another tool wrote it): named, ignored.
+pub const DCS_VALUE_UNREADABLE: &str = "dcs_value_unreadable";
 /// The DCS watch broke; the watcher stops and a new one starts.
 pub const WATCH_LOST: &str = "watch_lost";
 /// The DCS watch stream ended.
@@ -470,6 +475,8 @@ pub const ALL: &[&str] = &[
     DCS_UNREACHABLE,
     SESSION_INHERITED,
     SESSION_RELEASE_FAILED,
+    DCS_SESSION_TIMEOUT_NEGOTIATED,
+    DCS_VALUE_UNREADABLE,
     SESSION_FILE_FAILED,
     LEASE_KEEPALIVE_LOST,
     LEASE_KEEPALIVE_FAILED,

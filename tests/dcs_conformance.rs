@@ -1,5 +1,5 @@
 //! One DCS conformance suite, written once over a node factory and run
-//! against both the in-memory store and a real etcd.
+//! against the in-memory store, a real etcd and a real ZooKeeper.
 
 mod support;
 
@@ -9,9 +9,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use pgpilot::dcs::etcd::EtcdDcs;
 use pgpilot::dcs::memory::{MemoryDcs, MemoryStore};
+use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::dcs::{Dcs, DcsError, LeaderHold, MemberData, Status, Version, WatchEvent};
 use support::etcd::EtcdServer;
 use support::eventually;
+use support::zookeeper::{ZkEnsemble, ZkServer};
 
 /// Makes a node of the cluster under test, given its member name.
 type NodeFactory = Box<dyn Fn(&str) -> Box<dyn Dcs> + Send + Sync>;
@@ -98,6 +100,170 @@ fn etcd_backend_ttl(ttl: Duration) -> Backend {
             ))
         }),
         outage: Box::new(move |kind, down| {
+            let mut server = server.lock().unwrap_or_else(|e| e.into_inner());
+            match (kind, down) {
+                (Outage::Stop, true) => server.stop(),
+                (Outage::Stop, false) => server.restart(),
+                (Outage::Freeze, true) => server.pause(),
+                (Outage::Freeze, false) => server.resume(),
+            }
+        }),
+    }
+}
+
+/// At most this many ZooKeeper servers (JVMs) at once: started together on
+/// a small shared machine, their first answers take longer than the 1 s
+/// `retry_timeout` the cases use.
+const ZK_AT_ONCE: usize = 2;
+
+/// A slot among the [`ZK_AT_ONCE`]; released when dropped.
+struct ZkSlot;
+
+static ZK_SLOTS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+impl ZkSlot {
+    fn take() -> ZkSlot {
+        let (m, cv) = &ZK_SLOTS;
+        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= ZK_AT_ONCE {
+            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        ZkSlot
+    }
+}
+
+impl Drop for ZkSlot {
+    fn drop(&mut self) {
+        let (m, cv) = &ZK_SLOTS;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        cv.notify_one();
+    }
+}
+
+/// The ZooKeeper backend's factory: a standalone server of its own (tick
+/// 500 ms: session timeouts of 1 to 10 s are granted as asked).
+fn zookeeper_backend() -> Backend {
+    zookeeper_backend_ttl(Duration::from_secs(2))
+}
+
+/// For the outage cases: a session that outlives the seven calls the case
+/// makes while the server is away (the client concludes its session lost
+/// 1.4 timeouts after its last answer, and then rightly answers `None`,
+/// not `Unreachable`, from `keep_alive`).
+fn zookeeper_backend_long() -> Backend {
+    zookeeper_backend_ttl(Duration::from_secs(10))
+}
+
+fn zk_settings(server: String) -> ZkSettings {
+    ZkSettings {
+        servers: vec![server],
+        acls: Vec::new(),
+        auth: Vec::new(),
+    }
+}
+
+/// A fresh server's first requests (session, create, multi-read) run
+/// through its JVM's cold code and, on a loaded machine, can take longer than
+/// a case's `retry_timeout`: made once here, with a long deadline, on a
+/// thread and runtime of their own (the factory runs inside the case's).
+fn zk_warm_up(server: &ZkServer) {
+    let settings = zk_settings(server.server());
+    let warm = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let long = Duration::from_secs(20);
+            let n = ZooKeeperDcs::new(settings, "/warm-up".into(), "w".into(), long, long);
+            n.touch_member(&member("replica")).await?;
+            n.attempt_to_acquire_leader().await?;
+            n.set_config_value("{}", None).await?;
+            n.load_cluster_fresh().await?;
+            n.delete_cluster().await?;
+            n.release_session().await
+        })
+    });
+    warm.join()
+        .expect("warm-up thread")
+        .expect("zookeeper warm-up");
+}
+
+/// A 3-server ensemble (three JVMs: it takes all the slots); nodes know
+/// every server. No outage of the whole ensemble (the single server's cases
+/// cover those); `zookeeper_ensemble::one_member_down_keeps_the_session`
+/// takes members away one at a time.
+fn zookeeper_ensemble_backend() -> Backend {
+    let slots: Vec<ZkSlot> = (0..ZK_AT_ONCE).map(|_| ZkSlot::take()).collect();
+    let ensemble = ZkEnsemble::start(3, 500);
+    for m in &ensemble.members {
+        zk_warm_up(m);
+    }
+    let (ttl, retry_timeout) = (Duration::from_secs(2), Duration::from_secs(1));
+    let settings = ZkSettings {
+        servers: ensemble.servers(),
+        acls: Vec::new(),
+        auth: Vec::new(),
+    };
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |_, _| {
+            let _held = (&ensemble, &slots);
+            panic!("no whole-ensemble outage in these cases")
+        }),
+    }
+}
+
+/// Nodes on a server the caller runs (no outages).
+fn zookeeper_backend_on(server: &ZkServer) -> Backend {
+    let (ttl, retry_timeout) = (Duration::from_secs(2), Duration::from_secs(1));
+    let settings = zk_settings(server.server());
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(|_, _| panic!("no outage on a server the caller runs")),
+    }
+}
+
+fn zookeeper_backend_ttl(ttl: Duration) -> Backend {
+    let slot = ZkSlot::take();
+    let server = ZkServer::start(500);
+    zk_warm_up(&server);
+    let retry_timeout = Duration::from_secs(1);
+    let settings = zk_settings(server.server());
+    let server = Mutex::new(server);
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |kind, down| {
+            let _slot = &slot;
             let mut server = server.lock().unwrap_or_else(|e| e.into_inner());
             match (kind, down) {
                 (Outage::Stop, true) => server.stop(),
@@ -1129,5 +1295,271 @@ mod etcd {
             a.touch_member(&member("replica")).await.ok()
         })
         .await;
+    }
+}
+
+/// ZooKeeper: every case but four, which assume a holder goes silent by
+/// making no call. A ZooKeeper client pings its session in the background
+/// (kazoo does the same for Patroni), so a process that makes no call but
+/// lives keeps its session and its keys; they lapse when the process or
+/// its connection goes. Not applicable, for that reason:
+/// `keys_expire_after_ttl`, `keep_alive_keeps_keys_without_writing`,
+/// `watch_reports_leader_expiry` and `hold_deadline_is_what_the_store_keeps`.
+/// `holder_cut_off_loses_its_keys_within_its_expiry` below checks the same
+/// promises with the holder's connection cut instead.
+mod zookeeper {
+    use super::*;
+    use support::proxy::TcpProxy;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] zookeeper_backend;
+        acquire_is_exclusive,
+        update_leader_only_for_holder,
+        delete_leader_only_own,
+        concurrent_acquire_has_one_winner,
+        update_leader_compares_the_version_given,
+        same_name_never_touches_anothers_leader_key,
+        restarted_daemon_keeps_the_key_of_its_inherited_session,
+        renewal_keeps_keys,
+        release_session_drops_keys_at_once,
+        ttl_change_moves_keys_to_new_session,
+        initialize_create_only_then_overwrite,
+        config_cas,
+        failover_cas,
+        failsafe_key,
+        sync_key_cas,
+        load_cluster_parses_everything,
+        watch_reports_leader_deletion,
+        reads_with_a_watch_see_changes,
+        fresh_read_sees_another_clients_write_at_once,
+        cached_view_converges_after_a_burst,
+    );
+    all_cases!(@outages #[tokio::test(flavor = "multi_thread", worker_threads = 2)] zookeeper_backend_long;
+        unreachable_when_stopped = unreachable_within_retry_timeout(Stop),
+        unreachable_when_frozen = unreachable_within_retry_timeout(Freeze),
+        watch_survives_stop = watch_survives_outage(Stop),
+        watch_survives_freeze = watch_survives_outage(Freeze),
+    );
+
+    /// The holder's connection is cut (its process alive): its keys stay
+    /// until the `earliest` every renewal reported, are gone by the
+    /// `latest`, another node's watch reports it, and the holder's
+    /// `keep_alive` no longer claims a session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn holder_cut_off_loses_its_keys_within_its_expiry() {
+        let _slot = ZkSlot::take();
+        let server = ZkServer::start(500);
+        zk_warm_up(&server);
+        let proxy = TcpProxy::start(server.server().parse().expect("address"));
+        let ttl = Duration::from_secs(4);
+        let retry = Duration::from_secs(1);
+        let node = |name: &str, via: String| {
+            ZooKeeperDcs::new(zk_settings(via), PREFIX.into(), name.into(), ttl, retry)
+        };
+        let (a, c) = (node("a", proxy.addr()), node("c", server.server()));
+        a.touch_member(&member("primary")).await.unwrap();
+        assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
+        let leader = c.load_cluster_fresh().await.unwrap().leader.unwrap();
+        let mut w = c.watch();
+        wait_watch_ready(&c, &mut w, retry * 5).await;
+        let (mut deadline, mut gone_by) = (None, None);
+        for _ in 0..3 {
+            match a.update_leader(&leader).await.unwrap() {
+                LeaderHold::Held { expiry } => {
+                    deadline = deadline.max(Some(on_test_clock(expiry.earliest)));
+                    gone_by = gone_by.max(Some(on_test_clock(expiry.latest)));
+                }
+                LeaderHold::Lost => panic!("the holder lost its key"),
+            }
+            tokio::time::sleep(ttl / 10).await;
+        }
+        let (deadline, gone_by) = (deadline.unwrap(), gone_by.unwrap());
+        proxy.cut();
+        let now = tokio::time::Instant::now;
+        while now() + Duration::from_millis(100) < deadline {
+            let cl = c.load_cluster_fresh().await.unwrap();
+            assert!(
+                cl.leader_name() == Some("a") || now() >= deadline,
+                "the key went {:?} before the holder's deadline",
+                deadline.saturating_duration_since(now())
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let seen = tokio::time::timeout(
+            gone_by.saturating_duration_since(now()) + Duration::from_millis(300),
+            async {
+                while let Some(ev) = w.next().await {
+                    if ev == WatchEvent::Leader {
+                        let cl = c.load_cluster_fresh().await.ok()?;
+                        if cl.leader.is_none() && cl.member("a").is_none() {
+                            return Some(());
+                        }
+                    }
+                }
+                None
+            },
+        )
+        .await;
+        assert_eq!(
+            seen,
+            Ok(Some(())),
+            "leader and member keys not gone by the latest expiry"
+        );
+        eventually(ttl * 2, "the holder to know its session gone", || async {
+            match a.keep_alive().await {
+                Ok(None) | Err(DcsError::Unreachable(_)) => Some(()),
+                Ok(Some(_)) | Err(_) => None,
+            }
+        })
+        .await;
+        proxy.heal();
+        // Back: the holder's next write makes a new session.
+        eventually(retry * 10, "a new session", || async {
+            a.touch_member(&member("replica")).await.ok()
+        })
+        .await;
+        assert!(a.keep_alive().await.unwrap().is_some());
+        assert_ne!(a.session(), leader.session);
+    }
+
+    /// Znodes another tool wrote with values pgpilot cannot read (bytes
+    /// that are not UTF-8, JSON that is not an object): the read succeeds,
+    /// those keys count as absent (logged, naming the znode), the others
+    /// are read, and an unreadable leader znode is still never taken over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreadable_znodes_are_absent_and_never_taken() {
+        let _slot = ZkSlot::take();
+        let server = ZkServer::start(500);
+        zk_warm_up(&server);
+        let b = zookeeper_backend_on(&server);
+        let (a, c) = (b.node("a"), b.node("c"));
+        a.touch_member(&member("replica")).await.unwrap();
+        let raw = zookeeper_client::Client::connect(&server.server())
+            .await
+            .expect("raw client");
+        let opts = zookeeper_client::CreateMode::Persistent
+            .with_acls(zookeeper_client::Acls::anyone_all());
+        for (key, value) in [
+            ("leader", &b"\xff\xfe"[..]),
+            ("config", &b"[1, 2]"[..]),
+            ("failover", &b"\xc3\x28"[..]),
+        ] {
+            raw.create(&format!("{PREFIX}/{key}"), value, &opts)
+                .await
+                .unwrap_or_else(|e| panic!("create {key}: {e}"));
+        }
+        let cl = c.load_cluster_fresh().await.expect("the read succeeds");
+        assert!(cl.leader.is_none(), "{:?}", cl.leader);
+        assert!(cl.config.is_none() && cl.failover.is_none(), "{cl:?}");
+        assert!(cl.member("a").is_some(), "the readable keys are read");
+        assert!(
+            !c.attempt_to_acquire_leader().await.unwrap().is_held(),
+            "an unreadable leader znode is still someone's"
+        );
+    }
+
+    /// The backend needs no ZooKeeper at construction and starts working
+    /// once it appears; a granted timeout other than ttl is what the
+    /// expiry counts (ttl 30 s, the server grants at most 20 ticks = 10 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn starts_before_zookeeper_and_counts_the_granted_timeout() {
+        let _slot = ZkSlot::take();
+        let mut server = ZkServer::start(500);
+        server.stop();
+        let ttl = Duration::from_secs(30);
+        let a = ZooKeeperDcs::new(
+            zk_settings(server.server()),
+            PREFIX.into(),
+            "a".into(),
+            ttl,
+            Duration::from_secs(1),
+        );
+        let r = a.load_cluster().await;
+        assert!(matches!(r, Err(DcsError::Unreachable(_))), "{r:?}");
+        server.restart();
+        eventually(Duration::from_secs(10), "first success", || async {
+            a.touch_member(&member("replica")).await.ok()
+        })
+        .await;
+        let hold = a.attempt_to_acquire_leader().await.unwrap();
+        let answered = std::time::Instant::now();
+        let LeaderHold::Held { expiry } = hold else {
+            panic!("not held: {hold:?}");
+        };
+        assert!(
+            expiry.earliest <= answered + Duration::from_secs(10),
+            "expiry counts the requested ttl, not the granted 10 s: {:?}",
+            expiry.earliest - answered
+        );
+    }
+}
+
+/// The cases on a 3-server ensemble, the nodes knowing every server (those
+/// about writes, reads, compare-and-swap, sessions and watches; the outage
+/// cases run on the single server).
+mod zookeeper_ensemble {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] zookeeper_ensemble_backend;
+        concurrent_acquire_has_one_winner,
+        same_name_never_touches_anothers_leader_key,
+        restarted_daemon_keeps_the_key_of_its_inherited_session,
+        ttl_change_moves_keys_to_new_session,
+        load_cluster_parses_everything,
+        fresh_read_sees_another_clients_write_at_once,
+        cached_view_converges_after_a_burst,
+    );
+
+    /// One member of the ensemble at a time killed (kill -9) and brought
+    /// back: the holder's session survives each (it reconnects to another
+    /// member within its timeout), its leader key stays at the same
+    /// version on the same session, and every renewal is `Held`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_member_down_keeps_the_session() {
+        let _slots: Vec<ZkSlot> = (0..ZK_AT_ONCE).map(|_| ZkSlot::take()).collect();
+        let mut ensemble = ZkEnsemble::start(3, 500);
+        for m in &ensemble.members {
+            zk_warm_up(m);
+        }
+        let settings = ZkSettings {
+            servers: ensemble.servers(),
+            acls: Vec::new(),
+            auth: Vec::new(),
+        };
+        let ttl = Duration::from_secs(6);
+        let node = |name: &str| {
+            ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                Duration::from_secs(2),
+            )
+        };
+        let (a, c) = (node("a"), node("c"));
+        a.touch_member(&member("primary")).await.unwrap();
+        assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
+        let leader = c.load_cluster_fresh().await.unwrap().leader.unwrap();
+        let session = a.session();
+        for i in 0..3 {
+            ensemble.members[i].kill();
+            // Renew through the loss as a holder does, every ttl / 4.
+            let until = tokio::time::Instant::now() + ttl;
+            while tokio::time::Instant::now() < until {
+                let hold = eventually(ttl / 2, "a renewal answered", || async {
+                    a.update_leader(&leader).await.ok()
+                })
+                .await;
+                assert!(hold.is_held(), "member {i} down: the holder lost its key");
+                tokio::time::sleep(ttl / 4).await;
+            }
+            assert_eq!(a.session(), session, "member {i} down: a new session");
+            let cl = c.load_cluster_fresh().await.unwrap();
+            assert_eq!(
+                cl.leader.as_ref(),
+                Some(&leader),
+                "member {i} down: the key moved"
+            );
+            ensemble.members[i].restart();
+        }
     }
 }

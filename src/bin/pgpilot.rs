@@ -26,6 +26,7 @@ use pgpilot::api::server::{ApiContext, serve_tls};
 use pgpilot::config::{Config, ConfigError, DynamicConfig};
 use pgpilot::dcs::Dcs;
 use pgpilot::dcs::etcd::EtcdDcs;
+use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::logging::{self, LogFormat};
 use pgpilot::messages::config::{ReloadConfig, ReloadError};
 use pgpilot::messages::elector::Shutdown;
@@ -227,20 +228,38 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         None => DynamicConfig::defaults(),
     };
-    let etcd = cfg
-        .etcd3
+    // The first DCS section in Patroni's order (docs/configuration.md §4);
+    // validation refused a first one pgpilot does not support.
+    let zookeeper = cfg
+        .zookeeper
         .as_ref()
-        .context("no etcd3 section in the configuration")?;
-    let credentials = etcd.username.clone().zip(etcd.password.clone());
-    let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::new(
-        etcd.endpoints(),
-        credentials,
-        cfg.cluster_prefix(),
-        cfg.name.clone(),
-        dynamic.timing.ttl,
-        dynamic.timing.retry_timeout,
-    ));
-    info!(event = pgpilot::events::STARTING, name = %cfg.name, scope = %cfg.scope, dcs = ?etcd.endpoints(), api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
+        .filter(|_| cfg.dcs_sections().first() == Some(&"zookeeper"));
+    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(z) = zookeeper {
+        let dcs = Arc::new(ZooKeeperDcs::new(
+            ZkSettings::from_config(z),
+            cfg.cluster_prefix(),
+            cfg.name.clone(),
+            dynamic.timing.ttl,
+            dynamic.timing.retry_timeout,
+        ));
+        (dcs, z.servers())
+    } else {
+        let etcd = cfg
+            .etcd3
+            .as_ref()
+            .context("no DCS section (etcd3 or zookeeper) in the configuration")?;
+        let credentials = etcd.username.clone().zip(etcd.password.clone());
+        let dcs = Arc::new(EtcdDcs::new(
+            etcd.endpoints(),
+            credentials,
+            cfg.cluster_prefix(),
+            cfg.name.clone(),
+            dynamic.timing.ttl,
+            dynamic.timing.retry_timeout,
+        ));
+        (dcs, etcd.endpoints())
+    };
+    info!(event = pgpilot::events::STARTING, name = %cfg.name, scope = %cfg.scope, dcs = ?servers, api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
     refuse_a_running_namesake(&cfg, dcs.as_ref()).await?;
 
     let cfg = Arc::new(cfg);

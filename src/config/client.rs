@@ -17,6 +17,8 @@ pub struct ClientConfig {
     pub namespace: Option<String>,
     #[serde(default, alias = "etcd")]
     pub etcd3: Option<Etcd>,
+    #[serde(default)]
+    pub zookeeper: Option<super::zookeeper::ZooKeeper>,
     /// Credentials and TLS files the REST API is called with when `ctl`
     /// does not give them (Patroni's order).
     #[serde(default)]

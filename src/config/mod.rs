@@ -23,6 +23,7 @@ mod tree;
 pub mod types;
 pub mod units;
 pub mod validate;
+pub mod zookeeper;
 
 pub use client::ClientConfig;
 pub use error::{ConfigError, TimingError};

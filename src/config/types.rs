@@ -34,10 +34,9 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub ctl: Option<Ctl>,
-    /// `zookeeper` section: parsed so that Patroni files load, but not
-    /// supported yet (validation says so).
+    /// `zookeeper` section (docs/configuration.md §4.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zookeeper: Option<serde_json::Value>,
+    pub zookeeper: Option<super::zookeeper::ZooKeeper>,
     /// `consul` section: parsed, not supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consul: Option<serde_json::Value>,
@@ -144,7 +143,34 @@ pub fn default_namespace() -> String {
     "/service".to_owned()
 }
 
+/// The DCS sections in the order Patroni tries them (its `patroni.dcs`
+/// modules, alphabetically; `etcd` and `etcd3` are one section here): it
+/// uses the first the configuration has (docs/configuration.md §4).
+pub const DCS_ORDER: [&str; 6] = [
+    "consul",
+    "etcd3",
+    "exhibitor",
+    "kubernetes",
+    "raft",
+    "zookeeper",
+];
+
 impl Config {
+    /// The DCS sections present, in [`DCS_ORDER`]; the first is the one
+    /// used, as in Patroni.
+    pub fn dcs_sections(&self) -> Vec<&'static str> {
+        let present = |name: &str| match name {
+            "consul" => self.consul.is_some(),
+            "etcd3" => self.etcd3.is_some(),
+            "exhibitor" => self.exhibitor.is_some(),
+            "kubernetes" => self.kubernetes.is_some(),
+            "raft" => self.raft.is_some(),
+            "zookeeper" => self.zookeeper.is_some(),
+            _ => false,
+        };
+        DCS_ORDER.into_iter().filter(|n| present(n)).collect()
+    }
+
     /// Base path of the cluster in the DCS: `/<namespace>/<scope>` with runs of
     /// `/` collapsed, as Patroni does.
     pub fn cluster_prefix(&self) -> String {

@@ -167,43 +167,42 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         }
     }
 
-    // DCS: exactly one section, and for now it must be etcd.
-    let mut dcs: Vec<&str> = Vec::new();
-    if cfg.etcd3.is_some() {
-        dcs.push("etcd3");
-    }
-    for (key, present) in [
-        ("zookeeper", cfg.zookeeper.is_some()),
-        ("consul", cfg.consul.is_some()),
-        ("exhibitor", cfg.exhibitor.is_some()),
-        ("kubernetes", cfg.kubernetes.is_some()),
-        ("raft", cfg.raft.is_some()),
-    ] {
-        if present {
-            dcs.push(key);
-            if key != "etcd3" {
+    // DCS: the first section in Patroni's order is used; it must be one
+    // pgpilot supports (etcd, ZooKeeper); the others are ignored, as
+    // Patroni ignores them, with a warning that says which and why.
+    let dcs = cfg.dcs_sections();
+    match dcs.first() {
+        None => err(
+            "etcd3",
+            "no DCS section: add an `etcd3` (or `etcd`) or a `zookeeper` section".into(),
+        ),
+        Some(&used) => {
+            if !matches!(used, "etcd3" | "zookeeper") {
                 err(
-                    key,
-                    "this DCS is not supported yet; use `etcd3` (or `etcd`)".into(),
+                    used,
+                    "this DCS is not supported yet; use `etcd3` (or `etcd`) or `zookeeper`".into(),
                 );
+            }
+            for other in &dcs[1..] {
+                warnings.push(format!(
+                    "{other}: ignored: `{used}` is used, the first DCS section in Patroni's order ({})",
+                    crate::config::types::DCS_ORDER.join(", ")
+                ));
             }
         }
     }
-    match dcs.len() {
-        0 => err(
-            "etcd3",
-            "no DCS section: add an `etcd3` (or `etcd`) section".into(),
-        ),
-        1 => {}
-        _ => err(
-            dcs[1],
-            format!(
-                "more than one DCS section ({}); keep exactly one",
-                dcs.join(", ")
-            ),
-        ),
+    if let Some(z) = cfg
+        .zookeeper
+        .as_ref()
+        .filter(|_| dcs.first() == Some(&"zookeeper"))
+    {
+        let (errors, warns) = z.problems(|h| host_port(h, false).map_err(|e| e.to_string()));
+        for (key, msg) in errors {
+            err(&key, msg);
+        }
+        warnings.extend(warns);
     }
-    if let Some(e) = &cfg.etcd3 {
+    if let Some(e) = cfg.etcd3.as_ref().filter(|_| dcs.first() == Some(&"etcd3")) {
         if e.srv.is_some() && e.host.is_none() && e.hosts.is_none() && e.url.is_none() {
             err(
                 "etcd3.srv",
@@ -608,12 +607,25 @@ pub(crate) mod tests {
             "unused:\n  #Provide",
             "zookeeper:\n  hosts: [a:2181]\n  #Provide",
         );
-        let e = validate(&cfg(&zk)).unwrap_err();
-        assert_eq!(keys(&e), ["zookeeper"]);
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        validate(&cfg(&zk)).unwrap();
+        let zk_bad = zk.replace("[a:2181]", "'a:99999, b'");
+        let e = validate(&cfg(&zk_bad)).unwrap_err();
+        assert_eq!(keys(&e), ["zookeeper.hosts"]);
+        // Both: etcd3 is used, as Patroni does; zookeeper is ignored, said so.
+        let both = format!("{POSTGRES0}zookeeper:\n  hosts: ['a:99999']\n");
+        let w = validate(&cfg(&both)).unwrap();
+        assert_eq!(cfg(&both).dcs_sections(), ["etcd3", "zookeeper"]);
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("zookeeper: ignored: `etcd3` is used")),
+            "{w:?}"
+        );
+        // Consul comes first in Patroni's order: it would be used, and is
+        // not supported.
         let consul = format!("{POSTGRES0}consul:\n  host: c:8500\n");
         let e = validate(&cfg(&consul)).unwrap_err();
-        assert_eq!(keys(&e), ["consul", "consul"]);
+        assert_eq!(keys(&e), ["consul"]);
+        assert!(e.to_string().contains("not supported yet"), "{e}");
     }
 
     #[test]

@@ -92,19 +92,57 @@ fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfi
     client_config(check, identity).map_err(anyhow::Error::msg)
 }
 
-fn endpoints(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Vec<String>> {
+/// The store a command reads: etcd's endpoints or ZooKeeper's servers.
+enum Store {
+    Etcd(Vec<String>),
+    ZooKeeper(crate::dcs::zookeeper::ZkSettings),
+}
+
+impl Store {
+    /// What error messages name.
+    fn servers(&self) -> Vec<String> {
+        match self {
+            Store::Etcd(e) => e.clone(),
+            Store::ZooKeeper(z) => z.servers.clone(),
+        }
+    }
+}
+
+/// `--dcs-url` (`etcd3://`, `etcd://` or `zookeeper://host:port[,...]`)
+/// over the file's section (docs/cli.md).
+fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
     if let Some(url) = &conn.dcs_url {
+        if let Some(rest) = url.strip_prefix("zookeeper://") {
+            let hosts = rest.split('/').next().unwrap_or(rest);
+            let section = crate::config::zookeeper::ZooKeeper {
+                hosts: Some(crate::config::HostList::Csv(hosts.to_owned())),
+                ..Default::default()
+            };
+            return Ok(Store::ZooKeeper(
+                crate::dcs::zookeeper::ZkSettings::from_config(&section),
+            ));
+        }
         let rest = url
             .strip_prefix("etcd3://")
             .or_else(|| url.strip_prefix("etcd://"))
-            .with_context(|| format!("--dcs-url {url}: only etcd3://host:port is supported"))?;
+            .with_context(|| {
+                format!(
+                    "--dcs-url {url}: only etcd3://host:port or zookeeper://host:port is supported"
+                )
+            })?;
         let hosts = rest.split('/').next().unwrap_or(rest);
-        return Ok(hosts.split(',').map(|h| format!("http://{h}")).collect());
+        return Ok(Store::Etcd(
+            hosts.split(',').map(|h| format!("http://{h}")).collect(),
+        ));
     }
-    match &cfg.etcd3 {
-        Some(e) if !e.endpoints().is_empty() => Ok(e.endpoints()),
+    // etcd before ZooKeeper: Patroni's order (docs/configuration.md §4).
+    match (&cfg.etcd3, &cfg.zookeeper) {
+        (Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(e.endpoints())),
+        (_, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
+            crate::dcs::zookeeper::ZkSettings::from_config(z),
+        )),
         _ => bail!(
-            "no DCS given: pass -c CONFIG with an etcd3 section, or --dcs-url etcd3://host:port"
+            "no DCS given: pass -c CONFIG with an etcd3 or zookeeper section, or --dcs-url etcd3://host:port"
         ),
     }
 }
@@ -126,7 +164,8 @@ impl Ctx {
         cfg: &ClientConfig,
         cluster: Option<&String>,
     ) -> anyhow::Result<Ctx> {
-        let endpoints = endpoints(conn, cfg)?;
+        let store = store(conn, cfg)?;
+        let endpoints = store.servers();
         let scope = cluster
             .cloned()
             .or_else(|| cfg.scope.clone())
@@ -139,14 +178,25 @@ impl Ctx {
             .etcd3
             .as_ref()
             .and_then(|e| Some((e.username.clone()?, e.password.clone().unwrap_or_default())));
-        let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::new(
-            endpoints.clone(),
-            etcd_auth,
-            keys::cluster_prefix(&namespace, &scope),
-            "pgpilotctl".to_owned(),
-            Duration::from_secs(30),
-            Duration::from_secs(10),
-        ));
+        let prefix = keys::cluster_prefix(&namespace, &scope);
+        let (ttl, retry) = (Duration::from_secs(30), Duration::from_secs(10));
+        let dcs: Arc<dyn Dcs> = match store {
+            Store::Etcd(endpoints) => Arc::new(EtcdDcs::new(
+                endpoints,
+                etcd_auth,
+                prefix,
+                "pgpilotctl".to_owned(),
+                ttl,
+                retry,
+            )),
+            Store::ZooKeeper(settings) => Arc::new(crate::dcs::zookeeper::ZooKeeperDcs::new(
+                settings,
+                prefix,
+                "pgpilotctl".to_owned(),
+                ttl,
+                retry,
+            )),
+        };
         let auth = [
             cfg.ctl.as_ref().and_then(|c| c.authentication.as_ref()),
             cfg.restapi.as_ref().and_then(|r| r.authentication.as_ref()),

@@ -16,6 +16,7 @@ pub mod member;
 pub mod memory;
 pub mod sync_key;
 pub mod version;
+pub mod zookeeper;
 
 use std::time::Duration;
 

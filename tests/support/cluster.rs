@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::etcd::EtcdServer;
 use super::free_port;
 use super::proxy::TcpProxy;
+use super::zookeeper::{ZkEnsemble, ZkServer};
 
 pub const SUPERUSER_PASSWORD: &str = "su-secret";
 
@@ -72,6 +73,13 @@ pub struct ClusterOptions {
     /// Each daemon reaches etcd through its own [`TcpProxy`], so
     /// [`TestCluster::cut_from_dcs`] can cut one node off.
     pub dcs_proxies: bool,
+    /// The nodes use a standalone ZooKeeper ([`TestCluster::zookeeper`])
+    /// instead of etcd: their YAML has a `zookeeper` section.
+    pub zookeeper: bool,
+    /// With `zookeeper`: a 3-server ensemble
+    /// ([`TestCluster::zookeeper_ensemble`]) instead of one server; the
+    /// nodes know every member (no `dcs_proxies` then).
+    pub zookeeper_ensemble: bool,
 }
 
 /// Passwords of the roles the Patroni-shaped configuration creates.
@@ -200,6 +208,10 @@ impl Node {
 
 pub struct TestCluster {
     pub etcd: EtcdServer,
+    /// With [`ClusterOptions::zookeeper`]: the store the nodes use.
+    pub zookeeper: Option<ZkServer>,
+    /// With [`ClusterOptions::zookeeper_ensemble`]: the store the nodes use.
+    pub zookeeper_ensemble: Option<ZkEnsemble>,
     pub root: PathBuf,
     pub scope: String,
     pub nodes: Vec<Node>,
@@ -251,8 +263,16 @@ impl TestCluster {
         fs::copy(env!("CARGO_BIN_EXE_pgpilot"), &bin).expect("copy pgpilot binary");
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod binary");
         let scope = format!("it{}", std::process::id());
+        // Tick 500 ms: granted session timeouts of 1 to 10 s, the tests' ttl.
+        let zookeeper = (opts.zookeeper && !opts.zookeeper_ensemble).then(|| ZkServer::start(500));
+        let zookeeper_ensemble = (opts.zookeeper && opts.zookeeper_ensemble).then(|| {
+            assert!(!opts.dcs_proxies, "no DCS proxies with an ensemble");
+            ZkEnsemble::start(3, 500)
+        });
         let mut c = TestCluster {
             etcd,
+            zookeeper,
+            zookeeper_ensemble,
             root,
             scope,
             nodes: Vec::new(),
@@ -281,18 +301,21 @@ impl TestCluster {
         let pg_port = free_port();
         let api_port = free_port();
         let config_path = dir.join("pgpilot.yml");
-        let dcs_proxy = self.dcs_proxies.then(|| {
-            let etcd = self.etcd.endpoint();
-            let addr = etcd.trim_start_matches("http://");
-            TcpProxy::start(addr.parse().expect("etcd address"))
-        });
-        let etcd_hosts = match &dcs_proxy {
-            Some(p) => p.addr(),
-            None => self
+        let store = match (&self.zookeeper, &self.zookeeper_ensemble) {
+            (Some(zk), _) => zk.server(),
+            (None, Some(e)) => e.servers().join(", "),
+            (None, None) => self
                 .etcd
                 .endpoint()
                 .trim_start_matches("http://")
                 .to_owned(),
+        };
+        let dcs_proxy = self
+            .dcs_proxies
+            .then(|| TcpProxy::start(store.parse().expect("store address")));
+        let etcd_hosts = match &dcs_proxy {
+            Some(p) => p.addr(),
+            None => store,
         };
         let mut yaml = match self.shape {
             Shape::Ours => self.our_yaml(name, &dir, pg_port, api_port, &etcd_hosts),
@@ -300,6 +323,13 @@ impl TestCluster {
                 self.patroni_sample_yaml(name, &dir, pg_port, api_port, &etcd_hosts)
             }
         };
+        if self.zookeeper.is_some() || self.zookeeper_ensemble.is_some() {
+            yaml = yaml.replace(
+                &format!("etcd3:\n  hosts: {etcd_hosts}\n"),
+                &format!("zookeeper:\n  hosts: [{etcd_hosts}]\n"),
+            );
+            assert!(yaml.contains("zookeeper:\n"), "no etcd3 section to swap");
+        }
         for (k, v) in extra {
             yaml.push_str(&format!("{k}: {v}\n"));
         }

@@ -7,6 +7,7 @@ pub mod etcd;
 pub mod proxy;
 pub mod tls;
 pub mod writer;
+pub mod zookeeper;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

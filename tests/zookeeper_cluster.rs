@@ -1,0 +1,598 @@
+//! The core capability on ZooKeeper instead of etcd: three daemons with a
+//! `zookeeper` section bootstrap one primary and two streaming replicas,
+//! lay the keys out as Patroni does (leader and members ephemeral, on the
+//! holder's session; Patroni's patronictl lists them as pgpilotctl does),
+//! take a ttl change, switch over through pgpilotctl, fail over when the
+//! primary is killed (kill -9 of the daemon and the postmaster) and take it
+//! back by pg_rewind; a primary cut off from ZooKeeper is fenced before
+//! another node takes over; ZooKeeper frozen (no failsafe) and stopped
+//! (failsafe); pause; one member of an ensemble killed at a time.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
+use pgpilot::dcs::{Cluster, Dcs, keys};
+use support::cluster::{ClusterOptions, TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(90);
+/// The ttl the bootstrap test sets through `PATCH /config` (the server's
+/// tick of 500 ms grants up to 10 s).
+const NEW_TTL: u64 = 8;
+
+/// The cluster as a fresh read of the test's ZooKeeper shows it.
+async fn read(c: &TestCluster) -> Option<Cluster> {
+    let servers = match (&c.zookeeper, &c.zookeeper_ensemble) {
+        (Some(zk), _) => vec![zk.server()],
+        (None, Some(e)) => e.servers(),
+        (None, None) => return None,
+    };
+    let reader = ZooKeeperDcs::new(
+        ZkSettings {
+            servers,
+            acls: Vec::new(),
+            auth: Vec::new(),
+        },
+        keys::cluster_prefix("/it/", &c.scope),
+        "test-reader".into(),
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    );
+    let cl = reader.load_cluster_fresh().await.ok();
+    let _ = reader.release_session().await;
+    cl
+}
+
+async fn writable(c: &TestCluster, i: usize) -> bool {
+    let Ok(client) = c.sql(i).await else {
+        return false;
+    };
+    client
+        .execute("CREATE TABLE IF NOT EXISTS zk_t(v int)", &[])
+        .await
+        .is_ok()
+        && client
+            .execute("INSERT INTO zk_t VALUES (1)", &[])
+            .await
+            .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_and_kill_9_failover_on_zookeeper() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(3, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+
+    // Patroni's layout: the leader key names the primary and is on the same
+    // session as its member key; every node has a member key; initialize
+    // holds the system identifier; config is there.
+    let cl = eventually(
+        Duration::from_secs(20),
+        "three members in ZooKeeper",
+        || async {
+            let cl = read(&c).await?;
+            (cl.members.len() == 3).then_some(cl)
+        },
+    )
+    .await;
+    let leader = cl.leader.as_ref().expect("leader key");
+    assert_eq!(leader.name, c.nodes[primary].name);
+    assert!(leader.session.is_some(), "the leader znode is ephemeral");
+    assert_eq!(
+        leader.session,
+        cl.member(&leader.name).and_then(|m| m.session.clone()),
+        "leader and member znodes on one session"
+    );
+    let sysid = c.status(primary).await.expect("status")["database_system_identifier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(cl.initialize.as_deref(), Some(sysid.as_str()));
+    assert!(cl.config.is_some(), "config key");
+    for i in (0..3).filter(|&i| i != primary) {
+        eventually(Duration::from_secs(30), "replica streams", || async {
+            c.is_streaming_replica(i).await.then_some(())
+        })
+        .await;
+    }
+    assert!(writable(&c, primary).await, "the primary takes writes");
+
+    // pgpilotctl reads the same picture through the file's zookeeper section.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("run pgpilotctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json list");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let leaders: Vec<&serde_json::Value> = rows.iter().filter(|r| r["Role"] == "Leader").collect();
+    assert_eq!(leaders.len(), 1, "{rows:?}");
+    assert_eq!(leaders[0]["Member"], c.nodes[primary].name.as_str());
+
+    // Patroni's own patronictl (with its ZooKeeper extra, kazoo) reads the
+    // znodes pgpilot wrote: the same members, roles and leader.
+    let zk = c.zookeeper.as_ref().expect("zookeeper").server();
+    let yml = c.root.join("patronictl.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "scope: {}\nnamespace: /it/\nzookeeper:\n  hosts: [{zk}]\n",
+            c.scope
+        ),
+    )
+    .expect("write patronictl.yml");
+    let patronictl = std::env::var_os("PATRONICTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/patroni/bin/patronictl".into());
+    let out = std::process::Command::new(&patronictl)
+        .arg("-c")
+        .arg(&yml)
+        .args(["list", "--format", "json"])
+        .env("HOME", &c.root)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (scripts/lib.sh ensure_patronictl installs it): {e}",
+                patronictl.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "patronictl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("patronictl json list");
+    let pick = |rows: &[serde_json::Value]| {
+        let mut v: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["Member"].as_str().unwrap_or_default().to_owned(),
+                    r["Role"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        pick(&theirs),
+        pick(&rows),
+        "patronictl and pgpilotctl disagree"
+    );
+
+    // A ttl change (PATCH /config): every node makes a session of the new
+    // length and moves its keys onto it; the primary keeps the leader key
+    // (moved, not lost) and stays the primary.
+    let before = read(&c).await.expect("read before the ttl change");
+    let old_session = before.leader.as_ref().and_then(|l| l.session.clone());
+    let r = reqwest::Client::new()
+        .patch(c.nodes[primary].api("/config"))
+        .body(format!(r#"{{"ttl": {NEW_TTL}}}"#))
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    eventually(
+        Duration::from_secs(30),
+        "keys on the new sessions",
+        || async {
+            let cl = read(&c).await?;
+            let l = cl.leader.as_ref()?;
+            let moved = l.name == c.nodes[primary].name
+                && l.session.is_some()
+                && l.session != old_session
+                && cl.members.len() == 3
+                && cl
+                    .members
+                    .iter()
+                    .all(|m| before.member(&m.name).map(|b| &b.session) != Some(&m.session));
+            moved.then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        c.primary().await,
+        Some(primary),
+        "the primary changed at the ttl change"
+    );
+    assert!(
+        writable(&c, primary).await,
+        "the primary takes writes after the ttl change"
+    );
+
+    // A switchover through pgpilotctl (the failover key and the REST API)
+    // on ZooKeeper: the candidate leads, the old primary follows it.
+    let candidate = (primary + 1) % 3;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args([
+            "switchover",
+            "--candidate",
+            &c.nodes[candidate].name,
+            "--force",
+        ])
+        .output()
+        .expect("run pgpilotctl switchover");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(60), "the candidate leads", || async {
+        let cl = read(&c).await?;
+        (cl.leader_name() == Some(c.nodes[candidate].name.as_str())
+            && writable(&c, candidate).await)
+            .then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "the old primary follows",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    let primary = candidate;
+
+    // kill -9 of the primary's daemon and postmaster: its session lapses
+    // (one granted timeout), and a replica takes over.
+    let killed_at = Instant::now();
+    c.kill_node(primary).await;
+    let new_primary = loop {
+        let mut found = None;
+        for i in (0..3).filter(|&i| i != primary) {
+            if writable(&c, i).await {
+                found = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "no new primary within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let failover = killed_at.elapsed();
+    // The ttl in force is the one PATCHed above.
+    let bound = Duration::from_secs(NEW_TTL + 2 * c.timing.loop_wait + 2);
+    eprintln!("failover on zookeeper took {failover:?} (bound {bound:?})");
+    assert!(
+        failover <= bound,
+        "failover took {failover:?} (> {bound:?})"
+    );
+    let other = (0..3)
+        .find(|&i| i != primary && i != new_primary)
+        .expect("third node");
+    eventually(
+        Duration::from_secs(30),
+        "survivor follows the new primary",
+        || async { c.is_streaming_replica(other).await.then_some(()) },
+    )
+    .await;
+    assert!(!writable(&c, other).await, "two writable primaries");
+    let cl = read(&c).await.expect("read after failover");
+    assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
+    assert!(
+        cl.member(&c.nodes[primary].name).is_none(),
+        "the killed node's member znode went with its session"
+    );
+
+    // The killed node comes back and rejoins as a replica, by pg_rewind.
+    c.start(primary);
+    assert_eq!(
+        c.wait_healthy(BOOT).await,
+        new_primary,
+        "the returning node took over"
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the old primary streams again",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    let log = c.nodes[primary].log();
+    assert!(
+        support::cluster::has_event(&log, pgpilot::events::REWIND_DONE),
+        "no rewind in the log:\n{log}"
+    );
+}
+
+/// The primary alone cut off from ZooKeeper (its connection reset, the
+/// process alive): its session lapses for the others one granted timeout
+/// after the server last heard from it. The primary stops taking writes by
+/// its fencing point, which rests on that timeout counted from a request the
+/// server answered, and so before the other node can take the key and
+/// promote: never two writable primaries. The cluster is one again after
+/// the cut heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_cut_off_from_zookeeper_is_fenced_before_a_takeover() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        dcs_proxies: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let old = c.wait_healthy(BOOT).await;
+    let other = 1 - old;
+    assert!(writable(&c, old).await, "the primary takes writes");
+    eventually(Duration::from_secs(30), "replica streams", || async {
+        c.is_streaming_replica(other).await.then_some(())
+    })
+    .await;
+    let cut_at = Instant::now();
+    c.cut_from_dcs(old);
+    let refused_ms = loop {
+        if !writable(&c, old).await {
+            break pgpilot::fence::boottime_ms();
+        }
+        assert!(
+            !writable(&c, other).await,
+            "two writable primaries {:?} after the cut",
+            cut_at.elapsed()
+        );
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(30),
+            "the cut-off primary kept taking writes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let refused_after = cut_at.elapsed();
+    let hb = pgpilot::fence::read_heartbeat(&c.nodes[old].fence_dir()).expect("fence heartbeat");
+    // The fence's last order (docs/ha.md §9.1): the fencing point, 1 s
+    // (the margin) before the end of the lease.
+    let lease_end_ms = hb.deadline_ms + 1000;
+    eprintln!(
+        "writes refused {refused_after:?} after the cut, {} ms before the lease could end",
+        lease_end_ms as i64 - refused_ms as i64
+    );
+    assert!(
+        refused_ms < lease_end_ms,
+        "writes refused at {refused_ms} ms, the lease may have ended at {lease_end_ms} ms"
+    );
+    // The other node takes over once the old session lapsed.
+    eventually(Duration::from_secs(30), "a new primary", || async {
+        writable(&c, other).await.then_some(())
+    })
+    .await;
+    assert!(!writable(&c, old).await, "two writable primaries");
+    c.heal_dcs(old);
+    assert_eq!(c.wait_healthy(BOOT).await, other, "the new primary stays");
+}
+
+/// ZooKeeper frozen (SIGSTOP) for 3×ttl without failsafe mode: the primary
+/// stops taking writes within ttl, nobody answers `/primary` after ttl, the
+/// replica takes no write; once ZooKeeper is back there is one primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_frozen_without_failsafe_demotes_and_nobody_promotes() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let zk = c.zookeeper.as_ref().expect("zookeeper");
+    let frozen_at = Instant::now();
+    zk.pause();
+    let mut refused_after = None;
+    while frozen_at.elapsed() < 3 * ttl {
+        if refused_after.is_none() && !writable(&c, primary).await {
+            refused_after = Some(frozen_at.elapsed());
+        }
+        for i in 0..2 {
+            if i == primary && frozen_at.elapsed() < ttl {
+                continue;
+            }
+            let code = c.http_code(i, "/primary").await;
+            assert!(
+                code == 503 || code == 0,
+                "{} answers /primary {code} {:?} into the freeze",
+                c.nodes[i].name,
+                frozen_at.elapsed()
+            );
+        }
+        assert!(
+            !writable(&c, 1 - primary).await,
+            "the replica took a write during the freeze"
+        );
+        // Poll interval; the freeze's length (3×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused_after = refused_after.expect("the primary kept taking writes for 3×ttl");
+    eprintln!("writes refused {refused_after:?} after ZooKeeper froze (ttl {ttl:?})");
+    assert!(
+        refused_after < ttl,
+        "read-only only after {refused_after:?}"
+    );
+    zk.resume();
+    c.wait_healthy(BOOT).await;
+}
+
+/// ZooKeeper stopped for 3×ttl with failsafe mode: the replica confirms the
+/// primary over REST, so it keeps taking writes the whole time, and it is
+/// still the primary once ZooKeeper is back (its key kept or moved back onto
+/// its new session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_stopped_with_failsafe_keeps_the_primary_writable() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        extra_dcs: vec![("failsafe_mode".into(), "true".into())],
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    for i in 0..2 {
+        eventually(Duration::from_secs(30), "failsafe key known", || async {
+            (c.http_code(i, "/failsafe").await == 200).then_some(())
+        })
+        .await;
+    }
+    eventually(Duration::from_secs(30), "failsafe lists both", || async {
+        let r = reqwest::get(c.nodes[primary].api("/failsafe")).await.ok()?;
+        let m: serde_json::Value = r.json().await.ok()?;
+        (m.as_object()?.len() == 2).then_some(())
+    })
+    .await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let stopped_at = Instant::now();
+    c.zookeeper.as_mut().expect("zookeeper").stop();
+    let mut n = 0;
+    while stopped_at.elapsed() < 3 * ttl {
+        n += 1;
+        assert!(
+            writable(&c, primary).await,
+            "write refused {:?} into the outage",
+            stopped_at.elapsed()
+        );
+        let code = c.http_code(1 - primary, "/primary").await;
+        assert!(
+            code == 503 || code == 0,
+            "the replica answers /primary {code}"
+        );
+        // Poll interval; the outage's length (3×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "{n} writes acknowledged during {:?} without ZooKeeper",
+        3 * ttl
+    );
+    c.zookeeper.as_mut().expect("zookeeper").restart();
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, primary, "the primary changed");
+    assert!(
+        writable(&c, primary).await,
+        "write after ZooKeeper returned"
+    );
+}
+
+fn pgpilotctl(c: &TestCluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(args)
+        .output()
+        .expect("run pgpilotctl");
+    assert!(
+        out.status.success(),
+        "pgpilotctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pgpilotctl pause --wait` on ZooKeeper (the config key written by
+/// compare-and-swap, seen in every member znode): with the primary's daemon
+/// killed (its PostgreSQL left running) nobody takes over for 2×ttl, though
+/// its session and leader znode lapse; after `resume` the cluster has one
+/// primary again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_on_zookeeper_keeps_the_primary_without_its_daemon() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let other = 1 - primary;
+    let out = pgpilotctl(&c, &["pause", "--wait"]);
+    assert!(out.contains("paused"), "{out}");
+    let cl = read(&c).await.expect("read");
+    assert_eq!(
+        cl.config.as_ref().map(|v| v.value["pause"].clone()),
+        Some(serde_json::Value::Bool(true)),
+        "the config znode says paused"
+    );
+    c.kill_daemon(primary).await;
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let killed_at = Instant::now();
+    while killed_at.elapsed() < 2 * ttl {
+        assert!(
+            !writable(&c, other).await,
+            "the replica took over {:?} into the pause",
+            killed_at.elapsed()
+        );
+        // Poll interval; the pause's length (2×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let cl = read(&c).await.expect("read");
+    assert!(cl.leader.is_none(), "the dead daemon's leader znode lapsed");
+    assert!(
+        writable(&c, primary).await,
+        "the primary's PostgreSQL still runs"
+    );
+    pgpilotctl(&c, &["resume"]);
+    c.start(primary);
+    c.wait_healthy(BOOT).await;
+}
+
+/// On a 3-server ensemble, one member at a time killed (kill -9) for 2×ttl
+/// and restarted: no failover and no demotion; the primary keeps taking
+/// writes and keeps its leader znode on the same session throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ensemble_member_killed_no_failover_no_demotion() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        zookeeper_ensemble: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let other = 1 - primary;
+    eventually(Duration::from_secs(30), "replica streams", || async {
+        c.is_streaming_replica(other).await.then_some(())
+    })
+    .await;
+    let held = read(&c).await.and_then(|cl| cl.leader).expect("leader key");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    for m in 0..3 {
+        c.zookeeper_ensemble.as_mut().expect("ensemble").members[m].kill();
+        let down_at = Instant::now();
+        while down_at.elapsed() < 2 * ttl {
+            assert!(
+                writable(&c, primary).await,
+                "member {m} down {:?}: the primary refused a write",
+                down_at.elapsed()
+            );
+            assert!(
+                !writable(&c, other).await,
+                "member {m} down: the replica took a write"
+            );
+            // Poll interval; the member's absence (2×ttl) is the scenario.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let now = read(&c).await.and_then(|cl| cl.leader);
+        assert_eq!(
+            now.as_ref(),
+            Some(&held),
+            "member {m} down: the leader key changed"
+        );
+        c.zookeeper_ensemble.as_mut().expect("ensemble").members[m].restart();
+    }
+    assert_eq!(c.primary().await, Some(primary));
+}
