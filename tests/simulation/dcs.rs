@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use pgpilot::dcs::{Cluster, keys};
+use pgpilot::dcs::{Cluster, Version, keys};
 
 pub struct Entry {
     pub value: String,
@@ -41,6 +41,25 @@ impl SimDcs {
                 lease,
             },
         );
+    }
+
+    /// Compare-and-swap on the version (`None`: create only if absent),
+    /// no lease; whether it went through.
+    pub fn put_cas(&mut self, key: &str, value: &str, version: Option<&Version>) -> bool {
+        let current = self.kv.get(key).map(|e| Version::from_int(e.version));
+        if current.as_ref() != version {
+            return false;
+        }
+        self.put(key, value, 0);
+        true
+    }
+
+    /// Delete `key` if its version is still `version`.
+    pub fn delete_cas(&mut self, key: &str, version: &Version) -> bool {
+        match self.kv.get(key) {
+            Some(e) if Version::from_int(e.version) == *version => self.delete(key),
+            _ => false,
+        }
     }
 
     pub fn delete(&mut self, key: &str) -> bool {

@@ -52,6 +52,9 @@ pub struct Pg {
     pub primary: bool,
     /// Standby: the member it streams from.
     pub following: Option<String>,
+    /// `synchronous_standby_names` as the server runs it (kept in its
+    /// configuration across restarts, as the file on disk is).
+    pub sync_names: String,
 }
 
 impl Pg {
