@@ -20,10 +20,22 @@ pub struct SimDcs {
     next_lease: i64,
     /// lease id -> expiry (virtual ms).
     pub leases: BTreeMap<i64, u64>,
+    /// `load` parsed, until the next change of `kv` (parsing every
+    /// member's JSON on every read is most of a run's time).
+    cache: std::cell::RefCell<Option<Cluster>>,
 }
 
 impl SimDcs {
     pub fn load(&self) -> Cluster {
+        if let Some(c) = self.cache.borrow().as_ref() {
+            return c.clone();
+        }
+        let c = self.parse();
+        *self.cache.borrow_mut() = Some(c.clone());
+        c
+    }
+
+    fn parse(&self) -> Cluster {
         Cluster::from_kvs(
             self.kv
                 .iter()
@@ -33,6 +45,7 @@ impl SimDcs {
 
     pub fn put(&mut self, key: &str, value: &str, lease: i64) {
         self.rev += 1;
+        self.cache.take();
         self.kv.insert(
             key.to_owned(),
             Entry {
@@ -63,6 +76,7 @@ impl SimDcs {
     }
 
     pub fn delete(&mut self, key: &str) -> bool {
+        self.cache.take();
         self.kv.remove(key).is_some()
     }
 
@@ -84,6 +98,7 @@ impl SimDcs {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in keys {
+                self.cache.take();
                 self.kv.remove(&k);
                 gone.push(k);
             }

@@ -771,12 +771,11 @@ impl Sim {
     /// standbys listed are `sync`, the other listed `potential`; `ANY n`:
     /// every listed one `quorum`; unlisted `async`).
     fn replication_rows(&self, i: usize) -> Vec<ha::sync::ReplicaRow> {
-        let names =
-            ha::sync_names::parse_standby_names(&self.nodes[i].pg.sync_names).unwrap_or_default();
+        let names = &self.nodes[i].pg.sync_parsed;
         let streaming: Vec<usize> = (0..self.nodes.len())
             .filter(|&j| j != i && self.streams_from(j, i))
             .collect();
-        let sync = self.sync_standbys(i, &names, &streaming);
+        let sync = self.sync_standbys(names, &streaming);
         streaming
             .iter()
             .map(|&j| {
@@ -803,11 +802,9 @@ impl Sim {
     /// matching any), the ones a commit waits for.
     fn sync_standbys(
         &self,
-        i: usize,
         names: &ha::sync_names::StandbyNames,
         streaming: &[usize],
     ) -> Vec<usize> {
-        let _ = i;
         let mut out: Vec<usize> = Vec::new();
         for m in &names.members {
             if let Some(&j) = streaming
@@ -832,51 +829,58 @@ impl Sim {
     /// Synchronous commit on primary `i`: its waiting writes are
     /// acknowledged, oldest first, once the standbys PostgreSQL waits for
     /// have flushed them (at once with an empty list: asynchronous). A
-    /// primary that stopped never acknowledges what it still held.
+    /// standby streaming from it holds a prefix of its WAL, so its length
+    /// says which writes it has. A primary that stopped never acknowledges
+    /// what it still held.
     fn acknowledge(&mut self, i: usize) {
-        if self.nodes[i].unacked.is_empty() {
+        let Some(&(first, _)) = self.nodes[i].unacked.front() else {
             return;
-        }
+        };
         if !self.nodes[i].pg.is_primary() {
             self.nodes[i].unacked.clear();
             return;
         }
-        let names =
-            ha::sync_names::parse_standby_names(&self.nodes[i].pg.sync_names).unwrap_or_default();
-        let (waits_for, need): (Vec<usize>, usize) = if names.quorum.is_none() {
-            (Vec::new(), 0)
-        } else {
-            let streaming: Vec<usize> = (0..self.nodes.len())
-                .filter(|&j| j != i && self.streams_from(j, i))
-                .collect();
-            let w = if names.quorum == Some(true) {
-                streaming
-                    .into_iter()
-                    .filter(|&j| names.lists(&self.nodes[j].name) || names.has_star)
-                    .collect()
-            } else {
-                self.sync_standbys(i, &names, &streaming)
-            };
-            (w, names.num.max(1) as usize)
-        };
+        let flushed = self.sync_flushed(i);
+        if first >= flushed {
+            return;
+        }
         while let Some(&(idx, entry)) = self.nodes[i].unacked.front() {
-            let have = waits_for
-                .iter()
-                .filter(|&&j| {
-                    self.nodes[j]
-                        .pg
-                        .data
-                        .as_ref()
-                        .is_some_and(|d| d.log.get(idx) == Some(&entry))
-                })
-                .count();
-            if have < need {
+            if idx >= flushed {
                 break;
             }
             self.nodes[i].unacked.pop_front();
             self.last_ack = Some((idx, entry));
             self.report.writes += 1;
         }
+    }
+
+    /// How many of primary `i`'s writes its synchronous standbys have
+    /// flushed: `FIRST n`, the least of the first `n` streaming standbys
+    /// listed (none if fewer stream); `ANY n`, the `n`-th best of those
+    /// listed; everything with an empty list.
+    fn sync_flushed(&self, i: usize) -> usize {
+        let names = &self.nodes[i].pg.sync_parsed;
+        if names.quorum.is_none() {
+            return usize::MAX;
+        }
+        let need = names.num.max(1) as usize;
+        let streaming: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.streams_from(j, i))
+            .collect();
+        let waited: Vec<usize> = if names.quorum == Some(true) {
+            streaming
+                .into_iter()
+                .filter(|&j| names.has_star || names.lists(&self.nodes[j].name))
+                .collect()
+        } else {
+            self.sync_standbys(names, &streaming)
+        };
+        let mut lens: Vec<usize> = waited
+            .iter()
+            .map(|&j| self.nodes[j].pg.data.as_ref().map_or(0, |d| d.log.len()))
+            .collect();
+        lens.sort_unstable_by(|a, b| b.cmp(a));
+        lens.get(need - 1).copied().unwrap_or(0)
     }
 
     // ------------------------------------------------------------- the cycle
@@ -1156,7 +1160,7 @@ impl Sim {
         let leads = self.nodes[i].ha.is_leader(instant(self.now));
         let n = &mut self.nodes[i];
         if self.cfg.sync.enabled() && !leads && !n.pg.is_primary() {
-            n.pg.sync_names.clear();
+            n.pg.set_sync_names("");
         }
     }
 
@@ -1338,7 +1342,8 @@ impl Sim {
                     }
                 }
                 SyncStep::SetNames { value } => {
-                    self.nodes[i].pg.sync_names = value.clone().unwrap_or_default();
+                    let value = value.as_deref().unwrap_or_default();
+                    self.nodes[i].pg.set_sync_names(value);
                     ActionResult::Done
                 }
             },
@@ -1514,6 +1519,7 @@ impl Sim {
                             following: Some(from.clone()),
                             // Written afresh for a replica.
                             sync_names: String::new(),
+                            sync_parsed: Default::default(),
                         };
                         n.rebuilds += 1;
                         true
