@@ -125,6 +125,10 @@ pub enum Mutant {
     NoLagLimit,
     /// Tags without `nofailover`.
     HideNofailover,
+    /// The primary's sync facts count every picked standby as confirmed:
+    /// the `sync` key names a standby before PostgreSQL confirms it has
+    /// caught up.
+    EagerSyncKey,
     /// Standbys decide with synchronous mode off: they ignore the `sync`
     /// key, so a standby that is not synchronous may promote.
     IgnoreSyncKey,
@@ -1151,7 +1155,11 @@ impl Sim {
         let cfg = self.cfg.sync;
         let n = &mut self.nodes[i];
         let names = n.pg.sync_names.clone();
-        n.ha.sync_facts(&cfg, c, &rows, &names, lsn)
+        let mut facts = n.ha.sync_facts(&cfg, c, &rows, &names, lsn);
+        if self.cfg.mutant == Some(Mutant::EagerSyncKey) {
+            facts.candidates.confirmed = facts.candidates.active.clone();
+        }
+        facts
     }
 
     /// `sync_steps::settle`: a node that does not lead runs with no
