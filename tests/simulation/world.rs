@@ -513,8 +513,12 @@ impl Sim {
                     n.job = None;
                     n.outcome = None;
                     n.pending = None;
-                    // A restarted daemon starts from nothing.
+                    // A restarted daemon starts from nothing, and PostgreSQL
+                    // with the configured synchronous_standby_names (empty):
+                    // the managed value lives in the daemon's memory
+                    // (docs/replication-modes.md).
                     n.ha = ha::Node::new(&n.name);
+                    n.pg.set_sync_names("");
                     n.session = None;
                     n.paused_until = 0;
                     n.down_until = Some(now + down);
