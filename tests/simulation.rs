@@ -145,7 +145,7 @@ fn run_seeds(mode: &str, sync: SyncConfig) {
         }
     }
     eprintln!(
-        "simulation ({mode}): {n} seeds from {base} in {:.1}s; {writes} acknowledged writes, {lost} lost to failovers, {promotions} promotions, slowest settling {:.1}s after faults; {} seeds hit the known gap {KNOWN_GAPS:?}",
+        "simulation ({mode}): {n} seeds from {base} in {:.1}s; {writes} acknowledged writes, {lost} accepted writes lost to failovers (never acknowledged in the sync modes), {promotions} promotions, slowest settling {:.1}s after faults; {} seeds hit the known gap {KNOWN_GAPS:?}",
         started.elapsed().as_secs_f64(),
         slowest as f64 / 1000.0,
         known.len()

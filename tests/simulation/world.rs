@@ -156,7 +156,9 @@ pub struct Report {
     pub nodes: usize,
     pub faults: usize,
     pub writes: u64,
-    /// Acknowledged writes a failover dropped (asynchronous replication).
+    /// Writes a failover dropped: acknowledged ones with asynchronous
+    /// replication; with a synchronous mode only unacknowledged ones
+    /// (invariant 6 fails the run otherwise).
     pub lost_writes: u64,
     pub promotions: u64,
     /// Virtual ms from the end of faults to one writable leader.
