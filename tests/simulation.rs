@@ -4,10 +4,12 @@
 //! pauses, DCS outages, partitions and slow replicas are injected
 //! (docs/architecture.md, "Simulation").
 //!
-//! * `cargo test --test simulation` runs 1,000 seeds (`SIM_SEEDS=n` to
+//! * `cargo test --test simulation` runs 1,000 seeds in each of three modes
+//!   (asynchronous, `synchronous_mode`, and strict; `SIM_SEEDS=n` to
 //!   change, `SIM_SEED_BASE=k` to start elsewhere).
 //! * `SIM_SEED=<n> cargo test --test simulation replay -- --nocapture`
-//!   replays one seed, printing every step (`SIM_FENCE=0` without the fence).
+//!   replays one seed, printing every step (`SIM_FENCE=0` without the fence,
+//!   `SIM_SYNC=1` with synchronous mode, `SIM_SYNC=2` strict).
 
 #[path = "simulation/dcs.rs"]
 mod dcs;
@@ -20,16 +22,41 @@ mod world;
 
 use std::time::Instant;
 
+use pgpilot::config::{SyncConfig, SyncMode};
 use world::{Fault, FaultKind, Kind, Mutant, START, Sim, SimConfig, Target};
+
+/// Synchronous replication as the seeded runs use it: `synchronous_mode:
+/// true`, one synchronous standby, strict or not.
+fn sync_on(strict: bool) -> SyncConfig {
+    SyncConfig {
+        mode: SyncMode::On,
+        strict,
+        ..SyncConfig::default()
+    }
+}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-fn replay_hint(seed: u64, fence: bool) -> String {
+/// `SIM_SYNC=1`: synchronous mode, `2`: strict as well (replays).
+fn sync_env() -> SyncConfig {
+    match env_u64("SIM_SYNC") {
+        Some(1) => sync_on(false),
+        Some(2) => sync_on(true),
+        _ => SyncConfig::default(),
+    }
+}
+
+fn replay_hint(seed: u64, fence: bool, sync: SyncConfig) -> String {
     format!(
-        "SIM_SEED={seed}{} cargo test --test simulation replay -- --nocapture",
-        if fence { "" } else { " SIM_FENCE=0" }
+        "SIM_SEED={seed}{}{} cargo test --test simulation replay -- --nocapture",
+        if fence { "" } else { " SIM_FENCE=0" },
+        match (sync.enabled(), sync.strict) {
+            (false, _) => "",
+            (true, false) => " SIM_SYNC=1",
+            (true, true) => " SIM_SYNC=2",
+        }
     )
 }
 
@@ -40,6 +67,22 @@ const KNOWN_GAPS: &[Kind] = &[];
 
 #[test]
 fn seeds() {
+    run_seeds("async", SyncConfig::default());
+}
+
+/// `synchronous_mode: true`: no acknowledged write is ever lost.
+#[test]
+fn seeds_sync() {
+    run_seeds("sync", sync_on(false));
+}
+
+/// `synchronous_mode_strict: true` as well.
+#[test]
+fn seeds_sync_strict() {
+    run_seeds("sync strict", sync_on(true));
+}
+
+fn run_seeds(mode: &str, sync: SyncConfig) {
     let n = env_u64("SIM_SEEDS").unwrap_or(1000);
     let base = env_u64("SIM_SEED_BASE").unwrap_or(0);
     let strict = env_u64("SIM_STRICT") == Some(1);
@@ -59,6 +102,7 @@ fn seeds() {
                         .map(|seed| {
                             let cfg = SimConfig {
                                 fence,
+                                sync,
                                 ..SimConfig::seed(seed)
                             };
                             (seed, Sim::run(cfg))
@@ -90,7 +134,7 @@ fn seeds() {
                     f.at as f64 / 1000.0,
                     f.kind,
                     f.what,
-                    replay_hint(f.seed, fence)
+                    replay_hint(f.seed, fence, sync)
                 );
                 if gap {
                     known.push(f.seed);
@@ -101,7 +145,7 @@ fn seeds() {
         }
     }
     eprintln!(
-        "simulation: {n} seeds from {base} in {:.1}s; {writes} acknowledged writes, {lost} lost to failovers, {promotions} promotions, slowest settling {:.1}s after faults; {} seeds hit the known gap {KNOWN_GAPS:?}",
+        "simulation ({mode}): {n} seeds from {base} in {:.1}s; {writes} acknowledged writes, {lost} accepted writes lost to failovers (never acknowledged in the sync modes), {promotions} promotions, slowest settling {:.1}s after faults; {} seeds hit the known gap {KNOWN_GAPS:?}",
         started.elapsed().as_secs_f64(),
         slowest as f64 / 1000.0,
         known.len()
@@ -111,6 +155,7 @@ fn seeds() {
         let cfg = SimConfig {
             capture: true,
             fence,
+            sync,
             ..SimConfig::seed(f.seed)
         };
         if let Err(f) = Sim::run(cfg) {
@@ -122,10 +167,10 @@ fn seeds() {
         }
         let seeds: Vec<String> = failures.iter().map(|f| f.seed.to_string()).collect();
         panic!(
-            "{} of {n} seeds violated an invariant: {}; replay one with: {}",
+            "{mode}: {} of {n} seeds violated an invariant: {}; replay one with: {}",
             failures.len(),
             seeds.join(", "),
-            replay_hint(failures[0].seed, fence)
+            replay_hint(failures[0].seed, fence, sync)
         );
     }
 }
@@ -141,6 +186,7 @@ fn replay() {
     let cfg = SimConfig {
         verbose: true,
         fence,
+        sync: sync_env(),
         ..SimConfig::seed(seed)
     };
     match Sim::run(cfg) {
@@ -298,4 +344,83 @@ fn checker_catches_promotion_beyond_lag_limit() {
 fn checker_catches_nofailover_promotion() {
     let seed = first_caught(Mutant::HideNofailover, Kind::BadPromotion, 0..50);
     assert!(seed.is_some(), "no seed in 0..50 caught it");
+}
+
+/// The first of `seeds` whose run with synchronous mode on (`strict` or
+/// not) fails with `kind` under `mutant`.
+fn first_caught_sync(
+    mutant: Mutant,
+    strict: bool,
+    seeds: std::ops::Range<u64>,
+) -> Option<(u64, String)> {
+    seeds.into_iter().find_map(|seed| {
+        let cfg = SimConfig {
+            mutant: Some(mutant),
+            sync: sync_on(strict),
+            ..SimConfig::seed(seed)
+        };
+        match Sim::run(cfg) {
+            Err(f) if f.kind == Kind::LostAckedWrite => Some((seed, f.what)),
+            _ => None,
+        }
+    })
+}
+
+/// Checker self-test: standbys that ignore the `sync` key race and one
+/// that is not synchronous promotes, losing an acknowledged write.
+#[test]
+fn checker_catches_promotion_of_non_sync_standby() {
+    let caught = first_caught_sync(Mutant::IgnoreSyncKey, false, 0..300);
+    assert!(
+        caught.is_some(),
+        "no seed in 0..300 lost an acknowledged write"
+    );
+}
+
+/// Synchronous mode, 3 nodes: the synchronous standby dies 2 s after the
+/// other replica starts applying WAL slowly; the primary moves
+/// synchronous_standby_names to the slow one, which still lacks writes
+/// acknowledged under the old list, and the primary dies 16 s in.
+fn sync_standby_swap(mutant: Option<Mutant>) -> SimConfig {
+    SimConfig {
+        nodes: Some(3),
+        nofailover_node: Some(false),
+        mutant,
+        sync: sync_on(false),
+        faults: Some(vec![
+            Fault {
+                at: START + 60_000,
+                target: Target::Replica(0),
+                kind: FaultKind::Slow { len: 100_000 },
+            },
+            Fault {
+                at: START + 62_000,
+                target: Target::Replica(1),
+                kind: FaultKind::CrashNode { down: 200_000 },
+            },
+            Fault {
+                at: START + 76_000,
+                target: Target::Leader,
+                kind: FaultKind::CrashNode { down: 60_000 },
+            },
+        ]),
+        ..SimConfig::seed(1)
+    }
+}
+
+/// The slow standby is not confirmed before it catches up, so it never
+/// enters the `sync` key in time and does not promote: nothing lost.
+#[test]
+fn sync_standby_swap_keeps_acknowledged_writes() {
+    Sim::run(sync_standby_swap(None)).unwrap_or_else(|f| panic!("{:?}: {}", f.kind, f.what));
+}
+
+/// Checker self-test: the `sync` key names the slow standby before
+/// PostgreSQL confirms it caught up; it promotes without writes that were
+/// acknowledged, and the checker reports it.
+#[test]
+fn checker_catches_sync_key_before_confirmation() {
+    let f = Sim::run(sync_standby_swap(Some(Mutant::EagerSyncKey)))
+        .expect_err("a lost acknowledged write must be caught");
+    assert_eq!(f.kind, Kind::LostAckedWrite, "{}", f.what);
 }

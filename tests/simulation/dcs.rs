@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use pgpilot::dcs::{Cluster, keys};
+use pgpilot::dcs::{Cluster, Version, keys};
 
 pub struct Entry {
     pub value: String,
@@ -20,10 +20,22 @@ pub struct SimDcs {
     next_lease: i64,
     /// lease id -> expiry (virtual ms).
     pub leases: BTreeMap<i64, u64>,
+    /// `load` parsed, until the next change of `kv` (parsing every
+    /// member's JSON on every read is most of a run's time).
+    cache: std::cell::RefCell<Option<Cluster>>,
 }
 
 impl SimDcs {
     pub fn load(&self) -> Cluster {
+        if let Some(c) = self.cache.borrow().as_ref() {
+            return c.clone();
+        }
+        let c = self.parse();
+        *self.cache.borrow_mut() = Some(c.clone());
+        c
+    }
+
+    fn parse(&self) -> Cluster {
         Cluster::from_kvs(
             self.kv
                 .iter()
@@ -33,6 +45,7 @@ impl SimDcs {
 
     pub fn put(&mut self, key: &str, value: &str, lease: i64) {
         self.rev += 1;
+        self.cache.take();
         self.kv.insert(
             key.to_owned(),
             Entry {
@@ -43,7 +56,27 @@ impl SimDcs {
         );
     }
 
+    /// Compare-and-swap on the version (`None`: create only if absent),
+    /// no lease; whether it went through.
+    pub fn put_cas(&mut self, key: &str, value: &str, version: Option<&Version>) -> bool {
+        let current = self.kv.get(key).map(|e| Version::from_int(e.version));
+        if current.as_ref() != version {
+            return false;
+        }
+        self.put(key, value, 0);
+        true
+    }
+
+    /// Delete `key` if its version is still `version`.
+    pub fn delete_cas(&mut self, key: &str, version: &Version) -> bool {
+        match self.kv.get(key) {
+            Some(e) if Version::from_int(e.version) == *version => self.delete(key),
+            _ => false,
+        }
+    }
+
     pub fn delete(&mut self, key: &str) -> bool {
+        self.cache.take();
         self.kv.remove(key).is_some()
     }
 
@@ -65,6 +98,7 @@ impl SimDcs {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in keys {
+                self.cache.take();
                 self.kv.remove(&k);
                 gone.push(k);
             }

@@ -4,6 +4,7 @@
 //! postmaster that is stopped, starting or answering as primary or standby.
 
 use pgpilot::ha::PgRole;
+use pgpilot::ha::sync_names::{StandbyNames, parse_standby_names};
 
 /// Bytes of WAL per simulated write.
 pub const WRITE_BYTES: u64 = 8192;
@@ -52,6 +53,11 @@ pub struct Pg {
     pub primary: bool,
     /// Standby: the member it streams from.
     pub following: Option<String>,
+    /// `synchronous_standby_names` as the server runs it (kept in its
+    /// configuration across restarts, as the file on disk is).
+    pub sync_names: String,
+    /// `sync_names` parsed once (it is read every tick).
+    pub sync_parsed: StandbyNames,
 }
 
 impl Pg {
@@ -65,6 +71,14 @@ impl Pg {
 
     pub fn is_primary(&self) -> bool {
         self.role() == Some(PgRole::Primary)
+    }
+
+    /// Set `synchronous_standby_names` (a reload).
+    pub fn set_sync_names(&mut self, value: &str) {
+        if self.sync_names != value {
+            self.sync_names = value.to_owned();
+            self.sync_parsed = parse_standby_names(value).unwrap_or_default();
+        }
     }
 
     pub fn stop(&mut self) {

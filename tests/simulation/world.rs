@@ -9,14 +9,16 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pgpilot::config::{Tags, Timing};
+use pgpilot::config::{SyncConfig, Tags, Timing};
 use pgpilot::dcs::{Cluster, DcsError, MemberData, Status, keys};
 use pgpilot::ha::{
     self, Action, ActionResult, DataDir, DcsView, Decision, EndFacts, FailsafeView, JobKind,
     JobOutcome, LocalView, Next, PeerReply, PeerStatus, PgFacts, PgRole, RewindView,
 };
 
+use pgpilot::dcs::SyncState;
 use pgpilot::ha::rewind::{RewindReport, RewindTool};
+use pgpilot::ha::sync::SyncStep;
 
 use super::dcs::SimDcs;
 use super::pg::{Data, Pg, compatible};
@@ -109,6 +111,11 @@ pub struct SimConfig {
     pub nofailover_node: Option<bool>,
     /// Feed `decide` a wrong fact on purpose, to show the checker notices.
     pub mutant: Option<Mutant>,
+    /// Synchronous replication (docs/replication-modes.md): with a mode on,
+    /// a write is acknowledged only once the standbys PostgreSQL waits for
+    /// (`synchronous_standby_names`) have it, and no acknowledged write
+    /// may be missing on a later primary.
+    pub sync: SyncConfig,
 }
 
 /// Deliberate lies told to `decide` (checker self-tests only).
@@ -118,6 +125,13 @@ pub enum Mutant {
     NoLagLimit,
     /// Tags without `nofailover`.
     HideNofailover,
+    /// The primary's sync facts count every picked standby as confirmed:
+    /// the `sync` key names a standby before PostgreSQL confirms it has
+    /// caught up.
+    EagerSyncKey,
+    /// Standbys decide with synchronous mode off: they ignore the `sync`
+    /// key, so a standby that is not synchronous may promote.
+    IgnoreSyncKey,
 }
 
 impl SimConfig {
@@ -132,6 +146,7 @@ impl SimConfig {
             nodes: None,
             nofailover_node: None,
             mutant: None,
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -141,7 +156,9 @@ pub struct Report {
     pub nodes: usize,
     pub faults: usize,
     pub writes: u64,
-    /// Acknowledged writes a failover dropped (asynchronous replication).
+    /// Writes a failover dropped: acknowledged ones with asynchronous
+    /// replication; with a synchronous mode only unacknowledged ones
+    /// (invariant 6 fails the run otherwise).
     pub lost_writes: u64,
     pub promotions: u64,
     /// Virtual ms from the end of faults to one writable leader.
@@ -168,6 +185,9 @@ pub enum Kind {
     StaleTimelineRace,
     /// No single writable leader after the faults ended.
     NoLeader,
+    /// A write acknowledged under synchronous replication is missing on a
+    /// primary that accepts writes.
+    LostAckedWrite,
     /// Anything the model does not expect (a fatal stop, a failsafe action).
     Unexpected,
 }
@@ -245,6 +265,9 @@ struct Node {
     /// This node's last promotion started from a timeline older than the
     /// newest one in the cluster.
     stale_promotion: bool,
+    /// Synchronous mode: writes this primary took that wait for their
+    /// standbys, as (index in its WAL, entry), oldest first.
+    unacked: std::collections::VecDeque<(usize, u64)>,
 }
 
 impl Node {
@@ -272,6 +295,9 @@ pub struct Sim {
     /// The newest timeline any promotion created.
     max_timeline: u64,
     report: Report,
+    /// Synchronous mode: the newest acknowledged write (index, entry); the
+    /// WAL is a hash chain, so a node holding it holds every earlier one.
+    last_ack: Option<(usize, u64)>,
     converged_at: Option<u64>,
     last_summary: String,
 }
@@ -325,6 +351,7 @@ impl Sim {
                 rebuilds: 0,
                 seen_timeline: None,
                 stale_promotion: false,
+                unacked: Default::default(),
             })
             .collect();
         let faults = match &cfg.faults {
@@ -350,6 +377,7 @@ impl Sim {
             next_id: 1,
             max_timeline: 1,
             report,
+            last_ack: None,
             converged_at: None,
             last_summary: String::new(),
         }
@@ -437,6 +465,9 @@ impl Sim {
             self.replicate(i);
         }
         for i in 0..self.nodes.len() {
+            self.acknowledge(i);
+        }
+        for i in 0..self.nodes.len() {
             self.client_write(i)?;
         }
         let off = self.rng.range(0, self.nodes.len() as u64 - 1) as usize;
@@ -484,8 +515,12 @@ impl Sim {
                     n.job = None;
                     n.outcome = None;
                     n.pending = None;
-                    // A restarted daemon starts from nothing.
+                    // A restarted daemon starts from nothing, and PostgreSQL
+                    // with the configured synchronous_standby_names (empty):
+                    // the managed value lives in the daemon's memory
+                    // (docs/replication-modes.md).
                     n.ha = ha::Node::new(&n.name);
+                    n.pg.set_sync_names("");
                     n.session = None;
                     n.paused_until = 0;
                     n.down_until = Some(now + down);
@@ -498,7 +533,8 @@ impl Sim {
                         // Read and decide now, act after the freeze.
                         let snap = self.snapshot(i);
                         let view = DcsView::Ok(self.dcs.load());
-                        let local = self.local_view(i, &snap, &view);
+                        let facts = self.sync_facts(i, &snap, &view);
+                        let local = self.local_view(i, &snap, &view, facts);
                         let d = self.nodes[i].ha.decide(&view, local, instant(now));
                         self.trace_decision(i, &d);
                         self.nodes[i].pending = Some(Pending {
@@ -711,10 +747,150 @@ impl Sim {
             self.ref_log.truncate(d.log.len());
         }
         d.append(id);
+        let entry = (d.log.len() - 1, d.log[d.log.len() - 1]);
         let have = self.ref_log.len();
         self.ref_log.extend_from_slice(&d.log[have..]);
-        self.report.writes += 1;
+        if self.cfg.sync.enabled() {
+            self.nodes[i].unacked.push_back(entry);
+        } else {
+            self.report.writes += 1;
+        }
         Ok(())
+    }
+
+    /// Node `j` streams from node `i` now (as `replicate` would copy).
+    fn streams_from(&self, j: usize, i: usize) -> bool {
+        let (n, up) = (&self.nodes[j].pg, &self.nodes[i].pg);
+        if !(n.running && n.answering && !n.primary && up.running && up.answering)
+            || n.following.as_deref() != Some(self.nodes[i].name.as_str())
+        {
+            return false;
+        }
+        let (Some(u), Some(r)) = (&up.data, &n.data) else {
+            return false;
+        };
+        u.sysid == r.sysid
+            && u.timeline >= r.timeline
+            && r.log.len() <= u.log.len()
+            && compatible(&r.log, &u.log)
+    }
+
+    /// `pg_stat_replication` of primary `i`: its streaming standbys, their
+    /// flush position and `sync_state` as PostgreSQL derives it from
+    /// `synchronous_standby_names` (`FIRST n`: the first n streaming
+    /// standbys listed are `sync`, the other listed `potential`; `ANY n`:
+    /// every listed one `quorum`; unlisted `async`).
+    fn replication_rows(&self, i: usize) -> Vec<ha::sync::ReplicaRow> {
+        let names = &self.nodes[i].pg.sync_parsed;
+        let streaming: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.streams_from(j, i))
+            .collect();
+        let sync = self.sync_standbys(names, &streaming);
+        streaming
+            .iter()
+            .map(|&j| {
+                let name = &self.nodes[j].name;
+                let state = if names.quorum == Some(true) && names.lists(name) {
+                    "quorum"
+                } else if sync.contains(&j) {
+                    "sync"
+                } else if names.lists(name) || names.has_star {
+                    "potential"
+                } else {
+                    "async"
+                };
+                ha::sync::ReplicaRow {
+                    name: name.clone(),
+                    sync_state: state.into(),
+                    lsn: self.nodes[j].pg.data.as_ref().map(Data::lsn),
+                }
+            })
+            .collect()
+    }
+
+    /// `FIRST n`: the first `num` streaming standbys in list order (`*`
+    /// matching any), the ones a commit waits for.
+    fn sync_standbys(
+        &self,
+        names: &ha::sync_names::StandbyNames,
+        streaming: &[usize],
+    ) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        for m in &names.members {
+            if let Some(&j) = streaming
+                .iter()
+                .find(|&&j| self.nodes[j].name.eq_ignore_ascii_case(m))
+                && !out.contains(&j)
+            {
+                out.push(j);
+            }
+        }
+        if names.has_star {
+            for &j in streaming {
+                if !out.contains(&j) {
+                    out.push(j);
+                }
+            }
+        }
+        out.truncate(names.num as usize);
+        out
+    }
+
+    /// Synchronous commit on primary `i`: its waiting writes are
+    /// acknowledged, oldest first, once the standbys PostgreSQL waits for
+    /// have flushed them (at once with an empty list: asynchronous). A
+    /// standby streaming from it holds a prefix of its WAL, so its length
+    /// says which writes it has. A primary that stopped never acknowledges
+    /// what it still held.
+    fn acknowledge(&mut self, i: usize) {
+        let Some(&(first, _)) = self.nodes[i].unacked.front() else {
+            return;
+        };
+        if !self.nodes[i].pg.is_primary() {
+            self.nodes[i].unacked.clear();
+            return;
+        }
+        let flushed = self.sync_flushed(i);
+        if first >= flushed {
+            return;
+        }
+        while let Some(&(idx, entry)) = self.nodes[i].unacked.front() {
+            if idx >= flushed {
+                break;
+            }
+            self.nodes[i].unacked.pop_front();
+            self.last_ack = Some((idx, entry));
+            self.report.writes += 1;
+        }
+    }
+
+    /// How many of primary `i`'s writes its synchronous standbys have
+    /// flushed: `FIRST n`, the least of the first `n` streaming standbys
+    /// listed (none if fewer stream); `ANY n`, the `n`-th best of those
+    /// listed; everything with an empty list.
+    fn sync_flushed(&self, i: usize) -> usize {
+        let names = &self.nodes[i].pg.sync_parsed;
+        if names.quorum.is_none() {
+            return usize::MAX;
+        }
+        let need = names.num.max(1) as usize;
+        let streaming: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.streams_from(j, i))
+            .collect();
+        let waited: Vec<usize> = if names.quorum == Some(true) {
+            streaming
+                .into_iter()
+                .filter(|&j| names.has_star || names.lists(&self.nodes[j].name))
+                .collect()
+        } else {
+            self.sync_standbys(names, &streaming)
+        };
+        let mut lens: Vec<usize> = waited
+            .iter()
+            .map(|&j| self.nodes[j].pg.data.as_ref().map_or(0, |d| d.log.len()))
+            .collect();
+        lens.sort_unstable_by(|a, b| b.cmp(a));
+        lens.get(need - 1).copied().unwrap_or(0)
     }
 
     // ------------------------------------------------------------- the cycle
@@ -792,7 +968,13 @@ impl Sim {
         }
     }
 
-    fn local_view(&self, i: usize, snap: &Snap, view: &DcsView) -> LocalView {
+    fn local_view(
+        &self,
+        i: usize,
+        snap: &Snap,
+        view: &DcsView,
+        sync_facts: ha::sync::SyncFacts,
+    ) -> LocalView {
         let n = &self.nodes[i];
         let mut peers = Vec::new();
         if let DcsView::Ok(c) = view {
@@ -833,8 +1015,12 @@ impl Sim {
                 ..n.tags.clone()
             },
             timing: timing(),
-            sync: Default::default(),
-            sync_facts: Default::default(),
+            sync: if self.cfg.mutant == Some(Mutant::IgnoreSyncKey) && !snap.facts.is_primary() {
+                SyncConfig::default()
+            } else {
+                self.cfg.sync
+            },
+            sync_facts,
             maximum_lag_on_failover: if self.cfg.mutant == Some(Mutant::NoLagLimit) {
                 u64::MAX
             } else {
@@ -907,7 +1093,8 @@ impl Sim {
         let decision = match decided {
             Some(d) => d,
             None => {
-                let local = self.local_view(i, &snap, &view);
+                let facts = self.sync_facts(i, &snap, &view);
+                let local = self.local_view(i, &snap, &view, facts);
                 let d = self.nodes[i].ha.decide(&view, local, instant(self.now));
                 self.trace_decision(i, &d);
                 d
@@ -931,6 +1118,7 @@ impl Sim {
                 }
             }
         }
+        self.settle_names(i);
         if cluster.is_some() && self.dcs_reachable(i) {
             let data = self.member_data(i, &snap);
             let (now, name) = (self.now, self.nodes[i].name.clone());
@@ -957,6 +1145,37 @@ impl Sim {
             (snap.started + LOOP_WAIT).max(self.now + TICK)
         };
         Ok(())
+    }
+
+    /// The primary's sync facts this cycle, as the LeaderElector gathers
+    /// them: its `pg_stat_replication` and `synchronous_standby_names`.
+    fn sync_facts(&mut self, i: usize, snap: &Snap, view: &DcsView) -> ha::sync::SyncFacts {
+        let DcsView::Ok(c) = view else {
+            return Default::default();
+        };
+        if !snap.facts.is_primary() {
+            return Default::default();
+        }
+        let rows = self.replication_rows(i);
+        let lsn = snap.facts.lsn.unwrap_or(0);
+        let cfg = self.cfg.sync;
+        let n = &mut self.nodes[i];
+        let names = n.pg.sync_names.clone();
+        let mut facts = n.ha.sync_facts(&cfg, c, &rows, &names, lsn);
+        if self.cfg.mutant == Some(Mutant::EagerSyncKey) {
+            facts.candidates.confirmed = facts.candidates.active.clone();
+        }
+        facts
+    }
+
+    /// `sync_steps::settle`: a node that does not lead runs with no
+    /// synchronous standbys while a mode is on.
+    fn settle_names(&mut self, i: usize) {
+        let leads = self.nodes[i].ha.is_leader(instant(self.now));
+        let n = &mut self.nodes[i];
+        if self.cfg.sync.enabled() && !leads && !n.pg.is_primary() {
+            n.pg.set_sync_names("");
+        }
     }
 
     fn member_data(&self, i: usize, snap: &Snap) -> MemberData {
@@ -1112,9 +1331,36 @@ impl Sim {
             // Only asked for when the config key is missing, which the
             // simulation never does.
             Action::RestoreConfig | Action::ActivateWatchdog => ActionResult::Done,
-            // The simulation runs asynchronous replication only (synchronous
-            // mode stays off), so no sync step is ever decided.
-            Action::Sync(_) => ActionResult::Done,
+            // `sync_steps::run`: the key by compare-and-swap, the list on
+            // the server (a reload; the file keeps it while stopped).
+            Action::Sync(step) => match step {
+                SyncStep::WriteKey { standbys, version } => {
+                    if !reach {
+                        return Ok(unreachable());
+                    }
+                    let value = SyncState::to_json(&name, standbys, 0);
+                    if self.dcs.put_cas(keys::SYNC, &value, version.as_ref()) {
+                        ActionResult::Done
+                    } else {
+                        ActionResult::Refused
+                    }
+                }
+                SyncStep::DeleteKey { version } => {
+                    if !reach {
+                        return Ok(unreachable());
+                    }
+                    if self.dcs.delete_cas(keys::SYNC, version) {
+                        ActionResult::Done
+                    } else {
+                        ActionResult::Refused
+                    }
+                }
+                SyncStep::SetNames { value } => {
+                    let value = value.as_deref().unwrap_or_default();
+                    self.nodes[i].pg.set_sync_names(value);
+                    ActionResult::Done
+                }
+            },
             // Only decided when a failover key exists, which the simulation
             // never writes.
             Action::ClearFailover { .. } => ActionResult::Done,
@@ -1285,6 +1531,9 @@ impl Sim {
                             answering: true,
                             primary: false,
                             following: Some(from.clone()),
+                            // Written afresh for a replica.
+                            sync_names: String::new(),
+                            sync_parsed: Default::default(),
                         };
                         n.rebuilds += 1;
                         true
@@ -1370,6 +1619,24 @@ impl Sim {
                     believers.join(" and ")
                 ),
             ));
+        }
+        // Synchronous mode: every acknowledged write is on every primary
+        // that accepts writes from now on.
+        if let Some((idx, entry)) = self.last_ack {
+            for i in 0..self.nodes.len() {
+                let d = self.nodes[i].pg.data.as_ref();
+                if self.writable(i) && d.is_none_or(|d| d.log.get(idx) != Some(&entry)) {
+                    return Err((
+                        Kind::LostAckedWrite,
+                        format!(
+                            "{} accepts writes without acknowledged write #{} (it has {} writes)",
+                            self.nodes[i].name,
+                            idx + 1,
+                            d.map_or(0, |d| d.log.len())
+                        ),
+                    ));
+                }
+            }
         }
         // Timelines only move forward (a rebuilt data directory starts over).
         for n in &mut self.nodes {
