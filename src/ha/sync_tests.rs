@@ -8,7 +8,7 @@ use super::sync::{Candidates, ReplicaRow, SyncFacts, SyncStep, SyncTracker};
 use super::sync_names::{STRICT_PLACEHOLDER, parse_standby_names};
 use super::view::PeerReply;
 use super::*;
-use crate::config::{SyncConfig, SyncMode, Tags, Timing};
+use crate::config::{SyncConfig, SyncMode, Tags};
 use crate::dcs::{
     Cluster, Failover, Leader, Member, MemberData, SessionId, SyncState, Version, Versioned,
 };
@@ -446,50 +446,12 @@ fn before_promoting_the_key_is_taken() {
 
 // --- the decision (docs/replication-modes.md §4) ---
 
-fn timing() -> Timing {
-    Timing {
-        ttl: Duration::from_secs(30),
-        loop_wait: Duration::from_secs(10),
-        retry_timeout: Duration::from_secs(10),
-    }
-}
-
+/// `ha::tests`' local view, named and with a sync configuration.
 fn local(name: &str, role: Option<PgRole>, cfg: SyncConfig) -> LocalView {
     LocalView {
         name: name.into(),
-        tags: Tags::default(),
-        timing: timing(),
-        maximum_lag_on_failover: 1 << 20,
         sync: cfg,
-        sync_facts: SyncFacts::default(),
-        primary_start_timeout: Duration::from_secs(300),
-        rejoin_pending: false,
-        starting_primary_for: None,
-        can_bootstrap: true,
-        can_clone_without_leader: false,
-        data_dir: DataDir::Initialized {
-            sysid: SYSID.into(),
-            was_primary: role == Some(PgRole::Primary),
-        },
-        pg: PgFacts {
-            running: role.is_some(),
-            role,
-            lsn: Some(1000),
-            timeline: Some(1),
-            following: None,
-        },
-        busy: None,
-        outcome: None,
-        lease_deadline: None,
-        fence_armed: None,
-        peers: Vec::new(),
-        failsafe: FailsafeView::default(),
-        rewind: RewindView::default(),
-        leader_key_foreign: false,
-        config_backup: false,
-        switchover: SwitchoverView::default(),
-        paused: false,
-        watchdog: WatchdogState::Off,
+        ..super::tests::local(role)
     }
 }
 

@@ -68,7 +68,7 @@ fn cluster(leader: Option<&str>) -> Cluster {
     }
 }
 
-fn timing() -> Timing {
+pub(super) fn timing() -> Timing {
     Timing {
         ttl: Duration::from_secs(30),
         loop_wait: Duration::from_secs(10),
@@ -76,7 +76,8 @@ fn timing() -> Timing {
     }
 }
 
-fn local(role: Option<PgRole>) -> LocalView {
+/// The local view every decision test starts from (also `sync_tests`).
+pub(super) fn local(role: Option<PgRole>) -> LocalView {
     LocalView {
         name: "a".into(),
         tags: Tags::default(),
