@@ -25,6 +25,7 @@ pub mod lsn;
 mod node;
 mod pause;
 pub mod peers;
+pub mod quorum;
 mod rejoin;
 pub mod rewind;
 pub mod slots;
