@@ -26,6 +26,7 @@ mod node;
 mod pause;
 pub mod peers;
 pub mod quorum;
+pub mod quorum_plan;
 mod rejoin;
 pub mod rewind;
 pub mod slots;
@@ -42,6 +43,10 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod sync_tests;
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod quorum_plan_tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use cycle::{ActionResult, ActionStep, Next};
