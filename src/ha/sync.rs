@@ -282,7 +282,7 @@ pub(super) fn set_names(want: String, now: &StandbyNames) -> Option<SyncStep> {
 }
 
 /// The primary's plan (Patroni's `process_sync_replication`;
-/// docs/replication-modes.md §3, quorum mode §5 in
+/// docs/replication-modes.md §3 and §5; quorum mode in
 /// [`super::quorum_plan::primary_plan`]). `names` is the value PostgreSQL runs
 /// with, `cand` this cycle's [`candidates`]. At most one write of the key
 /// per plan: its version changes with the write, and the next cycle reads
