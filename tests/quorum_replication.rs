@@ -179,3 +179,68 @@ async fn quorum_commit_failover_keeps_every_acknowledged_write() {
     .await;
     assert_eq!(c.http_code(other, "/quorum").await, 200);
 }
+
+/// docs/replication-modes.md §5: the primary and one replica killed
+/// together. With `ANY 1` an acknowledged commit may be only on the dead
+/// replica: the one left has no vote but its own, below the quorum of 1,
+/// and stays a replica; once the other is back one of the two gathers the
+/// votes and leads, with the acknowledged row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_promotion_without_the_votes() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "quorum")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let replicas: Vec<usize> = (0..3).filter(|&i| i != primary).collect();
+    let (r1, r2) = (
+        c.nodes[replicas[0]].name.clone(),
+        c.nodes[replicas[1]].name.clone(),
+    );
+    let pname = c.nodes[primary].name.clone();
+    eventually(
+        APPLY,
+        "the sync key: quorum 1 over both replicas",
+        || async { key_is(&c, &pname, 1, &[&r1, &r2]).await },
+    )
+    .await;
+    c.sql(primary)
+        .await
+        .expect("connect to the primary")
+        .execute("INSERT INTO t(v) VALUES (1)", &[])
+        .await
+        .expect("insert acknowledged");
+
+    let (gone, left) = (replicas[1], replicas[0]);
+    c.kill_node(primary).await;
+    c.kill_node(gone).await;
+    c.during_cycles(
+        &[left],
+        15,
+        Duration::from_secs(90),
+        "the replica without the votes stays one",
+        || async {
+            assert_ne!(
+                c.http_code(left, "/primary").await,
+                200,
+                "a replica without the votes was promoted"
+            );
+        },
+    )
+    .await;
+    let log = c.nodes[left].log();
+    assert!(
+        log.contains("not racing: quorum commit needs 1 votes"),
+        "no refusal to race in the log:\n{log}"
+    );
+
+    c.start(gone);
+    let new_primary = eventually(BOOT, "a replica with the votes leads", || async {
+        c.primary().await.filter(|&p| p != primary)
+    })
+    .await;
+    let have = values_on(&c, new_primary).await;
+    assert!(
+        have.contains(&1),
+        "the acknowledged row is on the new primary"
+    );
+}
