@@ -342,3 +342,33 @@ fn the_primary_cycle_runs_the_quorum_steps() {
         "{d:?}"
     );
 }
+
+#[test]
+fn a_switchover_without_candidate_needs_standbys_covering_the_quorum() {
+    let mut c = cluster(Some("a"), Some(&qkey("a", &["b", "c"], 1)));
+    c.failover = Some(crate::dcs::Versioned {
+        value: crate::dcs::Failover {
+            leader: Some("a".into()),
+            member: None,
+            scheduled_at: None,
+        },
+        version: Version::from_int(7),
+    });
+    let mut l = local("a", Some(PgRole::Primary), quorum());
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(c.clone(), &l);
+    assert!(
+        d.actions
+            .iter()
+            .any(|a| matches!(a, Action::ClearFailover { .. })),
+        "one standby cannot cover a quorum of 1: {d:?}"
+    );
+    l.peers.push(peer("c", PgRole::Replica, 1000));
+    let d = run(c, &l);
+    assert!(
+        d.actions.contains(&Action::Demote {
+            mode: DemoteMode::Graceful
+        }),
+        "{d:?}"
+    );
+}
