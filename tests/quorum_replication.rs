@@ -2,7 +2,8 @@
 //! three nodes with `synchronous_mode: quorum`. The primary runs
 //! `ANY 1 (both replicas)` and publishes `quorum: 1` over both in the
 //! `sync` key; PostgreSQL reports both `quorum`; `/quorum` answers 200 on
-//! them. A kill -9 of the primary while a writer gets commits
+//! them, and `pgpilotctl list` as Patroni's patronictl show them as
+//! `Quorum Standby`. A kill -9 of the primary while a writer gets commits
 //! acknowledged promotes a replica that gathered the votes, with every
 //! acknowledged write; the new primary takes the key over and ends with
 //! the other replica as its only voter.
@@ -79,6 +80,63 @@ async fn key_is(c: &TestCluster, leader: &str, quorum: u64, voters: &[&str]) -> 
         .then_some(())
 }
 
+/// (member, role) of `list -f json` rows, sorted.
+fn list_roles(rows: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["Member"].as_str().unwrap_or_default().to_owned(),
+                r["Role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn roles_expected(leader: &str, r1: &str, r2: &str) -> Vec<(String, String)> {
+    let mut v = vec![
+        (leader.to_owned(), "Leader".to_owned()),
+        (r1.to_owned(), "Quorum Standby".to_owned()),
+        (r2.to_owned(), "Quorum Standby".to_owned()),
+    ];
+    v.sort();
+    v
+}
+
+/// Patroni 4.1.5's `patronictl list -f json` (`scripts/lib.sh`,
+/// `ensure_patronictl`; `PATRONICTL` names another binary).
+fn patronictl_list(c: &TestCluster) -> Vec<Value> {
+    let bin = std::env::var_os("PATRONICTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/patroni/bin/patronictl".into());
+    let yml = c.root.join("patronictl.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "scope: {}\nnamespace: /it/\netcd3:\n  hosts: {}\n",
+            c.scope,
+            c.etcd.endpoint().trim_start_matches("http://")
+        ),
+    )
+    .expect("write patronictl.yml");
+    let out = std::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&yml)
+        .args(["list", "-f", "json"])
+        .current_dir(&c.root)
+        .env("HOME", &c.root)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "patronictl list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("patronictl list json")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_commit_failover_keeps_every_acknowledged_write() {
     let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "quorum")]);
@@ -123,6 +181,14 @@ async fn quorum_commit_failover_keeps_every_acknowledged_write() {
     assert_eq!(
         quorum_standbys(&c, primary).await,
         Some(vec![r1.clone(), r2.clone()])
+    );
+    // `pgpilotctl list` and Patroni's own patronictl read the same roles.
+    let ours: Vec<Value> =
+        serde_json::from_str(&support::ctl::ok(&c, &["list", "-f", "json"])).expect("list json");
+    assert_eq!(list_roles(&ours), roles_expected(&pname, &r1, &r2));
+    assert_eq!(
+        list_roles(&patronictl_list(&c)),
+        roles_expected(&pname, &r1, &r2)
     );
 
     // A writer gets commits acknowledged; kill -9 of the primary.
