@@ -244,6 +244,29 @@ async fn quorum_commit_failover_keeps_every_acknowledged_write() {
     })
     .await;
     assert_eq!(c.http_code(other, "/quorum").await, 200);
+
+    // Back to `synchronous_mode: true` on the running cluster: the key is
+    // emptied first, then FIRST 1 of the other replica, which enters the
+    // key once PostgreSQL reports it `sync`.
+    let resp = reqwest::Client::new()
+        .patch(c.nodes[new_primary].api("/config"))
+        .json(&json!({"synchronous_mode": true}))
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(resp.status().as_u16(), 200);
+    eventually(APPLY, "the other replica as sync standby", || async {
+        key_is(&c, &nname, 0, &[&oname]).await?;
+        let states = sync_states(&c, new_primary).await?;
+        (show(&c, new_primary, "synchronous_standby_names").await? == oname
+            && states == vec![(oname.clone(), "sync".into())])
+        .then_some(())
+    })
+    .await;
+    eventually(APPLY, "/sync 200 on it", || async {
+        (c.http_code(other, "/sync").await == 200).then_some(())
+    })
+    .await;
 }
 
 /// docs/replication-modes.md §5: the primary and one replica killed

@@ -372,3 +372,20 @@ fn a_switchover_without_candidate_needs_standbys_covering_the_quorum() {
         "{d:?}"
     );
 }
+
+#[test]
+fn switching_back_to_priority_mode_empties_the_key_first() {
+    // Under ANY the standbys report `quorum`, never `sync`: none is
+    // confirmed for `synchronous_mode: true`, so the key is emptied
+    // before the list becomes FIRST.
+    let c = cluster(Some("a"), Some(&qkey("a", &["b", "c"], 1)));
+    let on = super::sync_tests::on();
+    let rows = [row("b", "quorum", 1000), row("c", "quorum", 1000)];
+    let got = pick(&on, &c, "ANY 1 (b,c)", 900, &rows, 1000);
+    assert_eq!(got.active, names(&["b"]));
+    assert!(got.confirmed.is_empty());
+    assert_eq!(
+        plan(&on, &c, "ANY 1 (b,c)", &got),
+        vec![qwrite(&[], 0), set("b")]
+    );
+}
