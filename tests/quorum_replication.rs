@@ -333,3 +333,74 @@ async fn no_promotion_without_the_votes() {
         "the acknowledged row is on the new primary"
     );
 }
+
+/// docs/replication-modes.md §5: a switchover without a candidate under
+/// write load goes to a replica with the votes, loses no acknowledged
+/// write, and the old primary, back as a replica, is a voter again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_under_load_keeps_every_acknowledged_write() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "quorum")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let replicas: Vec<usize> = (0..3).filter(|&i| i != primary).collect();
+    let (r1, r2) = (
+        c.nodes[replicas[0]].name.clone(),
+        c.nodes[replicas[1]].name.clone(),
+    );
+    let pname = c.nodes[primary].name.clone();
+    eventually(
+        APPLY,
+        "the sync key: quorum 1 over both replicas",
+        || async { key_is(&c, &pname, 1, &[&r1, &r2]).await },
+    )
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.nodes.iter().map(|n| n.pg_port).collect();
+    let writer = spawn_writer(ports, stop.clone());
+    wait_for_writes(&c, primary, 20, Duration::from_secs(30)).await;
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .expect("client")
+        .post(c.nodes[primary].api("/switchover"))
+        .json(&json!({ "leader": pname }))
+        .send()
+        .await
+        .expect("POST /switchover");
+    let code = resp.status().as_u16();
+    assert_eq!(code, 200, "{}", resp.text().await.unwrap_or_default());
+    let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await.filter(|&p| p != primary)
+    })
+    .await;
+    assert!(replicas.contains(&new_primary));
+    wait_for_writes(&c, new_primary, 20, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.await.expect("writer");
+    let have = values_on(&c, new_primary).await;
+    let missing: Vec<i64> = acked
+        .iter()
+        .filter(|(v, _)| !have.contains(v))
+        .map(|(v, _)| *v)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing: {missing:?}"
+    );
+
+    // The old primary streams again and is one of the two voters.
+    let nname = c.nodes[new_primary].name.clone();
+    let mut others: Vec<String> = (0..3)
+        .filter(|&i| i != new_primary)
+        .map(|i| c.nodes[i].name.clone())
+        .collect();
+    others.sort();
+    eventually(
+        BOOT,
+        "quorum 1 over the old primary and the other",
+        || async { key_is(&c, &nname, 1, &[&others[0], &others[1]]).await },
+    )
+    .await;
+}
