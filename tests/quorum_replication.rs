@@ -11,7 +11,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -402,5 +402,84 @@ async fn switchover_under_load_keeps_every_acknowledged_write() {
         "quorum 1 over the old primary and the other",
         || async { key_is(&c, &nname, 1, &[&others[0], &others[1]]).await },
     )
+    .await;
+}
+
+/// Whether an insert on node `i` is acknowledged within 3 s (measured by
+/// the client: `statement_timeout` does not cover the wait at commit).
+async fn commits(c: &TestCluster, i: usize) -> bool {
+    static NEXT: AtomicI64 = AtomicI64::new(1_000_000);
+    let v = NEXT.fetch_add(1, Ordering::SeqCst);
+    let insert = async {
+        let client = c.sql(i).await.ok()?;
+        client
+            .execute("INSERT INTO t(v) VALUES ($1)", &[&v])
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), insert).await,
+        Ok(Some(_))
+    )
+}
+
+/// docs/replication-modes.md §5, quorum and strict: a dead voter leaves
+/// the list and the key (the other one stays, commits go on); with both
+/// gone the list keeps the last voter and commits wait, until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_strict_drops_a_dead_voter_then_blocks_commits() {
+    let mut c = TestCluster::with_dcs(
+        3,
+        Timing::default(),
+        &[
+            ("synchronous_mode", "quorum"),
+            ("synchronous_mode_strict", "true"),
+        ],
+    );
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let replicas: Vec<usize> = (0..3).filter(|&i| i != primary).collect();
+    let (r1, r2) = (
+        c.nodes[replicas[0]].name.clone(),
+        c.nodes[replicas[1]].name.clone(),
+    );
+    let pname = c.nodes[primary].name.clone();
+    eventually(
+        APPLY,
+        "the sync key: quorum 1 over both replicas",
+        || async { key_is(&c, &pname, 1, &[&r1, &r2]).await },
+    )
+    .await;
+
+    c.kill_node(replicas[1]).await;
+    eventually(
+        APPLY,
+        "the dead voter dropped: quorum 0 over the other",
+        || async {
+            key_is(&c, &pname, 0, &[&r1]).await?;
+            (show(&c, primary, "synchronous_standby_names").await? == format!("ANY 1 ({r1})"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(commits(&c, primary).await, "commits with one voter");
+
+    c.kill_node(replicas[0]).await;
+    eventually(APPLY, "commits wait without a standby", || async {
+        (!commits(&c, primary).await).then_some(())
+    })
+    .await;
+    assert_eq!(
+        show(&c, primary, "synchronous_standby_names").await,
+        Some(format!("ANY 1 ({r1})")),
+        "strict mode must not drop the list"
+    );
+    assert_eq!(c.primary().await, Some(primary));
+
+    c.start(replicas[0]);
+    eventually(BOOT, "commits go on once the voter is back", || async {
+        commits(&c, primary).await.then_some(())
+    })
     .await;
 }
