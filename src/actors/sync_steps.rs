@@ -80,7 +80,7 @@ async fn set_names(links: &ElectorLinks, value: Option<String>) -> ActionResult 
         }
         Ok(Err(e)) => {
             warn!(event = crate::events::SYNC_STANDBY_NAMES_FAILED, error = %e);
-            ActionResult::Failed(e)
+            ActionResult::Failed(e.to_string())
         }
         Err(e) => {
             warn!(event = crate::events::SYNC_STANDBY_NAMES_FAILED, error = %e);

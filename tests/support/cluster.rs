@@ -80,6 +80,10 @@ pub struct ClusterOptions {
     /// ([`TestCluster::zookeeper_ensemble`]) instead of one server; the
     /// nodes know every member (no `dcs_proxies` then).
     pub zookeeper_ensemble: bool,
+    /// The nodes use Consul at this address (`host:port`: the emulator of
+    /// tests/support/consul_emulator a test started, or a real agent)
+    /// instead of etcd: their YAML has a `consul` section.
+    pub consul: Option<String>,
 }
 
 /// Passwords of the roles the Patroni-shaped configuration creates.
@@ -223,6 +227,8 @@ pub struct TestCluster {
     pub shape: Shape,
     /// Give nodes added afterwards their own proxy to etcd.
     pub dcs_proxies: bool,
+    /// With [`ClusterOptions::consul`]: the Consul agent the nodes use.
+    pub consul: Option<String>,
     bin: PathBuf,
     http: reqwest::Client,
 }
@@ -280,6 +286,7 @@ impl TestCluster {
             extra_dcs: opts.extra_dcs,
             shape: opts.shape,
             dcs_proxies: opts.dcs_proxies,
+            consul: opts.consul,
             bin,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -302,6 +309,7 @@ impl TestCluster {
         let api_port = free_port();
         let config_path = dir.join("pgpilot.yml");
         let store = match (&self.zookeeper, &self.zookeeper_ensemble) {
+            _ if self.consul.is_some() => self.consul.clone().unwrap_or_default(),
             (Some(zk), _) => zk.server(),
             (None, Some(e)) => e.servers().join(", "),
             (None, None) => self
@@ -329,6 +337,13 @@ impl TestCluster {
                 &format!("zookeeper:\n  hosts: [{etcd_hosts}]\n"),
             );
             assert!(yaml.contains("zookeeper:\n"), "no etcd3 section to swap");
+        }
+        if self.consul.is_some() {
+            yaml = yaml.replace(
+                &format!("etcd3:\n  hosts: {etcd_hosts}\n"),
+                &format!("consul:\n  host: {etcd_hosts}\n"),
+            );
+            assert!(yaml.contains("consul:\n"), "no etcd3 section to swap");
         }
         for (k, v) in extra {
             yaml.push_str(&format!("{k}: {v}\n"));
@@ -531,6 +546,14 @@ tags:
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
         chown_to_runtime(&path);
         path
+    }
+
+    /// Run `program` instead of pgpilot for the daemons started from now
+    /// on (Patroni's, to check the Consul emulator against it). It is
+    /// started as pgpilot is: `<program> <config>` in the node's directory,
+    /// as the PostgreSQL OS user, its output in the node's log.
+    pub fn use_program(&mut self, program: PathBuf) {
+        self.bin = program;
     }
 
     /// Start the daemon of node `i` (as the PostgreSQL OS user).
