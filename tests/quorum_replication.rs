@@ -2,7 +2,8 @@
 //! three nodes with `synchronous_mode: quorum`. The primary runs
 //! `ANY 1 (both replicas)` and publishes `quorum: 1` over both in the
 //! `sync` key; PostgreSQL reports both `quorum`; `/quorum` answers 200 on
-//! them. A kill -9 of the primary while a writer gets commits
+//! them, and `pgpilotctl list` as Patroni's patronictl show them as
+//! `Quorum Standby`. A kill -9 of the primary while a writer gets commits
 //! acknowledged promotes a replica that gathered the votes, with every
 //! acknowledged write; the new primary takes the key over and ends with
 //! the other replica as its only voter.
@@ -10,7 +11,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -79,6 +80,63 @@ async fn key_is(c: &TestCluster, leader: &str, quorum: u64, voters: &[&str]) -> 
         .then_some(())
 }
 
+/// (member, role) of `list -f json` rows, sorted.
+fn list_roles(rows: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["Member"].as_str().unwrap_or_default().to_owned(),
+                r["Role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn roles_expected(leader: &str, r1: &str, r2: &str) -> Vec<(String, String)> {
+    let mut v = vec![
+        (leader.to_owned(), "Leader".to_owned()),
+        (r1.to_owned(), "Quorum Standby".to_owned()),
+        (r2.to_owned(), "Quorum Standby".to_owned()),
+    ];
+    v.sort();
+    v
+}
+
+/// Patroni 4.1.5's `patronictl list -f json` (`scripts/lib.sh`,
+/// `ensure_patronictl`; `PATRONICTL` names another binary).
+fn patronictl_list(c: &TestCluster) -> Vec<Value> {
+    let bin = std::env::var_os("PATRONICTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/patroni/bin/patronictl".into());
+    let yml = c.root.join("patronictl.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "scope: {}\nnamespace: /it/\netcd3:\n  hosts: {}\n",
+            c.scope,
+            c.etcd.endpoint().trim_start_matches("http://")
+        ),
+    )
+    .expect("write patronictl.yml");
+    let out = std::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&yml)
+        .args(["list", "-f", "json"])
+        .current_dir(&c.root)
+        .env("HOME", &c.root)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "patronictl list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("patronictl list json")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_commit_failover_keeps_every_acknowledged_write() {
     let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "quorum")]);
@@ -135,6 +193,14 @@ async fn quorum_commit_failover_keeps_every_acknowledged_write() {
         quorum_standbys(&c, primary).await,
         Some(vec![r1.clone(), r2.clone()])
     );
+    // `pgpilotctl list` and Patroni's own patronictl read the same roles.
+    let ours: Vec<Value> =
+        serde_json::from_str(&support::ctl::ok(&c, &["list", "-f", "json"])).expect("list json");
+    assert_eq!(list_roles(&ours), roles_expected(&pname, &r1, &r2));
+    assert_eq!(
+        list_roles(&patronictl_list(&c)),
+        roles_expected(&pname, &r1, &r2)
+    );
 
     // A writer gets commits acknowledged; kill -9 of the primary.
     let stop = Arc::new(AtomicBool::new(false));
@@ -189,6 +255,29 @@ async fn quorum_commit_failover_keeps_every_acknowledged_write() {
     })
     .await;
     assert_eq!(c.http_code(other, "/quorum").await, 200);
+
+    // Back to `synchronous_mode: true` on the running cluster: the key is
+    // emptied first, then FIRST 1 of the other replica, which enters the
+    // key once PostgreSQL reports it `sync`.
+    let resp = reqwest::Client::new()
+        .patch(c.nodes[new_primary].api("/config"))
+        .json(&json!({"synchronous_mode": true}))
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(resp.status().as_u16(), 200);
+    eventually(APPLY, "the other replica as sync standby", || async {
+        key_is(&c, &nname, 0, &[&oname]).await?;
+        let states = sync_states(&c, new_primary).await?;
+        (show(&c, new_primary, "synchronous_standby_names").await? == oname
+            && states == vec![(oname.clone(), "sync".into())])
+        .then_some(())
+    })
+    .await;
+    eventually(APPLY, "/sync 200 on it", || async {
+        (c.http_code(other, "/sync").await == 200).then_some(())
+    })
+    .await;
 }
 
 /// docs/replication-modes.md §5: the primary and one replica killed
@@ -254,4 +343,154 @@ async fn no_promotion_without_the_votes() {
         have.contains(&1),
         "the acknowledged row is on the new primary"
     );
+}
+
+/// docs/replication-modes.md §5: a switchover without a candidate under
+/// write load goes to a replica with the votes, loses no acknowledged
+/// write, and the old primary, back as a replica, is a voter again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_under_load_keeps_every_acknowledged_write() {
+    let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "quorum")]);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let replicas: Vec<usize> = (0..3).filter(|&i| i != primary).collect();
+    let (r1, r2) = (
+        c.nodes[replicas[0]].name.clone(),
+        c.nodes[replicas[1]].name.clone(),
+    );
+    let pname = c.nodes[primary].name.clone();
+    eventually(
+        APPLY,
+        "the sync key: quorum 1 over both replicas",
+        || async { key_is(&c, &pname, 1, &[&r1, &r2]).await },
+    )
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.nodes.iter().map(|n| n.pg_port).collect();
+    let writer = spawn_writer(ports, stop.clone());
+    wait_for_writes(&c, primary, 20, Duration::from_secs(30)).await;
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .expect("client")
+        .post(c.nodes[primary].api("/switchover"))
+        .json(&json!({ "leader": pname }))
+        .send()
+        .await
+        .expect("POST /switchover");
+    let code = resp.status().as_u16();
+    assert_eq!(code, 200, "{}", resp.text().await.unwrap_or_default());
+    let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await.filter(|&p| p != primary)
+    })
+    .await;
+    assert!(replicas.contains(&new_primary));
+    wait_for_writes(&c, new_primary, 20, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.await.expect("writer");
+    let have = values_on(&c, new_primary).await;
+    let missing: Vec<i64> = acked
+        .iter()
+        .filter(|(v, _)| !have.contains(v))
+        .map(|(v, _)| *v)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing: {missing:?}"
+    );
+
+    // The old primary streams again and is one of the two voters.
+    let nname = c.nodes[new_primary].name.clone();
+    let mut others: Vec<String> = (0..3)
+        .filter(|&i| i != new_primary)
+        .map(|i| c.nodes[i].name.clone())
+        .collect();
+    others.sort();
+    eventually(
+        BOOT,
+        "quorum 1 over the old primary and the other",
+        || async { key_is(&c, &nname, 1, &[&others[0], &others[1]]).await },
+    )
+    .await;
+}
+
+/// Whether an insert on node `i` is acknowledged within 3 s (measured by
+/// the client: `statement_timeout` does not cover the wait at commit).
+async fn commits(c: &TestCluster, i: usize) -> bool {
+    static NEXT: AtomicI64 = AtomicI64::new(1_000_000);
+    let v = NEXT.fetch_add(1, Ordering::SeqCst);
+    let insert = async {
+        let client = c.sql(i).await.ok()?;
+        client
+            .execute("INSERT INTO t(v) VALUES ($1)", &[&v])
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), insert).await,
+        Ok(Some(_))
+    )
+}
+
+/// docs/replication-modes.md §5, quorum and strict: a dead voter leaves
+/// the list and the key (the other one stays, commits go on); with both
+/// gone the list keeps the last voter and commits wait, until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_strict_drops_a_dead_voter_then_blocks_commits() {
+    let mut c = TestCluster::with_dcs(
+        3,
+        Timing::default(),
+        &[
+            ("synchronous_mode", "quorum"),
+            ("synchronous_mode_strict", "true"),
+        ],
+    );
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    c.create_table_t(primary).await;
+    let replicas: Vec<usize> = (0..3).filter(|&i| i != primary).collect();
+    let (r1, r2) = (
+        c.nodes[replicas[0]].name.clone(),
+        c.nodes[replicas[1]].name.clone(),
+    );
+    let pname = c.nodes[primary].name.clone();
+    eventually(
+        APPLY,
+        "the sync key: quorum 1 over both replicas",
+        || async { key_is(&c, &pname, 1, &[&r1, &r2]).await },
+    )
+    .await;
+
+    c.kill_node(replicas[1]).await;
+    eventually(
+        APPLY,
+        "the dead voter dropped: quorum 0 over the other",
+        || async {
+            key_is(&c, &pname, 0, &[&r1]).await?;
+            (show(&c, primary, "synchronous_standby_names").await? == format!("ANY 1 ({r1})"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(commits(&c, primary).await, "commits with one voter");
+
+    c.kill_node(replicas[0]).await;
+    eventually(APPLY, "commits wait without a standby", || async {
+        (!commits(&c, primary).await).then_some(())
+    })
+    .await;
+    assert_eq!(
+        show(&c, primary, "synchronous_standby_names").await,
+        Some(format!("ANY 1 ({r1})")),
+        "strict mode must not drop the list"
+    );
+    assert_eq!(c.primary().await, Some(primary));
+
+    c.start(replicas[0]);
+    eventually(BOOT, "commits go on once the voter is back", || async {
+        commits(&c, primary).await.then_some(())
+    })
+    .await;
 }

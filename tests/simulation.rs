@@ -4,12 +4,13 @@
 //! pauses, DCS outages, partitions and slow replicas are injected
 //! (docs/architecture.md, "Simulation").
 //!
-//! * `cargo test --test simulation` runs 1,000 seeds in each of three modes
-//!   (asynchronous, `synchronous_mode`, and strict; `SIM_SEEDS=n` to
-//!   change, `SIM_SEED_BASE=k` to start elsewhere).
+//! * `cargo test --test simulation` runs 1,000 seeds in each of five modes
+//!   (asynchronous, `synchronous_mode`, strict, quorum and quorum strict;
+//!   `SIM_SEEDS=n` to change, `SIM_SEED_BASE=k` to start elsewhere).
 //! * `SIM_SEED=<n> cargo test --test simulation replay -- --nocapture`
 //!   replays one seed, printing every step (`SIM_FENCE=0` without the fence,
-//!   `SIM_SYNC=1` with synchronous mode, `SIM_SYNC=2` strict).
+//!   `SIM_SYNC=1` with synchronous mode, `SIM_SYNC=2` strict, `3` quorum,
+//!   `4` quorum strict).
 
 #[path = "simulation/dcs.rs"]
 mod dcs;
@@ -35,15 +36,27 @@ fn sync_on(strict: bool) -> SyncConfig {
     }
 }
 
+/// `synchronous_mode: quorum`, one standby required, strict or not.
+fn sync_quorum(strict: bool) -> SyncConfig {
+    SyncConfig {
+        mode: SyncMode::Quorum,
+        strict,
+        ..SyncConfig::default()
+    }
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-/// `SIM_SYNC=1`: synchronous mode, `2`: strict as well (replays).
+/// `SIM_SYNC=1`: synchronous mode, `2`: strict as well, `3`: quorum
+/// commit, `4`: quorum and strict (replays).
 fn sync_env() -> SyncConfig {
     match env_u64("SIM_SYNC") {
         Some(1) => sync_on(false),
         Some(2) => sync_on(true),
+        Some(3) => sync_quorum(false),
+        Some(4) => sync_quorum(true),
         _ => SyncConfig::default(),
     }
 }
@@ -52,10 +65,12 @@ fn replay_hint(seed: u64, fence: bool, sync: SyncConfig) -> String {
     format!(
         "SIM_SEED={seed}{}{} cargo test --test simulation replay -- --nocapture",
         if fence { "" } else { " SIM_FENCE=0" },
-        match (sync.enabled(), sync.strict) {
-            (false, _) => "",
-            (true, false) => " SIM_SYNC=1",
-            (true, true) => " SIM_SYNC=2",
+        match (sync.mode, sync.strict) {
+            (SyncMode::Off, _) => "",
+            (SyncMode::On, false) => " SIM_SYNC=1",
+            (SyncMode::On, true) => " SIM_SYNC=2",
+            (SyncMode::Quorum, false) => " SIM_SYNC=3",
+            (SyncMode::Quorum, true) => " SIM_SYNC=4",
         }
     )
 }
@@ -80,6 +95,19 @@ fn seeds_sync() {
 #[test]
 fn seeds_sync_strict() {
     run_seeds("sync strict", sync_on(true));
+}
+
+/// `synchronous_mode: quorum` (docs/replication-modes.md §5): a new
+/// primary needs the votes; no acknowledged write is ever lost.
+#[test]
+fn seeds_quorum() {
+    run_seeds("quorum", sync_quorum(false));
+}
+
+/// Quorum commit with `synchronous_mode_strict: true`.
+#[test]
+fn seeds_quorum_strict() {
+    run_seeds("quorum strict", sync_quorum(true));
 }
 
 fn run_seeds(mode: &str, sync: SyncConfig) {
@@ -347,7 +375,7 @@ fn checker_catches_nofailover_promotion() {
 }
 
 /// The first of `seeds` whose run with synchronous mode on (`strict` or
-/// not) fails with `kind` under `mutant`.
+/// not) loses an acknowledged write under `mutant`.
 fn first_caught_sync(
     mutant: Mutant,
     strict: bool,
@@ -375,6 +403,52 @@ fn checker_catches_promotion_of_non_sync_standby() {
         caught.is_some(),
         "no seed in 0..300 lost an acknowledged write"
     );
+}
+
+/// Quorum commit, 3 nodes (`ANY 1` over both replicas, quorum 1): one
+/// replica applies WAL slowly, so commits are acknowledged by the other
+/// alone; that one and the primary die together 10 s later.
+fn quorum_voter_lost(mutant: Option<Mutant>) -> SimConfig {
+    SimConfig {
+        nodes: Some(3),
+        nofailover_node: Some(false),
+        mutant,
+        sync: sync_quorum(false),
+        faults: Some(vec![
+            Fault {
+                at: START + 60_000,
+                target: Target::Replica(0),
+                kind: FaultKind::Slow { len: 100_000 },
+            },
+            Fault {
+                at: START + 70_000,
+                target: Target::Replica(1),
+                kind: FaultKind::CrashNode { down: 120_000 },
+            },
+            Fault {
+                at: START + 70_000,
+                target: Target::Leader,
+                kind: FaultKind::CrashNode { down: 60_000 },
+            },
+        ]),
+        ..SimConfig::seed(1)
+    }
+}
+
+/// The slow replica has no vote but its own, below the quorum: it does
+/// not promote, and nothing acknowledged is lost.
+#[test]
+fn quorum_voter_lost_keeps_acknowledged_writes() {
+    Sim::run(quorum_voter_lost(None)).unwrap_or_else(|f| panic!("{:?}: {}", f.kind, f.what));
+}
+
+/// Checker self-test: in quorum mode, standbys that race without counting
+/// votes let the slow voter promote without writes the other acknowledged.
+#[test]
+fn checker_catches_promotion_without_the_votes() {
+    let f = Sim::run(quorum_voter_lost(Some(Mutant::IgnoreVotes)))
+        .expect_err("a lost acknowledged write must be caught");
+    assert_eq!(f.kind, Kind::LostAckedWrite, "{}", f.what);
 }
 
 /// Synchronous mode, 3 nodes: the synchronous standby dies 2 s after the

@@ -342,3 +342,50 @@ fn the_primary_cycle_runs_the_quorum_steps() {
         "{d:?}"
     );
 }
+
+#[test]
+fn a_switchover_without_candidate_needs_standbys_covering_the_quorum() {
+    let mut c = cluster(Some("a"), Some(&qkey("a", &["b", "c"], 1)));
+    c.failover = Some(crate::dcs::Versioned {
+        value: crate::dcs::Failover {
+            leader: Some("a".into()),
+            member: None,
+            scheduled_at: None,
+        },
+        version: Version::from_int(7),
+    });
+    let mut l = local("a", Some(PgRole::Primary), quorum());
+    l.peers = vec![peer("b", PgRole::Replica, 1000)];
+    let d = run(c.clone(), &l);
+    assert!(
+        d.actions
+            .iter()
+            .any(|a| matches!(a, Action::ClearFailover { .. })),
+        "one standby cannot cover a quorum of 1: {d:?}"
+    );
+    l.peers.push(peer("c", PgRole::Replica, 1000));
+    let d = run(c, &l);
+    assert!(
+        d.actions.contains(&Action::Demote {
+            mode: DemoteMode::Graceful
+        }),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn switching_back_to_priority_mode_empties_the_key_first() {
+    // Under ANY the standbys report `quorum`, never `sync`: none is
+    // confirmed for `synchronous_mode: true`, so the key is emptied
+    // before the list becomes FIRST.
+    let c = cluster(Some("a"), Some(&qkey("a", &["b", "c"], 1)));
+    let on = super::sync_tests::on();
+    let rows = [row("b", "quorum", 1000), row("c", "quorum", 1000)];
+    let got = pick(&on, &c, "ANY 1 (b,c)", 900, &rows, 1000);
+    assert_eq!(got.active, names(&["b"]));
+    assert!(got.confirmed.is_empty());
+    assert_eq!(
+        plan(&on, &c, "ANY 1 (b,c)", &got),
+        vec![qwrite(&[], 0), set("b")]
+    );
+}

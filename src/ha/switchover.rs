@@ -136,6 +136,21 @@ pub fn leader_side(cluster: &Cluster, local: &LocalView) -> Option<Decision> {
             format!("switchover to {to} is not possible: no eligible candidate; clearing it"),
         ));
     }
+    // docs/replication-modes.md §5: without a named candidate the
+    // standbys left must be able to gather the quorum's votes, else none
+    // would win the race (Patroni's `is_failover_possible`).
+    if req.member.is_none()
+        && !super::quorum_plan::failover_possible(&local.sync, cluster, eligible.len())
+    {
+        return Some(clear(
+            f,
+            format!(
+                "switchover is not possible: {} eligible candidates do not cover the quorum of {}; clearing it",
+                eligible.len(),
+                cluster.sync_state().quorum
+            ),
+        ));
+    }
     Some(Decision::new(
         vec![
             Action::RenewLock,

@@ -132,6 +132,10 @@ pub enum Mutant {
     /// Standbys decide with synchronous mode off: they ignore the `sync`
     /// key, so a standby that is not synchronous may promote.
     IgnoreSyncKey,
+    /// In quorum mode, standbys decide as with `synchronous_mode: true`:
+    /// any voter races without counting votes, so one that lacks writes
+    /// acknowledged by another voter may promote.
+    IgnoreVotes,
 }
 
 impl SimConfig {
@@ -1015,10 +1019,13 @@ impl Sim {
                 ..n.tags.clone()
             },
             timing: timing(),
-            sync: if self.cfg.mutant == Some(Mutant::IgnoreSyncKey) && !snap.facts.is_primary() {
-                SyncConfig::default()
-            } else {
-                self.cfg.sync
+            sync: match self.cfg.mutant {
+                Some(Mutant::IgnoreSyncKey) if !snap.facts.is_primary() => SyncConfig::default(),
+                Some(Mutant::IgnoreVotes) if !snap.facts.is_primary() => SyncConfig {
+                    mode: pgpilot::config::SyncMode::On,
+                    ..self.cfg.sync
+                },
+                _ => self.cfg.sync,
             },
             sync_facts,
             maximum_lag_on_failover: if self.cfg.mutant == Some(Mutant::NoLagLimit) {
