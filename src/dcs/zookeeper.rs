@@ -24,6 +24,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use zookeeper_client as zk;
 
+use super::exhibitor::EnsembleProvider;
 use super::keys;
 use super::version::{Expiry, SessionId, Version};
 use super::{
@@ -109,6 +110,11 @@ struct Timing {
 
 struct Inner {
     settings: ZkSettings,
+    /// With `exhibitor`: where the servers come from (`settings.servers`
+    /// is then unused). Each new session, and each new watch session, is
+    /// made on the latest list; a live one keeps the servers it was made
+    /// with (docs/dcs.md, "Exhibitor").
+    ensemble: Option<Arc<EnsembleProvider>>,
     prefix: String,
     name: String,
     timing: Mutex<Timing>,
@@ -219,9 +225,35 @@ impl ZooKeeperDcs {
         ttl: Duration,
         retry_timeout: Duration,
     ) -> ZooKeeperDcs {
+        ZooKeeperDcs::build(settings, None, prefix, name, ttl, retry_timeout)
+    }
+
+    /// As [`ZooKeeperDcs::new`], the servers taken from Exhibitor instead
+    /// of `settings.servers` (docs/dcs.md, "Exhibitor"). Contacts nothing
+    /// either: the first call needing a session starts the polling.
+    pub fn with_exhibitor(
+        settings: ZkSettings,
+        ensemble: Arc<EnsembleProvider>,
+        prefix: String,
+        name: String,
+        ttl: Duration,
+        retry_timeout: Duration,
+    ) -> ZooKeeperDcs {
+        ZooKeeperDcs::build(settings, Some(ensemble), prefix, name, ttl, retry_timeout)
+    }
+
+    fn build(
+        settings: ZkSettings,
+        ensemble: Option<Arc<EnsembleProvider>>,
+        prefix: String,
+        name: String,
+        ttl: Duration,
+        retry_timeout: Duration,
+    ) -> ZooKeeperDcs {
         ZooKeeperDcs {
             inner: Arc::new(Inner {
                 settings,
+                ensemble,
                 prefix,
                 name,
                 timing: Mutex::new(Timing { ttl, retry_timeout }),
@@ -282,7 +314,13 @@ impl Inner {
             return Ok(s);
         }
         let ttl = lock(&self.timing).ttl;
-        let client = connect(&self.settings, ttl).await?;
+        let servers = servers_of(
+            &self.settings,
+            self.ensemble.as_ref(),
+            self.retry_timeout() / 2,
+        )
+        .await?;
+        let client = connect(&self.settings, &servers, ttl).await?;
         let s = Session {
             id: client.session_id().0,
             timeout: client.session_timeout(),
@@ -773,9 +811,30 @@ impl Inner {
     }
 }
 
-/// A new session of `ttl` with the ensemble, credentials added.
-async fn connect(settings: &ZkSettings, ttl: Duration) -> DcsResult<zk::Client> {
-    if settings.servers.is_empty() {
+/// The servers a new session is made on: the configured ones, or the
+/// latest list Exhibitor gave (waiting up to `wait` for the first; none by
+/// then is `Unreachable`, so that the daemon goes on without the DCS).
+async fn servers_of(
+    settings: &ZkSettings,
+    ensemble: Option<&Arc<EnsembleProvider>>,
+    wait: Duration,
+) -> DcsResult<Vec<String>> {
+    match ensemble {
+        None => Ok(settings.servers.clone()),
+        Some(p) => p
+            .servers(wait)
+            .await
+            .map_err(|e| DcsError::Unreachable(format!("exhibitor: {e}"))),
+    }
+}
+
+/// A new session of `ttl` with `servers`, credentials added.
+async fn connect(
+    settings: &ZkSettings,
+    servers: &[String],
+    ttl: Duration,
+) -> DcsResult<zk::Client> {
+    if servers.is_empty() {
         return Err(DcsError::Other("zookeeper: no servers configured".into()));
     }
     let mut connector = zk::Client::connector().with_session_timeout(ttl);
@@ -783,7 +842,7 @@ async fn connect(settings: &ZkSettings, ttl: Duration) -> DcsResult<zk::Client> 
         connector = connector.with_auth(scheme, cred.as_bytes());
     }
     connector
-        .connect(&settings.servers.join(","))
+        .connect(&servers.join(","))
         .await
         .map_err(|e| classify("connect", e))
 }
@@ -825,6 +884,7 @@ fn event_of(prefix: &str, path: &str) -> WatchEvent {
 /// made again (after a `Lost`) whenever the session breaks.
 async fn run_watch(
     settings: ZkSettings,
+    ensemble: Option<Arc<EnsembleProvider>>,
     prefix: String,
     ttl: Duration,
     retry: Duration,
@@ -832,7 +892,8 @@ async fn run_watch(
 ) {
     loop {
         let attempt = async {
-            let client = connect(&settings, ttl).await?;
+            let servers = servers_of(&settings, ensemble.as_ref(), retry / 2).await?;
+            let client = connect(&settings, &servers, ttl).await?;
             let watcher = client
                 .watch(&prefix, zk::AddWatchMode::PersistentRecursive)
                 .await
@@ -1064,6 +1125,7 @@ impl Dcs for ZooKeeperDcs {
         };
         tokio::spawn(run_watch(
             self.inner.settings.clone(),
+            self.inner.ensemble.clone(),
             self.inner.prefix.clone(),
             ttl,
             retry,
