@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod ctl;
 pub mod etcd;
+pub mod exhibitor;
 pub mod proxy;
 pub mod tls;
 pub mod writer;
