@@ -221,6 +221,12 @@ impl EnsembleProvider {
         self.servers.borrow().clone()
     }
 
+    /// Changes of the server list from now on (the current one counts as
+    /// seen).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Vec<String>>> {
+        self.servers.subscribe()
+    }
+
     /// Start the poll loop once (needs a Tokio runtime).
     fn start(self: &Arc<Self>) {
         if self.started.swap(true, Ordering::SeqCst) {

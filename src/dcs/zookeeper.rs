@@ -865,6 +865,17 @@ fn bounded<'a, T: Send + 'a>(
     .boxed()
 }
 
+/// Resolves when Exhibitor gave a new server list; never without
+/// Exhibitor (or once the provider is gone).
+async fn list_changed(lists: &mut Option<tokio::sync::watch::Receiver<Option<Vec<String>>>>) {
+    if let Some(rx) = lists
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
 /// Which [`WatchEvent`] a change of `path` (absolute) is.
 fn event_of(prefix: &str, path: &str) -> WatchEvent {
     let rel = path
@@ -926,8 +937,12 @@ async fn run_watch(
             return;
         }
         let mut states = client.state_watcher();
+        // With Exhibitor: a new server list moves the watch onto it (the
+        // watch session holds no key, so it can be made again at will).
+        let mut lists = ensemble.as_ref().map(|p| p.subscribe());
         loop {
             let (out, broken) = tokio::select! {
+                () = list_changed(&mut lists) => (WatchEvent::Other, true),
                 ev = watcher.changed() => match ev.event_type {
                     // Session states come from the state watcher below.
                     zk::EventType::Session => continue,
