@@ -2,8 +2,10 @@
 //! daemons with an `exhibitor` section pointing at a stand-in Exhibitor
 //! (tests/support/exhibitor.rs) that lists servers 1 and 2 of a 3-server
 //! ensemble bootstrap a primary and a streaming replica. The list then
-//! changes to servers 2 and 3, both daemons log the change, and server 1 is
-//! killed: no failover, no demotion, the leader znode unchanged.
+//! changes to servers 2 and 3: both daemons log the change and move their
+//! session onto it; server 1 is killed: no failover, no demotion, the
+//! leader znode unchanged. Then to server 3 alone: every daemon connection
+//! moves there, the sessions (and the leader znode) kept.
 
 mod support;
 
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::dcs::{Cluster, Dcs, keys};
-use pgpilot::events::EXHIBITOR_SERVERS_CHANGED;
+use pgpilot::events::{EXHIBITOR_SERVERS_CHANGED, EXHIBITOR_SESSION_MOVED};
 use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
 
@@ -92,11 +94,15 @@ async fn exhibitor_list_changes_the_leader_stays() {
     let third = ensemble.members[2].server();
     eventually(
         Duration::from_secs(15),
-        "both daemons log the new list",
+        "both daemons log the new list and move their session onto it",
         || async {
             c.nodes
                 .iter()
-                .all(|n| n.event_count(EXHIBITOR_SERVERS_CHANGED) == 2 && n.log().contains(&third))
+                .all(|n| {
+                    n.event_count(EXHIBITOR_SERVERS_CHANGED) == 2
+                        && n.log().contains(&third)
+                        && n.event_count(EXHIBITOR_SESSION_MOVED) == 1
+                })
                 .then_some(())
         },
     )
@@ -125,6 +131,42 @@ async fn exhibitor_list_changes_the_leader_stays() {
         now.as_ref(),
         Some(&held),
         "server 1 down: the leader key changed"
+    );
+    assert_eq!(c.primary().await, Some(primary));
+
+    // Server 3 alone: the sessions (and the watches) move there; servers
+    // 2 and 3 stay the quorum, so only where the clients are tells.
+    let ex = c.exhibitor.as_ref().expect("exhibitor stand-in");
+    ex.set(&two_three[1..], zk_port);
+    eventually(
+        Duration::from_secs(15),
+        "both sessions moved to server 3",
+        || async {
+            c.nodes
+                .iter()
+                .all(|n| n.event_count(EXHIBITOR_SESSION_MOVED) == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    let ensemble = c.zookeeper_ensemble.as_ref().expect("ensemble");
+    eventually(
+        Duration::from_secs(15),
+        "no daemon connection left on server 2, four on server 3",
+        || async {
+            let on_2 = ensemble.members[1].connections()?;
+            let on_3 = ensemble.members[2].connections()?;
+            // Each count includes the `srvr` query's own connection.
+            (on_2 <= 1 && on_3 > 4).then_some(())
+        },
+    )
+    .await;
+    assert!(writable(&c, primary).await, "the primary refused a write");
+    let now = read(&c).await.and_then(|cl| cl.leader);
+    assert_eq!(
+        now.as_ref(),
+        Some(&held),
+        "the session moved: the leader key changed"
     );
     assert_eq!(c.primary().await, Some(primary));
     eventually(Duration::from_secs(30), "replica still streams", || async {

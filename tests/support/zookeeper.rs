@@ -166,6 +166,15 @@ impl ZkServer {
         format!("{}:{}", self.host_name(), self.port)
     }
 
+    /// Client connections it has open, as `srvr` counts them (the `srvr`
+    /// query's own included); `None` when it does not answer.
+    pub fn connections(&self) -> Option<u32> {
+        four_letters(self.host, self.port, b"srvr")
+            .lines()
+            .find_map(|l| l.strip_prefix("Connections: "))
+            .and_then(|n| n.trim().parse().ok())
+    }
+
     /// The loopback address it serves on, e.g. `127.0.0.2`.
     pub fn host_name(&self) -> String {
         let [a, b, c, d] = self.host;
