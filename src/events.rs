@@ -136,6 +136,16 @@ pub const LEASE_KEEPALIVE_FAILED: &str = "lease_keepalive_failed";
 pub const DCS_SESSION_TIMEOUT_NEGOTIATED: &str = "dcs_session_timeout_negotiated";
 /// A DCS value pgpilot cannot read (another tool wrote it): named, ignored.
 pub const DCS_VALUE_UNREADABLE: &str = "dcs_value_unreadable";
+/// Exhibitor listed other ZooKeeper servers (old and new logged): the
+/// sessions move onto them (docs/dcs.md, "Exhibitor").
+pub const EXHIBITOR_SERVERS_CHANGED: &str = "exhibitor_servers_changed";
+/// No Exhibitor host gave a server list; asked again shortly.
+pub const EXHIBITOR_UNREACHABLE: &str = "exhibitor_unreachable";
+/// The node's ZooKeeper session moved onto Exhibitor's new server list.
+pub const EXHIBITOR_SESSION_MOVED: &str = "exhibitor_session_moved";
+/// The session could not be moved onto the new list: it stays on its old
+/// servers (tried once per list).
+pub const EXHIBITOR_REATTACH_FAILED: &str = "exhibitor_reattach_failed";
 /// The DCS watch broke; the watcher stops and a new one starts.
 pub const WATCH_LOST: &str = "watch_lost";
 /// The DCS watch stream ended.
@@ -477,6 +487,10 @@ pub const ALL: &[&str] = &[
     SESSION_RELEASE_FAILED,
     DCS_SESSION_TIMEOUT_NEGOTIATED,
     DCS_VALUE_UNREADABLE,
+    EXHIBITOR_SERVERS_CHANGED,
+    EXHIBITOR_UNREACHABLE,
+    EXHIBITOR_SESSION_MOVED,
+    EXHIBITOR_REATTACH_FAILED,
     SESSION_FILE_FAILED,
     LEASE_KEEPALIVE_LOST,
     LEASE_KEEPALIVE_FAILED,

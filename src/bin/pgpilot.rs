@@ -26,6 +26,7 @@ use pgpilot::api::server::{ApiContext, serve_tls};
 use pgpilot::config::{Config, ConfigError, DynamicConfig};
 use pgpilot::dcs::Dcs;
 use pgpilot::dcs::etcd::EtcdDcs;
+use pgpilot::dcs::exhibitor::{EnsembleProvider, ExhibitorSettings};
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::logging::{self, LogFormat};
 use pgpilot::messages::config::{ReloadConfig, ReloadError};
@@ -230,11 +231,34 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     };
     // The first DCS section in Patroni's order (docs/configuration.md §4);
     // validation refused a first one pgpilot does not support.
+    let first = cfg.dcs_sections().first().copied();
     let zookeeper = cfg
         .zookeeper
         .as_ref()
-        .filter(|_| cfg.dcs_sections().first() == Some(&"zookeeper"));
-    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(z) = zookeeper {
+        .filter(|_| first == Some("zookeeper"));
+    let exhibitor = cfg
+        .exhibitor
+        .as_ref()
+        .filter(|_| first == Some("exhibitor"));
+    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(x) = exhibitor {
+        // ZooKeeper with the servers Exhibitor lists (docs/dcs.md, "Exhibitor").
+        let settings = ExhibitorSettings::from_config(x)
+            .context("exhibitor.port: Exhibitor's HTTP port is required")?;
+        let exhibitors = settings
+            .hosts
+            .iter()
+            .map(|h| format!("exhibitor http://{h}:{}", settings.port))
+            .collect();
+        let dcs = Arc::new(ZooKeeperDcs::with_exhibitor(
+            ZkSettings::from_config(&x.zookeeper(&[])),
+            EnsembleProvider::new(settings),
+            cfg.cluster_prefix(),
+            cfg.name.clone(),
+            dynamic.timing.ttl,
+            dynamic.timing.retry_timeout,
+        ));
+        (dcs, exhibitors)
+    } else if let Some(z) = zookeeper {
         let dcs = Arc::new(ZooKeeperDcs::new(
             ZkSettings::from_config(z),
             cfg.cluster_prefix(),
@@ -247,7 +271,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         let etcd = cfg
             .etcd3
             .as_ref()
-            .context("no DCS section (etcd3 or zookeeper) in the configuration")?;
+            .context("no DCS section (etcd3, exhibitor or zookeeper) in the configuration")?;
         let credentials = etcd.username.clone().zip(etcd.password.clone());
         let dcs = Arc::new(EtcdDcs::new(
             etcd.endpoints(),

@@ -10,7 +10,7 @@
 //! * `POSTGRESQL_BIN_<binary>`: `postgresql.bin_name.<binary>`;
 //! * `CITUS_GROUP`, `CITUS_DATABASE`: `citus.*`;
 //! * `<SECTION>_<REST>` for the sections restapi, postgresql (also the seed's
-//!   `POSTGRES`), etcd, etcd3, zookeeper, consul, bootstrap, log, ctl, watchdog:
+//!   `POSTGRES`), etcd, etcd3, zookeeper, exhibitor, consul, bootstrap, log, ctl, watchdog:
 //!   `<section>.<rest lower-cased>`;
 //! * `<user>_PASSWORD`, `<user>_OPTIONS`: `bootstrap.users.<user>`.
 //!
@@ -34,6 +34,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("ETCD", "etcd"),
     ("ETCD3", "etcd3"),
     ("ZOOKEEPER", "zookeeper"),
+    ("EXHIBITOR", "exhibitor"),
     ("CONSUL", "consul"),
     ("BOOTSTRAP", "bootstrap"),
     ("LOG", "log"),

@@ -13,6 +13,7 @@ pub mod dynamic;
 pub mod dynamic_file;
 mod env;
 pub mod error;
+pub mod exhibitor;
 pub mod headers;
 mod lines;
 pub mod load;

@@ -148,8 +148,15 @@ const KEYS: &[(&str, Kind)] = &[
     ("zookeeper.verify", Bool),
     ("zookeeper.set_acls", Dict),
     ("zookeeper.auth_data", Dict),
+    // exhibitor
+    ("exhibitor", Map),
+    ("exhibitor.hosts", List),
+    ("exhibitor.port", Int),
+    ("exhibitor.poll_interval", Int),
+    ("exhibitor.use_ssl", Bool),
+    ("exhibitor.set_acls", Dict),
+    ("exhibitor.auth_data", Dict),
     // out-of-scope DCS sections: accepted, not interpreted
-    ("exhibitor", Any),
     ("kubernetes", Any),
     ("raft", Any),
     // bootstrap

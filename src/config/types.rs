@@ -40,10 +40,11 @@ pub struct Config {
     /// `consul` section: parsed, not supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consul: Option<serde_json::Value>,
-    /// Other Patroni DCS sections (`exhibitor`, `kubernetes`, `raft`): parsed
-    /// only so that validation can name them as unsupported.
+    /// `exhibitor` section (docs/configuration.md §4.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exhibitor: Option<serde_json::Value>,
+    pub exhibitor: Option<super::exhibitor::Exhibitor>,
+    /// Other Patroni DCS sections (`kubernetes`, `raft`): parsed only so
+    /// that validation can name them as unsupported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -168,19 +168,21 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
     }
 
     // DCS: the first section in Patroni's order is used; it must be one
-    // pgpilot supports (etcd, ZooKeeper); the others are ignored, as
-    // Patroni ignores them, with a warning that says which and why.
+    // pgpilot supports (etcd, Exhibitor, ZooKeeper); the others are
+    // ignored, as Patroni ignores them, with a warning that says which and
+    // why.
     let dcs = cfg.dcs_sections();
     match dcs.first() {
         None => err(
             "etcd3",
-            "no DCS section: add an `etcd3` (or `etcd`) or a `zookeeper` section".into(),
+            "no DCS section: add an `etcd3` (or `etcd`), `exhibitor` or `zookeeper` section".into(),
         ),
         Some(&used) => {
-            if !matches!(used, "etcd3" | "zookeeper") {
+            if !matches!(used, "etcd3" | "exhibitor" | "zookeeper") {
                 err(
                     used,
-                    "this DCS is not supported yet; use `etcd3` (or `etcd`) or `zookeeper`".into(),
+                    "this DCS is not supported yet; use `etcd3` (or `etcd`), `exhibitor` or `zookeeper`"
+                        .into(),
                 );
             }
             for other in &dcs[1..] {
@@ -197,6 +199,17 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         .filter(|_| dcs.first() == Some(&"zookeeper"))
     {
         let (errors, warns) = z.problems(|h| host_port(h, false));
+        for (key, msg) in errors {
+            err(&key, msg);
+        }
+        warnings.extend(warns);
+    }
+    if let Some(x) = cfg
+        .exhibitor
+        .as_ref()
+        .filter(|_| dcs.first() == Some(&"exhibitor"))
+    {
+        let (errors, warns) = x.problems(|h| host_port(h, false));
         for (key, msg) in errors {
             err(&key, msg);
         }
@@ -626,6 +639,20 @@ pub(crate) mod tests {
         let e = validate(&cfg(&consul)).unwrap_err();
         assert_eq!(keys(&e), ["consul"]);
         assert!(e.to_string().contains("not supported yet"), "{e}");
+        // Exhibitor comes before ZooKeeper in Patroni's order: used, checked.
+        let ex = zk.replace(
+            "zookeeper:\n  hosts: [a:2181]\n",
+            "exhibitor:\n  hosts: [e1]\n  port: 8181\nzookeeper:\n  hosts: [a:2181]\n",
+        );
+        let w = validate(&cfg(&ex)).unwrap();
+        assert_eq!(cfg(&ex).dcs_sections(), ["exhibitor", "zookeeper"]);
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("zookeeper: ignored: `exhibitor` is used")),
+            "{w:?}"
+        );
+        let e = validate(&cfg(&ex.replace("  port: 8181\n", ""))).unwrap_err();
+        assert_eq!(keys(&e), ["exhibitor.port"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod etcd;
 mod etcd_conn;
 mod etcd_view;
+pub mod exhibitor;
 pub mod keys;
 pub mod member;
 pub mod memory;

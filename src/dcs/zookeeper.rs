@@ -15,6 +15,10 @@
 //!   that stat showed.
 //! * The leader key is touched only when its `ephemeralOwner` is a session
 //!   of this process (current, retired at a `ttl` change, or inherited).
+//! * With Exhibitor, the node's sessions are detached (a dropped client
+//!   does not close its session, so that a session can move to a client on
+//!   a new server list) and each is closed by its [`Closer`] instead, once
+//!   nothing holds it, or by `release_session`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +28,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use zookeeper_client as zk;
 
+use super::exhibitor::EnsembleProvider;
 use super::keys;
 use super::version::{Expiry, SessionId, Version};
 use super::{
@@ -59,6 +64,76 @@ struct Session {
     client: zk::Client,
     id: i64,
     timeout: Duration,
+    /// The servers its client was connected with.
+    servers: Vec<String>,
+    /// With Exhibitor: the client is detached (dropping it does not close
+    /// the session, so that the session can move to a client on a new
+    /// list); this closes it once no client of it is left.
+    closer: Option<Arc<Closer>>,
+}
+
+/// Closes a detached session (Exhibitor) when the last [`Session`] holding
+/// it is dropped, unless disarmed: by `release_session`, which closes it
+/// itself and waits. A client re-attached to the session shares it.
+struct Closer {
+    ensemble: Arc<EnsembleProvider>,
+    auth: Vec<(String, String)>,
+    ttl: Duration,
+    info: zk::SessionInfo,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl Closer {
+    /// `true` if it was armed: the caller now closes the session.
+    fn disarm(&self) -> bool {
+        self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if !self.disarm() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(close_detached(
+                self.ensemble.clone(),
+                self.auth.clone(),
+                self.ttl,
+                self.info.clone(),
+            ));
+        }
+    }
+}
+
+/// Close a detached session: attach a closing (not detached) client to it
+/// on the latest list, drop that client (it sends CloseSession) and wait,
+/// within one `ttl`, until it is done. A session already gone is no error.
+async fn close_detached(
+    ensemble: Arc<EnsembleProvider>,
+    auth: Vec<(String, String)>,
+    ttl: Duration,
+    info: zk::SessionInfo,
+) {
+    let Some(servers) = ensemble.latest() else {
+        return;
+    };
+    let mut connector = zk::Client::connector()
+        .with_session(info)
+        .with_session_timeout(ttl);
+    for (scheme, cred) in &auth {
+        connector = connector.with_auth(scheme, cred.as_bytes());
+    }
+    let close = async {
+        if let Ok(client) = connector.connect(&servers.join(",")).await {
+            let mut w = client.state_watcher();
+            drop(client);
+            while !w.peek_state().is_terminated() {
+                w.changed().await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(ttl, close).await;
 }
 
 impl Session {
@@ -95,6 +170,9 @@ struct State {
     lost: Vec<i64>,
     /// `(requested, granted)` last logged, so that a difference is logged once.
     logged_timeout: Option<(Duration, Duration)>,
+    /// With Exhibitor: the last server list a live session was tried on
+    /// (re-attached once per new list; a failure leaves it on its old one).
+    reattach_tried: Option<Vec<String>>,
     /// A leader create was given up on (no answer within `retry_timeout`):
     /// it may still take effect. ZooKeeper cannot cancel a sent request, so
     /// the next acquisition deletes a key it finds on the current session
@@ -109,6 +187,11 @@ struct Timing {
 
 struct Inner {
     settings: ZkSettings,
+    /// With `exhibitor`: where the servers come from (`settings.servers`
+    /// is then unused). Each new session, and each new watch session, is
+    /// made on the latest list; a live one is moved onto it (docs/dcs.md,
+    /// "Exhibitor").
+    ensemble: Option<Arc<EnsembleProvider>>,
     prefix: String,
     name: String,
     timing: Mutex<Timing>,
@@ -219,9 +302,35 @@ impl ZooKeeperDcs {
         ttl: Duration,
         retry_timeout: Duration,
     ) -> ZooKeeperDcs {
+        ZooKeeperDcs::build(settings, None, prefix, name, ttl, retry_timeout)
+    }
+
+    /// As [`ZooKeeperDcs::new`], the servers taken from Exhibitor instead
+    /// of `settings.servers` (docs/dcs.md, "Exhibitor"). Contacts nothing
+    /// either: the first call needing a session starts the polling.
+    pub fn with_exhibitor(
+        settings: ZkSettings,
+        ensemble: Arc<EnsembleProvider>,
+        prefix: String,
+        name: String,
+        ttl: Duration,
+        retry_timeout: Duration,
+    ) -> ZooKeeperDcs {
+        ZooKeeperDcs::build(settings, Some(ensemble), prefix, name, ttl, retry_timeout)
+    }
+
+    fn build(
+        settings: ZkSettings,
+        ensemble: Option<Arc<EnsembleProvider>>,
+        prefix: String,
+        name: String,
+        ttl: Duration,
+        retry_timeout: Duration,
+    ) -> ZooKeeperDcs {
         ZooKeeperDcs {
             inner: Arc::new(Inner {
                 settings,
+                ensemble,
                 prefix,
                 name,
                 timing: Mutex::new(Timing { ttl, retry_timeout }),
@@ -272,21 +381,43 @@ impl Inner {
             || st.lost.contains(&owner)
     }
 
-    /// The session, made if there is none.
+    /// The session, made if there is none. With Exhibitor, a live session
+    /// made on another list than the latest is moved onto it first.
     async fn session(&self) -> DcsResult<Session> {
         if let Some(s) = self.current() {
-            return Ok(s);
+            match self.moved_list(&s) {
+                None => return Ok(s),
+                Some(new) => return Ok(self.reattach(s, new).await),
+            }
         }
         let _one = self.connecting.lock().await;
         if let Some(s) = self.current() {
             return Ok(s);
         }
         let ttl = lock(&self.timing).ttl;
-        let client = connect(&self.settings, ttl).await?;
+        let servers = servers_of(
+            &self.settings,
+            self.ensemble.as_ref(),
+            self.retry_timeout() / 2,
+        )
+        .await?;
+        let detached = self.ensemble.is_some();
+        let client = connect(&self.settings, &servers, ttl, None, detached).await?;
+        let closer = self.ensemble.as_ref().map(|e| {
+            Arc::new(Closer {
+                ensemble: e.clone(),
+                auth: self.settings.auth.clone(),
+                ttl,
+                info: client.session().clone(),
+                armed: std::sync::atomic::AtomicBool::new(true),
+            })
+        });
         let s = Session {
             id: client.session_id().0,
             timeout: client.session_timeout(),
             client,
+            servers,
+            closer,
         };
         let mut st = lock(&self.state);
         if first_report_of_granted(&mut st.logged_timeout, ttl, s.timeout) {
@@ -299,6 +430,65 @@ impl Inner {
         }
         st.current = Some(s.clone());
         Ok(s)
+    }
+
+    /// With Exhibitor: the latest list, if `s` was made on another one and
+    /// has not been tried on it yet.
+    fn moved_list(&self, s: &Session) -> Option<Vec<String>> {
+        let latest = self.ensemble.as_ref()?.latest()?;
+        if latest == s.servers || lock(&self.state).reattach_tried.as_ref() == Some(&latest) {
+            return None;
+        }
+        Some(latest)
+    }
+
+    /// Move the live session `s` onto `servers` (kazoo's `set_hosts`, done
+    /// at once): a detached client attached to the same session on the new
+    /// list replaces the old one, which is then dropped without closing
+    /// the session. The ephemeral keys stay, being the session's. Tried
+    /// once per list, within `retry_timeout / 2`; on failure the session
+    /// goes on with its old client.
+    async fn reattach(&self, s: Session, servers: Vec<String>) -> Session {
+        let _one = self.connecting.lock().await;
+        lock(&self.state).reattach_tried = Some(servers.clone());
+        let ttl = lock(&self.timing).ttl;
+        let attempt = tokio::time::timeout(
+            self.retry_timeout() / 2,
+            connect(
+                &self.settings,
+                &servers,
+                ttl,
+                Some(s.client.session().clone()),
+                true,
+            ),
+        )
+        .await;
+        let client = match attempt {
+            Ok(Ok(c)) if c.session_id().0 == s.id => c,
+            Ok(Ok(_)) => return s,
+            Ok(Err(e)) => {
+                tracing::warn!(event = crate::events::EXHIBITOR_REATTACH_FAILED, session = format_args!("{:#x}", s.id), servers = %servers.join(","), error = %e, "the session stays on its servers");
+                return s;
+            }
+            Err(_) => {
+                tracing::warn!(event = crate::events::EXHIBITOR_REATTACH_FAILED, session = format_args!("{:#x}", s.id), servers = %servers.join(","), error = "no answer", "the session stays on its servers");
+                return s;
+            }
+        };
+        let moved = Session {
+            id: s.id,
+            timeout: client.session_timeout(),
+            client,
+            servers,
+            closer: s.closer.clone(),
+        };
+        let mut st = lock(&self.state);
+        if st.current.as_ref().is_some_and(|c| c.id == s.id) {
+            st.current = Some(moved.clone());
+        }
+        drop(st);
+        tracing::info!(event = crate::events::EXHIBITOR_SESSION_MOVED, session = format_args!("{:#x}", moved.id), servers = %moved.servers.join(","), "the session moved to the new ZooKeeper servers");
+        moved
     }
 
     /// Create `path` (and any missing parent, persistent).
@@ -763,27 +953,67 @@ impl Inner {
         };
         let mut watchers: Vec<zk::StateWatcher> =
             sessions.iter().map(|s| s.client.state_watcher()).collect();
+        // Detached sessions (Exhibitor) are closed here, not by the drop.
+        let closers: Vec<Arc<Closer>> = sessions
+            .iter()
+            .filter_map(|s| s.closer.clone())
+            .filter(|c| c.disarm())
+            .collect();
         drop(sessions);
         for w in &mut watchers {
             while !w.peek_state().is_terminated() {
                 w.changed().await;
             }
         }
+        for c in closers {
+            close_detached(c.ensemble.clone(), c.auth.clone(), c.ttl, c.info.clone()).await;
+        }
         Ok(())
     }
 }
 
-/// A new session of `ttl` with the ensemble, credentials added.
-async fn connect(settings: &ZkSettings, ttl: Duration) -> DcsResult<zk::Client> {
-    if settings.servers.is_empty() {
+/// The servers a new session is made on: the configured ones, or the
+/// latest list Exhibitor gave (waiting up to `wait` for the first; none by
+/// then is `Unreachable`, so that the daemon goes on without the DCS).
+async fn servers_of(
+    settings: &ZkSettings,
+    ensemble: Option<&Arc<EnsembleProvider>>,
+    wait: Duration,
+) -> DcsResult<Vec<String>> {
+    match ensemble {
+        None => Ok(settings.servers.clone()),
+        Some(p) => p
+            .servers(wait)
+            .await
+            .map_err(|e| DcsError::Unreachable(format!("exhibitor: {e}"))),
+    }
+}
+
+/// A new session of `ttl` with `servers`, credentials added; or, given
+/// `session`, a client attached to that live session. `detached`: dropping
+/// the client does not close the session.
+async fn connect(
+    settings: &ZkSettings,
+    servers: &[String],
+    ttl: Duration,
+    session: Option<zk::SessionInfo>,
+    detached: bool,
+) -> DcsResult<zk::Client> {
+    if servers.is_empty() {
         return Err(DcsError::Other("zookeeper: no servers configured".into()));
     }
     let mut connector = zk::Client::connector().with_session_timeout(ttl);
+    if let Some(info) = session {
+        connector = connector.with_session(info);
+    }
+    if detached {
+        connector = connector.with_detached();
+    }
     for (scheme, cred) in &settings.auth {
         connector = connector.with_auth(scheme, cred.as_bytes());
     }
     connector
-        .connect(&settings.servers.join(","))
+        .connect(&servers.join(","))
         .await
         .map_err(|e| classify("connect", e))
 }
@@ -806,6 +1036,17 @@ fn bounded<'a, T: Send + 'a>(
     .boxed()
 }
 
+/// Resolves when Exhibitor gave a new server list; never without
+/// Exhibitor (or once the provider is gone).
+async fn list_changed(lists: &mut Option<tokio::sync::watch::Receiver<Option<Vec<String>>>>) {
+    if let Some(rx) = lists
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
 /// Which [`WatchEvent`] a change of `path` (absolute) is.
 fn event_of(prefix: &str, path: &str) -> WatchEvent {
     let rel = path
@@ -825,6 +1066,7 @@ fn event_of(prefix: &str, path: &str) -> WatchEvent {
 /// made again (after a `Lost`) whenever the session breaks.
 async fn run_watch(
     settings: ZkSettings,
+    ensemble: Option<Arc<EnsembleProvider>>,
     prefix: String,
     ttl: Duration,
     retry: Duration,
@@ -832,7 +1074,8 @@ async fn run_watch(
 ) {
     loop {
         let attempt = async {
-            let client = connect(&settings, ttl).await?;
+            let servers = servers_of(&settings, ensemble.as_ref(), retry / 2).await?;
+            let client = connect(&settings, &servers, ttl, None, false).await?;
             let watcher = client
                 .watch(&prefix, zk::AddWatchMode::PersistentRecursive)
                 .await
@@ -865,8 +1108,12 @@ async fn run_watch(
             return;
         }
         let mut states = client.state_watcher();
+        // With Exhibitor: a new server list moves the watch onto it (the
+        // watch session holds no key, so it can be made again at will).
+        let mut lists = ensemble.as_ref().map(|p| p.subscribe());
         loop {
             let (out, broken) = tokio::select! {
+                () = list_changed(&mut lists) => (WatchEvent::Other, true),
                 ev = watcher.changed() => match ev.event_type {
                     // Session states come from the state watcher below.
                     zk::EventType::Session => continue,
@@ -1064,6 +1311,7 @@ impl Dcs for ZooKeeperDcs {
         };
         tokio::spawn(run_watch(
             self.inner.settings.clone(),
+            self.inner.ensemble.clone(),
             self.inner.prefix.clone(),
             ttl,
             retry,

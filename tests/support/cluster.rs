@@ -19,6 +19,7 @@ use nix::unistd::{Gid, Pid, Uid, User, chown};
 use serde_json::Value;
 
 use super::etcd::EtcdServer;
+use super::exhibitor::ExhibitorServer;
 use super::free_port;
 use super::proxy::TcpProxy;
 use super::zookeeper::{ZkEnsemble, ZkServer};
@@ -84,6 +85,12 @@ pub struct ClusterOptions {
     /// tests/support/consul_emulator a test started, or a real agent)
     /// instead of etcd: their YAML has a `consul` section.
     pub consul: Option<String>,
+    /// With `zookeeper` and `zookeeper_ensemble`: the ensemble's members
+    /// serve on 127.0.0.1-3 (one client port), and the nodes find them
+    /// through an `exhibitor` section pointing at
+    /// [`TestCluster::exhibitor`], which lists members 1 and 2 at first
+    /// (`poll_interval: 1`).
+    pub exhibitor: bool,
 }
 
 /// Passwords of the roles the Patroni-shaped configuration creates.
@@ -216,6 +223,8 @@ pub struct TestCluster {
     pub zookeeper: Option<ZkServer>,
     /// With [`ClusterOptions::zookeeper_ensemble`]: the store the nodes use.
     pub zookeeper_ensemble: Option<ZkEnsemble>,
+    /// With [`ClusterOptions::exhibitor`]: the Exhibitor stand-in the nodes ask.
+    pub exhibitor: Option<ExhibitorServer>,
     pub root: PathBuf,
     pub scope: String,
     pub nodes: Vec<Node>,
@@ -273,12 +282,24 @@ impl TestCluster {
         let zookeeper = (opts.zookeeper && !opts.zookeeper_ensemble).then(|| ZkServer::start(500));
         let zookeeper_ensemble = (opts.zookeeper && opts.zookeeper_ensemble).then(|| {
             assert!(!opts.dcs_proxies, "no DCS proxies with an ensemble");
-            ZkEnsemble::start(3, 500)
+            if opts.exhibitor {
+                ZkEnsemble::start_on_loopbacks(3, 500)
+            } else {
+                ZkEnsemble::start(3, 500)
+            }
         });
+        let exhibitor = zookeeper_ensemble
+            .as_ref()
+            .filter(|_| opts.exhibitor)
+            .map(|e| {
+                let hosts: Vec<String> = e.members[..2].iter().map(ZkServer::host_name).collect();
+                ExhibitorServer::start(&hosts, e.members[0].port())
+            });
         let mut c = TestCluster {
             etcd,
             zookeeper,
             zookeeper_ensemble,
+            exhibitor,
             root,
             scope,
             nodes: Vec::new(),
@@ -344,6 +365,19 @@ impl TestCluster {
                 &format!("consul:\n  host: {etcd_hosts}\n"),
             );
             assert!(yaml.contains("consul:\n"), "no etcd3 section to swap");
+        }
+        if let Some(x) = &self.exhibitor {
+            yaml = yaml.replace(
+                &format!("zookeeper:\n  hosts: [{etcd_hosts}]\n"),
+                &format!(
+                    "exhibitor:\n  hosts: [127.0.0.1]\n  port: {}\n  poll_interval: 1\n",
+                    x.port()
+                ),
+            );
+            assert!(
+                yaml.contains("exhibitor:\n"),
+                "no zookeeper section to swap"
+            );
         }
         for (k, v) in extra {
             yaml.push_str(&format!("{k}: {v}\n"));

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod consul_emulator;
 pub mod ctl;
 pub mod etcd;
+pub mod exhibitor;
 pub mod proxy;
 pub mod tls;
 pub mod writer;

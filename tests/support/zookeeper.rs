@@ -25,6 +25,9 @@ const JAR: &str = "/usr/share/java/zookeeper.jar";
 
 pub struct ZkServer {
     dir: PathBuf,
+    /// The loopback address it serves clients on (127.0.0.1 unless the
+    /// ensemble was started with [`ZkEnsemble::start_on_loopbacks`]).
+    host: [u8; 4],
     port: u16,
     child: Option<Child>,
     /// A member of an ensemble: ready once it serves as leader or follower.
@@ -45,8 +48,8 @@ fn unique_dir() -> PathBuf {
 }
 
 /// A four-letter-word command's answer ("" when none).
-fn four_letters(port: u16, cmd: &[u8]) -> String {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+fn four_letters(host: [u8; 4], port: u16, cmd: &[u8]) -> String {
+    let addr = SocketAddr::from((host, port));
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return String::new();
     };
@@ -61,12 +64,12 @@ fn four_letters(port: u16, cmd: &[u8]) -> String {
 
 /// A standalone server answers `imok`; a member of an ensemble serves once
 /// `srvr` shows its mode (leader or follower: the quorum is up).
-fn ready(port: u16, in_ensemble: bool) -> bool {
+fn ready(host: [u8; 4], port: u16, in_ensemble: bool) -> bool {
     if in_ensemble {
-        let srvr = four_letters(port, b"srvr");
+        let srvr = four_letters(host, port, b"srvr");
         srvr.contains("Mode: leader") || srvr.contains("Mode: follower")
     } else {
-        four_letters(port, b"ruok") == "imok"
+        four_letters(host, port, b"ruok") == "imok"
     }
 }
 
@@ -91,6 +94,7 @@ impl ZkServer {
             std::fs::write(dir.join("zoo.cfg"), cfg).expect("write zoo.cfg");
             let mut s = ZkServer {
                 dir,
+                host: [127, 0, 0, 1],
                 port,
                 child: None,
                 in_ensemble: false,
@@ -135,7 +139,7 @@ impl ZkServer {
     fn wait(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
-            if ready(self.port, self.in_ensemble) {
+            if ready(self.host, self.port, self.in_ensemble) {
                 return Ok(());
             }
             if let Some(st) = self
@@ -157,9 +161,24 @@ impl ZkServer {
         }
     }
 
-    /// `127.0.0.1:<port>`, as the `zookeeper.hosts` setting names it.
+    /// `<address>:<port>`, as the `zookeeper.hosts` setting names it.
     pub fn server(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host_name(), self.port)
+    }
+
+    /// Client connections it has open, as `srvr` counts them (the `srvr`
+    /// query's own included); `None` when it does not answer.
+    pub fn connections(&self) -> Option<u32> {
+        four_letters(self.host, self.port, b"srvr")
+            .lines()
+            .find_map(|l| l.strip_prefix("Connections: "))
+            .and_then(|n| n.trim().parse().ok())
+    }
+
+    /// The loopback address it serves on, e.g. `127.0.0.2`.
+    pub fn host_name(&self) -> String {
+        let [a, b, c, d] = self.host;
+        format!("{a}.{b}.{c}.{d}")
     }
 
     pub fn port(&self) -> u16 {
@@ -221,17 +240,46 @@ pub struct ZkEnsemble {
 
 impl ZkEnsemble {
     pub fn start(n: usize, tick_ms: u64) -> ZkEnsemble {
+        ZkEnsemble::start_with(n, tick_ms, false)
+    }
+
+    /// An ensemble whose member `i` serves on `127.0.0.<i+1>`, every member
+    /// on the same client port: the shape Exhibitor describes (host names
+    /// and one port), which members on one address cannot have.
+    pub fn start_on_loopbacks(n: usize, tick_ms: u64) -> ZkEnsemble {
+        ZkEnsemble::start_with(n, tick_ms, true)
+    }
+
+    fn start_with(n: usize, tick_ms: u64, own_addresses: bool) -> ZkEnsemble {
         assert!(
             Path::new(JAR).exists(),
             "{JAR} missing: install Debian's `zookeeper` package (scripts/lib.sh ensure_packages)"
         );
+        let shared_client = free_port();
+        let host = |i: usize| -> [u8; 4] {
+            if own_addresses {
+                [127, 0, 0, u8::try_from(i + 1).expect("a few members")]
+            } else {
+                [127, 0, 0, 1]
+            }
+        };
         let ports: Vec<(u16, u16, u16)> = (0..n)
-            .map(|_| (free_port(), free_port(), free_port()))
+            .map(|_| {
+                let client = if own_addresses {
+                    shared_client
+                } else {
+                    free_port()
+                };
+                (client, free_port(), free_port())
+            })
             .collect();
         let quorum: String = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer, elect))| format!("server.{}=127.0.0.1:{peer}:{elect}\n", i + 1))
+            .map(|(i, (_, peer, elect))| {
+                let [a, b, c, d] = host(i);
+                format!("server.{}={a}.{b}.{c}.{d}:{peer}:{elect}\n", i + 1)
+            })
             .collect();
         let mut members: Vec<ZkServer> = ports
             .iter()
@@ -240,15 +288,17 @@ impl ZkEnsemble {
                 let dir = unique_dir();
                 std::fs::create_dir_all(dir.join("data")).expect("create zookeeper temp dir");
                 std::fs::write(dir.join("data/myid"), format!("{}\n", i + 1)).expect("myid");
+                let [a, b, c, d] = host(i);
                 let cfg = format!(
                     "tickTime={tick_ms}\ninitLimit=20\nsyncLimit=10\ndataDir={}\n\
-                     clientPort={client}\nclientPortAddress=127.0.0.1\n\
+                     clientPort={client}\nclientPortAddress={a}.{b}.{c}.{d}\n\
                      admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n{quorum}",
                     dir.join("data").display()
                 );
                 std::fs::write(dir.join("zoo.cfg"), cfg).expect("write zoo.cfg");
                 ZkServer {
                     dir,
+                    host: host(i),
                     port: *client,
                     child: None,
                     in_ensemble: true,
@@ -266,7 +316,7 @@ impl ZkEnsemble {
         ZkEnsemble { members }
     }
 
-    /// Every member's `127.0.0.1:<port>`.
+    /// Every member's `<address>:<port>`.
     pub fn servers(&self) -> Vec<String> {
         self.members.iter().map(ZkServer::server).collect()
     }

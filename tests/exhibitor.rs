@@ -1,0 +1,176 @@
+//! ZooKeeper found through Exhibitor (docs/dcs.md, "Exhibitor"): two
+//! daemons with an `exhibitor` section pointing at a stand-in Exhibitor
+//! (tests/support/exhibitor.rs) that lists servers 1 and 2 of a 3-server
+//! ensemble bootstrap a primary and a streaming replica. The list then
+//! changes to servers 2 and 3: both daemons log the change and move their
+//! session onto it; server 1 is killed: no failover, no demotion, the
+//! leader znode unchanged. Then to server 3 alone: every daemon connection
+//! moves there, the sessions (and the leader znode) kept.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
+use pgpilot::dcs::{Cluster, Dcs, keys};
+use pgpilot::events::{EXHIBITOR_SERVERS_CHANGED, EXHIBITOR_SESSION_MOVED};
+use support::cluster::{ClusterOptions, TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(90);
+
+/// The cluster as a fresh read of the ensemble (every member) shows it.
+async fn read(c: &TestCluster) -> Option<Cluster> {
+    let servers = c.zookeeper_ensemble.as_ref()?.servers();
+    let reader = ZooKeeperDcs::new(
+        ZkSettings {
+            servers,
+            acls: Vec::new(),
+            auth: Vec::new(),
+        },
+        keys::cluster_prefix("/it/", &c.scope),
+        "test-reader".into(),
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    );
+    let cl = reader.load_cluster_fresh().await.ok();
+    let _ = reader.release_session().await;
+    cl
+}
+
+async fn writable(c: &TestCluster, i: usize) -> bool {
+    let Ok(client) = c.sql(i).await else {
+        return false;
+    };
+    client
+        .execute("CREATE TABLE IF NOT EXISTS ex_t(v int)", &[])
+        .await
+        .is_ok()
+        && client
+            .execute("INSERT INTO ex_t VALUES (1)", &[])
+            .await
+            .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhibitor_list_changes_the_leader_stays() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        zookeeper_ensemble: true,
+        exhibitor: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let other = 1 - primary;
+    eventually(Duration::from_secs(30), "replica streams", || async {
+        c.is_streaming_replica(other).await.then_some(())
+    })
+    .await;
+    let held = read(&c).await.and_then(|cl| cl.leader).expect("leader key");
+    assert_eq!(held.name, c.nodes[primary].name);
+    let ex = c.exhibitor.as_ref().expect("exhibitor stand-in");
+    assert!(ex.requests() > 0, "the daemons never asked Exhibitor");
+    for n in &c.nodes {
+        assert_eq!(
+            n.event_count(EXHIBITOR_SERVERS_CHANGED),
+            1,
+            "{}: the first list is logged once",
+            n.name
+        );
+    }
+
+    // Servers 2 and 3 from now on; each daemon polls every second.
+    let ensemble = c.zookeeper_ensemble.as_ref().expect("ensemble");
+    let (zk_port, two_three): (u16, Vec<String>) = (
+        ensemble.members[0].port(),
+        ensemble.members[1..]
+            .iter()
+            .map(|m| m.host_name())
+            .collect(),
+    );
+    ex.set(&two_three, zk_port);
+    let third = ensemble.members[2].server();
+    eventually(
+        Duration::from_secs(15),
+        "both daemons log the new list and move their session onto it",
+        || async {
+            c.nodes
+                .iter()
+                .all(|n| {
+                    n.event_count(EXHIBITOR_SERVERS_CHANGED) == 2
+                        && n.log().contains(&third)
+                        && n.event_count(EXHIBITOR_SESSION_MOVED) == 1
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Server 1, on the first list only, killed for 2×ttl: the sessions
+    // move to server 2 (or are made on the new list), the primary stays.
+    c.zookeeper_ensemble.as_mut().expect("ensemble").members[0].kill();
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let down_at = Instant::now();
+    while down_at.elapsed() < 2 * ttl {
+        assert!(
+            writable(&c, primary).await,
+            "server 1 down {:?}: the primary refused a write",
+            down_at.elapsed()
+        );
+        assert!(
+            !writable(&c, other).await,
+            "server 1 down: the replica took a write"
+        );
+        // Poll interval; the server's absence (2×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let now = read(&c).await.and_then(|cl| cl.leader);
+    assert_eq!(
+        now.as_ref(),
+        Some(&held),
+        "server 1 down: the leader key changed"
+    );
+    assert_eq!(c.primary().await, Some(primary));
+
+    // Server 3 alone: the sessions (and the watches) move there; servers
+    // 2 and 3 stay the quorum, so only where the clients are tells.
+    let ex = c.exhibitor.as_ref().expect("exhibitor stand-in");
+    ex.set(&two_three[1..], zk_port);
+    eventually(
+        Duration::from_secs(15),
+        "both sessions moved to server 3",
+        || async {
+            c.nodes
+                .iter()
+                .all(|n| n.event_count(EXHIBITOR_SESSION_MOVED) == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    let ensemble = c.zookeeper_ensemble.as_ref().expect("ensemble");
+    eventually(
+        Duration::from_secs(15),
+        "no daemon connection left on server 2, four on server 3",
+        || async {
+            let on_2 = ensemble.members[1].connections()?;
+            let on_3 = ensemble.members[2].connections()?;
+            // Each count includes the `srvr` query's own connection.
+            (on_2 <= 1 && on_3 > 4).then_some(())
+        },
+    )
+    .await;
+    assert!(writable(&c, primary).await, "the primary refused a write");
+    let now = read(&c).await.and_then(|cl| cl.leader);
+    assert_eq!(
+        now.as_ref(),
+        Some(&held),
+        "the session moved: the leader key changed"
+    );
+    assert_eq!(c.primary().await, Some(primary));
+    eventually(Duration::from_secs(30), "replica still streams", || async {
+        c.is_streaming_replica(other).await.then_some(())
+    })
+    .await;
+}
