@@ -225,16 +225,17 @@ fn targets(directives: &str) -> Targets {
         .map(str::trim)
         .filter(|d| !d.is_empty())
         .filter_map(|d| d.parse::<Targets>().ok())
-        .fold(
-            Targets::new().with_default(LevelFilter::ERROR),
-            |acc, t| {
-                let acc = match t.default_level() {
-                    Some(l) => acc.with_default(l),
-                    None => acc,
-                };
-                acc.with_targets(t.iter().map(|(name, l)| (name.to_owned(), l)).collect::<Vec<_>>())
-            },
-        )
+        .fold(Targets::new().with_default(LevelFilter::ERROR), |acc, t| {
+            let acc = match t.default_level() {
+                Some(l) => acc.with_default(l),
+                None => acc,
+            };
+            acc.with_targets(
+                t.iter()
+                    .map(|(name, l)| (name.to_owned(), l))
+                    .collect::<Vec<_>>(),
+            )
+        })
 }
 
 /// Install the global subscriber for the `log` section. `kind` is the
