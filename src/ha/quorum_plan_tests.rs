@@ -389,3 +389,27 @@ fn switching_back_to_priority_mode_empties_the_key_first() {
         vec![qwrite(&[], 0), set("b")]
     );
 }
+
+#[test]
+fn a_peer_without_postgresql_running_is_no_vote() {
+    let c = cluster(None, Some(&qkey("a", &["b", "c"], 1)));
+    let mut l = local("b", Some(PgRole::Replica), quorum());
+    let mut down = peer("c", PgRole::Replica, 0);
+    if let Some(r) = down.reply.as_mut() {
+        r.running = false;
+        r.lsn = None;
+    }
+    l.peers = vec![down];
+    assert!(run(c, &l).actions.is_empty());
+}
+
+#[test]
+fn two_nodes_the_only_voter_needs_no_other_vote() {
+    // ANY 1 (b), quorum 0: b has every acknowledged commit.
+    let c = cluster(None, Some(&qkey("a", &["b"], 0)));
+    let l = local("b", Some(PgRole::Replica), quorum());
+    assert_eq!(run(c.clone(), &l).actions, vec![Action::AcquireLock]);
+    // A member the key does not list still needs one vote.
+    let l = local("c", Some(PgRole::Replica), quorum());
+    assert!(run(c, &l).actions.is_empty());
+}
