@@ -102,6 +102,9 @@ impl EtcdServer {
             .args(["--initial-advertise-peer-urls", &peer])
             .arg(format!("--initial-cluster=t={peer}"))
             .args(["--initial-cluster-state", "new"])
+            // The v2 keys API too, for the etcd v2 backend's tests (etcd
+            // 3.4 serves it only when asked; v3 clients are unaffected).
+            .arg("--enable-v2=true")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
