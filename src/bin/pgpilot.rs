@@ -234,7 +234,20 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .zookeeper
         .as_ref()
         .filter(|_| cfg.dcs_sections().first() == Some(&"zookeeper"));
-    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(z) = zookeeper {
+    let etcd2 = cfg
+        .etcd
+        .as_ref()
+        .filter(|_| cfg.dcs_sections().first() == Some(&"etcd"));
+    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(e) = etcd2 {
+        let dcs = Arc::new(pgpilot::dcs::etcd2::Etcd2Dcs::new(
+            e.endpoints(),
+            cfg.cluster_prefix(),
+            cfg.name.clone(),
+            dynamic.timing.ttl,
+            dynamic.timing.retry_timeout,
+        ));
+        (dcs, e.endpoints())
+    } else if let Some(z) = zookeeper {
         let dcs = Arc::new(ZooKeeperDcs::new(
             ZkSettings::from_config(z),
             cfg.cluster_prefix(),
@@ -247,7 +260,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         let etcd = cfg
             .etcd3
             .as_ref()
-            .context("no DCS section (etcd3 or zookeeper) in the configuration")?;
+            .context("no DCS section (etcd3, etcd or zookeeper) in the configuration")?;
         let credentials = etcd.username.clone().zip(etcd.password.clone());
         let dcs = Arc::new(EtcdDcs::new(
             etcd.endpoints(),
@@ -259,7 +272,10 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         ));
         (dcs, etcd.endpoints())
     };
-    info!(event = pgpilot::events::STARTING, name = %cfg.name, scope = %cfg.scope, dcs = ?servers, api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
+    // Which section is used: the first in Patroni's order; validation
+    // warned about any other one present.
+    let section = cfg.dcs_sections().first().copied().unwrap_or("etcd3");
+    info!(event = pgpilot::events::STARTING, name = %cfg.name, scope = %cfg.scope, dcs_section = section, dcs = ?servers, api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
     refuse_a_running_namesake(&cfg, dcs.as_ref()).await?;
 
     let cfg = Arc::new(cfg);
