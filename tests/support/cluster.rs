@@ -80,6 +80,9 @@ pub struct ClusterOptions {
     /// ([`TestCluster::zookeeper_ensemble`]) instead of one server; the
     /// nodes know every member (no `dcs_proxies` then).
     pub zookeeper_ensemble: bool,
+    /// The nodes use etcd's v2 API: their YAML has Patroni's `etcd`
+    /// section instead of `etcd3` (the test etcd serves both).
+    pub etcd2: bool,
 }
 
 /// Passwords of the roles the Patroni-shaped configuration creates.
@@ -212,6 +215,8 @@ pub struct TestCluster {
     pub zookeeper: Option<ZkServer>,
     /// With [`ClusterOptions::zookeeper_ensemble`]: the store the nodes use.
     pub zookeeper_ensemble: Option<ZkEnsemble>,
+    /// [`ClusterOptions::etcd2`].
+    pub etcd2: bool,
     pub root: PathBuf,
     pub scope: String,
     pub nodes: Vec<Node>,
@@ -280,6 +285,7 @@ impl TestCluster {
             extra_dcs: opts.extra_dcs,
             shape: opts.shape,
             dcs_proxies: opts.dcs_proxies,
+            etcd2: opts.etcd2,
             bin,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -329,6 +335,12 @@ impl TestCluster {
                 &format!("zookeeper:\n  hosts: [{etcd_hosts}]\n"),
             );
             assert!(yaml.contains("zookeeper:\n"), "no etcd3 section to swap");
+        } else if self.etcd2 {
+            yaml = yaml.replace(
+                &format!("etcd3:\n  hosts: {etcd_hosts}\n"),
+                &format!("etcd:\n  hosts: {etcd_hosts}\n"),
+            );
+            assert!(yaml.contains("\netcd:\n"), "no etcd3 section to swap");
         }
         for (k, v) in extra {
             yaml.push_str(&format!("{k}: {v}\n"));
