@@ -64,6 +64,30 @@ ensure_patronictl() {
         "patroni[etcd3,zookeeper]==$PATRONI_VERSION" psycopg2-binary
 }
 
+# Patroni's own daemon for the postgres user (tests/etcd2_cluster.rs runs a mixed Patroni +
+# pgpilot cluster; its etcd3 extra brings python-etcd, the v2 client). It starts PostgreSQL
+# from a child that multiprocessing re-executes with the venv's interpreter, which must be
+# executable by that user: the patronictl venv may be built on a python under /root (pyenv),
+# so the daemon may need a venv of its own on Debian's python3. Sets PATRONI.
+PATRONI_DAEMON_VENV=/opt/patroni-daemon
+ensure_patroni_daemon() {
+    local venv
+    for venv in "$PATRONI_VENV" "$PATRONI_DAEMON_VENV"; do
+        # Through a shell: the check must exec the interpreter as the user itself.
+        if "${AS_PG_USER[@]}" sh -c '"$0" --version' "$venv/bin/patroni" 2>/dev/null |
+            grep -qx "patroni $PATRONI_VERSION" &&
+            "$venv/bin/python" -c 'import etcd' 2>/dev/null; then
+            PATRONI=$venv/bin/patroni
+            return 0
+        fi
+    done
+    log "installing Patroni $PATRONI_VERSION for the postgres user into $PATRONI_DAEMON_VENV"
+    /usr/bin/python3 -m venv "$PATRONI_DAEMON_VENV"
+    "$PATRONI_DAEMON_VENV/bin/pip" install -q --disable-pip-version-check \
+        "patroni[etcd3]==$PATRONI_VERSION" psycopg2-binary
+    PATRONI=$PATRONI_DAEMON_VENV/bin/patroni
+}
+
 # Prefix that runs a command as the unprivileged user PostgreSQL needs when
 # we are root. setpriv execs the command itself (no wrapper process), so `$!`
 # is the daemon's own pid and signals reach it.

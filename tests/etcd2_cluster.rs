@@ -268,3 +268,128 @@ async fn bootstrap_switchover_and_kill_9_failover_on_etcd_v2() {
         "no rewind in the log:\n{log}"
     );
 }
+
+/// A mixed cluster on etcd v2: pgpilot bootstraps, Patroni 4.1.5's own
+/// daemon (its `etcd:` section, python-etcd) joins as a replica beside a
+/// second pgpilot node; a switchover hands the leader key to Patroni,
+/// whose key the pgpilot nodes follow; Patroni killed (kill -9 of its
+/// daemon and postmaster), its leader key lapses and a pgpilot node takes
+/// over. Timing at Patroni's minimums (`ttl` 20, `retry_timeout` 3), which
+/// both daemons then run with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_patroni_and_pgpilot_cluster_on_etcd_v2() {
+    let opts = ClusterOptions {
+        etcd2: true,
+        shape: support::cluster::Shape::PatroniSample,
+        ..ClusterOptions::default()
+    };
+    let timing = Timing {
+        ttl: 20,
+        loop_wait: 2,
+        retry_timeout: 3,
+    };
+    let mut c = TestCluster::with_options(3, timing, opts);
+    const PATRONI: usize = 1;
+    c.start(0);
+    assert_eq!(c.wait_healthy(BOOT).await, 0, "pgpilot bootstraps");
+    c.start_patroni(PATRONI);
+    c.start(2);
+    for i in [PATRONI, 2] {
+        eventually(Duration::from_secs(90), "replica streams", || async {
+            c.is_streaming_replica(i).await.then_some(())
+        })
+        .await;
+    }
+    let cl = eventually(Duration::from_secs(20), "three members", || async {
+        let cl = read(&c).await?;
+        (cl.members.len() == 3).then_some(cl)
+    })
+    .await;
+    assert_eq!(cl.leader_name(), Some(c.nodes[0].name.as_str()));
+
+    // The two tools agree on the mixed cluster.
+    let ours = list(
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+            .arg("-c")
+            .arg(&c.nodes[0].config_path),
+        "pgpilotctl",
+    );
+    let patronictl = std::env::var_os("PATRONICTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/patroni/bin/patronictl".into());
+    let theirs = list(
+        std::process::Command::new(&patronictl)
+            .arg("-c")
+            .arg(&c.nodes[PATRONI].config_path)
+            .env("HOME", &c.root),
+        "patronictl",
+    );
+    assert_eq!(
+        roles(&theirs),
+        roles(&ours),
+        "patronictl and pgpilotctl disagree"
+    );
+
+    // Switchover to the Patroni node: it creates the leader key (Patroni's
+    // prevExist=false write) and promotes; both pgpilot nodes follow it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args([
+            "switchover",
+            "--candidate",
+            &c.nodes[PATRONI].name,
+            "--force",
+        ])
+        .output()
+        .expect("run pgpilotctl switchover");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(90), "Patroni leads", || async {
+        let cl = read(&c).await?;
+        (cl.leader_name() == Some(c.nodes[PATRONI].name.as_str()) && writable(&c, PATRONI).await)
+            .then_some(())
+    })
+    .await;
+    for i in [0, 2] {
+        eventually(
+            Duration::from_secs(90),
+            "pgpilot follows Patroni",
+            || async { c.is_streaming_replica(i).await.then_some(()) },
+        )
+        .await;
+    }
+
+    // Patroni killed: its leader key (Patroni's TTL) lapses, and a pgpilot
+    // node takes over; the other follows it.
+    let killed_at = Instant::now();
+    c.kill_node(PATRONI).await;
+    let bound = Duration::from_secs(timing.ttl + 2 * timing.loop_wait + 10);
+    let new_primary = eventually(bound, "a pgpilot node takes over", || async {
+        for i in [0, 2] {
+            if writable(&c, i).await {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await;
+    eprintln!(
+        "failover from Patroni to pgpilot on etcd v2 took {:?}",
+        killed_at.elapsed()
+    );
+    let other = if new_primary == 0 { 2 } else { 0 };
+    eventually(
+        Duration::from_secs(60),
+        "the other pgpilot node follows",
+        || async { c.is_streaming_replica(other).await.then_some(()) },
+    )
+    .await;
+    assert!(!writable(&c, other).await, "two writable primaries");
+    let cl = read(&c).await.expect("read after the failover");
+    assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
+}

@@ -552,6 +552,36 @@ tags:
 
     /// Start the daemon of node `i` with extra environment variables.
     pub fn start_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
+        let bin = self.bin.clone();
+        self.spawn(i, &bin, env);
+    }
+
+    /// Start Patroni 4.1.5's own daemon on node `i`'s YAML instead of
+    /// pgpilot (a mixed cluster; give the cluster [`Shape::PatroniSample`]).
+    /// `PATRONI` names the binary (scripts/test sets it from scripts/lib.sh's
+    /// `ensure_patroni_daemon`); else the daemon venv that function makes,
+    /// else the patronictl one.
+    pub fn start_patroni(&mut self, i: usize) {
+        let bin = std::env::var_os("PATRONI")
+            .map(PathBuf::from)
+            .or_else(|| {
+                [
+                    "/opt/patroni-daemon/bin/patroni",
+                    "/opt/patroni/bin/patroni",
+                ]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+            })
+            .expect("no Patroni daemon (scripts/lib.sh ensure_patroni_daemon installs one)");
+        let path = format!(
+            "/usr/lib/postgresql/15/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        self.spawn(i, &bin, &[("PATH", path.as_str())]);
+    }
+
+    fn spawn(&mut self, i: usize, program: &Path, env: &[(&str, &str)]) {
         let (uid, gid) = runtime_user();
         let node = &mut self.nodes[i];
         let log = fs::OpenOptions::new()
@@ -560,7 +590,7 @@ tags:
             .open(&node.log_path)
             .expect("open log");
         let log2 = log.try_clone().expect("dup log");
-        let child = Command::new(&self.bin)
+        let child = Command::new(program)
             .arg(&node.config_path)
             .current_dir(&node.dir)
             .env("HOME", &node.dir)
@@ -577,7 +607,7 @@ tags:
             // never the test itself.
             .process_group(0)
             .spawn()
-            .expect("spawn pgpilot");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         node.child = Some(child);
     }
 
