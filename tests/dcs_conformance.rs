@@ -1410,9 +1410,33 @@ mod etcd2 {
         );
     }
 
+    /// An etcd without the v2 API (etcd 3.4's default) answers a plain 404:
+    /// every read is an error naming `--enable-v2`, never an empty cluster a
+    /// node would bootstrap over, and nothing is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_without_v2_is_an_error_not_an_empty_cluster() {
+        let server = EtcdServer::start_v3_only();
+        let a = Etcd2Dcs::new(
+            vec![server.endpoint()],
+            PREFIX.into(),
+            "a".into(),
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        );
+        for r in [a.load_cluster().await, a.load_cluster_fresh().await] {
+            assert!(
+                matches!(&r, Err(DcsError::Other(m)) if m.contains("--enable-v2")),
+                "{r:?}"
+            );
+        }
+        let r = a.initialize(true, "").await;
+        assert!(matches!(r, Err(DcsError::Other(_))), "{r:?}");
+        let r = a.attempt_to_acquire_leader().await;
+        assert!(matches!(r, Err(DcsError::Other(_))), "{r:?}");
+    }
+
     /// The backend needs no etcd at construction, and works once etcd
-    /// appears; an etcd without the v2 API is an error, never an empty
-    /// cluster.
+    /// appears.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn starts_before_etcd() {
         let b = etcd2_backend();

@@ -274,7 +274,8 @@ async fn bootstrap_switchover_and_kill_9_failover_on_etcd_v2() {
 /// second pgpilot node; a switchover hands the leader key to Patroni,
 /// whose key the pgpilot nodes follow; Patroni killed (kill -9 of its
 /// daemon and postmaster), its leader key lapses and a pgpilot node takes
-/// over. Timing at Patroni's minimums (`ttl` 20, `retry_timeout` 3), which
+/// over; the Patroni node, switched to pgpilot on the same YAML and data
+/// directory, rejoins as a replica. Timing at Patroni's minimums (`ttl` 20, `retry_timeout` 3), which
 /// both daemons then run with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_patroni_and_pgpilot_cluster_on_etcd_v2() {
@@ -392,4 +393,28 @@ async fn mixed_patroni_and_pgpilot_cluster_on_etcd_v2() {
     assert!(!writable(&c, other).await, "two writable primaries");
     let cl = read(&c).await.expect("read after the failover");
     assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
+
+    // The Patroni node switches to pgpilot: the same YAML and data
+    // directory. It finds the cluster (the v2 keys Patroni and pgpilot
+    // wrote), never bootstraps another, and rejoins as a replica of the
+    // new primary (pg_rewind: it was the primary).
+    c.start(PATRONI);
+    eventually(
+        Duration::from_secs(90),
+        "the former Patroni node streams from the new primary",
+        || async { c.is_streaming_replica(PATRONI).await.then_some(()) },
+    )
+    .await;
+    let cl = read(&c).await.expect("read after the switch to pgpilot");
+    assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
+    assert_eq!(
+        cl.initialize.as_deref(),
+        c.status(new_primary).await.expect("status")["database_system_identifier"].as_str(),
+        "one cluster, one system identifier"
+    );
+    let log = c.nodes[PATRONI].log();
+    assert!(
+        !support::cluster::has_event(&log, pgpilot::events::BOOTSTRAP_PUBLISHED),
+        "the former Patroni node bootstrapped:\n{log}"
+    );
 }
