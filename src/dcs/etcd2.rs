@@ -862,3 +862,122 @@ impl Dcs for Etcd2Dcs {
         super::etcd2_watch::watch(self.inner.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::etcd2_http::Answer;
+    use super::*;
+
+    fn dcs() -> Etcd2Dcs {
+        Etcd2Dcs::new(
+            vec!["127.0.0.1:1".into()],
+            "/service/b".into(),
+            "n1".into(),
+            Duration::from_millis(2500),
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn ttl_is_whole_seconds_rounded_up_and_expiry_counts_from_the_send() {
+        let t = Timing {
+            ttl: Duration::from_millis(2500),
+            retry_timeout: Duration::from_secs(1),
+        };
+        assert_eq!(t.ttl_secs(), 3);
+        let zero = Timing {
+            ttl: Duration::ZERO,
+            ..t
+        };
+        assert_eq!(zero.ttl_secs(), 1);
+        let sent = Instant::now();
+        let answered = sent + Duration::from_millis(200);
+        let e = t.expiry(sent, answered);
+        assert_eq!(e.earliest, sent + Duration::from_secs(3));
+        assert_eq!(
+            e.latest,
+            answered + Duration::from_secs(3) + EXPIRY_TOLERANCE
+        );
+    }
+
+    fn answer(json: &str) -> Answer {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn only_ttl_renewals_are_not_reported() {
+        // A refresh, and Patroni's renewal (a compare-and-swap of the same
+        // value): nothing to re-read.
+        assert!(is_renewal(&answer(
+            r#"{"action":"compareAndSwap","node":{"key":"/l","value":"a"},"prevNode":{"key":"/l","value":"a"}}"#
+        )));
+        assert!(is_renewal(&answer(
+            r#"{"action":"update","node":{"key":"/l","value":"a"},"prevNode":{"key":"/l","value":"a"}}"#
+        )));
+        // A new value, a creation, a delete, an expiry: reported.
+        assert!(!is_renewal(&answer(
+            r#"{"action":"set","node":{"key":"/l","value":"b"},"prevNode":{"key":"/l","value":"a"}}"#
+        )));
+        assert!(!is_renewal(&answer(
+            r#"{"action":"create","node":{"key":"/l","value":"a"}}"#
+        )));
+        assert!(!is_renewal(&answer(
+            r#"{"action":"expire","node":{"key":"/l"},"prevNode":{"key":"/l","value":"a"}}"#
+        )));
+        assert!(!is_renewal(&answer(
+            r#"{"action":"delete","node":{"key":"/l"},"prevNode":{"key":"/l","value":"a"}}"#
+        )));
+    }
+
+    #[test]
+    fn the_leader_keys_version_and_session_are_its_created_index() {
+        let d = dcs();
+        let a = answer(
+            r#"{"action":"get","node":{"key":"/service/b","dir":true,"nodes":[
+                {"key":"/service/b/leader","value":"n1","modifiedIndex":40,"createdIndex":31},
+                {"key":"/service/b/config","value":"{\"ttl\":30}","modifiedIndex":7,"createdIndex":5},
+                {"key":"/service/b/members","dir":true,"nodes":[
+                    {"key":"/service/b/members/n1","value":"{\"role\":\"primary\"}","modifiedIndex":39,"createdIndex":2},
+                    {"key":"/service/b/members/n2/x","value":"{}","modifiedIndex":3,"createdIndex":3}]}]}}"#,
+        );
+        let cl = d.inner.cluster_from(a.node.as_ref().unwrap());
+        let l = cl.leader.as_ref().unwrap();
+        assert_eq!(l.name, "n1");
+        assert_eq!(l.version, Version::from_int(31));
+        assert_eq!(l.session, Some(SessionId::from_int(31)));
+        assert_eq!(cl.config.as_ref().unwrap().version, Version::from_int(7));
+        let m = cl.member("n1").unwrap();
+        assert_eq!(
+            (m.version.clone(), m.session.clone()),
+            (Version::from_int(39), None)
+        );
+        assert_eq!(cl.members.len(), 1, "members/n2/x is not a member");
+        // Not created by this process: not its session.
+        assert!(!d.holds_session(&SessionId::from_int(31)));
+    }
+
+    #[test]
+    fn sessions_are_created_or_inherited_leader_keys() {
+        let d = dcs();
+        assert_eq!(d.session(), None);
+        d.inner.state().created_leader(Held {
+            created: 10,
+            modified: 10,
+        });
+        assert_eq!(d.session(), Some(SessionId::from_int(10)));
+        assert!(d.holds_session(&SessionId::from_int(10)));
+        d.inherit_session(&SessionId::from_int(4));
+        assert!(d.holds_session(&SessionId::from_int(4)));
+        assert!(!d.holds_session(&SessionId::from_int(5)));
+        assert!(!d.holds_session(&SessionId::from_text("10")));
+        // Only the last few are kept.
+        for c in 11..30 {
+            d.inner.state().created_leader(Held {
+                created: c,
+                modified: c,
+            });
+        }
+        assert!(!d.holds_session(&SessionId::from_int(10)));
+        assert!(d.holds_session(&SessionId::from_int(29)));
+    }
+}
