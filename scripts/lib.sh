@@ -45,10 +45,11 @@ ensure_packages() {
 PATRONI_VENV=/opt/patroni
 PATRONI_VERSION=4.1.5
 ensure_patronictl() {
-    # kazoo: the zookeeper extra (tests/zookeeper_cluster.rs runs patronictl on ZooKeeper).
+    # kazoo: the zookeeper extra (tests/zookeeper_cluster.rs runs patronictl on ZooKeeper);
+    # consul: the consul extra (py-consul).
     if [ -x "$PATRONI_VENV/bin/patronictl" ] &&
         "$PATRONI_VENV/bin/patronictl" version 2>/dev/null | grep -qx "patronictl version $PATRONI_VERSION" &&
-        "$PATRONI_VENV/bin/python" -c 'import kazoo' 2>/dev/null; then
+        "$PATRONI_VENV/bin/python" -c 'import kazoo, consul' 2>/dev/null; then
         return 0
     fi
     local sudo=""
@@ -61,30 +62,36 @@ ensure_patronictl() {
     log "installing patronictl $PATRONI_VERSION into $PATRONI_VENV"
     [ -x "$PATRONI_VENV/bin/pip" ] || $sudo python3 -m venv "$PATRONI_VENV"
     $sudo "$PATRONI_VENV/bin/pip" install -q --disable-pip-version-check \
-        "patroni[etcd3,zookeeper]==$PATRONI_VERSION" psycopg2-binary
+        "patroni[etcd3,zookeeper,consul]==$PATRONI_VERSION" psycopg2-binary
 }
 
-# Patroni's own daemon for the postgres user (tests/etcd2_cluster.rs runs a mixed Patroni +
-# pgpilot cluster; its etcd3 extra brings python-etcd, the v2 client). It starts PostgreSQL
-# from a child that multiprocessing re-executes with the venv's interpreter, which must be
-# executable by that user: the patronictl venv may be built on a python under /root (pyenv),
-# so the daemon may need a venv of its own on Debian's python3. Sets PATRONI.
+# Patroni's daemon runs as the PostgreSQL user, and starts PostgreSQL from a
+# child that multiprocessing re-executes with the venv's interpreter: that
+# interpreter must be executable by that user. The patronictl venv above
+# may be built on a python under /root (e.g. pyenv), where the child cannot
+# start and Patroni waits for it forever; then the daemon runs from a second
+# venv on Debian's python3. Sets PATRONI to the daemon's path. Used by
+# scripts/bench-footprint, by tests/consul_emulator_fidelity.rs (Patroni
+# on the Consul emulator: the consul extra) and by tests/etcd2_cluster.rs (a
+# mixed Patroni + pgpilot cluster on etcd v2: python-etcd, which the etcd3
+# extra brings).
 PATRONI_DAEMON_VENV=/opt/patroni-daemon
 ensure_patroni_daemon() {
     local venv
     for venv in "$PATRONI_VENV" "$PATRONI_DAEMON_VENV"; do
-        # Through a shell: the check must exec the interpreter as the user itself.
+        # Through a shell: the check must exec the interpreter as the user
+        # itself, as the child does (setpriv's own exec still may not).
         if "${AS_PG_USER[@]}" sh -c '"$0" --version' "$venv/bin/patroni" 2>/dev/null |
             grep -qx "patroni $PATRONI_VERSION" &&
-            "$venv/bin/python" -c 'import etcd' 2>/dev/null; then
+            "$venv/bin/python" -c 'import consul, etcd' 2>/dev/null; then
             PATRONI=$venv/bin/patroni
             return 0
         fi
     done
     log "installing Patroni $PATRONI_VERSION for the postgres user into $PATRONI_DAEMON_VENV"
-    /usr/bin/python3 -m venv "$PATRONI_DAEMON_VENV"
+    [ -x "$PATRONI_DAEMON_VENV/bin/pip" ] || /usr/bin/python3 -m venv "$PATRONI_DAEMON_VENV"
     "$PATRONI_DAEMON_VENV/bin/pip" install -q --disable-pip-version-check \
-        "patroni[etcd3]==$PATRONI_VERSION" psycopg2-binary
+        "patroni[etcd3,consul]==$PATRONI_VERSION" psycopg2-binary
     PATRONI=$PATRONI_DAEMON_VENV/bin/patroni
 }
 

@@ -28,7 +28,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
+use tracing_subscriber::{Layer, Registry, reload};
 
 pub use record::SEVERITY;
 pub use rotate::FILE_NAME;
@@ -165,7 +165,7 @@ impl<S: Subscriber> Layer<S> for Lines {
 /// What a reload needs.
 struct Installed {
     out: Arc<Mutex<Output>>,
-    filter: reload::Handle<EnvFilter, Registry>,
+    filter: reload::Handle<Targets, Registry>,
     /// `--log-format`, which wins over `log.type` at every reload.
     kind: Option<LogFormat>,
     /// `RUST_LOG` was set: it keeps deciding the filter.
@@ -204,11 +204,37 @@ fn sink(settings: &Settings) -> Result<Sink, LogError> {
     }
 }
 
-fn filter_for(settings: &Settings, env_filter: bool) -> EnvFilter {
-    if env_filter && let Ok(f) = EnvFilter::try_from_default_env() {
-        return f;
+fn filter_for(settings: &Settings, env_filter: bool) -> Targets {
+    if env_filter && let Ok(v) = std::env::var("RUST_LOG") {
+        return targets(&v);
     }
-    EnvFilter::builder().parse_lossy(settings.directives())
+    targets(&settings.directives())
+}
+
+/// `RUST_LOG`'s directives (docs/configuration.md, "log"): a bare level (the
+/// default for every target) and `target=level` (a target and the modules
+/// under it), comma-separated; the most specific target decides, a later
+/// directive for the same target wins, a directive that does not parse is
+/// skipped. Without a bare level, what no directive names logs errors only.
+/// A static per-target filter, not `EnvFilter`: span and field filters are
+/// not taken, and the regular-expression engine they need (~0.2 MB of the
+/// daemon's resident code) is not linked.
+fn targets(directives: &str) -> Targets {
+    directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| d.parse::<Targets>().ok())
+        .fold(
+            Targets::new().with_default(LevelFilter::ERROR),
+            |acc, t| {
+                let acc = match t.default_level() {
+                    Some(l) => acc.with_default(l),
+                    None => acc,
+                };
+                acc.with_targets(t.iter().map(|(name, l)| (name.to_owned(), l)).collect::<Vec<_>>())
+            },
+        )
 }
 
 /// Install the global subscriber for the `log` section. `kind` is the
@@ -310,6 +336,33 @@ impl actix::Handler<crate::messages::config::ConfigChanged> for LogReloader {
 
 #[cfg(test)]
 mod tests {
+    use tracing::Level;
+
+    /// The filter the daemon builds from `log.level`, `log.loggers` and
+    /// `RUST_LOG`: the most specific target decides; junk is skipped.
+    #[test]
+    fn targets_take_levels_and_targets() {
+        let t = super::targets("info,tokio_postgres=warn,pgpilot::dcs=debug");
+        assert!(t.would_enable("pgpilot::ha", &Level::INFO));
+        assert!(!t.would_enable("pgpilot::ha", &Level::DEBUG));
+        assert!(t.would_enable("pgpilot::dcs::etcd", &Level::DEBUG));
+        assert!(!t.would_enable("tokio_postgres::connection", &Level::INFO));
+        assert!(t.would_enable("tokio_postgres::connection", &Level::WARN));
+        // No bare level: errors only for what no directive names.
+        let t = super::targets("pgpilot=debug");
+        assert!(t.would_enable("h2::codec", &Level::ERROR));
+        assert!(!t.would_enable("h2::codec", &Level::WARN));
+        assert!(t.would_enable("pgpilot", &Level::DEBUG));
+        // A directive that does not parse is skipped, the others stay.
+        let t = super::targets("warn,pgpilot=loud,pgpilot::api=trace,");
+        assert!(t.would_enable("pgpilot::ha", &Level::WARN));
+        assert!(!t.would_enable("pgpilot::ha", &Level::INFO));
+        assert!(t.would_enable("pgpilot::api::listener", &Level::TRACE));
+        // A later bare level wins.
+        let t = super::targets("debug,error");
+        assert!(!t.would_enable("x", &Level::WARN));
+    }
+
     use super::*;
     use std::ffi::OsStr;
 

@@ -1051,7 +1051,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
             );
             // The node drops the lease (`Cycle::action_done`).
             let stopped = match links.stop_gracefully.send(StopGracefully).await {
-                Ok(r) => r,
+                Ok(r) => r.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             match stopped {
@@ -1085,7 +1085,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
             // itself the leader (`Cycle::action_done`).
             match links.stop_pg.send(StopAndWait(stop)).await {
                 Ok(Ok(())) => ActionResult::Done,
-                Ok(Err(e)) => ActionResult::Failed(e),
+                Ok(Err(e)) => ActionResult::Failed(e.to_string()),
                 Err(e) => ActionResult::Failed(e.to_string()),
             }
         }
@@ -1094,7 +1094,7 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                 info!(event = crate::events::FOLLOW, leader = %upstream.name);
                 ActionResult::Done
             }
-            Ok(Err(e)) => ActionResult::Failed(e),
+            Ok(Err(e)) => ActionResult::Failed(e.to_string()),
             Err(e) => ActionResult::Failed(e.to_string()),
         },
         // The node ends the cycle and the daemon; nothing to carry out.
@@ -1185,7 +1185,7 @@ async fn send_slots(
 async fn job(links: &ElectorLinks, job: Job) -> ActionResult {
     match links.run_job.send(RunJob(job)).await {
         Ok(Ok(())) => ActionResult::Done,
-        Ok(Err(e)) => ActionResult::Failed(e),
+        Ok(Err(e)) => ActionResult::Failed(e.to_string()),
         Err(e) => ActionResult::Failed(e.to_string()),
     }
 }

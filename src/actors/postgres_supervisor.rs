@@ -24,7 +24,7 @@ use crate::messages::restart::{self as restart, Fire, RestartOptions};
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgOpOutcome, PgState, PgStatus,
     ReplicationRow, RunJob, SetStandbyNames, ShowRewindFailed, StopAndWait, StopGracefully,
-    SyncSlots,
+    SupervisorError, SyncSlots,
 };
 use crate::postgres::{
     Binaries, LocalSession, Postmaster, SnapshotError, StopMode, controldata, datadir, params,
@@ -636,11 +636,11 @@ async fn gather_status(
 }
 
 impl Handler<RunJob> for PostgresSupervisor {
-    type Result = Result<(), String>;
+    type Result = Result<(), SupervisorError>;
 
     fn handle(&mut self, RunJob(job): RunJob, ctx: &mut Context<Self>) -> Self::Result {
         if self.busy.is_some() {
-            return Err(format!("{} already in progress", self.busy_label));
+            return Err(SupervisorError::Busy(self.busy_label));
         }
         self.start_job(job, ctx);
         Ok(())
@@ -1039,31 +1039,27 @@ impl Handler<ShowRewindFailed> for PostgresSupervisor {
 }
 
 impl Handler<Follow> for PostgresSupervisor {
-    type Result = ResponseActFuture<Self, Result<(), String>>;
+    type Result = ResponseActFuture<Self, Result<(), SupervisorError>>;
 
     fn handle(&mut self, Follow(up): Follow, _ctx: &mut Context<Self>) -> Self::Result {
         // A decision made just before a rebuild started must not write
         // into the data directory being replaced.
-        if let Some(b) = self.busy.filter(|b| {
+        if self.busy.is_some_and(|b| {
             matches!(
                 b,
                 JobKind::Bootstrap | JobKind::Clone | JobKind::Reinitialize
             )
         }) {
-            return Box::pin(fut::ready(Err(format!("{b:?} in progress"))));
+            return Box::pin(fut::ready(Err(SupervisorError::Busy(self.busy_label))));
         }
         self.settings_gate.config_changed(Instant::now());
         let env = self.env.clone();
         let up2 = up.clone();
         Box::pin(
             async move {
-                env.write_config(Some(Some(&up)))
-                    .map_err(|e| e.to_string())?;
-                let client =
-                    query::connect(&env.local_conn(), env.dynamic.timing.local_query_timeout())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                query::reload(&client).await.map_err(|e| e.to_string())
+                env.write_config(Some(Some(&up)))?;
+                jobs::reload(&env).await?;
+                Ok(())
             }
             .into_actor(self)
             .map(move |r, act, _| {
@@ -1077,7 +1073,7 @@ impl Handler<Follow> for PostgresSupervisor {
 }
 
 impl Handler<StopAndWait> for PostgresSupervisor {
-    type Result = ResponseActFuture<Self, Result<(), String>>;
+    type Result = ResponseActFuture<Self, Result<(), SupervisorError>>;
 
     fn handle(&mut self, StopAndWait(mode): StopAndWait, _ctx: &mut Context<Self>) -> Self::Result {
         if mode == StopMode::Immediate
@@ -1099,7 +1095,7 @@ impl Handler<StopAndWait> for PostgresSupervisor {
                 async move {
                     match tokio::time::timeout(bound, rx).await {
                         Ok(_) => Ok(()),
-                        Err(_) => Err("the start as primary did not end in time".to_owned()),
+                        Err(_) => Err(SupervisorError::StartDidNotEnd),
                     }
                 }
                 .into_actor(self),
@@ -1137,14 +1133,14 @@ impl Handler<StopAndWait> for PostgresSupervisor {
                     let ev = act.pg_callbacks.stopped();
                     act.callback(Some(ev));
                 }
-                r.map_err(|e| e.to_string())
+                Ok(r?)
             }),
         )
     }
 }
 
 impl Handler<StopGracefully> for PostgresSupervisor {
-    type Result = ResponseActFuture<Self, Result<u64, String>>;
+    type Result = ResponseActFuture<Self, Result<u64, SupervisorError>>;
 
     fn handle(&mut self, _msg: StopGracefully, _ctx: &mut Context<Self>) -> Self::Result {
         self.forget_known();
@@ -1310,14 +1306,14 @@ impl Handler<DynamicConfigChanged> for PostgresSupervisor {
 }
 
 impl Handler<SetStandbyNames> for PostgresSupervisor {
-    type Result = ResponseActFuture<Self, Result<(), String>>;
+    type Result = ResponseActFuture<Self, Result<(), SupervisorError>>;
 
     fn handle(
         &mut self,
         SetStandbyNames(value): SetStandbyNames,
         _ctx: &mut Context<Self>,
     ) -> Self::Result {
-        let done = |r: Result<(), String>| -> Self::Result { Box::pin(fut::ready(r)) };
+        let done = |r: Result<(), SupervisorError>| -> Self::Result { Box::pin(fut::ready(r)) };
         if self.env.standby_names == value {
             return done(Ok(()));
         }
@@ -1337,12 +1333,10 @@ impl Handler<SetStandbyNames> for PostgresSupervisor {
             .env
             .write_config(standby.then_some(self.following.as_ref()))
         {
-            return done(Err(e.to_string()));
+            return done(Err(e.into()));
         }
         let env = self.env.clone();
-        Box::pin(
-            async move { jobs::reload(&env).await.map_err(|e| e.to_string()) }.into_actor(self),
-        )
+        Box::pin(async move { Ok(jobs::reload(&env).await?) }.into_actor(self))
     }
 }
 

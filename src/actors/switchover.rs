@@ -7,6 +7,7 @@ use tracing::{info, warn};
 
 use super::postgres_jobs::JobEnv;
 use crate::dcs::{Dcs, DcsError, Status};
+use crate::messages::supervisor::SupervisorError;
 use crate::postgres::{Postmaster, StopMode, controldata, query};
 
 /// Supervisor side. The CHECKPOINT first makes the shutdown checkpoint
@@ -15,9 +16,9 @@ use crate::postgres::{Postmaster, StopMode, controldata, query};
 /// checkpoint included, to the connected standbys and wait for their
 /// confirmation before the postmaster exits. Answers the shutdown
 /// checkpoint's LSN from pg_control.
-pub async fn stop(env: &JobEnv, pm: Option<Postmaster>) -> Result<u64, String> {
+pub async fn stop(env: &JobEnv, pm: Option<Postmaster>) -> Result<u64, SupervisorError> {
     let Some(mut pm) = pm else {
-        return Err("PostgreSQL is not running".into());
+        return Err(SupervisorError::NotRunning);
     };
     let timeout = env.pg_ctl_timeout();
     match query::connect(&env.local_conn(), timeout).await {
@@ -27,19 +28,11 @@ pub async fn stop(env: &JobEnv, pm: Option<Postmaster>) -> Result<u64, String> {
         },
         Err(e) => warn!(event = crate::events::CHECKPOINT_BEFORE_SWITCHOVER_FAILED, error = %e),
     }
-    let outcome = pm
-        .stop(StopMode::Fast, timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let outcome = pm.stop(StopMode::Fast, timeout).await?;
     info!(event = crate::events::POSTGRES_STOPPED, mode = "fast", outcome = ?outcome, reason = "switchover");
-    let cd = controldata::read(&env.bins, &env.data_dir)
-        .await
-        .map_err(|e| e.to_string())?;
+    let cd = controldata::read(&env.bins, &env.data_dir).await?;
     if !cd.state.is_clean_shutdown() {
-        return Err(format!(
-            "PostgreSQL did not shut down cleanly ({:?})",
-            cd.state
-        ));
+        return Err(SupervisorError::UncleanShutdown(format!("{:?}", cd.state)));
     }
     Ok(cd.checkpoint_lsn)
 }

@@ -19,15 +19,19 @@ use crate::messages::supervisor::{GetPgStatus, ReplicationRow, SetStandbyNames};
 
 pub async fn run(links: &ElectorLinks, me: &str, step: &SyncStep) -> ActionResult {
     match step {
-        SyncStep::WriteKey { standbys, version } => {
-            let value = SyncState::to_json(me, standbys, 0);
+        SyncStep::WriteKey {
+            standbys,
+            quorum,
+            version,
+        } => {
+            let value = SyncState::to_json(me, standbys, *quorum);
             match links
                 .dcs
                 .set_sync_state_value(&value, version.as_ref())
                 .await
             {
                 Ok(true) => {
-                    info!(event = crate::events::SYNC_KEY_WRITTEN, standbys = ?standbys);
+                    info!(event = crate::events::SYNC_KEY_WRITTEN, standbys = ?standbys, quorum);
                     ActionResult::Done
                 }
                 Ok(false) => {
@@ -76,7 +80,7 @@ async fn set_names(links: &ElectorLinks, value: Option<String>) -> ActionResult 
         }
         Ok(Err(e)) => {
             warn!(event = crate::events::SYNC_STANDBY_NAMES_FAILED, error = %e);
-            ActionResult::Failed(e)
+            ActionResult::Failed(e.to_string())
         }
         Err(e) => {
             warn!(event = crate::events::SYNC_STANDBY_NAMES_FAILED, error = %e);

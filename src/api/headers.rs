@@ -17,14 +17,41 @@ use crate::api::AccessPolicy;
 use crate::config::RestApi;
 use crate::sync;
 
+/// Why a configured header cannot be sent. Validation reports the same
+/// (`crate::config::headers::problem`) with the key's line, so a running
+/// daemon only ever skips what a reload slipped past it.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{name:?}: {source}")]
+    Name {
+        name: String,
+        #[source]
+        source: actix_web::http::header::InvalidHeaderName,
+    },
+    #[error("{name}: {source}")]
+    Value {
+        name: String,
+        #[source]
+        source: actix_web::http::header::InvalidHeaderValue,
+    },
+}
+
 /// One configured header, checked (`crate::config::headers::problem`)
 /// and built.
-pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HeaderError> {
     if let Some(p) = crate::config::headers::problem(name, value) {
-        return Err(p);
+        return Err(HeaderError::Refused(p));
     }
-    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("{name:?}: {e}"))?;
-    let v = HeaderValue::from_str(value).map_err(|e| format!("{name}: {e}"))?;
+    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|source| HeaderError::Name {
+        name: name.to_owned(),
+        source,
+    })?;
+    let v = HeaderValue::from_str(value).map_err(|source| HeaderError::Value {
+        name: name.to_owned(),
+        source,
+    })?;
     Ok((n, v))
 }
 

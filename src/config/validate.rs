@@ -198,7 +198,7 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         .as_ref()
         .filter(|_| dcs.first() == Some(&"zookeeper"))
     {
-        let (errors, warns) = z.problems(|h| host_port(h, false).map_err(|e| e.to_string()));
+        let (errors, warns) = z.problems(|h| host_port(h, false));
         for (key, msg) in errors {
             err(&key, msg);
         }

@@ -160,7 +160,7 @@ pub struct Ctx {
     pub dcs: Arc<dyn Dcs>,
     /// The REST client, or why it could not be built (TLS files): commands
     /// that only read the DCS still work then.
-    http: Result<reqwest::Client, String>,
+    http: anyhow::Result<reqwest::Client>,
     auth: Option<(String, String)>,
 }
 
@@ -218,15 +218,13 @@ impl Ctx {
         .flatten()
         .find_map(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
         crate::tls::install_provider();
-        let http = tls(cfg, conn.insecure)
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|tls| {
-                reqwest::Client::builder()
-                    .timeout(Duration::from_secs(120))
-                    .tls_backend_preconfigured(tls)
-                    .build()
-                    .map_err(|e| format!("building the HTTP client: {e}"))
-            });
+        let http = tls(cfg, conn.insecure).and_then(|tls| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .tls_backend_preconfigured(tls)
+                .build()
+                .context("building the HTTP client")
+        });
         Ok(Ctx {
             scope,
             endpoints,
@@ -256,7 +254,7 @@ impl Ctx {
     ) -> anyhow::Result<(u16, String)> {
         let base = api_base(member)?;
         let url = format!("{base}/{endpoint}");
-        let http = self.http.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let http = self.http.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut req = http.request(method.clone(), &url);
         if let Some((u, p)) = &self.auth {
             req = req.basic_auth(u, Some(p));

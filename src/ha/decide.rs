@@ -733,27 +733,38 @@ fn primary_start_timed_out(cluster: &Cluster, local: &LocalView) -> Option<Decis
 /// as a replica, may be promoted (tags, watchdog), is within
 /// `maximum_lag_on_failover` of the last leader position and not behind
 /// the cluster's timeline. Peers that did not answer do not count.
+///
+/// In quorum mode the healthy candidates must also cover the key's
+/// `quorum` (docs/replication-modes.md §5), else none would win the race.
 pub(super) fn failover_candidate<'a>(cluster: &Cluster, local: &'a LocalView) -> Option<&'a str> {
     let cluster_tl = cluster.timeline();
-    local.peers.iter().find_map(|peer| {
-        let reply = peer.reply.as_ref()?;
-        let lagging = cluster.status.optime.is_some_and(|o| {
-            o.saturating_sub(reply.lsn.unwrap_or(0)) > local.maximum_lag_on_failover
-        });
-        let behind = match (reply.timeline, cluster_tl) {
-            (Some(theirs), Some(c)) => theirs < c,
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        (reply.running
-            && reply.role == PgRole::Replica
-            && reply.can_promote()
-            && peer.name != local.name
-            && super::sync::may_take_over(&local.sync, cluster, &peer.name)
-            && !lagging
-            && !behind)
-            .then_some(peer.name.as_str())
-    })
+    let healthy: Vec<&str> = local
+        .peers
+        .iter()
+        .filter_map(|peer| {
+            let reply = peer.reply.as_ref()?;
+            let lagging = cluster.status.optime.is_some_and(|o| {
+                o.saturating_sub(reply.lsn.unwrap_or(0)) > local.maximum_lag_on_failover
+            });
+            let behind = match (reply.timeline, cluster_tl) {
+                (Some(theirs), Some(c)) => theirs < c,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            (reply.running
+                && reply.role == PgRole::Replica
+                && reply.can_promote()
+                && peer.name != local.name
+                && super::sync::may_take_over(&local.sync, cluster, &peer.name)
+                && !lagging
+                && !behind)
+                .then_some(peer.name.as_str())
+        })
+        .collect();
+    if !super::quorum_plan::failover_possible(&local.sync, cluster, healthy.len()) {
+        return None;
+    }
+    healthy.first().copied()
 }
 
 /// No leader key (docs/ha.md §5).
@@ -823,6 +834,11 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         } => (exclude, ignore_lag),
     };
     let my_lsn = local.pg.lsn.unwrap_or(0);
+    // docs/replication-modes.md §5: in quorum mode the listed members that
+    // are not ahead vote for me.
+    let quorum_mode = super::quorum_plan::active(&local.sync, cluster);
+    let mut votes = super::quorum_plan::Votes::start(cluster, &local.name);
+    let mut nodes_ahead = 0;
     if let Some(optime) = cluster.status.optime.filter(|_| !ignore_lag) {
         let lag = optime.saturating_sub(my_lsn);
         if lag > local.maximum_lag_on_failover {
@@ -875,6 +891,10 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
                 peer.name
             ));
         }
+        if theirs > my_lsn {
+            nodes_ahead += 1;
+            continue;
+        }
         let (mine_p, theirs_p) = (
             local.tags.failover_priority.unwrap_or(1),
             reply.tags.failover_priority.unwrap_or(1),
@@ -885,6 +905,16 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
                 peer.name
             ));
         }
+        if quorum_mode && reply.running && theirs > 0 {
+            votes.votes += 1;
+        }
+    }
+    if quorum_mode && !votes.enough(cluster, &local.name, nodes_ahead) {
+        return Decision::idle(format!(
+            "not racing: quorum commit needs {} votes of the sync key's members, I have {}",
+            votes.needed,
+            votes.votes.max(0)
+        ));
     }
     Decision::new(
         super::watchdog::then_lock(local),

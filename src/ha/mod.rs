@@ -25,6 +25,8 @@ pub mod lsn;
 mod node;
 mod pause;
 pub mod peers;
+pub mod quorum;
+pub mod quorum_plan;
 mod rejoin;
 pub mod rewind;
 pub mod slots;
@@ -41,6 +43,10 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod sync_tests;
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod quorum_plan_tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use cycle::{ActionResult, ActionStep, Next};

@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use super::sync_names::{StandbyNames, parse_standby_names, standby_names_value};
-use crate::config::SyncConfig;
+use crate::config::{SyncConfig, SyncMode};
 use crate::dcs::{Cluster, Member, Version};
 
 /// One `pg_stat_replication` row as the rules need it.
@@ -141,13 +141,16 @@ fn should_cascade(members: &[&Member], streaming: &BTreeSet<String>, m: &Member)
     false
 }
 
-/// Patroni's `SyncHandler.current_state` (non-quorum): order the streaming
+/// Patroni's `SyncHandler.current_state`: order the streaming
 /// standbys by `sync_priority`, then `sync` first, then position (those
 /// tagged `nofailover` last), skip those further than
 /// `maximum_lag_on_syncnode` behind the most advanced (the primary when
 /// only one streams), and take the first `synchronous_node_count`.
 /// Confirmed: picked, reported `sync`, and ready (listed in the `sync` key
 /// already, or caught up with the position of the last list change).
+/// Quorum mode: every streaming standby within the lag is picked (those
+/// tagged `nofailover` only up to the count), and confirmed once it
+/// reached the mark reported `quorum`.
 pub fn candidates(
     cfg: &SyncConfig,
     me: &str,
@@ -173,14 +176,19 @@ pub fn candidates(
             priority: priority(m),
         })
         .collect();
-    // Readiness first, on the value PostgreSQL runs with.
+    // Readiness first, on the value PostgreSQL runs with. In quorum mode
+    // the key cannot vouch for a standby (it lists standbys once any one
+    // of them caught up): each must reach the mark itself, as `quorum`.
     let sync = cluster.sync_state();
+    let quorum = cfg.mode == SyncMode::Quorum;
     for c in &list {
-        if !tracker.is_ready(c.name)
-            && tracker.parsed.lists(c.name)
-            && (sync.matches(c.name, false)
-                || (c.sync_state == "sync" && c.lsn >= tracker.flush_at_change))
-        {
+        let caught_up = c.lsn >= tracker.flush_at_change;
+        let ready = if quorum {
+            caught_up && c.sync_state == "quorum"
+        } else {
+            sync.matches(c.name, false) || (c.sync_state == "sync" && caught_up)
+        };
+        if !tracker.is_ready(c.name) && tracker.parsed.lists(c.name) && ready {
             tracker.ready.insert(c.name.to_lowercase());
         }
     }
@@ -202,6 +210,18 @@ pub fn candidates(
         if !lag_ok {
             continue;
         }
+        if quorum {
+            // docs/replication-modes.md §5: every streaming standby takes
+            // part; one tagged `nofailover` only while fewer than wanted
+            // do (its vote would not count, and waiting on it costs).
+            if !c.nofailover || out.active.len() < wanted {
+                if tracker.is_ready(c.name) {
+                    out.confirmed.push(c.name.to_owned());
+                }
+                out.active.push(c.name.to_owned());
+            }
+            continue;
+        }
         out.active.push(c.name.to_owned());
         if c.sync_state == "sync" && tracker.is_ready(c.name) {
             out.confirmed.push(c.name.to_owned());
@@ -217,10 +237,12 @@ pub fn candidates(
 /// compare-and-swap, an error) ends the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncStep {
-    /// Write the `sync` key as `{leader: me, sync_standby: standbys}` by
-    /// compare-and-swap on `version` (`None`: create it).
+    /// Write the `sync` key as `{leader: me, quorum, sync_standby:
+    /// standbys}` by compare-and-swap on `version` (`None`: create it);
+    /// `quorum` is 0 but in quorum mode (docs/replication-modes.md §5).
     WriteKey {
         standbys: Vec<String>,
+        quorum: u32,
         version: Option<Version>,
     },
     /// Delete the `sync` key by compare-and-swap.
@@ -237,7 +259,7 @@ pub struct SyncPlan {
     pub reason: String,
 }
 
-fn lower_set(names: &[String]) -> BTreeSet<String> {
+pub(super) fn lower_set(names: &[String]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_lowercase()).collect()
 }
 
@@ -254,13 +276,14 @@ fn same_names(a: &StandbyNames, b: &StandbyNames) -> bool {
 }
 
 /// A `SetNames` step when `want` differs from what PostgreSQL runs with.
-fn set_names(want: String, now: &StandbyNames) -> Option<SyncStep> {
+pub(super) fn set_names(want: String, now: &StandbyNames) -> Option<SyncStep> {
     let parsed = parse_standby_names(&want).unwrap_or_default();
     (!same_names(&parsed, now)).then_some(SyncStep::SetNames { value: Some(want) })
 }
 
-/// The primary's plan (Patroni's `process_sync_replication`, non-quorum;
-/// docs/replication-modes.md §3). `names` is the value PostgreSQL runs
+/// The primary's plan (Patroni's `process_sync_replication`;
+/// docs/replication-modes.md §3 and §5; quorum mode in
+/// [`super::quorum_plan::primary_plan`]). `names` is the value PostgreSQL runs
 /// with, `cand` this cycle's [`candidates`]. At most one write of the key
 /// per plan: its version changes with the write, and the next cycle reads
 /// it again.
@@ -293,6 +316,9 @@ pub fn primary_plan(
             steps,
         };
     }
+    if cfg.mode == SyncMode::Quorum {
+        return super::quorum_plan::primary_plan(cfg, me, cluster, names, cand);
+    }
     let mut steps = Vec::new();
     let mut reasons = Vec::new();
     let mut voters = sync.voters();
@@ -301,6 +327,7 @@ pub fn primary_plan(
         // Nothing is promised until a standby is confirmed under me.
         steps.push(SyncStep::WriteKey {
             standbys: Vec::new(),
+            quorum: 0,
             version: version.clone(),
         });
         reasons.push(if sync.is_empty() {
@@ -338,6 +365,7 @@ pub fn primary_plan(
     if !same_set(&common, &voters) {
         steps.push(SyncStep::WriteKey {
             standbys: common.clone(),
+            quorum: 0,
             version: version.clone(),
         });
         reasons.push(format!(
@@ -363,6 +391,7 @@ pub fn primary_plan(
     if !wrote && !confirmed.is_empty() && !same_set(confirmed, &common) {
         steps.push(SyncStep::WriteKey {
             standbys: confirmed.clone(),
+            quorum: 0,
             version,
         });
         reasons.push(format!(
@@ -385,6 +414,9 @@ pub fn prepromote_plan(cfg: &SyncConfig, me: &str, cluster: &Cluster) -> SyncPla
     if !cfg.enabled() {
         return SyncPlan::default();
     }
+    if cfg.mode == SyncMode::Quorum {
+        return super::quorum_plan::prepromote_plan(cfg, me, cluster);
+    }
     let sync = cluster.sync_state();
     let standbys: Vec<String> = if cfg.min_nodes() > 0 {
         sync.members()
@@ -399,6 +431,7 @@ pub fn prepromote_plan(cfg: &SyncConfig, me: &str, cluster: &Cluster) -> SyncPla
         steps: vec![
             SyncStep::WriteKey {
                 standbys: standbys.clone(),
+                quorum: 0,
                 version: cluster.sync_version().cloned(),
             },
             SyncStep::SetNames {
@@ -431,8 +464,13 @@ pub fn may_take_over(cfg: &SyncConfig, cluster: &Cluster, name: &str) -> bool {
 /// as the leader that wrote it) stays out, unless a manual failover names
 /// it. When no listed member can take over the cluster stays without a
 /// primary rather than lose acknowledged commits.
+/// In quorum mode nobody is kept out here: a member the key does not list
+/// races too, and needs one vote more (docs/replication-modes.md §5).
 pub fn race_gate(cluster: &Cluster, local: &super::LocalView) -> Option<super::Decision> {
-    if !active(&local.sync, cluster) || cluster.sync_state().matches(&local.name, true) {
+    if !active(&local.sync, cluster)
+        || local.sync.mode == SyncMode::Quorum
+        || cluster.sync_state().matches(&local.name, true)
+    {
         return None;
     }
     let named = cluster

@@ -15,7 +15,7 @@ use crate::dcs::{
 
 const SYSID: &str = "7000000000000000001";
 
-fn member(name: &str, role: &str, port: u16) -> Member {
+pub(super) fn member(name: &str, role: &str, port: u16) -> Member {
     Member {
         name: name.to_owned(),
         data: MemberData {
@@ -31,7 +31,7 @@ fn member(name: &str, role: &str, port: u16) -> Member {
 }
 
 /// a, b, c, d; `leader` holds the lock; `sync` is the key's value.
-fn cluster(leader: Option<&str>, sync: Option<&str>) -> Cluster {
+pub(super) fn cluster(leader: Option<&str>, sync: Option<&str>) -> Cluster {
     let role = |n: &str| {
         if leader == Some(n) {
             "primary"
@@ -59,21 +59,21 @@ fn cluster(leader: Option<&str>, sync: Option<&str>) -> Cluster {
     }
 }
 
-fn on() -> SyncConfig {
+pub(super) fn on() -> SyncConfig {
     SyncConfig {
         mode: SyncMode::On,
         ..SyncConfig::default()
     }
 }
 
-fn strict() -> SyncConfig {
+pub(super) fn strict() -> SyncConfig {
     SyncConfig {
         strict: true,
         ..on()
     }
 }
 
-fn row(name: &str, state: &str, lsn: u64) -> ReplicaRow {
+pub(super) fn row(name: &str, state: &str, lsn: u64) -> ReplicaRow {
     ReplicaRow {
         name: name.into(),
         sync_state: state.into(),
@@ -81,17 +81,17 @@ fn row(name: &str, state: &str, lsn: u64) -> ReplicaRow {
     }
 }
 
-fn names(v: &[&str]) -> Vec<String> {
+pub(super) fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn key(leader: &str, standbys: &[&str]) -> String {
+pub(super) fn key(leader: &str, standbys: &[&str]) -> String {
     SyncState::to_json(leader, &names(standbys), 0)
 }
 
 /// The candidates with `ssn` in force, the tracker having seen it at
 /// `mark` and now at `lsn`.
-fn pick(
+pub(super) fn pick(
     cfg: &SyncConfig,
     c: &Cluster,
     ssn: &str,
@@ -109,14 +109,15 @@ fn plan(cfg: &SyncConfig, c: &Cluster, ssn: &str, cand: &Candidates) -> Vec<Sync
     sync::primary_plan(cfg, "a", c, &n, cand).steps
 }
 
-fn write(standbys: &[&str], version: Option<i64>) -> SyncStep {
+pub(super) fn write(standbys: &[&str], version: Option<i64>) -> SyncStep {
     SyncStep::WriteKey {
         standbys: names(standbys),
+        quorum: 0,
         version: version.map(Version::from_int),
     }
 }
 
-fn set(value: &str) -> SyncStep {
+pub(super) fn set(value: &str) -> SyncStep {
     SyncStep::SetNames {
         value: Some(value.into()),
     }
@@ -447,7 +448,7 @@ fn before_promoting_the_key_is_taken() {
 // --- the decision (docs/replication-modes.md §4) ---
 
 /// `ha::tests`' local view, named and with a sync configuration.
-fn local(name: &str, role: Option<PgRole>, cfg: SyncConfig) -> LocalView {
+pub(super) fn local(name: &str, role: Option<PgRole>, cfg: SyncConfig) -> LocalView {
     LocalView {
         name: name.into(),
         sync: cfg,
@@ -455,7 +456,7 @@ fn local(name: &str, role: Option<PgRole>, cfg: SyncConfig) -> LocalView {
     }
 }
 
-fn peer(name: &str, role: PgRole, lsn: u64) -> PeerStatus {
+pub(super) fn peer(name: &str, role: PgRole, lsn: u64) -> PeerStatus {
     PeerStatus {
         name: name.into(),
         reply: Some(PeerReply {
@@ -469,7 +470,7 @@ fn peer(name: &str, role: PgRole, lsn: u64) -> PeerStatus {
     }
 }
 
-fn run(c: Cluster, l: &LocalView) -> Decision {
+pub(super) fn run(c: Cluster, l: &LocalView) -> Decision {
     decide(&DcsView::Ok(c), l, Instant::now())
 }
 

@@ -258,9 +258,31 @@ impl Job {
     }
 }
 
+/// Why the supervisor did not do what a message asked. The elector logs it
+/// and reports the action failed (`ha::ActionResult::Failed`); nothing
+/// matches on the text.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// Another job runs (Patroni's wording: `restart already in progress`).
+    #[error("{0} already in progress")]
+    Busy(&'static str),
+    /// The message needs a running PostgreSQL.
+    #[error("PostgreSQL is not running")]
+    NotRunning,
+    /// A start as primary that was told to give up did not end within its
+    /// bound (docs/ha.md §8.1).
+    #[error("the start as primary did not end in time")]
+    StartDidNotEnd,
+    /// After a fast stop, pg_control does not say "shut down".
+    #[error("PostgreSQL did not shut down cleanly ({0})")]
+    UncleanShutdown(String),
+    #[error(transparent)]
+    Pg(#[from] crate::postgres::PgError),
+}
+
 /// Start a job. Refused (`Err`) while another job runs.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), SupervisorError>")]
 pub struct RunJob(pub Job);
 
 /// Show the state `rewind failed` while PostgreSQL stays down and no job
@@ -272,7 +294,7 @@ pub struct ShowRewindFailed;
 
 /// Re-point a running standby (rewrite `primary_conninfo`, reload).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), SupervisorError>")]
 pub struct Follow(pub Upstream);
 
 /// The dynamic configuration changed (parameters, use_slots...).
@@ -282,7 +304,7 @@ pub struct DynamicConfigChanged(pub DynamicConfig);
 
 /// Stop PostgreSQL and wait for it (daemon shutdown); returns when it is down.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), SupervisorError>")]
 pub struct StopAndWait(pub StopMode);
 
 /// Set `synchronous_standby_names` (docs/replication-modes.md §3;
@@ -290,7 +312,7 @@ pub struct StopAndWait(pub StopMode);
 /// reload; answers once the reload is done, so a step after it (a
 /// promotion) runs with the new value.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), SupervisorError>")]
 pub struct SetStandbyNames(pub Option<String>);
 
 /// Operations the REST API asks for (docs/rest-api.md, "Summary"). Each answers what
@@ -366,7 +388,7 @@ pub struct SyncSlots(pub crate::ha::slots::SlotRequest);
 
 /// Switchover: CHECKPOINT, stop fast, answer the shutdown checkpoint's LSN.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<u64, String>")]
+#[rtype(result = "Result<u64, SupervisorError>")]
 pub struct StopGracefully;
 
 #[cfg(test)]

@@ -1334,11 +1334,15 @@ impl Sim {
             // `sync_steps::run`: the key by compare-and-swap, the list on
             // the server (a reload; the file keeps it while stopped).
             Action::Sync(step) => match step {
-                SyncStep::WriteKey { standbys, version } => {
+                SyncStep::WriteKey {
+                    standbys,
+                    quorum,
+                    version,
+                } => {
                     if !reach {
                         return Ok(unreachable());
                     }
-                    let value = SyncState::to_json(&name, standbys, 0);
+                    let value = SyncState::to_json(&name, standbys, *quorum);
                     if self.dcs.put_cas(keys::SYNC, &value, version.as_ref()) {
                         ActionResult::Done
                     } else {

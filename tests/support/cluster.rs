@@ -83,6 +83,10 @@ pub struct ClusterOptions {
     /// The nodes use etcd's v2 API: their YAML has Patroni's `etcd`
     /// section instead of `etcd3` (the test etcd serves both).
     pub etcd2: bool,
+    /// The nodes use Consul at this address (`host:port`: the emulator of
+    /// tests/support/consul_emulator a test started, or a real agent)
+    /// instead of etcd: their YAML has a `consul` section.
+    pub consul: Option<String>,
 }
 
 /// Passwords of the roles the Patroni-shaped configuration creates.
@@ -228,6 +232,8 @@ pub struct TestCluster {
     pub shape: Shape,
     /// Give nodes added afterwards their own proxy to etcd.
     pub dcs_proxies: bool,
+    /// With [`ClusterOptions::consul`]: the Consul agent the nodes use.
+    pub consul: Option<String>,
     bin: PathBuf,
     http: reqwest::Client,
 }
@@ -286,6 +292,7 @@ impl TestCluster {
             shape: opts.shape,
             dcs_proxies: opts.dcs_proxies,
             etcd2: opts.etcd2,
+            consul: opts.consul,
             bin,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -308,6 +315,7 @@ impl TestCluster {
         let api_port = free_port();
         let config_path = dir.join("pgpilot.yml");
         let store = match (&self.zookeeper, &self.zookeeper_ensemble) {
+            _ if self.consul.is_some() => self.consul.clone().unwrap_or_default(),
             (Some(zk), _) => zk.server(),
             (None, Some(e)) => e.servers().join(", "),
             (None, None) => self
@@ -341,6 +349,13 @@ impl TestCluster {
                 &format!("etcd:\n  hosts: {etcd_hosts}\n"),
             );
             assert!(yaml.contains("\netcd:\n"), "no etcd3 section to swap");
+        }
+        if self.consul.is_some() {
+            yaml = yaml.replace(
+                &format!("etcd3:\n  hosts: {etcd_hosts}\n"),
+                &format!("consul:\n  host: {etcd_hosts}\n"),
+            );
+            assert!(yaml.contains("consul:\n"), "no etcd3 section to swap");
         }
         for (k, v) in extra {
             yaml.push_str(&format!("{k}: {v}\n"));
@@ -545,6 +560,14 @@ tags:
         path
     }
 
+    /// Run `program` instead of pgpilot for the daemons started from now
+    /// on (Patroni's, to check the Consul emulator against it). It is
+    /// started as pgpilot is: `<program> <config>` in the node's directory,
+    /// as the PostgreSQL OS user, its output in the node's log.
+    pub fn use_program(&mut self, program: PathBuf) {
+        self.bin = program;
+    }
+
     /// Start the daemon of node `i` (as the PostgreSQL OS user).
     pub fn start(&mut self, i: usize) {
         self.start_with_env(i, &[]);
@@ -558,11 +581,11 @@ tags:
 
     /// Start Patroni 4.1.5's own daemon on node `i`'s YAML instead of
     /// pgpilot (a mixed cluster; give the cluster [`Shape::PatroniSample`]).
-    /// `PATRONI` names the binary (scripts/test sets it from scripts/lib.sh's
-    /// `ensure_patroni_daemon`); else the daemon venv that function makes,
-    /// else the patronictl one.
+    /// `PATRONI_DAEMON` names the binary (scripts/test sets it from
+    /// scripts/lib.sh's `ensure_patroni_daemon`); else the daemon venv that
+    /// function makes, else the patronictl one.
     pub fn start_patroni(&mut self, i: usize) {
-        let bin = std::env::var_os("PATRONI")
+        let bin = std::env::var_os("PATRONI_DAEMON")
             .map(PathBuf::from)
             .or_else(|| {
                 [

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod consul_emulator;
 pub mod ctl;
 pub mod etcd;
 pub mod proxy;
