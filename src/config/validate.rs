@@ -239,6 +239,12 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
                 "https is not supported for the etcd v2 API yet".into(),
             );
         }
+        if section == "etcd" && (e.username.is_some() || e.password.is_some()) {
+            warnings.push(
+                "etcd.username: not sent: authentication is not supported for the etcd v2 API yet"
+                    .to_owned(),
+            );
+        }
     }
 
     // Bootstrap.
@@ -649,6 +655,15 @@ pub(crate) mod tests {
         assert!(
             w.iter()
                 .any(|w| w.starts_with("etcd3: ignored: `etcd` is used")),
+            "{w:?}"
+        );
+        let auth = v2_too.replace(
+            "etcd:\n  hosts",
+            "etcd:\n  username: u\n  password: p\n  hosts",
+        );
+        let w = validate(&cfg(&auth)).unwrap();
+        assert!(
+            w.iter().any(|w| w.starts_with("etcd.username: not sent")),
             "{w:?}"
         );
         let https = v2_too.replace("b:2379", "https://b:2379");
