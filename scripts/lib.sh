@@ -71,8 +71,10 @@ ensure_patronictl() {
 # may be built on a python under /root (e.g. pyenv), where the child cannot
 # start and Patroni waits for it forever; then the daemon runs from a second
 # venv on Debian's python3. Sets PATRONI to the daemon's path. Used by
-# scripts/bench-footprint and by tests/consul_emulator_fidelity.rs (Patroni
-# on the Consul emulator: the consul extra).
+# scripts/bench-footprint, by tests/consul_emulator_fidelity.rs (Patroni
+# on the Consul emulator: the consul extra) and by tests/etcd2_cluster.rs (a
+# mixed Patroni + pgpilot cluster on etcd v2: python-etcd, which the etcd3
+# extra brings).
 PATRONI_DAEMON_VENV=/opt/patroni-daemon
 ensure_patroni_daemon() {
     local venv
@@ -81,7 +83,7 @@ ensure_patroni_daemon() {
         # itself, as the child does (setpriv's own exec still may not).
         if "${AS_PG_USER[@]}" sh -c '"$0" --version' "$venv/bin/patroni" 2>/dev/null |
             grep -qx "patroni $PATRONI_VERSION" &&
-            "$venv/bin/python" -c 'import consul' 2>/dev/null; then
+            "$venv/bin/python" -c 'import consul, etcd' 2>/dev/null; then
             PATRONI=$venv/bin/patroni
             return 0
         fi

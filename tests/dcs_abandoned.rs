@@ -16,7 +16,7 @@
 //! uid (setfsuid: the owner match reads the socket file's fsuid); the test
 //! runs on a current-thread runtime, so every socket of the DCS client is made
 //! on this thread. Needs root and iptables (`scripts/lib.sh` installs it);
-//! fails otherwise.
+//! fails otherwise. The same for the etcd v2 backend (a TTL refresh).
 
 mod support;
 
@@ -189,4 +189,96 @@ async fn abandoned_keep_alive_never_reaches_etcd() {
         "the lease ran down while nobody renewed it ({at_cut} s -> {last} s)"
     );
     drop(as_node);
+}
+
+/// The member key's remaining TTL as etcd's v2 API reports it (`None`:
+/// gone), by a plain HTTP/1.0 GET.
+fn v2_ttl(port: u16, key: &str) -> Option<i64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("observer connects");
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    write!(s, "GET /v2/keys{key} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("observer sends");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("observer reads");
+    let body = text.split("\r\n\r\n").nth(1)?;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["node"]["ttl"].as_i64()
+}
+
+/// etcd v2 (docs/dcs.md, "etcd v2 (`Etcd2Dcs`)"): a keep-alive (a TTL
+/// refresh of the member key) sent into the cut and given up on at its
+/// deadline never refreshes the key afterwards.
+#[tokio::test(flavor = "current_thread")]
+async fn abandoned_v2_refresh_never_reaches_etcd() {
+    let etcd = EtcdServer::start();
+    let port = etcd.client_port();
+    let retry_timeout = Duration::from_secs(1);
+    let ttl = Duration::from_secs(60);
+    const KEY: &str = "/service/abandoned2/members/n1";
+    // The observer is a thread made before the node's fsuid is set: its
+    // sockets are root's, and the rule never matches them.
+    let (ask, asked) = std::sync::mpsc::channel::<()>();
+    let (tell, told) = std::sync::mpsc::channel::<Option<i64>>();
+    let observer = std::thread::spawn(move || {
+        while asked.recv().is_ok() {
+            if tell.send(v2_ttl(port, KEY)).is_err() {
+                return;
+            }
+        }
+    });
+    let remaining = || {
+        ask.send(()).expect("observer alive");
+        told.recv().expect("observer answers")
+    };
+
+    let as_node = AsNode::new();
+    let dcs = pgpilot::dcs::etcd2::Etcd2Dcs::new(
+        vec![etcd.endpoint()],
+        "/service/abandoned2".into(),
+        "n1".into(),
+        ttl,
+        retry_timeout,
+    );
+    dcs.touch_member(&MemberData::default())
+        .await
+        .expect("member key written");
+    let full = ttl.as_secs() as i64;
+    support::eventually(Duration::from_secs(10), "the key to run down 3 s", || {
+        let r = remaining();
+        async move { r.is_some_and(|t| t <= full - 3).then_some(()) }
+    })
+    .await;
+
+    let _cut = Cut::new(port);
+    let at_cut = remaining().expect("the key is there");
+    let sent = Instant::now();
+    let r = dcs.keep_alive().await;
+    assert!(
+        matches!(r, Err(DcsError::Unreachable(_))),
+        "keep-alive into the cut: {r:?}"
+    );
+    assert!(
+        sent.elapsed() < retry_timeout + Duration::from_secs(1),
+        "the keep-alive was abandoned at its deadline, not {:?} later",
+        sent.elapsed()
+    );
+    let mut last = at_cut;
+    while sent.elapsed() < Duration::from_secs(6) {
+        let now = remaining().expect("the key is there");
+        assert!(
+            now <= last,
+            "the key gained TTL ({last} s -> {now} s) {:?} after the node sent a refresh \
+             it then abandoned: the abandoned request reached etcd",
+            sent.elapsed()
+        );
+        last = now;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        last > 0 && last < at_cut,
+        "the key ran down while nobody renewed it ({at_cut} s -> {last} s)"
+    );
+    drop(as_node);
+    drop(ask);
+    observer.join().expect("observer thread");
 }

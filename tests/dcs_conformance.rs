@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use pgpilot::dcs::etcd::EtcdDcs;
+use pgpilot::dcs::etcd2::Etcd2Dcs;
 use pgpilot::dcs::memory::{MemoryDcs, MemoryStore};
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::dcs::{Dcs, DcsError, LeaderHold, MemberData, Status, Version, WatchEvent};
@@ -73,6 +74,37 @@ fn memory_backend() -> Backend {
         }),
         // A store switched off is both: nothing answers.
         outage: Box::new(move |_, down| store.set_reachable(!down)),
+    }
+}
+
+/// The etcd v2 backend's factory: an etcd of its own, v2 API enabled.
+fn etcd2_backend() -> Backend {
+    let server = EtcdServer::start();
+    let ttl = Duration::from_secs(2);
+    let retry_timeout = Duration::from_secs(1);
+    let ep = server.endpoint();
+    let server = Mutex::new(server);
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(Etcd2Dcs::new(
+                vec![ep.clone()],
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |kind, down| {
+            let mut server = server.lock().unwrap_or_else(|e| e.into_inner());
+            match (kind, down) {
+                (Outage::Stop, true) => server.stop(),
+                (Outage::Stop, false) => server.restart(),
+                (Outage::Freeze, true) => server.pause(),
+                (Outage::Freeze, false) => server.resume(),
+            }
+        }),
     }
 }
 
@@ -778,6 +810,14 @@ async fn failsafe_key(b: &Backend) {
 }
 
 async fn load_cluster_parses_everything(b: &Backend) {
+    load_cluster_parses(b, true).await
+}
+
+/// `load_cluster_parses_everything`; `shared_session`: the leader and
+/// member keys of a node are on one session (every store but etcd v2, whose
+/// keys each carry their own TTL: the leader key's session is the key's own,
+/// a member key has none).
+async fn load_cluster_parses(b: &Backend, shared_session: bool) {
     let (a, c) = (b.node("a"), b.node("c"));
     a.touch_member(&member("primary")).await.unwrap();
     c.touch_member(&member("replica")).await.unwrap();
@@ -813,7 +853,11 @@ async fn load_cluster_parses_everything(b: &Backend) {
     assert!(lm.data.is_primary_role());
     let l = cl.leader.as_ref().unwrap();
     assert!(l.session.is_some(), "leader key carries a session");
-    assert_eq!(l.session, lm.session, "leader and member share the lease");
+    if shared_session {
+        assert_eq!(l.session, lm.session, "leader and member share the lease");
+    } else {
+        assert_eq!(lm.session, None, "a member key has no session");
+    }
     assert_ne!(cl.member("c").unwrap().session, l.session);
     assert_eq!(cl.initialize.as_deref(), Some("7000000000000000001"));
     assert_eq!(cl.config.as_ref().unwrap().value["loop_wait"], 10);
@@ -1286,6 +1330,116 @@ mod etcd {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn starts_before_etcd() {
         let b = etcd_backend();
+        b.outage(Outage::Stop, true);
+        let a = b.node("a");
+        let r = a.load_cluster().await;
+        assert!(matches!(r, Err(DcsError::Unreachable(_))), "{r:?}");
+        b.outage(Outage::Stop, false);
+        eventually(Duration::from_secs(10), "first success", || async {
+            a.touch_member(&member("replica")).await.ok()
+        })
+        .await;
+    }
+}
+
+/// etcd's v2 API: every case but two, which assume one session carries
+/// a node's leader and member keys. v2 keys each carry their own TTL: a
+/// `ttl` change needs no new session (each later write carries the new
+/// TTL), and the member key has no session. `load_cluster_parses_everything`
+/// runs with that difference; `ttl_change_keeps_the_leader_key` replaces
+/// `ttl_change_moves_keys_to_new_session`.
+mod etcd2 {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd2_backend;
+        acquire_is_exclusive,
+        update_leader_only_for_holder,
+        delete_leader_only_own,
+        concurrent_acquire_has_one_winner,
+        update_leader_compares_the_version_given,
+        same_name_never_touches_anothers_leader_key,
+        restarted_daemon_keeps_the_key_of_its_inherited_session,
+        keys_expire_after_ttl,
+        renewal_keeps_keys,
+        keep_alive_keeps_keys_without_writing,
+        release_session_drops_keys_at_once,
+        initialize_create_only_then_overwrite,
+        config_cas,
+        failover_cas,
+        failsafe_key,
+        sync_key_cas,
+        watch_reports_leader_deletion,
+        watch_reports_leader_expiry,
+        reads_with_a_watch_see_changes,
+        fresh_read_sees_another_clients_write_at_once,
+        cached_view_converges_after_a_burst,
+        hold_deadline_is_what_the_store_keeps,
+    );
+    all_cases!(@outages #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd2_backend;
+        unreachable_when_stopped = unreachable_within_retry_timeout(Stop),
+        unreachable_when_frozen = unreachable_within_retry_timeout(Freeze),
+        watch_survives_stop = watch_survives_outage(Stop),
+        watch_survives_freeze = watch_survives_outage(Freeze),
+    );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn load_cluster_parses_everything() {
+        super::load_cluster_parses(&etcd2_backend(), false).await;
+    }
+
+    /// A `ttl` change: the holder keeps its leader key (same session, same
+    /// version), its next renewal and member write carry the new TTL, and
+    /// the key then outlives the old TTL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ttl_change_keeps_the_leader_key() {
+        let b = etcd2_backend();
+        let (a, c) = (b.node("a"), b.node("c"));
+        a.touch_member(&member("primary")).await.unwrap();
+        assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
+        let before = c.load_cluster_fresh().await.unwrap().leader.unwrap();
+        let longer = b.ttl * 3;
+        a.set_timing(longer, b.retry_timeout);
+        a.touch_member(&member("primary")).await.unwrap();
+        assert!(a.update_leader(&before).await.unwrap().is_held());
+        tokio::time::sleep(b.ttl + Duration::from_secs(1)).await;
+        let after = c.load_cluster_fresh().await.unwrap();
+        assert_eq!(after.leader.as_ref(), Some(&before), "the same key");
+        assert!(
+            after.member("a").is_some(),
+            "the member key took the new TTL"
+        );
+    }
+
+    /// An etcd without the v2 API (etcd 3.4's default) answers a plain 404:
+    /// every read is an error naming `--enable-v2`, never an empty cluster a
+    /// node would bootstrap over, and nothing is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_without_v2_is_an_error_not_an_empty_cluster() {
+        let server = EtcdServer::start_v3_only();
+        let a = Etcd2Dcs::new(
+            vec![server.endpoint()],
+            PREFIX.into(),
+            "a".into(),
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        );
+        for r in [a.load_cluster().await, a.load_cluster_fresh().await] {
+            assert!(
+                matches!(&r, Err(DcsError::Other(m)) if m.contains("--enable-v2")),
+                "{r:?}"
+            );
+        }
+        let r = a.initialize(true, "").await;
+        assert!(matches!(r, Err(DcsError::Other(_))), "{r:?}");
+        let r = a.attempt_to_acquire_leader().await;
+        assert!(matches!(r, Err(DcsError::Other(_))), "{r:?}");
+    }
+
+    /// The backend needs no etcd at construction, and works once etcd
+    /// appears.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn starts_before_etcd() {
+        let b = etcd2_backend();
         b.outage(Outage::Stop, true);
         let a = b.node("a");
         let r = a.load_cluster().await;

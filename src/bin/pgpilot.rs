@@ -216,6 +216,79 @@ async fn refuse_a_running_namesake(cfg: &Config, dcs: &dyn Dcs) -> anyhow::Resul
     }
 }
 
+/// The store of the first DCS section in Patroni's order
+/// (docs/configuration.md §4; validation refused a first one pgpilot does
+/// not support and warned about the others): the backend, the servers it
+/// names for the start line, and the section's name.
+fn open_dcs(
+    cfg: &Config,
+    dynamic: &DynamicConfig,
+) -> anyhow::Result<(Arc<dyn Dcs>, Vec<String>, &'static str)> {
+    let (ttl, retry) = (dynamic.timing.ttl, dynamic.timing.retry_timeout);
+    let section = cfg.dcs_sections().first().copied().unwrap_or("etcd3");
+    let missing = || {
+        anyhow::anyhow!("no DCS section (etcd3, etcd, exhibitor or zookeeper) in the configuration")
+    };
+    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = match section {
+        "etcd" => {
+            let e = cfg.etcd.as_ref().ok_or_else(missing)?;
+            let dcs = Arc::new(pgpilot::dcs::etcd2::Etcd2Dcs::new(
+                e.endpoints(),
+                cfg.cluster_prefix(),
+                cfg.name.clone(),
+                ttl,
+                retry,
+            ));
+            (dcs, e.endpoints())
+        }
+        "exhibitor" => {
+            // ZooKeeper with the servers Exhibitor lists (docs/dcs.md, "Exhibitor").
+            let x = cfg.exhibitor.as_ref().ok_or_else(missing)?;
+            let settings = ExhibitorSettings::from_config(x)
+                .context("exhibitor.port: Exhibitor's HTTP port is required")?;
+            let exhibitors = settings
+                .hosts
+                .iter()
+                .map(|h| format!("exhibitor http://{h}:{}", settings.port))
+                .collect();
+            let dcs = Arc::new(ZooKeeperDcs::with_exhibitor(
+                ZkSettings::from_config(&x.zookeeper(&[])),
+                EnsembleProvider::new(settings),
+                cfg.cluster_prefix(),
+                cfg.name.clone(),
+                ttl,
+                retry,
+            ));
+            (dcs, exhibitors)
+        }
+        "zookeeper" => {
+            let z = cfg.zookeeper.as_ref().ok_or_else(missing)?;
+            let dcs = Arc::new(ZooKeeperDcs::new(
+                ZkSettings::from_config(z),
+                cfg.cluster_prefix(),
+                cfg.name.clone(),
+                ttl,
+                retry,
+            ));
+            (dcs, z.servers())
+        }
+        _ => {
+            let etcd = cfg.etcd3.as_ref().ok_or_else(missing)?;
+            let credentials = etcd.username.clone().zip(etcd.password.clone());
+            let dcs = Arc::new(EtcdDcs::new(
+                etcd.endpoints(),
+                credentials,
+                cfg.cluster_prefix(),
+                cfg.name.clone(),
+                ttl,
+                retry,
+            ));
+            (dcs, etcd.endpoints())
+        }
+    };
+    Ok((dcs, servers, section))
+}
+
 /// Start the actors and the API; returns once everything runs.
 async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let dynamic = match cfg
@@ -229,61 +302,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         None => DynamicConfig::defaults(),
     };
-    // The first DCS section in Patroni's order (docs/configuration.md §4);
-    // validation refused a first one pgpilot does not support.
-    let first = cfg.dcs_sections().first().copied();
-    let zookeeper = cfg
-        .zookeeper
-        .as_ref()
-        .filter(|_| first == Some("zookeeper"));
-    let exhibitor = cfg
-        .exhibitor
-        .as_ref()
-        .filter(|_| first == Some("exhibitor"));
-    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(x) = exhibitor {
-        // ZooKeeper with the servers Exhibitor lists (docs/dcs.md, "Exhibitor").
-        let settings = ExhibitorSettings::from_config(x)
-            .context("exhibitor.port: Exhibitor's HTTP port is required")?;
-        let exhibitors = settings
-            .hosts
-            .iter()
-            .map(|h| format!("exhibitor http://{h}:{}", settings.port))
-            .collect();
-        let dcs = Arc::new(ZooKeeperDcs::with_exhibitor(
-            ZkSettings::from_config(&x.zookeeper(&[])),
-            EnsembleProvider::new(settings),
-            cfg.cluster_prefix(),
-            cfg.name.clone(),
-            dynamic.timing.ttl,
-            dynamic.timing.retry_timeout,
-        ));
-        (dcs, exhibitors)
-    } else if let Some(z) = zookeeper {
-        let dcs = Arc::new(ZooKeeperDcs::new(
-            ZkSettings::from_config(z),
-            cfg.cluster_prefix(),
-            cfg.name.clone(),
-            dynamic.timing.ttl,
-            dynamic.timing.retry_timeout,
-        ));
-        (dcs, z.servers())
-    } else {
-        let etcd = cfg
-            .etcd3
-            .as_ref()
-            .context("no DCS section (etcd3, exhibitor or zookeeper) in the configuration")?;
-        let credentials = etcd.username.clone().zip(etcd.password.clone());
-        let dcs = Arc::new(EtcdDcs::new(
-            etcd.endpoints(),
-            credentials,
-            cfg.cluster_prefix(),
-            cfg.name.clone(),
-            dynamic.timing.ttl,
-            dynamic.timing.retry_timeout,
-        ));
-        (dcs, etcd.endpoints())
-    };
-    info!(event = pgpilot::events::STARTING, name = %cfg.name, scope = %cfg.scope, dcs = ?servers, api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
+    let (dcs, servers, section) = open_dcs(&cfg, &dynamic)?;
+    info!(event = pgpilot::events::STARTING, name = %cfg.name, scope = %cfg.scope, dcs_section = section, dcs = ?servers, api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
     refuse_a_running_namesake(&cfg, dcs.as_ref()).await?;
 
     let cfg = Arc::new(cfg);

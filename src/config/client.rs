@@ -15,7 +15,10 @@ pub struct ClientConfig {
     pub scope: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default, alias = "etcd")]
+    /// etcd's v2 API (Patroni's `etcd` section).
+    #[serde(default)]
+    pub etcd: Option<Etcd>,
+    #[serde(default)]
     pub etcd3: Option<Etcd>,
     #[serde(default)]
     pub zookeeper: Option<super::zookeeper::ZooKeeper>,
@@ -89,7 +92,9 @@ mod tests {
         let c = load_client(Some(&p), &env(&[])).unwrap();
         assert_eq!(c.scope, None);
         assert_eq!(c.ctl.and_then(|c| c.insecure), Some(true));
-        assert!(c.etcd3.is_some());
+        // `etcd` is the v2 API's section, not another spelling of `etcd3`.
+        assert!(c.etcd.is_some());
+        assert!(c.etcd3.is_none());
     }
 
     #[test]

@@ -75,14 +75,11 @@ impl EnvLayer {
     /// The variable that set `key`, or a key below/above it.
     pub fn var_for(&self, key: &[String]) -> Option<&str> {
         let key = key.join(".");
-        let norm = |s: &str| s.replacen("etcd3", "etcd", 1);
-        let key = norm(&key);
         self.vars
             .iter()
             .rev()
             .find(|(p, _)| {
-                let p = norm(p);
-                p == key || key.starts_with(&format!("{p}.")) || p.starts_with(&format!("{key}."))
+                p == &key || key.starts_with(&format!("{p}.")) || p.starts_with(&format!("{key}."))
             })
             .map(|(_, v)| v.as_str())
     }

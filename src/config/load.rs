@@ -55,39 +55,20 @@ impl Sources {
         // Try the key, then shorter prefixes (a missing key's parent).
         for len in (1..=segs.len()).rev() {
             let prefix = &segs[..len];
-            let alts = etcd_spellings(prefix);
             if let Some(env) = &self.env
-                && alts.iter().any(|p| tree::defines(&env.value, p))
+                && tree::defines(&env.value, prefix)
                 && let Some(var) = env.var_for(prefix)
             {
                 return (format!("environment ({var})"), None);
             }
             for layer in self.files.iter().rev() {
-                if let Some(p) = alts.iter().find(|p| tree::defines(&layer.value, p)) {
-                    return (layer.origin.clone(), lines::find_line(&layer.text, p));
+                if tree::defines(&layer.value, prefix) {
+                    return (layer.origin.clone(), lines::find_line(&layer.text, prefix));
                 }
             }
         }
         (self.source.clone(), None)
     }
-}
-
-/// `path` and, if it starts with `etcd`/`etcd3`, the other spelling.
-fn etcd_spellings(path: &[String]) -> Vec<Vec<String>> {
-    let mut out = vec![path.to_vec()];
-    if let Some(first) = path.first() {
-        let other = match first.as_str() {
-            "etcd" => Some("etcd3"),
-            "etcd3" => Some("etcd"),
-            _ => None,
-        };
-        if let Some(o) = other {
-            let mut p = path.to_vec();
-            p[0] = o.to_owned();
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Load the local configuration.
@@ -188,15 +169,10 @@ fn merge_layers(
     // Merge.
     let mut merged = Value::Mapping(Mapping::new());
     for layer in &sources.files {
-        check_one_etcd(&layer.value, &layer.origin)?;
-        let mut v = layer.value.clone();
-        tree::rename_etcd(&mut v);
-        patch_config(&mut merged, v);
+        patch_config(&mut merged, layer.value.clone());
     }
     if let Some(env) = &sources.env {
-        let mut v = env.value.clone();
-        tree::rename_etcd(&mut v);
-        patch_config(&mut merged, v);
+        patch_config(&mut merged, env.value.clone());
     }
     tree::normalize(&mut merged);
 
@@ -323,18 +299,6 @@ fn parse_layer(origin: String, text: String) -> Result<Layer, ConfigError> {
         text,
         value,
     })
-}
-
-fn check_one_etcd(v: &Value, origin: &str) -> Result<(), ConfigError> {
-    let m = v.as_mapping();
-    if m.is_some_and(|m| m.contains_key("etcd") && m.contains_key("etcd3")) {
-        return Err(ConfigError::key(
-            origin,
-            "etcd3",
-            "both `etcd` and `etcd3` sections given; pgpilot serves both over the etcd v3 API, keep one",
-        ));
-    }
-    Ok(())
 }
 
 /// Split a serde_yaml_ng error into `(path, message)`; its Display is
@@ -647,16 +611,33 @@ tags:
     }
 
     #[test]
-    fn legacy_etcd_section_is_accepted() {
+    fn etcd_is_the_v2_section_and_etcd3_the_v3_one() {
         let text = POSTGRES0.replace("etcd3:", "etcd:");
         let l = load_text(&text, &[]).unwrap();
+        assert_eq!(l.config.etcd3, None, "`etcd` is not another spelling");
         assert_eq!(
-            l.config.etcd3.unwrap().host.as_deref(),
+            l.config.etcd.unwrap().host.as_deref(),
             Some("127.0.0.1:2379")
         );
+        // Both: both are read; the v2 one is used, first in Patroni's
+        // order (config::validate warns about the other).
         let both = format!("{POSTGRES0}\netcd:\n  host: x:1\n");
-        let e = load_text(&both, &[]).unwrap_err();
-        assert_eq!(e.key_path(), Some("etcd3"));
+        let c = load_text(&both, &[]).unwrap().config;
+        assert_eq!(c.dcs_sections(), ["etcd", "etcd3"]);
+        assert_eq!(c.etcd.unwrap().host.as_deref(), Some("x:1"));
+        assert_eq!(c.etcd3.unwrap().host.as_deref(), Some("127.0.0.1:2379"));
+        // PATRONI_ETCD_* lands in `etcd`, PATRONI_ETCD3_* in `etcd3`.
+        let c = load_text(
+            POSTGRES0,
+            &[
+                ("PATRONI_ETCD_HOSTS", "10.0.0.1:2379"),
+                ("PATRONI_ETCD3_PORT", "2380"),
+            ],
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.etcd.unwrap().endpoints(), ["http://10.0.0.1:2379"]);
+        assert_eq!(c.etcd3.unwrap().port, Some(2380));
     }
 
     #[test]
@@ -703,14 +684,14 @@ tags:
         // The file's `host` is still there: deep merge, not replacement.
         assert_eq!(etcd.host.as_deref(), Some("127.0.0.1:2379"));
 
-        // CSV form, and PATRONI_ETCD3_* merging into a file's `etcd:` section.
+        // CSV form, and PATRONI_ETCD_* merging into a file's `etcd:` section.
         let l = load_text(
             &POSTGRES0.replace("etcd3:", "etcd:"),
-            &[("PATRONI_ETCD3_HOSTS", "10.0.0.1:2379,10.0.0.2")],
+            &[("PATRONI_ETCD_HOSTS", "10.0.0.1:2379,10.0.0.2")],
         )
         .unwrap();
         assert_eq!(
-            l.config.etcd3.unwrap().endpoints(),
+            l.config.etcd.unwrap().endpoints(),
             [
                 "http://10.0.0.1:2379",
                 "http://10.0.0.2:2379",

@@ -101,7 +101,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("ctl.certfile", Str),
     ("ctl.keyfile", Str),
     ("ctl.keyfile_password", Str),
-    // etcd (v2 spelling, served over v3) and etcd3
+    // etcd (v2) and etcd3 (v3): the same keys
     ("etcd", Map),
     ("etcd3", Map),
     ("etcd*.host", Str),

@@ -68,16 +68,6 @@ pub(crate) fn insert(root: &mut Value, path: &[String], value: Value) {
         .insert(Value::String(last.clone()), value);
 }
 
-/// Rename a top-level `etcd` section to `etcd3` (the same field in
-/// [`Config`](super::Config)) so that layers using either spelling merge.
-pub(crate) fn rename_etcd(v: &mut Value) {
-    if let Some(m) = v.as_mapping_mut()
-        && let Some(e) = m.remove("etcd")
-    {
-        m.insert(Value::String("etcd3".into()), e);
-    }
-}
-
 /// Bring a merged tree into the shape the typed structs expect, accepting
 /// what PyYAML would have accepted for Patroni:
 /// * legacy `postgresql.name` supplies a missing top-level `name`;

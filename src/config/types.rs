@@ -21,9 +21,12 @@ pub struct Config {
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub restapi: RestApi,
-    /// The etcd v3 section. The seed's `etcd` (v2) section is read into this
-    /// field too and served over the v3 API.
-    #[serde(default, alias = "etcd")]
+    /// The etcd v2 section (Patroni's `etcd`: the v2 keys API,
+    /// docs/configuration.md §4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<Etcd>,
+    /// The etcd v3 section.
+    #[serde(default)]
     pub etcd3: Option<Etcd>,
     #[serde(default)]
     pub bootstrap: Option<Bootstrap>,
@@ -145,10 +148,11 @@ pub fn default_namespace() -> String {
 }
 
 /// The DCS sections in the order Patroni tries them (its `patroni.dcs`
-/// modules, alphabetically; `etcd` and `etcd3` are one section here): it
-/// uses the first the configuration has (docs/configuration.md §4).
-pub const DCS_ORDER: [&str; 6] = [
+/// modules, alphabetically: `etcd`, the v2 API, before `etcd3`): it uses
+/// the first the configuration has (docs/configuration.md §4).
+pub const DCS_ORDER: [&str; 7] = [
     "consul",
+    "etcd",
     "etcd3",
     "exhibitor",
     "kubernetes",
@@ -162,6 +166,7 @@ impl Config {
     pub fn dcs_sections(&self) -> Vec<&'static str> {
         let present = |name: &str| match name {
             "consul" => self.consul.is_some(),
+            "etcd" => self.etcd.is_some(),
             "etcd3" => self.etcd3.is_some(),
             "exhibitor" => self.exhibitor.is_some(),
             "kubernetes" => self.kubernetes.is_some(),
@@ -257,7 +262,7 @@ pub struct Credentials {
     pub sslnegotiation: Option<String>,
 }
 
-/// `etcd3` (or legacy `etcd`) section.
+/// `etcd3` (v3) or `etcd` (v2) section: the same keys.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Etcd {
     #[serde(default)]

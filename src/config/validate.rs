@@ -168,20 +168,21 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
     }
 
     // DCS: the first section in Patroni's order is used; it must be one
-    // pgpilot supports (etcd, Exhibitor, ZooKeeper); the others are
+    // pgpilot supports (etcd v2, etcd v3, Exhibitor, ZooKeeper); the others are
     // ignored, as Patroni ignores them, with a warning that says which and
     // why.
     let dcs = cfg.dcs_sections();
     match dcs.first() {
         None => err(
             "etcd3",
-            "no DCS section: add an `etcd3` (or `etcd`), `exhibitor` or `zookeeper` section".into(),
+            "no DCS section: add an `etcd3`, `etcd` (v2 API), `exhibitor` or `zookeeper` section"
+                .into(),
         ),
         Some(&used) => {
-            if !matches!(used, "etcd3" | "exhibitor" | "zookeeper") {
+            if !matches!(used, "etcd" | "etcd3" | "exhibitor" | "zookeeper") {
                 err(
                     used,
-                    "this DCS is not supported yet; use `etcd3` (or `etcd`), `exhibitor` or `zookeeper`"
+                    "this DCS is not supported yet; use `etcd3`, `etcd` (v2 API), `exhibitor` or `zookeeper`"
                         .into(),
                 );
             }
@@ -215,15 +216,20 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         }
         warnings.extend(warns);
     }
-    if let Some(e) = cfg.etcd3.as_ref().filter(|_| dcs.first() == Some(&"etcd3")) {
+    let etcd = match dcs.first() {
+        Some(&"etcd3") => cfg.etcd3.as_ref().map(|e| ("etcd3", e)),
+        Some(&"etcd") => cfg.etcd.as_ref().map(|e| ("etcd", e)),
+        _ => None,
+    };
+    if let Some((section, e)) = etcd {
         if e.srv.is_some() && e.host.is_none() && e.hosts.is_none() && e.url.is_none() {
             err(
-                "etcd3.srv",
+                &format!("{section}.srv"),
                 "DNS SRV discovery is not supported yet; give host or hosts".into(),
             );
         } else if e.endpoints().is_empty() {
             err(
-                "etcd3",
+                section,
                 "one of `host`, `hosts`, `url` or `proxy` is required".into(),
             );
         }
@@ -231,8 +237,25 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
             let hp = h.split_once("://").map_or(h.as_str(), |(_, r)| r);
             let hp = hp.split('/').next().unwrap_or(hp);
             if let Err(m) = host_port(hp, false) {
-                err("etcd3.hosts", format!("bad endpoint {h:?}: {m}"));
+                err(
+                    &format!("{section}.hosts"),
+                    format!("bad endpoint {h:?}: {m}"),
+                );
             }
+        }
+        // The v2 client speaks plain HTTP only (docs/dcs.md, "etcd v2
+        // (Etcd2Dcs)").
+        if section == "etcd" && e.endpoints().iter().any(|h| h.starts_with("https://")) {
+            err(
+                "etcd.protocol",
+                "https is not supported for the etcd v2 API yet".into(),
+            );
+        }
+        if section == "etcd" && (e.username.is_some() || e.password.is_some()) {
+            warnings.push(
+                "etcd.username: not sent: authentication is not supported for the etcd v2 API yet"
+                    .to_owned(),
+            );
         }
     }
 
@@ -524,8 +547,8 @@ pub(crate) mod tests {
     fn postgres0_is_valid() {
         let w = validate(&cfg(POSTGRES0)).unwrap();
         assert!(w.is_empty(), "{w:?}");
-        let legacy = POSTGRES0.replace("etcd3:", "etcd:");
-        validate(&cfg(&legacy)).unwrap();
+        let v2 = POSTGRES0.replace("etcd3:", "etcd:");
+        validate(&cfg(&v2)).unwrap();
     }
 
     #[test]
@@ -633,6 +656,31 @@ pub(crate) mod tests {
                 .any(|w| w.starts_with("zookeeper: ignored: `etcd3` is used")),
             "{w:?}"
         );
+        // `etcd` (v2) and `etcd3`: the v2 one is used, first in Patroni's
+        // order, and its endpoints are the ones checked.
+        let v2_too = format!("{POSTGRES0}etcd:\n  hosts: ['b:99999']\n");
+        assert_eq!(cfg(&v2_too).dcs_sections(), ["etcd", "etcd3"]);
+        let e = validate(&cfg(&v2_too)).unwrap_err();
+        assert_eq!(keys(&e), ["etcd.hosts"]);
+        let v2_too = v2_too.replace("b:99999", "b:2379");
+        let w = validate(&cfg(&v2_too)).unwrap();
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("etcd3: ignored: `etcd` is used")),
+            "{w:?}"
+        );
+        let auth = v2_too.replace(
+            "etcd:\n  hosts",
+            "etcd:\n  username: u\n  password: p\n  hosts",
+        );
+        let w = validate(&cfg(&auth)).unwrap();
+        assert!(
+            w.iter().any(|w| w.starts_with("etcd.username: not sent")),
+            "{w:?}"
+        );
+        let https = v2_too.replace("b:2379", "https://b:2379");
+        let e = validate(&cfg(&https)).unwrap_err();
+        assert_eq!(keys(&e), ["etcd.protocol"]);
         // Consul comes first in Patroni's order: it would be used, and is
         // not supported.
         let consul = format!("{POSTGRES0}consul:\n  host: c:8500\n");

@@ -92,9 +92,11 @@ fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfi
     client_config(check, identity).map_err(anyhow::Error::msg)
 }
 
-/// The store a command reads: etcd's endpoints or ZooKeeper's servers.
+/// The store a command reads: etcd's endpoints (v3 or v2 API) or
+/// ZooKeeper's servers.
 enum Store {
     Etcd(Vec<String>),
+    Etcd2(Vec<String>),
     ZooKeeper(crate::dcs::zookeeper::ZkSettings),
 }
 
@@ -102,14 +104,14 @@ impl Store {
     /// What error messages name.
     fn servers(&self) -> Vec<String> {
         match self {
-            Store::Etcd(e) => e.clone(),
+            Store::Etcd(e) | Store::Etcd2(e) => e.clone(),
             Store::ZooKeeper(z) => z.servers.clone(),
         }
     }
 }
 
-/// `--dcs-url` (`etcd3://`, `etcd://` or `zookeeper://host:port[,...]`)
-/// over the file's section (docs/cli.md).
+/// `--dcs-url` (`etcd3://`, `etcd://` (the v2 API, as in patronictl) or
+/// `zookeeper://host:port[,...]`) over the file's section (docs/cli.md).
 fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
     if let Some(url) = &conn.dcs_url {
         if let Some(rest) = url.strip_prefix("zookeeper://") {
@@ -122,27 +124,31 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
                 crate::dcs::zookeeper::ZkSettings::from_config(&section),
             ));
         }
-        let rest = url
-            .strip_prefix("etcd3://")
-            .or_else(|| url.strip_prefix("etcd://"))
-            .with_context(|| {
-                format!(
-                    "--dcs-url {url}: only etcd3://host:port or zookeeper://host:port is supported"
-                )
-            })?;
+        let (v2, rest) = match (url.strip_prefix("etcd3://"), url.strip_prefix("etcd://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => bail!(
+                "--dcs-url {url}: only etcd3://host:port, etcd://host:port (v2 API) or zookeeper://host:port is supported"
+            ),
+        };
         let hosts = rest.split('/').next().unwrap_or(rest);
-        return Ok(Store::Etcd(
-            hosts.split(',').map(|h| format!("http://{h}")).collect(),
-        ));
+        let endpoints = hosts.split(',').map(|h| format!("http://{h}")).collect();
+        return Ok(if v2 {
+            Store::Etcd2(endpoints)
+        } else {
+            Store::Etcd(endpoints)
+        });
     }
-    // etcd before ZooKeeper: Patroni's order (docs/configuration.md §4).
-    match (&cfg.etcd3, &cfg.zookeeper) {
-        (Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(e.endpoints())),
-        (_, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
+    // etcd (v2), then etcd3, then ZooKeeper: Patroni's order
+    // (docs/configuration.md §4).
+    match (&cfg.etcd, &cfg.etcd3, &cfg.zookeeper) {
+        (Some(e), _, _) if !e.endpoints().is_empty() => Ok(Store::Etcd2(e.endpoints())),
+        (_, Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(e.endpoints())),
+        (_, _, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
             crate::dcs::zookeeper::ZkSettings::from_config(z),
         )),
         _ => bail!(
-            "no DCS given: pass -c CONFIG with an etcd3 or zookeeper section, or --dcs-url etcd3://host:port"
+            "no DCS given: pass -c CONFIG with an etcd3, etcd or zookeeper section, or --dcs-url etcd3://host:port"
         ),
     }
 }
@@ -184,6 +190,13 @@ impl Ctx {
             Store::Etcd(endpoints) => Arc::new(EtcdDcs::new(
                 endpoints,
                 etcd_auth,
+                prefix,
+                "pgpilotctl".to_owned(),
+                ttl,
+                retry,
+            )),
+            Store::Etcd2(endpoints) => Arc::new(crate::dcs::etcd2::Etcd2Dcs::new(
+                endpoints,
                 prefix,
                 "pgpilotctl".to_owned(),
                 ttl,

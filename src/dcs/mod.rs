@@ -9,6 +9,9 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod etcd2;
+mod etcd2_http;
+mod etcd2_watch;
 mod etcd_conn;
 mod etcd_view;
 pub mod exhibitor;

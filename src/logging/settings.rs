@@ -223,7 +223,10 @@ pub fn targets_for(name: &str) -> Vec<String> {
         ]),
         "dcs" => match rest {
             "dcs" => owned(&["pgpilot::dcs", "pgpilot::actors::dcs_watcher"]),
-            "dcs.etcd" | "dcs.etcd3" => owned(&["pgpilot::dcs::etcd"]),
+            // Patroni's `patroni.dcs.etcd` is the v2 module and the base
+            // its v3 module builds on.
+            "dcs.etcd" => owned(&["pgpilot::dcs::etcd", "pgpilot::dcs::etcd2"]),
+            "dcs.etcd3" => owned(&["pgpilot::dcs::etcd"]),
             other => vec![format!("pgpilot::{}", other.replace('.', "::"))],
         },
         "api" | "restapi" => owned(&["pgpilot::api"]),

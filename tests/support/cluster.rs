@@ -81,6 +81,9 @@ pub struct ClusterOptions {
     /// ([`TestCluster::zookeeper_ensemble`]) instead of one server; the
     /// nodes know every member (no `dcs_proxies` then).
     pub zookeeper_ensemble: bool,
+    /// The nodes use etcd's v2 API: their YAML has Patroni's `etcd`
+    /// section instead of `etcd3` (the test etcd serves both).
+    pub etcd2: bool,
     /// The nodes use Consul at this address (`host:port`: the emulator of
     /// tests/support/consul_emulator a test started, or a real agent)
     /// instead of etcd: their YAML has a `consul` section.
@@ -225,6 +228,8 @@ pub struct TestCluster {
     pub zookeeper_ensemble: Option<ZkEnsemble>,
     /// With [`ClusterOptions::exhibitor`]: the Exhibitor stand-in the nodes ask.
     pub exhibitor: Option<ExhibitorServer>,
+    /// [`ClusterOptions::etcd2`].
+    pub etcd2: bool,
     pub root: PathBuf,
     pub scope: String,
     pub nodes: Vec<Node>,
@@ -307,6 +312,7 @@ impl TestCluster {
             extra_dcs: opts.extra_dcs,
             shape: opts.shape,
             dcs_proxies: opts.dcs_proxies,
+            etcd2: opts.etcd2,
             consul: opts.consul,
             bin,
             http: reqwest::Client::builder()
@@ -358,6 +364,12 @@ impl TestCluster {
                 &format!("zookeeper:\n  hosts: [{etcd_hosts}]\n"),
             );
             assert!(yaml.contains("zookeeper:\n"), "no etcd3 section to swap");
+        } else if self.etcd2 {
+            yaml = yaml.replace(
+                &format!("etcd3:\n  hosts: {etcd_hosts}\n"),
+                &format!("etcd:\n  hosts: {etcd_hosts}\n"),
+            );
+            assert!(yaml.contains("\netcd:\n"), "no etcd3 section to swap");
         }
         if self.consul.is_some() {
             yaml = yaml.replace(
@@ -597,6 +609,36 @@ tags:
 
     /// Start the daemon of node `i` with extra environment variables.
     pub fn start_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
+        let bin = self.bin.clone();
+        self.spawn(i, &bin, env);
+    }
+
+    /// Start Patroni 4.1.5's own daemon on node `i`'s YAML instead of
+    /// pgpilot (a mixed cluster; give the cluster [`Shape::PatroniSample`]).
+    /// `PATRONI_DAEMON` names the binary (scripts/test sets it from
+    /// scripts/lib.sh's `ensure_patroni_daemon`); else the daemon venv that
+    /// function makes, else the patronictl one.
+    pub fn start_patroni(&mut self, i: usize) {
+        let bin = std::env::var_os("PATRONI_DAEMON")
+            .map(PathBuf::from)
+            .or_else(|| {
+                [
+                    "/opt/patroni-daemon/bin/patroni",
+                    "/opt/patroni/bin/patroni",
+                ]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+            })
+            .expect("no Patroni daemon (scripts/lib.sh ensure_patroni_daemon installs one)");
+        let path = format!(
+            "/usr/lib/postgresql/15/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        self.spawn(i, &bin, &[("PATH", path.as_str())]);
+    }
+
+    fn spawn(&mut self, i: usize, program: &Path, env: &[(&str, &str)]) {
         let (uid, gid) = runtime_user();
         let node = &mut self.nodes[i];
         let log = fs::OpenOptions::new()
@@ -605,7 +647,7 @@ tags:
             .open(&node.log_path)
             .expect("open log");
         let log2 = log.try_clone().expect("dup log");
-        let child = Command::new(&self.bin)
+        let child = Command::new(program)
             .arg(&node.config_path)
             .current_dir(&node.dir)
             .env("HOME", &node.dir)
@@ -622,7 +664,7 @@ tags:
             // never the test itself.
             .process_group(0)
             .spawn()
-            .expect("spawn pgpilot");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         node.child = Some(child);
     }
 

@@ -22,6 +22,8 @@ pub struct EtcdServer {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// Serves the v2 keys API too (`--enable-v2`).
+    v2: bool,
     child: Option<Child>,
 }
 
@@ -59,6 +61,16 @@ impl EtcdServer {
     /// Start etcd and wait until it is healthy. Panics (fails the test) if
     /// the binary is missing or it does not come up within the deadline.
     pub fn start() -> EtcdServer {
+        EtcdServer::start_with(true)
+    }
+
+    /// An etcd that serves only v3, as etcd 3.4 does by default: the v2
+    /// keys API answers a plain-text 404.
+    pub fn start_v3_only() -> EtcdServer {
+        EtcdServer::start_with(false)
+    }
+
+    fn start_with(v2: bool) -> EtcdServer {
         // reqwest has no built-in rustls provider (see pgpilot::tls).
         pgpilot::tls::install_provider();
         // A port picked here may be taken before etcd binds it; try again.
@@ -70,6 +82,7 @@ impl EtcdServer {
                 dir,
                 client_port: free_port(),
                 peer_port: free_port(),
+                v2,
                 child: None,
             };
             match s.spawn_and_wait() {
@@ -102,6 +115,9 @@ impl EtcdServer {
             .args(["--initial-advertise-peer-urls", &peer])
             .arg(format!("--initial-cluster=t={peer}"))
             .args(["--initial-cluster-state", "new"])
+            // The v2 keys API too, for the etcd v2 backend's tests (etcd
+            // 3.4 serves it only when asked; v3 clients are unaffected).
+            .arg(format!("--enable-v2={}", self.v2))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
