@@ -11,6 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::dcs::{Cluster, Dcs, keys};
 use pgpilot::events::{EXHIBITOR_SERVERS_CHANGED, EXHIBITOR_SESSION_MOVED};
@@ -173,4 +174,16 @@ async fn exhibitor_list_changes_the_leader_stays() {
         c.is_streaming_replica(other).await.then_some(())
     })
     .await;
+
+    // A stopped daemon closes its (detached, moved) session before it
+    // exits: its member znode is gone once the process is, not a session
+    // timeout (6 s) later.
+    c.signal(other, Signal::SIGTERM);
+    c.wait_exit(other, Duration::from_secs(60)).await;
+    let name = c.nodes[other].name.clone();
+    let cl = read(&c).await.expect("the ensemble reads");
+    assert!(
+        !cl.members.iter().any(|m| m.name == name),
+        "the stopped daemon's member znode outlived it: its session was not closed"
+    );
 }

@@ -217,6 +217,27 @@ mod env_tests {
     }
 
     #[test]
+    fn patroni_old_spelling_inside_zookeeper() {
+        let d = TempDir::new("exhibitor-old");
+        let text = POSTGRES0.replace(
+            "etcd3:\n",
+            "zookeeper:\n  exhibitor:\n    hosts: [e1]\n    port: '8181'\nunused_etcd:\n",
+        );
+        let p = d.write("c.yml", &text);
+        let loaded = load(Some(&p), &env(&[])).expect("loads");
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("zookeeper")),
+            "{:?}",
+            loaded.warnings
+        );
+        let c = loaded.config;
+        assert!(c.zookeeper.is_none(), "the zookeeper section is dropped");
+        let e = c.exhibitor.as_ref().expect("moved to exhibitor");
+        assert_eq!((e.hosts(), e.port()), (vec!["e1".to_owned()], Some(8181)));
+        assert_eq!(c.dcs_sections(), ["exhibitor"]);
+    }
+
+    #[test]
     fn hosts_and_port_from_either_prefix() {
         let c = exhibitor_only(&[
             ("PATRONI_EXHIBITOR_HOSTS", "e1,e2"),

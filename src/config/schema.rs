@@ -148,6 +148,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("zookeeper.verify", Bool),
     ("zookeeper.set_acls", Dict),
     ("zookeeper.auth_data", Dict),
+    // Patroni's old spelling, moved to `exhibitor` (tree::normalize).
+    ("zookeeper.exhibitor", Any),
     // exhibitor
     ("exhibitor", Map),
     ("exhibitor.hosts", List),

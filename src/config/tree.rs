@@ -81,7 +81,25 @@ pub(crate) fn normalize(root: &mut Value) {
     {
         m.insert(Value::String("name".into()), n);
     }
+    exhibitor_out_of_zookeeper(root);
     coerce(root, &mut Vec::new());
+}
+
+/// Patroni's old spelling, `zookeeper: {exhibitor: {...}}`: the inner
+/// section becomes the top-level `exhibitor` one and `zookeeper` is
+/// dropped, as Patroni's config loader does (docs/configuration.md §4.3).
+fn exhibitor_out_of_zookeeper(root: &mut Value) {
+    let Some(m) = root.as_mapping_mut() else {
+        return;
+    };
+    let inner = m
+        .get_mut("zookeeper")
+        .and_then(Value::as_mapping_mut)
+        .and_then(|z| z.remove("exhibitor"));
+    if let Some(x) = inner {
+        m.insert(Value::String("exhibitor".into()), x);
+        m.remove("zookeeper");
+    }
 }
 
 fn coerce(v: &mut Value, path: &mut Vec<String>) {

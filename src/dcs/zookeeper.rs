@@ -17,8 +17,8 @@
 //!   of this process (current, retired at a `ttl` change, or inherited).
 //! * With Exhibitor, the node's sessions are detached (a dropped client
 //!   does not close its session, so that a session can move to a client on
-//!   a new server list) and each is closed by its [`Closer`] instead, once
-//!   nothing holds it, or by `release_session`.
+//!   a new server list) and each is closed explicitly instead, once
+//!   nothing holds it, or by `release_session` (`Closer` below).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
