@@ -709,13 +709,10 @@ tags:
             &[("PATRONI_ETCD3_HOSTS", "10.0.0.1:2379,10.0.0.2")],
         )
         .unwrap();
+        // `hosts` is used, the file's `host` not (Patroni's precedence).
         assert_eq!(
             l.config.etcd3.unwrap().endpoints(),
-            [
-                "http://10.0.0.1:2379",
-                "http://10.0.0.2:2379",
-                "http://127.0.0.1:2379"
-            ]
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
         );
     }
 

@@ -94,7 +94,7 @@ fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfi
 
 /// The store a command reads: etcd's endpoints or ZooKeeper's servers.
 enum Store {
-    Etcd(Vec<String>),
+    Etcd(crate::dcs::etcd::EtcdSettings),
     ZooKeeper(crate::dcs::zookeeper::ZkSettings),
 }
 
@@ -102,7 +102,7 @@ impl Store {
     /// What error messages name.
     fn servers(&self) -> Vec<String> {
         match self {
-            Store::Etcd(e) => e.clone(),
+            Store::Etcd(e) => e.endpoints.clone(),
             Store::ZooKeeper(z) => z.servers.clone(),
         }
     }
@@ -131,13 +131,16 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
                 )
             })?;
         let hosts = rest.split('/').next().unwrap_or(rest);
-        return Ok(Store::Etcd(
+        return Ok(Store::Etcd(crate::dcs::etcd::EtcdSettings::plain(
             hosts.split(',').map(|h| format!("http://{h}")).collect(),
-        ));
+            cfg.etcd3.as_ref().and_then(|e| e.credentials()),
+        )));
     }
     // etcd before ZooKeeper: Patroni's order (docs/configuration.md §4).
     match (&cfg.etcd3, &cfg.zookeeper) {
-        (Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(e.endpoints())),
+        (Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(
+            crate::dcs::etcd::EtcdSettings::from_config("etcd3", e)?,
+        )),
         (_, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
             crate::dcs::zookeeper::ZkSettings::from_config(z),
         )),
@@ -174,16 +177,11 @@ impl Ctx {
             .namespace
             .clone()
             .unwrap_or_else(|| "/service".to_owned());
-        let etcd_auth = cfg
-            .etcd3
-            .as_ref()
-            .and_then(|e| Some((e.username.clone()?, e.password.clone().unwrap_or_default())));
         let prefix = keys::cluster_prefix(&namespace, &scope);
         let (ttl, retry) = (Duration::from_secs(30), Duration::from_secs(10));
         let dcs: Arc<dyn Dcs> = match store {
-            Store::Etcd(endpoints) => Arc::new(EtcdDcs::new(
-                endpoints,
-                etcd_auth,
+            Store::Etcd(settings) => Arc::new(EtcdDcs::with_settings(
+                settings,
                 prefix,
                 "pgpilotctl".to_owned(),
                 ttl,

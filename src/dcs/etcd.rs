@@ -39,6 +39,8 @@ use super::{
     WatchEvent, etcd_conn, keys,
 };
 use crate::sync;
+use etcd_conn::ConnectError;
+pub use etcd_conn::EtcdSettings;
 
 /// Lease TTL in whole seconds: `ttl` rounded up, at least 2.
 pub(crate) fn lease_ttl_secs(ttl: Duration) -> i64 {
@@ -94,8 +96,8 @@ struct Timing {
 }
 
 struct Inner {
-    endpoints: Vec<String>,
-    credentials: Option<(String, String)>,
+    /// Endpoints, user, TLS.
+    settings: EtcdSettings,
     /// `/<namespace>/<scope>`, no trailing slash.
     prefix: String,
     member_name: String,
@@ -171,8 +173,8 @@ pub struct EtcdDcs {
 }
 
 impl EtcdDcs {
-    /// Create the backend. Does not contact etcd: the connection is made on
-    /// first use and re-made after failures.
+    /// Create the backend on plain (`http`) endpoints. Does not contact
+    /// etcd: the connection is made on first use and re-made after failures.
     pub fn new(
         endpoints: Vec<String>,
         credentials: Option<(String, String)>,
@@ -181,11 +183,28 @@ impl EtcdDcs {
         ttl: Duration,
         retry_timeout: Duration,
     ) -> EtcdDcs {
+        EtcdDcs::with_settings(
+            EtcdSettings::plain(endpoints, credentials),
+            prefix,
+            member_name,
+            ttl,
+            retry_timeout,
+        )
+    }
+
+    /// Create the backend with `settings` (from the configuration section:
+    /// [`EtcdSettings::from_config`]). Does not contact etcd.
+    pub fn with_settings(
+        settings: EtcdSettings,
+        prefix: String,
+        member_name: String,
+        ttl: Duration,
+        retry_timeout: Duration,
+    ) -> EtcdDcs {
         let prefix = prefix.trim_end_matches('/').to_owned();
         EtcdDcs {
             inner: Arc::new(Inner {
-                endpoints,
-                credentials,
+                settings,
                 prefix,
                 member_name,
                 timing: StdMutex::new(Timing { ttl, retry_timeout }),
@@ -203,6 +222,30 @@ impl EtcdDcs {
     /// The lease currently held (for diagnostics and tests).
     pub fn lease_id(&self) -> Option<i64> {
         *sync::lock(&self.inner.lease)
+    }
+
+    /// The endpoint the next connection tries first: the one in use while
+    /// connected (for diagnostics and tests).
+    pub fn endpoint_in_use(&self) -> Option<&str> {
+        let i = self.inner.next_endpoint.load(Ordering::Relaxed);
+        self.inner.settings.endpoints.get(i).map(String::as_str)
+    }
+
+    /// Connect once, as the daemon does at start, and say whether etcd
+    /// refused us: its certificate not signed by the configured CA, our
+    /// client certificate refused, the user or password wrong (Patroni
+    /// exits on a failed authentication at start). `None` when connected,
+    /// and when no endpoint answered (the daemon then starts and retries).
+    /// Each message names the setting and the failure.
+    pub async fn refused_at_start(&self) -> Option<String> {
+        match self.inner.connect_typed().await {
+            Ok(c) => {
+                *self.inner.client.lock().await = Some(c);
+                None
+            }
+            Err(ConnectError::Refusal(m)) => Some(m),
+            Err(_) => None,
+        }
     }
 }
 
@@ -238,18 +281,30 @@ impl Inner {
     /// A new connection of its own (`etcd_conn`), for the shared client or a
     /// watch.
     async fn connect(&self) -> DcsResult<Client> {
-        let rt = self.timing().retry_timeout;
         // No HTTP/2 keepalive pings: etcd's --grpc-keepalive-min-time (5 s)
         // answers faster pings with GOAWAY. Calls are bounded by timeouts and
         // the watch probes itself with progress requests instead.
-        let mut opts = ConnectOptions::new().with_require_leader(true);
-        if let Some((u, p)) = &self.credentials {
-            opts = opts
-                .with_user(u.clone(), p.clone())
-                .with_auto_token_refresh(true);
-        }
+        self.connect_typed().await.map_err(DcsError::from)
+    }
+
+    /// [`Self::connect`], telling a refusal (TLS, credentials) from an
+    /// outage. The user, if any, is added by `etcd_conn`.
+    async fn connect_typed(&self) -> Result<Client, ConnectError> {
+        let rt = self.timing().retry_timeout;
+        let opts = ConnectOptions::new().with_require_leader(true);
         let first = self.next_endpoint.load(Ordering::Relaxed);
-        let (c, i) = etcd_conn::connect(&self.endpoints, first, opts, rt, rt).await?;
+        let connect = etcd_conn::connect(&self.settings, first, opts, rt);
+        let (c, i) = match tokio::time::timeout(rt, connect).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ConnectError::Unreachable(format!(
+                    "no etcd endpoint answered within {rt:?}"
+                )));
+            }
+        };
+        if i != first {
+            tracing::info!(endpoint = %self.settings.endpoints[i], "selected a new etcd server");
+        }
         self.next_endpoint.store(i, Ordering::Relaxed);
         Ok(c)
     }
@@ -258,7 +313,7 @@ impl Inner {
     /// Dropping the last handle closes the connection, which resets it and
     /// discards whatever an abandoned call left queued (`etcd_conn`).
     async fn reset_client(&self) {
-        let n = self.endpoints.len().max(1);
+        let n = self.settings.endpoints.len().max(1);
         let cur = self.next_endpoint.load(Ordering::Relaxed);
         self.next_endpoint.store((cur + 1) % n, Ordering::Relaxed);
         *sync::lock(&self.renewals) = None;
@@ -369,6 +424,56 @@ impl Inner {
             tracing::debug!(op = what, error = %e, "etcd call failed");
         }
         r
+    }
+
+    /// `bounded` for a call that may be sent again: with several endpoints,
+    /// each attempt gets its share of `retry_timeout` ([`etcd_conn::per_endpoint`];
+    /// the last one what is left), and an attempt etcd did not answer
+    /// (`Unreachable`) is made again on the next endpoint while time is
+    /// left, as Patroni's client switches etcd members within its retry
+    /// deadline. `op(attempt)` makes attempt number `attempt` (0 first).
+    /// Only for calls whose second sending is harmless: reads, renewals,
+    /// compares, and plain puts of the same value; a compare-and-swap whose
+    /// outcome is unknown is not sent again (its second answer would be a
+    /// lost compare against our own write). A call on one endpoint is
+    /// [`Self::bounded`].
+    async fn bounded_failover<T, F, Fut>(&self, what: &str, op: F) -> DcsResult<T>
+    where
+        F: Fn(u32) -> Fut,
+        Fut: std::future::Future<Output = DcsResult<T>>,
+    {
+        let n = self.settings.endpoints.len();
+        if n <= 1 {
+            return self.bounded(what, op(0)).await;
+        }
+        let rt = self.timing().retry_timeout;
+        let deadline = Instant::now() + rt;
+        let share = etcd_conn::per_endpoint(rt, n);
+        let mut attempt: u32 = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let last = attempt as usize + 1 >= n || left <= share * 2;
+            let budget = if last { left } else { share };
+            let r = match tokio::time::timeout(budget, op(attempt)).await {
+                Ok(r) => r,
+                Err(_) => Err(DcsError::Unreachable(format!(
+                    "{what}: no answer within {budget:?}"
+                ))),
+            };
+            let Err(e) = r else { return r };
+            self.view().invalidate();
+            if !is_unreachable(&e) {
+                tracing::debug!(op = what, error = %e, "etcd call failed");
+                return Err(e);
+            }
+            self.reset_client().await;
+            if last {
+                tracing::debug!(op = what, error = %e, "etcd call failed");
+                return Err(e);
+            }
+            tracing::info!(op = what, error = %e, "etcd did not answer, trying the next endpoint");
+            attempt += 1;
+        }
     }
 
     /// `bounded` for a call that writes: the last read no longer counts.
@@ -632,7 +737,9 @@ impl Inner {
         }
     }
 
-    async fn update_leader(&self, leader: &Leader) -> DcsResult<LeaderHold> {
+    /// `again`: an earlier attempt of this call went unanswered
+    /// (`bounded_failover`), so it may have moved the key already.
+    async fn update_leader(&self, leader: &Leader, again: bool) -> DcsResult<LeaderHold> {
         // A version etcd did not hand out cannot match the key.
         let Some(version) = leader.version.as_int() else {
             return Ok(LeaderHold::Lost);
@@ -652,7 +759,7 @@ impl Inner {
         let mut c = self.client().await?;
         let lease = self.keepalive(&mut c).await?;
         if self.cached_leader_is_ours(lease, version)
-            || self.check_leader(&mut c, lease, version).await?
+            || self.check_leader(&mut c, lease, version, again).await?
         {
             self.hold(lease)
         } else {
@@ -664,7 +771,17 @@ impl Inner {
     /// this process retired and is now moved to `lease`: each one txn that
     /// compares the key's version and lease, never its value alone, so a key
     /// of our name under another process's lease is never touched.
-    async fn check_leader(&self, c: &mut Client, lease: i64, version: i64) -> DcsResult<bool> {
+    ///
+    /// `again`: an earlier attempt may have moved the key to `lease`
+    /// unanswered; a key of our name found under `lease` is then that move
+    /// (only this process writes with its lease), and held.
+    async fn check_leader(
+        &self,
+        c: &mut Client,
+        lease: i64,
+        version: i64,
+        again: bool,
+    ) -> DcsResult<bool> {
         let key = self.key(keys::LEADER);
         // Common case in one round trip: the key is ours under our lease.
         let check = Txn::new()
@@ -681,6 +798,13 @@ impl Inner {
             TxnOpResponse::Get(g) => g.kvs().first().cloned(),
             _ => None,
         });
+        if again
+            && current
+                .as_ref()
+                .is_some_and(|kv| kv.lease() == lease && kv.value() == self.member_name.as_bytes())
+        {
+            return Ok(true);
+        }
         let retired = sync::lock(&self.retired).clone();
         let Some(old) = current
             .filter(|kv| kv.mod_revision() == version)
@@ -1197,18 +1321,30 @@ impl Dcs for EtcdDcs {
 
     fn load_cluster(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
         let i = &self.inner;
-        i.bounded("load_cluster", i.load_cluster(true)).boxed()
+        async move {
+            i.bounded_failover("load_cluster", |_| i.load_cluster(true))
+                .await
+        }
+        .boxed()
     }
 
     fn load_cluster_fresh(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
         let i = &self.inner;
-        i.bounded("load_cluster", i.load_cluster(false)).boxed()
+        async move {
+            i.bounded_failover("load_cluster", |_| i.load_cluster(false))
+                .await
+        }
+        .boxed()
     }
 
     fn touch_member(&self, data: &MemberData) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("touch_member", i.touch_member(data.to_json()))
-            .boxed()
+        let value = data.to_json();
+        async move {
+            i.bounded_failover("touch_member", |_| i.touch_member(value.clone()))
+                .await
+        }
+        .boxed()
     }
 
     fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<LeaderHold>> {
@@ -1220,12 +1356,22 @@ impl Dcs for EtcdDcs {
     fn update_leader(&self, leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         let i = &self.inner;
         let leader = leader.clone();
-        async move { i.bounded("update_leader", i.update_leader(&leader)).await }.boxed()
+        async move {
+            i.bounded_failover("update_leader", |attempt| {
+                i.update_leader(&leader, attempt > 0)
+            })
+            .await
+        }
+        .boxed()
     }
 
     fn keep_alive(&self) -> BoxFuture<'_, DcsResult<Option<Expiry>>> {
         let i = &self.inner;
-        i.bounded("keep_alive", i.keep_alive_only()).boxed()
+        async move {
+            i.bounded_failover("keep_alive", |_| i.keep_alive_only())
+                .await
+        }
+        .boxed()
     }
 
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
@@ -1235,8 +1381,12 @@ impl Dcs for EtcdDcs {
 
     fn write_status(&self, status: &Status) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("write_status", i.put(keys::STATUS, status.to_json()))
-            .boxed()
+        let value = status.to_json();
+        async move {
+            i.bounded_failover("write_status", |_| i.put(keys::STATUS, value.clone()))
+                .await
+        }
+        .boxed()
     }
 
     fn initialize(&self, create: bool, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
@@ -1290,18 +1440,25 @@ impl Dcs for EtcdDcs {
 
     fn set_history_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded("set_history_value", i.put(keys::HISTORY, value.to_owned()))
-            .map(|r| r.map(|()| true))
-            .boxed()
+        let value = value.to_owned();
+        async move {
+            i.bounded_failover("set_history_value", |_| i.put(keys::HISTORY, value.clone()))
+                .await
+                .map(|()| true)
+        }
+        .boxed()
     }
 
     fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded(
-            "set_failsafe_value",
-            i.put(keys::FAILSAFE, value.to_owned()),
-        )
-        .map(|r| r.map(|()| true))
+        let value = value.to_owned();
+        async move {
+            i.bounded_failover("set_failsafe_value", |_| {
+                i.put(keys::FAILSAFE, value.clone())
+            })
+            .await
+            .map(|()| true)
+        }
         .boxed()
     }
 
