@@ -59,6 +59,10 @@ const CODE_UNAVAILABLE: i32 = 14;
 pub(crate) fn classify(e: &EtcdError) -> DcsError {
     let unreachable = match e {
         EtcdError::TransportError(_) | EtcdError::IoError(_) => true,
+        // The keep-alive stream's sender fails with "channel closed" once
+        // its connection died (a killed member); "lease not found" is
+        // etcd's answer, not an outage.
+        EtcdError::LeaseKeepAliveError(m) => !m.contains("not found"),
         EtcdError::GRpcStatus(s) => match s.code() as i32 {
             CODE_UNAVAILABLE | CODE_DEADLINE_EXCEEDED | CODE_CANCELLED => true,
             // tonic reports a broken connection as Unknown "transport error".
@@ -157,6 +161,11 @@ impl Renewal {
 /// through raft. (An etcd leader election gives every lease a fresh TTL,
 /// which can delay expiry by up to one more TTL; docs/dcs.md.)
 pub(crate) const EXPIRY_TOLERANCE: Duration = Duration::from_millis(1500);
+
+/// The pause after every endpoint failed once within a call, before the
+/// next round (`bounded_failover`): an etcd cluster electing a raft leader
+/// answers "no leader" at once, for about a second.
+const FAILOVER_PAUSE: Duration = Duration::from_millis(200);
 
 /// One long-lived LeaseKeepAlive stream: each renewal is one request and one
 /// answer on it, not a new gRPC stream.
@@ -427,16 +436,18 @@ impl Inner {
     }
 
     /// `bounded` for a call that may be sent again: with several endpoints,
-    /// each attempt gets its share of `retry_timeout` ([`etcd_conn::per_endpoint`];
-    /// the last one what is left), and an attempt etcd did not answer
-    /// (`Unreachable`) is made again on the next endpoint while time is
-    /// left, as Patroni's client switches etcd members within its retry
-    /// deadline. `op(attempt)` makes attempt number `attempt` (0 first).
-    /// Only for calls whose second sending is harmless: reads, renewals,
-    /// compares, and plain puts of the same value; a compare-and-swap whose
-    /// outcome is unknown is not sent again (its second answer would be a
-    /// lost compare against our own write). A call on one endpoint is
-    /// [`Self::bounded`].
+    /// each attempt gets its share of `retry_timeout`
+    /// ([`etcd_conn::per_endpoint`]; all that is left when less than two
+    /// shares are), and an attempt etcd did not answer (`Unreachable`: a
+    /// dead member, one without a raft leader) is made again on the next
+    /// endpoint, round and round (pausing [`FAILOVER_PAUSE`] after each
+    /// round) until `retry_timeout` is spent, as Patroni's client switches
+    /// etcd members within its retry deadline. `op(attempt)` makes attempt
+    /// number `attempt` (0 first). Only for calls whose second sending is
+    /// harmless: reads, renewals, compares, and plain puts of the same
+    /// value; a compare-and-swap whose outcome is unknown is not sent again
+    /// (its second answer would be a lost compare against our own write). A
+    /// call with one endpoint is [`Self::bounded`].
     async fn bounded_failover<T, F, Fut>(&self, what: &str, op: F) -> DcsResult<T>
     where
         F: Fn(u32) -> Fut,
@@ -452,8 +463,7 @@ impl Inner {
         let mut attempt: u32 = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let last = attempt as usize + 1 >= n || left <= share * 2;
-            let budget = if last { left } else { share };
+            let budget = if left < share * 2 { left } else { share };
             let r = match tokio::time::timeout(budget, op(attempt)).await {
                 Ok(r) => r,
                 Err(_) => Err(DcsError::Unreachable(format!(
@@ -462,17 +472,19 @@ impl Inner {
             };
             let Err(e) = r else { return r };
             self.view().invalidate();
-            if !is_unreachable(&e) {
-                tracing::debug!(op = what, error = %e, "etcd call failed");
-                return Err(e);
+            if is_unreachable(&e) {
+                self.reset_client().await;
             }
-            self.reset_client().await;
-            if last {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !is_unreachable(&e) || left.is_zero() {
                 tracing::debug!(op = what, error = %e, "etcd call failed");
                 return Err(e);
             }
             tracing::info!(op = what, error = %e, "etcd did not answer, trying the next endpoint");
             attempt += 1;
+            if (attempt as usize).is_multiple_of(n) {
+                tokio::time::sleep(FAILOVER_PAUSE.min(left)).await;
+            }
         }
     }
 
@@ -1545,6 +1557,15 @@ mod tests {
             e.latest,
             answered + Duration::from_secs(10) + EXPIRY_TOLERANCE
         );
+    }
+
+    #[test]
+    fn a_dead_keep_alive_stream_is_an_outage_a_gone_lease_is_not() {
+        let e = EtcdError::LeaseKeepAliveError("channel closed".into());
+        assert!(matches!(classify(&e), DcsError::Unreachable(_)));
+        let e = EtcdError::LeaseKeepAliveError("lease not found".into());
+        assert!(matches!(classify(&e), DcsError::Other(_)));
+        assert!(is_lease_not_found(&e));
     }
 
     #[test]
