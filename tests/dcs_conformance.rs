@@ -1849,3 +1849,197 @@ mod etcd_cluster {
         assert_eq!(cl.leader.as_ref(), Some(&leader));
     }
 }
+
+/// etcd refusing us, or a TLS file that cannot be used: each error names
+/// the setting, the file and the failure; the daemon stops at start
+/// without touching its data directory.
+mod etcd_refusals {
+    use super::*;
+
+    /// What a node made with the section `yaml` (endpoint added) is told
+    /// when it connects to `server`.
+    async fn refusal(server: &EtcdServer, yaml: &str) -> Option<String> {
+        let settings = etcd_settings(&format!("hosts: [{}]\n{yaml}", server.endpoint()));
+        let node = EtcdDcs::with_settings(
+            settings,
+            PREFIX.into(),
+            "a".into(),
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+        );
+        node.refused_at_start().await
+    }
+
+    fn tls_server(files: EtcdTlsFiles) -> EtcdServer {
+        EtcdServer::start_with(EtcdOptions {
+            tls: Some(files),
+            client_cert_auth: true,
+            ..EtcdOptions::default()
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_refusals_name_the_setting_and_the_file() {
+        let (_dir, certs, files) = etcd_certs();
+        let server = tls_server(files);
+        let client = format!(
+            "cert: {}\nkey: {}\n",
+            certs.client_cert.display(),
+            certs.client_key.display()
+        );
+        // The right files: no refusal.
+        let good = format!("protocol: https\ncacert: {}\n{client}", certs.ca.display());
+        assert_eq!(refusal(&server, &good).await, None);
+
+        // A CA that did not sign etcd's certificate.
+        let rogue_ca = certs.dir.join("rogue-ca.crt");
+        let m = refusal(
+            &server,
+            &format!("protocol: https\ncacert: {}\n{client}", rogue_ca.display()),
+        )
+        .await
+        .expect("unknown CA refused");
+        assert!(
+            m.contains("etcd3.cacert")
+                && m.contains(&rogue_ca.display().to_string())
+                && m.contains("not signed"),
+            "{m}"
+        );
+
+        // No client certificate, etcd asking for one.
+        let m = refusal(
+            &server,
+            &format!("protocol: https\ncacert: {}\n", certs.ca.display()),
+        )
+        .await
+        .expect("no client certificate refused");
+        assert!(m.contains("etcd3.cert") && m.contains("etcd3.key"), "{m}");
+
+        // A client certificate of another CA.
+        let m = refusal(
+            &server,
+            &format!(
+                "protocol: https\ncacert: {}\ncert: {}\nkey: {}\n",
+                certs.ca.display(),
+                certs.rogue_cert.display(),
+                certs.rogue_key.display()
+            ),
+        )
+        .await
+        .expect("rogue client certificate refused");
+        assert!(
+            m.contains("etcd3.cert") && m.contains(&certs.rogue_cert.display().to_string()),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_its_certificate_is_named() {
+        let (_dir, certs, _) = etcd_certs();
+        let section: pgpilot::config::Etcd = serde_yaml_ng::from_str(&format!(
+            "host: 127.0.0.1:1\nprotocol: https\ncacert: {}\ncert: {}\nkey: {}\n",
+            certs.ca.display(),
+            certs.client_cert.display(),
+            certs.server_key.display()
+        ))
+        .expect("section");
+        let e = EtcdSettings::from_config("etcd3", &section).expect_err("mismatch refused");
+        let m = e.to_string();
+        assert!(
+            m.contains("etcd3.key")
+                && m.contains(&certs.server_key.display().to_string())
+                && m.contains("does not match"),
+            "{m}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_password_is_refused_an_absent_etcd_is_not() {
+        let server = EtcdServer::start();
+        server.enable_auth("root-Secret", ETCD_USER, ETCD_PASSWORD);
+        let good = format!("username: {ETCD_USER}\npassword: {ETCD_PASSWORD}\n");
+        assert_eq!(refusal(&server, &good).await, None);
+        let m = refusal(&server, &format!("username: {ETCD_USER}\npassword: nope\n"))
+            .await
+            .expect("wrong password refused");
+        assert!(
+            m.contains("authentication as user \"pg\" failed") && m.contains("password"),
+            "{m}"
+        );
+        // Nobody answering is no refusal: the daemon starts and retries.
+        let port = support::free_port();
+        let settings = EtcdSettings::plain(vec![format!("http://127.0.0.1:{port}")], None);
+        let node = EtcdDcs::with_settings(
+            settings,
+            PREFIX.into(),
+            "a".into(),
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        );
+        assert_eq!(node.refused_at_start().await, None);
+    }
+
+    /// The daemon with `etcd3` (written into the demo configuration) exits
+    /// 1 at start with `expect` in its log, the data directory untouched.
+    fn daemon_refuses(etcd3: &str, expect: &[&str]) {
+        use std::os::unix::process::CommandExt;
+        let dir = ScratchDir::new("etcd-refusal");
+        std::fs::create_dir_all(&dir.0).expect("scratch dir");
+        let data = dir.0.join("data");
+        let api = support::free_port();
+        let text = include_str!("../conf/postgres0.yml")
+            .replace("data/postgresql0", &data.display().to_string())
+            .replace("127.0.0.1:8008", &format!("127.0.0.1:{api}"))
+            .replace(
+                "etcd3:\n  host: 127.0.0.1:2379\n",
+                &format!("etcd3:\n{etcd3}"),
+            );
+        let path = dir.0.join("node.yml");
+        std::fs::write(&path, text).expect("config");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"));
+        cmd.arg(&path).env_remove("PATRONI_CONFIGURATION");
+        if nix::unistd::Uid::effective().is_root() {
+            let u = nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .expect("postgres user");
+            cmd.gid(u.gid.as_raw()).uid(u.uid.as_raw());
+            let _ = nix::unistd::chown(&dir.0, Some(u.uid), Some(u.gid));
+        }
+        let out = cmd.output().expect("run the daemon");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{log}");
+        for e in expect {
+            assert!(log.contains(e), "{e:?} not in {log}");
+        }
+        assert!(!data.exists(), "data directory created: {log}");
+    }
+
+    #[test]
+    fn the_daemon_stops_at_start_on_a_wrong_password() {
+        let server = EtcdServer::start();
+        server.enable_auth("root-Secret", ETCD_USER, ETCD_PASSWORD);
+        daemon_refuses(
+            &format!(
+                "  hosts: {}\n  username: {ETCD_USER}\n  password: wrong\n",
+                server.endpoint()
+            ),
+            &["authentication as user", "failed"],
+        );
+    }
+
+    #[test]
+    fn the_daemon_stops_at_start_on_an_unusable_tls_file() {
+        let (_dir, certs, _) = etcd_certs();
+        daemon_refuses(
+            &format!(
+                "  host: 127.0.0.1:1\n  protocol: https\n  cacert: {}\n  cert: {}\n  key: {}\n",
+                certs.ca.display(),
+                certs.client_cert.display(),
+                certs.server_key.display()
+            ),
+            &["etcd3.key", "does not match"],
+        );
+    }
+}

@@ -324,13 +324,40 @@ async fn open_socket(
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}: {e}"))
     })?;
     let connector = tokio_rustls::TlsConnector::from(tls.config());
-    match connector.connect(name, stream).await {
-        Ok(s) => Ok(TokioIo::new(Box::new(Watched {
-            inner: s,
-            tls,
-            host,
-            failure,
-        }))),
+    let mut stream = match connector.connect(name, stream).await {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(r) = rustls_error(&e) {
+                *sync::lock(&failure) = Some(tls.describe(&host, r));
+            }
+            return Err(e);
+        }
+    };
+    // With TLS 1.3 the server checks our certificate after our side of the
+    // handshake finished, and refuses it with an alert. Read its first
+    // bytes (an HTTP/2 server speaks first: its SETTINGS) before sending
+    // anything, so that the refusal is read here, named, rather than lost
+    // to the reset its close would send once our requests sit unread in
+    // its buffer. (The connection's connect timeout bounds this read.)
+    let mut first = vec![0u8; 1024];
+    match tokio::io::AsyncReadExt::read(&mut stream, &mut first).await {
+        Ok(0) => {
+            *sync::lock(&failure) = Some(match &tls.identity_name() {
+                Some(id) => format!("TLS: etcd closed the connection after the handshake: did it refuse the client certificate {id}?"),
+                None => "TLS: etcd closed the connection after the handshake: does it ask for a client certificate?".to_owned(),
+            });
+            Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+        }
+        Ok(n) => {
+            first.truncate(n);
+            Ok(TokioIo::new(Box::new(Watched {
+                inner: stream,
+                first,
+                tls,
+                host,
+                failure,
+            })))
+        }
         Err(e) => {
             if let Some(r) = rustls_error(&e) {
                 *sync::lock(&failure) = Some(tls.describe(&host, r));
@@ -345,6 +372,9 @@ async fn open_socket(
 /// client finished its handshake, by an alert the first read returns.
 struct Watched<S> {
     inner: S,
+    /// What the server sent first, read before the connection was handed
+    /// over; served before anything else.
+    first: Vec<u8>,
     tls: Arc<EtcdTls>,
     host: String,
     failure: TlsFailure,
@@ -367,6 +397,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.first.is_empty() {
+            let n = self.first.len().min(buf.remaining());
+            buf.put_slice(&self.first[..n]);
+            self.first.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         self.note(r)
     }

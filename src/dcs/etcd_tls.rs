@@ -80,6 +80,11 @@ impl EtcdTls {
         self.config.clone()
     }
 
+    /// The client certificate presented, for messages: `etcd3.cert (/path)`.
+    pub(crate) fn identity_name(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
     /// What a TLS failure with etcd at `host` means, naming the setting
     /// (and file) it points at.
     pub(crate) fn describe(&self, host: &str, e: &rustls::Error) -> String {
