@@ -18,7 +18,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid, Uid, User, chown};
 use serde_json::Value;
 
-use super::etcd::EtcdServer;
+use super::etcd::{EtcdCluster, EtcdServer};
 use super::free_port;
 use super::proxy::TcpProxy;
 use super::zookeeper::{ZkEnsemble, ZkServer};
@@ -80,6 +80,9 @@ pub struct ClusterOptions {
     /// ([`TestCluster::zookeeper_ensemble`]) instead of one server; the
     /// nodes know every member (no `dcs_proxies` then).
     pub zookeeper_ensemble: bool,
+    /// The nodes use a 3-member etcd cluster ([`TestCluster::etcd_cluster`])
+    /// and know every member, in order (no `dcs_proxies` then).
+    pub etcd_cluster: bool,
 }
 
 /// Passwords of the roles the Patroni-shaped configuration creates.
@@ -212,6 +215,8 @@ pub struct TestCluster {
     pub zookeeper: Option<ZkServer>,
     /// With [`ClusterOptions::zookeeper_ensemble`]: the store the nodes use.
     pub zookeeper_ensemble: Option<ZkEnsemble>,
+    /// With [`ClusterOptions::etcd_cluster`]: the store the nodes use.
+    pub etcd_cluster: Option<EtcdCluster>,
     pub root: PathBuf,
     pub scope: String,
     pub nodes: Vec<Node>,
@@ -269,10 +274,15 @@ impl TestCluster {
             assert!(!opts.dcs_proxies, "no DCS proxies with an ensemble");
             ZkEnsemble::start(3, 500)
         });
+        let etcd_cluster = opts.etcd_cluster.then(|| {
+            assert!(!opts.dcs_proxies, "no DCS proxies with an etcd cluster");
+            EtcdCluster::start(3)
+        });
         let mut c = TestCluster {
             etcd,
             zookeeper,
             zookeeper_ensemble,
+            etcd_cluster,
             root,
             scope,
             nodes: Vec::new(),
@@ -301,10 +311,20 @@ impl TestCluster {
         let pg_port = free_port();
         let api_port = free_port();
         let config_path = dir.join("pgpilot.yml");
-        let store = match (&self.zookeeper, &self.zookeeper_ensemble) {
-            (Some(zk), _) => zk.server(),
-            (None, Some(e)) => e.servers().join(", "),
-            (None, None) => self
+        let store = match (
+            &self.zookeeper,
+            &self.zookeeper_ensemble,
+            &self.etcd_cluster,
+        ) {
+            (Some(zk), _, _) => zk.server(),
+            (None, Some(e), _) => e.servers().join(", "),
+            (None, None, Some(e)) => e
+                .endpoints()
+                .iter()
+                .map(|u| u.trim_start_matches("http://"))
+                .collect::<Vec<_>>()
+                .join(","),
+            (None, None, None) => self
                 .etcd
                 .endpoint()
                 .trim_start_matches("http://")
