@@ -203,7 +203,7 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         warnings.extend(warns);
     }
     if let Some(e) = cfg.etcd3.as_ref().filter(|_| dcs.first() == Some(&"etcd3")) {
-        if e.srv.is_some() && e.host.is_none() && e.hosts.is_none() && e.url.is_none() {
+        if e.srv.is_some() && e.endpoints().is_empty() {
             err(
                 "etcd3.srv",
                 "DNS SRV discovery is not supported yet; give host or hosts".into(),
