@@ -1816,7 +1816,7 @@ mod etcd_cluster {
         let leader = c.load_cluster_fresh().await.unwrap().leader.unwrap();
         let lease = a.lease_id();
         for round in 0..3 {
-            let in_use = a.endpoint_in_use().expect("connected").to_owned();
+            let in_use = a.endpoint_in_use().expect("connected");
             let m = endpoints
                 .iter()
                 .position(|e| *e == in_use)
@@ -1839,7 +1839,7 @@ mod etcd_cluster {
             }
             assert_ne!(
                 a.endpoint_in_use(),
-                Some(in_use.as_str()),
+                Some(in_use.clone()),
                 "round {round}: still on the killed member"
             );
             assert_eq!(a.lease_id(), lease, "round {round}: a new lease");

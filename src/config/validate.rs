@@ -203,15 +203,11 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         warnings.extend(warns);
     }
     if let Some(e) = cfg.etcd3.as_ref().filter(|_| dcs.first() == Some(&"etcd3")) {
-        if e.srv.is_some() && e.endpoints().is_empty() {
-            err(
-                "etcd3.srv",
-                "DNS SRV discovery is not supported yet; give host or hosts".into(),
-            );
-        } else if e.endpoints().is_empty() {
+        // `srv` alone is enough: its records give the endpoints at run time.
+        if e.endpoints().is_empty() && e.srv.as_deref().is_none_or(str::is_empty) {
             err(
                 "etcd3",
-                "one of `host`, `hosts`, `url` or `proxy` is required".into(),
+                "one of `host`, `hosts`, `url`, `proxy` or `srv` is required".into(),
             );
         }
         for h in e.endpoints() {

@@ -138,7 +138,7 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
     }
     // etcd before ZooKeeper: Patroni's order (docs/configuration.md §4).
     match (&cfg.etcd3, &cfg.zookeeper) {
-        (Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(
+        (Some(e), _) if !e.endpoints().is_empty() || e.srv.is_some() => Ok(Store::Etcd(
             crate::dcs::etcd::EtcdSettings::from_config("etcd3", e)?,
         )),
         (_, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(

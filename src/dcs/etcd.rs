@@ -40,7 +40,7 @@ use super::{
 };
 use crate::sync;
 use etcd_conn::ConnectError;
-pub use etcd_conn::EtcdSettings;
+pub use etcd_conn::{EtcdSettings, SrvSettings};
 
 /// Lease TTL in whole seconds: `ttl` rounded up, at least 2.
 pub(crate) fn lease_ttl_secs(ttl: Duration) -> i64 {
@@ -100,8 +100,11 @@ struct Timing {
 }
 
 struct Inner {
-    /// Endpoints, user, TLS.
+    /// Endpoints, user, TLS, SRV.
     settings: EtcdSettings,
+    /// The endpoints connections go to: SRV's when it has some, else the
+    /// configured ones; asked again at each new connection.
+    endpoints: StdMutex<Vec<String>>,
     /// `/<namespace>/<scope>`, no trailing slash.
     prefix: String,
     member_name: String,
@@ -213,6 +216,7 @@ impl EtcdDcs {
         let prefix = prefix.trim_end_matches('/').to_owned();
         EtcdDcs {
             inner: Arc::new(Inner {
+                endpoints: StdMutex::new(settings.endpoints.clone()),
                 settings,
                 prefix,
                 member_name,
@@ -235,9 +239,9 @@ impl EtcdDcs {
 
     /// The endpoint the next connection tries first: the one in use while
     /// connected (for diagnostics and tests).
-    pub fn endpoint_in_use(&self) -> Option<&str> {
+    pub fn endpoint_in_use(&self) -> Option<String> {
         let i = self.inner.next_endpoint.load(Ordering::Relaxed);
-        self.inner.settings.endpoints.get(i).map(String::as_str)
+        sync::lock(&self.inner.endpoints).get(i).cloned()
     }
 
     /// Connect once, as the daemon does at start, and say whether etcd
@@ -301,8 +305,9 @@ impl Inner {
     async fn connect_typed(&self) -> Result<Client, ConnectError> {
         let rt = self.timing().retry_timeout;
         let opts = ConnectOptions::new().with_require_leader(true);
-        let first = self.next_endpoint.load(Ordering::Relaxed);
-        let connect = etcd_conn::connect(&self.settings, first, opts, rt);
+        let endpoints = self.discover(rt).await?;
+        let first = self.next_endpoint.load(Ordering::Relaxed) % endpoints.len().max(1);
+        let connect = etcd_conn::connect(&self.settings, &endpoints, first, opts, rt);
         let (c, i) = match tokio::time::timeout(rt, connect).await {
             Ok(r) => r?,
             Err(_) => {
@@ -312,17 +317,75 @@ impl Inner {
             }
         };
         if i != first {
-            tracing::info!(endpoint = %self.settings.endpoints[i], "selected a new etcd server");
+            tracing::info!(endpoint = %endpoints[i], "selected a new etcd server");
         }
         self.next_endpoint.store(i, Ordering::Relaxed);
         Ok(c)
+    }
+
+    /// The endpoints to connect to: with `srv`, those of its records
+    /// (`etcd_srv`, asked within half of `retry_timeout`) when it has some,
+    /// else the configured ones. No records and nothing configured is a
+    /// refusal naming the SRV names (a name server that never answered, an
+    /// outage).
+    async fn discover(&self, rt: Duration) -> Result<Vec<String>, ConnectError> {
+        let Some(srv) = &self.settings.srv else {
+            return Ok(sync::lock(&self.endpoints).clone());
+        };
+        let Some(ns) = srv.nameserver.or_else(super::etcd_srv::system_nameserver) else {
+            return self.configured_or(|| {
+                ConnectError::Refusal("etcd3.srv: no nameserver in /etc/resolv.conf".into())
+            });
+        };
+        let per_name = rt / 8;
+        let found =
+            super::etcd_srv::endpoints(&srv.name, srv.suffix.as_deref(), ns, per_name).await;
+        if !found.endpoints.is_empty() {
+            let mut cur = sync::lock(&self.endpoints);
+            if *cur != found.endpoints {
+                tracing::info!(srv = %srv.name, endpoints = ?found.endpoints, "etcd endpoints from DNS SRV");
+                *cur = found.endpoints;
+                self.next_endpoint.store(0, Ordering::Relaxed);
+            }
+            return Ok(cur.clone());
+        }
+        let asked = found.asked.join(", ");
+        if found.answered {
+            self.configured_or(|| {
+                ConnectError::Refusal(format!(
+                    "etcd3.srv: {asked}: no SRV records (name server {ns})"
+                ))
+            })
+        } else {
+            self.configured_or(|| {
+                ConnectError::Unreachable(format!(
+                    "etcd3.srv: name server {ns} did not answer for {asked}"
+                ))
+            })
+        }
+    }
+
+    /// The configured endpoints, or `err` when there are none.
+    fn configured_or(
+        &self,
+        err: impl FnOnce() -> ConnectError,
+    ) -> Result<Vec<String>, ConnectError> {
+        let mut cur = sync::lock(&self.endpoints);
+        if self.settings.endpoints.is_empty() {
+            return Err(err());
+        }
+        if *cur != self.settings.endpoints {
+            *cur = self.settings.endpoints.clone();
+            self.next_endpoint.store(0, Ordering::Relaxed);
+        }
+        Ok(cur.clone())
     }
 
     /// Forget the client so the next call reconnects, to the next endpoint.
     /// Dropping the last handle closes the connection, which resets it and
     /// discards whatever an abandoned call left queued (`etcd_conn`).
     async fn reset_client(&self) {
-        let n = self.settings.endpoints.len().max(1);
+        let n = sync::lock(&self.endpoints).len().max(1);
         let cur = self.next_endpoint.load(Ordering::Relaxed);
         self.next_endpoint.store((cur + 1) % n, Ordering::Relaxed);
         *sync::lock(&self.renewals) = None;
@@ -453,7 +516,7 @@ impl Inner {
         F: Fn(u32) -> Fut,
         Fut: std::future::Future<Output = DcsResult<T>>,
     {
-        let n = self.settings.endpoints.len();
+        let n = sync::lock(&self.endpoints).len();
         if n <= 1 {
             return self.bounded(what, op(0)).await;
         }

@@ -52,6 +52,19 @@ pub struct EtcdSettings {
     pub credentials: Option<(String, String)>,
     /// For `https` endpoints.
     pub tls: Option<Arc<EtcdTls>>,
+    /// DNS SRV discovery (`srv`, `srv_suffix`): asked at each new
+    /// connection; its endpoints, when it has some, come before `endpoints`.
+    pub srv: Option<SrvSettings>,
+}
+
+/// `srv` and `srv_suffix` of the section (`etcd_srv`).
+#[derive(Debug, Clone)]
+pub struct SrvSettings {
+    /// The domain: `_etcd-client-ssl._tcp.<name>` and so on are asked.
+    pub name: String,
+    pub suffix: Option<String>,
+    /// The name server; `None`: the first of `/etc/resolv.conf`.
+    pub nameserver: Option<std::net::SocketAddr>,
 }
 
 impl EtcdSettings {
@@ -59,7 +72,9 @@ impl EtcdSettings {
     /// set up when an endpoint is `https`, from `cacert`, `cert` and `key`.
     pub fn from_config(section: &str, e: &Etcd) -> Result<EtcdSettings, EtcdTlsError> {
         let endpoints = e.endpoints();
-        let tls = if endpoints.iter().any(|e| e.starts_with("https://")) {
+        // SRV may name https endpoints (`_etcd-client-ssl`): TLS is ready
+        // whenever it is used.
+        let tls = if e.srv.is_some() || endpoints.iter().any(|e| e.starts_with("https://")) {
             Some(Arc::new(EtcdTls::from_config(section, e)?))
         } else {
             None
@@ -68,6 +83,15 @@ impl EtcdSettings {
             endpoints,
             credentials: e.credentials(),
             tls,
+            srv: e
+                .srv
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|name| SrvSettings {
+                    name: name.clone(),
+                    suffix: e.srv_suffix.clone(),
+                    nameserver: None,
+                }),
         })
     }
 
@@ -77,6 +101,7 @@ impl EtcdSettings {
             endpoints,
             credentials,
             tls: None,
+            srv: None,
         }
     }
 }
@@ -119,11 +144,11 @@ pub(crate) fn per_endpoint(retry_timeout: Duration, n: usize) -> Duration {
 /// says what to fix).
 pub(crate) async fn connect(
     settings: &EtcdSettings,
+    endpoints: &[String],
     first: usize,
     options: ConnectOptions,
     retry_timeout: Duration,
 ) -> Result<(Client, usize), ConnectError> {
-    let endpoints = &settings.endpoints;
     if endpoints.is_empty() {
         return Err(ConnectError::Other("no etcd endpoints configured".into()));
     }

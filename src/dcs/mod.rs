@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod etcd;
 mod etcd_conn;
+mod etcd_srv;
 pub mod etcd_tls;
 mod etcd_view;
 pub mod keys;
