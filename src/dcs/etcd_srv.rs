@@ -7,7 +7,7 @@
 //! a v2 `/members` request, is not done.)
 //!
 //! No resolver crate is in the tree: this is one SRV question over UDP to
-//! the first `nameserver` of `/etc/resolv.conf` (RFC 1035 §4), enough for
+//! the first `nameserver` of `/etc/resolv.conf` (RFC 1035, section 4), enough for
 //! the records etcd deployments publish; a truncated answer is not retried
 //! over TCP.
 
