@@ -39,12 +39,27 @@ pub enum EtcdTlsError {
     File(#[from] TlsError),
     #[error("{section}.cacert: not set, and no system CA certificates were found ({reason})")]
     NoTrust { section: String, reason: String },
+    /// etcd's section has no key password (Patroni's neither).
+    #[error(
+        "{key}: {path}: the private key is encrypted; etcd's section has no password for it: \
+         store it unencrypted (`openssl pkey -in {path} -out <new file>`, mode 0600)"
+    )]
+    EncryptedKey { key: String, path: String },
 }
 
 impl EtcdTls {
     /// Load the files the section names (read once, at start).
     pub fn from_config(section: &str, e: &Etcd) -> Result<EtcdTls, EtcdTlsError> {
         let key_of = |k: &str| format!("{section}.{k}");
+        let identity = match &e.cert {
+            Some(cert) => Some(
+                identity(section, cert, e.key.as_deref()).map_err(|e| match e {
+                    TlsError::NoPassword { key, path } => EtcdTlsError::EncryptedKey { key, path },
+                    other => EtcdTlsError::File(other),
+                })?,
+            ),
+            None => None,
+        };
         let (check, trust) = match &e.cacert {
             Some(path) => (
                 ServerCheck::Full(crate::tls::load_roots(&key_of("cacert"), path)?),
@@ -62,10 +77,6 @@ impl EtcdTls {
                     });
                 }
             },
-        };
-        let identity = match &e.cert {
-            Some(cert) => Some(identity(section, cert, e.key.as_deref())?),
-            None => None,
         };
         let config = crate::tls::h2_client_config(check, identity)?;
         Ok(EtcdTls {
@@ -182,4 +193,42 @@ fn identity(
 /// The rustls error under an I/O error of a TLS stream, if any.
 pub(crate) fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encrypted_key_is_named_without_a_password_setting() {
+        let dir = std::env::temp_dir().join(format!("pgpilot-etcd-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key = dir.join("k.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .expect("key");
+        let cert = dir.join("c.pem");
+        // Any certificate: the key is refused before they are compared.
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUGv5u\n-----END CERTIFICATE-----\n",
+        )
+        .expect("cert");
+        let e: Etcd = serde_yaml_ng::from_str(&format!(
+            "host: h\nprotocol: https\ncert: {}\nkey: {}\n",
+            cert.display(),
+            key.display()
+        ))
+        .expect("section");
+        let m = EtcdTls::from_config("etcd3", &e)
+            .expect_err("refused")
+            .to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            m.contains("etcd3.key") && m.contains("encrypted") && !m.contains("keyfile_password"),
+            "{m}"
+        );
+    }
 }
