@@ -776,6 +776,25 @@ pub fn postgres_client_config(
     Ok(config)
 }
 
+/// The rustls configuration of a gRPC client (etcd's v3 API,
+/// `crate::dcs::etcd_tls`): `check`, the client certificate already loaded,
+/// ALPN `h2` (gRPC servers refuse TLS connections that did not negotiate it).
+pub fn h2_client_config(
+    check: ServerCheck,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier(check, Vec::new())?);
+    let mut config = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
 /// A client certificate: `(section, certfile, keyfile, keyfile_password)`.
 pub type ClientIdentity<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
 

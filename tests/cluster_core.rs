@@ -1,6 +1,7 @@
 //! The core capability against real etcd and PostgreSQL 15: three daemons
 //! bootstrap one primary and two streaming replicas, keep exactly one
-//! primary, and fail over when the primary dies.
+//! primary, and fail over when the primary dies; on a 3-member etcd
+//! cluster, the member in use killed causes no failover and no demotion.
 
 mod support;
 
@@ -1518,4 +1519,99 @@ async fn a_duplicate_name_never_touches_the_leaders_key() {
     for e in [events::LOCK_RELEASED, events::LOCK_NOT_MINE] {
         assert!(!has_event(&dup_log, e), "{e}: {dup_log}");
     }
+}
+
+/// Node `i` took a write.
+async fn etcd_writable(c: &TestCluster, i: usize) -> bool {
+    let Ok(client) = c.sql(i).await else {
+        return false;
+    };
+    client
+        .execute("CREATE TABLE IF NOT EXISTS etcd_t(v int)", &[])
+        .await
+        .is_ok()
+        && client
+            .execute("INSERT INTO etcd_t VALUES (1)", &[])
+            .await
+            .is_ok()
+}
+
+/// On a 3-member etcd cluster that the nodes know in order (`hosts`), the
+/// member in use is killed (kill -9) for 2×ttl, then restarted, three
+/// times: the daemons move to another member within `retry_timeout` and
+/// nothing else happens: no failover, no demotion; the primary keeps
+/// taking writes, the leader key stays at its version on its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_member_in_use_killed_no_failover_no_demotion() {
+    use pgpilot::dcs::Dcs;
+    use pgpilot::dcs::etcd::EtcdDcs;
+    let opts = ClusterOptions {
+        etcd_cluster: true,
+        ..ClusterOptions::default()
+    };
+    // retry_timeout 3 s: an etcd leader election (the killed member may be
+    // the raft leader) takes one to two seconds.
+    let timing = Timing {
+        ttl: 10,
+        loop_wait: 1,
+        retry_timeout: 3,
+    };
+    let mut c = TestCluster::with_options(2, timing, opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    let other = 1 - primary;
+    eventually(Duration::from_secs(30), "replica streams", || async {
+        c.is_streaming_replica(other).await.then_some(())
+    })
+    .await;
+    let endpoints = c.etcd_cluster.as_ref().expect("etcd cluster").endpoints();
+    let reader = EtcdDcs::new(
+        endpoints.clone(),
+        None,
+        pgpilot::dcs::keys::cluster_prefix("/it/", &c.scope),
+        "reader".into(),
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    );
+    let held = reader
+        .load_cluster_fresh()
+        .await
+        .ok()
+        .and_then(|cl| cl.leader);
+    assert!(held.is_some(), "no leader key");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    // The nodes start on the first member; after its kill they moved to
+    // the next one, which is killed next.
+    for m in 0..3 {
+        c.etcd_cluster.as_mut().expect("etcd cluster").members[m].kill();
+        let down_at = Instant::now();
+        while down_at.elapsed() < 2 * ttl {
+            assert!(
+                etcd_writable(&c, primary).await,
+                "member {m} down {:?}: the primary refused a write",
+                down_at.elapsed()
+            );
+            assert!(
+                !etcd_writable(&c, other).await,
+                "member {m} down: the replica took a write"
+            );
+            // Poll interval; the member's absence (2×ttl) is the scenario.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let now = reader
+            .load_cluster_fresh()
+            .await
+            .ok()
+            .and_then(|cl| cl.leader);
+        assert_eq!(now, held, "member {m} down: the leader key changed");
+        c.etcd_cluster.as_mut().expect("etcd cluster").members[m].restart();
+    }
+    assert_eq!(c.primary().await, Some(primary));
+    for (i, node) in c.nodes.iter().enumerate() {
+        assert!(!node.logged(events::DEMOTE), "node {i} demoted");
+    }
+    assert!(
+        !c.nodes[other].logged(events::PROMOTE),
+        "the replica promoted"
+    );
 }

@@ -7,12 +7,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use pgpilot::dcs::etcd::EtcdDcs;
+use pgpilot::dcs::etcd::{EtcdDcs, EtcdSettings};
 use pgpilot::dcs::etcd2::Etcd2Dcs;
 use pgpilot::dcs::memory::{MemoryDcs, MemoryStore};
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::dcs::{Dcs, DcsError, LeaderHold, MemberData, Status, Version, WatchEvent};
-use support::etcd::EtcdServer;
+use support::etcd::{EtcdCluster, EtcdOptions, EtcdServer, EtcdTlsFiles};
 use support::eventually;
 use support::zookeeper::{ZkEnsemble, ZkServer};
 
@@ -139,6 +139,152 @@ fn etcd_backend_ttl(ttl: Duration) -> Backend {
                 (Outage::Freeze, true) => server.pause(),
                 (Outage::Freeze, false) => server.resume(),
             }
+        }),
+    }
+}
+
+/// A directory removed when dropped (test certificates).
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> ScratchDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        ScratchDir(std::env::temp_dir().join(format!(
+            "pgpilot-{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        )))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The settings of an `etcd3` section written as YAML (the daemon's path:
+/// TLS files read, endpoints and credentials chosen as from a file).
+fn etcd_settings(yaml: &str) -> EtcdSettings {
+    let section: pgpilot::config::Etcd = serde_yaml_ng::from_str(yaml).expect("etcd3 section");
+    EtcdSettings::from_config("etcd3", &section).expect("etcd3 settings")
+}
+
+/// An etcd of its own started with `options`, its nodes made with the
+/// settings of `yaml` (the section, without endpoints: `hosts` is added).
+/// `keep` lives as long as the backend (certificates).
+fn etcd_backend_with(
+    options: EtcdOptions,
+    yaml: &str,
+    setup: impl FnOnce(&EtcdServer),
+    keep: Option<ScratchDir>,
+) -> Backend {
+    let server = EtcdServer::start_with(options);
+    setup(&server);
+    let ttl = Duration::from_secs(2);
+    let retry_timeout = Duration::from_secs(1);
+    let settings = etcd_settings(&format!("hosts: [{}]\n{yaml}", server.endpoint()));
+    let server = Mutex::new(server);
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(EtcdDcs::with_settings(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |kind, down| {
+            let _held = &keep;
+            let mut server = server.lock().unwrap_or_else(|e| e.into_inner());
+            match (kind, down) {
+                (Outage::Stop, true) => server.stop(),
+                (Outage::Stop, false) => server.restart(),
+                (Outage::Freeze, true) => server.pause(),
+                (Outage::Freeze, false) => server.resume(),
+            }
+        }),
+    }
+}
+
+/// Test certificates in a scratch dir, and etcd's TLS files from them.
+fn etcd_certs() -> (ScratchDir, support::tls::Certs, EtcdTlsFiles) {
+    let dir = ScratchDir::new("etcd-certs");
+    let certs = support::tls::make_certs(&dir.0);
+    let files = EtcdTlsFiles {
+        cert: certs.server_cert.clone(),
+        key: certs.server_key.clone(),
+        ca: certs.ca.clone(),
+    };
+    (dir, certs, files)
+}
+
+/// etcd over HTTPS demanding client certificates (`--client-cert-auth`);
+/// the nodes trust the test CA (`cacert`) and present the client
+/// certificate (`cert`, `key`).
+fn etcd_tls_backend() -> Backend {
+    let (dir, certs, files) = etcd_certs();
+    let yaml = format!(
+        "protocol: https\ncacert: {}\ncert: {}\nkey: {}\n",
+        certs.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    );
+    let options = EtcdOptions {
+        tls: Some(files),
+        client_cert_auth: true,
+        ..EtcdOptions::default()
+    };
+    etcd_backend_with(options, &yaml, |_| {}, Some(dir))
+}
+
+const ETCD_USER: &str = "pg";
+const ETCD_PASSWORD: &str = "pg-Secret";
+
+/// etcd with RBAC on: the nodes authenticate as a user whose role may read
+/// and write `/service/`; tokens unused for 2 s lapse (`--auth-token-ttl`),
+/// so the cases' pauses make the client refresh its token.
+fn etcd_auth_backend() -> Backend {
+    let options = EtcdOptions {
+        auth_token_ttl: Some(2),
+        ..EtcdOptions::default()
+    };
+    let yaml = format!("username: {ETCD_USER}\npassword: {ETCD_PASSWORD}\n");
+    etcd_backend_with(
+        options,
+        &yaml,
+        |s| s.enable_auth("root-Secret", ETCD_USER, ETCD_PASSWORD),
+        None,
+    )
+}
+
+/// A 3-member etcd cluster; the nodes know every member (`hosts`), in
+/// order. No outage of the whole cluster (the single server's cases cover
+/// those); `etcd_cluster::member_in_use_killed_every_call_answers` kills
+/// members.
+fn etcd_cluster_backend() -> Backend {
+    let cluster = EtcdCluster::start(3);
+    let ttl = Duration::from_secs(2);
+    let retry_timeout = Duration::from_secs(1);
+    let settings = EtcdSettings::plain(cluster.endpoints(), None);
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(EtcdDcs::with_settings(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |_, _| {
+            let _held = &cluster;
+            panic!("no whole-cluster outage in these cases")
         }),
     }
 }
@@ -1715,5 +1861,339 @@ mod zookeeper_ensemble {
             );
             ensemble.members[i].restart();
         }
+    }
+}
+
+/// The cases over HTTPS with client certificates (`--client-cert-auth`).
+mod etcd_tls {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd_tls_backend;
+        acquire_is_exclusive,
+        concurrent_acquire_has_one_winner,
+        renewal_keeps_keys,
+        keep_alive_keeps_keys_without_writing,
+        config_cas,
+        watch_reports_leader_deletion,
+        reads_with_a_watch_see_changes,
+    );
+    all_cases!(@outages #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd_tls_backend;
+        unreachable_when_frozen = unreachable_within_retry_timeout(Freeze),
+        watch_survives_stop = watch_survives_outage(Stop),
+    );
+}
+
+/// The cases with etcd's RBAC on, as a user of limited rights; tokens
+/// lapse after 2 s unused and are refreshed.
+mod etcd_auth {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd_auth_backend;
+        acquire_is_exclusive,
+        renewal_keeps_keys,
+        keep_alive_keeps_keys_without_writing,
+        config_cas,
+        reads_with_a_watch_see_changes,
+        release_session_drops_keys_at_once,
+    );
+    all_cases!(@outages #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd_auth_backend;
+        watch_survives_stop = watch_survives_outage(Stop),
+    );
+
+    /// A token etcd dropped (unused longer than `--auth-token-ttl`, etcd's
+    /// "invalid auth token") is refreshed: the next call of every kind
+    /// answers without an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_token_is_refreshed() {
+        let b = etcd_auth_backend();
+        let (a, c) = (b.node("a"), b.node("c"));
+        for round in 0..2 {
+            // Both clients authenticated (first round) or idle past the
+            // token's 2 s, and the leases (ttl 2 s) gone with it.
+            a.touch_member(&member("primary")).await.unwrap();
+            assert!(
+                a.attempt_to_acquire_leader().await.unwrap().is_held(),
+                "round {round}"
+            );
+            assert!(c.set_config_value(r#"{"ttl":30}"#, None).await.unwrap());
+            let cl = c.load_cluster_fresh().await.unwrap();
+            assert_eq!(cl.leader_name(), Some("a"), "round {round}");
+            assert!(cl.member("a").is_some(), "round {round}");
+            // Idle past the token's life: the scenario, not a wait.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            assert_eq!(
+                c.load_cluster_fresh().await.unwrap().leader,
+                None,
+                "round {round}: the lease lapsed"
+            );
+        }
+    }
+}
+
+/// The cases on a 3-member etcd cluster, the nodes knowing every member.
+mod etcd_cluster {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd_cluster_backend;
+        concurrent_acquire_has_one_winner,
+        same_name_never_touches_anothers_leader_key,
+        renewal_keeps_keys,
+        load_cluster_parses_everything,
+        fresh_read_sees_another_clients_write_at_once,
+        cached_view_converges_after_a_burst,
+    );
+
+    /// The member a holder is connected to is killed (kill -9), one after
+    /// the other: every call right after the kill answers within
+    /// `retry_timeout` (the call moves to another member), the holder's
+    /// lease and leader key survive, every renewal is `Held`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn member_in_use_killed_every_call_answers() {
+        let mut cluster = EtcdCluster::start(3);
+        let endpoints = cluster.endpoints();
+        let ttl = Duration::from_secs(6);
+        // An etcd leader election (the killed member may be the raft
+        // leader) takes one to two seconds; Patroni's default is 10 s.
+        let retry_timeout = Duration::from_secs(4);
+        let node = |name: &str| {
+            EtcdDcs::with_settings(
+                EtcdSettings::plain(endpoints.clone(), None),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            )
+        };
+        let (a, c) = (node("a"), node("c"));
+        a.touch_member(&member("primary")).await.unwrap();
+        assert!(a.attempt_to_acquire_leader().await.unwrap().is_held());
+        let leader = c.load_cluster_fresh().await.unwrap().leader.unwrap();
+        let lease = a.lease_id();
+        for round in 0..3 {
+            let in_use = a.endpoint_in_use().expect("connected");
+            let m = endpoints
+                .iter()
+                .position(|e| *e == in_use)
+                .expect("a configured endpoint");
+            cluster.members[m].kill();
+            let until = tokio::time::Instant::now() + ttl;
+            while tokio::time::Instant::now() < until {
+                let started = tokio::time::Instant::now();
+                let hold = a.update_leader(&leader).await;
+                assert!(
+                    matches!(hold, Ok(ref h) if h.is_held()),
+                    "round {round}, member {m} down: {hold:?}"
+                );
+                a.touch_member(&member("primary")).await.unwrap();
+                let cl = a.load_cluster().await.unwrap();
+                assert_eq!(cl.leader.as_ref(), Some(&leader), "round {round}");
+                assert!(started.elapsed() <= retry_timeout * 3, "round {round}");
+                // Pacing: renewals spaced as a holder spaces them.
+                tokio::time::sleep(ttl / 4).await;
+            }
+            assert_ne!(
+                a.endpoint_in_use(),
+                Some(in_use.clone()),
+                "round {round}: still on the killed member"
+            );
+            assert_eq!(a.lease_id(), lease, "round {round}: a new lease");
+            cluster.members[m].restart();
+        }
+        let cl = c.load_cluster_fresh().await.unwrap();
+        assert_eq!(cl.leader.as_ref(), Some(&leader));
+    }
+}
+
+/// etcd refusing us, or a TLS file that cannot be used: each error names
+/// the setting, the file and the failure; the daemon stops at start
+/// without touching its data directory.
+mod etcd_refusals {
+    use super::*;
+
+    /// What a node made with the section `yaml` (endpoint added) is told
+    /// when it connects to `server`.
+    async fn refusal(server: &EtcdServer, yaml: &str) -> Option<String> {
+        let settings = etcd_settings(&format!("hosts: [{}]\n{yaml}", server.endpoint()));
+        let node = EtcdDcs::with_settings(
+            settings,
+            PREFIX.into(),
+            "a".into(),
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+        );
+        node.refused_at_start().await
+    }
+
+    fn tls_server(files: EtcdTlsFiles) -> EtcdServer {
+        EtcdServer::start_with(EtcdOptions {
+            tls: Some(files),
+            client_cert_auth: true,
+            ..EtcdOptions::default()
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_refusals_name_the_setting_and_the_file() {
+        let (_dir, certs, files) = etcd_certs();
+        let server = tls_server(files);
+        let client = format!(
+            "cert: {}\nkey: {}\n",
+            certs.client_cert.display(),
+            certs.client_key.display()
+        );
+        // The right files: no refusal.
+        let good = format!("protocol: https\ncacert: {}\n{client}", certs.ca.display());
+        assert_eq!(refusal(&server, &good).await, None);
+
+        // A CA that did not sign etcd's certificate.
+        let rogue_ca = certs.dir.join("rogue-ca.crt");
+        let m = refusal(
+            &server,
+            &format!("protocol: https\ncacert: {}\n{client}", rogue_ca.display()),
+        )
+        .await
+        .expect("unknown CA refused");
+        assert!(
+            m.contains("etcd3.cacert")
+                && m.contains(&rogue_ca.display().to_string())
+                && m.contains("not signed"),
+            "{m}"
+        );
+
+        // No client certificate, etcd asking for one.
+        let m = refusal(
+            &server,
+            &format!("protocol: https\ncacert: {}\n", certs.ca.display()),
+        )
+        .await
+        .expect("no client certificate refused");
+        assert!(m.contains("etcd3.cert") && m.contains("etcd3.key"), "{m}");
+
+        // A client certificate of another CA.
+        let m = refusal(
+            &server,
+            &format!(
+                "protocol: https\ncacert: {}\ncert: {}\nkey: {}\n",
+                certs.ca.display(),
+                certs.rogue_cert.display(),
+                certs.rogue_key.display()
+            ),
+        )
+        .await
+        .expect("rogue client certificate refused");
+        assert!(
+            m.contains("etcd3.cert") && m.contains(&certs.rogue_cert.display().to_string()),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_its_certificate_is_named() {
+        let (_dir, certs, _) = etcd_certs();
+        let section: pgpilot::config::Etcd = serde_yaml_ng::from_str(&format!(
+            "host: 127.0.0.1:1\nprotocol: https\ncacert: {}\ncert: {}\nkey: {}\n",
+            certs.ca.display(),
+            certs.client_cert.display(),
+            certs.server_key.display()
+        ))
+        .expect("section");
+        let e = EtcdSettings::from_config("etcd3", &section).expect_err("mismatch refused");
+        let m = e.to_string();
+        assert!(
+            m.contains("etcd3.key")
+                && m.contains(&certs.server_key.display().to_string())
+                && m.contains("does not match"),
+            "{m}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_password_is_refused_an_absent_etcd_is_not() {
+        let server = EtcdServer::start();
+        server.enable_auth("root-Secret", ETCD_USER, ETCD_PASSWORD);
+        let good = format!("username: {ETCD_USER}\npassword: {ETCD_PASSWORD}\n");
+        assert_eq!(refusal(&server, &good).await, None);
+        let m = refusal(&server, &format!("username: {ETCD_USER}\npassword: nope\n"))
+            .await
+            .expect("wrong password refused");
+        assert!(
+            m.contains("authentication as user \"pg\" failed") && m.contains("password"),
+            "{m}"
+        );
+        // Nobody answering is no refusal: the daemon starts and retries.
+        let port = support::free_port();
+        let settings = EtcdSettings::plain(vec![format!("http://127.0.0.1:{port}")], None);
+        let node = EtcdDcs::with_settings(
+            settings,
+            PREFIX.into(),
+            "a".into(),
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        );
+        assert_eq!(node.refused_at_start().await, None);
+    }
+
+    /// The daemon with `etcd3` (written into the demo configuration) exits
+    /// 1 at start with `expect` in its log, the data directory untouched.
+    fn daemon_refuses(etcd3: &str, expect: &[&str]) {
+        use std::os::unix::process::CommandExt;
+        let dir = ScratchDir::new("etcd-refusal");
+        std::fs::create_dir_all(&dir.0).expect("scratch dir");
+        let data = dir.0.join("data");
+        let api = support::free_port();
+        let text = include_str!("../conf/postgres0.yml")
+            .replace("data/postgresql0", &data.display().to_string())
+            .replace("127.0.0.1:8008", &format!("127.0.0.1:{api}"))
+            .replace(
+                "etcd3:\n  host: 127.0.0.1:2379\n",
+                &format!("etcd3:\n{etcd3}"),
+            );
+        let path = dir.0.join("node.yml");
+        std::fs::write(&path, text).expect("config");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilot"));
+        cmd.arg(&path).env_remove("PATRONI_CONFIGURATION");
+        if nix::unistd::Uid::effective().is_root() {
+            let u = nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .expect("postgres user");
+            cmd.gid(u.gid.as_raw()).uid(u.uid.as_raw());
+            let _ = nix::unistd::chown(&dir.0, Some(u.uid), Some(u.gid));
+        }
+        let out = cmd.output().expect("run the daemon");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{log}");
+        for e in expect {
+            assert!(log.contains(e), "{e:?} not in {log}");
+        }
+        assert!(!data.exists(), "data directory created: {log}");
+    }
+
+    #[test]
+    fn the_daemon_stops_at_start_on_a_wrong_password() {
+        let server = EtcdServer::start();
+        server.enable_auth("root-Secret", ETCD_USER, ETCD_PASSWORD);
+        daemon_refuses(
+            &format!(
+                "  hosts: {}\n  username: {ETCD_USER}\n  password: wrong\n",
+                server.endpoint()
+            ),
+            &["authentication as user", "failed"],
+        );
+    }
+
+    #[test]
+    fn the_daemon_stops_at_start_on_an_unusable_tls_file() {
+        let (_dir, certs, _) = etcd_certs();
+        daemon_refuses(
+            &format!(
+                "  host: 127.0.0.1:1\n  protocol: https\n  cacert: {}\n  cert: {}\n  key: {}\n",
+                certs.ca.display(),
+                certs.client_cert.display(),
+                certs.server_key.display()
+            ),
+            &["etcd3.key", "does not match"],
+        );
     }
 }

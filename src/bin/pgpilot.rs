@@ -25,7 +25,7 @@ use pgpilot::api::auth::{AccessPolicy, AccessPolicyUpdater, TlsUpdater};
 use pgpilot::api::server::{ApiContext, serve_tls};
 use pgpilot::config::{Config, ConfigError, DynamicConfig};
 use pgpilot::dcs::Dcs;
-use pgpilot::dcs::etcd::EtcdDcs;
+use pgpilot::dcs::etcd::{EtcdDcs, EtcdSettings};
 use pgpilot::dcs::exhibitor::{EnsembleProvider, ExhibitorSettings};
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::logging::{self, LogFormat};
@@ -76,8 +76,12 @@ fn env_map() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
-/// What validation checks beyond the configuration itself: the TLS files.
-const FILE_CHECKS: &[pgpilot::config::FileCheck] = &[pgpilot::tls::check_files];
+/// What validation checks beyond the configuration itself: the TLS files
+/// (REST API, etcd).
+const FILE_CHECKS: &[pgpilot::config::FileCheck] = &[
+    pgpilot::tls::check_files,
+    pgpilot::dcs::etcd_tls::check_files,
+];
 
 fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), ConfigError> {
     let env = env_map();
@@ -220,7 +224,7 @@ async fn refuse_a_running_namesake(cfg: &Config, dcs: &dyn Dcs) -> anyhow::Resul
 /// (docs/configuration.md §4; validation refused a first one pgpilot does
 /// not support and warned about the others): the backend, the servers it
 /// names for the start line, and the section's name.
-fn open_dcs(
+async fn open_dcs(
     cfg: &Config,
     dynamic: &DynamicConfig,
 ) -> anyhow::Result<(Arc<dyn Dcs>, Vec<String>, &'static str)> {
@@ -274,16 +278,24 @@ fn open_dcs(
         }
         _ => {
             let etcd = cfg.etcd3.as_ref().ok_or_else(missing)?;
-            let credentials = etcd.username.clone().zip(etcd.password.clone());
-            let dcs = Arc::new(EtcdDcs::new(
-                etcd.endpoints(),
-                credentials,
+            // TLS files are read here, before anything else: a bad one stops
+            // the start, naming it (docs/configuration.md §4).
+            let settings = EtcdSettings::from_config("etcd3", etcd)?;
+            let servers = settings.endpoints.clone();
+            let dcs = EtcdDcs::with_settings(
+                settings,
                 cfg.cluster_prefix(),
                 cfg.name.clone(),
                 ttl,
                 retry,
-            ));
-            (dcs, etcd.endpoints())
+            );
+            // As Patroni's authenticate_on_start: etcd refusing us (its
+            // certificate, ours, the user or password) stops the start before
+            // the data directory is looked at; etcd not answering does not.
+            if let Some(refusal) = dcs.refused_at_start().await {
+                anyhow::bail!(refusal);
+            }
+            (Arc::new(dcs), servers)
         }
     };
     Ok((dcs, servers, section))
@@ -302,7 +314,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         None => DynamicConfig::defaults(),
     };
-    let (dcs, servers, section) = open_dcs(&cfg, &dynamic)?;
+    let (dcs, servers, section) = open_dcs(&cfg, &dynamic).await?;
     info!(event = pgpilot::events::STARTING, name = %cfg.name, scope = %cfg.scope, dcs_section = section, dcs = ?servers, api = %cfg.restapi.listen, https = cfg.restapi.certfile.is_some());
     refuse_a_running_namesake(&cfg, dcs.as_ref()).await?;
 

@@ -690,13 +690,10 @@ tags:
             &[("PATRONI_ETCD_HOSTS", "10.0.0.1:2379,10.0.0.2")],
         )
         .unwrap();
+        // `hosts` is used, the file's `host` not (Patroni's precedence).
         assert_eq!(
             l.config.etcd.unwrap().endpoints(),
-            [
-                "http://10.0.0.1:2379",
-                "http://10.0.0.2:2379",
-                "http://127.0.0.1:2379"
-            ]
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
         );
     }
 

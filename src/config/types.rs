@@ -305,31 +305,31 @@ pub enum HostList {
 }
 
 impl Etcd {
-    /// Client endpoints (`http://host:port`), in the order given.
+    /// Client endpoints (`<protocol>://host:port`), in the order given, chosen
+    /// as Patroni's `get_etcd_client` chooses them: `proxy` alone when set
+    /// (etcd reached through a proxy), else `url`, else `hosts`, else `host`
+    /// (docs/configuration.md §4). `srv` is resolved at connection time
+    /// (`dcs::etcd_srv`), before `hosts` and `host`.
     pub fn endpoints(&self) -> Vec<String> {
         let protocol = self.protocol.clone().unwrap_or_else(|| "http".to_owned());
-        let mut raw: Vec<String> = Vec::new();
-        if let Some(url) = &self.url {
-            raw.push(url.clone());
-        }
-        match &self.hosts {
-            Some(HostList::List(v)) => raw.extend(v.iter().cloned()),
-            Some(HostList::Csv(s)) => raw.extend(
-                s.split(',')
+        let raw: Vec<String> = if let Some(url) = self.proxy.as_ref().or(self.url.as_ref()) {
+            vec![without_userinfo(url)]
+        } else if let Some(hosts) = &self.hosts {
+            match hosts {
+                HostList::List(v) => v.clone(),
+                HostList::Csv(s) => s
+                    .trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            ),
-            None => {}
-        }
-        if let Some(h) = &self.host {
-            raw.push(h.clone());
-        }
-        if raw.is_empty()
-            && let Some(p) = &self.proxy
-        {
-            raw.push(p.clone());
-        }
+                    .map(str::to_owned)
+                    .collect(),
+            }
+        } else {
+            self.host.iter().cloned().collect()
+        };
         let default_port = self.port.unwrap_or(2379);
         raw.into_iter()
             .map(|h| {
@@ -345,6 +345,41 @@ impl Etcd {
                 }
             })
             .collect()
+    }
+
+    /// The user and password etcd's RBAC is asked for: those of `url` (or
+    /// `proxy`) when it carries them (`https://user:pass@host:2379`), else
+    /// `username` and `password`. Patroni authenticates only with both.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        let from_url = self
+            .proxy
+            .as_ref()
+            .or(self.url.as_ref())
+            .and_then(|u| url::Url::parse(u).ok())
+            .filter(|u| !u.username().is_empty())
+            // Raw, as Python's urlparse gives them (no percent-decoding).
+            .map(|u| {
+                (
+                    u.username().to_owned(),
+                    u.password().unwrap_or("").to_owned(),
+                )
+            });
+        from_url
+            .or_else(|| self.username.clone().zip(self.password.clone()))
+            .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+    }
+}
+
+/// `url` without its `user:password@` (they are credentials, not part of
+/// the endpoint).
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -836,5 +871,46 @@ impl Default for Timing {
             loop_wait: Duration::from_secs(10),
             retry_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+#[cfg(test)]
+mod etcd_tests {
+    use super::*;
+
+    fn etcd(yaml: &str) -> Etcd {
+        serde_yaml_ng::from_str(yaml).expect("etcd section")
+    }
+
+    #[test]
+    fn endpoints_follow_patronis_precedence() {
+        // proxy over everything, then url, then hosts, then host.
+        let all = "host: h:1\nhosts: [a:2, b]\nurl: http://u:3\nproxy: http://p:4\n";
+        assert_eq!(etcd(all).endpoints(), ["http://p:4"]);
+        let no_proxy = all.replace("proxy: http://p:4\n", "");
+        assert_eq!(etcd(&no_proxy).endpoints(), ["http://u:3"]);
+        let hosts = "host: h:1\nhosts: [a:2, b]\n";
+        assert_eq!(etcd(hosts).endpoints(), ["http://a:2", "http://b:2379"]);
+        assert_eq!(etcd("host: h\nport: 7\n").endpoints(), ["http://h:7"]);
+        // The protocol applies to entries without a scheme.
+        assert_eq!(
+            etcd("hosts: 'a:1,[::1]:2'\nprotocol: https\n").endpoints(),
+            ["https://a:1", "https://[::1]:2"]
+        );
+        assert_eq!(
+            etcd("hosts: '[a:1, b:2]'\n").endpoints(),
+            ["http://a:1", "http://b:2"]
+        );
+    }
+
+    #[test]
+    fn credentials_of_the_url_come_first_and_leave_the_endpoint() {
+        let e = etcd("url: https://root:pw@h:2379\nusername: x\npassword: y\n");
+        assert_eq!(e.endpoints(), ["https://h:2379"]);
+        assert_eq!(e.credentials(), Some(("root".into(), "pw".into())));
+        let e = etcd("host: h\nusername: x\npassword: y\n");
+        assert_eq!(e.credentials(), Some(("x".into(), "y".into())));
+        // Patroni authenticates only with both.
+        assert_eq!(etcd("host: h\nusername: x\n").credentials(), None);
     }
 }

@@ -222,15 +222,19 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         _ => None,
     };
     if let Some((section, e)) = etcd {
-        if e.srv.is_some() && e.host.is_none() && e.hosts.is_none() && e.url.is_none() {
+        // v3: `srv` alone is enough, its records give the endpoints at run
+        // time; the v2 client does not look them up yet.
+        let srv = e.srv.as_deref().is_some_and(|s| !s.is_empty());
+        if section == "etcd" && srv && e.endpoints().is_empty() {
             err(
-                &format!("{section}.srv"),
-                "DNS SRV discovery is not supported yet; give host or hosts".into(),
+                "etcd.srv",
+                "DNS SRV discovery is not supported for the etcd v2 API yet; give host or hosts"
+                    .into(),
             );
-        } else if e.endpoints().is_empty() {
+        } else if e.endpoints().is_empty() && !srv {
             err(
                 section,
-                "one of `host`, `hosts`, `url` or `proxy` is required".into(),
+                "one of `host`, `hosts`, `url`, `proxy` or `srv` is required".into(),
             );
         }
         for h in e.endpoints() {

@@ -95,7 +95,7 @@ fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfi
 /// The store a command reads: etcd's endpoints (v3 or v2 API) or
 /// ZooKeeper's servers.
 enum Store {
-    Etcd(Vec<String>),
+    Etcd(crate::dcs::etcd::EtcdSettings),
     Etcd2(Vec<String>),
     ZooKeeper(crate::dcs::zookeeper::ZkSettings),
 }
@@ -104,7 +104,8 @@ impl Store {
     /// What error messages name.
     fn servers(&self) -> Vec<String> {
         match self {
-            Store::Etcd(e) | Store::Etcd2(e) => e.clone(),
+            Store::Etcd(e) => e.endpoints.clone(),
+            Store::Etcd2(e) => e.clone(),
             Store::ZooKeeper(z) => z.servers.clone(),
         }
     }
@@ -136,14 +137,19 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
         return Ok(if v2 {
             Store::Etcd2(endpoints)
         } else {
-            Store::Etcd(endpoints)
+            Store::Etcd(crate::dcs::etcd::EtcdSettings::plain(
+                endpoints,
+                cfg.etcd3.as_ref().and_then(|e| e.credentials()),
+            ))
         });
     }
     // etcd (v2), then etcd3, then ZooKeeper: Patroni's order
     // (docs/configuration.md §4).
     match (&cfg.etcd, &cfg.etcd3, &cfg.zookeeper) {
         (Some(e), _, _) if !e.endpoints().is_empty() => Ok(Store::Etcd2(e.endpoints())),
-        (_, Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(e.endpoints())),
+        (_, Some(e), _) if !e.endpoints().is_empty() || e.srv.is_some() => Ok(Store::Etcd(
+            crate::dcs::etcd::EtcdSettings::from_config("etcd3", e)?,
+        )),
         (_, _, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
             crate::dcs::zookeeper::ZkSettings::from_config(z),
         )),
@@ -180,16 +186,11 @@ impl Ctx {
             .namespace
             .clone()
             .unwrap_or_else(|| "/service".to_owned());
-        let etcd_auth = cfg
-            .etcd3
-            .as_ref()
-            .and_then(|e| Some((e.username.clone()?, e.password.clone().unwrap_or_default())));
         let prefix = keys::cluster_prefix(&namespace, &scope);
         let (ttl, retry) = (Duration::from_secs(30), Duration::from_secs(10));
         let dcs: Arc<dyn Dcs> = match store {
-            Store::Etcd(endpoints) => Arc::new(EtcdDcs::new(
-                endpoints,
-                etcd_auth,
+            Store::Etcd(settings) => Arc::new(EtcdDcs::with_settings(
+                settings,
                 prefix,
                 "pgpilotctl".to_owned(),
                 ttl,

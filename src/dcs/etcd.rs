@@ -39,6 +39,8 @@ use super::{
     WatchEvent, etcd_conn, keys,
 };
 use crate::sync;
+use etcd_conn::ConnectError;
+pub use etcd_conn::{EtcdSettings, SrvSettings};
 
 /// Lease TTL in whole seconds: `ttl` rounded up, at least 2.
 pub(crate) fn lease_ttl_secs(ttl: Duration) -> i64 {
@@ -57,6 +59,10 @@ const CODE_UNAVAILABLE: i32 = 14;
 pub(crate) fn classify(e: &EtcdError) -> DcsError {
     let unreachable = match e {
         EtcdError::TransportError(_) | EtcdError::IoError(_) => true,
+        // The keep-alive stream's sender fails with "channel closed" once
+        // its connection died (a killed member); "lease not found" is
+        // etcd's answer, not an outage.
+        EtcdError::LeaseKeepAliveError(m) => !m.contains("not found"),
         EtcdError::GRpcStatus(s) => match s.code() as i32 {
             CODE_UNAVAILABLE | CODE_DEADLINE_EXCEEDED | CODE_CANCELLED => true,
             // tonic reports a broken connection as Unknown "transport error".
@@ -94,8 +100,11 @@ struct Timing {
 }
 
 struct Inner {
-    endpoints: Vec<String>,
-    credentials: Option<(String, String)>,
+    /// Endpoints, user, TLS, SRV.
+    settings: EtcdSettings,
+    /// The endpoints connections go to: SRV's when it has some, else the
+    /// configured ones; asked again at each new connection.
+    endpoints: StdMutex<Vec<String>>,
     /// `/<namespace>/<scope>`, no trailing slash.
     prefix: String,
     member_name: String,
@@ -156,6 +165,11 @@ impl Renewal {
 /// which can delay expiry by up to one more TTL; docs/dcs.md.)
 pub(crate) const EXPIRY_TOLERANCE: Duration = Duration::from_millis(1500);
 
+/// The pause after every endpoint failed once within a call, before the
+/// next round (`bounded_failover`): an etcd cluster electing a raft leader
+/// answers "no leader" at once, for about a second.
+const FAILOVER_PAUSE: Duration = Duration::from_millis(200);
+
 /// One long-lived LeaseKeepAlive stream: each renewal is one request and one
 /// answer on it, not a new gRPC stream.
 struct RenewalStream {
@@ -171,8 +185,8 @@ pub struct EtcdDcs {
 }
 
 impl EtcdDcs {
-    /// Create the backend. Does not contact etcd: the connection is made on
-    /// first use and re-made after failures.
+    /// Create the backend on plain (`http`) endpoints. Does not contact
+    /// etcd: the connection is made on first use and re-made after failures.
     pub fn new(
         endpoints: Vec<String>,
         credentials: Option<(String, String)>,
@@ -181,11 +195,29 @@ impl EtcdDcs {
         ttl: Duration,
         retry_timeout: Duration,
     ) -> EtcdDcs {
+        EtcdDcs::with_settings(
+            EtcdSettings::plain(endpoints, credentials),
+            prefix,
+            member_name,
+            ttl,
+            retry_timeout,
+        )
+    }
+
+    /// Create the backend with `settings` (from the configuration section:
+    /// [`EtcdSettings::from_config`]). Does not contact etcd.
+    pub fn with_settings(
+        settings: EtcdSettings,
+        prefix: String,
+        member_name: String,
+        ttl: Duration,
+        retry_timeout: Duration,
+    ) -> EtcdDcs {
         let prefix = prefix.trim_end_matches('/').to_owned();
         EtcdDcs {
             inner: Arc::new(Inner {
-                endpoints,
-                credentials,
+                endpoints: StdMutex::new(settings.endpoints.clone()),
+                settings,
                 prefix,
                 member_name,
                 timing: StdMutex::new(Timing { ttl, retry_timeout }),
@@ -203,6 +235,30 @@ impl EtcdDcs {
     /// The lease currently held (for diagnostics and tests).
     pub fn lease_id(&self) -> Option<i64> {
         *sync::lock(&self.inner.lease)
+    }
+
+    /// The endpoint the next connection tries first: the one in use while
+    /// connected (for diagnostics and tests).
+    pub fn endpoint_in_use(&self) -> Option<String> {
+        let i = self.inner.next_endpoint.load(Ordering::Relaxed);
+        sync::lock(&self.inner.endpoints).get(i).cloned()
+    }
+
+    /// Connect once, as the daemon does at start, and say whether etcd
+    /// refused us: its certificate not signed by the configured CA, our
+    /// client certificate refused, the user or password wrong (Patroni
+    /// exits on a failed authentication at start). `None` when connected,
+    /// and when no endpoint answered (the daemon then starts and retries).
+    /// Each message names the setting and the failure.
+    pub async fn refused_at_start(&self) -> Option<String> {
+        match self.inner.connect_typed().await {
+            Ok(c) => {
+                *self.inner.client.lock().await = Some(c);
+                None
+            }
+            Err(ConnectError::Refusal(m)) => Some(m),
+            Err(_) => None,
+        }
     }
 }
 
@@ -238,27 +294,98 @@ impl Inner {
     /// A new connection of its own (`etcd_conn`), for the shared client or a
     /// watch.
     async fn connect(&self) -> DcsResult<Client> {
-        let rt = self.timing().retry_timeout;
         // No HTTP/2 keepalive pings: etcd's --grpc-keepalive-min-time (5 s)
         // answers faster pings with GOAWAY. Calls are bounded by timeouts and
         // the watch probes itself with progress requests instead.
-        let mut opts = ConnectOptions::new().with_require_leader(true);
-        if let Some((u, p)) = &self.credentials {
-            opts = opts
-                .with_user(u.clone(), p.clone())
-                .with_auto_token_refresh(true);
+        self.connect_typed().await.map_err(DcsError::from)
+    }
+
+    /// [`Self::connect`], telling a refusal (TLS, credentials) from an
+    /// outage. The user, if any, is added by `etcd_conn`.
+    async fn connect_typed(&self) -> Result<Client, ConnectError> {
+        let rt = self.timing().retry_timeout;
+        let opts = ConnectOptions::new().with_require_leader(true);
+        let endpoints = self.discover(rt).await?;
+        let first = self.next_endpoint.load(Ordering::Relaxed) % endpoints.len().max(1);
+        let connect = etcd_conn::connect(&self.settings, &endpoints, first, opts, rt);
+        let (c, i) = match tokio::time::timeout(rt, connect).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ConnectError::Unreachable(format!(
+                    "no etcd endpoint answered within {rt:?}"
+                )));
+            }
+        };
+        if i != first {
+            tracing::info!(endpoint = %endpoints[i], "selected a new etcd server");
         }
-        let first = self.next_endpoint.load(Ordering::Relaxed);
-        let (c, i) = etcd_conn::connect(&self.endpoints, first, opts, rt, rt).await?;
         self.next_endpoint.store(i, Ordering::Relaxed);
         Ok(c)
+    }
+
+    /// The endpoints to connect to: with `srv`, those of its records
+    /// (`etcd_srv`, asked within half of `retry_timeout`) when it has some,
+    /// else the configured ones. No records and nothing configured is a
+    /// refusal naming the SRV names (a name server that never answered, an
+    /// outage).
+    async fn discover(&self, rt: Duration) -> Result<Vec<String>, ConnectError> {
+        let Some(srv) = &self.settings.srv else {
+            return Ok(sync::lock(&self.endpoints).clone());
+        };
+        let Some(ns) = srv.nameserver.or_else(super::etcd_srv::system_nameserver) else {
+            return self.configured_or(|| {
+                ConnectError::Refusal("etcd3.srv: no nameserver in /etc/resolv.conf".into())
+            });
+        };
+        let per_name = rt / 8;
+        let found =
+            super::etcd_srv::endpoints(&srv.name, srv.suffix.as_deref(), ns, per_name).await;
+        if !found.endpoints.is_empty() {
+            let mut cur = sync::lock(&self.endpoints);
+            if *cur != found.endpoints {
+                tracing::info!(srv = %srv.name, endpoints = ?found.endpoints, "etcd endpoints from DNS SRV");
+                *cur = found.endpoints;
+                self.next_endpoint.store(0, Ordering::Relaxed);
+            }
+            return Ok(cur.clone());
+        }
+        let asked = found.asked.join(", ");
+        if found.answered {
+            self.configured_or(|| {
+                ConnectError::Refusal(format!(
+                    "etcd3.srv: {asked}: no SRV records (name server {ns})"
+                ))
+            })
+        } else {
+            self.configured_or(|| {
+                ConnectError::Unreachable(format!(
+                    "etcd3.srv: name server {ns} did not answer for {asked}"
+                ))
+            })
+        }
+    }
+
+    /// The configured endpoints, or `err` when there are none.
+    fn configured_or(
+        &self,
+        err: impl FnOnce() -> ConnectError,
+    ) -> Result<Vec<String>, ConnectError> {
+        let mut cur = sync::lock(&self.endpoints);
+        if self.settings.endpoints.is_empty() {
+            return Err(err());
+        }
+        if *cur != self.settings.endpoints {
+            *cur = self.settings.endpoints.clone();
+            self.next_endpoint.store(0, Ordering::Relaxed);
+        }
+        Ok(cur.clone())
     }
 
     /// Forget the client so the next call reconnects, to the next endpoint.
     /// Dropping the last handle closes the connection, which resets it and
     /// discards whatever an abandoned call left queued (`etcd_conn`).
     async fn reset_client(&self) {
-        let n = self.endpoints.len().max(1);
+        let n = sync::lock(&self.endpoints).len().max(1);
         let cur = self.next_endpoint.load(Ordering::Relaxed);
         self.next_endpoint.store((cur + 1) % n, Ordering::Relaxed);
         *sync::lock(&self.renewals) = None;
@@ -369,6 +496,59 @@ impl Inner {
             tracing::debug!(op = what, error = %e, "etcd call failed");
         }
         r
+    }
+
+    /// `bounded` for a call that may be sent again: with several endpoints,
+    /// each attempt gets its share of `retry_timeout`
+    /// ([`etcd_conn::per_endpoint`]; all that is left when less than two
+    /// shares are), and an attempt etcd did not answer (`Unreachable`: a
+    /// dead member, one without a raft leader) is made again on the next
+    /// endpoint, round and round (pausing [`FAILOVER_PAUSE`] after each
+    /// round) until `retry_timeout` is spent, as Patroni's client switches
+    /// etcd members within its retry deadline. `op(attempt)` makes attempt
+    /// number `attempt` (0 first). Only for calls whose second sending is
+    /// harmless: reads, renewals, compares, and plain puts of the same
+    /// value; a compare-and-swap whose outcome is unknown is not sent again
+    /// (its second answer would be a lost compare against our own write). A
+    /// call with one endpoint is [`Self::bounded`].
+    async fn bounded_failover<T, F, Fut>(&self, what: &str, op: F) -> DcsResult<T>
+    where
+        F: Fn(u32) -> Fut,
+        Fut: std::future::Future<Output = DcsResult<T>>,
+    {
+        let n = sync::lock(&self.endpoints).len();
+        if n <= 1 {
+            return self.bounded(what, op(0)).await;
+        }
+        let rt = self.timing().retry_timeout;
+        let deadline = Instant::now() + rt;
+        let share = etcd_conn::per_endpoint(rt, n);
+        let mut attempt: u32 = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let budget = if left < share * 2 { left } else { share };
+            let r = match tokio::time::timeout(budget, op(attempt)).await {
+                Ok(r) => r,
+                Err(_) => Err(DcsError::Unreachable(format!(
+                    "{what}: no answer within {budget:?}"
+                ))),
+            };
+            let Err(e) = r else { return r };
+            self.view().invalidate();
+            if is_unreachable(&e) {
+                self.reset_client().await;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !is_unreachable(&e) || left.is_zero() {
+                tracing::debug!(op = what, error = %e, "etcd call failed");
+                return Err(e);
+            }
+            tracing::info!(op = what, error = %e, "etcd did not answer, trying the next endpoint");
+            attempt += 1;
+            if (attempt as usize).is_multiple_of(n) {
+                tokio::time::sleep(FAILOVER_PAUSE.min(left)).await;
+            }
+        }
     }
 
     /// `bounded` for a call that writes: the last read no longer counts.
@@ -632,7 +812,9 @@ impl Inner {
         }
     }
 
-    async fn update_leader(&self, leader: &Leader) -> DcsResult<LeaderHold> {
+    /// `again`: an earlier attempt of this call went unanswered
+    /// (`bounded_failover`), so it may have moved the key already.
+    async fn update_leader(&self, leader: &Leader, again: bool) -> DcsResult<LeaderHold> {
         // A version etcd did not hand out cannot match the key.
         let Some(version) = leader.version.as_int() else {
             return Ok(LeaderHold::Lost);
@@ -652,7 +834,7 @@ impl Inner {
         let mut c = self.client().await?;
         let lease = self.keepalive(&mut c).await?;
         if self.cached_leader_is_ours(lease, version)
-            || self.check_leader(&mut c, lease, version).await?
+            || self.check_leader(&mut c, lease, version, again).await?
         {
             self.hold(lease)
         } else {
@@ -664,7 +846,17 @@ impl Inner {
     /// this process retired and is now moved to `lease`: each one txn that
     /// compares the key's version and lease, never its value alone, so a key
     /// of our name under another process's lease is never touched.
-    async fn check_leader(&self, c: &mut Client, lease: i64, version: i64) -> DcsResult<bool> {
+    ///
+    /// `again`: an earlier attempt may have moved the key to `lease`
+    /// unanswered; a key of our name found under `lease` is then that move
+    /// (only this process writes with its lease), and held.
+    async fn check_leader(
+        &self,
+        c: &mut Client,
+        lease: i64,
+        version: i64,
+        again: bool,
+    ) -> DcsResult<bool> {
         let key = self.key(keys::LEADER);
         // Common case in one round trip: the key is ours under our lease.
         let check = Txn::new()
@@ -681,6 +873,13 @@ impl Inner {
             TxnOpResponse::Get(g) => g.kvs().first().cloned(),
             _ => None,
         });
+        if again
+            && current
+                .as_ref()
+                .is_some_and(|kv| kv.lease() == lease && kv.value() == self.member_name.as_bytes())
+        {
+            return Ok(true);
+        }
         let retired = sync::lock(&self.retired).clone();
         let Some(old) = current
             .filter(|kv| kv.mod_revision() == version)
@@ -1197,18 +1396,30 @@ impl Dcs for EtcdDcs {
 
     fn load_cluster(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
         let i = &self.inner;
-        i.bounded("load_cluster", i.load_cluster(true)).boxed()
+        async move {
+            i.bounded_failover("load_cluster", |_| i.load_cluster(true))
+                .await
+        }
+        .boxed()
     }
 
     fn load_cluster_fresh(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
         let i = &self.inner;
-        i.bounded("load_cluster", i.load_cluster(false)).boxed()
+        async move {
+            i.bounded_failover("load_cluster", |_| i.load_cluster(false))
+                .await
+        }
+        .boxed()
     }
 
     fn touch_member(&self, data: &MemberData) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("touch_member", i.touch_member(data.to_json()))
-            .boxed()
+        let value = data.to_json();
+        async move {
+            i.bounded_failover("touch_member", |_| i.touch_member(value.clone()))
+                .await
+        }
+        .boxed()
     }
 
     fn attempt_to_acquire_leader(&self) -> BoxFuture<'_, DcsResult<LeaderHold>> {
@@ -1220,12 +1431,22 @@ impl Dcs for EtcdDcs {
     fn update_leader(&self, leader: &Leader) -> BoxFuture<'_, DcsResult<LeaderHold>> {
         let i = &self.inner;
         let leader = leader.clone();
-        async move { i.bounded("update_leader", i.update_leader(&leader)).await }.boxed()
+        async move {
+            i.bounded_failover("update_leader", |attempt| {
+                i.update_leader(&leader, attempt > 0)
+            })
+            .await
+        }
+        .boxed()
     }
 
     fn keep_alive(&self) -> BoxFuture<'_, DcsResult<Option<Expiry>>> {
         let i = &self.inner;
-        i.bounded("keep_alive", i.keep_alive_only()).boxed()
+        async move {
+            i.bounded_failover("keep_alive", |_| i.keep_alive_only())
+                .await
+        }
+        .boxed()
     }
 
     fn delete_leader(&self) -> BoxFuture<'_, DcsResult<bool>> {
@@ -1235,8 +1456,12 @@ impl Dcs for EtcdDcs {
 
     fn write_status(&self, status: &Status) -> BoxFuture<'_, DcsResult<()>> {
         let i = &self.inner;
-        i.bounded("write_status", i.put(keys::STATUS, status.to_json()))
-            .boxed()
+        let value = status.to_json();
+        async move {
+            i.bounded_failover("write_status", |_| i.put(keys::STATUS, value.clone()))
+                .await
+        }
+        .boxed()
     }
 
     fn initialize(&self, create: bool, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
@@ -1290,18 +1515,25 @@ impl Dcs for EtcdDcs {
 
     fn set_history_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded("set_history_value", i.put(keys::HISTORY, value.to_owned()))
-            .map(|r| r.map(|()| true))
-            .boxed()
+        let value = value.to_owned();
+        async move {
+            i.bounded_failover("set_history_value", |_| i.put(keys::HISTORY, value.clone()))
+                .await
+                .map(|()| true)
+        }
+        .boxed()
     }
 
     fn set_failsafe_value(&self, value: &str) -> BoxFuture<'_, DcsResult<bool>> {
         let i = &self.inner;
-        i.bounded(
-            "set_failsafe_value",
-            i.put(keys::FAILSAFE, value.to_owned()),
-        )
-        .map(|r| r.map(|()| true))
+        let value = value.to_owned();
+        async move {
+            i.bounded_failover("set_failsafe_value", |_| {
+                i.put(keys::FAILSAFE, value.clone())
+            })
+            .await
+            .map(|()| true)
+        }
         .boxed()
     }
 
@@ -1388,6 +1620,15 @@ mod tests {
             e.latest,
             answered + Duration::from_secs(10) + EXPIRY_TOLERANCE
         );
+    }
+
+    #[test]
+    fn a_dead_keep_alive_stream_is_an_outage_a_gone_lease_is_not() {
+        let e = EtcdError::LeaseKeepAliveError("channel closed".into());
+        assert!(matches!(classify(&e), DcsError::Unreachable(_)));
+        let e = EtcdError::LeaseKeepAliveError("lease not found".into());
+        assert!(matches!(classify(&e), DcsError::Other(_)));
+        assert!(is_lease_not_found(&e));
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod etcd2;
 mod etcd2_http;
 mod etcd2_watch;
 mod etcd_conn;
+mod etcd_srv;
+pub mod etcd_tls;
 mod etcd_view;
 pub mod exhibitor;
 pub mod keys;

@@ -18,7 +18,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid, Uid, User, chown};
 use serde_json::Value;
 
-use super::etcd::EtcdServer;
+use super::etcd::{EtcdCluster, EtcdServer};
 use super::exhibitor::ExhibitorServer;
 use super::free_port;
 use super::proxy::TcpProxy;
@@ -94,6 +94,9 @@ pub struct ClusterOptions {
     /// [`TestCluster::exhibitor`], which lists members 1 and 2 at first
     /// (`poll_interval: 1`).
     pub exhibitor: bool,
+    /// The nodes use a 3-member etcd cluster ([`TestCluster::etcd_cluster`])
+    /// and know every member, in order (no `dcs_proxies` then).
+    pub etcd_cluster: bool,
 }
 
 /// Passwords of the roles the Patroni-shaped configuration creates.
@@ -230,6 +233,8 @@ pub struct TestCluster {
     pub exhibitor: Option<ExhibitorServer>,
     /// [`ClusterOptions::etcd2`].
     pub etcd2: bool,
+    /// With [`ClusterOptions::etcd_cluster`]: the store the nodes use.
+    pub etcd_cluster: Option<EtcdCluster>,
     pub root: PathBuf,
     pub scope: String,
     pub nodes: Vec<Node>,
@@ -300,11 +305,16 @@ impl TestCluster {
                 let hosts: Vec<String> = e.members[..2].iter().map(ZkServer::host_name).collect();
                 ExhibitorServer::start(&hosts, e.members[0].port())
             });
+        let etcd_cluster = opts.etcd_cluster.then(|| {
+            assert!(!opts.dcs_proxies, "no DCS proxies with an etcd cluster");
+            EtcdCluster::start(3)
+        });
         let mut c = TestCluster {
             etcd,
             zookeeper,
             zookeeper_ensemble,
             exhibitor,
+            etcd_cluster,
             root,
             scope,
             nodes: Vec::new(),
@@ -335,11 +345,21 @@ impl TestCluster {
         let pg_port = free_port();
         let api_port = free_port();
         let config_path = dir.join("pgpilot.yml");
-        let store = match (&self.zookeeper, &self.zookeeper_ensemble) {
+        let store = match (
+            &self.zookeeper,
+            &self.zookeeper_ensemble,
+            &self.etcd_cluster,
+        ) {
             _ if self.consul.is_some() => self.consul.clone().unwrap_or_default(),
-            (Some(zk), _) => zk.server(),
-            (None, Some(e)) => e.servers().join(", "),
-            (None, None) => self
+            (Some(zk), _, _) => zk.server(),
+            (None, Some(e), _) => e.servers().join(", "),
+            (None, None, Some(e)) => e
+                .endpoints()
+                .iter()
+                .map(|u| u.trim_start_matches("http://"))
+                .collect::<Vec<_>>()
+                .join(","),
+            (None, None, None) => self
                 .etcd
                 .endpoint()
                 .trim_start_matches("http://")
