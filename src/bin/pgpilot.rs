@@ -25,6 +25,7 @@ use pgpilot::api::auth::{AccessPolicy, AccessPolicyUpdater, TlsUpdater};
 use pgpilot::api::server::{ApiContext, serve_tls};
 use pgpilot::config::{Config, ConfigError, DynamicConfig};
 use pgpilot::dcs::Dcs;
+use pgpilot::dcs::consul::{ConsulDcs, ConsulSettings};
 use pgpilot::dcs::etcd::EtcdDcs;
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::logging::{self, LogFormat};
@@ -234,7 +235,22 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .zookeeper
         .as_ref()
         .filter(|_| cfg.dcs_sections().first() == Some(&"zookeeper"));
-    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(z) = zookeeper {
+    let consul = cfg
+        .consul
+        .as_ref()
+        .filter(|_| cfg.dcs_sections().first() == Some(&"consul"));
+    let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = if let Some(c) = consul {
+        let settings = ConsulSettings::from_config(c)?;
+        let base = c.base_url().unwrap_or_default();
+        let dcs = Arc::new(ConsulDcs::new(
+            settings,
+            &cfg.cluster_prefix(),
+            cfg.name.clone(),
+            dynamic.timing.ttl,
+            dynamic.timing.retry_timeout,
+        ));
+        (dcs, vec![base])
+    } else if let Some(z) = zookeeper {
         let dcs = Arc::new(ZooKeeperDcs::new(
             ZkSettings::from_config(z),
             cfg.cluster_prefix(),

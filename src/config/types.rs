@@ -37,9 +37,9 @@ pub struct Config {
     /// `zookeeper` section (docs/configuration.md §4.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zookeeper: Option<super::zookeeper::ZooKeeper>,
-    /// `consul` section: parsed, not supported yet.
+    /// `consul` section (docs/configuration.md §4.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consul: Option<serde_json::Value>,
+    pub consul: Option<super::consul::Consul>,
     /// Other Patroni DCS sections (`exhibitor`, `kubernetes`, `raft`): parsed
     /// only so that validation can name them as unsupported.
     #[serde(default, skip_serializing_if = "Option::is_none")]

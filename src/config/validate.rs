@@ -168,19 +168,21 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
     }
 
     // DCS: the first section in Patroni's order is used; it must be one
-    // pgpilot supports (etcd, ZooKeeper); the others are ignored, as
+    // pgpilot supports (Consul, etcd, ZooKeeper); the others are ignored, as
     // Patroni ignores them, with a warning that says which and why.
     let dcs = cfg.dcs_sections();
     match dcs.first() {
         None => err(
             "etcd3",
-            "no DCS section: add an `etcd3` (or `etcd`) or a `zookeeper` section".into(),
+            "no DCS section: add an `etcd3` (or `etcd`), a `zookeeper` or a `consul` section"
+                .into(),
         ),
         Some(&used) => {
-            if !matches!(used, "etcd3" | "zookeeper") {
+            if !matches!(used, "etcd3" | "zookeeper" | "consul") {
                 err(
                     used,
-                    "this DCS is not supported yet; use `etcd3` (or `etcd`) or `zookeeper`".into(),
+                    "this DCS is not supported yet; use `etcd3` (or `etcd`), `zookeeper` or `consul`"
+                        .into(),
                 );
             }
             for other in &dcs[1..] {
@@ -197,6 +199,17 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         .filter(|_| dcs.first() == Some(&"zookeeper"))
     {
         let (errors, warns) = z.problems(|h| host_port(h, false).map_err(|e| e.to_string()));
+        for (key, msg) in errors {
+            err(&key, msg);
+        }
+        warnings.extend(warns);
+    }
+    if let Some(c) = cfg
+        .consul
+        .as_ref()
+        .filter(|_| dcs.first() == Some(&"consul"))
+    {
+        let (errors, warns) = c.problems();
         for (key, msg) in errors {
             err(&key, msg);
         }
@@ -620,11 +633,22 @@ pub(crate) mod tests {
                 .any(|w| w.starts_with("zookeeper: ignored: `etcd3` is used")),
             "{w:?}"
         );
-        // Consul comes first in Patroni's order: it would be used, and is
-        // not supported.
+        // Consul comes first in Patroni's order: it is used, etcd3 ignored.
         let consul = format!("{POSTGRES0}consul:\n  host: c:8500\n");
-        let e = validate(&cfg(&consul)).unwrap_err();
-        assert_eq!(keys(&e), ["consul"]);
+        let w = validate(&cfg(&consul)).unwrap();
+        assert_eq!(cfg(&consul).dcs_sections(), ["consul", "etcd3"]);
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("etcd3: ignored: `consul` is used")),
+            "{w:?}"
+        );
+        let bad = format!("{POSTGRES0}consul:\n  url: nope\n");
+        let e = validate(&cfg(&bad)).unwrap_err();
+        assert_eq!(keys(&e), ["consul.url"]);
+        // Kubernetes, first in its place, is not supported.
+        let k8s = format!("{no_dcs}kubernetes:\n  namespace: x\n");
+        let e = validate(&cfg(&k8s)).unwrap_err();
+        assert_eq!(keys(&e), ["kubernetes"]);
         assert!(e.to_string().contains("not supported yet"), "{e}");
     }
 

@@ -96,6 +96,8 @@ fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfi
 enum Store {
     Etcd(Vec<String>),
     ZooKeeper(crate::dcs::zookeeper::ZkSettings),
+    /// The agent's base URL and the settings to reach it.
+    Consul(String, crate::dcs::consul::ConsulSettings),
 }
 
 impl Store {
@@ -104,6 +106,7 @@ impl Store {
         match self {
             Store::Etcd(e) => e.clone(),
             Store::ZooKeeper(z) => z.servers.clone(),
+            Store::Consul(base, _) => vec![base.clone()],
         }
     }
 }
@@ -112,6 +115,13 @@ impl Store {
 /// over the file's section (docs/cli.md).
 fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
     if let Some(url) = &conn.dcs_url {
+        if let Some(rest) = url.strip_prefix("consul://") {
+            let section = crate::config::consul::Consul {
+                host: Some(rest.split('/').next().unwrap_or(rest).to_owned()),
+                ..Default::default()
+            };
+            return consul_store(&section);
+        }
         if let Some(rest) = url.strip_prefix("zookeeper://") {
             let hosts = rest.split('/').next().unwrap_or(rest);
             let section = crate::config::zookeeper::ZooKeeper {
@@ -127,7 +137,7 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
             .or_else(|| url.strip_prefix("etcd://"))
             .with_context(|| {
                 format!(
-                    "--dcs-url {url}: only etcd3://host:port or zookeeper://host:port is supported"
+                    "--dcs-url {url}: only etcd3://, zookeeper:// or consul://host:port is supported"
                 )
             })?;
         let hosts = rest.split('/').next().unwrap_or(rest);
@@ -135,16 +145,28 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
             hosts.split(',').map(|h| format!("http://{h}")).collect(),
         ));
     }
-    // etcd before ZooKeeper: Patroni's order (docs/configuration.md §4).
+    // Consul, etcd, ZooKeeper: Patroni's order (docs/configuration.md §4).
+    if let Some(c) = &cfg.consul {
+        return consul_store(c);
+    }
     match (&cfg.etcd3, &cfg.zookeeper) {
         (Some(e), _) if !e.endpoints().is_empty() => Ok(Store::Etcd(e.endpoints())),
         (_, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
             crate::dcs::zookeeper::ZkSettings::from_config(z),
         )),
         _ => bail!(
-            "no DCS given: pass -c CONFIG with an etcd3 or zookeeper section, or --dcs-url etcd3://host:port"
+            "no DCS given: pass -c CONFIG with an etcd3, zookeeper or consul section, or --dcs-url etcd3://host:port"
         ),
     }
+}
+
+/// A Consul section as a store: its agent and client settings.
+fn consul_store(c: &crate::config::consul::Consul) -> anyhow::Result<Store> {
+    let base = c
+        .base_url()
+        .context("consul: the agent's address is not a URL with a host")?;
+    let settings = crate::dcs::consul::ConsulSettings::from_config(c)?;
+    Ok(Store::Consul(base, settings))
 }
 
 /// Everything a command needs: the DCS, the REST client, the scope.
@@ -185,6 +207,13 @@ impl Ctx {
                 endpoints,
                 etcd_auth,
                 prefix,
+                "pgpilotctl".to_owned(),
+                ttl,
+                retry,
+            )),
+            Store::Consul(_, settings) => Arc::new(crate::dcs::consul::ConsulDcs::new(
+                settings,
+                &prefix,
                 "pgpilotctl".to_owned(),
                 ttl,
                 retry,

@@ -8,6 +8,8 @@
 //! backend reports it (docs/dcs.md, "The trait").
 
 pub mod cluster;
+pub mod consul;
+mod consul_http;
 pub mod etcd;
 mod etcd_conn;
 mod etcd_view;
