@@ -95,6 +95,8 @@ impl ConsulSettings {
     /// unless `verify: false`; `cert` (with `key`) is presented.
     pub fn from_config(c: &Consul) -> Result<ConsulSettings, ConsulSetupError> {
         let base = c.base_url().ok_or(ConsulSetupError::Address)?;
+        // reqwest is built without a provider of its own (Cargo.toml).
+        crate::tls::install_provider();
         let mut builder = reqwest::Client::builder();
         if base.starts_with("https://") {
             use crate::tls::ServerCheck;
@@ -125,6 +127,7 @@ impl ConsulSettings {
 
     /// Plain http to `base` (`http://host:port`), no token: tests.
     pub fn plain(base: &str) -> ConsulSettings {
+        crate::tls::install_provider();
         ConsulSettings {
             base: base.trim_end_matches('/').to_owned(),
             token: None,

@@ -1,0 +1,272 @@
+//! The core capability on Consul: three daemons with a `consul` section
+//! bootstrap one primary and two streaming replicas, lay the keys out as
+//! Patroni does (leader and members held by the holder's session; Patroni's
+//! patronictl lists them as pgpilotctl does), switch over through
+//! pgpilotctl, fail over when the primary is killed (kill -9 of the daemon
+//! and the postmaster) and take the old primary back as a replica.
+//!
+//! On the Consul emulator (tests/support/consul_emulator, its
+//! `session_ttl_min` lowered to 1 s as an operator can, for the tests'
+//! ttl 6 s), and on a real agent when `CONSUL_HTTP_ADDR` names one (ttl 20
+//! s, Consul's default minimum); without it that test says it is skipped.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pgpilot::dcs::consul::{ConsulDcs, ConsulSettings};
+use pgpilot::dcs::{Cluster, Dcs, keys};
+use support::cluster::{ClusterOptions, TestCluster, Timing};
+use support::consul_emulator::ConsulEmulator;
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(90);
+
+/// The cluster as a fresh read of the agent shows it.
+async fn read(addr: &str, c: &TestCluster) -> Option<Cluster> {
+    let reader = ConsulDcs::new(
+        ConsulSettings::plain(&format!("http://{addr}")),
+        &keys::cluster_prefix("/it/", &c.scope),
+        "test-reader".into(),
+        Duration::from_secs(20),
+        Duration::from_secs(5),
+    );
+    reader.load_cluster_fresh().await.ok()
+}
+
+async fn writable(c: &TestCluster, i: usize) -> bool {
+    let Ok(client) = c.sql(i).await else {
+        return false;
+    };
+    client
+        .execute("CREATE TABLE IF NOT EXISTS consul_t(v int)", &[])
+        .await
+        .is_ok()
+        && client
+            .execute("INSERT INTO consul_t VALUES (1)", &[])
+            .await
+            .is_ok()
+}
+
+fn ctl(c: &TestCluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(args)
+        .output()
+        .expect("run pgpilotctl")
+}
+
+/// Member and role of each row of a `list --format json`, sorted.
+fn members_and_roles(rows: &[serde_json::Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["Member"].as_str().unwrap_or_default().to_owned(),
+                r["Role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn bootstrap_switchover_failover(addr: String, timing: Timing) {
+    let opts = ClusterOptions {
+        consul: Some(addr.clone()),
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(3, timing, opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+
+    // Patroni's layout: the leader key names the primary and is held by the
+    // session that holds its member key; initialize holds the system
+    // identifier; config is there.
+    let cl = eventually(
+        Duration::from_secs(20),
+        "three members in Consul",
+        || async {
+            let cl = read(&addr, &c).await?;
+            (cl.members.len() == 3).then_some(cl)
+        },
+    )
+    .await;
+    let leader = cl.leader.as_ref().expect("leader key");
+    assert_eq!(leader.name, c.nodes[primary].name);
+    assert!(
+        leader.session.is_some(),
+        "the leader key is held by a session"
+    );
+    assert_eq!(
+        leader.session,
+        cl.member(&leader.name).and_then(|m| m.session.clone()),
+        "leader and member keys on one session"
+    );
+    let sysid = c.status(primary).await.expect("status")["database_system_identifier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(cl.initialize.as_deref(), Some(sysid.as_str()));
+    assert!(cl.config.is_some(), "config key");
+    assert!(writable(&c, primary).await, "the primary takes writes");
+
+    // pgpilotctl reads the same picture through the file's consul section,
+    // and so does Patroni's own patronictl (its consul extra).
+    let out = ctl(&c, &["list", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json list");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let yml = c.root.join("patronictl.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "scope: {}\nnamespace: /it/\nconsul:\n  host: {addr}\n",
+            c.scope
+        ),
+    )
+    .expect("write patronictl.yml");
+    let patronictl = std::env::var_os("PATRONICTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/patroni/bin/patronictl".into());
+    let out = std::process::Command::new(&patronictl)
+        .arg("-c")
+        .arg(&yml)
+        .args(["list", "--format", "json"])
+        .env("HOME", &c.root)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (scripts/lib.sh ensure_patronictl installs it): {e}",
+                patronictl.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "patronictl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("patronictl json list");
+    assert_eq!(
+        members_and_roles(&theirs),
+        members_and_roles(&rows),
+        "patronictl and pgpilotctl disagree"
+    );
+
+    // A switchover through pgpilotctl: the candidate leads, the old
+    // primary follows it.
+    let candidate = (primary + 1) % 3;
+    let out = ctl(
+        &c,
+        &[
+            "switchover",
+            "--candidate",
+            &c.nodes[candidate].name,
+            "--force",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(60), "the candidate leads", || async {
+        let cl = read(&addr, &c).await?;
+        (cl.leader_name() == Some(c.nodes[candidate].name.as_str())
+            && writable(&c, candidate).await)
+            .then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "the old primary follows",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+    let primary = candidate;
+
+    // kill -9 of the primary's daemon and postmaster: Consul invalidates
+    // its session by ttl (twice the session TTL of ttl / 2), and a replica
+    // takes over.
+    let killed_at = Instant::now();
+    c.kill_node(primary).await;
+    let new_primary = loop {
+        let mut found = None;
+        for i in (0..3).filter(|&i| i != primary) {
+            if writable(&c, i).await {
+                found = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(90),
+            "no new primary within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let failover = killed_at.elapsed();
+    let bound = Duration::from_secs(c.timing.ttl + 2 * c.timing.loop_wait + 2);
+    eprintln!("failover on consul took {failover:?} (bound {bound:?})");
+    assert!(
+        failover <= bound,
+        "failover took {failover:?} (> {bound:?})"
+    );
+    let other = (0..3)
+        .find(|&i| i != primary && i != new_primary)
+        .expect("third node");
+    eventually(
+        Duration::from_secs(30),
+        "survivor follows the new primary",
+        || async { c.is_streaming_replica(other).await.then_some(()) },
+    )
+    .await;
+    assert!(!writable(&c, other).await, "two writable primaries");
+    let cl = read(&addr, &c).await.expect("read after failover");
+    assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
+    assert!(
+        cl.member(&c.nodes[primary].name).is_none(),
+        "the killed node's member key went with its session"
+    );
+
+    // The killed node comes back and rejoins as a replica.
+    c.start(primary);
+    eventually(BOOT, "the old primary rejoins as a replica", || async {
+        c.is_streaming_replica(primary).await.then_some(())
+    })
+    .await;
+    assert_eq!(c.primary().await, Some(new_primary));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_switchover_and_kill_9_failover_on_the_consul_emulator() {
+    let consul = ConsulEmulator::with_session_ttl_min(Duration::from_secs(1));
+    bootstrap_switchover_failover(consul.addr(), Timing::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_switchover_and_kill_9_failover_on_a_real_consul() {
+    let Ok(addr) = std::env::var("CONSUL_HTTP_ADDR") else {
+        eprintln!("skipped: CONSUL_HTTP_ADDR not set");
+        return;
+    };
+    let addr = addr
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let timing = Timing {
+        ttl: 20,
+        loop_wait: 1,
+        retry_timeout: 3,
+    };
+    bootstrap_switchover_failover(addr, timing).await;
+}
