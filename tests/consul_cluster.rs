@@ -78,8 +78,17 @@ async fn bootstrap_switchover_failover(addr: String, timing: Timing) {
         ..ClusterOptions::default()
     };
     let mut c = TestCluster::with_options(3, timing, opts);
+    for i in 0..3 {
+        c.add_to_section(i, "consul", "register_service: true\nservice_tags: [it]");
+    }
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
+    // register_service: the primary is the one passing instance tagged
+    // primary (and master), at its PostgreSQL port.
+    eventually(Duration::from_secs(30), "the primary's service", || async {
+        (primary_service_port(&addr, &c).await? == c.nodes[primary].pg_port).then_some(())
+    })
+    .await;
 
     // Patroni's layout: the leader key names the primary and is held by the
     // session that holds its member key; initialize holds the system
@@ -191,6 +200,15 @@ async fn bootstrap_switchover_failover(addr: String, timing: Timing) {
     )
     .await;
     let primary = candidate;
+    // Re-tagged: the candidate is now the primary's service.
+    eventually(
+        Duration::from_secs(30),
+        "the service follows the switchover",
+        || async {
+            (primary_service_port(&addr, &c).await? == c.nodes[primary].pg_port).then_some(())
+        },
+    )
+    .await;
 
     // kill -9 of the primary's daemon and postmaster: Consul invalidates
     // its session by ttl (twice the session TTL of ttl / 2), and a replica
@@ -245,6 +263,47 @@ async fn bootstrap_switchover_failover(addr: String, timing: Timing) {
     })
     .await;
     assert_eq!(c.primary().await, Some(new_primary));
+
+    // A clean stop deregisters the member's service.
+    let id = format!("{}/{}", c.scope, c.nodes[other].name);
+    assert!(services(&addr).await.contains_key(&id), "{id} registered");
+    c.signal(other, nix::sys::signal::Signal::SIGTERM);
+    c.wait_exit(other, Duration::from_secs(60)).await;
+    assert!(
+        !services(&addr).await.contains_key(&id),
+        "{id} still registered"
+    );
+}
+
+/// The port of the one passing instance of the cluster's service tagged
+/// `primary` (what `primary.<scope>.service.consul` resolves to).
+async fn primary_service_port(addr: &str, c: &TestCluster) -> Option<u16> {
+    let url = format!(
+        "http://{addr}/v1/health/service/{}?passing&tag=primary",
+        c.scope
+    );
+    let v: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+    let list = v.as_array()?;
+    if list.len() != 1 {
+        return None;
+    }
+    let tags = list[0]["Service"]["Tags"].as_array()?;
+    assert!(
+        tags.iter().any(|t| t == "master") && tags.iter().any(|t| t == "it"),
+        "{tags:?}"
+    );
+    u16::try_from(list[0]["Service"]["Port"].as_u64()?).ok()
+}
+
+/// The agent's services, by ID.
+async fn services(addr: &str) -> serde_json::Map<String, serde_json::Value> {
+    let v: serde_json::Value = reqwest::get(format!("http://{addr}/v1/agent/services"))
+        .await
+        .expect("agent services")
+        .json()
+        .await
+        .expect("json");
+    v.as_object().cloned().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

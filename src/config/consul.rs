@@ -117,7 +117,7 @@ impl Consul {
     /// What `validate` reports: `(key, message)` errors and warnings.
     pub fn problems(&self) -> (Vec<(String, String)>, Vec<String>) {
         let mut errors = Vec::new();
-        let mut warnings = Vec::new();
+        let warnings = Vec::new();
         match self.base_url() {
             None => errors.push((
                 "consul.url".to_owned(),
@@ -151,13 +151,42 @@ impl Consul {
                 "a key without `cert` is not used".to_owned(),
             ));
         }
-        if self.register_service == Some(true) {
-            warnings.push(
-                "consul.register_service: not supported yet; no service is registered".to_owned(),
-            );
+        if let Some(i) = &self.service_check_interval
+            && !is_go_duration(i)
+        {
+            errors.push((
+                "consul.service_check_interval".to_owned(),
+                format!("{i:?}: a duration such as 5s"),
+            ));
         }
         (errors, warnings)
     }
+}
+
+/// A duration as Consul reads one (Go's `time.ParseDuration`): numbers
+/// with units `ns`, `us`, `ms`, `s`, `m`, `h`, e.g. `5s`, `1m30s`, `0.5s`.
+fn is_go_duration(text: &str) -> bool {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if n == 0 || rest[..n].parse::<f64>().is_err() {
+            return false;
+        }
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        if !matches!(&rest[..u], "ns" | "us" | "ms" | "s" | "m" | "h") {
+            return false;
+        }
+        rest = &rest[u..];
+    }
+    true
 }
 
 /// `host[:port]` (an IPv6 address in brackets keeps them).
@@ -235,7 +264,10 @@ mod tests {
         assert_eq!(c("url: 'nope'").problems().0[0].0, "consul.url");
         assert_eq!(c("scheme: ftp").problems().0[0].0, "consul.scheme");
         assert_eq!(c("key: /k").problems().0[0].0, "consul.key");
-        let (_, w) = c("register_service: true").problems();
-        assert!(w[0].contains("register_service"), "{w:?}");
+        assert_eq!(
+            c("service_check_interval: often").problems().0[0].0,
+            "consul.service_check_interval"
+        );
+        assert!(c("service_check_interval: 10s").problems().0.is_empty());
     }
 }

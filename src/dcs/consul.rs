@@ -28,7 +28,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 pub use super::consul_http::{ConsulSettings, ConsulSetupError};
-use super::consul_http::{KvEntry, Reply, kv_path, says_invalid_session, txn_op, unexpected};
+use super::consul_http::{
+    KvEntry, Reply, escaped_path, kv_path, says_invalid_session, txn_op, unexpected,
+};
+pub use super::consul_service::ServiceSettings;
+use super::consul_service::{ServiceAction, action, service_id};
 use super::keys;
 use super::version::{Expiry, SessionId, Version};
 use super::{
@@ -104,6 +108,10 @@ struct Inner {
     name: String,
     /// Patroni's session name: `<scope>-<name>`.
     session_name: String,
+    scope: String,
+    /// The service registration last sent and answered (`register_service`):
+    /// sent again only when it changes, or after a failure.
+    registered: Mutex<Option<Value>>,
     timing: Mutex<Timing>,
     state: Mutex<State>,
     /// Serialises session creation: one session per node, never two.
@@ -137,6 +145,8 @@ impl ConsulDcs {
                 settings,
                 base,
                 session_name: format!("{scope}-{name}"),
+                scope,
+                registered: Mutex::new(None),
                 name,
                 timing: Mutex::new(Timing { ttl, retry_timeout }),
                 state: Mutex::new(State::default()),
@@ -409,6 +419,7 @@ impl Inner {
                 if e.session.as_deref() == Some(s.id.as_str())
                     && e.bytes().as_deref() == Some(value.as_bytes()) =>
             {
+                self.update_service(data, s.ttl).await;
                 return Ok(());
             }
             // Mine, another value: rewritten below.
@@ -428,7 +439,10 @@ impl Inner {
             .await?;
         match r.status {
             // `false`: another session took it meanwhile; left alone.
-            200 => Ok(()),
+            200 => {
+                self.update_service(data, s.ttl).await;
+                Ok(())
+            }
             500 if says_invalid_session(&r) => {
                 self.drop_session(&s.id);
                 Err(DcsError::Unreachable(format!(
@@ -437,6 +451,46 @@ impl Inner {
                 )))
             }
             _ => Err(unexpected("member", &r)),
+        }
+    }
+
+    /// Register, re-tag or deregister this member's service
+    /// (`register_service`), as Patroni does after its member write. A
+    /// failure is logged and does not fail the member write: the next call
+    /// sends the registration again.
+    async fn update_service(&self, data: &MemberData, session_ttl: Duration) {
+        let Some(settings) = &self.settings.service else {
+            return;
+        };
+        let id = service_id(&self.scope, &self.name);
+        let (path, body) = match action(settings, &self.scope, &self.name, data, session_ttl) {
+            ServiceAction::None => return,
+            ServiceAction::Register(body) => {
+                if lock(&self.registered).as_ref() == Some(&body) {
+                    return;
+                }
+                ("/v1/agent/service/register".to_owned(), Some(body))
+            }
+            ServiceAction::Deregister => {
+                if lock(&self.registered).is_none() {
+                    return;
+                }
+                (escaped_path("/v1/agent/service/deregister", &id), None)
+            }
+        };
+        let sent = body.as_ref().map(|b| b.to_string().into_bytes());
+        match self.send(Method::PUT, &path, &[], sent).await {
+            Ok(r) if r.status == 200 || (body.is_none() && r.status == 404) => {
+                *lock(&self.registered) = body;
+            }
+            Ok(r) => {
+                *lock(&self.registered) = None;
+                tracing::warn!(event = crate::events::DCS_SERVICE_REGISTRATION_FAILED, service = %id, error = %unexpected("service", &r), "Consul service registration failed");
+            }
+            Err(e) => {
+                *lock(&self.registered) = None;
+                tracing::warn!(event = crate::events::DCS_SERVICE_REGISTRATION_FAILED, service = %id, error = %e, "Consul service registration failed");
+            }
         }
     }
 
@@ -574,6 +628,17 @@ impl Inner {
     }
 
     async fn release_session(&self) -> DcsResult<()> {
+        // A clean stop deregisters the member's service.
+        if self.settings.service.is_some() && lock(&self.registered).take().is_some() {
+            let path = escaped_path(
+                "/v1/agent/service/deregister",
+                &service_id(&self.scope, &self.name),
+            );
+            let r = self.send(Method::PUT, &path, &[], None).await?;
+            if r.status != 200 && r.status != 404 {
+                return Err(unexpected("service deregister", &r));
+            }
+        }
         let ids: Vec<String> = {
             let mut st = lock(&self.state);
             st.current

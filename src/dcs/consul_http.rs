@@ -75,6 +75,8 @@ pub struct ConsulSettings {
     pub(crate) consistency: Consistency,
     /// Agent check IDs every session is tied to.
     pub(crate) checks: Vec<String>,
+    /// With `register_service: true`: the member's service.
+    pub(crate) service: Option<super::consul_service::ServiceSettings>,
     pub(crate) client: reqwest::Client,
 }
 
@@ -121,6 +123,7 @@ impl ConsulSettings {
             dc: c.dc.clone(),
             consistency: c.consistency(),
             checks: c.checks.clone().unwrap_or_default(),
+            service: super::consul_service::ServiceSettings::from_config(c),
             client: builder.build()?,
         })
     }
@@ -134,6 +137,7 @@ impl ConsulSettings {
             dc: None,
             consistency: Consistency::Default,
             checks: Vec::new(),
+            service: None,
             client: reqwest::Client::new(),
         }
     }
@@ -141,6 +145,15 @@ impl ConsulSettings {
     /// The same with an ACL token (`X-Consul-Token`).
     pub fn with_token(mut self, token: String) -> ConsulSettings {
         self.token = Some(token);
+        self
+    }
+
+    /// The same registering the member's service (`register_service`).
+    pub fn with_service(
+        mut self,
+        service: super::consul_service::ServiceSettings,
+    ) -> ConsulSettings {
+        self.service = Some(service);
         self
     }
 
@@ -202,8 +215,14 @@ impl ConsulSettings {
 
 /// The path of KV key `key` (`/v1/kv/<key>`), each segment escaped.
 pub(crate) fn kv_path(key: &str) -> String {
-    let mut out = String::from("/v1/kv");
-    for seg in key.split('/') {
+    escaped_path("/v1/kv", key)
+}
+
+/// `<base>/<rest>`, each segment of `rest` escaped (`/` kept, as Patroni's
+/// `quote` keeps it in a service ID).
+pub(crate) fn escaped_path(base: &str, rest: &str) -> String {
+    let mut out = String::from(base);
+    for seg in rest.split('/') {
         out.push('/');
         out.push_str(
             &url::form_urlencoded::byte_serialize(seg.as_bytes())

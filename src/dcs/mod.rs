@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod consul;
 mod consul_http;
+pub mod consul_service;
 pub mod etcd;
 mod etcd_conn;
 mod etcd_view;
