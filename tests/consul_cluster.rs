@@ -3,7 +3,10 @@
 //! Patroni does (leader and members held by the holder's session; Patroni's
 //! patronictl lists them as pgpilotctl does), switch over through
 //! pgpilotctl, fail over when the primary is killed (kill -9 of the daemon
-//! and the postmaster) and take the old primary back as a replica.
+//! and the postmaster) and take the old primary back as a replica, with
+//! `register_service`; a primary cut off from Consul is fenced before
+//! another node takes over; Consul frozen (no failsafe) and stopped
+//! (failsafe).
 //!
 //! On the Consul emulator (tests/support/consul_emulator, its
 //! `session_ttl_min` lowered to 1 s as an operator can, for the tests'
@@ -328,4 +331,159 @@ async fn bootstrap_switchover_and_kill_9_failover_on_a_real_consul() {
         retry_timeout: 3,
     };
     bootstrap_switchover_failover(addr, timing).await;
+}
+
+/// The primary alone cut off from Consul (its connection to the agent
+/// reset, the process alive): the agent invalidates its session by ttl
+/// after the last renewal. The primary stops taking writes by its fencing
+/// point, which rests on `ttl / 2` (the session TTL) counted from a renewal
+/// the agent answered, and so before the other node can take the key and
+/// promote: never two writable primaries. One cluster again after the cut
+/// heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_cut_off_from_consul_is_fenced_before_a_takeover() {
+    let consul = ConsulEmulator::with_session_ttl_min(Duration::from_secs(1));
+    let opts = ClusterOptions {
+        consul: Some(consul.addr()),
+        dcs_proxies: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let old = c.wait_healthy(BOOT).await;
+    let other = 1 - old;
+    assert!(writable(&c, old).await, "the primary takes writes");
+    let cut_at = Instant::now();
+    c.cut_from_dcs(old);
+    let refused_ms = loop {
+        if !writable(&c, old).await {
+            break pgpilot::fence::boottime_ms();
+        }
+        assert!(
+            !writable(&c, other).await,
+            "two writable primaries {:?} after the cut",
+            cut_at.elapsed()
+        );
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(30),
+            "the cut-off primary kept taking writes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let refused_after = cut_at.elapsed();
+    let hb = pgpilot::fence::read_heartbeat(&c.nodes[old].fence_dir()).expect("fence heartbeat");
+    // The fence's last order (docs/ha.md §9.1): the fencing point, 1 s
+    // (the margin) before the end of the lease.
+    let lease_end_ms = hb.deadline_ms + 1000;
+    eprintln!(
+        "writes refused {refused_after:?} after the cut, {} ms before the lease could end",
+        lease_end_ms as i64 - refused_ms as i64
+    );
+    assert!(
+        refused_ms < lease_end_ms,
+        "writes refused at {refused_ms} ms, the lease may have ended at {lease_end_ms} ms"
+    );
+    eventually(Duration::from_secs(30), "a new primary", || async {
+        writable(&c, other).await.then_some(())
+    })
+    .await;
+    assert!(!writable(&c, old).await, "two writable primaries");
+    c.heal_dcs(old);
+    assert_eq!(c.wait_healthy(BOOT).await, other, "the new primary stays");
+}
+
+/// Consul frozen (no answer, connections open) for 3×ttl without failsafe
+/// mode: the primary stops taking writes within ttl, nobody answers
+/// `/primary` after ttl, the replica takes no write; once Consul is back
+/// there is one primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_frozen_without_failsafe_demotes_and_nobody_promotes() {
+    let consul = ConsulEmulator::with_session_ttl_min(Duration::from_secs(1));
+    let opts = ClusterOptions {
+        consul: Some(consul.addr()),
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let frozen_at = Instant::now();
+    consul.freeze();
+    let mut refused_after = None;
+    while frozen_at.elapsed() < 3 * ttl {
+        if refused_after.is_none() && !writable(&c, primary).await {
+            refused_after = Some(frozen_at.elapsed());
+        }
+        for i in 0..2 {
+            if i == primary && frozen_at.elapsed() < ttl {
+                continue;
+            }
+            let code = c.http_code(i, "/primary").await;
+            assert!(
+                code == 503 || code == 0,
+                "{} answers /primary {code} {:?} into the freeze",
+                c.nodes[i].name,
+                frozen_at.elapsed()
+            );
+        }
+        assert!(
+            !writable(&c, 1 - primary).await,
+            "the replica took a write during the freeze"
+        );
+        // Poll interval; the freeze's length (3×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused_after = refused_after.expect("the primary kept taking writes for 3×ttl");
+    eprintln!("writes refused {refused_after:?} after Consul froze (ttl {ttl:?})");
+    assert!(
+        refused_after < ttl,
+        "read-only only after {refused_after:?}"
+    );
+    consul.thaw();
+    c.wait_healthy(BOOT).await;
+}
+
+/// Consul stopped for 3×ttl with failsafe mode: the replica confirms the
+/// primary over REST, so it keeps taking writes the whole time, and it is
+/// still the primary once Consul is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_stopped_with_failsafe_keeps_the_primary_writable() {
+    let mut consul = ConsulEmulator::with_session_ttl_min(Duration::from_secs(1));
+    let opts = ClusterOptions {
+        consul: Some(consul.addr()),
+        extra_dcs: vec![("failsafe_mode".into(), "true".into())],
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    eventually(Duration::from_secs(30), "failsafe lists both", || async {
+        let r = reqwest::get(c.nodes[primary].api("/failsafe")).await.ok()?;
+        let m: serde_json::Value = r.json().await.ok()?;
+        (m.as_object()?.len() == 2).then_some(())
+    })
+    .await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let stopped_at = Instant::now();
+    consul.stop();
+    while stopped_at.elapsed() < 3 * ttl {
+        assert!(
+            writable(&c, primary).await,
+            "write refused {:?} into the outage",
+            stopped_at.elapsed()
+        );
+        let code = c.http_code(1 - primary, "/primary").await;
+        assert!(
+            code == 503 || code == 0,
+            "the replica answers /primary {code}"
+        );
+        // Poll interval; the outage's length (3×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    consul.resume();
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, primary, "the primary changed");
+    assert!(writable(&c, primary).await, "write after Consul returned");
 }
