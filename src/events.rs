@@ -134,6 +134,9 @@ pub const LEASE_KEEPALIVE_FAILED: &str = "lease_keepalive_failed";
 /// ZooKeeper granted a session timeout other than `ttl` (both logged, once):
 /// the lease and the fence use the granted one.
 pub const DCS_SESSION_TIMEOUT_NEGOTIATED: &str = "dcs_session_timeout_negotiated";
+/// Consul's agent refused or did not answer the member's service
+/// registration (`register_service`); sent again at the next cycle.
+pub const DCS_SERVICE_REGISTRATION_FAILED: &str = "dcs_service_registration_failed";
 /// A DCS value pgpilot cannot read (another tool wrote it): named, ignored.
 pub const DCS_VALUE_UNREADABLE: &str = "dcs_value_unreadable";
 /// Exhibitor listed other ZooKeeper servers (old and new logged): the
@@ -486,6 +489,7 @@ pub const ALL: &[&str] = &[
     SESSION_INHERITED,
     SESSION_RELEASE_FAILED,
     DCS_SESSION_TIMEOUT_NEGOTIATED,
+    DCS_SERVICE_REGISTRATION_FAILED,
     DCS_VALUE_UNREADABLE,
     EXHIBITOR_SERVERS_CHANGED,
     EXHIBITOR_UNREACHABLE,

@@ -1,5 +1,7 @@
 //! One DCS conformance suite, written once over a node factory and run
-//! against the in-memory store, a real etcd and a real ZooKeeper.
+//! against the in-memory store, a real etcd, a real ZooKeeper, the Consul
+//! emulator (tests/support/consul_emulator) and, when `CONSUL_HTTP_ADDR`
+//! names one, a real Consul agent.
 
 mod support;
 
@@ -7,11 +9,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use pgpilot::dcs::consul::{ConsulDcs, ConsulSettings};
 use pgpilot::dcs::etcd::{EtcdDcs, EtcdSettings};
 use pgpilot::dcs::etcd2::Etcd2Dcs;
 use pgpilot::dcs::memory::{MemoryDcs, MemoryStore};
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
 use pgpilot::dcs::{Dcs, DcsError, LeaderHold, MemberData, Status, Version, WatchEvent};
+use support::consul_emulator::ConsulEmulator;
 use support::etcd::{EtcdCluster, EtcdOptions, EtcdServer, EtcdTlsFiles};
 use support::eventually;
 use support::zookeeper::{ZkEnsemble, ZkServer};
@@ -287,6 +291,78 @@ fn etcd_cluster_backend() -> Backend {
             panic!("no whole-cluster outage in these cases")
         }),
     }
+}
+
+/// The Consul backend's factory: an emulator of its own, configured (as an
+/// operator configures an agent) to accept the short session TTLs of the
+/// cases: `ttl` 4 s asks for sessions of 2 s, invalidated by 4 s.
+fn consul_backend() -> Backend {
+    let emulator = ConsulEmulator::with_session_ttl_min(Duration::from_millis(500));
+    let ttl = Duration::from_secs(4);
+    let retry_timeout = Duration::from_secs(1);
+    let url = emulator.url();
+    let emulator = Mutex::new(emulator);
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(ConsulDcs::new(
+                ConsulSettings::plain(&url),
+                PREFIX,
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |kind, down| {
+            let mut e = emulator.lock().unwrap_or_else(|e| e.into_inner());
+            match (kind, down) {
+                (Outage::Stop, true) => e.stop(),
+                (Outage::Stop, false) => e.resume(),
+                (Outage::Freeze, true) => e.freeze(),
+                (Outage::Freeze, false) => e.thaw(),
+            }
+        }),
+    }
+}
+
+/// A real Consul agent at `CONSUL_HTTP_ADDR` (`host:port` or a URL), a
+/// prefix of its own per backend; `None` without one. Consul's default
+/// `session_ttl_min` is 10 s, so `ttl` is 20 s. No outages: the agent is
+/// not the test's to stop.
+fn real_consul_backend() -> Option<Backend> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let addr = std::env::var("CONSUL_HTTP_ADDR").ok()?;
+    let url = if addr.contains("://") {
+        addr
+    } else {
+        format!("http://{addr}")
+    };
+    let prefix = format!(
+        "/pgpilot-conformance/{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let ttl = Duration::from_secs(20);
+    let retry_timeout = Duration::from_secs(3);
+    Some(Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            let mut settings = ConsulSettings::plain(&url);
+            if let Ok(token) = std::env::var("CONSUL_HTTP_TOKEN") {
+                settings = settings.with_token(token);
+            }
+            Box::new(ConsulDcs::new(
+                settings,
+                &prefix,
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(|_, _| {}),
+    })
 }
 
 /// At most this many ZooKeeper servers (JVMs) at once: started together on
@@ -2196,4 +2272,64 @@ mod etcd_refusals {
             &["etcd3.key", "does not match"],
         );
     }
+}
+
+/// Consul, on the emulator: every case.
+mod consul {
+    use super::*;
+
+    all_cases!(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        consul_backend
+    );
+}
+
+/// Consul, on a real agent when `CONSUL_HTTP_ADDR` names one: every case
+/// but the outages. Without it each case says it is skipped; it passes
+/// nothing then.
+mod consul_real {
+    use super::*;
+
+    macro_rules! real_cases {
+        ($($case:ident),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(b) = real_consul_backend() else {
+                        eprintln!("skipped: CONSUL_HTTP_ADDR not set");
+                        return;
+                    };
+                    super::$case(&b).await;
+                    let _ = b.node("cleanup").delete_cluster().await;
+                }
+            )*
+        };
+    }
+
+    real_cases!(
+        acquire_is_exclusive,
+        update_leader_only_for_holder,
+        delete_leader_only_own,
+        concurrent_acquire_has_one_winner,
+        update_leader_compares_the_version_given,
+        same_name_never_touches_anothers_leader_key,
+        restarted_daemon_keeps_the_key_of_its_inherited_session,
+        keys_expire_after_ttl,
+        renewal_keeps_keys,
+        keep_alive_keeps_keys_without_writing,
+        release_session_drops_keys_at_once,
+        ttl_change_moves_keys_to_new_session,
+        initialize_create_only_then_overwrite,
+        config_cas,
+        failover_cas,
+        failsafe_key,
+        sync_key_cas,
+        load_cluster_parses_everything,
+        watch_reports_leader_deletion,
+        watch_reports_leader_expiry,
+        reads_with_a_watch_see_changes,
+        fresh_read_sees_another_clients_write_at_once,
+        cached_view_converges_after_a_burst,
+        hold_deadline_is_what_the_store_keeps,
+    );
 }

@@ -25,6 +25,7 @@ use pgpilot::api::auth::{AccessPolicy, AccessPolicyUpdater, TlsUpdater};
 use pgpilot::api::server::{ApiContext, serve_tls};
 use pgpilot::config::{Config, ConfigError, DynamicConfig};
 use pgpilot::dcs::Dcs;
+use pgpilot::dcs::consul::{ConsulDcs, ConsulSettings};
 use pgpilot::dcs::etcd::{EtcdDcs, EtcdSettings};
 use pgpilot::dcs::exhibitor::{EnsembleProvider, ExhibitorSettings};
 use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
@@ -231,9 +232,24 @@ async fn open_dcs(
     let (ttl, retry) = (dynamic.timing.ttl, dynamic.timing.retry_timeout);
     let section = cfg.dcs_sections().first().copied().unwrap_or("etcd3");
     let missing = || {
-        anyhow::anyhow!("no DCS section (etcd3, etcd, exhibitor or zookeeper) in the configuration")
+        anyhow::anyhow!(
+            "no DCS section (consul, etcd3, etcd, exhibitor or zookeeper) in the configuration"
+        )
     };
     let (dcs, servers): (Arc<dyn Dcs>, Vec<String>) = match section {
+        "consul" => {
+            let c = cfg.consul.as_ref().ok_or_else(missing)?;
+            let settings = ConsulSettings::from_config(c)?;
+            let base = c.base_url().unwrap_or_default();
+            let dcs = Arc::new(ConsulDcs::new(
+                settings,
+                &cfg.cluster_prefix(),
+                cfg.name.clone(),
+                ttl,
+                retry,
+            ));
+            (dcs, vec![base])
+        }
         "etcd" => {
             let e = cfg.etcd.as_ref().ok_or_else(missing)?;
             let dcs = Arc::new(pgpilot::dcs::etcd2::Etcd2Dcs::new(

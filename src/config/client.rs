@@ -22,6 +22,8 @@ pub struct ClientConfig {
     pub etcd3: Option<Etcd>,
     #[serde(default)]
     pub zookeeper: Option<super::zookeeper::ZooKeeper>,
+    #[serde(default)]
+    pub consul: Option<super::consul::Consul>,
     /// Credentials and TLS files the REST API is called with when `ctl`
     /// does not give them (Patroni's order).
     #[serde(default)]

@@ -1,4 +1,4 @@
-//! The `exhibitor` section as Patroni reads it (docs/configuration.md §4.3):
+//! The `exhibitor` section as Patroni reads it (docs/configuration.md §4.4):
 //! the Exhibitor servers to ask for the ZooKeeper ensemble, their port and
 //! how often to ask again, and the checks `validate` runs on it.
 //!

@@ -9,6 +9,7 @@
 //! Every [`ConfigError`] names the file (or variable), key path and line.
 
 pub mod client;
+pub mod consul;
 pub mod dynamic;
 pub mod dynamic_file;
 mod env;

@@ -87,7 +87,7 @@ pub(crate) fn normalize(root: &mut Value) {
 
 /// Patroni's old spelling, `zookeeper: {exhibitor: {...}}`: the inner
 /// section becomes the top-level `exhibitor` one and `zookeeper` is
-/// dropped, as Patroni's config loader does (docs/configuration.md §4.3).
+/// dropped, as Patroni's config loader does (docs/configuration.md §4.4).
 fn exhibitor_out_of_zookeeper(root: &mut Value) {
     let Some(m) = root.as_mapping_mut() else {
         return;

@@ -40,10 +40,10 @@ pub struct Config {
     /// `zookeeper` section (docs/configuration.md §4.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zookeeper: Option<super::zookeeper::ZooKeeper>,
-    /// `consul` section: parsed, not supported yet.
+    /// `consul` section (docs/configuration.md §4.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consul: Option<serde_json::Value>,
-    /// `exhibitor` section (docs/configuration.md §4.3).
+    pub consul: Option<super::consul::Consul>,
+    /// `exhibitor` section (docs/configuration.md §4.4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exhibitor: Option<super::exhibitor::Exhibitor>,
     /// Other Patroni DCS sections (`kubernetes`, `raft`): parsed only so

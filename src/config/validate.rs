@@ -168,21 +168,21 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
     }
 
     // DCS: the first section in Patroni's order is used; it must be one
-    // pgpilot supports (etcd v2, etcd v3, Exhibitor, ZooKeeper); the others are
-    // ignored, as Patroni ignores them, with a warning that says which and
-    // why.
+    // pgpilot supports (Consul, etcd v2, etcd v3, Exhibitor, ZooKeeper); the
+    // others are ignored, as Patroni ignores them, with a warning that says
+    // which and why.
     let dcs = cfg.dcs_sections();
     match dcs.first() {
         None => err(
             "etcd3",
-            "no DCS section: add an `etcd3`, `etcd` (v2 API), `exhibitor` or `zookeeper` section"
+            "no DCS section: add an `etcd3`, `etcd` (v2 API), `zookeeper`, `exhibitor` or `consul` section"
                 .into(),
         ),
         Some(&used) => {
-            if !matches!(used, "etcd" | "etcd3" | "exhibitor" | "zookeeper") {
+            if !matches!(used, "etcd" | "etcd3" | "exhibitor" | "zookeeper" | "consul") {
                 err(
                     used,
-                    "this DCS is not supported yet; use `etcd3`, `etcd` (v2 API), `exhibitor` or `zookeeper`"
+                    "this DCS is not supported yet; use `etcd3`, `etcd` (v2 API), `zookeeper`, `exhibitor` or `consul`"
                         .into(),
                 );
             }
@@ -211,6 +211,17 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         .filter(|_| dcs.first() == Some(&"exhibitor"))
     {
         let (errors, warns) = x.problems(|h| host_port(h, false));
+        for (key, msg) in errors {
+            err(&key, msg);
+        }
+        warnings.extend(warns);
+    }
+    if let Some(c) = cfg
+        .consul
+        .as_ref()
+        .filter(|_| dcs.first() == Some(&"consul"))
+    {
+        let (errors, warns) = c.problems();
         for (key, msg) in errors {
             err(&key, msg);
         }
@@ -685,11 +696,22 @@ pub(crate) mod tests {
         let https = v2_too.replace("b:2379", "https://b:2379");
         let e = validate(&cfg(&https)).unwrap_err();
         assert_eq!(keys(&e), ["etcd.protocol"]);
-        // Consul comes first in Patroni's order: it would be used, and is
-        // not supported.
+        // Consul comes first in Patroni's order: it is used, etcd3 ignored.
         let consul = format!("{POSTGRES0}consul:\n  host: c:8500\n");
-        let e = validate(&cfg(&consul)).unwrap_err();
-        assert_eq!(keys(&e), ["consul"]);
+        let w = validate(&cfg(&consul)).unwrap();
+        assert_eq!(cfg(&consul).dcs_sections(), ["consul", "etcd3"]);
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("etcd3: ignored: `consul` is used")),
+            "{w:?}"
+        );
+        let bad = format!("{POSTGRES0}consul:\n  url: nope\n");
+        let e = validate(&cfg(&bad)).unwrap_err();
+        assert_eq!(keys(&e), ["consul.url"]);
+        // Kubernetes, first in its place, is not supported.
+        let k8s = format!("{no_dcs}kubernetes:\n  namespace: x\n");
+        let e = validate(&cfg(&k8s)).unwrap_err();
+        assert_eq!(keys(&e), ["kubernetes"]);
         assert!(e.to_string().contains("not supported yet"), "{e}");
         // Exhibitor comes before ZooKeeper in Patroni's order: used, checked.
         let ex = zk.replace(

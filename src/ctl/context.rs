@@ -98,6 +98,8 @@ enum Store {
     Etcd(crate::dcs::etcd::EtcdSettings),
     Etcd2(Vec<String>),
     ZooKeeper(crate::dcs::zookeeper::ZkSettings),
+    /// The agent's base URL and the settings to reach it.
+    Consul(String, crate::dcs::consul::ConsulSettings),
 }
 
 impl Store {
@@ -107,6 +109,7 @@ impl Store {
             Store::Etcd(e) => e.endpoints.clone(),
             Store::Etcd2(e) => e.clone(),
             Store::ZooKeeper(z) => z.servers.clone(),
+            Store::Consul(base, _) => vec![base.clone()],
         }
     }
 }
@@ -115,6 +118,13 @@ impl Store {
 /// `zookeeper://host:port[,...]`) over the file's section (docs/cli.md).
 fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
     if let Some(url) = &conn.dcs_url {
+        if let Some(rest) = url.strip_prefix("consul://") {
+            let section = crate::config::consul::Consul {
+                host: Some(rest.split('/').next().unwrap_or(rest).to_owned()),
+                ..Default::default()
+            };
+            return consul_store(&section);
+        }
         if let Some(rest) = url.strip_prefix("zookeeper://") {
             let hosts = rest.split('/').next().unwrap_or(rest);
             let section = crate::config::zookeeper::ZooKeeper {
@@ -129,7 +139,7 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
             (Some(rest), _) => (false, rest),
             (None, Some(rest)) => (true, rest),
             (None, None) => bail!(
-                "--dcs-url {url}: only etcd3://host:port, etcd://host:port (v2 API) or zookeeper://host:port is supported"
+                "--dcs-url {url}: only etcd3://host:port, etcd://host:port (v2 API), zookeeper://host:port or consul://host:port is supported"
             ),
         };
         let hosts = rest.split('/').next().unwrap_or(rest);
@@ -143,8 +153,11 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
             ))
         });
     }
-    // etcd (v2), then etcd3, then ZooKeeper: Patroni's order
+    // Consul, etcd (v2), etcd3, ZooKeeper: Patroni's order
     // (docs/configuration.md §4).
+    if let Some(c) = &cfg.consul {
+        return consul_store(c);
+    }
     match (&cfg.etcd, &cfg.etcd3, &cfg.zookeeper) {
         (Some(e), _, _) if !e.endpoints().is_empty() => Ok(Store::Etcd2(e.endpoints())),
         (_, Some(e), _) if !e.endpoints().is_empty() || e.srv.is_some() => Ok(Store::Etcd(
@@ -154,9 +167,18 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
             crate::dcs::zookeeper::ZkSettings::from_config(z),
         )),
         _ => bail!(
-            "no DCS given: pass -c CONFIG with an etcd3, etcd or zookeeper section, or --dcs-url etcd3://host:port"
+            "no DCS given: pass -c CONFIG with an etcd3, etcd, zookeeper or consul section, or --dcs-url etcd3://host:port"
         ),
     }
+}
+
+/// A Consul section as a store: its agent and client settings.
+fn consul_store(c: &crate::config::consul::Consul) -> anyhow::Result<Store> {
+    let base = c
+        .base_url()
+        .context("consul: the agent's address is not a URL with a host")?;
+    let settings = crate::dcs::consul::ConsulSettings::from_config(c)?;
+    Ok(Store::Consul(base, settings))
 }
 
 /// Everything a command needs: the DCS, the REST client, the scope.
@@ -199,6 +221,13 @@ impl Ctx {
             Store::Etcd2(endpoints) => Arc::new(crate::dcs::etcd2::Etcd2Dcs::new(
                 endpoints,
                 prefix,
+                "pgpilotctl".to_owned(),
+                ttl,
+                retry,
+            )),
+            Store::Consul(_, settings) => Arc::new(crate::dcs::consul::ConsulDcs::new(
+                settings,
+                &prefix,
                 "pgpilotctl".to_owned(),
                 ttl,
                 retry,

@@ -8,6 +8,9 @@
 //! backend reports it (docs/dcs.md, "The trait").
 
 pub mod cluster;
+pub mod consul;
+mod consul_http;
+pub mod consul_service;
 pub mod etcd;
 pub mod etcd2;
 mod etcd2_http;

@@ -93,6 +93,15 @@ impl SessionId {
         }
     }
 
+    /// The string a backend made this from (Consul's session UUID); `None`
+    /// for a numbered session.
+    pub(crate) fn as_text(&self) -> Option<&str> {
+        match &self.0 {
+            Repr::Int(_) => None,
+            Repr::Text(s) => Some(s),
+        }
+    }
+
     /// The form a node keeps on its own disk for the daemon that follows
     /// it (docs/dcs.md, "A restarted daemon"): `int:<n>` or `text:<s>`.
     pub fn to_persisted(&self) -> String {

@@ -223,6 +223,8 @@ async fn serve_connection(sock: TcpStream, shared: Arc<Shared>) {
         let mut frozen = shared.frozen.subscribe();
         let _ = frozen.wait_for(|f| !*f).await;
         let resp = handle(&shared, &req).await;
+        // A blocking query that ends while frozen is not answered either.
+        let _ = frozen.wait_for(|f| !*f).await;
         if shared.log.load(Ordering::Relaxed) {
             let q: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
             eprintln!(
