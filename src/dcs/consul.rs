@@ -660,22 +660,13 @@ impl Inner {
     }
 }
 
-/// Run `f` within `retry_timeout`: no answer by then is `Unreachable`.
+/// Run `f` within `retry_timeout` (`super::bounded`).
 fn bounded<'a, T: Send + 'a>(
     inner: &Arc<Inner>,
     what: &'static str,
     f: impl std::future::Future<Output = DcsResult<T>> + Send + 'a,
 ) -> BoxFuture<'a, DcsResult<T>> {
-    let limit = inner.retry_timeout();
-    async move {
-        match tokio::time::timeout(limit, f).await {
-            Ok(r) => r,
-            Err(_) => Err(DcsError::Unreachable(format!(
-                "consul {what}: no answer within {limit:?}"
-            ))),
-        }
-    }
-    .boxed()
+    super::bounded(inner.retry_timeout(), "consul", what, f)
 }
 
 /// Which [`WatchEvent`] a change of `rel` (relative to the prefix) is.

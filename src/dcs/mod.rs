@@ -80,6 +80,26 @@ pub enum DcsError {
 
 pub type DcsResult<T> = Result<T, DcsError>;
 
+/// Run `f` within `limit` (a call's `retry_timeout`): no answer by then is
+/// `Unreachable`, named `"{store} {what}"`. The backends whose calls need
+/// nothing more than this bound (ZooKeeper, Consul) share it; etcd's also
+/// reset their connection on a timeout.
+pub(crate) fn bounded<'a, T: Send + 'a>(
+    limit: Duration,
+    store: &'static str,
+    what: &'static str,
+    f: impl std::future::Future<Output = DcsResult<T>> + Send + 'a,
+) -> BoxFuture<'a, DcsResult<T>> {
+    Box::pin(async move {
+        match tokio::time::timeout(limit, f).await {
+            Ok(r) => r,
+            Err(_) => Err(DcsError::Unreachable(format!(
+                "{store} {what}: no answer within {limit:?}"
+            ))),
+        }
+    })
+}
+
 /// A change seen by the watch on the cluster prefix. It only says what moved;
 /// readers re-read the cluster to learn the new state.
 #[derive(Debug, Clone, PartialEq, Eq)]

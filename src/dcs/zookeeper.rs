@@ -1018,22 +1018,13 @@ async fn connect(
         .map_err(|e| classify("connect", e))
 }
 
-/// Run `f` within `retry_timeout`: no answer by then is `Unreachable`.
+/// Run `f` within `retry_timeout` (`super::bounded`).
 fn bounded<'a, T: Send + 'a>(
     inner: &Arc<Inner>,
     what: &'static str,
     f: impl std::future::Future<Output = DcsResult<T>> + Send + 'a,
 ) -> BoxFuture<'a, DcsResult<T>> {
-    let limit = inner.retry_timeout();
-    async move {
-        match tokio::time::timeout(limit, f).await {
-            Ok(r) => r,
-            Err(_) => Err(DcsError::Unreachable(format!(
-                "zookeeper {what}: no answer within {limit:?}"
-            ))),
-        }
-    }
-    .boxed()
+    super::bounded(inner.retry_timeout(), "zookeeper", what, f)
 }
 
 /// Resolves when Exhibitor gave a new server list; never without
