@@ -71,6 +71,11 @@ pub struct LeaderElector {
     /// Someone asked for a cycle while one was in flight.
     rerun: bool,
     timer: Option<SpawnHandle>,
+    /// The keep-alive tick is scheduled. It runs only while this node holds
+    /// a lease (a replica has nothing to keep alive, and every timer wake
+    /// is CPU an idle node spends: docs/dcs.md, "Idle cost"); the cycle
+    /// that takes or keeps a lease starts it.
+    keepalive_ticking: bool,
     /// The HA protocol's state (`ha::Node`), shared with the cycle in
     /// flight, which locks it only between its awaits.
     node: Arc<Mutex<ha::Node>>,
@@ -127,6 +132,7 @@ impl LeaderElector {
             cycling: false,
             rerun: false,
             timer: None,
+            keepalive_ticking: false,
             cluster: None,
             dcs_last_seen: None,
             next_cycle_due: None,
@@ -144,6 +150,12 @@ impl LeaderElector {
             return;
         }
         let timing = self.dynamic.timing;
+        if sync::lock(&self.node).lease_deadline().is_none() {
+            // No lease, nothing to keep alive: the tick stops until a cycle
+            // holds one again (`ensure_keepalive_ticking`).
+            self.keepalive_ticking = false;
+            return;
+        }
         ctx.run_later(timing.keepalive_interval(), |act, ctx| {
             act.keepalive_tick(ctx)
         });
@@ -180,6 +192,22 @@ impl LeaderElector {
                     }
                 }),
         );
+    }
+
+    /// Starts the keep-alive tick if this node holds a lease and it is not
+    /// running; the first keep-alive a quarter of the ttl after now (the
+    /// cycle that calls this has just renewed the lease).
+    fn ensure_keepalive_ticking(&mut self, ctx: &mut Context<Self>) {
+        if self.keepalive_ticking
+            || self.shutting_down
+            || sync::lock(&self.node).lease_deadline().is_none()
+        {
+            return;
+        }
+        self.keepalive_ticking = true;
+        ctx.run_later(self.dynamic.timing.keepalive_interval(), |act, ctx| {
+            act.keepalive_tick(ctx)
+        });
     }
 
     fn start_cycle(&mut self, ctx: &mut Context<Self>) {
@@ -236,6 +264,7 @@ impl LeaderElector {
         // Role-change callbacks come from the supervisor, which knows a
         // promotion or a demotion happened (not just a different role seen).
         self.last_role = report.role;
+        self.ensure_keepalive_ticking(ctx);
         let (fatal, rerun_now) = report.end.map_or((None, false), |e| (e.fatal, e.rerun_now));
         if let Some(reason) = fatal {
             error!(event = crate::events::FATAL, reason = %reason, "stopping the daemon; PostgreSQL and the data directory are left as they are");
@@ -353,8 +382,6 @@ impl Actor for LeaderElector {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.start_cycle(ctx);
-        let first = self.dynamic.timing.keepalive_interval();
-        ctx.run_later(first, |act, ctx| act.keepalive_tick(ctx));
     }
 }
 

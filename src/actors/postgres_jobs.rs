@@ -14,6 +14,7 @@ use crate::ha::Upstream;
 use crate::ha::logical_slots::{LeaderCatalogXmin, PrimarySlot};
 use crate::ha::rewind::{RewindReport, RewindStep, RewindTool};
 use crate::ha::slots::{ExistingSlot, SlotRequest};
+use crate::postgres::session::Prepared;
 use crate::postgres::{
     Binaries, ConnParams, PgError, PgResult, PgpassEntry, Postmaster, RecoveryParams, StopMode,
     conf, conninfo, datadir, ops, params, query,
@@ -764,21 +765,22 @@ pub struct SlotSyncOutcome {
 /// Returns what the leader publishes in `status.slots` and what a replica
 /// still has to copy.
 ///
-/// `client` is the supervisor's long-lived status connection (no session
-/// per cycle); logical slots of other databases need their own.
+/// `pg` is the supervisor's long-lived status connection (no session per
+/// cycle) with its prepared statements; logical slots of other databases
+/// need their own. A sync that changes nothing costs one round trip.
 pub async fn sync_slots(
     env: &JobEnv,
-    client: &tokio_postgres::Client,
+    pg: &Prepared,
     req: &SlotRequest,
 ) -> PgResult<SlotSyncOutcome> {
-    let (existing, _) = existing_slots(client).await?;
+    let client: &tokio_postgres::Client = &pg.client;
+    let (replay, existing, xmins) = existing_slots(pg).await?;
     // Only a replica advances slots, and never beyond what it replayed.
-    let replay = if req.i_lead {
-        None
-    } else {
-        query::replay_lsn(client).await?
-    };
+    let replay = if req.i_lead { None } else { replay };
     let plan = req.plan(&existing, replay);
+    // Whether a statement below may have changed the slots: only then are
+    // they read again for what the leader publishes.
+    let changed = !plan.drop.is_empty() || !plan.create.is_empty() || !plan.advance.is_empty();
     let mut copy = plan.copy.clone();
     for slot in &plan.drop {
         if slot.active {
@@ -880,7 +882,12 @@ pub async fn sync_slots(
     if !copy.is_empty() {
         tracing::debug!(event = crate::events::SLOT_COPY_PENDING, slots = ?copy);
     }
-    let (now, logical_catalog_xmin) = existing_slots(client).await?;
+    let (now, logical_catalog_xmin) = if changed {
+        let (_, now, xmins) = existing_slots(pg).await?;
+        (now, xmins)
+    } else {
+        (existing, xmins)
+    };
     Ok(SlotSyncOutcome {
         published: req.published(&now),
         copy,
@@ -889,11 +896,16 @@ pub async fn sync_slots(
     })
 }
 
-/// The slots PostgreSQL has, and the `catalog_xmin` of the logical ones.
+/// How far this server replayed, the slots PostgreSQL has, and the
+/// `catalog_xmin` of the logical ones.
 async fn existing_slots(
-    client: &tokio_postgres::Client,
-) -> PgResult<(Vec<ExistingSlot>, BTreeMap<String, Option<u32>>)> {
-    let rows = query::list_slots(client).await?;
+    pg: &Prepared,
+) -> PgResult<(
+    Option<u64>,
+    Vec<ExistingSlot>,
+    BTreeMap<String, Option<u32>>,
+)> {
+    let (replay, rows) = query::list_slots(&pg.client, &pg.slots).await?;
     let xmins = rows
         .iter()
         .filter(|r| r.logical)
@@ -917,7 +929,7 @@ async fn existing_slots(
             lost: r.lost,
         })
         .collect();
-    Ok((slots, xmins))
+    Ok((replay, slots, xmins))
 }
 
 /// A connection to the leader with the rewind credentials, as Patroni's

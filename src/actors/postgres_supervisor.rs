@@ -576,8 +576,15 @@ async fn gather_status(
                         .then(|| g.generation()),
                 };
                 if let Some(generation) = generation {
-                    let rows = match session.client().await {
-                        Ok(c) => query::restart_settings(&c, params::COMMAND_LINE_PARAMETERS).await,
+                    let rows = match session.prepared().await {
+                        Ok(p) => {
+                            query::restart_settings(
+                                &p.client,
+                                &p.settings,
+                                params::COMMAND_LINE_PARAMETERS,
+                            )
+                            .await
+                        }
                         Err(e) => Err(e),
                     };
                     match rows {
@@ -1180,8 +1187,8 @@ impl Handler<SyncSlots> for PostgresSupervisor {
         let last_copied = self.copied_restart_lsn.clone();
         Box::pin(
             async move {
-                let r = match session.client().await {
-                    Ok(client) => jobs::sync_slots(&env, &client, &req).await,
+                let r = match session.prepared().await {
+                    Ok(pg) => jobs::sync_slots(&env, &pg, &req).await,
                     Err(e) => Err(e),
                 };
                 let out = match r {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::types::PgLsn;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::conninfo::{Conninfo, Target};
 use super::error::{PgError, PgResult};
@@ -488,16 +488,32 @@ pub struct SettingRow {
     pub pending_restart: bool,
 }
 
+/// The statement of [`restart_settings`]: the settings PostgreSQL says wait
+/// for a restart, plus `$1` (the command-line parameters, which a reload
+/// never changes).
+const RESTART_SETTINGS_SQL: &str = "SELECT name, setting, unit, pending_restart \
+     FROM pg_catalog.pg_settings WHERE pending_restart OR name = ANY($1)";
+
+/// Prepares the statement of [`restart_settings`] (see
+/// [`crate::postgres::session::Prepared`]).
+pub async fn prepare_restart_settings(client: &Client) -> PgResult<Statement> {
+    client
+        .prepare(RESTART_SETTINGS_SQL)
+        .await
+        .map_err(|e| PgError::query("prepare the pg_settings query", e))
+}
+
 /// The settings PostgreSQL says wait for a restart, plus `names` (the
-/// command-line parameters, which a reload never changes).
-pub async fn restart_settings(client: &Client, names: &[&str]) -> PgResult<Vec<SettingRow>> {
+/// command-line parameters, which a reload never changes); `stmt` from
+/// [`prepare_restart_settings`].
+pub async fn restart_settings(
+    client: &Client,
+    stmt: &Statement,
+    names: &[&str],
+) -> PgResult<Vec<SettingRow>> {
     let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let rows = client
-        .query(
-            "SELECT name, setting, unit, pending_restart FROM pg_catalog.pg_settings \
-             WHERE pending_restart OR name = ANY($1)",
-            &[&names],
-        )
+        .query(stmt, &[&names])
         .await
         .map_err(|e| PgError::query("read pg_settings", e))?;
     Ok(rows
@@ -560,15 +576,6 @@ pub async fn advance_slot(client: &Client, name: &str, lsn: u64) -> PgResult<()>
         .map_err(|e| PgError::query(format!("advance slot {name}"), e))
 }
 
-/// `pg_last_wal_replay_lsn()`: none on a primary.
-pub async fn replay_lsn(client: &Client) -> PgResult<Option<u64>> {
-    client
-        .query_one("SELECT pg_catalog.pg_last_wal_replay_lsn()", &[])
-        .await
-        .map(|r| r.get::<_, Option<PgLsn>>(0).map(u64::from))
-        .map_err(|e| PgError::query("pg_last_wal_replay_lsn", e))
-}
-
 /// Drops a slot if it exists; true if it was dropped. Fails if it is in use.
 pub async fn drop_slot(client: &Client, name: &str) -> PgResult<bool> {
     let rows = client
@@ -628,33 +635,59 @@ pub struct SlotRow {
     pub catalog_xmin: Option<u32>,
 }
 
-/// Every replication slot, physical and logical.
-pub async fn list_slots(client: &Client) -> PgResult<Vec<SlotRow>> {
+/// The statement of [`list_slots`]: one row per slot, or one row of NULL
+/// slot columns when there is none, each with `pg_last_wal_replay_lsn()`
+/// (a slot sync needs both: one round trip instead of two).
+const LIST_SLOTS_SQL: &str = "SELECT pg_catalog.pg_last_wal_replay_lsn(),
+        s.slot_name::text, s.slot_type = 'logical', s.database::text, s.plugin::text,
+        s.active, s.restart_lsn, s.confirmed_flush_lsn, s.xmin IS NOT NULL,
+        s.wal_status IS NOT DISTINCT FROM 'lost', s.catalog_xmin::text
+   FROM (SELECT 1) AS one
+   LEFT JOIN pg_catalog.pg_replication_slots AS s ON true
+  ORDER BY s.slot_name";
+
+/// Prepares the statement of [`list_slots`] (see
+/// [`crate::postgres::session::Prepared`]).
+pub async fn prepare_list_slots(client: &Client) -> PgResult<Statement> {
+    client
+        .prepare(LIST_SLOTS_SQL)
+        .await
+        .map_err(|e| PgError::query("prepare the replication slots query", e))
+}
+
+/// Every replication slot, physical and logical, and how far this server
+/// has replayed (`pg_last_wal_replay_lsn()`: none on a primary); `stmt`
+/// from [`prepare_list_slots`].
+pub async fn list_slots(
+    client: &Client,
+    stmt: &Statement,
+) -> PgResult<(Option<u64>, Vec<SlotRow>)> {
     let rows = client
-        .query(
-            "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text,
-                    active, restart_lsn, confirmed_flush_lsn, xmin IS NOT NULL,
-                    wal_status IS NOT DISTINCT FROM 'lost', catalog_xmin::text
-               FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
-            &[],
-        )
+        .query(stmt, &[])
         .await
         .map_err(|e| PgError::query("list replication slots", e))?;
-    Ok(rows
+    let replay = rows
+        .first()
+        .and_then(|r| r.get::<_, Option<PgLsn>>(0))
+        .map(u64::from);
+    let slots = rows
         .iter()
-        .map(|r| SlotRow {
-            name: r.get(0),
-            logical: r.get(1),
-            database: r.get(2),
-            plugin: r.get(3),
-            active: r.get(4),
-            restart_lsn: r.get::<_, Option<PgLsn>>(5).map(u64::from),
-            confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
-            has_xmin: r.get(7),
-            lost: r.get(8),
-            catalog_xmin: xid(r.get(9)),
+        .filter_map(|r| {
+            Some(SlotRow {
+                name: r.get::<_, Option<String>>(1)?,
+                logical: r.get(2),
+                database: r.get(3),
+                plugin: r.get(4),
+                active: r.get(5),
+                restart_lsn: r.get::<_, Option<PgLsn>>(6).map(u64::from),
+                confirmed_flush_lsn: r.get::<_, Option<PgLsn>>(7).map(u64::from),
+                has_xmin: r.get(8),
+                lost: r.get(9),
+                catalog_xmin: xid(r.get(10)),
+            })
         })
-        .collect())
+        .collect();
+    Ok((replay, slots))
 }
 
 /// An `xid` read as text (tokio-postgres has no `xid` type).

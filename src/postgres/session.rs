@@ -69,6 +69,21 @@ struct Live {
     client: Arc<Client>,
     full: Statement,
     light: Statement,
+    prepared: Prepared,
+}
+
+/// The connection with the statements the supervisor repeats every few
+/// cycles, prepared once per connection: an unprepared statement costs a
+/// Parse round trip (and a Close) each time, a prepared one only its
+/// Bind/Execute. What an idle node does per minute is mostly these round
+/// trips (docs/dcs.md, "Idle cost").
+#[derive(Clone)]
+pub struct Prepared {
+    pub client: Arc<Client>,
+    /// [`query::list_slots`].
+    pub slots: Statement,
+    /// [`query::restart_settings`].
+    pub settings: Statement,
 }
 
 impl LocalSession {
@@ -125,6 +140,11 @@ impl LocalSession {
         Ok(self.inner.live().await?.client)
     }
 
+    /// The connection, opened if needed, with its prepared statements.
+    pub async fn prepared(&self) -> PgResult<Prepared> {
+        Ok(self.inner.live().await?.prepared)
+    }
+
     /// Drop the connection (a statement on it failed or hung): the next
     /// use opens a new one.
     pub async fn reset(&self) {
@@ -144,14 +164,26 @@ impl Inner {
         }
         *live = None;
         let client = query::connect(&params, timeout).await?;
-        let full = query::prepare_snapshot(&client, SnapshotKind::Full).await?;
-        let light = query::prepare_snapshot(&client, SnapshotKind::Light).await?;
+        // Concurrent requests on one connection are pipelined: one round
+        // trip for the four.
+        let (full, light, slots, settings) = tokio::try_join!(
+            query::prepare_snapshot(&client, SnapshotKind::Full),
+            query::prepare_snapshot(&client, SnapshotKind::Light),
+            query::prepare_list_slots(&client),
+            query::prepare_restart_settings(&client),
+        )?;
         tracing::debug!(event = crate::events::STATUS_SESSION_OPENED, host = %params.host, port = params.port);
+        let client = Arc::new(client);
         let l = Live {
             params,
-            client: Arc::new(client),
+            client: client.clone(),
             full,
             light,
+            prepared: Prepared {
+                client,
+                slots,
+                settings,
+            },
         };
         *live = Some(l.clone());
         Ok(l)
