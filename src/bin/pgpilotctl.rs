@@ -45,7 +45,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the members of a cluster.
+    /// List the members of one or more clusters.
     List(cmd::list::Args),
     /// The members as a replication tree.
     Topology(cmd::topology::Args),
@@ -68,7 +68,8 @@ enum Command {
     /// Reload the configuration of members (all members when none is named).
     Reload(cmd::reload::Args),
     /// Cancel scheduled actions: `flush [CLUSTER] switchover` or
-    /// `flush [CLUSTER] restart` (every member's scheduled restart).
+    /// `flush [CLUSTER [MEMBER...]] restart [--role ROLE]` (the selected
+    /// members' scheduled restarts, every member's by default).
     Flush(cmd::flush::Args),
     /// Run SQL on a member (default: the leader) and print the result.
     Query(cmd::query::Args),
