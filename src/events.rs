@@ -41,6 +41,9 @@ pub const DEBUG_STALL: &str = "debug_stall";
 
 /// One per HA cycle: the decision taken and why.
 pub const DECISION: &str = "decision";
+/// A line Patroni logs before its cycle summary, in its words: `Lock
+/// owner: X; I am Y`, a peer ahead or of higher priority in the race.
+pub const CYCLE_NOTE: &str = "cycle_note";
 /// An action of the HA cycle failed; the rest of the cycle's actions are skipped.
 pub const ACTION_FAILED: &str = "action_failed";
 /// A PostgreSQL job reported its outcome to the HA loop.
@@ -448,6 +451,7 @@ pub const ALL: &[&str] = &[
     DEBUG_STALL,
     // HA loop: decisions, actions, leader key
     DECISION,
+    CYCLE_NOTE,
     ACTION_FAILED,
     JOB_FINISHED,
     LOCK_ACQUIRED,

@@ -326,7 +326,7 @@ impl actix::Handler<crate::messages::config::ConfigChanged> for LogReloader {
         match reload(&cfg.log) {
             Ok(warnings) => {
                 for w in warnings {
-                    tracing::warn!(event = crate::events::CONFIG_WARNING, warning = %w);
+                    tracing::warn!(event = crate::events::CONFIG_WARNING, "{w}");
                 }
             }
             Err(e) => tracing::error!(event = crate::events::CONFIG_RELOAD_FAILED, error = %e,

@@ -243,6 +243,136 @@ async fn pgpilotctl_against_a_real_cluster() {
     assert_eq!(out.matches("Success: reload on member").count(), 2, "{out}");
     assert!(!out.contains(&format!("member {leader}:")), "{out}");
 
+    // patronictl's options (issue 18, "Also"). Several clusters for list.
+    let scope = c.scope.clone();
+    let out = ok(&c, &["list", &scope, &scope]);
+    assert_eq!(out.matches("+ Cluster: ").count(), 2, "{out}");
+    // -d with a namespace in its path; --group: a Citus group's keys.
+    let port = c.etcd.client_port();
+    let rows_at = |url: &str, extra: &[&str]| -> usize {
+        let args = [&["-d", url][..], extra, &["list", "-f", "json"][..]].concat();
+        let out = ok(&c, &args);
+        serde_json::from_str::<Vec<Value>>(&out)
+            .unwrap_or_else(|e| panic!("{e}: {out}"))
+            .len()
+    };
+    assert_eq!(rows_at(&format!("etcd3://127.0.0.1:{port}/it"), &[]), 3);
+    assert_eq!(rows_at(&format!("etcd3://127.0.0.1:{port}/nosuch"), &[]), 0);
+    assert_eq!(
+        rows_at(&format!("etcd3://127.0.0.1:{port}/it"), &["--group", "1"]),
+        0
+    );
+    // topology -w: repeats until interrupted.
+    let watched = c.root.join("topology-watch.out");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
+        .arg("-c")
+        .arg(&c.nodes[0].config_path)
+        .args(["topology", "-w", "0.2"])
+        .stdout(std::fs::File::create(&watched).expect("watch output"))
+        .spawn()
+        .expect("spawn topology -w");
+    eventually(Duration::from_secs(20), "topology -w repeats", || {
+        let n = std::fs::read_to_string(&watched)
+            .unwrap_or_default()
+            .matches("+ Cluster: ")
+            .count();
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    // query --delimiter, and --password: the prompt on stderr, the
+    // answer read from stdin (the test cluster trusts local TCP
+    // connections, so only the prompt and the read are checked here).
+    let out = ok(
+        &c,
+        &["query", "--delimiter", ";", "-c", "SELECT 1 AS a, 2 AS b"],
+    );
+    assert_eq!(out, "a;b\n1;2\n");
+    let args = [
+        "query",
+        "-U",
+        "app",
+        "--password",
+        "-c",
+        "SELECT current_user AS u",
+    ];
+    let out = ctl(&c, &args, "app-pass\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "u\napp\n");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("Password: "));
+    // edit-config --replace -q: the file is the whole new configuration,
+    // no diff shown.
+    let current = ok(&c, &["show-config"]);
+    let replaced: String = current
+        .lines()
+        .filter(|l| !l.starts_with("maximum_lag_on_failover:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, replaced).expect("replace file");
+    let out = ok(&c, &["edit-config", "--replace", path, "-q", "--force"]);
+    assert_eq!(out, "Configuration changed\n");
+    let cfg = c.get_json(p, "/config").await.expect("GET /config");
+    assert!(cfg.get("maximum_lag_on_failover").is_none(), "{cfg}");
+    assert_eq!(cfg["ttl"], 8, "{cfg}");
+    // restart --any schedules one restart (an hour ahead) on one replica;
+    // flush restart --role leader finds none, --role replica flushes it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let at = pgpilot::ctl::time::format_utc(now + 3600).replace(' ', "T");
+    let out = ok(
+        &c,
+        &[
+            "restart",
+            "--any",
+            "--role",
+            "replica",
+            "--scheduled",
+            &at,
+            "--force",
+        ],
+    );
+    assert_eq!(
+        out.matches("Success: restart on member").count(),
+        1,
+        "{out}"
+    );
+    assert!(!out.contains(&format!("member {leader}:")), "{out}");
+    // The schedule reaches the member key with the member's next cycle.
+    eventually(
+        Duration::from_secs(30),
+        "a scheduled restart in list",
+        || {
+            let n = list_json(&c)
+                .iter()
+                .filter(|r| r.get("Scheduled restart").is_some())
+                .count();
+            async move { (n == 1).then_some(()) }
+        },
+    )
+    .await;
+    let out = ctl(
+        &c,
+        &["flush", &scope, "restart", "--role", "leader", "--force"],
+        "",
+    );
+    assert!(!out.status.success());
+    let out = ok(
+        &c,
+        &["flush", &scope, "restart", "--role", "replica", "--force"],
+    );
+    assert_eq!(
+        out.matches("Success: flush scheduled restart").count(),
+        1,
+        "{out}"
+    );
+
     // Refusals: unknown candidate, switchover to the leader; nothing changes.
     let out = ctl(&c, &["switchover", "--candidate", "nosuch", "--force"], "");
     assert!(!out.status.success());
@@ -267,6 +397,7 @@ async fn pgpilotctl_against_a_real_cluster() {
     let candidate = c.nodes[(p + 1) % 3].name.clone();
     let out = ok(&c, &["switchover", "--candidate", &candidate, "--force"]);
     assert!(out.contains("Successfully switched over"), "{out}");
+    assert!(out.contains("Switchover took "), "how long it took: {out}");
     eventually(Duration::from_secs(60), "candidate leads in list", || {
         let l = leader_of(&list_json(&c));
         let want = candidate.clone();

@@ -683,13 +683,22 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         let repeat = n.is_repeat(&d);
         (d, repeat)
     };
+    // Patroni's words as the messages, pgpilot's reason and facts as
+    // fields beside them (docs/operations.md, "Patroni's messages").
     if repeat {
-        // The same steady state as last cycle: not worth an INFO line per loop_wait.
-        tracing::debug!(event = crate::events::DECISION, reason = %decision.reason);
+        // The same steady state as last cycle: not worth INFO lines per loop_wait.
+        for note in &decision.notes {
+            tracing::debug!(event = crate::events::CYCLE_NOTE, "{note}");
+        }
+        tracing::debug!(event = crate::events::DECISION, reason = %decision.reason, "{}", decision.summary);
     } else {
+        for note in &decision.notes {
+            info!(event = crate::events::CYCLE_NOTE, "{note}");
+        }
         let actions: Vec<String> = decision.actions.iter().map(ToString::to_string).collect();
         info!(event = crate::events::DECISION, reason = %decision.reason, actions = ?actions,
-              leader = ?dcs_view_leader(&dcs_view), role = ?pg.facts.role, lsn = ?pg.facts.lsn);
+              leader = ?dcs_view_leader(&dcs_view), role = ?pg.facts.role, lsn = ?pg.facts.lsn,
+              "{}", decision.summary);
     }
 
     let cluster = match dcs_view {

@@ -162,10 +162,10 @@ fn main() -> ExitCode {
         }
     };
     for w in log_warnings {
-        warn!(event = pgpilot::events::CONFIG_WARNING, warning = %w);
+        warn!(event = pgpilot::events::CONFIG_WARNING, "{w}");
     }
     for w in warnings {
-        warn!(event = pgpilot::events::CONFIG_WARNING, warning = %w);
+        warn!(event = pgpilot::events::CONFIG_WARNING, "{w}");
     }
     let system = System::new();
     let code = system.block_on(async move {

@@ -28,9 +28,14 @@ struct Cli {
     /// Configuration file (the daemon's YAML works).
     #[arg(short = 'c', long = "config-file", env = "PATRONICTL_CONFIG_FILE")]
     config: Option<PathBuf>,
-    /// DCS to use instead of the config file's, e.g. etcd3://127.0.0.1:2379.
-    #[arg(short = 'd', long = "dcs-url")]
+    /// DCS to use instead of the config file's:
+    /// [etcd|etcd3|consul|zookeeper|exhibitor://]host[:port][/namespace].
+    #[arg(short = 'd', long = "dcs-url", visible_alias = "dcs", env = "DCS_URL")]
     dcs_url: Option<String>,
+    /// Citus group: the keys of `/<namespace>/<scope>/<group>` (Patroni's
+    /// layout for a Citus cluster's groups).
+    #[arg(long = "group", global = true, value_name = "GROUP")]
+    group: Option<u32>,
     /// Do not check the certificates of https members (like `ctl.insecure`).
     #[arg(short = 'k', long = "insecure", global = true)]
     insecure: bool,
@@ -40,7 +45,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the members of a cluster.
+    /// List the members of one or more clusters.
     List(cmd::list::Args),
     /// The members as a replication tree.
     Topology(cmd::topology::Args),
@@ -63,7 +68,8 @@ enum Command {
     /// Reload the configuration of members (all members when none is named).
     Reload(cmd::reload::Args),
     /// Cancel scheduled actions: `flush [CLUSTER] switchover` or
-    /// `flush [CLUSTER] restart` (every member's scheduled restart).
+    /// `flush [CLUSTER [MEMBER...]] restart [--role ROLE]` (the selected
+    /// members' scheduled restarts, every member's by default).
     Flush(cmd::flush::Args),
     /// Run SQL on a member (default: the leader) and print the result.
     Query(cmd::query::Args),
@@ -93,6 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let conn = Connect {
         dcs_url: cli.dcs_url.clone(),
         insecure: cli.insecure,
+        group: cli.group,
     };
     match &cli.command {
         Command::List(a) => cmd::list::run(&conn, &cfg, a).await,

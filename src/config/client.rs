@@ -24,6 +24,8 @@ pub struct ClientConfig {
     pub zookeeper: Option<super::zookeeper::ZooKeeper>,
     #[serde(default)]
     pub consul: Option<super::consul::Consul>,
+    #[serde(default)]
+    pub exhibitor: Option<super::exhibitor::Exhibitor>,
     /// Credentials and TLS files the REST API is called with when `ctl`
     /// does not give them (Patroni's order).
     #[serde(default)]

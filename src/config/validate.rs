@@ -328,19 +328,14 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         if p < 0 {
             err("tags.failover_priority", format!("must be >= 0, got {p}"));
         } else if t.nofailover && p > 0 {
-            warnings.push(format!(
-                "{ORIGIN_CONFIG}: tags.nofailover and tags.failover_priority conflict; \
-                 nofailover wins"
-            ));
+            warnings.push(conflicting_tags("nofailover", "failover_priority", p));
         }
     }
     if let Some(p) = t.sync_priority {
         if p < 0 {
             err("tags.sync_priority", format!("must be >= 0, got {p}"));
         } else if t.nosync && p > 0 {
-            warnings.push(format!(
-                "{ORIGIN_CONFIG}: tags.nosync and tags.sync_priority conflict; nosync wins"
-            ));
+            warnings.push(conflicting_tags("nosync", "sync_priority", p));
         }
     }
     if let Some(k) = &cfg.log.kind
@@ -534,6 +529,18 @@ fn option_names(v: &serde_json::Value) -> Vec<String> {
         Value::Object(m) => m.keys().cloned().collect(),
         _ => Vec::new(),
     }
+}
+
+/// Patroni's warning for a `nofailover`/`nosync` tag set to true beside a
+/// positive priority, word for word (its `_validate_contradictory_tags`;
+/// docs/operations.md, "Patroni's messages"): the flag wins. Patroni also
+/// warns about a flag set to false beside a priority of 0, and then lets
+/// the flag win; pgpilot cannot tell a false flag from an absent one and
+/// lets the priority of 0 forbid the failover, so it does not say so.
+fn conflicting_tags(flag: &str, priority: &str, p: i64) -> String {
+    format!(
+        "Conflicting configuration between {flag}: True and {priority}: {p}. Defaulting to {flag}: True"
+    )
 }
 
 #[cfg(test)]
@@ -810,6 +817,26 @@ pub(crate) mod tests {
         );
         let e = validate(&cfg(&text)).unwrap_err();
         assert_eq!(keys(&e), ["tags.failover_priority"]);
+    }
+
+    #[test]
+    fn conflicting_tags_warn_in_patronis_words() {
+        let text = POSTGRES0
+            .replace(
+                "    nofailover: false",
+                "    nofailover: true\n    failover_priority: 1",
+            )
+            .replace(
+                "    nosync: false",
+                "    nosync: true\n    sync_priority: 2",
+            );
+        let w = validate(&cfg(&text)).unwrap();
+        for want in [
+            "Conflicting configuration between nofailover: True and failover_priority: 1. Defaulting to nofailover: True",
+            "Conflicting configuration between nosync: True and sync_priority: 2. Defaulting to nosync: True",
+        ] {
+            assert!(w.iter().any(|l| l == want), "{want} in {w:?}");
+        }
     }
 
     #[test]

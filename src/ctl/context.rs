@@ -38,6 +38,9 @@ pub struct Connect {
     pub dcs_url: Option<String>,
     /// `-k`: do not check the certificates of https members.
     pub insecure: bool,
+    /// `--group N`: the Citus group's keys, `/<namespace>/<scope>/<N>`
+    /// (Patroni's layout for a Citus cluster's groups).
+    pub group: Option<u32>,
 }
 
 /// The rustls configuration for https members, as patronictl's: no
@@ -92,12 +95,18 @@ fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfi
     client_config(check, identity).map_err(anyhow::Error::msg)
 }
 
-/// The store a command reads: etcd's endpoints (v3 or v2 API) or
-/// ZooKeeper's servers.
+/// The store a command reads: etcd's endpoints (v3 or v2 API),
+/// ZooKeeper's servers, Exhibitor's, or a Consul agent.
 enum Store {
     Etcd(crate::dcs::etcd::EtcdSettings),
     Etcd2(Vec<String>),
     ZooKeeper(crate::dcs::zookeeper::ZkSettings),
+    /// Exhibitor's servers, and the ZooKeeper keys for the ensemble they
+    /// name (docs/dcs.md, "Exhibitor").
+    Exhibitor(
+        crate::dcs::exhibitor::ExhibitorSettings,
+        crate::dcs::zookeeper::ZkSettings,
+    ),
     /// The agent's base URL and the settings to reach it.
     Consul(String, crate::dcs::consul::ConsulSettings),
 }
@@ -109,67 +118,91 @@ impl Store {
             Store::Etcd(e) => e.endpoints.clone(),
             Store::Etcd2(e) => e.clone(),
             Store::ZooKeeper(z) => z.servers.clone(),
+            Store::Exhibitor(x, _) => x
+                .hosts
+                .iter()
+                .map(|h| format!("exhibitor http://{h}:{}", x.port))
+                .collect(),
             Store::Consul(base, _) => vec![base.clone()],
         }
     }
 }
 
-/// `--dcs-url` (`etcd3://`, `etcd://` (the v2 API, as in patronictl) or
-/// `zookeeper://host:port[,...]`) over the file's section (docs/cli.md).
-fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
+/// `--dcs-url` (patronictl's form, src/ctl/dcs_url.rs) over the file's
+/// section (docs/cli.md); with the URL's namespace, if it has one.
+fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<(Store, Option<String>)> {
     if let Some(url) = &conn.dcs_url {
-        if let Some(rest) = url.strip_prefix("consul://") {
-            let section = crate::config::consul::Consul {
-                host: Some(rest.split('/').next().unwrap_or(rest).to_owned()),
-                ..Default::default()
-            };
-            return consul_store(&section);
-        }
-        if let Some(rest) = url.strip_prefix("zookeeper://") {
-            let hosts = rest.split('/').next().unwrap_or(rest);
-            let section = crate::config::zookeeper::ZooKeeper {
-                hosts: Some(crate::config::HostList::Csv(hosts.to_owned())),
-                ..Default::default()
-            };
-            return Ok(Store::ZooKeeper(
-                crate::dcs::zookeeper::ZkSettings::from_config(&section),
-            ));
-        }
-        let (v2, rest) = match (url.strip_prefix("etcd3://"), url.strip_prefix("etcd://")) {
-            (Some(rest), _) => (false, rest),
-            (None, Some(rest)) => (true, rest),
-            (None, None) => bail!(
-                "--dcs-url {url}: only etcd3://host:port, etcd://host:port (v2 API), zookeeper://host:port or consul://host:port is supported"
-            ),
-        };
-        let hosts = rest.split('/').next().unwrap_or(rest);
-        let endpoints = hosts.split(',').map(|h| format!("http://{h}")).collect();
-        return Ok(if v2 {
-            Store::Etcd2(endpoints)
-        } else {
-            Store::Etcd(crate::dcs::etcd::EtcdSettings::plain(
-                endpoints,
-                cfg.etcd3.as_ref().and_then(|e| e.credentials()),
-            ))
-        });
+        let u = crate::ctl::dcs_url::parse(url)?;
+        return Ok((url_store(&u, cfg)?, u.namespace));
     }
-    // Consul, etcd (v2), etcd3, ZooKeeper: Patroni's order
+    // Consul, etcd (v2), etcd3, Exhibitor, ZooKeeper: Patroni's order
     // (docs/configuration.md §4).
     if let Some(c) = &cfg.consul {
-        return consul_store(c);
+        return Ok((consul_store(c)?, None));
     }
-    match (&cfg.etcd, &cfg.etcd3, &cfg.zookeeper) {
-        (Some(e), _, _) if !e.endpoints().is_empty() => Ok(Store::Etcd2(e.endpoints())),
-        (_, Some(e), _) if !e.endpoints().is_empty() || e.srv.is_some() => Ok(Store::Etcd(
-            crate::dcs::etcd::EtcdSettings::from_config("etcd3", e)?,
-        )),
-        (_, _, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
-            crate::dcs::zookeeper::ZkSettings::from_config(z),
-        )),
+    let s = match (&cfg.etcd, &cfg.etcd3, &cfg.exhibitor, &cfg.zookeeper) {
+        (Some(e), _, _, _) if !e.endpoints().is_empty() => Store::Etcd2(e.endpoints()),
+        (_, Some(e), _, _) if !e.endpoints().is_empty() || e.srv.is_some() => {
+            Store::Etcd(crate::dcs::etcd::EtcdSettings::from_config("etcd3", e)?)
+        }
+        (_, _, Some(x), _) if !x.hosts().is_empty() => exhibitor_store(x)?,
+        (_, _, _, Some(z)) if !z.servers().is_empty() => {
+            Store::ZooKeeper(crate::dcs::zookeeper::ZkSettings::from_config(z))
+        }
         _ => bail!(
-            "no DCS given: pass -c CONFIG with an etcd3, etcd, zookeeper or consul section, or --dcs-url etcd3://host:port"
+            "no DCS given: pass -c CONFIG with an etcd3, etcd, zookeeper, exhibitor or consul section, or --dcs-url etcd3://host:port"
         ),
-    }
+    };
+    Ok((s, None))
+}
+
+/// The store a `--dcs-url` names. As with patronictl the URL replaces the
+/// file's DCS sections; only etcd3's credentials are kept (pgpilotctl's
+/// habit since its first `--dcs-url`).
+fn url_store(u: &crate::ctl::dcs_url::DcsUrl, cfg: &ClientConfig) -> anyhow::Result<Store> {
+    use crate::ctl::dcs_url::Scheme;
+    let hosts = u.host_ports();
+    Ok(match u.scheme {
+        Scheme::Consul => consul_store(&crate::config::consul::Consul {
+            host: hosts.first().cloned(),
+            ..Default::default()
+        })?,
+        Scheme::ZooKeeper => {
+            let section = crate::config::zookeeper::ZooKeeper {
+                hosts: Some(crate::config::HostList::List(hosts)),
+                ..Default::default()
+            };
+            Store::ZooKeeper(crate::dcs::zookeeper::ZkSettings::from_config(&section))
+        }
+        Scheme::Exhibitor => {
+            // patronictl's template: the host names, and the port (one for
+            // every Exhibitor server).
+            let port = u.hosts.first().map_or(8181, |(_, p)| *p);
+            let section = crate::config::exhibitor::Exhibitor {
+                hosts: Some(crate::config::HostList::List(
+                    u.hosts.iter().map(|(h, _)| h.clone()).collect(),
+                )),
+                port: Some(i64::from(port)),
+                ..Default::default()
+            };
+            exhibitor_store(&section)?
+        }
+        Scheme::Etcd => Store::Etcd2(hosts.iter().map(|h| format!("http://{h}")).collect()),
+        Scheme::Etcd3 => Store::Etcd(crate::dcs::etcd::EtcdSettings::plain(
+            hosts.iter().map(|h| format!("http://{h}")).collect(),
+            cfg.etcd3.as_ref().and_then(|e| e.credentials()),
+        )),
+    })
+}
+
+/// An Exhibitor section as a store.
+fn exhibitor_store(x: &crate::config::exhibitor::Exhibitor) -> anyhow::Result<Store> {
+    let settings = crate::dcs::exhibitor::ExhibitorSettings::from_config(x)
+        .context("exhibitor.port: Exhibitor's HTTP port is required")?;
+    Ok(Store::Exhibitor(
+        settings,
+        crate::dcs::zookeeper::ZkSettings::from_config(&x.zookeeper(&[])),
+    ))
 }
 
 /// A Consul section as a store: its agent and client settings.
@@ -198,17 +231,16 @@ impl Ctx {
         cfg: &ClientConfig,
         cluster: Option<&String>,
     ) -> anyhow::Result<Ctx> {
-        let store = store(conn, cfg)?;
+        let (store, url_namespace) = store(conn, cfg)?;
         let endpoints = store.servers();
         let scope = cluster
             .cloned()
             .or_else(|| cfg.scope.clone())
             .context("no cluster name: give one or set `scope` in the config file")?;
-        let namespace = cfg
-            .namespace
-            .clone()
+        let namespace = url_namespace
+            .or_else(|| cfg.namespace.clone())
             .unwrap_or_else(|| "/service".to_owned());
-        let prefix = keys::cluster_prefix(&namespace, &scope);
+        let prefix = group_prefix(keys::cluster_prefix(&namespace, &scope), conn.group);
         let (ttl, retry) = (Duration::from_secs(30), Duration::from_secs(10));
         let dcs: Arc<dyn Dcs> = match store {
             Store::Etcd(settings) => Arc::new(EtcdDcs::with_settings(
@@ -239,6 +271,16 @@ impl Ctx {
                 ttl,
                 retry,
             )),
+            Store::Exhibitor(x, zk) => {
+                Arc::new(crate::dcs::zookeeper::ZooKeeperDcs::with_exhibitor(
+                    zk,
+                    crate::dcs::exhibitor::EnsembleProvider::new(x),
+                    prefix,
+                    "pgpilotctl".to_owned(),
+                    ttl,
+                    retry,
+                ))
+            }
         };
         let auth = [
             cfg.ctl.as_ref().and_then(|c| c.authentication.as_ref()),
@@ -298,6 +340,36 @@ impl Ctx {
             .with_context(|| format!("member {}: {method} {url} failed", member.name))?;
         let code = resp.status().as_u16();
         Ok((code, resp.text().await.unwrap_or_default()))
+    }
+}
+
+/// The cluster prefix of Citus group `group` (Patroni's
+/// `/<namespace>/<scope>/<group>`), or the cluster's own.
+pub fn group_prefix(prefix: String, group: Option<u32>) -> String {
+    match group {
+        Some(g) => format!("{prefix}/{g}"),
+        None => prefix,
+    }
+}
+
+/// Does a member of this role (`is_leader`: it holds the leader key) pass
+/// `--role` (none: every member)?
+pub fn role_matches(role: Option<Role>, is_leader: bool) -> bool {
+    match role {
+        Some(Role::Primary | Role::Leader) => is_leader,
+        Some(Role::Replica) => !is_leader,
+        Some(Role::Any) | None => true,
+    }
+}
+
+/// `--watch SECONDS` / `-W` (2 s) as patronictl reads them: how often to
+/// repeat, or `None` for once.
+pub fn watch_every(watch: Option<f64>, w: bool) -> anyhow::Result<Option<Duration>> {
+    match (watch, w) {
+        (Some(s), _) if s > 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
+        (Some(s), _) => bail!("--watch {s}: expected a positive number of seconds"),
+        (None, true) => Ok(Some(Duration::from_secs(2))),
+        (None, false) => Ok(None),
     }
 }
 
@@ -419,5 +491,37 @@ pub fn split_cluster_members<'a>(
         (Some(first), Some(scope)) if first == scope => (Some(first.clone()), &args[1..]),
         (Some(first), None) => (Some(first.clone()), &args[1..]),
         _ => (None, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn citus_group_prefix() {
+        assert_eq!(group_prefix("/service/c".into(), None), "/service/c");
+        assert_eq!(group_prefix("/service/c".into(), Some(1)), "/service/c/1");
+    }
+
+    #[test]
+    fn roles_and_watch() {
+        assert!(role_matches(None, false) && role_matches(Some(Role::Any), true));
+        assert!(
+            role_matches(Some(Role::Leader), true) && !role_matches(Some(Role::Primary), false)
+        );
+        assert!(
+            role_matches(Some(Role::Replica), false) && !role_matches(Some(Role::Replica), true)
+        );
+        assert_eq!(watch_every(None, false).ok(), Some(None));
+        assert_eq!(
+            watch_every(None, true).ok(),
+            Some(Some(Duration::from_secs(2)))
+        );
+        assert_eq!(
+            watch_every(Some(0.5), true).ok(),
+            Some(Some(Duration::from_millis(500)))
+        );
+        assert!(watch_every(Some(0.0), false).is_err());
     }
 }

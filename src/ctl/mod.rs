@@ -5,6 +5,7 @@
 
 pub mod cmd;
 pub mod context;
+pub mod dcs_url;
 pub mod edit;
 pub mod history;
 pub mod list;

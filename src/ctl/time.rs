@@ -23,9 +23,36 @@ pub fn with_timezone(ts: &str) -> String {
     }
 }
 
+/// patronictl's `timestamp()`: `YYYY-MM-DD HH:MM:SS.fffff` (local time,
+/// five digits of the second's fraction), before a switchover's answer.
+pub fn patroni_timestamp(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:05}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond() / 10
+    )
+}
+
+/// Now, in the local zone when it can be read (UTC otherwise).
+pub fn now_local() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patronictls_timestamp() {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_798_761_599_123_456_789)
+            .expect("time");
+        assert_eq!(patroni_timestamp(t), "2026-12-31 23:59:59.12345");
+    }
 
     #[test]
     fn formats_utc() {

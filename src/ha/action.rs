@@ -115,7 +115,16 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub actions: Vec<Action>,
+    /// pgpilot's explanation (the `reason` field of the decision's line).
     pub reason: String,
+    /// Patroni's one-line summary of the cycle, the decision's log message
+    /// (`ha::summary`; docs/operations.md, "Patroni's messages"); `decide`
+    /// fills it in.
+    pub summary: String,
+    /// Lines Patroni logs at INFO before its summary, in its words
+    /// (`Lock owner: ...`, `Wal position of X is ahead of my wal
+    /// position`), in order.
+    pub notes: Vec<String>,
 }
 
 impl Decision {
@@ -123,6 +132,8 @@ impl Decision {
         Decision {
             actions,
             reason: reason.into(),
+            summary: String::new(),
+            notes: Vec::new(),
         }
     }
 

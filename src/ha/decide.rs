@@ -12,8 +12,16 @@ use crate::dcs::{Cluster, Member, MemberData};
 ///
 /// `now` is compared with `local.lease_deadline` to decide whether a primary
 /// that cannot reach the DCS may keep serving until its next chance to renew.
+///
+/// The decision carries Patroni's words for it too: its `summary` and,
+/// first among its `notes`, the `Lock owner` line (`ha::summary`).
 pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
-    keep_foreign_lock(table(dcs, local, now), local)
+    let mut d = keep_foreign_lock(table(dcs, local, now), local);
+    d.summary = super::summary::summary(&d, dcs, local, now);
+    if let Some(line) = super::summary::lock_owner(dcs, local) {
+        d.notes.insert(0, line);
+    }
+    d
 }
 
 /// A leader key of my name that another process holds under its session
@@ -839,6 +847,8 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
     let quorum_mode = super::quorum_plan::active(&local.sync, cluster);
     let mut votes = super::quorum_plan::Votes::start(cluster, &local.name);
     let mut nodes_ahead = 0;
+    // Patroni's words for what the race weighed (`is_healthiest_node`).
+    let mut notes: Vec<String> = Vec::new();
     if let Some(optime) = cluster.status.optime.filter(|_| !ignore_lag) {
         let lag = optime.saturating_sub(my_lsn);
         if lag > local.maximum_lag_on_failover {
@@ -886,13 +896,23 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
         // acknowledged (Patroni ignores it): every acknowledged one is on
         // the standbys the key lists.
         if theirs > my_lsn && !(sync_active && sync.leader_matches(&peer.name)) {
-            return Decision::idle(format!(
+            notes.push(format!(
+                "Wal position of {} is ahead of my wal position",
+                peer.name
+            ));
+            let mut d = Decision::idle(format!(
                 "not racing: {} is ahead ({theirs} > {my_lsn})",
                 peer.name
             ));
+            d.notes = notes;
+            return d;
         }
         if theirs > my_lsn {
             nodes_ahead += 1;
+            notes.push(format!(
+                "Wal position of {} is ahead of my wal position",
+                peer.name
+            ));
             continue;
         }
         let (mine_p, theirs_p) = (
@@ -900,26 +920,35 @@ fn leader_race(cluster: &Cluster, local: &LocalView) -> Decision {
             reply.tags.failover_priority.unwrap_or(1),
         );
         if theirs == my_lsn && theirs_p > mine_p {
-            return Decision::idle(format!(
+            notes.push(format!(
+                "{} has equally tolerable WAL position and priority {theirs_p}, while this node has priority {mine_p}",
+                peer.name
+            ));
+            let mut d = Decision::idle(format!(
                 "not racing: {} is as far as me with a higher failover_priority",
                 peer.name
             ));
+            d.notes = notes;
+            return d;
         }
         if quorum_mode && reply.running && theirs > 0 {
             votes.votes += 1;
         }
     }
-    if quorum_mode && !votes.enough(cluster, &local.name, nodes_ahead) {
-        return Decision::idle(format!(
+    let mut d = if quorum_mode && !votes.enough(cluster, &local.name, nodes_ahead) {
+        Decision::idle(format!(
             "not racing: quorum commit needs {} votes of the sync key's members, I have {}",
             votes.needed,
             votes.votes.max(0)
-        ));
-    }
-    Decision::new(
-        super::watchdog::then_lock(local),
-        "no leader and I am the healthiest node: taking the lock",
-    )
+        ))
+    } else {
+        Decision::new(
+            super::watchdog::then_lock(local),
+            "no leader and I am the healthiest node: taking the lock",
+        )
+    };
+    d.notes = notes;
+    d
 }
 
 /// Where a running replica streams from (docs/ha.md §7): its

@@ -30,6 +30,7 @@ pub mod quorum_plan;
 mod rejoin;
 pub mod rewind;
 pub mod slots;
+pub mod summary;
 pub mod switchover;
 pub mod sync;
 pub mod sync_names;
@@ -47,6 +48,10 @@ mod sync_tests;
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod quorum_plan_tests;
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod summary_tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use cycle::{ActionResult, ActionStep, Next};

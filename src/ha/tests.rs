@@ -27,7 +27,7 @@ fn member(name: &str, role: &str, port: u16) -> Member {
 }
 
 /// A cluster of a, b, c with `leader` holding the lock (if any).
-fn cluster(leader: Option<&str>) -> Cluster {
+pub(super) fn cluster(leader: Option<&str>) -> Cluster {
     Cluster {
         initialize: Some(SYSID.into()),
         leader: leader.map(|l| Leader {
@@ -116,7 +116,7 @@ pub(super) fn local(role: Option<PgRole>) -> LocalView {
     }
 }
 
-fn empty_local() -> LocalView {
+pub(super) fn empty_local() -> LocalView {
     LocalView {
         data_dir: DataDir::Empty,
         pg: PgFacts::default(),
@@ -133,11 +133,11 @@ fn read_only(mode: DemoteMode) -> Vec<Action> {
     ]
 }
 
-fn ok(c: Cluster) -> DcsView {
+pub(super) fn ok(c: Cluster) -> DcsView {
     DcsView::Ok(c)
 }
 
-fn run(dcs: &DcsView, l: &LocalView) -> Decision {
+pub(super) fn run(dcs: &DcsView, l: &LocalView) -> Decision {
     decide(dcs, l, Instant::now())
 }
 
@@ -149,7 +149,7 @@ fn up(name: &str, port: u16) -> Upstream {
     }
 }
 
-fn peer(name: &str, role: PgRole, lsn: u64) -> PeerStatus {
+pub(super) fn peer(name: &str, role: PgRole, lsn: u64) -> PeerStatus {
     PeerStatus {
         name: name.into(),
         reply: Some(PeerReply {

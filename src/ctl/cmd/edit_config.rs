@@ -1,6 +1,6 @@
 //! `pgpilotctl edit-config`: change the dynamic configuration (PATCH /config on the leader).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -22,9 +22,34 @@ pub struct Args {
     /// Merge the YAML of FILE (`-` = stdin) into the configuration.
     #[arg(long, value_name = "FILE")]
     pub apply: Option<PathBuf>,
+    /// Replace the configuration with the YAML of FILE (`-` = stdin);
+    /// `--apply`, `--set` and `--pg` then apply on top of it.
+    #[arg(long, value_name = "FILE")]
+    pub replace: Option<PathBuf>,
+    /// Do not show the changes (nor "Not changed").
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Apply without asking.
     #[arg(long)]
     pub force: bool,
+}
+
+/// A YAML mapping from FILE (`-` = stdin), for `--apply` and `--replace`.
+fn read_yaml_file(file: &Path, option: &str) -> anyhow::Result<Value> {
+    let text = if file.as_os_str() == "-" {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+            .with_context(|| format!("reading {option} - from stdin"))?;
+        t
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let v: Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("parsing {} as YAML", file.display()))?;
+    if !v.is_object() {
+        bail!("{}: expected a YAML mapping", file.display());
+    }
+    Ok(v)
 }
 
 pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result<()> {
@@ -33,6 +58,8 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         set,
         pg,
         apply,
+        replace,
+        quiet,
         force,
     } = a;
     let ctx = Ctx::new(conn, cfg, cluster.as_ref())?;
@@ -42,26 +69,23 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         .as_ref()
         .map(|c| (c.value.clone(), c.version.clone()))
         .with_context(|| format!("cluster {} has no dynamic configuration", ctx.scope))?;
-    // patronictl's order: --apply, then --set/--pg (a later option
-    // wins); the editor only when neither is given.
-    let mut after = before.clone();
-    if let Some(file) = apply {
-        let text = if file.as_os_str() == "-" {
-            let mut t = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
-                .context("reading --apply - from stdin")?;
-            t
-        } else {
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-        };
-        let v: Value = serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("parsing {} as YAML", file.display()))?;
-        if !v.is_object() {
-            bail!("{}: expected a YAML mapping", file.display());
-        }
-        crate::config::patch_config(&mut after, v);
+    // patronictl's order: --replace, then --apply, then --set/--pg (a
+    // later option wins); the editor only when none is given.
+    if replace
+        .as_ref()
+        .zip(apply.as_ref())
+        .is_some_and(|(r, a)| r.as_os_str() == "-" && a.as_os_str() == "-")
+    {
+        bail!("--replace - and --apply - cannot both read stdin");
     }
-    if set.is_empty() && pg.is_empty() && apply.is_none() {
+    let mut after = before.clone();
+    if let Some(file) = replace {
+        after = read_yaml_file(file, "--replace")?;
+    }
+    if let Some(file) = apply {
+        crate::config::patch_config(&mut after, read_yaml_file(file, "--apply")?);
+    }
+    if set.is_empty() && pg.is_empty() && apply.is_none() && replace.is_none() {
         after = run_editor(&before)?;
     } else {
         edit::apply_options(&mut after, set, pg)?;
@@ -71,14 +95,19 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         &serde_yaml_ng::to_string(&after)?,
     );
     if diff.is_empty() {
-        println!("Not changed");
+        if !quiet {
+            println!("Not changed");
+        }
         return Ok(());
     }
-    print!("{diff}");
+    if !quiet {
+        print!("{diff}");
+    }
     if !force {
-        // --apply - consumed stdin: there is nothing left to answer.
-        if apply.as_ref().is_some_and(|f| f.as_os_str() == "-") {
-            bail!("--apply - reads stdin: add --force to apply without asking");
+        // A file read from stdin consumed it: there is nothing left to answer.
+        let stdin_file = |f: &Option<PathBuf>| f.as_ref().is_some_and(|f| f.as_os_str() == "-");
+        if stdin_file(apply) || stdin_file(replace) {
+            bail!("a file read from stdin (-): add --force to apply without asking");
         }
         confirm("Apply these changes?")?;
     }

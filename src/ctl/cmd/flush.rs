@@ -1,34 +1,56 @@
 //! `pgpilotctl flush`: cancel scheduled actions: `flush [CLUSTER] switchover` or
-//! `flush [CLUSTER] restart` (every member's scheduled restart).
+//! `flush [CLUSTER [MEMBER...]] restart [--role ROLE]` (the selected
+//! members' scheduled restarts, every member's by default).
 
 use anyhow::{Context, bail};
 
 use crate::config::ClientConfig;
-use crate::ctl::context::{Connect, Ctx, confirm, leader_first};
+use crate::ctl::context::{Connect, Ctx, Role, confirm, leader_first, member_of, role_matches};
 use crate::dcs::Member;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `[CLUSTER] switchover|restart`.
-    #[arg(value_name = "CLUSTER|TARGET", required = true)]
+    /// `[CLUSTER [MEMBER...]] switchover|restart`.
+    #[arg(value_name = "CLUSTER|MEMBER|TARGET", required = true)]
     pub args: Vec<String>,
+    /// `flush restart`: only members with this role.
+    #[arg(short = 'r', long = "role", value_enum)]
+    pub role: Option<Role>,
     #[arg(long)]
     pub force: bool,
 }
 
 pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result<()> {
-    let Args { args, force } = a;
+    let Args { args, role, force } = a;
     let (target, rest) = args.split_last().context("flush: give the target")?;
+    let (cluster_name, names) = match rest.split_first() {
+        Some((c, names)) => (Some(c), names),
+        None => (None, rest),
+    };
     if target == "restart" {
-        let ctx = Ctx::new(conn, cfg, rest.first())?;
+        let ctx = Ctx::new(conn, cfg, cluster_name)?;
         let cluster = ctx.cluster().await?;
+        for n in names {
+            member_of(&cluster, &ctx.scope, n)?;
+        }
+        let leader = cluster.leader_name();
         let members: Vec<&Member> = cluster
             .members
             .iter()
+            .filter(|m| names.is_empty() || names.contains(&m.name))
+            .filter(|m| role_matches(*role, Some(m.name.as_str()) == leader))
             .filter(|m| m.data.scheduled_restart.is_some())
             .collect();
         if members.is_empty() {
-            bail!("cluster {} has no scheduled restart", ctx.scope);
+            bail!(
+                "cluster {} has no scheduled restart{}",
+                ctx.scope,
+                if names.is_empty() && role.is_none() {
+                    ""
+                } else {
+                    " on the members selected"
+                }
+            );
         }
         if !force {
             let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
@@ -73,7 +95,10 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
     if target != "switchover" {
         bail!("flush {target}: expected `switchover` or `restart`");
     }
-    let ctx = Ctx::new(conn, cfg, rest.first())?;
+    if !names.is_empty() {
+        bail!("flush switchover takes no member names");
+    }
+    let ctx = Ctx::new(conn, cfg, cluster_name)?;
     let cluster = ctx.cluster().await?;
     let Some(f) = &cluster.failover else {
         bail!("cluster {} has no scheduled switchover", ctx.scope);

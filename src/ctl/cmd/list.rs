@@ -1,18 +1,18 @@
-//! `pgpilotctl list`: list the members of a cluster.
+//! `pgpilotctl list`: list the members of one or more clusters.
 
 use std::io::Write;
-use std::time::Duration;
-
-use anyhow::bail;
 
 use crate::config::ClientConfig;
-use crate::ctl::context::{Connect, Ctx, Format};
+use crate::ctl::context::{Connect, Ctx, Format, watch_every};
 use crate::ctl::{list, table};
+use crate::dcs::Cluster;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Cluster name (default: `scope` from the config file).
-    pub cluster: Option<String>,
+    /// Cluster names (default: `scope` from the config file), listed in
+    /// turn as patronictl does.
+    #[arg(value_name = "CLUSTER")]
+    pub clusters: Vec<String>,
     /// Always show the Pending restart and Tags columns.
     #[arg(short = 'e', long = "extended")]
     pub extended: bool,
@@ -29,22 +29,32 @@ pub struct Args {
     pub format: Format,
 }
 
+/// One context per cluster named (the config file's `scope` when none).
+pub fn contexts(
+    conn: &Connect,
+    cfg: &ClientConfig,
+    clusters: &[String],
+) -> anyhow::Result<Vec<Ctx>> {
+    if clusters.is_empty() {
+        return Ok(vec![Ctx::new(conn, cfg, None)?]);
+    }
+    clusters
+        .iter()
+        .map(|c| Ctx::new(conn, cfg, Some(c)))
+        .collect()
+}
+
 pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result<()> {
     let Args {
-        cluster,
+        clusters,
         extended,
         timestamp,
         watch_default,
         watch,
         format,
     } = a;
-    let ctx = Ctx::new(conn, cfg, cluster.as_ref())?;
-    let every = match (watch, watch_default) {
-        (Some(s), _) if *s > 0.0 => Some(Duration::from_secs_f64(*s)),
-        (Some(s), _) => bail!("--watch {s}: expected a positive number of seconds"),
-        (None, true) => Some(Duration::from_secs(2)),
-        (None, false) => None,
-    };
+    let ctxs = contexts(conn, cfg, clusters)?;
+    let every = watch_every(*watch, *watch_default)?;
     loop {
         if *timestamp {
             let now = std::time::SystemTime::now()
@@ -53,7 +63,10 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
                 .unwrap_or(0);
             println!("{} UTC", crate::ctl::time::format_utc(now));
         }
-        print_list(&ctx, *extended, *format).await?;
+        for ctx in &ctxs {
+            let cluster = ctx.cluster().await?;
+            print_cluster(&cluster, &ctx.scope, *extended, *format)?;
+        }
         let Some(every) = every else { break };
         std::io::stdout().flush().ok();
         tokio::time::sleep(every).await;
@@ -61,14 +74,19 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
     Ok(())
 }
 
-async fn print_list(ctx: &Ctx, extended: bool, format: Format) -> anyhow::Result<()> {
-    let cluster = ctx.cluster().await?;
-    let rows = list::rows(&cluster, &ctx.scope);
+/// The cluster in `format`, as `list` prints it (also `remove -f`).
+pub fn print_cluster(
+    cluster: &Cluster,
+    scope: &str,
+    extended: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    let rows = list::rows(cluster, scope);
     match format {
         Format::Pretty => {
-            let title = list::title(&cluster, &ctx.scope);
+            let title = list::title(cluster, scope);
             print!("{}", list::render_rows(&rows, &title, extended));
-            print!("{}", list::footer(&cluster));
+            print!("{}", list::footer(cluster));
         }
         Format::Json => println!("{}", serde_json::to_string(&rows)?),
         Format::Yaml => print!("{}", serde_yaml_ng::to_string(&rows)?),

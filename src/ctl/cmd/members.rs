@@ -4,7 +4,7 @@
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use crate::ctl::context::{Ctx, Role, confirm, loop_wait, member_of, paused};
+use crate::ctl::context::{Ctx, Role, confirm, loop_wait, member_of, paused, role_matches};
 use crate::ctl::list;
 use crate::dcs::Member;
 
@@ -14,6 +14,17 @@ pub struct RestartExtras {
     pub scheduled: Option<String>,
     pub pg_version: Option<String>,
     pub timeout: Option<String>,
+    /// `--any`: one member of those selected, at random.
+    pub any: bool,
+}
+
+/// One of `n` (> 0) at random, for `restart --any` (patronictl shuffles
+/// and takes the first). std's `RandomState` is seeded from the OS per
+/// process: enough to spread restarts, no crate needed.
+pub fn random_index(n: usize) -> usize {
+    use std::hash::BuildHasher;
+    let r = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    usize::try_from(r % n.max(1) as u64).unwrap_or(0)
 }
 
 /// POST `endpoint` to each named member (all when none), reporting each.
@@ -36,18 +47,15 @@ pub async fn per_member(
             .collect::<anyhow::Result<_>>()?
     };
     let leader = cluster.leader_name();
-    let members: Vec<Member> = members
+    let mut members: Vec<Member> = members
         .into_iter()
-        .filter(|m| {
-            let is_leader = Some(m.name.as_str()) == leader;
-            match role {
-                Some(Role::Primary | Role::Leader) => is_leader,
-                Some(Role::Replica) => !is_leader,
-                Some(Role::Any) | None => true,
-            }
-        })
+        .filter(|m| role_matches(role, Some(m.name.as_str()) == leader))
         .filter(|m| !pending || m.data.pending_restart)
         .collect();
+    if extras.any && !members.is_empty() {
+        let one = members.swap_remove(random_index(members.len()));
+        members = vec![one];
+    }
     if members.is_empty() {
         bail!(
             "no member of cluster {} matches (names, --role{})",
@@ -144,4 +152,17 @@ pub async fn post_each(
         bail!("{endpoint} failed on {}", failed.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_index;
+
+    #[test]
+    fn random_index_is_in_range() {
+        for n in 1..20 {
+            assert!(random_index(n) < n);
+        }
+        assert_eq!(random_index(1), 0);
+    }
 }

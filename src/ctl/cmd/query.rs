@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::config::ClientConfig;
-use crate::ctl::context::{Connect, Ctx, Format, Role, pick_member, print_values};
+use crate::ctl::context::{Connect, Ctx, Format, Role, pick_member, print_values, watch_every};
 use crate::dcs::Member;
 use crate::postgres::conninfo::Conninfo;
 use crate::postgres::{ConnParams, query};
@@ -23,15 +23,56 @@ pub struct Args {
     #[arg(short = 'c', long = "command", conflicts_with = "file")]
     pub command: Option<String>,
     /// A file with the SQL to run.
-    #[arg(long = "file")]
+    #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
     /// User (default: the config's superuser, else postgres).
     #[arg(short = 'U', long = "username")]
     pub username: Option<String>,
+    /// Ask for the password (on the terminal without echo, else the
+    /// first line of stdin).
+    #[arg(long = "password")]
+    pub password: bool,
     #[arg(short = 'd', long = "dbname", default_value = "postgres")]
     pub dbname: String,
     #[arg(long = "format", value_enum, default_value = "tsv")]
     pub format: Format,
+    /// The column delimiter of `--format tsv`.
+    #[arg(long = "delimiter", default_value = "\t")]
+    pub delimiter: String,
+    /// Run again every 2 seconds until interrupted.
+    #[arg(short = 'W')]
+    pub watch_default: bool,
+    /// Run again every SECONDS until interrupted.
+    #[arg(short = 'w', long = "watch", value_name = "SECONDS")]
+    pub watch: Option<f64>,
+}
+
+/// `Password: ` on stderr, the answer from stdin; the terminal's echo is
+/// off while it is typed (`stty -echo`), as patronictl's hidden prompt.
+fn prompt_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        // stty acts on its stdin, the terminal; without it the password
+        // shows, which is no reason to refuse.
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    eprint!("Password: ");
+    std::io::stderr().flush().ok();
+    if tty {
+        stty("-echo");
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        stty("echo");
+        eprintln!();
+    }
+    read.context("reading the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result<()> {
@@ -42,8 +83,12 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         command,
         file,
         username,
+        password: ask_password,
         dbname,
         format,
+        delimiter,
+        watch_default,
+        watch,
     } = a;
     let sql = match (command, file) {
         (Some(c), _) => c.clone(),
@@ -51,6 +96,12 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
         }
         (None, None) => bail!("query: give the SQL with --command or --file"),
+    };
+    let every = watch_every(*watch, *watch_default)?;
+    let typed = if *ask_password {
+        Some(prompt_password()?)
+    } else {
+        None
     };
     let ctx = Ctx::new(conn, cfg, cluster.as_ref())?;
     let c = ctx.cluster().await?;
@@ -60,10 +111,12 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         .clone()
         .or_else(|| su.and_then(|s| s.username.clone()))
         .unwrap_or_else(|| "postgres".to_owned());
-    let password = std::env::var("PGPASSWORD").ok().or_else(|| {
-        su.filter(|s| s.username.as_deref() == Some(user.as_str()))
-            .and_then(|s| s.password.clone())
-    });
+    let password = typed
+        .or_else(|| std::env::var("PGPASSWORD").ok())
+        .or_else(|| {
+            su.filter(|s| s.username.as_deref() == Some(user.as_str()))
+                .and_then(|s| s.password.clone())
+        });
     // The superuser section's libpq settings (TLS, client certificate) go
     // with its user, as its password does; another user gets libpq's
     // defaults (docs/configuration.md, "postgresql.authentication: libpq
@@ -72,22 +125,46 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         .filter(|s| s.username.as_deref() == Some(user.as_str()))
         .map(Conninfo::settings)
         .unwrap_or_default();
-    let (headers, rows) = run_query(&m, &user, password.as_deref(), libpq, dbname, &sql).await?;
-    let json = Value::Array(
-        rows.iter()
-            .map(|r| {
-                Value::Object(
-                    headers
-                        .iter()
-                        .cloned()
-                        .zip(r.iter().cloned().map(Value::from))
-                        .collect(),
-                )
-            })
-            .collect(),
-    );
-    print_values(*format, &headers, &rows, &json);
+    // patronictl reads the cluster once and queries the same member again.
+    loop {
+        let (headers, rows) =
+            run_query(&m, &user, password.as_deref(), libpq.clone(), dbname, &sql).await?;
+        if matches!(format, Format::Tsv) {
+            print!("{}", delimited(&headers, &rows, delimiter));
+        } else {
+            let json = Value::Array(
+                rows.iter()
+                    .map(|r| {
+                        Value::Object(
+                            headers
+                                .iter()
+                                .cloned()
+                                .zip(r.iter().cloned().map(Value::from))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
+            print_values(*format, &headers, &rows, &json);
+        }
+        let Some(every) = every else { break };
+        std::io::Write::flush(&mut std::io::stdout()).ok();
+        tokio::time::sleep(every).await;
+    }
     Ok(())
+}
+
+/// patronictl's tsv: the header line, then each row, fields joined by
+/// `delimiter` (`\t` by default; a literal `\t` typed on the command line
+/// is a tab too).
+fn delimited(headers: &[String], rows: &[Vec<String>], delimiter: &str) -> String {
+    let d = if delimiter == "\\t" { "\t" } else { delimiter };
+    let mut out = String::new();
+    for line in std::iter::once(headers).chain(rows.iter().map(Vec::as_slice)) {
+        out.push_str(&line.join(d));
+        out.push('\n');
+    }
+    out
 }
 
 /// Run `sql` on member `m` (simple query protocol, every value as text);
@@ -138,4 +215,18 @@ async fn run_query(
         }
     }
     Ok((headers, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delimited;
+
+    #[test]
+    fn delimiters() {
+        let h = vec!["a".to_owned(), "b".to_owned()];
+        let r = vec![vec!["1".to_owned(), "2".to_owned()]];
+        assert_eq!(delimited(&h, &r, "\t"), "a\tb\n1\t2\n");
+        assert_eq!(delimited(&h, &r, "\\t"), "a\tb\n1\t2\n");
+        assert_eq!(delimited(&h, &r, ";"), "a;b\n1;2\n");
+    }
 }

@@ -6,19 +6,21 @@ use std::io::{BufRead, Write};
 use anyhow::{Context, bail};
 
 use crate::config::ClientConfig;
-use crate::ctl::context::{Connect, Ctx};
-use crate::ctl::list;
+use crate::ctl::context::{Connect, Ctx, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     pub cluster: String,
+    /// How the cluster is shown before the questions (as `list -f`).
+    #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
+    pub format: Format,
 }
 
 pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result<()> {
-    let Args { cluster } = a;
+    let Args { cluster, format } = a;
     let ctx = Ctx::new(conn, cfg, Some(cluster))?;
     let c = ctx.cluster().await?;
-    print!("{}", list::render_table(&c, &ctx.scope));
+    super::list::print_cluster(&c, &ctx.scope, false, *format)?;
     let mut lines = std::io::stdin().lock().lines();
     let mut ask = |q: &str| -> anyhow::Result<String> {
         eprint!("{q}: ");

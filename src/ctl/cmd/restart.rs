@@ -13,6 +13,9 @@ pub struct Args {
     /// Only members with this role.
     #[arg(short = 'r', long = "role", value_enum)]
     pub role: Option<Role>,
+    /// Restart one member of those selected, at random.
+    #[arg(long = "any")]
+    pub any: bool,
     /// Only members waiting for a restart to apply settings.
     #[arg(short = 'p', long = "pending")]
     pub pending: bool,
@@ -36,6 +39,7 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
     let Args {
         args,
         role,
+        any,
         pending,
         scheduled,
         pg_version,
@@ -48,6 +52,7 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
         scheduled: scheduled.clone(),
         pg_version: pg_version.clone(),
         timeout: timeout.clone(),
+        any: *any,
     };
     per_member(&ctx, members, "restart", *role, *pending, *force, extras).await?;
     Ok(())

@@ -117,6 +117,9 @@ pub(crate) async fn switchover(
         (None, None) => bail!("cluster {} has no leader", ctx.scope),
     };
     let body = Value::Object(body);
+    // The daemon answers once the new leader runs (or the request is
+    // scheduled): the request's duration is the switchover's.
+    let started = std::time::Instant::now();
     let (mut code, mut text) = ctx
         .request(&target, reqwest::Method::POST, action, Some(&body))
         .await?;
@@ -128,7 +131,15 @@ pub(crate) async fn switchover(
     }
     match code {
         200 | 202 => {
-            println!("{}", text.trim());
+            let took = started.elapsed();
+            println!(
+                "{} {}",
+                crate::ctl::time::patroni_timestamp(crate::ctl::time::now_local()),
+                text.trim()
+            );
+            if code == 200 {
+                println!("{} took {:.1} s", capitalize(action), took.as_secs_f64());
+            }
             let after = ctx.cluster().await?;
             print!("{}", list::render_table(&after, &ctx.scope));
             print!("{}", list::footer(&after));
