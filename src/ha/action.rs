@@ -132,7 +132,7 @@ impl Decision {
 
     /// What kind of decision this is, for `pgpilot_ha_decisions_total`
     /// (docs/rest-api.md, "GET /metrics"): the kind of its most
-    /// consequential action by [`DECISION_RANKING`] (a leader's decision
+    /// consequential action by `DECISION_RANKING` (a leader's decision
     /// that renews the lock and also promotes is a `promote`), else the kind
     /// of its first action (bookkeeping only: history, failsafe, sync key),
     /// `none` when it orders nothing.
