@@ -434,6 +434,9 @@ pub const CALLBACK_SPAWN_FAILED: &str = "callback_spawn_failed";
 
 /// The metrics could not be encoded for `/metrics`.
 pub const METRICS_ENCODE_FAILED: &str = "metrics_encode_failed";
+/// A metric family could not be registered (a clash of names: a bug); it
+/// is missing from `/metrics`.
+pub const METRICS_REGISTRATION_FAILED: &str = "metrics_registration_failed";
 
 /// Every event name of the catalog, in the order above.
 pub const ALL: &[&str] = &[
@@ -636,6 +639,7 @@ pub const ALL: &[&str] = &[
     CALLBACK_SPAWN_FAILED,
     // Telemetry
     METRICS_ENCODE_FAILED,
+    METRICS_REGISTRATION_FAILED,
 ];
 
 #[cfg(test)]

@@ -53,6 +53,9 @@ pub const HEARTBEAT: &str = "heartbeat.json";
 pub const ACK: &str = "ack.json";
 pub const PIDFILE: &str = "fence.pid";
 pub const LOG: &str = "fence.log";
+/// How often a fence of this directory stopped PostgreSQL, and when last
+/// ([`Fired`]); written by the fence when it does, read by `/metrics`.
+pub const FIRED: &str = "fired.json";
 /// How often the fence reads the heartbeat when no deadline is near. An
 /// armed fence also wakes exactly at its deadline (`next_wake`), so this
 /// period is not part of the fencing delay: it only bounds how stale the
@@ -294,6 +297,39 @@ pub fn ack_confirms(ack: &Ack, hb: &Heartbeat, now_ms: u64) -> Option<u64> {
         && ack.deadline_ms <= hb.deadline_ms
         && now_ms.saturating_sub(ack.polled_ms) <= ACK_FRESH.as_millis() as u64)
         .then(|| hb.deadline_ms - ack.deadline_ms)
+}
+
+/// The fence's record of its firings in this directory: kept across fence
+/// processes (each reads it before adding one), so that a daemon back
+/// from a freeze, or a new one, shows that PostgreSQL was stopped under it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Fired {
+    /// How many times a fence stopped (or killed) a postmaster here.
+    pub count: u64,
+    /// Wall clock of the last one, seconds since the Unix epoch.
+    pub last_unix: f64,
+}
+
+/// What `fired.json` says; `None` when the fence never fired here (or the
+/// file is unreadable).
+pub fn read_fired(dir: &Path) -> Option<Fired> {
+    serde_json::from_slice(&fs::read(dir.join(FIRED)).ok()?).ok()
+}
+
+/// One firing more in `fired.json` (atomically replaced: a reader sees the
+/// old record or the new one).
+fn record_fired(dir: &Path) -> io::Result<()> {
+    let before = read_fired(dir).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let fired = Fired {
+        count: before.count + 1,
+        last_unix: now.as_secs_f64(),
+    };
+    let body = serde_json::to_vec(&fired).map_err(io::Error::other)?;
+    crate::atomic_file::write_replace(&dir.join(FIRED), &body)
 }
 
 /// `CLOCK_BOOTTIME` now, in milliseconds.
@@ -751,7 +787,11 @@ pub fn run(dir: &Path, data_dir: &Path, orphan_after: Duration) -> io::Result<()
                 && fenced_deadline != Some(hb.deadline_ms)
             {
                 fenced_deadline = Some(hb.deadline_ms);
-                fence(data_dir, hb, now);
+                if fence(data_dir, hb, now)
+                    && let Err(e) = record_fired(dir)
+                {
+                    log(&format!("cannot write {FIRED}: {e}"));
+                }
             }
         }
         wake = next_wake(hb.as_ref(), fenced_deadline, boottime_ms());
@@ -786,14 +826,15 @@ fn next_wake(hb: Option<&Heartbeat>, fenced_deadline: Option<u64>, now_ms: u64) 
 
 /// Stop the postmaster of `data_dir` at once, if the order may reach it
 /// ([`may_stop`]): SIGQUIT (immediate shutdown), then SIGKILL of its
-/// process group after [`KILL_GRACE`].
-fn fence(data_dir: &Path, hb: &Heartbeat, now: u64) {
+/// process group after [`KILL_GRACE`]. Returns whether it went for a
+/// postmaster (whatever the signals achieved).
+fn fence(data_dir: &Path, hb: &Heartbeat, now: u64) -> bool {
     let late = now.saturating_sub(hb.deadline_ms);
     let Some((pm, pidfile)) = Postmaster::adopt(data_dir).zip(read_postmaster_pid(data_dir)) else {
         log(&format!(
             "deadline passed {late} ms ago with no heartbeat since; PostgreSQL is not running"
         ));
-        return;
+        return false;
     };
     let target = may_stop(
         hb,
@@ -814,7 +855,7 @@ fn fence(data_dir: &Path, hb: &Heartbeat, now: u64) {
                  (postmaster {}) and daemon {pid}, newer, runs it: leaving it alone",
                 pidfile.pid, hb.armed_by.pid, hb.postmaster_pid
             ));
-            return;
+            return false;
         }
     };
     log(&format!(
@@ -829,7 +870,7 @@ fn fence(data_dir: &Path, hb: &Heartbeat, now: u64) {
     while Instant::now() < until {
         if !pm.is_alive() {
             log("PostgreSQL stopped");
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -848,6 +889,7 @@ fn fence(data_dir: &Path, hb: &Heartbeat, now: u64) {
     } else {
         "PostgreSQL killed"
     });
+    true
 }
 
 #[cfg(test)]
@@ -1156,5 +1198,22 @@ mod tests {
         );
         assert!(read_heartbeat(&dir).unwrap().armed);
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn firings_add_up_across_fence_processes() {
+        let dir = std::env::temp_dir().join(format!("pgpilot-fence-fired-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(read_fired(&dir), None, "never fired");
+        record_fired(&dir).unwrap();
+        let first = read_fired(&dir).unwrap();
+        assert_eq!(first.count, 1);
+        assert!(first.last_unix > 1.7e9, "{first:?}");
+        // A later fence (another process) reads the record and adds to it.
+        record_fired(&dir).unwrap();
+        let second = read_fired(&dir).unwrap();
+        assert_eq!(second.count, 2);
+        assert!(second.last_unix >= first.last_unix);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

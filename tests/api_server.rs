@@ -217,6 +217,8 @@ fn ha(name: &str, is_leader: bool) -> HaState {
         failsafe_active: false,
         failsafe: None,
         watchdog_failed: false,
+        lease_deadline: None,
+        fence_dir: None,
     }
 }
 

@@ -207,6 +207,24 @@ fn fence_lateness_ms(log: &str) -> Option<u64> {
     rest.split(' ').next()?.parse().ok()
 }
 
+/// `pgpilot_fence_fired_total` in node `i`'s `/metrics` (docs/rest-api.md,
+/// "GET /metrics"): the fence's record of its firings, which outlives the
+/// daemon that was frozen or killed.
+async fn fence_fired(c: &TestCluster, i: usize) -> Option<f64> {
+    let text = reqwest::get(c.nodes[i].api("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with("pgpilot_fence_fired_total{"))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn pid_alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
@@ -266,6 +284,13 @@ async fn frozen_daemon_is_fenced_before_its_lease_ends() {
 
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, new, "the frozen node must not take over again");
+    // The thawed daemon shows what happened under it.
+    eventually(
+        Duration::from_secs(10),
+        "the thawed node's /metrics counts one fence firing",
+        || async { (fence_fired(&c, old).await? == 1.0).then_some(()) },
+    )
+    .await;
     let acks = w.finish().await;
     assert!(acks.iter().all(|a| a.node != old || a.at <= last_old.at));
 }
@@ -318,6 +343,11 @@ async fn dead_daemon_is_fenced_and_its_fence_adopted() {
         c.nodes[old].fence_pids(),
         fences,
         "the restarted daemon adopted the fence instead of starting another"
+    );
+    assert_eq!(
+        fence_fired(&c, old).await,
+        Some(1.0),
+        "the restarted daemon's /metrics counts the firing"
     );
     let acks = w.finish().await;
     assert_none_lost(&c, p, &acks).await;

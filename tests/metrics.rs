@@ -2,10 +2,15 @@
 //! answer, and a real Prometheus (Debian's package) scrapes the cluster
 //! through a crash failover: before it exactly one node reports
 //! `patroni_primary 1`, after it exactly one other node does, and the
-//! killed node's target is down; pgpilot's event counters come along.
+//! killed node's target is down; pgpilot's own metrics come along: the
+//! lease and fence gauges (the primary's lease has time left within ttl
+//! and its fence is armed, the replicas hold neither), the promotion
+//! counted as a failover, the DCS latency histogram, and every family the
+//! Grafana dashboard in `conf/` queries.
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -65,6 +70,57 @@ fn promtool_check(text: &str) {
             "promtool: {line}\n{text}"
         );
     }
+}
+
+/// The value of the one sample of `name` in `text` (`name{...} value`).
+fn sample(text: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The families a `/metrics` answer declares (`# TYPE` lines).
+fn families(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn metrics_text(c: &TestCluster, i: usize) -> Option<String> {
+    reqwest::get(c.nodes[i].api("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// The lease and fence as node `i` reports them: on the primary the lease
+/// has time left, at most ttl, and a live fence holds an armed order whose
+/// fencing point comes before the lease's end; a replica holds neither.
+/// `None` while that is not (yet) so: the fence acknowledges an order
+/// within its poll, after the cycle that armed it.
+async fn lease_and_fence_hold(c: &TestCluster, i: usize, primary: bool) -> Option<()> {
+    let text = metrics_text(c, i).await?;
+    let ttl = sample(&text, "pgpilot_lease_ttl_seconds")?;
+    let lease = sample(&text, "pgpilot_lease_seconds_left")?;
+    let armed = sample(&text, "pgpilot_fence_armed")?;
+    let fence = sample(&text, "pgpilot_fence_seconds_left")?;
+    let ok = if primary {
+        ttl == c.timing.ttl as f64
+            && lease > 0.0
+            && lease <= ttl
+            && armed == 1.0
+            && fence > 0.0
+            && fence < lease
+    } else {
+        lease == 0.0 && armed == 0.0 && fence == 0.0
+    };
+    ok.then_some(())
 }
 
 /// Prometheus in the foreground, killed when dropped.
@@ -140,6 +196,18 @@ impl Prometheus {
         )
     }
 
+    /// The sum of `instance`'s series of `q` (0 when it has none).
+    async fn sum_at(&self, q: &str, instance: &str) -> Option<f64> {
+        Some(
+            self.query(q)
+                .await?
+                .into_iter()
+                .filter(|(i, _)| i == instance)
+                .filter_map(|(_, v)| v.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
     /// The instances whose latest sample of `q` reads `value`.
     async fn instances_at(&self, q: &str, value: &str) -> Option<Vec<String>> {
         let mut hits: Vec<String> = self
@@ -192,6 +260,12 @@ async fn prometheus_scrapes_the_cluster_through_a_failover() {
         promtool_check(&text);
     }
 
+    // The lease as each node holds it, the fence as it answers.
+    for i in 0..3 {
+        let what = format!("node {i}'s lease and fence gauges (primary: {})", i == p);
+        eventually(SCRAPE, &what, || lease_and_fence_hold(&c, i, i == p)).await;
+    }
+
     let prom = Prometheus::start(&c.root, &ports);
     eventually(
         SCRAPE,
@@ -242,5 +316,52 @@ async fn prometheus_scrapes_the_cluster_through_a_failover() {
             .iter()
             .any(|(i, v)| *i == instance(np) && v.parse::<f64>().is_ok_and(|n| n >= 1.0)),
         "{took_lock:?}"
+    );
+
+    // The new primary's own view of the failover: one promotion, caused by
+    // the lapsed lease (no failover key), that succeeded; a decision of
+    // that kind; its lease and fence; its DCS calls timed.
+    eventually(
+        SCRAPE,
+        "Prometheus has the new primary's promotion, decision and DCS latency",
+        || async {
+            let new_primary = instance(np);
+            let at = |q: &'static str| prom.sum_at(q, &new_primary);
+            let promoted =
+                at(r#"pgpilot_promotions_total{cause="failover",outcome="succeeded"}"#).await?;
+            let other = at(r#"pgpilot_promotions_total{cause!="failover"}"#).await?;
+            let decided = at(r#"pgpilot_ha_decisions_total{kind="promote"}"#).await?;
+            let renewals =
+                at(r#"pgpilot_dcs_request_duration_seconds_count{operation="update_leader"}"#)
+                    .await?;
+            (promoted == 1.0 && other == 0.0 && decided >= 1.0 && renewals >= 1.0).then_some(())
+        },
+    )
+    .await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != p).collect();
+    for &i in &survivors {
+        let what = format!("node {i}'s lease and fence after the failover");
+        eventually(SCRAPE, &what, || lease_and_fence_hold(&c, i, i == np)).await;
+    }
+
+    // Every family the dashboard queries is one the live nodes expose.
+    let mut live = BTreeSet::new();
+    for &i in &survivors {
+        let text = metrics_text(&c, i).await.expect("GET /metrics");
+        promtool_check(&text);
+        live.extend(families(&text));
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/grafana-dashboard.json"),
+        )
+        .expect("conf/grafana-dashboard.json"),
+    )
+    .expect("the dashboard is JSON");
+    let queried = pgpilot::api::metric_families::dashboard_families(&dashboard, &live);
+    let missing: Vec<&String> = queried.difference(&live).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries families no node exposes: {missing:?}"
     );
 }

@@ -46,6 +46,24 @@ async fn post(c: &TestCluster, i: usize, path: &str, body: Value) -> (u16, Strin
     call(c, i, reqwest::Method::POST, path, body).await
 }
 
+/// The sum of the samples of `series` (`name{labels` as written, the
+/// labels after `scope` and `name`) in node `i`'s `/metrics`.
+async fn metric(c: &TestCluster, i: usize, series: &str) -> f64 {
+    let text = http()
+        .get(c.nodes[i].api("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Wait until `new` is the only primary and `old` streams from it.
 async fn wait_rejoined(c: &TestCluster, old: usize, new: usize) {
     eventually(
@@ -165,6 +183,30 @@ async fn switchovers_and_failover_lose_no_acknowledged_write() {
     assert!(by_node.len() == 3, "every primary took writes: {by_node:?}");
     let failover = c.get_json(target, "/cluster").await.expect("cluster");
     assert!(failover.get("scheduled_switchover").is_none(), "{failover}");
+
+    // Each new primary counted its promotion under the request's kind
+    // (docs/rest-api.md, "GET /metrics"), each old one its graceful
+    // demotion.
+    for (node, cause) in [
+        (cand, "switchover"),
+        (p2, "switchover"),
+        (target, "manual_failover"),
+    ] {
+        let ok = format!(r#"pgpilot_promotions_total{{cause="{cause}",outcome="succeeded"}}"#);
+        assert_eq!(metric(&c, node, &ok).await, 1.0, "node {node}: {ok}");
+        assert_eq!(
+            metric(&c, node, "pgpilot_promotions_total{").await,
+            1.0,
+            "node {node} promoted once"
+        );
+    }
+    for old in [p0, p1] {
+        let graceful = r#"pgpilot_demotions_total{mode="graceful"}"#;
+        assert!(
+            metric(&c, old, graceful).await >= 1.0,
+            "node {old}: {graceful}"
+        );
+    }
 }
 
 fn iso(unix: u64) -> String {

@@ -38,6 +38,7 @@ use crate::messages::supervisor::{
     StopAndWait, StopGracefully, StopMode, SyncSlots,
 };
 use crate::sync;
+use crate::telemetry;
 use crate::watchdog::Watchdog;
 
 /// The watchdog, even if a panic poisoned its mutex (its state stays valid:
@@ -86,6 +87,9 @@ pub struct LeaderElector {
     shutting_down: bool,
     /// The fence process beside this daemon (src/fence.rs).
     fence: Arc<Mutex<FenceClient>>,
+    /// Its directory, for `/metrics` (fixed for the daemon's life; shared,
+    /// so the state every REST request asks for copies no path).
+    fence_dir: Arc<std::path::Path>,
     /// What this node last wrote to `patroni.dynamic.json`.
     dumped: Option<serde_json::Value>,
     /// The watchdog device (src/watchdog/).
@@ -103,7 +107,9 @@ struct CycleReport {
 }
 
 impl LeaderElector {
-    pub fn new(cfg: Arc<Config>, dynamic: DynamicConfig, links: ElectorLinks) -> LeaderElector {
+    pub fn new(cfg: Arc<Config>, dynamic: DynamicConfig, mut links: ElectorLinks) -> LeaderElector {
+        // The HA loop's store calls are timed for `/metrics` (src/dcs/metered.rs).
+        links.dcs = crate::dcs::metered::Metered::wrap(links.dcs);
         let data_dir = super::postgres_supervisor::absolute(&cfg.postgresql.data_dir);
         // A fence outlives its daemon long enough for a restart to adopt it,
         // and exits afterwards only once PostgreSQL is not running.
@@ -120,8 +126,10 @@ impl LeaderElector {
             info!(event = crate::events::SESSION_INHERITED, session = ?id);
             links.dcs.inherit_session(&id);
         }
+        let fence_dir: Arc<std::path::Path> = Arc::from(fence_client.dir());
         let fence = Arc::new(Mutex::new(fence_client));
         LeaderElector {
+            fence_dir,
             node: Arc::new(Mutex::new(ha::Node::new(&cfg.name))),
             fence,
             watchdog: Arc::new(Mutex::new(Watchdog::from_config(&cfg))),
@@ -178,15 +186,22 @@ impl LeaderElector {
                     let outcome = sync::lock(&act.node).keepalive_answered(ticket, answer, &timing);
                     match outcome {
                         KeepaliveOutcome::Extended(d) => {
+                            telemetry::ha::keepalive("extended");
                             sync::lock(&act.fence).extend(d, timing.fence_margin());
                         }
-                        KeepaliveOutcome::Lost => warn!(
-                            event = crate::events::LEASE_KEEPALIVE_LOST,
-                            "the lease is gone; the next cycle decides"
-                        ),
+                        KeepaliveOutcome::Lost => {
+                            telemetry::ha::keepalive("lost");
+                            warn!(
+                                event = crate::events::LEASE_KEEPALIVE_LOST,
+                                "the lease is gone; the next cycle decides"
+                            )
+                        }
                         KeepaliveOutcome::Nothing => {
                             if let Err(e) = r {
+                                telemetry::ha::keepalive("failed");
                                 tracing::debug!(event = crate::events::LEASE_KEEPALIVE_FAILED, error = %e);
+                            } else {
+                                telemetry::ha::keepalive("ignored");
                             }
                         }
                     }
@@ -245,6 +260,7 @@ impl LeaderElector {
     }
 
     fn finish_cycle(&mut self, report: CycleReport, started: Instant, ctx: &mut Context<Self>) {
+        telemetry::ha::cycle_finished(started.elapsed());
         // systemd's watchdog (WatchdogSec=): a finished cycle proves the HA
         // loop is alive; a hung loop stops the pings and systemd kills the
         // daemon (KillMode=process: the fence stops PostgreSQL before the
@@ -373,6 +389,8 @@ impl LeaderElector {
             failsafe_active: node.failsafe_active(now, ttl),
             failsafe: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
             watchdog_failed: wd(&self.watchdog).is_failed(&self.dynamic.timing),
+            lease_deadline: node.lease_deadline(),
+            fence_dir: Some(self.fence_dir.clone()),
         }
     }
 }
@@ -395,6 +413,7 @@ impl Handler<Wake> for LeaderElector {
 impl Handler<JobFinished> for LeaderElector {
     type Result = ();
     fn handle(&mut self, msg: JobFinished, ctx: &mut Context<Self>) {
+        telemetry::ha::job_finished(&msg.0);
         info!(event = crate::events::JOB_FINISHED, outcome = ?msg.0);
         self.start_cycle(ctx);
     }
@@ -683,6 +702,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         let repeat = n.is_repeat(&d);
         (d, repeat)
     };
+    telemetry::ha::decided(decision.kind());
     // Patroni's words as the messages, pgpilot's reason and facts as
     // fields beside them (docs/operations.md, "Patroni's messages").
     if repeat {
@@ -733,6 +753,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         } else {
             execute(&action, &ctx).await
         };
+        count_action(&action, &result, cluster.as_ref());
         let step = sync::lock(&node).action_done(&action, result, timing.ttl);
         if let Some(order) = step.watchdog {
             wd(&watchdog).apply(order, &timing);
@@ -867,6 +888,24 @@ fn leader_key_foreign(c: &Cluster, me: &str, dcs: &dyn crate::dcs::Dcs) -> bool 
         .filter(|l| l.name == me)
         .and_then(|l| l.session.as_ref())
         .is_some_and(|s| !dcs.holds_session(s))
+}
+
+/// An action's result, counted for `/metrics` (src/telemetry/ha.rs): by
+/// kind and result; a promotion job started under its cause (the failover
+/// key of this cycle's view, `ha::switchover::promotion_cause`), a
+/// demotion carried out under its mode.
+fn count_action(action: &Action, result: &ActionResult, cluster: Option<&Cluster>) {
+    telemetry::ha::action_done(action.kind(), telemetry::ha::result_label(result));
+    if matches!(result, ActionResult::Failed(_)) {
+        return;
+    }
+    match action {
+        Action::Promote => {
+            telemetry::ha::promotion_started(ha::switchover::promotion_cause(cluster));
+        }
+        Action::Demote { mode } => telemetry::ha::demoted(*mode),
+        _ => {}
+    }
 }
 
 fn dcs_view_leader(v: &DcsView) -> Option<String> {

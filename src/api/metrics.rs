@@ -84,6 +84,15 @@ fn escape_label(v: &str) -> String {
     out
 }
 
+/// Patroni's labels of every sample: `{scope="...",name="..."}`, escaped.
+pub fn labels(scope: &str, name: &str) -> String {
+    format!(
+        "{{scope=\"{}\",name=\"{}\"}}",
+        escape_label(scope),
+        escape_label(name)
+    )
+}
+
 /// Seconds since the epoch of a timestamp field, as Python prints
 /// `timedelta.total_seconds()` (always with a fraction: `1733400109.0`);
 /// `0` when absent or unreadable, as Patroni's `... if t else 0`.
@@ -120,11 +129,7 @@ pub fn render(doc: &Value) -> String {
             .and_then(Value::as_str)
             .unwrap_or("")
     };
-    let labels = format!(
-        "{{scope=\"{}\",name=\"{}\"}}",
-        escape_label(meta_str("scope")),
-        escape_label(meta_str("name"))
-    );
+    let labels = labels(meta_str("scope"), meta_str("name"));
     let server_version = number(field("server_version"));
 
     let mut out = String::with_capacity(4096);

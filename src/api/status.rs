@@ -192,6 +192,8 @@ pub(crate) mod tests {
             failsafe_active: false,
             failsafe: None,
             watchdog_failed: false,
+            lease_deadline: None,
+            fence_dir: None,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod exhibitor;
 pub mod keys;
 pub mod member;
 pub mod memory;
+pub mod metered;
 pub mod sync_key;
 pub mod version;
 pub mod zookeeper;

@@ -140,4 +140,172 @@ impl Decision {
     pub fn idle(reason: impl Into<String>) -> Decision {
         Decision::new(Vec::new(), reason)
     }
+
+    /// What kind of decision this is, for `pgpilot_ha_decisions_total`
+    /// (docs/rest-api.md, "GET /metrics"): the kind of its most
+    /// consequential action by `DECISION_RANKING` (a leader's decision
+    /// that renews the lock and also promotes is a `promote`), else the kind
+    /// of its first action (bookkeeping only: history, failsafe, sync key),
+    /// `none` when it orders nothing.
+    pub fn kind(&self) -> &'static str {
+        let kinds = || self.actions.iter().map(Action::kind);
+        DECISION_RANKING
+            .iter()
+            .find(|k| kinds().any(|a| a == **k))
+            .copied()
+            .or_else(|| kinds().next())
+            .unwrap_or("none")
+    }
+}
+
+/// Action kinds from the most to the least consequential: what a decision
+/// that orders several counts as ([`Decision::kind`]). Stopping the daemon,
+/// then anything that stops, promotes or rebuilds PostgreSQL, then the
+/// leader key, then starting and following, then keeping the lease.
+pub const DECISION_RANKING: [&str; 20] = [
+    "fatal",
+    "demote",
+    "promote",
+    "acquire_lock",
+    "release_lock",
+    "rewind",
+    "reinitialize",
+    "clone",
+    "clone_without_leader",
+    "bootstrap",
+    "take_initialize",
+    "complete_bootstrap",
+    "create_initialize",
+    "cancel_initialize",
+    "start_primary",
+    "start_replica",
+    "follow",
+    "stay_primary_on_failsafe",
+    "show_rewind_failed",
+    "renew_lock",
+];
+
+impl Action {
+    /// The action's name as a metric label (`pgpilot_ha_actions_total`,
+    /// `pgpilot_ha_decisions_total`): its variant in snake_case, without
+    /// its data, so the label set stays small and fixed.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::TakeInitialize => "take_initialize",
+            Action::CreateInitialize { .. } => "create_initialize",
+            Action::CompleteBootstrap { .. } => "complete_bootstrap",
+            Action::CancelInitialize => "cancel_initialize",
+            Action::AcquireLock => "acquire_lock",
+            Action::RenewLock => "renew_lock",
+            Action::ReleaseLock => "release_lock",
+            Action::Bootstrap => "bootstrap",
+            Action::Clone { .. } => "clone",
+            Action::CloneWithoutLeader => "clone_without_leader",
+            Action::Reinitialize { .. } => "reinitialize",
+            Action::Rewind { .. } => "rewind",
+            Action::WriteHistory => "write_history",
+            Action::StartPrimary => "start_primary",
+            Action::StartReplica { .. } => "start_replica",
+            Action::ActivateWatchdog => "activate_watchdog",
+            Action::Promote => "promote",
+            Action::Demote { .. } => "demote",
+            Action::ClearFailover { .. } => "clear_failover",
+            Action::Follow { .. } => "follow",
+            Action::Fatal { .. } => "fatal",
+            Action::WriteFailsafe { .. } => "write_failsafe",
+            Action::StayPrimaryOnFailsafe => "stay_primary_on_failsafe",
+            Action::ShowRewindFailed => "show_rewind_failed",
+            Action::RestoreConfig => "restore_config",
+            Action::Sync(_) => "sync",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_counts_as_its_most_consequential_action() {
+        let kind = |actions: Vec<Action>| Decision::new(actions, "").kind();
+        assert_eq!(kind(vec![]), "none");
+        assert_eq!(kind(vec![Action::RenewLock]), "renew_lock");
+        // The watchdog is armed before the lock is taken: still a race won.
+        assert_eq!(
+            kind(vec![Action::ActivateWatchdog, Action::AcquireLock]),
+            "acquire_lock"
+        );
+        assert_eq!(
+            kind(vec![
+                Action::RenewLock,
+                Action::ActivateWatchdog,
+                Action::Promote,
+                Action::ClearFailover {
+                    version: crate::dcs::Version::from_int(1),
+                },
+            ]),
+            "promote"
+        );
+        assert_eq!(
+            kind(vec![Action::RenewLock, Action::WriteHistory]),
+            "renew_lock"
+        );
+        // Bookkeeping alone: its first action.
+        assert_eq!(
+            kind(vec![Action::WriteHistory, Action::RestoreConfig]),
+            "write_history"
+        );
+        assert_eq!(
+            kind(vec![
+                Action::ShowRewindFailed,
+                Action::Demote {
+                    mode: DemoteMode::Offline
+                }
+            ]),
+            "demote"
+        );
+    }
+
+    #[test]
+    fn every_ranked_kind_is_an_action_kind() {
+        let all = [
+            Action::TakeInitialize,
+            Action::CreateInitialize { sysid: "1".into() },
+            Action::CompleteBootstrap { sysid: "1".into() },
+            Action::CancelInitialize,
+            Action::AcquireLock,
+            Action::RenewLock,
+            Action::ReleaseLock,
+            Action::Bootstrap,
+            Action::CloneWithoutLeader,
+            Action::StartPrimary,
+            Action::StartReplica { upstream: None },
+            Action::Promote,
+            Action::Demote {
+                mode: DemoteMode::Graceful,
+            },
+            Action::Fatal { reason: "x".into() },
+            Action::StayPrimaryOnFailsafe,
+            Action::ShowRewindFailed,
+        ];
+        let up = Upstream {
+            name: "n".into(),
+            host: "h".into(),
+            port: 1,
+        };
+        let with_upstream = [
+            Action::Clone { from: up.clone() },
+            Action::Reinitialize { from: up.clone() },
+            Action::Rewind { from: up.clone() },
+            Action::Follow { upstream: up },
+        ];
+        let kinds: Vec<&str> = all.iter().chain(&with_upstream).map(Action::kind).collect();
+        for k in DECISION_RANKING {
+            assert!(kinds.contains(&k), "{k} is no action's kind");
+        }
+        let mut unique = DECISION_RANKING.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), DECISION_RANKING.len());
+    }
 }

@@ -276,3 +276,54 @@ pub fn clear_after_win(cluster: &Cluster) -> Option<Action> {
         version: f.version.clone(),
     })
 }
+
+/// Why this node promotes, for `pgpilot_promotions_total` (docs/rest-api.md,
+/// "GET /metrics"), from the cluster view of the cycle that promotes (the
+/// request is cleared in that same cycle, after the promotion): a
+/// `failover` key naming the leader is a `switchover`, one naming only a
+/// candidate a `manual_failover`, none (or an empty one) a `failover`: the
+/// leader's lease ran out.
+pub fn promotion_cause(cluster: Option<&Cluster>) -> &'static str {
+    match cluster.and_then(|c| c.failover.as_ref()).map(|f| &f.value) {
+        Some(Failover {
+            leader: Some(_), ..
+        }) => "switchover",
+        Some(Failover {
+            member: Some(_), ..
+        }) => "manual_failover",
+        _ => "failover",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_failover(value: Option<&str>) -> Cluster {
+        let mut rows = vec![("leader".to_owned(), "n2".to_owned(), 1, 0)];
+        if let Some(v) = value {
+            rows.push(("failover".to_owned(), v.to_owned(), 2, 0));
+        }
+        Cluster::from_kvs(rows)
+    }
+
+    #[test]
+    fn the_failover_key_says_why_a_node_promotes() {
+        assert_eq!(promotion_cause(None), "failover");
+        assert_eq!(promotion_cause(Some(&with_failover(None))), "failover");
+        assert_eq!(
+            promotion_cause(Some(&with_failover(Some(
+                r#"{"leader":"n1","member":"n2"}"#
+            )))),
+            "switchover"
+        );
+        assert_eq!(
+            promotion_cause(Some(&with_failover(Some(r#"{"leader":"n1"}"#)))),
+            "switchover"
+        );
+        assert_eq!(
+            promotion_cause(Some(&with_failover(Some(r#"{"member":"n2"}"#)))),
+            "manual_failover"
+        );
+    }
+}

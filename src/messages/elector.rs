@@ -45,6 +45,12 @@ pub struct HaState {
     pub failsafe: Option<BTreeMap<String, String>>,
     /// `watchdog.mode: required` and the device cannot be used.
     pub watchdog_failed: bool,
+    /// Until when this node's lease surely holds, as the HA core keeps it
+    /// (`ha::Node::lease_deadline`; `/metrics`).
+    pub lease_deadline: Option<Instant>,
+    /// The fence's directory (`<data_dir>.fence`), whose answer `/metrics`
+    /// reads; `None` in tests without a fence.
+    pub fence_dir: Option<std::sync::Arc<std::path::Path>>,
 }
 
 #[derive(Debug, Message)]
