@@ -172,6 +172,15 @@ pub fn absolute(p: &str) -> PathBuf {
     }
 }
 
+/// `synchronous_standby_names` as the previous daemon left it in the
+/// managed postgresql.conf (docs/replication-modes.md, "A daemon restart
+/// keeps the list"), as Patroni's `load_current_server_parameters` takes
+/// over the running value when it joins a running PostgreSQL.
+fn inherited_standby_names(config_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(config_dir.join(datadir::POSTGRESQL_CONF)).ok()?;
+    crate::postgres::conf::conf_value(&text, "synchronous_standby_names")
+}
+
 impl PostgresSupervisor {
     pub fn new(
         cfg: Arc<Config>,
@@ -181,6 +190,7 @@ impl PostgresSupervisor {
         let data_dir = absolute(&cfg.postgresql.data_dir);
         let config_dir = absolute(cfg.postgresql.config_dir());
         let bins = Binaries::from_config(&cfg.postgresql);
+        let inherited_standby_names = inherited_standby_names(&config_dir);
         let env = JobEnv {
             cfg,
             dynamic,
@@ -189,6 +199,7 @@ impl PostgresSupervisor {
             config_dir,
             hot_standby_feedback: false,
             standby_names: None,
+            inherited_standby_names,
         };
         let session = LocalSession::new(env.local_conn(), env.dynamic.timing.local_query_timeout());
         PostgresSupervisor {
@@ -1314,10 +1325,14 @@ impl Handler<SetStandbyNames> for PostgresSupervisor {
         _ctx: &mut Context<Self>,
     ) -> Self::Result {
         let done = |r: Result<(), SupervisorError>| -> Self::Result { Box::pin(fut::ready(r)) };
-        if self.env.standby_names == value {
+        // The rules decided: what the previous daemon left no longer
+        // counts. Nothing to write when the value in force stays.
+        let before = self.env.managed_standby_names().map(str::to_owned);
+        self.env.inherited_standby_names = None;
+        self.env.standby_names = value;
+        if self.env.managed_standby_names() == before.as_deref() {
             return done(Ok(()));
         }
-        self.env.standby_names = value;
         // A running job took its copy of the settings: rewrite once it is
         // done. Without a postmaster the next start writes the files.
         if self.busy.is_some() {

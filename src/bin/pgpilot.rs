@@ -403,6 +403,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             config_manager: manager.clone().recipient(),
             failsafe: elector.clone().recipient(),
             pg_ops: supervisor.clone().recipient(),
+            sync_duty: elector.clone().recipient(),
             dcs: dcs.clone(),
             wake: elector.clone().recipient(),
             peers,
