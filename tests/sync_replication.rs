@@ -329,8 +329,8 @@ async fn no_promotion_without_a_sync_standby() {
 }
 
 /// docs/replication-modes.md §3: a synchronous standby restarted by
-/// `POST /restart`, or stopped cleanly, asks the primary to release it
-/// first, and the other replica takes over the duty, so commits never wait
+/// `POST /restart` (now or scheduled), or stopped cleanly, asks the
+/// primary to release it first, and the other replica takes over the duty, so commits never wait
 /// on a standby that is going away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_releases_the_sync_duty_first() {
@@ -377,21 +377,49 @@ async fn a_clean_stop_releases_the_sync_duty_first() {
     })
     .await;
 
-    // A clean stop of the synchronous standby (now the other replica).
-    c.signal(other, nix::sys::signal::Signal::SIGTERM);
-    c.wait_exit(other, Duration::from_secs(60)).await;
-    let log = c.nodes[other].log();
+    // A scheduled restart of the synchronous standby (now the other
+    // replica) is released the same way when it fires.
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3;
+    let at = pgpilot::ha::iso8601::Utc::from_unix(at).to_iso8601();
+    let (code, text) = post_json(&c, other, "/restart", json!({ "schedule": at })).await;
+    assert_eq!(code, 202, "{text}");
+    eventually(
+        Duration::from_secs(40),
+        "the scheduled restart released the standby",
+        || async { released(&c.nodes[other].log()).then_some(()) },
+    )
+    .await;
+    eventually(APPLY, "the first replica took the duty back", || async {
+        (sync_standby(&c, primary).await.as_deref() == Some(name.as_str())).then_some(())
+    })
+    .await;
+    assert!(commits(&c, primary).await, "commits go on");
+    eventually(APPLY, "the restarted standby streams again", || async {
+        let st = c.status(other).await?;
+        (st["replication_state"] == "streaming").then_some(())
+    })
+    .await;
+
+    // A clean stop of the synchronous standby (the first one again).
+    let before = c.nodes[s].log().len();
+    c.signal(s, nix::sys::signal::Signal::SIGTERM);
+    c.wait_exit(s, Duration::from_secs(60)).await;
+    let log = c.nodes[s].log();
     assert!(
-        released(&log),
+        released(&log[before..]),
         "the standby stopped without being released:\n{log}"
     );
     // The stopped standby left the key before it stopped; commits go on
-    // (synchronous_standby_names names the first one already), and that
+    // (synchronous_standby_names names the other one already), and that
     // one enters the key once PostgreSQL confirms it.
-    assert_ne!(sync_standby(&c, primary).await, Some(other_name));
+    assert_ne!(sync_standby(&c, primary).await, Some(name));
     assert!(commits(&c, primary).await, "commits go on");
-    eventually(APPLY, "the first replica takes the duty back", || async {
-        (sync_standby(&c, primary).await.as_deref() == Some(name.as_str())).then_some(())
+    eventually(APPLY, "the other replica takes the duty over", || async {
+        (sync_standby(&c, primary).await.as_deref() == Some(other_name.as_str())).then_some(())
     })
     .await;
 }

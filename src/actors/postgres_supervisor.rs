@@ -19,7 +19,7 @@ use crate::ha::logical_slots::{LeaderCatalogXmin, LogicalReadiness, PrimarySlot}
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::{ConfigChanged, ConfigReloaded};
-use crate::messages::elector::JobFinished;
+use crate::messages::elector::{JobFinished, SyncDuty};
 use crate::messages::restart::{self as restart, Fire, RestartOptions};
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgOpOutcome, PgState, PgStatus,
@@ -45,6 +45,9 @@ pub struct PostgresSupervisor {
     apply_pending: bool,
     /// Where `on_*` callback events go, and the role they report.
     callbacks: Option<Recipient<CallbackEvent>>,
+    /// The elector, which releases a synchronous standby's duty around a
+    /// scheduled restart (docs/replication-modes.md §3).
+    sync_duty: Option<Recipient<SyncDuty>>,
     pg_callbacks: PgCallbacks,
     /// The role the running job starts PostgreSQL as.
     job_role: Option<PgRole>,
@@ -212,6 +215,7 @@ impl PostgresSupervisor {
             listener,
             apply_pending: false,
             callbacks: None,
+            sync_duty: None,
             pg_callbacks: PgCallbacks::default(),
             job_role: None,
             job_handle: None,
@@ -253,6 +257,13 @@ impl PostgresSupervisor {
     /// `on_reload`) to `sink`.
     pub fn with_callbacks(mut self, sink: Recipient<CallbackEvent>) -> PostgresSupervisor {
         self.callbacks = Some(sink);
+        self
+    }
+
+    /// Ask `elector` to release this node's synchronous duty around a
+    /// scheduled restart, as `POST /restart` does for an immediate one.
+    pub fn with_sync_duty(mut self, elector: Recipient<SyncDuty>) -> PostgresSupervisor {
+        self.sync_duty = Some(elector);
         self
     }
 
@@ -920,23 +931,52 @@ impl PostgresSupervisor {
                 Fire::Drop(why) => {
                     warn!(event = crate::events::SCHEDULED_RESTART_DROPPED, schedule = %s.schedule, reason = %why)
                 }
-                Fire::Run => match act.begin_restart(s.options.timeout, Vec::new(), ctx) {
+                Fire::Run => act.run_scheduled(s, ctx),
+            }
+        }));
+    }
+
+    /// A due scheduled restart that still applies: a synchronous standby
+    /// asks to be released first, as Patroni's scheduled restart runs its
+    /// `restart()` inside `while_not_sync_standby`
+    /// (docs/replication-modes.md §3); the duty is resumed once the
+    /// restart is over, or did not start.
+    fn run_scheduled(&mut self, s: ScheduledRestart, ctx: &mut Context<Self>) {
+        let duty = self.sync_duty.clone();
+        let release = duty.clone();
+        ctx.spawn(
+            async move {
+                match release {
+                    Some(d) => d.send(SyncDuty::Release).await.unwrap_or(false),
+                    None => false,
+                }
+            }
+            .into_actor(self)
+            .map(move |released, act, ctx| {
+                let resume = move || {
+                    if let (true, Some(d)) = (released, &duty) {
+                        d.do_send(SyncDuty::Resume);
+                    }
+                };
+                match act.begin_restart(s.options.timeout, Vec::new(), ctx) {
                     Ok(rx) => {
                         ctx.spawn(
                             async move {
                                 if let Ok(outcome) = rx.await {
                                     info!(event = crate::events::SCHEDULED_RESTART_DONE, result = %outcome);
                                 }
+                                resume();
                             }
                             .into_actor(act),
                         );
                     }
                     Err(why) => {
+                        resume();
                         warn!(event = crate::events::SCHEDULED_RESTART_DROPPED, schedule = %s.schedule, reason = %why)
                     }
-                },
-            }
-        }));
+                }
+            }),
+        );
     }
 
     /// What the supervisor itself knows, before PostgreSQL is asked (no job
