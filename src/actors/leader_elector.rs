@@ -436,7 +436,11 @@ impl Handler<SyncDuty> for LeaderElector {
                 // Patroni wraps only a replica's restart in a synchronous
                 // mode (`is_synchronous_mode() and not has_lock()`).
                 let holds_lease = sync::lock(&self.node).lease_deadline().is_some();
-                if !self.dynamic.sync.enabled() || self.cfg.tags.nosync || holds_lease {
+                if !ha::sync::restart_releases_duty(
+                    &self.dynamic.sync,
+                    self.cfg.tags.nosync,
+                    holds_lease,
+                ) {
                     return Box::pin(fut::ready(false));
                 }
                 self.sync_released += 1;
