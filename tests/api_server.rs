@@ -17,7 +17,7 @@ use pgpilot::dcs::{
 };
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::{ReloadConfig, ReloadError};
-use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, Wake};
+use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, SyncDuty, Wake};
 use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgOpOutcome, PgState, PgStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -32,6 +32,12 @@ impl Handler<GetHaState> for FakeElector {
     type Result = MessageResult<GetHaState>;
     fn handle(&mut self, _: GetHaState, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.0.clone())
+    }
+}
+impl Handler<SyncDuty> for FakeElector {
+    type Result = bool;
+    fn handle(&mut self, _: SyncDuty, _: &mut Context<Self>) -> bool {
+        false
     }
 }
 
@@ -270,8 +276,10 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
         delay: pg_delay,
     }
     .start();
+    let elector = FakeElector(ha).start();
     let ctx = ApiContext {
-        elector: FakeElector(ha).start().recipient(),
+        elector: elector.clone().recipient(),
+        sync_duty: elector.recipient(),
         supervisor: supervisor.clone().recipient(),
         pg_ops: supervisor.recipient(),
         config_manager: FakeConfigManager(reloads.clone()).start().recipient(),

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
+use support::sync_faults::SyncMode;
 use support::writer::{spawn_writer, values_on, wait_for_writes};
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -437,16 +438,19 @@ async fn commits(c: &TestCluster, i: usize) -> bool {
 /// docs/replication-modes.md §5, quorum and strict: a dead voter leaves
 /// the list and the key (the other one stays, commits go on); with both
 /// gone the list keeps the last voter and commits wait, until it is back.
+/// Then, on the same cluster, the fault sequence of docs/replication-modes.md §7
+/// (`support::sync_faults`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_strict_drops_a_dead_voter_then_blocks_commits() {
-    let mut c = TestCluster::with_dcs(
-        3,
-        Timing::default(),
-        &[
-            ("synchronous_mode", "quorum"),
-            ("synchronous_mode_strict", "true"),
+    let opts = ClusterOptions {
+        extra_dcs: vec![
+            ("synchronous_mode".to_owned(), "quorum".to_owned()),
+            ("synchronous_mode_strict".to_owned(), "true".to_owned()),
         ],
-    );
+        dcs_proxies: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(3, Timing::default(), opts);
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
     c.create_table_t(primary).await;
@@ -493,4 +497,7 @@ async fn quorum_strict_drops_a_dead_voter_then_blocks_commits() {
         commits(&c, primary).await.then_some(())
     })
     .await;
+
+    c.start(replicas[1]);
+    support::sync_faults::run(&mut c, SyncMode::QuorumStrict).await;
 }

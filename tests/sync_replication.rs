@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use pgpilot::events;
 use serde_json::{Value, json};
-use support::cluster::{TestCluster, Timing};
+use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
+use support::sync_faults::SyncMode;
 use support::writer::{spawn_writer, values_on, wait_for_writes};
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -214,17 +215,20 @@ async fn commits(c: &TestCluster, i: usize) -> bool {
 
 /// Strict mode (docs/replication-modes.md §3): a dead synchronous standby
 /// is replaced by the other one; with both gone commits wait instead of
-/// going asynchronous, and go on once a standby is back.
+/// going asynchronous, and go on once a standby is back. Then, on the same
+/// cluster, the fault sequence of docs/replication-modes.md §7
+/// (`support::sync_faults`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_replaces_a_dead_sync_standby_then_blocks_commits() {
-    let mut c = TestCluster::with_dcs(
-        3,
-        Timing::default(),
-        &[
-            ("synchronous_mode", "true"),
-            ("synchronous_mode_strict", "true"),
+    let opts = ClusterOptions {
+        extra_dcs: vec![
+            ("synchronous_mode".to_owned(), "true".to_owned()),
+            ("synchronous_mode_strict".to_owned(), "true".to_owned()),
         ],
-    );
+        dcs_proxies: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(3, Timing::default(), opts);
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
     c.create_table_t(primary).await;
@@ -263,6 +267,9 @@ async fn strict_mode_replaces_a_dead_sync_standby_then_blocks_commits() {
         commits(&c, primary).await.then_some(())
     })
     .await;
+
+    c.start(s);
+    support::sync_faults::run(&mut c, SyncMode::Strict).await;
 }
 
 /// docs/replication-modes.md §4: primary and synchronous standby killed
@@ -321,10 +328,10 @@ async fn no_promotion_without_a_sync_standby() {
     );
 }
 
-/// docs/replication-modes.md §3: a synchronous standby stopped cleanly
-/// asks the primary to release it first, and the other replica takes
-/// over the duty before it stops, so commits never wait on a stopped
-/// standby.
+/// docs/replication-modes.md §3: a synchronous standby restarted by
+/// `POST /restart` (now or scheduled), or stopped cleanly, asks the
+/// primary to release it first, and the other replica takes over the duty, so commits never wait
+/// on a standby that is going away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_releases_the_sync_duty_first() {
     let mut c = TestCluster::with_dcs(3, Timing::default(), &[("synchronous_mode", "true")]);
@@ -338,18 +345,77 @@ async fn a_clean_stop_releases_the_sync_duty_first() {
     let s = index_of(&c, &name);
     let other = (0..3).find(|&i| i != primary && i != s).expect("3 nodes");
     let other_name = c.nodes[other].name.clone();
+    let released = |log: &str| {
+        log.lines()
+            .any(|l| l.contains(events::SYNC_DUTY_RELEASE) && l.contains("released=true"))
+    };
 
+    // POST /restart of the synchronous standby: released before
+    // PostgreSQL stops, the other replica takes the duty over.
+    let (code, text) = post_json(&c, s, "/restart", json!({})).await;
+    assert_eq!(code, 200, "{text}");
+    let log = c.nodes[s].log();
+    assert!(
+        released(&log),
+        "the standby restarted without being released:\n{log}"
+    );
+    eventually(APPLY, "the other replica took the duty over", || async {
+        (sync_standby(&c, primary).await.as_deref() == Some(other_name.as_str())).then_some(())
+    })
+    .await;
+    assert!(commits(&c, primary).await, "commits go on");
+    // Back and streaming, no longer `nosync`: a candidate again.
+    eventually(APPLY, "the restarted standby streams again", || async {
+        let st = c.status(s).await?;
+        let cl = c.get_json(primary, "/cluster").await?;
+        let member = cl["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == name.as_str())?
+            .clone();
+        (st["replication_state"] == "streaming" && member["tags"]["nosync"] != true).then_some(())
+    })
+    .await;
+
+    // A scheduled restart of the synchronous standby (now the other
+    // replica) is released the same way when it fires.
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3;
+    let at = pgpilot::ha::iso8601::Utc::from_unix(at).to_iso8601();
+    let (code, text) = post_json(&c, other, "/restart", json!({ "schedule": at })).await;
+    assert_eq!(code, 202, "{text}");
+    eventually(
+        Duration::from_secs(40),
+        "the scheduled restart released the standby",
+        || async { released(&c.nodes[other].log()).then_some(()) },
+    )
+    .await;
+    eventually(APPLY, "the first replica took the duty back", || async {
+        (sync_standby(&c, primary).await.as_deref() == Some(name.as_str())).then_some(())
+    })
+    .await;
+    assert!(commits(&c, primary).await, "commits go on");
+    eventually(APPLY, "the restarted standby streams again", || async {
+        let st = c.status(other).await?;
+        (st["replication_state"] == "streaming").then_some(())
+    })
+    .await;
+
+    // A clean stop of the synchronous standby (the first one again).
+    let before = c.nodes[s].log().len();
     c.signal(s, nix::sys::signal::Signal::SIGTERM);
     c.wait_exit(s, Duration::from_secs(60)).await;
     let log = c.nodes[s].log();
     assert!(
-        log.lines()
-            .any(|l| l.contains(events::SYNC_DUTY_RELEASE) && l.contains("released=true")),
+        released(&log[before..]),
         "the standby stopped without being released:\n{log}"
     );
     // The stopped standby left the key before it stopped; commits go on
-    // (synchronous_standby_names names the other replica already), and the
-    // other replica enters the key once PostgreSQL confirms it.
+    // (synchronous_standby_names names the other one already), and that
+    // one enters the key once PostgreSQL confirms it.
     assert_ne!(sync_standby(&c, primary).await, Some(name));
     assert!(commits(&c, primary).await, "commits go on");
     eventually(APPLY, "the other replica takes the duty over", || async {

@@ -17,7 +17,7 @@ use futures_util::future::join_all;
 use tracing::{error, info, warn};
 
 use super::failsafe::{confirm_members, heartbeat_body};
-use super::member_record::{api_url, conn_url, member_data};
+use super::member_record::{api_url, conn_url, effective_tags, member_data};
 use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig, dynamic_file};
 use crate::dcs::{Cluster, Dcs, LeaderHold, Status};
@@ -31,7 +31,7 @@ use crate::ha::{
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::ConfigChanged;
 use crate::messages::elector::{
-    FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, Wake,
+    FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, SyncDuty, Wake,
 };
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, ShowRewindFailed,
@@ -94,6 +94,9 @@ pub struct LeaderElector {
     dumped: Option<serde_json::Value>,
     /// The watchdog device (src/watchdog/).
     watchdog: Arc<Mutex<Watchdog>>,
+    /// Restarts in flight that released this node's synchronous duty
+    /// (`SyncDuty`): while any is, the member key says `nosync`.
+    sync_released: usize,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -147,6 +150,7 @@ impl LeaderElector {
             last_role: None,
             shutting_down: false,
             dumped: None,
+            sync_released: 0,
         }
     }
 
@@ -248,6 +252,7 @@ impl LeaderElector {
             node: self.node.clone(),
             fence: self.fence.clone(),
             watchdog: self.watchdog.clone(),
+            sync_released: self.sync_released > 0,
         };
         ctx.spawn(
             run_cycle(input)
@@ -465,6 +470,40 @@ impl Handler<FailsafeHeartbeat> for LeaderElector {
     }
 }
 
+impl Handler<SyncDuty> for LeaderElector {
+    type Result = ResponseActFuture<Self, bool>;
+    fn handle(&mut self, msg: SyncDuty, _ctx: &mut Context<Self>) -> Self::Result {
+        match msg {
+            SyncDuty::Resume => {
+                self.sync_released = self.sync_released.saturating_sub(1);
+                Box::pin(fut::ready(false))
+            }
+            SyncDuty::Release => {
+                // Patroni wraps only a replica's restart in a synchronous
+                // mode (`is_synchronous_mode() and not has_lock()`).
+                let holds_lease = sync::lock(&self.node).lease_deadline().is_some();
+                if !ha::sync::restart_releases_duty(
+                    &self.dynamic.sync,
+                    self.cfg.tags.nosync,
+                    holds_lease,
+                ) {
+                    return Box::pin(fut::ready(false));
+                }
+                self.sync_released += 1;
+                let (links, cfg, dynamic) =
+                    (self.links.clone(), self.cfg.clone(), self.dynamic.clone());
+                Box::pin(
+                    async move {
+                        super::sync_steps::release_duty(&links, &cfg, &dynamic).await;
+                        true
+                    }
+                    .into_actor(self),
+                )
+            }
+        }
+    }
+}
+
 impl Handler<Shutdown> for LeaderElector {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
@@ -558,6 +597,9 @@ struct CycleInput {
     node: Arc<Mutex<ha::Node>>,
     fence: Arc<Mutex<FenceClient>>,
     watchdog: Arc<Mutex<Watchdog>>,
+    /// A restart released the synchronous duty (`SyncDuty`): the member
+    /// key says `nosync` until it is done.
+    sync_released: bool,
 }
 
 /// One cycle (docs/ha.md §3.1): gather, feed `ha::Node`, carry out, report
@@ -571,6 +613,7 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         node,
         fence,
         watchdog,
+        sync_released,
     } = input;
     let mut report = CycleReport {
         cluster: None,
@@ -788,7 +831,8 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         if sync::lock(&node).rewind_failed() && !pg.facts.running && pg.busy.is_none() {
             pg.state = PgState::RewindFailed;
         }
-        let data = member_data(&cfg, &pg, dynamic.pause);
+        let mut data = member_data(&cfg, &pg, dynamic.pause);
+        data.tags = effective_tags(&cfg.tags, sync_released);
         // It renews the node's lease only when due (ttl/4), so it does not
         // move the leader's lease deadline: RenewLock and the keep-alive do.
         if let Err(e) = links.dcs.touch_member(&data).await {

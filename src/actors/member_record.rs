@@ -1,6 +1,6 @@
 //! What this node publishes under `members/<name>` (docs/dcs.md, "`members/<name>`").
 
-use crate::config::Config;
+use crate::config::{Config, Tags};
 use crate::dcs::MemberData;
 use crate::ha::{DataDir, JobKind, PgRole};
 use crate::messages::supervisor::{PgState, PgStatus};
@@ -58,5 +58,34 @@ pub fn member_data(cfg: &Config, pg: &PgStatus, pause: bool) -> MemberData {
             && pg.facts.role == Some(PgRole::Primary))
         .then_some(false),
         scheduled_restart: pg.scheduled_restart.clone(),
+    }
+}
+
+/// The tags the member key shows (Patroni's `get_effective_tags`): while
+/// this synchronous standby asks to be released (a clean stop, a
+/// `POST /restart`; docs/replication-modes.md §3) they say `nosync`, so
+/// the primary drops it and does not pick it again meanwhile.
+pub fn effective_tags(tags: &Tags, releasing_sync: bool) -> Tags {
+    let mut t = tags.clone();
+    if releasing_sync {
+        t.nosync = true;
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_standby_says_nosync_and_keeps_its_other_tags() {
+        let tags = Tags {
+            nofailover: true,
+            ..Tags::default()
+        };
+        let t = effective_tags(&tags, true);
+        assert!(t.nosync);
+        assert!(t.nofailover);
+        assert_eq!(effective_tags(&tags, false), tags);
     }
 }

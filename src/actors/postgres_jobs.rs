@@ -36,6 +36,13 @@ pub struct JobEnv {
     /// `synchronous_standby_names` as the sync rules set it
     /// (docs/replication-modes.md §3); `None`: the configured parameter.
     pub standby_names: Option<String>,
+    /// The value the previous daemon left in the managed postgresql.conf
+    /// (docs/replication-modes.md, "A daemon restart keeps the list"):
+    /// while a synchronous mode is on it stands for `standby_names` until
+    /// the sync rules set one, so a rewrite of the configuration before
+    /// then does not make commits asynchronous under a `sync` key that
+    /// still names a standby.
+    pub inherited_standby_names: Option<String>,
 }
 
 impl JobEnv {
@@ -64,10 +71,21 @@ impl JobEnv {
             values.insert("hot_standby_feedback".to_owned(), "on".to_owned());
         }
         // pgpilot manages it while a synchronous mode is on, never the user.
-        if let Some(v) = &self.standby_names {
-            values.insert("synchronous_standby_names".to_owned(), v.clone());
+        if let Some(v) = self.managed_standby_names() {
+            values.insert("synchronous_standby_names".to_owned(), v.to_owned());
         }
         values
+    }
+
+    /// `synchronous_standby_names` as pgpilot manages it: what the sync
+    /// rules set, else (a synchronous mode on) what the previous daemon
+    /// left; `None` gives it to the configured parameter.
+    pub fn managed_standby_names(&self) -> Option<&str> {
+        self.standby_names.as_deref().or_else(|| {
+            self.inherited_standby_names
+                .as_deref()
+                .filter(|_| self.dynamic.sync.enabled())
+        })
     }
 
     /// Log what the parameter rules adjusted; called when the configuration
@@ -1055,8 +1073,36 @@ postgresql:
             data_dir: "/data/pg".into(),
             config_dir: "/data/pg".into(),
             standby_names: None,
+            inherited_standby_names: None,
             hot_standby_feedback: forced,
         }
+    }
+
+    fn names(e: &JobEnv) -> Option<String> {
+        e.parameters().get("synchronous_standby_names").cloned()
+    }
+
+    fn sync_on(e: &mut JobEnv) {
+        e.dynamic = DynamicConfig::from_json(&serde_json::json!({"synchronous_mode": true}))
+            .expect("dynamic config");
+    }
+
+    /// docs/replication-modes.md, "A daemon restart keeps the list": the
+    /// value inherited from the previous daemon holds while a synchronous
+    /// mode is on and the rules set nothing yet; what they set wins.
+    #[test]
+    fn inherited_standby_names_hold_until_the_rules_set_them() {
+        let mut e = env("off", false);
+        e.inherited_standby_names = Some("node2".to_owned());
+        // Mode off: the configured parameter (none here).
+        assert_eq!(names(&e), None);
+        sync_on(&mut e);
+        assert_eq!(names(&e).as_deref(), Some("node2"));
+        e.standby_names = Some(String::new());
+        assert_eq!(names(&e).as_deref(), Some(""));
+        e.standby_names = Some("node3".to_owned());
+        assert_eq!(names(&e).as_deref(), Some("node3"));
+        assert_eq!(e.managed_standby_names(), Some("node3"));
     }
 
     #[test]

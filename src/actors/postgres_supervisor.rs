@@ -19,7 +19,7 @@ use crate::ha::logical_slots::{LeaderCatalogXmin, LogicalReadiness, PrimarySlot}
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::{ConfigChanged, ConfigReloaded};
-use crate::messages::elector::JobFinished;
+use crate::messages::elector::{JobFinished, SyncDuty};
 use crate::messages::restart::{self as restart, Fire, RestartOptions};
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgOp, PgOpOutcome, PgState, PgStatus,
@@ -45,6 +45,9 @@ pub struct PostgresSupervisor {
     apply_pending: bool,
     /// Where `on_*` callback events go, and the role they report.
     callbacks: Option<Recipient<CallbackEvent>>,
+    /// The elector, which releases a synchronous standby's duty around a
+    /// scheduled restart (docs/replication-modes.md §3).
+    sync_duty: Option<Recipient<SyncDuty>>,
     pg_callbacks: PgCallbacks,
     /// The role the running job starts PostgreSQL as.
     job_role: Option<PgRole>,
@@ -172,6 +175,15 @@ pub fn absolute(p: &str) -> PathBuf {
     }
 }
 
+/// `synchronous_standby_names` as the previous daemon left it in the
+/// managed postgresql.conf (docs/replication-modes.md, "A daemon restart
+/// keeps the list"), as Patroni's `load_current_server_parameters` takes
+/// over the running value when it joins a running PostgreSQL.
+fn inherited_standby_names(config_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(config_dir.join(datadir::POSTGRESQL_CONF)).ok()?;
+    crate::postgres::conf::conf_value(&text, "synchronous_standby_names")
+}
+
 impl PostgresSupervisor {
     pub fn new(
         cfg: Arc<Config>,
@@ -181,6 +193,7 @@ impl PostgresSupervisor {
         let data_dir = absolute(&cfg.postgresql.data_dir);
         let config_dir = absolute(cfg.postgresql.config_dir());
         let bins = Binaries::from_config(&cfg.postgresql);
+        let inherited_standby_names = inherited_standby_names(&config_dir);
         let env = JobEnv {
             cfg,
             dynamic,
@@ -189,6 +202,7 @@ impl PostgresSupervisor {
             config_dir,
             hot_standby_feedback: false,
             standby_names: None,
+            inherited_standby_names,
         };
         let session = LocalSession::new(env.local_conn(), env.dynamic.timing.local_query_timeout());
         PostgresSupervisor {
@@ -201,6 +215,7 @@ impl PostgresSupervisor {
             listener,
             apply_pending: false,
             callbacks: None,
+            sync_duty: None,
             pg_callbacks: PgCallbacks::default(),
             job_role: None,
             job_handle: None,
@@ -242,6 +257,13 @@ impl PostgresSupervisor {
     /// `on_reload`) to `sink`.
     pub fn with_callbacks(mut self, sink: Recipient<CallbackEvent>) -> PostgresSupervisor {
         self.callbacks = Some(sink);
+        self
+    }
+
+    /// Ask `elector` to release this node's synchronous duty around a
+    /// scheduled restart, as `POST /restart` does for an immediate one.
+    pub fn with_sync_duty(mut self, elector: Recipient<SyncDuty>) -> PostgresSupervisor {
+        self.sync_duty = Some(elector);
         self
     }
 
@@ -916,23 +938,52 @@ impl PostgresSupervisor {
                 Fire::Drop(why) => {
                     warn!(event = crate::events::SCHEDULED_RESTART_DROPPED, schedule = %s.schedule, reason = %why)
                 }
-                Fire::Run => match act.begin_restart(s.options.timeout, Vec::new(), ctx) {
+                Fire::Run => act.run_scheduled(s, ctx),
+            }
+        }));
+    }
+
+    /// A due scheduled restart that still applies: a synchronous standby
+    /// asks to be released first, as Patroni's scheduled restart runs its
+    /// `restart()` inside `while_not_sync_standby`
+    /// (docs/replication-modes.md §3); the duty is resumed once the
+    /// restart is over, or did not start.
+    fn run_scheduled(&mut self, s: ScheduledRestart, ctx: &mut Context<Self>) {
+        let duty = self.sync_duty.clone();
+        let release = duty.clone();
+        ctx.spawn(
+            async move {
+                match release {
+                    Some(d) => d.send(SyncDuty::Release).await.unwrap_or(false),
+                    None => false,
+                }
+            }
+            .into_actor(self)
+            .map(move |released, act, ctx| {
+                let resume = move || {
+                    if let (true, Some(d)) = (released, &duty) {
+                        d.do_send(SyncDuty::Resume);
+                    }
+                };
+                match act.begin_restart(s.options.timeout, Vec::new(), ctx) {
                     Ok(rx) => {
                         ctx.spawn(
                             async move {
                                 if let Ok(outcome) = rx.await {
                                     info!(event = crate::events::SCHEDULED_RESTART_DONE, result = %outcome);
                                 }
+                                resume();
                             }
                             .into_actor(act),
                         );
                     }
                     Err(why) => {
+                        resume();
                         warn!(event = crate::events::SCHEDULED_RESTART_DROPPED, schedule = %s.schedule, reason = %why)
                     }
-                },
-            }
-        }));
+                }
+            }),
+        );
     }
 
     /// What the supervisor itself knows, before PostgreSQL is asked (no job
@@ -1321,10 +1372,14 @@ impl Handler<SetStandbyNames> for PostgresSupervisor {
         _ctx: &mut Context<Self>,
     ) -> Self::Result {
         let done = |r: Result<(), SupervisorError>| -> Self::Result { Box::pin(fut::ready(r)) };
-        if self.env.standby_names == value {
+        // The rules decided: what the previous daemon left no longer
+        // counts. Nothing to write when the value in force stays.
+        let before = self.env.managed_standby_names().map(str::to_owned);
+        self.env.inherited_standby_names = None;
+        self.env.standby_names = value;
+        if self.env.managed_standby_names() == before.as_deref() {
             return done(Ok(()));
         }
-        self.env.standby_names = value;
         // A running job took its copy of the settings: rewrite once it is
         // done. Without a postmaster the next start writes the files.
         if self.busy.is_some() {

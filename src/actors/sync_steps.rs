@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::leader_elector::ElectorLinks;
 use std::time::Duration;
 
-use super::member_record::member_data;
+use super::member_record::{effective_tags, member_data};
 use crate::config::{Config, DynamicConfig, SyncConfig};
 use crate::dcs::{Cluster, SyncState};
 use crate::ha::ActionResult;
@@ -143,7 +143,7 @@ pub async fn release_duty(links: &ElectorLinks, cfg: &Config, dynamic: &DynamicC
         return;
     };
     let mut data = member_data(cfg, &pg, dynamic.pause);
-    data.tags.nosync = true;
+    data.tags = effective_tags(&cfg.tags, true);
     let deadline = tokio::time::Instant::now() + 2 * dynamic.timing.loop_wait;
     info!(
         event = crate::events::SYNC_DUTY_RELEASE,

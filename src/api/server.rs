@@ -16,7 +16,7 @@ use crate::api::state::Shared;
 use crate::api::{headers, request, routes};
 use crate::dcs::Dcs;
 use crate::messages::config::ReloadConfig;
-use crate::messages::elector::{FailsafeHeartbeat, GetHaState, Wake};
+use crate::messages::elector::{FailsafeHeartbeat, GetHaState, SyncDuty, Wake};
 use crate::messages::supervisor::{GetPgStatus, PgOp};
 use crate::peer_client::PeerClient;
 use crate::tls::ServerTls;
@@ -60,6 +60,8 @@ pub struct ApiContext {
     pub failsafe: Recipient<FailsafeHeartbeat>,
     /// `POST`/`DELETE /restart`, `POST /reinitialize`.
     pub pg_ops: Recipient<PgOp>,
+    /// Releases a synchronous standby's duty around `POST /restart`.
+    pub sync_duty: Recipient<SyncDuty>,
     pub dcs: Arc<dyn Dcs>,
     /// Wakes the HA loop (switchover requests).
     pub wake: Recipient<Wake>,

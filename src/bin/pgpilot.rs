@@ -342,6 +342,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let elector = LeaderElector::create(|ctx| {
         let sup = PostgresSupervisor::new(cfg.clone(), dynamic.clone(), ctx.address().recipient())
             .with_callbacks(callbacks.clone().recipient())
+            .with_sync_duty(ctx.address().recipient())
             .start();
         supervisor_addr = Some(sup.clone());
         LeaderElector::new(
@@ -403,6 +404,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             config_manager: manager.clone().recipient(),
             failsafe: elector.clone().recipient(),
             pg_ops: supervisor.clone().recipient(),
+            sync_duty: elector.clone().recipient(),
             dcs: dcs.clone(),
             wake: elector.clone().recipient(),
             peers,

@@ -484,3 +484,12 @@ pub fn race_gate(cluster: &Cluster, local: &super::LocalView) -> Option<super::D
         ))
     })
 }
+
+/// docs/replication-modes.md §3: whether a restart of this node's
+/// PostgreSQL first asks the primary to release its synchronous duty
+/// (Patroni's `restart()`: `is_synchronous_mode() and not has_lock()`,
+/// and `while_not_sync_standby` skips a node tagged `nosync`): a node
+/// that leads or cannot be a synchronous standby has nothing to release.
+pub fn restart_releases_duty(cfg: &SyncConfig, nosync_tag: bool, holds_lease: bool) -> bool {
+    cfg.enabled() && !nosync_tag && !holds_lease
+}

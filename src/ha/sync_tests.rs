@@ -668,3 +668,16 @@ fn nosync_on_every_replica() {
         assert!(!sync::may_take_over(&on(), &c, n));
     }
 }
+
+#[test]
+fn a_restart_releases_the_duty_only_of_a_possible_sync_standby() {
+    use super::sync::restart_releases_duty;
+    let on = SyncConfig {
+        mode: SyncMode::On,
+        ..SyncConfig::default()
+    };
+    assert!(restart_releases_duty(&on, false, false));
+    assert!(!restart_releases_duty(&on, true, false), "nosync");
+    assert!(!restart_releases_duty(&on, false, true), "the leader");
+    assert!(!restart_releases_duty(&SyncConfig::default(), false, false));
+}

@@ -62,6 +62,21 @@ pub struct GetHaState;
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// Patroni's `while_not_sync_standby` around a `POST /restart`
+/// (docs/replication-modes.md §3). With a synchronous mode on and the
+/// leader lock not held, `Release` publishes `nosync` in the member key
+/// and answers `true` once the primary released this standby from the
+/// `sync` key (at most two `loop_wait`; at once when the key does not
+/// list it); the member key keeps `nosync` until `Resume`, so the primary
+/// does not pick the node again while PostgreSQL restarts. Otherwise it
+/// answers `false` and nothing is to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "bool")]
+pub enum SyncDuty {
+    Release,
+    Resume,
+}
+
 /// A leader cut off from the DCS sent `POST /failsafe`: treat it as a live
 /// leader for ttl from `at`.
 #[derive(Debug, Clone, Message)]

@@ -75,6 +75,52 @@ pub fn render_postgresql_conf(
     out
 }
 
+/// The value a postgresql.conf line `name = 'value'` gives `name` (the
+/// last such line, as PostgreSQL reads it; `=` may be left out), or `None`
+/// without one. Reads what [`render_postgresql_conf`] writes (quotes
+/// doubled) and what Patroni's writer wrote before it (backslash escapes),
+/// so a daemon taking over from either finds the value its predecessor
+/// gave PostgreSQL. Unquoted values are not read: neither writer leaves
+/// one.
+pub fn conf_value(text: &str, name: &str) -> Option<String> {
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix(name) else {
+            continue;
+        };
+        // `name` whole, not the start of a longer one.
+        if !rest.starts_with(|c: char| c == '=' || c.is_whitespace()) {
+            continue;
+        }
+        let rest = rest.trim_start();
+        let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+        if let Some(v) = rest.strip_prefix('\'').and_then(unquote_conf_value) {
+            found = Some(v);
+        }
+    }
+    found
+}
+
+/// The rest of a quoted postgresql.conf value after its opening quote, up
+/// to the closing one: `''` and `\x` stand for `'` and `x`. `None` when
+/// the quote is not closed.
+fn unquote_conf_value(body: &str) -> Option<String> {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if chars.peek() == Some(&'\'') => {
+                chars.next();
+                out.push('\'');
+            }
+            '\'' => return Some(out),
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
 /// Escapes a conninfo value the way Patroni does: `'`, `\` and space get a
 /// backslash, the value stays unquoted. An empty value becomes `''`.
 pub fn conninfo_value(value: &str) -> String {
@@ -164,6 +210,45 @@ recovery_target_timeline = 'latest'\n"
         let no_rec = render_postgresql_conf("custom.conf", &p, None);
         assert!(!no_rec.contains("recovery"));
         assert!(no_rec.contains("include 'custom.conf'"));
+    }
+
+    #[test]
+    fn conf_value_reads_back_what_was_rendered() {
+        let mut p = BTreeMap::new();
+        for v in [
+            "FIRST 2 (\"node-1\",node2)",
+            "ANY 1 (a,b)",
+            "",
+            "__patroni_strict_sync_replica_placeholder__",
+            "it's a \\ test",
+        ] {
+            p.insert("synchronous_standby_names".to_owned(), v.to_owned());
+            p.insert("synchronous_commit".to_owned(), "on".to_owned());
+            let text = render_postgresql_conf("postgresql.base.conf", &p, None);
+            assert_eq!(
+                conf_value(&text, "synchronous_standby_names").as_deref(),
+                Some(v),
+                "{text}"
+            );
+        }
+        let none = render_postgresql_conf("postgresql.base.conf", &BTreeMap::new(), None);
+        assert_eq!(conf_value(&none, "synchronous_standby_names"), None);
+    }
+
+    #[test]
+    fn conf_value_reads_patroni_lines_and_takes_the_last() {
+        // Patroni's ConfigWriter escapes with backslashes.
+        let text = "synchronous_standby_names = 'old'\n\
+                    synchronous_standby_names_x = 'no'\n\
+                    # synchronous_standby_names = 'commented'\n\
+                    synchronous_standby_names = '\\'quoted\\' \"b\"'\n\
+                    synchronous_standby_names = 'unterminated\n";
+        assert_eq!(
+            conf_value(text, "synchronous_standby_names").as_deref(),
+            Some("'quoted' \"b\"")
+        );
+        assert_eq!(conf_value("port 5432\n", "port"), None);
+        assert_eq!(conf_value("port '5433'\n", "port").as_deref(), Some("5433"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod ctl;
 pub mod etcd;
 pub mod exhibitor;
 pub mod proxy;
+pub mod sync_faults;
 pub mod tls;
 pub mod writer;
 pub mod zookeeper;

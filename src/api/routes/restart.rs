@@ -10,6 +10,7 @@ use crate::api::request::RequestBody;
 use crate::api::routes::reload::RELOAD_TIMEOUT;
 use crate::api::state::{ASK_TIMEOUT, Shared};
 use crate::api::{restart, status};
+use crate::messages::elector::SyncDuty;
 use crate::messages::restart::unmet_condition;
 use crate::messages::supervisor::{PgOp, PgOpOutcome};
 
@@ -50,7 +51,20 @@ pub(crate) async fn post(
     // Without `timeout` the start may take `primary_start_timeout`, which
     // only the supervisor knows: wait long (Patroni's call has no limit).
     let wait = req.options.timeout.unwrap_or(Duration::from_secs(3600)) + RESTART_GRACE;
-    pg_op(&shared, PgOp::Restart(req.options), wait).await
+    // docs/replication-modes.md §3: a synchronous standby asks the primary
+    // to release it first and stays `nosync` while it restarts (Patroni's
+    // `while_not_sync_standby`); nothing to do for any other node.
+    let released = shared
+        .ctx
+        .sync_duty
+        .send(SyncDuty::Release)
+        .await
+        .unwrap_or(false);
+    let reply = pg_op(&shared, PgOp::Restart(req.options), wait).await;
+    if released {
+        shared.ctx.sync_duty.do_send(SyncDuty::Resume);
+    }
+    reply
 }
 
 /// `DELETE /restart`: cancel the scheduled restart.
