@@ -17,6 +17,7 @@
 pub mod actors;
 pub mod api;
 pub mod atomic_file;
+pub mod cli_docs;
 pub mod clock;
 pub mod config;
 pub mod ctl;

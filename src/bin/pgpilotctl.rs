@@ -82,6 +82,10 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (`pgpilotctl.1`, `pgpilotctl-<command>.1`) into DIR
+    /// (scripts/package).
+    #[command(hide = true)]
+    ManPages { dir: PathBuf },
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -113,12 +117,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dsn(a) => cmd::dsn::run(&conn, &cfg, a).await,
         Command::Version(a) => cmd::version::run(&conn, &cfg, a).await,
         // Answered in main, before any configuration is read.
-        Command::Completion { .. } => Ok(()),
+        Command::Completion { .. } | Command::ManPages { .. } => Ok(()),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ManPages { dir } = &cli.command {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        return match pgpilot::cli_docs::write_man_pages(cmd, dir) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: writing the man pages into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Completion { shell } = cli.command {
         // Needs neither a configuration nor a DCS.
         // Generated into memory: clap_complete panics on a failed write
