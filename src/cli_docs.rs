@@ -23,15 +23,18 @@ pub fn completion(shell: clap_complete::Shell, cmd: &mut clap::Command) -> Vec<u
 pub fn write_man_pages(cmd: clap::Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     // Built: each subcommand then has its display name (`<name>-<sub>`,
-    // the page's title) and bin name (`<name> <sub>`, its synopsis);
-    // propagated, the version is in every page's footer.
-    let mut cmd = cmd.propagate_version(true);
+    // the page's title) and bin name (`<name> <sub>`, its synopsis).
+    let mut cmd = cmd;
     cmd.build();
     let name = cmd.get_name().to_owned();
+    // Every page's footer names the program and its version.
+    let source = format!("{name} {}", cmd.get_version().unwrap_or_default());
     let mut written = Vec::new();
     let mut write = |page_name: &str, c: clap::Command| -> io::Result<()> {
         let mut buf = Vec::new();
-        clap_mangen::Man::new(c).render(&mut buf)?;
+        clap_mangen::Man::new(c)
+            .source(source.clone())
+            .render(&mut buf)?;
         let path = dir.join(format!("{page_name}.1"));
         std::fs::write(&path, buf)?;
         written.push(path);
@@ -84,6 +87,8 @@ mod tests {
         assert!(!main.contains("secret"), "{main}");
         let list = std::fs::read_to_string(dir.join("tool-list.1")).unwrap();
         assert!(list.contains("List things"), "{list}");
+        // Titled and footed as the whole command.
+        assert!(list.contains(".TH tool-list 1  \"tool 1.2.3\""), "{list}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
