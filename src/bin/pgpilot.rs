@@ -219,8 +219,19 @@ fn main() -> ExitCode {
 /// The options that write a document and exit (a configuration, a
 /// completion script, man pages); `None` when none was given.
 fn documents(cli: &Cli) -> Option<ExitCode> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        eprintln!("error: {what}: {e}");
+    // The error with its causes (tokio-postgres says only "error
+    // connecting to server"; the refused connection is its source).
+    let fail = |what: &str, e: &dyn std::error::Error| {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            let c_text = c.to_string();
+            if !text.contains(&c_text) {
+                text = format!("{text}: {c_text}");
+            }
+            cause = c.source();
+        }
+        eprintln!("error: {what}: {text}");
         Some(ExitCode::FAILURE)
     };
     if let Some(shell) = cli.completion {
