@@ -62,9 +62,15 @@ struct Installed;
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        let (ok, text) = run(Command::new("dpkg").args(["--purge", "pgpilot"]));
+        let (ok, text) = run(Command::new("dpkg").args(["--purge", "--no-triggers", "pgpilot"]));
         if !ok {
             eprintln!("dpkg --purge pgpilot: {text}");
+        }
+        // The install and the purge deferred man-db's index update (5 s
+        // each): once now, so no trigger is left pending on the machine.
+        let (ok, text) = run(Command::new("dpkg").args(["--triggers-only", "--pending"]));
+        if !ok {
+            eprintln!("dpkg --triggers-only --pending: {text}");
         }
     }
 }
@@ -157,7 +163,7 @@ async fn the_package_installs_validates_and_runs_a_node() {
     }
 
     let var_dir_existed = Path::new("/var/lib/postgresql/pgpilot").exists();
-    let (ok, out) = run(Command::new("dpkg").args(["-i", &deb]));
+    let (ok, out) = run(Command::new("dpkg").args(["-i", "--no-triggers", &deb]));
     let _installed = Installed;
     assert!(ok, "dpkg -i failed:\n{out}");
     let (_, conffiles) =
