@@ -352,3 +352,79 @@ fn postmaster_bin_dir(data_dir: &Path) -> Result<String, DescribeError> {
         .map(|p| p.display().to_string())
         .unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn superuser_settings_come_from_the_dsn_then_libpq_variables_then_the_template() {
+        let template = serde_json::json!({"postgresql": {"authentication": {"superuser": {
+            "username": "tmpl_user", "password": "tmpl_pw"}}}});
+        // The DSN wins over PG* variables; `user` is written `username`.
+        let su = superuser_params(
+            &map(&[("user", "dsn_user"), ("password", "dsn_pw")]),
+            &map(&[("PGUSER", "env_user"), ("PGSSLMODE", "require")]),
+            &template,
+        );
+        assert_eq!(
+            su,
+            map(&[
+                ("username", "dsn_user"),
+                ("password", "dsn_pw"),
+                ("sslmode", "require")
+            ])
+        );
+        // Variables over the template.
+        let su = superuser_params(
+            &map(&[]),
+            &map(&[("PGUSER", "env_user"), ("PGPASSWORD", "env_pw")]),
+            &template,
+        );
+        assert_eq!(su, map(&[("username", "env_user"), ("password", "env_pw")]));
+        // The template's, unless it is a placeholder.
+        let su = superuser_params(&map(&[]), &map(&[]), &template);
+        assert_eq!(
+            su,
+            map(&[("username", "tmpl_user"), ("password", "tmpl_pw")])
+        );
+        let placeholder = serde_json::json!({"postgresql": {"authentication": {"superuser": {
+            "username": "postgres", "password": NO_VALUE}}}});
+        let su = superuser_params(&map(&[("password", "x")]), &map(&[]), &placeholder);
+        assert_eq!(su, map(&[("username", "postgres"), ("password", "x")]));
+    }
+
+    #[test]
+    fn the_postmasters_program_directory() {
+        // This test's own process stands in for the postmaster.
+        let dir = std::env::temp_dir().join(format!("pgpilot-describe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("postmaster.pid"),
+            format!("{}\n{}\n", std::process::id(), dir.display()),
+        )
+        .unwrap();
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(
+            postmaster_bin_dir(&dir).unwrap(),
+            exe.parent().unwrap().display().to_string()
+        );
+        std::fs::write(dir.join("postmaster.pid"), "not a pid\n").unwrap();
+        assert!(matches!(
+            postmaster_bin_dir(&dir),
+            Err(DescribeError::PostmasterPid(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(
+            postmaster_bin_dir(&dir),
+            Err(DescribeError::PostmasterPid(_))
+        ));
+    }
+}
