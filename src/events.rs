@@ -24,7 +24,7 @@ pub const DUPLICATE_NAME: &str = "duplicate_name";
 pub const UNIQUE_NAME_UNCHECKED: &str = "unique_name_unchecked";
 /// A signal (SIGTERM, SIGINT or SIGHUP) arrived.
 pub const SIGNAL: &str = "signal";
-/// systemd was told the daemon is ready (`READY=1`).
+/// A notification was sent to systemd (`READY=1` at start, logged at info; `RELOADING=1`, `READY=1` and `STOPPING=1` around a reload or a stop, at debug).
 pub const SD_NOTIFY: &str = "sd_notify";
 /// A notification to systemd could not be sent.
 pub const SD_NOTIFY_FAILED: &str = "sd_notify_failed";

@@ -17,6 +17,7 @@
 pub mod actors;
 pub mod api;
 pub mod atomic_file;
+pub mod cli_docs;
 pub mod clock;
 pub mod config;
 pub mod ctl;
@@ -39,4 +40,4 @@ pub mod x509_usage;
 /// The version published in member keys and `/patroni`. Peers branch on it
 /// (docs/dcs.md, "`members/<name>`"), so it claims the Patroni release whose behaviour
 /// pgpilot follows.
-pub const PATRONI_COMPAT_VERSION: &str = "4.1.4";
+pub const PATRONI_COMPAT_VERSION: &str = "4.1.5";

@@ -65,6 +65,45 @@ fn the_shipped_demo_configs_are_valid() {
 }
 
 #[test]
+fn the_packaged_example_config_is_valid() {
+    let path = PathBuf::from(format!("{}/conf/pgpilot.yml", env!("CARGO_MANIFEST_DIR")));
+    let (code, out) = validate(&path);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}
+
+/// `--generate-sample-config` (docs/configuration.md, "Generating a
+/// configuration"): to standard output, or to a new file of mode 0600;
+/// the document passes `--validate` as written.
+#[test]
+fn generated_sample_config_validates() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Dir::new("sample");
+    let file = d.0.join("sub/sample.yml");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgpilot"))
+        .arg("--generate-sample-config")
+        .arg(&file)
+        .env("PATRONI_SCOPE", "batman")
+        .output()
+        .expect("run pgpilot");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&file).expect("the sample file");
+    assert!(text.starts_with("scope: batman\n"), "{text}");
+    assert!(text.contains("data_dir: '#FIXME'"), "{text}");
+    let mode = fs::metadata(&file).expect("metadata").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, out) = validate(&file);
+    assert_eq!(code, 0, "{out}\n{text}");
+    let stdout = pgpilot(&[Path::new("--generate-sample-config")]);
+    assert!(stdout.status.success());
+    assert!(String::from_utf8_lossy(&stdout.stdout).starts_with("scope: '#FIXME'\n"));
+}
+
+#[test]
 fn missing_required_key_names_key_and_file() {
     let d = Dir::new("missing");
     let p = d.write(

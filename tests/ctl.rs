@@ -419,7 +419,7 @@ async fn pgpilotctl_against_a_real_cluster() {
 
     let v = ok(&c, &["version"]);
     assert!(v.contains("pgpilotctl version"), "{v}");
-    assert_eq!(v.matches("Patroni 4.1.4 PostgreSQL").count(), 3, "{v}");
+    assert_eq!(v.matches("Patroni 4.1.5 PostgreSQL").count(), 3, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

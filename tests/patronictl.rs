@@ -480,7 +480,7 @@ async fn patronictl_against_a_pgpilot_cluster() {
     let out = ok(&c, &yml, &["version", &c.scope]);
     assert!(out.contains("patronictl version 4.1.5"), "{out}");
     assert_eq!(
-        out.matches(": Patroni 4.1.4 PostgreSQL 15.").count(),
+        out.matches(": Patroni 4.1.5 PostgreSQL 15.").count(),
         3,
         "{out}"
     );

@@ -97,6 +97,8 @@ pub struct LeaderElector {
     /// Restarts in flight that released this node's synchronous duty
     /// (`SyncDuty`): while any is, the member key says `nosync`.
     sync_released: usize,
+    /// systemd's watchdog (`WatchdogSec=`), pinged after every cycle.
+    systemd_watchdog: crate::sd_notify::SystemdWatchdog,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -136,6 +138,7 @@ impl LeaderElector {
             node: Arc::new(Mutex::new(ha::Node::new(&cfg.name))),
             fence,
             watchdog: Arc::new(Mutex::new(Watchdog::from_config(&cfg))),
+            systemd_watchdog: crate::sd_notify::SystemdWatchdog::from_env(),
             http: crate::peer_client::build(&cfg),
             cfg,
             dynamic,
@@ -269,10 +272,9 @@ impl LeaderElector {
         // systemd's watchdog (WatchdogSec=): a finished cycle proves the HA
         // loop is alive; a hung loop stops the pings and systemd kills the
         // daemon (KillMode=process: the fence stops PostgreSQL before the
-        // lease can end, and the restarted daemon adopts both).
-        if let Err(e) = crate::sd_notify::notify("WATCHDOG=1") {
-            tracing::debug!(event = crate::events::SD_NOTIFY_FAILED, error = %e);
-        }
+        // lease can end, and the restarted daemon adopts both). Its timeout
+        // follows the timing in force (sd_notify::watchdog_timeout).
+        self.systemd_watchdog.cycle_finished(&self.dynamic.timing);
         if let Some(active) = report.failsafe_changed {
             info!(event = crate::events::FAILSAFE_MODE_ACTIVE, active);
         }

@@ -42,10 +42,33 @@ use pgpilot::messages::elector::Shutdown;
 struct Cli {
     /// Configuration file or directory of *.yml files. Without it the
     /// configuration comes from PATRONI_CONFIGURATION or PATRONI_* variables.
+    /// With --generate-sample-config or --generate-config: the file to
+    /// write (standard output without it).
     config: Option<PathBuf>,
     /// Check the configuration and exit: 0 if valid, 1 if not.
     #[arg(long, alias = "validate-config")]
     validate: bool,
+    /// Write a sample configuration for this host and its PostgreSQL
+    /// version (Patroni's --generate-sample-config); PATRONI_* variables
+    /// are merged in; values to fill in read '#FIXME'.
+    #[arg(long, conflicts_with_all = ["validate", "generate_config"])]
+    generate_sample_config: bool,
+    /// Write a configuration read from the running local PostgreSQL
+    /// (Patroni's --generate-config): its settings, pg_hba.conf, data and
+    /// program directories. Connects as a superuser.
+    #[arg(long, conflicts_with = "validate")]
+    generate_config: bool,
+    /// With --generate-config: the server's connection string
+    /// (`host=... port=... user=...` or a postgresql:// URI); without it
+    /// libpq's PG* variables and defaults.
+    #[arg(long, requires = "generate_config")]
+    dsn: Option<String>,
+    /// Print a completion script for the shell (scripts/package).
+    #[arg(long, value_enum, hide = true)]
+    completion: Option<clap_complete::Shell>,
+    /// Write the man page pgpilot.1 into DIR (scripts/package).
+    #[arg(long, value_name = "DIR", hide = true)]
+    man_pages: Option<PathBuf>,
     /// Overrides the configuration's `log.type`.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -125,6 +148,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(code) = documents(&cli) {
+        return code;
+    }
     if cli.validate {
         return match load(cli.config.as_ref()) {
             Ok((_, warnings)) => {
@@ -186,6 +212,114 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The options that write a document and exit (a configuration, a
+/// completion script, man pages); `None` when none was given.
+fn documents(cli: &Cli) -> Option<ExitCode> {
+    // The error with its causes (tokio-postgres says only "error
+    // connecting to server"; the refused connection is its source).
+    let fail = |what: &str, e: &dyn std::error::Error| {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            let c_text = c.to_string();
+            if !text.contains(&c_text) {
+                text = format!("{text}: {c_text}");
+            }
+            cause = c.source();
+        }
+        eprintln!("error: {what}: {text}");
+        Some(ExitCode::FAILURE)
+    };
+    if let Some(shell) = cli.completion {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let script = pgpilot::cli_docs::completion(shell, &mut cmd);
+        return match write_output(None, &script) {
+            Ok(()) => Some(ExitCode::SUCCESS),
+            Err(e) => fail("writing the completion script", &e),
+        };
+    }
+    if let Some(dir) = &cli.man_pages {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        return match pgpilot::cli_docs::write_man_pages(cmd, dir) {
+            Ok(_) => Some(ExitCode::SUCCESS),
+            Err(e) => fail(&format!("writing the man page into {}", dir.display()), &e),
+        };
+    }
+    if !cli.generate_sample_config && !cli.generate_config {
+        return None;
+    }
+    let env = env_map();
+    let host = pgpilot::postgres::describe::host_address();
+    let template = pgpilot::config::generate::template(&host, &env);
+    let doc = if cli.generate_sample_config {
+        let pg = |k: &str| {
+            template
+                .pointer(&format!("/postgresql/{k}"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let major = match pgpilot::postgres::describe::postgres_major(
+            pg("bin_dir").as_deref(),
+            pg("bin_name/postgres").as_deref(),
+        ) {
+            Ok(m) => m,
+            Err(e) => return fail("--generate-sample-config", &e),
+        };
+        pgpilot::config::generate::sample(template, major)
+    } else {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return fail("starting the runtime", &e),
+        };
+        let server = rt.block_on(pgpilot::postgres::describe::running_server(
+            cli.dsn.as_deref(),
+            &env,
+            &template,
+        ));
+        match server {
+            Ok(server) => pgpilot::config::generate::from_running(template, &server),
+            Err(e) => return fail("--generate-config", &e),
+        }
+    };
+    let text = pgpilot::config::generate::render(&doc);
+    match write_output(cli.config.as_deref(), text.as_bytes()) {
+        Ok(()) => Some(ExitCode::SUCCESS),
+        Err(e) => fail("writing the configuration", &e),
+    }
+}
+
+/// `bytes` to the file `path` (its directory created; mode 0600, as it may
+/// hold passwords), or to standard output. A closed pipe (`| head`) is no
+/// error.
+fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match path {
+        Some(p) => {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(p)?;
+            f.write_all(bytes)
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(bytes).and_then(|()| out.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            }
         }
     }
 }
@@ -422,14 +556,26 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // systemd (docs/operations.md, "systemd"): STOPPING=1 as the clean stop
+    // begins; a SIGHUP reload between RELOADING=1 and READY=1
+    // (Type=notify-reload).
+    let systemd = pgpilot::sd_notify::Notifier::from_env();
     actix::spawn(async move {
         loop {
             tokio::select! {
-                _ = term.recv() => { info!(event = pgpilot::events::SIGNAL, signal = "SIGTERM"); elector.do_send(Shutdown); }
-                _ = int.recv() => { info!(event = pgpilot::events::SIGNAL, signal = "SIGINT"); elector.do_send(Shutdown); }
+                _ = term.recv() => {
+                    info!(event = pgpilot::events::SIGNAL, signal = "SIGTERM");
+                    systemd.send_logged(pgpilot::sd_notify::STOPPING);
+                    elector.do_send(Shutdown);
+                }
+                _ = int.recv() => {
+                    info!(event = pgpilot::events::SIGNAL, signal = "SIGINT");
+                    systemd.send_logged(pgpilot::sd_notify::STOPPING);
+                    elector.do_send(Shutdown);
+                }
                 _ = hup.recv() => {
                     info!(event = pgpilot::events::SIGNAL, signal = "SIGHUP");
-                    match manager.send(ReloadConfig).await {
+                    match systemd.around_reload(manager.send(ReloadConfig)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => warn!(event = pgpilot::events::RELOAD_REFUSED, error = %e),
                         Err(e) => warn!(event = pgpilot::events::RELOAD_FAILED, error = %e),
@@ -439,7 +585,7 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         }
     });
     // systemd (Type=notify): the actors and the API are up.
-    match pgpilot::sd_notify::notify("READY=1") {
+    match pgpilot::sd_notify::notify(pgpilot::sd_notify::READY) {
         Ok(true) => info!(event = pgpilot::events::SD_NOTIFY, state = "READY=1"),
         Ok(false) => {}
         Err(e) => warn!(event = pgpilot::events::SD_NOTIFY_FAILED, error = %e),

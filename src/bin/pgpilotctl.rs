@@ -28,9 +28,15 @@ struct Cli {
     /// Configuration file (the daemon's YAML works).
     #[arg(short = 'c', long = "config-file", env = "PATRONICTL_CONFIG_FILE")]
     config: Option<PathBuf>,
-    /// DCS to use instead of the config file's:
-    /// [etcd|etcd3|consul|zookeeper|exhibitor://]host[:port][/namespace].
-    #[arg(short = 'd', long = "dcs-url", visible_alias = "dcs", env = "DCS_URL")]
+    /// DCS to use instead of the config file's (see `help` below).
+    #[arg(
+        short = 'd',
+        long = "dcs-url",
+        visible_alias = "dcs",
+        env = "DCS_URL",
+        help = "DCS to use instead of the config file's: \
+                [etcd|etcd3|consul|zookeeper|exhibitor://]host[:port][/namespace]"
+    )]
     dcs_url: Option<String>,
     /// Citus group: the keys of `/<namespace>/<scope>/<group>` (Patroni's
     /// layout for a Citus cluster's groups).
@@ -88,6 +94,10 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (`pgpilotctl.1`, `pgpilotctl-<command>.1`) into DIR
+    /// (scripts/package).
+    #[command(hide = true)]
+    ManPages { dir: PathBuf },
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -120,12 +130,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dsn(a) => cmd::dsn::run(&conn, &cfg, a).await,
         Command::Version(a) => cmd::version::run(&conn, &cfg, a).await,
         // Answered in main, before any configuration is read.
-        Command::Completion { .. } => Ok(()),
+        Command::Completion { .. } | Command::ManPages { .. } => Ok(()),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ManPages { dir } = &cli.command {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        return match pgpilot::cli_docs::write_man_pages(cmd, dir) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: writing the man pages into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Completion { shell } = cli.command {
         // Needs neither a configuration nor a DCS.
         // Generated into memory: clap_complete panics on a failed write

@@ -15,6 +15,7 @@ pub mod dynamic_file;
 mod env;
 pub mod error;
 pub mod exhibitor;
+pub mod generate;
 pub mod headers;
 mod lines;
 pub mod load;

@@ -22,11 +22,12 @@ impl Binaries {
     /// siblings pg_controldata, pg_basebackup... may not be linked there), else
     /// the newest Debian `/usr/lib/postgresql/<major>/bin`.
     pub fn from_config(pg: &Postgresql) -> Self {
-        let configured = pg
-            .bin_dir
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from);
+        Binaries::from_bin_dir(pg.bin_dir.as_deref())
+    }
+
+    /// [`Binaries::from_config`] of a `bin_dir` setting.
+    pub fn from_bin_dir(bin_dir: Option<&str>) -> Self {
+        let configured = bin_dir.filter(|s| !s.is_empty()).map(PathBuf::from);
         Binaries {
             bin_dir: configured
                 .or_else(server_dir_in_path)

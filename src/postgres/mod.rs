@@ -9,6 +9,8 @@ pub mod conf;
 pub mod conninfo;
 pub mod controldata;
 pub mod datadir;
+pub mod describe;
+pub mod dsn;
 pub mod error;
 pub mod lsn;
 pub mod ops;
