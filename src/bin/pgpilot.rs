@@ -252,14 +252,22 @@ async fn open_dcs(
         }
         "etcd" => {
             let e = cfg.etcd.as_ref().ok_or_else(missing)?;
-            let dcs = Arc::new(pgpilot::dcs::etcd2::Etcd2Dcs::new(
-                e.endpoints(),
+            // TLS files read here, a bad one stops the start (as etcd3 below).
+            let settings = EtcdSettings::from_config("etcd", e)?;
+            let servers = settings.endpoints.clone();
+            let dcs = pgpilot::dcs::etcd2::Etcd2Dcs::with_settings(
+                settings,
                 cfg.cluster_prefix(),
                 cfg.name.clone(),
                 ttl,
                 retry,
-            ));
-            (dcs, e.endpoints())
+            );
+            // As Patroni: etcd refusing our certificate, its own, the user
+            // or the password stops the start; etcd not answering does not.
+            if let Some(refusal) = dcs.refused_at_start().await {
+                anyhow::bail!(refusal);
+            }
+            (Arc::new(dcs), servers)
         }
         "exhibitor" => {
             // ZooKeeper with the servers Exhibitor lists (docs/dcs.md, "Exhibitor").

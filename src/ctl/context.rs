@@ -96,7 +96,7 @@ fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfi
 /// ZooKeeper's servers.
 enum Store {
     Etcd(crate::dcs::etcd::EtcdSettings),
-    Etcd2(Vec<String>),
+    Etcd2(crate::dcs::etcd::EtcdSettings),
     ZooKeeper(crate::dcs::zookeeper::ZkSettings),
     /// The agent's base URL and the settings to reach it.
     Consul(String, crate::dcs::consul::ConsulSettings),
@@ -107,7 +107,7 @@ impl Store {
     fn servers(&self) -> Vec<String> {
         match self {
             Store::Etcd(e) => e.endpoints.clone(),
-            Store::Etcd2(e) => e.clone(),
+            Store::Etcd2(e) => e.endpoints.clone(),
             Store::ZooKeeper(z) => z.servers.clone(),
             Store::Consul(base, _) => vec![base.clone()],
         }
@@ -145,7 +145,10 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
         let hosts = rest.split('/').next().unwrap_or(rest);
         let endpoints = hosts.split(',').map(|h| format!("http://{h}")).collect();
         return Ok(if v2 {
-            Store::Etcd2(endpoints)
+            Store::Etcd2(crate::dcs::etcd::EtcdSettings::plain(
+                endpoints,
+                cfg.etcd.as_ref().and_then(|e| e.credentials()),
+            ))
         } else {
             Store::Etcd(crate::dcs::etcd::EtcdSettings::plain(
                 endpoints,
@@ -159,7 +162,9 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
         return consul_store(c);
     }
     match (&cfg.etcd, &cfg.etcd3, &cfg.zookeeper) {
-        (Some(e), _, _) if !e.endpoints().is_empty() => Ok(Store::Etcd2(e.endpoints())),
+        (Some(e), _, _) if !e.endpoints().is_empty() => Ok(Store::Etcd2(
+            crate::dcs::etcd::EtcdSettings::from_config("etcd", e)?,
+        )),
         (_, Some(e), _) if !e.endpoints().is_empty() || e.srv.is_some() => Ok(Store::Etcd(
             crate::dcs::etcd::EtcdSettings::from_config("etcd3", e)?,
         )),
@@ -218,8 +223,8 @@ impl Ctx {
                 ttl,
                 retry,
             )),
-            Store::Etcd2(endpoints) => Arc::new(crate::dcs::etcd2::Etcd2Dcs::new(
-                endpoints,
+            Store::Etcd2(settings) => Arc::new(crate::dcs::etcd2::Etcd2Dcs::with_settings(
+                settings,
                 prefix,
                 "pgpilotctl".to_owned(),
                 ttl,
