@@ -473,6 +473,7 @@ fn zk_settings(server: String) -> ZkSettings {
         servers: vec![server],
         acls: Vec::new(),
         auth: Vec::new(),
+        tls: None,
     }
 }
 
@@ -481,7 +482,10 @@ fn zk_settings(server: String) -> ZkSettings {
 /// a case's `retry_timeout`: made once here, with a long deadline, on a
 /// thread and runtime of their own (the factory runs inside the case's).
 fn zk_warm_up(server: &ZkServer) {
-    let settings = zk_settings(server.server());
+    zk_warm_up_with(zk_settings(server.server()));
+}
+
+fn zk_warm_up_with(settings: ZkSettings) {
     let warm = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async {
@@ -515,6 +519,7 @@ fn zookeeper_ensemble_backend() -> Backend {
         servers: ensemble.servers(),
         acls: Vec::new(),
         auth: Vec::new(),
+        tls: None,
     };
     Backend {
         ttl,
@@ -531,6 +536,51 @@ fn zookeeper_ensemble_backend() -> Backend {
         outage: Box::new(move |_, _| {
             let _held = (&ensemble, &slots);
             panic!("no whole-ensemble outage in these cases")
+        }),
+    }
+}
+
+/// The settings of a `zookeeper` section written as YAML (TLS files read
+/// as the daemon reads them).
+fn zk_settings_yaml(yaml: &str) -> ZkSettings {
+    pgpilot::tls::install_provider();
+    let section: pgpilot::config::zookeeper::ZooKeeper =
+        serde_yaml_ng::from_str(yaml).expect("zookeeper section");
+    ZkSettings::from_config(&section).expect("zookeeper settings")
+}
+
+/// ZooKeeper's TLS client port, demanding a client certificate of the
+/// test CA; the nodes connect with `use_ssl`, `cacert`, `cert` and `key`.
+/// No outages (the plain server's cases cover those).
+fn zookeeper_tls_backend() -> Backend {
+    let slot = ZkSlot::take();
+    let dir = ScratchDir::new("zk-certs");
+    let certs = support::tls::make_certs(&dir.0);
+    let server = ZkServer::start_tls(500, &certs.server_cert, &certs.server_key, &certs.ca);
+    let settings = zk_settings_yaml(&format!(
+        "hosts: [{}]\nuse_ssl: true\ncacert: {}\ncert: {}\nkey: {}\n",
+        server.secure_server(),
+        certs.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    ));
+    zk_warm_up_with(settings.clone());
+    let (ttl, retry_timeout) = (Duration::from_secs(2), Duration::from_secs(1));
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |_, _| {
+            let _held = (&server, &dir, &slot);
+            panic!("no outage in the TLS cases")
         }),
     }
 }
@@ -1930,6 +1980,106 @@ mod zookeeper {
 /// The cases on a 3-server ensemble, the nodes knowing every server (those
 /// about writes, reads, compare-and-swap, sessions and watches; the outage
 /// cases run on the single server).
+/// ZooKeeper over TLS (`use_ssl`) with a client certificate.
+mod zookeeper_tls {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] zookeeper_tls_backend;
+        acquire_is_exclusive,
+        renewal_keeps_keys,
+        config_cas,
+        watch_reports_leader_deletion,
+    );
+
+    /// The secure port takes only TLS with a certificate of its CA: a node
+    /// without `use_ssl`, or presenting a certificate of another CA, gets
+    /// no session (an error, within `retry_timeout`); the right one does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_and_the_client_certificate_are_required() {
+        let _slot = ZkSlot::take();
+        let dir = ScratchDir::new("zk-certs");
+        let certs = support::tls::make_certs(&dir.0);
+        let server = ZkServer::start_tls(500, &certs.server_cert, &certs.server_key, &certs.ca);
+        let node = |settings: ZkSettings| {
+            ZooKeeperDcs::new(
+                settings,
+                PREFIX.into(),
+                "a".into(),
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+            )
+        };
+        let base = format!(
+            "hosts: [{}]\ncacert: {}\n",
+            server.secure_server(),
+            certs.ca.display()
+        );
+        let plain = node(zk_settings_yaml(&base));
+        assert!(
+            plain.load_cluster_fresh().await.is_err(),
+            "plain on the TLS port"
+        );
+        let rogue = node(zk_settings_yaml(&format!(
+            "{base}use_ssl: true\ncert: {}\nkey: {}\n",
+            certs.rogue_cert.display(),
+            certs.rogue_key.display()
+        )));
+        assert!(
+            rogue.load_cluster_fresh().await.is_err(),
+            "a rogue certificate"
+        );
+        let good = zk_settings_yaml(&format!(
+            "{base}use_ssl: true\ncert: {}\nkey: {}\n",
+            certs.client_cert.display(),
+            certs.client_key.display()
+        ));
+        zk_warm_up_with(good.clone());
+        let good = node(good);
+        good.touch_member(&member("replica"))
+            .await
+            .expect("member over TLS");
+        let c = good.load_cluster_fresh().await.expect("read over TLS");
+        assert!(c.member("a").is_some());
+        good.release_session().await.expect("release");
+    }
+
+    /// A key that does not match its certificate, and an encrypted key
+    /// without `key_password`, are named at start.
+    #[test]
+    fn bad_files_are_named() {
+        let dir = ScratchDir::new("zk-certs");
+        let certs = support::tls::make_certs(&dir.0);
+        let section = |extra: String| -> pgpilot::config::zookeeper::ZooKeeper {
+            serde_yaml_ng::from_str(&format!(
+                "hosts: [127.0.0.1:1]\nuse_ssl: true\ncacert: {}\ncert: {}\n{extra}",
+                certs.ca.display(),
+                certs.server_cert.display()
+            ))
+            .expect("section")
+        };
+        let m = ZkSettings::from_config(&section(format!("key: {}\n", certs.client_key.display())))
+            .expect_err("mismatch")
+            .to_string();
+        assert!(
+            m.contains("zookeeper.key") && m.contains("does not match"),
+            "{m}"
+        );
+        let m = ZkSettings::from_config(&section(format!(
+            "key: {}\n",
+            certs.server_key_encrypted.display()
+        )))
+        .expect_err("no password")
+        .to_string();
+        assert!(m.contains("zookeeper.key_password"), "{m}");
+        ZkSettings::from_config(&section(format!(
+            "key: {}\nkey_password: {}\n",
+            certs.server_key_encrypted.display(),
+            support::tls::KEY_PASSWORD
+        )))
+        .expect("the encrypted key with its password");
+    }
+}
+
 mod zookeeper_ensemble {
     use super::*;
 
@@ -1958,6 +2108,7 @@ mod zookeeper_ensemble {
             servers: ensemble.servers(),
             acls: Vec::new(),
             auth: Vec::new(),
+            tls: None,
         };
         let ttl = Duration::from_secs(6);
         let node = |name: &str| {

@@ -78,10 +78,11 @@ fn env_map() -> BTreeMap<String, String> {
 }
 
 /// What validation checks beyond the configuration itself: the TLS files
-/// (REST API, etcd).
+/// (REST API, etcd, ZooKeeper).
 const FILE_CHECKS: &[pgpilot::config::FileCheck] = &[
     pgpilot::tls::check_files,
     pgpilot::dcs::etcd_tls::check_files,
+    pgpilot::dcs::zookeeper_tls::check_files,
 ];
 
 fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), ConfigError> {
@@ -280,7 +281,7 @@ async fn open_dcs(
                 .map(|h| format!("exhibitor http://{h}:{}", settings.port))
                 .collect();
             let dcs = Arc::new(ZooKeeperDcs::with_exhibitor(
-                ZkSettings::from_config(&x.zookeeper(&[])),
+                ZkSettings::from_config(&x.zookeeper(&[]))?,
                 EnsembleProvider::new(settings),
                 cfg.cluster_prefix(),
                 cfg.name.clone(),
@@ -292,7 +293,7 @@ async fn open_dcs(
         "zookeeper" => {
             let z = cfg.zookeeper.as_ref().ok_or_else(missing)?;
             let dcs = Arc::new(ZooKeeperDcs::new(
-                ZkSettings::from_config(z),
+                ZkSettings::from_config(z)?,
                 cfg.cluster_prefix(),
                 cfg.name.clone(),
                 ttl,

@@ -132,7 +132,7 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
                 ..Default::default()
             };
             return Ok(Store::ZooKeeper(
-                crate::dcs::zookeeper::ZkSettings::from_config(&section),
+                crate::dcs::zookeeper::ZkSettings::from_config(&section)?,
             ));
         }
         let (v2, rest) = match (url.strip_prefix("etcd3://"), url.strip_prefix("etcd://")) {
@@ -169,7 +169,7 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<Store> {
             crate::dcs::etcd::EtcdSettings::from_config("etcd3", e)?,
         )),
         (_, _, Some(z)) if !z.servers().is_empty() => Ok(Store::ZooKeeper(
-            crate::dcs::zookeeper::ZkSettings::from_config(z),
+            crate::dcs::zookeeper::ZkSettings::from_config(z)?,
         )),
         _ => bail!(
             "no DCS given: pass -c CONFIG with an etcd3, etcd, zookeeper or consul section, or --dcs-url etcd3://host:port"

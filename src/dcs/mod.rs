@@ -26,6 +26,7 @@ pub mod memory;
 pub mod sync_key;
 pub mod version;
 pub mod zookeeper;
+pub mod zookeeper_tls;
 
 use std::time::Duration;
 
