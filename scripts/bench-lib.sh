@@ -1,11 +1,13 @@
 # Shared cluster plumbing for the benchmarks (scripts/bench-*): a private
-# etcd + 3 pgpilot nodes (release build) in a scratch directory, configured
-# from conf/postgres{0,1,2}.yml with other ports and other dcs timing.
+# store (etcd by default) + 3 pgpilot nodes (release build) in a scratch
+# directory, configured from conf/postgres{0,1,2}.yml with other ports and
+# other dcs timing.
 # shellcheck shell=bash
 #
 # A benchmark sources scripts/lib.sh and this file, then sets
 #   BENCH                          scratch dir (deleted on exit unless BENCH_KEEP=1)
-#   ETCD_CLIENT ETCD_PEER          host:port of its etcd
+#   ETCD_CLIENT ETCD_PEER          host:port of its etcd (ZooKeeper serves on
+#                                  ETCD_CLIENT's address instead, with --dcs zookeeper)
 #   PG_PORT REST_PORT              arrays, one port per node
 #   TTL LOOP_WAIT RETRY_TIMEOUT    bootstrap.dcs timing
 # and optionally
@@ -17,10 +19,18 @@
 #   NODE_USER                      array: run node i's daemon (and PostgreSQL) as
 #                                  OS user NODE_USER[i] (root only; else AS_PG_USER)
 #   BENCH_BUILD [1]                0 = no cargo build, use the binaries as they are
+#   BENCH_PROFILE [release]        debug = the debug binaries (target/debug), e.g. on
+#                                  a machine where a release build is not wanted;
+#                                  daemon CPU and RSS figures then are not pgpilot's
+#   DCS [etcd]                     the store, from `--dcs` (bench_parse_dcs "$@"):
+#                                  etcd (v3, the nodes' etcd3 section), etcd2 (etcd's
+#                                  v2 API, Patroni's `etcd` section; etcd runs with
+#                                  --enable-v2) or zookeeper (Debian's ZooKeeper,
+#                                  standalone; the nodes get a `zookeeper` section)
 # then calls, in order:
 #   bench_setup       packages, release build, free ports, scratch dir, traps,
 #                     configs, PG_PASSWORD
-#   bench_start_etcd
+#   bench_start_dcs   (bench_start_etcd for scripts that only run on etcd)
 #   bench_start_nodes SECONDS      starts the daemons, waits for a healthy cluster
 
 ROOT=$(pwd)
@@ -32,6 +42,34 @@ STATEMENT_TIMEOUT_MS=${STATEMENT_TIMEOUT_MS:-2000}
 CONF_SED=()
 CONF_WANT=()
 NODE_USER=()
+DCS=${DCS:-etcd}
+BENCH_PROFILE=${BENCH_PROFILE:-release}
+
+# bench_parse_dcs "$@": `--dcs etcd|etcd2|zookeeper` (the only argument the
+# benchmarks take); sets DCS.
+bench_parse_dcs() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --dcs) [ $# -ge 2 ] || die "--dcs needs etcd, etcd2 or zookeeper"; DCS=$2; shift 2 ;;
+            --dcs=*) DCS=${1#--dcs=}; shift ;;
+            *) die "usage: $0 [--dcs etcd|etcd2|zookeeper]" ;;
+        esac
+    done
+    case "$DCS" in
+        etcd3) DCS=etcd ;;
+        etcd|etcd2|zookeeper) ;;
+        *) die "--dcs $DCS: etcd, etcd2 or zookeeper" ;;
+    esac
+}
+
+# The store's name for messages.
+dcs_name() {
+    case "$DCS" in
+        etcd) echo etcd ;;
+        etcd2) echo "etcd (v2 API)" ;;
+        zookeeper) echo ZooKeeper ;;
+    esac
+}
 
 node_dir() { echo "$BENCH/postgresql$1"; }
 data_dir() { echo "$BENCH/postgresql$1/data"; }
@@ -114,6 +152,7 @@ cleanup() {
         fi
     done
     [ -f "$BENCH/etcd.pid" ] && stop_pid "$(cat "$BENCH/etcd.pid")" TERM 20
+    [ -f "$BENCH/zookeeper.pid" ] && stop_pid "$(cat "$BENCH/zookeeper.pid")" TERM 20
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         log "kept $BENCH (logs: $BENCH/postgresql*/pgpilot.log)"
     else
@@ -128,10 +167,12 @@ cleanup() {
 # that range can be taken as the source port of an outgoing connection (a
 # daemon's etcd connection, or a probe that connects the socket to itself)
 # and then kept from the server about to bind it. Still, connect only to
-# ports that have a listener (from /proc/net/tcp, state 0A = LISTEN).
+# ports that have a listener (from /proc/net/tcp, state 0A = LISTEN; and
+# tcp6: Java's sockets, ZooKeeper's among them, are IPv6 ones even on
+# 127.0.0.1).
 port_listening() {
-    awk -v p="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
-        /proc/net/tcp
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+        awk -v p="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }'
 }
 
 http_code() {
@@ -348,23 +389,53 @@ analyse_acks() {
 # --- setup -------------------------------------------------------------------
 
 # BENCH_BUILD=0 skips `cargo build` and uses the binaries already in
-# $TARGET_DIR/release (e.g. while the work tree does not build).
+# $TARGET_DIR/$BENCH_PROFILE (e.g. while the work tree does not build).
 bench_build() {
+    local profile_flag=(--release)
+    case "$BENCH_PROFILE" in
+        release) ;;
+        debug) profile_flag=() ;;
+        *) die "BENCH_PROFILE=$BENCH_PROFILE: release or debug" ;;
+    esac
     if [ "${BENCH_BUILD:-1}" = 0 ]; then
-        log "using the existing release binaries in $TARGET_DIR (BENCH_BUILD=0)"
+        log "using the existing $BENCH_PROFILE binaries in $TARGET_DIR (BENCH_BUILD=0)"
     else
-        log "building release binaries (target dir $TARGET_DIR)"
-        cargo build --release --bins
+        log "building $BENCH_PROFILE binaries (target dir $TARGET_DIR)"
+        cargo build "${profile_flag[@]}" --bins
     fi
+    [ "$BENCH_PROFILE" = release ] ||
+        log "note: debug binaries (BENCH_PROFILE=debug): pgpilot's CPU and memory figures are a debug build's"
     local b
     for b in pgpilot pgpilotctl; do
-        [ -x "$TARGET_DIR/release/$b" ] || die "no $TARGET_DIR/release/$b after the build"
+        [ -x "$TARGET_DIR/$BENCH_PROFILE/$b" ] || die "no $TARGET_DIR/$BENCH_PROFILE/$b after the build"
     done
 }
 
+# ZooKeeper's four-letter command $1 on ETCD_CLIENT's address (its answer;
+# false when nothing listens).
+zk_cmd() {
+    local fd out
+    port_listening "${ETCD_CLIENT#*:}" || return 1
+    exec {fd}<>"/dev/tcp/${ETCD_CLIENT%:*}/${ETCD_CLIENT#*:}" || return 1
+    printf '%s' "$1" >&"$fd"
+    out=$(timeout 2 cat <&"$fd") || true
+    exec {fd}>&-
+    printf '%s\n' "$out"
+}
+# Serving: `srvr` shows its mode (`ruok` says imok before it serves).
+zk_ok() { zk_cmd srvr 2>/dev/null | grep -q '^Mode: '; }
+
+# The store answers on ETCD_CLIENT.
+dcs_ok() {
+    case "$DCS" in
+        zookeeper) zk_ok ;;
+        *) etcdctl --endpoints="$ETCD_CLIENT" endpoint health >/dev/null 2>&1 ;;
+    esac
+}
+
 bench_check_free() {
-    if etcdctl --endpoints="$ETCD_CLIENT" endpoint health >/dev/null 2>&1; then
-        die "something already serves etcd on $ETCD_CLIENT (an earlier benchmark still running?)"
+    if dcs_ok; then
+        die "something already serves $(dcs_name) on $ETCD_CLIENT (an earlier benchmark still running?)"
     fi
     local port
     for port in "${REST_PORT[@]}" "${PG_PORT[@]}" "${ETCD_CLIENT#*:}" "${ETCD_PEER#*:}"; do
@@ -372,9 +443,21 @@ bench_check_free() {
     done
 }
 
-# Node configs from conf/postgres$i.yml: bench ports, etcd, timing, paths.
+# Node configs from conf/postgres$i.yml: bench ports, the store, timing, paths.
 bench_write_configs() {
-    local i dir want
+    local i dir want dcs_sed=() dcs_want=()
+    case "$DCS" in
+        etcd) dcs_want=("etcd3:" "host: $ETCD_CLIENT") ;;
+        # Patroni's v2 section is `etcd`, with the same keys.
+        etcd2)
+            dcs_sed=(-e 's|^etcd3:$|etcd:|')
+            dcs_want=("etcd:" "host: $ETCD_CLIENT")
+            ;;
+        zookeeper)
+            dcs_sed=(-e 's|^etcd3:$|zookeeper:|' -e "s|^  host: $ETCD_CLIENT\$|  hosts: [$ETCD_CLIENT]|")
+            dcs_want=("zookeeper:" "hosts: [$ETCD_CLIENT]")
+            ;;
+    esac
     for i in "${NODES[@]}"; do
         dir=$(node_dir "$i")
         install -d -m 755 "$dir"
@@ -388,7 +471,7 @@ bench_write_configs() {
             -e "s|^\(  pgpass:\) .*|\1 $dir/pgpass|" \
             -e "s|^\(    unix_socket_directories:\) .*|\1 '$dir'|" \
             "${CONF_SED[@]/#/-e}" \
-            "conf/postgres$i.yml" >"$dir/postgres.yml"
+            "conf/postgres$i.yml" | sed "${dcs_sed[@]}" -e '' >"$dir/postgres.yml"
         if [ -n "$DCS_EXTRA" ]; then
             # After the retry_timeout line, i.e. inside bootstrap.dcs.
             DCS_EXTRA=$DCS_EXTRA awk '{ print } /^    retry_timeout:/ { print ENVIRON["DCS_EXTRA"] }' \
@@ -397,7 +480,7 @@ bench_write_configs() {
         fi
         chmod 644 "$dir/postgres.yml"
         # Every substitution must have happened.
-        for want in "127.0.0.1:${REST_PORT[i]}" "127.0.0.1:${PG_PORT[i]}" "host: $ETCD_CLIENT" \
+        for want in "127.0.0.1:${REST_PORT[i]}" "127.0.0.1:${PG_PORT[i]}" "${dcs_want[@]}" \
             "ttl: $TTL" "loop_wait: $LOOP_WAIT" "retry_timeout: $RETRY_TIMEOUT" \
             "data_dir: $(data_dir "$i")" "pgpass: $dir/pgpass" "unix_socket_directories: '$dir'" \
             "${CONF_WANT[@]}"; do
@@ -421,7 +504,7 @@ bench_setup() {
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
-    install -m 755 "$TARGET_DIR/release/pgpilot" "$TARGET_DIR/release/pgpilotctl" "$BENCH/bin/"
+    install -m 755 "$TARGET_DIR/$BENCH_PROFILE/pgpilot" "$TARGET_DIR/$BENCH_PROFILE/pgpilotctl" "$BENCH/bin/"
     bench_write_configs
     if [ ${#NODE_USER[@]} -gt 0 ]; then
         local i
@@ -433,15 +516,57 @@ bench_setup() {
 }
 
 bench_start_etcd() {
-    log "starting etcd on $ETCD_CLIENT"
+    local v2=()
+    [ "$DCS" != etcd2 ] || v2=(--enable-v2=true)
+    log "starting etcd on $ETCD_CLIENT${v2:+ (with the v2 API)}"
     etcd --name bench --data-dir "$BENCH/etcd" --logger=zap --log-outputs="$BENCH/etcd.log" \
         --listen-client-urls "http://$ETCD_CLIENT" --advertise-client-urls "http://$ETCD_CLIENT" \
         --listen-peer-urls "http://$ETCD_PEER" --initial-advertise-peer-urls "http://$ETCD_PEER" \
-        --initial-cluster "bench=http://$ETCD_PEER" --initial-cluster-state new \
+        --initial-cluster "bench=http://$ETCD_PEER" --initial-cluster-state new "${v2[@]}" \
         </dev/null >"$BENCH/etcd.out" 2>&1 &
     echo $! >"$BENCH/etcd.pid"
     disown $! 2>/dev/null || true
     wait_for 30 "etcd" etcdctl --endpoints="$ETCD_CLIENT" endpoint health
+}
+
+# A standalone ZooKeeper from Debian's package on ETCD_CLIENT's address.
+# tickTime 2 s: sessions of 4 to 40 s are granted (the benchmarks' ttl is
+# 20 or 30 s). `mntr` and `srvr` answer for scripts/bench-footprint (packets
+# received, the last zxid); no admin server.
+bench_start_zookeeper() {
+    log "starting ZooKeeper on $ETCD_CLIENT"
+    install -d -m 755 "$BENCH/zookeeper/data"
+    cat >"$BENCH/zookeeper/zoo.cfg" <<CFG
+tickTime=2000
+dataDir=$BENCH/zookeeper/data
+clientPort=${ETCD_CLIENT#*:}
+clientPortAddress=${ETCD_CLIENT%:*}
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr,mntr,cons
+CFG
+    java -Xmx256m -XX:+UseSerialGC -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
+        -Dzookeeper.log.dir="$BENCH/zookeeper" org.apache.zookeeper.server.ZooKeeperServerMain \
+        "$BENCH/zookeeper/zoo.cfg" </dev/null >"$BENCH/zookeeper.out" 2>&1 &
+    echo $! >"$BENCH/zookeeper.pid"
+    disown $! 2>/dev/null || true
+    wait_for 60 "ZooKeeper" zk_ok
+}
+
+# The store DCS names, fresh.
+bench_start_dcs() {
+    case "$DCS" in
+        zookeeper) bench_start_zookeeper ;;
+        *) bench_start_etcd ;;
+    esac
+}
+
+# The store's pid file.
+dcs_pidfile() {
+    case "$DCS" in
+        zookeeper) echo "$BENCH/zookeeper.pid" ;;
+        *) echo "$BENCH/etcd.pid" ;;
+    esac
 }
 
 # bench_start_nodes SECONDS: start the 3 daemons, wait for one primary and two

@@ -72,9 +72,10 @@ ensure_patronictl() {
 # start and Patroni waits for it forever; then the daemon runs from a second
 # venv on Debian's python3. Sets PATRONI to the daemon's path. Used by
 # scripts/bench-footprint, by tests/consul_emulator_fidelity.rs (Patroni
-# on the Consul emulator: the consul extra) and by tests/etcd2_cluster.rs (a
+# on the Consul emulator: the consul extra), by tests/etcd2_cluster.rs (a
 # mixed Patroni + pgpilot cluster on etcd v2: python-etcd, which the etcd3
-# extra brings).
+# extra brings) and by the benchmarks' --dcs zookeeper (kazoo, the
+# zookeeper extra).
 PATRONI_DAEMON_VENV=/opt/patroni-daemon
 ensure_patroni_daemon() {
     local venv
@@ -83,7 +84,7 @@ ensure_patroni_daemon() {
         # itself, as the child does (setpriv's own exec still may not).
         if "${AS_PG_USER[@]}" sh -c '"$0" --version' "$venv/bin/patroni" 2>/dev/null |
             grep -qx "patroni $PATRONI_VERSION" &&
-            "$venv/bin/python" -c 'import consul, etcd' 2>/dev/null; then
+            "$venv/bin/python" -c 'import consul, etcd, kazoo' 2>/dev/null; then
             PATRONI=$venv/bin/patroni
             return 0
         fi
@@ -91,7 +92,7 @@ ensure_patroni_daemon() {
     log "installing Patroni $PATRONI_VERSION for the postgres user into $PATRONI_DAEMON_VENV"
     [ -x "$PATRONI_DAEMON_VENV/bin/pip" ] || /usr/bin/python3 -m venv "$PATRONI_DAEMON_VENV"
     "$PATRONI_DAEMON_VENV/bin/pip" install -q --disable-pip-version-check \
-        "patroni[etcd3,consul]==$PATRONI_VERSION" psycopg2-binary
+        "patroni[etcd3,consul,zookeeper]==$PATRONI_VERSION" psycopg2-binary
     PATRONI=$PATRONI_DAEMON_VENV/bin/patroni
 }
 

@@ -194,6 +194,12 @@ fn password_key(key: &str) -> String {
     if let Some(prefix) = key.strip_suffix("sslkey") {
         return format!("{prefix}sslpassword");
     }
+    // The zookeeper section's (and exhibitor's) `key` has `key_password`.
+    if let Some(prefix) = key.strip_suffix(".key")
+        && matches!(prefix, "zookeeper" | "exhibitor")
+    {
+        return format!("{prefix}.key_password");
+    }
     let section = key.split_once('.').map_or(key, |(s, _)| s);
     format!("{section}.keyfile_password")
 }
@@ -903,6 +909,10 @@ mod tests {
         );
         assert_eq!(super::password_key("ctl.certfile"), "ctl.keyfile_password");
         assert_eq!(super::password_key("sslkey"), "sslpassword");
+        assert_eq!(
+            super::password_key("zookeeper.key"),
+            "zookeeper.key_password"
+        );
     }
 
     use super::*;

@@ -174,6 +174,19 @@ fn etcd_settings(yaml: &str) -> EtcdSettings {
     EtcdSettings::from_config("etcd3", &section).expect("etcd3 settings")
 }
 
+/// The settings of an `etcd` (v2 API) section written as YAML.
+fn etcd2_settings(yaml: &str) -> EtcdSettings {
+    let section: pgpilot::config::Etcd = serde_yaml_ng::from_str(yaml).expect("etcd section");
+    EtcdSettings::from_config("etcd", &section).expect("etcd settings")
+}
+
+/// Which of etcd's APIs a backend speaks.
+#[derive(Clone, Copy)]
+enum Api {
+    V3,
+    V2,
+}
+
 /// An etcd of its own started with `options`, its nodes made with the
 /// settings of `yaml` (the section, without endpoints: `hosts` is added).
 /// `keep` lives as long as the backend (certificates).
@@ -183,23 +196,46 @@ fn etcd_backend_with(
     setup: impl FnOnce(&EtcdServer),
     keep: Option<ScratchDir>,
 ) -> Backend {
+    etcd_backend_on(Api::V3, options, yaml, setup, keep)
+}
+
+fn etcd_backend_on(
+    api: Api,
+    options: EtcdOptions,
+    yaml: &str,
+    setup: impl FnOnce(&EtcdServer),
+    keep: Option<ScratchDir>,
+) -> Backend {
     let server = EtcdServer::start_with(options);
     setup(&server);
     let ttl = Duration::from_secs(2);
     let retry_timeout = Duration::from_secs(1);
-    let settings = etcd_settings(&format!("hosts: [{}]\n{yaml}", server.endpoint()));
+    let section = format!("hosts: [{}]\n{yaml}", server.endpoint());
+    let settings = match api {
+        Api::V3 => etcd_settings(&section),
+        Api::V2 => etcd2_settings(&section),
+    };
     let server = Mutex::new(server);
     Backend {
         ttl,
         retry_timeout,
-        make: Box::new(move |name| {
-            Box::new(EtcdDcs::with_settings(
-                settings.clone(),
-                PREFIX.into(),
-                name.into(),
-                ttl,
-                retry_timeout,
-            ))
+        make: Box::new(move |name| -> Box<dyn Dcs> {
+            match api {
+                Api::V3 => Box::new(EtcdDcs::with_settings(
+                    settings.clone(),
+                    PREFIX.into(),
+                    name.into(),
+                    ttl,
+                    retry_timeout,
+                )),
+                Api::V2 => Box::new(Etcd2Dcs::with_settings(
+                    settings.clone(),
+                    PREFIX.into(),
+                    name.into(),
+                    ttl,
+                    retry_timeout,
+                )),
+            }
         }),
         outage: Box::new(move |kind, down| {
             let _held = &keep;
@@ -230,6 +266,15 @@ fn etcd_certs() -> (ScratchDir, support::tls::Certs, EtcdTlsFiles) {
 /// the nodes trust the test CA (`cacert`) and present the client
 /// certificate (`cert`, `key`).
 fn etcd_tls_backend() -> Backend {
+    etcd_tls_backend_on(Api::V3)
+}
+
+/// The same on the v2 API (Patroni's `etcd` section).
+fn etcd2_tls_backend() -> Backend {
+    etcd_tls_backend_on(Api::V2)
+}
+
+fn etcd_tls_backend_on(api: Api) -> Backend {
     let (dir, certs, files) = etcd_certs();
     let yaml = format!(
         "protocol: https\ncacert: {}\ncert: {}\nkey: {}\n",
@@ -242,7 +287,7 @@ fn etcd_tls_backend() -> Backend {
         client_cert_auth: true,
         ..EtcdOptions::default()
     };
-    etcd_backend_with(options, &yaml, |_| {}, Some(dir))
+    etcd_backend_on(api, options, &yaml, |_| {}, Some(dir))
 }
 
 const ETCD_USER: &str = "pg";
@@ -261,6 +306,19 @@ fn etcd_auth_backend() -> Backend {
         options,
         &yaml,
         |s| s.enable_auth("root-Secret", ETCD_USER, ETCD_PASSWORD),
+        None,
+    )
+}
+
+/// etcd's v2 authentication on: the nodes send a user (HTTP Basic) whose
+/// role may read and write `/service/*`; the guest role has no rights left.
+fn etcd2_auth_backend() -> Backend {
+    let yaml = format!("username: {ETCD_USER}\npassword: {ETCD_PASSWORD}\n");
+    etcd_backend_on(
+        Api::V2,
+        EtcdOptions::default(),
+        &yaml,
+        |s| s.enable_v2_auth("root-Secret", ETCD_USER, ETCD_PASSWORD),
         None,
     )
 }
@@ -415,6 +473,7 @@ fn zk_settings(server: String) -> ZkSettings {
         servers: vec![server],
         acls: Vec::new(),
         auth: Vec::new(),
+        tls: None,
     }
 }
 
@@ -423,7 +482,10 @@ fn zk_settings(server: String) -> ZkSettings {
 /// a case's `retry_timeout`: made once here, with a long deadline, on a
 /// thread and runtime of their own (the factory runs inside the case's).
 fn zk_warm_up(server: &ZkServer) {
-    let settings = zk_settings(server.server());
+    zk_warm_up_with(zk_settings(server.server()));
+}
+
+fn zk_warm_up_with(settings: ZkSettings) {
     let warm = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async {
@@ -457,6 +519,7 @@ fn zookeeper_ensemble_backend() -> Backend {
         servers: ensemble.servers(),
         acls: Vec::new(),
         auth: Vec::new(),
+        tls: None,
     };
     Backend {
         ttl,
@@ -473,6 +536,54 @@ fn zookeeper_ensemble_backend() -> Backend {
         outage: Box::new(move |_, _| {
             let _held = (&ensemble, &slots);
             panic!("no whole-ensemble outage in these cases")
+        }),
+    }
+}
+
+/// The settings of a `zookeeper` section written as YAML (TLS files read
+/// as the daemon reads them).
+fn zk_settings_yaml(yaml: &str) -> ZkSettings {
+    pgpilot::tls::install_provider();
+    let section: pgpilot::config::zookeeper::ZooKeeper =
+        serde_yaml_ng::from_str(yaml).expect("zookeeper section");
+    ZkSettings::from_config(&section).expect("zookeeper settings")
+}
+
+/// ZooKeeper's TLS client port, demanding a client certificate of the
+/// test CA; the nodes connect with `use_ssl`, `cacert`, `cert` and `key`.
+/// No outages (the plain server's cases cover those).
+fn zookeeper_tls_backend() -> Backend {
+    let slot = ZkSlot::take();
+    let dir = ScratchDir::new("zk-certs");
+    let certs = support::tls::make_certs(&dir.0);
+    let server = ZkServer::start_tls(500, &certs.server_cert, &certs.server_key, &certs.ca);
+    let settings = zk_settings_yaml(&format!(
+        "hosts: [{}]\nuse_ssl: true\ncacert: {}\ncert: {}\nkey: {}\n",
+        server.secure_server(),
+        certs.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    ));
+    zk_warm_up_with(settings.clone());
+    // Twice the plain server's: every new session costs a TLS handshake
+    // (ECDSA on the server's JVM), which on a loaded machine took more
+    // than a second.
+    let (ttl, retry_timeout) = (Duration::from_secs(4), Duration::from_secs(2));
+    Backend {
+        ttl,
+        retry_timeout,
+        make: Box::new(move |name| {
+            Box::new(ZooKeeperDcs::new(
+                settings.clone(),
+                PREFIX.into(),
+                name.into(),
+                ttl,
+                retry_timeout,
+            ))
+        }),
+        outage: Box::new(move |_, _| {
+            let _held = (&server, &dir, &slot);
+            panic!("no outage in the TLS cases")
         }),
     }
 }
@@ -1872,6 +1983,106 @@ mod zookeeper {
 /// The cases on a 3-server ensemble, the nodes knowing every server (those
 /// about writes, reads, compare-and-swap, sessions and watches; the outage
 /// cases run on the single server).
+/// ZooKeeper over TLS (`use_ssl`) with a client certificate.
+mod zookeeper_tls {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] zookeeper_tls_backend;
+        acquire_is_exclusive,
+        renewal_keeps_keys,
+        config_cas,
+        watch_reports_leader_deletion,
+    );
+
+    /// The secure port takes only TLS with a certificate of its CA: a node
+    /// without `use_ssl`, or presenting a certificate of another CA, gets
+    /// no session (an error, within `retry_timeout`); the right one does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_and_the_client_certificate_are_required() {
+        let _slot = ZkSlot::take();
+        let dir = ScratchDir::new("zk-certs");
+        let certs = support::tls::make_certs(&dir.0);
+        let server = ZkServer::start_tls(500, &certs.server_cert, &certs.server_key, &certs.ca);
+        let node = |settings: ZkSettings| {
+            ZooKeeperDcs::new(
+                settings,
+                PREFIX.into(),
+                "a".into(),
+                Duration::from_secs(4),
+                Duration::from_secs(2),
+            )
+        };
+        let base = format!(
+            "hosts: [{}]\ncacert: {}\n",
+            server.secure_server(),
+            certs.ca.display()
+        );
+        let plain = node(zk_settings_yaml(&base));
+        assert!(
+            plain.load_cluster_fresh().await.is_err(),
+            "plain on the TLS port"
+        );
+        let rogue = node(zk_settings_yaml(&format!(
+            "{base}use_ssl: true\ncert: {}\nkey: {}\n",
+            certs.rogue_cert.display(),
+            certs.rogue_key.display()
+        )));
+        assert!(
+            rogue.load_cluster_fresh().await.is_err(),
+            "a rogue certificate"
+        );
+        let good = zk_settings_yaml(&format!(
+            "{base}use_ssl: true\ncert: {}\nkey: {}\n",
+            certs.client_cert.display(),
+            certs.client_key.display()
+        ));
+        zk_warm_up_with(good.clone());
+        let good = node(good);
+        good.touch_member(&member("replica"))
+            .await
+            .expect("member over TLS");
+        let c = good.load_cluster_fresh().await.expect("read over TLS");
+        assert!(c.member("a").is_some());
+        good.release_session().await.expect("release");
+    }
+
+    /// A key that does not match its certificate, and an encrypted key
+    /// without `key_password`, are named at start.
+    #[test]
+    fn bad_files_are_named() {
+        let dir = ScratchDir::new("zk-certs");
+        let certs = support::tls::make_certs(&dir.0);
+        let section = |extra: String| -> pgpilot::config::zookeeper::ZooKeeper {
+            serde_yaml_ng::from_str(&format!(
+                "hosts: [127.0.0.1:1]\nuse_ssl: true\ncacert: {}\ncert: {}\n{extra}",
+                certs.ca.display(),
+                certs.server_cert.display()
+            ))
+            .expect("section")
+        };
+        let m = ZkSettings::from_config(&section(format!("key: {}\n", certs.client_key.display())))
+            .expect_err("mismatch")
+            .to_string();
+        assert!(
+            m.contains("zookeeper.key") && m.contains("does not match"),
+            "{m}"
+        );
+        let m = ZkSettings::from_config(&section(format!(
+            "key: {}\n",
+            certs.server_key_encrypted.display()
+        )))
+        .expect_err("no password")
+        .to_string();
+        assert!(m.contains("zookeeper.key_password"), "{m}");
+        ZkSettings::from_config(&section(format!(
+            "key: {}\nkey_password: {}\n",
+            certs.server_key_encrypted.display(),
+            support::tls::KEY_PASSWORD
+        )))
+        .expect("the encrypted key with its password");
+    }
+}
+
 mod zookeeper_ensemble {
     use super::*;
 
@@ -1900,6 +2111,7 @@ mod zookeeper_ensemble {
             servers: ensemble.servers(),
             acls: Vec::new(),
             auth: Vec::new(),
+            tls: None,
         };
         let ttl = Duration::from_secs(6);
         let node = |name: &str| {
@@ -2004,6 +2216,35 @@ mod etcd_auth {
             );
         }
     }
+}
+
+/// etcd's v2 API over HTTPS with client certificates.
+mod etcd2_tls {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd2_tls_backend;
+        acquire_is_exclusive,
+        renewal_keeps_keys,
+        config_cas,
+        watch_reports_leader_deletion,
+        reads_with_a_watch_see_changes,
+    );
+    all_cases!(@outages #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd2_tls_backend;
+        watch_survives_stop = watch_survives_outage(Stop),
+    );
+}
+
+/// etcd's v2 API with v2 authentication, as a user of limited rights.
+mod etcd2_auth {
+    use super::*;
+
+    all_cases!(@cases #[tokio::test(flavor = "multi_thread", worker_threads = 2)] etcd2_auth_backend;
+        acquire_is_exclusive,
+        renewal_keeps_keys,
+        config_cas,
+        reads_with_a_watch_see_changes,
+        release_session_drops_keys_at_once,
+    );
 }
 
 /// The cases on a 3-member etcd cluster, the nodes knowing every member.
@@ -2209,9 +2450,90 @@ mod etcd_refusals {
         assert_eq!(node.refused_at_start().await, None);
     }
 
+    /// What a v2 node made with the `etcd` section `yaml` (endpoint added)
+    /// is told at start by `server`.
+    async fn refusal_v2(server: &EtcdServer, yaml: &str) -> Option<String> {
+        let settings = etcd2_settings(&format!("hosts: [{}]\n{yaml}", server.endpoint()));
+        let node = Etcd2Dcs::with_settings(
+            settings,
+            PREFIX.into(),
+            "a".into(),
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+        );
+        node.refused_at_start().await
+    }
+
+    /// The v2 API over TLS: the same refusals, naming `etcd.*`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn v2_tls_refusals_name_the_setting_and_the_file() {
+        let (_dir, certs, files) = etcd_certs();
+        let server = tls_server(files);
+        let client = format!(
+            "cert: {}\nkey: {}\n",
+            certs.client_cert.display(),
+            certs.client_key.display()
+        );
+        let good = format!("protocol: https\ncacert: {}\n{client}", certs.ca.display());
+        assert_eq!(refusal_v2(&server, &good).await, None);
+        let rogue_ca = certs.dir.join("rogue-ca.crt");
+        let m = refusal_v2(
+            &server,
+            &format!("protocol: https\ncacert: {}\n{client}", rogue_ca.display()),
+        )
+        .await
+        .expect("unknown CA refused");
+        assert!(
+            m.contains("etcd.cacert")
+                && m.contains(&rogue_ca.display().to_string())
+                && m.contains("not signed"),
+            "{m}"
+        );
+        let m = refusal_v2(
+            &server,
+            &format!(
+                "protocol: https\ncacert: {}\ncert: {}\nkey: {}\n",
+                certs.ca.display(),
+                certs.rogue_cert.display(),
+                certs.rogue_key.display()
+            ),
+        )
+        .await
+        .expect("rogue client certificate refused");
+        assert!(
+            m.contains("etcd.cert") && m.contains(&certs.rogue_cert.display().to_string()),
+            "{m}"
+        );
+    }
+
+    /// v2 authentication: a wrong password and no user at all are refused,
+    /// naming the settings; the right one is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn v2_a_wrong_password_is_refused() {
+        let server = EtcdServer::start();
+        server.enable_v2_auth("root-Secret", ETCD_USER, ETCD_PASSWORD);
+        let good = format!("username: {ETCD_USER}\npassword: {ETCD_PASSWORD}\n");
+        assert_eq!(refusal_v2(&server, &good).await, None);
+        let m = refusal_v2(&server, &format!("username: {ETCD_USER}\npassword: nope\n"))
+            .await
+            .expect("wrong password refused");
+        assert!(
+            m.contains("authentication as user \"pg\" failed") && m.contains("etcd.password"),
+            "{m}"
+        );
+        let m = refusal_v2(&server, "").await.expect("no user refused");
+        assert!(m.contains("set etcd.username"), "{m}");
+    }
+
     /// The daemon with `etcd3` (written into the demo configuration) exits
     /// 1 at start with `expect` in its log, the data directory untouched.
     fn daemon_refuses(etcd3: &str, expect: &[&str]) {
+        daemon_refuses_with("etcd3", etcd3, expect);
+    }
+
+    /// The same with the section `section` (`etcd3` or `etcd`) in place of
+    /// the demo's `etcd3`.
+    fn daemon_refuses_with(section: &str, body: &str, expect: &[&str]) {
         use std::os::unix::process::CommandExt;
         let dir = ScratchDir::new("etcd-refusal");
         std::fs::create_dir_all(&dir.0).expect("scratch dir");
@@ -2222,7 +2544,7 @@ mod etcd_refusals {
             .replace("127.0.0.1:8008", &format!("127.0.0.1:{api}"))
             .replace(
                 "etcd3:\n  host: 127.0.0.1:2379\n",
-                &format!("etcd3:\n{etcd3}"),
+                &format!("{section}:\n{body}"),
             );
         let path = dir.0.join("node.yml");
         std::fs::write(&path, text).expect("config");
@@ -2256,6 +2578,20 @@ mod etcd_refusals {
                 server.endpoint()
             ),
             &["authentication as user", "failed"],
+        );
+    }
+
+    #[test]
+    fn the_daemon_on_v2_stops_at_start_on_a_wrong_password() {
+        let server = EtcdServer::start();
+        server.enable_v2_auth("root-Secret", ETCD_USER, ETCD_PASSWORD);
+        daemon_refuses_with(
+            "etcd",
+            &format!(
+                "  hosts: {}\n  username: {ETCD_USER}\n  password: wrong\n",
+                server.endpoint()
+            ),
+            &["authentication as user", "failed", "etcd.password"],
         );
     }
 

@@ -34,6 +34,7 @@ async fn read(c: &TestCluster) -> Option<Cluster> {
             servers,
             acls: Vec::new(),
             auth: Vec::new(),
+            tls: None,
         },
         keys::cluster_prefix("/it/", &c.scope),
         "test-reader".into(),

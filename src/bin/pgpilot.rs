@@ -101,10 +101,11 @@ fn env_map() -> BTreeMap<String, String> {
 }
 
 /// What validation checks beyond the configuration itself: the TLS files
-/// (REST API, etcd).
+/// (REST API, etcd, ZooKeeper).
 const FILE_CHECKS: &[pgpilot::config::FileCheck] = &[
     pgpilot::tls::check_files,
     pgpilot::dcs::etcd_tls::check_files,
+    pgpilot::dcs::zookeeper_tls::check_files,
 ];
 
 fn load(path: Option<&PathBuf>) -> Result<(Config, Vec<String>), ConfigError> {
@@ -386,14 +387,22 @@ async fn open_dcs(
         }
         "etcd" => {
             let e = cfg.etcd.as_ref().ok_or_else(missing)?;
-            let dcs = Arc::new(pgpilot::dcs::etcd2::Etcd2Dcs::new(
-                e.endpoints(),
+            // TLS files read here, a bad one stops the start (as etcd3 below).
+            let settings = EtcdSettings::from_config("etcd", e)?;
+            let servers = settings.endpoints.clone();
+            let dcs = pgpilot::dcs::etcd2::Etcd2Dcs::with_settings(
+                settings,
                 cfg.cluster_prefix(),
                 cfg.name.clone(),
                 ttl,
                 retry,
-            ));
-            (dcs, e.endpoints())
+            );
+            // As Patroni: etcd refusing our certificate, its own, the user
+            // or the password stops the start; etcd not answering does not.
+            if let Some(refusal) = dcs.refused_at_start().await {
+                anyhow::bail!(refusal);
+            }
+            (Arc::new(dcs), servers)
         }
         "exhibitor" => {
             // ZooKeeper with the servers Exhibitor lists (docs/dcs.md, "Exhibitor").
@@ -406,7 +415,7 @@ async fn open_dcs(
                 .map(|h| format!("exhibitor http://{h}:{}", settings.port))
                 .collect();
             let dcs = Arc::new(ZooKeeperDcs::with_exhibitor(
-                ZkSettings::from_config(&x.zookeeper(&[])),
+                ZkSettings::from_config(&x.zookeeper(&[]))?,
                 EnsembleProvider::new(settings),
                 cfg.cluster_prefix(),
                 cfg.name.clone(),
@@ -418,7 +427,7 @@ async fn open_dcs(
         "zookeeper" => {
             let z = cfg.zookeeper.as_ref().ok_or_else(missing)?;
             let dcs = Arc::new(ZooKeeperDcs::new(
-                ZkSettings::from_config(z),
+                ZkSettings::from_config(z)?,
                 cfg.cluster_prefix(),
                 cfg.name.clone(),
                 ttl,

@@ -41,6 +41,16 @@ pub struct ZooKeeperKeys {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_ssl: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_acls: Option<std::collections::BTreeMap<String, Vec<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_data: Option<std::collections::BTreeMap<String, String>>,
@@ -79,9 +89,13 @@ impl Exhibitor {
         ZooKeeper {
             hosts: Some(HostList::List(servers.to_vec())),
             use_ssl: self.zookeeper.use_ssl,
+            cacert: self.zookeeper.cacert.clone(),
+            cert: self.zookeeper.cert.clone(),
+            key: self.zookeeper.key.clone(),
+            key_password: self.zookeeper.key_password.clone(),
+            verify: self.zookeeper.verify,
             set_acls: self.zookeeper.set_acls.clone(),
             auth_data: self.zookeeper.auth_data.clone(),
-            ..ZooKeeper::default()
         }
     }
 
@@ -192,10 +206,10 @@ mod tests {
             keys("hosts: [a]\nport: 1\npoll_interval: 0"),
             ["exhibitor.poll_interval"]
         );
-        assert_eq!(
-            keys("hosts: [a]\nport: 1\nuse_ssl: true"),
-            ["exhibitor.use_ssl"]
-        );
+        // TLS keys are the zookeeper section's, warnings under this name.
+        assert!(keys("hosts: [a]\nport: 1\nuse_ssl: true").is_empty());
+        let (_, w) = ex("hosts: [a]\nport: 1\nuse_ssl: true\nverify: false").problems(ok);
+        assert!(w[0].starts_with("exhibitor.verify"), "{w:?}");
         let (e, _) = ex("hosts: [a]\nport: 1").problems(|_| Err(std::io::Error::other("nope")));
         assert_eq!(e[0].0, "exhibitor.hosts");
         assert!(e[0].1.contains("nope"), "{e:?}");

@@ -156,6 +156,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("exhibitor.port", Int),
     ("exhibitor.poll_interval", Int),
     ("exhibitor.use_ssl", Bool),
+    ("exhibitor.cacert", Str),
+    ("exhibitor.cert", Str),
+    ("exhibitor.key", Str),
+    ("exhibitor.key_password", Str),
+    ("exhibitor.verify", Bool),
     ("exhibitor.set_acls", Dict),
     ("exhibitor.auth_data", Dict),
     // out-of-scope DCS sections: accepted, not interpreted

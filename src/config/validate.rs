@@ -258,20 +258,6 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
                 );
             }
         }
-        // The v2 client speaks plain HTTP only (docs/dcs.md, "etcd v2
-        // (Etcd2Dcs)").
-        if section == "etcd" && e.endpoints().iter().any(|h| h.starts_with("https://")) {
-            err(
-                "etcd.protocol",
-                "https is not supported for the etcd v2 API yet".into(),
-            );
-        }
-        if section == "etcd" && (e.username.is_some() || e.password.is_some()) {
-            warnings.push(
-                "etcd.username: not sent: authentication is not supported for the etcd v2 API yet"
-                    .to_owned(),
-            );
-        }
     }
 
     // Bootstrap.
@@ -695,14 +681,12 @@ pub(crate) mod tests {
             "etcd:\n  hosts",
             "etcd:\n  username: u\n  password: p\n  hosts",
         );
+        // v2 sends them (HTTP Basic) and speaks https: neither is refused
+        // nor warned about any more.
         let w = validate(&cfg(&auth)).unwrap();
-        assert!(
-            w.iter().any(|w| w.starts_with("etcd.username: not sent")),
-            "{w:?}"
-        );
+        assert!(!w.iter().any(|w| w.starts_with("etcd.username")), "{w:?}");
         let https = v2_too.replace("b:2379", "https://b:2379");
-        let e = validate(&cfg(&https)).unwrap_err();
-        assert_eq!(keys(&e), ["etcd.protocol"]);
+        validate(&cfg(&https)).expect("https for the v2 API is valid");
         // Consul comes first in Patroni's order: it is used, etcd3 ignored.
         let consul = format!("{POSTGRES0}consul:\n  host: c:8500\n");
         let w = validate(&cfg(&consul)).unwrap();

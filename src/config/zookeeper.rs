@@ -152,12 +152,7 @@ impl ZooKeeper {
                 ));
             }
         }
-        if self.use_ssl == Some(true) {
-            errors.push((
-                "zookeeper.use_ssl".to_owned(),
-                "TLS to ZooKeeper is not supported yet".to_owned(),
-            ));
-        }
+        warnings.extend(self.tls_warnings());
         for (principal, perms) in self.set_acls.iter().flatten() {
             if principal.is_empty() || principal.ends_with(':') {
                 errors.push((
@@ -184,6 +179,36 @@ impl ZooKeeper {
             }
         }
         (errors, warnings)
+    }
+}
+
+impl ZooKeeper {
+    /// What the TLS keys mean here and not in Patroni, or not at all
+    /// (docs/configuration.md §4.2; the files are read by
+    /// `dcs::zookeeper_tls`).
+    fn tls_warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.use_ssl != Some(true) {
+            if self.cacert.is_some() || self.cert.is_some() || self.key.is_some() {
+                w.push("zookeeper.cacert/cert/key: not used: use_ssl is not true".to_owned());
+            }
+            return w;
+        }
+        if self.verify == Some(false) {
+            w.push(
+                "zookeeper.verify: false: the server's certificate chain is still checked \
+                 (against zookeeper.cacert and the system CA store), and its host name too"
+                    .to_owned(),
+            );
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            w.push(
+                "zookeeper.cert/key: only one is set: no client certificate is presented \
+                 (as kazoo, which needs both)"
+                    .to_owned(),
+            );
+        }
+        w
     }
 }
 
@@ -253,8 +278,17 @@ mod tests {
         assert!(w.is_empty());
         let (e, _) = zk("hosts: 'a:2181/chroot'").problems(ok);
         assert!(e[0].1.contains("chroot"), "{e:?}");
-        let (e, _) = zk("hosts: [a]\nuse_ssl: true").problems(ok);
-        assert_eq!(e[0].0, "zookeeper.use_ssl");
+        // TLS is no error; what differs from kazoo is warned about.
+        let (e, w) = zk("hosts: [a]\nuse_ssl: true").problems(ok);
+        assert!(e.is_empty() && w.is_empty(), "{e:?} {w:?}");
+        let (_, w) = zk("hosts: [a]\nuse_ssl: true\nverify: false\ncert: /c\n").problems(ok);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("zookeeper.verify") && w[1].contains("only one"),
+            "{w:?}"
+        );
+        let (_, w) = zk("hosts: [a]\ncacert: /x\n").problems(ok);
+        assert!(w[0].contains("use_ssl"), "{w:?}");
         let (e, w) = zk("hosts: [a]\nset_acls: {'digest:': [READ], x: [READ, FLY]}").problems(ok);
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].0, "zookeeper.set_acls");

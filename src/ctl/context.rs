@@ -99,7 +99,7 @@ fn tls(cfg: &ClientConfig, insecure: bool) -> anyhow::Result<rustls::ClientConfi
 /// ZooKeeper's servers, Exhibitor's, or a Consul agent.
 enum Store {
     Etcd(crate::dcs::etcd::EtcdSettings),
-    Etcd2(Vec<String>),
+    Etcd2(crate::dcs::etcd::EtcdSettings),
     ZooKeeper(crate::dcs::zookeeper::ZkSettings),
     /// Exhibitor's servers, and the ZooKeeper keys for the ensemble they
     /// name (docs/dcs.md, "Exhibitor").
@@ -116,7 +116,7 @@ impl Store {
     fn servers(&self) -> Vec<String> {
         match self {
             Store::Etcd(e) => e.endpoints.clone(),
-            Store::Etcd2(e) => e.clone(),
+            Store::Etcd2(e) => e.endpoints.clone(),
             Store::ZooKeeper(z) => z.servers.clone(),
             Store::Exhibitor(x, _) => x
                 .hosts
@@ -141,13 +141,15 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<(Store, Option<St
         return Ok((consul_store(c)?, None));
     }
     let s = match (&cfg.etcd, &cfg.etcd3, &cfg.exhibitor, &cfg.zookeeper) {
-        (Some(e), _, _, _) if !e.endpoints().is_empty() => Store::Etcd2(e.endpoints()),
+        (Some(e), _, _, _) if !e.endpoints().is_empty() => {
+            Store::Etcd2(crate::dcs::etcd::EtcdSettings::from_config("etcd", e)?)
+        }
         (_, Some(e), _, _) if !e.endpoints().is_empty() || e.srv.is_some() => {
             Store::Etcd(crate::dcs::etcd::EtcdSettings::from_config("etcd3", e)?)
         }
         (_, _, Some(x), _) if !x.hosts().is_empty() => exhibitor_store(x)?,
         (_, _, _, Some(z)) if !z.servers().is_empty() => {
-            Store::ZooKeeper(crate::dcs::zookeeper::ZkSettings::from_config(z))
+            Store::ZooKeeper(crate::dcs::zookeeper::ZkSettings::from_config(z)?)
         }
         _ => bail!(
             "no DCS given: pass -c CONFIG with an etcd3, etcd, zookeeper, exhibitor or consul section, or --dcs-url etcd3://host:port"
@@ -172,7 +174,7 @@ fn url_store(u: &crate::ctl::dcs_url::DcsUrl, cfg: &ClientConfig) -> anyhow::Res
                 hosts: Some(crate::config::HostList::List(hosts)),
                 ..Default::default()
             };
-            Store::ZooKeeper(crate::dcs::zookeeper::ZkSettings::from_config(&section))
+            Store::ZooKeeper(crate::dcs::zookeeper::ZkSettings::from_config(&section)?)
         }
         Scheme::Exhibitor => {
             // patronictl's template: the host names, and the port (one for
@@ -187,7 +189,10 @@ fn url_store(u: &crate::ctl::dcs_url::DcsUrl, cfg: &ClientConfig) -> anyhow::Res
             };
             exhibitor_store(&section)?
         }
-        Scheme::Etcd => Store::Etcd2(hosts.iter().map(|h| format!("http://{h}")).collect()),
+        Scheme::Etcd => Store::Etcd2(crate::dcs::etcd::EtcdSettings::plain(
+            hosts.iter().map(|h| format!("http://{h}")).collect(),
+            cfg.etcd.as_ref().and_then(|e| e.credentials()),
+        )),
         Scheme::Etcd3 => Store::Etcd(crate::dcs::etcd::EtcdSettings::plain(
             hosts.iter().map(|h| format!("http://{h}")).collect(),
             cfg.etcd3.as_ref().and_then(|e| e.credentials()),
@@ -201,7 +206,7 @@ fn exhibitor_store(x: &crate::config::exhibitor::Exhibitor) -> anyhow::Result<St
         .context("exhibitor.port: Exhibitor's HTTP port is required")?;
     Ok(Store::Exhibitor(
         settings,
-        crate::dcs::zookeeper::ZkSettings::from_config(&x.zookeeper(&[])),
+        crate::dcs::zookeeper::ZkSettings::from_config(&x.zookeeper(&[]))?,
     ))
 }
 
@@ -250,8 +255,8 @@ impl Ctx {
                 ttl,
                 retry,
             )),
-            Store::Etcd2(endpoints) => Arc::new(crate::dcs::etcd2::Etcd2Dcs::new(
-                endpoints,
+            Store::Etcd2(settings) => Arc::new(crate::dcs::etcd2::Etcd2Dcs::with_settings(
+                settings,
                 prefix,
                 "pgpilotctl".to_owned(),
                 ttl,

@@ -18,6 +18,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
+use super::etcd_conn::EtcdSettings;
 use super::etcd2_http::{
     COMPARE_FAILED, EtcdError, Http, KEY_NOT_FOUND, Method, NODE_EXISTS, Node, Reply, encode_path,
     form,
@@ -117,6 +118,7 @@ pub struct Etcd2Dcs {
 }
 
 impl Etcd2Dcs {
+    /// Plain `http` endpoints, no credentials.
     pub fn new(
         endpoints: Vec<String>,
         prefix: String,
@@ -124,16 +126,52 @@ impl Etcd2Dcs {
         ttl: Duration,
         retry_timeout: Duration,
     ) -> Etcd2Dcs {
+        Etcd2Dcs::with_settings(
+            EtcdSettings::plain(endpoints, None),
+            prefix,
+            member_name,
+            ttl,
+            retry_timeout,
+        )
+    }
+
+    /// The endpoints, TLS and credentials of an `etcd` section
+    /// ([`EtcdSettings::from_config`], which read the TLS files).
+    pub fn with_settings(
+        settings: EtcdSettings,
+        prefix: String,
+        member_name: String,
+        ttl: Duration,
+        retry_timeout: Duration,
+    ) -> Etcd2Dcs {
         Etcd2Dcs {
             inner: Arc::new(Inner {
-                http: Http::new(&endpoints),
-                watch_http: Http::new(&endpoints),
+                http: Http::new(&settings),
+                watch_http: Http::new(&settings),
                 prefix,
                 name: member_name,
                 timing: Mutex::new(Timing { ttl, retry_timeout }),
                 state: Mutex::new(State::default()),
             }),
         }
+    }
+}
+
+impl Etcd2Dcs {
+    /// What etcd refuses us, asked once at start as Patroni's daemon does
+    /// (it exits on a failed authentication at start): its certificate or
+    /// ours, the user or the password, each named. `None` when it answered,
+    /// and when no endpoint answered (the daemon then starts and retries).
+    pub async fn refused_at_start(&self) -> Option<String> {
+        let rt = self.inner.retry_timeout();
+        self.inner
+            .http
+            .refused(
+                &self.inner.prefix_path(&[("quorum", "true")]),
+                tokio::time::Instant::now() + rt,
+                rt,
+            )
+            .await
     }
 }
 

@@ -9,18 +9,32 @@
 //! reqwest cannot set `SO_LINGER`, and its pool would keep the connection of
 //! an abandoned request open, so the exchange is hyper's one-connection
 //! client, driven inside the call's own future.
+//!
+//! `https` endpoints: TLS (tokio-rustls, ring) over that same socket, with
+//! the section's `cacert`, `cert` and `key` (`etcd_tls`, ALPN `http/1.1`).
+//! `username`/`password`: HTTP Basic authentication on every request, as
+//! Patroni's client sends them (etcd's v2 auth, not v3's RBAC: v2 has no
+//! tokens). A TLS failure, or etcd refusing the user (v2 error 110), is a
+//! [`Failure::Refusal`] naming the setting: a configuration error, never an
+//! outage.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::DcsError;
+use super::etcd_conn::EtcdSettings;
+use super::etcd_tls::{EtcdTls, rustls_error};
 
 /// etcd v2's error codes that pgpilot acts on (etcd's `error/error.go`).
 pub(crate) const KEY_NOT_FOUND: u32 = 100;
@@ -32,6 +46,9 @@ pub(crate) const EVENT_INDEX_CLEARED: u32 = 401;
 /// `EtcdLeaderElectionInProgress`.
 const RAFT_INTERNAL: u32 = 300;
 const LEADER_ELECTION: u32 = 301;
+/// "The request requires user authentication" (HTTP 401): no user, an
+/// unknown one, a wrong password, or a user without rights on the key.
+const UNAUTHORIZED: u32 = 110;
 
 /// One key or directory of an answer.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -114,6 +131,27 @@ pub(crate) enum Method {
 struct Endpoint {
     host: String,
     port: u16,
+    https: bool,
+}
+
+impl Endpoint {
+    fn name(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The `Host` header.
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }
 
 fn parse_endpoint(s: &str) -> Result<Endpoint, DcsError> {
@@ -124,11 +162,15 @@ fn parse_endpoint(s: &str) -> Result<Endpoint, DcsError> {
     };
     let url = url::Url::parse(&with_scheme)
         .map_err(|e| DcsError::Other(format!("etcd endpoint {s:?}: {e}")))?;
-    if url.scheme() != "http" {
-        return Err(DcsError::Other(format!(
-            "etcd endpoint {s}: only http is supported for the v2 API"
-        )));
-    }
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(DcsError::Other(format!(
+                "etcd endpoint {s}: scheme {other:?} (http or https)"
+            )));
+        }
+    };
     let host = url
         .host_str()
         .ok_or_else(|| DcsError::Other(format!("etcd endpoint {s:?}: no host")))?
@@ -138,7 +180,35 @@ fn parse_endpoint(s: &str) -> Result<Endpoint, DcsError> {
     Ok(Endpoint {
         host,
         port: url.port().unwrap_or(2379),
+        https,
     })
+}
+
+/// Why a request got no answer to act on. A refusal says what to fix (a
+/// TLS file, the user or password) and is what stops a start
+/// ([`Http::refused`]); as a [`DcsError`] it is `Other`, never
+/// `Unreachable`.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Unreachable(String),
+    Refusal(String),
+    Other(DcsError),
+}
+
+impl From<Failure> for DcsError {
+    fn from(f: Failure) -> DcsError {
+        match f {
+            Failure::Unreachable(m) => DcsError::Unreachable(m),
+            Failure::Refusal(m) => DcsError::Other(m),
+            Failure::Other(e) => e,
+        }
+    }
+}
+
+/// The user and the `Authorization` header sent with every request.
+struct Auth {
+    user: String,
+    header: String,
 }
 
 /// The members to ask, and which one answered last.
@@ -147,14 +217,23 @@ pub(crate) struct Http {
     /// Bad endpoints, reported by every call (a configuration error).
     invalid: Option<DcsError>,
     current: AtomicUsize,
+    tls: Option<Arc<EtcdTls>>,
+    auth: Option<Auth>,
 }
 
 impl Http {
-    pub fn new(endpoints: &[String]) -> Http {
+    /// The endpoints, TLS and credentials of `settings` (its `srv` is not
+    /// used: configuration validation refuses it for v2).
+    pub fn new(settings: &EtcdSettings) -> Http {
         let mut parsed = Vec::new();
         let mut invalid = None;
-        for e in endpoints {
+        for e in &settings.endpoints {
             match parse_endpoint(e) {
+                Ok(p) if p.https && settings.tls.is_none() => {
+                    invalid = Some(DcsError::Other(format!(
+                        "etcd endpoint {e}: https without TLS settings"
+                    )));
+                }
                 Ok(p) => parsed.push(p),
                 Err(err) => invalid = Some(err),
             }
@@ -162,17 +241,27 @@ impl Http {
         if parsed.is_empty() && invalid.is_none() {
             invalid = Some(DcsError::Other("no etcd endpoints configured".into()));
         }
+        let auth = settings.credentials.as_ref().map(|(user, password)| Auth {
+            user: user.clone(),
+            header: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+        });
         Http {
             endpoints: parsed,
             invalid,
             current: AtomicUsize::new(0),
+            tls: settings.tls.clone(),
+            auth,
         }
     }
 
     /// Send one request to `path_and_query` (already encoded), the form
     /// `body` for a PUT, and read the whole answer, by `deadline`. A member
-    /// that refuses the connection is skipped for the next, while time
-    /// remains; once a request is sent it is not sent again.
+    /// that refuses the connection (or its TLS handshake fails) is skipped
+    /// for the next, while time remains; once a request is sent it is not
+    /// sent again.
     pub async fn request(
         &self,
         method: Method,
@@ -181,52 +270,172 @@ impl Http {
         deadline: Instant,
         user_timeout: Duration,
     ) -> Result<Reply, DcsError> {
+        self.request_typed(method, path_and_query, body, deadline, user_timeout)
+            .await
+            .map_err(DcsError::from)
+    }
+
+    /// What etcd refuses us at start (Patroni's daemon stops on a failed
+    /// authentication at start): a TLS failure or the user and password,
+    /// asked with a read of `path_and_query`. `None` when it answered, and
+    /// when no endpoint answered (the daemon then starts and retries).
+    pub async fn refused(
+        &self,
+        path_and_query: &str,
+        deadline: Instant,
+        user_timeout: Duration,
+    ) -> Option<String> {
+        match self
+            .request_typed(Method::Get, path_and_query, None, deadline, user_timeout)
+            .await
+        {
+            Err(Failure::Refusal(m)) => Some(m),
+            Err(Failure::Other(e)) if self.invalid.is_some() => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
+    async fn request_typed(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<String>,
+        deadline: Instant,
+        user_timeout: Duration,
+    ) -> Result<Reply, Failure> {
         if let Some(e) = &self.invalid {
-            return Err(e.clone());
+            return Err(Failure::Other(e.clone()));
         }
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % n;
-        let mut last = DcsError::Unreachable("no etcd endpoint".into());
+        let mut last = Failure::Unreachable("no etcd endpoint".into());
+        let mut refusal = None;
         for k in 0..n {
             let i = (first + k) % n;
             let ep = &self.endpoints[i];
-            let stream = match tokio::time::timeout_at(
-                deadline,
-                open_socket(&ep.host, ep.port, user_timeout),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(host = %ep.host, port = ep.port, error = %e, "etcd endpoint unreachable");
-                    last = DcsError::Unreachable(format!("etcd {}:{}: {e}", ep.host, ep.port));
-                    continue;
-                }
-                Err(_) => {
-                    return Err(DcsError::Unreachable(format!(
-                        "etcd {}:{}: no connection before the deadline",
-                        ep.host, ep.port
-                    )));
-                }
-            };
+            let stream =
+                match tokio::time::timeout_at(deadline, self.connect(ep, user_timeout)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(f)) => {
+                        tracing::debug!(endpoint = %ep.name(), error = ?f, "etcd endpoint failed");
+                        match f {
+                            Failure::Refusal(_) => refusal = Some(f),
+                            f => last = f,
+                        }
+                        continue;
+                    }
+                    Err(_) => {
+                        return Err(refusal.unwrap_or_else(|| {
+                            Failure::Unreachable(format!(
+                                "etcd {}: no connection before the deadline",
+                                ep.name()
+                            ))
+                        }));
+                    }
+                };
             self.current.store(i, Ordering::Relaxed);
-            let host = format!("{}:{}", ep.host, ep.port);
-            let exchange = exchange(stream, &host, method, path_and_query, body);
+            let name = ep.name();
+            let authority = ep.authority();
+            let exchange = exchange(
+                stream,
+                &authority,
+                self.auth.as_ref().map(|a| a.header.as_str()),
+                method,
+                path_and_query,
+                body,
+            );
             return match tokio::time::timeout_at(deadline, exchange).await {
-                Ok(Ok((status, index, bytes))) => interpret(status, index, &bytes),
-                Ok(Err(e)) => Err(DcsError::Unreachable(format!("etcd {host}: {e}"))),
+                Ok(Ok((status, index, bytes))) => match interpret(status, index, &bytes) {
+                    Ok(Reply::Refused(e)) if e.code == UNAUTHORIZED => {
+                        Err(Failure::Refusal(self.unauthorized(&name, &e)))
+                    }
+                    Ok(r) => Ok(r),
+                    Err(e) => Err(Failure::Other(e)),
+                },
+                // With TLS 1.3 the server refuses a client certificate
+                // after the handshake: its alert ends the exchange.
+                Ok(Err(e)) => Err(match (self.tls.as_deref(), tls_error_in(&e)) {
+                    (Some(tls), Some(r)) => {
+                        Failure::Refusal(format!("etcd {name}: {}", tls.describe(&ep.host, r)))
+                    }
+                    _ => Failure::Unreachable(format!("etcd {name}: {e}")),
+                }),
                 // The future, the connection and its socket are dropped
                 // here: whatever was still queued is reset away.
-                Err(_) => Err(DcsError::Unreachable(format!(
-                    "etcd {host}: no answer before the deadline"
+                Err(_) => Err(Failure::Unreachable(format!(
+                    "etcd {name}: no answer before the deadline"
                 ))),
             };
         }
         // Every member refused the connection: the next call starts at
         // the one after the first tried.
         self.current.store((first + 1) % n, Ordering::Relaxed);
-        Err(last)
+        Err(refusal.unwrap_or(last))
     }
+
+    /// A TCP connection to `ep`, with TLS over it for `https`.
+    async fn connect(&self, ep: &Endpoint, user_timeout: Duration) -> Result<Box<dyn Io>, Failure> {
+        let stream = open_socket(&ep.host, ep.port, user_timeout)
+            .await
+            .map_err(|e| Failure::Unreachable(format!("etcd {}: {e}", ep.name())))?;
+        if !ep.https {
+            return Ok(Box::new(stream));
+        }
+        let Some(tls) = &self.tls else {
+            return Err(Failure::Other(DcsError::Other(format!(
+                "etcd endpoint {}: https without TLS settings",
+                ep.name()
+            ))));
+        };
+        let server = ServerName::try_from(ep.host.clone()).map_err(|e| {
+            Failure::Other(DcsError::Other(format!("etcd endpoint {}: {e}", ep.name())))
+        })?;
+        match tokio_rustls::TlsConnector::from(tls.http1_config())
+            .connect(server, stream)
+            .await
+        {
+            Ok(s) => Ok(Box::new(s)),
+            Err(e) => Err(match rustls_error(&e) {
+                Some(r) => {
+                    Failure::Refusal(format!("etcd {}: {}", ep.name(), tls.describe(&ep.host, r)))
+                }
+                None => Failure::Unreachable(format!("etcd {}: TLS handshake: {e}", ep.name())),
+            }),
+        }
+    }
+
+    /// etcd's 110 in words, naming the settings.
+    fn unauthorized(&self, endpoint: &str, e: &EtcdError) -> String {
+        match &self.auth {
+            Some(a) => format!(
+                "etcd {endpoint}: authentication as user {:?} failed: {} (etcd.username, etcd.password)",
+                a.user, e.message
+            ),
+            None => format!(
+                "etcd {endpoint}: etcd asks for a user and password ({}): set etcd.username and etcd.password",
+                e.message
+            ),
+        }
+    }
+}
+
+/// A byte stream under one HTTP/1.1 exchange: plain TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// The rustls error somewhere under `e`, if any.
+fn tls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(r) = c.downcast_ref::<std::io::Error>().and_then(rustls_error) {
+            return Some(r);
+        }
+        cur = c.source();
+    }
+    None
 }
 
 /// One TCP connection with the options of the module doc.
@@ -254,8 +463,9 @@ enum ExchangeError {
 /// is driven here, not in a task of its own: dropping this future drops the
 /// socket.
 async fn exchange(
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     host: &str,
+    authorization: Option<&str>,
     method: Method,
     path_and_query: &str,
     body: Option<String>,
@@ -270,6 +480,9 @@ async fn exchange(
         .method(method)
         .uri(path_and_query)
         .header(hyper::header::HOST, host);
+    if let Some(a) = authorization {
+        req = req.header(hyper::header::AUTHORIZATION, a);
+    }
     if body.is_some() {
         req = req.header(
             hyper::header::CONTENT_TYPE,
@@ -363,21 +576,67 @@ pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
 mod tests {
     use super::*;
 
+    fn settings(endpoints: &[&str], credentials: Option<(&str, &str)>) -> EtcdSettings {
+        EtcdSettings::plain(
+            endpoints.iter().map(|e| (*e).to_owned()).collect(),
+            credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+        )
+    }
+
     #[test]
     fn endpoints() {
         assert_eq!(
             parse_endpoint("http://127.0.0.1:2379").unwrap(),
             Endpoint {
                 host: "127.0.0.1".into(),
-                port: 2379
+                port: 2379,
+                https: false,
             }
         );
         assert_eq!(parse_endpoint("h").unwrap().port, 2379);
         assert_eq!(parse_endpoint("[::1]:1").unwrap().host, "::1");
+        assert_eq!(parse_endpoint("[::1]:1").unwrap().authority(), "[::1]:1");
+        let tls = parse_endpoint("https://h:1").unwrap();
+        assert!(tls.https);
+        assert_eq!(tls.name(), "https://h:1");
         assert!(
-            matches!(parse_endpoint("https://h:1"), Err(DcsError::Other(m)) if m.contains("http"))
+            matches!(parse_endpoint("ftp://h:1"), Err(DcsError::Other(m)) if m.contains("http or https"))
         );
-        assert!(matches!(Http::new(&[]).invalid, Some(DcsError::Other(_))));
+        assert!(matches!(
+            Http::new(&settings(&[], None)).invalid,
+            Some(DcsError::Other(_))
+        ));
+        // https needs the section's TLS settings (built when an endpoint is
+        // https: EtcdSettings::from_config).
+        assert!(matches!(
+            Http::new(&settings(&["https://h:1"], None)).invalid,
+            Some(DcsError::Other(m)) if m.contains("https without TLS")
+        ));
+    }
+
+    #[test]
+    fn credentials_are_sent_as_basic_auth_and_a_refusal_names_the_user() {
+        let h = Http::new(&settings(&["h:1"], Some(("pg", "pass:word"))));
+        let a = h.auth.as_ref().expect("credentials");
+        // base64("pg:pass:word"), as urllib3's make_headers(basic_auth=...).
+        assert_eq!(a.header, "Basic cGc6cGFzczp3b3Jk");
+        let e = EtcdError {
+            code: UNAUTHORIZED,
+            message: "The request requires user authentication".into(),
+            cause: Some("Insufficient credentials".into()),
+            index: Some(0),
+        };
+        let m = h.unauthorized("http://h:1", &e);
+        assert!(m.contains("\"pg\"") && m.contains("etcd.password"), "{m}");
+        let none = Http::new(&settings(&["h:1"], None));
+        assert!(none.auth.is_none());
+        let m = none.unauthorized("http://h:1", &e);
+        assert!(m.contains("set etcd.username"), "{m}");
+        // As a DcsError a refusal is a configuration error, not an outage.
+        assert!(matches!(
+            DcsError::from(Failure::Refusal(m)),
+            DcsError::Other(_)
+        ));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! finds them: `_etcd-client-ssl._tcp.<srv>` (https), else
 //! `_etcd-client._tcp.<srv>` (http), else `_etcd-ssl._tcp.<srv>` (https),
 //! else `_etcd._tcp.<srv>` (http); with `srv_suffix`, `_etcd-client-ssl-<suffix>`
-//! and so on. (Patroni's last resort, the peer records `_etcd-server*` and
-//! a v2 `/members` request, is not done.)
+//! and so on. Patroni's last resort comes after them: the peer records
+//! `_etcd-server-ssl._tcp.<srv>` (https) and `_etcd-server._tcp.<srv>`
+//! (http), and from the first peer that answers a `GET /members` on its
+//! peer port (without checking its certificate, as Patroni's
+//! `verify=False`), every member's `clientURLs`.
 //!
 //! No resolver crate is in the tree: this is one SRV question over UDP to
 //! the first `nameserver` of `/etc/resolv.conf` (RFC 1035, section 4), enough for
@@ -24,10 +27,22 @@ const PREFIXES: [(&str, bool); 4] = [
     ("", false),
 ];
 
+/// The peer records of the last resort, in Patroni's order.
+const SERVER_PREFIXES: [(&str, bool); 2] = [("-server-ssl", true), ("-server", false)];
+
 /// The SRV names asked for `srv` (with `suffix`), in order, each with
 /// whether its endpoints are https.
 pub(crate) fn names(srv: &str, suffix: Option<&str>) -> Vec<(String, bool)> {
-    PREFIXES
+    names_of(&PREFIXES, srv, suffix)
+}
+
+/// The peer names of the last resort (`_etcd-server-ssl`, `_etcd-server`).
+pub(crate) fn server_names(srv: &str, suffix: Option<&str>) -> Vec<(String, bool)> {
+    names_of(&SERVER_PREFIXES, srv, suffix)
+}
+
+fn names_of(prefixes: &[(&str, bool)], srv: &str, suffix: Option<&str>) -> Vec<(String, bool)> {
+    prefixes
         .iter()
         .map(|(p, https)| {
             let p = match suffix {
@@ -84,11 +99,84 @@ pub(crate) async fn endpoints(
             }
         }
     }
+    // The last resort: a peer's list of the members' client URLs.
+    for (name, https) in server_names(srv, suffix) {
+        let found = lookup(&name, nameserver, timeout).await;
+        asked.push(name);
+        match found {
+            Ok(targets) => {
+                answered = true;
+                for (host, port) in targets {
+                    let endpoints = members(https, &host, port, timeout).await;
+                    if !endpoints.is_empty() {
+                        return Found {
+                            endpoints,
+                            asked,
+                            answered,
+                        };
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(name = %asked[asked.len() - 1], error = %e, "SRV lookup failed")
+            }
+        }
+    }
     Found {
         endpoints: Vec::new(),
         asked,
         answered,
     }
+}
+
+/// One member of a `GET /members` answer (etcd's peer API).
+#[derive(Debug, serde::Deserialize)]
+struct PeerMember {
+    #[serde(default, rename = "clientURLs")]
+    client_urls: Vec<String>,
+}
+
+/// Every member's client URLs, from `GET /members` on the peer at
+/// `host:port` (its certificate not checked, as Patroni's `verify=False`),
+/// in the order given, each once; empty when it does not answer below 400.
+async fn members(https: bool, host: &str, port: u16, timeout: Duration) -> Vec<String> {
+    let scheme = if https { "https" } else { "http" };
+    let url = format!("{scheme}://{host}:{port}/members");
+    // reqwest wants its TLS even for http (rustls-no-provider).
+    let tls = match crate::tls::client_config(crate::tls::ServerCheck::None, None) {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::debug!(%url, error = %e, "no TLS client for the etcd peer");
+            return Vec::new();
+        }
+    };
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(timeout)
+        .tls_backend_preconfigured(tls)
+        .build()
+    else {
+        return Vec::new();
+    };
+    let answer = match client.get(&url).send().await {
+        Ok(r) if r.status().as_u16() < 400 => r.json::<Vec<PeerMember>>().await,
+        Ok(r) => {
+            tracing::debug!(%url, status = %r.status(), "etcd peer refused /members");
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::debug!(%url, error = %e, "etcd peer did not answer /members");
+            return Vec::new();
+        }
+    };
+    let mut urls: Vec<String> = Vec::new();
+    for m in answer.unwrap_or_default() {
+        for u in m.client_urls {
+            if !urls.contains(&u) {
+                urls.push(u);
+            }
+        }
+    }
+    urls
 }
 
 /// The first `nameserver` of `/etc/resolv.conf`, port 53.
@@ -359,10 +447,11 @@ pub(crate) mod tests {
         let f = endpoints("example.com", None, ns, Duration::from_secs(2)).await;
         assert_eq!(f.endpoints, ["http://etcd1.example.com:2379"]);
         assert_eq!(f.asked.len(), 2, "-client-ssl, then -client");
-        let ns = fake_nameserver(Vec::new(), 4).await;
+        let ns = fake_nameserver(Vec::new(), 6).await;
         let f = endpoints("example.com", None, ns, Duration::from_secs(2)).await;
         assert!(f.endpoints.is_empty() && f.answered);
-        assert_eq!(f.asked.len(), 4);
+        // The four client names, then Patroni's last resort (the peers').
+        assert_eq!(f.asked.len(), 6);
         // Nobody answering: not answered.
         let silent = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let f = endpoints(
@@ -395,7 +484,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn an_srv_name_without_records_is_a_refusal_naming_it() {
-        let ns = fake_nameserver(Vec::new(), 4).await;
+        let ns = fake_nameserver(Vec::new(), 6).await;
         let m = srv_node(ns).refused_at_start().await.expect("refused");
         assert!(
             m.contains("etcd3.srv")
@@ -404,6 +493,57 @@ pub(crate) mod tests {
                 && m.contains("no SRV records"),
             "{m}"
         );
+    }
+
+    /// Patroni's last resort: no client records, a peer record whose
+    /// `/members` (a real etcd's peer port) lists the client URLs.
+    #[tokio::test]
+    async fn the_peer_records_give_the_members_client_urls() {
+        // A peer that answers /members as etcd's peer API does.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let peer = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let body = r#"[{"id":"1","name":"a","peerURLs":["http://127.0.0.1:1"],"clientURLs":["http://127.0.0.1:2379","http://10.0.0.1:2379"]},{"id":"2","name":"b","clientURLs":["http://127.0.0.1:2379"]}]"#;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let ns = sock.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 512];
+            loop {
+                let Ok((len, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                let q = &buf[..len];
+                // Only `_etcd-server._tcp` (not -ssl) has a record.
+                let server = String::from_utf8_lossy(q).contains("\x0c_etcd-server\x04_tcp");
+                let a = if server {
+                    answer(q, &[(0, 0, peer, "127.0.0.1")], 0)
+                } else {
+                    answer(q, &[], 3)
+                };
+                let _ = sock.send_to(&a, from).await;
+            }
+        });
+        let found = endpoints("example.test", None, ns, Duration::from_secs(2)).await;
+        assert_eq!(
+            found.endpoints,
+            ["http://127.0.0.1:2379", "http://10.0.0.1:2379"],
+            "{found:?}"
+        );
+        assert_eq!(found.asked.len(), 6, "{found:?}");
+        assert!(found.asked[4].starts_with("_etcd-server-ssl._tcp."));
     }
 
     #[tokio::test]

@@ -21,7 +21,10 @@ use crate::tls::{ServerCheck, TlsError};
 /// The client side of TLS to etcd, built once from the configuration.
 #[derive(Debug)]
 pub struct EtcdTls {
+    /// ALPN `h2`: the v3 API (gRPC).
     config: Arc<ClientConfig>,
+    /// The same with ALPN `http/1.1`: the v2 keys API (`etcd2_http`).
+    http1: Arc<ClientConfig>,
     /// What the server's certificate is checked against, for messages:
     /// `etcd3.cacert (/path)` or `the system CA store`.
     trust: String,
@@ -79,8 +82,11 @@ impl EtcdTls {
             },
         };
         let config = crate::tls::h2_client_config(check, identity)?;
+        let mut http1 = config.clone();
+        http1.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(EtcdTls {
             config: Arc::new(config),
+            http1: Arc::new(http1),
             trust,
             identity: e.cert.as_ref().map(|p| format!("{} ({p})", key_of("cert"))),
             section: section.to_owned(),
@@ -89,6 +95,11 @@ impl EtcdTls {
 
     pub(crate) fn config(&self) -> Arc<ClientConfig> {
         self.config.clone()
+    }
+
+    /// The configuration for HTTP/1.1 (etcd's v2 keys API).
+    pub(crate) fn http1_config(&self) -> Arc<ClientConfig> {
+        self.http1.clone()
     }
 
     /// The client certificate presented, for messages: `etcd3.cert (/path)`.
@@ -138,21 +149,22 @@ impl EtcdTls {
     }
 }
 
-/// Check the TLS files of the `etcd3` section, when it is the DCS used and
-/// an endpoint is `https`: each problem, naming its key and path. Used by
-/// configuration validation (`pgpilot --validate-config`).
+/// Check the TLS files of the `etcd3` (or v2 `etcd`) section, when it is
+/// the DCS used and an endpoint is `https`: each problem, naming its key and
+/// path. Used by configuration validation (`pgpilot --validate-config`).
 pub fn check_files(cfg: &crate::config::Config) -> Vec<String> {
-    let Some(e) = cfg
-        .etcd3
-        .as_ref()
-        .filter(|_| cfg.dcs_sections().first() == Some(&"etcd3"))
-    else {
+    let (section, e) = match cfg.dcs_sections().first() {
+        Some(&"etcd3") => ("etcd3", cfg.etcd3.as_ref()),
+        Some(&"etcd") => ("etcd", cfg.etcd.as_ref()),
+        _ => return Vec::new(),
+    };
+    let Some(e) = e else {
         return Vec::new();
     };
     if !e.endpoints().iter().any(|u| u.starts_with("https://")) {
         return Vec::new();
     }
-    match EtcdTls::from_config("etcd3", e) {
+    match EtcdTls::from_config(section, e) {
         Ok(_) => Vec::new(),
         Err(e) => vec![e.to_string()],
     }

@@ -27,6 +27,7 @@ pub mod metered;
 pub mod sync_key;
 pub mod version;
 pub mod zookeeper;
+pub mod zookeeper_tls;
 
 use std::time::Duration;
 

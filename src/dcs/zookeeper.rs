@@ -31,13 +31,14 @@ use zookeeper_client as zk;
 use super::exhibitor::EnsembleProvider;
 use super::keys;
 use super::version::{Expiry, SessionId, Version};
+use super::zookeeper_tls::ZkTlsError;
 use super::{
     Cluster, Dcs, DcsError, DcsResult, Leader, LeaderHold, MemberData, Status, WatchEvent,
 };
 use crate::config::zookeeper::AclEntry;
 
 /// How to reach the ensemble and what to present to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ZkSettings {
     /// `host:port` of each server.
     pub servers: Vec<String>,
@@ -45,16 +46,33 @@ pub struct ZkSettings {
     pub acls: Vec<AclEntry>,
     /// `(scheme, credential)` added to every session.
     pub auth: Vec<(String, String)>,
+    /// TLS to every server (`use_ssl`; `zookeeper_tls`).
+    pub tls: Option<zk::TlsOptions>,
 }
 
 impl ZkSettings {
-    /// The section as the configuration gives it.
-    pub fn from_config(c: &crate::config::zookeeper::ZooKeeper) -> ZkSettings {
-        ZkSettings {
+    /// The section as the configuration gives it; with `use_ssl`, its TLS
+    /// files read (once, here: a bad one is an error naming it).
+    pub fn from_config(c: &crate::config::zookeeper::ZooKeeper) -> Result<ZkSettings, ZkTlsError> {
+        Ok(ZkSettings {
             servers: c.servers(),
             acls: c.acls(),
             auth: c.auth(),
-        }
+            tls: super::zookeeper_tls::options(c)?,
+        })
+    }
+}
+
+/// Connect `connector` to `servers` (`host:port,...`), over TLS when the
+/// section asks for it.
+async fn dial(
+    connector: zk::Connector,
+    tls: Option<&zk::TlsOptions>,
+    servers: &str,
+) -> Result<zk::Client, zk::Error> {
+    match tls {
+        Some(t) => connector.with_tls(t.clone()).secure_connect(servers).await,
+        None => connector.connect(servers).await,
     }
 }
 
@@ -78,6 +96,7 @@ struct Session {
 struct Closer {
     ensemble: Arc<EnsembleProvider>,
     auth: Vec<(String, String)>,
+    tls: Option<zk::TlsOptions>,
     ttl: Duration,
     info: zk::SessionInfo,
     armed: std::sync::atomic::AtomicBool,
@@ -99,6 +118,7 @@ impl Drop for Closer {
             rt.spawn(close_detached(
                 self.ensemble.clone(),
                 self.auth.clone(),
+                self.tls.clone(),
                 self.ttl,
                 self.info.clone(),
             ));
@@ -112,6 +132,7 @@ impl Drop for Closer {
 async fn close_detached(
     ensemble: Arc<EnsembleProvider>,
     auth: Vec<(String, String)>,
+    tls: Option<zk::TlsOptions>,
     ttl: Duration,
     info: zk::SessionInfo,
 ) {
@@ -125,7 +146,7 @@ async fn close_detached(
         connector = connector.with_auth(scheme, cred.as_bytes());
     }
     let close = async {
-        if let Ok(client) = connector.connect(&servers.join(",")).await {
+        if let Ok(client) = dial(connector, tls.as_ref(), &servers.join(",")).await {
             let mut w = client.state_watcher();
             drop(client);
             while !w.peek_state().is_terminated() {
@@ -407,6 +428,7 @@ impl Inner {
             Arc::new(Closer {
                 ensemble: e.clone(),
                 auth: self.settings.auth.clone(),
+                tls: self.settings.tls.clone(),
                 ttl,
                 info: client.session().clone(),
                 armed: std::sync::atomic::AtomicBool::new(true),
@@ -966,7 +988,14 @@ impl Inner {
             }
         }
         for c in closers {
-            close_detached(c.ensemble.clone(), c.auth.clone(), c.ttl, c.info.clone()).await;
+            close_detached(
+                c.ensemble.clone(),
+                c.auth.clone(),
+                c.tls.clone(),
+                c.ttl,
+                c.info.clone(),
+            )
+            .await;
         }
         Ok(())
     }
@@ -1012,8 +1041,7 @@ async fn connect(
     for (scheme, cred) in &settings.auth {
         connector = connector.with_auth(scheme, cred.as_bytes());
     }
-    connector
-        .connect(&servers.join(","))
+    dial(connector, settings.tls.as_ref(), &servers.join(","))
         .await
         .map_err(|e| classify("connect", e))
 }

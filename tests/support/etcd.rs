@@ -274,6 +274,58 @@ impl EtcdServer {
         self.etcdctl(None, &["auth", "enable"]);
     }
 
+    /// `etcdctl` on the v2 API (`ETCDCTL_API=2`), as `user` (`name:password`).
+    pub fn etcdctl_v2(&self, user: Option<&str>, args: &[&str]) -> String {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "2")
+            .arg(format!("--endpoints={}", self.endpoint()));
+        if let Some(t) = &self.options.tls {
+            cmd.arg(format!("--ca-file={}", t.ca.display()));
+            cmd.arg(format!("--cert-file={}", t.cert.display()));
+            cmd.arg(format!("--key-file={}", t.key.display()));
+        }
+        if let Some(u) = user {
+            cmd.arg(format!("--username={u}"));
+        }
+        let out = cmd.args(args).output().expect("run etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl (v2) {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Turn etcd's v2 authentication on (its own users and roles, not
+    /// v3's): `root` with `root_password`, and `user` with `password`,
+    /// whose role may read and write `/service/*`; the `guest` role (what a
+    /// request without credentials gets) loses its rights on everything.
+    pub fn enable_v2_auth(&self, root_password: &str, user: &str, password: &str) {
+        let root = format!("root:{root_password}");
+        let root = Some(root.as_str());
+        self.etcdctl_v2(None, &["user", "add", &format!("root:{root_password}")]);
+        self.etcdctl_v2(None, &["auth", "enable"]);
+        self.etcdctl_v2(root, &["role", "add", "pgpilot"]);
+        self.etcdctl_v2(
+            root,
+            &[
+                "role",
+                "grant",
+                "pgpilot",
+                "-path",
+                "/service/*",
+                "-readwrite",
+            ],
+        );
+        self.etcdctl_v2(root, &["user", "add", &format!("{user}:{password}")]);
+        self.etcdctl_v2(root, &["user", "grant", user, "-roles", "pgpilot"]);
+        self.etcdctl_v2(
+            root,
+            &["role", "revoke", "guest", "-path", "/*", "-readwrite"],
+        );
+    }
+
     pub fn client_port(&self) -> u16 {
         self.client_port
     }

@@ -19,8 +19,11 @@ use nix::unistd::Pid;
 use super::free_port;
 
 const READY_DEADLINE: Duration = Duration::from_secs(30);
-/// Debian's jar and the configuration directory its log4j setup lives in.
-const CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
+/// Debian's jar and the configuration directory its log4j setup lives in;
+/// the two netty jars its manifest does not name, which the secure client
+/// port (Netty's connection factory) needs.
+const CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:\
+                         /usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar";
 const JAR: &str = "/usr/share/java/zookeeper.jar";
 
 pub struct ZkServer {
@@ -29,6 +32,8 @@ pub struct ZkServer {
     /// ensemble was started with [`ZkEnsemble::start_on_loopbacks`]).
     host: [u8; 4],
     port: u16,
+    /// The TLS client port ([`ZkServer::start_tls`]).
+    secure_port: Option<u16>,
     child: Option<Child>,
     /// A member of an ensemble: ready once it serves as leader or follower.
     in_ensemble: bool,
@@ -77,6 +82,19 @@ impl ZkServer {
     /// Start ZooKeeper and wait until it answers. `tick_ms` is its
     /// `tickTime`: the granted session timeouts lie between 2 and 20 ticks.
     pub fn start(tick_ms: u64) -> ZkServer {
+        ZkServer::start_with(tick_ms, None)
+    }
+
+    /// The same with a TLS client port beside the plain one
+    /// (`secureClientPort`, Netty's connection factory): the server presents
+    /// `cert` (with `key`, unencrypted PKCS#8) and demands a client
+    /// certificate signed by `ca` (`ssl.clientAuth=need`). The plain port
+    /// stays for the readiness check (`ruok`).
+    pub fn start_tls(tick_ms: u64, cert: &Path, key: &Path, ca: &Path) -> ZkServer {
+        ZkServer::start_with(tick_ms, Some((cert, key, ca)))
+    }
+
+    fn start_with(tick_ms: u64, tls: Option<(&Path, &Path, &Path)>) -> ZkServer {
         assert!(
             Path::new(JAR).exists(),
             "{JAR} missing: install Debian's `zookeeper` package (scripts/lib.sh ensure_packages)"
@@ -86,16 +104,35 @@ impl ZkServer {
             let dir = unique_dir();
             std::fs::create_dir_all(dir.join("data")).expect("create zookeeper temp dir");
             let port = free_port();
-            let cfg = format!(
+            let mut cfg = format!(
                 "tickTime={tick_ms}\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n",
                 dir.join("data").display()
             );
+            let mut secure_port = None;
+            if let Some((cert, key, ca)) = tls {
+                // ZooKeeper's PEM key store: the key and the chain in one file.
+                let mut pem = std::fs::read_to_string(key).expect("read the server key");
+                pem.push_str(&std::fs::read_to_string(cert).expect("read the server cert"));
+                let store = dir.join("server.pem");
+                std::fs::write(&store, pem).expect("write the key store");
+                let sp = free_port();
+                cfg.push_str(&format!(
+                    "secureClientPort={sp}\nsecureClientPortAddress=127.0.0.1\n\
+                     serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+                     ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+                     ssl.trustStore.location={}\nssl.trustStore.type=PEM\nssl.clientAuth=need\n",
+                    store.display(),
+                    ca.display()
+                ));
+                secure_port = Some(sp);
+            }
             std::fs::write(dir.join("zoo.cfg"), cfg).expect("write zoo.cfg");
             let mut s = ZkServer {
                 dir,
                 host: [127, 0, 0, 1],
                 port,
+                secure_port,
                 child: None,
                 in_ensemble: false,
             };
@@ -164,6 +201,12 @@ impl ZkServer {
     /// `<address>:<port>`, as the `zookeeper.hosts` setting names it.
     pub fn server(&self) -> String {
         format!("{}:{}", self.host_name(), self.port)
+    }
+
+    /// `<address>:<TLS port>` of a server from [`ZkServer::start_tls`].
+    pub fn secure_server(&self) -> String {
+        let port = self.secure_port.expect("a server started with start_tls");
+        format!("{}:{port}", self.host_name())
     }
 
     /// Client connections it has open, as `srvr` counts them (the `srvr`
@@ -300,6 +343,7 @@ impl ZkEnsemble {
                     dir,
                     host: host(i),
                     port: *client,
+                    secure_port: None,
                     child: None,
                     in_ensemble: true,
                 }

@@ -15,6 +15,13 @@
 //! `tests/consul_emulator.rs` pins each rule with a test.
 //!
 //! `CONSUL_EMULATOR_LOG=1` prints every request and its status on stderr.
+//!
+//! The same code runs outside the tests as a program of its own,
+//! `examples/consul-emulator.rs` (`cargo build --example consul-emulator`),
+//! which `scripts/demo --dcs consul` starts: an emulator, not Consul, and
+//! never part of the package. Keep this module free of test-only helpers
+//! but `super::free_port` (tests/support/ports.rs, which the example
+//! includes too).
 
 pub mod agent;
 pub mod duration;
@@ -94,6 +101,12 @@ impl ConsulEmulator {
     }
 
     pub fn start_with(cfg: EmulatorConfig) -> ConsulEmulator {
+        ConsulEmulator::start_on(super::free_port(), cfg).expect("bind the emulator's port")
+    }
+
+    /// An emulator on 127.0.0.1:`port` (the standalone emulator of
+    /// examples/consul-emulator.rs: a fixed port, an error when it is taken).
+    pub fn start_on(port: u16, cfg: EmulatorConfig) -> std::io::Result<ConsulEmulator> {
         pgpilot::tls::install_provider();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
@@ -104,11 +117,11 @@ impl ConsulEmulator {
         });
         let mut e = ConsulEmulator {
             shared,
-            port: super::free_port(),
+            port,
             server: None,
         };
-        e.resume();
-        e
+        e.serve()?;
+        Ok(e)
     }
 
     /// `127.0.0.1:<port>`.
@@ -138,15 +151,16 @@ impl ConsulEmulator {
     /// single server: every session's timer starts afresh (docs
     /// "Sessions": TTLs are renewed on a leader election).
     pub fn resume(&mut self) {
+        self.serve().expect("bind the emulator's port");
+    }
+
+    fn serve(&mut self) -> std::io::Result<()> {
         if self.server.is_some() {
-            return;
+            return Ok(());
         }
         self.shared.lock().reset_session_timers(&self.shared.cfg);
-        let std_listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
-            .expect("bind the emulator's port");
-        std_listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", self.port))?;
+        std_listener.set_nonblocking(true)?;
         let (tx, rx) = oneshot::channel();
         let shared = self.shared.clone();
         let thread = std::thread::Builder::new()
@@ -168,12 +182,12 @@ impl ConsulEmulator {
                 // Dropping the runtime ends every connection task: their
                 // sockets close.
                 drop(rt);
-            })
-            .expect("spawn the emulator thread");
+            })?;
         self.server = Some(Server {
             shutdown: Some(tx),
             thread: Some(thread),
         });
+        Ok(())
     }
 
     /// Stop answering and expiring, connections kept open (SIGSTOP).
