@@ -126,29 +126,35 @@ async fn log_dir_rotates_bounded_plain_then_json_after_a_reload() {
     );
     // Patroni's words as the message, pgpilot's fields after them
     // (docs/operations.md, "Patroni's messages"): every cycle of the
-    // leader writes them (at DEBUG when it repeats), so some file holds
-    // them whatever rotated away.
+    // leader writes them at INFO, repeats included (Patroni's default,
+    // `deduplicate_heartbeat_logs: false`), so some file holds two of them
+    // whatever rotated away.
     let name = c.nodes[0].name.clone();
     let summary =
-        format!(": no action. I am ({name}), the leader with the lock event=\"decision\"");
+        format!(" INFO: no action. I am ({name}), the leader with the lock event=\"decision\"");
     let owner = format!(": Lock owner: {name}; I am {name} event=\"cycle_note\"");
-    eventually(ROTATE, "Patroni's cycle summary in the log", || {
-        let text: String = files(&dir)
-            .iter()
-            .map(|(_, p)| fs::read_to_string(p).unwrap_or_default())
-            .collect();
-        let found = text.contains(&summary) && text.contains(&owner);
-        async move { found.then_some(()) }
-    })
+    eventually(
+        ROTATE,
+        "Patroni's cycle summary in the log, every cycle",
+        || {
+            let text: String = files(&dir)
+                .iter()
+                .map(|(_, p)| fs::read_to_string(p).unwrap_or_default())
+                .collect();
+            let found = text.matches(summary.as_str()).count() >= 2 && text.contains(&owner);
+            async move { found.then_some(()) }
+        },
+    )
     .await;
 
     // A reload turns the lines into JSON, with the structured fields beside
     // the message and the static fields, at INFO except the HA loop
-    // (Patroni's `patroni.ha` logger) at DEBUG.
+    // (Patroni's `patroni.ha` logger) at DEBUG, and repeated summaries at
+    // DEBUG (`deduplicate_heartbeat_logs`, applied by the reload too).
     let json = format!(
         "{base}log:\n  dir: {}\n  file_size: {FILE_SIZE}\n  file_num: 2\n  mode: '0640'\n  \
          type: json\n  static_fields:\n    app: it\n  level: INFO\n  loggers:\n    \
-         patroni.ha: DEBUG\n",
+         patroni.ha: DEBUG\n  deduplicate_heartbeat_logs: true\n",
         dir.display()
     );
     fs::write(&config, json).expect("write config");

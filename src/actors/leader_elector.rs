@@ -750,8 +750,9 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
     telemetry::ha::decided(decision.kind());
     // Patroni's words as the messages, pgpilot's reason and facts as
     // fields beside them (docs/operations.md, "Patroni's messages").
-    if repeat {
-        // The same steady state as last cycle: not worth INFO lines per loop_wait.
+    if repeat && cfg.log.deduplicate_heartbeat_logs == Some(true) {
+        // The same steady state as last cycle, and the operator asked for
+        // no repeats (Patroni's `log.deduplicate_heartbeat_logs`).
         for note in &decision.notes {
             tracing::debug!(event = crate::events::CYCLE_NOTE, "{note}");
         }

@@ -651,6 +651,11 @@ pub struct Log {
     /// `strtol` with base 0 reads it (`"0644"` is octal), as Patroni does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<serde_json::Value>,
+    /// Patroni's `deduplicate_heartbeat_logs`: a cycle summary identical
+    /// to the last one is not written at INFO (it goes to DEBUG). Off by
+    /// default, as in Patroni: every cycle says what it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deduplicate_heartbeat_logs: Option<bool>,
 }
 
 /// The dynamic (cluster-wide) settings pgpilot acts on, read from the DCS
