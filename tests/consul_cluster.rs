@@ -22,6 +22,7 @@ use pgpilot::dcs::{Cluster, Dcs, keys};
 use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::consul_emulator::ConsulEmulator;
 use support::eventually;
+use support::families::{ctl_list, kill_9_failover, roles, switchover_via_ctl, writable};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -35,44 +36,6 @@ async fn read(addr: &str, c: &TestCluster) -> Option<Cluster> {
         Duration::from_secs(5),
     );
     reader.load_cluster_fresh().await.ok()
-}
-
-async fn writable(c: &TestCluster, i: usize) -> bool {
-    let Ok(client) = c.sql(i).await else {
-        return false;
-    };
-    client
-        .execute("CREATE TABLE IF NOT EXISTS consul_t(v int)", &[])
-        .await
-        .is_ok()
-        && client
-            .execute("INSERT INTO consul_t VALUES (1)", &[])
-            .await
-            .is_ok()
-}
-
-fn ctl(c: &TestCluster, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args(args)
-        .output()
-        .expect("run pgpilotctl")
-}
-
-/// Member and role of each row of a `list --format json`, sorted.
-fn members_and_roles(rows: &[serde_json::Value]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["Member"].as_str().unwrap_or_default().to_owned(),
-                r["Role"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 async fn bootstrap_switchover_failover(addr: String, timing: Timing) {
@@ -126,13 +89,7 @@ async fn bootstrap_switchover_failover(addr: String, timing: Timing) {
 
     // pgpilotctl reads the same picture through the file's consul section,
     // and so does Patroni's own patronictl (its consul extra).
-    let out = ctl(&c, &["list", "--format", "json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json list");
+    let rows = ctl_list(&c);
     assert_eq!(rows.len(), 3, "{rows:?}");
     let yml = c.root.join("patronictl.yml");
     std::fs::write(
@@ -166,42 +123,17 @@ async fn bootstrap_switchover_failover(addr: String, timing: Timing) {
     let theirs: Vec<serde_json::Value> =
         serde_json::from_slice(&out.stdout).expect("patronictl json list");
     assert_eq!(
-        members_and_roles(&theirs),
-        members_and_roles(&rows),
+        roles(&theirs),
+        roles(&rows),
         "patronictl and pgpilotctl disagree"
     );
 
     // A switchover through pgpilotctl: the candidate leads, the old
     // primary follows it.
     let candidate = (primary + 1) % 3;
-    let out = ctl(
-        &c,
-        &[
-            "switchover",
-            "--candidate",
-            &c.nodes[candidate].name,
-            "--force",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eventually(Duration::from_secs(60), "the candidate leads", || async {
-        let cl = read(&addr, &c).await?;
-        (cl.leader_name() == Some(c.nodes[candidate].name.as_str())
-            && writable(&c, candidate).await)
-            .then_some(())
-    })
-    .await;
-    eventually(
-        Duration::from_secs(60),
-        "the old primary follows",
-        || async { c.is_streaming_replica(primary).await.then_some(()) },
-    )
-    .await;
+    switchover_via_ctl(&c, primary, candidate).await;
+    let cl = read(&addr, &c).await.expect("read after the switchover");
+    assert_eq!(cl.leader_name(), Some(c.nodes[candidate].name.as_str()));
     let primary = candidate;
     // Re-tagged: the candidate is now the primary's service.
     eventually(
@@ -216,42 +148,8 @@ async fn bootstrap_switchover_failover(addr: String, timing: Timing) {
     // kill -9 of the primary's daemon and postmaster: Consul invalidates
     // its session by ttl (twice the session TTL of ttl / 2), and a replica
     // takes over.
-    let killed_at = Instant::now();
-    c.kill_node(primary).await;
-    let new_primary = loop {
-        let mut found = None;
-        for i in (0..3).filter(|&i| i != primary) {
-            if writable(&c, i).await {
-                found = Some(i);
-                break;
-            }
-        }
-        if let Some(i) = found {
-            break i;
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(90),
-            "no new primary within 90 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let failover = killed_at.elapsed();
-    let bound = Duration::from_secs(c.timing.ttl + 2 * c.timing.loop_wait + 2);
-    eprintln!("failover on consul took {failover:?} (bound {bound:?})");
-    assert!(
-        failover <= bound,
-        "failover took {failover:?} (> {bound:?})"
-    );
-    let other = (0..3)
-        .find(|&i| i != primary && i != new_primary)
-        .expect("third node");
-    eventually(
-        Duration::from_secs(30),
-        "survivor follows the new primary",
-        || async { c.is_streaming_replica(other).await.then_some(()) },
-    )
-    .await;
-    assert!(!writable(&c, other).await, "two writable primaries");
+    let ttl = c.timing.ttl;
+    let (new_primary, other) = kill_9_failover(&mut c, primary, ttl, "consul").await;
     let cl = read(&addr, &c).await.expect("read after failover");
     assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
     assert!(

@@ -15,6 +15,7 @@ use pgpilot::dcs::etcd2::Etcd2Dcs;
 use pgpilot::dcs::{Cluster, Dcs, keys};
 use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
+use support::families::{kill_9_failover, roles, switchover_via_ctl, writable};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -32,35 +33,6 @@ async fn read(c: &TestCluster) -> Option<Cluster> {
         Duration::from_secs(5),
     );
     reader.load_cluster_fresh().await.ok()
-}
-
-async fn writable(c: &TestCluster, i: usize) -> bool {
-    let Ok(client) = c.sql(i).await else {
-        return false;
-    };
-    client
-        .execute("CREATE TABLE IF NOT EXISTS v2_t(v int)", &[])
-        .await
-        .is_ok()
-        && client
-            .execute("INSERT INTO v2_t VALUES (1)", &[])
-            .await
-            .is_ok()
-}
-
-/// `(member, role)` of a `list --format json`, sorted.
-fn roles(rows: &[serde_json::Value]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["Member"].as_str().unwrap_or_default().to_owned(),
-                r["Role"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn list(cmd: &mut std::process::Command, what: &str) -> Vec<serde_json::Value> {
@@ -168,76 +140,15 @@ async fn bootstrap_switchover_and_kill_9_failover_on_etcd_v2() {
     // A switchover through pgpilotctl (the failover key and the REST API)
     // on v2: the candidate leads, the old primary follows it.
     let candidate = (primary + 1) % 3;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args([
-            "switchover",
-            "--candidate",
-            &c.nodes[candidate].name,
-            "--force",
-        ])
-        .output()
-        .expect("run pgpilotctl switchover");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eventually(Duration::from_secs(60), "the candidate leads", || async {
-        let cl = read(&c).await?;
-        (cl.leader_name() == Some(c.nodes[candidate].name.as_str())
-            && writable(&c, candidate).await)
-            .then_some(())
-    })
-    .await;
-    eventually(
-        Duration::from_secs(60),
-        "the old primary follows",
-        || async { c.is_streaming_replica(primary).await.then_some(()) },
-    )
-    .await;
+    switchover_via_ctl(&c, primary, candidate).await;
+    let cl = read(&c).await.expect("read after the switchover");
+    assert_eq!(cl.leader_name(), Some(c.nodes[candidate].name.as_str()));
     let primary = candidate;
 
     // kill -9 of the primary's daemon and postmaster: its leader key lapses
     // one TTL after its last renewal, and a replica takes over.
-    let killed_at = Instant::now();
-    c.kill_node(primary).await;
-    let new_primary = loop {
-        let mut found = None;
-        for i in (0..3).filter(|&i| i != primary) {
-            if writable(&c, i).await {
-                found = Some(i);
-                break;
-            }
-        }
-        if let Some(i) = found {
-            break i;
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(60),
-            "no new primary within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let failover = killed_at.elapsed();
-    let bound = Duration::from_secs(c.timing.ttl + 2 * c.timing.loop_wait + 2);
-    eprintln!("failover on etcd v2 took {failover:?} (bound {bound:?})");
-    assert!(
-        failover <= bound,
-        "failover took {failover:?} (> {bound:?})"
-    );
-    let other = (0..3)
-        .find(|&i| i != primary && i != new_primary)
-        .expect("third node");
-    eventually(
-        Duration::from_secs(30),
-        "survivor follows the new primary",
-        || async { c.is_streaming_replica(other).await.then_some(()) },
-    )
-    .await;
-    assert!(!writable(&c, other).await, "two writable primaries");
+    let ttl = c.timing.ttl;
+    let (new_primary, _) = kill_9_failover(&mut c, primary, ttl, "etcd v2").await;
     let cl = eventually(
         Duration::from_secs(c.timing.ttl + 5),
         "the killed node's member key lapses",

@@ -12,47 +12,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
-use pgpilot::dcs::{Cluster, Dcs, keys};
 use pgpilot::events::{EXHIBITOR_SERVERS_CHANGED, EXHIBITOR_SESSION_MOVED};
 use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
+use support::families::writable;
+use support::zookeeper::read_cluster as read;
 
 const BOOT: Duration = Duration::from_secs(90);
-
-/// The cluster as a fresh read of the ensemble (every member) shows it.
-async fn read(c: &TestCluster) -> Option<Cluster> {
-    let servers = c.zookeeper_ensemble.as_ref()?.servers();
-    let reader = ZooKeeperDcs::new(
-        ZkSettings {
-            servers,
-            acls: Vec::new(),
-            auth: Vec::new(),
-            tls: None,
-        },
-        keys::cluster_prefix("/it/", &c.scope),
-        "test-reader".into(),
-        Duration::from_secs(10),
-        Duration::from_secs(5),
-    );
-    let cl = reader.load_cluster_fresh().await.ok();
-    let _ = reader.release_session().await;
-    cl
-}
-
-async fn writable(c: &TestCluster, i: usize) -> bool {
-    let Ok(client) = c.sql(i).await else {
-        return false;
-    };
-    client
-        .execute("CREATE TABLE IF NOT EXISTS ex_t(v int)", &[])
-        .await
-        .is_ok()
-        && client
-            .execute("INSERT INTO ex_t VALUES (1)", &[])
-            .await
-            .is_ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhibitor_list_changes_the_leader_stays() {

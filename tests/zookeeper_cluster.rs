@@ -12,53 +12,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pgpilot::dcs::zookeeper::{ZkSettings, ZooKeeperDcs};
-use pgpilot::dcs::{Cluster, Dcs, keys};
 use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
+use support::families::{ctl_list, kill_9_failover, roles, switchover_via_ctl, writable};
+use support::zookeeper::read_cluster as read;
 
 const BOOT: Duration = Duration::from_secs(90);
 /// The ttl the bootstrap test sets through `PATCH /config` (the server's
 /// tick of 500 ms grants up to 10 s).
 const NEW_TTL: u64 = 8;
-
-/// The cluster as a fresh read of the test's ZooKeeper shows it.
-async fn read(c: &TestCluster) -> Option<Cluster> {
-    let servers = match (&c.zookeeper, &c.zookeeper_ensemble) {
-        (Some(zk), _) => vec![zk.server()],
-        (None, Some(e)) => e.servers(),
-        (None, None) => return None,
-    };
-    let reader = ZooKeeperDcs::new(
-        ZkSettings {
-            servers,
-            acls: Vec::new(),
-            auth: Vec::new(),
-            tls: None,
-        },
-        keys::cluster_prefix("/it/", &c.scope),
-        "test-reader".into(),
-        Duration::from_secs(10),
-        Duration::from_secs(5),
-    );
-    let cl = reader.load_cluster_fresh().await.ok();
-    let _ = reader.release_session().await;
-    cl
-}
-
-async fn writable(c: &TestCluster, i: usize) -> bool {
-    let Ok(client) = c.sql(i).await else {
-        return false;
-    };
-    client
-        .execute("CREATE TABLE IF NOT EXISTS zk_t(v int)", &[])
-        .await
-        .is_ok()
-        && client
-            .execute("INSERT INTO zk_t VALUES (1)", &[])
-            .await
-            .is_ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_and_kill_9_failover_on_zookeeper() {
@@ -105,18 +67,7 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
     assert!(writable(&c, primary).await, "the primary takes writes");
 
     // pgpilotctl reads the same picture through the file's zookeeper section.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args(["list", "--format", "json"])
-        .output()
-        .expect("run pgpilotctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json list");
+    let rows = ctl_list(&c);
     assert_eq!(rows.len(), 3, "{rows:?}");
     let leaders: Vec<&serde_json::Value> = rows.iter().filter(|r| r["Role"] == "Leader").collect();
     assert_eq!(leaders.len(), 1, "{rows:?}");
@@ -156,22 +107,9 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
     );
     let theirs: Vec<serde_json::Value> =
         serde_json::from_slice(&out.stdout).expect("patronictl json list");
-    let pick = |rows: &[serde_json::Value]| {
-        let mut v: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r["Member"].as_str().unwrap_or_default().to_owned(),
-                    r["Role"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
     assert_eq!(
-        pick(&theirs),
-        pick(&rows),
+        roles(&theirs),
+        roles(&rows),
         "patronictl and pgpilotctl disagree"
     );
 
@@ -218,77 +156,15 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
     // A switchover through pgpilotctl (the failover key and the REST API)
     // on ZooKeeper: the candidate leads, the old primary follows it.
     let candidate = (primary + 1) % 3;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args([
-            "switchover",
-            "--candidate",
-            &c.nodes[candidate].name,
-            "--force",
-        ])
-        .output()
-        .expect("run pgpilotctl switchover");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eventually(Duration::from_secs(60), "the candidate leads", || async {
-        let cl = read(&c).await?;
-        (cl.leader_name() == Some(c.nodes[candidate].name.as_str())
-            && writable(&c, candidate).await)
-            .then_some(())
-    })
-    .await;
-    eventually(
-        Duration::from_secs(60),
-        "the old primary follows",
-        || async { c.is_streaming_replica(primary).await.then_some(()) },
-    )
-    .await;
+    switchover_via_ctl(&c, primary, candidate).await;
+    let cl = read(&c).await.expect("read after the switchover");
+    assert_eq!(cl.leader_name(), Some(c.nodes[candidate].name.as_str()));
     let primary = candidate;
 
     // kill -9 of the primary's daemon and postmaster: its session lapses
     // (one granted timeout), and a replica takes over.
-    let killed_at = Instant::now();
-    c.kill_node(primary).await;
-    let new_primary = loop {
-        let mut found = None;
-        for i in (0..3).filter(|&i| i != primary) {
-            if writable(&c, i).await {
-                found = Some(i);
-                break;
-            }
-        }
-        if let Some(i) = found {
-            break i;
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(60),
-            "no new primary within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let failover = killed_at.elapsed();
     // The ttl in force is the one PATCHed above.
-    let bound = Duration::from_secs(NEW_TTL + 2 * c.timing.loop_wait + 2);
-    eprintln!("failover on zookeeper took {failover:?} (bound {bound:?})");
-    assert!(
-        failover <= bound,
-        "failover took {failover:?} (> {bound:?})"
-    );
-    let other = (0..3)
-        .find(|&i| i != primary && i != new_primary)
-        .expect("third node");
-    eventually(
-        Duration::from_secs(30),
-        "survivor follows the new primary",
-        || async { c.is_streaming_replica(other).await.then_some(()) },
-    )
-    .await;
-    assert!(!writable(&c, other).await, "two writable primaries");
+    let (new_primary, _) = kill_9_failover(&mut c, primary, NEW_TTL, "zookeeper").await;
     let cl = read(&c).await.expect("read after failover");
     assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
     assert!(
@@ -489,22 +365,6 @@ async fn zookeeper_stopped_with_failsafe_keeps_the_primary_writable() {
     );
 }
 
-fn pgpilotctl(c: &TestCluster, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgpilotctl"))
-        .arg("-c")
-        .arg(&c.nodes[0].config_path)
-        .args(args)
-        .output()
-        .expect("run pgpilotctl");
-    assert!(
-        out.status.success(),
-        "pgpilotctl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `pgpilotctl pause --wait` on ZooKeeper (the config key written by
 /// compare-and-swap, seen in every member znode): with the primary's daemon
 /// killed (its PostgreSQL left running) nobody takes over for 2×ttl, though
@@ -520,7 +380,7 @@ async fn pause_on_zookeeper_keeps_the_primary_without_its_daemon() {
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
     let other = 1 - primary;
-    let out = pgpilotctl(&c, &["pause", "--wait"]);
+    let out = support::ctl::ok(&c, &["pause", "--wait"]);
     assert!(out.contains("paused"), "{out}");
     let cl = read(&c).await.expect("read");
     assert_eq!(
@@ -546,7 +406,7 @@ async fn pause_on_zookeeper_keeps_the_primary_without_its_daemon() {
         writable(&c, primary).await,
         "the primary's PostgreSQL still runs"
     );
-    pgpilotctl(&c, &["resume"]);
+    support::ctl::ok(&c, &["resume"]);
     c.start(primary);
     c.wait_healthy(BOOT).await;
 }

@@ -6,6 +6,7 @@ pub mod consul_emulator;
 pub mod ctl;
 pub mod etcd;
 pub mod exhibitor;
+pub mod families;
 pub mod ports;
 pub mod proxy;
 pub mod sync_faults;

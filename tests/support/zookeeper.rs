@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::cluster::TestCluster;
 use super::free_port;
 
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -371,4 +372,30 @@ impl Drop for ZkServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The cluster as a fresh read of the test's ZooKeeper (its server, or
+/// every member of its ensemble) shows it.
+pub async fn read_cluster(c: &TestCluster) -> Option<pgpilot::dcs::Cluster> {
+    let servers = match (&c.zookeeper, &c.zookeeper_ensemble) {
+        (Some(zk), _) => vec![zk.server()],
+        (None, Some(e)) => e.servers(),
+        (None, None) => return None,
+    };
+    let reader = pgpilot::dcs::zookeeper::ZooKeeperDcs::new(
+        pgpilot::dcs::zookeeper::ZkSettings {
+            servers,
+            acls: Vec::new(),
+            auth: Vec::new(),
+            tls: None,
+        },
+        pgpilot::dcs::keys::cluster_prefix("/it/", &c.scope),
+        "test-reader".into(),
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    );
+    use pgpilot::dcs::Dcs;
+    let cl = reader.load_cluster_fresh().await.ok();
+    let _ = reader.release_session().await;
+    cl
 }

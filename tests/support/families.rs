@@ -1,0 +1,124 @@
+//! The steps the integration families take the same way on every store
+//! (etcd v2, ZooKeeper, Consul): a write that must succeed on a primary, the
+//! roles `list --format json` shows, a switchover through pgpilotctl, and a
+//! crash failover (kill -9 of the primary's daemon and postmaster) with its
+//! time bound. What differs per store (how its keys are read, what lapses on
+//! a crash) stays in each test file.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::cluster::TestCluster;
+use super::{ctl, eventually};
+
+/// Node `i` takes a write (a table of its own, created if missing).
+pub async fn writable(c: &TestCluster, i: usize) -> bool {
+    let Ok(client) = c.sql(i).await else {
+        return false;
+    };
+    client
+        .execute("CREATE TABLE IF NOT EXISTS family_t(v int)", &[])
+        .await
+        .is_ok()
+        && client
+            .execute("INSERT INTO family_t VALUES (1)", &[])
+            .await
+            .is_ok()
+}
+
+/// `(member, role)` of the rows of a `list --format json`, sorted.
+pub fn roles(rows: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["Member"].as_str().unwrap_or_default().to_owned(),
+                r["Role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `pgpilotctl list --format json` with node 0's configuration.
+pub fn ctl_list(c: &TestCluster) -> Vec<Value> {
+    let out = ctl::ok(c, &["list", "--format", "json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("pgpilotctl json list ({e}): {out}"))
+}
+
+/// A switchover through pgpilotctl (the failover key and the REST API):
+/// the candidate takes writes and the old primary streams from it.
+pub async fn switchover_via_ctl(c: &TestCluster, primary: usize, candidate: usize) {
+    ctl::ok(
+        c,
+        &[
+            "switchover",
+            "--candidate",
+            &c.nodes[candidate].name,
+            "--force",
+        ],
+    );
+    eventually(Duration::from_secs(60), "the candidate leads", || async {
+        (c.primary().await == Some(candidate) && writable(c, candidate).await).then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "the old primary follows",
+        || async { c.is_streaming_replica(primary).await.then_some(()) },
+    )
+    .await;
+}
+
+/// kill -9 of `primary`'s daemon and postmaster on a 3-node cluster: another
+/// node takes writes within `ttl + 2 × loop_wait + 2` s (the ttl in force,
+/// which a test may have changed), the third streams from it, and it alone
+/// is writable. Returns `(new primary, the third node)`.
+pub async fn kill_9_failover(
+    c: &mut TestCluster,
+    primary: usize,
+    ttl: u64,
+    store: &str,
+) -> (usize, usize) {
+    let bound = Duration::from_secs(ttl + 2 * c.timing.loop_wait + 2);
+    let killed_at = Instant::now();
+    c.kill_node(primary).await;
+    let c: &TestCluster = c;
+    let new_primary = loop {
+        let mut found = None;
+        for i in (0..3).filter(|&i| i != primary) {
+            if writable(c, i).await {
+                found = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(
+            killed_at.elapsed() < bound + Duration::from_secs(30),
+            "no new primary on {store} within {:?}",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let failover = killed_at.elapsed();
+    eprintln!("failover on {store} took {failover:?} (bound {bound:?})");
+    assert!(
+        failover <= bound,
+        "failover on {store} took {failover:?} (> {bound:?})"
+    );
+    let other = (0..3)
+        .find(|&i| i != primary && i != new_primary)
+        .expect("third node");
+    eventually(
+        Duration::from_secs(30),
+        "survivor follows the new primary",
+        || async { c.is_streaming_replica(other).await.then_some(()) },
+    )
+    .await;
+    assert!(!writable(c, other).await, "two writable primaries");
+    (new_primary, other)
+}
