@@ -273,6 +273,7 @@ impl TestCluster {
 
     /// Prepare `n` nodes of the given [`ClusterOptions`].
     pub fn with_options(n: usize, timing: Timing, opts: ClusterOptions) -> TestCluster {
+        super::remember_panics();
         pgpilot::tls::install_provider();
         let etcd = EtcdServer::start();
         let root = std::env::temp_dir().join(format!(
@@ -1023,6 +1024,10 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.dump_logs();
+            // Again after the logs, which push it out of a truncated view.
+            if let Some(why) = super::last_panic() {
+                eprintln!("===== the test failed: {why} =====");
+            }
         }
         for n in &mut self.nodes {
             let pm = n.postmaster_pid();

@@ -365,6 +365,15 @@ impl ZkEnsemble {
     pub fn servers(&self) -> Vec<String> {
         self.members.iter().map(ZkServer::server).collect()
     }
+
+    /// The `<address>:<port>` of the members not killed or stopped.
+    pub fn running_servers(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(ZkServer::server)
+            .collect()
+    }
 }
 
 impl Drop for ZkServer {
@@ -375,11 +384,26 @@ impl Drop for ZkServer {
 }
 
 /// The cluster as a fresh read of the test's ZooKeeper (its server, or
-/// every member of its ensemble) shows it.
+/// the running members of its ensemble) shows it; `None` only if no read
+/// succeeded within 10 s. A read is retried: a reader's session that a
+/// loaded machine's JVM is slow to open is not what any test checks.
 pub async fn read_cluster(c: &TestCluster) -> Option<pgpilot::dcs::Cluster> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(cl) = read_cluster_once(c).await {
+            return Some(cl);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn read_cluster_once(c: &TestCluster) -> Option<pgpilot::dcs::Cluster> {
     let servers = match (&c.zookeeper, &c.zookeeper_ensemble) {
         (Some(zk), _) => vec![zk.server()],
-        (None, Some(e)) => e.servers(),
+        (None, Some(e)) => e.running_servers(),
         (None, None) => return None,
     };
     let reader = pgpilot::dcs::zookeeper::ZooKeeperDcs::new(
