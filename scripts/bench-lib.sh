@@ -545,7 +545,17 @@ maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,mntr,cons
 CFG
-    java -Xmx256m -XX:+UseSerialGC -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
+    # The jar's manifest names no logging binding, so the server logs nothing;
+    # slf4j-simple (libslf4j-java, installed with the package) gives its INFO
+    # lines with their time, among them "Expiring session 0x..., timeout of
+    # ...ms exceeded" (scripts/bench-partition reads it).
+    local cp=/etc/zookeeper/conf:/usr/share/java/zookeeper.jar logopts=()
+    if [ -f /usr/share/java/slf4j-simple.jar ]; then
+        cp=$cp:/usr/share/java/slf4j-simple.jar
+        logopts=(-Dorg.slf4j.simpleLogger.showDateTime=true
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSZ")
+    fi
+    java -Xmx256m -XX:+UseSerialGC -cp "$cp" "${logopts[@]}" \
         -Dzookeeper.log.dir="$BENCH/zookeeper" org.apache.zookeeper.server.ZooKeeperServerMain \
         "$BENCH/zookeeper/zoo.cfg" </dev/null >"$BENCH/zookeeper.out" 2>&1 &
     echo $! >"$BENCH/zookeeper.pid"

@@ -245,11 +245,25 @@ async fn primary_cut_off_from_zookeeper_is_fenced_before_a_takeover() {
         refused_ms < lease_end_ms,
         "writes refused at {refused_ms} ms, the lease may have ended at {lease_end_ms} ms"
     );
-    // The other node takes over once the old session lapsed.
+    // The other node takes over once the old session lapsed: the server
+    // expires it one granted timeout (ttl, 6 s) after it last heard from the
+    // old primary, rounded up to its 500 ms tick, i.e. about the fencing
+    // margin (1 s) plus a tick after the old one stopped its writes, then the
+    // watch wakes the replica (docs/dcs.md, "Benchmarks on ZooKeeper").
     eventually(Duration::from_secs(30), "a new primary", || async {
         writable(&c, other).await.then_some(())
     })
     .await;
+    let takeover = cut_at.elapsed().saturating_sub(refused_after);
+    eprintln!("the other node took writes {takeover:?} after the old primary refused them");
+    // Loose (a loaded machine, a debug build): one more ttl would mean the
+    // replica waited for something else than the session's end, e.g. a
+    // late byte of the cut connection renewing it (the proxy resets both
+    // ends, so none arrives).
+    assert!(
+        takeover < Duration::from_secs(6),
+        "the takeover took {takeover:?} after the old primary stopped its writes"
+    );
     assert!(!writable(&c, old).await, "two writable primaries");
     c.heal_dcs(old);
     assert_eq!(c.wait_healthy(BOOT).await, other, "the new primary stays");

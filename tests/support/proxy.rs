@@ -3,8 +3,11 @@
 //!
 //! [`TcpProxy::cut`] closes every forwarded connection and closes new
 //! ones as they arrive, much as a firewall rule `REJECT --reject-with
-//! tcp-reset` does (what `scripts/bench-partition` applies with iptables, which tests
-//! cannot: every daemon runs as the same OS user). [`TcpProxy::heal`] lets
+//! tcp-reset` does (one of `scripts/bench-partition`'s iptables forms, which tests
+//! cannot use: every daemon runs as the same OS user). Both of the proxy's
+//! ends are shut down at once, so nothing the daemon sends after the cut
+//! reaches the store, then or later, as in a partition (a late ping would
+//! renew a ZooKeeper session: docs/dcs.md, "Benchmarks on ZooKeeper"). [`TcpProxy::heal`] lets
 //! connections through again. Plain threads, so it works under any runtime.
 
 use std::io;
