@@ -250,37 +250,7 @@ async fn primary_cut_off_from_consul_is_fenced_before_a_takeover() {
     c.start_all();
     let old = c.wait_healthy(BOOT).await;
     let other = 1 - old;
-    assert!(writable(&c, old).await, "the primary takes writes");
-    let cut_at = Instant::now();
-    c.cut_from_dcs(old);
-    let refused_ms = loop {
-        if !writable(&c, old).await {
-            break pgpilot::fence::boottime_ms();
-        }
-        assert!(
-            !writable(&c, other).await,
-            "two writable primaries {:?} after the cut",
-            cut_at.elapsed()
-        );
-        assert!(
-            cut_at.elapsed() < Duration::from_secs(30),
-            "the cut-off primary kept taking writes"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let refused_after = cut_at.elapsed();
-    let hb = pgpilot::fence::read_heartbeat(&c.nodes[old].fence_dir()).expect("fence heartbeat");
-    // The fence's last order (docs/ha.md §9.1): the fencing point, 1 s
-    // (the margin) before the end of the lease.
-    let lease_end_ms = hb.deadline_ms + 1000;
-    eprintln!(
-        "writes refused {refused_after:?} after the cut, {} ms before the lease could end",
-        lease_end_ms as i64 - refused_ms as i64
-    );
-    assert!(
-        refused_ms < lease_end_ms,
-        "writes refused at {refused_ms} ms, the lease may have ended at {lease_end_ms} ms"
-    );
+    support::families::cut_off_primary_stops_writes(&c, old, other).await;
     eventually(Duration::from_secs(30), "a new primary", || async {
         writable(&c, other).await.then_some(())
     })

@@ -161,23 +161,7 @@ async fn bootstrap_switchover_and_kill_9_failover_on_etcd_v2() {
     assert_eq!(cl.leader_name(), Some(c.nodes[new_primary].name.as_str()));
 
     // The killed node comes back and rejoins as a replica, by pg_rewind.
-    c.start(primary);
-    assert_eq!(
-        c.wait_healthy(BOOT).await,
-        new_primary,
-        "the returning node took over"
-    );
-    eventually(
-        Duration::from_secs(60),
-        "the old primary streams again",
-        || async { c.is_streaming_replica(primary).await.then_some(()) },
-    )
-    .await;
-    let log = c.nodes[primary].log();
-    assert!(
-        support::cluster::has_event(&log, pgpilot::events::REWIND_DONE),
-        "no rewind in the log:\n{log}"
-    );
+    support::families::rejoins_by_rewind(&mut c, primary, new_primary, BOOT).await;
 }
 
 /// A mixed cluster on etcd v2: pgpilot bootstraps, Patroni 4.1.5's own

