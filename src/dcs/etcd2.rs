@@ -158,6 +158,12 @@ impl Etcd2Dcs {
 }
 
 impl Etcd2Dcs {
+    /// The endpoints requests go to now: with `srv`, those its records
+    /// gave once asked (for diagnostics and tests).
+    pub fn endpoints_in_use(&self) -> Vec<String> {
+        self.inner.http.endpoints_in_use()
+    }
+
     /// What etcd refuses us, asked once at start as Patroni's daemon does
     /// (it exits on a failed authentication at start): its certificate or
     /// ours, the user or the password, each named. `None` when it answered,
