@@ -1768,6 +1768,73 @@ mod etcd2 {
         assert!(matches!(r, Err(DcsError::Other(_))), "{r:?}");
     }
 
+    /// Idle cost (docs/dcs.md, "etcd v2 (`Etcd2Dcs`)"): with the watch open,
+    /// an `update_leader` right after a refresh rests on it (the same
+    /// deadline: nothing was sent), and a reader's view follows another
+    /// client's write; the key deleted behind the holder's back makes its
+    /// next `update_leader` `Lost` once the watch delivered the deletion.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_the_watch_open_a_recent_refresh_holds_and_a_deletion_loses() {
+        let server = EtcdServer::start();
+        let node = |name: &str| {
+            Etcd2Dcs::new(
+                vec![server.endpoint()],
+                PREFIX.into(),
+                name.into(),
+                Duration::from_secs(20),
+                Duration::from_secs(2),
+            )
+        };
+        let a = node("a");
+        let mut watch = a.watch();
+        // The watch is open once it reported its start.
+        tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("the watch starts")
+            .expect("an event");
+        let drain = tokio::spawn(async move { while watch.next().await.is_some() {} });
+        assert!(matches!(
+            a.attempt_to_acquire_leader().await.expect("acquire"),
+            LeaderHold::Held { .. }
+        ));
+        let leader = eventually(Duration::from_secs(5), "a's key in a's view", || async {
+            a.load_cluster().await.ok().and_then(|c| c.leader)
+        })
+        .await;
+        assert!(a.keep_alive().await.expect("keep-alive").is_some());
+        // Two holds in a row: the second rests on the first's refresh (or
+        // the keep-alive's) while the view, read again here, vouches.
+        eventually(
+            Duration::from_secs(5),
+            "a hold resting on a refresh",
+            || async {
+                a.load_cluster().await.ok()?;
+                let Ok(LeaderHold::Held { expiry: e1 }) = a.update_leader(&leader).await else {
+                    return None;
+                };
+                let Ok(LeaderHold::Held { expiry: e2 }) = a.update_leader(&leader).await else {
+                    return None;
+                };
+                (e1.earliest == e2.earliest).then_some(())
+            },
+        )
+        .await;
+        // Another client deletes the key: a's next hold is lost.
+        let b = node("b");
+        assert!(b.load_cluster().await.expect("read").leader.is_some());
+        let r = std::process::Command::new("curl")
+            .args(["-sf", "-X", "DELETE"])
+            .arg(format!("{}/v2/keys{PREFIX}/leader", server.endpoint()))
+            .output()
+            .expect("curl");
+        assert!(r.status.success(), "{r:?}");
+        eventually(Duration::from_secs(5), "a's hold lost", || async {
+            matches!(a.update_leader(&leader).await, Ok(LeaderHold::Lost)).then_some(())
+        })
+        .await;
+        drain.abort();
+    }
+
     /// The backend needs no etcd at construction, and works once etcd
     /// appears.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
