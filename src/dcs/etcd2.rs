@@ -850,11 +850,11 @@ impl Inner {
         self.cluster_of(self.rows_of(node))
     }
 
-    /// What the watch reports for the key `key` (absolute): a change the
-    /// view takes (`Change`'s revision is the event's `modifiedIndex`), or
-    /// `None` for one it cannot follow key by key (a directory, a key of
-    /// no value written, an action it does not know): the view is then
-    /// dropped.
+    /// Apply a watch event to the view: a key written or deleted is a
+    /// change of that key at the event's `modifiedIndex` (newer than what
+    /// the view holds, or ignored); one the view cannot follow key by key
+    /// (a directory, a write without a value, an action it does not know)
+    /// drops the view.
     pub(super) fn watched_change(&self, answer: &super::etcd2_http::Answer) {
         let Some(node) = answer.node.as_ref() else {
             return;
