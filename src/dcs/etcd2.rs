@@ -301,6 +301,15 @@ impl Inner {
         super::etcd2_watch::poll_period(rt) + rt
     }
 
+    /// The view shows our member key holding `value`.
+    fn view_shows_our_member(&self, value: &str) -> bool {
+        let fresh = self.watch_fresh_within();
+        let view = self.view();
+        view.cached_key(&keys::member(&self.name), Instant::now(), fresh)
+            .flatten()
+            .is_some_and(|(v, _, _)| v == value)
+    }
+
     /// The view shows the leader key created at `created` with our name.
     fn view_shows_our_leader(&self, created: u64) -> bool {
         let fresh = self.watch_fresh_within();
@@ -685,12 +694,21 @@ impl Inner {
     async fn touch_member(&self, value: String, deadline: tokio::time::Instant) -> DcsResult<()> {
         let t = self.timing();
         let written = self.state().member.clone();
-        // Unchanged: a refresh renews the TTL without a watch event. Every
-        // call asks etcd (one request), so that it reports what etcd holds.
-        if let Some(m) = written.filter(|m| m.value == value && m.ttl_secs == t.ttl_secs())
-            && self.refresh_member(&m, deadline).await?.is_some()
-        {
-            return Ok(());
+        // Unchanged: a refresh renews the TTL without a watch event, once
+        // per ttl/4 as etcd v3's lease (docs/dcs.md, "Idle cost"): sooner,
+        // nothing is sent while the view shows the key holding what we
+        // wrote (a deletion or another write of it would have reached the
+        // view). A short loop_wait thus costs no refresh per cycle.
+        if let Some(m) = written.filter(|m| m.value == value && m.ttl_secs == t.ttl_secs()) {
+            if m.renewed
+                .is_some_and(|r| !refresh_due(Some(r.sent), Instant::now(), t.ttl))
+                && self.view_shows_our_member(&value)
+            {
+                return Ok(());
+            }
+            if self.refresh_member(&m, deadline).await?.is_some() {
+                return Ok(());
+            }
         }
         let ttl = t.ttl_secs().to_string();
         let rel = keys::member(&self.name);
@@ -1267,6 +1285,8 @@ mod tests {
         let rows = i.rows_of(read.node.as_ref().unwrap());
         i.view().store(t, 40, rows);
         assert!(i.view_shows_our_leader(31));
+        assert!(i.view_shows_our_member("{}"));
+        assert!(!i.view_shows_our_member("{\"role\":\"replica\"}"));
         assert!(!i.view_shows_our_leader(32), "another createdIndex");
         // Our refresh: the same key at a new modifiedIndex.
         i.watched_change(&answer(
@@ -1297,6 +1317,7 @@ mod tests {
             r#"{"action":"delete","node":{"key":"/service/b/members","dir":true,"modifiedIndex":44,"createdIndex":2}}"#,
         ));
         assert!(i.view().cached(now, fresh).is_none());
+        assert!(!i.view_shows_our_member("{}"), "no view, no word");
     }
 
     /// update_leader's skip rests on a refresh of that very key, sent less
