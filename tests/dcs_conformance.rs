@@ -1768,6 +1768,73 @@ mod etcd2 {
         assert!(matches!(r, Err(DcsError::Other(_))), "{r:?}");
     }
 
+    /// Idle cost (docs/dcs.md, "etcd v2 (`Etcd2Dcs`)"): with the watch open,
+    /// an `update_leader` right after a refresh rests on it (the same
+    /// deadline: nothing was sent), and a reader's view follows another
+    /// client's write; the key deleted behind the holder's back makes its
+    /// next `update_leader` `Lost` once the watch delivered the deletion.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_the_watch_open_a_recent_refresh_holds_and_a_deletion_loses() {
+        let server = EtcdServer::start();
+        let node = |name: &str| {
+            Etcd2Dcs::new(
+                vec![server.endpoint()],
+                PREFIX.into(),
+                name.into(),
+                Duration::from_secs(20),
+                Duration::from_secs(2),
+            )
+        };
+        let a = node("a");
+        let mut watch = a.watch();
+        // The watch is open once it reported its start.
+        tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("the watch starts")
+            .expect("an event");
+        let drain = tokio::spawn(async move { while watch.next().await.is_some() {} });
+        assert!(matches!(
+            a.attempt_to_acquire_leader().await.expect("acquire"),
+            LeaderHold::Held { .. }
+        ));
+        let leader = eventually(Duration::from_secs(5), "a's key in a's view", || async {
+            a.load_cluster().await.ok().and_then(|c| c.leader)
+        })
+        .await;
+        assert!(a.keep_alive().await.expect("keep-alive").is_some());
+        // Two holds in a row: the second rests on the first's refresh (or
+        // the keep-alive's) while the view, read again here, vouches.
+        eventually(
+            Duration::from_secs(5),
+            "a hold resting on a refresh",
+            || async {
+                a.load_cluster().await.ok()?;
+                let Ok(LeaderHold::Held { expiry: e1 }) = a.update_leader(&leader).await else {
+                    return None;
+                };
+                let Ok(LeaderHold::Held { expiry: e2 }) = a.update_leader(&leader).await else {
+                    return None;
+                };
+                (e1.earliest == e2.earliest).then_some(())
+            },
+        )
+        .await;
+        // Another client deletes the key: a's next hold is lost.
+        let b = node("b");
+        assert!(b.load_cluster().await.expect("read").leader.is_some());
+        let r = std::process::Command::new("curl")
+            .args(["-sf", "-X", "DELETE"])
+            .arg(format!("{}/v2/keys{PREFIX}/leader", server.endpoint()))
+            .output()
+            .expect("curl");
+        assert!(r.status.success(), "{r:?}");
+        eventually(Duration::from_secs(5), "a's hold lost", || async {
+            matches!(a.update_leader(&leader).await, Ok(LeaderHold::Lost)).then_some(())
+        })
+        .await;
+        drain.abort();
+    }
+
     /// The backend needs no etcd at construction, and works once etcd
     /// appears.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2248,6 +2315,109 @@ mod etcd2_auth {
 }
 
 /// The cases on a 3-member etcd cluster, the nodes knowing every member.
+/// The v2 API with its endpoints from DNS SRV records only (`etcd.srv`),
+/// served by a fake name server (tests/support/dns.rs) pointing at a real
+/// etcd started with `--enable-v2`.
+mod etcd2_srv {
+    use super::*;
+    use support::dns::FakeNameServer;
+
+    const DOMAIN: &str = "srv.test";
+    const CLIENT: &str = "_etcd-client._tcp.srv.test";
+
+    /// A v2 node whose `etcd` section has `srv` alone, asking `ns`.
+    fn node(ns: &FakeNameServer, name: &str) -> Etcd2Dcs {
+        let mut settings = etcd2_settings(&format!("srv: {DOMAIN}\n"));
+        assert!(settings.endpoints.is_empty(), "srv alone");
+        if let Some(srv) = settings.srv.as_mut() {
+            srv.nameserver = Some(ns.addr);
+        }
+        Etcd2Dcs::with_settings(
+            settings,
+            PREFIX.into(),
+            name.into(),
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_reads_and_writes_through_the_srv_endpoints() {
+        let server = EtcdServer::start();
+        let ns = FakeNameServer::start().await;
+        ns.set(CLIENT, &[(server.client_port(), "127.0.0.1")]);
+        let a = node(&ns, "a");
+        assert_eq!(a.refused_at_start().await, None);
+        assert_eq!(a.endpoints_in_use(), [server.endpoint()]);
+        a.touch_member(&MemberData::default()).await.expect("touch");
+        assert!(matches!(
+            a.attempt_to_acquire_leader().await.expect("acquire"),
+            LeaderHold::Held { .. }
+        ));
+        let cl = a.load_cluster().await.expect("load");
+        assert_eq!(cl.leader.as_ref().map(|l| l.name.as_str()), Some("a"));
+        assert!(cl.member("a").is_some());
+        // A node on the configured endpoint sees the same keys: the writes
+        // reached the etcd the records name.
+        let reader = Etcd2Dcs::new(
+            vec![server.endpoint()],
+            PREFIX.into(),
+            "r".into(),
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+        );
+        let cl = reader.load_cluster().await.expect("load");
+        assert_eq!(cl.leader.as_ref().map(|l| l.name.as_str()), Some("a"));
+        assert!(cl.member("a").is_some());
+    }
+
+    /// Records naming a member that does not answer: the call fails as an
+    /// outage, and the next one asks the names again, finding the records
+    /// moved to a member that answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_endpoint_answering_asks_the_names_again() {
+        let server = EtcdServer::start();
+        let ns = FakeNameServer::start().await;
+        let dead = support::free_port();
+        ns.set(CLIENT, &[(dead, "127.0.0.1")]);
+        let a = node(&ns, "a");
+        assert!(matches!(
+            a.load_cluster().await,
+            Err(DcsError::Unreachable(_))
+        ));
+        assert_eq!(a.endpoints_in_use(), [format!("http://127.0.0.1:{dead}")]);
+        ns.set(CLIENT, &[(server.client_port(), "127.0.0.1")]);
+        a.load_cluster()
+            .await
+            .expect("load after the records moved");
+        assert_eq!(a.endpoints_in_use(), [server.endpoint()]);
+        a.touch_member(&MemberData::default()).await.expect("touch");
+        // While the member answers, the names are not asked again: records
+        // pointing elsewhere now change nothing.
+        ns.set(CLIENT, &[(dead, "127.0.0.1")]);
+        a.load_cluster().await.expect("load on the same member");
+        assert_eq!(a.endpoints_in_use(), [server.endpoint()]);
+    }
+
+    /// No records for any name, nothing configured: a refusal at start
+    /// naming the key and every name asked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_records_is_a_refusal_naming_etcd_srv() {
+        let ns = FakeNameServer::start().await;
+        let a = node(&ns, "a");
+        let m = a.refused_at_start().await.expect("refused");
+        assert!(
+            m.contains("etcd.srv:")
+                && m.contains("_etcd-client-ssl._tcp.srv.test")
+                && m.contains("_etcd._tcp.srv.test")
+                && m.contains("_etcd-server._tcp.srv.test")
+                && m.contains("no SRV records"),
+            "{m}"
+        );
+        assert!(matches!(a.load_cluster().await, Err(DcsError::Other(_))));
+    }
+}
+
 mod etcd_cluster {
     use super::*;
 

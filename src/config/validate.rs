@@ -233,16 +233,10 @@ pub fn validate_with(cfg: &Config, file_checks: &[FileCheck]) -> Result<Vec<Stri
         _ => None,
     };
     if let Some((section, e)) = etcd {
-        // v3: `srv` alone is enough, its records give the endpoints at run
-        // time; the v2 client does not look them up yet.
+        // `srv` alone is enough, for v3 and v2 alike: its records give the
+        // endpoints at run time (docs/dcs.md; src/dcs/etcd_srv.rs).
         let srv = e.srv.as_deref().is_some_and(|s| !s.is_empty());
-        if section == "etcd" && srv && e.endpoints().is_empty() {
-            err(
-                "etcd.srv",
-                "DNS SRV discovery is not supported for the etcd v2 API yet; give host or hosts"
-                    .into(),
-            );
-        } else if e.endpoints().is_empty() && !srv {
+        if e.endpoints().is_empty() && !srv {
             err(
                 section,
                 "one of `host`, `hosts`, `url`, `proxy` or `srv` is required".into(),
@@ -557,6 +551,34 @@ pub(crate) mod tests {
         assert!(w.is_empty(), "{w:?}");
         let v2 = POSTGRES0.replace("etcd3:", "etcd:");
         validate(&cfg(&v2)).unwrap();
+    }
+
+    #[test]
+    fn srv_alone_is_enough_for_either_etcd_api() {
+        for section in ["etcd3", "etcd"] {
+            let mut c = cfg(POSTGRES0);
+            let e = crate::config::Etcd {
+                srv: Some("example.com".into()),
+                ..Default::default()
+            };
+            c.etcd3 = None;
+            c.etcd = None;
+            if section == "etcd" {
+                c.etcd = Some(e);
+            } else {
+                c.etcd3 = Some(e);
+            }
+            validate(&c).unwrap_or_else(|e| panic!("{section}: {e}"));
+            // Neither endpoints nor `srv`: the section says what it needs.
+            let mut c2 = c.clone();
+            for s in [&mut c2.etcd3, &mut c2.etcd] {
+                if let Some(e) = s.as_mut() {
+                    e.srv = None;
+                }
+            }
+            let err = validate(&c2).unwrap_err();
+            assert_eq!(keys(&err), [section], "{err}");
+        }
     }
 
     #[test]

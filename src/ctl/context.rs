@@ -141,7 +141,7 @@ fn store(conn: &Connect, cfg: &ClientConfig) -> anyhow::Result<(Store, Option<St
         return Ok((consul_store(c)?, None));
     }
     let s = match (&cfg.etcd, &cfg.etcd3, &cfg.exhibitor, &cfg.zookeeper) {
-        (Some(e), _, _, _) if !e.endpoints().is_empty() => {
+        (Some(e), _, _, _) if !e.endpoints().is_empty() || e.srv.is_some() => {
             Store::Etcd2(crate::dcs::etcd::EtcdSettings::from_config("etcd", e)?)
         }
         (_, Some(e), _, _) if !e.endpoints().is_empty() || e.srv.is_some() => {

@@ -324,58 +324,30 @@ impl Inner {
     }
 
     /// The endpoints to connect to: with `srv`, those of its records
-    /// (`etcd_srv`, asked within half of `retry_timeout`) when it has some,
-    /// else the configured ones. No records and nothing configured is a
-    /// refusal naming the SRV names (a name server that never answered, an
-    /// outage).
+    /// (`etcd_srv::resolve`) when it has some, else the configured ones.
+    /// No records and nothing configured is a refusal naming the SRV names
+    /// (a name server that never answered, an outage).
     async fn discover(&self, rt: Duration) -> Result<Vec<String>, ConnectError> {
-        let Some(srv) = &self.settings.srv else {
-            return Ok(sync::lock(&self.endpoints).clone());
-        };
-        let Some(ns) = srv.nameserver.or_else(super::etcd_srv::system_nameserver) else {
-            return self.configured_or(|| {
-                ConnectError::Refusal("etcd3.srv: no nameserver in /etc/resolv.conf".into())
-            });
-        };
-        let per_name = rt / 8;
-        let found =
-            super::etcd_srv::endpoints(&srv.name, srv.suffix.as_deref(), ns, per_name).await;
-        if !found.endpoints.is_empty() {
-            let mut cur = sync::lock(&self.endpoints);
-            if *cur != found.endpoints {
-                tracing::info!(srv = %srv.name, endpoints = ?found.endpoints, "etcd endpoints from DNS SRV");
-                *cur = found.endpoints;
-                self.next_endpoint.store(0, Ordering::Relaxed);
+        let found = match &self.settings.srv {
+            Some(srv) => {
+                let configured = !self.settings.endpoints.is_empty();
+                super::etcd_srv::resolve("etcd3", srv, configured, rt).await?
             }
-            return Ok(cur.clone());
-        }
-        let asked = found.asked.join(", ");
-        if found.answered {
-            self.configured_or(|| {
-                ConnectError::Refusal(format!(
-                    "etcd3.srv: {asked}: no SRV records (name server {ns})"
-                ))
-            })
-        } else {
-            self.configured_or(|| {
-                ConnectError::Unreachable(format!(
-                    "etcd3.srv: name server {ns} did not answer for {asked}"
-                ))
-            })
-        }
-    }
-
-    /// The configured endpoints, or `err` when there are none.
-    fn configured_or(
-        &self,
-        err: impl FnOnce() -> ConnectError,
-    ) -> Result<Vec<String>, ConnectError> {
+            None => None,
+        };
         let mut cur = sync::lock(&self.endpoints);
-        if self.settings.endpoints.is_empty() {
-            return Err(err());
-        }
-        if *cur != self.settings.endpoints {
-            *cur = self.settings.endpoints.clone();
+        let want = match found {
+            Some(found) => {
+                if *cur != found {
+                    let srv = self.settings.srv.as_ref().map(|s| s.name.as_str());
+                    tracing::info!(srv, endpoints = ?found, "etcd endpoints from DNS SRV");
+                }
+                found
+            }
+            None => self.settings.endpoints.clone(),
+        };
+        if *cur != want {
+            *cur = want;
             self.next_endpoint.store(0, Ordering::Relaxed);
         }
         Ok(cur.clone())

@@ -9,6 +9,14 @@
 //! "its `createdIndex` is one this process created (or inherited from the
 //! daemon before it on this data directory)", and no process can renew,
 //! take or delete another's key on the name alone.
+//!
+//! Idle cost (docs/dcs.md, "etcd v2 (`Etcd2Dcs`)": its Expiry and Reads): the HA loop's
+//! reads come from etcd v3's watch-fed view (`etcd_view`) while the watch
+//! vouches for it, and the leader key is refreshed once per `ttl / 4` (the
+//! leader's keep-alive), not at every cycle too: a cycle's `update_leader`
+//! sends nothing when the last refresh is that recent and the view shows
+//! the key still ours. The deadline it reports is that refresh's: at least
+//! three quarters of `ttl` ahead, room for a failed refresh and its retry.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,6 +27,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
 use super::etcd_conn::EtcdSettings;
+use super::etcd_view::{Change, Row, View};
 use super::etcd2_http::{
     COMPARE_FAILED, EtcdError, Http, KEY_NOT_FOUND, Method, NODE_EXISTS, Node, Reply, encode_path,
     form,
@@ -72,11 +81,33 @@ struct MemberWritten {
     value: String,
     modified: u64,
     ttl_secs: u64,
+    /// What etcd guarantees after the last write or refresh it answered,
+    /// and when that request was sent.
+    renewed: Option<Renewed>,
+}
+
+/// The last answered write or refresh of a key's TTL.
+#[derive(Debug, Clone, Copy)]
+struct Renewed {
+    sent: Instant,
+    expiry: Expiry,
+}
+
+/// Whether a key whose TTL was last set by a request sent at `last_sent`
+/// must be refreshed at `now`: when that was `ttl / 4` ago or more (or
+/// never), as etcd v3's lease (docs/dcs.md, "Idle cost"). A key refreshed
+/// less than `ttl / 4` ago keeps at least three quarters of its TTL, so a
+/// refresh skipped now still leaves room for a retry that fails
+/// (`retry_timeout`) before it could lapse.
+fn refresh_due(last_sent: Option<Instant>, now: Instant, ttl: Duration) -> bool {
+    last_sent.is_none_or(|s| now.saturating_duration_since(s) >= ttl / 4)
 }
 
 #[derive(Debug, Default)]
 struct State {
     leader: Option<Held>,
+    /// The last answered creation or refresh of the leader key `leader`.
+    leader_renewed: Option<(u64, Renewed)>,
     /// `createdIndex` of every leader key this process created, newest last.
     created: VecDeque<u64>,
     /// Sessions (a leader key's `createdIndex`) of the daemon before this one.
@@ -109,6 +140,15 @@ pub(super) struct Inner {
     name: String,
     timing: Mutex<Timing>,
     state: Mutex<State>,
+    /// Held while the leader key is refreshed: the leader's keep-alive and
+    /// a cycle's `update_leader` fall due together once in a while (their
+    /// periods, ttl/4 and loop_wait, meet), and two refreshes sent at once
+    /// with the same `prevIndex` cost a lost compare, a read and a third
+    /// refresh. Serialized, the second finds the first's renewal.
+    renewing: tokio::sync::Mutex<()>,
+    /// The last read of the prefix kept current by the watch
+    /// (`etcd_view`, as etcd v3's; docs/dcs.md, "etcd v2 (`Etcd2Dcs`)").
+    view: Mutex<View>,
 }
 
 /// A Patroni-compatible store on etcd's v2 API. Contacts nothing until the
@@ -152,12 +192,20 @@ impl Etcd2Dcs {
                 name: member_name,
                 timing: Mutex::new(Timing { ttl, retry_timeout }),
                 state: Mutex::new(State::default()),
+                renewing: tokio::sync::Mutex::new(()),
+                view: Mutex::new(View::default()),
             }),
         }
     }
 }
 
 impl Etcd2Dcs {
+    /// The endpoints requests go to now: with `srv`, those its records
+    /// gave once asked (for diagnostics and tests).
+    pub fn endpoints_in_use(&self) -> Vec<String> {
+        self.inner.http.endpoints_in_use()
+    }
+
     /// What etcd refuses us, asked once at start as Patroni's daemon does
     /// (it exits on a failed authentication at start): its certificate or
     /// ours, the user or the password, each named. `None` when it answered,
@@ -193,6 +241,22 @@ fn node_of(what: &str, reply: super::etcd2_http::Answer) -> DcsResult<Node> {
         .ok_or_else(|| DcsError::Other(format!("{what}: etcd answered without a node")))
 }
 
+/// What a watch event did to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChangeKind {
+    Put,
+    Delete,
+}
+
+/// The kind of change of an event's action (etcd v2's `store` actions).
+fn change_of(a: &super::etcd2_http::Answer) -> Option<ChangeKind> {
+    match a.action.as_str() {
+        "set" | "update" | "create" | "compareAndSwap" => Some(ChangeKind::Put),
+        "delete" | "expire" | "compareAndDelete" => Some(ChangeKind::Delete),
+        _ => None,
+    }
+}
+
 /// A write that only moved a key's TTL (a renewal: `refresh`, or a
 /// compare-and-swap writing the value it found, as Patroni renews its
 /// leader key): nothing a reader needs to re-read for.
@@ -225,6 +289,38 @@ impl Inner {
         crate::sync::lock(&self.state)
     }
 
+    pub(super) fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        crate::sync::lock(&self.view)
+    }
+
+    /// How recently the watch must have heard from etcd for the view to
+    /// count: its poll period, and `retry_timeout` for the probe after a
+    /// poll that saw nothing (etcd2_watch).
+    pub(super) fn watch_fresh_within(&self) -> Duration {
+        let rt = self.retry_timeout();
+        super::etcd2_watch::poll_period(rt) + rt
+    }
+
+    /// The view shows our member key holding `value`.
+    fn view_shows_our_member(&self, value: &str) -> bool {
+        let fresh = self.watch_fresh_within();
+        let view = self.view();
+        view.cached_key(&keys::member(&self.name), Instant::now(), fresh)
+            .flatten()
+            .is_some_and(|(v, _, _)| v == value)
+    }
+
+    /// The view shows the leader key created at `created` with our name.
+    fn view_shows_our_leader(&self, created: u64) -> bool {
+        let fresh = self.watch_fresh_within();
+        let view = self.view();
+        view.cached_key(keys::LEADER, Instant::now(), fresh)
+            .flatten()
+            .is_some_and(|(value, _, c)| {
+                value == self.name && u64::try_from(c).is_ok_and(|c| c == created)
+            })
+    }
+
     /// `/v2/keys<prefix>/<rel>` (`rel` empty: the prefix itself), encoded,
     /// with `query`.
     fn path(&self, rel: &str, query: &[(&str, &str)]) -> String {
@@ -251,7 +347,11 @@ impl Inner {
         deadline: tokio::time::Instant,
     ) -> DcsResult<Reply> {
         let t = self.timing();
-        self.http
+        // A refresh moves only a TTL (and the key's modifiedIndex, which
+        // only member versions show and nobody compares): the view stays.
+        let refresh = body.is_some_and(|b| b.contains(&("refresh", "true")));
+        let r = self
+            .http
             .request(
                 method,
                 &self.path(rel, query),
@@ -259,7 +359,17 @@ impl Inner {
                 deadline,
                 t.retry_timeout,
             )
-            .await
+            .await;
+        if r.is_err() {
+            // Whatever the failed request did or not, and whatever we
+            // missed meanwhile: the next read asks etcd.
+            self.view().invalidate();
+        } else if method != Method::Get && !refresh {
+            // As etcd v3's writes: the last read no longer counts, so our
+            // own acknowledged write shows in the next one.
+            self.view().wrote();
+        }
+        r
     }
 
     /// Run one call by `retry_timeout`; every request it makes shares the
@@ -278,6 +388,9 @@ impl Inner {
             ))),
         };
         if let Err(e) = &r {
+            // A call given up on may have left a request in flight: the
+            // next read asks etcd.
+            self.view().invalidate();
             tracing::debug!(op = what, error = %e, "etcd v2 call failed");
         }
         r
@@ -355,10 +468,12 @@ impl Inner {
         match self.put_if(keys::LEADER, &form, deadline).await? {
             Some(n) => {
                 let expiry = t.expiry(sent, Instant::now());
-                self.state().created_leader(Held {
+                let mut st = self.state();
+                st.created_leader(Held {
                     created: n.created_index,
                     modified: n.modified_index,
                 });
+                st.leader_renewed = Some((n.created_index, Renewed { sent, expiry }));
                 Ok(LeaderHold::Held { expiry })
             }
             None => Ok(LeaderHold::Lost),
@@ -389,10 +504,12 @@ impl Inner {
                 && n.created_index == created
             {
                 let expiry = t.expiry(sent, Instant::now());
-                self.state().leader = Some(Held {
+                let mut st = self.state();
+                st.leader = Some(Held {
                     created,
                     modified: n.modified_index,
                 });
+                st.leader_renewed = Some((created, Renewed { sent, expiry }));
                 return Ok(Some(expiry));
             }
             if attempt == 1 {
@@ -425,6 +542,9 @@ impl Inner {
         else {
             return Ok(LeaderHold::Lost);
         };
+        // Taken before the state is read: a refresh that held it before us
+        // left the key's current index there (or found it gone).
+        let _renewing = self.renewing.lock().await;
         let (known, mine, inherited) = {
             let st = self.state();
             (
@@ -438,6 +558,15 @@ impl Inner {
             None => LeaderHold::Lost,
         };
         if let Some(h) = known {
+            // Renewed less than ttl/4 ago (by the leader's keep-alive, which
+            // refreshes every ttl/4: docs/ha.md §9) and the watch vouches
+            // that the key is still that one: the hold rests on that
+            // renewal, as on etcd v3 (docs/dcs.md, "Idle cost").
+            if let Some(expiry) = self.recent_leader_renewal(created)
+                && self.view_shows_our_leader(created)
+            {
+                return Ok(LeaderHold::Held { expiry });
+            }
             return self
                 .refresh_leader(created, h.modified, deadline)
                 .await
@@ -471,6 +600,18 @@ impl Inner {
         }
         self.state().inherited.retain(|c| *c != created);
         self.acquire(deadline).await
+    }
+
+    /// What etcd guarantees after the last refresh of the leader key
+    /// created at `created`, if no new one is due ([`refresh_due`]).
+    fn recent_leader_renewal(&self, created: u64) -> Option<Expiry> {
+        let ttl = self.timing().ttl;
+        match self.state().leader_renewed {
+            Some((c, r)) if c == created && !refresh_due(Some(r.sent), Instant::now(), ttl) => {
+                Some(r.expiry)
+            }
+            _ => None,
+        }
     }
 
     /// Delete the leader key if a key of this process: `true` if deleted.
@@ -538,6 +679,7 @@ impl Inner {
                 let expiry = t.expiry(sent, Instant::now());
                 st.member = Some(MemberWritten {
                     modified: n.modified_index,
+                    renewed: Some(Renewed { sent, expiry }),
                     ..m.clone()
                 });
                 Ok(Some(expiry))
@@ -552,15 +694,25 @@ impl Inner {
     async fn touch_member(&self, value: String, deadline: tokio::time::Instant) -> DcsResult<()> {
         let t = self.timing();
         let written = self.state().member.clone();
-        // Unchanged: a refresh renews the TTL without a watch event. Every
-        // call asks etcd (one request), so that it reports what etcd holds.
-        if let Some(m) = written.filter(|m| m.value == value && m.ttl_secs == t.ttl_secs())
-            && self.refresh_member(&m, deadline).await?.is_some()
-        {
-            return Ok(());
+        // Unchanged: a refresh renews the TTL without a watch event, once
+        // per ttl/4 as etcd v3's lease (docs/dcs.md, "Idle cost"): sooner,
+        // nothing is sent while the view shows the key holding what we
+        // wrote (a deletion or another write of it would have reached the
+        // view). A short loop_wait thus costs no refresh per cycle.
+        if let Some(m) = written.filter(|m| m.value == value && m.ttl_secs == t.ttl_secs()) {
+            if m.renewed
+                .is_some_and(|r| !refresh_due(Some(r.sent), Instant::now(), t.ttl))
+                && self.view_shows_our_member(&value)
+            {
+                return Ok(());
+            }
+            if self.refresh_member(&m, deadline).await?.is_some() {
+                return Ok(());
+            }
         }
         let ttl = t.ttl_secs().to_string();
         let rel = keys::member(&self.name);
+        let sent = Instant::now();
         match self
             .req(
                 Method::Put,
@@ -577,6 +729,10 @@ impl Inner {
                     value,
                     modified: n.modified_index,
                     ttl_secs: t.ttl_secs(),
+                    renewed: Some(Renewed {
+                        sent,
+                        expiry: t.expiry(sent, Instant::now()),
+                    }),
                 });
                 Ok(())
             }
@@ -589,18 +745,49 @@ impl Inner {
             let st = self.state();
             (st.leader, st.member.clone())
         };
+        // Holding the leader key, this is the leader's keep-alive: the
+        // member key is refreshed by every cycle's touch_member, and here
+        // only when due, so a slow cycle does not cost it either. Without
+        // it, the member key is all there is to keep alive: refreshed. The
+        // leader key is refreshed each time: the keep-alive's period
+        // (ttl/4) is what spaces its renewals, and update_leader skips its
+        // own after a recent one.
+        let ttl = self.timing().ttl;
         let member = match member {
-            Some(m) => self.refresh_member(&m, deadline).await?,
+            Some(m) => match m.renewed {
+                Some(r) if leader.is_some() && !refresh_due(Some(r.sent), Instant::now(), ttl) => {
+                    Some(r.expiry)
+                }
+                _ => self.refresh_member(&m, deadline).await?,
+            },
             None => None,
         };
-        match leader {
-            Some(h) => self.refresh_leader(h.created, h.modified, deadline).await,
-            None => Ok(member),
-        }
+        let Some(h) = leader else {
+            return Ok(member);
+        };
+        let _renewing = self.renewing.lock().await;
+        // A cycle's refresh that held the lock before us: its index.
+        let modified = self
+            .state()
+            .leader
+            .filter(|l| l.created == h.created)
+            .map_or(h.modified, |l| l.modified);
+        self.refresh_leader(h.created, modified, deadline).await
     }
 
-    async fn load(&self, deadline: tokio::time::Instant) -> DcsResult<Cluster> {
-        let node = match self
+    /// `use_view`: answer from the view while the watch vouches for it
+    /// (the HA loop's read); `false` always reads etcd (the REST API).
+    async fn load(&self, use_view: bool, deadline: tokio::time::Instant) -> DcsResult<Cluster> {
+        let fresh = self.watch_fresh_within();
+        let ticket = {
+            let view = self.view();
+            let now = Instant::now();
+            if use_view && let Some(rows) = view.cached(now, fresh) {
+                return Ok(self.cluster_of(rows));
+            }
+            view.ticket(now, fresh)
+        };
+        let (node, index) = match self
             .req(
                 Method::Get,
                 "",
@@ -610,48 +797,113 @@ impl Inner {
             )
             .await?
         {
-            Reply::Ok(a, _) => a.node.unwrap_or_default(),
+            Reply::Ok(a, index) => (a.node.unwrap_or_default(), index),
             // No key under the prefix yet: etcd's own "Key not found", never
             // an HTTP 404 of something else (etcd2_http::interpret).
-            Reply::Refused(e) if e.code == KEY_NOT_FOUND => return Ok(Cluster::default()),
+            Reply::Refused(e) if e.code == KEY_NOT_FOUND => (Node::default(), e.index),
             Reply::Refused(e) => return Err(refused("load_cluster", &e)),
         };
-        Ok(self.cluster_from(&node))
+        let rows = self.rows_of(&node);
+        // The answer is the store at `X-Etcd-Index` (one read under the
+        // v2 store's lock): events after it reach the view.
+        match index.and_then(|i| i64::try_from(i).ok()) {
+            Some(i) => self.view().store(ticket, i, rows.clone()),
+            None => self.view().wrote(),
+        }
+        Ok(self.cluster_of(rows))
     }
 
-    /// The cluster the prefix directory `node` holds.
-    fn cluster_from(&self, node: &Node) -> Cluster {
+    /// The rows of the prefix directory `node` (etcd_view's form): the
+    /// relative key, the value, `modifiedIndex`, and as the session the
+    /// leader key's `createdIndex` (0 for other keys).
+    fn rows_of(&self, node: &Node) -> Vec<Row> {
         let base = format!("{}/", self.prefix);
-        let rows = node.leaves().into_iter().filter_map(|n| {
-            let rel = n.key.strip_prefix(&base)?.to_owned();
-            let value = n.value.clone().unwrap_or_default();
+        node.leaves()
+            .into_iter()
+            .filter_map(|n| {
+                let rel = n.key.strip_prefix(&base)?.to_owned();
+                let modified = i64::try_from(n.modified_index).ok()?;
+                let created = if rel == keys::LEADER {
+                    i64::try_from(n.created_index).ok()?
+                } else {
+                    0
+                };
+                Some((rel, n.value.clone().unwrap_or_default(), modified, created))
+            })
+            .collect()
+    }
+
+    /// The cluster `rows` hold: the leader key's version and session are
+    /// its `createdIndex`, every other key's version its `modifiedIndex`.
+    fn cluster_of(&self, rows: Vec<Row>) -> Cluster {
+        // What the rows show of our own leader key: its current index, for
+        // the next renewal's compare.
+        if let Some((_, _, modified, created)) = rows.iter().find(|r| r.0 == keys::LEADER) {
+            let mut st = self.state();
+            if let Some(h) = st
+                .leader
+                .as_mut()
+                .filter(|h| i64::try_from(h.created).is_ok_and(|c| c == *created))
+            {
+                h.modified = h.modified.max(u64::try_from(*modified).unwrap_or(0));
+            }
+        }
+        Cluster::from_rows(rows.into_iter().map(|(rel, value, modified, created)| {
             if rel == keys::LEADER {
-                let created = i64::try_from(n.created_index).ok()?;
-                Some((
+                (
                     rel,
                     value,
                     Version::from_int(created),
                     Some(SessionId::from_int(created)),
-                ))
+                )
             } else {
-                let modified = i64::try_from(n.modified_index).ok()?;
-                Some((rel, value, Version::from_int(modified), None))
+                (rel, value, Version::from_int(modified), None)
             }
-        });
-        let cluster = Cluster::from_rows(rows);
-        // What the read shows of our own leader key: its current index,
-        // for the next renewal's compare.
-        if let Some(n) = node
-            .leaves()
-            .into_iter()
-            .find(|n| n.key == keys::path(&self.prefix, keys::LEADER))
-        {
-            let mut st = self.state();
-            if let Some(h) = st.leader.as_mut().filter(|h| h.created == n.created_index) {
-                h.modified = h.modified.max(n.modified_index);
+        }))
+    }
+
+    /// The cluster the prefix directory `node` holds.
+    #[cfg(test)]
+    fn cluster_from(&self, node: &Node) -> Cluster {
+        self.cluster_of(self.rows_of(node))
+    }
+
+    /// Apply a watch event to the view: a key written or deleted is a
+    /// change of that key at the event's `modifiedIndex` (newer than what
+    /// the view holds, or ignored); one the view cannot follow key by key
+    /// (a directory, a write without a value, an action it does not know)
+    /// drops the view.
+    pub(super) fn watched_change(&self, answer: &super::etcd2_http::Answer) {
+        let Some(node) = answer.node.as_ref() else {
+            return;
+        };
+        let base = format!("{}/", self.prefix);
+        let rel = node.key.strip_prefix(&base);
+        let modified = i64::try_from(node.modified_index).ok();
+        let mut view = self.view();
+        match (rel, modified, change_of(answer)) {
+            (Some(rel), Some(rev), Some(ChangeKind::Put)) if !node.dir => {
+                let Some(value) = node.value.as_deref() else {
+                    view.wrote();
+                    return;
+                };
+                let lease = if rel == keys::LEADER {
+                    i64::try_from(node.created_index).unwrap_or(0)
+                } else {
+                    0
+                };
+                let change = Change::Put {
+                    value,
+                    mod_rev: rev,
+                    lease,
+                };
+                view.changed(rel, change, false);
             }
+            (Some(rel), Some(rev), Some(ChangeKind::Delete)) if !node.dir => {
+                view.changed(rel, Change::Delete { rev }, false);
+            }
+            _ => view.wrote(),
         }
-        cluster
     }
 
     /// A write conditional on `version` (`prevIndex`), or without one only
@@ -694,7 +946,13 @@ impl Dcs for Etcd2Dcs {
 
     fn load_cluster(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
         let i = &self.inner;
-        i.bounded("load_cluster", |dl| i.load(dl)).boxed()
+        i.bounded("load_cluster", |dl| i.load(true, dl)).boxed()
+    }
+
+    fn load_cluster_fresh(&self) -> BoxFuture<'_, DcsResult<Cluster>> {
+        let i = &self.inner;
+        i.bounded("load_cluster_fresh", |dl| i.load(false, dl))
+            .boxed()
     }
 
     fn touch_member(&self, data: &MemberData) -> BoxFuture<'_, DcsResult<()>> {
@@ -992,6 +1250,107 @@ mod tests {
         assert_eq!(cl.members.len(), 1, "members/n2/x is not a member");
         // Not created by this process: not its session.
         assert!(!d.holds_session(&SessionId::from_int(31)));
+    }
+
+    #[test]
+    fn a_key_is_refreshed_once_per_quarter_ttl() {
+        let ttl = Duration::from_secs(30);
+        let now = Instant::now();
+        assert!(refresh_due(None, now, ttl), "never refreshed");
+        let sent = now - Duration::from_millis(7_499);
+        assert!(!refresh_due(Some(sent), now, ttl), "7.5 s not yet passed");
+        let sent = now - Duration::from_millis(7_500);
+        assert!(refresh_due(Some(sent), now, ttl), "ttl/4 passed");
+        // A send time after `now` (clock read before the send): not due.
+        assert!(!refresh_due(Some(now + Duration::from_secs(1)), now, ttl));
+    }
+
+    /// The view takes the watch's events key by key: another process's
+    /// leader key, a renewal of ours, a deletion, and drops itself for a
+    /// change it cannot follow (a directory).
+    #[test]
+    fn the_view_follows_the_watch_and_vouches_for_our_leader_key() {
+        let d = dcs();
+        let i = &d.inner;
+        let now = Instant::now();
+        let fresh = i.watch_fresh_within();
+        i.view().watch_opened(now);
+        let t = i.view().ticket(now, fresh);
+        let read = answer(
+            r#"{"action":"get","node":{"key":"/service/b","dir":true,"nodes":[
+                {"key":"/service/b/leader","value":"n1","modifiedIndex":40,"createdIndex":31},
+                {"key":"/service/b/members","dir":true,"nodes":[
+                    {"key":"/service/b/members/n1","value":"{}","modifiedIndex":39,"createdIndex":2}]}]}}"#,
+        );
+        let rows = i.rows_of(read.node.as_ref().unwrap());
+        i.view().store(t, 40, rows);
+        assert!(i.view_shows_our_leader(31));
+        assert!(i.view_shows_our_member("{}"));
+        assert!(!i.view_shows_our_member("{\"role\":\"replica\"}"));
+        assert!(!i.view_shows_our_leader(32), "another createdIndex");
+        // Our refresh: the same key at a new modifiedIndex.
+        i.watched_change(&answer(
+            r#"{"action":"update","node":{"key":"/service/b/leader","value":"n1","modifiedIndex":41,"createdIndex":31},"prevNode":{"key":"/service/b/leader","value":"n1","modifiedIndex":40,"createdIndex":31}}"#,
+        ));
+        assert!(i.view_shows_our_leader(31));
+        // An older event arriving late changes nothing.
+        i.watched_change(&answer(
+            r#"{"action":"expire","node":{"key":"/service/b/leader","modifiedIndex":35,"createdIndex":31}}"#,
+        ));
+        assert!(i.view_shows_our_leader(31));
+        // Deleted, then created by another process of our name.
+        i.watched_change(&answer(
+            r#"{"action":"delete","node":{"key":"/service/b/leader","modifiedIndex":42,"createdIndex":31}}"#,
+        ));
+        assert!(!i.view_shows_our_leader(31));
+        i.watched_change(&answer(
+            r#"{"action":"create","node":{"key":"/service/b/leader","value":"n1","modifiedIndex":43,"createdIndex":43}}"#,
+        ));
+        assert!(!i.view_shows_our_leader(31));
+        let cl = i.cluster_of(i.view().cached(now, fresh).expect("cached"));
+        let l = cl.leader.as_ref().expect("leader");
+        assert_eq!(l.version, Version::from_int(43), "the createdIndex");
+        assert_eq!(l.session, Some(SessionId::from_int(43)));
+        assert!(cl.member("n1").is_some());
+        // A directory deleted: the view cannot follow it key by key.
+        i.watched_change(&answer(
+            r#"{"action":"delete","node":{"key":"/service/b/members","dir":true,"modifiedIndex":44,"createdIndex":2}}"#,
+        ));
+        assert!(i.view().cached(now, fresh).is_none());
+        assert!(!i.view_shows_our_member("{}"), "no view, no word");
+    }
+
+    /// update_leader's skip rests on a refresh of that very key, sent less
+    /// than ttl/4 ago; its expiry is that refresh's.
+    #[test]
+    fn a_recent_refresh_of_that_key_is_what_a_hold_rests_on() {
+        let d = dcs(); // ttl 2.5 s: a refresh is due after 625 ms
+        let i = &d.inner;
+        let sent = Instant::now();
+        let expiry = i.timing().expiry(sent, sent);
+        i.state().leader_renewed = Some((31, Renewed { sent, expiry }));
+        assert_eq!(i.recent_leader_renewal(31), Some(expiry));
+        assert_eq!(i.recent_leader_renewal(32), None, "another key");
+        let old = sent - Duration::from_millis(700);
+        i.state().leader_renewed = Some((
+            31,
+            Renewed {
+                sent: old,
+                expiry: i.timing().expiry(old, old),
+            },
+        ));
+        assert_eq!(i.recent_leader_renewal(31), None, "due again");
+    }
+
+    #[test]
+    fn no_view_without_an_open_watch() {
+        let d = dcs();
+        let i = &d.inner;
+        let now = Instant::now();
+        let fresh = i.watch_fresh_within();
+        let t = i.view().ticket(now, fresh);
+        i.view().store(t, 40, Vec::new());
+        assert!(i.view().cached(now, fresh).is_none());
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //! [`Failure::Refusal`] naming the setting: a configuration error, never an
 //! outage.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::DcsError;
-use super::etcd_conn::EtcdSettings;
+use super::etcd_conn::{ConnectError, EtcdSettings, SrvSettings};
 use super::etcd_tls::{EtcdTls, rustls_error};
 
 /// etcd v2's error codes that pgpilot acts on (etcd's `error/error.go`).
@@ -213,7 +213,19 @@ struct Auth {
 
 /// The members to ask, and which one answered last.
 pub(crate) struct Http {
-    endpoints: Vec<Endpoint>,
+    /// The endpoints configured (`host`, `hosts`, `url`, `proxy`).
+    configured: Vec<Endpoint>,
+    /// The endpoints in use: with `srv`, those its records gave (else the
+    /// configured ones); without, the configured ones.
+    endpoints: Mutex<Vec<Endpoint>>,
+    /// DNS SRV discovery (`srv`, `srv_suffix`; `etcd_srv`).
+    srv: Option<SrvSettings>,
+    /// The SRV names must be asked before the next request: at first, and
+    /// again after no endpoint answered, as Patroni's
+    /// `AbstractEtcdClientWithFailover` refreshes its machines from SRV
+    /// then. Not at every request: v2 opens a connection per request, and
+    /// six DNS questions each would cost more than the request.
+    resolve_srv: AtomicBool,
     /// Bad endpoints, reported by every call (a configuration error).
     invalid: Option<DcsError>,
     current: AtomicUsize,
@@ -222,8 +234,7 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    /// The endpoints, TLS and credentials of `settings` (its `srv` is not
-    /// used: configuration validation refuses it for v2).
+    /// The endpoints, TLS, credentials and SRV name of `settings`.
     pub fn new(settings: &EtcdSettings) -> Http {
         let mut parsed = Vec::new();
         let mut invalid = None;
@@ -238,7 +249,7 @@ impl Http {
                 Err(err) => invalid = Some(err),
             }
         }
-        if parsed.is_empty() && invalid.is_none() {
+        if parsed.is_empty() && invalid.is_none() && settings.srv.is_none() {
             invalid = Some(DcsError::Other("no etcd endpoints configured".into()));
         }
         let auth = settings.credentials.as_ref().map(|(user, password)| Auth {
@@ -249,7 +260,10 @@ impl Http {
             ),
         });
         Http {
-            endpoints: parsed,
+            endpoints: Mutex::new(parsed.clone()),
+            configured: parsed,
+            srv: settings.srv.clone(),
+            resolve_srv: AtomicBool::new(settings.srv.is_some()),
             invalid,
             current: AtomicUsize::new(0),
             tls: settings.tls.clone(),
@@ -306,13 +320,19 @@ impl Http {
         if let Some(e) = &self.invalid {
             return Err(Failure::Other(e.clone()));
         }
-        let n = self.endpoints.len();
+        let endpoints = self.endpoints_now(deadline, user_timeout).await?;
+        let n = endpoints.len();
+        if n == 0 {
+            return Err(Failure::Other(DcsError::Other(
+                "no etcd endpoints configured".into(),
+            )));
+        }
         let first = self.current.load(Ordering::Relaxed) % n;
         let mut last = Failure::Unreachable("no etcd endpoint".into());
         let mut refusal = None;
         for k in 0..n {
             let i = (first + k) % n;
-            let ep = &self.endpoints[i];
+            let ep = &endpoints[i];
             let stream =
                 match tokio::time::timeout_at(deadline, self.connect(ep, user_timeout)).await {
                     Ok(Ok(s)) => s,
@@ -325,6 +345,7 @@ impl Http {
                         continue;
                     }
                     Err(_) => {
+                        self.srv_again();
                         return Err(refusal.unwrap_or_else(|| {
                             Failure::Unreachable(format!(
                                 "etcd {}: no connection before the deadline",
@@ -368,9 +389,97 @@ impl Http {
             };
         }
         // Every member refused the connection: the next call starts at
-        // the one after the first tried.
+        // the one after the first tried, and asks the SRV names again.
         self.current.store((first + 1) % n, Ordering::Relaxed);
+        self.srv_again();
         Err(refusal.unwrap_or(last))
+    }
+
+    /// No endpoint answered: with `srv`, the next request asks its names
+    /// again (the records may have moved to other members).
+    fn srv_again(&self) {
+        if self.srv.is_some() {
+            self.resolve_srv.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The endpoints in use (for diagnostics and tests).
+    pub fn endpoints_in_use(&self) -> Vec<String> {
+        crate::sync::lock(&self.endpoints)
+            .iter()
+            .map(Endpoint::name)
+            .collect()
+    }
+
+    /// The endpoints to try, asking the SRV names first when due
+    /// (`resolve_srv`), within the call's deadline. Records found replace
+    /// the endpoints in use; none found fall back to the configured ones,
+    /// or, with none configured, fail as `etcd_srv::resolve` says (a
+    /// refusal naming `etcd.srv` and the names asked, or an outage), and
+    /// the next request asks again.
+    async fn endpoints_now(
+        &self,
+        deadline: Instant,
+        retry_timeout: Duration,
+    ) -> Result<Vec<Endpoint>, Failure> {
+        let Some(srv) = self
+            .srv
+            .as_ref()
+            .filter(|_| self.resolve_srv.load(Ordering::Relaxed))
+        else {
+            return Ok(crate::sync::lock(&self.endpoints).clone());
+        };
+        let configured = !self.configured.is_empty();
+        let asked = super::etcd_srv::resolve("etcd", srv, configured, retry_timeout);
+        let found = match tokio::time::timeout_at(deadline, asked).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(ConnectError::Refusal(m))) => return Err(Failure::Refusal(m)),
+            Ok(Err(ConnectError::Unreachable(m))) => return Err(Failure::Unreachable(m)),
+            Ok(Err(ConnectError::Other(m))) => return Err(Failure::Other(DcsError::Other(m))),
+            Err(_) => {
+                return Err(Failure::Unreachable(format!(
+                    "etcd.srv: no answer for {} before the deadline",
+                    srv.name
+                )));
+            }
+        };
+        let want = match found {
+            Some(urls) => {
+                let mut eps = Vec::new();
+                for u in &urls {
+                    match parse_endpoint(u) {
+                        // https records (`_etcd-client-ssl`) use the
+                        // section's TLS settings, made whenever `srv` is
+                        // set (`EtcdSettings::from_config`).
+                        Ok(p) if p.https && self.tls.is_none() => {
+                            tracing::warn!(endpoint = %u, "etcd.srv: https endpoint without TLS settings, skipped");
+                        }
+                        Ok(p) => eps.push(p),
+                        Err(e) => {
+                            tracing::warn!(endpoint = %u, error = %e, "etcd.srv: bad endpoint, skipped")
+                        }
+                    }
+                }
+                if eps.is_empty() {
+                    self.configured.clone()
+                } else {
+                    eps
+                }
+            }
+            None => self.configured.clone(),
+        };
+        self.resolve_srv.store(false, Ordering::Relaxed);
+        let mut cur = crate::sync::lock(&self.endpoints);
+        if *cur != want {
+            tracing::info!(srv = %srv.name, endpoints = ?want.iter().map(Endpoint::name).collect::<Vec<_>>(), "etcd endpoints from DNS SRV");
+            *cur = want;
+            self.current.store(0, Ordering::Relaxed);
+        }
+        if cur.is_empty() {
+            // Records that gave no usable endpoint, nothing configured.
+            self.resolve_srv.store(true, Ordering::Relaxed);
+        }
+        Ok(cur.clone())
     }
 
     /// A TCP connection to `ep`, with TLS over it for `https`.

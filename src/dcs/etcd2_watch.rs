@@ -18,7 +18,7 @@ use super::etcd2_http::{EVENT_INDEX_CLEARED, Method, Reply};
 /// How long one long poll waits for an event before the watch checks that
 /// etcd still answers: `2 × retry_timeout`, at least 2 s (as the v3 watch's
 /// probe period).
-fn poll_period(retry_timeout: Duration) -> Duration {
+pub(super) fn poll_period(retry_timeout: Duration) -> Duration {
     (retry_timeout * 2).max(Duration::from_secs(2))
 }
 
@@ -82,6 +82,11 @@ async fn watch_once(inner: &Inner, tx: &mpsc::Sender<WatchEvent>) -> Result<(), 
         Reply::Refused(e) => e.index,
     }
     .ok_or("etcd gave no index to watch from")?;
+    // From here every change after `index` reaches the view: a read
+    // answered at `index` or later may be kept (etcd_view). Closed again
+    // whichever way this function ends, the task's abort included.
+    inner.view().watch_opened(std::time::Instant::now());
+    let _open = WatchOpen(inner);
     // Readers read again: anything before `index` is in what they read.
     tx.send(WatchEvent::Other)
         .await
@@ -102,10 +107,13 @@ async fn watch_once(inner: &Inner, tx: &mpsc::Sender<WatchEvent>) -> Result<(), 
             .await
         {
             Ok(Reply::Ok(answer, _)) => {
+                inner.view().watch_heard(std::time::Instant::now());
                 let Some(node) = answer.node.as_ref() else {
                     continue;
                 };
                 wait_index = node.modified_index.max(wait_index - 1) + 1;
+                // Renewals too: they move the key's modifiedIndex.
+                inner.watched_change(&answer);
                 if super::etcd2::is_renewal(&answer) {
                     continue;
                 }
@@ -125,9 +133,22 @@ async fn watch_once(inner: &Inner, tx: &mpsc::Sender<WatchEvent>) -> Result<(), 
                 if let Err(p) = probe {
                     return Err(format!("no event ({e}), and etcd does not answer: {p}"));
                 }
+                // etcd answers, and no event came since `wait_index`: the
+                // view is as current as a read would be.
+                inner.view().watch_heard(std::time::Instant::now());
             }
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+/// An open watch, as the view counts them (`watch_opened`); closed when
+/// dropped.
+struct WatchOpen<'a>(&'a Inner);
+
+impl Drop for WatchOpen<'_> {
+    fn drop(&mut self) {
+        self.0.view().watch_closed();
     }
 }
 

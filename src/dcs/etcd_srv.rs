@@ -129,6 +129,50 @@ pub(crate) async fn endpoints(
     }
 }
 
+/// The endpoints `srv` gives a section, as both etcd backends ask for them
+/// (v3 at each new connection, v2 at its first request and again when no
+/// endpoint answered; docs/dcs.md): `Ok(Some)` the first name with records,
+/// `Ok(None)` none has any but `configured` endpoints remain to be used.
+/// With nothing configured, no records for any name is a refusal naming
+/// `<section>.srv` and the names asked (a configuration error: the daemon
+/// stops at start), and a name server that never answered is an outage.
+/// Each name is given an eighth of `retry_timeout`, so the six names fit
+/// in one.
+pub(crate) async fn resolve(
+    section: &str,
+    srv: &super::etcd_conn::SrvSettings,
+    configured: bool,
+    retry_timeout: Duration,
+) -> Result<Option<Vec<String>>, super::etcd_conn::ConnectError> {
+    use super::etcd_conn::ConnectError;
+    let Some(ns) = srv.nameserver.or_else(system_nameserver) else {
+        return if configured {
+            Ok(None)
+        } else {
+            Err(ConnectError::Refusal(format!(
+                "{section}.srv: no nameserver in /etc/resolv.conf"
+            )))
+        };
+    };
+    let found = endpoints(&srv.name, srv.suffix.as_deref(), ns, retry_timeout / 8).await;
+    if !found.endpoints.is_empty() {
+        return Ok(Some(found.endpoints));
+    }
+    if configured {
+        return Ok(None);
+    }
+    let asked = found.asked.join(", ");
+    Err(if found.answered {
+        ConnectError::Refusal(format!(
+            "{section}.srv: {asked}: no SRV records (name server {ns})"
+        ))
+    } else {
+        ConnectError::Unreachable(format!(
+            "{section}.srv: name server {ns} did not answer for {asked}"
+        ))
+    })
+}
+
 /// One member of a `GET /members` answer (etcd's peer API).
 #[derive(Debug, serde::Deserialize)]
 struct PeerMember {

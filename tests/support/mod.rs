@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod consul_emulator;
 pub mod ctl;
+pub mod dns;
 pub mod etcd;
 pub mod exhibitor;
 pub mod families;
