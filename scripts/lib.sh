@@ -114,3 +114,21 @@ wait_for() {
         sleep 0.2
     done
 }
+
+# clean_orphan_shm USER: remove USER's System V shared memory segments that
+# no process is attached to. A postmaster killed with SIGKILL leaves its
+# small segment behind when the test then deletes its data directory (the
+# next postmaster on that directory would have removed it); thousands of
+# test runs on one machine exhaust the kernel's SHMMNI (4096) and every
+# initdb then fails with "could not create shared memory segment: No space
+# left on device". A running postmaster stays attached to its segment, so it
+# is never removed.
+clean_orphan_shm() {
+    local user=$1 ids n
+    command -v ipcs >/dev/null 2>&1 || return 0
+    ids=$(ipcs -m | awk -v u="$user" 'NR > 3 && $3 == u && $6 == 0 { print $2 }')
+    n=$(printf '%s\n' "$ids" | grep -c . || true)
+    [ "$n" -gt 0 ] || return 0
+    log "removing $n orphaned shared memory segments of $user (of SIGKILLed postmasters)"
+    for id in $ids; do ipcrm -m "$id" 2>/dev/null || true; done
+}

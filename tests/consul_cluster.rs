@@ -15,14 +15,17 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgpilot::dcs::consul::{ConsulDcs, ConsulSettings};
 use pgpilot::dcs::{Cluster, Dcs, keys};
 use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::consul_emulator::ConsulEmulator;
 use support::eventually;
-use support::families::{ctl_list, kill_9_failover, roles, switchover_via_ctl, writable};
+use support::families::{
+    ctl_list, failsafe_lists_both, kill_9_failover, outage_demotes_and_nobody_promotes,
+    outage_with_failsafe_keeps_writing, roles, switchover_via_ctl, writable,
+};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -275,39 +278,8 @@ async fn consul_frozen_without_failsafe_demotes_and_nobody_promotes() {
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
     assert!(writable(&c, primary).await, "the primary takes writes");
-    let ttl = Duration::from_secs(c.timing.ttl);
-    let frozen_at = Instant::now();
     consul.freeze();
-    let mut refused_after = None;
-    while frozen_at.elapsed() < 3 * ttl {
-        if refused_after.is_none() && !writable(&c, primary).await {
-            refused_after = Some(frozen_at.elapsed());
-        }
-        for i in 0..2 {
-            if i == primary && frozen_at.elapsed() < ttl {
-                continue;
-            }
-            let code = c.http_code(i, "/primary").await;
-            assert!(
-                code == 503 || code == 0,
-                "{} answers /primary {code} {:?} into the freeze",
-                c.nodes[i].name,
-                frozen_at.elapsed()
-            );
-        }
-        assert!(
-            !writable(&c, 1 - primary).await,
-            "the replica took a write during the freeze"
-        );
-        // Poll interval; the freeze's length (3×ttl) is the scenario.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let refused_after = refused_after.expect("the primary kept taking writes for 3×ttl");
-    eprintln!("writes refused {refused_after:?} after Consul froze (ttl {ttl:?})");
-    assert!(
-        refused_after < ttl,
-        "read-only only after {refused_after:?}"
-    );
+    outage_demotes_and_nobody_promotes(&c, primary).await;
     consul.thaw();
     c.wait_healthy(BOOT).await;
 }
@@ -326,30 +298,10 @@ async fn consul_stopped_with_failsafe_keeps_the_primary_writable() {
     let mut c = TestCluster::with_options(2, Timing::default(), opts);
     c.start_all();
     let primary = c.wait_healthy(BOOT).await;
-    eventually(Duration::from_secs(30), "failsafe lists both", || async {
-        let r = reqwest::get(c.nodes[primary].api("/failsafe")).await.ok()?;
-        let m: serde_json::Value = r.json().await.ok()?;
-        (m.as_object()?.len() == 2).then_some(())
-    })
-    .await;
+    failsafe_lists_both(&c, primary).await;
     assert!(writable(&c, primary).await, "the primary takes writes");
-    let ttl = Duration::from_secs(c.timing.ttl);
-    let stopped_at = Instant::now();
     consul.stop();
-    while stopped_at.elapsed() < 3 * ttl {
-        assert!(
-            writable(&c, primary).await,
-            "write refused {:?} into the outage",
-            stopped_at.elapsed()
-        );
-        let code = c.http_code(1 - primary, "/primary").await;
-        assert!(
-            code == 503 || code == 0,
-            "the replica answers /primary {code}"
-        );
-        // Poll interval; the outage's length (3×ttl) is the scenario.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    outage_with_failsafe_keeps_writing(&c, primary).await;
     consul.resume();
     let p = c.wait_healthy(BOOT).await;
     assert_eq!(p, primary, "the primary changed");

@@ -4,7 +4,10 @@
 //! through python-etcd, lists them as pgpilotctl does; the v3 keyspace stays
 //! empty); a switchover through pgpilotctl; a failover when the primary is
 //! killed (kill -9 of the daemon and the postmaster), within the TTL of its
-//! leader key; the killed node rejoins by pg_rewind.
+//! leader key; the killed node rejoins by pg_rewind. The store's faults on
+//! two nodes: the primary cut off from etcd (fenced before a takeover),
+//! etcd frozen without failsafe mode (demoted, nobody promoted), etcd
+//! stopped with failsafe mode (the primary keeps writing).
 
 mod support;
 
@@ -15,7 +18,11 @@ use pgpilot::dcs::etcd2::Etcd2Dcs;
 use pgpilot::dcs::{Cluster, Dcs, keys};
 use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
-use support::families::{kill_9_failover, roles, switchover_via_ctl, writable};
+use support::families::{
+    cut_off_primary_stops_writes, failsafe_lists_both, kill_9_failover,
+    outage_demotes_and_nobody_promotes, outage_with_failsafe_keeps_writing, roles,
+    switchover_via_ctl, writable,
+};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -312,4 +319,71 @@ async fn mixed_patroni_and_pgpilot_cluster_on_etcd_v2() {
         !support::cluster::has_event(&log, pgpilot::events::BOOTSTRAP_PUBLISHED),
         "the former Patroni node bootstrapped:\n{log}"
     );
+}
+
+fn two_nodes_on_v2(dcs_proxies: bool, failsafe: bool) -> TestCluster {
+    let opts = ClusterOptions {
+        etcd2: true,
+        dcs_proxies,
+        extra_dcs: if failsafe {
+            vec![("failsafe_mode".into(), "true".into())]
+        } else {
+            Vec::new()
+        },
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    c
+}
+
+/// The primary alone cut off from etcd (its connections reset, the process
+/// alive): on v2 its leader key lapses for the others one TTL after the last
+/// refresh etcd took; the primary stops taking writes at its fencing point,
+/// counted from a refresh etcd answered, so before the other node can take
+/// the key. One primary again after the cut heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_cut_off_from_etcd_v2_is_fenced_before_a_takeover() {
+    let c = two_nodes_on_v2(true, false);
+    let old = c.wait_healthy(BOOT).await;
+    let other = 1 - old;
+    cut_off_primary_stops_writes(&c, old, other).await;
+    eventually(Duration::from_secs(30), "a new primary", || async {
+        writable(&c, other).await.then_some(())
+    })
+    .await;
+    assert!(!writable(&c, old).await, "two writable primaries");
+    c.heal_dcs(old);
+    assert_eq!(c.wait_healthy(BOOT).await, other, "the new primary stays");
+}
+
+/// etcd frozen (SIGSTOP: connections open, no answer) for 3×ttl without
+/// failsafe mode: the primary stops taking writes within ttl, nobody
+/// answers `/primary` after ttl; one primary once etcd is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_v2_frozen_without_failsafe_demotes_and_nobody_promotes() {
+    let c = two_nodes_on_v2(false, false);
+    let primary = c.wait_healthy(BOOT).await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    c.etcd.pause();
+    outage_demotes_and_nobody_promotes(&c, primary).await;
+    c.etcd.resume();
+    c.wait_healthy(BOOT).await;
+}
+
+/// etcd stopped for 3×ttl with failsafe mode: the replica confirms the
+/// primary over REST, so it keeps taking writes, and it is still the
+/// primary once etcd is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_v2_stopped_with_failsafe_keeps_the_primary_writable() {
+    let mut c = two_nodes_on_v2(false, true);
+    let primary = c.wait_healthy(BOOT).await;
+    failsafe_lists_both(&c, primary).await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    c.etcd.stop();
+    outage_with_failsafe_keeps_writing(&c, primary).await;
+    c.etcd.restart();
+    let p = c.wait_healthy(BOOT).await;
+    assert_eq!(p, primary, "the primary changed");
+    assert!(writable(&c, primary).await, "write after etcd returned");
 }

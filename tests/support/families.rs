@@ -182,3 +182,83 @@ pub async fn cut_off_primary_stops_writes(c: &TestCluster, old: usize, other: us
     );
     refused_after
 }
+
+/// Two nodes, the store out (stopped or frozen by the caller) without
+/// failsafe mode, watched for 3×ttl: the primary stops taking writes within
+/// ttl, nobody answers `/primary` after ttl (the old primary may while its
+/// lease holds), the replica takes no write. Returns when writes were
+/// refused, counted from the call (made right after the outage began).
+pub async fn outage_demotes_and_nobody_promotes(c: &TestCluster, primary: usize) -> Duration {
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let since = Instant::now();
+    let mut refused_after = None;
+    while since.elapsed() < 3 * ttl {
+        if refused_after.is_none() && !writable(c, primary).await {
+            refused_after = Some(since.elapsed());
+        }
+        for i in 0..2 {
+            if i == primary && since.elapsed() < ttl {
+                continue;
+            }
+            let code = c.http_code(i, "/primary").await;
+            assert!(
+                code == 503 || code == 0,
+                "{} answers /primary {code} {:?} into the outage",
+                c.nodes[i].name,
+                since.elapsed()
+            );
+        }
+        assert!(
+            !writable(c, 1 - primary).await,
+            "the replica took a write during the outage"
+        );
+        // Poll interval; the outage's length (3×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused_after = refused_after.expect("the primary kept taking writes for 3×ttl");
+    eprintln!("writes refused {refused_after:?} into the outage (ttl {ttl:?})");
+    assert!(
+        refused_after < ttl,
+        "read-only only after {refused_after:?}"
+    );
+    refused_after
+}
+
+/// Two nodes with failsafe mode: wait until both know the failsafe key and
+/// it lists both (call before the outage).
+pub async fn failsafe_lists_both(c: &TestCluster, primary: usize) {
+    for i in 0..2 {
+        eventually(Duration::from_secs(30), "failsafe key known", || async {
+            (c.http_code(i, "/failsafe").await == 200).then_some(())
+        })
+        .await;
+    }
+    eventually(Duration::from_secs(30), "failsafe lists both", || async {
+        let r = reqwest::get(c.nodes[primary].api("/failsafe")).await.ok()?;
+        let m: Value = r.json().await.ok()?;
+        (m.as_object()?.len() == 2).then_some(())
+    })
+    .await;
+}
+
+/// Two nodes with failsafe mode, the store out (the caller stopped it):
+/// for 3×ttl the primary takes every write and the replica never answers
+/// `/primary`.
+pub async fn outage_with_failsafe_keeps_writing(c: &TestCluster, primary: usize) {
+    let ttl = Duration::from_secs(c.timing.ttl);
+    let since = Instant::now();
+    while since.elapsed() < 3 * ttl {
+        assert!(
+            writable(c, primary).await,
+            "write refused {:?} into the outage",
+            since.elapsed()
+        );
+        let code = c.http_code(1 - primary, "/primary").await;
+        assert!(
+            code == 503 || code == 0,
+            "the replica answers /primary {code}"
+        );
+        // Poll interval; the outage's length (3×ttl) is the scenario.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
