@@ -6,8 +6,8 @@
 //! patronictl, carry a SIGHUP-reloaded tag into a member znode, fail over when the
 //! primary is killed (kill -9 of the daemon and the postmaster) and take it
 //! back by pg_rewind; a primary cut off from ZooKeeper is fenced before
-//! another node takes over; ZooKeeper frozen (no failsafe) and stopped
-//! (failsafe); pause; one member of an ensemble killed at a time.
+//! another node takes over; ZooKeeper frozen and stopped, each with and
+//! without failsafe mode; pause; one member of an ensemble killed at a time.
 
 mod support;
 
@@ -318,6 +318,42 @@ async fn zookeeper_stopped_with_failsafe_keeps_the_primary_writable() {
         writable(&c, primary).await,
         "write after ZooKeeper returned"
     );
+}
+
+/// The other two outages on one cluster: ZooKeeper stopped for 3×ttl
+/// without failsafe mode (the primary demoted within ttl, nobody promoted,
+/// one primary once it is back), then failsafe mode turned on through
+/// `PATCH /config` and ZooKeeper frozen (SIGSTOP) for 3×ttl (the replica
+/// confirms the primary over REST, so it keeps taking writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_stopped_without_failsafe_then_frozen_with_it() {
+    let opts = ClusterOptions {
+        zookeeper: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::with_options(2, Timing::default(), opts);
+    c.start_all();
+    let primary = c.wait_healthy(BOOT).await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    c.zookeeper.as_mut().expect("zookeeper").stop();
+    outage_demotes_and_nobody_promotes(&c, primary).await;
+    c.zookeeper.as_mut().expect("zookeeper").restart();
+    let primary = c.wait_healthy(BOOT).await;
+
+    let r = reqwest::Client::new()
+        .patch(c.nodes[primary].api("/config"))
+        .body(r#"{"failsafe_mode": true}"#)
+        .send()
+        .await
+        .expect("PATCH /config answered");
+    assert!(r.status().is_success(), "PATCH /config: {}", r.status());
+    failsafe_lists_both(&c, primary).await;
+    assert!(writable(&c, primary).await, "the primary takes writes");
+    let zk = c.zookeeper.as_ref().expect("zookeeper");
+    zk.pause();
+    outage_with_failsafe_keeps_writing(&c, primary).await;
+    zk.resume();
+    assert_eq!(c.wait_healthy(BOOT).await, primary, "the primary changed");
 }
 
 /// `pgpilotctl pause --wait` on ZooKeeper (the config key written by
