@@ -175,6 +175,26 @@ impl Session {
     }
 }
 
+/// How many times a live session is tried on one new Exhibitor list
+/// before it stays on its old servers for good (until the next list).
+const REATTACH_TRIES: u32 = 3;
+
+/// One new server list a live session was tried on.
+#[derive(Debug, Clone)]
+struct Reattach {
+    servers: Vec<String>,
+    attempts: u32,
+    at: std::time::Instant,
+}
+
+impl Reattach {
+    /// Another try is due: fewer than `REATTACH_TRIES` so far, the last
+    /// one `retry_timeout` ago or more.
+    fn due(&self, retry_timeout: Duration) -> bool {
+        self.attempts < REATTACH_TRIES && self.at.elapsed() >= retry_timeout
+    }
+}
+
 #[derive(Default)]
 struct State {
     current: Option<Session>,
@@ -191,9 +211,10 @@ struct State {
     lost: Vec<i64>,
     /// `(requested, granted)` last logged, so that a difference is logged once.
     logged_timeout: Option<(Duration, Duration)>,
-    /// With Exhibitor: the last server list a live session was tried on
-    /// (re-attached once per new list; a failure leaves it on its old one).
-    reattach_tried: Option<Vec<String>>,
+    /// With Exhibitor: the last server list a live session was tried on,
+    /// how many times and when (a failure leaves it on its old list and is
+    /// tried again, see `REATTACH_TRIES`).
+    reattach_tried: Option<Reattach>,
     /// A leader create was given up on (no answer within `retry_timeout`):
     /// it may still take effect. ZooKeeper cannot cancel a sent request, so
     /// the next acquisition deletes a key it finds on the current session
@@ -455,24 +476,41 @@ impl Inner {
     }
 
     /// With Exhibitor: the latest list, if `s` was made on another one and
-    /// has not been tried on it yet.
+    /// a move onto it is due (`Reattach::due`).
     fn moved_list(&self, s: &Session) -> Option<Vec<String>> {
         let latest = self.ensemble.as_ref()?.latest()?;
-        if latest == s.servers || lock(&self.state).reattach_tried.as_ref() == Some(&latest) {
+        if latest == s.servers {
             return None;
         }
-        Some(latest)
+        let due = match &lock(&self.state).reattach_tried {
+            Some(r) if r.servers == latest => r.due(self.retry_timeout()),
+            _ => true,
+        };
+        due.then_some(latest)
     }
 
     /// Move the live session `s` onto `servers` (kazoo's `set_hosts`, done
     /// at once): a detached client attached to the same session on the new
     /// list replaces the old one, which is then dropped without closing
-    /// the session. The ephemeral keys stay, being the session's. Tried
-    /// once per list, within `retry_timeout / 2`; on failure the session
-    /// goes on with its old client.
+    /// the session. The ephemeral keys stay, being the session's. Each try
+    /// within `retry_timeout / 2`, up to `REATTACH_TRIES` per list one
+    /// `retry_timeout` apart (a server of the new list can refuse a session
+    /// it has not caught up on yet); on failure the session goes on with
+    /// its old client.
     async fn reattach(&self, s: Session, servers: Vec<String>) -> Session {
         let _one = self.connecting.lock().await;
-        lock(&self.state).reattach_tried = Some(servers.clone());
+        {
+            let mut st = lock(&self.state);
+            let attempts = match &st.reattach_tried {
+                Some(r) if r.servers == servers => r.attempts + 1,
+                _ => 1,
+            };
+            st.reattach_tried = Some(Reattach {
+                servers: servers.clone(),
+                attempts,
+                at: std::time::Instant::now(),
+            });
+        }
         let ttl = lock(&self.timing).ttl;
         let attempt = tokio::time::timeout(
             self.retry_timeout() / 2,
@@ -1364,6 +1402,20 @@ impl ZooKeeperDcs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_move_is_tried_again_a_retry_timeout_later_up_to_the_limit() {
+        let rt = Duration::from_millis(50);
+        let tried = |attempts, ago: Duration| Reattach {
+            servers: vec!["h3:2181".into()],
+            attempts,
+            at: std::time::Instant::now() - ago,
+        };
+        assert!(!tried(1, Duration::ZERO).due(rt), "not at once");
+        assert!(tried(1, rt).due(rt), "again after retry_timeout");
+        assert!(tried(REATTACH_TRIES - 1, rt).due(rt));
+        assert!(!tried(REATTACH_TRIES, rt * 10).due(rt), "then never");
+    }
 
     #[test]
     fn events_by_key() {
