@@ -19,9 +19,8 @@ use pgpilot::dcs::{Cluster, Dcs, keys};
 use support::cluster::{ClusterOptions, TestCluster, Timing};
 use support::eventually;
 use support::families::{
-    cut_off_primary_stops_writes, failsafe_lists_both, kill_9_failover,
-    outage_demotes_and_nobody_promotes, outage_with_failsafe_keeps_writing, roles,
-    switchover_via_ctl, writable,
+    failsafe_lists_both, kill_9_failover, outage_demotes_and_nobody_promotes,
+    outage_with_failsafe_keeps_writing, roles, switchover_via_ctl, writable,
 };
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -347,14 +346,7 @@ async fn primary_cut_off_from_etcd_v2_is_fenced_before_a_takeover() {
     let c = two_nodes_on_v2(true, false);
     let old = c.wait_healthy(BOOT).await;
     let other = 1 - old;
-    cut_off_primary_stops_writes(&c, old, other).await;
-    eventually(Duration::from_secs(30), "a new primary", || async {
-        writable(&c, other).await.then_some(())
-    })
-    .await;
-    assert!(!writable(&c, old).await, "two writable primaries");
-    c.heal_dcs(old);
-    assert_eq!(c.wait_healthy(BOOT).await, other, "the new primary stays");
+    support::families::cut_off_primary_is_replaced(&c, old, other, BOOT).await;
 }
 
 /// etcd frozen (SIGSTOP: connections open, no answer) for 3×ttl without

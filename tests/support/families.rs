@@ -262,3 +262,22 @@ pub async fn outage_with_failsafe_keeps_writing(c: &TestCluster, primary: usize)
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The whole cut-off case on two nodes: [`cut_off_primary_stops_writes`],
+/// then `other` takes writes, `old` never does again, and after the cut
+/// heals `other` stays the primary.
+pub async fn cut_off_primary_is_replaced(
+    c: &TestCluster,
+    old: usize,
+    other: usize,
+    boot: Duration,
+) {
+    cut_off_primary_stops_writes(c, old, other).await;
+    eventually(Duration::from_secs(30), "a new primary", || async {
+        writable(c, other).await.then_some(())
+    })
+    .await;
+    assert!(!writable(c, old).await, "two writable primaries");
+    c.heal_dcs(old);
+    assert_eq!(c.wait_healthy(boot).await, other, "the new primary stays");
+}
