@@ -257,6 +257,7 @@ fn pg(role: PgRole) -> PgStatus {
         synchronous_standby_names: None,
         pending_restart: Default::default(),
         scheduled_restart: None,
+        follows_remote: false,
     }
 }
 

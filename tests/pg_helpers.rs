@@ -107,6 +107,7 @@ fn dynamic() -> DynamicConfig {
         failsafe_mode: false,
         primary_start_timeout: 300,
         sync: Default::default(),
+        standby_cluster: None,
         raw: serde_json::json!({}),
     }
 }
@@ -331,6 +332,7 @@ async fn scenario(base: &Path) {
             150_000,
         ),
         primary_slot_name: Some(slot2.clone()),
+        standby_cluster: Vec::new(),
     };
     let conf2 = datadir::write_config_files(&ConfigFiles {
         data_dir: &data2,

@@ -740,6 +740,10 @@ async fn run_cycle(input: CycleInput) -> CycleReport {
         },
         paused: dynamic.pause,
         watchdog: wd(&watchdog).state(&timing),
+        standby_cluster: dynamic
+            .standby_cluster
+            .as_ref()
+            .map(|sc| ha::standby_cluster::remote_upstream(sc.stream_address())),
     };
     let (decision, repeat) = {
         let mut n = sync::lock(&node);
@@ -1074,7 +1078,9 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
                 Ok(LeaderHold::Held { expiry }) => {
                     // The renewal the hold rests on, perhaps the keep-alive's
                     // (docs/dcs.md, "Idle cost"): never later than the store's.
-                    if pg.facts.is_primary() {
+                    // A standby leader keeps its replicas' slots and
+                    // publishes its position too (docs/ha.md §16).
+                    if pg.facts.is_primary() || (pg.facts.is_replica() && pg.follows_remote) {
                         let slots = match cluster {
                             Some(c) if dynamic.use_slots => {
                                 sync_slots(links, cfg, dynamic, c, true, retain, pg.facts.lsn).await
@@ -1127,6 +1133,9 @@ async fn execute(action: &Action, x: &ExecCtx<'_>) -> ActionResult {
         },
         Action::Bootstrap => job(links, Job::Bootstrap).await,
         Action::Clone { from } => job(links, Job::Clone { from: from.clone() }).await,
+        Action::BootstrapStandby { from } => {
+            job(links, Job::BootstrapStandby { from: from.clone() }).await
+        }
         Action::CloneWithoutLeader => job(links, Job::CloneWithoutLeader).await,
         Action::Reinitialize { from } => {
             job(

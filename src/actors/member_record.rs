@@ -28,6 +28,7 @@ pub fn api_url(cfg: &Config) -> String {
 pub fn member_data(cfg: &Config, pg: &PgStatus, pause: bool) -> MemberData {
     let role = match (pg.facts.role, &pg.data_dir) {
         (Some(PgRole::Primary), _) => "primary",
+        (Some(PgRole::Replica), _) if pg.follows_remote => "standby_leader",
         (Some(PgRole::Replica), _) => "replica",
         (None, DataDir::Empty) => "uninitialized",
         (None, DataDir::Initialized { .. } | DataDir::Unreadable(_)) => "replica",

@@ -198,7 +198,10 @@ impl JobEnv {
     fn recovery_for(&self, upstream: Option<&Upstream>) -> PgResult<RecoveryParams> {
         // `nostream`: a standby fed by restore_command only (docs/operations.md, "Tags").
         let upstream = upstream.filter(|_| !self.cfg.tags.nostream);
-        let primary_conninfo = match upstream {
+        // The remote of a standby cluster with neither host nor port
+        // (docs/ha.md §16): fed by `restore_command` alone.
+        let stream_from = upstream.filter(|u| !(u.remote && u.port == 0));
+        let primary_conninfo = match stream_from {
             None => String::new(),
             Some(u) => {
                 let passfile = self.write_pgpass()?;
@@ -211,10 +214,40 @@ impl JobEnv {
                 )
             }
         };
+        let standby = self.dynamic.standby_cluster.as_ref();
+        let primary_slot_name = match stream_from {
+            // The remote's slot is the section's, or none (Patroni's
+            // `no_replication_slot`).
+            Some(u) if u.remote => standby.and_then(|s| s.primary_slot_name.clone()),
+            Some(_) if self.dynamic.use_slots => Some(conf::slot_name(&self.cfg.name)),
+            _ => None,
+        };
+        let mut standby_cluster = Vec::new();
+        if let Some(s) = standby {
+            // Every standby of a standby cluster restores from the archive
+            // (Patroni's `_get_node_to_follow`); the delay is the standby
+            // leader's alone (its `RemoteMember`).
+            let remote = upstream.is_some_and(|u| u.remote);
+            for (name, value) in [
+                ("restore_command", s.restore_command.as_ref()),
+                (
+                    "archive_cleanup_command",
+                    s.archive_cleanup_command.as_ref(),
+                ),
+                (
+                    "recovery_min_apply_delay",
+                    s.recovery_min_apply_delay.as_ref().filter(|_| remote),
+                ),
+            ] {
+                if let Some(v) = value {
+                    standby_cluster.push((name, v.clone()));
+                }
+            }
+        }
         Ok(RecoveryParams {
             primary_conninfo,
-            primary_slot_name: (upstream.is_some() && self.dynamic.use_slots)
-                .then(|| conf::slot_name(&self.cfg.name)),
+            primary_slot_name,
+            standby_cluster,
         })
     }
 

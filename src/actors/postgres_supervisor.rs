@@ -689,7 +689,12 @@ impl PostgresSupervisor {
             Job::Bootstrap | Job::StartPrimary | Job::Promote => PgRole::Primary,
             _ => PgRole::Replica,
         });
-        self.state = PgState::during(kind, self.custom_bootstrap()).unwrap_or(self.state);
+        // A standby cluster's bootstrap is a clone (docs/ha.md §16).
+        let shown = match job {
+            Job::BootstrapStandby { .. } => JobKind::Clone,
+            _ => kind,
+        };
+        self.state = PgState::during(shown, self.custom_bootstrap()).unwrap_or(self.state);
         info!(event = crate::events::JOB_STARTED, job = ?job);
         let handle = match job {
             Job::Bootstrap => ctx.spawn(
@@ -702,7 +707,7 @@ impl PostgresSupervisor {
                 .into_actor(self)
                 .map(move |r, act, _| act.finish(kind, r, None)),
             ),
-            Job::Clone { from } => {
+            Job::Clone { from } | Job::BootstrapStandby { from } => {
                 let up = from.clone();
                 ctx.spawn(
                     async move {
@@ -995,6 +1000,7 @@ impl PostgresSupervisor {
                 following: self.following.as_ref().map(|u| u.name.clone()),
                 ..PgFacts::default()
             },
+            follows_remote: self.following.as_ref().is_some_and(|u| u.remote),
             busy: self.busy,
             starting_primary_since: self.start_primary.as_ref().map(|(t, _)| *t),
             scheduled_restart: self.scheduled.as_ref().map(ScheduledRestart::json),

@@ -42,13 +42,17 @@ pub fn cluster_json(cluster: &Cluster, scope: &str) -> Value {
     for m in &cluster.members {
         let d = &m.data;
         let is_leader = Some(m.name.as_str()) == leader;
-        let role = if is_leader {
+        let standby_leader = is_leader && cluster.is_standby_cluster();
+        let role = if standby_leader {
+            "standby_leader"
+        } else if is_leader {
             "leader"
         } else {
             cluster.sync_role(&m.name).unwrap_or("replica")
         };
-        // Non-leaders show how they replicate when they say so.
-        let state = if is_leader {
+        // Non-leaders (a standby leader too) show how they replicate when
+        // they say so.
+        let state = if is_leader && !standby_leader {
             d.state.clone()
         } else {
             d.replication_state
@@ -204,6 +208,27 @@ mod tests {
         assert!(b.get("pending_restart").is_none());
         assert!(j.get("pause").is_none());
         assert!(j.get("scheduled_switchover").is_none());
+    }
+
+    #[test]
+    fn a_standby_clusters_leader_is_the_standby_leader() {
+        let mut c = sample();
+        let b = c.members.iter_mut().find(|m| m.name == "b").unwrap();
+        b.data.replication_state = Some("streaming".into());
+        c.config = Some(crate::dcs::Versioned {
+            value: json!({"standby_cluster": {"host": "10.9.9.9", "port": 5432}}),
+            version: crate::dcs::Version::from_int(1),
+        });
+        let j = cluster_json(&c, "s");
+        let b = &j["members"][1];
+        assert_eq!(b["role"], "standby_leader");
+        assert_eq!(b["state"], "streaming", "as a non-leader shows it");
+        // An empty section is a normal cluster.
+        c.config = Some(crate::dcs::Versioned {
+            value: json!({"standby_cluster": {}}),
+            version: crate::dcs::Version::from_int(1),
+        });
+        assert_eq!(cluster_json(&c, "s")["members"][1]["role"], "leader");
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub(crate) fn health_status_paused(
     let state_matches = query
         .get("replication_state")
         .is_none_or(|want| replication_state(pg) == Some(want.as_str()));
-    let replica_ok =
+    let mut replica_ok =
         code(!ha.tags.noloadbalance && !lagging && role == "replica" && running && state_matches);
 
     let (leader_ok, primary_ok, standby_leader_ok) = if cluster.is_none() && paused {
@@ -130,8 +130,16 @@ pub(crate) fn health_status_paused(
             code(role == "primary"),
             code(role == "standby_leader"),
         )
+    } else if ha.is_leader && cluster.is_some_and(crate::dcs::Cluster::is_standby_cluster) {
+        // The standby leader (docs/ha.md §16): a leader, never a primary,
+        // and not a replica to balance reads onto.
+        replica_ok = UNAVAILABLE;
+        (
+            OK,
+            UNAVAILABLE,
+            code(role == "replica" || role == "standby_leader"),
+        )
     } else if ha.is_leader {
-        // Standby clusters are not supported yet: a leader is a primary.
         (OK, OK, UNAVAILABLE)
     } else {
         (UNAVAILABLE, UNAVAILABLE, UNAVAILABLE)
@@ -341,6 +349,36 @@ mod tests {
             assert_eq!(get(p, &ha(true), &primary()), 503, "{p}");
             assert_eq!(get(p, &ha(false), &replica()), 503, "{p}");
         }
+    }
+
+    #[test]
+    fn a_standby_clusters_leader_answers_standby_leader_and_leader_only() {
+        let mut h = ha(true);
+        let mut c = h.cluster.take().unwrap();
+        c.config = Some(crate::dcs::Versioned {
+            value: json!({"standby_cluster": {"host": "10.9.9.9"}}),
+            version: crate::dcs::Version::from_int(1),
+        });
+        h.cluster = Some(c.clone());
+        let mut pg = replica();
+        pg.follows_remote = true;
+        assert_eq!(crate::api::status::role_str(&pg), "standby_leader");
+        for (p, want) in [
+            ("/standby-leader", 200),
+            ("/standby_leader", 200),
+            ("/leader", 200),
+            ("/primary", 503),
+            ("/", 503),
+            ("/replica", 503),
+            ("/read-only", 200),
+        ] {
+            assert_eq!(get(p, &h, &pg), want, "{p}");
+        }
+        // Its replicas: replicas.
+        let mut f = ha(false);
+        f.cluster = Some(c);
+        assert_eq!(get("/replica", &f, &replica()), 200);
+        assert_eq!(get("/standby-leader", &f, &replica()), 503);
     }
 
     #[test]

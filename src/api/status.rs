@@ -225,6 +225,7 @@ pub(crate) mod tests {
             synchronous_standby_names: None,
             pending_restart: Default::default(),
             scheduled_restart: None,
+            follows_remote: false,
         }
     }
 

@@ -38,6 +38,7 @@ impl DynamicConfig {
             failsafe_mode: false,
             primary_start_timeout: DEFAULT_PRIMARY_START_TIMEOUT,
             sync: SyncConfig::default(),
+            standby_cluster: None,
             raw: Value::Object(Default::default()),
         }
     }
@@ -132,6 +133,14 @@ impl DynamicConfig {
         }
         take(slots_from_json(obj).map(|slots| cfg.slots = slots));
         take(sync_from_json(obj).map(|sync| cfg.sync = sync));
+        take(
+            super::standby_cluster::from_json(obj.get("standby_cluster"))
+                .map(|sc| cfg.standby_cluster = sc),
+        );
+        if cfg.standby_cluster.is_some() {
+            // Patroni's `is_synchronous_mode`: never in a standby cluster.
+            cfg.sync.mode = SyncMode::Off;
+        }
         take(opt_bool(obj.get("check_timeline"), "check_timeline").map(drop));
         match ConfigError::combine(errors) {
             None => Ok(cfg),

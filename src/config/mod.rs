@@ -21,6 +21,7 @@ mod lines;
 pub mod load;
 pub mod patch;
 mod schema;
+pub mod standby_cluster;
 pub mod timing;
 mod tree;
 pub mod types;

@@ -679,9 +679,30 @@ pub struct DynamicConfig {
     /// healthy replica; 0 fails over at once (docs/ha.md §8.1).
     pub primary_start_timeout: u64,
     /// `synchronous_mode` and its companions (docs/replication-modes.md).
+    /// Off in a standby cluster, as in Patroni: its leader runs no primary.
     pub sync: SyncConfig,
+    /// `standby_cluster` (docs/ha.md §16): `Some` makes this a standby
+    /// cluster, whose leader replicates from the remote PostgreSQL it names.
+    pub standby_cluster: Option<StandbyCluster>,
     /// The JSON as stored, for writing back and for `GET /config`.
     pub raw: serde_json::Value,
+}
+
+/// `standby_cluster` of the dynamic configuration (docs/ha.md §16), as
+/// `super::standby_cluster` checked it; empty strings read as unset.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StandbyCluster {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// The slot the standby leader streams through on the remote side.
+    pub primary_slot_name: Option<String>,
+    /// How an empty member is filled when the standby cluster has no leader
+    /// (default: `basebackup` from the remote).
+    pub create_replica_methods: Vec<String>,
+    pub restore_command: Option<String>,
+    pub archive_cleanup_command: Option<String>,
+    /// The standby leader only (Patroni's `RemoteMember`).
+    pub recovery_min_apply_delay: Option<String>,
 }
 
 /// `synchronous_mode` of the dynamic configuration.

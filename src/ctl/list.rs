@@ -44,7 +44,10 @@ pub fn rows(cluster: &Cluster, scope: &str) -> Vec<ListRow> {
         .iter()
         .map(|m| {
             let is_leader = leader == Some(m.name.as_str());
-            let state = if is_leader {
+            // A standby leader shows how it replicates, as Patroni's
+            // `cluster_as_json` does (docs/ha.md §16).
+            let standby_leader = is_leader && cluster.is_standby_cluster();
+            let state = if is_leader && !standby_leader {
                 m.data.state.clone()
             } else {
                 m.data
@@ -56,7 +59,9 @@ pub fn rows(cluster: &Cluster, scope: &str) -> Vec<ListRow> {
                 cluster: scope.to_owned(),
                 member: m.name.clone(),
                 host: host_of(m),
-                role: if is_leader {
+                role: if standby_leader {
+                    "Standby Leader"
+                } else if is_leader {
                     "Leader"
                 } else {
                     match cluster.sync_role(&m.name) {
@@ -334,6 +339,28 @@ mod tests {
         let j = crate::api::cluster::cluster_json(&c, "batman");
         assert_eq!(j["members"][1]["role"], "sync_standby");
         assert_eq!(j["members"][2]["role"], "replica");
+    }
+
+    #[test]
+    fn a_standby_clusters_leader_is_the_standby_leader_and_no_sync_standby_exists() {
+        let mut c = cluster();
+        c.config = Some(crate::dcs::Versioned {
+            value: serde_json::json!({"synchronous_mode": true,
+                "standby_cluster": {"host": "10.0.0.9", "port": 5432}}),
+            version: crate::dcs::Version::from_int(1),
+        });
+        c.sync = Some(crate::dcs::Versioned {
+            value: crate::dcs::SyncState::parse(r#"{"leader":"a","sync_standby":"b"}"#),
+            version: crate::dcs::Version::from_int(1),
+        });
+        c.members[0].data.replication_state = Some("streaming".into());
+        let r = rows(&c, "batman");
+        assert_eq!(r[0].role, "Standby Leader");
+        assert_eq!(r[0].state, "streaming");
+        assert_eq!(
+            r[1].role, "Replica",
+            "no synchronous mode in a standby cluster"
+        );
     }
 
     #[test]

@@ -264,6 +264,10 @@ impl Cluster {
     /// missing or unreadable key is off.
     pub fn synchronous_mode(&self) -> crate::config::SyncMode {
         use crate::config::SyncMode;
+        if self.is_standby_cluster() {
+            // Patroni's `is_synchronous_mode`: never in a standby cluster.
+            return SyncMode::Off;
+        }
         match self
             .config
             .as_ref()
@@ -273,6 +277,18 @@ impl Cluster {
             Some(v) if crate::config::json_truthy(v) => SyncMode::On,
             _ => SyncMode::Off,
         }
+    }
+
+    /// The `config` key makes this a standby cluster (docs/ha.md §16):
+    /// what `/cluster`, `/patroni`, the health checks and `list` show for
+    /// its leader.
+    pub fn is_standby_cluster(&self) -> bool {
+        self.config.as_ref().is_some_and(|c| {
+            matches!(
+                crate::config::standby_cluster::from_json(c.value.get("standby_cluster")),
+                Ok(Some(_))
+            )
+        })
     }
 
     /// `sync_standby` or `quorum_standby` when a synchronous mode is on

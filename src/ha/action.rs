@@ -9,6 +9,11 @@ pub struct Upstream {
     pub name: String,
     pub host: String,
     pub port: u16,
+    /// The remote PostgreSQL of a standby cluster (docs/ha.md §16), not a
+    /// member: streamed from with the `standby_cluster` section's slot and
+    /// recovery settings, and whoever streams from it is the standby
+    /// leader.
+    pub remote: bool,
 }
 
 /// How a primary steps down (docs/ha.md §6.4). Either way PostgreSQL is left
@@ -44,6 +49,9 @@ pub enum Action {
     Bootstrap,
     /// pg_basebackup from a member, then start as its replica.
     Clone { from: Upstream },
+    /// Bootstrap a standby cluster (docs/ha.md §16): clone the remote
+    /// PostgreSQL and start as its standby. Ends as a bootstrap does.
+    BootstrapStandby { from: Upstream },
     /// Create a replica with a `no_leader` replica method (no leader to
     /// copy from), then start as a standby without upstream.
     CloneWithoutLeader,
@@ -93,6 +101,9 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Clone { from } => write!(f, "clone from {}", from.name),
+            Action::BootstrapStandby { from } => {
+                write!(f, "bootstrap a standby cluster from {}", from.name)
+            }
             Action::CloneWithoutLeader => write!(f, "clone without a leader"),
             Action::Reinitialize { from } => write!(f, "reinitialize from {}", from.name),
             Action::Rewind { from } => write!(f, "pg_rewind from {}", from.name),
@@ -162,7 +173,7 @@ impl Decision {
 /// that orders several counts as ([`Decision::kind`]). Stopping the daemon,
 /// then anything that stops, promotes or rebuilds PostgreSQL, then the
 /// leader key, then starting and following, then keeping the lease.
-pub const DECISION_RANKING: [&str; 20] = [
+pub const DECISION_RANKING: [&str; 21] = [
     "fatal",
     "demote",
     "promote",
@@ -173,6 +184,7 @@ pub const DECISION_RANKING: [&str; 20] = [
     "clone",
     "clone_without_leader",
     "bootstrap",
+    "bootstrap_standby",
     "take_initialize",
     "complete_bootstrap",
     "create_initialize",
@@ -199,6 +211,7 @@ impl Action {
             Action::RenewLock => "renew_lock",
             Action::ReleaseLock => "release_lock",
             Action::Bootstrap => "bootstrap",
+            Action::BootstrapStandby { .. } => "bootstrap_standby",
             Action::Clone { .. } => "clone",
             Action::CloneWithoutLeader => "clone_without_leader",
             Action::Reinitialize { .. } => "reinitialize",
@@ -292,9 +305,11 @@ mod tests {
             name: "n".into(),
             host: "h".into(),
             port: 1,
+            remote: false,
         };
         let with_upstream = [
             Action::Clone { from: up.clone() },
+            Action::BootstrapStandby { from: up.clone() },
             Action::Reinitialize { from: up.clone() },
             Action::Rewind { from: up.clone() },
             Action::Follow { upstream: up },

@@ -130,6 +130,7 @@ mod tests {
             switchover: Default::default(),
             paused: false,
             watchdog: Default::default(),
+            standby_cluster: None,
         }
     }
 

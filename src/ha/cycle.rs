@@ -211,7 +211,7 @@ impl Cycle {
                     watchdog: Some(WatchdogOrder::Disable),
                 }
             }
-            (Action::Bootstrap, R::Done) => {
+            (Action::Bootstrap | Action::BootstrapStandby { .. }, R::Done) => {
                 self.bootstrap_started = true;
                 ActionStep::new(Next::Continue)
             }

@@ -16,8 +16,12 @@ use crate::dcs::{Cluster, Member, MemberData};
 /// The decision carries Patroni's words for it too: its `summary` and,
 /// first among its `notes`, the `Lock owner` line (`ha::summary`).
 pub fn decide(dcs: &DcsView, local: &LocalView, now: Instant) -> Decision {
-    let mut d = keep_foreign_lock(table(dcs, local, now), local);
-    d.summary = super::summary::summary(&d, dcs, local, now);
+    let d = keep_foreign_lock(table(dcs, local, now), local);
+    let mut d = super::standby_cluster::adapt(d, dcs, local);
+    d.summary = match super::standby_cluster::summary(&d, dcs, local) {
+        Some(line) => super::summary::paused_prefix(local, line),
+        None => super::summary::summary(&d, dcs, local, now),
+    };
     if let Some(line) = super::summary::lock_owner(dcs, local) {
         d.notes.insert(0, line);
     }
@@ -483,6 +487,7 @@ fn follow_failsafe_leader(hb: &LeaderHeartbeat, local: &LocalView) -> Decision {
                     name: hb.name.clone(),
                     host,
                     port,
+                    remote: false,
                 },
             }],
             format!(
@@ -971,6 +976,7 @@ fn upstream(m: &Member) -> Option<Upstream> {
         name: m.name.clone(),
         host,
         port,
+        remote: false,
     })
 }
 

@@ -30,6 +30,7 @@ pub mod quorum_plan;
 mod rejoin;
 pub mod rewind;
 pub mod slots;
+pub mod standby_cluster;
 pub mod summary;
 pub mod switchover;
 pub mod sync;
@@ -52,6 +53,10 @@ mod quorum_plan_tests;
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod summary_tests;
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod standby_cluster_tests;
 
 pub use action::{Action, Decision, DemoteMode, Upstream};
 pub use cycle::{ActionResult, ActionStep, Next};

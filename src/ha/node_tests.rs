@@ -100,6 +100,7 @@ fn local(role: Option<PgRole>) -> LocalView {
         switchover: SwitchoverView::default(),
         paused: false,
         watchdog: WatchdogState::Off,
+        standby_cluster: None,
     }
 }
 

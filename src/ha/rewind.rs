@@ -175,6 +175,7 @@ impl RewindState {
         if matches!(
             action,
             Action::Bootstrap
+                | Action::BootstrapStandby { .. }
                 | Action::Clone { .. }
                 | Action::CloneWithoutLeader
                 | Action::Reinitialize { .. }
@@ -335,6 +336,7 @@ mod tests {
             name: "b".into(),
             host: "b".into(),
             port: 5432,
+            remote: false,
         };
         let mut s = RewindState::default();
         s.observe(

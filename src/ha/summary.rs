@@ -26,6 +26,11 @@ pub fn summary(d: &Decision, dcs: &DcsView, local: &LocalView, now: Instant) -> 
         DcsView::Failed(_) => dcs_failed(d, local),
         DcsView::Ok(c) => cluster_summary(d, c, local, lapsed),
     };
+    paused_prefix(local, line)
+}
+
+/// `line` as Patroni logs it: prefixed with `PAUSE: ` while paused.
+pub fn paused_prefix(local: &LocalView, line: String) -> String {
     if local.paused {
         format!("{PAUSE}{line}")
     } else {

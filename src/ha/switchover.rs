@@ -262,6 +262,7 @@ pub fn after_graceful_demotion(
                 name: leader.to_owned(),
                 host,
                 port,
+                remote: false,
             }),
         }],
         format!(

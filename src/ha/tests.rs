@@ -113,6 +113,7 @@ pub(super) fn local(role: Option<PgRole>) -> LocalView {
         switchover: SwitchoverView::default(),
         paused: false,
         watchdog: WatchdogState::Off,
+        standby_cluster: None,
     }
 }
 
@@ -146,6 +147,7 @@ fn up(name: &str, port: u16) -> Upstream {
         name: name.into(),
         host: "127.0.0.1".into(),
         port,
+        remote: false,
     }
 }
 

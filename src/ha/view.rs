@@ -234,6 +234,10 @@ pub struct LocalView {
     /// The watchdog device: armed before this node leads, and with
     /// `required` a reason not to lead at all.
     pub watchdog: WatchdogState,
+    /// The remote PostgreSQL of a standby cluster
+    /// (`super::standby_cluster::remote_upstream`); `None` in a normal
+    /// cluster (docs/ha.md §16).
+    pub standby_cluster: Option<super::action::Upstream>,
 }
 
 /// What failsafe mode needs to know. All empty when `failsafe_mode` is off.

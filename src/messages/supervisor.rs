@@ -163,6 +163,9 @@ pub struct PgStatus {
     /// The scheduled restart, as the member key shows it (`schedule`, the
     /// filters, `postmaster_start_time`); `None` when none is scheduled.
     pub scheduled_restart: Option<serde_json::Value>,
+    /// PostgreSQL is configured to stream from the remote of a standby
+    /// cluster: as a replica it is the standby leader (docs/ha.md §16).
+    pub follows_remote: bool,
 }
 
 impl PgStatus {
@@ -172,6 +175,7 @@ impl PgStatus {
     pub fn role_str(&self) -> &'static str {
         match self.facts.role {
             Some(PgRole::Primary) => "primary",
+            Some(PgRole::Replica) if self.follows_remote => "standby_leader",
             Some(PgRole::Replica) => "replica",
             None => match &self.data_dir {
                 DataDir::Empty => "uninitialized",
@@ -204,6 +208,7 @@ impl PgStatus {
             synchronous_standby_names: None,
             pending_restart: Default::default(),
             scheduled_restart: None,
+            follows_remote: false,
         }
     }
 }
@@ -224,6 +229,11 @@ pub use crate::postgres::StopMode;
 pub enum Job {
     Bootstrap,
     Clone {
+        from: Upstream,
+    },
+    /// Bootstrap a standby cluster: clone the remote, start as its
+    /// standby; reported as a bootstrap (docs/ha.md §16).
+    BootstrapStandby {
         from: Upstream,
     },
     /// A `no_leader` replica method, no upstream.
@@ -248,7 +258,7 @@ pub enum Job {
 impl Job {
     pub fn kind(&self) -> JobKind {
         match self {
-            Job::Bootstrap => JobKind::Bootstrap,
+            Job::Bootstrap | Job::BootstrapStandby { .. } => JobKind::Bootstrap,
             Job::Clone { .. } | Job::CloneWithoutLeader => JobKind::Clone,
             Job::Reinitialize { .. } => JobKind::Reinitialize,
             Job::Rewind { .. } => JobKind::Rewind,

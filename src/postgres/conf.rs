@@ -13,6 +13,10 @@ pub const HEADER: &str =
 pub struct RecoveryParams {
     pub primary_conninfo: String,
     pub primary_slot_name: Option<String>,
+    /// A standby cluster's `restore_command`, `archive_cleanup_command` and
+    /// (its standby leader only) `recovery_min_apply_delay`
+    /// (docs/ha.md §16), in that order; empty elsewhere.
+    pub standby_cluster: Vec<(&'static str, String)>,
 }
 
 /// One line of a pgpass file.
@@ -69,6 +73,9 @@ pub fn render_postgresql_conf(
         );
         if let Some(slot) = &r.primary_slot_name {
             let _ = writeln!(out, "primary_slot_name = {}", quote_conf_value(slot));
+        }
+        for (name, value) in &r.standby_cluster {
+            let _ = writeln!(out, "{name} = {}", quote_conf_value(value));
         }
         out.push_str("recovery_target_timeline = 'latest'\n");
     }
@@ -192,6 +199,7 @@ mod tests {
         let r = RecoveryParams {
             primary_conninfo: "host=a user=b".to_owned(),
             primary_slot_name: Some("node_1".to_owned()),
+            standby_cluster: vec![("restore_command", "cp /a/%f '%p'".to_owned())],
         };
         let text = render_postgresql_conf("postgresql.base.conf", &p, Some(&r));
         let expected = format!(
@@ -204,6 +212,7 @@ ident_file = '/etc/pg/pg_ident.conf'\n\
 \n# recovery.conf\n\
 primary_conninfo = 'host=a user=b'\n\
 primary_slot_name = 'node_1'\n\
+restore_command = 'cp /a/%f ''%p'''\n\
 recovery_target_timeline = 'latest'\n"
         );
         assert_eq!(text, expected);

@@ -253,6 +253,7 @@ mod tests {
         let rec = RecoveryParams {
             primary_conninfo: "host=x".into(),
             primary_slot_name: None,
+            standby_cluster: Vec::new(),
         };
         let files = ConfigFiles {
             data_dir: &d,

@@ -463,6 +463,7 @@ postgresql:
             failsafe_mode: false,
             primary_start_timeout: 300,
             sync: Default::default(),
+            standby_cluster: None,
             raw: json!({}),
         }
     }

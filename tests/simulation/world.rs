@@ -1072,6 +1072,8 @@ impl Sim {
             paused: false,
             // No watchdog device is modelled (the fence plays its part).
             watchdog: Default::default(),
+            // Standby clusters are not modelled.
+            standby_cluster: None,
         }
     }
 
@@ -1378,6 +1380,10 @@ impl Sim {
             // Never decided: `can_clone_without_leader` is false here.
             Action::CloneWithoutLeader => {
                 ActionResult::Failed("no replica method without a leader".into())
+            }
+            // Never decided: standby clusters are not modelled.
+            Action::BootstrapStandby { .. } => {
+                ActionResult::Failed("standby clusters are not modelled".into())
             }
             Action::WriteHistory => {
                 if !reach {

@@ -1,0 +1,206 @@
+//! The standby cluster's rules (docs/ha.md §16), one test each.
+
+use super::tests::{cluster, empty_local, local, ok, peer};
+use super::*;
+use crate::dcs::{Cluster, DcsError};
+
+fn remote() -> Upstream {
+    standby_cluster::remote_upstream(Some(("10.0.0.9".into(), 5433)))
+}
+
+fn standby(mut l: LocalView) -> LocalView {
+    l.standby_cluster = Some(remote());
+    l
+}
+
+fn run(c: Cluster, l: &LocalView) -> Decision {
+    decide(&ok(c), l, std::time::Instant::now())
+}
+
+#[test]
+fn the_remote_is_named_by_its_address() {
+    let r = remote();
+    assert!(r.remote);
+    assert_eq!((r.host.as_str(), r.port), ("10.0.0.9", 5433));
+    assert_ne!(
+        r.name,
+        standby_cluster::remote_upstream(Some(("10.0.0.8".into(), 5433))).name,
+        "a changed address is a new upstream to follow"
+    );
+    assert_eq!(standby_cluster::remote_upstream(None).port, 0);
+}
+
+#[test]
+fn the_bootstrap_winner_clones_the_remote_instead_of_initdb() {
+    let c = Cluster {
+        initialize: None,
+        ..cluster(None)
+    };
+    let d = run(c, &standby(empty_local()));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::TakeInitialize,
+            Action::BootstrapStandby { from: remote() }
+        ]
+    );
+    assert_eq!(d.summary, "trying to bootstrap a new standby leader");
+}
+
+#[test]
+fn without_host_or_port_nobody_races_to_bootstrap() {
+    let c = Cluster {
+        initialize: None,
+        ..cluster(None)
+    };
+    let mut l = empty_local();
+    l.standby_cluster = Some(standby_cluster::remote_upstream(None));
+    let d = run(c, &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.reason.contains("no host or port"), "{}", d.reason);
+}
+
+#[test]
+fn the_lock_holder_streaming_from_the_remote_only_renews() {
+    let mut l = standby(local(Some(PgRole::Replica)));
+    l.pg.following = Some(remote().name);
+    let d = run(cluster(Some("a")), &l);
+    assert_eq!(d.actions, vec![Action::RenewLock]);
+    assert_eq!(
+        d.summary,
+        "no action. I am (a), the standby leader with the lock"
+    );
+}
+
+#[test]
+fn the_new_lock_holder_follows_the_remote_and_never_promotes() {
+    let mut l = standby(local(Some(PgRole::Replica)));
+    l.pg.following = Some("b".into());
+    // A watchdog is armed before a promotion, not here.
+    l.watchdog = WatchdogState::Ready;
+    let d = run(cluster(Some("a")), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::RenewLock, Action::Follow { upstream: remote() }]
+    );
+    assert_eq!(
+        d.summary,
+        "promoted self to a standby leader because i had the session lock"
+    );
+}
+
+#[test]
+fn a_lock_holder_running_as_primary_restarts_as_the_remotes_standby() {
+    let l = standby(local(Some(PgRole::Primary)));
+    let d = run(cluster(Some("a")), &l);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLock,
+            Action::Demote {
+                mode: DemoteMode::Offline
+            },
+            Action::StartReplica {
+                upstream: Some(remote())
+            },
+        ]
+    );
+    assert_eq!(d.summary, "demoting to a standby cluster");
+}
+
+#[test]
+fn paused_a_primary_lock_holder_is_left_alone() {
+    let mut l = standby(local(Some(PgRole::Primary)));
+    l.paused = true;
+    let d = run(cluster(Some("a")), &l);
+    assert!(
+        !d.actions.iter().any(|a| matches!(a, Action::Demote { .. })),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_stopped_lock_holder_starts_as_the_remotes_standby() {
+    let mut l = standby(local(None));
+    l.data_dir = DataDir::Initialized {
+        sysid: "7000000000000000001".into(),
+        was_primary: false,
+    };
+    let d = run(cluster(Some("a")), &l);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLock,
+            Action::StartReplica {
+                upstream: Some(remote())
+            }
+        ]
+    );
+    assert_eq!(
+        d.summary,
+        "starting as a standby leader because i had the session lock"
+    );
+    // One that last ran as a primary too: never StartPrimary.
+    l.data_dir = DataDir::Initialized {
+        sysid: "7000000000000000001".into(),
+        was_primary: true,
+    };
+    let d = run(cluster(Some("a")), &l);
+    assert!(!d.actions.contains(&Action::StartPrimary), "{d:?}");
+    assert!(d.actions.contains(&Action::StartReplica {
+        upstream: Some(remote())
+    }));
+}
+
+#[test]
+fn a_stopped_member_of_a_leaderless_standby_cluster_follows_the_remote() {
+    let l = standby(local(None));
+    let d = run(cluster(None), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::StartReplica {
+            upstream: Some(remote())
+        }]
+    );
+    assert_eq!(
+        d.summary,
+        "trying to follow a remote member because standby cluster is unhealthy"
+    );
+}
+
+#[test]
+fn the_healthiest_replica_takes_the_lock_without_arming_a_watchdog() {
+    let mut l = standby(local(Some(PgRole::Replica)));
+    l.watchdog = WatchdogState::Ready;
+    l.peers = vec![peer("b", PgRole::Replica, 900)];
+    let d = run(cluster(None), &l);
+    assert_eq!(d.actions, vec![Action::AcquireLock]);
+    assert_eq!(
+        d.summary,
+        "promoted self to a standby leader by acquiring session lock"
+    );
+}
+
+#[test]
+fn a_replica_follows_the_standby_leader() {
+    let mut l = standby(local(Some(PgRole::Replica)));
+    l.pg.following = Some("b".into());
+    let d = run(cluster(Some("b")), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert_eq!(
+        d.summary,
+        "no action. I am (a), a secondary, and following a standby leader (b)"
+    );
+}
+
+#[test]
+fn without_the_dcs_nothing_changes() {
+    let mut l = standby(local(None));
+    l.data_dir = DataDir::Initialized {
+        sysid: "7000000000000000001".into(),
+        was_primary: true,
+    };
+    let dcs = DcsView::Failed(DcsError::Unreachable("x".into()));
+    let d = decide(&dcs, &l, std::time::Instant::now());
+    assert_eq!(d.actions, vec![Action::StartReplica { upstream: None }]);
+}

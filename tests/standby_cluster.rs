@@ -1,0 +1,170 @@
+//! A standby cluster (docs/ha.md §16) against real etcd and PostgreSQL: a
+//! second cluster whose `bootstrap.dcs` has Patroni's `standby_cluster`
+//! section bootstraps by cloning the first cluster's primary, its leader
+//! runs as `standby_leader` and streams from it, its replica streams from
+//! the standby leader, nothing of it takes writes, a killed standby leader
+//! is replaced by the replica (which then streams from the remote), and
+//! removing the section promotes the cluster.
+
+mod support;
+
+use std::time::Duration;
+
+use support::cluster::{TestCluster, Timing};
+use support::eventually;
+
+const BOOT: Duration = Duration::from_secs(120);
+const APPLY: Duration = Duration::from_secs(60);
+
+/// `role` of node `i`'s `GET /patroni`.
+async fn role(c: &TestCluster, i: usize) -> Option<String> {
+    Some(c.status(i).await?["role"].as_str()?.to_owned())
+}
+
+/// The node of `c` whose role is `standby_leader`, with every other
+/// node a streaming replica.
+async fn standby_leader(c: &TestCluster) -> Option<usize> {
+    let mut leader = None;
+    for i in 0..c.nodes.len() {
+        match role(c, i).await?.as_str() {
+            "standby_leader" if leader.is_none() => leader = Some(i),
+            "replica" if c.is_streaming_replica(i).await => {}
+            _ => return None,
+        }
+    }
+    leader
+}
+
+/// Whether `v` is in `t` on node `i` of `c`.
+async fn has_row(c: &TestCluster, i: usize, v: i64) -> bool {
+    let Ok(db) = c.sql(i).await else { return false };
+    db.query_opt("SELECT 1 FROM t WHERE v = $1", &[&v])
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// `primary_conninfo` of node `i`'s PostgreSQL.
+async fn conninfo(c: &TestCluster, i: usize) -> String {
+    c.sql(i)
+        .await
+        .expect("connect")
+        .query_one("SELECT current_setting('primary_conninfo')", &[])
+        .await
+        .expect("primary_conninfo")
+        .get::<_, String>(0)
+}
+
+async fn insert(c: &TestCluster, i: usize, v: i64) {
+    c.sql(i)
+        .await
+        .expect("connect to the primary")
+        .execute("INSERT INTO t VALUES ($1)", &[&v])
+        .await
+        .expect("insert on the primary");
+}
+
+/// Nodes `live` of `c` get row `v` within [`APPLY`].
+async fn replicated(c: &TestCluster, live: &[usize], v: i64) {
+    eventually(APPLY, &format!("row {v} on nodes {live:?}"), || async {
+        for &i in live {
+            if !has_row(c, i, v).await {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_cluster_follows_the_remote_fails_over_and_is_promoted() {
+    let timing = Timing {
+        ttl: 10,
+        loop_wait: 1,
+        retry_timeout: 3,
+    };
+    let mut source = TestCluster::new(1, timing);
+    source.start_all();
+    let p = source.wait_healthy(BOOT).await;
+    source.create_table_t(p).await;
+    insert(&source, p, 1).await;
+
+    let section = format!(
+        "{{host: 127.0.0.1, port: {}, recovery_min_apply_delay: '0'}}",
+        source.nodes[p].pg_port
+    );
+    let mut sc = TestCluster::with_dcs(2, timing, &[("standby_cluster", section.as_str())]);
+    sc.start_all();
+    let leader = eventually(BOOT, "a standby leader and a streaming replica", || {
+        standby_leader(&sc)
+    })
+    .await;
+    replicated(&sc, &[0, 1], 1).await;
+
+    // The health checks of a standby leader (Patroni's API).
+    assert_eq!(sc.http_code(leader, "/standby-leader").await, 200);
+    assert_eq!(sc.http_code(leader, "/leader").await, 200);
+    assert_eq!(sc.http_code(leader, "/primary").await, 503);
+    assert_eq!(sc.http_code(leader, "/replica").await, 503);
+    let other = 1 - leader;
+    assert_eq!(sc.http_code(other, "/replica").await, 200);
+    assert_eq!(sc.http_code(other, "/standby-leader").await, 503);
+    // It streams from the remote, the replica from it.
+    let remote_port = format!("port={}", source.nodes[p].pg_port);
+    assert!(conninfo(&sc, leader).await.contains(&remote_port));
+    assert!(
+        conninfo(&sc, other)
+            .await
+            .contains(&format!("port={}", sc.nodes[leader].pg_port))
+    );
+    // Nothing of it takes writes.
+    for i in 0..2 {
+        let err = sc
+            .sql(i)
+            .await
+            .expect("connect")
+            .execute("INSERT INTO t VALUES (100)", &[])
+            .await;
+        assert!(err.is_err(), "node {i} of the standby cluster took a write");
+    }
+    assert!(
+        sc.nodes[leader]
+            .log()
+            .contains("the standby leader with the lock"),
+        "Patroni's words for the standby leader's cycle"
+    );
+
+    // The standby leader dies: the replica takes the lock and streams
+    // from the remote; nobody promotes.
+    sc.kill_node(leader).await;
+    eventually(APPLY, "the replica becomes the standby leader", || async {
+        (role(&sc, other).await.as_deref() == Some("standby_leader")).then_some(())
+    })
+    .await;
+    insert(&source, p, 2).await;
+    replicated(&sc, &[other], 2).await;
+    assert!(conninfo(&sc, other).await.contains(&remote_port));
+    assert_eq!(sc.http_code(other, "/primary").await, 503);
+
+    // Removing the section makes it a normal cluster: it promotes.
+    let r = reqwest::Client::new()
+        .patch(sc.nodes[other].api("/config"))
+        .body(r#"{"standby_cluster": null}"#)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(r.status().as_u16(), 200);
+    eventually(APPLY, "the former standby leader is a primary", || async {
+        (role(&sc, other).await.as_deref() == Some("primary")
+            && sc.http_code(other, "/primary").await == 200)
+            .then_some(())
+    })
+    .await;
+    insert(&sc, other, 3).await;
+    assert!(has_row(&sc, other, 3).await);
+    // The source never saw it: two clusters now.
+    assert!(!has_row(&source, p, 3).await);
+}
