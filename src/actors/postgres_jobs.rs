@@ -1111,6 +1111,33 @@ postgresql:
         }
     }
 
+    #[test]
+    fn the_remote_of_a_standby_cluster_is_cloned_with_the_sections_methods() {
+        let mut e = env("off", false);
+        Arc::make_mut(&mut e.cfg).postgresql.create_replica_methods = vec!["wal_e".into()];
+        let remote = crate::ha::standby_cluster::remote_upstream(Some(("10.0.0.9".into(), 5432)));
+        let member = Upstream {
+            remote: false,
+            ..remote.clone()
+        };
+        let methods = |e: &JobEnv, u: &Upstream| {
+            super::super::replica_methods::methods_for(e, Some(u)).to_vec()
+        };
+        e.dynamic = DynamicConfig::from_json(&serde_json::json!({
+            "standby_cluster": {"host": "10.0.0.9", "create_replica_methods": ["wal_g", "basebackup"]}
+        }))
+        .expect("dynamic config");
+        assert_eq!(methods(&e, &remote), ["wal_g", "basebackup"]);
+        // A member is cloned with the local list.
+        assert_eq!(methods(&e, &member), ["wal_e"]);
+        // No list in the section: basebackup, whatever the local list says.
+        e.dynamic = DynamicConfig::from_json(&serde_json::json!({
+            "standby_cluster": {"host": "10.0.0.9"}
+        }))
+        .expect("dynamic config");
+        assert_eq!(methods(&e, &remote), ["basebackup"]);
+    }
+
     fn names(e: &JobEnv) -> Option<String> {
         e.parameters().get("synchronous_standby_names").cloned()
     }

@@ -130,10 +130,27 @@ fn clear_data_dir(dir: &Path) -> PgResult<()> {
 
 /// Fill the (empty) data directory from `from`, or without a leader with a
 /// `no_leader` method. Returns the method that worked.
+/// `basebackup`, the method of a standby cluster whose section lists none.
+static BASEBACKUP_ONLY: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| vec!["basebackup".to_owned()]);
+
+/// The methods to try: a standby cluster's remote is cloned with the
+/// section's `create_replica_methods`, else `basebackup`, never the local
+/// list (Patroni's `create_replica` for a `RemoteMember`; docs/ha.md §16);
+/// anything else with `postgresql.create_replica_methods`.
+pub(super) fn methods_for<'a>(env: &'a JobEnv, from: Option<&Upstream>) -> &'a [String] {
+    match (from, env.dynamic.standby_cluster.as_ref()) {
+        (Some(u), Some(sc)) if u.remote && !sc.create_replica_methods.is_empty() => {
+            &sc.create_replica_methods
+        }
+        (Some(u), _) if u.remote => &BASEBACKUP_ONLY,
+        _ => &env.cfg.postgresql.create_replica_methods,
+    }
+}
+
 pub async fn create_replica(env: &JobEnv, from: Option<&Upstream>) -> PgResult<String> {
     let pg = &env.cfg.postgresql;
-    let methods: Vec<&String> = pg
-        .create_replica_methods
+    let methods: Vec<&String> = methods_for(env, from)
         .iter()
         .filter(|m| from.is_some() || pg.method_works_without_leader(m))
         .collect();
