@@ -204,3 +204,22 @@ fn without_the_dcs_nothing_changes() {
     let d = decide(&dcs, &l, std::time::Instant::now());
     assert_eq!(d.actions, vec![Action::StartReplica { upstream: None }]);
 }
+
+#[test]
+fn a_switchover_request_is_cleared_not_carried_out() {
+    // Not implemented in a standby cluster (docs/ha.md §16): the standby
+    // leader clears the request, so it cannot linger until a promotion.
+    let mut l = standby(local(Some(PgRole::Replica)));
+    l.pg.following = Some(remote().name);
+    let c = super::tests::with_failover(cluster(Some("a")), Some("a"), Some("b"));
+    let d = run(c, &l);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLock,
+            Action::ClearFailover {
+                version: crate::dcs::Version::from_int(7)
+            }
+        ]
+    );
+}

@@ -1529,7 +1529,7 @@ fn no_leader_peer_on_a_newer_timeline_is_ahead_whatever_its_lsn() {
 }
 // --- switchover / manual failover (docs/ha.md §6) ---
 
-fn with_failover(mut c: Cluster, leader: Option<&str>, member: Option<&str>) -> Cluster {
+pub(super) fn with_failover(mut c: Cluster, leader: Option<&str>, member: Option<&str>) -> Cluster {
     c.failover = Some(crate::dcs::Versioned {
         value: crate::dcs::Failover {
             leader: leader.map(Into::into),
