@@ -3,8 +3,9 @@
 //! section bootstraps by cloning the first cluster's primary, its leader
 //! runs as `standby_leader` and streams from it, its replica streams from
 //! the standby leader, nothing of it takes writes, a killed standby leader
-//! is replaced by the replica (which then streams from the remote), and
-//! removing the section promotes the cluster.
+//! is replaced by the replica (which then streams from the remote),
+//! `pgpilotctl promote-cluster` makes it a primary cluster and
+//! `demote-cluster` a standby cluster again.
 
 mod support;
 
@@ -79,7 +80,7 @@ async fn replicated(c: &TestCluster, live: &[usize], v: i64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_cluster_follows_the_remote_fails_over_and_is_promoted() {
+async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted() {
     let timing = Timing {
         ttl: 10,
         loop_wait: 1,
@@ -148,15 +149,10 @@ async fn a_standby_cluster_follows_the_remote_fails_over_and_is_promoted() {
     assert!(conninfo(&sc, other).await.contains(&remote_port));
     assert_eq!(sc.http_code(other, "/primary").await, 503);
 
-    // Removing the section makes it a normal cluster: it promotes.
-    let r = reqwest::Client::new()
-        .patch(sc.nodes[other].api("/config"))
-        .body(r#"{"standby_cluster": null}"#)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("PATCH /config");
-    assert_eq!(r.status().as_u16(), 200);
+    // Removing the section makes it a normal cluster: it promotes
+    // (Patroni's `promote-cluster`, a PATCH of the section to null).
+    let out = support::ctl::ok(&sc, &["promote-cluster", "--force"]);
+    assert!(out.contains("cluster is successfully promoted"), "{out}");
     eventually(APPLY, "the former standby leader is a primary", || async {
         (role(&sc, other).await.as_deref() == Some("primary")
             && sc.http_code(other, "/primary").await == 200)
@@ -167,4 +163,34 @@ async fn a_standby_cluster_follows_the_remote_fails_over_and_is_promoted() {
     assert!(has_row(&sc, other, 3).await);
     // The source never saw it: two clusters now.
     assert!(!has_row(&source, p, 3).await);
+
+    // And back (Patroni's `demote-cluster`): the primary stops and starts
+    // as the remote's standby; nothing of the cluster takes writes.
+    let port = source.nodes[p].pg_port.to_string();
+    let out = support::ctl::ok(
+        &sc,
+        &[
+            "demote-cluster",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--force",
+        ],
+    );
+    assert!(out.contains("cluster is successfully demoted"), "{out}");
+    assert_eq!(role(&sc, other).await.as_deref(), Some("standby_leader"));
+    assert_eq!(sc.http_code(other, "/primary").await, 503);
+    let refused = sc
+        .sql(other)
+        .await
+        .expect("connect")
+        .execute("INSERT INTO t VALUES (4)", &[])
+        .await;
+    assert!(refused.is_err(), "the demoted cluster took a write");
+    let out = support::ctl::run(&sc, &["demote-cluster", "--host", "x", "--force"], "", &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already in the required state"),
+        "{out:?}"
+    );
 }

@@ -67,6 +67,10 @@ enum Command {
     Resume(cmd::resume::Args),
     /// Hand the leader role to a healthy replica.
     Switchover(cmd::switchover::Args),
+    /// Demote the cluster to a standby cluster of a remote PostgreSQL.
+    DemoteCluster(cmd::demote_cluster::Args),
+    /// Promote a standby cluster: make it run standalone.
+    PromoteCluster(cmd::promote_cluster::Args),
     /// Make a given member the leader, even without a healthy leader.
     Failover(cmd::failover::Args),
     /// Restart PostgreSQL on members (all members when none is named).
@@ -120,6 +124,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pause(a) => cmd::pause::run(&conn, &cfg, a).await,
         Command::Resume(a) => cmd::resume::run(&conn, &cfg, a).await,
         Command::Switchover(a) => cmd::switchover::run(&conn, &cfg, a).await,
+        Command::DemoteCluster(a) => cmd::demote_cluster::run(&conn, &cfg, a).await,
+        Command::PromoteCluster(a) => cmd::promote_cluster::run(&conn, &cfg, a).await,
         Command::Failover(a) => cmd::failover::run(&conn, &cfg, a).await,
         Command::Restart(a) => cmd::restart::run(&conn, &cfg, a).await,
         Command::Reload(a) => cmd::reload::run(&conn, &cfg, a).await,

@@ -1,6 +1,7 @@
 //! One `pgpilotctl` command per file: its arguments (`Args`, parsed by
 //! the binary) and what it does (`run`).
 
+pub mod demote_cluster;
 pub mod dsn;
 pub mod edit_config;
 pub mod failover;
@@ -9,6 +10,7 @@ pub mod history;
 pub mod list;
 pub mod members;
 pub mod pause;
+pub mod promote_cluster;
 pub mod query;
 pub mod reinit;
 pub mod reload;

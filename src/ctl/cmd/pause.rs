@@ -26,7 +26,11 @@ pub async fn run(conn: &Connect, cfg: &ClientConfig, a: &Args) -> anyhow::Result
 
 /// `PATCH /config` to the leader first, then the other members, until one
 /// answers; bails with the last failure.
-async fn patch_config(ctx: &Ctx, cluster: &Cluster, patch: &Value) -> anyhow::Result<Value> {
+pub(crate) async fn patch_config(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    patch: &Value,
+) -> anyhow::Result<Value> {
     let order = leader_first(cluster);
     let mut last = anyhow::anyhow!("cluster {} has no members", ctx.scope);
     for m in order {
