@@ -10,8 +10,8 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -22,20 +22,6 @@ const BOOT: Duration = Duration::from_secs(120);
 const SWITCH: Duration = Duration::from_secs(60);
 const API_USER: &str = "admin";
 const API_PASSWORD: &str = "ctl-Pa55";
-
-fn patronictl_bin() -> PathBuf {
-    let bin = std::env::var_os("PATRONICTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/patroni/bin/patronictl"));
-    assert!(
-        bin.is_file(),
-        "patronictl not found at {} (set PATRONICTL, or install it: scripts/test does, \
-         or by hand: python3 -m venv /opt/patroni && /opt/patroni/bin/pip install \
-         'patroni[etcd3]==4.1.5' psycopg2-binary)",
-        bin.display()
-    );
-    bin
-}
 
 /// A 3-node cluster whose REST API wants Basic auth for unsafe requests, and
 /// a patronictl configuration for it (scope, namespace, etcd3 hosts and the
@@ -49,51 +35,26 @@ fn cluster() -> (TestCluster, PathBuf) {
             &format!("authentication:\n  username: {API_USER}\n  password: {API_PASSWORD}"),
         );
     }
-    let yml = c.root.join("patronictl.yml");
-    std::fs::write(
-        &yml,
-        format!(
-            "scope: {scope}\nnamespace: /it/\netcd3:\n  hosts: {etcd}\n\
-             restapi:\n  authentication:\n    username: {API_USER}\n    password: {API_PASSWORD}\n",
-            scope = c.scope,
-            etcd = c.etcd.endpoint().trim_start_matches("http://"),
+    let yml = support::patronictl::config(
+        &c,
+        &format!(
+            "restapi:\n  authentication:\n    username: {API_USER}\n    password: {API_PASSWORD}\n"
         ),
-    )
-    .expect("write patronictl.yml");
+    );
     c.start_all();
     (c, yml)
 }
 
-fn patronictl(c: &TestCluster, yml: &PathBuf, args: &[&str]) -> Output {
-    Command::new(patronictl_bin())
-        .arg("-c")
-        .arg(yml)
-        .args(args)
-        .current_dir(&c.root)
-        .env("HOME", &c.root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run patronictl")
+fn patronictl(c: &TestCluster, yml: &Path, args: &[&str]) -> Output {
+    support::patronictl::run(c, yml, args)
 }
 
-/// Run patronictl, assert exit 0, return stdout.
-fn ok(c: &TestCluster, yml: &PathBuf, args: &[&str]) -> String {
-    let out = patronictl(c, yml, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "patronictl {args:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+fn ok(c: &TestCluster, yml: &Path, args: &[&str]) -> String {
+    support::patronictl::ok(c, yml, args)
 }
 
-fn list_json(c: &TestCluster, yml: &PathBuf) -> Vec<Value> {
-    let out = ok(c, yml, &["list", "-f", "json"]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("list -f json: {e}: {out}"))
+fn list_json(c: &TestCluster, yml: &Path) -> Vec<Value> {
+    support::patronictl::list_json(c, yml)
 }
 
 fn leader_of(rows: &[Value]) -> Option<String> {
@@ -110,7 +71,7 @@ fn lsn(v: &Value) -> Option<u64> {
 /// The cluster as its daemons see it, compared row by row with
 /// `patronictl list -f json`: members, roles, states, timelines, hosts.
 /// `None` while they disagree (the DCS lags the daemons by up to a cycle).
-async fn list_matches_cluster(c: &TestCluster, yml: &PathBuf) -> Option<Vec<Value>> {
+async fn list_matches_cluster(c: &TestCluster, yml: &Path) -> Option<Vec<Value>> {
     let rows = list_json(c, yml);
     if rows.len() != c.nodes.len() {
         return None;
@@ -137,7 +98,7 @@ async fn list_matches_cluster(c: &TestCluster, yml: &PathBuf) -> Option<Vec<Valu
     Some(rows)
 }
 
-async fn healthy_list(c: &TestCluster, yml: &PathBuf) -> Vec<Value> {
+async fn healthy_list(c: &TestCluster, yml: &Path) -> Vec<Value> {
     c.wait_healthy(BOOT).await;
     eventually(SWITCH, "patronictl list matches the cluster", || {
         list_matches_cluster(c, yml)
@@ -160,7 +121,7 @@ async fn dcs_config(c: &TestCluster) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patronictl_against_a_pgpilot_cluster() {
-    patronictl_bin();
+    support::patronictl::bin();
     let (c, yml) = cluster();
     let p = c.wait_healthy(BOOT).await;
     let leader = c.nodes[p].name.clone();
@@ -499,7 +460,7 @@ async fn patronictl_against_a_pgpilot_cluster() {
 /// streams again, and the leader does not change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patronictl_reinit() {
-    patronictl_bin();
+    support::patronictl::bin();
     let (c, yml) = cluster();
     let p = c.wait_healthy(BOOT).await;
     healthy_list(&c, &yml).await;

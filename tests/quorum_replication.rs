@@ -106,36 +106,9 @@ fn roles_expected(leader: &str, r1: &str, r2: &str) -> Vec<(String, String)> {
     v
 }
 
-/// Patroni 4.1.5's `patronictl list -f json` (`scripts/lib.sh`,
-/// `ensure_patronictl`; `PATRONICTL` names another binary).
+/// Patroni 4.1.5's `patronictl list -f json`.
 fn patronictl_list(c: &TestCluster) -> Vec<Value> {
-    let bin = std::env::var_os("PATRONICTL")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/opt/patroni/bin/patronictl".into());
-    let yml = c.root.join("patronictl.yml");
-    std::fs::write(
-        &yml,
-        format!(
-            "scope: {}\nnamespace: /it/\netcd3:\n  hosts: {}\n",
-            c.scope,
-            c.etcd.endpoint().trim_start_matches("http://")
-        ),
-    )
-    .expect("write patronictl.yml");
-    let out = std::process::Command::new(&bin)
-        .arg("-c")
-        .arg(&yml)
-        .args(["list", "-f", "json"])
-        .current_dir(&c.root)
-        .env("HOME", &c.root)
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "patronictl list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("patronictl list json")
+    support::patronictl::list_json(c, &support::patronictl::config(c, ""))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,19 @@ async fn has_row(c: &TestCluster, i: usize, v: i64) -> bool {
         .is_some()
 }
 
+/// Node `i` runs as the standby leader and takes no write.
+async fn demoted(c: &TestCluster, i: usize) {
+    assert_eq!(role(c, i).await.as_deref(), Some("standby_leader"));
+    assert_eq!(c.http_code(i, "/primary").await, 503);
+    let refused = c
+        .sql(i)
+        .await
+        .expect("connect")
+        .execute("INSERT INTO t VALUES (4)", &[])
+        .await;
+    assert!(refused.is_err(), "the demoted cluster took a write");
+}
+
 /// `primary_conninfo` of node `i`'s PostgreSQL.
 async fn conninfo(c: &TestCluster, i: usize) -> String {
     c.sql(i)
@@ -103,6 +116,20 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
     })
     .await;
     replicated(&sc, &[0, 1], 1).await;
+    // Patroni's own patronictl reads it as Patroni's standby cluster.
+    let yml = support::patronictl::config(&sc, "");
+    let rows = support::patronictl::list_json(&sc, &yml);
+    let role_of = |name: &str| {
+        rows.iter()
+            .find(|r| r["Member"] == name)
+            .map(|r| r["Role"].clone())
+    };
+    assert_eq!(
+        role_of(&sc.nodes[leader].name),
+        Some("Standby Leader".into()),
+        "{rows:?}"
+    );
+    assert_eq!(role_of(&sc.nodes[1 - leader].name), Some("Replica".into()));
 
     // The health checks of a standby leader (Patroni's API).
     assert_eq!(sc.http_code(leader, "/standby-leader").await, 200);
@@ -164,30 +191,30 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
     // The source never saw it: two clusters now.
     assert!(!has_row(&source, p, 3).await);
 
-    // And back (Patroni's `demote-cluster`): the primary stops and starts
-    // as the remote's standby; nothing of the cluster takes writes.
+    // And back, with Patroni's own `demote-cluster`: the primary stops
+    // and starts as the remote's standby; nothing of the cluster takes
+    // writes. Then promoted by patronictl, demoted by pgpilotctl.
     let port = source.nodes[p].pg_port.to_string();
-    let out = support::ctl::ok(
-        &sc,
-        &[
-            "demote-cluster",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--force",
-        ],
-    );
+    let demote = [
+        "demote-cluster",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--force",
+    ];
+    let out = support::patronictl::ok(&sc, &yml, &demote);
     assert!(out.contains("cluster is successfully demoted"), "{out}");
-    assert_eq!(role(&sc, other).await.as_deref(), Some("standby_leader"));
-    assert_eq!(sc.http_code(other, "/primary").await, 503);
-    let refused = sc
-        .sql(other)
-        .await
-        .expect("connect")
-        .execute("INSERT INTO t VALUES (4)", &[])
-        .await;
-    assert!(refused.is_err(), "the demoted cluster took a write");
+    demoted(&sc, other).await;
+    let out = support::patronictl::ok(&sc, &yml, &["promote-cluster", "--force"]);
+    assert!(out.contains("cluster is successfully promoted"), "{out}");
+    eventually(APPLY, "promoted again", || async {
+        (role(&sc, other).await.as_deref() == Some("primary")).then_some(())
+    })
+    .await;
+    let out = support::ctl::ok(&sc, &demote);
+    assert!(out.contains("cluster is successfully demoted"), "{out}");
+    demoted(&sc, other).await;
     let out = support::ctl::run(&sc, &["demote-cluster", "--host", "x", "--force"], "", &[]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already in the required state"),

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod etcd;
 pub mod exhibitor;
 pub mod families;
+pub mod patronictl;
 pub mod ports;
 pub mod proxy;
 pub mod sync_faults;
