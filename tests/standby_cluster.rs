@@ -46,8 +46,10 @@ async fn has_row(c: &TestCluster, i: usize, v: i64) -> bool {
         .is_some()
 }
 
-/// Node `i` runs as the standby leader and takes no write.
-async fn demoted(c: &TestCluster, i: usize) {
+/// Node `i` of `c` runs as the standby leader, takes no write, and, rewound
+/// onto the remote (`source`'s node `p`), streams from it again: row `v`
+/// written there arrives.
+async fn demoted(c: &TestCluster, i: usize, source: &TestCluster, p: usize, v: i64) {
     assert_eq!(role(c, i).await.as_deref(), Some("standby_leader"));
     assert_eq!(c.http_code(i, "/primary").await, 503);
     let refused = c
@@ -57,6 +59,8 @@ async fn demoted(c: &TestCluster, i: usize) {
         .execute("INSERT INTO t VALUES (4)", &[])
         .await;
     assert!(refused.is_err(), "the demoted cluster took a write");
+    insert(source, p, v).await;
+    replicated(c, &[i], v).await;
 }
 
 /// `primary_conninfo` of node `i`'s PostgreSQL.
@@ -191,9 +195,10 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
     // The source never saw it: two clusters now.
     assert!(!has_row(&source, p, 3).await);
 
-    // And back, with Patroni's own `demote-cluster`: the primary stops
-    // and starts as the remote's standby; nothing of the cluster takes
-    // writes. Then promoted by patronictl, demoted by pgpilotctl.
+    // And back, with Patroni's own `demote-cluster`: the primary stops,
+    // is rewound onto the remote and streams from it; nothing of the
+    // cluster takes writes. Then promoted by patronictl, demoted by
+    // pgpilotctl.
     let port = source.nodes[p].pg_port.to_string();
     let demote = [
         "demote-cluster",
@@ -205,7 +210,12 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
     ];
     let out = support::patronictl::ok(&sc, &yml, &demote);
     assert!(out.contains("cluster is successfully demoted"), "{out}");
-    demoted(&sc, other).await;
+    demoted(&sc, other, &source, p, 5).await;
+    assert_eq!(
+        sc.nodes[other].event_count(pgpilot::events::REWIND),
+        1,
+        "rewound onto the remote"
+    );
     let out = support::patronictl::ok(&sc, &yml, &["promote-cluster", "--force"]);
     assert!(out.contains("cluster is successfully promoted"), "{out}");
     eventually(APPLY, "promoted again", || async {
@@ -214,7 +224,8 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
     .await;
     let out = support::ctl::ok(&sc, &demote);
     assert!(out.contains("cluster is successfully demoted"), "{out}");
-    demoted(&sc, other).await;
+    demoted(&sc, other, &source, p, 6).await;
+    assert_eq!(sc.nodes[other].event_count(pgpilot::events::REWIND), 2);
     let out = support::ctl::run(&sc, &["demote-cluster", "--host", "x", "--force"], "", &[]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already in the required state"),

@@ -13,7 +13,9 @@
 //! * `StartPrimary`, and a read-only start of the lock holder or of a node
 //!   of a leaderless cluster, start as a standby of the remote (`recover`);
 //! * a lock holder running as a primary (the section was just added: a
-//!   "demote-cluster") stops and starts again as the remote's standby;
+//!   "demote-cluster") stops; started again it is a former primary, and
+//!   `StartPrimary` is a pg_rewind from the remote (with `use_pg_rewind`)
+//!   or a start as the remote's standby;
 //! * no watchdog is armed and no synchronous replication is run: no
 //!   PostgreSQL of the cluster takes writes.
 //!
@@ -54,18 +56,17 @@ pub fn adapt(d: Decision, dcs: &DcsView, local: &LocalView) -> Decision {
         && d.actions.contains(&Action::RenewLock)
         && !d.actions.iter().any(|a| matches!(a, Action::Demote { .. }))
     {
+        // Stopped, it is a former primary the lock holder starts again:
+        // `StartPrimary` below, rewound onto the remote first.
         return Decision::new(
             vec![
                 Action::RenewLock,
                 Action::Demote {
                     mode: DemoteMode::Offline,
                 },
-                Action::StartReplica {
-                    upstream: Some(remote.clone()),
-                },
             ],
             format!(
-                "this is a standby cluster and I run as a primary: restarting as the standby leader of {}",
+                "this is a standby cluster and I run as a primary: stopping to restart as the standby leader of {}",
                 remote.name
             ),
         );
@@ -97,6 +98,20 @@ pub fn adapt(d: Decision, dcs: &DcsView, local: &LocalView) -> Decision {
                 }
                 reason = format!(
                     "I hold the lock of a standby cluster: the standby leader, following {}",
+                    remote.name
+                );
+            }
+            // A former primary (a demote-cluster, or a primary crashed
+            // before the section came): its WAL may have left the remote's
+            // history, so it is rewound onto the remote when it may be
+            // (Patroni's `_handle_rewind_or_reinitialize` with the remote
+            // as leader); pg_rewind finds nothing to do when it has not.
+            Action::StartPrimary if local.rewind.enabled && remote.port != 0 => {
+                actions.push(Action::Rewind {
+                    from: remote.clone(),
+                });
+                reason = format!(
+                    "I hold the lock of a standby cluster and last ran as a primary: running pg_rewind from {}",
                     remote.name
                 );
             }

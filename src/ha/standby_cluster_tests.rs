@@ -90,7 +90,7 @@ fn the_new_lock_holder_follows_the_remote_and_never_promotes() {
 }
 
 #[test]
-fn a_lock_holder_running_as_primary_restarts_as_the_remotes_standby() {
+fn a_lock_holder_running_as_primary_stops() {
     let l = standby(local(Some(PgRole::Primary)));
     let d = run(cluster(Some("a")), &l);
     assert_eq!(
@@ -100,12 +100,37 @@ fn a_lock_holder_running_as_primary_restarts_as_the_remotes_standby() {
             Action::Demote {
                 mode: DemoteMode::Offline
             },
-            Action::StartReplica {
-                upstream: Some(remote())
-            },
         ]
     );
     assert_eq!(d.summary, "demoting to a standby cluster");
+}
+
+#[test]
+fn a_stopped_former_primary_holding_the_lock_is_rewound_onto_the_remote() {
+    let mut l = standby(local(None));
+    l.data_dir = DataDir::Initialized {
+        sysid: "7000000000000000001".into(),
+        was_primary: true,
+    };
+    l.rewind.enabled = true;
+    let d = run(cluster(Some("a")), &l);
+    assert_eq!(
+        d.actions,
+        vec![Action::RenewLock, Action::Rewind { from: remote() }]
+    );
+    assert_eq!(d.summary, "running pg_rewind from remote 10.0.0.9:5433");
+    // Without use_pg_rewind it starts as the remote's standby.
+    l.rewind.enabled = false;
+    let d = run(cluster(Some("a")), &l);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLock,
+            Action::StartReplica {
+                upstream: Some(remote())
+            }
+        ]
+    );
 }
 
 #[test]
@@ -140,16 +165,6 @@ fn a_stopped_lock_holder_starts_as_the_remotes_standby() {
         d.summary,
         "starting as a standby leader because i had the session lock"
     );
-    // One that last ran as a primary too: never StartPrimary.
-    l.data_dir = DataDir::Initialized {
-        sysid: "7000000000000000001".into(),
-        was_primary: true,
-    };
-    let d = run(cluster(Some("a")), &l);
-    assert!(!d.actions.contains(&Action::StartPrimary), "{d:?}");
-    assert!(d.actions.contains(&Action::StartReplica {
-        upstream: Some(remote())
-    }));
 }
 
 #[test]
