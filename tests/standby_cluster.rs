@@ -63,6 +63,25 @@ async fn demoted(c: &TestCluster, i: usize, source: &TestCluster, p: usize, v: i
     replicated(c, &[i], v).await;
 }
 
+/// Node `i` of `c` runs callback `what` (`<action> <role>`) within
+/// [`APPLY`].
+async fn called(c: &TestCluster, i: usize, what: &str) {
+    let line = format!("{what} {}", c.scope);
+    eventually(APPLY, &format!("node {i} calls {what}"), || async {
+        callbacks(c, i).contains(&line).then_some(())
+    })
+    .await;
+}
+
+/// The callbacks node `i` ran, a line each: `<action> <role> <scope>`.
+fn callbacks(c: &TestCluster, i: usize) -> Vec<String> {
+    std::fs::read_to_string(c.nodes[i].dir.join("callbacks.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `primary_conninfo` of node `i`'s PostgreSQL.
 async fn conninfo(c: &TestCluster, i: usize) -> String {
     c.sql(i)
@@ -114,6 +133,23 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
         source.nodes[p].pg_port
     );
     let mut sc = TestCluster::with_dcs(2, timing, &[("standby_cluster", section.as_str())]);
+    // Callbacks name the standby leader's role (Patroni's).
+    let script = sc.write_script(
+        "append-args.sh",
+        "#!/bin/sh\nf=$1\nshift\necho \"$@\" >> \"$f\"\n",
+    );
+    for i in 0..2 {
+        let cmd = format!(
+            "{} {}",
+            script.display(),
+            sc.nodes[i].dir.join("callbacks.log").display()
+        );
+        sc.add_to_section(
+            i,
+            "postgresql",
+            &format!("callbacks:\n  on_start: {cmd}\n  on_role_change: {cmd}"),
+        );
+    }
     sc.start_all();
     let leader = eventually(BOOT, "a standby leader and a streaming replica", || {
         standby_leader(&sc)
@@ -134,6 +170,9 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
         "{rows:?}"
     );
     assert_eq!(role_of(&sc.nodes[1 - leader].name), Some("Replica".into()));
+
+    called(&sc, leader, "on_start standby_leader").await;
+    called(&sc, 1 - leader, "on_start replica").await;
 
     // The health checks of a standby leader (Patroni's API).
     assert_eq!(sc.http_code(leader, "/standby-leader").await, 200);
@@ -175,6 +214,7 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
         (role(&sc, other).await.as_deref() == Some("standby_leader")).then_some(())
     })
     .await;
+    called(&sc, other, "on_role_change standby_leader").await;
     insert(&source, p, 2).await;
     replicated(&sc, &[other], 2).await;
     assert!(conninfo(&sc, other).await.contains(&remote_port));
@@ -190,6 +230,7 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
             .then_some(())
     })
     .await;
+    called(&sc, other, "on_role_change primary").await;
     insert(&sc, other, 3).await;
     assert!(has_row(&sc, other, 3).await);
     // The source never saw it: two clusters now.

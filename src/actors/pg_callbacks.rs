@@ -13,7 +13,11 @@
 //! - a start as primary (after a crash, a restart) that fails calls
 //!   `on_role_change demoted`: the node no longer serves as primary and
 //!   the HA loop releases the lock (Patroni's `post_recover`,
-//!   docs/ha.md §8.1); the next replica start is a role change too.
+//!   docs/ha.md §8.1); the next replica start is a role change too;
+//! - in a standby cluster (docs/ha.md §16) a standby streaming from the
+//!   remote is the `standby_leader`: its callbacks name that role, and
+//!   following the remote instead of a member (or back) calls
+//!   `on_role_change standby_leader` (`replica`), as Patroni's `follow`.
 
 use crate::ha::PgRole;
 use crate::messages::callbacks::{CallbackAction, CallbackEvent};
@@ -30,6 +34,9 @@ pub fn role_name(role: Option<PgRole>) -> &'static str {
 pub struct PgCallbacks {
     /// PostgreSQL's role as last known (set by the jobs, or seen in status).
     role: Option<PgRole>,
+    /// As a replica, it streams from a standby cluster's remote: the
+    /// standby leader.
+    standby_leader: bool,
     /// The last stop was of a primary: the next replica start is a role
     /// change, not a plain start.
     demoted: bool,
@@ -40,32 +47,59 @@ impl PgCallbacks {
         self.role
     }
 
-    /// The daemon started PostgreSQL as `role`.
-    pub fn started(&mut self, role: PgRole) -> CallbackEvent {
+    /// The role a callback names: `role_name`'s, or `standby_leader`.
+    fn label(&self) -> &'static str {
+        if self.standby_leader && self.role == Some(PgRole::Replica) {
+            "standby_leader"
+        } else {
+            role_name(self.role)
+        }
+    }
+
+    /// The daemon started PostgreSQL as `role`; `remote`: streaming from a
+    /// standby cluster's remote.
+    pub fn started(&mut self, role: PgRole, remote: bool) -> CallbackEvent {
         let demoted = std::mem::take(&mut self.demoted);
         self.role = Some(role);
+        self.standby_leader = remote;
         if demoted && role == PgRole::Replica {
-            CallbackEvent::new(CallbackAction::OnRoleChange, "replica")
+            CallbackEvent::new(CallbackAction::OnRoleChange, self.label())
         } else {
-            CallbackEvent::new(CallbackAction::OnStart, role_name(Some(role)))
+            CallbackEvent::new(CallbackAction::OnStart, self.label())
         }
+    }
+
+    /// A running replica now streams from a standby cluster's remote
+    /// (`remote`) or from a member: a role change when that differs from
+    /// before.
+    pub fn followed(&mut self, remote: bool) -> Option<CallbackEvent> {
+        if self.role != Some(PgRole::Replica) || self.standby_leader == remote {
+            return None;
+        }
+        self.standby_leader = remote;
+        Some(CallbackEvent::new(
+            CallbackAction::OnRoleChange,
+            self.label(),
+        ))
     }
 
     pub fn promoted(&mut self) -> CallbackEvent {
         self.role = Some(PgRole::Primary);
+        self.standby_leader = false;
         self.demoted = false;
         CallbackEvent::new(CallbackAction::OnRoleChange, "primary")
     }
 
     pub fn restarted(&mut self) -> CallbackEvent {
-        CallbackEvent::new(CallbackAction::OnRestart, role_name(self.role))
+        CallbackEvent::new(CallbackAction::OnRestart, self.label())
     }
 
     /// A running PostgreSQL was stopped by the daemon.
     pub fn stopped(&mut self) -> CallbackEvent {
+        let label = self.label();
         let role = self.role.take();
         self.demoted = role == Some(PgRole::Primary);
-        CallbackEvent::new(CallbackAction::OnStop, role_name(role))
+        CallbackEvent::new(CallbackAction::OnStop, label)
     }
 
     /// A start of PostgreSQL as `role` failed, leaving it stopped.
@@ -92,7 +126,7 @@ impl PgCallbacks {
     }
 
     pub fn reloaded(&self, running: bool) -> Option<CallbackEvent> {
-        running.then(|| CallbackEvent::new(CallbackAction::OnReload, role_name(self.role)))
+        running.then(|| CallbackEvent::new(CallbackAction::OnReload, self.label()))
     }
 }
 
@@ -108,7 +142,7 @@ mod tests {
     fn start_promote_stop() {
         let mut c = PgCallbacks::default();
         assert_eq!(
-            pair(c.started(PgRole::Replica)),
+            pair(c.started(PgRole::Replica, false)),
             ("on_start", "replica".into())
         );
         assert_eq!(pair(c.promoted()), ("on_role_change", "primary".into()));
@@ -121,12 +155,45 @@ mod tests {
     }
 
     #[test]
+    fn the_standby_leader_is_named_and_becoming_it_is_a_role_change() {
+        let mut c = PgCallbacks::default();
+        assert_eq!(
+            pair(c.started(PgRole::Replica, true)),
+            ("on_start", "standby_leader".into())
+        );
+        assert!(c.followed(true).is_none(), "no change");
+        assert_eq!(
+            pair(c.reloaded(true).unwrap()),
+            ("on_reload", "standby_leader".into())
+        );
+        assert_eq!(
+            pair(c.followed(false).unwrap()),
+            ("on_role_change", "replica".into())
+        );
+        assert_eq!(
+            pair(c.followed(true).unwrap()),
+            ("on_role_change", "standby_leader".into())
+        );
+        assert_eq!(pair(c.stopped()), ("on_stop", "standby_leader".into()));
+        // Promoted (the section removed): a primary.
+        c.started(PgRole::Replica, true);
+        assert_eq!(pair(c.promoted()), ("on_role_change", "primary".into()));
+        assert!(c.followed(true).is_none(), "a primary follows nobody");
+        // A demote-cluster: the former primary starts as the standby leader.
+        c.stopped();
+        assert_eq!(
+            pair(c.started(PgRole::Replica, true)),
+            ("on_role_change", "standby_leader".into())
+        );
+    }
+
+    #[test]
     fn failed_primary_start_is_a_demotion() {
         let mut c = PgCallbacks::default();
         let ev = c.start_failed(Some(PgRole::Primary)).map(pair);
         assert_eq!(ev, Some(("on_role_change", "demoted".into())));
         assert_eq!(
-            pair(c.started(PgRole::Replica)),
+            pair(c.started(PgRole::Replica, false)),
             ("on_role_change", "replica".into())
         );
         // A replica that fails to start changes no role.
@@ -137,15 +204,15 @@ mod tests {
     #[test]
     fn replica_start_after_demotion_is_a_role_change_once() {
         let mut c = PgCallbacks::default();
-        c.started(PgRole::Primary);
+        c.started(PgRole::Primary, false);
         c.stopped();
         assert_eq!(
-            pair(c.started(PgRole::Replica)),
+            pair(c.started(PgRole::Replica, false)),
             ("on_role_change", "replica".into())
         );
         c.stopped();
         assert_eq!(
-            pair(c.started(PgRole::Replica)),
+            pair(c.started(PgRole::Replica, false)),
             ("on_start", "replica".into())
         );
     }
@@ -156,7 +223,7 @@ mod tests {
         c.observed(Some(PgRole::Primary));
         assert_eq!(pair(c.stopped()), ("on_stop", "primary".into()));
         assert_eq!(
-            pair(c.started(PgRole::Primary)),
+            pair(c.started(PgRole::Primary, false)),
             ("on_start", "primary".into())
         );
         c.crashed();

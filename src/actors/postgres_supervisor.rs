@@ -363,9 +363,10 @@ impl PostgresSupervisor {
         let job_role = self.job_role.take();
         let outcome = match result {
             Ok(pm) => {
+                let remote = following.as_ref().is_some_and(|u| u.remote);
                 let ev = match (&pm, kind, job_role) {
                     (_, JobKind::Promote, _) => Some(self.pg_callbacks.promoted()),
-                    (Some(_), _, Some(role)) => Some(self.pg_callbacks.started(role)),
+                    (Some(_), _, Some(role)) => Some(self.pg_callbacks.started(role, remote)),
                     _ => None,
                 };
                 if let Some(pm) = pm {
@@ -1128,6 +1129,10 @@ impl Handler<Follow> for PostgresSupervisor {
             .into_actor(self)
             .map(move |r, act, _| {
                 if r.is_ok() {
+                    // To or from a standby cluster's remote: a role change
+                    // (docs/ha.md §16).
+                    let ev = act.pg_callbacks.followed(up2.remote);
+                    act.callback(ev);
                     act.following = Some(up2);
                 }
                 r
