@@ -73,9 +73,14 @@ pub fn adapt(d: Decision, dcs: &DcsView, local: &LocalView) -> Decision {
     }
     let follows_remote = local.pg.following.as_deref() == Some(remote.name.as_str());
     let leaderless = cluster.leader_name().is_none() && !local.paused;
-    let mut reason = d.reason;
-    let mut actions = Vec::with_capacity(d.actions.len());
-    for a in d.actions {
+    let Decision {
+        actions: ordered,
+        mut reason,
+        summary,
+        notes,
+    } = d;
+    let mut actions = Vec::with_capacity(ordered.len());
+    for a in ordered {
         match a {
             Action::Bootstrap if remote.port == 0 => {
                 reason = "standby_cluster names no host or port to bootstrap from".into();
@@ -140,7 +145,8 @@ pub fn adapt(d: Decision, dcs: &DcsView, local: &LocalView) -> Decision {
     Decision {
         actions,
         reason,
-        ..Decision::new(Vec::new(), String::new())
+        summary,
+        notes,
     }
 }
 

@@ -197,6 +197,21 @@ fn the_healthiest_replica_takes_the_lock_without_arming_a_watchdog() {
 }
 
 #[test]
+fn the_races_notes_are_kept() {
+    let mut l = standby(local(Some(PgRole::Replica)));
+    l.peers = vec![peer("b", PgRole::Replica, 2000)];
+    let d = run(cluster(None), &l);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n == "Wal position of b is ahead of my wal position"),
+        "{:?}",
+        d.notes
+    );
+}
+
+#[test]
 fn a_replica_follows_the_standby_leader() {
     let mut l = standby(local(Some(PgRole::Replica)));
     l.pg.following = Some("b".into());
