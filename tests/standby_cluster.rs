@@ -174,8 +174,12 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
     called(&sc, leader, "on_start standby_leader").await;
     called(&sc, 1 - leader, "on_start replica").await;
 
-    // The health checks of a standby leader (Patroni's API).
-    assert_eq!(sc.http_code(leader, "/standby-leader").await, 200);
+    // The health checks of a standby leader (Patroni's API); the API's
+    // view of the lock and the config key follows the cycle.
+    eventually(APPLY, "/standby-leader answers 200", || async {
+        (sc.http_code(leader, "/standby-leader").await == 200).then_some(())
+    })
+    .await;
     assert_eq!(sc.http_code(leader, "/leader").await, 200);
     assert_eq!(sc.http_code(leader, "/primary").await, 503);
     assert_eq!(sc.http_code(leader, "/replica").await, 503);
@@ -272,4 +276,100 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
         String::from_utf8_lossy(&out.stderr).contains("already in the required state"),
         "{out:?}"
     );
+}
+
+/// A standby cluster fed by `restore_command` alone (no `host`, no `port`):
+/// the bootstrap winner clones the remote with the section's
+/// `create_replica_methods` (here a script around `pg_basebackup`, as a
+/// backup tool would restore one), runs as the standby leader in archive
+/// recovery, and replays what the source archives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_cluster_fed_by_the_archive_alone() {
+    let timing = Timing {
+        ttl: 10,
+        loop_wait: 1,
+        retry_timeout: 3,
+    };
+    let mut source = TestCluster::new(1, timing);
+    source.start_all();
+    let p = source.wait_healthy(BOOT).await;
+    source.create_table_t(p).await;
+    // Archive into a directory the daemons' user creates (the test root is
+    // theirs), through the dynamic configuration and a restart.
+    let archive = source.root.join("archive");
+    let archive_command = format!(
+        "mkdir -p {0} && test ! -f {0}/%f && cp %p {0}/%f",
+        archive.display()
+    );
+    let body = serde_json::json!({"postgresql": {"parameters": {
+        "archive_mode": "on", "archive_command": archive_command}}});
+    let client = reqwest::Client::new();
+    let r = client
+        .patch(source.nodes[p].api("/config"))
+        .body(body.to_string())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(r.status().as_u16(), 200);
+    eventually(APPLY, "archive_mode on after a restart", || async {
+        let _ = client
+            .post(source.nodes[p].api("/restart"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        let db = source.sql(p).await.ok()?;
+        let row = db.query_one("SHOW archive_mode", &[]).await.ok()?;
+        (row.get::<_, String>(0) == "on").then_some(())
+    })
+    .await;
+    insert(&source, p, 1).await;
+
+    let clone = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; esac; done\n\
+         PGPASSWORD={pw} exec /usr/lib/postgresql/15/bin/pg_basebackup -h 127.0.0.1 -p {port} \
+         -U postgres -D \"$d\" -X fetch\n",
+        pw = support::cluster::SUPERUSER_PASSWORD,
+        port = source.nodes[p].pg_port,
+    );
+    let section = format!(
+        "{{restore_command: 'cp {}/%f %p', create_replica_methods: [copy]}}",
+        archive.display()
+    );
+    let mut sc = TestCluster::with_dcs(1, timing, &[("standby_cluster", section.as_str())]);
+    let script = sc.write_script("clone-from-source.sh", &clone);
+    sc.add_to_section(
+        0,
+        "postgresql",
+        &format!("copy:\n  command: {}", script.display()),
+    );
+    sc.start_all();
+    eventually(BOOT, "the standby leader, in archive recovery", || async {
+        let s = sc.status(0).await?;
+        (s["role"] == "standby_leader" && s["state"] == "running").then_some(())
+    })
+    .await;
+    // The API's view of the lock and the config key follows the cycle.
+    eventually(APPLY, "/standby-leader answers 200", || async {
+        (sc.http_code(0, "/standby-leader").await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(sc.http_code(0, "/primary").await, 503);
+    assert_eq!(conninfo(&sc, 0).await, "", "nothing to stream from");
+    assert!(
+        sc.nodes[0]
+            .log()
+            .contains("event=\"replica_created\" method=copy"),
+        "cloned by the section's method"
+    );
+    // A row the source archives arrives.
+    insert(&source, p, 2).await;
+    source
+        .sql(p)
+        .await
+        .expect("connect")
+        .batch_execute("SELECT pg_switch_wal()")
+        .await
+        .expect("switch WAL");
+    replicated(&sc, &[0], 2).await;
 }

@@ -92,7 +92,12 @@ pub fn method_command(
 /// with the replication section's TLS settings (Patroni's `connstring`:
 /// `dbname=... user=... host=... port=... [ssl...]`); the password comes
 /// from `PGPASSFILE`.
+/// How a method reaches `from`: a libpq connection string, empty for a
+/// standby cluster's remote without `host` or `port` (docs/ha.md §16).
 pub fn connstring(env: &JobEnv, from: &Upstream) -> String {
+    if from.remote && from.port == 0 {
+        return String::new();
+    }
     conninfo::connection_string(
         &env.replication_credentials(),
         env.target(from),
@@ -207,6 +212,11 @@ pub async fn create_replica(env: &JobEnv, from: Option<&Upstream>) -> PgResult<S
 }
 
 async fn basebackup(env: &JobEnv, from: &Upstream) -> PgResult<()> {
+    if from.remote && from.port == 0 {
+        return Err(PgError::InvalidOption(
+            "standby_cluster names no host or port: basebackup cannot clone the remote (list a method in standby_cluster.create_replica_methods)".into(),
+        ));
+    }
     let passfile = env.write_pgpass()?;
     let source = ops::BasebackupSource {
         conninfo: connstring(env, from),

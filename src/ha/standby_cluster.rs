@@ -28,9 +28,10 @@ use super::view::{DcsView, LocalView};
 
 /// The remote of a standby cluster as the table's orders name it: `host`
 /// and `port` of the `standby_cluster` section, `port` 0 when it names
-/// neither (fed by `restore_command` alone: nothing to stream or clone
-/// from). The name changes with the address, so a changed section makes
-/// the standby leader follow the new one.
+/// neither (fed by `restore_command` alone: nothing to stream from, cloned
+/// only by the section's `create_replica_methods`). The name changes with
+/// the address, so a changed section makes the standby leader follow the
+/// new one.
 pub fn remote_upstream(address: Option<(String, u16)>) -> Upstream {
     let (host, port) = address.unwrap_or_default();
     Upstream {
@@ -82,10 +83,6 @@ pub fn adapt(d: Decision, dcs: &DcsView, local: &LocalView) -> Decision {
     let mut actions = Vec::with_capacity(ordered.len());
     for a in ordered {
         match a {
-            Action::Bootstrap if remote.port == 0 => {
-                reason = "standby_cluster names no host or port to bootstrap from".into();
-                actions.retain(|a| *a != Action::TakeInitialize);
-            }
             Action::Bootstrap => {
                 actions.push(Action::BootstrapStandby {
                     from: remote.clone(),

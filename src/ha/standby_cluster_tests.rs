@@ -48,16 +48,25 @@ fn the_bootstrap_winner_clones_the_remote_instead_of_initdb() {
 }
 
 #[test]
-fn without_host_or_port_nobody_races_to_bootstrap() {
+fn without_host_or_port_the_winner_still_bootstraps_from_the_remote() {
+    // Fed by restore_command alone: the section's create_replica_methods
+    // clone it (the job refuses basebackup without an address), as in
+    // Patroni.
     let c = Cluster {
         initialize: None,
         ..cluster(None)
     };
     let mut l = empty_local();
-    l.standby_cluster = Some(standby_cluster::remote_upstream(None));
+    let remote = standby_cluster::remote_upstream(None);
+    l.standby_cluster = Some(remote.clone());
     let d = run(c, &l);
-    assert!(d.actions.is_empty(), "{d:?}");
-    assert!(d.reason.contains("no host or port"), "{}", d.reason);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::TakeInitialize,
+            Action::BootstrapStandby { from: remote }
+        ]
+    );
 }
 
 #[test]
