@@ -17,6 +17,23 @@ use support::eventually;
 const BOOT: Duration = Duration::from_secs(120);
 const APPLY: Duration = Duration::from_secs(60);
 
+/// Both clusters' timing: a short lease, a cycle a second.
+const TIMING: Timing = Timing {
+    ttl: 10,
+    loop_wait: 1,
+    retry_timeout: 3,
+};
+
+/// The source (remote) cluster: one running node, its primary's index,
+/// table `t` created.
+async fn source_cluster() -> (TestCluster, usize) {
+    let mut source = TestCluster::new(1, TIMING);
+    source.start_all();
+    let p = source.wait_healthy(BOOT).await;
+    source.create_table_t(p).await;
+    (source, p)
+}
+
 /// `role` of node `i`'s `GET /patroni`.
 async fn role(c: &TestCluster, i: usize) -> Option<String> {
     Some(c.status(i).await?["role"].as_str()?.to_owned())
@@ -117,22 +134,14 @@ async fn replicated(c: &TestCluster, live: &[usize], v: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted() {
-    let timing = Timing {
-        ttl: 10,
-        loop_wait: 1,
-        retry_timeout: 3,
-    };
-    let mut source = TestCluster::new(1, timing);
-    source.start_all();
-    let p = source.wait_healthy(BOOT).await;
-    source.create_table_t(p).await;
+    let (source, p) = source_cluster().await;
     insert(&source, p, 1).await;
 
     let section = format!(
         "{{host: 127.0.0.1, port: {}, recovery_min_apply_delay: '0'}}",
         source.nodes[p].pg_port
     );
-    let mut sc = TestCluster::with_dcs(2, timing, &[("standby_cluster", section.as_str())]);
+    let mut sc = TestCluster::with_dcs(2, TIMING, &[("standby_cluster", section.as_str())]);
     // Callbacks name the standby leader's role (Patroni's).
     let script = sc.write_script(
         "append-args.sh",
@@ -285,15 +294,7 @@ async fn a_standby_cluster_follows_the_remote_fails_over_is_promoted_and_demoted
 /// recovery, and replays what the source archives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_cluster_fed_by_the_archive_alone() {
-    let timing = Timing {
-        ttl: 10,
-        loop_wait: 1,
-        retry_timeout: 3,
-    };
-    let mut source = TestCluster::new(1, timing);
-    source.start_all();
-    let p = source.wait_healthy(BOOT).await;
-    source.create_table_t(p).await;
+    let (source, p) = source_cluster().await;
     // Archive into a directory the daemons' user creates (the test root is
     // theirs), through the dynamic configuration and a restart.
     let archive = source.root.join("archive");
@@ -336,7 +337,7 @@ async fn a_standby_cluster_fed_by_the_archive_alone() {
         "{{restore_command: 'cp {}/%f %p', create_replica_methods: [copy]}}",
         archive.display()
     );
-    let mut sc = TestCluster::with_dcs(1, timing, &[("standby_cluster", section.as_str())]);
+    let mut sc = TestCluster::with_dcs(1, TIMING, &[("standby_cluster", section.as_str())]);
     let script = sc.write_script("clone-from-source.sh", &clone);
     sc.add_to_section(
         0,

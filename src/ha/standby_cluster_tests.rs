@@ -13,6 +13,17 @@ fn standby(mut l: LocalView) -> LocalView {
     l
 }
 
+/// A standby-cluster member whose PostgreSQL is stopped; `was_primary`:
+/// pg_control says it last ran as a primary.
+fn stopped(was_primary: bool) -> LocalView {
+    let mut l = standby(local(None));
+    l.data_dir = DataDir::Initialized {
+        sysid: "7000000000000000001".into(),
+        was_primary,
+    };
+    l
+}
+
 fn run(c: Cluster, l: &LocalView) -> Decision {
     decide(&ok(c), l, std::time::Instant::now())
 }
@@ -116,11 +127,7 @@ fn a_lock_holder_running_as_primary_stops() {
 
 #[test]
 fn a_stopped_former_primary_holding_the_lock_is_rewound_onto_the_remote() {
-    let mut l = standby(local(None));
-    l.data_dir = DataDir::Initialized {
-        sysid: "7000000000000000001".into(),
-        was_primary: true,
-    };
+    let mut l = stopped(true);
     l.rewind.enabled = true;
     let d = run(cluster(Some("a")), &l);
     assert_eq!(
@@ -155,11 +162,7 @@ fn paused_a_primary_lock_holder_is_left_alone() {
 
 #[test]
 fn a_stopped_lock_holder_starts_as_the_remotes_standby() {
-    let mut l = standby(local(None));
-    l.data_dir = DataDir::Initialized {
-        sysid: "7000000000000000001".into(),
-        was_primary: false,
-    };
+    let l = stopped(false);
     let d = run(cluster(Some("a")), &l);
     assert_eq!(
         d.actions,
@@ -234,11 +237,7 @@ fn a_replica_follows_the_standby_leader() {
 
 #[test]
 fn without_the_dcs_nothing_changes() {
-    let mut l = standby(local(None));
-    l.data_dir = DataDir::Initialized {
-        sysid: "7000000000000000001".into(),
-        was_primary: true,
-    };
+    let l = stopped(true);
     let dcs = DcsView::Failed(DcsError::Unreachable("x".into()));
     let d = decide(&dcs, &l, std::time::Instant::now());
     assert_eq!(d.actions, vec![Action::StartReplica { upstream: None }]);
