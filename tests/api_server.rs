@@ -17,22 +17,17 @@ use pgpilot::dcs::{
 };
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
 use pgpilot::messages::config::{ReloadConfig, ReloadError};
-use pgpilot::messages::elector::{FailsafeHeartbeat, GetHaState, HaState, SyncDuty, Wake};
+use pgpilot::messages::elector::{FailsafeHeartbeat, HaState, SyncDuty, Wake};
 use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgOpOutcome, PgState, PgStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 // ---- fakes -----------------------------------------------------------------
 
-struct FakeElector(HaState);
+/// Answers `SyncDuty` (the HA state is read from a fixed `HaState`).
+struct FakeElector;
 impl Actor for FakeElector {
     type Context = Context<Self>;
-}
-impl Handler<GetHaState> for FakeElector {
-    type Result = MessageResult<GetHaState>;
-    fn handle(&mut self, _: GetHaState, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.0.clone())
-    }
 }
 impl Handler<SyncDuty> for FakeElector {
     type Result = bool;
@@ -212,7 +207,7 @@ fn ha(name: &str, is_leader: bool) -> HaState {
         name: name.into(),
         scope: "batman".into(),
         tags: Tags::default(),
-        cluster: Some(cluster()),
+        cluster: Some(Arc::new(cluster())),
         is_leader,
         dcs_last_seen: Some(SystemTime::now()),
         ttl_secs: 30.0,
@@ -277,10 +272,11 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
         delay: pg_delay,
     }
     .start();
-    let elector = FakeElector(ha).start();
     let ctx = ApiContext {
-        elector: elector.clone().recipient(),
-        sync_duty: elector.recipient(),
+        ha: Arc::new(ha),
+        // Never published: every status asks the fake supervisor.
+        pg_board: Arc::default(),
+        sync_duty: FakeElector.start().recipient(),
         supervisor: supervisor.clone().recipient(),
         pg_ops: supervisor.recipient(),
         config_manager: FakeConfigManager(reloads.clone()).start().recipient(),

@@ -17,6 +17,7 @@ use futures_util::future::join_all;
 use tracing::{error, info, warn};
 
 use super::failsafe::{confirm_members, heartbeat_body};
+use super::ha_board::{ElectorBoard, Published};
 use super::member_record::{api_url, conn_url, effective_tags, member_data};
 use super::peers::fetch_peer;
 use crate::config::{Config, DynamicConfig, dynamic_file};
@@ -30,9 +31,7 @@ use crate::ha::{
 };
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::ConfigChanged;
-use crate::messages::elector::{
-    FailsafeHeartbeat, GetHaState, HaState, JobFinished, Shutdown, SyncDuty, Wake,
-};
+use crate::messages::elector::{FailsafeHeartbeat, JobFinished, Shutdown, SyncDuty, Wake};
 use crate::messages::supervisor::{
     DynamicConfigChanged, Follow, GetPgStatus, Job, PgState, PgStatus, RunJob, ShowRewindFailed,
     StopAndWait, StopGracefully, StopMode, SyncSlots,
@@ -80,16 +79,13 @@ pub struct LeaderElector {
     /// The HA protocol's state (`ha::Node`), shared with the cycle in
     /// flight, which locks it only between its awaits.
     node: Arc<Mutex<ha::Node>>,
-    cluster: Option<(Cluster, Instant)>,
+    cluster: Option<(Arc<Cluster>, Instant)>,
     dcs_last_seen: Option<SystemTime>,
     next_cycle_due: Option<Instant>,
     last_role: Option<PgRole>,
     shutting_down: bool,
     /// The fence process beside this daemon (src/fence.rs).
     fence: Arc<Mutex<FenceClient>>,
-    /// Its directory, for `/metrics` (fixed for the daemon's life; shared,
-    /// so the state every REST request asks for copies no path).
-    fence_dir: Arc<std::path::Path>,
     /// What this node last wrote to `patroni.dynamic.json`.
     dumped: Option<serde_json::Value>,
     /// The watchdog device (src/watchdog/).
@@ -99,6 +95,9 @@ pub struct LeaderElector {
     sync_released: usize,
     /// systemd's watchdog (`WatchdogSec=`), pinged after every cycle.
     systemd_watchdog: crate::sd_notify::SystemdWatchdog,
+    /// What the REST API reads of this actor (src/actors/ha_board.rs),
+    /// published whenever a field it shows changes.
+    board: Arc<ElectorBoard>,
 }
 
 /// What a finished cycle reports back to the actor.
@@ -133,11 +132,19 @@ impl LeaderElector {
         }
         let fence_dir: Arc<std::path::Path> = Arc::from(fence_client.dir());
         let fence = Arc::new(Mutex::new(fence_client));
+        let node = Arc::new(Mutex::new(ha::Node::new(&cfg.name)));
+        let watchdog = Arc::new(Mutex::new(Watchdog::from_config(&cfg)));
+        let board = Arc::new(ElectorBoard::new(
+            published(&cfg, &dynamic, None, None, None),
+            node.clone(),
+            watchdog.clone(),
+            fence_dir.clone(),
+        ));
         LeaderElector {
-            fence_dir,
-            node: Arc::new(Mutex::new(ha::Node::new(&cfg.name))),
+            node,
             fence,
-            watchdog: Arc::new(Mutex::new(Watchdog::from_config(&cfg))),
+            watchdog,
+            board,
             systemd_watchdog: crate::sd_notify::SystemdWatchdog::from_env(),
             http: crate::peer_client::build(&cfg),
             cfg,
@@ -282,7 +289,7 @@ impl LeaderElector {
             self.dcs_last_seen = Some(SystemTime::now());
             self.apply_dynamic_config(&c);
             self.dump_dynamic_config(&c);
-            self.cluster = Some((c, Instant::now()));
+            self.cluster = Some((Arc::new(c), Instant::now()));
         }
         // Role-change callbacks come from the supervisor, which knows a
         // promotion or a demotion happened (not just a different role seen).
@@ -296,6 +303,7 @@ impl LeaderElector {
         }
         if rerun_now || self.rerun {
             self.next_cycle_due = Some(Instant::now());
+            self.publish();
             ctx.notify(Wake("follow-up cycle"));
             return;
         }
@@ -312,6 +320,7 @@ impl LeaderElector {
         );
         let wait = due.saturating_duration_since(now);
         self.next_cycle_due = Some(due);
+        self.publish();
         self.timer = Some(ctx.run_later(wait, |act, ctx| {
             act.timer = None;
             act.start_cycle(ctx);
@@ -372,33 +381,39 @@ impl LeaderElector {
         }
     }
 
-    fn ha_state(&self) -> HaState {
-        let ttl = self.dynamic.timing.ttl;
-        let now = Instant::now();
-        let node = sync::lock(&self.node);
-        let fresh = self
-            .cluster
-            .as_ref()
-            .filter(|(_, at)| at.elapsed() < ttl)
-            .map(|(c, _)| c.clone());
-        HaState {
-            name: self.cfg.name.clone(),
-            scope: self.cfg.scope.clone(),
-            tags: self.cfg.tags.clone(),
-            cluster: fresh,
-            is_leader: node.is_leader(now),
-            dcs_last_seen: self.dcs_last_seen,
-            ttl_secs: ttl.as_secs_f64(),
-            loop_wait_secs: self.dynamic.timing.loop_wait.as_secs_f64(),
-            maximum_lag_on_failover: self.dynamic.maximum_lag_on_failover,
-            next_cycle_due: self.next_cycle_due,
-            failsafe_mode: self.dynamic.failsafe_mode,
-            failsafe_active: node.failsafe_active(now, ttl),
-            failsafe: self.cluster.as_ref().and_then(|(c, _)| c.failsafe.clone()),
-            watchdog_failed: wd(&self.watchdog).is_failed(&self.dynamic.timing),
-            lease_deadline: node.lease_deadline(),
-            fence_dir: Some(self.fence_dir.clone()),
-        }
+    /// Show the REST API what changed (src/actors/ha_board.rs).
+    fn publish(&self) {
+        self.board.publish(published(
+            &self.cfg,
+            &self.dynamic,
+            self.cluster.clone(),
+            self.dcs_last_seen,
+            self.next_cycle_due,
+        ));
+    }
+
+    /// What the REST API reads of this elector.
+    pub fn board(&self) -> Arc<ElectorBoard> {
+        self.board.clone()
+    }
+}
+
+/// The board's copy of the elector's fields (cheap: `Arc`s and scalars).
+fn published(
+    cfg: &Arc<Config>,
+    dynamic: &DynamicConfig,
+    cluster: Option<(Arc<Cluster>, Instant)>,
+    dcs_last_seen: Option<SystemTime>,
+    next_cycle_due: Option<Instant>,
+) -> Published {
+    Published {
+        cfg: cfg.clone(),
+        timing: dynamic.timing,
+        maximum_lag_on_failover: dynamic.maximum_lag_on_failover,
+        failsafe_mode: dynamic.failsafe_mode,
+        cluster,
+        dcs_last_seen,
+        next_cycle_due,
     }
 }
 
@@ -426,13 +441,6 @@ impl Handler<JobFinished> for LeaderElector {
     }
 }
 
-impl Handler<GetHaState> for LeaderElector {
-    type Result = MessageResult<GetHaState>;
-    fn handle(&mut self, _msg: GetHaState, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.ha_state())
-    }
-}
-
 /// A reloaded local configuration (SIGHUP, `POST /reload`): tags, REST and
 /// connection addresses and the rest take effect from the next cycle, which
 /// starts now. The name and scope key this node's DCS records and cannot
@@ -452,6 +460,7 @@ impl Handler<ConfigChanged> for LeaderElector {
         self.http = crate::peer_client::build(&cfg);
         wd(&self.watchdog).reconfigure(&cfg, &self.dynamic.timing);
         self.cfg = Arc::new(cfg);
+        self.publish();
         self.start_cycle(ctx);
     }
 }

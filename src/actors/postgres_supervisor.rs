@@ -17,6 +17,7 @@ use super::postgres_jobs::{self as jobs, JobEnv};
 use crate::config::{Config, DynamicConfig};
 use crate::ha::logical_slots::{LeaderCatalogXmin, LogicalReadiness, PrimarySlot};
 use crate::ha::{DataDir, JobKind, JobOutcome, PgFacts, PgRole, Upstream};
+use crate::messages::board::PgBoard;
 use crate::messages::callbacks::CallbackEvent;
 use crate::messages::config::{ConfigChanged, ConfigReloaded};
 use crate::messages::elector::{JobFinished, SyncDuty};
@@ -84,8 +85,10 @@ pub struct PostgresSupervisor {
     /// Counts job starts and ends and stops: a status read across one does
     /// not set `known`.
     epoch: u64,
-    /// The last light status (the REST API's). See [`LIGHT_STATUS_FRESH`].
-    light: Option<LightStatus>,
+    /// The last light status (the REST API's), published for the API to
+    /// read without a message (`messages::board`); cleared by
+    /// [`Self::changed`].
+    board: Arc<PgBoard>,
     /// Copied logical slots not yet known to be safe after a failover
     /// (docs/ha.md §13.1).
     logical_readiness: LogicalReadiness,
@@ -96,26 +99,6 @@ pub struct PostgresSupervisor {
     /// copied here ([`crate::ha::logical_slots::worth_copying`]).
     copied_restart_lsn: std::collections::BTreeMap<String, Option<u64>>,
 }
-
-/// A light status read and what it was read under.
-struct LightStatus {
-    /// When its query was sent.
-    sent: std::time::Instant,
-    epoch: u64,
-    /// The supervisor's own facts it was read with.
-    base: PgStatus,
-    status: PgStatus,
-}
-
-/// How long a light status (asked for by the REST API's health checks) is
-/// answered from the last one read, while nothing the supervisor knows has
-/// changed (same state, job, following, outcome, scheduled restart and
-/// epoch). Patroni reads PostgreSQL on every request; a health check
-/// answered from a read at most this old is as true as one that took this
-/// much longer to arrive, and a storm of checks costs PostgreSQL one query
-/// per period instead of one per request (docs/rest-api.md, "Health checks
-/// and PostgreSQL").
-const LIGHT_STATUS_FRESH: Duration = Duration::from_millis(20);
 
 /// Facts of the running server that only the supervisor's own jobs change
 /// (the system identifier) or that only move forward (a standby's
@@ -233,8 +216,20 @@ impl PostgresSupervisor {
             logical_readiness: LogicalReadiness::default(),
             readiness_seeded: false,
             copied_restart_lsn: Default::default(),
-            light: None,
+            board: Arc::default(),
         }
+    }
+
+    /// What the REST API reads of this supervisor.
+    pub fn pg_board(&self) -> Arc<PgBoard> {
+        self.board.clone()
+    }
+
+    /// Something a status shows changed (state, job, whom it follows, a
+    /// scheduled restart, an outcome): the published light status no
+    /// longer holds (the invariant of `messages::board::PgBoard`).
+    fn changed(&self) {
+        self.board.clear();
     }
 
     /// A job starts or ends, or PostgreSQL is stopped: what the last full
@@ -242,6 +237,7 @@ impl PostgresSupervisor {
     fn forget_known(&mut self) {
         self.epoch += 1;
         self.known = None;
+        self.changed();
     }
 
     /// The configuration changed: the status session connects where it
@@ -281,11 +277,16 @@ impl PostgresSupervisor {
             warn!(event = crate::events::POSTGRES_EXITED, pid = pm.pid(), status = ?pm.exit_status());
             self.postmaster = None;
             self.pg_callbacks.crashed();
+            self.changed();
         }
         // Patroni's names for a PostgreSQL that is down while nothing runs:
         // `crashed`, or `stopped` while paused (also once a pause begins).
         if self.postmaster.is_none() && self.busy.is_none() {
-            self.state = self.state.when_down(self.env.dynamic.pause);
+            let state = self.state.when_down(self.env.dynamic.pause);
+            if state != self.state {
+                self.state = state;
+                self.changed();
+            }
         }
     }
 
@@ -437,20 +438,14 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
             self.apply_config(ctx);
         }
         let env = self.env.clone();
-        let mut base = self.status_base();
         // The HA loop's question (it takes the outcome) reads everything;
         // others reuse the settings it last read.
         let full = msg.take_outcome;
-        // A status that does not read `pg_settings` (a light one, or a
-        // full one the gate lets skip it) carries the last flag read.
-        if self.postmaster.is_some() {
-            base.pending_restart = self.last_pending_restart.clone();
+        let mut base = self.light_base();
+        if full && let Some(outcome) = self.outcome.take() {
+            base.outcome = Some(outcome);
+            self.changed();
         }
-        base.outcome = if msg.take_outcome {
-            self.outcome.take()
-        } else {
-            self.outcome.clone()
-        };
         let session = self.session.clone();
         let epoch = self.epoch;
         let sent = std::time::Instant::now();
@@ -460,12 +455,11 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
         } else {
             SettingsRead::Never
         };
-        if let (Some(base), Some(l)) = (&light_base, &self.light)
-            && sent.saturating_duration_since(l.sent) < LIGHT_STATUS_FRESH
-            && l.epoch == epoch
-            && l.base == *base
+        if let Some(st) = light_base
+            .as_ref()
+            .and_then(|base| self.board.fresh_under(sent, base))
         {
-            return Box::pin(fut::ready(l.status.clone()));
+            return Box::pin(fut::ready(st));
         }
         Box::pin(
             gather_status(env, base, session, full, self.known.clone(), settings)
@@ -477,13 +471,9 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
                     }
                     if let Some(base) = light_base
                         && act.epoch == epoch
+                        && act.light_base() == base
                     {
-                        act.light = Some(LightStatus {
-                            sent,
-                            epoch,
-                            base,
-                            status: st.clone(),
-                        });
+                        act.board.publish(sent, base, st.clone());
                     }
                     if act.epoch == epoch
                         && act.busy.is_none()
@@ -501,8 +491,9 @@ impl Handler<GetPgStatus> for PostgresSupervisor {
                     if st.postmaster_start_time.is_some() {
                         act.last_start_time = st.postmaster_start_time.clone();
                     }
-                    if full {
+                    if full && act.last_pending_restart != st.pending_restart {
                         act.last_pending_restart = st.pending_restart.clone();
+                        act.changed();
                     }
                     st
                 }),
@@ -923,6 +914,7 @@ impl PostgresSupervisor {
         let Some(s) = self.scheduled.take() else {
             return;
         };
+        self.changed();
         info!(event = crate::events::SCHEDULED_RESTART_DUE, schedule = %s.schedule);
         // Lateness counts from the timer, not from the status query below.
         let fired_at = crate::ha::iso8601::now_unix();
@@ -994,6 +986,18 @@ impl PostgresSupervisor {
 
     /// What the supervisor itself knows, before PostgreSQL is asked (no job
     /// outcome: only the HA loop's status question carries it).
+    /// What a light status is read under: [`Self::status_base`], the
+    /// pending-restart flag the HA loop's status last read (a status that
+    /// does not read `pg_settings` carries it) and the last outcome.
+    fn light_base(&self) -> PgStatus {
+        let mut base = self.status_base();
+        if self.postmaster.is_some() {
+            base.pending_restart = self.last_pending_restart.clone();
+        }
+        base.outcome = self.outcome.clone();
+        base
+    }
+
     fn status_base(&self) -> PgStatus {
         PgStatus {
             facts: PgFacts {
@@ -1049,6 +1053,7 @@ impl Handler<PgOp> for PostgresSupervisor {
                                 act.fire_scheduled(ctx)
                             });
                             info!(event = crate::events::RESTART_SCHEDULED, schedule = %schedule, in_s = wait);
+                            act.changed();
                             act.scheduled = Some(ScheduledRestart {
                                 at_unix,
                                 schedule,
@@ -1064,6 +1069,7 @@ impl Handler<PgOp> for PostgresSupervisor {
             }
             PgOp::CancelScheduledRestart => match self.scheduled.take() {
                 Some(s) => {
+                    self.changed();
                     ctx.cancel_future(s.timer);
                     info!(event = crate::events::SCHEDULED_RESTART_DELETED, schedule = %s.schedule);
                     now(PgOpOutcome::ScheduledRestartDeleted)
@@ -1099,6 +1105,7 @@ impl Handler<ShowRewindFailed> for PostgresSupervisor {
         // A job (a rebuild) started since names the state itself.
         if self.postmaster.is_none() && self.busy.is_none() {
             self.state = PgState::RewindFailed;
+            self.changed();
         }
     }
 }
@@ -1134,6 +1141,7 @@ impl Handler<Follow> for PostgresSupervisor {
                     let ev = act.pg_callbacks.followed(up2.remote);
                     act.callback(ev);
                     act.following = Some(up2);
+                    act.changed();
                 }
                 r
             }),
@@ -1198,6 +1206,7 @@ impl Handler<StopAndWait> for PostgresSupervisor {
                     PgState::StopFailed
                 };
                 act.following = None;
+                act.changed();
                 if was_running && r.is_ok() {
                     let ev = act.pg_callbacks.stopped();
                     act.callback(Some(ev));
@@ -1222,6 +1231,7 @@ impl Handler<StopGracefully> for PostgresSupervisor {
                 .map(|r, act, _| {
                     act.state = PgState::Stopped;
                     act.following = None;
+                    act.changed();
                     r
                 }),
         )

@@ -107,7 +107,7 @@ pub(crate) fn health_status_paused(
     };
     let role = role_str(pg);
     let running = state_str(pg) == PgState::Running.as_str();
-    let cluster = ha.cluster.as_ref();
+    let cluster = ha.cluster.as_deref();
 
     // Patroni: an unparsable `lag` is no limit (`sys.maxsize`).
     let max_lag = query.get("lag").and_then(|v| parse_lag(v));
@@ -354,12 +354,12 @@ mod tests {
     #[test]
     fn a_standby_clusters_leader_answers_standby_leader_and_leader_only() {
         let mut h = ha(true);
-        let mut c = h.cluster.take().unwrap();
+        let mut c = std::sync::Arc::unwrap_or_clone(h.cluster.take().unwrap());
         c.config = Some(crate::dcs::Versioned {
             value: json!({"standby_cluster": {"host": "10.9.9.9"}}),
             version: crate::dcs::Version::from_int(1),
         });
-        h.cluster = Some(c.clone());
+        h.cluster = Some(c.clone().into());
         let mut pg = replica();
         pg.follows_remote = true;
         assert_eq!(crate::api::status::role_str(&pg), "standby_leader");
@@ -376,7 +376,7 @@ mod tests {
         }
         // Its replicas: replicas.
         let mut f = ha(false);
-        f.cluster = Some(c);
+        f.cluster = Some(c.into());
         assert_eq!(get("/replica", &f, &replica()), 200);
         assert_eq!(get("/standby-leader", &f, &replica()), 503);
     }
@@ -480,14 +480,17 @@ mod tests {
     fn sync_paths_follow_the_sync_key() {
         let with = |config: &str, standbys: &str| {
             let mut h = ha(false);
-            h.cluster = Some(Cluster::from_kvs(vec![
-                row("leader", "n2"),
-                row("config", config),
-                row(
-                    "sync",
-                    &format!(r#"{{"leader":"n2","quorum":0,"sync_standby":"{standbys}"}}"#),
-                ),
-            ]));
+            h.cluster = Some(
+                Cluster::from_kvs(vec![
+                    row("leader", "n2"),
+                    row("config", config),
+                    row(
+                        "sync",
+                        &format!(r#"{{"leader":"n2","quorum":0,"sync_standby":"{standbys}"}}"#),
+                    ),
+                ])
+                .into(),
+            );
             h
         };
         let p = replica();
@@ -561,7 +564,7 @@ mod tests {
         assert_eq!(get_q(&[("lag", "16MB")], &fh, &ahead), 200);
         // status.optime counts when it is ahead of the receiver
         let mut far = ha(false);
-        far.cluster = Some(cluster("n2", Some(10 << 20)));
+        far.cluster = Some(cluster("n2", Some(10 << 20)).into());
         assert_eq!(get_q(&[("lag", "1MB")], &far, &fp), 503);
         assert_eq!(get_q(&[("lag", "16MB")], &far, &fp), 200);
         // Patroni's forms: decimals, exponents, hex (10 MiB behind)
@@ -572,7 +575,7 @@ mod tests {
         assert_eq!(get_q(&[("lag", "0x2800kB")], &far, &fp), 200);
         // no known leader position: never lagging
         let mut blind = ha(false);
-        blind.cluster = Some(cluster("n2", None));
+        blind.cluster = Some(cluster("n2", None).into());
         let mut norecv = replica();
         norecv.receive_lsn = None;
         assert_eq!(get_q(&[("lag", "0")], &blind, &norecv), 200);
@@ -697,7 +700,7 @@ mod tests {
         let stopped = down(PgState::Stopped, DataDir::Empty);
         assert_eq!(liveness_status(&h, &stopped, late), 200);
         // paused: always alive
-        h.cluster = Some(Cluster::from_kvs(vec![row("config", r#"{"pause":true}"#)]));
+        h.cluster = Some(Cluster::from_kvs(vec![row("config", r#"{"pause":true}"#)]).into());
         assert_eq!(
             liveness_status(&h, &primary(), now + Duration::from_secs(3600)),
             200
@@ -750,7 +753,7 @@ mod tests {
         );
         // default threshold is maximum_lag_on_failover
         let mut far = ha(false);
-        far.cluster = Some(cluster("n2", Some(2 << 20)));
+        far.cluster = Some(cluster("n2", Some(2 << 20)).into());
         assert_eq!(readiness_status(&none, &far, &replica()), 503);
         far.maximum_lag_on_failover = 4 << 20;
         assert_eq!(readiness_status(&none, &far, &replica()), 200);

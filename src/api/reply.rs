@@ -50,8 +50,3 @@ pub(crate) fn error_page(code: u16, message: &str) -> HttpResponse {
 pub(crate) fn not_implemented(m: &Method) -> HttpResponse {
     error_page(501, &format!("Unsupported method ('{}')", m.as_str()))
 }
-
-/// The node is still starting (the elector has not answered yet).
-pub(crate) fn starting() -> HttpResponse {
-    error_page(503, "Service Unavailable")
-}

@@ -15,8 +15,9 @@ use crate::api::listener::{self, ApiServer, Limits};
 use crate::api::state::Shared;
 use crate::api::{headers, request, routes};
 use crate::dcs::Dcs;
+use crate::messages::board::{HaView, PgBoard};
 use crate::messages::config::ReloadConfig;
-use crate::messages::elector::{FailsafeHeartbeat, GetHaState, SyncDuty, Wake};
+use crate::messages::elector::{FailsafeHeartbeat, SyncDuty, Wake};
 use crate::messages::supervisor::{GetPgStatus, PgOp};
 use crate::peer_client::PeerClient;
 use crate::tls::ServerTls;
@@ -53,7 +54,11 @@ const HTTP_THREADS: usize = 2;
 
 /// What the API needs from the rest of the daemon.
 pub struct ApiContext {
-    pub elector: Recipient<GetHaState>,
+    /// The HA loop's state (the elector's board: src/actors/ha_board.rs).
+    pub ha: Arc<dyn HaView>,
+    /// PostgreSQL's status as the supervisor last read it for a request;
+    /// asked of `supervisor` when it is not fresh.
+    pub pg_board: Arc<PgBoard>,
     pub supervisor: Recipient<GetPgStatus>,
     pub config_manager: Recipient<ReloadConfig>,
     /// Where `POST /failsafe` reports a live leader.

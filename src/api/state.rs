@@ -1,29 +1,27 @@
-//! What every route reads: the elector's and the supervisor's state, asked
-//! concurrently with a short deadline, and the DCS.
+//! What every route reads: the elector's state and the supervisor's
+//! PostgreSQL status, from their boards (`messages::board`) when they are
+//! fresh, else asked with a short deadline; and the DCS.
 //!
-//! A busy actor cannot hang a health check or a peer's `GET /patroni`
+//! A busy supervisor cannot hang a health check or a peer's `GET /patroni`
 //! during a leader race: a late answer falls back to the last one received
 //! (PostgreSQL then reads as `unknown`).
 
 use std::sync::Mutex;
-use std::time::Duration;
-
-use futures_util::future::join;
+use std::time::{Duration, Instant};
 
 use crate::api::server::ApiContext;
 use crate::dcs::Cluster;
 use crate::ha::PgFacts;
-use crate::messages::elector::{GetHaState, HaState};
+use crate::messages::elector::HaState;
 use crate::messages::supervisor::{GetPgStatus, PgState, PgStatus};
 
-/// How long a request waits for an actor's answer. Peers give `/patroni`
-/// 2 s in a leader race; this leaves room for the reply itself.
+/// How long a request waits for the supervisor's answer. Peers give
+/// `/patroni` 2 s in a leader race; this leaves room for the reply itself.
 pub(crate) const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// The application state of the server, shared by its workers.
 pub(crate) struct Shared {
     pub(crate) ctx: ApiContext,
-    last_ha: Mutex<Option<HaState>>,
     last_pg: Mutex<Option<PgStatus>>,
 }
 
@@ -31,34 +29,38 @@ impl Shared {
     pub(crate) fn new(ctx: ApiContext) -> Shared {
         Shared {
             ctx,
-            last_ha: Mutex::new(None),
             last_pg: Mutex::new(None),
         }
     }
 
-    /// Ask the elector and the supervisor concurrently. `None` only when the
-    /// elector has never answered (the node is still starting).
-    pub(crate) async fn states(&self) -> Option<(HaState, PgStatus)> {
-        let ha = self.ctx.elector.send(GetHaState).timeout(ASK_TIMEOUT);
-        let pg = self
+    /// The HA loop's state and PostgreSQL's. The supervisor's published
+    /// light status answers while it is fresh (`PgBoard`: a query sent at
+    /// most 20 ms ago, nothing changed since): no message, no wake-up of
+    /// the actors' thread. Otherwise the supervisor is asked.
+    pub(crate) async fn states(&self) -> (HaState, PgStatus) {
+        let pg = match self.ctx.pg_board.fresh(Instant::now()) {
+            Some(pg) => pg,
+            None => self.ask_supervisor().await,
+        };
+        // Read after PostgreSQL's answer: never older than it.
+        (self.ctx.ha.ha_state(Instant::now()), pg)
+    }
+
+    /// The HA loop's state alone (routes that show nothing of PostgreSQL).
+    pub(crate) fn ha(&self) -> HaState {
+        self.ctx.ha.ha_state(Instant::now())
+    }
+
+    async fn ask_supervisor(&self) -> PgStatus {
+        let asked = self
             .ctx
             .supervisor
             .send(GetPgStatus {
                 take_outcome: false,
             })
-            .timeout(ASK_TIMEOUT);
-        let (ha, pg) = join(ha, pg).await;
-        let ha = match ha {
-            Ok(h) => {
-                *lock(&self.last_ha) = Some(h.clone());
-                h
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "REST API: no answer from the elector");
-                lock(&self.last_ha).clone()?
-            }
-        };
-        let pg = match pg {
+            .timeout(ASK_TIMEOUT)
+            .await;
+        match asked {
             Ok(p) => {
                 *lock(&self.last_pg) = Some(p.clone());
                 p
@@ -67,8 +69,7 @@ impl Shared {
                 tracing::warn!(error = %e, "REST API: no answer from the supervisor");
                 unknown_pg(lock(&self.last_pg).clone())
             }
-        };
-        Some((ha, pg))
+        }
     }
 
     pub(crate) async fn load_cluster(&self) -> Option<Cluster> {

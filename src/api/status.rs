@@ -34,7 +34,7 @@ pub(crate) fn role_str(pg: &PgStatus) -> &'static str {
 
 /// The cluster is paused, as far as this node's last DCS view knows.
 pub(crate) fn paused(ha: &HaState) -> bool {
-    ha.cluster.as_ref().is_some_and(cluster_paused)
+    ha.cluster.as_deref().is_some_and(cluster_paused)
 }
 
 /// Effective tags as a JSON object (boolean tags that are false are absent).
@@ -181,7 +181,7 @@ pub(crate) mod tests {
             name: "n1".into(),
             scope: "batman".into(),
             tags: Tags::default(),
-            cluster: Some(cluster(if is_leader { "n1" } else { "n2" }, Some(1000))),
+            cluster: Some(cluster(if is_leader { "n1" } else { "n2" }, Some(1000)).into()),
             is_leader,
             dcs_last_seen: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             ttl_secs: 30.0,
@@ -356,7 +356,7 @@ pub(crate) mod tests {
     #[test]
     fn cluster_unlocked_pause_tags_and_last_seen() {
         let mut h = ha(false);
-        h.cluster = Some(cluster("", None));
+        h.cluster = Some(cluster("", None).into());
         assert_eq!(status_document(&h, &replica())["cluster_unlocked"], true);
         h.cluster = None;
         h.dcs_last_seen = None;
@@ -371,10 +371,13 @@ pub(crate) mod tests {
         );
 
         let mut h = ha(false);
-        h.cluster = Some(Cluster::from_kvs(vec![
-            row("leader", "n2"),
-            row("config", r#"{"pause":true}"#),
-        ]));
+        h.cluster = Some(
+            Cluster::from_kvs(vec![
+                row("leader", "n2"),
+                row("config", r#"{"pause":true}"#),
+            ])
+            .into(),
+        );
         h.tags.nofailover = true;
         h.tags.other.insert("zone".into(), json!("a"));
         h.dcs_last_seen = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(5_500));

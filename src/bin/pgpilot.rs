@@ -482,13 +482,15 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .with_timeout(callback_timeout(dynamic.timing.ttl))
         .start();
     let mut supervisor_addr = None;
+    let mut boards = None;
     let elector = LeaderElector::create(|ctx| {
         let sup = PostgresSupervisor::new(cfg.clone(), dynamic.clone(), ctx.address().recipient())
             .with_callbacks(callbacks.clone().recipient())
-            .with_sync_duty(ctx.address().recipient())
-            .start();
+            .with_sync_duty(ctx.address().recipient());
+        let pg_board = sup.pg_board();
+        let sup = sup.start();
         supervisor_addr = Some(sup.clone());
-        LeaderElector::new(
+        let elector = LeaderElector::new(
             cfg.clone(),
             dynamic.clone(),
             ElectorLinks {
@@ -504,9 +506,12 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 dynamic_changed: sup.clone().recipient(),
                 callbacks: callbacks.clone().recipient(),
             },
-        )
+        );
+        boards = Some((elector.board(), pg_board));
+        elector
     });
     let supervisor = supervisor_addr.context("supervisor not started")?;
+    let (ha_board, pg_board) = boards.context("elector not created")?;
     DcsWatcher::new(dcs.clone(), elector.clone().recipient()).start();
 
     let reload_path = path.clone();
@@ -542,7 +547,8 @@ async fn run(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let server = serve_tls(
         &cfg.restapi.listen,
         ApiContext {
-            elector: elector.clone().recipient(),
+            ha: ha_board,
+            pg_board,
             supervisor: supervisor.clone().recipient(),
             config_manager: manager.clone().recipient(),
             failsafe: elector.clone().recipient(),

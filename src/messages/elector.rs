@@ -1,6 +1,7 @@
 //! Messages handled by the `LeaderElector`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use actix::Message;
@@ -20,14 +21,15 @@ pub struct Wake(pub &'static str);
 #[rtype(result = "()")]
 pub struct JobFinished(pub JobOutcome);
 
-/// The HA loop's view, for the REST API.
+/// The HA loop's view, for the REST API (read from the elector's board:
+/// `messages::board::HaView`).
 #[derive(Debug, Clone)]
 pub struct HaState {
     pub name: String,
     pub scope: String,
     pub tags: Tags,
     /// The last DCS read, `None` if the last read failed or it is older than ttl.
-    pub cluster: Option<Cluster>,
+    pub cluster: Option<Arc<Cluster>>,
     /// This node holds the leader lease right now.
     pub is_leader: bool,
     pub dcs_last_seen: Option<SystemTime>,
@@ -52,10 +54,6 @@ pub struct HaState {
     /// reads; `None` in tests without a fence.
     pub fence_dir: Option<std::sync::Arc<std::path::Path>>,
 }
-
-#[derive(Debug, Message)]
-#[rtype(result = "HaState")]
-pub struct GetHaState;
 
 /// Graceful shutdown: stop PostgreSQL, release the lock, leave.
 #[derive(Debug, Message)]

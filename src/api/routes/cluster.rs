@@ -1,17 +1,15 @@
 //! `GET /cluster` and `GET /history`, read afresh from the DCS.
 
 use actix_web::{HttpResponse, web};
-use futures_util::future::join;
 
 use crate::api::cluster;
 use crate::api::reply::{error_page, json_reply};
 use crate::api::state::Shared;
 
 pub(crate) async fn get_cluster(shared: web::Data<Shared>) -> HttpResponse {
-    let (c, states) = join(shared.load_cluster(), shared.states()).await;
-    match (c, states) {
-        (Some(c), Some((ha, _))) => json_reply(200, &cluster::cluster_json(&c, &ha.scope)),
-        _ => error_page(503, "Service Unavailable"),
+    match shared.load_cluster().await {
+        Some(c) => json_reply(200, &cluster::cluster_json(&c, &shared.ha().scope)),
+        None => error_page(503, "Service Unavailable"),
     }
 }
 

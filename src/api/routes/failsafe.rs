@@ -5,7 +5,7 @@ use std::time::Instant;
 use actix_web::{HttpResponse, web};
 use serde_json::Value;
 
-use crate::api::reply::{error_page, json_reply, starting, text_reply};
+use crate::api::reply::{error_page, json_reply, text_reply};
 use crate::api::request::RequestBody;
 use crate::api::state::Shared;
 use crate::messages::elector::{FailsafeHeartbeat, HaState};
@@ -13,7 +13,7 @@ use crate::messages::supervisor::{PgState, PgStatus};
 
 /// `GET /failsafe`: the `failsafe` key of the last DCS read; 502 if none.
 pub(crate) async fn get(shared: web::Data<Shared>) -> HttpResponse {
-    match shared.states().await.and_then(|(ha, _)| ha.failsafe) {
+    match shared.ha().failsafe {
         Some(map) => json_reply(200, &serde_json::json!(map)),
         None => error_page(502, "Bad Gateway"),
     }
@@ -44,9 +44,7 @@ pub(crate) async fn post(
     shared: web::Data<Shared>,
     body: web::ReqData<RequestBody>,
 ) -> HttpResponse {
-    let Some((ha, pg)) = shared.states().await else {
-        return starting();
-    };
+    let (ha, pg) = shared.states().await;
     let reply = failsafe_reply(&ha, &pg);
     if matches!(reply, FailsafeReply::Disabled) {
         return error_page(502, "Bad Gateway");

@@ -8,7 +8,7 @@ use std::time::Instant;
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::api::reply::{json_reply, not_implemented, starting, status_only};
+use crate::api::reply::{json_reply, not_implemented, status_only};
 use crate::api::request::query;
 use crate::api::state::Shared;
 use crate::api::{health, status};
@@ -32,13 +32,7 @@ async fn check(
     query: &BTreeMap<String, String>,
     with_body: bool,
 ) -> HttpResponse {
-    let Some((ha, pg)) = shared.states().await else {
-        return if with_body {
-            starting()
-        } else {
-            status_only(503)
-        };
-    };
+    let (ha, pg) = shared.states().await;
     let code = health::health_status(path, query, &ha, &pg);
     if with_body {
         json_reply(code, &status::status_document(&ha, &pg))
@@ -48,15 +42,11 @@ async fn check(
 }
 
 pub(crate) async fn liveness(shared: web::Data<Shared>) -> HttpResponse {
-    match shared.states().await {
-        Some((ha, pg)) => status_only(health::liveness_status(&ha, &pg, Instant::now())),
-        None => status_only(503),
-    }
+    let (ha, pg) = shared.states().await;
+    status_only(health::liveness_status(&ha, &pg, Instant::now()))
 }
 
 pub(crate) async fn readiness(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
-    match shared.states().await {
-        Some((ha, pg)) => status_only(health::readiness_status(&query(&req), &ha, &pg)),
-        None => status_only(503),
-    }
+    let (ha, pg) = shared.states().await;
+    status_only(health::readiness_status(&query(&req), &ha, &pg))
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpResponse, web};
 
 use crate::api::lease_metrics::{self, LeaseFacts};
-use crate::api::reply::starting;
 use crate::api::state::Shared;
 use crate::api::{metrics, status};
 use crate::fence;
@@ -22,9 +21,7 @@ use crate::telemetry;
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(crate) async fn get(shared: web::Data<Shared>) -> HttpResponse {
-    let Some((ha, pg)) = shared.states().await else {
-        return starting();
-    };
+    let (ha, pg) = shared.states().await;
     let mut body = metrics::render(&status::status_document(&ha, &pg));
     body.push_str(&lease_metrics::render(
         &lease_facts(&ha),

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::api::reinit;
-use crate::api::reply::{starting, text_reply};
+use crate::api::reply::text_reply;
 use crate::api::request::RequestBody;
 use crate::api::routes::restart::pg_op;
 use crate::api::state::{ASK_TIMEOUT, Shared};
@@ -17,9 +17,7 @@ pub(crate) async fn post(
     body: web::ReqData<RequestBody>,
 ) -> HttpResponse {
     let (force, from_leader) = reinit::parse_body(&body.0);
-    let Some((ha, _)) = shared.states().await else {
-        return starting();
-    };
+    let ha = shared.ha();
     let Some(cluster) = shared.load_cluster().await else {
         return text_reply(503, "DCS is not accessible, can not reinitialize");
     };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 
-use crate::api::reply::{starting, text_reply};
+use crate::api::reply::text_reply;
 use crate::api::request::RequestBody;
 use crate::api::routes::reload::RELOAD_TIMEOUT;
 use crate::api::state::{ASK_TIMEOUT, Shared};
@@ -24,9 +24,7 @@ pub(crate) async fn post(
     shared: web::Data<Shared>,
     body: web::ReqData<RequestBody>,
 ) -> HttpResponse {
-    let Some((ha, pg)) = shared.states().await else {
-        return starting();
-    };
+    let (ha, pg) = shared.states().await;
     let req = match restart::parse_request(
         &body.0,
         status::paused(&ha),

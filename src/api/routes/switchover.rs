@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::api::reply::{error_page, starting, text_reply};
+use crate::api::reply::{error_page, text_reply};
 use crate::api::request::RequestBody;
 use crate::api::state::Shared;
 use crate::api::switchover::{self, Kind};
@@ -22,10 +22,7 @@ pub(crate) async fn post_failover(
 }
 
 async fn post(shared: &Shared, kind: Kind, body: &[u8]) -> HttpResponse {
-    let loop_wait = match shared.states().await {
-        Some((ha, _)) => ha.loop_wait_secs,
-        None => return starting(),
-    };
+    let loop_wait = shared.ha().loop_wait_secs;
     let (code, text) = switchover::post(
         kind,
         body,
