@@ -487,6 +487,14 @@ impl FenceClient {
         &self.dir
     }
 
+    /// Whether a fence may run for this directory. Only two can: one a
+    /// previous daemon left (found by [`FenceClient::new`]) and one this
+    /// daemon launched; with neither, no file is looked at (an idle
+    /// replica's cycle then opens nothing: issue 12 §5).
+    fn may_be_running(&self) -> bool {
+        (self.pid.is_some() || self.launched_at.is_some()) && live_fence_pid(&self.dir).is_some()
+    }
+
     /// Carry out one cycle's order. Errors are logged: a missing fence
     /// weakens protection but must not stop the HA loop.
     /// `paused`: pause mode is on, and the fence does nothing whatever the
@@ -528,7 +536,7 @@ impl FenceClient {
             && !self.last.exit
             && hb.paused == self.last.paused
             && self.last.written_ms != 0;
-        if quiet && live_fence_pid(&self.dir).is_none() {
+        if quiet && !self.may_be_running() {
             return;
         }
         self.write(hb);

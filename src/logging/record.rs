@@ -83,6 +83,19 @@ pub struct Record {
     pub started: OffsetDateTime,
 }
 
+thread_local! {
+    /// This thread's id, asked of the kernel once (a system call per log
+    /// line was a measurable part of an idle HA cycle: issue 12 §5).
+    static TID: i64 = i64::from(nix::unistd::gettid().as_raw());
+}
+
+/// This process's id, asked once: the daemon never forks a child that logs
+/// through it (helpers and the fence are new programs, `exec`ed).
+fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 impl Record {
     /// Collect `event` at `time`.
     pub fn from_event(event: &Event<'_>, time: OffsetDateTime, started: OffsetDateTime) -> Record {
@@ -106,8 +119,8 @@ impl Record {
             line: v.log_line.or(meta.line()),
             message: v.message,
             fields: v.fields,
-            pid: std::process::id(),
-            thread_id: i64::from(nix::unistd::gettid().as_raw()),
+            pid: process_id(),
+            thread_id: TID.with(|t| *t),
             thread_name,
             started,
         }
