@@ -63,7 +63,8 @@ pub struct ElectorLinks {
 
 pub struct LeaderElector {
     cfg: Arc<Config>,
-    dynamic: DynamicConfig,
+    /// Shared with each cycle in flight (a cycle copies no configuration).
+    dynamic: Arc<DynamicConfig>,
     links: Arc<ElectorLinks>,
     http: reqwest::Client,
     /// A cycle is in flight.
@@ -148,7 +149,7 @@ impl LeaderElector {
             systemd_watchdog: crate::sd_notify::SystemdWatchdog::from_env(),
             http: crate::peer_client::build(&cfg),
             cfg,
-            dynamic,
+            dynamic: Arc::new(dynamic),
             links: Arc::new(links),
             cycling: false,
             rerun: false,
@@ -350,7 +351,7 @@ impl LeaderElector {
                 self.links
                     .dynamic_changed
                     .do_send(DynamicConfigChanged(new.clone()));
-                self.dynamic = new;
+                self.dynamic = Arc::new(new);
             }
             Err(e) => {
                 warn!(event = crate::events::BAD_DYNAMIC_CONFIG, error = %e, "keeping the previous dynamic configuration")
@@ -601,7 +602,7 @@ impl Handler<Shutdown> for LeaderElector {
 /// actor (messages such as `GetHaState` are answered meanwhile).
 struct CycleInput {
     cfg: Arc<Config>,
-    dynamic: DynamicConfig,
+    dynamic: Arc<DynamicConfig>,
     links: Arc<ElectorLinks>,
     http: reqwest::Client,
     /// The node, its cycle started (`ha::Node::start_cycle`).

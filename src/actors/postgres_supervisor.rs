@@ -33,7 +33,9 @@ use crate::postgres::{
 };
 
 pub struct PostgresSupervisor {
-    env: JobEnv,
+    /// Shared with every job and status read in flight; a change makes a
+    /// new copy (`Arc::make_mut`), so one in flight keeps what it began with.
+    env: Arc<JobEnv>,
     postmaster: Option<Postmaster>,
     state: PgState,
     busy: Option<JobKind>,
@@ -189,7 +191,7 @@ impl PostgresSupervisor {
         };
         let session = LocalSession::new(env.local_conn(), env.dynamic.timing.local_query_timeout());
         PostgresSupervisor {
-            env,
+            env: Arc::new(env),
             postmaster: None,
             state: PgState::Stopped,
             busy: None,
@@ -515,7 +517,7 @@ enum SettingsRead {
 /// read the pending-restart settings; the second value is the postmaster
 /// start time and configuration generation of a successful read.
 async fn gather_status(
-    env: JobEnv,
+    env: Arc<JobEnv>,
     mut st: PgStatus,
     session: LocalSession,
     full: bool,
@@ -1244,7 +1246,7 @@ impl Handler<SyncSlots> for PostgresSupervisor {
     fn handle(&mut self, SyncSlots(req): SyncSlots, ctx: &mut Context<Self>) -> Self::Result {
         if req.hot_standby_feedback != self.env.hot_standby_feedback {
             // A reload applies it (Patroni's `set_enforce_hot_standby_feedback`).
-            self.env.hot_standby_feedback = req.hot_standby_feedback;
+            Arc::make_mut(&mut self.env).hot_standby_feedback = req.hot_standby_feedback;
             info!(
                 event = crate::events::HOT_STANDBY_FEEDBACK_FORCED,
                 on = req.hot_standby_feedback,
@@ -1375,9 +1377,9 @@ impl Handler<DynamicConfigChanged> for PostgresSupervisor {
         // Without slots no slot sync comes to say otherwise: no logical
         // slot is kept, nothing needs the feedback forced.
         if !d.use_slots {
-            self.env.hot_standby_feedback = false;
+            Arc::make_mut(&mut self.env).hot_standby_feedback = false;
         }
-        self.env.dynamic = d;
+        Arc::make_mut(&mut self.env).dynamic = d;
         self.env.log_parameter_warnings();
         self.retarget_session();
         self.apply_config(ctx);
@@ -1396,8 +1398,9 @@ impl Handler<SetStandbyNames> for PostgresSupervisor {
         // The rules decided: what the previous daemon left no longer
         // counts. Nothing to write when the value in force stays.
         let before = self.env.managed_standby_names().map(str::to_owned);
-        self.env.inherited_standby_names = None;
-        self.env.standby_names = value;
+        let env = Arc::make_mut(&mut self.env);
+        env.inherited_standby_names = None;
+        env.standby_names = value;
         if self.env.managed_standby_names() == before.as_deref() {
             return done(Ok(()));
         }
@@ -1435,7 +1438,7 @@ impl Handler<ConfigReloaded> for PostgresSupervisor {
 impl Handler<ConfigChanged> for PostgresSupervisor {
     type Result = ();
     fn handle(&mut self, ConfigChanged(cfg): ConfigChanged, ctx: &mut Context<Self>) {
-        self.env.cfg = cfg;
+        Arc::make_mut(&mut self.env).cfg = cfg;
         self.env.log_parameter_warnings();
         self.retarget_session();
         self.apply_config(ctx);

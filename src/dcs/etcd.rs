@@ -665,10 +665,10 @@ impl Inner {
     async fn load_cluster(&self, use_cache: bool) -> DcsResult<Cluster> {
         let fresh = self.watch_fresh_within();
         let ticket = {
-            let view = self.view();
+            let mut view = self.view();
             let now = Instant::now();
-            if use_cache && let Some(rows) = view.cached(now, fresh) {
-                return Ok(Cluster::from_kvs(rows));
+            if use_cache && let Some(c) = view.cached_cluster(now, fresh) {
+                return Ok(c);
             }
             view.ticket(now, fresh)
         };

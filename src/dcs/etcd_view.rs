@@ -31,6 +31,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::dcs::Cluster;
+
 /// One row of a prefix read: relative key, value, mod revision, lease.
 pub(crate) type Row = (String, String, i64, i64);
 
@@ -61,6 +63,9 @@ struct Cache {
     /// The store revision the read was taken at.
     read_rev: i64,
     keys: BTreeMap<String, Entry>,
+    /// `keys` parsed, once: an idle node's cycle copies it instead of
+    /// parsing every member's JSON again. Dropped by every change.
+    parsed: Option<Cluster>,
 }
 
 impl Cache {
@@ -73,6 +78,7 @@ impl Cache {
         };
         if newer {
             self.keys.insert(key.to_owned(), entry);
+            self.parsed = None;
         }
     }
 
@@ -168,6 +174,23 @@ impl View {
             .map(Cache::rows)
     }
 
+    /// [`View::cached`], parsed (`Cluster::from_kvs`), parsed again only
+    /// after a change: an idle cluster's view is parsed once.
+    pub(crate) fn cached_cluster(
+        &mut self,
+        now: Instant,
+        fresh_within: Duration,
+    ) -> Option<Cluster> {
+        if !self.watched(now, fresh_within) {
+            return None;
+        }
+        let cache = self.cache.as_mut()?;
+        if cache.parsed.is_none() {
+            cache.parsed = Some(Cluster::from_kvs(cache.rows()));
+        }
+        cache.parsed.clone()
+    }
+
     /// What key `rel` holds (value, mod revision, lease), if the view can
     /// vouch: `Some(None)` when it holds nothing.
     pub(crate) fn cached_key(
@@ -214,7 +237,11 @@ impl View {
                     )
                 })
                 .collect();
-            self.cache = Some(Cache { read_rev, keys });
+            self.cache = Some(Cache {
+                read_rev,
+                keys,
+                parsed: None,
+            });
         }
     }
 
@@ -333,6 +360,43 @@ mod tests {
         let t = v.ticket(now, FRESH);
         v.store(t, rev, rows);
         v
+    }
+
+    #[test]
+    fn the_parsed_view_follows_every_change() {
+        let now = Instant::now();
+        let mut v = read(now, 10, vec![row("leader", "a", 3)]);
+        let first = v.cached_cluster(now, FRESH).expect("cached");
+        assert_eq!(first.leader_name(), Some("a"));
+        assert_eq!(
+            v.cached_cluster(now, FRESH).expect("again").leader_name(),
+            Some("a")
+        );
+        v.changed("leader", put("b", 11), false);
+        assert_eq!(
+            v.cached_cluster(now, FRESH)
+                .expect("after an event")
+                .leader_name(),
+            Some("b"),
+            "an event drops the parsed copy"
+        );
+        v.own_write("leader", put("c", 12), false);
+        assert_eq!(
+            v.cached_cluster(now, FRESH)
+                .expect("after a write")
+                .leader_name(),
+            Some("c")
+        );
+        v.changed("leader", put("old", 4), false);
+        assert_eq!(
+            v.cached_cluster(now, FRESH)
+                .expect("after a late event")
+                .leader_name(),
+            Some("c"),
+            "an older event changes nothing"
+        );
+        v.watch_closed();
+        assert!(v.cached_cluster(now, FRESH).is_none());
     }
 
     #[test]
