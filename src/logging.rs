@@ -211,6 +211,34 @@ fn filter_for(settings: &Settings, env_filter: bool) -> Targets {
     targets(&settings.directives())
 }
 
+/// The most verbose level `filter` lets through for any target.
+fn most_verbose(filter: &Targets) -> LevelFilter {
+    filter
+        .iter()
+        .map(|(_, l)| l)
+        .chain(filter.default_level())
+        .max()
+        .unwrap_or(LevelFilter::OFF)
+}
+
+/// Dependencies log through the `log` crate (tokio-postgres writes a debug
+/// record for every statement). Its own level check is one comparison;
+/// left at TRACE (the counting layer's pgpilot-only filter would keep it
+/// there) every record went on to the subscriber to be filtered out, ~1% of
+/// an idle replica's CPU. pgpilot's own events are `tracing` events: this
+/// changes nothing they count or show.
+fn set_log_crate_level(most: LevelFilter) {
+    let level = match most {
+        LevelFilter::OFF => log::LevelFilter::Off,
+        LevelFilter::ERROR => log::LevelFilter::Error,
+        LevelFilter::WARN => log::LevelFilter::Warn,
+        LevelFilter::INFO => log::LevelFilter::Info,
+        LevelFilter::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    log::set_max_level(level);
+}
+
 /// `RUST_LOG`'s directives (docs/configuration.md, "log"): a bare level (the
 /// default for every target) and `target=level` (a target and the modules
 /// under it), comma-separated; the most specific target decides, a later
@@ -248,7 +276,9 @@ pub fn init(kind: Option<LogFormat>, log: &Log) -> Result<Vec<String>, LogError>
     let (settings, warnings) = Settings::from_config(log, kind);
     // An empty RUST_LOG is no RUST_LOG (the usual reading).
     let env_filter = std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty());
-    let (filter, handle) = reload::Layer::new(filter_for(&settings, env_filter));
+    let lines_filter = filter_for(&settings, env_filter);
+    let most = most_verbose(&lines_filter);
+    let (filter, handle) = reload::Layer::new(lines_filter);
     let out = Arc::new(Mutex::new(Output {
         sink: sink(&settings)?,
         settings,
@@ -271,6 +301,7 @@ pub fn init(kind: Option<LogFormat>, log: &Log) -> Result<Vec<String>, LogError>
         .with(lines.with_filter(filter))
         .with(telemetry::EventCounter.with_filter(counted))
         .try_init();
+    set_log_crate_level(most);
     Ok(warnings)
 }
 
@@ -303,7 +334,10 @@ pub fn reload(log: &Log) -> Result<Vec<String>, LogError> {
     // shape starts with the new level (rebuilding the callsite interest
     // cache: a lowered level takes effect at once). The filter never takes
     // the output's lock: no deadlock.
-    let _ = i.filter.reload(filter_for(&settings, i.env_filter));
+    let lines_filter = filter_for(&settings, i.env_filter);
+    let most = most_verbose(&lines_filter);
+    let _ = i.filter.reload(lines_filter);
+    set_log_crate_level(most);
     out.settings = settings;
     Ok(warnings)
 }
@@ -338,6 +372,18 @@ impl actix::Handler<crate::messages::config::ConfigChanged> for LogReloader {
 #[cfg(test)]
 mod tests {
     use tracing::Level;
+
+    /// The `log` crate's level follows the most verbose target: a logger
+    /// set to DEBUG still gets its dependency's debug records.
+    #[test]
+    fn the_log_crate_level_is_the_most_verbose_target() {
+        use tracing_subscriber::filter::LevelFilter;
+        let most = |d: &str| super::most_verbose(&super::targets(d));
+        assert_eq!(most("info"), LevelFilter::INFO);
+        assert_eq!(most("warn,tokio_postgres=debug"), LevelFilter::DEBUG);
+        assert_eq!(most(""), LevelFilter::ERROR, "no bare level: errors only");
+        assert_eq!(most("trace,pgpilot=info"), LevelFilter::TRACE);
+    }
 
     /// The filter the daemon builds from `log.level`, `log.loggers` and
     /// `RUST_LOG`: the most specific target decides; junk is skipped.
