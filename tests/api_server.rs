@@ -16,6 +16,7 @@ use pgpilot::dcs::{
     WatchEvent,
 };
 use pgpilot::ha::{DataDir, PgFacts, PgRole};
+use pgpilot::messages::board::PgBoard;
 use pgpilot::messages::config::{ReloadConfig, ReloadError};
 use pgpilot::messages::elector::{FailsafeHeartbeat, HaState, SyncDuty, Wake};
 use pgpilot::messages::supervisor::{GetPgStatus, PgOp, PgOpOutcome, PgState, PgStatus};
@@ -258,6 +259,8 @@ fn pg(role: PgRole) -> PgStatus {
 
 struct Node {
     base: String,
+    /// What the supervisor would publish (nothing unless a test does).
+    pg_board: Arc<PgBoard>,
     dcs: Arc<TestDcs>,
     reloads: Arc<Mutex<u32>>,
     heartbeats: Arc<Mutex<Vec<String>>>,
@@ -267,6 +270,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
     let dcs = Arc::new(TestDcs(Mutex::new(Some(cluster()))));
     let reloads = Arc::new(Mutex::new(0));
     let heartbeats = Arc::new(Mutex::new(Vec::new()));
+    let pg_board = Arc::new(PgBoard::default());
     let supervisor = FakeSupervisor {
         status,
         delay: pg_delay,
@@ -274,8 +278,9 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
     .start();
     let ctx = ApiContext {
         ha: Arc::new(ha),
-        // Never published: every status asks the fake supervisor.
-        pg_board: Arc::default(),
+        // Unpublished unless a test publishes: then the fake supervisor is
+        // not asked.
+        pg_board: pg_board.clone(),
         sync_duty: FakeElector.start().recipient(),
         supervisor: supervisor.clone().recipient(),
         pg_ops: supervisor.recipient(),
@@ -291,6 +296,7 @@ fn start_node(ha: HaState, status: PgStatus, pg_delay: Duration) -> Node {
     actix_web::rt::spawn(server);
     Node {
         base: format!("http://127.0.0.1:{port}"),
+        pg_board,
         dcs,
         reloads,
         heartbeats,
@@ -493,6 +499,33 @@ async fn patroni_document() {
     assert_eq!(d["xlog"]["replayed_location"], 50330000);
     assert_eq!(d["xlog"]["replayed_timestamp"], Value::Null);
     assert_eq!(d["xlog"]["paused"], false);
+}
+
+/// A health check reads the status the supervisor published while it is
+/// fresh (docs/rest-api.md, "Health checks and PostgreSQL"): the slow
+/// supervisor, which would say replica, is not asked.
+#[actix_web::test]
+async fn a_fresh_published_status_answers_without_asking_the_supervisor() {
+    let node = start_node(ha("n1", true), pg(PgRole::Replica), Duration::from_secs(10));
+    let c = client();
+    // Sent "in the future": fresh for the whole request however slow the
+    // test machine, so the check cannot race the 20 ms window.
+    let sent = Instant::now() + Duration::from_secs(30);
+    let primary = pg(PgRole::Primary);
+    node.pg_board.publish(sent, primary.clone(), primary);
+    let t0 = Instant::now();
+    let (st, _, d) = get_json(&c, format!("{}/patroni", node.base)).await;
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(st, 200);
+    assert_eq!(d["role"], "primary", "{d}");
+    assert_eq!(
+        code(&c, Method::GET, format!("{}/primary", node.base)).await,
+        200
+    );
+    // Cleared (a change in the supervisor): asked again, and late.
+    node.pg_board.clear();
+    let (_, _, d) = get_json(&c, format!("{}/patroni", node.base)).await;
+    assert_eq!(d["state"], "unknown", "{d}");
 }
 
 #[actix_web::test]

@@ -986,8 +986,6 @@ impl PostgresSupervisor {
         );
     }
 
-    /// What the supervisor itself knows, before PostgreSQL is asked (no job
-    /// outcome: only the HA loop's status question carries it).
     /// What a light status is read under: [`Self::status_base`], the
     /// pending-restart flag the HA loop's status last read (a status that
     /// does not read `pg_settings` carries it) and the last outcome.
@@ -1000,6 +998,8 @@ impl PostgresSupervisor {
         base
     }
 
+    /// What the supervisor itself knows, before PostgreSQL is asked (no job
+    /// outcome: only the HA loop's status question carries it).
     fn status_base(&self) -> PgStatus {
         PgStatus {
             facts: PgFacts {
