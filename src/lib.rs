@@ -26,6 +26,7 @@ pub mod events;
 pub mod fence;
 pub mod ha;
 pub mod logging;
+pub mod long_sleep;
 pub mod messages;
 pub mod peer_client;
 pub mod postgres;

@@ -179,7 +179,7 @@ impl LeaderElector {
             self.keepalive_ticking = false;
             return;
         }
-        ctx.run_later(timing.keepalive_interval(), |act, ctx| {
+        after(ctx, timing.keepalive_interval(), |act, ctx| {
             act.keepalive_tick(ctx)
         });
         let Some(ticket) = sync::lock(&self.node).tick(Instant::now(), self.dynamic.pause, &timing)
@@ -235,7 +235,7 @@ impl LeaderElector {
             return;
         }
         self.keepalive_ticking = true;
-        ctx.run_later(self.dynamic.timing.keepalive_interval(), |act, ctx| {
+        after(ctx, self.dynamic.timing.keepalive_interval(), |act, ctx| {
             act.keepalive_tick(ctx)
         });
     }
@@ -322,7 +322,7 @@ impl LeaderElector {
         let wait = due.saturating_duration_since(now);
         self.next_cycle_due = Some(due);
         self.publish();
-        self.timer = Some(ctx.run_later(wait, |act, ctx| {
+        self.timer = Some(after(ctx, wait, |act, ctx| {
             act.timer = None;
             act.start_cycle(ctx);
         }));
@@ -596,6 +596,19 @@ impl Handler<Shutdown> for LeaderElector {
             .map(|_, _, _| System::current().stop()),
         )
     }
+}
+
+/// `ctx.run_later` on a timerfd (src/long_sleep.rs: one wake-up per sleep,
+/// where tokio's timer wheel made two or three).
+fn after(
+    ctx: &mut Context<LeaderElector>,
+    wait: Duration,
+    then: impl FnOnce(&mut LeaderElector, &mut Context<LeaderElector>) + 'static,
+) -> SpawnHandle {
+    ctx.spawn(
+        actix::fut::wrap_future::<_, LeaderElector>(crate::long_sleep::sleep(wait))
+            .map(move |(), act, ctx| then(act, ctx)),
+    )
 }
 
 /// A snapshot of what a cycle needs, so the cycle runs without borrowing the

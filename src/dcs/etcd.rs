@@ -1284,7 +1284,8 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                         None => return st.lost("watch stream ended".into()),
                     }
                 }
-                _ = tokio::time::sleep_until(wake_at.into()) => {
+                // One wake-up at the probe time (src/long_sleep.rs).
+                _ = crate::long_sleep::sleep(wake_at.saturating_duration_since(Instant::now())) => {
                     if w.probe_sent.is_some() {
                         let why = format!("watch silent: no progress answer within {rt:?}");
                         return st.lost(why);
