@@ -2,7 +2,7 @@
 //! what the elector published at the end of its last cycle or reload, and
 //! the lease and watchdog it shares with its cycles, read at the call.
 //!
-//! Only the elector writes it ([`ElectorBoard::publish`]), and only from
+//! Only the elector writes it (`ElectorBoard::publish`), and only from
 //! its own fields, every time one of them changes; so a request sees what
 //! `GetHaState` answered before, without waking the actors' thread.
 
