@@ -4,7 +4,7 @@
 //!
 //! Only the elector writes it (`ElectorBoard::publish`), and only from
 //! its own fields, every time one of them changes; so a request sees what
-//! `GetHaState` answered before, without waking the actors' thread.
+//! asking the elector would answer, without waking the actors' thread.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -612,7 +612,7 @@ fn after(
 }
 
 /// A snapshot of what a cycle needs, so the cycle runs without borrowing the
-/// actor (messages such as `GetHaState` are answered meanwhile).
+/// actor (its messages, a `Wake` or a failsafe heartbeat, are handled meanwhile).
 struct CycleInput {
     cfg: Arc<Config>,
     dynamic: Arc<DynamicConfig>,
