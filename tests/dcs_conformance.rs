@@ -1662,6 +1662,69 @@ mod etcd {
         super::hold_deadline_is_what_the_store_keeps(&b).await;
     }
 
+    /// Watch messages etcd has received (its Prometheus counter): the
+    /// watch's creation and every progress request.
+    async fn watch_messages(server: &EtcdServer) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", server.client_port()))
+            .await
+            .expect("etcd metrics");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .expect("metrics request");
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.expect("metrics");
+        body.lines()
+            .filter(|l| {
+                l.starts_with("grpc_server_msg_received_total")
+                    && l.contains("grpc_method=\"Watch\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// A node whose own renewals the watch's server answers sends that
+    /// watch no progress requests; silent, the watch probes its server
+    /// again (docs/dcs.md, "Idle cost").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renewals_answered_by_the_watchs_server_put_its_probe_off() {
+        let server = EtcdServer::start();
+        // Probe period: 2 s of silence (the minimum), answered within 1 s.
+        let (ttl, rt) = (Duration::from_secs(4), Duration::from_secs(1));
+        let a = EtcdDcs::new(
+            vec![server.endpoint()],
+            None,
+            PREFIX.into(),
+            "a".into(),
+            ttl,
+            rt,
+        );
+        a.touch_member(&member("replica")).await.expect("touch");
+        let mut w = a.watch();
+        tokio::spawn(async move { while w.next().await.is_some() {} });
+        eventually(Duration::from_secs(10), "watch created", || async {
+            (watch_messages(&server).await >= 1).then_some(())
+        })
+        .await;
+        let before = watch_messages(&server).await;
+        // A renewal is due every ttl / 4 = 1 s: touch more often than that
+        // for four probe periods.
+        let until = tokio::time::Instant::now() + Duration::from_secs(8);
+        while tokio::time::Instant::now() < until {
+            a.touch_member(&member("replica")).await.expect("touch");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        let renewing = watch_messages(&server).await - before;
+        assert_eq!(
+            renewing, 0,
+            "progress requests while the server answered renewals"
+        );
+        // Silent for four probe periods: the watch asks for progress.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let silent = watch_messages(&server).await - before;
+        assert!(silent >= 2, "{silent} progress requests in 8 s of silence");
+    }
+
     /// The backend must not need etcd at construction, and must start
     /// working once etcd appears.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,10 @@
 //!   was still queued is discarded with it: an abandoned request (above all a
 //!   keep-alive) never reaches etcd later.
 //! * The watch has a connection of its own, so dropping the request
-//!   connection is not held up by a watch still using it.
+//!   connection is not held up by a watch still using it. It asks its
+//!   server for progress only when that server has been silent, on the
+//!   watch and to our requests (`watch_idle`): an idle node's renewals keep
+//!   it from sending any (docs/dcs.md, "Idle cost").
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,6 +115,10 @@ struct Inner {
     /// The connected client, made on first use and dropped after transport
     /// failures. A tokio mutex so concurrent callers connect only once.
     client: AsyncMutex<Option<Client>>,
+    /// The endpoint `client` is connected to, while it is: an answer on it
+    /// counts as hearing from a watch on the same server
+    /// (`View::answered_by`).
+    request_server: StdMutex<Option<Arc<str>>>,
     /// The endpoint the next connection tries first: after a failure we move
     /// on to the next one (as Patroni switches etcd members).
     next_endpoint: AtomicUsize,
@@ -222,6 +229,7 @@ impl EtcdDcs {
                 member_name,
                 timing: StdMutex::new(Timing { ttl, retry_timeout }),
                 client: AsyncMutex::new(None),
+                request_server: StdMutex::new(None),
                 next_endpoint: AtomicUsize::new(0),
                 lease: StdMutex::new(None),
                 retired: StdMutex::new(Vec::new()),
@@ -252,8 +260,10 @@ impl EtcdDcs {
     /// Each message names the setting and the failure.
     pub async fn refused_at_start(&self) -> Option<String> {
         match self.inner.connect_typed().await {
-            Ok(c) => {
-                *self.inner.client.lock().await = Some(c);
+            Ok((c, server)) => {
+                let mut slot = self.inner.client.lock().await;
+                *slot = Some(c);
+                *sync::lock(&self.inner.request_server) = Some(server);
                 None
             }
             Err(ConnectError::Refusal(m)) => Some(m),
@@ -286,23 +296,35 @@ impl Inner {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = self.connect().await?;
+        let (c, server) = self.connect().await?;
         *slot = Some(c.clone());
+        *sync::lock(&self.request_server) = Some(server);
         Ok(c)
     }
 
+    /// The server of the shared client answered a request: a watch open on
+    /// it has heard from it (`View::answered_by`), which puts its progress
+    /// probe off.
+    fn answered(&self) {
+        let server = sync::lock(&self.request_server).clone();
+        if let Some(server) = server {
+            self.view().answered_by(&server, Instant::now());
+        }
+    }
+
     /// A new connection of its own (`etcd_conn`), for the shared client or a
-    /// watch.
-    async fn connect(&self) -> DcsResult<Client> {
+    /// watch, and the endpoint it went to.
+    async fn connect(&self) -> DcsResult<(Client, Arc<str>)> {
         // No HTTP/2 keepalive pings: etcd's --grpc-keepalive-min-time (5 s)
-        // answers faster pings with GOAWAY. Calls are bounded by timeouts and
-        // the watch probes itself with progress requests instead.
+        // answers faster pings with GOAWAY. Calls are bounded by timeouts;
+        // the sockets have TCP keep-alive (`etcd_conn`), and the watch asks
+        // for progress when its server has been silent.
         self.connect_typed().await.map_err(DcsError::from)
     }
 
     /// [`Self::connect`], telling a refusal (TLS, credentials) from an
     /// outage. The user, if any, is added by `etcd_conn`.
-    async fn connect_typed(&self) -> Result<Client, ConnectError> {
+    async fn connect_typed(&self) -> Result<(Client, Arc<str>), ConnectError> {
         let rt = self.timing().retry_timeout;
         let opts = ConnectOptions::new().with_require_leader(true);
         let endpoints = self.discover(rt).await?;
@@ -320,7 +342,7 @@ impl Inner {
             tracing::info!(endpoint = %endpoints[i], "selected a new etcd server");
         }
         self.next_endpoint.store(i, Ordering::Relaxed);
-        Ok(c)
+        Ok((c, Arc::from(endpoints[i].as_str())))
     }
 
     /// The endpoints to connect to: with `srv`, those of its records
@@ -361,7 +383,9 @@ impl Inner {
         let cur = self.next_endpoint.load(Ordering::Relaxed);
         self.next_endpoint.store((cur + 1) % n, Ordering::Relaxed);
         *sync::lock(&self.renewals) = None;
-        *self.client.lock().await = None;
+        let mut slot = self.client.lock().await;
+        *slot = None;
+        *sync::lock(&self.request_server) = None;
     }
 
     /// Renew lease `id` once, on the open keep-alive stream (opened on
@@ -422,6 +446,7 @@ impl Inner {
             answered: Instant::now(),
             ttl,
         });
+        self.answered();
     }
 
     /// What etcd guarantees for `lease` after its last answered renewal.
@@ -689,6 +714,7 @@ impl Inner {
             ))
         });
         let rows: Vec<Row> = rows.collect();
+        self.answered();
         match header_rev(resp.header()) {
             Some(rev) => self.view().store(ticket, rev, rows.clone()),
             None => self.view().wrote(),
@@ -1040,12 +1066,12 @@ impl Inner {
     }
 
     /// Open a prefix watch on a connection of its own, bounded by
-    /// `retry_timeout`. The client is returned with the stream: it owns the
-    /// connection.
-    async fn open_watch(&self) -> DcsResult<(Client, WatchStream)> {
+    /// `retry_timeout`. The client is returned with the stream (it owns the
+    /// connection), and the endpoint it is connected to.
+    async fn open_watch(&self) -> DcsResult<(Client, WatchStream, Arc<str>)> {
         let rt = self.timing().retry_timeout;
         let open = async {
-            let mut c = self.connect().await?;
+            let (mut c, server) = self.connect().await?;
             let mut ws = c
                 .watch(self.dir(), Some(WatchOptions::new().with_prefix()))
                 .await
@@ -1053,7 +1079,7 @@ impl Inner {
             // Wait for the "created" confirmation so a broken server is
             // noticed here rather than as silence later.
             match ws.message().await.map_err(|e| classify(&e))? {
-                Some(r) if r.created() && !r.canceled() => Ok((c, ws)),
+                Some(r) if r.created() && !r.canceled() => Ok((c, ws, server)),
                 Some(r) => Err(DcsError::Other(format!(
                     "watch not created: {}",
                     r.cancel_reason()
@@ -1173,6 +1199,8 @@ struct OpenWatch {
     _client: Client,
     /// To tell the view when this watch closes.
     inner: Arc<Inner>,
+    /// The endpoint it is connected to.
+    server: Arc<str>,
     sender: WatchRequestSender,
     responses: WatchResponseStream,
     /// When the server last said anything on this stream.
@@ -1183,7 +1211,9 @@ struct OpenWatch {
 
 impl Drop for OpenWatch {
     fn drop(&mut self) {
-        self.inner.view().watch_closed();
+        let mut view = self.inner.view();
+        view.watch_off(&self.server);
+        view.watch_closed();
     }
 }
 
@@ -1210,8 +1240,10 @@ fn header_rev(h: Option<&ResponseHeader>) -> Option<i64> {
     h.map(ResponseHeader::revision)
 }
 
-/// A silent watch is probed after this long; a frozen server (SIGSTOP,
-/// half-open TCP) then shows up as `Lost` within `retry_timeout` more.
+/// A watch whose server has been silent this long (nothing on the watch, no
+/// request of ours answered by it: `View::answered_by`) is probed; a frozen
+/// server (SIGSTOP) then shows up as `Lost` within `retry_timeout` more. A
+/// connection dead under a live server is TCP keep-alive's (`etcd_conn`).
 fn watch_idle(retry_timeout: Duration) -> Duration {
     (retry_timeout * 2).max(Duration::from_secs(2))
 }
@@ -1235,13 +1267,18 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                     tokio::time::sleep(pause).await;
                 }
                 match st.inner.open_watch().await {
-                    Ok((client, ws)) => {
+                    Ok((client, ws, server)) => {
                         let (sender, responses) = ws.split();
                         st.backoff = false;
-                        st.inner.view().watch_opened(Instant::now());
+                        {
+                            let mut view = st.inner.view();
+                            view.watch_opened(Instant::now());
+                            view.watch_on(server.clone());
+                        }
                         st.watch = Some(OpenWatch {
                             _client: client,
                             inner: st.inner.clone(),
+                            server,
                             sender,
                             responses,
                             last_seen: Instant::now(),
@@ -1255,9 +1292,16 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                     }
                 }
             };
+            // Heard from: on the watch, or by a request the same server
+            // answered (`View::answered_by`): a node's own renewals, at least
+            // one per `ttl / 4`, put the probe off while the server answers.
+            let heard = |w: &OpenWatch| {
+                let by_request = w.inner.view().last_heard();
+                by_request.map_or(w.last_seen, |t| t.max(w.last_seen))
+            };
             let wake_at = match w.probe_sent {
                 Some(t) => t + rt,
-                None => w.last_seen + watch_idle(rt),
+                None => heard(w) + watch_idle(rt),
             };
             tokio::select! {
                 msg = w.responses.next() => {
@@ -1289,6 +1333,10 @@ fn watch_stream(inner: Arc<Inner>) -> BoxStream<'static, WatchEvent> {
                     if w.probe_sent.is_some() {
                         let why = format!("watch silent: no progress answer within {rt:?}");
                         return st.lost(why);
+                    }
+                    if heard(w) + watch_idle(rt) > Instant::now() {
+                        // Heard from since the sleep began: not due yet.
+                        continue;
                     }
                     w.probe_sent = Some(Instant::now());
                     let sent = tokio::time::timeout(rt, w.sender.request_progress()).await;

@@ -324,6 +324,35 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// One TCP connection to `uri`'s host and port with the options above,
 /// with TLS over it for an `https` URI.
+/// TCP keep-alive for a connection to etcd: a probe after `retry_timeout / 2`
+/// of silence (at least 1 s, the kernel's unit) and again as often.
+///
+/// Why: an idle cluster's watch connection carries nothing for minutes, and
+/// the watch's progress requests are put off while the same server answers
+/// our renewals (`View::answered_by`), so a watch connection that died
+/// silently (a middlebox that dropped its state, a host gone without a
+/// reset) would otherwise go unnoticed. The probes are answered by etcd's
+/// kernel, waking no process on either side; with `TCP_USER_TIMEOUT` set,
+/// the kernel drops the connection once a probe has gone unanswered and
+/// nothing was heard for `retry_timeout`: within about `retry_timeout` of
+/// the last answer (1 s probes: 2 s), the watch then reports it lost.
+fn keepalive(retry_timeout: Duration) -> socket2::TcpKeepalive {
+    let every = Duration::from_secs((retry_timeout / 2).as_secs().max(1));
+    socket2::TcpKeepalive::new()
+        .with_time(every)
+        .with_interval(every)
+        .with_retries(2)
+}
+
+/// What every socket to etcd gets (module doc, [`keepalive`]).
+fn tune(stream: &TcpStream, retry_timeout: Duration) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(stream);
+    sock.set_linger(Some(Duration::ZERO))?;
+    sock.set_tcp_user_timeout(Some(retry_timeout))?;
+    sock.set_tcp_keepalive(&keepalive(retry_timeout))
+}
+
 async fn open_socket(
     uri: Uri,
     retry_timeout: Duration,
@@ -337,10 +366,7 @@ async fn open_socket(
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(2379);
     let stream = TcpStream::connect((host.as_str(), port)).await?;
-    stream.set_nodelay(true)?;
-    let sock = socket2::SockRef::from(&stream);
-    sock.set_linger(Some(Duration::ZERO))?;
-    sock.set_tcp_user_timeout(Some(retry_timeout))?;
+    tune(&stream, retry_timeout)?;
     if !https {
         return Ok(TokioIo::new(Box::new(stream)));
     }
@@ -468,6 +494,32 @@ mod tests {
         assert!(
             matches!(endpoint_url("https://h:1", false), Err(ConnectError::Other(m)) if m.contains("https"))
         );
+    }
+
+    #[tokio::test]
+    async fn sockets_drop_what_is_queued_and_probe_a_silent_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        for (rt, probe) in [(10, 5), (3, 1), (1, 1)] {
+            tune(&stream, Duration::from_secs(rt)).unwrap();
+            let sock = socket2::SockRef::from(&stream);
+            assert_eq!(sock.linger().unwrap(), Some(Duration::ZERO));
+            assert_eq!(
+                sock.tcp_user_timeout().unwrap(),
+                Some(Duration::from_secs(rt))
+            );
+            assert!(sock.keepalive().unwrap(), "rt {rt}: no keep-alive");
+            assert_eq!(
+                sock.tcp_keepalive_time().unwrap(),
+                Duration::from_secs(probe)
+            );
+            assert_eq!(
+                sock.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(probe)
+            );
+        }
     }
 
     #[test]

@@ -22,13 +22,18 @@
 //!   after the read's revision reaches the view as an event.
 //! * A read is kept only if nothing moved (no event, no write of ours, no
 //!   watch opened or lost, no failed request) while it was in flight, and
-//!   only while the watch vouches for it: one is open and heard from within
-//!   its probe period (a silent, frozen or partitioned server makes it
-//!   stale). A failed request or a lost watch forgets everything.
+//!   only while the watch vouches for it: one is open and its server was
+//!   heard from within the probe period (a silent, frozen or partitioned
+//!   server makes it stale). Heard from: on the watch itself, or by a
+//!   request of ours that the same server answered (`answered_by`), since
+//!   the watch's own connection is kept honest by TCP keep-alive
+//!   (`etcd_conn`) and a server that answers requests also sends the
+//!   watch's events. A failed request or a lost watch forgets everything.
 //!
 //! Pure bookkeeping: no I/O, the caller passes the clock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dcs::Cluster;
@@ -136,6 +141,9 @@ pub(crate) struct View {
     watches: usize,
     /// When an open watch last heard from the server.
     heard: Option<Instant>,
+    /// The servers the open watches are connected to (`watch_on`): a
+    /// request one of them answered counts as hearing from it.
+    watch_servers: Vec<Arc<str>>,
     cache: Option<Cache>,
     /// What we last wrote to our member key, and under which lease, while
     /// no event said otherwise.
@@ -259,6 +267,36 @@ impl View {
 
     pub(crate) fn watch_heard(&mut self, now: Instant) {
         self.heard = Some(now);
+    }
+
+    /// When an open watch's server was last heard from, on the watch or by
+    /// a request it answered.
+    pub(crate) fn last_heard(&self) -> Option<Instant> {
+        self.heard.filter(|_| self.watches > 0)
+    }
+
+    /// An open watch (counted by `watch_opened`) is connected to `server`.
+    pub(crate) fn watch_on(&mut self, server: Arc<str>) {
+        self.watch_servers.push(server);
+    }
+
+    /// The watch on `server` (`watch_on`) closed.
+    pub(crate) fn watch_off(&mut self, server: &str) {
+        if let Some(i) = self.watch_servers.iter().position(|s| &**s == server) {
+            self.watch_servers.swap_remove(i);
+        }
+    }
+
+    /// `server` answered a request of ours at `now`: if a watch is open on
+    /// it, its server is heard from, as if the watch had answered a
+    /// progress request. That server process is up and serving, which is
+    /// what the progress request showed (its answer, too, says nothing of
+    /// a member whose apply loop is stuck); the watch's own connection is
+    /// checked by TCP keep-alive (`etcd_conn`).
+    pub(crate) fn answered_by(&mut self, server: &str, now: Instant) {
+        if self.watches > 0 && self.watch_servers.iter().any(|s| &**s == server) {
+            self.heard = Some(now);
+        }
     }
 
     /// The watch reported a change of `rel`; `ours` when `rel` is our member
@@ -520,6 +558,38 @@ mod tests {
         assert!(v.cached(now + FRESH, FRESH).is_none());
     }
 
+    #[test]
+    fn an_answer_from_the_watchs_server_vouches_one_from_another_does_not() {
+        let now = Instant::now();
+        let mut v = read(now, 5, vec![row("leader", "a", 5)]);
+        v.watch_on(Arc::from("10.0.0.1:2379"));
+        let later = now + FRESH;
+        v.answered_by("10.0.0.2:2379", later);
+        assert!(
+            v.cached(later, FRESH).is_none(),
+            "another server says nothing of the watch's"
+        );
+        assert_eq!(v.last_heard(), Some(now));
+        v.answered_by("10.0.0.1:2379", later);
+        assert!(
+            v.cached(later, FRESH).is_some(),
+            "the watch's server answered"
+        );
+        assert_eq!(v.last_heard(), Some(later));
+        // Once that watch is gone, its server's answers vouch for nothing,
+        // and with no watch at all nothing is heard.
+        v.watch_off("10.0.0.1:2379");
+        v.watch_closed();
+        v.answered_by("10.0.0.1:2379", later + FRESH);
+        assert_eq!(v.last_heard(), None);
+        v.watch_opened(later + FRESH);
+        v.answered_by("10.0.0.1:2379", later + FRESH * 2);
+        assert_eq!(
+            v.last_heard(),
+            Some(later + FRESH),
+            "the new watch is on no known server"
+        );
+    }
     #[test]
     fn member_known_until_someone_else_changes_it() {
         let now = Instant::now();
