@@ -11,7 +11,9 @@
 //!   still queued, instead of a graceful close that keeps sending it;
 //! * `TCP_USER_TIMEOUT` = `retry_timeout`: data unacknowledged that long makes
 //!   the kernel drop the connection and its queue, even while some other
-//!   user (the watch) still holds it open.
+//!   user (the watch) still holds it open;
+//! * TCP keep-alive ([`keepalive`]): a connection that died silently is
+//!   dropped too, though nothing is queued on it (an idle watch's).
 //!
 //! Bytes etcd's host has already acknowledged cannot be recalled; see the
 //! docs for what that leaves (delays inside the network or a frozen etcd).
@@ -322,8 +324,6 @@ fn auth_not_enabled(e: &etcd_client::Error) -> bool {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-/// One TCP connection to `uri`'s host and port with the options above,
-/// with TLS over it for an `https` URI.
 /// TCP keep-alive for a connection to etcd: a probe after `retry_timeout / 2`
 /// of silence (at least 1 s, the kernel's unit) and again as often.
 ///
@@ -353,6 +353,8 @@ fn tune(stream: &TcpStream, retry_timeout: Duration) -> std::io::Result<()> {
     sock.set_tcp_keepalive(&keepalive(retry_timeout))
 }
 
+/// One TCP connection to `uri`'s host and port with the options above,
+/// with TLS over it for an `https` URI.
 async fn open_socket(
     uri: Uri,
     retry_timeout: Duration,
